@@ -1,0 +1,67 @@
+/** `echgate inspect [--hex] FILE|-`: decode a captured ClientHello and print JSON. */
+import { readFileSync } from 'node:fs';
+import { fromHex } from '../bytes/util.js';
+import { EchgateError } from '../errors.js';
+import { decodeClientHelloMessage, summarize } from '../wire/tls/client-hello.js';
+import { extensionName } from '../wire/tls/constants.js';
+import { parseHelloRecords } from '../wire/tls/record.js';
+import type { Args } from './args.js';
+
+export interface InspectResult {
+  records: number;
+  recordVersion: number;
+  legacyVersion: number;
+  outerSni: string | null;
+  alpn: string[];
+  versions: number[];
+  keyShareGroups: number[];
+  cipherSuites: number[];
+  extensions: number[];
+  extensionNames: string[];
+  esni: boolean;
+  ech:
+    | { present: false }
+    | { present: true; type: 'inner' }
+    | { present: true; type: 'outer'; configId: number; kdfId: number; aeadId: number; encLength: number; payloadLength: number };
+  [k: string]: unknown;
+}
+
+export function readInput(file: string, hex: boolean): Uint8Array {
+  const data = readFileSync(file === '-' ? 0 : file);
+  return hex ? fromHex(data.toString('utf8')) : new Uint8Array(data);
+}
+
+export function inspectBytes(bytes: Uint8Array): InspectResult {
+  const asm = parseHelloRecords(bytes);
+  if (!asm) throw new EchgateError('ERR_DECODE', 'input ends before the ClientHello is complete');
+  const ch = decodeClientHelloMessage(asm.message);
+  const s = summarize(ch);
+  const e = s.ech;
+  return {
+    records: asm.records,
+    recordVersion: asm.recordVersion,
+    legacyVersion: ch.legacyVersion,
+    outerSni: s.sni ?? null,
+    alpn: s.alpn,
+    versions: s.versions,
+    keyShareGroups: s.keyShareGroups,
+    cipherSuites: ch.cipherSuites,
+    extensions: ch.extensions.map((x) => x.type),
+    extensionNames: ch.extensions.map((x) => extensionName(x.type)),
+    esni: s.esni,
+    ech: !e
+      ? { present: false }
+      : e.type === 'inner'
+        ? { present: true, type: 'inner' }
+        : { present: true, type: 'outer', configId: e.configId, kdfId: e.kdfId, aeadId: e.aeadId, encLength: e.enc.length, payloadLength: e.payload.length },
+  };
+}
+
+export async function inspectCommand(a: Args, out: (s: string) => void): Promise<number> {
+  const file = a.positional[0];
+  if (!file) throw new EchgateError('ERR_USAGE', 'usage: echgate inspect [--hex] FILE|-');
+  const bytes = readInput(file, a.flags.get('hex') === true);
+  const result = inspectBytes(bytes);
+  out(`${JSON.stringify(result, null, 2)}\n`);
+  return 0;
+}

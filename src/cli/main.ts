@@ -1,0 +1,51 @@
+/** echgate command dispatch. One file per command. */
+import { ConfigError } from '../config/validate.js';
+import { isEchgateError } from '../errors.js';
+import { parseArgs } from './args.js';
+import { checkCommand } from './check.js';
+import { inspectCommand } from './inspect.js';
+import { serveCommand } from './serve.js';
+
+const USAGE = `usage: echgate <command> [options]
+
+  serve   [--config FILE | --demo]        run the proxy (no --config: the embedded demo)
+  check   --config FILE                   validate a configuration
+  inspect [--hex] FILE|-                  decode a captured ClientHello to JSON
+`;
+
+const BOOLEANS = ['demo', 'hex', 'json', 'help'];
+
+export async function main(argv: string[]): Promise<number> {
+  const out = (s: string) => process.stdout.write(s);
+  const [cmd, ...rest] = argv;
+  try {
+    const a = parseArgs(rest, BOOLEANS);
+    switch (cmd) {
+      case 'serve':
+        return await serveCommand(a, out);
+      case 'check':
+        return await checkCommand(a, out);
+      case 'inspect':
+        return await inspectCommand(a, out);
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        out(USAGE);
+        return cmd === undefined ? 2 : 0;
+      default:
+        process.stderr.write(`echgate: unknown command "${cmd}"\n${USAGE}`);
+        return 2;
+    }
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`echgate: invalid configuration\n${e.problems.map((p) => `  ${e.file}: ${p.path}: ${p.message}`).join('\n')}\n`);
+      return 1;
+    }
+    if (isEchgateError(e)) {
+      process.stderr.write(`echgate: ${e.message} [${e.code}]\n`);
+      return e.code === 'ERR_USAGE' ? 2 : 1;
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,95 @@
+/** `echgate serve --config F` (or `--demo`): run the proxy until SIGTERM/SIGINT. */
+import { watch } from 'node:fs';
+import { loadConfigFile } from '../config/load.js';
+import type { Config } from '../config/types.js';
+import { isEchgateError } from '../errors.js';
+import { Gateway } from '../proxy/gateway.js';
+import { createLogger } from '../proxy/logger.js';
+import { type Args, str } from './args.js';
+import { startDemo } from './demo.js';
+
+export async function serveCommand(a: Args, out: (s: string) => void): Promise<number> {
+  const file = str(a, 'config');
+  const demo = a.flags.get('demo') === true || !file;
+  let cfg: Config;
+  let closeDemo = () => {};
+  if (demo) {
+    const port = Number(process.env.ECHGATE_DEMO_PORT ?? 8443);
+    const d = await startDemo(port);
+    cfg = d.config;
+    closeDemo = d.close;
+  } else {
+    cfg = loadConfigFile(file);
+  }
+  const log = createLogger(cfg.log.level);
+  for (const w of cfg.warnings) log.warn({ file: file ?? '(demo)' }, w);
+  const gw = new Gateway({ log });
+  await gw.apply(cfg);
+  let metricsSrv: { close(): void } | undefined;
+  if (cfg.metrics) metricsSrv = await gw.metrics.serve(cfg.metrics.host, cfg.metrics.port);
+
+  for (const [name, addr] of gw.addresses()) {
+    log.info({ entrypoint: name, address: `${addr.host}:${addr.port}` }, 'listening');
+  }
+  if (demo) {
+    const port = gw.addresses().get('websecure')!.port;
+    out(
+      [
+        `echgate is running its embedded demo: entrypoint "websecure" listens on 127.0.0.1:${port}`,
+        'It routes by SNI (TLS passthrough) to two demo TLS backends it started itself:',
+        `  curl -k --resolve app.example.test:${port}:127.0.0.1 https://app.example.test:${port}/`,
+        `  curl -k --resolve api-demo.example.test:${port}:127.0.0.1 https://api-demo.example.test:${port}/`,
+        `  openssl s_client -connect 127.0.0.1:${port} -servername nobody.example.test   # → unrecognized_name alert`,
+        'Run your own configuration with: npx echgate serve --config echgate.yml   (Ctrl-C stops)',
+        '',
+      ].join('\n'),
+    );
+  }
+
+  const reload = (why: string) => {
+    if (!file) return;
+    try {
+      const next = loadConfigFile(file);
+      gw.apply(next).then(
+        () => {
+          gw.metrics.reloads.inc({ result: 'ok' });
+          log.info({ file, why }, 'configuration reloaded');
+        },
+        (e) => {
+          gw.metrics.reloads.inc({ result: 'error' });
+          log.error({ file, why, err: (e as Error).message }, 'reload failed while applying; some entrypoints may be unchanged');
+        },
+      );
+    } catch (e) {
+      gw.metrics.reloads.inc({ result: 'invalid' });
+      log.error({ file, why, err: isEchgateError(e) ? e.message : String(e) }, 'reload refused: the configuration does not validate; the previous one keeps running');
+    }
+  };
+  process.on('SIGHUP', () => reload('SIGHUP'));
+  let debounce: NodeJS.Timeout | undefined;
+  const watcher = file
+    ? watch(file, () => {
+        clearTimeout(debounce);
+        debounce = setTimeout(() => reload('file changed'), 200);
+      })
+    : undefined;
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (sig: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal: sig, open: gw.openConnections() }, 'shutting down: no new connections, draining open ones');
+      watcher?.close();
+      metricsSrv?.close();
+      gw.shutdown().then(() => {
+        closeDemo();
+        log.info('stopped');
+        log.flush();
+        resolve(0);
+      });
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}

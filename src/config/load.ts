@@ -1,0 +1,29 @@
+/** Read and validate a YAML configuration file. Only this and cli/ touch the file. */
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { ConfigError, validateConfig } from './validate.js';
+import type { Config } from './types.js';
+
+export function parseConfigText(text: string, file: string): Config {
+  let raw: unknown;
+  try {
+    raw = parseYaml(text, { prettyErrors: true, uniqueKeys: true });
+  } catch (e) {
+    if (e instanceof YAMLParseError) {
+      const pos = e.linePos?.[0];
+      throw new ConfigError(file, [{ path: pos ? `line ${pos.line}, column ${pos.col}` : '(yaml)', message: e.message.split('\n')[0]! }]);
+    }
+    throw e;
+  }
+  return validateConfig(raw ?? {}, file);
+}
+
+export function loadConfigFile(file: string): Config {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError(file, [{ path: '(file)', message: (e as Error).message }]);
+  }
+  return parseConfigText(text, file);
+}

@@ -1,0 +1,58 @@
+/** The validated, normalised configuration. Durations are milliseconds. */
+
+export interface EntryPointConfig {
+  name: string;
+  host: string;
+  port: number;
+  clientHelloTimeoutMs: number;
+  maxClientHelloBytes: number;
+  maxConnections: number;
+  idleTimeoutMs: number;
+  graceTimeoutMs: number;
+}
+
+export interface ServerConfig {
+  host: string;
+  port: number;
+}
+
+export type ServiceConfig =
+  | { kind: 'loadBalancer'; name: string; servers: ServerConfig[]; proxyProtocol: 0 | 1 | 2; connectTimeoutMs: number }
+  | { kind: 'weighted'; name: string; services: { name: string; weight: number }[] };
+
+export interface RouterConfig {
+  name: string;
+  entryPoints: string[];
+  rule: string;
+  service: string;
+  priority?: number;
+  /** undefined: no TLS section (non-TLS router); otherwise passthrough or terminate. */
+  tls?: { passthrough: boolean };
+  requireECH: boolean;
+}
+
+export interface EchConfig {
+  keysDir: string;
+  trialDecrypt: boolean;
+}
+
+export interface Config {
+  entryPoints: Map<string, EntryPointConfig>;
+  routers: RouterConfig[];
+  services: Map<string, ServiceConfig>;
+  metrics?: { host: string; port: number };
+  log: { level: string; innerSni: boolean };
+  ech?: EchConfig;
+  /** Non-fatal findings (unknown keys, ...) to log at load. */
+  warnings: string[];
+}
+
+export const DEFAULTS = {
+  clientHelloTimeoutMs: 10_000,
+  maxClientHelloBytes: 65_536,
+  maxConnections: 10_000,
+  idleTimeoutMs: 180_000,
+  graceTimeoutMs: 10_000,
+  connectTimeoutMs: 5_000,
+  logLevel: 'info',
+} as const;

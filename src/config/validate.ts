@@ -1,0 +1,263 @@
+/**
+ * Raw YAML object → Config. Accepts Traefik's file-provider shape (static and
+ * dynamic parts in one file); sections echgate does not use (http, udp, tls,
+ * providers, api, ...) are ignored with a warning. Every problem names its key
+ * path, e.g. `tcp.routers.app.rule`.
+ */
+import { EchgateError } from '../errors.js';
+import { needsClientHello } from '../routing/compile.js';
+import { RuleError } from '../routing/parse.js';
+import { RoutingTable } from '../routing/table.js';
+import { parseDuration } from './duration.js';
+import {
+  type Config,
+  DEFAULTS,
+  type EntryPointConfig,
+  type RouterConfig,
+  type ServerConfig,
+  type ServiceConfig,
+} from './types.js';
+
+export class ConfigError extends EchgateError {
+  readonly file: string;
+  readonly problems: { path: string; message: string }[];
+  constructor(file: string, problems: { path: string; message: string }[]) {
+    super('ERR_CONFIG', `${file}: ${problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`);
+    this.file = file;
+    this.problems = problems;
+  }
+}
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+const KNOWN_TOP = new Set(['entryPoints', 'tcp', 'metrics', 'log', 'ech']);
+const IGNORED_TOP = new Set(['http', 'udp', 'tls', 'providers', 'api', 'global', 'serversTransport', 'accessLog', 'ping']);
+
+export function parseAddress(s: unknown): { host: string; port: number } | undefined {
+  if (typeof s !== 'string') return undefined;
+  // "host:port", "[v6]:port", ":port" (all interfaces, as Traefik)
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})(?:\/tcp)?$/.exec(s.trim());
+  if (!m) return undefined;
+  const port = Number(m[3]);
+  if (port > 65535) return undefined;
+  const host = m[1] ?? (m[2] || '0.0.0.0');
+  return { host, port };
+}
+
+export function validateConfig(raw: unknown, file: string): Config {
+  const problems: { path: string; message: string }[] = [];
+  const warnings: string[] = [];
+  const bad = (path: string, message: string) => problems.push({ path, message });
+  const warnUnknown = (o: Obj, path: string, known: string[]) => {
+    for (const k of Object.keys(o)) if (!known.includes(k)) warnings.push(`${path}.${k}: unknown key, ignored`);
+  };
+
+  if (!isObj(raw)) throw new ConfigError(file, [{ path: '(top)', message: 'expected a mapping' }]);
+  for (const k of Object.keys(raw)) {
+    if (!KNOWN_TOP.has(k)) {
+      if (IGNORED_TOP.has(k)) warnings.push(`${k}: section not used by echgate, ignored`);
+      else bad(k, 'unknown top-level key');
+    }
+  }
+
+  const duration = (v: unknown, path: string, dflt: number): number => {
+    if (v === undefined) return dflt;
+    const d = parseDuration(v);
+    if (d === undefined) {
+      bad(path, `invalid duration ${JSON.stringify(v)} (write e.g. 10s, 500ms, 2m, or a number of seconds)`);
+      return dflt;
+    }
+    return d;
+  };
+  const posInt = (v: unknown, path: string, dflt: number, max = Number.MAX_SAFE_INTEGER): number => {
+    if (v === undefined) return dflt;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) {
+      bad(path, `expected a whole number from 1 to ${max}`);
+      return dflt;
+    }
+    return v;
+  };
+
+  // ---- entryPoints ----
+  const entryPoints = new Map<string, EntryPointConfig>();
+  const eps = raw.entryPoints;
+  if (!isObj(eps) || Object.keys(eps).length === 0) bad('entryPoints', 'at least one entrypoint is required');
+  else {
+    for (const [name, e] of Object.entries(eps)) {
+      const p = `entryPoints.${name}`;
+      if (!isObj(e)) {
+        bad(p, 'expected a mapping');
+        continue;
+      }
+      warnUnknown(e, p, ['address', 'clientHelloTimeout', 'maxClientHelloBytes', 'maxConnections', 'transport']);
+      const addr = parseAddress(e.address);
+      if (!addr) {
+        bad(`${p}.address`, `expected "host:port", got ${JSON.stringify(e.address)}`);
+        continue;
+      }
+      const transport = isObj(e.transport) ? e.transport : {};
+      const responding = isObj(transport.respondingTimeouts) ? transport.respondingTimeouts : {};
+      const lifeCycle = isObj(transport.lifeCycle) ? transport.lifeCycle : {};
+      entryPoints.set(name, {
+        name,
+        ...addr,
+        clientHelloTimeoutMs: duration(e.clientHelloTimeout, `${p}.clientHelloTimeout`, DEFAULTS.clientHelloTimeoutMs),
+        maxClientHelloBytes: posInt(e.maxClientHelloBytes, `${p}.maxClientHelloBytes`, DEFAULTS.maxClientHelloBytes, 16 * 1024 * 1024),
+        maxConnections: posInt(e.maxConnections, `${p}.maxConnections`, DEFAULTS.maxConnections),
+        idleTimeoutMs: duration(responding.idleTimeout, `${p}.transport.respondingTimeouts.idleTimeout`, DEFAULTS.idleTimeoutMs),
+        graceTimeoutMs: duration(lifeCycle.graceTimeOut, `${p}.transport.lifeCycle.graceTimeOut`, DEFAULTS.graceTimeoutMs),
+      });
+    }
+  }
+
+  // ---- services ----
+  const services = new Map<string, ServiceConfig>();
+  const tcp = raw.tcp;
+  if (tcp !== undefined && !isObj(tcp)) bad('tcp', 'expected a mapping');
+  const tcpObj = isObj(tcp) ? tcp : {};
+  warnUnknown(tcpObj, 'tcp', ['routers', 'services', 'middlewares', 'serversTransports']);
+  const svcs = isObj(tcpObj.services) ? tcpObj.services : {};
+  for (const [name, s] of Object.entries(svcs)) {
+    const p = `tcp.services.${name}`;
+    if (!isObj(s)) {
+      bad(p, 'expected a mapping');
+      continue;
+    }
+    if (isObj(s.loadBalancer)) {
+      const lb = s.loadBalancer;
+      warnUnknown(lb, `${p}.loadBalancer`, ['servers', 'proxyProtocol', 'terminationDelay', 'serversTransport', 'connectTimeout']);
+      const servers: ServerConfig[] = [];
+      if (!Array.isArray(lb.servers) || lb.servers.length === 0) bad(`${p}.loadBalancer.servers`, 'at least one server is required');
+      else
+        lb.servers.forEach((srv, i) => {
+          const a = isObj(srv) ? parseAddress(srv.address) : undefined;
+          if (!a) bad(`${p}.loadBalancer.servers[${i}].address`, 'expected "host:port"');
+          else servers.push(a);
+        });
+      let proxyProtocol: 0 | 1 | 2 = 0;
+      if (lb.proxyProtocol !== undefined) {
+        const v = isObj(lb.proxyProtocol) ? (lb.proxyProtocol.version ?? 2) : undefined;
+        if (v === 1 || v === 2) proxyProtocol = v;
+        else bad(`${p}.loadBalancer.proxyProtocol.version`, 'expected 1 or 2');
+      }
+      services.set(name, {
+        kind: 'loadBalancer',
+        name,
+        servers,
+        proxyProtocol,
+        connectTimeoutMs: duration(lb.connectTimeout, `${p}.loadBalancer.connectTimeout`, DEFAULTS.connectTimeoutMs),
+      });
+    } else if (isObj(s.weighted)) {
+      const list = s.weighted.services;
+      const out: { name: string; weight: number }[] = [];
+      if (!Array.isArray(list) || list.length === 0) bad(`${p}.weighted.services`, 'at least one service is required');
+      else
+        for (const [i, w] of list.entries()) {
+          const weight = isObj(w) ? (w.weight ?? 1) : undefined;
+          if (!isObj(w) || typeof w.name !== 'string') bad(`${p}.weighted.services[${i}].name`, 'expected a service name');
+          else if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 0) {
+            bad(`${p}.weighted.services[${i}].weight`, 'expected a whole number ≥ 0');
+          } else out.push({ name: w.name, weight });
+        }
+      services.set(name, { kind: 'weighted', name, services: out });
+    } else bad(p, 'expected loadBalancer or weighted');
+  }
+  for (const s of services.values()) {
+    if (s.kind !== 'weighted') continue;
+    s.services.forEach((w, i) => {
+      const t = services.get(w.name);
+      if (!t) bad(`tcp.services.${s.name}.weighted.services[${i}].name`, `no service named "${w.name}"`);
+      else if (t.kind === 'weighted') bad(`tcp.services.${s.name}.weighted.services[${i}].name`, 'nested weighted services are not supported');
+    });
+    if (s.services.length > 0 && s.services.every((w) => w.weight === 0)) bad(`tcp.services.${s.name}.weighted`, 'all weights are 0');
+  }
+
+  // ---- routers ----
+  const routers: RouterConfig[] = [];
+  const rts = isObj(tcpObj.routers) ? tcpObj.routers : {};
+  for (const [name, r] of Object.entries(rts)) {
+    const p = `tcp.routers.${name}`;
+    if (!isObj(r)) {
+      bad(p, 'expected a mapping');
+      continue;
+    }
+    warnUnknown(r, p, ['entryPoints', 'rule', 'service', 'priority', 'tls', 'requireECH', 'middlewares', 'ruleSyntax']);
+    if (typeof r.rule !== 'string') {
+      bad(`${p}.rule`, 'a rule is required');
+      continue;
+    }
+    if (typeof r.service !== 'string') bad(`${p}.service`, 'a service is required');
+    else if (!services.has(r.service)) bad(`${p}.service`, `no service named "${r.service}"`);
+    let eps: string[] = [...entryPoints.keys()]; // Traefik: no entryPoints = all of them
+    if (r.entryPoints !== undefined) {
+      if (!Array.isArray(r.entryPoints) || !r.entryPoints.every((x) => typeof x === 'string')) {
+        bad(`${p}.entryPoints`, 'expected a list of entrypoint names');
+      } else {
+        eps = r.entryPoints as string[];
+        for (const e of eps) if (!entryPoints.has(e)) bad(`${p}.entryPoints`, `no entrypoint named "${e}"`);
+      }
+    }
+    let priority: number | undefined;
+    if (r.priority !== undefined) {
+      if (typeof r.priority !== 'number' || !Number.isInteger(r.priority)) bad(`${p}.priority`, 'expected a whole number');
+      else priority = r.priority;
+    }
+    let tls: { passthrough: boolean } | undefined;
+    if (r.tls !== undefined && r.tls !== null) {
+      if (!isObj(r.tls)) bad(`${p}.tls`, 'expected a mapping');
+      else tls = { passthrough: r.tls.passthrough === true };
+    }
+    const requireECH = r.requireECH === true;
+    if (r.requireECH !== undefined && typeof r.requireECH !== 'boolean') bad(`${p}.requireECH`, 'expected true or false');
+    if (requireECH && tls?.passthrough) {
+      bad(`${p}.requireECH`, 'a passthrough backend cannot complete an ECH handshake (it cannot send the accept confirmation); use tls: {} (termination)');
+    }
+    if (requireECH && !tls) bad(`${p}.requireECH`, 'requireECH needs a tls section');
+    // Validate the rule now so the error names this router and the column.
+    try {
+      const table = new RoutingTable([{ name, rule: r.rule, tls: tls !== undefined, target: null }]);
+      if (!tls && needsClientHello(table.routes[0]!.rule.tree)) {
+        bad(`${p}.rule`, 'a router without a tls section can only use HostSNI(`*`) (and ClientIP); add tls: { passthrough: true }');
+      }
+    } catch (e) {
+      if (e instanceof RuleError) bad(`${p}.rule`, e.message.replace(/^router "[^"]*": /, ''));
+      else throw e;
+    }
+    routers.push({ name, entryPoints: eps, rule: r.rule, service: String(r.service), priority, tls, requireECH });
+  }
+
+  // ---- metrics, log, ech ----
+  let metrics: Config['metrics'];
+  if (raw.metrics !== undefined) {
+    const m = raw.metrics;
+    const a = isObj(m) ? parseAddress(m.address) : undefined;
+    if (!a) bad('metrics.address', 'expected "host:port"');
+    else metrics = a;
+  }
+  const logRaw = isObj(raw.log) ? raw.log : {};
+  const level = logRaw.level ?? DEFAULTS.logLevel;
+  if (typeof level !== 'string' || !['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(level.toLowerCase())) {
+    bad('log.level', 'expected one of trace, debug, info, warn, error, fatal, silent');
+  }
+  if (logRaw.innerSni !== undefined && typeof logRaw.innerSni !== 'boolean') bad('log.innerSni', 'expected true or false');
+  let ech: Config['ech'];
+  if (raw.ech !== undefined) {
+    if (!isObj(raw.ech)) bad('ech', 'expected a mapping');
+    else {
+      const keysDir = raw.ech.keysDir ?? 'keys';
+      if (typeof keysDir !== 'string') bad('ech.keysDir', 'expected a folder path');
+      ech = { keysDir: String(keysDir), trialDecrypt: raw.ech.trialDecrypt === true };
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(file, problems);
+  return {
+    entryPoints,
+    routers,
+    services,
+    metrics,
+    log: { level: String(level).toLowerCase(), innerSni: logRaw.innerSni === true },
+    ech,
+    warnings,
+  };
+}

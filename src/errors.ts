@@ -1,0 +1,64 @@
+/**
+ * The one public error base class. Every error echgate throws on purpose is an
+ * EchgateError with a stable `code` (documented in docs/errors.md); callers
+ * switch on `code`, never on message text. An error that arose from TLS input
+ * may carry the alert (RFC 8446 §6.2) the peer should be sent; `alertFor()`
+ * in wire/tls/alert.ts is the single place that turns any error into an alert.
+ */
+export type ErrorCode =
+  // codec
+  | 'ERR_DECODE' // malformed or truncated bytes
+  | 'ERR_TRAILING' // bytes left over after a complete structure
+  | 'ERR_DUPLICATE' // a value that must be unique appeared twice
+  | 'ERR_LIMIT' // a named size or count limit was exceeded
+  | 'ERR_ENCODE' // a value does not fit its wire field
+  | 'ERR_ILLEGAL' // well-formed but forbidden by the protocol
+  | 'ERR_NOT_TLS' // the first bytes are not a TLS handshake record
+  // crypto
+  | 'ERR_CRYPTO_ARG' // a bad key, nonce or length handed to a primitive
+  | 'ERR_AEAD_OPEN' // authentication failed
+  | 'ERR_HPKE' // HPKE misuse (unsupported suite, sequence overflow, ...)
+  // ECH
+  | 'ERR_ECH_CONFIG' // an ECHConfig(List) that cannot be used
+  | 'ERR_ECH_INNER' // the decrypted ClientHelloInner is malformed
+  // routing / config
+  | 'ERR_RULE' // a rule that does not parse or does not validate
+  | 'ERR_CONFIG' // a configuration that does not validate
+  // keys
+  | 'ERR_KEYSTORE' // a key file that cannot be read or written
+  | 'ERR_LOCKED' // the key folder is locked by another process
+  // proxy
+  | 'ERR_PEEK_TIMEOUT'
+  | 'ERR_PEEK_TOO_LARGE'
+  | 'ERR_USAGE';
+
+/** TLS alert descriptions we send (RFC 8446 §6.2, RFC 6066 §3, RFC 9849 §7). */
+export type AlertName =
+  | 'decode_error'
+  | 'illegal_parameter'
+  | 'unrecognized_name'
+  | 'internal_error'
+  | 'handshake_failure'
+  | 'protocol_version'
+  | 'record_overflow'
+  | 'unexpected_message'
+  | 'missing_extension'
+  | 'unsupported_extension'
+  | 'decrypt_error'
+  | 'ech_required';
+
+export class EchgateError extends Error {
+  readonly code: ErrorCode;
+  readonly alert: AlertName | undefined;
+
+  constructor(code: ErrorCode, message: string, options?: { alert?: AlertName; cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'EchgateError';
+    this.code = code;
+    this.alert = options?.alert;
+  }
+}
+
+export function isEchgateError(e: unknown): e is EchgateError {
+  return e instanceof EchgateError;
+}

@@ -1,0 +1,217 @@
+/**
+ * One client connection: peek the ClientHello, classify (ECH), route,
+ * connect, replay, pipe. This file owns the per-connection data path; see
+ * docs/architecture.md for the picture.
+ */
+import { channel } from 'node:diagnostics_channel';
+import net from 'node:net';
+import { isEchgateError } from '../errors.js';
+import type { ConnData } from '../routing/ast.js';
+import { normalizeIp } from '../routing/ip.js';
+import type { Route } from '../routing/table.js';
+import { encodeProxyV1, encodeProxyV2 } from '../wire/proxy/proxy-protocol.js';
+import { alertFor, encodeAlertRecord } from '../wire/tls/alert.js';
+import { decodeClientHelloMessage, summarize } from '../wire/tls/client-hello.js';
+import { ClientHelloAssembler, sniffTls } from '../wire/tls/record.js';
+import type { Classified, EntryContext, RouteTarget } from './context.js';
+
+/** Published once per routing decision; tests and operators subscribe. Inner SNI is included only when log.innerSni is on. */
+export const routeChannel = channel('echgate:route');
+
+export type PeekFailure =
+  | 'timeout'
+  | 'too_large'
+  | 'not_tls'
+  | 'sslv2_hello'
+  | 'malformed'
+  | 'closed_early'
+  | 'no_route'
+  | 'no_sni_no_route';
+
+export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: () => void): void {
+  const started = performance.now();
+  const ep = ctx.ep.name;
+  const clientIp = normalizeIp(socket.remoteAddress);
+  let finished = false;
+  let routerName = '-';
+  let backend: net.Socket | undefined;
+
+  const finish = (outcome: string) => {
+    if (finished) return;
+    finished = true;
+    ctx.metrics.connections.inc({ entrypoint: ep, router: routerName, outcome });
+    ctx.metrics.open.dec({ entrypoint: ep });
+    if (backend) {
+      ctx.metrics.bytes.inc({ entrypoint: ep, router: routerName, direction: 'in' }, socket.bytesRead);
+      ctx.metrics.bytes.inc({ entrypoint: ep, router: routerName, direction: 'out' }, socket.bytesWritten);
+      ctx.metrics.duration.observe({ entrypoint: ep, router: routerName }, (performance.now() - started) / 1000);
+    }
+    onDone();
+  };
+  ctx.metrics.open.inc({ entrypoint: ep });
+  socket.setNoDelay(true);
+  socket.on('error', () => {
+    backend?.destroy();
+    socket.destroy();
+  });
+  socket.once('close', () => {
+    backend?.destroy();
+    finish(backend ? 'relayed' : 'closed');
+  });
+
+  const fail = (reason: PeekFailure, alert?: Uint8Array) => {
+    ctx.metrics.peekFailures.inc({ entrypoint: ep, reason });
+    if (alert && socket.writable) {
+      // Send the alert, then close. Keep draining input so the kernel does
+      // not answer unread bytes with a RST that could overtake the alert.
+      socket.end(alert);
+      socket.resume();
+      setTimeout(() => socket.destroy(), 2000).unref();
+      finish(reason);
+    } else {
+      socket.destroy();
+      finish(reason);
+    }
+  };
+
+  const connect = (route: Route<RouteTarget>, replay: Uint8Array | undefined, conn: ConnData, cls?: Classified) => {
+    routerName = route.name;
+    if (routeChannel.hasSubscribers) {
+      routeChannel.publish({
+        entrypoint: ep,
+        router: route.name,
+        sni: cls?.ech === 'accepted' && !ctx.logInnerSni ? undefined : conn.sni,
+        ech: conn.ech,
+        echReason: cls?.echReason,
+        tls: conn.tls,
+      });
+    }
+    const tlsCfg = route.target.router.tls;
+    if (tlsCfg && !tlsCfg.passthrough) {
+      // Termination arrives with the TLS 1.3 engine; until then say so clearly.
+      ctx.log.warn({ entrypoint: ep, router: route.name }, 'router needs TLS termination, which this build cannot do yet');
+      fail('no_route', encodeAlertRecord('internal_error'));
+      return;
+    }
+    if (conn.ech === 'accepted') {
+      // A passthrough backend cannot produce the ECH accept confirmation.
+      ctx.metrics.ech.inc({ entrypoint: ep, result: 'accepted_on_passthrough' });
+      ctx.log.warn({ entrypoint: ep, router: route.name }, 'ECH connection routed to a passthrough router; the backend cannot complete ECH');
+    }
+    const up = route.target.picker.pick();
+    socket.pause();
+    const b = net.connect({ host: up.server.host, port: up.server.port, allowHalfOpen: true, noDelay: true });
+    backend = b;
+    const connectTimer = setTimeout(() => b.destroy(new Error('connect timeout')), up.connectTimeoutMs);
+    b.once('error', (err) => {
+      clearTimeout(connectTimer);
+      if (!b.readyState || b.connecting || b.bytesWritten === 0) {
+        ctx.metrics.backendErrors.inc({ service: up.service, kind: 'connect' });
+        ctx.log.warn({ entrypoint: ep, router: route.name, service: up.service, server: `${up.server.host}:${up.server.port}`, err: err.message }, 'backend connect failed');
+      } else {
+        ctx.metrics.backendErrors.inc({ service: up.service, kind: 'stream' });
+      }
+      socket.destroy();
+    });
+    b.once('connect', () => {
+      clearTimeout(connectTimer);
+      if (up.proxyProtocol) {
+        const addrs = {
+          srcIp: clientIp,
+          srcPort: socket.remotePort ?? 0,
+          dstIp: normalizeIp(socket.localAddress),
+          dstPort: socket.localPort ?? 0,
+        };
+        b.write(up.proxyProtocol === 1 ? encodeProxyV1(addrs) : encodeProxyV2(addrs));
+      }
+      if (replay && replay.length > 0) b.write(replay);
+      // pipe() honours backpressure both ways (write() false → pause, 'drain' → resume)
+      // and ends the other side on EOF; allowHalfOpen keeps the reverse direction open.
+      socket.pipe(b);
+      b.pipe(socket);
+      b.once('close', () => socket.destroy());
+      socket.setTimeout(ctx.ep.idleTimeoutMs, () => {
+        socket.destroy();
+      });
+    });
+  };
+
+  // Server-speaks-first entrypoints: no router needs a ClientHello, so never wait for one.
+  if (ctx.table.immediate) {
+    const conn: ConnData = { sni: '', alpn: [], clientIp, tls: false, ech: 'none' };
+    const route = ctx.table.match(conn);
+    if (!route) return fail('no_route');
+    connect(route, undefined, conn);
+    return;
+  }
+
+  const asm = new ClientHelloAssembler(ctx.ep.maxClientHelloBytes);
+  let sniffed = false;
+  const timer = setTimeout(() => {
+    socket.removeListener('data', onData);
+    fail('timeout');
+  }, ctx.ep.clientHelloTimeoutMs);
+
+  const routeNonTls = (reason: 'not_tls' | 'sslv2_hello') => {
+    const conn: ConnData = { sni: '', alpn: [], clientIp, tls: false, ech: 'none' };
+    const route = ctx.table.match(conn);
+    if (!route) return fail(reason);
+    connect(route, asm.bytes(), conn);
+  };
+
+  function onData(chunk: Buffer) {
+    let hello: ReturnType<ClientHelloAssembler['push']>;
+    try {
+      if (!sniffed) {
+        const head = asm.buffered === 0 ? chunk : Buffer.concat([asm.bytes(), chunk]);
+        const kind = sniffTls(head);
+        if (kind === 'need_more') {
+          asm.push(chunk);
+          return;
+        }
+        sniffed = true;
+        if (kind !== 'tls') {
+          clearTimeout(timer);
+          socket.removeListener('data', onData);
+          asm.push(chunk);
+          return routeNonTls(kind === 'sslv2_hello' ? 'sslv2_hello' : 'not_tls');
+        }
+      }
+      hello = asm.push(chunk);
+    } catch (e) {
+      clearTimeout(timer);
+      socket.removeListener('data', onData);
+      const code = isEchgateError(e) ? e.code : '';
+      if (code === 'ERR_NOT_TLS') return routeNonTls('not_tls');
+      return fail(code === 'ERR_PEEK_TOO_LARGE' ? 'too_large' : 'malformed', encodeAlertRecord(alertFor(e)));
+    }
+    if (!hello) return;
+    clearTimeout(timer);
+    socket.removeListener('data', onData);
+    let cls: Classified;
+    try {
+      const ch = decodeClientHelloMessage(hello.message);
+      cls = ctx.classify(ch, summarize(ch), ep);
+    } catch (e) {
+      return fail('malformed', encodeAlertRecord(alertFor(e)));
+    }
+    const conn: ConnData = { sni: cls.sni, alpn: cls.alpn, clientIp, tls: true, ech: cls.ech };
+    const route = ctx.table.match(conn);
+    if (!route) {
+      const shownSni = cls.ech === 'accepted' && !ctx.logInnerSni ? '(hidden: ECH inner SNI)' : cls.sni;
+      if (cls.sni === '') ctx.log.info({ entrypoint: ep, client: clientIp }, 'no router for ClientHello: the client sent no SNI');
+      else ctx.log.info({ entrypoint: ep, client: clientIp, sni: shownSni, ech: cls.ech }, 'no router for SNI');
+      // RFC 6066 §3: a server that does not recognise the name may send a fatal unrecognized_name alert.
+      return fail(cls.sni === '' ? 'no_sni_no_route' : 'no_route', encodeAlertRecord('unrecognized_name'));
+    }
+    connect(route, asm.bytes(), conn, cls);
+  }
+
+  socket.on('data', onData);
+  socket.once('end', () => {
+    if (!backend && !finished) {
+      clearTimeout(timer);
+      fail('closed_early');
+    }
+  });
+}

@@ -1,0 +1,45 @@
+/**
+ * What an entrypoint's connections share: the routing table, the pickers,
+ * metrics, the logger, and the ClientHello classifier (ECH decryption plugs
+ * in there). Swapped whole on reload; connections keep the one they started with.
+ */
+import type { Logger } from 'pino';
+import type { EntryPointConfig, RouterConfig } from '../config/types.js';
+import type { ConnData } from '../routing/ast.js';
+import type { RoutingTable } from '../routing/table.js';
+import type { ClientHello, HelloSummary } from '../wire/tls/client-hello.js';
+import type { Metrics } from './metrics.js';
+import type { Picker } from './services.js';
+
+export interface RouteTarget {
+  router: RouterConfig;
+  picker: Picker;
+}
+
+/** The routing view of a ClientHello, after ECH (if any) was handled. */
+export interface Classified {
+  sni: string;
+  alpn: string[];
+  ech: ConnData['ech'];
+  /** Set when the ECH extension was there but could not be used. */
+  echReason?: 'grease' | 'stale' | 'malformed' | 'no_keys';
+}
+
+export type Classifier = (hello: ClientHello, summary: HelloSummary, entrypoint: string) => Classified;
+
+export interface EntryContext {
+  ep: EntryPointConfig;
+  table: RoutingTable<RouteTarget>;
+  metrics: Metrics;
+  log: Logger;
+  logInnerSni: boolean;
+  classify: Classifier;
+}
+
+/** Without a keystore, an ECH extension cannot be opened: route on the outer hello. */
+export const plainClassifier: Classifier = (_hello, s) => ({
+  sni: s.sni ?? '',
+  alpn: s.alpn,
+  ech: s.ech?.type === 'outer' ? 'rejected' : 'none',
+  ...(s.ech?.type === 'outer' ? { echReason: 'no_keys' as const } : {}),
+});

@@ -1,0 +1,159 @@
+/**
+ * The running proxy: one listener per entrypoint, a context per entrypoint
+ * rebuilt on every (re)load, graceful shutdown. Reload never drops open
+ * connections: they keep the context they started with.
+ */
+import net from 'node:net';
+import type { Logger } from 'pino';
+import type { Config, EntryPointConfig } from '../config/types.js';
+import { RoutingTable } from '../routing/table.js';
+import { handleConnection } from './connection.js';
+import { type Classifier, type EntryContext, plainClassifier, type RouteTarget } from './context.js';
+import { Metrics } from './metrics.js';
+import { buildPickers } from './services.js';
+
+interface Listener {
+  server: net.Server;
+  ctx: EntryContext;
+  open: Set<net.Socket>;
+}
+
+export interface GatewayOptions {
+  log: Logger;
+  metrics?: Metrics;
+  classify?: Classifier;
+}
+
+export class Gateway {
+  readonly metrics: Metrics;
+  private readonly log: Logger;
+  private listeners = new Map<string, Listener>();
+  private classify: Classifier;
+  private config: Config | undefined;
+
+  constructor(opts: GatewayOptions) {
+    this.log = opts.log;
+    this.metrics = opts.metrics ?? new Metrics();
+    this.classify = opts.classify ?? plainClassifier;
+  }
+
+  /** Replace the ClientHello classifier (the ECH keystore plugs in here). */
+  setClassifier(c: Classifier): void {
+    this.classify = c;
+    for (const l of this.listeners.values()) l.ctx = { ...l.ctx, classify: c };
+  }
+
+  private buildContexts(cfg: Config): Map<string, EntryContext> {
+    const pickers = buildPickers(cfg.services);
+    const out = new Map<string, EntryContext>();
+    for (const ep of cfg.entryPoints.values()) {
+      const specs = cfg.routers
+        .filter((r) => r.entryPoints.includes(ep.name))
+        .map((r) => ({
+          name: r.name,
+          rule: r.rule,
+          priority: r.priority,
+          tls: r.tls !== undefined,
+          requireECH: r.requireECH,
+          target: { router: r, picker: pickers.get(r.service)! },
+        }));
+      out.set(ep.name, {
+        ep,
+        table: new RoutingTable<RouteTarget>(specs),
+        metrics: this.metrics,
+        log: this.log,
+        logInnerSni: cfg.log.innerSni,
+        classify: this.classify,
+      });
+    }
+    return out;
+  }
+
+  /** Apply a validated configuration: start, update or stop listeners. */
+  async apply(cfg: Config): Promise<void> {
+    const contexts = this.buildContexts(cfg);
+    for (const [name, l] of this.listeners) {
+      const next = cfg.entryPoints.get(name);
+      if (!next || next.host !== l.ctx.ep.host || next.port !== l.ctx.ep.port) {
+        l.server.close();
+        this.listeners.delete(name);
+      }
+    }
+    for (const [name, ctx] of contexts) {
+      const l = this.listeners.get(name);
+      if (l) l.ctx = ctx;
+      else this.listeners.set(name, await this.listen(ctx));
+    }
+    this.config = cfg;
+  }
+
+  private listen(ctx: EntryContext): Promise<Listener> {
+    const l: Listener = { server: undefined as unknown as net.Server, ctx, open: new Set() };
+    l.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket) => {
+      if (l.open.size >= l.ctx.ep.maxConnections) {
+        this.metrics.connections.inc({ entrypoint: l.ctx.ep.name, router: '-', outcome: 'over_limit' });
+        socket.destroy();
+        return;
+      }
+      l.open.add(socket);
+      handleConnection(l.ctx, socket, () => l.open.delete(socket));
+    });
+    return new Promise((resolve, reject) => {
+      l.server.once('error', reject);
+      l.server.listen({ host: ctx.ep.host, port: ctx.ep.port }, () => {
+        l.server.removeListener('error', reject);
+        l.server.on('error', (err) => this.log.error({ entrypoint: ctx.ep.name, err: err.message }, 'listener error'));
+        resolve(l);
+      });
+    });
+  }
+
+  /** Bound addresses by entrypoint (port 0 in the config becomes the real port). */
+  addresses(): Map<string, { host: string; port: number }> {
+    const out = new Map<string, { host: string; port: number }>();
+    for (const [name, l] of this.listeners) {
+      const a = l.server.address() as net.AddressInfo | null;
+      if (a) out.set(name, { host: a.address, port: a.port });
+    }
+    return out;
+  }
+
+  get current(): Config | undefined {
+    return this.config;
+  }
+
+  get entryPoints(): EntryPointConfig[] {
+    return [...this.listeners.values()].map((l) => l.ctx.ep);
+  }
+
+  openConnections(): number {
+    let n = 0;
+    for (const l of this.listeners.values()) n += l.open.size;
+    return n;
+  }
+
+  /**
+   * Stop accepting, let open connections finish for up to the longest
+   * entrypoint grace period, then cut what is left.
+   */
+  async shutdown(graceMs?: number): Promise<void> {
+    const grace = graceMs ?? Math.max(0, ...[...this.listeners.values()].map((l) => l.ctx.ep.graceTimeoutMs));
+    const all = [...this.listeners.values()];
+    const closed = all.map((l) => new Promise<void>((r) => l.server.close(() => r())));
+    await this.waitDrained(grace);
+    for (const l of all) for (const s of l.open) s.destroy();
+    await Promise.all(closed);
+    this.listeners.clear();
+  }
+
+  private waitDrained(graceMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const deadline = Date.now() + graceMs;
+      const tick = () => {
+        if (this.openConnections() === 0 || Date.now() >= deadline) return resolve();
+        setTimeout(tick, 50).unref();
+      };
+      tick();
+    });
+  }
+}

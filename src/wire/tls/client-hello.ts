@@ -1,0 +1,164 @@
+/**
+ * ClientHello (RFC 8446 §4.1.2) decode/encode.
+ *
+ * The decoded form keeps the original body bytes and the offset of every
+ * extension's data inside them: the transcript hash and the ECH AAD
+ * (RFC 9849 §5.2) are computed from those bytes, never from a re-encoding.
+ * Unknown and GREASE extensions are kept as they came, in order.
+ */
+import { Reader } from '../../bytes/reader.js';
+import { Writer } from '../../bytes/writer.js';
+import { EchgateError } from '../../errors.js';
+import { ExtensionType, HandshakeType } from './constants.js';
+import {
+  decodeAlpn,
+  decodeECHClientHello,
+  decodeKeyShares,
+  decodeServerName,
+  decodeSupportedVersions,
+  decodeU16List,
+  type ECHClientHello,
+} from './extensions.js';
+import { decodeHandshake, encodeHandshake } from './handshake.js';
+
+export interface Extension {
+  type: number;
+  data: Uint8Array;
+  /** Offset of `data` inside ClientHello.raw (set by the decoder). */
+  offset?: number;
+}
+
+export interface ClientHello {
+  legacyVersion: number;
+  random: Uint8Array;
+  sessionId: Uint8Array;
+  cipherSuites: number[];
+  compressionMethods: Uint8Array;
+  extensions: Extension[];
+  /** The original body bytes (no handshake header), when decoded. */
+  raw?: Uint8Array;
+}
+
+/** Decode a ClientHello body (the handshake message without its 4-byte header). */
+export function decodeClientHello(body: Uint8Array): ClientHello {
+  const r = new Reader(body);
+  const legacyVersion = r.u16('legacy_version');
+  const random = r.bytes(32, 'random');
+  const sessionId = r.vec8('legacy_session_id');
+  if (sessionId.length > 32) {
+    throw new EchgateError('ERR_DECODE', 'legacy_session_id longer than 32 bytes', { alert: 'decode_error' });
+  }
+  const cs = r.sub16('cipher_suites');
+  if (cs.left < 2 || cs.left % 2 !== 0) {
+    throw new EchgateError('ERR_DECODE', `cipher_suites: bad length ${cs.left}`, { alert: 'decode_error' });
+  }
+  const cipherSuites: number[] = [];
+  while (!cs.atEnd()) cipherSuites.push(cs.u16());
+  const compressionMethods = r.vec8('legacy_compression_methods', 1);
+  const extensions: Extension[] = [];
+  // Extensions may be absent entirely in a pre-TLS 1.3 hello (RFC 5246 §7.4.1.2).
+  if (!r.atEnd()) {
+    const ext = r.sub16('extensions');
+    r.expectEnd('ClientHello');
+    const seen = new Set<number>();
+    while (!ext.atEnd()) {
+      const type = ext.u16('extension type');
+      const len = ext.u16('extension length');
+      const offset = ext.offset;
+      const data = ext.bytes(len, 'extension data');
+      // RFC 8446 §4.2: no more than one extension of the same type.
+      if (seen.has(type)) {
+        throw new EchgateError('ERR_DUPLICATE', `duplicate extension ${type}`, { alert: 'illegal_parameter' });
+      }
+      seen.add(type);
+      extensions.push({ type, data, offset });
+    }
+    // RFC 8446 §4.2.11: pre_shared_key MUST be the last extension.
+    const psk = extensions.findIndex((e) => e.type === ExtensionType.pre_shared_key);
+    if (psk >= 0 && psk !== extensions.length - 1) {
+      throw new EchgateError('ERR_ILLEGAL', 'pre_shared_key is not the last extension', { alert: 'illegal_parameter' });
+    }
+  }
+  return { legacyVersion, random, sessionId, cipherSuites, compressionMethods, extensions, raw: body };
+}
+
+/** Decode a whole handshake message (4-byte header + body) that must be a ClientHello. */
+export function decodeClientHelloMessage(message: Uint8Array): ClientHello {
+  const hs = decodeHandshake(message);
+  if (hs.type !== HandshakeType.client_hello) {
+    throw new EchgateError('ERR_DECODE', `handshake type ${hs.type} is not client_hello`, { alert: 'unexpected_message' });
+  }
+  return decodeClientHello(hs.body);
+}
+
+export function encodeClientHello(ch: ClientHello): Uint8Array {
+  const w = new Writer(512)
+    .u16(ch.legacyVersion)
+    .bytes(ch.random)
+    .vec8(ch.sessionId)
+    .withLen16((w) => {
+      for (const c of ch.cipherSuites) w.u16(c);
+    })
+    .vec8(ch.compressionMethods);
+  if (ch.extensions.length > 0 || ch.raw === undefined || ch.raw.length > w.length) {
+    w.withLen16((w) => {
+      for (const e of ch.extensions) w.u16(e.type).vec16(e.data);
+    });
+  }
+  return w.finish();
+}
+
+export function encodeClientHelloMessage(ch: ClientHello): Uint8Array {
+  return encodeHandshake(HandshakeType.client_hello, encodeClientHello(ch));
+}
+
+export function findExtension(ch: ClientHello, type: number): Extension | undefined {
+  for (const e of ch.extensions) if (e.type === type) return e;
+  return undefined;
+}
+
+/** What routing and logging need from a ClientHello, decoded strictly. */
+export interface HelloSummary {
+  sni: string | undefined;
+  alpn: string[];
+  versions: number[];
+  keyShareGroups: number[];
+  ech: ECHClientHello | undefined;
+  /** true when the 2018 ESNI extension (0xffce) was offered. */
+  esni: boolean;
+}
+
+export function summarize(ch: ClientHello): HelloSummary {
+  let sni: string | undefined;
+  let alpn: string[] = [];
+  let versions: number[] = [ch.legacyVersion];
+  let keyShareGroups: number[] = [];
+  let ech: ECHClientHello | undefined;
+  let esni = false;
+  for (const e of ch.extensions) {
+    switch (e.type) {
+      case ExtensionType.server_name:
+        sni = decodeServerName(e.data);
+        break;
+      case ExtensionType.application_layer_protocol_negotiation:
+        alpn = decodeAlpn(e.data);
+        break;
+      case ExtensionType.supported_versions:
+        versions = decodeSupportedVersions(e.data);
+        break;
+      case ExtensionType.key_share:
+        keyShareGroups = decodeKeyShares(e.data).map((k) => k.group);
+        break;
+      case ExtensionType.supported_groups:
+        decodeU16List(e.data, 'supported_groups');
+        break;
+      case ExtensionType.encrypted_client_hello:
+        ech = decodeECHClientHello(e.data);
+        break;
+      case ExtensionType.encrypted_server_name:
+        esni = true;
+        break;
+    }
+  }
+  return { sni, alpn, versions, keyShareGroups, ech, esni };
+}

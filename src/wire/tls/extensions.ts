@@ -1,0 +1,296 @@
+/**
+ * Typed ClientHello extension bodies. Each is a decode/encode pair; decoders
+ * are strict (lengths within the RFC's bounds, no trailing bytes) and throw
+ * EchgateError with decode_error, or illegal_parameter where the RFC names it.
+ */
+import { Reader } from '../../bytes/reader.js';
+import { Writer } from '../../bytes/writer.js';
+import { EchgateError } from '../../errors.js';
+import { ExtensionType } from './constants.js';
+
+const decodeErr = (msg: string) => new EchgateError('ERR_DECODE', msg, { alert: 'decode_error' });
+const illegal = (msg: string) => new EchgateError('ERR_ILLEGAL', msg, { alert: 'illegal_parameter' });
+
+// ---- server_name (RFC 6066 §3) ----
+
+export interface ServerNameEntry {
+  nameType: number;
+  name: Uint8Array;
+}
+
+export function decodeServerNameList(data: Uint8Array): ServerNameEntry[] {
+  const r = new Reader(data);
+  const list = r.sub16('server_name_list');
+  r.expectEnd('server_name extension');
+  if (list.left === 0) throw decodeErr('empty server_name_list');
+  const out: ServerNameEntry[] = [];
+  const seen = new Set<number>();
+  while (!list.atEnd()) {
+    const nameType = list.u8('name_type');
+    const name = list.vec16('HostName', 1);
+    // RFC 6066 §3: the list MUST NOT contain more than one name of the same type.
+    if (seen.has(nameType)) throw illegal(`server_name_list has two names of type ${nameType}`);
+    seen.add(nameType);
+    out.push({ nameType, name });
+  }
+  return out;
+}
+
+/**
+ * The host_name from a server_name extension, lower-cased with any trailing
+ * dot removed. Bytes outside printable ASCII are refused (RFC 6066 §3: the
+ * HostName is ASCII).
+ */
+export function decodeServerName(data: Uint8Array): string | undefined {
+  for (const e of decodeServerNameList(data)) {
+    if (e.nameType !== 0) continue;
+    let s = '';
+    for (const c of e.name) {
+      if (c <= 0x20 || c >= 0x7f) throw illegal('server_name has a byte outside printable ASCII');
+      s += String.fromCharCode(c >= 0x41 && c <= 0x5a ? c + 0x20 : c);
+    }
+    return s.endsWith('.') ? s.slice(0, -1) : s;
+  }
+  return undefined;
+}
+
+export function encodeServerName(host: string): Uint8Array {
+  const name = new TextEncoder().encode(host);
+  return new Writer().withLen16((w) => w.u8(0).vec16(name)).finish();
+}
+
+// ---- ALPN (RFC 7301 §3.1) ----
+
+export function decodeAlpn(data: Uint8Array): string[] {
+  const r = new Reader(data);
+  const list = r.sub16('protocol_name_list');
+  r.expectEnd('ALPN extension');
+  if (list.left < 2) throw decodeErr('ALPN protocol_name_list shorter than 2 bytes');
+  const out: string[] = [];
+  while (!list.atEnd()) out.push(Buffer.from(list.vec8('ProtocolName', 1)).toString('latin1'));
+  return out;
+}
+
+export function encodeAlpn(protocols: string[]): Uint8Array {
+  return new Writer()
+    .withLen16((w) => {
+      for (const p of protocols) w.vec8(Buffer.from(p, 'latin1'));
+    })
+    .finish();
+}
+
+// ---- u16 lists: supported_groups, signature_algorithms (RFC 8446 §4.2.3, §4.2.7) ----
+
+export function decodeU16List(data: Uint8Array, what: string): number[] {
+  const r = new Reader(data);
+  const list = r.sub16(what);
+  r.expectEnd(what);
+  if (list.left < 2 || list.left % 2 !== 0) throw decodeErr(`${what}: bad length ${list.left}`);
+  const out: number[] = [];
+  while (!list.atEnd()) out.push(list.u16());
+  return out;
+}
+
+export function encodeU16List(values: number[]): Uint8Array {
+  return new Writer()
+    .withLen16((w) => {
+      for (const v of values) w.u16(v);
+    })
+    .finish();
+}
+
+// ---- supported_versions, ClientHello form (RFC 8446 §4.2.1) ----
+
+export function decodeSupportedVersions(data: Uint8Array): number[] {
+  const r = new Reader(data);
+  const list = r.sub8('supported_versions');
+  r.expectEnd('supported_versions');
+  if (list.left < 2 || list.left % 2 !== 0) throw decodeErr(`supported_versions: bad length ${list.left}`);
+  const out: number[] = [];
+  while (!list.atEnd()) out.push(list.u16());
+  return out;
+}
+
+export function encodeSupportedVersions(versions: number[]): Uint8Array {
+  return new Writer()
+    .withLen8((w) => {
+      for (const v of versions) w.u16(v);
+    })
+    .finish();
+}
+
+// ---- key_share, ClientHello form (RFC 8446 §4.2.8) ----
+
+export interface KeyShareEntry {
+  group: number;
+  keyExchange: Uint8Array;
+}
+
+export function decodeKeyShares(data: Uint8Array): KeyShareEntry[] {
+  const r = new Reader(data);
+  const list = r.sub16('client_shares');
+  r.expectEnd('key_share');
+  const out: KeyShareEntry[] = [];
+  const seen = new Set<number>();
+  while (!list.atEnd()) {
+    const group = list.u16('group');
+    const keyExchange = list.vec16('key_exchange', 1);
+    // RFC 8446 §4.2.8: clients MUST NOT offer more than one share per group.
+    if (seen.has(group)) throw illegal(`two key shares for group ${group}`);
+    seen.add(group);
+    out.push({ group, keyExchange });
+  }
+  return out;
+}
+
+export function encodeKeyShares(shares: KeyShareEntry[]): Uint8Array {
+  return new Writer()
+    .withLen16((w) => {
+      for (const s of shares) w.u16(s.group).vec16(s.keyExchange);
+    })
+    .finish();
+}
+
+// ---- psk_key_exchange_modes (RFC 8446 §4.2.9) ----
+
+export function decodePskModes(data: Uint8Array): number[] {
+  const r = new Reader(data);
+  const modes = r.vec8('ke_modes', 1);
+  r.expectEnd('psk_key_exchange_modes');
+  return [...modes];
+}
+
+export function encodePskModes(modes: number[]): Uint8Array {
+  return new Writer().vec8(Uint8Array.from(modes)).finish();
+}
+
+// ---- pre_shared_key, ClientHello form (RFC 8446 §4.2.11) ----
+
+export interface PskIdentity {
+  identity: Uint8Array;
+  obfuscatedTicketAge: number;
+}
+
+export interface OfferedPsks {
+  identities: PskIdentity[];
+  binders: Uint8Array[];
+}
+
+export function decodeOfferedPsks(data: Uint8Array): OfferedPsks {
+  const r = new Reader(data);
+  const ids = r.sub16('identities');
+  if (ids.left < 7) throw decodeErr('pre_shared_key identities too short');
+  const identities: PskIdentity[] = [];
+  while (!ids.atEnd()) {
+    identities.push({ identity: ids.vec16('identity', 1), obfuscatedTicketAge: ids.u32('ticket age') });
+  }
+  const bl = r.sub16('binders');
+  if (bl.left < 33) throw decodeErr('pre_shared_key binders too short');
+  const binders: Uint8Array[] = [];
+  while (!bl.atEnd()) binders.push(bl.vec8('binder', 32));
+  r.expectEnd('pre_shared_key');
+  if (binders.length !== identities.length) throw illegal('pre_shared_key: binder count differs from identity count');
+  return { identities, binders };
+}
+
+export function encodeOfferedPsks(p: OfferedPsks): Uint8Array {
+  return new Writer()
+    .withLen16((w) => {
+      for (const id of p.identities) w.vec16(id.identity).u32(id.obfuscatedTicketAge);
+    })
+    .withLen16((w) => {
+      for (const b of p.binders) w.vec8(b);
+    })
+    .finish();
+}
+
+// ---- encrypted_client_hello, ClientHello forms (RFC 9849 §5) ----
+
+export const ECHClientHelloType = { outer: 0, inner: 1 } as const;
+
+export type ECHClientHello =
+  | { type: 'outer'; kdfId: number; aeadId: number; configId: number; enc: Uint8Array; payload: Uint8Array; payloadOffset: number }
+  | { type: 'inner' };
+
+/**
+ * Decode the ECH extension body. `payloadOffset` is the payload's offset
+ * inside `data`, so the ECH AAD can zero it in the original bytes.
+ */
+export function decodeECHClientHello(data: Uint8Array): ECHClientHello {
+  const r = new Reader(data);
+  const t = r.u8('ECHClientHelloType');
+  if (t === ECHClientHelloType.inner) {
+    r.expectEnd('inner ECH extension');
+    return { type: 'inner' };
+  }
+  if (t !== ECHClientHelloType.outer) throw illegal(`unknown ECHClientHelloType ${t}`);
+  const kdfId = r.u16('kdf_id');
+  const aeadId = r.u16('aead_id');
+  const configId = r.u8('config_id');
+  const enc = r.vec16('enc');
+  const plen = r.u16('payload length');
+  if (plen === 0) throw decodeErr('empty ECH payload');
+  const payloadOffset = r.offset;
+  const payload = r.bytes(plen, 'payload');
+  r.expectEnd('outer ECH extension');
+  return { type: 'outer', kdfId, aeadId, configId, enc, payload, payloadOffset };
+}
+
+export function encodeECHClientHello(e: ECHClientHello): Uint8Array {
+  if (e.type === 'inner') return new Uint8Array([ECHClientHelloType.inner]);
+  return new Writer().u8(0).u16(e.kdfId).u16(e.aeadId).u8(e.configId).vec16(e.enc).vec16(e.payload).finish();
+}
+
+// ---- ech_outer_extensions (RFC 9849 §5.1) ----
+
+export function decodeOuterExtensions(data: Uint8Array): number[] {
+  const r = new Reader(data);
+  const list = r.sub8('OuterExtensions');
+  r.expectEnd('ech_outer_extensions');
+  if (list.left < 2 || list.left % 2 !== 0) throw decodeErr(`ech_outer_extensions: bad length ${list.left}`);
+  const out: number[] = [];
+  while (!list.atEnd()) out.push(list.u16());
+  return out;
+}
+
+export function encodeOuterExtensions(types: number[]): Uint8Array {
+  return new Writer()
+    .withLen8((w) => {
+      for (const t of types) w.u16(t);
+    })
+    .finish();
+}
+
+/** Decode any typed extension to a JSON-friendly value (for `inspect`). */
+export function describeExtension(type: number, data: Uint8Array): unknown {
+  switch (type) {
+    case ExtensionType.server_name:
+      return decodeServerName(data);
+    case ExtensionType.application_layer_protocol_negotiation:
+      return decodeAlpn(data);
+    case ExtensionType.supported_versions:
+      return decodeSupportedVersions(data);
+    case ExtensionType.key_share:
+      return decodeKeyShares(data).map((k) => ({ group: k.group, length: k.keyExchange.length }));
+    case ExtensionType.signature_algorithms:
+    case ExtensionType.signature_algorithms_cert:
+    case ExtensionType.supported_groups:
+      return decodeU16List(data, 'list');
+    case ExtensionType.psk_key_exchange_modes:
+      return decodePskModes(data);
+    case ExtensionType.pre_shared_key: {
+      const p = decodeOfferedPsks(data);
+      return { identities: p.identities.length };
+    }
+    case ExtensionType.encrypted_client_hello: {
+      const e = decodeECHClientHello(data);
+      return e.type === 'inner'
+        ? e
+        : { type: 'outer', kdfId: e.kdfId, aeadId: e.aeadId, configId: e.configId, encLength: e.enc.length, payloadLength: e.payload.length };
+    }
+    case ExtensionType.ech_outer_extensions:
+      return decodeOuterExtensions(data);
+    default:
+      return { length: data.length };
+  }
+}
