@@ -82,6 +82,8 @@ export function validateConfig(raw: unknown, file: string): Config {
   // ---- entryPoints ----
   const entryPoints = new Map<string, EntryPointConfig>();
   const eps = raw.entryPoints;
+  // Names declared, even when their settings are wrong, so one typo is reported once.
+  const declaredEps = new Set(isObj(eps) ? Object.keys(eps) : []);
   if (!isObj(eps) || Object.keys(eps).length === 0) bad('entryPoints', 'at least one entrypoint is required');
   else {
     for (const [name, e] of Object.entries(eps)) {
@@ -189,13 +191,13 @@ export function validateConfig(raw: unknown, file: string): Config {
     }
     if (typeof r.service !== 'string') bad(`${p}.service`, 'a service is required');
     else if (!services.has(r.service)) bad(`${p}.service`, `no service named "${r.service}"`);
-    let eps: string[] = [...entryPoints.keys()]; // Traefik: no entryPoints = all of them
+    let eps: string[] = [...declaredEps]; // Traefik: no entryPoints = all of them
     if (r.entryPoints !== undefined) {
       if (!Array.isArray(r.entryPoints) || !r.entryPoints.every((x) => typeof x === 'string')) {
         bad(`${p}.entryPoints`, 'expected a list of entrypoint names');
       } else {
         eps = r.entryPoints as string[];
-        for (const e of eps) if (!entryPoints.has(e)) bad(`${p}.entryPoints`, `no entrypoint named "${e}"`);
+        for (const e of eps) if (!declaredEps.has(e)) bad(`${p}.entryPoints`, `no entrypoint named "${e}"`);
       }
     }
     let priority: number | undefined;

@@ -127,26 +127,19 @@ export function parseHelloRecords(buf: Uint8Array, maxBytes = Number.MAX_SAFE_IN
     if (len > MAX_PLAINTEXT) {
       throw new EchgateError('ERR_DECODE', `record length ${len} exceeds 2^14`, { alert: 'record_overflow' });
     }
-    if (pos + 5 + len > buf.length) break; // record incomplete
-    const frag = buf.subarray(pos + 5, pos + 5 + len);
+    const complete = pos + 5 + len <= buf.length;
+    const frag = buf.subarray(pos + 5, Math.min(buf.length, pos + 5 + len));
+    // Read the handshake header as soon as its 4 bytes exist, even in a
+    // partial record, so an oversized or wrong message fails before we wait.
+    if (hsLen < 0 && have + frag.length >= 4) {
+      const head = have === 0 ? frag : Buffer.concat([...fragments, frag]);
+      hsLen = checkHelloHeader(head, maxBytes);
+    }
+    if (!complete) break;
     pos += 5 + len;
     records++;
     fragments.push(frag);
     have += len;
-    if (hsLen < 0 && have >= 4) {
-      const head = have === frag.length ? frag : Buffer.concat(fragments);
-      if (head[0] !== HandshakeType.client_hello) {
-        throw new EchgateError('ERR_DECODE', `first handshake message is type ${head[0]}, not client_hello`, {
-          alert: 'unexpected_message',
-        });
-      }
-      hsLen = (head[1]! << 16) | (head[2]! << 8) | head[3]!;
-      if (hsLen + 4 > maxBytes) {
-        throw new EchgateError('ERR_PEEK_TOO_LARGE', `ClientHello of ${hsLen} bytes exceeds cap ${maxBytes}`, {
-          alert: 'record_overflow',
-        });
-      }
-    }
     if (hsLen >= 0 && have >= hsLen + 4) {
       const all = fragments.length === 1 ? fragments[0]! : new Uint8Array(Buffer.concat(fragments));
       return { message: all.subarray(0, hsLen + 4), consumed: pos, records, recordVersion };
@@ -161,6 +154,21 @@ export function parseHelloRecords(buf: Uint8Array, maxBytes = Number.MAX_SAFE_IN
     });
   }
   return undefined;
+}
+
+function checkHelloHeader(head: Uint8Array, maxBytes: number): number {
+  if (head[0] !== HandshakeType.client_hello) {
+    throw new EchgateError('ERR_DECODE', `first handshake message is type ${head[0]}, not client_hello`, {
+      alert: 'unexpected_message',
+    });
+  }
+  const hsLen = (head[1]! << 16) | (head[2]! << 8) | head[3]!;
+  if (hsLen + 4 > maxBytes) {
+    throw new EchgateError('ERR_PEEK_TOO_LARGE', `ClientHello of ${hsLen} bytes exceeds cap ${maxBytes}`, {
+      alert: 'record_overflow',
+    });
+  }
+  return hsLen;
 }
 
 /** Frame a handshake message into plaintext records of at most `maxFragment` bytes. */

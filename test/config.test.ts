@@ -1,0 +1,105 @@
+/** Configuration: Traefik's file-provider shape, defaults, and errors that name file, key path and problem. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { parseDuration } from '../src/config/duration.js';
+import { parseConfigText } from '../src/config/load.js';
+import { ConfigError } from '../src/config/validate.js';
+
+export const ISSUE_EXAMPLE = `
+entryPoints:
+  websecure: { address: "127.0.0.1:8443" }
+  db: { address: "127.0.0.1:13306" }
+tcp:
+  routers:
+    app:
+      entryPoints: [websecure]
+      rule: "HostSNI(\`app.example.test\`) || HostSNIRegexp(\`^api-[a-z]+\\\\.example\\\\.test$\`)"
+      service: app
+      tls: { passthrough: true }
+    db:
+      entryPoints: [db]
+      rule: "HostSNI(\`*\`)"
+      service: db
+  services:
+    app:
+      loadBalancer:
+        servers: [{ address: "127.0.0.1:9001" }, { address: "127.0.0.1:9002" }]
+    db:
+      loadBalancer:
+        servers: [{ address: "127.0.0.1:3306" }]
+`;
+
+const problems = (yaml: string) => {
+  try {
+    parseConfigText(yaml, 'f.yml');
+  } catch (e) {
+    if (e instanceof ConfigError) return e.problems.map((p) => `${p.path}: ${p.message}`);
+    throw e;
+  }
+  return [];
+};
+
+describe('configuration', () => {
+  it('accepts the Traefik file-provider example as is, with defaults', () => {
+    const c = parseConfigText(ISSUE_EXAMPLE, 'f.yml');
+    const ws = c.entryPoints.get('websecure')!;
+    assert.equal(ws.port, 8443);
+    assert.equal(ws.clientHelloTimeoutMs, 10_000);
+    assert.equal(ws.maxClientHelloBytes, 65536);
+    assert.equal(c.routers.length, 2);
+    assert.deepEqual(c.routers.find((r) => r.name === 'app')!.tls, { passthrough: true });
+    assert.equal(c.routers.find((r) => r.name === 'db')!.tls, undefined);
+  });
+  it('durations as Traefik writes them', () => {
+    assert.equal(parseDuration('10s'), 10_000);
+    assert.equal(parseDuration('500ms'), 500);
+    assert.equal(parseDuration('2m'), 120_000);
+    assert.equal(parseDuration('1m30s'), 90_000);
+    assert.equal(parseDuration(3), 3000);
+    assert.equal(parseDuration('3'), 3000);
+    assert.equal(parseDuration('3 s'), undefined);
+    assert.equal(parseDuration('ten'), undefined);
+  });
+  it('errors name the key path', () => {
+    assert.deepEqual(problems(ISSUE_EXAMPLE.replace('127.0.0.1:8443', 'nope')), ['entryPoints.websecure.address: expected "host:port", got "nope"']);
+    const p = problems(ISSUE_EXAMPLE.replace('service: app', 'service: nosuch'));
+    assert.deepEqual(p, ['tcp.routers.app.service: no service named "nosuch"']);
+    const r = problems(ISSUE_EXAMPLE.replace('HostSNI(`app.example.test`)', 'HostSNI(`app.example.test`'));
+    assert.equal(r.length, 1);
+    assert.match(r[0]!, /^tcp\.routers\.app\.rule: .* at column \d+$/);
+    assert.match(problems(ISSUE_EXAMPLE.replace('address: "127.0.0.1:8443" }', 'address: "127.0.0.1:8443", clientHelloTimeout: forever }'))[0]!, /entryPoints.websecure.clientHelloTimeout: invalid duration/);
+  });
+  it('a non-TLS router can only use HostSNI(`*`)', () => {
+    const p = problems(ISSUE_EXAMPLE.replace('rule: "HostSNI(`*`)"', 'rule: "HostSNI(`db.example`)"'));
+    assert.match(p[0]!, /tcp.routers.db.rule: a router without a tls section/);
+  });
+  it('requireECH with passthrough is refused', () => {
+    const p = problems(ISSUE_EXAMPLE.replace('tls: { passthrough: true }', 'tls: { passthrough: true }\n      requireECH: true'));
+    assert.match(p[0]!, /tcp.routers.app.requireECH: a passthrough backend cannot complete an ECH handshake/);
+  });
+  it('weighted services, proxy protocol, unknown keys', () => {
+    const c = parseConfigText(
+      `${ISSUE_EXAMPLE}
+    both:
+      weighted:
+        services: [{ name: app, weight: 3 }, { name: db, weight: 1 }]
+    pp:
+      loadBalancer:
+        proxyProtocol: { version: 1 }
+        servers: [{ address: "127.0.0.1:1" }]
+        sticky: true
+http: {}
+`,
+      'f.yml',
+    );
+    assert.equal(c.services.get('both')!.kind, 'weighted');
+    const pp = c.services.get('pp')!;
+    assert.ok(pp.kind === 'loadBalancer' && pp.proxyProtocol === 1);
+    assert.ok(c.warnings.some((w) => w.includes('tcp.services.pp.loadBalancer.sticky')));
+    assert.ok(c.warnings.some((w) => w.startsWith('http:')));
+    assert.match(problems(`${ISSUE_EXAMPLE}\n    w:\n      weighted:\n        services: [{ name: ghost }]\n`)[0]!, /no service named "ghost"/);
+  });
+  it('YAML syntax errors carry line and column', () => {
+    assert.match(problems('entryPoints: [\n')[0]!, /^line \d+, column \d+/);
+  });
+});

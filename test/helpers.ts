@@ -1,0 +1,136 @@
+/** Shared test fixtures: real TLS backends with their own certificates, a running gateway on port 0. */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import tls from 'node:tls';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import { parseConfigText } from '../src/config/load.js';
+import { Gateway } from '../src/proxy/gateway.js';
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const VECTORS = join(ROOT, 'test', 'vectors');
+
+export function vector(rel: string): Uint8Array {
+  return new Uint8Array(readFileSync(join(VECTORS, rel)));
+}
+
+export function json<T = any>(rel: string): T {
+  return JSON.parse(readFileSync(join(VECTORS, rel), 'utf8')) as T;
+}
+
+const certDir = mkdtempSync(join(tmpdir(), 'echgate-test-certs-'));
+const certCache = new Map<string, { key: string; cert: string }>();
+
+/** A self-signed certificate for `host`, made by the openssl CLI (cached per run). */
+export function certFor(host: string): { key: string; cert: string } {
+  let c = certCache.get(host);
+  if (!c) {
+    const key = join(certDir, `${host}.key`);
+    const cert = join(certDir, `${host}.crt`);
+    execFileSync(
+      'openssl',
+      ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', `/CN=${host}`, '-addext', `subjectAltName=DNS:${host}`, '-keyout', key, '-out', cert],
+      { stdio: 'ignore' },
+    );
+    c = { key: readFileSync(key, 'utf8'), cert: readFileSync(cert, 'utf8') };
+    certCache.set(host, c);
+  }
+  return c;
+}
+
+export interface Backend {
+  port: number;
+  name: string;
+  connections: number;
+  close(): Promise<void>;
+}
+
+/** A real node:tls server that answers each line with "<name> <sni>\n". */
+export async function tlsBackend(name: string, host = `${name}.example.test`): Promise<Backend> {
+  const b: Backend = { port: 0, name, connections: 0, close: async () => {} };
+  const srv = tls.createServer({ ...certFor(host), ALPNProtocols: ['h2', 'http/1.1'] }, (s) => {
+    b.connections++;
+    s.on('data', () => s.write(`${name} ${s.servername || '-'} ${s.alpnProtocol || '-'}\n`));
+    s.on('error', () => s.destroy());
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  b.port = (srv.address() as net.AddressInfo).port;
+  b.close = () => new Promise((r) => srv.close(() => r()));
+  return b;
+}
+
+/** A plain TCP server that speaks first (the MySQL case) and echoes what it receives. */
+export async function serverFirstBackend(greeting: string): Promise<Backend & { received: Buffer[] }> {
+  const b = { port: 0, name: 'server-first', connections: 0, received: [] as Buffer[], close: async () => {} };
+  const srv = net.createServer((s) => {
+    b.connections++;
+    s.write(greeting);
+    s.on('data', (d) => {
+      b.received.push(d);
+      s.write(d);
+    });
+    s.on('error', () => s.destroy());
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  b.port = (srv.address() as net.AddressInfo).port;
+  b.close = () => new Promise((r) => srv.close(() => r()));
+  return b;
+}
+
+export interface LogLine {
+  level: number;
+  msg: string;
+  [k: string]: unknown;
+}
+
+export async function startGateway(yaml: string): Promise<{ gw: Gateway; port: (ep?: string) => number; logs: LogLine[]; close(): Promise<void> }> {
+  const logs: LogLine[] = [];
+  const dest = { write: (s: string) => logs.push(JSON.parse(s)) };
+  const log = pino({ level: 'debug' }, dest as unknown as NodeJS.WritableStream);
+  const gw = new Gateway({ log });
+  await gw.apply(parseConfigText(yaml, 'test.yml'));
+  return {
+    gw,
+    logs,
+    port: (ep = 'websecure') => gw.addresses().get(ep)!.port,
+    close: () => gw.shutdown(0),
+  };
+}
+
+/** Connect with node:tls, send one line, return the backend's answer. */
+export function tlsAsk(port: number, servername: string | undefined, alpn?: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port, servername, rejectUnauthorized: false, ALPNProtocols: alpn });
+    s.setTimeout(5000, () => s.destroy(new Error('timeout')));
+    s.once('secureConnect', () => s.write('hi\n'));
+    s.once('data', (d) => {
+      resolve(d.toString().trim());
+      s.end();
+    });
+    s.once('error', reject);
+  });
+}
+
+/** Send raw bytes; resolve with everything the server sent until it closed. */
+export function rawExchange(port: number, chunks: Uint8Array[], opts: { gapMs?: number; timeoutMs?: number } = {}): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1');
+    const got: Buffer[] = [];
+    s.setTimeout(opts.timeoutMs ?? 5000, () => s.destroy(new Error('timeout waiting for close')));
+    s.on('data', (d) => got.push(d));
+    s.once('close', () => resolve(Buffer.concat(got)));
+    s.once('error', (e) => ((e as NodeJS.ErrnoException).code === 'ECONNRESET' ? resolve(Buffer.concat(got)) : reject(e)));
+    s.once('connect', async () => {
+      for (const c of chunks) {
+        if (s.destroyed) break;
+        s.write(c);
+        if (opts.gapMs) await new Promise((r) => setTimeout(r, opts.gapMs));
+      }
+    });
+  });
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
