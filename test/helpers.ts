@@ -53,7 +53,12 @@ export async function tlsBackend(name: string, host = `${name}.example.test`): P
   const b: Backend = { port: 0, name, connections: 0, close: async () => {} };
   const srv = tls.createServer({ ...certFor(host), ALPNProtocols: ['h2', 'http/1.1'] }, (s) => {
     b.connections++;
-    s.on('data', () => s.write(`${name} ${s.servername || '-'} ${s.alpnProtocol || '-'}\n`));
+    s.on('data', (d) => {
+      const line = `${name} ${s.servername || '-'} ${s.alpnProtocol || '-'}\n`;
+      // Answer HTTP clients (curl) with a response, anything else with the bare line.
+      if (d.toString('latin1', 0, 4) === 'GET ') s.end(`HTTP/1.1 200 OK\r\ncontent-length: ${line.length}\r\nconnection: close\r\n\r\n${line}`);
+      else s.write(line);
+    });
     s.on('error', () => s.destroy());
   });
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));

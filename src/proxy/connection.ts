@@ -166,14 +166,14 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
         const head = asm.buffered === 0 ? chunk : Buffer.concat([asm.bytes(), chunk]);
         const kind = sniffTls(head);
         if (kind === 'need_more') {
-          asm.push(chunk);
+          asm.append(chunk);
           return;
         }
         sniffed = true;
         if (kind !== 'tls') {
           clearTimeout(timer);
           socket.removeListener('data', onData);
-          asm.push(chunk);
+          asm.append(chunk);
           return routeNonTls(kind === 'sslv2_hello' ? 'sslv2_hello' : 'not_tls');
         }
       }

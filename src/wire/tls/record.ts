@@ -69,6 +69,18 @@ export class ClientHelloAssembler {
    */
   push(chunk: Uint8Array): AssembledHello | undefined {
     if (chunk.length === 0) return undefined;
+    this.append(chunk);
+    const r = parseHelloRecords(this.bytes(), this.maxBytes);
+    if (r === undefined && this.len > this.maxBytes) {
+      throw new EchgateError('ERR_PEEK_TOO_LARGE', `ClientHello exceeds ${this.maxBytes} bytes`, {
+        alert: 'record_overflow',
+      });
+    }
+    return r;
+  }
+
+  /** Buffer bytes without parsing them (for streams already known not to be TLS). */
+  append(chunk: Uint8Array): void {
     if (this.len === 0) {
       this.buf = chunk;
       this.owned = false;
@@ -82,13 +94,6 @@ export class ClientHelloAssembler {
       this.buf.set(chunk, this.len);
     }
     this.len += chunk.length;
-    const r = parseHelloRecords(this.bytes(), this.maxBytes);
-    if (r === undefined && this.len > this.maxBytes) {
-      throw new EchgateError('ERR_PEEK_TOO_LARGE', `ClientHello exceeds ${this.maxBytes} bytes`, {
-        alert: 'record_overflow',
-      });
-    }
-    return r;
   }
 }
 

@@ -1,0 +1,141 @@
+/** The echgate command as a user runs it: inspect, check, serve with reload and SIGTERM drain. */
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { json, ROOT, serverFirstBackend, sleep, tlsAsk, tlsBackend, VECTORS } from './helpers.js';
+
+const run = promisify(execFile);
+const BIN = join(ROOT, 'bin', 'echgate.js');
+const manifest = json('captures/manifest.json');
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const p = (s.address() as net.AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return p;
+}
+
+describe('echgate inspect', () => {
+  for (const c of manifest.captures) {
+    it(`${c.file}`, async () => {
+      const { stdout } = await run('node', [BIN, 'inspect', join(VECTORS, 'captures', c.file)]);
+      const r = JSON.parse(stdout);
+      assert.equal(r.outerSni, c.outer_sni);
+      assert.deepEqual(r.alpn, c.outer_alpn);
+      assert.ok(r.versions.includes(0x0304));
+      assert.ok(r.keyShareGroups.includes(0x11ec) || r.keyShareGroups.includes(0x1d));
+      assert.equal(r.extensions.length, r.extensionNames.length);
+      assert.ok(r.extensions.includes(0xfe0d));
+      assert.equal(r.ech.present, true);
+      assert.equal(r.ech.type, 'outer');
+      assert.equal(r.ech.configId, c.config_id);
+      assert.equal(r.ech.kdfId, 1);
+      assert.equal(r.ech.encLength, 32);
+      assert.ok(r.ech.payloadLength > 0);
+    });
+  }
+  it('--hex from stdin; a hello without ECH says present:false', async () => {
+    const rfc = json('rfc8448-simple-1rtt.json');
+    const child = spawn('node', [BIN, 'inspect', '--hex', '-']);
+    child.stdin.end(rfc.records.client_hello);
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+    });
+    await new Promise((r) => child.on('close', r));
+    const r = JSON.parse(out);
+    assert.equal(r.outerSni, 'server');
+    assert.deepEqual(r.ech, { present: false });
+  });
+  it('garbage input: non-zero exit with a typed message', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'echgate-cli-'));
+    writeFileSync(join(dir, 'x.bin'), Buffer.from([22, 3, 1, 0, 5, 1, 0, 0, 1, 9]));
+    await assert.rejects(run('node', [BIN, 'inspect', join(dir, 'x.bin')]), (e: { stderr: string; code: number }) => e.code === 1 && /ERR_DECODE|ERR_TRAILING/.test(e.stderr));
+  });
+});
+
+describe('echgate check', () => {
+  it('names the file, the key path and the problem', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'echgate-cli-'));
+    const f = join(dir, 'bad.yml');
+    writeFileSync(f, 'entryPoints: { web: { address: "127.0.0.1:1" } }\ntcp:\n  routers:\n    r: { rule: "HostSNI(`a.b`", service: s, tls: {} }\n  services: { s: { loadBalancer: { servers: [{ address: "127.0.0.1:2" }] } } }\n');
+    await assert.rejects(run('node', [BIN, 'check', '--config', f]), (e: { stderr: string; code: number }) => {
+      assert.equal(e.code, 1);
+      assert.match(e.stderr, new RegExp(`${f.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: tcp\\.routers\\.r\\.rule: .*column`));
+      return true;
+    });
+    const good = join(dir, 'good.yml');
+    writeFileSync(good, 'entryPoints: { web: { address: "127.0.0.1:1" } }\n');
+    const { stdout } = await run('node', [BIN, 'check', '--config', good]);
+    assert.match(stdout, /ok/);
+  });
+});
+
+describe('echgate serve', () => {
+  it('reload: an invalid file keeps the old config; a valid one takes effect; SIGTERM drains', async () => {
+    const a = await tlsBackend('alpha');
+    const b = await tlsBackend('beta');
+    const db = await serverFirstBackend('hello\n');
+    const dir = mkdtempSync(join(tmpdir(), 'echgate-cli-'));
+    const f = join(dir, 'echgate.yml');
+    const port = await freePort();
+    const dbPort = await freePort();
+    const cfg = (svc: string) => `
+entryPoints:
+  websecure: { address: "127.0.0.1:${port}" }
+  db: { address: "127.0.0.1:${dbPort}", transport: { lifeCycle: { graceTimeOut: 3s } } }
+tcp:
+  routers:
+    r: { entryPoints: [websecure], rule: "HostSNI(\`app.example.test\`)", service: ${svc}, tls: { passthrough: true } }
+    d: { entryPoints: [db], rule: "HostSNI(\`*\`)", service: db }
+  services:
+    alpha: { loadBalancer: { servers: [{ address: "127.0.0.1:${a.port}" }] } }
+    beta: { loadBalancer: { servers: [{ address: "127.0.0.1:${b.port}" }] } }
+    db: { loadBalancer: { servers: [{ address: "127.0.0.1:${db.port}" }] } }
+`;
+    writeFileSync(f, cfg('alpha'));
+    const child = spawn('node', [BIN, 'serve', '--config', f], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+    });
+    try {
+      for (let i = 0; i < 100 && !out.includes('"listening"'); i++) await sleep(50);
+      assert.match(out, new RegExp(`"address":"127.0.0.1:${port}"`));
+      assert.match(await tlsAsk(port, 'app.example.test'), /^alpha /);
+
+      writeFileSync(f, `${cfg('alpha')}\n  broken: [`);
+      child.kill('SIGHUP');
+      for (let i = 0; i < 60 && !out.includes('reload refused'); i++) await sleep(50);
+      assert.match(out, /reload refused/);
+      assert.match(await tlsAsk(port, 'app.example.test'), /^alpha /);
+
+      writeFileSync(f, cfg('beta'));
+      child.kill('SIGHUP');
+      for (let i = 0; i < 60 && !out.includes('configuration reloaded'); i++) await sleep(50);
+      assert.match(await tlsAsk(port, 'app.example.test'), /^beta /);
+
+      // An open connection survives SIGTERM until it finishes; new ones are refused.
+      const s = net.connect(dbPort, '127.0.0.1');
+      await new Promise((r) => s.once('data', r));
+      child.kill('SIGTERM');
+      await sleep(300);
+      await assert.rejects(new Promise((res, rej) => net.connect(port, '127.0.0.1').once('connect', res).once('error', rej)));
+      s.write('still here\n');
+      const echo = await new Promise<string>((r) => s.once('data', (d) => r(d.toString())));
+      assert.equal(echo, 'still here\n');
+      s.end();
+      const code = await new Promise((r) => child.once('exit', r));
+      assert.equal(code, 0);
+    } finally {
+      child.kill('SIGKILL');
+      await Promise.all([a.close(), b.close(), db.close()]);
+    }
+  });
+});
