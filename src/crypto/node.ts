@@ -1,0 +1,116 @@
+/** node:crypto implementation of the provider interfaces (the hot path). */
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHash,
+  createHmac,
+  createPrivateKey,
+  createPublicKey,
+  diffieHellman,
+  type KeyObject,
+  randomBytes,
+} from 'node:crypto';
+import { EchgateError } from '../errors.js';
+import type { Aead, AeadName, CryptoProvider, HashName, X25519Private } from './provider.js';
+
+const b64u = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64url');
+const ZERO32 = b64u(new Uint8Array(32));
+
+class NodeX25519Private implements X25519Private {
+  readonly key: KeyObject;
+  readonly publicKey: Uint8Array;
+  constructor(sk: Uint8Array) {
+    if (sk.length !== 32) throw new EchgateError('ERR_CRYPTO_ARG', 'X25519 private key must be 32 bytes');
+    // Imported through JWK, never made by generateKeyPairSync: exporting
+    // public keys of generated keys can deadlock Node 20 (see docs/benchmarks.md).
+    // `x` is required by the JWK importer but ignored for private keys.
+    this.key = createPrivateKey({ key: { kty: 'OKP', crv: 'X25519', d: b64u(sk), x: ZERO32 }, format: 'jwk' });
+    const jwk = createPublicKey(this.key).export({ format: 'jwk' });
+    this.publicKey = new Uint8Array(Buffer.from(jwk.x!, 'base64url'));
+  }
+}
+
+function publicKeyObject(pk: Uint8Array): KeyObject {
+  if (pk.length !== 32) throw new EchgateError('ERR_CRYPTO_ARG', `X25519 public key must be 32 bytes, got ${pk.length}`);
+  // JWK import is ~3× cheaper than wrapping the raw key in SPKI DER (OpenSSL's DER decoder).
+  return createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: b64u(pk) }, format: 'jwk' });
+}
+
+export const nodeProvider: CryptoProvider = {
+  name: 'node',
+  hmac(hash: HashName, key: Uint8Array, data: Uint8Array): Uint8Array {
+    return new Uint8Array(createHmac(hash, key).update(data).digest());
+  },
+  hash(hash: HashName, data: Uint8Array): Uint8Array {
+    return new Uint8Array(createHash(hash).update(data).digest());
+  },
+  x25519Private(sk: Uint8Array): X25519Private {
+    return new NodeX25519Private(sk);
+  },
+  x25519Generate(): X25519Private {
+    return new NodeX25519Private(new Uint8Array(randomBytes(32)));
+  },
+  x25519(sk: X25519Private, pk: Uint8Array): Uint8Array {
+    if (!(sk instanceof NodeX25519Private)) throw new EchgateError('ERR_CRYPTO_ARG', 'key from another provider');
+    try {
+      return new Uint8Array(diffieHellman({ privateKey: sk.key, publicKey: publicKeyObject(pk) }));
+    } catch (e) {
+      if (e instanceof EchgateError) throw e;
+      // OpenSSL refuses an all-zero shared secret (small-order peer key).
+      throw new EchgateError('ERR_CRYPTO_ARG', 'X25519 produced no usable shared secret', { cause: e });
+    }
+  },
+  randomBytes(n: number): Uint8Array {
+    return new Uint8Array(randomBytes(n));
+  },
+};
+
+class NodeAead implements Aead {
+  readonly nonceLen = 12;
+  readonly tagLen = 16;
+  constructor(
+    readonly name: AeadName,
+    readonly keyLen: number,
+  ) {}
+
+  private check(key: Uint8Array, nonce: Uint8Array): void {
+    if (key.length !== this.keyLen) throw new EchgateError('ERR_CRYPTO_ARG', `${this.name}: key must be ${this.keyLen} bytes`);
+    if (nonce.length !== this.nonceLen) throw new EchgateError('ERR_CRYPTO_ARG', `${this.name}: nonce must be 12 bytes`);
+  }
+
+  seal(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, pt: Uint8Array): Uint8Array {
+    this.check(key, nonce);
+    const c = createCipheriv(this.name as 'aes-128-gcm', key, nonce, { authTagLength: 16 });
+    c.setAAD(aad);
+    const head = c.update(pt);
+    const tail = c.final();
+    const tag = c.getAuthTag();
+    const out = new Uint8Array(head.length + tail.length + 16);
+    out.set(head, 0);
+    out.set(tail, head.length);
+    out.set(tag, head.length + tail.length);
+    return out;
+  }
+
+  open(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, ct: Uint8Array): Uint8Array {
+    this.check(key, nonce);
+    if (ct.length < 16) throw new EchgateError('ERR_AEAD_OPEN', `${this.name}: ciphertext shorter than the tag`);
+    const d = createDecipheriv(this.name as 'aes-128-gcm', key, nonce, { authTagLength: 16 });
+    d.setAAD(aad);
+    d.setAuthTag(ct.subarray(ct.length - 16));
+    const head = d.update(ct.subarray(0, ct.length - 16));
+    try {
+      const tail = d.final();
+      if (tail.length === 0) return new Uint8Array(head.buffer, head.byteOffset, head.byteLength);
+      return new Uint8Array(Buffer.concat([head, tail]));
+    } catch (e) {
+      throw new EchgateError('ERR_AEAD_OPEN', `${this.name}: authentication failed`, { cause: e });
+    }
+  }
+}
+
+export const AEADS: Record<AeadName, Aead> = {
+  'aes-128-gcm': new NodeAead('aes-128-gcm', 16),
+  'aes-256-gcm': new NodeAead('aes-256-gcm', 32),
+  'chacha20-poly1305': new NodeAead('chacha20-poly1305', 32),
+};
