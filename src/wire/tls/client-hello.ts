@@ -42,6 +42,22 @@ export interface ClientHello {
 /** Decode a ClientHello body (the handshake message without its 4-byte header). */
 export function decodeClientHello(body: Uint8Array): ClientHello {
   const r = new Reader(body);
+  const ch = decodeFrom(r, false);
+  return { ...ch, raw: body };
+}
+
+/**
+ * Decode a ClientHello that is followed by other bytes (the padding of an
+ * EncodedClientHelloInner, RFC 9849 §5.1). Extensions are required there.
+ * Returns the hello and how many bytes it took.
+ */
+export function decodeClientHelloPrefix(buf: Uint8Array): { hello: ClientHello; length: number } {
+  const r = new Reader(buf);
+  const hello = decodeFrom(r, true);
+  return { hello: { ...hello, raw: buf.subarray(0, r.offset) }, length: r.offset };
+}
+
+function decodeFrom(r: Reader, prefix: boolean): ClientHello {
   const legacyVersion = r.u16('legacy_version');
   const random = r.bytes(32, 'random');
   const sessionId = r.vec8('legacy_session_id');
@@ -57,9 +73,9 @@ export function decodeClientHello(body: Uint8Array): ClientHello {
   const compressionMethods = r.vec8('legacy_compression_methods', 1);
   const extensions: Extension[] = [];
   // Extensions may be absent entirely in a pre-TLS 1.3 hello (RFC 5246 §7.4.1.2).
-  if (!r.atEnd()) {
+  if (prefix || !r.atEnd()) {
     const ext = r.sub16('extensions');
-    r.expectEnd('ClientHello');
+    if (!prefix) r.expectEnd('ClientHello');
     const seen = new Set<number>();
     while (!ext.atEnd()) {
       const type = ext.u16('extension type');
@@ -79,7 +95,7 @@ export function decodeClientHello(body: Uint8Array): ClientHello {
       throw new EchgateError('ERR_ILLEGAL', 'pre_shared_key is not the last extension', { alert: 'illegal_parameter' });
     }
   }
-  return { legacyVersion, random, sessionId, cipherSuites, compressionMethods, extensions, raw: body };
+  return { legacyVersion, random, sessionId, cipherSuites, compressionMethods, extensions };
 }
 
 /** Decode a whole handshake message (4-byte header + body) that must be a ClientHello. */
