@@ -9,7 +9,8 @@ import { fromHex, toHex } from '../src/bytes/util.js';
 import { setupReceiver } from '../src/crypto/hpke.js';
 import { nodeProvider } from '../src/crypto/node.js';
 import { decryptEch, type EchServerKey, type KeyLookup, outerAad, prepareServerKey } from '../src/ech/server.js';
-import { unusableReason, usableConfigs } from '../src/ech/usable.js';
+import { isSupportedSuite } from '../src/crypto/hpke.js';
+import { unusableReason as unusableReasonWith, usableConfigs as usableWith } from '../src/wire/ech/usable.js';
 import { EchgateError } from '../src/errors.js';
 import { decodeECHConfigList, type ECHConfigContents, encodeECHConfig, encodeECHConfigList } from '../src/wire/ech/config.js';
 import { decodeClientHelloMessage, findExtension, summarize } from '../src/wire/tls/client-hello.js';
@@ -22,6 +23,9 @@ const go = json('ech/go-ech-parse-vectors.json');
 const rfc9848 = json('ech/rfc9848-echconfiglist-example.json');
 const nss = json('ech/nss-fixed-key-ech-decrypt-vectors.json');
 const manifest = json('captures/manifest.json');
+
+const usableConfigs = (l: Parameters<typeof usableWith>[0]) => usableWith(l, isSupportedSuite);
+const unusableReason = (c: Parameters<typeof unusableReasonWith>[0]) => unusableReasonWith(c, isSupportedSuite);
 
 export function lookupOf(keys: EchServerKey[]): KeyLookup {
   return { byConfigId: (id) => keys.filter((k) => k.configId === id), all: () => keys };

@@ -5,7 +5,7 @@ import { EchgateError } from '../errors.js';
 import { decodeClientHelloMessage, summarize } from '../wire/tls/client-hello.js';
 import { extensionName } from '../wire/tls/constants.js';
 import { parseHelloRecords } from '../wire/tls/record.js';
-import type { Args } from './args.js';
+import { type Args, str } from './args.js';
 
 export interface InspectResult {
   records: number;
@@ -59,9 +59,14 @@ export function inspectBytes(bytes: Uint8Array): InspectResult {
 
 export async function inspectCommand(a: Args, out: (s: string) => void): Promise<number> {
   const file = a.positional[0];
-  if (!file) throw new EchgateError('ERR_USAGE', 'usage: echgate inspect [--hex] FILE|-');
+  if (!file) throw new EchgateError('ERR_USAGE', 'usage: echgate inspect [--hex] [--keys DIR [--trial-decrypt]] FILE|-');
   const bytes = readInput(file, a.flags.get('hex') === true);
   const result = inspectBytes(bytes);
+  const keys = str(a, 'keys');
+  if (keys) {
+    const { addDecryption } = await import('./inspect-ech.js');
+    addDecryption(result, bytes, keys, a.flags.get('trial-decrypt') === true);
+  }
   out(`${JSON.stringify(result, null, 2)}\n`);
   return 0;
 }

@@ -4,16 +4,18 @@ import { isEchgateError } from '../errors.js';
 import { parseArgs } from './args.js';
 import { checkCommand } from './check.js';
 import { inspectCommand } from './inspect.js';
+import { keysCommand } from './keys.js';
 import { serveCommand } from './serve.js';
 
 const USAGE = `usage: echgate <command> [options]
 
   serve   [--config FILE | --demo]        run the proxy (no --config: the embedded demo)
   check   --config FILE                   validate a configuration
-  inspect [--hex] FILE|-                  decode a captured ClientHello to JSON
+  inspect [--hex] [--keys DIR] FILE|-     decode a captured ClientHello to JSON (with --keys: decrypt ECH)
+  keys    generate|list|rotate|retire|export [--dir keys]   manage ECH keys (RFC 9934 PEM files)
 `;
 
-const BOOLEANS = ['demo', 'hex', 'json', 'help'];
+const BOOLEANS = ['demo', 'hex', 'json', 'help', 'trial-decrypt'];
 
 export async function main(argv: string[]): Promise<number> {
   const out = (s: string) => process.stdout.write(s);
@@ -27,6 +29,8 @@ export async function main(argv: string[]): Promise<number> {
         return await checkCommand(a, out);
       case 'inspect':
         return await inspectCommand(a, out);
+      case 'keys':
+        return await keysCommand(a, out);
       case undefined:
       case 'help':
       case '--help':

@@ -3,6 +3,10 @@ import { watch } from 'node:fs';
 import { loadConfigFile } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import { isEchgateError } from '../errors.js';
+import { resolve } from 'node:path';
+import { Keyring } from '../keys/keyring.js';
+import { plainClassifier } from '../proxy/context.js';
+import { echClassifier } from '../proxy/ech-classifier.js';
 import { Gateway } from '../proxy/gateway.js';
 import { createLogger } from '../proxy/logger.js';
 import { type Args, str } from './args.js';
@@ -24,6 +28,28 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
   const log = createLogger(cfg.log.level);
   for (const w of cfg.warnings) log.warn({ file: file ?? '(demo)' }, w);
   const gw = new Gateway({ log });
+  // ECH: the keyring watches its folder; reloading the configuration may point it elsewhere.
+  let ring: Keyring | undefined;
+  const applyEch = (c: Config) => {
+    const dir = c.ech ? resolve(c.ech.keysDir) : undefined;
+    if (dir && ring?.dir !== dir) {
+      const r = new Keyring(dir, {
+        onLoad: ({ keys, problems }) => {
+          for (const p of problems) log.error({ file: p.file, err: p.message }, 'ECH key file skipped');
+          log.info({ keysDir: dir, keys }, 'ECH keys loaded');
+        },
+      });
+      r.reload(); // throws for an unreadable folder: the old keyring stays in place
+      r.watch();
+      ring?.close();
+      ring = r;
+    } else if (!dir && ring) {
+      ring.close();
+      ring = undefined;
+    }
+    gw.setClassifier(ring && c.ech ? echClassifier(ring, gw.metrics, { trialDecrypt: c.ech.trialDecrypt }) : plainClassifier);
+  };
+  applyEch(cfg);
   await gw.apply(cfg);
   let metricsSrv: { close(): void } | undefined;
   if (cfg.metrics) metricsSrv = await gw.metrics.serve(cfg.metrics.host, cfg.metrics.port);
@@ -50,6 +76,7 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
     if (!file) return;
     try {
       const next = loadConfigFile(file);
+      applyEch(next);
       gw.apply(next).then(
         () => {
           gw.metrics.reloads.inc({ result: 'ok' });
@@ -81,6 +108,7 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
       stopping = true;
       log.info({ signal: sig, open: gw.openConnections() }, 'shutting down: no new connections, draining open ones');
       watcher?.close();
+      ring?.close();
       metricsSrv?.close();
       gw.shutdown().then(() => {
         closeDemo();

@@ -9,7 +9,7 @@
  * an error carrying the alert the RFC names.
  */
 import { concat, utf8 } from '../bytes/util.js';
-import { type HpkeContext, infoHash, setupReceiver } from '../crypto/hpke.js';
+import { type HpkeContext, infoHash, isSupportedSuite, setupReceiver } from '../crypto/hpke.js';
 import type { CryptoProvider, X25519Private } from '../crypto/provider.js';
 import { EchgateError } from '../errors.js';
 import type { ECHConfigContents } from '../wire/ech/config.js';
@@ -28,7 +28,7 @@ import {
   decodeSupportedVersions,
   type ECHClientHello,
 } from '../wire/tls/extensions.js';
-import { usableSuites } from './usable.js';
+import { usableSuites } from '../wire/ech/usable.js';
 
 /** A private key with its ECHConfig, ready for the hot path. */
 export interface EchServerKey {
@@ -43,7 +43,7 @@ export interface EchServerKey {
 export function prepareServerKey(p: CryptoProvider, config: ECHConfigContents & { raw: Uint8Array }, sk: X25519Private): EchServerKey {
   const info = concat(utf8('tls ech'), Uint8Array.of(0), config.raw);
   const infoHashes = new Map<number, Uint8Array>();
-  for (const s of usableSuites(config)) infoHashes.set((s.kdfId << 16) | s.aeadId, infoHash(p, s, info));
+  for (const s of usableSuites(config, isSupportedSuite)) infoHashes.set((s.kdfId << 16) | s.aeadId, infoHash(p, s, info));
   return { configId: config.configId, config, sk, info, infoHashes };
 }
 

@@ -1,0 +1,99 @@
+/**
+ * The running proxy's view of the key folder: an immutable lookup swapped
+ * whole on every reload, so a connection in flight keeps the keys it started
+ * with and nothing is dropped. The folder is watched; changes apply after a
+ * short debounce.
+ */
+import { type FSWatcher, watch } from 'node:fs';
+import { nodeProvider } from '../crypto/node.js';
+import { type EchServerKey, type KeyLookup, prepareServerKey } from '../ech/server.js';
+import { decryptingKeys, retryList } from './manager.js';
+import { KeyDir, type LoadResult } from './store.js';
+
+class Snapshot implements KeyLookup {
+  private readonly byId = new Map<number, EchServerKey[]>();
+  constructor(
+    readonly keys: EchServerKey[],
+    readonly retryConfigs: Uint8Array | undefined,
+  ) {
+    for (const k of keys) {
+      const l = this.byId.get(k.configId);
+      if (l) l.push(k);
+      else this.byId.set(k.configId, [k]);
+    }
+  }
+  byConfigId(id: number): readonly EchServerKey[] {
+    return this.byId.get(id) ?? [];
+  }
+  all(): readonly EchServerKey[] {
+    return this.keys;
+  }
+}
+
+export interface KeyringEvents {
+  onLoad?(r: { keys: number; problems: LoadResult['problems'] }): void;
+}
+
+export class Keyring implements KeyLookup {
+  private snap: Snapshot = new Snapshot([], undefined);
+  private watcher: FSWatcher | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private expiryTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly dir: string,
+    private readonly events: KeyringEvents = {},
+  ) {}
+
+  reload(now = new Date()): LoadResult {
+    const r = new KeyDir(this.dir).load();
+    const usable = decryptingKeys(r.keys, now);
+    this.snap = new Snapshot(
+      usable.map((k) => prepareServerKey(nodeProvider, k.config!, nodeProvider.x25519Private(k.privateKey!))),
+      retryList(r.keys),
+    );
+    // Re-evaluate when the next decrypt-only key passes its notAfter.
+    clearTimeout(this.expiryTimer);
+    const next = Math.min(...usable.filter((k) => k.meta.notAfter).map((k) => Date.parse(k.meta.notAfter!)));
+    if (Number.isFinite(next)) this.expiryTimer = setTimeout(() => this.safeReload(), Math.min(2 ** 31 - 1, Math.max(0, next - Date.now()) + 10)).unref();
+    this.events.onLoad?.({ keys: usable.length, problems: r.problems });
+    return r;
+  }
+
+  private safeReload(): void {
+    try {
+      this.reload();
+    } catch (e) {
+      this.events.onLoad?.({ keys: this.snap.keys.length, problems: [{ file: this.dir, message: (e as Error).message }] });
+    }
+  }
+
+  watch(): void {
+    this.watcher = watch(this.dir, () => {
+      clearTimeout(this.timer);
+      this.timer = setTimeout(() => this.safeReload(), 100);
+    });
+  }
+
+  close(): void {
+    this.watcher?.close();
+    clearTimeout(this.timer);
+    clearTimeout(this.expiryTimer);
+  }
+
+  byConfigId(id: number): readonly EchServerKey[] {
+    return this.snap.byConfigId(id);
+  }
+
+  all(): readonly EchServerKey[] {
+    return this.snap.all();
+  }
+
+  get retryConfigs(): Uint8Array | undefined {
+    return this.snap.retryConfigs;
+  }
+
+  get size(): number {
+    return this.snap.keys.length;
+  }
+}

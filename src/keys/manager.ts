@@ -1,0 +1,149 @@
+/**
+ * The key lifecycle (docs/ech.md): generate → active; rotate → a new active
+ * key, the old one decrypt-only until its grace period ends; retire → the
+ * private key is deleted and its config_id is never handed out again.
+ *
+ * States:
+ *   active        published in DNS, sent in retry_configs, decrypts
+ *   retry         sent in retry_configs and decrypts, not (yet) published
+ *   decrypt-only  decrypts until notAfter (clients with cached DNS), never offered
+ *   retired       private key deleted; metadata kept so the id is not reused
+ */
+import { AEAD, isSupportedSuite, KDF, KEM_X25519_SHA256 } from '../crypto/hpke.js';
+import { nodeProvider } from '../crypto/node.js';
+import { EchgateError } from '../errors.js';
+import { encodeECHConfig, encodeECHConfigList, isValidPublicName } from '../wire/ech/config.js';
+import { KeyDir, type KeyMeta, type StoredKey } from './store.js';
+
+export const AEAD_NAMES = { aes128gcm: AEAD.AES_128_GCM, aes256gcm: AEAD.AES_256_GCM, chacha20poly1305: AEAD.CHACHA20_POLY1305 } as const;
+export type AeadChoice = keyof typeof AEAD_NAMES;
+
+export interface GenerateOptions {
+  publicName: string;
+  configId?: number;
+  aead?: AeadChoice;
+  maxNameLength?: number;
+  state?: 'active' | 'retry';
+  now?: Date;
+}
+
+function freeConfigId(used: Set<number>, rand: () => number): number {
+  // Random rather than sequential: config_id is visible on the wire, and a
+  // predictable sequence would tell an observer how often keys change.
+  const free = [...Array(256).keys()].filter((i) => !used.has(i));
+  if (free.length === 0) throw new EchgateError('ERR_KEYSTORE', 'all 256 config_ids are in use or retired');
+  return free[rand() % free.length]!;
+}
+
+export function generateKey(dir: string, o: GenerateOptions): KeyMeta {
+  if (!isValidPublicName(o.publicName)) throw new EchgateError('ERR_USAGE', `invalid public name "${o.publicName}" (RFC 9849 §6.1.7)`);
+  const aeadId = AEAD_NAMES[o.aead ?? 'aes128gcm'];
+  if (aeadId === undefined) throw new EchgateError('ERR_USAGE', `unknown AEAD "${o.aead}" (aes128gcm, aes256gcm, chacha20poly1305)`);
+  const maxNameLength = o.maxNameLength ?? 0;
+  if (!Number.isInteger(maxNameLength) || maxNameLength < 0 || maxNameLength > 255) throw new EchgateError('ERR_USAGE', '--max-name-length is 0..255');
+  const kd = new KeyDir(dir);
+  return kd.withLock(() => {
+    const { keys } = kd.load();
+    const used = new Set(keys.map((k) => k.meta.configId));
+    let configId = o.configId;
+    if (configId !== undefined) {
+      if (!Number.isInteger(configId) || configId < 0 || configId > 255) throw new EchgateError('ERR_USAGE', '--config-id is 0..255');
+      if (used.has(configId)) throw new EchgateError('ERR_KEYSTORE', `config_id ${configId} is already in use or retired`);
+    } else {
+      configId = freeConfigId(used, () => nodeProvider.randomBytes(1)[0]!);
+    }
+    const sk = nodeProvider.randomBytes(32);
+    const pub = nodeProvider.x25519Private(sk).publicKey;
+    const config = encodeECHConfig({
+      configId,
+      kemId: KEM_X25519_SHA256,
+      publicKey: pub,
+      cipherSuites: [{ kdfId: KDF.HKDF_SHA256, aeadId }],
+      maximumNameLength: maxNameLength,
+      publicName: o.publicName,
+      extensions: [],
+    });
+    if (!isSupportedSuite(KEM_X25519_SHA256, KDF.HKDF_SHA256, aeadId)) throw new EchgateError('ERR_HPKE', 'suite not supported');
+    const meta: KeyMeta = { configId, publicName: o.publicName, state: o.state ?? 'active', created: (o.now ?? new Date()).toISOString() };
+    kd.writeKey(sk, encodeECHConfigList([config]), meta);
+    sk.fill(0);
+    return meta;
+  });
+}
+
+export function listKeys(dir: string) {
+  return new KeyDir(dir).load();
+}
+
+export interface RotateOptions {
+  publicName?: string;
+  graceMs: number;
+  aead?: AeadChoice;
+  maxNameLength?: number;
+  now?: Date;
+}
+
+/** New active key; every active key with the same public name becomes decrypt-only for `graceMs`. */
+export function rotateKeys(dir: string, o: RotateOptions): { created: KeyMeta; demoted: KeyMeta[] } {
+  const kd = new KeyDir(dir);
+  const now = o.now ?? new Date();
+  const { keys } = kd.load();
+  const actives = keys.filter((k) => k.meta.state === 'active');
+  const publicName = o.publicName ?? actives[0]?.meta.publicName;
+  if (!publicName) throw new EchgateError('ERR_USAGE', 'no active key to rotate; give --public-name or run keys generate');
+  const prev = actives.find((k) => k.meta.publicName === publicName);
+  const created = generateKey(dir, {
+    publicName,
+    aead: o.aead,
+    maxNameLength: o.maxNameLength ?? prev?.config?.maximumNameLength,
+    now,
+  });
+  const demoted = kd.withLock(() => {
+    const out: KeyMeta[] = [];
+    for (const k of kd.load().keys) {
+      if (k.meta.state !== 'active' || k.meta.publicName !== publicName || k.meta.configId === created.configId) continue;
+      const meta: KeyMeta = { ...k.meta, state: 'decrypt-only', notAfter: new Date(now.getTime() + o.graceMs).toISOString() };
+      kd.writeMeta(meta);
+      out.push(meta);
+    }
+    return out;
+  });
+  return { created, demoted };
+}
+
+/** Delete the private key; keep the metadata as retired so the id is never reused. */
+export function retireKey(dir: string, configId: number, now = new Date()): KeyMeta {
+  const kd = new KeyDir(dir);
+  return kd.withLock(() => {
+    const k = kd.load().keys.find((x) => x.meta.configId === configId);
+    if (!k) throw new EchgateError('ERR_KEYSTORE', `no key with config_id ${configId}`);
+    if (k.meta.state === 'retired') return k.meta;
+    const meta: KeyMeta = { ...k.meta, state: 'retired', notAfter: now.toISOString() };
+    kd.writeMeta(meta);
+    kd.deleteKeyFile(configId);
+    return meta;
+  });
+}
+
+/** Keys a server may decrypt with at `now`. */
+export function decryptingKeys(keys: StoredKey[], now = new Date()): StoredKey[] {
+  return keys.filter((k) => {
+    if (!k.privateKey || !k.config) return false;
+    if (k.meta.state === 'active' || k.meta.state === 'retry') return true;
+    if (k.meta.state === 'decrypt-only') return !k.meta.notAfter || Date.parse(k.meta.notAfter) > now.getTime();
+    return false;
+  });
+}
+
+/** The ECHConfigList to publish in DNS: active keys. */
+export function publishedList(keys: StoredKey[]): Uint8Array | undefined {
+  const cfgs = keys.filter((k) => k.meta.state === 'active' && k.config).map((k) => k.config!.raw);
+  return cfgs.length ? encodeECHConfigList(cfgs) : undefined;
+}
+
+/** retry_configs (RFC 9849 §7.1): active first, then retry keys. */
+export function retryList(keys: StoredKey[]): Uint8Array | undefined {
+  const pick = (s: string) => keys.filter((k) => k.meta.state === s && k.config).map((k) => k.config!.raw);
+  const cfgs = [...pick('active'), ...pick('retry')];
+  return cfgs.length ? encodeECHConfigList(cfgs) : undefined;
+}

@@ -1,0 +1,35 @@
+/**
+ * The ClientHello classifier with ECH: decrypt with the keyring, then route on
+ * the inner hello's SNI/ALPN exactly as on a plaintext hello. A hello that
+ * cannot be decrypted (GREASE, a stale or unknown key) routes on the outer
+ * hello (RFC 9849 §7.1); a hello whose inner is malformed throws, and the
+ * connection gets the alert the error carries.
+ */
+import { nodeProvider } from '../crypto/node.js';
+import { decryptEch, type KeyLookup } from '../ech/server.js';
+import { isEchgateError } from '../errors.js';
+import { summarize } from '../wire/tls/client-hello.js';
+import type { Classifier } from './context.js';
+import type { Metrics } from './metrics.js';
+
+export function echClassifier(keys: KeyLookup, metrics: Metrics, opts: { trialDecrypt: boolean }): Classifier {
+  return (hello, s, entrypoint) => {
+    if (s.ech?.type !== 'outer') return { sni: s.sni ?? '', alpn: s.alpn, ech: 'none' };
+    let r: ReturnType<typeof decryptEch>;
+    try {
+      r = decryptEch(nodeProvider, hello, keys, opts);
+    } catch (e) {
+      if (isEchgateError(e)) metrics.ech.inc({ entrypoint, result: 'malformed' });
+      throw e;
+    }
+    if (r.status === 'accepted') {
+      metrics.ech.inc({ entrypoint, result: 'accepted' });
+      const inner = summarize(r.inner);
+      return { sni: inner.sni ?? '', alpn: inner.alpn, ech: 'accepted' };
+    }
+    // An unknown config_id is what GREASE looks like; a known one that fails is a stale or wrong key.
+    const result = r.status === 'rejected' && r.reason === 'no_config' ? 'grease' : 'rejected';
+    metrics.ech.inc({ entrypoint, result });
+    return { sni: s.sni ?? '', alpn: s.alpn, ech: 'rejected', echReason: result === 'grease' ? 'grease' : 'stale' };
+  };
+}
