@@ -198,6 +198,17 @@ describe('ECH decryption: real Chromium ClientHellos', () => {
       }
     });
   }
+  it('regression: a hello held in a Buffer (as the proxy holds it) decrypts, twice, and stays unchanged', () => {
+    const c = manifest.captures[0];
+    const key = keyFrom(c.keys.private_key_hex, c.keys.echconfiglist_b64);
+    const buf = Buffer.from(vector(`captures/${c.file}`));
+    const copy = Buffer.from(buf);
+    for (let i = 0; i < 2; i++) {
+      const outer = decodeClientHelloMessage(parseHelloRecords(buf)!.message);
+      assert.equal(decryptEch(nodeProvider, outer, lookupOf([key])).status, 'accepted');
+    }
+    assert.ok(buf.equals(copy), 'the AAD must be built on a copy, never through a Buffer view');
+  });
   it('a wrong key with the same config_id: rejected as decrypt_failed, not an error', () => {
     const c = manifest.captures[0];
     const real = keyFrom(c.keys.private_key_hex, c.keys.echconfiglist_b64);

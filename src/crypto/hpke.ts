@@ -19,7 +19,7 @@ const AEAD_BY_ID: Record<number, Aead | null> = {
   1: AEADS['aes-128-gcm'],
   2: AEADS['aes-256-gcm'],
   3: AEADS['chacha20-poly1305'],
-  0xffff: null,
+  65535: null, // export-only
 };
 
 export function isSupportedSuite(kemId: number, kdfId: number, aeadId: number): boolean {
@@ -107,7 +107,7 @@ export class HpkeContext {
     if (this.seq >= Number.MAX_SAFE_INTEGER) throw new EchgateError('ERR_HPKE', 'HPKE sequence number overflow');
     const n = this.baseNonce.slice();
     const s = i2osp(this.seq, n.length);
-    for (let i = 0; i < n.length; i++) n[i]! ^= s[i]!;
+    for (let i = 0; i < n.length; i++) n[i] = n[i]! ^ s[i]!;
     return n;
   }
 

@@ -17,7 +17,7 @@ class NobleX25519Private implements X25519Private {
   readonly publicKey: Uint8Array;
   constructor(sk: Uint8Array) {
     if (sk.length !== 32) throw new EchgateError('ERR_CRYPTO_ARG', 'X25519 private key must be 32 bytes');
-    this.sk = sk.slice();
+    this.sk = Uint8Array.from(sk);
     this.publicKey = x25519.getPublicKey(this.sk);
   }
 }

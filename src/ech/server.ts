@@ -76,7 +76,9 @@ const illegal = (msg: string) => new EchgateError('ERR_ECH_INNER', msg, { alert:
 /** ClientHelloOuterAAD (§5.2): the outer hello body with the payload bytes zeroed. */
 export function outerAad(outer: ClientHello, ext: Extension, ech: Extract<ECHClientHello, { type: 'outer' }>): Uint8Array {
   if (!outer.raw || ext.offset === undefined) throw new EchgateError('ERR_ILLEGAL', 'the outer hello must keep its original bytes');
-  const aad = outer.raw.slice();
+  // A real copy: outer.raw may be a Buffer, whose slice() is a view, and zeroing
+  // through a view would destroy the payload we are about to decrypt.
+  const aad = new Uint8Array(outer.raw);
   const at = ext.offset + ech.payloadOffset;
   aad.fill(0, at, at + ech.payload.length);
   return aad;

@@ -32,7 +32,7 @@ function pemBlock(label: string, der: Uint8Array): string {
 
 /** The raw 32-byte X25519 key inside a PKCS#8 PrivateKeyInfo (any valid encoding node accepts). */
 export function x25519FromPkcs8(der: Uint8Array): Uint8Array {
-  if (der.length === 48 && PKCS8_X25519_PREFIX.every((b, i) => der[i] === b)) return der.slice(16);
+  if (der.length === 48 && PKCS8_X25519_PREFIX.every((b, i) => der[i] === b)) return Uint8Array.from(der.subarray(16));
   let jwk: { kty?: string; crv?: string; d?: string };
   try {
     const k = createPrivateKey({ key: Buffer.from(der), format: 'der', type: 'pkcs8' });

@@ -1,0 +1,148 @@
+/**
+ * RFC 9849 §5.1 / §7.1 bad input, each built with the ECH client builder:
+ * every case is a typed error with the RFC's alert, or a clean fallback to
+ * the outer hello.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { concat } from '../src/bytes/util.js';
+import { isSupportedSuite } from '../src/crypto/hpke.js';
+import { nodeProvider } from '../src/crypto/node.js';
+import { buildEchClientHello, type EchHelloOptions } from '../src/ech/client.js';
+import { decryptEch, type EchServerKey, prepareServerKey } from '../src/ech/server.js';
+import { EchgateError } from '../src/errors.js';
+import { decodeECHConfigList, encodeECHConfig, encodeECHConfigList } from '../src/wire/ech/config.js';
+import { usableConfigs } from '../src/wire/ech/usable.js';
+import { decodeClientHello, decodeClientHelloMessage, encodeClientHello, summarize } from '../src/wire/tls/client-hello.js';
+import { ExtensionType } from '../src/wire/tls/constants.js';
+import { encodeECHClientHello } from '../src/wire/tls/extensions.js';
+
+const sk = nodeProvider.x25519Generate();
+const raw = encodeECHConfigList([
+  encodeECHConfig({
+    configId: 9,
+    kemId: 0x20,
+    publicKey: sk.publicKey,
+    cipherSuites: [
+      { kdfId: 1, aeadId: 1 },
+      { kdfId: 1, aeadId: 3 },
+    ],
+    maximumNameLength: 32,
+    publicName: 'public.example.test',
+    extensions: [],
+  }),
+]);
+const config = usableConfigs(decodeECHConfigList(raw), isSupportedSuite)[0]!;
+const key: EchServerKey = prepareServerKey(nodeProvider, config, sk);
+const lookup = { byConfigId: (id: number) => (id === 9 ? [key] : []), all: () => [key] };
+
+function attempt(o: Partial<EchHelloOptions>) {
+  const h = buildEchClientHello(nodeProvider, { config, innerSni: 'secret.example.test', alpn: ['h2'], ...o });
+  return decryptEch(nodeProvider, decodeClientHelloMessage(h.outerMessage), lookup);
+}
+
+const alert = (name: string) => (e: unknown) => e instanceof EchgateError && e.alert === name;
+
+describe('ECH bad input (built hellos)', () => {
+  it('a well-formed hello decrypts, with both suites', () => {
+    for (const suite of config.cipherSuites) {
+      const r = attempt({ suite });
+      assert.equal(r.status, 'accepted');
+      if (r.status === 'accepted') {
+        assert.equal(summarize(r.inner).sni, 'secret.example.test');
+        assert.deepEqual(summarize(r.inner).alpn, ['h2']);
+      }
+    }
+  });
+  it('padding follows §6.1.3: the encoded inner is a multiple of 32 bytes', () => {
+    for (const name of ['a.example', 'secret.example.test', 'a-very-long-hidden-name.example.test']) {
+      const h = buildEchClientHello(nodeProvider, { config, innerSni: name });
+      const ech = summarize(decodeClientHelloMessage(h.outerMessage)).ech!;
+      assert.ok(ech.type === 'outer' && (ech.payload.length - 16) % 32 === 0);
+    }
+  });
+  it('unknown suite: not this config, clean reject', () => {
+    assert.deepEqual(attempt({ suite: { kdfId: 1, aeadId: 2 } }).status, 'rejected');
+  });
+  it('unknown config_id: clean reject (GREASE-like)', () => {
+    assert.deepEqual(attempt({ configId: 10 }), { status: 'rejected', reason: 'no_config', configId: 10 });
+  });
+  it('wrong enc length for the KEM, truncated or oversized enc: clean reject', () => {
+    for (const f of [(e: Uint8Array) => e.subarray(0, 31), (e: Uint8Array) => concat(e, Uint8Array.of(0)), () => new Uint8Array(0)]) {
+      assert.deepEqual(attempt({ enc: f }).status, 'rejected');
+    }
+  });
+  it('payload truncated or oversized: clean reject', () => {
+    const h = buildEchClientHello(nodeProvider, { config, innerSni: 'secret.example.test' });
+    const outer = decodeClientHelloMessage(h.outerMessage);
+    const i = outer.extensions.findIndex((e) => e.type === ExtensionType.encrypted_client_hello);
+    const e = summarize(outer).ech!;
+    assert.ok(e.type === 'outer');
+    for (const payload of [e.payload.subarray(0, e.payload.length - 1), concat(e.payload, Uint8Array.of(0))]) {
+      const exts = [...outer.extensions];
+      exts[i] = { type: ExtensionType.encrypted_client_hello, data: encodeECHClientHello({ ...e, payload }) };
+      assert.equal(decryptEch(nodeProvider, decodeClientHello(encodeClientHello({ ...outer, extensions: exts })), lookup).status, 'rejected');
+    }
+  });
+  it('outer_extensions pointing at a missing extension → illegal_parameter', () => {
+    assert.throws(() => attempt({ outerExtensionsList: [ExtensionType.supported_groups, 0x1234] }), alert('illegal_parameter'));
+  });
+  it('outer_extensions in the wrong order → illegal_parameter', () => {
+    assert.throws(() => attempt({ outerExtensionsList: [ExtensionType.signature_algorithms, ExtensionType.supported_groups] }), alert('illegal_parameter'));
+  });
+  it('outer_extensions referencing encrypted_client_hello → illegal_parameter', () => {
+    assert.throws(() => attempt({ outerExtensionsList: [ExtensionType.encrypted_client_hello] }), alert('illegal_parameter'));
+  });
+  it('outer_extensions referencing an extension twice → illegal_parameter', () => {
+    assert.throws(() => attempt({ outerExtensionsList: [ExtensionType.supported_groups, ExtensionType.supported_groups] }), alert('illegal_parameter'));
+  });
+  it('non-zero padding → illegal_parameter', () => {
+    assert.throws(
+      () =>
+        attempt({
+          mutateEncoded: (b) => {
+            const c = b.slice();
+            c[c.length - 1] = 1;
+            return c;
+          },
+        }),
+      alert('illegal_parameter'),
+    );
+  });
+  it('inner offering only TLS 1.2 → protocol_version; offering 1.3 and 1.2 → illegal_parameter', () => {
+    assert.throws(() => attempt({ innerVersions: [0x0303] }), alert('protocol_version'));
+    assert.throws(() => attempt({ innerVersions: [0x0304, 0x0303] }), alert('illegal_parameter'));
+    assert.equal(attempt({ innerVersions: [0x2a2a, 0x0304] }).status, 'accepted', 'GREASE versions are fine');
+  });
+  it('a second 0xfe0d inside the inner → illegal_parameter', () => {
+    assert.throws(
+      () => attempt({ extraInnerExtensions: [{ type: ExtensionType.encrypted_client_hello, data: encodeECHClientHello({ type: 'inner' }) }] }),
+      alert('illegal_parameter'),
+    );
+  });
+  it('no inner ECH extension → illegal_parameter', () => {
+    assert.throws(() => attempt({ omitInnerEch: true }), alert('illegal_parameter'));
+  });
+  it('trailing garbage in the encoded inner is padding and must be zero; truncation is decode_error', () => {
+    assert.throws(() => attempt({ mutateEncoded: (b) => b.subarray(0, 40) }), alert('decode_error'));
+  });
+  it('fuzz: mutated encoded inners never throw anything but typed errors', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 6 }), (muts) => {
+        try {
+          attempt({
+            mutateEncoded: (b) => {
+              const c = b.slice();
+              for (const [at, v] of muts) c[at % c.length] = v;
+              return c;
+            },
+          });
+        } catch (e) {
+          assert.ok(e instanceof EchgateError, String(e));
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
