@@ -12,6 +12,7 @@ import {
   decodeClientHelloMessage,
   encodeClientHello,
   encodeClientHelloMessage,
+  encodeClientHelloWithOffsets,
   summarize,
 } from '../src/wire/tls/client-hello.js';
 import { ExtensionType, extensionName, isGrease } from '../src/wire/tls/constants.js';
@@ -200,6 +201,17 @@ describe('properties', () => {
         assert.deepEqual(encodeClientHello(dec), enc);
       }),
       { numRuns: 300 },
+    );
+  });
+  it('encodeClientHelloWithOffsets equals decoding the encoding', () => {
+    fc.assert(
+      fc.property(arbClientHello, (ch) => {
+        const a = encodeClientHelloWithOffsets(ch);
+        const b = decodeClientHello(encodeClientHello(ch));
+        assert.deepEqual(a.raw, b.raw);
+        assert.deepEqual(a.extensions, b.extensions);
+      }),
+      { numRuns: 200 },
     );
   });
   it('ClientHello: no strict prefix parses, but for the extension-less cut', () => {

@@ -109,9 +109,12 @@ export class Writer {
     return this.withLen24((w) => w.bytes(b));
   }
 
-  /** The written bytes (a copy, so the writer can be reused or dropped). */
+  /** The written bytes; the writer is empty afterwards. No copy when the buffer was sized exactly. */
   finish(): Uint8Array {
-    return this.buf.slice(0, this.pos);
+    const out = this.pos === this.buf.length ? this.buf : this.buf.slice(0, this.pos);
+    this.buf = new Uint8Array(0);
+    this.pos = 0;
+    return out;
   }
 }
 

@@ -5,9 +5,11 @@
 import { EchgateError } from '../errors.js';
 import { type CryptoProvider, HASH_SIZE, type HashName } from './provider.js';
 
+const ZERO_SALT: Record<HashName, Uint8Array> = { sha256: new Uint8Array(32), sha384: new Uint8Array(48), sha512: new Uint8Array(64) };
+
 export function hkdfExtract(p: CryptoProvider, hash: HashName, salt: Uint8Array, ikm: Uint8Array): Uint8Array {
   // RFC 5869 §2.2: an absent salt is HashLen zeros.
-  return p.hmac(hash, salt.length === 0 ? new Uint8Array(HASH_SIZE[hash]) : salt, ikm);
+  return p.hmac(hash, salt.length === 0 ? ZERO_SALT[hash] : salt, ikm);
 }
 
 export function hkdfExpand(p: CryptoProvider, hash: HashName, prk: Uint8Array, info: Uint8Array, length: number): Uint8Array {

@@ -7,7 +7,7 @@ import { concat, i2osp, utf8 } from '../bytes/util.js';
 import { EchgateError } from '../errors.js';
 import { hkdfExpand, hkdfExtract } from './hkdf.js';
 import { AEADS } from './node.js';
-import type { Aead, CryptoProvider, HashName, X25519Private } from './provider.js';
+import { type Aead, type CryptoProvider, HASH_SIZE, type HashName, type X25519Private } from './provider.js';
 
 export const KEM_X25519_SHA256 = 0x0020;
 export const KDF = { HKDF_SHA256: 0x0001, HKDF_SHA384: 0x0002, HKDF_SHA512: 0x0003 } as const;
@@ -29,12 +29,29 @@ export function isSupportedSuite(kemId: number, kdfId: number, aeadId: number): 
 const HPKE_V1 = utf8('HPKE-v1');
 const KEM_SUITE = concat(utf8('KEM'), i2osp(KEM_X25519_SHA256, 2));
 
+// "HPKE-v1" || suite_id || label, per (suite, label): built once, not per
+// connection. suite_id arrays are themselves cached, so identity is the key.
+const prefixes = new WeakMap<Uint8Array, Map<string, Uint8Array>>();
+function labelPrefix(suite: Uint8Array, label: string): Uint8Array {
+  let m = prefixes.get(suite);
+  if (!m) {
+    m = new Map();
+    prefixes.set(suite, m);
+  }
+  let v = m.get(label);
+  if (!v) {
+    v = concat(HPKE_V1, suite, utf8(label));
+    m.set(label, v);
+  }
+  return v;
+}
+
 function labeledExtract(p: CryptoProvider, hash: HashName, suite: Uint8Array, salt: Uint8Array, label: string, ikm: Uint8Array) {
-  return hkdfExtract(p, hash, salt, concat(HPKE_V1, suite, utf8(label), ikm));
+  return hkdfExtract(p, hash, salt, concat(labelPrefix(suite, label), ikm));
 }
 
 function labeledExpand(p: CryptoProvider, hash: HashName, suite: Uint8Array, prk: Uint8Array, label: string, info: Uint8Array, L: number) {
-  return hkdfExpand(p, hash, prk, concat(i2osp(L, 2), HPKE_V1, suite, utf8(label), info), L);
+  return hkdfExpand(p, hash, prk, concat(i2osp(L, 2), labelPrefix(suite, label), info), L);
 }
 
 // ---- DHKEM(X25519, HKDF-SHA256), RFC 9180 §4.1 and §7.1.3 ----
@@ -88,10 +105,13 @@ export interface SetupOptions {
    * computes it once per ECHConfig instead of once per connection.
    */
   infoHash?: Uint8Array;
+  /** A precomputed LabeledExtract("", "psk_id_hash", psk_id); constant for base mode per suite. */
+  pskIdHash?: Uint8Array;
 }
 
 export class HpkeContext {
   private seq = 0;
+  private exporterSecret: Uint8Array | undefined;
   constructor(
     private readonly p: CryptoProvider,
     private readonly hash: HashName,
@@ -99,7 +119,9 @@ export class HpkeContext {
     private readonly aead: Aead | null,
     readonly key: Uint8Array,
     readonly baseNonce: Uint8Array,
-    private readonly exporterSecret: Uint8Array,
+    /** The key schedule's secret and context, kept to derive the exporter secret on first use. */
+    private readonly secret: Uint8Array,
+    private readonly ksContext: Uint8Array,
   ) {}
 
   private nonce(): Uint8Array {
@@ -126,22 +148,38 @@ export class HpkeContext {
   }
 
   export(exporterContext: Uint8Array, L: number): Uint8Array {
+    // Derived lazily: ECH never exports, and this saves an HMAC per connection.
+    this.exporterSecret ??= labeledExpand(this.p, this.hash, this.suiteId, this.secret, 'exp', this.ksContext, HASH_SIZE[this.hash]);
     return labeledExpand(this.p, this.hash, this.suiteId, this.exporterSecret, 'sec', exporterContext, L);
   }
 }
 
+const suites = new Map<number, { hash: HashName; aead: Aead | null; suiteId: Uint8Array }>();
 function suiteParams(s: Suite) {
-  const hash = KDF_HASH[s.kdfId];
-  const aead = AEAD_BY_ID[s.aeadId];
-  if (!hash || aead === undefined) throw new EchgateError('ERR_HPKE', `unsupported HPKE suite kdf=${s.kdfId} aead=${s.aeadId}`);
-  const suiteId = concat(utf8('HPKE'), i2osp(KEM_X25519_SHA256, 2), i2osp(s.kdfId, 2), i2osp(s.aeadId, 2));
-  return { hash, aead, suiteId };
+  const k = s.kdfId * 0x10000 + s.aeadId;
+  let v = suites.get(k);
+  if (!v) {
+    const hash = KDF_HASH[s.kdfId];
+    const aead = AEAD_BY_ID[s.aeadId];
+    if (!hash || aead === undefined) throw new EchgateError('ERR_HPKE', `unsupported HPKE suite kdf=${s.kdfId} aead=${s.aeadId}`);
+    v = { hash, aead, suiteId: concat(utf8('HPKE'), i2osp(KEM_X25519_SHA256, 2), i2osp(s.kdfId, 2), i2osp(s.aeadId, 2)) };
+    suites.set(k, v);
+  }
+  return v;
 }
 
-/** LabeledExtract("", "info_hash", info) for a suite, to cache per ECHConfig. */
-export function infoHash(p: CryptoProvider, s: Suite, info: Uint8Array): Uint8Array {
+/**
+ * The two key-schedule hashes that do not depend on the connection, for base
+ * mode: LabeledExtract("", "info_hash", info) and LabeledExtract("", "psk_id_hash", "").
+ * ECH computes them once per ECHConfig and suite (RFC 9180 §5.1).
+ */
+export function baseModeHashes(p: CryptoProvider, s: Suite, info: Uint8Array): { infoHash: Uint8Array; pskIdHash: Uint8Array } {
   const { hash, suiteId } = suiteParams(s);
-  return labeledExtract(p, hash, suiteId, new Uint8Array(0), 'info_hash', info);
+  const empty = new Uint8Array(0);
+  return {
+    infoHash: labeledExtract(p, hash, suiteId, empty, 'info_hash', info),
+    pskIdHash: labeledExtract(p, hash, suiteId, empty, 'psk_id_hash', empty),
+  };
 }
 
 function keySchedule(p: CryptoProvider, s: Suite, sharedSecret: Uint8Array, info: Uint8Array, o: SetupOptions): HpkeContext {
@@ -154,7 +192,7 @@ function keySchedule(p: CryptoProvider, s: Suite, sharedSecret: Uint8Array, info
   if ((psk.length === 0) !== (pskId.length === 0)) throw new EchgateError('ERR_HPKE', 'psk and psk_id must both be given or both empty');
   if (pskMode !== psk.length > 0) throw new EchgateError('ERR_HPKE', `mode ${mode} ${pskMode ? 'needs' : 'forbids'} a psk`);
   const empty = new Uint8Array(0);
-  const pskIdHash = labeledExtract(p, hash, suiteId, empty, 'psk_id_hash', pskId);
+  const pskIdHash = o.pskIdHash ?? labeledExtract(p, hash, suiteId, empty, 'psk_id_hash', pskId);
   const ih = o.infoHash ?? labeledExtract(p, hash, suiteId, empty, 'info_hash', info);
   const ctx = concat(Uint8Array.of(mode), pskIdHash, ih);
   const secret = labeledExtract(p, hash, suiteId, sharedSecret, 'secret', psk);
@@ -162,8 +200,7 @@ function keySchedule(p: CryptoProvider, s: Suite, sharedSecret: Uint8Array, info
   const nn = aead?.nonceLen ?? 0;
   const key = nk ? labeledExpand(p, hash, suiteId, secret, 'key', ctx, nk) : empty;
   const baseNonce = nn ? labeledExpand(p, hash, suiteId, secret, 'base_nonce', ctx, nn) : empty;
-  const exp = labeledExpand(p, hash, suiteId, secret, 'exp', ctx, { sha256: 32, sha384: 48, sha512: 64 }[hash]);
-  return new HpkeContext(p, hash, suiteId, aead, key, baseNonce, exp);
+  return new HpkeContext(p, hash, suiteId, aead, key, baseNonce, secret, ctx);
 }
 
 export interface SenderOptions extends SetupOptions {

@@ -9,15 +9,14 @@
  * an error carrying the alert the RFC names.
  */
 import { concat, utf8 } from '../bytes/util.js';
-import { type HpkeContext, infoHash, isSupportedSuite, setupReceiver } from '../crypto/hpke.js';
+import { baseModeHashes, type HpkeContext, isSupportedSuite, setupReceiver } from '../crypto/hpke.js';
 import type { CryptoProvider, X25519Private } from '../crypto/provider.js';
 import { EchgateError } from '../errors.js';
 import type { ECHConfigContents } from '../wire/ech/config.js';
 import {
   type ClientHello,
-  decodeClientHello,
   decodeClientHelloPrefix,
-  encodeClientHello,
+  encodeClientHelloWithOffsets,
   type Extension,
   findExtension,
 } from '../wire/tls/client-hello.js';
@@ -35,16 +34,16 @@ export interface EchServerKey {
   configId: number;
   config: ECHConfigContents & { raw: Uint8Array };
   sk: X25519Private;
-  /** HPKE info = "tls ech" || 0x00 || ECHConfig (§6.1), and its hash per suite, computed once. */
+  /** HPKE info = "tls ech" || 0x00 || ECHConfig (§6.1), and the key-schedule hashes per suite, computed once. */
   info: Uint8Array;
-  infoHashes: Map<number, Uint8Array>;
+  suiteHashes: Map<number, { infoHash: Uint8Array; pskIdHash: Uint8Array }>;
 }
 
 export function prepareServerKey(p: CryptoProvider, config: ECHConfigContents & { raw: Uint8Array }, sk: X25519Private): EchServerKey {
   const info = concat(utf8('tls ech'), Uint8Array.of(0), config.raw);
-  const infoHashes = new Map<number, Uint8Array>();
-  for (const s of usableSuites(config, isSupportedSuite)) infoHashes.set((s.kdfId << 16) | s.aeadId, infoHash(p, s, info));
-  return { configId: config.configId, config, sk, info, infoHashes };
+  const suiteHashes = new Map<number, { infoHash: Uint8Array; pskIdHash: Uint8Array }>();
+  for (const s of usableSuites(config, isSupportedSuite)) suiteHashes.set((s.kdfId << 16) | s.aeadId, baseModeHashes(p, s, info));
+  return { configId: config.configId, config, sk, info, suiteHashes };
 }
 
 export interface KeyLookup {
@@ -97,13 +96,13 @@ export function decryptEch(p: CryptoProvider, outer: ClientHello, keys: KeyLooku
 
   let aad: Uint8Array | undefined;
   for (const key of candidates) {
-    const ih = key.infoHashes.get((ech.kdfId << 16) | ech.aeadId);
-    if (!ih) continue; // §7.1: the config does not offer this suite; try the next one
+    const hashes = key.suiteHashes.get((ech.kdfId << 16) | ech.aeadId);
+    if (!hashes) continue; // §7.1: the config does not offer this suite; try the next one
     aad ??= outerAad(outer, ext, ech);
     let hpke: HpkeContext;
     let encoded: Uint8Array;
     try {
-      hpke = setupReceiver(p, ech, ech.enc, key.sk, key.info, { infoHash: ih });
+      hpke = setupReceiver(p, ech, ech.enc, key.sk, key.info, hashes);
       encoded = hpke.open(aad, ech.payload);
     } catch (e) {
       if (e instanceof EchgateError) continue; // wrong key, bad enc, GREASE: next candidate
@@ -165,7 +164,6 @@ export function rebuildInner(outer: ClientHello, encoded: Uint8Array): ClientHel
   }
   if (versions.some((v) => v !== ProtocolVersion.TLS13)) throw illegal('ClientHelloInner offers TLS 1.2 or below');
 
-  // Re-decode the encoding so the result carries its own bytes and offsets,
-  // exactly as a ClientHello read from the network would.
-  return decodeClientHello(encodeClientHello({ ...hello, sessionId: outer.sessionId, extensions }));
+  // The result carries its own bytes and offsets, exactly as a ClientHello read from the network would.
+  return encodeClientHelloWithOffsets({ ...hello, sessionId: outer.sessionId, extensions });
 }

@@ -4,7 +4,7 @@
  * docs/architecture.md for the picture.
  */
 import { channel } from 'node:diagnostics_channel';
-import net from 'node:net';
+import type net from 'node:net';
 import { isEchgateError } from '../errors.js';
 import type { ConnData } from '../routing/ast.js';
 import { normalizeIp } from '../routing/ip.js';
@@ -14,6 +14,7 @@ import { alertFor, encodeAlertRecord } from '../wire/tls/alert.js';
 import { decodeClientHelloMessage, summarize } from '../wire/tls/client-hello.js';
 import { ClientHelloAssembler, sniffTls } from '../wire/tls/record.js';
 import type { Classified, EntryContext, RouteTarget } from './context.js';
+import { connectRelayed, relayClientToBackend } from './relay.js';
 
 /** Published once per routing decision; tests and operators subscribe. Inner SNI is included only when log.innerSni is on. */
 export const routeChannel = channel('echgate:route');
@@ -31,7 +32,21 @@ export type PeekFailure =
 export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: () => void): void {
   const started = performance.now();
   const ep = ctx.ep.name;
-  const clientIp = normalizeIp(socket.remoteAddress);
+  // The peer address costs a getpeername(2); only ClientIP rules, PROXY headers and logs need it.
+  let ip: string | undefined;
+  const clientIp = () => {
+    ip ??= normalizeIp(socket.remoteAddress);
+    return ip;
+  };
+  const connData = (sni: string, alpn: readonly string[], tls: boolean, ech: ConnData['ech']): ConnData => ({
+    sni,
+    alpn,
+    tls,
+    ech,
+    get clientIp() {
+      return clientIp();
+    },
+  });
   let finished = false;
   let routerName = '-';
   let backend: net.Socket | undefined;
@@ -100,12 +115,12 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
     }
     const up = route.target.picker.pick();
     socket.pause();
-    const b = net.connect({ host: up.server.host, port: up.server.port, allowHalfOpen: true, noDelay: true });
+    const b = connectRelayed(up.server, socket);
     backend = b;
     const connectTimer = setTimeout(() => b.destroy(new Error('connect timeout')), up.connectTimeoutMs);
     b.once('error', (err) => {
       clearTimeout(connectTimer);
-      if (!b.readyState || b.connecting || b.bytesWritten === 0) {
+      if (b.connecting || !connected) {
         ctx.metrics.backendErrors.inc({ service: up.service, kind: 'connect' });
         ctx.log.warn({ entrypoint: ep, router: route.name, service: up.service, server: `${up.server.host}:${up.server.port}`, err: err.message }, 'backend connect failed');
       } else {
@@ -113,11 +128,13 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
       }
       socket.destroy();
     });
+    let connected = false;
     b.once('connect', () => {
+      connected = true;
       clearTimeout(connectTimer);
       if (up.proxyProtocol) {
         const addrs = {
-          srcIp: clientIp,
+          srcIp: clientIp(),
           srcPort: socket.remotePort ?? 0,
           dstIp: normalizeIp(socket.localAddress),
           dstPort: socket.localPort ?? 0,
@@ -125,20 +142,16 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
         b.write(up.proxyProtocol === 1 ? encodeProxyV1(addrs) : encodeProxyV2(addrs));
       }
       if (replay && replay.length > 0) b.write(replay);
-      // pipe() honours backpressure both ways (write() false → pause, 'drain' → resume)
-      // and ends the other side on EOF; allowHalfOpen keeps the reverse direction open.
-      socket.pipe(b);
-      b.pipe(socket);
+      relayClientToBackend(socket, b);
       b.once('close', () => socket.destroy());
-      socket.setTimeout(ctx.ep.idleTimeoutMs, () => {
-        socket.destroy();
-      });
+      // One idle timer on the client: reads from it and writes to it both count as activity.
+      socket.setTimeout(ctx.ep.idleTimeoutMs, () => socket.destroy());
     });
   };
 
   // Server-speaks-first entrypoints: no router needs a ClientHello, so never wait for one.
   if (ctx.table.immediate) {
-    const conn: ConnData = { sni: '', alpn: [], clientIp, tls: false, ech: 'none' };
+    const conn = connData('', [], false, 'none');
     const route = ctx.table.match(conn);
     if (!route) return fail('no_route');
     connect(route, undefined, conn);
@@ -153,7 +166,7 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
   }, ctx.ep.clientHelloTimeoutMs);
 
   const routeNonTls = (reason: 'not_tls' | 'sslv2_hello') => {
-    const conn: ConnData = { sni: '', alpn: [], clientIp, tls: false, ech: 'none' };
+    const conn = connData('', [], false, 'none');
     const route = ctx.table.match(conn);
     if (!route) return fail(reason);
     connect(route, asm.bytes(), conn);
@@ -195,12 +208,12 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
     } catch (e) {
       return fail('malformed', encodeAlertRecord(alertFor(e)));
     }
-    const conn: ConnData = { sni: cls.sni, alpn: cls.alpn, clientIp, tls: true, ech: cls.ech };
+    const conn = connData(cls.sni, cls.alpn, true, cls.ech);
     const route = ctx.table.match(conn);
     if (!route) {
       const shownSni = cls.ech === 'accepted' && !ctx.logInnerSni ? '(hidden: ECH inner SNI)' : cls.sni;
-      if (cls.sni === '') ctx.log.info({ entrypoint: ep, client: clientIp }, 'no router for ClientHello: the client sent no SNI');
-      else ctx.log.info({ entrypoint: ep, client: clientIp, sni: shownSni, ech: cls.ech }, 'no router for SNI');
+      if (cls.sni === '') ctx.log.info({ entrypoint: ep, client: clientIp() }, 'no router for ClientHello: the client sent no SNI');
+      else ctx.log.info({ entrypoint: ep, client: clientIp(), sni: shownSni, ech: cls.ech }, 'no router for SNI');
       // RFC 6066 §3: a server that does not recognise the name may send a fatal unrecognized_name alert.
       return fail(cls.sni === '' ? 'no_sni_no_route' : 'no_route', encodeAlertRecord('unrecognized_name'));
     }

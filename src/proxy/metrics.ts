@@ -13,14 +13,34 @@ function labelKey(l: Labels): string {
   return parts.join(',');
 }
 
+/**
+ * Label sets → rendered key, cached by the values joined in call order
+ * (call sites always pass the same keys in the same order), so the hot path
+ * does one string join and one Map lookup instead of a sort and escapes.
+ */
+class KeyCache {
+  private readonly cache = new Map<string, string>();
+  key(labels: Labels): string {
+    let fast = '';
+    for (const k in labels) fast += `${k}\u0000${labels[k]}\u0001`;
+    let v = this.cache.get(fast);
+    if (v === undefined) {
+      v = labelKey(labels);
+      if (this.cache.size < 10_000) this.cache.set(fast, v);
+    }
+    return v;
+  }
+}
+
 class Counter {
   readonly values = new Map<string, number>();
+  protected readonly keys = new KeyCache();
   constructor(
     readonly name: string,
     readonly help: string,
   ) {}
   inc(labels: Labels, by = 1): void {
-    const k = labelKey(labels);
+    const k = this.keys.key(labels);
     this.values.set(k, (this.values.get(k) ?? 0) + by);
   }
   get(labels: Labels): number {
@@ -49,8 +69,9 @@ class Histogram {
     readonly help: string,
     readonly buckets: number[],
   ) {}
+  private readonly keys = new KeyCache();
   observe(labels: Labels, v: number): void {
-    const k = labelKey(labels);
+    const k = this.keys.key(labels);
     let s = this.series.get(k);
     if (!s) {
       s = { counts: new Array(this.buckets.length).fill(0), sum: 0, n: 0 };

@@ -108,7 +108,10 @@ export function decodeClientHelloMessage(message: Uint8Array): ClientHello {
 }
 
 export function encodeClientHello(ch: ClientHello): Uint8Array {
-  const w = new Writer(512)
+  // Size the buffer exactly: re-encoding an inner hello is on the ECH hot path.
+  let size = 2 + 32 + 1 + ch.sessionId.length + 2 + 2 * ch.cipherSuites.length + 1 + ch.compressionMethods.length + 2;
+  for (const e of ch.extensions) size += 4 + e.data.length;
+  const w = new Writer(size)
     .u16(ch.legacyVersion)
     .bytes(ch.random)
     .vec8(ch.sessionId)
@@ -122,6 +125,21 @@ export function encodeClientHello(ch: ClientHello): Uint8Array {
     });
   }
   return w.finish();
+}
+
+/**
+ * Encode and return the hello with `raw` and every extension's offset set, as
+ * decodeClientHello would (without parsing the bytes again).
+ */
+export function encodeClientHelloWithOffsets(ch: ClientHello): ClientHello {
+  const raw = encodeClientHello(ch);
+  let at = 2 + 32 + 1 + ch.sessionId.length + 2 + 2 * ch.cipherSuites.length + 1 + ch.compressionMethods.length + 2;
+  const extensions = ch.extensions.map((e) => {
+    const x = { type: e.type, data: raw.subarray(at + 4, at + 4 + e.data.length), offset: at + 4 };
+    at += 4 + e.data.length;
+    return x;
+  });
+  return { ...ch, extensions, raw };
 }
 
 export function encodeClientHelloMessage(ch: ClientHello): Uint8Array {

@@ -1,0 +1,282 @@
+/**
+ * `npm run bench`: echgate beside HAProxy (and direct) in one run, on loopback.
+ *
+ * On two cores the load generator saturates before either proxy, so the figure
+ * that counts is each proxy's own CPU time (utime+stime from /proc/PID/stat,
+ * before and after) per connection and per GiB, with cheap endpoints: a
+ * plain-TCP client replaying a real captured ClientHello, and plain-TCP
+ * backends that answer one byte or stream 1 GiB. Runs are interleaved
+ * (A, B, A, B) and medians reported. Then TLS handshakes/s with a real TLS
+ * backend, and ECH decryptions per CPU-second beside the crypto floor.
+ * Results go to stdout and to docs/benchmarks.md between the BENCH markers.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { cpus, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import tls from 'node:tls';
+import { fileURLToPath } from 'node:url';
+import { cpuMs } from './cpu.js';
+import { echBench } from './ech.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const QUICK = process.env.BENCH_QUICK === '1';
+const CONNS = QUICK ? 2000 : 20000;
+const CONCURRENCY = 50;
+const BULK_BYTES = QUICK ? 256 << 20 : 1 << 30;
+const ROUNDS = QUICK ? 1 : 3;
+const HANDSHAKES = QUICK ? 300 : 2000;
+const capture = readFileSync(join(ROOT, 'test', 'vectors', 'captures', 'chr-ech2a-app-alpn.bin'));
+
+const children: ChildProcess[] = [];
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+});
+
+function start(cmd: string, args: string[], ready: RegExp): Promise<{ proc: ChildProcess; match: RegExpMatchArray }> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(proc);
+    let out = '';
+    const on = (d: Buffer) => {
+      out += d.toString();
+      const m = out.match(ready);
+      if (m) resolve({ proc, match: m });
+    };
+    proc.stdout!.on('data', on);
+    proc.stderr!.on('data', on);
+    proc.once('exit', (code) => reject(new Error(`${cmd} exited ${code}: ${out}`)));
+    setTimeout(() => reject(new Error(`${cmd} did not start: ${out}`)), 15000).unref();
+  });
+}
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const p = (s.address() as net.AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return p;
+}
+
+/** N connections, C at a time: send the captured hello, wait for one byte, close. */
+function connLoad(port: number, n: number, c: number): Promise<number> {
+  const t0 = performance.now();
+  let started = 0;
+  let done = 0;
+  return new Promise((resolve, reject) => {
+    const one = () => {
+      if (started >= n) return;
+      started++;
+      const s = net.connect(port, '127.0.0.1');
+      s.setNoDelay(true);
+      s.once('connect', () => s.write(capture));
+      s.once('data', () => s.end());
+      s.once('error', reject);
+      s.once('close', () => {
+        done++;
+        if (done === n) resolve(performance.now() - t0);
+        else one();
+      });
+    };
+    for (let i = 0; i < c; i++) one();
+  });
+}
+
+function bulkLoad(port: number, bytes: number): Promise<number> {
+  const t0 = performance.now();
+  return new Promise((resolve, reject) => {
+    let got = 0;
+    const s = net.connect(port, '127.0.0.1', () => s.write(capture));
+    s.on('data', (d) => {
+      got += d.length;
+    });
+    s.once('error', reject);
+    s.once('close', () => (got === bytes ? resolve(performance.now() - t0) : reject(new Error(`bulk got ${got} of ${bytes}`))));
+  });
+}
+
+function tlsLoad(port: number, n: number, c: number, ctx: tls.SecureContext): Promise<number> {
+  const t0 = performance.now();
+  let started = 0;
+  let done = 0;
+  return new Promise((resolve, reject) => {
+    const one = () => {
+      if (started >= n) return;
+      started++;
+      const s = tls.connect({ port, host: '127.0.0.1', servername: 'app.example.test', secureContext: ctx, rejectUnauthorized: false });
+      s.once('data', () => s.end());
+      s.once('error', reject);
+      s.once('close', () => {
+        done++;
+        if (done === n) resolve(performance.now() - t0);
+        else one();
+      });
+    };
+    for (let i = 0; i < c; i++) one();
+  });
+}
+
+async function waitPort(port: number): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise<boolean>((r) => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        s.destroy();
+        r(true);
+      });
+      s.once('error', () => r(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`nothing listens on ${port}`);
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+async function main() {
+  const dir = mkdtempSync(join(tmpdir(), 'echgate-bench-'));
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', '/CN=app.example.test', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem')], { stdio: 'ignore' });
+  const backend = (mode: string, ...args: string[]) => start('node', [join(ROOT, 'dist', 'bench', 'backend.js'), mode, ...args], /PORT (\d+)/);
+  const byte = Number((await backend('byte')).match[1]);
+  const stream = Number((await backend('stream', String(BULK_BYTES))).match[1]);
+  const tlsb = Number((await backend('tls', '0', join(dir, 'c.pem'), join(dir, 'k.pem'))).match[1]);
+
+  const ports = { e: [await freePort(), await freePort(), await freePort()], h: [await freePort(), await freePort(), await freePort()] };
+  const cfg = `
+log: { level: warn }
+entryPoints:
+  conn: { address: "127.0.0.1:${ports.e[0]}", maxConnections: 100000 }
+  bulk: { address: "127.0.0.1:${ports.e[1]}" }
+  tls: { address: "127.0.0.1:${ports.e[2]}" }
+tcp:
+  routers:
+    conn: { entryPoints: [conn], rule: "HostSNI(\`public.example.test\`)", service: byte, tls: { passthrough: true } }
+    bulk: { entryPoints: [bulk], rule: "HostSNI(\`public.example.test\`)", service: stream, tls: { passthrough: true } }
+    tls: { entryPoints: [tls], rule: "HostSNI(\`app.example.test\`)", service: tlsb, tls: { passthrough: true } }
+  services:
+    byte: { loadBalancer: { servers: [{ address: "127.0.0.1:${byte}" }] } }
+    stream: { loadBalancer: { servers: [{ address: "127.0.0.1:${stream}" }] } }
+    tlsb: { loadBalancer: { servers: [{ address: "127.0.0.1:${tlsb}" }] } }
+`;
+  writeFileSync(join(dir, 'echgate.yml'), cfg);
+  const haproxyCfg = `
+global
+  maxconn 8000
+  nbthread 1
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+${[
+  ['conn', ports.h[0], 'public.example.test', byte],
+  ['bulk', ports.h[1], 'public.example.test', stream],
+  ['tls', ports.h[2], 'app.example.test', tlsb],
+]
+  .map(
+    ([n, p, sni, be]) => `frontend fe_${n}
+  bind 127.0.0.1:${p}
+  tcp-request inspect-delay 5s
+  tcp-request content accept if { req.ssl_hello_type 1 }
+  use_backend be_${n} if { req.ssl_sni -i ${sni} }
+backend be_${n}
+  server s1 127.0.0.1:${be}
+`,
+  )
+  .join('')}`;
+  writeFileSync(join(dir, 'haproxy.cfg'), haproxyCfg);
+
+  const egProc = spawn('node', [join(ROOT, 'bin', 'echgate.js'), 'serve', '--config', join(dir, 'echgate.yml')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  children.push(egProc);
+  for (const p of ports.e) await waitPort(p);
+  const eg = { proc: egProc };
+  const hp = spawn('haproxy', ['-db', '-f', join(dir, 'haproxy.cfg')], { stdio: 'ignore' });
+  children.push(hp);
+  await new Promise((r) => setTimeout(r, 1000));
+  const haproxyVersion = execFileSync('haproxy', ['-v']).toString().split('\n')[0]!;
+
+  const proxies = [
+    { name: 'echgate', pid: eg.proc.pid!, port: ports.e },
+    { name: 'HAProxy', pid: hp.pid!, port: ports.h },
+    { name: 'direct', pid: 0, port: [byte, stream, tlsb] },
+  ];
+  const res: Record<string, { conn: number[]; connWall: number[]; bulk: number[]; bulkWall: number[]; tls: number[] }> = {};
+  for (const p of proxies) res[p.name] = { conn: [], connWall: [], bulk: [], bulkWall: [], tls: [] };
+
+  // warm-up
+  for (const p of proxies) await connLoad(p.port[0]!, 500, CONCURRENCY);
+
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const p of proxies) {
+      const c0 = p.pid ? cpuMs(p.pid) : 0;
+      const wall = await connLoad(p.port[0]!, CONNS, CONCURRENCY);
+      const c1 = p.pid ? cpuMs(p.pid) : 0;
+      res[p.name]!.conn.push((c1 - c0) / CONNS);
+      res[p.name]!.connWall.push((CONNS / wall) * 1000);
+      process.stderr.write(`round ${r + 1} ${p.name}: ${((c1 - c0) / CONNS).toFixed(3)} ms CPU/conn, ${((CONNS / wall) * 1000).toFixed(0)} conn/s wall\n`);
+    }
+    for (const p of proxies) {
+      const c0 = p.pid ? cpuMs(p.pid) : 0;
+      const wall = await bulkLoad(p.port[1]!, BULK_BYTES);
+      const c1 = p.pid ? cpuMs(p.pid) : 0;
+      res[p.name]!.bulk.push(BULK_BYTES / 1e9 / ((c1 - c0) / 1000));
+      res[p.name]!.bulkWall.push(BULK_BYTES / 1e9 / (wall / 1000));
+      process.stderr.write(`round ${r + 1} ${p.name}: ${(BULK_BYTES / 1e9 / ((c1 - c0) / 1000)).toFixed(2)} GB/s per CPU-second, ${(BULK_BYTES / 1e9 / (wall / 1000)).toFixed(2)} GB/s wall\n`);
+    }
+  }
+  const ctx = tls.createSecureContext({});
+  for (const p of proxies) {
+    await tlsLoad(p.port[2]!, 50, 8, ctx);
+    const wall = await tlsLoad(p.port[2]!, HANDSHAKES, 16, ctx);
+    res[p.name]!.tls.push((HANDSHAKES / wall) * 1000);
+  }
+
+  const ech = echBench(QUICK ? 2000 : 20000);
+
+  const e = res.echgate!;
+  const h = res.HAProxy!;
+  const d = res.direct!;
+  const connRatio = median(e.conn) / median(h.conn);
+  const bulkRatio = median(e.bulk) / median(h.bulk);
+  const lines = [
+    `Run: ${new Date().toISOString()}, ${cpus()[0]?.model ?? 'cpu'} × ${cpus().length}, Node ${process.version}, ${haproxyVersion}.`,
+    `Command: \`npm run bench\`${QUICK ? ' (BENCH_QUICK=1: shortened run)' : ''}. ${CONNS} connections per round at concurrency ${CONCURRENCY}, ${BULK_BYTES / 2 ** 30} GiB bulk, ${ROUNDS} interleaved rounds, medians.`,
+    '',
+    '| | echgate | HAProxy 2.6 (nbthread 1) | direct | echgate / HAProxy |',
+    '|---|---|---|---|---|',
+    `| proxy CPU per connection (ms) | ${median(e.conn).toFixed(3)} | ${median(h.conn).toFixed(3)} | – | ${connRatio.toFixed(2)}× (target ≤ 1.0×) |`,
+    `| bulk GB/s per CPU-second of the proxy | ${median(e.bulk).toFixed(2)} | ${median(h.bulk).toFixed(2)} | – | ${bulkRatio.toFixed(2)}× (target ≥ 1.0×) |`,
+    `| connections/s (wall, client-bound) | ${median(e.connWall).toFixed(0)} | ${median(h.connWall).toFixed(0)} | ${median(d.connWall).toFixed(0)} | |`,
+    `| bulk GB/s (wall) | ${median(e.bulkWall).toFixed(2)} | ${median(h.bulkWall).toFixed(2)} | ${median(d.bulkWall).toFixed(2)} | |`,
+    `| full TLS 1.3 handshakes/s through it (wall, client-bound) | ${e.tls[0]!.toFixed(0)} | ${h.tls[0]!.toFixed(0)} | ${d.tls[0]!.toFixed(0)} | |`,
+    '',
+    'ECH (in process, CPU time of this process):',
+    '',
+    '| | per CPU-second | µs each |',
+    '|---|---|---|',
+    ...ech.rows.map((r) => `| ${r.name} | ${r.perSec.toFixed(0)} | ${(1e6 / r.perSec).toFixed(1)} |`),
+    '',
+    `ECH decrypt + route vs the floor: ${ech.ratio.toFixed(2)}× (target ≥ 0.8×).`,
+  ];
+  const text = lines.join('\n');
+  process.stdout.write(`${text}\n`);
+  const docPath = join(ROOT, 'docs', 'benchmarks.md');
+  let doc = '';
+  try {
+    doc = readFileSync(docPath, 'utf8');
+  } catch {}
+  const begin = '<!-- BENCH:BEGIN (written by npm run bench) -->';
+  const end = '<!-- BENCH:END -->';
+  if (doc.includes(begin) && !QUICK) {
+    doc = doc.slice(0, doc.indexOf(begin) + begin.length) + `\n${text}\n` + doc.slice(doc.indexOf(end));
+    writeFileSync(docPath, doc);
+  }
+  for (const c of children) c.kill('SIGTERM');
+  process.exit(0);
+}
+
+main().catch((e) => {
+  process.stderr.write(`${e.stack ?? e}\n`);
+  process.exit(1);
+});
