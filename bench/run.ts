@@ -59,8 +59,8 @@ async function freePort(): Promise<number> {
   return p;
 }
 
-/** N connections, C at a time: send the captured hello, wait for one byte, close. */
-function connLoad(port: number, n: number, c: number): Promise<number> {
+/** N sockets, C at a time; `open` makes one that closes by itself when its exchange is done. */
+function loop(n: number, c: number, open: () => net.Socket): Promise<number> {
   const t0 = performance.now();
   let started = 0;
   let done = 0;
@@ -68,10 +68,7 @@ function connLoad(port: number, n: number, c: number): Promise<number> {
     const one = () => {
       if (started >= n) return;
       started++;
-      const s = net.connect(port, '127.0.0.1');
-      s.setNoDelay(true);
-      s.once('connect', () => s.write(capture));
-      s.once('data', () => s.end());
+      const s = open();
       s.once('error', reject);
       s.once('close', () => {
         done++;
@@ -80,6 +77,17 @@ function connLoad(port: number, n: number, c: number): Promise<number> {
       });
     };
     for (let i = 0; i < c; i++) one();
+  });
+}
+
+/** Send the captured hello, wait for one byte, close. */
+function connLoad(port: number, n: number, c: number): Promise<number> {
+  return loop(n, c, () => {
+    const s = net.connect(port, '127.0.0.1');
+    s.setNoDelay(true);
+    s.once('connect', () => s.write(capture));
+    s.once('data', () => s.end());
+    return s;
   });
 }
 
@@ -97,23 +105,10 @@ function bulkLoad(port: number, bytes: number): Promise<number> {
 }
 
 function tlsLoad(port: number, n: number, c: number, ctx: tls.SecureContext): Promise<number> {
-  const t0 = performance.now();
-  let started = 0;
-  let done = 0;
-  return new Promise((resolve, reject) => {
-    const one = () => {
-      if (started >= n) return;
-      started++;
-      const s = tls.connect({ port, host: '127.0.0.1', servername: 'app.example.test', secureContext: ctx, rejectUnauthorized: false });
-      s.once('data', () => s.end());
-      s.once('error', reject);
-      s.once('close', () => {
-        done++;
-        if (done === n) resolve(performance.now() - t0);
-        else one();
-      });
-    };
-    for (let i = 0; i < c; i++) one();
+  return loop(n, c, () => {
+    const s = tls.connect({ port, host: '127.0.0.1', servername: 'app.example.test', secureContext: ctx, rejectUnauthorized: false });
+    s.once('data', () => s.end());
+    return s;
   });
 }
 

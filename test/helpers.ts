@@ -1,5 +1,4 @@
 /** Shared test fixtures: real TLS backends with their own certificates, a running gateway on port 0. */
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -7,6 +6,7 @@ import { dirname, join } from 'node:path';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
+import { selfSigned } from '../src/cli/demo.js';
 import { parseConfigText } from '../src/config/load.js';
 import { Gateway } from '../src/proxy/gateway.js';
 
@@ -28,14 +28,7 @@ const certCache = new Map<string, { key: string; cert: string }>();
 export function certFor(host: string): { key: string; cert: string } {
   let c = certCache.get(host);
   if (!c) {
-    const key = join(certDir, `${host}.key`);
-    const cert = join(certDir, `${host}.crt`);
-    execFileSync(
-      'openssl',
-      ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', `/CN=${host}`, '-addext', `subjectAltName=DNS:${host}`, '-keyout', key, '-out', cert],
-      { stdio: 'ignore' },
-    );
-    c = { key: readFileSync(key, 'utf8'), cert: readFileSync(cert, 'utf8') };
+    c = selfSigned(certDir, host);
     certCache.set(host, c);
   }
   return c;

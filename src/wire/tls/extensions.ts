@@ -79,11 +79,13 @@ export function encodeAlpn(protocols: string[]): Uint8Array {
     .finish();
 }
 
-// ---- u16 lists: supported_groups, signature_algorithms (RFC 8446 §4.2.3, §4.2.7) ----
+// ---- lists of u16 (RFC 8446 §4.2.1, §4.2.3, §4.2.7; RFC 9849 §5.1) ----
+// supported_groups and signature_algorithms carry a 2-byte length,
+// supported_versions and ech_outer_extensions a 1-byte one; all hold ≥ 1 value.
 
-export function decodeU16List(data: Uint8Array, what: string): number[] {
+function decodeU16s(data: Uint8Array, what: string, width: 1 | 2): number[] {
   const r = new Reader(data);
-  const list = r.sub16(what);
+  const list = width === 1 ? r.sub8(what) : r.sub16(what);
   r.expectEnd(what);
   if (list.left < 2 || list.left % 2 !== 0) throw decodeErr(`${what}: bad length ${list.left}`);
   const out: number[] = [];
@@ -91,33 +93,18 @@ export function decodeU16List(data: Uint8Array, what: string): number[] {
   return out;
 }
 
-export function encodeU16List(values: number[]): Uint8Array {
-  return new Writer()
-    .withLen16((w) => {
-      for (const v of values) w.u16(v);
-    })
-    .finish();
+function encodeU16s(values: number[], width: 1 | 2): Uint8Array {
+  const body = (w: Writer) => {
+    for (const v of values) w.u16(v);
+  };
+  const w = new Writer(2 + 2 * values.length);
+  return (width === 1 ? w.withLen8(body) : w.withLen16(body)).finish();
 }
 
-// ---- supported_versions, ClientHello form (RFC 8446 §4.2.1) ----
-
-export function decodeSupportedVersions(data: Uint8Array): number[] {
-  const r = new Reader(data);
-  const list = r.sub8('supported_versions');
-  r.expectEnd('supported_versions');
-  if (list.left < 2 || list.left % 2 !== 0) throw decodeErr(`supported_versions: bad length ${list.left}`);
-  const out: number[] = [];
-  while (!list.atEnd()) out.push(list.u16());
-  return out;
-}
-
-export function encodeSupportedVersions(versions: number[]): Uint8Array {
-  return new Writer()
-    .withLen8((w) => {
-      for (const v of versions) w.u16(v);
-    })
-    .finish();
-}
+export const decodeU16List = (data: Uint8Array, what: string) => decodeU16s(data, what, 2);
+export const encodeU16List = (values: number[]) => encodeU16s(values, 2);
+export const decodeSupportedVersions = (data: Uint8Array) => decodeU16s(data, 'supported_versions', 1);
+export const encodeSupportedVersions = (versions: number[]) => encodeU16s(versions, 1);
 
 // ---- key_share, ClientHello form (RFC 8446 §4.2.8) ----
 
@@ -243,23 +230,8 @@ export function encodeECHClientHello(e: ECHClientHello): Uint8Array {
 
 // ---- ech_outer_extensions (RFC 9849 §5.1) ----
 
-export function decodeOuterExtensions(data: Uint8Array): number[] {
-  const r = new Reader(data);
-  const list = r.sub8('OuterExtensions');
-  r.expectEnd('ech_outer_extensions');
-  if (list.left < 2 || list.left % 2 !== 0) throw decodeErr(`ech_outer_extensions: bad length ${list.left}`);
-  const out: number[] = [];
-  while (!list.atEnd()) out.push(list.u16());
-  return out;
-}
-
-export function encodeOuterExtensions(types: number[]): Uint8Array {
-  return new Writer()
-    .withLen8((w) => {
-      for (const t of types) w.u16(t);
-    })
-    .finish();
-}
+export const decodeOuterExtensions = (data: Uint8Array) => decodeU16s(data, 'ech_outer_extensions', 1);
+export const encodeOuterExtensions = (types: number[]) => encodeU16s(types, 1);
 
 /** Decode any typed extension to a JSON-friendly value (for `inspect`). */
 export function describeExtension(type: number, data: Uint8Array): unknown {
