@@ -17,7 +17,7 @@ import type { ConnData } from '../src/routing/ast.js';
 import { RoutingTable } from '../src/routing/table.js';
 import { decodeECHConfigList } from '../src/wire/ech/config.js';
 import { usableConfigs } from '../src/wire/ech/usable.js';
-import { decodeClientHelloMessage, summarize } from '../src/wire/tls/client-hello.js';
+import { decodeClientHelloMessage, routingView } from '../src/wire/tls/client-hello.js';
 import { parseHelloRecords } from '../src/wire/tls/record.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -50,10 +50,10 @@ export function echBench(n: number): EchBenchResult {
   const full = () => {
     const a = parseHelloRecords(bytes)!;
     const outer = decodeClientHelloMessage(a.message);
-    summarize(outer);
-    const r = decryptEch(nodeProvider, outer, lookup);
+    const v = routingView(outer);
+    const r = decryptEch(nodeProvider, outer, lookup, { ech: v.ech });
     if (r.status !== 'accepted') throw new Error('bench: capture did not decrypt');
-    const s = summarize(r.inner);
+    const s = routingView(r.inner);
     const conn: ConnData = { sni: s.sni ?? '', alpn: s.alpn, clientIp: '127.0.0.1', tls: true, ech: 'accepted' };
     if (!table.match(conn)) throw new Error('bench: no route');
   };
@@ -64,7 +64,7 @@ export function echBench(n: number): EchBenchResult {
 
   // The floor, written directly on node:crypto.
   const outer = decodeClientHelloMessage(parseHelloRecords(bytes)!.message);
-  const ech = summarize(outer).ech!;
+  const ech = routingView(outer).ech!;
   if (ech.type !== 'outer') throw new Error('bench: no ECH');
   const enc = Buffer.from(ech.enc).toString('base64url');
   const skObj = (key.sk as unknown as { key: Parameters<typeof diffieHellman>[0]['privateKey'] }).key;

@@ -10,7 +10,8 @@ export class Writer {
   private pos = 0;
 
   constructor(initial = 256) {
-    this.buf = new Uint8Array(initial);
+    // Unzeroed (pooled for small sizes): only written bytes are ever returned.
+    this.buf = Buffer.allocUnsafe(initial);
   }
 
   get length(): number {
@@ -21,7 +22,7 @@ export class Writer {
     if (this.pos + n <= this.buf.length) return;
     let size = this.buf.length * 2;
     while (size < this.pos + n) size *= 2;
-    const next = new Uint8Array(size);
+    const next = Buffer.allocUnsafe(size);
     next.set(this.buf.subarray(0, this.pos));
     this.buf = next;
   }
@@ -109,9 +110,13 @@ export class Writer {
     return this.withLen24((w) => w.bytes(b));
   }
 
-  /** The written bytes; the writer is empty afterwards. No copy when the buffer was sized exactly. */
+  /**
+   * The written bytes as a plain Uint8Array; the writer is empty afterwards.
+   * A view (no copy) unless most of the buffer would be wasted.
+   */
   finish(): Uint8Array {
-    const out = this.pos === this.buf.length ? this.buf : this.buf.slice(0, this.pos);
+    const view = new Uint8Array(this.buf.buffer, this.buf.byteOffset, this.pos);
+    const out = this.pos * 2 >= this.buf.length ? view : view.slice();
     this.buf = new Uint8Array(0);
     this.pos = 0;
     return out;

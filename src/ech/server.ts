@@ -83,10 +83,16 @@ export function outerAad(outer: ClientHello, ext: Extension, ech: Extract<ECHCli
   return aad;
 }
 
-export function decryptEch(p: CryptoProvider, outer: ClientHello, keys: KeyLookup, opts: { trialDecrypt?: boolean } = {}): EchOutcome {
+export interface DecryptOptions {
+  trialDecrypt?: boolean;
+  /** The outer ECH extension, when the caller has already decoded it. */
+  ech?: ECHClientHello;
+}
+
+export function decryptEch(p: CryptoProvider, outer: ClientHello, keys: KeyLookup, opts: DecryptOptions = {}): EchOutcome {
   const ext = findExtension(outer, ExtensionType.encrypted_client_hello);
   if (!ext) return { status: 'absent' };
-  const ech = decodeECHClientHello(ext.data);
+  const ech = opts.ech ?? decodeECHClientHello(ext.data);
   // §7: a shared-mode (client-facing) server never expects the inner form from the network.
   if (ech.type !== 'outer') throw illegal('ClientHello from the network carries an inner ECH extension');
 

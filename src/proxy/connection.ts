@@ -11,7 +11,7 @@ import { normalizeIp } from '../routing/ip.js';
 import type { Route } from '../routing/table.js';
 import { encodeProxyV1, encodeProxyV2 } from '../wire/proxy/proxy-protocol.js';
 import { alertFor, encodeAlertRecord } from '../wire/tls/alert.js';
-import { decodeClientHelloMessage, summarize } from '../wire/tls/client-hello.js';
+import { decodeClientHelloMessage, routingView } from '../wire/tls/client-hello.js';
 import { ClientHelloAssembler, sniffTls } from '../wire/tls/record.js';
 import type { Classified, EntryContext, RouteTarget } from './context.js';
 import { connectRelayed, relayClientToBackend } from './relay.js';
@@ -204,7 +204,7 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
     let cls: Classified;
     try {
       const ch = decodeClientHelloMessage(hello.message);
-      cls = ctx.classify(ch, summarize(ch), ep);
+      cls = ctx.classify(ch, routingView(ch), ep);
     } catch (e) {
       return fail('malformed', encodeAlertRecord(alertFor(e)));
     }

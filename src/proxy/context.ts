@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { EntryPointConfig, RouterConfig } from '../config/types.js';
 import type { ConnData } from '../routing/ast.js';
 import type { RoutingTable } from '../routing/table.js';
-import type { ClientHello, HelloSummary } from '../wire/tls/client-hello.js';
+import type { ClientHello, RoutingView } from '../wire/tls/client-hello.js';
 import type { Metrics } from './metrics.js';
 import type { Picker } from './services.js';
 
@@ -25,7 +25,7 @@ export interface Classified {
   echReason?: 'grease' | 'stale' | 'malformed' | 'no_keys';
 }
 
-export type Classifier = (hello: ClientHello, summary: HelloSummary, entrypoint: string) => Classified;
+export type Classifier = (hello: ClientHello, view: RoutingView, entrypoint: string) => Classified;
 
 export interface EntryContext {
   ep: EntryPointConfig;

@@ -8,7 +8,7 @@
 import { nodeProvider } from '../crypto/node.js';
 import { decryptEch, type KeyLookup } from '../ech/server.js';
 import { isEchgateError } from '../errors.js';
-import { summarize } from '../wire/tls/client-hello.js';
+import { routingView } from '../wire/tls/client-hello.js';
 import type { Classifier } from './context.js';
 import type { Metrics } from './metrics.js';
 
@@ -17,14 +17,14 @@ export function echClassifier(keys: KeyLookup, metrics: Metrics, opts: { trialDe
     if (s.ech?.type !== 'outer') return { sni: s.sni ?? '', alpn: s.alpn, ech: 'none' };
     let r: ReturnType<typeof decryptEch>;
     try {
-      r = decryptEch(nodeProvider, hello, keys, opts);
+      r = decryptEch(nodeProvider, hello, keys, { ...opts, ech: s.ech });
     } catch (e) {
       if (isEchgateError(e)) metrics.ech.inc({ entrypoint, result: 'malformed' });
       throw e;
     }
     if (r.status === 'accepted') {
       metrics.ech.inc({ entrypoint, result: 'accepted' });
-      const inner = summarize(r.inner);
+      const inner = routingView(r.inner);
       return { sni: inner.sni ?? '', alpn: inner.alpn, ech: 'accepted' };
     }
     // An unknown config_id is what GREASE looks like; a known one that fails is a stale or wrong key.

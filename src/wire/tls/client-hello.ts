@@ -151,22 +151,22 @@ export function findExtension(ch: ClientHello, type: number): Extension | undefi
   return undefined;
 }
 
-/** What routing and logging need from a ClientHello, decoded strictly. */
-export interface HelloSummary {
+/**
+ * What routing needs from a ClientHello, decoded strictly: SNI, ALPN and the
+ * ECH extension. Nothing else is decoded on the proxy's hot path; a
+ * passthrough backend validates the rest itself.
+ */
+export interface RoutingView {
   sni: string | undefined;
   alpn: string[];
-  versions: number[];
-  keyShareGroups: number[];
   ech: ECHClientHello | undefined;
   /** true when the 2018 ESNI extension (0xffce) was offered. */
   esni: boolean;
 }
 
-export function summarize(ch: ClientHello): HelloSummary {
+export function routingView(ch: ClientHello): RoutingView {
   let sni: string | undefined;
   let alpn: string[] = [];
-  let versions: number[] = [ch.legacyVersion];
-  let keyShareGroups: number[] = [];
   let ech: ECHClientHello | undefined;
   let esni = false;
   for (const e of ch.extensions) {
@@ -177,15 +177,6 @@ export function summarize(ch: ClientHello): HelloSummary {
       case ExtensionType.application_layer_protocol_negotiation:
         alpn = decodeAlpn(e.data);
         break;
-      case ExtensionType.supported_versions:
-        versions = decodeSupportedVersions(e.data);
-        break;
-      case ExtensionType.key_share:
-        keyShareGroups = decodeKeyShares(e.data).map((k) => k.group);
-        break;
-      case ExtensionType.supported_groups:
-        decodeU16List(e.data, 'supported_groups');
-        break;
       case ExtensionType.encrypted_client_hello:
         ech = decodeECHClientHello(e.data);
         break;
@@ -194,5 +185,22 @@ export function summarize(ch: ClientHello): HelloSummary {
         break;
     }
   }
-  return { sni, alpn, versions, keyShareGroups, ech, esni };
+  return { sni, alpn, ech, esni };
+}
+
+/** The routing view plus versions and key-share groups (for `inspect` and tests). */
+export interface HelloSummary extends RoutingView {
+  versions: number[];
+  keyShareGroups: number[];
+}
+
+export function summarize(ch: ClientHello): HelloSummary {
+  let versions: number[] = [ch.legacyVersion];
+  let keyShareGroups: number[] = [];
+  for (const e of ch.extensions) {
+    if (e.type === ExtensionType.supported_versions) versions = decodeSupportedVersions(e.data);
+    else if (e.type === ExtensionType.key_share) keyShareGroups = decodeKeyShares(e.data).map((k) => k.group);
+    else if (e.type === ExtensionType.supported_groups) decodeU16List(e.data, 'supported_groups');
+  }
+  return { ...routingView(ch), versions, keyShareGroups };
 }
