@@ -137,7 +137,11 @@ async function main() {
   const stream = Number((await backend('stream', String(BULK_BYTES))).match[1]);
   const tlsb = Number((await backend('tls', '0', join(dir, 'c.pem'), join(dir, 'k.pem'))).match[1]);
 
-  const ports = { e: [await freePort(), await freePort(), await freePort()], h: [await freePort(), await freePort(), await freePort()] };
+  const ports = {
+    e: [await freePort(), await freePort(), await freePort()],
+    h: [await freePort(), await freePort(), await freePort()],
+    n: [await freePort(), await freePort()],
+  };
   const cfg = `
 log: { level: warn }
 entryPoints:
@@ -190,6 +194,11 @@ backend be_${n}
   children.push(hp);
   await new Promise((r) => setTimeout(r, 1000));
   const haproxyVersion = execFileSync('haproxy', ['-v']).toString().split('\n')[0]!;
+  // The naive Node proxy: conn and bulk only (it routes on the outer name the captures carry).
+  const naive = [
+    await start('node', [join(ROOT, 'dist', 'bench', 'naive-proxy.js'), String(ports.n[0]), String(byte)], /READY/),
+    await start('node', [join(ROOT, 'dist', 'bench', 'naive-proxy.js'), String(ports.n[1]), String(stream)], /READY/),
+  ];
 
   const proxies = [
     { name: 'echgate', pid: eg.proc.pid!, port: ports.e },
@@ -198,6 +207,7 @@ backend be_${n}
   ];
   const res: Record<string, { conn: number[]; connWall: number[]; bulk: number[]; bulkWall: number[]; tls: number[] }> = {};
   for (const p of proxies) res[p.name] = { conn: [], connWall: [], bulk: [], bulkWall: [], tls: [] };
+  const naiveRes = { conn: [] as number[], bulk: [] as number[] };
 
   // warm-up
   for (const p of proxies) await connLoad(p.port[0]!, 500, CONCURRENCY);
@@ -210,6 +220,15 @@ backend be_${n}
       res[p.name]!.conn.push((c1 - c0) / CONNS);
       res[p.name]!.connWall.push((CONNS / wall) * 1000);
       process.stderr.write(`round ${r + 1} ${p.name}: ${((c1 - c0) / CONNS).toFixed(3)} ms CPU/conn, ${((CONNS / wall) * 1000).toFixed(0)} conn/s wall\n`);
+    }
+    {
+      const c0 = cpuMs(naive[0]!.proc.pid!);
+      await connLoad(ports.n[0]!, CONNS, CONCURRENCY);
+      naiveRes.conn.push((cpuMs(naive[0]!.proc.pid!) - c0) / CONNS);
+      const b0 = cpuMs(naive[1]!.proc.pid!);
+      await bulkLoad(ports.n[1]!, BULK_BYTES);
+      naiveRes.bulk.push(BULK_BYTES / 1e9 / ((cpuMs(naive[1]!.proc.pid!) - b0) / 1000));
+      process.stderr.write(`round ${r + 1} naive Node proxy: ${naiveRes.conn.at(-1)!.toFixed(3)} ms CPU/conn, ${naiveRes.bulk.at(-1)!.toFixed(2)} GB/s per CPU-second\n`);
     }
     for (const p of proxies) {
       const c0 = p.pid ? cpuMs(p.pid) : 0;
@@ -238,13 +257,13 @@ backend be_${n}
     `Run: ${new Date().toISOString()}, ${cpus()[0]?.model ?? 'cpu'} × ${cpus().length}, Node ${process.version}, ${haproxyVersion}.`,
     `Command: \`npm run bench\`${QUICK ? ' (BENCH_QUICK=1: shortened run)' : ''}. ${CONNS} connections per round at concurrency ${CONCURRENCY}, ${BULK_BYTES / 2 ** 30} GiB bulk, ${ROUNDS} interleaved rounds, medians.`,
     '',
-    '| | echgate | HAProxy 2.6 (nbthread 1) | direct | echgate / HAProxy |',
-    '|---|---|---|---|---|',
-    `| proxy CPU per connection (ms) | ${median(e.conn).toFixed(3)} | ${median(h.conn).toFixed(3)} | – | ${connRatio.toFixed(2)}× (target ≤ 1.0×) |`,
-    `| bulk GB/s per CPU-second of the proxy | ${median(e.bulk).toFixed(2)} | ${median(h.bulk).toFixed(2)} | – | ${bulkRatio.toFixed(2)}× (target ≥ 1.0×) |`,
-    `| connections/s (wall, client-bound) | ${median(e.connWall).toFixed(0)} | ${median(h.connWall).toFixed(0)} | ${median(d.connWall).toFixed(0)} | |`,
-    `| bulk GB/s (wall) | ${median(e.bulkWall).toFixed(2)} | ${median(h.bulkWall).toFixed(2)} | ${median(d.bulkWall).toFixed(2)} | |`,
-    `| full TLS 1.3 handshakes/s through it (wall, client-bound) | ${e.tls[0]!.toFixed(0)} | ${h.tls[0]!.toFixed(0)} | ${d.tls[0]!.toFixed(0)} | |`,
+    '| | echgate | HAProxy 2.6 (nbthread 1) | naive Node proxy | direct | echgate / HAProxy |',
+    '|---|---|---|---|---|---|',
+    `| proxy CPU per connection (ms) | ${median(e.conn).toFixed(3)} | ${median(h.conn).toFixed(3)} | ${median(naiveRes.conn).toFixed(3)} | – | ${connRatio.toFixed(2)}× (target ≤ 1.0×) |`,
+    `| bulk GB/s per CPU-second of the proxy | ${median(e.bulk).toFixed(2)} | ${median(h.bulk).toFixed(2)} | ${median(naiveRes.bulk).toFixed(2)} | – | ${bulkRatio.toFixed(2)}× (target ≥ 1.0×) |`,
+    `| connections/s (wall, client-bound) | ${median(e.connWall).toFixed(0)} | ${median(h.connWall).toFixed(0)} | | ${median(d.connWall).toFixed(0)} | |`,
+    `| bulk GB/s (wall) | ${median(e.bulkWall).toFixed(2)} | ${median(h.bulkWall).toFixed(2)} | | ${median(d.bulkWall).toFixed(2)} | |`,
+    `| full TLS 1.3 handshakes/s through it (wall, client-bound) | ${e.tls[0]!.toFixed(0)} | ${h.tls[0]!.toFixed(0)} | | ${d.tls[0]!.toFixed(0)} | |`,
     '',
     'ECH (in process, CPU time of this process):',
     '',

@@ -116,6 +116,20 @@ describe('ECHConfigList (RFC 9849 §4)', () => {
     const pn = decodeECHConfigList(fromHex(openssl.parse_cases.find((c: any) => c.name.startsWith('bin_pn_dot_at_end')).ech_config_list_hex));
     assert.equal(unusableReason(pn[0]!), 'public_name');
   });
+  it('GREASE extension types: optional ones (0x0a0a) are tolerated, mandatory-bit ones (0xfafa) make the config unusable (§4.2)', () => {
+    const base = {
+      configId: 1,
+      kemId: 0x20,
+      publicKey: new Uint8Array(32).fill(9),
+      cipherSuites: [{ kdfId: 1, aeadId: 1 }],
+      maximumNameLength: 0,
+      publicName: 'public.example.test',
+    };
+    const ok = decodeECHConfigList(encodeECHConfigList([encodeECHConfig({ ...base, extensions: [{ type: 0x0a0a, data: Uint8Array.of(1) }] })]));
+    assert.equal(unusableReason(ok[0]!), undefined);
+    const mand = decodeECHConfigList(encodeECHConfigList([encodeECHConfig({ ...base, extensions: [{ type: 0xfafa, data: new Uint8Array(0) }] })]));
+    assert.equal(unusableReason(mand[0]!), 'mandatory_extension');
+  });
   it('random bytes never throw anything but EchgateError; round trip of random configs', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 200 }), (b) => {

@@ -152,6 +152,18 @@ describe('ECH routing in the proxy', () => {
     assert.match(stdout, /unrecognized name|alert number 112/);
   });
 
+  it('a retired key stops decrypting without a restart', async () => {
+    // Move the key to its retired state the way `keys retire` leaves it: metadata kept, key file gone.
+    const { unlinkSync } = await import('node:fs');
+    writeFileSync(join(dir, 'ech-042.json'), JSON.stringify({ configId: 42, publicName: 'public.example.test', state: 'retired', created: new Date().toISOString() }));
+    unlinkSync(join(dir, 'ech.pem'));
+    for (let i = 0; i < 50 && ring.size !== 0; i++) await sleep(50);
+    assert.equal(ring.size, 0);
+    const { event } = await send('app');
+    assert.equal(event?.router, 'public');
+    assert.equal(event?.ech, 'rejected');
+  });
+
   it('the inner SNI never appears in the logs (log.innerSni: false)', () => {
     const text = JSON.stringify(g.logs);
     assert.ok(!text.includes('app.example.test'), 'inner SNI app.example.test leaked into logs');
