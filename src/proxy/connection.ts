@@ -104,14 +104,14 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
     const tlsCfg = route.target.router.tls;
     if (tlsCfg && !tlsCfg.passthrough) {
       // Termination arrives with the TLS 1.3 engine; until then say so clearly.
-      ctx.log.warn({ entrypoint: ep, router: route.name }, 'router needs TLS termination, which this build cannot do yet');
+      ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, router: route.name }, 'router needs TLS termination, which this build cannot do yet');
       fail('no_route', encodeAlertRecord('internal_error'));
       return;
     }
     if (conn.ech === 'accepted') {
       // A passthrough backend cannot produce the ECH accept confirmation.
       ctx.metrics.ech.inc({ entrypoint: ep, result: 'accepted_on_passthrough' });
-      ctx.log.warn({ entrypoint: ep, router: route.name }, 'ECH connection routed to a passthrough router; the backend cannot complete ECH');
+      ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, router: route.name }, 'ECH connection routed to a passthrough router; the backend cannot complete ECH');
     }
     const up = route.target.picker.pick();
     socket.pause();
@@ -122,7 +122,7 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
       clearTimeout(connectTimer);
       if (b.connecting || !connected) {
         ctx.metrics.backendErrors.inc({ service: up.service, kind: 'connect' });
-        ctx.log.warn({ entrypoint: ep, router: route.name, service: up.service, server: `${up.server.host}:${up.server.port}`, err: err.message }, 'backend connect failed');
+        ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, router: route.name, service: up.service, server: `${up.server.host}:${up.server.port}`, err: err.message }, 'backend connect failed');
       } else {
         ctx.metrics.backendErrors.inc({ service: up.service, kind: 'stream' });
       }
@@ -212,8 +212,8 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
     const route = ctx.table.match(conn);
     if (!route) {
       const shownSni = cls.ech === 'accepted' && !ctx.logInnerSni ? '(hidden: ECH inner SNI)' : cls.sni;
-      if (cls.sni === '') ctx.log.info({ entrypoint: ep, client: clientIp() }, 'no router for ClientHello: the client sent no SNI');
-      else ctx.log.info({ entrypoint: ep, client: clientIp(), sni: shownSni, ech: cls.ech }, 'no router for SNI');
+      if (cls.sni === '') ctx.limiter.log(ctx.log, 'info', { entrypoint: ep, client: clientIp() }, 'no router for ClientHello: the client sent no SNI');
+      else ctx.limiter.log(ctx.log, 'info', { entrypoint: ep, client: clientIp(), sni: shownSni, ech: cls.ech }, 'no router for SNI');
       // RFC 6066 §3: a server that does not recognise the name may send a fatal unrecognized_name alert.
       return fail(cls.sni === '' ? 'no_sni_no_route' : 'no_route', encodeAlertRecord('unrecognized_name'));
     }

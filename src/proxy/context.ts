@@ -8,6 +8,7 @@ import type { EntryPointConfig, RouterConfig } from '../config/types.js';
 import type { ConnData } from '../routing/ast.js';
 import type { RoutingTable } from '../routing/table.js';
 import type { ClientHello, RoutingView } from '../wire/tls/client-hello.js';
+import type { LogLimiter } from './log-limit.js';
 import type { Metrics } from './metrics.js';
 import type { Picker } from './services.js';
 
@@ -32,6 +33,8 @@ export interface EntryContext {
   table: RoutingTable<RouteTarget>;
   metrics: Metrics;
   log: Logger;
+  /** Rate limit for per-connection log lines. */
+  limiter: LogLimiter;
   logInnerSni: boolean;
   classify: Classifier;
 }

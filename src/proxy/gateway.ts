@@ -9,6 +9,7 @@ import type { Config, EntryPointConfig } from '../config/types.js';
 import { RoutingTable } from '../routing/table.js';
 import { handleConnection } from './connection.js';
 import { type Classifier, type EntryContext, plainClassifier, type RouteTarget } from './context.js';
+import { LogLimiter } from './log-limit.js';
 import { Metrics } from './metrics.js';
 import { buildPickers } from './services.js';
 
@@ -30,6 +31,7 @@ export class Gateway {
   private listeners = new Map<string, Listener>();
   private classify: Classifier;
   private config: Config | undefined;
+  private readonly limiter = new LogLimiter();
 
   constructor(opts: GatewayOptions) {
     this.log = opts.log;
@@ -62,6 +64,7 @@ export class Gateway {
         table: new RoutingTable<RouteTarget>(specs),
         metrics: this.metrics,
         log: this.log,
+        limiter: this.limiter,
         logInnerSni: cfg.log.innerSni,
         classify: this.classify,
       });

@@ -1,0 +1,19 @@
+import assert from 'node:assert/strict';
+import { it } from 'node:test';
+import { pino } from 'pino';
+import { LogLimiter } from '../src/proxy/log-limit.js';
+
+it('per-connection log lines are rate limited and report what they dropped', () => {
+  const lines: any[] = [];
+  const log = pino({ level: 'info' }, { write: (s: string) => lines.push(JSON.parse(s)) } as unknown as NodeJS.WritableStream);
+  let t = 0;
+  const lim = new LogLimiter(10, 5, () => t);
+  for (let i = 0; i < 50; i++) lim.log(log, 'info', { i }, 'no router for SNI');
+  assert.equal(lines.length, 5);
+  t = 1000; // one second later: 10 tokens refilled
+  lim.log(log, 'info', { i: 99 }, 'no router for SNI');
+  assert.equal(lines.length, 6);
+  assert.equal(lines[5].suppressed, 45);
+  lim.log(log, 'info', {}, 'another kind');
+  assert.equal(lines.length, 7);
+});
