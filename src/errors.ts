@@ -34,6 +34,7 @@ export type ErrorCode =
 
 /** TLS alert descriptions we send (RFC 8446 §6.2, RFC 6066 §3, RFC 9849 §7). */
 export type AlertName =
+  | 'bad_record_mac'
   | 'decode_error'
   | 'illegal_parameter'
   | 'unrecognized_name'
@@ -45,7 +46,9 @@ export type AlertName =
   | 'missing_extension'
   | 'unsupported_extension'
   | 'decrypt_error'
-  | 'ech_required';
+  | 'ech_required'
+  | 'no_application_protocol'
+  | 'close_notify';
 
 export class EchgateError extends Error {
   readonly code: ErrorCode;

@@ -103,6 +103,7 @@ export const AlertDescription = {
   unsupported_extension: 110,
   unrecognized_name: 112,
   ech_required: 121,
+  no_application_protocol: 120,
 } as const;
 
 /** RFC 8446 §5.1: a plaintext record fragment is at most 2^14 bytes. */

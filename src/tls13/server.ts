@@ -1,0 +1,378 @@
+/**
+ * A sans-IO TLS 1.3 server (RFC 8446 §2, one named step per message), with
+ * the ECH server behaviour of RFC 9849 §7: accept confirmation in
+ * ServerHello.random when the inner hello was accepted, retry_configs in
+ * EncryptedExtensions when ECH was offered but not accepted.
+ *
+ * Bytes in, bytes out: the caller feeds what the client sent and writes what
+ * comes back. Randomness, the ephemeral key and the certificate signer are
+ * injected, so a handshake can be replayed byte for byte in a test.
+ *
+ * Scope: full (EC)DHE handshakes with X25519, no PSK/resumption, no 0-RTT, no
+ * client certificates; HelloRetryRequest for a client that sent no X25519 share.
+ */
+import { concat, ctEqual } from '../bytes/util.js';
+import type { CryptoProvider, X25519Private } from '../crypto/provider.js';
+import { type AlertName, EchgateError, isEchgateError } from '../errors.js';
+import { alertFor } from '../wire/tls/alert.js';
+import { type ClientHello, decodeClientHelloMessage, findExtension } from '../wire/tls/client-hello.js';
+import { AlertDescription, ContentType, ExtensionType, HandshakeType, MAX_PLAINTEXT, NamedGroup, ProtocolVersion } from '../wire/tls/constants.js';
+import { decodeAlpn, decodeKeyShares, decodeSupportedVersions, decodeU16List, encodeAlpn } from '../wire/tls/extensions.js';
+import { encodeHandshake } from '../wire/tls/handshake.js';
+import {
+  certificateVerifyContent,
+  encodeCertificate,
+  encodeCertificateVerify,
+  encodeEncryptedExtensions,
+  encodeFinished,
+  encodeServerHello,
+  HRR_RANDOM,
+  serverHelloExtensions,
+} from '../wire/tls/server-messages.js';
+import { type CipherSuite, CIPHER_SUITES, expandLabel, finishedVerifyData, KeySchedule, trafficKeys } from './key-schedule.js';
+import { RecordCipher } from './record-protection.js';
+import { Transcript } from './transcript.js';
+
+export interface CertifiedKey {
+  /** DER certificates, leaf first. */
+  chain: Uint8Array[];
+  /** Signature schemes this key can produce, in preference order. */
+  schemes: readonly number[];
+  sign(scheme: number, data: Uint8Array): Uint8Array;
+}
+
+export interface ServerOptions {
+  provider: CryptoProvider;
+  random: (n: number) => Uint8Array;
+  ephemeral: () => X25519Private;
+  /** The certificate for a server name (the inner SNI when ECH was accepted). */
+  certificate: (sni: string | undefined) => CertifiedKey | undefined;
+  /** Application protocols we accept, in preference order; absent = no ALPN. */
+  alpn?: readonly string[];
+  /** ECHConfigList to send as retry_configs when ECH was offered but not accepted. */
+  retryConfigs?: Uint8Array;
+}
+
+export interface EchInfo {
+  /** Whether the client offered ECH (an outer extension, real or GREASE). */
+  offered: boolean;
+  accepted: boolean;
+}
+
+export interface Output {
+  /** Records to send to the client, in order. */
+  send: Uint8Array[];
+  /** Application data received from the client. */
+  data: Uint8Array[];
+  /** The client closed (close_notify) or the connection failed. */
+  closed: boolean;
+  /** Set once when the handshake completes. */
+  established?: { sni: string | undefined; alpn: string | undefined; suite: number; ech: boolean };
+}
+
+type State = 'start' | 'wait_ch2' | 'wait_finished' | 'connected' | 'closed';
+
+const CCS_RECORD = Uint8Array.of(ContentType.change_cipher_spec, 0x03, 0x03, 0x00, 0x01, 0x01);
+
+function plainRecord(type: number, body: Uint8Array): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (let i = 0; i < body.length || i === 0; i += MAX_PLAINTEXT) {
+    const frag = body.subarray(i, Math.min(body.length, i + MAX_PLAINTEXT));
+    const r = new Uint8Array(5 + frag.length);
+    r.set([type, 0x03, 0x03, frag.length >> 8, frag.length & 0xff]);
+    r.set(frag, 5);
+    out.push(r);
+    if (body.length === 0) break;
+  }
+  return out;
+}
+
+const fail = (alert: AlertName, msg: string) => new EchgateError('ERR_ILLEGAL', msg, { alert });
+
+export class TlsServer {
+  private state: State = 'start';
+  private suite: CipherSuite | undefined;
+  private ks: KeySchedule | undefined;
+  private transcript: Transcript | undefined;
+  private read: RecordCipher | undefined;
+  private write: RecordCipher | undefined;
+  private clientHsSecret: Uint8Array | undefined;
+  private clientApSecret: Uint8Array | undefined;
+  private serverApSecret: Uint8Array | undefined;
+  private pendingAppKeys: { client: Uint8Array; server: Uint8Array } | undefined;
+  private inbuf: Uint8Array = new Uint8Array(0);
+  private hsbuf: Uint8Array = new Uint8Array(0);
+  private hello: ClientHello | undefined;
+  private sessionId: Uint8Array = new Uint8Array(0);
+  private ech: EchInfo = { offered: false, accepted: false };
+  private sni: string | undefined;
+  private alpn: string | undefined;
+  private ccsSeen = false;
+
+  constructor(private readonly o: ServerOptions) {}
+
+  /** Step 1: the first ClientHello (the inner one when ECH was accepted) and the ECH verdict. */
+  start(hello: ClientHello, sni: string | undefined, ech: EchInfo): Output {
+    if (this.state !== 'start') throw fail('unexpected_message', 'start() called twice');
+    this.hello = hello;
+    this.sni = sni;
+    this.ech = ech;
+    this.sessionId = hello.sessionId;
+    return this.guard(() => this.onClientHello(hello, false));
+  }
+
+  /** Feed bytes from the client. */
+  receive(bytes: Uint8Array): Output {
+    return this.guard(() => {
+      this.inbuf = this.inbuf.length ? concat(this.inbuf, bytes) : bytes;
+      const out: Output = { send: [], data: [], closed: false };
+      while (this.inbuf.length >= 5 && this.state !== 'closed') {
+        const type = this.inbuf[0]!;
+        const len = (this.inbuf[3]! << 8) | this.inbuf[4]!;
+        if (len > MAX_PLAINTEXT + 256) throw fail('record_overflow', 'record too long');
+        if (this.inbuf.length < 5 + len) break;
+        const header = this.inbuf.subarray(0, 5);
+        const frag = this.inbuf.subarray(5, 5 + len);
+        this.inbuf = this.inbuf.subarray(5 + len);
+        this.onRecord(type, header, frag, out);
+      }
+      return out;
+    });
+  }
+
+  /** Application data to the client, as protected records. */
+  encrypt(data: Uint8Array): Uint8Array[] {
+    if (this.state !== 'connected' || !this.write) throw fail('internal_error', 'not connected');
+    const out: Uint8Array[] = [];
+    for (let i = 0; i < data.length; i += MAX_PLAINTEXT) {
+      out.push(this.write.seal(ContentType.application_data, data.subarray(i, Math.min(data.length, i + MAX_PLAINTEXT))));
+    }
+    return out;
+  }
+
+  /** A fatal alert (or close_notify), protected when keys are in place. */
+  alert(name: AlertName): Uint8Array {
+    const body = Uint8Array.of(name === 'close_notify' ? 1 : 2, AlertDescription[name]);
+    this.state = 'closed';
+    return this.write ? this.write.seal(ContentType.alert, body) : plainRecord(ContentType.alert, body)[0]!;
+  }
+
+  get established(): boolean {
+    return this.state === 'connected';
+  }
+
+  private guard(fn: () => Output): Output {
+    try {
+      return fn();
+    } catch (e) {
+      if (!isEchgateError(e)) throw e;
+      const alert = this.state === 'closed' ? undefined : this.alert(alertFor(e));
+      const err = e as EchgateError & { sendAlert?: Uint8Array };
+      err.sendAlert = alert;
+      throw err;
+    }
+  }
+
+  // ---- RFC 8446 §4.1.2 → §4.1.3: ClientHello → ServerHello (or HelloRetryRequest) ----
+
+  private onClientHello(ch: ClientHello, second: boolean): Output {
+    const versions = findExtension(ch, ExtensionType.supported_versions);
+    if (!versions || !decodeSupportedVersions(versions.data).includes(ProtocolVersion.TLS13)) {
+      throw fail('protocol_version', 'client does not offer TLS 1.3');
+    }
+    if (!ch.compressionMethods.includes(0) || ch.compressionMethods.length !== 1) throw fail('illegal_parameter', 'compression');
+    const suite = this.suite ?? CIPHER_SUITES.find((s) => ch.cipherSuites.includes(s.id));
+    if (!suite || !ch.cipherSuites.includes(suite.id)) throw fail('handshake_failure', 'no common cipher suite');
+    this.suite = suite;
+    const ksExt = findExtension(ch, ExtensionType.key_share);
+    const groupsExt = findExtension(ch, ExtensionType.supported_groups);
+    if (!ksExt || !groupsExt) throw fail('missing_extension', 'key_share and supported_groups are required');
+    const share = decodeKeyShares(ksExt.data).find((k) => k.group === NamedGroup.x25519);
+    const groups = decodeU16List(groupsExt.data, 'supported_groups');
+    const sigExt = findExtension(ch, ExtensionType.signature_algorithms);
+    if (!sigExt) throw fail('missing_extension', 'signature_algorithms is required');
+    const sigAlgs = decodeU16List(sigExt.data, 'signature_algorithms');
+
+    if (!this.transcript) this.transcript = new Transcript(this.o.provider, suite.hash);
+    this.transcript.add(encodeHandshake(HandshakeType.client_hello, ch.raw!));
+
+    if (!share) {
+      if (second || !groups.includes(NamedGroup.x25519)) throw fail('handshake_failure', 'no X25519 key share');
+      if (this.ech.accepted) throw fail('handshake_failure', 'HelloRetryRequest after ECH acceptance is not supported');
+      return this.helloRetry(suite);
+    }
+    if (share.keyExchange.length !== 32) throw fail('illegal_parameter', 'bad X25519 key share');
+
+    const cert = this.o.certificate(this.sni);
+    if (!cert) throw fail('unrecognized_name', 'no certificate for this name');
+    const scheme = cert.schemes.find((s) => sigAlgs.includes(s));
+    if (scheme === undefined) throw fail('handshake_failure', 'no common signature scheme');
+
+    const alpnExt = findExtension(ch, ExtensionType.application_layer_protocol_negotiation);
+    if (alpnExt && this.o.alpn) {
+      const offered = decodeAlpn(alpnExt.data);
+      this.alpn = this.o.alpn.find((p) => offered.includes(p));
+      if (!this.alpn) throw fail('no_application_protocol', 'no common application protocol');
+    }
+
+    // ServerHello
+    const eph = this.o.ephemeral();
+    const shared = this.o.provider.x25519(eph, share.keyExchange);
+    const random = this.o.random(32);
+    const shExts = serverHelloExtensions(ProtocolVersion.TLS13, { group: NamedGroup.x25519, key: eph.publicKey });
+    let sh = encodeServerHello({ random, sessionIdEcho: this.sessionId, cipherSuite: suite.id, extensions: shExts });
+    if (this.ech.accepted) sh = this.confirmEch(sh);
+    this.transcript.add(sh);
+    const send: Uint8Array[] = [...plainRecord(ContentType.handshake, sh)];
+    // RFC 8446 §D.4 middlebox compatibility: a CCS right after the first server flight's ServerHello.
+    if (this.sessionId.length > 0) send.push(CCS_RECORD);
+
+    const ks = new KeySchedule(this.o.provider, suite.hash);
+    this.ks = ks;
+    const hs = ks.handshake(shared, this.transcript.hash());
+    this.clientHsSecret = hs.client;
+    this.write = new RecordCipher(suite, trafficKeys(this.o.provider, suite, hs.server));
+    this.read = new RecordCipher(suite, trafficKeys(this.o.provider, suite, hs.client));
+
+    // EncryptedExtensions, Certificate, CertificateVerify, Finished
+    const ee: { type: number; data: Uint8Array }[] = [];
+    if (this.alpn) ee.push({ type: ExtensionType.application_layer_protocol_negotiation, data: encodeAlpn([this.alpn]) });
+    // RFC 9849 §7.1: ECH offered but not accepted → retry_configs, if we have keys.
+    if (this.ech.offered && !this.ech.accepted && this.o.retryConfigs) {
+      ee.push({ type: ExtensionType.encrypted_client_hello, data: this.o.retryConfigs });
+    }
+    const flight: Uint8Array[] = [encodeEncryptedExtensions(ee), encodeCertificate(cert.chain)];
+    for (const m of flight) this.transcript.add(m);
+    const cv = encodeCertificateVerify(scheme, cert.sign(scheme, certificateVerifyContent(this.transcript.hash(), true)));
+    this.transcript.add(cv);
+    const fin = encodeFinished(finishedVerifyData(this.o.provider, suite.hash, hs.server, this.transcript.hash()));
+    this.transcript.add(fin);
+    const all = concat(...flight, cv, fin);
+    for (let i = 0; i < all.length; i += MAX_PLAINTEXT) send.push(this.write.seal(ContentType.handshake, all.subarray(i, i + MAX_PLAINTEXT)));
+
+    this.pendingAppKeys = ks.application(this.transcript.hash());
+    this.write = new RecordCipher(suite, trafficKeys(this.o.provider, suite, this.pendingAppKeys.server));
+    this.serverApSecret = this.pendingAppKeys.server;
+    this.state = 'wait_finished';
+    return { send, data: [], closed: false };
+  }
+
+  private helloRetry(suite: CipherSuite): Output {
+    // §4.4.1: the transcript restarts with message_hash(ClientHello1).
+    this.transcript!.replaceWithMessageHash();
+    const hrr = encodeServerHello({
+      random: HRR_RANDOM,
+      sessionIdEcho: this.sessionId,
+      cipherSuite: suite.id,
+      extensions: serverHelloExtensions(ProtocolVersion.TLS13, { group: NamedGroup.x25519 }),
+    });
+    this.transcript!.add(hrr);
+    this.state = 'wait_ch2';
+    const send = plainRecord(ContentType.handshake, hrr);
+    if (this.sessionId.length > 0) send.push(CCS_RECORD);
+    return { send, data: [], closed: false };
+  }
+
+  /**
+   * RFC 9849 §7.2: the last 8 bytes of ServerHello.random are
+   * HKDF-Expand-Label(HKDF-Extract(0, ClientHelloInner.random), "ech accept confirmation",
+   * Hash(ClientHelloInner .. ServerHello with those 8 bytes zeroed), 8).
+   */
+  private confirmEch(sh: Uint8Array): Uint8Array {
+    const suite = this.suite!;
+    const out = sh.slice();
+    const at = 4 + 2 + 24; // handshake header, legacy_version, first 24 bytes of random
+    out.fill(0, at, at + 8);
+    const t = this.transcript!.fork();
+    t.add(out);
+    const p = this.o.provider;
+    const prk = p.hmac(suite.hash, new Uint8Array(p.hash(suite.hash, new Uint8Array(0)).length), this.hello!.random);
+    const conf = expandLabel(p, suite.hash, prk, 'ech accept confirmation', t.hash(), 8);
+    out.set(conf, at);
+    return out;
+  }
+
+  // ---- records ----
+
+  private onRecord(type: number, header: Uint8Array, frag: Uint8Array, out: Output): void {
+    if (type === ContentType.change_cipher_spec) {
+      // §5: one CCS of value 1 may arrive between the first ClientHello and the client Finished.
+      if (this.state === 'connected' || this.ccsSeen || frag.length !== 1 || frag[0] !== 1) throw fail('unexpected_message', 'unexpected change_cipher_spec');
+      this.ccsSeen = true;
+      return;
+    }
+    if (type === ContentType.alert && !this.read) {
+      out.closed = true;
+      this.state = 'closed';
+      return;
+    }
+    if (type === ContentType.handshake && this.state === 'wait_ch2') {
+      this.hsbuf = concat(this.hsbuf, frag);
+      if (this.hsbuf.length < 4) return;
+      const len = (this.hsbuf[1]! << 16) | (this.hsbuf[2]! << 8) | this.hsbuf[3]!;
+      if (this.hsbuf.length < 4 + len) return;
+      const msg = this.hsbuf.subarray(0, 4 + len);
+      this.hsbuf = this.hsbuf.subarray(4 + len);
+      const ch2 = decodeClientHelloMessage(msg);
+      const r = this.onClientHello(ch2, true);
+      out.send.push(...r.send);
+      return;
+    }
+    if (type !== ContentType.application_data || !this.read) throw fail('unexpected_message', `unexpected record type ${type}`);
+    const { type: inner, content } = this.read.open(header, frag);
+    if (inner === ContentType.alert) {
+      out.closed = true;
+      this.state = 'closed';
+      return;
+    }
+    if (inner === ContentType.handshake) return this.onHandshakeData(content, out);
+    if (inner === ContentType.application_data) {
+      if (this.state !== 'connected') throw fail('unexpected_message', 'application data before Finished');
+      if (content.length) out.data.push(content);
+      return;
+    }
+    throw fail('unexpected_message', `unexpected inner content type ${inner}`);
+  }
+
+  private onHandshakeData(content: Uint8Array, out: Output): void {
+    this.hsbuf = this.hsbuf.length ? concat(this.hsbuf, content) : content;
+    while (this.hsbuf.length >= 4) {
+      const len = (this.hsbuf[1]! << 16) | (this.hsbuf[2]! << 8) | this.hsbuf[3]!;
+      if (this.hsbuf.length < 4 + len) return;
+      const msg = this.hsbuf.subarray(0, 4 + len);
+      this.hsbuf = this.hsbuf.subarray(4 + len);
+      this.onHandshakeMessage(msg, out);
+    }
+  }
+
+  // ---- §4.4.4 client Finished, then §4.6.3 KeyUpdate ----
+
+  private onHandshakeMessage(msg: Uint8Array, out: Output): void {
+    const type = msg[0]!;
+    if (this.state === 'wait_finished') {
+      if (type !== HandshakeType.finished) throw fail('unexpected_message', `expected Finished, got ${type}`);
+      const expected = finishedVerifyData(this.o.provider, this.suite!.hash, this.clientHsSecret!, this.transcript!.hash());
+      if (!ctEqual(msg.subarray(4), expected)) throw fail('decrypt_error', 'client Finished does not verify');
+      this.transcript!.add(msg);
+      this.read = new RecordCipher(this.suite!, trafficKeys(this.o.provider, this.suite!, this.pendingAppKeys!.client));
+      this.clientApSecret = this.pendingAppKeys!.client;
+      this.pendingAppKeys = undefined;
+      this.state = 'connected';
+      if (this.hsbuf.length) throw fail('unexpected_message', 'handshake data after Finished in the same flight');
+      out.established = { sni: this.sni, alpn: this.alpn, suite: this.suite!.id, ech: this.ech.accepted };
+      return;
+    }
+    if (this.state === 'connected' && type === HandshakeType.key_update) {
+      if (msg.length !== 5 || msg[4]! > 1) throw fail('decode_error', 'bad KeyUpdate');
+      this.clientApSecret = this.ks!.nextTrafficSecret(this.clientApSecret!);
+      this.read = new RecordCipher(this.suite!, trafficKeys(this.o.provider, this.suite!, this.clientApSecret));
+      if (msg[4] === 1) {
+        out.send.push(this.write!.seal(ContentType.handshake, encodeHandshake(HandshakeType.key_update, Uint8Array.of(0))));
+        this.serverApSecret = this.ks!.nextTrafficSecret(this.serverApSecret!);
+        this.write = new RecordCipher(this.suite!, trafficKeys(this.o.provider, this.suite!, this.serverApSecret));
+      }
+      return;
+    }
+    throw fail('unexpected_message', `unexpected handshake message ${type}`);
+  }
+}
