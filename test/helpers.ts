@@ -113,11 +113,13 @@ export function tlsAsk(port: number, servername: string | undefined, alpn?: stri
 }
 
 /** Send raw bytes; resolve with everything the server sent until it closed. */
-export function rawExchange(port: number, chunks: Uint8Array[], opts: { gapMs?: number; timeoutMs?: number } = {}): Promise<Buffer> {
+export function rawExchange(port: number, chunks: Uint8Array[], opts: { gapMs?: number; timeoutMs?: number; collectMs?: number } = {}): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const s = net.connect(port, '127.0.0.1');
     const got: Buffer[] = [];
-    s.setTimeout(opts.timeoutMs ?? 5000, () => s.destroy(new Error('timeout waiting for close')));
+    // collectMs: the server is expected to keep the connection open; take what arrived by then.
+    if (opts.collectMs) setTimeout(() => s.destroy(), opts.collectMs);
+    else s.setTimeout(opts.timeoutMs ?? 5000, () => s.destroy(new Error('timeout waiting for close')));
     s.on('data', (d) => got.push(d));
     s.once('close', () => resolve(Buffer.concat(got)));
     s.once('error', (e) => ((e as NodeJS.ErrnoException).code === 'ECONNRESET' ? resolve(Buffer.concat(got)) : reject(e)));

@@ -15,8 +15,17 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { Keyring } from '../src/keys/keyring.js';
 import { echClassifier } from '../src/proxy/ech-classifier.js';
-import { rawExchange, sleep, startGateway, vector } from './helpers.js';
-import { json } from './helpers.js';
+import { concat, fromHex } from '../src/bytes/util.js';
+import { isSupportedSuite } from '../src/crypto/hpke.js';
+import { nodeProvider } from '../src/crypto/node.js';
+import { decryptEch, prepareServerKey } from '../src/ech/server.js';
+import { expandLabel, suiteById } from '../src/tls13/key-schedule.js';
+import { decodeECHConfigList } from '../src/wire/ech/config.js';
+import { usableConfigs } from '../src/wire/ech/usable.js';
+import { decodeClientHelloMessage } from '../src/wire/tls/client-hello.js';
+import { encodeHandshake } from '../src/wire/tls/handshake.js';
+import { parseHelloRecords } from '../src/wire/tls/record.js';
+import { certFor, json, rawExchange, sleep, startGateway, vector } from './helpers.js';
 
 const run = promisify(execFile);
 const manifest = json('captures/manifest.json');
@@ -51,7 +60,19 @@ async function sink(): Promise<{ port: number; conns: number; close(): void }> {
   return b;
 }
 
+// Certificate files for the terminating router: the hidden name and the public name.
+const certDir = mkdtempSync(join(tmpdir(), 'echgate-ech-certs-'));
+const certFiles = ['secret.example.test', 'public.example.test'].map((h) => {
+  const c = certFor(h);
+  writeFileSync(join(certDir, `${h}.crt`), c.cert);
+  writeFileSync(join(certDir, `${h}.key`), c.key);
+  return { certFile: join(certDir, `${h}.crt`), keyFile: join(certDir, `${h}.key`) };
+});
+
 const yaml = (pub: number, app: number, innerSni = false) => `
+tls:
+  certificates:
+${certFiles.map((c) => `    - { certFile: "${c.certFile}", keyFile: "${c.keyFile}" }`).join('\n')}
 entryPoints: { websecure: { address: "127.0.0.1:0", clientHelloTimeout: 2s } }
 log: { innerSni: ${innerSni} }
 tcp:
@@ -84,15 +105,15 @@ describe('ECH routing in the proxy', () => {
   });
   after(async () => {
     routes.stop();
-    ring.close();
-    await g.close();
-    pub.close();
-    app.close();
+    ring?.close();
+    await g?.close();
+    pub?.close();
+    app?.close();
   });
 
-  const send = async (kind: 'secret' | 'app' | 'grease') => {
+  const send = async (kind: 'secret' | 'app' | 'grease', collectMs?: number) => {
     const n = routes.events.length;
-    const got = await rawExchange(g.port(), [vector(`captures/${cap(kind).file}`)], { timeoutMs: 3000 });
+    const got = await rawExchange(g.port(), [vector(`captures/${cap(kind).file}`)], { timeoutMs: 3000, collectMs });
     await sleep(20);
     return { got, event: routes.events[n] };
   };
@@ -133,12 +154,30 @@ describe('ECH routing in the proxy', () => {
     assert.equal(g.gw.metrics.ech.get({ entrypoint: 'websecure', result: 'accepted_on_passthrough' }) >= 1, true);
   });
 
-  it('a requireECH router takes the ECH hello for its hidden host', async () => {
-    const { event, got } = await send('secret');
+  it('a requireECH router terminates the real Chromium ECH hello and proves acceptance (RFC 9849 §7.2)', async () => {
+    const { event, got } = await send('secret', 500);
     assert.equal(event?.router, 'hidden');
     assert.equal(event?.ech, 'accepted');
-    // Termination is not in this build: the client gets internal_error, never the backend in clear.
-    assert.deepEqual([...got], [21, 3, 3, 0, 2, 2, 80]);
+    // The reply starts with a plaintext ServerHello record whose random ends in the accept confirmation.
+    assert.equal(got[0], 22);
+    const shLen = (got[3]! << 8) | got[4]!;
+    const sh = new Uint8Array(got.subarray(5, 5 + shLen));
+    assert.equal(sh[0], 2, 'ServerHello');
+    const c = cap('secret');
+    const key = prepareServerKey(
+      nodeProvider,
+      usableConfigs(decodeECHConfigList(new Uint8Array(Buffer.from(c.keys.echconfiglist_b64, 'base64'))), isSupportedSuite)[0]!,
+      nodeProvider.x25519Private(fromHex(c.keys.private_key_hex)),
+    );
+    const outer = decodeClientHelloMessage(parseHelloRecords(vector(`captures/${c.file}`))!.message);
+    const r = decryptEch(nodeProvider, outer, { byConfigId: () => [key], all: () => [key] });
+    assert.ok(r.status === 'accepted');
+    const suite = suiteById((sh[4 + 2 + 32 + 1 + sh[4 + 2 + 32]!]! << 8) | sh[4 + 2 + 32 + 1 + sh[4 + 2 + 32]! + 1]!)!;
+    const zeroed = sh.slice();
+    zeroed.fill(0, 30, 38);
+    const th = nodeProvider.hash(suite.hash, concat(encodeHandshake(1, r.inner.raw!), zeroed));
+    const prk = nodeProvider.hmac(suite.hash, new Uint8Array(th.length), r.inner.random);
+    assert.deepEqual(sh.subarray(30, 38), expandLabel(nodeProvider, suite.hash, prk, 'ech accept confirmation', th, 8));
   });
 
   it('GREASE ECH with the hidden name as cleartext SNI is never served by the requireECH router', async () => {

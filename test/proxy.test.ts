@@ -6,12 +6,16 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { AlertDescription } from '../src/wire/tls/constants.js';
 import { frameHandshake, parseHelloRecords } from '../src/wire/tls/record.js';
-import { type Backend, rawExchange, serverFirstBackend, sleep, startGateway, tlsAsk, tlsBackend, vector } from './helpers.js';
+import { type Backend, certFor, rawExchange, serverFirstBackend, sleep, startGateway, tlsAsk, tlsBackend, vector } from './helpers.js';
 
 const run = promisify(execFile);
 const alertBytes = (name: keyof typeof AlertDescription) => Buffer.from([21, 3, 3, 0, 2, 2, AlertDescription[name]]);
@@ -292,6 +296,57 @@ tcp:
       assert.deepEqual(all.subarray(0, 32), createHash('sha256').update(up).digest());
       assert.ok(all.subarray(32).equals(payloadBack));
       s.destroy();
+    } finally {
+      await g.close();
+      srv.close();
+    }
+  });
+});
+
+describe('TLS termination on the TLS 1.3 engine', () => {
+  it('node:tls and curl reach a plaintext backend through a tls: {} router; certificate by SNI; ALPN from the router', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'echgate-term-'));
+    const files = ['term.example.test', 'other.example.test'].map((h) => {
+      const c = certFor(h);
+      writeFileSync(join(dir, `${h}.crt`), c.cert);
+      writeFileSync(join(dir, `${h}.key`), c.key);
+      return `    - { certFile: "${join(dir, `${h}.crt`)}", keyFile: "${join(dir, `${h}.key`)}" }`;
+    });
+    // Plaintext HTTP/1.1 backend that names the request it got.
+    const srv = net.createServer((s) => {
+      s.on('error', () => {});
+      s.once('data', (d) => {
+        const body = `plain backend got: ${d.toString().split('\r\n')[0]}\n`;
+        s.end(`HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`);
+      });
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+    const g = await startGateway(`
+tls:
+  certificates:
+${files.join('\n')}
+entryPoints: { websecure: { address: "127.0.0.1:0" } }
+tcp:
+  routers:
+    t: { rule: "HostSNI(\`term.example.test\`, \`other.example.test\`)", service: s, tls: { alpn: [http/1.1] } }
+  services: { s: { loadBalancer: { servers: [{ address: "127.0.0.1:${(srv.address() as net.AddressInfo).port}" }] } } }
+`);
+    try {
+      const { stdout } = await run('curl', ['-sk', '--max-time', '10', '--resolve', `term.example.test:${g.port()}:127.0.0.1`, `https://term.example.test:${g.port()}/hello`]);
+      assert.equal(stdout, 'plain backend got: GET /hello HTTP/1.1\n');
+      const got = await new Promise<{ cn: string; alpn: string | false | null; body: string }>((resolve, reject) => {
+        const c = tls.connect({ port: g.port(), host: '127.0.0.1', servername: 'other.example.test', rejectUnauthorized: false, ALPNProtocols: ['h2', 'http/1.1'] });
+        let body = '';
+        c.on('data', (d) => {
+          body += d;
+        });
+        c.once('secureConnect', () => c.write('GET /x HTTP/1.1\r\nhost: other\r\n\r\n'));
+        c.once('end', () => resolve({ cn: String(c.getPeerCertificate().subject.CN), alpn: c.alpnProtocol, body }));
+        c.once('error', reject);
+      });
+      assert.equal(got.cn, 'other.example.test');
+      assert.equal(got.alpn, 'http/1.1');
+      assert.match(got.body, /plain backend got: GET \/x HTTP\/1\.1/);
     } finally {
       await g.close();
       srv.close();

@@ -47,7 +47,9 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
       ring.close();
       ring = undefined;
     }
-    gw.setClassifier(ring && c.ech ? echClassifier(ring, gw.metrics, { trialDecrypt: c.ech.trialDecrypt }) : plainClassifier);
+    const r = ring;
+    if (r && c.ech) gw.setClassifier(echClassifier(r, gw.metrics, { trialDecrypt: c.ech.trialDecrypt }), () => r.retryConfigs);
+    else gw.setClassifier(plainClassifier);
   };
   applyEch(cfg);
   await gw.apply(cfg);

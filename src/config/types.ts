@@ -27,13 +27,18 @@ export interface RouterConfig {
   service: string;
   priority?: number;
   /** undefined: no TLS section (non-TLS router); otherwise passthrough or terminate. */
-  tls?: { passthrough: boolean };
+  tls?: { passthrough: boolean; alpn?: string[] };
   requireECH: boolean;
 }
 
 export interface EchConfig {
   keysDir: string;
   trialDecrypt: boolean;
+}
+
+export interface CertificateFiles {
+  certFile: string;
+  keyFile: string;
 }
 
 export interface Config {
@@ -43,6 +48,8 @@ export interface Config {
   metrics?: { host: string; port: number };
   log: { level: string; innerSni: boolean };
   ech?: EchConfig;
+  /** Certificates for terminating routers (Traefik's tls.certificates and the default store's defaultCertificate first). */
+  certificates: CertificateFiles[];
   /** Non-fatal findings (unknown keys, ...) to log at load. */
   warnings: string[];
 }

@@ -31,8 +31,8 @@ export class ConfigError extends EchgateError {
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-const KNOWN_TOP = new Set(['entryPoints', 'tcp', 'metrics', 'log', 'ech']);
-const IGNORED_TOP = new Set(['http', 'udp', 'tls', 'providers', 'api', 'global', 'serversTransport', 'accessLog', 'ping']);
+const KNOWN_TOP = new Set(['entryPoints', 'tcp', 'metrics', 'log', 'ech', 'tls']);
+const IGNORED_TOP = new Set(['http', 'udp', 'providers', 'api', 'global', 'serversTransport', 'accessLog', 'ping']);
 
 export function parseAddress(s: unknown): { host: string; port: number } | undefined {
   if (typeof s !== 'string') return undefined;
@@ -205,10 +205,18 @@ export function validateConfig(raw: unknown, file: string): Config {
       if (typeof r.priority !== 'number' || !Number.isInteger(r.priority)) bad(`${p}.priority`, 'expected a whole number');
       else priority = r.priority;
     }
-    let tls: { passthrough: boolean } | undefined;
+    let tls: { passthrough: boolean; alpn?: string[] } | undefined;
     if (r.tls !== undefined && r.tls !== null) {
       if (!isObj(r.tls)) bad(`${p}.tls`, 'expected a mapping');
-      else tls = { passthrough: r.tls.passthrough === true };
+      else {
+        warnUnknown(r.tls, `${p}.tls`, ['passthrough', 'alpn', 'options', 'certResolver', 'domains']);
+        tls = { passthrough: r.tls.passthrough === true };
+        if (r.tls.alpn !== undefined) {
+          if (!Array.isArray(r.tls.alpn) || !r.tls.alpn.every((x) => typeof x === 'string' && x.length > 0 && x.length < 256)) {
+            bad(`${p}.tls.alpn`, 'expected a list of protocol names');
+          } else tls.alpn = r.tls.alpn as string[];
+        }
+      }
     }
     const requireECH = r.requireECH === true;
     if (r.requireECH !== undefined && typeof r.requireECH !== 'boolean') bad(`${p}.requireECH`, 'expected true or false');
@@ -252,6 +260,28 @@ export function validateConfig(raw: unknown, file: string): Config {
       ech = { keysDir: String(keysDir), trialDecrypt: raw.ech.trialDecrypt === true };
     }
   }
+  // ---- tls (Traefik's dynamic TLS section): certificates for terminating routers ----
+  const certificates: { certFile: string; keyFile: string }[] = [];
+  const certPair = (v: unknown, path: string) => {
+    if (!isObj(v) || typeof v.certFile !== 'string' || typeof v.keyFile !== 'string') bad(path, 'expected { certFile, keyFile }');
+    else certificates.push({ certFile: v.certFile, keyFile: v.keyFile });
+  };
+  if (raw.tls !== undefined) {
+    if (!isObj(raw.tls)) bad('tls', 'expected a mapping');
+    else {
+      warnUnknown(raw.tls, 'tls', ['certificates', 'stores', 'options']);
+      const stores = isObj(raw.tls.stores) ? raw.tls.stores : {};
+      const dflt = isObj(stores.default) ? stores.default.defaultCertificate : undefined;
+      if (dflt !== undefined) certPair(dflt, 'tls.stores.default.defaultCertificate');
+      if (raw.tls.certificates !== undefined) {
+        if (!Array.isArray(raw.tls.certificates)) bad('tls.certificates', 'expected a list');
+        else for (const [i, c] of raw.tls.certificates.entries()) certPair(c, `tls.certificates[${i}]`);
+      }
+    }
+  }
+  if (routers.some((r) => r.tls && !r.tls.passthrough) && certificates.length === 0) {
+    bad('tls.certificates', 'a router terminates TLS (tls without passthrough) but no certificate is configured');
+  }
   if (problems.length > 0) throw new ConfigError(file, problems);
   return {
     entryPoints,
@@ -260,6 +290,7 @@ export function validateConfig(raw: unknown, file: string): Config {
     metrics,
     log: { level: String(level).toLowerCase(), innerSni: logRaw.innerSni === true },
     ech,
+    certificates,
     warnings,
   };
 }

@@ -4,7 +4,7 @@
  * docs/architecture.md for the picture.
  */
 import { channel } from 'node:diagnostics_channel';
-import type net from 'node:net';
+import net from 'node:net';
 import { isEchgateError } from '../errors.js';
 import type { ConnData } from '../routing/ast.js';
 import { normalizeIp } from '../routing/ip.js';
@@ -15,6 +15,7 @@ import { decodeClientHelloMessage, routingView } from '../wire/tls/client-hello.
 import { ClientHelloAssembler, sniffTls } from '../wire/tls/record.js';
 import type { Classified, EntryContext, RouteTarget } from './context.js';
 import { connectRelayed, relayClientToBackend } from './relay.js';
+import { relayTerminated, startTermination, type Termination } from './terminate.js';
 
 /** Published once per routing decision; tests and operators subscribe. Inner SNI is included only when log.innerSni is on. */
 export const routeChannel = channel('echgate:route');
@@ -27,7 +28,8 @@ export type PeekFailure =
   | 'malformed'
   | 'closed_early'
   | 'no_route'
-  | 'no_sni_no_route';
+  | 'no_sni_no_route'
+  | 'tls_handshake';
 
 export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: () => void): void {
   const started = performance.now();
@@ -102,21 +104,35 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
       });
     }
     const tlsCfg = route.target.router.tls;
-    if (tlsCfg && !tlsCfg.passthrough) {
-      // Termination arrives with the TLS 1.3 engine; until then say so clearly.
-      ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, router: route.name }, 'router needs TLS termination, which this build cannot do yet');
-      fail('no_route', encodeAlertRecord('internal_error'));
-      return;
-    }
-    if (conn.ech === 'accepted') {
+    let term: Termination | undefined;
+    if (tlsCfg && !tlsCfg.passthrough && cls) {
+      try {
+        term = startTermination(ctx, cls, tlsCfg.alpn);
+      } catch (e) {
+        if (!isEchgateError(e)) throw e;
+        return fail('tls_handshake', (e as { sendAlert?: Uint8Array }).sendAlert);
+      }
+      for (const r of term.first) socket.write(r);
+    } else if (conn.ech === 'accepted') {
       // A passthrough backend cannot produce the ECH accept confirmation.
       ctx.metrics.ech.inc({ entrypoint: ep, result: 'accepted_on_passthrough' });
       ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, router: route.name }, 'ECH connection routed to a passthrough router; the backend cannot complete ECH');
     }
     const up = route.target.picker.pick();
     socket.pause();
-    const b = connectRelayed(up.server, socket);
+    const b = term
+      ? net.connect({ host: up.server.host, port: up.server.port, allowHalfOpen: true, noDelay: true })
+      : connectRelayed(up.server, socket);
     backend = b;
+    if (term) {
+      // The handshake goes on while the backend connects; plaintext waits in the socket's buffer.
+      relayTerminated(socket, b, term.engine, replay ?? new Uint8Array(0), (alert) => {
+        ctx.metrics.peekFailures.inc({ entrypoint: ep, reason: 'tls_handshake' });
+        if (alert) socket.end(alert);
+        else socket.destroy();
+        b.destroy();
+      });
+    }
     const connectTimer = setTimeout(() => b.destroy(new Error('connect timeout')), up.connectTimeoutMs);
     b.once('error', (err) => {
       clearTimeout(connectTimer);
@@ -141,8 +157,10 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
         };
         b.write(up.proxyProtocol === 1 ? encodeProxyV1(addrs) : encodeProxyV2(addrs));
       }
-      if (replay && replay.length > 0) b.write(replay);
-      relayClientToBackend(socket, b);
+      if (!term) {
+        if (replay && replay.length > 0) b.write(replay);
+        relayClientToBackend(socket, b);
+      }
       b.once('close', () => socket.destroy());
       // One idle timer on the client: reads from it and writes to it both count as activity.
       socket.setTimeout(ctx.ep.idleTimeoutMs, () => socket.destroy());
@@ -217,7 +235,8 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
       // RFC 6066 §3: a server that does not recognise the name may send a fatal unrecognized_name alert.
       return fail(cls.sni === '' ? 'no_sni_no_route' : 'no_route', encodeAlertRecord('unrecognized_name'));
     }
-    connect(route, asm.bytes(), conn, cls);
+    const tlsCfg = route.target.router.tls;
+    connect(route, tlsCfg && !tlsCfg.passthrough ? asm.bytes().subarray(hello.consumed) : asm.bytes(), conn, cls);
   }
 
   socket.on('data', onData);

@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { EntryPointConfig, RouterConfig } from '../config/types.js';
 import type { ConnData } from '../routing/ast.js';
 import type { RoutingTable } from '../routing/table.js';
+import type { CertifiedKey } from '../tls13/server.js';
 import type { ClientHello, RoutingView } from '../wire/tls/client-hello.js';
 import type { LogLimiter } from './log-limit.js';
 import type { Metrics } from './metrics.js';
@@ -22,6 +23,10 @@ export interface Classified {
   sni: string;
   alpn: string[];
   ech: ConnData['ech'];
+  /** The hello a terminating router negotiates with: the inner one when ECH was accepted. */
+  hello: ClientHello;
+  /** Whether the client sent an outer ECH extension (real or GREASE). */
+  echOffered: boolean;
   /** Set when the ECH extension was there but could not be used. */
   echReason?: 'grease' | 'stale' | 'malformed' | 'no_keys';
 }
@@ -37,12 +42,18 @@ export interface EntryContext {
   limiter: LogLimiter;
   logInnerSni: boolean;
   classify: Classifier;
+  /** Certificate by server name, for terminating routers. */
+  certificate: (sni: string | undefined) => CertifiedKey | undefined;
+  /** The ECHConfigList sent as retry_configs when ECH was offered but not accepted. */
+  retryConfigs: () => Uint8Array | undefined;
 }
 
 /** Without a keystore, an ECH extension cannot be opened: route on the outer hello. */
-export const plainClassifier: Classifier = (_hello, s) => ({
+export const plainClassifier: Classifier = (hello, s) => ({
   sni: s.sni ?? '',
   alpn: s.alpn,
   ech: s.ech?.type === 'outer' ? 'rejected' : 'none',
+  hello,
+  echOffered: s.ech?.type === 'outer',
   ...(s.ech?.type === 'outer' ? { echReason: 'no_keys' as const } : {}),
 });

@@ -14,7 +14,7 @@ import type { Metrics } from './metrics.js';
 
 export function echClassifier(keys: KeyLookup, metrics: Metrics, opts: { trialDecrypt: boolean }): Classifier {
   return (hello, s, entrypoint) => {
-    if (s.ech?.type !== 'outer') return { sni: s.sni ?? '', alpn: s.alpn, ech: 'none' };
+    if (s.ech?.type !== 'outer') return { sni: s.sni ?? '', alpn: s.alpn, ech: 'none', hello, echOffered: false };
     let r: ReturnType<typeof decryptEch>;
     try {
       r = decryptEch(nodeProvider, hello, keys, { ...opts, ech: s.ech });
@@ -25,11 +25,11 @@ export function echClassifier(keys: KeyLookup, metrics: Metrics, opts: { trialDe
     if (r.status === 'accepted') {
       metrics.ech.inc({ entrypoint, result: 'accepted' });
       const inner = routingView(r.inner);
-      return { sni: inner.sni ?? '', alpn: inner.alpn, ech: 'accepted' };
+      return { sni: inner.sni ?? '', alpn: inner.alpn, ech: 'accepted', hello: r.inner, echOffered: true };
     }
     // An unknown config_id is what GREASE looks like; a known one that fails is a stale or wrong key.
     const result = r.status === 'rejected' && r.reason === 'no_config' ? 'grease' : 'rejected';
     metrics.ech.inc({ entrypoint, result });
-    return { sni: s.sni ?? '', alpn: s.alpn, ech: 'rejected', echReason: result === 'grease' ? 'grease' : 'stale' };
+    return { sni: s.sni ?? '', alpn: s.alpn, ech: 'rejected', echReason: result === 'grease' ? 'grease' : 'stale', hello, echOffered: true };
   };
 }

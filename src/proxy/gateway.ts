@@ -9,6 +9,8 @@ import type { Config, EntryPointConfig } from '../config/types.js';
 import { RoutingTable } from '../routing/table.js';
 import { handleConnection } from './connection.js';
 import { type Classifier, type EntryContext, plainClassifier, type RouteTarget } from './context.js';
+import { certificateSelector } from '../tls13/certs.js';
+import { loadCertificates } from './certificates.js';
 import { LogLimiter } from './log-limit.js';
 import { Metrics } from './metrics.js';
 import { buildPickers } from './services.js';
@@ -32,6 +34,7 @@ export class Gateway {
   private classify: Classifier;
   private config: Config | undefined;
   private readonly limiter = new LogLimiter();
+  private retryConfigs: () => Uint8Array | undefined = () => undefined;
 
   constructor(opts: GatewayOptions) {
     this.log = opts.log;
@@ -39,14 +42,19 @@ export class Gateway {
     this.classify = opts.classify ?? plainClassifier;
   }
 
-  /** Replace the ClientHello classifier (the ECH keystore plugs in here). */
-  setClassifier(c: Classifier): void {
+  /**
+   * Replace the ClientHello classifier (the ECH keystore plugs in here) and,
+   * with it, where retry_configs come from.
+   */
+  setClassifier(c: Classifier, retryConfigs: () => Uint8Array | undefined = () => undefined): void {
     this.classify = c;
-    for (const l of this.listeners.values()) l.ctx = { ...l.ctx, classify: c };
+    this.retryConfigs = retryConfigs;
+    for (const l of this.listeners.values()) l.ctx = { ...l.ctx, classify: c, retryConfigs };
   }
 
   private buildContexts(cfg: Config): Map<string, EntryContext> {
     const pickers = buildPickers(cfg.services);
+    const certificate = certificateSelector(loadCertificates(cfg));
     const out = new Map<string, EntryContext>();
     for (const ep of cfg.entryPoints.values()) {
       const specs = cfg.routers
@@ -67,6 +75,8 @@ export class Gateway {
         limiter: this.limiter,
         logInnerSni: cfg.log.innerSni,
         classify: this.classify,
+        certificate,
+        retryConfigs: this.retryConfigs,
       });
     }
     return out;

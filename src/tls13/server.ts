@@ -142,7 +142,8 @@ export class TlsServer {
 
   /** Application data to the client, as protected records. */
   encrypt(data: Uint8Array): Uint8Array[] {
-    if (this.state !== 'connected' || !this.write) throw fail('internal_error', 'not connected');
+    // Allowed from our Finished on: RFC 8446 §4.4.4 lets a server send data before the client's Finished.
+    if ((this.state !== 'connected' && this.state !== 'wait_finished') || !this.write) throw fail('internal_error', 'not connected');
     const out: Uint8Array[] = [];
     for (let i = 0; i < data.length; i += MAX_PLAINTEXT) {
       out.push(this.write.seal(ContentType.application_data, data.subarray(i, Math.min(data.length, i + MAX_PLAINTEXT))));
