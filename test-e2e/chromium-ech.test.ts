@@ -1,0 +1,174 @@
+/**
+ * End to end with a real browser: headless Chromium (Debian) resolves over
+ * DoH in secure mode (the recipe's dohzone.py stands in for echgate's own DoH
+ * server, which is not built yet), gets an HTTPS record with ech=, sends a real
+ * ECH ClientHello to echgate, and must load the page from the hidden backend.
+ * Second case: DNS holds a stale key; echgate rejects ECH, sends retry_configs,
+ * and Chromium retries with the current key and still reaches the backend.
+ */
+import assert from 'node:assert/strict';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { pino } from 'pino';
+import { parseConfigText } from '../src/config/load.js';
+import { Keyring } from '../src/keys/keyring.js';
+import { generateKey, listKeys, publishedList } from '../src/keys/manager.js';
+import { echClassifier } from '../src/proxy/ech-classifier.js';
+import { Gateway } from '../src/proxy/gateway.js';
+
+const run = promisify(execFile);
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const RECIPE = process.env.ECHGATE_CHROMIUM_RECIPE ?? join(ROOT, '..', 'shared', 'recipes', 'chromium-ech');
+const CHROMIUM = '/usr/bin/chromium';
+const skip = !existsSync(CHROMIUM) ? 'chromium is not installed (.ci/run installs it)' : !existsSync(join(RECIPE, 'dohzone.py')) ? `no DoH scaffolding at ${RECIPE}` : false;
+
+async function freePort(host = '127.0.0.1'): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, host, () => r()));
+  const p = (s.address() as net.AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return p;
+}
+
+function spki(pem: string): string {
+  return execFileSync('sh', ['-c', `openssl x509 -in ${pem} -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64`]).toString().trim();
+}
+
+function leaf(dir: string, name: string, san: string): void {
+  execFileSync('openssl', ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, `${name}.key`), '-out', join(dir, `${name}.csr`), '-subj', `/CN=${name}`], { stdio: 'ignore' });
+  writeFileSync(join(dir, `${name}.ext`), `subjectAltName=${san}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n`);
+  execFileSync('openssl', ['x509', '-req', '-in', join(dir, `${name}.csr`), '-CA', join(dir, 'ca.pem'), '-CAkey', join(dir, 'ca.key'), '-CAcreateserial', '-out', join(dir, `${name}.pem`), '-days', '5', '-extfile', join(dir, `${name}.ext`)], { stdio: 'ignore' });
+}
+
+describe('Chromium with real ECH through echgate', { skip }, () => {
+  const W = mkdtempSync(join(tmpdir(), 'echgate-chromium-'));
+  const keysDir = join(W, 'keys');
+  const staleDir = join(W, 'stale-keys');
+  let port = 0;
+  let dohPort = 0;
+  let doh: ChildProcess | undefined;
+  let backend: http.Server | undefined;
+  let gw: Gateway | undefined;
+  let ring: Keyring | undefined;
+  const routes: { router: string; ech: string }[] = [];
+  const onRoute = (m: unknown) => routes.push(m as { router: string; ech: string });
+  let spkis = '';
+  const hits: string[] = [];
+
+  before(async () => {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(W, 'ca.key'), '-out', join(W, 'ca.pem'), '-days', '5', '-subj', '/CN=echgate e2e CA', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], { stdio: 'ignore' });
+    leaf(W, 'server', 'DNS:public.example.test,DNS:secret.example.test');
+    leaf(W, 'doh', 'IP:127.0.0.2,DNS:doh.test');
+    spkis = `${spki(join(W, 'doh.pem'))},${spki(join(W, 'server.pem'))}`;
+    mkdirSync(keysDir);
+    mkdirSync(staleDir);
+    generateKey(keysDir, { publicName: 'public.example.test', maxNameLength: 32 });
+    generateKey(staleDir, { publicName: 'public.example.test', maxNameLength: 32 });
+
+    backend = http.createServer((req, res) => {
+      hits.push(`${req.headers.host} ${req.url}`);
+      res.writeHead(200, { 'content-type': 'text/html' }).end('<html><body><p id="x">hidden backend reached</p></body></html>');
+    });
+    await new Promise<void>((r) => backend!.listen(0, '127.0.0.1', () => r()));
+    const bport = (backend.address() as net.AddressInfo).port;
+
+    port = await freePort();
+    const log = pino({ level: 'warn' });
+    gw = new Gateway({ log });
+    await gw.apply(
+      parseConfigText(
+        `
+tls:
+  certificates: [{ certFile: "${join(W, 'server.pem')}", keyFile: "${join(W, 'server.key')}" }]
+ech: { keysDir: "${keysDir}" }
+entryPoints: { websecure: { address: "127.0.0.1:${port}" } }
+tcp:
+  routers:
+    hidden: { rule: "HostSNI(\`secret.example.test\`)", requireECH: true, service: web, tls: { alpn: [http/1.1] } }
+    public: { rule: "HostSNI(\`public.example.test\`)", service: web, tls: { alpn: [http/1.1] } }
+  services:
+    web: { loadBalancer: { servers: [{ address: "127.0.0.1:${bport}" }] } }
+`,
+        'e2e.yml',
+      ),
+    );
+    ring = new Keyring(keysDir);
+    ring.reload();
+    const r = ring;
+    gw.setClassifier(echClassifier(r, gw.metrics, { trialDecrypt: false }), () => r.retryConfigs);
+    subscribe('echgate:route', onRoute);
+
+    dohPort = await freePort('127.0.0.2');
+    doh = spawn('python3', [join(RECIPE, 'dohzone.py'), '--zone', join(W, 'zone.json'), '--cert', join(W, 'doh.pem'), '--key', join(W, 'doh.key'), '--listen', `127.0.0.2:${dohPort}`], { stdio: 'ignore' });
+  });
+
+  after(async () => {
+    unsubscribe('echgate:route', onRoute);
+    doh?.kill();
+    ring?.close();
+    await gw?.shutdown(0);
+    backend?.close();
+  });
+
+  function zone(echList: Uint8Array): void {
+    const ech = Buffer.from(echList).toString('base64');
+    writeFileSync(
+      join(W, 'zone.json'),
+      JSON.stringify({
+        'secret.example.test': { A: ['127.0.0.1'] },
+        'public.example.test': { A: ['127.0.0.1'] },
+        // RFC 9460 §9.1: for a non-443 port Chromium asks _PORT._https.NAME; the target must be explicit.
+        [`_${port}._https.secret.example.test`]: { HTTPS: { priority: 1, target: 'secret.example.test', alpn: ['http/1.1'], ech } },
+      }),
+    );
+  }
+
+  async function browse(tag: string): Promise<{ rc: number; dom: string; netlog: string }> {
+    const netlog = join(W, `${tag}.netlog.json`);
+    const env = { ...process.env, ECH_WORK: W, SPKI_HASHES: spkis, DOH_TEMPLATE: `https://127.0.0.2:${dohPort}/dns-query{?dns}`, NETLOG: netlog, TIMEOUT: '30' };
+    try {
+      const { stdout } = await run('sh', [join(RECIPE, 'run-chromium.sh'), `https://secret.example.test:${port}/${tag}`], { env });
+      return { rc: 0, dom: stdout, netlog };
+    } catch (e) {
+      const err = e as { code: number; stdout: string; stderr: string };
+      return { rc: err.code, dom: `${err.stdout}\n${err.stderr}`, netlog };
+    }
+  }
+
+  it('loads the page from the hidden backend over accepted ECH', async () => {
+    zone(publishedList(listKeys(keysDir).keys)!);
+    await new Promise((r) => setTimeout(r, 300));
+    routes.length = 0;
+    const r = await browse('fresh');
+    assert.equal(r.rc, 0, r.dom);
+    assert.match(r.dom, /hidden backend reached/);
+    assert.ok(hits.some((h) => h.endsWith('/fresh')));
+    assert.ok(routes.some((e) => e.router === 'hidden' && e.ech === 'accepted'), JSON.stringify(routes));
+    // Chromium's own NetLog: real ECH with the hidden name inside, and the server accepted it.
+    const { stdout } = await run('python3', [join(RECIPE, 'ech-netlog.py'), r.netlog]);
+    assert.match(stdout, /REAL ECH inner_sni=secret\.example\.test\s+result=OK ech_accepted=True/);
+  });
+
+  it('a stale key in DNS: ECH rejected, retry_configs sent, Chromium retries and reaches the backend', async () => {
+    zone(publishedList(listKeys(staleDir).keys)!);
+    await new Promise((r) => setTimeout(r, 300));
+    routes.length = 0;
+    const r = await browse('stale');
+    assert.equal(r.rc, 0, r.dom);
+    assert.match(r.dom, /hidden backend reached/);
+    assert.ok(routes.some((e) => e.router === 'public' && e.ech === 'rejected'), JSON.stringify(routes));
+    assert.ok(routes.some((e) => e.router === 'hidden' && e.ech === 'accepted'), JSON.stringify(routes));
+    const { stdout } = await run('python3', [join(RECIPE, 'ech-netlog.py'), r.netlog]);
+    assert.match(stdout, /ECH RETRY .* restarted with the server's retry_configs/);
+    assert.match(stdout, /ERR_ECH_NOT_NEGOTIATED/);
+    assert.match(stdout, /REAL ECH inner_sni=secret\.example\.test\s+result=OK ech_accepted=True/);
+  });
+});
