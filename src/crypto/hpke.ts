@@ -47,11 +47,11 @@ function labelPrefix(suite: Uint8Array, label: string): Uint8Array {
 }
 
 function labeledExtract(p: CryptoProvider, hash: HashName, suite: Uint8Array, salt: Uint8Array, label: string, ikm: Uint8Array) {
-  return hkdfExtract(p, hash, salt, concat(labelPrefix(suite, label), ikm));
+  return hkdfExtract(p, hash, salt, labelPrefix(suite, label), ikm);
 }
 
 function labeledExpand(p: CryptoProvider, hash: HashName, suite: Uint8Array, prk: Uint8Array, label: string, info: Uint8Array, L: number) {
-  return hkdfExpand(p, hash, prk, concat(i2osp(L, 2), labelPrefix(suite, label), info), L);
+  return hkdfExpand(p, hash, prk, [i2osp(L, 2), labelPrefix(suite, label), info], L);
 }
 
 // ---- DHKEM(X25519, HKDF-SHA256), RFC 9180 §4.1 and §7.1.3 ----

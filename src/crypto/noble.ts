@@ -24,7 +24,11 @@ class NobleX25519Private implements X25519Private {
 
 export const nobleProvider: CryptoProvider = {
   name: 'noble',
-  hmac: (h: HashName, key: Uint8Array, data: Uint8Array) => hmac(HASHES[h], key, data),
+  hmac: (h: HashName, key: Uint8Array, ...data: Uint8Array[]) => {
+    const m = hmac.create(HASHES[h], key);
+    for (const d of data) m.update(d);
+    return m.digest();
+  },
   hash: (h: HashName, data: Uint8Array) => HASHES[h](data),
   x25519Private: (sk: Uint8Array) => new NobleX25519Private(sk),
   x25519Generate: () => new NobleX25519Private(new Uint8Array(nodeRandom(32))),

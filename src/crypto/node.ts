@@ -38,8 +38,11 @@ function publicKeyObject(pk: Uint8Array): KeyObject {
 
 export const nodeProvider: CryptoProvider = {
   name: 'node',
-  hmac(hash: HashName, key: Uint8Array, data: Uint8Array): Uint8Array {
-    return new Uint8Array(createHmac(hash, key).update(data).digest());
+  hmac(hash: HashName, key: Uint8Array, ...data: Uint8Array[]): Uint8Array {
+    const h = createHmac(hash, key);
+    for (const d of data) h.update(d);
+    const out = h.digest();
+    return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
   },
   hash(hash: HashName, data: Uint8Array): Uint8Array {
     return new Uint8Array(createHash(hash).update(data).digest());

@@ -17,7 +17,8 @@ export interface X25519Private {
 
 export interface CryptoProvider {
   readonly name: string;
-  hmac(hash: HashName, key: Uint8Array, data: Uint8Array): Uint8Array;
+  /** HMAC over the concatenation of `data` (passed in parts so callers need not concatenate). */
+  hmac(hash: HashName, key: Uint8Array, ...data: Uint8Array[]): Uint8Array;
   hash(hash: HashName, data: Uint8Array): Uint8Array;
   /** Import 32 raw bytes as an X25519 private key (RFC 7748 §5 clamping applies in DH). */
   x25519Private(sk: Uint8Array): X25519Private;

@@ -64,9 +64,8 @@ export type EchOutcome =
       configId: number;
       key: EchServerKey;
       hpke: HpkeContext;
+      /** ClientHelloInner; its `raw` (the bytes the transcript hashes) is encoded on first use. */
       inner: ClientHello;
-      /** The ClientHelloInner body as the transcript will hash it. */
-      innerBytes: Uint8Array;
       ech: Extract<ECHClientHello, { type: 'outer' }>;
     };
 
@@ -115,7 +114,7 @@ export function decryptEch(p: CryptoProvider, outer: ClientHello, keys: KeyLooku
       throw e;
     }
     const inner = rebuildInner(outer, encoded);
-    return { status: 'accepted', configId: key.configId, key, hpke, inner, innerBytes: inner.raw!, ech };
+    return { status: 'accepted', configId: key.configId, key, hpke, inner, ech };
   }
   return { status: 'rejected', reason: matched.length ? 'decrypt_failed' : 'no_config', configId: ech.configId };
 }
@@ -170,6 +169,17 @@ export function rebuildInner(outer: ClientHello, encoded: Uint8Array): ClientHel
   }
   if (versions.some((v) => v !== ProtocolVersion.TLS13)) throw illegal('ClientHelloInner offers TLS 1.2 or below');
 
-  // The result carries its own bytes and offsets, exactly as a ClientHello read from the network would.
-  return encodeClientHelloWithOffsets({ ...hello, sessionId: outer.sessionId, extensions });
+  // Routing needs only the extensions; the encoded bytes (and offsets) are
+  // built the first time something asks for `raw` — termination does, for the
+  // transcript. That keeps an encode off the passthrough hot path.
+  const inner: ClientHello = { ...hello, sessionId: outer.sessionId, extensions };
+  let withBytes: ClientHello | undefined;
+  Object.defineProperty(inner, 'raw', {
+    enumerable: true,
+    get() {
+      withBytes ??= encodeClientHelloWithOffsets({ ...hello, sessionId: outer.sessionId, extensions });
+      return withBytes.raw;
+    },
+  });
+  return inner;
 }

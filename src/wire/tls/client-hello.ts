@@ -7,7 +7,6 @@
  * Unknown and GREASE extensions are kept as they came, in order.
  */
 import { Reader } from '../../bytes/reader.js';
-import { Writer } from '../../bytes/writer.js';
 import { EchgateError } from '../../errors.js';
 import { ExtensionType, HandshakeType } from './constants.js';
 import {
@@ -108,23 +107,45 @@ export function decodeClientHelloMessage(message: Uint8Array): ClientHello {
 }
 
 export function encodeClientHello(ch: ClientHello): Uint8Array {
-  // Size the buffer exactly: re-encoding an inner hello is on the ECH hot path.
-  let size = 2 + 32 + 1 + ch.sessionId.length + 2 + 2 * ch.cipherSuites.length + 1 + ch.compressionMethods.length + 2;
+  // One exact-size buffer and plain stores: re-encoding an inner hello is on the ECH path.
+  const withExtensions = ch.extensions.length > 0 || ch.raw === undefined || ch.raw.length > headerLength(ch);
+  let size = headerLength(ch) + (withExtensions ? 2 : 0);
   for (const e of ch.extensions) size += 4 + e.data.length;
-  const w = new Writer(size)
-    .u16(ch.legacyVersion)
-    .bytes(ch.random)
-    .vec8(ch.sessionId)
-    .withLen16((w) => {
-      for (const c of ch.cipherSuites) w.u16(c);
-    })
-    .vec8(ch.compressionMethods);
-  if (ch.extensions.length > 0 || ch.raw === undefined || ch.raw.length > w.length) {
-    w.withLen16((w) => {
-      for (const e of ch.extensions) w.u16(e.type).vec16(e.data);
-    });
+  const out = new Uint8Array(size);
+  let at = 0;
+  const u16 = (v: number) => {
+    if (!Number.isInteger(v) || v < 0 || v > 0xffff) throw new EchgateError('ERR_ENCODE', `u16 value ${v} out of range`);
+    out[at++] = v >> 8;
+    out[at++] = v & 0xff;
+  };
+  const bytes = (b: Uint8Array) => {
+    out.set(b, at);
+    at += b.length;
+  };
+  if (ch.sessionId.length > 32 || ch.compressionMethods.length > 255) throw new EchgateError('ERR_ENCODE', 'session id or compression methods too long');
+  u16(ch.legacyVersion);
+  if (ch.random.length !== 32) throw new EchgateError('ERR_ENCODE', 'random must be 32 bytes');
+  bytes(ch.random);
+  out[at++] = ch.sessionId.length;
+  bytes(ch.sessionId);
+  u16(2 * ch.cipherSuites.length);
+  for (const c of ch.cipherSuites) u16(c);
+  out[at++] = ch.compressionMethods.length;
+  bytes(ch.compressionMethods);
+  if (withExtensions) {
+    u16(size - at - 2);
+    for (const e of ch.extensions) {
+      u16(e.type);
+      u16(e.data.length);
+      bytes(e.data);
+    }
   }
-  return w.finish();
+  return out;
+}
+
+/** Bytes before the extensions block. */
+function headerLength(ch: ClientHello): number {
+  return 2 + 32 + 1 + ch.sessionId.length + 2 + 2 * ch.cipherSuites.length + 1 + ch.compressionMethods.length;
 }
 
 /**
@@ -133,7 +154,7 @@ export function encodeClientHello(ch: ClientHello): Uint8Array {
  */
 export function encodeClientHelloWithOffsets(ch: ClientHello): ClientHello {
   const raw = encodeClientHello(ch);
-  let at = 2 + 32 + 1 + ch.sessionId.length + 2 + 2 * ch.cipherSuites.length + 1 + ch.compressionMethods.length + 2;
+  let at = headerLength(ch) + 2;
   const extensions = ch.extensions.map((e) => {
     const x = { type: e.type, data: raw.subarray(at + 4, at + 4 + e.data.length), offset: at + 4 };
     at += 4 + e.data.length;
