@@ -26,6 +26,14 @@ export function concat(...parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
+/**
+ * A real copy as a plain Uint8Array. Never call slice without arguments on bytes that may be a
+ * Buffer: Buffer#slice is a view, and writing into it changes the original.
+ */
+export function copy(b: Uint8Array): Uint8Array {
+  return new Uint8Array(b);
+}
+
 export function equal(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;

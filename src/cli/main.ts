@@ -3,6 +3,7 @@ import { ConfigError } from '../config/validate.js';
 import { isEchgateError } from '../errors.js';
 import { parseArgs } from './args.js';
 import { checkCommand } from './check.js';
+import { connectCommand } from './connect.js';
 import { inspectCommand } from './inspect.js';
 import { keysCommand } from './keys.js';
 import { serveCommand } from './serve.js';
@@ -13,9 +14,11 @@ const USAGE = `usage: echgate <command> [options]
   check   --config FILE                   validate a configuration
   inspect [--hex] [--keys DIR] FILE|-     decode a captured ClientHello to JSON (with --keys: decrypt ECH)
   keys    generate|list|rotate|retire|export [--dir keys]   manage ECH keys (RFC 9934 PEM files)
+  connect HOST:PORT --sni NAME [--ech-config B64 | --keys DIR] [--alpn LIST] [--send TEXT] [--ca FILE] [--retry]
+                                          TLS 1.3 (+ECH) handshake and one request; JSON report
 `;
 
-const BOOLEANS = ['demo', 'hex', 'json', 'help', 'trial-decrypt'];
+const BOOLEANS = ['demo', 'hex', 'json', 'help', 'trial-decrypt', 'retry'];
 
 export async function main(argv: string[]): Promise<number> {
   const out = (s: string) => process.stdout.write(s);
@@ -31,6 +34,8 @@ export async function main(argv: string[]): Promise<number> {
         return await inspectCommand(a, out);
       case 'keys':
         return await keysCommand(a, out);
+      case 'connect':
+        return await connectCommand(a, out);
       case undefined:
       case 'help':
       case '--help':

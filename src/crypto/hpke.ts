@@ -3,7 +3,7 @@
  * AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305 or export-only. All four modes
  * (base, psk, auth, auth_psk). ECH uses base mode only (RFC 9849 §6.1).
  */
-import { concat, i2osp, utf8 } from '../bytes/util.js';
+import { concat, copy, i2osp, utf8 } from '../bytes/util.js';
 import { EchgateError } from '../errors.js';
 import { hkdfExpand, hkdfExtract } from './hkdf.js';
 import { AEADS } from './node.js';
@@ -127,7 +127,7 @@ export class HpkeContext {
   private nonce(): Uint8Array {
     // RFC 9180 §5.2: the sequence number must not wrap; 2^53 is our ceiling.
     if (this.seq >= Number.MAX_SAFE_INTEGER) throw new EchgateError('ERR_HPKE', 'HPKE sequence number overflow');
-    const n = this.baseNonce.slice();
+    const n = copy(this.baseNonce);
     const s = i2osp(this.seq, n.length);
     for (let i = 0; i < n.length; i++) n[i] = n[i]! ^ s[i]!;
     return n;

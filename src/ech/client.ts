@@ -46,8 +46,9 @@ export interface EchHello {
   outerMessage: Uint8Array;
   outer: ClientHello;
   inner: ClientHello;
-  /** The inner key share's private key (the TLS client needs it). */
+  /** The key shares' private keys: the inner one is used if ECH is accepted, the outer one if not. */
   innerKey: X25519Private;
+  outerKey: X25519Private;
   hpke: HpkeContext;
 }
 
@@ -135,5 +136,12 @@ export function buildEchClientHello(p: CryptoProvider, o: EchHelloOptions): EchH
   // The payload is the last bytes of the body (ECH is the last extension): the AAD is the body as it stands, zeros in place.
   const payload = ctx.seal(body, encoded);
   body.set(payload, body.length - payload.length);
-  return { outerMessage: encodeHandshake(1, body), outer: { ...outer, raw: body }, inner, innerKey, hpke: ctx };
+  return {
+    outerMessage: encodeHandshake(1, body),
+    outer: { ...outer, raw: body },
+    inner: { ...inner, raw: encodeClientHello(inner) },
+    innerKey,
+    outerKey,
+    hpke: ctx,
+  };
 }

@@ -5,6 +5,7 @@
  */
 import { AEADS } from '../crypto/node.js';
 import type { Aead } from '../crypto/provider.js';
+import { copy } from '../bytes/util.js';
 import { EchgateError } from '../errors.js';
 import { ContentType, MAX_PLAINTEXT } from '../wire/tls/constants.js';
 import type { CipherSuite, TrafficKeys } from './key-schedule.js';
@@ -24,7 +25,7 @@ export class RecordCipher {
   }
 
   private nonce(): Uint8Array {
-    const n = this.keys.iv.slice();
+    const n = copy(this.keys.iv);
     let s = this.seq;
     for (let i = 11; i >= 4 && s > 0n; i--, s >>= 8n) n[i]! ^= Number(s & 0xffn);
     if (this.seq >= 0xffffffffffffffffn) throw new EchgateError('ERR_ILLEGAL', 'record sequence number exhausted');

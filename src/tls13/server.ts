@@ -11,7 +11,7 @@
  * Scope: full (EC)DHE handshakes with X25519, no PSK/resumption, no 0-RTT, no
  * client certificates; HelloRetryRequest for a client that sent no X25519 share.
  */
-import { concat, ctEqual } from '../bytes/util.js';
+import { concat, copy, ctEqual } from '../bytes/util.js';
 import type { CryptoProvider, X25519Private } from '../crypto/provider.js';
 import { type AlertName, EchgateError, isEchgateError } from '../errors.js';
 import { alertFor } from '../wire/tls/alert.js';
@@ -281,7 +281,7 @@ export class TlsServer {
    */
   private confirmEch(sh: Uint8Array): Uint8Array {
     const suite = this.suite!;
-    const out = sh.slice();
+    const out = copy(sh);
     const at = 4 + 2 + 24; // handshake header, legacy_version, first 24 bytes of random
     out.fill(0, at, at + 8);
     const t = this.transcript!.fork();

@@ -1,0 +1,101 @@
+/**
+ * `echgate connect HOST:PORT --sni NAME [--ech-config BASE64 | --keys DIR] [--alpn h2,http/1.1]
+ *  [--send TEXT] [--ca FILE] [--retry]`: a TLS 1.3 handshake with (optionally) ECH, then
+ * one request; prints JSON with whether ECH was accepted, retry_configs, ALPN and the reply.
+ * With --retry, a rejected ECH is retried once with the server's retry_configs (RFC 9849 §6.1.6).
+ */
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import { isSupportedSuite } from '../crypto/hpke.js';
+import { nodeProvider } from '../crypto/node.js';
+import { EchgateError } from '../errors.js';
+import { listKeys, publishedList } from '../keys/manager.js';
+import { type ClientResult, TlsClient } from '../tls13/client.js';
+import { decodeECHConfigList, type ECHConfigContents } from '../wire/ech/config.js';
+import { usableConfigs } from '../wire/ech/usable.js';
+import { type Args, str } from './args.js';
+
+export interface ConnectReport extends Partial<ClientResult> {
+  connected: boolean;
+  reply?: string;
+  error?: string;
+  retried?: boolean;
+}
+
+function firstUsable(list: Uint8Array): ECHConfigContents & { raw: Uint8Array } {
+  const c = usableConfigs(decodeECHConfigList(list), isSupportedSuite)[0];
+  if (!c) throw new EchgateError('ERR_ECH_CONFIG', 'no usable ECHConfig in the list');
+  return c;
+}
+
+export function connectOnce(host: string, port: number, o: { sni: string; ech?: Uint8Array; alpn?: string[]; send?: string; ca?: string; timeoutMs?: number }): Promise<ConnectReport> {
+  const client = new TlsClient({ provider: nodeProvider, serverName: o.sni, alpn: o.alpn, ech: o.ech ? firstUsable(o.ech) : undefined, ca: o.ca });
+  return new Promise((resolve) => {
+    const report: ConnectReport = { connected: false };
+    const sock = net.connect(port, host);
+    const reply: Buffer[] = [];
+    const done = () => {
+      if (reply.length) report.reply = Buffer.concat(reply).toString('utf8');
+      sock.destroy();
+      resolve(report);
+    };
+    sock.setTimeout(o.timeoutMs ?? 10_000, () => {
+      report.error ??= 'timeout';
+      done();
+    });
+    sock.once('connect', () => {
+      for (const r of client.hello()) sock.write(r);
+    });
+    sock.on('data', (d) => {
+      try {
+        const out = client.receive(d);
+        for (const r of out.send) sock.write(r);
+        for (const x of out.data) reply.push(Buffer.from(x));
+        if (out.established) {
+          Object.assign(report, out.established, { connected: true });
+          // RFC 9849 §6.1.6: a client whose ECH was rejected must not use the connection; it aborts with ech_required.
+          if (out.established.ech === 'rejected') return done();
+          if (o.send !== undefined) for (const r of client.encrypt(Buffer.from(o.send))) sock.write(r);
+          else return done();
+        }
+        if (out.closed) done();
+      } catch (e) {
+        report.error = (e as Error).message;
+        done();
+      }
+    });
+    sock.once('error', (e) => {
+      report.error = e.message;
+      done();
+    });
+    sock.once('end', done);
+  });
+}
+
+export async function connectCommand(a: Args, out: (s: string) => void): Promise<number> {
+  const target = a.positional[0];
+  const m = target ? /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(target) : null;
+  if (!m) throw new EchgateError('ERR_USAGE', 'usage: echgate connect HOST:PORT --sni NAME [--ech-config B64 | --keys DIR] [--alpn LIST] [--send TEXT] [--ca FILE] [--retry]');
+  const host = m[1]!.replace(/^\[|\]$/g, '');
+  const sni = str(a, 'sni') ?? host;
+  let ech: Uint8Array | undefined;
+  const b64 = str(a, 'ech-config');
+  if (b64) ech = new Uint8Array(Buffer.from(b64, 'base64'));
+  const keys = str(a, 'keys');
+  if (keys) ech = publishedList(listKeys(keys).keys);
+  const caFile = str(a, 'ca');
+  const opts = {
+    sni,
+    ech,
+    alpn: str(a, 'alpn')?.split(','),
+    send: str(a, 'send')?.replace(/\\r\\n/g, '\r\n'),
+    ca: caFile ? readFileSync(caFile, 'utf8') : undefined,
+  };
+  let r = await connectOnce(host, Number(m[2]), opts);
+  if (r.ech === 'rejected' && r.retryConfigs && a.flags.get('retry') === true) {
+    r = { ...(await connectOnce(host, Number(m[2]), { ...opts, ech: r.retryConfigs })), retried: true };
+  }
+  const json = { ...r, retryConfigs: r.retryConfigs ? Buffer.from(r.retryConfigs).toString('base64') : undefined };
+  out(`${JSON.stringify(json, null, 2)}\n`);
+  return r.connected && r.ech !== 'rejected' && !r.error ? 0 : 1;
+}

@@ -1,0 +1,316 @@
+/**
+ * A sans-IO TLS 1.3 client (RFC 8446) with ECH (RFC 9849 §6): for
+ * `echgate connect` and for tests. It offers X25519 only, verifies the
+ * server's Finished and CertificateVerify signature, and reports whether ECH
+ * was accepted (by checking the accept confirmation in ServerHello.random) or
+ * which retry_configs the server sent when it was not. Certificate chains are
+ * checked only when a CA is given.
+ */
+import { constants, verify as verifySig, X509Certificate } from 'node:crypto';
+import { concat, copy, ctEqual } from '../bytes/util.js';
+import type { CryptoProvider, X25519Private } from '../crypto/provider.js';
+import { buildEchClientHello } from '../ech/client.js';
+import { EchgateError } from '../errors.js';
+import type { ECHConfigContents } from '../wire/ech/config.js';
+import { type ClientHello, encodeClientHello } from '../wire/tls/client-hello.js';
+import { ContentType, ExtensionType, HandshakeType, MAX_PLAINTEXT, NamedGroup, ProtocolVersion } from '../wire/tls/constants.js';
+import { decodeAlpn, encodeAlpn, encodeKeyShares, encodePskModes, encodeServerName, encodeSupportedVersions, encodeU16List } from '../wire/tls/extensions.js';
+import { encodeHandshake } from '../wire/tls/handshake.js';
+import { Reader } from '../bytes/reader.js';
+import {
+  certificateVerifyContent,
+  decodeCertificate,
+  decodeCertificateVerify,
+  decodeExtensionBlock,
+  decodeServerHello,
+  encodeFinished,
+  HRR_RANDOM,
+} from '../wire/tls/server-messages.js';
+import { expandLabel, finishedVerifyData, KeySchedule, suiteById, trafficKeys, type CipherSuite } from './key-schedule.js';
+import { SigScheme } from './certs.js';
+import { RecordCipher } from './record-protection.js';
+import { Transcript } from './transcript.js';
+
+export interface ClientOptions {
+  provider: CryptoProvider;
+  serverName: string;
+  alpn?: string[];
+  /** Offer ECH to this config (the inner hello carries serverName; the outer, the config's public_name). */
+  ech?: ECHConfigContents & { raw: Uint8Array };
+  /** PEM CA certificate(s) to verify the chain and name against; absent = not verified. */
+  ca?: string;
+}
+
+export interface ClientResult {
+  ech: 'accepted' | 'rejected' | 'not_offered';
+  /** ECHConfigList the server sent when it did not accept ECH. */
+  retryConfigs?: Uint8Array;
+  alpn?: string;
+  cipherSuite: number;
+  /** Leaf certificate subject and DNS names. */
+  certificate: { subject: string; names: string[] };
+  certificateVerified: boolean;
+}
+
+export interface ClientOutput {
+  send: Uint8Array[];
+  data: Uint8Array[];
+  closed: boolean;
+  established?: ClientResult;
+}
+
+const fail = (alert: 'decode_error' | 'illegal_parameter' | 'handshake_failure' | 'decrypt_error' | 'unexpected_message' | 'bad_certificate' | 'ech_required', msg: string) =>
+  new EchgateError('ERR_ILLEGAL', msg, alert === 'bad_certificate' ? {} : { alert });
+
+const SIG_ALGS = Object.values(SigScheme);
+const SCHEME_HASH: Record<number, string | null> = {
+  [SigScheme.ecdsa_secp256r1_sha256]: 'sha256',
+  [SigScheme.ecdsa_secp384r1_sha384]: 'sha384',
+  [SigScheme.rsa_pss_rsae_sha256]: 'sha256',
+  [SigScheme.rsa_pss_rsae_sha384]: 'sha384',
+  [SigScheme.rsa_pss_rsae_sha512]: 'sha512',
+  [SigScheme.ed25519]: null,
+};
+
+function plainHello(p: CryptoProvider, o: ClientOptions, key: X25519Private): ClientHello {
+  const exts = [
+    { type: ExtensionType.server_name, data: encodeServerName(o.serverName) },
+    { type: ExtensionType.supported_versions, data: encodeSupportedVersions([ProtocolVersion.TLS13]) },
+    { type: ExtensionType.supported_groups, data: encodeU16List([NamedGroup.x25519]) },
+    { type: ExtensionType.key_share, data: encodeKeyShares([{ group: NamedGroup.x25519, keyExchange: key.publicKey }]) },
+    { type: ExtensionType.signature_algorithms, data: encodeU16List(SIG_ALGS) },
+    { type: ExtensionType.psk_key_exchange_modes, data: encodePskModes([1]) },
+    ...(o.alpn ? [{ type: ExtensionType.application_layer_protocol_negotiation, data: encodeAlpn(o.alpn) }] : []),
+  ];
+  const ch: ClientHello = {
+    legacyVersion: 0x0303,
+    random: p.randomBytes(32),
+    sessionId: p.randomBytes(32),
+    cipherSuites: [0x1301, 0x1302, 0x1303],
+    compressionMethods: Uint8Array.of(0),
+    extensions: exts,
+  };
+  return { ...ch, raw: encodeClientHello(ch) };
+}
+
+export class TlsClient {
+  private readonly first: Uint8Array;
+  private readonly candidates: { hello: ClientHello; key: X25519Private; ech: boolean }[];
+  private chosen: { hello: ClientHello; key: X25519Private; ech: boolean } | undefined;
+  private suite: CipherSuite | undefined;
+  private transcript: Transcript | undefined;
+  private read: RecordCipher | undefined;
+  private write: RecordCipher | undefined;
+  private hs: { client: Uint8Array; server: Uint8Array } | undefined;
+  private sched: KeySchedule | undefined;
+  private inbuf: Uint8Array = new Uint8Array(0);
+  private hsbuf: Uint8Array = new Uint8Array(0);
+  private state: 'wait_sh' | 'wait_ee' | 'wait_cert' | 'wait_cv' | 'wait_fin' | 'connected' | 'closed' = 'wait_sh';
+  private result: Partial<ClientResult> = {};
+  private chain: Uint8Array[] = [];
+
+  constructor(private readonly o: ClientOptions) {
+    const p = o.provider;
+    if (o.ech) {
+      const h = buildEchClientHello(p, { config: o.ech, innerSni: o.serverName, alpn: o.alpn });
+      this.first = h.outerMessage;
+      // If the server accepts ECH it answers the inner hello; otherwise the outer one.
+      this.candidates = [
+        { hello: h.inner, key: h.innerKey, ech: true },
+        { hello: h.outer, key: h.outerKey, ech: false },
+      ];
+    } else {
+      const key = p.x25519Generate();
+      const hello = plainHello(p, o, key);
+      this.first = encodeHandshake(HandshakeType.client_hello, hello.raw!);
+      this.candidates = [{ hello, key, ech: false }];
+    }
+  }
+
+  /** The ClientHello record(s) to send first. */
+  hello(): Uint8Array[] {
+    const r = new Uint8Array(5 + this.first.length);
+    r.set([ContentType.handshake, 0x03, 0x01, this.first.length >> 8, this.first.length & 0xff]);
+    r.set(this.first, 5);
+    return [r];
+  }
+
+  receive(bytes: Uint8Array): ClientOutput {
+    this.inbuf = this.inbuf.length ? concat(this.inbuf, bytes) : bytes;
+    const out: ClientOutput = { send: [], data: [], closed: false };
+    while (this.inbuf.length >= 5 && this.state !== 'closed') {
+      const type = this.inbuf[0]!;
+      const len = (this.inbuf[3]! << 8) | this.inbuf[4]!;
+      if (this.inbuf.length < 5 + len) break;
+      const header = this.inbuf.subarray(0, 5);
+      const frag = this.inbuf.subarray(5, 5 + len);
+      this.inbuf = this.inbuf.subarray(5 + len);
+      if (type === ContentType.change_cipher_spec) continue;
+      if (type === ContentType.alert && !this.read) {
+        throw new EchgateError('ERR_ILLEGAL', `server sent alert ${frag[1]}`);
+      }
+      if (type === ContentType.handshake && this.state === 'wait_sh') {
+        this.onServerHello(frag);
+        continue;
+      }
+      if (type !== ContentType.application_data || !this.read) throw fail('unexpected_message', `unexpected record type ${type}`);
+      const { type: inner, content } = this.read.open(header, frag);
+      if (inner === ContentType.alert) {
+        if (content[1] !== 0) throw new EchgateError('ERR_ILLEGAL', `server sent alert ${content[1]}`);
+        out.closed = true;
+        this.state = 'closed';
+      } else if (inner === ContentType.handshake) this.onHandshake(content, out);
+      else if (inner === ContentType.application_data && this.state === 'connected') out.data.push(content);
+      else throw fail('unexpected_message', 'unexpected content');
+    }
+    return out;
+  }
+
+  encrypt(data: Uint8Array): Uint8Array[] {
+    if (this.state !== 'connected' || !this.write) throw fail('unexpected_message', 'not connected');
+    const out: Uint8Array[] = [];
+    for (let i = 0; i < data.length; i += MAX_PLAINTEXT) out.push(this.write.seal(ContentType.application_data, data.subarray(i, i + MAX_PLAINTEXT)));
+    return out;
+  }
+
+  close(): Uint8Array {
+    this.state = 'closed';
+    return this.write!.seal(ContentType.alert, Uint8Array.of(1, 0));
+  }
+
+  private onServerHello(msg: Uint8Array): void {
+    if (msg[0] !== HandshakeType.server_hello) throw fail('unexpected_message', 'expected ServerHello');
+    const sh = decodeServerHello(msg.subarray(4, 4 + ((msg[1]! << 16) | (msg[2]! << 8) | msg[3]!)));
+    if (ctEqual(sh.random, HRR_RANDOM)) throw fail('handshake_failure', 'HelloRetryRequest is not supported by this client');
+    const suite = suiteById(sh.cipherSuite);
+    if (!suite) throw fail('illegal_parameter', 'server chose a suite we did not offer');
+    this.suite = suite;
+    const sv = sh.extensions.find((e) => e.type === ExtensionType.supported_versions);
+    if (!sv || sv.data.length !== 2 || ((sv.data[0]! << 8) | sv.data[1]!) !== ProtocolVersion.TLS13) throw fail('illegal_parameter', 'server did not select TLS 1.3');
+    const ks = sh.extensions.find((e) => e.type === ExtensionType.key_share);
+    if (!ks) throw fail('illegal_parameter', 'no key_share');
+    const r = new Reader(ks.data);
+    const group = r.u16();
+    const serverKey = r.vec16();
+    if (group !== NamedGroup.x25519) throw fail('illegal_parameter', 'server chose a group we did not offer');
+    const shBytes = msg;
+    // RFC 9849 §6.1.4: ECH is accepted iff the confirmation in ServerHello.random verifies against the inner transcript.
+    this.chosen = this.candidates[this.candidates.length - 1];
+    if (this.candidates.length === 2) {
+      const inner = this.candidates[0]!;
+      const t = new Transcript(this.o.provider, suite.hash);
+      t.add(encodeHandshake(HandshakeType.client_hello, inner.hello.raw!));
+      const zeroed = copy(shBytes);
+      zeroed.fill(0, 30, 38);
+      t.add(zeroed);
+      const prk = this.o.provider.hmac(suite.hash, new Uint8Array(this.o.provider.hash(suite.hash, new Uint8Array(0)).length), inner.hello.random);
+      const conf = expandLabel(this.o.provider, suite.hash, prk, 'ech accept confirmation', t.hash(), 8);
+      if (ctEqual(conf, shBytes.subarray(30, 38))) this.chosen = inner;
+    }
+    const c = this.chosen!;
+    this.result.ech = this.candidates.length === 1 ? 'not_offered' : c.ech ? 'accepted' : 'rejected';
+    this.transcript = new Transcript(this.o.provider, suite.hash);
+    this.transcript.add(encodeHandshake(HandshakeType.client_hello, c.hello.raw!));
+    this.transcript.add(shBytes);
+    const shared = this.o.provider.x25519(c.key, serverKey);
+    const sched = new KeySchedule(this.o.provider, suite.hash);
+    this.hs = sched.handshake(shared, this.transcript.hash());
+    this.read = new RecordCipher(suite, trafficKeys(this.o.provider, suite, this.hs.server));
+    this.write = new RecordCipher(suite, trafficKeys(this.o.provider, suite, this.hs.client));
+    this.sched = sched;
+    this.result.cipherSuite = suite.id;
+    this.state = 'wait_ee';
+  }
+
+  private onHandshake(content: Uint8Array, out: ClientOutput): void {
+    this.hsbuf = this.hsbuf.length ? concat(this.hsbuf, content) : content;
+    while (this.hsbuf.length >= 4) {
+      const len = (this.hsbuf[1]! << 16) | (this.hsbuf[2]! << 8) | this.hsbuf[3]!;
+      if (this.hsbuf.length < 4 + len) return;
+      const msg = this.hsbuf.subarray(0, 4 + len);
+      this.hsbuf = this.hsbuf.subarray(4 + len);
+      this.onMessage(msg, out);
+    }
+  }
+
+  private onMessage(msg: Uint8Array, out: ClientOutput): void {
+    const type = msg[0]!;
+    const body = msg.subarray(4);
+    const p = this.o.provider;
+    const suite = this.suite!;
+    switch (this.state) {
+      case 'wait_ee': {
+        if (type !== HandshakeType.encrypted_extensions) throw fail('unexpected_message', 'expected EncryptedExtensions');
+        const r = new Reader(body);
+        const exts = decodeExtensionBlock(r.sub16('extensions'));
+        r.expectEnd('EncryptedExtensions');
+        for (const e of exts) {
+          if (e.type === ExtensionType.application_layer_protocol_negotiation) this.result.alpn = decodeAlpn(e.data)[0];
+          // RFC 9849 §6.1.6: retry_configs are only valid when ECH was not accepted.
+          if (e.type === ExtensionType.encrypted_client_hello) {
+            if (this.result.ech === 'accepted') throw fail('illegal_parameter', 'retry_configs after ECH acceptance');
+            this.result.retryConfigs = e.data;
+          }
+        }
+        this.transcript!.add(msg);
+        this.state = 'wait_cert';
+        return;
+      }
+      case 'wait_cert': {
+        if (type !== HandshakeType.certificate) throw fail('unexpected_message', 'expected Certificate');
+        this.chain = decodeCertificate(body);
+        if (this.chain.length === 0) throw fail('decode_error', 'empty certificate chain');
+        this.transcript!.add(msg);
+        this.state = 'wait_cv';
+        return;
+      }
+      case 'wait_cv': {
+        if (type !== HandshakeType.certificate_verify) throw fail('unexpected_message', 'expected CertificateVerify');
+        const { scheme, signature } = decodeCertificateVerify(body);
+        const leaf = new X509Certificate(Buffer.from(this.chain[0]!));
+        const content = certificateVerifyContent(this.transcript!.hash(), true);
+        const hash = SCHEME_HASH[scheme];
+        if (hash === undefined) throw fail('illegal_parameter', `unsupported signature scheme ${scheme}`);
+        const pss = scheme >= 0x0804 && scheme <= 0x0806;
+        const ok = verifySig(hash, content, pss ? { key: leaf.publicKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST } : leaf.publicKey, signature);
+        if (!ok) throw fail('decrypt_error', 'CertificateVerify signature does not verify');
+        // With ECH rejected the server authenticates as the public name (RFC 9849 §6.1.7).
+        const expectName = this.result.ech === 'rejected' ? this.o.ech!.publicName : this.o.serverName;
+        this.result.certificate = {
+          subject: leaf.subject,
+          names: (leaf.subjectAltName ?? '').split(',').map((s) => s.trim()).filter((s) => s.startsWith('DNS:')).map((s) => s.slice(4)),
+        };
+        this.result.certificateVerified = false;
+        if (this.o.ca) {
+          const ca = new X509Certificate(this.o.ca);
+          if (!leaf.verify(ca.publicKey) || !leaf.checkHost(expectName)) throw new EchgateError('ERR_ILLEGAL', `certificate does not verify for ${expectName}`, { alert: 'handshake_failure' });
+          this.result.certificateVerified = true;
+        }
+        this.transcript!.add(msg);
+        this.state = 'wait_fin';
+        return;
+      }
+      case 'wait_fin': {
+        if (type !== HandshakeType.finished) throw fail('unexpected_message', 'expected Finished');
+        const expected = finishedVerifyData(p, suite.hash, this.hs!.server, this.transcript!.hash());
+        if (!ctEqual(body, expected)) throw fail('decrypt_error', 'server Finished does not verify');
+        this.transcript!.add(msg);
+        const app = this.sched!.application(this.transcript!.hash());
+        const fin = encodeFinished(finishedVerifyData(p, suite.hash, this.hs!.client, this.transcript!.hash()));
+        out.send.push(this.write!.seal(ContentType.handshake, fin));
+        this.read = new RecordCipher(suite, trafficKeys(p, suite, app.server));
+        this.write = new RecordCipher(suite, trafficKeys(p, suite, app.client));
+        this.state = 'connected';
+        out.established = this.result as ClientResult;
+        return;
+      }
+      case 'connected':
+        // NewSessionTicket and KeyUpdate from the server: tickets are ignored (no resumption).
+        if (type === HandshakeType.new_session_ticket) return;
+        throw fail('unexpected_message', `unexpected post-handshake message ${type}`);
+      default:
+        throw fail('unexpected_message', 'unexpected handshake message');
+    }
+  }
+}
+

@@ -1,0 +1,110 @@
+/**
+ * Our TLS 1.3 client (echgate connect) against echgate's termination: ECH
+ * accepted and routed to the hidden backend; a stale config rejected with
+ * retry_configs, and the retry accepted; the certificate checked against a CA.
+ */
+import assert from 'node:assert/strict';
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { connectOnce } from '../src/cli/connect.js';
+import { Keyring } from '../src/keys/keyring.js';
+import { generateKey, listKeys, publishedList } from '../src/keys/manager.js';
+import { echClassifier } from '../src/proxy/ech-classifier.js';
+import { ROOT, startGateway } from './helpers.js';
+
+const run = promisify(execFile);
+
+describe('echgate connect against echgate termination', () => {
+  const W = mkdtempSync(join(tmpdir(), 'echgate-connect-'));
+  const keysDir = join(W, 'keys');
+  const staleDir = join(W, 'stale');
+  let g: Awaited<ReturnType<typeof startGateway>>;
+  let ring: Keyring;
+  let backend: net.Server;
+  const seen: string[] = [];
+
+  before(async () => {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(W, 'ca.key'), '-out', join(W, 'ca.pem'), '-days', '2', '-subj', '/CN=test CA', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign'], { stdio: 'ignore' });
+    execFileSync('openssl', ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(W, 'server.key'), '-out', join(W, 'server.csr'), '-subj', '/CN=server'], { stdio: 'ignore' });
+    writeFileSync(join(W, 'ext'), 'subjectAltName=DNS:public.example.test,DNS:secret.example.test\n');
+    execFileSync('openssl', ['x509', '-req', '-in', join(W, 'server.csr'), '-CA', join(W, 'ca.pem'), '-CAkey', join(W, 'ca.key'), '-CAcreateserial', '-out', join(W, 'server.pem'), '-days', '2', '-extfile', join(W, 'ext')], { stdio: 'ignore' });
+    mkdirSync(keysDir);
+    mkdirSync(staleDir);
+    generateKey(keysDir, { publicName: 'public.example.test', maxNameLength: 32, aead: 'chacha20poly1305' });
+    generateKey(staleDir, { publicName: 'public.example.test' });
+    backend = net.createServer((s) => {
+      s.on('error', () => {});
+      s.once('data', (d) => {
+        seen.push(d.toString());
+        s.end(`backend got ${d.length} bytes`);
+      });
+    });
+    await new Promise<void>((r) => backend.listen(0, '127.0.0.1', () => r()));
+    g = await startGateway(`
+tls: { certificates: [{ certFile: "${join(W, 'server.pem')}", keyFile: "${join(W, 'server.key')}" }] }
+entryPoints: { websecure: { address: "127.0.0.1:0" } }
+tcp:
+  routers:
+    hidden: { rule: "HostSNI(\`secret.example.test\`)", requireECH: true, service: b, tls: { alpn: [h2, http/1.1] } }
+    public: { rule: "HostSNI(\`public.example.test\`)", service: b, tls: {} }
+  services: { b: { loadBalancer: { servers: [{ address: "127.0.0.1:${(backend.address() as net.AddressInfo).port}" }] } } }
+`);
+    ring = new Keyring(keysDir);
+    ring.reload();
+    g.gw.setClassifier(echClassifier(ring, g.gw.metrics, { trialDecrypt: false }), () => ring.retryConfigs);
+  });
+  after(async () => {
+    ring?.close();
+    await g?.close();
+    backend?.close();
+  });
+
+  it('ECH accepted: the hidden router serves it, certificate verified against the CA', async () => {
+    const r = await connectOnce('127.0.0.1', g.port(), {
+      sni: 'secret.example.test',
+      ech: publishedList(listKeys(keysDir).keys),
+      alpn: ['h2'],
+      send: 'hello hidden',
+      ca: readFileSync(join(W, 'ca.pem'), 'utf8'),
+    });
+    assert.equal(r.error, undefined);
+    assert.equal(r.ech, 'accepted');
+    assert.equal(r.alpn, 'h2');
+    assert.equal(r.certificateVerified, true);
+    assert.equal(r.reply, 'backend got 12 bytes');
+    assert.equal(seen.at(-1), 'hello hidden');
+  });
+
+  it('a stale config: rejected with retry_configs that hold the current key; the retry is accepted', async () => {
+    const r = await connectOnce('127.0.0.1', g.port(), { sni: 'secret.example.test', ech: publishedList(listKeys(staleDir).keys), send: 'x', ca: readFileSync(join(W, 'ca.pem'), 'utf8') });
+    assert.equal(r.ech, 'rejected');
+    assert.ok(r.retryConfigs);
+    assert.deepEqual(r.retryConfigs, ring.retryConfigs);
+    assert.equal(r.reply, undefined, 'a rejected ECH connection is never used for data');
+    const again = await connectOnce('127.0.0.1', g.port(), { sni: 'secret.example.test', ech: r.retryConfigs, send: 'retry' });
+    assert.equal(again.ech, 'accepted');
+    assert.equal(again.reply, 'backend got 5 bytes');
+  });
+
+  it('without ECH the hidden host is not served (requireECH): unrecognized_name', async () => {
+    const r = await connectOnce('127.0.0.1', g.port(), { sni: 'secret.example.test', send: 'x' });
+    assert.equal(r.connected, false);
+    assert.match(r.error ?? '', /alert 112/);
+  });
+
+  it('the CLI: --keys, --retry, JSON report, exit status', async () => {
+    const { stdout } = await run('node', [join(ROOT, 'bin', 'echgate.js'), 'connect', `127.0.0.1:${g.port()}`, '--sni', 'secret.example.test', '--keys', keysDir, '--send', 'cli']);
+    const r = JSON.parse(stdout);
+    assert.equal(r.ech, 'accepted');
+    assert.equal(r.reply, 'backend got 3 bytes');
+    const { stdout: s2 } = await run('node', [join(ROOT, 'bin', 'echgate.js'), 'connect', `127.0.0.1:${g.port()}`, '--sni', 'secret.example.test', '--keys', staleDir, '--send', 'cli', '--retry']);
+    const r2 = JSON.parse(s2);
+    assert.equal(r2.retried, true);
+    assert.equal(r2.ech, 'accepted');
+  });
+});
