@@ -35,6 +35,7 @@ export type ErrorCode =
 /** TLS alert descriptions we send (RFC 8446 §6.2, RFC 6066 §3, RFC 9849 §7). */
 export type AlertName =
   | 'bad_record_mac'
+  | 'bad_certificate'
   | 'decode_error'
   | 'illegal_parameter'
   | 'unrecognized_name'

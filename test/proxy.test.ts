@@ -13,6 +13,8 @@ import { join } from 'node:path';
 import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import { nodeProvider } from '../src/crypto/node.js';
+import { TlsClient } from '../src/tls13/client.js';
 import { AlertDescription } from '../src/wire/tls/constants.js';
 import { frameHandshake, parseHelloRecords } from '../src/wire/tls/record.js';
 import { type Backend, certFor, rawExchange, serverFirstBackend, sleep, startGateway, tlsAsk, tlsBackend, vector } from './helpers.js';
@@ -347,6 +349,13 @@ tcp:
       assert.equal(got.cn, 'other.example.test');
       assert.equal(got.alpn, 'http/1.1');
       assert.match(got.body, /plain backend got: GET \/x HTTP\/1\.1/);
+      // Garbage after a good ClientHello: an encrypted alert, a closed connection, a proxy still serving.
+      const hello = new TlsClient({ provider: nodeProvider, serverName: 'term.example.test' }).hello()[0]!;
+      const reply = await rawExchange(g.port(), [hello, Buffer.from([23, 3, 3, 0, 20, ...randomBytes(20)])]);
+      assert.equal(reply[0], 22, 'the server flight came first');
+      assert.equal(g.gw.metrics.peekFailures.get({ entrypoint: 'websecure', reason: 'tls_handshake' }), 1);
+      const again = await run('curl', ['-sk', '--max-time', '10', '--resolve', `term.example.test:${g.port()}:127.0.0.1`, `https://term.example.test:${g.port()}/again`]);
+      assert.equal(again.stdout, 'plain backend got: GET /again HTTP/1.1\n');
     } finally {
       await g.close();
       srv.close();

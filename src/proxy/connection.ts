@@ -109,7 +109,11 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
       try {
         term = startTermination(ctx, cls, tlsCfg.alpn);
       } catch (e) {
-        if (!isEchgateError(e)) throw e;
+        if (!isEchgateError(e)) {
+          // Never let an unexpected error take the process down: end this connection and say why.
+          ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, router: route.name, err: String(e) }, 'internal error starting TLS');
+          return fail('tls_handshake', encodeAlertRecord('internal_error'));
+        }
         return fail('tls_handshake', (e as { sendAlert?: Uint8Array }).sendAlert);
       }
       for (const r of term.first) socket.write(r);
@@ -126,8 +130,9 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
     backend = b;
     if (term) {
       // The handshake goes on while the backend connects; plaintext waits in the socket's buffer.
-      relayTerminated(socket, b, term.engine, replay ?? new Uint8Array(0), (alert) => {
+      relayTerminated(socket, b, term.engine, replay ?? new Uint8Array(0), (alert, err) => {
         ctx.metrics.peekFailures.inc({ entrypoint: ep, reason: 'tls_handshake' });
+        if (!isEchgateError(err)) ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, router: route.name, err: String(err) }, 'internal error in TLS termination');
         if (alert) socket.end(alert);
         else socket.destroy();
         b.destroy();

@@ -59,8 +59,8 @@ export interface ClientOutput {
   established?: ClientResult;
 }
 
-const fail = (alert: 'decode_error' | 'illegal_parameter' | 'handshake_failure' | 'decrypt_error' | 'unexpected_message' | 'bad_certificate' | 'ech_required', msg: string) =>
-  new EchgateError('ERR_ILLEGAL', msg, alert === 'bad_certificate' ? {} : { alert });
+const fail = (alert: 'decode_error' | 'illegal_parameter' | 'handshake_failure' | 'decrypt_error' | 'unexpected_message', msg: string) =>
+  new EchgateError('ERR_ILLEGAL', msg, { alert });
 
 const SIG_ALGS = Object.values(SigScheme);
 const SCHEME_HASH: Record<number, string | null> = {
@@ -267,12 +267,22 @@ export class TlsClient {
       case 'wait_cv': {
         if (type !== HandshakeType.certificate_verify) throw fail('unexpected_message', 'expected CertificateVerify');
         const { scheme, signature } = decodeCertificateVerify(body);
-        const leaf = new X509Certificate(Buffer.from(this.chain[0]!));
+        let leaf: X509Certificate;
+        try {
+          leaf = new X509Certificate(Buffer.from(this.chain[0]!));
+        } catch (e) {
+          throw new EchgateError('ERR_ILLEGAL', `server certificate does not parse: ${(e as Error).message}`, { alert: 'bad_certificate' });
+        }
         const content = certificateVerifyContent(this.transcript!.hash(), true);
         const hash = SCHEME_HASH[scheme];
         if (hash === undefined) throw fail('illegal_parameter', `unsupported signature scheme ${scheme}`);
         const pss = scheme >= 0x0804 && scheme <= 0x0806;
-        const ok = verifySig(hash, content, pss ? { key: leaf.publicKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST } : leaf.publicKey, signature);
+        let ok = false;
+        try {
+          ok = verifySig(hash, content, pss ? { key: leaf.publicKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST } : leaf.publicKey, signature);
+        } catch {
+          ok = false;
+        }
         if (!ok) throw fail('decrypt_error', 'CertificateVerify signature does not verify');
         // With ECH rejected the server authenticates as the public name (RFC 9849 §6.1.7).
         const expectName = this.result.ech === 'rejected' ? this.o.ech!.publicName : this.o.serverName;

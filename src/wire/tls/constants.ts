@@ -92,6 +92,7 @@ export const AlertDescription = {
   close_notify: 0,
   unexpected_message: 10,
   bad_record_mac: 20,
+  bad_certificate: 42,
   record_overflow: 22,
   handshake_failure: 40,
   illegal_parameter: 47,
