@@ -6,6 +6,7 @@ import { checkCommand } from './check.js';
 import { connectCommand } from './connect.js';
 import { inspectCommand } from './inspect.js';
 import { keysCommand } from './keys.js';
+import { resolveCommand } from './resolve.js';
 import { serveCommand } from './serve.js';
 
 const USAGE = `usage: echgate <command> [options]
@@ -16,9 +17,10 @@ const USAGE = `usage: echgate <command> [options]
   keys    generate|list|rotate|retire|export [--dir keys]   manage ECH keys (RFC 9934 PEM files)
   connect HOST:PORT --sni NAME [--ech-config B64 | --keys DIR] [--alpn LIST] [--send TEXT] [--ca FILE] [--retry]
                                           TLS 1.3 (+ECH) handshake and one request; JSON report
+  resolve NAME --doh URL [--type HTTPS] [--post] [--ca FILE]   one DNS-over-HTTPS query; JSON (ech= decoded)
 `;
 
-const BOOLEANS = ['demo', 'hex', 'json', 'help', 'trial-decrypt', 'retry'];
+const BOOLEANS = ['demo', 'hex', 'json', 'help', 'trial-decrypt', 'retry', 'post'];
 
 export async function main(argv: string[]): Promise<number> {
   const out = (s: string) => process.stdout.write(s);
@@ -36,6 +38,8 @@ export async function main(argv: string[]): Promise<number> {
         return await keysCommand(a, out);
       case 'connect':
         return await connectCommand(a, out);
+      case 'resolve':
+        return await resolveCommand(a, out);
       case undefined:
       case 'help':
       case '--help':

@@ -1,0 +1,91 @@
+/**
+ * DNS-over-HTTPS client (RFC 8484) on undici: GET with ?dns= (base64url,
+ * unpadded) or POST with an application/dns-message body, id 0, a size cap and
+ * a deadline. HTTPS/SVCB answers are decoded with their ech= SvcParam.
+ */
+import { Agent, request } from 'undici';
+import { EchgateError } from '../errors.js';
+import { decodeECHConfigList } from '../wire/ech/config.js';
+import { type DnsMessage, decodeMessage, encodeQuery, RRType } from '../wire/dns/message.js';
+import { decodeName } from '../wire/dns/name.js';
+import { decodeSvcb, formatSvcb, SvcParamKey } from '../wire/dns/svcb.js';
+
+/** RFC 8484 §6 suggests nothing larger than a DNS message can be (64 KiB). */
+const MAX_RESPONSE = 65535;
+
+export interface DohOptions {
+  /** PEM CA for a private DoH server (tests, local resolvers). */
+  ca?: string;
+  method?: 'GET' | 'POST';
+  timeoutMs?: number;
+}
+
+export async function dohQuery(url: string, name: string, type: number, o: DohOptions = {}): Promise<DnsMessage & { raw: Uint8Array }> {
+  const query = encodeQuery(name, type, { udpSize: 1232 });
+  const dispatcher = new Agent({ connect: o.ca ? { ca: o.ca } : {}, headersTimeout: o.timeoutMs ?? 5000, bodyTimeout: o.timeoutMs ?? 5000 });
+  try {
+    const method = o.method ?? 'GET';
+    const target = method === 'GET' ? `${url}${url.includes('?') ? '&' : '?'}dns=${Buffer.from(query).toString('base64url')}` : url;
+    const res = await request(target, {
+      method,
+      dispatcher,
+      headers: {
+        accept: 'application/dns-message',
+        // BIND 9.18 answers 400 to a POST without content-length (shared notes).
+        ...(method === 'POST' ? { 'content-type': 'application/dns-message', 'content-length': String(query.length) } : {}),
+      },
+      body: method === 'POST' ? Buffer.from(query) : undefined,
+    });
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const c of res.body) {
+      size += c.length;
+      if (size > MAX_RESPONSE) throw new EchgateError('ERR_LIMIT', 'DoH response larger than a DNS message can be');
+      chunks.push(c);
+    }
+    if (res.statusCode !== 200) throw new EchgateError('ERR_DECODE', `DoH server answered HTTP ${res.statusCode}`);
+    const ct = String(res.headers['content-type'] ?? '');
+    if (!ct.startsWith('application/dns-message')) throw new EchgateError('ERR_DECODE', `DoH content-type ${ct}`);
+    const raw = new Uint8Array(Buffer.concat(chunks));
+    return { ...decodeMessage(raw), raw };
+  } finally {
+    await dispatcher.close();
+  }
+}
+
+export interface ResolvedRecord {
+  name: string;
+  type: string;
+  ttl: number;
+  data: string;
+  ech?: { configId: number; publicName: string; kemId: number; cipherSuites: { kdfId: number; aeadId: number }[] }[];
+  echConfigList?: string;
+}
+
+const TYPE_NAMES = new Map<number, string>(Object.entries(RRType).map(([k, v]) => [v, k]));
+
+/** Decode the answers into JSON-friendly records (A, AAAA, CNAME, SVCB/HTTPS with ech). */
+export function describeAnswers(m: DnsMessage, msg?: Uint8Array): ResolvedRecord[] {
+  return m.answers.map((rr) => {
+    const type = TYPE_NAMES.get(rr.type) ?? `TYPE${rr.type}`;
+    const base = { name: rr.name, type, ttl: rr.ttl };
+    if (rr.type === RRType.A && rr.rdata.length === 4) return { ...base, data: Array.from(rr.rdata).join('.') };
+    if (rr.type === RRType.AAAA && rr.rdata.length === 16) {
+      return { ...base, data: Array.from({ length: 8 }, (_, i) => ((rr.rdata[2 * i]! << 8) | rr.rdata[2 * i + 1]!).toString(16)).join(':') };
+    }
+    if (rr.type === RRType.CNAME && msg) return { ...base, data: `${decodeName(msg, rr.rdataOffset).name}.` };
+    if (rr.type === RRType.HTTPS || rr.type === RRType.SVCB) {
+      const s = decodeSvcb(rr.rdata);
+      const ech = s.params.get(SvcParamKey.ech);
+      const out: ResolvedRecord = { ...base, data: formatSvcb(s) };
+      if (ech) {
+        out.echConfigList = Buffer.from(ech).toString('base64');
+        out.ech = decodeECHConfigList(ech).flatMap((c) =>
+          'cipherSuites' in c ? [{ configId: c.configId, publicName: c.publicName, kemId: c.kemId, cipherSuites: c.cipherSuites }] : [],
+        );
+      }
+      return out;
+    }
+    return { ...base, data: Buffer.from(rr.rdata).toString('hex') };
+  });
+}

@@ -1,0 +1,94 @@
+/**
+ * DNS messages (RFC 1035 §4.1) for the DoH resolver: queries out, responses
+ * in. Decoding is total: counts are checked against the bytes present, names
+ * may be compressed, trailing bytes are an error.
+ */
+import { Reader } from '../../bytes/reader.js';
+import { Writer } from '../../bytes/writer.js';
+import { EchgateError } from '../../errors.js';
+import { decodeName, encodeName } from './name.js';
+
+export const RRType = { A: 1, NS: 2, CNAME: 5, SOA: 6, TXT: 16, AAAA: 28, OPT: 41, SVCB: 64, HTTPS: 65 } as const;
+export const RCode = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5 } as const;
+
+export interface DnsQuestion {
+  name: string;
+  type: number;
+  cls: number;
+}
+
+export interface DnsRecord {
+  name: string;
+  type: number;
+  cls: number;
+  ttl: number;
+  rdata: Uint8Array;
+  /** Offset of rdata in the message (names inside some rdata may point back into it). */
+  rdataOffset: number;
+}
+
+export interface DnsMessage {
+  id: number;
+  flags: number;
+  rcode: number;
+  questions: DnsQuestion[];
+  answers: DnsRecord[];
+  authorities: DnsRecord[];
+  additionals: DnsRecord[];
+}
+
+export function encodeQuery(name: string, type: number, o: { id?: number; rd?: boolean; udpSize?: number } = {}): Uint8Array {
+  const w = new Writer(64)
+    .u16(o.id ?? 0) // RFC 8484 §4.1: 0 keeps DoH responses cacheable
+    .u16(o.rd === false ? 0 : 0x0100)
+    .u16(1)
+    .u16(0)
+    .u16(0)
+    .u16(o.udpSize ? 1 : 0)
+    .bytes(encodeName(name))
+    .u16(type)
+    .u16(1);
+  // EDNS(0) OPT (RFC 6891) when a payload size is given.
+  if (o.udpSize) w.u8(0).u16(RRType.OPT).u16(o.udpSize).u32(0).u16(0);
+  return w.finish();
+}
+
+export function decodeMessage(msg: Uint8Array): DnsMessage {
+  const r = new Reader(msg);
+  const id = r.u16('id');
+  const flags = r.u16('flags');
+  const counts = [r.u16(), r.u16(), r.u16(), r.u16()];
+  // Every question takes ≥ 5 octets and every RR ≥ 11: refuse counts the bytes cannot hold.
+  if (counts[0]! * 5 + (counts[1]! + counts[2]! + counts[3]!) * 11 > msg.length - 12) {
+    throw new EchgateError('ERR_DECODE', 'DNS section counts exceed the message');
+  }
+  let at = 12;
+  const questions: DnsQuestion[] = [];
+  for (let i = 0; i < counts[0]!; i++) {
+    const n = decodeName(msg, at);
+    const q = new Reader(msg, n.next);
+    questions.push({ name: n.name, type: q.u16(), cls: q.u16() });
+    at = q.offset;
+  }
+  const section = (count: number): DnsRecord[] => {
+    const out: DnsRecord[] = [];
+    for (let i = 0; i < count; i++) {
+      const n = decodeName(msg, at);
+      const rr = new Reader(msg, n.next);
+      const type = rr.u16();
+      const cls = rr.u16();
+      const ttl = rr.u32();
+      const len = rr.u16();
+      const rdataOffset = rr.offset;
+      const rdata = rr.bytes(len, 'rdata');
+      out.push({ name: n.name, type, cls, ttl, rdata, rdataOffset });
+      at = rr.offset;
+    }
+    return out;
+  };
+  const answers = section(counts[1]!);
+  const authorities = section(counts[2]!);
+  const additionals = section(counts[3]!);
+  if (at !== msg.length) throw new EchgateError('ERR_TRAILING', 'bytes after the last DNS record');
+  return { id, flags, rcode: flags & 0x0f, questions, answers, authorities, additionals };
+}
