@@ -7,7 +7,7 @@
  * checked only when a CA is given.
  */
 import { constants, verify as verifySig, X509Certificate } from 'node:crypto';
-import { concat, copy, ctEqual } from '../bytes/util.js';
+import { concat, ctEqual } from '../bytes/util.js';
 import type { CryptoProvider, X25519Private } from '../crypto/provider.js';
 import { buildEchClientHello } from '../ech/client.js';
 import { EchgateError } from '../errors.js';
@@ -26,8 +26,10 @@ import {
   encodeFinished,
   HRR_RANDOM,
 } from '../wire/tls/server-messages.js';
-import { expandLabel, finishedVerifyData, KeySchedule, suiteById, trafficKeys, type CipherSuite } from './key-schedule.js';
+import { finishedVerifyData, KeySchedule, suiteById, trafficKeys, type CipherSuite } from './key-schedule.js';
 import { SigScheme } from './certs.js';
+import { ECH_CONFIRMATION_AT, echAcceptConfirmation } from './ech-confirm.js';
+import { HandshakeBuffer } from './handshake-buffer.js';
 import { RecordCipher } from './record-protection.js';
 import { Transcript } from './transcript.js';
 
@@ -104,7 +106,7 @@ export class TlsClient {
   private hs: { client: Uint8Array; server: Uint8Array } | undefined;
   private sched: KeySchedule | undefined;
   private inbuf: Uint8Array = new Uint8Array(0);
-  private hsbuf: Uint8Array = new Uint8Array(0);
+  private readonly hsMessages = new HandshakeBuffer();
   private state: 'wait_sh' | 'wait_ee' | 'wait_cert' | 'wait_cv' | 'wait_fin' | 'connected' | 'closed' = 'wait_sh';
   private result: Partial<ClientResult> = {};
   private chain: Uint8Array[] = [];
@@ -200,12 +202,8 @@ export class TlsClient {
       const inner = this.candidates[0]!;
       const t = new Transcript(this.o.provider, suite.hash);
       t.add(encodeHandshake(HandshakeType.client_hello, inner.hello.raw!));
-      const zeroed = copy(shBytes);
-      zeroed.fill(0, 30, 38);
-      t.add(zeroed);
-      const prk = this.o.provider.hmac(suite.hash, new Uint8Array(this.o.provider.hash(suite.hash, new Uint8Array(0)).length), inner.hello.random);
-      const conf = expandLabel(this.o.provider, suite.hash, prk, 'ech accept confirmation', t.hash(), 8);
-      if (ctEqual(conf, shBytes.subarray(30, 38))) this.chosen = inner;
+      const conf = echAcceptConfirmation(this.o.provider, suite.hash, inner.hello.random, t, shBytes);
+      if (ctEqual(conf, shBytes.subarray(ECH_CONFIRMATION_AT, ECH_CONFIRMATION_AT + 8))) this.chosen = inner;
     }
     const c = this.chosen!;
     this.result.ech = this.candidates.length === 1 ? 'not_offered' : c.ech ? 'accepted' : 'rejected';
@@ -223,14 +221,7 @@ export class TlsClient {
   }
 
   private onHandshake(content: Uint8Array, out: ClientOutput): void {
-    this.hsbuf = this.hsbuf.length ? concat(this.hsbuf, content) : content;
-    while (this.hsbuf.length >= 4) {
-      const len = (this.hsbuf[1]! << 16) | (this.hsbuf[2]! << 8) | this.hsbuf[3]!;
-      if (this.hsbuf.length < 4 + len) return;
-      const msg = this.hsbuf.subarray(0, 4 + len);
-      this.hsbuf = this.hsbuf.subarray(4 + len);
-      this.onMessage(msg, out);
-    }
+    for (const msg of this.hsMessages.push(content)) this.onMessage(msg, out);
   }
 
   private onMessage(msg: Uint8Array, out: ClientOutput): void {

@@ -29,7 +29,9 @@ import {
   HRR_RANDOM,
   serverHelloExtensions,
 } from '../wire/tls/server-messages.js';
-import { type CipherSuite, CIPHER_SUITES, expandLabel, finishedVerifyData, KeySchedule, trafficKeys } from './key-schedule.js';
+import { type CipherSuite, CIPHER_SUITES, finishedVerifyData, KeySchedule, trafficKeys } from './key-schedule.js';
+import { ECH_CONFIRMATION_AT, echAcceptConfirmation } from './ech-confirm.js';
+import { HandshakeBuffer } from './handshake-buffer.js';
 import { RecordCipher } from './record-protection.js';
 import { Transcript } from './transcript.js';
 
@@ -101,7 +103,7 @@ export class TlsServer {
   private serverApSecret: Uint8Array | undefined;
   private pendingAppKeys: { client: Uint8Array; server: Uint8Array } | undefined;
   private inbuf: Uint8Array = new Uint8Array(0);
-  private hsbuf: Uint8Array = new Uint8Array(0);
+  private readonly hs = new HandshakeBuffer();
   private hello: ClientHello | undefined;
   private sessionId: Uint8Array = new Uint8Array(0);
   private ech: EchInfo = { offered: false, accepted: false };
@@ -280,16 +282,8 @@ export class TlsServer {
    * Hash(ClientHelloInner .. ServerHello with those 8 bytes zeroed), 8).
    */
   private confirmEch(sh: Uint8Array): Uint8Array {
-    const suite = this.suite!;
     const out = copy(sh);
-    const at = 4 + 2 + 24; // handshake header, legacy_version, first 24 bytes of random
-    out.fill(0, at, at + 8);
-    const t = this.transcript!.fork();
-    t.add(out);
-    const p = this.o.provider;
-    const prk = p.hmac(suite.hash, new Uint8Array(p.hash(suite.hash, new Uint8Array(0)).length), this.hello!.random);
-    const conf = expandLabel(p, suite.hash, prk, 'ech accept confirmation', t.hash(), 8);
-    out.set(conf, at);
+    out.set(echAcceptConfirmation(this.o.provider, this.suite!.hash, this.hello!.random, this.transcript!, sh), ECH_CONFIRMATION_AT);
     return out;
   }
 
@@ -308,15 +302,10 @@ export class TlsServer {
       return;
     }
     if (type === ContentType.handshake && this.state === 'wait_ch2') {
-      this.hsbuf = concat(this.hsbuf, frag);
-      if (this.hsbuf.length < 4) return;
-      const len = (this.hsbuf[1]! << 16) | (this.hsbuf[2]! << 8) | this.hsbuf[3]!;
-      if (this.hsbuf.length < 4 + len) return;
-      const msg = this.hsbuf.subarray(0, 4 + len);
-      this.hsbuf = this.hsbuf.subarray(4 + len);
-      const ch2 = decodeClientHelloMessage(msg);
-      const r = this.onClientHello(ch2, true);
-      out.send.push(...r.send);
+      for (const msg of this.hs.push(frag)) {
+        if (this.state !== 'wait_ch2') throw fail('unexpected_message', 'data after the second ClientHello');
+        out.send.push(...this.onClientHello(decodeClientHelloMessage(msg), true).send);
+      }
       return;
     }
     if (type !== ContentType.application_data || !this.read) throw fail('unexpected_message', `unexpected record type ${type}`);
@@ -336,14 +325,7 @@ export class TlsServer {
   }
 
   private onHandshakeData(content: Uint8Array, out: Output): void {
-    this.hsbuf = this.hsbuf.length ? concat(this.hsbuf, content) : content;
-    while (this.hsbuf.length >= 4) {
-      const len = (this.hsbuf[1]! << 16) | (this.hsbuf[2]! << 8) | this.hsbuf[3]!;
-      if (this.hsbuf.length < 4 + len) return;
-      const msg = this.hsbuf.subarray(0, 4 + len);
-      this.hsbuf = this.hsbuf.subarray(4 + len);
-      this.onHandshakeMessage(msg, out);
-    }
+    for (const msg of this.hs.push(content)) this.onHandshakeMessage(msg, out);
   }
 
   // ---- §4.4.4 client Finished, then §4.6.3 KeyUpdate ----
@@ -359,7 +341,7 @@ export class TlsServer {
       this.clientApSecret = this.pendingAppKeys!.client;
       this.pendingAppKeys = undefined;
       this.state = 'connected';
-      if (this.hsbuf.length) throw fail('unexpected_message', 'handshake data after Finished in the same flight');
+      if (this.hs.pending) throw fail('unexpected_message', 'handshake data after Finished in the same flight');
       out.established = { sni: this.sni, alpn: this.alpn, suite: this.suite!.id, ech: this.ech.accepted };
       return;
     }
