@@ -1,16 +1,17 @@
 /**
  * End to end with a real browser: headless Chromium (Debian) resolves over
- * DoH in secure mode (the recipe's dohzone.py stands in for echgate's own DoH
- * server, which is not built yet), gets an HTTPS record with ech=, sends a real
- * ECH ClientHello to echgate, and must load the page from the hidden backend.
+ * DoH in secure mode against echgate's own DoH server, gets an HTTPS record
+ * whose ech= comes from echgate's key folder, sends a real ECH ClientHello to
+ * echgate, and must load the page from the hidden backend.
  * Second case: DNS holds a stale key; echgate rejects ECH, sends retry_configs,
  * and Chromium retries with the current key and still reaches the backend.
  */
 import assert from 'node:assert/strict';
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import type http2 from 'node:http2';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -19,6 +20,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { pino } from 'pino';
 import { parseConfigText } from '../src/config/load.js';
+import { startDohServer } from '../src/dns/doh-server.js';
+import { Zone } from '../src/dns/zone.js';
 import { Keyring } from '../src/keys/keyring.js';
 import { generateKey, listKeys, publishedList } from '../src/keys/manager.js';
 import { echClassifier } from '../src/proxy/ech-classifier.js';
@@ -28,7 +31,7 @@ const run = promisify(execFile);
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const RECIPE = process.env.ECHGATE_CHROMIUM_RECIPE ?? join(ROOT, '..', 'shared', 'recipes', 'chromium-ech');
 const CHROMIUM = '/usr/bin/chromium';
-const skip = !existsSync(CHROMIUM) ? 'chromium is not installed (.ci/run installs it)' : !existsSync(join(RECIPE, 'dohzone.py')) ? `no DoH scaffolding at ${RECIPE}` : false;
+const skip = !existsSync(CHROMIUM) ? 'chromium is not installed (.ci/run installs it)' : !existsSync(join(RECIPE, 'run-chromium.sh')) ? `no Chromium launcher at ${RECIPE}` : false;
 
 async function freePort(host = '127.0.0.1'): Promise<number> {
   const s = net.createServer();
@@ -54,7 +57,9 @@ describe('Chromium with real ECH through echgate', { skip }, () => {
   const staleDir = join(W, 'stale-keys');
   let port = 0;
   let dohPort = 0;
-  let doh: ChildProcess | undefined;
+  let doh: http2.Http2SecureServer | undefined;
+  /** What DNS publishes as ech=: the live key folder, or a stale list for the retry case. */
+  let publish: () => Uint8Array | undefined = () => ring?.published;
   let backend: http.Server | undefined;
   let gw: Gateway | undefined;
   let ring: Keyring | undefined;
@@ -106,30 +111,27 @@ tcp:
     gw.setClassifier(echClassifier(r, gw.metrics, { trialDecrypt: false }), () => r.retryConfigs);
     subscribe('echgate:route', onRoute);
 
-    dohPort = await freePort('127.0.0.2');
-    doh = spawn('python3', [join(RECIPE, 'dohzone.py'), '--zone', join(W, 'zone.json'), '--cert', join(W, 'doh.pem'), '--key', join(W, 'doh.key'), '--listen', `127.0.0.2:${dohPort}`], { stdio: 'ignore' });
+    const zone = new Zone(
+      {
+        ttl: 5,
+        names: {
+          'secret.example.test': { a: ['127.0.0.1'], https: { alpn: ['http/1.1'], port } },
+          'public.example.test': { a: ['127.0.0.1'] },
+        },
+      },
+      () => publish(),
+    );
+    doh = await startDohServer({ host: '127.0.0.2', port: 0, cert: readFileSync(join(W, 'doh.pem'), 'utf8'), key: readFileSync(join(W, 'doh.key'), 'utf8'), zone: () => zone });
+    dohPort = (doh.address() as net.AddressInfo).port;
   });
 
   after(async () => {
     unsubscribe('echgate:route', onRoute);
-    doh?.kill();
+    doh?.close();
     ring?.close();
     await gw?.shutdown(0);
     backend?.close();
   });
-
-  function zone(echList: Uint8Array): void {
-    const ech = Buffer.from(echList).toString('base64');
-    writeFileSync(
-      join(W, 'zone.json'),
-      JSON.stringify({
-        'secret.example.test': { A: ['127.0.0.1'] },
-        'public.example.test': { A: ['127.0.0.1'] },
-        // RFC 9460 §9.1: for a non-443 port Chromium asks _PORT._https.NAME; the target must be explicit.
-        [`_${port}._https.secret.example.test`]: { HTTPS: { priority: 1, target: 'secret.example.test', alpn: ['http/1.1'], ech } },
-      }),
-    );
-  }
 
   async function browse(tag: string): Promise<{ rc: number; dom: string; netlog: string }> {
     const netlog = join(W, `${tag}.netlog.json`);
@@ -144,8 +146,7 @@ tcp:
   }
 
   it('loads the page from the hidden backend over accepted ECH', async () => {
-    zone(publishedList(listKeys(keysDir).keys)!);
-    await new Promise((r) => setTimeout(r, 300));
+    publish = () => ring?.published;
     routes.length = 0;
     const r = await browse('fresh');
     assert.equal(r.rc, 0, r.dom);
@@ -158,8 +159,8 @@ tcp:
   });
 
   it('a stale key in DNS: ECH rejected, retry_configs sent, Chromium retries and reaches the backend', async () => {
-    zone(publishedList(listKeys(staleDir).keys)!);
-    await new Promise((r) => setTimeout(r, 300));
+    const stale = publishedList(listKeys(staleDir).keys);
+    publish = () => stale;
     routes.length = 0;
     const r = await browse('stale');
     assert.equal(r.rc, 0, r.dom);

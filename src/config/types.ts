@@ -41,6 +41,12 @@ export interface CertificateFiles {
   keyFile: string;
 }
 
+export interface DnsConfig {
+  doh: { host: string; port: number; certFile: string; keyFile: string; path: string };
+  ttl: number;
+  names: Record<string, { a?: string[]; aaaa?: string[]; https?: { priority?: number; alpn?: string[]; port?: number; ech?: boolean } }>;
+}
+
 export interface Config {
   entryPoints: Map<string, EntryPointConfig>;
   routers: RouterConfig[];
@@ -50,6 +56,8 @@ export interface Config {
   ech?: EchConfig;
   /** Certificates for terminating routers (Traefik's tls.certificates and the default store's defaultCertificate first). */
   certificates: CertificateFiles[];
+  /** The embedded authoritative DNS served over DoH (RFC 8484). */
+  dns?: DnsConfig;
   /** Non-fatal findings (unknown keys, ...) to log at load. */
   warnings: string[];
 }

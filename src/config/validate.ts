@@ -6,6 +6,7 @@
  */
 import { EchgateError } from '../errors.js';
 import { needsClientHello } from '../routing/compile.js';
+import { parseIp } from '../routing/ip.js';
 import { RuleError } from '../routing/parse.js';
 import { RoutingTable } from '../routing/table.js';
 import { parseDuration } from './duration.js';
@@ -31,7 +32,7 @@ export class ConfigError extends EchgateError {
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-const KNOWN_TOP = new Set(['entryPoints', 'tcp', 'metrics', 'log', 'ech', 'tls']);
+const KNOWN_TOP = new Set(['entryPoints', 'tcp', 'metrics', 'log', 'ech', 'tls', 'dns']);
 const IGNORED_TOP = new Set(['http', 'udp', 'providers', 'api', 'global', 'serversTransport', 'accessLog', 'ping']);
 
 export function parseAddress(s: unknown): { host: string; port: number } | undefined {
@@ -279,6 +280,50 @@ export function validateConfig(raw: unknown, file: string): Config {
       }
     }
   }
+  // ---- dns: the embedded authoritative zone over DoH ----
+  let dns: Config['dns'];
+  if (raw.dns !== undefined) {
+    const d = raw.dns;
+    if (!isObj(d)) bad('dns', 'expected a mapping');
+    else {
+      warnUnknown(d, 'dns', ['doh', 'ttl', 'names']);
+      const doh = isObj(d.doh) ? d.doh : undefined;
+      const addr = doh ? parseAddress(doh.address) : undefined;
+      if (!doh || !addr) bad('dns.doh.address', 'expected "host:port"');
+      if (doh && (typeof doh.certFile !== 'string' || typeof doh.keyFile !== 'string')) bad('dns.doh', 'certFile and keyFile are required (DoH is HTTPS)');
+      const ttl = d.ttl ?? 60;
+      if (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < 0 || ttl > 86400) bad('dns.ttl', 'expected seconds, 0..86400');
+      const names: NonNullable<Config['dns']>['names'] = {};
+      for (const [name, n] of Object.entries(isObj(d.names) ? d.names : {})) {
+        const p = `dns.names.${name}`;
+        if (!isObj(n)) {
+          bad(p, 'expected a mapping');
+          continue;
+        }
+        warnUnknown(n, p, ['a', 'aaaa', 'https']);
+        const ips = (v: unknown, key: string, v6: boolean) => {
+          if (v === undefined) return undefined;
+          if (!Array.isArray(v) || !v.every((x) => typeof x === 'string' && parseIp(x)?.v6 === v6)) {
+            bad(`${p}.${key}`, `expected a list of IPv${v6 ? 6 : 4} addresses`);
+            return undefined;
+          }
+          return v as string[];
+        };
+        let https: NonNullable<Config['dns']>['names'][string]['https'];
+        if (n.https !== undefined) {
+          const h = isObj(n.https) ? n.https : {};
+          if (!isObj(n.https)) bad(`${p}.https`, 'expected a mapping');
+          warnUnknown(h, `${p}.https`, ['priority', 'alpn', 'port', 'ech']);
+          if (h.port !== undefined && (typeof h.port !== 'number' || !Number.isInteger(h.port) || h.port < 1 || h.port > 65535)) bad(`${p}.https.port`, 'expected a port number');
+          if (h.alpn !== undefined && (!Array.isArray(h.alpn) || !h.alpn.every((x) => typeof x === 'string' && x.length > 0 && x.length < 256))) bad(`${p}.https.alpn`, 'expected a list of protocol names');
+          if (h.priority !== undefined && (typeof h.priority !== 'number' || !Number.isInteger(h.priority) || h.priority < 1 || h.priority > 65535)) bad(`${p}.https.priority`, 'expected 1..65535 (ServiceMode)');
+          https = { priority: h.priority as number | undefined, alpn: h.alpn as string[] | undefined, port: h.port as number | undefined, ech: h.ech !== false };
+        }
+        names[name] = { a: ips(n.a, 'a', false), aaaa: ips(n.aaaa, 'aaaa', true), https };
+      }
+      if (doh && addr) dns = { doh: { ...addr, certFile: String(doh.certFile), keyFile: String(doh.keyFile), path: typeof doh.path === 'string' ? doh.path : '/dns-query' }, ttl: Number(ttl), names };
+    }
+  }
   if (routers.some((r) => r.tls && !r.tls.passthrough) && certificates.length === 0) {
     bad('tls.certificates', 'a router terminates TLS (tls without passthrough) but no certificate is configured');
   }
@@ -291,6 +336,7 @@ export function validateConfig(raw: unknown, file: string): Config {
     log: { level: String(level).toLowerCase(), innerSni: logRaw.innerSni === true },
     ech,
     certificates,
+    dns,
     warnings,
   };
 }

@@ -60,6 +60,7 @@ export interface ResolvedRecord {
   data: string;
   ech?: { configId: number; publicName: string; kemId: number; cipherSuites: { kdfId: number; aeadId: number }[] }[];
   echConfigList?: string;
+  echError?: string;
 }
 
 const TYPE_NAMES = new Map<number, string>(Object.entries(RRType).map(([k, v]) => [v, k]));
@@ -80,9 +81,14 @@ export function describeAnswers(m: DnsMessage, msg?: Uint8Array): ResolvedRecord
       const out: ResolvedRecord = { ...base, data: formatSvcb(s) };
       if (ech) {
         out.echConfigList = Buffer.from(ech).toString('base64');
-        out.ech = decodeECHConfigList(ech).flatMap((c) =>
-          'cipherSuites' in c ? [{ configId: c.configId, publicName: c.publicName, kemId: c.kemId, cipherSuites: c.cipherSuites }] : [],
-        );
+        try {
+          out.ech = decodeECHConfigList(ech).flatMap((c) =>
+            'cipherSuites' in c ? [{ configId: c.configId, publicName: c.publicName, kemId: c.kemId, cipherSuites: c.cipherSuites }] : [],
+          );
+        } catch (e) {
+          // Show what DNS holds even when it is broken: that is what an operator needs to see.
+          out.echError = (e as Error).message;
+        }
       }
       return out;
     }

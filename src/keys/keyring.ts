@@ -7,7 +7,7 @@
 import { type FSWatcher, watch } from 'node:fs';
 import { nodeProvider } from '../crypto/node.js';
 import { type EchServerKey, type KeyLookup, prepareServerKey } from '../ech/server.js';
-import { decryptingKeys, retryList } from './manager.js';
+import { decryptingKeys, publishedList, retryList } from './manager.js';
 import { KeyDir, type LoadResult } from './store.js';
 
 class Snapshot implements KeyLookup {
@@ -15,6 +15,7 @@ class Snapshot implements KeyLookup {
   constructor(
     readonly keys: EchServerKey[],
     readonly retryConfigs: Uint8Array | undefined,
+    readonly published: Uint8Array | undefined,
   ) {
     for (const k of keys) {
       const l = this.byId.get(k.configId);
@@ -35,7 +36,7 @@ export interface KeyringEvents {
 }
 
 export class Keyring implements KeyLookup {
-  private snap: Snapshot = new Snapshot([], undefined);
+  private snap: Snapshot = new Snapshot([], undefined, undefined);
   private watcher: FSWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
   private expiryTimer: NodeJS.Timeout | undefined;
@@ -51,6 +52,7 @@ export class Keyring implements KeyLookup {
     this.snap = new Snapshot(
       usable.map((k) => prepareServerKey(nodeProvider, k.config!, nodeProvider.x25519Private(k.privateKey!))),
       retryList(r.keys),
+      publishedList(r.keys),
     );
     // Re-evaluate when the next decrypt-only key passes its notAfter.
     clearTimeout(this.expiryTimer);
@@ -91,6 +93,11 @@ export class Keyring implements KeyLookup {
 
   get retryConfigs(): Uint8Array | undefined {
     return this.snap.retryConfigs;
+  }
+
+  /** The ECHConfigList to publish in DNS (active keys). */
+  get published(): Uint8Array | undefined {
+    return this.snap.published;
   }
 
   get size(): number {

@@ -92,3 +92,20 @@ export function decodeMessage(msg: Uint8Array): DnsMessage {
   if (at !== msg.length) throw new EchgateError('ERR_TRAILING', 'bytes after the last DNS record');
   return { id, flags, rcode: flags & 0x0f, questions, answers, authorities, additionals };
 }
+
+export interface AnswerRecord {
+  name: string;
+  type: number;
+  ttl: number;
+  rdata: Uint8Array;
+}
+
+/** An authoritative response to `query` (RFC 1035 §4.1.1): id, RD and the question echoed. */
+export function encodeResponse(query: DnsMessage, rcode: number, answers: AnswerRecord[], o: { authoritative?: boolean } = {}): Uint8Array {
+  const rd = query.flags & 0x0100;
+  const flags = 0x8000 | (o.authoritative === false ? 0 : 0x0400) | rd | (rcode & 0x0f);
+  const w = new Writer(256).u16(query.id).u16(flags).u16(query.questions.length).u16(answers.length).u16(0).u16(0);
+  for (const q of query.questions) w.bytes(encodeName(q.name || '.')).u16(q.type).u16(q.cls);
+  for (const a of answers) w.bytes(encodeName(a.name || '.')).u16(a.type).u16(1).u32(a.ttl).vec16(a.rdata);
+  return w.finish();
+}
