@@ -55,6 +55,20 @@ describe('ECH bad input (built hellos)', () => {
       }
     }
   });
+  it('hellos of any size decrypt in any order (the shared AAD scratch grows and never leaks into the next)', () => {
+    const big = { type: 0xff01, data: new Uint8Array(5000).fill(7) };
+    const sizes = [0, 1, 0, 1, 1, 0];
+    for (const s of sizes) {
+      const h = buildEchClientHello(nodeProvider, { config, innerSni: `n${s}.example.test`, extraInnerExtensions: s ? [big] : [] });
+      const outer = decodeClientHelloMessage(h.outerMessage);
+      const before = encodeClientHello(outer);
+      const r = decryptEch(nodeProvider, outer, lookup);
+      assert.equal(r.status, 'accepted');
+      if (r.status === 'accepted') assert.equal(summarize(r.inner).sni, `n${s}.example.test`);
+      // The outer hello's bytes are untouched (the AAD is a zeroed copy).
+      assert.deepEqual(outer.raw, before);
+    }
+  });
   it('padding follows §6.1.3: the encoded inner is a multiple of 32 bytes', () => {
     for (const name of ['a.example', 'secret.example.test', 'a-very-long-hidden-name.example.test']) {
       const h = buildEchClientHello(nodeProvider, { config, innerSni: name });

@@ -107,6 +107,8 @@ export interface SetupOptions {
   infoHash?: Uint8Array;
   /** A precomputed LabeledExtract("", "psk_id_hash", psk_id); constant for base mode per suite. */
   pskIdHash?: Uint8Array;
+  /** A precomputed key_schedule_context (mode || psk_id_hash || info_hash), used only with both hashes above. */
+  context?: Uint8Array;
 }
 
 export class HpkeContext {
@@ -173,13 +175,19 @@ function suiteParams(s: Suite) {
  * mode: LabeledExtract("", "info_hash", info) and LabeledExtract("", "psk_id_hash", "").
  * ECH computes them once per ECHConfig and suite (RFC 9180 §5.1).
  */
-export function baseModeHashes(p: CryptoProvider, s: Suite, info: Uint8Array): { infoHash: Uint8Array; pskIdHash: Uint8Array } {
+export interface BaseModeHashes {
+  infoHash: Uint8Array;
+  pskIdHash: Uint8Array;
+  /** key_schedule_context = mode_base || psk_id_hash || info_hash */
+  context: Uint8Array;
+}
+
+export function baseModeHashes(p: CryptoProvider, s: Suite, info: Uint8Array): BaseModeHashes {
   const { hash, suiteId } = suiteParams(s);
   const empty = new Uint8Array(0);
-  return {
-    infoHash: labeledExtract(p, hash, suiteId, empty, 'info_hash', info),
-    pskIdHash: labeledExtract(p, hash, suiteId, empty, 'psk_id_hash', empty),
-  };
+  const infoHash = labeledExtract(p, hash, suiteId, empty, 'info_hash', info);
+  const pskIdHash = labeledExtract(p, hash, suiteId, empty, 'psk_id_hash', empty);
+  return { infoHash, pskIdHash, context: concat(Uint8Array.of(MODE.base), pskIdHash, infoHash) };
 }
 
 function keySchedule(p: CryptoProvider, s: Suite, sharedSecret: Uint8Array, info: Uint8Array, o: SetupOptions): HpkeContext {
@@ -192,9 +200,13 @@ function keySchedule(p: CryptoProvider, s: Suite, sharedSecret: Uint8Array, info
   if ((psk.length === 0) !== (pskId.length === 0)) throw new EchgateError('ERR_HPKE', 'psk and psk_id must both be given or both empty');
   if (pskMode !== psk.length > 0) throw new EchgateError('ERR_HPKE', `mode ${mode} ${pskMode ? 'needs' : 'forbids'} a psk`);
   const empty = new Uint8Array(0);
-  const pskIdHash = o.pskIdHash ?? labeledExtract(p, hash, suiteId, empty, 'psk_id_hash', pskId);
-  const ih = o.infoHash ?? labeledExtract(p, hash, suiteId, empty, 'info_hash', info);
-  const ctx = concat(Uint8Array.of(mode), pskIdHash, ih);
+  let ctx: Uint8Array;
+  if (o.context && o.pskIdHash && o.infoHash && mode === MODE.base) ctx = o.context;
+  else {
+    const pskIdHash = o.pskIdHash ?? labeledExtract(p, hash, suiteId, empty, 'psk_id_hash', pskId);
+    const ih = o.infoHash ?? labeledExtract(p, hash, suiteId, empty, 'info_hash', info);
+    ctx = concat(Uint8Array.of(mode), pskIdHash, ih);
+  }
   const secret = labeledExtract(p, hash, suiteId, sharedSecret, 'secret', psk);
   const nk = aead?.keyLen ?? 0;
   const nn = aead?.nonceLen ?? 0;

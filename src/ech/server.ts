@@ -9,16 +9,17 @@
  * an error carrying the alert the RFC names.
  */
 import { concat, utf8 } from '../bytes/util.js';
-import { baseModeHashes, type HpkeContext, isSupportedSuite, setupReceiver } from '../crypto/hpke.js';
+import { type BaseModeHashes, baseModeHashes, type HpkeContext, isSupportedSuite, setupReceiver } from '../crypto/hpke.js';
 import type { CryptoProvider, X25519Private } from '../crypto/provider.js';
 import { EchgateError } from '../errors.js';
 import type { ECHConfigContents } from '../wire/ech/config.js';
 import {
   type ClientHello,
   decodeClientHelloPrefix,
-  encodeClientHelloWithOffsets,
+  encodeClientHello,
   type Extension,
   findExtension,
+  firstDuplicateType,
 } from '../wire/tls/client-hello.js';
 import { ExtensionType, isGrease, ProtocolVersion } from '../wire/tls/constants.js';
 import {
@@ -36,12 +37,12 @@ export interface EchServerKey {
   sk: X25519Private;
   /** HPKE info = "tls ech" || 0x00 || ECHConfig (§6.1), and the key-schedule hashes per suite, computed once. */
   info: Uint8Array;
-  suiteHashes: Map<number, { infoHash: Uint8Array; pskIdHash: Uint8Array }>;
+  suiteHashes: Map<number, BaseModeHashes>;
 }
 
 export function prepareServerKey(p: CryptoProvider, config: ECHConfigContents & { raw: Uint8Array }, sk: X25519Private): EchServerKey {
   const info = concat(utf8('tls ech'), Uint8Array.of(0), config.raw);
-  const suiteHashes = new Map<number, { infoHash: Uint8Array; pskIdHash: Uint8Array }>();
+  const suiteHashes = new Map<number, BaseModeHashes>();
   for (const s of usableSuites(config, isSupportedSuite)) suiteHashes.set((s.kdfId << 16) | s.aeadId, baseModeHashes(p, s, info));
   return { configId: config.configId, config, sk, info, suiteHashes };
 }
@@ -71,16 +72,29 @@ export type EchOutcome =
 
 const illegal = (msg: string) => new EchgateError('ERR_ECH_INNER', msg, { alert: 'illegal_parameter' });
 
-/** ClientHelloOuterAAD (§5.2): the outer hello body with the payload bytes zeroed. */
-export function outerAad(outer: ClientHello, ext: Extension, ech: Extract<ECHClientHello, { type: 'outer' }>): Uint8Array {
+/**
+ * ClientHelloOuterAAD (§5.2): the outer hello body with the payload bytes
+ * zeroed. Written into `into` when it is large enough (the decryptor's
+ * scratch buffer), else into a new array.
+ */
+export function outerAad(outer: ClientHello, ext: Extension, ech: Extract<ECHClientHello, { type: 'outer' }>, into?: Uint8Array): Uint8Array {
   if (!outer.raw || ext.offset === undefined) throw new EchgateError('ERR_ILLEGAL', 'the outer hello must keep its original bytes');
-  // A real copy: outer.raw may be a Buffer, whose slice() is a view, and zeroing
-  // through a view would destroy the payload we are about to decrypt.
-  const aad = new Uint8Array(outer.raw);
+  // Always a copy: outer.raw may be a Buffer, whose slice() is a view, and
+  // zeroing through a view would destroy the payload we are about to decrypt.
+  const raw = outer.raw;
+  const aad = into && into.length >= raw.length ? into.subarray(0, raw.length) : new Uint8Array(raw.length);
+  aad.set(raw);
   const at = ext.offset + ech.payloadOffset;
   aad.fill(0, at, at + ech.payload.length);
   return aad;
 }
+
+/**
+ * Scratch space for the AAD of one decryption at a time: decryptEch is
+ * synchronous and the AEAD consumes the AAD before it returns, so one buffer
+ * serves every connection and a hello costs no AAD allocation.
+ */
+let aadScratch = new Uint8Array(2048);
 
 export interface DecryptOptions {
   trialDecrypt?: boolean;
@@ -103,7 +117,11 @@ export function decryptEch(p: CryptoProvider, outer: ClientHello, keys: KeyLooku
   for (const key of candidates) {
     const hashes = key.suiteHashes.get((ech.kdfId << 16) | ech.aeadId);
     if (!hashes) continue; // §7.1: the config does not offer this suite; try the next one
-    aad ??= outerAad(outer, ext, ech);
+    if (aad === undefined) {
+      const need = outer.raw?.length ?? 0;
+      if (aadScratch.length < need) aadScratch = new Uint8Array(need);
+      aad = outerAad(outer, ext, ech, aadScratch);
+    }
     let hpke: HpkeContext;
     let encoded: Uint8Array;
     try {
@@ -132,9 +150,13 @@ export function rebuildInner(outer: ClientHello, encoded: Uint8Array): ClientHel
 
   const extensions: Extension[] = [];
   let expanded = false;
+  let echExt: Extension | undefined;
+  let sv: Extension | undefined;
   for (const e of hello.extensions) {
     if (e.type !== ExtensionType.ech_outer_extensions) {
       extensions.push({ type: e.type, data: e.data });
+      if (e.type === ExtensionType.encrypted_client_hello) echExt = e;
+      else if (e.type === ExtensionType.supported_versions) sv = e;
       continue;
     }
     if (expanded) throw illegal('two ech_outer_extensions');
@@ -144,42 +166,67 @@ export function rebuildInner(outer: ClientHello, encoded: Uint8Array): ClientHel
       if (t === ExtensionType.encrypted_client_hello) throw illegal('ech_outer_extensions references encrypted_client_hello');
       while (i < outer.extensions.length && outer.extensions[i]!.type !== t) i++;
       if (i === outer.extensions.length) throw illegal(`ech_outer_extensions references ${t}, missing or out of order in the outer hello`);
-      extensions.push({ type: t, data: outer.extensions[i]!.data });
+      const x = outer.extensions[i]!;
+      extensions.push({ type: t, data: x.data });
+      if (t === ExtensionType.supported_versions) sv = x;
       i++;
     }
   }
-  const seen = new Set<number>();
-  for (const e of extensions) {
-    if (seen.has(e.type)) throw illegal(`extension ${e.type} appears twice in ClientHelloInner`);
-    seen.add(e.type);
-  }
+  const dup = firstDuplicateType(extensions);
+  if (dup >= 0) throw illegal(`extension ${dup} appears twice in ClientHelloInner`);
 
   // §7.1: the inner must carry a well-formed inner ECH extension ...
-  const echExt = extensions.find((e) => e.type === ExtensionType.encrypted_client_hello);
   if (!echExt) throw illegal('ClientHelloInner lacks the inner encrypted_client_hello extension');
   const echInner = decodeECHClientHello(echExt.data);
   if (echInner.type !== 'inner') throw illegal('ClientHelloInner carries an outer encrypted_client_hello extension');
   // ... and must not offer TLS 1.2 or below (§6.1 item 1, §7.1).
-  const sv = extensions.find((e) => e.type === ExtensionType.supported_versions);
   if (!sv) throw illegal('ClientHelloInner does not offer TLS 1.3 (no supported_versions)');
-  const versions = decodeSupportedVersions(sv.data).filter((v) => !isGrease(v));
-  if (!versions.includes(ProtocolVersion.TLS13)) {
+  let tls13 = false;
+  let older = false;
+  for (const v of decodeSupportedVersions(sv.data)) {
+    if (v === ProtocolVersion.TLS13) tls13 = true;
+    else if (!isGrease(v)) older = true;
+  }
+  if (!tls13) {
     // Nothing we can negotiate: RFC 8446 §4.2.1's protocol_version, as NSS sends.
     throw new EchgateError('ERR_ECH_INNER', 'ClientHelloInner offers no TLS 1.3', { alert: 'protocol_version' });
   }
-  if (versions.some((v) => v !== ProtocolVersion.TLS13)) throw illegal('ClientHelloInner offers TLS 1.2 or below');
+  if (older) throw illegal('ClientHelloInner offers TLS 1.2 or below');
+  return new InnerHello(hello, outer.sessionId, extensions);
+}
 
-  // Routing needs only the extensions; the encoded bytes (and offsets) are
-  // built the first time something asks for `raw` — termination does, for the
-  // transcript. That keeps an encode off the passthrough hot path.
-  const inner: ClientHello = { ...hello, sessionId: outer.sessionId, extensions };
-  let withBytes: ClientHello | undefined;
-  Object.defineProperty(inner, 'raw', {
-    enumerable: true,
-    get() {
-      withBytes ??= encodeClientHelloWithOffsets({ ...hello, sessionId: outer.sessionId, extensions });
-      return withBytes.raw;
-    },
-  });
-  return inner;
+/**
+ * ClientHelloInner. Routing needs only the extensions; the encoded bytes (and
+ * offsets) are built the first time something reads `raw` — termination does,
+ * for the transcript — which keeps an encode off the passthrough hot path.
+ */
+class InnerHello implements ClientHello {
+  readonly legacyVersion: number;
+  readonly random: Uint8Array;
+  readonly cipherSuites: number[];
+  readonly compressionMethods: Uint8Array;
+  private encoded: Uint8Array | undefined;
+
+  constructor(
+    hello: ClientHello,
+    readonly sessionId: Uint8Array,
+    readonly extensions: Extension[],
+  ) {
+    this.legacyVersion = hello.legacyVersion;
+    this.random = hello.random;
+    this.cipherSuites = hello.cipherSuites;
+    this.compressionMethods = hello.compressionMethods;
+  }
+
+  get raw(): Uint8Array {
+    this.encoded ??= encodeClientHello({
+      legacyVersion: this.legacyVersion,
+      random: this.random,
+      sessionId: this.sessionId,
+      cipherSuites: this.cipherSuites,
+      compressionMethods: this.compressionMethods,
+      extensions: this.extensions,
+    });
+    return this.encoded;
+  }
 }

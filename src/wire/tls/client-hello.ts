@@ -40,9 +40,7 @@ export interface ClientHello {
 
 /** Decode a ClientHello body (the handshake message without its 4-byte header). */
 export function decodeClientHello(body: Uint8Array): ClientHello {
-  const r = new Reader(body);
-  const ch = decodeFrom(r, false);
-  return { ...ch, raw: body };
+  return decodeFrom(new Reader(body), false, body);
 }
 
 /**
@@ -52,11 +50,35 @@ export function decodeClientHello(body: Uint8Array): ClientHello {
  */
 export function decodeClientHelloPrefix(buf: Uint8Array): { hello: ClientHello; length: number } {
   const r = new Reader(buf);
-  const hello = decodeFrom(r, true);
-  return { hello: { ...hello, raw: buf.subarray(0, r.offset) }, length: r.offset };
+  const hello = decodeFrom(r, true, buf);
+  hello.raw = buf.subarray(0, r.offset);
+  return { hello, length: r.offset };
 }
 
-function decodeFrom(r: Reader, prefix: boolean): ClientHello {
+/**
+ * One bit per extension type, shared by every decode: the duplicate check of
+ * RFC 8446 §4.2 without a Set per hello. Decoding is synchronous, and the bits
+ * a decode sets are cleared before it returns or throws.
+ */
+const seenTypes = new Uint32Array(65536 / 32);
+
+/** The first extension type that occurs twice in `list`, or -1. */
+export function firstDuplicateType(list: readonly { type: number }[]): number {
+  let dup = -1;
+  for (const { type } of list) {
+    const bit = 1 << (type & 31);
+    if (seenTypes[type >>> 5]! & bit) {
+      dup = type;
+      break;
+    }
+    seenTypes[type >>> 5]! |= bit;
+  }
+  // Zero every word this call may have touched: the table is all zeros between calls.
+  for (const { type } of list) seenTypes[type >>> 5] = 0;
+  return dup;
+}
+
+function decodeFrom(r: Reader, prefix: boolean, raw: Uint8Array): ClientHello {
   const legacyVersion = r.u16('legacy_version');
   const random = r.bytes(32, 'random');
   const sessionId = r.vec8('legacy_session_id');
@@ -75,26 +97,23 @@ function decodeFrom(r: Reader, prefix: boolean): ClientHello {
   if (prefix || !r.atEnd()) {
     const ext = r.sub16('extensions');
     if (!prefix) r.expectEnd('ClientHello');
-    const seen = new Set<number>();
     while (!ext.atEnd()) {
       const type = ext.u16('extension type');
       const len = ext.u16('extension length');
       const offset = ext.offset;
-      const data = ext.bytes(len, 'extension data');
-      // RFC 8446 §4.2: no more than one extension of the same type.
-      if (seen.has(type)) {
-        throw new EchgateError('ERR_DUPLICATE', `duplicate extension ${type}`, { alert: 'illegal_parameter' });
-      }
-      seen.add(type);
-      extensions.push({ type, data, offset });
+      extensions.push({ type, data: ext.bytes(len, 'extension data'), offset });
     }
+    // RFC 8446 §4.2: no more than one extension of the same type.
+    const dup = firstDuplicateType(extensions);
+    if (dup >= 0) throw new EchgateError('ERR_DUPLICATE', `duplicate extension ${dup}`, { alert: 'illegal_parameter' });
     // RFC 8446 §4.2.11: pre_shared_key MUST be the last extension.
-    const psk = extensions.findIndex((e) => e.type === ExtensionType.pre_shared_key);
-    if (psk >= 0 && psk !== extensions.length - 1) {
-      throw new EchgateError('ERR_ILLEGAL', 'pre_shared_key is not the last extension', { alert: 'illegal_parameter' });
+    for (let i = 0; i < extensions.length - 1; i++) {
+      if (extensions[i]!.type === ExtensionType.pre_shared_key) {
+        throw new EchgateError('ERR_ILLEGAL', 'pre_shared_key is not the last extension', { alert: 'illegal_parameter' });
+      }
     }
   }
-  return { legacyVersion, random, sessionId, cipherSuites, compressionMethods, extensions };
+  return { legacyVersion, random, sessionId, cipherSuites, compressionMethods, extensions, raw };
 }
 
 /** Decode a whole handshake message (4-byte header + body) that must be a ClientHello. */
@@ -146,21 +165,6 @@ export function encodeClientHello(ch: ClientHello): Uint8Array {
 /** Bytes before the extensions block. */
 function headerLength(ch: ClientHello): number {
   return 2 + 32 + 1 + ch.sessionId.length + 2 + 2 * ch.cipherSuites.length + 1 + ch.compressionMethods.length;
-}
-
-/**
- * Encode and return the hello with `raw` and every extension's offset set, as
- * decodeClientHello would (without parsing the bytes again).
- */
-export function encodeClientHelloWithOffsets(ch: ClientHello): ClientHello {
-  const raw = encodeClientHello(ch);
-  let at = headerLength(ch) + 2;
-  const extensions = ch.extensions.map((e) => {
-    const x = { type: e.type, data: raw.subarray(at + 4, at + 4 + e.data.length), offset: at + 4 };
-    at += 4 + e.data.length;
-    return x;
-  });
-  return { ...ch, extensions, raw };
 }
 
 export function encodeClientHelloMessage(ch: ClientHello): Uint8Array {

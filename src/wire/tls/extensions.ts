@@ -13,45 +13,43 @@ const illegal = (msg: string) => new EchgateError('ERR_ILLEGAL', msg, { alert: '
 
 // ---- server_name (RFC 6066 §3) ----
 
-export interface ServerNameEntry {
-  nameType: number;
-  name: Uint8Array;
+/** Bytes as a latin1 string in one step (no per-character string concatenation). */
+function latin1(b: Uint8Array): string {
+  return String.fromCharCode.apply(null, b as unknown as number[]);
 }
 
-export function decodeServerNameList(data: Uint8Array): ServerNameEntry[] {
+/**
+ * The host_name from a server_name extension (RFC 6066 §3), lower-cased with
+ * any trailing dot removed; undefined when the list names no host_name.
+ * The list must be non-empty and hold at most one name per name_type, and a
+ * HostName is printable ASCII: anything else is refused.
+ */
+export function decodeServerName(data: Uint8Array): string | undefined {
   const r = new Reader(data);
   const list = r.sub16('server_name_list');
   r.expectEnd('server_name extension');
   if (list.left === 0) throw decodeErr('empty server_name_list');
-  const out: ServerNameEntry[] = [];
-  const seen = new Set<number>();
+  let host: string | undefined;
+  let seen = 0; // name_type 0..31 as bits; larger types are compared pairwise below
+  const others: number[] = [];
   while (!list.atEnd()) {
     const nameType = list.u8('name_type');
     const name = list.vec16('HostName', 1);
-    // RFC 6066 §3: the list MUST NOT contain more than one name of the same type.
-    if (seen.has(nameType)) throw illegal(`server_name_list has two names of type ${nameType}`);
-    seen.add(nameType);
-    out.push({ nameType, name });
-  }
-  return out;
-}
-
-/**
- * The host_name from a server_name extension, lower-cased with any trailing
- * dot removed. Bytes outside printable ASCII are refused (RFC 6066 §3: the
- * HostName is ASCII).
- */
-export function decodeServerName(data: Uint8Array): string | undefined {
-  for (const e of decodeServerNameList(data)) {
-    if (e.nameType !== 0) continue;
-    let s = '';
-    for (const c of e.name) {
-      if (c <= 0x20 || c >= 0x7f) throw illegal('server_name has a byte outside printable ASCII');
-      s += String.fromCharCode(c >= 0x41 && c <= 0x5a ? c + 0x20 : c);
+    if (nameType < 32 ? seen & (1 << nameType) : others.includes(nameType)) {
+      throw illegal(`server_name_list has two names of type ${nameType}`);
     }
-    return s.endsWith('.') ? s.slice(0, -1) : s;
+    if (nameType < 32) seen |= 1 << nameType;
+    else others.push(nameType);
+    if (nameType !== 0) continue;
+    let upper = false;
+    for (const c of name) {
+      if (c <= 0x20 || c >= 0x7f) throw illegal('server_name has a byte outside printable ASCII');
+      if (c >= 0x41 && c <= 0x5a) upper = true;
+    }
+    const s = upper ? latin1(name).toLowerCase() : latin1(name);
+    host = s.endsWith('.') ? s.slice(0, -1) : s;
   }
-  return undefined;
+  return host;
 }
 
 export function encodeServerName(host: string): Uint8Array {
@@ -67,7 +65,7 @@ export function decodeAlpn(data: Uint8Array): string[] {
   r.expectEnd('ALPN extension');
   if (list.left < 2) throw decodeErr('ALPN protocol_name_list shorter than 2 bytes');
   const out: string[] = [];
-  while (!list.atEnd()) out.push(Buffer.from(list.vec8('ProtocolName', 1)).toString('latin1'));
+  while (!list.atEnd()) out.push(latin1(list.vec8('ProtocolName', 1)));
   return out;
 }
 
