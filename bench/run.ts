@@ -246,7 +246,7 @@ backend be_${n}
     res[p.name]!.tls.push((HANDSHAKES / wall) * 1000);
   }
 
-  const ech = echBench(QUICK ? 2000 : 20000);
+  const ech = echBench(QUICK ? 10000 : 20000);
 
   const e = res.echgate!;
   const h = res.HAProxy!;

@@ -66,7 +66,6 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
     onDone();
   };
   ctx.metrics.open.inc({ entrypoint: ep });
-  socket.setNoDelay(true);
   socket.on('error', () => {
     backend?.destroy();
     socket.destroy();
