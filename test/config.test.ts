@@ -77,6 +77,19 @@ describe('configuration', () => {
     const p = problems(ISSUE_EXAMPLE.replace('tls: { passthrough: true }', 'tls: { passthrough: true }\n      requireECH: true'));
     assert.match(p[0]!, /tcp.routers.app.requireECH: a passthrough backend cannot complete an ECH handshake/);
   });
+  it('dns: plain DNS, DoH or both; bad addresses, records and TTLs are named', () => {
+    const c = parseConfigText(`${ISSUE_EXAMPLE}dns:\n  address: "127.0.0.1:5353"\n  names:\n    secret.example.test: { a: [127.0.0.1], https: { alpn: [h2], port: 8443 } }\n`, 'f.yml');
+    assert.deepEqual(c.dns?.listen, { host: '127.0.0.1', port: 5353 });
+    assert.equal(c.dns?.doh, undefined);
+    assert.equal(c.dns?.ttl, 60);
+    assert.deepEqual(c.dns?.names['secret.example.test']?.https, { priority: undefined, alpn: ['h2'], port: 8443, ech: true });
+    const both = parseConfigText(`${ISSUE_EXAMPLE}dns:\n  address: ":53"\n  doh: { address: "127.0.0.1:8053", certFile: c.pem, keyFile: k.pem }\n`, 'f.yml');
+    assert.deepEqual(both.dns?.doh, { host: '127.0.0.1', port: 8053, certFile: 'c.pem', keyFile: 'k.pem', path: '/dns-query' });
+    assert.deepEqual(problems(`${ISSUE_EXAMPLE}dns:\n  ttl: 30\n`), ['dns: give address (plain DNS over UDP and TCP), doh, or both']);
+    assert.deepEqual(problems(`${ISSUE_EXAMPLE}dns:\n  address: nope\n`), ['dns.address: expected "host:port"']);
+    assert.deepEqual(problems(`${ISSUE_EXAMPLE}dns:\n  doh: { address: "127.0.0.1:1" }\n`), ['dns.doh: certFile and keyFile are required (DoH is HTTPS)']);
+    assert.deepEqual(problems(`${ISSUE_EXAMPLE}dns:\n  address: ":53"\n  ttl: -1\n  names:\n    a.test: { a: [::1] }\n`), ['dns.ttl: expected seconds, 0..86400', 'dns.names.a.test.a: expected a list of IPv4 addresses']);
+  });
   it('weighted services, proxy protocol, unknown keys', () => {
     const c = parseConfigText(
       `${ISSUE_EXAMPLE}

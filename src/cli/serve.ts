@@ -1,8 +1,7 @@
 /** `echgate serve --config F` (or `--demo`): run the proxy until SIGTERM/SIGINT. */
-import { readFileSync, watch } from 'node:fs';
+import { watch } from 'node:fs';
 import { loadConfigFile } from '../config/load.js';
-import { startDohServer } from '../dns/doh-server.js';
-import { Zone } from '../dns/zone.js';
+import { startDnsService } from '../dns/service.js';
 import type { Config } from '../config/types.js';
 import { isEchgateError } from '../errors.js';
 import { resolve } from 'node:path';
@@ -57,14 +56,8 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
   await gw.apply(cfg);
   let metricsSrv: { close(): void } | undefined;
   if (cfg.metrics) metricsSrv = await gw.metrics.serve(cfg.metrics.host, cfg.metrics.port);
-  // The embedded authoritative DNS over DoH; ech= comes from the key folder at query time.
-  let zone: Zone | undefined = cfg.dns ? new Zone(cfg.dns, () => ring?.published) : undefined;
-  let dohSrv: { close(): void } | undefined;
-  if (cfg.dns) {
-    const d = cfg.dns.doh;
-    dohSrv = await startDohServer({ host: d.host, port: d.port, path: d.path, cert: readFileSync(d.certFile, 'utf8'), key: readFileSync(d.keyFile, 'utf8'), zone: () => zone! });
-    log.info({ address: `${d.host}:${d.port}`, path: d.path, names: Object.keys(cfg.dns.names).length }, 'DoH server listening');
-  }
+  // The embedded authoritative DNS; ech= comes from the key folder at query time.
+  const dns = cfg.dns ? await startDnsService(cfg.dns, () => ring?.published, log) : undefined;
 
   for (const [name, addr] of gw.addresses()) {
     log.info({ entrypoint: name, address: `${addr.host}:${addr.port}` }, 'listening');
@@ -89,7 +82,7 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
     try {
       const next = loadConfigFile(file);
       applyEch(next);
-      if (next.dns && zone) zone = new Zone(next.dns, () => ring?.published);
+      if (next.dns) dns?.update(next.dns);
       gw.apply(next).then(
         () => {
           gw.metrics.reloads.inc({ result: 'ok' });
@@ -123,7 +116,7 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
       watcher?.close();
       ring?.close();
       metricsSrv?.close();
-      dohSrv?.close();
+      dns?.close();
       gw.shutdown().then(() => {
         closeDemo();
         log.info('stopped');

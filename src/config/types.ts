@@ -42,7 +42,10 @@ export interface CertificateFiles {
 }
 
 export interface DnsConfig {
-  doh: { host: string; port: number; certFile: string; keyFile: string; path: string };
+  /** Plain DNS over UDP and TCP on one port. */
+  listen?: { host: string; port: number };
+  /** DNS over HTTPS (RFC 8484). */
+  doh?: { host: string; port: number; certFile: string; keyFile: string; path: string };
   ttl: number;
   names: Record<string, { a?: string[]; aaaa?: string[]; https?: { priority?: number; alpn?: string[]; port?: number; ech?: boolean } }>;
 }

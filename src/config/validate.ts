@@ -286,11 +286,16 @@ export function validateConfig(raw: unknown, file: string): Config {
     const d = raw.dns;
     if (!isObj(d)) bad('dns', 'expected a mapping');
     else {
-      warnUnknown(d, 'dns', ['doh', 'ttl', 'names']);
+      warnUnknown(d, 'dns', ['address', 'doh', 'ttl', 'names']);
+      if (d.doh !== undefined && !isObj(d.doh)) bad('dns.doh', 'expected a mapping');
       const doh = isObj(d.doh) ? d.doh : undefined;
+      if (doh) warnUnknown(doh, 'dns.doh', ['address', 'certFile', 'keyFile', 'path']);
       const addr = doh ? parseAddress(doh.address) : undefined;
-      if (!doh || !addr) bad('dns.doh.address', 'expected "host:port"');
+      if (doh && !addr) bad('dns.doh.address', 'expected "host:port"');
       if (doh && (typeof doh.certFile !== 'string' || typeof doh.keyFile !== 'string')) bad('dns.doh', 'certFile and keyFile are required (DoH is HTTPS)');
+      const listen = d.address === undefined ? undefined : parseAddress(d.address);
+      if (d.address !== undefined && !listen) bad('dns.address', 'expected "host:port"');
+      if (d.address === undefined && !doh) bad('dns', 'give address (plain DNS over UDP and TCP), doh, or both');
       const ttl = d.ttl ?? 60;
       if (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < 0 || ttl > 86400) bad('dns.ttl', 'expected seconds, 0..86400');
       const names: NonNullable<Config['dns']>['names'] = {};
@@ -321,7 +326,12 @@ export function validateConfig(raw: unknown, file: string): Config {
         }
         names[name] = { a: ips(n.a, 'a', false), aaaa: ips(n.aaaa, 'aaaa', true), https };
       }
-      if (doh && addr) dns = { doh: { ...addr, certFile: String(doh.certFile), keyFile: String(doh.keyFile), path: typeof doh.path === 'string' ? doh.path : '/dns-query' }, ttl: Number(ttl), names };
+      dns = {
+        listen,
+        doh: doh && addr ? { ...addr, certFile: String(doh.certFile), keyFile: String(doh.keyFile), path: typeof doh.path === 'string' ? doh.path : '/dns-query' } : undefined,
+        ttl: Number(ttl),
+        names,
+      };
     }
   }
   if (routers.some((r) => r.tls && !r.tls.passthrough) && certificates.length === 0) {

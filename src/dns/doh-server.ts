@@ -6,8 +6,7 @@
  * for a query we cannot answer, NOTIMP for opcodes other than QUERY.
  */
 import http2 from 'node:http2';
-import { isEchgateError } from '../errors.js';
-import { type DnsMessage, decodeMessage, encodeResponse, RCode } from '../wire/dns/message.js';
+import { answerQuery } from './answer.js';
 import type { Zone } from './zone.js';
 
 const MAX_QUERY = 65535;
@@ -22,23 +21,6 @@ export interface DohServerOptions {
   onQuery?: (q: { name: string; type: number; rcode: number }) => void;
 }
 
-export function answerQuery(zone: Zone, bytes: Uint8Array): { status: number; body?: Uint8Array; ttl?: number } {
-  let q: DnsMessage;
-  try {
-    q = decodeMessage(bytes);
-  } catch (e) {
-    if (isEchgateError(e)) return { status: 400 };
-    throw e;
-  }
-  if (q.flags & 0x8000) return { status: 400 }; // a response, not a query
-  const opcode = (q.flags >> 11) & 0x0f;
-  if (opcode !== 0) return { status: 200, body: encodeResponse(q, RCode.NOTIMP, []) };
-  if (q.questions.length !== 1) return { status: 200, body: encodeResponse(q, RCode.FORMERR, []) };
-  const question = q.questions[0]!;
-  const { rcode, answers } = zone.answer(question.name, question.type);
-  return { status: 200, body: encodeResponse(q, rcode, answers), ttl: answers.length ? Math.min(...answers.map((a) => a.ttl)) : 60 };
-}
-
 export function startDohServer(o: DohServerOptions): Promise<http2.Http2SecureServer> {
   const path = o.path ?? '/dns-query';
   const srv = http2.createSecureServer({ cert: o.cert, key: o.key, allowHTTP1: true }, (req, res) => {
@@ -50,13 +32,10 @@ export function startDohServer(o: DohServerOptions): Promise<http2.Http2SecureSe
     };
     const reply = (bytes: Uint8Array) => {
       const r = answerQuery(o.zone(), bytes);
-      if (r.body && o.onQuery) {
-        try {
-          const q = decodeMessage(bytes).questions[0];
-          if (q) o.onQuery({ name: q.name, type: q.type, rcode: r.body[3]! & 0x0f });
-        } catch {}
-      }
-      send(r.status, r.body, r.ttl);
+      if (r.question && o.onQuery) o.onQuery({ name: r.question.name, type: r.question.type, rcode: r.rcode! });
+      // RFC 8484 §4.2.1: a request that is not a DNS query is answered with an HTTP error, not a DNS message.
+      if (r.status === 400) send(400);
+      else send(200, r.body, r.ttl);
     };
     req.on('error', () => {});
     let url: URL;

@@ -100,12 +100,36 @@ export interface AnswerRecord {
   rdata: Uint8Array;
 }
 
+export interface ResponseOptions {
+  authoritative?: boolean;
+  /** EDNS(0) (RFC 6891 §6.1.2): add an OPT record advertising this UDP payload size. */
+  ednsUdpSize?: number;
+  /** The upper 8 bits of a 12-bit EDNS rcode (RFC 6891 §6.1.3), carried in the OPT record: 1 with rcode 0 is BADVERS. */
+  ednsExtendedRcode?: number;
+  /** Set TC (RFC 1035 §4.1.1) and leave the answers out: the client retries over TCP. */
+  truncated?: boolean;
+}
+
 /** An authoritative response to `query` (RFC 1035 §4.1.1): id, RD and the question echoed. */
-export function encodeResponse(query: DnsMessage, rcode: number, answers: AnswerRecord[], o: { authoritative?: boolean } = {}): Uint8Array {
+export function encodeResponse(query: DnsMessage, rcode: number, answers: AnswerRecord[], o: ResponseOptions = {}): Uint8Array {
   const rd = query.flags & 0x0100;
-  const flags = 0x8000 | (o.authoritative === false ? 0 : 0x0400) | rd | (rcode & 0x0f);
-  const w = new Writer(256).u16(query.id).u16(flags).u16(query.questions.length).u16(answers.length).u16(0).u16(0);
+  const opcode = query.flags & 0x7800;
+  const tc = o.truncated ? 0x0200 : 0;
+  const flags = 0x8000 | opcode | (o.authoritative === false ? 0 : 0x0400) | tc | rd | (rcode & 0x0f);
+  const shown = o.truncated ? [] : answers;
+  const w = new Writer(256).u16(query.id).u16(flags).u16(query.questions.length).u16(shown.length).u16(0).u16(o.ednsUdpSize ? 1 : 0);
   for (const q of query.questions) w.bytes(encodeName(q.name || '.')).u16(q.type).u16(q.cls);
-  for (const a of answers) w.bytes(encodeName(a.name || '.')).u16(a.type).u16(1).u32(a.ttl).vec16(a.rdata);
+  for (const a of shown) w.bytes(encodeName(a.name || '.')).u16(a.type).u16(1).u32(a.ttl).vec16(a.rdata);
+  if (o.ednsUdpSize) w.u8(0).u16(RRType.OPT).u16(o.ednsUdpSize).u32(((o.ednsExtendedRcode ?? 0) & 0xff) * 0x1000000).u16(0);
   return w.finish();
+}
+
+/**
+ * FORMERR for a message whose header could be read but not the rest
+ * (RFC 1035 §4.1.1): the id echoed, no sections. Undefined when even the
+ * header is missing or the message is a response: those get no answer.
+ */
+export function encodeFormErr(msg: Uint8Array): Uint8Array | undefined {
+  if (msg.length < 12 || msg[2]! & 0x80) return undefined;
+  return Uint8Array.of(msg[0]!, msg[1]!, 0x80 | (msg[2]! & 0x78), RCode.FORMERR, 0, 0, 0, 0, 0, 0, 0, 0);
 }

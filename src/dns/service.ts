@@ -1,0 +1,51 @@
+/**
+ * The embedded authoritative DNS as `serve` runs it: one zone, answered over
+ * plain DNS (UDP+TCP) and/or DoH as configured, with ech= read from the key
+ * folder at query time. A reload swaps the zone's names; listener addresses
+ * change only with a restart.
+ */
+import { readFileSync } from 'node:fs';
+import type { DnsConfig } from '../config/types.js';
+import type { Logger } from 'pino';
+import { startDnsServer } from './dns-server.js';
+import { startDohServer } from './doh-server.js';
+import { type EchListSource, Zone } from './zone.js';
+
+export interface DnsService {
+  /** Apply a reloaded `dns` section (names and TTL). */
+  update(cfg: DnsConfig): void;
+  close(): void;
+}
+
+const where = (cfg: DnsConfig) => JSON.stringify([cfg.listen, cfg.doh && { ...cfg.doh, certFile: undefined, keyFile: undefined }]);
+
+export async function startDnsService(cfg: DnsConfig, ech: EchListSource, log: Logger): Promise<DnsService> {
+  let zone = new Zone(cfg, ech);
+  const closers: (() => void)[] = [];
+  try {
+    if (cfg.listen) {
+      const s = await startDnsServer({ ...cfg.listen, zone: () => zone, onError: (e) => log.error({ err: String(e) }, 'DNS server: query dropped') });
+      closers.push(() => void s.close());
+      log.info({ address: `${cfg.listen.host}:${s.port}`, names: Object.keys(cfg.names).length }, 'DNS server listening (UDP and TCP)');
+    }
+    if (cfg.doh) {
+      const d = cfg.doh;
+      const s = await startDohServer({ host: d.host, port: d.port, path: d.path, cert: readFileSync(d.certFile, 'utf8'), key: readFileSync(d.keyFile, 'utf8'), zone: () => zone });
+      closers.push(() => s.close());
+      log.info({ address: `${d.host}:${d.port}`, path: d.path, names: Object.keys(cfg.names).length }, 'DoH server listening');
+    }
+  } catch (e) {
+    for (const c of closers) c();
+    throw e;
+  }
+  const started = where(cfg);
+  return {
+    update(next) {
+      zone = new Zone(next, ech);
+      if (where(next) !== started) log.warn('dns listener addresses changed: they take effect at the next restart');
+    },
+    close() {
+      for (const c of closers) c();
+    },
+  };
+}

@@ -1,0 +1,119 @@
+/**
+ * The embedded authoritative DNS over UDP and TCP, and its DoH face, asked by
+ * real resolvers' tools: BIND's dig and Knot's kdig (plain, TCP, truncation,
+ * EDNS, DoH over HTTP/2), then hostile datagrams and streams that must leave
+ * it answering.
+ */
+import assert from 'node:assert/strict';
+import { execFile, execFileSync } from 'node:child_process';
+import dgram from 'node:dgram';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import type http2 from 'node:http2';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import fc from 'fast-check';
+import { type DnsServer, startDnsServer } from '../src/dns/dns-server.js';
+import { startDohServer } from '../src/dns/doh-server.js';
+import { Zone } from '../src/dns/zone.js';
+import { encodeECHConfig, encodeECHConfigList } from '../src/wire/ech/config.js';
+import { decodeMessage, encodeQuery, RRType } from '../src/wire/dns/message.js';
+
+const run = promisify(execFile);
+
+const echList = encodeECHConfigList([
+  encodeECHConfig({ configId: 3, kemId: 0x20, publicKey: new Uint8Array(32).fill(3), cipherSuites: [{ kdfId: 1, aeadId: 1 }], maximumNameLength: 0, publicName: 'public.example.test', extensions: [] }),
+]);
+const echB64 = Buffer.from(echList).toString('base64');
+const zone = new Zone(
+  {
+    ttl: 30,
+    names: {
+      'secret.example.test': { a: ['127.0.0.1'], https: { alpn: ['h2', 'http/1.1'], port: 8443 } },
+      // 40 A records: 40 × 16 octets of answers, past the 512 octets of a UDP answer without EDNS.
+      'many.example.test': { a: Array.from({ length: 40 }, (_, i) => `10.0.0.${i + 1}`) },
+    },
+  },
+  () => echList,
+);
+
+async function dig(port: number, ...args: string[]): Promise<string> {
+  return (await run('dig', ['-p', String(port), '@127.0.0.1', '+norecurse', '+time=2', '+tries=1', ...args])).stdout;
+}
+
+describe('authoritative DNS over UDP and TCP, asked by dig and kdig', () => {
+  let srv: DnsServer;
+  before(async () => {
+    srv = await startDnsServer({ host: '127.0.0.1', port: 0, zone: () => zone });
+  });
+  after(() => srv.close());
+
+  it('dig over UDP: the HTTPS record with ech= as the key folder holds it, authoritative', async () => {
+    const out = await dig(srv.port, 'secret.example.test', 'HTTPS');
+    assert.match(out, /flags: qr aa;/);
+    assert.match(out, new RegExp(`secret\\.example\\.test\\.\\s+30\\s+IN\\s+HTTPS\\s+1 \\. alpn="h2,http/1\\.1" port=8443 ech=${echB64.replace(/[+/=]/g, '\\$&')}`));
+  });
+  it('kdig over TCP: the _8443._https name with its explicit target', async () => {
+    const { stdout } = await run('kdig', ['-p', String(srv.port), '@127.0.0.1', '+tcp', '+short', '_8443._https.secret.example.test', 'HTTPS']);
+    assert.equal(stdout.trim(), `1 secret.example.test. alpn=h2,http/1.1 port=8443 ech=${echB64}`);
+  });
+  it('a UDP answer past 512 octets without EDNS is truncated (TC), and dig then gets it whole over TCP', async () => {
+    assert.match(await dig(srv.port, '+noedns', '+ignore', 'many.example.test', 'A'), /flags: qr aa tc;/);
+    const full = await dig(srv.port, '+noedns', '+short', 'many.example.test', 'A');
+    assert.equal(full.trim().split('\n').length, 40);
+  });
+  it('EDNS: our OPT in the answer, BADVERS for version 1, NXDOMAIN for a name we do not hold', async () => {
+    assert.match(await dig(srv.port, 'secret.example.test', 'A'), /EDNS: version: 0, flags:; udp: 1232/);
+    assert.match(await dig(srv.port, '+edns=1', '+noednsneg', 'secret.example.test', 'A'), /status: BADVERS/);
+    assert.match(await dig(srv.port, 'nothing.example.test', 'A'), /status: NXDOMAIN/);
+  });
+  it('hostile datagrams and streams: no crash, FORMERR where a header was readable, still answering', async () => {
+    const sock = dgram.createSocket('udp4');
+    const replies: Buffer[] = [];
+    sock.on('message', (m) => replies.push(m));
+    await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+    const q = encodeQuery('secret.example.test', RRType.A, { id: 0x4242 });
+    q[5] = 9; // nine questions claimed, one present
+    sock.send(q, srv.port, '127.0.0.1');
+    await new Promise((r) => setTimeout(r, 100));
+    // 500 random datagrams, in bursts the loopback socket buffers can hold.
+    const samples = fc.sample(fc.uint8Array({ minLength: 0, maxLength: 600 }), { numRuns: 500, seed: 7 });
+    for (let i = 0; i < samples.length; i += 50) {
+      for (const b of samples.slice(i, i + 50)) sock.send(b, srv.port, '127.0.0.1');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    sock.close();
+    const formerr = replies.map((m) => decodeMessage(new Uint8Array(m))).find((m) => m.id === 0x4242);
+    assert.equal(formerr?.rcode, 1);
+    // TCP: a zero length closes the connection; a length with no body just waits for more.
+    for (const bytes of [Buffer.from([0, 0]), Buffer.from([0xff, 0xff, 1, 2, 3]), Buffer.from('GET / HTTP/1.1\r\n\r\n')]) {
+      const c = net.connect(srv.port, '127.0.0.1');
+      c.on('error', () => {});
+      c.end(bytes);
+      await new Promise((r) => c.once('close', r));
+    }
+    assert.match(await dig(srv.port, '+tcp', 'secret.example.test', 'A'), /status: NOERROR/);
+    assert.match(await dig(srv.port, 'secret.example.test', 'A'), /127\.0\.0\.1/);
+  });
+});
+
+describe('DoH asked by kdig over HTTP/2 (RFC 8484)', () => {
+  let srv: http2.Http2SecureServer;
+  let port = 0;
+  const dir = mkdtempSync(join(tmpdir(), 'echgate-kdig-'));
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', '/CN=dns.test', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:dns.test', '-keyout', join(dir, 'k'), '-out', join(dir, 'c')], { stdio: 'ignore' });
+  before(async () => {
+    srv = await startDohServer({ host: '127.0.0.1', port: 0, cert: readFileSync(join(dir, 'c'), 'utf8'), key: readFileSync(join(dir, 'k'), 'utf8'), zone: () => zone });
+    port = (srv.address() as { port: number }).port;
+  });
+  after(() => srv.close());
+
+  for (const method of ['+https', '+https-get']) {
+    it(`kdig ${method}, certificate verified: the same HTTPS record`, async () => {
+      const { stdout } = await run('kdig', ['-p', String(port), '@127.0.0.1', method, `+tls-ca=${join(dir, 'c')}`, '+tls-hostname=dns.test', '+short', 'secret.example.test', 'HTTPS']);
+      assert.equal(stdout.trim(), `1 . alpn=h2,http/1.1 port=8443 ech=${echB64}`);
+    });
+  }
+});
