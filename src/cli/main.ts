@@ -6,6 +6,7 @@ import { checkCommand } from './check.js';
 import { connectCommand } from './connect.js';
 import { inspectCommand } from './inspect.js';
 import { keysCommand } from './keys.js';
+import { publishCommand } from './publish.js';
 import { resolveCommand } from './resolve.js';
 import { serveCommand } from './serve.js';
 
@@ -18,6 +19,8 @@ const USAGE = `usage: echgate <command> [options]
   connect HOST:PORT --sni NAME [--ech-config B64 | --keys DIR] [--alpn LIST] [--send TEXT] [--ca FILE] [--retry]
                                           TLS 1.3 (+ECH) handshake and one request; JSON report
   resolve NAME --doh URL [--type HTTPS] [--post] [--ca FILE]   one DNS-over-HTTPS query; JSON (ech= decoded)
+  publish --name HOST --server HOST:PORT --zone ZONE [--tsig-key FILE] [--verify-doh URL]
+                                          put the active ECHConfigList in DNS (RFC 2136 + TSIG), read it back over DoH
 `;
 
 const BOOLEANS = ['demo', 'hex', 'json', 'help', 'trial-decrypt', 'retry', 'post'];
@@ -40,6 +43,8 @@ export async function main(argv: string[]): Promise<number> {
         return await connectCommand(a, out);
       case 'resolve':
         return await resolveCommand(a, out);
+      case 'publish':
+        return await publishCommand(a, out);
       case undefined:
       case 'help':
       case '--help':

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { describeAnswers, dohQuery } from '../dns/doh-client.js';
 import { EchgateError } from '../errors.js';
-import { RCode, RRType } from '../wire/dns/message.js';
+import { RRType, rcodeName } from '../wire/dns/message.js';
 import { type Args, str } from './args.js';
 
 export async function resolveCommand(a: Args, out: (s: string) => void): Promise<number> {
@@ -14,7 +14,6 @@ export async function resolveCommand(a: Args, out: (s: string) => void): Promise
   if (type === undefined) throw new EchgateError('ERR_USAGE', `unknown --type ${typeName}`);
   const caFile = str(a, 'ca');
   const m = await dohQuery(doh, name, type, { method: a.flags.get('post') === true ? 'POST' : 'GET', ca: caFile ? readFileSync(caFile, 'utf8') : undefined });
-  const rcode = Object.entries(RCode).find(([, v]) => v === m.rcode)?.[0] ?? String(m.rcode);
-  out(`${JSON.stringify({ name, type: typeName, rcode, answers: describeAnswers(m, m.raw) }, null, 2)}\n`);
+  out(`${JSON.stringify({ name, type: typeName, rcode: rcodeName(m.rcode), answers: describeAnswers(m, m.raw) }, null, 2)}\n`);
   return m.rcode === 0 ? 0 : 1;
 }

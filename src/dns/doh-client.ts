@@ -22,7 +22,8 @@ export interface DohOptions {
 
 export async function dohQuery(url: string, name: string, type: number, o: DohOptions = {}): Promise<DnsMessage & { raw: Uint8Array }> {
   const query = encodeQuery(name, type, { udpSize: 1232 });
-  const dispatcher = new Agent({ connect: o.ca ? { ca: o.ca } : {}, headersTimeout: o.timeoutMs ?? 5000, bodyTimeout: o.timeoutMs ?? 5000 });
+  // allowH2: RFC 8484 §5.2 names HTTP/2 as the minimum; BIND 9.18 speaks nothing else.
+  const dispatcher = new Agent({ allowH2: true, connect: o.ca ? { ca: o.ca } : {}, headersTimeout: o.timeoutMs ?? 5000, bodyTimeout: o.timeoutMs ?? 5000 });
   try {
     const method = o.method ?? 'GET';
     const target = method === 'GET' ? `${url}${url.includes('?') ? '&' : '?'}dns=${Buffer.from(query).toString('base64url')}` : url;

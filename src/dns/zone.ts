@@ -9,8 +9,7 @@
  */
 import { parseIp } from '../routing/ip.js';
 import { type AnswerRecord, RCode, RRType } from '../wire/dns/message.js';
-import { encodeSvcb, SvcParamKey } from '../wire/dns/svcb.js';
-import { Writer } from '../bytes/writer.js';
+import { httpsServiceRdata } from '../wire/dns/svcb.js';
 
 export interface ZoneName {
   a?: string[];
@@ -24,18 +23,6 @@ export interface ZoneConfig {
 }
 
 export type EchListSource = () => Uint8Array | undefined;
-
-function httpsRdata(target: string, h: NonNullable<ZoneName['https']>, ech: Uint8Array | undefined): Uint8Array {
-  const params = new Map<number, Uint8Array>();
-  if (h.alpn?.length) {
-    const w = new Writer(32);
-    for (const id of h.alpn) w.vec8(Buffer.from(id, 'latin1'));
-    params.set(SvcParamKey.alpn, w.finish());
-  }
-  if (h.port) params.set(SvcParamKey.port, Uint8Array.of(h.port >> 8, h.port & 0xff));
-  if (ech && h.ech !== false) params.set(SvcParamKey.ech, ech);
-  return encodeSvcb({ priority: h.priority ?? 1, target, params });
-}
 
 export class Zone {
   private readonly names = new Map<string, ZoneName & { target?: string }>();
@@ -63,7 +50,7 @@ export class Zone {
     } else if (qtype === RRType.AAAA) {
       for (const a of n.aaaa ?? []) answers.push({ name: qname, type: RRType.AAAA, ttl, rdata: parseIp(a)!.bytes });
     } else if (qtype === RRType.HTTPS && n.https) {
-      answers.push({ name: qname, type: RRType.HTTPS, ttl, rdata: httpsRdata(n.target ?? '', n.https, this.ech()) });
+      answers.push({ name: qname, type: RRType.HTTPS, ttl, rdata: httpsServiceRdata({ ...n.https, target: n.target ?? '', ech: n.https.ech === false ? undefined : this.ech() }) });
     }
     return { rcode: RCode.NOERROR, answers };
   }

@@ -8,8 +8,12 @@ import { Writer } from '../../bytes/writer.js';
 import { EchgateError } from '../../errors.js';
 import { decodeName, encodeName } from './name.js';
 
-export const RRType = { A: 1, NS: 2, CNAME: 5, SOA: 6, TXT: 16, AAAA: 28, OPT: 41, SVCB: 64, HTTPS: 65 } as const;
-export const RCode = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5 } as const;
+export const RRType = { A: 1, NS: 2, CNAME: 5, SOA: 6, TXT: 16, AAAA: 28, OPT: 41, SVCB: 64, HTTPS: 65, TSIG: 250, ANY: 255 } as const;
+export const RCode = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5, YXDOMAIN: 6, YXRRSET: 7, NXRRSET: 8, NOTAUTH: 9, NOTZONE: 10 } as const;
+export const DnsClass = { IN: 1, NONE: 254, ANY: 255 } as const;
+
+const RCODE_NAMES = new Map<number, string>(Object.entries(RCode).map(([k, v]) => [v, k]));
+export const rcodeName = (r: number): string => RCODE_NAMES.get(r) ?? `RCODE${r}`;
 
 export interface DnsQuestion {
   name: string;
@@ -25,6 +29,8 @@ export interface DnsRecord {
   rdata: Uint8Array;
   /** Offset of rdata in the message (names inside some rdata may point back into it). */
   rdataOffset: number;
+  /** Offset of the record's first byte (its owner name) in the message: TSIG verification cuts the message there. */
+  offset: number;
 }
 
 export interface DnsMessage {
@@ -73,6 +79,7 @@ export function decodeMessage(msg: Uint8Array): DnsMessage {
   const section = (count: number): DnsRecord[] => {
     const out: DnsRecord[] = [];
     for (let i = 0; i < count; i++) {
+      const offset = at;
       const n = decodeName(msg, at);
       const rr = new Reader(msg, n.next);
       const type = rr.u16();
@@ -81,7 +88,7 @@ export function decodeMessage(msg: Uint8Array): DnsMessage {
       const len = rr.u16();
       const rdataOffset = rr.offset;
       const rdata = rr.bytes(len, 'rdata');
-      out.push({ name: n.name, type, cls, ttl, rdata, rdataOffset });
+      out.push({ name: n.name, type, cls, ttl, rdata, rdataOffset, offset });
       at = rr.offset;
     }
     return out;

@@ -308,3 +308,20 @@ export function formatSvcb(s: Svcb): string {
   }
   return parts.join(' ');
 }
+
+/**
+ * The ServiceMode HTTPS record echgate publishes (RFC 9460 §2.4.3, §7):
+ * priority (1 unless given), TargetName ("" is "."), alpn, port and the
+ * ech= ECHConfigList (RFC 9848 §3), each only when present.
+ */
+export function httpsServiceRdata(o: { priority?: number; target?: string; alpn?: string[]; port?: number; ech?: Uint8Array }): Uint8Array {
+  const params = new Map<number, Uint8Array>();
+  if (o.alpn?.length) {
+    const w = new Writer(32);
+    for (const id of o.alpn) w.vec8(Buffer.from(id, 'latin1'));
+    params.set(SvcParamKey.alpn, w.finish());
+  }
+  if (o.port) params.set(SvcParamKey.port, Uint8Array.of(o.port >> 8, o.port & 0xff));
+  if (o.ech) params.set(SvcParamKey.ech, o.ech);
+  return encodeSvcb({ priority: o.priority ?? 1, target: o.target ?? '', params });
+}

@@ -1,0 +1,122 @@
+/**
+ * Publishing ECH keys in an existing DNS: an RFC 2136 UPDATE to the zone's
+ * primary, signed with TSIG (RFC 8945), that replaces the name's HTTPS RRset
+ * in one message; then a read-back over DoH (RFC 8484) until what resolvers
+ * see carries exactly the published ECHConfigList. A rotation step is only
+ * trusted after the read-back matches.
+ */
+import net from 'node:net';
+import { equal } from '../bytes/util.js';
+import { EchgateError } from '../errors.js';
+import { decodeMessage, RCode, RRType, rcodeName } from '../wire/dns/message.js';
+import { decodeSvcb, httpsServiceRdata, SvcParamKey } from '../wire/dns/svcb.js';
+import { signRequest, type TsigKey, tsigErrorName, verifyResponse } from '../wire/dns/tsig.js';
+import { encodeUpdate } from '../wire/dns/update.js';
+import { dohQuery } from './doh-client.js';
+import { randomInt } from 'node:crypto';
+
+export interface UpdateServer {
+  host: string;
+  port: number;
+  zone: string;
+  /** Without a key the update goes unsigned (only for servers that allow that by address). */
+  key?: TsigKey;
+  timeoutMs?: number;
+}
+
+/** One DNS message over TCP (RFC 1035 §4.2.2: two-byte length prefix) and its one response. */
+export function exchangeTcp(host: string, port: number, msg: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host, port });
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const fail = (e: Error) => {
+      sock.destroy();
+      reject(e);
+    };
+    sock.setTimeout(timeoutMs, () => fail(new EchgateError('ERR_DNS_UPDATE', `no answer from ${host}:${port} within ${timeoutMs} ms`)));
+    sock.once('error', (e) => fail(new EchgateError('ERR_DNS_UPDATE', `${host}:${port}: ${e.message}`, { cause: e })));
+    sock.once('connect', () => {
+      const framed = Buffer.allocUnsafe(2 + msg.length);
+      framed.writeUInt16BE(msg.length, 0);
+      framed.set(msg, 2);
+      sock.write(framed);
+    });
+    sock.on('data', (c: Buffer) => {
+      chunks.push(c);
+      size += c.length;
+      const all = Buffer.concat(chunks);
+      if (all.length >= 2 && all.length >= 2 + all.readUInt16BE(0)) {
+        sock.destroy();
+        resolve(new Uint8Array(all.subarray(2, 2 + all.readUInt16BE(0))));
+      }
+    });
+    sock.once('end', () => {
+      if (!sock.destroyed) fail(new EchgateError('ERR_DNS_UPDATE', `${host}:${port} closed the connection after ${size} bytes`));
+    });
+  });
+}
+
+export interface HttpsPublication {
+  /** Owner name of the HTTPS record (the service name clients look up). */
+  name: string;
+  ttl: number;
+  echConfigList: Uint8Array;
+  alpn?: string[];
+  port?: number;
+}
+
+/**
+ * Replace the HTTPS RRset at `p.name` with one ServiceMode record carrying
+ * ech=. Delete and add travel in one UPDATE, which the primary applies
+ * atomically (RFC 2136 §3.4): resolvers never see the name without a record.
+ */
+export async function publishHttps(s: UpdateServer, p: HttpsPublication): Promise<void> {
+  const id = randomInt(0, 0x10000);
+  const msg = encodeUpdate({
+    id,
+    zone: s.zone,
+    deleteRRsets: [{ name: p.name, type: RRType.HTTPS }],
+    add: [{ name: p.name, type: RRType.HTTPS, ttl: p.ttl, rdata: httpsServiceRdata({ alpn: p.alpn, port: p.port, ech: p.echConfigList }) }],
+  });
+  const req = s.key ? signRequest(msg, s.key) : undefined;
+  const resp = await exchangeTcp(s.host, s.port, req?.message ?? msg, s.timeoutMs ?? 5000);
+  const m = decodeMessage(resp);
+  if (m.id !== id || !(m.flags & 0x8000)) throw new EchgateError('ERR_DNS_UPDATE', 'the answer does not belong to our update');
+  if (req && s.key) {
+    const check = verifyResponse(resp, req, s.key);
+    if (check.signed && check.tsigError) throw new EchgateError('ERR_DNS_UPDATE', `update refused: ${rcodeName(m.rcode)} (${tsigErrorName(check.tsigError)}): the server does not accept key "${s.key.name}"`);
+    // RFC 8945 §5.3.2: only a key/signature failure may come back unsigned.
+    if (!check.signed && m.rcode === RCode.NOERROR) throw new EchgateError('ERR_TSIG', 'the server accepted the update but did not sign its answer');
+  }
+  if (m.rcode !== RCode.NOERROR) throw new EchgateError('ERR_DNS_UPDATE', `update refused: ${rcodeName(m.rcode)} for ${p.name} in zone ${s.zone}`);
+}
+
+export interface ReadBackOptions {
+  ca?: string;
+  timeoutMs?: number;
+  intervalMs?: number;
+}
+
+/**
+ * Ask over DoH until the HTTPS record at `name` carries exactly `expected`
+ * as its ech= value; throws ERR_DNS_READBACK with what was seen last.
+ */
+export async function readBackEch(dohUrl: string, name: string, expected: Uint8Array, o: ReadBackOptions = {}): Promise<{ attempts: number }> {
+  const deadline = Date.now() + (o.timeoutMs ?? 30_000);
+  let attempts = 0;
+  let seen = 'nothing yet';
+  for (;;) {
+    attempts++;
+    try {
+      const m = await dohQuery(dohUrl, name, RRType.HTTPS, { ca: o.ca });
+      const lists = m.answers.filter((a) => a.type === RRType.HTTPS).map((a) => decodeSvcb(a.rdata).params.get(SvcParamKey.ech));
+      if (lists.some((l) => l && equal(l, expected))) return { attempts };
+      seen = lists.length ? `${lists.length} HTTPS record(s) with other ech= values` : `${rcodeName(m.rcode)} with no HTTPS record`;
+    } catch (e) {
+      seen = (e as Error).message;
+    }
+    if (Date.now() >= deadline) throw new EchgateError('ERR_DNS_READBACK', `${name} HTTPS over ${dohUrl} does not carry the published ECHConfigList after ${attempts} attempt(s): ${seen}`);
+    await new Promise((r) => setTimeout(r, o.intervalMs ?? 1000));
+  }
+}

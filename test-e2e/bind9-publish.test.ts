@@ -1,0 +1,146 @@
+/**
+ * End to end with a real primary: BIND 9 (Debian's named) with a TSIG key and
+ * native DoH. `echgate publish` replaces the HTTPS RRset with a signed RFC 2136
+ * update, reads it back over BIND's DoH, and dig/kdig see the same ech=. Then
+ * a rotation is published and read back; a wrong key, an unsigned update and
+ * a tampered answer are each refused. Setup follows ../shared/recipes/bind9-ddns-doh.md.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { exchangeTcp, readBackEch } from '../src/dns/publisher.js';
+import { generateKey, listKeys, publishedList, rotateKeys } from '../src/keys/manager.js';
+import { decodeMessage, RCode, RRType } from '../src/wire/dns/message.js';
+import { httpsServiceRdata } from '../src/wire/dns/svcb.js';
+import { parseTsigKeyFile, signRequest, verifyResponse } from '../src/wire/dns/tsig.js';
+import { encodeUpdate } from '../src/wire/dns/update.js';
+
+const run = promisify(execFile);
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const NAMED = '/usr/sbin/named';
+const skip = existsSync(NAMED) ? false : 'BIND 9 (named) is not installed (.ci/run installs bind9)';
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const p = (s.address() as net.AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return p;
+}
+
+async function echgate(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const r = await run('node', [join(ROOT, 'bin', 'echgate.js'), ...args]);
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (e) {
+    const x = e as { code: number; stdout: string; stderr: string };
+    return { code: x.code, stdout: x.stdout, stderr: x.stderr };
+  }
+}
+
+describe('publishing ECH keys to BIND 9 with RFC 2136 + TSIG, read back over DoH', { skip }, () => {
+  const W = mkdtempSync(join(tmpdir(), 'echgate-bind-'));
+  const keysDir = join(W, 'keys');
+  let named: ChildProcess | undefined;
+  let dnsPort = 0;
+  let dohPort = 0;
+  let doh = '';
+  let ca = '';
+
+  before(async () => {
+    dnsPort = await freePort();
+    dohPort = await freePort();
+    execFileSync('sh', ['-c', `tsig-keygen -a hmac-sha256 upd > ${W}/upd.key && tsig-keygen -a hmac-sha256 upd > ${W}/wrong.key`]);
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-keyout', join(W, 'key.pem'), '-out', join(W, 'cert.pem'), '-subj', '/CN=dns.test', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:dns.test'], { stdio: 'ignore' });
+    ca = readFileSync(join(W, 'cert.pem'), 'utf8');
+    writeFileSync(join(W, 'example.test.db'), '$TTL 300\n@ SOA ns1.example.test. admin.example.test. 1 3600 600 86400 300\n@ NS ns1\nns1 A 127.0.0.1\n');
+    writeFileSync(
+      join(W, 'named.conf'),
+      `include "${W}/upd.key";
+tls t { key-file "${W}/key.pem"; cert-file "${W}/cert.pem"; };
+http h { endpoints { "/dns-query"; }; };
+options {
+  directory "${W}"; pid-file "${W}/named.pid"; session-keyfile "${W}/session.key";
+  listen-on port ${dnsPort} { 127.0.0.1; };
+  listen-on port ${dohPort} tls t http h { 127.0.0.1; };
+  listen-on-v6 { none; }; recursion no; dnssec-validation no; allow-transfer { none; };
+};
+zone "example.test" { type primary; file "example.test.db"; update-policy { grant upd zonesub ANY; }; };
+`,
+    );
+    named = spawn(NAMED, ['-g', '-c', join(W, 'named.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let log = '';
+    named.stderr!.on('data', (d) => {
+      log += d;
+    });
+    const t0 = Date.now();
+    while (!/running/.test(log)) {
+      if (Date.now() - t0 > 15000 || named.exitCode !== null) throw new Error(`named did not start:\n${log}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    doh = `https://127.0.0.1:${dohPort}/dns-query`;
+    mkdirSync(keysDir, { mode: 0o700 });
+    generateKey(keysDir, { publicName: 'public.example.test' });
+  });
+  after(() => named?.kill());
+
+  const publish = (...extra: string[]) =>
+    echgate('publish', '--dir', keysDir, '--name', 'svc.example.test', '--server', `127.0.0.1:${dnsPort}`, '--zone', 'example.test', '--alpn', 'h2,http/1.1', '--ttl', '60', ...extra);
+
+  it('echgate publish: a signed update, then the same ech= read back over BIND\'s DoH, and seen by dig and kdig', async () => {
+    const r = await publish('--tsig-key', join(W, 'upd.key'), '--verify-doh', doh, '--ca', join(W, 'cert.pem'), '--verify-timeout', '10s');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /published svc\.example\.test HTTPS .* with TSIG key upd/);
+    assert.match(r.stdout, /read back over .*: ech= matches/);
+    const b64 = Buffer.from(publishedList(listKeys(keysDir).keys)!).toString('base64');
+    const dig = await run('dig', ['-p', String(dnsPort), '@127.0.0.1', '+short', 'svc.example.test', 'HTTPS']);
+    assert.equal(dig.stdout.trim(), `1 . alpn="h2,http/1.1" ech=${b64}`);
+    const kdig = await run('kdig', ['-p', String(dohPort), '@127.0.0.1', '+https', `+tls-ca=${join(W, 'cert.pem')}`, '+tls-hostname=dns.test', '+short', 'svc.example.test', 'HTTPS']);
+    assert.equal(kdig.stdout.trim(), `1 . alpn=h2,http/1.1 ech=${b64}`);
+  });
+
+  it('a rotation is published as one RRset replacement and read back: DNS then holds only the new active key', async () => {
+    const before = publishedList(listKeys(keysDir).keys)!;
+    rotateKeys(keysDir, { graceMs: 3600_000 });
+    const after = publishedList(listKeys(keysDir).keys)!;
+    assert.notDeepEqual(after, before);
+    const r = await publish('--tsig-key', join(W, 'upd.key'), '--verify-doh', doh, '--ca', join(W, 'cert.pem'), '--verify-timeout', '10s');
+    assert.equal(r.code, 0, r.stderr);
+    const dig = await run('dig', ['-p', String(dnsPort), '@127.0.0.1', '+short', 'svc.example.test', 'HTTPS']);
+    assert.equal(dig.stdout.trim().split('\n').length, 1, 'one record: the old one was replaced, not added to');
+    assert.ok(dig.stdout.includes(`ech=${Buffer.from(after).toString('base64')}`));
+    // And a read-back that wants the old list does not pass.
+    await assert.rejects(readBackEch(doh, 'svc.example.test', before, { ca, timeoutMs: 1500, intervalMs: 300 }), { code: 'ERR_DNS_READBACK' });
+  });
+
+  it('a wrong TSIG secret is refused (NOTAUTH/BADSIG), an unsigned update is refused, and DNS is unchanged', async () => {
+    const held = (await run('dig', ['-p', String(dnsPort), '@127.0.0.1', '+short', 'svc.example.test', 'HTTPS'])).stdout;
+    const wrong = await publish('--tsig-key', join(W, 'wrong.key'));
+    assert.equal(wrong.code, 1);
+    assert.match(wrong.stderr, /NOTAUTH \(BADSIG\)/);
+    const unsigned = await publish();
+    assert.equal(unsigned.code, 1);
+    assert.match(unsigned.stderr, /update refused: REFUSED/);
+    assert.equal((await run('dig', ['-p', String(dnsPort), '@127.0.0.1', '+short', 'svc.example.test', 'HTTPS'])).stdout, held);
+  });
+
+  it("BIND's signed answer verifies; the same answer with one byte changed, or checked with another key, does not", async () => {
+    const key = parseTsigKeyFile(readFileSync(join(W, 'upd.key'), 'utf8'));
+    const msg = encodeUpdate({ id: 0x1234, zone: 'example.test', deleteRRsets: [], add: [{ name: 'probe.example.test', type: RRType.HTTPS, ttl: 30, rdata: httpsServiceRdata({ alpn: ['h2'] }) }] });
+    const req = signRequest(msg, key);
+    const resp = await exchangeTcp('127.0.0.1', dnsPort, req.message, 5000);
+    assert.equal(decodeMessage(resp).rcode, RCode.NOERROR);
+    assert.deepEqual(verifyResponse(resp, req, key), { signed: true, tsigError: 0 });
+    const tampered = new Uint8Array(resp);
+    tampered[3]! ^= 0x01; // the rcode bits of the header
+    assert.throws(() => verifyResponse(tampered, req, key), { code: 'ERR_TSIG' });
+    const other = parseTsigKeyFile(readFileSync(join(W, 'wrong.key'), 'utf8'));
+    assert.throws(() => verifyResponse(resp, req, other), { code: 'ERR_TSIG' });
+  });
+});
