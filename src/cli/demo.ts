@@ -1,34 +1,56 @@
 /**
  * The embedded default behind `npm start`: echgate on 127.0.0.1:8443 in front
  * of two small TLS backends it starts itself, each with its own self-signed
- * certificate, so a first-time user can see SNI routing with curl at once.
+ * certificate, so a first-time user can see SNI routing with curl at once;
+ * and a hidden name served only over ECH (a fresh key in a temporary key
+ * folder, termination on echgate's TLS 1.3 engine), with the HTTPS record
+ * that carries its key answered by the embedded DNS on 127.0.0.1:8053.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { parseConfigText } from '../config/load.js';
 import type { Config } from '../config/types.js';
+import { generateKey, listKeys, publishedList } from '../keys/manager.js';
 
 export interface Demo {
   config: Config;
+  /** The ECHConfigList of the demo's key, base64 (what `echgate connect --ech-config` takes). */
+  echConfig: string;
   port: number;
+  dnsPort: number;
   close(): void;
 }
 
-export function selfSigned(dir: string, host: string): { key: string; cert: string } {
-  const key = join(dir, `${host}.key`);
-  const cert = join(dir, `${host}.crt`);
+/** A self-signed certificate for `host` (and `alsoFor`), made by the openssl CLI; the files stay in `dir`. */
+export function selfSigned(dir: string, host: string, alsoFor: string[] = []): { key: string; cert: string; keyFile: string; certFile: string } {
+  const keyFile = join(dir, `${host}.key`);
+  const certFile = join(dir, `${host}.crt`);
+  const san = [host, ...alsoFor].map((h) => `DNS:${h}`).join(',');
   execFileSync(
     'openssl',
-    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', `/CN=${host}`, '-addext', `subjectAltName=DNS:${host}`, '-keyout', key, '-out', cert],
+    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', `/CN=${host}`, '-addext', `subjectAltName=${san}`, '-keyout', keyFile, '-out', certFile],
     { stdio: 'ignore' },
   );
-  return { key: readFileSync(key, 'utf8'), cert: readFileSync(cert, 'utf8') };
+  return { key: readFileSync(keyFile, 'utf8'), cert: readFileSync(certFile, 'utf8'), keyFile, certFile };
 }
 
-function startBackend(name: string, creds: { key: string; cert: string }): Promise<tls.Server> {
+/** The hidden service: plain HTTP, since echgate terminates TLS in front of it. */
+function startPlainBackend(): Promise<net.Server> {
+  const srv = net.createServer((s) => {
+    s.once('data', () => {
+      const body = 'hello from the hidden "secret" backend: its name travelled encrypted (ECH), and echgate terminated TLS\n';
+      s.end(`HTTP/1.0 200 OK\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    });
+    s.on('error', () => s.destroy());
+  });
+  return new Promise((resolve) => srv.listen(0, '127.0.0.1', () => resolve(srv)));
+}
+
+function startBackend(name: string, creds: { key: string; cert: string }): Promise<net.Server> {
   const srv = tls.createServer({ ...creds, ALPNProtocols: ['http/1.1'] }, (s) => {
     s.once('data', () => {
       const body = `hello from the "${name}" backend (SNI ${s.servername || 'none'}), reached through echgate\n`;
@@ -39,15 +61,44 @@ function startBackend(name: string, creds: { key: string; cert: string }): Promi
   return new Promise((resolve) => srv.listen(0, '127.0.0.1', () => resolve(srv)));
 }
 
-export async function startDemo(port: number): Promise<Demo> {
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+/** Port 0 picks free ports up front: the HTTPS record and the printed lines need the real numbers. */
+export async function startDemo(wantPort: number, wantDnsPort: number): Promise<Demo> {
+  const port = wantPort || (await freePort());
+  const dnsPort = wantDnsPort || (await freePort());
+  // Kept while the demo runs: the key folder is watched, certificates are read from files.
   const dir = mkdtempSync(join(tmpdir(), 'echgate-demo-'));
+  const servers: net.Server[] = [];
   try {
     const app = await startBackend('app', selfSigned(dir, 'app.example.test'));
     const api = await startBackend('api', selfSigned(dir, 'api-demo.example.test'));
-    const p = (s: tls.Server) => (s.address() as { port: number }).port;
+    const secret = await startPlainBackend();
+    servers.push(app, api, secret);
+    const hidden = selfSigned(dir, 'secret.example.test', ['public.example.test']);
+    const keysDir = join(dir, 'keys');
+    mkdirSync(keysDir, { mode: 0o700 });
+    generateKey(keysDir, { publicName: 'public.example.test' });
+    const echConfig = Buffer.from(publishedList(listKeys(keysDir).keys)!).toString('base64');
+    const p = (s: net.Server) => (s.address() as { port: number }).port;
     const yaml = `
 entryPoints:
   websecure: { address: "127.0.0.1:${port}" }
+ech: { keysDir: ${JSON.stringify(keysDir)} }
+tls:
+  certificates:
+    - { certFile: ${JSON.stringify(hidden.certFile)}, keyFile: ${JSON.stringify(hidden.keyFile)} }
+dns:
+  address: "127.0.0.1:${dnsPort}"
+  ttl: 30
+  names:
+    secret.example.test: { a: [127.0.0.1], https: { alpn: [http/1.1], port: ${port} } }
 tcp:
   routers:
     app:
@@ -58,19 +109,29 @@ tcp:
       rule: "HostSNIRegexp(\`^api-[a-z]+\\\\.example\\\\.test$\`)"
       service: api
       tls: { passthrough: true }
+    secret:
+      rule: "HostSNI(\`secret.example.test\`)"
+      requireECH: true
+      service: secret
+      tls: { alpn: [http/1.1] }
   services:
     app: { loadBalancer: { servers: [{ address: "127.0.0.1:${p(app)}" }] } }
     api: { loadBalancer: { servers: [{ address: "127.0.0.1:${p(api)}" }] } }
+    secret: { loadBalancer: { servers: [{ address: "127.0.0.1:${p(secret)}" }] } }
 `;
     return {
       config: parseConfigText(yaml, '(embedded demo)'),
+      echConfig,
       port,
+      dnsPort,
       close: () => {
-        app.close();
-        api.close();
+        for (const s of servers) s.close();
+        rmSync(dir, { recursive: true, force: true });
       },
     };
-  } finally {
+  } catch (e) {
+    for (const s of servers) s.close();
     rmSync(dir, { recursive: true, force: true });
+    throw e;
   }
 }

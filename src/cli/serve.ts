@@ -18,11 +18,11 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
   const demo = a.flags.get('demo') === true || !file;
   let cfg: Config;
   let closeDemo = () => {};
+  let demoInfo: Awaited<ReturnType<typeof startDemo>> | undefined;
   if (demo) {
-    const port = Number(process.env.ECHGATE_DEMO_PORT ?? 8443);
-    const d = await startDemo(port);
-    cfg = d.config;
-    closeDemo = d.close;
+    demoInfo = await startDemo(Number(process.env.ECHGATE_DEMO_PORT ?? 8443), Number(process.env.ECHGATE_DEMO_DNS_PORT ?? 8053));
+    cfg = demoInfo.config;
+    closeDemo = demoInfo.close;
   } else {
     cfg = loadConfigFile(file);
   }
@@ -62,8 +62,8 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
   for (const [name, addr] of gw.addresses()) {
     log.info({ entrypoint: name, address: `${addr.host}:${addr.port}` }, 'listening');
   }
-  if (demo) {
-    const port = gw.addresses().get('websecure')!.port;
+  if (demoInfo) {
+    const { port, dnsPort, echConfig } = demoInfo;
     out(
       [
         `echgate is running its embedded demo: entrypoint "websecure" listens on 127.0.0.1:${port}`,
@@ -71,6 +71,10 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
         `  curl -k --resolve app.example.test:${port}:127.0.0.1 https://app.example.test:${port}/`,
         `  curl -k --resolve api-demo.example.test:${port}:127.0.0.1 https://api-demo.example.test:${port}/`,
         `  openssl s_client -connect 127.0.0.1:${port} -servername nobody.example.test   # → unrecognized_name alert`,
+        'The name secret.example.test is served only when it travels encrypted (ECH); echgate terminates TLS for it:',
+        `  npx echgate connect 127.0.0.1:${port} --sni secret.example.test --ech-config ${echConfig} --send 'GET / HTTP/1.0\\r\\n\\r\\n'`,
+        `  curl -k --resolve secret.example.test:${port}:127.0.0.1 https://secret.example.test:${port}/   # no ECH → unrecognized_name`,
+        `  dig -p ${dnsPort} @127.0.0.1 _${port}._https.secret.example.test HTTPS   # the ech= a browser finds in DNS (echgate answers)`,
         'Run your own configuration with: npx echgate serve --config echgate.yml   (Ctrl-C stops)',
         '',
       ].join('\n'),
