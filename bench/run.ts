@@ -19,6 +19,7 @@ import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { cpuMs } from './cpu.js';
 import { echBench } from './ech.js';
+import { freePort } from '../src/cli/free-port.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const QUICK = process.env.BENCH_QUICK === '1';
@@ -49,14 +50,6 @@ function start(cmd: string, args: string[], ready: RegExp): Promise<{ proc: Chil
     proc.once('exit', (code) => reject(new Error(`${cmd} exited ${code}: ${out}`)));
     setTimeout(() => reject(new Error(`${cmd} did not start: ${out}`)), 15000).unref();
   });
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const p = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return p;
 }
 
 /** N sockets, C at a time; `open` makes one that closes by itself when its exchange is done. */

@@ -8,7 +8,6 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -20,19 +19,12 @@ import { decodeMessage, RCode, RRType } from '../src/wire/dns/message.js';
 import { httpsServiceRdata } from '../src/wire/dns/svcb.js';
 import { parseTsigKeyFile, signRequest, verifyResponse } from '../src/wire/dns/tsig.js';
 import { encodeUpdate } from '../src/wire/dns/update.js';
+import { freePort } from '../src/cli/free-port.js';
 
 const run = promisify(execFile);
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const NAMED = '/usr/sbin/named';
 const skip = existsSync(NAMED) ? false : 'BIND 9 (named) is not installed (.ci/run installs bind9)';
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const p = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return p;
-}
 
 async function echgate(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {

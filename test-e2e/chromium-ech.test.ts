@@ -12,7 +12,7 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type http2 from 'node:http2';
-import net from 'node:net';
+import type net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -26,20 +26,13 @@ import { Keyring } from '../src/keys/keyring.js';
 import { generateKey, listKeys, publishedList } from '../src/keys/manager.js';
 import { echClassifier } from '../src/proxy/ech-classifier.js';
 import { Gateway } from '../src/proxy/gateway.js';
+import { freePort } from '../src/cli/free-port.js';
 
 const run = promisify(execFile);
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const RECIPE = process.env.ECHGATE_CHROMIUM_RECIPE ?? join(ROOT, '..', 'shared', 'recipes', 'chromium-ech');
 const CHROMIUM = '/usr/bin/chromium';
 const skip = !existsSync(CHROMIUM) ? 'chromium is not installed (.ci/run installs it)' : !existsSync(join(RECIPE, 'run-chromium.sh')) ? `no Chromium launcher at ${RECIPE}` : false;
-
-async function freePort(host = '127.0.0.1'): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, host, () => r()));
-  const p = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return p;
-}
 
 function spki(pem: string): string {
   return execFileSync('sh', ['-c', `openssl x509 -in ${pem} -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64`]).toString().trim();

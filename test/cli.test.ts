@@ -8,18 +8,11 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { json, ROOT, serverFirstBackend, sleep, tlsAsk, tlsBackend, VECTORS } from './helpers.js';
+import { freePort } from '../src/cli/free-port.js';
 
 const run = promisify(execFile);
 const BIN = join(ROOT, 'bin', 'echgate.js');
 const manifest = json('captures/manifest.json');
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const p = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return p;
-}
 
 describe('echgate inspect', () => {
   for (const c of manifest.captures) {

@@ -15,6 +15,7 @@ import tls from 'node:tls';
 import { parseConfigText } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import { generateKey, listKeys, publishedList } from '../keys/manager.js';
+import { freePort } from './free-port.js';
 
 export interface Demo {
   config: Config;
@@ -59,14 +60,6 @@ function startBackend(name: string, creds: { key: string; cert: string }): Promi
     s.on('error', () => s.destroy());
   });
   return new Promise((resolve) => srv.listen(0, '127.0.0.1', () => resolve(srv)));
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 /** Port 0 picks free ports up front: the HTTPS record and the printed lines need the real numbers. */
