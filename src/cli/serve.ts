@@ -86,7 +86,8 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
     try {
       const next = loadConfigFile(file);
       applyEch(next);
-      if (next.dns) dns?.update(next.dns);
+      if (next.dns && dns) dns.update(next.dns);
+      else if (Boolean(next.dns) !== Boolean(dns)) log.warn({ file }, 'the dns section was added or removed: DNS listeners start or stop at the next restart');
       gw.apply(next).then(
         () => {
           gw.metrics.reloads.inc({ result: 'ok' });

@@ -196,9 +196,9 @@ export function rebuildInner(outer: ClientHello, encoded: Uint8Array): ClientHel
 }
 
 /**
- * ClientHelloInner. Routing needs only the extensions; the encoded bytes (and
- * offsets) are built the first time something reads `raw` — termination does,
- * for the transcript — which keeps an encode off the passthrough hot path.
+ * ClientHelloInner. Routing needs only the extensions; the encoded bytes are
+ * built the first time something reads `raw` — termination does, for the
+ * transcript — which keeps an encode off the passthrough hot path.
  */
 class InnerHello implements ClientHello {
   readonly legacyVersion: number;
