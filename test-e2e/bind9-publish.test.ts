@@ -122,6 +122,30 @@ zone "example.test" { type primary; file "example.test.db"; update-policy { gran
     assert.equal((await run('dig', ['-p', String(dnsPort), '@127.0.0.1', '+short', 'svc.example.test', 'HTTPS'])).stdout, held);
   });
 
+  it('keys rotate --publish: DNS takes the new key and is read back; with a refused update the rotation is undone', async () => {
+    const flags = ['--name', 'svc.example.test', '--server', `127.0.0.1:${dnsPort}`, '--zone', 'example.test', '--alpn', 'h2,http/1.1', '--ttl', '60', '--verify-doh', doh, '--ca', join(W, 'cert.pem'), '--verify-timeout', '10s'];
+    const ok = await echgate('keys', 'rotate', '--dir', keysDir, '--grace', '1h', '--publish', '--tsig-key', join(W, 'upd.key'), ...flags);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /read back over .*: ech= matches/);
+    assert.match(ok.stdout, /DNS carries the new key; decrypt-only from now: /);
+    const held = publishedList(listKeys(keysDir).keys)!;
+    assert.ok((await run('dig', ['-p', String(dnsPort), '@127.0.0.1', '+short', 'svc.example.test', 'HTTPS'])).stdout.includes(Buffer.from(held).toString('base64')));
+
+    const activeBefore = listKeys(keysDir).keys.filter((k) => k.meta.state === 'active').map((k) => k.meta.configId);
+    const bad = await echgate('keys', 'rotate', '--dir', keysDir, '--grace', '1h', '--publish', '--tsig-key', join(W, 'wrong.key'), ...flags);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stdout, /rotation undone/);
+    const keys = listKeys(keysDir).keys;
+    assert.deepEqual(keys.filter((k) => k.meta.state === 'active').map((k) => k.meta.configId), activeBefore, 'the published key is active again');
+    assert.deepEqual(publishedList(keys), held, 'what we would publish is what DNS holds');
+    assert.equal(keys.filter((k) => k.meta.state === 'retry').length, 1, 'the new key still decrypts, as retry');
+    // Without --verify-doh a rotation is not published at all: nothing changes.
+    const count = listKeys(keysDir).keys.length;
+    const noReadBack = await echgate('keys', 'rotate', '--dir', keysDir, '--publish', '--tsig-key', join(W, 'upd.key'), '--name', 'svc.example.test', '--server', `127.0.0.1:${dnsPort}`, '--zone', 'example.test');
+    assert.equal(noReadBack.code, 2);
+    assert.equal(listKeys(keysDir).keys.length, count);
+  });
+
   it("BIND's signed answer verifies; the same answer with one byte changed, or checked with another key, does not", async () => {
     const key = parseTsigKeyFile(readFileSync(join(W, 'upd.key'), 'utf8'));
     const msg = encodeUpdate({ id: 0x1234, zone: 'example.test', deleteRRsets: [], add: [{ name: 'probe.example.test', type: RRType.HTTPS, ttl: 30, rdata: httpsServiceRdata({ alpn: ['h2'] }) }] });

@@ -11,7 +11,7 @@ import { buildEchClientHello } from '../src/ech/client.js';
 import { decryptEch } from '../src/ech/server.js';
 import { EchgateError } from '../src/errors.js';
 import { Keyring } from '../src/keys/keyring.js';
-import { decryptingKeys, generateKey, listKeys, publishedList, retireKey, retryList, rotateKeys } from '../src/keys/manager.js';
+import { decryptingKeys, generateKey, listKeys, publishedList, restartGrace, retireKey, retryList, rotateKeys, undoRotation } from '../src/keys/manager.js';
 import { decodeEchPem, encodeEchPem } from '../src/keys/pem.js';
 import { KeyDir } from '../src/keys/store.js';
 import { decodeECHConfigList } from '../src/wire/ech/config.js';
@@ -74,6 +74,24 @@ describe('key lifecycle', () => {
     assert.throws(() => statSync(join(dir, 'ech-007.pem')), /ENOENT/);
     assert.equal(listKeys(dir).keys.find((k) => k.meta.configId === 7)!.meta.state, 'retired');
     assert.throws(() => generateKey(dir, { publicName: 'public.example.test', configId: 7 }), /already in use or retired/);
+  });
+  it('a rotation whose DNS step failed is undone; one that succeeded restarts the grace period at read-back time', () => {
+    const dir = tmp();
+    const t0 = new Date('2026-01-01T00:00:00Z');
+    generateKey(dir, { publicName: 'public.example.test', configId: 1, now: t0 });
+    const before = publishedList(listKeys(dir).keys)!;
+    const r = rotateKeys(dir, { graceMs: 3_600_000, now: t0 });
+    undoRotation(dir, r);
+    const keys = listKeys(dir).keys;
+    assert.deepEqual(publishedList(keys), before, 'DNS still holds the old list, and so do we');
+    assert.deepEqual(keys.map((k) => [k.meta.configId, k.meta.state, k.meta.notAfter]).sort(), [[1, 'active', undefined], [r.created.configId, 'retry', undefined]].sort());
+    // Both keys decrypt, whatever a client fetched, for as long as they stay.
+    assert.deepEqual(decryptingKeys(keys, new Date('2027-01-01T00:00:00Z')).length, 2);
+
+    const r2 = rotateKeys(dir, { graceMs: 3_600_000, now: t0 });
+    const t1 = new Date('2026-01-01T00:30:00Z');
+    const regraced = restartGrace(dir, r2.demoted, 3_600_000, t1);
+    assert.deepEqual(regraced.map((m) => [m.configId, m.notAfter]), [[1, '2026-01-01T01:30:00.000Z']]);
   });
   it('a corrupt file is reported by name and skipped, never regenerated over', () => {
     const dir = tmp();

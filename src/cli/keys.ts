@@ -2,14 +2,17 @@
 import { mkdirSync } from 'node:fs';
 import { parseDuration } from '../config/duration.js';
 import { EchgateError } from '../errors.js';
-import { type AeadChoice, generateKey, listKeys, publishedList, retireKey, rotateKeys } from '../keys/manager.js';
+import { type AeadChoice, generateKey, listKeys, publishedList, restartGrace, retireKey, rotateKeys, undoRotation } from '../keys/manager.js';
 import { encodeEchPem } from '../keys/pem.js';
 import { type Args, str } from './args.js';
+import { PUBLISH_FLAGS, planPublish } from './publish.js';
 
 const USAGE = `usage: echgate keys <command> [--dir DIR]
   generate --public-name NAME [--config-id N] [--aead aes128gcm|aes256gcm|chacha20poly1305] [--max-name-length N]
   list [--json]
-  rotate [--public-name NAME] [--grace 24h]
+  rotate [--public-name NAME] [--grace 24h] [--publish ${PUBLISH_FLAGS}]
+         with --publish: the new list goes to DNS and is read back over DoH (--verify-doh is required);
+         the old key's grace starts once DNS carries the new list; if DNS fails, the rotation is undone
   retire --config-id N
   export --format base64|https-rr|pem [--name HOST] [--ttl 300] [--alpn h2,http/1.1]
 `;
@@ -56,8 +59,21 @@ export async function keysCommand(a: Args, out: (s: string) => void): Promise<nu
     case 'rotate': {
       const graceMs = parseDuration(str(a, 'grace') ?? '24h');
       if (graceMs === undefined) throw new EchgateError('ERR_USAGE', '--grace takes a duration such as 24h');
+      // Every publishing flag is checked before the key folder changes.
+      const publish = a.flags.get('publish') === true ? planPublish(a, dir, { requireReadBack: true }) : undefined;
       const r = rotateKeys(dir, { publicName: str(a, 'public-name'), graceMs, aead: str(a, 'aead') as AeadChoice | undefined });
       out(`new active key config_id ${r.created.configId}; decrypt-only: ${r.demoted.map((d) => `${d.configId} until ${d.notAfter}`).join(', ') || 'none'}\n`);
+      if (publish) {
+        try {
+          await publish.run(out);
+        } catch (e) {
+          undoRotation(dir, r);
+          out(`DNS did not take the new key: rotation undone (config_id ${r.demoted.map((d) => d.configId).join(', ') || '-'} active again; ${r.created.configId} kept as retry, still decrypting)\n`);
+          throw e;
+        }
+        const regraced = restartGrace(dir, r.demoted, graceMs);
+        if (regraced.length) out(`DNS carries the new key; decrypt-only from now: ${regraced.map((d) => `${d.configId} until ${d.notAfter}`).join(', ')}\n`);
+      }
       return 0;
     }
     case 'retire': {

@@ -23,7 +23,7 @@ const USAGE = `usage: echgate <command> [options]
                                           put the active ECHConfigList in DNS (RFC 2136 + TSIG), read it back over DoH
 `;
 
-const BOOLEANS = ['demo', 'hex', 'json', 'help', 'trial-decrypt', 'retry', 'post'];
+const BOOLEANS = ['demo', 'hex', 'json', 'help', 'trial-decrypt', 'retry', 'post', 'publish'];
 
 export async function main(argv: string[]): Promise<number> {
   const out = (s: string) => process.stdout.write(s);

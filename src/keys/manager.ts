@@ -111,6 +111,48 @@ export function rotateKeys(dir: string, o: RotateOptions): { created: KeyMeta; d
   return { created, demoted };
 }
 
+/**
+ * A rotation whose DNS step failed: the keys it demoted are active again (DNS
+ * still hands them out), and the new key stays decryptable as `retry`, in
+ * case DNS did pick it up. Every key a client may hold still decrypts.
+ */
+export function undoRotation(dir: string, r: { created: KeyMeta; demoted: KeyMeta[] }): void {
+  const kd = new KeyDir(dir);
+  kd.withLock(() => {
+    const byId = new Map(kd.load().keys.map((k) => [k.meta.configId, k.meta]));
+    const created = byId.get(r.created.configId);
+    if (created && created.state === 'active') kd.writeMeta({ ...created, state: 'retry' });
+    for (const d of r.demoted) {
+      const m = byId.get(d.configId);
+      if (m && m.state === 'decrypt-only') {
+        const { notAfter: _gone, ...rest } = m;
+        kd.writeMeta({ ...rest, state: 'active' });
+      }
+    }
+  });
+}
+
+/**
+ * DNS now carries the new list (read back): the demoted keys' grace period
+ * starts now, not at the rotation, since clients may have fetched the old
+ * record until this moment.
+ */
+export function restartGrace(dir: string, demoted: KeyMeta[], graceMs: number, now = new Date()): KeyMeta[] {
+  const kd = new KeyDir(dir);
+  return kd.withLock(() => {
+    const out: KeyMeta[] = [];
+    const byId = new Map(kd.load().keys.map((k) => [k.meta.configId, k.meta]));
+    for (const d of demoted) {
+      const m = byId.get(d.configId);
+      if (!m || m.state !== 'decrypt-only') continue;
+      const meta: KeyMeta = { ...m, notAfter: new Date(now.getTime() + graceMs).toISOString() };
+      kd.writeMeta(meta);
+      out.push(meta);
+    }
+    return out;
+  });
+}
+
 /** Delete the private key; keep the metadata as retired so the id is never reused. */
 export function retireKey(dir: string, configId: number, now = new Date()): KeyMeta {
   const kd = new KeyDir(dir);
