@@ -49,6 +49,8 @@ describe('Chromium with real ECH through echgate', { skip }, () => {
   const keysDir = join(W, 'keys');
   const staleDir = join(W, 'stale-keys');
   let port = 0;
+  let splitPort = 0;
+  let backPort = 0;
   let dohPort = 0;
   let doh: http2.Http2SecureServer | undefined;
   /** What DNS publishes as ech=: the live key folder, or a stale list for the retry case. */
@@ -60,6 +62,8 @@ describe('Chromium with real ECH through echgate', { skip }, () => {
   const onRoute = (m: unknown) => routes.push(m as { router: string; ech: string });
   let spkis = '';
   const hits: string[] = [];
+  const zones = new Map<number, Zone>();
+  let front = 0;
 
   before(async () => {
     execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(W, 'ca.key'), '-out', join(W, 'ca.pem'), '-days', '5', '-subj', '/CN=echgate e2e CA', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], { stdio: 'ignore' });
@@ -79,6 +83,8 @@ describe('Chromium with real ECH through echgate', { skip }, () => {
     const bport = (backend.address() as net.AddressInfo).port;
 
     port = await freePort();
+    splitPort = await freePort();
+    backPort = await freePort();
     const log = pino({ level: 'warn' });
     gw = new Gateway({ log });
     await gw.apply(
@@ -87,13 +93,19 @@ describe('Chromium with real ECH through echgate', { skip }, () => {
 tls:
   certificates: [{ certFile: "${join(W, 'server.pem')}", keyFile: "${join(W, 'server.key')}" }]
 ech: { keysDir: "${keysDir}" }
-entryPoints: { websecure: { address: "127.0.0.1:${port}" } }
+entryPoints:
+  websecure: { address: "127.0.0.1:${port}" }
+  split: { address: "127.0.0.1:${splitPort}" }
+  echbackend: { address: "127.0.0.1:${backPort}", echBackend: true }
 tcp:
   routers:
-    hidden: { rule: "HostSNI(\`secret.example.test\`)", requireECH: true, service: web, tls: { alpn: [http/1.1] } }
-    public: { rule: "HostSNI(\`public.example.test\`)", service: web, tls: { alpn: [http/1.1] } }
+    hidden: { entryPoints: [websecure], rule: "HostSNI(\`secret.example.test\`)", requireECH: true, service: web, tls: { alpn: [http/1.1] } }
+    public: { entryPoints: [websecure, split], rule: "HostSNI(\`public.example.test\`)", service: web, tls: { alpn: [http/1.1] } }
+    splitHidden: { entryPoints: [split], rule: "HostSNI(\`secret.example.test\`)", requireECH: true, service: echbackend, tls: { passthrough: true, echSplit: true } }
+    backendHidden: { entryPoints: [echbackend], rule: "HostSNI(\`secret.example.test\`)", requireECH: true, service: web, tls: { alpn: [http/1.1] } }
   services:
     web: { loadBalancer: { servers: [{ address: "127.0.0.1:${bport}" }] } }
+    echbackend: { loadBalancer: { servers: [{ address: "127.0.0.1:${backPort}" }] } }
 `,
         'e2e.yml',
       ),
@@ -104,17 +116,21 @@ tcp:
     gw.setClassifier(echClassifier(r, gw.metrics, { trialDecrypt: false }), () => r.retryConfigs);
     subscribe('echgate:route', onRoute);
 
-    const zone = new Zone(
-      {
-        ttl: 5,
-        names: {
-          'secret.example.test': { a: ['127.0.0.1'], https: { alpn: ['http/1.1'], port } },
-          'public.example.test': { a: ['127.0.0.1'] },
+    // One zone per front port: the HTTPS record for a port other than 443 lives at _PORT._https.NAME.
+    const zoneFor = (p: number) =>
+      new Zone(
+        {
+          ttl: 5,
+          names: {
+            'secret.example.test': { a: ['127.0.0.1'], https: { alpn: ['http/1.1'], port: p } },
+            'public.example.test': { a: ['127.0.0.1'] },
+          },
         },
-      },
-      () => publish(),
-    );
-    doh = await startDohServer({ host: '127.0.0.2', port: 0, cert: readFileSync(join(W, 'doh.pem'), 'utf8'), key: readFileSync(join(W, 'doh.key'), 'utf8'), zone: () => zone });
+        () => publish(),
+      );
+    zones.set(port, zoneFor(port));
+    zones.set(splitPort, zoneFor(splitPort));
+    doh = await startDohServer({ host: '127.0.0.2', port: 0, cert: readFileSync(join(W, 'doh.pem'), 'utf8'), key: readFileSync(join(W, 'doh.key'), 'utf8'), zone: () => zones.get(front)! });
     dohPort = (doh.address() as net.AddressInfo).port;
   });
 
@@ -126,11 +142,12 @@ tcp:
     backend?.close();
   });
 
-  async function browse(tag: string): Promise<{ rc: number; dom: string; netlog: string }> {
+  async function browse(tag: string, to = port): Promise<{ rc: number; dom: string; netlog: string }> {
+    front = to;
     const netlog = join(W, `${tag}.netlog.json`);
     const env = { ...process.env, ECH_WORK: W, SPKI_HASHES: spkis, DOH_TEMPLATE: `https://127.0.0.2:${dohPort}/dns-query{?dns}`, NETLOG: netlog, TIMEOUT: '30' };
     try {
-      const { stdout } = await run('sh', [join(RECIPE, 'run-chromium.sh'), `https://secret.example.test:${port}/${tag}`], { env });
+      const { stdout } = await run('sh', [join(RECIPE, 'run-chromium.sh'), `https://secret.example.test:${to}/${tag}`], { env });
       return { rc: 0, dom: stdout, netlog };
     } catch (e) {
       const err = e as { code: number; stdout: string; stderr: string };
@@ -163,6 +180,19 @@ tcp:
     const { stdout } = await run('python3', [join(RECIPE, 'ech-netlog.py'), r.netlog]);
     assert.match(stdout, /ECH RETRY .* restarted with the server's retry_configs/);
     assert.match(stdout, /ERR_ECH_NOT_NEGOTIATED/);
+    assert.match(stdout, /REAL ECH inner_sni=secret\.example\.test\s+result=OK ech_accepted=True/);
+  });
+
+  it('split mode: a client-facing entrypoint forwards ClientHelloInner to an ECH backend entrypoint, which confirms ECH', async () => {
+    publish = () => ring?.published;
+    routes.length = 0;
+    const r = await browse('split', splitPort);
+    assert.equal(r.rc, 0, r.dom);
+    assert.match(r.dom, /hidden backend reached/);
+    assert.ok(hits.some((h) => h.endsWith('/split')));
+    assert.ok(routes.some((e) => e.router === 'splitHidden' && e.ech === 'accepted'), JSON.stringify(routes));
+    assert.ok(routes.some((e) => e.router === 'backendHidden' && e.ech === 'accepted'), JSON.stringify(routes));
+    const { stdout } = await run('python3', [join(RECIPE, 'ech-netlog.py'), r.netlog]);
     assert.match(stdout, /REAL ECH inner_sni=secret\.example\.test\s+result=OK ech_accepted=True/);
   });
 });

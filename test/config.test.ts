@@ -73,9 +73,16 @@ describe('configuration', () => {
     const p = problems(ISSUE_EXAMPLE.replace('rule: "HostSNI(`*`)"', 'rule: "HostSNI(`db.example`)"'));
     assert.match(p[0]!, /tcp.routers.db.rule: a router without a tls section/);
   });
-  it('requireECH with passthrough is refused', () => {
+  it('requireECH with passthrough is refused, unless the backend is an ECH backend server (split mode)', () => {
     const p = problems(ISSUE_EXAMPLE.replace('tls: { passthrough: true }', 'tls: { passthrough: true }\n      requireECH: true'));
     assert.match(p[0]!, /tcp.routers.app.requireECH: a passthrough backend cannot complete an ECH handshake/);
+    const split = parseConfigText(ISSUE_EXAMPLE.replace('tls: { passthrough: true }', 'tls: { passthrough: true, echSplit: true }\n      requireECH: true'), 'f.yml');
+    assert.deepEqual(split.routers.find((r) => r.name === 'app')!.tls, { passthrough: true, echSplit: true });
+    assert.equal(problems(ISSUE_EXAMPLE.replace('tls: { passthrough: true }', 'tls: { echSplit: true }'))[0], 'tcp.routers.app.tls.echSplit: split mode forwards the hello: it needs passthrough: true');
+    const backend = parseConfigText(ISSUE_EXAMPLE.replace('websecure: { address: "127.0.0.1:8443" }', 'websecure: { address: "127.0.0.1:8443", echBackend: true }'), 'f.yml');
+    assert.equal(backend.entryPoints.get('websecure')!.echBackend, true);
+    assert.equal(backend.entryPoints.get('db')!.echBackend, false);
+    assert.deepEqual(problems(ISSUE_EXAMPLE.replace('websecure: { address: "127.0.0.1:8443" }', 'websecure: { address: "127.0.0.1:8443", echBackend: yes-please }')), ['entryPoints.websecure.echBackend: expected true or false']);
   });
   it('dns: plain DNS, DoH or both; bad addresses, records and TTLs are named', () => {
     const c = parseConfigText(`${ISSUE_EXAMPLE}dns:\n  address: "127.0.0.1:5353"\n  names:\n    secret.example.test: { a: [127.0.0.1], https: { alpn: [h2], port: 8443 } }\n`, 'f.yml');

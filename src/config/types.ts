@@ -9,6 +9,12 @@ export interface EntryPointConfig {
   maxConnections: number;
   idleTimeoutMs: number;
   graceTimeoutMs: number;
+  /**
+   * ECH backend server (RFC 9849 §7.2, split mode): hellos here come from a
+   * client-facing server and carry the inner ECH extension, which counts as
+   * accepted ECH; an outer ECH extension is refused with illegal_parameter.
+   */
+  echBackend: boolean;
 }
 
 export interface ServerConfig {
@@ -27,7 +33,12 @@ export interface RouterConfig {
   service: string;
   priority?: number;
   /** undefined: no TLS section (non-TLS router); otherwise passthrough or terminate. */
-  tls?: { passthrough: boolean; alpn?: string[] };
+  tls?: {
+    passthrough: boolean;
+    alpn?: string[];
+    /** Split mode (RFC 9849 §3.1): with passthrough, forward the decrypted ClientHelloInner to a backend that completes ECH. */
+    echSplit?: boolean;
+  };
   requireECH: boolean;
 }
 

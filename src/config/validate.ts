@@ -93,7 +93,8 @@ export function validateConfig(raw: unknown, file: string): Config {
         bad(p, 'expected a mapping');
         continue;
       }
-      warnUnknown(e, p, ['address', 'clientHelloTimeout', 'maxClientHelloBytes', 'maxConnections', 'transport']);
+      warnUnknown(e, p, ['address', 'clientHelloTimeout', 'maxClientHelloBytes', 'maxConnections', 'transport', 'echBackend']);
+      if (e.echBackend !== undefined && typeof e.echBackend !== 'boolean') bad(`${p}.echBackend`, 'expected true or false');
       const addr = parseAddress(e.address);
       if (!addr) {
         bad(`${p}.address`, `expected "host:port", got ${JSON.stringify(e.address)}`);
@@ -110,6 +111,7 @@ export function validateConfig(raw: unknown, file: string): Config {
         maxConnections: posInt(e.maxConnections, `${p}.maxConnections`, DEFAULTS.maxConnections),
         idleTimeoutMs: duration(responding.idleTimeout, `${p}.transport.respondingTimeouts.idleTimeout`, DEFAULTS.idleTimeoutMs),
         graceTimeoutMs: duration(lifeCycle.graceTimeOut, `${p}.transport.lifeCycle.graceTimeOut`, DEFAULTS.graceTimeoutMs),
+        echBackend: e.echBackend === true,
       });
     }
   }
@@ -206,12 +208,17 @@ export function validateConfig(raw: unknown, file: string): Config {
       if (typeof r.priority !== 'number' || !Number.isInteger(r.priority)) bad(`${p}.priority`, 'expected a whole number');
       else priority = r.priority;
     }
-    let tls: { passthrough: boolean; alpn?: string[] } | undefined;
+    let tls: RouterConfig['tls'];
     if (r.tls !== undefined && r.tls !== null) {
       if (!isObj(r.tls)) bad(`${p}.tls`, 'expected a mapping');
       else {
-        warnUnknown(r.tls, `${p}.tls`, ['passthrough', 'alpn', 'options', 'certResolver', 'domains']);
+        warnUnknown(r.tls, `${p}.tls`, ['passthrough', 'alpn', 'echSplit', 'options', 'certResolver', 'domains']);
         tls = { passthrough: r.tls.passthrough === true };
+        if (r.tls.echSplit !== undefined) {
+          if (typeof r.tls.echSplit !== 'boolean') bad(`${p}.tls.echSplit`, 'expected true or false');
+          else if (r.tls.echSplit && !tls.passthrough) bad(`${p}.tls.echSplit`, 'split mode forwards the hello: it needs passthrough: true');
+          else if (r.tls.echSplit) tls.echSplit = true;
+        }
         if (r.tls.alpn !== undefined) {
           if (!Array.isArray(r.tls.alpn) || !r.tls.alpn.every((x) => typeof x === 'string' && x.length > 0 && x.length < 256)) {
             bad(`${p}.tls.alpn`, 'expected a list of protocol names');
@@ -221,8 +228,8 @@ export function validateConfig(raw: unknown, file: string): Config {
     }
     const requireECH = r.requireECH === true;
     if (r.requireECH !== undefined && typeof r.requireECH !== 'boolean') bad(`${p}.requireECH`, 'expected true or false');
-    if (requireECH && tls?.passthrough) {
-      bad(`${p}.requireECH`, 'a passthrough backend cannot complete an ECH handshake (it cannot send the accept confirmation); use tls: {} (termination)');
+    if (requireECH && tls?.passthrough && !tls.echSplit) {
+      bad(`${p}.requireECH`, 'a passthrough backend cannot complete an ECH handshake (it cannot send the accept confirmation); use tls: {} (termination) or echSplit: true towards an ECH backend server');
     }
     if (requireECH && !tls) bad(`${p}.requireECH`, 'requireECH needs a tls section');
     // Validate the rule now so the error names this router and the column.

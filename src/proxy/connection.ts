@@ -12,7 +12,10 @@ import type { Route } from '../routing/table.js';
 import { encodeProxyV1, encodeProxyV2 } from '../wire/proxy/proxy-protocol.js';
 import { alertFor, encodeAlertRecord } from '../wire/tls/alert.js';
 import { decodeClientHelloMessage, routingView } from '../wire/tls/client-hello.js';
-import { ClientHelloAssembler, sniffTls } from '../wire/tls/record.js';
+import { ClientHelloAssembler, frameHandshake, sniffTls } from '../wire/tls/record.js';
+import { encodeHandshake } from '../wire/tls/handshake.js';
+import { HandshakeType, MAX_PLAINTEXT } from '../wire/tls/constants.js';
+import { concat } from '../bytes/util.js';
 import type { Classified, EntryContext, RouteTarget } from './context.js';
 import { connectRelayed, relayClientToBackend } from './relay.js';
 import { relayTerminated, startTermination, type Termination } from './terminate.js';
@@ -90,7 +93,7 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
     }
   };
 
-  const connect = (route: Route<RouteTarget>, replay: Uint8Array | undefined, conn: ConnData, cls?: Classified) => {
+  const connect = (route: Route<RouteTarget>, replay: Uint8Array | undefined, conn: ConnData, cls?: Classified, helloBytes = 0) => {
     routerName = route.name;
     if (routeChannel.hasSubscribers) {
       routeChannel.publish({
@@ -116,7 +119,11 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
         return fail('tls_handshake', (e as { sendAlert?: Uint8Array }).sendAlert);
       }
       for (const r of term.first) socket.write(r);
-    } else if (conn.ech === 'accepted') {
+    } else if (conn.ech === 'accepted' && tlsCfg?.echSplit && cls && !ctx.ep.echBackend) {
+      // Split mode (RFC 9849 §3.1, §7.1): the backend server gets ClientHelloInner in
+      // place of the outer hello, then every byte after it unchanged; it confirms ECH itself.
+      replay = concat(frameHandshake(encodeHandshake(HandshakeType.client_hello, cls.hello.raw!), MAX_PLAINTEXT, 0x0303), replay?.subarray(helloBytes) ?? new Uint8Array(0));
+    } else if (conn.ech === 'accepted' && !ctx.ep.echBackend) {
       // A passthrough backend cannot produce the ECH accept confirmation.
       ctx.metrics.ech.inc({ entrypoint: ep, result: 'accepted_on_passthrough' });
       ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, router: route.name }, 'ECH connection routed to a passthrough router; the backend cannot complete ECH');
@@ -240,7 +247,7 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
       return fail(cls.sni === '' ? 'no_sni_no_route' : 'no_route', encodeAlertRecord('unrecognized_name'));
     }
     const tlsCfg = route.target.router.tls;
-    connect(route, tlsCfg && !tlsCfg.passthrough ? asm.bytes().subarray(hello.consumed) : asm.bytes(), conn, cls);
+    connect(route, tlsCfg && !tlsCfg.passthrough ? asm.bytes().subarray(hello.consumed) : asm.bytes(), conn, cls, hello.consumed);
   }
 
   socket.on('data', onData);

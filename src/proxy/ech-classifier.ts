@@ -7,7 +7,7 @@
  */
 import { nodeProvider } from '../crypto/node.js';
 import { decryptEch, type KeyLookup } from '../ech/server.js';
-import { isEchgateError } from '../errors.js';
+import { EchgateError, isEchgateError } from '../errors.js';
 import { routingView } from '../wire/tls/client-hello.js';
 import type { Classifier } from './context.js';
 import type { Metrics } from './metrics.js';
@@ -31,5 +31,24 @@ export function echClassifier(keys: KeyLookup, metrics: Metrics, opts: { trialDe
     const result = r.status === 'rejected' && r.reason === 'no_config' ? 'grease' : 'rejected';
     metrics.ech.inc({ entrypoint, result });
     return { sni: s.sni ?? '', alpn: s.alpn, ech: 'rejected', echReason: result === 'grease' ? 'grease' : 'stale', hello, echOffered: true };
+  };
+}
+
+/**
+ * An ECH backend server's classifier (RFC 9849 §7.2, split mode): the
+ * client-facing server in front has decrypted the hello, so an inner ECH
+ * extension means ECH was accepted and a terminating router must confirm it.
+ * An outer extension here means a client reached the backend directly with
+ * an encrypted hello it cannot open: illegal_parameter (§7).
+ */
+export function echBackendClassifier(metrics: Metrics): Classifier {
+  return (hello, s, entrypoint) => {
+    if (s.ech?.type === 'outer') {
+      metrics.ech.inc({ entrypoint, result: 'malformed' });
+      throw new EchgateError('ERR_ILLEGAL', 'an ECH backend server received an outer ECH extension', { alert: 'illegal_parameter' });
+    }
+    if (s.ech?.type !== 'inner') return { sni: s.sni ?? '', alpn: s.alpn, ech: 'none', hello, echOffered: false };
+    metrics.ech.inc({ entrypoint, result: 'accepted' });
+    return { sni: s.sni ?? '', alpn: s.alpn, ech: 'accepted', hello, echOffered: true };
   };
 }

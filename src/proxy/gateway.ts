@@ -9,6 +9,7 @@ import type { Config, EntryPointConfig } from '../config/types.js';
 import { RoutingTable } from '../routing/table.js';
 import { handleConnection } from './connection.js';
 import { type Classifier, type EntryContext, plainClassifier, type RouteTarget } from './context.js';
+import { echBackendClassifier } from './ech-classifier.js';
 import { certificateSelector } from '../tls13/certs.js';
 import { loadCertificates } from './certificates.js';
 import { LogLimiter } from './log-limit.js';
@@ -49,7 +50,7 @@ export class Gateway {
   setClassifier(c: Classifier, retryConfigs: () => Uint8Array | undefined = () => undefined): void {
     this.classify = c;
     this.retryConfigs = retryConfigs;
-    for (const l of this.listeners.values()) l.ctx = { ...l.ctx, classify: c, retryConfigs };
+    for (const l of this.listeners.values()) l.ctx = { ...l.ctx, classify: l.ctx.ep.echBackend ? l.ctx.classify : c, retryConfigs };
   }
 
   private buildContexts(cfg: Config): Map<string, EntryContext> {
@@ -74,7 +75,7 @@ export class Gateway {
         log: this.log,
         limiter: this.limiter,
         logInnerSni: cfg.log.innerSni,
-        classify: this.classify,
+        classify: ep.echBackend ? echBackendClassifier(this.metrics) : this.classify,
         certificate,
         retryConfigs: this.retryConfigs,
       });

@@ -7,6 +7,7 @@
  * checked only when a CA is given.
  */
 import { constants, verify as verifySig, X509Certificate } from 'node:crypto';
+import { describeAlert } from '../wire/tls/alert.js';
 import { concat, ctEqual } from '../bytes/util.js';
 import type { CryptoProvider, X25519Private } from '../crypto/provider.js';
 import { buildEchClientHello } from '../ech/client.js';
@@ -149,7 +150,7 @@ export class TlsClient {
       this.inbuf = this.inbuf.subarray(5 + len);
       if (type === ContentType.change_cipher_spec) continue;
       if (type === ContentType.alert && !this.read) {
-        throw new EchgateError('ERR_ILLEGAL', `server sent alert ${frag[1]}`);
+        throw new EchgateError('ERR_ILLEGAL', `server sent alert ${describeAlert(frag[1])}`);
       }
       if (type === ContentType.handshake && this.state === 'wait_sh') {
         this.onServerHello(frag);
@@ -158,7 +159,7 @@ export class TlsClient {
       if (type !== ContentType.application_data || !this.read) throw fail('unexpected_message', `unexpected record type ${type}`);
       const { type: inner, content } = this.read.open(header, frag);
       if (inner === ContentType.alert) {
-        if (content[1] !== 0) throw new EchgateError('ERR_ILLEGAL', `server sent alert ${content[1]}`);
+        if (content[1] !== 0) throw new EchgateError('ERR_ILLEGAL', `server sent alert ${describeAlert(content[1])}`);
         out.closed = true;
         this.state = 'closed';
       } else if (inner === ContentType.handshake) this.onHandshake(content, out);

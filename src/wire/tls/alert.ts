@@ -30,3 +30,9 @@ export function alertFor(err: unknown): AlertName {
 export function encodeAlertRecord(name: AlertName): Uint8Array {
   return new Uint8Array([ContentType.alert, 0x03, 0x03, 0x00, 0x02, 2, AlertDescription[name]]);
 }
+
+/** "112 (unrecognized_name)": an alert number as people read it. */
+export function describeAlert(code: number | undefined): string {
+  const name = Object.entries(AlertDescription).find(([, v]) => v === code)?.[0];
+  return name ? `${code} (${name})` : String(code);
+}
