@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { json, ROOT, serverFirstBackend, sleep, tlsAsk, tlsBackend, VECTORS } from './helpers.js';
+import { certFor, json, ROOT, serverFirstBackend, sleep, tlsAsk, tlsBackend, VECTORS } from './helpers.js';
 import { freePort } from '../src/cli/free-port.js';
 
 const run = promisify(execFile);
@@ -67,6 +67,22 @@ describe('echgate check', () => {
     writeFileSync(good, 'entryPoints: { web: { address: "127.0.0.1:1" } }\n');
     const { stdout } = await run('node', [BIN, 'check', '--config', good]);
     assert.match(stdout, /ok/);
+  });
+  it('reads the DoH certificate and key: a missing file or a key of another certificate is named', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'echgate-cli-'));
+    const a = certFor('a.example.test');
+    const b = certFor('b.example.test');
+    writeFileSync(join(dir, 'a.crt'), a.cert);
+    writeFileSync(join(dir, 'b.key'), b.key);
+    const f = join(dir, 'dns.yml');
+    const yaml = (key: string) => `entryPoints: { web: { address: "127.0.0.1:1" } }\ndns:\n  doh: { address: "127.0.0.1:2", certFile: ${join(dir, 'a.crt')}, keyFile: ${join(dir, key)} }\n`;
+    for (const key of ['missing.key', 'b.key']) {
+      writeFileSync(f, yaml(key));
+      await assert.rejects(run('node', [BIN, 'check', '--config', f]), (e: { stderr: string; code: number }) => e.code === 1 && /: dns\.doh: .*a\.crt/.test(e.stderr));
+    }
+    writeFileSync(join(dir, 'a.key'), a.key);
+    writeFileSync(f, yaml('a.key'));
+    assert.match((await run('node', [BIN, 'check', '--config', f])).stdout, /ok/);
   });
 });
 

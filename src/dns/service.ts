@@ -5,7 +5,9 @@
  * change only with a restart.
  */
 import { readFileSync } from 'node:fs';
+import { createSecureContext } from 'node:tls';
 import type { DnsConfig } from '../config/types.js';
+import { ConfigError } from '../config/validate.js';
 import type { Logger } from 'pino';
 import { startDnsServer } from './dns-server.js';
 import { startDohServer } from './doh-server.js';
@@ -15,6 +17,17 @@ export interface DnsService {
   /** Apply a reloaded `dns` section (names and TTL). */
   update(cfg: DnsConfig): void;
   close(): void;
+}
+
+/** The DoH listener's certificate and key, read and checked as the TLS stack will use them. */
+export function readDohCredentials(doh: NonNullable<DnsConfig['doh']>, file = '(config)'): { cert: string; key: string } {
+  try {
+    const c = { cert: readFileSync(doh.certFile, 'utf8'), key: readFileSync(doh.keyFile, 'utf8') };
+    createSecureContext(c); // a key that does not match the certificate fails here, not at the first query
+    return c;
+  } catch (e) {
+    throw new ConfigError(file, [{ path: 'dns.doh', message: `${doh.certFile} / ${doh.keyFile}: ${(e as Error).message}` }]);
+  }
 }
 
 const where = (cfg: DnsConfig) => JSON.stringify([cfg.listen, cfg.doh && { ...cfg.doh, certFile: undefined, keyFile: undefined }]);
@@ -30,7 +43,7 @@ export async function startDnsService(cfg: DnsConfig, ech: EchListSource, log: L
     }
     if (cfg.doh) {
       const d = cfg.doh;
-      const s = await startDohServer({ host: d.host, port: d.port, path: d.path, cert: readFileSync(d.certFile, 'utf8'), key: readFileSync(d.keyFile, 'utf8'), zone: () => zone });
+      const s = await startDohServer({ host: d.host, port: d.port, path: d.path, ...readDohCredentials(d), zone: () => zone });
       closers.push(() => s.close());
       log.info({ address: `${d.host}:${d.port}`, path: d.path, names: Object.keys(cfg.names).length }, 'DoH server listening');
     }
