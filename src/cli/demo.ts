@@ -62,10 +62,14 @@ function startBackend(name: string, creds: { key: string; cert: string }): Promi
   return new Promise((resolve) => srv.listen(0, '127.0.0.1', () => resolve(srv)));
 }
 
-/** Port 0 picks free ports up front: the HTTPS record and the printed lines need the real numbers. */
+/**
+ * Port 0 picks free ports up front: the HTTPS record and the printed lines
+ * need the real numbers. The DNS port falls back to a free one when taken
+ * (8053 is a common DoH port); the entrypoint's port does not: it is the demo.
+ */
 export async function startDemo(wantPort: number, wantDnsPort: number): Promise<Demo> {
   const port = wantPort || (await freePort());
-  const dnsPort = wantDnsPort || (await freePort());
+  const dnsPort = await freePort('127.0.0.1', wantDnsPort);
   // Kept while the demo runs: the key folder is watched, certificates are read from files.
   const dir = mkdtempSync(join(tmpdir(), 'echgate-demo-'));
   const servers: net.Server[] = [];
