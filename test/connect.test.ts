@@ -91,6 +91,25 @@ tcp:
     assert.equal(again.reply, 'backend got 5 bytes');
   });
 
+  it('HelloRetryRequest with ECH accepted (RFC 9849 §7.1.1, §7.2.1): confirmed in the HRR and in ServerHello, the second hello decrypted with the same context', async () => {
+    const r = await connectOnce('127.0.0.1', g.port(), { sni: 'secret.example.test', ech: publishedList(listKeys(keysDir).keys), alpn: ['h2'], send: 'after hrr', helloRetry: true, ca: readFileSync(join(W, 'ca.pem'), 'utf8') });
+    assert.equal(r.error, undefined);
+    assert.equal(r.ech, 'accepted');
+    assert.equal(r.certificateVerified, true);
+    assert.equal(r.reply, 'backend got 9 bytes');
+  });
+
+  it('HelloRetryRequest with a stale key: rejected in the HRR, the outer hello goes on, retry_configs arrive; without ECH a plain HRR completes', async () => {
+    const r = await connectOnce('127.0.0.1', g.port(), { sni: 'secret.example.test', ech: publishedList(listKeys(staleDir).keys), send: 'x', helloRetry: true, ca: readFileSync(join(W, 'ca.pem'), 'utf8') });
+    assert.equal(r.error, undefined);
+    assert.equal(r.ech, 'rejected');
+    assert.deepEqual(r.retryConfigs, ring.retryConfigs);
+    const plain = await connectOnce('127.0.0.1', g.port(), { sni: 'public.example.test', send: 'plain', helloRetry: true });
+    assert.equal(plain.error, undefined);
+    assert.equal(plain.ech, 'not_offered');
+    assert.equal(plain.reply, 'backend got 5 bytes');
+  });
+
   it('without ECH the hidden host is not served (requireECH): unrecognized_name', async () => {
     const r = await connectOnce('127.0.0.1', g.port(), { sni: 'secret.example.test', send: 'x' });
     assert.equal(r.connected, false);

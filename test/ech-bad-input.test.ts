@@ -10,7 +10,7 @@ import { concat } from '../src/bytes/util.js';
 import { isSupportedSuite } from '../src/crypto/hpke.js';
 import { nodeProvider } from '../src/crypto/node.js';
 import { buildEchClientHello, type EchHelloOptions } from '../src/ech/client.js';
-import { decryptEch, type EchServerKey, prepareServerKey } from '../src/ech/server.js';
+import { decryptEch, decryptSecondHello, type EchServerKey, prepareServerKey } from '../src/ech/server.js';
 import { EchgateError } from '../src/errors.js';
 import { decodeECHConfigList, encodeECHConfig, encodeECHConfigList } from '../src/wire/ech/config.js';
 import { usableConfigs } from '../src/wire/ech/usable.js';
@@ -158,5 +158,42 @@ describe('ECH bad input (built hellos)', () => {
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('the second ClientHelloOuter after HelloRetryRequest (RFC 9849 §7.1.1)', () => {
+  const start = () => {
+    const h = buildEchClientHello(nodeProvider, { config, innerSni: 'secret.example.test', alpn: ['h2'], keyShare: false });
+    const first = decryptEch(nodeProvider, decodeClientHelloMessage(h.outerMessage), lookup);
+    assert.equal(first.status, 'accepted');
+    const second = h.retry({ innerKey: nodeProvider.x25519Generate(), outerKey: nodeProvider.x25519Generate() });
+    return { h, first: first as Extract<typeof first, { status: 'accepted' }>, outer2: decodeClientHelloMessage(second.outerMessage) };
+  };
+  const withEch = (outer: ReturnType<typeof decodeClientHelloMessage>, data: Uint8Array | undefined) => {
+    const exts = outer.extensions.filter((e) => e.type !== ExtensionType.encrypted_client_hello);
+    if (data) exts.push({ type: ExtensionType.encrypted_client_hello, data });
+    return decodeClientHello(encodeClientHello({ ...outer, raw: undefined, extensions: exts }));
+  };
+
+  it('opens with the same HPKE context: the second inner keeps the name and now carries a key share', () => {
+    const { first, outer2 } = start();
+    const inner2 = decryptSecondHello(first, outer2);
+    assert.equal(summarize(inner2).sni, 'secret.example.test');
+    assert.deepEqual(summarize(inner2).keyShareGroups, [0x001d]);
+  });
+  it('no ECH extension → missing_extension; enc not empty, another config_id or suite → illegal_parameter; a wrong payload → decrypt_error', () => {
+    const { h, first, outer2 } = start();
+    assert.throws(() => decryptSecondHello(first, withEch(outer2, undefined)), alert('missing_extension'));
+    const ext = summarize(outer2).ech!;
+    assert.ok(ext.type === 'outer');
+    const re = (o: Partial<typeof ext>) => encodeECHClientHello({ ...ext, ...o });
+    assert.throws(() => decryptSecondHello(first, withEch(outer2, re({ enc: new Uint8Array(32).fill(9) }))), alert('illegal_parameter'));
+    assert.throws(() => decryptSecondHello(first, withEch(outer2, re({ configId: 10 }))), alert('illegal_parameter'));
+    assert.throws(() => decryptSecondHello(first, withEch(outer2, re({ aeadId: 3 }))), alert('illegal_parameter'));
+    const flipped = new Uint8Array(ext.payload);
+    flipped[0]! ^= 1;
+    assert.throws(() => decryptSecondHello(first, withEch(outer2, re({ payload: flipped }))), alert('decrypt_error'));
+    // The first outer hello sent again is not a second hello: its enc is not empty.
+    assert.throws(() => decryptSecondHello(first, decodeClientHelloMessage(h.outerMessage)), alert('illegal_parameter'));
   });
 });

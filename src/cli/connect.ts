@@ -1,6 +1,6 @@
 /**
  * `echgate connect HOST:PORT --sni NAME [--ech-config BASE64 | --keys DIR] [--alpn h2,http/1.1]
- *  [--send TEXT] [--ca FILE] [--retry]`: a TLS 1.3 handshake with (optionally) ECH, then
+ *  [--send TEXT] [--ca FILE] [--retry] [--hello-retry]`: a TLS 1.3 handshake with (optionally) ECH, then
  * one request; prints JSON with whether ECH was accepted, retry_configs, ALPN and the reply.
  * With --retry, a rejected ECH is retried once with the server's retry_configs (RFC 9849 §6.1.6).
  */
@@ -28,8 +28,12 @@ function firstUsable(list: Uint8Array): ECHConfigContents & { raw: Uint8Array } 
   return c;
 }
 
-export function connectOnce(host: string, port: number, o: { sni: string; ech?: Uint8Array; alpn?: string[]; send?: string; ca?: string; timeoutMs?: number }): Promise<ConnectReport> {
-  const client = new TlsClient({ provider: nodeProvider, serverName: o.sni, alpn: o.alpn, ech: o.ech ? firstUsable(o.ech) : undefined, ca: o.ca });
+export function connectOnce(
+  host: string,
+  port: number,
+  o: { sni: string; ech?: Uint8Array; alpn?: string[]; send?: string; ca?: string; timeoutMs?: number; helloRetry?: boolean },
+): Promise<ConnectReport> {
+  const client = new TlsClient({ provider: nodeProvider, serverName: o.sni, alpn: o.alpn, ech: o.ech ? firstUsable(o.ech) : undefined, ca: o.ca, withholdKeyShare: o.helloRetry });
   return new Promise((resolve) => {
     const report: ConnectReport = { connected: false };
     const sock = net.connect(port, host);
@@ -75,7 +79,7 @@ export function connectOnce(host: string, port: number, o: { sni: string; ech?: 
 export async function connectCommand(a: Args, out: (s: string) => void): Promise<number> {
   const target = a.positional[0];
   const m = target ? /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(target) : null;
-  if (!m) throw new EchgateError('ERR_USAGE', 'usage: echgate connect HOST:PORT --sni NAME [--ech-config B64 | --keys DIR] [--alpn LIST] [--send TEXT] [--ca FILE] [--retry]');
+  if (!m) throw new EchgateError('ERR_USAGE', 'usage: echgate connect HOST:PORT --sni NAME [--ech-config B64 | --keys DIR] [--alpn LIST] [--send TEXT] [--ca FILE] [--retry] [--hello-retry]');
   const host = m[1]!.replace(/^\[|\]$/g, '');
   const sni = str(a, 'sni') ?? host;
   let ech: Uint8Array | undefined;
@@ -90,6 +94,8 @@ export async function connectCommand(a: Args, out: (s: string) => void): Promise
     alpn: str(a, 'alpn')?.split(','),
     send: str(a, 'send')?.replace(/\\r\\n/g, '\r\n'),
     ca: caFile ? readFileSync(caFile, 'utf8') : undefined,
+    // No key share in the first hello: the server must answer with HelloRetryRequest.
+    helloRetry: a.flags.get('hello-retry') === true,
   };
   let r = await connectOnce(host, Number(m[2]), opts);
   if (r.ech === 'rejected' && r.retryConfigs && a.flags.get('retry') === true) {

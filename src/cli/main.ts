@@ -16,14 +16,14 @@ const USAGE = `usage: echgate <command> [options]
   check   --config FILE                   validate a configuration
   inspect [--hex] [--keys DIR] FILE|-     decode a captured ClientHello to JSON (with --keys: decrypt ECH)
   keys    generate|list|rotate|retire|export [--dir keys]   manage ECH keys (RFC 9934 PEM files)
-  connect HOST:PORT --sni NAME [--ech-config B64 | --keys DIR] [--alpn LIST] [--send TEXT] [--ca FILE] [--retry]
+  connect HOST:PORT --sni NAME [--ech-config B64 | --keys DIR] [--alpn LIST] [--send TEXT] [--ca FILE] [--retry] [--hello-retry]
                                           TLS 1.3 (+ECH) handshake and one request; JSON report
   resolve NAME --doh URL [--type HTTPS] [--post] [--ca FILE]   one DNS-over-HTTPS query; JSON (ech= decoded)
   publish --name HOST --server HOST:PORT --zone ZONE [--tsig-key FILE] [--verify-doh URL]
                                           put the active ECHConfigList in DNS (RFC 2136 + TSIG), read it back over DoH
 `;
 
-const BOOLEANS = ['demo', 'hex', 'json', 'help', 'trial-decrypt', 'retry', 'post', 'publish'];
+const BOOLEANS = ['demo', 'hex', 'json', 'help', 'trial-decrypt', 'retry', 'post', 'publish', 'hello-retry'];
 
 export async function main(argv: string[]): Promise<number> {
   const out = (s: string) => process.stdout.write(s);

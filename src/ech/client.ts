@@ -39,6 +39,8 @@ export interface EchHelloOptions {
   mutateEncoded?: (encoded: Uint8Array) => Uint8Array;
   configId?: number;
   enc?: (enc: Uint8Array) => Uint8Array;
+  /** false: send an empty key_share list (X25519 stays in supported_groups), so the server answers with HelloRetryRequest. */
+  keyShare?: boolean;
 }
 
 export interface EchHello {
@@ -50,6 +52,12 @@ export interface EchHello {
   innerKey: X25519Private;
   outerKey: X25519Private;
   hpke: HpkeContext;
+  /**
+   * The second ClientHello after HelloRetryRequest (RFC 9849 §6.1.5): both
+   * hellos with new X25519 key shares (and the server's cookie), the inner
+   * re-encoded and sealed with the same HPKE context, `enc` empty.
+   */
+  retry(keys: { innerKey: X25519Private; outerKey: X25519Private; cookie?: Uint8Array }): Pick<EchHello, 'outerMessage' | 'outer' | 'inner'>;
 }
 
 const SIG_ALGS = [0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601, 0x0807];
@@ -59,15 +67,17 @@ export function buildEchClientHello(p: CryptoProvider, o: EchHelloOptions): EchH
   const sessionId = p.randomBytes(32);
   const innerKey = p.x25519Generate();
   const outerKey = p.x25519Generate();
+  const offerShare = o.keyShare !== false;
   const shared: Extension[] = [
     { type: ExtensionType.supported_groups, data: encodeU16List([NamedGroup.x25519]) },
     { type: ExtensionType.signature_algorithms, data: encodeU16List(SIG_ALGS) },
     { type: ExtensionType.psk_key_exchange_modes, data: encodePskModes([1]) },
   ];
+  const share = (k: X25519Private, offer: boolean) => ({ type: ExtensionType.key_share, data: encodeKeyShares(offer ? [{ group: NamedGroup.x25519, keyExchange: k.publicKey }] : []) });
   const innerExts: Extension[] = [
     ...(o.innerSni ? [{ type: ExtensionType.server_name, data: encodeServerName(o.innerSni) }] : []),
     { type: ExtensionType.supported_versions, data: encodeSupportedVersions(o.innerVersions ?? [ProtocolVersion.TLS13]) },
-    { type: ExtensionType.key_share, data: encodeKeyShares([{ group: NamedGroup.x25519, keyExchange: innerKey.publicKey }]) },
+    share(innerKey, offerShare),
     ...shared,
     ...(o.alpn ? [{ type: ExtensionType.application_layer_protocol_negotiation, data: encodeAlpn(o.alpn) }] : []),
     ...(o.omitInnerEch ? [] : [{ type: ExtensionType.encrypted_client_hello, data: encodeECHClientHello({ type: 'inner' }) }]),
@@ -87,61 +97,81 @@ export function buildEchClientHello(p: CryptoProvider, o: EchHelloOptions): EchH
   const outerExts: Extension[] = [
     { type: ExtensionType.server_name, data: encodeServerName(o.config.publicName) },
     { type: ExtensionType.supported_versions, data: encodeSupportedVersions([ProtocolVersion.TLS13, ProtocolVersion.TLS12]) },
-    { type: ExtensionType.key_share, data: encodeKeyShares([{ group: NamedGroup.x25519, keyExchange: outerKey.publicKey }]) },
+    share(outerKey, offerShare),
     ...shared,
     ...(o.alpn ? [{ type: ExtensionType.application_layer_protocol_negotiation, data: encodeAlpn(o.alpn) }] : []),
   ];
-  // A compressed extension must carry identical data inside and outside.
-  for (const t of compress) {
-    const i = innerExts.find((e) => e.type === t);
-    const j = outerExts.findIndex((e) => e.type === t);
-    if (i && j >= 0) outerExts[j] = { type: t, data: i.data };
-  }
-
-  // EncodedClientHelloInner (§5.1): empty session id; the compressed run becomes one ech_outer_extensions.
-  const encodedExts: Extension[] = [];
-  const referenced = innerExts.filter((e) => compress.includes(e.type)).map((e) => e.type);
-  let placed = false;
-  for (const e of innerExts) {
-    if (!compress.includes(e.type)) encodedExts.push(e);
-    else if (!placed) {
-      placed = true;
-      encodedExts.push({ type: ExtensionType.ech_outer_extensions, data: encodeOuterExtensions(o.outerExtensionsList ?? referenced) });
-    }
-  }
-  let encoded = encodeClientHello({ ...inner, sessionId: new Uint8Array(0), extensions: encodedExts });
-  // §6.1.3 padding: hide the name length up to maximum_name_length, then round to 32.
-  const nameLen = o.innerSni ? utf8(o.innerSni).length : 0;
-  const L = o.innerSni ? Math.max(0, o.config.maximumNameLength - nameLen) : o.config.maximumNameLength + 9;
-  const N = 31 - ((encoded.length + L - 1) % 32);
-  encoded = concat(encoded, new Uint8Array(L + N));
-  if (o.mutateEncoded) encoded = o.mutateEncoded(encoded);
-
+  const outerRandom = p.randomBytes(32);
   const info = concat(utf8('tls ech'), Uint8Array.of(0), o.config.raw);
   const { enc, ctx } = setupSender(p, suite, o.config.publicKey, info);
-  const echEnc = o.enc ? o.enc(enc) : enc;
-  const tagLen = 16;
-  const placeholder = {
-    type: 'outer' as const,
-    kdfId: suite.kdfId,
-    aeadId: suite.aeadId,
-    configId: o.configId ?? o.config.configId,
-    enc: echEnc,
-    payload: new Uint8Array(encoded.length + tagLen),
-    payloadOffset: 0,
+
+  // One hello pair: compress, encode, pad (§5.1, §6.1.3) and seal (§6.1.1) under `ctx`.
+  const assemble = (innerE: Extension[], outerE: Extension[], echEnc: Uint8Array) => {
+    const outerFull = [...outerE];
+    // A compressed extension must carry identical data inside and outside.
+    for (const t of compress) {
+      const i = innerE.find((e) => e.type === t);
+      const j = outerFull.findIndex((e) => e.type === t);
+      if (i && j >= 0) outerFull[j] = { type: t, data: i.data };
+    }
+    // EncodedClientHelloInner (§5.1): empty session id; the compressed run becomes one ech_outer_extensions.
+    const encodedExts: Extension[] = [];
+    const referenced = innerE.filter((e) => compress.includes(e.type)).map((e) => e.type);
+    let placed = false;
+    for (const e of innerE) {
+      if (!compress.includes(e.type)) encodedExts.push(e);
+      else if (!placed) {
+        placed = true;
+        encodedExts.push({ type: ExtensionType.ech_outer_extensions, data: encodeOuterExtensions(o.outerExtensionsList ?? referenced) });
+      }
+    }
+    const innerHello: ClientHello = { ...inner, extensions: innerE };
+    let encoded = encodeClientHello({ ...innerHello, sessionId: new Uint8Array(0), extensions: encodedExts });
+    // §6.1.3 padding: hide the name length up to maximum_name_length, then round to 32.
+    const nameLen = o.innerSni ? utf8(o.innerSni).length : 0;
+    const L = o.innerSni ? Math.max(0, o.config.maximumNameLength - nameLen) : o.config.maximumNameLength + 9;
+    const N = 31 - ((encoded.length + L - 1) % 32);
+    encoded = concat(encoded, new Uint8Array(L + N));
+    if (o.mutateEncoded) encoded = o.mutateEncoded(encoded);
+
+    const tagLen = 16;
+    const placeholder = {
+      type: 'outer' as const,
+      kdfId: suite.kdfId,
+      aeadId: suite.aeadId,
+      configId: o.configId ?? o.config.configId,
+      enc: echEnc,
+      payload: new Uint8Array(encoded.length + tagLen),
+      payloadOffset: 0,
+    };
+    outerFull.push({ type: ExtensionType.encrypted_client_hello, data: encodeECHClientHello(placeholder) });
+    const outer: ClientHello = { ...inner, random: outerRandom, extensions: outerFull };
+    const body = encodeClientHello(outer);
+    // The payload is the last bytes of the body (ECH is the last extension): the AAD is the body as it stands, zeros in place.
+    const payload = ctx.seal(body, encoded);
+    body.set(payload, body.length - payload.length);
+    return {
+      outerMessage: encodeHandshake(1, body),
+      outer: { ...outer, raw: body },
+      inner: { ...innerHello, raw: encodeClientHello(innerHello) },
+    };
   };
-  outerExts.push({ type: ExtensionType.encrypted_client_hello, data: encodeECHClientHello(placeholder) });
-  const outer: ClientHello = { ...inner, random: p.randomBytes(32), extensions: outerExts };
-  const body = encodeClientHello(outer);
-  // The payload is the last bytes of the body (ECH is the last extension): the AAD is the body as it stands, zeros in place.
-  const payload = ctx.seal(body, encoded);
-  body.set(payload, body.length - payload.length);
+
+  const first = assemble(innerExts, outerExts, o.enc ? o.enc(enc) : enc);
   return {
-    outerMessage: encodeHandshake(1, body),
-    outer: { ...outer, raw: body },
-    inner: { ...inner, raw: encodeClientHello(inner) },
+    ...first,
     innerKey,
     outerKey,
     hpke: ctx,
+    retry(k) {
+      // RFC 8446 §4.1.2: the second hello is the first with the new key share and the cookie.
+      const update = (exts: Extension[], key: X25519Private) => {
+        const out = exts.map((e) => (e.type === ExtensionType.key_share ? share(key, true) : e));
+        if (k.cookie) out.splice(out.findIndex((e) => e.type === ExtensionType.key_share) + 1, 0, { type: ExtensionType.cookie, data: k.cookie });
+        return out;
+      };
+      // §6.1.5: the same HPKE context (its sequence number gives a fresh nonce) and an empty enc.
+      return assemble(update(innerExts, k.innerKey), update(outerExts, k.outerKey), new Uint8Array(0));
+    },
   };
 }

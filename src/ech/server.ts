@@ -138,6 +138,30 @@ export function decryptEch(p: CryptoProvider, outer: ClientHello, keys: KeyLooku
 }
 
 /**
+ * The second ClientHelloOuter after a HelloRetryRequest, when the first was
+ * accepted (§7.1.1): it must carry ECH with the same config_id and suite and
+ * an empty enc; its payload opens with the first hello's HPKE context (the
+ * next sequence number) against its own AAD, and becomes the second
+ * ClientHelloInner. Every failure carries the alert §7.1.1 names.
+ */
+export function decryptSecondHello(first: Extract<EchOutcome, { status: 'accepted' }>, outer: ClientHello): ClientHello {
+  const ext = findExtension(outer, ExtensionType.encrypted_client_hello);
+  if (!ext) throw new EchgateError('ERR_ECH_INNER', 'the second ClientHelloOuter has no encrypted_client_hello', { alert: 'missing_extension' });
+  const ech = decodeECHClientHello(ext.data);
+  if (ech.type !== 'outer' || ech.configId !== first.ech.configId || ech.kdfId !== first.ech.kdfId || ech.aeadId !== first.ech.aeadId || ech.enc.length !== 0) {
+    throw illegal('the second ClientHelloOuter changed config_id or cipher_suite, or sent a non-empty enc');
+  }
+  let encoded: Uint8Array;
+  try {
+    encoded = first.hpke.open(outerAad(outer, ext, ech), ech.payload);
+  } catch (e) {
+    if (e instanceof EchgateError) throw new EchgateError('ERR_ECH_INNER', 'the second ClientHelloOuter does not decrypt', { alert: 'decrypt_error', cause: e });
+    throw e;
+  }
+  return rebuildInner(outer, encoded);
+}
+
+/**
  * EncodedClientHelloInner → ClientHelloInner (§5.1), with every check of §5.1
  * and §7.1, using the linear-time outer-extension walk of Appendix A.
  */

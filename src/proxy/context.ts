@@ -29,6 +29,8 @@ export interface Classified {
   echOffered: boolean;
   /** Set when the ECH extension was there but could not be used. */
   echReason?: 'grease' | 'stale' | 'malformed' | 'no_keys';
+  /** With accepted ECH: opens the second ClientHelloOuter after a HelloRetryRequest (RFC 9849 §7.1.1). */
+  decryptSecond?: (outer: ClientHello) => ClientHello;
 }
 
 export type Classifier = (hello: ClientHello, view: RoutingView, entrypoint: string) => Classified;

@@ -6,7 +6,7 @@
  * connection gets the alert the error carries.
  */
 import { nodeProvider } from '../crypto/node.js';
-import { decryptEch, type KeyLookup } from '../ech/server.js';
+import { decryptEch, decryptSecondHello, type KeyLookup } from '../ech/server.js';
 import { EchgateError, isEchgateError } from '../errors.js';
 import { routingView } from '../wire/tls/client-hello.js';
 import type { Classifier } from './context.js';
@@ -25,7 +25,8 @@ export function echClassifier(keys: KeyLookup, metrics: Metrics, opts: { trialDe
     if (r.status === 'accepted') {
       metrics.ech.inc({ entrypoint, result: 'accepted' });
       const inner = routingView(r.inner);
-      return { sni: inner.sni ?? '', alpn: inner.alpn, ech: 'accepted', hello: r.inner, echOffered: true };
+      const first = r;
+      return { sni: inner.sni ?? '', alpn: inner.alpn, ech: 'accepted', hello: r.inner, echOffered: true, decryptSecond: (outer) => decryptSecondHello(first, outer) };
     }
     // An unknown config_id is what GREASE looks like; a known one that fails is a stale or wrong key.
     const result = r.status === 'rejected' && r.reason === 'no_config' ? 'grease' : 'rejected';

@@ -30,7 +30,7 @@ export function startTermination(ctx: EntryContext, cls: Classified, alpn: reado
     alpn,
     retryConfigs: ctx.retryConfigs(),
   });
-  const out = engine.start(cls.hello, cls.sni || undefined, { offered: cls.echOffered, accepted: cls.ech === 'accepted' });
+  const out = engine.start(cls.hello, cls.sni || undefined, { offered: cls.echOffered, accepted: cls.ech === 'accepted', decryptSecond: cls.decryptSecond });
   return { engine, first: out.send };
 }
 

@@ -29,7 +29,7 @@ import {
 } from '../wire/tls/server-messages.js';
 import { finishedVerifyData, KeySchedule, suiteById, trafficKeys, type CipherSuite } from './key-schedule.js';
 import { SigScheme } from './certs.js';
-import { ECH_CONFIRMATION_AT, echAcceptConfirmation } from './ech-confirm.js';
+import { ECH_CONFIRMATION_AT, echAcceptConfirmation, hrrEchConfirmation } from './ech-confirm.js';
 import { HandshakeBuffer } from './handshake-buffer.js';
 import { RecordCipher } from './record-protection.js';
 import { Transcript } from './transcript.js';
@@ -42,6 +42,8 @@ export interface ClientOptions {
   ech?: ECHConfigContents & { raw: Uint8Array };
   /** PEM CA certificate(s) to verify the chain and name against; absent = not verified. */
   ca?: string;
+  /** Offer X25519 in supported_groups but send no key share first, so the server must answer with HelloRetryRequest (tests). */
+  withholdKeyShare?: boolean;
 }
 
 export interface ClientResult {
@@ -75,20 +77,22 @@ const SCHEME_HASH: Record<number, string | null> = {
   [SigScheme.ed25519]: null,
 };
 
-function plainHello(p: CryptoProvider, o: ClientOptions, key: X25519Private): ClientHello {
+/** A ClientHello without ECH; `again` makes the second one after HelloRetryRequest (same random and session id, RFC 8446 §4.1.2). */
+function plainHello(p: CryptoProvider, o: ClientOptions, key: X25519Private | undefined, again?: { first: ClientHello; cookie?: Uint8Array }): ClientHello {
   const exts = [
     { type: ExtensionType.server_name, data: encodeServerName(o.serverName) },
     { type: ExtensionType.supported_versions, data: encodeSupportedVersions([ProtocolVersion.TLS13]) },
     { type: ExtensionType.supported_groups, data: encodeU16List([NamedGroup.x25519]) },
-    { type: ExtensionType.key_share, data: encodeKeyShares([{ group: NamedGroup.x25519, keyExchange: key.publicKey }]) },
+    { type: ExtensionType.key_share, data: encodeKeyShares(key ? [{ group: NamedGroup.x25519, keyExchange: key.publicKey }] : []) },
+    ...(again?.cookie ? [{ type: ExtensionType.cookie, data: again.cookie }] : []),
     { type: ExtensionType.signature_algorithms, data: encodeU16List(SIG_ALGS) },
     { type: ExtensionType.psk_key_exchange_modes, data: encodePskModes([1]) },
     ...(o.alpn ? [{ type: ExtensionType.application_layer_protocol_negotiation, data: encodeAlpn(o.alpn) }] : []),
   ];
   const ch: ClientHello = {
     legacyVersion: 0x0303,
-    random: p.randomBytes(32),
-    sessionId: p.randomBytes(32),
+    random: again?.first.random ?? p.randomBytes(32),
+    sessionId: again?.first.sessionId ?? p.randomBytes(32),
     cipherSuites: [0x1301, 0x1302, 0x1303],
     compressionMethods: Uint8Array.of(0),
     extensions: exts,
@@ -96,10 +100,28 @@ function plainHello(p: CryptoProvider, o: ClientOptions, key: X25519Private): Cl
   return { ...ch, raw: encodeClientHello(ch) };
 }
 
+/** One hello the server may answer (inner or outer), with what came before it in the transcript. */
+interface Candidate {
+  hello: ClientHello;
+  key: X25519Private;
+  ech: boolean;
+  /** After HelloRetryRequest: message_hash(ClientHello1) and the HelloRetryRequest (RFC 8446 §4.4.1). */
+  before: Uint8Array[];
+}
+
+function handshakeRecords(message: Uint8Array): Uint8Array[] {
+  const r = new Uint8Array(5 + message.length);
+  r.set([ContentType.handshake, 0x03, 0x03, message.length >> 8, message.length & 0xff]);
+  r.set(message, 5);
+  return [r];
+}
+
 export class TlsClient {
   private readonly first: Uint8Array;
-  private readonly candidates: { hello: ClientHello; key: X25519Private; ech: boolean }[];
-  private chosen: { hello: ClientHello; key: X25519Private; ech: boolean } | undefined;
+  private candidates: Candidate[];
+  private chosen: Candidate | undefined;
+  private readonly echHello: ReturnType<typeof buildEchClientHello> | undefined;
+  private retried = false;
   private suite: CipherSuite | undefined;
   private transcript: Transcript | undefined;
   private read: RecordCipher | undefined;
@@ -115,27 +137,25 @@ export class TlsClient {
   constructor(private readonly o: ClientOptions) {
     const p = o.provider;
     if (o.ech) {
-      const h = buildEchClientHello(p, { config: o.ech, innerSni: o.serverName, alpn: o.alpn });
+      const h = buildEchClientHello(p, { config: o.ech, innerSni: o.serverName, alpn: o.alpn, keyShare: !o.withholdKeyShare });
+      this.echHello = h;
       this.first = h.outerMessage;
       // If the server accepts ECH it answers the inner hello; otherwise the outer one.
       this.candidates = [
-        { hello: h.inner, key: h.innerKey, ech: true },
-        { hello: h.outer, key: h.outerKey, ech: false },
+        { hello: h.inner, key: h.innerKey, ech: true, before: [] },
+        { hello: h.outer, key: h.outerKey, ech: false, before: [] },
       ];
     } else {
       const key = p.x25519Generate();
-      const hello = plainHello(p, o, key);
+      const hello = plainHello(p, o, o.withholdKeyShare ? undefined : key);
       this.first = encodeHandshake(HandshakeType.client_hello, hello.raw!);
-      this.candidates = [{ hello, key, ech: false }];
+      this.candidates = [{ hello, key, ech: false, before: [] }];
     }
   }
 
   /** The ClientHello record(s) to send first. */
   hello(): Uint8Array[] {
-    const r = new Uint8Array(5 + this.first.length);
-    r.set([ContentType.handshake, 0x03, 0x01, this.first.length >> 8, this.first.length & 0xff]);
-    r.set(this.first, 5);
-    return [r];
+    return handshakeRecords(this.first);
   }
 
   receive(bytes: Uint8Array): ClientOutput {
@@ -153,7 +173,7 @@ export class TlsClient {
         throw new EchgateError('ERR_ILLEGAL', `server sent alert ${describeAlert(frag[1])}`);
       }
       if (type === ContentType.handshake && this.state === 'wait_sh') {
-        this.onServerHello(frag);
+        this.onServerHello(frag, out);
         continue;
       }
       if (type !== ContentType.application_data || !this.read) throw fail('unexpected_message', `unexpected record type ${type}`);
@@ -181,10 +201,10 @@ export class TlsClient {
     return this.write!.seal(ContentType.alert, Uint8Array.of(1, 0));
   }
 
-  private onServerHello(msg: Uint8Array): void {
+  private onServerHello(msg: Uint8Array, out: ClientOutput): void {
     if (msg[0] !== HandshakeType.server_hello) throw fail('unexpected_message', 'expected ServerHello');
     const sh = decodeServerHello(msg.subarray(4, 4 + ((msg[1]! << 16) | (msg[2]! << 8) | msg[3]!)));
-    if (ctEqual(sh.random, HRR_RANDOM)) throw fail('handshake_failure', 'HelloRetryRequest is not supported by this client');
+    if (ctEqual(sh.random, HRR_RANDOM)) return this.onHelloRetry(msg, sh, out);
     const suite = suiteById(sh.cipherSuite);
     if (!suite) throw fail('illegal_parameter', 'server chose a suite we did not offer');
     this.suite = suite;
@@ -199,17 +219,15 @@ export class TlsClient {
     const shBytes = msg;
     // RFC 9849 §6.1.4: ECH is accepted iff the confirmation in ServerHello.random verifies against the inner transcript.
     this.chosen = this.candidates[this.candidates.length - 1];
-    if (this.candidates.length === 2) {
-      const inner = this.candidates[0]!;
-      const t = new Transcript(this.o.provider, suite.hash);
-      t.add(encodeHandshake(HandshakeType.client_hello, inner.hello.raw!));
-      const conf = echAcceptConfirmation(this.o.provider, suite.hash, inner.hello.random, t, shBytes);
+    const inner = this.candidates.find((c) => c.ech);
+    if (inner) {
+      const conf = echAcceptConfirmation(this.o.provider, suite.hash, inner.hello.random, this.transcriptThrough(inner, suite), shBytes);
       if (ctEqual(conf, shBytes.subarray(ECH_CONFIRMATION_AT, ECH_CONFIRMATION_AT + 8))) this.chosen = inner;
+      else if (this.candidates.length === 1) throw fail('illegal_parameter', 'ECH accepted in HelloRetryRequest but not confirmed in ServerHello');
     }
     const c = this.chosen!;
-    this.result.ech = this.candidates.length === 1 ? 'not_offered' : c.ech ? 'accepted' : 'rejected';
-    this.transcript = new Transcript(this.o.provider, suite.hash);
-    this.transcript.add(encodeHandshake(HandshakeType.client_hello, c.hello.raw!));
+    this.result.ech = !this.o.ech ? 'not_offered' : c.ech ? 'accepted' : 'rejected';
+    this.transcript = this.transcriptThrough(c, suite);
     this.transcript.add(shBytes);
     const shared = this.o.provider.x25519(c.key, serverKey);
     const sched = new KeySchedule(this.o.provider, suite.hash);
@@ -219,6 +237,67 @@ export class TlsClient {
     this.sched = sched;
     this.result.cipherSuite = suite.id;
     this.state = 'wait_ee';
+  }
+
+  private transcriptThrough(c: Candidate, suite: CipherSuite): Transcript {
+    const t = new Transcript(this.o.provider, suite.hash);
+    for (const m of c.before) t.add(m);
+    t.add(encodeHandshake(HandshakeType.client_hello, c.hello.raw!));
+    return t;
+  }
+
+  /**
+   * RFC 8446 §4.1.4 with RFC 9849 §6.1.5: the ECH verdict from the HRR's
+   * extension, then a second ClientHello with a new X25519 share (and the
+   * cookie), sealed with the same HPKE context when ECH is still in play.
+   */
+  private onHelloRetry(msg: Uint8Array, hrr: ReturnType<typeof decodeServerHello>, out: ClientOutput): void {
+    if (this.retried) throw fail('unexpected_message', 'a second HelloRetryRequest');
+    this.retried = true;
+    const p = this.o.provider;
+    const suite = suiteById(hrr.cipherSuite);
+    if (!suite) throw fail('illegal_parameter', 'HelloRetryRequest chose a suite we did not offer');
+    this.suite = suite;
+    const sv = hrr.extensions.find((e) => e.type === ExtensionType.supported_versions);
+    if (!sv || sv.data.length !== 2 || ((sv.data[0]! << 8) | sv.data[1]!) !== ProtocolVersion.TLS13) throw fail('illegal_parameter', 'HelloRetryRequest did not select TLS 1.3');
+    const ks = hrr.extensions.find((e) => e.type === ExtensionType.key_share);
+    const cookie = hrr.extensions.find((e) => e.type === ExtensionType.cookie);
+    if (!ks && !cookie) throw fail('illegal_parameter', 'HelloRetryRequest that would change nothing');
+    if (ks && (ks.data.length !== 2 || ((ks.data[0]! << 8) | ks.data[1]!) !== NamedGroup.x25519 || !this.o.withholdKeyShare)) {
+      throw fail('illegal_parameter', 'HelloRetryRequest asks for a group we did not offer or already sent');
+    }
+    // The ECH verdict (§6.1.4): an extension whose 8 bytes confirm against the inner transcript.
+    let accepted = false;
+    const inner = this.candidates.find((c) => c.ech);
+    const echExt = hrr.extensions.find((e) => e.type === ExtensionType.encrypted_client_hello);
+    if (inner && echExt) {
+      if (echExt.data.length !== 8) throw fail('decode_error', 'HelloRetryRequest ECH extension is not 8 bytes');
+      const before = this.transcriptThrough(inner, suite);
+      before.replaceWithMessageHash();
+      const at = echExt.data.byteOffset - msg.byteOffset;
+      accepted = ctEqual(hrrEchConfirmation(p, suite.hash, inner.hello.random, before, msg, at), echExt.data);
+    }
+    const firstMessageHash = (c: Candidate) => {
+      const t = this.transcriptThrough(c, suite);
+      t.replaceWithMessageHash();
+      return t;
+    };
+    const innerKey = p.x25519Generate();
+    const outerKey = p.x25519Generate();
+    if (this.echHello) {
+      const h2 = this.echHello.retry({ innerKey, outerKey, cookie: cookie?.data });
+      const next: Candidate[] = [];
+      // Accepted: only the inner hello can go on. Rejected: only the outer one.
+      if (accepted) next.push({ hello: h2.inner, key: innerKey, ech: true, before: [...firstMessageHash(inner!).snapshot(), msg] });
+      else next.push({ hello: h2.outer, key: outerKey, ech: false, before: [...firstMessageHash(this.candidates.find((c) => !c.ech)!).snapshot(), msg] });
+      this.candidates = next;
+      out.send.push(...handshakeRecords(h2.outerMessage));
+    } else {
+      const c = this.candidates[0]!;
+      const hello = plainHello(p, this.o, innerKey, { first: c.hello, cookie: cookie?.data });
+      this.candidates = [{ hello, key: innerKey, ech: false, before: [...firstMessageHash(c).snapshot(), msg] }];
+      out.send.push(...handshakeRecords(encodeHandshake(HandshakeType.client_hello, hello.raw!)));
+    }
   }
 
   private onHandshake(content: Uint8Array, out: ClientOutput): void {

@@ -1,8 +1,10 @@
 /**
- * RFC 9849 §7.2: the ECH accept confirmation, the last 8 bytes of
- * ServerHello.random =
- *   HKDF-Expand-Label(HKDF-Extract(0, ClientHelloInner.random), "ech accept confirmation",
- *                     Hash(ClientHelloInner .. ServerHello with those 8 bytes zeroed), 8)
+ * RFC 9849 §7.2 and §7.2.1: the ECH accept confirmations. In ServerHello, the
+ * last 8 bytes of its random; in HelloRetryRequest, the 8-byte payload of its
+ * encrypted_client_hello extension:
+ *   HKDF-Expand-Label(HKDF-Extract(0, ClientHelloInner.random), LABEL,
+ *                     Hash(transcript .. the message with those 8 bytes zeroed), 8)
+ * with LABEL "ech accept confirmation" or "hrr ech accept confirmation".
  * Shared by the server (to set it) and the client (to check it).
  */
 import { copy } from '../bytes/util.js';
@@ -14,11 +16,21 @@ import type { Transcript } from './transcript.js';
 /** Offset of the confirmation in a ServerHello handshake message: header 4, version 2, random[24..32]. */
 export const ECH_CONFIRMATION_AT = 4 + 2 + 24;
 
-export function echAcceptConfirmation(p: CryptoProvider, hash: HashName, innerRandom: Uint8Array, throughInnerHello: Transcript, serverHello: Uint8Array): Uint8Array {
-  const zeroed = copy(serverHello);
-  zeroed.fill(0, ECH_CONFIRMATION_AT, ECH_CONFIRMATION_AT + 8);
-  const t = throughInnerHello.fork();
+function confirmation(p: CryptoProvider, hash: HashName, innerRandom: Uint8Array, before: Transcript, message: Uint8Array, at: number, label: string): Uint8Array {
+  const zeroed = copy(message);
+  zeroed.fill(0, at, at + 8);
+  const t = before.fork();
   t.add(zeroed);
   const prk = p.hmac(hash, new Uint8Array(HASH_SIZE[hash]), innerRandom);
-  return expandLabel(p, hash, prk, 'ech accept confirmation', t.hash(), 8);
+  return expandLabel(p, hash, prk, label, t.hash(), 8);
+}
+
+/** For a ServerHello message; `throughInnerHello` ends with ClientHelloInner. */
+export function echAcceptConfirmation(p: CryptoProvider, hash: HashName, innerRandom: Uint8Array, throughInnerHello: Transcript, serverHello: Uint8Array): Uint8Array {
+  return confirmation(p, hash, innerRandom, throughInnerHello, serverHello, ECH_CONFIRMATION_AT, 'ech accept confirmation');
+}
+
+/** For a HelloRetryRequest whose ECH extension payload starts at `at`; `before` is message_hash(ClientHelloInner1). */
+export function hrrEchConfirmation(p: CryptoProvider, hash: HashName, innerRandom: Uint8Array, before: Transcript, hrr: Uint8Array, at: number): Uint8Array {
+  return confirmation(p, hash, innerRandom, before, hrr, at, 'hrr ech accept confirmation');
 }

@@ -9,7 +9,8 @@
  * injected, so a handshake can be replayed byte for byte in a test.
  *
  * Scope: full (EC)DHE handshakes with X25519, no PSK/resumption, no 0-RTT, no
- * client certificates; HelloRetryRequest for a client that sent no X25519 share.
+ * client certificates; HelloRetryRequest for a client that sent no X25519
+ * share, with ECH accepted or not (RFC 9849 §7.1.1, §7.2.1).
  */
 import { concat, copy, ctEqual } from '../bytes/util.js';
 import type { CryptoProvider, X25519Private } from '../crypto/provider.js';
@@ -30,7 +31,7 @@ import {
   serverHelloExtensions,
 } from '../wire/tls/server-messages.js';
 import { type CipherSuite, CIPHER_SUITES, finishedVerifyData, KeySchedule, trafficKeys } from './key-schedule.js';
-import { ECH_CONFIRMATION_AT, echAcceptConfirmation } from './ech-confirm.js';
+import { ECH_CONFIRMATION_AT, echAcceptConfirmation, hrrEchConfirmation } from './ech-confirm.js';
 import { HandshakeBuffer } from './handshake-buffer.js';
 import { RecordCipher } from './record-protection.js';
 import { Transcript } from './transcript.js';
@@ -59,6 +60,14 @@ export interface EchInfo {
   /** Whether the client offered ECH (an outer extension, real or GREASE). */
   offered: boolean;
   accepted: boolean;
+  /**
+   * With accepted ECH: turn the second ClientHelloOuter (after our
+   * HelloRetryRequest) into the second ClientHelloInner (RFC 9849 §7.1.1),
+   * throwing an error that carries the alert. Without it, accepted ECH and
+   * HelloRetryRequest do not mix (split-mode backends: the client-facing
+   * server would have to decrypt the second hello on the way through).
+   */
+  decryptSecond?: (outer: ClientHello) => ClientHello;
 }
 
 export interface Output {
@@ -178,7 +187,14 @@ export class TlsServer {
 
   // ---- RFC 8446 §4.1.2 → §4.1.3: ClientHello → ServerHello (or HelloRetryRequest) ----
 
-  private onClientHello(ch: ClientHello, second: boolean): Output {
+  private onClientHello(received: ClientHello, second: boolean): Output {
+    let ch = received;
+    if (second && this.ech.accepted) {
+      // The second ClientHelloOuter, opened with the first hello's HPKE context; from here on, the inner one.
+      ch = this.ech.decryptSecond!(received);
+      if (!ctEqual(ch.random, this.hello!.random)) throw fail('illegal_parameter', 'the second ClientHelloInner changed its random');
+      this.hello = ch;
+    }
     const versions = findExtension(ch, ExtensionType.supported_versions);
     if (!versions || !decodeSupportedVersions(versions.data).includes(ProtocolVersion.TLS13)) {
       throw fail('protocol_version', 'client does not offer TLS 1.3');
@@ -201,7 +217,7 @@ export class TlsServer {
 
     if (!share) {
       if (second || !groups.includes(NamedGroup.x25519)) throw fail('handshake_failure', 'no X25519 key share');
-      if (this.ech.accepted) throw fail('handshake_failure', 'HelloRetryRequest after ECH acceptance is not supported');
+      if (this.ech.accepted && !this.ech.decryptSecond) throw fail('handshake_failure', 'HelloRetryRequest after ECH acceptance needs the first hello\'s HPKE context (not available in split mode)');
       return this.helloRetry(suite);
     }
     if (share.keyExchange.length !== 32) throw fail('illegal_parameter', 'bad X25519 key share');
@@ -263,12 +279,11 @@ export class TlsServer {
   private helloRetry(suite: CipherSuite): Output {
     // §4.4.1: the transcript restarts with message_hash(ClientHello1).
     this.transcript!.replaceWithMessageHash();
-    const hrr = encodeServerHello({
-      random: HRR_RANDOM,
-      sessionIdEcho: this.sessionId,
-      cipherSuite: suite.id,
-      extensions: serverHelloExtensions(ProtocolVersion.TLS13, { group: NamedGroup.x25519 }),
-    });
+    const extensions = serverHelloExtensions(ProtocolVersion.TLS13, { group: NamedGroup.x25519 });
+    // RFC 9849 §7.2.1: with ECH accepted, an encrypted_client_hello extension (last, so its 8 bytes end the message) confirms it.
+    if (this.ech.accepted) extensions.push({ type: ExtensionType.encrypted_client_hello, data: new Uint8Array(8) });
+    const hrr = encodeServerHello({ random: HRR_RANDOM, sessionIdEcho: this.sessionId, cipherSuite: suite.id, extensions });
+    if (this.ech.accepted) hrr.set(hrrEchConfirmation(this.o.provider, suite.hash, this.hello!.random, this.transcript!, hrr, hrr.length - 8), hrr.length - 8);
     this.transcript!.add(hrr);
     this.state = 'wait_ch2';
     const send = plainRecord(ContentType.handshake, hrr);

@@ -25,6 +25,11 @@ export class Transcript {
     return t;
   }
 
+  /** The messages so far (to start another transcript from them). */
+  snapshot(): Uint8Array[] {
+    return [...this.messages];
+  }
+
   /** After HelloRetryRequest: ClientHello1 is replaced by message_hash(Hash(ClientHello1)). */
   replaceWithMessageHash(): void {
     const h = this.hash();
