@@ -4,18 +4,17 @@
  * retry_configs, and the retry accepted; the certificate checked against a CA.
  */
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFile, } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { connectOnce } from '../src/cli/connect.js';
-import { Keyring } from '../src/keys/keyring.js';
+import type { Keyring } from '../src/keys/keyring.js';
 import { generateKey, listKeys, publishedList } from '../src/keys/manager.js';
-import { echClassifier } from '../src/proxy/ech-classifier.js';
-import { ROOT, startGateway } from './helpers.js';
+import { attachKeys, caAndLeaf, ROOT, startGateway } from './helpers.js';
 
 const run = promisify(execFile);
 
@@ -29,10 +28,7 @@ describe('echgate connect against echgate termination', () => {
   const seen: string[] = [];
 
   before(async () => {
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(W, 'ca.key'), '-out', join(W, 'ca.pem'), '-days', '2', '-subj', '/CN=test CA', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign'], { stdio: 'ignore' });
-    execFileSync('openssl', ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(W, 'server.key'), '-out', join(W, 'server.csr'), '-subj', '/CN=server'], { stdio: 'ignore' });
-    writeFileSync(join(W, 'ext'), 'subjectAltName=DNS:public.example.test,DNS:secret.example.test\n');
-    execFileSync('openssl', ['x509', '-req', '-in', join(W, 'server.csr'), '-CA', join(W, 'ca.pem'), '-CAkey', join(W, 'ca.key'), '-CAcreateserial', '-out', join(W, 'server.pem'), '-days', '2', '-extfile', join(W, 'ext')], { stdio: 'ignore' });
+    caAndLeaf(W, ['public.example.test', 'secret.example.test']);
     mkdirSync(keysDir);
     mkdirSync(staleDir);
     generateKey(keysDir, { publicName: 'public.example.test', maxNameLength: 32, aead: 'chacha20poly1305' });
@@ -54,9 +50,7 @@ tcp:
     public: { rule: "HostSNI(\`public.example.test\`)", service: b, tls: {} }
   services: { b: { loadBalancer: { servers: [{ address: "127.0.0.1:${(backend.address() as net.AddressInfo).port}" }] } } }
 `);
-    ring = new Keyring(keysDir);
-    ring.reload();
-    g.gw.setClassifier(echClassifier(ring, g.gw.metrics, { trialDecrypt: false }), () => ring.retryConfigs);
+    ring = attachKeys(g.gw, keysDir);
   });
   after(async () => {
     ring?.close();

@@ -1,5 +1,6 @@
 /** Shared test fixtures: real TLS backends with their own certificates, a running gateway on port 0. */
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -8,6 +9,8 @@ import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { selfSigned } from '../src/cli/demo.js';
 import { parseConfigText } from '../src/config/load.js';
+import { Keyring } from '../src/keys/keyring.js';
+import { echClassifier } from '../src/proxy/ech-classifier.js';
 import { Gateway } from '../src/proxy/gateway.js';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -32,6 +35,19 @@ export function certFor(host: string): { key: string; cert: string } {
     certCache.set(host, c);
   }
   return c;
+}
+
+/**
+ * A test CA (ca.pem, ca.key) and a leaf it signed for `names` (server.pem,
+ * server.key), made by the openssl CLI in `dir`. Returns the CA certificate.
+ */
+export function caAndLeaf(dir: string, names: string[]): string {
+  const ssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' });
+  ssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'ca.key'), '-out', join(dir, 'ca.pem'), '-days', '2', '-subj', '/CN=test CA', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign');
+  ssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'server.key'), '-out', join(dir, 'server.csr'), '-subj', `/CN=${names[0]}`);
+  writeFileSync(join(dir, 'ext'), `subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}\n`);
+  ssl('x509', '-req', '-in', join(dir, 'server.csr'), '-CA', join(dir, 'ca.pem'), '-CAkey', join(dir, 'ca.key'), '-CAcreateserial', '-out', join(dir, 'server.pem'), '-days', '2', '-extfile', join(dir, 'ext'));
+  return readFileSync(join(dir, 'ca.pem'), 'utf8');
 }
 
 export interface Backend {
@@ -96,6 +112,14 @@ export async function startGateway(yaml: string): Promise<{ gw: Gateway; port: (
     port: (ep = 'websecure') => gw.addresses().get(ep)!.port,
     close: () => gw.shutdown(0),
   };
+}
+
+/** Give a test gateway the key folder `dir`: ECH decryption and retry_configs, as `serve` wires them. */
+export function attachKeys(gw: Gateway, dir: string, trialDecrypt = false): Keyring {
+  const ring = new Keyring(dir);
+  ring.reload();
+  gw.setClassifier(echClassifier(ring, gw.metrics, { trialDecrypt }), () => ring.retryConfigs);
+  return ring;
 }
 
 /** Connect with node:tls, send one line, return the backend's answer. */

@@ -6,17 +6,15 @@
  * handshake that reports ECH accepted proves the backend saw ClientHelloInner.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connectOnce } from '../src/cli/connect.js';
-import { Keyring } from '../src/keys/keyring.js';
+import type { Keyring } from '../src/keys/keyring.js';
 import { generateKey, listKeys, publishedList } from '../src/keys/manager.js';
-import { echClassifier } from '../src/proxy/ech-classifier.js';
-import { startGateway } from './helpers.js';
+import { attachKeys, caAndLeaf, startGateway } from './helpers.js';
 
 describe('split mode: client-facing echgate → ECH backend echgate', () => {
   const W = mkdtempSync(join(tmpdir(), 'echgate-split-'));
@@ -29,10 +27,7 @@ describe('split mode: client-facing echgate → ECH backend echgate', () => {
   let ca = '';
 
   before(async () => {
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(W, 'ca.key'), '-out', join(W, 'ca.pem'), '-days', '2', '-subj', '/CN=test CA', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign'], { stdio: 'ignore' });
-    execFileSync('openssl', ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(W, 'server.key'), '-out', join(W, 'server.csr'), '-subj', '/CN=secret'], { stdio: 'ignore' });
-    writeFileSync(join(W, 'ext'), 'subjectAltName=DNS:secret.example.test\n');
-    execFileSync('openssl', ['x509', '-req', '-in', join(W, 'server.csr'), '-CA', join(W, 'ca.pem'), '-CAkey', join(W, 'ca.key'), '-CAcreateserial', '-out', join(W, 'server.pem'), '-days', '2', '-extfile', join(W, 'ext')], { stdio: 'ignore' });
+    caAndLeaf(W, ['secret.example.test']);
     ca = readFileSync(join(W, 'ca.pem'), 'utf8');
     mkdirSync(keysDir);
     generateKey(keysDir, { publicName: 'public.example.test' });
@@ -60,9 +55,7 @@ tcp:
     hidden: { rule: "HostSNI(\`secret.example.test\`)", requireECH: true, service: backend, tls: { passthrough: true, echSplit: true } }
   services: { backend: { loadBalancer: { servers: [{ address: "127.0.0.1:${back.port()}" }] } } }
 `);
-    ring = new Keyring(keysDir);
-    ring.reload();
-    front.gw.setClassifier(echClassifier(ring, front.gw.metrics, { trialDecrypt: false }), () => ring.retryConfigs);
+    ring = attachKeys(front.gw, keysDir);
   });
   after(async () => {
     ring?.close();

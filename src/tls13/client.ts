@@ -205,11 +205,7 @@ export class TlsClient {
     if (msg[0] !== HandshakeType.server_hello) throw fail('unexpected_message', 'expected ServerHello');
     const sh = decodeServerHello(msg.subarray(4, 4 + ((msg[1]! << 16) | (msg[2]! << 8) | msg[3]!)));
     if (ctEqual(sh.random, HRR_RANDOM)) return this.onHelloRetry(msg, sh, out);
-    const suite = suiteById(sh.cipherSuite);
-    if (!suite) throw fail('illegal_parameter', 'server chose a suite we did not offer');
-    this.suite = suite;
-    const sv = sh.extensions.find((e) => e.type === ExtensionType.supported_versions);
-    if (!sv || sv.data.length !== 2 || ((sv.data[0]! << 8) | sv.data[1]!) !== ProtocolVersion.TLS13) throw fail('illegal_parameter', 'server did not select TLS 1.3');
+    const suite = this.selectSuite(sh, 'ServerHello');
     const ks = sh.extensions.find((e) => e.type === ExtensionType.key_share);
     if (!ks) throw fail('illegal_parameter', 'no key_share');
     const r = new Reader(ks.data);
@@ -239,6 +235,16 @@ export class TlsClient {
     this.state = 'wait_ee';
   }
 
+  /** Both ServerHello and HelloRetryRequest: a suite we offered, and TLS 1.3 in supported_versions (RFC 8446 §4.1.3, §4.1.4). */
+  private selectSuite(m: ReturnType<typeof decodeServerHello>, what: string): CipherSuite {
+    const suite = suiteById(m.cipherSuite);
+    if (!suite || (this.suite && this.suite !== suite)) throw fail('illegal_parameter', `${what} chose a suite we did not offer (or another than before)`);
+    const sv = m.extensions.find((e) => e.type === ExtensionType.supported_versions);
+    if (!sv || sv.data.length !== 2 || ((sv.data[0]! << 8) | sv.data[1]!) !== ProtocolVersion.TLS13) throw fail('illegal_parameter', `${what} did not select TLS 1.3`);
+    this.suite = suite;
+    return suite;
+  }
+
   private transcriptThrough(c: Candidate, suite: CipherSuite): Transcript {
     const t = new Transcript(this.o.provider, suite.hash);
     for (const m of c.before) t.add(m);
@@ -255,11 +261,7 @@ export class TlsClient {
     if (this.retried) throw fail('unexpected_message', 'a second HelloRetryRequest');
     this.retried = true;
     const p = this.o.provider;
-    const suite = suiteById(hrr.cipherSuite);
-    if (!suite) throw fail('illegal_parameter', 'HelloRetryRequest chose a suite we did not offer');
-    this.suite = suite;
-    const sv = hrr.extensions.find((e) => e.type === ExtensionType.supported_versions);
-    if (!sv || sv.data.length !== 2 || ((sv.data[0]! << 8) | sv.data[1]!) !== ProtocolVersion.TLS13) throw fail('illegal_parameter', 'HelloRetryRequest did not select TLS 1.3');
+    const suite = this.selectSuite(hrr, 'HelloRetryRequest');
     const ks = hrr.extensions.find((e) => e.type === ExtensionType.key_share);
     const cookie = hrr.extensions.find((e) => e.type === ExtensionType.cookie);
     if (!ks && !cookie) throw fail('illegal_parameter', 'HelloRetryRequest that would change nothing');
