@@ -4,7 +4,7 @@
  * retry_configs, and the retry accepted; the certificate checked against a CA.
  */
 import assert from 'node:assert/strict';
-import { execFile, } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
