@@ -44,6 +44,25 @@ describe('RFC 9934 PEM', () => {
       assert.equal(keys[0]!.meta.state, 'active');
     }
   });
+  it("OpenSSL's own key files, copied byte for byte into a key folder: they load, stay unchanged, and decrypt", () => {
+    for (const name of ['echconfig.pem', 'echwithexts.pem']) {
+      const dir = tmp();
+      const original = readFileSync(join(ROOT, 'test', 'vectors', 'openssl-pem', name));
+      writeFileSync(join(dir, name), original, { mode: 0o600 });
+      const { keys, problems } = new KeyDir(dir).load();
+      assert.deepEqual(problems, [], name);
+      assert.equal(keys.length, 1, name);
+      assert.equal(keys[0]!.meta.publicName, 'example.com');
+      const ring = new Keyring(dir);
+      ring.reload();
+      const h = buildEchClientHello(nodeProvider, { config: keys[0]!.config!, innerSni: 'hidden.example.com' });
+      const r = decryptEch(nodeProvider, decodeClientHelloMessage(h.outerMessage), ring);
+      assert.equal(r.status, 'accepted', name);
+      if (r.status === 'accepted') assert.equal(summarize(r.inner).sni, 'hidden.example.com');
+      ring.close();
+      assert.deepEqual(readFileSync(join(dir, name)), original, `${name} was rewritten`);
+    }
+  });
   it('rejects a non-X25519 key and a file without both blocks', () => {
     assert.throws(() => decodeEchPem('-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n'), EchgateError);
     assert.throws(() => decodeEchPem(''), EchgateError);
