@@ -129,6 +129,8 @@ export class HpkeContext {
   private nonce(): Uint8Array {
     // RFC 9180 §5.2: the sequence number must not wrap; 2^53 is our ceiling.
     if (this.seq >= Number.MAX_SAFE_INTEGER) throw new EchgateError('ERR_HPKE', 'HPKE sequence number overflow');
+    // seq 0 (every ECH hello's only open) XORs nothing: the base nonce itself, read-only to the AEAD.
+    if (this.seq === 0) return this.baseNonce;
     const n = copy(this.baseNonce);
     const s = i2osp(this.seq, n.length);
     for (let i = 0; i < n.length; i++) n[i] = n[i]! ^ s[i]!;
