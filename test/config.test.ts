@@ -96,6 +96,12 @@ describe('configuration', () => {
     assert.deepEqual(problems(`${ISSUE_EXAMPLE}dns:\n  address: nope\n`), ['dns.address: expected "host:port"']);
     assert.deepEqual(problems(`${ISSUE_EXAMPLE}dns:\n  doh: { address: "127.0.0.1:1" }\n`), ['dns.doh: certFile and keyFile are required (DoH is HTTPS)']);
     assert.deepEqual(problems(`${ISSUE_EXAMPLE}dns:\n  address: ":53"\n  ttl: -1\n  names:\n    a.test: { a: [::1] }\n`), ['dns.ttl: expected seconds, 0..86400', 'dns.names.a.test.a: expected a list of IPv4 addresses']);
+    const apex = parseConfigText(`${ISSUE_EXAMPLE}dns:\n  address: ":53"\n  zone: example.test\n  nameservers: [ns1.example.test]\n  names:\n    secret.example.test: { a: [127.0.0.1] }\n`, 'f.yml');
+    assert.equal(apex.dns?.zone, 'example.test');
+    assert.deepEqual(apex.dns?.nameservers, ['ns1.example.test']);
+    assert.deepEqual(problems(`${ISSUE_EXAMPLE}dns:\n  address: ":53"\n  zone: example.test\n  names:\n    www.example.org: { a: [127.0.0.1] }\n`), ['dns.names.www.example.org: outside dns.zone example.test: it would never be answered']);
+    assert.deepEqual(problems(`${ISSUE_EXAMPLE}dns:\n  address: ":53"\n  nameservers: [ns1.example.test]\n`), ['dns.nameservers: nameservers are the NS records of dns.zone: give zone too']);
+    assert.deepEqual(problems(`${ISSUE_EXAMPLE}dns:\n  address: ":53"\n  zone: "not a name"\n`), ['dns.zone: expected a domain name']);
   });
   it('weighted services, proxy protocol, unknown keys', () => {
     const c = parseConfigText(

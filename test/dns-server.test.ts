@@ -99,6 +99,47 @@ describe('authoritative DNS over UDP and TCP, asked by dig and kdig', () => {
   });
 });
 
+describe('an apex: SOA and NS, negative answers with the SOA, REFUSED outside, the serial follows the keys', () => {
+  let list = echList;
+  const apexZone = new Zone(
+    { ttl: 30, zone: 'example.test', nameservers: ['ns1.example.test', 'ns2.example.test'], names: { 'secret.example.test': { a: ['127.0.0.1'], https: { port: 8443 } }, 'ns1.example.test': { a: ['127.0.0.1'] } } },
+    () => list,
+  );
+  let srv: DnsServer;
+  before(async () => {
+    srv = await startDnsServer({ host: '127.0.0.1', port: 0, zone: () => apexZone });
+  });
+  after(() => srv.close());
+  const serialOf = (out: string) => Number(out.trim().split(/\s+/)[2]);
+
+  it('dig: SOA and NS at the apex; NXDOMAIN and NODATA carry the SOA; an empty non-terminal is NODATA; outside the zone REFUSED', async () => {
+    const soa = await dig(srv.port, '+short', 'example.test', 'SOA');
+    assert.match(soa, /^ns1\.example\.test\. hostmaster\.example\.test\. \d+ 3600 600 604800 30$/m);
+    assert.deepEqual((await dig(srv.port, '+short', 'example.test', 'NS')).trim().split('\n').sort(), ['ns1.example.test.', 'ns2.example.test.']);
+    const nx = await dig(srv.port, 'nothing.example.test', 'A');
+    assert.match(nx, /status: NXDOMAIN/);
+    assert.match(nx, /AUTHORITY SECTION:\nexample\.test\.\s+30\s+IN\s+SOA/);
+    assert.match(nx, /flags: qr aa;/);
+    const nodata = await dig(srv.port, 'secret.example.test', 'AAAA');
+    assert.match(nodata, /status: NOERROR/);
+    assert.match(nodata, /ANSWER: 0, AUTHORITY: 1/);
+    // _https.secret.example.test exists only because _8443._https.secret.example.test does (RFC 8020).
+    assert.match(await dig(srv.port, '_https.secret.example.test', 'A'), /status: NOERROR/);
+    const out = await dig(srv.port, 'www.example.org', 'A');
+    assert.match(out, /status: REFUSED/);
+    assert.doesNotMatch(out, /flags: [a-z ]*aa/);
+  });
+  it('a rotation moves the SOA serial forward', async () => {
+    const before = serialOf(await dig(srv.port, '+short', 'example.test', 'SOA'));
+    list = encodeECHConfigList([
+      encodeECHConfig({ configId: 4, kemId: 0x20, publicKey: new Uint8Array(32).fill(4), cipherSuites: [{ kdfId: 1, aeadId: 1 }], maximumNameLength: 0, publicName: 'public.example.test', extensions: [] }),
+    ]);
+    const after = serialOf(await dig(srv.port, '+short', 'example.test', 'SOA'));
+    assert.ok(after > before, `${after} > ${before}`);
+    assert.equal(serialOf(await dig(srv.port, '+short', 'example.test', 'SOA')), after, 'and stays while the keys do');
+  });
+});
+
 describe('DoH asked by kdig over HTTP/2 (RFC 8484)', () => {
   let srv: http2.Http2SecureServer;
   let port = 0;

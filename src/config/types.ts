@@ -59,6 +59,9 @@ export interface DnsConfig {
   doh?: { host: string; port: number; certFile: string; keyFile: string; path: string };
   ttl: number;
   names: Record<string, { a?: string[]; aaaa?: string[]; https?: { priority?: number; alpn?: string[]; port?: number; ech?: boolean } }>;
+  /** The apex this server is authoritative for (SOA, NS, REFUSED outside it). */
+  zone?: string;
+  nameservers?: string[];
 }
 
 export interface Config {

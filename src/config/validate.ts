@@ -293,7 +293,11 @@ export function validateConfig(raw: unknown, file: string): Config {
     const d = raw.dns;
     if (!isObj(d)) bad('dns', 'expected a mapping');
     else {
-      warnUnknown(d, 'dns', ['address', 'doh', 'ttl', 'names']);
+      warnUnknown(d, 'dns', ['address', 'doh', 'ttl', 'names', 'zone', 'nameservers']);
+      const hostname = (v: unknown) => typeof v === 'string' && /^(?=.{1,253}\.?$)([A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.?$/.test(v);
+      if (d.zone !== undefined && !hostname(d.zone)) bad('dns.zone', 'expected a domain name');
+      if (d.nameservers !== undefined && (!Array.isArray(d.nameservers) || d.nameservers.length === 0 || !d.nameservers.every(hostname))) bad('dns.nameservers', 'expected a list of host names');
+      if (d.nameservers !== undefined && d.zone === undefined) bad('dns.nameservers', 'nameservers are the NS records of dns.zone: give zone too');
       if (d.doh !== undefined && !isObj(d.doh)) bad('dns.doh', 'expected a mapping');
       const doh = isObj(d.doh) ? d.doh : undefined;
       if (doh) warnUnknown(doh, 'dns.doh', ['address', 'certFile', 'keyFile', 'path']);
@@ -333,11 +337,20 @@ export function validateConfig(raw: unknown, file: string): Config {
         }
         names[name] = { a: ips(n.a, 'a', false), aaaa: ips(n.aaaa, 'aaaa', true), https };
       }
+      if (typeof d.zone === 'string') {
+        const apex = d.zone.toLowerCase().replace(/\.$/, '');
+        for (const name of Object.keys(names)) {
+          const n = name.toLowerCase().replace(/\.$/, '');
+          if (n !== apex && !n.endsWith(`.${apex}`)) bad(`dns.names.${name}`, `outside dns.zone ${d.zone}: it would never be answered`);
+        }
+      }
       dns = {
         listen,
         doh: doh && addr ? { ...addr, certFile: String(doh.certFile), keyFile: String(doh.keyFile), path: typeof doh.path === 'string' ? doh.path : '/dns-query' } : undefined,
         ttl: Number(ttl),
         names,
+        ...(typeof d.zone === 'string' ? { zone: d.zone } : {}),
+        ...(Array.isArray(d.nameservers) ? { nameservers: d.nameservers as string[] } : {}),
       };
     }
   }

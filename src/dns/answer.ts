@@ -46,11 +46,12 @@ export function answerQuery(zone: Zone, bytes: Uint8Array, o: QueryOptions = {})
   if (opts.length === 1 && (opts[0]!.ttl >>> 16) & 0xff) return reply(0, { ednsExtendedRcode: 1 });
   if (q.questions.length !== 1) return reply(RCode.FORMERR);
   const question = q.questions[0]!;
-  const { rcode, answers } = zone.answer(question.name, question.type);
-  let body = encodeResponse(q, rcode, answers, edns);
+  const { rcode, answers, authority, authoritative } = zone.answer(question.name, question.type);
+  const shape = { ...edns, authority, authoritative };
+  let body = encodeResponse(q, rcode, answers, shape);
   if (o.udp) {
     const limit = opts.length ? Math.max(PLAIN_UDP_SIZE, Math.min(opts[0]!.cls, EDNS_UDP_SIZE)) : PLAIN_UDP_SIZE;
-    if (body.length > limit) body = encodeResponse(q, rcode, answers, { ...edns, truncated: true });
+    if (body.length > limit) body = encodeResponse(q, rcode, answers, { ...shape, truncated: true });
   }
   const ttl = answers.length ? Math.min(...answers.map((a) => a.ttl)) : 60;
   return { status: 200, body, ttl, question, rcode };

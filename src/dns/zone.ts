@@ -6,9 +6,18 @@
  * For a name served on a port other than 443 the HTTPS record is also
  * published at _PORT._https.NAME with an explicit TargetName (RFC 9460 §9.1:
  * that is the name clients ask for; "." there would mean the _https name).
+ *
+ * With an apex (`zone`), the server is authoritative for that zone only: SOA
+ * and NS at the apex, the SOA in the authority section of negative answers
+ * (RFC 2308 §3) so resolvers cache them, REFUSED outside the zone. The SOA
+ * serial moves forward whenever the published ECHConfigList changes, so
+ * secondaries that poll it see a rotation.
  */
 import { parseIp } from '../routing/ip.js';
+import { Writer } from '../bytes/writer.js';
+import { equal } from '../bytes/util.js';
 import { type AnswerRecord, RCode, RRType } from '../wire/dns/message.js';
+import { encodeName } from '../wire/dns/name.js';
 import { httpsServiceRdata } from '../wire/dns/svcb.js';
 
 export interface ZoneName {
@@ -20,38 +29,101 @@ export interface ZoneName {
 export interface ZoneConfig {
   ttl: number;
   names: Record<string, ZoneName>;
+  /** The apex this server is authoritative for; absent: answer for the listed names only, without SOA. */
+  zone?: string;
+  /** NS names at the apex (default ns1.ZONE). */
+  nameservers?: string[];
 }
+
+export interface ZoneAnswer {
+  rcode: number;
+  answers: AnswerRecord[];
+  /** The authority section: the SOA of a negative answer. */
+  authority: AnswerRecord[];
+  /** false outside our zone (REFUSED carries no AA bit). */
+  authoritative: boolean;
+}
+
+const norm = (n: string) => n.toLowerCase().replace(/\.$/, '');
 
 export type EchListSource = () => Uint8Array | undefined;
 
 export class Zone {
   private readonly names = new Map<string, ZoneName & { target?: string }>();
+  /** Names that exist only because something below them does (RFC 8020: NODATA, not NXDOMAIN). */
+  private readonly nonTerminals = new Set<string>();
+  private readonly apex: string | undefined;
+  private serial = Math.floor(Date.now() / 1000);
+  private lastEch: Uint8Array | undefined;
 
   constructor(
     private readonly cfg: ZoneConfig,
     private readonly ech: EchListSource,
   ) {
+    this.apex = cfg.zone === undefined ? undefined : norm(cfg.zone);
     for (const [raw, n] of Object.entries(cfg.names)) {
-      const name = raw.toLowerCase().replace(/\.$/, '');
+      const name = norm(raw);
       this.names.set(name, n);
       if (n.https?.port && n.https.port !== 443) this.names.set(`_${n.https.port}._https.${name}`, { https: n.https, target: name });
     }
+    for (const name of this.names.keys()) {
+      for (let at = name.indexOf('.'); at >= 0; at = name.indexOf('.', at + 1)) this.nonTerminals.add(name.slice(at + 1));
+    }
+    if (this.apex !== undefined) this.nonTerminals.add(this.apex);
+  }
+
+  private inZone(name: string): boolean {
+    return this.apex === undefined || this.apex === '' || name === this.apex || name.endsWith(`.${this.apex}`);
+  }
+
+  /** The SOA serial: moved forward (never back) when the published list changes. */
+  private currentSerial(): number {
+    const now = this.ech();
+    const same = now === this.lastEch || (now !== undefined && this.lastEch !== undefined && equal(now, this.lastEch));
+    if (!same) {
+      this.lastEch = now;
+      this.serial = Math.max(this.serial + 1, Math.floor(Date.now() / 1000)) % 2 ** 32;
+    }
+    return this.serial;
+  }
+
+  private soa(): AnswerRecord {
+    const apex = this.apex!;
+    const ns = this.cfg.nameservers?.[0] ?? `ns1.${apex}`;
+    const ttl = this.cfg.ttl;
+    // MNAME, RNAME, SERIAL, REFRESH, RETRY, EXPIRE, MINIMUM (RFC 1035 §3.3.13); MINIMUM is the negative-cache TTL (RFC 2308 §4).
+    const rdata = new Writer(96)
+      .bytes(encodeName(ns))
+      .bytes(encodeName(`hostmaster.${apex}`))
+      .u32(this.currentSerial())
+      .u32(3600)
+      .u32(600)
+      .u32(86400 * 7)
+      .u32(ttl)
+      .finish();
+    return { name: apex, type: RRType.SOA, ttl, rdata };
   }
 
   /** Answer one question. NXDOMAIN for names we do not hold; NODATA for a type we do not have. */
-  answer(qname: string, qtype: number): { rcode: number; answers: AnswerRecord[] } {
-    const name = qname.toLowerCase().replace(/\.$/, '');
-    const n = this.names.get(name);
-    if (!n) return { rcode: RCode.NXDOMAIN, answers: [] };
+  answer(qname: string, qtype: number): ZoneAnswer {
+    const name = norm(qname);
+    if (!this.inZone(name)) return { rcode: RCode.REFUSED, answers: [], authority: [], authoritative: false };
+    const negative = (rcode: number): ZoneAnswer => ({ rcode, answers: [], authority: this.apex !== undefined ? [this.soa()] : [], authoritative: true });
     const ttl = this.cfg.ttl;
     const answers: AnswerRecord[] = [];
-    if (qtype === RRType.A) {
+    if (this.apex !== undefined && name === this.apex) {
+      if (qtype === RRType.SOA) answers.push({ ...this.soa(), name: qname });
+      if (qtype === RRType.NS) for (const ns of this.cfg.nameservers ?? [`ns1.${this.apex}`]) answers.push({ name: qname, type: RRType.NS, ttl, rdata: encodeName(ns) });
+    }
+    const n = this.names.get(name);
+    if (!n && answers.length === 0) return negative(this.nonTerminals.has(name) ? RCode.NOERROR : RCode.NXDOMAIN);
+    if (n && qtype === RRType.A) {
       for (const a of n.a ?? []) answers.push({ name: qname, type: RRType.A, ttl, rdata: parseIp(a)!.bytes });
-    } else if (qtype === RRType.AAAA) {
+    } else if (n && qtype === RRType.AAAA) {
       for (const a of n.aaaa ?? []) answers.push({ name: qname, type: RRType.AAAA, ttl, rdata: parseIp(a)!.bytes });
-    } else if (qtype === RRType.HTTPS && n.https) {
+    } else if (n && qtype === RRType.HTTPS && n.https) {
       answers.push({ name: qname, type: RRType.HTTPS, ttl, rdata: httpsServiceRdata({ ...n.https, target: n.target ?? '', ech: n.https.ech === false ? undefined : this.ech() }) });
     }
-    return { rcode: RCode.NOERROR, answers };
+    return answers.length ? { rcode: RCode.NOERROR, answers, authority: [], authoritative: true } : negative(RCode.NOERROR);
   }
 }

@@ -115,6 +115,8 @@ export interface ResponseOptions {
   ednsExtendedRcode?: number;
   /** Set TC (RFC 1035 §4.1.1) and leave the answers out: the client retries over TCP. */
   truncated?: boolean;
+  /** The authority section (the SOA of a negative answer, RFC 2308 §3). */
+  authority?: AnswerRecord[];
 }
 
 /** An authoritative response to `query` (RFC 1035 §4.1.1): id, RD and the question echoed. */
@@ -124,9 +126,10 @@ export function encodeResponse(query: DnsMessage, rcode: number, answers: Answer
   const tc = o.truncated ? 0x0200 : 0;
   const flags = 0x8000 | opcode | (o.authoritative === false ? 0 : 0x0400) | tc | rd | (rcode & 0x0f);
   const shown = o.truncated ? [] : answers;
-  const w = new Writer(256).u16(query.id).u16(flags).u16(query.questions.length).u16(shown.length).u16(0).u16(o.ednsUdpSize ? 1 : 0);
+  const authority = o.truncated ? [] : (o.authority ?? []);
+  const w = new Writer(256).u16(query.id).u16(flags).u16(query.questions.length).u16(shown.length).u16(authority.length).u16(o.ednsUdpSize ? 1 : 0);
   for (const q of query.questions) w.bytes(encodeName(q.name || '.')).u16(q.type).u16(q.cls);
-  for (const a of shown) w.bytes(encodeName(a.name || '.')).u16(a.type).u16(1).u32(a.ttl).vec16(a.rdata);
+  for (const a of [...shown, ...authority]) w.bytes(encodeName(a.name || '.')).u16(a.type).u16(1).u32(a.ttl).vec16(a.rdata);
   if (o.ednsUdpSize) w.u8(0).u16(RRType.OPT).u16(o.ednsUdpSize).u32(((o.ednsExtendedRcode ?? 0) & 0xff) * 0x1000000).u16(0);
   return w.finish();
 }
