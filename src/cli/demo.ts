@@ -93,8 +93,10 @@ tls:
     - { certFile: ${JSON.stringify(hidden.certFile)}, keyFile: ${JSON.stringify(hidden.keyFile)} }
 dns:
   address: "127.0.0.1:${dnsPort}"
+  zone: example.test
   ttl: 30
   names:
+    ns1.example.test: { a: [127.0.0.1] }
     secret.example.test: { a: [127.0.0.1], https: { alpn: [http/1.1], port: ${port} } }
 tcp:
   routers:
