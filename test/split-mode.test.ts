@@ -11,9 +11,20 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { concat } from '../src/bytes/util.js';
 import { connectOnce } from '../src/cli/connect.js';
+import { isSupportedSuite } from '../src/crypto/hpke.js';
+import { nodeProvider } from '../src/crypto/node.js';
+import { buildEchClientHello } from '../src/ech/client.js';
+import { decryptEch, decryptSecondHello, prepareServerKey } from '../src/ech/server.js';
+import { EchgateError } from '../src/errors.js';
 import type { Keyring } from '../src/keys/keyring.js';
 import { generateKey, listKeys, publishedList } from '../src/keys/manager.js';
+import { SplitClientStream } from '../src/proxy/split.js';
+import { decodeECHConfigList, encodeECHConfig, encodeECHConfigList } from '../src/wire/ech/config.js';
+import { usableConfigs } from '../src/wire/ech/usable.js';
+import { decodeClientHelloMessage, summarize } from '../src/wire/tls/client-hello.js';
+import { frameHandshake, parseHelloRecords } from '../src/wire/tls/record.js';
 import { attachKeys, caAndLeaf, startGateway } from './helpers.js';
 
 describe('split mode: client-facing echgate → ECH backend echgate', () => {
@@ -74,6 +85,13 @@ tcp:
     assert.equal(front.gw.metrics.ech.get({ entrypoint: 'websecure', result: 'accepted' }), 1);
     assert.equal(back.gw.metrics.ech.get({ entrypoint: 'websecure', result: 'accepted' }), 1);
   });
+  it('HelloRetryRequest from the backend server: the second ClientHelloOuter is opened at the client-facing server and forwarded as the second inner', async () => {
+    const r = await connectOnce('127.0.0.1', front.port(), { sni: 'secret.example.test', ech: publishedList(listKeys(keysDir).keys), send: 'after hrr', ca, helloRetry: true });
+    assert.equal(r.error, undefined);
+    assert.equal(r.ech, 'accepted');
+    assert.equal(r.reply, 'hidden app');
+    assert.equal(seen.at(-1), 'after hrr');
+  });
   it('without ECH the hidden name is not routed at the client-facing server', async () => {
     const r = await connectOnce('127.0.0.1', front.port(), { sni: 'secret.example.test', send: 'x' });
     assert.match(r.error ?? '', /unrecognized_name/);
@@ -82,5 +100,44 @@ tcp:
     const r = await connectOnce('127.0.0.1', back.port(), { sni: 'secret.example.test', ech: publishedList(listKeys(keysDir).keys), send: 'x' });
     assert.match(r.error ?? '', /illegal_parameter/);
     assert.equal(r.connected, false);
+  });
+});
+
+describe('the client stream in split mode (offline)', () => {
+  const sk = nodeProvider.x25519Generate();
+  const config = usableConfigs(
+    decodeECHConfigList(encodeECHConfigList([encodeECHConfig({ configId: 5, kemId: 0x20, publicKey: sk.publicKey, cipherSuites: [{ kdfId: 1, aeadId: 1 }], maximumNameLength: 0, publicName: 'public.example.test', extensions: [] })])),
+    isSupportedSuite,
+  )[0]!;
+  const key = prepareServerKey(nodeProvider, config, sk);
+  const setup = () => {
+    const h = buildEchClientHello(nodeProvider, { config, innerSni: 'secret.example.test', keyShare: false });
+    const first = decryptEch(nodeProvider, decodeClientHelloMessage(h.outerMessage), { byConfigId: () => [key], all: () => [key] });
+    assert.equal(first.status, 'accepted');
+    const second = h.retry({ innerKey: nodeProvider.x25519Generate(), outerKey: nodeProvider.x25519Generate() });
+    const stream = new SplitClientStream((o) => decryptSecondHello(first as Extract<typeof first, { status: 'accepted' }>, o), 65536);
+    return { second, stream };
+  };
+  const ccs = Uint8Array.of(20, 3, 3, 0, 1, 1);
+  const appData = Uint8Array.of(23, 3, 3, 0, 2, 9, 9);
+
+  it('CCS passes, the second outer hello (fed one byte at a time) leaves as the second inner, then everything after the first application_data is untouched', () => {
+    const { second, stream } = setup();
+    const input = concat(ccs, frameHandshake(second.outerMessage, 100), appData, Uint8Array.of(21, 0, 0));
+    const out: Uint8Array[] = [];
+    for (let i = 0; i < input.length; i++) out.push(...stream.push(input.subarray(i, i + 1)));
+    const all = concat(...out);
+    assert.deepEqual(all.subarray(0, 6), ccs);
+    const forwarded = parseHelloRecords(all.subarray(6))!;
+    assert.equal(summarize(decodeClientHelloMessage(forwarded.message)).sni, 'secret.example.test');
+    assert.deepEqual(all.subarray(6 + forwarded.consumed), concat(appData, Uint8Array.of(21, 0, 0)));
+  });
+  it('a tampered second hello: decrypt_error; an oversized handshake message: refused before it is buffered', () => {
+    const { second, stream } = setup();
+    const bad = frameHandshake(second.outerMessage);
+    bad[bad.length - 3]! ^= 1;
+    assert.throws(() => stream.push(bad), (e: unknown) => e instanceof EchgateError && e.alert === 'decrypt_error');
+    const { stream: s2 } = setup();
+    assert.throws(() => s2.push(Uint8Array.of(22, 3, 3, 0, 4, 1, 0xff, 0xff, 0xff)), (e: unknown) => e instanceof EchgateError && e.code === 'ERR_LIMIT');
   });
 });

@@ -12,10 +12,9 @@ import type { Route } from '../routing/table.js';
 import { encodeProxyV1, encodeProxyV2 } from '../wire/proxy/proxy-protocol.js';
 import { alertFor, encodeAlertRecord } from '../wire/tls/alert.js';
 import { decodeClientHelloMessage, routingView } from '../wire/tls/client-hello.js';
-import { ClientHelloAssembler, frameHandshake, sniffTls } from '../wire/tls/record.js';
-import { encodeHandshake } from '../wire/tls/handshake.js';
-import { HandshakeType, MAX_PLAINTEXT } from '../wire/tls/constants.js';
+import { ClientHelloAssembler, sniffTls } from '../wire/tls/record.js';
 import { concat } from '../bytes/util.js';
+import { innerHelloRecords, SplitClientStream } from './split.js';
 import type { Classified, EntryContext, RouteTarget } from './context.js';
 import { connectRelayed, relayClientToBackend } from './relay.js';
 import { relayTerminated, startTermination, type Termination } from './terminate.js';
@@ -107,6 +106,7 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
     }
     const tlsCfg = route.target.router.tls;
     let term: Termination | undefined;
+    let split: SplitClientStream | undefined;
     if (tlsCfg && !tlsCfg.passthrough && cls) {
       try {
         term = startTermination(ctx, cls, tlsCfg.alpn);
@@ -120,9 +120,11 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
       }
       for (const r of term.first) socket.write(r);
     } else if (conn.ech === 'accepted' && tlsCfg?.echSplit && cls && !ctx.ep.echBackend) {
-      // Split mode (RFC 9849 §3.1, §7.1): the backend server gets ClientHelloInner in
-      // place of the outer hello, then every byte after it unchanged; it confirms ECH itself.
-      replay = concat(frameHandshake(encodeHandshake(HandshakeType.client_hello, cls.hello.raw!), MAX_PLAINTEXT, 0x0303), replay?.subarray(helloBytes) ?? new Uint8Array(0));
+      // Split mode (RFC 9849 §3.1, §7.1): the backend server gets ClientHelloInner in place of
+      // the outer hello, then the client's bytes unchanged but for a second hello after a
+      // HelloRetryRequest; the backend server confirms ECH itself.
+      replay = concat(innerHelloRecords(cls.hello), replay?.subarray(helloBytes) ?? new Uint8Array(0));
+      if (cls.decryptSecond) split = new SplitClientStream(cls.decryptSecond, ctx.ep.maxClientHelloBytes);
     } else if (conn.ech === 'accepted' && !ctx.ep.echBackend) {
       // A passthrough backend cannot produce the ECH accept confirmation.
       ctx.metrics.ech.inc({ entrypoint: ep, result: 'accepted_on_passthrough' });
@@ -170,7 +172,11 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
       }
       if (!term) {
         if (replay && replay.length > 0) b.write(replay);
-        relayClientToBackend(socket, b);
+        relayClientToBackend(socket, b, split, (e) => {
+          ctx.metrics.peekFailures.inc({ entrypoint: ep, reason: 'tls_handshake' });
+          if (socket.writable) socket.end(encodeAlertRecord(alertFor(e)));
+          b.destroy();
+        });
       }
       b.once('close', () => socket.destroy());
       // One idle timer on the client: reads from it and writes to it both count as activity.

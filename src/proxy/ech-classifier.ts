@@ -8,7 +8,7 @@
 import { nodeProvider } from '../crypto/node.js';
 import { decryptEch, decryptSecondHello, type KeyLookup } from '../ech/server.js';
 import { EchgateError, isEchgateError } from '../errors.js';
-import { routingView } from '../wire/tls/client-hello.js';
+import { type ClientHello, routingView } from '../wire/tls/client-hello.js';
 import type { Classifier } from './context.js';
 import type { Metrics } from './metrics.js';
 
@@ -50,6 +50,14 @@ export function echBackendClassifier(metrics: Metrics): Classifier {
     }
     if (s.ech?.type !== 'inner') return { sni: s.sni ?? '', alpn: s.alpn, ech: 'none', hello, echOffered: false };
     metrics.ech.inc({ entrypoint, result: 'accepted' });
-    return { sni: s.sni ?? '', alpn: s.alpn, ech: 'accepted', hello, echOffered: true };
+    // After our HelloRetryRequest the client-facing server forwards the second ClientHelloInner: it must say so too.
+    const decryptSecond = (second: ClientHello) => {
+      const ech = routingView(second).ech;
+      if (ech?.type !== 'inner') {
+        throw new EchgateError('ERR_ILLEGAL', 'the second ClientHello lacks the inner ECH extension', { alert: ech ? 'illegal_parameter' : 'missing_extension' });
+      }
+      return second;
+    };
+    return { sni: s.sni ?? '', alpn: s.alpn, ech: 'accepted', hello, echOffered: true, decryptSecond };
   };
 }

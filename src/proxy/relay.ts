@@ -66,11 +66,31 @@ export function connectRelayed(target: BackendTarget, client: net.Socket): net.S
   return backend;
 }
 
-/** Start the client → backend half once the backend is connected. */
-export function relayClientToBackend(client: net.Socket, backend: net.Socket): void {
-  client.on('data', (d: Buffer) => {
-    if (!backend.write(d)) client.pause();
-  });
+/**
+ * Start the client → backend half once the backend is connected. `rewrite`
+ * (split mode) maps client bytes to what the backend gets; when it throws,
+ * `onRewriteError` ends the connection.
+ */
+export function relayClientToBackend(client: net.Socket, backend: net.Socket, rewrite?: { push(d: Uint8Array): Uint8Array[] }, onRewriteError?: (e: unknown) => void): void {
+  if (rewrite) {
+    client.on('data', (d: Buffer) => {
+      let parts: Uint8Array[];
+      try {
+        parts = rewrite.push(d);
+      } catch (e) {
+        client.removeAllListeners('data');
+        onRewriteError?.(e);
+        return;
+      }
+      let ok = true;
+      for (const p of parts) ok = backend.write(p) && ok;
+      if (!ok) client.pause();
+    });
+  } else {
+    client.on('data', (d: Buffer) => {
+      if (!backend.write(d)) client.pause();
+    });
+  }
   backend.on('drain', () => client.resume());
   client.once('end', () => backend.end());
   client.resume();

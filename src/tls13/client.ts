@@ -129,7 +129,8 @@ export class TlsClient {
   private hs: { client: Uint8Array; server: Uint8Array } | undefined;
   private sched: KeySchedule | undefined;
   private inbuf: Uint8Array = new Uint8Array(0);
-  private readonly hsMessages = new HandshakeBuffer();
+  // Server certificate chains may be long: a larger cap than the server side needs.
+  private readonly hsMessages = new HandshakeBuffer(1 << 20);
   private state: 'wait_sh' | 'wait_ee' | 'wait_cert' | 'wait_cv' | 'wait_fin' | 'connected' | 'closed' = 'wait_sh';
   private result: Partial<ClientResult> = {};
   private chain: Uint8Array[] = [];
