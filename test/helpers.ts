@@ -9,7 +9,12 @@ import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { selfSigned } from '../src/cli/demo.js';
 import { parseConfigText } from '../src/config/load.js';
+import { isSupportedSuite } from '../src/crypto/hpke.js';
+import { nodeProvider } from '../src/crypto/node.js';
+import { prepareServerKey } from '../src/ech/server.js';
 import { Keyring } from '../src/keys/keyring.js';
+import { decodeECHConfigList, encodeECHConfig, encodeECHConfigList } from '../src/wire/ech/config.js';
+import { usableConfigs } from '../src/wire/ech/usable.js';
 import { echClassifier } from '../src/proxy/ech-classifier.js';
 import { Gateway } from '../src/proxy/gateway.js';
 
@@ -112,6 +117,15 @@ export async function startGateway(yaml: string): Promise<{ gw: Gateway; port: (
     port: (ep = 'websecure') => gw.addresses().get(ep)!.port,
     close: () => gw.shutdown(0),
   };
+}
+
+/** A fresh in-memory ECH key for `public.example.test` (X25519, HKDF-SHA256, AES-128-GCM) and a lookup that finds it. */
+export function memoryEchKey(configId: number) {
+  const sk = nodeProvider.x25519Generate();
+  const raw = encodeECHConfigList([encodeECHConfig({ configId, kemId: 0x20, publicKey: sk.publicKey, cipherSuites: [{ kdfId: 1, aeadId: 1 }], maximumNameLength: 0, publicName: 'public.example.test', extensions: [] })]);
+  const config = usableConfigs(decodeECHConfigList(raw), isSupportedSuite)[0]!;
+  const key = prepareServerKey(nodeProvider, config, sk);
+  return { config, key, lookup: { byConfigId: (id: number) => (id === configId ? [key] : []), all: () => [key] } };
 }
 
 /** Give a test gateway the key folder `dir`: ECH decryption and retry_configs, as `serve` wires them. */

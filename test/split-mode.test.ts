@@ -13,19 +13,16 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { concat } from '../src/bytes/util.js';
 import { connectOnce } from '../src/cli/connect.js';
-import { isSupportedSuite } from '../src/crypto/hpke.js';
 import { nodeProvider } from '../src/crypto/node.js';
 import { buildEchClientHello } from '../src/ech/client.js';
-import { decryptEch, decryptSecondHello, prepareServerKey } from '../src/ech/server.js';
+import { decryptEch, decryptSecondHello } from '../src/ech/server.js';
 import { EchgateError } from '../src/errors.js';
 import type { Keyring } from '../src/keys/keyring.js';
 import { generateKey, listKeys, publishedList } from '../src/keys/manager.js';
 import { SplitClientStream } from '../src/proxy/split.js';
-import { decodeECHConfigList, encodeECHConfig, encodeECHConfigList } from '../src/wire/ech/config.js';
-import { usableConfigs } from '../src/wire/ech/usable.js';
 import { decodeClientHelloMessage, summarize } from '../src/wire/tls/client-hello.js';
 import { frameHandshake, parseHelloRecords } from '../src/wire/tls/record.js';
-import { attachKeys, caAndLeaf, startGateway } from './helpers.js';
+import { attachKeys, caAndLeaf, memoryEchKey, startGateway } from './helpers.js';
 
 describe('split mode: client-facing echgate → ECH backend echgate', () => {
   const W = mkdtempSync(join(tmpdir(), 'echgate-split-'));
@@ -104,15 +101,10 @@ tcp:
 });
 
 describe('the client stream in split mode (offline)', () => {
-  const sk = nodeProvider.x25519Generate();
-  const config = usableConfigs(
-    decodeECHConfigList(encodeECHConfigList([encodeECHConfig({ configId: 5, kemId: 0x20, publicKey: sk.publicKey, cipherSuites: [{ kdfId: 1, aeadId: 1 }], maximumNameLength: 0, publicName: 'public.example.test', extensions: [] })])),
-    isSupportedSuite,
-  )[0]!;
-  const key = prepareServerKey(nodeProvider, config, sk);
+  const { config, lookup } = memoryEchKey(5);
   const setup = () => {
     const h = buildEchClientHello(nodeProvider, { config, innerSni: 'secret.example.test', keyShare: false });
-    const first = decryptEch(nodeProvider, decodeClientHelloMessage(h.outerMessage), { byConfigId: () => [key], all: () => [key] });
+    const first = decryptEch(nodeProvider, decodeClientHelloMessage(h.outerMessage), lookup);
     assert.equal(first.status, 'accepted');
     const second = h.retry({ innerKey: nodeProvider.x25519Generate(), outerKey: nodeProvider.x25519Generate() });
     const stream = new SplitClientStream((o) => decryptSecondHello(first as Extract<typeof first, { status: 'accepted' }>, o), 65536);

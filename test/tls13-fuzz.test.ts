@@ -7,18 +7,15 @@ import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import fc from 'fast-check';
 import { concat } from '../src/bytes/util.js';
-import { isSupportedSuite } from '../src/crypto/hpke.js';
 import { nodeProvider } from '../src/crypto/node.js';
-import { decryptEch, decryptSecondHello, prepareServerKey } from '../src/ech/server.js';
+import { decryptEch, decryptSecondHello } from '../src/ech/server.js';
 import { EchgateError } from '../src/errors.js';
 import { loadCertificate } from '../src/tls13/certs.js';
 import { TlsClient } from '../src/tls13/client.js';
 import { TlsServer } from '../src/tls13/server.js';
-import { decodeECHConfigList, encodeECHConfig, encodeECHConfigList } from '../src/wire/ech/config.js';
-import { usableConfigs } from '../src/wire/ech/usable.js';
 import { decodeClientHelloMessage } from '../src/wire/tls/client-hello.js';
 import { parseHelloRecords } from '../src/wire/tls/record.js';
-import { certFor } from './helpers.js';
+import { certFor, memoryEchKey } from './helpers.js';
 
 const c = certFor('fuzz.example.test');
 const cert = loadCertificate(c.cert, c.key);
@@ -90,13 +87,7 @@ it('client: mutated server flights never throw anything but EchgateError', () =>
 });
 
 it('server, ECH accepted then HelloRetryRequest: a mutated second ClientHelloOuter gives a typed error with a plaintext alert, never anything else', () => {
-  const sk = nodeProvider.x25519Generate();
-  const config = usableConfigs(
-    decodeECHConfigList(encodeECHConfigList([encodeECHConfig({ configId: 4, kemId: 0x20, publicKey: sk.publicKey, cipherSuites: [{ kdfId: 1, aeadId: 1 }], maximumNameLength: 0, publicName: 'public.example.test', extensions: [] })])),
-    isSupportedSuite,
-  )[0]!;
-  const key = prepareServerKey(nodeProvider, config, sk);
-  const lookup = { byConfigId: () => [key], all: () => [key] };
+  const { config, lookup } = memoryEchKey(4);
   fc.assert(
     fc.property(fc.nat(), fc.integer({ min: 0, max: 255 }), (at, v) => {
       const client = new TlsClient({ provider: nodeProvider, serverName: 'fuzz.example.test', ech: config, withholdKeyShare: true });
