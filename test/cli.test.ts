@@ -147,4 +147,49 @@ tcp:
       await Promise.all([a.close(), b.close(), db.close()]);
     }
   });
+  it('the embedded DNS follows the key folder and a reload of its names', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'echgate-cli-'));
+    const keysDir = join(dir, 'keys');
+    const f = join(dir, 'echgate.yml');
+    const [port, dnsPort] = [await freePort(), await freePort()];
+    const cfg = (name: string) => `
+entryPoints: { websecure: { address: "127.0.0.1:${port}" } }
+ech: { keysDir: ${JSON.stringify(keysDir)} }
+dns:
+  address: "127.0.0.1:${dnsPort}"
+  zone: example.test
+  names:
+    ${name}: { a: [127.0.0.1], https: { alpn: [h2] } }
+`;
+    await run('node', [BIN, 'keys', 'generate', '--dir', keysDir, '--public-name', 'public.example.test']);
+    writeFileSync(f, cfg('one.example.test'));
+    const child = spawn('node', [BIN, 'serve', '--config', f], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+    });
+    const dig = async (name: string) => (await run('dig', ['-p', String(dnsPort), '@127.0.0.1', '+short', '+time=2', '+tries=1', name, 'HTTPS'])).stdout.trim();
+    const exported = async () => (await run('node', [BIN, 'keys', 'export', '--dir', keysDir, '--format', 'base64'])).stdout.trim();
+    try {
+      for (let i = 0; i < 100 && !out.includes('DNS server listening'); i++) await sleep(50);
+      assert.equal(await dig('one.example.test'), `1 . alpn="h2" ech=${await exported()}`);
+      // A rotation reaches DNS without a restart.
+      await run('node', [BIN, 'keys', 'rotate', '--dir', keysDir]);
+      const fresh = await exported();
+      let seen = '';
+      for (let i = 0; i < 60 && !seen.includes(fresh); i++) {
+        await sleep(100);
+        seen = await dig('one.example.test');
+      }
+      assert.equal(seen, `1 . alpn="h2" ech=${fresh}`);
+      // A reload swaps the names.
+      writeFileSync(f, cfg('two.example.test'));
+      child.kill('SIGHUP');
+      for (let i = 0; i < 60 && !out.includes('configuration reloaded'); i++) await sleep(50);
+      assert.equal(await dig('two.example.test'), `1 . alpn="h2" ech=${fresh}`);
+      assert.equal(await dig('one.example.test'), '');
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
 });
