@@ -151,9 +151,10 @@ tcp:
     const dir = mkdtempSync(join(tmpdir(), 'echgate-cli-'));
     const keysDir = join(dir, 'keys');
     const f = join(dir, 'echgate.yml');
-    const [port, dnsPort] = [await freePort(), await freePort()];
+    const [port, dnsPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
     const cfg = (name: string) => `
 entryPoints: { websecure: { address: "127.0.0.1:${port}" } }
+metrics: { address: "127.0.0.1:${metricsPort}" }
 ech: { keysDir: ${JSON.stringify(keysDir)} }
 dns:
   address: "127.0.0.1:${dnsPort}"
@@ -188,6 +189,11 @@ dns:
       for (let i = 0; i < 60 && !out.includes('configuration reloaded'); i++) await sleep(50);
       assert.equal(await dig('two.example.test'), `1 . alpn="h2" ech=${fresh}`);
       assert.equal(await dig('one.example.test'), '');
+      // Counted by transport, type name and rcode; a type we do not name is "other".
+      await run('dig', ['-p', String(dnsPort), '@127.0.0.1', '+short', '+time=2', '+tries=1', 'two.example.test', 'TYPE4242']);
+      const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      assert.match(metrics, /echgate_dns_queries_total\{rcode="NXDOMAIN",transport="udp",type="HTTPS"\} 1/);
+      assert.match(metrics, /echgate_dns_queries_total\{rcode="NOERROR",transport="udp",type="other"\} 1/);
     } finally {
       child.kill('SIGKILL');
     }

@@ -1,7 +1,7 @@
 /** `echgate serve --config F` (or `--demo`): run the proxy until SIGTERM/SIGINT. */
 import { watch } from 'node:fs';
 import { loadConfigFile } from '../config/load.js';
-import { startDnsService } from '../dns/service.js';
+import { queryCounter, startDnsService } from '../dns/service.js';
 import type { Config } from '../config/types.js';
 import { isEchgateError } from '../errors.js';
 import { resolve } from 'node:path';
@@ -57,7 +57,7 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
   let metricsSrv: { close(): void } | undefined;
   if (cfg.metrics) metricsSrv = await gw.metrics.serve(cfg.metrics.host, cfg.metrics.port);
   // The embedded authoritative DNS; ech= comes from the key folder at query time.
-  const dns = cfg.dns ? await startDnsService(cfg.dns, () => ring?.published, log) : undefined;
+  const dns = cfg.dns ? await startDnsService(cfg.dns, () => ring?.published, log, queryCounter(gw.metrics)) : undefined;
 
   for (const [name, addr] of gw.addresses()) {
     log.info({ entrypoint: name, address: `${addr.host}:${addr.port}` }, 'listening');

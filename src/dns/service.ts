@@ -9,6 +9,7 @@ import { createSecureContext } from 'node:tls';
 import type { DnsConfig } from '../config/types.js';
 import { ConfigError } from '../config/validate.js';
 import type { Logger } from 'pino';
+import { RRType, rcodeName } from '../wire/dns/message.js';
 import { startDnsServer } from './dns-server.js';
 import { startDohServer } from './doh-server.js';
 import { type EchListSource, Zone } from './zone.js';
@@ -32,18 +33,26 @@ export function readDohCredentials(doh: NonNullable<DnsConfig['doh']>, file = '(
 
 const where = (cfg: DnsConfig) => JSON.stringify([cfg.listen, cfg.doh && { ...cfg.doh, certFile: undefined, keyFile: undefined }]);
 
-export async function startDnsService(cfg: DnsConfig, ech: EchListSource, log: Logger): Promise<DnsService> {
+/** Counts a query; `type` is a name for the types we serve, else "other", so a client cannot grow the label set. */
+export type QueryCounter = (q: { transport: string; type: number; rcode: number }) => void;
+
+export function queryCounter(metrics: { dnsQueries: { inc(labels: Record<string, string>): void } }): QueryCounter {
+  const names = new Map<number, string>(Object.entries(RRType).map(([k, v]) => [v, k]));
+  return (q) => metrics.dnsQueries.inc({ transport: q.transport, type: names.get(q.type) ?? 'other', rcode: rcodeName(q.rcode) });
+}
+
+export async function startDnsService(cfg: DnsConfig, ech: EchListSource, log: Logger, count?: QueryCounter): Promise<DnsService> {
   let zone = new Zone(cfg, ech);
   const closers: (() => void)[] = [];
   try {
     if (cfg.listen) {
-      const s = await startDnsServer({ ...cfg.listen, zone: () => zone, onError: (e) => log.error({ err: String(e) }, 'DNS server: query dropped') });
+      const s = await startDnsServer({ ...cfg.listen, zone: () => zone, onQuery: count, onError: (e) => log.error({ err: String(e) }, 'DNS server: query dropped') });
       closers.push(() => void s.close());
       log.info({ address: `${cfg.listen.host}:${s.port}`, names: Object.keys(cfg.names).length }, 'DNS server listening (UDP and TCP)');
     }
     if (cfg.doh) {
       const d = cfg.doh;
-      const s = await startDohServer({ host: d.host, port: d.port, path: d.path, ...readDohCredentials(d), zone: () => zone });
+      const s = await startDohServer({ host: d.host, port: d.port, path: d.path, ...readDohCredentials(d), zone: () => zone, onQuery: count && ((q) => count({ ...q, transport: 'doh' })) });
       closers.push(() => s.close());
       log.info({ address: `${d.host}:${d.port}`, path: d.path, names: Object.keys(cfg.names).length }, 'DoH server listening');
     }
