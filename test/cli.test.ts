@@ -147,6 +147,30 @@ tcp:
       await Promise.all([a.close(), b.close(), db.close()]);
     }
   });
+  it('a listener that cannot bind ends serve at once (exit 1, the error named), with nothing left running', async () => {
+    const taken = net.createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', () => r()));
+    const port = (taken.address() as net.AddressInfo).port;
+    const dir = mkdtempSync(join(tmpdir(), 'echgate-cli-'));
+    const f = join(dir, 'echgate.yml');
+    writeFileSync(f, `entryPoints: { websecure: { address: "127.0.0.1:${port}" } }\n`);
+    try {
+      await assert.rejects(run('node', [BIN, 'serve', '--config', f], { timeout: 10_000 }), (e: { code: number; stderr: string; killed: boolean }) => {
+        assert.equal(e.killed, false, 'serve hung instead of exiting');
+        assert.equal(e.code, 1);
+        assert.match(e.stderr, /EADDRINUSE/);
+        return true;
+      });
+      // The demo too: its backends and key folder must not keep a failed start alive.
+      await assert.rejects(run('node', [BIN, 'serve', '--demo'], { timeout: 10_000, env: { ...process.env, ECHGATE_DEMO_PORT: String(port) } }), (e: { code: number; killed: boolean }) => {
+        assert.equal(e.killed, false, 'the demo hung instead of exiting');
+        assert.equal(e.code, 1);
+        return true;
+      });
+    } finally {
+      taken.close();
+    }
+  });
   it('the embedded DNS follows the key folder and a reload of its names', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'echgate-cli-'));
     const keysDir = join(dir, 'keys');

@@ -21,12 +21,16 @@ describe('the embedded demo (npm start)', () => {
 
   before(async () => {
     proc = spawn('node', [join(ROOT, 'bin', 'echgate.js'), 'serve', '--demo'], { env: { ...process.env, ECHGATE_DEMO_PORT: '0', ECHGATE_DEMO_DNS_PORT: '0' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let errors = '';
     proc.stdout!.on('data', (d) => {
       printed += d;
     });
+    proc.stderr!.on('data', (d) => {
+      errors += d;
+    });
     const t0 = Date.now();
     while (!printed.includes('Run your own configuration')) {
-      if (Date.now() - t0 > 20000 || proc.exitCode !== null) throw new Error(`the demo did not start:\n${printed}`);
+      if (Date.now() - t0 > 20000 || proc.exitCode !== null) throw new Error(`the demo did not start (exit ${proc.exitCode}):\n${printed}\nstderr:\n${errors}`);
       await new Promise((r) => setTimeout(r, 50));
     }
     port = Number(/listens on 127\.0\.0\.1:(\d+)/.exec(printed)![1]);

@@ -13,16 +13,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { parseConfigText } from '../config/load.js';
-import type { Config } from '../config/types.js';
+import type { Config, DnsConfig } from '../config/types.js';
 import { generateKey, listKeys, publishedList } from '../keys/manager.js';
-import { freePort } from './free-port.js';
 
 export interface Demo {
   config: Config;
   /** The ECHConfigList of the demo's key, base64 (what `echgate connect --ech-config` takes). */
   echConfig: string;
-  port: number;
-  dnsPort: number;
+  /** The embedded DNS for the demo, once the entrypoint's real port is known. */
+  dns(entryPort: number): DnsConfig;
   close(): void;
 }
 
@@ -63,13 +62,13 @@ function startBackend(name: string, creds: { key: string; cert: string }): Promi
 }
 
 /**
- * Port 0 picks free ports up front: the HTTPS record and the printed lines
- * need the real numbers. The DNS port falls back to a free one when taken
- * (8053 is a common DoH port); the entrypoint's port does not: it is the demo.
+ * The demo's configuration. Ports are bound, never picked ahead (a port
+ * picked and released can be taken by anyone before it is bound again): the
+ * entrypoint listens on `port` (0: any), and the DNS section, whose HTTPS
+ * record names the entrypoint's real port, is made by `dns()` once the
+ * entrypoint listens.
  */
-export async function startDemo(wantPort: number, wantDnsPort: number): Promise<Demo> {
-  const port = wantPort || (await freePort());
-  const dnsPort = await freePort('127.0.0.1', wantDnsPort);
+export async function startDemo(port: number, dnsPort: number): Promise<Demo> {
   // Kept while the demo runs: the key folder is watched, certificates are read from files.
   const dir = mkdtempSync(join(tmpdir(), 'echgate-demo-'));
   const servers: net.Server[] = [];
@@ -91,13 +90,6 @@ ech: { keysDir: ${JSON.stringify(keysDir)} }
 tls:
   certificates:
     - { certFile: ${JSON.stringify(hidden.certFile)}, keyFile: ${JSON.stringify(hidden.keyFile)} }
-dns:
-  address: "127.0.0.1:${dnsPort}"
-  zone: example.test
-  ttl: 30
-  names:
-    ns1.example.test: { a: [127.0.0.1] }
-    secret.example.test: { a: [127.0.0.1], https: { alpn: [http/1.1], port: ${port} } }
 tcp:
   routers:
     app:
@@ -121,8 +113,15 @@ tcp:
     return {
       config: parseConfigText(yaml, '(embedded demo)'),
       echConfig,
-      port,
-      dnsPort,
+      dns: (entryPort) => ({
+        listen: { host: '127.0.0.1', port: dnsPort },
+        zone: 'example.test',
+        ttl: 30,
+        names: {
+          'ns1.example.test': { a: ['127.0.0.1'] },
+          'secret.example.test': { a: ['127.0.0.1'], https: { alpn: ['http/1.1'], port: entryPort, ech: true } },
+        },
+      }),
       close: () => {
         for (const s of servers) s.close();
         rmSync(dir, { recursive: true, force: true });

@@ -2,7 +2,7 @@
 import { watch } from 'node:fs';
 import { loadConfigFile } from '../config/load.js';
 import { queryCounter, startDnsService } from '../dns/service.js';
-import type { Config } from '../config/types.js';
+import type { Config, DnsConfig } from '../config/types.js';
 import { isEchgateError } from '../errors.js';
 import { resolve } from 'node:path';
 import { Keyring } from '../keys/keyring.js';
@@ -52,18 +52,40 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
     if (r && c.ech) gw.setClassifier(echClassifier(r, gw.metrics, { trialDecrypt: c.ech.trialDecrypt }), () => r.retryConfigs);
     else gw.setClassifier(plainClassifier);
   };
-  applyEch(cfg);
-  await gw.apply(cfg);
   let metricsSrv: { close(): void } | undefined;
-  if (cfg.metrics) metricsSrv = await gw.metrics.serve(cfg.metrics.host, cfg.metrics.port);
-  // The embedded authoritative DNS; ech= comes from the key folder at query time.
-  const dns = cfg.dns ? await startDnsService(cfg.dns, () => ring?.published, log, queryCounter(gw.metrics)) : undefined;
+  let dns: Awaited<ReturnType<typeof startDnsService>> | undefined;
+  try {
+    applyEch(cfg);
+    await gw.apply(cfg);
+    if (cfg.metrics) metricsSrv = await gw.metrics.serve(cfg.metrics.host, cfg.metrics.port);
+    // The embedded authoritative DNS; ech= comes from the key folder at query time.
+    const dnsCfg = cfg.dns ?? demoInfo?.dns(gw.addresses().get('websecure')!.port);
+    const startDns = (c: DnsConfig) => startDnsService(c, () => ring?.published, log, queryCounter(gw.metrics));
+    if (dnsCfg) {
+      dns = await startDns(dnsCfg).catch((e) => {
+        // The demo's DNS port (8053) is a common one: when it is taken, any free port will do.
+        if (!demoInfo || !dnsCfg.listen || (e as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw e;
+        return startDns({ ...dnsCfg, listen: { ...dnsCfg.listen, port: 0 } });
+      });
+    }
+  } catch (e) {
+    // A listener that cannot start (address in use, ...) ends the process: close what did
+    // start, or its open handles would keep a half-started echgate running, silent.
+    ring?.close();
+    metricsSrv?.close();
+    dns?.close();
+    closeDemo();
+    await gw.shutdown(0);
+    throw e;
+  }
 
   for (const [name, addr] of gw.addresses()) {
     log.info({ entrypoint: name, address: `${addr.host}:${addr.port}` }, 'listening');
   }
   if (demoInfo) {
-    const { port, dnsPort, echConfig } = demoInfo;
+    const port = gw.addresses().get('websecure')!.port;
+    const dnsPort = dns?.port;
+    const { echConfig } = demoInfo;
     out(
       [
         `echgate is running its embedded demo: entrypoint "websecure" listens on 127.0.0.1:${port}`,

@@ -15,6 +15,8 @@ import { startDohServer } from './doh-server.js';
 import { type EchListSource, Zone } from './zone.js';
 
 export interface DnsService {
+  /** The port plain DNS listens on (UDP and TCP), when it does. */
+  readonly port: number | undefined;
   /** Apply a reloaded `dns` section (names and TTL). */
   update(cfg: DnsConfig): void;
   close(): void;
@@ -44,10 +46,12 @@ export function queryCounter(metrics: { dnsQueries: { inc(labels: Record<string,
 export async function startDnsService(cfg: DnsConfig, ech: EchListSource, log: Logger, count?: QueryCounter): Promise<DnsService> {
   let zone = new Zone(cfg, ech);
   const closers: (() => void)[] = [];
+  let port: number | undefined;
   try {
     if (cfg.listen) {
       const s = await startDnsServer({ ...cfg.listen, zone: () => zone, onQuery: count, onError: (e) => log.error({ err: String(e) }, 'DNS server: query dropped') });
       closers.push(() => void s.close());
+      port = s.port;
       log.info({ address: `${cfg.listen.host}:${s.port}`, names: Object.keys(cfg.names).length }, 'DNS server listening (UDP and TCP)');
     }
     if (cfg.doh) {
@@ -62,6 +66,7 @@ export async function startDnsService(cfg: DnsConfig, ech: EchListSource, log: L
   }
   const started = where(cfg);
   return {
+    port,
     update(next) {
       zone = new Zone(next, ech);
       if (where(next) !== started) log.warn('dns listener addresses changed: they take effect at the next restart');
