@@ -69,7 +69,8 @@ export interface Config {
   routers: RouterConfig[];
   services: Map<string, ServiceConfig>;
   metrics?: { host: string; port: number };
-  log: { level: string; innerSni: boolean };
+  /** access: one log line per connection when it ends. */
+  log: { level: string; innerSni: boolean; access: boolean };
   ech?: EchConfig;
   /** Certificates for terminating routers (Traefik's tls.certificates and the default store's defaultCertificate first). */
   certificates: CertificateFiles[];

@@ -259,6 +259,7 @@ export function validateConfig(raw: unknown, file: string): Config {
     bad('log.level', 'expected one of trace, debug, info, warn, error, fatal, silent');
   }
   if (logRaw.innerSni !== undefined && typeof logRaw.innerSni !== 'boolean') bad('log.innerSni', 'expected true or false');
+  if (logRaw.access !== undefined && typeof logRaw.access !== 'boolean') bad('log.access', 'expected true or false');
   let ech: Config['ech'];
   if (raw.ech !== undefined) {
     if (!isObj(raw.ech)) bad('ech', 'expected a mapping');
@@ -363,7 +364,7 @@ export function validateConfig(raw: unknown, file: string): Config {
     routers,
     services,
     metrics,
-    log: { level: String(level).toLowerCase(), innerSni: logRaw.innerSni === true },
+    log: { level: String(level).toLowerCase(), innerSni: logRaw.innerSni === true, access: logRaw.access === true },
     ech,
     certificates,
     dns,

@@ -54,6 +54,8 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
   let finished = false;
   let routerName = '-';
   let backend: net.Socket | undefined;
+  // What the access line may show: the SNI (never an inner one unless log.innerSni) and the ECH verdict.
+  const access = ctx.accessLog ? { client: clientIp(), sni: undefined as string | undefined, ech: 'none' as ConnData['ech'] } : undefined;
 
   const finish = (outcome: string) => {
     if (finished) return;
@@ -64,6 +66,12 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
       ctx.metrics.bytes.inc({ entrypoint: ep, router: routerName, direction: 'in' }, socket.bytesRead);
       ctx.metrics.bytes.inc({ entrypoint: ep, router: routerName, direction: 'out' }, socket.bytesWritten);
       ctx.metrics.duration.observe({ entrypoint: ep, router: routerName }, (performance.now() - started) / 1000);
+    }
+    if (access) {
+      ctx.log.info(
+        { entrypoint: ep, router: routerName, outcome, ...access, bytesIn: socket.bytesRead, bytesOut: socket.bytesWritten, ms: Math.round(performance.now() - started) },
+        'access',
+      );
     }
     onDone();
   };
@@ -244,6 +252,10 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
       return fail('malformed', encodeAlertRecord(alertFor(e)));
     }
     const conn = connData(cls.sni, cls.alpn, true, cls.ech);
+    if (access) {
+      access.ech = cls.ech;
+      access.sni = cls.ech === 'accepted' && !ctx.logInnerSni ? undefined : cls.sni;
+    }
     const route = ctx.table.match(conn);
     if (!route) {
       const shownSni = cls.ech === 'accepted' && !ctx.logInnerSni ? '(hidden: ECH inner SNI)' : cls.sni;

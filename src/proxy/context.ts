@@ -43,6 +43,8 @@ export interface EntryContext {
   /** Rate limit for per-connection log lines. */
   limiter: LogLimiter;
   logInnerSni: boolean;
+  /** One `access` log line per connection when it ends (log.access). */
+  accessLog: boolean;
   classify: Classifier;
   /** Certificate by server name, for terminating routers. */
   certificate: (sni: string | undefined) => CertifiedKey | undefined;

@@ -75,6 +75,7 @@ export class Gateway {
         log: this.log,
         limiter: this.limiter,
         logInnerSni: cfg.log.innerSni,
+        accessLog: cfg.log.access,
         classify: ep.echBackend ? echBackendClassifier(this.metrics) : this.classify,
         certificate,
         retryConfigs: this.retryConfigs,
