@@ -6,7 +6,7 @@
 import { Agent, request } from 'undici';
 import { EchgateError } from '../errors.js';
 import { decodeECHConfigList } from '../wire/ech/config.js';
-import { type DnsMessage, decodeMessage, encodeQuery, RRType } from '../wire/dns/message.js';
+import { type DnsMessage, decodeMessage, encodeQuery, RRType, typeName } from '../wire/dns/message.js';
 import { decodeName } from '../wire/dns/name.js';
 import { decodeSvcb, formatSvcb, SvcParamKey } from '../wire/dns/svcb.js';
 
@@ -64,12 +64,11 @@ export interface ResolvedRecord {
   echError?: string;
 }
 
-const TYPE_NAMES = new Map<number, string>(Object.entries(RRType).map(([k, v]) => [v, k]));
 
 /** Decode the answers into JSON-friendly records (A, AAAA, CNAME, SVCB/HTTPS with ech). */
 export function describeAnswers(m: DnsMessage, msg?: Uint8Array): ResolvedRecord[] {
   return m.answers.map((rr) => {
-    const type = TYPE_NAMES.get(rr.type) ?? `TYPE${rr.type}`;
+    const type = typeName(rr.type) ?? `TYPE${rr.type}`;
     const base = { name: rr.name, type, ttl: rr.ttl };
     if (rr.type === RRType.A && rr.rdata.length === 4) return { ...base, data: Array.from(rr.rdata).join('.') };
     if (rr.type === RRType.AAAA && rr.rdata.length === 16) {

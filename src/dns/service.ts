@@ -9,7 +9,7 @@ import { createSecureContext } from 'node:tls';
 import type { DnsConfig } from '../config/types.js';
 import { ConfigError } from '../config/validate.js';
 import type { Logger } from 'pino';
-import { RRType, rcodeName } from '../wire/dns/message.js';
+import { rcodeName, typeName } from '../wire/dns/message.js';
 import { startDnsServer } from './dns-server.js';
 import { startDohServer } from './doh-server.js';
 import { type EchListSource, Zone } from './zone.js';
@@ -39,8 +39,7 @@ const where = (cfg: DnsConfig) => JSON.stringify([cfg.listen, cfg.doh && { ...cf
 export type QueryCounter = (q: { transport: string; type: number; rcode: number }) => void;
 
 export function queryCounter(metrics: { dnsQueries: { inc(labels: Record<string, string>): void } }): QueryCounter {
-  const names = new Map<number, string>(Object.entries(RRType).map(([k, v]) => [v, k]));
-  return (q) => metrics.dnsQueries.inc({ transport: q.transport, type: names.get(q.type) ?? 'other', rcode: rcodeName(q.rcode) });
+  return (q) => metrics.dnsQueries.inc({ transport: q.transport, type: typeName(q.type) ?? 'other', rcode: rcodeName(q.rcode) });
 }
 
 export async function startDnsService(cfg: DnsConfig, ech: EchListSource, log: Logger, count?: QueryCounter): Promise<DnsService> {

@@ -15,6 +15,10 @@ export const DnsClass = { IN: 1, NONE: 254, ANY: 255 } as const;
 const RCODE_NAMES = new Map<number, string>(Object.entries(RCode).map(([k, v]) => [v, k]));
 export const rcodeName = (r: number): string => RCODE_NAMES.get(r) ?? `RCODE${r}`;
 
+const TYPE_NAMES = new Map<number, string>(Object.entries(RRType).map(([k, v]) => [v, k]));
+/** The name of a type we know, else undefined (callers choose the fallback: RFC 3597 TYPEnn, or a bounded label). */
+export const typeName = (t: number): string | undefined => TYPE_NAMES.get(t);
+
 export interface DnsQuestion {
   name: string;
   type: number;

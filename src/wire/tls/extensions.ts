@@ -30,16 +30,17 @@ export function decodeServerName(data: Uint8Array): string | undefined {
   r.expectEnd('server_name extension');
   if (list.left === 0) throw decodeErr('empty server_name_list');
   let host: string | undefined;
-  let seen = 0; // name_type 0..31 as bits; larger types are compared pairwise below
-  const others: number[] = [];
+  let seen = 0; // name_type 0..31 as bits; larger types (never seen in practice) in a list made on demand
+  let others: number[] | undefined;
   while (!list.atEnd()) {
     const nameType = list.u8('name_type');
     const name = list.vec16('HostName', 1);
-    if (nameType < 32 ? seen & (1 << nameType) : others.includes(nameType)) {
+    if (nameType < 32 ? seen & (1 << nameType) : others?.includes(nameType)) {
       throw illegal(`server_name_list has two names of type ${nameType}`);
     }
     if (nameType < 32) seen |= 1 << nameType;
-    else others.push(nameType);
+    else if (others) others.push(nameType);
+    else others = [nameType];
     if (nameType !== 0) continue;
     let upper = false;
     for (const c of name) {
