@@ -16,6 +16,7 @@ import { deriveSecret, finishedVerifyData, KeySchedule, suiteById, trafficKeys }
 import { RecordCipher } from '../src/tls13/record-protection.js';
 import { TlsServer } from '../src/tls13/server.js';
 import { decodeClientHelloMessage, routingView } from '../src/wire/tls/client-hello.js';
+import { NamedGroup } from '../src/wire/tls/constants.js';
 import { ClientHelloAssembler } from '../src/wire/tls/record.js';
 import { certFor, json } from './helpers.js';
 
@@ -115,6 +116,8 @@ async function engineServer(hosts: string[], alpn?: string[]): Promise<{ port: n
           ephemeral: () => nodeProvider.x25519Generate(),
           certificate: certificateSelector(certs),
           alpn,
+          // X25519 only, so a client offering a P-256 share first gets HelloRetryRequest.
+          groups: [NamedGroup.x25519],
         });
         const sni = routingView(ch).sni;
         flush(engine.start(ch, sni, { offered: false, accepted: false }));

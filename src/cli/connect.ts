@@ -1,7 +1,8 @@
 /**
  * `echgate connect HOST:PORT --sni NAME [--ech-config BASE64 | --keys DIR] [--alpn h2,http/1.1]
- *  [--send TEXT] [--ca FILE] [--retry] [--hello-retry]`: a TLS 1.3 handshake with (optionally) ECH, then
- * one request; prints JSON with whether ECH was accepted, retry_configs, ALPN and the reply.
+ *  [--send TEXT] [--ca FILE] [--retry] [--hello-retry] [--groups x25519,p256,x25519mlkem768]`: a TLS 1.3
+ * handshake with (optionally) ECH, then one request; prints JSON with whether ECH was accepted,
+ * retry_configs, ALPN, the key-exchange group and the reply. The first of --groups gets the key share.
  * With --retry, a rejected ECH is retried once with the server's retry_configs (RFC 9849 §6.1.6).
  */
 import { readFileSync } from 'node:fs';
@@ -11,6 +12,7 @@ import { nodeProvider } from '../crypto/node.js';
 import { EchgateError } from '../errors.js';
 import { listKeys, publishedList } from '../keys/manager.js';
 import { type ClientResult, TlsClient } from '../tls13/client.js';
+import { parseGroupName } from '../tls13/groups.js';
 import { decodeECHConfigList, type ECHConfigContents } from '../wire/ech/config.js';
 import { usableConfigs } from '../wire/ech/usable.js';
 import { type Args, str } from './args.js';
@@ -31,9 +33,17 @@ function firstUsable(list: Uint8Array): ECHConfigContents & { raw: Uint8Array } 
 export function connectOnce(
   host: string,
   port: number,
-  o: { sni: string; ech?: Uint8Array; alpn?: string[]; send?: string; ca?: string; timeoutMs?: number; helloRetry?: boolean },
+  o: { sni: string; ech?: Uint8Array; alpn?: string[]; send?: string; ca?: string; timeoutMs?: number; helloRetry?: boolean; groups?: number[] },
 ): Promise<ConnectReport> {
-  const client = new TlsClient({ provider: nodeProvider, serverName: o.sni, alpn: o.alpn, ech: o.ech ? firstUsable(o.ech) : undefined, ca: o.ca, withholdKeyShare: o.helloRetry });
+  const client = new TlsClient({
+    provider: nodeProvider,
+    serverName: o.sni,
+    alpn: o.alpn,
+    ech: o.ech ? firstUsable(o.ech) : undefined,
+    ca: o.ca,
+    withholdKeyShare: o.helloRetry,
+    groups: o.groups,
+  });
   return new Promise((resolve) => {
     const report: ConnectReport = { connected: false };
     const sock = net.connect(port, host);
@@ -65,6 +75,9 @@ export function connectOnce(
         if (out.closed) done();
       } catch (e) {
         report.error = (e as Error).message;
+        // Tell the server why (e.g. illegal_parameter for a bad key share), then close.
+        const alert = client.abort(e);
+        if (alert) sock.write(alert);
         done();
       }
     });
@@ -79,7 +92,12 @@ export function connectOnce(
 export async function connectCommand(a: Args, out: (s: string) => void): Promise<number> {
   const target = a.positional[0];
   const m = target ? /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(target) : null;
-  if (!m) throw new EchgateError('ERR_USAGE', 'usage: echgate connect HOST:PORT --sni NAME [--ech-config B64 | --keys DIR] [--alpn LIST] [--send TEXT] [--ca FILE] [--retry] [--hello-retry]');
+  if (!m) {
+    throw new EchgateError(
+      'ERR_USAGE',
+      'usage: echgate connect HOST:PORT --sni NAME [--ech-config B64 | --keys DIR] [--alpn LIST] [--send TEXT] [--ca FILE] [--retry] [--hello-retry] [--groups LIST]',
+    );
+  }
   const host = m[1]!.replace(/^\[|\]$/g, '');
   const sni = str(a, 'sni') ?? host;
   let ech: Uint8Array | undefined;
@@ -88,6 +106,13 @@ export async function connectCommand(a: Args, out: (s: string) => void): Promise
   const keys = str(a, 'keys');
   if (keys) ech = publishedList(listKeys(keys).keys);
   const caFile = str(a, 'ca');
+  const groups = str(a, 'groups')
+    ?.split(',')
+    .map((n) => {
+      const g = parseGroupName(n);
+      if (g === undefined) throw new EchgateError('ERR_USAGE', `--groups: unknown group ${n} (x25519, p256, x25519mlkem768)`);
+      return g;
+    });
   const opts = {
     sni,
     ech,
@@ -96,6 +121,7 @@ export async function connectCommand(a: Args, out: (s: string) => void): Promise
     ca: caFile ? readFileSync(caFile, 'utf8') : undefined,
     // No key share in the first hello: the server must answer with HelloRetryRequest.
     helloRetry: a.flags.get('hello-retry') === true,
+    groups,
   };
   let r = await connectOnce(host, Number(m[2]), opts);
   if (r.ech === 'rejected' && r.retryConfigs && a.flags.get('retry') === true) {

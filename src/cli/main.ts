@@ -16,7 +16,7 @@ const USAGE = `usage: echgate <command> [options]
   check   --config FILE                   validate a configuration
   inspect [--hex] [--keys DIR] FILE|-     decode a captured ClientHello to JSON (with --keys: decrypt ECH)
   keys    generate|list|rotate|retire|export [--dir keys]   manage ECH keys (RFC 9934 PEM files)
-  connect HOST:PORT --sni NAME [--ech-config B64 | --keys DIR] [--alpn LIST] [--send TEXT] [--ca FILE] [--retry] [--hello-retry]
+  connect HOST:PORT --sni NAME [--ech-config B64 | --keys DIR] [--alpn LIST] [--send TEXT] [--ca FILE] [--retry] [--hello-retry] [--groups LIST]
                                           TLS 1.3 (+ECH) handshake and one request; JSON report
   resolve NAME --doh URL [--type HTTPS] [--post] [--ca FILE]   one DNS-over-HTTPS query; JSON (ech= decoded)
   publish --name HOST --server HOST:PORT --zone ZONE [--tsig-key FILE] [--verify-doh URL]

@@ -39,9 +39,16 @@ export interface EchHelloOptions {
   mutateEncoded?: (encoded: Uint8Array) => Uint8Array;
   configId?: number;
   enc?: (enc: Uint8Array) => Uint8Array;
-  /** false: send an empty key_share list (X25519 stays in supported_groups), so the server answers with HelloRetryRequest. */
+  /** false: send an empty key_share list (the groups stay in supported_groups), so the server answers with HelloRetryRequest. */
   keyShare?: boolean;
+  /** supported_groups, in preference order (default: X25519 only). */
+  groups?: number[];
+  /** The key shares to send (a `group` other than X25519 comes from tls13/groups.ts); default: fresh X25519 keys. */
+  keys?: { inner: ShareKey; outer: ShareKey };
 }
+
+/** A key share's public part; without `group`, an X25519 key. */
+export type ShareKey = X25519Private & { readonly group?: number };
 
 export interface EchHello {
   /** The ClientHelloOuter handshake message (4-byte header + body). */
@@ -57,7 +64,7 @@ export interface EchHello {
    * hellos with new X25519 key shares (and the server's cookie), the inner
    * re-encoded and sealed with the same HPKE context, `enc` empty.
    */
-  retry(keys: { innerKey: X25519Private; outerKey: X25519Private; cookie?: Uint8Array }): Pick<EchHello, 'outerMessage' | 'outer' | 'inner'>;
+  retry(keys: { innerKey: ShareKey; outerKey: ShareKey; cookie?: Uint8Array }): Pick<EchHello, 'outerMessage' | 'outer' | 'inner'>;
 }
 
 const SIG_ALGS = [0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601, 0x0807];
@@ -65,15 +72,15 @@ const SIG_ALGS = [0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601
 export function buildEchClientHello(p: CryptoProvider, o: EchHelloOptions): EchHello {
   const suite = o.suite ?? o.config.cipherSuites[0]!;
   const sessionId = p.randomBytes(32);
-  const innerKey = p.x25519Generate();
-  const outerKey = p.x25519Generate();
+  const innerKey = o.keys?.inner ?? p.x25519Generate();
+  const outerKey = o.keys?.outer ?? p.x25519Generate();
   const offerShare = o.keyShare !== false;
   const shared: Extension[] = [
-    { type: ExtensionType.supported_groups, data: encodeU16List([NamedGroup.x25519]) },
+    { type: ExtensionType.supported_groups, data: encodeU16List(o.groups ?? [NamedGroup.x25519]) },
     { type: ExtensionType.signature_algorithms, data: encodeU16List(SIG_ALGS) },
     { type: ExtensionType.psk_key_exchange_modes, data: encodePskModes([1]) },
   ];
-  const share = (k: X25519Private, offer: boolean) => ({ type: ExtensionType.key_share, data: encodeKeyShares(offer ? [{ group: NamedGroup.x25519, keyExchange: k.publicKey }] : []) });
+  const share = (k: ShareKey, offer: boolean) => ({ type: ExtensionType.key_share, data: encodeKeyShares(offer ? [{ group: k.group ?? NamedGroup.x25519, keyExchange: k.publicKey }] : []) });
   const innerExts: Extension[] = [
     ...(o.innerSni ? [{ type: ExtensionType.server_name, data: encodeServerName(o.innerSni) }] : []),
     { type: ExtensionType.supported_versions, data: encodeSupportedVersions(o.innerVersions ?? [ProtocolVersion.TLS13]) },
@@ -165,7 +172,7 @@ export function buildEchClientHello(p: CryptoProvider, o: EchHelloOptions): EchH
     hpke: ctx,
     retry(k) {
       // RFC 8446 §4.1.2: the second hello is the first with the new key share and the cookie.
-      const update = (exts: Extension[], key: X25519Private) => {
+      const update = (exts: Extension[], key: ShareKey) => {
         const out = exts.map((e) => (e.type === ExtensionType.key_share ? share(key, true) : e));
         if (k.cookie) out.splice(out.findIndex((e) => e.type === ExtensionType.key_share) + 1, 0, { type: ExtensionType.cookie, data: k.cookie });
         return out;

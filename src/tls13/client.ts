@@ -1,20 +1,21 @@
 /**
  * A sans-IO TLS 1.3 client (RFC 8446) with ECH (RFC 9849 §6): for
- * `echgate connect` and for tests. It offers X25519 only, verifies the
+ * `echgate connect` and for tests. It offers the key-exchange groups of
+ * tls13/groups.ts (X25519 by default; a share for the first), verifies the
  * server's Finished and CertificateVerify signature, and reports whether ECH
  * was accepted (by checking the accept confirmation in ServerHello.random) or
  * which retry_configs the server sent when it was not. Certificate chains are
  * checked only when a CA is given.
  */
 import { constants, verify as verifySig, X509Certificate } from 'node:crypto';
-import { describeAlert } from '../wire/tls/alert.js';
+import { describeAlert, encodeAlertRecord } from '../wire/tls/alert.js';
 import { concat, ctEqual } from '../bytes/util.js';
-import type { CryptoProvider, X25519Private } from '../crypto/provider.js';
+import type { CryptoProvider } from '../crypto/provider.js';
 import { buildEchClientHello } from '../ech/client.js';
-import { EchgateError } from '../errors.js';
+import { EchgateError, isEchgateError } from '../errors.js';
 import type { ECHConfigContents } from '../wire/ech/config.js';
 import { type ClientHello, encodeClientHello } from '../wire/tls/client-hello.js';
-import { ContentType, ExtensionType, HandshakeType, MAX_PLAINTEXT, NamedGroup, ProtocolVersion } from '../wire/tls/constants.js';
+import { AlertDescription, ContentType, ExtensionType, HandshakeType, MAX_PLAINTEXT, NamedGroup, ProtocolVersion } from '../wire/tls/constants.js';
 import { decodeAlpn, encodeAlpn, encodeKeyShares, encodePskModes, encodeServerName, encodeSupportedVersions, encodeU16List } from '../wire/tls/extensions.js';
 import { encodeHandshake } from '../wire/tls/handshake.js';
 import { Reader } from '../bytes/reader.js';
@@ -30,6 +31,7 @@ import {
 import { finishedVerifyData, KeySchedule, suiteById, trafficKeys, type CipherSuite } from './key-schedule.js';
 import { SigScheme } from './certs.js';
 import { ECH_CONFIRMATION_AT, echAcceptConfirmation, hrrEchConfirmation } from './ech-confirm.js';
+import { type ClientKeyShare, groupById, groupName } from './groups.js';
 import { HandshakeBuffer } from './handshake-buffer.js';
 import { RecordCipher } from './record-protection.js';
 import { Transcript } from './transcript.js';
@@ -42,8 +44,10 @@ export interface ClientOptions {
   ech?: ECHConfigContents & { raw: Uint8Array };
   /** PEM CA certificate(s) to verify the chain and name against; absent = not verified. */
   ca?: string;
-  /** Offer X25519 in supported_groups but send no key share first, so the server must answer with HelloRetryRequest (tests). */
+  /** Offer the groups in supported_groups but send no key share first, so the server must answer with HelloRetryRequest (tests). */
   withholdKeyShare?: boolean;
+  /** Key-exchange groups (NamedGroup code points) for supported_groups, in preference order; the first gets the key share. Default: X25519. */
+  groups?: number[];
 }
 
 export interface ClientResult {
@@ -52,6 +56,11 @@ export interface ClientResult {
   retryConfigs?: Uint8Array;
   alpn?: string;
   cipherSuite: number;
+  /** The key-exchange group of the handshake (NamedGroup code point) and its name. */
+  group: number;
+  groupName: string;
+  /** Whether the server answered the first hello with HelloRetryRequest. */
+  helloRetry: boolean;
   /** Leaf certificate subject and DNS names. */
   certificate: { subject: string; names: string[] };
   certificateVerified: boolean;
@@ -78,12 +87,12 @@ const SCHEME_HASH: Record<number, string | null> = {
 };
 
 /** A ClientHello without ECH; `again` makes the second one after HelloRetryRequest (same random and session id, RFC 8446 §4.1.2). */
-function plainHello(p: CryptoProvider, o: ClientOptions, key: X25519Private | undefined, again?: { first: ClientHello; cookie?: Uint8Array }): ClientHello {
+function plainHello(p: CryptoProvider, o: ClientOptions, key: ClientKeyShare | undefined, again?: { first: ClientHello; cookie?: Uint8Array }): ClientHello {
   const exts = [
     { type: ExtensionType.server_name, data: encodeServerName(o.serverName) },
     { type: ExtensionType.supported_versions, data: encodeSupportedVersions([ProtocolVersion.TLS13]) },
-    { type: ExtensionType.supported_groups, data: encodeU16List([NamedGroup.x25519]) },
-    { type: ExtensionType.key_share, data: encodeKeyShares(key ? [{ group: NamedGroup.x25519, keyExchange: key.publicKey }] : []) },
+    { type: ExtensionType.supported_groups, data: encodeU16List(clientGroups(o)) },
+    { type: ExtensionType.key_share, data: encodeKeyShares(key ? [{ group: key.group, keyExchange: key.publicKey }] : []) },
     ...(again?.cookie ? [{ type: ExtensionType.cookie, data: again.cookie }] : []),
     { type: ExtensionType.signature_algorithms, data: encodeU16List(SIG_ALGS) },
     { type: ExtensionType.psk_key_exchange_modes, data: encodePskModes([1]) },
@@ -100,10 +109,21 @@ function plainHello(p: CryptoProvider, o: ClientOptions, key: X25519Private | un
   return { ...ch, raw: encodeClientHello(ch) };
 }
 
+function clientGroups(o: ClientOptions): number[] {
+  const groups = o.groups ?? [NamedGroup.x25519];
+  for (const g of groups) if (!groupById(g)) throw new EchgateError('ERR_USAGE', `key-exchange group ${groupName(g)} is not implemented`);
+  if (groups.length === 0) throw new EchgateError('ERR_USAGE', 'no key-exchange group to offer');
+  return groups;
+}
+
+/** A fresh key share for a group (client side). */
+const newShare = (p: CryptoProvider, group: number): ClientKeyShare => groupById(group)!.offer(p);
+
 /** One hello the server may answer (inner or outer), with what came before it in the transcript. */
 interface Candidate {
   hello: ClientHello;
-  key: X25519Private;
+  /** The key share it carries (the private part); undefined when it carries none (withholdKeyShare). */
+  key: ClientKeyShare | undefined;
   ech: boolean;
   /** After HelloRetryRequest: message_hash(ClientHello1) and the HelloRetryRequest (RFC 8446 §4.4.1). */
   before: Uint8Array[];
@@ -137,21 +157,25 @@ export class TlsClient {
 
   constructor(private readonly o: ClientOptions) {
     const p = o.provider;
+    const groups = clientGroups(o);
+    const offer = !o.withholdKeyShare;
     if (o.ech) {
-      const h = buildEchClientHello(p, { config: o.ech, innerSni: o.serverName, alpn: o.alpn, keyShare: !o.withholdKeyShare });
+      const keys = { inner: newShare(p, groups[0]!), outer: newShare(p, groups[0]!) };
+      const h = buildEchClientHello(p, { config: o.ech, innerSni: o.serverName, alpn: o.alpn, keyShare: offer, groups, keys });
       this.echHello = h;
       this.first = h.outerMessage;
       // If the server accepts ECH it answers the inner hello; otherwise the outer one.
       this.candidates = [
-        { hello: h.inner, key: h.innerKey, ech: true, before: [] },
-        { hello: h.outer, key: h.outerKey, ech: false, before: [] },
+        { hello: h.inner, key: offer ? keys.inner : undefined, ech: true, before: [] },
+        { hello: h.outer, key: offer ? keys.outer : undefined, ech: false, before: [] },
       ];
     } else {
-      const key = p.x25519Generate();
-      const hello = plainHello(p, o, o.withholdKeyShare ? undefined : key);
+      const key = offer ? newShare(p, groups[0]!) : undefined;
+      const hello = plainHello(p, o, key);
       this.first = encodeHandshake(HandshakeType.client_hello, hello.raw!);
       this.candidates = [{ hello, key, ech: false, before: [] }];
     }
+    this.result.helloRetry = false;
   }
 
   /** The ClientHello record(s) to send first. */
@@ -197,6 +221,18 @@ export class TlsClient {
     return out;
   }
 
+  /**
+   * The fatal alert record for an error receive() threw, if the error names
+   * one (a refusal of the server's bytes, e.g. illegal_parameter for a bad
+   * key share); protected once handshake keys are in place (RFC 8446 §6.2).
+   */
+  abort(e: unknown): Uint8Array | undefined {
+    if (this.state === 'closed' || !isEchgateError(e) || !e.alert) return undefined;
+    this.state = 'closed';
+    const body = Uint8Array.of(2, AlertDescription[e.alert]);
+    return this.write ? this.write.seal(ContentType.alert, body) : encodeAlertRecord(e.alert);
+  }
+
   close(): Uint8Array {
     this.state = 'closed';
     return this.write!.seal(ContentType.alert, Uint8Array.of(1, 0));
@@ -212,7 +248,10 @@ export class TlsClient {
     const r = new Reader(ks.data);
     const group = r.u16();
     const serverKey = r.vec16();
-    if (group !== NamedGroup.x25519) throw fail('illegal_parameter', 'server chose a group we did not offer');
+    r.expectEnd('key_share');
+    // §4.2.8: the server's share must be for the group we sent a share for.
+    const sent = this.candidates[0]!.key;
+    if (!sent || group !== sent.group) throw fail('illegal_parameter', `server chose group ${groupName(group)}, for which we sent no key share`);
     const shBytes = msg;
     // RFC 9849 §6.1.4: ECH is accepted iff the confirmation in ServerHello.random verifies against the inner transcript.
     this.chosen = this.candidates[this.candidates.length - 1];
@@ -226,7 +265,10 @@ export class TlsClient {
     this.result.ech = !this.o.ech ? 'not_offered' : c.ech ? 'accepted' : 'rejected';
     this.transcript = this.transcriptThrough(c, suite);
     this.transcript.add(shBytes);
-    const shared = this.o.provider.x25519(c.key, serverKey);
+    // A bad share (length, point, low order, ML-KEM ciphertext size) → illegal_parameter.
+    const shared = c.key!.complete(serverKey);
+    this.result.group = group;
+    this.result.groupName = groupName(group);
     const sched = new KeySchedule(this.o.provider, suite.hash);
     this.hs = sched.handshake(shared, this.transcript.hash());
     this.read = new RecordCipher(suite, trafficKeys(this.o.provider, suite, this.hs.server));
@@ -266,9 +308,15 @@ export class TlsClient {
     const ks = hrr.extensions.find((e) => e.type === ExtensionType.key_share);
     const cookie = hrr.extensions.find((e) => e.type === ExtensionType.cookie);
     if (!ks && !cookie) throw fail('illegal_parameter', 'HelloRetryRequest that would change nothing');
-    if (ks && (ks.data.length !== 2 || ((ks.data[0]! << 8) | ks.data[1]!) !== NamedGroup.x25519 || !this.o.withholdKeyShare)) {
-      throw fail('illegal_parameter', 'HelloRetryRequest asks for a group we did not offer or already sent');
+    // §4.1.4: selected_group must be one we offered and not the one we already sent a share for.
+    const sentGroup = this.candidates[0]!.key?.group;
+    let group = sentGroup;
+    if (ks) {
+      group = ks.data.length === 2 ? (ks.data[0]! << 8) | ks.data[1]! : -1;
+      if (!clientGroups(this.o).includes(group) || group === sentGroup) throw fail('illegal_parameter', 'HelloRetryRequest asks for a group we did not offer or already sent');
     }
+    if (group === undefined) throw fail('illegal_parameter', 'HelloRetryRequest names no group and we sent no key share');
+    this.result.helloRetry = true;
     // The ECH verdict (§6.1.4): an extension whose 8 bytes confirm against the inner transcript.
     let accepted = false;
     const inner = this.candidates.find((c) => c.ech);
@@ -285,8 +333,8 @@ export class TlsClient {
       t.replaceWithMessageHash();
       return t;
     };
-    const innerKey = p.x25519Generate();
-    const outerKey = p.x25519Generate();
+    const innerKey = newShare(p, group);
+    const outerKey = newShare(p, group);
     if (this.echHello) {
       const h2 = this.echHello.retry({ innerKey, outerKey, cookie: cookie?.data });
       const next: Candidate[] = [];

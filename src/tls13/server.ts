@@ -8,17 +8,18 @@
  * comes back. Randomness, the ephemeral key and the certificate signer are
  * injected, so a handshake can be replayed byte for byte in a test.
  *
- * Scope: full (EC)DHE handshakes with X25519, no PSK/resumption, no 0-RTT, no
- * client certificates; HelloRetryRequest for a client that sent no X25519
- * share, with ECH accepted or not (RFC 9849 §7.1.1, §7.2.1).
+ * Scope: full (EC)DHE handshakes with X25519, secp256r1 and X25519MLKEM768
+ * (tls13/groups.ts), no PSK/resumption, no 0-RTT, no client certificates;
+ * HelloRetryRequest for a client that sent no share for a group we take,
+ * with ECH accepted or not (RFC 9849 §7.1.1, §7.2.1).
  */
 import { concat, copy, ctEqual } from '../bytes/util.js';
 import type { CryptoProvider, X25519Private } from '../crypto/provider.js';
 import { type AlertName, EchgateError, isEchgateError } from '../errors.js';
 import { alertFor } from '../wire/tls/alert.js';
 import { type ClientHello, decodeClientHelloMessage, findExtension } from '../wire/tls/client-hello.js';
-import { AlertDescription, ContentType, ExtensionType, HandshakeType, MAX_PLAINTEXT, NamedGroup, ProtocolVersion } from '../wire/tls/constants.js';
-import { decodeAlpn, decodeKeyShares, decodeSupportedVersions, decodeU16List, encodeAlpn } from '../wire/tls/extensions.js';
+import { AlertDescription, ContentType, ExtensionType, HandshakeType, isGrease, MAX_PLAINTEXT, ProtocolVersion } from '../wire/tls/constants.js';
+import { decodeAlpn, decodeKeyShares, decodeSupportedVersions, decodeU16List, encodeAlpn, type KeyShareEntry } from '../wire/tls/extensions.js';
 import { encodeHandshake } from '../wire/tls/handshake.js';
 import {
   certificateVerifyContent,
@@ -32,6 +33,7 @@ import {
 } from '../wire/tls/server-messages.js';
 import { type CipherSuite, CIPHER_SUITES, finishedVerifyData, KeySchedule, trafficKeys } from './key-schedule.js';
 import { ECH_CONFIRMATION_AT, echAcceptConfirmation, hrrEchConfirmation } from './ech-confirm.js';
+import { DEFAULT_GROUPS, groupById, groupName } from './groups.js';
 import { HandshakeBuffer } from './handshake-buffer.js';
 import { RecordCipher } from './record-protection.js';
 import { Transcript } from './transcript.js';
@@ -47,7 +49,13 @@ export interface CertifiedKey {
 export interface ServerOptions {
   provider: CryptoProvider;
   random: (n: number) => Uint8Array;
-  ephemeral: () => X25519Private;
+  /** The X25519 ephemeral (also the X25519 half of X25519MLKEM768); absent = a fresh provider key. Tests pin it. */
+  ephemeral?: () => X25519Private;
+  /**
+   * Key-exchange groups (NamedGroup code points) in server preference order;
+   * absent = DEFAULT_GROUPS. Code points we do not implement are ignored.
+   */
+  groups?: readonly number[];
   /** The certificate for a server name (the inner SNI when ECH was accepted). */
   certificate: (sni: string | undefined) => CertifiedKey | undefined;
   /** Application protocols we accept, in preference order; absent = no ALPN. */
@@ -78,7 +86,7 @@ export interface Output {
   /** The client closed (close_notify) or the connection failed. */
   closed: boolean;
   /** Set once when the handshake completes. */
-  established?: { sni: string | undefined; alpn: string | undefined; suite: number; ech: boolean };
+  established?: { sni: string | undefined; alpn: string | undefined; suite: number; ech: boolean; group: number };
 }
 
 type State = 'start' | 'wait_ch2' | 'wait_finished' | 'connected' | 'closed';
@@ -119,6 +127,10 @@ export class TlsServer {
   private sni: string | undefined;
   private alpn: string | undefined;
   private ccsSeen = false;
+  /** Appendix D.4: one dummy change_cipher_spec after our first handshake message, HRR or ServerHello. */
+  private ccsSent = false;
+  /** The key-exchange group: asked for in HelloRetryRequest, then used in ServerHello. */
+  private group: number | undefined;
 
   constructor(private readonly o: ServerOptions) {}
 
@@ -195,10 +207,9 @@ export class TlsServer {
       if (!ctEqual(ch.random, this.hello!.random)) throw fail('illegal_parameter', 'the second ClientHelloInner changed its random');
       this.hello = ch;
     }
-    const versions = findExtension(ch, ExtensionType.supported_versions);
-    if (!versions || !decodeSupportedVersions(versions.data).includes(ProtocolVersion.TLS13)) {
-      throw fail('protocol_version', 'client does not offer TLS 1.3');
-    }
+    // Appendix D.5: a hello claiming SSL 3.0 or older is refused outright.
+    if (ch.legacyVersion <= 0x0300) throw fail('protocol_version', `ClientHello.legacy_version 0x${ch.legacyVersion.toString(16)}`);
+    this.checkVersions(ch);
     if (!ch.compressionMethods.includes(0) || ch.compressionMethods.length !== 1) throw fail('illegal_parameter', 'compression');
     const suite = this.suite ?? CIPHER_SUITES.find((s) => ch.cipherSuites.includes(s.id));
     if (!suite || !ch.cipherSuites.includes(suite.id)) throw fail('handshake_failure', 'no common cipher suite');
@@ -206,21 +217,21 @@ export class TlsServer {
     const ksExt = findExtension(ch, ExtensionType.key_share);
     const groupsExt = findExtension(ch, ExtensionType.supported_groups);
     if (!ksExt || !groupsExt) throw fail('missing_extension', 'key_share and supported_groups are required');
-    const share = decodeKeyShares(ksExt.data).find((k) => k.group === NamedGroup.x25519);
+    // Duplicate shares for one group are refused while decoding (illegal_parameter, §4.2.8).
+    const shares = decodeKeyShares(ksExt.data);
     const groups = decodeU16List(groupsExt.data, 'supported_groups');
     const sigExt = findExtension(ch, ExtensionType.signature_algorithms);
     if (!sigExt) throw fail('missing_extension', 'signature_algorithms is required');
     const sigAlgs = decodeU16List(sigExt.data, 'signature_algorithms');
+    const share = this.selectShare(shares, groups, second);
 
     if (!this.transcript) this.transcript = new Transcript(this.o.provider, suite.hash);
     this.transcript.add(encodeHandshake(HandshakeType.client_hello, ch.raw!));
 
     if (!share) {
-      if (second || !groups.includes(NamedGroup.x25519)) throw fail('handshake_failure', 'no X25519 key share');
       if (this.ech.accepted && !this.ech.decryptSecond) throw fail('handshake_failure', 'HelloRetryRequest after ECH acceptance needs the first hello\'s HPKE context (not available in split mode)');
       return this.helloRetry(suite);
     }
-    if (share.keyExchange.length !== 32) throw fail('illegal_parameter', 'bad X25519 key share');
 
     const cert = this.o.certificate(this.sni);
     if (!cert) throw fail('unrecognized_name', 'no certificate for this name');
@@ -235,16 +246,16 @@ export class TlsServer {
     }
 
     // ServerHello
-    const eph = this.o.ephemeral();
-    const shared = this.o.provider.x25519(eph, share.keyExchange);
+    // Invalid shares (wrong length, off the curve, low order, failing FIPS 203 §7.2) → illegal_parameter.
+    const kx = groupById(share.group)!.accept(this.o.provider, share.keyExchange, this.o.ephemeral);
+    const shared = kx.secret;
     const random = this.o.random(32);
-    const shExts = serverHelloExtensions(ProtocolVersion.TLS13, { group: NamedGroup.x25519, key: eph.publicKey });
+    const shExts = serverHelloExtensions(ProtocolVersion.TLS13, { group: share.group, key: kx.share });
     let sh = encodeServerHello({ random, sessionIdEcho: this.sessionId, cipherSuite: suite.id, extensions: shExts });
     if (this.ech.accepted) sh = this.confirmEch(sh);
     this.transcript.add(sh);
     const send: Uint8Array[] = [...plainRecord(ContentType.handshake, sh)];
-    // RFC 8446 §D.4 middlebox compatibility: a CCS right after the first server flight's ServerHello.
-    if (this.sessionId.length > 0) send.push(CCS_RECORD);
+    this.pushCcs(send);
 
     const ks = new KeySchedule(this.o.provider, suite.hash);
     this.ks = ks;
@@ -279,7 +290,7 @@ export class TlsServer {
   private helloRetry(suite: CipherSuite): Output {
     // §4.4.1: the transcript restarts with message_hash(ClientHello1).
     this.transcript!.replaceWithMessageHash();
-    const extensions = serverHelloExtensions(ProtocolVersion.TLS13, { group: NamedGroup.x25519 });
+    const extensions = serverHelloExtensions(ProtocolVersion.TLS13, { group: this.group! });
     // RFC 9849 §7.2.1: with ECH accepted, an encrypted_client_hello extension (last, so its 8 bytes end the message) confirms it.
     if (this.ech.accepted) extensions.push({ type: ExtensionType.encrypted_client_hello, data: new Uint8Array(8) });
     const hrr = encodeServerHello({ random: HRR_RANDOM, sessionIdEcho: this.sessionId, cipherSuite: suite.id, extensions });
@@ -287,8 +298,70 @@ export class TlsServer {
     this.transcript!.add(hrr);
     this.state = 'wait_ch2';
     const send = plainRecord(ContentType.handshake, hrr);
-    if (this.sessionId.length > 0) send.push(CCS_RECORD);
+    this.pushCcs(send);
     return { send, data: [], closed: false };
+  }
+
+  /**
+   * Appendix D.4 middlebox compatibility: when the client sent a legacy
+   * session id, one dummy change_cipher_spec right after our first handshake
+   * message — after HelloRetryRequest if there is one, never again after
+   * ServerHello.
+   */
+  private pushCcs(send: Uint8Array[]): void {
+    if (this.sessionId.length === 0 || this.ccsSent) return;
+    this.ccsSent = true;
+    send.push(CCS_RECORD);
+  }
+
+  /**
+   * RFC 8446 §4.2.8 / §4.1.4 group selection, in server preference order as
+   * Go's crypto/tls does it: the first preferred group the client sent a
+   * share for; else the first preferred group in its supported_groups (→
+   * HelloRetryRequest, returns undefined); else handshake_failure. Sets
+   * this.group.
+   */
+  private selectShare(shares: KeyShareEntry[], supported: number[], second: boolean): KeyShareEntry | undefined {
+    // §4.2.8: every share must be for a group the client lists (servers MAY check: we do).
+    for (const s of shares) {
+      if (!supported.includes(s.group)) throw fail('illegal_parameter', `key share for ${groupName(s.group)}, which supported_groups does not list`);
+    }
+    if (second) {
+      // §4.2.8: after HelloRetryRequest, exactly one share, for the group we asked for.
+      if (shares.length !== 1 || shares[0]!.group !== this.group) {
+        throw fail('illegal_parameter', `the second ClientHello must carry one key share for ${groupName(this.group!)}`);
+      }
+      return shares[0];
+    }
+    const preference = (this.o.groups ?? DEFAULT_GROUPS).filter((g) => groupById(g) !== undefined);
+    for (const g of preference) {
+      const share = shares.find((s) => s.group === g);
+      if (share) {
+        this.group = g;
+        return share;
+      }
+    }
+    const g = preference.find((x) => supported.includes(x));
+    if (g === undefined) throw fail('handshake_failure', 'no key-exchange group in common');
+    this.group = g;
+    return undefined;
+  }
+
+  /**
+   * supported_versions must offer TLS 1.3 (RFC 8446 §4.2.1 → protocol_version).
+   * With ECH accepted this is ClientHelloInner, which must offer TLS 1.3 and
+   * nothing older (RFC 9849 §7.1: illegal_parameter either way; GREASE aside).
+   */
+  private checkVersions(ch: ClientHello): void {
+    const ext = findExtension(ch, ExtensionType.supported_versions);
+    const versions = ext ? decodeSupportedVersions(ext.data) : [];
+    const tls13 = versions.includes(ProtocolVersion.TLS13);
+    if (this.ech.accepted) {
+      const older = versions.some((v) => v !== ProtocolVersion.TLS13 && !isGrease(v));
+      if (!tls13 || older) throw fail('illegal_parameter', 'ClientHelloInner must offer TLS 1.3 and nothing older');
+    } else if (!tls13) {
+      throw fail('protocol_version', 'client does not offer TLS 1.3');
+    }
   }
 
   /**
@@ -357,7 +430,7 @@ export class TlsServer {
       this.pendingAppKeys = undefined;
       this.state = 'connected';
       if (this.hs.pending) throw fail('unexpected_message', 'handshake data after Finished in the same flight');
-      out.established = { sni: this.sni, alpn: this.alpn, suite: this.suite!.id, ech: this.ech.accepted };
+      out.established = { sni: this.sni, alpn: this.alpn, suite: this.suite!.id, ech: this.ech.accepted, group: this.group! };
       return;
     }
     if (this.state === 'connected' && type === HandshakeType.key_update) {
