@@ -126,10 +126,13 @@ const x25519mlkem768: KeyExchangeGroup = {
 export const GROUPS: ReadonlyMap<number, KeyExchangeGroup> = new Map([x25519, secp256r1, x25519mlkem768].map((g) => [g.id, g]));
 
 /**
- * The server's preference when none is configured. X25519MLKEM768 first (as
- * Go, Chromium and Firefox do) — see docs/benchmarks.md for its cost here.
+ * The server's preference when none is configured: X25519, then P-256.
+ * X25519MLKEM768 is implemented but left out: on Node 20 its ML-KEM half is
+ * pure JS, and the server's first flight costs 2.7× the CPU of an X25519
+ * one (docs/benchmarks.md, "Key exchange"). Operators opt in with `groups`
+ * (curvePreferences in the configuration).
  */
-export const DEFAULT_GROUPS: readonly number[] = [NamedGroup.X25519MLKEM768, NamedGroup.x25519, NamedGroup.secp256r1];
+export const DEFAULT_GROUPS: readonly number[] = [NamedGroup.x25519, NamedGroup.secp256r1];
 
 /** The group for a code point we implement, or undefined. */
 export const groupById = (id: number): KeyExchangeGroup | undefined => GROUPS.get(id);
