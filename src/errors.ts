@@ -33,12 +33,16 @@ export type ErrorCode =
   // proxy
   | 'ERR_PEEK_TIMEOUT'
   | 'ERR_PEEK_TOO_LARGE'
+  | 'ERR_HANDSHAKE_TIMEOUT' // a terminated TLS handshake did not complete within the entrypoint's handshakeTimeout
   | 'ERR_USAGE';
 
 /** TLS alert descriptions we send (RFC 8446 §6.2, RFC 6066 §3, RFC 9849 §7). */
 export type AlertName =
   | 'bad_record_mac'
   | 'bad_certificate'
+  | 'certificate_unknown'
+  | 'unknown_ca'
+  | 'user_canceled'
   | 'decode_error'
   | 'illegal_parameter'
   | 'unrecognized_name'

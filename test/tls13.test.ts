@@ -78,8 +78,11 @@ async function engineServer(hosts: string[], alpn?: string[]): Promise<{ port: n
   const srv = net.createServer((sock) => {
     const asm = new ClientHelloAssembler(65536);
     let engine: TlsServer | undefined;
-    const flush = (o: { send: Uint8Array[]; data: Uint8Array[]; closed: boolean }) => {
+    const flush = (o: { send: Uint8Array[]; data: Uint8Array[]; closed: boolean; error?: unknown; peerAlert?: number }) => {
+      if (o.error !== undefined) errors.push(o.error as Error);
+      if (o.peerAlert !== undefined) return sock.destroy();
       for (const r of o.send) sock.write(r);
+      if (o.error !== undefined) return sock.end();
       for (const d of o.data) {
         if (Buffer.from(d).toString('latin1', 0, 4) === 'GET ') {
           // An HTTP client (curl): answer properly, then close_notify.
@@ -98,9 +101,7 @@ async function engineServer(hosts: string[], alpn?: string[]): Promise<{ port: n
         fn();
       } catch (e) {
         errors.push(e as Error);
-        const a = (e as { sendAlert?: Uint8Array }).sendAlert;
-        if (a) sock.end(a);
-        else sock.destroy();
+        sock.destroy();
       }
     };
     sock.on('error', () => {});

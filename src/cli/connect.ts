@@ -64,6 +64,11 @@ export function connectOnce(
       try {
         const out = client.receive(d);
         for (const r of out.send) sock.write(r);
+        if (out.error) {
+          // Our alert (if we failed the handshake) went out above; a server alert gets no answer.
+          report.error = out.error.message;
+          return done();
+        }
         for (const x of out.data) reply.push(Buffer.from(x));
         if (out.established) {
           Object.assign(report, out.established, { connected: true });

@@ -5,6 +5,8 @@ export interface EntryPointConfig {
   host: string;
   port: number;
   clientHelloTimeoutMs: number;
+  /** Terminated TLS: the handshake must complete (client Finished) this long after the ClientHello; 0 = no deadline. */
+  handshakeTimeoutMs: number;
   maxClientHelloBytes: number;
   maxConnections: number;
   idleTimeoutMs: number;
@@ -82,6 +84,7 @@ export interface Config {
 
 export const DEFAULTS = {
   clientHelloTimeoutMs: 10_000,
+  handshakeTimeoutMs: 10_000,
   maxClientHelloBytes: 65_536,
   maxConnections: 10_000,
   idleTimeoutMs: 180_000,

@@ -93,7 +93,7 @@ export function validateConfig(raw: unknown, file: string): Config {
         bad(p, 'expected a mapping');
         continue;
       }
-      warnUnknown(e, p, ['address', 'clientHelloTimeout', 'maxClientHelloBytes', 'maxConnections', 'transport', 'echBackend']);
+      warnUnknown(e, p, ['address', 'clientHelloTimeout', 'handshakeTimeout', 'maxClientHelloBytes', 'maxConnections', 'transport', 'echBackend']);
       if (e.echBackend !== undefined && typeof e.echBackend !== 'boolean') bad(`${p}.echBackend`, 'expected true or false');
       const addr = parseAddress(e.address);
       if (!addr) {
@@ -107,6 +107,7 @@ export function validateConfig(raw: unknown, file: string): Config {
         name,
         ...addr,
         clientHelloTimeoutMs: duration(e.clientHelloTimeout, `${p}.clientHelloTimeout`, DEFAULTS.clientHelloTimeoutMs),
+        handshakeTimeoutMs: duration(e.handshakeTimeout, `${p}.handshakeTimeout`, DEFAULTS.handshakeTimeoutMs),
         maxClientHelloBytes: posInt(e.maxClientHelloBytes, `${p}.maxClientHelloBytes`, DEFAULTS.maxClientHelloBytes, 16 * 1024 * 1024),
         maxConnections: posInt(e.maxConnections, `${p}.maxConnections`, DEFAULTS.maxConnections),
         idleTimeoutMs: duration(responding.idleTimeout, `${p}.transport.respondingTimeouts.idleTimeout`, DEFAULTS.idleTimeoutMs),

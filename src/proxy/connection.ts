@@ -31,7 +31,8 @@ export type PeekFailure =
   | 'closed_early'
   | 'no_route'
   | 'no_sni_no_route'
-  | 'tls_handshake';
+  | 'tls_handshake'
+  | 'handshake_timeout';
 
 export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: () => void): void {
   const started = performance.now();
@@ -119,14 +120,15 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
       try {
         term = startTermination(ctx, cls, tlsCfg.alpn);
       } catch (e) {
-        if (!isEchgateError(e)) {
-          // Never let an unexpected error take the process down: end this connection and say why.
-          ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, router: route.name, err: String(e) }, 'internal error starting TLS');
-          return fail('tls_handshake', encodeAlertRecord('internal_error'));
-        }
-        return fail('tls_handshake', (e as { sendAlert?: Uint8Array }).sendAlert);
+        // Never let an unexpected error take the process down: end this connection and say why.
+        ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, router: route.name, err: String(e) }, 'internal error starting TLS');
+        return fail('tls_handshake', encodeAlertRecord('internal_error'));
       }
-      for (const r of term.first) socket.write(r);
+      if (term.first.error !== undefined) {
+        if (!isEchgateError(term.first.error)) ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, router: route.name, err: String(term.first.error) }, 'internal error starting TLS');
+        return fail('tls_handshake', term.first.send.length ? concat(...term.first.send) : undefined);
+      }
+      for (const r of term.first.send) socket.write(r);
     } else if (conn.ech === 'accepted' && tlsCfg?.echSplit && cls && !ctx.ep.echBackend) {
       // Split mode (RFC 9849 §3.1, §7.1): the backend server gets ClientHelloInner in place of
       // the outer hello, then the client's bytes unchanged but for a second hello after a
@@ -146,10 +148,11 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
     backend = b;
     if (term) {
       // The handshake goes on while the backend connects; plaintext waits in the socket's buffer.
-      relayTerminated(socket, b, term.engine, replay ?? new Uint8Array(0), (alert, err) => {
-        ctx.metrics.peekFailures.inc({ entrypoint: ep, reason: 'tls_handshake' });
+      relayTerminated(socket, b, term.engine, replay ?? new Uint8Array(0), ctx.ep.handshakeTimeoutMs, (records, err) => {
+        const timedOut = isEchgateError(err) && err.code === 'ERR_HANDSHAKE_TIMEOUT';
+        ctx.metrics.peekFailures.inc({ entrypoint: ep, reason: timedOut ? 'handshake_timeout' : 'tls_handshake' });
         if (!isEchgateError(err)) ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, router: route.name, err: String(err) }, 'internal error in TLS termination');
-        if (alert) socket.end(alert);
+        if (records.length) socket.end(concat(...records));
         else socket.destroy();
         b.destroy();
       });

@@ -8,11 +8,11 @@
  * checked only when a CA is given.
  */
 import { constants, verify as verifySig, X509Certificate } from 'node:crypto';
-import { describeAlert, encodeAlertRecord } from '../wire/tls/alert.js';
-import { concat, ctEqual } from '../bytes/util.js';
+import { alertBody, alertFor, describeAlert, encodeAlertRecord, isClosureAlert } from '../wire/tls/alert.js';
+import { ctEqual } from '../bytes/util.js';
 import type { CryptoProvider } from '../crypto/provider.js';
 import { buildEchClientHello } from '../ech/client.js';
-import { EchgateError, isEchgateError } from '../errors.js';
+import { type AlertName, EchgateError, isEchgateError } from '../errors.js';
 import type { ECHConfigContents } from '../wire/ech/config.js';
 import { type ClientHello, encodeClientHello } from '../wire/tls/client-hello.js';
 import { AlertDescription, ContentType, ExtensionType, HandshakeType, MAX_PLAINTEXT, NamedGroup, ProtocolVersion } from '../wire/tls/constants.js';
@@ -33,7 +33,7 @@ import { SigScheme } from './certs.js';
 import { ECH_CONFIRMATION_AT, echAcceptConfirmation, hrrEchConfirmation } from './ech-confirm.js';
 import { type ClientKeyShare, groupById, groupName } from './groups.js';
 import { HandshakeBuffer } from './handshake-buffer.js';
-import { RecordCipher } from './record-protection.js';
+import { checkPlaintextLength, RecordCipher, RecordReader } from './record-protection.js';
 import { Transcript } from './transcript.js';
 
 export interface ClientOptions {
@@ -67,23 +67,35 @@ export interface ClientResult {
 }
 
 export interface ClientOutput {
+  /** Records to send to the server, in order. When `alert` is set, its record is the last one. */
   send: Uint8Array[];
   data: Uint8Array[];
+  /** The connection is over: the server closed, sent an error alert, or we failed it. */
   closed: boolean;
+  /** We failed the connection with this alert (RFC 8446 §6.2); its record ends `send`. */
+  alert?: AlertName;
+  /** Why the connection failed (our check, or the server's alert). */
+  error?: EchgateError;
+  /** The server ended the connection with this error alert; nothing is sent back (§6.2). */
+  peerAlert?: number;
   established?: ClientResult;
 }
 
-const fail = (alert: 'decode_error' | 'illegal_parameter' | 'handshake_failure' | 'decrypt_error' | 'unexpected_message', msg: string) =>
-  new EchgateError('ERR_ILLEGAL', msg, { alert });
+const fail = (alert: AlertName, msg: string) => new EchgateError('ERR_ILLEGAL', msg, { alert });
 
-const SIG_ALGS = Object.values(SigScheme);
-const SCHEME_HASH: Record<number, string | null> = {
-  [SigScheme.ecdsa_secp256r1_sha256]: 'sha256',
-  [SigScheme.ecdsa_secp384r1_sha384]: 'sha384',
-  [SigScheme.rsa_pss_rsae_sha256]: 'sha256',
-  [SigScheme.rsa_pss_rsae_sha384]: 'sha384',
-  [SigScheme.rsa_pss_rsae_sha512]: 'sha512',
-  [SigScheme.ed25519]: null,
+const SIG_ALGS: readonly number[] = Object.values(SigScheme);
+/**
+ * What each scheme we offer needs (RFC 8446 §4.2.3): the hash, and the key
+ * type (and curve: in TLS 1.3 an ECDSA scheme names its curve) the leaf's
+ * public key must have for the scheme to apply to it.
+ */
+const SCHEMES: Record<number, { hash: string | null; key: string; curve?: string; pss?: true }> = {
+  [SigScheme.ecdsa_secp256r1_sha256]: { hash: 'sha256', key: 'ec', curve: 'prime256v1' },
+  [SigScheme.ecdsa_secp384r1_sha384]: { hash: 'sha384', key: 'ec', curve: 'secp384r1' },
+  [SigScheme.rsa_pss_rsae_sha256]: { hash: 'sha256', key: 'rsa', pss: true },
+  [SigScheme.rsa_pss_rsae_sha384]: { hash: 'sha384', key: 'rsa', pss: true },
+  [SigScheme.rsa_pss_rsae_sha512]: { hash: 'sha512', key: 'rsa', pss: true },
+  [SigScheme.ed25519]: { hash: null, key: 'ed25519' },
 };
 
 /** A ClientHello without ECH; `again` makes the second one after HelloRetryRequest (same random and session id, RFC 8446 §4.1.2). */
@@ -94,7 +106,7 @@ function plainHello(p: CryptoProvider, o: ClientOptions, key: ClientKeyShare | u
     { type: ExtensionType.supported_groups, data: encodeU16List(clientGroups(o)) },
     { type: ExtensionType.key_share, data: encodeKeyShares(key ? [{ group: key.group, keyExchange: key.publicKey }] : []) },
     ...(again?.cookie ? [{ type: ExtensionType.cookie, data: again.cookie }] : []),
-    { type: ExtensionType.signature_algorithms, data: encodeU16List(SIG_ALGS) },
+    { type: ExtensionType.signature_algorithms, data: encodeU16List([...SIG_ALGS]) },
     { type: ExtensionType.psk_key_exchange_modes, data: encodePskModes([1]) },
     ...(o.alpn ? [{ type: ExtensionType.application_layer_protocol_negotiation, data: encodeAlpn(o.alpn) }] : []),
   ];
@@ -147,8 +159,9 @@ export class TlsClient {
   private read: RecordCipher | undefined;
   private write: RecordCipher | undefined;
   private hs: { client: Uint8Array; server: Uint8Array } | undefined;
+  private app: { client: Uint8Array; server: Uint8Array } | undefined;
   private sched: KeySchedule | undefined;
-  private inbuf: Uint8Array = new Uint8Array(0);
+  private readonly records = new RecordReader();
   // Server certificate chains may be long: a larger cap than the server side needs.
   private readonly hsMessages = new HandshakeBuffer(1 << 20);
   private state: 'wait_sh' | 'wait_ee' | 'wait_cert' | 'wait_cv' | 'wait_fin' | 'connected' | 'closed' = 'wait_sh';
@@ -183,35 +196,70 @@ export class TlsClient {
     return handshakeRecords(this.first);
   }
 
+  /**
+   * Feed bytes from the server. Never throws for what the server sends: a
+   * failed check comes back as `alert` (its record last in `send`, to be
+   * sent) and `error`; an error alert from the server as `peerAlert`.
+   */
   receive(bytes: Uint8Array): ClientOutput {
-    this.inbuf = this.inbuf.length ? concat(this.inbuf, bytes) : bytes;
-    const out: ClientOutput = { send: [], data: [], closed: false };
-    while (this.inbuf.length >= 5 && this.state !== 'closed') {
-      const type = this.inbuf[0]!;
-      const len = (this.inbuf[3]! << 8) | this.inbuf[4]!;
-      if (this.inbuf.length < 5 + len) break;
-      const header = this.inbuf.subarray(0, 5);
-      const frag = this.inbuf.subarray(5, 5 + len);
-      this.inbuf = this.inbuf.subarray(5 + len);
-      if (type === ContentType.change_cipher_spec) continue;
-      if (type === ContentType.alert && !this.read) {
-        throw new EchgateError('ERR_ILLEGAL', `server sent alert ${describeAlert(frag[1])}`);
+    const out: ClientOutput = { send: [], data: [], closed: this.state === 'closed' };
+    if (this.state === 'closed') return out;
+    try {
+      this.records.push(bytes);
+      for (let rec = this.records.next(); rec; rec = this.records.next()) {
+        this.onRecord(rec.type, rec.header, rec.fragment, out);
+        if ((this.state as string) === 'closed') break;
       }
-      if (type === ContentType.handshake && this.state === 'wait_sh') {
-        this.onServerHello(frag, out);
-        continue;
-      }
-      if (type !== ContentType.application_data || !this.read) throw fail('unexpected_message', `unexpected record type ${type}`);
-      const { type: inner, content } = this.read.open(header, frag);
-      if (inner === ContentType.alert) {
-        if (content[1] !== 0) throw new EchgateError('ERR_ILLEGAL', `server sent alert ${describeAlert(content[1])}`);
-        out.closed = true;
-        this.state = 'closed';
-      } else if (inner === ContentType.handshake) this.onHandshake(content, out);
-      else if (inner === ContentType.application_data && this.state === 'connected') out.data.push(content);
-      else throw fail('unexpected_message', 'unexpected content');
+    } catch (e) {
+      const err = e instanceof EchgateError ? e : new EchgateError('ERR_ILLEGAL', `internal error: ${(e as Error)?.message}`, { cause: e });
+      out.error = err;
+      out.alert = alertFor(err);
+      out.closed = true;
+      this.state = 'closed';
+      // Protected under whatever keys we write with by now (handshake or application), plaintext before ServerHello.
+      out.send.push(this.write ? this.write.seal(ContentType.alert, alertBody(out.alert)) : encodeAlertRecord(out.alert));
     }
     return out;
+  }
+
+  private onRecord(type: number, header: Uint8Array, frag: Uint8Array, out: ClientOutput): void {
+    if (type === ContentType.application_data) {
+      if (!this.read) throw fail('unexpected_message', 'protected record before ServerHello');
+      const { type: inner, content } = this.read.open(header, frag);
+      if (inner !== ContentType.handshake && this.hsMessages.pending) throw fail('unexpected_message', 'a record of another type inside a fragmented handshake message');
+      if (inner === ContentType.alert) this.onAlert(content, out);
+      else if (inner === ContentType.handshake) this.onHandshake(content, out);
+      else if (inner === ContentType.application_data && this.state === 'connected') out.data.push(content);
+      else throw fail('unexpected_message', 'unexpected content');
+      return;
+    }
+    checkPlaintextLength(frag);
+    if (type === ContentType.change_cipher_spec && this.state !== 'connected') return;
+    // The server may not have keys yet when it refuses our hello: plaintext alerts until its Finished.
+    if (type === ContentType.alert && this.state !== 'connected') return this.onAlert(frag, out);
+    if (type === ContentType.handshake && this.state === 'wait_sh') {
+      if (frag.length === 0) throw fail('unexpected_message', 'empty handshake record');
+      const msgs = this.hsMessages.push(frag);
+      // §5.1: ServerHello (and HelloRetryRequest) change keys or restart: each must end its record.
+      if (msgs.length > 1 || (msgs.length === 1 && this.hsMessages.pending)) throw fail('unexpected_message', 'handshake data after ServerHello in the same record');
+      if (msgs.length) this.onServerHello(msgs[0]!, out);
+      return;
+    }
+    throw fail('unexpected_message', `unexpected record type ${type}`);
+  }
+
+  /** RFC 8446 §6 (see TlsServer.onAlert): two bytes; close_notify closes, an error alert ends the connection with nothing sent back. */
+  private onAlert(body: Uint8Array, out: ClientOutput): void {
+    if (body.length === 0) throw fail('unexpected_message', 'empty alert record');
+    if (body.length !== 2) throw new EchgateError('ERR_DECODE', `alert record of ${body.length} bytes`, { alert: 'decode_error' });
+    const desc = body[1]!;
+    if (desc === AlertDescription.user_canceled) return;
+    out.closed = true;
+    this.state = 'closed';
+    if (!isClosureAlert(desc)) {
+      out.peerAlert = desc;
+      out.error = new EchgateError('ERR_ILLEGAL', `server sent alert ${describeAlert(desc)}`);
+    }
   }
 
   encrypt(data: Uint8Array): Uint8Array[] {
@@ -240,7 +288,7 @@ export class TlsClient {
 
   private onServerHello(msg: Uint8Array, out: ClientOutput): void {
     if (msg[0] !== HandshakeType.server_hello) throw fail('unexpected_message', 'expected ServerHello');
-    const sh = decodeServerHello(msg.subarray(4, 4 + ((msg[1]! << 16) | (msg[2]! << 8) | msg[3]!)));
+    const sh = decodeServerHello(msg.subarray(4));
     if (ctEqual(sh.random, HRR_RANDOM)) return this.onHelloRetry(msg, sh, out);
     const suite = this.selectSuite(sh, 'ServerHello');
     const ks = sh.extensions.find((e) => e.type === ExtensionType.key_share);
@@ -352,10 +400,20 @@ export class TlsClient {
   }
 
   private onHandshake(content: Uint8Array, out: ClientOutput): void {
-    for (const msg of this.hsMessages.push(content)) this.onMessage(msg, out);
+    const msgs = this.hsMessages.push(content);
+    for (let i = 0; i < msgs.length; i++) this.onMessage(msgs[i]!, i === msgs.length - 1 && this.hsMessages.pending === 0, out);
   }
 
-  private onMessage(msg: Uint8Array, out: ClientOutput): void {
+  /** A test hook: ask the server to update its keys and update ours (RFC 8446 §4.6.3). */
+  keyUpdate(requestUpdate: 0 | 1 = 1): Uint8Array {
+    if (this.state !== 'connected' || !this.app) throw fail('unexpected_message', 'not connected');
+    const rec = this.write!.seal(ContentType.handshake, encodeHandshake(HandshakeType.key_update, Uint8Array.of(requestUpdate)));
+    this.app.client = this.sched!.nextTrafficSecret(this.app.client);
+    this.write = new RecordCipher(this.suite!, trafficKeys(this.o.provider, this.suite!, this.app.client));
+    return rec;
+  }
+
+  private onMessage(msg: Uint8Array, endsRecord: boolean, out: ClientOutput): void {
     const type = msg[0]!;
     const body = msg.subarray(4);
     const p = this.o.provider;
@@ -396,15 +454,22 @@ export class TlsClient {
           throw new EchgateError('ERR_ILLEGAL', `server certificate does not parse: ${(e as Error).message}`, { alert: 'bad_certificate' });
         }
         const content = certificateVerifyContent(this.transcript!.hash(), true);
-        const hash = SCHEME_HASH[scheme];
-        if (hash === undefined) throw fail('illegal_parameter', `unsupported signature scheme ${scheme}`);
-        const pss = scheme >= 0x0804 && scheme <= 0x0806;
+        // §4.4.3: the server's scheme "MUST be one offered in the client's signature_algorithms"; and
+        // it must fit the leaf's key (§4.2.3: ECDSA schemes name their curve; rsa_pss_rsae needs an RSA key).
+        // Either failing is a field inconsistent with the rest of the handshake: illegal_parameter.
+        const want = SCHEMES[scheme];
+        if (!SIG_ALGS.includes(scheme) || !want) throw fail('illegal_parameter', `CertificateVerify uses signature scheme 0x${scheme.toString(16)}, which we did not offer`);
+        const key = leaf.publicKey;
+        if (key.asymmetricKeyType !== want.key || (want.curve && key.asymmetricKeyDetails?.namedCurve !== want.curve)) {
+          throw fail('illegal_parameter', `CertificateVerify scheme 0x${scheme.toString(16)} does not fit the certificate's ${key.asymmetricKeyType} key`);
+        }
         let ok = false;
         try {
-          ok = verifySig(hash, content, pss ? { key: leaf.publicKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST } : leaf.publicKey, signature);
+          ok = verifySig(want.hash, content, want.pss ? { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST } : key, signature);
         } catch {
           ok = false;
         }
+        // §4.4.3: "If the verification fails, the receiver MUST terminate the handshake with a decrypt_error alert."
         if (!ok) throw fail('decrypt_error', 'CertificateVerify signature does not verify');
         // With ECH rejected the server authenticates as the public name (RFC 9849 §6.1.7).
         const expectName = this.result.ech === 'rejected' ? this.o.ech!.publicName : this.o.serverName;
@@ -415,7 +480,11 @@ export class TlsClient {
         this.result.certificateVerified = false;
         if (this.o.ca) {
           const ca = new X509Certificate(this.o.ca);
-          if (!leaf.verify(ca.publicKey) || !leaf.checkHost(expectName)) throw new EchgateError('ERR_ILLEGAL', `certificate does not verify for ${expectName}`, { alert: 'handshake_failure' });
+          // §6.2: unknown_ca — "the certificate was not accepted because the CA certificate could not be located or could not be matched with a known trust anchor".
+          if (!leaf.verify(ca.publicKey)) throw new EchgateError('ERR_ILLEGAL', 'certificate is not signed by the given CA', { alert: 'unknown_ca' });
+          // A sound certificate from our CA, only not for this name: neither corrupt (bad_certificate) nor
+          // from an unknown CA; §6.2's certificate_unknown ("some other issue ... rendering it unacceptable").
+          if (!leaf.checkHost(expectName)) throw new EchgateError('ERR_ILLEGAL', `certificate is not valid for ${expectName}`, { alert: 'certificate_unknown' });
           this.result.certificateVerified = true;
         }
         this.transcript!.add(msg);
@@ -425,13 +494,18 @@ export class TlsClient {
       case 'wait_fin': {
         if (type !== HandshakeType.finished) throw fail('unexpected_message', 'expected Finished');
         const expected = finishedVerifyData(p, suite.hash, this.hs!.server, this.transcript!.hash());
+        // §4.4.4: a verify_data of the wrong length is malformed; a wrong value does not verify.
+        if (body.length !== expected.length) throw new EchgateError('ERR_DECODE', `Finished of ${body.length} bytes`, { alert: 'decode_error' });
         if (!ctEqual(body, expected)) throw fail('decrypt_error', 'server Finished does not verify');
+        // §5.1: keys change after the server Finished; nothing may follow it in its record.
+        if (!endsRecord) throw fail('unexpected_message', 'handshake data after the server Finished in the same record');
         this.transcript!.add(msg);
         const app = this.sched!.application(this.transcript!.hash());
         const fin = encodeFinished(finishedVerifyData(p, suite.hash, this.hs!.client, this.transcript!.hash()));
         out.send.push(this.write!.seal(ContentType.handshake, fin));
         this.read = new RecordCipher(suite, trafficKeys(p, suite, app.server));
         this.write = new RecordCipher(suite, trafficKeys(p, suite, app.client));
+        this.app = { client: app.client, server: app.server };
         this.state = 'connected';
         out.established = this.result as ClientResult;
         return;
@@ -439,6 +513,20 @@ export class TlsClient {
       case 'connected':
         // NewSessionTicket and KeyUpdate from the server: tickets are ignored (no resumption).
         if (type === HandshakeType.new_session_ticket) return;
+        if (type === HandshakeType.key_update) {
+          // §4.6.3, as the server checks it.
+          if (body.length !== 1) throw new EchgateError('ERR_DECODE', `KeyUpdate of ${body.length} bytes`, { alert: 'decode_error' });
+          if (body[0]! > 1) throw fail('illegal_parameter', `KeyUpdate request_update ${body[0]}`);
+          if (!endsRecord) throw fail('unexpected_message', 'handshake data after KeyUpdate in the same record');
+          this.app!.server = this.sched!.nextTrafficSecret(this.app!.server);
+          this.read = new RecordCipher(suite, trafficKeys(p, suite, this.app!.server));
+          if (body[0] === 1) {
+            out.send.push(this.write!.seal(ContentType.handshake, encodeHandshake(HandshakeType.key_update, Uint8Array.of(0))));
+            this.app!.client = this.sched!.nextTrafficSecret(this.app!.client);
+            this.write = new RecordCipher(suite, trafficKeys(p, suite, this.app!.client));
+          }
+          return;
+        }
         throw fail('unexpected_message', `unexpected post-handshake message ${type}`);
       default:
         throw fail('unexpected_message', 'unexpected handshake message');

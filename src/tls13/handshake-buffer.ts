@@ -1,9 +1,13 @@
-/** Reassembles handshake messages from record contents (RFC 8446 §5.1: messages may span records). */
-import { concat } from '../bytes/util.js';
+/**
+ * Reassembles handshake messages from record contents (RFC 8446 §5.1:
+ * messages may span records, and several may share one record). Fragments
+ * are queued, not concatenated: a message is copied once, when complete.
+ */
 import { EchgateError } from '../errors.js';
+import { ByteQueue } from './byte-queue.js';
 
 export class HandshakeBuffer {
-  private buf: Uint8Array = new Uint8Array(0);
+  private readonly q = new ByteQueue();
 
   /**
    * `max` caps one message (header included): a peer announcing a 16 MiB
@@ -13,19 +17,19 @@ export class HandshakeBuffer {
 
   /** Add record content; returns every handshake message (header included) now complete. */
   push(content: Uint8Array): Uint8Array[] {
-    this.buf = this.buf.length ? concat(this.buf, content) : content;
+    this.q.push(content);
     const out: Uint8Array[] = [];
-    while (this.buf.length >= 4) {
-      const len = (this.buf[1]! << 16) | (this.buf[2]! << 8) | this.buf[3]!;
+    while (this.q.length >= 4) {
+      const len = (this.q.at(1) << 16) | (this.q.at(2) << 8) | this.q.at(3);
       if (4 + len > this.max) throw new EchgateError('ERR_LIMIT', `handshake message of ${len} bytes exceeds ${this.max}`, { alert: 'illegal_parameter' });
-      if (this.buf.length < 4 + len) break;
-      out.push(this.buf.subarray(0, 4 + len));
-      this.buf = this.buf.subarray(4 + len);
+      if (this.q.length < 4 + len) break;
+      out.push(this.q.take(4 + len));
     }
     return out;
   }
 
+  /** Bytes of an incomplete message held back (RFC 8446 §5.1: none may be pending when keys change). */
   get pending(): number {
-    return this.buf.length;
+    return this.q.length;
   }
 }

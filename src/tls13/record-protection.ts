@@ -1,5 +1,6 @@
 /**
- * TLS 1.3 record protection (RFC 8446 §5.2–5.3): TLSInnerPlaintext
+ * TLS 1.3 record layer (RFC 8446 §5): framing of records out of a byte
+ * stream, and record protection (§5.2–5.3): TLSInnerPlaintext
  * (content || type || zeros), per-record nonce = iv XOR sequence number,
  * AAD = the 5-byte record header.
  */
@@ -8,10 +9,52 @@ import type { Aead } from '../crypto/provider.js';
 import { copy } from '../bytes/util.js';
 import { EchgateError } from '../errors.js';
 import { ContentType, MAX_PLAINTEXT } from '../wire/tls/constants.js';
+import { ByteQueue } from './byte-queue.js';
 import type { CipherSuite, TrafficKeys } from './key-schedule.js';
 
 /** RFC 8446 §5.2: a ciphertext fragment is at most 2^14 + 256 bytes. */
 export const MAX_CIPHERTEXT = MAX_PLAINTEXT + 256;
+/** RFC 8446 §5.4: the whole TLSInnerPlaintext (content, type byte, padding) is at most 2^14 + 1 bytes. */
+export const MAX_INNER_PLAINTEXT = MAX_PLAINTEXT + 1;
+
+export interface RawRecord {
+  type: number;
+  header: Uint8Array;
+  fragment: Uint8Array;
+}
+
+/**
+ * Cuts a byte stream into records (RFC 8446 §5.1). Bytes are queued per read,
+ * never concatenated with what is buffered: a record is a view into the read
+ * that carried it, or one copy when it spans reads.
+ */
+export class RecordReader {
+  private readonly q = new ByteQueue();
+
+  push(bytes: Uint8Array): void {
+    this.q.push(bytes);
+  }
+
+  /** The next whole record, or undefined until more bytes arrive. */
+  next(): RawRecord | undefined {
+    if (this.q.length < 5) return undefined;
+    const len = (this.q.at(3) << 8) | this.q.at(4);
+    // §5.2: "TLSCiphertext.length larger than 2^14 + 256 octets MUST" end in record_overflow.
+    if (len > MAX_CIPHERTEXT) throw new EchgateError('ERR_DECODE', `record of ${len} bytes exceeds 2^14 + 256`, { alert: 'record_overflow' });
+    if (this.q.length < 5 + len) return undefined;
+    const rec = this.q.take(5 + len);
+    return { type: rec[0]!, header: rec.subarray(0, 5), fragment: rec.subarray(5) };
+  }
+
+  get buffered(): number {
+    return this.q.length;
+  }
+}
+
+/** §5.1: an unprotected record carries at most 2^14 bytes. */
+export function checkPlaintextLength(fragment: Uint8Array): void {
+  if (fragment.length > MAX_PLAINTEXT) throw new EchgateError('ERR_DECODE', 'plaintext record over 2^14 bytes', { alert: 'record_overflow' });
+}
 
 export class RecordCipher {
   private seq = 0n;
@@ -25,11 +68,10 @@ export class RecordCipher {
   }
 
   private nonce(): Uint8Array {
+    if (this.seq >= 0xffffffffffffffffn) throw new EchgateError('ERR_ILLEGAL', 'record sequence number exhausted');
     const n = copy(this.keys.iv);
     let s = this.seq;
     for (let i = 11; i >= 4 && s > 0n; i--, s >>= 8n) n[i]! ^= Number(s & 0xffn);
-    if (this.seq >= 0xffffffffffffffffn) throw new EchgateError('ERR_ILLEGAL', 'record sequence number exhausted');
-    this.seq++;
     return n;
   }
 
@@ -42,25 +84,51 @@ export class RecordCipher {
     const len = inner.length + this.aead.tagLen;
     const header = Uint8Array.of(ContentType.application_data, 0x03, 0x03, len >> 8, len & 0xff);
     const ct = this.aead.seal(this.keys.key, this.nonce(), header, inner);
+    this.seq++;
     const out = new Uint8Array(5 + ct.length);
     out.set(header);
     out.set(ct, 5);
     return out;
   }
 
-  /** Open one record (header + fragment). Returns the real content type and content. */
+  /**
+   * Open one record (header + fragment) and check its inner plaintext.
+   * Returns the real content type and content; bad_record_mac when it does not deprotect.
+   */
   open(header: Uint8Array, fragment: Uint8Array): { type: number; content: Uint8Array } {
+    const r = this.tryOpen(header, fragment);
+    if (!r) throw new EchgateError('ERR_AEAD_OPEN', 'bad record MAC', { alert: 'bad_record_mac' });
+    return r;
+  }
+
+  /**
+   * Like open(), but a record that does not deprotect returns undefined and
+   * leaves the sequence number where it was (RFC 8446 §4.2.10: a server that
+   * rejects 0-RTT skips records that fail under the handshake key, and the
+   * first one that opens is the client's record 0).
+   */
+  tryOpen(header: Uint8Array, fragment: Uint8Array): { type: number; content: Uint8Array } | undefined {
     if (fragment.length > MAX_CIPHERTEXT) throw new EchgateError('ERR_DECODE', 'record overflow', { alert: 'record_overflow' });
     let inner: Uint8Array;
     try {
       inner = this.aead.open(this.keys.key, this.nonce(), header, fragment);
-    } catch (e) {
-      throw new EchgateError('ERR_AEAD_OPEN', 'bad record MAC', { alert: 'bad_record_mac', cause: e });
+    } catch {
+      return undefined;
     }
+    this.seq++;
+    // §5.4: content + type + padding ≤ 2^14 + 1, else record_overflow (§5.2).
+    if (inner.length > MAX_INNER_PLAINTEXT) throw new EchgateError('ERR_DECODE', 'TLSInnerPlaintext over 2^14 + 1 bytes', { alert: 'record_overflow' });
     let i = inner.length - 1;
     while (i >= 0 && inner[i] === 0) i--;
+    // §5.4: all zeros, no content type → unexpected_message.
     if (i < 0) throw new EchgateError('ERR_DECODE', 'record with no content type', { alert: 'unexpected_message' });
-    if (i > MAX_PLAINTEXT) throw new EchgateError('ERR_DECODE', 'record plaintext over 2^14', { alert: 'record_overflow' });
-    return { type: inner[i]!, content: inner.subarray(0, i) };
+    const type = inner[i]!;
+    // §5.4: "Implementations MUST NOT send Handshake and Alert records that have a zero-length
+    // TLSInnerPlaintext.content; if such a message is received, the receiving implementation
+    // MUST terminate the connection with an unexpected_message alert." Empty application data is fine.
+    if (i === 0 && (type === ContentType.handshake || type === ContentType.alert)) {
+      throw new EchgateError('ERR_ILLEGAL', `empty protected ${type === ContentType.alert ? 'alert' : 'handshake'} record`, { alert: 'unexpected_message' });
+    }
+    return { type, content: inner.subarray(0, i) };
   }
 }

@@ -15,8 +15,8 @@
  */
 import { concat, copy, ctEqual } from '../bytes/util.js';
 import type { CryptoProvider, X25519Private } from '../crypto/provider.js';
-import { type AlertName, EchgateError, isEchgateError } from '../errors.js';
-import { alertFor } from '../wire/tls/alert.js';
+import { type AlertName, EchgateError, } from '../errors.js';
+import { alertBody, alertFor, isClosureAlert } from '../wire/tls/alert.js';
 import { type ClientHello, decodeClientHelloMessage, findExtension } from '../wire/tls/client-hello.js';
 import { AlertDescription, ContentType, ExtensionType, HandshakeType, isGrease, MAX_PLAINTEXT, ProtocolVersion } from '../wire/tls/constants.js';
 import { decodeAlpn, decodeKeyShares, decodeSupportedVersions, decodeU16List, encodeAlpn, type KeyShareEntry } from '../wire/tls/extensions.js';
@@ -35,7 +35,7 @@ import { type CipherSuite, CIPHER_SUITES, finishedVerifyData, KeySchedule, traff
 import { ECH_CONFIRMATION_AT, echAcceptConfirmation, hrrEchConfirmation } from './ech-confirm.js';
 import { DEFAULT_GROUPS, groupById, groupName } from './groups.js';
 import { HandshakeBuffer } from './handshake-buffer.js';
-import { RecordCipher } from './record-protection.js';
+import { checkPlaintextLength, type RawRecord, RecordCipher, RecordReader } from './record-protection.js';
 import { Transcript } from './transcript.js';
 
 export interface CertifiedKey {
@@ -62,6 +62,8 @@ export interface ServerOptions {
   alpn?: readonly string[];
   /** ECHConfigList to send as retry_configs when ECH was offered but not accepted. */
   retryConfigs?: Uint8Array;
+  /** Cap on a handshake message from the client, header included: binds the second ClientHello (after HelloRetryRequest) like the first. Default 64 KiB. */
+  maxClientHelloBytes?: number;
 }
 
 export interface EchInfo {
@@ -79,17 +81,52 @@ export interface EchInfo {
 }
 
 export interface Output {
-  /** Records to send to the client, in order. */
+  /** Records to send to the client, in order. When `alert` is set, its record is the last one. */
   send: Uint8Array[];
   /** Application data received from the client. */
   data: Uint8Array[];
-  /** The client closed (close_notify) or the connection failed. */
+  /** The connection is over for reading: the client closed (close_notify), sent an error alert, or we failed it. */
   closed: boolean;
+  /** We failed the connection with this alert (RFC 8446 §6.2); the alert record ends `send`. Nothing more is read or sent. */
+  alert?: AlertName;
+  /** Why we failed it: an EchgateError for a protocol failure; anything else is a bug worth logging. */
+  error?: unknown;
+  /** The client ended the connection with this error alert (its description); per §6.2 nothing is sent back. */
+  peerAlert?: number;
   /** Set once when the handshake completes. */
   established?: { sni: string | undefined; alpn: string | undefined; suite: number; ech: boolean; group: number };
 }
 
 type State = 'start' | 'wait_ch2' | 'wait_finished' | 'connected' | 'closed';
+
+/**
+ * RFC 8446 §4.2.10: a server that does not accept 0-RTT skips the client's
+ * early data records, "up to the configured max_early_data_size". We never
+ * issue tickets, so no client learnt a max_early_data_size from us; one that
+ * offers early_data holds a ticket from some other server for this name.
+ * We allow what a common server grants (OpenSSL's default
+ * recv_max_early_data is 2^14 bytes of plaintext), counted as ciphertext
+ * since we cannot open the records, plus one record's worth of expansion.
+ * Past it: unexpected_message (§4.6.1 says the same for a server that
+ * accepted early data and receives too much).
+ */
+export const EARLY_DATA_SKIP_LIMIT = MAX_PLAINTEXT + 256;
+
+/**
+ * KeyUpdates (RFC 8446 §4.6.3) a client may send before it has to send
+ * application data again. Each one costs us an HKDF-Expand and new cipher
+ * state (and, with update_requested, another one plus a record to send),
+ * while it costs the client a 22-byte record. §5.1 already limits them to
+ * one per record (a message that changes keys must end its record); this
+ * limits them per connection: the allowance starts at the burst and grows
+ * back by one per non-empty application data record. A real client updates
+ * its keys after much data (a record-count limit of its AEAD, §5.5) or on an
+ * explicit request, never dozens of times in a row. Over the limit:
+ * unexpected_message.
+ */
+export const KEY_UPDATE_BURST = 8;
+
+const newOutput = (): Output => ({ send: [], data: [], closed: false });
 
 const CCS_RECORD = Uint8Array.of(ContentType.change_cipher_spec, 0x03, 0x03, 0x00, 0x01, 0x01);
 
@@ -119,8 +156,11 @@ export class TlsServer {
   private clientApSecret: Uint8Array | undefined;
   private serverApSecret: Uint8Array | undefined;
   private pendingAppKeys: { client: Uint8Array; server: Uint8Array } | undefined;
-  private inbuf: Uint8Array = new Uint8Array(0);
-  private readonly hs = new HandshakeBuffer();
+  private readonly records = new RecordReader();
+  private readonly hs: HandshakeBuffer;
+  /** §4.2.10: ciphertext bytes of rejected 0-RTT we may still skip; 0 = skip nothing. */
+  private earlySkip: number | undefined;
+  private keyUpdateAllowance = KEY_UPDATE_BURST;
   private hello: ClientHello | undefined;
   private sessionId: Uint8Array = new Uint8Array(0);
   private ech: EchInfo = { offered: false, accepted: false };
@@ -132,7 +172,9 @@ export class TlsServer {
   /** The key-exchange group: asked for in HelloRetryRequest, then used in ServerHello. */
   private group: number | undefined;
 
-  constructor(private readonly o: ServerOptions) {}
+  constructor(private readonly o: ServerOptions) {
+    this.hs = new HandshakeBuffer(o.maxClientHelloBytes ?? 1 << 16);
+  }
 
   /** Step 1: the first ClientHello (the inner one when ECH was accepted) and the ECH verdict. */
   start(hello: ClientHello, sni: string | undefined, ech: EchInfo): Output {
@@ -144,23 +186,26 @@ export class TlsServer {
     return this.guard(() => this.onClientHello(hello, false));
   }
 
-  /** Feed bytes from the client. */
+  /**
+   * Feed bytes from the client. Never throws for anything the client sends:
+   * a failure comes back as `alert` (its record last in `send`) and `error`.
+   */
   receive(bytes: Uint8Array): Output {
+    const out = newOutput();
+    if (this.state === 'closed') {
+      out.closed = true;
+      return out;
+    }
     return this.guard(() => {
-      this.inbuf = this.inbuf.length ? concat(this.inbuf, bytes) : bytes;
-      const out: Output = { send: [], data: [], closed: false };
-      while (this.inbuf.length >= 5 && this.state !== 'closed') {
-        const type = this.inbuf[0]!;
-        const len = (this.inbuf[3]! << 8) | this.inbuf[4]!;
-        if (len > MAX_PLAINTEXT + 256) throw fail('record_overflow', 'record too long');
-        if (this.inbuf.length < 5 + len) break;
-        const header = this.inbuf.subarray(0, 5);
-        const frag = this.inbuf.subarray(5, 5 + len);
-        this.inbuf = this.inbuf.subarray(5 + len);
-        this.onRecord(type, header, frag, out);
+      this.records.push(bytes);
+      this.earlySkip ??= findExtension(this.hello!, ExtensionType.early_data) ? EARLY_DATA_SKIP_LIMIT : 0;
+      for (let rec = this.records.next(); rec; rec = this.records.next()) {
+        this.onRecord(rec, out);
+        // After close_notify or an error alert, later bytes are not read (§6.1, §6.2).
+        if ((this.state as State) === 'closed') break;
       }
       return out;
-    });
+    }, out);
   }
 
   /** Application data to the client, as protected records. */
@@ -176,7 +221,7 @@ export class TlsServer {
 
   /** A fatal alert (or close_notify), protected when keys are in place. */
   alert(name: AlertName): Uint8Array {
-    const body = Uint8Array.of(name === 'close_notify' ? 1 : 2, AlertDescription[name]);
+    const body = alertBody(name);
     this.state = 'closed';
     return this.write ? this.write.seal(ContentType.alert, body) : plainRecord(ContentType.alert, body)[0]!;
   }
@@ -185,15 +230,29 @@ export class TlsServer {
     return this.state === 'connected';
   }
 
-  private guard(fn: () => Output): Output {
+  /**
+   * Any error while handling client input fails the connection: the alert
+   * for it (alertFor, the one table) goes out as the last record, and the
+   * output carries it. What was produced before the failure (records to
+   * send, authenticated data) is kept in `partial`.
+   */
+  private guard(fn: () => Output, partial: Output = newOutput()): Output {
     try {
       return fn();
     } catch (e) {
-      if (!isEchgateError(e)) throw e;
-      const alert = this.state === 'closed' ? undefined : this.alert(alertFor(e));
-      const err = e as EchgateError & { sendAlert?: Uint8Array };
-      err.sendAlert = alert;
-      throw err;
+      partial.closed = true;
+      partial.error = e;
+      if (this.state !== 'closed') {
+        partial.alert = alertFor(e);
+        try {
+          partial.send.push(this.alert(partial.alert));
+        } catch {
+          // Sealing can only fail on an exhausted sequence number; then close without the alert.
+          partial.alert = undefined;
+        }
+      }
+      this.state = 'closed';
+      return partial;
     }
   }
 
@@ -375,69 +434,132 @@ export class TlsServer {
     return out;
   }
 
-  // ---- records ----
+  // ---- records (RFC 8446 §5) ----
 
-  private onRecord(type: number, header: Uint8Array, frag: Uint8Array, out: Output): void {
+  private onRecord(rec: RawRecord, out: Output): void {
+    const { type, header, fragment } = rec;
+    if (type === ContentType.application_data) return this.onProtected(header, fragment, out);
+    checkPlaintextLength(fragment);
+    // §5.1: "if a handshake message is split over two or more records, there MUST NOT be any other records between them."
+    if (type !== ContentType.handshake && this.hs.pending) throw fail('unexpected_message', 'a record of another type inside a fragmented handshake message');
     if (type === ContentType.change_cipher_spec) {
       // §5: one CCS of value 1 may arrive between the first ClientHello and the client Finished.
-      if (this.state === 'connected' || this.ccsSeen || frag.length !== 1 || frag[0] !== 1) throw fail('unexpected_message', 'unexpected change_cipher_spec');
+      if (this.state === 'connected' || this.ccsSeen || fragment.length !== 1 || fragment[0] !== 1) throw fail('unexpected_message', 'unexpected change_cipher_spec');
       this.ccsSeen = true;
       return;
     }
-    if (type === ContentType.alert && !this.read) {
-      out.closed = true;
-      this.state = 'closed';
-      return;
-    }
+    // A client that cannot use our ServerHello has no keys to protect its alert: plaintext alerts until its Finished.
+    if (type === ContentType.alert && this.state !== 'connected') return this.onAlert(fragment, out);
     if (type === ContentType.handshake && this.state === 'wait_ch2') {
-      for (const msg of this.hs.push(frag)) {
-        if (this.state !== 'wait_ch2') throw fail('unexpected_message', 'data after the second ClientHello');
-        out.send.push(...this.onClientHello(decodeClientHelloMessage(msg), true).send);
-      }
+      // §5.1: no zero-length handshake fragments.
+      if (fragment.length === 0) throw fail('unexpected_message', 'empty handshake record');
+      const msgs = this.hs.push(fragment);
+      if (msgs.length === 0) return;
+      // §5.1: the second ClientHello makes us change keys, so it must end its record.
+      if (msgs.length > 1 || this.hs.pending) throw fail('unexpected_message', 'handshake data after the second ClientHello');
+      out.send.push(...this.onClientHello(decodeClientHelloMessage(msgs[0]!), true).send);
+      // §4.2.10: the second ClientHello cannot offer early data; from here on nothing is skipped.
+      this.earlySkip = 0;
       return;
     }
-    if (type !== ContentType.application_data || !this.read) throw fail('unexpected_message', `unexpected record type ${type}`);
-    const { type: inner, content } = this.read.open(header, frag);
-    if (inner === ContentType.alert) {
-      out.closed = true;
-      this.state = 'closed';
-      return;
+    throw fail('unexpected_message', `unexpected record type ${type}`);
+  }
+
+  /** An application_data record: protected content, or rejected 0-RTT data to skip (§4.2.10). */
+  private onProtected(header: Uint8Array, fragment: Uint8Array, out: Output): void {
+    if (this.state === 'wait_ch2') {
+      // §4.2.10: after HelloRetryRequest the server skips "all records with an external content type of application_data".
+      if (!this.earlySkip) throw fail('unexpected_message', 'application data before the second ClientHello');
+      return this.skipEarly(fragment);
     }
+    if (!this.read) throw fail('unexpected_message', 'protected record before keys');
+    let opened: { type: number; content: Uint8Array } | undefined;
+    if (this.state === 'wait_finished' && this.earlySkip) {
+      // §4.2.10: records that fail under the handshake key are rejected 0-RTT data; the first that opens starts the client's flight.
+      opened = this.read.tryOpen(header, fragment);
+      if (!opened) return this.skipEarly(fragment);
+      this.earlySkip = 0;
+    } else {
+      opened = this.read.open(header, fragment);
+    }
+    const { type: inner, content } = opened;
+    if (inner !== ContentType.handshake && this.hs.pending) throw fail('unexpected_message', 'a record of another type inside a fragmented handshake message');
+    if (inner === ContentType.alert) return this.onAlert(content, out);
     if (inner === ContentType.handshake) return this.onHandshakeData(content, out);
     if (inner === ContentType.application_data) {
       if (this.state !== 'connected') throw fail('unexpected_message', 'application data before Finished');
-      if (content.length) out.data.push(content);
+      // §5.4: zero-length application data is allowed (traffic analysis cover); it earns no KeyUpdate allowance.
+      if (content.length) {
+        out.data.push(content);
+        if (this.keyUpdateAllowance < KEY_UPDATE_BURST) this.keyUpdateAllowance++;
+      }
       return;
     }
     throw fail('unexpected_message', `unexpected inner content type ${inner}`);
   }
 
+  private skipEarly(fragment: Uint8Array): void {
+    this.earlySkip! -= fragment.length;
+    if (this.earlySkip! < 0) throw fail('unexpected_message', 'more rejected early data than we skip');
+  }
+
+  /**
+   * §6: an alert is exactly two bytes, never fragmented or coalesced. The
+   * level is implicit in the description: close_notify closes gracefully,
+   * user_canceled waits for the close_notify that should follow (§6.1),
+   * anything else is an error alert and ends the connection, and "upon
+   * receiving an error alert, the TLS implementation SHOULD indicate an error
+   * to the application and MUST NOT allow any further data to be sent or
+   * received" (§6.2) — so nothing goes back, not even a close_notify.
+   */
+  private onAlert(body: Uint8Array, out: Output): void {
+    if (body.length === 0) throw fail('unexpected_message', 'empty alert record');
+    if (body.length !== 2) throw new EchgateError('ERR_DECODE', `alert record of ${body.length} bytes`, { alert: 'decode_error' });
+    const desc = body[1]!;
+    if (desc === AlertDescription.user_canceled) return;
+    out.closed = true;
+    this.state = 'closed';
+    if (!isClosureAlert(desc)) out.peerAlert = desc;
+  }
+
   private onHandshakeData(content: Uint8Array, out: Output): void {
-    for (const msg of this.hs.push(content)) this.onHandshakeMessage(msg, out);
+    const msgs = this.hs.push(content);
+    for (let i = 0; i < msgs.length; i++) {
+      // §5.1: "Handshake messages MUST NOT span key changes": a message after which keys change must end its record.
+      this.onHandshakeMessage(msgs[i]!, i === msgs.length - 1 && this.hs.pending === 0, out);
+    }
   }
 
   // ---- §4.4.4 client Finished, then §4.6.3 KeyUpdate ----
 
-  private onHandshakeMessage(msg: Uint8Array, out: Output): void {
+  private onHandshakeMessage(msg: Uint8Array, endsRecord: boolean, out: Output): void {
     const type = msg[0]!;
+    const body = msg.subarray(4);
     if (this.state === 'wait_finished') {
       if (type !== HandshakeType.finished) throw fail('unexpected_message', `expected Finished, got ${type}`);
+      if (!endsRecord) throw fail('unexpected_message', 'handshake data after Finished in the same record');
       const expected = finishedVerifyData(this.o.provider, this.suite!.hash, this.clientHsSecret!, this.transcript!.hash());
-      if (!ctEqual(msg.subarray(4), expected)) throw fail('decrypt_error', 'client Finished does not verify');
+      // §4.4.4: verify_data is Hash.length bytes; a wrong length is malformed (decode_error), a wrong value decrypt_error.
+      if (body.length !== expected.length) throw new EchgateError('ERR_DECODE', `Finished of ${body.length} bytes`, { alert: 'decode_error' });
+      if (!ctEqual(body, expected)) throw fail('decrypt_error', 'client Finished does not verify');
       this.transcript!.add(msg);
       this.read = new RecordCipher(this.suite!, trafficKeys(this.o.provider, this.suite!, this.pendingAppKeys!.client));
       this.clientApSecret = this.pendingAppKeys!.client;
       this.pendingAppKeys = undefined;
       this.state = 'connected';
-      if (this.hs.pending) throw fail('unexpected_message', 'handshake data after Finished in the same flight');
       out.established = { sni: this.sni, alpn: this.alpn, suite: this.suite!.id, ech: this.ech.accepted, group: this.group! };
       return;
     }
     if (this.state === 'connected' && type === HandshakeType.key_update) {
-      if (msg.length !== 5 || msg[4]! > 1) throw fail('decode_error', 'bad KeyUpdate');
+      // §4.6.3: struct { KeyUpdateRequest request_update; } — one byte, 0 or 1.
+      if (body.length !== 1) throw new EchgateError('ERR_DECODE', `KeyUpdate of ${body.length} bytes`, { alert: 'decode_error' });
+      if (body[0]! > 1) throw fail('illegal_parameter', `KeyUpdate request_update ${body[0]}`);
+      if (!endsRecord) throw fail('unexpected_message', 'handshake data after KeyUpdate in the same record');
+      if (this.keyUpdateAllowance === 0) throw fail('unexpected_message', `more than ${KEY_UPDATE_BURST} KeyUpdates without application data`);
+      this.keyUpdateAllowance--;
       this.clientApSecret = this.ks!.nextTrafficSecret(this.clientApSecret!);
       this.read = new RecordCipher(this.suite!, trafficKeys(this.o.provider, this.suite!, this.clientApSecret));
-      if (msg[4] === 1) {
+      if (body[0] === 1) {
         out.send.push(this.write!.seal(ContentType.handshake, encodeHandshake(HandshakeType.key_update, Uint8Array.of(0))));
         this.serverApSecret = this.ks!.nextTrafficSecret(this.serverApSecret!);
         this.write = new RecordCipher(this.suite!, trafficKeys(this.o.provider, this.suite!, this.serverApSecret));

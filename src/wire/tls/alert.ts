@@ -1,34 +1,52 @@
-import { type AlertName, isEchgateError } from '../../errors.js';
+import { type AlertName, type ErrorCode, isEchgateError } from '../../errors.js';
 import { AlertDescription, ContentType } from './constants.js';
 
 /**
- * The single place that maps an error to the TLS alert we send
- * (RFC 8446 §6.2). Errors that do not name an alert become internal_error;
- * codec errors already carry decode_error or illegal_parameter.
+ * The one table from error family to the TLS alert we send (RFC 8446 §6.2)
+ * when the error carries no alert of its own. Families not listed (limits we
+ * enforce that the RFC has no alert for, crypto misuse, I/O) become
+ * internal_error; where the RFC names an alert for a check (bad_record_mac
+ * for a record that does not deprotect, record_overflow, ...), the check
+ * attaches it to the error it raises.
+ */
+export const ALERT_FOR_CODE: Readonly<Partial<Record<ErrorCode, AlertName>>> = {
+  // §6.2: "a message could not be decoded because some field was out of the specified range or the length of the message was incorrect"
+  ERR_DECODE: 'decode_error',
+  ERR_TRAILING: 'decode_error',
+  // §6.2: "a field in the handshake was incorrect or inconsistent with other fields"
+  ERR_DUPLICATE: 'illegal_parameter',
+  ERR_ILLEGAL: 'illegal_parameter',
+  ERR_ECH_INNER: 'illegal_parameter',
+  // §5.1: a ClientHello flight over our cap is treated like an over-long record.
+  ERR_PEEK_TOO_LARGE: 'record_overflow',
+};
+
+/**
+ * The single place that maps an error to the TLS alert we send: the alert
+ * the error names, else the table above, else internal_error.
  */
 export function alertFor(err: unknown): AlertName {
-  if (isEchgateError(err)) {
-    if (err.alert) return err.alert;
-    switch (err.code) {
-      case 'ERR_DECODE':
-      case 'ERR_TRAILING':
-        return 'decode_error';
-      case 'ERR_DUPLICATE':
-      case 'ERR_ILLEGAL':
-      case 'ERR_ECH_INNER':
-        return 'illegal_parameter';
-      case 'ERR_PEEK_TOO_LARGE':
-        return 'record_overflow';
-      default:
-        return 'internal_error';
-    }
-  }
+  if (isEchgateError(err)) return err.alert ?? ALERT_FOR_CODE[err.code] ?? 'internal_error';
   return 'internal_error';
 }
 
-/** A plaintext fatal alert record (level 2). Sent before the handshake is encrypted. */
+/** The two bytes of an Alert message (RFC 8446 §6): level 1 for close_notify and user_canceled, 2 (fatal) for every error alert. */
+export function alertBody(name: AlertName): Uint8Array {
+  return Uint8Array.of(name === 'close_notify' || name === 'user_canceled' ? 1 : 2, AlertDescription[name]);
+}
+
+/** A plaintext alert record. Sent before the handshake is encrypted. */
 export function encodeAlertRecord(name: AlertName): Uint8Array {
-  return new Uint8Array([ContentType.alert, 0x03, 0x03, 0x00, 0x02, 2, AlertDescription[name]]);
+  const b = alertBody(name);
+  return new Uint8Array([ContentType.alert, 0x03, 0x03, 0x00, 0x02, b[0]!, b[1]!]);
+}
+
+/**
+ * RFC 8446 §6.1: close_notify and user_canceled are closure alerts; every
+ * other alert, known or not, is an error alert and ends the connection at once.
+ */
+export function isClosureAlert(description: number): boolean {
+  return description === AlertDescription.close_notify || description === AlertDescription.user_canceled;
 }
 
 /** "112 (unrecognized_name)": an alert number as people read it. */
