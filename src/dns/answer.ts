@@ -49,31 +49,34 @@ export function answerQuery(zone: Zone, bytes: Uint8Array, o: QueryOptions = {})
     throw e;
   }
   if (decoded.flags & 0x8000) return { status: 400 }; // a response, not a query: never answered
-  // Every response carries at most the first question (RFC 9619: QDCOUNT is one). Echoing all of
-  // them, decompressed, let a small query with many compressed questions draw a reply many times
-  // its size: an amplifier over UDP, and past 65,535 octets over TCP.
-  const q: DnsMessage = { ...decoded, questions: decoded.questions.slice(0, 1) };
-  const opts = q.additionals.filter((r) => r.type === RRType.OPT);
+  // Error replies are shaped as BIND 9 shapes them, and are never larger than the query that drew them:
+  // QDCOUNT other than one (RFC 9619) is FORMERR with the header alone; an opcode we do not implement is
+  // NOTIMP without the question; two OPTs or an EDNS version above 0 echo the one question. Echoing every
+  // question, decompressed, let a small query draw a reply many times its size: an amplifier over UDP,
+  // and past 65,535 octets over TCP.
+  const bare: DnsMessage = { ...decoded, questions: [] };
+  const opts = decoded.additionals.filter((r) => r.type === RRType.OPT);
   const limit = responseLimit(opts[0], o.udp === true);
   const edns = opts.length > 0 ? { ednsUdpSize: EDNS_UDP_SIZE } : {};
   /** Encode, and when the result is larger than this client may get, set TC and drop the records (RFC 2181 §9). */
-  const fit = (rcode: number, answers: AnswerRecord[], shape: ResponseOptions): Uint8Array => {
+  const fit = (q: DnsMessage, rcode: number, answers: AnswerRecord[], shape: ResponseOptions): Uint8Array => {
     const body = encodeResponse(q, rcode, answers, shape);
     return body.length <= limit ? body : encodeResponse(q, rcode, answers, { ...shape, truncated: true });
   };
-  const reply = (rcode: number, extra: ResponseOptions = {}) => ({ status: 200 as const, body: fit(rcode, [], { ...edns, ...extra }), rcode });
+  const reply = (q: DnsMessage, rcode: number, extra: ResponseOptions = {}) => ({ status: 200 as const, body: fit(q, rcode, [], { authoritative: false, ...extra }), rcode });
+  if (decoded.questions.length !== 1) return reply(bare, RCode.FORMERR);
+  const q = decoded;
   const opcode = (q.flags >> 11) & 0x0f;
-  if (opcode !== 0) return reply(RCode.NOTIMP);
+  if (opcode !== 0) return reply(bare, RCode.NOTIMP, edns);
   // RFC 6891 §6.1.1: more than one OPT is FORMERR; §6.1.3: a version above 0 is BADVERS.
-  if (opts.length > 1) return reply(RCode.FORMERR);
-  if (opts.length === 1 && (opts[0]!.ttl >>> 16) & 0xff) return reply(0, { ednsExtendedRcode: 1 });
-  if (decoded.questions.length !== 1) return reply(RCode.FORMERR);
+  if (opts.length > 1) return reply(q, RCode.FORMERR);
+  if (opts.length === 1 && (opts[0]!.ttl >>> 16) & 0xff) return reply(q, 0, { ...edns, ednsExtendedRcode: 1 });
   const question = q.questions[0]!;
   // Only class IN is served. BIND 9 answers a question in another class it holds no zone for
   // (CH, HS, ANY) with REFUSED and no AA bit; so do we (docs/configuration.md, DNS hardening).
-  if (question.cls !== DnsClass.IN) return reply(RCode.REFUSED, { authoritative: false });
+  if (question.cls !== DnsClass.IN) return reply(q, RCode.REFUSED, edns);
   const { rcode, answers, authority, authoritative } = zone.answer(question.name, question.type);
-  const body = fit(rcode, answers, { ...edns, authority, authoritative });
+  const body = fit(q, rcode, answers, { ...edns, authority, authoritative });
   const ttl = answers.length ? Math.min(...answers.map((a) => a.ttl)) : 60;
   return { status: 200, body, ttl, question, rcode };
 }
