@@ -98,6 +98,7 @@ export function startDohServer(o: DohServerOptions): Promise<http2.Http2SecureSe
       handshakeTimeout: limits.readTimeoutMs,
       settings: { maxConcurrentStreams: limits.maxConcurrentStreams, maxHeaderListSize: limits.maxHeaderListSize },
       maxSessionMemory: 4, // MiB per HTTP/2 session; DNS messages are small
+      maxHeaderListPairs: 64,
     },
     (req, res) => {
       const clock = req.httpVersionMajor === 2 ? clocks.get(req.stream.session!) : clocks.get(req.socket);
@@ -119,6 +120,11 @@ export function startDohServer(o: DohServerOptions): Promise<http2.Http2SecureSe
       }, limits.readTimeoutMs);
       deadline.unref();
       try {
+        // RFC 9113 §6.5.2: a header list is counted as names + values + 32 octets per field. nghttp2 only
+        // advertises the limit, so it is checked here (HTTP/1.1 too): 431 (RFC 6585 §5).
+        let headerBytes = 0;
+        for (let i = 0; i < req.rawHeaders.length; i += 2) headerBytes += req.rawHeaders[i]!.length + (req.rawHeaders[i + 1] ?? '').length + 32;
+        if (headerBytes > limits.maxHeaderListSize) return void res.writeHead(431).end();
         handle(req, res);
       } catch (e) {
         fail(e);
