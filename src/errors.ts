@@ -30,6 +30,8 @@ export type ErrorCode =
   | 'ERR_TSIG' // a TSIG key that cannot be used, or a response whose TSIG does not verify
   | 'ERR_DNS_UPDATE' // the primary refused or failed a dynamic update (RFC 2136)
   | 'ERR_DNS_READBACK' // DNS does not serve what was published (read back over DoH)
+  | 'ERR_DNS_TIMEOUT' // a DoH query or DNS exchange did not complete within its overall deadline
+  | 'ERR_DNS_MISMATCH' // a DNS answer that is not the answer to our query (id, QR, opcode or question differ)
   // proxy
   | 'ERR_PEEK_TIMEOUT'
   | 'ERR_PEEK_TOO_LARGE'

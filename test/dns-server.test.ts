@@ -64,10 +64,14 @@ describe('authoritative DNS over UDP and TCP, asked by dig and kdig', () => {
     const full = await dig(srv.port, '+noedns', '+short', 'many.example.test', 'A');
     assert.equal(full.trim().split('\n').length, 40);
   });
-  it('EDNS: our OPT in the answer, BADVERS for version 1, NXDOMAIN for a name we do not hold', async () => {
+  it('EDNS: our OPT in the answer, BADVERS for version 1, NXDOMAIN below a name we hold, REFUSED for others (no zone)', async () => {
     assert.match(await dig(srv.port, 'secret.example.test', 'A'), /EDNS: version: 0, flags:; udp: 1232/);
     assert.match(await dig(srv.port, '+edns=1', '+noednsneg', 'secret.example.test', 'A'), /status: BADVERS/);
-    assert.match(await dig(srv.port, 'nothing.example.test', 'A'), /status: NXDOMAIN/);
+    assert.match(await dig(srv.port, 'nothing.secret.example.test', 'A'), /status: NXDOMAIN/);
+    // Without dns.zone we hold no zone: a name that is not ours is REFUSED, not an authoritative NXDOMAIN.
+    const other = await dig(srv.port, 'nothing.example.test', 'A');
+    assert.match(other, /status: REFUSED/);
+    assert.doesNotMatch(other, /flags: [a-z ]*aa/);
   });
   it('hostile datagrams and streams: no crash, FORMERR where a header was readable, still answering', async () => {
     const sock = dgram.createSocket('udp4');

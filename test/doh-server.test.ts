@@ -59,7 +59,8 @@ describe('zone answers', () => {
     echList = saved;
   });
   it('NXDOMAIN, NODATA, FORMERR, NOTIMP, and 400 for non-queries', () => {
-    assert.equal(ask('nothing.example.test', RRType.A).rcode, RCode.NXDOMAIN);
+    assert.equal(ask('nothing.secret.example.test', RRType.A).rcode, RCode.NXDOMAIN);
+    assert.equal(ask('nothing.example.test', RRType.A).rcode, RCode.REFUSED, 'no dns.zone: not ours');
     const nodata = ask('plain.example.test', RRType.HTTPS);
     assert.equal(nodata.rcode, RCode.NOERROR);
     assert.equal(nodata.answers.length, 0);

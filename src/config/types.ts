@@ -57,8 +57,17 @@ export interface CertificateFiles {
 export interface DnsConfig {
   /** Plain DNS over UDP and TCP on one port. */
   listen?: { host: string; port: number };
-  /** DNS over HTTPS (RFC 8484). */
-  doh?: { host: string; port: number; certFile: string; keyFile: string; path: string };
+  /** Limits of the plain DNS TCP listener; absent keys take the defaults of src/dns/dns-server.ts. */
+  tcp?: { maxConnections?: number; maxConnectionsPerIP?: number; idleTimeoutMs?: number; queryTimeoutMs?: number };
+  /** DNS over HTTPS (RFC 8484); absent limits take the defaults of src/dns/doh-server.ts. */
+  doh?: {
+    host: string;
+    port: number;
+    certFile: string;
+    keyFile: string;
+    path: string;
+    limits?: { maxConnections?: number; readTimeoutMs?: number; idleTimeoutMs?: number; maxConcurrentStreams?: number; maxHeaderListSize?: number };
+  };
   ttl: number;
   names: Record<string, { a?: string[]; aaaa?: string[]; https?: { priority?: number; alpn?: string[]; port?: number; ech?: boolean } }>;
   /** The apex this server is authoritative for (SOA, NS, REFUSED outside it). */

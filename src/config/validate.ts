@@ -295,14 +295,61 @@ export function validateConfig(raw: unknown, file: string): Config {
     const d = raw.dns;
     if (!isObj(d)) bad('dns', 'expected a mapping');
     else {
-      warnUnknown(d, 'dns', ['address', 'doh', 'ttl', 'names', 'zone', 'nameservers']);
+      warnUnknown(d, 'dns', ['address', 'tcp', 'doh', 'ttl', 'names', 'zone', 'nameservers']);
+      // Limits: positive integers and durations; what is left out takes the listener's default.
+      const count = (o: Obj, key: string, path: string, max: number): number | undefined => {
+        const v = o[key];
+        if (v === undefined) return undefined;
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) bad(`${path}.${key}`, `expected a whole number, 1..${max}`);
+        return Number(v);
+      };
+      const duration = (o: Obj, key: string, path: string): number | undefined => {
+        if (o[key] === undefined) return undefined;
+        const ms = parseDuration(o[key]);
+        if (ms === undefined || ms < 1 || ms > 3_600_000) bad(`${path}.${key}`, 'expected a duration such as 10s (1ms..1h)');
+        return ms;
+      };
+      const section = (o: Obj, key: string, path: string): Obj | undefined => {
+        if (o[key] === undefined) return undefined;
+        if (!isObj(o[key])) bad(`${path}.${key}`, 'expected a mapping');
+        return isObj(o[key]) ? o[key] : {};
+      };
+      const prune = <T extends Record<string, number | undefined>>(o: T): T | undefined => {
+        const kept = Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+        return Object.keys(kept).length ? kept : undefined;
+      };
+      const tcpRaw = section(d, 'tcp', 'dns');
+      if (tcpRaw) warnUnknown(tcpRaw, 'dns.tcp', ['maxConnections', 'maxConnectionsPerIP', 'idleTimeout', 'queryTimeout']);
+      const tcp = tcpRaw
+        ? prune({
+            maxConnections: count(tcpRaw, 'maxConnections', 'dns.tcp', 65535),
+            maxConnectionsPerIP: count(tcpRaw, 'maxConnectionsPerIP', 'dns.tcp', 65535),
+            idleTimeoutMs: duration(tcpRaw, 'idleTimeout', 'dns.tcp'),
+            queryTimeoutMs: duration(tcpRaw, 'queryTimeout', 'dns.tcp'),
+          })
+        : undefined;
       const hostname = (v: unknown) => typeof v === 'string' && /^(?=.{1,253}\.?$)([A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.?$/.test(v);
       if (d.zone !== undefined && !hostname(d.zone)) bad('dns.zone', 'expected a domain name');
       if (d.nameservers !== undefined && (!Array.isArray(d.nameservers) || d.nameservers.length === 0 || !d.nameservers.every(hostname))) bad('dns.nameservers', 'expected a list of host names');
       if (d.nameservers !== undefined && d.zone === undefined) bad('dns.nameservers', 'nameservers are the NS records of dns.zone: give zone too');
       if (d.doh !== undefined && !isObj(d.doh)) bad('dns.doh', 'expected a mapping');
       const doh = isObj(d.doh) ? d.doh : undefined;
-      if (doh) warnUnknown(doh, 'dns.doh', ['address', 'certFile', 'keyFile', 'path']);
+      if (doh) warnUnknown(doh, 'dns.doh', ['address', 'certFile', 'keyFile', 'path', 'maxConnections', 'respondingTimeouts', 'http2']);
+      let dohLimits: NonNullable<NonNullable<Config['dns']>['doh']>['limits'];
+      if (doh) {
+        const rt = section(doh, 'respondingTimeouts', 'dns.doh');
+        const h2 = section(doh, 'http2', 'dns.doh');
+        if (rt) warnUnknown(rt, 'dns.doh.respondingTimeouts', ['readTimeout', 'idleTimeout']);
+        if (h2) warnUnknown(h2, 'dns.doh.http2', ['maxConcurrentStreams', 'maxHeaderListSize']);
+        dohLimits = prune({
+          maxConnections: count(doh, 'maxConnections', 'dns.doh', 65535),
+          readTimeoutMs: rt && duration(rt, 'readTimeout', 'dns.doh.respondingTimeouts'),
+          idleTimeoutMs: rt && duration(rt, 'idleTimeout', 'dns.doh.respondingTimeouts'),
+          maxConcurrentStreams: h2 && count(h2, 'maxConcurrentStreams', 'dns.doh.http2', 1000),
+          // At least what one legitimate GET needs: a 64 KiB query is ~87 KiB in base64url.
+          maxHeaderListSize: h2 && count(h2, 'maxHeaderListSize', 'dns.doh.http2', 1 << 20),
+        });
+      }
       const addr = doh ? parseAddress(doh.address) : undefined;
       if (doh && !addr) bad('dns.doh.address', 'expected "host:port"');
       if (doh && (typeof doh.certFile !== 'string' || typeof doh.keyFile !== 'string')) bad('dns.doh', 'certFile and keyFile are required (DoH is HTTPS)');
@@ -348,7 +395,11 @@ export function validateConfig(raw: unknown, file: string): Config {
       }
       dns = {
         listen,
-        doh: doh && addr ? { ...addr, certFile: String(doh.certFile), keyFile: String(doh.keyFile), path: typeof doh.path === 'string' ? doh.path : '/dns-query' } : undefined,
+        ...(tcp ? { tcp } : {}),
+        doh:
+          doh && addr
+            ? { ...addr, certFile: String(doh.certFile), keyFile: String(doh.keyFile), path: typeof doh.path === 'string' ? doh.path : '/dns-query', ...(dohLimits ? { limits: dohLimits } : {}) }
+            : undefined,
         ttl: Number(ttl),
         names,
         ...(typeof d.zone === 'string' ? { zone: d.zone } : {}),

@@ -1,26 +1,62 @@
 /**
  * The embedded authoritative DNS over UDP and TCP (RFC 1035 §4.2, RFC 7766):
  * the same zone and answers as the DoH server, for resolvers that delegate a
- * zone to echgate and for dig/kdig. TCP connections are capped in number and
- * idle time, lengths are checked before anything is buffered, and no input
- * reaches the process as an exception.
+ * zone to echgate and for dig/kdig.
+ *
+ * What a remote client can cost us is bounded:
+ * - UDP: a reply never exceeds the client's payload size (512 without EDNS)
+ *   and carries at most one question, so it is never much larger than the
+ *   query (no amplifier).
+ * - TCP: a cap on connections overall and per client address; a query must
+ *   arrive whole within `queryTimeoutMs` of its first byte (a byte now and
+ *   then does not keep a connection); an idle connection closes after
+ *   `idleTimeoutMs` (RFC 7766 §6.2.3); replies the client does not read stop
+ *   us reading its further queries (RFC 7766 §6.2.1.1 pipelining, with
+ *   backpressure), and a client that takes none of them for `idleTimeoutMs`
+ *   is closed.
+ * - Any exception while handling one datagram or connection ends that one,
+ *   goes to `onError`, and never reaches the process.
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { answerQuery } from './answer.js';
 import type { Zone } from './zone.js';
 
-const TCP_IDLE_MS = 10_000; // RFC 7766 §6.2.3: servers may close idle connections after a few seconds
-const TCP_MAX_CONNECTIONS = 256;
+export interface DnsTcpLimits {
+  /** Open TCP connections at most; more are closed at once. */
+  maxConnections: number;
+  /** Open TCP connections from one client address at most. */
+  maxConnectionsPerIP: number;
+  /** An idle connection (no partial query, no reply waiting) closes after this long. */
+  idleTimeoutMs: number;
+  /** A query must arrive whole within this long of its first byte. */
+  queryTimeoutMs: number;
+}
+
+export const DEFAULT_TCP_LIMITS: DnsTcpLimits = {
+  maxConnections: 256,
+  maxConnectionsPerIP: 16,
+  // RFC 7766 §6.2.3: servers may close idle connections after a few seconds.
+  idleTimeoutMs: 10_000,
+  queryTimeoutMs: 5_000,
+};
+
+/** Replies waiting in a connection's send buffer before we stop reading its queries. */
+const MAX_QUEUED_BYTES = 64 * 1024;
+
+export type DnsTransport = 'udp' | 'tcp';
 
 export interface DnsServerOptions {
   host: string;
   /** 0 picks a free port; UDP then binds the port TCP got. */
   port: number;
   zone: () => Zone;
-  onQuery?: (q: { name: string; type: number; rcode: number; transport: 'udp' | 'tcp' }) => void;
-  /** Called with unexpected internal errors (the query is dropped, the server goes on). */
-  onError?: (err: unknown) => void;
+  tcp?: Partial<DnsTcpLimits>;
+  onQuery?: (q: { name: string; type: number; rcode: number; transport: DnsTransport }) => void;
+  /** Called with unexpected internal errors (the query or connection is dropped, the server goes on). */
+  onError?: (err: unknown, transport: DnsTransport) => void;
+  /** Called when a TCP connection is refused or closed by a limit (for logs and tests). */
+  onLimit?: (what: 'maxConnections' | 'maxConnectionsPerIP' | 'queryTimeout' | 'idleTimeout') => void;
 }
 
 export interface DnsServer {
@@ -29,42 +65,106 @@ export interface DnsServer {
 }
 
 export async function startDnsServer(o: DnsServerOptions): Promise<DnsServer> {
-  const respond = (msg: Uint8Array, transport: 'udp' | 'tcp'): Uint8Array | undefined => {
+  const limits: DnsTcpLimits = { ...DEFAULT_TCP_LIMITS, ...o.tcp };
+  const fail = (e: unknown, transport: DnsTransport) => {
     try {
-      const r = answerQuery(o.zone(), msg, { udp: transport === 'udp' });
-      if (r.question && o.onQuery) o.onQuery({ name: r.question.name, type: r.question.type, rcode: r.rcode!, transport });
-      return r.body;
-    } catch (e) {
-      o.onError?.(e);
-      return undefined;
+      o.onError?.(e, transport);
+    } catch {
+      // a failing error hook must not take the listener down either
     }
+  };
+  const respond = (msg: Uint8Array, transport: DnsTransport): Uint8Array | undefined => {
+    const r = answerQuery(o.zone(), msg, { udp: transport === 'udp' });
+    if (r.question && o.onQuery) o.onQuery({ name: r.question.name, type: r.question.type, rcode: r.rcode!, transport });
+    return r.body;
   };
 
   const open = new Set<net.Socket>();
+  const perIp = new Map<string, number>();
   const tcp = net.createServer({ noDelay: true }, (conn) => {
-    if (open.size >= TCP_MAX_CONNECTIONS) return void conn.destroy();
+    const ip = conn.remoteAddress ?? '';
+    const fromIp = perIp.get(ip) ?? 0;
+    if (open.size >= limits.maxConnections || fromIp >= limits.maxConnectionsPerIP) {
+      o.onLimit?.(open.size >= limits.maxConnections ? 'maxConnections' : 'maxConnectionsPerIP');
+      conn.on('error', () => {});
+      return void conn.destroy();
+    }
     open.add(conn);
-    conn.once('close', () => open.delete(conn));
-    conn.setTimeout(TCP_IDLE_MS, () => conn.destroy());
+    perIp.set(ip, fromIp + 1);
+    let timer: NodeJS.Timeout | undefined;
+    const arm = (ms: number, why: 'queryTimeout' | 'idleTimeout') => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        o.onLimit?.(why);
+        conn.destroy();
+      }, ms);
+    };
+    conn.once('close', () => {
+      clearTimeout(timer);
+      open.delete(conn);
+      const n = (perIp.get(ip) ?? 1) - 1;
+      if (n > 0) perIp.set(ip, n);
+      else perIp.delete(ip);
+    });
     conn.on('error', () => conn.destroy());
+    arm(limits.idleTimeoutMs, 'idleTimeout');
+
     let buf: Buffer = Buffer.alloc(0);
-    conn.on('data', (chunk: Buffer) => {
-      buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
-      // RFC 7766 §6.2.1: several queries may arrive back to back; answer each in turn.
-      while (buf.length >= 2) {
+    let blocked = false;
+    /** Answer every whole query in `buf` (RFC 7766 §6.2.1: back to back), until the send buffer fills. */
+    const drainQueries = () => {
+      const hadPartial = buf.length > 0;
+      let answered = false;
+      while (!blocked && buf.length >= 2) {
         const len = buf.readUInt16BE(0);
         if (len === 0) return void conn.destroy();
         if (buf.length < 2 + len) break;
         const body = respond(new Uint8Array(buf.buffer, buf.byteOffset + 2, len), 'tcp');
         buf = buf.subarray(2 + len);
-        if (!body) return void conn.destroy();
+        answered = true;
+        // No reply (a response sent to us, bytes without a header): nothing sensible follows on this stream.
+        if (!body || body.length > 0xffff) return void conn.destroy();
         const framed = Buffer.allocUnsafe(2 + body.length);
         framed.writeUInt16BE(body.length, 0);
         framed.set(body, 2);
-        conn.write(framed);
+        if (!conn.write(framed) || conn.writableLength > MAX_QUEUED_BYTES) blocked = true;
       }
-    });
+      if (blocked) {
+        // The client is not reading its replies: read no more of its queries until it does.
+        conn.pause();
+        arm(limits.idleTimeoutMs, 'idleTimeout');
+      } else if (buf.length === 0) arm(limits.idleTimeoutMs, 'idleTimeout');
+      else if (answered || !hadPartial) arm(limits.queryTimeoutMs, 'queryTimeout'); // a new query began in this chunk
+      // else: more bytes of the query already under way; its deadline stands.
+    };
+    const guarded = (f: () => void) => {
+      try {
+        f();
+      } catch (e) {
+        fail(e, 'tcp');
+        conn.destroy();
+      }
+    };
+    conn.on('data', (chunk: Buffer) =>
+      guarded(() => {
+        const wasEmpty = buf.length === 0;
+        buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+        if (wasEmpty) arm(limits.queryTimeoutMs, 'queryTimeout');
+        drainQueries();
+      }),
+    );
+    conn.on('drain', () =>
+      guarded(() => {
+        if (!blocked) return;
+        blocked = false;
+        const hadPartial = buf.length > 0;
+        if (hadPartial) arm(limits.queryTimeoutMs, 'queryTimeout');
+        drainQueries();
+        if (!blocked && !conn.destroyed) conn.resume();
+      }),
+    );
   });
+  tcp.on('error', (e) => fail(e, 'tcp'));
   await new Promise<void>((resolve, reject) => {
     tcp.once('error', reject);
     tcp.listen(o.port, o.host, () => {
@@ -76,11 +176,15 @@ export async function startDnsServer(o: DnsServerOptions): Promise<DnsServer> {
 
   const udp = dgram.createSocket({ type: net.isIPv6(o.host) ? 'udp6' : 'udp4' });
   udp.on('message', (msg, rinfo) => {
-    if (rinfo.port === 0) return;
-    const body = respond(new Uint8Array(msg.buffer, msg.byteOffset, msg.length), 'udp');
-    if (body) udp.send(body, rinfo.port, rinfo.address);
+    try {
+      if (rinfo.port === 0) return;
+      const body = respond(new Uint8Array(msg.buffer, msg.byteOffset, msg.length), 'udp');
+      if (body) udp.send(body, rinfo.port, rinfo.address, (e) => e && fail(e, 'udp'));
+    } catch (e) {
+      fail(e, 'udp');
+    }
   });
-  udp.on('error', (e) => o.onError?.(e));
+  udp.on('error', (e) => fail(e, 'udp'));
   await new Promise<void>((resolve, reject) => {
     udp.once('error', reject);
     udp.bind(port, o.host, () => {

@@ -1,35 +1,48 @@
 /**
  * DNS-over-HTTPS client (RFC 8484) on undici: GET with ?dns= (base64url,
  * unpadded) or POST with an application/dns-message body, id 0, a size cap and
- * a deadline. HTTPS/SVCB answers are decoded with their ech= SvcParam.
+ * an overall deadline; the answer must echo id 0 and the question (RFC 8484 §4.1). HTTPS/SVCB answers are decoded with their ech= SvcParam.
  */
 import { Agent, request } from 'undici';
 import { EchgateError } from '../errors.js';
 import { decodeECHConfigList } from '../wire/ech/config.js';
-import { type DnsMessage, decodeMessage, encodeQuery, RRType, typeName } from '../wire/dns/message.js';
+import { answerMismatch, DnsClass, type DnsMessage, decodeMessage, encodeQuery, RRType, typeName } from '../wire/dns/message.js';
 import { decodeName } from '../wire/dns/name.js';
 import { decodeSvcb, formatSvcb, SvcParamKey } from '../wire/dns/svcb.js';
 
 /** RFC 8484 §6 suggests nothing larger than a DNS message can be (64 KiB). */
 const MAX_RESPONSE = 65535;
+/** The default overall deadline of one DoH query: connect, TLS, request, and the whole answer. */
+export const DOH_TIMEOUT_MS = 5000;
 
 export interface DohOptions {
   /** PEM CA for a private DoH server (tests, local resolvers). */
   ca?: string;
   method?: 'GET' | 'POST';
+  /**
+   * The overall deadline (default DOH_TIMEOUT_MS): the query fails with
+   * ERR_DNS_TIMEOUT when the whole answer is not in by then, however the
+   * server paces its bytes.
+   */
   timeoutMs?: number;
 }
 
 export async function dohQuery(url: string, name: string, type: number, o: DohOptions = {}): Promise<DnsMessage & { raw: Uint8Array }> {
-  const query = encodeQuery(name, type, { udpSize: 1232 });
+  // RFC 8484 §4.1: id 0 in every request, so answers stay cacheable; the answer must carry it back.
+  const query = encodeQuery(name, type, { id: 0, udpSize: 1232 });
+  const timeoutMs = o.timeoutMs ?? DOH_TIMEOUT_MS;
   // allowH2: RFC 8484 §5.2 names HTTP/2 as the minimum; BIND 9.18 speaks nothing else.
-  const dispatcher = new Agent({ allowH2: true, connect: o.ca ? { ca: o.ca } : {}, headersTimeout: o.timeoutMs ?? 5000, bodyTimeout: o.timeoutMs ?? 5000 });
+  const dispatcher = new Agent({ allowH2: true, connect: o.ca ? { ca: o.ca, timeout: timeoutMs } : { timeout: timeoutMs }, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+  // undici's timeouts above are per stage and reset by every chunk; this one is not.
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(new EchgateError('ERR_DNS_TIMEOUT', `DoH query ${name} to ${url}: no complete answer within ${timeoutMs} ms`)), timeoutMs);
   try {
     const method = o.method ?? 'GET';
     const target = method === 'GET' ? `${url}${url.includes('?') ? '&' : '?'}dns=${Buffer.from(query).toString('base64url')}` : url;
     const res = await request(target, {
       method,
       dispatcher,
+      signal: abort.signal,
       headers: {
         accept: 'application/dns-message',
         // BIND 9.18 answers 400 to a POST without content-length (shared notes).
@@ -48,9 +61,16 @@ export async function dohQuery(url: string, name: string, type: number, o: DohOp
     const ct = String(res.headers['content-type'] ?? '');
     if (!ct.startsWith('application/dns-message')) throw new EchgateError('ERR_DECODE', `DoH content-type ${ct}`);
     const raw = new Uint8Array(Buffer.concat(chunks));
-    return { ...decodeMessage(raw), raw };
+    const m = decodeMessage(raw);
+    const wrong = answerMismatch({ id: 0, opcode: 0, question: { name, type, cls: DnsClass.IN } }, m);
+    if (wrong) throw new EchgateError('ERR_DNS_MISMATCH', `DoH answer from ${url} is not the answer to ${name}: ${wrong}`);
+    return { ...m, raw };
+  } catch (e) {
+    if (abort.signal.aborted) throw abort.signal.reason;
+    throw e;
   } finally {
-    await dispatcher.close();
+    clearTimeout(timer);
+    await dispatcher.destroy().catch(() => {});
   }
 }
 

@@ -3,13 +3,44 @@
  * application/dns-message over HTTPS, HTTP/2 with HTTP/1.1 fallback. Every bad
  * request gets an HTTP error or a DNS rcode, never a crash: 400 for a body that
  * is not a DNS query, 415 for the wrong media type, 413 past 64 KiB, FORMERR
- * for a query we cannot answer, NOTIMP for opcodes other than QUERY.
+ * for a query we cannot answer, NOTIMP for opcodes other than QUERY, and 500
+ * when answering fails unexpectedly (counted and logged by the caller).
+ *
+ * What a client can hold is bounded, as Traefik bounds an entrypoint
+ * (respondingTimeouts): a connection must finish its TLS handshake and its
+ * first request within `readTimeoutMs`, every request must be read whole
+ * within `readTimeoutMs` of its start, and a connection with no request in
+ * flight closes after `idleTimeoutMs`. Connections are capped
+ * (`maxConnections`, a cap of this listener's own, so the proxy entrypoints
+ * keep theirs), and so are HTTP/2 streams per connection and header lists.
  */
+import type { TLSSocket } from 'node:tls';
 import http2 from 'node:http2';
 import { answerQuery } from './answer.js';
 import type { Zone } from './zone.js';
 
 const MAX_QUERY = 65535;
+
+export interface DohLimits {
+  /** Open connections at most (the listener's own cap); more are closed at once. */
+  maxConnections: number;
+  /** Traefik's respondingTimeouts.readTimeout: handshake + first request, and each request's whole body. */
+  readTimeoutMs: number;
+  /** Traefik's respondingTimeouts.idleTimeout: a connection with no request in flight closes after this long. */
+  idleTimeoutMs: number;
+  /** HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS (RFC 9113 §6.5.2). */
+  maxConcurrentStreams: number;
+  /** HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE (RFC 9113 §6.5.2), in octets. */
+  maxHeaderListSize: number;
+}
+
+export const DEFAULT_DOH_LIMITS: DohLimits = {
+  maxConnections: 256,
+  readTimeoutMs: 10_000,
+  idleTimeoutMs: 60_000,
+  maxConcurrentStreams: 100,
+  maxHeaderListSize: 16 * 1024,
+};
 
 export interface DohServerOptions {
   host: string;
@@ -18,12 +49,117 @@ export interface DohServerOptions {
   key: string;
   path?: string;
   zone: () => Zone;
+  limits?: Partial<DohLimits>;
   onQuery?: (q: { name: string; type: number; rcode: number }) => void;
+  /** Called with unexpected internal errors (the request gets a 500, the server goes on). */
+  onError?: (err: unknown) => void;
+}
+
+/**
+ * Requests in flight on one connection, and the timer that closes it: the
+ * read deadline until its first request, the idle timeout whenever nothing
+ * is in flight.
+ */
+class ConnectionClock {
+  private active = 0;
+  private timer: NodeJS.Timeout | undefined;
+  constructor(
+    private readonly close: () => void,
+    private readonly limits: DohLimits,
+  ) {
+    this.arm(limits.readTimeoutMs);
+  }
+  private arm(ms: number) {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(this.close, ms);
+    this.timer.unref();
+  }
+  begin() {
+    this.active++;
+    clearTimeout(this.timer);
+  }
+  end() {
+    if (--this.active === 0) this.arm(this.limits.idleTimeoutMs);
+  }
+  stop() {
+    clearTimeout(this.timer);
+  }
 }
 
 export function startDohServer(o: DohServerOptions): Promise<http2.Http2SecureServer> {
+  const limits: DohLimits = { ...DEFAULT_DOH_LIMITS, ...o.limits };
   const path = o.path ?? '/dns-query';
-  const srv = http2.createSecureServer({ cert: o.cert, key: o.key, allowHTTP1: true }, (req, res) => {
+  const clocks = new WeakMap<object, ConnectionClock>();
+  const srv = http2.createSecureServer(
+    {
+      cert: o.cert,
+      key: o.key,
+      allowHTTP1: true,
+      handshakeTimeout: limits.readTimeoutMs,
+      settings: { maxConcurrentStreams: limits.maxConcurrentStreams, maxHeaderListSize: limits.maxHeaderListSize },
+      maxSessionMemory: 4, // MiB per HTTP/2 session; DNS messages are small
+      maxHeaderListPairs: 64,
+    },
+    (req, res) => {
+      const clock = req.httpVersionMajor === 2 ? clocks.get(req.stream.session!) : clocks.get(req.socket);
+      clock?.begin();
+      let ended = false;
+      const finish = () => {
+        if (ended) return;
+        ended = true;
+        clearTimeout(deadline);
+        clock?.end();
+      };
+      res.once('close', finish);
+      res.once('finish', finish);
+      // The whole request (its body, for POST) must arrive within the read timeout of its start.
+      const deadline = setTimeout(() => {
+        if (!res.headersSent && !res.destroyed) res.writeHead(408, { connection: 'close' }).end();
+        req.destroy();
+        finish();
+      }, limits.readTimeoutMs);
+      deadline.unref();
+      try {
+        // RFC 9113 §6.5.2: a header list is counted as names + values + 32 octets per field. nghttp2 only
+        // advertises the limit, so it is checked here (HTTP/1.1 too): 431 (RFC 6585 §5).
+        let headerBytes = 0;
+        for (let i = 0; i < req.rawHeaders.length; i += 2) headerBytes += req.rawHeaders[i]!.length + (req.rawHeaders[i + 1] ?? '').length + 32;
+        if (headerBytes > limits.maxHeaderListSize) return void res.writeHead(431).end();
+        handle(req, res);
+      } catch (e) {
+        fail(e);
+        if (!res.headersSent && !res.destroyed) res.writeHead(500).end();
+        else res.destroy();
+      }
+    },
+  );
+  const fail = (e: unknown) => {
+    try {
+      o.onError?.(e);
+    } catch {
+      // a failing error hook must not take the listener down either
+    }
+  };
+  // The listener's own connection cap: node closes connections past it as they arrive.
+  srv.maxConnections = limits.maxConnections;
+  srv.on('secureConnection', (socket: TLSSocket) => {
+    // HTTP/1.1 fallback: requests arrive on this socket. (HTTP/2 sessions get their own clock below.)
+    if (socket.alpnProtocol === 'h2') return;
+    const clock = new ConnectionClock(() => socket.destroy(), limits);
+    clocks.set(socket, clock);
+    socket.once('close', () => clock.stop());
+  });
+  srv.on('session', (session: http2.ServerHttp2Session) => {
+    const clock = new ConnectionClock(() => session.destroy(), limits);
+    clocks.set(session, clock);
+    session.once('close', () => clock.stop());
+    session.on('error', () => {});
+  });
+  // TLS handshakes that fail or time out, and raw sockets that break: that connection only.
+  srv.on('tlsClientError', (_e, socket) => socket.destroy());
+  srv.on('sessionError', () => {});
+
+  const handle = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
     const send = (status: number, body?: Uint8Array, ttl?: number) => {
       if (res.headersSent || res.destroyed) return;
       if (!body) return void res.writeHead(status).end();
@@ -62,14 +198,21 @@ export function startDohServer(o: DohServerOptions): Promise<http2.Http2SecureSe
       } else chunks.push(c);
     });
     req.on('end', () => {
-      if (size <= MAX_QUERY) reply(new Uint8Array(Buffer.concat(chunks)));
+      if (size > MAX_QUERY) return;
+      try {
+        reply(new Uint8Array(Buffer.concat(chunks)));
+      } catch (e) {
+        fail(e);
+        if (!res.headersSent && !res.destroyed) res.writeHead(500).end();
+      }
     });
-  });
-  srv.on('sessionError', () => {});
+  };
+
   return new Promise((resolve, reject) => {
     srv.once('error', reject);
     srv.listen(o.port, o.host, () => {
       srv.removeListener('error', reject);
+      srv.on('error', (e) => fail(e));
       resolve(srv);
     });
   });

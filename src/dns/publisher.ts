@@ -8,11 +8,11 @@
 import net from 'node:net';
 import { equal } from '../bytes/util.js';
 import { EchgateError } from '../errors.js';
-import { decodeMessage, RCode, RRType, rcodeName } from '../wire/dns/message.js';
+import { answerMismatch, DnsClass, decodeMessage, RCode, RRType, rcodeName } from '../wire/dns/message.js';
 import { decodeSvcb, httpsServiceRdata, SvcParamKey } from '../wire/dns/svcb.js';
 import { signRequest, type TsigKey, tsigErrorName, verifyResponse } from '../wire/dns/tsig.js';
-import { encodeUpdate } from '../wire/dns/update.js';
-import { dohQuery } from './doh-client.js';
+import { encodeUpdate, OPCODE_UPDATE } from '../wire/dns/update.js';
+import { DOH_TIMEOUT_MS, dohQuery } from './doh-client.js';
 import { randomInt } from 'node:crypto';
 
 export interface UpdateServer {
@@ -24,17 +24,24 @@ export interface UpdateServer {
   timeoutMs?: number;
 }
 
-/** One DNS message over TCP (RFC 1035 §4.2.2: two-byte length prefix) and its one response. */
+/** The default overall deadline of one UPDATE exchange: connect, send, and the whole answer. */
+export const UPDATE_TIMEOUT_MS = 5000;
+
+/**
+ * One DNS message over TCP (RFC 1035 §4.2.2: two-byte length prefix) and its
+ * one response, within `timeoutMs` overall (ERR_DNS_TIMEOUT): a server that
+ * sends a byte now and then cannot hold us longer than that.
+ */
 export function exchangeTcp(host: string, port: number, msg: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
   return new Promise((resolve, reject) => {
     const sock = net.connect({ host, port });
-    const chunks: Buffer[] = [];
-    let size = 0;
+    let buf: Buffer = Buffer.alloc(0);
     const fail = (e: Error) => {
+      clearTimeout(deadline);
       sock.destroy();
       reject(e);
     };
-    sock.setTimeout(timeoutMs, () => fail(new EchgateError('ERR_DNS_UPDATE', `no answer from ${host}:${port} within ${timeoutMs} ms`)));
+    const deadline = setTimeout(() => fail(new EchgateError('ERR_DNS_TIMEOUT', `no complete answer from ${host}:${port} within ${timeoutMs} ms`)), timeoutMs);
     sock.once('error', (e) => fail(new EchgateError('ERR_DNS_UPDATE', `${host}:${port}: ${e.message}`, { cause: e })));
     sock.once('connect', () => {
       const framed = Buffer.allocUnsafe(2 + msg.length);
@@ -43,16 +50,15 @@ export function exchangeTcp(host: string, port: number, msg: Uint8Array, timeout
       sock.write(framed);
     });
     sock.on('data', (c: Buffer) => {
-      chunks.push(c);
-      size += c.length;
-      const all = Buffer.concat(chunks);
-      if (all.length >= 2 && all.length >= 2 + all.readUInt16BE(0)) {
+      buf = buf.length ? Buffer.concat([buf, c]) : c;
+      if (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+        clearTimeout(deadline);
         sock.destroy();
-        resolve(new Uint8Array(all.subarray(2, 2 + all.readUInt16BE(0))));
+        resolve(new Uint8Array(buf.subarray(2, 2 + buf.readUInt16BE(0))));
       }
     });
     sock.once('end', () => {
-      if (!sock.destroyed) fail(new EchgateError('ERR_DNS_UPDATE', `${host}:${port} closed the connection after ${size} bytes`));
+      if (!sock.destroyed) fail(new EchgateError('ERR_DNS_UPDATE', `${host}:${port} closed the connection after ${buf.length} bytes`));
     });
   });
 }
@@ -80,9 +86,11 @@ export async function publishHttps(s: UpdateServer, p: HttpsPublication): Promis
     add: [{ name: p.name, type: RRType.HTTPS, ttl: p.ttl, rdata: httpsServiceRdata({ alpn: p.alpn, port: p.port, ech: p.echConfigList }) }],
   });
   const req = s.key ? signRequest(msg, s.key) : undefined;
-  const resp = await exchangeTcp(s.host, s.port, req?.message ?? msg, s.timeoutMs ?? 5000);
+  const resp = await exchangeTcp(s.host, s.port, req?.message ?? msg, s.timeoutMs ?? UPDATE_TIMEOUT_MS);
   const m = decodeMessage(resp);
-  if (m.id !== id || !(m.flags & 0x8000)) throw new EchgateError('ERR_DNS_UPDATE', 'the answer does not belong to our update');
+  // RFC 2136 §3.8: the answer carries our id and opcode UPDATE; its zone section, when present, is ours.
+  const wrong = answerMismatch({ id, opcode: OPCODE_UPDATE, question: { name: s.zone, type: RRType.SOA, cls: DnsClass.IN }, questionOptional: true }, m);
+  if (wrong) throw new EchgateError('ERR_DNS_MISMATCH', `the answer from ${s.host}:${s.port} does not belong to our update: ${wrong}`);
   if (req && s.key) {
     const check = verifyResponse(resp, req, s.key);
     if (check.signed && check.tsigError) throw new EchgateError('ERR_DNS_UPDATE', `update refused: ${rcodeName(m.rcode)} (${tsigErrorName(check.tsigError)}): the server does not accept key "${s.key.name}"`);
@@ -109,7 +117,8 @@ export async function readBackEch(dohUrl: string, name: string, expected: Uint8A
   for (;;) {
     attempts++;
     try {
-      const m = await dohQuery(dohUrl, name, RRType.HTTPS, { ca: o.ca });
+      // Each query within what is left of the overall read-back deadline (and at most DOH_TIMEOUT_MS).
+      const m = await dohQuery(dohUrl, name, RRType.HTTPS, { ca: o.ca, timeoutMs: Math.max(1, Math.min(DOH_TIMEOUT_MS, deadline - Date.now())) });
       const lists = m.answers.filter((a) => a.type === RRType.HTTPS).map((a) => decodeSvcb(a.rdata).params.get(SvcParamKey.ech));
       if (lists.some((l) => l && equal(l, expected))) return { attempts };
       seen = lists.length ? `${lists.length} HTTPS record(s) with other ech= values` : `${rcodeName(m.rcode)} with no HTTPS record`;
@@ -117,6 +126,6 @@ export async function readBackEch(dohUrl: string, name: string, expected: Uint8A
       seen = (e as Error).message;
     }
     if (Date.now() >= deadline) throw new EchgateError('ERR_DNS_READBACK', `${name} HTTPS over ${dohUrl} does not carry the published ECHConfigList after ${attempts} attempt(s): ${seen}`);
-    await new Promise((r) => setTimeout(r, o.intervalMs ?? 1000));
+    await new Promise((r) => setTimeout(r, Math.min(o.intervalMs ?? 1000, Math.max(0, deadline - Date.now()))));
   }
 }

@@ -5,6 +5,7 @@
  * change only with a restart.
  */
 import { readFileSync } from 'node:fs';
+import { LogLimiter } from '../proxy/log-limit.js';
 import { createSecureContext } from 'node:tls';
 import type { DnsConfig } from '../config/types.js';
 import { ConfigError } from '../config/validate.js';
@@ -33,29 +34,67 @@ export function readDohCredentials(doh: NonNullable<DnsConfig['doh']>, file = '(
   }
 }
 
-const where = (cfg: DnsConfig) => JSON.stringify([cfg.listen, cfg.doh && { ...cfg.doh, certFile: undefined, keyFile: undefined }]);
+const where = (cfg: DnsConfig) => JSON.stringify([cfg.listen, cfg.tcp, cfg.doh && { ...cfg.doh, certFile: undefined, keyFile: undefined }]);
 
-/** Counts a query; `type` is a name for the types we serve, else "other", so a client cannot grow the label set. */
-export type QueryCounter = (q: { transport: string; type: number; rcode: number }) => void;
+/**
+ * Counts a query; `type` is a name for the types we serve, else "other", so a client cannot grow the label set.
+ * `error` counts a query or connection dropped by an unexpected exception, by transport.
+ */
+export type QueryCounter = ((q: { transport: string; type: number; rcode: number }) => void) & { error?: (transport: string) => void };
 
-export function queryCounter(metrics: { dnsQueries: { inc(labels: Record<string, string>): void } }): QueryCounter {
-  return (q) => metrics.dnsQueries.inc({ transport: q.transport, type: typeName(q.type) ?? 'other', rcode: rcodeName(q.rcode) });
+type CounterLike = { inc(labels: Record<string, string>): void };
+
+export function queryCounter(metrics: { dnsQueries: CounterLike; dnsErrors?: CounterLike }): QueryCounter {
+  const count: QueryCounter = (q) => metrics.dnsQueries.inc({ transport: q.transport, type: typeName(q.type) ?? 'other', rcode: rcodeName(q.rcode) });
+  count.error = (transport) => metrics.dnsErrors?.inc({ transport });
+  return count;
+}
+
+/**
+ * Test hook, for the tests that show an exception inside one listener ends
+ * only that query: with ECHGATE_TEST_DNS_THROW=NAME in the environment, a
+ * question for NAME makes the zone throw. Unset, nothing changes.
+ */
+function faultInjected(zone: Zone): Zone {
+  const name = process.env.ECHGATE_TEST_DNS_THROW?.toLowerCase();
+  if (!name) return zone;
+  return Object.assign(Object.create(zone) as Zone, {
+    answer: (qname: string, qtype: number) => {
+      if (qname.toLowerCase().replace(/\.$/, '') === name) throw new Error(`injected fault for ${name} (ECHGATE_TEST_DNS_THROW)`);
+      return zone.answer(qname, qtype);
+    },
+  });
 }
 
 export async function startDnsService(cfg: DnsConfig, ech: EchListSource, log: Logger, count?: QueryCounter): Promise<DnsService> {
-  let zone = new Zone(cfg, ech);
+  let zone = faultInjected(new Zone(cfg, ech));
+  // One line per unexpected error would let a client write our disk at its packet rate.
+  const limiter = new LogLimiter(5, 20);
+  const onError = (transport: string) => (e: unknown) => {
+    count?.error?.(transport);
+    limiter.log(log, 'warn', { transport, err: e instanceof Error ? e.message : String(e) }, 'DNS: query dropped after an internal error');
+  };
   const closers: (() => void)[] = [];
   let port: number | undefined;
   try {
     if (cfg.listen) {
-      const s = await startDnsServer({ ...cfg.listen, zone: () => zone, onQuery: count, onError: (e) => log.error({ err: String(e) }, 'DNS server: query dropped') });
+      const s = await startDnsServer({ ...cfg.listen, tcp: cfg.tcp, zone: () => zone, onQuery: count, onError: (e, transport) => onError(transport)(e) });
       closers.push(() => void s.close());
       port = s.port;
       log.info({ address: `${cfg.listen.host}:${s.port}`, names: Object.keys(cfg.names).length }, 'DNS server listening (UDP and TCP)');
     }
     if (cfg.doh) {
       const d = cfg.doh;
-      const s = await startDohServer({ host: d.host, port: d.port, path: d.path, ...readDohCredentials(d), zone: () => zone, onQuery: count && ((q) => count({ ...q, transport: 'doh' })) });
+      const s = await startDohServer({
+        host: d.host,
+        port: d.port,
+        path: d.path,
+        ...readDohCredentials(d),
+        limits: d.limits,
+        zone: () => zone,
+        onQuery: count && ((q) => count({ ...q, transport: 'doh' })),
+        onError: onError('doh'),
+      });
       closers.push(() => s.close());
       log.info({ address: `${d.host}:${d.port}`, path: d.path, names: Object.keys(cfg.names).length }, 'DoH server listening');
     }
@@ -67,7 +106,7 @@ export async function startDnsService(cfg: DnsConfig, ech: EchListSource, log: L
   return {
     port,
     update(next) {
-      zone = new Zone(next, ech);
+      zone = faultInjected(new Zone(next, ech));
       if (where(next) !== started) log.warn('dns listener addresses changed: they take effect at the next restart');
     },
     close() {

@@ -7,7 +7,8 @@
  * published at _PORT._https.NAME with an explicit TargetName (RFC 9460 §9.1:
  * that is the name clients ask for; "." there would mean the _https name).
  *
- * With an apex (`zone`), the server is authoritative for that zone only: SOA
+ * Without an apex, names that are neither configured nor below a configured
+ * name get REFUSED. With an apex (`zone`), the server is authoritative for that zone only: SOA
  * and NS at the apex, the SOA in the authority section of negative answers
  * (RFC 2308 §3) so resolvers cache them, REFUSED outside the zone. The SOA
  * serial moves forward whenever the published ECHConfigList changes, so
@@ -72,8 +73,23 @@ export class Zone {
     if (this.apex !== undefined) this.nonTerminals.add(this.apex);
   }
 
+  /**
+   * With an apex: the apex and everything below it. Without one we hold no
+   * zone, only the configured names and what lies below them (the _PORT._https
+   * names): anything else is REFUSED (no AA), as a server that is not
+   * authoritative for a name answers (RFC 1035 §4.3.1), never an
+   * authoritative NXDOMAIN that a resolver would cache for someone else's name.
+   */
   private inZone(name: string): boolean {
-    return this.apex === undefined || this.apex === '' || name === this.apex || name.endsWith(`.${this.apex}`);
+    if (this.apex === undefined) {
+      for (let suffix = name; ; ) {
+        if (this.names.has(suffix)) return true;
+        const dot = suffix.indexOf('.');
+        if (dot < 0) return false;
+        suffix = suffix.slice(dot + 1);
+      }
+    }
+    return this.apex === '' || name === this.apex || name.endsWith(`.${this.apex}`);
   }
 
   /** The SOA serial: moved forward (never back) when the published list changes. */

@@ -103,12 +103,13 @@ export class Metrics {
   readonly ech = new Counter('echgate_ech_total', 'ECH ClientHellos by entrypoint and result (accepted, rejected, grease, malformed).');
   readonly reloads = new Counter('echgate_config_reloads_total', 'Configuration reloads by result.');
   readonly dnsQueries = new Counter('echgate_dns_queries_total', 'Queries to the embedded DNS, by transport, query type and rcode.');
+  readonly dnsErrors = new Counter('echgate_dns_errors_total', 'Queries or connections of the embedded DNS dropped after an internal error, by transport.');
   readonly duration = new Histogram('echgate_connection_duration_seconds', 'Connection lifetime, by entrypoint and router.', [
     0.005, 0.05, 0.5, 1, 5, 30, 120, 600,
   ]);
 
   render(): string {
-    return [this.connections, this.open, this.peekFailures, this.bytes, this.backendErrors, this.ech, this.reloads, this.dnsQueries, this.duration]
+    return [this.connections, this.open, this.peekFailures, this.bytes, this.backendErrors, this.ech, this.reloads, this.dnsQueries, this.dnsErrors, this.duration]
       .map((m) => m.render())
       .join('');
   }

@@ -147,3 +147,33 @@ export function encodeFormErr(msg: Uint8Array): Uint8Array | undefined {
   if (msg.length < 12 || msg[2]! & 0x80) return undefined;
   return Uint8Array.of(msg[0]!, msg[1]!, 0x80 | (msg[2]! & 0x78), RCode.FORMERR, 0, 0, 0, 0, 0, 0, 0, 0);
 }
+
+/** What an answer must echo of the query it answers. */
+export interface ExpectedAnswer {
+  id: number;
+  opcode: number;
+  /** The question (or UPDATE zone) sent. */
+  question: DnsQuestion;
+  /** UPDATE answers may leave the zone section out (RFC 2136 §3.8 does not require it); query answers may not. */
+  questionOptional?: boolean;
+}
+
+/**
+ * Why `m` is not the answer to the message described by `e`, or undefined when
+ * it is: the same id, QR set, the same opcode, and the question echoed (RFC
+ * 1035 §7.3, RFC 5452 §9.1: a resolver accepts only an answer whose id and
+ * question match what it asked). Names compare case-insensitively.
+ */
+export function answerMismatch(e: ExpectedAnswer, m: DnsMessage): string | undefined {
+  if (m.id !== e.id) return `id ${m.id}, expected ${e.id}`;
+  if (!(m.flags & 0x8000)) return 'QR bit clear: a query, not an answer';
+  const opcode = (m.flags >> 11) & 0x0f;
+  if (opcode !== e.opcode) return `opcode ${opcode}, expected ${e.opcode}`;
+  if (m.questions.length === 0 && e.questionOptional) return undefined;
+  const q = m.questions[0];
+  const norm = (n: string) => n.toLowerCase().replace(/\.$/, '');
+  if (m.questions.length !== 1 || !q || norm(q.name) !== norm(e.question.name) || q.type !== e.question.type || q.cls !== e.question.cls) {
+    return `question ${m.questions.map((x) => `${x.name}/${x.type}/${x.cls}`).join(', ') || '(none)'} is not ${e.question.name}/${e.question.type}/${e.question.cls}`;
+  }
+  return undefined;
+}

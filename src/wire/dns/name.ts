@@ -1,6 +1,9 @@
 /**
  * Domain names on the wire (RFC 1035 §3.1, §4.1.4): length-prefixed labels,
  * compression pointers when decoding (never when encoding), the 63/255 limits.
+ * RFC 1035 §2.3.4: a name is at most 255 octets on the wire, counting every
+ * length octet and the terminating root label; decoding and encoding apply
+ * the same count, so every name we decode can be written back.
  * Names are returned in presentation form without the trailing dot, lower case
  * preserved as sent; the root is "".
  */
@@ -9,13 +12,16 @@ import { EchgateError } from '../../errors.js';
 
 const bad = (msg: string) => new EchgateError('ERR_DECODE', msg);
 
+/** RFC 1035 §2.3.4: 255 octets in wire form, length octets and the root label included. */
+export const MAX_NAME_OCTETS = 255;
+
 /** Decode the name at `offset` of the whole message `msg`; returns it and the offset after it. */
 export function decodeName(msg: Uint8Array, offset: number): { name: string; next: number } {
   const labels: string[] = [];
   let at = offset;
   let next = -1;
   let jumps = 0;
-  let total = 0;
+  let total = 1; // the root label's length octet
   for (;;) {
     if (at >= msg.length) throw bad('truncated name');
     const len = msg[at]!;
@@ -35,7 +41,7 @@ export function decodeName(msg: Uint8Array, offset: number): { name: string; nex
     if (len & 0xc0) throw bad(`unsupported label type 0x${len.toString(16)}`);
     if (at + 1 + len > msg.length) throw bad('truncated label');
     total += len + 1;
-    if (total > 255) throw bad('name longer than 255 octets');
+    if (total > MAX_NAME_OCTETS) throw bad('name longer than 255 octets');
     labels.push(escapeLabel(msg.subarray(at + 1, at + 1 + len)));
     at += 1 + len;
   }
@@ -81,20 +87,20 @@ export function encodeName(name: string): Uint8Array {
   }
   if (label.length) flush();
   out.push(0);
-  if (out.length > 255) throw new EchgateError('ERR_ENCODE', `name longer than 255 octets: "${name}"`);
+  if (out.length > MAX_NAME_OCTETS) throw new EchgateError('ERR_ENCODE', `name longer than 255 octets: "${name}"`);
   return Uint8Array.from(out);
 }
 
 /** Read an uncompressed name from a Reader (SVCB TargetName, RFC 9460 §2.2: never compressed). */
 export function readUncompressedName(r: Reader): string {
   const labels: string[] = [];
-  let total = 0;
+  let total = 1; // the root label's length octet
   for (;;) {
     const len = r.u8('label length');
     if (len === 0) break;
     if (len > 63) throw bad('compressed or oversized label where none is allowed');
     total += len + 1;
-    if (total > 255) throw bad('name longer than 255 octets');
+    if (total > MAX_NAME_OCTETS) throw bad('name longer than 255 octets');
     labels.push(escapeLabel(r.bytes(len, 'label')));
   }
   return labels.join('.');

@@ -23,7 +23,8 @@ export interface UpdateRequest {
   add: UpdateRecord[];
 }
 
-const OPCODE_UPDATE = 5;
+/** RFC 2136 §1.3: the UPDATE opcode. */
+export const OPCODE_UPDATE = 5;
 
 export function encodeUpdate(u: UpdateRequest): Uint8Array {
   const w = new Writer(512)
