@@ -260,8 +260,11 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
         outcome ??= 'backend_error';
         if (b.connecting || !connected) {
           ctx.metrics.backendErrors.inc({ service, kind: 'connect' });
-          const where = hideInLogs ? { router: HIDDEN_ROUTE } : { router: route.name, service: up.service, server: `${up.server.host}:${up.server.port}` };
-          ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, ...where, err: err.message }, 'backend connect failed');
+          // node's message names the address ("connect ECONNREFUSED host:port"): hidden routes get the code only.
+          const where = hideInLogs
+            ? { router: HIDDEN_ROUTE, err: (err as NodeJS.ErrnoException).code ?? 'error' }
+            : { router: route.name, service: up.service, server: `${up.server.host}:${up.server.port}`, err: err.message };
+          ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, ...where }, 'backend connect failed');
         } else {
           ctx.metrics.backendErrors.inc({ service, kind: 'stream' });
         }
