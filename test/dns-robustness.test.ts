@@ -299,7 +299,7 @@ dns:
     assert.equal((await doh('POST', boom)).status, 500);
     await stillServing();
     const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-    const n = (transport: string) => Number(new RegExp(`echgate_dns_errors_total\\{transport="${transport}"\\} (\\d+)`).exec(metrics)?.[1] ?? 0);
+    const n = (transport: string) => Number(new RegExp(`echgate_handler_errors_total\\{listener="dns_${transport}"\\} (\\d+)`).exec(metrics)?.[1] ?? 0);
     assert.ok(n('udp') >= 100, `udp errors counted: ${n('udp')}`);
     assert.equal(n('tcp'), 1);
     assert.equal(n('doh'), 2);

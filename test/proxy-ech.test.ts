@@ -74,7 +74,8 @@ tls:
   certificates:
 ${certFiles.map((c) => `    - { certFile: "${c.certFile}", keyFile: "${c.keyFile}" }`).join('\n')}
 entryPoints: { websecure: { address: "127.0.0.1:0", clientHelloTimeout: 2s } }
-log: { innerSni: ${innerSni} }
+# echRoutes: these tests read routing decisions from the route channel's router names.
+log: { innerSni: ${innerSni}, echRoutes: true }
 tcp:
   routers:
     public: { rule: "HostSNI(\`public.example.test\`)", service: pub, tls: { passthrough: true } }

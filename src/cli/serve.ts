@@ -57,7 +57,7 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
   try {
     applyEch(cfg);
     await gw.apply(cfg);
-    if (cfg.metrics) metricsSrv = await gw.metrics.serve(cfg.metrics.host, cfg.metrics.port);
+    if (cfg.metrics) metricsSrv = await gw.metrics.serve(cfg.metrics.host, cfg.metrics.port, { log });
     // The embedded authoritative DNS; ech= comes from the key folder at query time.
     const dnsCfg = cfg.dns ?? demoInfo?.dns(gw.addresses().get('websecure')!.port);
     const startDns = (c: DnsConfig) => startDnsService(c, () => ring?.published, log, queryCounter(gw.metrics));

@@ -80,8 +80,11 @@ export interface Config {
   routers: RouterConfig[];
   services: Map<string, ServiceConfig>;
   metrics?: { host: string; port: number };
-  /** access: one log line per connection when it ends. */
-  log: { level: string; innerSni: boolean; access: boolean };
+  /**
+   * access: one log line per connection when it ends. echRoutes: show the
+   * router, service and backend of ECH-accepted connections (they may name the hidden host).
+   */
+  log: { level: string; innerSni: boolean; access: boolean; echRoutes: boolean };
   ech?: EchConfig;
   /** Certificates for terminating routers (Traefik's tls.certificates and the default store's defaultCertificate first). */
   certificates: CertificateFiles[];

@@ -255,12 +255,14 @@ export function validateConfig(raw: unknown, file: string): Config {
     else metrics = a;
   }
   const logRaw = isObj(raw.log) ? raw.log : {};
+  warnUnknown(logRaw, 'log', ['level', 'innerSni', 'access', 'echRoutes']);
   const level = logRaw.level ?? DEFAULTS.logLevel;
   if (typeof level !== 'string' || !['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(level.toLowerCase())) {
     bad('log.level', 'expected one of trace, debug, info, warn, error, fatal, silent');
   }
   if (logRaw.innerSni !== undefined && typeof logRaw.innerSni !== 'boolean') bad('log.innerSni', 'expected true or false');
   if (logRaw.access !== undefined && typeof logRaw.access !== 'boolean') bad('log.access', 'expected true or false');
+  if (logRaw.echRoutes !== undefined && typeof logRaw.echRoutes !== 'boolean') bad('log.echRoutes', 'expected true or false');
   let ech: Config['ech'];
   if (raw.ech !== undefined) {
     if (!isObj(raw.ech)) bad('ech', 'expected a mapping');
@@ -416,7 +418,7 @@ export function validateConfig(raw: unknown, file: string): Config {
     routers,
     services,
     metrics,
-    log: { level: String(level).toLowerCase(), innerSni: logRaw.innerSni === true, access: logRaw.access === true },
+    log: { level: String(level).toLowerCase(), innerSni: logRaw.innerSni === true, access: logRaw.access === true, echRoutes: logRaw.echRoutes === true },
     ech,
     certificates,
     dns,

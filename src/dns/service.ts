@@ -38,15 +38,16 @@ const where = (cfg: DnsConfig) => JSON.stringify([cfg.listen, cfg.tcp, cfg.doh &
 
 /**
  * Counts a query; `type` is a name for the types we serve, else "other", so a client cannot grow the label set.
- * `error` counts a query or connection dropped by an unexpected exception, by transport.
+ * `error` counts a query or connection dropped by an unexpected exception, as
+ * echgate_handler_errors_total{listener="dns_udp"|"dns_tcp"|"dns_doh"}: one counter for every listener.
  */
 export type QueryCounter = ((q: { transport: string; type: number; rcode: number }) => void) & { error?: (transport: string) => void };
 
 type CounterLike = { inc(labels: Record<string, string>): void };
 
-export function queryCounter(metrics: { dnsQueries: CounterLike; dnsErrors?: CounterLike }): QueryCounter {
+export function queryCounter(metrics: { dnsQueries: CounterLike; handlerErrors?: CounterLike }): QueryCounter {
   const count: QueryCounter = (q) => metrics.dnsQueries.inc({ transport: q.transport, type: typeName(q.type) ?? 'other', rcode: rcodeName(q.rcode) });
-  count.error = (transport) => metrics.dnsErrors?.inc({ transport });
+  count.error = (transport) => metrics.handlerErrors?.inc({ listener: `dns_${transport}` });
   return count;
 }
 

@@ -25,6 +25,7 @@ export const routeChannel = channel('echgate:route');
 export type PeekFailure =
   | 'timeout'
   | 'too_large'
+  | 'too_many_records'
   | 'not_tls'
   | 'sslv2_hello'
   | 'malformed'
@@ -33,6 +34,33 @@ export type PeekFailure =
   | 'no_sni_no_route'
   | 'tls_handshake'
   | 'handshake_timeout';
+
+/**
+ * How a connection ended: the `outcome` label of echgate_connections_total and
+ * the access line (docs/configuration.md lists them). Peek failures other than
+ * tls_handshake end the connection with their reason as the outcome.
+ */
+export type Outcome =
+  | 'relayed'
+  | 'idle_timeout'
+  | 'backend_error'
+  | 'tls_alert'
+  | 'closed'
+  | 'over_limit'
+  | 'handler_error'
+  | Exclude<PeekFailure, 'tls_handshake'>;
+
+/**
+ * The router (and service) shown for an ECH-accepted connection when its
+ * route names may not be: routers are often named after the host they serve,
+ * so the name would give away the hidden SNI (docs/ech.md, logging).
+ */
+export const HIDDEN_ROUTE = '(ech)';
+
+/** An unexpected exception as a log field: what and where, never connection data. */
+export function errField(e: unknown): string {
+  return e instanceof Error ? `${e.name}: ${e.message}${e.stack ? ` @ ${e.stack.split('\n')[1]?.trim() ?? ''}` : ''}` : String(e);
+}
 
 export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: () => void): void {
   const started = performance.now();
@@ -55,58 +83,113 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
   let finished = false;
   let routerName = '-';
   let backend: net.Socket | undefined;
+  let connected = false;
+  /** Set by whatever ended the connection; `close` falls back to relayed / closed. */
+  let outcome: Outcome | undefined;
+  let peekTimer: NodeJS.Timeout | undefined;
+  // An ECH-accepted connection's route names stay out of logs and the route channel
+  // unless log.innerSni or log.echRoutes, and out of metric labels unless log.echRoutes.
+  let hideInLogs = false;
+  let hideInMetrics = false;
+  const logRouter = () => (hideInLogs ? HIDDEN_ROUTE : routerName);
+  const metricRouter = () => (hideInMetrics ? HIDDEN_ROUTE : routerName);
   // What the access line may show: the SNI (never an inner one unless log.innerSni) and the ECH verdict.
   const access = ctx.accessLog ? { client: clientIp(), sni: undefined as string | undefined, ech: 'none' as ConnData['ech'] } : undefined;
 
-  const finish = (outcome: string) => {
+  const finish = (how: Outcome) => {
     if (finished) return;
     finished = true;
-    ctx.metrics.connections.inc({ entrypoint: ep, router: routerName, outcome });
-    ctx.metrics.open.dec({ entrypoint: ep });
-    if (backend) {
-      ctx.metrics.bytes.inc({ entrypoint: ep, router: routerName, direction: 'in' }, socket.bytesRead);
-      ctx.metrics.bytes.inc({ entrypoint: ep, router: routerName, direction: 'out' }, socket.bytesWritten);
-      ctx.metrics.duration.observe({ entrypoint: ep, router: routerName }, (performance.now() - started) / 1000);
+    try {
+      const router = metricRouter();
+      ctx.metrics.connections.inc({ entrypoint: ep, router, outcome: how });
+      ctx.metrics.open.dec({ entrypoint: ep });
+      if (backend) {
+        ctx.metrics.bytes.inc({ entrypoint: ep, router, direction: 'in' }, socket.bytesRead);
+        ctx.metrics.bytes.inc({ entrypoint: ep, router, direction: 'out' }, socket.bytesWritten);
+        ctx.metrics.duration.observe({ entrypoint: ep, router }, (performance.now() - started) / 1000);
+      }
+      if (access) {
+        ctx.log.info(
+          { entrypoint: ep, router: logRouter(), outcome: how, ...access, bytesIn: socket.bytesRead, bytesOut: socket.bytesWritten, ms: Math.round(performance.now() - started) },
+          'access',
+        );
+      }
+    } finally {
+      onDone();
     }
-    if (access) {
-      ctx.log.info(
-        { entrypoint: ep, router: routerName, outcome, ...access, bytesIn: socket.bytesRead, bytesOut: socket.bytesWritten, ms: Math.round(performance.now() - started) },
-        'access',
-      );
-    }
-    onDone();
   };
-  ctx.metrics.open.inc({ entrypoint: ep });
-  socket.on('error', () => {
+
+  // Rule for this whole file: an exception while handling one connection ends
+  // that connection, is counted and logged (rate limited), and never reaches
+  // the process. Every callback registered below goes through guard().
+  const onHandlerError = (e: unknown) => {
+    try {
+      ctx.metrics.handlerErrors.inc({ listener: 'proxy' });
+      ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, err: errField(e) }, 'internal error handling a connection; that connection was closed');
+    } catch {
+      // Counting or logging failed too: closing the connection is all that is left.
+    }
+    outcome = 'handler_error';
+    clearTimeout(peekTimer);
     backend?.destroy();
     socket.destroy();
-  });
-  socket.once('close', () => {
-    backend?.destroy();
-    finish(backend ? 'relayed' : 'closed');
-  });
+    // Normally `close` finishes; when the error came from the close handler itself, finish here.
+    if (socket.closed) finish('handler_error');
+  };
+  const guard =
+    <A extends unknown[]>(fn: (...a: A) => void) =>
+    (...a: A): void => {
+      try {
+        fn(...a);
+      } catch (e) {
+        onHandlerError(e);
+      }
+    };
+
+  ctx.metrics.open.inc({ entrypoint: ep });
+  socket.on(
+    'error',
+    guard(() => {
+      backend?.destroy();
+      socket.destroy();
+    }),
+  );
+  socket.once(
+    'close',
+    guard(() => {
+      backend?.destroy();
+      finish(outcome ?? (connected ? 'relayed' : 'closed'));
+    }),
+  );
 
   const fail = (reason: PeekFailure, alert?: Uint8Array) => {
     ctx.metrics.peekFailures.inc({ entrypoint: ep, reason });
+    const how: Outcome = reason === 'tls_handshake' ? 'tls_alert' : reason;
     if (alert && socket.writable) {
       // Send the alert, then close. Keep draining input so the kernel does
       // not answer unread bytes with a RST that could overtake the alert.
       socket.end(alert);
       socket.resume();
       setTimeout(() => socket.destroy(), 2000).unref();
-      finish(reason);
+      finish(how);
     } else {
       socket.destroy();
-      finish(reason);
+      finish(how);
     }
   };
 
   const connect = (route: Route<RouteTarget>, replay: Uint8Array | undefined, conn: ConnData, cls?: Classified, helloBytes = 0) => {
     routerName = route.name;
+    if (conn.ech === 'accepted') {
+      hideInMetrics = !ctx.logEchRoutes;
+      hideInLogs = !ctx.logEchRoutes && !ctx.logInnerSni;
+    }
     if (routeChannel.hasSubscribers) {
+      // A subscriber that throws is re-thrown by node on process.nextTick, out
+      // of reach of any try/catch here: subscribers are in-process code and must not throw.
       routeChannel.publish({
         entrypoint: ep,
-        router: route.name,
+        router: logRouter(),
         sni: cls?.ech === 'accepted' && !ctx.logInnerSni ? undefined : conn.sni,
         ech: conn.ech,
         echReason: cls?.echReason,
@@ -121,11 +204,15 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
         term = startTermination(ctx, cls, tlsCfg.alpn);
       } catch (e) {
         // Never let an unexpected error take the process down: end this connection and say why.
-        ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, router: route.name, err: String(e) }, 'internal error starting TLS');
+        ctx.metrics.handlerErrors.inc({ listener: 'proxy' });
+        ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, router: logRouter(), err: errField(e) }, 'internal error starting TLS');
         return fail('tls_handshake', encodeAlertRecord('internal_error'));
       }
       if (term.first.error !== undefined) {
-        if (!isEchgateError(term.first.error)) ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, router: route.name, err: String(term.first.error) }, 'internal error starting TLS');
+        if (!isEchgateError(term.first.error)) {
+          ctx.metrics.handlerErrors.inc({ listener: 'proxy' });
+          ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, router: logRouter(), err: errField(term.first.error) }, 'internal error starting TLS');
+        }
         return fail('tls_handshake', term.first.send.length ? concat(...term.first.send) : undefined);
       }
       for (const r of term.first.send) socket.write(r);
@@ -138,7 +225,7 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
     } else if (conn.ech === 'accepted' && !ctx.ep.echBackend) {
       // A passthrough backend cannot produce the ECH accept confirmation.
       ctx.metrics.ech.inc({ entrypoint: ep, result: 'accepted_on_passthrough' });
-      ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, router: route.name }, 'ECH connection routed to a passthrough router; the backend cannot complete ECH');
+      ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, router: logRouter() }, 'ECH connection routed to a passthrough router; the backend cannot complete ECH');
     }
     const up = route.target.picker.pick();
     socket.pause();
@@ -148,68 +235,128 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
     backend = b;
     if (term) {
       // The handshake goes on while the backend connects; plaintext waits in the socket's buffer.
-      relayTerminated(socket, b, term.engine, replay ?? new Uint8Array(0), ctx.ep.handshakeTimeoutMs, (records, err) => {
-        const timedOut = isEchgateError(err) && err.code === 'ERR_HANDSHAKE_TIMEOUT';
-        ctx.metrics.peekFailures.inc({ entrypoint: ep, reason: timedOut ? 'handshake_timeout' : 'tls_handshake' });
-        if (!isEchgateError(err)) ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, router: route.name, err: String(err) }, 'internal error in TLS termination');
-        if (records.length) socket.end(concat(...records));
-        else socket.destroy();
-        b.destroy();
-      });
-    }
-    const connectTimer = setTimeout(() => b.destroy(new Error('connect timeout')), up.connectTimeoutMs);
-    b.once('error', (err) => {
-      clearTimeout(connectTimer);
-      if (b.connecting || !connected) {
-        ctx.metrics.backendErrors.inc({ service: up.service, kind: 'connect' });
-        ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, router: route.name, service: up.service, server: `${up.server.host}:${up.server.port}`, err: err.message }, 'backend connect failed');
-      } else {
-        ctx.metrics.backendErrors.inc({ service: up.service, kind: 'stream' });
-      }
-      socket.destroy();
-    });
-    let connected = false;
-    b.once('connect', () => {
-      connected = true;
-      clearTimeout(connectTimer);
-      if (up.proxyProtocol) {
-        const addrs = {
-          srcIp: clientIp(),
-          srcPort: socket.remotePort ?? 0,
-          dstIp: normalizeIp(socket.localAddress),
-          dstPort: socket.localPort ?? 0,
-        };
-        b.write(up.proxyProtocol === 1 ? encodeProxyV1(addrs) : encodeProxyV2(addrs));
-      }
-      if (!term) {
-        if (replay && replay.length > 0) b.write(replay);
-        relayClientToBackend(socket, b, split, (e) => {
-          ctx.metrics.peekFailures.inc({ entrypoint: ep, reason: 'tls_handshake' });
-          if (socket.writable) socket.end(encodeAlertRecord(alertFor(e)));
+      relayTerminated(
+        socket,
+        b,
+        term.engine,
+        replay ?? new Uint8Array(0),
+        ctx.ep.handshakeTimeoutMs,
+        guard((records: Uint8Array[], err: unknown) => {
+          const timedOut = isEchgateError(err) && err.code === 'ERR_HANDSHAKE_TIMEOUT';
+          ctx.metrics.peekFailures.inc({ entrypoint: ep, reason: timedOut ? 'handshake_timeout' : 'tls_handshake' });
+          outcome ??= timedOut ? 'handshake_timeout' : 'tls_alert';
+          if (!isEchgateError(err)) {
+            ctx.metrics.handlerErrors.inc({ listener: 'proxy' });
+            ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, router: logRouter(), err: errField(err) }, 'internal error in TLS termination');
+          }
+          if (records.length) socket.end(concat(...records));
+          else socket.destroy();
           b.destroy();
-        });
-      }
-      b.once('close', () => socket.destroy());
-      // One idle timer on the client: reads from it and writes to it both count as activity.
-      socket.setTimeout(ctx.ep.idleTimeoutMs, () => socket.destroy());
-    });
+        }),
+      );
+    }
+    const service = hideInMetrics ? HIDDEN_ROUTE : up.service;
+    const connectTimer = setTimeout(
+      guard(() => b.destroy(new Error('connect timeout'))),
+      up.connectTimeoutMs,
+    );
+    b.once(
+      'error',
+      guard((err: Error) => {
+        clearTimeout(connectTimer);
+        outcome ??= 'backend_error';
+        if (b.connecting || !connected) {
+          ctx.metrics.backendErrors.inc({ service, kind: 'connect' });
+          // node's message names the address ("connect ECONNREFUSED host:port"): hidden routes get the code only.
+          const where = hideInLogs
+            ? { router: HIDDEN_ROUTE, err: (err as NodeJS.ErrnoException).code ?? 'error' }
+            : { router: route.name, service: up.service, server: `${up.server.host}:${up.server.port}`, err: err.message };
+          ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, ...where }, 'backend connect failed');
+        } else {
+          ctx.metrics.backendErrors.inc({ service, kind: 'stream' });
+        }
+        socket.destroy();
+      }),
+    );
+    b.once(
+      'connect',
+      guard(() => {
+        connected = true;
+        clearTimeout(connectTimer);
+        if (up.proxyProtocol) {
+          const addrs = {
+            srcIp: clientIp(),
+            srcPort: socket.remotePort ?? 0,
+            dstIp: normalizeIp(socket.localAddress),
+            dstPort: socket.localPort ?? 0,
+          };
+          b.write(up.proxyProtocol === 1 ? encodeProxyV1(addrs) : encodeProxyV2(addrs));
+        }
+        if (!term) {
+          if (replay && replay.length > 0) b.write(replay);
+          relayClientToBackend(
+            socket,
+            b,
+            split,
+            guard((e: unknown) => {
+              ctx.metrics.peekFailures.inc({ entrypoint: ep, reason: 'tls_handshake' });
+              outcome ??= 'tls_alert';
+              if (socket.writable) socket.end(encodeAlertRecord(alertFor(e)));
+              b.destroy();
+            }),
+          );
+        }
+        b.once(
+          'close',
+          guard(() => socket.destroy()),
+        );
+        // One idle timer on the client: reads from it and writes to it both count as activity.
+        socket.setTimeout(
+          ctx.ep.idleTimeoutMs,
+          guard(() => {
+            outcome ??= 'idle_timeout';
+            socket.destroy();
+          }),
+        );
+      }),
+    );
+  };
+
+  // Not a decoding problem but a bug: count it as one, answer internal_error (RFC 8446 §6.2).
+  const internalFail = (e: unknown) => {
+    outcome = 'handler_error';
+    try {
+      ctx.metrics.handlerErrors.inc({ listener: 'proxy' });
+      ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, err: errField(e) }, 'internal error handling a connection; that connection was closed');
+    } finally {
+      if (socket.writable) {
+        socket.end(encodeAlertRecord('internal_error'));
+        setTimeout(() => socket.destroy(), 2000).unref();
+      } else socket.destroy();
+    }
   };
 
   // Server-speaks-first entrypoints: no router needs a ClientHello, so never wait for one.
   if (ctx.table.immediate) {
-    const conn = connData('', [], false, 'none');
-    const route = ctx.table.match(conn);
-    if (!route) return fail('no_route');
-    connect(route, undefined, conn);
+    guard(() => {
+      const conn = connData('', [], false, 'none');
+      const route = ctx.table.match(conn);
+      if (!route) return fail('no_route');
+      connect(route, undefined, conn);
+    })();
     return;
   }
 
   const asm = new ClientHelloAssembler(ctx.ep.maxClientHelloBytes);
   let sniffed = false;
-  const timer = setTimeout(() => {
-    socket.removeListener('data', onData);
-    fail('timeout');
-  }, ctx.ep.clientHelloTimeoutMs);
+  const timer = setTimeout(
+    guard(() => {
+      socket.removeListener('data', onData);
+      fail('timeout');
+    }),
+    ctx.ep.clientHelloTimeoutMs,
+  );
+  peekTimer = timer;
 
   const routeNonTls = (reason: 'not_tls' | 'sslv2_hello') => {
     const conn = connData('', [], false, 'none');
@@ -218,7 +365,7 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
     connect(route, asm.bytes(), conn);
   };
 
-  function onData(chunk: Buffer) {
+  const peek = (chunk: Buffer) => {
     let hello: ReturnType<ClientHelloAssembler['push']>;
     try {
       if (!sniffed) {
@@ -240,9 +387,10 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
     } catch (e) {
       clearTimeout(timer);
       socket.removeListener('data', onData);
-      const code = isEchgateError(e) ? e.code : '';
-      if (code === 'ERR_NOT_TLS') return routeNonTls('not_tls');
-      return fail(code === 'ERR_PEEK_TOO_LARGE' ? 'too_large' : 'malformed', encodeAlertRecord(alertFor(e)));
+      if (!isEchgateError(e)) return internalFail(e);
+      if (e.code === 'ERR_NOT_TLS') return routeNonTls('not_tls');
+      const reason = e.code === 'ERR_PEEK_TOO_LARGE' ? 'too_large' : e.code === 'ERR_LIMIT' ? 'too_many_records' : 'malformed';
+      return fail(reason, encodeAlertRecord(alertFor(e)));
     }
     if (!hello) return;
     clearTimeout(timer);
@@ -252,6 +400,7 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
       const ch = decodeClientHelloMessage(hello.message);
       cls = ctx.classify(ch, routingView(ch), ep);
     } catch (e) {
+      if (!isEchgateError(e)) return internalFail(e);
       return fail('malformed', encodeAlertRecord(alertFor(e)));
     }
     const conn = connData(cls.sni, cls.alpn, true, cls.ech);
@@ -269,13 +418,17 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
     }
     const tlsCfg = route.target.router.tls;
     connect(route, tlsCfg && !tlsCfg.passthrough ? asm.bytes().subarray(hello.consumed) : asm.bytes(), conn, cls, hello.consumed);
-  }
+  };
+  const onData = guard(peek);
 
   socket.on('data', onData);
-  socket.once('end', () => {
-    if (!backend && !finished) {
-      clearTimeout(timer);
-      fail('closed_early');
-    }
-  });
+  socket.once(
+    'end',
+    guard(() => {
+      if (!backend && !finished) {
+        clearTimeout(timer);
+        fail('closed_early');
+      }
+    }),
+  );
 }

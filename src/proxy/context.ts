@@ -43,6 +43,8 @@ export interface EntryContext {
   /** Rate limit for per-connection log lines. */
   limiter: LogLimiter;
   logInnerSni: boolean;
+  /** log.echRoutes: name the router, service and backend of ECH-accepted connections in logs and metrics. */
+  logEchRoutes: boolean;
   /** One `access` log line per connection when it ends (log.access). */
   accessLog: boolean;
   classify: Classifier;

@@ -7,7 +7,7 @@ import net from 'node:net';
 import type { Logger } from 'pino';
 import type { Config, EntryPointConfig } from '../config/types.js';
 import { RoutingTable } from '../routing/table.js';
-import { handleConnection } from './connection.js';
+import { errField, handleConnection } from './connection.js';
 import { type Classifier, type EntryContext, plainClassifier, type RouteTarget } from './context.js';
 import { echBackendClassifier } from './ech-classifier.js';
 import { certificateSelector } from '../tls13/certs.js';
@@ -75,6 +75,7 @@ export class Gateway {
         log: this.log,
         limiter: this.limiter,
         logInnerSni: cfg.log.innerSni,
+        logEchRoutes: cfg.log.echRoutes,
         accessLog: cfg.log.access,
         classify: ep.echBackend ? echBackendClassifier(this.metrics) : this.classify,
         certificate,
@@ -112,7 +113,16 @@ export class Gateway {
         return;
       }
       l.open.add(socket);
-      handleConnection(l.ctx, socket, () => l.open.delete(socket));
+      try {
+        handleConnection(l.ctx, socket, () => l.open.delete(socket));
+      } catch (e) {
+        // handleConnection guards its own callbacks; this is the last line for its synchronous part.
+        // One connection's exception ends that connection, never the process.
+        l.open.delete(socket);
+        socket.destroy();
+        this.metrics.handlerErrors.inc({ listener: 'proxy' });
+        this.limiter.log(this.log, 'warn', { entrypoint: l.ctx.ep.name, err: errField(e) }, 'internal error handling a connection; that connection was closed');
+      }
     });
     return new Promise((resolve, reject) => {
       l.server.once('error', reject);

@@ -3,7 +3,9 @@
  * histograms keyed by a pre-joined label string, so the per-connection cost
  * is one Map lookup and an add.
  */
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import { LogLimiter } from './log-limit.js';
 
 type Labels = Record<string, string>;
 
@@ -103,29 +105,103 @@ export class Metrics {
   readonly ech = new Counter('echgate_ech_total', 'ECH ClientHellos by entrypoint and result (accepted, rejected, grease, malformed).');
   readonly reloads = new Counter('echgate_config_reloads_total', 'Configuration reloads by result.');
   readonly dnsQueries = new Counter('echgate_dns_queries_total', 'Queries to the embedded DNS, by transport, query type and rcode.');
-  readonly dnsErrors = new Counter('echgate_dns_errors_total', 'Queries or connections of the embedded DNS dropped after an internal error, by transport.');
+  readonly handlerErrors = new Counter('echgate_handler_errors_total', 'Unexpected exceptions caught while handling one connection or request, by listener.');
   readonly duration = new Histogram('echgate_connection_duration_seconds', 'Connection lifetime, by entrypoint and router.', [
     0.005, 0.05, 0.5, 1, 5, 30, 120, 600,
   ]);
 
   render(): string {
-    return [this.connections, this.open, this.peekFailures, this.bytes, this.backendErrors, this.ech, this.reloads, this.dnsQueries, this.dnsErrors, this.duration]
+    return [this.connections, this.open, this.peekFailures, this.bytes, this.backendErrors, this.ech, this.reloads, this.dnsQueries, this.handlerErrors, this.duration]
       .map((m) => m.render())
       .join('');
   }
 
-  serve(host: string, port: number): Promise<Server> {
-    const srv = createServer((req, res) => {
-      if (req.url === '/metrics') {
-        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
-        res.end(this.render());
-      } else {
-        res.writeHead(404).end();
-      }
-    });
+  /**
+   * The scrape listener: GET (or HEAD) /metrics and nothing else, with the
+   * limits in METRICS_LISTENER_LIMITS. An exception while answering ends that
+   * request with a 500, is counted (handlerErrors{listener="metrics"}) and
+   * logged rate limited; it never reaches the process.
+   */
+  serve(host: string, port: number, opts: { log?: Logger; limits?: Partial<MetricsListenerLimits> } = {}): Promise<Server> {
+    const lim = { ...METRICS_LISTENER_LIMITS, ...opts.limits };
+    const limiter = new LogLimiter();
+    const srv = createServer(
+      {
+        headersTimeout: lim.headersTimeoutMs,
+        requestTimeout: lim.requestTimeoutMs,
+        keepAliveTimeout: lim.keepAliveTimeoutMs,
+        connectionsCheckingInterval: lim.checkIntervalMs,
+        maxHeaderSize: lim.maxHeaderBytes,
+      },
+      (req, res) => {
+        try {
+          this.answer(req, res);
+        } catch (e) {
+          try {
+            this.handlerErrors.inc({ listener: 'metrics' });
+            if (opts.log) limiter.log(opts.log, 'warn', { listener: 'metrics', err: e instanceof Error ? `${e.name}: ${e.message}` : String(e) }, 'internal error answering a metrics request');
+          } finally {
+            if (!res.headersSent) res.writeHead(500, { connection: 'close', 'content-length': 0 }).end();
+            else res.destroy();
+          }
+        }
+      },
+    );
+    srv.maxConnections = lim.maxConnections;
+    // An idle socket that never sends a request line is cut too (headersTimeout covers a started request).
+    srv.setTimeout(lim.requestTimeoutMs, (sock) => sock.destroy());
+    // Malformed, oversized (431) or timed-out (408) requests: node's own clientError answer and close.
     return new Promise((resolve, reject) => {
       srv.once('error', reject);
-      srv.listen(port, host, () => resolve(srv));
+      srv.listen(port, host, () => {
+        srv.removeListener('error', reject);
+        srv.on('error', (err) => opts.log?.error({ listener: 'metrics', err: err.message }, 'metrics listener error'));
+        resolve(srv);
+      });
     });
   }
+
+  private answer(req: IncomingMessage, res: ServerResponse): void {
+    // A request that announces a body gets no keep-alive: we never read bodies.
+    if (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined) res.shouldKeepAlive = false;
+    const q = req.url?.indexOf('?') ?? -1;
+    const path = q >= 0 ? req.url!.slice(0, q) : req.url;
+    if (path !== '/metrics') {
+      res.writeHead(404, { 'content-type': 'text/plain', 'content-length': 10 }).end('not found\n');
+      return;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      // RFC 9110 §15.5.6: a 405 carries Allow.
+      res.writeHead(405, { allow: 'GET, HEAD', 'content-length': 0 }).end();
+      return;
+    }
+    const body = this.render();
+    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4', 'content-length': Buffer.byteLength(body) });
+    res.end(req.method === 'HEAD' ? undefined : body);
+  }
 }
+
+/** Limits of the metrics listener: a scraper needs one or two connections and answers in milliseconds. */
+export interface MetricsListenerLimits {
+  /** Whole request head must arrive within this. */
+  headersTimeoutMs: number;
+  /** Whole request must arrive within this; also the idle cut for a socket that sends nothing. */
+  requestTimeoutMs: number;
+  /** Idle time allowed between requests on a kept-alive connection. */
+  keepAliveTimeoutMs: number;
+  /** How often node checks the two timeouts above. */
+  checkIntervalMs: number;
+  /** Connections open at once; more are closed on accept. */
+  maxConnections: number;
+  /** Request line + headers. */
+  maxHeaderBytes: number;
+}
+
+export const METRICS_LISTENER_LIMITS: MetricsListenerLimits = {
+  headersTimeoutMs: 5_000,
+  requestTimeoutMs: 10_000,
+  keepAliveTimeoutMs: 5_000,
+  checkIntervalMs: 1_000,
+  maxConnections: 16,
+  maxHeaderBytes: 8_192,
+};

@@ -6,8 +6,12 @@
  * yields the first complete handshake message once it is whole. It insists on
  * what a ClientHello flight must look like: handshake records only, record
  * fragments of 1..2^14 bytes, first message of type client_hello, and a total
- * size under the caller's cap. Anything else is a typed error that names the
- * alert to send.
+ * size under the caller's cap, at most MAX_HELLO_RECORDS records. Anything
+ * else is a typed error that names the alert to send.
+ *
+ * The walk is incremental: each byte is examined once however the bytes are
+ * split into reads and records, so 5,000 one-byte records cost what one
+ * 5,000-byte record costs (before, every read re-parsed from the first record).
  */
 import { EchgateError } from '../../errors.js';
 import { ContentType, HandshakeType, MAX_PLAINTEXT } from './constants.js';
@@ -40,6 +44,20 @@ export function sniffTls(first: Uint8Array): 'tls' | NotTlsReason | 'need_more' 
   return 'not_handshake';
 }
 
+/**
+ * How many records may carry one ClientHello. RFC 8446 §5.1 lets a sender
+ * fragment a handshake message however it likes, and some anti-censorship
+ * clients do split the hello into many small records; real ClientHellos are
+ * under 2 KiB (a post-quantum key share brings them near 1.8 KiB) and come in
+ * one record. 256 leaves room for aggressive splitting (records of 8 bytes for
+ * a 2 KiB hello) while bounding the per-record work a peer can ask of the peek
+ * (a 5-byte header for each 1-byte fragment is 6x the bytes for nothing).
+ * More records than this: unexpected_message (the record is not one we take
+ * at this point of the flight; record_overflow would wrongly suggest a record
+ * that is too long, decode_error a field out of range).
+ */
+export const MAX_HELLO_RECORDS = 256;
+
 export class ClientHelloAssembler {
   // One growable buffer: the first chunk is held without a copy (the common
   // case is a whole ClientHello in one read); later chunks append with
@@ -48,9 +66,31 @@ export class ClientHelloAssembler {
   private len = 0;
   private owned = false;
   private readonly maxBytes: number;
+  private readonly maxRecords: number;
+  // Incremental parse state: bytes before `pos` have been examined and are
+  // never looked at again, so a sender of tiny records costs O(bytes), not
+  // O(records × bytes).
+  private pos = 0;
+  /** Fragment bytes of the current record not yet taken into the message. */
+  private recLeft = 0;
+  private records = 0;
+  private recordVersion = 0;
+  /** The handshake message as it fills (allocated once its length is known). */
+  private msg: Uint8Array | undefined;
+  private head = new Uint8Array(4);
+  private have = 0;
+  private hsLen = -1;
+  private result: AssembledHello | undefined;
+  /** Bytes examined so far (record headers + fragment bytes). For tests that bound the work. */
+  visits = 0;
 
-  constructor(maxBytes: number) {
+  /**
+   * `maxBytes` caps everything buffered (headers included); `maxRecords`
+   * caps how many records may carry the ClientHello (see MAX_HELLO_RECORDS).
+   */
+  constructor(maxBytes: number, maxRecords = MAX_HELLO_RECORDS) {
     this.maxBytes = maxBytes;
+    this.maxRecords = maxRecords;
   }
 
   get buffered(): number {
@@ -65,12 +105,16 @@ export class ClientHelloAssembler {
   /**
    * Add bytes. Returns the assembled ClientHello once complete, or undefined
    * when more bytes are needed. Throws EchgateError when the stream cannot be
-   * a ClientHello flight or exceeds the cap.
+   * a ClientHello flight or exceeds a cap. After completion, further bytes are
+   * only buffered.
    */
   push(chunk: Uint8Array): AssembledHello | undefined {
-    if (chunk.length === 0) return undefined;
+    if (chunk.length === 0 || this.result) {
+      if (chunk.length) this.append(chunk);
+      return undefined;
+    }
     this.append(chunk);
-    const r = parseHelloRecords(this.bytes(), this.maxBytes);
+    const r = this.advance();
     if (r === undefined && this.len > this.maxBytes) {
       throw new EchgateError('ERR_PEEK_TOO_LARGE', `ClientHello exceeds ${this.maxBytes} bytes`, {
         alert: 'record_overflow',
@@ -95,70 +139,107 @@ export class ClientHelloAssembler {
     }
     this.len += chunk.length;
   }
+
+  /** Walk from `pos` over what arrived; each byte is examined once. */
+  private advance(): AssembledHello | undefined {
+    const buf = this.buf;
+    while (true) {
+      if (this.recLeft > 0) {
+        const n = Math.min(this.recLeft, this.len - this.pos);
+        if (n === 0) return undefined;
+        this.take(buf.subarray(this.pos, this.pos + n));
+        this.pos += n;
+        this.recLeft -= n;
+        // Whole records only: the hello is complete at the end of the record that finishes it.
+        if (this.recLeft === 0 && this.hsLen >= 0 && this.have >= this.hsLen + 4) {
+          this.result = { message: this.msg!, consumed: this.pos, records: this.records, recordVersion: this.recordVersion };
+          return this.result;
+        }
+        continue;
+      }
+      const avail = this.len - this.pos;
+      if (avail < 5) {
+        // A partial header: its content type is already enough to refuse.
+        if (avail > 0 && buf[this.pos] !== ContentType.handshake) this.badType(buf[this.pos]!);
+        return undefined;
+      }
+      const p = this.pos;
+      this.visits += 5;
+      const type = buf[p]!;
+      const version = (buf[p + 1]! << 8) | buf[p + 2]!;
+      const len = (buf[p + 3]! << 8) | buf[p + 4]!;
+      if (type !== ContentType.handshake) this.badType(type);
+      if (version >> 8 !== 3) {
+        throw new EchgateError('ERR_NOT_TLS', `record version 0x${version.toString(16)} is not TLS`);
+      }
+      if (this.records === 0) this.recordVersion = version;
+      if (len === 0) {
+        // RFC 8446 §5.1: zero-length handshake fragments MUST NOT be sent.
+        throw new EchgateError('ERR_DECODE', 'zero-length handshake record', { alert: 'unexpected_message' });
+      }
+      if (len > MAX_PLAINTEXT) {
+        throw new EchgateError('ERR_DECODE', `record length ${len} exceeds 2^14`, { alert: 'record_overflow' });
+      }
+      if (this.records >= this.maxRecords) {
+        // RFC 8446 §5.1 allows any fragmentation, so this is our limit, not the
+        // protocol's: the record is not one we accept at this point of the flight.
+        throw new EchgateError('ERR_LIMIT', `ClientHello spread over more than ${this.maxRecords} records`, {
+          alert: 'unexpected_message',
+        });
+      }
+      this.records++;
+      this.pos += 5;
+      this.recLeft = len;
+    }
+  }
+
+  /** Take fragment bytes into the handshake message. */
+  private take(frag: Uint8Array): void {
+    this.visits += frag.length;
+    let f = frag;
+    if (this.hsLen < 0) {
+      // Read the handshake header as soon as its 4 bytes exist, even in a
+      // partial record, so an oversized or wrong message fails before we wait.
+      const fresh = this.have === 0;
+      const k = Math.min(4 - this.have, f.length);
+      this.head.set(f.subarray(0, k), this.have);
+      this.have += k;
+      f = f.subarray(k);
+      if (this.have < 4) return;
+      this.hsLen = checkHelloHeader(this.head, this.maxBytes);
+      const total = this.hsLen + 4;
+      if (fresh && frag.length >= total) {
+        // Fast path: the whole message inside one piece (nearly every client): a view, no copy.
+        this.msg = frag.subarray(0, total);
+        this.have = total;
+        return;
+      }
+      this.msg = new Uint8Array(total);
+      this.msg.set(this.head);
+    }
+    const room = this.hsLen + 4 - this.have;
+    if (room > 0) {
+      const k = Math.min(room, f.length);
+      this.msg!.set(f.subarray(0, k), this.have);
+      this.have += k;
+    }
+  }
+
+  private badType(type: number): never {
+    if (this.records === 0) throw new EchgateError('ERR_NOT_TLS', `first record has content type ${type}, not handshake`);
+    throw new EchgateError('ERR_DECODE', `record of type ${type} inside the ClientHello flight`, {
+      alert: 'unexpected_message',
+    });
+  }
 }
 
 /**
  * Parse as many whole records as `buf` holds. Returns undefined when the
- * ClientHello is not yet complete.
+ * ClientHello is not yet complete. Offline use (inspect, tests): no record
+ * count limit unless one is given.
  */
-export function parseHelloRecords(buf: Uint8Array, maxBytes = Number.MAX_SAFE_INTEGER): AssembledHello | undefined {
-  let pos = 0;
-  let records = 0;
-  let recordVersion = 0;
-  // Fast path: the whole message inside the first record (nearly every client).
-  const fragments: Uint8Array[] = [];
-  let hsLen = -1;
-  let have = 0;
-  while (pos + 5 <= buf.length) {
-    const type = buf[pos]!;
-    const version = (buf[pos + 1]! << 8) | buf[pos + 2]!;
-    const len = (buf[pos + 3]! << 8) | buf[pos + 4]!;
-    if (type !== ContentType.handshake) {
-      if (records === 0 && pos === 0) {
-        throw new EchgateError('ERR_NOT_TLS', `first record has content type ${type}, not handshake`);
-      }
-      throw new EchgateError('ERR_DECODE', `record of type ${type} inside the ClientHello flight`, {
-        alert: 'unexpected_message',
-      });
-    }
-    if (version >> 8 !== 3) {
-      throw new EchgateError('ERR_NOT_TLS', `record version 0x${version.toString(16)} is not TLS`);
-    }
-    if (records === 0) recordVersion = version;
-    if (len === 0) {
-      // RFC 8446 §5.1: zero-length handshake fragments MUST NOT be sent.
-      throw new EchgateError('ERR_DECODE', 'zero-length handshake record', { alert: 'unexpected_message' });
-    }
-    if (len > MAX_PLAINTEXT) {
-      throw new EchgateError('ERR_DECODE', `record length ${len} exceeds 2^14`, { alert: 'record_overflow' });
-    }
-    const complete = pos + 5 + len <= buf.length;
-    const frag = buf.subarray(pos + 5, Math.min(buf.length, pos + 5 + len));
-    // Read the handshake header as soon as its 4 bytes exist, even in a
-    // partial record, so an oversized or wrong message fails before we wait.
-    if (hsLen < 0 && have + frag.length >= 4) {
-      const head = have === 0 ? frag : Buffer.concat([...fragments, frag]);
-      hsLen = checkHelloHeader(head, maxBytes);
-    }
-    if (!complete) break;
-    pos += 5 + len;
-    records++;
-    fragments.push(frag);
-    have += len;
-    if (hsLen >= 0 && have >= hsLen + 4) {
-      const all = fragments.length === 1 ? fragments[0]! : new Uint8Array(Buffer.concat(fragments));
-      return { message: all.subarray(0, hsLen + 4), consumed: pos, records, recordVersion };
-    }
-  }
-  // Check the header of an incomplete record too, so a bad length fails fast.
-  if (pos + 5 <= buf.length) return undefined;
-  if (pos < buf.length && buf[pos] !== ContentType.handshake) {
-    if (pos === 0) throw new EchgateError('ERR_NOT_TLS', `first record has content type ${buf[0]}, not handshake`);
-    throw new EchgateError('ERR_DECODE', 'non-handshake record inside the ClientHello flight', {
-      alert: 'unexpected_message',
-    });
-  }
-  return undefined;
+export function parseHelloRecords(buf: Uint8Array, maxBytes = Number.MAX_SAFE_INTEGER, maxRecords = Number.MAX_SAFE_INTEGER): AssembledHello | undefined {
+  return new ClientHelloAssembler(maxBytes, maxRecords).push(buf);
 }
 
 function checkHelloHeader(head: Uint8Array, maxBytes: number): number {
