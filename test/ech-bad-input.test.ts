@@ -124,8 +124,10 @@ describe('ECH bad input (built hellos)', () => {
       alert('illegal_parameter'),
     );
   });
-  it('inner offering only TLS 1.2 → protocol_version; offering 1.3 and 1.2 → illegal_parameter', () => {
-    assert.throws(() => attempt({ innerVersions: [0x0303] }), alert('protocol_version'));
+  it('RFC 9849 §7.1: inner offering only TLS 1.2, or 1.3 and 1.2, or no version at all → illegal_parameter', () => {
+    assert.throws(() => attempt({ innerVersions: [0x0303] }), alert('illegal_parameter'));
+    assert.throws(() => attempt({ innerVersions: [0x2a2a] }), alert('illegal_parameter'));
+    assert.throws(() => attempt({ innerVersions: [0x0303, 0x0304] }), alert('illegal_parameter'));
     assert.throws(() => attempt({ innerVersions: [0x0304, 0x0303] }), alert('illegal_parameter'));
     assert.equal(attempt({ innerVersions: [0x2a2a, 0x0304] }).status, 'accepted', 'GREASE versions are fine');
   });

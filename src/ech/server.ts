@@ -203,7 +203,10 @@ export function rebuildInner(outer: ClientHello, encoded: Uint8Array): ClientHel
   if (!echExt) throw illegal('ClientHelloInner lacks the inner encrypted_client_hello extension');
   const echInner = decodeECHClientHello(echExt.data);
   if (echInner.type !== 'inner') throw illegal('ClientHelloInner carries an outer encrypted_client_hello extension');
-  // ... and must not offer TLS 1.2 or below (§6.1 item 1, §7.1).
+  // ... and must offer TLS 1.3 and nothing older (§6.1 item 1). §7.1 names the
+  // alert for both failures: illegal_parameter, not RFC 8446's protocol_version.
+  // The check is made here, before routing, because on the route-only paths
+  // (split mode, a passthrough hello) no TLS engine of ours ever sees the inner.
   if (!sv) throw illegal('ClientHelloInner does not offer TLS 1.3 (no supported_versions)');
   let tls13 = false;
   let older = false;
@@ -211,10 +214,7 @@ export function rebuildInner(outer: ClientHello, encoded: Uint8Array): ClientHel
     if (v === ProtocolVersion.TLS13) tls13 = true;
     else if (!isGrease(v)) older = true;
   }
-  if (!tls13) {
-    // Nothing we can negotiate: RFC 8446 §4.2.1's protocol_version, as NSS sends.
-    throw new EchgateError('ERR_ECH_INNER', 'ClientHelloInner offers no TLS 1.3', { alert: 'protocol_version' });
-  }
+  if (!tls13) throw illegal('ClientHelloInner does not offer TLS 1.3');
   if (older) throw illegal('ClientHelloInner offers TLS 1.2 or below');
   return new InnerHello(hello, outer.sessionId, extensions);
 }

@@ -16,6 +16,7 @@ import { ClientHelloAssembler, sniffTls } from '../wire/tls/record.js';
 import { concat } from '../bytes/util.js';
 import { innerHelloRecords, SplitClientStream } from './split.js';
 import type { Classified, EntryContext, RouteTarget } from './context.js';
+import { answerPublicName } from './public-name.js';
 import { connectRelayed, relayClientToBackend } from './relay.js';
 import { relayTerminated, startTermination, type Termination } from './terminate.js';
 
@@ -48,6 +49,8 @@ export type Outcome =
   | 'closed'
   | 'over_limit'
   | 'handler_error'
+  /** ECH was rejected for a public name no router takes; echgate answered with retry_configs itself (proxy/public-name.ts). */
+  | 'public_name'
   | Exclude<PeekFailure, 'tls_handshake'>;
 
 /**
@@ -178,24 +181,29 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
     }
   };
 
+  /** `answer`: who completes the TLS handshake when echgate does (no value: the backend, or not decided yet). */
+  const publishRoute = (router: string, conn: ConnData, cls: Classified | undefined, answer?: 'public_name' | 'tls1.3' | 'tls1.2') => {
+    if (!routeChannel.hasSubscribers) return;
+    routeChannel.publish({
+      entrypoint: ep,
+      router,
+      sni: cls?.ech === 'accepted' && !ctx.logInnerSni ? undefined : conn.sni,
+      ech: conn.ech,
+      echReason: cls?.echReason,
+      tls: conn.tls,
+      ...(answer ? { answer } : {}),
+    });
+  };
+
   const connect = (route: Route<RouteTarget>, replay: Uint8Array | undefined, conn: ConnData, cls?: Classified, helloBytes = 0) => {
     routerName = route.name;
     if (conn.ech === 'accepted') {
       hideInMetrics = !ctx.logEchRoutes;
       hideInLogs = !ctx.logEchRoutes && !ctx.logInnerSni;
     }
-    if (routeChannel.hasSubscribers) {
-      // A subscriber that throws is re-thrown by node on process.nextTick, out
-      // of reach of any try/catch here: subscribers are in-process code and must not throw.
-      routeChannel.publish({
-        entrypoint: ep,
-        router: logRouter(),
-        sni: cls?.ech === 'accepted' && !ctx.logInnerSni ? undefined : conn.sni,
-        ech: conn.ech,
-        echReason: cls?.echReason,
-        tls: conn.tls,
-      });
-    }
+    // A subscriber that throws is re-thrown by node on process.nextTick, out
+    // of reach of any try/catch here: subscribers are in-process code and must not throw.
+    publishRoute(logRouter(), conn, cls);
     const tlsCfg = route.target.router.tls;
     let term: Termination | undefined;
     let split: SplitClientStream | undefined;
@@ -409,6 +417,17 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
       access.sni = cls.ech === 'accepted' && !ctx.logInnerSni ? undefined : cls.sni;
     }
     const route = ctx.table.match(conn);
+    if (!route && cls.publicName) {
+      // RFC 9849 §6.1.6/§7.1: no router for the public name of a rejected ECH hello; echgate answers
+      // for it itself, so the client learns the current keys (retry_configs). See proxy/public-name.ts.
+      publishRoute('-', conn, cls, 'public_name');
+      const took = answerPublicName(ctx, socket, cls, asm.bytes().subarray(hello.consumed), (r) => {
+        if (r === 'failed') ctx.metrics.peekFailures.inc({ entrypoint: ep, reason: 'tls_handshake' });
+        finish(r === 'answered' ? 'public_name' : 'tls_alert');
+      });
+      if (took) return;
+      ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, sni: cls.sni }, 'ECH rejected for a public name that no certificate covers: the client cannot receive retry_configs');
+    }
     if (!route) {
       const shownSni = cls.ech === 'accepted' && !ctx.logInnerSni ? '(hidden: ECH inner SNI)' : cls.sni;
       if (cls.sni === '') ctx.limiter.log(ctx.log, 'info', { entrypoint: ep, client: clientIp() }, 'no router for ClientHello: the client sent no SNI');

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { EntryPointConfig, RouterConfig } from '../config/types.js';
 import type { ConnData } from '../routing/ast.js';
 import type { RoutingTable } from '../routing/table.js';
-import type { CertifiedKey } from '../tls13/server.js';
+import type { LoadedCertificate } from '../tls13/certs.js';
 import type { ClientHello, RoutingView } from '../wire/tls/client-hello.js';
 import type { LogLimiter } from './log-limit.js';
 import type { Metrics } from './metrics.js';
@@ -31,6 +31,11 @@ export interface Classified {
   echReason?: 'grease' | 'stale' | 'malformed' | 'no_keys';
   /** With accepted ECH: opens the second ClientHelloOuter after a HelloRetryRequest (RFC 9849 §7.1.1). */
   decryptSecond?: (outer: ClientHello) => ClientHello;
+  /**
+   * With rejected ECH: the outer SNI is the public_name of a loaded ECH key,
+   * so echgate may answer for it itself (RFC 9849 §6.1.6, §7.1) when no router does.
+   */
+  publicName?: boolean;
 }
 
 export type Classifier = (hello: ClientHello, view: RoutingView, entrypoint: string) => Classified;
@@ -48,8 +53,8 @@ export interface EntryContext {
   /** One `access` log line per connection when it ends (log.access). */
   accessLog: boolean;
   classify: Classifier;
-  /** Certificate by server name, for terminating routers. */
-  certificate: (sni: string | undefined) => CertifiedKey | undefined;
+  /** Certificate by server name, for terminating routers (the default one when none names it). */
+  certificate: (sni: string | undefined) => LoadedCertificate | undefined;
   /** The ECHConfigList sent as retry_configs when ECH was offered but not accepted. */
   retryConfigs: () => Uint8Array | undefined;
 }

@@ -31,8 +31,16 @@ export function echClassifier(keys: KeyLookup, metrics: Metrics, opts: { trialDe
     // An unknown config_id is what GREASE looks like; a known one that fails is a stale or wrong key.
     const result = r.status === 'rejected' && r.reason === 'no_config' ? 'grease' : 'rejected';
     metrics.ech.inc({ entrypoint, result });
-    return { sni: s.sni ?? '', alpn: s.alpn, ech: 'rejected', echReason: result === 'grease' ? 'grease' : 'stale', hello, echOffered: true };
+    const sni = s.sni ?? '';
+    return { sni, alpn: s.alpn, ech: 'rejected', echReason: result === 'grease' ? 'grease' : 'stale', hello, echOffered: true, publicName: isPublicName(keys, sni) };
   };
+}
+
+/** Whether `sni` is the public_name of a loaded key (names compare without case, RFC 4343). */
+function isPublicName(keys: KeyLookup, sni: string): boolean {
+  if (sni === '') return false;
+  const name = sni.toLowerCase();
+  return keys.all().some((k) => k.config.publicName.toLowerCase() === name);
 }
 
 /**
