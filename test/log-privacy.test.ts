@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connectOnce } from '../src/cli/connect.js';
+import { parseConfigText } from '../src/config/load.js';
 import { freePort } from '../src/cli/free-port.js';
 import type { Keyring } from '../src/keys/keyring.js';
 import { generateKey, listKeys, publishedList } from '../src/keys/manager.js';
@@ -120,3 +121,13 @@ tcp:
     });
   });
 }
+
+describe('log.echRoutes in the configuration', () => {
+  it('defaults to false, takes only a boolean, and a misspelt key under log is reported', () => {
+    const base = 'entryPoints: { web: { address: "127.0.0.1:0" } }\n';
+    assert.equal(parseConfigText(base, 't.yml').log.echRoutes, false);
+    assert.equal(parseConfigText(`${base}log: { echRoutes: true }\n`, 't.yml').log.echRoutes, true);
+    assert.throws(() => parseConfigText(`${base}log: { echRoutes: "yes" }\n`, 't.yml'), /log\.echRoutes: expected true or false/);
+    assert.deepEqual(parseConfigText(`${base}log: { echroutes: true }\n`, 't.yml').warnings, ['log.echroutes: unknown key, ignored']);
+  });
+});

@@ -62,7 +62,10 @@ export const HIDDEN_ROUTE = '(ech)';
 
 /** An unexpected exception as a log field: what and where, never connection data. */
 export function errField(e: unknown): string {
-  return e instanceof Error ? `${e.name}: ${e.message}${e.stack ? ` @ ${e.stack.split('\n')[1]?.trim() ?? ''}` : ''}` : String(e);
+  if (!(e instanceof Error)) return String(e);
+  // The first stack frame says where; the message says what (neither carries connection data).
+  const frame = e.stack?.split('\n')[1]?.trim();
+  return frame ? `${e.name}: ${e.message} (${frame})` : `${e.name}: ${e.message}`;
 }
 
 export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: () => void): void {
