@@ -54,6 +54,8 @@ export interface ServerOptions {
   alpn?: readonly string[];
   /** ECHConfigList to send as retry_configs when ECH was offered but not accepted. */
   retryConfigs?: Uint8Array;
+  /** Key exchange groups (NamedGroup code points) in the server's preference order (tls.options curvePreferences); absent = the engine's default. */
+  groups?: readonly number[];
 }
 
 export interface EchInfo {
