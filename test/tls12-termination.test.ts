@@ -32,7 +32,8 @@ const PROTOCOL_VERSION = [21, 3, 3, 0, 2, 2, 70];
 
 /** openssl s_client with `args`, sending `input`; resolves with stdout+stderr (never rejects). */
 async function sClient(port: number, args: string[], input = 'ping\n'): Promise<string> {
-  const cmd = `(printf '${input.replace(/\n/g, '\\n')}'; sleep 1) | timeout 10 openssl s_client -connect 127.0.0.1:${port} ${args.join(' ')} 2>&1 || true`;
+  // -ign_eof: wait for the server to close (the backend answers, then ends) rather than quitting at the end of input.
+  const cmd = `printf '${input.replace(/\n/g, '\\n')}' | timeout 10 openssl s_client -ign_eof -connect 127.0.0.1:${port} ${args.join(' ')} 2>&1 || true`;
   const { stdout } = await run('sh', ['-c', cmd]);
   return stdout;
 }
