@@ -40,8 +40,28 @@ export interface RouterConfig {
     alpn?: string[];
     /** Split mode (RFC 9849 §3.1): with passthrough, forward the decrypted ClientHelloInner to a backend that completes ECH. */
     echSplit?: boolean;
+    /** Terminating routers: the TLS options (`tls.options: NAME`, else the set named `default`); absent with passthrough. */
+    options?: TlsOptions;
   };
   requireECH: boolean;
+}
+
+/** One named set of Traefik's `tls.options`, mapped to code points and OpenSSL names (config/tls-options.ts). */
+export interface TlsOptions {
+  name: string;
+  /** TLS versions as code points: 0x0303 = TLS 1.2, 0x0304 = TLS 1.3. */
+  minVersion: 0x0303 | 0x0304;
+  maxVersion: 0x0303 | 0x0304;
+  /** TLS 1.2 cipher suites as OpenSSL names, in preference order (node:tls `ciphers`); absent = OpenSSL's defaults. */
+  ciphers12?: string[];
+  /** TLS 1.3 cipher suites (code points) the engine may choose; absent = all it implements. */
+  suites13?: number[];
+  /** curvePreferences as NamedGroup code points, in preference order; absent = defaults. */
+  groups?: number[];
+  /** ALPN protocols, used when the router gives no `tls.alpn`. */
+  alpnProtocols?: string[];
+  /** Refuse (unrecognized_name) a client whose SNI no certificate covers, instead of serving the default certificate. */
+  sniStrict: boolean;
 }
 
 export interface EchConfig {
@@ -86,6 +106,8 @@ export interface Config {
    */
   log: { level: string; innerSni: boolean; access: boolean; echRoutes: boolean };
   ech?: EchConfig;
+  /** Traefik's tls.options by name; always has `default`. */
+  tlsOptions: Map<string, TlsOptions>;
   /** Certificates for terminating routers (Traefik's tls.certificates and the default store's defaultCertificate first). */
   certificates: CertificateFiles[];
   /** The embedded authoritative DNS served over DoH (RFC 8484). */

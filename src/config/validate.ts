@@ -10,6 +10,7 @@ import { parseIp } from '../routing/ip.js';
 import { RuleError } from '../routing/parse.js';
 import { RoutingTable } from '../routing/table.js';
 import { parseDuration } from './duration.js';
+import { parseTlsOptions } from './tls-options.js';
 import {
   type Config,
   DEFAULTS,
@@ -179,6 +180,9 @@ export function validateConfig(raw: unknown, file: string): Config {
     if (s.services.length > 0 && s.services.every((w) => w.weight === 0)) bad(`tcp.services.${s.name}.weighted`, 'all weights are 0');
   }
 
+  // ---- tls.options first: routers refer to them by name ----
+  const tlsOptions = parseTlsOptions(isObj(raw.tls) ? raw.tls.options : undefined, bad, (w) => warnings.push(w));
+
   // ---- routers ----
   const routers: RouterConfig[] = [];
   const rts = isObj(tcpObj.routers) ? tcpObj.routers : {};
@@ -215,6 +219,16 @@ export function validateConfig(raw: unknown, file: string): Config {
       else {
         warnUnknown(r.tls, `${p}.tls`, ['passthrough', 'alpn', 'echSplit', 'options', 'certResolver', 'domains']);
         tls = { passthrough: r.tls.passthrough === true };
+        if (!tls.passthrough) tls.options = tlsOptions.get('default')!;
+        if (r.tls.options !== undefined) {
+          // Traefik writes a file-provider reference as NAME@file; this file is that provider.
+          const ref = typeof r.tls.options === 'string' ? r.tls.options.replace(/@file$/, '') : undefined;
+          const o = ref === undefined ? undefined : tlsOptions.get(ref);
+          if (ref === undefined) bad(`${p}.tls.options`, 'expected the name of an entry in tls.options');
+          else if (!o) bad(`${p}.tls.options`, `no TLS options named "${ref}" in tls.options`);
+          else if (tls.passthrough) warnings.push(`${p}.tls.options: ignored with passthrough (the backend terminates TLS)`);
+          else tls.options = o;
+        }
         if (r.tls.echSplit !== undefined) {
           if (typeof r.tls.echSplit !== 'boolean') bad(`${p}.tls.echSplit`, 'expected true or false');
           else if (r.tls.echSplit && !tls.passthrough) bad(`${p}.tls.echSplit`, 'split mode forwards the hello: it needs passthrough: true');
@@ -233,6 +247,10 @@ export function validateConfig(raw: unknown, file: string): Config {
       bad(`${p}.requireECH`, 'a passthrough backend cannot complete an ECH handshake (it cannot send the accept confirmation); use tls: {} (termination) or echSplit: true towards an ECH backend server');
     }
     if (requireECH && !tls) bad(`${p}.requireECH`, 'requireECH needs a tls section');
+    // RFC 9849: ECH is TLS 1.3 only, so options that stop at TLS 1.2 could never serve this router.
+    if (requireECH && tls?.options && tls.options.maxVersion < 0x0304) {
+      bad(`${p}.tls.options`, `requireECH needs TLS 1.3, but tls.options.${tls.options.name}.maxVersion is VersionTLS12`);
+    }
     // Validate the rule now so the error names this router and the column.
     try {
       const table = new RoutingTable([{ name, rule: r.rule, tls: tls !== undefined, target: null }]);
@@ -420,6 +438,7 @@ export function validateConfig(raw: unknown, file: string): Config {
     metrics,
     log: { level: String(level).toLowerCase(), innerSni: logRaw.innerSni === true, access: logRaw.access === true, echRoutes: logRaw.echRoutes === true },
     ech,
+    tlsOptions,
     certificates,
     dns,
     warnings,

@@ -5,6 +5,8 @@
  */
 import { channel } from 'node:diagnostics_channel';
 import net from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { DEFAULT_TLS_OPTIONS } from '../config/tls-options.js';
 import { isEchgateError } from '../errors.js';
 import type { ConnData } from '../routing/ast.js';
 import { normalizeIp } from '../routing/ip.js';
@@ -14,9 +16,11 @@ import { alertFor, encodeAlertRecord } from '../wire/tls/alert.js';
 import { decodeClientHelloMessage, routingView } from '../wire/tls/client-hello.js';
 import { ClientHelloAssembler, sniffTls } from '../wire/tls/record.js';
 import { concat } from '../bytes/util.js';
-import { innerHelloRecords, SplitClientStream } from './split.js';
-import type { Classified, EntryContext, RouteTarget } from './context.js';
+import { certificateCovers } from './certificates.js';
 import { answerPublicName } from './public-name.js';
+import { innerHelloRecords, SplitClientStream } from './split.js';
+import { chooseVersion, restrictSuites, startTls12 } from './tls12.js';
+import type { Classified, EntryContext, RouteTarget } from './context.js';
 import { connectRelayed, relayClientToBackend } from './relay.js';
 import { relayTerminated, startTermination, type Termination } from './terminate.js';
 
@@ -206,43 +210,84 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
     }
     // A subscriber that throws is re-thrown by node on process.nextTick, out
     // of reach of any try/catch here: subscribers are in-process code and must not throw.
-    publishRoute(logRouter(), conn, cls);
     const tlsCfg = route.target.router.tls;
     let term: Termination | undefined;
     let split: SplitClientStream | undefined;
+    /** The plaintext side of a TLS 1.2 termination (node:tls); the client socket for every other path. */
+    let client: net.Socket = socket;
+    let tls12: TLSSocket | undefined;
     if (tlsCfg && !tlsCfg.passthrough && cls) {
+      const opts = tlsCfg.options ?? DEFAULT_TLS_OPTIONS;
+      let version: ReturnType<typeof chooseVersion>;
       try {
-        term = startTermination(ctx, cls, tlsCfg.alpn);
+        version = chooseVersion(cls.hello, cls.ech === 'accepted', opts);
       } catch (e) {
-        // Never let an unexpected error take the process down: end this connection and say why.
-        ctx.metrics.handlerErrors.inc({ listener: 'proxy' });
-        ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, router: logRouter(), err: errField(e) }, 'internal error starting TLS');
-        return fail('tls_handshake', encodeAlertRecord('internal_error'));
+        publishRoute(logRouter(), conn, cls);
+        if (!isEchgateError(e)) return internalFail(e);
+        return fail('tls_handshake', encodeAlertRecord(alertFor(e)));
       }
-      if (term.first.error !== undefined) {
-        if (!isEchgateError(term.first.error)) {
+      publishRoute(logRouter(), conn, cls, version === 'protocol_version' ? undefined : version);
+      // RFC 8446 §4.2.1: nothing both sides accept → protocol_version.
+      if (version === 'protocol_version') return fail('tls_handshake', encodeAlertRecord('protocol_version'));
+      const cert = ctx.certificate(cls.sni || undefined);
+      // sniStrict (Traefik): no default certificate for a name no certificate covers.
+      if (opts.sniStrict && !(cert && certificateCovers(cert.names, cls.sni))) return fail('tls_handshake', encodeAlertRecord('unrecognized_name'));
+      const alpn = tlsCfg.alpn ?? opts.alpnProtocols;
+      if (version === 'tls1.2') {
+        if (!cert) return fail('tls_handshake', encodeAlertRecord('unrecognized_name'));
+        tls12 = startTls12(
+          socket,
+          replay ?? new Uint8Array(0),
+          cert,
+          opts,
+          alpn,
+          ctx.ep.clientHelloTimeoutMs,
+          guard(() => {
+            ctx.metrics.peekFailures.inc({ entrypoint: ep, reason: 'tls_handshake' });
+            outcome ??= 'tls_alert';
+            backend?.destroy();
+          }),
+        );
+        if (!tls12) return fail('tls_handshake', encodeAlertRecord('internal_error'));
+        client = tls12;
+      } else {
+        try {
+          term = startTermination(ctx, opts.suites13 ? { ...cls, hello: restrictSuites(cls.hello, opts.suites13) } : cls, alpn, opts.groups);
+        } catch (e) {
+          // Never let an unexpected error take the process down: end this connection and say why.
           ctx.metrics.handlerErrors.inc({ listener: 'proxy' });
-          ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, router: logRouter(), err: errField(term.first.error) }, 'internal error starting TLS');
+          ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, router: logRouter(), err: errField(e) }, 'internal error starting TLS');
+          return fail('tls_handshake', encodeAlertRecord('internal_error'));
         }
-        return fail('tls_handshake', term.first.send.length ? concat(...term.first.send) : undefined);
+        if (term.first.error !== undefined) {
+          if (!isEchgateError(term.first.error)) {
+            ctx.metrics.handlerErrors.inc({ listener: 'proxy' });
+            ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, router: logRouter(), err: errField(term.first.error) }, 'internal error starting TLS');
+          }
+          return fail('tls_handshake', term.first.send.length ? concat(...term.first.send) : undefined);
+        }
+        for (const r of term.first.send) socket.write(r);
+        replay = replay?.subarray(helloBytes);
       }
-      for (const r of term.first.send) socket.write(r);
-    } else if (conn.ech === 'accepted' && tlsCfg?.echSplit && cls && !ctx.ep.echBackend) {
-      // Split mode (RFC 9849 §3.1, §7.1): the backend server gets ClientHelloInner in place of
-      // the outer hello, then the client's bytes unchanged but for a second hello after a
-      // HelloRetryRequest; the backend server confirms ECH itself.
-      replay = concat(innerHelloRecords(cls.hello), replay?.subarray(helloBytes) ?? new Uint8Array(0));
-      if (cls.decryptSecond) split = new SplitClientStream(cls.decryptSecond, ctx.ep.maxClientHelloBytes);
-    } else if (conn.ech === 'accepted' && !ctx.ep.echBackend) {
-      // A passthrough backend cannot produce the ECH accept confirmation.
-      ctx.metrics.ech.inc({ entrypoint: ep, result: 'accepted_on_passthrough' });
-      ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, router: logRouter() }, 'ECH connection routed to a passthrough router; the backend cannot complete ECH');
+    } else {
+      publishRoute(logRouter(), conn, cls);
+      if (conn.ech === 'accepted' && tlsCfg?.echSplit && cls && !ctx.ep.echBackend) {
+        // Split mode (RFC 9849 §3.1, §7.1): the backend server gets ClientHelloInner in place of
+        // the outer hello, then the client's bytes unchanged but for a second hello after a
+        // HelloRetryRequest; the backend server confirms ECH itself.
+        replay = concat(innerHelloRecords(cls.hello), replay?.subarray(helloBytes) ?? new Uint8Array(0));
+        if (cls.decryptSecond) split = new SplitClientStream(cls.decryptSecond, ctx.ep.maxClientHelloBytes);
+      } else if (conn.ech === 'accepted' && !ctx.ep.echBackend) {
+        // A passthrough backend cannot produce the ECH accept confirmation.
+        ctx.metrics.ech.inc({ entrypoint: ep, result: 'accepted_on_passthrough' });
+        ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, router: logRouter() }, 'ECH connection routed to a passthrough router; the backend cannot complete ECH');
+      }
     }
     const up = route.target.picker.pick();
     socket.pause();
     const b = term
       ? net.connect({ host: up.server.host, port: up.server.port, allowHalfOpen: true, noDelay: true })
-      : connectRelayed(up.server, socket);
+      : connectRelayed(up.server, client);
     backend = b;
     if (term) {
       // The handshake goes on while the backend connects; plaintext waits in the socket's buffer.
@@ -303,7 +348,8 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
           };
           b.write(up.proxyProtocol === 1 ? encodeProxyV1(addrs) : encodeProxyV2(addrs));
         }
-        if (!term) {
+        if (tls12) relayClientToBackend(tls12, b);
+        else if (!term) {
           if (replay && replay.length > 0) b.write(replay);
           relayClientToBackend(
             socket,
@@ -319,14 +365,14 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
         }
         b.once(
           'close',
-          guard(() => socket.destroy()),
+          guard(() => client.destroy()),
         );
         // One idle timer on the client: reads from it and writes to it both count as activity.
-        socket.setTimeout(
+        client.setTimeout(
           ctx.ep.idleTimeoutMs,
           guard(() => {
             outcome ??= 'idle_timeout';
-            socket.destroy();
+            client.destroy();
           }),
         );
       }),
@@ -438,8 +484,7 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
       // RFC 6066 §3: a server that does not recognise the name may send a fatal unrecognized_name alert.
       return fail(cls.sni === '' ? 'no_sni_no_route' : 'no_route', encodeAlertRecord('unrecognized_name'));
     }
-    const tlsCfg = route.target.router.tls;
-    connect(route, tlsCfg && !tlsCfg.passthrough ? asm.bytes().subarray(hello.consumed) : asm.bytes(), conn, cls, hello.consumed);
+    connect(route, asm.bytes(), conn, cls, hello.consumed);
   };
   const onData = guard(peek);
 

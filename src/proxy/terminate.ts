@@ -22,8 +22,9 @@ export interface Termination {
 }
 
 /** Run the server's first flight. A failure is in `first.error`/`first.alert`, never thrown for client input. */
-export function startTermination(ctx: EntryContext, cls: Classified, alpn: readonly string[] | undefined): Termination {
+export function startTermination(ctx: EntryContext, cls: Classified, alpn: readonly string[] | undefined, groups?: readonly number[]): Termination {
   const engine = new TlsServer({
+    groups,
     provider: nodeProvider,
     random: (n) => nodeProvider.randomBytes(n),
     ephemeral: () => nodeProvider.x25519Generate(),

@@ -1,0 +1,134 @@
+/**
+ * Which TLS stack terminates a connection, and the TLS 1.2 one.
+ *
+ * Every ClientHello that offers TLS 1.3 (RFC 8446 §4.2.1 supported_versions)
+ * goes to echgate's own TLS 1.3 engine, ECH or not, so there is one code path
+ * for ECH (RFC 9849 is TLS 1.3 only; Node's OpenSSL cannot accept ECH). A
+ * client whose best version is TLS 1.2 — older database drivers, Java 8,
+ * embedded devices — or one whose router's tls.options stop at TLS 1.2 is
+ * handed to node:tls: the peeked ClientHello bytes are pushed back into the
+ * socket (`unshift`) and a server-side `tls.TLSSocket` is built over it; on
+ * construction it reads what the socket has buffered before the handle, so
+ * OpenSSL sees the hello exactly as the client sent it. (Measured on Node
+ * 20.20: this and emitting 'connection' on a tls.Server after the unshift both
+ * complete `openssl s_client -tls1_2`; the TLSSocket is built directly so the
+ * certificate and options chosen from the peeked hello apply, with no
+ * SNICallback round trip.)
+ */
+import { createSecureContext, type SecureContext, TLSSocket } from 'node:tls';
+import type net from 'node:net';
+import type { TlsOptions } from '../config/types.js';
+import { opensslCurves } from '../config/tls-options.js';
+import type { LoadedCertificate } from '../tls13/certs.js';
+import { type ClientHello, findExtension } from '../wire/tls/client-hello.js';
+import { ExtensionType, ProtocolVersion } from '../wire/tls/constants.js';
+import { decodeSupportedVersions } from '../wire/tls/extensions.js';
+import { pemOf } from './certificates.js';
+
+export type VersionChoice = 'tls1.3' | 'tls1.2' | 'protocol_version';
+
+/**
+ * RFC 8446 §4.2.1: with supported_versions the client's list is all that
+ * counts (legacy_version is ignored); without it, legacy_version is the
+ * highest version the client has (RFC 5246 §E.1). An accepted ECH hello
+ * never goes to TLS 1.2: ECH is TLS 1.3 only (RFC 9849 §6.1, §7.1).
+ * Throws an EchgateError (decode_error) for a malformed supported_versions.
+ */
+export function chooseVersion(hello: ClientHello, echAccepted: boolean, o: TlsOptions): VersionChoice {
+  const sv = findExtension(hello, ExtensionType.supported_versions);
+  let offers13 = false;
+  let offers12 = false;
+  if (sv) {
+    for (const v of decodeSupportedVersions(sv.data)) {
+      if (v === ProtocolVersion.TLS13) offers13 = true;
+      else if (v === ProtocolVersion.TLS12) offers12 = true;
+    }
+  } else offers12 = hello.legacyVersion >= ProtocolVersion.TLS12;
+  if (offers13 && o.maxVersion >= ProtocolVersion.TLS13) return 'tls1.3';
+  if (echAccepted) return 'protocol_version';
+  if (offers12 && o.minVersion <= ProtocolVersion.TLS12) return 'tls1.2';
+  return 'protocol_version';
+}
+
+/**
+ * The hello the TLS 1.3 engine negotiates with, when tls.options lists TLS
+ * 1.3 suites: the same message (its `raw` bytes, which the transcript hashes,
+ * are untouched) with the offered suites cut to the allowed ones. The
+ * prototype link keeps every other field, including a lazily encoded `raw`.
+ */
+export function restrictSuites(hello: ClientHello, allowed: readonly number[] | undefined): ClientHello {
+  if (!allowed) return hello;
+  return Object.create(hello, { cipherSuites: { value: hello.cipherSuites.filter((s) => allowed.includes(s)), enumerable: true } }) as ClientHello;
+}
+
+// One secure context per certificate and option set, built on first use:
+// createSecureContext parses the key and chain, too slow for every connection.
+// Both keys are replaced on reload, so the maps let go of old contexts.
+const contexts = new WeakMap<LoadedCertificate, WeakMap<TlsOptions, SecureContext>>();
+
+function secureContext(cert: LoadedCertificate, o: TlsOptions): SecureContext | undefined {
+  let byOpts = contexts.get(cert);
+  if (!byOpts) {
+    byOpts = new WeakMap();
+    contexts.set(cert, byOpts);
+  }
+  let sc = byOpts.get(o);
+  if (!sc) {
+    const pem = pemOf(cert);
+    if (!pem) return undefined;
+    const curves = o.groups ? opensslCurves(o.groups) : undefined;
+    sc = createSecureContext({
+      cert: pem.cert,
+      key: pem.key,
+      // Only TLS 1.2 clients come here; capping at 1.2 also keeps OpenSSL from
+      // writing the TLS 1.3 downgrade sentinel (RFC 8446 §4.1.3) when a router's options stop at 1.2.
+      minVersion: 'TLSv1.2',
+      maxVersion: 'TLSv1.2',
+      ...(o.ciphers12 ? { ciphers: o.ciphers12.join(':') } : {}),
+      ...(curves ? { ecdhCurve: curves } : {}),
+      honorCipherOrder: true,
+    });
+    byOpts.set(o, sc);
+  }
+  return sc;
+}
+
+/**
+ * Hand `socket` to node:tls as a TLS 1.2 server, replaying `peeked` (every
+ * byte read so far, ClientHello first). Returns the TLS socket (plaintext on
+ * its side), or undefined when the certificate was not loaded from files
+ * here. `onSecure`/`onFail` report the handshake's end; the caller relays.
+ */
+export function startTls12(
+  socket: net.Socket,
+  peeked: Uint8Array,
+  cert: LoadedCertificate,
+  o: TlsOptions,
+  alpn: readonly string[] | undefined,
+  handshakeTimeoutMs: number,
+  onFail: (err: Error) => void,
+): TLSSocket | undefined {
+  const sc = secureContext(cert, o);
+  if (!sc) return undefined;
+  socket.pause();
+  socket.unshift(Buffer.from(peeked.buffer, peeked.byteOffset, peeked.byteLength));
+  const t = new TLSSocket(socket, { isServer: true, secureContext: sc, requestCert: false, ...(alpn ? { ALPNProtocols: [...alpn] } : {}) });
+  let secure = false;
+  // OpenSSL has sent its alert (protocol_version, handshake_failure, ...) when 'error' fires during the handshake.
+  const timer = setTimeout(() => t.destroy(new Error('TLS 1.2 handshake timeout')), handshakeTimeoutMs);
+  t.once('secure', () => {
+    secure = true;
+    clearTimeout(timer);
+  });
+  t.on('error', (e) => {
+    clearTimeout(timer);
+    if (!secure) onFail(e);
+    t.destroy();
+    socket.destroy();
+  });
+  t.once('close', () => {
+    clearTimeout(timer);
+    socket.destroy();
+  });
+  return t;
+}
