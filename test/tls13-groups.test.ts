@@ -35,7 +35,9 @@ import { encodeKeyShares, encodeSupportedVersions, encodeU16List, type KeyShareE
 import { encodeHandshake } from '../src/wire/tls/handshake.js';
 import { decodeServerHello, encodeServerHello, HRR_RANDOM } from '../src/wire/tls/server-messages.js';
 import { ClientHelloAssembler } from '../src/wire/tls/record.js';
-import { certFor, startGateway } from './helpers.js';
+import { attachKeys, certFor, startGateway } from './helpers.js';
+import type { Keyring } from '../src/keys/keyring.js';
+import { generateKey, listKeys, publishedList } from '../src/keys/manager.js';
 
 const run = promisify(execFile);
 const { x25519: X25519, secp256r1: P256, X25519MLKEM768: HYBRID } = NamedGroup;
@@ -555,6 +557,8 @@ describe('echgate connect --groups (echgate client against echgate)', () => {
 describe('RFC 8446 §4.2.8.2 through a gateway: openssl -groups P-256 to a terminating router', () => {
   let g: Awaited<ReturnType<typeof startGateway>>;
   let backend: net.Server;
+  let ring: Keyring;
+  const keysDir = mkdtempSync(join(tmpdir(), 'echgate-kex-keys-'));
   before(async () => {
     backend = net.createServer((sock) => {
       sock.on('error', () => {});
@@ -571,10 +575,14 @@ entryPoints: { websecure: { address: "127.0.0.1:0" } }
 tcp:
   routers:
     app: { rule: "HostSNI(\`${HOST}\`)", service: b, tls: {} }
+    public: { rule: "HostSNI(\`public.example.test\`)", service: b, tls: {} }
   services: { b: { loadBalancer: { servers: [{ address: "127.0.0.1:${(backend.address() as net.AddressInfo).port}" }] } } }
 `);
+    generateKey(keysDir, { publicName: 'public.example.test' });
+    ring = attachKeys(g.gw, keysDir);
   });
   after(async () => {
+    ring?.close();
     await g?.close();
     backend?.close();
   });
@@ -591,6 +599,23 @@ tcp:
       unsubscribe('echgate:tls-key-exchange', on);
     }
     assert.deepEqual(events, [{ group: P256, groupName: 'secp256r1', helloRetry: false, ech: false }]);
+  });
+
+  it('RFC 9849 with a P-256 key share: ECH accepted, the inner hello\'s P-256 share used', async () => {
+    const r = await connectOnce('127.0.0.1', g.port(), { sni: HOST, ech: publishedList(listKeys(keysDir).keys), groups: [P256], send: 'bye' });
+    assert.equal(r.error, undefined);
+    assert.equal(r.ech, 'accepted');
+    assert.equal(r.group, P256);
+    assert.equal(r.reply, 'backend:bye');
+  });
+
+  it('RFC 9849 §7.1.1 with groups: ECH accepted, shares withheld, HelloRetryRequest for X25519 (first of the default preference the client lists)', async () => {
+    const r = await connectOnce('127.0.0.1', g.port(), { sni: HOST, ech: publishedList(listKeys(keysDir).keys), groups: [P256, X25519], helloRetry: true, send: 'bye' });
+    assert.equal(r.error, undefined);
+    assert.equal(r.ech, 'accepted');
+    assert.equal(r.helloRetry, true);
+    assert.equal(r.group, X25519);
+    assert.equal(r.reply, 'backend:bye');
   });
 
   it('echgate connect --groups x25519mlkem768 to the default preference → HelloRetryRequest is impossible, handshake_failure', async () => {
