@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import fc from 'fast-check';
 import { p256 as nobleP256 } from '@noble/curves/nist.js';
 import { x25519 as nobleX25519 } from '@noble/curves/ed25519.js';
 import { ml_kem768 } from '@noble/post-quantum/ml-kem';
@@ -278,6 +279,29 @@ describe('RFC 8446 §4.2.8.2, §7.4.2, RFC 7748 §6.1, FIPS 203 §7.2: the serve
     off[64]! ^= 1;
     refuses(offer(P256, off), 'illegal_parameter', 'off the curve');
     refuses(offer(P256, new Uint8Array(65).fill(0, 1).fill(4, 0, 1)), 'illegal_parameter', '(0, 0)');
+  });
+
+  it('hostile bytes as a share, for every group, on both sides: a typed refusal or a handshake, never a crash', () => {
+    for (const g of GROUPS.values()) {
+      const size = g.id === HYBRID ? 1216 : g.id === P256 ? 65 : 32;
+      // Mostly the right length (where the interesting checks are), sometimes any length.
+      const bytes = fc.oneof(fc.uint8Array({ minLength: size, maxLength: size }), fc.uint8Array({ minLength: 1, maxLength: size + 2 }));
+      fc.assert(
+        fc.property(bytes, (k) => {
+          try {
+            offer(g.id, k)();
+          } catch (e) {
+            assert.ok(['illegal_parameter', 'decode_error'].includes(alertFor(e)), `${g.name}: ${(e as Error).message}`);
+          }
+          try {
+            g.offer(nodeProvider).complete(k);
+          } catch (e) {
+            assert.equal(alertFor(e), 'illegal_parameter', `${g.name} client: ${(e as Error).message}`);
+          }
+        }),
+        { numRuns: g.id === HYBRID ? 30 : 150 },
+      );
+    }
   });
 
   it('X25519MLKEM768: an encapsulation key failing the modulus check → illegal_parameter', () => {
