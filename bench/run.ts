@@ -19,6 +19,7 @@ import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { cpuMs } from './cpu.js';
 import type { EchBenchResult } from './ech.js';
+import { type KexBenchResult, kexTable } from './kex.js';
 import { freePort } from '../src/cli/free-port.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -240,6 +241,7 @@ backend be_${n}
   }
 
   const ech = JSON.parse(execFileSync('node', [join(ROOT, 'dist', 'bench', 'ech-child.js'), String(QUICK ? 10000 : 20000)]).toString()) as EchBenchResult;
+  const kex = JSON.parse(execFileSync('node', [join(ROOT, 'dist', 'bench', 'kex.js'), String(QUICK ? 500 : 2000), '--json']).toString()) as KexBenchResult;
 
   const e = res.echgate!;
   const h = res.HAProxy!;
@@ -265,6 +267,10 @@ backend be_${n}
     ...ech.rows.map((r) => `| ${r.name} | ${r.perSec.toFixed(0)} | ${(1e6 / r.perSec).toFixed(1)} |`),
     '',
     `ECH decrypt + route vs the floor: ${ech.ratio.toFixed(2)}× (target ≥ 0.8×).`,
+    '',
+    'Key exchange per group (bench/kex.ts, a process of its own, CPU time of that process):',
+    '',
+    ...kexTable(kex),
   ];
   const text = lines.join('\n');
   process.stdout.write(`${text}\n`);

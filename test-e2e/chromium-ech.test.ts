@@ -5,6 +5,10 @@
  * echgate, and must load the page from the hidden backend.
  * Second case: DNS holds a stale key; echgate rejects ECH, sends retry_configs,
  * and Chromium retries with the current key and still reaches the backend.
+ * Key exchange: which group each handshake used, from echgate's
+ * `echgate:tls-key-exchange` channel and Chromium's NetLog; and a server whose
+ * preference puts X25519MLKEM768 first completes a hybrid handshake with
+ * Chromium (draft-ietf-tls-ecdhe-mlkem interop, not only echgate ⇄ echgate).
  */
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
@@ -12,7 +16,7 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type http2 from 'node:http2';
-import type net from 'node:net';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -27,6 +31,12 @@ import { generateKey, listKeys, publishedList } from '../src/keys/manager.js';
 import { echClassifier } from '../src/proxy/ech-classifier.js';
 import { Gateway } from '../src/proxy/gateway.js';
 import { freePort } from '../src/cli/free-port.js';
+import { nodeProvider } from '../src/crypto/node.js';
+import { certificateSelector, loadCertificate } from '../src/tls13/certs.js';
+import { type KeyExchangeEvent, TlsServer } from '../src/tls13/server.js';
+import { decodeClientHelloMessage, routingView } from '../src/wire/tls/client-hello.js';
+import { NamedGroup } from '../src/wire/tls/constants.js';
+import { ClientHelloAssembler } from '../src/wire/tls/record.js';
 
 const run = promisify(execFile);
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -36,6 +46,12 @@ const skip = !existsSync(CHROMIUM) ? 'chromium is not installed (.ci/run install
 
 function spki(pem: string): string {
   return execFileSync('sh', ['-c', `openssl x509 -in ${pem} -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64`]).toString().trim();
+}
+
+/** Key-exchange groups of Chromium's completed TLS handshakes, from the NetLog (SSL_HANDSHAKE_MESSAGE_RECEIVED is not needed: SSL_CONNECT's end carries key_exchange_group). */
+function netlogGroups(path: string): number[] {
+  const d = JSON.parse(readFileSync(path, 'utf8')) as { events: { params?: { key_exchange_group?: number } }[] };
+  return d.events.flatMap((e) => (typeof e.params?.key_exchange_group === 'number' ? [e.params.key_exchange_group] : []));
 }
 
 function leaf(dir: string, name: string, san: string): void {
@@ -60,10 +76,15 @@ describe('Chromium with real ECH through echgate', { skip }, () => {
   let ring: Keyring | undefined;
   const routes: { router: string; ech: string }[] = [];
   const onRoute = (m: unknown) => routes.push(m as { router: string; ech: string });
+  const kex: KeyExchangeEvent[] = [];
+  const onKex = (m: unknown) => kex.push(m as KeyExchangeEvent);
   let spkis = '';
   const hits: string[] = [];
   const zones = new Map<number, Zone>();
   let front = 0;
+  let zoneFor: (p: number) => Zone = () => {
+    throw new Error('before() has not run');
+  };
 
   before(async () => {
     execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(W, 'ca.key'), '-out', join(W, 'ca.pem'), '-days', '5', '-subj', '/CN=echgate e2e CA', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], { stdio: 'ignore' });
@@ -115,9 +136,10 @@ tcp:
     const r = ring;
     gw.setClassifier(echClassifier(r, gw.metrics, { trialDecrypt: false }), () => r.retryConfigs);
     subscribe('echgate:route', onRoute);
+    subscribe('echgate:tls-key-exchange', onKex);
 
     // One zone per front port: the HTTPS record for a port other than 443 lives at _PORT._https.NAME.
-    const zoneFor = (p: number) =>
+    zoneFor = (p: number) =>
       new Zone(
         {
           ttl: 5,
@@ -136,6 +158,7 @@ tcp:
 
   after(async () => {
     unsubscribe('echgate:route', onRoute);
+    unsubscribe('echgate:tls-key-exchange', onKex);
     doh?.close();
     ring?.close();
     await gw?.shutdown(0);
@@ -158,6 +181,7 @@ tcp:
   it('loads the page from the hidden backend over accepted ECH', async () => {
     publish = () => ring?.published;
     routes.length = 0;
+    kex.length = 0;
     const r = await browse('fresh');
     assert.equal(r.rc, 0, r.dom);
     assert.match(r.dom, /hidden backend reached/);
@@ -166,6 +190,67 @@ tcp:
     // Chromium's own NetLog: real ECH with the hidden name inside, and the server accepted it.
     const { stdout } = await run('python3', [join(RECIPE, 'ech-netlog.py'), r.netlog]);
     assert.match(stdout, /REAL ECH inner_sni=secret\.example\.test\s+result=OK ech_accepted=True/);
+    // Key exchange: Chromium sends X25519MLKEM768 and X25519 shares; the default preference (X25519, P-256) takes X25519.
+    assert.ok(kex.some((e) => e.ech && e.group === NamedGroup.x25519 && !e.helloRetry), JSON.stringify(kex));
+    assert.ok(netlogGroups(r.netlog).includes(NamedGroup.x25519), `NetLog groups: ${netlogGroups(r.netlog)}`);
+  });
+
+  it('a server preferring X25519MLKEM768 completes a hybrid handshake with Chromium (draft-ietf-tls-ecdhe-mlkem)', async () => {
+    // The engine directly (no ECH: DNS publishes no ech=, Chromium sends GREASE), X25519MLKEM768 first.
+    const certs = [loadCertificate(readFileSync(join(W, 'server.pem'), 'utf8'), readFileSync(join(W, 'server.key'), 'utf8'))];
+    const seen: number[] = [];
+    const srv = net.createServer((sock) => {
+      const asm = new ClientHelloAssembler(65536);
+      let engine: TlsServer | undefined;
+      sock.on('error', () => {});
+      const flush = (o: ReturnType<TlsServer['receive']>) => {
+        for (const x of o.send) sock.write(x);
+        if (o.established) seen.push(o.established.group);
+        if (o.data.some((d) => Buffer.from(d).toString('latin1', 0, 4) === 'GET ')) {
+          const body = '<html><body><p>hybrid key exchange</p></body></html>';
+          for (const x of engine!.encrypt(Buffer.from(`HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`))) sock.write(x);
+          sock.end(engine!.alert('close_notify'));
+        }
+      };
+      sock.on('data', (d) => {
+        try {
+          if (engine) return flush(engine.receive(d));
+          const h = asm.push(d);
+          if (!h) return;
+          const ch = decodeClientHelloMessage(h.message);
+          engine = new TlsServer({
+            provider: nodeProvider,
+            random: (n) => nodeProvider.randomBytes(n),
+            certificate: certificateSelector(certs),
+            alpn: ['http/1.1'],
+            groups: [NamedGroup.X25519MLKEM768, NamedGroup.x25519],
+          });
+          flush(engine.start(ch, routingView(ch).sni, { offered: false, accepted: false }));
+          const rest = asm.bytes().subarray(h.consumed);
+          if (rest.length) flush(engine.receive(rest));
+        } catch (e) {
+          const a = (e as { sendAlert?: Uint8Array }).sendAlert;
+          if (a) sock.end(a);
+          else sock.destroy();
+        }
+      });
+    });
+    const hybridPort = await freePort();
+    await new Promise<void>((res) => srv.listen(hybridPort, '127.0.0.1', () => res()));
+    zones.set(hybridPort, zoneFor(hybridPort));
+    publish = () => undefined;
+    kex.length = 0;
+    try {
+      const r = await browse('hybrid', hybridPort);
+      assert.equal(r.rc, 0, r.dom);
+      assert.match(r.dom, /hybrid key exchange/);
+      assert.ok(seen.includes(NamedGroup.X25519MLKEM768), JSON.stringify(seen));
+      assert.ok(kex.some((e) => e.group === NamedGroup.X25519MLKEM768 && !e.helloRetry), JSON.stringify(kex));
+      assert.ok(netlogGroups(r.netlog).includes(NamedGroup.X25519MLKEM768), `NetLog groups: ${netlogGroups(r.netlog)}`);
+    } finally {
+      publish = () => ring?.published;
+      srv.close();
+    }
   });
 
   it('a stale key in DNS: ECH rejected, retry_configs sent, Chromium retries and reaches the backend', async () => {

@@ -10,7 +10,7 @@
  * §4.2.8.1, §4.2.8.2, §7.4.2; draft-ietf-tls-ecdhe-mlkem §4.1).
  */
 import { concat } from '../bytes/util.js';
-import { MLKEM768, mlkem768Decapsulate, mlkem768Encapsulate, mlkem768Generate, P256_POINT_LEN, p256, p256Generate } from '../crypto/kex.js';
+import { MLKEM768, mlkem768Decapsulate, mlkem768Encapsulate, mlkem768Generate, p256, p256Generate } from '../crypto/kex.js';
 import type { CryptoProvider, X25519Private } from '../crypto/provider.js';
 import { EchgateError, isEchgateError } from '../errors.js';
 import { NamedGroup } from '../wire/tls/constants.js';
@@ -68,7 +68,6 @@ const x25519: KeyExchangeGroup = {
     return { group: NamedGroup.x25519, publicKey: sk.publicKey, complete: (s) => x25519Dh(p, sk, s, 'server X25519 share') };
   },
   accept(p, clientShare, x25519Key) {
-    if (clientShare.length !== 32) throw illegal(`client X25519 share must be 32 bytes, got ${clientShare.length}`);
     const sk = x25519Key ? x25519Key() : p.x25519Generate();
     return { share: sk.publicKey, secret: x25519Dh(p, sk, clientShare, 'client X25519 share') };
   },
@@ -82,8 +81,7 @@ const secp256r1: KeyExchangeGroup = {
     return { group: NamedGroup.secp256r1, publicKey: sk.publicKey, complete: (s) => peerInput('server P-256 share', () => p256(sk, s)) };
   },
   accept(_p, clientShare) {
-    // Check before paying for a key (§4.2.8.2: uncompressed form only).
-    if (clientShare.length !== P256_POINT_LEN || clientShare[0] !== 0x04) throw illegal(`client P-256 share must be a ${P256_POINT_LEN}-byte uncompressed point`);
+    // p256() takes the uncompressed form only (§4.2.8.2) and checks the point is on the curve.
     const sk = p256Generate();
     return { share: sk.publicKey, secret: peerInput('client P-256 share', () => p256(sk, clientShare)) };
   },

@@ -13,6 +13,7 @@
  * HelloRetryRequest for a client that sent no share for a group we take,
  * with ECH accepted or not (RFC 9849 §7.1.1, §7.2.1).
  */
+import { channel } from 'node:diagnostics_channel';
 import { concat, copy, ctEqual } from '../bytes/util.js';
 import type { CryptoProvider, X25519Private } from '../crypto/provider.js';
 import { type AlertName, EchgateError, } from '../errors.js';
@@ -95,6 +96,18 @@ export interface Output {
   peerAlert?: number;
   /** Set once when the handshake completes. */
   established?: { sni: string | undefined; alpn: string | undefined; suite: number; ech: boolean; group: number };
+}
+
+/**
+ * One message per ServerHello on `echgate:tls-key-exchange`: the group chosen
+ * and whether HelloRetryRequest came first. No names, no key material.
+ */
+export const keyExchangeChannel = channel('echgate:tls-key-exchange');
+export interface KeyExchangeEvent {
+  group: number;
+  groupName: string;
+  helloRetry: boolean;
+  ech: boolean;
 }
 
 type State = 'start' | 'wait_ch2' | 'wait_finished' | 'connected' | 'closed';
@@ -308,6 +321,9 @@ export class TlsServer {
     // Invalid shares (wrong length, off the curve, low order, failing FIPS 203 §7.2) → illegal_parameter.
     const kx = groupById(share.group)!.accept(this.o.provider, share.keyExchange, this.o.ephemeral);
     const shared = kx.secret;
+    if (keyExchangeChannel.hasSubscribers) {
+      keyExchangeChannel.publish({ group: share.group, groupName: groupName(share.group), helloRetry: second, ech: this.ech.accepted } satisfies KeyExchangeEvent);
+    }
     const random = this.o.random(32);
     const shExts = serverHelloExtensions(ProtocolVersion.TLS13, { group: share.group, key: kx.share });
     let sh = encodeServerHello({ random, sessionIdEcho: this.sessionId, cipherSuite: suite.id, extensions: shExts });
