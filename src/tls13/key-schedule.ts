@@ -88,7 +88,10 @@ const constantsCache = new WeakMap<CryptoProvider, Partial<Record<HashName, Cons
 
 function constantsFor(p: CryptoProvider, hash: HashName): Constants {
   let byHash = constantsCache.get(p);
-  if (!byHash) constantsCache.set(p, (byHash = {}));
+  if (!byHash) {
+    byHash = {};
+    constantsCache.set(p, byHash);
+  }
   let c = byHash[hash];
   if (!c) {
     const zeros = new Uint8Array(HASH_SIZE[hash]);
@@ -104,7 +107,6 @@ function constantsFor(p: CryptoProvider, hash: HashName): Constants {
 export class KeySchedule {
   readonly zeros: Uint8Array;
   private handshakeSecret: Uint8Array | undefined;
-  private masterSecret: Uint8Array | undefined;
   private readonly k: Constants;
 
   constructor(
@@ -134,7 +136,6 @@ export class KeySchedule {
     if (!this.handshakeSecret) throw new EchgateError('ERR_ILLEGAL', 'key schedule: handshake secret first');
     const derived = deriveSecret(this.p, this.hash, this.handshakeSecret, 'derived', this.k.emptyHash);
     const master = hkdfExtract(this.p, this.hash, derived, this.zeros);
-    this.masterSecret = master;
     const { p, hash } = this;
     let exporter: Uint8Array | undefined;
     return {
