@@ -4,6 +4,7 @@
  *   byte   — read the first bytes, answer one byte, close
  *   stream — read the first bytes, stream --bytes N, close
  *   tls    — a node:tls server that answers one byte after the handshake
+ *   hold   — accept and keep the connection open, reading and dropping what comes
  * Prints "PORT <n>" when listening.
  */
 import { readFileSync } from 'node:fs';
@@ -32,6 +33,11 @@ if (mode === 'tls') {
   server = tls.createServer({ cert: readFileSync(certFile), key: readFileSync(keyFile) }, (s) => {
     s.on('error', () => s.destroy());
     s.end('y');
+  });
+} else if (mode === 'hold') {
+  server = net.createServer((s) => {
+    s.on('error', () => s.destroy());
+    s.resume();
   });
 } else {
   server = net.createServer((s) => {

@@ -8,9 +8,12 @@
  * backends that answer one byte or stream 1 GiB. Runs are interleaved
  * (A, B, A, B) and medians reported. Then TLS handshakes/s with a real TLS
  * backend, and ECH decryptions per CPU-second beside the crypto floor.
- * Results go to stdout and to docs/benchmarks.md between the BENCH markers.
+ * Then termination (bench/terminate.ts) and the embedded DNS (bench/dns.ts).
+ * BENCH_ONLY=relay,ech,term,dns picks sections (default: all);
+ * BENCH_QUICK=1 shortens every section. Results go to stdout, and, for a full
+ * run of every section, to docs/benchmarks.md between the BENCH markers.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { cpus, tmpdir } from 'node:os';
@@ -18,8 +21,11 @@ import { dirname, join } from 'node:path';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { cpuMs } from './cpu.js';
+import { dnsBench } from './dns.js';
 import type { EchBenchResult } from './ech.js';
 import { type KexBenchResult, kexTable } from './kex.js';
+import { terminateBench } from './terminate.js';
+import { children, median, start, waitPort } from './util.js';
 import { freePort } from '../src/cli/free-port.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -29,29 +35,9 @@ const CONCURRENCY = 50;
 const BULK_BYTES = QUICK ? 256 << 20 : 1 << 30;
 const ROUNDS = QUICK ? 1 : 3;
 const HANDSHAKES = QUICK ? 300 : 2000;
+const SECTIONS = (process.env.BENCH_ONLY ?? 'relay,ech,kex,term,dns').split(',');
+const ALL = ['relay', 'ech', 'kex', 'term', 'dns'].every((x) => SECTIONS.includes(x));
 const capture = readFileSync(join(ROOT, 'test', 'vectors', 'captures', 'chr-ech2a-app-alpn.bin'));
-
-const children: ChildProcess[] = [];
-process.on('exit', () => {
-  for (const c of children) c.kill('SIGKILL');
-});
-
-function start(cmd: string, args: string[], ready: RegExp): Promise<{ proc: ChildProcess; match: RegExpMatchArray }> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    children.push(proc);
-    let out = '';
-    const on = (d: Buffer) => {
-      out += d.toString();
-      const m = out.match(ready);
-      if (m) resolve({ proc, match: m });
-    };
-    proc.stdout!.on('data', on);
-    proc.stderr!.on('data', on);
-    proc.once('exit', (code) => reject(new Error(`${cmd} exited ${code}: ${out}`)));
-    setTimeout(() => reject(new Error(`${cmd} did not start: ${out}`)), 15000).unref();
-  });
-}
 
 /** N sockets, C at a time; `open` makes one that closes by itself when its exchange is done. */
 function loop(n: number, c: number, open: () => net.Socket): Promise<number> {
@@ -106,25 +92,7 @@ function tlsLoad(port: number, n: number, c: number, ctx: tls.SecureContext): Pr
   });
 }
 
-async function waitPort(port: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    const ok = await new Promise<boolean>((r) => {
-      const s = net.connect(port, '127.0.0.1', () => {
-        s.destroy();
-        r(true);
-      });
-      s.once('error', () => r(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`nothing listens on ${port}`);
-}
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-
-async function main() {
-  const dir = mkdtempSync(join(tmpdir(), 'echgate-bench-'));
+async function relayBench(dir: string): Promise<string[]> {
   execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', '/CN=app.example.test', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem')], { stdio: 'ignore' });
   const backend = (mode: string, ...args: string[]) => start('node', [join(ROOT, 'dist', 'bench', 'backend.js'), mode, ...args], /PORT (\d+)/);
   const byte = Number((await backend('byte')).match[1]);
@@ -240,17 +208,14 @@ backend be_${n}
     res[p.name]!.tls.push((HANDSHAKES / wall) * 1000);
   }
 
-  const ech = JSON.parse(execFileSync('node', [join(ROOT, 'dist', 'bench', 'ech-child.js'), String(QUICK ? 10000 : 20000)]).toString()) as EchBenchResult;
-  const kex = JSON.parse(execFileSync('node', [join(ROOT, 'dist', 'bench', 'kex.js'), String(QUICK ? 500 : 2000), '--json']).toString()) as KexBenchResult;
-
+  for (const c of [egProc, hp, ...naive.map((x) => x.proc)]) c.kill('SIGTERM');
   const e = res.echgate!;
   const h = res.HAProxy!;
   const d = res.direct!;
   const connRatio = median(e.conn) / median(h.conn);
   const bulkRatio = median(e.bulk) / median(h.bulk);
-  const lines = [
-    `Run: ${new Date().toISOString()}, ${cpus()[0]?.model ?? 'cpu'} × ${cpus().length}, Node ${process.version}, ${haproxyVersion}.`,
-    `Command: \`npm run bench\`${QUICK ? ' (BENCH_QUICK=1: shortened run)' : ''}. ${CONNS} connections per round at concurrency ${CONCURRENCY}, ${BULK_BYTES / 2 ** 30} GiB bulk, ${ROUNDS} interleaved rounds, medians.`,
+  return [
+    `Relaying (TLS passthrough, ${haproxyVersion}): ${CONNS} connections per round at concurrency ${CONCURRENCY}, ${BULK_BYTES / 2 ** 30} GiB bulk, ${ROUNDS} interleaved rounds, medians.`,
     '',
     '| | echgate | HAProxy 2.6 (nbthread 1) | naive Node proxy | direct | echgate / HAProxy |',
     '|---|---|---|---|---|---|',
@@ -259,7 +224,11 @@ backend be_${n}
     `| connections/s (wall, client-bound) | ${median(e.connWall).toFixed(0)} | ${median(h.connWall).toFixed(0)} | | ${median(d.connWall).toFixed(0)} | |`,
     `| bulk GB/s (wall) | ${median(e.bulkWall).toFixed(2)} | ${median(h.bulkWall).toFixed(2)} | | ${median(d.bulkWall).toFixed(2)} | |`,
     `| full TLS 1.3 handshakes/s through it (wall, client-bound) | ${e.tls[0]!.toFixed(0)} | ${h.tls[0]!.toFixed(0)} | | ${d.tls[0]!.toFixed(0)} | |`,
-    '',
+  ];
+}
+
+function echLines(ech: EchBenchResult): string[] {
+  return [
     'ECH (in a process of its own, CPU time of that process):',
     '',
     '| | per CPU-second | µs each |',
@@ -267,12 +236,28 @@ backend be_${n}
     ...ech.rows.map((r) => `| ${r.name} | ${r.perSec.toFixed(0)} | ${(1e6 / r.perSec).toFixed(1)} |`),
     '',
     `ECH decrypt + route vs the floor: ${ech.ratio.toFixed(2)}× (target ≥ 0.8×).`,
-    '',
-    'Key exchange per group (bench/kex.ts, a process of its own, CPU time of that process):',
-    '',
-    ...kexTable(kex),
   ];
-  const text = lines.join('\n');
+}
+
+async function main() {
+  const dir = mkdtempSync(join(tmpdir(), 'echgate-bench-'));
+  const lines = [
+    `Run: ${new Date().toISOString()}, ${cpus()[0]?.model ?? 'cpu'} × ${cpus().length}, Node ${process.version}.`,
+    `Command: \`${QUICK ? 'BENCH_QUICK=1 ' : ''}${ALL ? '' : `BENCH_ONLY=${SECTIONS.join(',')} `}npm run bench\`${QUICK ? ' (shortened run)' : ''}.`,
+    '',
+  ];
+  const section = (more: string[]) => lines.push(...more, '');
+  if (SECTIONS.includes('relay')) section(await relayBench(dir));
+  // The ECH floor is needed by the termination section too.
+  const ech = SECTIONS.includes('ech') || SECTIONS.includes('term') ? (JSON.parse(execFileSync('node', [join(ROOT, 'dist', 'bench', 'ech-child.js'), String(QUICK ? 10000 : 20000)]).toString()) as EchBenchResult) : undefined;
+  if (ech && SECTIONS.includes('ech')) section(echLines(ech));
+  if (SECTIONS.includes('kex')) {
+    const kex = JSON.parse(execFileSync('node', [join(ROOT, 'dist', 'bench', 'kex.js'), String(QUICK ? 500 : 2000), '--json']).toString()) as KexBenchResult;
+    section(['Key exchange per group (bench/kex.ts, a process of its own, CPU time of that process):', '', ...kexTable(kex)]);
+  }
+  if (ech && SECTIONS.includes('term')) section(await terminateBench({ root: ROOT, dir, quick: QUICK, rounds: ROUNDS, floorUs: 1e6 / ech.rows[0]!.perSec }));
+  if (SECTIONS.includes('dns')) section(await dnsBench({ root: ROOT, dir, quick: QUICK, rounds: ROUNDS }));
+  const text = lines.join('\n').trimEnd();
   process.stdout.write(`${text}\n`);
   const docPath = join(ROOT, 'docs', 'benchmarks.md');
   let doc = '';
@@ -281,7 +266,7 @@ backend be_${n}
   } catch {}
   const begin = '<!-- BENCH:BEGIN (written by npm run bench) -->';
   const end = '<!-- BENCH:END -->';
-  if (doc.includes(begin) && !QUICK) {
+  if (doc.includes(begin) && !QUICK && ALL) {
     doc = doc.slice(0, doc.indexOf(begin) + begin.length) + `\n${text}\n` + doc.slice(doc.indexOf(end));
     writeFileSync(docPath, doc);
   }

@@ -28,12 +28,30 @@ export function suiteById(id: number): CipherSuite | undefined {
 
 const LABEL_PREFIX = utf8('tls13 ');
 
+/**
+ * HkdfLabel up to and including the context's length byte (§7.1), per
+ * (label, length, context length): a handshake expands about twenty labels,
+ * all from this small set, so each prefix is encoded once per process.
+ */
+const labelPrefixes = new Map<string, Uint8Array>();
+
+function labelPrefix(label: string, length: number, contextLength: number): Uint8Array {
+  const k = `${length}/${contextLength}/${label}`;
+  let prefix = labelPrefixes.get(k);
+  if (!prefix) {
+    const full = concat(LABEL_PREFIX, utf8(label));
+    if (full.length > 255 || contextLength > 255) throw new EchgateError('ERR_ENCODE', 'HKDF label or context too long');
+    prefix = new Writer(4 + full.length).u16(length).vec8(full).u8(contextLength).finish();
+    // Bounded: labels come from this code, never from the peer; a caller with unusual labels just skips the cache.
+    if (labelPrefixes.size < 256) labelPrefixes.set(k, prefix);
+  }
+  return prefix;
+}
+
 /** HKDF-Expand-Label (§7.1). */
 export function expandLabel(p: CryptoProvider, hash: HashName, secret: Uint8Array, label: string, context: Uint8Array, length: number): Uint8Array {
-  const full = concat(LABEL_PREFIX, utf8(label));
-  if (full.length > 255 || context.length > 255) throw new EchgateError('ERR_ENCODE', 'HKDF label or context too long');
-  const info = new Writer(4 + full.length + context.length).u16(length).vec8(full).vec8(context).finish();
-  return hkdfExpand(p, hash, secret, info, length);
+  const prefix = labelPrefix(label, length, context.length);
+  return hkdfExpand(p, hash, secret, context.length ? [prefix, context] : prefix, length);
 }
 
 export function deriveSecret(p: CryptoProvider, hash: HashName, secret: Uint8Array, label: string, transcriptHash: Uint8Array): Uint8Array {
@@ -56,43 +74,77 @@ export function finishedVerifyData(p: CryptoProvider, hash: HashName, baseKey: U
   return p.hmac(hash, fk, transcriptHash);
 }
 
+/**
+ * Without a PSK, the early secret and the "derived" secret after it are the
+ * same for every handshake (§7.1: HKDF-Extract(0, 0), then Derive-Secret(.,
+ * "derived", "")), and so is Hash(""): computed once per provider and hash.
+ */
+interface Constants {
+  emptyHash: Uint8Array;
+  /** Derive-Secret(Early Secret, "derived", "") with no PSK. */
+  derivedFromEarly: Uint8Array;
+}
+const constantsCache = new WeakMap<CryptoProvider, Partial<Record<HashName, Constants>>>();
+
+function constantsFor(p: CryptoProvider, hash: HashName): Constants {
+  let byHash = constantsCache.get(p);
+  if (!byHash) {
+    byHash = {};
+    constantsCache.set(p, byHash);
+  }
+  let c = byHash[hash];
+  if (!c) {
+    const zeros = new Uint8Array(HASH_SIZE[hash]);
+    const emptyHash = p.hash(hash, new Uint8Array(0));
+    const early = hkdfExtract(p, hash, zeros, zeros);
+    c = { emptyHash, derivedFromEarly: deriveSecret(p, hash, early, 'derived', emptyHash) };
+    byHash[hash] = c;
+  }
+  return c;
+}
+
 /** The secrets of one full (EC)DHE handshake without PSK. */
 export class KeySchedule {
   readonly zeros: Uint8Array;
   private handshakeSecret: Uint8Array | undefined;
-  private masterSecret: Uint8Array | undefined;
+  private readonly k: Constants;
 
   constructor(
     private readonly p: CryptoProvider,
     readonly hash: HashName,
   ) {
     this.zeros = new Uint8Array(HASH_SIZE[hash]);
-  }
-
-  private emptyHash(): Uint8Array {
-    return this.p.hash(this.hash, new Uint8Array(0));
+    this.k = constantsFor(p, hash);
   }
 
   /** Early secret with no PSK, then the handshake secret from the (EC)DHE shared secret. */
   handshake(ecdhe: Uint8Array, chShHash: Uint8Array): { client: Uint8Array; server: Uint8Array } {
-    const early = hkdfExtract(this.p, this.hash, this.zeros, this.zeros);
-    const derived = deriveSecret(this.p, this.hash, early, 'derived', this.emptyHash());
-    this.handshakeSecret = hkdfExtract(this.p, this.hash, derived, ecdhe);
+    this.handshakeSecret = hkdfExtract(this.p, this.hash, this.k.derivedFromEarly, ecdhe);
     return {
       client: deriveSecret(this.p, this.hash, this.handshakeSecret, 'c hs traffic', chShHash),
       server: deriveSecret(this.p, this.hash, this.handshakeSecret, 's hs traffic', chShHash),
     };
   }
 
-  /** Application traffic secrets from the transcript through the server Finished. */
+  /**
+   * Application traffic secrets from the transcript through the server
+   * Finished. The exporter master secret is derived when first read: neither
+   * side of a connection here exports keying material, so it costs one HMAC
+   * per handshake for nothing otherwise.
+   */
   application(throughServerFinished: Uint8Array): { client: Uint8Array; server: Uint8Array; exporter: Uint8Array } {
     if (!this.handshakeSecret) throw new EchgateError('ERR_ILLEGAL', 'key schedule: handshake secret first');
-    const derived = deriveSecret(this.p, this.hash, this.handshakeSecret, 'derived', this.emptyHash());
-    this.masterSecret = hkdfExtract(this.p, this.hash, derived, this.zeros);
+    const derived = deriveSecret(this.p, this.hash, this.handshakeSecret, 'derived', this.k.emptyHash);
+    const master = hkdfExtract(this.p, this.hash, derived, this.zeros);
+    const { p, hash } = this;
+    let exporter: Uint8Array | undefined;
     return {
-      client: deriveSecret(this.p, this.hash, this.masterSecret, 'c ap traffic', throughServerFinished),
-      server: deriveSecret(this.p, this.hash, this.masterSecret, 's ap traffic', throughServerFinished),
-      exporter: deriveSecret(this.p, this.hash, this.masterSecret, 'exp master', throughServerFinished),
+      client: deriveSecret(p, hash, master, 'c ap traffic', throughServerFinished),
+      server: deriveSecret(p, hash, master, 's ap traffic', throughServerFinished),
+      get exporter() {
+        exporter ??= deriveSecret(p, hash, master, 'exp master', throughServerFinished);
+        return exporter;
+      },
     };
   }
 

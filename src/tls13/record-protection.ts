@@ -4,9 +4,8 @@
  * (content || type || zeros), per-record nonce = iv XOR sequence number,
  * AAD = the 5-byte record header.
  */
-import { AEADS } from '../crypto/node.js';
+import { AEADS, sealRecord } from '../crypto/node.js';
 import type { Aead } from '../crypto/provider.js';
-import { copy } from '../bytes/util.js';
 import { EchgateError } from '../errors.js';
 import { ContentType, MAX_PLAINTEXT } from '../wire/tls/constants.js';
 import { ByteQueue } from './byte-queue.js';
@@ -57,37 +56,49 @@ export function checkPlaintextLength(fragment: Uint8Array): void {
 }
 
 export class RecordCipher {
-  private seq = 0n;
+  /**
+   * The sequence number as a plain number (no BigInt on the per-record path):
+   * 2^53 records is out of reach of any connection, and past it we refuse to
+   * go on, well before the 2^64 wrap RFC 8446 §5.3 forbids.
+   */
+  private seq = 0;
   private readonly aead: Aead;
 
   constructor(
-    suite: CipherSuite,
+    private readonly suite: CipherSuite,
     private readonly keys: TrafficKeys,
   ) {
     this.aead = AEADS[suite.aead];
   }
 
+  /** §5.3: the 64-bit sequence number, left-padded to 12 bytes, XORed with the IV. */
   private nonce(): Uint8Array {
-    if (this.seq >= 0xffffffffffffffffn) throw new EchgateError('ERR_ILLEGAL', 'record sequence number exhausted');
-    const n = copy(this.keys.iv);
-    let s = this.seq;
-    for (let i = 11; i >= 4 && s > 0n; i--, s >>= 8n) n[i]! ^= Number(s & 0xffn);
+    // Only a record that opened (or was sealed) moves the sequence number: see tryOpen.
+    const s = this.seq;
+    if (s >= Number.MAX_SAFE_INTEGER) throw new EchgateError('ERR_ILLEGAL', 'record sequence number exhausted');
+    const n = new Uint8Array(this.keys.iv);
+    if (s > 0) {
+      const lo = s >>> 0;
+      const hi = Math.floor(s / 0x100000000);
+      n[4]! ^= hi >>> 24;
+      n[5]! ^= (hi >>> 16) & 0xff;
+      n[6]! ^= (hi >>> 8) & 0xff;
+      n[7]! ^= hi & 0xff;
+      n[8]! ^= lo >>> 24;
+      n[9]! ^= (lo >>> 16) & 0xff;
+      n[10]! ^= (lo >>> 8) & 0xff;
+      n[11]! ^= lo & 0xff;
+    }
     return n;
   }
 
   /** Protect one record of `type` (content ≤ 2^14 bytes). */
   seal(type: number, content: Uint8Array): Uint8Array {
     if (content.length > MAX_PLAINTEXT) throw new EchgateError('ERR_ENCODE', 'record content over 2^14 bytes');
-    const inner = new Uint8Array(content.length + 1);
-    inner.set(content);
-    inner[content.length] = type;
-    const len = inner.length + this.aead.tagLen;
+    const len = content.length + 1 + this.aead.tagLen;
     const header = Uint8Array.of(ContentType.application_data, 0x03, 0x03, len >> 8, len & 0xff);
-    const ct = this.aead.seal(this.keys.key, this.nonce(), header, inner);
+    const out = sealRecord(this.suite.aead, this.keys.key, this.nonce(), header, content, type);
     this.seq++;
-    const out = new Uint8Array(5 + ct.length);
-    out.set(header);
-    out.set(ct, 5);
     return out;
   }
 

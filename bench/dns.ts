@@ -1,0 +1,148 @@
+/**
+ * The embedded DNS beside BIND 9 serving the same zone (SOA, NS, A, and an
+ * HTTPS record with the same ech= value): queries answered per CPU-second of
+ * the server process (/proc/PID/stat), over UDP with dnsperf and over DoH
+ * with bench/doh-load.ts (POST, HTTP/2, one connection), interleaved rounds,
+ * medians. BIND runs with one worker thread (`named -n 1`).
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { freePort } from '../src/cli/free-port.js';
+import { cpuMs } from './cpu.js';
+import { children, median, sleep, start, waitPort } from './util.js';
+
+export interface DnsOptions {
+  root: string;
+  dir: string;
+  quick: boolean;
+  rounds: number;
+}
+
+function dnsperf(port: number, qfile: string, seconds: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const p = spawn('dnsperf', ['-s', '127.0.0.1', '-p', String(port), '-d', qfile, '-l', String(seconds), '-c', '1', '-q', '100'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (d) => {
+      out += d;
+    });
+    p.stderr.on('data', (d) => {
+      out += d;
+    });
+    p.once('exit', () => {
+      const m = /Queries completed:\s+(\d+)/.exec(out);
+      if (!m || Number(m[1]) === 0) reject(new Error(`dnsperf: ${out.slice(-400)}`));
+      else resolve(Number(m[1]));
+    });
+  });
+}
+
+export async function dnsBench(o: DnsOptions): Promise<string[]> {
+  const { root, dir, quick, rounds } = o;
+  const SECONDS = quick ? 3 : 10;
+  const d = join(dir, 'dns');
+  mkdirSync(d, { recursive: true });
+  const cli = join(root, 'bin', 'echgate.js');
+  const keysDir = join(d, 'keys');
+  execFileSync('node', [cli, 'keys', 'generate', '--dir', keysDir, '--public-name', 'public.example.test'], { stdio: 'ignore' });
+  const ech = execFileSync('node', [cli, 'keys', 'export', '--dir', keysDir, '--format', 'base64']).toString().trim();
+  const cert = join(d, 'c.pem');
+  const key = join(d, 'k.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', '/CN=dns.test', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:dns.test', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+  const qfile = join(d, 'queries.txt');
+  writeFileSync(qfile, 'app.example.test A\napp.example.test HTTPS\n');
+
+  const eg = { udp: await freePort(), doh: await freePort(), ep: await freePort() };
+  writeFileSync(
+    join(d, 'echgate.yml'),
+    `log: { level: warn }
+ech: { keysDir: ${JSON.stringify(keysDir)} }
+entryPoints:
+  e: { address: "127.0.0.1:${eg.ep}" }
+tcp:
+  routers:
+    r: { entryPoints: [e], rule: "HostSNI(\`*\`)", service: s, tls: { passthrough: true } }
+  services:
+    s: { loadBalancer: { servers: [{ address: "127.0.0.1:9" }] } }
+dns:
+  address: "127.0.0.1:${eg.udp}"
+  doh: { address: "127.0.0.1:${eg.doh}", certFile: ${JSON.stringify(cert)}, keyFile: ${JSON.stringify(key)} }
+  zone: example.test
+  ttl: 300
+  names:
+    ns1.example.test: { a: [127.0.0.1] }
+    app.example.test: { a: [127.0.0.1], https: { alpn: [h2], ech: true } }
+`,
+  );
+  const egProc = spawn('node', [cli, 'serve', '--config', join(d, 'echgate.yml')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  children.push(egProc);
+  await waitPort(eg.doh);
+
+  const bd = { udp: await freePort(), doh: await freePort() };
+  writeFileSync(
+    join(d, 'example.test.db'),
+    `$TTL 300
+@ SOA ns1.example.test. hostmaster.example.test. 1 3600 600 86400 300
+@ NS ns1
+ns1 A 127.0.0.1
+app A 127.0.0.1
+app HTTPS 1 . alpn=h2 ech=${ech}
+`,
+  );
+  writeFileSync(
+    join(d, 'named.conf'),
+    `tls t { key-file "${key}"; cert-file "${cert}"; };
+http h { endpoints { "/dns-query"; }; };
+options {
+  directory "${d}"; pid-file "${d}/named.pid"; session-keyfile "${d}/session.key";
+  listen-on port ${bd.udp} { 127.0.0.1; };
+  listen-on port ${bd.doh} tls t http h { 127.0.0.1; };
+  listen-on-v6 { none; }; recursion no; dnssec-validation no; allow-transfer { none; };
+};
+zone "example.test" { type primary; file "example.test.db"; };
+`,
+  );
+  const named = spawn('named', ['-g', '-n', '1', '-c', join(d, 'named.conf')], { stdio: 'ignore' });
+  children.push(named);
+  await waitPort(bd.doh);
+  await sleep(300);
+  const bindVersion = /BIND (\S+)/.exec(execFileSync('named', ['-v']).toString())?.[1] ?? '';
+
+  const doh = async (port: number) => {
+    const r = await start('node', [join(root, 'dist', 'bench', 'doh-load.js'), `https://127.0.0.1:${port}/dns-query`, String(SECONDS), '20'], /DONE (\d+) (\d+)/);
+    if (Number(r.match[2]) > 0) throw new Error(`doh-load: ${r.match[2]} failed queries on port ${port}`);
+    return Number(r.match[1]);
+  };
+  const servers = [
+    { name: 'echgate', pid: egProc.pid!, udp: eg.udp, doh: eg.doh },
+    { name: 'BIND', pid: named.pid!, udp: bd.udp, doh: bd.doh },
+  ];
+  const res: Record<string, { udp: number[]; doh: number[] }> = {};
+  for (const s of servers) {
+    res[s.name] = { udp: [], doh: [] };
+    await dnsperf(s.udp, qfile, 1);
+  }
+  for (let r = 0; r < rounds; r++) {
+    for (const kind of ['udp', 'doh'] as const) {
+      for (const s of servers) {
+        const c0 = cpuMs(s.pid);
+        const n = kind === 'udp' ? await dnsperf(s.udp, qfile, SECONDS) : await doh(s.doh);
+        const rate = n / ((cpuMs(s.pid) - c0) / 1000);
+        res[s.name]![kind].push(rate);
+        process.stderr.write(`round ${r + 1} ${s.name} ${kind}: ${rate.toFixed(0)} queries per CPU-second (${n} answered)\n`);
+      }
+    }
+  }
+  egProc.kill('SIGTERM');
+  named.kill('SIGTERM');
+  const e = res.echgate!;
+  const b = res.BIND!;
+  return [
+    `Embedded DNS beside BIND ${bindVersion} (\`named -n 1\`), same zone; UDP: \`dnsperf -s 127.0.0.1 -p PORT -d queries.txt -l ${SECONDS} -c 1 -q 100\` (A and HTTPS for one name); DoH: bench/doh-load.ts (POST, HTTP/2, 20 streams outstanding on one connection, ${SECONDS} s); ${rounds} interleaved rounds, medians:`,
+    '',
+    '| | echgate | BIND | echgate / BIND |',
+    '|---|---|---|---|',
+    `| UDP queries per CPU-second of the server | ${median(e.udp).toFixed(0)} | ${median(b.udp).toFixed(0)} | ${(median(e.udp) / median(b.udp)).toFixed(2)}× |`,
+    `| DoH queries per CPU-second of the server | ${median(e.doh).toFixed(0)} | ${median(b.doh).toFixed(0)} | ${(median(e.doh) / median(b.doh)).toFixed(2)}× |`,
+  ];
+}

@@ -1,0 +1,340 @@
+/**
+ * The termination rows of `npm run bench` (issue #8, "terminate and decrypt
+ * at the peers' cost"), each as the measured process's own CPU time
+ * (/proc/PID/stat), interleaved rounds, medians:
+ *
+ * 1. full TLS 1.3 handshakes (no ECH), client `openssl s_time -new -tls1_3`:
+ *    echgate serve (terminating router), a node:tls terminating proxy
+ *    (bench/tls-proxy.ts) and HAProxy `bind ... ssl crt`, all with the same
+ *    ECDSA P-256 certificate and the same plain backend; then handshake
+ *    latency p50/p99 from a node:tls client making sequential handshakes;
+ * 2. echgate terminating with ECH accepted vs without, echgate's own TLS
+ *    client as load generator (bench/ech-load.ts, its own process);
+ * 3. ECH on a route-only path (split mode: decrypt, route, forward the inner
+ *    hello), fresh hellos built ahead by the load generator, extra CPU per
+ *    ECH connection beside a plain one of the same shape;
+ * 4. 1 GiB through one terminated connection: MB per CPU-second;
+ * 5. RSS per idle relayed and per idle terminated connection.
+ */
+import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { join } from 'node:path';
+import tls from 'node:tls';
+import { freePort } from '../src/cli/free-port.js';
+import { cpuMs } from './cpu.js';
+import { children, median, quantile, rssKiB, sleep, start, waitPort } from './util.js';
+
+export interface TermOptions {
+  root: string;
+  dir: string;
+  quick: boolean;
+  rounds: number;
+  /** µs per ECH decryption at the floor (bench/ech.ts, same run). */
+  floorUs: number;
+}
+
+const NAME = 'app.example.test';
+
+function sTime(port: number, seconds: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const p = spawn('openssl', ['s_time', '-connect', `127.0.0.1:${port}`, '-new', '-tls1_3', '-time', String(seconds)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (d) => {
+      out += d.toString().replace(/\*/g, '');
+    });
+    p.stderr.on('data', (d) => {
+      out += d.toString();
+    });
+    p.once('exit', () => {
+      const m = /(\d+) connections in [\d.]+s;/.exec(out);
+      if (!m || Number(m[1]) === 0) reject(new Error(`s_time: ${out.slice(-400)}`));
+      else resolve(Number(m[1]));
+    });
+  });
+}
+
+/** N sequential handshakes from a node:tls client: ms from connect to secureConnect. */
+async function latencies(port: number, n: number, ctx: tls.SecureContext): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    out.push(
+      await new Promise<number>((resolve, reject) => {
+        const t0 = performance.now();
+        const s = tls.connect({ port, host: '127.0.0.1', servername: NAME, secureContext: ctx, rejectUnauthorized: false, minVersion: 'TLSv1.3' }, () => {
+          const ms = performance.now() - t0;
+          s.end();
+          s.once('close', () => resolve(ms));
+        });
+        s.once('error', reject);
+      }),
+    );
+  }
+  return out;
+}
+
+function bulk(port: number, bytes: number, ctx: tls.SecureContext): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let got = 0;
+    const s = tls.connect({ port, host: '127.0.0.1', servername: NAME, secureContext: ctx, rejectUnauthorized: false, minVersion: 'TLSv1.3' }, () => s.write('g'));
+    s.on('data', (d: Buffer) => {
+      got += d.length;
+    });
+    s.once('error', reject);
+    s.once('close', () => (got === bytes ? resolve() : reject(new Error(`bulk got ${got} of ${bytes}`))));
+  });
+}
+
+/** A forked bench/ech-load.js and one request/answer over IPC. */
+function loadGen(root: string): Promise<{ ask: (m: object) => Promise<Record<string, unknown>>; proc: ChildProcess }> {
+  const proc = fork(join(root, 'dist', 'bench', 'ech-load.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  children.push(proc);
+  const ask = (m: object) =>
+    new Promise<Record<string, unknown>>((resolve, reject) => {
+      proc.send(m);
+      proc.once('message', (r: Record<string, unknown>) => (r.error ? reject(new Error(String(r.error))) : resolve(r)));
+    });
+  return new Promise((resolve) => proc.once('message', () => resolve({ ask, proc })));
+}
+
+const f = (x: number, d = 3) => x.toFixed(d);
+
+export async function terminateBench(o: TermOptions): Promise<string[]> {
+  const { root, dir, quick, rounds } = o;
+  const SECONDS = quick ? 3 : 10;
+  const LAT_N = quick ? 100 : 400;
+  const ECH_N = quick ? 300 : 2000;
+  const ROUTE_N = quick ? 1000 : 4000;
+  const BULK = quick ? 256 << 20 : 1 << 30;
+  const MEM_N = quick ? 1000 : 5000;
+  const log = (s: string) => process.stderr.write(`${s}\n`);
+
+  // Certificate (ECDSA P-256), the HAProxy PEM (chain + key), ECH keys.
+  const cert = join(dir, 'term-c.pem');
+  const key = join(dir, 'term-k.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', `/CN=${NAME}`, '-addext', `subjectAltName=DNS:${NAME}`, '-keyout', key, '-out', cert], { stdio: 'ignore' });
+  writeFileSync(join(dir, 'term-hp.pem'), readFileSync(cert, 'utf8') + readFileSync(key, 'utf8'));
+  const keysDir = join(dir, 'ech-keys');
+  const cli = join(root, 'bin', 'echgate.js');
+  execFileSync('node', [cli, 'keys', 'generate', '--dir', keysDir, '--public-name', 'public.example.test'], { stdio: 'ignore' });
+  const echList = execFileSync('node', [cli, 'keys', 'export', '--dir', keysDir, '--format', 'base64']).toString().trim();
+
+  const backend = (mode: string, ...args: string[]) => start('node', [join(root, 'dist', 'bench', 'backend.js'), mode, ...args], /PORT (\d+)/);
+  const byte = Number((await backend('byte')).match[1]);
+  const stream = Number((await backend('stream', String(BULK))).match[1]);
+
+  const ep = { term: await freePort(), termech: await freePort(), routeech: await freePort(), routeplain: await freePort(), bulk: await freePort() };
+  const certs = `tls:\n  certificates:\n    - { certFile: ${JSON.stringify(cert)}, keyFile: ${JSON.stringify(key)} }\n`;
+  writeFileSync(
+    join(dir, 'term.yml'),
+    `log: { level: warn }
+ech: { keysDir: ${JSON.stringify(keysDir)} }
+entryPoints:
+${Object.entries(ep)
+  .map(([n, p]) => `  ${n}: { address: "127.0.0.1:${p}", maxConnections: 100000 }`)
+  .join('\n')}
+tcp:
+  routers:
+    term: { entryPoints: [term], rule: "HostSNI(\`*\`)", service: byte, tls: {} }
+    termech: { entryPoints: [termech], rule: "HostSNI(\`${NAME}\`)", service: byte, tls: {} }
+    routeech: { entryPoints: [routeech], rule: "HostSNI(\`${NAME}\`)", requireECH: true, service: byte, tls: { passthrough: true, echSplit: true } }
+    routeplain: { entryPoints: [routeplain], rule: "HostSNI(\`${NAME}\`)", service: byte, tls: { passthrough: true } }
+    bulk: { entryPoints: [bulk], rule: "HostSNI(\`*\`)", service: stream, tls: {} }
+  services:
+    byte: { loadBalancer: { servers: [{ address: "127.0.0.1:${byte}" }] } }
+    stream: { loadBalancer: { servers: [{ address: "127.0.0.1:${stream}" }] } }
+${certs}`,
+  );
+  const eg = spawn('node', [cli, 'serve', '--config', join(dir, 'term.yml')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  children.push(eg);
+  for (const p of Object.values(ep)) await waitPort(p);
+
+  const tp = await start('node', [join(root, 'dist', 'bench', 'tls-proxy.js'), cert, key, `0:${byte}`, `0:${stream}`], /PORTS (\d+) (\d+)/);
+  const tpPorts = [Number(tp.match[1]), Number(tp.match[2])];
+
+  const hpPorts = [await freePort(), await freePort()];
+  writeFileSync(
+    join(dir, 'haproxy-term.cfg'),
+    `global
+  maxconn 8000
+  nbthread 1
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend fe_term
+  bind 127.0.0.1:${hpPorts[0]} ssl crt ${join(dir, 'term-hp.pem')} ssl-min-ver TLSv1.3
+  default_backend be_byte
+frontend fe_bulk
+  bind 127.0.0.1:${hpPorts[1]} ssl crt ${join(dir, 'term-hp.pem')} ssl-min-ver TLSv1.3
+  default_backend be_stream
+backend be_byte
+  server s1 127.0.0.1:${byte}
+backend be_stream
+  server s1 127.0.0.1:${stream}
+`,
+  );
+  const hp = spawn('haproxy', ['-db', '-f', join(dir, 'haproxy-term.cfg')], { stdio: 'ignore' });
+  children.push(hp);
+  for (const p of hpPorts) await waitPort(p);
+
+  const proxies = [
+    { name: 'echgate', pid: eg.pid!, term: ep.term, bulk: ep.bulk },
+    { name: 'node:tls proxy', pid: tp.proc.pid!, term: tpPorts[0]!, bulk: tpPorts[1]! },
+    { name: 'HAProxy', pid: hp.pid!, term: hpPorts[0]!, bulk: hpPorts[1]! },
+  ];
+  const ctx = tls.createSecureContext({});
+  const hs: Record<string, number[]> = {};
+  const lat: Record<string, number[]> = {};
+  const bulkRate: Record<string, number[]> = {};
+  for (const p of proxies) {
+    hs[p.name] = [];
+    lat[p.name] = [];
+    bulkRate[p.name] = [];
+    await sTime(p.term, 1); // warm-up
+  }
+
+  // 1. handshakes, 4. bulk
+  for (let r = 0; r < rounds; r++) {
+    for (const p of proxies) {
+      const c0 = cpuMs(p.pid);
+      const n = await sTime(p.term, SECONDS);
+      hs[p.name]!.push((cpuMs(p.pid) - c0) / n);
+      log(`round ${r + 1} ${p.name}: ${f(hs[p.name]!.at(-1)!)} ms CPU per TLS 1.3 handshake (${n} by s_time)`);
+    }
+    for (const p of proxies) {
+      const c0 = cpuMs(p.pid);
+      await bulk(p.bulk, BULK, ctx);
+      bulkRate[p.name]!.push(BULK / 1e6 / ((cpuMs(p.pid) - c0) / 1000));
+      log(`round ${r + 1} ${p.name}: ${f(bulkRate[p.name]!.at(-1)!, 0)} MB per CPU-second terminated`);
+    }
+  }
+  for (const p of proxies) lat[p.name] = await latencies(p.term, LAT_N, ctx);
+
+  // 2. ECH accepted vs not, echgate's own client; 3. route-only ECH vs plain.
+  const lg = await loadGen(root);
+  await lg.ask({ cmd: 'term', port: ep.termech, n: 100, c: 4, ech: echList });
+  const echTerm = { plain: [] as number[], ech: [] as number[] };
+  const route = { plain: [] as number[], ech: [] as number[] };
+  for (let r = 0; r < rounds; r++) {
+    for (const kind of ['plain', 'ech'] as const) {
+      const c0 = cpuMs(eg.pid!);
+      await lg.ask({ cmd: 'term', port: ep.termech, n: ECH_N, c: 8, ech: kind === 'ech' ? echList : undefined });
+      echTerm[kind].push((cpuMs(eg.pid!) - c0) / ECH_N);
+      log(`round ${r + 1} echgate terminating, ${kind}: ${f(echTerm[kind].at(-1)!)} ms CPU per connection`);
+    }
+    await lg.ask({ cmd: 'prepare', n: ROUTE_N, ech: echList });
+    for (const kind of ['plain', 'ech'] as const) {
+      const c0 = cpuMs(eg.pid!);
+      await lg.ask({ cmd: 'route', port: kind === 'ech' ? ep.routeech : ep.routeplain, kind, c: 16 });
+      route[kind].push((cpuMs(eg.pid!) - c0) / ROUTE_N);
+      log(`round ${r + 1} echgate route-only, ${kind}: ${f(route[kind].at(-1)!)} ms CPU per connection`);
+    }
+  }
+  lg.proc.kill();
+  for (const c of [eg, tp.proc, hp]) c.kill('SIGTERM');
+
+  // 5. memory, each in a fresh process
+  const mem = await memoryBench(root, dir, cert, key, MEM_N);
+
+  const m = (x: Record<string, number[]>, k: string) => median(x[k]!);
+  const e = 'echgate';
+  const nt = 'node:tls proxy';
+  const hpn = 'HAProxy';
+  const extra = median(route.ech.map((x, i) => x - route.plain[i]!)) * 1000;
+  return [
+    `Termination (${SECONDS} s of \`openssl s_time -connect 127.0.0.1:PORT -new -tls1_3 -time ${SECONDS}\` per proxy per round; ECDSA P-256 certificate; plain backend; ${rounds} interleaved rounds, medians):`,
+    '',
+    `| | echgate | node:tls proxy | ${haproxyName()} \`bind ssl\` | echgate / node:tls | echgate / HAProxy |`,
+    '|---|---|---|---|---|---|',
+    `| proxy CPU per full TLS 1.3 handshake (ms) | ${f(m(hs, e))} | ${f(m(hs, nt))} | ${f(m(hs, hpn))} | ${f(m(hs, e) / m(hs, nt), 2)}× | ${f(m(hs, e) / m(hs, hpn), 2)}× |`,
+    `| handshake latency p50 / p99 (ms, ${LAT_N} sequential, node:tls client) | ${f(quantile(lat[e]!, 0.5), 2)} / ${f(quantile(lat[e]!, 0.99), 2)} | ${f(quantile(lat[nt]!, 0.5), 2)} / ${f(quantile(lat[nt]!, 0.99), 2)} | ${f(quantile(lat[hpn]!, 0.5), 2)} / ${f(quantile(lat[hpn]!, 0.99), 2)} | | |`,
+    `| bulk through a terminated connection (${BULK / 2 ** 20} MiB, backend → client): MB per CPU-second of the proxy | ${f(m(bulkRate, e), 0)} | ${f(m(bulkRate, nt), 0)} | ${f(m(bulkRate, hpn), 0)} | ${f(m(bulkRate, e) / m(bulkRate, nt), 2)}× (target ≥ 0.9×) | ${f(m(bulkRate, e) / m(bulkRate, hpn), 2)}× |`,
+    `| RSS per idle terminated connection (KiB, ${mem.n} open) | ${f(mem.term.echgate, 1)} | ${f(mem.term.node, 1)} | | | |`,
+    `| RSS per idle relayed connection (KiB, ${mem.n} open, TLS passthrough) | ${f(mem.relay, 1)} | | | | |`,
+    '',
+    `ECH through echgate, load from echgate's own TLS client in a process of its own (bench/ech-load.ts), echgate CPU per connection:`,
+    '',
+    '| | without ECH | ECH accepted | ratio |',
+    '|---|---|---|---|',
+    `| terminating (full handshake, ${ECH_N} connections at concurrency 8) (ms) | ${f(median(echTerm.plain))} | ${f(median(echTerm.ech))} | ${f(median(echTerm.ech) / median(echTerm.plain), 2)}× (target ≤ 1.10×) |`,
+    `| route-only, split mode (hello → backend's one byte → close, ${ROUTE_N} fresh hellos per round) (ms) | ${f(median(route.plain))} | ${f(median(route.ech))} | extra ${f(extra, 1)} µs per ECH connection = ${f(extra / o.floorUs, 2)}× the ${f(o.floorUs, 1)} µs HPKE-open floor (target ≤ 1.25×) |`,
+  ];
+}
+
+let hpVersion = '';
+function haproxyName(): string {
+  hpVersion ||= /HAProxy version (\d+\.\d+)/.exec(execFileSync('haproxy', ['-v']).toString())?.[1] ?? '';
+  return `HAProxy ${hpVersion}`;
+}
+
+/** Open n idle connections through a fresh proxy; RSS growth per connection. */
+async function memoryBench(root: string, dir: string, cert: string, key: string, n: number) {
+  const hold = Number((await start('node', [join(root, 'dist', 'bench', 'backend.js'), 'hold'], /PORT (\d+)/)).match[1]);
+  const capture = readFileSync(join(root, 'test', 'vectors', 'captures', 'chr-ech2a-app-alpn.bin'));
+  const ctx = tls.createSecureContext({});
+  const open = async (port: number, terminated: boolean, n: number): Promise<net.Socket[]> => {
+    const socks: net.Socket[] = [];
+    for (let i = 0; i < n; i += 50) {
+      await Promise.all(
+        Array.from({ length: Math.min(50, n - i) }, async () => {
+          if (terminated) {
+            const s = tls.connect({ port, host: '127.0.0.1', servername: NAME, secureContext: ctx, rejectUnauthorized: false, minVersion: 'TLSv1.3' });
+            socks.push(s);
+            await new Promise((r, j) => s.once('secureConnect', r).once('error', j));
+            s.write('x');
+          } else {
+            const s = net.connect(port, '127.0.0.1');
+            socks.push(s);
+            await new Promise((r, j) => s.once('connect', r).once('error', j));
+            s.write(capture);
+          }
+        }),
+      );
+    }
+    return socks;
+  };
+  const measure = async (pid: number, port: number, terminated: boolean) => {
+    // Warm up the code paths first, then the baseline.
+    for (const s of await open(port, terminated, 200)) s.destroy();
+    await sleep(1000);
+    const before = rssKiB(pid);
+    const socks = await open(port, terminated, n);
+    await sleep(2000);
+    const after = rssKiB(pid);
+    for (const s of socks) s.destroy();
+    return (after - before) / n;
+  };
+  const egRun = async (terminated: boolean) => {
+    const port = await freePort();
+    const cfg = join(dir, `mem-${terminated}.yml`);
+    writeFileSync(
+      cfg,
+      `log: { level: warn }
+entryPoints:
+  e: { address: "127.0.0.1:${port}", maxConnections: 100000 }
+tcp:
+  routers:
+    r: { entryPoints: [e], rule: "HostSNI(\`*\`)", service: hold, tls: ${terminated ? '{}' : '{ passthrough: true }'} }
+  services:
+    hold: { loadBalancer: { servers: [{ address: "127.0.0.1:${hold}" }] } }
+tls:
+  certificates:
+    - { certFile: ${JSON.stringify(cert)}, keyFile: ${JSON.stringify(key)} }
+`,
+    );
+    const p = spawn('node', [join(root, 'bin', 'echgate.js'), 'serve', '--config', cfg], { stdio: ['ignore', 'ignore', 'inherit'] });
+    children.push(p);
+    await waitPort(port);
+    const kib = await measure(p.pid!, port, terminated);
+    p.kill('SIGTERM');
+    return kib;
+  };
+  const relay = await egRun(false);
+  const term = await egRun(true);
+  const tp = await start('node', [join(root, 'dist', 'bench', 'tls-proxy.js'), cert, key, `0:${hold}`], /PORTS (\d+)/);
+  const nodeTerm = await measure(tp.proc.pid!, Number(tp.match[1]), true);
+  tp.proc.kill('SIGTERM');
+  return { n, relay, term: { echgate: term, node: nodeTerm } };
+}

@@ -1,0 +1,58 @@
+/** Helpers shared by the benchmark sections: child processes, ports, medians, RSS. */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+
+export const children: ChildProcess[] = [];
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+});
+
+/** Spawn and wait until its output matches `ready`. */
+export function start(cmd: string, args: string[], ready: RegExp): Promise<{ proc: ChildProcess; match: RegExpMatchArray }> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(proc);
+    let out = '';
+    const on = (d: Buffer) => {
+      out += d.toString();
+      const m = out.match(ready);
+      if (m) resolve({ proc, match: m });
+    };
+    proc.stdout!.on('data', on);
+    proc.stderr!.on('data', on);
+    proc.once('exit', (code) => reject(new Error(`${cmd} exited ${code}: ${out}`)));
+    setTimeout(() => reject(new Error(`${cmd} did not start: ${out}`)), 15000).unref();
+  });
+}
+
+export async function waitPort(port: number): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise<boolean>((r) => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        s.destroy();
+        r(true);
+      });
+      s.once('error', () => r(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`nothing listens on ${port}`);
+}
+
+export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** The q-quantile (0..1) of xs, nearest rank. */
+export const quantile = (xs: number[], q: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)]!;
+};
+
+/** Resident set size of a process, in KiB (VmRSS from /proc/PID/status). */
+export function rssKiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) : Number.NaN;
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
