@@ -100,15 +100,23 @@ function runTarget(name: string, a: Args): Promise<Result> {
       let lastChange = performance.now();
       let over = false;
       const current = () => Buffer.from(new Uint8Array(buf, 0, Math.min(Atomics.load(c, 1), INPUT_CAP))).toString('hex');
+      let fuzzing = false;
       const watchdog = setInterval(() => {
         const n = Atomics.load(c, 0);
+        if (!fuzzing && Atomics.load(c, 2) === 1) {
+          // Set-up is over: the clock for the first input starts now.
+          fuzzing = true;
+          lastExecs = n;
+          lastChange = performance.now();
+          return;
+        }
         if (n !== lastExecs) {
           lastExecs = n;
           lastChange = performance.now();
           return;
         }
         // Set-up (certificates, handshakes) is not an input: only time execution once fuzzing started.
-        if (Atomics.load(c, 2) === 1 && performance.now() - lastChange > a.hangMs) {
+        if (fuzzing && performance.now() - lastChange > a.hangMs) {
           const hex = current();
           res.hangs.push({ file: save('hang', hex), hex });
           console.log(`[${name}] HANG > ${a.hangMs} ms on input ${hex.slice(0, 120)}${hex.length > 120 ? '…' : ''}`);

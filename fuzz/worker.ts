@@ -108,6 +108,8 @@ function addCorpus(b: Uint8Array, persist: boolean): boolean {
 const initial = [...target.seeds()];
 for (const f of readdirSync(corpusDir)) initial.push(new Uint8Array(readFileSync(join(corpusDir, f))));
 if (!initial.length) initial.push(new Uint8Array(0));
+// From here on every execution is timed by the parent's watchdog (seeds too).
+Atomics.store(ctl, 2, 1);
 cov.reset();
 for (const s of initial) {
   const e = exec(s);
@@ -116,7 +118,6 @@ for (const s of initial) {
   addCorpus(s.length > target.maxLen ? s.subarray(0, target.maxLen) : s, false);
 }
 const seeds = corpus.length;
-Atomics.store(ctl, 2, 1);
 
 const mctx: MutateContext = { rng, maxLen: target.maxLen, dict: target.dict ?? [], other: () => corpus[rng.below(corpus.length)]! };
 const deadline = performance.now() + w.seconds * 1000;
