@@ -1,0 +1,671 @@
+/**
+ * Fuzz targets: every decoder that reads bytes from the network, and the two
+ * TLS 1.3 engines fed whole flights. A target's run() must return or throw an
+ * EchgateError; anything else thrown is a crash (the runner classifies).
+ * Seeds come from test/vectors, /work/shared (captures and vectors, when
+ * present) and live deterministic handshakes.
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Reader } from '../src/bytes/reader.js';
+import { concat, fromHex } from '../src/bytes/util.js';
+import { isSupportedSuite } from '../src/crypto/hpke.js';
+import { nodeProvider } from '../src/crypto/node.js';
+import { answerQuery } from '../src/dns/answer.js';
+import { describeAnswers } from '../src/dns/doh-client.js';
+import { Zone } from '../src/dns/zone.js';
+import { buildEchClientHello } from '../src/ech/client.js';
+import { decryptEch, decryptSecondHello, type EchServerKey, prepareServerKey, rebuildInner } from '../src/ech/server.js';
+import { parseIp } from '../src/routing/ip.js';
+import type { CipherSuite } from '../src/tls13/key-schedule.js';
+import { TlsClient } from '../src/tls13/client.js';
+import { TlsServer } from '../src/tls13/server.js';
+import { decodeMessage, encodeFormErr, encodeQuery, encodeResponse, RRType } from '../src/wire/dns/message.js';
+import { decodeSvcb, encodeSvcb, formatSvcb, parseSvcbPresentation } from '../src/wire/dns/svcb.js';
+import { parseTsigKeyFile, signRequest, verifyResponse } from '../src/wire/dns/tsig.js';
+import { decodeECHConfigList, encodeECHConfig, hasUnknownMandatoryExtension } from '../src/wire/ech/config.js';
+import { usableConfigs } from '../src/wire/ech/usable.js';
+import { encodeProxyV1, encodeProxyV2 } from '../src/wire/proxy/proxy-protocol.js';
+import { type ClientHello, decodeClientHello, decodeClientHelloMessage, decodeClientHelloPrefix, encodeClientHello, firstDuplicateType, routingView, summarize } from '../src/wire/tls/client-hello.js';
+import { ContentType, ExtensionType, MAX_PLAINTEXT } from '../src/wire/tls/constants.js';
+import {
+  decodeAlpn,
+  decodeECHClientHello,
+  decodeKeyShares,
+  decodeOfferedPsks,
+  decodeOuterExtensions,
+  decodePskModes,
+  decodeServerName,
+  decodeSupportedVersions,
+  decodeU16List,
+  describeExtension,
+} from '../src/wire/tls/extensions.js';
+import { decodeHandshake } from '../src/wire/tls/handshake.js';
+import { ClientHelloAssembler, parseHelloRecords, sniffTls } from '../src/wire/tls/record.js';
+import { decodeCertificate, decodeCertificateVerify, decodeExtensionBlock, decodeServerHello } from '../src/wire/tls/server-messages.js';
+import { deterministicProvider, ed25519Certificate, fixedEchKey, openRecords, peek, sealRecords } from './harness.js';
+import { Rng } from './mutate.js';
+
+export interface Target {
+  name: string;
+  /** What it feeds and to which functions (for docs and --list). */
+  about: string;
+  maxLen: number;
+  dict?: Uint8Array[];
+  /** Heavy set-up (certificates, handshakes) done once per worker. */
+  setup?: () => void;
+  seeds(): Uint8Array[];
+  run(data: Uint8Array): void;
+}
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const VECTORS = join(ROOT, 'test', 'vectors');
+const SHARED = '/work/shared';
+const b = (...v: number[]) => Uint8Array.from(v);
+const latin1 = (s: string) => new Uint8Array(Buffer.from(s, 'latin1'));
+const text = (d: Uint8Array) => Buffer.from(d).toString('latin1');
+const tag = (mode: number, ...parts: Uint8Array[]) => concat(b(mode), ...parts);
+
+function readJson(rel: string): unknown {
+  for (const dir of [VECTORS, join(SHARED, 'vectors'), SHARED]) {
+    const f = join(dir, rel);
+    if (existsSync(f)) return JSON.parse(readFileSync(f, 'utf8'));
+  }
+  return undefined;
+}
+
+/** Every hex string value (≥ 4 bytes) in a JSON vector file whose key matches `key`. */
+function hexValues(rel: string, key: RegExp = /./): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  const walk = (v: unknown, k: string) => {
+    if (typeof v === 'string') {
+      if (key.test(k) && v.length >= 8 && v.length % 2 === 0 && /^[0-9a-f]+$/i.test(v)) out.push(fromHex(v));
+    } else if (Array.isArray(v)) for (const x of v) walk(x, k);
+    else if (v && typeof v === 'object') for (const [kk, x] of Object.entries(v)) walk(x, kk);
+  };
+  walk(readJson(rel), '');
+  return out;
+}
+
+/** The capture files: raw TLS records as Chromium sent them. */
+function captures(): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (const dir of [join(VECTORS, 'captures'), join(SHARED, 'captures')]) {
+    if (!existsSync(dir)) continue;
+    for (const f of readdirSync(dir)) if (f.endsWith('.bin')) out.push(new Uint8Array(readFileSync(join(dir, f))));
+  }
+  return out;
+}
+
+const helloMessages = () => captures().map((c) => parseHelloRecords(c)!.message);
+
+const TLS_DICT = [
+  b(0x16, 0x03, 0x01),
+  b(0x16, 0x03, 0x03),
+  b(0x17, 0x03, 0x03),
+  b(0x14, 0x03, 0x03, 0x00, 0x01, 0x01),
+  b(0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32),
+  b(0x03, 0x03),
+  b(0x03, 0x04),
+  b(0x01, 0x00, 0x00),
+  b(0x02, 0x00, 0x00),
+  b(0x08, 0x00, 0x00),
+  b(0x0b, 0x00, 0x00),
+  b(0x0f, 0x00, 0x00),
+  b(0x14, 0x00, 0x00, 0x20),
+  b(0x18, 0x00, 0x00, 0x01, 0x00),
+  b(0x04, 0x00, 0x00),
+  b(0x00, 0x00),
+  b(0x00, 0x10),
+  b(0x00, 0x0a),
+  b(0x00, 0x0d),
+  b(0x00, 0x29),
+  b(0x00, 0x2b),
+  b(0x00, 0x2d),
+  b(0x00, 0x33),
+  b(0x00, 0x2c),
+  b(0xfe, 0x0d),
+  b(0xfd, 0x00),
+  b(0x00, 0x1d, 0x00, 0x20),
+  b(0x13, 0x01),
+  b(0x13, 0x02),
+  b(0x13, 0x03),
+  b(0x08, 0x07),
+  b(0x04, 0x03),
+  b(0x0a, 0x0a),
+  latin1('\x02h2'),
+  latin1('\x08http/1.1'),
+  b(0x00, 0x01, 0x00, 0x01),
+  b(0x00, 0x20),
+];
+
+const DNS_DICT = [
+  b(0xc0, 0x0c),
+  b(0xc0, 0x00),
+  b(0x00, 0x01, 0x00, 0x01),
+  b(0x00, 0x41, 0x00, 0x01),
+  b(0x00, 0x40, 0x00, 0x01),
+  b(0x00, 0x1c, 0x00, 0x01),
+  b(0x00, 0x06, 0x00, 0x01),
+  b(0x00, 0x00, 0x29, 0x04, 0xd0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00),
+  b(0x00, 0xfa, 0x00, 0xff),
+  b(0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00),
+  b(0x28, 0x00),
+  b(0x81, 0x80),
+  latin1('\x06secret\x07example\x04test\x00'),
+  latin1('\x07example\x03com\x00'),
+  b(0x00, 0x01),
+  b(0x00, 0x05),
+  b(0x00, 0x03, 0x00, 0x02, 0x01, 0xbb),
+  b(0x00, 0x04, 0x00, 0x04, 0x7f, 0x00, 0x00, 0x01),
+  b(0xfe, 0x0d),
+  latin1('\x0bhmac-sha256\x00'),
+  latin1('alpn='),
+  latin1('ech='),
+  latin1('mandatory='),
+  latin1('port='),
+  latin1('ipv6hint='),
+  latin1('\\'),
+  latin1('"'),
+  latin1('key65535='),
+];
+
+/** Walk a decoded ClientHello the way the data path does. */
+function exerciseHello(ch: ClientHello): void {
+  routingView(ch);
+  summarize(ch);
+  firstDuplicateType(ch.extensions);
+  for (const e of ch.extensions) describeExtension(e.type, e.data);
+}
+
+// ---------------------------------------------------------------- TLS codecs
+
+const tlsRecords: Target = {
+  name: 'tls-records',
+  about: 'ClientHelloAssembler.push (the peek) with the stream split at input-chosen points, sniffTls, parseHelloRecords, then ClientHello decode + routingView/summarize/describeExtension',
+  maxLen: 20000,
+  dict: TLS_DICT,
+  seeds: () => [...captures().map((c) => tag(0, c)), ...hexValues('rfc8448-simple-1rtt.json', /record|client_hello/i).map((c) => tag(1, c))],
+  run(data) {
+    if (data.length < 1) return;
+    const body = data.subarray(1);
+    const rng = new Rng(data[0]!);
+    sniffTls(body.subarray(0, 3));
+    parseHelloRecords(body, 4096);
+    const a = new ClientHelloAssembler(data[0]! & 1 ? 2048 : 16 * 1024 + 2048);
+    for (let o = 0; o < body.length; ) {
+      const n = data[0]! & 2 ? body.length : 1 + rng.below(300);
+      const r = a.push(body.subarray(o, o + n));
+      o += n;
+      if (r) {
+        exerciseHello(decodeClientHelloMessage(r.message));
+        break;
+      }
+    }
+  },
+};
+
+const clientHello: Target = {
+  name: 'client-hello',
+  about: 'decodeClientHello / decodeClientHelloPrefix on a ClientHello body, then routingView, summarize, describeExtension on every extension, and re-encoding',
+  maxLen: 8192,
+  dict: TLS_DICT,
+  seeds: () => [...helloMessages().map((m) => m.subarray(4)), ...hexValues('ech/nss-fixed-key-ech-decrypt-vectors.json', /client_hello/).map((m) => m.subarray(4))],
+  run(data) {
+    decodeClientHelloPrefix(data);
+    const ch = decodeClientHello(data);
+    exerciseHello(ch);
+    encodeClientHello(ch);
+  },
+};
+
+const EXT_DECODERS: ((d: Uint8Array) => unknown)[] = [
+  decodeServerName,
+  decodeAlpn,
+  (d) => decodeU16List(d, 'fuzz'),
+  decodeSupportedVersions,
+  decodeKeyShares,
+  decodePskModes,
+  decodeOfferedPsks,
+  decodeECHClientHello,
+  decodeOuterExtensions,
+  decodeServerHello,
+  decodeCertificate,
+  decodeCertificateVerify,
+  decodeHandshake,
+  (d) => decodeExtensionBlock(new Reader(d)),
+];
+
+const tlsMessages: Target = {
+  name: 'tls-messages',
+  about: 'the extension decoders (server_name, ALPN, u16 lists, supported_versions, key_share, psk modes, pre_shared_key, encrypted_client_hello, ech_outer_extensions) and the server-message decoders (ServerHello, Certificate, CertificateVerify, handshake header, extension block); the first byte picks the decoder',
+  maxLen: 4096,
+  dict: TLS_DICT,
+  seeds() {
+    const out: Uint8Array[] = [];
+    for (const m of helloMessages()) {
+      const ch = decodeClientHelloMessage(m);
+      for (const e of ch.extensions) {
+        const i = [ExtensionType.server_name, ExtensionType.application_layer_protocol_negotiation, ExtensionType.supported_groups, ExtensionType.supported_versions, ExtensionType.key_share, ExtensionType.psk_key_exchange_modes, ExtensionType.pre_shared_key, ExtensionType.encrypted_client_hello].indexOf(e.type as never);
+        if (i >= 0) out.push(tag(i === 7 ? 7 : i === 6 ? 6 : i === 5 ? 5 : i === 4 ? 4 : i === 3 ? 3 : i === 2 ? 2 : i, e.data));
+      }
+    }
+    for (const h of hexValues('rfc8448-simple-1rtt.json', /server_hello|certificate|encrypted_extensions|finished/i)) {
+      for (let k = 9; k < 14; k++) out.push(tag(k, h), tag(k, h.subarray(4)));
+    }
+    return out;
+  },
+  run(data) {
+    if (!data.length) return;
+    EXT_DECODERS[data[0]! % EXT_DECODERS.length]!(data.subarray(1));
+  },
+};
+
+// ---------------------------------------------------------------- ECH
+
+let echKeys: { lookup: { byConfigId(id: number): EchServerKey[]; all(): EchServerKey[] } } | undefined;
+
+/** Server keys for the Chromium captures and the NSS fixed-key vectors: real ECH opens. */
+function vectorEchKeys() {
+  if (echKeys) return echKeys;
+  const keys: EchServerKey[] = [];
+  const manifest = readJson('captures/manifest.json') as { captures: { keys?: { private_key_hex: string }; published_echconfiglist_b64?: string }[] } | undefined;
+  for (const c of manifest?.captures ?? []) {
+    if (!c.keys || !c.published_echconfiglist_b64) continue;
+    const cfg = usableConfigs(decodeECHConfigList(new Uint8Array(Buffer.from(c.published_echconfiglist_b64, 'base64'))), isSupportedSuite)[0];
+    if (cfg && !keys.some((k) => k.configId === cfg.configId)) keys.push(prepareServerKey(nodeProvider, cfg, nodeProvider.x25519Private(fromHex(c.keys.private_key_hex))));
+  }
+  const nss = readJson('ech/nss-fixed-key-ech-decrypt-vectors.json') as { server_x25519_private_key: string; ech_config_list: string } | undefined;
+  if (nss) {
+    for (const cfg of usableConfigs(decodeECHConfigList(fromHex(nss.ech_config_list)), isSupportedSuite)) keys.push(prepareServerKey(nodeProvider, cfg, nodeProvider.x25519Private(fromHex(nss.server_x25519_private_key))));
+  }
+  echKeys = { lookup: { byConfigId: (id) => keys.filter((k) => k.configId === id), all: () => keys } };
+  return echKeys;
+}
+
+const echOuter: Target = {
+  name: 'ech-outer',
+  about: 'ClientHelloOuter handshake message → decodeClientHelloMessage → decryptEch with the capture and NSS vector keys (outer extension parse, AAD, HPKE open, inner rebuild when it opens); odd lengths use trial decryption',
+  maxLen: 8192,
+  dict: TLS_DICT,
+  setup: () => void vectorEchKeys(),
+  seeds: () => [...helloMessages(), ...hexValues('ech/nss-fixed-key-ech-decrypt-vectors.json', /client_hello_outer/)],
+  run(data) {
+    const ch = decodeClientHelloMessage(data);
+    const r = decryptEch(nodeProvider, ch, vectorEchKeys().lookup, { trialDecrypt: (data.length & 1) === 1 });
+    if (r.status === 'accepted') exerciseHello(r.inner);
+  },
+};
+
+let echInner: { outer: ClientHello; seeds: Uint8Array[]; build: (enc: Uint8Array) => void } | undefined;
+
+function echInnerSetup() {
+  if (echInner) return echInner;
+  const det = deterministicProvider(3);
+  const k = fixedEchKey(9, new Uint8Array(32).fill(5));
+  const seeds: Uint8Array[] = [];
+  const variants = [{}, { compress: [] }, { compress: [ExtensionType.key_share, ExtensionType.supported_groups, ExtensionType.signature_algorithms] }, { alpn: ['h2', 'http/1.1'] }];
+  let outer: ClientHello | undefined;
+  for (const v of variants) {
+    const h = buildEchClientHello(det, { config: k.config, innerSni: 'secret.example.test', ...v, mutateEncoded: (e) => {
+        seeds.push(e);
+        return e;
+      } });
+    outer ??= decodeClientHelloMessage(h.outerMessage);
+  }
+  const build = (enc: Uint8Array) => {
+    // The whole path: the fuzzed EncodedClientHelloInner sealed into a real outer hello, then opened by the server.
+    const h = buildEchClientHello(det, { config: k.config, innerSni: 'secret.example.test', mutateEncoded: () => enc });
+    const r = decryptEch(nodeProvider, decodeClientHelloMessage(h.outerMessage), k.lookup);
+    if (r.status === 'accepted') exerciseHello(r.inner);
+  };
+  echInner = { outer: outer!, seeds, build };
+  return echInner;
+}
+
+const echInnerTarget: Target = {
+  name: 'ech-inner',
+  about: 'EncodedClientHelloInner → rebuildInner against a real ClientHelloOuter (ech_outer_extensions expansion, §5.1/§7.1 checks); one input in eight goes the whole way: sealed under a fixed ECH key by buildEchClientHello and opened by decryptEch',
+  maxLen: 4096,
+  dict: TLS_DICT,
+  setup: () => void echInnerSetup(),
+  seeds: () => echInnerSetup().seeds.flatMap((s) => [tag(1, s), tag(0, s)]),
+  run(data) {
+    if (!data.length) return;
+    const s = echInnerSetup();
+    const enc = data.subarray(1);
+    if ((data[0]! & 7) === 0) s.build(enc);
+    else exerciseHello(rebuildInner(s.outer, enc));
+  },
+};
+
+const echConfig: Target = {
+  name: 'ech-config',
+  about: 'ECHConfigList bytes (as read from DNS or a key file) → decodeECHConfigList, usableConfigs, hasUnknownMandatoryExtension, re-encoding',
+  maxLen: 2048,
+  dict: [...TLS_DICT, b(0x00, 0x20), b(0x00, 0x04, 0x00, 0x01, 0x00, 0x01)],
+  seeds: () => [...hexValues('ech/openssl-echconfiglist-vectors.json', /ech_config|hex/), ...hexValues('ech/go-ech-parse-vectors.json', /hex/), ...hexValues('ech/rfc9848-echconfiglist-example.json')],
+  run(data) {
+    const list = decodeECHConfigList(data);
+    for (const c of usableConfigs(list, isSupportedSuite)) {
+      hasUnknownMandatoryExtension(c);
+      encodeECHConfig(c);
+    }
+  },
+};
+
+// ---------------------------------------------------------------- TLS 1.3 engines
+
+const SNI = 'fuzz.example.test';
+
+interface ServerFixture {
+  det: ReturnType<typeof deterministicProvider>;
+  mk: () => TlsServer;
+  ch: ClientHello;
+  suite: CipherSuite;
+  clientHs: Uint8Array;
+  clientAp: Uint8Array;
+  flight: Uint8Array;
+  finishedPlain: Uint8Array;
+  ech: ReturnType<typeof fixedEchKey>;
+  echOuterHello: ClientHello;
+  secondHello: Uint8Array;
+}
+
+let serverFx: ServerFixture | undefined;
+
+function serverFixture(): ServerFixture {
+  if (serverFx) return serverFx;
+  const det = deterministicProvider(7);
+  const cert = ed25519Certificate(SNI);
+  const ech = fixedEchKey(4, new Uint8Array(32).fill(11));
+  const mk = () => new TlsServer({ provider: det, random: (n) => det.randomBytes(n), ephemeral: () => det.x25519Generate(), certificate: () => cert, alpn: ['h2', 'http/1.1'], retryConfigs: ech.config.raw });
+  const client = new TlsClient({ provider: det, serverName: SNI, alpn: ['h2'] });
+  const ch = decodeClientHelloMessage(parseHelloRecords(client.hello()[0]!)!.message);
+  const s = mk();
+  const first = s.start(ch, SNI, { offered: false, accepted: false });
+  const flight = concat(...client.receive(concat(...first.send)).send);
+  const suite = peek<CipherSuite>(s, 'suite');
+  const clientHs = peek<Uint8Array>(s, 'clientHsSecret');
+  const finishedPlain = openRecords(det, suite, clientHs, flight);
+  s.receive(flight);
+  const clientAp = peek<Uint8Array>(s, 'clientApSecret');
+  // ECH accepted, then HelloRetryRequest: the client's second hello pair.
+  const ec = new TlsClient({ provider: det, serverName: SNI, ech: ech.config, withholdKeyShare: true });
+  const echOuterHello = decodeClientHelloMessage(parseHelloRecords(ec.hello()[0]!)!.message);
+  const r = decryptEch(nodeProvider, echOuterHello, ech.lookup);
+  if (r.status !== 'accepted') throw new Error('fixture: ECH not accepted');
+  const s2 = mk();
+  const hrr = s2.start(r.inner, SNI, { offered: true, accepted: true, decryptSecond: (o) => decryptSecondHello(r, o) });
+  const secondHello = concat(...ec.receive(concat(...hrr.send)).send);
+  serverFx = { det, mk, ch, suite, clientHs, clientAp, flight, finishedPlain, ech, echOuterHello, secondHello };
+  return serverFx;
+}
+
+/** Feed `bytes` in two pieces split at an input-chosen point. */
+function feedSplit(receive: (b: Uint8Array) => unknown, bytes: Uint8Array, at: number): void {
+  const k = bytes.length ? at % (bytes.length + 1) : 0;
+  receive(bytes.subarray(0, k));
+  receive(bytes.subarray(k));
+}
+
+const tlsServer: Target = {
+  name: 'tls13-server',
+  about:
+    'TlsServer.start with a valid ClientHello, then receive(): mode 0 raw bytes; mode 1 a handshake-message stream sealed under the client handshake key (the Finished handler); mode 2 the valid Finished, then records of an input-chosen content type under the client application key (KeyUpdate, alerts, data); mode 3 ECH accepted + HelloRetryRequest, then raw bytes as the second ClientHelloOuter',
+  maxLen: 20000,
+  dict: TLS_DICT,
+  setup: () => void serverFixture(),
+  seeds() {
+    const f = serverFixture();
+    return [
+      tag(0, b(0), f.flight),
+      tag(1, b(0), f.finishedPlain),
+      tag(1, b(0), f.finishedPlain, f.finishedPlain),
+      tag(2, b(0, ContentType.application_data), latin1('GET / HTTP/1.1\r\n\r\n')),
+      tag(2, b(0, ContentType.alert, 1, 0)),
+      tag(2, b(0, ContentType.handshake, 0x18, 0, 0, 1, 1)),
+      tag(3, b(0), f.secondHello),
+    ];
+  },
+  run(data) {
+    if (data.length < 2) return;
+    const f = serverFixture();
+    const mode = data[0]! & 3;
+    const at = data[1]!;
+    const body = data.subarray(2);
+    const s = f.mk();
+    const receive = (x: Uint8Array) => s.receive(x);
+    if (mode === 3) {
+      const r = decryptEch(nodeProvider, f.echOuterHello, f.ech.lookup);
+      if (r.status !== 'accepted') throw new Error('fixture: ECH not accepted');
+      s.start(r.inner, SNI, { offered: true, accepted: true, decryptSecond: (o) => decryptSecondHello(r, o) });
+      return feedSplit(receive, body, at);
+    }
+    s.start(f.ch, SNI, { offered: false, accepted: false });
+    if (mode === 0) return feedSplit(receive, body, at);
+    if (mode === 1) return feedSplit(receive, sealRecords(f.det, f.suite, f.clientHs, ContentType.handshake, body, at === 0 ? MAX_PLAINTEXT : 1 + (at << 6)), at);
+    s.receive(f.flight);
+    if (body.length) feedSplit(receive, sealRecords(f.det, f.suite, f.clientAp, body[0]!, body.subarray(1)), at);
+  },
+};
+
+interface ClientFixture {
+  det: ReturnType<typeof deterministicProvider>;
+  plain: () => TlsClient;
+  echClient: () => TlsClient;
+  suite: CipherSuite;
+  serverHello: Uint8Array;
+  serverHs: Uint8Array;
+  flightPlain: Uint8Array;
+  flight: Uint8Array;
+  serverAp: Uint8Array;
+  echServerHello: Uint8Array;
+  echServerHs: Uint8Array;
+  echFlightPlain: Uint8Array;
+}
+
+let clientFx: ClientFixture | undefined;
+
+function clientFixture(): ClientFixture {
+  if (clientFx) return clientFx;
+  const det = deterministicProvider(9);
+  const cert = ed25519Certificate(SNI);
+  const ech = fixedEchKey(6, new Uint8Array(32).fill(13));
+  const mk = () => new TlsServer({ provider: det, random: (n) => det.randomBytes(n), ephemeral: () => det.x25519Generate(), certificate: () => cert, alpn: ['h2', 'http/1.1'], retryConfigs: ech.config.raw });
+  const plain = () => new TlsClient({ provider: det, serverName: SNI, alpn: ['h2'] });
+  const echClient = () => new TlsClient({ provider: det, serverName: SNI, alpn: ['h2'], ech: ech.config });
+  // Plain handshake.
+  const c = plain();
+  const s = mk();
+  const first = s.start(decodeClientHelloMessage(parseHelloRecords(c.hello()[0]!)!.message), SNI, { offered: false, accepted: false });
+  const serverHello = first.send[0]!;
+  const flight = concat(...first.send);
+  c.receive(serverHello);
+  const suite = peek<CipherSuite>(c, 'suite');
+  const serverHs = peek<{ server: Uint8Array }>(c, 'hs').server;
+  const flightPlain = openRecords(det, suite, serverHs, concat(...first.send.slice(1)));
+  const serverAp = peek<Uint8Array>(s, 'serverApSecret');
+  // ECH offered, server answers the outer hello (not accepted): EncryptedExtensions carries retry_configs.
+  const ec = echClient();
+  const s2 = mk();
+  const f2 = s2.start(decodeClientHelloMessage(parseHelloRecords(ec.hello()[0]!)!.message), 'public.example.test', { offered: true, accepted: false });
+  const echServerHello = f2.send[0]!;
+  ec.receive(echServerHello);
+  const echServerHs = peek<{ server: Uint8Array }>(ec, 'hs').server;
+  const echFlightPlain = openRecords(det, suite, echServerHs, concat(...f2.send.slice(1)));
+  clientFx = { det, plain, echClient, suite, serverHello, serverHs, flightPlain, flight, serverAp, echServerHello, echServerHs, echFlightPlain };
+  return clientFx;
+}
+
+const tlsClient: Target = {
+  name: 'tls13-client',
+  about:
+    'TlsClient (behind `echgate connect`) fed server flights: mode 0 raw bytes (ServerHello parsing, record layer); mode 1 the valid ServerHello, then a handshake stream sealed under the server handshake key (EncryptedExtensions, Certificate, CertificateVerify, Finished handlers); mode 2 the whole valid flight, then records of an input-chosen type under the server application key; mode 3 like 1 with an ECH-offering client the server did not accept (retry_configs)',
+  maxLen: 20000,
+  dict: TLS_DICT,
+  setup: () => void clientFixture(),
+  seeds() {
+    const f = clientFixture();
+    return [
+      tag(0, b(0), f.flight),
+      tag(1, b(0), f.flightPlain),
+      tag(2, b(0, ContentType.application_data), latin1('HTTP/1.1 200 OK\r\n\r\n')),
+      tag(2, b(0, ContentType.handshake, 0x04, 0, 0, 9, 0, 0, 0, 1, 0, 0, 0, 0, 0)),
+      tag(2, b(0, ContentType.alert, 1, 0)),
+      tag(3, b(0), f.echFlightPlain),
+    ];
+  },
+  run(data) {
+    if (data.length < 2) return;
+    const f = clientFixture();
+    const mode = data[0]! & 3;
+    const at = data[1]!;
+    const body = data.subarray(2);
+    const c = mode === 3 ? f.echClient() : f.plain();
+    c.hello();
+    const receive = (x: Uint8Array) => c.receive(x);
+    if (mode === 0) return feedSplit(receive, body, at);
+    if (mode === 2) {
+      c.receive(f.flight);
+      if (body.length) feedSplit(receive, sealRecords(f.det, f.suite, f.serverAp, body[0]!, body.subarray(1)), at);
+      return;
+    }
+    c.receive(mode === 3 ? f.echServerHello : f.serverHello);
+    feedSplit(receive, sealRecords(f.det, f.suite, mode === 3 ? f.echServerHs : f.serverHs, ContentType.handshake, body, at === 0 ? MAX_PLAINTEXT : 1 + (at << 6)), at);
+  },
+};
+
+// ---------------------------------------------------------------- DNS
+
+const dnsSeeds = () => [
+  ...hexValues('rfc8484-doh-examples.json', /dns_message_hex/),
+  encodeQuery('secret.example.test', RRType.HTTPS, { udpSize: 1232 }),
+  encodeQuery('secret.example.test', RRType.A),
+  encodeQuery('_8443._https.secret.example.test', RRType.HTTPS, { id: 7 }),
+  encodeQuery('example.test', RRType.SOA, { udpSize: 4096 }),
+  encodeQuery('nope.example.test', RRType.AAAA),
+];
+
+let zone: Zone | undefined;
+function fuzzZone(): Zone {
+  zone ??= new Zone(
+    {
+      ttl: 30,
+      zone: 'example.test',
+      names: {
+        'secret.example.test': { a: ['127.0.0.1'], aaaa: ['::1'], https: { alpn: ['h2', 'http/1.1'], port: 8443, ech: true } },
+        'public.example.test': { a: ['127.0.0.1'], https: { alpn: ['h2'], ech: true } },
+        'many.example.test': { a: Array.from({ length: 40 }, (_, i) => `10.0.0.${i + 1}`) },
+        'deep.a.b.example.test': { a: ['10.1.1.1'] },
+      },
+    },
+    () => fixedEchKey(3, new Uint8Array(32).fill(3)).config.raw,
+  );
+  return zone;
+}
+
+const dnsMessage: Target = {
+  name: 'dns-message',
+  about: 'decodeMessage (names with compression, all sections, OPT), encodeFormErr, and the DoH client answer walk describeAnswers (SVCB/HTTPS RDATA included)',
+  maxLen: 4096,
+  dict: DNS_DICT,
+  seeds() {
+    const z = fuzzZone();
+    const out = dnsSeeds();
+    for (const q of [...out]) {
+      const r = answerQuery(z, q);
+      if (r.body) out.push(r.body);
+    }
+    return out;
+  },
+  run(data) {
+    encodeFormErr(data);
+    const m = decodeMessage(data);
+    describeAnswers(m, data);
+    encodeResponse(m, 0, []);
+  },
+};
+
+const dnsAnswer: Target = {
+  name: 'dns-answer',
+  about: 'answerQuery (what UDP, TCP and DoH requests reach after transport framing) against a zone with A/AAAA/HTTPS+ech names: EDNS, FORMERR, NOTIMP, truncation; UDP mode on odd first bytes',
+  maxLen: 4096,
+  dict: DNS_DICT,
+  seeds: dnsSeeds,
+  run(data) {
+    answerQuery(fuzzZone(), data, { udp: data.length > 0 && (data[0]! & 1) === 1 });
+  },
+};
+
+const svcb: Target = {
+  name: 'svcb',
+  about: 'mode 0: SVCB/HTTPS RDATA → decodeSvcb → formatSvcb → parseSvcbPresentation → encodeSvcb; mode 1: presentation text → parseSvcbPresentation → encodeSvcb → decodeSvcb',
+  maxLen: 2048,
+  dict: DNS_DICT,
+  seeds() {
+    const v = (readJson('svcb-vectors.json') as { vectors: { wire_hex?: string; rdata_presentation?: string }[] } | undefined)?.vectors ?? [];
+    const out: Uint8Array[] = [];
+    for (const x of v) {
+      if (x.wire_hex) out.push(tag(0, fromHex(x.wire_hex)));
+      if (x.rdata_presentation) out.push(tag(1, latin1(x.rdata_presentation)));
+    }
+    for (const h of hexValues('ech/rfc9848-echconfiglist-example.json', /https_rdata/)) out.push(tag(0, h));
+    return out;
+  },
+  run(data) {
+    if (!data.length) return;
+    const body = data.subarray(1);
+    if (data[0]! & 1) decodeSvcb(encodeSvcb(parseSvcbPresentation(text(body))));
+    else encodeSvcb(parseSvcbPresentation(formatSvcb(decodeSvcb(body))));
+  },
+};
+
+const TSIG_KEY = 'key "upd" {\n\talgorithm hmac-sha256;\n\tsecret "oY7hSOd1DXuV3L3bkX7mJ3sJY3eHWz7mLCz0O4UrrGk=";\n};\n';
+const TSIG_NOW = 1_760_000_000_000;
+let tsigFx: { key: ReturnType<typeof parseTsigKeyFile>; req: ReturnType<typeof signRequest> } | undefined;
+const tsigFixture = () => {
+  if (!tsigFx) {
+    const key = parseTsigKeyFile(TSIG_KEY);
+    tsigFx = { key, req: signRequest(encodeQuery('example.test', RRType.SOA, { id: 0x1234 }), key, { now: TSIG_NOW }) };
+  }
+  return tsigFx;
+};
+
+const tsig: Target = {
+  name: 'tsig-verify',
+  about: 'verifyResponse (RFC 8945 §5.3) on a response to a fixed signed request: message decode, TSIG placement, key/algorithm names, RDATA fields, MAC, time',
+  maxLen: 4096,
+  dict: DNS_DICT,
+  seeds() {
+    const { key, req } = tsigFixture();
+    const resp = new Uint8Array(req.message);
+    resp[2]! |= 0x80;
+    return [req.message, resp, signRequest(resp, key, { now: TSIG_NOW }).message];
+  },
+  run(data) {
+    const { key, req } = tsigFixture();
+    verifyResponse(data, req, key, TSIG_NOW);
+  },
+};
+
+// ---------------------------------------------------------------- PROXY protocol
+
+const proxyProtocol: Target = {
+  name: 'proxy-protocol',
+  about: 'echgate only sends PROXY headers (there is no decoder): encodeProxyV1/V2 and parseIp with arbitrary address strings and ports, as a socket might report them',
+  maxLen: 512,
+  dict: [latin1('127.0.0.1'), latin1('::1'), latin1('::ffff:'), latin1('fe80::1%eth0'), latin1(':'), latin1('.'), latin1('255'), latin1(' ')],
+  seeds: () => ['127.0.0.1 10.0.0.1', '::1 fe80::1', '::ffff:1.2.3.4 ::1', '1.2.3.4 ::1', '2001:db8::1 2001:db8:0:0:0:0:0:2'].map((s) => tag(0, b(1, 2, 3, 4), latin1(s))),
+  run(data) {
+    if (data.length < 5) return;
+    const [src = '', dst = ''] = text(data.subarray(5)).split(' ');
+    parseIp(src);
+    const a = { srcIp: src, dstIp: dst, srcPort: (data[1]! << 8) | data[2]!, dstPort: (data[3]! << 8) | data[4]! };
+    encodeProxyV1(a);
+    encodeProxyV2(a);
+  },
+};
+
+export const TARGETS: Target[] = [tlsRecords, clientHello, tlsMessages, echOuter, echInnerTarget, echConfig, tlsServer, tlsClient, dnsMessage, dnsAnswer, svcb, tsig, proxyProtocol];

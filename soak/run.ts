@@ -1,0 +1,589 @@
+/**
+ * `npm run soak -- [--minutes M] [--rate R] [--hostile H] [--sample S] [--out DIR]`
+ *
+ * One `echgate serve` child on loopback with every feature on: TLS
+ * passthrough, termination with ECH, split mode (a client-facing entrypoint
+ * forwarding ClientHelloInner to an echBackend entrypoint of the same
+ * process), the embedded DNS on UDP/TCP and DoH, and metrics. For M minutes
+ * (default 10) it is driven by good clients (node:tls, echgate's own TLS 1.3
+ * client with ECH, dig, DoH over HTTP/2) at about R operations per second
+ * (default 8) and by hostile ones at about H per second (default 8): garbage
+ * bytes, slowloris ClientHellos, truncated hellos, random DNS packets over
+ * UDP/TCP, junk DoH requests. Every S seconds (default 10) it samples the
+ * child's RSS and open file descriptors (/proc/PID/status, /proc/PID/fd),
+ * the /metrics response time (echgate does not export event-loop delay, so
+ * this is the stand-in), open connections, and the good-client success rate.
+ * Writes OUT/soak-TS.csv, OUT/soak-TS.json (summary) and OUT/soak-TS.svg.
+ * Not part of `npm test`.
+ */
+import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import dgram from 'node:dgram';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import http2 from 'node:http2';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import tls from 'node:tls';
+import { fileURLToPath } from 'node:url';
+import { connectOnce } from '../src/cli/connect.js';
+import { listKeys, publishedList } from '../src/keys/manager.js';
+import { encodeQuery, RRType } from '../src/wire/dns/message.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const BIN = join(ROOT, 'bin', 'echgate.js');
+
+interface Args {
+  minutes: number;
+  rate: number;
+  hostile: number;
+  sample: number;
+  out: string;
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { minutes: 10, rate: 8, hostile: 8, sample: 10, out: join(ROOT, 'soak', 'out') };
+  for (let i = 0; i < argv.length; i++) {
+    const k = argv[i]!;
+    const v = Number(argv[++i]);
+    if (k === '--minutes') a.minutes = v;
+    else if (k === '--rate') a.rate = v;
+    else if (k === '--hostile') a.hostile = v;
+    else if (k === '--sample') a.sample = v;
+    else if (k === '--out') a.out = argv[i]!;
+    else throw new Error(`unknown argument ${k}`);
+  }
+  return a;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const p = (s.address() as net.AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return p;
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`${what}: timeout`)), ms);
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      (e) => {
+        clearTimeout(t);
+        reject(e);
+      },
+    );
+  });
+}
+
+// ------------------------------------------------------------------ set-up
+
+interface Setup {
+  dir: string;
+  ca: string;
+  ports: { web: number; back: number; metrics: number; dns: number; doh: number; tlsApp: number; plainApp: number };
+  echList: Uint8Array;
+  closeBackends: () => void;
+}
+
+async function setUp(): Promise<Setup> {
+  const dir = mkdtempSync(join(tmpdir(), 'echgate-soak-'));
+  const ssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' });
+  const names = ['app.example.test', 'secret.example.test', 'split.example.test', 'public.example.test', 'doh.example.test'];
+  ssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'ca.key'), '-out', join(dir, 'ca.pem'), '-days', '2', '-subj', '/CN=soak CA', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign');
+  ssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'server.key'), '-out', join(dir, 'server.csr'), '-subj', '/CN=secret.example.test');
+  writeFileSync(join(dir, 'ext'), `subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}\n`);
+  ssl('x509', '-req', '-in', join(dir, 'server.csr'), '-CA', join(dir, 'ca.pem'), '-CAkey', join(dir, 'ca.key'), '-CAcreateserial', '-out', join(dir, 'server.pem'), '-days', '2', '-extfile', join(dir, 'ext'));
+  execFileSync('node', [BIN, 'keys', 'generate', '--dir', join(dir, 'keys'), '--public-name', 'public.example.test'], { stdio: 'ignore' });
+  const echList = publishedList(listKeys(join(dir, 'keys')).keys);
+  if (!echList) throw new Error('no active ECH key after keys generate');
+
+  // Backends: a TLS server behind passthrough, a plain one behind termination (and split mode).
+  const cert = { key: readFileSync(join(dir, 'server.key')), cert: readFileSync(join(dir, 'server.pem')) };
+  const tlsApp = tls.createServer(cert, (s) => {
+    s.on('error', () => s.destroy());
+    s.once('data', () => s.end(`app ${s.servername}\n`));
+  });
+  const plainApp = net.createServer((s) => {
+    s.on('error', () => s.destroy());
+    s.once('data', () => s.end('HTTP/1.0 200 OK\r\ncontent-length: 6\r\n\r\nhidden'));
+  });
+  await new Promise<void>((r) => tlsApp.listen(0, '127.0.0.1', () => r()));
+  await new Promise<void>((r) => plainApp.listen(0, '127.0.0.1', () => r()));
+  const ports = {
+    web: await freePort(),
+    back: await freePort(),
+    metrics: await freePort(),
+    dns: await freePort(),
+    doh: await freePort(),
+    tlsApp: (tlsApp.address() as net.AddressInfo).port,
+    plainApp: (plainApp.address() as net.AddressInfo).port,
+  };
+  const pem = join(dir, 'server.pem');
+  const key = join(dir, 'server.key');
+  writeFileSync(
+    join(dir, 'echgate.yml'),
+    `
+log: { level: warn }
+metrics: { address: "127.0.0.1:${ports.metrics}" }
+ech: { keysDir: "${join(dir, 'keys')}" }
+tls: { certificates: [{ certFile: "${pem}", keyFile: "${key}" }] }
+entryPoints:
+  websecure: { address: "127.0.0.1:${ports.web}", clientHelloTimeout: 5s, maxConnections: 2000 }
+  echback: { address: "127.0.0.1:${ports.back}", echBackend: true }
+dns:
+  address: "127.0.0.1:${ports.dns}"
+  doh: { address: "127.0.0.1:${ports.doh}", certFile: "${pem}", keyFile: "${key}" }
+  zone: example.test
+  ttl: 30
+  names:
+    secret.example.test: { a: [127.0.0.1], https: { alpn: [h2, http/1.1], port: ${ports.web}, ech: true } }
+    app.example.test: { a: [127.0.0.1], aaaa: ["::1"] }
+tcp:
+  routers:
+    pass: { rule: "HostSNI(\`app.example.test\`)", service: tlsapp, entryPoints: [websecure], tls: { passthrough: true } }
+    term: { rule: "HostSNI(\`secret.example.test\`)", service: plainapp, entryPoints: [websecure], tls: {} }
+    split: { rule: "HostSNI(\`split.example.test\`)", service: echback, entryPoints: [websecure], requireECH: true, tls: { passthrough: true, echSplit: true } }
+    splitback: { rule: "HostSNI(\`split.example.test\`)", service: plainapp, entryPoints: [echback], requireECH: true, tls: {} }
+  services:
+    tlsapp: { loadBalancer: { servers: [{ address: "127.0.0.1:${ports.tlsApp}" }] } }
+    plainapp: { loadBalancer: { servers: [{ address: "127.0.0.1:${ports.plainApp}" }] } }
+    echback: { loadBalancer: { servers: [{ address: "127.0.0.1:${ports.back}" }] } }
+`,
+  );
+  return { dir, ca: readFileSync(join(dir, 'ca.pem'), 'utf8'), ports, echList, closeBackends: () => {
+      tlsApp.close();
+      plainApp.close();
+    },
+  };
+}
+
+// ------------------------------------------------------------------ good clients
+
+type Op = (s: Setup) => Promise<void>;
+
+const expect = (cond: boolean, what: string) => {
+  if (!cond) throw new Error(what);
+};
+
+const GOOD: Record<string, Op> = {
+  async passthrough(s) {
+    const got = await withTimeout(
+      new Promise<string>((resolve, reject) => {
+        const c = tls.connect({ host: '127.0.0.1', port: s.ports.web, servername: 'app.example.test', ca: s.ca });
+        c.once('secureConnect', () => c.write('hi\n'));
+        c.once('data', (d) => {
+          resolve(d.toString());
+          c.destroy();
+        });
+        c.once('error', reject);
+      }),
+      10_000,
+      'passthrough',
+    );
+    expect(got === 'app app.example.test\n', `passthrough answer ${JSON.stringify(got)}`);
+  },
+  async terminateNodeTls(s) {
+    const got = await withTimeout(
+      new Promise<string>((resolve, reject) => {
+        const c = tls.connect({ host: '127.0.0.1', port: s.ports.web, servername: 'secret.example.test', ca: s.ca });
+        const chunks: Buffer[] = [];
+        c.once('secureConnect', () => c.write('GET / HTTP/1.0\r\n\r\n'));
+        c.on('data', (d) => chunks.push(d));
+        c.once('end', () => resolve(Buffer.concat(chunks).toString()));
+        c.once('error', reject);
+      }),
+      10_000,
+      'terminate',
+    );
+    expect(got.endsWith('hidden'), `terminated answer ${JSON.stringify(got)}`);
+  },
+  async terminateEch(s) {
+    const r = await connectOnce('127.0.0.1', s.ports.web, { sni: 'secret.example.test', ech: s.echList, ca: s.ca, send: 'GET / HTTP/1.0\r\n\r\n', timeoutMs: 10_000 });
+    expect(r.connected && r.ech === 'accepted' && (r.reply ?? '').endsWith('hidden'), `ECH terminate: ${r.error ?? `ech=${r.ech} reply=${r.reply}`}`);
+  },
+  async terminateEchHrr(s) {
+    const r = await connectOnce('127.0.0.1', s.ports.web, { sni: 'secret.example.test', ech: s.echList, ca: s.ca, send: 'GET / HTTP/1.0\r\n\r\n', timeoutMs: 10_000, helloRetry: true });
+    expect(r.connected && r.ech === 'accepted' && (r.reply ?? '').endsWith('hidden'), `ECH+HRR terminate: ${r.error ?? `ech=${r.ech} reply=${r.reply}`}`);
+  },
+  async splitEch(s) {
+    const r = await connectOnce('127.0.0.1', s.ports.web, { sni: 'split.example.test', ech: s.echList, ca: s.ca, send: 'GET / HTTP/1.0\r\n\r\n', timeoutMs: 10_000 });
+    expect(r.connected && r.ech === 'accepted' && (r.reply ?? '').endsWith('hidden'), `split: ${r.error ?? `ech=${r.ech} reply=${r.reply}`}`);
+  },
+  async digUdp(s) {
+    const out = await withTimeout(digRun(['-p', String(s.ports.dns), '@127.0.0.1', '+norecurse', '+time=3', '+tries=1', `_${s.ports.web}._https.secret.example.test`, 'HTTPS']), 10_000, 'dig');
+    expect(/status: NOERROR/.test(out) && /ech=/.test(out), 'dig UDP: no ech= answer');
+  },
+  async digTcp(s) {
+    const out = await withTimeout(digRun(['-p', String(s.ports.dns), '@127.0.0.1', '+tcp', '+norecurse', '+time=3', '+tries=1', 'app.example.test', 'AAAA']), 10_000, 'dig');
+    expect(/status: NOERROR/.test(out) && /::1/.test(out), 'dig TCP: no AAAA');
+  },
+  async doh(s) {
+    const q = Buffer.from(encodeQuery('secret.example.test', RRType.A, { id: 0 }));
+    const body = await withTimeout(h2(s, { ':method': 'POST', ':path': '/dns-query', 'content-type': 'application/dns-message' }, q), 10_000, 'doh');
+    expect(body.status === 200 && body.data.length > q.length, `DoH status ${body.status}`);
+  },
+};
+
+function digRun(args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => execFile('dig', args, { timeout: 9000 }, (e, stdout) => (e ? reject(e) : resolve(stdout))));
+}
+
+function h2(s: Setup, headers: http2.OutgoingHttpHeaders, body?: Uint8Array): Promise<{ status: number; data: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const c = http2.connect(`https://127.0.0.1:${s.ports.doh}`, { ca: s.ca, servername: 'doh.example.test' });
+    c.on('error', reject);
+    const req = c.request(headers);
+    let status = 0;
+    const chunks: Buffer[] = [];
+    req.on('response', (h) => {
+      status = Number(h[':status']);
+    });
+    req.on('data', (d: Buffer) => chunks.push(d));
+    req.on('end', () => {
+      c.close();
+      resolve({ status, data: Buffer.concat(chunks) });
+    });
+    req.on('error', (e) => {
+      c.destroy();
+      reject(e);
+    });
+    req.end(body ? Buffer.from(body) : undefined);
+  });
+}
+
+// ------------------------------------------------------------------ hostile clients
+
+/** A plausible ClientHello from node:tls, captured once from a local listener. */
+let sampleHello: Buffer | undefined;
+async function captureHello(): Promise<Buffer> {
+  if (sampleHello) return sampleHello;
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  const got = new Promise<Buffer>((resolve) =>
+    srv.once('connection', (sock) => {
+      sock.once('data', (d) => {
+        resolve(d);
+        sock.destroy();
+      });
+    }),
+  );
+  const c = tls.connect({ host: '127.0.0.1', port: (srv.address() as net.AddressInfo).port, servername: 'app.example.test', rejectUnauthorized: false });
+  c.on('error', () => {});
+  sampleHello = await got;
+  c.destroy();
+  srv.close();
+  return sampleHello;
+}
+
+const slowloris = new Set<net.Socket>();
+const MAX_SLOWLORIS = 40;
+
+function rawTcp(port: number, chunks: Buffer[], o: { gapMs?: number; holdMs?: number } = {}): Promise<void> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    const end = () => {
+      s.destroy();
+      resolve();
+    };
+    s.setTimeout(15_000, end);
+    s.on('error', end);
+    s.on('close', end);
+    s.on('data', () => {});
+    s.once('connect', async () => {
+      for (const c of chunks) {
+        if (s.destroyed) return;
+        s.write(c);
+        if (o.gapMs) await sleep(o.gapMs);
+      }
+      if (o.holdMs) setTimeout(end, o.holdMs);
+      else s.end();
+    });
+  });
+}
+
+const HOSTILE: Record<string, Op> = {
+  async garbage(s) {
+    await rawTcp(s.ports.web, [randomBytes(1 + Math.floor(Math.random() * 3000))]);
+  },
+  async garbageTls(s) {
+    // A handshake record header, then junk.
+    await rawTcp(s.ports.web, [Buffer.concat([Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01]), randomBytes(600)])]);
+  },
+  async truncatedHello(s) {
+    const h = await captureHello();
+    await rawTcp(s.ports.web, [h.subarray(0, 1 + Math.floor(Math.random() * (h.length - 1)))]);
+  },
+  async flippedHello(s) {
+    const h = Buffer.from(await captureHello());
+    for (let i = 0; i < 4; i++) h[Math.floor(Math.random() * h.length)] = Math.floor(Math.random() * 256);
+    await rawTcp(s.ports.web, [h], { holdMs: 500 });
+  },
+  async slowloris(s) {
+    if (slowloris.size >= MAX_SLOWLORIS) return;
+    const h = await captureHello();
+    const sock = net.connect(s.ports.web, '127.0.0.1');
+    slowloris.add(sock);
+    let i = 0;
+    const t = setInterval(() => {
+      if (sock.destroyed || i >= h.length) return void clearInterval(t);
+      sock.write(h.subarray(i, i + 1));
+      i++;
+    }, 500);
+    const done = () => {
+      clearInterval(t);
+      slowloris.delete(sock);
+      sock.destroy();
+    };
+    sock.on('error', done);
+    sock.on('close', done);
+    sock.on('data', () => {});
+    setTimeout(done, 60_000);
+  },
+  async dnsUdpJunk(s) {
+    const sock = dgram.createSocket('udp4');
+    const q = Buffer.from(encodeQuery('secret.example.test', RRType.HTTPS));
+    const pkt = Math.random() < 0.5 ? randomBytes(Math.floor(Math.random() * 600)) : Buffer.from(q.map((b) => (Math.random() < 0.1 ? Math.floor(Math.random() * 256) : b)));
+    await new Promise<void>((r) => sock.send(pkt, s.ports.dns, '127.0.0.1', () => r()));
+    await sleep(200);
+    sock.close();
+  },
+  async dnsTcpJunk(s) {
+    const body = randomBytes(Math.floor(Math.random() * 400));
+    const len = Buffer.from([Math.floor(Math.random() * 256), Math.floor(Math.random() * 256)]);
+    await rawTcp(s.ports.dns, [Math.random() < 0.5 ? Buffer.concat([Buffer.from([body.length >> 8, body.length & 0xff]), body]) : Buffer.concat([len, body])], { holdMs: 300 });
+  },
+  async dohJunk(s) {
+    const pick = Math.random();
+    const req =
+      pick < 0.3
+        ? h2(s, { ':method': 'POST', ':path': '/dns-query', 'content-type': 'application/dns-message' }, randomBytes(Math.floor(Math.random() * 500)))
+        : pick < 0.6
+          ? h2(s, { ':method': 'GET', ':path': `/dns-query?dns=${randomBytes(40).toString('base64url')}` })
+          : pick < 0.8
+            ? h2(s, { ':method': 'GET', ':path': `/dns-query?dns=%%%${randomBytes(8).toString('hex')}` })
+            : rawTcp(s.ports.doh, [randomBytes(500)]).then(() => ({ status: 0, data: Buffer.alloc(0) }));
+    await withTimeout(req, 10_000, 'doh junk').catch(() => {});
+  },
+};
+
+// ------------------------------------------------------------------ sampling
+
+interface Sample {
+  t: number;
+  rssKb: number;
+  fds: number;
+  metricsMs: number;
+  openConnections: number;
+  goodOk: number;
+  goodFail: number;
+  hostile: number;
+  slowloris: number;
+}
+
+function procStats(pid: number): { rssKb: number; fds: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? -1);
+  return { rssKb, fds: readdirSync(`/proc/${pid}/fd`).length };
+}
+
+function scrapeMetrics(port: number): Promise<{ ms: number; text: string }> {
+  const t0 = performance.now();
+  return withTimeout(
+    new Promise((resolve, reject) => {
+      http
+        .get({ host: '127.0.0.1', port, path: '/metrics' }, (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (d) => {
+            text += d;
+          });
+          res.on('end', () => resolve({ ms: performance.now() - t0, text }));
+        })
+        .on('error', reject);
+    }),
+    10_000,
+    'metrics',
+  );
+}
+
+function svg(samples: Sample[], file: string): void {
+  const W = 900;
+  const H = 180;
+  const panels: { label: string; get: (s: Sample) => number; unit: string }[] = [
+    { label: 'RSS', get: (s) => s.rssKb / 1024, unit: 'MiB' },
+    { label: 'open fds', get: (s) => s.fds, unit: '' },
+    { label: 'good-client success (interval)', get: (s) => (s.goodOk + s.goodFail ? (100 * s.goodOk) / (s.goodOk + s.goodFail) : 100), unit: '%' },
+    { label: '/metrics response time', get: (s) => s.metricsMs, unit: 'ms' },
+  ];
+  const tMax = Math.max(1, ...samples.map((s) => s.t));
+  const parts = panels.map((p, i) => {
+    const ys = samples.map(p.get);
+    const lo = Math.min(0, ...ys);
+    const hi = Math.max(1, ...ys) * 1.1;
+    const pts = samples.map((s, k) => `${(60 + (s.t / tMax) * (W - 80)).toFixed(1)},${(i * (H + 30) + 20 + H - ((ys[k]! - lo) / (hi - lo)) * H).toFixed(1)}`).join(' ');
+    const y0 = i * (H + 30) + 20;
+    return `<text x="60" y="${y0 - 4}" font-size="12">${p.label} (max ${Math.max(...ys).toFixed(1)} ${p.unit})</text><rect x="60" y="${y0}" width="${W - 80}" height="${H}" fill="none" stroke="#ccc"/><text x="4" y="${y0 + 10}" font-size="10">${hi.toFixed(0)}</text><text x="4" y="${y0 + H}" font-size="10">${lo.toFixed(0)}</text><polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="${pts}"/>`;
+  });
+  const h = panels.length * (H + 30) + 30;
+  writeFileSync(file, `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${h}" font-family="sans-serif">${parts.join('')}<text x="60" y="${h - 8}" font-size="11">time → ${tMax.toFixed(0)} s</text></svg>\n`);
+}
+
+// ------------------------------------------------------------------ main
+
+async function main(): Promise<void> {
+  const a = parseArgs(process.argv.slice(2));
+  mkdirSync(a.out, { recursive: true });
+  const s = await setUp();
+  const child: ChildProcess = spawn(process.execPath, [BIN, 'serve', '--config', join(s.dir, 'echgate.yml')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const childLog: string[] = [];
+  const keep = (d: Buffer) => {
+    childLog.push(d.toString());
+    if (childLog.length > 200) childLog.shift();
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  let exited: string | undefined;
+  child.once('exit', (code, sig) => {
+    exited = `exit code ${code} signal ${sig}`;
+  });
+  // Wait for the listeners.
+  for (let i = 0; ; i++) {
+    try {
+      await scrapeMetrics(s.ports.metrics);
+      break;
+    } catch {
+      if (i > 100 || exited) throw new Error(`echgate serve did not start: ${exited ?? ''}\n${childLog.join('')}`);
+      await sleep(200);
+    }
+  }
+  const pid = child.pid!;
+  console.log(`echgate serve pid ${pid}; ${a.minutes} min, good ≈${a.rate}/s, hostile ≈${a.hostile}/s, work dir ${s.dir}`);
+
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const base = join(a.out, `soak-${stamp}`);
+  const samples: Sample[] = [];
+  const perOp: Record<string, { ok: number; fail: number; errors: Record<string, number>; ms: number[] }> = {};
+  let interval = { ok: 0, fail: 0, hostile: 0 };
+  const started = performance.now();
+  const deadline = started + a.minutes * 60_000;
+  let inflight = 0;
+  const MAX_INFLIGHT = 64;
+
+  const good = Object.entries(GOOD);
+  const hostile = Object.entries(HOSTILE);
+  const runGood = async () => {
+    const [name, op] = good[Math.floor(Math.random() * good.length)]!;
+    perOp[name] ??= { ok: 0, fail: 0, errors: {}, ms: [] };
+    const st = perOp[name]!;
+    const t0 = performance.now();
+    inflight++;
+    try {
+      await op(s);
+      st.ok++;
+      interval.ok++;
+      if (st.ms.length < 20000) st.ms.push(performance.now() - t0);
+    } catch (e) {
+      st.fail++;
+      interval.fail++;
+      const m = ((e as Error).message ?? String(e)).slice(0, 120);
+      st.errors[m] = (st.errors[m] ?? 0) + 1;
+    } finally {
+      inflight--;
+    }
+  };
+  const runHostile = async () => {
+    const [, op] = hostile[Math.floor(Math.random() * hostile.length)]!;
+    inflight++;
+    interval.hostile++;
+    try {
+      await op(s);
+    } catch {
+      // hostile clients expect to be refused
+    } finally {
+      inflight--;
+    }
+  };
+  // Poisson-ish arrivals at bounded rates; never more than MAX_INFLIGHT at once.
+  const pump = (rate: number, fn: () => Promise<void>) =>
+    (async () => {
+      while (performance.now() < deadline && !exited) {
+        await sleep((-Math.log(1 - Math.random()) * 1000) / rate);
+        if (inflight < MAX_INFLIGHT) void fn();
+      }
+    })();
+
+  const csv = ['t_s,rss_kb,fds,metrics_ms,open_connections,good_ok,good_fail,hostile,slowloris'];
+  const sampler = (async () => {
+    while (performance.now() < deadline && !exited) {
+      await sleep(a.sample * 1000);
+      if (exited) break;
+      let metricsMs = -1;
+      let open = -1;
+      try {
+        const m = await scrapeMetrics(s.ports.metrics);
+        metricsMs = m.ms;
+        open = [...m.text.matchAll(/^echgate_open_connections\{[^}]*\} (\d+)/gm)].reduce((n, x) => n + Number(x[1]), 0);
+      } catch {
+        // recorded as -1
+      }
+      const p = procStats(pid);
+      const smp: Sample = { t: (performance.now() - started) / 1000, ...p, metricsMs, openConnections: open, goodOk: interval.ok, goodFail: interval.fail, hostile: interval.hostile, slowloris: slowloris.size };
+      interval = { ok: 0, fail: 0, hostile: 0 };
+      samples.push(smp);
+      csv.push([smp.t.toFixed(1), smp.rssKb, smp.fds, smp.metricsMs.toFixed(1), smp.openConnections, smp.goodOk, smp.goodFail, smp.hostile, smp.slowloris].join(','));
+      writeFileSync(`${base}.csv`, `${csv.join('\n')}\n`);
+      console.log(`t=${smp.t.toFixed(0)}s rss=${(smp.rssKb / 1024).toFixed(1)}MiB fds=${smp.fds} metrics=${smp.metricsMs.toFixed(1)}ms open=${smp.openConnections} good ok/fail=${smp.goodOk}/${smp.goodFail} hostile=${smp.hostile} slowloris=${smp.slowloris}`);
+    }
+  })();
+  await Promise.all([pump(a.rate, runGood), pump(a.hostile, runHostile), sampler]);
+  for (const sock of slowloris) sock.destroy();
+  await sleep(2000);
+
+  // Summary: success rate, and growth after warm-up (first 20% of samples).
+  const okAll = Object.values(perOp).reduce((n, x) => n + x.ok, 0);
+  const failAll = Object.values(perOp).reduce((n, x) => n + x.fail, 0);
+  const warm = samples.slice(Math.floor(samples.length * 0.2));
+  const half = Math.floor(warm.length / 2);
+  const avg = (xs: number[]) => (xs.length ? xs.reduce((x, y) => x + y, 0) / xs.length : Number.NaN);
+  const firstHalf = warm.slice(0, half);
+  const lastHalf = warm.slice(half);
+  const pct = (xs: number[], q: number) => {
+    const v = [...xs].sort((x, y) => x - y);
+    return v.length ? v[Math.min(v.length - 1, Math.floor(q * v.length))]! : Number.NaN;
+  };
+  const summary = {
+    command: `npm run soak -- --minutes ${a.minutes} --rate ${a.rate} --hostile ${a.hostile} --sample ${a.sample}`,
+    node: process.version,
+    minutes: a.minutes,
+    serveExited: exited ?? null,
+    good: { ok: okAll, fail: failAll, successRate: okAll / Math.max(1, okAll + failAll) },
+    perOp: Object.fromEntries(Object.entries(perOp).map(([k, v]) => [k, { ok: v.ok, fail: v.fail, p50ms: Math.round(pct(v.ms, 0.5)), p99ms: Math.round(pct(v.ms, 0.99)), errors: v.errors }])),
+    hostileTotal: samples.reduce((n, x) => n + x.hostile, 0),
+    rssMiB: { min: Math.min(...samples.map((x) => x.rssKb)) / 1024, max: Math.max(...samples.map((x) => x.rssKb)) / 1024, afterWarmupFirstHalfAvg: avg(firstHalf.map((x) => x.rssKb)) / 1024, afterWarmupLastHalfAvg: avg(lastHalf.map((x) => x.rssKb)) / 1024 },
+    fds: { min: Math.min(...samples.map((x) => x.fds)), max: Math.max(...samples.map((x) => x.fds)), afterWarmupFirstHalfAvg: avg(firstHalf.map((x) => x.fds)), afterWarmupLastHalfAvg: avg(lastHalf.map((x) => x.fds)) },
+    metricsMs: { p50: pct(samples.map((x) => x.metricsMs), 0.5), max: Math.max(...samples.map((x) => x.metricsMs)) },
+    eventLoopDelay: 'not exported by echgate /metrics; /metrics response time is recorded instead',
+    files: { csv: `${base}.csv`, svg: `${base}.svg` },
+    serveLogTail: childLog.join('').split('\n').slice(-20),
+  };
+  writeFileSync(`${base}.json`, JSON.stringify(summary, null, 2));
+  svg(samples, `${base}.svg`);
+  console.log(JSON.stringify({ ...summary, serveLogTail: undefined }, null, 2));
+  child.kill('SIGTERM');
+  s.closeBackends();
+  await sleep(500);
+  process.exit(0);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(2);
+});
