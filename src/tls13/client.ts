@@ -44,6 +44,8 @@ export interface ClientOptions {
   ca?: string;
   /** Offer X25519 in supported_groups but send no key share first, so the server must answer with HelloRetryRequest (tests). */
   withholdKeyShare?: boolean;
+  /** Put an empty early_data extension in the first (non-ECH) ClientHello, as a client attempting 0-RTT would (tests of RFC 8446 §4.2.10; no 0-RTT is sent). */
+  offerEarlyData?: boolean;
 }
 
 export interface ClientResult {
@@ -100,6 +102,8 @@ function plainHello(p: CryptoProvider, o: ClientOptions, key: X25519Private | un
     { type: ExtensionType.signature_algorithms, data: encodeU16List([...SIG_ALGS]) },
     { type: ExtensionType.psk_key_exchange_modes, data: encodePskModes([1]) },
     ...(o.alpn ? [{ type: ExtensionType.application_layer_protocol_negotiation, data: encodeAlpn(o.alpn) }] : []),
+    // §4.2.10: never in the second ClientHello.
+    ...(o.offerEarlyData && !again ? [{ type: ExtensionType.early_data, data: new Uint8Array(0) }] : []),
   ];
   const ch: ClientHello = {
     legacyVersion: 0x0303,
