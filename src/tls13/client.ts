@@ -191,7 +191,8 @@ export class TlsClient {
         if ((this.state as string) === 'closed') break;
       }
     } catch (e) {
-      const err = e instanceof EchgateError ? e : new EchgateError('ERR_ILLEGAL', `internal error: ${(e as Error)?.message}`, { cause: e });
+      // Anything but an EchgateError is our bug, not the server's doing: internal_error.
+      const err = e instanceof EchgateError ? e : new EchgateError('ERR_ILLEGAL', `internal error: ${(e as Error)?.message}`, { alert: 'internal_error', cause: e });
       out.error = err;
       out.alert = alertFor(err);
       out.closed = true;
