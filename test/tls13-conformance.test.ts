@@ -4,14 +4,13 @@
  * the alert the RFC names. Real clients (openssl s_client) where one can show it.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { promisify } from 'node:util';
 import { concat } from '../src/bytes/util.js';
 import { nodeProvider } from '../src/crypto/node.js';
 import { HASH_SIZE, type HashName } from '../src/crypto/provider.js';
@@ -23,9 +22,8 @@ import { EARLY_DATA_SKIP_LIMIT, KEY_UPDATE_BURST } from '../src/tls13/server.js'
 import { AlertDescription, ContentType } from '../src/wire/tls/constants.js';
 import { encodeHandshake } from '../src/wire/tls/handshake.js';
 import { NAME, inside, keyUpdate, refused, Sealer, session } from './tls13-craft.js';
-import { certFor, startGateway } from './helpers.js';
+import { certFor, sleep, startGateway } from './helpers.js';
 
-const run = promisify(execFile);
 const alertBytes = (name: keyof typeof AlertDescription, level = 2) => Uint8Array.of(level, AlertDescription[name]);
 
 describe('RFC 8446 §4.6.3 KeyUpdate', () => {
@@ -451,9 +449,25 @@ describe('real clients see our alerts', () => {
     gw = await gatewayFor(backendPort, '2s');
     const port = gw.port();
     // s_client sends a KeyUpdate (update_requested) for each line "K".
-    // One line per read: s_client looks only at the first byte of what it reads.
-    const lines = `for i in $(seq ${KEY_UPDATE_BURST + 2}); do printf 'K\\n'; sleep 0.1; done`;
-    const { stdout } = await run('sh', ['-c', `(sleep 1; ${lines}; sleep 1) | timeout 10 openssl s_client -connect 127.0.0.1:${port} -servername ${NAME} -tls1_3 -msg 2>&1 || true`]);
+    // s_client reads stdin only once connected, and looks only at the first byte of each read:
+    // wait for its handshake summary, then one "K" line per read.
+    const p = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', NAME, '-tls1_3', '-msg'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    p.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    p.stderr.on('data', (d) => {
+      stdout += d;
+    });
+    const kill = setTimeout(() => p.kill(), 15_000);
+    for (let i = 0; i < 100 && !stdout.includes('Verify return code'); i++) await sleep(100);
+    for (let i = 0; i < KEY_UPDATE_BURST + 2 && p.exitCode === null; i++) {
+      p.stdin.write('K\n');
+      await sleep(150);
+    }
+    p.stdin.end();
+    await new Promise((r) => (p.exitCode !== null ? r(undefined) : p.once('exit', r)));
+    clearTimeout(kill);
     if (!/KEYUPDATE|KeyUpdate/i.test(stdout)) return t.skip('this openssl s_client does not send KeyUpdate on "K"');
     assert.match(stdout, /<<< TLS 1\.3, Alert \[length 0002\], fatal unexpected_message|alert unexpected message/i);
   });
