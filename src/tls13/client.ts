@@ -48,6 +48,8 @@ export interface ClientOptions {
   withholdKeyShare?: boolean;
   /** Key-exchange groups (NamedGroup code points) for supported_groups, in preference order; the first gets the key share. Default: X25519. */
   groups?: number[];
+  /** Put an empty early_data extension in the first (non-ECH) ClientHello, as a client attempting 0-RTT would (tests of RFC 8446 §4.2.10; no 0-RTT is sent). */
+  offerEarlyData?: boolean;
 }
 
 export interface ClientResult {
@@ -109,6 +111,8 @@ function plainHello(p: CryptoProvider, o: ClientOptions, key: ClientKeyShare | u
     { type: ExtensionType.signature_algorithms, data: encodeU16List([...SIG_ALGS]) },
     { type: ExtensionType.psk_key_exchange_modes, data: encodePskModes([1]) },
     ...(o.alpn ? [{ type: ExtensionType.application_layer_protocol_negotiation, data: encodeAlpn(o.alpn) }] : []),
+    // §4.2.10: never in the second ClientHello.
+    ...(o.offerEarlyData && !again ? [{ type: ExtensionType.early_data, data: new Uint8Array(0) }] : []),
   ];
   const ch: ClientHello = {
     legacyVersion: 0x0303,
@@ -211,7 +215,8 @@ export class TlsClient {
         if ((this.state as string) === 'closed') break;
       }
     } catch (e) {
-      const err = e instanceof EchgateError ? e : new EchgateError('ERR_ILLEGAL', `internal error: ${(e as Error)?.message}`, { cause: e });
+      // Anything but an EchgateError is our bug, not the server's doing: internal_error.
+      const err = e instanceof EchgateError ? e : new EchgateError('ERR_ILLEGAL', `internal error: ${(e as Error)?.message}`, { alert: 'internal_error', cause: e });
       out.error = err;
       out.alert = alertFor(err);
       out.closed = true;

@@ -9,14 +9,15 @@
  * injected, so a handshake can be replayed byte for byte in a test.
  *
  * Scope: full (EC)DHE handshakes with X25519, secp256r1 and X25519MLKEM768
- * (tls13/groups.ts), no PSK/resumption, no 0-RTT, no client certificates;
- * HelloRetryRequest for a client that sent no share for a group we take,
- * with ECH accepted or not (RFC 9849 §7.1.1, §7.2.1).
+ * (tls13/groups.ts), no PSK/resumption, no client certificates, no 0-RTT
+ * (offered early data is skipped, RFC 8446 §4.2.10); HelloRetryRequest for a
+ * client that sent no share for a group we take, with ECH accepted or not
+ * (RFC 9849 §7.1.1, §7.2.1).
  */
 import { channel } from 'node:diagnostics_channel';
 import { concat, copy, ctEqual } from '../bytes/util.js';
 import type { CryptoProvider, X25519Private } from '../crypto/provider.js';
-import { type AlertName, EchgateError, } from '../errors.js';
+import { type AlertName, EchgateError } from '../errors.js';
 import { alertBody, alertFor, isClosureAlert } from '../wire/tls/alert.js';
 import { type ClientHello, decodeClientHelloMessage, findExtension } from '../wire/tls/client-hello.js';
 import { AlertDescription, ContentType, ExtensionType, HandshakeType, isGrease, MAX_PLAINTEXT, ProtocolVersion } from '../wire/tls/constants.js';
@@ -174,6 +175,8 @@ export class TlsServer {
   /** §4.2.10: ciphertext bytes of rejected 0-RTT we may still skip; 0 = skip nothing. */
   private earlySkip: number | undefined;
   private keyUpdateAllowance = KEY_UPDATE_BURST;
+  /** The client sent close_notify: we read nothing more, but may still write until we close (§6.1 half-close). */
+  private peerClosed = false;
   private hello: ClientHello | undefined;
   private sessionId: Uint8Array = new Uint8Array(0);
   private ech: EchInfo = { offered: false, accepted: false };
@@ -205,7 +208,7 @@ export class TlsServer {
    */
   receive(bytes: Uint8Array): Output {
     const out = newOutput();
-    if (this.state === 'closed') {
+    if (this.state === 'closed' || this.peerClosed) {
       out.closed = true;
       return out;
     }
@@ -215,7 +218,7 @@ export class TlsServer {
       for (let rec = this.records.next(); rec; rec = this.records.next()) {
         this.onRecord(rec, out);
         // After close_notify or an error alert, later bytes are not read (§6.1, §6.2).
-        if ((this.state as State) === 'closed') break;
+        if ((this.state as State) === 'closed' || this.peerClosed) break;
       }
       return out;
     }, out);
@@ -534,6 +537,11 @@ export class TlsServer {
     const desc = body[1]!;
     if (desc === AlertDescription.user_canceled) return;
     out.closed = true;
+    if (isClosureAlert(desc) && this.state === 'connected') {
+      // §6.1: close_notify closes the client's write side only; the backend's answer may still go out.
+      this.peerClosed = true;
+      return;
+    }
     this.state = 'closed';
     if (!isClosureAlert(desc)) out.peerAlert = desc;
   }
