@@ -79,10 +79,8 @@ export function connectOnce(
         }
         if (out.closed) done();
       } catch (e) {
+        // Not the server's bytes (receive() returns those failures with their alert): a bug of ours.
         report.error = (e as Error).message;
-        // Tell the server why (e.g. illegal_parameter for a bad key share), then close.
-        const alert = client.abort(e);
-        if (alert) sock.write(alert);
         done();
       }
     });

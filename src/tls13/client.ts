@@ -12,7 +12,7 @@ import { alertBody, alertFor, describeAlert, encodeAlertRecord, isClosureAlert }
 import { ctEqual } from '../bytes/util.js';
 import type { CryptoProvider } from '../crypto/provider.js';
 import { buildEchClientHello } from '../ech/client.js';
-import { type AlertName, EchgateError, isEchgateError } from '../errors.js';
+import { type AlertName, EchgateError, } from '../errors.js';
 import type { ECHConfigContents } from '../wire/ech/config.js';
 import { type ClientHello, encodeClientHello } from '../wire/tls/client-hello.js';
 import { AlertDescription, ContentType, ExtensionType, HandshakeType, MAX_PLAINTEXT, NamedGroup, ProtocolVersion } from '../wire/tls/constants.js';
@@ -272,18 +272,6 @@ export class TlsClient {
     const out: Uint8Array[] = [];
     for (let i = 0; i < data.length; i += MAX_PLAINTEXT) out.push(this.write.seal(ContentType.application_data, data.subarray(i, i + MAX_PLAINTEXT)));
     return out;
-  }
-
-  /**
-   * The fatal alert record for an error receive() threw, if the error names
-   * one (a refusal of the server's bytes, e.g. illegal_parameter for a bad
-   * key share); protected once handshake keys are in place (RFC 8446 §6.2).
-   */
-  abort(e: unknown): Uint8Array | undefined {
-    if (this.state === 'closed' || !isEchgateError(e) || !e.alert) return undefined;
-    this.state = 'closed';
-    const body = Uint8Array.of(2, AlertDescription[e.alert]);
-    return this.write ? this.write.seal(ContentType.alert, body) : encodeAlertRecord(e.alert);
   }
 
   close(): Uint8Array {
