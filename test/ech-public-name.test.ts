@@ -124,6 +124,12 @@ describe('RFC 9849 §6.1.6/§7.1: echgate answers for the public name when no ro
           const out = client.receive(d);
           for (const r of out.send) s.write(r);
           res.data += out.data.length;
+          // The server's fatal alert comes back in the output (RFC 8446 §6.2), not as an exception.
+          if (out.error) {
+            res.error = out.error.message;
+            s.destroy();
+            return;
+          }
           if (out.established) {
             res.established = out.established.ech;
             // Carry on regardless, as a client that only sent GREASE would.

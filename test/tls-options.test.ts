@@ -83,6 +83,9 @@ describe('tls.options', () => {
     assert.match(problems(base('    x: { cipherSuites: [TLS_RSA_WITH_RC4_128_SHA] }'))[0]!, /^tls\.options\.x\.cipherSuites\[0\]: .*RC4/);
     assert.match(problems(base('    x: { curvePreferences: [CurveP256, brainpool] }'))[0]!, /^tls\.options\.x\.curvePreferences\[1\]: unknown curve "brainpool"/);
     assert.deepEqual(problems(base('    x: { curvePreferences: [] }')), ['tls.options.x.curvePreferences: expected a non-empty list']);
+    // Only TLS 1.2 curves while TLS 1.3 is allowed: the engine would have no group for any TLS 1.3 client.
+    assert.match(problems(base('    x: { curvePreferences: [CurveP384] }'))[0]!, /^tls\.options\.x\.curvePreferences: no group the TLS 1\.3 engine implements/);
+    assert.deepEqual(problems(base('    x: { curvePreferences: [CurveP384], maxVersion: VersionTLS12 }')), []);
     assert.deepEqual(problems(base('    x: { sniStrict: yes please }')), ['tls.options.x.sniStrict: expected true or false']);
     assert.deepEqual(problems(base('    x: { clientAuth: { clientAuthType: RequireAndVerifyClientCert, caFiles: [ca.pem] } }')), [
       'tls.options.x.clientAuth: client certificate authentication is not supported by echgate',

@@ -71,8 +71,9 @@ tls:
     old: { maxVersion: VersionTLS12 }
     picky:
       cipherSuites: [TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, TLS_AES_256_GCM_SHA384]
-      curvePreferences: [CurveP384]
+      curvePreferences: [CurveP384, X25519]
     strict: { sniStrict: true, alpnProtocols: [http/1.1] }
+log: { echRoutes: true }
 entryPoints: { websecure: { address: "127.0.0.1:0", clientHelloTimeout: 3s } }
 tcp:
   routers:

@@ -5,6 +5,7 @@
  * code points for echgate's TLS 1.3 engine and to OpenSSL names for node:tls,
  * which serves TLS 1.2 clients. Every unknown name is an error naming its key.
  */
+import { GROUPS as ENGINE_GROUPS } from '../tls13/groups.js';
 import type { TlsOptions } from './types.js';
 
 type Obj = Record<string, unknown>;
@@ -162,6 +163,10 @@ export function parseTlsOptions(raw: unknown, bad: (path: string, message: strin
       });
       if (groups.length) {
         opts.groups = groups;
+        // The engine ignores groups it does not implement; with none left, every TLS 1.3 client would fail.
+        if (maxVersion >= 0x0304 && !groups.some((g) => ENGINE_GROUPS.has(g))) {
+          bad(`${p}.curvePreferences`, 'no group the TLS 1.3 engine implements (X25519MLKEM768, X25519, CurveP256): every TLS 1.3 client would fail; add one, or set maxVersion: VersionTLS12');
+        }
         if (minVersion <= 0x0303 && opensslCurves(groups) === undefined) warn(`${p}.curvePreferences: no group usable with TLS 1.2 (X25519MLKEM768 is TLS 1.3 only); TLS 1.2 clients get OpenSSL's default curves`);
       }
     }
