@@ -419,7 +419,8 @@ dns:
       if (!c.sock.write(batch)) await Promise.race([new Promise((r) => c.sock.once('drain', r)), c.closed, sleep(500)]);
       sent += batch.length;
     }
-    await within(c.closed, 9000, 'a client that never reads is closed (idleTimeout 3s)');
+    // A liveness bound, not a speed claim: generous, since answering the backlog first is CPU-bound on a loaded machine.
+    await within(c.closed, 30_000, 'a client that never reads is closed (idleTimeout 3s)');
     const grown = (rssKiB(pid) - before) / 1024;
     assert.ok(grown < 60, `RSS grew ${grown.toFixed(1)} MB`);
     await stillServing();
