@@ -119,6 +119,8 @@ tcp:
         'the listener bound by the failed reload is closed again',
       );
 
+      assert.doesNotMatch(out, /keys-b","keys":\d+,"msg":"ECH keys loaded"/, 'a folder read for a refused reload is not reported as loaded');
+
       // 4. The same change, now possible: it all applies at once.
       const reloaded = out.split('configuration reloaded').length;
       assert.deepEqual(await sighup(cfg({ keys: keysB, certFile: join(dir, 'secret.crt'), app: 'beta' })), []);
@@ -126,6 +128,7 @@ tcp:
       assert.match(await tlsAsk(port, 'app.example.test'), /^beta /);
       assert.equal(await ech(echB), 'accepted');
       assert.notEqual(await ech(echA), 'accepted');
+      assert.match(out, /keys-b","keys":1,"msg":"ECH keys loaded"/);
     } finally {
       child.kill('SIGKILL');
       taken.close();

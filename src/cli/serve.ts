@@ -55,7 +55,8 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
       onLoad: ({ keys, problems, notices }) => {
         for (const p of problems) log.error({ file: p.file, err: p.message }, 'ECH key file skipped');
         for (const n of notices) log.warn({ file: n.file }, n.message);
-        log.info({ keysDir: dir, keys }, 'ECH keys loaded');
+        // A folder read for a reload that is then refused never serves: say "loaded" only for the live one.
+        if (ring === r) log.info({ keysDir: dir, keys }, 'ECH keys loaded');
       },
       onError: (err) => log.error({ keysDir: dir, err: err.message }, 'ECH key folder reload refused: the previous keys stay in use'),
     });
@@ -86,8 +87,10 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
     return {
       commit() {
         load.commit();
-        if (r !== ring) ring?.close();
+        if (r === ring) return;
+        ring?.close();
         ring = r;
+        if (r) log.info({ keysDir: r.dir, keys: r.size }, 'ECH keys loaded');
       },
       abort() {
         load.abort();
