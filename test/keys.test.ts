@@ -32,7 +32,7 @@ describe('RFC 9934 PEM', () => {
     assert.equal(Buffer.from(f.echConfigList).toString('base64'), k.echconfiglist_b64);
     assert.equal(encodeEchPem(f), k.pem.endsWith('\n') ? k.pem : `${k.pem}\n`);
   });
-  it("OpenSSL's test keypairs (PKCS#8 + ECHConfigList) load into a key folder unchanged", () => {
+  it("OpenSSL's test keypairs (PKCS#8 + ECHConfigList) load into a key folder unchanged, as pending keys", () => {
     for (const kp of openssl.keypairs) {
       const dir = tmp();
       const pem = `-----BEGIN PRIVATE KEY-----\n${kp.private_key_pkcs8_base64}\n-----END PRIVATE KEY-----\n-----BEGIN ECHCONFIG-----\n${kp.ech_config_list_base64}\n-----END ECHCONFIG-----\n`;
@@ -41,7 +41,8 @@ describe('RFC 9934 PEM', () => {
       assert.deepEqual(problems, [], kp.name);
       assert.equal(keys.length, 1);
       assert.equal(Buffer.from(keys[0]!.privateKey!).toString('hex'), kp.x25519_private_key_hex);
-      assert.equal(keys[0]!.meta.state, 'active');
+      // No metadata: pending (decrypts, not published) until `keys adopt` (docs/ech.md).
+      assert.equal(keys[0]!.meta.state, 'pending');
     }
   });
   it("OpenSSL's own key files, copied byte for byte into a key folder: they load, stay unchanged, and decrypt", () => {
@@ -128,8 +129,9 @@ describe('key lifecycle', () => {
     const dir = tmp();
     const kd = new KeyDir(dir);
     kd.withLock(() => assert.throws(() => kd.withLock(() => 0), (e: EchgateError) => e.code === 'ERR_LOCKED'));
-    writeFileSync(join(dir, '.lock'), '999999999\n');
+    writeFileSync(join(dir, '.lock.7'), '999999999\n2026-01-01T00:00:00.000Z\n');
     assert.equal(kd.withLock(() => 42), 42);
+    assert.deepEqual(readdirSync(dir).filter((n) => n.startsWith('.lock')), ['.lock.8.free'], 'the dead ticket is taken over by the next one');
   });
   it('a generated key decrypts what a client encrypts to its config', () => {
     const dir = tmp();

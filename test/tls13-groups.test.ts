@@ -21,8 +21,8 @@ import { p256 as nobleP256 } from '@noble/curves/nist.js';
 import { x25519 as nobleX25519 } from '@noble/curves/ed25519.js';
 import { ml_kem768 } from '@noble/post-quantum/ml-kem';
 import { concat, ctEqual, fromHex } from '../src/bytes/util.js';
-import { connectCommand, connectOnce } from '../src/cli/connect.js';
-import { parseArgs } from '../src/cli/args.js';
+import { connectCommand, connectOnce, connectSpec } from '../src/cli/connect.js';
+import { type Args, parseCommand } from '../src/cli/args.js';
 import { mlkem768CheckEncapsulationKey, mlkem768Decapsulate, mlkem768Encapsulate, mlkem768Generate, p256, p256Generate } from '../src/crypto/kex.js';
 import { nodeProvider } from '../src/crypto/node.js';
 import { alertFor } from '../src/wire/tls/alert.js';
@@ -564,7 +564,7 @@ describe('echgate connect --groups (echgate client against echgate)', () => {
 
   it('the CLI: --groups p256,x25519mlkem768 --hello-retry → HelloRetryRequest for the hybrid (server preference), JSON says so', async () => {
     const lines: string[] = [];
-    const rc = await connectCommand(parseArgs([`127.0.0.1:${s.port}`, '--sni', HOST, '--groups', 'p256,x25519mlkem768', '--hello-retry'], ['hello-retry']), (l) => lines.push(l));
+    const rc = await connectCommand(parseCommand(connectSpec, [`127.0.0.1:${s.port}`, '--sni', HOST, '--groups', 'p256,x25519mlkem768', '--hello-retry']) as Args, (l) => lines.push(l));
     const j = JSON.parse(lines.join(''));
     assert.equal(rc, 0, lines.join(''));
     assert.equal(j.groupName, 'X25519MLKEM768');
@@ -572,7 +572,7 @@ describe('echgate connect --groups (echgate client against echgate)', () => {
   });
 
   it('the CLI: an unknown group name is a usage error', async () => {
-    await assert.rejects(connectCommand(parseArgs([`127.0.0.1:${s.port}`, '--groups', 'ffdhe2048']), () => {}), { code: 'ERR_USAGE' });
+    await assert.rejects(connectCommand(parseCommand(connectSpec, [`127.0.0.1:${s.port}`, '--groups', 'ffdhe2048']) as Args, () => {}), { code: 'ERR_USAGE' });
   });
 });
 

@@ -15,7 +15,26 @@ import { type ClientResult, TlsClient } from '../tls13/client.js';
 import { parseGroupName } from '../tls13/groups.js';
 import { decodeECHConfigList, type ECHConfigContents } from '../wire/ech/config.js';
 import { usableConfigs } from '../wire/ech/usable.js';
-import { type Args, str } from './args.js';
+import { type Args, type CommandSpec, flag, has, str, text } from './args.js';
+import type { Command } from './command.js';
+
+export const connectSpec: CommandSpec = {
+  name: 'connect',
+  args: 'HOST:PORT',
+  positionals: { min: 1, max: 1 },
+  summary: 'a TLS 1.3 (+ECH) handshake and one request; JSON report (exit 1 unless it connected with ECH accepted or not offered)',
+  options: {
+    sni: text('NAME', 'the server name (with ECH: the inner, hidden one); default HOST'),
+    'ech-config': text('BASE64', 'offer ECH with this ECHConfigList'),
+    keys: text('DIR', 'offer ECH with the active keys of this key folder'),
+    alpn: text('LIST', 'ALPN protocols, comma separated (h2,http/1.1)'),
+    send: text('TEXT', 'send this once connected (\\r\\n for CRLF) and print the reply'),
+    ca: text('FILE', 'verify the server certificate against this CA (PEM)'),
+    retry: flag('if ECH is rejected, retry once with the server\'s retry_configs (RFC 9849 §6.1.6)'),
+    'hello-retry': flag('send no key share first, so the server must answer with HelloRetryRequest'),
+    groups: text('LIST', 'key-exchange groups to offer, in order (x25519, p256, x25519mlkem768); the first gets the key share'),
+  },
+};
 
 export interface ConnectReport extends Partial<ClientResult> {
   connected: boolean;
@@ -93,19 +112,18 @@ export function connectOnce(
 }
 
 export async function connectCommand(a: Args, out: (s: string) => void): Promise<number> {
-  const target = a.positional[0];
-  const m = target ? /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(target) : null;
-  if (!m) {
-    throw new EchgateError(
-      'ERR_USAGE',
-      'usage: echgate connect HOST:PORT --sni NAME [--ech-config B64 | --keys DIR] [--alpn LIST] [--send TEXT] [--ca FILE] [--retry] [--hello-retry] [--groups LIST]',
-    );
-  }
+  const target = a.positional[0]!;
+  const m = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(target);
+  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) throw new EchgateError('ERR_USAGE', `"${target}" is not HOST:PORT (see: echgate connect --help)`);
+  if (str(a, 'ech-config') && str(a, 'keys')) throw new EchgateError('ERR_USAGE', '--ech-config and --keys exclude each other (see: echgate connect --help)');
   const host = m[1]!.replace(/^\[|\]$/g, '');
   const sni = str(a, 'sni') ?? host;
   let ech: Uint8Array | undefined;
   const b64 = str(a, 'ech-config');
-  if (b64) ech = new Uint8Array(Buffer.from(b64, 'base64'));
+  if (b64) {
+    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b64)) throw new EchgateError('ERR_USAGE', '--ech-config takes a base64 ECHConfigList');
+    ech = new Uint8Array(Buffer.from(b64, 'base64'));
+  }
   const keys = str(a, 'keys');
   if (keys) ech = publishedList(listKeys(keys).keys);
   const caFile = str(a, 'ca');
@@ -117,20 +135,22 @@ export async function connectCommand(a: Args, out: (s: string) => void): Promise
       return g;
     });
   const opts = {
+    groups,
     sni,
     ech,
     alpn: str(a, 'alpn')?.split(','),
     send: str(a, 'send')?.replace(/\\r\\n/g, '\r\n'),
     ca: caFile ? readFileSync(caFile, 'utf8') : undefined,
     // No key share in the first hello: the server must answer with HelloRetryRequest.
-    helloRetry: a.flags.get('hello-retry') === true,
-    groups,
+    helloRetry: has(a, 'hello-retry'),
   };
   let r = await connectOnce(host, Number(m[2]), opts);
-  if (r.ech === 'rejected' && r.retryConfigs && a.flags.get('retry') === true) {
+  if (r.ech === 'rejected' && r.retryConfigs && has(a, 'retry')) {
     r = { ...(await connectOnce(host, Number(m[2]), { ...opts, ech: r.retryConfigs })), retried: true };
   }
   const json = { ...r, retryConfigs: r.retryConfigs ? Buffer.from(r.retryConfigs).toString('base64') : undefined };
   out(`${JSON.stringify(json, null, 2)}\n`);
   return r.connected && r.ech !== 'rejected' && !r.error ? 0 : 1;
 }
+
+export const connect: Command = { spec: connectSpec, run: connectCommand };

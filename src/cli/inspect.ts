@@ -5,7 +5,20 @@ import { EchgateError } from '../errors.js';
 import { decodeClientHelloMessage, summarize } from '../wire/tls/client-hello.js';
 import { extensionName } from '../wire/tls/constants.js';
 import { parseHelloRecords } from '../wire/tls/record.js';
-import { type Args, str } from './args.js';
+import { type Args, type CommandSpec, flag, has, str, text } from './args.js';
+import type { Command } from './command.js';
+
+export const inspectSpec: CommandSpec = {
+  name: 'inspect',
+  args: 'FILE|-',
+  positionals: { min: 1, max: 1 },
+  summary: 'decode a captured ClientHello (file, or - for stdin) to JSON; with --keys, decrypt its ECH',
+  options: {
+    hex: flag('the input is hex text, not raw bytes'),
+    keys: text('DIR', 'an ECH key folder: decrypt the ECH extension and add the inner hello'),
+    'trial-decrypt': flag('with --keys: try every key, not only the one with the hello\'s config_id'),
+  },
+};
 
 export interface InspectResult {
   records: number;
@@ -58,15 +71,17 @@ export function inspectBytes(bytes: Uint8Array): InspectResult {
 }
 
 export async function inspectCommand(a: Args, out: (s: string) => void): Promise<number> {
-  const file = a.positional[0];
-  if (!file) throw new EchgateError('ERR_USAGE', 'usage: echgate inspect [--hex] [--keys DIR [--trial-decrypt]] FILE|-');
-  const bytes = readInput(file, a.flags.get('hex') === true);
+  const file = a.positional[0]!;
+  if (has(a, 'trial-decrypt') && !str(a, 'keys')) throw new EchgateError('ERR_USAGE', '--trial-decrypt needs --keys DIR (see: echgate inspect --help)');
+  const bytes = readInput(file, has(a, 'hex'));
   const result = inspectBytes(bytes);
   const keys = str(a, 'keys');
   if (keys) {
     const { addDecryption } = await import('./inspect-ech.js');
-    addDecryption(result, bytes, keys, a.flags.get('trial-decrypt') === true);
+    addDecryption(result, bytes, keys, has(a, 'trial-decrypt'));
   }
   out(`${JSON.stringify(result, null, 2)}\n`);
   return 0;
 }
+
+export const inspect: Command = { spec: inspectSpec, run: inspectCommand };

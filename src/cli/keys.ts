@@ -1,109 +1,173 @@
-/** `echgate keys generate|list|rotate|retire|export`: the ECH key folder. */
+/** `echgate keys generate|list|rotate|retire|export|adopt`: the ECH key folder. */
 import { mkdirSync } from 'node:fs';
-import { parseDuration } from '../config/duration.js';
 import { EchgateError } from '../errors.js';
-import { type AeadChoice, generateKey, listKeys, publishedList, restartGrace, retireKey, rotateKeys, undoRotation } from '../keys/manager.js';
+import { type AeadChoice, adoptKey, generateKey, listKeys, publishedList, restartGrace, retireKey, rotateKeys, undoRotation } from '../keys/manager.js';
 import { encodeEchPem } from '../keys/pem.js';
-import { type Args, str } from './args.js';
-import { PUBLISH_FLAGS, planPublish } from './publish.js';
+import { type Args, type CommandSpec, duration, flag, has, int, ms, num, oneOf, type OptionSpec, str, text } from './args.js';
+import type { Command } from './command.js';
+import { PUBLISH_OPTIONS, planPublish } from './publish.js';
 
-const USAGE = `usage: echgate keys <command> [--dir DIR]
-  generate --public-name NAME [--config-id N] [--aead aes128gcm|aes256gcm|chacha20poly1305] [--max-name-length N]
-  list [--json]
-  rotate [--public-name NAME] [--grace 24h] [--publish ${PUBLISH_FLAGS}]
-         with --publish: the new list goes to DNS and is read back over DoH (--verify-doh is required);
-         the old key's grace starts once DNS carries the new list; if DNS fails, the rotation is undone
-  retire --config-id N
-  export --format base64|https-rr|pem [--name HOST] [--ttl 300] [--alpn h2,http/1.1]
-`;
+const DIR: Record<string, OptionSpec> = { dir: text('DIR', 'the key folder (default keys)') };
+const AEAD = oneOf(['aes128gcm', 'aes256gcm', 'chacha20poly1305'], 'the HPKE AEAD of the new key (default aes128gcm)');
+const dirOf = (a: Args) => str(a, 'dir') ?? 'keys';
 
-function intFlag(a: Args, name: string): number | undefined {
-  const v = str(a, name);
-  if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v)) throw new EchgateError('ERR_USAGE', `--${name} takes a whole number`);
-  return Number(v);
-}
+const generate: Command = {
+  spec: {
+    name: 'keys generate',
+    summary: 'make a new active ECH key (RFC 9934 PEM file and its metadata)',
+    options: {
+      ...DIR,
+      'public-name': text('NAME', 'the public name clients put in the outer SNI (RFC 9849 §6.1.7)', { required: true }),
+      'config-id': int('N', 'the config_id (default: a random free one)', 0, 255),
+      aead: AEAD,
+      'max-name-length': int('N', 'maximum_name_length of the ECHConfig (default 0)', 0, 255),
+    },
+  },
+  async run(a, out) {
+    const dir = dirOf(a);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const m = generateKey(dir, {
+      publicName: str(a, 'public-name')!,
+      configId: num(a, 'config-id'),
+      aead: str(a, 'aead') as AeadChoice | undefined,
+      maxNameLength: num(a, 'max-name-length'),
+    });
+    out(`generated config_id ${m.configId} (${m.publicName}), state ${m.state}, in ${dir}\n`);
+    return 0;
+  },
+};
 
-export async function keysCommand(a: Args, out: (s: string) => void): Promise<number> {
-  const [sub] = a.positional;
-  const dir = str(a, 'dir') ?? 'keys';
-  switch (sub) {
-    case 'generate': {
-      const publicName = str(a, 'public-name');
-      if (!publicName) throw new EchgateError('ERR_USAGE', `--public-name is required\n${USAGE}`);
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
-      const m = generateKey(dir, {
-        publicName,
-        configId: intFlag(a, 'config-id'),
-        aead: str(a, 'aead') as AeadChoice | undefined,
-        maxNameLength: intFlag(a, 'max-name-length'),
-      });
-      out(`generated config_id ${m.configId} (${m.publicName}), state ${m.state}, in ${dir}\n`);
-      return 0;
-    }
-    case 'list': {
-      const { keys, problems } = listKeys(dir);
-      for (const p of problems) process.stderr.write(`echgate: skipped ${p.file}: ${p.message}\n`);
-      const rows = keys.map((k) => ({
-        configId: k.meta.configId,
-        publicName: k.meta.publicName,
-        state: k.meta.state,
-        created: k.meta.created,
-        notAfter: k.meta.notAfter ?? null,
-        file: k.file ?? null,
-      }));
-      if (a.flags.get('json') === true) out(`${JSON.stringify(rows, null, 2)}\n`);
-      else for (const r of rows) out(`${String(r.configId).padStart(3)}  ${r.state.padEnd(12)}  ${r.publicName}  created ${r.created}${r.notAfter ? `  not after ${r.notAfter}` : ''}\n`);
-      return problems.length ? 1 : 0;
-    }
-    case 'rotate': {
-      const graceMs = parseDuration(str(a, 'grace') ?? '24h');
-      if (graceMs === undefined) throw new EchgateError('ERR_USAGE', '--grace takes a duration such as 24h');
-      // Every publishing flag is checked before the key folder changes.
-      const publish = a.flags.get('publish') === true ? planPublish(a, dir, { requireReadBack: true }) : undefined;
-      const r = rotateKeys(dir, { publicName: str(a, 'public-name'), graceMs, aead: str(a, 'aead') as AeadChoice | undefined });
-      out(`new active key config_id ${r.created.configId}; decrypt-only: ${r.demoted.map((d) => `${d.configId} until ${d.notAfter}`).join(', ') || 'none'}\n`);
-      if (publish) {
-        try {
-          await publish.run(out);
-        } catch (e) {
-          undoRotation(dir, r);
-          out(`DNS did not take the new key: rotation undone (config_id ${r.demoted.map((d) => d.configId).join(', ') || '-'} active again; ${r.created.configId} kept as retry, still decrypting)\n`);
-          throw e;
-        }
-        const regraced = restartGrace(dir, r.demoted, graceMs);
-        if (regraced.length) out(`DNS carries the new key; decrypt-only from now: ${regraced.map((d) => `${d.configId} until ${d.notAfter}`).join(', ')}\n`);
+const list: Command = {
+  spec: {
+    name: 'keys list',
+    summary: 'the keys and their states (exit 1 if a file was skipped)',
+    options: { ...DIR, json: flag('JSON instead of a table') },
+  },
+  async run(a, out) {
+    const { keys, problems, notices } = listKeys(dirOf(a));
+    for (const p of problems) process.stderr.write(`echgate: skipped ${p.file}: ${p.message}\n`);
+    for (const n of notices) process.stderr.write(`echgate: ${n.file}: ${n.message}\n`);
+    const rows = keys.map((k) => ({
+      configId: k.meta.configId,
+      publicName: k.meta.publicName,
+      state: k.meta.state,
+      created: k.meta.created,
+      notAfter: k.meta.notAfter ?? null,
+      file: k.file ?? null,
+    }));
+    if (has(a, 'json')) out(`${JSON.stringify(rows, null, 2)}\n`);
+    else for (const r of rows) out(`${String(r.configId).padStart(3)}  ${r.state.padEnd(12)}  ${r.publicName}  created ${r.created}${r.notAfter ? `  not after ${r.notAfter}` : ''}\n`);
+    return problems.length ? 1 : 0;
+  },
+};
+
+const rotate: Command = {
+  spec: {
+    name: 'keys rotate',
+    summary: 'a new active key; the old one decrypt-only for the grace period',
+    options: {
+      ...DIR,
+      'public-name': text('NAME', 'the public name to rotate (default: that of the first active key)'),
+      grace: duration('how long the old key still decrypts (default 24h)'),
+      aead: AEAD,
+      publish: flag('put the new list in DNS and read it back; undo the rotation if DNS does not take it'),
+      ...PUBLISH_OPTIONS,
+    },
+    notes: `With --publish: the publishing options are those of echgate publish (--verify-doh is required);
+the old key's grace starts once DNS carries the new list; if DNS fails, the rotation is undone.`,
+  },
+  async run(a, out) {
+    const dir = dirOf(a);
+    const graceMs = ms(a, 'grace') ?? 24 * 3_600_000;
+    const stray = Object.keys(PUBLISH_OPTIONS).find((o) => a.flags.has(o));
+    if (stray && !has(a, 'publish')) throw new EchgateError('ERR_USAGE', `--${stray} is a publishing option: add --publish (see: echgate keys rotate --help)`);
+    // Every publishing flag is checked before the key folder changes.
+    const publish = has(a, 'publish') ? planPublish(a, dir, { requireReadBack: true }) : undefined;
+    const r = rotateKeys(dir, { publicName: str(a, 'public-name'), graceMs, aead: str(a, 'aead') as AeadChoice | undefined });
+    out(`new active key config_id ${r.created.configId}; decrypt-only: ${r.demoted.map((d) => `${d.configId} until ${d.notAfter}`).join(', ') || 'none'}\n`);
+    if (publish) {
+      try {
+        await publish.run(out);
+      } catch (e) {
+        undoRotation(dir, r);
+        out(`DNS did not take the new key: rotation undone (config_id ${r.demoted.map((d) => d.configId).join(', ') || '-'} active again; ${r.created.configId} kept as retry, still decrypting)\n`);
+        throw e;
       }
-      return 0;
+      const regraced = restartGrace(dir, r.demoted, graceMs);
+      if (regraced.length) out(`DNS carries the new key; decrypt-only from now: ${regraced.map((d) => `${d.configId} until ${d.notAfter}`).join(', ')}\n`);
     }
-    case 'retire': {
-      const id = intFlag(a, 'config-id');
-      if (id === undefined) throw new EchgateError('ERR_USAGE', '--config-id is required');
-      const m = retireKey(dir, id);
-      out(`retired config_id ${m.configId}: private key deleted\n`);
-      return 0;
+    return 0;
+  },
+};
+
+const retire: Command = {
+  spec: {
+    name: 'keys retire',
+    summary: 'delete a private key; its config_id is never reused',
+    options: { ...DIR, 'config-id': int('N', 'the key to retire', 0, 255, { required: true }) },
+  },
+  async run(a, out) {
+    const m = retireKey(dirOf(a), num(a, 'config-id')!);
+    out(`retired config_id ${m.configId}: private key deleted\n`);
+    return 0;
+  },
+};
+
+const adopt: Command = {
+  spec: {
+    name: 'keys adopt',
+    summary: 'give a key file made by another tool (state pending) its metadata: active or retry',
+    options: {
+      ...DIR,
+      'config-id': int('N', 'the pending key', 0, 255, { required: true }),
+      state: oneOf(['active', 'retry'], 'its state from now (default active: published and sent in retry_configs)'),
+    },
+  },
+  async run(a, out) {
+    const m = adoptKey(dirOf(a), num(a, 'config-id')!, (str(a, 'state') ?? 'active') as 'active' | 'retry');
+    out(`adopted config_id ${m.configId} (${m.publicName}) as ${m.state}\n`);
+    return 0;
+  },
+};
+
+const exportKeys: Command = {
+  spec: {
+    name: 'keys export',
+    summary: 'the published ECHConfigList (active keys) as base64, an HTTPS record, or PEM',
+    options: {
+      ...DIR,
+      format: oneOf(['base64', 'https-rr', 'pem'], 'output form (default base64)'),
+      name: text('HOST', 'https-rr: the owner name (default the public name)'),
+      ttl: int('SECONDS', 'https-rr: the TTL (default 300)', 0, 86400),
+      alpn: text('LIST', 'https-rr: alpn=, comma separated'),
+    },
+  },
+  async run(a, out) {
+    const dir = dirOf(a);
+    const { keys } = listKeys(dir);
+    const list = publishedList(keys);
+    if (!list) throw new EchgateError('ERR_KEYSTORE', `no active key in ${dir}`);
+    const b64 = Buffer.from(list).toString('base64');
+    const format = str(a, 'format') ?? 'base64';
+    if (format !== 'https-rr' && (a.flags.has('name') || a.flags.has('ttl') || a.flags.has('alpn'))) {
+      throw new EchgateError('ERR_USAGE', '--name, --ttl and --alpn go with --format https-rr (see: echgate keys export --help)');
     }
-    case 'export': {
-      const { keys } = listKeys(dir);
-      const list = publishedList(keys);
-      if (!list) throw new EchgateError('ERR_KEYSTORE', `no active key in ${dir}`);
-      const b64 = Buffer.from(list).toString('base64');
-      const format = str(a, 'format') ?? 'base64';
-      if (format === 'base64') out(`${b64}\n`);
-      else if (format === 'https-rr') {
-        const name = str(a, 'name') ?? keys.find((k) => k.meta.state === 'active')!.meta.publicName;
-        const ttl = intFlag(a, 'ttl') ?? 300;
-        const alpn = str(a, 'alpn');
-        // RFC 9460 §9 presentation form; RFC 9848 §3 ech= SvcParam (base64 ECHConfigList).
-        out(`${name.endsWith('.') ? name : `${name}.`} ${ttl} IN HTTPS 1 .${alpn ? ` alpn="${alpn}"` : ''} ech="${b64}"\n`);
-      } else if (format === 'pem') {
-        // The public part only: an ECHCONFIG block (never the private key).
-        out(encodeEchPem({ privateKey: new Uint8Array(32), echConfigList: list }).replace(/-----BEGIN PRIVATE KEY-----[\s\S]*?-----END PRIVATE KEY-----\n/, ''));
-      } else throw new EchgateError('ERR_USAGE', `unknown --format ${format} (base64, https-rr, pem)`);
-      return 0;
+    if (format === 'base64') out(`${b64}\n`);
+    else if (format === 'https-rr') {
+      const name = str(a, 'name') ?? keys.find((k) => k.meta.state === 'active')!.meta.publicName;
+      const ttl = num(a, 'ttl') ?? 300;
+      const alpn = str(a, 'alpn');
+      // RFC 9460 §9 presentation form; RFC 9848 §3 ech= SvcParam (base64 ECHConfigList).
+      out(`${name.endsWith('.') ? name : `${name}.`} ${ttl} IN HTTPS 1 .${alpn ? ` alpn="${alpn}"` : ''} ech="${b64}"\n`);
+    } else {
+      // The public part only: an ECHCONFIG block (never the private key).
+      out(encodeEchPem({ privateKey: new Uint8Array(32), echConfigList: list }).replace(/-----BEGIN PRIVATE KEY-----[\s\S]*?-----END PRIVATE KEY-----\n/, ''));
     }
-    default:
-      out(USAGE);
-      return sub === undefined || sub === 'help' ? 0 : 2;
-  }
-}
+    return 0;
+  },
+};
+
+export const keysCommands: Record<string, Command> = { generate, list, rotate, retire, export: exportKeys, adopt };
+
+/** The specs, for tests and docs. */
+export const keysSpecs: CommandSpec[] = Object.values(keysCommands).map((c) => c.spec);

@@ -1,60 +1,94 @@
-/** echgate command dispatch. One file per command. */
+/**
+ * echgate command dispatch. One file per command, each with its option spec.
+ * Exit codes (docs/cli.md): 0 success, 1 the command ran and failed, 2 a
+ * usage error (unknown command or option, missing or malformed value).
+ */
 import { ConfigError } from '../config/validate.js';
 import { isEchgateError } from '../errors.js';
-import { parseArgs } from './args.js';
-import { checkCommand } from './check.js';
-import { connectCommand } from './connect.js';
-import { inspectCommand } from './inspect.js';
-import { keysCommand } from './keys.js';
-import { publishCommand } from './publish.js';
-import { resolveCommand } from './resolve.js';
-import { serveCommand } from './serve.js';
+import { closest, helpText, parseCommand } from './args.js';
+import { check } from './check.js';
+import type { Command } from './command.js';
+import { connect } from './connect.js';
+import { inspect } from './inspect.js';
+import { keysCommands } from './keys.js';
+import { publish } from './publish.js';
+import { resolve } from './resolve.js';
+import { serve } from './serve.js';
 
-const USAGE = `usage: echgate <command> [options]
+const COMMANDS: Record<string, Command> = { serve, check, inspect, connect, resolve, publish };
 
-  serve   [--config FILE | --demo]        run the proxy (no --config: the embedded demo)
-  check   --config FILE                   validate a configuration
-  inspect [--hex] [--keys DIR] FILE|-     decode a captured ClientHello to JSON (with --keys: decrypt ECH)
-  keys    generate|list|rotate|retire|export [--dir keys]   manage ECH keys (RFC 9934 PEM files)
-  connect HOST:PORT --sni NAME [--ech-config B64 | --keys DIR] [--alpn LIST] [--send TEXT] [--ca FILE] [--retry] [--hello-retry] [--groups LIST]
-                                          TLS 1.3 (+ECH) handshake and one request; JSON report
-  resolve NAME --doh URL [--type HTTPS] [--post] [--ca FILE]   one DNS-over-HTTPS query; JSON (ech= decoded)
-  publish --name HOST --server HOST:PORT --zone ZONE [--tsig-key FILE] [--verify-doh URL]
-                                          put the active ECHConfigList in DNS (RFC 2136 + TSIG), read it back over DoH
+/** Every command as typed ("serve", "keys rotate") with its spec: for --help, tests and docs. */
+export function allCommands(): { name: string; spec: Command['spec'] }[] {
+  return [...Object.values(COMMANDS), ...Object.values(keysCommands)].map((c) => ({ name: c.spec.name, spec: c.spec }));
+}
+
+function table(rows: [string, string][]): string {
+  const w = Math.max(...rows.map((r) => r[0].length));
+  return rows.map(([a, b]) => `  ${a.padEnd(w)}  ${b}`).join('\n');
+}
+
+export const USAGE = `usage: echgate <command> [options]
+
+${table([
+  ...Object.entries(COMMANDS).map(([n, c]): [string, string] => [n, c.spec.summary]),
+  ...Object.entries(keysCommands).map(([n, c]): [string, string] => [`keys ${n}`, c.spec.summary]),
+])}
+
+echgate <command> --help lists a command's options.
+Exit codes: 0 success, 1 the command failed, 2 usage error.
 `;
 
-const BOOLEANS = ['demo', 'hex', 'json', 'help', 'trial-decrypt', 'retry', 'post', 'publish', 'hello-retry'];
+const KEYS_USAGE = `usage: echgate keys <command> [options]
+
+${table(Object.entries(keysCommands).map(([n, c]): [string, string] => [n, c.spec.summary]))}
+
+echgate keys <command> --help lists its options.
+`;
+
+function unknownCommand(what: string, typed: string, names: string[], usage: string): number {
+  const near = closest(typed, names);
+  process.stderr.write(`echgate: unknown ${what} "${typed}"${near ? ` (did you mean "${near}"?)` : ''}\n\n${usage}`);
+  return 2;
+}
+
+async function runCommand(c: Command, argv: string[], out: (s: string) => void): Promise<number> {
+  const a = parseCommand(c.spec, argv);
+  if (a.help) {
+    out(helpText(c.spec));
+    return 0;
+  }
+  return c.run(a, out);
+}
 
 export async function main(argv: string[]): Promise<number> {
   const out = (s: string) => process.stdout.write(s);
   const [cmd, ...rest] = argv;
   try {
-    const a = parseArgs(rest, BOOLEANS);
-    switch (cmd) {
-      case 'serve':
-        return await serveCommand(a, out);
-      case 'check':
-        return await checkCommand(a, out);
-      case 'inspect':
-        return await inspectCommand(a, out);
-      case 'keys':
-        return await keysCommand(a, out);
-      case 'connect':
-        return await connectCommand(a, out);
-      case 'resolve':
-        return await resolveCommand(a, out);
-      case 'publish':
-        return await publishCommand(a, out);
-      case undefined:
-      case 'help':
-      case '--help':
-      case '-h':
-        out(USAGE);
-        return cmd === undefined ? 2 : 0;
-      default:
-        process.stderr.write(`echgate: unknown command "${cmd}"\n${USAGE}`);
-        return 2;
+    if (cmd === undefined) {
+      process.stderr.write(USAGE);
+      return 2;
     }
+    if (cmd === 'help' || cmd === '--help' || cmd === '-h') {
+      out(USAGE);
+      return 0;
+    }
+    if (cmd === 'keys') {
+      const [sub, ...subRest] = rest;
+      if (sub === undefined) {
+        process.stderr.write(KEYS_USAGE);
+        return 2;
+      }
+      if (sub === 'help' || sub === '--help' || sub === '-h') {
+        out(KEYS_USAGE);
+        return 0;
+      }
+      const k = keysCommands[sub];
+      if (!k) return unknownCommand('keys command', sub, Object.keys(keysCommands), KEYS_USAGE);
+      return await runCommand(k, subRest, out);
+    }
+    const c = COMMANDS[cmd];
+    if (!c) return unknownCommand('command', cmd, [...Object.keys(COMMANDS), 'keys'], USAGE);
+    return await runCommand(c, rest, out);
   } catch (e) {
     if (e instanceof ConfigError) {
       process.stderr.write(`echgate: invalid configuration\n${e.problems.map((p) => `  ${e.file}: ${p.path}: ${p.message}`).join('\n')}\n`);

@@ -5,16 +5,38 @@
  * runs the same steps after a rotation (publishActive).
  */
 import { readFileSync } from 'node:fs';
-import { parseDuration } from '../config/duration.js';
 import { parseAddress } from '../config/validate.js';
 import { publishHttps, readBackEch } from '../dns/publisher.js';
 import { EchgateError } from '../errors.js';
 import { listKeys, publishedList } from '../keys/manager.js';
 import { parseTsigKeyFile } from '../wire/dns/tsig.js';
-import { type Args, str } from './args.js';
+import { type Args, type CommandSpec, duration, int, ms, num, type OptionSpec, str, text } from './args.js';
+import type { Command } from './command.js';
 
-export const PUBLISH_FLAGS = `--name HOST --server HOST:PORT --zone ZONE [--tsig-key FILE] [--ttl 300] [--alpn h2,http/1.1]
-         [--port N] [--verify-doh URL [--ca FILE] [--verify-timeout 30s]]`;
+/** The publishing options, shared by `publish` and `keys rotate --publish`. */
+export const PUBLISH_OPTIONS: Record<string, OptionSpec> = {
+  name: text('HOST', 'the name whose HTTPS record carries ech='),
+  server: text('HOST:PORT', 'the primary that takes the dynamic update (RFC 2136)'),
+  zone: text('ZONE', 'the zone the name is in'),
+  'tsig-key': text('FILE', 'sign the update with this TSIG key (BIND key file)'),
+  ttl: int('SECONDS', 'the record\'s TTL (default 300)', 0, 86400),
+  alpn: text('LIST', 'alpn= of the record, comma separated'),
+  port: int('N', 'port= of the record', 1, 65535),
+  'verify-doh': text('URL', 'read the record back over this DoH endpoint until it carries the new list'),
+  ca: text('FILE', 'trust this CA certificate (PEM) for the DoH endpoint'),
+  'verify-timeout': duration('how long to wait for the read-back (default 30s)'),
+};
+
+export const PUBLISH_FLAGS = '--name HOST --server HOST:PORT --zone ZONE [--tsig-key FILE] [--ttl 300] [--alpn LIST] [--port N] [--verify-doh URL [--ca FILE] [--verify-timeout 30s]]';
+
+export const publishSpec: CommandSpec = {
+  name: 'publish',
+  summary: 'put the active ECHConfigList in DNS (RFC 2136 + TSIG) and read it back over DoH',
+  options: {
+    dir: text('DIR', 'the key folder (default keys)'),
+    ...PUBLISH_OPTIONS,
+  },
+};
 
 export interface PublishPlan {
   run(out: (s: string) => void): Promise<{ verified: boolean }>;
@@ -26,16 +48,14 @@ export function planPublish(a: Args, dir: string, o: { requireReadBack?: boolean
   const server = parseAddress(str(a, 'server'));
   const zone = str(a, 'zone');
   if (!name || !server || !zone) throw new EchgateError('ERR_USAGE', `publishing needs ${PUBLISH_FLAGS}`);
-  const ttlText = str(a, 'ttl') ?? '300';
-  if (!/^\d+$/.test(ttlText) || Number(ttlText) > 86400) throw new EchgateError('ERR_USAGE', '--ttl takes seconds, 0..86400');
-  const portText = str(a, 'port');
-  if (portText !== undefined && (!/^\d+$/.test(portText) || Number(portText) < 1 || Number(portText) > 65535)) throw new EchgateError('ERR_USAGE', '--port takes a port number');
+  if (str(a, 'server') && !server) throw new EchgateError('ERR_USAGE', `--server takes HOST:PORT, not "${str(a, 'server')}"`);
+  const ttl = num(a, 'ttl') ?? 300;
+  const port = num(a, 'port');
   const keyFile = str(a, 'tsig-key');
   const key = keyFile ? parseTsigKeyFile(readFileSync(keyFile, 'utf8')) : undefined;
   const doh = str(a, 'verify-doh');
   if (o.requireReadBack && !doh) throw new EchgateError('ERR_USAGE', 'a rotation is trusted only after a read-back: give --verify-doh URL');
-  const timeoutMs = parseDuration(str(a, 'verify-timeout') ?? '30s');
-  if (timeoutMs === undefined) throw new EchgateError('ERR_USAGE', '--verify-timeout takes a duration such as 30s');
+  const timeoutMs = ms(a, 'verify-timeout') ?? 30_000;
   const caFile = str(a, 'ca');
   const ca = caFile ? readFileSync(caFile, 'utf8') : undefined;
 
@@ -46,8 +66,8 @@ export function planPublish(a: Args, dir: string, o: { requireReadBack?: boolean
       const list = publishedList(keys);
       if (!list) throw new EchgateError('ERR_KEYSTORE', `no active key in ${dir}: nothing to publish`);
       const ids = keys.filter((k) => k.meta.state === 'active').map((k) => k.meta.configId);
-      await publishHttps({ ...server, zone, key }, { name, ttl: Number(ttlText), echConfigList: list, alpn: str(a, 'alpn')?.split(','), port: portText ? Number(portText) : undefined });
-      out(`published ${name} HTTPS (ech= config_id ${ids.join(', ')}, TTL ${ttlText}) to ${server.host}:${server.port}${key ? ` with TSIG key ${key.name}` : ''}\n`);
+      await publishHttps({ ...server, zone, key }, { name, ttl, echConfigList: list, alpn: str(a, 'alpn')?.split(','), port });
+      out(`published ${name} HTTPS (ech= config_id ${ids.join(', ')}, TTL ${ttl}) to ${server.host}:${server.port}${key ? ` with TSIG key ${key.name}` : ''}\n`);
       if (!doh) return { verified: false };
       const r = await readBackEch(doh, name, list, { ca, timeoutMs });
       out(`read back over ${doh}: ech= matches (${r.attempts} attempt${r.attempts > 1 ? 's' : ''})\n`);
@@ -60,3 +80,5 @@ export async function publishCommand(a: Args, out: (s: string) => void): Promise
   await planPublish(a, str(a, 'dir') ?? 'keys').run(out);
   return 0;
 }
+
+export const publish: Command = { spec: publishSpec, run: publishCommand };

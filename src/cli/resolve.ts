@@ -3,17 +3,32 @@ import { readFileSync } from 'node:fs';
 import { describeAnswers, dohQuery } from '../dns/doh-client.js';
 import { EchgateError } from '../errors.js';
 import { RRType, rcodeName } from '../wire/dns/message.js';
-import { type Args, str } from './args.js';
+import { type Args, type CommandSpec, flag, has, str, text } from './args.js';
+import type { Command } from './command.js';
+
+export const resolveSpec: CommandSpec = {
+  name: 'resolve',
+  args: 'NAME',
+  positionals: { min: 1, max: 1 },
+  summary: 'one DNS-over-HTTPS query; JSON out (an ech= value decoded)',
+  options: {
+    doh: text('URL', 'the DoH endpoint, https://host/dns-query', { required: true }),
+    type: text('TYPE', 'the record type: HTTPS (default), SVCB, A, AAAA, ...'),
+    post: flag('send the query with POST (default GET)'),
+    ca: text('FILE', 'trust this CA certificate (PEM) for the DoH server'),
+  },
+};
 
 export async function resolveCommand(a: Args, out: (s: string) => void): Promise<number> {
-  const name = a.positional[0];
-  const doh = str(a, 'doh');
-  if (!name || !doh) throw new EchgateError('ERR_USAGE', 'usage: echgate resolve NAME --doh https://host/dns-query [--type HTTPS|SVCB|A|AAAA] [--post] [--ca FILE]');
+  const name = a.positional[0]!;
+  const doh = str(a, 'doh')!;
   const typeName = (str(a, 'type') ?? 'HTTPS').toUpperCase();
   const type = (RRType as Record<string, number>)[typeName];
-  if (type === undefined) throw new EchgateError('ERR_USAGE', `unknown --type ${typeName}`);
+  if (type === undefined) throw new EchgateError('ERR_USAGE', `unknown --type ${typeName} (see: echgate resolve --help)`);
   const caFile = str(a, 'ca');
-  const m = await dohQuery(doh, name, type, { method: a.flags.get('post') === true ? 'POST' : 'GET', ca: caFile ? readFileSync(caFile, 'utf8') : undefined });
+  const m = await dohQuery(doh, name, type, { method: has(a, 'post') ? 'POST' : 'GET', ca: caFile ? readFileSync(caFile, 'utf8') : undefined });
   out(`${JSON.stringify({ name, type: typeName, rcode: rcodeName(m.rcode), answers: describeAnswers(m, m.raw) }, null, 2)}\n`);
   return m.rcode === 0 ? 0 : 1;
 }
+
+export const resolve: Command = { spec: resolveSpec, run: resolveCommand };

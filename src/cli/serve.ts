@@ -1,21 +1,33 @@
 /** `echgate serve --config F` (or `--demo`): run the proxy until SIGTERM/SIGINT. */
 import { watch } from 'node:fs';
 import { loadConfigFile } from '../config/load.js';
+import { ConfigError } from '../config/validate.js';
 import { queryCounter, startDnsService } from '../dns/service.js';
 import type { Config, DnsConfig } from '../config/types.js';
-import { isEchgateError } from '../errors.js';
+import { EchgateError, isEchgateError } from '../errors.js';
 import { resolve } from 'node:path';
 import { Keyring } from '../keys/keyring.js';
 import { plainClassifier } from '../proxy/context.js';
 import { echClassifier } from '../proxy/ech-classifier.js';
 import { Gateway } from '../proxy/gateway.js';
 import { createLogger } from '../proxy/logger.js';
-import { type Args, str } from './args.js';
+import { type Args, type CommandSpec, flag, has, str, text } from './args.js';
+import type { Command } from './command.js';
 import { startDemo } from './demo.js';
+
+export const serveSpec: CommandSpec = {
+  name: 'serve',
+  summary: 'run the proxy until SIGTERM/SIGINT (without --config: the embedded demo)',
+  options: {
+    config: text('FILE', 'the configuration file (YAML); SIGHUP or a change of the file reloads it'),
+    demo: flag('run the embedded demo (the default when --config is not given)'),
+  },
+};
 
 export async function serveCommand(a: Args, out: (s: string) => void): Promise<number> {
   const file = str(a, 'config');
-  const demo = a.flags.get('demo') === true || !file;
+  if (file && has(a, 'demo')) throw new EchgateError('ERR_USAGE', '--config and --demo exclude each other (see: echgate serve --help)');
+  const demo = !file;
   let cfg: Config;
   let closeDemo = () => {};
   let demoInfo: Awaited<ReturnType<typeof startDemo>> | undefined;
@@ -31,32 +43,65 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
   const gw = new Gateway({ log });
   // ECH: the keyring watches its folder; reloading the configuration may point it elsewhere.
   let ring: Keyring | undefined;
-  const applyEch = (c: Config) => {
+  /**
+   * The keyring a configuration needs: the current one when the folder is the
+   * same, else a new one, loaded (trust-checked) and watching, not yet used.
+   */
+  const openRing = (c: Config): Keyring | undefined => {
     const dir = c.ech ? resolve(c.ech.keysDir) : undefined;
-    if (dir && ring?.dir !== dir) {
-      const r = new Keyring(dir, {
-        onLoad: ({ keys, problems }) => {
-          for (const p of problems) log.error({ file: p.file, err: p.message }, 'ECH key file skipped');
-          log.info({ keysDir: dir, keys }, 'ECH keys loaded');
-        },
-      });
-      r.reload(); // throws for an unreadable folder: the old keyring stays in place
+    if (!dir) return undefined;
+    if (ring?.dir === dir) return ring;
+    const r = new Keyring(dir, {
+      onLoad: ({ keys, problems, notices }) => {
+        for (const p of problems) log.error({ file: p.file, err: p.message }, 'ECH key file skipped');
+        for (const n of notices) log.warn({ file: n.file }, n.message);
+        // A folder read for a reload that is then refused never serves: say "loaded" only for the live one.
+        if (ring === r) log.info({ keysDir: dir, keys }, 'ECH keys loaded');
+      },
+      onError: (err) => log.error({ keysDir: dir, err: err.message }, 'ECH key folder reload refused: the previous keys stay in use'),
+    });
+    r.reload(); // throws for an unreadable or untrusted folder
+    try {
       r.watch();
-      ring?.close();
-      ring = r;
-    } else if (!dir && ring) {
-      ring.close();
-      ring = undefined;
+    } catch (e) {
+      r.close();
+      throw e;
     }
-    const r = ring;
-    if (r && c.ech) gw.setClassifier(echClassifier(r, gw.metrics, { trialDecrypt: c.ech.trialDecrypt }), () => r.retryConfigs);
-    else gw.setClassifier(plainClassifier);
+    return r;
+  };
+  const echHooks = (c: Config, r: Keyring | undefined) =>
+    r && c.ech ? { classify: echClassifier(r, gw.metrics, { trialDecrypt: c.ech.trialDecrypt }), retryConfigs: () => r.retryConfigs } : { classify: plainClassifier, retryConfigs: () => undefined };
+  /** Everything a configuration needs, built while the current state serves; swapped in by commit(). */
+  const prepare = async (c: Config) => {
+    const r = openRing(c);
+    const closeNew = () => {
+      if (r !== ring) r?.close();
+    };
+    let load: Awaited<ReturnType<Gateway['prepare']>>;
+    try {
+      load = await gw.prepare(c, echHooks(c, r));
+    } catch (e) {
+      closeNew();
+      throw e;
+    }
+    return {
+      commit() {
+        load.commit();
+        if (r === ring) return;
+        ring?.close();
+        ring = r;
+        if (r) log.info({ keysDir: r.dir, keys: r.size }, 'ECH keys loaded');
+      },
+      abort() {
+        load.abort();
+        closeNew();
+      },
+    };
   };
   let metricsSrv: { close(): void } | undefined;
   let dns: Awaited<ReturnType<typeof startDnsService>> | undefined;
   try {
-    applyEch(cfg);
-    await gw.apply(cfg);
+    (await prepare(cfg)).commit();
     if (cfg.metrics) metricsSrv = await gw.metrics.serve(cfg.metrics.host, cfg.metrics.port, { log });
     // The embedded authoritative DNS; ech= comes from the key folder at query time.
     const dnsCfg = cfg.dns ?? demoInfo?.dns(gw.addresses().get('websecure')!.port);
@@ -103,27 +148,41 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
     );
   }
 
-  const reload = (why: string) => {
+  /**
+   * Reload: all or nothing. The new configuration is validated, then its
+   * whole state is built (certificates, key folder, routing tables, new
+   * listeners) while the old one serves; any failure leaves the old state
+   * serving unchanged and is logged with its reason. Reloads run one at a time.
+   */
+  const reloadOnce = async (why: string) => {
     if (!file) return;
+    let next: Config;
     try {
-      const next = loadConfigFile(file);
-      applyEch(next);
-      if (next.dns && dns) dns.update(next.dns);
-      else if (Boolean(next.dns) !== Boolean(dns)) log.warn({ file }, 'the dns section was added or removed: DNS listeners start or stop at the next restart');
-      gw.apply(next).then(
-        () => {
-          gw.metrics.reloads.inc({ result: 'ok' });
-          log.info({ file, why }, 'configuration reloaded');
-        },
-        (e) => {
-          gw.metrics.reloads.inc({ result: 'error' });
-          log.error({ file, why, err: (e as Error).message }, 'reload failed while applying; some entrypoints may be unchanged');
-        },
-      );
+      next = loadConfigFile(file);
     } catch (e) {
       gw.metrics.reloads.inc({ result: 'invalid' });
-      log.error({ file, why, err: isEchgateError(e) ? e.message : String(e) }, 'reload refused: the configuration does not validate; the previous one keeps running');
+      log.error({ file, why, err: reason(e) }, 'reload refused: the configuration does not validate; the previous one keeps serving unchanged');
+      return;
     }
+    let p: Awaited<ReturnType<typeof prepare>> | undefined;
+    try {
+      p = await prepare(next);
+      // The DNS names go live with the rest, in the same synchronous step (ring?.published follows the commit).
+      if (next.dns && dns) dns.update(next.dns);
+    } catch (e) {
+      p?.abort();
+      gw.metrics.reloads.inc({ result: 'error' });
+      log.error({ file, why, err: reason(e) }, 'reload refused: the new configuration could not be put in place; the previous one keeps serving unchanged');
+      return;
+    }
+    p!.commit();
+    if (Boolean(next.dns) !== Boolean(dns)) log.warn({ file }, 'the dns section was added or removed: DNS listeners start or stop at the next restart');
+    gw.metrics.reloads.inc({ result: 'ok' });
+    log.info({ file, why }, 'configuration reloaded');
+  };
+  let reloads = Promise.resolve();
+  const reload = (why: string) => {
+    reloads = reloads.then(() => reloadOnce(why));
   };
   process.on('SIGHUP', () => reload('SIGHUP'));
   let debounce: NodeJS.Timeout | undefined;
@@ -155,3 +214,10 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
     process.once('SIGINT', () => stop('SIGINT'));
   });
 }
+
+function reason(e: unknown): string {
+  if (e instanceof ConfigError) return e.problems.map((p) => `${p.path}: ${p.message}`).join('; ');
+  return isEchgateError(e) ? `${e.message} [${e.code}]` : e instanceof Error ? e.message : String(e);
+}
+
+export const serve: Command = { spec: serveSpec, run: serveCommand };

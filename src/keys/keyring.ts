@@ -2,7 +2,8 @@
  * The running proxy's view of the key folder: an immutable lookup swapped
  * whole on every reload, so a connection in flight keeps the keys it started
  * with and nothing is dropped. The folder is watched; changes apply after a
- * short debounce.
+ * short debounce. A reload that fails (the folder became unreadable, or
+ * others could write it: ERR_KEY_TRUST) keeps the previous snapshot.
  */
 import { type FSWatcher, watch } from 'node:fs';
 import { nodeProvider } from '../crypto/node.js';
@@ -32,7 +33,9 @@ class Snapshot implements KeyLookup {
 }
 
 export interface KeyringEvents {
-  onLoad?(r: { keys: number; problems: LoadResult['problems'] }): void;
+  onLoad?(r: { keys: number; problems: LoadResult['problems']; notices: LoadResult['notices'] }): void;
+  /** A reload from the watcher or the expiry timer failed (folder unreadable, or refused by the trust check): the previous keys stay in use. */
+  onError?(err: Error): void;
 }
 
 export class Keyring implements KeyLookup {
@@ -58,7 +61,7 @@ export class Keyring implements KeyLookup {
     clearTimeout(this.expiryTimer);
     const next = Math.min(...usable.filter((k) => k.meta.notAfter).map((k) => Date.parse(k.meta.notAfter!)));
     if (Number.isFinite(next)) this.expiryTimer = setTimeout(() => this.safeReload(), Math.min(2 ** 31 - 1, Math.max(0, next - Date.now()) + 10)).unref();
-    this.events.onLoad?.({ keys: usable.length, problems: r.problems });
+    this.events.onLoad?.({ keys: usable.length, problems: r.problems, notices: r.notices });
     return r;
   }
 
@@ -66,7 +69,8 @@ export class Keyring implements KeyLookup {
     try {
       this.reload();
     } catch (e) {
-      this.events.onLoad?.({ keys: this.snap.keys.length, problems: [{ file: this.dir, message: (e as Error).message }] });
+      if (this.events.onError) this.events.onError(e as Error);
+      else this.events.onLoad?.({ keys: this.snap.keys.length, problems: [{ file: this.dir, message: (e as Error).message }], notices: [] });
     }
   }
 

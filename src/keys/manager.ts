@@ -8,12 +8,14 @@
  *   retry         sent in retry_configs and decrypts, not (yet) published
  *   decrypt-only  decrypts until notAfter (clients with cached DNS), never offered
  *   retired       private key deleted; metadata kept so the id is not reused
+ *   pending       a key file without metadata (another tool made it): decrypts,
+ *                 never offered, until `keys adopt` makes it active or retry
  */
 import { AEAD, isSupportedSuite, KDF, KEM_X25519_SHA256 } from '../crypto/hpke.js';
 import { nodeProvider } from '../crypto/node.js';
 import { EchgateError } from '../errors.js';
 import { encodeECHConfig, encodeECHConfigList, isValidPublicName } from '../wire/ech/config.js';
-import { KeyDir, type KeyMeta, type StoredKey } from './store.js';
+import { KeyDir, type KeyMeta, type LoadResult, type StoredKey } from './store.js';
 
 export const AEAD_NAMES = { aes128gcm: AEAD.AES_128_GCM, aes256gcm: AEAD.AES_256_GCM, chacha20poly1305: AEAD.CHACHA20_POLY1305 } as const;
 export type AeadChoice = keyof typeof AEAD_NAMES;
@@ -35,40 +37,48 @@ function freeConfigId(used: Set<number>, rand: () => number): number {
   return free[rand() % free.length]!;
 }
 
-export function generateKey(dir: string, o: GenerateOptions): KeyMeta {
+function checkGenerateOptions(o: { publicName: string; aead?: AeadChoice; maxNameLength?: number }): number {
   if (!isValidPublicName(o.publicName)) throw new EchgateError('ERR_USAGE', `invalid public name "${o.publicName}" (RFC 9849 §6.1.7)`);
   const aeadId = AEAD_NAMES[o.aead ?? 'aes128gcm'];
   if (aeadId === undefined) throw new EchgateError('ERR_USAGE', `unknown AEAD "${o.aead}" (aes128gcm, aes256gcm, chacha20poly1305)`);
   const maxNameLength = o.maxNameLength ?? 0;
   if (!Number.isInteger(maxNameLength) || maxNameLength < 0 || maxNameLength > 255) throw new EchgateError('ERR_USAGE', '--max-name-length is 0..255');
-  const kd = new KeyDir(dir);
-  return kd.withLock(() => {
-    const { keys } = kd.load();
-    const used = new Set(keys.map((k) => k.meta.configId));
-    let configId = o.configId;
-    if (configId !== undefined) {
-      if (!Number.isInteger(configId) || configId < 0 || configId > 255) throw new EchgateError('ERR_USAGE', '--config-id is 0..255');
-      if (used.has(configId)) throw new EchgateError('ERR_KEYSTORE', `config_id ${configId} is already in use or retired`);
-    } else {
-      configId = freeConfigId(used, () => nodeProvider.randomBytes(1)[0]!);
-    }
-    const sk = nodeProvider.randomBytes(32);
-    const pub = nodeProvider.x25519Private(sk).publicKey;
-    const config = encodeECHConfig({
-      configId,
-      kemId: KEM_X25519_SHA256,
-      publicKey: pub,
-      cipherSuites: [{ kdfId: KDF.HKDF_SHA256, aeadId }],
-      maximumNameLength: maxNameLength,
-      publicName: o.publicName,
-      extensions: [],
-    });
-    if (!isSupportedSuite(KEM_X25519_SHA256, KDF.HKDF_SHA256, aeadId)) throw new EchgateError('ERR_HPKE', 'suite not supported');
-    const meta: KeyMeta = { configId, publicName: o.publicName, state: o.state ?? 'active', created: (o.now ?? new Date()).toISOString() };
-    kd.writeKey(sk, encodeECHConfigList([config]), meta);
-    sk.fill(0);
-    return meta;
+  return aeadId;
+}
+
+/** Make and write a key; the caller holds the folder lock and passes what it loaded under it. */
+function createKey(kd: KeyDir, loaded: LoadResult, o: GenerateOptions): KeyMeta {
+  const aeadId = checkGenerateOptions(o);
+  const used = new Set(loaded.keys.map((k) => k.meta.configId));
+  let configId = o.configId;
+  if (configId !== undefined) {
+    if (!Number.isInteger(configId) || configId < 0 || configId > 255) throw new EchgateError('ERR_USAGE', '--config-id is 0..255');
+    if (used.has(configId)) throw new EchgateError('ERR_KEYSTORE', `config_id ${configId} is already in use or retired`);
+  } else {
+    configId = freeConfigId(used, () => nodeProvider.randomBytes(1)[0]!);
+  }
+  if (!isSupportedSuite(KEM_X25519_SHA256, KDF.HKDF_SHA256, aeadId)) throw new EchgateError('ERR_HPKE', 'suite not supported');
+  const sk = nodeProvider.randomBytes(32);
+  const pub = nodeProvider.x25519Private(sk).publicKey;
+  const config = encodeECHConfig({
+    configId,
+    kemId: KEM_X25519_SHA256,
+    publicKey: pub,
+    cipherSuites: [{ kdfId: KDF.HKDF_SHA256, aeadId }],
+    maximumNameLength: o.maxNameLength ?? 0,
+    publicName: o.publicName,
+    extensions: [],
   });
+  const meta: KeyMeta = { configId, publicName: o.publicName, state: o.state ?? 'active', created: (o.now ?? new Date()).toISOString() };
+  kd.writeKey(sk, encodeECHConfigList([config]), meta);
+  sk.fill(0);
+  return meta;
+}
+
+export function generateKey(dir: string, o: GenerateOptions): KeyMeta {
+  checkGenerateOptions(o);
+  const kd = new KeyDir(dir);
+  return kd.withLock(() => createKey(kd, kd.load(), o));
 }
 
 export function listKeys(dir: string) {
@@ -83,32 +93,46 @@ export interface RotateOptions {
   now?: Date;
 }
 
-/** New active key; every active key with the same public name becomes decrypt-only for `graceMs`. */
+/**
+ * New active key; every active key with the same public name becomes
+ * decrypt-only for `graceMs`. One read-modify-write under the folder lock: a
+ * second rotation at the same time waits, then rotates what the first left
+ * (it never sees the keys from before the first one).
+ */
 export function rotateKeys(dir: string, o: RotateOptions): { created: KeyMeta; demoted: KeyMeta[] } {
   const kd = new KeyDir(dir);
   const now = o.now ?? new Date();
-  const { keys } = kd.load();
-  const actives = keys.filter((k) => k.meta.state === 'active');
-  const publicName = o.publicName ?? actives[0]?.meta.publicName;
-  if (!publicName) throw new EchgateError('ERR_USAGE', 'no active key to rotate; give --public-name or run keys generate');
-  const prev = actives.find((k) => k.meta.publicName === publicName);
-  const created = generateKey(dir, {
-    publicName,
-    aead: o.aead,
-    maxNameLength: o.maxNameLength ?? prev?.config?.maximumNameLength,
-    now,
-  });
-  const demoted = kd.withLock(() => {
-    const out: KeyMeta[] = [];
-    for (const k of kd.load().keys) {
-      if (k.meta.state !== 'active' || k.meta.publicName !== publicName || k.meta.configId === created.configId) continue;
+  return kd.withLock(() => {
+    const loaded = kd.load();
+    const actives = loaded.keys.filter((k) => k.meta.state === 'active');
+    const publicName = o.publicName ?? actives[0]?.meta.publicName;
+    if (!publicName) throw new EchgateError('ERR_USAGE', 'no active key to rotate; give --public-name or run keys generate');
+    const prev = actives.find((k) => k.meta.publicName === publicName);
+    // The new key is written before the old ones are demoted: a reader between the two sees two
+    // active keys (both decrypt), never none.
+    const created = createKey(kd, loaded, { publicName, aead: o.aead, maxNameLength: o.maxNameLength ?? prev?.config?.maximumNameLength, now });
+    const demoted: KeyMeta[] = [];
+    for (const k of actives) {
+      if (k.meta.publicName !== publicName) continue;
       const meta: KeyMeta = { ...k.meta, state: 'decrypt-only', notAfter: new Date(now.getTime() + o.graceMs).toISOString() };
       kd.writeMeta(meta);
-      out.push(meta);
+      demoted.push(meta);
     }
-    return out;
+    return { created, demoted };
   });
-  return { created, demoted };
+}
+
+/** A pending key (a PEM file without metadata) gets its metadata: active (published) or retry. */
+export function adoptKey(dir: string, configId: number, state: 'active' | 'retry' = 'active'): KeyMeta {
+  const kd = new KeyDir(dir);
+  return kd.withLock(() => {
+    const k = kd.load().keys.find((x) => x.meta.configId === configId);
+    if (!k) throw new EchgateError('ERR_KEYSTORE', `no key with config_id ${configId} in ${dir}`);
+    if (k.meta.state !== 'pending') throw new EchgateError('ERR_KEYSTORE', `config_id ${configId} already has metadata (state ${k.meta.state})`);
+    const meta: KeyMeta = { ...k.meta, state };
+    kd.writeMeta(meta);
+    return meta;
+  });
 }
 
 /**
@@ -162,7 +186,7 @@ export function retireKey(dir: string, configId: number, now = new Date()): KeyM
     if (k.meta.state === 'retired') return k.meta;
     const meta: KeyMeta = { ...k.meta, state: 'retired', notAfter: now.toISOString() };
     kd.writeMeta(meta);
-    kd.deleteKeyFile(configId);
+    kd.deleteKeyFile(configId, k.file);
     return meta;
   });
 }
@@ -171,7 +195,7 @@ export function retireKey(dir: string, configId: number, now = new Date()): KeyM
 export function decryptingKeys(keys: StoredKey[], now = new Date()): StoredKey[] {
   return keys.filter((k) => {
     if (!k.privateKey || !k.config) return false;
-    if (k.meta.state === 'active' || k.meta.state === 'retry') return true;
+    if (k.meta.state === 'active' || k.meta.state === 'retry' || k.meta.state === 'pending') return true;
     if (k.meta.state === 'decrypt-only') return !k.meta.notAfter || Date.parse(k.meta.notAfter) > now.getTime();
     return false;
   });

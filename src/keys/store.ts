@@ -4,8 +4,13 @@
  * (`ech-NNN.json`). Files are 0600 and replaced atomically (temp file, fsync,
  * rename, fsync of the folder). Changes happen under a folder lock. A file
  * that cannot be read is reported by name and skipped, never overwritten.
+ *
+ * Trust: a key decides what echgate publishes in DNS and which hellos it
+ * decrypts, so the folder and every key file must be writable by nobody but
+ * the user echgate runs as (or root). A folder that fails this is refused
+ * whole (ERR_KEY_TRUST), never loaded in part.
  */
-import { closeSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, linkSync, openSync, readdirSync, readFileSync, renameSync, type Stats, statSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { EchgateError } from '../errors.js';
 import { nodeProvider } from '../crypto/node.js';
@@ -14,8 +19,15 @@ import { usableConfigs } from '../wire/ech/usable.js';
 import { decodeECHConfigList, type ECHConfigContents } from '../wire/ech/config.js';
 import { decodeEchPem, encodeEchPem } from './pem.js';
 
-export type KeyState = 'active' | 'retry' | 'decrypt-only' | 'retired';
-export const KEY_STATES: readonly KeyState[] = ['active', 'retry', 'decrypt-only', 'retired'];
+/** States a metadata file can hold. */
+export type StoredState = 'active' | 'retry' | 'decrypt-only' | 'retired';
+export const KEY_STATES: readonly StoredState[] = ['active', 'retry', 'decrypt-only', 'retired'];
+/**
+ * `pending`: a PEM file without metadata (made by another tool, or dropped in
+ * by hand). It decrypts, but is never published in DNS nor sent in
+ * retry_configs until `echgate keys adopt` gives it metadata.
+ */
+export type KeyState = StoredState | 'pending';
 
 export interface KeyMeta {
   configId: number;
@@ -38,7 +50,30 @@ export interface StoredKey {
 
 export interface LoadResult {
   keys: StoredKey[];
+  /** Files skipped (unreadable, malformed): named, the rest still loads. */
   problems: { file: string; message: string }[];
+  /** Worth logging, nothing skipped (a pending key). */
+  notices: { file: string; message: string }[];
+}
+
+/**
+ * Why a key folder or key file must not be trusted, if it must not: owned by
+ * someone other than the running user or root, or writable by group or
+ * others (either could then choose the keys echgate publishes and uses).
+ */
+export function trustProblem(st: Stats, path: string, uid = process.getuid?.()): string | undefined {
+  if (uid === undefined) return undefined; // no POSIX owners (Windows)
+  if (st.uid !== uid && st.uid !== 0) return `${path} is owned by uid ${st.uid}, not by uid ${uid} that echgate runs as (or root)`;
+  const w = st.mode & 0o022;
+  if (w) {
+    const who = w === 0o022 ? 'group and others' : w === 0o020 ? 'group' : 'others';
+    return `${path} is writable by ${who} (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')}): chmod go-w ${path}`;
+  }
+  return undefined;
+}
+
+function refuse(dir: string, why: string): EchgateError {
+  return new EchgateError('ERR_KEY_TRUST', `refusing key folder ${dir}: ${why}`);
 }
 
 const pemName = (id: number) => `ech-${String(id).padStart(3, '0')}.pem`;
@@ -72,7 +107,7 @@ function parseMeta(text: string, file: string): KeyMeta {
   } catch (e) {
     throw new EchgateError('ERR_KEYSTORE', `${file}: not JSON: ${(e as Error).message}`);
   }
-  if (typeof m.configId !== 'number' || !KEY_STATES.includes(m.state as KeyState) || typeof m.created !== 'string') {
+  if (typeof m.configId !== 'number' || !KEY_STATES.includes(m.state as StoredState) || typeof m.created !== 'string') {
     throw new EchgateError('ERR_KEYSTORE', `${file}: missing configId, state or created`);
   }
   return m as KeyMeta;
@@ -89,44 +124,78 @@ export class KeyDir {
     return join(this.dir, metaName(id));
   }
 
-  /** Read every key. Problems are reported per file; good files still load. */
+  /**
+   * Read a key file through one descriptor: the owner and mode checked are
+   * those of the bytes read (no swap between a check and the read).
+   */
+  private readTrusted(file: string): string {
+    let fd: number;
+    try {
+      fd = openSync(file, 'r');
+    } catch (e) {
+      // Gone between the listing and the read (a rename in progress): skipped like an unreadable file.
+      throw new EchgateError('ERR_KEYSTORE', (e as Error).message);
+    }
+    try {
+      const st = fstatSync(fd);
+      if (!st.isFile()) throw new EchgateError('ERR_KEYSTORE', 'not a regular file');
+      const why = trustProblem(st, file);
+      if (why) throw refuse(this.dir, why);
+      return readFileSync(fd, 'utf8');
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /**
+   * Read every key. Problems are reported per file; good files still load.
+   * A folder or file that fails the trust check (trustProblem) refuses the
+   * whole folder: ERR_KEY_TRUST.
+   */
   load(): LoadResult {
     const keys = new Map<number, StoredKey>();
     const problems: LoadResult['problems'] = [];
+    const notices: LoadResult['notices'] = [];
     let names: string[];
     try {
+      const why = trustProblem(statSync(this.dir), this.dir);
+      if (why) throw refuse(this.dir, why);
       names = readdirSync(this.dir);
     } catch (e) {
+      if ((e as EchgateError).code === 'ERR_KEY_TRUST') throw e;
       throw new EchgateError('ERR_KEYSTORE', `cannot read key folder ${this.dir}: ${(e as Error).message}`);
     }
+    const untrusted = (e: unknown) => (e as EchgateError).code === 'ERR_KEY_TRUST';
     for (const n of names.filter((x) => x.endsWith('.json') && !x.includes('.tmp-')).sort()) {
       const file = join(this.dir, n);
       try {
-        const meta = parseMeta(readFileSync(file, 'utf8'), file);
+        const meta = parseMeta(this.readTrusted(file), file);
         keys.set(meta.configId, { meta });
       } catch (e) {
+        if (untrusted(e)) throw e;
         problems.push({ file, message: (e as Error).message });
       }
     }
     for (const n of names.filter((x) => x.endsWith('.pem') && !x.includes('.tmp-')).sort()) {
       const file = join(this.dir, n);
       try {
-        const pem = decodeEchPem(readFileSync(file, 'utf8'));
+        const pem = decodeEchPem(this.readTrusted(file));
         const sk = nodeProvider.x25519Private(pem.privateKey);
         const config = usableConfigs(decodeECHConfigList(pem.echConfigList), isSupportedSuite).find((c) => Buffer.from(c.publicKey).equals(sk.publicKey));
         if (!config) throw new EchgateError('ERR_KEYSTORE', 'no usable ECHConfig in the file matches its private key');
         const known = keys.get(config.configId);
         if (known?.file) throw new EchgateError('ERR_KEYSTORE', `config_id ${config.configId} is also used by ${known.file}`);
         if (known?.meta.state === 'retired') throw new EchgateError('ERR_KEYSTORE', `config_id ${config.configId} is retired; its key is never used again`);
-        // A file made elsewhere (e.g. `openssl ech`) has no metadata: treat it as active.
-        const meta: KeyMeta = known?.meta ?? {
-          configId: config.configId,
-          publicName: config.publicName,
-          state: 'active',
-          created: statSync(file).mtime.toISOString(),
-        };
+        // A file made elsewhere (e.g. `openssl ech`) has no metadata: it decrypts, but echgate does not
+        // publish it or offer it in retry_configs until the operator says so (keys adopt).
+        let meta = known?.meta;
+        if (!meta) {
+          meta = { configId: config.configId, publicName: config.publicName, state: 'pending', created: statSync(file).mtime.toISOString() };
+          notices.push({ file, message: `no metadata file ${metaName(config.configId)}: loaded as pending (decrypts; not published, not in retry_configs); echgate keys adopt --config-id ${config.configId} makes it active` });
+        }
         keys.set(config.configId, { meta, file, privateKey: pem.privateKey, config, echConfigList: pem.echConfigList });
       } catch (e) {
+        if (untrusted(e)) throw e;
         problems.push({ file, message: (e as Error).message });
       }
     }
@@ -136,7 +205,7 @@ export class KeyDir {
         keys.delete(k.meta.configId);
       }
     }
-    return { keys: [...keys.values()].sort((a, b) => a.meta.configId - b.meta.configId), problems };
+    return { keys: [...keys.values()].sort((a, b) => a.meta.configId - b.meta.configId), problems, notices };
   }
 
   writeKey(privateKey: Uint8Array, echConfigList: Uint8Array, meta: KeyMeta): void {
@@ -148,37 +217,117 @@ export class KeyDir {
     writeFileAtomic(this.metaPath(meta.configId), `${JSON.stringify(meta, null, 2)}\n`);
   }
 
-  deleteKeyFile(id: number): void {
+  /** Delete a key's PEM file: `file` as loaded (a file from another tool keeps its own name). */
+  deleteKeyFile(id: number, file = this.pemPath(id)): void {
     try {
-      unlinkSync(this.pemPath(id));
+      unlinkSync(file);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     }
   }
 
-  /** Run `fn` holding the folder lock (`.lock`, O_EXCL). A lock left by a dead process is taken over. */
-  withLock<T>(fn: () => T): T {
-    const lock = join(this.dir, '.lock');
-    let fd: number;
-    try {
-      fd = openSync(lock, 'wx', 0o600);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      const pid = Number(readFileSync(lock, 'utf8').trim());
-      if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) {
-        throw new EchgateError('ERR_LOCKED', `key folder ${this.dir} is locked by process ${pid}`);
+  /**
+   * Run `fn` holding the folder lock, waiting up to `waitMs` for another
+   * writer to finish. The lock is a ticket: `.lock.N` names its holder (pid
+   * and time, written before the file appears: link(2) of a finished temp
+   * file), `.lock.N.free` a released one; the highest N decides. A writer
+   * takes ticket max+1 with link(2), which only one process can create, when
+   * the highest is free or its holder is dead, then checks that no higher
+   * ticket appeared (else it backs off) and removes the older ones. No step
+   * deletes a ticket that may be live, so a dead holder is taken over with no
+   * race between two writers that both saw it dead.
+   */
+  withLock<T>(fn: () => T, o: { waitMs?: number } = {}): T {
+    const deadline = Date.now() + (o.waitMs ?? 10_000);
+    for (let attempt = 0; ; attempt++) {
+      const r = this.tryLock();
+      if ('ticket' in r) {
+        try {
+          return fn();
+        } finally {
+          this.unlock(r.ticket);
+        }
       }
-      unlinkSync(lock);
-      fd = openSync(lock, 'wx', 0o600);
-    }
-    try {
-      writeSync(fd, `${process.pid}\n`);
-      return fn();
-    } finally {
-      closeSync(fd);
-      unlinkSync(lock);
+      if (r.holder === process.pid) throw new EchgateError('ERR_LOCKED', `key folder ${this.dir} is already locked by this process`);
+      if (Date.now() >= deadline) throw new EchgateError('ERR_LOCKED', `key folder ${this.dir} is locked by process ${r.holder ?? '?'}${r.since ? ` since ${r.since}` : ''}`);
+      sleepSync(r.holder === undefined ? 1 : Math.min(100, 5 * 2 ** Math.min(attempt, 5)) + Math.floor(Math.random() * 10));
     }
   }
+
+  private tickets(): { n: number; free: boolean; name: string }[] {
+    const out: { n: number; free: boolean; name: string }[] = [];
+    for (const name of readdirSync(this.dir)) {
+      const m = /^\.lock\.(\d+)(\.free)?$/.exec(name);
+      if (m) out.push({ n: Number(m[1]), free: m[2] !== undefined, name });
+    }
+    return out;
+  }
+
+  private tryLock(): { ticket: number } | { holder?: number; since?: string } {
+    let max = 0;
+    let free = true;
+    for (const t of this.tickets()) {
+      if (t.n > max) [max, free] = [t.n, t.free];
+      else if (t.n === max) free ||= t.free;
+    }
+    if (max > 0 && !free) {
+      let text: string;
+      try {
+        text = readFileSync(join(this.dir, `.lock.${max}`), 'utf8');
+      } catch {
+        return {}; // released or replaced since the listing: look again
+      }
+      const [pidText, since] = text.split('\n');
+      const pid = Number(pidText);
+      if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) return { holder: pid, since };
+      // Its holder is dead: take the next ticket.
+    }
+    const n = max + 1;
+    const tmp = join(this.dir, `.lock-tmp.${process.pid}.${n}`);
+    writeSmallFile(tmp, `${process.pid}\n${new Date().toISOString()}\n`);
+    try {
+      linkSync(tmp, join(this.dir, `.lock.${n}`));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      return {}; // another writer took ticket n first
+    } finally {
+      unlinkSync(tmp);
+    }
+    const all = this.tickets();
+    if (all.some((t) => t.n > n)) {
+      // A stale listing: a later ticket exists, so this one never held the lock.
+      rmQuiet(join(this.dir, `.lock.${n}`));
+      return {};
+    }
+    for (const t of all) if (t.n < n) rmQuiet(join(this.dir, t.name));
+    return { ticket: n };
+  }
+
+  private unlock(n: number): void {
+    renameSync(join(this.dir, `.lock.${n}`), join(this.dir, `.lock.${n}.free`));
+  }
+}
+
+function writeSmallFile(path: string, text: string): void {
+  const fd = openSync(path, 'w', 0o600);
+  try {
+    writeSync(fd, text);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function rmQuiet(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+}
+
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+function sleepSync(ms: number): void {
+  Atomics.wait(sleeper, 0, 0, ms);
 }
 
 function isAlive(pid: number): boolean {

@@ -2,6 +2,11 @@
  * The running proxy: one listener per entrypoint, a context per entrypoint
  * rebuilt on every (re)load, graceful shutdown. Reload never drops open
  * connections: they keep the context they started with.
+ *
+ * A (re)load is all or nothing: prepare() builds everything that can fail
+ * (certificates read, routing tables compiled, new listeners bound and
+ * holding their first connections) while the old state keeps serving;
+ * commit() then swaps it in one synchronous step, abort() drops it.
  */
 import net from 'node:net';
 import type { Logger } from 'pino';
@@ -20,6 +25,21 @@ interface Listener {
   server: net.Server;
   ctx: EntryContext;
   open: Set<net.Socket>;
+  /** False until the load that bound it is committed: connections wait in `held`. */
+  live: boolean;
+  held: net.Socket[];
+}
+
+/** A load built and bound, not yet in place. */
+export interface PreparedLoad {
+  commit(): void;
+  abort(): void;
+}
+
+/** Where ClientHellos are classified (the ECH keystore) and retry_configs come from. */
+export interface EchHooks {
+  classify: Classifier;
+  retryConfigs: () => Uint8Array | undefined;
 }
 
 export interface GatewayOptions {
@@ -53,7 +73,7 @@ export class Gateway {
     for (const l of this.listeners.values()) l.ctx = { ...l.ctx, classify: l.ctx.ep.echBackend ? l.ctx.classify : c, retryConfigs };
   }
 
-  private buildContexts(cfg: Config): Map<string, EntryContext> {
+  private buildContexts(cfg: Config, classify: Classifier, retryConfigs: () => Uint8Array | undefined): Map<string, EntryContext> {
     const pickers = buildPickers(cfg.services);
     const certificate = certificateSelector(loadCertificates(cfg));
     const out = new Map<string, EntryContext>();
@@ -77,52 +97,106 @@ export class Gateway {
         logInnerSni: cfg.log.innerSni,
         logEchRoutes: cfg.log.echRoutes,
         accessLog: cfg.log.access,
-        classify: ep.echBackend ? echBackendClassifier(this.metrics) : this.classify,
+        classify: ep.echBackend ? echBackendClassifier(this.metrics) : classify,
         certificate,
-        retryConfigs: this.retryConfigs,
+        retryConfigs,
       });
     }
     return out;
   }
 
-  /** Apply a validated configuration: start, update or stop listeners. */
-  async apply(cfg: Config): Promise<void> {
-    const contexts = this.buildContexts(cfg);
-    for (const [name, l] of this.listeners) {
-      const next = cfg.entryPoints.get(name);
-      if (!next || next.host !== l.ctx.ep.host || next.port !== l.ctx.ep.port) {
-        l.server.close();
-        this.listeners.delete(name);
-      }
-    }
-    for (const [name, ctx] of contexts) {
-      const l = this.listeners.get(name);
-      if (l) l.ctx = ctx;
-      else this.listeners.set(name, await this.listen(ctx));
-    }
-    this.config = cfg;
+  /** Apply a validated configuration: start, update or stop listeners. All or nothing. */
+  async apply(cfg: Config, ech?: EchHooks): Promise<void> {
+    (await this.prepare(cfg, ech)).commit();
   }
 
-  private listen(ctx: EntryContext): Promise<Listener> {
-    const l: Listener = { server: undefined as unknown as net.Server, ctx, open: new Set() };
+  /**
+   * Build a configuration's state while the current one keeps serving:
+   * contexts (certificates, routing tables, service pickers) and listeners
+   * for new or moved entrypoints (bound; their connections wait for commit).
+   * Throws, with nothing changed and nothing left bound, if any of it fails.
+   */
+  async prepare(cfg: Config, ech?: EchHooks): Promise<PreparedLoad> {
+    const classify = ech?.classify ?? this.classify;
+    const retryConfigs = ech?.retryConfigs ?? this.retryConfigs;
+    const contexts = this.buildContexts(cfg, classify, retryConfigs);
+    const fresh = new Map<string, Listener>();
+    const drop = () => {
+      for (const l of fresh.values()) {
+        for (const s of l.held) s.destroy();
+        l.server.close();
+      }
+    };
+    try {
+      for (const [name, ctx] of contexts) {
+        const l = this.listeners.get(name);
+        if (l && l.ctx.ep.host === ctx.ep.host && l.ctx.ep.port === ctx.ep.port) continue;
+        fresh.set(name, await this.listen(ctx, false));
+      }
+    } catch (e) {
+      drop();
+      throw e;
+    }
+    let settled = false;
+    return {
+      commit: () => {
+        if (settled) return;
+        settled = true;
+        for (const [name, l] of this.listeners) {
+          if (!contexts.has(name) || fresh.has(name)) {
+            l.server.close();
+            this.listeners.delete(name);
+          }
+        }
+        for (const [name, ctx] of contexts) {
+          const l = this.listeners.get(name);
+          if (l) l.ctx = ctx;
+        }
+        for (const [name, l] of fresh) {
+          this.listeners.set(name, l);
+          l.live = true;
+          for (const s of l.held.splice(0)) this.accept(l, s);
+        }
+        this.classify = classify;
+        this.retryConfigs = retryConfigs;
+        this.config = cfg;
+      },
+      abort: () => {
+        if (settled) return;
+        settled = true;
+        drop();
+      },
+    };
+  }
+
+  private accept(l: Listener, socket: net.Socket): void {
+    if (l.open.size >= l.ctx.ep.maxConnections) {
+      this.metrics.connections.inc({ entrypoint: l.ctx.ep.name, router: '-', outcome: 'over_limit' });
+      socket.destroy();
+      return;
+    }
+    l.open.add(socket);
+    try {
+      handleConnection(l.ctx, socket, () => l.open.delete(socket));
+    } catch (e) {
+      // handleConnection guards its own callbacks; this is the last line for its synchronous part.
+      // One connection's exception ends that connection, never the process.
+      l.open.delete(socket);
+      socket.destroy();
+      this.metrics.handlerErrors.inc({ listener: 'proxy' });
+      this.limiter.log(this.log, 'warn', { entrypoint: l.ctx.ep.name, err: errField(e) }, 'internal error handling a connection; that connection was closed');
+    }
+  }
+
+  private listen(ctx: EntryContext, live: boolean): Promise<Listener> {
+    const l: Listener = { server: undefined as unknown as net.Server, ctx, open: new Set(), live, held: [] };
     // noDelay: TCP_NODELAY is set as the socket is accepted, with no JS call per connection.
     l.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false, noDelay: true }, (socket) => {
-      if (l.open.size >= l.ctx.ep.maxConnections) {
-        this.metrics.connections.inc({ entrypoint: l.ctx.ep.name, router: '-', outcome: 'over_limit' });
-        socket.destroy();
-        return;
-      }
-      l.open.add(socket);
-      try {
-        handleConnection(l.ctx, socket, () => l.open.delete(socket));
-      } catch (e) {
-        // handleConnection guards its own callbacks; this is the last line for its synchronous part.
-        // One connection's exception ends that connection, never the process.
-        l.open.delete(socket);
-        socket.destroy();
-        this.metrics.handlerErrors.inc({ listener: 'proxy' });
-        this.limiter.log(this.log, 'warn', { entrypoint: l.ctx.ep.name, err: errField(e) }, 'internal error handling a connection; that connection was closed');
-      }
+      if (l.live) return this.accept(l, socket);
+      // Bound by a load not yet committed: the connection waits (its bytes buffer in the socket).
+      if (l.held.length >= l.ctx.ep.maxConnections) return void socket.destroy();
+      socket.on('error', () => socket.destroy());
+      l.held.push(socket);
     });
     return new Promise((resolve, reject) => {
       l.server.once('error', reject);
