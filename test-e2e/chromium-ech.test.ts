@@ -114,6 +114,8 @@ describe('Chromium with real ECH through echgate', { skip }, () => {
 tls:
   certificates: [{ certFile: "${join(W, 'server.pem')}", keyFile: "${join(W, 'server.key')}" }]
 ech: { keysDir: "${keysDir}" }
+# The test asserts which router took each ECH connection; by default their names stay out of the route channel.
+log: { echRoutes: true }
 entryPoints:
   websecure: { address: "127.0.0.1:${port}" }
   split: { address: "127.0.0.1:${splitPort}" }
