@@ -9,6 +9,7 @@ import { keysCommand } from './keys.js';
 import { publishCommand } from './publish.js';
 import { resolveCommand } from './resolve.js';
 import { serveCommand } from './serve.js';
+import { leaveGroup } from './workers.js';
 
 const USAGE = `usage: echgate <command> [options]
 
@@ -32,7 +33,8 @@ export async function main(argv: string[]): Promise<number> {
     const a = parseArgs(rest, BOOLEANS);
     switch (cmd) {
       case 'serve':
-        return await serveCommand(a, out);
+        // A worker of a process group leaves it once drained, or its IPC channel would keep it alive.
+        return await serveCommand(a, out).finally(leaveGroup);
       case 'check':
         return await checkCommand(a, out);
       case 'inspect':
