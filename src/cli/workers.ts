@@ -98,6 +98,19 @@ export async function runPrimary(file: string, cfg: Config, log: Logger): Promis
         if (!started && slots.every((s) => s.ready)) {
           started = true;
           log.info({ workers: slots.length, scheduling: sched === 'rr' ? 'rr' : 'kernel' }, 'all workers ready');
+          // /metrics opens once every worker listens, as a single process opens it after its entrypoints.
+          if (cfg.metrics && !stopping) {
+            own.serve(cfg.metrics.host, cfg.metrics.port, { log, source: gather }).then(
+              (srv) => {
+                metricsSrv = srv;
+                if (stopping) srv.close();
+              },
+              (e) => {
+                log.error({ listener: 'metrics', err: (e as Error).message }, 'metrics listener cannot start; stopping the group');
+                stopAll('startup failure', 1);
+              },
+            );
+          }
         }
       } else if (m?.echgate === 'metrics') {
         slot.last = m.snapshot;
@@ -131,6 +144,7 @@ export async function runPrimary(file: string, cfg: Config, log: Logger): Promis
     });
   };
 
+  let metricsSrv: Server | undefined;
   let exitCode = 0;
   const stopAll = (why: string, code = 0) => {
     if (stopping) return;
@@ -189,8 +203,6 @@ export async function runPrimary(file: string, cfg: Config, log: Logger): Promis
     sum.workers.inc({ state: 'answered_scrape' }, answered.size);
     return sum.render();
   };
-  let metricsSrv: Server | undefined;
-  if (cfg.metrics) metricsSrv = await own.serve(cfg.metrics.host, cfg.metrics.port, { log, source: gather });
 
   // Reload: each worker re-reads the file itself (its own file and key folder
   // watchers, as a single process does); SIGHUP to the primary is relayed.
