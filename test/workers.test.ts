@@ -204,6 +204,17 @@ tcp:
     assert.match(await scrape(), /echgate_dns_queries_total\{rcode="NOERROR",transport="tcp",type="HTTPS"\} 1\n/);
   });
 
+  it('a key rotation reaches every worker (each watches the key folder): both reload, DNS and ECH use the new key', async () => {
+    const from = lines.length;
+    await run('node', [BIN, 'keys', 'rotate', '--dir', keysDir]);
+    await waitFor(() => new Set(lines.slice(from).filter((l) => l.msg === 'ECH keys loaded').map((l) => l.worker)).size === 2, 'both workers loaded the keys');
+    const { stdout: exported } = await run('node', [BIN, 'keys', 'export', '--dir', keysDir, '--format', 'base64']);
+    const { stdout } = await run('dig', ['-p', String(dnsPort), '@127.0.0.1', '+short', '+time=2', '+tries=2', 'secret.example.test', 'HTTPS']);
+    assert.equal(stdout.trim(), `1 . alpn="h2" ech=${exported.trim()}`);
+    const { stdout: c } = await run('node', [BIN, 'connect', `127.0.0.1:${port}`, '--sni', 'secret.example.test', '--ech-config', exported.trim(), '--send', 'hello']);
+    assert.equal(JSON.parse(c).ech, 'accepted');
+  });
+
   it('SIGHUP to the primary reaches both workers: each reloads, both serve the new route', async () => {
     writeFileSync(f, config('api'));
     const from = lines.length;

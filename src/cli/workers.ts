@@ -215,7 +215,9 @@ export async function runPrimary(file: string, cfg: Config, log: Logger): Promis
       log.warn({ file, err: isEchgateError(e) ? e.message : String(e) }, 'SIGHUP: the configuration does not validate; relayed anyway, the workers keep the previous one');
     }
     if (next && next.workers !== slots.length) log.warn({ file, workers: next.workers, running: slots.length }, 'workers changed: takes effect at the next restart');
-    for (const s of live()) s.worker!.process.kill('SIGHUP');
+    // Only to workers past startup: before serve installs its handler, SIGHUP would end the process
+    // (a worker still starting reads the file as it starts).
+    for (const s of live()) if (s.ready) s.worker!.process.kill('SIGHUP');
   };
   const onTerm = () => stopAll('SIGTERM');
   const onInt = () => stopAll('SIGINT');
