@@ -67,6 +67,12 @@ const handshakeLoad = (port: number, n: number) =>
     return s;
   });
 
+/** Context switches (voluntary + involuntary) of a process so far: each wakeup of its event loop is at least one. */
+function ctxSwitches(pid: number): number {
+  const st = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(st)?.[1] ?? 0) + Number(/nonvoluntary_ctxt_switches:\s+(\d+)/.exec(st)?.[1] ?? 0);
+}
+
 function groupPids(pid: number): number[] {
   let kids: number[] = [];
   try {
@@ -108,8 +114,8 @@ async function main() {
     { name: 'workers 2, kernel (SCHED_NONE)', workers: 2, sched: 'none' },
     { name: 'workers 2, round-robin (SCHED_RR)', workers: 2, sched: 'rr' },
   ];
-  const res = new Map<string, { conn: number[]; hs: number[]; spreadConn: string[]; spreadHs: string[]; primaryShare: number[] }>();
-  for (const v of variants) res.set(v.name, { conn: [], hs: [], spreadConn: [], spreadHs: [], primaryShare: [] });
+  const res = new Map<string, { conn: number[]; hs: number[]; spreadConn: string[]; spreadHs: string[]; primaryShare: number[]; cs: number[] }>();
+  for (const v of variants) res.set(v.name, { conn: [], hs: [], spreadConn: [], spreadHs: [], primaryShare: [], cs: [] });
 
   for (let round = 0; round < ROUNDS; round++) {
     for (const v of variants) {
@@ -145,14 +151,18 @@ tcp:
           .map(([w, n]) => n - (a.get(w) ?? 0))
           .join('/');
 
+      const cs = () => pids.reduce((x, p) => x + ctxSwitches(p), 0);
+      const cs0 = cs();
       let before = cpu();
       let s0 = await scrape(pm);
       await connLoad(p1, CONNS);
       let after = cpu();
+      const cs1 = cs();
       let s1 = await scrape(pm);
       const r = res.get(v.name)!;
       const total = (a: number[], b: number[]) => b.reduce((x, y, i) => x + y - a[i]!, 0);
       r.conn.push(total(before, after) / CONNS);
+      r.cs.push((cs1 - cs0) / CONNS);
       if (v.workers > 1) {
         r.spreadConn.push(spread(s0, s1));
         r.primaryShare.push((after[0]! - before[0]!) / total(before, after));
@@ -166,19 +176,19 @@ tcp:
       if (v.workers > 1) r.spreadHs.push(spread(s0, s1));
       eg.kill('SIGTERM');
       await new Promise((done) => eg.once('exit', done));
-      process.stderr.write(`round ${round + 1} ${v.name}: conn ${r.conn.at(-1)!.toFixed(3)} ms, handshake ${r.hs.at(-1)!.toFixed(3)} ms, spread ${r.spreadConn.at(-1) ?? '-'} / ${r.spreadHs.at(-1) ?? '-'}\n`);
+      process.stderr.write(`round ${round + 1} ${v.name}: conn ${r.conn.at(-1)!.toFixed(3)} ms (${r.cs.at(-1)!.toFixed(2)} switches), handshake ${r.hs.at(-1)!.toFixed(3)} ms, spread ${r.spreadConn.at(-1) ?? '-'} / ${r.spreadHs.at(-1) ?? '-'}\n`);
     }
   }
   const lines = [
     `Node ${process.version}, ${ROUNDS} interleaved rounds, ${CONNS} passthrough connections (concurrency 50) and ${HANDSHAKES} terminated TLS 1.3 handshakes (concurrency 20) per round; medians; spread = connections per worker in each round.`,
     '',
-    '| | group CPU per connection (ms) | group CPU per handshake (ms) | primary share of group CPU (connections) | spread, connections | spread, handshakes |',
-    '|---|---|---|---|---|---|',
+    '| | group CPU per connection (ms) | group CPU per handshake (ms) | primary share of group CPU (connections) | context switches per connection | spread, connections | spread, handshakes |',
+    '|---|---|---|---|---|---|---|',
   ];
   for (const v of variants) {
     const r = res.get(v.name)!;
     lines.push(
-      `| ${v.name} | ${median(r.conn).toFixed(3)} | ${median(r.hs).toFixed(3)} | ${r.primaryShare.length ? `${(median(r.primaryShare) * 100).toFixed(0)} %` : '–'} | ${r.spreadConn.join(', ') || '–'} | ${r.spreadHs.join(', ') || '–'} |`,
+      `| ${v.name} | ${median(r.conn).toFixed(3)} | ${median(r.hs).toFixed(3)} | ${r.primaryShare.length ? `${(median(r.primaryShare) * 100).toFixed(0)} %` : '–'} | ${median(r.cs).toFixed(2)} | ${r.spreadConn.join(', ') || '–'} | ${r.spreadHs.join(', ') || '–'} |`,
     );
   }
   process.stdout.write(`${lines.join('\n')}\n`);

@@ -256,6 +256,17 @@ tcp:
       for (const l of access().slice(start)) pids.add(l.pid!);
     }
     assert.ok(pids.has(fresh.pid!), 'the replacement serves');
+    assert.equal(died.restartInMs, 250);
+  });
+
+  it('a worker that dies again soon after its start waits longer (backoff), then is back', async () => {
+    const victim = ready().at(-1)!;
+    const from = lines.length;
+    process.kill(victim.pid!, 'SIGKILL');
+    await waitFor(() => lines.slice(from).some((l) => l.msg === 'worker ready' && l.worker === victim.worker), 'the replacement');
+    const died = lines.slice(from).find((l) => l.msg.startsWith('worker died'))!;
+    assert.equal(died.restartInMs, 500, 'second quick death: the delay doubled');
+    assert.match(await scrape(), /^echgate_worker_restarts_total\{reason="SIGKILL"\} 2$/m);
   });
 
   it('SIGTERM to the primary: every worker drains its open connections, then exit 0', async () => {
