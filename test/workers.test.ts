@@ -215,11 +215,12 @@ tcp:
     assert.equal(JSON.parse(c).ech, 'accepted');
   });
 
-  it('SIGHUP to the primary reaches both workers: each reloads, both serve the new route', async () => {
-    writeFileSync(f, config('api'));
+  const reloadedBy = (from: number, why: string) => new Set(lines.slice(from).filter((l) => l.msg === 'configuration reloaded' && l.why === why).map((l) => l.worker));
+
+  it('a change of the file reaches both workers (each watches it): both serve the new route; SIGHUP to the primary reaches both too', async () => {
     const from = lines.length;
-    child.kill('SIGHUP');
-    await waitFor(() => new Set(lines.slice(from).filter((l) => l.msg === 'configuration reloaded').map((l) => l.worker)).size === 2, 'both workers reloaded');
+    writeFileSync(f, config('api'));
+    await waitFor(() => reloadedBy(from, 'file changed').size === 2, 'both workers reloaded on the file change');
     const startAccess = access().length;
     const pids = new Set<number>();
     for (let round = 0; round < 20 && pids.size < 2; round++) {
@@ -229,6 +230,10 @@ tcp:
       for (const l of access().slice(startAccess)) pids.add(l.pid!);
     }
     assert.equal(pids.size, 2);
+    // SIGHUP (no change to the file) is relayed to every worker.
+    const hup = lines.length;
+    child.kill('SIGHUP');
+    await waitFor(() => reloadedBy(hup, 'SIGHUP').size === 2, 'both workers reloaded on SIGHUP');
   });
 
   it('a worker killed with SIGKILL is counted and replaced; the other serves meanwhile', async () => {
