@@ -19,7 +19,7 @@ const exec = promisify(execFile);
 const BIN = join(ROOT, 'bin', 'echgate.js');
 
 /** Run echgate; resolve with the exit code and output whether or not it failed. */
-async function echgate(args: string[], timeout = 10_000): Promise<{ code: number; stdout: string; stderr: string }> {
+async function echgate(args: string[], timeout = 30_000): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
     const r = await exec('node', [BIN, ...args], { timeout });
     return { code: 0, ...r };

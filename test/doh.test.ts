@@ -78,7 +78,8 @@ describe('DoH client and echgate resolve against a real DoH server', { skip }, (
     port = (s.address() as net.AddressInfo).port;
     await new Promise((r) => s.close(r));
     proc = spawn('python3', [join(RECIPE, 'dohzone.py'), '--zone', join(W, 'zone.json'), '--cert', join(W, 'doh.pem'), '--key', join(W, 'doh.key'), '--listen', `127.0.0.1:${port}`, '--no-h2'], { stdio: 'ignore' });
-    for (let i = 0; i < 50; i++) {
+    // Wait for python's listener: a liveness bound (30 s), generous for a loaded machine.
+    for (let i = 0; i < 300; i++) {
       const ok = await new Promise<boolean>((r) => net.connect(port, '127.0.0.1').once('connect', function (this: net.Socket) { this.destroy(); r(true); }).once('error', () => r(false)));
       if (ok) break;
       await new Promise((r) => setTimeout(r, 100));

@@ -14,6 +14,7 @@ import { keysCommands } from './keys.js';
 import { publish } from './publish.js';
 import { resolve } from './resolve.js';
 import { serve } from './serve.js';
+import { leaveGroup } from './workers.js';
 
 const COMMANDS: Record<string, Command> = { serve, check, inspect, connect, resolve, publish };
 
@@ -88,6 +89,8 @@ export async function main(argv: string[]): Promise<number> {
     }
     const c = COMMANDS[cmd];
     if (!c) return unknownCommand('command', cmd, [...Object.keys(COMMANDS), 'keys'], USAGE);
+    // A worker of a process group leaves it once drained, or its IPC channel would keep it alive.
+    if (c === serve) return await runCommand(c, rest, out).finally(leaveGroup);
     return await runCommand(c, rest, out);
   } catch (e) {
     if (e instanceof ConfigError) {

@@ -14,6 +14,7 @@ import { createLogger } from '../proxy/logger.js';
 import { type Args, type CommandSpec, flag, has, str, text } from './args.js';
 import type { Command } from './command.js';
 import { startDemo } from './demo.js';
+import { isWorker, joinGroup, runPrimary } from './workers.js';
 
 export const serveSpec: CommandSpec = {
   name: 'serve',
@@ -40,6 +41,8 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
   }
   const log = createLogger(cfg.log.level);
   for (const w of cfg.warnings) log.warn({ file: file ?? '(demo)' }, w);
+  // workers > 1: this process becomes the group's primary; each worker runs the rest of this function.
+  if (file && cfg.workers > 1 && !isWorker()) return runPrimary(file, cfg, log);
   const gw = new Gateway({ log });
   // ECH: the keyring watches its folder; reloading the configuration may point it elsewhere.
   let ring: Keyring | undefined;
@@ -102,7 +105,8 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
   let dns: Awaited<ReturnType<typeof startDnsService>> | undefined;
   try {
     (await prepare(cfg)).commit();
-    if (cfg.metrics) metricsSrv = await gw.metrics.serve(cfg.metrics.host, cfg.metrics.port, { log });
+    // In a process group the primary serves /metrics for all workers (src/cli/workers.ts).
+    if (cfg.metrics && !isWorker()) metricsSrv = await gw.metrics.serve(cfg.metrics.host, cfg.metrics.port, { log });
     // The embedded authoritative DNS; ech= comes from the key folder at query time.
     const dnsCfg = cfg.dns ?? demoInfo?.dns(gw.addresses().get('websecure')!.port);
     const startDns = (c: DnsConfig) => startDnsService(c, () => ring?.published, log, queryCounter(gw.metrics));
@@ -127,6 +131,7 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
   for (const [name, addr] of gw.addresses()) {
     log.info({ entrypoint: name, address: `${addr.host}:${addr.port}` }, 'listening');
   }
+  joinGroup(gw.metrics);
   if (demoInfo) {
     const port = gw.addresses().get('websecure')!.port;
     const dnsPort = dns?.port;

@@ -112,6 +112,12 @@ export interface Config {
   certificates: CertificateFiles[];
   /** The embedded authoritative DNS served over DoH (RFC 8484). */
   dns?: DnsConfig;
+  /**
+   * Processes that accept connections (node:cluster workers sharing the
+   * listening sockets). 1 (the default): one process, no cluster. `auto` in the
+   * file becomes os.availableParallelism() at load.
+   */
+  workers: number;
   /** Non-fatal findings (unknown keys, ...) to log at load. */
   warnings: string[];
 }
@@ -125,4 +131,5 @@ export const DEFAULTS = {
   graceTimeoutMs: 10_000,
   connectTimeoutMs: 5_000,
   logLevel: 'info',
+  workers: 1,
 } as const;

@@ -4,6 +4,7 @@
  * providers, api, ...) are ignored with a warning. Every problem names its key
  * path, e.g. `tcp.routers.app.rule`.
  */
+import { availableParallelism } from 'node:os';
 import { EchgateError } from '../errors.js';
 import { needsClientHello } from '../routing/compile.js';
 import { parseIp } from '../routing/ip.js';
@@ -33,7 +34,9 @@ export class ConfigError extends EchgateError {
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-const KNOWN_TOP = new Set(['entryPoints', 'tcp', 'metrics', 'log', 'ech', 'tls', 'dns']);
+const KNOWN_TOP = new Set(['entryPoints', 'tcp', 'metrics', 'log', 'ech', 'tls', 'dns', 'workers']);
+/** Upper bound of `workers`: far above any core count, low enough that a typo (10000) is refused, not forked. */
+export const MAX_WORKERS = 256;
 const IGNORED_TOP = new Set(['http', 'udp', 'providers', 'api', 'global', 'serversTransport', 'accessLog', 'ping']);
 
 export function parseAddress(s: unknown): { host: string; port: number } | undefined {
@@ -264,6 +267,15 @@ export function validateConfig(raw: unknown, file: string): Config {
     routers.push({ name, entryPoints: eps, rule: r.rule, service: String(r.service), priority, tls, requireECH });
   }
 
+  // ---- workers (processes sharing the listeners) ----
+  let workers: number = DEFAULTS.workers;
+  if (raw.workers === 'auto') workers = Math.min(MAX_WORKERS, availableParallelism());
+  else if (raw.workers !== undefined) {
+    if (typeof raw.workers !== 'number' || !Number.isInteger(raw.workers) || raw.workers < 1 || raw.workers > MAX_WORKERS) {
+      bad('workers', `expected auto or a whole number from 1 to ${MAX_WORKERS}`);
+    } else workers = raw.workers;
+  }
+
   // ---- metrics, log, ech ----
   let metrics: Config['metrics'];
   if (raw.metrics !== undefined) {
@@ -441,6 +453,7 @@ export function validateConfig(raw: unknown, file: string): Config {
     tlsOptions,
     certificates,
     dns,
+    workers,
     warnings,
   };
 }

@@ -48,6 +48,10 @@ class Counter {
   get(labels: Labels): number {
     return this.values.get(labelKey(labels)) ?? 0;
   }
+  /** Add another process's series (already rendered label keys) into this one. */
+  mergeEntries(entries: [string, number][]): void {
+    for (const [k, v] of entries) this.values.set(k, (this.values.get(k) ?? 0) + v);
+  }
   render(): string {
     let s = `# HELP ${this.name} ${this.help}\n# TYPE ${this.name} counter\n`;
     for (const [k, v] of this.values) s += `${this.name}{${k}} ${v}\n`;
@@ -64,8 +68,24 @@ class Gauge extends Counter {
   }
 }
 
+interface HistogramSeries {
+  counts: number[];
+  sum: number;
+  n: number;
+}
+
+/**
+ * One process's metrics as plain data (structured-clone safe, for IPC):
+ * series by metric name, keyed by the rendered label string.
+ */
+export interface MetricsSnapshot {
+  counters: Record<string, [string, number][]>;
+  gauges: Record<string, [string, number][]>;
+  histograms: Record<string, [string, HistogramSeries][]>;
+}
+
 class Histogram {
-  private readonly series = new Map<string, { counts: number[]; sum: number; n: number }>();
+  private readonly series = new Map<string, HistogramSeries>();
   constructor(
     readonly name: string,
     readonly help: string,
@@ -82,6 +102,22 @@ class Histogram {
     for (let i = 0; i < this.buckets.length; i++) if (v <= this.buckets[i]!) s.counts[i]!++;
     s.sum += v;
     s.n++;
+  }
+  entries(): [string, HistogramSeries][] {
+    return [...this.series].map(([k, s]) => [k, { counts: [...s.counts], sum: s.sum, n: s.n }]);
+  }
+  /** Add another process's series: bucket counts, sums and counts add (same buckets: same code). */
+  mergeEntries(entries: [string, HistogramSeries][]): void {
+    for (const [k, o] of entries) {
+      let s = this.series.get(k);
+      if (!s) {
+        s = { counts: new Array(this.buckets.length).fill(0), sum: 0, n: 0 };
+        this.series.set(k, s);
+      }
+      for (let i = 0; i < this.buckets.length; i++) s.counts[i]! += o.counts[i] ?? 0;
+      s.sum += o.sum;
+      s.n += o.n;
+    }
   }
   render(): string {
     let out = `# HELP ${this.name} ${this.help}\n# TYPE ${this.name} histogram\n`;
@@ -110,10 +146,47 @@ export class Metrics {
     0.005, 0.05, 0.5, 1, 5, 30, 120, 600,
   ]);
 
+  /** Process group (workers > 1): worker processes restarted after they died, by exit reason. Kept by the primary. */
+  readonly workerRestarts = new Counter('echgate_worker_restarts_total', 'Worker processes that died and were replaced, by reason (signal name or exit code).');
+  /** Process group: worker processes running now. Kept by the primary. */
+  readonly workers = new Gauge('echgate_workers', 'Worker processes running, and how many answered this scrape.');
+
+  /** Process group: connections each running worker has counted (its echgate_connections_total); restarts from 0 with the worker. */
+  readonly workerConnections = new Counter('echgate_worker_connections_total', 'Connections counted by each running worker process (how the kernel or the primary spread them).');
+
+  private all(): (Counter | Histogram)[] {
+    return [this.connections, this.open, this.peekFailures, this.bytes, this.backendErrors, this.ech, this.reloads, this.dnsQueries, this.handlerErrors, this.duration, this.workerRestarts, this.workers, this.workerConnections];
+  }
+
   render(): string {
-    return [this.connections, this.open, this.peekFailures, this.bytes, this.backendErrors, this.ech, this.reloads, this.dnsQueries, this.handlerErrors, this.duration]
+    return this.all()
       .map((m) => m.render())
       .join('');
+  }
+
+  /** This process's series as plain data, for the primary of a process group to sum. */
+  snapshot(): MetricsSnapshot {
+    const snap: MetricsSnapshot = { counters: {}, gauges: {}, histograms: {} };
+    for (const m of this.all()) {
+      if (m instanceof Histogram) snap.histograms[m.name] = m.entries();
+      else if (m instanceof Gauge) snap.gauges[m.name] = [...m.values];
+      else snap.counters[m.name] = [...m.values];
+    }
+    return snap;
+  }
+
+  /**
+   * Add a snapshot of another process into this registry: counters and
+   * histograms add; gauges add too unless `gauges: false` (a dead worker's
+   * open connections are gone, its counts are not). Unknown names are skipped.
+   */
+  merge(snap: MetricsSnapshot, opts: { gauges?: boolean } = {}): void {
+    for (const m of this.all()) {
+      if (m instanceof Histogram) m.mergeEntries(snap.histograms[m.name] ?? []);
+      else if (m instanceof Gauge) {
+        if (opts.gauges !== false) m.mergeEntries(snap.gauges[m.name] ?? []);
+      } else m.mergeEntries(snap.counters[m.name] ?? []);
+    }
   }
 
   /**
@@ -122,7 +195,7 @@ export class Metrics {
    * request with a 500, is counted (handlerErrors{listener="metrics"}) and
    * logged rate limited; it never reaches the process.
    */
-  serve(host: string, port: number, opts: { log?: Logger; limits?: Partial<MetricsListenerLimits> } = {}): Promise<Server> {
+  serve(host: string, port: number, opts: { log?: Logger; limits?: Partial<MetricsListenerLimits>; source?: () => Promise<string> } = {}): Promise<Server> {
     const lim = { ...METRICS_LISTENER_LIMITS, ...opts.limits };
     const limiter = new LogLimiter();
     const srv = createServer(
@@ -134,9 +207,7 @@ export class Metrics {
         maxHeaderSize: lim.maxHeaderBytes,
       },
       (req, res) => {
-        try {
-          this.answer(req, res);
-        } catch (e) {
+        const fail = (e: unknown) => {
           try {
             this.handlerErrors.inc({ listener: 'metrics' });
             if (opts.log) limiter.log(opts.log, 'warn', { listener: 'metrics', err: e instanceof Error ? `${e.name}: ${e.message}` : String(e) }, 'internal error answering a metrics request');
@@ -144,6 +215,13 @@ export class Metrics {
             if (!res.headersSent) res.writeHead(500, { connection: 'close', 'content-length': 0 }).end();
             else res.destroy();
           }
+        };
+        try {
+          const body = this.answer(req, res, opts.source);
+          // A process group's text is gathered from the workers first (src/cli/workers.ts).
+          if (body) body.then((text) => this.send(req, res, text)).catch(fail);
+        } catch (e) {
+          fail(e);
         }
       },
     );
@@ -161,21 +239,27 @@ export class Metrics {
     });
   }
 
-  private answer(req: IncomingMessage, res: ServerResponse): void {
+  private answer(req: IncomingMessage, res: ServerResponse, source?: () => Promise<string>): Promise<string> | undefined {
     // A request that announces a body gets no keep-alive: we never read bodies.
     if (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined) res.shouldKeepAlive = false;
     const q = req.url?.indexOf('?') ?? -1;
     const path = q >= 0 ? req.url!.slice(0, q) : req.url;
     if (path !== '/metrics') {
       res.writeHead(404, { 'content-type': 'text/plain', 'content-length': 10 }).end('not found\n');
-      return;
+      return undefined;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       // RFC 9110 §15.5.6: a 405 carries Allow.
       res.writeHead(405, { allow: 'GET, HEAD', 'content-length': 0 }).end();
-      return;
+      return undefined;
     }
-    const body = this.render();
+    if (source) return source();
+    this.send(req, res, this.render());
+    return undefined;
+  }
+
+  private send(req: IncomingMessage, res: ServerResponse, body: string): void {
+    if (res.destroyed) return;
     res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4', 'content-length': Buffer.byteLength(body) });
     res.end(req.method === 'HEAD' ? undefined : body);
   }

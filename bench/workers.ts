@@ -1,0 +1,204 @@
+/**
+ * `node dist/bench/workers.js`: the process group (workers: N) against one
+ * process, and node:cluster's two ways of handing out connections — the
+ * kernel (SCHED_NONE: every worker accepts on the shared socket) and the
+ * primary's round-robin (SCHED_RR: the primary accepts and passes the
+ * descriptor to a worker over IPC).
+ *
+ * Measured: CPU of the whole group (primary + workers, utime+stime from
+ * /proc/PID/stat) per connection (captured ClientHello, TLS passthrough to a
+ * one-byte backend) and per terminated TLS 1.3 handshake (echgate's own TLS
+ * engine, node:tls client), and how the connections were spread (from
+ * echgate_worker_connections_total). Variants run interleaved; medians.
+ * Env: ROUNDS (3), CONNS (4000), HANDSHAKES (600).
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import tls from 'node:tls';
+import { fileURLToPath } from 'node:url';
+import { freePort } from '../src/cli/free-port.js';
+import { cpuMs } from './cpu.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const ROUNDS = Number(process.env.ROUNDS ?? 3);
+const CONNS = Number(process.env.CONNS ?? 4000);
+const HANDSHAKES = Number(process.env.HANDSHAKES ?? 600);
+const capture = readFileSync(join(ROOT, 'test', 'vectors', 'captures', 'chr-ech2a-app-alpn.bin'));
+
+const children: ChildProcess[] = [];
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+});
+
+function loop(n: number, c: number, open: () => net.Socket): Promise<void> {
+  let started = 0;
+  let done = 0;
+  return new Promise((resolve, reject) => {
+    const one = () => {
+      if (started >= n) return;
+      started++;
+      const s = open();
+      s.once('error', reject);
+      s.once('close', () => {
+        if (++done === n) resolve();
+        else one();
+      });
+    };
+    for (let i = 0; i < c; i++) one();
+  });
+}
+
+const connLoad = (port: number, n: number) =>
+  loop(n, 50, () => {
+    const s = net.connect(port, '127.0.0.1');
+    s.once('connect', () => s.write(capture));
+    s.once('data', () => s.end());
+    return s;
+  });
+
+const handshakeLoad = (port: number, n: number) =>
+  loop(n, 20, () => {
+    const s = tls.connect({ port, host: '127.0.0.1', servername: 'term.example.test', rejectUnauthorized: false, minVersion: 'TLSv1.3' });
+    s.once('secureConnect', () => s.write('x'));
+    s.once('data', () => s.end());
+    return s;
+  });
+
+/** Context switches (voluntary + involuntary) of a process so far: each wakeup of its event loop is at least one. */
+function ctxSwitches(pid: number): number {
+  const st = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(st)?.[1] ?? 0) + Number(/nonvoluntary_ctxt_switches:\s+(\d+)/.exec(st)?.[1] ?? 0);
+}
+
+function groupPids(pid: number): number[] {
+  let kids: number[] = [];
+  try {
+    kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {}
+  return [pid, ...kids];
+}
+
+async function scrape(port: number): Promise<Map<string, number>> {
+  const text = await fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text());
+  const out = new Map<string, number>();
+  for (const m of text.matchAll(/^echgate_worker_connections_total\{worker="(\d+)"\} (\d+)$/gm)) out.set(m[1]!, Number(m[2]));
+  return out;
+}
+
+async function waitReady(port: number): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const ok = await fetch(`http://127.0.0.1:${port}/metrics`).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('echgate did not start');
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+async function main() {
+  const dir = mkdtempSync(join(tmpdir(), 'echgate-bench-workers-'));
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', '/CN=term.example.test', '-addext', 'subjectAltName=DNS:term.example.test', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem')], { stdio: 'ignore' });
+  const be = spawn('node', [join(ROOT, 'dist', 'bench', 'backend.js'), 'byte'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(be);
+  const bePort = await new Promise<number>((r) => be.stdout!.on('data', (d) => r(Number(/PORT (\d+)/.exec(String(d))?.[1]))));
+
+  const variants = [
+    { name: 'workers 1', workers: 1, sched: 'none' },
+    { name: 'workers 2, kernel (SCHED_NONE)', workers: 2, sched: 'none' },
+    { name: 'workers 2, round-robin (SCHED_RR)', workers: 2, sched: 'rr' },
+  ];
+  const res = new Map<string, { conn: number[]; hs: number[]; spreadConn: string[]; spreadHs: string[]; primaryShare: number[]; cs: number[] }>();
+  for (const v of variants) res.set(v.name, { conn: [], hs: [], spreadConn: [], spreadHs: [], primaryShare: [], cs: [] });
+
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const v of variants) {
+      const [p1, p2, pm] = [await freePort(), await freePort(), await freePort()];
+      const cfg = `
+workers: ${v.workers}
+log: { level: warn }
+metrics: { address: "127.0.0.1:${pm}" }
+entryPoints:
+  conn: { address: "127.0.0.1:${p1}", maxConnections: 100000 }
+  term: { address: "127.0.0.1:${p2}", maxConnections: 100000 }
+tls:
+  certificates: [{ certFile: "${join(dir, 'c.pem')}", keyFile: "${join(dir, 'k.pem')}" }]
+tcp:
+  routers:
+    conn: { entryPoints: [conn], rule: "HostSNI(\`public.example.test\`)", service: byte, tls: { passthrough: true } }
+    term: { entryPoints: [term], rule: "HostSNI(\`term.example.test\`)", service: byte, tls: {} }
+  services:
+    byte: { loadBalancer: { servers: [{ address: "127.0.0.1:${bePort}" }] } }
+`;
+      const file = join(dir, `eg-${v.workers}-${v.sched}.yml`);
+      writeFileSync(file, cfg);
+      const eg = spawn('node', [join(ROOT, 'bin', 'echgate.js'), 'serve', '--config', file], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ECHGATE_CLUSTER_SCHED: v.sched } });
+      children.push(eg);
+      await waitReady(pm);
+      await connLoad(p1, 200); // warm up
+      await handshakeLoad(p2, 50);
+      const pids = groupPids(eg.pid!);
+      const cpu = () => pids.map(cpuMs);
+      const spread = (a: Map<string, number>, b: Map<string, number>) =>
+        [...b]
+          .sort()
+          .map(([w, n]) => n - (a.get(w) ?? 0))
+          .join('/');
+
+      const cs = () => pids.reduce((x, p) => x + ctxSwitches(p), 0);
+      const cs0 = cs();
+      let before = cpu();
+      let s0 = await scrape(pm);
+      await connLoad(p1, CONNS);
+      let after = cpu();
+      const cs1 = cs();
+      let s1 = await scrape(pm);
+      const r = res.get(v.name)!;
+      const total = (a: number[], b: number[]) => b.reduce((x, y, i) => x + y - a[i]!, 0);
+      r.conn.push(total(before, after) / CONNS);
+      r.cs.push((cs1 - cs0) / CONNS);
+      if (v.workers > 1) {
+        r.spreadConn.push(spread(s0, s1));
+        r.primaryShare.push((after[0]! - before[0]!) / total(before, after));
+      }
+      before = cpu();
+      s0 = s1;
+      await handshakeLoad(p2, HANDSHAKES);
+      after = cpu();
+      s1 = await scrape(pm);
+      r.hs.push(total(before, after) / HANDSHAKES);
+      if (v.workers > 1) r.spreadHs.push(spread(s0, s1));
+      eg.kill('SIGTERM');
+      await new Promise((done) => eg.once('exit', done));
+      process.stderr.write(`round ${round + 1} ${v.name}: conn ${r.conn.at(-1)!.toFixed(3)} ms (${r.cs.at(-1)!.toFixed(2)} switches), handshake ${r.hs.at(-1)!.toFixed(3)} ms, spread ${r.spreadConn.at(-1) ?? '-'} / ${r.spreadHs.at(-1) ?? '-'}\n`);
+    }
+  }
+  const lines = [
+    `Node ${process.version}, ${ROUNDS} interleaved rounds, ${CONNS} passthrough connections (concurrency 50) and ${HANDSHAKES} terminated TLS 1.3 handshakes (concurrency 20) per round; medians; spread = connections per worker in each round.`,
+    '',
+    '| | group CPU per connection (ms) | group CPU per handshake (ms) | primary share of group CPU (connections) | context switches per connection | spread, connections | spread, handshakes |',
+    '|---|---|---|---|---|---|---|',
+  ];
+  for (const v of variants) {
+    const r = res.get(v.name)!;
+    lines.push(
+      `| ${v.name} | ${median(r.conn).toFixed(3)} | ${median(r.hs).toFixed(3)} | ${r.primaryShare.length ? `${(median(r.primaryShare) * 100).toFixed(0)} %` : '–'} | ${median(r.cs).toFixed(2)} | ${r.spreadConn.join(', ') || '–'} | ${r.spreadHs.join(', ') || '–'} |`,
+    );
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
+  be.kill();
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    process.stderr.write(`${e?.stack ?? e}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,238 @@
+/**
+ * The process group behind `workers: N` (N > 1): one primary process that
+ * accepts nothing itself, and N node:cluster workers that each run the whole
+ * `serve` body (entrypoints, ECH keyring, embedded DNS) on listening sockets
+ * they share. The primary owns: forking, restarting a worker that died (with
+ * backoff), relaying SIGHUP, draining everything on SIGTERM/SIGINT, and the one
+ * /metrics listener that sums the workers' registries, fetched over the
+ * cluster IPC channel at scrape time.
+ *
+ * Scheduling (docs/benchmarks.md, "Processes"): by default the kernel hands
+ * connections to the workers (cluster.SCHED_NONE: every worker accepts on the
+ * one shared socket); ECHGATE_CLUSTER_SCHED=rr selects node's round-robin in
+ * the primary (SCHED_RR), which spreads evenly but costs the primary an accept
+ * and a descriptor pass per connection.
+ */
+import cluster, { type Worker } from 'node:cluster';
+import type { Server } from 'node:http';
+import type { Logger } from 'pino';
+import { loadConfigFile } from '../config/load.js';
+import type { Config } from '../config/types.js';
+import { isEchgateError } from '../errors.js';
+import { Metrics, type MetricsSnapshot } from '../proxy/metrics.js';
+
+/** Messages on the cluster IPC channel; `echgate` tags them apart from node's own. */
+type ToWorker = { echgate: 'metrics'; id: number };
+type ToPrimary = { echgate: 'ready' } | { echgate: 'metrics'; id: number; snapshot: MetricsSnapshot };
+
+/** How long a scrape waits for the workers' registries. */
+const SCRAPE_TIMEOUT_MS = 2_000;
+/** A worker that ran at least this long before dying restarts at the first backoff step again. */
+const STABLE_AFTER_MS = 10_000;
+/** Restart delays: 250 ms doubling per consecutive quick death, at most 10 s. */
+export function restartDelayMs(quickDeaths: number): number {
+  return Math.min(10_000, 250 * 2 ** Math.max(0, quickDeaths - 1));
+}
+
+export const isWorker = (): boolean => cluster.isWorker;
+
+/**
+ * Worker side, called by `serve` once its listeners are up: tell the primary,
+ * and answer its metrics requests with this process's registry.
+ */
+export function joinGroup(metrics: Metrics): void {
+  if (!cluster.isWorker || !process.send) return;
+  process.on('message', (m: ToWorker) => {
+    if (m?.echgate === 'metrics') process.send?.({ echgate: 'metrics', id: m.id, snapshot: metrics.snapshot() } satisfies ToPrimary);
+  });
+  process.send({ echgate: 'ready' } satisfies ToPrimary);
+}
+
+/** Worker side, after `serve` returned (drained): drop the IPC channel so the process can end. */
+export function leaveGroup(): void {
+  if (cluster.isWorker && process.connected) process.disconnect();
+}
+
+interface Slot {
+  n: number;
+  worker?: Worker;
+  startedAt: number;
+  quickDeaths: number;
+  ready: boolean;
+  timer?: NodeJS.Timeout;
+  /** Last registry this worker sent (its counters survive its death). */
+  last?: MetricsSnapshot;
+}
+
+/**
+ * Primary side of `serve` with workers > 1. Resolves with the exit code once
+ * every worker has exited after SIGTERM/SIGINT (0), or at once (1) when the
+ * first start of a worker fails (a port in use, ...): a start that cannot work
+ * is not retried in a loop.
+ */
+export async function runPrimary(file: string, cfg: Config, log: Logger): Promise<number> {
+  const sched = process.env.ECHGATE_CLUSTER_SCHED;
+  cluster.schedulingPolicy = sched === 'rr' ? cluster.SCHED_RR : cluster.SCHED_NONE;
+  cluster.setupPrimary({ exec: process.argv[1], args: process.argv.slice(2) });
+  const own = new Metrics();
+  // Counts of workers that died, kept so the group's counters never go backwards.
+  const retired = new Metrics();
+  const slots: Slot[] = [];
+  let stopping = false;
+  let started = false;
+  let finish: (code: number) => void = () => {};
+  const done = new Promise<number>((r) => {
+    finish = r;
+  });
+  const live = () => slots.filter((s) => s.worker && !s.worker.isDead());
+
+  const fork = (slot: Slot) => {
+    slot.ready = false;
+    slot.startedAt = Date.now();
+    const w = cluster.fork({ ECHGATE_WORKER: String(slot.n) });
+    slot.worker = w;
+    w.on('message', (m: ToPrimary) => {
+      if (m?.echgate === 'ready') {
+        slot.ready = true;
+        log.info({ worker: slot.n, pid: w.process.pid }, 'worker ready');
+        if (!started && slots.every((s) => s.ready)) {
+          started = true;
+          log.info({ workers: slots.length, scheduling: sched === 'rr' ? 'rr' : 'kernel' }, 'all workers ready');
+          // /metrics opens once every worker listens, as a single process opens it after its entrypoints.
+          if (cfg.metrics && !stopping) {
+            own.serve(cfg.metrics.host, cfg.metrics.port, { log, source: gather }).then(
+              (srv) => {
+                metricsSrv = srv;
+                if (stopping) srv.close();
+              },
+              (e) => {
+                log.error({ listener: 'metrics', err: (e as Error).message }, 'metrics listener cannot start; stopping the group');
+                stopAll('startup failure', 1);
+              },
+            );
+          }
+        }
+      } else if (m?.echgate === 'metrics') {
+        slot.last = m.snapshot;
+        pending.get(m.id)?.(slot);
+      }
+    });
+    w.on('exit', (code, signal) => {
+      if (slot.worker !== w) return;
+      slot.worker = undefined;
+      // The dead worker's counters stay in the sums; its open connections do not.
+      if (slot.last) retired.merge(slot.last, { gauges: false });
+      slot.last = undefined;
+      if (stopping) {
+        if (live().length === 0) finish(0);
+        return;
+      }
+      const reason = signal ?? `exit ${code}`;
+      if (!started) {
+        // A worker that cannot start (port in use, unreadable key folder) will not start on a retry either.
+        log.error({ worker: slot.n, pid: w.process.pid, reason }, 'worker failed to start; stopping the group');
+        stopAll('startup failure', 1);
+        return;
+      }
+      own.workerRestarts.inc({ reason });
+      slot.quickDeaths = Date.now() - slot.startedAt < STABLE_AFTER_MS ? slot.quickDeaths + 1 : 1;
+      const delay = restartDelayMs(slot.quickDeaths);
+      log.error({ worker: slot.n, pid: w.process.pid, reason, restartInMs: delay }, 'worker died; restarting it, the others keep serving');
+      slot.timer = setTimeout(() => {
+        if (!stopping) fork(slot);
+      }, delay);
+    });
+  };
+
+  let metricsSrv: Server | undefined;
+  let exitCode = 0;
+  const stopAll = (why: string, code = 0) => {
+    if (stopping) return;
+    stopping = true;
+    exitCode = code;
+    log.info({ signal: why, workers: live().length }, 'shutting down: every worker drains its open connections');
+    watcherStop();
+    metricsSrv?.close();
+    for (const s of slots) clearTimeout(s.timer);
+    const alive = live();
+    if (alive.length === 0) finish(0);
+    for (const s of alive) s.worker!.process.kill('SIGTERM');
+  };
+
+  // /metrics: one listener for the group, the sum of every worker's registry.
+  let nextId = 1;
+  const pending = new Map<number, (s: Slot) => void>();
+  const gather = async (): Promise<string> => {
+    const id = nextId++;
+    const asked = live();
+    const answered = new Set<Slot>();
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, SCRAPE_TIMEOUT_MS);
+      pending.set(id, (s) => {
+        answered.add(s);
+        if (answered.size >= asked.length) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      for (const s of asked) {
+        try {
+          s.worker!.send({ echgate: 'metrics', id } satisfies ToWorker);
+        } catch {
+          // a worker exiting right now; it is counted as not answering
+        }
+      }
+      if (asked.length === 0) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    pending.delete(id);
+    const sum = new Metrics();
+    sum.merge(retired.snapshot());
+    sum.merge(own.snapshot());
+    // A worker that did not answer in time contributes its previous registry.
+    for (const s of asked) {
+      if (!s.last) continue;
+      sum.merge(s.last, { gauges: answered.has(s) });
+      let conns = 0;
+      for (const [, v] of s.last.counters[sum.connections.name] ?? []) conns += v;
+      sum.workerConnections.inc({ worker: String(s.n) }, conns);
+    }
+    sum.workers.inc({ state: 'running' }, asked.length);
+    sum.workers.inc({ state: 'answered_scrape' }, answered.size);
+    return sum.render();
+  };
+
+  // Reload: each worker re-reads the file itself (its own file and key folder
+  // watchers, as a single process does); SIGHUP to the primary is relayed.
+  const onHup = () => {
+    let next: Config | undefined;
+    try {
+      next = loadConfigFile(file);
+    } catch (e) {
+      // The workers refuse it too and log why; the primary only notes it.
+      log.warn({ file, err: isEchgateError(e) ? e.message : String(e) }, 'SIGHUP: the configuration does not validate; relayed anyway, the workers keep the previous one');
+    }
+    if (next && next.workers !== slots.length) log.warn({ file, workers: next.workers, running: slots.length }, 'workers changed: takes effect at the next restart');
+    // Only to workers past startup: before serve installs its handler, SIGHUP would end the process
+    // (a worker still starting reads the file as it starts).
+    for (const s of live()) if (s.ready) s.worker!.process.kill('SIGHUP');
+  };
+  const onTerm = () => stopAll('SIGTERM');
+  const onInt = () => stopAll('SIGINT');
+  process.on('SIGHUP', onHup);
+  process.once('SIGTERM', onTerm);
+  process.once('SIGINT', onInt);
+  const watcherStop = () => {
+    process.removeListener('SIGHUP', onHup);
+  };
+
+  for (let n = 1; n <= cfg.workers; n++) slots.push({ n, startedAt: 0, quickDeaths: 0, ready: false });
+  for (const s of slots) fork(s);
+
+  await done;
+  log.info({ exitCode }, 'stopped');
+  log.flush();
+  return exitCode;
+}
