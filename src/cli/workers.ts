@@ -19,7 +19,7 @@ import type { Logger } from 'pino';
 import { loadConfigFile } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import { isEchgateError } from '../errors.js';
-import { Metrics, type MetricsSnapshot } from '../proxy/metrics.js';
+import { Metrics, type MetricsSnapshot, watchEventLoop } from '../proxy/metrics.js';
 
 /** Messages on the cluster IPC channel; `echgate` tags them apart from node's own. */
 type ToWorker = { echgate: 'metrics'; id: number };
@@ -42,8 +42,11 @@ export const isWorker = (): boolean => cluster.isWorker;
  */
 export function joinGroup(metrics: Metrics): void {
   if (!cluster.isWorker || !process.send) return;
+  watchEventLoop();
   process.on('message', (m: ToWorker) => {
-    if (m?.echgate === 'metrics') process.send?.({ echgate: 'metrics', id: m.id, snapshot: metrics.snapshot() } satisfies ToPrimary);
+    if (m?.echgate !== 'metrics') return;
+    metrics.sampleEventLoop(`worker-${cluster.worker?.id ?? process.pid}`);
+    process.send?.({ echgate: 'metrics', id: m.id, snapshot: metrics.snapshot() } satisfies ToPrimary);
   });
   process.send({ echgate: 'ready' } satisfies ToPrimary);
 }
@@ -190,6 +193,7 @@ export async function runPrimary(file: string, cfg: Config, log: Logger): Promis
     pending.delete(id);
     const sum = new Metrics();
     sum.merge(retired.snapshot());
+    own.sampleEventLoop('primary');
     sum.merge(own.snapshot());
     // A worker that did not answer in time contributes its previous registry.
     for (const s of asked) {
