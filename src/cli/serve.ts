@@ -14,6 +14,7 @@ import { createLogger } from '../proxy/logger.js';
 import { type Args, type CommandSpec, flag, has, str, text } from './args.js';
 import type { Command } from './command.js';
 import { startDemo } from './demo.js';
+import { type RotationScheduler, startRotation } from './rotation.js';
 
 export const serveSpec: CommandSpec = {
   name: 'serve',
@@ -124,6 +125,8 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
     throw e;
   }
 
+  // Automatic ECH key rotation (ech.rotation). With worker processes, only one process may run it (src/cli/rotation.ts).
+  let rotation: RotationScheduler | undefined = startRotation(cfg, { log, metrics: gw.metrics });
   for (const [name, addr] of gw.addresses()) {
     log.info({ entrypoint: name, address: `${addr.host}:${addr.port}` }, 'listening');
   }
@@ -176,6 +179,8 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
       return;
     }
     p!.commit();
+    rotation?.stop();
+    rotation = startRotation(next, { log, metrics: gw.metrics });
     if (Boolean(next.dns) !== Boolean(dns)) log.warn({ file }, 'the dns section was added or removed: DNS listeners start or stop at the next restart');
     gw.metrics.reloads.inc({ result: 'ok' });
     log.info({ file, why }, 'configuration reloaded');
@@ -200,6 +205,7 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
       stopping = true;
       log.info({ signal: sig, open: gw.openConnections() }, 'shutting down: no new connections, draining open ones');
       watcher?.close();
+      rotation?.stop();
       ring?.close();
       metricsSrv?.close();
       dns?.close();
