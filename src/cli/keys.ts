@@ -1,11 +1,11 @@
 /** `echgate keys generate|list|rotate|retire|export|adopt`: the ECH key folder. */
 import { mkdirSync } from 'node:fs';
 import { EchgateError } from '../errors.js';
-import { type AeadChoice, adoptKey, generateKey, listKeys, publishedList, restartGrace, retireKey, rotateKeys, undoRotation } from '../keys/manager.js';
+import { type AeadChoice, adoptKey, generateKey, listKeys, publishedList, retireKey } from '../keys/manager.js';
 import { encodeEchPem } from '../keys/pem.js';
 import { type Args, type CommandSpec, duration, flag, has, int, ms, num, oneOf, type OptionSpec, str, text } from './args.js';
 import type { Command } from './command.js';
-import { PUBLISH_OPTIONS, planPublish } from './publish.js';
+import { PUBLISH_OPTIONS, planPublish, rotateAndPublish } from './publish.js';
 
 const DIR: Record<string, OptionSpec> = { dir: text('DIR', 'the key folder (default keys)') };
 const AEAD = oneOf(['aes128gcm', 'aes256gcm', 'chacha20poly1305'], 'the HPKE AEAD of the new key (default aes128gcm)');
@@ -83,19 +83,7 @@ the old key's grace starts once DNS carries the new list; if DNS fails, the rota
     if (stray && !has(a, 'publish')) throw new EchgateError('ERR_USAGE', `--${stray} is a publishing option: add --publish (see: echgate keys rotate --help)`);
     // Every publishing flag is checked before the key folder changes.
     const publish = has(a, 'publish') ? planPublish(a, dir, { requireReadBack: true }) : undefined;
-    const r = rotateKeys(dir, { publicName: str(a, 'public-name'), graceMs, aead: str(a, 'aead') as AeadChoice | undefined });
-    out(`new active key config_id ${r.created.configId}; decrypt-only: ${r.demoted.map((d) => `${d.configId} until ${d.notAfter}`).join(', ') || 'none'}\n`);
-    if (publish) {
-      try {
-        await publish.run(out);
-      } catch (e) {
-        undoRotation(dir, r);
-        out(`DNS did not take the new key: rotation undone (config_id ${r.demoted.map((d) => d.configId).join(', ') || '-'} active again; ${r.created.configId} kept as retry, still decrypting)\n`);
-        throw e;
-      }
-      const regraced = restartGrace(dir, r.demoted, graceMs);
-      if (regraced.length) out(`DNS carries the new key; decrypt-only from now: ${regraced.map((d) => `${d.configId} until ${d.notAfter}`).join(', ')}\n`);
-    }
+    await rotateAndPublish(dir, { publicName: str(a, 'public-name'), graceMs, aead: str(a, 'aead') as AeadChoice | undefined }, publish, out);
     return 0;
   },
 };

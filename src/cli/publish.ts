@@ -8,7 +8,9 @@ import { readFileSync } from 'node:fs';
 import { parseAddress } from '../config/validate.js';
 import { publishHttps, readBackEch } from '../dns/publisher.js';
 import { EchgateError } from '../errors.js';
-import { listKeys, publishedList } from '../keys/manager.js';
+import type { PublishSettings } from '../config/types.js';
+import { listKeys, publishedList, type RotateOptions, restartGrace, rotateKeys, undoRotation } from '../keys/manager.js';
+import type { KeyMeta } from '../keys/store.js';
 import { parseTsigKeyFile } from '../wire/dns/tsig.js';
 import { type Args, type CommandSpec, duration, int, ms, num, type OptionSpec, str, text } from './args.js';
 import type { Command } from './command.js';
@@ -49,16 +51,24 @@ export function planPublish(a: Args, dir: string, o: { requireReadBack?: boolean
   const zone = str(a, 'zone');
   if (!name || !server || !zone) throw new EchgateError('ERR_USAGE', `publishing needs ${PUBLISH_FLAGS}`);
   if (str(a, 'server') && !server) throw new EchgateError('ERR_USAGE', `--server takes HOST:PORT, not "${str(a, 'server')}"`);
-  const ttl = num(a, 'ttl') ?? 300;
-  const port = num(a, 'port');
-  const keyFile = str(a, 'tsig-key');
-  const key = keyFile ? parseTsigKeyFile(readFileSync(keyFile, 'utf8')) : undefined;
   const doh = str(a, 'verify-doh');
   if (o.requireReadBack && !doh) throw new EchgateError('ERR_USAGE', 'a rotation is trusted only after a read-back: give --verify-doh URL');
-  const timeoutMs = ms(a, 'verify-timeout') ?? 30_000;
-  const caFile = str(a, 'ca');
-  const ca = caFile ? readFileSync(caFile, 'utf8') : undefined;
+  return planPublishSettings(
+    { name, server, zone, tsigKey: str(a, 'tsig-key'), ttl: num(a, 'ttl') ?? 300, alpn: str(a, 'alpn')?.split(','), port: num(a, 'port'), verifyDoh: doh, ca: str(a, 'ca'), verifyTimeoutMs: ms(a, 'verify-timeout') ?? 30_000 },
+    dir,
+  );
+}
 
+/**
+ * The publishing steps from settings (the flags above, or ech.rotation.publish
+ * in the configuration): the TSIG key and CA files are read now, so a missing
+ * file fails before anything changes.
+ */
+export function planPublishSettings(s: PublishSettings, dir: string): PublishPlan {
+  const { name, server, zone, ttl, port } = s;
+  const key = s.tsigKey ? parseTsigKeyFile(readFileSync(s.tsigKey, 'utf8')) : undefined;
+  const doh = s.verifyDoh;
+  const ca = s.ca ? readFileSync(s.ca, 'utf8') : undefined;
   return {
     async run(out) {
       const { keys, problems } = listKeys(dir);
@@ -66,14 +76,37 @@ export function planPublish(a: Args, dir: string, o: { requireReadBack?: boolean
       const list = publishedList(keys);
       if (!list) throw new EchgateError('ERR_KEYSTORE', `no active key in ${dir}: nothing to publish`);
       const ids = keys.filter((k) => k.meta.state === 'active').map((k) => k.meta.configId);
-      await publishHttps({ ...server, zone, key }, { name, ttl, echConfigList: list, alpn: str(a, 'alpn')?.split(','), port });
+      await publishHttps({ ...server, zone, key }, { name, ttl, echConfigList: list, alpn: s.alpn, port });
       out(`published ${name} HTTPS (ech= config_id ${ids.join(', ')}, TTL ${ttl}) to ${server.host}:${server.port}${key ? ` with TSIG key ${key.name}` : ''}\n`);
       if (!doh) return { verified: false };
-      const r = await readBackEch(doh, name, list, { ca, timeoutMs });
+      const r = await readBackEch(doh, name, list, { ca, timeoutMs: s.verifyTimeoutMs });
       out(`read back over ${doh}: ech= matches (${r.attempts} attempt${r.attempts > 1 ? 's' : ''})\n`);
       return { verified: true };
     },
   };
+}
+
+/**
+ * One rotation, as `keys rotate [--publish]` and the scheduler of `serve` run
+ * it: the locked rotation of the key folder (rotateKeys), then, with a plan,
+ * the DNS update and its read-back. DNS failing undoes the rotation (the old
+ * keys active again, the new one kept as retry) and rethrows; DNS carrying
+ * the new list starts the old keys' grace period again from now.
+ */
+export async function rotateAndPublish(dir: string, o: RotateOptions, publish: PublishPlan | undefined, out: (s: string) => void): Promise<{ created: KeyMeta; demoted: KeyMeta[] }> {
+  const r = rotateKeys(dir, o);
+  out(`new active key config_id ${r.created.configId}; decrypt-only: ${r.demoted.map((d) => `${d.configId} until ${d.notAfter}`).join(', ') || 'none'}\n`);
+  if (!publish) return r;
+  try {
+    await publish.run(out);
+  } catch (e) {
+    undoRotation(dir, r);
+    out(`DNS did not take the new key: rotation undone (config_id ${r.demoted.map((d) => d.configId).join(', ') || '-'} active again; ${r.created.configId} kept as retry, still decrypting)\n`);
+    throw e;
+  }
+  const regraced = restartGrace(dir, r.demoted, o.graceMs);
+  if (regraced.length) out(`DNS carries the new key; decrypt-only from now: ${regraced.map((d) => `${d.configId} until ${d.notAfter}`).join(', ')}\n`);
+  return { created: r.created, demoted: regraced.length ? regraced : r.demoted };
 }
 
 export async function publishCommand(a: Args, out: (s: string) => void): Promise<number> {

@@ -14,7 +14,8 @@ import { createLogger } from '../proxy/logger.js';
 import { type Args, type CommandSpec, flag, has, str, text } from './args.js';
 import type { Command } from './command.js';
 import { startDemo } from './demo.js';
-import { isWorker, joinGroup, runPrimary } from './workers.js';
+import { isWorker, joinGroup, runPrimary, runsRotation } from './workers.js';
+import { type RotationScheduler, startRotation } from './rotation.js';
 
 export const serveSpec: CommandSpec = {
   name: 'serve',
@@ -128,6 +129,9 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
     throw e;
   }
 
+  // Automatic ECH key rotation (ech.rotation). With worker processes, only one process runs it (workers.ts runsRotation).
+  const rotates = runsRotation();
+  let rotation: RotationScheduler | undefined = rotates ? startRotation(cfg, { log, metrics: gw.metrics }) : undefined;
   for (const [name, addr] of gw.addresses()) {
     log.info({ entrypoint: name, address: `${addr.host}:${addr.port}` }, 'listening');
   }
@@ -181,6 +185,8 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
       return;
     }
     p!.commit();
+    rotation?.stop();
+    rotation = rotates ? startRotation(next, { log, metrics: gw.metrics }) : undefined;
     if (Boolean(next.dns) !== Boolean(dns)) log.warn({ file }, 'the dns section was added or removed: DNS listeners start or stop at the next restart');
     gw.metrics.reloads.inc({ result: 'ok' });
     log.info({ file, why }, 'configuration reloaded');
@@ -205,6 +211,7 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
       stopping = true;
       log.info({ signal: sig, open: gw.openConnections() }, 'shutting down: no new connections, draining open ones');
       watcher?.close();
+      rotation?.stop();
       ring?.close();
       metricsSrv?.close();
       dns?.close();

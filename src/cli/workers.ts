@@ -37,6 +37,15 @@ export function restartDelayMs(quickDeaths: number): number {
 export const isWorker = (): boolean => cluster.isWorker;
 
 /**
+ * Whether this process runs the automatic key rotation (ech.rotation): a
+ * single process, or the worker in slot 1 of a group (its replacement after a
+ * crash takes the slot over). Rotation is derived from the key folder's
+ * metadata under the folder lock, so a second rotator for a moment would find
+ * nothing due rather than rotate twice.
+ */
+export const runsRotation = (): boolean => !cluster.isWorker || process.env.ECHGATE_WORKER === '1';
+
+/**
  * Worker side, called by `serve` once its listeners are up: tell the primary,
  * and answer its metrics requests with this process's registry.
  */

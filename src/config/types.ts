@@ -67,6 +67,35 @@ export interface TlsOptions {
 export interface EchConfig {
   keysDir: string;
   trialDecrypt: boolean;
+  /** Automatic rotation by `serve` (docs/ech.md "Automatic rotation"). */
+  rotation?: RotationConfig;
+}
+
+/** The settings of `echgate publish` / `keys rotate --publish`, as configuration. */
+export interface PublishSettings {
+  name: string;
+  server: { host: string; port: number };
+  zone: string;
+  /** BIND key file of the TSIG key that signs the update. */
+  tsigKey?: string;
+  /** The record's TTL in seconds (default 300). */
+  ttl: number;
+  alpn?: string[];
+  port?: number;
+  /** DoH URL the record is read back from (required for rotation). */
+  verifyDoh?: string;
+  /** CA certificate (PEM file) for the DoH endpoint. */
+  ca?: string;
+  verifyTimeoutMs: number;
+}
+
+export interface RotationConfig {
+  everyMs: number;
+  graceMs: number;
+  /** The public name to rotate (default: that of the first active key). */
+  publicName?: string;
+  /** `embedded`: the embedded DNS serves the key folder at query time; else an RFC 2136 update + DoH read-back. */
+  publish: 'embedded' | PublishSettings;
 }
 
 export interface CertificateFiles {

@@ -11,6 +11,7 @@ import { parseIp } from '../routing/ip.js';
 import { RuleError } from '../routing/parse.js';
 import { RoutingTable } from '../routing/table.js';
 import { parseDuration } from './duration.js';
+import { parseRotation, rotationTtlProblem } from './rotation.js';
 import { parseTlsOptions } from './tls-options.js';
 import {
   type Config,
@@ -300,6 +301,10 @@ export function validateConfig(raw: unknown, file: string): Config {
       const keysDir = raw.ech.keysDir ?? 'keys';
       if (typeof keysDir !== 'string') bad('ech.keysDir', 'expected a folder path');
       ech = { keysDir: String(keysDir), trialDecrypt: raw.ech.trialDecrypt === true };
+      if (raw.ech.rotation !== undefined) {
+        const rotation = parseRotation(raw.ech.rotation, bad, warnUnknown, parseAddress);
+        if (rotation) ech.rotation = rotation;
+      }
     }
   }
   // ---- tls (Traefik's dynamic TLS section): certificates for terminating routers ----
@@ -441,6 +446,10 @@ export function validateConfig(raw: unknown, file: string): Config {
   }
   if (routers.some((r) => r.tls && !r.tls.passthrough) && certificates.length === 0) {
     bad('tls.certificates', 'a router terminates TLS (tls without passthrough) but no certificate is configured');
+  }
+  if (ech?.rotation) {
+    const p = rotationTtlProblem(ech.rotation, dns);
+    if (p) bad(p.path, p.message);
   }
   if (problems.length > 0) throw new ConfigError(file, problems);
   return {

@@ -91,6 +91,12 @@ export interface RotateOptions {
   aead?: AeadChoice;
   maxNameLength?: number;
   now?: Date;
+  /**
+   * Make this retry key (same public name) the new active key instead of
+   * creating one: a rotation retried after a failed DNS step reuses the key
+   * that attempt made, so retries do not use up config_ids.
+   */
+  promote?: number;
 }
 
 /**
@@ -110,7 +116,14 @@ export function rotateKeys(dir: string, o: RotateOptions): { created: KeyMeta; d
     const prev = actives.find((k) => k.meta.publicName === publicName);
     // The new key is written before the old ones are demoted: a reader between the two sees two
     // active keys (both decrypt), never none.
-    const created = createKey(kd, loaded, { publicName, aead: o.aead, maxNameLength: o.maxNameLength ?? prev?.config?.maximumNameLength, now });
+    const staged = o.promote === undefined ? undefined : loaded.keys.find((k) => k.meta.configId === o.promote && k.meta.state === 'retry' && k.meta.publicName === publicName && k.privateKey);
+    let created: KeyMeta;
+    if (staged) {
+      created = { ...staged.meta, state: 'active', activated: now.toISOString() };
+      kd.writeMeta(created);
+    } else {
+      created = createKey(kd, loaded, { publicName, aead: o.aead, maxNameLength: o.maxNameLength ?? prev?.config?.maximumNameLength, now });
+    }
     const demoted: KeyMeta[] = [];
     for (const k of actives) {
       if (k.meta.publicName !== publicName) continue;

@@ -35,6 +35,8 @@ export interface KeyMeta {
   state: KeyState;
   /** ISO 8601 */
   created: string;
+  /** ISO 8601: when a rotation made it active (absent: when created). The rotation schedule counts from it. */
+  activated?: string;
   /** ISO 8601; a decrypt-only key is not used after this. */
   notAfter?: string;
 }

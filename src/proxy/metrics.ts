@@ -169,6 +169,8 @@ export class Metrics {
   readonly reloads = new Counter('echgate_config_reloads_total', 'Configuration reloads by result.');
   readonly dnsQueries = new Counter('echgate_dns_queries_total', 'Queries to the embedded DNS, by transport, query type and rcode.');
   readonly handlerErrors = new Counter('echgate_handler_errors_total', 'Unexpected exceptions caught while handling one connection or request, by listener.');
+  readonly keyRotations = new Counter('echgate_key_rotations_total', 'Automatic ECH key rotations by result (ok, failed).');
+  readonly nextKeyRotation = new Gauge('echgate_key_rotation_next_timestamp_seconds', 'When serve next rotates the ECH keys (Unix time; absent without ech.rotation).');
   readonly duration = new Histogram('echgate_connection_duration_seconds', 'Connection lifetime, by entrypoint and router.', [
     0.005, 0.05, 0.5, 1, 5, 30, 120, 600,
   ]);
@@ -203,7 +205,7 @@ export class Metrics {
   }
 
   private all(): (Counter | Histogram)[] {
-    return [this.connections, this.open, this.peekFailures, this.bytes, this.backendErrors, this.ech, this.reloads, this.dnsQueries, this.handlerErrors, this.duration, this.workerRestarts, this.workers, this.workerConnections, this.loopDelay];
+    return [this.connections, this.open, this.peekFailures, this.bytes, this.backendErrors, this.ech, this.reloads, this.dnsQueries, this.handlerErrors, this.duration, this.workerRestarts, this.workers, this.workerConnections, this.loopDelay, this.keyRotations, this.nextKeyRotation];
   }
 
   render(): string {
