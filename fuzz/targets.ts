@@ -17,7 +17,7 @@ import { describeAnswers } from '../src/dns/doh-client.js';
 import { Zone } from '../src/dns/zone.js';
 import { buildEchClientHello } from '../src/ech/client.js';
 import { decryptEch, decryptSecondHello, type EchServerKey, prepareServerKey, rebuildInner } from '../src/ech/server.js';
-import { parseIp } from '../src/routing/ip.js';
+import { parseIp } from '../src/bytes/ip.js';
 import type { CipherSuite } from '../src/tls13/key-schedule.js';
 import { TlsClient } from '../src/tls13/client.js';
 import { TlsServer } from '../src/tls13/server.js';
@@ -628,7 +628,7 @@ let tsigFx: { key: ReturnType<typeof parseTsigKeyFile>; req: ReturnType<typeof s
 const tsigFixture = () => {
   if (!tsigFx) {
     const key = parseTsigKeyFile(TSIG_KEY);
-    tsigFx = { key, req: signRequest(encodeQuery('example.test', RRType.SOA, { id: 0x1234 }), key, { now: TSIG_NOW }) };
+    tsigFx = { key, req: signRequest(encodeQuery('example.test', RRType.SOA, { id: 0x1234 }), key, nodeProvider.hmac, { now: TSIG_NOW }) };
   }
   return tsigFx;
 };
@@ -642,11 +642,11 @@ const tsig: Target = {
     const { key, req } = tsigFixture();
     const resp = new Uint8Array(req.message);
     resp[2]! |= 0x80;
-    return [req.message, resp, signRequest(resp, key, { now: TSIG_NOW }).message];
+    return [req.message, resp, signRequest(resp, key, nodeProvider.hmac, { now: TSIG_NOW }).message];
   },
   run(data) {
     const { key, req } = tsigFixture();
-    verifyResponse(data, req, key, TSIG_NOW);
+    verifyResponse(data, req, key, nodeProvider.hmac, TSIG_NOW);
   },
 };
 
