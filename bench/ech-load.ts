@@ -15,7 +15,7 @@
 import net from 'node:net';
 import { isSupportedSuite } from '../src/crypto/hpke.js';
 import { nodeProvider } from '../src/crypto/node.js';
-import { buildEchClientHello } from '../src/ech/client.js';
+import { buildEchClientHello, echOffer } from '../src/ech/client.js';
 import { TlsClient } from '../src/tls13/client.js';
 import { decodeECHConfigList } from '../src/wire/ech/config.js';
 import { usableConfigs } from '../src/wire/ech/usable.js';
@@ -43,7 +43,7 @@ async function pool(n: number, c: number, one: (i: number) => Promise<void>): Pr
 
 function handshake(port: number, ech: ReturnType<typeof configOf> | undefined): Promise<number> {
   return new Promise((resolve, reject) => {
-    const client = new TlsClient({ provider: nodeProvider, serverName: SNI, ech });
+    const client = new TlsClient({ provider: nodeProvider, serverName: SNI, ech: ech && echOffer(ech) });
     const hello = client.hello();
     const s = net.connect({ port, host: '127.0.0.1', noDelay: true });
     let t0 = 0;

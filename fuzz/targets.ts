@@ -15,9 +15,9 @@ import { nodeProvider } from '../src/crypto/node.js';
 import { answerQuery } from '../src/dns/answer.js';
 import { describeAnswers } from '../src/dns/doh-client.js';
 import { Zone } from '../src/dns/zone.js';
-import { buildEchClientHello } from '../src/ech/client.js';
+import { buildEchClientHello, echOffer } from '../src/ech/client.js';
 import { decryptEch, decryptSecondHello, type EchServerKey, prepareServerKey, rebuildInner } from '../src/ech/server.js';
-import { parseIp } from '../src/routing/ip.js';
+import { parseIp } from '../src/bytes/ip.js';
 import type { CipherSuite } from '../src/tls13/key-schedule.js';
 import { TlsClient } from '../src/tls13/client.js';
 import { TlsServer } from '../src/tls13/server.js';
@@ -392,7 +392,7 @@ function serverFixture(): ServerFixture {
   s.receive(flight);
   const clientAp = peek<Uint8Array>(s, 'clientApSecret');
   // ECH accepted, then HelloRetryRequest: the client's second hello pair.
-  const ec = new TlsClient({ provider: det, serverName: SNI, ech: ech.config, withholdKeyShare: true });
+  const ec = new TlsClient({ provider: det, serverName: SNI, ech: echOffer(ech.config), withholdKeyShare: true });
   const echOuterHello = decodeClientHelloMessage(parseHelloRecords(ec.hello()[0]!)!.message);
   const r = decryptEch(nodeProvider, echOuterHello, ech.lookup);
   if (r.status !== 'accepted') throw new Error('fixture: ECH not accepted');
@@ -475,7 +475,7 @@ function clientFixture(): ClientFixture {
   const ech = fixedEchKey(6, new Uint8Array(32).fill(13));
   const mk = () => new TlsServer({ provider: det, random: (n) => det.randomBytes(n), ephemeral: () => det.x25519Generate(), certificate: () => cert, alpn: ['h2', 'http/1.1'], retryConfigs: ech.config.raw });
   const plain = () => new TlsClient({ provider: det, serverName: SNI, alpn: ['h2'] });
-  const echClient = () => new TlsClient({ provider: det, serverName: SNI, alpn: ['h2'], ech: ech.config });
+  const echClient = () => new TlsClient({ provider: det, serverName: SNI, alpn: ['h2'], ech: echOffer(ech.config) });
   // Plain handshake.
   const c = plain();
   const s = mk();
@@ -628,7 +628,7 @@ let tsigFx: { key: ReturnType<typeof parseTsigKeyFile>; req: ReturnType<typeof s
 const tsigFixture = () => {
   if (!tsigFx) {
     const key = parseTsigKeyFile(TSIG_KEY);
-    tsigFx = { key, req: signRequest(encodeQuery('example.test', RRType.SOA, { id: 0x1234 }), key, { now: TSIG_NOW }) };
+    tsigFx = { key, req: signRequest(encodeQuery('example.test', RRType.SOA, { id: 0x1234 }), key, nodeProvider.hmac, { now: TSIG_NOW }) };
   }
   return tsigFx;
 };
@@ -642,11 +642,11 @@ const tsig: Target = {
     const { key, req } = tsigFixture();
     const resp = new Uint8Array(req.message);
     resp[2]! |= 0x80;
-    return [req.message, resp, signRequest(resp, key, { now: TSIG_NOW }).message];
+    return [req.message, resp, signRequest(resp, key, nodeProvider.hmac, { now: TSIG_NOW }).message];
   },
   run(data) {
     const { key, req } = tsigFixture();
-    verifyResponse(data, req, key, TSIG_NOW);
+    verifyResponse(data, req, key, nodeProvider.hmac, TSIG_NOW);
   },
 };
 

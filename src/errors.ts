@@ -73,6 +73,17 @@ export class EchgateError extends Error {
   }
 }
 
+/** A configuration that does not validate: the file and every problem, each with its key path (e.g. `tcp.routers.app.rule`). */
+export class ConfigError extends EchgateError {
+  readonly file: string;
+  readonly problems: { path: string; message: string }[];
+  constructor(file: string, problems: { path: string; message: string }[]) {
+    super('ERR_CONFIG', `${file}: ${problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`);
+    this.file = file;
+    this.problems = problems;
+  }
+}
+
 export function isEchgateError(e: unknown): e is EchgateError {
   return e instanceof EchgateError;
 }

@@ -17,6 +17,7 @@ import { exchangeTcp, readBackEch } from '../src/dns/publisher.js';
 import { generateKey, listKeys, publishedList, rotateKeys } from '../src/keys/manager.js';
 import { decodeMessage, RCode, RRType } from '../src/wire/dns/message.js';
 import { httpsServiceRdata } from '../src/wire/dns/svcb.js';
+import { nodeProvider } from '../src/crypto/node.js';
 import { parseTsigKeyFile, signRequest, verifyResponse } from '../src/wire/dns/tsig.js';
 import { encodeUpdate } from '../src/wire/dns/update.js';
 import { freePort } from '../src/cli/free-port.js';
@@ -149,14 +150,14 @@ zone "example.test" { type primary; file "example.test.db"; update-policy { gran
   it("BIND's signed answer verifies; the same answer with one byte changed, or checked with another key, does not", async () => {
     const key = parseTsigKeyFile(readFileSync(join(W, 'upd.key'), 'utf8'));
     const msg = encodeUpdate({ id: 0x1234, zone: 'example.test', deleteRRsets: [], add: [{ name: 'probe.example.test', type: RRType.HTTPS, ttl: 30, rdata: httpsServiceRdata({ alpn: ['h2'] }) }] });
-    const req = signRequest(msg, key);
+    const req = signRequest(msg, key, nodeProvider.hmac);
     const resp = await exchangeTcp('127.0.0.1', dnsPort, req.message, 5000);
     assert.equal(decodeMessage(resp).rcode, RCode.NOERROR);
-    assert.deepEqual(verifyResponse(resp, req, key), { signed: true, tsigError: 0 });
+    assert.deepEqual(verifyResponse(resp, req, key, nodeProvider.hmac), { signed: true, tsigError: 0 });
     const tampered = new Uint8Array(resp);
     tampered[3]! ^= 0x01; // the rcode bits of the header
-    assert.throws(() => verifyResponse(tampered, req, key), { code: 'ERR_TSIG' });
+    assert.throws(() => verifyResponse(tampered, req, key, nodeProvider.hmac), { code: 'ERR_TSIG' });
     const other = parseTsigKeyFile(readFileSync(join(W, 'wrong.key'), 'utf8'));
-    assert.throws(() => verifyResponse(resp, req, other), { code: 'ERR_TSIG' });
+    assert.throws(() => verifyResponse(resp, req, other, nodeProvider.hmac), { code: 'ERR_TSIG' });
   });
 });

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseDuration } from '../src/config/duration.js';
 import { parseConfigText } from '../src/config/load.js';
-import { ConfigError } from '../src/config/validate.js';
+import { ConfigError } from '../src/errors.js';
 
 export const ISSUE_EXAMPLE = `
 entryPoints:

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseConfigText } from '../src/config/load.js';
-import { ConfigError } from '../src/config/validate.js';
+import { ConfigError } from '../src/errors.js';
 
 const base = (extra: string) => `
 entryPoints: { websecure: { address: "127.0.0.1:8443" } }

@@ -8,7 +8,11 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { EchgateError } from '../src/errors.js';
 import { decodeMessage, RRType } from '../src/wire/dns/message.js';
-import { parseTsigKeyFile, signRequest, verifyResponse } from '../src/wire/dns/tsig.js';
+import { parseTsigKeyFile, signRequest, type TsigHmac, verifyResponse } from '../src/wire/dns/tsig.js';
+import { nodeProvider } from '../src/crypto/node.js';
+
+// wire/ does no crypto: the HMAC is the crypto provider's.
+const hmac: TsigHmac = nodeProvider.hmac;
 import { encodeUpdate } from '../src/wire/dns/update.js';
 
 // As tsig-keygen -a hmac-sha256 writes it.
@@ -33,22 +37,22 @@ describe('TSIG keys and signed UPDATE messages', () => {
       ['svc.example.test', RRType.HTTPS, 255, 0, 0],
       ['svc.example.test', RRType.HTTPS, 1, 60, 3],
     ]);
-    const signed = signRequest(msg, parseTsigKeyFile(KEY_FILE), { now: 1_700_000_000_000 });
+    const signed = signRequest(msg, parseTsigKeyFile(KEY_FILE), hmac, { now: 1_700_000_000_000 });
     const s = decodeMessage(signed.message);
     assert.equal(s.additionals.length, 1);
     assert.equal(s.additionals[0]!.type, RRType.TSIG);
     assert.equal(signed.mac.length, 32);
     // The same input signs the same way; another second does not.
-    assert.deepEqual(signRequest(msg, parseTsigKeyFile(KEY_FILE), { now: 1_700_000_000_000 }).mac, signed.mac);
-    assert.notDeepEqual(signRequest(msg, parseTsigKeyFile(KEY_FILE), { now: 1_700_000_001_000 }).mac, signed.mac);
+    assert.deepEqual(signRequest(msg, parseTsigKeyFile(KEY_FILE), hmac, { now: 1_700_000_000_000 }).mac, signed.mac);
+    assert.notDeepEqual(signRequest(msg, parseTsigKeyFile(KEY_FILE), hmac, { now: 1_700_000_001_000 }).mac, signed.mac);
   });
   it('any bytes as a response: a typed error or a verdict, never anything else', () => {
     const key = parseTsigKeyFile(KEY_FILE);
-    const req = signRequest(encodeUpdate({ id: 1, zone: 'example.test', deleteRRsets: [], add: [] }), key);
+    const req = signRequest(encodeUpdate({ id: 1, zone: 'example.test', deleteRRsets: [], add: [] }), key, hmac);
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 400 }), (b) => {
         try {
-          verifyResponse(b, req, key);
+          verifyResponse(b, req, key, hmac);
         } catch (e) {
           assert.ok(e instanceof EchgateError, String(e));
         }

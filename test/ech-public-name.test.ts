@@ -7,6 +7,7 @@
  * name keeps it. A client that does not abort gets unrecognized_name after the
  * handshake. `echgate check` warns when no certificate covers a public name.
  */
+import { echOffer } from '../src/ech/client.js';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
@@ -111,7 +112,7 @@ describe('RFC 9849 §6.1.6/§7.1: echgate answers for the public name when no ro
 
   it('a client that does not abort (it ignores retry_configs, as a GREASE client does) gets unrecognized_name after its Finished', async () => {
     const config = usableConfigs(decodeECHConfigList(stale()), isSupportedSuite)[0]!;
-    const client = new TlsClient({ provider: nodeProvider, serverName: 'secret.example.test', ech: config });
+    const client = new TlsClient({ provider: nodeProvider, serverName: 'secret.example.test', ech: echOffer(config) });
     const outcome = await new Promise<{ established?: string; error?: string; data: number }>((resolve) => {
       const res: { established?: string; error?: string; data: number } = { data: 0 };
       const s = net.connect(g.port(), '127.0.0.1');
@@ -228,7 +229,7 @@ describe('public name: a router for it keeps it; no certificate for it → refus
     const ring = attachKeys(g.gw, keysDir);
     try {
       const config = usableConfigs(decodeECHConfigList(stale()), isSupportedSuite)[0]!;
-      const client = new TlsClient({ provider: nodeProvider, serverName: 'secret.example.test', ech: config });
+      const client = new TlsClient({ provider: nodeProvider, serverName: 'secret.example.test', ech: echOffer(config) });
       const got = await rawExchange(g.port(), client.hello(), { timeoutMs: 5000 });
       assert.equal(got[0], 22, 'the server flight came, then the connection closed at the deadline');
     } finally {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { pino } from 'pino';
-import { LogLimiter } from '../src/proxy/log-limit.js';
+import { LogLimiter } from '../src/observe/log-limit.js';
 
 it('per-connection log lines are rate limited and report what they dropped', () => {
   const lines: any[] = [];

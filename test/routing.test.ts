@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { EchgateError } from '../src/errors.js';
 import type { ConnData } from '../src/routing/ast.js';
 import { compileRule } from '../src/routing/compile.js';
-import { inRange, parseIp, parseRange } from '../src/routing/ip.js';
+import { inRange, parseIp, parseRange } from '../src/bytes/ip.js';
 import { parseRule, RuleError } from '../src/routing/parse.js';
 import { RoutingTable } from '../src/routing/table.js';
 

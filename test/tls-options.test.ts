@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseConfigText } from '../src/config/load.js';
 import { opensslCurves } from '../src/config/tls-options.js';
-import { ConfigError } from '../src/config/validate.js';
+import { ConfigError } from '../src/errors.js';
 
 const base = (options: string, routerTls = '{ options: x }', extra = '') => `
 tls:

@@ -4,6 +4,7 @@
  * the other side can read that alert. An untouched handshake is the control.
  * Remove any one of these checks from server.ts or client.ts and a test here fails.
  */
+import { echOffer } from '../src/ech/client.js';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -188,7 +189,7 @@ describe('RFC 8446 §6.2 certificate checks with a CA (client side)', () => {
 describe('RFC 9849 §6.1.4 ECH acceptance confirmation (client side)', () => {
   const { config, lookup } = memoryEchKey(7);
   const echSession = (co: Partial<ClientOptions> = {}) => {
-    const client = new TlsClient({ provider: nodeProvider, serverName: NAME, ech: config, ...co });
+    const client = new TlsClient({ provider: nodeProvider, serverName: NAME, ech: echOffer(config), ...co });
     const r = decryptEch(nodeProvider, decodeClientHelloMessage(parseHelloRecords(client.hello()[0]!)!.message), lookup);
     assert.equal(r.status, 'accepted');
     if (r.status !== 'accepted') throw new Error('unreachable');

@@ -3,6 +3,7 @@
  * the server (and the client) either make progress or fail the connection
  * with an EchgateError and the alert record to send — they never throw.
  */
+import { echOffer } from '../src/ech/client.js';
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import fc from 'fast-check';
@@ -93,7 +94,7 @@ it('server, ECH accepted then HelloRetryRequest: a mutated second ClientHelloOut
   const { config, lookup } = memoryEchKey(4);
   fc.assert(
     fc.property(fc.nat(), fc.integer({ min: 0, max: 255 }), (at, v) => {
-      const client = new TlsClient({ provider: nodeProvider, serverName: 'fuzz.example.test', ech: config, withholdKeyShare: true });
+      const client = new TlsClient({ provider: nodeProvider, serverName: 'fuzz.example.test', ech: echOffer(config), withholdKeyShare: true });
       const r = decryptEch(nodeProvider, decodeClientHelloMessage(parseHelloRecords(client.hello()[0]!)!.message), lookup);
       assert.equal(r.status, 'accepted');
       if (r.status !== 'accepted') return;

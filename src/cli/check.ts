@@ -1,6 +1,6 @@
 /** `echgate check --config F`: validate and exit non-zero with the file, key path and problem. */
 import { resolve } from 'node:path';
-import { loadConfigFile } from '../config/load.js';
+import { loadConfigFile } from './config-file.js';
 import { readDohCredentials } from '../dns/service.js';
 import { EchgateError } from '../errors.js';
 import { KeyDir, type StoredKey } from '../keys/store.js';

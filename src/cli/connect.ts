@@ -5,6 +5,7 @@
  * retry_configs, ALPN, the key-exchange group and the reply. The first of --groups gets the key share.
  * With --retry, a rejected ECH is retried once with the server's retry_configs (RFC 9849 §6.1.6).
  */
+import { echOffer } from '../ech/client.js';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { isSupportedSuite } from '../crypto/hpke.js';
@@ -58,7 +59,7 @@ export function connectOnce(
     provider: nodeProvider,
     serverName: o.sni,
     alpn: o.alpn,
-    ech: o.ech ? firstUsable(o.ech) : undefined,
+    ech: o.ech ? echOffer(firstUsable(o.ech)) : undefined,
     ca: o.ca,
     withholdKeyShare: o.helloRetry,
     groups: o.groups,

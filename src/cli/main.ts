@@ -3,8 +3,7 @@
  * Exit codes (docs/cli.md): 0 success, 1 the command ran and failed, 2 a
  * usage error (unknown command or option, missing or malformed value).
  */
-import { ConfigError } from '../config/validate.js';
-import { isEchgateError } from '../errors.js';
+import { ConfigError, isEchgateError } from '../errors.js';
 import { closest, helpText, parseCommand } from './args.js';
 import { check } from './check.js';
 import type { Command } from './command.js';

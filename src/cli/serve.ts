@@ -1,10 +1,9 @@
 /** `echgate serve --config F` (or `--demo`): run the proxy until SIGTERM/SIGINT. */
 import { watch } from 'node:fs';
-import { loadConfigFile } from '../config/load.js';
-import { ConfigError } from '../config/validate.js';
+import { loadConfigFile } from './config-file.js';
 import { queryCounter, startDnsService } from '../dns/service.js';
 import type { Config, DnsConfig } from '../config/types.js';
-import { EchgateError, isEchgateError } from '../errors.js';
+import { ConfigError, EchgateError, isEchgateError } from '../errors.js';
 import { resolve } from 'node:path';
 import { Keyring } from '../keys/keyring.js';
 import { plainClassifier } from '../proxy/context.js';

@@ -16,7 +16,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
-import { loadConfigFile } from '../config/load.js';
+import { loadConfigFile } from './config-file.js';
 import type { Config } from '../config/types.js';
 import { isEchgateError } from '../errors.js';
 import { Metrics, type MetricsSnapshot, watchEventLoop } from '../proxy/metrics.js';

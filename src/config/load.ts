@@ -1,7 +1,7 @@
-/** Read and validate a YAML configuration file. Only this and cli/ touch the file. */
-import { readFileSync } from 'node:fs';
+/** Parse and validate YAML configuration text; cli/config-file.ts reads the file (config/ does no I/O). */
 import { parse as parseYaml, YAMLParseError } from 'yaml';
-import { ConfigError, validateConfig } from './validate.js';
+import { ConfigError } from '../errors.js';
+import { validateConfig } from './validate.js';
 import type { Config } from './types.js';
 
 export function parseConfigText(text: string, file: string): Config {
@@ -16,14 +16,4 @@ export function parseConfigText(text: string, file: string): Config {
     throw e;
   }
   return validateConfig(raw ?? {}, file);
-}
-
-export function loadConfigFile(file: string): Config {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new ConfigError(file, [{ path: '(file)', message: (e as Error).message }]);
-  }
-  return parseConfigText(text, file);
 }

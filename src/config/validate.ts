@@ -5,9 +5,9 @@
  * path, e.g. `tcp.routers.app.rule`.
  */
 import { availableParallelism } from 'node:os';
-import { EchgateError } from '../errors.js';
+import { ConfigError, EchgateError } from '../errors.js';
 import { needsClientHello } from '../routing/compile.js';
-import { parseIp } from '../routing/ip.js';
+import { parseIp } from '../bytes/ip.js';
 import { RuleError } from '../routing/parse.js';
 import { RoutingTable } from '../routing/table.js';
 import { parseDuration } from './duration.js';
@@ -22,15 +22,8 @@ import {
   type ServiceConfig,
 } from './types.js';
 
-export class ConfigError extends EchgateError {
-  readonly file: string;
-  readonly problems: { path: string; message: string }[];
-  constructor(file: string, problems: { path: string; message: string }[]) {
-    super('ERR_CONFIG', `${file}: ${problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`);
-    this.file = file;
-    this.problems = problems;
-  }
-}
+/** ConfigError lives in src/errors.ts (dns/ and proxy/ throw it too); re-exported here for existing importers. */
+export { ConfigError };
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);

@@ -10,7 +10,8 @@ import { equal } from '../bytes/util.js';
 import { EchgateError } from '../errors.js';
 import { answerMismatch, DnsClass, decodeMessage, RCode, RRType, rcodeName } from '../wire/dns/message.js';
 import { decodeSvcb, httpsServiceRdata, SvcParamKey } from '../wire/dns/svcb.js';
-import { signRequest, type TsigKey, tsigErrorName, verifyResponse } from '../wire/dns/tsig.js';
+import { signRequest, type TsigHmac, type TsigKey, tsigErrorName, verifyResponse } from '../wire/dns/tsig.js';
+import { nodeProvider } from '../crypto/node.js';
 import { encodeUpdate, OPCODE_UPDATE } from '../wire/dns/update.js';
 import { DOH_TIMEOUT_MS, dohQuery } from './doh-client.js';
 import { randomInt } from 'node:crypto';
@@ -77,6 +78,9 @@ export interface HttpsPublication {
  * ech=. Delete and add travel in one UPDATE, which the primary applies
  * atomically (RFC 2136 §3.4): resolvers never see the name without a record.
  */
+/** TSIG's HMAC (RFC 8945 §4.3.3) comes from the crypto provider: wire/dns/tsig.ts does no crypto itself. */
+const tsigHmac: TsigHmac = nodeProvider.hmac;
+
 export async function publishHttps(s: UpdateServer, p: HttpsPublication): Promise<void> {
   const id = randomInt(0, 0x10000);
   const msg = encodeUpdate({
@@ -85,14 +89,14 @@ export async function publishHttps(s: UpdateServer, p: HttpsPublication): Promis
     deleteRRsets: [{ name: p.name, type: RRType.HTTPS }],
     add: [{ name: p.name, type: RRType.HTTPS, ttl: p.ttl, rdata: httpsServiceRdata({ alpn: p.alpn, port: p.port, ech: p.echConfigList }) }],
   });
-  const req = s.key ? signRequest(msg, s.key) : undefined;
+  const req = s.key ? signRequest(msg, s.key, tsigHmac) : undefined;
   const resp = await exchangeTcp(s.host, s.port, req?.message ?? msg, s.timeoutMs ?? UPDATE_TIMEOUT_MS);
   const m = decodeMessage(resp);
   // RFC 2136 §3.8: the answer carries our id and opcode UPDATE; its zone section, when present, is ours.
   const wrong = answerMismatch({ id, opcode: OPCODE_UPDATE, question: { name: s.zone, type: RRType.SOA, cls: DnsClass.IN }, questionOptional: true }, m);
   if (wrong) throw new EchgateError('ERR_DNS_MISMATCH', `the answer from ${s.host}:${s.port} does not belong to our update: ${wrong}`);
   if (req && s.key) {
-    const check = verifyResponse(resp, req, s.key);
+    const check = verifyResponse(resp, req, s.key, tsigHmac);
     if (check.signed && check.tsigError) throw new EchgateError('ERR_DNS_UPDATE', `update refused: ${rcodeName(m.rcode)} (${tsigErrorName(check.tsigError)}): the server does not accept key "${s.key.name}"`);
     // RFC 8945 §5.3.2: only a key/signature failure may come back unsigned.
     if (!check.signed && m.rcode === RCode.NOERROR) throw new EchgateError('ERR_TSIG', 'the server accepted the update but did not sign its answer');

@@ -5,10 +5,10 @@
  * change only with a restart.
  */
 import { readFileSync } from 'node:fs';
-import { LogLimiter } from '../proxy/log-limit.js';
+import { LogLimiter } from '../observe/log-limit.js';
 import { createSecureContext } from 'node:tls';
 import type { DnsConfig } from '../config/types.js';
-import { ConfigError } from '../config/validate.js';
+import { ConfigError } from '../errors.js';
 import type { Logger } from 'pino';
 import { rcodeName, typeName } from '../wire/dns/message.js';
 import { startDnsServer } from './dns-server.js';

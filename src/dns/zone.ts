@@ -14,7 +14,7 @@
  * serial moves forward whenever the published ECHConfigList changes, so
  * secondaries that poll it see a rotation.
  */
-import { parseIp } from '../routing/ip.js';
+import { parseIp } from '../bytes/ip.js';
 import { Writer } from '../bytes/writer.js';
 import { equal } from '../bytes/util.js';
 import { type AnswerRecord, RCode, RRType } from '../wire/dns/message.js';

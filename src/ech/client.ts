@@ -1,33 +1,27 @@
 /**
  * The client side of ECH (RFC 9849 §6.1): build ClientHelloInner, compress it
  * into EncodedClientHelloInner with ech_outer_extensions, pad it (§6.1.3),
- * HPKE-seal it to an ECHConfig, and wrap it in ClientHelloOuter. Used by the
- * tests and by `echgate connect`. Hooks let tests build the malformed hellos
- * a server must refuse.
+ * HPKE-seal it to an ECHConfig, and wrap it in ClientHelloOuter. Both hellos
+ * come from tls13/client-hello-builder.ts, the builder plain hellos use too.
+ * `echOffer` hands this to tls13/client.ts (`echgate connect`) through its
+ * EchOffer interface; tests call buildEchClientHello directly, with hooks
+ * for the malformed hellos a server must refuse.
  */
 import { concat, utf8 } from '../bytes/util.js';
 import { type HpkeContext, setupSender } from '../crypto/hpke.js';
 import type { CryptoProvider, X25519Private } from '../crypto/provider.js';
+import { clientHello, type EchOffer, type HelloShare, helloExtensions } from '../tls13/client-hello-builder.js';
 import type { ECHConfigContents } from '../wire/ech/config.js';
 import { type ClientHello, encodeClientHello, type Extension } from '../wire/tls/client-hello.js';
 import { ExtensionType, NamedGroup, ProtocolVersion } from '../wire/tls/constants.js';
-import {
-  encodeAlpn,
-  encodeECHClientHello,
-  encodeKeyShares,
-  encodeOuterExtensions,
-  encodePskModes,
-  encodeServerName,
-  encodeSupportedVersions,
-  encodeU16List,
-} from '../wire/tls/extensions.js';
+import { encodeECHClientHello, encodeOuterExtensions } from '../wire/tls/extensions.js';
 import { encodeHandshake } from '../wire/tls/handshake.js';
 
 export interface EchHelloOptions {
   config: ECHConfigContents & { raw: Uint8Array };
   innerSni?: string;
   alpn?: string[];
-  /** Outer extension types to compress with ech_outer_extensions (default: key_share, supported_groups, signature_algorithms). */
+  /** Outer extension types to compress with ech_outer_extensions (default: supported_groups, signature_algorithms; they are adjacent in the builder's order). */
   compress?: number[];
   suite?: { kdfId: number; aeadId: number };
   /** Test hooks for malformed hellos. */
@@ -67,47 +61,28 @@ export interface EchHello {
   retry(keys: { innerKey: ShareKey; outerKey: ShareKey; cookie?: Uint8Array }): Pick<EchHello, 'outerMessage' | 'outer' | 'inner'>;
 }
 
-const SIG_ALGS = [0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601, 0x0807];
-
 export function buildEchClientHello(p: CryptoProvider, o: EchHelloOptions): EchHello {
   const suite = o.suite ?? o.config.cipherSuites[0]!;
   const sessionId = p.randomBytes(32);
   const innerKey = o.keys?.inner ?? p.x25519Generate();
   const outerKey = o.keys?.outer ?? p.x25519Generate();
   const offerShare = o.keyShare !== false;
-  const shared: Extension[] = [
-    { type: ExtensionType.supported_groups, data: encodeU16List(o.groups ?? [NamedGroup.x25519]) },
-    { type: ExtensionType.signature_algorithms, data: encodeU16List(SIG_ALGS) },
-    { type: ExtensionType.psk_key_exchange_modes, data: encodePskModes([1]) },
-  ];
-  const share = (k: ShareKey, offer: boolean) => ({ type: ExtensionType.key_share, data: encodeKeyShares(offer ? [{ group: k.group ?? NamedGroup.x25519, keyExchange: k.publicKey }] : []) });
-  const innerExts: Extension[] = [
-    ...(o.innerSni ? [{ type: ExtensionType.server_name, data: encodeServerName(o.innerSni) }] : []),
-    { type: ExtensionType.supported_versions, data: encodeSupportedVersions(o.innerVersions ?? [ProtocolVersion.TLS13]) },
-    share(innerKey, offerShare),
-    ...shared,
-    ...(o.alpn ? [{ type: ExtensionType.application_layer_protocol_negotiation, data: encodeAlpn(o.alpn) }] : []),
+  const groups = o.groups ?? [NamedGroup.x25519];
+  const share = (k: ShareKey): HelloShare => ({ group: k.group ?? NamedGroup.x25519, publicKey: k.publicKey });
+  // Both hellos come from tls13/'s one builder (same order, signature algorithms, suites); they differ in SNI and versions.
+  const innerSpec = (k: ShareKey | undefined, cookie?: Uint8Array): Extension[] => [
+    ...helloExtensions({ serverName: o.innerSni, versions: o.innerVersions ?? [ProtocolVersion.TLS13], groups, share: k && share(k), cookie, alpn: o.alpn }),
     ...(o.omitInnerEch ? [] : [{ type: ExtensionType.encrypted_client_hello, data: encodeECHClientHello({ type: 'inner' }) }]),
     ...(o.extraInnerExtensions ?? []),
   ];
-  const inner: ClientHello = {
-    legacyVersion: ProtocolVersion.TLS12,
-    random: p.randomBytes(32),
-    sessionId,
-    cipherSuites: [0x1301, 0x1302, 0x1303],
-    compressionMethods: Uint8Array.of(0),
-    extensions: innerExts,
-  };
+  // §6.1.2: the outer hello names the public name and may offer TLS 1.2 (a rejecting server may be a TLS 1.2 one).
+  const outerSpec = (k: ShareKey | undefined, cookie?: Uint8Array): Extension[] =>
+    helloExtensions({ serverName: o.config.publicName, versions: [ProtocolVersion.TLS13, ProtocolVersion.TLS12], groups, share: k && share(k), cookie, alpn: o.alpn });
+  const innerExts = innerSpec(offerShare ? innerKey : undefined);
+  const { raw: _raw, ...inner } = clientHello(p, innerExts, { random: p.randomBytes(32), sessionId });
+  const outerExts = outerSpec(offerShare ? outerKey : undefined);
 
-  // Outer: public name, its own key share, and the same data for compressed extensions.
   const compress = o.compress ?? [ExtensionType.supported_groups, ExtensionType.signature_algorithms];
-  const outerExts: Extension[] = [
-    { type: ExtensionType.server_name, data: encodeServerName(o.config.publicName) },
-    { type: ExtensionType.supported_versions, data: encodeSupportedVersions([ProtocolVersion.TLS13, ProtocolVersion.TLS12]) },
-    share(outerKey, offerShare),
-    ...shared,
-    ...(o.alpn ? [{ type: ExtensionType.application_layer_protocol_negotiation, data: encodeAlpn(o.alpn) }] : []),
-  ];
   const outerRandom = p.randomBytes(32);
   const info = concat(utf8('tls ech'), Uint8Array.of(0), o.config.raw);
   const { enc, ctx } = setupSender(p, suite, o.config.publicKey, info);
@@ -171,14 +146,25 @@ export function buildEchClientHello(p: CryptoProvider, o: EchHelloOptions): EchH
     outerKey,
     hpke: ctx,
     retry(k) {
-      // RFC 8446 §4.1.2: the second hello is the first with the new key share and the cookie.
-      const update = (exts: Extension[], key: ShareKey) => {
-        const out = exts.map((e) => (e.type === ExtensionType.key_share ? share(key, true) : e));
-        if (k.cookie) out.splice(out.findIndex((e) => e.type === ExtensionType.key_share) + 1, 0, { type: ExtensionType.cookie, data: k.cookie });
-        return out;
-      };
+      // RFC 8446 §4.1.2: the second hello is the first with the new key share and the cookie (same random, session id).
       // §6.1.5: the same HPKE context (its sequence number gives a fresh nonce) and an empty enc.
-      return assemble(update(innerExts, k.innerKey), update(outerExts, k.outerKey), new Uint8Array(0));
+      return assemble(innerSpec(k.innerKey, k.cookie), outerSpec(k.outerKey, k.cookie), new Uint8Array(0));
+    },
+  };
+}
+
+/**
+ * ECH for tls13/client.ts (ClientOptions.ech): the offer of this config. The
+ * client describes its inner hello (true SNI, ALPN, groups, key share); this
+ * builds ClientHelloInner from it and seals it into ClientHelloOuter, and
+ * later the second pair after HelloRetryRequest.
+ */
+export function echOffer(config: ECHConfigContents & { raw: Uint8Array }): EchOffer {
+  return {
+    publicName: config.publicName,
+    start(p, inner, outerShare) {
+      const keys = inner.share && outerShare ? { inner: inner.share, outer: outerShare } : undefined;
+      return buildEchClientHello(p, { config, innerSni: inner.serverName, alpn: inner.alpn ? [...inner.alpn] : undefined, groups: [...inner.groups], keyShare: inner.share !== undefined, keys });
     },
   };
 }

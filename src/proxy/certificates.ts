@@ -1,7 +1,7 @@
 /** Load the configured certificate files for terminating routers. */
 import { readFileSync } from 'node:fs';
 import type { Config } from '../config/types.js';
-import { ConfigError } from '../config/validate.js';
+import { ConfigError } from '../errors.js';
 import { type LoadedCertificate, loadCertificate } from '../tls13/certs.js';
 
 /**

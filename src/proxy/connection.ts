@@ -9,7 +9,7 @@ import type { TLSSocket } from 'node:tls';
 import { DEFAULT_TLS_OPTIONS } from '../config/tls-options.js';
 import { isEchgateError } from '../errors.js';
 import type { ConnData } from '../routing/ast.js';
-import { normalizeIp } from '../routing/ip.js';
+import { normalizeIp } from '../bytes/ip.js';
 import type { Route } from '../routing/table.js';
 import { encodeProxyV1, encodeProxyV2 } from '../wire/proxy/proxy-protocol.js';
 import { alertFor, encodeAlertRecord } from '../wire/tls/alert.js';

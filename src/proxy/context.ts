@@ -9,7 +9,7 @@ import type { ConnData } from '../routing/ast.js';
 import type { RoutingTable } from '../routing/table.js';
 import type { LoadedCertificate } from '../tls13/certs.js';
 import type { ClientHello, RoutingView } from '../wire/tls/client-hello.js';
-import type { LogLimiter } from './log-limit.js';
+import type { LogLimiter } from '../observe/log-limit.js';
 import type { Metrics } from './metrics.js';
 import type { Picker } from './services.js';
 

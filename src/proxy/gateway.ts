@@ -17,7 +17,7 @@ import { type Classifier, type EntryContext, plainClassifier, type RouteTarget }
 import { echBackendClassifier } from './ech-classifier.js';
 import { certificateSelector } from '../tls13/certs.js';
 import { loadCertificates } from './certificates.js';
-import { LogLimiter } from './log-limit.js';
+import { LogLimiter } from '../observe/log-limit.js';
 import { Metrics } from './metrics.js';
 import { buildPickers } from './services.js';
 

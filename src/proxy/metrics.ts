@@ -6,7 +6,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createHistogram, type RecordableHistogram } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import { LogLimiter } from './log-limit.js';
+import { LogLimiter } from '../observe/log-limit.js';
 
 type Labels = Record<string, string>;
 

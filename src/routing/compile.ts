@@ -4,7 +4,7 @@
  * the matcher's column, so a broken rule never reaches a connection.
  */
 import type { ConnData, RuleNode } from './ast.js';
-import { inRange, type IpRange, parseIp, parseRange } from './ip.js';
+import { inRange, type IpRange, parseIp, parseRange } from '../bytes/ip.js';
 import { parseRule, RuleError } from './parse.js';
 
 export type Predicate = (c: ConnData) => boolean;

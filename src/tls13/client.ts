@@ -11,12 +11,10 @@ import { constants, verify as verifySig, X509Certificate } from 'node:crypto';
 import { alertBody, alertFor, describeAlert, encodeAlertRecord, isClosureAlert } from '../wire/tls/alert.js';
 import { ctEqual } from '../bytes/util.js';
 import type { CryptoProvider } from '../crypto/provider.js';
-import { buildEchClientHello } from '../ech/client.js';
 import { type AlertName, EchgateError, } from '../errors.js';
-import type { ECHConfigContents } from '../wire/ech/config.js';
-import { type ClientHello, encodeClientHello } from '../wire/tls/client-hello.js';
+import type { ClientHello } from '../wire/tls/client-hello.js';
 import { AlertDescription, ContentType, ExtensionType, HandshakeType, MAX_PLAINTEXT, NamedGroup, ProtocolVersion } from '../wire/tls/constants.js';
-import { decodeAlpn, encodeAlpn, encodeKeyShares, encodePskModes, encodeServerName, encodeSupportedVersions, encodeU16List } from '../wire/tls/extensions.js';
+import { decodeAlpn } from '../wire/tls/extensions.js';
 import { encodeHandshake } from '../wire/tls/handshake.js';
 import { Reader } from '../bytes/reader.js';
 import {
@@ -30,6 +28,7 @@ import {
 } from '../wire/tls/server-messages.js';
 import { finishedVerifyData, KeySchedule, suiteById, trafficKeys, type CipherSuite } from './key-schedule.js';
 import { SigScheme } from './certs.js';
+import { CLIENT_SIG_ALGS, clientHello, type EchFlight, type EchOffer, helloExtensions } from './client-hello-builder.js';
 import { ECH_CONFIRMATION_AT, echAcceptConfirmation, hrrEchConfirmation } from './ech-confirm.js';
 import { type ClientKeyShare, groupById, groupName } from './groups.js';
 import { HandshakeBuffer } from './handshake-buffer.js';
@@ -40,8 +39,12 @@ export interface ClientOptions {
   provider: CryptoProvider;
   serverName: string;
   alpn?: string[];
-  /** Offer ECH to this config (the inner hello carries serverName; the outer, the config's public_name). */
-  ech?: ECHConfigContents & { raw: Uint8Array };
+  /**
+   * Offer ECH: the inner hello carries serverName; the outer, the config's
+   * public_name. Built by ech/client.ts's `echOffer(config)` and injected here,
+   * so tls13/ does not import ech/.
+   */
+  ech?: EchOffer;
   /** PEM CA certificate(s) to verify the chain and name against; absent = not verified. */
   ca?: string;
   /** Offer the groups in supported_groups but send no key share first, so the server must answer with HelloRetryRequest (tests). */
@@ -85,7 +88,7 @@ export interface ClientOutput {
 
 const fail = (alert: AlertName, msg: string) => new EchgateError('ERR_ILLEGAL', msg, { alert });
 
-const SIG_ALGS: readonly number[] = Object.values(SigScheme);
+const SIG_ALGS = CLIENT_SIG_ALGS;
 /**
  * What each scheme we offer needs (RFC 8446 §4.2.3): the hash, and the key
  * type (and curve: in TLS 1.3 an ECDSA scheme names its curve) the leaf's
@@ -102,27 +105,9 @@ const SCHEMES: Record<number, { hash: string | null; key: string; curve?: string
 
 /** A ClientHello without ECH; `again` makes the second one after HelloRetryRequest (same random and session id, RFC 8446 §4.1.2). */
 function plainHello(p: CryptoProvider, o: ClientOptions, key: ClientKeyShare | undefined, again?: { first: ClientHello; cookie?: Uint8Array }): ClientHello {
-  const exts = [
-    { type: ExtensionType.server_name, data: encodeServerName(o.serverName) },
-    { type: ExtensionType.supported_versions, data: encodeSupportedVersions([ProtocolVersion.TLS13]) },
-    { type: ExtensionType.supported_groups, data: encodeU16List(clientGroups(o)) },
-    { type: ExtensionType.key_share, data: encodeKeyShares(key ? [{ group: key.group, keyExchange: key.publicKey }] : []) },
-    ...(again?.cookie ? [{ type: ExtensionType.cookie, data: again.cookie }] : []),
-    { type: ExtensionType.signature_algorithms, data: encodeU16List([...SIG_ALGS]) },
-    { type: ExtensionType.psk_key_exchange_modes, data: encodePskModes([1]) },
-    ...(o.alpn ? [{ type: ExtensionType.application_layer_protocol_negotiation, data: encodeAlpn(o.alpn) }] : []),
-    // §4.2.10: never in the second ClientHello.
-    ...(o.offerEarlyData && !again ? [{ type: ExtensionType.early_data, data: new Uint8Array(0) }] : []),
-  ];
-  const ch: ClientHello = {
-    legacyVersion: 0x0303,
-    random: again?.first.random ?? p.randomBytes(32),
-    sessionId: again?.first.sessionId ?? p.randomBytes(32),
-    cipherSuites: [0x1301, 0x1302, 0x1303],
-    compressionMethods: Uint8Array.of(0),
-    extensions: exts,
-  };
-  return { ...ch, raw: encodeClientHello(ch) };
+  // §4.2.10: early_data never in the second ClientHello.
+  const exts = helloExtensions({ serverName: o.serverName, groups: clientGroups(o), share: key, cookie: again?.cookie, alpn: o.alpn, earlyData: o.offerEarlyData && !again });
+  return clientHello(p, exts, again?.first);
 }
 
 function clientGroups(o: ClientOptions): number[] {
@@ -156,7 +141,7 @@ export class TlsClient {
   private readonly first: Uint8Array;
   private candidates: Candidate[];
   private chosen: Candidate | undefined;
-  private readonly echHello: ReturnType<typeof buildEchClientHello> | undefined;
+  private readonly echHello: EchFlight | undefined;
   private retried = false;
   private suite: CipherSuite | undefined;
   private transcript: Transcript | undefined;
@@ -178,7 +163,7 @@ export class TlsClient {
     const offer = !o.withholdKeyShare;
     if (o.ech) {
       const keys = { inner: newShare(p, groups[0]!), outer: newShare(p, groups[0]!) };
-      const h = buildEchClientHello(p, { config: o.ech, innerSni: o.serverName, alpn: o.alpn, keyShare: offer, groups, keys });
+      const h = o.ech.start(p, { serverName: o.serverName, alpn: o.alpn, groups, share: offer ? keys.inner : undefined }, offer ? keys.outer : undefined);
       this.echHello = h;
       this.first = h.outerMessage;
       // If the server accepts ECH it answers the inner hello; otherwise the outer one.

@@ -8,7 +8,7 @@
 import { Reader } from '../../bytes/reader.js';
 import { Writer } from '../../bytes/writer.js';
 import { EchgateError } from '../../errors.js';
-import { parseIp } from '../../routing/ip.js';
+import { parseIp } from '../../bytes/ip.js';
 import { encodeName, readUncompressedName } from './name.js';
 
 export const SvcParamKey = { mandatory: 0, alpn: 1, 'no-default-alpn': 2, port: 3, ipv4hint: 4, ech: 5, ipv6hint: 6 } as const;

@@ -3,8 +3,9 @@
  * BIND's nsupdate makes them. Requests are signed (§4.3.3); responses are
  * verified against the request's MAC (§5.3) before their rcode is believed.
  * Keys come from BIND key files (`key "name" { algorithm ...; secret "..."; };`).
+ * wire/ does no crypto: the HMAC is passed in (dns/publisher.ts passes the
+ * crypto provider's `hmac`).
  */
-import { createHmac } from 'node:crypto';
 import { Reader } from '../../bytes/reader.js';
 import { ctEqual } from '../../bytes/util.js';
 import { Writer } from '../../bytes/writer.js';
@@ -19,6 +20,9 @@ export type TsigAlgorithm = keyof typeof ALGORITHMS;
 export const TsigError = { BADSIG: 16, BADKEY: 17, BADTIME: 18, BADTRUNC: 22 } as const;
 const TSIG_ERROR_NAMES = new Map<number, string>(Object.entries(TsigError).map(([k, v]) => [v, k]));
 export const tsigErrorName = (e: number) => TSIG_ERROR_NAMES.get(e) ?? `TSIG error ${e}`;
+
+/** HMAC over the concatenation of `data` (the shape of CryptoProvider.hmac). */
+export type TsigHmac = (hash: 'sha256' | 'sha384' | 'sha512', key: Uint8Array, ...data: Uint8Array[]) => Uint8Array;
 
 export interface TsigKey {
   name: string;
@@ -64,10 +68,8 @@ function variables(keyName: string, f: TsigFields): Uint8Array {
     .finish();
 }
 
-function mac(key: TsigKey, ...parts: Uint8Array[]): Uint8Array {
-  const h = createHmac(ALGORITHMS[key.algorithm], key.secret);
-  for (const p of parts) h.update(p);
-  return new Uint8Array(h.digest());
+function mac(hmac: TsigHmac, key: TsigKey, ...parts: Uint8Array[]): Uint8Array {
+  return hmac(ALGORITHMS[key.algorithm], key.secret, ...parts);
 }
 
 export interface SignedRequest {
@@ -78,9 +80,9 @@ export interface SignedRequest {
 }
 
 /** Append a TSIG record to `msg` (which has no additional records of its own counted after it). */
-export function signRequest(msg: Uint8Array, key: TsigKey, o: { now?: number; fudge?: number } = {}): SignedRequest {
+export function signRequest(msg: Uint8Array, key: TsigKey, hmac: TsigHmac, o: { now?: number; fudge?: number } = {}): SignedRequest {
   const f: TsigFields = { algorithm: key.algorithm, timeSigned: Math.floor((o.now ?? Date.now()) / 1000), fudge: o.fudge ?? 300, error: 0, other: new Uint8Array(0) };
-  const m = mac(key, msg, variables(key.name, f));
+  const m = mac(hmac, key, msg, variables(key.name, f));
   const id = (msg[0]! << 8) | msg[1]!;
   const rdata = new Writer(128)
     .bytes(encodeName(f.algorithm))
@@ -113,7 +115,7 @@ export type ResponseCheck =
  * unsigned response is reported, not trusted: the caller decides (§5.3.2
  * allows unsigned BADKEY/BADSIG answers, nothing else).
  */
-export function verifyResponse(resp: Uint8Array, req: SignedRequest, key: TsigKey, now = Date.now()): ResponseCheck {
+export function verifyResponse(resp: Uint8Array, req: SignedRequest, key: TsigKey, hmac: TsigHmac, now = Date.now()): ResponseCheck {
   const m = decodeMessage(resp);
   const last = m.additionals.at(-1);
   if (!last || last.type !== RRType.TSIG) return { signed: false };
@@ -139,7 +141,7 @@ export function verifyResponse(resp: Uint8Array, req: SignedRequest, key: TsigKe
   body[10] = arcount >> 8;
   body[11] = arcount & 0xff;
   const reqMac = new Writer(2 + req.mac.length).vec16(req.mac).finish();
-  const expected = mac(key, reqMac, body, variables(key.name, { algorithm, timeSigned, fudge, error, other }));
+  const expected = mac(hmac, key, reqMac, body, variables(key.name, { algorithm, timeSigned, fudge, error, other }));
   if (!ctEqual(expected, theirMac)) throw bad('response TSIG MAC does not verify');
   if (Math.abs(now / 1000 - timeSigned) > fudge) throw bad(`response TSIG time ${timeSigned} is outside the fudge of ${fudge} s`);
   return { signed: true, tsigError: error };

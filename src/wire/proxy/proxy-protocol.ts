@@ -3,7 +3,7 @@
  * versions 1 and 2). Only the sender side: echgate tells its backends who the
  * client was; it does not accept PROXY headers from clients.
  */
-import { parseIp } from '../../routing/ip.js';
+import { parseIp } from '../../bytes/ip.js';
 
 export interface ProxiedAddrs {
   srcIp: string;

@@ -1,4 +1,4 @@
-/** IP addresses and CIDR ranges for ClientIP(). Pure, no node:net. */
+/** IP addresses and CIDR ranges (text ↔ bytes), for ClientIP() rules, SVCB ipv4hint/ipv6hint and PROXY headers. Pure, no node:net. */
 
 export interface IpRange {
   v6: boolean;
