@@ -23,6 +23,7 @@ import { type ClientHello, decodeClientHelloMessage, findExtension } from '../wi
 import { AlertDescription, ContentType, ExtensionType, HandshakeType, isGrease, MAX_PLAINTEXT, ProtocolVersion } from '../wire/tls/constants.js';
 import { decodeAlpn, decodeKeyShares, decodeSupportedVersions, decodeU16List, encodeAlpn, type KeyShareEntry } from '../wire/tls/extensions.js';
 import { encodeHandshake } from '../wire/tls/handshake.js';
+import { alertRecord, changeCipherSpecRecord, checkPlaintextLength, plaintextRecords, type RawRecord, RecordReader } from '../wire/tls/record.js';
 import {
   certificateVerifyContent,
   encodeCertificate,
@@ -37,7 +38,7 @@ import { type CipherSuite, CIPHER_SUITES, finishedVerifyData, KeySchedule, traff
 import { ECH_CONFIRMATION_AT, echAcceptConfirmation, hrrEchConfirmation } from './ech-confirm.js';
 import { DEFAULT_GROUPS, groupById, groupName } from './groups.js';
 import { HandshakeBuffer } from './handshake-buffer.js';
-import { checkPlaintextLength, type RawRecord, RecordCipher, RecordReader } from './record-protection.js';
+import { RecordCipher } from './record-protection.js';
 import { Transcript } from './transcript.js';
 
 export interface CertifiedKey {
@@ -142,21 +143,6 @@ export const KEY_UPDATE_BURST = 8;
 
 const newOutput = (): Output => ({ send: [], data: [], closed: false });
 
-const CCS_RECORD = Uint8Array.of(ContentType.change_cipher_spec, 0x03, 0x03, 0x00, 0x01, 0x01);
-
-function plainRecord(type: number, body: Uint8Array): Uint8Array[] {
-  const out: Uint8Array[] = [];
-  for (let i = 0; i < body.length || i === 0; i += MAX_PLAINTEXT) {
-    const frag = body.subarray(i, Math.min(body.length, i + MAX_PLAINTEXT));
-    const r = new Uint8Array(5 + frag.length);
-    r.set([type, 0x03, 0x03, frag.length >> 8, frag.length & 0xff]);
-    r.set(frag, 5);
-    out.push(r);
-    if (body.length === 0) break;
-  }
-  return out;
-}
-
 const fail = (alert: AlertName, msg: string) => new EchgateError('ERR_ILLEGAL', msg, { alert });
 
 export class TlsServer {
@@ -239,7 +225,7 @@ export class TlsServer {
   alert(name: AlertName): Uint8Array {
     const body = alertBody(name);
     this.state = 'closed';
-    return this.write ? this.write.seal(ContentType.alert, body) : plainRecord(ContentType.alert, body)[0]!;
+    return this.write ? this.write.seal(ContentType.alert, body) : alertRecord(body);
   }
 
   get established(): boolean {
@@ -332,7 +318,7 @@ export class TlsServer {
     let sh = encodeServerHello({ random, sessionIdEcho: this.sessionId, cipherSuite: suite.id, extensions: shExts });
     if (this.ech.accepted) sh = this.confirmEch(sh);
     this.transcript.add(sh);
-    const send: Uint8Array[] = [...plainRecord(ContentType.handshake, sh)];
+    const send: Uint8Array[] = [...plaintextRecords(ContentType.handshake, sh)];
     this.pushCcs(send);
 
     const ks = new KeySchedule(this.o.provider, suite.hash);
@@ -375,7 +361,7 @@ export class TlsServer {
     if (this.ech.accepted) hrr.set(hrrEchConfirmation(this.o.provider, suite.hash, this.hello!.random, this.transcript!, hrr, hrr.length - 8), hrr.length - 8);
     this.transcript!.add(hrr);
     this.state = 'wait_ch2';
-    const send = plainRecord(ContentType.handshake, hrr);
+    const send = plaintextRecords(ContentType.handshake, hrr);
     this.pushCcs(send);
     return { send, data: [], closed: false };
   }
@@ -389,7 +375,7 @@ export class TlsServer {
   private pushCcs(send: Uint8Array[]): void {
     if (this.sessionId.length === 0 || this.ccsSent) return;
     this.ccsSent = true;
-    send.push(CCS_RECORD);
+    send.push(changeCipherSpecRecord());
   }
 
   /**
