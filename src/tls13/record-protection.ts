@@ -50,6 +50,12 @@ export class RecordCipher {
     return n;
   }
 
+  /** Zero the key and IV (this direction is done with them: a key change or the end of the connection). */
+  wipe(): void {
+    this.keys.key.fill(0);
+    this.keys.iv.fill(0);
+  }
+
   /** Protect one record of `type` (content ≤ 2^14 bytes). */
   seal(type: number, content: Uint8Array): Uint8Array {
     if (content.length > MAX_PLAINTEXT) throw new EchgateError('ERR_ENCODE', 'record content over 2^14 bytes');
