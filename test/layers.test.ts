@@ -38,11 +38,15 @@ export const LAYERS: [string, Layer][] = [
   ['keys', { imports: ['ech', 'wire', 'crypto', 'bytes', 'errors'], node: ['node:crypto', 'node:fs', 'node:path'], packages: [] }],
   ['routing', { imports: ['bytes', 'errors'], node: [], packages: [] }],
   // Validation compiles the rules (routing) and checks curvePreferences against the engine's groups (tls13/groups.ts).
-  ['config', { imports: ['routing', 'tls13', 'bytes', 'errors'], node: [], packages: ['yaml'] }],
+  // node:os: `workers: auto` is the machine's available parallelism (a query, no I/O).
+  ['config', { imports: ['routing', 'tls13', 'bytes', 'errors'], node: ['node:os'], packages: ['yaml'] }],
   ['observe', { imports: ['errors'], node: [], packages: ['pino'] }],
   // dns/ sees the configuration only as types; TSIG's HMAC comes from crypto/.
   ['dns', { imports: ['observe', 'config', 'keys', 'wire', 'crypto', 'bytes', 'errors'], typeOnly: ['config'], node: ['node:crypto', 'node:dgram', 'node:fs', 'node:http2', 'node:net', 'node:tls'], packages: ['undici', 'pino'] }],
-  ['proxy', { imports: ['dns', 'observe', 'config', 'routing', 'keys', 'ech', 'tls13', 'crypto', 'wire', 'bytes', 'errors'], node: ['node:net', 'node:tls', 'node:http', 'node:fs', 'node:diagnostics_channel'], packages: ['pino'] }],
+  // node:cluster: log lines name their worker; node:perf_hooks: the event-loop delay metric.
+  ['proxy', {
+    imports: ['dns', 'observe', 'config', 'routing', 'keys', 'ech', 'tls13', 'crypto', 'wire', 'bytes', 'errors'],
+    node: ['node:net', 'node:tls', 'node:http', 'node:fs', 'node:diagnostics_channel', 'node:cluster', 'node:perf_hooks'], packages: ['pino'] }],
   ['cli', { imports: ['proxy', 'dns', 'observe', 'config', 'routing', 'keys', 'ech', 'tls13', 'crypto', 'wire', 'bytes', 'errors'], node: ['*'], packages: ['*'] }],
 ];
 

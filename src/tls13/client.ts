@@ -32,7 +32,8 @@ import { CLIENT_SIG_ALGS, clientHello, type EchFlight, type EchOffer, helloExten
 import { ECH_CONFIRMATION_AT, echAcceptConfirmation, hrrEchConfirmation } from './ech-confirm.js';
 import { type ClientKeyShare, groupById, groupName } from './groups.js';
 import { HandshakeBuffer } from './handshake-buffer.js';
-import { checkPlaintextLength, RecordCipher, RecordReader } from './record-protection.js';
+import { RecordCipher } from './record-protection.js';
+import { checkPlaintextLength, plaintextRecords, RecordReader } from '../wire/tls/record.js';
 import { Transcript } from './transcript.js';
 
 export interface ClientOptions {
@@ -131,10 +132,7 @@ interface Candidate {
 }
 
 function handshakeRecords(message: Uint8Array): Uint8Array[] {
-  const r = new Uint8Array(5 + message.length);
-  r.set([ContentType.handshake, 0x03, 0x03, message.length >> 8, message.length & 0xff]);
-  r.set(message, 5);
-  return [r];
+  return plaintextRecords(ContentType.handshake, message);
 }
 
 export class TlsClient {

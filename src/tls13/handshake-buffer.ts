@@ -4,7 +4,7 @@
  * are queued, not concatenated: a message is copied once, when complete.
  */
 import { EchgateError } from '../errors.js';
-import { ByteQueue } from './byte-queue.js';
+import { ByteQueue } from '../wire/tls/byte-queue.js';
 
 export class HandshakeBuffer {
   private readonly q = new ByteQueue();

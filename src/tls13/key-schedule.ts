@@ -150,6 +150,17 @@ export class KeySchedule {
 
   /** The next application traffic secret after a KeyUpdate (§7.2). */
   nextTrafficSecret(secret: Uint8Array): Uint8Array {
-    return expandLabel(this.p, this.hash, secret, 'traffic upd', new Uint8Array(0), HASH_SIZE[this.hash]);
+    return nextTrafficSecret(this.p, this.hash, secret);
   }
+
+  /** Wipe and drop the handshake secret (once both Finished messages are done, nothing derives from it again). */
+  forget(): void {
+    this.handshakeSecret?.fill(0);
+    this.handshakeSecret = undefined;
+  }
+}
+
+/** RFC 8446 §7.2: application_traffic_secret_N+1 = HKDF-Expand-Label(application_traffic_secret_N, "traffic upd", "", Hash.length). */
+export function nextTrafficSecret(p: CryptoProvider, hash: HashName, secret: Uint8Array): Uint8Array {
+  return expandLabel(p, hash, secret, 'traffic upd', new Uint8Array(0), HASH_SIZE[hash]);
 }

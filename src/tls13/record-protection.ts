@@ -1,6 +1,5 @@
 /**
- * TLS 1.3 record layer (RFC 8446 §5): framing of records out of a byte
- * stream, and record protection (§5.2–5.3): TLSInnerPlaintext
+ * TLS 1.3 record protection (RFC 8446 §5.2–5.3; framing is wire/tls/record.ts): TLSInnerPlaintext
  * (content || type || zeros), per-record nonce = iv XOR sequence number,
  * AAD = the 5-byte record header.
  */
@@ -8,52 +7,11 @@ import { AEADS, sealRecord } from '../crypto/node.js';
 import type { Aead } from '../crypto/provider.js';
 import { EchgateError } from '../errors.js';
 import { ContentType, MAX_PLAINTEXT } from '../wire/tls/constants.js';
-import { ByteQueue } from './byte-queue.js';
+import { MAX_CIPHERTEXT, recordHeader } from '../wire/tls/record.js';
 import type { CipherSuite, TrafficKeys } from './key-schedule.js';
 
-/** RFC 8446 §5.2: a ciphertext fragment is at most 2^14 + 256 bytes. */
-export const MAX_CIPHERTEXT = MAX_PLAINTEXT + 256;
 /** RFC 8446 §5.4: the whole TLSInnerPlaintext (content, type byte, padding) is at most 2^14 + 1 bytes. */
 export const MAX_INNER_PLAINTEXT = MAX_PLAINTEXT + 1;
-
-export interface RawRecord {
-  type: number;
-  header: Uint8Array;
-  fragment: Uint8Array;
-}
-
-/**
- * Cuts a byte stream into records (RFC 8446 §5.1). Bytes are queued per read,
- * never concatenated with what is buffered: a record is a view into the read
- * that carried it, or one copy when it spans reads.
- */
-export class RecordReader {
-  private readonly q = new ByteQueue();
-
-  push(bytes: Uint8Array): void {
-    this.q.push(bytes);
-  }
-
-  /** The next whole record, or undefined until more bytes arrive. */
-  next(): RawRecord | undefined {
-    if (this.q.length < 5) return undefined;
-    const len = (this.q.at(3) << 8) | this.q.at(4);
-    // §5.2: "TLSCiphertext.length larger than 2^14 + 256 octets MUST" end in record_overflow.
-    if (len > MAX_CIPHERTEXT) throw new EchgateError('ERR_DECODE', `record of ${len} bytes exceeds 2^14 + 256`, { alert: 'record_overflow' });
-    if (this.q.length < 5 + len) return undefined;
-    const rec = this.q.take(5 + len);
-    return { type: rec[0]!, header: rec.subarray(0, 5), fragment: rec.subarray(5) };
-  }
-
-  get buffered(): number {
-    return this.q.length;
-  }
-}
-
-/** §5.1: an unprotected record carries at most 2^14 bytes. */
-export function checkPlaintextLength(fragment: Uint8Array): void {
-  if (fragment.length > MAX_PLAINTEXT) throw new EchgateError('ERR_DECODE', 'plaintext record over 2^14 bytes', { alert: 'record_overflow' });
-}
 
 export class RecordCipher {
   /**
@@ -92,11 +50,17 @@ export class RecordCipher {
     return n;
   }
 
+  /** Zero the key and IV (this direction is done with them: a key change or the end of the connection). */
+  wipe(): void {
+    this.keys.key.fill(0);
+    this.keys.iv.fill(0);
+  }
+
   /** Protect one record of `type` (content ≤ 2^14 bytes). */
   seal(type: number, content: Uint8Array): Uint8Array {
     if (content.length > MAX_PLAINTEXT) throw new EchgateError('ERR_ENCODE', 'record content over 2^14 bytes');
     const len = content.length + 1 + this.aead.tagLen;
-    const header = Uint8Array.of(ContentType.application_data, 0x03, 0x03, len >> 8, len & 0xff);
+    const header = recordHeader(ContentType.application_data, len);
     const out = sealRecord(this.suite.aead, this.keys.key, this.nonce(), header, content, type);
     this.seq++;
     return out;

@@ -15,7 +15,7 @@
  * (RFC 9849 §7.1.1, §7.2.1).
  */
 import { channel } from 'node:diagnostics_channel';
-import { concat, copy, ctEqual } from '../bytes/util.js';
+import { concat, copy, ctEqual, wipe } from '../bytes/util.js';
 import type { CryptoProvider, X25519Private } from '../crypto/provider.js';
 import { type AlertName, EchgateError } from '../errors.js';
 import { alertBody, alertFor, isClosureAlert } from '../wire/tls/alert.js';
@@ -23,6 +23,7 @@ import { type ClientHello, decodeClientHelloMessage, findExtension } from '../wi
 import { AlertDescription, ContentType, ExtensionType, HandshakeType, isGrease, MAX_PLAINTEXT, ProtocolVersion } from '../wire/tls/constants.js';
 import { decodeAlpn, decodeKeyShares, decodeSupportedVersions, decodeU16List, encodeAlpn, type KeyShareEntry } from '../wire/tls/extensions.js';
 import { encodeHandshake } from '../wire/tls/handshake.js';
+import { alertRecord, changeCipherSpecRecord, checkPlaintextLength, plaintextRecords, type RawRecord, RecordReader } from '../wire/tls/record.js';
 import {
   certificateVerifyContent,
   encodeCertificate,
@@ -33,11 +34,11 @@ import {
   HRR_RANDOM,
   serverHelloExtensions,
 } from '../wire/tls/server-messages.js';
-import { type CipherSuite, CIPHER_SUITES, finishedVerifyData, KeySchedule, trafficKeys } from './key-schedule.js';
+import { type CipherSuite, CIPHER_SUITES, finishedVerifyData, KeySchedule, nextTrafficSecret, trafficKeys } from './key-schedule.js';
 import { ECH_CONFIRMATION_AT, echAcceptConfirmation, hrrEchConfirmation } from './ech-confirm.js';
 import { DEFAULT_GROUPS, groupById, groupName } from './groups.js';
 import { HandshakeBuffer } from './handshake-buffer.js';
-import { checkPlaintextLength, type RawRecord, RecordCipher, RecordReader } from './record-protection.js';
+import { RecordCipher } from './record-protection.js';
 import { Transcript } from './transcript.js';
 
 export interface CertifiedKey {
@@ -111,7 +112,71 @@ export interface KeyExchangeEvent {
   ech: boolean;
 }
 
-type State = 'start' | 'wait_ch2' | 'wait_finished' | 'connected' | 'closed';
+/**
+ * The handshake as a sequence of states (RFC 8446 §4 / Appendix A.2), each
+ * holding exactly the secrets and transcript its next step needs. A step
+ * consumes the state it was given and installs the next one, so nothing is
+ * read before it exists, and what a later state no longer needs (the
+ * handshake traffic secrets after the client Finished, the transcript, the
+ * handshake secret inside the key schedule) is not kept, and wiped where that
+ * is cheap.
+ */
+type State = ExpectClientHello | ExpectSecondClientHello | ExpectFinished | Traffic | Closed;
+
+/** Before start(): nothing yet. */
+interface ExpectClientHello {
+  readonly kind: 'expect_client_hello';
+}
+
+/** After our HelloRetryRequest (§4.1.4): waiting for the second ClientHello. */
+interface ExpectSecondClientHello {
+  readonly kind: 'expect_second_client_hello';
+  /** The first ClientHello's random (the inner one with ECH accepted): the second must carry it (RFC 9849 §7.1.1) and the ECH confirmation is keyed by it. */
+  readonly clientRandom: Uint8Array;
+  /** §4.1.4: the suite of the HelloRetryRequest is the suite of the ServerHello. */
+  readonly suite: CipherSuite;
+  /** The group we asked a key share for. */
+  readonly group: number;
+  /** message_hash(ClientHello1) .. HelloRetryRequest (§4.4.1). */
+  readonly transcript: Transcript;
+  /** With ECH accepted: opens the second ClientHelloOuter (RFC 9849 §7.1.1). */
+  readonly decryptSecond: ((outer: ClientHello) => ClientHello) | undefined;
+}
+
+/** Our flight is out, written under the application key; the client's Finished (§4.4.4) is next, under its handshake key. */
+interface ExpectFinished {
+  readonly kind: 'expect_finished';
+  readonly suite: CipherSuite;
+  readonly group: number;
+  readonly alpn: string | undefined;
+  /** Holds the handshake secret until the client Finished. */
+  readonly ks: KeySchedule;
+  /** ClientHello .. server Finished. */
+  readonly transcript: Transcript;
+  /** Under client_handshake_traffic_secret. */
+  readonly read: RecordCipher;
+  /** Under server_application_traffic_secret_0 (§4.4.4: we may send data before the client's Finished). */
+  write: RecordCipher;
+  readonly clientHsSecret: Uint8Array;
+  readonly clientApSecret: Uint8Array;
+  readonly serverApSecret: Uint8Array;
+}
+
+/** Application traffic (§4.6.3: KeyUpdate moves a direction to its next secret). */
+interface Traffic {
+  readonly kind: 'traffic';
+  readonly suite: CipherSuite;
+  read: RecordCipher;
+  write: RecordCipher;
+  clientApSecret: Uint8Array;
+  serverApSecret: Uint8Array;
+}
+
+interface Closed {
+  readonly kind: 'closed';
+}
+
+const CLOSED: Closed = { kind: 'closed' };
 
 /**
  * RFC 8446 §4.2.10: a server that does not accept 0-RTT skips the client's
@@ -142,51 +207,24 @@ export const KEY_UPDATE_BURST = 8;
 
 const newOutput = (): Output => ({ send: [], data: [], closed: false });
 
-const CCS_RECORD = Uint8Array.of(ContentType.change_cipher_spec, 0x03, 0x03, 0x00, 0x01, 0x01);
-
-function plainRecord(type: number, body: Uint8Array): Uint8Array[] {
-  const out: Uint8Array[] = [];
-  for (let i = 0; i < body.length || i === 0; i += MAX_PLAINTEXT) {
-    const frag = body.subarray(i, Math.min(body.length, i + MAX_PLAINTEXT));
-    const r = new Uint8Array(5 + frag.length);
-    r.set([type, 0x03, 0x03, frag.length >> 8, frag.length & 0xff]);
-    r.set(frag, 5);
-    out.push(r);
-    if (body.length === 0) break;
-  }
-  return out;
-}
-
 const fail = (alert: AlertName, msg: string) => new EchgateError('ERR_ILLEGAL', msg, { alert });
 
 export class TlsServer {
-  private state: State = 'start';
-  private suite: CipherSuite | undefined;
-  private ks: KeySchedule | undefined;
-  private transcript: Transcript | undefined;
-  private read: RecordCipher | undefined;
-  private write: RecordCipher | undefined;
-  private clientHsSecret: Uint8Array | undefined;
-  private clientApSecret: Uint8Array | undefined;
-  private serverApSecret: Uint8Array | undefined;
-  private pendingAppKeys: { client: Uint8Array; server: Uint8Array } | undefined;
+  private state: State = { kind: 'expect_client_hello' };
   private readonly records = new RecordReader();
   private readonly hs: HandshakeBuffer;
-  /** §4.2.10: ciphertext bytes of rejected 0-RTT we may still skip; 0 = skip nothing. */
-  private earlySkip: number | undefined;
-  private keyUpdateAllowance = KEY_UPDATE_BURST;
-  /** The client sent close_notify: we read nothing more, but may still write until we close (§6.1 half-close). */
-  private peerClosed = false;
-  private hello: ClientHello | undefined;
+  // Facts of the connection, fixed by start().
   private sessionId: Uint8Array = new Uint8Array(0);
   private ech: EchInfo = { offered: false, accepted: false };
   private sni: string | undefined;
-  private alpn: string | undefined;
+  /** §4.2.10: ciphertext bytes of rejected 0-RTT we may still skip; 0 = skip nothing. */
+  private earlySkip = 0;
+  private keyUpdateAllowance = KEY_UPDATE_BURST;
+  /** The client sent close_notify: we read nothing more, but may still write until we close (§6.1 half-close). */
+  private peerClosed = false;
   private ccsSeen = false;
   /** Appendix D.4: one dummy change_cipher_spec after our first handshake message, HRR or ServerHello. */
   private ccsSent = false;
-  /** The key-exchange group: asked for in HelloRetryRequest, then used in ServerHello. */
-  private group: number | undefined;
 
   constructor(private readonly o: ServerOptions) {
     this.hs = new HandshakeBuffer(o.maxClientHelloBytes ?? 1 << 16);
@@ -194,12 +232,12 @@ export class TlsServer {
 
   /** Step 1: the first ClientHello (the inner one when ECH was accepted) and the ECH verdict. */
   start(hello: ClientHello, sni: string | undefined, ech: EchInfo): Output {
-    if (this.state !== 'start') throw fail('unexpected_message', 'start() called twice');
-    this.hello = hello;
+    if (this.state.kind !== 'expect_client_hello') throw fail('unexpected_message', 'start() called twice');
     this.sni = sni;
     this.ech = ech;
     this.sessionId = hello.sessionId;
-    return this.guard(() => this.onClientHello(hello, false));
+    this.earlySkip = findExtension(hello, ExtensionType.early_data) ? EARLY_DATA_SKIP_LIMIT : 0;
+    return this.guard(() => this.onClientHello(hello, undefined));
   }
 
   /**
@@ -208,17 +246,17 @@ export class TlsServer {
    */
   receive(bytes: Uint8Array): Output {
     const out = newOutput();
-    if (this.state === 'closed' || this.peerClosed) {
+    if (this.state.kind === 'closed' || this.peerClosed) {
       out.closed = true;
       return out;
     }
     return this.guard(() => {
+      if (this.state.kind === 'expect_client_hello') throw fail('internal_error', 'receive() before start()');
       this.records.push(bytes);
-      this.earlySkip ??= findExtension(this.hello!, ExtensionType.early_data) ? EARLY_DATA_SKIP_LIMIT : 0;
       for (let rec = this.records.next(); rec; rec = this.records.next()) {
         this.onRecord(rec, out);
         // After close_notify or an error alert, later bytes are not read (§6.1, §6.2).
-        if ((this.state as State) === 'closed' || this.peerClosed) break;
+        if (this.state.kind === 'closed' || this.peerClosed) break;
       }
       return out;
     }, out);
@@ -227,10 +265,11 @@ export class TlsServer {
   /** Application data to the client, as protected records. */
   encrypt(data: Uint8Array): Uint8Array[] {
     // Allowed from our Finished on: RFC 8446 §4.4.4 lets a server send data before the client's Finished.
-    if ((this.state !== 'connected' && this.state !== 'wait_finished') || !this.write) throw fail('internal_error', 'not connected');
+    const st = this.state;
+    if (st.kind !== 'traffic' && st.kind !== 'expect_finished') throw fail('internal_error', 'not connected');
     const out: Uint8Array[] = [];
     for (let i = 0; i < data.length; i += MAX_PLAINTEXT) {
-      out.push(this.write.seal(ContentType.application_data, data.subarray(i, Math.min(data.length, i + MAX_PLAINTEXT))));
+      out.push(st.write.seal(ContentType.application_data, data.subarray(i, Math.min(data.length, i + MAX_PLAINTEXT))));
     }
     return out;
   }
@@ -238,12 +277,28 @@ export class TlsServer {
   /** A fatal alert (or close_notify), protected when keys are in place. */
   alert(name: AlertName): Uint8Array {
     const body = alertBody(name);
-    this.state = 'closed';
-    return this.write ? this.write.seal(ContentType.alert, body) : plainRecord(ContentType.alert, body)[0]!;
+    const st = this.state;
+    this.close();
+    return st.kind === 'traffic' || st.kind === 'expect_finished' ? st.write.seal(ContentType.alert, body) : alertRecord(body);
   }
 
   get established(): boolean {
-    return this.state === 'connected';
+    return this.state.kind === 'traffic';
+  }
+
+  /** To Closed: traffic secrets are dropped and wiped (the cipher states too: nothing more is read or sent). */
+  private close(): void {
+    const st = this.state;
+    this.state = CLOSED;
+    if (st.kind === 'expect_finished') {
+      st.ks.forget();
+      wipe(st.clientHsSecret, st.clientApSecret, st.serverApSecret);
+      st.read.wipe();
+    } else if (st.kind === 'traffic') {
+      wipe(st.clientApSecret, st.serverApSecret);
+      st.read.wipe();
+    }
+    // The write cipher may just have sealed the alert this close is for; it goes with the state.
   }
 
   /**
@@ -258,7 +313,7 @@ export class TlsServer {
     } catch (e) {
       partial.closed = true;
       partial.error = e;
-      if (this.state !== 'closed') {
+      if (this.state.kind !== 'closed') {
         partial.alert = alertFor(e);
         try {
           partial.send.push(this.alert(partial.alert));
@@ -267,28 +322,27 @@ export class TlsServer {
           partial.alert = undefined;
         }
       }
-      this.state = 'closed';
+      this.close();
       return partial;
     }
   }
 
   // ---- RFC 8446 §4.1.2 → §4.1.3: ClientHello → ServerHello (or HelloRetryRequest) ----
 
-  private onClientHello(received: ClientHello, second: boolean): Output {
+  /** The first ClientHello (`retry` undefined) or the second, after our HelloRetryRequest. */
+  private onClientHello(received: ClientHello, retry: ExpectSecondClientHello | undefined): Output {
     let ch = received;
-    if (second && this.ech.accepted) {
+    if (retry?.decryptSecond) {
       // The second ClientHelloOuter, opened with the first hello's HPKE context; from here on, the inner one.
-      ch = this.ech.decryptSecond!(received);
-      if (!ctEqual(ch.random, this.hello!.random)) throw fail('illegal_parameter', 'the second ClientHelloInner changed its random');
-      this.hello = ch;
+      ch = retry.decryptSecond(received);
+      if (!ctEqual(ch.random, retry.clientRandom)) throw fail('illegal_parameter', 'the second ClientHelloInner changed its random');
     }
     // Appendix D.5: a hello claiming SSL 3.0 or older is refused outright.
     if (ch.legacyVersion <= 0x0300) throw fail('protocol_version', `ClientHello.legacy_version 0x${ch.legacyVersion.toString(16)}`);
     this.checkVersions(ch);
     if (!ch.compressionMethods.includes(0) || ch.compressionMethods.length !== 1) throw fail('illegal_parameter', 'compression');
-    const suite = this.suite ?? CIPHER_SUITES.find((s) => ch.cipherSuites.includes(s.id));
+    const suite = retry?.suite ?? CIPHER_SUITES.find((s) => ch.cipherSuites.includes(s.id));
     if (!suite || !ch.cipherSuites.includes(suite.id)) throw fail('handshake_failure', 'no common cipher suite');
-    this.suite = suite;
     const ksExt = findExtension(ch, ExtensionType.key_share);
     const groupsExt = findExtension(ch, ExtensionType.supported_groups);
     if (!ksExt || !groupsExt) throw fail('missing_extension', 'key_share and supported_groups are required');
@@ -298,14 +352,18 @@ export class TlsServer {
     const sigExt = findExtension(ch, ExtensionType.signature_algorithms);
     if (!sigExt) throw fail('missing_extension', 'signature_algorithms is required');
     const sigAlgs = decodeU16List(sigExt.data, 'signature_algorithms');
-    const share = this.selectShare(shares, groups, second);
+    const { group, share } = this.selectShare(shares, groups, retry?.group);
 
-    if (!this.transcript) this.transcript = new Transcript(this.o.provider, suite.hash);
-    this.transcript.add(encodeHandshake(HandshakeType.client_hello, ch.raw!));
+    const transcript = retry?.transcript ?? new Transcript(this.o.provider, suite.hash);
+    transcript.add(encodeHandshake(HandshakeType.client_hello, ch.raw!));
 
     if (!share) {
-      if (this.ech.accepted && !this.ech.decryptSecond) throw fail('handshake_failure', 'HelloRetryRequest after ECH acceptance needs the first hello\'s HPKE context (not available in split mode)');
-      return this.helloRetry(suite);
+      let decryptSecond: ExpectSecondClientHello['decryptSecond'];
+      if (this.ech.accepted) {
+        decryptSecond = this.ech.decryptSecond;
+        if (!decryptSecond) throw fail('handshake_failure', 'HelloRetryRequest after ECH acceptance needs the first hello\'s HPKE context (not available in split mode)');
+      }
+      return this.helloRetry({ kind: 'expect_second_client_hello', clientRandom: ch.random, suite, group, transcript, decryptSecond });
     }
 
     const cert = this.o.certificate(this.sni);
@@ -313,11 +371,12 @@ export class TlsServer {
     const scheme = cert.schemes.find((s) => sigAlgs.includes(s));
     if (scheme === undefined) throw fail('handshake_failure', 'no common signature scheme');
 
+    let alpn: string | undefined;
     const alpnExt = findExtension(ch, ExtensionType.application_layer_protocol_negotiation);
     if (alpnExt && this.o.alpn) {
       const offered = decodeAlpn(alpnExt.data);
-      this.alpn = this.o.alpn.find((p) => offered.includes(p));
-      if (!this.alpn) throw fail('no_application_protocol', 'no common application protocol');
+      alpn = this.o.alpn.find((p) => offered.includes(p));
+      if (!alpn) throw fail('no_application_protocol', 'no common application protocol');
     }
 
     // ServerHello
@@ -325,57 +384,77 @@ export class TlsServer {
     const kx = groupById(share.group)!.accept(this.o.provider, share.keyExchange, this.o.ephemeral);
     const shared = kx.secret;
     if (keyExchangeChannel.hasSubscribers) {
-      keyExchangeChannel.publish({ group: share.group, groupName: groupName(share.group), helloRetry: second, ech: this.ech.accepted } satisfies KeyExchangeEvent);
+      keyExchangeChannel.publish({ group: share.group, groupName: groupName(share.group), helloRetry: retry !== undefined, ech: this.ech.accepted } satisfies KeyExchangeEvent);
     }
     const random = this.o.random(32);
     const shExts = serverHelloExtensions(ProtocolVersion.TLS13, { group: share.group, key: kx.share });
     let sh = encodeServerHello({ random, sessionIdEcho: this.sessionId, cipherSuite: suite.id, extensions: shExts });
-    if (this.ech.accepted) sh = this.confirmEch(sh);
-    this.transcript.add(sh);
-    const send: Uint8Array[] = [...plainRecord(ContentType.handshake, sh)];
+    if (this.ech.accepted) {
+      // RFC 9849 §7.2: the last 8 bytes of ServerHello.random are
+      // HKDF-Expand-Label(HKDF-Extract(0, ClientHelloInner.random), "ech accept confirmation",
+      // Hash(ClientHelloInner .. ServerHello with those 8 bytes zeroed), 8).
+      const confirmation = echAcceptConfirmation(this.o.provider, suite.hash, ch.random, transcript, sh);
+      sh = copy(sh);
+      sh.set(confirmation, ECH_CONFIRMATION_AT);
+    }
+    transcript.add(sh);
+    const send: Uint8Array[] = [...plaintextRecords(ContentType.handshake, sh)];
     this.pushCcs(send);
 
     const ks = new KeySchedule(this.o.provider, suite.hash);
-    this.ks = ks;
-    const hs = ks.handshake(shared, this.transcript.hash());
-    this.clientHsSecret = hs.client;
-    this.write = new RecordCipher(suite, trafficKeys(this.o.provider, suite, hs.server));
-    this.read = new RecordCipher(suite, trafficKeys(this.o.provider, suite, hs.client));
+    const hs = ks.handshake(shared, transcript.hash());
+    wipe(shared);
+    const hsWrite = new RecordCipher(suite, trafficKeys(this.o.provider, suite, hs.server));
+    const read = new RecordCipher(suite, trafficKeys(this.o.provider, suite, hs.client));
 
     // EncryptedExtensions, Certificate, CertificateVerify, Finished
     const ee: { type: number; data: Uint8Array }[] = [];
-    if (this.alpn) ee.push({ type: ExtensionType.application_layer_protocol_negotiation, data: encodeAlpn([this.alpn]) });
+    if (alpn) ee.push({ type: ExtensionType.application_layer_protocol_negotiation, data: encodeAlpn([alpn]) });
     // RFC 9849 §7.1: ECH offered but not accepted → retry_configs, if we have keys.
     if (this.ech.offered && !this.ech.accepted && this.o.retryConfigs) {
       ee.push({ type: ExtensionType.encrypted_client_hello, data: this.o.retryConfigs });
     }
     const flight: Uint8Array[] = [encodeEncryptedExtensions(ee), encodeCertificate(cert.chain)];
-    for (const m of flight) this.transcript.add(m);
-    const cv = encodeCertificateVerify(scheme, cert.sign(scheme, certificateVerifyContent(this.transcript.hash(), true)));
-    this.transcript.add(cv);
-    const fin = encodeFinished(finishedVerifyData(this.o.provider, suite.hash, hs.server, this.transcript.hash()));
-    this.transcript.add(fin);
+    for (const m of flight) transcript.add(m);
+    const cv = encodeCertificateVerify(scheme, cert.sign(scheme, certificateVerifyContent(transcript.hash(), true)));
+    transcript.add(cv);
+    const fin = encodeFinished(finishedVerifyData(this.o.provider, suite.hash, hs.server, transcript.hash()));
+    transcript.add(fin);
     const all = concat(...flight, cv, fin);
-    for (let i = 0; i < all.length; i += MAX_PLAINTEXT) send.push(this.write.seal(ContentType.handshake, all.subarray(i, i + MAX_PLAINTEXT)));
+    for (let i = 0; i < all.length; i += MAX_PLAINTEXT) send.push(hsWrite.seal(ContentType.handshake, all.subarray(i, i + MAX_PLAINTEXT)));
+    // Our handshake write key has done its work: the server handshake secret is not needed again.
+    hsWrite.wipe();
+    wipe(hs.server);
 
-    this.pendingAppKeys = ks.application(this.transcript.hash());
-    this.write = new RecordCipher(suite, trafficKeys(this.o.provider, suite, this.pendingAppKeys.server));
-    this.serverApSecret = this.pendingAppKeys.server;
-    this.state = 'wait_finished';
+    const app = ks.application(transcript.hash());
+    this.state = {
+      kind: 'expect_finished',
+      suite,
+      group,
+      alpn,
+      ks,
+      transcript,
+      read,
+      write: new RecordCipher(suite, trafficKeys(this.o.provider, suite, app.server)),
+      clientHsSecret: hs.client,
+      clientApSecret: app.client,
+      serverApSecret: app.server,
+    };
     return { send, data: [], closed: false };
   }
 
-  private helloRetry(suite: CipherSuite): Output {
+  private helloRetry(next: ExpectSecondClientHello): Output {
+    const { suite, transcript } = next;
     // §4.4.1: the transcript restarts with message_hash(ClientHello1).
-    this.transcript!.replaceWithMessageHash();
-    const extensions = serverHelloExtensions(ProtocolVersion.TLS13, { group: this.group! });
+    transcript.replaceWithMessageHash();
+    const extensions = serverHelloExtensions(ProtocolVersion.TLS13, { group: next.group });
     // RFC 9849 §7.2.1: with ECH accepted, an encrypted_client_hello extension (last, so its 8 bytes end the message) confirms it.
     if (this.ech.accepted) extensions.push({ type: ExtensionType.encrypted_client_hello, data: new Uint8Array(8) });
     const hrr = encodeServerHello({ random: HRR_RANDOM, sessionIdEcho: this.sessionId, cipherSuite: suite.id, extensions });
-    if (this.ech.accepted) hrr.set(hrrEchConfirmation(this.o.provider, suite.hash, this.hello!.random, this.transcript!, hrr, hrr.length - 8), hrr.length - 8);
-    this.transcript!.add(hrr);
-    this.state = 'wait_ch2';
-    const send = plainRecord(ContentType.handshake, hrr);
+    if (this.ech.accepted) hrr.set(hrrEchConfirmation(this.o.provider, suite.hash, next.clientRandom, transcript, hrr, hrr.length - 8), hrr.length - 8);
+    transcript.add(hrr);
+    this.state = next;
+    const send = plaintextRecords(ContentType.handshake, hrr);
     this.pushCcs(send);
     return { send, data: [], closed: false };
   }
@@ -389,40 +468,37 @@ export class TlsServer {
   private pushCcs(send: Uint8Array[]): void {
     if (this.sessionId.length === 0 || this.ccsSent) return;
     this.ccsSent = true;
-    send.push(CCS_RECORD);
+    send.push(changeCipherSpecRecord());
   }
 
   /**
    * RFC 8446 §4.2.8 / §4.1.4 group selection, in server preference order as
    * Go's crypto/tls does it: the first preferred group the client sent a
    * share for; else the first preferred group in its supported_groups (→
-   * HelloRetryRequest, returns undefined); else handshake_failure. Sets
-   * this.group.
+   * HelloRetryRequest, no share); else handshake_failure. After a
+   * HelloRetryRequest (`asked` = the group we asked for), exactly that share.
    */
-  private selectShare(shares: KeyShareEntry[], supported: number[], second: boolean): KeyShareEntry | undefined {
+  private selectShare(shares: KeyShareEntry[], supported: number[], asked: number | undefined): { group: number; share: KeyShareEntry | undefined } {
     // §4.2.8: every share must be for a group the client lists (servers MAY check: we do).
     for (const s of shares) {
       if (!supported.includes(s.group)) throw fail('illegal_parameter', `key share for ${groupName(s.group)}, which supported_groups does not list`);
     }
-    if (second) {
+    if (asked !== undefined) {
       // §4.2.8: after HelloRetryRequest, exactly one share, for the group we asked for.
-      if (shares.length !== 1 || shares[0]!.group !== this.group) {
-        throw fail('illegal_parameter', `the second ClientHello must carry one key share for ${groupName(this.group!)}`);
+      const only = shares[0];
+      if (shares.length !== 1 || only?.group !== asked) {
+        throw fail('illegal_parameter', `the second ClientHello must carry one key share for ${groupName(asked)}`);
       }
-      return shares[0];
+      return { group: asked, share: only };
     }
     const preference = (this.o.groups ?? DEFAULT_GROUPS).filter((g) => groupById(g) !== undefined);
     for (const g of preference) {
       const share = shares.find((s) => s.group === g);
-      if (share) {
-        this.group = g;
-        return share;
-      }
+      if (share) return { group: g, share };
     }
     const g = preference.find((x) => supported.includes(x));
     if (g === undefined) throw fail('handshake_failure', 'no key-exchange group in common');
-    this.group = g;
-    return undefined;
+    return { group: g, share: undefined };
   }
 
   /**
@@ -442,41 +518,32 @@ export class TlsServer {
     }
   }
 
-  /**
-   * RFC 9849 §7.2: the last 8 bytes of ServerHello.random are
-   * HKDF-Expand-Label(HKDF-Extract(0, ClientHelloInner.random), "ech accept confirmation",
-   * Hash(ClientHelloInner .. ServerHello with those 8 bytes zeroed), 8).
-   */
-  private confirmEch(sh: Uint8Array): Uint8Array {
-    const out = copy(sh);
-    out.set(echAcceptConfirmation(this.o.provider, this.suite!.hash, this.hello!.random, this.transcript!, sh), ECH_CONFIRMATION_AT);
-    return out;
-  }
-
   // ---- records (RFC 8446 §5) ----
 
   private onRecord(rec: RawRecord, out: Output): void {
     const { type, header, fragment } = rec;
     if (type === ContentType.application_data) return this.onProtected(header, fragment, out);
     checkPlaintextLength(fragment);
+    const st = this.state;
     // §5.1: "if a handshake message is split over two or more records, there MUST NOT be any other records between them."
     if (type !== ContentType.handshake && this.hs.pending) throw fail('unexpected_message', 'a record of another type inside a fragmented handshake message');
     if (type === ContentType.change_cipher_spec) {
       // §5: one CCS of value 1 may arrive between the first ClientHello and the client Finished.
-      if (this.state === 'connected' || this.ccsSeen || fragment.length !== 1 || fragment[0] !== 1) throw fail('unexpected_message', 'unexpected change_cipher_spec');
+      if (st.kind === 'traffic' || this.ccsSeen || fragment.length !== 1 || fragment[0] !== 1) throw fail('unexpected_message', 'unexpected change_cipher_spec');
       this.ccsSeen = true;
       return;
     }
     // A client that cannot use our ServerHello has no keys to protect its alert: plaintext alerts until its Finished.
-    if (type === ContentType.alert && this.state !== 'connected') return this.onAlert(fragment, out);
-    if (type === ContentType.handshake && this.state === 'wait_ch2') {
+    if (type === ContentType.alert && st.kind !== 'traffic') return this.onAlert(fragment, out);
+    if (type === ContentType.handshake && st.kind === 'expect_second_client_hello') {
       // §5.1: no zero-length handshake fragments.
       if (fragment.length === 0) throw fail('unexpected_message', 'empty handshake record');
       const msgs = this.hs.push(fragment);
-      if (msgs.length === 0) return;
+      const msg = msgs[0];
+      if (msg === undefined) return;
       // §5.1: the second ClientHello makes us change keys, so it must end its record.
       if (msgs.length > 1 || this.hs.pending) throw fail('unexpected_message', 'handshake data after the second ClientHello');
-      out.send.push(...this.onClientHello(decodeClientHelloMessage(msgs[0]!), true).send);
+      out.send.push(...this.onClientHello(decodeClientHelloMessage(msg), st).send);
       // §4.2.10: the second ClientHello cannot offer early data; from here on nothing is skipped.
       this.earlySkip = 0;
       return;
@@ -486,27 +553,28 @@ export class TlsServer {
 
   /** An application_data record: protected content, or rejected 0-RTT data to skip (§4.2.10). */
   private onProtected(header: Uint8Array, fragment: Uint8Array, out: Output): void {
-    if (this.state === 'wait_ch2') {
+    const st = this.state;
+    if (st.kind === 'expect_second_client_hello') {
       // §4.2.10: after HelloRetryRequest the server skips "all records with an external content type of application_data".
       if (!this.earlySkip) throw fail('unexpected_message', 'application data before the second ClientHello');
       return this.skipEarly(fragment);
     }
-    if (!this.read) throw fail('unexpected_message', 'protected record before keys');
+    if (st.kind !== 'expect_finished' && st.kind !== 'traffic') throw fail('unexpected_message', 'protected record before keys');
     let opened: { type: number; content: Uint8Array } | undefined;
-    if (this.state === 'wait_finished' && this.earlySkip) {
+    if (st.kind === 'expect_finished' && this.earlySkip) {
       // §4.2.10: records that fail under the handshake key are rejected 0-RTT data; the first that opens starts the client's flight.
-      opened = this.read.tryOpen(header, fragment);
+      opened = st.read.tryOpen(header, fragment);
       if (!opened) return this.skipEarly(fragment);
       this.earlySkip = 0;
     } else {
-      opened = this.read.open(header, fragment);
+      opened = st.read.open(header, fragment);
     }
     const { type: inner, content } = opened;
     if (inner !== ContentType.handshake && this.hs.pending) throw fail('unexpected_message', 'a record of another type inside a fragmented handshake message');
     if (inner === ContentType.alert) return this.onAlert(content, out);
     if (inner === ContentType.handshake) return this.onHandshakeData(content, out);
     if (inner === ContentType.application_data) {
-      if (this.state !== 'connected') throw fail('unexpected_message', 'application data before Finished');
+      if (st.kind !== 'traffic') throw fail('unexpected_message', 'application data before Finished');
       // §5.4: zero-length application data is allowed (traffic analysis cover); it earns no KeyUpdate allowance.
       if (content.length) {
         out.data.push(content);
@@ -518,8 +586,8 @@ export class TlsServer {
   }
 
   private skipEarly(fragment: Uint8Array): void {
-    this.earlySkip! -= fragment.length;
-    if (this.earlySkip! < 0) throw fail('unexpected_message', 'more rejected early data than we skip');
+    this.earlySkip -= fragment.length;
+    if (this.earlySkip < 0) throw fail('unexpected_message', 'more rejected early data than we skip');
   }
 
   /**
@@ -537,12 +605,12 @@ export class TlsServer {
     const desc = body[1]!;
     if (desc === AlertDescription.user_canceled) return;
     out.closed = true;
-    if (isClosureAlert(desc) && this.state === 'connected') {
+    if (isClosureAlert(desc) && this.state.kind === 'traffic') {
       // §6.1: close_notify closes the client's write side only; the backend's answer may still go out.
       this.peerClosed = true;
       return;
     }
-    this.state = 'closed';
+    this.close();
     if (!isClosureAlert(desc)) out.peerAlert = desc;
   }
 
@@ -559,37 +627,58 @@ export class TlsServer {
   private onHandshakeMessage(msg: Uint8Array, endsRecord: boolean, out: Output): void {
     const type = msg[0]!;
     const body = msg.subarray(4);
-    if (this.state === 'wait_finished') {
-      if (type !== HandshakeType.finished) throw fail('unexpected_message', `expected Finished, got ${type}`);
-      if (!endsRecord) throw fail('unexpected_message', 'handshake data after Finished in the same record');
-      const expected = finishedVerifyData(this.o.provider, this.suite!.hash, this.clientHsSecret!, this.transcript!.hash());
-      // §4.4.4: verify_data is Hash.length bytes; a wrong length is malformed (decode_error), a wrong value decrypt_error.
-      if (body.length !== expected.length) throw new EchgateError('ERR_DECODE', `Finished of ${body.length} bytes`, { alert: 'decode_error' });
-      if (!ctEqual(body, expected)) throw fail('decrypt_error', 'client Finished does not verify');
-      this.transcript!.add(msg);
-      this.read = new RecordCipher(this.suite!, trafficKeys(this.o.provider, this.suite!, this.pendingAppKeys!.client));
-      this.clientApSecret = this.pendingAppKeys!.client;
-      this.pendingAppKeys = undefined;
-      this.state = 'connected';
-      out.established = { sni: this.sni, alpn: this.alpn, suite: this.suite!.id, ech: this.ech.accepted, group: this.group! };
-      return;
-    }
-    if (this.state === 'connected' && type === HandshakeType.key_update) {
-      // §4.6.3: struct { KeyUpdateRequest request_update; } — one byte, 0 or 1.
-      if (body.length !== 1) throw new EchgateError('ERR_DECODE', `KeyUpdate of ${body.length} bytes`, { alert: 'decode_error' });
-      if (body[0]! > 1) throw fail('illegal_parameter', `KeyUpdate request_update ${body[0]}`);
-      if (!endsRecord) throw fail('unexpected_message', 'handshake data after KeyUpdate in the same record');
-      if (this.keyUpdateAllowance === 0) throw fail('unexpected_message', `more than ${KEY_UPDATE_BURST} KeyUpdates without application data`);
-      this.keyUpdateAllowance--;
-      this.clientApSecret = this.ks!.nextTrafficSecret(this.clientApSecret!);
-      this.read = new RecordCipher(this.suite!, trafficKeys(this.o.provider, this.suite!, this.clientApSecret));
-      if (body[0] === 1) {
-        out.send.push(this.write!.seal(ContentType.handshake, encodeHandshake(HandshakeType.key_update, Uint8Array.of(0))));
-        this.serverApSecret = this.ks!.nextTrafficSecret(this.serverApSecret!);
-        this.write = new RecordCipher(this.suite!, trafficKeys(this.o.provider, this.suite!, this.serverApSecret));
-      }
-      return;
-    }
+    const st = this.state;
+    if (st.kind === 'expect_finished') return this.onFinished(st, type, msg, endsRecord, out);
+    if (st.kind === 'traffic' && type === HandshakeType.key_update) return this.onKeyUpdate(st, body, endsRecord, out);
     throw fail('unexpected_message', `unexpected handshake message ${type}`);
+  }
+
+  /** §4.4.4: the client Finished verifies; from here on, application traffic keys only. */
+  private onFinished(st: ExpectFinished, type: number, msg: Uint8Array, endsRecord: boolean, out: Output): void {
+    const body = msg.subarray(4);
+    if (type !== HandshakeType.finished) throw fail('unexpected_message', `expected Finished, got ${type}`);
+    if (!endsRecord) throw fail('unexpected_message', 'handshake data after Finished in the same record');
+    const expected = finishedVerifyData(this.o.provider, st.suite.hash, st.clientHsSecret, st.transcript.hash());
+    // §4.4.4: verify_data is Hash.length bytes; a wrong length is malformed (decode_error), a wrong value decrypt_error.
+    if (body.length !== expected.length) throw new EchgateError('ERR_DECODE', `Finished of ${body.length} bytes`, { alert: 'decode_error' });
+    if (!ctEqual(body, expected)) throw fail('decrypt_error', 'client Finished does not verify');
+    // The handshake secrets, the handshake read key and the transcript end here (no resumption, no post-handshake auth).
+    st.ks.forget();
+    wipe(st.clientHsSecret);
+    st.read.wipe();
+    this.state = {
+      kind: 'traffic',
+      suite: st.suite,
+      read: new RecordCipher(st.suite, trafficKeys(this.o.provider, st.suite, st.clientApSecret)),
+      write: st.write,
+      clientApSecret: st.clientApSecret,
+      serverApSecret: st.serverApSecret,
+    };
+    out.established = { sni: this.sni, alpn: st.alpn, suite: st.suite.id, ech: this.ech.accepted, group: st.group };
+  }
+
+  /** §4.6.3: the client moves to its next traffic secret; with update_requested we follow. */
+  private onKeyUpdate(st: Traffic, body: Uint8Array, endsRecord: boolean, out: Output): void {
+    // §4.6.3: struct { KeyUpdateRequest request_update; } — one byte, 0 or 1.
+    const request = body[0];
+    if (body.length !== 1 || request === undefined) throw new EchgateError('ERR_DECODE', `KeyUpdate of ${body.length} bytes`, { alert: 'decode_error' });
+    if (request > 1) throw fail('illegal_parameter', `KeyUpdate request_update ${request}`);
+    if (!endsRecord) throw fail('unexpected_message', 'handshake data after KeyUpdate in the same record');
+    if (this.keyUpdateAllowance === 0) throw fail('unexpected_message', `more than ${KEY_UPDATE_BURST} KeyUpdates without application data`);
+    this.keyUpdateAllowance--;
+    const p = this.o.provider;
+    const client = nextTrafficSecret(p, st.suite.hash, st.clientApSecret);
+    wipe(st.clientApSecret);
+    st.read.wipe();
+    st.clientApSecret = client;
+    st.read = new RecordCipher(st.suite, trafficKeys(p, st.suite, client));
+    if (request === 1) {
+      out.send.push(st.write.seal(ContentType.handshake, encodeHandshake(HandshakeType.key_update, Uint8Array.of(0))));
+      const server = nextTrafficSecret(p, st.suite.hash, st.serverApSecret);
+      wipe(st.serverApSecret);
+      st.write.wipe();
+      st.serverApSecret = server;
+      st.write = new RecordCipher(st.suite, trafficKeys(p, st.suite, server));
+    }
   }
 }

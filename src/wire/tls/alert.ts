@@ -1,5 +1,6 @@
 import { type AlertName, type ErrorCode, isEchgateError } from '../../errors.js';
-import { AlertDescription, ContentType } from './constants.js';
+import { AlertDescription } from './constants.js';
+import { alertRecord } from './record.js';
 
 /**
  * The one table from error family to the TLS alert we send (RFC 8446 §6.2)
@@ -37,8 +38,7 @@ export function alertBody(name: AlertName): Uint8Array {
 
 /** A plaintext alert record. Sent before the handshake is encrypted. */
 export function encodeAlertRecord(name: AlertName): Uint8Array {
-  const b = alertBody(name);
-  return new Uint8Array([ContentType.alert, 0x03, 0x03, 0x00, 0x02, b[0]!, b[1]!]);
+  return alertRecord(alertBody(name));
 }
 
 /**

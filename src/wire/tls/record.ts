@@ -1,5 +1,9 @@
 /**
- * TLS record framing for the ClientHello peek (RFC 8446 §5.1).
+ * The TLS record codec (RFC 8446 §5.1), the one place record headers are
+ * read and written: a stream deframer (`RecordReader`), the framers for
+ * plaintext records, alerts and the dummy ChangeCipherSpec, and the
+ * ClientHello peek. No crypto here: record protection (§5.2) is
+ * tls13/record-protection.ts, which frames its ciphertext with `recordHeader`.
  *
  * `ClientHelloAssembler` accepts bytes exactly as TCP delivers them (any split,
  * down to one byte at a time), walks the plaintext handshake records, and
@@ -14,7 +18,101 @@
  * 5,000-byte record costs (before, every read re-parsed from the first record).
  */
 import { EchgateError } from '../../errors.js';
+import { ByteQueue } from './byte-queue.js';
 import { ContentType, HandshakeType, MAX_PLAINTEXT } from './constants.js';
+
+/** RFC 8446 §5.2: a ciphertext fragment is at most 2^14 + 256 bytes. */
+export const MAX_CIPHERTEXT = MAX_PLAINTEXT + 256;
+
+/**
+ * RFC 8446 §5.1: legacy_record_version is 0x0303 on every record but the
+ * first ClientHello (which may say 0x0301 for old middleboxes).
+ */
+export const RECORD_VERSION = 0x0303;
+
+export interface RawRecord {
+  type: number;
+  /** The 5-byte header (the AAD of a protected record, §5.2). */
+  header: Uint8Array;
+  fragment: Uint8Array;
+  /** Header and fragment together, as they came (to relay a record unchanged). */
+  bytes: Uint8Array;
+}
+
+/** The 5-byte record header: type, legacy_record_version, length (RFC 8446 §5.1). */
+export function recordHeader(type: number, length: number, version = RECORD_VERSION): Uint8Array {
+  return Uint8Array.of(type, version >> 8, version & 0xff, length >> 8, length & 0xff);
+}
+
+/**
+ * Cuts a byte stream into records (RFC 8446 §5.1). Bytes are queued per read,
+ * never concatenated with what is buffered: a record is a view into the read
+ * that carried it, or one copy when it spans reads.
+ */
+export class RecordReader {
+  private readonly q = new ByteQueue();
+
+  push(bytes: Uint8Array): void {
+    this.q.push(bytes);
+  }
+
+  /** The next whole record, or undefined until more bytes arrive. */
+  next(): RawRecord | undefined {
+    if (this.q.length < 5) return undefined;
+    const len = (this.q.at(3) << 8) | this.q.at(4);
+    // §5.2: "TLSCiphertext.length larger than 2^14 + 256 octets MUST" end in record_overflow.
+    if (len > MAX_CIPHERTEXT) throw new EchgateError('ERR_DECODE', `record of ${len} bytes exceeds 2^14 + 256`, { alert: 'record_overflow' });
+    if (this.q.length < 5 + len) return undefined;
+    const rec = this.q.take(5 + len);
+    return { type: rec[0]!, header: rec.subarray(0, 5), fragment: rec.subarray(5), bytes: rec };
+  }
+
+  /** Everything buffered and not yet a whole record, taken out (for a caller that stops deframing and relays the rest). */
+  rest(): Uint8Array {
+    return this.q.take(this.q.length);
+  }
+
+  get buffered(): number {
+    return this.q.length;
+  }
+}
+
+/** §5.1: an unprotected record carries at most 2^14 bytes. */
+export function checkPlaintextLength(fragment: Uint8Array): void {
+  if (fragment.length > MAX_PLAINTEXT) throw new EchgateError('ERR_DECODE', 'plaintext record over 2^14 bytes', { alert: 'record_overflow' });
+}
+
+/**
+ * `body` as plaintext records of `type`, fragments of at most `maxFragment`
+ * bytes, one record each. An empty body is one empty record (callers that
+ * must not send one, §5.1 for handshake and alert, never pass it).
+ */
+export function plaintextRecords(type: number, body: Uint8Array, maxFragment = MAX_PLAINTEXT, version = RECORD_VERSION): Uint8Array[] {
+  if (maxFragment < 1 || maxFragment > MAX_PLAINTEXT) {
+    throw new EchgateError('ERR_ENCODE', `fragment size ${maxFragment} out of range`);
+  }
+  const out: Uint8Array[] = [];
+  let i = 0;
+  do {
+    const frag = body.subarray(i, Math.min(body.length, i + maxFragment));
+    const r = new Uint8Array(5 + frag.length);
+    r.set(recordHeader(type, frag.length, version));
+    r.set(frag, 5);
+    out.push(r);
+    i += maxFragment;
+  } while (i < body.length);
+  return out;
+}
+
+/** One plaintext alert record around the two bytes of an Alert (RFC 8446 §6): sent before handshake keys exist. */
+export function alertRecord(body: Uint8Array): Uint8Array {
+  return plaintextRecords(ContentType.alert, body)[0]!;
+}
+
+/** RFC 8446 Appendix D.4 / §5: the dummy change_cipher_spec record, a single byte of value 1. */
+export function changeCipherSpecRecord(): Uint8Array {
+  return plaintextRecords(ContentType.change_cipher_spec, Uint8Array.of(1))[0]!;
+}
 
 export interface AssembledHello {
   /** The handshake message: 4-byte header + ClientHello body. */
@@ -257,23 +355,19 @@ function checkHelloHeader(head: Uint8Array, maxBytes: number): number {
   return hsLen;
 }
 
-/** Frame a handshake message into plaintext records of at most `maxFragment` bytes. */
+/**
+ * A handshake message as plaintext records of at most `maxFragment` bytes,
+ * joined into one buffer. The default record version 0x0301 is what a first
+ * ClientHello may carry (§5.1); everything else says 0x0303.
+ */
 export function frameHandshake(message: Uint8Array, maxFragment = MAX_PLAINTEXT, recordVersion = 0x0301): Uint8Array {
-  if (maxFragment < 1 || maxFragment > MAX_PLAINTEXT) {
-    throw new EchgateError('ERR_ENCODE', `fragment size ${maxFragment} out of range`);
-  }
-  const n = Math.max(1, Math.ceil(message.length / maxFragment));
-  const out = new Uint8Array(message.length + 5 * n);
+  const recs = plaintextRecords(ContentType.handshake, message, maxFragment, recordVersion);
+  if (recs.length === 1) return recs[0]!;
+  const out = new Uint8Array(recs.reduce((n, r) => n + r.length, 0));
   let o = 0;
-  for (let i = 0; i < message.length; i += maxFragment) {
-    const frag = message.subarray(i, Math.min(message.length, i + maxFragment));
-    out[o] = ContentType.handshake;
-    out[o + 1] = recordVersion >> 8;
-    out[o + 2] = recordVersion & 0xff;
-    out[o + 3] = frag.length >> 8;
-    out[o + 4] = frag.length & 0xff;
-    out.set(frag, o + 5);
-    o += 5 + frag.length;
+  for (const r of recs) {
+    out.set(r, o);
+    o += r.length;
   }
   return out;
 }

@@ -111,11 +111,14 @@ export function encodeFinished(verifyData: Uint8Array): Uint8Array {
 }
 
 export function serverHelloExtensions(selectedVersion: number, keyShare?: { group: number; key?: Uint8Array }): Extension[] {
-  const exts: Extension[] = [{ type: ExtensionType.supported_versions, data: new Writer(2).u16(selectedVersion).finish() }];
+  // key_share before supported_versions: any order is valid (RFC 8446 §4.2), this one is RFC 8448's,
+  // so the engine reproduces the trace's ServerHello byte for byte (test/tls13-rfc8448-server.test.ts).
+  const exts: Extension[] = [];
   if (keyShare) {
     const w = new Writer(40).u16(keyShare.group);
     if (keyShare.key) w.vec16(keyShare.key);
     exts.push({ type: ExtensionType.key_share, data: w.finish() });
   }
+  exts.push({ type: ExtensionType.supported_versions, data: new Writer(2).u16(selectedVersion).finish() });
   return exts;
 }
