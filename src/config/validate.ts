@@ -5,7 +5,7 @@
  * path, e.g. `tcp.routers.app.rule`.
  */
 import { availableParallelism } from 'node:os';
-import { ConfigError, EchgateError } from '../errors.js';
+import { ConfigError } from '../errors.js';
 import { needsClientHello } from '../routing/compile.js';
 import { parseIp } from '../bytes/ip.js';
 import { RuleError } from '../routing/parse.js';
