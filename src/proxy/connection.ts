@@ -1,11 +1,24 @@
 /**
- * One client connection: peek the ClientHello, classify (ECH), route,
- * connect, replay, pipe. This file owns the per-connection data path; see
- * docs/architecture.md for the picture.
+ * One client connection, from accept to close:
+ *
+ *   peek      read records until one whole ClientHello (deadline, size cap)
+ *   classify  ctx.classify: SNI/ALPN, ECH decrypted or not (proxy/ech-classifier.ts)
+ *   route     ctx.table.match → a router, or a refusal (no route / the public-name answer)
+ *   choose    chooseHandler(): one Handler, decided once (proxy/handler.ts):
+ *               passthrough (proxy/passthrough.ts)   split (proxy/split.ts)
+ *               TLS 1.3 engine (proxy/terminate.ts)  TLS 1.2 on node:tls (proxy/tls12.ts)
+ *               the public-name answer (proxy/public-name.ts)
+ *   start     handler.start(conn): it owns the bytes from here; backends are
+ *             reached through conn.connect → proxy/relay.ts
+ *   close     the socket's 'close' → finish(): metrics, the access line
+ *
+ * The connection-wide rules live here and only here: the outcome, metrics and
+ * access log; the privacy of ECH routes (HIDDEN_ROUTE); the exception guard
+ * around every callback; the backend connect with its PROXY header, connect
+ * timeout and idle timeout. See docs/architecture.md "One connection".
  */
 import { channel } from 'node:diagnostics_channel';
-import net from 'node:net';
-import type { TLSSocket } from 'node:tls';
+import type net from 'node:net';
 import { DEFAULT_TLS_OPTIONS } from '../config/tls-options.js';
 import { isEchgateError } from '../errors.js';
 import type { ConnData } from '../routing/ast.js';
@@ -15,47 +28,20 @@ import { encodeProxyV1, encodeProxyV2 } from '../wire/proxy/proxy-protocol.js';
 import { alertFor, encodeAlertRecord } from '../wire/tls/alert.js';
 import { decodeClientHelloMessage, routingView } from '../wire/tls/client-hello.js';
 import { ClientHelloAssembler, sniffTls } from '../wire/tls/record.js';
-import { concat } from '../bytes/util.js';
 import { certificateCovers } from './certificates.js';
-import { answerPublicName } from './public-name.js';
-import { innerHelloRecords, SplitClientStream } from './split.js';
-import { chooseVersion, restrictSuites, startTls12 } from './tls12.js';
 import type { Classified, EntryContext, RouteTarget } from './context.js';
-import { connectRelayed, relayClientToBackend } from './relay.js';
-import { relayTerminated, startTermination, type Termination } from './terminate.js';
+import type { Answer, Conn, Handler, Outcome, PeekFailure } from './handler.js';
+import { passthrough } from './passthrough.js';
+import { publicNameHandler } from './public-name.js';
+import { Relay } from './relay.js';
+import { splitHandler } from './split.js';
+import { terminateHandler } from './terminate.js';
+import { chooseVersion, tls12Handler } from './tls12.js';
+
+export type { Outcome, PeekFailure } from './handler.js';
 
 /** Published once per routing decision; tests and operators subscribe. Inner SNI is included only when log.innerSni is on. */
 export const routeChannel = channel('echgate:route');
-
-export type PeekFailure =
-  | 'timeout'
-  | 'too_large'
-  | 'too_many_records'
-  | 'not_tls'
-  | 'sslv2_hello'
-  | 'malformed'
-  | 'closed_early'
-  | 'no_route'
-  | 'no_sni_no_route'
-  | 'tls_handshake'
-  | 'handshake_timeout';
-
-/**
- * How a connection ended: the `outcome` label of echgate_connections_total and
- * the access line (docs/configuration.md lists them). Peek failures other than
- * tls_handshake end the connection with their reason as the outcome.
- */
-export type Outcome =
-  | 'relayed'
-  | 'idle_timeout'
-  | 'backend_error'
-  | 'tls_alert'
-  | 'closed'
-  | 'over_limit'
-  | 'handler_error'
-  /** ECH was rejected for a public name no router takes; echgate answered with retry_configs itself (proxy/public-name.ts). */
-  | 'public_name'
-  | Exclude<PeekFailure, 'tls_handshake'>;
 
 /**
  * The router (and service) shown for an ECH-accepted connection when its
@@ -70,6 +56,53 @@ export function errField(e: unknown): string {
   // The first stack frame says where; the message says what (neither carries connection data).
   const frame = e.stack?.split('\n')[1]?.trim();
   return frame ? `${e.name}: ${e.message} (${frame})` : `${e.name}: ${e.message}`;
+}
+
+/** A route that gets no handler: the peek failure to end with, and the route event's `answer` when the version was chosen. */
+interface Refusal {
+  refuse: PeekFailure;
+  alert?: Uint8Array;
+  answer?: Answer;
+  /** Not a refusal of the client but a bug: answer internal_error and count it. */
+  internal?: unknown;
+}
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * The handler for a routed connection, decided once from the router's `tls`
+ * section and the classified hello. `cls` is absent for non-TLS bytes and on
+ * server-first entrypoints: those routers have no `tls` (passthrough only).
+ */
+function chooseHandler(ctx: EntryContext, route: Route<RouteTarget>, cls: Classified | undefined, peeked: Uint8Array, rest: Uint8Array, logRouter: () => string): Handler | Refusal {
+  const tlsCfg = route.target.router.tls;
+  if (tlsCfg && !tlsCfg.passthrough && cls) {
+    const opts = tlsCfg.options ?? DEFAULT_TLS_OPTIONS;
+    let version: ReturnType<typeof chooseVersion>;
+    try {
+      version = chooseVersion(cls.hello, cls.ech === 'accepted', opts);
+    } catch (e) {
+      if (!isEchgateError(e)) return { refuse: 'tls_handshake', internal: e };
+      return { refuse: 'tls_handshake', alert: encodeAlertRecord(alertFor(e)) };
+    }
+    // RFC 8446 §4.2.1: nothing both sides accept → protocol_version.
+    if (version === 'protocol_version') return { refuse: 'tls_handshake', alert: encodeAlertRecord('protocol_version') };
+    const cert = ctx.certificate(cls.sni || undefined);
+    // sniStrict (Traefik): no default certificate for a name no certificate covers.
+    if (opts.sniStrict && !(cert && certificateCovers(cert.names, cls.sni))) return { refuse: 'tls_handshake', alert: encodeAlertRecord('unrecognized_name'), answer: version };
+    const alpn = tlsCfg.alpn ?? opts.alpnProtocols;
+    if (version === 'tls1.3') return terminateHandler(cls, opts, alpn);
+    if (!cert) return { refuse: 'tls_handshake', alert: encodeAlertRecord('unrecognized_name'), answer: version };
+    return tls12Handler(cert, opts, alpn);
+  }
+  if (cls?.ech === 'accepted' && !ctx.ep.echBackend) {
+    // Split mode (RFC 9849 §3.1, §7.1): the backend server gets ClientHelloInner and confirms ECH itself.
+    if (tlsCfg?.echSplit) return splitHandler(cls, rest);
+    // A passthrough backend cannot produce the ECH accept confirmation.
+    ctx.metrics.ech.inc({ entrypoint: ctx.ep.name, result: 'accepted_on_passthrough' });
+    ctx.limiter.log(ctx.log, 'warn', { entrypoint: ctx.ep.name, router: logRouter() }, 'ECH connection routed to a passthrough router; the backend cannot complete ECH');
+  }
+  return passthrough(peeked);
 }
 
 export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: () => void): void {
@@ -129,9 +162,9 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
     }
   };
 
-  // Rule for this whole file: an exception while handling one connection ends
-  // that connection, is counted and logged (rate limited), and never reaches
-  // the process. Every callback registered below goes through guard().
+  // Rule for this whole file and every handler: an exception while handling one
+  // connection ends that connection, is counted and logged (rate limited), and
+  // never reaches the process. Every callback registered goes through guard().
   const onHandlerError = (e: unknown) => {
     try {
       ctx.metrics.handlerErrors.inc({ listener: 'proxy' });
@@ -188,197 +221,6 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
     }
   };
 
-  /** `answer`: who completes the TLS handshake when echgate does (no value: the backend, or not decided yet). */
-  const publishRoute = (router: string, conn: ConnData, cls: Classified | undefined, answer?: 'public_name' | 'tls1.3' | 'tls1.2') => {
-    if (!routeChannel.hasSubscribers) return;
-    routeChannel.publish({
-      entrypoint: ep,
-      router,
-      sni: cls?.ech === 'accepted' && !ctx.logInnerSni ? undefined : conn.sni,
-      ech: conn.ech,
-      echReason: cls?.echReason,
-      tls: conn.tls,
-      ...(answer ? { answer } : {}),
-    });
-  };
-
-  const connect = (route: Route<RouteTarget>, replay: Uint8Array | undefined, conn: ConnData, cls?: Classified, helloBytes = 0) => {
-    routerName = route.name;
-    if (conn.ech === 'accepted') {
-      hideInMetrics = !ctx.logEchRoutes;
-      hideInLogs = !ctx.logEchRoutes && !ctx.logInnerSni;
-    }
-    // A subscriber that throws is re-thrown by node on process.nextTick, out
-    // of reach of any try/catch here: subscribers are in-process code and must not throw.
-    const tlsCfg = route.target.router.tls;
-    let term: Termination | undefined;
-    let split: SplitClientStream | undefined;
-    /** The plaintext side of a TLS 1.2 termination (node:tls); the client socket for every other path. */
-    let client: net.Socket = socket;
-    let tls12: TLSSocket | undefined;
-    if (tlsCfg && !tlsCfg.passthrough && cls) {
-      const opts = tlsCfg.options ?? DEFAULT_TLS_OPTIONS;
-      let version: ReturnType<typeof chooseVersion>;
-      try {
-        version = chooseVersion(cls.hello, cls.ech === 'accepted', opts);
-      } catch (e) {
-        publishRoute(logRouter(), conn, cls);
-        if (!isEchgateError(e)) return internalFail(e);
-        return fail('tls_handshake', encodeAlertRecord(alertFor(e)));
-      }
-      publishRoute(logRouter(), conn, cls, version === 'protocol_version' ? undefined : version);
-      // RFC 8446 §4.2.1: nothing both sides accept → protocol_version.
-      if (version === 'protocol_version') return fail('tls_handshake', encodeAlertRecord('protocol_version'));
-      const cert = ctx.certificate(cls.sni || undefined);
-      // sniStrict (Traefik): no default certificate for a name no certificate covers.
-      if (opts.sniStrict && !(cert && certificateCovers(cert.names, cls.sni))) return fail('tls_handshake', encodeAlertRecord('unrecognized_name'));
-      const alpn = tlsCfg.alpn ?? opts.alpnProtocols;
-      if (version === 'tls1.2') {
-        if (!cert) return fail('tls_handshake', encodeAlertRecord('unrecognized_name'));
-        tls12 = startTls12(
-          socket,
-          replay ?? new Uint8Array(0),
-          cert,
-          opts,
-          alpn,
-          ctx.ep.clientHelloTimeoutMs,
-          guard(() => {
-            ctx.metrics.peekFailures.inc({ entrypoint: ep, reason: 'tls_handshake' });
-            outcome ??= 'tls_alert';
-            backend?.destroy();
-          }),
-        );
-        if (!tls12) return fail('tls_handshake', encodeAlertRecord('internal_error'));
-        client = tls12;
-      } else {
-        try {
-          term = startTermination(ctx, opts.suites13 ? { ...cls, hello: restrictSuites(cls.hello, opts.suites13) } : cls, alpn, opts.groups);
-        } catch (e) {
-          // Never let an unexpected error take the process down: end this connection and say why.
-          ctx.metrics.handlerErrors.inc({ listener: 'proxy' });
-          ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, router: logRouter(), err: errField(e) }, 'internal error starting TLS');
-          return fail('tls_handshake', encodeAlertRecord('internal_error'));
-        }
-        if (term.first.error !== undefined) {
-          if (!isEchgateError(term.first.error)) {
-            ctx.metrics.handlerErrors.inc({ listener: 'proxy' });
-            ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, router: logRouter(), err: errField(term.first.error) }, 'internal error starting TLS');
-          }
-          return fail('tls_handshake', term.first.send.length ? concat(...term.first.send) : undefined);
-        }
-        for (const r of term.first.send) socket.write(r);
-        replay = replay?.subarray(helloBytes);
-      }
-    } else {
-      publishRoute(logRouter(), conn, cls);
-      if (conn.ech === 'accepted' && tlsCfg?.echSplit && cls && !ctx.ep.echBackend) {
-        // Split mode (RFC 9849 §3.1, §7.1): the backend server gets ClientHelloInner in place of
-        // the outer hello, then the client's bytes unchanged but for a second hello after a
-        // HelloRetryRequest; the backend server confirms ECH itself.
-        replay = concat(innerHelloRecords(cls.hello), replay?.subarray(helloBytes) ?? new Uint8Array(0));
-        if (cls.decryptSecond) split = new SplitClientStream(cls.decryptSecond, ctx.ep.maxClientHelloBytes);
-      } else if (conn.ech === 'accepted' && !ctx.ep.echBackend) {
-        // A passthrough backend cannot produce the ECH accept confirmation.
-        ctx.metrics.ech.inc({ entrypoint: ep, result: 'accepted_on_passthrough' });
-        ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, router: logRouter() }, 'ECH connection routed to a passthrough router; the backend cannot complete ECH');
-      }
-    }
-    const up = route.target.picker.pick();
-    socket.pause();
-    const b = term
-      ? net.connect({ host: up.server.host, port: up.server.port, allowHalfOpen: true, noDelay: true })
-      : connectRelayed(up.server, client);
-    backend = b;
-    if (term) {
-      // The handshake goes on while the backend connects; plaintext waits in the socket's buffer.
-      relayTerminated(
-        socket,
-        b,
-        term.engine,
-        replay ?? new Uint8Array(0),
-        ctx.ep.handshakeTimeoutMs,
-        guard((records: Uint8Array[], err: unknown) => {
-          const timedOut = isEchgateError(err) && err.code === 'ERR_HANDSHAKE_TIMEOUT';
-          ctx.metrics.peekFailures.inc({ entrypoint: ep, reason: timedOut ? 'handshake_timeout' : 'tls_handshake' });
-          outcome ??= timedOut ? 'handshake_timeout' : 'tls_alert';
-          if (!isEchgateError(err)) {
-            ctx.metrics.handlerErrors.inc({ listener: 'proxy' });
-            ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, router: logRouter(), err: errField(err) }, 'internal error in TLS termination');
-          }
-          if (records.length) socket.end(concat(...records));
-          else socket.destroy();
-          b.destroy();
-        }),
-      );
-    }
-    const service = hideInMetrics ? HIDDEN_ROUTE : up.service;
-    const connectTimer = setTimeout(
-      guard(() => b.destroy(new Error('connect timeout'))),
-      up.connectTimeoutMs,
-    );
-    b.once(
-      'error',
-      guard((err: Error) => {
-        clearTimeout(connectTimer);
-        outcome ??= 'backend_error';
-        if (b.connecting || !connected) {
-          ctx.metrics.backendErrors.inc({ service, kind: 'connect' });
-          // node's message names the address ("connect ECONNREFUSED host:port"): hidden routes get the code only.
-          const where = hideInLogs
-            ? { router: HIDDEN_ROUTE, err: (err as NodeJS.ErrnoException).code ?? 'error' }
-            : { router: route.name, service: up.service, server: `${up.server.host}:${up.server.port}`, err: err.message };
-          ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, ...where }, 'backend connect failed');
-        } else {
-          ctx.metrics.backendErrors.inc({ service, kind: 'stream' });
-        }
-        socket.destroy();
-      }),
-    );
-    b.once(
-      'connect',
-      guard(() => {
-        connected = true;
-        clearTimeout(connectTimer);
-        if (up.proxyProtocol) {
-          const addrs = {
-            srcIp: clientIp(),
-            srcPort: socket.remotePort ?? 0,
-            dstIp: normalizeIp(socket.localAddress),
-            dstPort: socket.localPort ?? 0,
-          };
-          b.write(up.proxyProtocol === 1 ? encodeProxyV1(addrs) : encodeProxyV2(addrs));
-        }
-        if (tls12) relayClientToBackend(tls12, b);
-        else if (!term) {
-          if (replay && replay.length > 0) b.write(replay);
-          relayClientToBackend(
-            socket,
-            b,
-            split,
-            guard((e: unknown) => {
-              ctx.metrics.peekFailures.inc({ entrypoint: ep, reason: 'tls_handshake' });
-              outcome ??= 'tls_alert';
-              if (socket.writable) socket.end(encodeAlertRecord(alertFor(e)));
-              b.destroy();
-            }),
-          );
-        }
-        b.once(
-          'close',
-          guard(() => client.destroy()),
-        );
-        // One idle timer on the client: reads from it and writes to it both count as activity.
-        client.setTimeout(
-          ctx.ep.idleTimeoutMs,
-          guard(() => {
-            outcome ??= 'idle_timeout';
-            client.destroy();
-          }),
-        );
-      }),
-    );
-  };
-
   // Not a decoding problem but a bug: count it as one, answer internal_error (RFC 8446 §6.2).
   const internalFail = (e: unknown) => {
     outcome = 'handler_error';
@@ -393,13 +235,120 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
     }
   };
 
+  /** `answer`: who completes the TLS handshake when echgate does (no value: the backend, or not decided). */
+  const publishRoute = (router: string, conn: ConnData, cls: Classified | undefined, answer?: Answer) => {
+    if (!routeChannel.hasSubscribers) return;
+    // A subscriber that throws is re-thrown by node on process.nextTick, out
+    // of reach of any try/catch here: subscribers are in-process code and must not throw.
+    routeChannel.publish({
+      entrypoint: ep,
+      router,
+      sni: cls?.ech === 'accepted' && !ctx.logInnerSni ? undefined : conn.sni,
+      ech: conn.ech,
+      echReason: cls?.echReason,
+      tls: conn.tls,
+      ...(answer ? { answer } : {}),
+    });
+  };
+
+  const conn = (route: Route<RouteTarget> | undefined, cls: Classified | undefined, peeked: Uint8Array, rest: Uint8Array): Conn => ({
+    ctx,
+    socket,
+    cls,
+    peeked,
+    rest,
+    route,
+    logRouter,
+    guard,
+    fail,
+    finish,
+    handshakeFailed(reason) {
+      ctx.metrics.peekFailures.inc({ entrypoint: ep, reason });
+      outcome ??= reason === 'handshake_timeout' ? 'handshake_timeout' : 'tls_alert';
+    },
+    internalError(e, msg) {
+      ctx.metrics.handlerErrors.inc({ listener: 'proxy' });
+      ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, router: logRouter(), err: errField(e) }, msg);
+    },
+    connect(client, opts, onConnect) {
+      if (!route) throw new Error('connect() without a route');
+      const up = route.target.picker.pick();
+      const relay = new Relay(client, up.server, opts);
+      const b = relay.backend;
+      backend = b;
+      if (up.proxyProtocol) {
+        // Written now, queued by the socket until it connects: ahead of any byte a handler sends.
+        const addrs = { srcIp: clientIp(), srcPort: socket.remotePort ?? 0, dstIp: normalizeIp(socket.localAddress), dstPort: socket.localPort ?? 0 };
+        b.write(up.proxyProtocol === 1 ? encodeProxyV1(addrs) : encodeProxyV2(addrs));
+      }
+      const service = hideInMetrics ? HIDDEN_ROUTE : up.service;
+      const connectTimer = setTimeout(
+        guard(() => b.destroy(new Error('connect timeout'))),
+        up.connectTimeoutMs,
+      );
+      b.once(
+        'error',
+        guard((err: Error) => {
+          clearTimeout(connectTimer);
+          outcome ??= 'backend_error';
+          if (b.connecting || !connected) {
+            ctx.metrics.backendErrors.inc({ service, kind: 'connect' });
+            // node's message names the address ("connect ECONNREFUSED host:port"): hidden routes get the code only.
+            const where = hideInLogs
+              ? { router: HIDDEN_ROUTE, err: (err as NodeJS.ErrnoException).code ?? 'error' }
+              : { router: route.name, service: up.service, server: `${up.server.host}:${up.server.port}`, err: err.message };
+            ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, ...where }, 'backend connect failed');
+          } else {
+            ctx.metrics.backendErrors.inc({ service, kind: 'stream' });
+          }
+          socket.destroy();
+        }),
+      );
+      b.once(
+        'connect',
+        guard(() => {
+          connected = true;
+          clearTimeout(connectTimer);
+          onConnect(relay);
+          b.once(
+            'close',
+            guard(() => client.destroy()),
+          );
+          // One idle timer on the client: reads from it and writes to it both count as activity.
+          client.setTimeout(
+            ctx.ep.idleTimeoutMs,
+            guard(() => {
+              outcome ??= 'idle_timeout';
+              client.destroy();
+            }),
+          );
+        }),
+      );
+      return relay;
+    },
+  });
+
+  /** Routed: decide the handler once, say so on the route channel, start it. */
+  const dispatch = (route: Route<RouteTarget>, data: ConnData, cls: Classified | undefined, peeked: Uint8Array, rest: Uint8Array) => {
+    routerName = route.name;
+    if (data.ech === 'accepted') {
+      hideInMetrics = !ctx.logEchRoutes;
+      hideInLogs = !ctx.logEchRoutes && !ctx.logInnerSni;
+    }
+    const h = chooseHandler(ctx, route, cls, peeked, rest, logRouter);
+    publishRoute(logRouter(), data, cls, h.answer);
+    if ('refuse' in h) return h.internal !== undefined ? internalFail(h.internal) : fail(h.refuse, h.alert);
+    socket.pause();
+    h.start(conn(route, cls, peeked, rest));
+  };
+
   // Server-speaks-first entrypoints: no router needs a ClientHello, so never wait for one.
   if (ctx.table.immediate) {
     guard(() => {
-      const conn = connData('', [], false, 'none');
-      const route = ctx.table.match(conn);
+      const data = connData('', [], false, 'none');
+      const route = ctx.table.match(data);
       if (!route) return fail('no_route');
-      connect(route, undefined, conn);
+      dispatch(route, data, undefined, EMPTY, EMPTY);
     })();
     return;
   }
@@ -416,10 +365,10 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
   peekTimer = timer;
 
   const routeNonTls = (reason: 'not_tls' | 'sslv2_hello') => {
-    const conn = connData('', [], false, 'none');
-    const route = ctx.table.match(conn);
+    const data = connData('', [], false, 'none');
+    const route = ctx.table.match(data);
     if (!route) return fail(reason);
-    connect(route, asm.bytes(), conn);
+    dispatch(route, data, undefined, asm.bytes(), EMPTY);
   };
 
   const peek = (chunk: Buffer) => {
@@ -460,31 +409,30 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
       if (!isEchgateError(e)) return internalFail(e);
       return fail('malformed', encodeAlertRecord(alertFor(e)));
     }
-    const conn = connData(cls.sni, cls.alpn, true, cls.ech);
+    const data = connData(cls.sni, cls.alpn, true, cls.ech);
     if (access) {
       access.ech = cls.ech;
       access.sni = cls.ech === 'accepted' && !ctx.logInnerSni ? undefined : cls.sni;
     }
-    const route = ctx.table.match(conn);
-    if (!route && cls.publicName) {
+    const peeked = asm.bytes();
+    const rest = peeked.subarray(hello.consumed);
+    const route = ctx.table.match(data);
+    if (route) return dispatch(route, data, cls, peeked, rest);
+    if (cls.publicName) {
       // RFC 9849 §6.1.6/§7.1: no router for the public name of a rejected ECH hello; echgate answers
       // for it itself, so the client learns the current keys (retry_configs). See proxy/public-name.ts.
-      publishRoute('-', conn, cls, 'public_name');
-      const took = answerPublicName(ctx, socket, cls, asm.bytes().subarray(hello.consumed), (r) => {
-        if (r === 'failed') ctx.metrics.peekFailures.inc({ entrypoint: ep, reason: 'tls_handshake' });
-        finish(r === 'answered' ? 'public_name' : 'tls_alert');
-      });
-      if (took) return;
+      const h = publicNameHandler(ctx, cls);
+      if (h) {
+        publishRoute('-', data, cls, h.answer);
+        return h.start(conn(undefined, cls, peeked, rest));
+      }
       ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, sni: cls.sni }, 'ECH rejected for a public name that no certificate covers: the client cannot receive retry_configs');
     }
-    if (!route) {
-      const shownSni = cls.ech === 'accepted' && !ctx.logInnerSni ? '(hidden: ECH inner SNI)' : cls.sni;
-      if (cls.sni === '') ctx.limiter.log(ctx.log, 'info', { entrypoint: ep, client: clientIp() }, 'no router for ClientHello: the client sent no SNI');
-      else ctx.limiter.log(ctx.log, 'info', { entrypoint: ep, client: clientIp(), sni: shownSni, ech: cls.ech }, 'no router for SNI');
-      // RFC 6066 §3: a server that does not recognise the name may send a fatal unrecognized_name alert.
-      return fail(cls.sni === '' ? 'no_sni_no_route' : 'no_route', encodeAlertRecord('unrecognized_name'));
-    }
-    connect(route, asm.bytes(), conn, cls, hello.consumed);
+    const shownSni = cls.ech === 'accepted' && !ctx.logInnerSni ? '(hidden: ECH inner SNI)' : cls.sni;
+    if (cls.sni === '') ctx.limiter.log(ctx.log, 'info', { entrypoint: ep, client: clientIp() }, 'no router for ClientHello: the client sent no SNI');
+    else ctx.limiter.log(ctx.log, 'info', { entrypoint: ep, client: clientIp(), sni: shownSni, ech: cls.ech }, 'no router for SNI');
+    // RFC 6066 §3: a server that does not recognise the name may send a fatal unrecognized_name alert.
+    return fail(cls.sni === '' ? 'no_sni_no_route' : 'no_route', encodeAlertRecord('unrecognized_name'));
   };
   const onData = guard(peek);
 

@@ -20,81 +20,91 @@
  * here when none did): the public name may be a real site for clients
  * without ECH.
  */
-import type net from 'node:net';
 import { concat } from '../bytes/util.js';
 import { isEchgateError } from '../errors.js';
 import { encodeAlertRecord } from '../wire/tls/alert.js';
 import { certificateCovers } from './certificates.js';
 import type { Classified, EntryContext } from './context.js';
+import type { Handler } from './handler.js';
+import { writeAll } from './relay.js';
 import { startTermination } from './terminate.js';
 
 /**
- * Run the handshake for a public name on `socket`. `extra` = client bytes
- * after the ClientHello. Returns false, having sent nothing, when no
- * certificate covers the name (the caller refuses the name as before);
- * otherwise true, and `done` is called once when the exchange is over:
- * 'answered' when the client got through the handshake (retry_configs
- * delivered), 'failed' when it did not.
+ * The handler that runs the handshake for a public name, or undefined when no
+ * certificate covers the name (the caller refuses the name as before, having
+ * sent nothing). The connection ends as `public_name` when the client got
+ * through the handshake (retry_configs delivered), `tls_alert` when it did not.
  */
-export function answerPublicName(ctx: EntryContext, socket: net.Socket, cls: Classified, extra: Uint8Array, done: (r: 'answered' | 'failed') => void): boolean {
+export function publicNameHandler(ctx: EntryContext, cls: Classified): Handler | undefined {
   const cert = ctx.certificate(cls.sni);
-  if (!cert || !certificateCovers(cert.names, cls.sni)) return false;
+  if (!cert || !certificateCovers(cert.names, cls.sni)) return undefined;
+  return {
+    answer: 'public_name',
+    start(c) {
+      const socket = c.socket;
+      let over = false;
+      let handshook = false;
+      let deadline: NodeJS.Timeout | undefined;
+      const end = (r: 'answered' | 'failed', last?: Uint8Array) => {
+        if (over) return;
+        over = true;
+        clearTimeout(deadline);
+        socket.removeListener('data', onData);
+        if (socket.writable) {
+          if (last) socket.end(last);
+          else socket.end();
+          // Keep draining so unread client bytes do not turn the close into a RST that overtakes the alert.
+          socket.resume();
+          setTimeout(() => socket.destroy(), 2000).unref();
+        } else socket.destroy();
+        if (r === 'failed') c.handshakeFailed('tls_handshake');
+        c.finish(r === 'answered' ? 'public_name' : 'tls_alert');
+      };
+      /** The engine failed the connection (its alert record ends `records`) or threw an internal error. */
+      const failWith = (e: unknown, records?: Uint8Array[]) => {
+        if (!isEchgateError(e)) ctx.limiter.log(ctx.log, 'warn', { entrypoint: ctx.ep.name, err: String(e) }, 'internal error answering for an ECH public name');
+        end('failed', records ? (records.length ? concat(...records) : undefined) : encodeAlertRecord('internal_error'));
+      };
 
-  let over = false;
-  let handshook = false;
-  const end = (r: 'answered' | 'failed', last?: Uint8Array) => {
-    if (over) return;
-    over = true;
-    clearTimeout(deadline);
-    socket.removeListener('data', feed);
-    if (socket.writable) {
-      if (last) socket.end(last);
-      else socket.end();
-      // Keep draining so unread client bytes do not turn the close into a RST that overtakes the alert.
+      let term: ReturnType<typeof startTermination>;
+      try {
+        // No router, so no ALPN list: the engine negotiates none.
+        term = startTermination(ctx, cls, undefined);
+      } catch (e) {
+        failWith(e);
+        return;
+      }
+      // The client has as long for the rest of its handshake as it had for its hello.
+      deadline = setTimeout(
+        c.guard(() => end('failed')),
+        ctx.ep.clientHelloTimeoutMs,
+      );
+      const feed = (d: Uint8Array) => {
+        if (over) return;
+        try {
+          const out = term.engine.receive(d);
+          if (out.error !== undefined) return failWith(out.error, out.send);
+          if (out.send.length) writeAll(socket, out.send);
+          // The client aborted: ech_required right after its Finished is the expected end (§6.1.6).
+          if (out.established) handshook = true;
+          if (out.closed) return end(handshook ? 'answered' : 'failed');
+          // Application data (a GREASE client's request) has nowhere to go: dropped.
+          if (out.established) return end('answered', term.engine.alert('unrecognized_name'));
+        } catch (e) {
+          failWith(e);
+        }
+      };
+      const onData = c.guard(feed);
+      if (term.first.error !== undefined) return failWith(term.first.error, term.first.send);
+      // The first flight in one write.
+      writeAll(socket, term.first.send);
+      socket.on('data', onData);
+      socket.once(
+        'end',
+        c.guard(() => end(handshook ? 'answered' : 'failed')),
+      );
+      if (c.rest.length) feed(c.rest);
       socket.resume();
-      setTimeout(() => socket.destroy(), 2000).unref();
-    } else socket.destroy();
-    done(r);
+    },
   };
-  /** The engine failed the connection (its alert record ends `records`) or threw an internal error. */
-  const failWith = (e: unknown, records?: Uint8Array[]) => {
-    if (!isEchgateError(e)) ctx.limiter.log(ctx.log, 'warn', { entrypoint: ctx.ep.name, err: String(e) }, 'internal error answering for an ECH public name');
-    end('failed', records ? (records.length ? concat(...records) : undefined) : encodeAlertRecord('internal_error'));
-  };
-
-  let term: ReturnType<typeof startTermination>;
-  try {
-    // No router, so no ALPN list: the engine negotiates none.
-    term = startTermination(ctx, cls, undefined);
-  } catch (e) {
-    failWith(e);
-    return true;
-  }
-  // The client has as long for the rest of its handshake as it had for its hello.
-  const deadline = setTimeout(() => end('failed'), ctx.ep.clientHelloTimeoutMs);
-  function feed(d: Uint8Array) {
-    if (over) return;
-    try {
-      const out = term.engine.receive(d);
-      if (out.error !== undefined) return failWith(out.error, out.send);
-      for (const r of out.send) socket.write(r);
-      // The client aborted: ech_required right after its Finished is the expected end (§6.1.6).
-      if (out.established) handshook = true;
-      if (out.closed) return end(handshook ? 'answered' : 'failed');
-      // Application data (a GREASE client's request) has nowhere to go: dropped.
-      if (out.established) return end('answered', term.engine.alert('unrecognized_name'));
-    } catch (e) {
-      failWith(e);
-    }
-  }
-  if (term.first.error !== undefined) {
-    failWith(term.first.error, term.first.send);
-    return true;
-  }
-  for (const r of term.first.send) socket.write(r);
-  socket.on('data', feed);
-  socket.once('end', () => end(handshook ? 'answered' : 'failed'));
-  if (extra.length) feed(extra);
-  socket.resume();
-  return true;
 }

@@ -7,15 +7,48 @@
  * from there the handshake is encrypted end to end and nothing more can be a
  * ClientHello, so the rest is relayed untouched.
  */
+import { concat } from '../bytes/util.js';
 import { HandshakeBuffer } from '../tls13/handshake-buffer.js';
 import { type ClientHello, decodeClientHelloMessage } from '../wire/tls/client-hello.js';
 import { ContentType, HandshakeType, MAX_PLAINTEXT } from '../wire/tls/constants.js';
 import { encodeHandshake } from '../wire/tls/handshake.js';
-import { frameHandshake, RECORD_VERSION, RecordReader } from '../wire/tls/record.js';
+import { frameHandshake, RECORD_VERSION, RecordReader, recordHeader } from '../wire/tls/record.js';
+import type { Classified } from './context.js';
+import type { Conn, Handler } from './handler.js';
+import { passthrough } from './passthrough.js';
 
-/** The first ClientHelloInner as records, the way split mode hands it to the backend server. */
+/**
+ * A ClientHelloInner as records, the way split mode hands it to the backend
+ * server. The hello's `raw` (encoded once, lazily, by ech/server.ts) is copied
+ * once, straight behind the record and handshake headers; only a hello larger
+ * than one record takes the general framing path.
+ */
 export function innerHelloRecords(inner: ClientHello): Uint8Array {
-  return frameHandshake(encodeHandshake(HandshakeType.client_hello, inner.raw!), MAX_PLAINTEXT, RECORD_VERSION);
+  const body = inner.raw!;
+  if (body.length + 4 > MAX_PLAINTEXT) return frameHandshake(encodeHandshake(HandshakeType.client_hello, body), MAX_PLAINTEXT, RECORD_VERSION);
+  const n = body.length + 4;
+  const out = new Uint8Array(5 + n);
+  out.set(recordHeader(ContentType.handshake, n));
+  out[5] = HandshakeType.client_hello;
+  out[6] = body.length >>> 16;
+  out[7] = (body.length >>> 8) & 0xff;
+  out[8] = body.length & 0xff;
+  out.set(body, 9);
+  return out;
+}
+
+/**
+ * Split mode (RFC 9849 §3.1, §7.1) for an accepted ECH hello: the backend
+ * server gets ClientHelloInner in place of the outer hello, then the client's
+ * bytes unchanged but for a second hello after a HelloRetryRequest.
+ */
+export function splitHandler(cls: Classified, rest: Uint8Array): Handler {
+  return {
+    start(c: Conn) {
+      const replay = concat(innerHelloRecords(cls.hello), rest);
+      passthrough(replay, cls.decryptSecond ? new SplitClientStream(cls.decryptSecond, c.ctx.ep.maxClientHelloBytes) : undefined).start(c);
+    },
+  };
 }
 
 export class SplitClientStream {

@@ -23,7 +23,10 @@ import type { LoadedCertificate } from '../tls13/certs.js';
 import { type ClientHello, findExtension } from '../wire/tls/client-hello.js';
 import { ExtensionType, ProtocolVersion } from '../wire/tls/constants.js';
 import { decodeSupportedVersions } from '../wire/tls/extensions.js';
+import { encodeAlertRecord } from '../wire/tls/alert.js';
 import { pemOf } from './certificates.js';
+import type { Handler } from './handler.js';
+import type { Relay } from './relay.js';
 
 export type VersionChoice = 'tls1.3' | 'tls1.2' | 'protocol_version';
 
@@ -131,4 +134,28 @@ export function startTls12(
     socket.destroy();
   });
   return t;
+}
+
+/** A terminating router, client at TLS 1.2: node:tls answers over the peeked bytes, its plaintext side is relayed. */
+export function tls12Handler(cert: LoadedCertificate, o: TlsOptions, alpn: readonly string[] | undefined): Handler {
+  return {
+    answer: 'tls1.2',
+    start(c) {
+      let relay: Relay | undefined;
+      const t = startTls12(
+        c.socket,
+        c.peeked,
+        cert,
+        o,
+        alpn,
+        c.ctx.ep.clientHelloTimeoutMs,
+        c.guard(() => {
+          c.handshakeFailed('tls_handshake');
+          relay?.backend.destroy();
+        }),
+      );
+      if (!t) return c.fail('tls_handshake', encodeAlertRecord('internal_error'));
+      relay = c.connect(t, {}, (r) => r.readClient());
+    },
+  };
 }

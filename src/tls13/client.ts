@@ -152,6 +152,8 @@ export class TlsClient {
   // Server certificate chains may be long: a larger cap than the server side needs.
   private readonly hsMessages = new HandshakeBuffer(1 << 20);
   private state: 'wait_sh' | 'wait_ee' | 'wait_cert' | 'wait_cv' | 'wait_fin' | 'connected' | 'closed' = 'wait_sh';
+  /** We sent close_notify (§6.1): nothing more is written; reading goes on until the server closes. */
+  private writeClosed = false;
   private result: Partial<ClientResult> = {};
   private chain: Uint8Array[] = [];
 
@@ -251,15 +253,20 @@ export class TlsClient {
   }
 
   encrypt(data: Uint8Array): Uint8Array[] {
-    if (this.state !== 'connected' || !this.write) throw fail('unexpected_message', 'not connected');
+    if (this.state !== 'connected' || !this.write || this.writeClosed) throw fail('unexpected_message', 'not connected');
     const out: Uint8Array[] = [];
     for (let i = 0; i < data.length; i += MAX_PLAINTEXT) out.push(this.write.seal(ContentType.application_data, data.subarray(i, i + MAX_PLAINTEXT)));
     return out;
   }
 
+  /**
+   * Our close_notify (RFC 8446 §6.1): it closes our write side only; the
+   * server's remaining data and its own close_notify are still read.
+   */
   close(): Uint8Array {
-    this.state = 'closed';
-    return this.write!.seal(ContentType.alert, Uint8Array.of(1, 0));
+    if (this.state !== 'connected' || !this.write) throw fail('unexpected_message', 'not connected');
+    this.writeClosed = true;
+    return this.write.seal(ContentType.alert, Uint8Array.of(1, 0));
   }
 
   private onServerHello(msg: Uint8Array, out: ClientOutput): void {

@@ -1,0 +1,85 @@
+/**
+ * The handler interface: connection.ts peeks, classifies and routes, then
+ * picks one Handler (passthrough, split, terminate on the TLS 1.3 engine,
+ * TLS 1.2 on node:tls, the public-name answer) and starts it. From there the
+ * handler owns the connection's bytes; what it may do to the connection as a
+ * whole (end it with an outcome, count a failure, reach the backend) goes
+ * through `Conn`, which keeps the outcome, metrics, logs and the privacy rules
+ * in one place (connection.ts).
+ */
+import type net from 'node:net';
+import type { Route } from '../routing/table.js';
+import type { Classified, EntryContext, RouteTarget } from './context.js';
+import type { Relay, RelayOptions } from './relay.js';
+
+/** Who completes the TLS handshake when echgate does: the `answer` of an echgate:route event. */
+export type Answer = 'public_name' | 'tls1.3' | 'tls1.2';
+
+export type PeekFailure =
+  | 'timeout'
+  | 'too_large'
+  | 'too_many_records'
+  | 'not_tls'
+  | 'sslv2_hello'
+  | 'malformed'
+  | 'closed_early'
+  | 'no_route'
+  | 'no_sni_no_route'
+  | 'tls_handshake'
+  | 'handshake_timeout';
+
+/**
+ * How a connection ended: the `outcome` label of echgate_connections_total and
+ * the access line (docs/configuration.md lists them). Peek failures other than
+ * tls_handshake end the connection with their reason as the outcome.
+ */
+export type Outcome =
+  | 'relayed'
+  | 'idle_timeout'
+  | 'backend_error'
+  | 'tls_alert'
+  | 'closed'
+  | 'over_limit'
+  | 'handler_error'
+  /** ECH was rejected for a public name no router takes; echgate answered with retry_configs itself (proxy/public-name.ts). */
+  | 'public_name'
+  | Exclude<PeekFailure, 'tls_handshake'>;
+
+export interface Handler {
+  /** Set when echgate itself completes the TLS handshake. */
+  readonly answer?: Answer;
+  /** Take the connection over. Runs inside the connection's exception guard. */
+  start(c: Conn): void;
+}
+
+/** What a handler may do to its connection. */
+export interface Conn {
+  readonly ctx: EntryContext;
+  readonly socket: net.Socket;
+  /** The classified hello (absent on a server-first entrypoint or for non-TLS bytes). */
+  readonly cls: Classified | undefined;
+  /** Every byte read from the client so far (the ClientHello first); empty when nothing was peeked. */
+  readonly peeked: Uint8Array;
+  /** The client's bytes after the ClientHello. */
+  readonly rest: Uint8Array;
+  /** The router name as logs may show it (HIDDEN_ROUTE for a hidden ECH route). */
+  logRouter(): string;
+  /** Wrap a callback: an exception ends this connection as handler_error, never the process. */
+  guard<A extends unknown[]>(fn: (...a: A) => void): (...a: A) => void;
+  /** End the connection now with a peek failure, sending `alert` first when given. */
+  fail(reason: PeekFailure, alert?: Uint8Array): void;
+  /** The TLS handshake failed after the hello: counted as a peek failure; the outcome, unless one is set already. */
+  handshakeFailed(reason: 'tls_handshake' | 'handshake_timeout'): void;
+  /** Count and log (rate limited) an unexpected exception; the caller ends the connection. */
+  internalError(e: unknown, msg: string): void;
+  /** The connection is over with this outcome (idempotent). */
+  finish(outcome: Outcome): void;
+  /**
+   * Pick a server of the route and connect to it through a Relay to `client`
+   * (the plaintext side). Connect timeout, backend errors, the PROXY protocol
+   * header and the idle timeout are handled here; `onConnect` runs once the
+   * backend is connected, after the PROXY header is written.
+   */
+  connect(client: net.Socket, opts: RelayOptions, onConnect: (r: Relay) => void): Relay;
+  readonly route: Route<RouteTarget> | undefined;
+}

@@ -1,0 +1,40 @@
+/**
+ * Passthrough: the backend completes the TLS handshake (or speaks whatever
+ * non-TLS protocol a HostSNI(`*`) router carries). The peeked bytes are
+ * replayed unchanged, then proxy/relay.ts moves bytes both ways. Split mode
+ * (proxy/split.ts) is the same handler with a different replay and a rewrite
+ * of the client's later records.
+ */
+import { alertFor, encodeAlertRecord } from '../wire/tls/alert.js';
+import type { Handler } from './handler.js';
+
+/** Maps client bytes to what the backend gets; throws an EchgateError carrying the client's alert. */
+export interface Rewrite {
+  push(chunk: Uint8Array): Uint8Array[];
+}
+
+export function passthrough(replay: Uint8Array, rewrite?: Rewrite): Handler {
+  return {
+    start(c) {
+      c.connect(c.socket, {}, (r) => {
+        if (replay.length > 0) r.toBackend([replay]);
+        if (!rewrite) return r.readClient();
+        r.readClient(
+          c.guard((d: Buffer) => {
+            let parts: Uint8Array[];
+            try {
+              parts = rewrite.push(d);
+            } catch (e) {
+              r.stop();
+              c.handshakeFailed('tls_handshake');
+              if (c.socket.writable) c.socket.end(encodeAlertRecord(alertFor(e)));
+              r.backend.destroy();
+              return;
+            }
+            r.toBackend(parts);
+          }),
+        );
+      });
+    },
+  };
+}

@@ -1,0 +1,201 @@
+/**
+ * The data path's write shaping (proxy/relay.ts writeAll) and split mode's
+ * framing of ClientHelloInner (proxy/split.ts innerHelloRecords, RFC 9849
+ * §7.1: the backend server gets ClientHelloInner as TLS records).
+ */
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import tls from 'node:tls';
+import { concat } from '../src/bytes/util.js';
+import { nodeProvider } from '../src/crypto/node.js';
+import { writeAll } from '../src/proxy/relay.js';
+import { innerHelloRecords } from '../src/proxy/split.js';
+import { TlsClient } from '../src/tls13/client.js';
+import type { ClientHello } from '../src/wire/tls/client-hello.js';
+import { HandshakeType, MAX_PLAINTEXT } from '../src/wire/tls/constants.js';
+import { encodeHandshake } from '../src/wire/tls/handshake.js';
+import { frameHandshake } from '../src/wire/tls/record.js';
+import { certFor, startGateway } from './helpers.js';
+
+/** A socket stand-in that records what reaches the kernel: one entry per write, or per uncorked batch. */
+function recorder() {
+  const sends: Uint8Array[][] = [];
+  let corked: Uint8Array[] | undefined;
+  const s = {
+    writableLength: 0,
+    writableHighWaterMark: 16384,
+    write(b: Uint8Array) {
+      if (corked) corked.push(b);
+      else sends.push([b]);
+      return true;
+    },
+    cork() {
+      corked = [];
+    },
+    uncork() {
+      if (corked) sends.push(corked);
+      corked = undefined;
+    },
+  };
+  return { s: s as unknown as net.Socket, sends };
+}
+
+describe('relay: several chunks for one socket go out as one send', () => {
+  it('small records (a first flight, a short backend chunk): copied into one write, bytes in order', () => {
+    const { s, sends } = recorder();
+    const parts = [Uint8Array.of(1, 2), Uint8Array.of(3), Uint8Array.of(4, 5, 6)];
+    writeAll(s, parts);
+    assert.equal(sends.length, 1);
+    assert.equal(sends[0]!.length, 1);
+    assert.deepEqual([...sends[0]![0]!], [1, 2, 3, 4, 5, 6]);
+  });
+  it('large records (a 64 KiB backend chunk sealed into four): one corked batch, no copy', () => {
+    const { s, sends } = recorder();
+    const parts = [0, 1, 2, 3].map((i) => new Uint8Array(MAX_PLAINTEXT + 22).fill(i));
+    writeAll(s, parts);
+    assert.equal(sends.length, 1);
+    assert.equal(sends[0]!.length, 4);
+    for (let i = 0; i < 4; i++) assert.equal(sends[0]![i], parts[i]);
+  });
+  it('one chunk: written as it is', () => {
+    const { s, sends } = recorder();
+    const one = Uint8Array.of(9);
+    writeAll(s, [one]);
+    assert.equal(sends[0]![0], one);
+  });
+});
+
+describe('RFC 9849 §7.1 split mode: ClientHelloInner framed for the backend server', () => {
+  const hello = (n: number) => ({ raw: new Uint8Array(n).map((_, i) => i * 7) }) as unknown as ClientHello;
+  const reference = (h: ClientHello) => frameHandshake(encodeHandshake(HandshakeType.client_hello, h.raw!), MAX_PLAINTEXT, 0x0303);
+  it('a hello that fits one record: the same bytes as the general framing', () => {
+    for (const n of [40, 512, MAX_PLAINTEXT - 4]) assert.deepEqual(innerHelloRecords(hello(n)), reference(hello(n)));
+  });
+  it('a hello larger than one record (RFC 8446 §5.1): fragmented like the general framing', () => {
+    const h = hello(MAX_PLAINTEXT + 100);
+    const out = innerHelloRecords(h);
+    assert.deepEqual(out, reference(h));
+    assert.equal(out.length, concat(encodeHandshake(HandshakeType.client_hello, h.raw!)).length + 10);
+  });
+});
+
+describe('relay through the TLS 1.3 engine, both ways at once', () => {
+  it('8 MiB up and echoed back through a terminated connection: every byte, in order; outcome relayed', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'echgate-relay-'));
+    const c = certFor('echo.example.test');
+    writeFileSync(join(dir, 'e.crt'), c.cert);
+    writeFileSync(join(dir, 'e.key'), c.key);
+    // An echo backend that reads late, so write buffers fill on both sides and the relay has to pause and resume.
+    const srv = net.createServer((s) => {
+      s.on('error', () => {});
+      s.pause();
+      setTimeout(() => s.pipe(s), 300);
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+    const g = await startGateway(`
+tls:
+  certificates:
+    - { certFile: "${join(dir, 'e.crt')}", keyFile: "${join(dir, 'e.key')}" }
+entryPoints: { websecure: { address: "127.0.0.1:0" } }
+tcp:
+  routers:
+    e: { rule: "HostSNI(\`echo.example.test\`)", service: s, tls: {} }
+  services: { s: { loadBalancer: { servers: [{ address: "127.0.0.1:${(srv.address() as net.AddressInfo).port}" }] } } }
+`);
+    try {
+      const up = randomBytes(8 * 1024 * 1024);
+      const back = await new Promise<Buffer>((resolve, reject) => {
+        const t = tls.connect({ port: g.port(), host: '127.0.0.1', servername: 'echo.example.test', rejectUnauthorized: false });
+        const got: Buffer[] = [];
+        let n = 0;
+        t.on('data', (d: Buffer) => {
+          got.push(d);
+          n += d.length;
+          if (n >= up.length) {
+            resolve(Buffer.concat(got));
+            t.end();
+          }
+        });
+        t.once('secureConnect', () => t.write(up));
+        t.once('error', reject);
+        setTimeout(() => reject(new Error(`timed out with ${n} bytes back`)), 60_000).unref();
+      });
+      assert.equal(back.length, up.length);
+      assert.equal(createHash('sha256').update(back).digest('hex'), createHash('sha256').update(up).digest('hex'));
+      for (let i = 0; i < 100 && g.gw.metrics.open.get({ entrypoint: 'websecure' }) !== 0; i++) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(g.gw.metrics.connections.get({ entrypoint: 'websecure', router: 'e', outcome: 'relayed' }), 1);
+      assert.equal(g.gw.metrics.handlerErrors.get({ listener: 'proxy' }), 0);
+    } finally {
+      await g.close();
+      srv.close();
+    }
+  });
+});
+
+describe('RFC 8446 §6.1: closure through a terminated connection', () => {
+  it('a client that sends close_notify and half-closes still gets the backend\'s answer, then our close_notify', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'echgate-close-'));
+    const c = certFor('close.example.test');
+    writeFileSync(join(dir, 'c.crt'), c.cert);
+    writeFileSync(join(dir, 'c.key'), c.key);
+    // The backend answers only once the client's side has ended (EOF), then ends its own.
+    const srv = net.createServer((s) => {
+      s.on('error', () => {});
+      let n = 0;
+      s.on('data', (d) => {
+        n += d.length;
+      });
+      s.on('end', () => s.end(`got ${n} bytes`));
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+    const g = await startGateway(`
+tls:
+  certificates:
+    - { certFile: "${join(dir, 'c.crt')}", keyFile: "${join(dir, 'c.key')}" }
+entryPoints: { websecure: { address: "127.0.0.1:0" } }
+tcp:
+  routers:
+    c: { rule: "HostSNI(\`close.example.test\`)", service: s, tls: {} }
+  services: { s: { loadBalancer: { servers: [{ address: "127.0.0.1:${(srv.address() as net.AddressInfo).port}" }] } } }
+`);
+    try {
+      const client = new TlsClient({ provider: nodeProvider, serverName: 'close.example.test' });
+      const r = await new Promise<{ reply: string; closeNotify: boolean; error?: string }>((resolve) => {
+        const res = { reply: '', closeNotify: false, error: undefined as string | undefined };
+        const s = net.connect({ port: g.port(), host: '127.0.0.1', allowHalfOpen: true });
+        s.once('connect', () => {
+          for (const x of client.hello()) s.write(x);
+        });
+        s.on('data', (d) => {
+          const out = client.receive(d);
+          for (const x of out.send) s.write(x);
+          for (const x of out.data) res.reply += Buffer.from(x).toString();
+          if (out.error) res.error = out.error.message;
+          if (out.established) {
+            for (const x of client.encrypt(Buffer.from('hello'))) s.write(x);
+            // close_notify, then FIN: our write side is done, we keep reading.
+            s.end(client.close());
+          }
+          if (out.closed && !out.error) res.closeNotify = true;
+        });
+        s.once('end', () => resolve(res));
+        s.once('error', (e) => {
+          res.error = e.message;
+          resolve(res);
+        });
+        setTimeout(() => resolve(res), 10_000).unref();
+      });
+      assert.equal(r.error, undefined);
+      assert.equal(r.reply, 'got 5 bytes');
+      assert.ok(r.closeNotify, 'the server sent close_notify before closing its write side');
+    } finally {
+      await g.close();
+      srv.close();
+    }
+  });
+});
