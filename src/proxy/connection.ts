@@ -17,6 +17,7 @@ import { decodeClientHelloMessage, routingView } from '../wire/tls/client-hello.
 import { ClientHelloAssembler, sniffTls } from '../wire/tls/record.js';
 import { concat } from '../bytes/util.js';
 import { certificateCovers } from './certificates.js';
+import { admit } from './middlewares.js';
 import { answerPublicName } from './public-name.js';
 import { innerHelloRecords, SplitClientStream } from './split.js';
 import { chooseVersion, restrictSuites, startTls12 } from './tls12.js';
@@ -55,6 +56,8 @@ export type Outcome =
   | 'handler_error'
   /** ECH was rejected for a public name no router takes; echgate answered with retry_configs itself (proxy/public-name.ts). */
   | 'public_name'
+  /** A TCP middleware of the chosen router (ipAllowList, inFlightConn) refused it; closed with nothing sent. */
+  | 'refused_by_middleware'
   | Exclude<PeekFailure, 'tls_handshake'>;
 
 /**
@@ -97,6 +100,8 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
   /** Set by whatever ended the connection; `close` falls back to relayed / closed. */
   let outcome: Outcome | undefined;
   let peekTimer: NodeJS.Timeout | undefined;
+  /** Gives back what the router's middlewares counted for this connection (inFlightConn). */
+  let release: (() => void) | undefined;
   // An ECH-accepted connection's route names stay out of logs and the route channel
   // unless log.innerSni or log.echRoutes, and out of metric labels unless log.echRoutes.
   let hideInLogs = false;
@@ -168,6 +173,7 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
     'close',
     guard(() => {
       backend?.destroy();
+      release?.();
       finish(outcome ?? (connected ? 'relayed' : 'closed'));
     }),
   );
@@ -208,6 +214,13 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
       hideInMetrics = !ctx.logEchRoutes;
       hideInLogs = !ctx.logEchRoutes && !ctx.logInnerSni;
     }
+    // Traefik's TCP middlewares run once the router is chosen; a refused connection is closed, nothing sent.
+    const gate = admit(ctx, route.target, clientIp(), logRouter());
+    if (!gate.ok) {
+      outcome = 'refused_by_middleware';
+      return void socket.destroy();
+    }
+    release = gate.release;
     // A subscriber that throws is re-thrown by node on process.nextTick, out
     // of reach of any try/catch here: subscribers are in-process code and must not throw.
     const tlsCfg = route.target.router.tls;
