@@ -5,7 +5,7 @@
  * manifest, the document and the field; `convert` output passes `check`.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -214,7 +214,6 @@ spec:
       web.default: "127.0.0.1:1"
 `,
     );
-    const { readFileSync } = await import('node:fs');
     const g = await startGateway(readFileSync(config, 'utf8'));
     try {
       assert.match(await tlsAsk(g.port(), 'db.example.test'), /^db db.example.test/);
@@ -224,6 +223,30 @@ spec:
       await db.close();
       await plain.close();
     }
+  });
+
+  it('kind: List, a TLSOption named default, an address without a port, TraefikService refused', () => {
+    const list = `apiVersion: v1
+kind: List
+items:
+  - apiVersion: traefik.io/v1alpha1
+    kind: TLSOption
+    metadata: { name: default, namespace: kube-system }
+    spec: { minVersion: VersionTLS13 }
+  - apiVersion: traefik.io/v1alpha1
+    kind: IngressRouteTCP
+    metadata: { name: web }
+    spec:
+      routes: [{ match: "HostSNI(\`*\`)", services: [{ name: web, port: 8080, nativeLB: true }] }]
+`;
+    const { config } = fixture({ 'list.yaml': list }, '    addresses: { web.default: "10.1.2.3" }\n');
+    const cfg = loadConfigFile(config);
+    assert.equal(cfg.tlsOptions.get('default')?.minVersion, 0x0304);
+    const web = cfg.services.get('default-web-0');
+    assert.deepEqual(web?.kind === 'loadBalancer' ? web.servers : undefined, [{ host: '10.1.2.3', port: 8080 }]);
+    assert.ok(cfg.warnings.some((w) => /document 1, items\[1\] \(IngressRouteTCP default\/web\): spec\.routes\[0\]\.services\[0\]\.nativeLB: not supported/.test(w)), cfg.warnings.join('\n'));
+    const ts = fixture({ 'ts.yaml': list.replace('nativeLB: true', 'kind: TraefikService') });
+    assert.match(problems(() => loadConfigFile(ts.config)), /items\[1\] \(IngressRouteTCP default\/web\): spec\.routes\[0\]\.services\[0\]\.kind: only Service/);
   });
 
   it('malformed manifests: errors name the file, the document and the field', () => {
@@ -278,12 +301,16 @@ spec:
   it('convert → check round trip: the printed file-provider YAML validates to the same routers, services, middlewares and certificates', async () => {
     const { dir, config } = fixture({ 'a.yaml': SEED, 'b.yml': DOCUMENTED });
     let printed = '';
-    assert.equal(await convertCommand({ positional: [config], flags: new Map() }, (s) => (printed += s)), 0);
+    assert.equal(await convertCommand({ positional: [config], flags: new Map() }, (s) => {
+      printed += s;
+    }), 0);
     assert.doesNotMatch(printed, /kubernetesCRDFiles/);
     const out = join(dir, 'converted.yml');
     writeFileSync(out, printed);
     let checked = '';
-    assert.equal(await checkCommand({ positional: [out], flags: new Map() }, (s) => (checked += s)), 0);
+    assert.equal(await checkCommand({ positional: [out], flags: new Map() }, (s) => {
+      checked += s;
+    }), 0);
     assert.match(checked, /ok \(1 entrypoints, 3 routers, 5 services\)/);
     const a = loadConfigFile(config);
     const b = loadConfigFile(out);

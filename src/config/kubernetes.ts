@@ -288,9 +288,15 @@ export function expandKubernetes(raw: unknown, file: string): Expanded {
     }
     spec.routes.forEach((route, ri) => {
       const rp = `spec.routes[${ri}]`;
-      if (!isObj(route)) return bad(`${d.where}: ${rp}`, 'expected a mapping');
+      if (!isObj(route)) {
+ bad(`${d.where}: ${rp}`, 'expected a mapping');
+ return;
+ }
       warnUnknown(route, d, rp, ['match', 'priority', 'services', 'middlewares', 'syntax']);
-      if (typeof route.match !== 'string' || route.match.trim() === '') return bad(`${d.where}: ${rp}.match`, 'a rule is required, e.g. HostSNI(`db.example.com`)');
+      if (typeof route.match !== 'string' || route.match.trim() === '') {
+ bad(`${d.where}: ${rp}.match`, 'a rule is required, e.g. HostSNI(`db.example.com`)');
+ return;
+ }
       const rid = `${id(d.ns, d.name)}-${ri}`;
       const router: Obj = { rule: route.match, service: rid };
       if (Array.isArray(spec.entryPoints)) router.entryPoints = spec.entryPoints;
@@ -302,9 +308,15 @@ export function expandKubernetes(raw: unknown, file: string): Expanded {
           const refs: string[] = [];
           route.middlewares.forEach((m, mi) => {
             const mp = `${d.where}: ${rp}.middlewares[${mi}]`;
-            if (!isObj(m) || typeof m.name !== 'string' || (m.namespace !== undefined && typeof m.namespace !== 'string')) return bad(mp, 'expected { name, namespace } of a MiddlewareTCP');
+            if (!isObj(m) || typeof m.name !== 'string' || (m.namespace !== undefined && typeof m.namespace !== 'string')) {
+ bad(mp, 'expected { name, namespace } of a MiddlewareTCP');
+ return;
+ }
             const mid = id(String(m.namespace ?? d.ns), m.name);
-            if (!middlewareIds.has(mid)) return bad(mp, `no MiddlewareTCP ${String(m.namespace ?? d.ns)}/${m.name} in the manifests`);
+            if (!middlewareIds.has(mid)) {
+ bad(mp, `no MiddlewareTCP ${String(m.namespace ?? d.ns)}/${m.name} in the manifests`);
+ return;
+ }
             refs.push(mid);
           });
           router.middlewares = refs;
@@ -312,31 +324,58 @@ export function expandKubernetes(raw: unknown, file: string): Expanded {
       }
       // Services: one → a load balancer; several → weighted over one load balancer each.
       const svcs = route.services;
-      if (!Array.isArray(svcs) || svcs.length === 0) return bad(`${d.where}: ${rp}.services`, 'expected a list of { name, port } (at least one)');
+      if (!Array.isArray(svcs) || svcs.length === 0) {
+ bad(`${d.where}: ${rp}.services`, 'expected a list of { name, port } (at least one)');
+ return;
+ }
       const lbs: { name: string; weight: number }[] = [];
       svcs.forEach((s, si) => {
         const sp = `${d.where}: ${rp}.services[${si}]`;
-        if (!isObj(s)) return bad(sp, 'expected { name, port, weight }');
+        if (!isObj(s)) {
+ bad(sp, 'expected { name, port, weight }');
+ return;
+ }
         warnUnknown(s, d, `${rp}.services[${si}]`, ['name', 'namespace', 'port', 'weight', 'proxyProtocol', 'kind']);
-        if (s.kind !== undefined && s.kind !== 'Service') return bad(`${sp}.kind`, 'only Service is supported');
-        if (typeof s.name !== 'string' || !K8S_NAME.test(s.name)) return bad(`${sp}.name`, 'expected a Service name');
+        if (s.kind !== undefined && s.kind !== 'Service') {
+ bad(`${sp}.kind`, 'only Service is supported');
+ return;
+ }
+        if (typeof s.name !== 'string' || !K8S_NAME.test(s.name)) {
+ bad(`${sp}.name`, 'expected a Service name');
+ return;
+ }
         const sns = s.namespace ?? d.ns;
-        if (typeof sns !== 'string' || !K8S_NAME.test(sns)) return bad(`${sp}.namespace`, 'expected a namespace name');
+        if (typeof sns !== 'string' || !K8S_NAME.test(sns)) {
+ bad(`${sp}.namespace`, 'expected a namespace name');
+ return;
+ }
         const port = s.port;
         const numeric = typeof port === 'number' && Number.isInteger(port) && port >= 1 && port <= 65535;
-        if (!numeric && (typeof port !== 'string' || port === '')) return bad(`${sp}.port`, 'expected a port number (1..65535) or a port name');
+        if (!numeric && (typeof port !== 'string' || port === '')) {
+ bad(`${sp}.port`, 'expected a port number (1..65535) or a port name');
+ return;
+ }
         const mapped = addresses.get(`${s.name}.${sns}:${port}`) ?? addresses.get(`${s.name}.${sns}`);
         let address: string;
         if (mapped !== undefined && parseAddress(mapped)) address = mapped;
         else if (mapped !== undefined) {
-          if (!numeric) return bad(`${sp}.port`, `a named port needs a "host:port" in ${S}.addresses["${s.name}.${sns}"]`);
+          if (!numeric) {
+ bad(`${sp}.port`, `a named port needs a "host:port" in ${S}.addresses["${s.name}.${sns}"]`);
+ return;
+ }
           address = `${mapped.includes(':') ? `[${mapped}]` : mapped}:${port}`;
         } else {
-          if (!numeric) return bad(`${sp}.port`, `a named port ("${port}") needs an entry "${s.name}.${sns}" in ${S}.addresses (echgate has no API server to look the port up)`);
+          if (!numeric) {
+ bad(`${sp}.port`, `a named port ("${port}") needs an entry "${s.name}.${sns}" in ${S}.addresses (echgate has no API server to look the port up)`);
+ return;
+ }
           address = `${s.name}.${sns}.svc.cluster.local:${port}`;
         }
         const weight = s.weight ?? 1;
-        if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 0) return bad(`${sp}.weight`, 'expected a whole number ≥ 0');
+        if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 0) {
+ bad(`${sp}.weight`, 'expected a whole number ≥ 0');
+ return;
+ }
         const lb: Obj = { servers: [{ address }] };
         if (s.proxyProtocol !== undefined) lb.proxyProtocol = s.proxyProtocol;
         const name = svcs.length === 1 ? rid : `${rid}-${si}`;
