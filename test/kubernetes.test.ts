@@ -292,6 +292,11 @@ items:
     r = run('apiVersion: traefik.io/v1alpha1\nkind: TLSOption\nmetadata: { name: o }\nspec: { minVersion: VersionTLS99 }\n');
     assert.match(r.msg, /document 1 \(TLSOption default\/o\): spec \(converted to tls\.options\.default-o\.minVersion\)/);
 
+    // Hostile YAML: exponential aliases are refused, not expanded.
+    const laughs = ['a: &a [x, x, x, x, x, x, x, x, x, x]', ...Array.from({ length: 8 }, (_, i) => `${String.fromCharCode(98 + i)}: &${String.fromCharCode(98 + i)} [${Array(10).fill(`*${String.fromCharCode(97 + i)}`).join(', ')}]`)].join('\n');
+    r = run(`${ok}---\n${laughs}\n`);
+    assert.match(r.msg, /document 2: .*alias/i);
+
     // The section itself.
     const { config } = fixture({});
     writeFileSync(config, 'entryPoints: { a: { address: "127.0.0.1:0" } }\nproviders: { kubernetesCRDFiles: { paths: ["/nonexistent/echgate-k8s"] } }\n');

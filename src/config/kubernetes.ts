@@ -111,7 +111,14 @@ export function expandKubernetes(raw: unknown, file: string): Expanded {
           bad(at, `${pos ? `line ${pos.line}, column ${pos.col}: ` : ''}${e.message.split('\n')[0]}`);
           continue;
         }
-        const v: unknown = d.toJS();
+        let v: unknown;
+        try {
+          // The yaml library caps alias expansion (a "billion laughs" document throws instead of growing).
+          v = d.toJS({ maxAliasCount: 100 });
+        } catch (e) {
+          bad(at, (e as Error).message.split('\n')[0]!);
+          continue;
+        }
         if (v === null || v === undefined) continue; // an empty document (a trailing ---)
         // kubectl's `kind: List` output holds the objects in items.
         const objs: [string, unknown][] = isObj(v) && v.kind === 'List' && Array.isArray(v.items) ? v.items.map((it, ii) => [`${at}, items[${ii}]`, it]) : [[at, v]];
