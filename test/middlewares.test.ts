@@ -133,6 +133,27 @@ describe('tcp.middlewares inFlightConn', () => {
   });
 });
 
+describe('tcp.middlewares inFlightConn across a reload', () => {
+  it('connections opened before a reload still count after it', async () => {
+    const db = await serverFirstBackend('HELLO\n');
+    const yaml = base(db.port, '    one: { inFlightConn: { amount: 1 } }', '[one]');
+    const g = await startGateway(yaml);
+    try {
+      const a = await greet(g.port('db'));
+      assert.equal(a.got, 'HELLO\n');
+      // The same entrypoint address, so the listener is kept and only the contexts are rebuilt.
+      await g.gw.apply(parseConfigText(yaml, 't.yml'));
+      const b = await greet(g.port('db'));
+      assert.equal(b.got, '', 'the slot taken before the reload is still taken');
+      a.sock.destroy();
+      await a.closed;
+    } finally {
+      await g.close();
+      await db.close();
+    }
+  });
+});
+
 describe('tcp.middlewares configuration', () => {
   const problems = (yaml: string) => {
     try {
