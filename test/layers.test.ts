@@ -52,9 +52,15 @@ export const LAYERS: [string, Layer][] = [
 
 /**
  * Imports that break the order and are kept on purpose, each with its reason:
- * `${file} → ${specifier}`. Empty: every known violation was fixed (issue #6).
+ * `${file} → ${specifier}`.
  */
-const EXCEPTIONS: Record<string, string> = {};
+const EXCEPTIONS: Record<string, string> = {
+  // providers.kubernetesCRDFiles names manifest files and folders and a secrets folder inside the
+  // configuration; converting them reads those files. Moving the reads to cli/ (passing the
+  // manifests in) is the fix; until then config/ does I/O in this one file.
+  'src/config/kubernetes.ts → node:fs': 'reads the manifests and secrets the configuration names',
+  'src/config/kubernetes.ts → node:path': 'joins the manifest folder paths',
+};
 
 const LAYER = new Map(LAYERS);
 const RANK = new Map(LAYERS.map(([n], i) => [n, i]));

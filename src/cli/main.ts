@@ -8,6 +8,7 @@ import { closest, helpText, parseCommand } from './args.js';
 import { check } from './check.js';
 import type { Command } from './command.js';
 import { connect } from './connect.js';
+import { convert } from './convert.js';
 import { inspect } from './inspect.js';
 import { keysCommands } from './keys.js';
 import { publish } from './publish.js';
@@ -15,7 +16,7 @@ import { resolve } from './resolve.js';
 import { serve } from './serve.js';
 import { leaveGroup } from './workers.js';
 
-const COMMANDS: Record<string, Command> = { serve, check, inspect, connect, resolve, publish };
+const COMMANDS: Record<string, Command> = { serve, check, convert, inspect, connect, resolve, publish };
 
 /** Every command as typed ("serve", "keys rotate") with its spec: for --help, tests and docs. */
 export function allCommands(): { name: string; spec: Command['spec'] }[] {

@@ -44,7 +44,16 @@ export interface RouterConfig {
     options?: TlsOptions;
   };
   requireECH: boolean;
+  /** Traefik's TCP middlewares in the order the router lists them, applied once the router is chosen (proxy/middlewares.ts). */
+  middlewares: TcpMiddlewareConfig[];
 }
+
+/** One entry of `tcp.middlewares`: the two TCP middlewares Traefik has. */
+export type TcpMiddlewareConfig =
+  /** Refuse (close) connections whose client address is in none of the ranges. */
+  | { kind: 'ipAllowList'; name: string; sourceRange: string[] }
+  /** Refuse (close) a connection when its client address already has `amount` open through this middleware. */
+  | { kind: 'inFlightConn'; name: string; amount: number };
 
 /** One named set of Traefik's `tls.options`, mapped to code points and OpenSSL names (config/tls-options.ts). */
 export interface TlsOptions {
@@ -128,6 +137,8 @@ export interface Config {
   entryPoints: Map<string, EntryPointConfig>;
   routers: RouterConfig[];
   services: Map<string, ServiceConfig>;
+  /** tcp.middlewares by name. */
+  tcpMiddlewares: Map<string, TcpMiddlewareConfig>;
   metrics?: { host: string; port: number };
   /**
    * access: one log line per connection when it ends. echRoutes: show the

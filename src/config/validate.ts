@@ -7,7 +7,7 @@
 import { availableParallelism } from 'node:os';
 import { ConfigError } from '../errors.js';
 import { needsClientHello } from '../routing/compile.js';
-import { parseIp } from '../bytes/ip.js';
+import { parseIp, parseRange } from '../bytes/ip.js';
 import { RuleError } from '../routing/parse.js';
 import { RoutingTable } from '../routing/table.js';
 import { parseDuration } from './duration.js';
@@ -20,6 +20,7 @@ import {
   type RouterConfig,
   type ServerConfig,
   type ServiceConfig,
+  type TcpMiddlewareConfig,
 } from './types.js';
 
 /** ConfigError lives in src/errors.ts (dns/ and proxy/ throw it too); re-exported here for existing importers. */
@@ -180,6 +181,45 @@ export function validateConfig(raw: unknown, file: string): Config {
   // ---- tls.options first: routers refer to them by name ----
   const tlsOptions = parseTlsOptions(isObj(raw.tls) ? raw.tls.options : undefined, bad, (w) => warnings.push(w));
 
+  // ---- tcp.middlewares (Traefik: ipAllowList, its old spelling ipWhiteList, inFlightConn) ----
+  const tcpMiddlewares = new Map<string, TcpMiddlewareConfig>();
+  if (tcpObj.middlewares !== undefined && !isObj(tcpObj.middlewares)) bad('tcp.middlewares', 'expected a mapping');
+  for (const [name, m] of Object.entries(isObj(tcpObj.middlewares) ? tcpObj.middlewares : {})) {
+    const p = `tcp.middlewares.${name}`;
+    if (!isObj(m) || Object.keys(m).length !== 1) {
+      bad(p, 'expected exactly one of ipAllowList, inFlightConn (ipWhiteList: the old name of ipAllowList)');
+      continue;
+    }
+    const [kind, body] = Object.entries(m)[0]!;
+    const bp = `${p}.${kind}`;
+    if (kind === 'ipAllowList' || kind === 'ipWhiteList') {
+      if (kind === 'ipWhiteList') warnings.push(`${bp}: ipWhiteList is deprecated (Traefik v3): write ipAllowList`);
+      if (!isObj(body)) {
+        bad(bp, 'expected a mapping with sourceRange');
+        continue;
+      }
+      warnUnknown(body, bp, ['sourceRange']);
+      const sr = body.sourceRange;
+      // Traefik refuses an empty list too (no trusted IPs): an allow-list that allows nothing is a mistake.
+      if (!Array.isArray(sr) || sr.length === 0) bad(`${bp}.sourceRange`, 'expected a list of addresses or CIDR ranges (at least one)');
+      else {
+        sr.forEach((r, i) => {
+          if (typeof r !== 'string' || !parseRange(r.trim())) bad(`${bp}.sourceRange[${i}]`, `not an address or CIDR range: ${JSON.stringify(r)}`);
+        });
+        tcpMiddlewares.set(name, { kind: 'ipAllowList', name, sourceRange: sr.map((r) => String(r).trim()) });
+      }
+    } else if (kind === 'inFlightConn') {
+      if (!isObj(body)) {
+        bad(bp, 'expected a mapping with amount');
+        continue;
+      }
+      warnUnknown(body, bp, ['amount']);
+      if (typeof body.amount !== 'number' || !Number.isInteger(body.amount) || body.amount < 1) bad(`${bp}.amount`, 'expected a whole number ≥ 1 (connections per client address)');
+      else tcpMiddlewares.set(name, { kind: 'inFlightConn', name, amount: body.amount });
+    } else bad(bp, `unknown TCP middleware "${kind}" (echgate has ipAllowList and inFlightConn, as Traefik)`);
+  }
+  const declaredMiddlewares = new Set(isObj(tcpObj.middlewares) ? Object.keys(tcpObj.middlewares) : []);
+
   // ---- routers ----
   const routers: RouterConfig[] = [];
   const rts = isObj(tcpObj.routers) ? tcpObj.routers : {};
@@ -258,7 +298,24 @@ export function validateConfig(raw: unknown, file: string): Config {
       if (e instanceof RuleError) bad(`${p}.rule`, e.message.replace(/^router "[^"]*": /, ''));
       else throw e;
     }
-    routers.push({ name, entryPoints: eps, rule: r.rule, service: String(r.service), priority, tls, requireECH });
+    // Applied in the order listed; a missing one is an error, never a router that silently lets everyone in.
+    const middlewares: TcpMiddlewareConfig[] = [];
+    if (r.middlewares !== undefined) {
+      if (!Array.isArray(r.middlewares)) bad(`${p}.middlewares`, 'expected a list of names from tcp.middlewares');
+      else
+        r.middlewares.forEach((ref, i) => {
+          // Traefik writes a file-provider reference as NAME@file; this file is that provider.
+          const n = typeof ref === 'string' ? ref.replace(/@file$/, '') : undefined;
+          if (n === undefined) bad(`${p}.middlewares[${i}]`, 'expected a name from tcp.middlewares');
+          else if (/@/.test(n)) bad(`${p}.middlewares[${i}]`, `"${n}" names another provider; only @file (this file) exists here`);
+          else if (!declaredMiddlewares.has(n)) bad(`${p}.middlewares[${i}]`, `no middleware named "${n}" in tcp.middlewares`);
+          else {
+            const m = tcpMiddlewares.get(n);
+            if (m) middlewares.push(m);
+          }
+        });
+    }
+    routers.push({ name, entryPoints: eps, rule: r.rule, service: String(r.service), priority, tls, requireECH, middlewares });
   }
 
   // ---- workers (processes sharing the listeners) ----
@@ -449,6 +506,7 @@ export function validateConfig(raw: unknown, file: string): Config {
     entryPoints,
     routers,
     services,
+    tcpMiddlewares,
     metrics,
     log: { level: String(level).toLowerCase(), innerSni: logRaw.innerSni === true, access: logRaw.access === true, echRoutes: logRaw.echRoutes === true },
     ech,

@@ -29,6 +29,7 @@ import { alertFor, encodeAlertRecord } from '../wire/tls/alert.js';
 import { decodeClientHelloMessage, routingView } from '../wire/tls/client-hello.js';
 import { ClientHelloAssembler, sniffTls } from '../wire/tls/record.js';
 import { certificateCovers } from './certificates.js';
+import { admit } from './middlewares.js';
 import type { Classified, EntryContext, RouteTarget } from './context.js';
 import type { Answer, Conn, Handler, Outcome, PeekFailure } from './handler.js';
 import { passthrough } from './passthrough.js';
@@ -130,6 +131,8 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
   /** Set by whatever ended the connection; `close` falls back to relayed / closed. */
   let outcome: Outcome | undefined;
   let peekTimer: NodeJS.Timeout | undefined;
+  /** Gives back what the router's middlewares counted for this connection (inFlightConn). */
+  let release: (() => void) | undefined;
   // An ECH-accepted connection's route names stay out of logs and the route channel
   // unless log.innerSni or log.echRoutes, and out of metric labels unless log.echRoutes.
   let hideInLogs = false;
@@ -201,6 +204,7 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
     'close',
     guard(() => {
       backend?.destroy();
+      release?.();
       finish(outcome ?? (connected ? 'relayed' : 'closed'));
     }),
   );
@@ -335,6 +339,13 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
       hideInMetrics = !ctx.logEchRoutes;
       hideInLogs = !ctx.logEchRoutes && !ctx.logInnerSni;
     }
+    // Traefik's TCP middlewares run once the router is chosen; a refused connection is closed, nothing sent.
+    const gate = admit(ctx, route.target, clientIp(), logRouter());
+    if (!gate.ok) {
+      outcome = 'refused_by_middleware';
+      return void socket.destroy();
+    }
+    release = gate.release;
     const h = chooseHandler(ctx, route, cls, peeked, rest, logRouter);
     publishRoute(logRouter(), data, cls, h.answer);
     if ('refuse' in h) return h.internal !== undefined ? internalFail(h.internal) : fail(h.refuse, h.alert);

@@ -11,11 +11,14 @@ import type { LoadedCertificate } from '../tls13/certs.js';
 import type { ClientHello, RoutingView } from '../wire/tls/client-hello.js';
 import type { LogLimiter } from '../observe/log-limit.js';
 import type { Metrics } from './metrics.js';
+import type { CompiledMiddleware } from './middlewares.js';
 import type { Picker } from './services.js';
 
 export interface RouteTarget {
   router: RouterConfig;
   picker: Picker;
+  /** The router's TCP middlewares, in order (proxy/middlewares.ts). */
+  middlewares?: CompiledMiddleware[];
 }
 
 /** The routing view of a ClientHello, after ECH (if any) was handled. */

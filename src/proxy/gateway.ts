@@ -19,6 +19,7 @@ import { certificateSelector } from '../tls13/certs.js';
 import { loadCertificates } from './certificates.js';
 import { LogLimiter } from '../observe/log-limit.js';
 import { Metrics } from './metrics.js';
+import { compileMiddlewares, InFlightCounts } from './middlewares.js';
 import { buildPickers } from './services.js';
 
 interface Listener {
@@ -55,6 +56,8 @@ export class Gateway {
   private classify: Classifier;
   private config: Config | undefined;
   private readonly limiter = new LogLimiter();
+  /** inFlightConn counts, kept across reloads (open connections still count). */
+  private readonly inFlight = new InFlightCounts();
   private retryConfigs: () => Uint8Array | undefined = () => undefined;
 
   constructor(opts: GatewayOptions) {
@@ -86,7 +89,7 @@ export class Gateway {
           priority: r.priority,
           tls: r.tls !== undefined,
           requireECH: r.requireECH,
-          target: { router: r, picker: pickers.get(r.service)! },
+          target: { router: r, picker: pickers.get(r.service)!, middlewares: compileMiddlewares(r.middlewares, this.inFlight) },
         }));
       out.set(ep.name, {
         ep,

@@ -43,6 +43,8 @@ export type Outcome =
   | 'handler_error'
   /** ECH was rejected for a public name no router takes; echgate answered with retry_configs itself (proxy/public-name.ts). */
   | 'public_name'
+  /** A TCP middleware of the chosen router (ipAllowList, inFlightConn) refused it; closed with nothing sent. */
+  | 'refused_by_middleware'
   | Exclude<PeekFailure, 'tls_handshake'>;
 
 export interface Handler {
