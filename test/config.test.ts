@@ -102,6 +102,10 @@ describe('configuration', () => {
     assert.deepEqual(problems(`${ISSUE_EXAMPLE}dns:\n  address: ":53"\n  zone: example.test\n  names:\n    www.example.org: { a: [127.0.0.1] }\n`), ['dns.names.www.example.org: outside dns.zone example.test: it would never be answered']);
     assert.deepEqual(problems(`${ISSUE_EXAMPLE}dns:\n  address: ":53"\n  nameservers: [ns1.example.test]\n`), ['dns.nameservers: nameservers are the NS records of dns.zone: give zone too']);
     assert.deepEqual(problems(`${ISSUE_EXAMPLE}dns:\n  address: ":53"\n  zone: "not a name"\n`), ['dns.zone: expected a domain name']);
+    // RFC 9460 §2.4.2: an AliasMode record names a target and carries no SvcParams.
+    assert.equal(parseConfigText(`${ISSUE_EXAMPLE}dns:\n  address: ":53"\n  names:\n    a.test: { https: { alias: b.test } }\n`, 'f.yml').dns?.names['a.test']?.https?.alias, 'b.test');
+    assert.deepEqual(problems(`${ISSUE_EXAMPLE}dns:\n  address: ":53"\n  names:\n    a.test: { https: { alias: "not a name" } }\n`), ['dns.names.a.test.https.alias: expected a host name (the AliasMode TargetName)']);
+    assert.deepEqual(problems(`${ISSUE_EXAMPLE}dns:\n  address: ":53"\n  names:\n    a.test: { https: { alias: b.test, alpn: [h2] } }\n`), ['dns.names.a.test.https.alias: an AliasMode record carries no priority or alpn (RFC 9460 §2.4.2)']);
   });
   it('weighted services, proxy protocol, unknown keys', () => {
     const c = parseConfigText(

@@ -89,7 +89,7 @@ export interface DnsConfig {
     limits?: { maxConnections?: number; readTimeoutMs?: number; idleTimeoutMs?: number; maxConcurrentStreams?: number; maxHeaderListSize?: number };
   };
   ttl: number;
-  names: Record<string, { a?: string[]; aaaa?: string[]; https?: { priority?: number; alpn?: string[]; port?: number; ech?: boolean } }>;
+  names: Record<string, { a?: string[]; aaaa?: string[]; https?: { priority?: number; alpn?: string[]; port?: number; ech?: boolean; alias?: string } }>;
   /** The apex this server is authoritative for (SOA, NS, REFUSED outside it). */
   zone?: string;
   nameservers?: string[];

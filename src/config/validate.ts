@@ -410,11 +410,13 @@ export function validateConfig(raw: unknown, file: string): Config {
         if (n.https !== undefined) {
           const h = isObj(n.https) ? n.https : {};
           if (!isObj(n.https)) bad(`${p}.https`, 'expected a mapping');
-          warnUnknown(h, `${p}.https`, ['priority', 'alpn', 'port', 'ech']);
+          warnUnknown(h, `${p}.https`, ['priority', 'alpn', 'port', 'ech', 'alias']);
+          if (h.alias !== undefined && (typeof h.alias !== 'string' || !hostname(h.alias))) bad(`${p}.https.alias`, 'expected a host name (the AliasMode TargetName)');
+          if (h.alias !== undefined && (h.priority !== undefined || h.alpn !== undefined)) bad(`${p}.https.alias`, 'an AliasMode record carries no priority or alpn (RFC 9460 §2.4.2)');
           if (h.port !== undefined && (typeof h.port !== 'number' || !Number.isInteger(h.port) || h.port < 1 || h.port > 65535)) bad(`${p}.https.port`, 'expected a port number');
           if (h.alpn !== undefined && (!Array.isArray(h.alpn) || !h.alpn.every((x) => typeof x === 'string' && x.length > 0 && x.length < 256))) bad(`${p}.https.alpn`, 'expected a list of protocol names');
           if (h.priority !== undefined && (typeof h.priority !== 'number' || !Number.isInteger(h.priority) || h.priority < 1 || h.priority > 65535)) bad(`${p}.https.priority`, 'expected 1..65535 (ServiceMode)');
-          https = { priority: h.priority as number | undefined, alpn: h.alpn as string[] | undefined, port: h.port as number | undefined, ech: h.ech !== false };
+          https = { priority: h.priority as number | undefined, alpn: h.alpn as string[] | undefined, port: h.port as number | undefined, ech: h.ech !== false, ...(typeof h.alias === 'string' ? { alias: h.alias } : {}) };
         }
         names[name] = { a: ips(n.a, 'a', false), aaaa: ips(n.aaaa, 'aaaa', true), https };
       }
