@@ -16,6 +16,7 @@ import {
   type Config,
   DEFAULTS,
   type EntryPointConfig,
+  type HealthCheckConfig,
   type RouterConfig,
   type ServerConfig,
   type ServiceConfig,
@@ -74,6 +75,36 @@ export function validateConfig(raw: unknown, file: string): Config {
       return dflt;
     }
     return d;
+  };
+  /** Traefik's TCP healthCheck (defaults interval 30s, timeout 5s) plus echgate's tls, unhealthyAfter, healthyAfter. */
+  const healthCheck = (v: unknown, p: string): HealthCheckConfig => {
+    const h = isObj(v) ? v : {};
+    if (!isObj(v)) bad(p, 'expected a mapping');
+    warnUnknown(h, p, ['interval', 'unhealthyInterval', 'timeout', 'port', 'send', 'expect', 'tls', 'unhealthyAfter', 'healthyAfter']);
+    const positive = (key: string, dflt: number) => {
+      const d = duration(h[key], `${p}.${key}`, dflt);
+      if (d <= 0) {
+        bad(`${p}.${key}`, 'expected a duration above 0');
+        return dflt;
+      }
+      return d;
+    };
+    const intervalMs = positive('interval', 30_000);
+    const timeoutMs = positive('timeout', 5_000);
+    if (h.port !== undefined && (typeof h.port !== 'number' || !Number.isInteger(h.port) || h.port < 1 || h.port > 65535)) bad(`${p}.port`, 'expected a port number');
+    for (const k of ['send', 'expect'] as const) if (h[k] !== undefined && (typeof h[k] !== 'string' || h[k] === '')) bad(`${p}.${k}`, 'expected a non-empty string');
+    if (h.tls !== undefined && typeof h.tls !== 'boolean') bad(`${p}.tls`, 'expected true or false');
+    return {
+      intervalMs,
+      unhealthyIntervalMs: positive('unhealthyInterval', intervalMs),
+      timeoutMs,
+      ...(typeof h.port === 'number' ? { port: h.port } : {}),
+      ...(typeof h.send === 'string' && h.send ? { send: h.send } : {}),
+      ...(typeof h.expect === 'string' && h.expect ? { expect: h.expect } : {}),
+      tls: h.tls === true,
+      unhealthyAfter: posInt(h.unhealthyAfter, `${p}.unhealthyAfter`, 1, 1000),
+      healthyAfter: posInt(h.healthyAfter, `${p}.healthyAfter`, 1, 1000),
+    };
   };
   const posInt = (v: unknown, path: string, dflt: number, max = Number.MAX_SAFE_INTEGER): number => {
     if (v === undefined) return dflt;
@@ -136,7 +167,7 @@ export function validateConfig(raw: unknown, file: string): Config {
     }
     if (isObj(s.loadBalancer)) {
       const lb = s.loadBalancer;
-      warnUnknown(lb, `${p}.loadBalancer`, ['servers', 'proxyProtocol', 'terminationDelay', 'serversTransport', 'connectTimeout']);
+      warnUnknown(lb, `${p}.loadBalancer`, ['servers', 'proxyProtocol', 'terminationDelay', 'serversTransport', 'connectTimeout', 'healthCheck']);
       const servers: ServerConfig[] = [];
       if (!Array.isArray(lb.servers) || lb.servers.length === 0) bad(`${p}.loadBalancer.servers`, 'at least one server is required');
       else
@@ -157,6 +188,7 @@ export function validateConfig(raw: unknown, file: string): Config {
         servers,
         proxyProtocol,
         connectTimeoutMs: duration(lb.connectTimeout, `${p}.loadBalancer.connectTimeout`, DEFAULTS.connectTimeoutMs),
+        ...(lb.healthCheck !== undefined ? { healthCheck: healthCheck(lb.healthCheck, `${p}.loadBalancer.healthCheck`) } : {}),
       });
     } else if (isObj(s.weighted)) {
       const list = s.weighted.services;

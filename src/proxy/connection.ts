@@ -284,6 +284,13 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
       }
     }
     const up = route.target.picker.pick();
+    if (up.unavailable) {
+      // Health checks took every server out (src/proxy/health.ts): fail fast rather than try a dead one.
+      outcome ??= 'backend_error';
+      ctx.metrics.backendErrors.inc({ service: hideInMetrics ? HIDDEN_ROUTE : up.service, kind: 'unavailable' });
+      ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, router: hideInLogs ? HIDDEN_ROUTE : route.name, ...(hideInLogs ? {} : { service: up.service }) }, 'no healthy server in the service: client closed');
+      return void socket.destroy();
+    }
     socket.pause();
     const b = term
       ? net.connect({ host: up.server.host, port: up.server.port, allowHalfOpen: true, noDelay: true })
