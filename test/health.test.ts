@@ -54,6 +54,7 @@ tcp:
   routers:
     app: { rule: "HostSNI(\`app.example.test\`)", service: app, tls: { passthrough: true } }
     dead: { rule: "HostSNI(\`dead.example.test\`)", service: dead, tls: { passthrough: true } }
+    mixed: { rule: "HostSNI(\`mixed.example.test\`)", service: mixed, tls: { passthrough: true } }
   services:
     app:
       loadBalancer:
@@ -63,6 +64,9 @@ tcp:
       loadBalancer:
         servers: [{ address: "127.0.0.1:${deadPort}" }]
         healthCheck: { interval: 50ms, timeout: 1s }
+    mixed:
+      weighted:
+        services: [{ name: dead, weight: 5 }, { name: app, weight: 1 }]
 `);
   });
   after(async () => {
@@ -109,6 +113,13 @@ tcp:
     assert.ok(g.logs.some((l) => l.msg === 'no healthy server in the service: client closed' && l.service === 'dead'));
     // No connect was tried: the "backend connect failed" line is for tried servers only.
     assert.equal(g.logs.filter((l) => l.msg === 'backend connect failed' && l.service === 'dead').length, 0);
+  });
+
+  it('a weighted service skips a child with no healthy server', async () => {
+    await until('dead marked down', () => up(deadPort, 'dead') === 0);
+    const got = [];
+    for (let i = 0; i < 4; i++) got.push(await tlsAsk(g.port(), 'mixed.example.test'));
+    assert.ok(got.every((x) => x === 'A' || x === 'B'), got.join());
   });
 
   it('the gauge is exported as echgate_backend_up{service,server}', () => {

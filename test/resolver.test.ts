@@ -7,13 +7,14 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { freePort } from '../src/cli/free-port.js';
+import { readBackEch } from '../src/dns/publisher.js';
 import { DohResolver, freshness, MAX_ALIAS_CHAIN } from '../src/dns/resolver.js';
 import { isEchgateError } from '../src/errors.js';
 import { generateKey } from '../src/keys/manager.js';
@@ -136,7 +137,7 @@ dns:
   });
 
   it('RFC 9460 §2.4.2: an alias loop is refused (ERR_DNS_ALIAS), as is a target without an address (ERR_DNS_NO_ADDRESS)', async () => {
-    const res = new DohResolver(url, { ca: (await import('node:fs')).readFileSync(dohCa, 'utf8') });
+    const res = new DohResolver(url, { ca: readFileSync(dohCa, 'utf8') });
     await assert.rejects(res.https('loop1.example.test', 443), (e) => isEchgateError(e) && e.code === 'ERR_DNS_ALIAS');
     assert.ok(res.networkQueries <= MAX_ALIAS_CHAIN + 1);
     await assert.rejects(res.https('noaddr.example.test', 443), (e) => isEchgateError(e) && e.code === 'ERR_DNS_NO_ADDRESS');
@@ -151,7 +152,7 @@ dns:
       return m ? Number(m[1]) : 0;
     };
     let clock = 1_000_000;
-    const res = new DohResolver(url, { ca: (await import('node:fs')).readFileSync(dohCa, 'utf8'), now: () => clock });
+    const res = new DohResolver(url, { ca: readFileSync(dohCa, 'utf8'), now: () => clock });
     const before = await count();
     const first = await res.query('secret.example.test', RRType.A);
     assert.equal(first.cached, false);
@@ -167,6 +168,20 @@ dns:
     const fresh = await res.query('secret.example.test', RRType.A, { fresh: true });
     assert.equal(fresh.cached, false);
     assert.equal(await count(), before + 3, 'fresh: true (the publish read-back) bypasses the cache');
+  });
+
+  it('the publish read-back polls past the cache: every attempt reaches the server', async () => {
+    const count = async () => {
+      const m = (await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text()).match(/echgate_dns_queries_total\{rcode="NOERROR",transport="doh",type="HTTPS"\} (\d+)/);
+      return m ? Number(m[1]) : 0;
+    };
+    const before = await count();
+    // A list DNS never serves: the read-back polls until its deadline (TTL 30 s, so a cache would answer all but one).
+    const err = await readBackEch(url, 'secret.example.test', Uint8Array.of(1, 2, 3), { ca: readFileSync(dohCa, 'utf8'), timeoutMs: 800, intervalMs: 100 }).catch((e) => e);
+    assert.ok(isEchgateError(err) && err.code === 'ERR_DNS_READBACK', String(err));
+    const attempts = Number(/after (\d+) attempt/.exec(err.message)![1]);
+    assert.ok(attempts >= 2, err.message);
+    assert.equal((await count()) - before, attempts);
   });
 
   it('usage: --doh excludes --ech-config and --keys; --doh-ca needs --doh', async () => {
