@@ -14,6 +14,9 @@ import { type DnsMessage, RRType } from '../wire/dns/message.js';
 import { decodeSvcb, type Svcb, SvcParamKey } from '../wire/dns/svcb.js';
 import { type DohOptions, dohQuery } from './doh-client.js';
 
+/** Cached answers at most; the oldest entry goes first. */
+export const MAX_CACHE_ENTRIES = 1024;
+
 /** RFC 9460 §2.4.2 asks for a chain-length limit; 8 is the example figure it gives for loops (§3). */
 export const MAX_ALIAS_CHAIN = 8;
 
@@ -64,6 +67,10 @@ export function freshness(m: DnsMessage, http: { maxAge?: number; noStore: boole
 export class DohResolver {
   private readonly cache = new Map<string, { expires: number; answer: Omit<Answer, 'cached'> }>();
   private readonly now: () => number;
+  /** Entries in the cache now. */
+  get cacheSize(): number {
+    return this.cache.size;
+  }
   /** Queries that went to the network (for reports and tests). */
   networkQueries = 0;
 
@@ -82,8 +89,12 @@ export class DohResolver {
     const m = await dohQuery(this.url, name, type, { ...this.o, ...(q.timeoutMs !== undefined ? { timeoutMs: q.timeoutMs } : {}) });
     const lifetime = freshness(m, m.http);
     const answer = { ...m, lifetime };
-    if (lifetime > 0) this.cache.set(key, { expires: this.now() + lifetime * 1000, answer });
-    else this.cache.delete(key);
+    this.cache.delete(key);
+    if (lifetime > 0) {
+      // Map order is insertion order: the first key is the oldest.
+      if (this.cache.size >= MAX_CACHE_ENTRIES) this.cache.delete(this.cache.keys().next().value!);
+      this.cache.set(key, { expires: this.now() + lifetime * 1000, answer });
+    }
     return { ...answer, cached: false };
   }
 
