@@ -33,6 +33,8 @@ export type ErrorCode =
   | 'ERR_DNS_READBACK' // DNS does not serve what was published (read back over DoH)
   | 'ERR_DNS_TIMEOUT' // a DoH query or DNS exchange did not complete within its overall deadline
   | 'ERR_DNS_MISMATCH' // a DNS answer that is not the answer to our query (id, QR, opcode or question differ)
+  | 'ERR_DNS_ALIAS' // an HTTPS AliasMode chain that loops or is longer than the limit (RFC 9460 §2.4.2)
+  | 'ERR_DNS_NO_ADDRESS' // a service name with no A or AAAA record to connect to
   // proxy
   | 'ERR_PEEK_TIMEOUT'
   | 'ERR_PEEK_TOO_LARGE'

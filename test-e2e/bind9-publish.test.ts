@@ -14,6 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { exchangeTcp, readBackEch } from '../src/dns/publisher.js';
+import { DohResolver } from '../src/dns/resolver.js';
 import { generateKey, listKeys, publishedList, rotateKeys } from '../src/keys/manager.js';
 import { decodeMessage, RCode, RRType } from '../src/wire/dns/message.js';
 import { httpsServiceRdata } from '../src/wire/dns/svcb.js';
@@ -52,7 +53,7 @@ describe('publishing ECH keys to BIND 9 with RFC 2136 + TSIG, read back over DoH
     execFileSync('sh', ['-c', `tsig-keygen -a hmac-sha256 upd > ${W}/upd.key && tsig-keygen -a hmac-sha256 upd > ${W}/wrong.key`]);
     execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-keyout', join(W, 'key.pem'), '-out', join(W, 'cert.pem'), '-subj', '/CN=dns.test', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:dns.test'], { stdio: 'ignore' });
     ca = readFileSync(join(W, 'cert.pem'), 'utf8');
-    writeFileSync(join(W, 'example.test.db'), '$TTL 300\n@ SOA ns1.example.test. admin.example.test. 1 3600 600 86400 300\n@ NS ns1\nns1 A 127.0.0.1\n');
+    writeFileSync(join(W, 'example.test.db'), '$TTL 300\n@ SOA ns1.example.test. admin.example.test. 1 3600 600 86400 300\n@ NS ns1\nns1 A 127.0.0.1\nsvc A 127.0.0.1\nalias 60 HTTPS 0 svc.example.test.\n');
     writeFileSync(
       join(W, 'named.conf'),
       `include "${W}/upd.key";
@@ -96,6 +97,21 @@ zone "example.test" { type primary; file "example.test.db"; update-policy { gran
     assert.equal(dig.stdout.trim(), `1 . alpn="h2,http/1.1" ech=${b64}`);
     const kdig = await run('kdig', ['-p', String(dohPort), '@127.0.0.1', '+https', `+tls-ca=${join(W, 'cert.pem')}`, '+tls-hostname=dns.test', '+short', 'svc.example.test', 'HTTPS']);
     assert.equal(kdig.stdout.trim(), `1 . alpn=h2,http/1.1 ech=${b64}`);
+  });
+
+  it("the resolver over BIND's DoH (RFC 9460 §2.4.2, RFC 8484 §5.1): an AliasMode record followed to the published ServiceMode record; the answer cached within min(TTL, max-age)", async () => {
+    const res = new DohResolver(doh, { ca });
+    const svc = await res.https('alias.example.test', 443);
+    assert.deepEqual(svc.aliases, ['svc.example.test']);
+    assert.equal(svc.address, '127.0.0.1');
+    assert.deepEqual(svc.alpn, ['h2', 'http/1.1']);
+    assert.deepEqual(svc.ech, publishedList(listKeys(keysDir).keys));
+    const sent = res.networkQueries;
+    const again = await res.query('svc.example.test', RRType.HTTPS);
+    assert.equal(again.cached, true);
+    assert.equal(res.networkQueries, sent);
+    assert.ok(again.lifetime > 0 && again.lifetime <= 60, `published with TTL 60: lifetime ${again.lifetime}`);
+    assert.equal((await res.query('svc.example.test', RRType.HTTPS, { fresh: true })).cached, false);
   });
 
   it('a rotation is published as one RRset replacement and read back: DNS then holds only the new active key', async () => {

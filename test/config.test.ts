@@ -102,6 +102,32 @@ describe('configuration', () => {
     assert.deepEqual(problems(`${ISSUE_EXAMPLE}dns:\n  address: ":53"\n  zone: example.test\n  names:\n    www.example.org: { a: [127.0.0.1] }\n`), ['dns.names.www.example.org: outside dns.zone example.test: it would never be answered']);
     assert.deepEqual(problems(`${ISSUE_EXAMPLE}dns:\n  address: ":53"\n  nameservers: [ns1.example.test]\n`), ['dns.nameservers: nameservers are the NS records of dns.zone: give zone too']);
     assert.deepEqual(problems(`${ISSUE_EXAMPLE}dns:\n  address: ":53"\n  zone: "not a name"\n`), ['dns.zone: expected a domain name']);
+    // RFC 9460 §2.4.2: an AliasMode record names a target and carries no SvcParams.
+    assert.equal(parseConfigText(`${ISSUE_EXAMPLE}dns:\n  address: ":53"\n  names:\n    a.test: { https: { alias: b.test } }\n`, 'f.yml').dns?.names['a.test']?.https?.alias, 'b.test');
+    assert.deepEqual(problems(`${ISSUE_EXAMPLE}dns:\n  address: ":53"\n  names:\n    a.test: { https: { alias: "not a name" } }\n`), ['dns.names.a.test.https.alias: expected a host name (the AliasMode TargetName)']);
+    assert.deepEqual(problems(`${ISSUE_EXAMPLE}dns:\n  address: ":53"\n  names:\n    a.test: { https: { alias: b.test, alpn: [h2] } }\n`), ['dns.names.a.test.https.alias: an AliasMode record carries no priority or alpn (RFC 9460 §2.4.2)']);
+  });
+  it('tcp.services.*.loadBalancer.healthCheck: Traefik defaults, echgate extensions, bad values named', () => {
+    const hc = (body: string) => `${ISSUE_EXAMPLE}    checked:\n      loadBalancer:\n        servers: [{ address: "127.0.0.1:9003" }]\n        healthCheck: ${body}\n`;
+    const svc = (body: string) => parseConfigText(hc(body), 'f.yml').services.get('checked');
+    const dflt = svc('{}');
+    assert.ok(dflt?.kind === 'loadBalancer');
+    assert.deepEqual(dflt.healthCheck, { intervalMs: 30_000, unhealthyIntervalMs: 30_000, timeoutMs: 5_000, tls: false, unhealthyAfter: 1, healthyAfter: 1 });
+    const full = svc('{ interval: 10s, unhealthyInterval: 2s, timeout: 3s, port: 8080, send: PING, expect: PONG, tls: true, unhealthyAfter: 3, healthyAfter: 2 }');
+    assert.ok(full?.kind === 'loadBalancer');
+    assert.deepEqual(full.healthCheck, { intervalMs: 10_000, unhealthyIntervalMs: 2_000, timeoutMs: 3_000, port: 8080, send: 'PING', expect: 'PONG', tls: true, unhealthyAfter: 3, healthyAfter: 2 });
+    assert.deepEqual(problems(hc('{ interval: 0s, timeout: soon }')), [
+      'tcp.services.checked.loadBalancer.healthCheck.interval: expected a duration above 0',
+      'tcp.services.checked.loadBalancer.healthCheck.timeout: invalid duration "soon" (write e.g. 10s, 500ms, 2m, or a number of seconds)',
+    ]);
+    assert.deepEqual(problems(hc('{ port: 70000, send: "", tls: yes, unhealthyAfter: 0, healthyAfter: 1.5 }')), [
+      'tcp.services.checked.loadBalancer.healthCheck.port: expected a port number',
+      'tcp.services.checked.loadBalancer.healthCheck.send: expected a non-empty string',
+      'tcp.services.checked.loadBalancer.healthCheck.tls: expected true or false',
+      'tcp.services.checked.loadBalancer.healthCheck.unhealthyAfter: expected a whole number from 1 to 1000',
+      'tcp.services.checked.loadBalancer.healthCheck.healthyAfter: expected a whole number from 1 to 1000',
+    ]);
+    assert.deepEqual(problems(hc('[1]')), ['tcp.services.checked.loadBalancer.healthCheck: expected a mapping']);
   });
   it('weighted services, proxy protocol, unknown keys', () => {
     const c = parseConfigText(

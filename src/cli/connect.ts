@@ -4,6 +4,8 @@
  * handshake with (optionally) ECH, then one request; prints JSON with whether ECH was accepted,
  * retry_configs, ALPN, the key-exchange group and the reply. The first of --groups gets the key share.
  * With --retry, a rejected ECH is retried once with the server's retry_configs (RFC 9849 §6.1.6).
+ * With --doh URL, HOST is found as a browser finds it (src/dns/resolver.ts): the HTTPS record over DoH
+ * gives ech=, port and alpn (AliasMode followed), the A/AAAA of its TargetName the address.
  */
 import { echOffer } from '../ech/client.js';
 import { readFileSync } from 'node:fs';
@@ -11,6 +13,7 @@ import net from 'node:net';
 import { isSupportedSuite } from '../crypto/hpke.js';
 import { nodeProvider } from '../crypto/node.js';
 import { EchgateError } from '../errors.js';
+import { DohResolver } from '../dns/resolver.js';
 import { listKeys, publishedList } from '../keys/manager.js';
 import { type ClientResult, TlsClient } from '../tls13/client.js';
 import { parseGroupName } from '../tls13/groups.js';
@@ -34,6 +37,8 @@ export const connectSpec: CommandSpec = {
     retry: flag('if ECH is rejected, retry once with the server\'s retry_configs (RFC 9849 §6.1.6)'),
     'hello-retry': flag('send no key share first, so the server must answer with HelloRetryRequest'),
     groups: text('LIST', 'key-exchange groups to offer, in order (x25519, p256, x25519mlkem768); the first gets the key share'),
+    doh: text('URL', 'find HOST like a browser: its HTTPS record over this DoH endpoint (ech=, port, alpn, aliases followed), then its address'),
+    'doh-ca': text('FILE', 'trust this CA (PEM) for the DoH server (default: --ca)'),
   },
 };
 
@@ -42,6 +47,8 @@ export interface ConnectReport extends Partial<ClientResult> {
   reply?: string;
   error?: string;
   retried?: boolean;
+  /** With --doh: what DNS said (the names asked, the target, address, port, alpn, whether ech= was there). */
+  dns?: { queried: string; aliases: string[]; target: string; address: string; port: number; alpn?: string[]; ech: boolean; queries: number };
 }
 
 function firstUsable(list: Uint8Array): ECHConfigContents & { raw: Uint8Array } {
@@ -116,6 +123,9 @@ export async function connectCommand(a: Args, out: (s: string) => void): Promise
   const target = a.positional[0]!;
   const m = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(target);
   if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) throw new EchgateError('ERR_USAGE', `"${target}" is not HOST:PORT (see: echgate connect --help)`);
+  const dohUrl = str(a, 'doh');
+  if (dohUrl && (str(a, 'ech-config') || str(a, 'keys'))) throw new EchgateError('ERR_USAGE', '--doh finds the ECHConfigList in DNS: it excludes --ech-config and --keys (see: echgate connect --help)');
+  if (str(a, 'doh-ca') && !dohUrl) throw new EchgateError('ERR_USAGE', '--doh-ca goes with --doh (see: echgate connect --help)');
   if (str(a, 'ech-config') && str(a, 'keys')) throw new EchgateError('ERR_USAGE', '--ech-config and --keys exclude each other (see: echgate connect --help)');
   const host = m[1]!.replace(/^\[|\]$/g, '');
   const sni = str(a, 'sni') ?? host;
@@ -135,21 +145,34 @@ export async function connectCommand(a: Args, out: (s: string) => void): Promise
       if (g === undefined) throw new EchgateError('ERR_USAGE', `--groups: unknown group ${n} (x25519, p256, x25519mlkem768)`);
       return g;
     });
+  let address = host;
+  let port = Number(m[2]);
+  let dns: ConnectReport['dns'];
+  let alpn = str(a, 'alpn')?.split(',');
+  if (dohUrl) {
+    const dohCa = str(a, 'doh-ca') ?? caFile;
+    const resolver = new DohResolver(dohUrl, { ca: dohCa ? readFileSync(dohCa, 'utf8') : undefined });
+    const svc = await resolver.https(host, port);
+    ({ address, port } = svc);
+    ech = svc.ech;
+    alpn ??= svc.alpn;
+    dns = { queried: svc.queried, aliases: svc.aliases, target: svc.target, address, port, alpn: svc.alpn, ech: svc.ech !== undefined, queries: resolver.networkQueries };
+  }
   const opts = {
     groups,
     sni,
     ech,
-    alpn: str(a, 'alpn')?.split(','),
+    alpn,
     send: str(a, 'send')?.replace(/\\r\\n/g, '\r\n'),
     ca: caFile ? readFileSync(caFile, 'utf8') : undefined,
     // No key share in the first hello: the server must answer with HelloRetryRequest.
     helloRetry: has(a, 'hello-retry'),
   };
-  let r = await connectOnce(host, Number(m[2]), opts);
+  let r = await connectOnce(address, port, opts);
   if (r.ech === 'rejected' && r.retryConfigs && has(a, 'retry')) {
-    r = { ...(await connectOnce(host, Number(m[2]), { ...opts, ech: r.retryConfigs })), retried: true };
+    r = { ...(await connectOnce(address, port, { ...opts, ech: r.retryConfigs })), retried: true };
   }
-  const json = { ...r, retryConfigs: r.retryConfigs ? Buffer.from(r.retryConfigs).toString('base64') : undefined };
+  const json = { ...r, dns, retryConfigs: r.retryConfigs ? Buffer.from(r.retryConfigs).toString('base64') : undefined };
   out(`${JSON.stringify(json, null, 2)}\n`);
   return r.connected && r.ech !== 'rejected' && !r.error ? 0 : 1;
 }

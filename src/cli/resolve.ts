@@ -1,6 +1,7 @@
 /** `echgate resolve NAME --doh URL [--type HTTPS] [--post] [--ca FILE]`: one DoH query, JSON out. */
 import { readFileSync } from 'node:fs';
-import { describeAnswers, dohQuery } from '../dns/doh-client.js';
+import { describeAnswers } from '../dns/doh-client.js';
+import { DohResolver } from '../dns/resolver.js';
 import { EchgateError } from '../errors.js';
 import { RRType, rcodeName } from '../wire/dns/message.js';
 import { type Args, type CommandSpec, flag, has, str, text } from './args.js';
@@ -26,7 +27,7 @@ export async function resolveCommand(a: Args, out: (s: string) => void): Promise
   const type = (RRType as Record<string, number>)[typeName];
   if (type === undefined) throw new EchgateError('ERR_USAGE', `unknown --type ${typeName} (see: echgate resolve --help)`);
   const caFile = str(a, 'ca');
-  const m = await dohQuery(doh, name, type, { method: has(a, 'post') ? 'POST' : 'GET', ca: caFile ? readFileSync(caFile, 'utf8') : undefined });
+  const m = await new DohResolver(doh, { method: has(a, 'post') ? 'POST' : 'GET', ca: caFile ? readFileSync(caFile, 'utf8') : undefined }).query(name, type);
   out(`${JSON.stringify({ name, type: typeName, rcode: rcodeName(m.rcode), answers: describeAnswers(m, m.raw) }, null, 2)}\n`);
   return m.rcode === 0 ? 0 : 1;
 }

@@ -24,8 +24,32 @@ export interface ServerConfig {
   port: number;
 }
 
+/**
+ * Active health checks of a load balancer's servers (Traefik v3's TCP
+ * healthCheck: interval, unhealthyInterval, timeout, port, send, expect; echgate
+ * adds tls, unhealthyAfter and healthyAfter).
+ */
+export interface HealthCheckConfig {
+  intervalMs: number;
+  /** How often a server that is down is checked (default: intervalMs). */
+  unhealthyIntervalMs: number;
+  timeoutMs: number;
+  /** Check this port instead of the server's. */
+  port?: number;
+  /** Written once connected (after the TLS handshake with tls). */
+  send?: string;
+  /** The check passes only when the reply contains this. */
+  expect?: string;
+  /** Complete a TLS handshake (certificate not verified: this checks liveness, not identity). */
+  tls: boolean;
+  /** Consecutive failed checks that take a server out of the rotation (echgate extension; Traefik: 1). */
+  unhealthyAfter: number;
+  /** Consecutive passed checks that bring it back (echgate extension; Traefik: 1). */
+  healthyAfter: number;
+}
+
 export type ServiceConfig =
-  | { kind: 'loadBalancer'; name: string; servers: ServerConfig[]; proxyProtocol: 0 | 1 | 2; connectTimeoutMs: number }
+  | { kind: 'loadBalancer'; name: string; servers: ServerConfig[]; proxyProtocol: 0 | 1 | 2; connectTimeoutMs: number; healthCheck?: HealthCheckConfig }
   | { kind: 'weighted'; name: string; services: { name: string; weight: number }[] };
 
 export interface RouterConfig {
@@ -127,7 +151,7 @@ export interface DnsConfig {
     limits?: { maxConnections?: number; readTimeoutMs?: number; idleTimeoutMs?: number; maxConcurrentStreams?: number; maxHeaderListSize?: number };
   };
   ttl: number;
-  names: Record<string, { a?: string[]; aaaa?: string[]; https?: { priority?: number; alpn?: string[]; port?: number; ech?: boolean } }>;
+  names: Record<string, { a?: string[]; aaaa?: string[]; https?: { priority?: number; alpn?: string[]; port?: number; ech?: boolean; alias?: string } }>;
   /** The apex this server is authoritative for (SOA, NS, REFUSED outside it). */
   zone?: string;
   nameservers?: string[];

@@ -17,6 +17,7 @@ import {
   type Config,
   DEFAULTS,
   type EntryPointConfig,
+  type HealthCheckConfig,
   type RouterConfig,
   type ServerConfig,
   type ServiceConfig,
@@ -69,6 +70,36 @@ export function validateConfig(raw: unknown, file: string): Config {
       return dflt;
     }
     return d;
+  };
+  /** Traefik's TCP healthCheck (defaults interval 30s, timeout 5s) plus echgate's tls, unhealthyAfter, healthyAfter. */
+  const healthCheck = (v: unknown, p: string): HealthCheckConfig => {
+    const h = isObj(v) ? v : {};
+    if (!isObj(v)) bad(p, 'expected a mapping');
+    warnUnknown(h, p, ['interval', 'unhealthyInterval', 'timeout', 'port', 'send', 'expect', 'tls', 'unhealthyAfter', 'healthyAfter']);
+    const positive = (key: string, dflt: number) => {
+      const d = duration(h[key], `${p}.${key}`, dflt);
+      if (d <= 0) {
+        bad(`${p}.${key}`, 'expected a duration above 0');
+        return dflt;
+      }
+      return d;
+    };
+    const intervalMs = positive('interval', 30_000);
+    const timeoutMs = positive('timeout', 5_000);
+    if (h.port !== undefined && (typeof h.port !== 'number' || !Number.isInteger(h.port) || h.port < 1 || h.port > 65535)) bad(`${p}.port`, 'expected a port number');
+    for (const k of ['send', 'expect'] as const) if (h[k] !== undefined && (typeof h[k] !== 'string' || h[k] === '')) bad(`${p}.${k}`, 'expected a non-empty string');
+    if (h.tls !== undefined && typeof h.tls !== 'boolean') bad(`${p}.tls`, 'expected true or false');
+    return {
+      intervalMs,
+      unhealthyIntervalMs: positive('unhealthyInterval', intervalMs),
+      timeoutMs,
+      ...(typeof h.port === 'number' ? { port: h.port } : {}),
+      ...(typeof h.send === 'string' && h.send ? { send: h.send } : {}),
+      ...(typeof h.expect === 'string' && h.expect ? { expect: h.expect } : {}),
+      tls: h.tls === true,
+      unhealthyAfter: posInt(h.unhealthyAfter, `${p}.unhealthyAfter`, 1, 1000),
+      healthyAfter: posInt(h.healthyAfter, `${p}.healthyAfter`, 1, 1000),
+    };
   };
   const posInt = (v: unknown, path: string, dflt: number, max = Number.MAX_SAFE_INTEGER): number => {
     if (v === undefined) return dflt;
@@ -131,7 +162,7 @@ export function validateConfig(raw: unknown, file: string): Config {
     }
     if (isObj(s.loadBalancer)) {
       const lb = s.loadBalancer;
-      warnUnknown(lb, `${p}.loadBalancer`, ['servers', 'proxyProtocol', 'terminationDelay', 'serversTransport', 'connectTimeout']);
+      warnUnknown(lb, `${p}.loadBalancer`, ['servers', 'proxyProtocol', 'terminationDelay', 'serversTransport', 'connectTimeout', 'healthCheck']);
       const servers: ServerConfig[] = [];
       if (!Array.isArray(lb.servers) || lb.servers.length === 0) bad(`${p}.loadBalancer.servers`, 'at least one server is required');
       else
@@ -152,6 +183,7 @@ export function validateConfig(raw: unknown, file: string): Config {
         servers,
         proxyProtocol,
         connectTimeoutMs: duration(lb.connectTimeout, `${p}.loadBalancer.connectTimeout`, DEFAULTS.connectTimeoutMs),
+        ...(lb.healthCheck !== undefined ? { healthCheck: healthCheck(lb.healthCheck, `${p}.loadBalancer.healthCheck`) } : {}),
       });
     } else if (isObj(s.weighted)) {
       const list = s.weighted.services;
@@ -465,11 +497,13 @@ export function validateConfig(raw: unknown, file: string): Config {
         if (n.https !== undefined) {
           const h = isObj(n.https) ? n.https : {};
           if (!isObj(n.https)) bad(`${p}.https`, 'expected a mapping');
-          warnUnknown(h, `${p}.https`, ['priority', 'alpn', 'port', 'ech']);
+          warnUnknown(h, `${p}.https`, ['priority', 'alpn', 'port', 'ech', 'alias']);
+          if (h.alias !== undefined && (typeof h.alias !== 'string' || !hostname(h.alias))) bad(`${p}.https.alias`, 'expected a host name (the AliasMode TargetName)');
+          if (h.alias !== undefined && (h.priority !== undefined || h.alpn !== undefined)) bad(`${p}.https.alias`, 'an AliasMode record carries no priority or alpn (RFC 9460 §2.4.2)');
           if (h.port !== undefined && (typeof h.port !== 'number' || !Number.isInteger(h.port) || h.port < 1 || h.port > 65535)) bad(`${p}.https.port`, 'expected a port number');
           if (h.alpn !== undefined && (!Array.isArray(h.alpn) || !h.alpn.every((x) => typeof x === 'string' && x.length > 0 && x.length < 256))) bad(`${p}.https.alpn`, 'expected a list of protocol names');
           if (h.priority !== undefined && (typeof h.priority !== 'number' || !Number.isInteger(h.priority) || h.priority < 1 || h.priority > 65535)) bad(`${p}.https.priority`, 'expected 1..65535 (ServiceMode)');
-          https = { priority: h.priority as number | undefined, alpn: h.alpn as string[] | undefined, port: h.port as number | undefined, ech: h.ech !== false };
+          https = { priority: h.priority as number | undefined, alpn: h.alpn as string[] | undefined, port: h.port as number | undefined, ech: h.ech !== false, ...(typeof h.alias === 'string' ? { alias: h.alias } : {}) };
         }
         names[name] = { a: ips(n.a, 'a', false), aaaa: ips(n.aaaa, 'aaaa', true), https };
       }

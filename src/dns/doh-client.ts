@@ -27,7 +27,31 @@ export interface DohOptions {
   timeoutMs?: number;
 }
 
-export async function dohQuery(url: string, name: string, type: number, o: DohOptions = {}): Promise<DnsMessage & { raw: Uint8Array }> {
+/**
+ * What the HTTP layer says about how long the answer may be reused (RFC 8484
+ * §5.1, RFC 9111 §5.2.2): max-age in seconds, or noStore for no-store /
+ * no-cache (we do not revalidate, so no-cache means "do not reuse").
+ */
+export interface HttpFreshness {
+  maxAge?: number;
+  noStore: boolean;
+}
+
+export function parseCacheControl(header: string | string[] | undefined): HttpFreshness {
+  const out: HttpFreshness = { noStore: false };
+  for (const part of (Array.isArray(header) ? header.join(',') : (header ?? '')).split(',')) {
+    const [k, v] = part.trim().toLowerCase().split('=', 2) as [string, string | undefined];
+    if (k === 'no-store' || k === 'no-cache') out.noStore = true;
+    else if (k === 'max-age') {
+      const n = /^"?(\d{1,10})"?$/.exec(v ?? '');
+      // RFC 9111 §1.2.2: an invalid delta-seconds is treated as stale (0).
+      out.maxAge = Math.min(out.maxAge ?? Number.POSITIVE_INFINITY, n ? Number(n[1]) : 0);
+    }
+  }
+  return out;
+}
+
+export async function dohQuery(url: string, name: string, type: number, o: DohOptions = {}): Promise<DnsMessage & { raw: Uint8Array; http: HttpFreshness }> {
   // RFC 8484 §4.1: id 0 in every request, so answers stay cacheable; the answer must carry it back.
   const query = encodeQuery(name, type, { id: 0, udpSize: 1232 });
   const timeoutMs = o.timeoutMs ?? DOH_TIMEOUT_MS;
@@ -64,7 +88,7 @@ export async function dohQuery(url: string, name: string, type: number, o: DohOp
     const m = decodeMessage(raw);
     const wrong = answerMismatch({ id: 0, opcode: 0, question: { name, type, cls: DnsClass.IN } }, m);
     if (wrong) throw new EchgateError('ERR_DNS_MISMATCH', `DoH answer from ${url} is not the answer to ${name}: ${wrong}`);
-    return { ...m, raw };
+    return { ...m, raw, http: parseCacheControl(res.headers['cache-control']) };
   } catch (e) {
     if (abort.signal.aborted) throw abort.signal.reason;
     throw e;

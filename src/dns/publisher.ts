@@ -13,7 +13,8 @@ import { decodeSvcb, httpsServiceRdata, SvcParamKey } from '../wire/dns/svcb.js'
 import { signRequest, type TsigHmac, type TsigKey, tsigErrorName, verifyResponse } from '../wire/dns/tsig.js';
 import { nodeProvider } from '../crypto/node.js';
 import { encodeUpdate, OPCODE_UPDATE } from '../wire/dns/update.js';
-import { DOH_TIMEOUT_MS, dohQuery } from './doh-client.js';
+import { DOH_TIMEOUT_MS } from './doh-client.js';
+import { DohResolver } from './resolver.js';
 import { randomInt } from 'node:crypto';
 
 export interface UpdateServer {
@@ -118,11 +119,13 @@ export async function readBackEch(dohUrl: string, name: string, expected: Uint8A
   const deadline = Date.now() + (o.timeoutMs ?? 30_000);
   let attempts = 0;
   let seen = 'nothing yet';
+  const resolver = new DohResolver(dohUrl, { ca: o.ca });
   for (;;) {
     attempts++;
     try {
       // Each query within what is left of the overall read-back deadline (and at most DOH_TIMEOUT_MS).
-      const m = await dohQuery(dohUrl, name, RRType.HTTPS, { ca: o.ca, timeoutMs: Math.max(1, Math.min(DOH_TIMEOUT_MS, deadline - Date.now())) });
+      // fresh: the read-back polls for a change, so a cached answer would hide it.
+      const m = await resolver.query(name, RRType.HTTPS, { fresh: true, timeoutMs: Math.max(1, Math.min(DOH_TIMEOUT_MS, deadline - Date.now())) });
       const lists = m.answers.filter((a) => a.type === RRType.HTTPS).map((a) => decodeSvcb(a.rdata).params.get(SvcParamKey.ech));
       if (lists.some((l) => l && equal(l, expected))) return { attempts };
       seen = lists.length ? `${lists.length} HTTPS record(s) with other ech= values` : `${rcodeName(m.rcode)} with no HTTPS record`;

@@ -24,7 +24,8 @@ import { httpsServiceRdata } from '../wire/dns/svcb.js';
 export interface ZoneName {
   a?: string[];
   aaaa?: string[];
-  https?: { priority?: number; alpn?: string[]; port?: number; ech?: boolean };
+  /** alias: publish an AliasMode record (SvcPriority 0) to this TargetName instead (RFC 9460 §2.4.2). */
+  https?: { priority?: number; alpn?: string[]; port?: number; ech?: boolean; alias?: string };
 }
 
 export interface ZoneConfig {
@@ -137,6 +138,9 @@ export class Zone {
       for (const a of n.a ?? []) answers.push({ name: qname, type: RRType.A, ttl, rdata: parseIp(a)!.bytes });
     } else if (n && qtype === RRType.AAAA) {
       for (const a of n.aaaa ?? []) answers.push({ name: qname, type: RRType.AAAA, ttl, rdata: parseIp(a)!.bytes });
+    } else if (n && qtype === RRType.HTTPS && n.https?.alias) {
+      // AliasMode carries no SvcParams (RFC 9460 §2.4.2): only the TargetName.
+      answers.push({ name: qname, type: RRType.HTTPS, ttl, rdata: httpsServiceRdata({ priority: 0, target: norm(n.https.alias) }) });
     } else if (n && qtype === RRType.HTTPS && n.https) {
       answers.push({ name: qname, type: RRType.HTTPS, ttl, rdata: httpsServiceRdata({ ...n.https, target: n.target ?? '', ech: n.https.ech === false ? undefined : this.ech() }) });
     }

@@ -31,6 +31,7 @@ import { ClientHelloAssembler, sniffTls } from '../wire/tls/record.js';
 import { certificateCovers } from './certificates.js';
 import { admit } from './middlewares.js';
 import type { Classified, EntryContext, RouteTarget } from './context.js';
+import type { Upstream } from './services.js';
 import type { Answer, Conn, Handler, Outcome, PeekFailure } from './handler.js';
 import { passthrough } from './passthrough.js';
 import { publicNameHandler } from './public-name.js';
@@ -133,6 +134,8 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
   let peekTimer: NodeJS.Timeout | undefined;
   /** Gives back what the router's middlewares counted for this connection (inFlightConn). */
   let release: (() => void) | undefined;
+  /** The backend server, picked once the route is known (health checks may have left none). */
+  let upstream: Upstream | undefined;
   // An ECH-accepted connection's route names stay out of logs and the route channel
   // unless log.innerSni or log.echRoutes, and out of metric labels unless log.echRoutes.
   let hideInLogs = false;
@@ -276,7 +279,7 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
     },
     connect(client, opts, onConnect) {
       if (!route) throw new Error('connect() without a route');
-      const up = route.target.picker.pick();
+      const up = upstream ?? route.target.picker.pick();
       const relay = new Relay(client, up.server, opts);
       const b = relay.backend;
       backend = b;
@@ -346,6 +349,14 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
       return void socket.destroy();
     }
     release = gate.release;
+    upstream = route.target.picker.pick();
+    if (upstream.unavailable) {
+      // Health checks took every server out (src/proxy/health.ts): fail fast rather than try a dead one.
+      outcome = 'backend_error';
+      ctx.metrics.backendErrors.inc({ service: hideInMetrics ? HIDDEN_ROUTE : upstream.service, kind: 'unavailable' });
+      ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, router: logRouter(), ...(hideInLogs ? {} : { service: upstream.service }) }, 'no healthy server in the service: client closed');
+      return void socket.destroy();
+    }
     const h = chooseHandler(ctx, route, cls, peeked, rest, logRouter);
     publishRoute(logRouter(), data, cls, h.answer);
     if ('refuse' in h) return h.internal !== undefined ? internalFail(h.internal) : fail(h.refuse, h.alert);

@@ -21,6 +21,7 @@ import { LogLimiter } from '../observe/log-limit.js';
 import { Metrics } from './metrics.js';
 import { compileMiddlewares, InFlightCounts } from './middlewares.js';
 import { buildPickers } from './services.js';
+import { HealthChecks, type ServiceHealth } from './health.js';
 
 interface Listener {
   server: net.Server;
@@ -59,11 +60,13 @@ export class Gateway {
   /** inFlightConn counts, kept across reloads (open connections still count). */
   private readonly inFlight = new InFlightCounts();
   private retryConfigs: () => Uint8Array | undefined = () => undefined;
+  private readonly health: HealthChecks;
 
   constructor(opts: GatewayOptions) {
     this.log = opts.log;
     this.metrics = opts.metrics ?? new Metrics();
     this.classify = opts.classify ?? plainClassifier;
+    this.health = new HealthChecks(this.metrics, this.log);
   }
 
   /**
@@ -76,8 +79,8 @@ export class Gateway {
     for (const l of this.listeners.values()) l.ctx = { ...l.ctx, classify: l.ctx.ep.echBackend ? l.ctx.classify : c, retryConfigs };
   }
 
-  private buildContexts(cfg: Config, classify: Classifier, retryConfigs: () => Uint8Array | undefined): Map<string, EntryContext> {
-    const pickers = buildPickers(cfg.services);
+  private buildContexts(cfg: Config, classify: Classifier, retryConfigs: () => Uint8Array | undefined, health: Map<string, ServiceHealth>): Map<string, EntryContext> {
+    const pickers = buildPickers(cfg.services, health);
     const certificate = certificateSelector(loadCertificates(cfg));
     const out = new Map<string, EntryContext>();
     for (const ep of cfg.entryPoints.values()) {
@@ -122,9 +125,17 @@ export class Gateway {
   async prepare(cfg: Config, ech?: EchHooks): Promise<PreparedLoad> {
     const classify = ech?.classify ?? this.classify;
     const retryConfigs = ech?.retryConfigs ?? this.retryConfigs;
-    const contexts = this.buildContexts(cfg, classify, retryConfigs);
+    const checks = this.health.prepare(cfg.services);
+    let contexts: Map<string, EntryContext>;
+    try {
+      contexts = this.buildContexts(cfg, classify, retryConfigs, checks);
+    } catch (e) {
+      this.health.abort(checks);
+      throw e;
+    }
     const fresh = new Map<string, Listener>();
     const drop = () => {
+      this.health.abort(checks);
       for (const l of fresh.values()) {
         for (const s of l.held) s.destroy();
         l.server.close();
@@ -163,6 +174,7 @@ export class Gateway {
         this.classify = classify;
         this.retryConfigs = retryConfigs;
         this.config = cfg;
+        this.health.commit(checks);
       },
       abort: () => {
         if (settled) return;
@@ -241,6 +253,7 @@ export class Gateway {
    */
   async shutdown(graceMs?: number): Promise<void> {
     const grace = graceMs ?? Math.max(0, ...[...this.listeners.values()].map((l) => l.ctx.ep.graceTimeoutMs));
+    this.health.stop();
     const all = [...this.listeners.values()];
     const closed = all.map((l) => new Promise<void>((r) => l.server.close(() => r())));
     await this.waitDrained(grace);

@@ -67,6 +67,9 @@ class Gauge extends Counter {
   set(labels: Labels, v: number): void {
     this.values.set(this.keys.key(labels), v);
   }
+  delete(labels: Labels): void {
+    this.values.delete(labelKey(labels));
+  }
   override render(): string {
     return super.render().replace(' counter\n', ' gauge\n');
   }
@@ -165,6 +168,8 @@ export class Metrics {
   readonly peekFailures = new Counter('echgate_peek_failures_total', 'ClientHello peeks that failed, by reason.');
   readonly bytes = new Counter('echgate_bytes_total', 'Bytes relayed, by entrypoint, router and direction.');
   readonly backendErrors = new Counter('echgate_backend_errors_total', 'Backend connect or stream failures, by service.');
+  /** Health-checked servers: 1 in the rotation, 0 out of it (src/proxy/health.ts). Summed over the workers of a process group. */
+  readonly backendUp = new Gauge('echgate_backend_up', 'Health-checked backend servers: 1 healthy (in the rotation), 0 unhealthy, by service and server.');
   readonly ech = new Counter('echgate_ech_total', 'ECH ClientHellos by entrypoint and result (accepted, rejected, grease, malformed).');
   readonly reloads = new Counter('echgate_config_reloads_total', 'Configuration reloads by result.');
   readonly dnsQueries = new Counter('echgate_dns_queries_total', 'Queries to the embedded DNS, by transport, query type and rcode.');
@@ -205,7 +210,7 @@ export class Metrics {
   }
 
   private all(): (Counter | Histogram)[] {
-    return [this.connections, this.open, this.peekFailures, this.bytes, this.backendErrors, this.ech, this.reloads, this.dnsQueries, this.handlerErrors, this.duration, this.workerRestarts, this.workers, this.workerConnections, this.loopDelay, this.keyRotations, this.nextKeyRotation];
+    return [this.connections, this.open, this.peekFailures, this.bytes, this.backendErrors, this.backendUp, this.ech, this.reloads, this.dnsQueries, this.handlerErrors, this.duration, this.workerRestarts, this.workers, this.workerConnections, this.loopDelay, this.keyRotations, this.nextKeyRotation];
   }
 
   render(): string {

@@ -1,0 +1,203 @@
+/**
+ * Active health checks of load-balancer servers (Traefik v3's TCP
+ * `healthCheck`): each server is probed every `interval` (a server that is
+ * down every `unhealthyInterval`) by a TCP connect, optionally a TLS
+ * handshake, and optionally `send` then a reply containing `expect`, all
+ * within `timeout`. `unhealthyAfter` consecutive failures take it out of the
+ * rotation, `healthyAfter` consecutive passes bring it back (echgate
+ * extensions; Traefik acts on one). State is the gauge
+ * echgate_backend_up{service,server} and one log line per change.
+ *
+ * Checkers outlive a reload when their service is unchanged (same servers and
+ * check), so a server that is down stays down across a SIGHUP.
+ */
+import net from 'node:net';
+import tls from 'node:tls';
+import type { Logger } from 'pino';
+import type { HealthCheckConfig, ServerConfig, ServiceConfig } from '../config/types.js';
+import type { Metrics } from './metrics.js';
+
+/** One probe: undefined when it passed, else why it failed. */
+export function probe(server: ServerConfig, hc: HealthCheckConfig): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    let settled = false;
+    let sock: net.Socket | tls.TLSSocket;
+    const finish = (why: string | undefined) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(why);
+    };
+    const timer = setTimeout(() => finish(`no answer within ${hc.timeoutMs} ms`), hc.timeoutMs);
+    const port = hc.port ?? server.port;
+    let got = '';
+    const ready = () => {
+      if (hc.send !== undefined) sock.write(hc.send);
+      if (hc.expect === undefined) return finish(undefined);
+      sock.on('data', (d: Buffer) => {
+        // Bounded: only what can still contain `expect` is kept.
+        got = (got + d.toString('latin1')).slice(-(hc.expect!.length + 4096));
+        if (got.includes(hc.expect!)) finish(undefined);
+      });
+    };
+    if (hc.tls) {
+      // Liveness, not identity: the certificate is not verified (the data path does not verify it either).
+      sock = tls.connect({ host: server.host, port, rejectUnauthorized: false, ...(net.isIP(server.host) ? {} : { servername: server.host }) }, ready);
+    } else {
+      sock = net.connect({ host: server.host, port }, ready);
+    }
+    sock.on('error', (e) => finish(e.message));
+    sock.on('close', () => finish(hc.expect !== undefined ? 'closed before the expected reply' : 'closed'));
+  });
+}
+
+class ServerHealth {
+  up = true;
+  private fails = 0;
+  private passes = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly service: string,
+    readonly server: ServerConfig,
+    private readonly hc: HealthCheckConfig,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+  ) {}
+
+  get label() {
+    return { service: this.service, server: `${this.server.host}:${this.server.port}` };
+  }
+
+  publish(): void {
+    this.metrics.backendUp.set(this.label, this.up ? 1 : 0);
+  }
+
+  start(): void {
+    this.publish();
+    this.schedule(0);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+  }
+
+  private schedule(ms: number): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => void this.check(), ms);
+    this.timer.unref();
+  }
+
+  private async check(): Promise<void> {
+    const why = await probe(this.server, this.hc);
+    if (this.stopped) return;
+    this.record(why);
+    this.schedule(this.up ? this.hc.intervalMs : this.hc.unhealthyIntervalMs);
+  }
+
+  /** One probe's result; the state changes after enough consecutive ones. */
+  record(why: string | undefined): void {
+    if (why === undefined) {
+      this.fails = 0;
+      this.passes++;
+      if (!this.up && this.passes >= this.hc.healthyAfter) {
+        this.up = true;
+        this.metrics.backendUp.set(this.label, 1);
+        this.log.info({ ...this.label, checks: this.passes }, 'backend server healthy: back in the rotation');
+      }
+    } else {
+      this.passes = 0;
+      this.fails++;
+      if (this.up && this.fails >= this.hc.unhealthyAfter) {
+        this.up = false;
+        this.metrics.backendUp.set(this.label, 0);
+        this.log.warn({ ...this.label, checks: this.fails, err: why }, 'backend server unhealthy: out of the rotation');
+      }
+    }
+  }
+}
+
+/** The health of one load-balancer service's servers, by index. */
+export class ServiceHealth {
+  readonly servers: ServerHealth[];
+  constructor(
+    readonly key: string,
+    svc: Extract<ServiceConfig, { kind: 'loadBalancer' }>,
+    hc: HealthCheckConfig,
+    metrics: Metrics,
+    log: Logger,
+  ) {
+    this.servers = svc.servers.map((s) => new ServerHealth(svc.name, s, hc, metrics, log));
+    for (const s of this.servers) s.start();
+  }
+  isUp(i: number): boolean {
+    return this.servers[i]?.up ?? true;
+  }
+  anyUp(): boolean {
+    return this.servers.some((s) => s.up);
+  }
+  stop(): void {
+    for (const s of this.servers) s.stop();
+  }
+}
+
+/**
+ * The running checkers of a gateway. prepare() for a configuration reuses the
+ * checkers of unchanged services and starts new ones; commit() stops those the
+ * configuration no longer has; abort() stops only what prepare() started.
+ */
+export class HealthChecks {
+  private running = new Map<string, ServiceHealth>();
+  private started = new Set<ServiceHealth>();
+
+  constructor(
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+  ) {}
+
+  prepare(services: Map<string, ServiceConfig>): Map<string, ServiceHealth> {
+    const out = new Map<string, ServiceHealth>();
+    for (const s of services.values()) {
+      if (s.kind !== 'loadBalancer' || !s.healthCheck) continue;
+      const key = JSON.stringify([s.name, s.servers, s.healthCheck]);
+      let h = this.running.get(key) ?? [...this.started].find((x) => x.key === key);
+      if (!h) {
+        h = new ServiceHealth(key, s, s.healthCheck, this.metrics, this.log);
+        this.started.add(h);
+      }
+      out.set(s.name, h);
+    }
+    return out;
+  }
+
+  commit(checks: Map<string, ServiceHealth>): void {
+    const keep = new Set(checks.values());
+    for (const h of [...this.running.values(), ...this.started]) {
+      if (keep.has(h)) continue;
+      h.stop();
+      // A server that is no longer checked has no state to report.
+      for (const s of h.servers) this.metrics.backendUp.delete(s.label);
+    }
+    // A kept checker may share a series with one just dropped (same service and server, another check).
+    for (const h of keep) for (const s of h.servers) s.publish();
+    this.running = new Map([...keep].map((h) => [h.key, h]));
+    this.started.clear();
+  }
+
+  abort(checks: Map<string, ServiceHealth>): void {
+    for (const h of checks.values()) {
+      if (this.running.get(h.key) === h) continue;
+      h.stop();
+      this.started.delete(h);
+    }
+  }
+
+  stop(): void {
+    for (const h of [...this.running.values(), ...this.started]) h.stop();
+    this.running.clear();
+    this.started.clear();
+  }
+}
