@@ -122,6 +122,12 @@ describe('RFC 9849 §6.1.6/§7.1: echgate answers for the public name when no ro
       s.on('data', (d) => {
         try {
           const out = client.receive(d);
+          // receive() reports a server alert in out.error rather than throwing.
+          if (out.error) {
+            res.error = out.error.message;
+            s.destroy();
+            return;
+          }
           for (const r of out.send) s.write(r);
           res.data += out.data.length;
           if (out.established) {

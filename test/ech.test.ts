@@ -174,8 +174,13 @@ describe('ECH decryption: NSS fixed-key vectors (RFC 9849 §7.1)', () => {
     kTlsAlertDecodeError: 'decode_error',
     kTlsAlertProtocolVersion: 'protocol_version',
   };
+  // RFC 9849 §7.1: an inner that offers TLS 1.2 or below is refused by the client-facing
+  // server with illegal_parameter; BoringSSL's vector expects the protocol_version its
+  // handshake would send later, after the inner hello is already accepted.
+  const rfcAlert: Record<string, string> = { EchVersion12InnerSupportedVersions: 'illegal_parameter' };
   for (const c of nss.cases) {
-    it(`${c.test}: decrypts, AAD matches, ends in ${c.expected_server_alert}`, () => {
+    const want = rfcAlert[c.test] ?? alertName[c.expected_server_alert];
+    it(`${c.test}: decrypts, AAD matches, ends in ${want}`, () => {
       const outer = decodeClientHelloMessage(fromHex(c.client_hello_outer));
       const ext = findExtension(outer, 0xfe0d)!;
       const ech = decodeECHClientHello(ext.data);
@@ -185,7 +190,7 @@ describe('ECH decryption: NSS fixed-key vectors (RFC 9849 §7.1)', () => {
       assert.equal(toHex(ctx.open(fromHex(c.client_hello_outer_aad), ech.payload)), c.encoded_client_hello_inner);
       assert.throws(
         () => decryptEch(nodeProvider, outer, lookupOf([key])),
-        (e: EchgateError) => e instanceof EchgateError && e.alert === alertName[c.expected_server_alert],
+        (e: EchgateError) => e instanceof EchgateError && e.alert === want,
       );
     });
   }
