@@ -1,0 +1,413 @@
+/**
+ * Tests written against mutants that survived StrykerJS (npm run mutation, see
+ * docs/mutation.md): each one feeds the TLS 1.3 engine a single wrong thing
+ * (a verify_data, a length, a limit, a record type) and checks the exact alert
+ * that comes back, where the fuzz tests only check that some typed error does.
+ * The client side of the handshake is driven by TlsClient; records the server
+ * must refuse are sealed with a copy of the keys the server reads with.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { nodeProvider } from '../src/crypto/node.js';
+import { EchgateError } from '../src/errors.js';
+import { loadCertificate } from '../src/tls13/certs.js';
+import { TlsClient } from '../src/tls13/client.js';
+import type { CipherSuite, TrafficKeys } from '../src/tls13/key-schedule.js';
+import { RecordCipher } from '../src/tls13/record-protection.js';
+import { KEY_UPDATE_BURST, type Output, TlsServer } from '../src/tls13/server.js';
+import { type ClientHello, decodeClientHelloMessage } from '../src/wire/tls/client-hello.js';
+import { AlertDescription, ContentType, ExtensionType, HandshakeType } from '../src/wire/tls/constants.js';
+import { encodeAlpn, encodeSupportedVersions, encodeU16List } from '../src/wire/tls/extensions.js';
+import { encodeHandshake } from '../src/wire/tls/handshake.js';
+import { parseHelloRecords } from '../src/wire/tls/record.js';
+import { certFor } from './helpers.js';
+
+const NAME = 'mut.example.test';
+const c = certFor(NAME);
+const cert = loadCertificate(c.cert, c.key);
+
+interface Peek {
+  read: { keys: TrafficKeys };
+  write: { keys: TrafficKeys };
+  suite: CipherSuite;
+}
+const peek = (s: TlsServer) => s as unknown as Peek;
+
+function newServer(extra: { alpn?: string[] } = {}) {
+  return new TlsServer({
+    provider: nodeProvider,
+    random: (n) => nodeProvider.randomBytes(n),
+    ephemeral: () => nodeProvider.x25519Generate(),
+    certificate: (sni) => (sni === NAME ? cert : undefined),
+    ...extra,
+  });
+}
+
+function clientHello(alpn?: string[]): { client: TlsClient; ch: ClientHello } {
+  const client = new TlsClient({ provider: nodeProvider, serverName: NAME, ...(alpn ? { alpn } : {}) });
+  const ch = decodeClientHelloMessage(parseHelloRecords(client.hello()[0]!)!.message);
+  return { client, ch };
+}
+
+/** Up to the client's Finished: the server waits for it; `fin` is the client's real Finished message. */
+function toFinished() {
+  const { client, ch } = clientHello();
+  const server = newServer();
+  const first = server.start(ch, NAME, { offered: false, accepted: false });
+  assert.equal(first.alert, undefined);
+  const flight: Uint8Array[] = [];
+  for (const r of first.send) flight.push(...client.receive(r).send);
+  const hsKeys = peek(server).read.keys;
+  const suite = peek(server).suite;
+  const finRec = flight.find((r) => r[0] === ContentType.application_data)!;
+  const fin = new RecordCipher(suite, hsKeys).open(finRec.subarray(0, 5), finRec.subarray(5)).content;
+  assert.equal(fin[0], HandshakeType.finished);
+  /** A sealer in step with the server's reader (its first record is read with sequence number 0). */
+  const sealer = () => new RecordCipher(suite, hsKeys);
+  return { client, server, fin, flight, finRec, sealer, suite };
+}
+
+/** A completed handshake; `sealer` protects records under the client's application keys. */
+function connected() {
+  const t = toFinished();
+  const out = t.server.receive(t.finRec);
+  assert.equal(out.alert, undefined);
+  assert.ok(out.established);
+  const sealer = new RecordCipher(t.suite, peek(t.server).read.keys);
+  return { ...t, sealer, out };
+}
+
+/** The server failed with `alert`, its record is last in `send`, and the client reads that alert. */
+function refused(out: Output, alert: keyof typeof AlertDescription, client?: TlsClient) {
+  assert.equal(out.alert, alert);
+  assert.ok(out.closed);
+  assert.ok(out.error instanceof EchgateError);
+  assert.equal(out.established, undefined);
+  assert.ok(out.send.length >= 1);
+  if (client) {
+    const back = client.receive(out.send.at(-1)!);
+    assert.equal(back.peerAlert, AlertDescription[alert]);
+  }
+}
+
+const hsMsg = (type: number, body: Uint8Array) => encodeHandshake(type, body);
+
+describe('RFC 8446 §4.4.4: the server checks the client Finished', () => {
+  it('the real Finished completes the handshake, and data flows both ways', () => {
+    const { client, server, finRec } = toFinished();
+    const out = server.receive(finRec);
+    assert.equal(out.alert, undefined);
+    assert.equal(out.closed, false);
+    assert.ok(out.established);
+    assert.equal(out.established.sni, NAME);
+    assert.ok(server.established);
+    const toClient = server.encrypt(Buffer.from('hello'));
+    const got = client.receive(toClient[0]!);
+    assert.equal(Buffer.from(got.data[0]!).toString(), 'hello');
+    const toServer = client.encrypt(Buffer.from('ping'));
+    const r = server.receive(toServer[0]!);
+    assert.equal(Buffer.from(r.data[0]!).toString(), 'ping');
+  });
+
+  it('one wrong byte of verify_data: decrypt_error', () => {
+    const { client, server, fin, sealer } = toFinished();
+    const bad = fin.slice();
+    bad[bad.length - 1]! ^= 1;
+    refused(server.receive(sealer().seal(ContentType.handshake, bad)), 'decrypt_error', client);
+    assert.equal(server.established, false);
+  });
+
+  it('first byte of verify_data wrong: decrypt_error too (the whole value is compared)', () => {
+    const { server, fin, sealer } = toFinished();
+    const bad = fin.slice();
+    bad[4]! ^= 0x80;
+    refused(server.receive(sealer().seal(ContentType.handshake, bad)), 'decrypt_error');
+  });
+
+  it('verify_data one byte short or long: decode_error', () => {
+    for (const delta of [-1, 1]) {
+      const { server, fin, sealer } = toFinished();
+      const body = new Uint8Array(fin.length - 4 + delta);
+      body.set(fin.subarray(4, 4 + Math.min(body.length, fin.length - 4)));
+      refused(server.receive(sealer().seal(ContentType.handshake, hsMsg(HandshakeType.finished, body))), 'decode_error');
+    }
+  });
+
+  it('another handshake message where Finished is due: unexpected_message', () => {
+    const { server, fin, sealer } = toFinished();
+    refused(server.receive(sealer().seal(ContentType.handshake, hsMsg(HandshakeType.certificate, fin.subarray(4)))), 'unexpected_message');
+  });
+
+  it('§5.1: handshake data after Finished in the same record: unexpected_message', () => {
+    const { server, fin, sealer } = toFinished();
+    const two = new Uint8Array(fin.length + 5);
+    two.set(fin);
+    two.set(hsMsg(HandshakeType.key_update, Uint8Array.of(0)), fin.length);
+    refused(server.receive(sealer().seal(ContentType.handshake, two)), 'unexpected_message');
+  });
+
+  it('§5.1: Finished split over two records is reassembled and accepted', () => {
+    const { server, fin, sealer } = toFinished();
+    const s = sealer();
+    const a = server.receive(s.seal(ContentType.handshake, fin.subarray(0, 7)));
+    assert.equal(a.alert, undefined);
+    assert.equal(a.established, undefined);
+    const b = server.receive(s.seal(ContentType.handshake, fin.subarray(7)));
+    assert.equal(b.alert, undefined);
+    assert.ok(b.established);
+  });
+
+  it('§5.1: an alert record inside a fragmented Finished: unexpected_message', () => {
+    const { server, fin, sealer } = toFinished();
+    const s = sealer();
+    server.receive(s.seal(ContentType.handshake, fin.subarray(0, 7)));
+    refused(server.receive(s.seal(ContentType.alert, Uint8Array.of(2, 40))), 'unexpected_message');
+  });
+
+  it('§5.2: a record that does not deprotect: bad_record_mac', () => {
+    const { server, finRec } = toFinished();
+    const bad = finRec.slice();
+    bad[bad.length - 1]! ^= 1;
+    refused(server.receive(bad), 'bad_record_mac');
+  });
+
+  it('application data before the client Finished: unexpected_message', () => {
+    const { server, sealer } = toFinished();
+    refused(server.receive(sealer().seal(ContentType.application_data, Uint8Array.of(1, 2, 3))), 'unexpected_message');
+  });
+
+  it('an unknown inner content type: unexpected_message', () => {
+    const { server, sealer } = toFinished();
+    refused(server.receive(sealer().seal(99, Uint8Array.of(1))), 'unexpected_message');
+  });
+});
+
+describe('RFC 8446 §6: alerts from the client', () => {
+  it('close_notify closes without an alert back; later bytes are not read', () => {
+    const { server, sealer } = connected();
+    const out = server.receive(sealer.seal(ContentType.alert, Uint8Array.of(1, 0)));
+    assert.ok(out.closed);
+    assert.equal(out.alert, undefined);
+    assert.equal(out.peerAlert, undefined);
+    assert.equal(out.send.length, 0);
+    const later = server.receive(sealer.seal(ContentType.application_data, Uint8Array.of(1)));
+    assert.ok(later.closed);
+    assert.equal(later.data.length, 0);
+  });
+
+  it('§6.2: an error alert ends the connection, is reported, and nothing is sent back', () => {
+    const { server, sealer } = connected();
+    const out = server.receive(sealer.seal(ContentType.alert, Uint8Array.of(2, AlertDescription.handshake_failure)));
+    assert.ok(out.closed);
+    assert.equal(out.peerAlert, AlertDescription.handshake_failure);
+    assert.equal(out.alert, undefined);
+    assert.equal(out.send.length, 0);
+    assert.equal(server.established, false);
+  });
+
+  it('§6.1: user_canceled alone does not close', () => {
+    const { server, sealer } = connected();
+    const out = server.receive(sealer.seal(ContentType.alert, Uint8Array.of(1, AlertDescription.user_canceled)));
+    assert.equal(out.closed, false);
+    assert.equal(out.peerAlert, undefined);
+    const data = server.receive(sealer.seal(ContentType.application_data, Uint8Array.of(7)));
+    assert.deepEqual([...data.data[0]!], [7]);
+  });
+
+  it('an empty alert record: unexpected_message; one of 1 or 3 bytes: decode_error', () => {
+    const e = connected();
+    refused(e.server.receive(e.sealer.seal(ContentType.alert, new Uint8Array(0))), 'unexpected_message');
+    for (const n of [1, 3]) {
+      const { server, sealer } = connected();
+      refused(server.receive(sealer.seal(ContentType.alert, new Uint8Array(n).fill(1))), 'decode_error');
+    }
+  });
+
+  it('a plaintext error alert during the handshake is read (the client may have no keys)', () => {
+    const { server } = toFinished();
+    const out = server.receive(Uint8Array.of(ContentType.alert, 3, 3, 0, 2, 2, AlertDescription.bad_certificate));
+    assert.ok(out.closed);
+    assert.equal(out.peerAlert, AlertDescription.bad_certificate);
+    assert.equal(out.send.length, 0);
+  });
+});
+
+describe('RFC 8446 §5 and Appendix D.4: change_cipher_spec and record types', () => {
+  const ccs = (v = 1, n = 1) => Uint8Array.of(ContentType.change_cipher_spec, 3, 3, 0, n, ...new Array(n).fill(v));
+  it('one CCS of value 1 before the Finished is skipped; a second is unexpected_message', () => {
+    const { server } = toFinished();
+    assert.equal(server.receive(ccs()).alert, undefined);
+    refused(server.receive(ccs()), 'unexpected_message');
+  });
+
+  it('a CCS of value 2, or of two bytes: unexpected_message', () => {
+    refused(toFinished().server.receive(ccs(2)), 'unexpected_message');
+    refused(toFinished().server.receive(ccs(1, 2)), 'unexpected_message');
+  });
+
+  it('a CCS after the handshake: unexpected_message', () => {
+    const { server } = connected();
+    refused(server.receive(ccs()), 'unexpected_message');
+  });
+
+  it('a CCS then the Finished: connected', () => {
+    const { server, finRec } = toFinished();
+    server.receive(ccs());
+    assert.ok(server.receive(finRec).established);
+  });
+
+  it('an unknown plaintext record type, or a plaintext handshake record after ServerHello: unexpected_message', () => {
+    refused(toFinished().server.receive(Uint8Array.of(24, 3, 3, 0, 1, 0)), 'unexpected_message');
+    refused(toFinished().server.receive(Uint8Array.of(ContentType.handshake, 3, 3, 0, 4, 20, 0, 0, 0)), 'unexpected_message');
+  });
+
+  it('§5.1: a plaintext record over 2^14 bytes: record_overflow', () => {
+    const { server } = toFinished();
+    const len = 2 ** 14 + 1;
+    const r = new Uint8Array(5 + len);
+    r.set([ContentType.alert, 3, 3, len >> 8, len & 0xff]);
+    refused(server.receive(r), 'record_overflow');
+  });
+});
+
+describe('RFC 8446 §4.6.3: KeyUpdate from the client', () => {
+  const ku = (b: number[]) => hsMsg(HandshakeType.key_update, Uint8Array.from(b));
+
+  it('update_not_requested: the server reads under the next key and sends nothing', () => {
+    const { server, suite, sealer } = connected();
+    const out = server.receive(sealer.seal(ContentType.handshake, ku([0])));
+    assert.equal(out.alert, undefined);
+    assert.equal(out.send.length, 0);
+    const next = new RecordCipher(suite, peek(server).read.keys);
+    const d = server.receive(next.seal(ContentType.application_data, Uint8Array.of(5)));
+    assert.deepEqual([...d.data[0]!], [5]);
+    // The old key no longer opens.
+    refused(server.receive(sealer.seal(ContentType.application_data, Uint8Array.of(5))), 'bad_record_mac');
+  });
+
+  it('update_requested: the server answers with its own KeyUpdate, and the client follows it', () => {
+    const { client, server, sealer } = connected();
+    const out = server.receive(sealer.seal(ContentType.handshake, ku([1])));
+    assert.equal(out.alert, undefined);
+    assert.equal(out.send.length, 1);
+    // The client reads the server's KeyUpdate(update_not_requested) and then data under the new key.
+    const a = client.receive(out.send[0]!);
+    assert.equal(a.error, undefined);
+    assert.equal(a.send.length, 0);
+    const b = client.receive(server.encrypt(Buffer.from('after'))[0]!);
+    assert.equal(Buffer.from(b.data[0]!).toString(), 'after');
+  });
+
+  it('a KeyUpdate of 0 or 2 bytes: decode_error; request_update 2: illegal_parameter', () => {
+    const w = connected();
+    refused(w.server.receive(w.sealer.seal(ContentType.handshake, ku([]))), 'decode_error');
+    const x = connected();
+    refused(x.server.receive(x.sealer.seal(ContentType.handshake, ku([0, 0]))), 'decode_error');
+    const y = connected();
+    refused(y.server.receive(y.sealer.seal(ContentType.handshake, ku([2]))), 'illegal_parameter');
+  });
+
+  it('§5.1: a KeyUpdate that does not end its record: unexpected_message', () => {
+    const { server, sealer } = connected();
+    const two = new Uint8Array(10);
+    two.set(ku([0]));
+    two.set(ku([0]), 5);
+    refused(server.receive(sealer.seal(ContentType.handshake, two)), 'unexpected_message');
+  });
+
+  it(`at most ${KEY_UPDATE_BURST} KeyUpdates in a row without application data; data earns one more`, () => {
+    const { server, suite, sealer } = connected();
+    let s = sealer;
+    for (let i = 0; i < KEY_UPDATE_BURST; i++) {
+      const out = server.receive(s.seal(ContentType.handshake, ku([0])));
+      assert.equal(out.alert, undefined, `KeyUpdate ${i + 1}`);
+      s = new RecordCipher(suite, peek(server).read.keys);
+    }
+    // Empty application data earns nothing (§5.4 padding-only records are cover traffic).
+    assert.equal(server.receive(s.seal(ContentType.application_data, new Uint8Array(0))).alert, undefined);
+    // One byte of data earns one more KeyUpdate, and only one.
+    assert.equal(server.receive(s.seal(ContentType.application_data, Uint8Array.of(1))).alert, undefined);
+    assert.equal(server.receive(s.seal(ContentType.handshake, ku([0]))).alert, undefined);
+    s = new RecordCipher(suite, peek(server).read.keys);
+    refused(server.receive(s.seal(ContentType.handshake, ku([0]))), 'unexpected_message');
+  });
+
+  it('the allowance does not grow past the burst however much data comes first', () => {
+    const { server, suite, sealer } = connected();
+    for (let i = 0; i < 3; i++) server.receive(sealer.seal(ContentType.application_data, Uint8Array.of(1)));
+    let s = sealer;
+    for (let i = 0; i < KEY_UPDATE_BURST; i++) {
+      assert.equal(server.receive(s.seal(ContentType.handshake, ku([0]))).alert, undefined);
+      s = new RecordCipher(suite, peek(server).read.keys);
+    }
+    refused(server.receive(s.seal(ContentType.handshake, ku([0]))), 'unexpected_message');
+  });
+
+  it('another post-handshake message (NewSessionTicket from a client): unexpected_message', () => {
+    const { server, sealer } = connected();
+    refused(server.receive(sealer.seal(ContentType.handshake, hsMsg(HandshakeType.new_session_ticket, Uint8Array.of(0)))), 'unexpected_message');
+  });
+});
+
+describe('RFC 8446 §4.1.2, §4.2: ClientHello checks in the server', () => {
+  const start = (edit: (ch: ClientHello) => ClientHello, o: { alpn?: string[]; sni?: string } = {}) => {
+    const { ch } = clientHello(['h2']);
+    const server = newServer(o.alpn ? { alpn: o.alpn } : {});
+    return server.start(edit(ch), o.sni ?? NAME, { offered: false, accepted: false });
+  };
+  const without = (ch: ClientHello, type: number) => ({ ...ch, extensions: ch.extensions.filter((e) => e.type !== type) });
+  const replace = (ch: ClientHello, type: number, data: Uint8Array) => ({ ...ch, extensions: ch.extensions.map((e) => (e.type === type ? { type, data } : e)) });
+
+  it('the unedited hello gets a ServerHello flight', () => {
+    const out = start((ch) => ch);
+    assert.equal(out.alert, undefined);
+    assert.ok(out.send.length >= 2);
+  });
+
+  it('Appendix D.5: legacy_version 0x0300: protocol_version (0x0301 is accepted)', () => {
+    const out = start((ch) => ({ ...ch, legacyVersion: 0x0300 }));
+    assert.equal(out.alert, 'protocol_version');
+    assert.equal(out.send.at(-1)![0], ContentType.alert);
+    assert.equal(start((ch) => ({ ...ch, legacyVersion: 0x0301 })).alert, undefined);
+  });
+
+  it('§4.2.1: no TLS 1.3 in supported_versions, or no supported_versions: protocol_version', () => {
+    assert.equal(start((ch) => replace(ch, ExtensionType.supported_versions, encodeSupportedVersions([0x0303]))).alert, 'protocol_version');
+    assert.equal(start((ch) => without(ch, ExtensionType.supported_versions)).alert, 'protocol_version');
+    // TLS 1.2 beside 1.3 is fine outside ECH.
+    assert.equal(start((ch) => replace(ch, ExtensionType.supported_versions, encodeSupportedVersions([0x0303, 0x0304]))).alert, undefined);
+  });
+
+  it('§4.1.2: compression other than exactly [null]: illegal_parameter', () => {
+    assert.equal(start((ch) => ({ ...ch, compressionMethods: Uint8Array.of(0, 1) })).alert, 'illegal_parameter');
+    assert.equal(start((ch) => ({ ...ch, compressionMethods: Uint8Array.of(1) })).alert, 'illegal_parameter');
+    assert.equal(start((ch) => ({ ...ch, compressionMethods: Uint8Array.of() })).alert, 'illegal_parameter');
+  });
+
+  it('no cipher suite in common: handshake_failure', () => {
+    assert.equal(start((ch) => ({ ...ch, cipherSuites: [0x00ff, 0xc02f] })).alert, 'handshake_failure');
+  });
+
+  it('§9.2: no key_share, no supported_groups, or no signature_algorithms: missing_extension', () => {
+    assert.equal(start((ch) => without(ch, ExtensionType.key_share)).alert, 'missing_extension');
+    assert.equal(start((ch) => without(ch, ExtensionType.supported_groups)).alert, 'missing_extension');
+    assert.equal(start((ch) => without(ch, ExtensionType.signature_algorithms)).alert, 'missing_extension');
+  });
+
+  it('§4.2.8: a key share for a group supported_groups does not list: illegal_parameter', () => {
+    assert.equal(start((ch) => replace(ch, ExtensionType.supported_groups, encodeU16List([0x0017]))).alert, 'illegal_parameter');
+  });
+
+  it('no certificate for the name: unrecognized_name', () => {
+    assert.equal(start((ch) => ch, { sni: 'other.example.test' }).alert, 'unrecognized_name');
+  });
+
+  it('§4.2.3: no signature scheme the certificate can make: handshake_failure', () => {
+    assert.equal(start((ch) => replace(ch, ExtensionType.signature_algorithms, encodeU16List([0x0201]))).alert, 'handshake_failure');
+  });
+
+  it('RFC 7301 §3.2: ALPN offered with nothing in common: no_application_protocol; a common one is chosen', () => {
+    assert.equal(start((ch) => ch, { alpn: ['http/1.1'] }).alert, 'no_application_protocol');
+    assert.equal(start((ch) => replace(ch, ExtensionType.application_layer_protocol_negotiation, encodeAlpn(['x', 'h2'])), { alpn: ['h2'] }).alert, undefined);
+  });
+});
