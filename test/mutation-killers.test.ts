@@ -20,6 +20,7 @@ import { AlertDescription, ContentType, ExtensionType, HandshakeType } from '../
 import { encodeAlpn, encodeSupportedVersions, encodeU16List } from '../src/wire/tls/extensions.js';
 import { encodeHandshake } from '../src/wire/tls/handshake.js';
 import { parseHelloRecords } from '../src/wire/tls/record.js';
+import { decodeServerHello, encodeServerHello } from '../src/wire/tls/server-messages.js';
 import { certFor } from './helpers.js';
 
 const NAME = 'mut.example.test';
@@ -409,5 +410,331 @@ describe('RFC 8446 §4.1.2, §4.2: ClientHello checks in the server', () => {
   it('RFC 7301 §3.2: ALPN offered with nothing in common: no_application_protocol; a common one is chosen', () => {
     assert.equal(start((ch) => ch, { alpn: ['http/1.1'] }).alert, 'no_application_protocol');
     assert.equal(start((ch) => replace(ch, ExtensionType.application_layer_protocol_negotiation, encodeAlpn(['x', 'h2'])), { alpn: ['h2'] }).alert, undefined);
+  });
+});
+
+// ---- the client engine (src/tls13/client.ts) against a doctored server flight ----
+
+interface ClientPeek {
+  read: { keys: TrafficKeys };
+  suite: CipherSuite;
+}
+
+/**
+ * The server's first flight split into its messages: ServerHello (plaintext)
+ * and the protected EncryptedExtensions, Certificate, CertificateVerify and
+ * Finished, opened with a copy of the keys the client reads with.
+ */
+function serverFlight(o: { ca?: string; serverName?: string } = {}) {
+  const client = new TlsClient({ provider: nodeProvider, serverName: o.serverName ?? NAME, ...(o.ca ? { ca: o.ca } : {}) });
+  const ch = decodeClientHelloMessage(parseHelloRecords(client.hello()[0]!)!.message);
+  const server = newServer();
+  const first = server.start(ch, NAME, { offered: false, accepted: false });
+  const sh = first.send[0]!;
+  assert.equal(client.receive(sh).error, undefined);
+  const cp = client as unknown as ClientPeek;
+  const opener = new RecordCipher(cp.suite, cp.read.keys);
+  let plain = new Uint8Array(0);
+  for (const r of first.send.slice(1)) {
+    if (r[0] !== ContentType.application_data) continue;
+    const { content } = opener.open(r.subarray(0, 5), r.subarray(5));
+    const next = new Uint8Array(plain.length + content.length);
+    next.set(plain);
+    next.set(content, plain.length);
+    plain = next;
+  }
+  const msgs: Uint8Array[] = [];
+  for (let i = 0; i < plain.length; ) {
+    const len = (plain[i + 1]! << 16) | (plain[i + 2]! << 8) | plain[i + 3]!;
+    msgs.push(plain.slice(i, i + 4 + len));
+    i += 4 + len;
+  }
+  assert.deepEqual(
+    msgs.map((m) => m[0]),
+    [HandshakeType.encrypted_extensions, HandshakeType.certificate, HandshakeType.certificate_verify, HandshakeType.finished],
+  );
+  const sealer = new RecordCipher(cp.suite, cp.read.keys);
+  /** Feed these handshake messages to the client in one protected record. */
+  const feed = (...m: Uint8Array[]) => {
+    const all = new Uint8Array(m.reduce((n, x) => n + x.length, 0));
+    let at = 0;
+    for (const x of m) {
+      all.set(x, at);
+      at += x.length;
+    }
+    return client.receive(sealer.seal(ContentType.handshake, all));
+  };
+  const [ee, certMsg, cv, fin] = msgs as [Uint8Array, Uint8Array, Uint8Array, Uint8Array];
+  return { client, server, first, sealer, feed, ee, certMsg, cv, fin, suite: cp.suite };
+}
+
+/** The client failed with `alert`, its alert record is last in `send`, and the server reads that alert. */
+function clientRefused(out: { alert?: string; error?: unknown; closed: boolean; send: Uint8Array[]; established?: unknown }, alert: keyof typeof AlertDescription) {
+  assert.equal(out.alert, alert);
+  assert.ok(out.closed);
+  assert.ok(out.error instanceof EchgateError);
+  assert.equal(out.established, undefined);
+  assert.ok(out.send.length >= 1);
+}
+
+function connectedClient() {
+  const f = serverFlight();
+  const out = f.feed(f.ee, f.certMsg, f.cv, f.fin);
+  assert.equal(out.error, undefined);
+  assert.ok(out.established);
+  assert.equal(f.server.receive(out.send[0]!).alert, undefined);
+  const app = new RecordCipher(f.suite, (f.client as unknown as ClientPeek).read.keys);
+  return { ...f, app };
+}
+
+describe('RFC 8446 §4.4.3, §4.4.4: the client checks CertificateVerify and the server Finished', () => {
+  it('the untouched flight connects, and the server accepts the client Finished', () => {
+    const f = serverFlight();
+    const out = f.feed(f.ee, f.certMsg, f.cv, f.fin);
+    assert.equal(out.error, undefined);
+    assert.ok(out.established);
+    assert.equal(out.send.length, 1);
+    assert.ok(f.server.receive(out.send[0]!).established);
+  });
+
+  it('a flipped bit in the signature: decrypt_error', () => {
+    const f = serverFlight();
+    const cv = f.cv.slice();
+    cv[cv.length - 3]! ^= 1;
+    clientRefused(f.feed(f.ee, f.certMsg, cv, f.fin), 'decrypt_error');
+  });
+
+  it('a scheme we did not offer (rsa_pkcs1_sha256), or one that does not fit the P-256 key (secp384r1, rsa_pss_rsae_sha256, ed25519): illegal_parameter', () => {
+    for (const scheme of [0x0401, 0x0503, 0x0804, 0x0807]) {
+      const f = serverFlight();
+      const cv = f.cv.slice();
+      cv[4] = scheme >> 8;
+      cv[5] = scheme & 0xff;
+      clientRefused(f.feed(f.ee, f.certMsg, cv, f.fin), 'illegal_parameter');
+    }
+  });
+
+  it('a leaf that does not parse: bad_certificate; an empty chain: decode_error', () => {
+    const f = serverFlight();
+    // Certificate: context 0, list of one entry of 3 junk bytes, no extensions.
+    const junk = hsMsg(HandshakeType.certificate, Uint8Array.of(0, 0, 0, 8, 0, 0, 3, 1, 2, 3, 0, 0));
+    clientRefused(f.feed(f.ee, junk, f.cv), 'bad_certificate');
+    const g = serverFlight();
+    clientRefused(g.feed(g.ee, hsMsg(HandshakeType.certificate, Uint8Array.of(0, 0, 0, 0))), 'decode_error');
+  });
+
+  it('messages out of order: unexpected_message at each step', () => {
+    const a = serverFlight();
+    clientRefused(a.feed(a.certMsg), 'unexpected_message');
+    const b = serverFlight();
+    clientRefused(b.feed(b.ee, b.cv), 'unexpected_message');
+    const c2 = serverFlight();
+    clientRefused(c2.feed(c2.ee, c2.certMsg, c2.fin), 'unexpected_message');
+    const d = serverFlight();
+    clientRefused(d.feed(d.ee, d.certMsg, d.cv, d.cv), 'unexpected_message');
+  });
+
+  it('one wrong byte of the server verify_data: decrypt_error; a short or long one: decode_error', () => {
+    for (const at of [4, -1]) {
+      const f = serverFlight();
+      const fin = f.fin.slice();
+      fin[at < 0 ? fin.length + at : at]! ^= 1;
+      clientRefused(f.feed(f.ee, f.certMsg, f.cv, fin), 'decrypt_error');
+    }
+    for (const delta of [-1, 1]) {
+      const f = serverFlight();
+      const body = new Uint8Array(f.fin.length - 4 + delta);
+      body.set(f.fin.subarray(4, 4 + Math.min(body.length, f.fin.length - 4)));
+      clientRefused(f.feed(f.ee, f.certMsg, f.cv, hsMsg(HandshakeType.finished, body)), 'decode_error');
+    }
+  });
+
+  it('§5.1: anything after the server Finished in its record: unexpected_message', () => {
+    const f = serverFlight();
+    clientRefused(f.feed(f.ee, f.certMsg, f.cv, f.fin, hsMsg(HandshakeType.new_session_ticket, Uint8Array.of(0))), 'unexpected_message');
+  });
+
+  it('§5.2: a server record that does not deprotect: bad_record_mac', () => {
+    const f = serverFlight();
+    const rec = f.sealer.seal(ContentType.handshake, f.ee);
+    rec[rec.length - 1]! ^= 1;
+    clientRefused(f.client.receive(rec), 'bad_record_mac');
+  });
+});
+
+describe('RFC 8446 §4.4.2.4, RFC 6125: the client checks the chain against a given CA', () => {
+  it('a self-signed leaf that is not the CA: unknown_ca; the CA itself for a name it lacks: certificate_unknown; for its name: verified', () => {
+    const other = certFor('ca-other.example.test');
+    const f = serverFlight({ ca: other.cert });
+    clientRefused(f.feed(f.ee, f.certMsg, f.cv, f.fin), 'unknown_ca');
+    // The self-signed leaf is its own CA: it verifies, and then the name decides.
+    const g = serverFlight({ ca: c.cert, serverName: 'not-mut.example.test' });
+    clientRefused(g.feed(g.ee, g.certMsg, g.cv, g.fin), 'certificate_unknown');
+    const h = serverFlight({ ca: c.cert });
+    const ok = h.feed(h.ee, h.certMsg, h.cv, h.fin);
+    assert.equal(ok.error, undefined);
+    assert.equal(ok.established?.certificateVerified, true);
+  });
+
+  it('without a CA the certificate is not verified, and says so', () => {
+    const f = serverFlight();
+    const out = f.feed(f.ee, f.certMsg, f.cv, f.fin);
+    assert.equal(out.established?.certificateVerified, false);
+    assert.deepEqual(out.established?.certificate.names, [NAME]);
+  });
+});
+
+describe('RFC 8446 §4.6, §6: the client after the handshake', () => {
+  const ku = (b: number[]) => hsMsg(HandshakeType.key_update, Uint8Array.from(b));
+
+  it('NewSessionTicket is ignored; another post-handshake message: unexpected_message', () => {
+    const a = connectedClient();
+    const t = a.client.receive(a.app.seal(ContentType.handshake, hsMsg(HandshakeType.new_session_ticket, Uint8Array.of(0, 0, 0, 0))));
+    assert.equal(t.error, undefined);
+    assert.equal(t.closed, false);
+    clientRefused(a.client.receive(a.app.seal(ContentType.handshake, hsMsg(HandshakeType.certificate_request, Uint8Array.of(0, 0, 0)))), 'unexpected_message');
+  });
+
+  it('KeyUpdate: 0 or 2 bytes decode_error, request_update 2 illegal_parameter, not ending its record unexpected_message', () => {
+    for (const [body, alert] of [
+      [[], 'decode_error'],
+      [[0, 0], 'decode_error'],
+      [[2], 'illegal_parameter'],
+    ] as const) {
+      const a = connectedClient();
+      clientRefused(a.client.receive(a.app.seal(ContentType.handshake, ku([...body]))), alert);
+    }
+    const b = connectedClient();
+    const two = new Uint8Array(10);
+    two.set(ku([0]));
+    two.set(ku([0]), 5);
+    clientRefused(b.client.receive(b.app.seal(ContentType.handshake, two)), 'unexpected_message');
+  });
+
+  it('KeyUpdate(update_requested) from the server: the client answers, and both sides go on under new keys', () => {
+    const a = connectedClient();
+    const srv = a.server;
+    const ask = srv.receive(a.client.keyUpdate(1));
+    assert.equal(ask.alert, undefined);
+    assert.equal(ask.send.length, 1);
+    const back = a.client.receive(ask.send[0]!);
+    assert.equal(back.error, undefined);
+    const d = a.client.receive(srv.encrypt(Buffer.from('new keys'))[0]!);
+    assert.equal(Buffer.from(d.data[0]!).toString(), 'new keys');
+    // And the client's own request is answered by the client when the server asks.
+    const b = connectedClient();
+    const r = b.client.receive(b.app.seal(ContentType.handshake, ku([1])));
+    assert.equal(r.error, undefined);
+    assert.equal(r.send.length, 1);
+    assert.equal(b.server.receive(r.send[0]!).alert, undefined);
+    assert.equal(Buffer.from(b.server.receive(b.client.encrypt(Buffer.from('x'))[0]!).data[0]!).toString(), 'x');
+  });
+
+  it('alerts: empty unexpected_message, 3 bytes decode_error, user_canceled ignored, close_notify closes quietly, an error alert is reported', () => {
+    const a = connectedClient();
+    clientRefused(a.client.receive(a.app.seal(ContentType.alert, new Uint8Array(0))), 'unexpected_message');
+    const b = connectedClient();
+    clientRefused(b.client.receive(b.app.seal(ContentType.alert, Uint8Array.of(2, 40, 0))), 'decode_error');
+    const c3 = connectedClient();
+    const u = c3.client.receive(c3.app.seal(ContentType.alert, Uint8Array.of(1, AlertDescription.user_canceled)));
+    assert.equal(u.closed, false);
+    assert.equal(u.error, undefined);
+    const cn = c3.client.receive(c3.app.seal(ContentType.alert, Uint8Array.of(1, 0)));
+    assert.ok(cn.closed);
+    assert.equal(cn.error, undefined);
+    assert.equal(cn.peerAlert, undefined);
+    assert.equal(cn.send.length, 0);
+    const d = connectedClient();
+    const e = d.client.receive(d.app.seal(ContentType.alert, Uint8Array.of(2, AlertDescription.internal_error)));
+    assert.ok(e.closed);
+    assert.equal(e.peerAlert, AlertDescription.internal_error);
+    assert.ok(e.error instanceof EchgateError);
+    assert.equal(e.alert, undefined);
+    assert.equal(e.send.length, 0);
+  });
+
+  it('an unknown inner content type, or application data with a fragmented handshake message pending: unexpected_message', () => {
+    const a = connectedClient();
+    clientRefused(a.client.receive(a.app.seal(99, Uint8Array.of(1))), 'unexpected_message');
+    const b = connectedClient();
+    b.client.receive(b.app.seal(ContentType.handshake, ku([0]).subarray(0, 3)));
+    clientRefused(b.client.receive(b.app.seal(ContentType.application_data, Uint8Array.of(1))), 'unexpected_message');
+  });
+});
+
+describe('RFC 8446 §4.1.3, §5: the client checks ServerHello and plaintext records', () => {
+  const withSh = (edit: (sh: ReturnType<typeof decodeServerHello>) => ReturnType<typeof decodeServerHello>) => {
+    const client = new TlsClient({ provider: nodeProvider, serverName: NAME });
+    const ch = decodeClientHelloMessage(parseHelloRecords(client.hello()[0]!)!.message);
+    const first = newServer().start(ch, NAME, { offered: false, accepted: false });
+    const shMsg = first.send[0]!.subarray(5);
+    const sh = encodeServerHello(edit(decodeServerHello(shMsg.subarray(4))));
+    const rec = new Uint8Array(5 + sh.length);
+    rec.set([ContentType.handshake, 3, 3, sh.length >> 8, sh.length & 0xff]);
+    rec.set(sh, 5);
+    return client.receive(rec);
+  };
+  const ext = (sh: ReturnType<typeof decodeServerHello>, type: number, data?: Uint8Array) => ({
+    ...sh,
+    extensions: data ? sh.extensions.map((e) => (e.type === type ? { type, data } : e)) : sh.extensions.filter((e) => e.type !== type),
+  });
+
+  it('the unedited ServerHello is taken', () => {
+    const out = withSh((sh) => sh);
+    assert.equal(out.error, undefined);
+    assert.equal(out.closed, false);
+  });
+
+  it('a suite we did not offer: illegal_parameter', () => {
+    clientRefused(withSh((sh) => ({ ...sh, cipherSuite: 0x1304 })), 'illegal_parameter');
+  });
+
+  it('supported_versions missing, of 3 bytes, or naming TLS 1.2: illegal_parameter', () => {
+    clientRefused(withSh((sh) => ext(sh, ExtensionType.supported_versions)), 'illegal_parameter');
+    clientRefused(withSh((sh) => ext(sh, ExtensionType.supported_versions, Uint8Array.of(3, 4, 0))), 'illegal_parameter');
+    clientRefused(withSh((sh) => ext(sh, ExtensionType.supported_versions, Uint8Array.of(3, 3))), 'illegal_parameter');
+  });
+
+  it('§4.2.8: no key_share, or a share for a group we sent none for: illegal_parameter', () => {
+    clientRefused(withSh((sh) => ext(sh, ExtensionType.key_share)), 'illegal_parameter');
+    clientRefused(
+      withSh((sh) => {
+        const ks = sh.extensions.find((e) => e.type === ExtensionType.key_share)!.data.slice();
+        ks[0] = 0x00;
+        ks[1] = 0x17;
+        return ext(sh, ExtensionType.key_share, ks);
+      }),
+      'illegal_parameter',
+    );
+  });
+
+  it('a protected record before ServerHello, or an unknown plaintext record type: unexpected_message', () => {
+    const client = new TlsClient({ provider: nodeProvider, serverName: NAME });
+    client.hello();
+    clientRefused(client.receive(Uint8Array.of(ContentType.application_data, 3, 3, 0, 1, 0)), 'unexpected_message');
+    const k = new TlsClient({ provider: nodeProvider, serverName: NAME });
+    k.hello();
+    clientRefused(k.receive(Uint8Array.of(24, 3, 3, 0, 1, 0)), 'unexpected_message');
+  });
+
+  it('§5.1: a plaintext record over 2^14 bytes: record_overflow; an empty handshake record: unexpected_message', () => {
+    const client = new TlsClient({ provider: nodeProvider, serverName: NAME });
+    client.hello();
+    const len = 2 ** 14 + 1;
+    const r = new Uint8Array(5 + len);
+    r.set([ContentType.handshake, 3, 3, len >> 8, len & 0xff]);
+    clientRefused(client.receive(r), 'record_overflow');
+    const k = new TlsClient({ provider: nodeProvider, serverName: NAME });
+    k.hello();
+    clientRefused(k.receive(Uint8Array.of(ContentType.handshake, 3, 3, 0, 0)), 'unexpected_message');
+  });
+
+  it('a plaintext error alert before ServerHello is reported, and nothing is sent back', () => {
+    const client = new TlsClient({ provider: nodeProvider, serverName: NAME });
+    client.hello();
+    const out = client.receive(Uint8Array.of(ContentType.alert, 3, 3, 0, 2, 2, AlertDescription.handshake_failure));
+    assert.ok(out.closed);
+    assert.equal(out.peerAlert, AlertDescription.handshake_failure);
+    assert.equal(out.send.length, 0);
   });
 });
