@@ -15,9 +15,9 @@ import { TlsClient } from '../src/tls13/client.js';
 import type { CipherSuite, TrafficKeys } from '../src/tls13/key-schedule.js';
 import { RecordCipher } from '../src/tls13/record-protection.js';
 import { KEY_UPDATE_BURST, type Output, TlsServer } from '../src/tls13/server.js';
-import { type ClientHello, decodeClientHelloMessage } from '../src/wire/tls/client-hello.js';
+import { type ClientHello, decodeClientHelloMessage, encodeClientHelloMessage, findExtension } from '../src/wire/tls/client-hello.js';
 import { AlertDescription, ContentType, ExtensionType, HandshakeType } from '../src/wire/tls/constants.js';
-import { encodeAlpn, encodeSupportedVersions, encodeU16List } from '../src/wire/tls/extensions.js';
+import { decodeKeyShares, encodeAlpn, encodeKeyShares, encodeSupportedVersions, encodeU16List } from '../src/wire/tls/extensions.js';
 import { encodeHandshake } from '../src/wire/tls/handshake.js';
 import { parseHelloRecords } from '../src/wire/tls/record.js';
 import { decodeServerHello, encodeServerHello } from '../src/wire/tls/server-messages.js';
@@ -736,5 +736,169 @@ describe('RFC 8446 §4.1.3, §5: the client checks ServerHello and plaintext rec
     assert.ok(out.closed);
     assert.equal(out.peerAlert, AlertDescription.handshake_failure);
     assert.equal(out.send.length, 0);
+  });
+});
+
+// ---- HelloRetryRequest, rejected 0-RTT data and ECH-accepted inner versions in the server ----
+
+const plainHandshake = (msg: Uint8Array) => {
+  const r = new Uint8Array(5 + msg.length);
+  r.set([ContentType.handshake, 3, 1, msg.length >> 8, msg.length & 0xff]);
+  r.set(msg, 5);
+  return r;
+};
+
+/** A client that withholds its key share: the server answers HelloRetryRequest; `ch2` is the client's second ClientHello message. */
+function toSecondHello(edit: (ch: ClientHello) => ClientHello = (ch) => ch) {
+  const client = new TlsClient({ provider: nodeProvider, serverName: NAME, withholdKeyShare: true });
+  const ch = decodeClientHelloMessage(parseHelloRecords(client.hello()[0]!)!.message);
+  const server = newServer();
+  const hrr = server.start(edit(ch), NAME, { offered: false, accepted: false });
+  assert.equal(hrr.alert, undefined);
+  const second: Uint8Array[] = [];
+  for (const r of hrr.send) second.push(...client.receive(r).send);
+  const chRec = second.find((r) => r[0] === ContentType.handshake)!;
+  const ch2 = chRec.subarray(5);
+  return { client, server, hrr, ch2, chRec };
+}
+
+describe('RFC 8446 §4.1.4, §4.2.8: the second ClientHello after HelloRetryRequest', () => {
+  it('the client follows the HelloRetryRequest and the handshake completes with X25519', () => {
+    const { client, server, chRec } = toSecondHello();
+    const sh = server.receive(chRec);
+    assert.equal(sh.alert, undefined);
+    let fin: Uint8Array[] = [];
+    for (const r of sh.send) {
+      const o = client.receive(r);
+      assert.equal(o.error, undefined);
+      if (o.established) {
+        assert.equal(o.established.helloRetry, true);
+        assert.equal(o.established.group, 0x001d);
+      }
+      fin = [...fin, ...o.send];
+    }
+    let done: Output | undefined;
+    for (const r of fin) done = server.receive(r);
+    assert.ok(done?.established);
+    assert.equal(done.established.group, 0x001d);
+  });
+
+  it('the second ClientHello split over two records is reassembled', () => {
+    const { server, ch2 } = toSecondHello();
+    const a = server.receive(plainHandshake(ch2.subarray(0, 40)));
+    assert.equal(a.alert, undefined);
+    assert.equal(a.send.length, 0);
+    const b = server.receive(plainHandshake(ch2.subarray(40)));
+    assert.equal(b.alert, undefined);
+    assert.ok(b.send.length >= 2);
+  });
+
+  it('§5.1: anything after the second ClientHello in its record, or a CCS inside it: unexpected_message', () => {
+    const a = toSecondHello();
+    const two = new Uint8Array(a.ch2.length + 5);
+    two.set(a.ch2);
+    two.set(hsMsg(HandshakeType.finished, Uint8Array.of(0)), a.ch2.length);
+    refused(a.server.receive(plainHandshake(two)), 'unexpected_message');
+    const b = toSecondHello();
+    b.server.receive(plainHandshake(b.ch2.subarray(0, 40)));
+    refused(b.server.receive(Uint8Array.of(ContentType.change_cipher_spec, 3, 3, 0, 1, 1)), 'unexpected_message');
+  });
+
+  it('§5.1: an empty handshake record: unexpected_message', () => {
+    refused(toSecondHello().server.receive(Uint8Array.of(ContentType.handshake, 3, 3, 0, 0)), 'unexpected_message');
+  });
+
+  it('§4.1.4: a second share, or a share for another group than the one asked for: illegal_parameter', () => {
+    const edit = (shares: (ks: { group: number; keyExchange: Uint8Array }) => { group: number; keyExchange: Uint8Array }[]) => {
+      const { server, ch2 } = toSecondHello();
+      const ch = decodeClientHelloMessage(ch2);
+      const ks = decodeKeyShares(findExtension(ch, ExtensionType.key_share)!.data)[0]!;
+      const edited: ClientHello = {
+        ...ch,
+        extensions: ch.extensions.map((e) => {
+          if (e.type === ExtensionType.key_share) return { type: e.type, data: encodeKeyShares(shares(ks)) };
+          if (e.type === ExtensionType.supported_groups) return { type: e.type, data: encodeU16List([0x001d, 0x0017]) };
+          return e;
+        }),
+      };
+      return server.receive(plainHandshake(encodeClientHelloMessage(edited)));
+    };
+    const p256 = { group: 0x0017, keyExchange: Uint8Array.of(4, ...new Array(64).fill(1)) };
+    refused(edit((ks) => [ks, p256]), 'illegal_parameter');
+    refused(edit(() => [p256]), 'illegal_parameter');
+    refused(edit(() => []), 'illegal_parameter');
+  });
+
+  it('§4.2.8: no group in common for a HelloRetryRequest: handshake_failure', () => {
+    const client = new TlsClient({ provider: nodeProvider, serverName: NAME, withholdKeyShare: true });
+    const ch = decodeClientHelloMessage(parseHelloRecords(client.hello()[0]!)!.message);
+    const noCommon = { ...ch, extensions: ch.extensions.map((e) => (e.type === ExtensionType.supported_groups ? { type: e.type, data: encodeU16List([0x0019]) } : e)) };
+    assert.equal(newServer().start(noCommon, NAME, { offered: false, accepted: false }).alert, 'handshake_failure');
+  });
+});
+
+describe('RFC 8446 §4.2.10: rejected 0-RTT data is skipped, within a bound', () => {
+  const withEarly = (ch: ClientHello): ClientHello => ({ ...ch, extensions: [...ch.extensions, { type: ExtensionType.early_data, data: new Uint8Array(0) }] });
+  const junk = (n: number) => {
+    const r = new Uint8Array(5 + n).fill(0x5a);
+    r.set([ContentType.application_data, 3, 3, n >> 8, n & 0xff]);
+    return r;
+  };
+
+  function offeringEarly(early: boolean) {
+    const { client, ch } = clientHello();
+    const server = newServer();
+    const first = server.start(early ? withEarly(ch) : ch, NAME, { offered: false, accepted: false });
+    const flight: Uint8Array[] = [];
+    for (const r of first.send) flight.push(...client.receive(r).send);
+    const finRec = flight.find((r) => r[0] === ContentType.application_data)!;
+    return { server, finRec };
+  }
+
+  it('with early_data offered, records that do not open under the handshake key are skipped, then the Finished is read', () => {
+    const { server, finRec } = offeringEarly(true);
+    assert.equal(server.receive(junk(100)).alert, undefined);
+    assert.equal(server.receive(junk(200)).alert, undefined);
+    const out = server.receive(finRec);
+    assert.equal(out.alert, undefined);
+    assert.ok(out.established);
+    // After the Finished, no more skipping: a record that does not open is bad_record_mac.
+    refused(server.receive(junk(50)), 'bad_record_mac');
+  });
+
+  it('more rejected early data than the bound: unexpected_message', () => {
+    const { server } = offeringEarly(true);
+    assert.equal(server.receive(junk(2 ** 14)).alert, undefined);
+    refused(server.receive(junk(300)), 'unexpected_message');
+  });
+
+  it('without early_data offered, a record that does not open is bad_record_mac', () => {
+    const { server } = offeringEarly(false);
+    refused(server.receive(junk(100)), 'bad_record_mac');
+  });
+
+  it('after HelloRetryRequest: application_data records are skipped only if early_data was offered', () => {
+    const a = toSecondHello(withEarly);
+    assert.equal(a.server.receive(junk(100)).alert, undefined);
+    assert.equal(a.server.receive(a.chRec).alert, undefined);
+    const b = toSecondHello();
+    refused(b.server.receive(junk(100)), 'unexpected_message');
+  });
+});
+
+describe('RFC 9849 §7.1: with ECH accepted, ClientHelloInner must offer TLS 1.3 and nothing older', () => {
+  const versions = (v: number[]) => {
+    const { ch } = clientHello();
+    const edited = { ...ch, extensions: ch.extensions.map((e) => (e.type === ExtensionType.supported_versions ? { type: e.type, data: encodeSupportedVersions(v) } : e)) };
+    return newServer().start(edited, NAME, { offered: true, accepted: true });
+  };
+  it('TLS 1.3 alone, or beside GREASE: accepted', () => {
+    assert.equal(versions([0x0304]).alert, undefined);
+    assert.equal(versions([0x0a0a, 0x0304]).alert, undefined);
+  });
+  it('TLS 1.2 beside TLS 1.3, or TLS 1.2 alone: illegal_parameter (not protocol_version)', () => {
+    assert.equal(versions([0x0304, 0x0303]).alert, 'illegal_parameter');
+    assert.equal(versions([0x0303]).alert, 'illegal_parameter');
+    assert.equal(versions([0x0a0a]).alert, 'illegal_parameter');
   });
 });
