@@ -14,7 +14,7 @@ export const TARGETS = {
   },
   ech: {
     mutate: ['src/ech/server.ts', 'src/ech/client.ts'],
-    tests: ['ech', 'ech-bad-input', 'ech-inner-version', 'ech-public-name', 'split-mode', 'proxy-ech', 'keys', 'mutation-killers'],
+    tests: ['ech', 'ech-bad-input', 'ech-inner-version', 'split-mode', 'proxy-ech', 'ech-public-name', 'mutation-killers'],
   },
   hpke: {
     mutate: ['src/crypto/hpke.ts'],

@@ -8,6 +8,9 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { concat, fromHex, toHex } from '../src/bytes/util.js';
+import { hkdfExtract } from '../src/crypto/hkdf.js';
+import { AEAD, baseModeHashes, deriveX25519KeyPair, isSupportedSuite, KDF, KEM_X25519_SHA256, MODE, setupReceiver, setupSender } from '../src/crypto/hpke.js';
 import { nodeProvider } from '../src/crypto/node.js';
 import { EchgateError } from '../src/errors.js';
 import { loadCertificate } from '../src/tls13/certs.js';
@@ -21,7 +24,7 @@ import { decodeKeyShares, encodeAlpn, encodeKeyShares, encodeSupportedVersions, 
 import { encodeHandshake } from '../src/wire/tls/handshake.js';
 import { parseHelloRecords } from '../src/wire/tls/record.js';
 import { decodeServerHello, encodeServerHello } from '../src/wire/tls/server-messages.js';
-import { certFor } from './helpers.js';
+import { certFor, json } from './helpers.js';
 
 const NAME = 'mut.example.test';
 const c = certFor(NAME);
@@ -900,5 +903,82 @@ describe('RFC 9849 §7.1: with ECH accepted, ClientHelloInner must offer TLS 1.3
     assert.equal(versions([0x0304, 0x0303]).alert, 'illegal_parameter');
     assert.equal(versions([0x0303]).alert, 'illegal_parameter');
     assert.equal(versions([0x0a0a]).alert, 'illegal_parameter');
+  });
+});
+
+// ---- HPKE (src/crypto/hpke.ts): suite checks, limits and the precomputed base-mode hashes ----
+
+describe('RFC 9180: HPKE limits and suite checks', () => {
+  const hpkeVectors = json<any[]>('hpke-x25519.json');
+  const code = (c: string) => (e: unknown) => e instanceof EchgateError && e.code === c;
+  const skR = deriveX25519KeyPair(nodeProvider, new Uint8Array(32).fill(7));
+  const sender = (kdfId: number, aeadId: number, o = {}) => setupSender(nodeProvider, { kdfId, aeadId }, skR.publicKey, Uint8Array.of(1), o);
+
+  it('§7: only DHKEM(X25519, HKDF-SHA256) with a listed KDF and AEAD is supported', () => {
+    assert.equal(isSupportedSuite(KEM_X25519_SHA256, KDF.HKDF_SHA256, AEAD.AES_128_GCM), true);
+    assert.equal(isSupportedSuite(KEM_X25519_SHA256, KDF.HKDF_SHA512, AEAD.EXPORT_ONLY), true);
+    assert.equal(isSupportedSuite(0x0010, KDF.HKDF_SHA256, AEAD.AES_128_GCM), false);
+    assert.equal(isSupportedSuite(KEM_X25519_SHA256, 4, AEAD.AES_128_GCM), false);
+    assert.equal(isSupportedSuite(KEM_X25519_SHA256, KDF.HKDF_SHA256, 4), false);
+  });
+
+  it('§7.2, §7.3: an unknown KDF or AEAD id is refused with ERR_HPKE', () => {
+    assert.throws(() => sender(9, AEAD.AES_128_GCM), code('ERR_HPKE'));
+    assert.throws(() => sender(KDF.HKDF_SHA256, 9), code('ERR_HPKE'));
+  });
+
+  it('§7.3: each (KDF, AEAD) pair gets its own parameters (key sizes 16, 32, 32, whatever the order)', () => {
+    for (const order of [
+      [1, 2, 3],
+      [3, 1, 2],
+    ]) {
+      for (const aead of order) assert.equal(sender(KDF.HKDF_SHA256, aead).ctx.key.length, aead === 1 ? 16 : 32);
+    }
+  });
+
+  it('§5.2: the sequence number never wraps: the last nonce is used, the one after is refused', () => {
+    const { ctx } = sender(KDF.HKDF_SHA256, AEAD.AES_128_GCM);
+    (ctx as unknown as { seq: number }).seq = Number.MAX_SAFE_INTEGER - 1;
+    ctx.seal(new Uint8Array(0), Uint8Array.of(1));
+    assert.throws(() => ctx.seal(new Uint8Array(0), Uint8Array.of(1)), code('ERR_HPKE'));
+    const r = setupReceiver(nodeProvider, { kdfId: 1, aeadId: 1 }, sender(1, 1).enc, skR, Uint8Array.of(1));
+    (r as unknown as { seq: number }).seq = Number.MAX_SAFE_INTEGER;
+    assert.throws(() => r.open(new Uint8Array(0), new Uint8Array(17)), code('ERR_HPKE'));
+  });
+
+  it('§5.3: an export-only context can neither seal nor open', () => {
+    const { ctx } = sender(KDF.HKDF_SHA256, AEAD.EXPORT_ONLY);
+    assert.throws(() => ctx.seal(new Uint8Array(0), Uint8Array.of(1)), code('ERR_HPKE'));
+    assert.throws(() => ctx.open(new Uint8Array(0), new Uint8Array(17)), code('ERR_HPKE'));
+    assert.equal(ctx.export(Uint8Array.of(1), 32).length, 32);
+  });
+
+  it('§5.1.1: psk and psk_id come together: one without the other is refused in any mode', () => {
+    assert.throws(() => sender(1, 1, { mode: MODE.psk, psk: new Uint8Array(32).fill(1) }), code('ERR_HPKE'));
+    assert.throws(() => sender(1, 1, { mode: MODE.psk, pskId: Uint8Array.of(1) }), code('ERR_HPKE'));
+    assert.throws(() => sender(1, 1, { pskId: Uint8Array.of(1) }), code('ERR_HPKE'));
+    assert.throws(() => sender(1, 1, { mode: MODE.base, psk: new Uint8Array(32).fill(1), pskId: Uint8Array.of(1) }), code('ERR_HPKE'));
+  });
+
+  it('§5.1: the precomputed base-mode hashes give the vector key_schedule_context, and are ignored outside base mode', () => {
+    for (const mode of [MODE.base, MODE.psk]) {
+      const v = hpkeVectors.find((x) => x.mode === mode && x.kdf_id === 1 && x.aead_id === 1)!;
+      const suite = { kdfId: 1, aeadId: 1 };
+      const info = fromHex(v.info);
+      const h = baseModeHashes(nodeProvider, suite, info);
+      assert.equal(toHex(h.context), toHex(concat(Uint8Array.of(0), h.pskIdHash, h.infoHash)));
+      if (mode === MODE.base && v.key_schedule_context) assert.equal(toHex(h.context), v.key_schedule_context);
+      const skRv = deriveX25519KeyPair(nodeProvider, fromHex(v.ikmR));
+      const o = { mode: v.mode, psk: v.psk ? fromHex(v.psk) : undefined, pskId: v.psk_id ? fromHex(v.psk_id) : undefined };
+      // Outside base mode the psk_id_hash must be the psk mode's own (LabeledExtract("", "psk_id_hash", psk_id));
+      // the base-mode context passed beside it must then be ignored.
+      const suiteId = concat(Buffer.from('HPKE'), Uint8Array.of(0, 0x20, 0, 1, 0, 1));
+      const pskIdHash = mode === MODE.base ? h.pskIdHash : hkdfExtract(nodeProvider, 'sha256', new Uint8Array(0), concat(Buffer.from('HPKE-v1'), suiteId, Buffer.from('psk_id_hash')), o.pskId!);
+      const r = setupReceiver(nodeProvider, suite, fromHex(v.enc), skRv, info, { ...o, context: h.context, infoHash: h.infoHash, pskIdHash });
+      assert.equal(toHex(r.key), v.key, `mode ${mode}`);
+      assert.equal(toHex(r.baseNonce), v.base_nonce);
+      const plain = setupReceiver(nodeProvider, suite, fromHex(v.enc), skRv, info, o);
+      assert.equal(toHex(plain.key), v.key);
+    }
   });
 });
