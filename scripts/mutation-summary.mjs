@@ -13,6 +13,9 @@ if (!file) {
 }
 const report = JSON.parse(readFileSync(file, 'utf8'));
 const KILLER = /mutation-killers/;
+// killedBy holds test ids; the tap runner's tests are the test files, named in testFiles.
+const nameOf = new Map();
+for (const [path, tf] of Object.entries(report.testFiles ?? {})) for (const t of tf.tests ?? []) nameOf.set(t.id, t.name ?? path);
 const rows = [];
 const left = [];
 for (const [path, f] of Object.entries(report.files)) {
@@ -26,7 +29,7 @@ for (const [path, f] of Object.entries(report.files)) {
       n.before++;
     } else if (m.status === 'Killed') {
       n.after++;
-      if ((m.killedBy ?? []).some((t) => !KILLER.test(t))) n.before++;
+      if ((m.killedBy ?? []).some((t) => !KILLER.test(nameOf.get(t) ?? t))) n.before++;
     } else {
       if (m.status === 'NoCoverage') n.noCoverage++;
       else n.survived++;

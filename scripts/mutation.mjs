@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // npm run mutation -- <target> [stryker options]
 //   target: tls13 | tls13-engine | ech | hpke | wire-tls, or src/tls13, src/ech, src/crypto/hpke.ts, src/wire/tls
-//   e.g. npm run mutation -- src/tls13 --mutate 'src/tls13/server.ts:200-260'
+//   e.g. npm run mutation -- src/tls13 --mutate 'src/tls13/server.ts:200-260,src/tls13/client.ts:400-500'
+//   (one --mutate with a comma-separated list: a second --mutate replaces the first)
 // Builds once (so the dry run sees current tests), then runs StrykerJS with the
 // target's configuration from stryker.config.mjs. Reports: reports/mutation/<target>.{json,html}.
 import { spawnSync } from 'node:child_process';
