@@ -150,6 +150,14 @@ describe('RFC 8446 §4.4.4: the server checks the client Finished', () => {
     refused(server.receive(sealer().seal(ContentType.handshake, two)), 'unexpected_message');
   });
 
+  it('§5.1: the start of another message after Finished in its record: unexpected_message', () => {
+    const { server, fin, sealer } = toFinished();
+    const more = new Uint8Array(fin.length + 3);
+    more.set(fin);
+    more.set([HandshakeType.key_update, 0, 0], fin.length);
+    refused(server.receive(sealer().seal(ContentType.handshake, more)), 'unexpected_message');
+  });
+
   it('§5.1: Finished split over two records is reassembled and accepted', () => {
     const { server, fin, sealer } = toFinished();
     const s = sealer();
@@ -317,6 +325,14 @@ describe('RFC 8446 §4.6.3: KeyUpdate from the client', () => {
     two.set(ku([0]));
     two.set(ku([0]), 5);
     refused(server.receive(sealer.seal(ContentType.handshake, two)), 'unexpected_message');
+  });
+
+  it('§5.1: a KeyUpdate followed by the start of another message in its record: unexpected_message', () => {
+    const { server, sealer } = connected();
+    const more = new Uint8Array(8);
+    more.set(ku([0]));
+    more.set([HandshakeType.key_update, 0, 0], 5);
+    refused(server.receive(sealer.seal(ContentType.handshake, more)), 'unexpected_message');
   });
 
   it(`at most ${KEY_UPDATE_BURST} KeyUpdates in a row without application data; data earns one more`, () => {
