@@ -492,6 +492,8 @@ function clientRefused(out: { alert?: string; error?: unknown; closed: boolean; 
   assert.equal(out.alert, alert);
   assert.ok(out.closed);
   assert.ok(out.error instanceof EchgateError);
+  // Refused by the check itself, not by a TypeError further on that receive() wraps as an internal error.
+  assert.doesNotMatch(out.error.message, /^internal error/);
   assert.equal(out.established, undefined);
   assert.ok(out.send.length >= 1);
 }
@@ -996,5 +998,63 @@ describe('RFC 9180: HPKE limits and suite checks', () => {
       const plain = setupReceiver(nodeProvider, suite, fromHex(v.enc), skRv, info, o);
       assert.equal(toHex(plain.key), v.key);
     }
+  });
+});
+
+describe('RFC 8446 §4.1.4: the client checks HelloRetryRequest', () => {
+  /** The server's HelloRetryRequest to a client that withheld its share, edited, fed to a client built with `o`. */
+  const hrrTo = (o: { withholdKeyShare?: boolean }, edit: (sh: ReturnType<typeof decodeServerHello>) => ReturnType<typeof decodeServerHello>) => {
+    const { hrr } = toSecondHello();
+    const msg = hrr.send.find((r) => r[0] === ContentType.handshake)!.subarray(5);
+    const edited = encodeServerHello(edit(decodeServerHello(msg.subarray(4))));
+    const client = new TlsClient({ provider: nodeProvider, serverName: NAME, ...o });
+    client.hello();
+    return client.receive(plainHandshake(edited));
+  };
+  const ks = (data?: Uint8Array) => (sh: ReturnType<typeof decodeServerHello>) => ({
+    ...sh,
+    extensions: data ? sh.extensions.map((e) => (e.type === ExtensionType.key_share ? { type: e.type, data } : e)) : sh.extensions.filter((e) => e.type !== ExtensionType.key_share),
+  });
+
+  it('the unedited HelloRetryRequest is followed', () => {
+    const out = hrrTo({ withholdKeyShare: true }, (sh) => sh);
+    assert.equal(out.error, undefined);
+    assert.equal(out.send.length, 1);
+  });
+
+  it('a second HelloRetryRequest: unexpected_message', () => {
+    const { client, hrr } = toSecondHello();
+    const again = client.receive(hrr.send.find((r) => r[0] === ContentType.handshake)!);
+    clientRefused(again, 'unexpected_message');
+  });
+
+  it('asking for the group we already sent a share for, one we did not offer, or a malformed group: illegal_parameter', () => {
+    clientRefused(hrrTo({}, (sh) => sh), 'illegal_parameter');
+    clientRefused(hrrTo({ withholdKeyShare: true }, ks(Uint8Array.of(0, 0x17))), 'illegal_parameter');
+    clientRefused(hrrTo({ withholdKeyShare: true }, ks(Uint8Array.of(0, 0x1d, 0))), 'illegal_parameter');
+  });
+
+  it('neither key_share nor cookie (it would change nothing): illegal_parameter, with or without a share sent', () => {
+    clientRefused(hrrTo({}, ks()), 'illegal_parameter');
+    clientRefused(hrrTo({ withholdKeyShare: true }, ks()), 'illegal_parameter');
+  });
+
+  it('a cookie alone, when we sent no share, names no group: illegal_parameter', () => {
+    clientRefused(
+      hrrTo({ withholdKeyShare: true }, (sh) => ({ ...ks()(sh), extensions: [...ks()(sh).extensions, { type: ExtensionType.cookie, data: Uint8Array.of(0, 1, 9) }] })),
+      'illegal_parameter',
+    );
+  });
+
+  it('a handshake message other than ServerHello first: unexpected_message', () => {
+    const client = new TlsClient({ provider: nodeProvider, serverName: NAME });
+    client.hello();
+    clientRefused(client.receive(plainHandshake(hsMsg(HandshakeType.encrypted_extensions, Uint8Array.of(0, 0)))), 'unexpected_message');
+  });
+
+  it('keyUpdate() before the handshake completes is refused', () => {
+    const client = new TlsClient({ provider: nodeProvider, serverName: NAME });
+    client.hello();
+    assert.throws(() => client.keyUpdate(), EchgateError);
   });
 });
