@@ -1,0 +1,45 @@
+// Mutation targets: what each mutates and which compiled test files exercise it
+// (file names under dist/test/, without .test.js). Keep the test lists to the files
+// that import or drive the code, so each mutant runs only a few seconds of tests.
+export const TARGETS = {
+  tls13: {
+    mutate: ['src/tls13/server.ts', 'src/tls13/client.ts', 'src/tls13/record-protection.ts', 'src/tls13/key-schedule.ts', 'src/tls13/ech-confirm.ts', 'src/tls13/transcript.ts', 'src/tls13/handshake-buffer.ts', 'src/tls13/byte-queue.ts', 'src/tls13/groups.ts', 'src/tls13/certs.ts'],
+    tests: ['tls13', 'tls13-fuzz', 'proxy-ech', 'ech-public-name', 'mutation-killers'],
+  },
+  // The engine's verification and alert code (RFC 8446 §4.1-§4.6, §5, §6; ECH §7):
+  // the unit tests drive it in process, so the integration files are left out.
+  'tls13-engine': {
+    mutate: ['src/tls13/server.ts:239-310', 'src/tls13/server.ts:383-569', 'src/tls13/client.ts'],
+    tests: ['tls13', 'tls13-fuzz', 'proxy-ech', 'mutation-killers'],
+  },
+  // The same code with test/mutation-killers first: much faster (most mutants die in its
+  // first seconds), but killedBy then no longer tells the score without those tests.
+  'tls13-engine-fast': {
+    mutate: ['src/tls13/server.ts:239-310', 'src/tls13/server.ts:383-569', 'src/tls13/client.ts'],
+    tests: ['mutation-killers', 'tls13', 'tls13-fuzz', 'proxy-ech'],
+  },
+  ech: {
+    mutate: ['src/ech/server.ts', 'src/ech/client.ts'],
+    tests: ['ech', 'ech-bad-input', 'ech-inner-version', 'split-mode', 'proxy-ech', 'ech-public-name', 'mutation-killers'],
+  },
+  hpke: {
+    mutate: ['src/crypto/hpke.ts'],
+    tests: ['hpke', 'ech', 'ech-bad-input', 'mutation-killers'],
+  },
+  'wire-tls': {
+    mutate: ['src/wire/tls/*.ts'],
+    tests: ['wire-tls', 'peek-robustness', 'ech-bad-input', 'ech', 'tls13', 'tls13-fuzz', 'mutation-killers'],
+  },
+};
+
+/** Accept a target name or the folder/file it covers (src/tls13, src/crypto/hpke.ts, src/wire/tls). */
+export function targetFor(arg) {
+  if (TARGETS[arg]) return arg;
+  const a = arg.replace(/\/$/, '');
+  if (a === 'src/tls13') return 'tls13';
+  if (a === 'src/ech' || a === 'src/ech/server.ts') return 'ech';
+  if (a === 'src/crypto/hpke.ts') return 'hpke';
+  if (a === 'src/wire/tls') return 'wire-tls';
+  if (a === 'src/tls13/server.ts' || a === 'src/tls13/client.ts') return 'tls13-engine';
+  return undefined;
+}
