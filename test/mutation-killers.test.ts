@@ -35,7 +35,8 @@ interface Peek {
   write: { keys: TrafficKeys };
   suite: CipherSuite;
 }
-const peek = (s: TlsServer) => s as unknown as Peek;
+/** The server's current handshake state (tls13/server.ts: expect_finished or traffic hold these). */
+const peek = (s: TlsServer) => (s as unknown as { state: Peek }).state;
 
 function newServer(extra: { alpn?: string[] } = {}) {
   return new TlsServer({
