@@ -25,7 +25,7 @@ import { dnsBench } from './dns.js';
 import type { EchBenchResult } from './ech.js';
 import { type KexBenchResult, kexTable } from './kex.js';
 import { terminateBench } from './terminate.js';
-import { children, median, start, waitPort } from './util.js';
+import { children, loop, median, start, waitPort } from './util.js';
 import { freePort } from '../src/cli/free-port.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -39,26 +39,6 @@ const SECTIONS = (process.env.BENCH_ONLY ?? 'relay,ech,kex,term,dns').split(',')
 const ALL = ['relay', 'ech', 'kex', 'term', 'dns'].every((x) => SECTIONS.includes(x));
 const capture = readFileSync(join(ROOT, 'test', 'vectors', 'captures', 'chr-ech2a-app-alpn.bin'));
 
-/** N sockets, C at a time; `open` makes one that closes by itself when its exchange is done. */
-function loop(n: number, c: number, open: () => net.Socket): Promise<number> {
-  const t0 = performance.now();
-  let started = 0;
-  let done = 0;
-  return new Promise((resolve, reject) => {
-    const one = () => {
-      if (started >= n) return;
-      started++;
-      const s = open();
-      s.once('error', reject);
-      s.once('close', () => {
-        done++;
-        if (done === n) resolve(performance.now() - t0);
-        else one();
-      });
-    };
-    for (let i = 0; i < c; i++) one();
-  });
-}
 
 /** Send the captured hello, wait for one byte, close. */
 function connLoad(port: number, n: number, c: number): Promise<number> {

@@ -56,3 +56,24 @@ export function rssKiB(pid: number): number {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** N sockets, C at a time; `open` makes one that closes by itself when its exchange is done. Resolves with the wall time in ms. */
+export function loop(n: number, c: number, open: () => net.Socket): Promise<number> {
+  const t0 = performance.now();
+  let started = 0;
+  let done = 0;
+  return new Promise((resolve, reject) => {
+    const one = () => {
+      if (started >= n) return;
+      started++;
+      const s = open();
+      s.once('error', reject);
+      s.once('close', () => {
+        done++;
+        if (done === n) resolve(performance.now() - t0);
+        else one();
+      });
+    };
+    for (let i = 0; i < c; i++) one();
+  });
+}

@@ -21,6 +21,7 @@ import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../src/cli/free-port.js';
 import { cpuMs } from './cpu.js';
+import { loop } from './util.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
@@ -33,23 +34,6 @@ process.on('exit', () => {
   for (const c of children) c.kill('SIGKILL');
 });
 
-function loop(n: number, c: number, open: () => net.Socket): Promise<void> {
-  let started = 0;
-  let done = 0;
-  return new Promise((resolve, reject) => {
-    const one = () => {
-      if (started >= n) return;
-      started++;
-      const s = open();
-      s.once('error', reject);
-      s.once('close', () => {
-        if (++done === n) resolve();
-        else one();
-      });
-    };
-    for (let i = 0; i < c; i++) one();
-  });
-}
 
 const connLoad = (port: number, n: number) =>
   loop(n, 50, () => {
