@@ -25,7 +25,7 @@ import { dnsBench } from './dns.js';
 import type { EchBenchResult } from './ech.js';
 import { type KexBenchResult, kexTable } from './kex.js';
 import { terminateBench } from './terminate.js';
-import { children, loop, median, start, waitPort } from './util.js';
+import { children, HAPROXY_HEAD, loop, median, start, waitPort } from './util.js';
 import { freePort } from '../src/cli/free-port.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -102,15 +102,7 @@ tcp:
 `;
   writeFileSync(join(dir, 'echgate.yml'), cfg);
   const haproxyCfg = `
-global
-  maxconn 8000
-  nbthread 1
-defaults
-  mode tcp
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
-${[
+${HAPROXY_HEAD}${[
   ['conn', ports.h[0], 'public.example.test', byte],
   ['bulk', ports.h[1], 'public.example.test', stream],
   ['tls', ports.h[2], 'app.example.test', tlsb],

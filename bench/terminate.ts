@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import tls from 'node:tls';
 import { freePort } from '../src/cli/free-port.js';
 import { cpuMs } from './cpu.js';
-import { children, median, quantile, rssKiB, sleep, start, waitPort } from './util.js';
+import { children, HAPROXY_HEAD, median, quantile, rssKiB, sleep, start, waitPort } from './util.js';
 
 export interface TermOptions {
   root: string;
@@ -155,15 +155,7 @@ ${certs}`,
   const hpPorts = [await freePort(), await freePort()];
   writeFileSync(
     join(dir, 'haproxy-term.cfg'),
-    `global
-  maxconn 8000
-  nbthread 1
-defaults
-  mode tcp
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
-frontend fe_term
+    `${HAPROXY_HEAD}frontend fe_term
   bind 127.0.0.1:${hpPorts[0]} ssl crt ${join(dir, 'term-hp.pem')} ssl-min-ver TLSv1.3
   default_backend be_byte
 frontend fe_bulk

@@ -77,3 +77,14 @@ export function loop(n: number, c: number, open: () => net.Socket): Promise<numb
     for (let i = 0; i < c; i++) one();
   });
 }
+
+/** The global and defaults sections every HAProxy peer in the bench starts with (one thread, TCP mode). */
+export const HAPROXY_HEAD = `global
+  maxconn 8000
+  nbthread 1
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+`;
