@@ -5,6 +5,7 @@
  */
 import { isEchgateError } from '../errors.js';
 import { type AnswerRecord, DnsClass, type DnsMessage, type DnsQuestion, decodeMessage, encodeFormErr, encodeResponse, RCode, type ResponseOptions, RRType } from '../wire/dns/message.js';
+import { cacheKey, cachedAnswer, rememberAnswer } from './answer-cache.js';
 import type { Zone } from './zone.js';
 
 /** The UDP payload size we advertise and accept (the DNS flag day 2020 value: no IP fragmentation). */
@@ -41,6 +42,17 @@ function responseLimit(opt: DnsMessage['additionals'][number] | undefined, udp: 
 }
 
 export function answerQuery(zone: Zone, bytes: Uint8Array, o: QueryOptions = {}): QueryResult {
+  // The common shape of query is answered from the zone's cache of encoded responses (answer-cache.ts).
+  const key = cacheKey(bytes, o.udp === true);
+  if (key === undefined) return answerFully(zone, bytes, o);
+  const hit = cachedAnswer(zone, key, bytes);
+  if (hit) return { status: 200, ...hit };
+  const r = answerFully(zone, bytes, o);
+  if (r.status === 200 && r.body && r.question && r.ttl !== undefined) rememberAnswer(zone, key, { body: r.body, ttl: r.ttl, question: r.question, rcode: r.rcode! });
+  return r;
+}
+
+function answerFully(zone: Zone, bytes: Uint8Array, o: QueryOptions): QueryResult {
   let decoded: DnsMessage;
   try {
     decoded = decodeMessage(bytes);

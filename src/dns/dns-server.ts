@@ -179,7 +179,9 @@ export async function startDnsServer(o: DnsServerOptions): Promise<DnsServer> {
     try {
       if (rinfo.port === 0) return;
       const body = respond(new Uint8Array(msg.buffer, msg.byteOffset, msg.length), 'udp');
-      if (body) udp.send(body, rinfo.port, rinfo.address, (e) => e && fail(e, 'udp'));
+      // No send callback: it costs a request object and a tick per reply, and a send that fails is a lost
+      // datagram like any other on UDP: the client asks again (RFC 1035 §4.2.1).
+      if (body) udp.send(body, rinfo.port, rinfo.address);
     } catch (e) {
       fail(e, 'udp');
     }

@@ -93,14 +93,34 @@ export class Zone {
     return this.apex === '' || name === this.apex || name.endsWith(`.${this.apex}`);
   }
 
-  /** The SOA serial: moved forward (never back) when the published list changes. */
-  private currentSerial(): number {
+  /**
+   * Looks at the published list: when it changed, the SOA serial moves forward
+   * (never back) and the generation counts up. The key folder hands out the
+   * same array until it changes, so this is one comparison per query.
+   */
+  private refresh(): void {
     const now = this.ech();
-    const same = now === this.lastEch || (now !== undefined && this.lastEch !== undefined && equal(now, this.lastEch));
-    if (!same) {
-      this.lastEch = now;
-      this.serial = Math.max(this.serial + 1, Math.floor(Date.now() / 1000)) % 2 ** 32;
-    }
+    if (now === this.lastEch) return;
+    const same = now !== undefined && this.lastEch !== undefined && equal(now, this.lastEch);
+    this.lastEch = now;
+    if (same) return;
+    this.serial = Math.max(this.serial + 1, Math.floor(Date.now() / 1000)) % 2 ** 32;
+    this.gen++;
+  }
+  private gen = 0;
+
+  /**
+   * A number that changes whenever an answer of this zone could change (the
+   * names are fixed for the life of a Zone; the ech= value and with it the SOA
+   * serial are not): answers cached under one generation hold while it lasts.
+   */
+  generation(): number {
+    this.refresh();
+    return this.gen;
+  }
+
+  private currentSerial(): number {
+    this.refresh();
     return this.serial;
   }
 

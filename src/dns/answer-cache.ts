@@ -1,0 +1,111 @@
+/**
+ * Encoded responses, kept per zone, for the common shape of query: a plain
+ * QUERY (opcode 0) with one question, nothing in the answer and authority
+ * sections, and either no additional record or one OPT with no options (EDNS
+ * version 0, RFC 6891 §6.1.2). For such a query the response depends only on
+ * the question's octets (names are echoed with the query's case, RFC 1035
+ * §7.3 / RFC 4343 §4), on whether EDNS was present, on the size the response
+ * may have (RFC 1035 §4.2.1, RFC 6891 §6.2.5) and on the zone; the message ID
+ * and the RD bit are copied from the query (RFC 1035 §4.1.1). So a cached
+ * response is the first one's octets with those three fields patched.
+ *
+ * Anything else (more OPTs, EDNS options such as cookies, a compressed
+ * question name, trailing octets, errors) takes the full path in answer.ts,
+ * uncached. The cache is dropped when the zone's generation moves (a new
+ * ech= list and SOA serial) and when it is full, so a flood of random names
+ * costs no more memory than its cap.
+ */
+import type { DnsQuestion } from '../wire/dns/message.js';
+import type { Zone } from './zone.js';
+
+/** Entries per zone at most; past it the cache starts again empty. */
+const MAX_ENTRIES = 4096;
+
+export interface CachedAnswer {
+  body: Uint8Array;
+  ttl: number;
+  question: DnsQuestion;
+  rcode: number;
+}
+
+class ZoneCache {
+  readonly map = new Map<string, CachedAnswer>();
+  constructor(public gen: number) {}
+}
+
+const caches = new WeakMap<Zone, ZoneCache>();
+
+/**
+ * The cache key of a query of the common shape, or undefined for any other
+ * message. The transport, the presence of an OPT and the payload size it
+ * advertises are part of the key, so UDP clients with different payload
+ * sizes, TCP and DoH never share an entry.
+ */
+export function cacheKey(q: Uint8Array, udp: boolean): string | undefined {
+  const len = q.length;
+  // Header: QR=0 and opcode 0 (byte 2 bits 7..3), QDCOUNT 1, ANCOUNT 0, NSCOUNT 0, ARCOUNT 0 or 1.
+  if (len < 17 || (q[2]! & 0xf8) !== 0 || q[4] !== 0 || q[5] !== 1 || q[6] !== 0 || q[7] !== 0 || q[8] !== 0 || q[9] !== 0 || q[10] !== 0) return undefined;
+  const arcount = q[11]!;
+  if (arcount > 1) return undefined;
+  // The question name: plain labels only (a pointer in the question takes the full path), at most 255 octets.
+  let at = 12;
+  for (;;) {
+    if (at >= len) return undefined;
+    const l = q[at]!;
+    if (l === 0) break;
+    if (l > 63) return undefined;
+    at += l + 1;
+    if (at - 12 > 254) return undefined;
+  }
+  const qend = at + 5; // the root octet, QTYPE, QCLASS
+  let limit: number;
+  if (arcount === 0) {
+    if (qend !== len) return undefined;
+    limit = udp ? 512 : 65535;
+  } else {
+    // One OPT, root owner, version 0, RDLENGTH 0, ending the message: 00 0029 SIZE EXT VERSION FLAGS 0000.
+    if (qend + 11 !== len || q[qend] !== 0 || q[qend + 1] !== 0 || q[qend + 2] !== 41 || q[qend + 6] !== 0 || q[qend + 9] !== 0 || q[qend + 10] !== 0) return undefined;
+    limit = udp ? (q[qend + 3]! << 8) | q[qend + 4]! : 65535;
+  }
+  let key = String.fromCharCode(udp ? 1 : 0, arcount, limit);
+  for (let i = 12; i < qend; i++) key += String.fromCharCode(q[i]!);
+  return key;
+}
+
+/** The cache of this zone, emptied if the zone's answers may have changed since it was filled. */
+function cacheOf(zone: Zone): ZoneCache {
+  const gen = zone.generation();
+  let c = caches.get(zone);
+  if (!c) {
+    c = new ZoneCache(gen);
+    caches.set(zone, c);
+  } else if (c.gen !== gen) {
+    c.map.clear();
+    c.gen = gen;
+  }
+  return c;
+}
+
+/** The cached response for `key`, its ID and RD bit taken from `query`; undefined on a miss. */
+export function cachedAnswer(zone: Zone, key: string, query: Uint8Array): CachedAnswer | undefined {
+  const hit = cacheOf(zone).map.get(key);
+  if (!hit) return undefined;
+  const src = hit.body;
+  const body = Buffer.allocUnsafe(src.length);
+  body.set(src);
+  body[0] = query[0]!;
+  body[1] = query[1]!;
+  body[2] = (src[2]! & 0xfe) | (query[2]! & 0x01);
+  return { body, ttl: hit.ttl, question: hit.question, rcode: hit.rcode };
+}
+
+export function rememberAnswer(zone: Zone, key: string, a: CachedAnswer): void {
+  const c = cacheOf(zone);
+  if (c.map.size >= MAX_ENTRIES) c.map.clear();
+  c.map.set(key, { ...a, body: Uint8Array.from(a.body) });
+}
+
+/** How many responses the zone's cache holds (for tests). */
+export function cachedEntries(zone: Zone): number {
+  return caches.get(zone)?.map.size ?? 0;
+}
