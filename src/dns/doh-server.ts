@@ -163,8 +163,19 @@ export function startDohServer(o: DohServerOptions): Promise<http2.Http2SecureSe
     const send = (status: number, body?: Uint8Array, ttl?: number) => {
       if (res.headersSent || res.destroyed) return;
       if (!body) return void res.writeHead(status).end();
-      res.writeHead(status, { 'content-type': 'application/dns-message', 'content-length': body.length, 'cache-control': `max-age=${ttl ?? 60}` });
-      res.end(Buffer.from(body));
+      const headers = { 'content-type': 'application/dns-message', 'content-length': body.length, 'cache-control': `max-age=${ttl ?? 60}` };
+      const data = Buffer.from(body.buffer, body.byteOffset, body.length);
+      if (req.httpVersionMajor === 2) {
+        // HTTP/2 through the core API: the compat layer's response always waits for trailers, so its last
+        // DATA frame went out empty, after the body, with END_STREAM (RFC 9113 §8.1 allows that). Clients
+        // that take one response per END_STREAM frame (dnsperf 2.10) mixed bodies of interleaved streams.
+        // respond() without waitForTrailers then end(body) in the same tick sends one DATA frame with END_STREAM.
+        res.stream.respond({ ':status': status, ...headers });
+        res.stream.end(data);
+      } else {
+        res.writeHead(status, headers);
+        res.end(data);
+      }
     };
     const reply = (bytes: Uint8Array) => {
       const r = answerQuery(o.zone(), bytes);
