@@ -2,8 +2,8 @@
  * DoH load generator (RFC 8484 POST over one HTTP/2 connection), in a process
  * of its own: `doh-load URL SECONDS CONCURRENCY` keeps CONCURRENCY queries
  * outstanding (A and HTTPS for app.example.test, alternating) and prints
- * "DONE <answered> <failed>". Used because dnsperf 2.10's DoH mode refuses
- * node:http2 answers (see docs/benchmarks.md).
+ * "DONE <answered> <failed>". It measures many streams on one connection,
+ * which dnsperf 2.10's DoH mode cannot read from node:http2 (see bench/dns.ts).
  */
 import http2 from 'node:http2';
 import tls from 'node:tls';
