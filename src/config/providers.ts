@@ -55,7 +55,7 @@ function etcd(ctx: Ctx, raw: unknown): EtcdProviderConfig | undefined {
 export const providersSection = section<{ etcd?: EtcdProviderConfig }>({
   path: 'providers',
   keys: {
-    kubernetesCRDFiles: { paths: 'list', secretsDir: 'string', addresses: { '*': 'string' } },
+    kubernetesCRDFiles: { paths: 'list', secretsDir: 'string', addresses: 'any' },
     etcd: { endpoints: 'list', rootKey: 'string', tls: { ca: 'string', cert: 'string', key: 'string' }, username: 'string', passwordFile: 'string', password: 'string' },
   },
   parse(raw: unknown, ctx: Ctx) {
