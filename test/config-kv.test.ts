@@ -104,3 +104,31 @@ describe('providers.etcd: Traefik KV keys → configuration', () => {
     assert.deepEqual(problems(kv({ 'tcp/routers/app/tls': 'maybe', ...APP })), expected);
   });
 });
+
+describe('providers.etcd settings', () => {
+  const with_ = (etcd: string) => `${FILE}providers:\n  etcd: ${etcd}\n`;
+  const bad = (etcd: string) => {
+    try {
+      parseConfigText(with_(etcd), 'f.yml');
+    } catch (e) {
+      if (e instanceof ConfigError) return e.problems.map((p) => `${p.path}: ${p.message}`);
+      throw e;
+    }
+    assert.fail('expected a ConfigError');
+  };
+  it('endpoints get their scheme (https with tls), rootKey defaults to traefik', () => {
+    assert.deepEqual(parseConfigText(with_('{ endpoints: ["127.0.0.1:2379", "http://[::1]:2379"] }'), 'f.yml').providers?.etcd, { endpoints: ['http://127.0.0.1:2379', 'http://[::1]:2379'], rootKey: 'traefik' });
+    assert.deepEqual(parseConfigText(with_('{ endpoints: ["e1:2379"], tls: { ca: ca.pem } }'), 'f.yml').providers?.etcd?.endpoints, ['https://e1:2379']);
+  });
+  const refused: [string, string, RegExp][] = [
+    ['no endpoints', '{ rootKey: x }', /providers\.etcd\.endpoints: expected a list/],
+    ['an endpoint that is not a URL', '{ endpoints: ["ftp://x:1"] }', /providers\.etcd\.endpoints\[0\]: not an etcd client URL/],
+    ['a port out of range', '{ endpoints: ["x:70000"] }', /providers\.etcd\.endpoints\[0\]: not an etcd client URL/],
+    ['http:// with tls', '{ endpoints: ["http://x:1"], tls: {} }', /write https:\/\//],
+    ['a rootKey with a leading /', '{ endpoints: ["x:1"], rootKey: /traefik }', /providers\.etcd\.rootKey/],
+    ['an inline password', '{ endpoints: ["x:1"], username: u, password: p }', /providers\.etcd\.password: write the password in a file/],
+    ['a username without passwordFile', '{ endpoints: ["x:1"], username: u }', /username and passwordFile go together/],
+    ['a client cert without its key', '{ endpoints: ["x:1"], tls: { cert: c.pem } }', /cert and key go together/],
+  ];
+  for (const [desc, etcd, re] of refused) it(`refuses ${desc}`, () => assert.match(bad(etcd).join('\n'), re));
+});
