@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { kvToRaw } from '../config/kv.js';
 import type { Config } from '../config/types.js';
 import type { Metrics } from '../proxy/metrics.js';
-import { type EtcdSnapshot, EtcdProvider } from '../providers/etcd.js';
+import type { EtcdProvider, EtcdSnapshot } from '../providers/etcd.js';
 import { loadConfigFile } from './config-file.js';
 
 export class ConfigSources {
@@ -37,6 +37,8 @@ export class ConfigSources {
     const settings = fileOnly.providers?.etcd;
     if (!settings) return { sources: new ConfigSources(file, log, undefined), cfg: fileOnly };
     let self: ConfigSources | undefined;
+    // Loaded only when configured: the etcd client (gRPC, protobufjs) costs every other serve its start-up time.
+    const { EtcdProvider } = await import('../providers/etcd.js');
     const provider = new EtcdProvider(settings, {
       snapshot: (s) => self?.take(s),
       store: (up, err) => self?.storeState(up, err),
