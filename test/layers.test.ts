@@ -41,13 +41,16 @@ export const LAYERS: [string, Layer][] = [
   // node:os: `workers: auto` is the machine's available parallelism (a query, no I/O).
   ['config', { imports: ['routing', 'tls13', 'bytes', 'errors'], node: ['node:os'], packages: ['yaml'] }],
   ['observe', { imports: ['errors'], node: [], packages: ['pino'] }],
+  // Dynamic configuration providers: the network access to etcd (etcd3, gRPC) and the TLS/password files
+  // providers.etcd names. Sees the configuration only as types; config/kv.ts converts what it reads.
+  ['providers', { imports: ['config', 'errors'], typeOnly: ['config'], node: ['node:fs'], packages: ['etcd3'] }],
   // dns/ sees the configuration only as types; TSIG's HMAC comes from crypto/.
   ['dns', { imports: ['observe', 'config', 'keys', 'wire', 'crypto', 'bytes', 'errors'], typeOnly: ['config'], node: ['node:crypto', 'node:dgram', 'node:fs', 'node:http2', 'node:net', 'node:tls'], packages: ['undici', 'pino'] }],
   // node:cluster: log lines name their worker; node:perf_hooks: the event-loop delay metric.
   ['proxy', {
     imports: ['dns', 'observe', 'config', 'routing', 'keys', 'ech', 'tls13', 'crypto', 'wire', 'bytes', 'errors'],
     node: ['node:net', 'node:tls', 'node:http', 'node:fs', 'node:diagnostics_channel', 'node:cluster', 'node:perf_hooks'], packages: ['pino'] }],
-  ['cli', { imports: ['proxy', 'dns', 'observe', 'config', 'routing', 'keys', 'ech', 'tls13', 'crypto', 'wire', 'bytes', 'errors'], node: ['*'], packages: ['*'] }],
+  ['cli', { imports: ['proxy', 'dns', 'providers', 'observe', 'config', 'routing', 'keys', 'ech', 'tls13', 'crypto', 'wire', 'bytes', 'errors'], node: ['*'], packages: ['*'] }],
 ];
 
 /**

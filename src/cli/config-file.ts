@@ -4,16 +4,17 @@
  * who may import whom"): config/ turns text into a Config, cli/ finds the text.
  */
 import { readFileSync } from 'node:fs';
-import { parseConfigText } from '../config/load.js';
+import { type DynamicSources, parseConfigText } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import { ConfigError } from '../errors.js';
 
-export function loadConfigFile(file: string): Config {
+/** `dynamic`: what other providers (providers.etcd) hold, merged in before validation. */
+export function loadConfigFile(file: string, dynamic: DynamicSources = {}): Config {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
     throw new ConfigError(file, [{ path: '(file)', message: (e as Error).message }]);
   }
-  return parseConfigText(text, file);
+  return parseConfigText(text, file, dynamic);
 }

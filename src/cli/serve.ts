@@ -1,6 +1,7 @@
 /** `echgate serve --config F` (or `--demo`): run the proxy until SIGTERM/SIGINT. */
 import { watch } from 'node:fs';
 import { loadConfigFile } from './config-file.js';
+import { ConfigSources } from './config-sources.js';
 import { queryCounter, startDnsService } from '../dns/service.js';
 import type { Config, DnsConfig } from '../config/types.js';
 import { ConfigError, EchgateError, isEchgateError } from '../errors.js';
@@ -43,6 +44,9 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
   for (const w of cfg.warnings) log.warn({ file: file ?? '(demo)' }, w);
   // workers > 1: this process becomes the group's primary; each worker runs the rest of this function.
   if (file && cfg.workers > 1 && !isWorker()) return runPrimary(file, cfg, log);
+  // The file and, with providers.etcd, etcd: what a reload validates and applies (cli/config-sources.ts).
+  let sources: ConfigSources | undefined;
+  if (file) ({ sources, cfg } = await ConfigSources.open(file, cfg, log));
   const gw = new Gateway({ log });
   // ECH: the keyring watches its folder; reloading the configuration may point it elsewhere.
   let ring: Keyring | undefined;
@@ -105,6 +109,7 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
   let dns: Awaited<ReturnType<typeof startDnsService>> | undefined;
   try {
     (await prepare(cfg)).commit();
+    sources?.applied(cfg, gw.metrics);
     // In a process group the primary serves /metrics for all workers (src/cli/workers.ts).
     if (cfg.metrics && !isWorker()) metricsSrv = await gw.metrics.serve(cfg.metrics.host, cfg.metrics.port, { log });
     // The embedded authoritative DNS; ech= comes from the key folder at query time.
@@ -123,6 +128,7 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
     ring?.close();
     metricsSrv?.close();
     dns?.close();
+    sources?.close();
     closeDemo();
     await gw.shutdown(0);
     throw e;
@@ -166,7 +172,7 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
     if (!file) return;
     let next: Config;
     try {
-      next = loadConfigFile(file);
+      next = sources ? sources.load() : loadConfigFile(file);
     } catch (e) {
       gw.metrics.reloads.inc({ result: 'invalid' });
       log.error({ file, why, err: reason(e) }, 'reload refused: the configuration does not validate; the previous one keeps serving unchanged');
@@ -184,17 +190,19 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
       return;
     }
     p!.commit();
+    sources?.applied(next, gw.metrics);
     rotation?.stop();
     rotation = rotates ? startRotation(next, { log, metrics: gw.metrics }) : undefined;
     if (Boolean(next.dns) !== Boolean(dns)) log.warn({ file }, 'the dns section was added or removed: DNS listeners start or stop at the next restart');
     gw.metrics.reloads.inc({ result: 'ok' });
-    log.info({ file, why }, 'configuration reloaded');
+    log.info({ file, why, ...sources?.describe(next) }, 'configuration reloaded');
   };
   let reloads = Promise.resolve();
   const reload = (why: string) => {
     reloads = reloads.then(() => reloadOnce(why));
   };
   process.on('SIGHUP', () => reload('SIGHUP'));
+  if (sources) sources.onChange = reload;
   let debounce: NodeJS.Timeout | undefined;
   const watcher = file
     ? watch(file, () => {
@@ -210,6 +218,7 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
       stopping = true;
       log.info({ signal: sig, open: gw.openConnections() }, 'shutting down: no new connections, draining open ones');
       watcher?.close();
+      sources?.close();
       rotation?.stop();
       ring?.close();
       metricsSrv?.close();

@@ -5,9 +5,8 @@
  */
 import type { DnsConfig, PublishSettings, RotationConfig } from './types.js';
 import { parseDuration } from './duration.js';
-
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+import { type Ctx, isObj, parseAddress, section } from './fields.js';
+import { dnsSection } from './dns.js';
 
 /** The default shortest `every`; below it a configuration is refused unless the test switch is set. */
 export const MIN_EVERY_MS = 60_000;
@@ -19,21 +18,35 @@ export const MIN_EVERY_MS = 60_000;
 export const SHORT_ENV = 'ECHGATE_ROTATION_SHORT';
 export const DEFAULT_PUBLISH_TTL = 300;
 
-const PUBLISH_KEYS = ['name', 'server', 'zone', 'tsigKey', 'ttl', 'alpn', 'port', 'verifyDoh', 'ca', 'verifyTimeout'];
+export const rotationSection = section<RotationConfig | undefined>({
+  path: 'ech.rotation',
+  keys: {
+    every: 'value',
+    grace: 'value',
+    publicName: 'string',
+    // publish is `embedded` or this mapping.
+    publish: { name: 'string', server: 'string', zone: 'string', tsigKey: 'string', ttl: 'number', alpn: 'list', port: 'number', verifyDoh: 'string', ca: 'string', verifyTimeout: 'value' },
+  },
+  parse(raw: unknown, ctx: Ctx) {
+    return raw === undefined ? undefined : parseRotation(raw, ctx);
+  },
+  assign(cfg, v) {
+    if (v && cfg.ech) cfg.ech.rotation = v;
+  },
+  check(cfg, ctx) {
+    if (!cfg.ech?.rotation) return;
+    const p = rotationTtlProblem(cfg.ech.rotation, ctx.get(dnsSection));
+    if (p) ctx.bad(p.path, p.message);
+  },
+});
 
-export function parseRotation(
-  v: unknown,
-  bad: (path: string, message: string) => void,
-  warnUnknown: (o: Obj, path: string, known: string[]) => void,
-  parseAddress: (s: unknown) => { host: string; port: number } | undefined,
-  env: NodeJS.ProcessEnv = process.env,
-): RotationConfig | undefined {
+export function parseRotation(v: unknown, ctx: Ctx): RotationConfig | undefined {
+  const { bad, env } = ctx;
   const P = 'ech.rotation';
   if (!isObj(v)) {
     bad(P, 'expected a mapping { every, grace, publish }');
     return undefined;
   }
-  warnUnknown(v, P, ['every', 'grace', 'publish', 'publicName']);
   const floor = env[SHORT_ENV] === '1' ? 1000 : MIN_EVERY_MS;
   const dur = (key: string, dflt: number | undefined, min: number): number | undefined => {
     if (v[key] === undefined) {
@@ -54,7 +67,6 @@ export function parseRotation(
   else if (!isObj(p)) bad(`${P}.publish`, 'expected "embedded" (the embedded DNS serves the key folder) or { name, server, zone, tsigKey, verifyDoh, ... }');
   else {
     const pp = `${P}.publish`;
-    warnUnknown(p, pp, PUBLISH_KEYS);
     const str = (k: string, required: boolean): string | undefined => {
       if (p[k] === undefined) {
         if (required) bad(`${pp}.${k}`, 'required');

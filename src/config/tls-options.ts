@@ -81,7 +81,18 @@ export function opensslCurves(groups: readonly number[]): string | undefined {
 
 export const DEFAULT_TLS_OPTIONS: TlsOptions = { name: 'default', minVersion: 0x0303, maxVersion: 0x0304, sniStrict: false };
 
-const KNOWN = ['minVersion', 'maxVersion', 'cipherSuites', 'curvePreferences', 'alpnProtocols', 'sniStrict', 'clientAuth', 'preferServerCipherSuites', 'disableSessionTickets'];
+/** The keys of one option set (unknown ones are warned about by config/fields.ts walkUnknown). */
+export const TLS_OPTION_KEYS = {
+  minVersion: 'string',
+  maxVersion: 'string',
+  cipherSuites: 'list',
+  curvePreferences: 'list',
+  alpnProtocols: 'list',
+  sniStrict: 'boolean',
+  clientAuth: { caFiles: 'list', clientAuthType: 'string' },
+  preferServerCipherSuites: 'boolean',
+  disableSessionTickets: 'boolean',
+} as const;
 
 /**
  * Parse `tls.options`. Always returns a `default` entry (Traefik's defaults:
@@ -100,7 +111,6 @@ export function parseTlsOptions(raw: unknown, bad: (path: string, message: strin
       bad(p, 'expected a mapping');
       continue;
     }
-    for (const k of Object.keys(o)) if (!KNOWN.includes(k)) warn(`${p}.${k}: unknown key, ignored`);
     if (o.preferServerCipherSuites !== undefined) warn(`${p}.preferServerCipherSuites: deprecated in Traefik and ignored (the server's order is used)`);
     if (o.disableSessionTickets !== undefined) warn(`${p}.disableSessionTickets: ignored (echgate issues no session tickets)`);
     // Client certificates are not implemented: accepting the key silently would serve clients the operator meant to refuse.

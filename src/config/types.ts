@@ -157,6 +157,18 @@ export interface DnsConfig {
   nameservers?: string[];
 }
 
+/** `providers.etcd`: Traefik's KV layout in etcd v3, watched (docs/configuration.md, providers.etcd). */
+export interface EtcdProviderConfig {
+  /** Client URLs with their scheme (http:// or https://). */
+  endpoints: string[];
+  /** Keys are read under `${rootKey}/` (Traefik's default: traefik). */
+  rootKey: string;
+  /** PEM files: the CA that signs the etcd servers' certificates, and a client certificate and key. */
+  tls?: { ca?: string; cert?: string; key?: string };
+  /** etcd's user authentication; the password is read from a file. */
+  auth?: { username: string; passwordFile: string };
+}
+
 export interface Config {
   entryPoints: Map<string, EntryPointConfig>;
   routers: RouterConfig[];
@@ -182,6 +194,8 @@ export interface Config {
    * file becomes os.availableParallelism() at load.
    */
   workers: number;
+  /** Dynamic configuration sources besides the file (Kubernetes manifests are expanded before validation). */
+  providers?: { etcd?: EtcdProviderConfig };
   /** Non-fatal findings (unknown keys, ...) to log at load. */
   warnings: string[];
 }

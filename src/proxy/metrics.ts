@@ -176,6 +176,9 @@ export class Metrics {
   readonly handlerErrors = new Counter('echgate_handler_errors_total', 'Unexpected exceptions caught while handling one connection or request, by listener.');
   readonly keyRotations = new Counter('echgate_key_rotations_total', 'Automatic ECH key rotations by result (ok, failed).');
   readonly nextKeyRotation = new Gauge('echgate_key_rotation_next_timestamp_seconds', 'When serve next rotates the ECH keys (Unix time; absent without ech.rotation).');
+  /** providers.etcd: the etcd revision of the configuration in force, and whether etcd answers; by process (a group's gauges are summed). */
+  readonly configRevision = new Gauge('echgate_config_revision', 'etcd revision of the configuration in force (providers.etcd), by process.');
+  readonly configStoreUp = new Gauge('echgate_config_store_up', 'Whether the configuration store (providers.etcd) answers: 1 or 0, by process.');
   readonly duration = new Histogram('echgate_connection_duration_seconds', 'Connection lifetime, by entrypoint and router.', [
     0.005, 0.05, 0.5, 1, 5, 30, 120, 600,
   ]);
@@ -210,7 +213,7 @@ export class Metrics {
   }
 
   private all(): (Counter | Histogram)[] {
-    return [this.connections, this.open, this.peekFailures, this.bytes, this.backendErrors, this.backendUp, this.ech, this.reloads, this.dnsQueries, this.handlerErrors, this.duration, this.workerRestarts, this.workers, this.workerConnections, this.loopDelay, this.keyRotations, this.nextKeyRotation];
+    return [this.connections, this.open, this.peekFailures, this.bytes, this.backendErrors, this.backendUp, this.ech, this.reloads, this.dnsQueries, this.handlerErrors, this.duration, this.workerRestarts, this.workers, this.workerConnections, this.loopDelay, this.keyRotations, this.nextKeyRotation, this.configRevision, this.configStoreUp];
   }
 
   render(): string {
