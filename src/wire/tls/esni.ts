@@ -216,3 +216,11 @@ export function decodeClientESNIInner(plain: Uint8Array, paddedLength: number): 
   const hostName = decodeServerName(plain.subarray(ESNI_NONCE_LENGTH, ESNI_NONCE_LENGTH + 2 + list.length));
   return { nonce, hostName };
 }
+
+/** The character-strings of TXT RDATA (RFC 1035 §3.3.14), as text: the `_esni` record's base64 pieces. */
+export function decodeTxtStrings(rdata: Uint8Array): string[] {
+  const r = new Reader(rdata);
+  const out: string[] = [];
+  while (!r.atEnd()) out.push(new TextDecoder().decode(r.vec8('TXT character-string')));
+  return out;
+}
