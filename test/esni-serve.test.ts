@@ -231,3 +231,45 @@ tcp:
     assert.match(r2.esniDetails.error, /record_digest.*illegal_parameter/);
   });
 });
+
+describe('draft-ietf-tls-esni-02 §4 through publish: _esni TXT in the same RFC 2136 UPDATE as the HTTPS record', () => {
+  it('publish replaces _esni.NAME TXT with the valid ESNI records, TTL at most the HTTPS TTL and the time left', async () => {
+    const { decodeMessage, RRType } = await import('../src/wire/dns/message.js');
+    const { decodeTxtStrings } = await import('../src/wire/tls/esni.js');
+    const W = mkdtempSync(join(tmpdir(), 'echgate-esni-pub-'));
+    const dir = join(W, 'keys');
+    await run('node', [BIN, 'keys', 'generate', '--dir', dir, '--public-name', 'public.example.test']);
+    await run('node', [BIN, 'keys', 'generate', '--esni', '--dir', dir, '--lifetime', '90s']);
+    const updates: Buffer[] = [];
+    // A fake primary: takes one UPDATE over TCP and answers NOERROR with its id and opcode (RFC 2136 §3.8).
+    const srv = net.createServer((s) => {
+      s.on('error', () => {});
+      let buf = Buffer.alloc(0);
+      s.on('data', (d) => {
+        buf = Buffer.concat([buf, d]);
+        if (buf.length < 2 || buf.length < 2 + buf.readUInt16BE(0)) return;
+        const msg = buf.subarray(2, 2 + buf.readUInt16BE(0));
+        updates.push(msg);
+        const answer = Buffer.alloc(12);
+        msg.copy(answer, 0, 0, 2);
+        answer.writeUInt16BE(0x8000 | (5 << 11), 2);
+        s.end(Buffer.concat([Buffer.from([0, 12]), answer]));
+      });
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+    try {
+      const { stdout } = await run('node', [BIN, 'publish', '--dir', dir, '--name', 'secret.example.test', '--zone', 'example.test', '--server', `127.0.0.1:${(srv.address() as net.AddressInfo).port}`, '--ttl', '300']);
+      assert.match(stdout, /published _esni\.secret\.example\.test TXT: 1 ESNI record, TTL (8\d|90)\n/);
+      const m = decodeMessage(new Uint8Array(updates[0]!));
+      // The update section: delete HTTPS, delete _esni TXT, add HTTPS, add TXT.
+      const txt = m.authorities.filter((r) => r.type === RRType.TXT && r.rdata.length > 0);
+      assert.equal(txt.length, 1);
+      assert.equal(txt[0]!.name, '_esni.secret.example.test');
+      assert.ok(txt[0]!.ttl <= 90, String(txt[0]!.ttl));
+      assert.equal(decodeTxtStrings(txt[0]!.rdata).join(''), Buffer.from(loadEsniKeys(dir).keys[0]!.raw).toString('base64'));
+      assert.ok(m.authorities.some((r) => r.type === RRType.TXT && r.rdata.length === 0 && r.ttl === 0), 'the old _esni RRset is deleted first');
+    } finally {
+      srv.close();
+    }
+  });
+});

@@ -324,3 +324,47 @@ describe('draft-ietf-tls-esni-02 §5.2: the client-facing server refuses', () =>
     assert.throws(() => encodeClientESNIInner(NONCE, 'x'.repeat(300), 260), isEchgateError);
   });
 });
+
+describe('draft-ietf-tls-esni-02 §5.1 client: the server must echo the nonce', () => {
+  it('a TLS 1.3 server that ignores ESNI (node:tls) completes no handshake with connect --esni: illegal_parameter', async () => {
+    const { tlsBackend } = await import('./helpers.js');
+    const { connectOnce } = await import('../src/cli/connect.js');
+    const b = await tlsBackend('plain', 'secret.example.test');
+    try {
+      const now = Math.floor(Date.now() / 1000);
+      const rec = makeESNIKeys(nodeProvider, nodeProvider.x25519Private(SERVER_SK).publicKey, { notBefore: now - 10, notAfter: now + 600 });
+      const r = await connectOnce('127.0.0.1', b.port, { sni: HOST, esni: rec, send: 'x' });
+      assert.equal(r.connected, false);
+      assert.match(r.error ?? '', /did not echo the ESNI nonce/);
+    } finally {
+      await b.close();
+    }
+  });
+});
+
+describe('draft-ietf-tls-esni-02 §4: the _esni TXT record in the embedded zone', () => {
+  it('TTL never reaches past the earliest not_after; expired records are not published', async () => {
+    const { Zone } = await import('../src/dns/zone.js');
+    const { publishedEsni } = await import('../src/keys/esni-store.js');
+    const { RRType } = await import('../src/wire/dns/message.js');
+    const { decodeTxtStrings } = await import('../src/wire/tls/esni.js');
+    const now = Math.floor(Date.now() / 1000);
+    const pub = nodeProvider.x25519Private(SERVER_SK).publicKey;
+    const soon = makeESNIKeys(nodeProvider, pub, { notBefore: now - 100, notAfter: now + 40 });
+    const later = makeESNIKeys(nodeProvider, pub, { notBefore: now - 100, notAfter: now + 4000 });
+    const gone = makeESNIKeys(nodeProvider, pub, { notBefore: now - 100, notAfter: now - 1 });
+    const keys = [soon, later, gone].map((raw) => ({ raw, record: decodeESNIKeys(raw) }));
+    const zone = new Zone({ ttl: 300, names: { 'secret.example.test': { a: ['127.0.0.1'] } } }, () => undefined, (max) => publishedEsni(keys, Math.floor(Date.now() / 1000), max));
+    const a = zone.answer('_esni.secret.example.test', RRType.TXT);
+    assert.equal(a.answers.length, 2);
+    for (const rr of a.answers) assert.ok(rr.ttl <= 40 && rr.ttl >= 35, String(rr.ttl));
+    // Newest not_after first; base64 of the record, split in strings of at most 255 octets.
+    assert.equal(decodeTxtStrings(a.answers[0]!.rdata).join(''), Buffer.from(later).toString('base64'));
+    assert.ok(decodeTxtStrings(a.answers[0]!.rdata).every((x) => x.length <= 255));
+    // Another type at the name: NODATA; a name the zone does not hold: nothing.
+    assert.equal(zone.answer('_esni.secret.example.test', RRType.A).answers.length, 0);
+    assert.equal(zone.answer('_esni.nope.example.test', RRType.TXT).answers.length, 0);
+    const none = new Zone({ ttl: 300, names: { 'secret.example.test': {} } }, () => undefined, (max) => publishedEsni([keys[2]!], now, max));
+    assert.equal(none.answer('_esni.secret.example.test', RRType.TXT).answers.length, 0);
+  });
+});
