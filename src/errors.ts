@@ -21,6 +21,8 @@ export type ErrorCode =
   // ECH
   | 'ERR_ECH_CONFIG' // an ECHConfig(List) that cannot be used
   | 'ERR_ECH_INNER' // the decrypted ClientHelloInner is malformed
+  // ESNI (draft-ietf-tls-esni-02, experimental)
+  | 'ERR_ESNI' // an ESNIKeys record or encrypted_server_name extension that cannot be used
   // routing / config
   | 'ERR_RULE' // a rule that does not parse or does not validate
   | 'ERR_CONFIG' // a configuration that does not validate

@@ -8,6 +8,10 @@
  * gives ech=, port and alpn (AliasMode followed), the A/AAAA of its TargetName the address.
  */
 import { echOffer } from '../ech/client.js';
+import { esniFromTxt, esniOffer } from '../ech/esni.js';
+import { loadEsniKeys, publishedEsni } from '../keys/esni-store.js';
+import { RRType } from '../wire/dns/message.js';
+import { decodeTxtStrings } from '../wire/tls/esni.js';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { isSupportedSuite } from '../crypto/hpke.js';
@@ -39,6 +43,9 @@ export const connectSpec: CommandSpec = {
     groups: text('LIST', 'key-exchange groups to offer, in order (x25519, p256, x25519mlkem768); the first gets the key share'),
     doh: text('URL', 'find HOST like a browser: its HTTPS record over this DoH endpoint (ech=, port, alpn, aliases followed), then its address'),
     'doh-ca': text('FILE', 'trust this CA (PEM) for the DoH server (default: --ca)'),
+    esni: flag('experimental: send the name in ESNI (draft-ietf-tls-esni-02) instead of ECH; keys from --doh (the _esni TXT), --esni-keys or --keys'),
+    'esni-keys': text('FILE', '--esni: a file with the base64 ESNIKeys record'),
+    cover: text('NAME', '--esni: a cleartext server_name to send beside ESNI (default none)'),
   },
 };
 
@@ -60,13 +67,14 @@ function firstUsable(list: Uint8Array): ECHConfigContents & { raw: Uint8Array } 
 export function connectOnce(
   host: string,
   port: number,
-  o: { sni: string; ech?: Uint8Array; alpn?: string[]; send?: string; ca?: string; timeoutMs?: number; helloRetry?: boolean; groups?: number[] },
+  o: { sni: string; ech?: Uint8Array; alpn?: string[]; send?: string; ca?: string; timeoutMs?: number; helloRetry?: boolean; groups?: number[]; esni?: Uint8Array; cover?: string },
 ): Promise<ConnectReport> {
   const client = new TlsClient({
     provider: nodeProvider,
     serverName: o.sni,
     alpn: o.alpn,
     ech: o.ech ? echOffer(firstUsable(o.ech)) : undefined,
+    esni: o.esni ? esniOffer(nodeProvider, o.esni, { coverName: o.cover }) : undefined,
     ca: o.ca,
     withholdKeyShare: o.helloRetry,
     groups: o.groups,
@@ -136,7 +144,18 @@ export async function connectCommand(a: Args, out: (s: string) => void): Promise
     ech = new Uint8Array(Buffer.from(b64, 'base64'));
   }
   const keys = str(a, 'keys');
-  if (keys) ech = publishedList(listKeys(keys).keys);
+  const esni = has(a, 'esni');
+  for (const o of ['esni-keys', 'cover']) if (a.flags.has(o) && !esni) throw new EchgateError('ERR_USAGE', `--${o} goes with --esni (see: echgate connect --help)`);
+  if (esni && (b64 || has(a, 'retry'))) throw new EchgateError('ERR_USAGE', '--esni offers ESNI, not ECH: it excludes --ech-config and --retry');
+  if (esni && [str(a, 'esni-keys'), keys, dohUrl].filter(Boolean).length !== 1) throw new EchgateError('ERR_USAGE', '--esni takes its key from one of --doh, --esni-keys FILE or --keys DIR');
+  let esniRecord: Uint8Array | undefined;
+  if (esni && keys) {
+    const e = publishedEsni(loadEsniKeys(keys).keys, Math.floor(Date.now() / 1000), 300);
+    if (!e) throw new EchgateError('ERR_ESNI', `no valid ESNI key in ${keys}`);
+    esniRecord = e.records[0];
+  } else if (keys) ech = publishedList(listKeys(keys).keys);
+  const esniFile = str(a, 'esni-keys');
+  if (esniFile) esniRecord = esniFromTxt([readFileSync(esniFile, 'utf8')]);
   const caFile = str(a, 'ca');
   const groups = str(a, 'groups')
     ?.split(',')
@@ -154,7 +173,14 @@ export async function connectCommand(a: Args, out: (s: string) => void): Promise
     const resolver = new DohResolver(dohUrl, { ca: dohCa ? readFileSync(dohCa, 'utf8') : undefined });
     const svc = await resolver.https(host, port);
     ({ address, port } = svc);
-    ech = svc.ech;
+    ech = esni ? undefined : svc.ech;
+    if (esni) {
+      // draft-02 §4: the record is the TXT at _esni.NAME (base64, possibly in several strings).
+      const txt = await resolver.query(`_esni.${host}`, RRType.TXT);
+      const found = txt.answers.filter((rr) => rr.type === RRType.TXT).map((rr) => decodeTxtStrings(rr.rdata));
+      if (found.length === 0) throw new EchgateError('ERR_ESNI', `no _esni.${host} TXT record at ${dohUrl}`);
+      esniRecord = esniFromTxt(found[0]!);
+    }
     alpn ??= svc.alpn;
     dns = { queried: svc.queried, aliases: svc.aliases, target: svc.target, address, port, alpn: svc.alpn, ech: svc.ech !== undefined, queries: resolver.networkQueries };
   }
@@ -167,6 +193,8 @@ export async function connectCommand(a: Args, out: (s: string) => void): Promise
     ca: caFile ? readFileSync(caFile, 'utf8') : undefined,
     // No key share in the first hello: the server must answer with HelloRetryRequest.
     helloRetry: has(a, 'hello-retry'),
+    esni: esniRecord,
+    cover: str(a, 'cover'),
   };
   let r = await connectOnce(address, port, opts);
   if (r.ech === 'rejected' && r.retryConfigs && has(a, 'retry')) {

@@ -12,10 +12,10 @@ export const inspectSpec: CommandSpec = {
   name: 'inspect',
   args: 'FILE|-',
   positionals: { min: 1, max: 1 },
-  summary: 'decode a captured ClientHello (file, or - for stdin) to JSON; with --keys, decrypt its ECH',
+  summary: 'decode a captured ClientHello (file, or - for stdin) to JSON; with --keys, decrypt its ECH (or its 2018 ESNI)',
   options: {
     hex: flag('the input is hex text, not raw bytes'),
-    keys: text('DIR', 'an ECH key folder: decrypt the ECH extension and add the inner hello'),
+    keys: text('DIR', 'an ECH key folder: decrypt the ECH extension and add the inner hello (ESNI: the name, from the folder\'s .esni keys)'),
     'trial-decrypt': flag('with --keys: try every key, not only the one with the hello\'s config_id'),
   },
 };

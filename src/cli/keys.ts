@@ -2,6 +2,7 @@
 import { mkdirSync } from 'node:fs';
 import { EchgateError } from '../errors.js';
 import { type AeadChoice, adoptKey, generateKey, listKeys, publishedList, retireKey } from '../keys/manager.js';
+import { decryptingEsni, generateEsniKey, loadEsniKeys } from '../keys/esni-store.js';
 import { encodeEchPem } from '../keys/pem.js';
 import { type Args, type CommandSpec, duration, flag, has, int, ms, num, oneOf, type OptionSpec, str, text } from './args.js';
 import type { Command } from './command.js';
@@ -17,14 +18,28 @@ const generate: Command = {
     summary: 'make a new active ECH key (RFC 9934 PEM file and its metadata)',
     options: {
       ...DIR,
-      'public-name': text('NAME', 'the public name clients put in the outer SNI (RFC 9849 §6.1.7)', { required: true }),
+      'public-name': text('NAME', 'the public name clients put in the outer SNI (RFC 9849 §6.1.7); required unless --esni'),
       'config-id': int('N', 'the config_id (default: a random free one)', 0, 255),
       aead: AEAD,
       'max-name-length': int('N', 'maximum_name_length of the ECHConfig (default 0)', 0, 255),
+      esni: flag('instead: an experimental ESNI key (draft-ietf-tls-esni-02: X25519, TLS_AES_128_GCM_SHA256; docs/esni.md)'),
+      lifetime: duration('--esni: from not_before to not_after (default 24h)'),
+      'padded-length': int('N', '--esni: padded_length of the record (default 260)', 16, 65535),
     },
   },
   async run(a, out) {
     const dir = dirOf(a);
+    if (has(a, 'esni')) {
+      const stray = ['public-name', 'config-id', 'aead', 'max-name-length'].find((o) => a.flags.has(o));
+      if (stray) throw new EchgateError('ERR_USAGE', `--${stray} is for ECH keys, not with --esni (see: echgate keys generate --help)`);
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      const k = generateEsniKey(dir, { lifetimeS: (ms(a, 'lifetime') ?? 24 * 3_600_000) / 1000, paddedLength: num(a, 'padded-length') });
+      const iso = (s: number) => new Date(s * 1000).toISOString();
+      out(`generated ESNI key ${k.id} (X25519, TLS_AES_128_GCM_SHA256, padded_length ${k.record.paddedLength}), valid ${iso(k.record.notBefore)} to ${iso(k.record.notAfter)}, in ${dir}\n`);
+      return 0;
+    }
+    for (const o of ['lifetime', 'padded-length']) if (a.flags.has(o)) throw new EchgateError('ERR_USAGE', `--${o} goes with --esni (see: echgate keys generate --help)`);
+    if (!str(a, 'public-name')) throw new EchgateError('ERR_USAGE', '--public-name is required (or --esni for an ESNI key)');
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const m = generateKey(dir, {
       publicName: str(a, 'public-name')!,
@@ -55,9 +70,25 @@ const list: Command = {
       notAfter: k.meta.notAfter ?? null,
       file: k.file ?? null,
     }));
-    if (has(a, 'json')) out(`${JSON.stringify(rows, null, 2)}\n`);
-    else for (const r of rows) out(`${String(r.configId).padStart(3)}  ${r.state.padEnd(12)}  ${r.publicName}  created ${r.created}${r.notAfter ? `  not after ${r.notAfter}` : ''}\n`);
-    return problems.length ? 1 : 0;
+    // ESNI keys (draft-02, experimental): `.esni` files in the same folder.
+    const esni = loadEsniKeys(dirOf(a));
+    for (const p of esni.problems) process.stderr.write(`echgate: skipped ${p.file}: ${p.message}\n`);
+    const now = Math.floor(Date.now() / 1000);
+    const iso = (s: number) => new Date(s * 1000).toISOString();
+    const esniRows = esni.keys.map((k) => ({
+      esni: k.id,
+      state: now < k.record.notBefore ? 'not-yet-valid' : now < k.record.notAfter ? 'active' : decryptingEsni([k], now).length ? 'decrypt-only' : 'expired',
+      notBefore: iso(k.record.notBefore),
+      notAfter: iso(k.record.notAfter),
+      paddedLength: k.record.paddedLength,
+      file: k.file,
+    }));
+    if (has(a, 'json')) out(`${JSON.stringify(esniRows.length ? [...rows, ...esniRows] : rows, null, 2)}\n`);
+    else {
+      for (const r of rows) out(`${String(r.configId).padStart(3)}  ${r.state.padEnd(12)}  ${r.publicName}  created ${r.created}${r.notAfter ? `  not after ${r.notAfter}` : ''}\n`);
+      for (const r of esniRows) out(`esni ${r.esni}  ${r.state.padEnd(12)}  valid ${r.notBefore} to ${r.notAfter}  padded_length ${r.paddedLength}\n`);
+    }
+    return problems.length || esni.problems.length ? 1 : 0;
   },
 };
 

@@ -9,6 +9,7 @@ import { parseAddress } from '../config/validate.js';
 import { publishHttps, readBackEch } from '../dns/publisher.js';
 import { EchgateError } from '../errors.js';
 import type { PublishSettings } from '../config/types.js';
+import { loadEsniKeys, publishedEsni } from '../keys/esni-store.js';
 import { listKeys, publishedList, type RotateOptions, restartGrace, rotateKeys, undoRotation } from '../keys/manager.js';
 import type { KeyMeta } from '../keys/store.js';
 import { parseTsigKeyFile } from '../wire/dns/tsig.js';
@@ -76,8 +77,14 @@ export function planPublishSettings(s: PublishSettings, dir: string): PublishPla
       const list = publishedList(keys);
       if (!list) throw new EchgateError('ERR_KEYSTORE', `no active key in ${dir}: nothing to publish`);
       const ids = keys.filter((k) => k.meta.state === 'active').map((k) => k.meta.configId);
-      await publishHttps({ ...server, zone, key }, { name, ttl, echConfigList: list, alpn: s.alpn, port });
+      // ESNI (draft-02, experimental): when the folder holds ESNI keys, _esni.NAME TXT is replaced in the same
+      // UPDATE by the records valid now, its TTL capped at the seconds left to the earliest not_after (§4).
+      const esniKeys = loadEsniKeys(dir);
+      const live = esniKeys.keys.length ? publishedEsni(esniKeys.keys, Math.floor(Date.now() / 1000), ttl) : undefined;
+      const esni = esniKeys.keys.length ? { records: (live?.records ?? []).map((r) => Buffer.from(r).toString('base64')), ttl: live?.ttl ?? ttl } : undefined;
+      await publishHttps({ ...server, zone, key }, { name, ttl, echConfigList: list, alpn: s.alpn, port, esni });
       out(`published ${name} HTTPS (ech= config_id ${ids.join(', ')}, TTL ${ttl}) to ${server.host}:${server.port}${key ? ` with TSIG key ${key.name}` : ''}\n`);
+      if (esni) out(`published _esni.${name} TXT: ${esni.records.length} ESNI record${esni.records.length === 1 ? '' : 's'}, TTL ${esni.ttl}\n`);
       if (!doh) return { verified: false };
       const r = await readBackEch(doh, name, list, { ca, timeoutMs: s.verifyTimeoutMs });
       out(`read back over ${doh}: ech= matches (${r.attempts} attempt${r.attempts > 1 ? 's' : ''})\n`);

@@ -9,6 +9,7 @@ import { resolve } from 'node:path';
 import { Keyring } from '../keys/keyring.js';
 import { plainClassifier } from '../proxy/context.js';
 import { echClassifier } from '../proxy/ech-classifier.js';
+import { withEsni } from '../proxy/esni-classifier.js';
 import { Gateway } from '../proxy/gateway.js';
 import { createLogger } from '../proxy/logger.js';
 import { type Args, type CommandSpec, flag, has, str, text } from './args.js';
@@ -77,7 +78,8 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
     return r;
   };
   const echHooks = (c: Config, r: Keyring | undefined) =>
-    r && c.ech ? { classify: echClassifier(r, gw.metrics, { trialDecrypt: c.ech.trialDecrypt }), retryConfigs: () => r.retryConfigs } : { classify: plainClassifier, retryConfigs: () => undefined };
+    // ESNI (draft-02, docs/esni.md) goes first when the folder holds ESNI keys; otherwise the hello passes through.
+    r && c.ech ? { classify: withEsni(r, echClassifier(r, gw.metrics, { trialDecrypt: c.ech.trialDecrypt }), gw.metrics), retryConfigs: () => r.retryConfigs } : { classify: plainClassifier, retryConfigs: () => undefined };
   /** Everything a configuration needs, built while the current state serves; swapped in by commit(). */
   const prepare = async (c: Config) => {
     const r = openRing(c);
@@ -114,7 +116,7 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
     if (cfg.metrics && !isWorker()) metricsSrv = await gw.metrics.serve(cfg.metrics.host, cfg.metrics.port, { log });
     // The embedded authoritative DNS; ech= comes from the key folder at query time.
     const dnsCfg = cfg.dns ?? demoInfo?.dns(gw.addresses().get('websecure')!.port);
-    const startDns = (c: DnsConfig) => startDnsService(c, () => ring?.published, log, queryCounter(gw.metrics));
+    const startDns = (c: DnsConfig) => startDnsService(c, () => ring?.published, log, queryCounter(gw.metrics), (maxTtl) => ring?.esniPublished(maxTtl));
     if (dnsCfg) {
       dns = await startDns(dnsCfg).catch((e) => {
         // The demo's DNS port (8053) is a common one: when it is taken, any free port will do.

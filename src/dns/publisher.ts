@@ -72,6 +72,23 @@ export interface HttpsPublication {
   echConfigList: Uint8Array;
   alpn?: string[];
   port?: number;
+  /**
+   * ESNI (draft-ietf-tls-esni-02, experimental): replace the `_esni.NAME` TXT
+   * RRset in the same UPDATE with these base64 ESNIKeys records (none: delete it).
+   */
+  esni?: { records: string[]; ttl: number };
+}
+
+/** TXT RDATA: `text` in character-strings of at most 255 octets (RFC 1035 §3.3.14; draft-esni-02 §4). */
+function txtRdata(text: string): Uint8Array {
+  const parts = text.match(/.{1,255}/g) ?? [];
+  const out = new Uint8Array(text.length + parts.length);
+  let at = 0;
+  for (const part of parts) {
+    out[at++] = part.length;
+    for (let i = 0; i < part.length; i++) out[at++] = part.charCodeAt(i);
+  }
+  return out;
 }
 
 /**
@@ -87,8 +104,11 @@ export async function publishHttps(s: UpdateServer, p: HttpsPublication): Promis
   const msg = encodeUpdate({
     id,
     zone: s.zone,
-    deleteRRsets: [{ name: p.name, type: RRType.HTTPS }],
-    add: [{ name: p.name, type: RRType.HTTPS, ttl: p.ttl, rdata: httpsServiceRdata({ alpn: p.alpn, port: p.port, ech: p.echConfigList }) }],
+    deleteRRsets: [{ name: p.name, type: RRType.HTTPS }, ...(p.esni ? [{ name: `_esni.${p.name}`, type: RRType.TXT }] : [])],
+    add: [
+      { name: p.name, type: RRType.HTTPS, ttl: p.ttl, rdata: httpsServiceRdata({ alpn: p.alpn, port: p.port, ech: p.echConfigList }) },
+      ...(p.esni?.records.map((r) => ({ name: `_esni.${p.name}`, type: RRType.TXT, ttl: p.esni!.ttl, rdata: txtRdata(r) })) ?? []),
+    ],
   });
   const req = s.key ? signRequest(msg, s.key, tsigHmac) : undefined;
   const resp = await exchangeTcp(s.host, s.port, req?.message ?? msg, s.timeoutMs ?? UPDATE_TIMEOUT_MS);

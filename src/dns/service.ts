@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import { rcodeName, typeName } from '../wire/dns/message.js';
 import { startDnsServer } from './dns-server.js';
 import { startDohServer } from './doh-server.js';
-import { type EchListSource, Zone } from './zone.js';
+import { type EchListSource, type EsniSource, Zone } from './zone.js';
 
 export interface DnsService {
   /** The port plain DNS listens on (UDP and TCP), when it does. */
@@ -67,8 +67,8 @@ function faultInjected(zone: Zone): Zone {
   });
 }
 
-export async function startDnsService(cfg: DnsConfig, ech: EchListSource, log: Logger, count?: QueryCounter): Promise<DnsService> {
-  let zone = faultInjected(new Zone(cfg, ech));
+export async function startDnsService(cfg: DnsConfig, ech: EchListSource, log: Logger, count?: QueryCounter, esni?: EsniSource): Promise<DnsService> {
+  let zone = faultInjected(new Zone(cfg, ech, esni));
   // One line per unexpected error would let a client write our disk at its packet rate.
   const limiter = new LogLimiter(5, 20);
   const onError = (transport: string) => (e: unknown) => {
@@ -107,7 +107,7 @@ export async function startDnsService(cfg: DnsConfig, ech: EchListSource, log: L
   return {
     port,
     update(next) {
-      zone = faultInjected(new Zone(next, ech));
+      zone = faultInjected(new Zone(next, ech, esni));
       if (where(next) !== started) log.warn('dns listener addresses changed: they take effect at the next restart');
     },
     close() {

@@ -49,6 +49,18 @@ export interface ZoneAnswer {
 const norm = (n: string) => n.toLowerCase().replace(/\.$/, '');
 
 export type EchListSource = () => Uint8Array | undefined;
+/** ESNI (draft-ietf-tls-esni-02, experimental): the ESNIKeys records valid now and their TTL, at most maxTtl. */
+export type EsniSource = (maxTtl: number) => { records: Uint8Array[]; ttl: number } | undefined;
+
+/** TXT RDATA (RFC 1035 §3.3.14): the base64 text in character-strings of at most 255 octets (draft-02 §4). */
+function txtRdata(text: string): Uint8Array {
+  const w = new Writer(text.length + 8);
+  for (let at = 0; at < text.length; at += 255) {
+    const part = text.slice(at, at + 255);
+    w.u8(part.length).bytes(new TextEncoder().encode(part));
+  }
+  return w.finish();
+}
 
 export class Zone {
   private readonly names = new Map<string, ZoneName & { target?: string }>();
@@ -61,6 +73,7 @@ export class Zone {
   constructor(
     private readonly cfg: ZoneConfig,
     private readonly ech: EchListSource,
+    private readonly esni?: EsniSource,
   ) {
     this.apex = cfg.zone === undefined ? undefined : norm(cfg.zone);
     for (const [raw, n] of Object.entries(cfg.names)) {
@@ -151,6 +164,15 @@ export class Zone {
     if (this.apex !== undefined && name === this.apex) {
       if (qtype === RRType.SOA) answers.push({ ...this.soa(), name: qname });
       if (qtype === RRType.NS) for (const ns of this.cfg.nameservers ?? [`ns1.${this.apex}`]) answers.push({ name: qname, type: RRType.NS, ttl, rdata: encodeName(ns) });
+    }
+    // `_esni.NAME` TXT (draft-ietf-tls-esni-02 §4) for every configured name while the key folder holds a valid
+    // ESNI key. TTL: never past the earliest not_after, so caches drop the record before the key expires.
+    if (this.esni && name.startsWith('_esni.') && this.names.has(name.slice(6))) {
+      const e = this.esni(ttl);
+      if (e) {
+        if (qtype === RRType.TXT) for (const r of e.records) answers.push({ name: qname, type: RRType.TXT, ttl: e.ttl, rdata: txtRdata(Buffer.from(r).toString('base64')) });
+        return answers.length ? { rcode: RCode.NOERROR, answers, authority: [], authoritative: true } : negative(RCode.NOERROR);
+      }
     }
     const n = this.names.get(name);
     if (!n && answers.length === 0) return negative(this.nonTerminals.has(name) ? RCode.NOERROR : RCode.NXDOMAIN);

@@ -7,7 +7,9 @@
  */
 import { type FSWatcher, watch } from 'node:fs';
 import { nodeProvider } from '../crypto/node.js';
+import { type EsniLookup, type EsniServerKey, prepareEsniKey } from '../ech/esni.js';
 import { type EchServerKey, type KeyLookup, prepareServerKey } from '../ech/server.js';
+import { decryptingEsni, loadEsniKeys, publishedEsni } from './esni-store.js';
 import { decryptingKeys, publishedList, retryList } from './manager.js';
 import { KeyDir, type LoadResult } from './store.js';
 
@@ -17,6 +19,7 @@ class Snapshot implements KeyLookup {
     readonly keys: EchServerKey[],
     readonly retryConfigs: Uint8Array | undefined,
     readonly published: Uint8Array | undefined,
+    readonly esni: readonly EsniServerKey[] = [],
   ) {
     for (const k of keys) {
       const l = this.byId.get(k.configId);
@@ -38,7 +41,7 @@ export interface KeyringEvents {
   onError?(err: Error): void;
 }
 
-export class Keyring implements KeyLookup {
+export class Keyring implements KeyLookup, EsniLookup {
   private snap: Snapshot = new Snapshot([], undefined, undefined);
   private watcher: FSWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -52,10 +55,14 @@ export class Keyring implements KeyLookup {
   reload(now = new Date()): LoadResult {
     const r = new KeyDir(this.dir).load();
     const usable = decryptingKeys(r.keys, now);
+    // ESNI keys (draft-02, experimental) live in the same folder: `.esni` files (keys/esni-store.ts).
+    const esni = loadEsniKeys(this.dir);
+    r.problems.push(...esni.problems);
     this.snap = new Snapshot(
       usable.map((k) => prepareServerKey(nodeProvider, k.config!, nodeProvider.x25519Private(k.privateKey!))),
       retryList(r.keys),
       publishedList(r.keys),
+      esni.keys.map((k) => prepareEsniKey(nodeProvider, k.raw, nodeProvider.x25519Private(k.privateKey))),
     );
     // Re-evaluate when the next decrypt-only key passes its notAfter.
     clearTimeout(this.expiryTimer);
@@ -102,6 +109,16 @@ export class Keyring implements KeyLookup {
   /** The ECHConfigList to publish in DNS (active keys). */
   get published(): Uint8Array | undefined {
     return this.snap.published;
+  }
+
+  /** ESNI keys that decrypt now (validity checked per call: an ESNI key expires without a reload). */
+  esniKeys(): readonly EsniServerKey[] {
+    return this.snap.esni.length ? decryptingEsni(this.snap.esni, Math.floor(Date.now() / 1000)) : this.snap.esni;
+  }
+
+  /** The ESNIKeys records to publish in `_esni` TXT now, and the TTL they may have (at most maxTtl). */
+  esniPublished(maxTtl: number): { records: Uint8Array[]; ttl: number } | undefined {
+    return publishedEsni(this.snap.esni, Math.floor(Date.now() / 1000), maxTtl);
   }
 
   get size(): number {

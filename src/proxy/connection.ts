@@ -97,7 +97,8 @@ function chooseHandler(ctx: EntryContext, route: Route<RouteTarget>, cls: Classi
     if (!cert) return { refuse: 'tls_handshake', alert: encodeAlertRecord('unrecognized_name'), answer: version };
     return tls12Handler(cert, opts, alpn);
   }
-  if (cls?.ech === 'accepted' && !ctx.ep.echBackend) {
+  // ESNI needs neither: a passthrough backend gets the hello unchanged, as a split-mode ESNI front forwards it (draft-02 §5.2).
+  if (cls?.ech === 'accepted' && !ctx.ep.echBackend && !cls.esni) {
     // Split mode (RFC 9849 §3.1, §7.1): the backend server gets ClientHelloInner and confirms ECH itself.
     if (tlsCfg?.echSplit) return splitHandler(cls, rest);
     // A passthrough backend cannot produce the ECH accept confirmation.

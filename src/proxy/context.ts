@@ -39,6 +39,8 @@ export interface Classified {
    * so echgate may answer for it itself (RFC 9849 §6.1.6, §7.1) when no router does.
    */
   publicName?: boolean;
+  /** ESNI (draft-ietf-tls-esni-02) decrypted the name: a terminating router echoes this nonce in EncryptedExtensions (§5.2). */
+  esni?: { nonce: Uint8Array };
 }
 
 export type Classifier = (hello: ClientHello, view: RoutingView, entrypoint: string) => Classified;

@@ -15,6 +15,8 @@ import { nodeProvider } from '../crypto/node.js';
 import { EchgateError, isEchgateError } from '../errors.js';
 import { type Output, TlsServer } from '../tls13/server.js';
 import { describeAlert, encodeAlertRecord } from '../wire/tls/alert.js';
+import { ExtensionType } from '../wire/tls/constants.js';
+import { encodeServerEncryptedSNI } from '../wire/tls/esni.js';
 import type { Classified, EntryContext } from './context.js';
 import type { Conn, Handler } from './handler.js';
 import type { Relay } from './relay.js';
@@ -37,8 +39,10 @@ export function startTermination(ctx: EntryContext, cls: Classified, alpn: reado
     alpn,
     retryConfigs: ctx.retryConfigs(),
     maxClientHelloBytes: ctx.ep.maxClientHelloBytes,
+    // ESNI Shared Mode (draft-02 §5.2): the nonce goes back in EncryptedExtensions.
+    extraEncryptedExtensions: cls.esni ? [{ type: ExtensionType.encrypted_server_name, data: encodeServerEncryptedSNI(cls.esni.nonce) }] : undefined,
   });
-  const out = engine.start(cls.hello, cls.sni || undefined, { offered: cls.echOffered, accepted: cls.ech === 'accepted', decryptSecond: cls.decryptSecond });
+  const out = engine.start(cls.hello, cls.sni || undefined, { offered: cls.echOffered, accepted: cls.ech === 'accepted' && !cls.esni, decryptSecond: cls.decryptSecond });
   return { engine, first: out };
 }
 

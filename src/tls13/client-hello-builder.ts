@@ -114,3 +114,18 @@ export interface EchOffer {
   readonly publicName: string;
   start(p: CryptoProvider, inner: HelloSpec, outerShare: HelloShare | undefined): EchFlight;
 }
+
+/**
+ * An ESNI offer (draft-ietf-tls-esni-02, experimental) for TlsClient
+ * (ClientOptions.esni), built by ech/esni.ts (`esniOffer(record)`). The
+ * encrypted_server_name extension depends on the hello's random and its
+ * key_share extension (the AAD, §5.1), so the client asks for it once both
+ * are fixed, and then checks the server's echo of `nonce` in EncryptedExtensions.
+ */
+export interface EsniOffer {
+  /** ClientESNIInner.nonce: the server must echo it (§5.1). */
+  readonly nonce: Uint8Array;
+  /** A cleartext server_name to send beside ESNI (§5.1 allows an innocuous one); absent = none. */
+  readonly coverName?: string;
+  extension(hostName: string, clientRandom: Uint8Array, keyShareExtension: Uint8Array): Extension;
+}

@@ -28,7 +28,7 @@ import {
 } from '../wire/tls/server-messages.js';
 import { finishedVerifyData, KeySchedule, suiteById, trafficKeys, type CipherSuite } from './key-schedule.js';
 import { SigScheme } from './certs.js';
-import { CLIENT_SIG_ALGS, clientHello, type EchFlight, type EchOffer, helloExtensions } from './client-hello-builder.js';
+import { CLIENT_SIG_ALGS, clientHello, type EchFlight, type EchOffer, type EsniOffer, helloExtensions } from './client-hello-builder.js';
 import { ECH_CONFIRMATION_AT, echAcceptConfirmation, hrrEchConfirmation } from './ech-confirm.js';
 import { type ClientKeyShare, groupById, groupName } from './groups.js';
 import { HandshakeBuffer } from './handshake-buffer.js';
@@ -46,6 +46,12 @@ export interface ClientOptions {
    * so tls13/ does not import ech/.
    */
   ech?: EchOffer;
+  /**
+   * Offer ESNI (draft-ietf-tls-esni-02, experimental): serverName goes only into
+   * the encrypted_server_name extension; the server must echo the nonce in
+   * EncryptedExtensions. Built by ech/esni.ts's `esniOffer(record)`.
+   */
+  esni?: EsniOffer;
   /** PEM CA certificate(s) to verify the chain and name against; absent = not verified. */
   ca?: string;
   /** Offer the groups in supported_groups but send no key share first, so the server must answer with HelloRetryRequest (tests). */
@@ -58,6 +64,8 @@ export interface ClientOptions {
 
 export interface ClientResult {
   ech: 'accepted' | 'rejected' | 'not_offered';
+  /** With ClientOptions.esni: the server echoed the ESNI nonce (a handshake without the echo fails). */
+  esni?: 'accepted';
   /** ECHConfigList the server sent when it did not accept ECH. */
   retryConfigs?: Uint8Array;
   alpn?: string;
@@ -107,8 +115,14 @@ const SCHEMES: Record<number, { hash: string | null; key: string; curve?: string
 /** A ClientHello without ECH; `again` makes the second one after HelloRetryRequest (same random and session id, RFC 8446 §4.1.2). */
 function plainHello(p: CryptoProvider, o: ClientOptions, key: ClientKeyShare | undefined, again?: { first: ClientHello; cookie?: Uint8Array }): ClientHello {
   // §4.2.10: early_data never in the second ClientHello.
-  const exts = helloExtensions({ serverName: o.serverName, groups: clientGroups(o), share: key, cookie: again?.cookie, alpn: o.alpn, earlyData: o.offerEarlyData && !again });
-  return clientHello(p, exts, again?.first);
+  const serverName = o.esni ? o.esni.coverName : o.serverName;
+  const exts = helloExtensions({ serverName, groups: clientGroups(o), share: key, cookie: again?.cookie, alpn: o.alpn, earlyData: o.offerEarlyData && !again });
+  if (!o.esni) return clientHello(p, exts, again?.first);
+  // ESNI (draft-02 §5.1): the extension is bound to this hello's random and key_share, so both are fixed first.
+  const same = again?.first ?? { random: p.randomBytes(32), sessionId: p.randomBytes(32) };
+  const ks = exts.find((e) => e.type === ExtensionType.key_share)!;
+  exts.push(o.esni.extension(o.serverName, same.random, ks.data));
+  return clientHello(p, exts, same);
 }
 
 function clientGroups(o: ClientOptions): number[] {
@@ -116,6 +130,16 @@ function clientGroups(o: ClientOptions): number[] {
   for (const g of groups) if (!groupById(g)) throw new EchgateError('ERR_USAGE', `key-exchange group ${groupName(g)} is not implemented`);
   if (groups.length === 0) throw new EchgateError('ERR_USAGE', 'no key-exchange group to offer');
   return groups;
+}
+
+/**
+ * draft-ietf-tls-esni-02 §5.1: no encrypted_server_name in EncryptedExtensions,
+ * or a nonce other than ours → illegal_parameter.
+ */
+function checkEsniEcho(offer: EsniOffer, exts: readonly { type: number; data: Uint8Array }[]): void {
+  const echo = exts.find((e) => e.type === ExtensionType.encrypted_server_name);
+  if (!echo) throw fail('illegal_parameter', 'the server did not echo the ESNI nonce (no encrypted_server_name in EncryptedExtensions)');
+  if (echo.data.length !== offer.nonce.length || !ctEqual(echo.data, offer.nonce)) throw fail('illegal_parameter', 'the server echoed another ESNI nonce');
 }
 
 /** A fresh key share for a group (client side). */
@@ -415,6 +439,8 @@ export class TlsClient {
             this.result.retryConfigs = e.data;
           }
         }
+        if (this.o.esni) checkEsniEcho(this.o.esni, exts);
+        if (this.o.esni) this.result.esni = 'accepted';
         this.transcript!.add(msg);
         this.state = 'wait_cert';
         return;

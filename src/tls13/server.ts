@@ -65,6 +65,11 @@ export interface ServerOptions {
   alpn?: readonly string[];
   /** ECHConfigList to send as retry_configs when ECH was offered but not accepted. */
   retryConfigs?: Uint8Array;
+  /**
+   * Extensions added to EncryptedExtensions as given, after echgate's own: the
+   * ESNI nonce echo (draft-ietf-tls-esni-02 §5.2, proxy/esni-classifier.ts).
+   */
+  extraEncryptedExtensions?: readonly { type: number; data: Uint8Array }[];
   /** Cap on a handshake message from the client, header included: binds the second ClientHello (after HelloRetryRequest) like the first. Default 64 KiB. */
   maxClientHelloBytes?: number;
 }
@@ -414,6 +419,7 @@ export class TlsServer {
     if (this.ech.offered && !this.ech.accepted && this.o.retryConfigs) {
       ee.push({ type: ExtensionType.encrypted_client_hello, data: this.o.retryConfigs });
     }
+    if (this.o.extraEncryptedExtensions) ee.push(...this.o.extraEncryptedExtensions);
     const flight: Uint8Array[] = [encodeEncryptedExtensions(ee), encodeCertificate(cert.chain)];
     for (const m of flight) transcript.add(m);
     const cv = encodeCertificateVerify(scheme, cert.sign(scheme, certificateVerifyContent(transcript.hash(), true)));

@@ -18,6 +18,8 @@ export const ALERT_FOR_CODE: Readonly<Partial<Record<ErrorCode, AlertName>>> = {
   ERR_DUPLICATE: 'illegal_parameter',
   ERR_ILLEGAL: 'illegal_parameter',
   ERR_ECH_INNER: 'illegal_parameter',
+  // draft-ietf-tls-esni-02 §5.2 names illegal_parameter for every ESNI check but decryption itself.
+  ERR_ESNI: 'illegal_parameter',
   // §5.1: a ClientHello flight over our cap is treated like an over-long record.
   ERR_PEEK_TOO_LARGE: 'record_overflow',
 };

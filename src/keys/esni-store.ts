@@ -1,0 +1,146 @@
+/**
+ * ESNI keys (draft-ietf-tls-esni-02, experimental; docs/esni.md) in the ECH
+ * key folder, under the same rules: one file per key, mode 0600, written
+ * atomically under the folder lock, trust-checked when read (owner and mode,
+ * through the descriptor that is read), a bad file reported and skipped.
+ *
+ *   esni-<checksum hex>.esni   a PKCS#8 X25519 "PRIVATE KEY" block, then an
+ *                              "ESNIKEYS" block (the base64 ESNIKeys record)
+ *
+ * The `.esni` extension keeps these files out of the ECH loader (`.pem`,
+ * `.json`). An ESNI key carries its own validity (not_before/not_after in the
+ * record), so it has no metadata file: it is published while valid and
+ * decrypts until ESNI_RETAIN_S after not_after (§4: servers "MAY need to
+ * retain the decryption key for some time after not_after").
+ */
+import { closeSync, existsSync, fstatSync, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { toHex } from '../bytes/util.js';
+import { nodeProvider } from '../crypto/node.js';
+import { ESNI_DEFAULT_PADDED_LENGTH, makeESNIKeys, verifyESNIKeys } from '../ech/esni.js';
+import { EchgateError } from '../errors.js';
+import type { ESNIKeys } from '../wire/tls/esni.js';
+import { decodePemBlocks, pkcs8FromX25519, x25519FromPkcs8 } from './pem.js';
+import { KeyDir, trustProblem, writeFileAtomic } from './store.js';
+
+/** How long after not_after a key still decrypts: clients' clocks and caches lag (§4). */
+export const ESNI_RETAIN_S = 3600;
+/** How early before not_before a key already decrypts: clock skew the other way. */
+export const ESNI_SKEW_S = 300;
+
+export interface StoredEsniKey {
+  /** The record's checksum in hex: the file name and the id `keys list` shows. */
+  id: string;
+  file: string;
+  privateKey: Uint8Array;
+  raw: Uint8Array;
+  record: ESNIKeys;
+}
+
+export interface EsniLoad {
+  keys: StoredEsniKey[];
+  problems: { file: string; message: string }[];
+}
+
+const PEM_LABEL = 'ESNIKEYS';
+
+function pemBlock(label: string, der: Uint8Array): string {
+  const lines = Buffer.from(der).toString('base64').match(/.{1,64}/g) ?? [];
+  return `-----BEGIN ${label}-----\n${lines.join('\n')}\n-----END ${label}-----\n`;
+}
+
+export function encodeEsniFile(privateKey: Uint8Array, raw: Uint8Array): string {
+  return pemBlock('PRIVATE KEY', pkcs8FromX25519(privateKey)) + pemBlock(PEM_LABEL, raw);
+}
+
+export function decodeEsniFile(text: string): { privateKey: Uint8Array; raw: Uint8Array } {
+  const blocks = decodePemBlocks(text);
+  const pk = blocks.filter((b) => b.label === 'PRIVATE KEY');
+  const ek = blocks.filter((b) => b.label === PEM_LABEL);
+  if (pk.length !== 1 || ek.length !== 1) throw new EchgateError('ERR_KEYSTORE', `expected one PRIVATE KEY and one ${PEM_LABEL} block, found ${pk.length} and ${ek.length}`);
+  return { privateKey: x25519FromPkcs8(pk[0]!.der), raw: ek[0]!.der };
+}
+
+/** Read a key file through one descriptor; an untrusted file refuses the whole folder (ERR_KEY_TRUST), as for ECH keys. */
+function readTrusted(dir: string, file: string): string {
+  const fd = openSync(file, 'r');
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new EchgateError('ERR_KEYSTORE', 'not a regular file');
+    const why = trustProblem(st, file);
+    if (why) throw new EchgateError('ERR_KEY_TRUST', `refusing key folder ${dir}: ${why}`);
+    return readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Every ESNI key in the folder. The folder itself must pass the trust check (KeyDir.load makes it too). */
+export function loadEsniKeys(dir: string): EsniLoad {
+  const why = trustProblem(statSync(dir), dir);
+  if (why) throw new EchgateError('ERR_KEY_TRUST', `refusing key folder ${dir}: ${why}`);
+  const keys: StoredEsniKey[] = [];
+  const problems: EsniLoad['problems'] = [];
+  for (const n of readdirSync(dir).filter((x) => x.endsWith('.esni') && !x.includes('.tmp-')).sort()) {
+    const file = join(dir, n);
+    try {
+      const f = decodeEsniFile(readTrusted(dir, file));
+      const record = verifyESNIKeys(nodeProvider, f.raw);
+      const pub = nodeProvider.x25519Private(f.privateKey).publicKey;
+      if (!record.keys.some((k) => k.group === 0x001d && Buffer.from(k.keyExchange).equals(pub))) {
+        throw new EchgateError('ERR_KEYSTORE', 'the ESNIKEYS record does not carry this private key\'s public key');
+      }
+      keys.push({ id: toHex(record.checksum), file, privateKey: f.privateKey, raw: f.raw, record });
+    } catch (e) {
+      if ((e as EchgateError).code === 'ERR_KEY_TRUST') throw e;
+      problems.push({ file, message: (e as Error).message });
+    }
+  }
+  return { keys, problems };
+}
+
+/** Keys a server decrypts with at `now` (seconds). */
+export function decryptingEsni<T extends { record: ESNIKeys }>(keys: readonly T[], now: number): T[] {
+  return keys.filter((k) => now >= k.record.notBefore - ESNI_SKEW_S && now <= k.record.notAfter + ESNI_RETAIN_S);
+}
+
+/**
+ * The records to publish at `now`: those valid now, newest not_after first,
+ * and the TTL the `_esni` RRset may have: §4 wants caches to drop a record
+ * before its not_after, so never more than `maxTtl` nor than the seconds left
+ * to the earliest not_after among them.
+ */
+export function publishedEsni(keys: readonly { record: ESNIKeys; raw: Uint8Array }[], now: number, maxTtl: number): { records: Uint8Array[]; ttl: number } | undefined {
+  const live = keys.filter((k) => now >= k.record.notBefore && now < k.record.notAfter).sort((a, b) => b.record.notAfter - a.record.notAfter);
+  if (live.length === 0) return undefined;
+  const left = Math.min(...live.map((k) => k.record.notAfter - now));
+  return { records: live.map((k) => k.raw), ttl: Math.max(0, Math.min(maxTtl, left)) };
+}
+
+export interface EsniGenerateOptions {
+  /** Seconds from not_before to not_after. */
+  lifetimeS: number;
+  paddedLength?: number;
+  now?: Date;
+}
+
+/** Make an X25519 ESNI key with a TLS_AES_128_GCM_SHA256 record, written under the folder lock. */
+export function generateEsniKey(dir: string, o: EsniGenerateOptions): Omit<StoredEsniKey, 'privateKey'> {
+  const padded = o.paddedLength ?? ESNI_DEFAULT_PADDED_LENGTH;
+  if (!Number.isInteger(padded) || padded < 16 || padded > 0xffff) throw new EchgateError('ERR_USAGE', '--padded-length is 16..65535');
+  if (!(o.lifetimeS > 0)) throw new EchgateError('ERR_USAGE', 'the ESNI key lifetime must be positive');
+  const kd = new KeyDir(dir);
+  return kd.withLock(() => {
+    kd.load(); // the folder trust check, as for every change
+    const sk = nodeProvider.randomBytes(32);
+    const notBefore = Math.floor((o.now ?? new Date()).getTime() / 1000);
+    const raw = makeESNIKeys(nodeProvider, nodeProvider.x25519Private(sk).publicKey, { notBefore, notAfter: notBefore + Math.floor(o.lifetimeS), paddedLength: padded });
+    const record = verifyESNIKeys(nodeProvider, raw);
+    const id = toHex(record.checksum);
+    const file = join(dir, `esni-${id}.esni`);
+    if (existsSync(file)) throw new EchgateError('ERR_KEYSTORE', `${file} exists (a checksum collision): run the command again`);
+    writeFileAtomic(file, encodeEsniFile(sk, raw));
+    sk.fill(0);
+    return { id, file, raw, record };
+  });
+}
