@@ -118,3 +118,15 @@ describe('the answer cache gives what the full path gives', () => {
     assert.ok(cachedEntries(z) > 0);
   });
 });
+
+describe('answers that change with the clock are not cached', () => {
+  it('draft-ietf-tls-esni-02 §4: the `_esni` TXT TTL counts down to not_after, so every answer is computed afresh', () => {
+    let ttl = 300;
+    const zone = new Zone(config, () => list(1), () => ({ records: [Uint8Array.of(1, 2, 3)], ttl }));
+    const ask = () => decodeMessage(answerQuery(zone, query('_esni.app.example.test', RRType.TXT, { id: 7, rd: false }), { udp: true }).body!).answers[0]!.ttl;
+    assert.equal(ask(), 300);
+    ttl = 120; // later: fewer seconds left before the key's not_after
+    assert.equal(ask(), 120);
+    assert.equal(cachedEntries(zone), 0);
+  });
+});

@@ -21,6 +21,8 @@ export interface QueryResult {
   ttl?: number;
   question?: DnsQuestion;
   rcode?: number;
+  /** The zone's answer changes with the clock (zone.ts ZoneAnswer.timeDependent): not for the answer cache. */
+  timeDependent?: boolean;
 }
 
 export interface QueryOptions {
@@ -48,7 +50,7 @@ export function answerQuery(zone: Zone, bytes: Uint8Array, o: QueryOptions = {})
   const hit = cachedAnswer(zone, key, bytes);
   if (hit) return { status: 200, ...hit };
   const r = answerFully(zone, bytes, o);
-  if (r.status === 200 && r.body && r.question && r.ttl !== undefined) rememberAnswer(zone, key, { body: r.body, ttl: r.ttl, question: r.question, rcode: r.rcode! });
+  if (r.status === 200 && r.body && r.question && r.ttl !== undefined && !r.timeDependent) rememberAnswer(zone, key, { body: r.body, ttl: r.ttl, question: r.question, rcode: r.rcode! });
   return r;
 }
 
@@ -87,8 +89,8 @@ function answerFully(zone: Zone, bytes: Uint8Array, o: QueryOptions): QueryResul
   // Only class IN is served. BIND 9 answers a question in another class it holds no zone for
   // (CH, HS, ANY) with REFUSED and no AA bit; so do we (docs/configuration.md, DNS hardening).
   if (question.cls !== DnsClass.IN) return reply(q, RCode.REFUSED, edns);
-  const { rcode, answers, authority, authoritative } = zone.answer(question.name, question.type);
+  const { rcode, answers, authority, authoritative, timeDependent } = zone.answer(question.name, question.type);
   const body = fit(q, rcode, answers, { ...edns, authority, authoritative });
   const ttl = answers.length ? Math.min(...answers.map((a) => a.ttl)) : 60;
-  return { status: 200, body, ttl, question, rcode };
+  return { status: 200, body, ttl, question, rcode, timeDependent };
 }

@@ -44,6 +44,8 @@ export interface ZoneAnswer {
   authority: AnswerRecord[];
   /** false outside our zone (REFUSED carries no AA bit). */
   authoritative: boolean;
+  /** Set when the answer depends on the clock, not only on the generation (the `_esni` TXT's TTL counts down to not_after): never cached. */
+  timeDependent?: boolean;
 }
 
 const norm = (n: string) => n.toLowerCase().replace(/\.$/, '');
@@ -171,7 +173,7 @@ export class Zone {
       const e = this.esni(ttl);
       if (e) {
         if (qtype === RRType.TXT) for (const r of e.records) answers.push({ name: qname, type: RRType.TXT, ttl: e.ttl, rdata: txtRdata(Buffer.from(r).toString('base64')) });
-        return answers.length ? { rcode: RCode.NOERROR, answers, authority: [], authoritative: true } : negative(RCode.NOERROR);
+        return { ...(answers.length ? { rcode: RCode.NOERROR, answers, authority: [], authoritative: true } : negative(RCode.NOERROR)), timeDependent: true };
       }
     }
     const n = this.names.get(name);
