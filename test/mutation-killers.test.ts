@@ -25,6 +25,7 @@ import { encodeHandshake } from '../src/wire/tls/handshake.js';
 import { parseHelloRecords } from '../src/wire/tls/record.js';
 import { decodeServerHello, encodeServerHello } from '../src/wire/tls/server-messages.js';
 import { certFor, json } from './helpers.js';
+import { inside } from './tls13-craft.js';
 
 const NAME = 'mut.example.test';
 const c = certFor(NAME);
@@ -435,10 +436,6 @@ describe('RFC 8446 §4.1.2, §4.2: ClientHello checks in the server', () => {
 
 // ---- the client engine (src/tls13/client.ts) against a doctored server flight ----
 
-interface ClientPeek {
-  read: { keys: TrafficKeys };
-  suite: CipherSuite;
-}
 
 /**
  * The server's first flight split into its messages: ServerHello (plaintext)
@@ -452,7 +449,7 @@ function serverFlight(o: { ca?: string; serverName?: string } = {}) {
   const first = server.start(ch, NAME, { offered: false, accepted: false });
   const sh = first.send[0]!;
   assert.equal(client.receive(sh).error, undefined);
-  const cp = client as unknown as ClientPeek;
+  const cp = inside(client);
   const opener = new RecordCipher(cp.suite, cp.read.keys);
   let plain = new Uint8Array(0);
   for (const r of first.send.slice(1)) {
@@ -505,7 +502,7 @@ function connectedClient() {
   assert.equal(out.error, undefined);
   assert.ok(out.established);
   assert.equal(f.server.receive(out.send[0]!).alert, undefined);
-  const app = new RecordCipher(f.suite, (f.client as unknown as ClientPeek).read.keys);
+  const app = new RecordCipher(f.suite, inside(f.client).read.keys);
   return { ...f, app };
 }
 
