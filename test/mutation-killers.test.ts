@@ -7,7 +7,10 @@
  * must refuse are sealed with a copy of the keys the server reads with.
  */
 import assert from 'node:assert/strict';
+import { createECDH } from 'node:crypto';
 import { describe, it } from 'node:test';
+import { echOffer } from '../src/ech/client.js';
+import { decryptEch, decryptSecondHello } from '../src/ech/server.js';
 import { concat, fromHex, toHex } from '../src/bytes/util.js';
 import { hkdfExtract } from '../src/crypto/hkdf.js';
 import { AEAD, baseModeHashes, deriveX25519KeyPair, isSupportedSuite, KDF, KEM_X25519_SHA256, MODE, setupReceiver, setupSender } from '../src/crypto/hpke.js';
@@ -15,16 +18,16 @@ import { nodeProvider } from '../src/crypto/node.js';
 import { EchgateError } from '../src/errors.js';
 import { loadCertificate } from '../src/tls13/certs.js';
 import { TlsClient } from '../src/tls13/client.js';
-import type { CipherSuite, TrafficKeys } from '../src/tls13/key-schedule.js';
+import { type CipherSuite, type TrafficKeys, trafficKeys } from '../src/tls13/key-schedule.js';
 import { RecordCipher } from '../src/tls13/record-protection.js';
-import { KEY_UPDATE_BURST, type Output, TlsServer } from '../src/tls13/server.js';
+import { EARLY_DATA_SKIP_LIMIT, KEY_UPDATE_BURST, type Output, TlsServer } from '../src/tls13/server.js';
 import { type ClientHello, decodeClientHelloMessage, encodeClientHelloMessage, findExtension } from '../src/wire/tls/client-hello.js';
 import { AlertDescription, ContentType, ExtensionType, HandshakeType } from '../src/wire/tls/constants.js';
 import { decodeKeyShares, encodeAlpn, encodeKeyShares, encodeSupportedVersions, encodeU16List } from '../src/wire/tls/extensions.js';
 import { encodeHandshake } from '../src/wire/tls/handshake.js';
 import { parseHelloRecords } from '../src/wire/tls/record.js';
 import { decodeServerHello, encodeServerHello } from '../src/wire/tls/server-messages.js';
-import { certFor, json } from './helpers.js';
+import { certFor, json, memoryEchKey } from './helpers.js';
 import { inside } from './tls13-craft.js';
 
 const NAME = 'mut.example.test';
@@ -1054,5 +1057,161 @@ describe('RFC 8446 §4.1.4: the client checks HelloRetryRequest', () => {
     const client = new TlsClient({ provider: nodeProvider, serverName: NAME });
     client.hello();
     assert.throws(() => client.keyUpdate(), EchgateError);
+  });
+});
+
+// ---- Server gaps after the first mutation run (docs/mutation.md "Left to do") ----
+
+describe('RFC 8446 §5, §6: what the server refuses once connected', () => {
+  it('a plaintext alert after the handshake: unexpected_message (alerts are protected from the Finished on)', () => {
+    const { server } = connected();
+    refused(server.receive(Uint8Array.of(ContentType.alert, 3, 3, 0, 2, 2, AlertDescription.bad_certificate)), 'unexpected_message');
+    const b = connected();
+    refused(b.server.receive(Uint8Array.of(ContentType.alert, 3, 3, 0, 2, 1, 0)), 'unexpected_message');
+  });
+
+  it('an unknown inner content type after the handshake: unexpected_message, and nothing is delivered', () => {
+    const { server, sealer } = connected();
+    const out = server.receive(sealer.seal(99, Uint8Array.of(1, 2, 3)));
+    refused(out, 'unexpected_message');
+    assert.equal(out.data.length, 0);
+  });
+
+  it('§6: an empty plaintext alert during the handshake: unexpected_message (not decode_error)', () => {
+    const { server } = toFinished();
+    refused(server.receive(Uint8Array.of(ContentType.alert, 3, 3, 0, 0)), 'unexpected_message');
+    const b = toFinished();
+    refused(b.server.receive(Uint8Array.of(ContentType.alert, 3, 3, 0, 1, 2)), 'decode_error');
+  });
+});
+
+describe('RFC 8446 §4.2.10: the 0-RTT skip bound is exact', () => {
+  const withEarly = (ch: ClientHello): ClientHello => ({ ...ch, extensions: [...ch.extensions, { type: ExtensionType.early_data, data: new Uint8Array(0) }] });
+  const junk = (n: number) => {
+    const r = new Uint8Array(5 + n).fill(0xa5);
+    r.set([ContentType.application_data, 3, 3, n >> 8, n & 0xff]);
+    return r;
+  };
+  const early = () => {
+    const { client, ch } = clientHello();
+    const server = newServer();
+    const first = server.start(withEarly(ch), NAME, { offered: false, accepted: false });
+    const flight: Uint8Array[] = [];
+    for (const r of first.send) flight.push(...client.receive(r).send);
+    return { server, finRec: flight.find((r) => r[0] === ContentType.application_data)! };
+  };
+
+  it(`exactly EARLY_DATA_SKIP_LIMIT (${EARLY_DATA_SKIP_LIMIT}) bytes of rejected early data are skipped, then the Finished is read`, () => {
+    const { server, finRec } = early();
+    assert.equal(server.receive(junk(EARLY_DATA_SKIP_LIMIT - 100)).alert, undefined);
+    assert.equal(server.receive(junk(100)).alert, undefined);
+    const out = server.receive(finRec);
+    assert.equal(out.alert, undefined, String(out.error));
+    assert.ok(out.established);
+  });
+
+  it('one byte more: unexpected_message', () => {
+    const { server } = early();
+    assert.equal(server.receive(junk(EARLY_DATA_SKIP_LIMIT - 100)).alert, undefined);
+    refused(server.receive(junk(101)), 'unexpected_message');
+  });
+});
+
+describe('RFC 8446 §4.1.4: a valid share for the wrong group in the second ClientHello', () => {
+  it('the HelloRetryRequest asked for X25519; a well-formed P-256 point instead: illegal_parameter', () => {
+    const { server, ch2 } = toSecondHello();
+    const ch = decodeClientHelloMessage(ch2);
+    const point = new Uint8Array(createECDH('prime256v1').generateKeys());
+    assert.equal(point.length, 65);
+    const edited: ClientHello = {
+      ...ch,
+      extensions: ch.extensions.map((e) => {
+        if (e.type === ExtensionType.key_share) return { type: e.type, data: encodeKeyShares([{ group: 0x0017, keyExchange: point }]) };
+        if (e.type === ExtensionType.supported_groups) return { type: e.type, data: encodeU16List([0x001d, 0x0017]) };
+        return e;
+      }),
+    };
+    const out = server.receive(plainHandshake(encodeClientHelloMessage(edited)));
+    refused(out, 'illegal_parameter');
+    assert.equal(out.send.length, 1, 'no ServerHello before the alert');
+  });
+});
+
+/** An ECH client and a server that accepted its inner hello (as the gateway wires them). */
+function echPair(co: { withholdKeyShare?: boolean } = {}, decryptSecond: 'open' | 'split' | ((o: ClientHello) => ClientHello) = 'open') {
+  const { config, lookup } = memoryEchKey(11);
+  const client = new TlsClient({ provider: nodeProvider, serverName: NAME, ech: echOffer(config), ...co });
+  const r = decryptEch(nodeProvider, decodeClientHelloMessage(parseHelloRecords(client.hello()[0]!)!.message), lookup);
+  if (r.status !== 'accepted') throw new Error(`ECH not accepted: ${r.status}`);
+  const server = newServer();
+  const open = (o: ClientHello) => decryptSecondHello(r, o);
+  const ds = decryptSecond === 'open' ? open : decryptSecond === 'split' ? undefined : (o: ClientHello) => decryptSecond(open(o));
+  const first = server.start(r.inner, NAME, { offered: true, accepted: true, decryptSecond: ds });
+  return { client, server, first };
+}
+
+describe('RFC 9849 §7.1.1: HelloRetryRequest with ECH accepted, in the server', () => {
+  it('control: the second ClientHelloOuter opens to an inner hello with the first random; the handshake completes with ECH', () => {
+    const { client, server, first } = echPair({ withholdKeyShare: true });
+    const ch2 = client.receive(concat(...first.send));
+    assert.equal(ch2.error, undefined);
+    const sh = server.receive(concat(...ch2.send));
+    assert.equal(sh.alert, undefined, String(sh.error));
+    const o = client.receive(concat(...sh.send));
+    assert.equal(o.established?.ech, 'accepted', String(o.error));
+  });
+
+  it('a second ClientHelloInner with another random: illegal_parameter', () => {
+    const { client, server, first } = echPair({ withholdKeyShare: true }, (inner) => ({ ...inner, random: inner.random.map((b, i) => (i === 0 ? b ^ 1 : b)) }));
+    const ch2 = client.receive(concat(...first.send));
+    refused(server.receive(concat(...ch2.send)), 'illegal_parameter', client);
+  });
+
+  it('split mode (no HPKE context for the second hello): handshake_failure instead of a HelloRetryRequest', () => {
+    const { first } = echPair({ withholdKeyShare: true }, 'split');
+    assert.equal(first.alert, 'handshake_failure');
+    assert.equal(first.send.length, 1);
+    assert.equal(first.send[0]![0], ContentType.alert);
+  });
+
+  it('control: split mode with a key share needs no HelloRetryRequest and completes', () => {
+    const { client, first } = echPair({}, 'split');
+    assert.equal(first.alert, undefined);
+    assert.equal(client.receive(concat(...first.send)).established?.ech, 'accepted');
+  });
+});
+
+describe('RFC 9849 §6.1.4, §6.1.6: the client with ECH accepted', () => {
+  /** The server's flight (ECH accepted) opened with the client's handshake read key; `edit` changes its messages before they are sealed again. */
+  function forge(edit: (msgs: Uint8Array[]) => Uint8Array[]) {
+    const { client, first } = echPair();
+    const plain = first.send.filter((r) => r[0] !== ContentType.application_data);
+    assert.equal(client.receive(concat(...plain)).error, undefined);
+    assert.equal(client.ech, 'accepted');
+    const { suite, hs } = inside(client);
+    const keys = trafficKeys(nodeProvider, suite, hs.server);
+    const opener = new RecordCipher(suite, { key: keys.key.slice(), iv: keys.iv.slice() });
+    const content = concat(...first.send.filter((r) => r[0] === ContentType.application_data).map((r) => opener.open(r.subarray(0, 5), r.subarray(5)).content));
+    const msgs: Uint8Array[] = [];
+    for (let i = 0; i < content.length; ) {
+      const len = (content[i + 1]! << 16) | (content[i + 2]! << 8) | content[i + 3]!;
+      msgs.push(content.subarray(i, i + 4 + len));
+      i += 4 + len;
+    }
+    return client.receive(new RecordCipher(suite, trafficKeys(nodeProvider, suite, hs.server)).seal(ContentType.handshake, concat(...edit(msgs))));
+  }
+
+  it('control: the untouched flight connects with ECH accepted', () => {
+    assert.equal(forge((m) => m).established?.ech, 'accepted');
+  });
+
+  it('§6.1.6: retry_configs in EncryptedExtensions after ECH was accepted: illegal_parameter', () => {
+    const out = forge(([ee, ...rest]) => {
+      assert.equal(ee![0], HandshakeType.encrypted_extensions);
+      const ech = { type: ExtensionType.encrypted_client_hello, data: Uint8Array.of(0, 0) };
+      const block = concat(Uint8Array.of(ech.type >> 8, ech.type & 0xff, 0, ech.data.length), ech.data);
+      return [hsMsg(HandshakeType.encrypted_extensions, concat(Uint8Array.of(block.length >> 8, block.length & 0xff), block)), ...rest];
+    });
+    clientRefused(out, 'illegal_parameter');
   });
 });
