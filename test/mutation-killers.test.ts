@@ -1215,3 +1215,30 @@ describe('RFC 9849 §6.1.4, §6.1.6: the client with ECH accepted', () => {
     clientRefused(out, 'illegal_parameter');
   });
 });
+
+describe('RFC 9849 §6.1.5: ECH rejected at a HelloRetryRequest, the client goes on with ClientHelloOuter', () => {
+  it('a server that cannot decrypt (it sees only the outer hello) asks for a share; the client completes on the outer hello with ECH rejected and learns the retry_configs', () => {
+    const { config } = memoryEchKey(12);
+    const client = new TlsClient({ provider: nodeProvider, serverName: NAME, ech: echOffer(config), withholdKeyShare: true });
+    const outer = decodeClientHelloMessage(parseHelloRecords(client.hello()[0]!)!.message);
+    const retryConfigs = Uint8Array.of(0, 3, 1, 2, 3);
+    const server = new TlsServer({
+      provider: nodeProvider,
+      random: (n) => nodeProvider.randomBytes(n),
+      certificate: () => cert,
+      retryConfigs,
+    });
+    const hrr = server.start(outer, 'public.example.test', { offered: true, accepted: false });
+    assert.equal(hrr.alert, undefined);
+    const ch2 = client.receive(concat(...hrr.send));
+    assert.equal(ch2.error, undefined, String(ch2.error));
+    const sh = server.receive(concat(...ch2.send));
+    assert.equal(sh.alert, undefined, String(sh.error));
+    const o = client.receive(concat(...sh.send));
+    assert.equal(o.error, undefined, String(o.error));
+    assert.equal(o.established?.ech, 'rejected');
+    assert.equal(o.established?.helloRetry, true);
+    assert.deepEqual(o.established?.retryConfigs, retryConfigs);
+    assert.equal(server.receive(concat(...o.send)).established?.ech, false);
+  });
+});
