@@ -28,7 +28,7 @@ export const TARGETS = {
   },
   'wire-tls': {
     mutate: ['src/wire/tls/*.ts'],
-    tests: ['wire-tls', 'peek-robustness', 'ech-bad-input', 'ech', 'tls13', 'tls13-fuzz', 'mutation-killers'],
+    tests: ['wire-tls', 'wire-tls-record', 'peek-robustness', 'ech-bad-input', 'ech', 'tls13-conformance', 'tls13', 'tls13-fuzz', 'mutation-killers'],
   },
 };
 
