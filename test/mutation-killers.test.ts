@@ -1242,3 +1242,73 @@ describe('RFC 9849 §6.1.5: ECH rejected at a HelloRetryRequest, the client goes
     assert.equal(server.receive(concat(...o.send)).established?.ech, false);
   });
 });
+
+describe('RFC 8446 §4.1.3, §4.2: the ServerHello fields the client decodes', () => {
+  /** The server's ServerHello to a fresh client, its body edited byte-wise, fed to that client. */
+  const withShBody = (edit: (body: Uint8Array) => Uint8Array, o: { withholdKeyShare?: boolean } = {}) => {
+    const client = new TlsClient({ provider: nodeProvider, serverName: NAME, ...o });
+    const ch = decodeClientHelloMessage(parseHelloRecords(client.hello()[0]!)!.message);
+    const first = newServer().start(ch, NAME, { offered: false, accepted: false });
+    const body = edit(first.send[0]!.slice(5 + 4));
+    return client.receive(plainHandshake(hsMsg(HandshakeType.server_hello, body)));
+  };
+  const SID_AT = 2 + 32; // legacy_version, random, then the session id's length byte
+
+  it('control: the unedited ServerHello, and HelloRetryRequest, are taken', () => {
+    assert.equal(withShBody((b) => b).error, undefined);
+    assert.equal(withShBody((b) => b, { withholdKeyShare: true }).error, undefined);
+  });
+
+  it('legacy_version other than 0x0303: illegal_parameter', () => {
+    clientRefused(
+      withShBody((b) => {
+        b[1] = 0x04;
+        return b;
+      }),
+      'illegal_parameter',
+    );
+  });
+
+  it('legacy_compression_method other than 0: illegal_parameter', () => {
+    clientRefused(
+      withShBody((b) => {
+        b[SID_AT + 1 + b[SID_AT]! + 2] = 1;
+        return b;
+      }),
+      'illegal_parameter',
+    );
+  });
+
+  it('§4.1.3: legacy_session_id_echo that is not our session id (one byte changed, or empty): illegal_parameter, in ServerHello and HelloRetryRequest', () => {
+    for (const o of [{}, { withholdKeyShare: true }]) {
+      clientRefused(
+        withShBody((b) => {
+          b[SID_AT + 1]! ^= 1;
+          return b;
+        }, o),
+        'illegal_parameter',
+      );
+      clientRefused(
+        withShBody((b) => {
+          const n = b[SID_AT]!;
+          assert.equal(n, 32);
+          return concat(b.subarray(0, SID_AT), Uint8Array.of(0), b.subarray(SID_AT + 1 + n));
+        }, o),
+        'illegal_parameter',
+      );
+    }
+  });
+
+  it('§4.2: the same extension twice in ServerHello: illegal_parameter', () => {
+    clientRefused(
+      withShBody((b) => {
+        const blockAt = SID_AT + 1 + b[SID_AT]! + 3;
+        const block = b.subarray(blockAt + 2);
+        const sv = Uint8Array.of(0, 43, 0, 2, 3, 4);
+        const n = block.length + sv.length;
+        return concat(b.subarray(0, blockAt), Uint8Array.of(n >> 8, n & 0xff), block, sv);
+      }),
+      'illegal_parameter',
+    );
+  });
+});

@@ -368,6 +368,9 @@ export class TlsClient {
   private onServerHello(st: WaitServerHello, msg: Uint8Array, out: ClientOutput): void {
     if (msg[0] !== HandshakeType.server_hello) throw fail('unexpected_message', 'expected ServerHello');
     const sh = decodeServerHello(msg.subarray(4));
+    // §4.1.3 (and §4.1.4 for HelloRetryRequest): legacy_session_id_echo must be the session id we sent, else illegal_parameter.
+    const sent = st.candidates[0]?.hello.sessionId;
+    if (!sent || !ctEqual(sh.sessionIdEcho, sent)) throw fail('illegal_parameter', 'ServerHello legacy_session_id_echo is not our legacy_session_id');
     if (ctEqual(sh.random, HRR_RANDOM)) return this.onHelloRetry(st, msg, sh, out);
     const suite = this.selectSuite(st, sh, 'ServerHello');
     const ks = sh.extensions.find((e) => e.type === ExtensionType.key_share);
@@ -377,8 +380,8 @@ export class TlsClient {
     const serverKey = r.vec16();
     r.expectEnd('key_share');
     // §4.2.8: the server's share must be for the group we sent a share for (every candidate's share is of one group).
-    const sent = st.candidates[0]?.key;
-    if (!sent || group !== sent.group) throw fail('illegal_parameter', `server chose group ${groupName(group)}, for which we sent no key share`);
+    const sentKey = st.candidates[0]?.key;
+    if (!sentKey || group !== sentKey.group) throw fail('illegal_parameter', `server chose group ${groupName(group)}, for which we sent no key share`);
     // RFC 9849 §6.1.4: ECH is accepted iff the confirmation in ServerHello.random verifies against the inner transcript.
     let chosen = st.candidates[st.candidates.length - 1];
     const inner = st.candidates.find((c) => c.ech);
