@@ -21,7 +21,7 @@ import { TlsClient } from '../src/tls13/client.js';
 import { type CipherSuite, type TrafficKeys, trafficKeys } from '../src/tls13/key-schedule.js';
 import { RecordCipher } from '../src/tls13/record-protection.js';
 import { EARLY_DATA_SKIP_LIMIT, KEY_UPDATE_BURST, type Output, TlsServer } from '../src/tls13/server.js';
-import { type ClientHello, decodeClientHelloMessage, encodeClientHelloMessage, findExtension } from '../src/wire/tls/client-hello.js';
+import { type ClientHello, decodeClientHello, decodeClientHelloMessage, encodeClientHelloMessage, findExtension } from '../src/wire/tls/client-hello.js';
 import { AlertDescription, ContentType, ExtensionType, HandshakeType } from '../src/wire/tls/constants.js';
 import { decodeKeyShares, encodeAlpn, encodeKeyShares, encodeSupportedVersions, encodeU16List } from '../src/wire/tls/extensions.js';
 import { encodeHandshake } from '../src/wire/tls/handshake.js';
@@ -1310,5 +1310,67 @@ describe('RFC 8446 §4.1.3, §4.2: the ServerHello fields the client decodes', (
       }),
       'illegal_parameter',
     );
+  });
+});
+
+// ---- src/wire/tls codecs: the bounds and checks the engine relies on ----
+
+describe('RFC 8446 §4.1.2, §4.2.8, §5.1: codec bounds (src/wire/tls)', () => {
+  /** A real ClientHello body from our client. */
+  const body = () => clientHello().ch.raw!.slice();
+  const SID = 2 + 32;
+  const codeOf = (fn: () => unknown) => {
+    try {
+      fn();
+    } catch (e) {
+      assert.ok(e instanceof EchgateError, String(e));
+      return e.alert;
+    }
+    return 'accepted';
+  };
+
+  it('§4.1.2: legacy_session_id of 32 bytes is read; of 33 bytes: decode_error', () => {
+    const b = body();
+    assert.equal(b[SID], 32);
+    assert.equal(codeOf(() => decodeClientHello(b)), 'accepted');
+    const longer = concat(b.subarray(0, SID), Uint8Array.of(33, 0), b.subarray(SID + 1));
+    assert.equal(codeOf(() => decodeClientHello(longer)), 'decode_error');
+  });
+
+  it('§4.1.2: cipher_suites of 2 bytes is read; empty or of an odd length: decode_error', () => {
+    const b = body();
+    const at = SID + 1 + 32;
+    const n = (b[at]! << 8) | b[at + 1]!;
+    const withSuites = (s: Uint8Array) => concat(b.subarray(0, at), Uint8Array.of(s.length >> 8, s.length & 0xff), s, b.subarray(at + 2 + n));
+    assert.equal(codeOf(() => decodeClientHello(withSuites(Uint8Array.of(0x13, 0x01)))), 'accepted');
+    assert.equal(codeOf(() => decodeClientHello(withSuites(new Uint8Array(0)))), 'decode_error');
+    assert.equal(codeOf(() => decodeClientHello(withSuites(Uint8Array.of(0x13, 0x01, 0x13)))), 'decode_error');
+  });
+
+  it('§4.2.8: two shares for one group: illegal_parameter; an empty key_exchange: decode_error; distinct groups are read', () => {
+    const share = (g: number, k: Uint8Array) => concat(Uint8Array.of(g >> 8, g & 0xff, k.length >> 8, k.length & 0xff), k);
+    const list = (...s: Uint8Array[]) => {
+      const all = concat(...s);
+      return concat(Uint8Array.of(all.length >> 8, all.length & 0xff), all);
+    };
+    assert.equal(decodeKeyShares(list(share(0x1d, new Uint8Array(32)), share(0x17, new Uint8Array(65)))).length, 2);
+    assert.equal(codeOf(() => decodeKeyShares(list(share(0x1d, new Uint8Array(32)), share(0x1d, new Uint8Array(32))))), 'illegal_parameter');
+    assert.equal(codeOf(() => decodeKeyShares(list(share(0x1d, new Uint8Array(0))))), 'decode_error');
+  });
+
+  it('§5.1: a plaintext record of exactly 2^14 bytes is not an overflow (here a bad alert: decode_error); 2^14 + 1: record_overflow', () => {
+    const rec = (n: number) => concat(Uint8Array.of(ContentType.alert, 3, 3, n >> 8, n & 0xff), new Uint8Array(n).fill(2));
+    const a = new TlsClient({ provider: nodeProvider, serverName: NAME });
+    a.hello();
+    assert.equal(a.receive(rec(2 ** 14)).alert, 'decode_error');
+    const b = new TlsClient({ provider: nodeProvider, serverName: NAME });
+    b.hello();
+    assert.equal(b.receive(rec(2 ** 14 + 1)).alert, 'record_overflow');
+  });
+
+  it('§5.2: a protected record of exactly 2^14 + 256 bytes is read (here it does not open: bad_record_mac); one byte more: record_overflow before the body', () => {
+    const junk = (n: number) => concat(Uint8Array.of(ContentType.application_data, 3, 3, n >> 8, n & 0xff), new Uint8Array(n).fill(7));
+    assert.equal(connected().server.receive(junk(2 ** 14 + 256)).alert, 'bad_record_mac');
+    assert.equal(connected().server.receive(junk(2 ** 14 + 257).subarray(0, 5)).alert, 'record_overflow');
   });
 });
