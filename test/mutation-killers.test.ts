@@ -1007,9 +1007,10 @@ describe('RFC 8446 §4.1.4: the client checks HelloRetryRequest', () => {
   const hrrTo = (o: { withholdKeyShare?: boolean }, edit: (sh: ReturnType<typeof decodeServerHello>) => ReturnType<typeof decodeServerHello>) => {
     const { hrr } = toSecondHello();
     const msg = hrr.send.find((r) => r[0] === ContentType.handshake)!.subarray(5);
-    const edited = encodeServerHello(edit(decodeServerHello(msg.subarray(4))));
     const client = new TlsClient({ provider: nodeProvider, serverName: NAME, ...o });
-    client.hello();
+    // Made for another client: echo this one's session id (RFC 8446 §4.1.3), so only `edit` is wrong.
+    const sessionIdEcho = decodeClientHelloMessage(parseHelloRecords(client.hello()[0]!)!.message).sessionId;
+    const edited = encodeServerHello(edit({ ...decodeServerHello(msg.subarray(4)), sessionIdEcho }));
     return client.receive(plainHandshake(edited));
   };
   const ks = (data?: Uint8Array) => (sh: ReturnType<typeof decodeServerHello>) => ({
