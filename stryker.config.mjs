@@ -35,6 +35,7 @@ export default {
   clearTextReporter: { allowColor: false, logTests: false, reportMutants: true, reportScoreTable: true },
   jsonReporter: { fileName: `reports/mutation/${name}.json` },
   htmlReporter: { fileName: `reports/mutation/${name}.html` },
-  tempDirName: '.stryker-tmp',
+  // One sandbox folder per target, so runs of two targets at once do not clean up each other's sandbox.
+  tempDirName: `.stryker-tmp/${name}`,
   cleanTempDir: true,
 };

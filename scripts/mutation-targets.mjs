@@ -4,23 +4,23 @@
 export const TARGETS = {
   tls13: {
     mutate: ['src/tls13/server.ts', 'src/tls13/client.ts', 'src/tls13/record-protection.ts', 'src/tls13/key-schedule.ts', 'src/tls13/ech-confirm.ts', 'src/tls13/transcript.ts', 'src/tls13/handshake-buffer.ts', 'src/tls13/byte-queue.ts', 'src/tls13/groups.ts', 'src/tls13/certs.ts'],
-    tests: ['tls13', 'tls13-fuzz', 'proxy-ech', 'ech-public-name', 'mutation-killers'],
+    tests: ['tls13-forgery', 'tls13-conformance', 'tls13', 'proxy-ech', 'ech-public-name', 'tls13-fuzz', 'mutation-killers'],
   },
   // The engine's verification and alert code (RFC 8446 §4.1-§4.6, §5, §6; ECH §7):
   // the unit tests drive it in process, so the integration files are left out.
   'tls13-engine': {
     mutate: ['src/tls13/server.ts:239-310', 'src/tls13/server.ts:383-569', 'src/tls13/client.ts'],
-    tests: ['tls13', 'tls13-fuzz', 'proxy-ech', 'mutation-killers'],
+    tests: ['tls13-forgery', 'tls13-conformance', 'tls13', 'proxy-ech', 'tls13-fuzz', 'mutation-killers'],
   },
   // The same code with test/mutation-killers first: much faster (most mutants die in its
   // first seconds), but killedBy then no longer tells the score without those tests.
   'tls13-engine-fast': {
     mutate: ['src/tls13/server.ts:239-310', 'src/tls13/server.ts:383-569', 'src/tls13/client.ts'],
-    tests: ['mutation-killers', 'tls13', 'tls13-fuzz', 'proxy-ech'],
+    tests: ['mutation-killers', 'tls13-forgery', 'tls13-conformance', 'tls13', 'proxy-ech', 'tls13-fuzz'],
   },
   ech: {
     mutate: ['src/ech/server.ts', 'src/ech/client.ts'],
-    tests: ['ech', 'ech-bad-input', 'ech-inner-version', 'split-mode', 'proxy-ech', 'ech-public-name', 'mutation-killers'],
+    tests: ['ech', 'ech-bad-input', 'ech-inner-version', 'split-mode', 'tls13-forgery', 'proxy-ech', 'ech-public-name', 'mutation-killers'],
   },
   hpke: {
     mutate: ['src/crypto/hpke.ts'],
@@ -28,7 +28,7 @@ export const TARGETS = {
   },
   'wire-tls': {
     mutate: ['src/wire/tls/*.ts'],
-    tests: ['wire-tls', 'peek-robustness', 'ech-bad-input', 'ech', 'tls13', 'tls13-fuzz', 'mutation-killers'],
+    tests: ['wire-tls', 'wire-tls-record', 'peek-robustness', 'ech-bad-input', 'ech', 'tls13-conformance', 'tls13', 'tls13-fuzz', 'mutation-killers'],
   },
 };
 

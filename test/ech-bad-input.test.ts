@@ -140,6 +140,19 @@ describe('ECH bad input (built hellos)', () => {
   it('no inner ECH extension → illegal_parameter', () => {
     assert.throws(() => attempt({ omitInnerEch: true }), alert('illegal_parameter'));
   });
+  it('RFC 9849 §7.1: the inner hello\'s encrypted_client_hello of the outer type → illegal_parameter', () => {
+    const outerType = encodeECHClientHello({ type: 'outer', kdfId: 1, aeadId: 1, configId: 9, enc: new Uint8Array(32), payload: new Uint8Array(16), payloadOffset: 0 });
+    assert.throws(() => attempt({ omitInnerEch: true, extraInnerExtensions: [{ type: ExtensionType.encrypted_client_hello, data: outerType }] }), alert('illegal_parameter'));
+  });
+  it('RFC 9849 §5.1: an EncodedClientHelloInner with a non-empty legacy_session_id → illegal_parameter (control: the empty one is accepted)', () => {
+    assert.equal(attempt({ mutateEncoded: (b) => b }).status, 'accepted');
+    // legacy_version (2), random (32), then the session id's length byte, 0 in an encoded inner.
+    const withSid = (b: Uint8Array) => {
+      assert.equal(b[34], 0);
+      return concat(b.subarray(0, 34), Uint8Array.of(1, 7), b.subarray(35));
+    };
+    assert.throws(() => attempt({ mutateEncoded: withSid }), alert('illegal_parameter'));
+  });
   it('trailing garbage in the encoded inner is padding and must be zero; truncation is decode_error', () => {
     assert.throws(() => attempt({ mutateEncoded: (b) => b.subarray(0, 40) }), alert('decode_error'));
   });
@@ -192,6 +205,8 @@ describe('the second ClientHelloOuter after HelloRetryRequest (RFC 9849 §7.1.1)
     assert.throws(() => decryptSecondHello(first, withEch(outer2, re({ enc: new Uint8Array(32).fill(9) }))), alert('illegal_parameter'));
     assert.throws(() => decryptSecondHello(first, withEch(outer2, re({ configId: 10 }))), alert('illegal_parameter'));
     assert.throws(() => decryptSecondHello(first, withEch(outer2, re({ aeadId: 3 }))), alert('illegal_parameter'));
+    // The KDF alone changed (it is in the AAD too, so without the check this would be decrypt_error).
+    assert.throws(() => decryptSecondHello(first, withEch(outer2, re({ kdfId: 3 }))), alert('illegal_parameter'));
     const flipped = new Uint8Array(ext.payload);
     flipped[0]! ^= 1;
     assert.throws(() => decryptSecondHello(first, withEch(outer2, re({ payload: flipped }))), alert('decrypt_error'));

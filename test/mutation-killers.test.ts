@@ -7,7 +7,10 @@
  * must refuse are sealed with a copy of the keys the server reads with.
  */
 import assert from 'node:assert/strict';
+import { createECDH } from 'node:crypto';
 import { describe, it } from 'node:test';
+import { echOffer } from '../src/ech/client.js';
+import { decryptEch, decryptSecondHello } from '../src/ech/server.js';
 import { concat, fromHex, toHex } from '../src/bytes/util.js';
 import { hkdfExtract } from '../src/crypto/hkdf.js';
 import { AEAD, baseModeHashes, deriveX25519KeyPair, isSupportedSuite, KDF, KEM_X25519_SHA256, MODE, setupReceiver, setupSender } from '../src/crypto/hpke.js';
@@ -15,16 +18,17 @@ import { nodeProvider } from '../src/crypto/node.js';
 import { EchgateError } from '../src/errors.js';
 import { loadCertificate } from '../src/tls13/certs.js';
 import { TlsClient } from '../src/tls13/client.js';
-import type { CipherSuite, TrafficKeys } from '../src/tls13/key-schedule.js';
+import { type CipherSuite, type TrafficKeys, trafficKeys } from '../src/tls13/key-schedule.js';
 import { RecordCipher } from '../src/tls13/record-protection.js';
-import { KEY_UPDATE_BURST, type Output, TlsServer } from '../src/tls13/server.js';
-import { type ClientHello, decodeClientHelloMessage, encodeClientHelloMessage, findExtension } from '../src/wire/tls/client-hello.js';
+import { EARLY_DATA_SKIP_LIMIT, KEY_UPDATE_BURST, type Output, TlsServer } from '../src/tls13/server.js';
+import { type ClientHello, decodeClientHello, decodeClientHelloMessage, encodeClientHelloMessage, findExtension } from '../src/wire/tls/client-hello.js';
 import { AlertDescription, ContentType, ExtensionType, HandshakeType } from '../src/wire/tls/constants.js';
 import { decodeKeyShares, encodeAlpn, encodeKeyShares, encodeSupportedVersions, encodeU16List } from '../src/wire/tls/extensions.js';
 import { encodeHandshake } from '../src/wire/tls/handshake.js';
 import { parseHelloRecords } from '../src/wire/tls/record.js';
 import { decodeServerHello, encodeServerHello } from '../src/wire/tls/server-messages.js';
-import { certFor, json } from './helpers.js';
+import { certFor, json, memoryEchKey } from './helpers.js';
+import { inside } from './tls13-craft.js';
 
 const NAME = 'mut.example.test';
 const c = certFor(NAME);
@@ -435,10 +439,6 @@ describe('RFC 8446 §4.1.2, §4.2: ClientHello checks in the server', () => {
 
 // ---- the client engine (src/tls13/client.ts) against a doctored server flight ----
 
-interface ClientPeek {
-  read: { keys: TrafficKeys };
-  suite: CipherSuite;
-}
 
 /**
  * The server's first flight split into its messages: ServerHello (plaintext)
@@ -452,7 +452,7 @@ function serverFlight(o: { ca?: string; serverName?: string } = {}) {
   const first = server.start(ch, NAME, { offered: false, accepted: false });
   const sh = first.send[0]!;
   assert.equal(client.receive(sh).error, undefined);
-  const cp = client as unknown as ClientPeek;
+  const cp = inside(client);
   const opener = new RecordCipher(cp.suite, cp.read.keys);
   let plain = new Uint8Array(0);
   for (const r of first.send.slice(1)) {
@@ -505,7 +505,7 @@ function connectedClient() {
   assert.equal(out.error, undefined);
   assert.ok(out.established);
   assert.equal(f.server.receive(out.send[0]!).alert, undefined);
-  const app = new RecordCipher(f.suite, (f.client as unknown as ClientPeek).read.keys);
+  const app = new RecordCipher(f.suite, inside(f.client).read.keys);
   return { ...f, app };
 }
 
@@ -1007,9 +1007,10 @@ describe('RFC 8446 §4.1.4: the client checks HelloRetryRequest', () => {
   const hrrTo = (o: { withholdKeyShare?: boolean }, edit: (sh: ReturnType<typeof decodeServerHello>) => ReturnType<typeof decodeServerHello>) => {
     const { hrr } = toSecondHello();
     const msg = hrr.send.find((r) => r[0] === ContentType.handshake)!.subarray(5);
-    const edited = encodeServerHello(edit(decodeServerHello(msg.subarray(4))));
     const client = new TlsClient({ provider: nodeProvider, serverName: NAME, ...o });
-    client.hello();
+    // Made for another client: echo this one's session id (RFC 8446 §4.1.3), so only `edit` is wrong.
+    const sessionIdEcho = decodeClientHelloMessage(parseHelloRecords(client.hello()[0]!)!.message).sessionId;
+    const edited = encodeServerHello(edit({ ...decodeServerHello(msg.subarray(4)), sessionIdEcho }));
     return client.receive(plainHandshake(edited));
   };
   const ks = (data?: Uint8Array) => (sh: ReturnType<typeof decodeServerHello>) => ({
@@ -1057,5 +1058,320 @@ describe('RFC 8446 §4.1.4: the client checks HelloRetryRequest', () => {
     const client = new TlsClient({ provider: nodeProvider, serverName: NAME });
     client.hello();
     assert.throws(() => client.keyUpdate(), EchgateError);
+  });
+});
+
+// ---- Server gaps after the first mutation run (docs/mutation.md "Left to do") ----
+
+describe('RFC 8446 §5, §6: what the server refuses once connected', () => {
+  it('a plaintext alert after the handshake: unexpected_message (alerts are protected from the Finished on)', () => {
+    const { server } = connected();
+    refused(server.receive(Uint8Array.of(ContentType.alert, 3, 3, 0, 2, 2, AlertDescription.bad_certificate)), 'unexpected_message');
+    const b = connected();
+    refused(b.server.receive(Uint8Array.of(ContentType.alert, 3, 3, 0, 2, 1, 0)), 'unexpected_message');
+  });
+
+  it('an unknown inner content type after the handshake: unexpected_message, and nothing is delivered', () => {
+    const { server, sealer } = connected();
+    const out = server.receive(sealer.seal(99, Uint8Array.of(1, 2, 3)));
+    refused(out, 'unexpected_message');
+    assert.equal(out.data.length, 0);
+  });
+
+  it('§6: an empty plaintext alert during the handshake: unexpected_message (not decode_error)', () => {
+    const { server } = toFinished();
+    refused(server.receive(Uint8Array.of(ContentType.alert, 3, 3, 0, 0)), 'unexpected_message');
+    const b = toFinished();
+    refused(b.server.receive(Uint8Array.of(ContentType.alert, 3, 3, 0, 1, 2)), 'decode_error');
+  });
+});
+
+describe('RFC 8446 §4.2.10: the 0-RTT skip bound is exact', () => {
+  const withEarly = (ch: ClientHello): ClientHello => ({ ...ch, extensions: [...ch.extensions, { type: ExtensionType.early_data, data: new Uint8Array(0) }] });
+  const junk = (n: number) => {
+    const r = new Uint8Array(5 + n).fill(0xa5);
+    r.set([ContentType.application_data, 3, 3, n >> 8, n & 0xff]);
+    return r;
+  };
+  const early = () => {
+    const { client, ch } = clientHello();
+    const server = newServer();
+    const first = server.start(withEarly(ch), NAME, { offered: false, accepted: false });
+    const flight: Uint8Array[] = [];
+    for (const r of first.send) flight.push(...client.receive(r).send);
+    return { server, finRec: flight.find((r) => r[0] === ContentType.application_data)! };
+  };
+
+  it(`exactly EARLY_DATA_SKIP_LIMIT (${EARLY_DATA_SKIP_LIMIT}) bytes of rejected early data are skipped, then the Finished is read`, () => {
+    const { server, finRec } = early();
+    assert.equal(server.receive(junk(EARLY_DATA_SKIP_LIMIT - 100)).alert, undefined);
+    assert.equal(server.receive(junk(100)).alert, undefined);
+    const out = server.receive(finRec);
+    assert.equal(out.alert, undefined, String(out.error));
+    assert.ok(out.established);
+  });
+
+  it('one byte more: unexpected_message', () => {
+    const { server } = early();
+    assert.equal(server.receive(junk(EARLY_DATA_SKIP_LIMIT - 100)).alert, undefined);
+    refused(server.receive(junk(101)), 'unexpected_message');
+  });
+});
+
+describe('RFC 8446 §4.1.4: a valid share for the wrong group in the second ClientHello', () => {
+  it('the HelloRetryRequest asked for X25519; a well-formed P-256 point instead: illegal_parameter', () => {
+    const { server, ch2 } = toSecondHello();
+    const ch = decodeClientHelloMessage(ch2);
+    const point = new Uint8Array(createECDH('prime256v1').generateKeys());
+    assert.equal(point.length, 65);
+    const edited: ClientHello = {
+      ...ch,
+      extensions: ch.extensions.map((e) => {
+        if (e.type === ExtensionType.key_share) return { type: e.type, data: encodeKeyShares([{ group: 0x0017, keyExchange: point }]) };
+        if (e.type === ExtensionType.supported_groups) return { type: e.type, data: encodeU16List([0x001d, 0x0017]) };
+        return e;
+      }),
+    };
+    const out = server.receive(plainHandshake(encodeClientHelloMessage(edited)));
+    refused(out, 'illegal_parameter');
+    assert.equal(out.send.length, 1, 'no ServerHello before the alert');
+  });
+});
+
+/** An ECH client and a server that accepted its inner hello (as the gateway wires them). */
+function echPair(co: { withholdKeyShare?: boolean } = {}, decryptSecond: 'open' | 'split' | ((o: ClientHello) => ClientHello) = 'open') {
+  const { config, lookup } = memoryEchKey(11);
+  const client = new TlsClient({ provider: nodeProvider, serverName: NAME, ech: echOffer(config), ...co });
+  const r = decryptEch(nodeProvider, decodeClientHelloMessage(parseHelloRecords(client.hello()[0]!)!.message), lookup);
+  if (r.status !== 'accepted') throw new Error(`ECH not accepted: ${r.status}`);
+  const server = newServer();
+  const open = (o: ClientHello) => decryptSecondHello(r, o);
+  const ds = decryptSecond === 'open' ? open : decryptSecond === 'split' ? undefined : (o: ClientHello) => decryptSecond(open(o));
+  const first = server.start(r.inner, NAME, { offered: true, accepted: true, decryptSecond: ds });
+  return { client, server, first };
+}
+
+describe('RFC 9849 §7.1.1: HelloRetryRequest with ECH accepted, in the server', () => {
+  it('control: the second ClientHelloOuter opens to an inner hello with the first random; the handshake completes with ECH', () => {
+    const { client, server, first } = echPair({ withholdKeyShare: true });
+    const ch2 = client.receive(concat(...first.send));
+    assert.equal(ch2.error, undefined);
+    const sh = server.receive(concat(...ch2.send));
+    assert.equal(sh.alert, undefined, String(sh.error));
+    const o = client.receive(concat(...sh.send));
+    assert.equal(o.established?.ech, 'accepted', String(o.error));
+  });
+
+  it('a second ClientHelloInner with another random: illegal_parameter', () => {
+    const { client, server, first } = echPair({ withholdKeyShare: true }, (inner) => ({ ...inner, random: inner.random.map((b, i) => (i === 0 ? b ^ 1 : b)) }));
+    const ch2 = client.receive(concat(...first.send));
+    refused(server.receive(concat(...ch2.send)), 'illegal_parameter', client);
+  });
+
+  it('split mode (no HPKE context for the second hello): handshake_failure instead of a HelloRetryRequest', () => {
+    const { first } = echPair({ withholdKeyShare: true }, 'split');
+    assert.equal(first.alert, 'handshake_failure');
+    assert.equal(first.send.length, 1);
+    assert.equal(first.send[0]![0], ContentType.alert);
+  });
+
+  it('control: split mode with a key share needs no HelloRetryRequest and completes', () => {
+    const { client, first } = echPair({}, 'split');
+    assert.equal(first.alert, undefined);
+    assert.equal(client.receive(concat(...first.send)).established?.ech, 'accepted');
+  });
+});
+
+describe('RFC 9849 §6.1.4, §6.1.6: the client with ECH accepted', () => {
+  /** The server's flight (ECH accepted) opened with the client's handshake read key; `edit` changes its messages before they are sealed again. */
+  function forge(edit: (msgs: Uint8Array[]) => Uint8Array[]) {
+    const { client, first } = echPair();
+    const plain = first.send.filter((r) => r[0] !== ContentType.application_data);
+    assert.equal(client.receive(concat(...plain)).error, undefined);
+    assert.equal(client.ech, 'accepted');
+    const { suite, hs } = inside(client);
+    const keys = trafficKeys(nodeProvider, suite, hs.server);
+    const opener = new RecordCipher(suite, { key: keys.key.slice(), iv: keys.iv.slice() });
+    const content = concat(...first.send.filter((r) => r[0] === ContentType.application_data).map((r) => opener.open(r.subarray(0, 5), r.subarray(5)).content));
+    const msgs: Uint8Array[] = [];
+    for (let i = 0; i < content.length; ) {
+      const len = (content[i + 1]! << 16) | (content[i + 2]! << 8) | content[i + 3]!;
+      msgs.push(content.subarray(i, i + 4 + len));
+      i += 4 + len;
+    }
+    return client.receive(new RecordCipher(suite, trafficKeys(nodeProvider, suite, hs.server)).seal(ContentType.handshake, concat(...edit(msgs))));
+  }
+
+  it('control: the untouched flight connects with ECH accepted', () => {
+    assert.equal(forge((m) => m).established?.ech, 'accepted');
+  });
+
+  it('§6.1.6: retry_configs in EncryptedExtensions after ECH was accepted: illegal_parameter', () => {
+    const out = forge(([ee, ...rest]) => {
+      assert.equal(ee![0], HandshakeType.encrypted_extensions);
+      const ech = { type: ExtensionType.encrypted_client_hello, data: Uint8Array.of(0, 0) };
+      const block = concat(Uint8Array.of(ech.type >> 8, ech.type & 0xff, 0, ech.data.length), ech.data);
+      return [hsMsg(HandshakeType.encrypted_extensions, concat(Uint8Array.of(block.length >> 8, block.length & 0xff), block)), ...rest];
+    });
+    clientRefused(out, 'illegal_parameter');
+  });
+});
+
+describe('RFC 9849 §6.1.5: ECH rejected at a HelloRetryRequest, the client goes on with ClientHelloOuter', () => {
+  it('a server that cannot decrypt (it sees only the outer hello) asks for a share; the client completes on the outer hello with ECH rejected and learns the retry_configs', () => {
+    const { config } = memoryEchKey(12);
+    const client = new TlsClient({ provider: nodeProvider, serverName: NAME, ech: echOffer(config), withholdKeyShare: true });
+    const outer = decodeClientHelloMessage(parseHelloRecords(client.hello()[0]!)!.message);
+    const retryConfigs = Uint8Array.of(0, 3, 1, 2, 3);
+    const server = new TlsServer({
+      provider: nodeProvider,
+      random: (n) => nodeProvider.randomBytes(n),
+      certificate: () => cert,
+      retryConfigs,
+    });
+    const hrr = server.start(outer, 'public.example.test', { offered: true, accepted: false });
+    assert.equal(hrr.alert, undefined);
+    const ch2 = client.receive(concat(...hrr.send));
+    assert.equal(ch2.error, undefined, String(ch2.error));
+    const sh = server.receive(concat(...ch2.send));
+    assert.equal(sh.alert, undefined, String(sh.error));
+    const o = client.receive(concat(...sh.send));
+    assert.equal(o.error, undefined, String(o.error));
+    assert.equal(o.established?.ech, 'rejected');
+    assert.equal(o.established?.helloRetry, true);
+    assert.deepEqual(o.established?.retryConfigs, retryConfigs);
+    assert.equal(server.receive(concat(...o.send)).established?.ech, false);
+  });
+});
+
+describe('RFC 8446 §4.1.3, §4.2: the ServerHello fields the client decodes', () => {
+  /** The server's ServerHello to a fresh client, its body edited byte-wise, fed to that client. */
+  const withShBody = (edit: (body: Uint8Array) => Uint8Array, o: { withholdKeyShare?: boolean } = {}) => {
+    const client = new TlsClient({ provider: nodeProvider, serverName: NAME, ...o });
+    const ch = decodeClientHelloMessage(parseHelloRecords(client.hello()[0]!)!.message);
+    const first = newServer().start(ch, NAME, { offered: false, accepted: false });
+    const body = edit(first.send[0]!.slice(5 + 4));
+    return client.receive(plainHandshake(hsMsg(HandshakeType.server_hello, body)));
+  };
+  const SID_AT = 2 + 32; // legacy_version, random, then the session id's length byte
+
+  it('control: the unedited ServerHello, and HelloRetryRequest, are taken', () => {
+    assert.equal(withShBody((b) => b).error, undefined);
+    assert.equal(withShBody((b) => b, { withholdKeyShare: true }).error, undefined);
+  });
+
+  it('legacy_version other than 0x0303: illegal_parameter', () => {
+    clientRefused(
+      withShBody((b) => {
+        b[1] = 0x04;
+        return b;
+      }),
+      'illegal_parameter',
+    );
+  });
+
+  it('legacy_compression_method other than 0: illegal_parameter', () => {
+    clientRefused(
+      withShBody((b) => {
+        b[SID_AT + 1 + b[SID_AT]! + 2] = 1;
+        return b;
+      }),
+      'illegal_parameter',
+    );
+  });
+
+  it('§4.1.3: legacy_session_id_echo that is not our session id (one byte changed, or empty): illegal_parameter, in ServerHello and HelloRetryRequest', () => {
+    for (const o of [{}, { withholdKeyShare: true }]) {
+      clientRefused(
+        withShBody((b) => {
+          b[SID_AT + 1]! ^= 1;
+          return b;
+        }, o),
+        'illegal_parameter',
+      );
+      clientRefused(
+        withShBody((b) => {
+          const n = b[SID_AT]!;
+          assert.equal(n, 32);
+          return concat(b.subarray(0, SID_AT), Uint8Array.of(0), b.subarray(SID_AT + 1 + n));
+        }, o),
+        'illegal_parameter',
+      );
+    }
+  });
+
+  it('§4.2: the same extension twice in ServerHello: illegal_parameter', () => {
+    clientRefused(
+      withShBody((b) => {
+        const blockAt = SID_AT + 1 + b[SID_AT]! + 3;
+        const block = b.subarray(blockAt + 2);
+        const sv = Uint8Array.of(0, 43, 0, 2, 3, 4);
+        const n = block.length + sv.length;
+        return concat(b.subarray(0, blockAt), Uint8Array.of(n >> 8, n & 0xff), block, sv);
+      }),
+      'illegal_parameter',
+    );
+  });
+});
+
+// ---- src/wire/tls codecs: the bounds and checks the engine relies on ----
+
+describe('RFC 8446 §4.1.2, §4.2.8, §5.1: codec bounds (src/wire/tls)', () => {
+  /** A real ClientHello body from our client. */
+  const body = () => clientHello().ch.raw!.slice();
+  const SID = 2 + 32;
+  const codeOf = (fn: () => unknown) => {
+    try {
+      fn();
+    } catch (e) {
+      assert.ok(e instanceof EchgateError, String(e));
+      return e.alert;
+    }
+    return 'accepted';
+  };
+
+  it('§4.1.2: legacy_session_id of 32 bytes is read; of 33 bytes: decode_error', () => {
+    const b = body();
+    assert.equal(b[SID], 32);
+    assert.equal(codeOf(() => decodeClientHello(b)), 'accepted');
+    const longer = concat(b.subarray(0, SID), Uint8Array.of(33, 0), b.subarray(SID + 1));
+    assert.equal(codeOf(() => decodeClientHello(longer)), 'decode_error');
+  });
+
+  it('§4.1.2: cipher_suites of 2 bytes is read; empty or of an odd length: decode_error', () => {
+    const b = body();
+    const at = SID + 1 + 32;
+    const n = (b[at]! << 8) | b[at + 1]!;
+    const withSuites = (s: Uint8Array) => concat(b.subarray(0, at), Uint8Array.of(s.length >> 8, s.length & 0xff), s, b.subarray(at + 2 + n));
+    assert.equal(codeOf(() => decodeClientHello(withSuites(Uint8Array.of(0x13, 0x01)))), 'accepted');
+    assert.equal(codeOf(() => decodeClientHello(withSuites(new Uint8Array(0)))), 'decode_error');
+    assert.equal(codeOf(() => decodeClientHello(withSuites(Uint8Array.of(0x13, 0x01, 0x13)))), 'decode_error');
+  });
+
+  it('§4.2.8: two shares for one group: illegal_parameter; an empty key_exchange: decode_error; distinct groups are read', () => {
+    const share = (g: number, k: Uint8Array) => concat(Uint8Array.of(g >> 8, g & 0xff, k.length >> 8, k.length & 0xff), k);
+    const list = (...s: Uint8Array[]) => {
+      const all = concat(...s);
+      return concat(Uint8Array.of(all.length >> 8, all.length & 0xff), all);
+    };
+    assert.equal(decodeKeyShares(list(share(0x1d, new Uint8Array(32)), share(0x17, new Uint8Array(65)))).length, 2);
+    assert.equal(codeOf(() => decodeKeyShares(list(share(0x1d, new Uint8Array(32)), share(0x1d, new Uint8Array(32))))), 'illegal_parameter');
+    assert.equal(codeOf(() => decodeKeyShares(list(share(0x1d, new Uint8Array(0))))), 'decode_error');
+  });
+
+  it('§5.1: a plaintext record of exactly 2^14 bytes is not an overflow (here a bad alert: decode_error); 2^14 + 1: record_overflow', () => {
+    const rec = (n: number) => concat(Uint8Array.of(ContentType.alert, 3, 3, n >> 8, n & 0xff), new Uint8Array(n).fill(2));
+    const a = new TlsClient({ provider: nodeProvider, serverName: NAME });
+    a.hello();
+    assert.equal(a.receive(rec(2 ** 14)).alert, 'decode_error');
+    const b = new TlsClient({ provider: nodeProvider, serverName: NAME });
+    b.hello();
+    assert.equal(b.receive(rec(2 ** 14 + 1)).alert, 'record_overflow');
+  });
+
+  it('§5.2: a protected record of exactly 2^14 + 256 bytes is read (here it does not open: bad_record_mac); one byte more: record_overflow before the body', () => {
+    const junk = (n: number) => concat(Uint8Array.of(ContentType.application_data, 3, 3, n >> 8, n & 0xff), new Uint8Array(n).fill(7));
+    assert.equal(connected().server.receive(junk(2 ** 14 + 256)).alert, 'bad_record_mac');
+    assert.equal(connected().server.receive(junk(2 ** 14 + 257).subarray(0, 5)).alert, 'record_overflow');
   });
 });

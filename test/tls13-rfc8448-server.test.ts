@@ -28,7 +28,8 @@ import { TlsServer } from '../src/tls13/server.js';
 import { decodeClientHelloMessage } from '../src/wire/tls/client-hello.js';
 import { ContentType, HandshakeType, NamedGroup } from '../src/wire/tls/constants.js';
 import { encodeHandshake } from '../src/wire/tls/handshake.js';
-import { certificateVerifyContent, decodeCertificateVerify } from '../src/wire/tls/server-messages.js';
+import { certificateVerifyContent, decodeCertificateVerify, decodeExtensionBlock } from '../src/wire/tls/server-messages.js';
+import { Reader } from '../src/bytes/reader.js';
 import { json } from './helpers.js';
 
 const v = json('rfc8448-simple-1rtt.json');
@@ -144,5 +145,40 @@ describe('RFC 8448 §3 simple 1-RTT handshake through TlsServer', () => {
     assert.deepEqual(fromClient.data, [data]);
     const toClient = server.encrypt(data)[0]!;
     assert.deepEqual(new RecordCipher(suite, trafficKeys(nodeProvider, suite, ap.server)).open(toClient.subarray(0, 5), toClient.subarray(5)).content, data);
+  });
+});
+
+describe('RFC 8448 §3: why EncryptedExtensions is not the trace\'s', () => {
+  /** The extensions of an EncryptedExtensions message (RFC 8446 §4.3.1): type and data, in order. */
+  const extensionsOf = (msg: Uint8Array) => {
+    assert.equal(msg[0], HandshakeType.encrypted_extensions);
+    const r = new Reader(msg.subarray(4));
+    const exts = decodeExtensionBlock(r.sub16('extensions'));
+    r.expectEnd('EncryptedExtensions');
+    return exts.map((e) => ({ type: e.type, data: toHex(e.data) }));
+  };
+
+  it('the trace\'s server (NSS) sends exactly supported_groups, record_size_limit and an empty server_name; without them it is the engine\'s message', () => {
+    const trace = extensionsOf(m('encrypted_extensions'));
+    assert.deepEqual(trace, [
+      // RFC 8446 §4.2.7 (a server MAY send its groups in EncryptedExtensions): x25519, secp256r1, secp384r1,
+      // secp521r1, ffdhe2048, ffdhe3072, ffdhe4096, ffdhe6144, ffdhe8192. The engine implements three groups
+      // of its own list (x25519, secp256r1, X25519MLKEM768), so it could not send this list truthfully.
+      { type: 10, data: '0012001d00170018001901000101010201030104' },
+      // RFC 8449 record_size_limit, 2^14 + 1: the engine does not implement RFC 8449 (and the client offered it).
+      { type: 28, data: '4001' },
+      // RFC 6066 §3: the server "MAY" acknowledge the server_name it used with an empty extension; the engine does not.
+      { type: 0, data: '' },
+    ]);
+    // The engine's EncryptedExtensions for the same hello (no ALPN offered, no ECH): an empty block, i.e. the trace's minus these three.
+    const { server } = traceServer();
+    const out = server.start(decodeClientHelloMessage(m('client_hello')), 'server', { offered: false, accepted: false });
+    const hs = fromHex(v.key_schedule.server_handshake_traffic_secret);
+    const flight = out.send[1]!;
+    const c = new RecordCipher(suite, trafficKeys(nodeProvider, suite, hs)).open(flight.subarray(0, 5), flight.subarray(5)).content;
+    assert.deepEqual(extensionsOf(c.subarray(0, 6)), []);
+    // The trace's client offered all three (so NSS could answer them): the engine's choice, not a parse difference.
+    const offered = decodeClientHelloMessage(m('client_hello')).extensions.map((e) => e.type);
+    for (const t of [0, 10, 28]) assert.ok(offered.includes(t), `the trace ClientHello offers extension ${t}`);
   });
 });
