@@ -142,7 +142,14 @@ describe('RFC 8446 §6.1: closure through a terminated connection', () => {
   it('our close_notify to a client that has gone is written without building a stack trace, and the limit is restored', () => {
     const before = Error.stackTraceLimit;
     let made: Error | undefined;
-    endWithoutStack({ end: () => (made = new Error('write EPIPE')) }, new Uint8Array(1));
+    endWithoutStack(
+      {
+        end: () => {
+          made = new Error('write EPIPE');
+        },
+      },
+      new Uint8Array(1),
+    );
     assert.equal(made!.stack, 'Error: write EPIPE');
     assert.equal(Error.stackTraceLimit, before);
     assert.throws(() =>
