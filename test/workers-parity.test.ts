@@ -54,6 +54,8 @@ describe('workers: 2 answers the proxy, termination, ECH and DNS cases as worker
   let app: Backend;
   let plain: net.Server;
   const groups: Record<1 | 2, Group> = {} as Record<1 | 2, Group>;
+  /** Every serve started, killed in after() even when its start failed (or the test process would wait on it). */
+  const children: ChildProcessWithoutNullStreams[] = [];
 
   const config = (workers: number, port: number, dnsPort: number) => `
 workers: ${workers}
@@ -86,6 +88,7 @@ tcp:
     const f = join(dir, `w${workers}.yml`);
     writeFileSync(f, config(workers, port, dnsPort));
     const child = spawn('node', [BIN, 'serve', '--config', f], { stdio: ['pipe', 'pipe', 'pipe'] });
+    children.push(child);
     const pids = new Set<number>();
     const access = { n: 0 };
     let buf = '';
@@ -103,7 +106,7 @@ tcp:
       }
     });
     child.stderr.on('data', (d) => process.stderr.write(d));
-    for (const end = Date.now() + 20_000; Date.now() < end && !ready; ) {
+    for (const end = Date.now() + 60_000; Date.now() < end && !ready; ) {
       // One worker logs no "all workers ready": accept the DNS port answering instead.
       if (workers === 1 && (await portOpen(port))) ready = true;
       else await sleep(100);
@@ -132,7 +135,7 @@ tcp:
     groups[2] = await startGroup(2);
   });
   after(async () => {
-    for (const g of Object.values(groups)) if (g.child.exitCode === null) g.child.kill('SIGKILL');
+    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
     await Promise.all([app.close(), new Promise((r) => plain.close(r))]);
   });
 
