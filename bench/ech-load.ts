@@ -8,7 +8,7 @@
  *   { cmd: 'term', port, n, c, ech? }       → { wallMs, latencies } after n full handshakes, c at a time,
  *                                              each closed with close_notify once established
  *   { cmd: 'prepare', n, ech }               → { ready } after building n fresh ECH hellos and n plain ones
- *   { cmd: 'route', port, kind, c }          → { wallMs } after sending every prepared hello of that kind,
+ *   { cmd: 'route', port, kind, c, n? }      → { wallMs } after sending n (default: every) prepared hello of that kind,
  *                                              reading the backend's one byte, closing
  * `ech` is a base64 ECHConfigList; the name is always app.example.test.
  */
@@ -22,7 +22,7 @@ import { usableConfigs } from '../src/wire/ech/usable.js';
 import { frameHandshake } from '../src/wire/tls/record.js';
 
 const SNI = 'app.example.test';
-type Msg = { cmd: 'term'; port: number; n: number; c: number; ech?: string } | { cmd: 'prepare'; n: number; ech: string } | { cmd: 'route'; port: number; kind: 'ech' | 'plain'; c: number };
+type Msg = { cmd: 'term'; port: number; n: number; c: number; ech?: string } | { cmd: 'prepare'; n: number; ech: string } | { cmd: 'route'; port: number; kind: 'ech' | 'plain'; c: number; n?: number };
 
 const configOf = (b64: string) => {
   const c = usableConfigs(decodeECHConfigList(new Uint8Array(Buffer.from(b64, 'base64'))), isSupportedSuite)[0];
@@ -102,7 +102,7 @@ process.on('message', async (m: Msg) => {
       }
       process.send!({ ready: true });
     } else {
-      const hellos = prepared[m.kind].splice(0);
+      const hellos = prepared[m.kind].splice(0, m.n ?? prepared[m.kind].length);
       const wallMs = await pool(hellos.length, m.c, (i) => route(m.port, hellos[i]!));
       process.send!({ wallMs });
     }

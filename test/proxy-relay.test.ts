@@ -15,6 +15,7 @@ import { concat } from '../src/bytes/util.js';
 import { nodeProvider } from '../src/crypto/node.js';
 import { writeAll } from '../src/proxy/relay.js';
 import { innerHelloRecords } from '../src/proxy/split.js';
+import { endWithoutStack } from '../src/proxy/terminate.js';
 import { TlsClient } from '../src/tls13/client.js';
 import type { ClientHello } from '../src/wire/tls/client-hello.js';
 import { HandshakeType, MAX_PLAINTEXT } from '../src/wire/tls/constants.js';
@@ -138,6 +139,85 @@ tcp:
 });
 
 describe('RFC 8446 §6.1: closure through a terminated connection', () => {
+  it('our close_notify to a client that has gone is written without building a stack trace, and the limit is restored', () => {
+    const before = Error.stackTraceLimit;
+    let made: Error | undefined;
+    endWithoutStack(
+      {
+        end: () => {
+          made = new Error('write EPIPE');
+        },
+      },
+      new Uint8Array(1),
+    );
+    assert.equal(made!.stack, 'Error: write EPIPE');
+    assert.equal(Error.stackTraceLimit, before);
+    assert.throws(() =>
+      endWithoutStack(
+        {
+          end: () => {
+            throw new Error('x');
+          },
+        },
+        new Uint8Array(1),
+      ),
+    );
+    assert.equal(Error.stackTraceLimit, before);
+  });
+
+  it('a client that resets right after its close_notify: the connection ends, no handler error', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'echgate-rst-'));
+    const c = certFor('rst.example.test');
+    writeFileSync(join(dir, 'c.crt'), c.cert);
+    writeFileSync(join(dir, 'c.key'), c.key);
+    // The backend ends once the client's side has ended: echgate then owes the client its close_notify.
+    const srv = net.createServer((s) => {
+      s.on('error', () => {});
+      s.resume();
+      s.on('end', () => setTimeout(() => s.end(), 50));
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+    const g = await startGateway(`
+tls:
+  certificates:
+    - { certFile: "${join(dir, 'c.crt')}", keyFile: "${join(dir, 'c.key')}" }
+entryPoints: { websecure: { address: "127.0.0.1:0" } }
+tcp:
+  routers:
+    c: { rule: "HostSNI(\`rst.example.test\`)", service: s, tls: {} }
+  services: { s: { loadBalancer: { servers: [{ address: "127.0.0.1:${(srv.address() as net.AddressInfo).port}" }] } } }
+`);
+    try {
+      const limit = Error.stackTraceLimit;
+      for (let i = 0; i < 3; i++) {
+        const client = new TlsClient({ provider: nodeProvider, serverName: 'rst.example.test' });
+        await new Promise<void>((resolve, reject) => {
+          const s = net.connect({ port: g.port(), host: '127.0.0.1' });
+          s.once('connect', () => {
+            for (const x of client.hello()) s.write(x);
+          });
+          s.on('data', (d) => {
+            const out = client.receive(d);
+            for (const x of out.send) s.write(x);
+            if (out.established) {
+              s.write(client.close());
+              s.resetAndDestroy();
+              resolve();
+            }
+          });
+          s.once('error', reject);
+        });
+      }
+      for (let i = 0; i < 100 && g.gw.metrics.open.get({ entrypoint: 'websecure' }) !== 0; i++) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(g.gw.metrics.open.get({ entrypoint: 'websecure' }), 0);
+      assert.equal(g.gw.metrics.handlerErrors.get({ listener: 'proxy' }), 0);
+      assert.equal(Error.stackTraceLimit, limit);
+    } finally {
+      await g.close();
+      srv.close();
+    }
+  });
+
   it('a client that sends close_notify and half-closes still gets the backend\'s answer, then our close_notify', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'echgate-close-'));
     const c = certFor('close.example.test');

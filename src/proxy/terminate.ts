@@ -127,12 +127,10 @@ function runEngine(c: Conn, engine: TlsServer): void {
       onBackendEnd: () => {
         if (failed) return;
         // RFC 8446 §6.1: we MUST send close_notify before closing our write side, even when the
-        // client has already sent its FIN: a client that half-closed still reads. One that has
-        // gone altogether makes this write fail with EPIPE (an Error per connection, about 2.5 %
-        // of a handshake's CPU in the profile in docs/benchmarks.md): the price of the MUST.
+        // client has already sent its FIN: a client that half-closed still reads.
         if (!client.writable) return void client.destroy();
         try {
-          client.end(engine.alert('close_notify'));
+          endWithoutStack(client, engine.alert('close_notify'));
         } catch {
           client.end();
         }
@@ -147,4 +145,25 @@ function runEngine(c: Conn, engine: TlsServer): void {
   }
   relay.readClient(c.guard(feed));
   if (c.rest.length) feed(c.rest);
+}
+
+/**
+ * `socket.end(last)` where a failing write costs no stack trace. A client
+ * that has already gone (s_time and most clients close right after their
+ * close_notify, often with a RST) makes this write fail with EPIPE
+ * synchronously, and Node builds the ErrnoException and formats its stack
+ * on the spot (onwrite reads `err.stack`): ≈ 2.5 % of a terminated
+ * connection's CPU in the profile in docs/benchmarks.md. The error only
+ * destroys the socket (connection.ts), nothing logs its stack, so it is
+ * made with none. The limit is restored before anything else runs: errors
+ * are emitted on a later tick.
+ */
+export function endWithoutStack(socket: { end(b: Uint8Array): unknown }, last: Uint8Array): void {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    socket.end(last);
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
 }

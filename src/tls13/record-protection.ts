@@ -3,7 +3,7 @@
  * (content || type || zeros), per-record nonce = iv XOR sequence number,
  * AAD = the 5-byte record header.
  */
-import { AEADS, sealRecord } from '../crypto/node.js';
+import { AEADS, sealRecord, sealRecords } from '../crypto/node.js';
 import type { Aead } from '../crypto/provider.js';
 import { EchgateError } from '../errors.js';
 import { ContentType, MAX_PLAINTEXT } from '../wire/tls/constants.js';
@@ -32,7 +32,10 @@ export class RecordCipher {
   /** §5.3: the 64-bit sequence number, left-padded to 12 bytes, XORed with the IV. */
   private nonce(): Uint8Array {
     // Only a record that opened (or was sealed) moves the sequence number: see tryOpen.
-    const s = this.seq;
+    return this.nonceAt(this.seq);
+  }
+
+  private nonceAt(s: number): Uint8Array {
     if (s >= Number.MAX_SAFE_INTEGER) throw new EchgateError('ERR_ILLEGAL', 'record sequence number exhausted');
     const n = new Uint8Array(this.keys.iv);
     if (s > 0) {
@@ -63,6 +66,21 @@ export class RecordCipher {
     const header = recordHeader(ContentType.application_data, len);
     const out = sealRecord(this.suite.aead, this.keys.key, this.nonce(), header, content, type);
     this.seq++;
+    return out;
+  }
+
+  /**
+   * Protect `content` of any length as consecutive records of at most 2^14
+   * bytes each (RFC 8446 §5.1), back to back in one buffer (one allocation,
+   * one socket write). Empty content gives an empty buffer (no record).
+   */
+  sealAll(type: number, content: Uint8Array): Uint8Array {
+    if (content.length === 0) return new Uint8Array(0);
+    const first = this.seq;
+    const n = Math.ceil(content.length / MAX_PLAINTEXT);
+    if (first + n >= Number.MAX_SAFE_INTEGER) throw new EchgateError('ERR_ILLEGAL', 'record sequence number exhausted');
+    const out = sealRecords(this.suite.aead, this.keys.key, (i) => this.nonceAt(first + i), content, type, MAX_PLAINTEXT);
+    this.seq = first + n;
     return out;
   }
 
