@@ -12,6 +12,7 @@ import { RuleError } from '../routing/parse.js';
 import { RoutingTable } from '../routing/table.js';
 import { parseDuration } from './duration.js';
 import { parseRotation, rotationTtlProblem } from './rotation.js';
+import { parseStore } from './store.js';
 import { parseTlsOptions } from './tls-options.js';
 import {
   type Config,
@@ -387,6 +388,7 @@ export function validateConfig(raw: unknown, file: string): Config {
         const rotation = parseRotation(raw.ech.rotation, bad, warnUnknown, parseAddress);
         if (rotation) ech.rotation = rotation;
       }
+      if (raw.ech.store !== undefined) ech.store = parseStore(raw.ech.store, bad, warnUnknown); // ech.store (src/config/store.ts)
     }
   }
   // ---- tls (Traefik's dynamic TLS section): certificates for terminating routers ----
