@@ -15,6 +15,9 @@ import type { Command } from './command.js';
 import { startDemo } from './demo.js';
 import { isWorker, joinGroup, runPrimary, runsRotation } from './workers.js';
 import { type RotationScheduler, startRotation } from './rotation.js';
+import { type FleetMember, startFleetMember } from './fleet.js';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 
 export const serveSpec: CommandSpec = {
   name: 'serve',
@@ -129,8 +132,33 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
   }
 
   // Automatic ECH key rotation (ech.rotation). With worker processes, only one process runs it (workers.ts runsRotation).
-  const rotates = runsRotation();
+  // In a fleet (ech.store.etcd) the elected leader rotates for every instance (src/fleet/leader.ts), not this scheduler.
+  const rotates = runsRotation() && !cfg.ech?.store;
   let rotation: RotationScheduler | undefined = rotates ? startRotation(cfg, { log, metrics: gw.metrics }) : undefined;
+  // Fleet: register, copy the keys from etcd into the key folder, acknowledge them, answer GET /ready (docs/fleet.md).
+  let fleet: FleetMember | undefined;
+  const revision = () => (file ? createHash('sha256').update(readFileSync(file)).digest('hex').slice(0, 12) : 'demo');
+  let configRevision = revision();
+  try {
+    fleet = await startFleetMember(cfg, {
+      log,
+      metrics: gw.metrics,
+      reloadKeys: () => {
+        ring?.reload();
+        return ring ? ring.all().map((k) => k.configId) : [];
+      },
+      addresses: () => [...gw.addresses().values()].map((a) => `${a.host}:${a.port}`),
+      configRevision: () => configRevision,
+    });
+  } catch (e) {
+    rotation?.stop();
+    ring?.close();
+    metricsSrv?.close();
+    dns?.close();
+    await gw.shutdown(0);
+    throw e;
+  }
+  if (fleet) gw.metrics.readyCheck = () => fleet!.ready();
   for (const [name, addr] of gw.addresses()) {
     log.info({ entrypoint: name, address: `${addr.host}:${addr.port}` }, 'listening');
   }
@@ -184,6 +212,7 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
       return;
     }
     p!.commit();
+    configRevision = revision();
     rotation?.stop();
     rotation = rotates ? startRotation(next, { log, metrics: gw.metrics }) : undefined;
     if (Boolean(next.dns) !== Boolean(dns)) log.warn({ file }, 'the dns section was added or removed: DNS listeners start or stop at the next restart');
@@ -211,10 +240,11 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
       log.info({ signal: sig, open: gw.openConnections() }, 'shutting down: no new connections, draining open ones');
       watcher?.close();
       rotation?.stop();
+      const leaving = fleet?.stop().catch(() => {}) ?? Promise.resolve();
       ring?.close();
       metricsSrv?.close();
       dns?.close();
-      gw.shutdown().then(() => {
+      Promise.all([gw.shutdown(), leaving]).then(() => {
         closeDemo();
         log.info('stopped');
         log.flush();
