@@ -47,6 +47,8 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
   // workers > 1: this process becomes the group's primary; each worker runs the rest of this function.
   if (file && cfg.workers > 1 && !isWorker()) return runPrimary(file, cfg, log);
   const gw = new Gateway({ log });
+  // A fleet instance is not ready until it has joined and holds the fleet's keys (docs/fleet.md "GET /ready").
+  if (cfg.ech?.store) gw.metrics.readyCheck = () => ({ ready: false, reason: 'joining the fleet' });
   // ECH: the keyring watches its folder; reloading the configuration may point it elsewhere.
   let ring: Keyring | undefined;
   /**
@@ -112,7 +114,8 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
     if (cfg.metrics && !isWorker()) metricsSrv = await gw.metrics.serve(cfg.metrics.host, cfg.metrics.port, { log });
     // The embedded authoritative DNS; ech= comes from the key folder at query time.
     const dnsCfg = cfg.dns ?? demoInfo?.dns(gw.addresses().get('websecure')!.port);
-    const startDns = (c: DnsConfig) => startDnsService(c, () => ring?.published, log, queryCounter(gw.metrics));
+    // A fleet instance that is not ready (joining, stale copy) answers without ech= rather than with keys that may be out of date.
+    const startDns = (c: DnsConfig) => startDnsService(c, () => (gw.metrics.readyCheck?.().ready === false ? undefined : ring?.published), log, queryCounter(gw.metrics));
     if (dnsCfg) {
       dns = await startDns(dnsCfg).catch((e) => {
         // The demo's DNS port (8053) is a common one: when it is taken, any free port will do.

@@ -100,7 +100,9 @@ export class FleetLeader {
     clearTimeout(this.timer);
     this.o.gauges?.set('leader', 0);
     if (was) this.o.log.warn({ fleet: this.o.id, err: why(e) }, 'fleet leader: leadership lost; campaigning again');
+    // A dead campaign may still emit errors (its lease's keep-alive, a retry): swallowed, never an unhandled 'error' event.
     this.campaign?.removeAllListeners();
+    this.campaign?.on('error', () => {});
     this.campaign = undefined;
     // The campaign's lease is gone (etcd unreachable, or revoked): stand again once etcd answers.
     if (!this.stopped) setTimeout(() => this.start(), 1000).unref();
@@ -245,7 +247,8 @@ export class FleetLeader {
     }
     await this.write(flip, { ...rot, step: 'publishing', publishedAt: at.toISOString(), waitingFor: [], late: d.late, ...(d.excused.length ? { note: `published without drained instances: ${d.excused.join(', ')}` } : {}) });
     this.o.log.info({ fleet: this.o.id, seq: rot.seq, configId: rot.configId, acknowledged: [...instances.values()].filter((i) => i.keys.includes(rot.configId)).map((i) => i.id), excused: d.excused }, 'fleet rotation: every instance holds the key; publishing');
-    await this.finishPublish({ ...rot, step: 'publishing', publishedAt: at.toISOString() }, (await this.o.store.metas()) as KeyMeta[]);
+    const note = d.excused.length ? { note: `published without drained instances: ${d.excused.join(', ')}` } : {};
+    await this.finishPublish({ ...rot, step: 'publishing', publishedAt: at.toISOString(), late: d.late, ...note }, await this.o.store.metas());
   }
 
   private async finishPublish(rot: RotationRecord, metas: KeyMeta[]): Promise<void> {
@@ -281,7 +284,7 @@ export class FleetLeader {
   private async write(metas: KeyMeta[], rot: RotationRecord): Promise<void> {
     if (!this.fence) throw new EchgateError('ERR_FLEET', 'not the leader');
     this.count('writes');
-    await this.o.store.update(metas, this.fence, [this.putRotation(rot)]);
+    await this.o.store.update(metas, this.fence, [this.putRotation({ ...rot, leader: this.o.id })]);
   }
 
   /** For tests and shutdown: the step running now. */
