@@ -92,7 +92,7 @@ function dnsEch(port: number): Promise<Uint8Array | undefined> {
 }
 const idsOf = (list: Uint8Array) => decodeECHConfigList(list).map((c) => ('configId' in c ? c.configId : -1));
 
-describe('fleet on a 3-member etcd cluster with three echgate instances', { skip, timeout: 150_000 }, () => {
+describe('fleet on a 3-member etcd cluster with three echgate instances', { skip, timeout: 240_000 }, () => {
   const base = mkdtempSync(join(tmpdir(), 'echgate-fleet-e2e-'));
   const members: Member[] = [];
   const instances: Instance[] = [];
@@ -138,7 +138,7 @@ entryPoints:
 metrics: { address: "127.0.0.1:${i.metricsPort}" }
 ech:
   keysDir: ${JSON.stringify(join(i.dir, 'keys'))}
-  rotation: { every: 7s, grace: 4s, publish: embedded }
+  rotation: { every: 5s, grace: 4s, publish: embedded }
   store:
     etcd:
       endpoints: [${endpoints}]
@@ -227,10 +227,7 @@ dns:
     for (const id of ['i1', 'i2', 'i3']) instances.push(await newInstance(id));
     // The fleet's first key: i1's folder, imported by the first leader.
     generateKey(join(instances[0]!.dir, 'keys'), { publicName: 'public.example.test' });
-    startInstance(instances[0]!);
-    await waitUntil('i1 ready', async () => (await ready(instances[0]!)).code === 200, 30_000, 200);
-    startInstance(instances[1]!);
-    startInstance(instances[2]!);
+    for (const i of instances) startInstance(i);
     for (const i of instances) await waitUntil(`${i.id} ready`, async () => (await ready(i)).code === 200, 30_000, 200);
     for (const i of instances) i.serving = true;
 
