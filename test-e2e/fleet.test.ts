@@ -138,7 +138,7 @@ entryPoints:
 metrics: { address: "127.0.0.1:${i.metricsPort}" }
 ech:
   keysDir: ${JSON.stringify(join(i.dir, 'keys'))}
-  rotation: { every: 5s, grace: 4s, publish: embedded }
+  rotation: { every: 5s, grace: 4s, publish: embedded, publicName: public.example.test }
   store:
     etcd:
       endpoints: [${endpoints}]
@@ -225,9 +225,9 @@ dns:
     etcd = new Etcd3({ hosts: members.map((m) => `http://127.0.0.1:${m.client}`), dialTimeout: 1000 });
     await waitUntil('the etcd cluster', clusterHealthy, 30_000, 200);
     for (const id of ['i1', 'i2', 'i3']) instances.push(await newInstance(id));
-    // The fleet's first key: i1's folder, imported by the first leader.
-    generateKey(join(instances[0]!.dir, 'keys'), { publicName: 'public.example.test' });
+    // The fleet's first key: made by whichever instance leads first (ech.rotation.publicName).
     for (const i of instances) startInstance(i);
+    await waitUntil('the first key in etcd', async () => (await keyStates()).size > 0, 30_000, 200);
     for (const i of instances) await waitUntil(`${i.id} ready`, async () => (await ready(i)).code === 200, 30_000, 200);
     for (const i of instances) i.serving = true;
 
