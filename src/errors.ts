@@ -30,6 +30,8 @@ export type ErrorCode =
   | 'ERR_KEYSTORE' // a key file that cannot be read or written
   | 'ERR_LOCKED' // the key folder is locked by another process
   | 'ERR_KEY_TRUST' // a key folder or key file others could write (mode, owner): refused whole
+  | 'ERR_KEK' // a key-encryption key that is malformed, or not the one the fleet's keys are sealed with
+  | 'ERR_FLEET' // the fleet's etcd store is unreachable, or a record in it is malformed
   | 'ERR_TSIG' // a TSIG key that cannot be used, or a response whose TSIG does not verify
   | 'ERR_DNS_UPDATE' // the primary refused or failed a dynamic update (RFC 2136)
   | 'ERR_DNS_READBACK' // DNS does not serve what was published (read back over DoH)

@@ -46,11 +46,14 @@ export const LAYERS: [string, Layer][] = [
   ['providers', { imports: ['config', 'errors'], typeOnly: ['config'], node: ['node:fs'], packages: ['etcd3'] }],
   // dns/ sees the configuration only as types; TSIG's HMAC comes from crypto/.
   ['dns', { imports: ['observe', 'config', 'keys', 'wire', 'crypto', 'bytes', 'errors'], typeOnly: ['config'], node: ['node:crypto', 'node:dgram', 'node:fs', 'node:http2', 'node:net', 'node:tls'], packages: ['undici', 'pino'] }],
+  // The fleet (docs/fleet.md): coordination over etcd (the etcd3 client), keys from keys/, settings from config/ as types only.
+  // Above dns/ (it publishes nothing itself: the DNS step is handed in by cli/), below proxy/ and cli/.
+  ['fleet', { imports: ['config', 'keys', 'errors'], typeOnly: ['config'], node: ['node:fs'], packages: ['etcd3', 'pino'] }],
   // node:cluster: log lines name their worker; node:perf_hooks: the event-loop delay metric.
   ['proxy', {
     imports: ['dns', 'observe', 'config', 'routing', 'keys', 'ech', 'tls13', 'crypto', 'wire', 'bytes', 'errors'],
     node: ['node:net', 'node:tls', 'node:http', 'node:fs', 'node:diagnostics_channel', 'node:cluster', 'node:perf_hooks'], packages: ['pino'] }],
-  ['cli', { imports: ['proxy', 'dns', 'providers', 'observe', 'config', 'routing', 'keys', 'ech', 'tls13', 'crypto', 'wire', 'bytes', 'errors'], node: ['*'], packages: ['*'] }],
+  ['cli', { imports: ['fleet', 'proxy', 'dns', 'providers', 'observe', 'config', 'routing', 'keys', 'ech', 'tls13', 'crypto', 'wire', 'bytes', 'errors'], node: ['*'], packages: ['*'] }],
 ];
 
 /**

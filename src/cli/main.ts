@@ -9,6 +9,7 @@ import { check } from './check.js';
 import type { Command } from './command.js';
 import { connect } from './connect.js';
 import { convert } from './convert.js';
+import { fleetCommands } from './fleet.js';
 import { inspect } from './inspect.js';
 import { keysCommands } from './keys.js';
 import { publish } from './publish.js';
@@ -20,7 +21,7 @@ const COMMANDS: Record<string, Command> = { serve, check, convert, inspect, conn
 
 /** Every command as typed ("serve", "keys rotate") with its spec: for --help, tests and docs. */
 export function allCommands(): { name: string; spec: Command['spec'] }[] {
-  return [...Object.values(COMMANDS), ...Object.values(keysCommands)].map((c) => ({ name: c.spec.name, spec: c.spec }));
+  return [...Object.values(COMMANDS), ...Object.values(keysCommands), ...Object.values(fleetCommands)].map((c) => ({ name: c.spec.name, spec: c.spec }));
 }
 
 function table(rows: [string, string][]): string {
@@ -33,6 +34,7 @@ export const USAGE = `usage: echgate <command> [options]
 ${table([
   ...Object.entries(COMMANDS).map(([n, c]): [string, string] => [n, c.spec.summary]),
   ...Object.entries(keysCommands).map(([n, c]): [string, string] => [`keys ${n}`, c.spec.summary]),
+  ...Object.entries(fleetCommands).map(([n, c]): [string, string] => [`fleet ${n}`, c.spec.summary]),
 ])}
 
 echgate <command> --help lists a command's options.
@@ -45,6 +47,19 @@ ${table(Object.entries(keysCommands).map(([n, c]): [string, string] => [n, c.spe
 
 echgate keys <command> --help lists its options.
 `;
+
+const FLEET_USAGE = `usage: echgate fleet <command> [options]
+
+${table(Object.entries(fleetCommands).map(([n, c]): [string, string] => [n, c.spec.summary]))}
+
+echgate fleet <command> --help lists its options.
+`;
+
+/** Commands with subcommands: echgate keys <cmd>, echgate fleet <cmd>. */
+const GROUPS: Record<string, { usage: string; commands: Record<string, Command> }> = {
+  keys: { usage: KEYS_USAGE, commands: keysCommands },
+  fleet: { usage: FLEET_USAGE, commands: fleetCommands },
+};
 
 function unknownCommand(what: string, typed: string, names: string[], usage: string): number {
   const near = closest(typed, names);
@@ -73,22 +88,23 @@ export async function main(argv: string[]): Promise<number> {
       out(USAGE);
       return 0;
     }
-    if (cmd === 'keys') {
+    const group = GROUPS[cmd];
+    if (group) {
       const [sub, ...subRest] = rest;
       if (sub === undefined) {
-        process.stderr.write(KEYS_USAGE);
+        process.stderr.write(group.usage);
         return 2;
       }
       if (sub === 'help' || sub === '--help' || sub === '-h') {
-        out(KEYS_USAGE);
+        out(group.usage);
         return 0;
       }
-      const k = keysCommands[sub];
-      if (!k) return unknownCommand('keys command', sub, Object.keys(keysCommands), KEYS_USAGE);
+      const k = group.commands[sub];
+      if (!k) return unknownCommand(`${cmd} command`, sub, Object.keys(group.commands), group.usage);
       return await runCommand(k, subRest, out);
     }
     const c = COMMANDS[cmd];
-    if (!c) return unknownCommand('command', cmd, [...Object.keys(COMMANDS), 'keys'], USAGE);
+    if (!c) return unknownCommand('command', cmd, [...Object.keys(COMMANDS), ...Object.keys(GROUPS)], USAGE);
     // A worker of a process group leaves it once drained, or its IPC channel would keep it alive.
     if (c === serve) return await runCommand(c, rest, out).finally(leaveGroup);
     return await runCommand(c, rest, out);

@@ -122,7 +122,7 @@ class Scheduler implements RotationScheduler {
     this.metrics.nextKeyRotation.set({}, Math.round(due / 1000));
     if (due > now) return plan.nextAt;
     await this.rotate(plan.promote);
-    return undefined; // look again at once: the new key's metadata gives the next date
+    return this.now(); // look again at once: the new key's metadata gives the next date (undefined would wait RECHECK_MS)
   }
 
   private async rotate(promote: number | undefined): Promise<void> {

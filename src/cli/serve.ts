@@ -17,6 +17,9 @@ import type { Command } from './command.js';
 import { startDemo } from './demo.js';
 import { isWorker, joinGroup, runPrimary, runsRotation } from './workers.js';
 import { type RotationScheduler, startRotation } from './rotation.js';
+import { type FleetMember, startFleetMember } from './fleet.js';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 
 export const serveSpec: CommandSpec = {
   name: 'serve',
@@ -49,6 +52,8 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
   let sources: ConfigSources | undefined;
   if (file) ({ sources, cfg } = await ConfigSources.open(file, cfg, log));
   const gw = new Gateway({ log });
+  // A fleet instance is not ready until it has joined and holds the fleet's keys (docs/fleet.md "GET /ready").
+  if (cfg.ech?.store) gw.metrics.readyCheck = () => ({ ready: false, reason: 'joining the fleet' });
   // ECH: the keyring watches its folder; reloading the configuration may point it elsewhere.
   let ring: Keyring | undefined;
   /**
@@ -116,7 +121,9 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
     if (cfg.metrics && !isWorker()) metricsSrv = await gw.metrics.serve(cfg.metrics.host, cfg.metrics.port, { log });
     // The embedded authoritative DNS; ech= comes from the key folder at query time.
     const dnsCfg = cfg.dns ?? demoInfo?.dns(gw.addresses().get('websecure')!.port);
-    const startDns = (c: DnsConfig) => startDnsService(c, () => ring?.published, log, queryCounter(gw.metrics), (maxTtl) => ring?.esniPublished(maxTtl));
+    // A fleet instance that is not ready (joining, stale copy) answers without ech= rather than with keys that may be out of date.
+    const startDns = (c: DnsConfig) =>
+      startDnsService(c, () => (gw.metrics.readyCheck?.().ready === false ? undefined : ring?.published), log, queryCounter(gw.metrics), (maxTtl) => ring?.esniPublished(maxTtl));
     if (dnsCfg) {
       dns = await startDns(dnsCfg).catch((e) => {
         // The demo's DNS port (8053) is a common one: when it is taken, any free port will do.
@@ -137,8 +144,33 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
   }
 
   // Automatic ECH key rotation (ech.rotation). With worker processes, only one process runs it (workers.ts runsRotation).
-  const rotates = runsRotation();
+  // In a fleet (ech.store.etcd) the elected leader rotates for every instance (src/fleet/leader.ts), not this scheduler.
+  const rotates = runsRotation() && !cfg.ech?.store;
   let rotation: RotationScheduler | undefined = rotates ? startRotation(cfg, { log, metrics: gw.metrics }) : undefined;
+  // Fleet: register, copy the keys from etcd into the key folder, acknowledge them, answer GET /ready (docs/fleet.md).
+  let fleet: FleetMember | undefined;
+  const revision = () => (file ? createHash('sha256').update(readFileSync(file)).digest('hex').slice(0, 12) : 'demo');
+  let configRevision = revision();
+  try {
+    fleet = await startFleetMember(cfg, {
+      log,
+      metrics: gw.metrics,
+      reloadKeys: () => {
+        ring?.reload();
+        return ring ? ring.all().map((k) => k.configId) : [];
+      },
+      addresses: () => [...gw.addresses().values()].map((a) => `${a.host}:${a.port}`),
+      configRevision: () => configRevision,
+    });
+  } catch (e) {
+    rotation?.stop();
+    ring?.close();
+    metricsSrv?.close();
+    dns?.close();
+    await gw.shutdown(0);
+    throw e;
+  }
+  if (fleet) gw.metrics.readyCheck = () => fleet!.ready();
   for (const [name, addr] of gw.addresses()) {
     log.info({ entrypoint: name, address: `${addr.host}:${addr.port}` }, 'listening');
   }
@@ -193,6 +225,7 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
     }
     p!.commit();
     sources?.applied(next, gw.metrics);
+    configRevision = revision();
     rotation?.stop();
     rotation = rotates ? startRotation(next, { log, metrics: gw.metrics }) : undefined;
     if (Boolean(next.dns) !== Boolean(dns)) log.warn({ file }, 'the dns section was added or removed: DNS listeners start or stop at the next restart');
@@ -222,10 +255,11 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
       watcher?.close();
       sources?.close();
       rotation?.stop();
+      const leaving = fleet?.stop().catch(() => {}) ?? Promise.resolve();
       ring?.close();
       metricsSrv?.close();
       dns?.close();
-      gw.shutdown().then(() => {
+      Promise.all([gw.shutdown(), leaving]).then(() => {
         closeDemo();
         log.info('stopped');
         log.flush();

@@ -14,6 +14,7 @@ import { logSection } from './log.js';
 import { metricsSection } from './metrics.js';
 import { providersSection } from './providers.js';
 import { rotationSection } from './rotation.js';
+import { storeSection } from './store.js';
 import { tcpSection } from './tcp.js';
 import { tcpMiddlewaresSection } from './tcp-middlewares.js';
 import { tcpRoutersSection } from './tcp-routers.js';
@@ -34,6 +35,7 @@ export const SECTIONS: readonly Section<any>[] = [
   logSection,
   echSection,
   rotationSection, // after ech: it fills cfg.ech.rotation
+  storeSection, // after ech: it fills cfg.ech.store
   dnsSection,
   providersSection,
 ];

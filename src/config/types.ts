@@ -102,6 +102,8 @@ export interface EchConfig {
   trialDecrypt: boolean;
   /** Automatic rotation by `serve` (docs/ech.md "Automatic rotation"). */
   rotation?: RotationConfig;
+  /** Where the keys live (absent: keysDir alone). ech.store.etcd: a fleet (docs/fleet.md); keysDir is then the local copy. */
+  store?: import('./store.js').StoreConfig;
 }
 
 /** The settings of `echgate publish` / `keys rotate --publish`, as configuration. */

@@ -8,6 +8,7 @@
  *   retry         sent in retry_configs and decrypts, not (yet) published
  *   decrypt-only  decrypts until notAfter (clients with cached DNS), never offered
  *   retired       private key deleted; metadata kept so the id is not reused
+ *   staged        (fleet only) decrypts, never offered: waits until every instance holds it
  *   pending       a key file without metadata (another tool made it): decrypts,
  *                 never offered, until `keys adopt` makes it active or retry
  */
@@ -25,7 +26,8 @@ export interface GenerateOptions {
   configId?: number;
   aead?: AeadChoice;
   maxNameLength?: number;
-  state?: 'active' | 'retry';
+  /** staged: only the fleet's leader makes these (docs/fleet.md). */
+  state?: 'active' | 'retry' | 'staged';
   now?: Date;
 }
 
@@ -46,16 +48,26 @@ function checkGenerateOptions(o: { publicName: string; aead?: AeadChoice; maxNam
   return aeadId;
 }
 
-/** Make and write a key; the caller holds the folder lock and passes what it loaded under it. */
-function createKey(kd: KeyDir, loaded: LoadResult, o: GenerateOptions): KeyMeta {
+/** A new key's material and metadata, not yet written anywhere. */
+export interface NewKey {
+  privateKey: Uint8Array;
+  echConfigList: Uint8Array;
+  meta: KeyMeta;
+}
+
+/**
+ * Make a key (X25519, HKDF-SHA256) with a config_id not in `used`; nothing
+ * is written. The folder store and the fleet's etcd store both write what
+ * this returns; the caller wipes privateKey once it is stored.
+ */
+export function makeKey(used: ReadonlySet<number>, o: GenerateOptions): NewKey {
   const aeadId = checkGenerateOptions(o);
-  const used = new Set(loaded.keys.map((k) => k.meta.configId));
   let configId = o.configId;
   if (configId !== undefined) {
     if (!Number.isInteger(configId) || configId < 0 || configId > 255) throw new EchgateError('ERR_USAGE', '--config-id is 0..255');
     if (used.has(configId)) throw new EchgateError('ERR_KEYSTORE', `config_id ${configId} is already in use or retired`);
   } else {
-    configId = freeConfigId(used, () => nodeProvider.randomBytes(1)[0]!);
+    configId = freeConfigId(new Set(used), () => nodeProvider.randomBytes(1)[0]!);
   }
   if (!isSupportedSuite(KEM_X25519_SHA256, KDF.HKDF_SHA256, aeadId)) throw new EchgateError('ERR_HPKE', 'suite not supported');
   const sk = nodeProvider.randomBytes(32);
@@ -70,9 +82,15 @@ function createKey(kd: KeyDir, loaded: LoadResult, o: GenerateOptions): KeyMeta 
     extensions: [],
   });
   const meta: KeyMeta = { configId, publicName: o.publicName, state: o.state ?? 'active', created: (o.now ?? new Date()).toISOString() };
-  kd.writeKey(sk, encodeECHConfigList([config]), meta);
-  sk.fill(0);
-  return meta;
+  return { privateKey: sk, echConfigList: encodeECHConfigList([config]), meta };
+}
+
+/** Make and write a key; the caller holds the folder lock and passes what it loaded under it. */
+function createKey(kd: KeyDir, loaded: LoadResult, o: GenerateOptions): KeyMeta {
+  const k = makeKey(new Set(loaded.keys.map((x) => x.meta.configId)), o);
+  kd.writeKey(k.privateKey, k.echConfigList, k.meta);
+  k.privateKey.fill(0);
+  return k.meta;
 }
 
 export function generateKey(dir: string, o: GenerateOptions): KeyMeta {
@@ -208,7 +226,7 @@ export function retireKey(dir: string, configId: number, now = new Date()): KeyM
 export function decryptingKeys(keys: StoredKey[], now = new Date()): StoredKey[] {
   return keys.filter((k) => {
     if (!k.privateKey || !k.config) return false;
-    if (k.meta.state === 'active' || k.meta.state === 'retry' || k.meta.state === 'pending') return true;
+    if (k.meta.state === 'active' || k.meta.state === 'retry' || k.meta.state === 'pending' || k.meta.state === 'staged') return true;
     if (k.meta.state === 'decrypt-only') return !k.meta.notAfter || Date.parse(k.meta.notAfter) > now.getTime();
     return false;
   });

@@ -19,9 +19,14 @@ import { usableConfigs } from '../wire/ech/usable.js';
 import { decodeECHConfigList, type ECHConfigContents } from '../wire/ech/config.js';
 import { decodeEchPem, encodeEchPem } from './pem.js';
 
-/** States a metadata file can hold. */
-export type StoredState = 'active' | 'retry' | 'decrypt-only' | 'retired';
-export const KEY_STATES: readonly StoredState[] = ['active', 'retry', 'decrypt-only', 'retired'];
+/**
+ * States a metadata file can hold. `staged` exists only in a fleet (docs/fleet.md):
+ * a new key every instance must hold before DNS names it; it decrypts, but is
+ * neither published nor sent in retry_configs (another instance behind the same
+ * address may not hold it yet).
+ */
+export type StoredState = 'active' | 'retry' | 'decrypt-only' | 'retired' | 'staged';
+export const KEY_STATES: readonly StoredState[] = ['active', 'retry', 'decrypt-only', 'retired', 'staged'];
 /**
  * `pending`: a PEM file without metadata (made by another tool, or dropped in
  * by hand). It decrypts, but is never published in DNS nor sent in

@@ -175,6 +175,13 @@ export class Metrics {
   readonly dnsQueries = new Counter('echgate_dns_queries_total', 'Queries to the embedded DNS, by transport, query type and rcode.');
   readonly handlerErrors = new Counter('echgate_handler_errors_total', 'Unexpected exceptions caught while handling one connection or request, by listener.');
   readonly keyRotations = new Counter('echgate_key_rotations_total', 'Automatic ECH key rotations by result (ok, failed).');
+  /** Fleet (ech.store.etcd, docs/fleet.md): 1 while etcd answers; 0 while the instance serves the keys it last read. */
+  readonly fleetStoreUp = new Gauge('echgate_fleet_store_up', 'Fleet: 1 while the etcd store answers, 0 while unreachable (the instance serves the keys it holds).');
+  readonly fleetReady = new Gauge('echgate_fleet_ready', 'Fleet: 1 when GET /ready answers 200 (holds the current keys and configuration).');
+  readonly fleetLeader = new Gauge('echgate_fleet_leader', 'Fleet: 1 on the instance that leads key rotation.');
+  readonly fleetLateInstances = new Gauge('echgate_fleet_late_instances', 'Fleet (leader): instances that did not acknowledge the staged key within ackTimeout.');
+  /** GET /ready on the metrics address: set by serve (the fleet's readiness); without it /ready is 200 while serving. */
+  readyCheck?: () => { ready: boolean; reason: string };
   readonly nextKeyRotation = new Gauge('echgate_key_rotation_next_timestamp_seconds', 'When serve next rotates the ECH keys (Unix time; absent without ech.rotation).');
   /** providers.etcd: the etcd revision of the configuration in force, and whether etcd answers; by process (a group's gauges are summed). */
   readonly configRevision = new Gauge('echgate_config_revision', 'etcd revision of the configuration in force (providers.etcd), by process.');
@@ -213,7 +220,7 @@ export class Metrics {
   }
 
   private all(): (Counter | Histogram)[] {
-    return [this.connections, this.open, this.peekFailures, this.bytes, this.backendErrors, this.backendUp, this.ech, this.reloads, this.dnsQueries, this.handlerErrors, this.duration, this.workerRestarts, this.workers, this.workerConnections, this.loopDelay, this.keyRotations, this.nextKeyRotation, this.configRevision, this.configStoreUp];
+    return [this.connections, this.open, this.peekFailures, this.bytes, this.backendErrors, this.backendUp, this.ech, this.reloads, this.dnsQueries, this.handlerErrors, this.duration, this.workerRestarts, this.workers, this.workerConnections, this.loopDelay, this.keyRotations, this.nextKeyRotation, this.configRevision, this.configStoreUp, this.fleetStoreUp, this.fleetReady, this.fleetLeader, this.fleetLateInstances];
   }
 
   render(): string {
@@ -303,6 +310,14 @@ export class Metrics {
     if (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined) res.shouldKeepAlive = false;
     const q = req.url?.indexOf('?') ?? -1;
     const path = q >= 0 ? req.url!.slice(0, q) : req.url;
+    if (path === '/ready' && (req.method === 'GET' || req.method === 'HEAD')) {
+      // Readiness for load balancers and Kubernetes probes (docs/fleet.md "GET /ready"): 200 or 503, the reason as text.
+      const r = this.readyCheck?.() ?? { ready: true, reason: 'serving' };
+      const body = `${r.ready ? 'ready' : 'not ready'}: ${r.reason}\n`;
+      res.writeHead(r.ready ? 200 : 503, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+      res.end(req.method === 'HEAD' ? undefined : body);
+      return undefined;
+    }
     if (path !== '/metrics') {
       res.writeHead(404, { 'content-type': 'text/plain', 'content-length': 10 }).end('not found\n');
       return undefined;

@@ -1,0 +1,311 @@
+/**
+ * One instance of a fleet (docs/fleet.md): it registers under the prefix,
+ * copies the fleet's keys from etcd into its key folder (the keyring serves
+ * from there), acknowledges each key by listing it in its instance record,
+ * and answers "am I ready" (records.ts readiness()).
+ *
+ * Two leases: `instances/<id>` on leaseTtl (alive: the leader reads keys held
+ * and readiness there), `members/<id>` on forgetAfter (the leader waits for a
+ * member that vanished from instances/ until this one runs out too). Contact
+ * with etcd is tracked through the short lease's keep-alives; etcd changes
+ * arrive by watch, with a full re-read on reconnect and every resyncMs.
+ */
+import type { Etcd3, Lease, Watcher } from 'etcd3';
+import type { Logger } from 'pino';
+import type { EtcdStoreConfig } from '../config/store.js';
+import { isEchgateError } from '../errors.js';
+import { mirrorToFolder } from '../keys/keystore.js';
+import type { KeyMeta } from '../keys/store.js';
+import type { EtcdKeyStore } from './etcd-store.js';
+import { type InstanceRecord, K, parseJson, type RotationRecord, readiness } from './records.js';
+
+export interface AgentHooks {
+  /** Reload the keyring from the folder now; the config_ids it holds. */
+  reloadKeys(): number[];
+  addresses(): string[];
+  configRevision(): string;
+}
+
+/** Where an instance reports its fleet state (proxy/metrics.ts gauges, or nothing in the simulation). */
+export interface FleetGauges {
+  set(name: 'storeUp' | 'ready' | 'leader' | 'late', v: number): void;
+}
+
+export interface AgentOptions {
+  id: string;
+  cfg: EtcdStoreConfig;
+  client: Etcd3;
+  store: EtcdKeyStore;
+  /** The local copy; undefined: keys are not mirrored (the simulation). */
+  keysDir?: string;
+  log: Logger;
+  hooks: AgentHooks;
+  gauges?: FleetGauges;
+  /** Full re-read period (default 30 s, or 3 x leaseTtl when shorter). */
+  resyncMs?: number;
+  now?: () => number;
+}
+
+const why = (e: unknown) => (isEchgateError(e) ? `${e.message} [${e.code}]` : e instanceof Error ? e.message : String(e));
+
+export class FleetAgent {
+  readonly id: string;
+  private readonly now: () => number;
+  private live?: Lease;
+  private member?: Lease;
+  private watchers: Watcher[] = [];
+  private timers: NodeJS.Timeout[] = [];
+  private stopped = false;
+  private syncing?: Promise<void>;
+  private again = false;
+  private debounce?: NodeJS.Timeout;
+  private registering = false;
+
+  storeUp = false;
+  lastContact = 0;
+  synced = false;
+  error?: string;
+  fleetKeys: KeyMeta[] = [];
+  rotation?: RotationRecord;
+  wantedRevision?: string;
+  held = new Set<number>();
+  readonly stagedSeen = new Map<number, number>();
+  private notReadySince?: number;
+  private lastWritten = '';
+  private readonly started = new Date().toISOString();
+  /** Counted etcd requests (the simulation's traffic figure). */
+  readonly traffic = { reads: 0, writes: 0, watchEvents: 0 };
+
+  constructor(private readonly o: AgentOptions) {
+    this.id = o.id;
+    this.now = o.now ?? Date.now;
+  }
+
+  private abs(rel: string): string {
+    return this.o.cfg.prefix + rel;
+  }
+
+  async start(): Promise<void> {
+    await this.register().catch((e) => {
+      this.down(e);
+      this.scheduleRegister();
+    });
+    const w1 = this.o.client.watch().prefix(this.abs(K.keys));
+    const w2 = this.o.client.watch().key(this.abs(K.rotation));
+    const w3 = this.o.client.watch().key(this.abs(K.configRevision));
+    for (const b of [w1, w2, w3]) {
+      b.create()
+        .then((w) => {
+          if (this.stopped) return void w.cancel();
+          this.watchers.push(w);
+          w.on('put', () => this.changed());
+          w.on('delete', () => this.changed());
+          w.on('connected', () => this.changed());
+          w.on('error', () => {});
+          w.on('disconnected', () => {});
+        })
+        .catch(() => {}); // etcd down at start: the resync timer reads it all
+    }
+    const resync = this.o.resyncMs ?? Math.min(30_000, 3 * this.o.cfg.leaseTtlMs);
+    this.timers.push(setInterval(() => this.sync(), resync).unref());
+    // Readiness moves with time (ackTimeout, store down too long): re-evaluated each second, written on change.
+    this.timers.push(setInterval(() => void this.report().catch(() => {}), 1000).unref());
+    await this.sync();
+  }
+
+  private changed(): void {
+    this.traffic.watchEvents++;
+    clearTimeout(this.debounce);
+    this.debounce = setTimeout(() => void this.sync(), 20);
+  }
+
+  private contact(): void {
+    this.lastContact = this.now();
+    if (!this.storeUp) {
+      this.storeUp = true;
+      this.o.gauges?.set('storeUp', 1);
+      if (this.synced) {
+        this.o.log.info({ fleet: this.id }, 'fleet store reachable again: catching up');
+        void this.sync();
+      }
+    }
+  }
+
+  private down(e: unknown): void {
+    if (this.storeUp || this.lastContact === 0) {
+      this.o.log.error({ fleet: this.id, err: why(e) }, 'fleet store unreachable: serving the keys held now (GET /ready keeps its answer for half of forgetAfter)');
+    }
+    if (this.storeUp) this.o.gauges?.set('storeUp', 0);
+    this.storeUp = false;
+    if (this.lastContact === 0) this.o.gauges?.set('storeUp', 0);
+  }
+
+  /** Take both leases and write the records. Re-run when a lease is lost. */
+  private async register(): Promise<void> {
+    if (this.registering || this.stopped) return;
+    this.registering = true;
+    try {
+      const c = this.o.client;
+      if (!this.member || this.member.revoked()) {
+        const m = c.lease(Math.ceil(this.o.cfg.forgetAfterMs / 1000));
+        m.on('lost', () => this.relost('membership'));
+        this.member = m;
+        await m.put(this.abs(K.member(this.id))).value(JSON.stringify({ id: this.id, since: this.started }));
+        this.traffic.writes++;
+      }
+      if (!this.live || this.live.revoked()) {
+        const l = c.lease(Math.ceil(this.o.cfg.leaseTtlMs / 1000));
+        l.on('lost', () => this.relost('registration'));
+        l.on('keepaliveSucceeded', () => this.contact());
+        l.on('keepaliveFailed', (e) => this.down(e));
+        this.live = l;
+        await l.grant();
+        this.lastWritten = '';
+        this.contact();
+        await this.report();
+      }
+    } finally {
+      this.registering = false;
+    }
+  }
+
+  private relost(what: string): void {
+    if (this.stopped) return;
+    this.down(new Error(`${what} lease lost`));
+    this.scheduleRegister();
+  }
+
+  private regTimer?: NodeJS.Timeout;
+  /** Retry registering every second until both leases are alive again, then re-read everything. */
+  private scheduleRegister(): void {
+    if (this.regTimer || this.stopped) return;
+    this.regTimer = setTimeout(async () => {
+      this.regTimer = undefined;
+      try {
+        await this.register();
+        if (!this.live || this.live.revoked() || !this.member || this.member.revoked()) throw new Error('lease not granted');
+        await this.sync();
+      } catch (e) {
+        this.down(e);
+        this.scheduleRegister();
+      }
+    }, 1000).unref();
+  }
+
+  /** Read the fleet's keys and rotation, copy them into the folder, reload, acknowledge. One at a time. */
+  sync(): Promise<void> {
+    if (this.syncing) {
+      this.again = true;
+      return this.syncing;
+    }
+    this.syncing = this.syncOnce().finally(() => {
+      this.syncing = undefined;
+      if (this.again) {
+        this.again = false;
+        void this.sync();
+      }
+    });
+    return this.syncing;
+  }
+
+  private async syncOnce(): Promise<void> {
+    if (this.stopped) return;
+    let records: Awaited<ReturnType<EtcdKeyStore['load']>>;
+    try {
+      const [recs, rot, rev] = await Promise.all([
+        this.o.store.load(),
+        this.o.client.get(this.abs(K.rotation)).string(),
+        this.o.client.get(this.abs(K.configRevision)).string(),
+      ]);
+      this.traffic.reads += 3;
+      records = recs;
+      this.rotation = parseJson<RotationRecord>(rot, K.rotation);
+      this.wantedRevision = rev ?? undefined;
+      this.contact();
+    } catch (e) {
+      if (isEchgateError(e) && e.code === 'ERR_KEK') {
+        this.contact();
+        if (this.error !== e.message) this.o.log.error({ fleet: this.id, err: why(e) }, 'fleet keys do not open with this instance\'s key-encryption key: nothing written, not ready');
+        this.error = `${e.message} [ERR_KEK]`;
+        await this.report().catch(() => {});
+        return;
+      }
+      this.down(e);
+      return;
+    }
+    if (this.error) this.o.log.info({ fleet: this.id }, 'fleet keys open again');
+    this.error = undefined;
+    this.fleetKeys = records.map((r) => r.meta);
+    const now = this.now();
+    for (const m of this.fleetKeys) if (m.state === 'staged' && !this.stagedSeen.has(m.configId)) this.stagedSeen.set(m.configId, now);
+    try {
+      if (this.o.keysDir && records.length > 0) {
+        const r = mirrorToFolder(this.o.keysDir, records);
+        if (r.written.length || r.retired.length || r.removed.length) this.o.log.info({ fleet: this.id, written: r.written, retired: r.retired, removed: r.removed }, 'fleet keys copied into the key folder');
+      }
+      for (const r of records) r.privateKey?.fill(0);
+      this.held = new Set(this.o.hooks.reloadKeys());
+      this.synced = true;
+    } catch (e) {
+      this.error = `the key folder could not take the fleet's keys: ${why(e)}`;
+      this.o.log.error({ fleet: this.id, err: why(e) }, 'fleet keys could not be copied into the key folder');
+    }
+    await this.report().catch((e) => this.down(e));
+  }
+
+  readiness(): { ready: boolean; reason: string } {
+    return readiness({
+      now: this.now(),
+      synced: this.synced,
+      lastContact: this.lastContact,
+      storeUp: this.storeUp,
+      fleetKeys: this.fleetKeys,
+      rotation: this.rotation,
+      stagedSeen: this.stagedSeen,
+      held: this.held,
+      error: this.error,
+      configRevision: this.o.hooks.configRevision(),
+      wantedRevision: this.wantedRevision,
+      ackTimeoutMs: this.o.cfg.ackTimeoutMs,
+      forgetAfterMs: this.o.cfg.forgetAfterMs,
+    });
+  }
+
+  /** Write the instance record when what it says changed (keys held, readiness, revision). */
+  private async report(): Promise<void> {
+    const r = this.readiness();
+    this.o.gauges?.set('ready', r.ready ? 1 : 0);
+    if (r.ready) this.notReadySince = undefined;
+    else this.notReadySince ??= this.now();
+    const rec: InstanceRecord = {
+      id: this.id,
+      addresses: this.o.hooks.addresses(),
+      keys: [...this.held].sort((a, b) => a - b),
+      configRevision: this.o.hooks.configRevision(),
+      ready: r.ready,
+      reason: r.reason,
+      ...(this.notReadySince !== undefined ? { notReadySince: new Date(this.notReadySince).toISOString() } : {}),
+      started: this.started,
+      updated: '',
+    };
+    const sig = JSON.stringify(rec);
+    if (sig === this.lastWritten || !this.live || this.live.revoked() || this.stopped) return;
+    rec.updated = new Date(this.now()).toISOString();
+    await this.live.put(this.abs(K.instance(this.id))).value(JSON.stringify(rec));
+    this.traffic.writes++;
+    this.lastWritten = sig;
+  }
+
+  /** Leave the fleet: both records deleted, so the leader stops waiting for this instance at once. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.debounce);
+    clearTimeout(this.regTimer);
+    for (const t of this.timers) clearTimeout(t);
+    for (const w of this.watchers) await w.cancel().catch(() => {});
+    const bye = async (l?: Lease) => {
+      if (l && !l.revoked()) await Promise.race([l.revoke().catch(() => {}), new Promise((r) => setTimeout(r, 1000).unref())]);
+    };
+    await Promise.all([bye(this.live), bye(this.member)]);
+  }
+}

@@ -1,0 +1,145 @@
+/**
+ * The fleet's keystore on etcd v3 (the `etcd3` client): one record per key
+ * under `<prefix>keys/`, the private key sealed with the KEK (keys/sealed.ts),
+ * so etcd never holds it in clear. Writes are transactions: a new key only
+ * where none was (Version == 0), a metadata change only where the key exists,
+ * and the leader's writes only while its election key exists (fence), so a
+ * leader that lost its lease cannot write over its successor.
+ *
+ * A wrong KEK is found before anything is written: loading opens every
+ * sealed key, and create() refuses to add a key sealed with another KEK than
+ * the ones already there (ERR_KEK).
+ */
+import { readFileSync } from 'node:fs';
+import { Etcd3, type IOptions } from 'etcd3';
+import type { EtcdStoreConfig } from '../config/store.js';
+import { EchgateError } from '../errors.js';
+import type { KeyRecord, KeyStore } from '../keys/keystore.js';
+import type { NewKey } from '../keys/manager.js';
+import { kekId, openPrivateKey, parseKek, sealPrivateKey } from '../keys/sealed.js';
+import type { KeyMeta } from '../keys/store.js';
+import { K, type KeyRecordJson, parseJson } from './records.js';
+
+/** The KEK named by ech.store.etcd.kek: a file or an environment variable. */
+export function readKek(c: Pick<EtcdStoreConfig, 'kek'>, env: NodeJS.ProcessEnv = process.env): Uint8Array {
+  if ('file' in c.kek) {
+    let text: string;
+    try {
+      text = readFileSync(c.kek.file, 'utf8');
+    } catch (e) {
+      throw new EchgateError('ERR_KEK', `ech.store.etcd.kek.file ${c.kek.file}: ${(e as Error).message}`);
+    }
+    return parseKek(text, c.kek.file);
+  }
+  const v = env[c.kek.env];
+  if (v === undefined || v === '') throw new EchgateError('ERR_KEK', `ech.store.etcd.kek.env: the environment variable ${c.kek.env} is not set`);
+  return parseKek(v, `$${c.kek.env}`);
+}
+
+/** An etcd3 client for the configuration (TLS files and password file read now). */
+export function openEtcd(c: EtcdStoreConfig): Etcd3 {
+  const o: IOptions = { hosts: c.endpoints, dialTimeout: 2_000 };
+  if (c.tls) {
+    o.credentials = {
+      rootCertificate: c.tls.ca ? readFileSync(c.tls.ca) : Buffer.alloc(0),
+      ...(c.tls.key ? { privateKey: readFileSync(c.tls.key), certChain: readFileSync(c.tls.cert!) } : {}),
+    };
+  }
+  if (c.auth) o.auth = { username: c.auth.username, password: c.auth.password ?? readFileSync(c.auth.passwordFile!, 'utf8').trim() };
+  return new Etcd3(o);
+}
+
+/** A leader's fence: its election key (absolute), which exists only while it leads. */
+export type Fence = string | undefined;
+
+const b64 = (u: Uint8Array) => Buffer.from(u).toString('base64');
+
+export class EtcdKeyStore implements KeyStore {
+  readonly kind = 'etcd';
+  readonly where: string;
+  private readonly myKek: string;
+
+  constructor(
+    readonly client: Etcd3,
+    readonly prefix: string,
+    private readonly kek: Uint8Array,
+    endpoints: readonly string[] = [],
+  ) {
+    this.where = `etcd ${endpoints.join(',')} ${prefix}`;
+    this.myKek = kekId(kek);
+  }
+
+  /** Absolute etcd key of a name under the prefix. */
+  abs(rel: string): string {
+    return this.prefix + rel;
+  }
+
+  /** The records as stored (nothing opened): for status and for the KEK check. */
+  async raw(): Promise<KeyRecordJson[]> {
+    const all = await this.client.getAll().prefix(this.abs(K.keys)).strings();
+    const out: KeyRecordJson[] = [];
+    for (const [k, v] of Object.entries(all)) {
+      const r = parseJson<KeyRecordJson>(v, k);
+      if (!r || typeof r.meta?.configId !== 'number' || typeof r.meta.state !== 'string') throw new EchgateError('ERR_FLEET', `${k}: not a key record`);
+      out.push(r);
+    }
+    return out.sort((a, b) => a.meta.configId - b.meta.configId);
+  }
+
+  async metas(): Promise<KeyMeta[]> {
+    return (await this.raw()).map((r) => r.meta);
+  }
+
+  /** Every key with its private key opened; ERR_KEK on the first that does not open with this KEK. */
+  async load(): Promise<KeyRecord[]> {
+    return (await this.raw()).map((r) => {
+      if (r.meta.state === 'retired' || !r.sealed || !r.echConfigList) return { meta: r.meta };
+      const list = new Uint8Array(Buffer.from(r.echConfigList, 'base64'));
+      return { meta: r.meta, echConfigList: list, privateKey: openPrivateKey(this.kek, r.meta.configId, list, r.sealed) };
+    });
+  }
+
+  async create(k: NewKey, fence?: Fence, extra: { key: string; value: string }[] = []): Promise<void> {
+    // Never mix KEKs: a key sealed with ours beside keys sealed with another would split the fleet.
+    const other = (await this.raw()).find((r) => r.sealed && r.sealed.kek !== this.myKek);
+    if (other) throw new EchgateError('ERR_KEK', `config_id ${other.meta.configId} in etcd is sealed with key-encryption key ${other.sealed!.kek}, this instance has ${this.myKek}: wrong KEK, nothing written`);
+    const rec: KeyRecordJson = { meta: k.meta, echConfigList: b64(k.echConfigList), sealed: sealPrivateKey(this.kek, k.meta.configId, k.echConfigList, k.privateKey) };
+    const key = this.abs(K.key(k.meta.configId));
+    let t = this.client.if(key, 'Version', '==', 0);
+    if (fence) t = t.and(fence, 'Create', '>', 0);
+    const r = await t.then(this.client.put(key).value(JSON.stringify(rec)), ...extra.map((e) => this.client.put(this.abs(e.key)).value(e.value))).commit();
+    if (!r.succeeded) throw new EchgateError('ERR_KEYSTORE', `config_id ${k.meta.configId} is already in etcd${fence ? ', or this instance no longer leads' : ''}`);
+  }
+
+  /** Replace metadata (and write `extra` puts) in one transaction: all or nothing. */
+  async update(metas: KeyMeta[], fence?: Fence, extra: { key: string; value: string }[] = []): Promise<void> {
+    const raw = new Map((await this.raw()).map((r) => [r.meta.configId, r]));
+    const puts = [];
+    const cmps: [string, number][] = [];
+    for (const m of metas) {
+      const r = raw.get(m.configId);
+      if (!r) throw new EchgateError('ERR_KEYSTORE', `no key with config_id ${m.configId} in ${this.where}`);
+      const next: KeyRecordJson = m.state === 'retired' ? { meta: m } : { ...r, meta: m };
+      puts.push(this.client.put(this.abs(K.key(m.configId))).value(JSON.stringify(next)));
+      cmps.push([this.abs(K.key(m.configId)), 0]);
+    }
+    for (const e of extra) puts.push(this.client.put(this.abs(e.key)).value(e.value));
+    let t = fence ? this.client.if(fence, 'Create', '>', 0) : undefined;
+    for (const [key] of cmps) t = t ? t.and(key, 'Version', '>', 0) : this.client.if(key, 'Version', '>', 0);
+    if (!t) {
+      if (puts.length) await Promise.all(puts.map((p) => p.exec()));
+      return;
+    }
+    const r = await t.then(...puts).commit();
+    if (!r.succeeded) throw new EchgateError('ERR_KEYSTORE', `etcd refused the update${fence ? ' (this instance no longer leads, or a key vanished)' : ' (a key vanished)'}`);
+  }
+
+  async retire(configId: number, now = new Date(), fence?: Fence): Promise<KeyMeta> {
+    const r = (await this.raw()).find((x) => x.meta.configId === configId);
+    if (!r) throw new EchgateError('ERR_KEYSTORE', `no key with config_id ${configId} in ${this.where}`);
+    if (r.meta.state === 'retired') return r.meta;
+    const meta: KeyMeta = { ...r.meta, state: 'retired', notAfter: now.toISOString() };
+    await this.update([meta], fence);
+    return meta;
+  }
+}

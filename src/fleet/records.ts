@@ -1,0 +1,180 @@
+/**
+ * What a fleet keeps in etcd under its prefix (docs/fleet.md "Layout"), and
+ * the two decisions made from it, as pure functions over plain data so that
+ * tests and the simulation drive them without etcd:
+ *
+ *   keys/NNN        one ECH key: metadata, ECHConfigList, private key sealed with the KEK
+ *   rotation        the rotation in progress or the last one (step, config_id, who is late)
+ *   members/<id>    an instance, on a long lease (forgetAfter): "may be serving, wait for it"
+ *   instances/<id>  an instance, on a short lease (leaseTtl): address, keys held, ready, config revision
+ *   election/...    the leader election (etcd3's Election recipe)
+ *   config/revision the configuration revision every instance must run (set by a configuration provider)
+ *
+ * readiness(): may this instance take connections (GET /ready)?
+ * decidePublish(): may the leader let DNS name the staged key?
+ * The invariant both serve: DNS never names a key that an instance a load
+ * balancer may send clients to cannot decrypt.
+ */
+import { EchgateError } from '../errors.js';
+import type { KeyMeta } from '../keys/store.js';
+import type { SealedKey } from '../keys/sealed.js';
+
+export const K = {
+  key: (id: number) => `keys/${String(id).padStart(3, '0')}`,
+  keys: 'keys/',
+  rotation: 'rotation',
+  member: (id: string) => `members/${id}`,
+  members: 'members/',
+  instance: (id: string) => `instances/${id}`,
+  instances: 'instances/',
+  election: 'leader',
+  configRevision: 'config/revision',
+} as const;
+
+export interface KeyRecordJson {
+  meta: KeyMeta;
+  /** base64; absent once retired. */
+  echConfigList?: string;
+  sealed?: SealedKey;
+}
+
+export interface InstanceRecord {
+  id: string;
+  /** The entrypoints' listening addresses (host:port). */
+  addresses: string[];
+  /** config_ids of the keys this instance's keyring holds now (its acknowledgement of a staged key). */
+  keys: number[];
+  configRevision: string;
+  ready: boolean;
+  reason?: string;
+  /** ISO: when it last became not ready (the leader's drain clock). */
+  notReadySince?: string;
+  started: string;
+  updated: string;
+}
+
+export type RotationStep = 'staged' | 'publishing' | 'done' | 'rolled-back';
+
+export interface RotationRecord {
+  /** Increases by one per rotation started. */
+  seq: number;
+  step: RotationStep;
+  configId: number;
+  publicName: string;
+  /** The active keys this rotation demotes to decrypt-only. */
+  demote: number[];
+  leader: string;
+  startedAt: string;
+  publishedAt?: string;
+  finishedAt?: string;
+  /** Instances the leader still waits for (no acknowledgement yet). */
+  waitingFor: string[];
+  /** Instances that did not acknowledge within ackTimeout: reported, and not ready by their own rule. */
+  late: string[];
+  /** Publish attempts that failed (RFC 2136 / read-back), with backoff. */
+  failures?: number;
+  retryAt?: string;
+  note?: string;
+}
+
+export function parseJson<T>(text: string | null | undefined, what: string): T | undefined {
+  if (text === null || text === undefined) return undefined;
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    throw new EchgateError('ERR_FLEET', `${what}: not JSON`);
+  }
+}
+
+/** What an instance knows when it answers GET /ready. */
+export interface ReadinessInput {
+  now: number;
+  /** A sync with etcd succeeded at least once since start (or the local copy was loaded). */
+  synced: boolean;
+  /** Last successful exchange with etcd (ms). */
+  lastContact: number;
+  storeUp: boolean;
+  /** The fleet's keys as last read from etcd. */
+  fleetKeys: readonly KeyMeta[];
+  rotation?: RotationRecord;
+  /** When this instance first saw each staged key (ms), for the ackTimeout clock. */
+  stagedSeen: ReadonlyMap<number, number>;
+  held: ReadonlySet<number>;
+  /** A KEK or store error that stops this instance from holding the fleet's keys. */
+  error?: string;
+  configRevision: string;
+  wantedRevision?: string;
+  ackTimeoutMs: number;
+  forgetAfterMs: number;
+}
+
+/**
+ * 200 only when this instance holds every key DNS may name or clients may
+ * still use (active and unexpired decrypt-only keys), every staged key it has
+ * known for longer than ackTimeout, and the configuration revision the fleet
+ * runs. When etcd is unreachable it keeps answering from what it last read,
+ * for half of forgetAfter: after that the leader may stop waiting for it
+ * (its membership lease runs out at forgetAfter), so it must be drained.
+ */
+export function readiness(x: ReadinessInput): { ready: boolean; reason: string } {
+  if (x.error) return { ready: false, reason: x.error };
+  if (!x.synced) return { ready: false, reason: 'not yet synced with the fleet store' };
+  if (!x.storeUp && x.now - x.lastContact > x.forgetAfterMs / 2) {
+    return { ready: false, reason: `fleet store unreachable for ${Math.round((x.now - x.lastContact) / 1000)}s (over half of forgetAfter): the fleet may rotate without this instance` };
+  }
+  const missing: number[] = [];
+  const late: number[] = [];
+  for (const k of x.fleetKeys) {
+    if (x.held.has(k.configId)) continue;
+    if (k.state === 'active') missing.push(k.configId);
+    else if (k.state === 'decrypt-only' && (!k.notAfter || Date.parse(k.notAfter) > x.now)) missing.push(k.configId);
+    else if (k.state === 'staged' && x.now - (x.stagedSeen.get(k.configId) ?? x.now) > x.ackTimeoutMs) late.push(k.configId);
+  }
+  if (missing.length) return { ready: false, reason: `does not hold config_id ${missing.join(', ')} (active or in grace)` };
+  if (late.length) return { ready: false, reason: `did not acknowledge staged config_id ${late.join(', ')} within ackTimeout` };
+  if (x.wantedRevision !== undefined && x.wantedRevision !== x.configRevision) return { ready: false, reason: `configuration revision ${x.configRevision}, the fleet runs ${x.wantedRevision}` };
+  return { ready: true, reason: x.storeUp ? 'holds the current keys' : 'fleet store unreachable: serving the keys it holds' };
+}
+
+export interface PublishDecision {
+  publish: boolean;
+  /** No acknowledgement yet (within ackTimeout, or registered without a live record: partitioned or dead). */
+  waitingFor: string[];
+  /** Past ackTimeout without an acknowledgement. */
+  late: string[];
+  /** Not ready long enough to have been drained: not waited for. */
+  excused: string[];
+}
+
+/**
+ * The leader may publish the staged key when every member (an instance whose
+ * membership lease is alive) either holds it, or has reported itself not
+ * ready for at least `drainMs` (the load balancer has taken it out). A member
+ * with no live instance record (cut off from etcd, or dead) is waited for
+ * until its membership lease runs out. Waiting is always safe: the old key
+ * stays active and every instance decrypts it.
+ */
+export function decidePublish(
+  configId: number,
+  stagedAt: number,
+  members: readonly string[],
+  instances: ReadonlyMap<string, InstanceRecord>,
+  now: number,
+  o: { ackTimeoutMs: number; drainMs: number },
+): PublishDecision {
+  const d: PublishDecision = { publish: false, waitingFor: [], late: [], excused: [] };
+  const ids = new Set([...members, ...instances.keys()]);
+  for (const id of [...ids].sort()) {
+    const inst = instances.get(id);
+    if (inst?.keys.includes(configId)) continue;
+    const overdue = now - stagedAt > o.ackTimeoutMs;
+    if (inst && !inst.ready && inst.notReadySince && now - Date.parse(inst.notReadySince) >= o.drainMs) {
+      d.excused.push(id);
+      continue;
+    }
+    d.waitingFor.push(id);
+    if (overdue) d.late.push(id);
+  }
+  d.publish = d.waitingFor.length === 0;
+  return d;
+}
