@@ -18,6 +18,7 @@ import {
   DEFAULTS,
   type EntryPointConfig,
   type HealthCheckConfig,
+  PREAMBLE_PROTOCOLS,
   type RouterConfig,
   type ServerConfig,
   type ServiceConfig,
@@ -123,7 +124,9 @@ export function validateConfig(raw: unknown, file: string): Config {
         bad(p, 'expected a mapping');
         continue;
       }
-      warnUnknown(e, p, ['address', 'clientHelloTimeout', 'handshakeTimeout', 'maxClientHelloBytes', 'maxConnections', 'transport', 'echBackend']);
+      warnUnknown(e, p, ['address', 'clientHelloTimeout', 'handshakeTimeout', 'maxClientHelloBytes', 'maxConnections', 'transport', 'echBackend', 'protocol']);
+      const protocol = PREAMBLE_PROTOCOLS.find((x) => x === e.protocol);
+      if (e.protocol !== undefined && !protocol) bad(`${p}.protocol`, `expected one of: ${PREAMBLE_PROTOCOLS.join(', ')}`);
       if (e.echBackend !== undefined && typeof e.echBackend !== 'boolean') bad(`${p}.echBackend`, 'expected true or false');
       const addr = parseAddress(e.address);
       if (!addr) {
@@ -143,6 +146,7 @@ export function validateConfig(raw: unknown, file: string): Config {
         idleTimeoutMs: duration(responding.idleTimeout, `${p}.transport.respondingTimeouts.idleTimeout`, DEFAULTS.idleTimeoutMs),
         graceTimeoutMs: duration(lifeCycle.graceTimeOut, `${p}.transport.lifeCycle.graceTimeOut`, DEFAULTS.graceTimeoutMs),
         echBackend: e.echBackend === true,
+        ...(protocol ? { protocol } : {}),
       });
     }
   }

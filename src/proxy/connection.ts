@@ -34,6 +34,7 @@ import type { Classified, EntryContext, RouteTarget } from './context.js';
 import type { Upstream } from './services.js';
 import type { Answer, Conn, Handler, Outcome, PeekFailure } from './handler.js';
 import { passthrough } from './passthrough.js';
+import { ClientPreamble, preambleProtocol, withBackendPreamble } from './preamble.js';
 import { publicNameHandler } from './public-name.js';
 import { Relay } from './relay.js';
 import { splitHandler } from './split.js';
@@ -357,7 +358,9 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
       ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, router: logRouter(), ...(hideInLogs ? {} : { service: upstream.service }) }, 'no healthy server in the service: client closed');
       return void socket.destroy();
     }
-    const h = chooseHandler(ctx, route, cls, peeked, rest, logRouter);
+    let h = chooseHandler(ctx, route, cls, peeked, rest, logRouter);
+    // A TLS preamble protocol (proxy/preamble.ts): a backend that gets the client's ClientHello must be asked for TLS first.
+    if (ctx.ep.protocol && cls && !('refuse' in h) && !h.answer) h = withBackendPreamble(preambleProtocol(ctx.ep.protocol), h);
     publishRoute(logRouter(), data, cls, h.answer);
     if ('refuse' in h) return h.internal !== undefined ? internalFail(h.internal) : fail(h.refuse, h.alert);
     socket.pause();
@@ -380,20 +383,38 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
   const timer = setTimeout(
     guard(() => {
       socket.removeListener('data', onData);
+      if (pre && !pre.done) pre.timedOut();
+      else if (pre?.tlsAnswered && !sniffed) pre.timedOut();
+      else if (socket.bytesRead === 0) {
+        ctx.limiter.log(
+          ctx.log,
+          'info',
+          { entrypoint: ep, client: clientIp() },
+          'the client sent nothing before clientHelloTimeout: a server-first protocol? (MySQL/MariaDB, SMTP, FTP clients wait for the server greeting and never send a ClientHello first; route them on an entrypoint whose routers are all HostSNI(`*`) without tls, see docs/databases.md)',
+        );
+      }
       fail('timeout');
     }),
     ctx.ep.clientHelloTimeoutMs,
   );
   peekTimer = timer;
 
-  const routeNonTls = (reason: 'not_tls' | 'sslv2_hello') => {
+  const routeNonTls = (reason: 'not_tls' | 'sslv2_hello' | 'tls_required', refusal?: Uint8Array) => {
+    // After a preamble's "go ahead with TLS" only a ClientHello may come.
+    if (pre?.tlsAnswered) return pre.notTls();
     const data = connData('', [], false, 'none');
     const route = ctx.table.match(data);
-    if (!route) return fail(reason);
+    if (!route) return fail(reason, refusal);
     dispatch(route, data, undefined, asm.bytes(), EMPTY);
   };
 
-  const peek = (chunk: Buffer) => {
+  const peek = (input: Buffer) => {
+    let chunk = input;
+    if (pre && !pre.done) {
+      const tlsBytes = pre.push(chunk);
+      if (!tlsBytes) return;
+      chunk = Buffer.from(tlsBytes.buffer, tlsBytes.byteOffset, tlsBytes.length);
+    }
     let hello: ReturnType<ClientHelloAssembler['push']>;
     try {
       if (!sniffed) {
@@ -457,12 +478,30 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
     return fail(cls.sni === '' ? 'no_sni_no_route' : 'no_route', encodeAlertRecord('unrecognized_name'));
   };
   const onData = guard(peek);
+  // Entrypoint `protocol` (proxy/preamble.ts): the protocol's cleartext preamble comes before the ClientHello.
+  const pre = ctx.ep.protocol
+    ? new ClientPreamble(preambleProtocol(ctx.ep.protocol), ctx, socket, {
+        stopPeek() {
+          clearTimeout(timer);
+          socket.removeListener('data', onData);
+        },
+        fail: (reason, reply) => fail(reason, reply),
+        routePlain(bytes, refusal) {
+          asm.append(bytes);
+          routeNonTls('tls_required', refusal);
+        },
+        setOutcome(o) {
+          outcome = o;
+        },
+        clientIp,
+      })
+    : undefined;
 
   socket.on('data', onData);
   socket.once(
     'end',
     guard(() => {
-      if (!backend && !finished) {
+      if (!backend && !finished && outcome === undefined) {
         clearTimeout(timer);
         fail('closed_early');
       }
