@@ -72,6 +72,10 @@ interface Refusal {
 
 const EMPTY = new Uint8Array(0);
 
+/** Why a ClientHello may carry no server_name (RFC 6066 §3), said in the log lines about it. */
+const NO_SNI =
+  'no SNI: the client sent no SNI (no server_name extension; common: redis-cli --tls sends one only with --sni, the MariaDB/MySQL clients never do, and clients connecting to an IP address do not)';
+
 /**
  * The handler for a routed connection, decided once from the router's `tls`
  * section and the classified hello. `cls` is absent for non-TLS bytes and on
@@ -460,7 +464,10 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
     const peeked = asm.bytes();
     const rest = peeked.subarray(hello.consumed);
     const route = ctx.table.match(data);
-    if (route) return dispatch(route, data, cls, peeked, rest);
+    if (route) {
+      if (cls.sni === '') ctx.limiter.log(ctx.log, 'info', { entrypoint: ep, client: clientIp(), router: route.name }, `${NO_SNI}: routed by a rule that needs no name (HostSNI(\`*\`))`);
+      return dispatch(route, data, cls, peeked, rest);
+    }
     if (cls.publicName) {
       // RFC 9849 §6.1.6/§7.1: no router for the public name of a rejected ECH hello; echgate answers
       // for it itself, so the client learns the current keys (retry_configs). See proxy/public-name.ts.
@@ -472,7 +479,7 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
       ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, sni: cls.sni }, 'ECH rejected for a public name that no certificate covers: the client cannot receive retry_configs');
     }
     const shownSni = cls.ech === 'accepted' && !ctx.logInnerSni ? '(hidden: ECH inner SNI)' : cls.sni;
-    if (cls.sni === '') ctx.limiter.log(ctx.log, 'info', { entrypoint: ep, client: clientIp() }, 'no router for ClientHello: the client sent no SNI');
+    if (cls.sni === '') ctx.limiter.log(ctx.log, 'info', { entrypoint: ep, client: clientIp() }, `no router for ClientHello: ${NO_SNI}; refused with unrecognized_name (a proxy that answered with a default certificate instead would leave the client reporting an unknown CA or a name mismatch)`);
     else ctx.limiter.log(ctx.log, 'info', { entrypoint: ep, client: clientIp(), sni: shownSni, ech: cls.ech }, 'no router for SNI');
     // RFC 6066 §3: a server that does not recognise the name may send a fatal unrecognized_name alert.
     return fail(cls.sni === '' ? 'no_sni_no_route' : 'no_route', encodeAlertRecord('unrecognized_name'));
