@@ -149,8 +149,12 @@ tcp:
     const child = spawn('psql', [conn('db2.example.test', g.port('pg')), '-Xc', 'select pg_sleep(30)'], { stdio: ['ignore', 'pipe', 'pipe'] });
     const exited = new Promise<number | null>((r) => child.once('exit', r));
     let out = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (out += d));
+    child.stdout.on('data', (d) => {
+      out += d;
+    });
+    child.stderr.on('data', (d) => {
+      out += d;
+    });
     // Wait until the query runs on db2 (seen from a second session through echgate).
     for (let i = 0; i < 100; i++) {
       const r = await psql(conn('db2.example.test', g.port('pg')), "select count(*) from pg_stat_activity where query = 'select pg_sleep(30)' and state = 'active'");
@@ -172,7 +176,9 @@ tcp:
     const exited = new Promise((r) => child.once('exit', r));
     let out = '';
     child.stdout.resume();
-    child.stderr.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => {
+      out += d;
+    });
     let cancelled = '';
     for (let i = 0; i < 100 && cancelled !== 't'; i++) {
       await sleep(100);
