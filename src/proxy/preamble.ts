@@ -277,6 +277,8 @@ export function withBackendPreamble(proto: PreambleProtocol, inner: Handler): Ha
               );
             },
           );
+          // The client (or anything else) ended the connection first: no refusal to report later.
+          relay.backend.once('close', () => clearTimeout(timer));
           return relay;
         },
       };
