@@ -137,6 +137,7 @@ describe('entrypoint protocol: postgres (PostgreSQL SSLRequest preamble)', () =>
   let plainTerm: Awaited<ReturnType<typeof recorder>>;
   let g: Awaited<ReturnType<typeof startGateway>>;
   let g2: Awaited<ReturnType<typeof startGateway>>;
+  let certDir = '';
 
   before(async () => {
     db1 = await pgLikeBackend('db1');
@@ -151,7 +152,8 @@ describe('entrypoint protocol: postgres (PostgreSQL SSLRequest preamble)', () =>
     const { mkdtempSync, writeFileSync } = await import('node:fs');
     const { join } = await import('node:path');
     const { tmpdir } = await import('node:os');
-    const dir = mkdtempSync(join(tmpdir(), 'echgate-pg-'));
+    certDir = mkdtempSync(join(tmpdir(), 'echgate-pg-unit-'));
+    const dir = certDir;
     writeFileSync(join(dir, 'term.pem'), cert);
     writeFileSync(join(dir, 'term.key'), key);
     const routers = (ep: string, withPlain: boolean) => `
@@ -187,6 +189,7 @@ ${services}    direct: { loadBalancer: { servers: [{ address: "127.0.0.1:${db2.p
     await g.close();
     await g2.close();
     for (const b of [db1, db2, refusing, junk, silent, plain, plainTerm]) b.close();
+    if (certDir) (await import('node:fs')).rmSync(certDir, { recursive: true, force: true });
   });
 
   it('SSLRequest → S, then the ClientHello SNI picks the server; the backend is asked with SSLRequest first', async () => {
