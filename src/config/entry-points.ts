@@ -1,6 +1,6 @@
 /** `entryPoints.NAME`: the listening addresses and their per-connection limits (Traefik's static entryPoints). */
 import { bool, type Ctx, duration, isObj, parseAddress, section, wholeNumber } from './fields.js';
-import { DEFAULTS, type EntryPointConfig } from './types.js';
+import { DEFAULTS, type EntryPointConfig, PREAMBLE_PROTOCOLS } from './types.js';
 
 export interface EntryPoints {
   byName: Map<string, EntryPointConfig>;
@@ -19,6 +19,7 @@ export const entryPointsSection = section<EntryPoints>({
       maxConnections: 'number',
       transport: { respondingTimeouts: { idleTimeout: 'value' }, lifeCycle: { graceTimeOut: 'value' } },
       echBackend: 'boolean',
+      protocol: 'string',
     },
   },
   parse(eps: unknown, ctx: Ctx): EntryPoints {
@@ -35,6 +36,9 @@ export const entryPointsSection = section<EntryPoints>({
         continue;
       }
       const echBackend = bool(ctx, e.echBackend, `${p}.echBackend`);
+      // A cleartext preamble before the ClientHello (proxy/preamble.ts, docs/databases.md).
+      const protocol = PREAMBLE_PROTOCOLS.find((x) => x === e.protocol);
+      if (e.protocol !== undefined && !protocol) ctx.bad(`${p}.protocol`, `expected one of: ${PREAMBLE_PROTOCOLS.join(', ')}`);
       const addr = parseAddress(e.address);
       if (!addr) {
         ctx.bad(`${p}.address`, `expected "host:port", got ${JSON.stringify(e.address)}`);
@@ -53,6 +57,7 @@ export const entryPointsSection = section<EntryPoints>({
         idleTimeoutMs: duration(ctx, responding.idleTimeout, `${p}.transport.respondingTimeouts.idleTimeout`, DEFAULTS.idleTimeoutMs),
         graceTimeoutMs: duration(ctx, lifeCycle.graceTimeOut, `${p}.transport.lifeCycle.graceTimeOut`, DEFAULTS.graceTimeoutMs),
         echBackend,
+        ...(protocol ? { protocol } : {}),
       });
     }
     return { byName, declared };

@@ -17,7 +17,16 @@ export interface EntryPointConfig {
    * accepted ECH; an outer ECH extension is refused with illegal_parameter.
    */
   echBackend: boolean;
+  /**
+   * A protocol whose clients negotiate TLS in a cleartext preamble before the
+   * ClientHello (src/proxy/preamble.ts, docs/databases.md); absent: the first bytes are TLS.
+   */
+  protocol?: PreambleProtocolName;
 }
+
+/** Entrypoint `protocol` values: one module each in src/proxy/protocols/. */
+export const PREAMBLE_PROTOCOLS = ['postgres'] as const;
+export type PreambleProtocolName = (typeof PREAMBLE_PROTOCOLS)[number];
 
 export interface ServerConfig {
   host: string;

@@ -34,6 +34,7 @@ import type { Classified, EntryContext, RouteTarget } from './context.js';
 import type { Upstream } from './services.js';
 import type { Answer, Conn, Handler, Outcome, PeekFailure } from './handler.js';
 import { passthrough } from './passthrough.js';
+import { ClientPreamble, preambleProtocol, withBackendPreamble } from './preamble.js';
 import { publicNameHandler } from './public-name.js';
 import { Relay } from './relay.js';
 import { splitHandler } from './split.js';
@@ -70,6 +71,10 @@ interface Refusal {
 }
 
 const EMPTY = new Uint8Array(0);
+
+/** Why a ClientHello may carry no server_name (RFC 6066 §3), said in the log lines about it. */
+const NO_SNI =
+  'no SNI: the client sent no SNI (no server_name extension; common: redis-cli --tls sends one only with --sni, the MariaDB/MySQL clients never do, and clients connecting to an IP address do not)';
 
 /**
  * The handler for a routed connection, decided once from the router's `tls`
@@ -358,7 +363,9 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
       ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, router: logRouter(), ...(hideInLogs ? {} : { service: upstream.service }) }, 'no healthy server in the service: client closed');
       return void socket.destroy();
     }
-    const h = chooseHandler(ctx, route, cls, peeked, rest, logRouter);
+    let h = chooseHandler(ctx, route, cls, peeked, rest, logRouter);
+    // A TLS preamble protocol (proxy/preamble.ts): a backend that gets the client's ClientHello must be asked for TLS first.
+    if (ctx.ep.protocol && cls && !('refuse' in h) && !h.answer) h = withBackendPreamble(preambleProtocol(ctx.ep.protocol), h);
     publishRoute(logRouter(), data, cls, h.answer);
     if ('refuse' in h) return h.internal !== undefined ? internalFail(h.internal) : fail(h.refuse, h.alert);
     socket.pause();
@@ -381,20 +388,38 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
   const timer = setTimeout(
     guard(() => {
       socket.removeListener('data', onData);
+      if (pre && !pre.done) pre.timedOut();
+      else if (pre?.tlsAnswered && !sniffed) pre.timedOut();
+      else if (socket.bytesRead === 0) {
+        ctx.limiter.log(
+          ctx.log,
+          'info',
+          { entrypoint: ep, client: clientIp() },
+          'the client sent nothing before clientHelloTimeout: a server-first protocol? (MySQL/MariaDB, SMTP, FTP clients wait for the server greeting and never send a ClientHello first; route them on an entrypoint whose routers are all HostSNI(`*`) without tls, see docs/databases.md)',
+        );
+      }
       fail('timeout');
     }),
     ctx.ep.clientHelloTimeoutMs,
   );
   peekTimer = timer;
 
-  const routeNonTls = (reason: 'not_tls' | 'sslv2_hello') => {
+  const routeNonTls = (reason: 'not_tls' | 'sslv2_hello' | 'tls_required', refusal?: Uint8Array) => {
+    // After a preamble's "go ahead with TLS" only a ClientHello may come.
+    if (pre?.tlsAnswered) return pre.notTls();
     const data = connData('', [], false, 'none');
     const route = ctx.table.match(data);
-    if (!route) return fail(reason);
+    if (!route) return fail(reason, refusal);
     dispatch(route, data, undefined, asm.bytes(), EMPTY);
   };
 
-  const peek = (chunk: Buffer) => {
+  const peek = (input: Buffer) => {
+    let chunk = input;
+    if (pre && !pre.done) {
+      const tlsBytes = pre.push(chunk);
+      if (!tlsBytes) return;
+      chunk = Buffer.from(tlsBytes.buffer, tlsBytes.byteOffset, tlsBytes.length);
+    }
     let hello: ReturnType<ClientHelloAssembler['push']>;
     try {
       if (!sniffed) {
@@ -440,7 +465,10 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
     const peeked = asm.bytes();
     const rest = peeked.subarray(hello.consumed);
     const route = ctx.table.match(data);
-    if (route) return dispatch(route, data, cls, peeked, rest);
+    if (route) {
+      if (cls.sni === '') ctx.limiter.log(ctx.log, 'info', { entrypoint: ep, client: clientIp(), router: route.name }, `${NO_SNI}: routed by a rule that needs no name (HostSNI(\`*\`))`);
+      return dispatch(route, data, cls, peeked, rest);
+    }
     if (cls.publicName) {
       // RFC 9849 §6.1.6/§7.1: no router for the public name of a rejected ECH hello; echgate answers
       // for it itself, so the client learns the current keys (retry_configs). See proxy/public-name.ts.
@@ -452,18 +480,36 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
       ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, sni: cls.sni }, 'ECH rejected for a public name that no certificate covers: the client cannot receive retry_configs');
     }
     const shownSni = cls.ech === 'accepted' && !ctx.logInnerSni ? '(hidden: ECH inner SNI)' : cls.sni;
-    if (cls.sni === '') ctx.limiter.log(ctx.log, 'info', { entrypoint: ep, client: clientIp() }, 'no router for ClientHello: the client sent no SNI');
+    if (cls.sni === '') ctx.limiter.log(ctx.log, 'info', { entrypoint: ep, client: clientIp() }, `no router for ClientHello: ${NO_SNI}; refused with unrecognized_name (a proxy that answered with a default certificate instead would leave the client reporting an unknown CA or a name mismatch)`);
     else ctx.limiter.log(ctx.log, 'info', { entrypoint: ep, client: clientIp(), sni: shownSni, ech: cls.ech }, 'no router for SNI');
     // RFC 6066 §3: a server that does not recognise the name may send a fatal unrecognized_name alert.
     return fail(cls.sni === '' ? 'no_sni_no_route' : 'no_route', encodeAlertRecord('unrecognized_name'));
   };
   const onData = guard(peek);
+  // Entrypoint `protocol` (proxy/preamble.ts): the protocol's cleartext preamble comes before the ClientHello.
+  const pre = ctx.ep.protocol
+    ? new ClientPreamble(preambleProtocol(ctx.ep.protocol), ctx, socket, {
+        stopPeek() {
+          clearTimeout(timer);
+          socket.removeListener('data', onData);
+        },
+        fail: (reason, reply) => fail(reason, reply),
+        routePlain(bytes, refusal) {
+          asm.append(bytes);
+          routeNonTls('tls_required', refusal);
+        },
+        setOutcome(o) {
+          outcome = o;
+        },
+        clientIp,
+      })
+    : undefined;
 
   socket.on('data', onData);
   socket.once(
     'end',
     guard(() => {
-      if (!backend && !finished) {
+      if (!backend && !finished && outcome === undefined) {
         clearTimeout(timer);
         fail('closed_early');
       }

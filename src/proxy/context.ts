@@ -12,6 +12,7 @@ import type { ClientHello, RoutingView } from '../wire/tls/client-hello.js';
 import type { LogLimiter } from '../observe/log-limit.js';
 import type { Metrics } from './metrics.js';
 import type { CompiledMiddleware } from './middlewares.js';
+import type { PreambleTarget } from './preamble.js';
 import type { Picker } from './services.js';
 
 export interface RouteTarget {
@@ -62,6 +63,8 @@ export interface EntryContext {
   certificate: (sni: string | undefined) => LoadedCertificate | undefined;
   /** The ECHConfigList sent as retry_configs when ECH was offered but not accepted. */
   retryConfigs: () => Uint8Array | undefined;
+  /** Entrypoint `protocol`: the servers a request that names none is forwarded to (proxy/preamble.ts). */
+  preambleTargets?: PreambleTarget[];
 }
 
 /** Without a keystore, an ECH extension cannot be opened: route on the outer hello. */

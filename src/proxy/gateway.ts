@@ -20,6 +20,7 @@ import { loadCertificates } from './certificates.js';
 import { LogLimiter } from '../observe/log-limit.js';
 import { Metrics } from './metrics.js';
 import { compileMiddlewares, InFlightCounts } from './middlewares.js';
+import { reachableServers } from './preamble.js';
 import { buildPickers } from './services.js';
 import { HealthChecks, type ServiceHealth } from './health.js';
 
@@ -106,6 +107,7 @@ export class Gateway {
         classify: ep.echBackend ? echBackendClassifier(this.metrics) : classify,
         certificate,
         retryConfigs,
+        ...(ep.protocol ? { preambleTargets: reachableServers(cfg, ep.name) } : {}),
       });
     }
     return out;

@@ -26,7 +26,11 @@ export type PeekFailure =
   | 'no_route'
   | 'no_sni_no_route'
   | 'tls_handshake'
-  | 'handshake_timeout';
+  | 'handshake_timeout'
+  /** Entrypoint `protocol`: a preamble the protocol does not allow (proxy/preamble.ts). */
+  | 'preamble'
+  /** Entrypoint `protocol`: a cleartext session and no router without `tls` to take it. */
+  | 'tls_required';
 
 /**
  * How a connection ended: the `outcome` label of echgate_connections_total and
@@ -45,6 +49,8 @@ export type Outcome =
   | 'public_name'
   /** A TCP middleware of the chosen router (ipAllowList, inFlightConn) refused it; closed with nothing sent. */
   | 'refused_by_middleware'
+  /** Entrypoint `protocol`: a request naming no server (PostgreSQL CancelRequest) was sent to every server of the entrypoint. */
+  | 'cancel_forwarded'
   | Exclude<PeekFailure, 'tls_handshake'>;
 
 export interface Handler {

@@ -1,0 +1,110 @@
+/**
+ * PostgreSQL through echgate (`protocol: postgres`, passthrough) against the
+ * same cluster directly, in one run: pgbench select-only (-S), 8 clients,
+ * persistent connections (the TLS handshake happens once per client, so the
+ * figure is the per-query cost of the relay, not of handshakes).
+ *
+ *   npm run build && node dist/bench/postgres.js
+ *
+ * Starts two PostgreSQL 15 clusters with ../shared/recipes/peers/pg-pair.sh
+ * (as root), `echgate serve` as a child process, initialises pgbench's tables
+ * (scale 1) on db1, then runs direct and through echgate interleaved
+ * (ROUNDS × SECONDS each), and a last one-minute run through echgate that must
+ * end without a failed transaction. Reports the median of each: tps, average
+ * latency, the latency echgate adds, and echgate's CPU time (utime+stime of
+ * the serve process) per transaction.
+ * Env: PG_BENCH_SECONDS (default 15), PG_BENCH_ROUNDS (3), PG_BENCH_MINUTE=0 skips the one-minute run.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort } from '../src/cli/free-port.js';
+import { cpuMs } from './cpu.js';
+import { children, median, waitPort } from './util.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const PEERS = join(ROOT, '..', 'shared', 'recipes', 'peers');
+const SECONDS = Number(process.env.PG_BENCH_SECONDS ?? 15);
+const ROUNDS = Number(process.env.PG_BENCH_ROUNDS ?? 3);
+const MINUTE = process.env.PG_BENCH_MINUTE !== '0';
+const CLIENTS = 8;
+
+interface Run {
+  tps: number;
+  latencyMs: number;
+  txns: number;
+  failed: number;
+}
+
+function pgbench(env: Record<string, string>, seconds: number): Run {
+  const out = execFileSync('pgbench', ['-S', '-n', '-c', String(CLIENTS), '-j', '2', '-T', String(seconds)], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: (seconds + 60) * 1000 });
+  const num = (re: RegExp) => Number(re.exec(out)?.[1] ?? Number.NaN);
+  return {
+    tps: num(/tps = ([\d.]+) \(without initial connection time\)/),
+    latencyMs: num(/latency average = ([\d.]+) ms/),
+    txns: num(/number of transactions actually processed: (\d+)/),
+    failed: num(/number of failed transactions: (\d+)/),
+  };
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync('/tmp/echgate-pgbench-');
+  const [p1, p2, ep] = [await freePort(), await freePort(), await freePort()];
+  execFileSync(join(PEERS, 'pg-pair.sh'), [dir, String(p1), String(p2)], { stdio: 'ignore', timeout: 180_000 });
+  try {
+    writeFileSync(
+      join(dir, 'echgate.yml'),
+      `entryPoints:
+  pg: { address: "127.0.0.1:${ep}", protocol: postgres }
+log: { level: warn }
+tcp:
+  routers:
+    db1: { entryPoints: [pg], rule: "HostSNI(\`db1.example.test\`)", service: db1, tls: { passthrough: true } }
+  services:
+    db1: { loadBalancer: { servers: [{ address: "127.0.0.1:${p1}" }] } }
+`,
+    );
+    const eg = spawn('node', [join(ROOT, 'bin', 'echgate.js'), 'serve', '--config', join(dir, 'echgate.yml')], { stdio: ['ignore', 'ignore', 'inherit'] });
+    children.push(eg);
+    await waitPort(ep);
+    const common = { PGHOST: 'db1.example.test', PGHOSTADDR: '127.0.0.1', PGSSLMODE: 'verify-full', PGSSLROOTCERT: join(dir, 'ca.pem'), PGUSER: 'postgres', PGDATABASE: 'postgres' };
+    const direct = { ...common, PGPORT: String(p1) };
+    const via = { ...common, PGPORT: String(ep) };
+    execFileSync('pgbench', ['-i', '-s', '1', '-q'], { env: { ...process.env, ...direct }, stdio: 'ignore' });
+    pgbench(via, 2); // warm-up (JIT, pools)
+    const d: Run[] = [];
+    const e: Run[] = [];
+    const cpu: number[] = [];
+    for (let i = 0; i < ROUNDS; i++) {
+      d.push(pgbench(direct, SECONDS));
+      const c0 = cpuMs(eg.pid!);
+      const r = pgbench(via, SECONDS);
+      cpu.push((cpuMs(eg.pid!) - c0) / r.txns);
+      e.push(r);
+    }
+    // Latency per transaction from the throughput (Little's law: clients / tps), so tps and latency
+    // describe the same run; pgbench's own "latency average" is printed beside it.
+    const lat = (r: Run) => (1000 * CLIENTS) / r.tps;
+    const rows = [
+      `pgbench -S, ${CLIENTS} clients, scale 1, TLS (verify-full), ${ROUNDS} rounds × ${SECONDS} s, direct and through echgate interleaved; ${cpus().length} cores`,
+      `| round | direct tps | echgate tps | direct ms/txn | echgate ms/txn | added ms | echgate CPU µs/txn | failed |`,
+      `|---|---:|---:|---:|---:|---:|---:|---:|`,
+      ...d.map((x, i) => `| ${i + 1} | ${x.tps.toFixed(0)} | ${e[i]!.tps.toFixed(0)} | ${lat(x).toFixed(3)} (${x.latencyMs}) | ${lat(e[i]!).toFixed(3)} (${e[i]!.latencyMs}) | ${(lat(e[i]!) - lat(x)).toFixed(3)} | ${(cpu[i]! * 1000).toFixed(1)} | ${x.failed + e[i]!.failed} |`),
+      `median: added latency ${median(d.map((x, i) => lat(e[i]!) - lat(x))).toFixed(3)} ms per transaction; echgate CPU ${(median(cpu) * 1000).toFixed(1)} µs per transaction`,
+    ];
+    if (MINUTE) {
+      const m = pgbench(via, 60);
+      rows.push(`one-minute run through echgate: ${m.txns} transactions, ${m.failed} failed, ${m.tps.toFixed(0)} tps`);
+      if (m.failed !== 0 || !(m.txns > 0)) process.exitCode = 1;
+    }
+    console.log(rows.join('\n'));
+    eg.kill('SIGTERM');
+  } finally {
+    execFileSync(join(PEERS, 'pg-pair-stop.sh'), [dir], { stdio: 'ignore', timeout: 90_000 });
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
