@@ -366,6 +366,17 @@ export function validateConfig(raw: unknown, file: string): Config {
     const a = isObj(m) ? parseAddress(m.address) : undefined;
     if (!a) bad('metrics.address', 'expected "host:port"');
     else metrics = a;
+    const d = isObj(m) ? m.dashboard : undefined;
+    if (metrics && d !== undefined && d !== false) {
+      const o = isObj(d) ? d : {};
+      if (d !== true && !isObj(d)) bad('metrics.dashboard', 'expected true, false or a mapping');
+      warnUnknown(o, 'metrics.dashboard', ['basicAuthFile', 'remote']);
+      if (o.basicAuthFile !== undefined && (typeof o.basicAuthFile !== 'string' || !o.basicAuthFile)) bad('metrics.dashboard.basicAuthFile', 'expected a file name');
+      if (o.remote !== undefined && typeof o.remote !== 'boolean') bad('metrics.dashboard.remote', 'expected true or false');
+      metrics.dashboard = { remote: o.remote === true, ...(typeof o.basicAuthFile === 'string' ? { basicAuthFile: o.basicAuthFile } : {}) };
+      if (o.remote === true && o.basicAuthFile === undefined) warnings.push('metrics.dashboard: remote: true without basicAuthFile: anyone who reaches metrics.address reads the dashboard');
+      if (workers > 1) warnings.push('metrics.dashboard: not served with workers > 1 yet (the primary holds no routers, keys or health state); /metrics still is');
+    }
   }
   const logRaw = isObj(raw.log) ? raw.log : {};
   warnUnknown(logRaw, 'log', ['level', 'innerSni', 'access', 'echRoutes']);
