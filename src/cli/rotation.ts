@@ -131,7 +131,7 @@ class Scheduler implements RotationScheduler {
     try {
       // The settings (TSIG key, CA) are read for every attempt: a fixed file is picked up on the next retry.
       const plan = p === 'embedded' ? undefined : planPublishSettings(p, this.dir);
-      const r = await rotateAndPublish(this.dir, { graceMs: this.cfg.graceMs, publicName: this.cfg.publicName, promote }, plan, (s) => lines.push(s.trim()));
+      const r = await rotateAndPublish(this.dir, { graceMs: this.cfg.graceMs, publicName: this.cfg.publicName, promote }, plan, (s) => lines.push(s.msg));
       this.failures = 0;
       this.retryAt = undefined;
       this.metrics.keyRotations.inc({ result: 'ok' });
