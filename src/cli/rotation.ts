@@ -122,7 +122,10 @@ class Scheduler implements RotationScheduler {
     this.metrics.nextKeyRotation.set({}, Math.round(due / 1000));
     if (due > now) return plan.nextAt;
     await this.rotate(plan.promote);
-    return undefined; // look again at once: the new key's metadata gives the next date
+    // Look again soon: the new key's metadata gives the next date. (undefined meant the 60 s
+    // recheck, so with `every` under a minute the next rotation waited for it.) One second, not 0:
+    // metadata that somehow still says "due" cannot spin. After a failure, retryAt wins in step().
+    return this.now() + BACKOFF_BASE_MS;
   }
 
   private async rotate(promote: number | undefined): Promise<void> {
