@@ -25,7 +25,7 @@ const badge = (text, cls) => el('span', text, `badge ${cls ?? ''}`);
 
 /** A table body's rows: each row a list of cells (a cell: text, a node, or [content, class]). */
 function fill(/** @type {string} */ id, /** @type {any[][]} */ rows, /** @type {string} */ empty = 'none') {
-  const table = document.getElementById(id);
+  const table = /** @type {HTMLTableElement | null} */ (document.getElementById(id));
   if (!table) return;
   const body = table.tBodies[0] ?? table.createTBody();
   const cols = table.tHead?.rows[0]?.cells.length ?? 1;
@@ -65,7 +65,7 @@ function age(s) {
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : '–');
 
 /** A name as the API gives it; "(ech)" is a hidden ECH route, shown as such. */
-const name = (/** @type {string} */ n) => (n === '(ech)' ? el('span', n, 'hidden-name') : el('code', n));
+const shown = (/** @type {string} */ n) => (n === '(ech)' ? el('span', n, 'hidden-name') : el('code', n));
 
 function frag(/** @type {Node[]} */ nodes) {
   const f = document.createDocumentFragment();
@@ -100,15 +100,15 @@ async function counters() {
 
 async function structure() {
   const [eps, routers, services, keys, dns, errors] = await Promise.all(['/api/entrypoints', '/api/routers', '/api/services', '/api/keys', '/api/dns', '/api/errors'].map(get));
-  fill('entrypoints', eps.map((/** @type {any} */ e) => [name(e.name), el('code', e.address), [e.open, 'n'], [e.maxConnections, 'n'], e.echBackend ? 'yes' : '']));
+  fill('entrypoints', eps.map((/** @type {any} */ e) => [shown(e.name), el('code', e.address), [e.open, 'n'], [e.maxConnections, 'n'], e.echBackend ? 'yes' : '']));
   fill(
     'routers',
-    routers.map((/** @type {any} */ r) => [name(r.name), r.rule === '(ech)' ? name(r.rule) : el('code', r.rule), name(r.service), badge(r.tls), r.requireECH ? badge('requireECH', 'ok') : '', r.entryPoints.join(', '), [r.priority ?? 'auto', 'n']]),
+    routers.map((/** @type {any} */ r) => [shown(r.name), r.rule === '(ech)' ? shown(r.rule) : el('code', r.rule), shown(r.service), badge(r.tls), r.requireECH ? badge('requireECH', 'ok') : '', r.entryPoints.join(', '), [r.priority ?? 'auto', 'n']]),
   );
   fill(
     'services',
     services.map((/** @type {any} */ s) => [
-      name(s.name),
+      shown(s.name),
       s.kind === 'weighted' ? 'weighted' : s.healthCheck ? `loadBalancer (${s.up}/${s.servers.length} up)` : 'loadBalancer',
       s.kind === 'weighted'
         ? frag(s.services.map((/** @type {any} */ c) => badge(`${c.name} ×${c.weight}`)))

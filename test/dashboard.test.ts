@@ -6,6 +6,7 @@
  * bounds of its error ring.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type net from 'node:net';
@@ -18,7 +19,7 @@ import { parseConfigText } from '../src/config/load.js';
 import type { Config } from '../src/config/types.js';
 import { generateKey } from '../src/keys/manager.js';
 import { Gateway } from '../src/proxy/gateway.js';
-import { caAndLeaf } from './helpers.js';
+import { caAndLeaf, ROOT } from './helpers.js';
 
 const W = mkdtempSync(join(tmpdir(), 'echgate-dashboard-'));
 const keysDir = join(W, 'keys');
@@ -196,6 +197,13 @@ describe('dashboard basic auth (RFC 7617) from metrics.dashboard.basicAuthFile',
   it('configuration: remote without basicAuthFile is warned about; a non-boolean remote is refused', () => {
     assert.ok(parseConfigText(yaml('{}', '{ remote: true }'), 'd.yml').warnings.some((w) => /remote: true without basicAuthFile/.test(w)));
     assert.throws(() => parseConfigText(yaml('{}', '{ remote: yes-please }'), 'd.yml'), /metrics\.dashboard\.remote/);
+  });
+});
+
+describe('the page script', () => {
+  it('type-checks against the DOM (dashboard/tsconfig.json: strict, checkJs, nothing emitted)', () => {
+    // A misspelt element property or API call in the page fails here, not only in a browser.
+    execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'dashboard', 'tsconfig.json')], { stdio: 'pipe' });
   });
 });
 
