@@ -1,12 +1,25 @@
-/** `echgate check --config F`: validate and exit non-zero with the file, key path and problem. */
+/**
+ * `echgate check --config F [--strict]`: validate and exit non-zero with the
+ * file, key path and problem; then warn about what validates but will fail
+ * traffic (a public name or a terminating router's names no certificate
+ * covers, a certificate about to expire, a router that can never match).
+ * `--strict` makes any warning a failure (exit 1).
+ */
+import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import type { Config, RouterConfig } from '../config/types.js';
+import type { RuleNode } from '../routing/ast.js';
+import { normalizeHost } from '../routing/compile.js';
+import { parseRule } from '../routing/parse.js';
+import { RoutingTable } from '../routing/table.js';
 import { loadConfigFile } from './config-file.js';
 import { readDohCredentials } from '../dns/service.js';
 import { EchgateError } from '../errors.js';
 import { KeyDir, type StoredKey } from '../keys/store.js';
 import { certificateCovers, loadCertificates } from '../proxy/certificates.js';
 import type { LoadedCertificate } from '../tls13/certs.js';
-import { type Args, type CommandSpec, str, text } from './args.js';
+import { type Args, type CommandSpec, flag, has, str, text } from './args.js';
 import type { Command } from './command.js';
 
 export const checkSpec: CommandSpec = {
@@ -16,8 +29,12 @@ export const checkSpec: CommandSpec = {
   summary: 'validate a configuration: its certificates, DoH credentials and ECH key folder too',
   options: {
     config: text('FILE', 'the configuration file (YAML); may also be given as the argument'),
+    strict: flag('treat every warning as an error (exit 1)'),
   },
 };
+
+/** A certificate expiring sooner than this is warned about. */
+export const EXPIRY_WARNING_DAYS = 14;
 
 export async function checkCommand(a: Args, out: (s: string) => void): Promise<number> {
   const flagged = str(a, 'config');
@@ -39,9 +56,107 @@ export async function checkCommand(a: Args, out: (s: string) => void): Promise<n
     keys = `, ${live.length} ECH keys in ${dir}`;
     warnings.push(...publicNameWarnings(live, certs));
   }
-  for (const w of warnings) out(`${file}: warning: ${w}\n`);
-  out(`${file}: ok (${cfg.entryPoints.size} entrypoints, ${cfg.routers.length} routers, ${cfg.services.size} services${keys})\n`);
+  warnings.push(...terminatingNameWarnings(cfg, certs), ...expiryWarnings(cfg), ...shadowedRouterWarnings(cfg));
+  const strict = has(a, 'strict');
+  for (const w of warnings) out(`${file}: ${strict ? 'error' : 'warning'}: ${w}\n`);
+  const summary = `${cfg.entryPoints.size} entrypoints, ${cfg.routers.length} routers, ${cfg.services.size} services${keys}`;
+  if (strict && warnings.length) {
+    out(`${file}: refused with --strict: ${warnings.length} warning${warnings.length > 1 ? 's' : ''} (${summary})\n`);
+    return 1;
+  }
+  out(`${file}: ok (${summary})\n`);
   return 0;
+}
+
+/** The literal names a rule's HostSNI matchers take (not under a negation; `*` left out). */
+function hostSniNames(n: RuleNode, negated = false): string[] {
+  switch (n.kind) {
+    case 'not':
+      return hostSniNames(n.expr, !negated);
+    case 'and':
+    case 'or':
+      return [...hostSniNames(n.left, negated), ...hostSniNames(n.right, negated)];
+    case 'matcher':
+      return n.name === 'HostSNI' && !negated ? n.args.filter((x) => x !== '*').map(normalizeHost) : [];
+  }
+}
+
+/**
+ * A terminating router answers with the certificate that covers the client's
+ * SNI, else the default (first) one, which the client then refuses (RFC 6125
+ * §6): every name its HostSNI takes should be covered by some certificate.
+ */
+function terminatingNameWarnings(cfg: Config, certs: LoadedCertificate[]): string[] {
+  const out: string[] = [];
+  for (const r of cfg.routers) {
+    if (!r.tls || r.tls.passthrough) continue;
+    const missing = [...new Set(hostSniNames(parseRule(r.rule)))].filter((n) => !certs.some((c) => certificateCovers(c.names, n)));
+    if (missing.length) {
+      out.push(
+        `tcp.routers.${r.name}: terminates TLS for ${missing.join(', ')} but no certificate in tls.certificates covers ${missing.length > 1 ? 'them' : 'it'}; clients get the default certificate and refuse it`,
+      );
+    }
+  }
+  return out;
+}
+
+/** Certificates (tls.certificates and the DoH listener's) that expire within EXPIRY_WARNING_DAYS, or have. */
+export function expiryWarnings(cfg: Config, now = Date.now()): string[] {
+  const files: [string, string][] = cfg.certificates.map((c, i) => [`tls.certificates[${i}]`, c.certFile]);
+  if (cfg.dns?.doh) files.push(['dns.doh.certFile', cfg.dns.doh.certFile]);
+  const out: string[] = [];
+  for (const [path, f] of files) {
+    let leaf: X509Certificate;
+    try {
+      leaf = new X509Certificate(readFileSync(f));
+    } catch {
+      continue; // loadCertificates / readDohCredentials already refused an unreadable one
+    }
+    const end = Date.parse(leaf.validTo);
+    const days = (end - now) / 86_400_000;
+    if (days < 0) out.push(`${path}: ${f} expired on ${new Date(end).toISOString()}`);
+    else if (days < EXPIRY_WARNING_DAYS) out.push(`${path}: ${f} expires in ${days < 1 ? 'less than a day' : `${Math.floor(days)} days`} (${new Date(end).toISOString()}); renew it`);
+  }
+  return out;
+}
+
+/** A rule tree without positions, host names normalised: equal text means the same predicate. */
+const shape = (n: RuleNode): string => JSON.stringify(n, (k, v) => (k === 'pos' ? undefined : v));
+
+/**
+ * Whether every connection `b` takes would be taken by `a` first. Only what
+ * can be proven from the rules' syntax: the same rule, a single HostSNI whose
+ * names include all of b's, or HostSNI(`*`); and a's other conditions no
+ * stricter than b's (a TLS-only router cannot cover a non-TLS one; requireECH
+ * on a only if on b too). Middlewares refuse after routing: they never let a
+ * connection fall through to the next router.
+ */
+function covers(a: RouterConfig, b: RouterConfig): boolean {
+  if (a.tls && !b.tls) return false;
+  if (a.requireECH && !b.requireECH) return false;
+  const ra = parseRule(a.rule);
+  const rb = parseRule(b.rule);
+  if (ra.kind === 'matcher' && ra.name === 'HostSNI' && ra.args.includes('*')) return true;
+  if (shape(ra) === shape(rb)) return true;
+  if (ra.kind === 'matcher' && rb.kind === 'matcher' && ra.name === 'HostSNI' && rb.name === 'HostSNI') {
+    const names = new Set(ra.args.map(normalizeHost));
+    return rb.args.every((x) => names.has(normalizeHost(x)));
+  }
+  return false;
+}
+
+/** Routers that can never match on some entrypoint: a router tried before them takes all they would. */
+function shadowedRouterWarnings(cfg: Config): string[] {
+  const out: string[] = [];
+  for (const ep of cfg.entryPoints.values()) {
+    // The same order the proxy tries them in (routing/table.ts: priority, then name).
+    const routes = new RoutingTable(cfg.routers.filter((r) => r.entryPoints.includes(ep.name)).map((r) => ({ name: r.name, rule: r.rule, priority: r.priority, tls: r.tls !== undefined, requireECH: r.requireECH, target: r }))).routes;
+    routes.forEach((b, i) => {
+      const a = routes.slice(0, i).find((x) => covers(x.target, b.target));
+      if (a) out.push(`tcp.routers.${b.name}: never matches on entrypoint ${ep.name}: router ${a.name} (priority ${a.priority}, rule ${a.target.rule}) is tried first and takes every connection it would (priority ${b.priority})`);
+    });
+  }
+  return out;
 }
 
 /**

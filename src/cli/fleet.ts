@@ -85,7 +85,7 @@ export async function startFleetMember(
       // embedded: every instance's DNS serves the list it copied from etcd; RFC 2136: update + read-back, as keys rotate --publish.
       publish: async (out) => {
         if (p === 'embedded') return out('embedded DNS: every instance serves the active keys it holds');
-        await planPublishSettings(p, keysDir).run(out);
+        await planPublishSettings(p, keysDir).run((s) => out(s.msg));
       },
     });
     leader.start();

@@ -6,7 +6,7 @@ import { decryptingEsni, generateEsniKey, loadEsniKeys } from '../keys/esni-stor
 import { encodeEchPem } from '../keys/pem.js';
 import { type Args, type CommandSpec, duration, flag, has, int, ms, num, oneOf, type OptionSpec, str, text } from './args.js';
 import type { Command } from './command.js';
-import { PUBLISH_OPTIONS, planPublish, rotateAndPublish } from './publish.js';
+import { PUBLISH_OPTIONS, planPublish, rotateAndPublish, stepWriter } from './publish.js';
 
 const DIR: Record<string, OptionSpec> = { dir: text('DIR', 'the key folder (default keys)') };
 const AEAD = oneOf(['aes128gcm', 'aes256gcm', 'chacha20poly1305'], 'the HPKE AEAD of the new key (default aes128gcm)');
@@ -114,7 +114,7 @@ the old key's grace starts once DNS carries the new list; if DNS fails, the rota
     if (stray && !has(a, 'publish')) throw new EchgateError('ERR_USAGE', `--${stray} is a publishing option: add --publish (see: echgate keys rotate --help)`);
     // Every publishing flag is checked before the key folder changes.
     const publish = has(a, 'publish') ? planPublish(a, dir, { requireReadBack: true }) : undefined;
-    await rotateAndPublish(dir, { publicName: str(a, 'public-name'), graceMs, aead: str(a, 'aead') as AeadChoice | undefined }, publish, out);
+    await rotateAndPublish(dir, { publicName: str(a, 'public-name'), graceMs, aead: str(a, 'aead') as AeadChoice | undefined }, publish, stepWriter(out));
     return 0;
   },
 };

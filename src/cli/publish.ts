@@ -41,8 +41,39 @@ export const publishSpec: CommandSpec = {
   },
 };
 
+/**
+ * One step of a multi-step command (`publish`, `keys rotate [--publish]`, a
+ * rotation inside serve), reported as it happens: `msg` is the sentence a
+ * person reads; the other fields are for scripts and the dashboard.
+ */
+export interface Step {
+  step: 'staged' | 'published' | 'read back' | 'active' | 'undone';
+  msg: string;
+  [field: string]: unknown;
+}
+export type StepReporter = (s: Step) => void;
+
+/**
+ * How a command shows its steps: on a terminal one line each, as it happens
+ * (`[published] …`); otherwise (a pipe, a file, a supervisor) one JSON line
+ * each, with the time, the step, its fields and `msg`.
+ */
+export function stepWriter(out: (s: string) => void, tty = process.stdout.isTTY === true, now = () => new Date()): StepReporter {
+  if (tty) return (s) => out(`[${s.step}] ${s.msg}\n`);
+  return (s) => out(`${JSON.stringify({ time: now().toISOString(), ...s })}\n`);
+}
+
+/** The last publication and read-back this process made (the dashboard shows them). */
+export interface PublicationState {
+  publish?: { at: string; ok: boolean; name: string; server: string; configIds: number[]; ttl: number; error?: string };
+  readBack?: { at: string; ok: boolean; doh: string; attempts?: number; error?: string };
+}
+export const publicationState: PublicationState = {};
+
+const errText = (e: unknown) => (e instanceof Error ? e.message : String(e));
+
 export interface PublishPlan {
-  run(out: (s: string) => void): Promise<{ verified: boolean }>;
+  run(report: StepReporter): Promise<{ verified: boolean }>;
 }
 
 /** Check every publishing flag before anything changes (a rotation must not start on a typo). */
@@ -71,7 +102,7 @@ export function planPublishSettings(s: PublishSettings, dir: string): PublishPla
   const doh = s.verifyDoh;
   const ca = s.ca ? readFileSync(s.ca, 'utf8') : undefined;
   return {
-    async run(out) {
+    async run(report) {
       const { keys, problems } = listKeys(dir);
       for (const p of problems) process.stderr.write(`echgate: skipped ${p.file}: ${p.message}\n`);
       const list = publishedList(keys);
@@ -82,12 +113,33 @@ export function planPublishSettings(s: PublishSettings, dir: string): PublishPla
       const esniKeys = loadEsniKeys(dir);
       const live = esniKeys.keys.length ? publishedEsni(esniKeys.keys, Math.floor(Date.now() / 1000), ttl) : undefined;
       const esni = esniKeys.keys.length ? { records: (live?.records ?? []).map((r) => Buffer.from(r).toString('base64')), ttl: live?.ttl ?? ttl } : undefined;
-      await publishHttps({ ...server, zone, key }, { name, ttl, echConfigList: list, alpn: s.alpn, port, esni });
-      out(`published ${name} HTTPS (ech= config_id ${ids.join(', ')}, TTL ${ttl}) to ${server.host}:${server.port}${key ? ` with TSIG key ${key.name}` : ''}\n`);
-      if (esni) out(`published _esni.${name} TXT: ${esni.records.length} ESNI record${esni.records.length === 1 ? '' : 's'}, TTL ${esni.ttl}\n`);
+      const primary = `${server.host}:${server.port}`;
+      try {
+        await publishHttps({ ...server, zone, key }, { name, ttl, echConfigList: list, alpn: s.alpn, port, esni });
+      } catch (e) {
+        publicationState.publish = { at: new Date().toISOString(), ok: false, name, server: primary, configIds: ids, ttl, error: errText(e) };
+        throw e;
+      }
+      publicationState.publish = { at: new Date().toISOString(), ok: true, name, server: primary, configIds: ids, ttl };
+      report({
+        step: 'published',
+        name,
+        server: primary,
+        configIds: ids,
+        ttl,
+        msg: `published ${name} HTTPS (ech= config_id ${ids.join(', ')}, TTL ${ttl}) to ${primary}${key ? ` with TSIG key ${key.name}` : ''}`,
+      });
+      if (esni) report({ step: 'published', name: `_esni.${name}`, server: primary, ttl: esni.ttl, msg: `published _esni.${name} TXT: ${esni.records.length} ESNI record${esni.records.length === 1 ? '' : 's'}, TTL ${esni.ttl}` });
       if (!doh) return { verified: false };
-      const r = await readBackEch(doh, name, list, { ca, timeoutMs: s.verifyTimeoutMs });
-      out(`read back over ${doh}: ech= matches (${r.attempts} attempt${r.attempts > 1 ? 's' : ''})\n`);
+      let r: Awaited<ReturnType<typeof readBackEch>>;
+      try {
+        r = await readBackEch(doh, name, list, { ca, timeoutMs: s.verifyTimeoutMs });
+      } catch (e) {
+        publicationState.readBack = { at: new Date().toISOString(), ok: false, doh, error: errText(e) };
+        throw e;
+      }
+      publicationState.readBack = { at: new Date().toISOString(), ok: true, doh, attempts: r.attempts };
+      report({ step: 'read back', doh, attempts: r.attempts, msg: `read back over ${doh}: ech= matches (${r.attempts} attempt${r.attempts > 1 ? 's' : ''})` });
       return { verified: true };
     },
   };
@@ -100,24 +152,45 @@ export function planPublishSettings(s: PublishSettings, dir: string): PublishPla
  * keys active again, the new one kept as retry) and rethrows; DNS carrying
  * the new list starts the old keys' grace period again from now.
  */
-export async function rotateAndPublish(dir: string, o: RotateOptions, publish: PublishPlan | undefined, out: (s: string) => void): Promise<{ created: KeyMeta; demoted: KeyMeta[] }> {
+export async function rotateAndPublish(dir: string, o: RotateOptions, publish: PublishPlan | undefined, report: StepReporter): Promise<{ created: KeyMeta; demoted: KeyMeta[] }> {
   const r = rotateKeys(dir, o);
-  out(`new active key config_id ${r.created.configId}; decrypt-only: ${r.demoted.map((d) => `${d.configId} until ${d.notAfter}`).join(', ') || 'none'}\n`);
-  if (!publish) return r;
+  const until = (ds: KeyMeta[]) => ds.map((d) => ({ configId: d.configId, notAfter: d.notAfter }));
+  const grace = (ds: KeyMeta[]) => ds.map((d) => `${d.configId} until ${d.notAfter}`).join(', ');
+  report({
+    step: 'staged',
+    configId: r.created.configId,
+    publicName: r.created.publicName,
+    decryptOnly: until(r.demoted),
+    msg: `new active key config_id ${r.created.configId}; decrypt-only: ${grace(r.demoted) || 'none'}`,
+  });
+  if (!publish) {
+    report({ step: 'active', configId: r.created.configId, msg: `config_id ${r.created.configId} is active (no DNS step: publish it, or the embedded DNS serves it at once)` });
+    return r;
+  }
   try {
-    await publish.run(out);
+    await publish.run(report);
   } catch (e) {
     undoRotation(dir, r);
-    out(`DNS did not take the new key: rotation undone (config_id ${r.demoted.map((d) => d.configId).join(', ') || '-'} active again; ${r.created.configId} kept as retry, still decrypting)\n`);
+    report({
+      step: 'undone',
+      configId: r.created.configId,
+      error: errText(e),
+      msg: `DNS did not take the new key: rotation undone (config_id ${r.demoted.map((d) => d.configId).join(', ') || '-'} active again; ${r.created.configId} kept as retry, still decrypting)`,
+    });
     throw e;
   }
   const regraced = restartGrace(dir, r.demoted, o.graceMs);
-  if (regraced.length) out(`DNS carries the new key; decrypt-only from now: ${regraced.map((d) => `${d.configId} until ${d.notAfter}`).join(', ')}\n`);
+  report({
+    step: 'active',
+    configId: r.created.configId,
+    decryptOnly: until(regraced.length ? regraced : r.demoted),
+    msg: regraced.length ? `DNS carries the new key; decrypt-only from now: ${grace(regraced)}` : `DNS carries the new key config_id ${r.created.configId}`,
+  });
   return { created: r.created, demoted: regraced.length ? regraced : r.demoted };
 }
 
 export async function publishCommand(a: Args, out: (s: string) => void): Promise<number> {
-  await planPublish(a, str(a, 'dir') ?? 'keys').run(out);
+  await planPublish(a, str(a, 'dir') ?? 'keys').run(stepWriter(out));
   return 0;
 }
 

@@ -122,7 +122,10 @@ class Scheduler implements RotationScheduler {
     this.metrics.nextKeyRotation.set({}, Math.round(due / 1000));
     if (due > now) return plan.nextAt;
     await this.rotate(plan.promote);
-    return this.now(); // look again at once: the new key's metadata gives the next date (undefined would wait RECHECK_MS)
+    // Look again soon: the new key's metadata gives the next date. (undefined meant the 60 s
+    // recheck, so with `every` under a minute the next rotation waited for it.) One second, not 0:
+    // metadata that somehow still says "due" cannot spin. After a failure, retryAt wins in step().
+    return this.now() + BACKOFF_BASE_MS;
   }
 
   private async rotate(promote: number | undefined): Promise<void> {
@@ -131,7 +134,7 @@ class Scheduler implements RotationScheduler {
     try {
       // The settings (TSIG key, CA) are read for every attempt: a fixed file is picked up on the next retry.
       const plan = p === 'embedded' ? undefined : planPublishSettings(p, this.dir);
-      const r = await rotateAndPublish(this.dir, { graceMs: this.cfg.graceMs, publicName: this.cfg.publicName, promote }, plan, (s) => lines.push(s.trim()));
+      const r = await rotateAndPublish(this.dir, { graceMs: this.cfg.graceMs, publicName: this.cfg.publicName, promote }, plan, (s) => lines.push(s.msg));
       this.failures = 0;
       this.retryAt = undefined;
       this.metrics.keyRotations.inc({ result: 'ok' });

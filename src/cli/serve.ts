@@ -12,6 +12,8 @@ import { echClassifier } from '../proxy/ech-classifier.js';
 import { withEsni } from '../proxy/esni-classifier.js';
 import { Gateway } from '../proxy/gateway.js';
 import { createLogger } from '../proxy/logger.js';
+import { pino } from 'pino';
+import { Dashboard, ErrorRing, teeLog } from './dashboard.js';
 import { type Args, type CommandSpec, flag, has, str, text } from './args.js';
 import type { Command } from './command.js';
 import { startDemo } from './demo.js';
@@ -44,7 +46,10 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
   } else {
     cfg = loadConfigFile(file);
   }
-  const log = createLogger(cfg.log.level);
+  // The dashboard shows recent warn/error lines: the log goes through its ring too (one process only).
+  const dashCfg = cfg.metrics?.dashboard && cfg.workers <= 1 ? cfg.metrics.dashboard : undefined;
+  const errors = dashCfg ? new ErrorRing() : undefined;
+  const log = createLogger(cfg.log.level, errors ? teeLog(pino.destination({ sync: false }), errors) : undefined);
   for (const w of cfg.warnings) log.warn({ file: file ?? '(demo)' }, w);
   // workers > 1: this process becomes the group's primary; each worker runs the rest of this function.
   if (file && cfg.workers > 1 && !isWorker()) return runPrimary(file, cfg, log);
@@ -113,12 +118,16 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
     };
   };
   let metricsSrv: { close(): void } | undefined;
+  let dashboard: Dashboard | undefined;
   let dns: Awaited<ReturnType<typeof startDnsService>> | undefined;
   try {
     (await prepare(cfg)).commit();
     sources?.applied(cfg, gw.metrics);
     // In a process group the primary serves /metrics for all workers (src/cli/workers.ts).
-    if (cfg.metrics && !isWorker()) metricsSrv = await gw.metrics.serve(cfg.metrics.host, cfg.metrics.port, { log });
+    if (cfg.metrics && !isWorker()) {
+      if (errors) dashboard = new Dashboard({ gateway: gw, config: () => gw.current ?? cfg, errors, dnsPort: () => dns?.port });
+      metricsSrv = await gw.metrics.serve(cfg.metrics.host, cfg.metrics.port, { log, ...(dashboard ? { routes: dashboard.routes } : {}) });
+    }
     // The embedded authoritative DNS; ech= comes from the key folder at query time.
     const dnsCfg = cfg.dns ?? demoInfo?.dns(gw.addresses().get('websecure')!.port);
     // A fleet instance that is not ready (joining, stale copy) answers without ech= rather than with keys that may be out of date.
@@ -135,6 +144,7 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
     // A listener that cannot start (address in use, ...) ends the process: close what did
     // start, or its open handles would keep a half-started echgate running, silent.
     ring?.close();
+    dashboard?.close();
     metricsSrv?.close();
     dns?.close();
     sources?.close();
@@ -257,6 +267,7 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
       rotation?.stop();
       const leaving = fleet?.stop().catch(() => {}) ?? Promise.resolve();
       ring?.close();
+      dashboard?.close();
       metricsSrv?.close();
       dns?.close();
       Promise.all([gw.shutdown(), leaving]).then(() => {

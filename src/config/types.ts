@@ -180,13 +180,22 @@ export interface EtcdProviderConfig {
   auth?: { username: string; passwordFile: string };
 }
 
+/** metrics.dashboard: off unless given. */
+export interface DashboardConfig {
+  /** A file holding one `user:password` line: the page and /api/ ask for HTTP basic auth. */
+  basicAuthFile?: string;
+  /** false (the default): answer only clients on a loopback address. */
+  remote: boolean;
+}
+
 export interface Config {
   entryPoints: Map<string, EntryPointConfig>;
   routers: RouterConfig[];
   services: Map<string, ServiceConfig>;
   /** tcp.middlewares by name. */
   tcpMiddlewares: Map<string, TcpMiddlewareConfig>;
-  metrics?: { host: string; port: number };
+  /** The metrics listener; `dashboard` adds the read-only web page and /api/ there (cli/dashboard.ts). */
+  metrics?: { host: string; port: number; dashboard?: DashboardConfig };
   /**
    * access: one log line per connection when it ends. echRoutes: show the
    * router, service and backend of ECH-accepted connections (they may name the hidden host).

@@ -22,7 +22,7 @@ import { Metrics } from './metrics.js';
 import { compileMiddlewares, InFlightCounts } from './middlewares.js';
 import { reachableServers } from './preamble.js';
 import { buildPickers } from './services.js';
-import { HealthChecks, type ServiceHealth } from './health.js';
+import { HealthChecks, healthLogPrivacy, type ServiceHealth } from './health.js';
 
 interface Listener {
   server: net.Server;
@@ -127,7 +127,7 @@ export class Gateway {
   async prepare(cfg: Config, ech?: EchHooks): Promise<PreparedLoad> {
     const classify = ech?.classify ?? this.classify;
     const retryConfigs = ech?.retryConfigs ?? this.retryConfigs;
-    const checks = this.health.prepare(cfg.services);
+    const checks = this.health.prepare(cfg.services, healthLogPrivacy(cfg));
     let contexts: Map<string, EntryContext>;
     try {
       contexts = this.buildContexts(cfg, classify, retryConfigs, checks);

@@ -14,22 +14,65 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
-import type { HealthCheckConfig, ServerConfig, ServiceConfig } from '../config/types.js';
+import type { Config, HealthCheckConfig, ServerConfig, ServiceConfig } from '../config/types.js';
+import { HIDDEN_ROUTE } from './connection.js';
 import type { Metrics } from './metrics.js';
 
+/**
+ * Services reached only through `requireECH` routers (directly or through a
+ * weighted service): their routers match only names a client sent inside ECH,
+ * so their names and servers stay out of logs unless log.echRoutes or
+ * log.innerSni, as the connection's own log lines do (connection.ts
+ * HIDDEN_ROUTE). A service any other router reaches is named already by that
+ * router's log lines.
+ */
+export function echOnlyServices(cfg: Pick<Config, 'routers' | 'services'>): Set<string> {
+  const reached = new Map<string, boolean>(); // service → reached by a router without requireECH
+  const walk = (name: string, open: boolean, seen: Set<string>) => {
+    if (seen.has(name)) return;
+    seen.add(name);
+    reached.set(name, (reached.get(name) ?? false) || open);
+    const s = cfg.services.get(name);
+    if (s?.kind === 'weighted') for (const c of s.services) walk(c.name, open, seen);
+  };
+  for (const r of cfg.routers) walk(r.service, !r.requireECH, new Set());
+  return new Set([...reached].filter(([, open]) => !open).map(([n]) => n));
+}
+
+/** What health-check log lines may name: everything, or nothing about ECH-only services. */
+export interface HealthLogPrivacy {
+  /** Services whose log lines show HIDDEN_ROUTE and no server address or error text. */
+  hidden: Set<string>;
+}
+
+/** log.echRoutes / log.innerSni off: ECH-only services are hidden in health-check log lines. */
+export function healthLogPrivacy(cfg: Pick<Config, 'routers' | 'services' | 'log'>): HealthLogPrivacy {
+  return { hidden: cfg.log.echRoutes || cfg.log.innerSni ? new Set() : echOnlyServices(cfg) };
+}
+
 /** One probe: undefined when it passed, else why it failed. */
-export function probe(server: ServerConfig, hc: HealthCheckConfig): Promise<string | undefined> {
+export async function probe(server: ServerConfig, hc: HealthCheckConfig): Promise<string | undefined> {
+  return (await probeResult(server, hc))?.why;
+}
+
+/** A failed probe: the message (may name the address) and a short code that names nothing. */
+interface ProbeFailure {
+  why: string;
+  code: string;
+}
+
+function probeResult(server: ServerConfig, hc: HealthCheckConfig): Promise<ProbeFailure | undefined> {
   return new Promise((resolve) => {
     let settled = false;
     let sock: net.Socket | tls.TLSSocket;
-    const finish = (why: string | undefined) => {
+    const finish = (why: string | undefined, code = 'failed') => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       sock.destroy();
-      resolve(why);
+      resolve(why === undefined ? undefined : { why, code });
     };
-    const timer = setTimeout(() => finish(`no answer within ${hc.timeoutMs} ms`), hc.timeoutMs);
+    const timer = setTimeout(() => finish(`no answer within ${hc.timeoutMs} ms`, 'timeout'), hc.timeoutMs);
     const port = hc.port ?? server.port;
     let got = '';
     const ready = () => {
@@ -47,8 +90,8 @@ export function probe(server: ServerConfig, hc: HealthCheckConfig): Promise<stri
     } else {
       sock = net.connect({ host: server.host, port }, ready);
     }
-    sock.on('error', (e) => finish(e.message));
-    sock.on('close', () => finish(hc.expect !== undefined ? 'closed before the expected reply' : 'closed'));
+    sock.on('error', (e: NodeJS.ErrnoException) => finish(e.message, e.code ?? 'error'));
+    sock.on('close', () => finish(hc.expect !== undefined ? 'closed before the expected reply' : 'closed', 'closed'));
   });
 }
 
@@ -65,7 +108,14 @@ class ServerHealth {
     private readonly hc: HealthCheckConfig,
     private readonly metrics: Metrics,
     private readonly log: Logger,
+    /** An ECH-only service (echOnlyServices) under log privacy: log lines name neither it nor the server. */
+    private readonly hidden = false,
   ) {}
+
+  /** What a log line may say about this server. */
+  private get logLabel() {
+    return this.hidden ? { service: HIDDEN_ROUTE } : this.label;
+  }
 
   get label() {
     return { service: this.service, server: `${this.server.host}:${this.server.port}` };
@@ -92,21 +142,21 @@ class ServerHealth {
   }
 
   private async check(): Promise<void> {
-    const why = await probe(this.server, this.hc);
+    const r = await probeResult(this.server, this.hc);
     if (this.stopped) return;
-    this.record(why);
+    this.record(r?.why, r?.code);
     this.schedule(this.up ? this.hc.intervalMs : this.hc.unhealthyIntervalMs);
   }
 
   /** One probe's result; the state changes after enough consecutive ones. */
-  record(why: string | undefined): void {
+  record(why: string | undefined, code = 'failed'): void {
     if (why === undefined) {
       this.fails = 0;
       this.passes++;
       if (!this.up && this.passes >= this.hc.healthyAfter) {
         this.up = true;
         this.metrics.backendUp.set(this.label, 1);
-        this.log.info({ ...this.label, checks: this.passes }, 'backend server healthy: back in the rotation');
+        this.log.info({ ...this.logLabel, checks: this.passes }, 'backend server healthy: back in the rotation');
       }
     } else {
       this.passes = 0;
@@ -114,7 +164,8 @@ class ServerHealth {
       if (this.up && this.fails >= this.hc.unhealthyAfter) {
         this.up = false;
         this.metrics.backendUp.set(this.label, 0);
-        this.log.warn({ ...this.label, checks: this.fails, err: why }, 'backend server unhealthy: out of the rotation');
+        // node's messages name the address ("connect ECONNREFUSED host:port"): hidden services get the code only.
+        this.log.warn({ ...this.logLabel, checks: this.fails, err: this.hidden ? code : why }, 'backend server unhealthy: out of the rotation');
       }
     }
   }
@@ -129,8 +180,9 @@ export class ServiceHealth {
     hc: HealthCheckConfig,
     metrics: Metrics,
     log: Logger,
+    hidden = false,
   ) {
-    this.servers = svc.servers.map((s) => new ServerHealth(svc.name, s, hc, metrics, log));
+    this.servers = svc.servers.map((s) => new ServerHealth(svc.name, s, hc, metrics, log, hidden));
     for (const s of this.servers) s.start();
   }
   isUp(i: number): boolean {
@@ -158,14 +210,15 @@ export class HealthChecks {
     private readonly log: Logger,
   ) {}
 
-  prepare(services: Map<string, ServiceConfig>): Map<string, ServiceHealth> {
+  prepare(services: Map<string, ServiceConfig>, privacy: HealthLogPrivacy = { hidden: new Set() }): Map<string, ServiceHealth> {
     const out = new Map<string, ServiceHealth>();
     for (const s of services.values()) {
       if (s.kind !== 'loadBalancer' || !s.healthCheck) continue;
-      const key = JSON.stringify([s.name, s.servers, s.healthCheck]);
+      const hidden = privacy.hidden.has(s.name);
+      const key = JSON.stringify([s.name, s.servers, s.healthCheck, hidden]);
       let h = this.running.get(key) ?? [...this.started].find((x) => x.key === key);
       if (!h) {
-        h = new ServiceHealth(key, s, s.healthCheck, this.metrics, this.log);
+        h = new ServiceHealth(key, s, s.healthCheck, this.metrics, this.log, hidden);
         this.started.add(h);
       }
       out.set(s.name, h);

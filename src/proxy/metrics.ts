@@ -260,7 +260,7 @@ export class Metrics {
    * request with a 500, is counted (handlerErrors{listener="metrics"}) and
    * logged rate limited; it never reaches the process.
    */
-  serve(host: string, port: number, opts: { log?: Logger; limits?: Partial<MetricsListenerLimits>; source?: () => Promise<string> } = {}): Promise<Server> {
+  serve(host: string, port: number, opts: { log?: Logger; limits?: Partial<MetricsListenerLimits>; source?: () => Promise<string>; routes?: ExtraRoutes } = {}): Promise<Server> {
     const lim = { ...METRICS_LISTENER_LIMITS, ...opts.limits };
     watchEventLoop();
     const limiter = new LogLimiter();
@@ -283,7 +283,7 @@ export class Metrics {
           }
         };
         try {
-          const body = this.answer(req, res, opts.source);
+          const body = this.answer(req, res, opts.source, opts.routes);
           // A process group's text is gathered from the workers first (src/cli/workers.ts).
           if (body) body.then((text) => this.send(req, res, text)).catch(fail);
         } catch (e) {
@@ -305,7 +305,7 @@ export class Metrics {
     });
   }
 
-  private answer(req: IncomingMessage, res: ServerResponse, source?: () => Promise<string>): Promise<string> | undefined {
+  private answer(req: IncomingMessage, res: ServerResponse, source?: () => Promise<string>, routes?: ExtraRoutes): Promise<string> | undefined {
     // A request that announces a body gets no keep-alive: we never read bodies.
     if (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined) res.shouldKeepAlive = false;
     const q = req.url?.indexOf('?') ?? -1;
@@ -318,6 +318,8 @@ export class Metrics {
       res.end(req.method === 'HEAD' ? undefined : body);
       return undefined;
     }
+    // Other pages on this listener (the dashboard, cli/dashboard.ts) answer their own paths.
+    if (path !== '/metrics' && routes?.(req, res, path ?? '')) return undefined;
     if (path !== '/metrics') {
       res.writeHead(404, { 'content-type': 'text/plain', 'content-length': 10 }).end('not found\n');
       return undefined;
@@ -339,6 +341,9 @@ export class Metrics {
     res.end(req.method === 'HEAD' ? undefined : body);
   }
 }
+
+/** More paths on the metrics listener: true when the request was answered (or is being answered). */
+export type ExtraRoutes = (req: IncomingMessage, res: ServerResponse, path: string) => boolean;
 
 /** Limits of the metrics listener: a scraper needs one or two connections and answers in milliseconds. */
 export interface MetricsListenerLimits {
