@@ -259,7 +259,8 @@ describe('draft-ietf-tls-esni-02 §4 through publish: _esni TXT in the same RFC 
     await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
     try {
       const { stdout } = await run('node', [BIN, 'publish', '--dir', dir, '--name', 'secret.example.test', '--zone', 'example.test', '--server', `127.0.0.1:${(srv.address() as net.AddressInfo).port}`, '--ttl', '300']);
-      assert.match(stdout, /published _esni\.secret\.example\.test TXT: 1 ESNI record, TTL (8\d|90)\n/);
+      // Not a terminal: one JSON line per step (docs/cli.md), the sentence in `msg`.
+      assert.match(stdout, /"step":"published".*"msg":"published _esni\.secret\.example\.test TXT: 1 ESNI record, TTL (8\d|90)"/);
       const m = decodeMessage(new Uint8Array(updates[0]!));
       // The update section: delete HTTPS, delete _esni TXT, add HTTPS, add TXT.
       const txt = m.authorities.filter((r) => r.type === RRType.TXT && r.rdata.length > 0);
