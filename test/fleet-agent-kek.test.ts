@@ -16,6 +16,7 @@ import pino from 'pino';
 import { STORE_DEFAULTS } from '../src/config/store.js';
 import { FleetAgent } from '../src/fleet/agent.js';
 import { EtcdKeyStore } from '../src/fleet/etcd-store.js';
+import { FleetLeader } from '../src/fleet/leader.js';
 import { K, type KeyRecordJson } from '../src/fleet/records.js';
 import { generateKey, makeKey } from '../src/keys/manager.js';
 import { sealPrivateKey } from '../src/keys/sealed.js';
@@ -201,5 +202,31 @@ describe('fleet agent with the wrong key-encryption key (docs/fleet.md failures,
     } finally {
       await agent.stop();
     }
+  });
+  it('a leader with the wrong KEK writes nothing and logs ERR_KEK once, not every tick', async () => {
+    const e = fakeEtcd();
+    e.kv.set(PREFIX + K.key(11), JSON.stringify(sealedRecord(FLEET_KEK, 11).rec));
+    const lines: string[] = [];
+    const leader = new FleetLeader({
+      id: 'i4',
+      cfg: { endpoints: ['http://127.0.0.1:1'], prefix: PREFIX, kek: { env: 'UNUSED' }, ...STORE_DEFAULTS },
+      rotation: { everyMs: 1, graceMs: 1, publish: 'embedded', publicName: 'fleet.example.test' },
+      client: e.client,
+      store: new EtcdKeyStore(e.client, PREFIX, WRONG_KEK),
+      log: pino({ level: 'debug' }, { write: (s: string) => void lines.push(s) }),
+      syncLocal: async () => {},
+      publish: async () => {},
+      tickMs: 5,
+    });
+    // As if elected (the election needs etcd): a fence, leading, the first look now.
+    const l = leader as unknown as { fence: string; leading: boolean; tick(ms: number): void };
+    l.fence = `${PREFIX}leader/x`;
+    l.leading = true;
+    l.tick(0);
+    await new Promise((r) => setTimeout(r, 200));
+    await leader.stop();
+    const kek = lines.filter((x) => /ERR_KEK/.test(x));
+    assert.equal(kek.length, 1, kek.join(''));
+    assert.deepEqual(e.puts, [], 'nothing written');
   });
 });
