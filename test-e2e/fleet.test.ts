@@ -404,6 +404,10 @@ dns:
     const r = await ready(bad);
     assert.equal(r.code, 503);
     assert.match(r.body, /wrong KEK/);
+    assert.match(r.body, /key-encryption key/);
+    // etcd answered: a wrong KEK is not a store outage (issue #9).
+    assert.equal(await metric(bad, 'echgate_fleet_store_up'), 1);
+    assert.doesNotMatch(bad.out, /store unreachable/);
     assert.equal(readFileSync(join(bad.dir, 'keys', `ech-${String(mine.configId).padStart(3, '0')}.pem`), 'utf8'), pemBefore, 'its folder not overwritten');
     const seq = (await rotation())!.seq;
     const done = await waitDone(seq, 40_000);
@@ -418,6 +422,10 @@ dns:
       if (rec.sealed) assert.notEqual(rec.sealed.kek, undefined);
     }
     assert.match(done.note ?? '', /i4/, 'the rotation names the instance it went on without');
+    // Logged once per distinct failure (the first record that does not open), not at every re-read and watch event of the rotation.
+    const kekLines = bad.out.split('\n').filter((l) => /ERR_KEK/.test(l));
+    const distinct = new Set(kekLines.map((l) => /"err":"([^"]*)"/.exec(l)?.[1]));
+    assert.equal(kekLines.length, distinct.size, kekLines.join('\n'));
     bad.proc!.kill('SIGTERM');
     assert.deepEqual(results.failed, []);
   });

@@ -224,16 +224,20 @@ export class FleetAgent {
       this.contact();
     } catch (e) {
       if (isEchgateError(e) && e.code === 'ERR_KEK') {
+        // etcd answered (the records were read; they do not open): the store is up, this instance is not ready.
+        // Logged once per distinct failure (the message names config_ids and KEK ids, never key material):
+        // the re-read every resyncMs and each watch event would otherwise repeat it.
         this.contact();
-        if (this.error !== e.message) this.o.log.error({ fleet: this.id, err: why(e) }, 'fleet keys do not open with this instance\'s key-encryption key: nothing written, not ready');
-        this.error = `${e.message} [ERR_KEK]`;
+        const reason = `the fleet's keys do not open with this instance's key-encryption key: ${why(e)}`;
+        if (this.error !== reason) this.o.log.error({ fleet: this.id, err: why(e) }, 'fleet keys do not open with this instance\'s key-encryption key: nothing written, not ready');
+        this.error = reason;
         await this.report().catch(() => {});
         return;
       }
       this.down(e);
       return;
     }
-    if (this.error) this.o.log.info({ fleet: this.id }, 'fleet keys open again');
+    const before = this.error;
     this.error = undefined;
     this.fleetKeys = records.map((r) => r.meta);
     const now = this.now();
@@ -243,13 +247,16 @@ export class FleetAgent {
         const r = mirrorToFolder(this.o.keysDir, records);
         if (r.written.length || r.retired.length || r.removed.length) this.o.log.info({ fleet: this.id, written: r.written, retired: r.retired, removed: r.removed }, 'fleet keys copied into the key folder');
       }
-      for (const r of records) r.privateKey?.fill(0);
       this.held = new Set(this.o.hooks.reloadKeys());
       this.synced = true;
     } catch (e) {
-      this.error = `the key folder could not take the fleet's keys: ${why(e)}`;
-      this.o.log.error({ fleet: this.id, err: why(e) }, 'fleet keys could not be copied into the key folder');
+      const reason = `the key folder could not take the fleet's keys: ${why(e)}`;
+      if (before !== reason) this.o.log.error({ fleet: this.id, err: why(e) }, 'fleet keys could not be copied into the key folder');
+      this.error = reason;
+    } finally {
+      for (const r of records) r.privateKey?.fill(0);
     }
+    if (before && !this.error) this.o.log.info({ fleet: this.id }, 'fleet keys open and are copied again');
     await this.report().catch((e) => this.down(e));
   }
 

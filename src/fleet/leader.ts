@@ -62,6 +62,7 @@ export class FleetLeader {
   private stopped = false;
   private running: Promise<void> = Promise.resolve();
   private reported = new Set<string>();
+  private kekFailure?: string;
   private readonly now: () => number;
   leading = false;
 
@@ -113,7 +114,17 @@ export class FleetLeader {
     clearTimeout(this.timer);
     this.timer = setTimeout(() => {
       this.running = this.step()
-        .catch((e) => this.o.log.error({ fleet: this.o.id, err: why(e) }, 'fleet leader: step failed; trying again'))
+        .then(() => {
+          this.kekFailure = undefined;
+        })
+        .catch((e) => {
+          // A wrong KEK does not heal by retrying each tick: logged once per distinct failure (ids, never key material).
+          if (isEchgateError(e) && e.code === 'ERR_KEK') {
+            if (this.kekFailure === e.message) return;
+            this.kekFailure = e.message;
+          }
+          this.o.log.error({ fleet: this.o.id, err: why(e) }, 'fleet leader: step failed; trying again');
+        })
         .finally(() => this.tick(this.o.tickMs ?? 1000));
     }, inMs);
     this.timer.unref();
