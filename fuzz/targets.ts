@@ -11,11 +11,12 @@ import { fileURLToPath } from 'node:url';
 import { Reader } from '../src/bytes/reader.js';
 import { concat, fromHex } from '../src/bytes/util.js';
 import { isSupportedSuite } from '../src/crypto/hpke.js';
-import { nodeProvider } from '../src/crypto/node.js';
+import { AEADS, nodeProvider } from '../src/crypto/node.js';
 import { answerQuery } from '../src/dns/answer.js';
 import { describeAnswers } from '../src/dns/doh-client.js';
 import { Zone } from '../src/dns/zone.js';
 import { buildEchClientHello, echOffer } from '../src/ech/client.js';
+import { decryptEsni, type EsniServerKey, esniEncrypt, esniFromTxt, esniKeyIv, makeESNIKeys, prepareEsniKey, usableEsni, verifyESNIKeys } from '../src/ech/esni.js';
 import { decryptEch, decryptSecondHello, type EchServerKey, prepareServerKey, rebuildInner } from '../src/ech/server.js';
 import { parseIp } from '../src/bytes/ip.js';
 import type { CipherSuite } from '../src/tls13/key-schedule.js';
@@ -29,6 +30,7 @@ import { usableConfigs } from '../src/wire/ech/usable.js';
 import { encodeProxyV1, encodeProxyV2 } from '../src/wire/proxy/proxy-protocol.js';
 import { type ClientHello, decodeClientHello, decodeClientHelloMessage, decodeClientHelloPrefix, encodeClientHello, firstDuplicateType, routingView, summarize } from '../src/wire/tls/client-hello.js';
 import { ContentType, ExtensionType, MAX_PLAINTEXT } from '../src/wire/tls/constants.js';
+import { checksumInput, decodeClientEncryptedSNI, decodeClientESNIInner, decodeESNIKeys, decodeServerEncryptedSNI, decodeTxtStrings, encodeClientEncryptedSNI, encodeClientESNIInner, encodeESNIKeys } from '../src/wire/tls/esni.js';
 import {
   decodeAlpn,
   decodeECHClientHello,
@@ -44,6 +46,8 @@ import {
 import { decodeHandshake } from '../src/wire/tls/handshake.js';
 import { ClientHelloAssembler, parseHelloRecords, sniffTls } from '../src/wire/tls/record.js';
 import { decodeCertificate, decodeCertificateVerify, decodeExtensionBlock, decodeServerHello } from '../src/wire/tls/server-messages.js';
+import type { ClientStep } from '../src/proxy/preamble.js';
+import { errorResponse, postgres, SSL_REQUEST_CODE, CANCEL_REQUEST_CODE, GSSENC_REQUEST_CODE, specialRequest } from '../src/proxy/protocols/postgres.js';
 import { deterministicProvider, ed25519Certificate, fixedEchKey, openRecords, peek, sealRecords } from './harness.js';
 import { Rng } from './mutate.js';
 
@@ -668,4 +672,211 @@ const proxyProtocol: Target = {
   },
 };
 
-export const TARGETS: Target[] = [tlsRecords, clientHello, tlsMessages, echOuter, echInnerTarget, echConfig, tlsServer, tlsClient, dnsMessage, dnsAnswer, svcb, tsig, proxyProtocol];
+// ---------------------------------------------------------------- ESNI (draft-ietf-tls-esni-02)
+
+// The fixed-key case of test/esni.test.ts: server and client X25519 keys, nonce, ClientHello.random, key_share body.
+const ESNI_SERVER_SK = fromHex('a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf');
+const ESNI_CLIENT_SK = fromHex('c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf');
+const ESNI_NONCE = fromHex('000102030405060708090a0b0c0d0e0f');
+const ESNI_RANDOM = fromHex('202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f');
+const ESNI_KEY_SHARE_EXT = fromHex(`0024001d0020${'42'.repeat(32)}`);
+const ESNI_NOT_BEFORE = 1_700_000_000;
+const ESNI_HOST = 'secret.example.test';
+
+interface EsniFixture {
+  record: Uint8Array;
+  key: EsniServerKey;
+  lookup: { esniKeys(): readonly EsniServerKey[] };
+  /** The fixed ClientEncryptedSNI for a host name. */
+  extension(host: string): Uint8Array;
+  /** Seal a chosen ClientESNIInner under the fixed keys: an extension that passes the AEAD. */
+  seal(plain: Uint8Array): Uint8Array;
+}
+
+let esniFx: EsniFixture | undefined;
+
+function esniFixture(): EsniFixture {
+  if (esniFx) return esniFx;
+  const sk = nodeProvider.x25519Private(ESNI_SERVER_SK);
+  const record = makeESNIKeys(nodeProvider, sk.publicKey, { notBefore: ESNI_NOT_BEFORE, notAfter: ESNI_NOT_BEFORE + 86_400 });
+  const key = prepareEsniKey(nodeProvider, record, sk);
+  const extension = (host: string) =>
+    esniEncrypt(nodeProvider, { record: key.record, suite: 0x1301, hostName: host, clientRandom: ESNI_RANDOM, keyShareExtension: ESNI_KEY_SHARE_EXT, ephemeral: nodeProvider.x25519Private(ESNI_CLIENT_SK), nonce: ESNI_NONCE });
+  const ces = decodeClientEncryptedSNI(extension(ESNI_HOST));
+  const z = nodeProvider.x25519(nodeProvider.x25519Private(ESNI_CLIENT_SK), sk.publicKey);
+  const { key: k, iv } = esniKeyIv(nodeProvider, 0x1301, z, ces.recordDigest, ces.keyShare, ESNI_RANDOM);
+  const seal = (plain: Uint8Array) => encodeClientEncryptedSNI({ ...ces, encryptedSni: AEADS['aes-128-gcm'].seal(k, iv, ESNI_KEY_SHARE_EXT, plain) });
+  esniFx = { record, key, lookup: { esniKeys: () => [key] }, extension, seal };
+  return esniFx;
+}
+
+/** A valid TLS 1.3 ClientHello (fixed random and key_share) carrying `esni` as encrypted_server_name, through the real decoder. */
+function esniHello(esni: Uint8Array): ClientHello {
+  return decodeClientHello(
+    encodeClientHello({
+      legacyVersion: 0x0303,
+      random: ESNI_RANDOM,
+      sessionId: new Uint8Array(0),
+      cipherSuites: [0x1301],
+      compressionMethods: b(0),
+      extensions: [
+        { type: ExtensionType.supported_versions, data: b(2, 3, 4) },
+        { type: ExtensionType.key_share, data: ESNI_KEY_SHARE_EXT },
+        { type: ExtensionType.encrypted_server_name, data: esni },
+      ],
+    }),
+  );
+}
+
+function esniDecrypt(ext: Uint8Array): void {
+  const f = esniFixture();
+  const hello = esniHello(ext);
+  const r = decryptEsni(nodeProvider, hello, hello.extensions[2]!, f.lookup);
+  // An accepted name must be one the decoder let through: non-empty, and the nonce 16 bytes.
+  if (!r.hostName || r.nonce.length !== 16) throw new Error(`decryptEsni accepted ${JSON.stringify(r.hostName)} with a ${r.nonce.length}-byte nonce`);
+}
+
+const esni: Target = {
+  name: 'esni',
+  about:
+    'ESNI (draft-ietf-tls-esni-02) with the fixed key of test/esni.test.ts; the first byte picks: 0 ClientEncryptedSNI (0xffce) bytes in a valid TLS 1.3 ClientHello → decryptEsni; 1 a ClientESNIInner sealed under the fixed keys → decryptEsni (past the AEAD: length, padding, ServerNameList); 2 ESNIKeys → decodeESNIKeys, checksumInput, verifyESNIKeys, usableEsni, prepareEsniKey, re-encoding; 3 `_esni` TXT RDATA → decodeTxtStrings → esniFromTxt → ESNIKeys; 4 the EncryptedExtensions nonce (decodeServerEncryptedSNI); 5 decodeClientESNIInner with an input-chosen padded_length',
+  maxLen: 4096,
+  dict: [...TLS_DICT, b(0xff, 0xce), b(0xff, 0x01), b(0x01, 0x04), b(0x00, 0x1d, 0x00, 0x20), latin1('=')],
+  setup: () => void esniFixture(),
+  seeds() {
+    const f = esniFixture();
+    const inner = encodeClientESNIInner(ESNI_NONCE, ESNI_HOST, f.key.record.paddedLength);
+    const b64 = Buffer.from(f.record).toString('base64');
+    const txt = (parts: string[]) => concat(...parts.map((p) => concat(b(p.length), latin1(p))));
+    const pl = f.key.record.paddedLength;
+    return [
+      tag(0, f.extension(ESNI_HOST)),
+      tag(0, f.extension('a.test')),
+      tag(0, f.extension(`${'x'.repeat(60)}.example.test`)),
+      tag(1, inner),
+      tag(1, encodeClientESNIInner(ESNI_NONCE, 'a.test', pl)),
+      tag(2, f.record),
+      tag(3, txt([b64])),
+      tag(3, txt([b64.slice(0, 40), b64.slice(40)])),
+      tag(4, ESNI_NONCE),
+      tag(5, b(pl >> 8, pl & 0xff), inner),
+    ];
+  },
+  run(data) {
+    if (!data.length) return;
+    const body = data.subarray(1);
+    switch (data[0]! % 6) {
+      case 0:
+        return esniDecrypt(body);
+      case 1:
+        return esniDecrypt(esniFixture().seal(body));
+      case 2: {
+        decodeESNIKeys(body);
+        checksumInput(body);
+        const k = verifyESNIKeys(nodeProvider, body, ESNI_NOT_BEFORE + 1);
+        encodeESNIKeys(k, k.checksum);
+        usableEsni(nodeProvider, body, ESNI_NOT_BEFORE + 1);
+        prepareEsniKey(nodeProvider, body, esniFixture().key.sk);
+        return;
+      }
+      case 3:
+        decodeESNIKeys(esniFromTxt(decodeTxtStrings(body)));
+        return;
+      case 4:
+        decodeServerEncryptedSNI(body);
+        return;
+      default:
+        if (body.length < 2) return;
+        decodeClientESNIInner(body.subarray(2), (body[0]! << 8) | body[1]!);
+    }
+  },
+};
+
+// ---------------------------------------------------------------- PostgreSQL preamble
+
+const u32be = (n: number) => b(n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff);
+const startupMessage = (params: string) => {
+  const rest = concat(u32be(196608), latin1(params));
+  return concat(u32be(4 + rest.length), rest);
+};
+
+/** An ErrorResponse must be framed: 'E', an Int32 length counting itself and the rest, the field list ending in NUL. */
+function checkErrorResponse(reply: Uint8Array): void {
+  const len = ((reply[1]! << 24) | (reply[2]! << 16) | (reply[3]! << 8) | reply[4]!) >>> 0;
+  if (reply[0] !== 0x45 || len !== reply.length - 1 || reply[reply.length - 1] !== 0) throw new Error('malformed ErrorResponse');
+}
+
+/** Check one ClientStep against the contract proxy/preamble.ts relies on; returns the bytes consumed, or -1 when the reader is done. */
+function checkStep(s: ClientStep, have: number): number {
+  switch (s.kind) {
+    case 'more':
+      return 0;
+    case 'answer':
+    case 'tls':
+      // consumed 0 would loop the preamble reader forever; more than it has would drop bytes.
+      if (s.consumed <= 0 || s.consumed > have) throw new Error(`${s.kind} consumed ${s.consumed} of ${have} bytes`);
+      return s.kind === 'answer' ? s.consumed : -1;
+    case 'refuse':
+      checkErrorResponse(s.reply);
+      return -1;
+    case 'plain':
+      checkErrorResponse(s.refusal);
+      return -1;
+    default:
+      return -1;
+  }
+}
+
+const postgresPreamble: Target = {
+  name: 'postgres-preamble',
+  about:
+    "PostgreSQL preamble readers of src/proxy/protocols/postgres.ts (pure functions, no sockets): odd first byte → the backend's answer to SSLRequest (backendReply); even → the client reader (SSLRequest, GSSENCRequest, CancelRequest, StartupMessage, direct TLS) fed the stream in input-chosen chunks the way proxy/preamble.ts does, checking the step contract (0 < consumed ≤ buffered, ErrorResponse framing)",
+  maxLen: 2048,
+  dict: [u32be(8), u32be(16), u32be(SSL_REQUEST_CODE), u32be(GSSENC_REQUEST_CODE), u32be(CANCEL_REQUEST_CODE), u32be(196608), b(0x16, 0x03, 0x01), latin1('user\0'), latin1('database\0'), b(0)],
+  seeds() {
+    const ssl = specialRequest(SSL_REQUEST_CODE);
+    const gss = specialRequest(GSSENC_REQUEST_CODE);
+    const cancel = concat(u32be(16), u32be(CANCEL_REQUEST_CODE), u32be(4242), u32be(0xdeadbeef));
+    const startup = startupMessage('user\0postgres\0database\0app\0\0');
+    const hello = captures()[0]?.subarray(0, 64) ?? b(0x16, 0x03, 0x01, 0x00, 0x05);
+    return [
+      tag(0, ssl),
+      tag(2, gss, ssl),
+      tag(4, gss, gss),
+      tag(6, cancel),
+      tag(8, startup),
+      tag(10, hello),
+      tag(12, ssl, hello),
+      tag(14, u32be(1 << 30), u32be(196608)),
+      tag(1, b(0x53)),
+      tag(3, b(0x4e)),
+      tag(5, errorResponse('no pg_hba.conf entry')),
+      tag(7, b(0x53, 0x16, 0x03, 0x03)),
+    ];
+  },
+  run(data) {
+    if (!data.length) return;
+    const body = data.subarray(1);
+    if (data[0]! & 1) {
+      postgres.backendReply(body);
+      return;
+    }
+    const rng = new Rng(data[0]!);
+    const reader = postgres.client();
+    let buf: Uint8Array = new Uint8Array(0);
+    for (let o = 0; o < body.length; ) {
+      const n = data[0]! & 2 ? body.length : 1 + rng.below(24);
+      buf = concat(buf, body.subarray(o, o + n));
+      o += n;
+      for (;;) {
+        const c = checkStep(reader.step(buf), buf.length);
+        if (c < 0) return;
+        if (c === 0) break;
+        buf = buf.subarray(c);
+        if (!buf.length) break;
+      }
+    }
+  },
+};
+
+export const TARGETS: Target[] = [tlsRecords, clientHello, tlsMessages, echOuter, echInnerTarget, echConfig, esni, tlsServer, tlsClient, dnsMessage, dnsAnswer, svcb, tsig, proxyProtocol, postgresPreamble];
