@@ -159,8 +159,10 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
   let rotation: RotationScheduler | undefined = rotates ? startRotation(cfg, { log, metrics: gw.metrics }) : undefined;
   // Fleet: register, copy the keys from etcd into the key folder, acknowledge them, answer GET /ready (docs/fleet.md).
   let fleet: FleetMember | undefined;
-  const revision = () => (file ? createHash('sha256').update(readFileSync(file)).digest('hex').slice(0, 12) : 'demo');
-  let configRevision = revision();
+  // The revision this instance runs (compared with the fleet's config/revision): with providers.etcd, the etcd
+  // revision of the configuration in force; else a hash of the file.
+  const revision = (c: Config) => sources?.describe(c).revision ?? (file ? createHash('sha256').update(readFileSync(file)).digest('hex').slice(0, 12) : 'demo');
+  let configRevision = revision(cfg);
   try {
     fleet = await startFleetMember(cfg, {
       log,
@@ -235,7 +237,7 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
     }
     p!.commit();
     sources?.applied(next, gw.metrics);
-    configRevision = revision();
+    configRevision = revision(next);
     rotation?.stop();
     rotation = rotates ? startRotation(next, { log, metrics: gw.metrics }) : undefined;
     if (Boolean(next.dns) !== Boolean(dns)) log.warn({ file }, 'the dns section was added or removed: DNS listeners start or stop at the next restart');
