@@ -24,6 +24,21 @@ import { frameHandshake } from '../src/wire/tls/record.js';
 import { certFor, startGateway } from './helpers.js';
 
 /** A socket stand-in that records what reaches the kernel: one entry per write, or per uncorked batch. */
+/** A gateway terminating TLS for `name` (certificate `certBase`.crt/.key) to the plain backend `srv`, once it listens. */
+async function terminatingGateway(srv: net.Server, certBase: string, name: string) {
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  return startGateway(`
+tls:
+  certificates:
+    - { certFile: "${certBase}.crt", keyFile: "${certBase}.key" }
+entryPoints: { websecure: { address: "127.0.0.1:0" } }
+tcp:
+  routers:
+    t: { rule: "HostSNI(\`${name}\`)", service: s, tls: {} }
+  services: { s: { loadBalancer: { servers: [{ address: "127.0.0.1:${(srv.address() as net.AddressInfo).port}" }] } } }
+`);
+}
+
 function recorder() {
   const sends: Uint8Array[][] = [];
   let corked: Uint8Array[] | undefined;
@@ -97,17 +112,7 @@ describe('relay through the TLS 1.3 engine, both ways at once', () => {
       s.pause();
       setTimeout(() => s.pipe(s), 300);
     });
-    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-    const g = await startGateway(`
-tls:
-  certificates:
-    - { certFile: "${join(dir, 'e.crt')}", keyFile: "${join(dir, 'e.key')}" }
-entryPoints: { websecure: { address: "127.0.0.1:0" } }
-tcp:
-  routers:
-    e: { rule: "HostSNI(\`echo.example.test\`)", service: s, tls: {} }
-  services: { s: { loadBalancer: { servers: [{ address: "127.0.0.1:${(srv.address() as net.AddressInfo).port}" }] } } }
-`);
+    const g = await terminatingGateway(srv, join(dir, 'e'), 'echo.example.test');
     try {
       const up = randomBytes(8 * 1024 * 1024);
       const back = await new Promise<Buffer>((resolve, reject) => {
@@ -129,7 +134,7 @@ tcp:
       assert.equal(back.length, up.length);
       assert.equal(createHash('sha256').update(back).digest('hex'), createHash('sha256').update(up).digest('hex'));
       for (let i = 0; i < 100 && g.gw.metrics.open.get({ entrypoint: 'websecure' }) !== 0; i++) await new Promise((r) => setTimeout(r, 50));
-      assert.equal(g.gw.metrics.connections.get({ entrypoint: 'websecure', router: 'e', outcome: 'relayed' }), 1);
+      assert.equal(g.gw.metrics.connections.get({ entrypoint: 'websecure', router: 't', outcome: 'relayed' }), 1);
       assert.equal(g.gw.metrics.handlerErrors.get({ listener: 'proxy' }), 0);
     } finally {
       await g.close();
@@ -176,17 +181,7 @@ describe('RFC 8446 §6.1: closure through a terminated connection', () => {
       s.resume();
       s.on('end', () => setTimeout(() => s.end(), 50));
     });
-    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-    const g = await startGateway(`
-tls:
-  certificates:
-    - { certFile: "${join(dir, 'c.crt')}", keyFile: "${join(dir, 'c.key')}" }
-entryPoints: { websecure: { address: "127.0.0.1:0" } }
-tcp:
-  routers:
-    c: { rule: "HostSNI(\`rst.example.test\`)", service: s, tls: {} }
-  services: { s: { loadBalancer: { servers: [{ address: "127.0.0.1:${(srv.address() as net.AddressInfo).port}" }] } } }
-`);
+    const g = await terminatingGateway(srv, join(dir, 'c'), 'rst.example.test');
     try {
       const limit = Error.stackTraceLimit;
       for (let i = 0; i < 3; i++) {
@@ -232,17 +227,7 @@ tcp:
       });
       s.on('end', () => s.end(`got ${n} bytes`));
     });
-    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-    const g = await startGateway(`
-tls:
-  certificates:
-    - { certFile: "${join(dir, 'c.crt')}", keyFile: "${join(dir, 'c.key')}" }
-entryPoints: { websecure: { address: "127.0.0.1:0" } }
-tcp:
-  routers:
-    c: { rule: "HostSNI(\`close.example.test\`)", service: s, tls: {} }
-  services: { s: { loadBalancer: { servers: [{ address: "127.0.0.1:${(srv.address() as net.AddressInfo).port}" }] } } }
-`);
+    const g = await terminatingGateway(srv, join(dir, 'c'), 'close.example.test');
     try {
       const client = new TlsClient({ provider: nodeProvider, serverName: 'close.example.test' });
       const r = await new Promise<{ reply: string; closeNotify: boolean; error?: string }>((resolve) => {
