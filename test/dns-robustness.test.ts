@@ -26,7 +26,7 @@ import { publishHttps } from '../src/dns/publisher.js';
 import { isEchgateError } from '../src/errors.js';
 import { decodeMessage, encodeQuery, RRType } from '../src/wire/dns/message.js';
 import { decodeName, encodeName } from '../src/wire/dns/name.js';
-import { ROOT, sleep, tlsAsk, tlsBackend } from './helpers.js';
+import { fakeUpdatePrimary, ROOT, sleep, tlsAsk, tlsBackend, updateNoError } from './helpers.js';
 
 const run = promisify(execFile);
 const BIN = join(ROOT, 'bin', 'echgate.js');
@@ -559,46 +559,10 @@ describe('clients: resolve (DoH) and publish (UPDATE) against servers that drip 
     }
   });
 
-  /** A TCP DNS server that answers an UPDATE with `answer(update)`, or drips it a byte every `dripMs`. */
-  async function fakePrimary(answer: (u: Buffer) => Buffer, dripMs?: number) {
-    const timers = new Set<NodeJS.Timeout>();
-    const srv = net.createServer((c) => {
-      c.on('error', () => {});
-      let buf = Buffer.alloc(0);
-      c.on('data', (d) => {
-        buf = Buffer.concat([buf, d]);
-        if (buf.length < 2 || buf.length < 2 + buf.readUInt16BE(0)) return;
-        const a = answer(buf.subarray(2, 2 + buf.readUInt16BE(0)));
-        const framed = Buffer.concat([Buffer.from([a.length >> 8, a.length & 0xff]), a]);
-        if (!dripMs) return void c.end(framed);
-        let i = 0;
-        const t = setInterval(() => (i < framed.length && !c.destroyed ? c.write(framed.subarray(i, ++i)) : clearInterval(t)), dripMs);
-        timers.add(t);
-      });
-    });
-    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-    return {
-      port: (srv.address() as net.AddressInfo).port,
-      close: () => {
-        for (const t of timers) clearInterval(t);
-        srv.close();
-      },
-    };
-  }
-  /** NOERROR to an UPDATE: its header with QR set and its zone section, nothing else (RFC 2136 §3.8). */
-  const updateOk = (u: Buffer, edit: (b: Buffer) => void = () => {}) => {
-    const zoneEnd = decodeName(new Uint8Array(u), 12).next + 4; // the zone name, its type and class
-    const b = Buffer.from(u.subarray(0, zoneEnd));
-    b[2]! |= 0x80;
-    b.writeUInt16BE(0, 8);
-    b.writeUInt16BE(0, 10);
-    edit(b);
-    return b;
-  };
   const publication = { name: 'secret.example.test', ttl: 60, echConfigList: new Uint8Array([0, 0]) };
 
   it('RFC 2136 §3.8: an UPDATE answer dripped a byte every 300 ms fails at the overall deadline (ERR_DNS_TIMEOUT)', async () => {
-    const srv = await fakePrimary((u) => updateOk(u), 300);
+    const srv = await fakeUpdatePrimary((u) => updateNoError(u), 300);
     try {
       await assert.rejects(publishHttps({ host: '127.0.0.1', port: srv.port, zone: 'example.test', timeoutMs: 1500 }, publication), (e) => isEchgateError(e) && e.code === 'ERR_DNS_TIMEOUT');
     } finally {
@@ -607,7 +571,7 @@ describe('clients: resolve (DoH) and publish (UPDATE) against servers that drip 
   });
 
   it('RFC 2136 §3.8: an UPDATE answer with another id, QR clear, another opcode or another zone is refused (ERR_DNS_MISMATCH); the right one is taken', async () => {
-    const good = await fakePrimary((u) => updateOk(u));
+    const good = await fakeUpdatePrimary((u) => updateNoError(u));
     try {
       await publishHttps({ host: '127.0.0.1', port: good.port, zone: 'example.test' }, publication);
     } finally {
@@ -626,7 +590,7 @@ describe('clients: resolve (DoH) and publish (UPDATE) against servers that drip 
       },
     };
     for (const [what, edit] of Object.entries(edits)) {
-      const srv = await fakePrimary((u) => updateOk(u, edit));
+      const srv = await fakeUpdatePrimary((u) => updateNoError(u, edit));
       try {
         await assert.rejects(publishHttps({ host: '127.0.0.1', port: srv.port, zone: 'example.test' }, publication), (e) => isEchgateError(e) && e.code === 'ERR_DNS_MISMATCH', what);
       } finally {

@@ -25,7 +25,7 @@ import { ExtensionType, HandshakeType } from '../src/wire/tls/constants.js';
 import { decodeClientEncryptedSNI, encodeClientEncryptedSNI } from '../src/wire/tls/esni.js';
 import { encodeHandshake } from '../src/wire/tls/handshake.js';
 import { parseHelloRecords, plaintextRecords } from '../src/wire/tls/record.js';
-import { caAndLeaf, rawExchange, ROOT, sleep } from './helpers.js';
+import { caAndLeaf, fakeUpdatePrimary, rawExchange, ROOT, sleep, updateNoError } from './helpers.js';
 
 const run = promisify(execFile);
 const BIN = join(ROOT, 'bin', 'echgate.js');
@@ -242,23 +242,12 @@ describe('draft-ietf-tls-esni-02 §4 through publish: _esni TXT in the same RFC 
     await run('node', [BIN, 'keys', 'generate', '--esni', '--dir', dir, '--lifetime', '90s']);
     const updates: Buffer[] = [];
     // A fake primary: takes one UPDATE over TCP and answers NOERROR with its id and opcode (RFC 2136 §3.8).
-    const srv = net.createServer((s) => {
-      s.on('error', () => {});
-      let buf = Buffer.alloc(0);
-      s.on('data', (d) => {
-        buf = Buffer.concat([buf, d]);
-        if (buf.length < 2 || buf.length < 2 + buf.readUInt16BE(0)) return;
-        const msg = buf.subarray(2, 2 + buf.readUInt16BE(0));
-        updates.push(msg);
-        const answer = Buffer.alloc(12);
-        msg.copy(answer, 0, 0, 2);
-        answer.writeUInt16BE(0x8000 | (5 << 11), 2);
-        s.end(Buffer.concat([Buffer.from([0, 12]), answer]));
-      });
+    const srv = await fakeUpdatePrimary((msg) => {
+      updates.push(msg);
+      return updateNoError(msg);
     });
-    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
     try {
-      const { stdout } = await run('node', [BIN, 'publish', '--dir', dir, '--name', 'secret.example.test', '--zone', 'example.test', '--server', `127.0.0.1:${(srv.address() as net.AddressInfo).port}`, '--ttl', '300']);
+      const { stdout } = await run('node', [BIN, 'publish', '--dir', dir, '--name', 'secret.example.test', '--zone', 'example.test', '--server', `127.0.0.1:${srv.port}`, '--ttl', '300']);
       // Not a terminal: one JSON line per step (docs/cli.md), the sentence in `msg`.
       assert.match(stdout, /"step":"published".*"msg":"published _esni\.secret\.example\.test TXT: 1 ESNI record, TTL (8\d|90)"/);
       const m = decodeMessage(new Uint8Array(updates[0]!));

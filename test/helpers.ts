@@ -7,6 +7,7 @@ import { dirname, join } from 'node:path';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
+import { decodeName } from '../src/wire/dns/name.js';
 import { selfSigned } from '../src/cli/demo.js';
 import { parseConfigText } from '../src/config/load.js';
 import { isSupportedSuite } from '../src/crypto/hpke.js';
@@ -172,3 +173,40 @@ export function rawExchange(port: number, chunks: Uint8Array[], opts: { gapMs?: 
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A fake RFC 2136 primary over TCP: answers each UPDATE with `answer(update)` (framed, RFC 1035 §4.2.2), or drips it a byte every `dripMs`. */
+export async function fakeUpdatePrimary(answer: (u: Buffer) => Buffer, dripMs?: number) {
+  const timers = new Set<NodeJS.Timeout>();
+  const srv = net.createServer((c) => {
+    c.on('error', () => {});
+    let buf = Buffer.alloc(0);
+    c.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      if (buf.length < 2 || buf.length < 2 + buf.readUInt16BE(0)) return;
+      const a = answer(buf.subarray(2, 2 + buf.readUInt16BE(0)));
+      const framed = Buffer.concat([Buffer.from([a.length >> 8, a.length & 0xff]), a]);
+      if (!dripMs) return void c.end(framed);
+      let i = 0;
+      const t = setInterval(() => (i < framed.length && !c.destroyed ? c.write(framed.subarray(i, ++i)) : clearInterval(t)), dripMs);
+      timers.add(t);
+    });
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  return {
+    port: (srv.address() as net.AddressInfo).port,
+    close: () => {
+      for (const t of timers) clearInterval(t);
+      srv.close();
+    },
+  };
+}
+/** NOERROR to an UPDATE: its header with QR set and its zone section, nothing else (RFC 2136 §3.8). */
+export const updateNoError = (u: Buffer, edit: (b: Buffer) => void = () => {}) => {
+  const zoneEnd = decodeName(new Uint8Array(u), 12).next + 4; // the zone name, its type and class
+  const b = Buffer.from(u.subarray(0, zoneEnd));
+  b[2]! |= 0x80;
+  b.writeUInt16BE(0, 8);
+  b.writeUInt16BE(0, 10);
+  edit(b);
+  return b;
+};

@@ -18,32 +18,13 @@ import { stepWriter } from '../src/cli/publish.js';
 import { startDohServer } from '../src/dns/doh-server.js';
 import { Zone } from '../src/dns/zone.js';
 import { generateKey, listKeys, publishedList } from '../src/keys/manager.js';
-import { decodeName } from '../src/wire/dns/name.js';
-import { caAndLeaf, ROOT } from './helpers.js';
+import { caAndLeaf, fakeUpdatePrimary, ROOT, updateNoError } from './helpers.js';
 
 const run = promisify(execFile);
 const BIN = join(ROOT, 'bin', 'echgate.js');
 
-/** An RFC 2136 primary over TCP that answers every UPDATE NOERROR (header with QR set, the zone section). */
-async function okPrimary() {
-  const srv = net.createServer((c) => {
-    c.on('error', () => {});
-    let buf = Buffer.alloc(0);
-    c.on('data', (d) => {
-      buf = Buffer.concat([buf, d]);
-      if (buf.length < 2 || buf.length < 2 + buf.readUInt16BE(0)) return;
-      const u = buf.subarray(2, 2 + buf.readUInt16BE(0));
-      const zoneEnd = decodeName(new Uint8Array(u), 12).next + 4;
-      const b = Buffer.from(u.subarray(0, zoneEnd));
-      b[2]! |= 0x80;
-      b.writeUInt16BE(0, 8);
-      b.writeUInt16BE(0, 10);
-      c.end(Buffer.concat([Buffer.from([b.length >> 8, b.length & 0xff]), b]));
-    });
-  });
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  return { port: (srv.address() as net.AddressInfo).port, close: () => srv.close() };
-}
+/** An RFC 2136 primary over TCP that answers every UPDATE NOERROR. */
+const okPrimary = () => fakeUpdatePrimary((u) => updateNoError(u));
 
 const lines = (stdout: string) => stdout.trim().split('\n').map((l) => JSON.parse(l) as { time: string; step: string; msg: string; [k: string]: unknown });
 
