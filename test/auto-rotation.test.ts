@@ -8,7 +8,6 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -19,7 +18,7 @@ import { ConfigError } from '../src/config/validate.js';
 import { generateKey, listKeys, publishedList, rotateKeys } from '../src/keys/manager.js';
 import { planRotation } from '../src/keys/schedule.js';
 import { KeyDir, type KeyMeta } from '../src/keys/store.js';
-import { certFor, ROOT, serverFirstBackend, sleep } from './helpers.js';
+import { certFor, fakeUpdatePrimary, ROOT, serverFirstBackend, sleep } from './helpers.js';
 
 const BIN = join(ROOT, 'bin', 'echgate.js');
 const run = promisify(execFile);
@@ -225,22 +224,14 @@ dns:
     const first = generateKey(keys, { publicName: 'public.example.test', now: new Date(Date.now() - H) });
     // A fake primary: every UPDATE gets REFUSED (RFC 2136 §2.2 rcode 5), id and opcode echoed.
     let updates = 0;
-    const fake = net.createServer((sock) => {
-      let buf = Buffer.alloc(0);
-      sock.on('data', (c) => {
-        buf = Buffer.concat([buf, c]);
-        if (buf.length < 2 || buf.length < 2 + buf.readUInt16BE(0)) return;
-        updates++;
-        const ans = Buffer.alloc(14);
-        ans.writeUInt16BE(12, 0);
-        buf.copy(ans, 2, 2, 4); // id
-        ans.writeUInt16BE(0x8000 | (5 << 11) | 5, 4); // QR, opcode UPDATE, REFUSED
-        sock.end(ans);
-      });
-      sock.on('error', () => {});
+    const fake = await fakeUpdatePrimary((u) => {
+      updates++;
+      const b = Buffer.alloc(12); // header only, every count 0
+      u.copy(b, 0, 0, 2); // id
+      b.writeUInt16BE(0x8000 | (5 << 11) | 5, 2); // QR, opcode UPDATE, REFUSED
+      return b;
     });
-    await new Promise<void>((r) => fake.listen(0, '127.0.0.1', () => r()));
-    const fakePort = (fake.address() as net.AddressInfo).port;
+    const fakePort = fake.port;
     const [port, metricsPort] = [await freePort(), await freePort()];
     const f = join(dir, 'echgate.yml');
     writeFileSync(
