@@ -46,6 +46,8 @@ export interface LeaderOptions {
   gauges?: FleetGauges;
   /** How often the leader looks at etcd (default 1 s). */
   tickMs?: number;
+  /** After resigning because the keys do not open with this KEK: how often it re-reads them before standing again (default max(5 s, leaseTtl)). */
+  kekRetryMs?: number;
   now?: () => number;
   /** Counted etcd requests (the simulation). */
   traffic?: { reads: number; writes: number };
@@ -63,8 +65,11 @@ export class FleetLeader {
   private running: Promise<void> = Promise.resolve();
   private reported = new Set<string>();
   private kekFailure?: string;
+  private kekProbe?: NodeJS.Timeout;
   private readonly now: () => number;
   leading = false;
+  /** Resigned because the fleet's keys do not open with this instance's KEK: not campaigning until they do. */
+  benched = false;
 
   constructor(private readonly o: LeaderOptions) {
     this.now = o.now ?? Date.now;
@@ -75,7 +80,7 @@ export class FleetLeader {
   }
 
   start(): void {
-    if (this.stopped) return;
+    if (this.stopped || this.campaign || this.benched) return;
     const election = this.o.client.namespace(this.o.cfg.prefix).election(K.election, Math.ceil(this.o.cfg.leaseTtlMs / 1000));
     const c = election.campaign(this.o.id);
     this.campaign = c;
@@ -118,16 +123,61 @@ export class FleetLeader {
           this.kekFailure = undefined;
         })
         .catch((e) => {
-          // A wrong KEK does not heal by retrying each tick: logged once per distinct failure (ids, never key material).
-          if (isEchgateError(e) && e.code === 'ERR_KEK') {
-            if (this.kekFailure === e.message) return;
-            this.kekFailure = e.message;
-          }
+          // A leader whose KEK does not open the fleet's keys can neither stage, flip nor retire: it steps aside.
+          if (isEchgateError(e) && e.code === 'ERR_KEK') return this.resignForKek(e);
           this.o.log.error({ fleet: this.o.id, err: why(e) }, 'fleet leader: step failed; trying again');
         })
         .finally(() => this.tick(this.o.tickMs ?? 1000));
     }, inMs);
     this.timer.unref();
+  }
+
+  /**
+   * The keys in etcd do not open with this instance's KEK (or this KEK would seal a key beside keys sealed
+   * with another): every rotation step would fail, so this instance resigns and the next candidate leads.
+   * It stands again only once a re-read of the keys opens (KEK fixed and reloaded, or the prefix re-keyed).
+   * Logged once per distinct failure (config_ids and KEK ids, never key material).
+   */
+  private async resignForKek(e: EchgateError): Promise<void> {
+    if (this.kekFailure !== e.message) {
+      this.o.log.error({ fleet: this.o.id, err: why(e) }, "fleet leader: the fleet's keys do not open with this instance's key-encryption key: resigning leadership (another instance rotates); nothing written");
+    }
+    this.kekFailure = e.message;
+    this.benched = true;
+    this.leading = false;
+    this.fence = undefined;
+    clearTimeout(this.timer);
+    this.o.gauges?.set('leader', 0);
+    const c = this.campaign;
+    this.campaign = undefined;
+    if (c) {
+      c.removeAllListeners();
+      c.on('error', () => {});
+      await Promise.race([c.resign().catch(() => {}), new Promise((r) => setTimeout(r, 1000).unref())]);
+    }
+    this.probeKek();
+  }
+
+  private probeKek(): void {
+    if (this.stopped) return;
+    clearTimeout(this.kekProbe);
+    this.kekProbe = setTimeout(async () => {
+      try {
+        const keys = await this.o.store.load();
+        for (const k of keys) k.privateKey?.fill(0);
+      } catch (e) {
+        if (isEchgateError(e) && e.code === 'ERR_KEK' && this.kekFailure !== e.message) {
+          this.kekFailure = e.message;
+          this.o.log.error({ fleet: this.o.id, err: why(e) }, "fleet leader: the fleet's keys still do not open with this instance's key-encryption key: not standing for leader");
+        }
+        return this.probeKek(); // ERR_KEK again, or etcd unreachable: look again later
+      }
+      this.benched = false;
+      this.kekFailure = undefined;
+      this.o.log.info({ fleet: this.o.id }, "fleet leader: the fleet's keys open with this instance's key-encryption key again: standing for leader");
+      this.start();
+    }, this.o.kekRetryMs ?? Math.max(5000, this.o.cfg.leaseTtlMs));
+    this.kekProbe.unref();
   }
 
   private count(kind: 'reads' | 'writes', n = 1): void {
@@ -306,6 +356,7 @@ export class FleetLeader {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
+    clearTimeout(this.kekProbe);
     await this.running;
     const c = this.campaign;
     this.campaign = undefined;
