@@ -115,7 +115,12 @@ export const fleetStatusSpec: CommandSpec = {
 export interface FleetStatus {
   prefix: string;
   leader: string | null;
-  configRevision: string | null;
+  /**
+   * The configuration revisions the live instances run, most common first: the etcd revision of the
+   * configuration in force with providers.etcd, else a hash of the configuration file (serve.ts). More than
+   * one: a change is still being applied, or some instance refused it (its log says why).
+   */
+  configRevisions: { revision: string; instances: string[] }[];
   keys: { configId: number; state: string; publicName: string; created: string; notAfter?: string }[];
   members: string[];
   instances: InstanceRecord[];
@@ -131,26 +136,28 @@ export async function readFleetStatus(cfg: Config): Promise<FleetStatus> {
     const ns = client.namespace(e.prefix);
     const deadline = new Promise<never>((_, rej) => setTimeout(() => rej(new EchgateError('ERR_FLEET', `etcd ${e.endpoints.join(',')} did not answer within 5s`)), 5000).unref());
     const read = async (): Promise<FleetStatus> => {
-      const [keys, members, inst, rot, rev, leader] = await Promise.all([
+      const [keys, members, inst, rot, leader] = await Promise.all([
         client.getAll().prefix(e.prefix + K.keys).strings(),
         client.getAll().prefix(e.prefix + K.members).keys(),
         client.getAll().prefix(e.prefix + K.instances).strings(),
         client.get(e.prefix + K.rotation).string(),
-        client.get(e.prefix + K.configRevision).string(),
         ns.election(K.election).leader(),
       ]);
+      const instances = Object.entries(inst)
+        .map(([k, v]) => parseJson<InstanceRecord>(v, k)!)
+        .sort((a, b) => a.id.localeCompare(b.id));
+      const byRev = new Map<string, string[]>();
+      for (const i of instances) byRev.set(i.configRevision, [...(byRev.get(i.configRevision) ?? []), i.id]);
       return {
         prefix: e.prefix,
         leader: leader ?? null,
-        configRevision: rev,
+        configRevisions: [...byRev].map(([revision, ids]) => ({ revision, instances: ids })).sort((a, b) => b.instances.length - a.instances.length || a.revision.localeCompare(b.revision)),
         keys: Object.entries(keys).map(([k, v]) => {
           const m = parseJson<{ meta: FleetStatus['keys'][number] }>(v, k)!.meta;
           return { configId: m.configId, state: m.state, publicName: m.publicName, created: m.created, ...(m.notAfter ? { notAfter: m.notAfter } : {}) };
         }),
         members: members.map((k) => k.slice((e.prefix + K.members).length)).sort(),
-        instances: Object.entries(inst)
-          .map(([k, v]) => parseJson<InstanceRecord>(v, k)!)
-          .sort((a, b) => a.id.localeCompare(b.id)),
+        instances,
         rotation: parseJson<RotationRecord>(rot, K.rotation) ?? null,
       };
     };
@@ -165,7 +172,9 @@ export async function readFleetStatus(cfg: Config): Promise<FleetStatus> {
 
 export function formatFleetStatus(s: FleetStatus): string {
   const lines: string[] = [];
-  lines.push(`fleet ${s.prefix}  leader: ${s.leader ?? '(none)'}  configuration revision: ${s.configRevision ?? '(not set)'}`);
+  const revs = s.configRevisions;
+  const rev = revs.length === 0 ? '(no live instance)' : revs.length === 1 ? revs[0]!.revision : `DIFFER: ${revs.map((r) => `${r.revision} on ${r.instances.join(',')}`).join('; ')}`;
+  lines.push(`fleet ${s.prefix}  leader: ${s.leader ?? '(none)'}  configuration revision: ${rev}`);
   const r = s.rotation;
   lines.push(
     r
