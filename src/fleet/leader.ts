@@ -23,6 +23,7 @@ import type { Logger } from 'pino';
 import type { RotationConfig } from '../config/types.js';
 import type { EtcdStoreConfig } from '../config/store.js';
 import { EchgateError, isEchgateError } from '../errors.js';
+import type { KeyRecord } from '../keys/keystore.js';
 import { KeyDir, type KeyMeta } from '../keys/store.js';
 import { makeKey } from '../keys/manager.js';
 import { planRotation } from '../keys/schedule.js';
@@ -51,6 +52,14 @@ export interface LeaderOptions {
   now?: () => number;
   /** Counted etcd requests (the simulation). */
   traffic?: { reads: number; writes: number };
+}
+
+/** The keys of a folder worth importing into an empty fleet: usable keys with their private keys, and retired config_ids. */
+export function importable(dir: string): KeyRecord[] {
+  return new KeyDir(dir)
+    .load()
+    .keys.filter((k) => k.meta.state === 'retired' || (k.privateKey && k.echConfigList && k.meta.state !== 'pending'))
+    .map((k) => (k.meta.state === 'retired' ? { meta: k.meta } : { meta: k.meta, privateKey: k.privateKey, echConfigList: k.echConfigList }));
 }
 
 const why = (e: unknown) => (isEchgateError(e) ? `${e.message} [${e.code}]` : e instanceof Error ? e.message : String(e));
@@ -214,14 +223,17 @@ export class FleetLeader {
     if (plan.rotateAt !== undefined && plan.rotateAt <= now) await this.stage(metas, rot, plan.publicName!, now);
   }
 
-  /** A fleet's first start: the leader's key folder is imported, sealed; else a key is made for rotation.publicName. */
+  /**
+   * A fleet's first start: the leader's key folder is imported (private keys sealed; retired config_ids as
+   * metadata so they are never reused), in one transaction that writes only where etcd holds nothing; else
+   * a key is made for rotation.publicName. `echgate fleet import` does the same before any instance starts.
+   */
   private async bootstrap(): Promise<void> {
-    const local = this.o.importFrom ? new KeyDir(this.o.importFrom).load().keys.filter((k) => k.privateKey && k.echConfigList && k.meta.state !== 'pending' && k.meta.state !== 'retired') : [];
-    if (local.length) {
-      for (const k of local) {
-        this.count('writes');
-        await this.o.store.create({ privateKey: k.privateKey!, echConfigList: k.echConfigList!, meta: k.meta }, this.fence);
-      }
+    const local = this.o.importFrom ? importable(this.o.importFrom) : [];
+    if (local.some((k) => k.meta.state !== 'retired')) {
+      this.count('writes');
+      await this.o.store.createAll(local, this.fence);
+      for (const k of local) k.privateKey?.fill(0);
       this.o.log.info({ fleet: this.o.id, keys: local.map((k) => k.meta.configId), from: this.o.importFrom }, 'fleet: etcd held no key; imported the key folder (private keys sealed with the KEK)');
       return;
     }
