@@ -36,7 +36,7 @@ const WRONG_KEK = 'e5'.repeat(32);
 
 async function echgate(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const r = await run('node', [BIN, ...args], { timeout: 30_000, env: { ...process.env, ECHGATE_ROTATION_SHORT: '1' } });
+    const r = await run('node', [BIN, ...args], { timeout: 120_000, env: { ...process.env, ECHGATE_ROTATION_SHORT: '1' } });
     return { code: 0, stdout: r.stdout, stderr: r.stderr };
   } catch (e) {
     const x = e as { code: number; stdout: string; stderr: string };
@@ -62,7 +62,7 @@ interface Instance {
   out: string;
 }
 
-describe('fleet: import into an empty prefix, a wrong-KEK leader resigns, RFC 2136 publishing to BIND 9', { skip, timeout: 180_000 }, () => {
+describe('fleet: import into an empty prefix, a wrong-KEK leader resigns, RFC 2136 publishing to BIND 9', { skip, timeout: 400_000 }, () => {
   const W = mkdtempSync(join(tmpdir(), 'echgate-fleet-faults-'));
   let etcdProc: ChildProcess | undefined;
   let named: ChildProcess | undefined;
