@@ -94,7 +94,7 @@ function dnsEch(port: number): Promise<Uint8Array | undefined> {
 }
 const idsOf = (list: Uint8Array) => decodeECHConfigList(list).map((c) => ('configId' in c ? c.configId : -1));
 
-describe('fleet on a 3-member etcd cluster with three echgate instances', { skip, timeout: 480_000 }, () => {
+describe('fleet on a 3-member etcd cluster with three echgate instances', { skip, timeout: 900_000 }, () => {
   const base = mkdtempSync(join(tmpdir(), 'echgate-fleet-e2e-'));
   const members: Member[] = [];
   const instances: Instance[] = [];
