@@ -30,10 +30,10 @@ import { planPublishSettings } from './publish.js';
 export function etcdWhy(endpoints: readonly string[], err: unknown): EchgateError {
   if (isEchgateError(err)) return err;
   const m = (err instanceof Error ? err.message : String(err))
-    .replace(/\s*Resolution note:[^]*$/, '')
+    .replace(/\s*Resolution note:[\s\S]*$/, '')
     .trim()
     .replace(/\.$/, '')
-    .replace(/\. Last error: (?:Error: )?([^]*)$/, ' ($1)');
+    .replace(/\. Last error: (?:Error: )?([\s\S]*)$/, ' ($1)');
   return new EchgateError('ERR_FLEET', `etcd ${endpoints.join(',')} unreachable: ${m}`);
 }
 
