@@ -11,7 +11,9 @@
  * another instance is frozen (SIGSTOP, cut off from etcd): the rotation waits,
  * then another leader finishes it; one etcd member stopped; all stopped and
  * back (instances stay ready, report the store down, catch up); an instance
- * with the wrong KEK (ERR_KEK, nothing overwritten, not ready, the rotation
+ * cut off from etcd (its only endpoint stopped) past its membership lease (not
+ * ready by half of forgetAfter, the rotation waits until its membership runs
+ * out, no key it lacks named while it is ready); an instance with the wrong KEK (ERR_KEK, nothing overwritten, not ready, the rotation
  * goes on once it is drained).
  *
  * Schedules are seconds long (ECHGATE_ROTATION_SHORT=1).
@@ -29,7 +31,7 @@ import { connectOnce } from '../src/cli/connect.js';
 import { decodeMessage, encodeQuery, RRType } from '../src/wire/dns/message.js';
 import { decodeSvcb } from '../src/wire/dns/svcb.js';
 import { decodeECHConfigList } from '../src/wire/ech/config.js';
-import { generateKey } from '../src/keys/manager.js';
+import { generateKey, listKeys } from '../src/keys/manager.js';
 import { certFor, ROOT, serverFirstBackend, sleep } from '../test/helpers.js';
 
 const ETCD = '/usr/bin/etcd';
@@ -92,7 +94,7 @@ function dnsEch(port: number): Promise<Uint8Array | undefined> {
 }
 const idsOf = (list: Uint8Array) => decodeECHConfigList(list).map((c) => ('configId' in c ? c.configId : -1));
 
-describe('fleet on a 3-member etcd cluster with three echgate instances', { skip, timeout: 240_000 }, () => {
+describe('fleet on a 3-member etcd cluster with three echgate instances', { skip, timeout: 900_000 }, () => {
   const base = mkdtempSync(join(tmpdir(), 'echgate-fleet-e2e-'));
   const members: Member[] = [];
   const instances: Instance[] = [];
@@ -389,6 +391,70 @@ dns:
     const done = await waitDone(seq, 40_000);
     const recs = await instanceRecords();
     for (const i of running()) assert.ok(recs.get(i.id)?.keys.includes(done.configId), `${i.id} caught up`);
+    assert.deepEqual(results.failed, []);
+    assert.deepEqual(results.dnsSawNewBeforeAllHeld, []);
+  });
+
+  it('an instance cut off from etcd during a rotation (its only endpoint stopped): not ready by half of forgetAfter, the rotation waits for it until its membership lease runs out, DNS never names a key a ready instance lacks; it catches up when etcd returns', async () => {
+    await waitUntil('every member answering', clusterHealthy, 20_000, 200);
+    const m = members[2]!;
+    const p = await newInstance('i5');
+    extra.push(p);
+    // Its one and only etcd endpoint: the member about to be stopped (the others keep quorum and the rest of the fleet).
+    writeFileSync(p.config, configFor(p).replace(/endpoints: \[[^\]]*\]/, `endpoints: ["http://127.0.0.1:${m.client}"]`));
+    startInstance(p);
+    await waitUntil('i5 ready', async () => (await ready(p)).code === 200, 30_000, 200);
+    // A full member first: a rotation finished with i5 holding its key.
+    await waitDone((await rotation())!.seq, 40_000);
+    await waitUntil('i5 ready after the rotation', async () => (await ready(p)).code === 200, 20_000, 200);
+    const held = () => new Set(listKeys(join(p.dir, 'keys')).keys.filter((k) => k.meta.state !== 'retired' && k.file).map((k) => k.meta.configId));
+    const memberThere = async () => (await etcd.get(`${PREFIX}members/i5`).string()) !== null;
+    const cutAt = Date.now();
+    const seqAtCut = (await rotation())!.seq;
+    await stopMember(m);
+
+    const violations: string[] = [];
+    let sawWaiting = false;
+    let notReadyAt = 0;
+    let publishedWithout: Awaited<ReturnType<typeof rotation>>;
+    while (!publishedWithout && Date.now() - cutAt < 60_000) {
+      const r = await rotation();
+      const h = held();
+      if (r && r.seq > seqAtCut && r.step === 'staged' && r.waitingFor.includes('i5')) sawWaiting = true;
+      // Read after the rotation record: a member still there now was there when that record was written.
+      if (r && r.seq > seqAtCut && (r.step === 'publishing' || r.step === 'done') && !h.has(r.configId)) {
+        if (await memberThere()) violations.push(`rotation #${r.seq} ${r.step} config_id ${r.configId} while i5 (lacking it) is still a member`);
+        publishedWithout = r;
+      }
+      const rd = await ready(p);
+      if (rd.code !== 200 && !notReadyAt) notReadyAt = Date.now();
+      if (rd.code === 200) {
+        // A ready instance (a load balancer may send to it) holds every key any instance's DNS names.
+        for (const i of [...running(), p]) {
+          const list = await dnsEch(i.dnsPort);
+          for (const id of list ? idsOf(list) : []) if (!h.has(id)) violations.push(`${i.id} DNS names config_id ${id}; i5 is ready and holds ${[...h].join(',')}`);
+        }
+      } else {
+        // Not ready: its embedded DNS answers without ech= rather than with a list that may be out of date.
+        if (await dnsEch(p.dnsPort)) violations.push('i5 not ready but its DNS still gives ech=');
+      }
+      await sleep(150);
+    }
+    assert.deepEqual(violations, []);
+    assert.ok(publishedWithout, 'the rotation went on without i5 once its membership ran out');
+    assert.ok(sawWaiting, 'the rotation staged during the cut waited for i5 (waitingFor)');
+    assert.ok(notReadyAt > 0, 'i5 reported itself not ready');
+    assert.match((await ready(p)).body, /fleet store unreachable/);
+    assert.equal(await metric(p, 'echgate_fleet_store_up'), 0);
+    // etcd returns: i5 registers again, copies the keys it missed, is ready, and holds the published key.
+    startMember(m, 'existing');
+    await waitUntil('i5 ready again', async () => (await ready(p)).code === 200, 40_000, 200);
+    const recs = await instanceRecords();
+    const states = await keyStates();
+    for (const [id, st] of states) if (st === 'active') assert.ok(recs.get('i5')?.keys.includes(id), `i5 holds active config_id ${id}`);
+    assert.ok(await dnsEch(p.dnsPort), 'i5 names ech= again');
+    p.proc!.kill('SIGTERM');
+    await new Promise((r) => p.proc!.once('exit', r));
     assert.deepEqual(results.failed, []);
     assert.deepEqual(results.dnsSawNewBeforeAllHeld, []);
   });

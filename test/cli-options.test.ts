@@ -36,7 +36,7 @@ const typo = (name: string) => name.slice(0, Math.floor(name.length / 2)) + name
 /** Arguments each command needs besides options, so that only the option is wrong. */
 const POSITIONALS: Record<string, string[]> = { inspect: ['-'], connect: ['127.0.0.1:1'], resolve: ['example.test'], check: [], convert: [] };
 
-const EXPECTED = ['serve', 'check', 'convert', 'inspect', 'connect', 'resolve', 'publish', 'keys generate', 'keys list', 'keys rotate', 'keys retire', 'keys export', 'keys adopt', 'fleet status'];
+const EXPECTED = ['serve', 'check', 'convert', 'inspect', 'connect', 'resolve', 'publish', 'keys generate', 'keys list', 'keys rotate', 'keys retire', 'keys export', 'keys adopt', 'fleet status', 'fleet import'];
 
 describe('every command: a misspelt option is refused (exit 2, named, with the closest valid one); --help exits 0', () => {
   it('the command list is the one tested', () => {

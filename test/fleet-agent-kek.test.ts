@@ -20,6 +20,7 @@ import { FleetLeader } from '../src/fleet/leader.js';
 import { K, type KeyRecordJson } from '../src/fleet/records.js';
 import { generateKey, makeKey } from '../src/keys/manager.js';
 import { sealPrivateKey } from '../src/keys/sealed.js';
+import { sleep } from './helpers.js';
 
 const PREFIX = 'echgate/';
 const FLEET_KEK = new Uint8Array(32).fill(7);
@@ -203,10 +204,11 @@ describe('fleet agent with the wrong key-encryption key (docs/fleet.md failures,
       await agent.stop();
     }
   });
-  it('a leader with the wrong KEK writes nothing and logs ERR_KEK once, not every tick', async () => {
+  it('a leader with the wrong KEK writes nothing, resigns (another instance leads), logs ERR_KEK once, and stands again only once the keys open', async () => {
     const e = fakeEtcd();
     e.kv.set(PREFIX + K.key(11), JSON.stringify(sealedRecord(FLEET_KEK, 11).rec));
     const lines: string[] = [];
+    const leaderGauge: number[] = [];
     const leader = new FleetLeader({
       id: 'i4',
       cfg: { endpoints: ['http://127.0.0.1:1'], prefix: PREFIX, kek: { env: 'UNUSED' }, ...STORE_DEFAULTS },
@@ -214,19 +216,42 @@ describe('fleet agent with the wrong key-encryption key (docs/fleet.md failures,
       client: e.client,
       store: new EtcdKeyStore(e.client, PREFIX, WRONG_KEK),
       log: pino({ level: 'debug' }, { write: (s: string) => void lines.push(s) }),
+      gauges: { set: (n, v) => (n === 'leader' ? void leaderGauge.push(v) : undefined) },
       syncLocal: async () => {},
       publish: async () => {},
       tickMs: 5,
+      kekRetryMs: 10,
     });
-    // As if elected (the election needs etcd): a fence, leading, the first look now.
-    const l = leader as unknown as { fence: string; leading: boolean; tick(ms: number): void };
+    // As if elected (the election needs etcd): a campaign whose resign() is seen, a fence, leading, the first look now.
+    let resigned = 0;
+    let stood = 0;
+    const campaign = { resign: async () => void resigned++, removeAllListeners() {}, on() {} };
+    const l = leader as unknown as { fence?: string; leading: boolean; campaign?: unknown; tick(ms: number): void; start(): void };
+    l.campaign = campaign;
     l.fence = `${PREFIX}leader/x`;
     l.leading = true;
-    l.tick(0);
-    await new Promise((r) => setTimeout(r, 200));
-    await leader.stop();
-    const kek = lines.filter((x) => /ERR_KEK/.test(x));
-    assert.equal(kek.length, 1, kek.join(''));
-    assert.deepEqual(e.puts, [], 'nothing written');
+    l.start = () => void stood++; // what the election would do: stand again
+    try {
+      l.tick(0);
+      await sleep(200); // ~20 re-reads of the keys while resigned
+      assert.equal(resigned, 1, 'resigned its campaign');
+      assert.equal(leader.leading, false);
+      assert.equal(leader.benched, true);
+      assert.equal(l.fence, undefined, 'no fence left to write with');
+      assert.equal(leaderGauge.at(-1), 0);
+      assert.equal(stood, 0, 'does not stand again while the keys do not open');
+      const kek = lines.filter((x) => /ERR_KEK/.test(x));
+      assert.equal(kek.length, 1, kek.join(''));
+      assert.match(kek[0]!, /resigning leadership/);
+      assert.deepEqual(e.puts, [], 'nothing written');
+      // The fleet re-keyed to this instance's KEK (or its KEK fixed): the next re-read opens, it stands again.
+      e.kv.set(PREFIX + K.key(11), JSON.stringify(sealedRecord(WRONG_KEK, 11).rec));
+      await sleep(100);
+      assert.equal(stood, 1);
+      assert.equal(leader.benched, false);
+      assert.ok(lines.some((x) => /standing for leader/.test(x)));
+    } finally {
+      await leader.stop();
+    }
   });
 });

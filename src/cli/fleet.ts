@@ -7,6 +7,9 @@
  * - `echgate fleet status`: instances, the keys each holds, the leader, the
  *   configuration revision and the rotation step, read from etcd (the KEK is
  *   not needed: nothing is decrypted).
+ * - `echgate fleet import`: seal a key folder into an empty prefix before the
+ *   fleet's first start (the first leader does the same on its own when etcd
+ *   holds no key; the command makes the choice of folder explicit).
  */
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
@@ -22,6 +25,17 @@ import { type Args, type CommandSpec, flag, has, str, text } from './args.js';
 import type { Command } from './command.js';
 import { loadConfigFile } from './config-file.js';
 import { planPublishSettings } from './publish.js';
+
+/** An etcd3/gRPC failure as one readable line (the client appends an empty "Resolution note"). */
+export function etcdWhy(endpoints: readonly string[], err: unknown): EchgateError {
+  if (isEchgateError(err)) return err;
+  const m = (err instanceof Error ? err.message : String(err))
+    .replace(/\s*Resolution note:[\s\S]*$/, '')
+    .trim()
+    .replace(/\.$/, '')
+    .replace(/\. Last error: (?:Error: )?([\s\S]*)$/, ' ($1)');
+  return new EchgateError('ERR_FLEET', `etcd ${endpoints.join(',')} unreachable: ${m}`);
+}
 
 /** This instance's name in the fleet: $ECHGATE_INSTANCE, else the host name (a Kubernetes pod's name). */
 export function instanceId(env: NodeJS.ProcessEnv = process.env): string {
@@ -115,7 +129,12 @@ export const fleetStatusSpec: CommandSpec = {
 export interface FleetStatus {
   prefix: string;
   leader: string | null;
-  configRevision: string | null;
+  /**
+   * The configuration revisions the live instances run, most common first: the etcd revision of the
+   * configuration in force with providers.etcd, else a hash of the configuration file (serve.ts). More than
+   * one: a change is still being applied, or some instance refused it (its log says why).
+   */
+  configRevisions: { revision: string; instances: string[] }[];
   keys: { configId: number; state: string; publicName: string; created: string; notAfter?: string }[];
   members: string[];
   instances: InstanceRecord[];
@@ -131,33 +150,34 @@ export async function readFleetStatus(cfg: Config): Promise<FleetStatus> {
     const ns = client.namespace(e.prefix);
     const deadline = new Promise<never>((_, rej) => setTimeout(() => rej(new EchgateError('ERR_FLEET', `etcd ${e.endpoints.join(',')} did not answer within 5s`)), 5000).unref());
     const read = async (): Promise<FleetStatus> => {
-      const [keys, members, inst, rot, rev, leader] = await Promise.all([
+      const [keys, members, inst, rot, leader] = await Promise.all([
         client.getAll().prefix(e.prefix + K.keys).strings(),
         client.getAll().prefix(e.prefix + K.members).keys(),
         client.getAll().prefix(e.prefix + K.instances).strings(),
         client.get(e.prefix + K.rotation).string(),
-        client.get(e.prefix + K.configRevision).string(),
         ns.election(K.election).leader(),
       ]);
+      const instances = Object.entries(inst)
+        .map(([k, v]) => parseJson<InstanceRecord>(v, k)!)
+        .sort((a, b) => a.id.localeCompare(b.id));
+      const byRev = new Map<string, string[]>();
+      for (const i of instances) byRev.set(i.configRevision, [...(byRev.get(i.configRevision) ?? []), i.id]);
       return {
         prefix: e.prefix,
         leader: leader ?? null,
-        configRevision: rev,
+        configRevisions: [...byRev].map(([revision, ids]) => ({ revision, instances: ids })).sort((a, b) => b.instances.length - a.instances.length || a.revision.localeCompare(b.revision)),
         keys: Object.entries(keys).map(([k, v]) => {
           const m = parseJson<{ meta: FleetStatus['keys'][number] }>(v, k)!.meta;
           return { configId: m.configId, state: m.state, publicName: m.publicName, created: m.created, ...(m.notAfter ? { notAfter: m.notAfter } : {}) };
         }),
         members: members.map((k) => k.slice((e.prefix + K.members).length)).sort(),
-        instances: Object.entries(inst)
-          .map(([k, v]) => parseJson<InstanceRecord>(v, k)!)
-          .sort((a, b) => a.id.localeCompare(b.id)),
+        instances,
         rotation: parseJson<RotationRecord>(rot, K.rotation) ?? null,
       };
     };
     return await Promise.race([read(), deadline]);
   } catch (err) {
-    if (isEchgateError(err)) throw err;
-    throw new EchgateError('ERR_FLEET', `etcd ${e.endpoints.join(',')}: ${(err as Error).message}`);
+    throw etcdWhy(e.endpoints, err);
   } finally {
     client.close();
   }
@@ -165,7 +185,9 @@ export async function readFleetStatus(cfg: Config): Promise<FleetStatus> {
 
 export function formatFleetStatus(s: FleetStatus): string {
   const lines: string[] = [];
-  lines.push(`fleet ${s.prefix}  leader: ${s.leader ?? '(none)'}  configuration revision: ${s.configRevision ?? '(not set)'}`);
+  const revs = s.configRevisions;
+  const rev = revs.length === 0 ? '(no live instance)' : revs.length === 1 ? revs[0]!.revision : `DIFFER: ${revs.map((r) => `${r.revision} on ${r.instances.join(',')}`).join('; ')}`;
+  lines.push(`fleet ${s.prefix}  leader: ${s.leader ?? '(none)'}  configuration revision: ${rev}`);
   const r = s.rotation;
   lines.push(
     r
@@ -186,9 +208,56 @@ export function formatFleetStatus(s: FleetStatus): string {
 export async function fleetStatusCommand(a: Args, out: (s: string) => void): Promise<number> {
   const f = str(a, 'config');
   if (!f) throw new EchgateError('ERR_USAGE', 'fleet status needs --config FILE (see: echgate fleet status --help)');
-  const s = await readFleetStatus(loadConfigFile(f));
+  const cfg = loadConfigFile(f);
+  if (!cfg.ech?.store?.etcd) throw new EchgateError('ERR_USAGE', `${f} has no ech.store.etcd: not a fleet`);
+  const s = await readFleetStatus(cfg);
   out(has(a, 'json') ? `${JSON.stringify(s, null, 2)}\n` : formatFleetStatus(s));
   return 0;
 }
 
-export const fleetCommands: Record<string, Command> = { status: { spec: fleetStatusSpec, run: fleetStatusCommand } };
+export const fleetImportSpec: CommandSpec = {
+  name: 'fleet import',
+  summary: "seal a key folder's keys into an empty etcd prefix (before the fleet's first start); never overwrites a key in etcd",
+  options: {
+    config: text('FILE', 'the configuration file naming ech.store.etcd and its KEK (required)'),
+    from: text('DIR', 'the key folder to import (default: ech.keysDir of the configuration)'),
+  },
+  notes: 'Refused (exit 1, ERR_KEYSTORE) when the prefix already holds any key record: a fleet that has keys keeps them.',
+};
+
+export async function fleetImportCommand(a: Args, out: (s: string) => void): Promise<number> {
+  const f = str(a, 'config');
+  if (!f) throw new EchgateError('ERR_USAGE', 'fleet import needs --config FILE (see: echgate fleet import --help)');
+  const cfg = loadConfigFile(f);
+  const e = cfg.ech?.store?.etcd;
+  if (!e) throw new EchgateError('ERR_USAGE', `${f} has no ech.store.etcd: not a fleet`);
+  const from = resolve(str(a, 'from') ?? cfg.ech!.keysDir);
+  const { EtcdKeyStore, openEtcd, readKek } = await import('../fleet/etcd-store.js');
+  const { importable } = await import('../fleet/leader.js');
+  const kek = readKek(e);
+  const keys = importable(from);
+  if (!keys.some((k) => k.meta.state !== 'retired')) throw new EchgateError('ERR_KEYSTORE', `${from} holds no key to import (generate one with echgate keys generate)`);
+  const client = openEtcd(e);
+  try {
+    const store = new EtcdKeyStore(client, e.prefix, kek, e.endpoints);
+    const deadline = new Promise<never>((_, rej) => setTimeout(() => rej(new EchgateError('ERR_FLEET', `etcd ${e.endpoints.join(',')} did not answer within 5s`)), 5000).unref());
+    const run = async () => {
+      const there = await store.metas();
+      if (there.length) throw new EchgateError('ERR_KEYSTORE', `${store.where} already holds config_id ${there.map((m) => m.configId).join(', ')}: nothing imported (a fleet that has keys keeps them)`);
+      await store.createAll(keys); // each key only where etcd holds none (Version == 0), all or nothing
+    };
+    await Promise.race([run(), deadline]).catch((err) => {
+      throw etcdWhy(e.endpoints, err);
+    });
+  } finally {
+    for (const k of keys) k.privateKey?.fill(0);
+    client.close();
+  }
+  for (const k of keys) out(`imported config_id ${k.meta.configId} (${k.meta.state}, ${k.meta.publicName})${k.meta.state === 'retired' ? ' as retired metadata' : ', private key sealed with the KEK'}\n`);
+  return 0;
+}
+
+export const fleetCommands: Record<string, Command> = {
+  status: { spec: fleetStatusSpec, run: fleetStatusCommand },
+  import: { spec: fleetImportSpec, run: fleetImportCommand },
+};

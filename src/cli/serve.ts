@@ -159,7 +159,7 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
   let rotation: RotationScheduler | undefined = rotates ? startRotation(cfg, { log, metrics: gw.metrics }) : undefined;
   // Fleet: register, copy the keys from etcd into the key folder, acknowledge them, answer GET /ready (docs/fleet.md).
   let fleet: FleetMember | undefined;
-  // The revision this instance runs (compared with the fleet's config/revision): with providers.etcd, the etcd
+  // The revision this instance runs (in its instance record; `fleet status` lists them): with providers.etcd, the etcd
   // revision of the configuration in force; else a hash of the file.
   const revision = (c: Config) => sources?.describe(c).revision ?? (file ? createHash('sha256').update(readFileSync(file)).digest('hex').slice(0, 12) : 'demo');
   let configRevision = revision(cfg);

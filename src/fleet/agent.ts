@@ -63,11 +63,12 @@ export class FleetAgent {
 
   storeUp = false;
   lastContact = 0;
+  /** Last successful full read of keys and rotation (the readiness clock). */
+  lastSynced = 0;
   synced = false;
   error?: string;
   fleetKeys: KeyMeta[] = [];
   rotation?: RotationRecord;
-  wantedRevision?: string;
   held = new Set<number>();
   readonly stagedSeen = new Map<number, number>();
   private notReadySince?: number;
@@ -92,8 +93,7 @@ export class FleetAgent {
     });
     const w1 = this.o.client.watch().prefix(this.abs(K.keys));
     const w2 = this.o.client.watch().key(this.abs(K.rotation));
-    const w3 = this.o.client.watch().key(this.abs(K.configRevision));
-    for (const b of [w1, w2, w3]) {
+    for (const b of [w1, w2]) {
       b.create()
         .then((w) => {
           if (this.stopped) return void w.cancel();
@@ -106,7 +106,8 @@ export class FleetAgent {
         })
         .catch(() => {}); // etcd down at start: the resync timer reads it all
     }
-    const resync = this.o.resyncMs ?? Math.min(30_000, 3 * this.o.cfg.leaseTtlMs);
+    // Readiness lapses when the last full read is older than forgetAfter / 2 (records.ts readiness()): re-read well within it.
+    const resync = this.o.resyncMs ?? Math.min(30_000, 3 * this.o.cfg.leaseTtlMs, Math.floor(this.o.cfg.forgetAfterMs / 6));
     this.timers.push(setInterval(() => this.sync(), resync).unref());
     // Readiness moves with time (ackTimeout, store down too long): re-evaluated each second, written on change.
     this.timers.push(setInterval(() => void this.report().catch(() => {}), 1000).unref());
@@ -212,15 +213,10 @@ export class FleetAgent {
     if (this.stopped) return;
     let records: Awaited<ReturnType<EtcdKeyStore['load']>>;
     try {
-      const [recs, rot, rev] = await Promise.all([
-        this.o.store.load(),
-        this.o.client.get(this.abs(K.rotation)).string(),
-        this.o.client.get(this.abs(K.configRevision)).string(),
-      ]);
-      this.traffic.reads += 3;
+      const [recs, rot] = await Promise.all([this.o.store.load(), this.o.client.get(this.abs(K.rotation)).string()]);
+      this.traffic.reads += 2;
       records = recs;
       this.rotation = parseJson<RotationRecord>(rot, K.rotation);
-      this.wantedRevision = rev ?? undefined;
       this.contact();
     } catch (e) {
       if (isEchgateError(e) && e.code === 'ERR_KEK') {
@@ -249,6 +245,7 @@ export class FleetAgent {
       }
       this.held = new Set(this.o.hooks.reloadKeys());
       this.synced = true;
+      this.lastSynced = now;
     } catch (e) {
       const reason = `the key folder could not take the fleet's keys: ${why(e)}`;
       if (before !== reason) this.o.log.error({ fleet: this.id, err: why(e) }, 'fleet keys could not be copied into the key folder');
@@ -264,15 +261,13 @@ export class FleetAgent {
     return readiness({
       now: this.now(),
       synced: this.synced,
-      lastContact: this.lastContact,
+      lastSynced: this.lastSynced,
       storeUp: this.storeUp,
       fleetKeys: this.fleetKeys,
       rotation: this.rotation,
       stagedSeen: this.stagedSeen,
       held: this.held,
       error: this.error,
-      configRevision: this.o.hooks.configRevision(),
-      wantedRevision: this.wantedRevision,
       ackTimeoutMs: this.o.cfg.ackTimeoutMs,
       forgetAfterMs: this.o.cfg.forgetAfterMs,
     });

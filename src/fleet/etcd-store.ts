@@ -100,15 +100,32 @@ export class EtcdKeyStore implements KeyStore {
   }
 
   async create(k: NewKey, fence?: Fence, extra: { key: string; value: string }[] = []): Promise<void> {
+    await this.createAll([k], fence, extra);
+  }
+
+  /**
+   * Write keys in one transaction, each only where no record with its config_id exists (Version == 0): a
+   * key already in etcd is never overwritten, and either every key is written or none. A record without a
+   * private key (retired metadata) is written as retired, so its config_id is never reused.
+   */
+  async createAll(ks: readonly KeyRecord[], fence?: Fence, extra: { key: string; value: string }[] = []): Promise<void> {
     // Never mix KEKs: a key sealed with ours beside keys sealed with another would split the fleet.
     const other = (await this.raw()).find((r) => r.sealed && r.sealed.kek !== this.myKek);
     if (other) throw new EchgateError('ERR_KEK', `config_id ${other.meta.configId} in etcd is sealed with key-encryption key ${other.sealed!.kek}, this instance has ${this.myKek}: wrong KEK, nothing written`);
-    const rec: KeyRecordJson = { meta: k.meta, echConfigList: b64(k.echConfigList), sealed: sealPrivateKey(this.kek, k.meta.configId, k.echConfigList, k.privateKey) };
-    const key = this.abs(K.key(k.meta.configId));
-    let t = this.client.if(key, 'Version', '==', 0);
-    if (fence) t = t.and(fence, 'Create', '>', 0);
-    const r = await t.then(this.client.put(key).value(JSON.stringify(rec)), ...extra.map((e) => this.client.put(this.abs(e.key)).value(e.value))).commit();
-    if (!r.succeeded) throw new EchgateError('ERR_KEYSTORE', `config_id ${k.meta.configId} is already in etcd${fence ? ', or this instance no longer leads' : ''}`);
+    if (ks.length === 0) return;
+    const puts = [];
+    let t = fence ? this.client.if(fence, 'Create', '>', 0) : undefined;
+    for (const k of ks) {
+      const rec: KeyRecordJson =
+        k.privateKey && k.echConfigList && k.meta.state !== 'retired'
+          ? { meta: k.meta, echConfigList: b64(k.echConfigList), sealed: sealPrivateKey(this.kek, k.meta.configId, k.echConfigList, k.privateKey) }
+          : { meta: { ...k.meta, state: 'retired' } };
+      const key = this.abs(K.key(k.meta.configId));
+      t = t ? t.and(key, 'Version', '==', 0) : this.client.if(key, 'Version', '==', 0);
+      puts.push(this.client.put(key).value(JSON.stringify(rec)));
+    }
+    const r = await t!.then(...puts, ...extra.map((e) => this.client.put(this.abs(e.key)).value(e.value))).commit();
+    if (!r.succeeded) throw new EchgateError('ERR_KEYSTORE', `config_id ${ks.map((k) => k.meta.configId).join(', ')}: already in etcd${fence ? ', or this instance no longer leads' : ''}; nothing written`);
   }
 
   /** Replace metadata (and write `extra` puts) in one transaction: all or nothing. */

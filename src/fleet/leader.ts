@@ -23,6 +23,7 @@ import type { Logger } from 'pino';
 import type { RotationConfig } from '../config/types.js';
 import type { EtcdStoreConfig } from '../config/store.js';
 import { EchgateError, isEchgateError } from '../errors.js';
+import type { KeyRecord } from '../keys/keystore.js';
 import { KeyDir, type KeyMeta } from '../keys/store.js';
 import { makeKey } from '../keys/manager.js';
 import { planRotation } from '../keys/schedule.js';
@@ -46,9 +47,19 @@ export interface LeaderOptions {
   gauges?: FleetGauges;
   /** How often the leader looks at etcd (default 1 s). */
   tickMs?: number;
+  /** After resigning because the keys do not open with this KEK: how often it re-reads them before standing again (default max(5 s, leaseTtl)). */
+  kekRetryMs?: number;
   now?: () => number;
   /** Counted etcd requests (the simulation). */
   traffic?: { reads: number; writes: number };
+}
+
+/** The keys of a folder worth importing into an empty fleet: usable keys with their private keys, and retired config_ids. */
+export function importable(dir: string): KeyRecord[] {
+  return new KeyDir(dir)
+    .load()
+    .keys.filter((k) => k.meta.state === 'retired' || (k.privateKey && k.echConfigList && k.meta.state !== 'pending'))
+    .map((k) => (k.meta.state === 'retired' ? { meta: k.meta } : { meta: k.meta, privateKey: k.privateKey, echConfigList: k.echConfigList }));
 }
 
 const why = (e: unknown) => (isEchgateError(e) ? `${e.message} [${e.code}]` : e instanceof Error ? e.message : String(e));
@@ -63,8 +74,11 @@ export class FleetLeader {
   private running: Promise<void> = Promise.resolve();
   private reported = new Set<string>();
   private kekFailure?: string;
+  private kekProbe?: NodeJS.Timeout;
   private readonly now: () => number;
   leading = false;
+  /** Resigned because the fleet's keys do not open with this instance's KEK: not campaigning until they do. */
+  benched = false;
 
   constructor(private readonly o: LeaderOptions) {
     this.now = o.now ?? Date.now;
@@ -75,7 +89,7 @@ export class FleetLeader {
   }
 
   start(): void {
-    if (this.stopped) return;
+    if (this.stopped || this.campaign || this.benched) return;
     const election = this.o.client.namespace(this.o.cfg.prefix).election(K.election, Math.ceil(this.o.cfg.leaseTtlMs / 1000));
     const c = election.campaign(this.o.id);
     this.campaign = c;
@@ -118,16 +132,61 @@ export class FleetLeader {
           this.kekFailure = undefined;
         })
         .catch((e) => {
-          // A wrong KEK does not heal by retrying each tick: logged once per distinct failure (ids, never key material).
-          if (isEchgateError(e) && e.code === 'ERR_KEK') {
-            if (this.kekFailure === e.message) return;
-            this.kekFailure = e.message;
-          }
+          // A leader whose KEK does not open the fleet's keys can neither stage, flip nor retire: it steps aside.
+          if (isEchgateError(e) && e.code === 'ERR_KEK') return this.resignForKek(e);
           this.o.log.error({ fleet: this.o.id, err: why(e) }, 'fleet leader: step failed; trying again');
         })
         .finally(() => this.tick(this.o.tickMs ?? 1000));
     }, inMs);
     this.timer.unref();
+  }
+
+  /**
+   * The keys in etcd do not open with this instance's KEK (or this KEK would seal a key beside keys sealed
+   * with another): every rotation step would fail, so this instance resigns and the next candidate leads.
+   * It stands again only once a re-read of the keys opens (KEK fixed and reloaded, or the prefix re-keyed).
+   * Logged once per distinct failure (config_ids and KEK ids, never key material).
+   */
+  private async resignForKek(e: EchgateError): Promise<void> {
+    if (this.kekFailure !== e.message) {
+      this.o.log.error({ fleet: this.o.id, err: why(e) }, "fleet leader: the fleet's keys do not open with this instance's key-encryption key: resigning leadership (another instance rotates); nothing written");
+    }
+    this.kekFailure = e.message;
+    this.benched = true;
+    this.leading = false;
+    this.fence = undefined;
+    clearTimeout(this.timer);
+    this.o.gauges?.set('leader', 0);
+    const c = this.campaign;
+    this.campaign = undefined;
+    if (c) {
+      c.removeAllListeners();
+      c.on('error', () => {});
+      await Promise.race([c.resign().catch(() => {}), new Promise((r) => setTimeout(r, 1000).unref())]);
+    }
+    this.probeKek();
+  }
+
+  private probeKek(): void {
+    if (this.stopped) return;
+    clearTimeout(this.kekProbe);
+    this.kekProbe = setTimeout(async () => {
+      try {
+        const keys = await this.o.store.load();
+        for (const k of keys) k.privateKey?.fill(0);
+      } catch (e) {
+        if (isEchgateError(e) && e.code === 'ERR_KEK' && this.kekFailure !== e.message) {
+          this.kekFailure = e.message;
+          this.o.log.error({ fleet: this.o.id, err: why(e) }, "fleet leader: the fleet's keys still do not open with this instance's key-encryption key: not standing for leader");
+        }
+        return this.probeKek(); // ERR_KEK again, or etcd unreachable: look again later
+      }
+      this.benched = false;
+      this.kekFailure = undefined;
+      this.o.log.info({ fleet: this.o.id }, "fleet leader: the fleet's keys open with this instance's key-encryption key again: standing for leader");
+      this.start();
+    }, this.o.kekRetryMs ?? Math.max(5000, this.o.cfg.leaseTtlMs));
+    this.kekProbe.unref();
   }
 
   private count(kind: 'reads' | 'writes', n = 1): void {
@@ -164,14 +223,17 @@ export class FleetLeader {
     if (plan.rotateAt !== undefined && plan.rotateAt <= now) await this.stage(metas, rot, plan.publicName!, now);
   }
 
-  /** A fleet's first start: the leader's key folder is imported, sealed; else a key is made for rotation.publicName. */
+  /**
+   * A fleet's first start: the leader's key folder is imported (private keys sealed; retired config_ids as
+   * metadata so they are never reused), in one transaction that writes only where etcd holds nothing; else
+   * a key is made for rotation.publicName. `echgate fleet import` does the same before any instance starts.
+   */
   private async bootstrap(): Promise<void> {
-    const local = this.o.importFrom ? new KeyDir(this.o.importFrom).load().keys.filter((k) => k.privateKey && k.echConfigList && k.meta.state !== 'pending' && k.meta.state !== 'retired') : [];
-    if (local.length) {
-      for (const k of local) {
-        this.count('writes');
-        await this.o.store.create({ privateKey: k.privateKey!, echConfigList: k.echConfigList!, meta: k.meta }, this.fence);
-      }
+    const local = this.o.importFrom ? importable(this.o.importFrom) : [];
+    if (local.some((k) => k.meta.state !== 'retired')) {
+      this.count('writes');
+      await this.o.store.createAll(local, this.fence);
+      for (const k of local) k.privateKey?.fill(0);
       this.o.log.info({ fleet: this.o.id, keys: local.map((k) => k.meta.configId), from: this.o.importFrom }, 'fleet: etcd held no key; imported the key folder (private keys sealed with the KEK)');
       return;
     }
@@ -306,6 +368,7 @@ export class FleetLeader {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
+    clearTimeout(this.kekProbe);
     await this.running;
     const c = this.campaign;
     this.campaign = undefined;

@@ -8,7 +8,6 @@
  *   members/<id>    an instance, on a long lease (forgetAfter): "may be serving, wait for it"
  *   instances/<id>  an instance, on a short lease (leaseTtl): address, keys held, ready, config revision
  *   election/...    the leader election (etcd3's Election recipe)
- *   config/revision the configuration revision every instance must run (set by a configuration provider)
  *
  * readiness(): may this instance take connections (GET /ready)?
  * decidePublish(): may the leader let DNS name the staged key?
@@ -28,7 +27,6 @@ export const K = {
   instance: (id: string) => `instances/${id}`,
   instances: 'instances/',
   election: 'leader',
-  configRevision: 'config/revision',
 } as const;
 
 export interface KeyRecordJson {
@@ -91,8 +89,8 @@ export interface ReadinessInput {
   now: number;
   /** A sync with etcd succeeded at least once since start (or the local copy was loaded). */
   synced: boolean;
-  /** Last successful exchange with etcd (ms). */
-  lastContact: number;
+  /** Last successful full read of the fleet's keys and rotation from etcd (ms). */
+  lastSynced: number;
   storeUp: boolean;
   /** The fleet's keys as last read from etcd. */
   fleetKeys: readonly KeyMeta[];
@@ -102,8 +100,6 @@ export interface ReadinessInput {
   held: ReadonlySet<number>;
   /** A KEK or store error that stops this instance from holding the fleet's keys. */
   error?: string;
-  configRevision: string;
-  wantedRevision?: string;
   ackTimeoutMs: number;
   forgetAfterMs: number;
 }
@@ -111,16 +107,20 @@ export interface ReadinessInput {
 /**
  * 200 only when this instance holds every key DNS may name or clients may
  * still use (active and unexpired decrypt-only keys), every staged key it has
- * known for longer than ackTimeout, and the configuration revision the fleet
- * runs. When etcd is unreachable it keeps answering from what it last read,
- * for half of forgetAfter: after that the leader may stop waiting for it
- * (its membership lease runs out at forgetAfter), so it must be drained.
+ * known for longer than ackTimeout. When etcd is unreachable it keeps
+ * answering from what it last read, for half of forgetAfter: after that the
+ * leader may stop waiting for it (its membership lease runs out at
+ * forgetAfter), so it must be drained. The clock is the last full read, not
+ * the last keep-alive: an instance that was frozen (SIGSTOP, a paused VM)
+ * past that point is not ready on waking until it has read etcd again, even
+ * though it has not yet noticed any failure.
  */
 export function readiness(x: ReadinessInput): { ready: boolean; reason: string } {
   if (x.error) return { ready: false, reason: x.error };
   if (!x.synced) return { ready: false, reason: 'not yet synced with the fleet store' };
-  if (!x.storeUp && x.now - x.lastContact > x.forgetAfterMs / 2) {
-    return { ready: false, reason: `fleet store unreachable for ${Math.round((x.now - x.lastContact) / 1000)}s (over half of forgetAfter): the fleet may rotate without this instance` };
+  if (x.now - x.lastSynced > x.forgetAfterMs / 2) {
+    const ago = Math.round((x.now - x.lastSynced) / 1000);
+    return { ready: false, reason: x.storeUp ? `keys last read from the fleet store ${ago}s ago (over half of forgetAfter): the fleet may have rotated without this instance` : `fleet store unreachable for ${ago}s (over half of forgetAfter): the fleet may rotate without this instance` };
   }
   const missing: number[] = [];
   const late: number[] = [];
@@ -132,7 +132,6 @@ export function readiness(x: ReadinessInput): { ready: boolean; reason: string }
   }
   if (missing.length) return { ready: false, reason: `does not hold config_id ${missing.join(', ')} (active or in grace)` };
   if (late.length) return { ready: false, reason: `did not acknowledge staged config_id ${late.join(', ')} within ackTimeout` };
-  if (x.wantedRevision !== undefined && x.wantedRevision !== x.configRevision) return { ready: false, reason: `configuration revision ${x.configRevision}, the fleet runs ${x.wantedRevision}` };
   return { ready: true, reason: x.storeUp ? 'holds the current keys' : 'fleet store unreachable: serving the keys it holds' };
 }
 

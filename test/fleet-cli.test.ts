@@ -1,0 +1,91 @@
+/**
+ * `echgate fleet status` and `echgate fleet import` refuse what they cannot
+ * do with a clear message and the documented exit code (docs/cli.md: 2 usage,
+ * 1 failure): no --config, a stray argument, a configuration that is not a
+ * fleet, no KEK, nothing to import, etcd not answering. The paths that reach
+ * a real etcd are in test-e2e/fleet-faults.test.ts.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { freePort } from '../src/cli/free-port.js';
+import { ROOT } from './helpers.js';
+
+const run = promisify(execFile);
+async function echgate(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const r = await run('node', [join(ROOT, 'bin', 'echgate.js'), ...args], { timeout: 20_000 });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (e) {
+    const x = e as { code: number; stdout: string; stderr: string };
+    return { code: x.code, stdout: x.stdout, stderr: x.stderr };
+  }
+}
+
+describe('echgate fleet status / fleet import: bad options and unreachable etcd → clear errors', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'echgate-fleet-cli-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const keys = join(dir, 'keys');
+  mkdirSync(keys, { mode: 0o700 });
+  // A port nothing listens on (taken free, then released): etcd "down".
+  const closed = await freePort();
+  const fleet = join(dir, 'fleet.yml');
+  writeFileSync(
+    fleet,
+    `entryPoints: { websecure: { address: "127.0.0.1:0" } }\nech:\n  keysDir: ${JSON.stringify(keys)}\n  store:\n    etcd:\n      endpoints: ["http://127.0.0.1:${closed}"]\n      kek: { file: ${JSON.stringify(join(dir, 'kek'))} }\n`,
+  );
+  const plain = join(dir, 'plain.yml');
+  writeFileSync(plain, 'entryPoints: { websecure: { address: "127.0.0.1:0" } }\n');
+
+  for (const cmd of ['status', 'import']) {
+    it(`fleet ${cmd} without --config: exit 2, names the option`, async () => {
+      const r = await echgate(['fleet', cmd]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, new RegExp(`fleet ${cmd} needs --config FILE .*\\[ERR_USAGE\\]`));
+    });
+    it(`fleet ${cmd} with a stray argument: exit 2`, async () => {
+      const r = await echgate(['fleet', cmd, '--config', fleet, 'extra']);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, /takes no argument "extra"/);
+    });
+    it(`fleet ${cmd} with a configuration without ech.store.etcd: exit 2, "not a fleet"`, async () => {
+      const r = await echgate(['fleet', cmd, '--config', plain]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, /has no ech\.store\.etcd: not a fleet \[ERR_USAGE\]/);
+    });
+    it(`fleet ${cmd} with a configuration file that does not exist: exit 1, names the file`, async () => {
+      const r = await echgate(['fleet', cmd, '--config', join(dir, 'nope.yml')]);
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /nope\.yml/);
+    });
+  }
+
+  it('fleet import without the KEK file: exit 1, ERR_KEK, before any etcd request', async () => {
+    const r = await echgate(['fleet', 'import', '--config', fleet]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /ech\.store\.etcd\.kek\.file .*kek.*\[ERR_KEK\]/);
+  });
+
+  it('fleet import of an empty key folder: exit 1, ERR_KEYSTORE, nothing to import', async () => {
+    writeFileSync(join(dir, 'kek'), `${'c3'.repeat(32)}\n`, { mode: 0o600 });
+    const r = await echgate(['fleet', 'import', '--config', fleet]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /holds no key to import .*\[ERR_KEYSTORE\]/);
+  });
+
+  it('fleet status and fleet import with etcd not answering: exit 1, ERR_FLEET naming the endpoint, one readable line', async () => {
+    const g = await echgate(['keys', 'generate', '--dir', keys, '--public-name', 'fleet.example.test']);
+    assert.equal(g.code, 0, g.stderr);
+    for (const cmd of ['status', 'import']) {
+      const r = await echgate(['fleet', cmd, '--config', fleet]);
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, new RegExp(`etcd http://127\\.0\\.0\\.1:${closed} (unreachable|did not answer within 5s).*\\[ERR_FLEET\\]`));
+      assert.doesNotMatch(r.stderr, /Resolution note/);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    }
+  });
+});
