@@ -59,7 +59,12 @@ export function joinGroup(metrics: Metrics, view?: () => DashboardView): void {
     if (m?.echgate === 'dashboard' && view) {
       // The dashboard's view of this worker (cli/dashboard.ts): plain data, structured-cloned over IPC.
       const v = view();
-      process.send?.({ echgate: 'dashboard', id: m.id, view: v, snapshot: v.snapshot } satisfies ToPrimary);
+      try {
+        process.send?.({ echgate: 'dashboard', id: m.id, view: v, snapshot: v.snapshot } satisfies ToPrimary);
+      } catch {
+        // Something in the view that cannot be cloned must not end the worker: the registry alone, as for /metrics.
+        process.send?.({ echgate: 'metrics', id: m.id, snapshot: v.snapshot } satisfies ToPrimary);
+      }
       return;
     }
     if (m?.echgate !== 'metrics') return;
