@@ -5,6 +5,7 @@
  * figure is the per-query cost of the relay, not of handshakes).
  *
  *   npm run build && node dist/bench/postgres.js
+ *   BENCH_ONLY=pg npm run bench     (the same, as the `pg` section of bench/run.ts)
  *
  * Starts two PostgreSQL 15 clusters with ../shared/recipes/peers/pg-pair.sh
  * (as root), `echgate serve` as a child process, initialises pgbench's tables
@@ -14,9 +15,12 @@
  * latency, the latency echgate adds, and echgate's CPU time (utime+stime of
  * the serve process) per transaction.
  * Env: PG_BENCH_SECONDS (default 15), PG_BENCH_ROUNDS (3), PG_BENCH_MINUTE=0 skips the one-minute run.
+ * Inside `npm run bench` (postgresBench): the rounds of the other sections,
+ * 5 s each with BENCH_QUICK, no one-minute run unless PG_BENCH_MINUTE=1, and
+ * skipped with one line saying why when PostgreSQL's programs are missing.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,10 +30,25 @@ import { children, median, waitPort } from './util.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const PEERS = join(ROOT, '..', 'shared', 'recipes', 'peers');
-const SECONDS = Number(process.env.PG_BENCH_SECONDS ?? 15);
-const ROUNDS = Number(process.env.PG_BENCH_ROUNDS ?? 3);
-const MINUTE = process.env.PG_BENCH_MINUTE !== '0';
 const CLIENTS = 8;
+
+/** Why the PostgreSQL section cannot run here, or undefined when it can. */
+export function postgresMissing(): string | undefined {
+  const onPath = (name: string) =>
+    (process.env.PATH ?? '').split(':').some((d) => {
+      try {
+        accessSync(join(d, name), constants.X_OK);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+  const missing = ['pgbench', 'initdb', 'pg_ctl', 'runuser'].filter((n) => !onPath(n));
+  if (missing.length) return `${missing.join(', ')} not on PATH (Debian: apt-get install postgresql)`;
+  if (!existsSync(join(PEERS, 'pg-pair.sh'))) return `${join(PEERS, 'pg-pair.sh')} not found`;
+  if (process.getuid?.() !== 0) return 'needs root (pg-pair.sh runs the clusters through runuser)';
+  return undefined;
+}
 
 interface Run {
   tps: number;
@@ -49,7 +68,16 @@ function pgbench(env: Record<string, string>, seconds: number): Run {
   };
 }
 
-async function main(): Promise<void> {
+export interface PostgresBenchOptions {
+  seconds: number;
+  rounds: number;
+  /** The one-minute run through echgate that must end with no failed transaction. */
+  minute: boolean;
+}
+
+/** The section's lines (markdown); a run with a failed transaction sets process.exitCode. */
+export async function postgresBench(o: PostgresBenchOptions): Promise<string[]> {
+  const { seconds: SECONDS, rounds: ROUNDS, minute: MINUTE } = o;
   const dir = mkdtempSync('/tmp/echgate-pgbench-');
   const [p1, p2, ep] = [await freePort(), await freePort(), await freePort()];
   execFileSync(join(PEERS, 'pg-pair.sh'), [dir, String(p1), String(p2)], { stdio: 'ignore', timeout: 180_000 });
@@ -88,10 +116,14 @@ tcp:
     // describe the same run; pgbench's own "latency average" is printed beside it.
     const lat = (r: Run) => (1000 * CLIENTS) / r.tps;
     const rows = [
+      'PostgreSQL through echgate (bench/postgres.ts: `protocol: postgres`, passthrough; direct and through echgate interleaved):',
+      '',
       `pgbench -S, ${CLIENTS} clients, scale 1, TLS (verify-full), ${ROUNDS} rounds × ${SECONDS} s, direct and through echgate interleaved; ${cpus().length} cores`,
+      '',
       `| round | direct tps | echgate tps | direct ms/txn | echgate ms/txn | added ms | echgate CPU µs/txn | failed |`,
       `|---|---:|---:|---:|---:|---:|---:|---:|`,
       ...d.map((x, i) => `| ${i + 1} | ${x.tps.toFixed(0)} | ${e[i]!.tps.toFixed(0)} | ${lat(x).toFixed(3)} (${x.latencyMs}) | ${lat(e[i]!).toFixed(3)} (${e[i]!.latencyMs}) | ${(lat(e[i]!) - lat(x)).toFixed(3)} | ${(cpu[i]! * 1000).toFixed(1)} | ${x.failed + e[i]!.failed} |`),
+      '',
       `median: added latency ${median(d.map((x, i) => lat(e[i]!) - lat(x))).toFixed(3)} ms per transaction; echgate CPU ${(median(cpu) * 1000).toFixed(1)} µs per transaction`,
     ];
     if (MINUTE) {
@@ -99,12 +131,22 @@ tcp:
       rows.push(`one-minute run through echgate: ${m.txns} transactions, ${m.failed} failed, ${m.tps.toFixed(0)} tps`);
       if (m.failed !== 0 || !(m.txns > 0)) process.exitCode = 1;
     }
-    console.log(rows.join('\n'));
     eg.kill('SIGTERM');
+    return rows;
   } finally {
     execFileSync(join(PEERS, 'pg-pair-stop.sh'), [dir], { stdio: 'ignore', timeout: 90_000 });
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-await main();
+// Run on its own: node dist/bench/postgres.js
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const why = postgresMissing();
+  if (why) {
+    console.log(`PostgreSQL through echgate: skipped: ${why}`);
+  } else {
+    const rows = await postgresBench({ seconds: Number(process.env.PG_BENCH_SECONDS ?? 15), rounds: Number(process.env.PG_BENCH_ROUNDS ?? 3), minute: process.env.PG_BENCH_MINUTE !== '0' });
+    console.log(rows.join('\n'));
+  }
+  for (const c of children) c.kill('SIGTERM');
+}

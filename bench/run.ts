@@ -9,7 +9,9 @@
  * (A, B, A, B) and medians reported. Then TLS handshakes/s with a real TLS
  * backend, and ECH decryptions per CPU-second beside the crypto floor.
  * Then termination (bench/terminate.ts) and the embedded DNS (bench/dns.ts).
- * BENCH_ONLY=relay,ech,term,dns picks sections (default: all);
+ * Then PostgreSQL through echgate (bench/postgres.ts, section `pg`; skipped
+ * with a line saying why when PostgreSQL's programs are absent).
+ * BENCH_ONLY=relay,ech,kex,term,dns,pg picks sections (default: all);
  * BENCH_QUICK=1 shortens every section. Results go to stdout, and, for a full
  * run of every section, to docs/benchmarks.md between the BENCH markers.
  */
@@ -24,6 +26,7 @@ import { cpuMs } from './cpu.js';
 import { dnsBench } from './dns.js';
 import type { EchBenchResult } from './ech.js';
 import { type KexBenchResult, kexTable } from './kex.js';
+import { postgresBench, postgresMissing } from './postgres.js';
 import { terminateBench } from './terminate.js';
 import { children, HAPROXY_HEAD, loop, median, start, waitPort } from './util.js';
 import { freePort } from '../src/cli/free-port.js';
@@ -35,7 +38,7 @@ const CONCURRENCY = 50;
 const BULK_BYTES = QUICK ? 256 << 20 : 1 << 30;
 const ROUNDS = QUICK ? 1 : 3;
 const HANDSHAKES = QUICK ? 300 : 2000;
-const SECTIONS = (process.env.BENCH_ONLY ?? 'relay,ech,kex,term,dns').split(',');
+const SECTIONS = (process.env.BENCH_ONLY ?? 'relay,ech,kex,term,dns,pg').split(',');
 const ALL = ['relay', 'ech', 'kex', 'term', 'dns'].every((x) => SECTIONS.includes(x));
 const capture = readFileSync(join(ROOT, 'test', 'vectors', 'captures', 'chr-ech2a-app-alpn.bin'));
 
@@ -229,6 +232,11 @@ async function main() {
   }
   if (ech && SECTIONS.includes('term')) section(await terminateBench({ root: ROOT, dir, quick: QUICK, rounds: ROUNDS, floorUs: 1e6 / ech.rows[0]!.perSec }));
   if (SECTIONS.includes('dns')) section(await dnsBench({ root: ROOT, dir, quick: QUICK, rounds: ROUNDS }));
+  if (SECTIONS.includes('pg')) {
+    // Optional: needs PostgreSQL's programs (and root, for the clusters' own user).
+    const why = postgresMissing();
+    section(why ? [`PostgreSQL through echgate (bench/postgres.ts): skipped: ${why}.`] : await postgresBench({ seconds: QUICK ? 5 : 15, rounds: ROUNDS, minute: process.env.PG_BENCH_MINUTE === '1' }));
+  }
   const text = lines.join('\n').trimEnd();
   process.stdout.write(`${text}\n`);
   const docPath = join(ROOT, 'docs', 'benchmarks.md');

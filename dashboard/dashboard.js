@@ -96,6 +96,14 @@ async function counters() {
       .sort()
       .map((r) => [el('code', r), [c.handshakeFailures[r], 'n']]),
   );
+  fill(
+    'alerts',
+    Object.keys(c.handshakeFailuresByAlert)
+      .sort()
+      .map((a) => [el('code', a), [c.handshakeFailuresByAlert[a], 'n'], [c.handshakeFailuresByAlertPerSecond[a] ?? 0, 'n']]),
+    'no alerts sent',
+  );
+  set('workers', c.workers ? `process group: ${c.workers.answered} of ${c.workers.running} workers answered` : '');
 }
 
 async function structure() {

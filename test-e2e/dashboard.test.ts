@@ -29,6 +29,7 @@ import { caAndLeaf, tlsBackend, type Backend } from '../test/helpers.js';
 interface DomNode {
   textContent: string | null;
   querySelector(s: string): DomNode | null;
+  querySelectorAll?(s: string): Iterable<DomNode>;
 }
 declare const document: DomNode & { querySelectorAll(s: string): Iterable<DomNode> };
 
@@ -179,6 +180,16 @@ tcp:
     assert.match(await ask(port, 'app.example.test'), /^app app\.example\.test/);
     // The connection is counted when it closes; the page polls every second.
     await page.waitForFunction((n: number) => Number(document.querySelector('#c-total')?.textContent) > n, { timeout: 15_000 }, before);
+    // Handshake failures by alert sent: a name no router takes gets unrecognized_name (RFC 6066 §3).
+    await assert.rejects(ask(port, 'nobody.example.test'));
+    await page.waitForFunction(
+      () =>
+        [...document.querySelectorAll('#alerts tbody tr')].some((tr) => {
+          const td = [...(tr.querySelectorAll?.('td') ?? [])];
+          return td[0]?.textContent === 'unrecognized_name' && td[1]?.textContent === '1';
+        }),
+      { timeout: 15_000 },
+    );
     // Health of the services: the backend is up, the dead one down (its address hidden).
     await page.waitForFunction(() => /\bup\b/.test(document.querySelector('#services tbody')?.textContent ?? '') && /\bdown\b/.test(document.querySelector('#services tbody')?.textContent ?? ''), { timeout: 15_000 });
     // Let a full refresh of the tables land before the picture.

@@ -14,12 +14,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
-import { Dashboard, ErrorRing, parseLabels, teeLog } from '../src/cli/dashboard.js';
+import { Dashboard, ErrorRing, localView, parseLabels, teeLog } from '../src/cli/dashboard.js';
 import { parseConfigText } from '../src/config/load.js';
 import type { Config } from '../src/config/types.js';
 import { generateKey } from '../src/keys/manager.js';
 import { Gateway } from '../src/proxy/gateway.js';
-import { caAndLeaf, ROOT } from './helpers.js';
+import { caAndLeaf, ROOT, tlsAsk } from './helpers.js';
 
 const W = mkdtempSync(join(tmpdir(), 'echgate-dashboard-'));
 const keysDir = join(W, 'keys');
@@ -66,7 +66,7 @@ async function start(cfg: Config) {
   const log = pino({ level: 'info' }, teeLog({ write: (s: string) => lines.push(s) }, ring));
   const gw = new Gateway({ log });
   await gw.apply(cfg);
-  const dash = new Dashboard({ gateway: gw, config: () => gw.current!, errors: ring });
+  const dash = new Dashboard({ view: localView({ gateway: gw, config: () => gw.current!, errors: ring }), settings: cfg.metrics?.dashboard });
   const srv = await gw.metrics.serve('127.0.0.1', 0, { log, routes: dash.routes });
   const port = (srv.address() as net.AddressInfo).port;
   return {
@@ -124,16 +124,20 @@ describe('dashboard API (metrics.dashboard)', () => {
     assert.ok(Math.abs(next - 24 * 3600_000) < 2000, String(next));
   });
 
-  it('counters and errors: totals by outcome, ECH results, recent warn/error log lines', async () => {
+  it('counters and errors: totals by outcome, ECH results, handshake failures by alert sent, recent warn/error log lines', async () => {
     d.gw.metrics.connections.inc({ entrypoint: 'websecure', router: 'app', outcome: 'relayed' }, 3);
     d.gw.metrics.ech.inc({ entrypoint: 'websecure', result: 'grease' });
     d.log.warn({ entrypoint: 'websecure' }, 'something to see');
+    // RFC 6066 §3: a name no router takes is answered with unrecognized_name: counted by alert.
+    await assert.rejects(tlsAsk(d.gw.addresses().get('websecure')!.port, 'nobody.example.test'), /unrecognized name/i);
     const c = JSON.parse((await request(d.port, '/api/counters')).body);
+    assert.deepEqual(c.handshakeFailuresByAlert, { unrecognized_name: 1 });
+    assert.equal(typeof c.handshakeFailuresByAlertPerSecond.unrecognized_name, 'number');
     assert.equal(c.connections.byOutcome.relayed, 3);
     assert.equal(c.ech.grease, 1);
     const e = JSON.parse((await request(d.port, '/api/errors')).body);
-    assert.equal(e.errors[0].msg, 'something to see');
-    assert.equal(e.errors[0].fields.entrypoint, 'websecure');
+    const seen = e.errors.find((x: { msg: string }) => x.msg === 'something to see');
+    assert.equal(seen.fields.entrypoint, 'websecure');
   });
 
   it('the listener: /metrics still served, unknown paths 404, other methods 405, the page with a strict CSP', async () => {

@@ -23,14 +23,14 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Config, RouterConfig } from '../config/types.js';
+import type { Config, DashboardConfig, RouterConfig } from '../config/types.js';
 import { EchgateError } from '../errors.js';
 import { planRotation } from '../keys/schedule.js';
 import { KeyDir, type StoredKey } from '../keys/store.js';
 import { HIDDEN_ROUTE } from '../proxy/connection.js';
 import type { Gateway } from '../proxy/gateway.js';
 import { echOnlyServices } from '../proxy/health.js';
-import type { Metrics, MetricsSnapshot } from '../proxy/metrics.js';
+import type { MetricsSnapshot } from '../proxy/metrics.js';
 import { type PublicationState, publicationState } from './publish.js';
 
 /** The page's files, at the package root (dist/src/cli/ → ../../../dashboard). */
@@ -145,6 +145,7 @@ const total = (r: Record<string, number>) => Object.values(r).reduce((a, b) => a
 interface Sample {
   at: number;
   connections: Record<string, number>;
+  alerts: Record<string, number>;
   dns: number;
 }
 
@@ -156,23 +157,67 @@ export interface Counters {
   connections: { total: number; byOutcome: Record<string, number>; perSecond: number; perSecondByOutcome: Record<string, number> };
   /** echgate_ech_total by result: accepted, rejected (a stale or wrong key), grease, malformed, accepted_on_passthrough. */
   ech: { accepted: number; rejected: number; grease: number; malformed: number; [result: string]: number };
+  /** echgate_peek_failures_total by reason. */
   handshakeFailures: Record<string, number>;
+  /** echgate_tls_alerts_sent_total by alert: the fatal alerts echgate sent (RFC 8446 §6.2 names), total and per second. */
+  handshakeFailuresByAlert: Record<string, number>;
+  handshakeFailuresByAlertPerSecond: Record<string, number>;
+  /** A process group (workers > 1): workers running, and how many answered for this view. */
+  workers?: { running: number; answered: number };
   dnsQueries: { total: number; perSecond: number; byTransport: Record<string, number>; byRcode: Record<string, number> };
 }
 
 // ---------------------------------------------------------------- the dashboard
 
-export interface DashboardSources {
-  gateway: Gateway;
+/**
+ * Everything the dashboard shows, at one moment. One process builds it from
+ * its own state (localView); the primary of a process group gathers it from
+ * the workers over IPC (cli/workers.ts): metrics summed as /metrics sums them,
+ * errors merged, the configuration the workers run.
+ */
+export interface DashboardView {
   /** The configuration in use (changes with reloads). */
-  config: () => Config;
-  /** Recent warn/error lines (teeLog). */
-  errors: ErrorRing;
+  config: Config;
+  snapshot: MetricsSnapshot;
+  /** Bound entrypoint addresses by name. */
+  addresses: Map<string, { host: string; port: number }>;
   /** The embedded DNS's bound port, if it runs. */
-  dnsPort?: () => number | undefined;
-  publication?: PublicationState;
+  dnsPort?: number;
+  /** Recent warn/error lines, newest first, and how many the rate limit dropped. */
+  errors: RecentError[];
+  dropped: number;
+  publication: PublicationState;
+  /** A process group: workers running, and how many answered. */
+  workers?: { running: number; answered: number };
+}
+
+/** The view of one process: its gateway, its configuration, its error ring. */
+export function localView(o: { gateway: Gateway; config: () => Config; errors: ErrorRing; dnsPort?: () => number | undefined; publication?: PublicationState }): () => DashboardView {
+  return () => ({
+    config: o.config(),
+    snapshot: o.gateway.metrics.snapshot(),
+    addresses: o.gateway.addresses(),
+    dnsPort: o.dnsPort?.(),
+    errors: o.errors.list(),
+    dropped: o.errors.dropped,
+    publication: o.publication ?? publicationState,
+  });
+}
+
+export interface DashboardSources {
+  /** What to show now: synchronous in one process; a process group's primary gathers it (a promise). */
+  view: () => DashboardView | Promise<DashboardView>;
+  /** metrics.dashboard at start (undefined: off until a reload turns it on). */
+  settings: DashboardConfig | undefined;
   startedAt?: number;
   now?: () => number;
+}
+
+/** The access settings in force: prepared (auth file read) before a reload commits. */
+interface Access {
+  on: boolean;
+  remote: boolean;
+  expected?: Buffer;
 }
 
 const KEM: Record<number, string> = { 16: 'DHKEM(P-256, HKDF-SHA256)', 32: 'DHKEM(X25519, HKDF-SHA256)', 33: 'DHKEM(X448, HKDF-SHA512)' };
@@ -215,47 +260,111 @@ export function readBasicAuthFile(file: string): { user: string; pass: string } 
 
 const digest = (s: string | Buffer) => createHash('sha256').update(s).digest();
 
+function authorized(h: string | undefined, expected: Buffer): boolean {
+  const m = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(h ?? '');
+  const given = digest(m ? Buffer.from(m[1]!, 'base64') : Buffer.alloc(0));
+  return timingSafeEqual(given, expected);
+}
+
+/**
+ * metrics.dashboard → the access rules in force. Reads the basic-auth file
+ * now: an unreadable or malformed file throws ERR_CONFIG, so a reload that
+ * names one is refused before anything changes (docs/dashboard.md "Reload").
+ */
+export function dashboardAccess(d: DashboardConfig | undefined): Access {
+  if (!d) return { on: false, remote: false };
+  // The expected credentials as a digest: every comparison is between two 32-byte values (no length leak).
+  if (d.basicAuthFile) {
+    const { user, pass } = readBasicAuthFile(d.basicAuthFile);
+    return { on: true, remote: d.remote === true, expected: digest(`${user}:${pass}`) };
+  }
+  return { on: true, remote: d.remote === true };
+}
+
 export class Dashboard {
   private readonly samples: Sample[] = [];
   private readonly timer: NodeJS.Timeout;
-  private readonly expected?: Buffer;
-  private readonly remote: boolean;
+  private access: Access;
   private readonly now: () => number;
   private readonly startedAt: number;
   private keysCache?: { at: number; dir: string; keys: StoredKey[]; problems: { file: string; message: string }[]; error?: string };
+  private lastRequest = 0;
+  /** Set by the first view that came back as a promise (a process group). */
+  private isRemoteView = false;
 
   constructor(private readonly src: DashboardSources) {
-    const d = src.config().metrics?.dashboard;
-    this.remote = d?.remote === true;
-    // The expected credentials as a digest: every comparison is between two 32-byte values (no length leak).
-    if (d?.basicAuthFile) {
-      const { user, pass } = readBasicAuthFile(d.basicAuthFile);
-      this.expected = digest(`${user}:${pass}`);
-    }
+    this.access = dashboardAccess(src.settings);
     this.now = src.now ?? Date.now;
     this.startedAt = src.startedAt ?? this.now();
-    this.sample();
+    void this.sample();
     // One sample a second, 11 kept: the rates of the last 10 s.
-    this.timer = setInterval(() => this.sample(), 1000);
+    this.timer = setInterval(() => void this.sample(), 1000);
     this.timer.unref();
+  }
+
+  /** Whether the page and /api/ are served now. */
+  get enabled(): boolean {
+    return this.access.on;
+  }
+
+  /**
+   * A reload's metrics.dashboard, checked now (the auth file read: a bad one
+   * throws and the reload is refused), put in force by the returned commit.
+   */
+  prepare(d: DashboardConfig | undefined): { commit(): void; change: string | undefined } {
+    const next = dashboardAccess(d);
+    const cur = this.access;
+    const change =
+      next.on !== cur.on
+        ? next.on
+          ? 'dashboard turned on'
+          : 'dashboard turned off'
+        : next.on && (next.remote !== cur.remote || !(next.expected && cur.expected ? next.expected.equals(cur.expected) : next.expected === cur.expected))
+          ? 'dashboard access changed'
+          : undefined;
+    return {
+      change,
+      commit: () => {
+        this.access = next;
+      },
+    };
   }
 
   close(): void {
     clearInterval(this.timer);
   }
 
-  private get metrics(): Metrics {
-    return this.src.gateway.metrics;
+  /** The view now; a group's primary asks its workers for it (the page polls once a second). */
+  private async fresh(): Promise<DashboardView> {
+    const r = this.src.view();
+    if (r instanceof Promise) this.isRemoteView = true;
+    return r instanceof Promise ? await r : r;
   }
 
-  private sample(): void {
-    const snap = this.metrics.snapshot();
-    this.samples.push({ at: this.now(), connections: sumBy(snap.counters.echgate_connections_total, 'outcome'), dns: total(sumBy(snap.counters.echgate_dns_queries_total, 'transport')) });
+  private async sample(): Promise<void> {
+    if (!this.access.on) return;
+    // A process group's view costs every worker an IPC answer: sample only while someone reads the page.
+    if (this.isRemoteView && this.samples.length > 0 && this.now() - this.lastRequest > 30_000) return;
+    let v: DashboardView;
+    try {
+      v = await this.fresh();
+    } catch {
+      return;
+    }
+    const snap = v.snapshot;
+    this.samples.push({
+      at: this.now(),
+      connections: sumBy(snap.counters.echgate_connections_total, 'outcome'),
+      alerts: sumBy(snap.counters.echgate_tls_alerts_sent_total, 'alert'),
+      dns: total(sumBy(snap.counters.echgate_dns_queries_total, 'transport')),
+    });
     if (this.samples.length > 11) this.samples.shift();
   }
 
-  /** The metrics listener's route hook: true when this request is the dashboard's. */
+  /** The metrics listener's route hook: true when this request is the dashboard's (answered now or once the view is in). */
   readonly routes = (req: IncomingMessage, res: ServerResponse, path: string): boolean => {
+    const acc = this.access;
+    if (!acc.on) return false;
     const asset = ASSETS[path === '/index.html' ? '/' : path];
     const api = path.startsWith('/api/') ? this.api(path.slice(5)) : undefined;
     if (!asset && !api) return false;
@@ -264,60 +373,59 @@ export class Dashboard {
       res.writeHead(code, { ...head, ...extra, 'content-length': 0 }).end();
       return true;
     };
-    if (!this.remote && (!isLoopback(req.socket.remoteAddress) || !isLoopbackHost(req.headers.host))) return deny(403);
+    if (!acc.remote && (!isLoopback(req.socket.remoteAddress) || !isLoopbackHost(req.headers.host))) return deny(403);
     if (req.method !== 'GET' && req.method !== 'HEAD') return deny(405, { allow: 'GET, HEAD' });
-    if (this.expected && !this.authorized(req.headers.authorization)) return deny(401, { 'www-authenticate': 'Basic realm="echgate", charset="UTF-8"' });
-    let body: Buffer;
-    let type: string;
+    if (acc.expected && !authorized(req.headers.authorization, acc.expected)) return deny(401, { 'www-authenticate': 'Basic realm="echgate", charset="UTF-8"' });
+    const send = (body: Buffer, type: string) => {
+      if (res.destroyed) return;
+      res.writeHead(200, {
+        ...head,
+        'content-type': type,
+        'content-length': body.length,
+        // Only this origin's script and style; nothing inline, no frames, no other connections.
+        'content-security-policy': "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+      });
+      res.end(req.method === 'HEAD' ? undefined : body);
+    };
     if (asset) {
-      body = readFileSync(join(ASSETS_DIR, asset[0]));
-      type = asset[1];
-    } else {
-      body = Buffer.from(`${JSON.stringify(api!(), null, 1)}\n`);
-      type = 'application/json';
+      send(readFileSync(join(ASSETS_DIR, asset[0])), asset[1]);
+      return true;
     }
-    res.writeHead(200, {
-      ...head,
-      'content-type': type,
-      'content-length': body.length,
-      // Only this origin's script and style; nothing inline, no frames, no other connections.
-      'content-security-policy': "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-    });
-    res.end(req.method === 'HEAD' ? undefined : body);
+    this.lastRequest = this.now();
+    this.fresh().then(
+      (v) => send(Buffer.from(`${JSON.stringify(api!(v), null, 1)}\n`), 'application/json'),
+      () => {
+        if (!res.headersSent) res.writeHead(503, { ...head, 'content-length': 0 }).end();
+      },
+    );
     return true;
   };
 
-  private authorized(h: string | undefined): boolean {
-    const m = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(h ?? '');
-    const given = digest(m ? Buffer.from(m[1]!, 'base64') : Buffer.alloc(0));
-    return timingSafeEqual(given, this.expected!);
-  }
-
-  private api(name: string): (() => unknown) | undefined {
-    const table: Record<string, () => unknown> = {
-      overview: () => this.overview(),
-      entrypoints: () => this.entrypoints(),
-      routers: () => this.routers(),
-      services: () => this.services(),
-      keys: () => this.keys(),
-      dns: () => this.dns(),
-      counters: () => this.counters(),
-      errors: () => ({ dropped: this.src.errors.dropped, errors: this.src.errors.list() }),
+  private api(name: string): ((v: DashboardView) => unknown) | undefined {
+    const table: Record<string, (v: DashboardView) => unknown> = {
+      overview: (v) => this.overview(v),
+      entrypoints: (v) => this.entrypoints(v),
+      routers: (v) => this.routers(v),
+      services: (v) => this.services(v),
+      keys: (v) => this.keys(v),
+      dns: (v) => this.dns(v),
+      counters: (v) => this.counters(v),
+      errors: (v) => ({ dropped: v.dropped, errors: v.errors }),
     };
     return Object.hasOwn(table, name) ? table[name] : undefined;
   }
 
   // ---- the answers
 
-  private privacy() {
-    const cfg = this.src.config();
+  private privacy(v: DashboardView) {
+    const cfg = v.config;
     const names = cfg.log.echRoutes || cfg.log.innerSni;
     return { cfg, names, rules: cfg.log.innerSni, hiddenServices: names ? new Set<string>() : echOnlyServices(cfg) };
   }
 
-  overview() {
-    const { cfg } = this.privacy();
-    const k = this.keys();
+  overview(v: DashboardView) {
+    const { cfg } = this.privacy(v);
+    const k = this.keys(v);
     return {
       startedAt: new Date(this.startedAt).toISOString(),
       uptimeS: Math.round((this.now() - this.startedAt) / 1000),
@@ -325,23 +433,23 @@ export class Dashboard {
       routers: cfg.routers.length,
       services: cfg.services.size,
       keys: { active: k.keys.filter((x) => x.state === 'active').length, total: k.keys.length, nextRotation: k.nextRotation },
-      counters: this.counters(),
-      errors: this.src.errors.list().length,
+      counters: this.counters(v),
+      errors: v.errors.length,
     };
   }
 
-  entrypoints() {
-    const cfg = this.src.config();
-    const bound = this.src.gateway.addresses();
-    const open = sumBy(this.metrics.snapshot().gauges.echgate_open_connections, 'entrypoint');
+  entrypoints(v: DashboardView) {
+    const cfg = v.config;
+    const bound = v.addresses;
+    const open = sumBy(v.snapshot.gauges.echgate_open_connections, 'entrypoint');
     return [...cfg.entryPoints.values()].map((ep) => {
       const a = bound.get(ep.name);
       return { name: ep.name, address: a ? `${a.host}:${a.port}` : `${ep.host}:${ep.port}`, echBackend: ep.echBackend, maxConnections: ep.maxConnections, open: open[ep.name] ?? 0 };
     });
   }
 
-  routers() {
-    const { cfg, names, rules } = this.privacy();
+  routers(v: DashboardView) {
+    const { cfg, names, rules } = this.privacy(v);
     return cfg.routers.map((r) => {
       const hidden = r.requireECH;
       return {
@@ -357,21 +465,22 @@ export class Dashboard {
     });
   }
 
-  services() {
-    const { cfg, hiddenServices } = this.privacy();
-    const up = this.metrics.snapshot().gauges.echgate_backend_up ?? [];
+  services(v: DashboardView) {
+    const { cfg, hiddenServices } = this.privacy(v);
+    const up = v.snapshot.gauges.echgate_backend_up ?? [];
     const health = new Map<string, number>();
-    for (const [k, v] of up) {
+    // A process group's gauges are summed over the workers: up where any worker's check says up.
+    for (const [k, n] of up) {
       const l = parseLabels(k);
-      health.set(`${l.service}\u0000${l.server}`, v);
+      health.set(`${l.service}\u0000${l.server}`, n);
     }
     return [...cfg.services.values()].map((s) => {
       const hidden = hiddenServices.has(s.name);
       const name = hidden ? HIDDEN_ROUTE : s.name;
       if (s.kind === 'weighted') return { name, kind: 'weighted', services: s.services.map((c) => ({ name: hiddenServices.has(c.name) ? HIDDEN_ROUTE : c.name, weight: c.weight })) };
       const servers = s.servers.map((sv) => {
-        const v = health.get(`${s.name}\u0000${sv.host}:${sv.port}`);
-        return { address: hidden ? HIDDEN_ROUTE : `${sv.host}:${sv.port}`, health: !s.healthCheck || v === undefined ? 'unchecked' : v > 0 ? 'up' : 'down' };
+        const h = health.get(`${s.name}\u0000${sv.host}:${sv.port}`);
+        return { address: hidden ? HIDDEN_ROUTE : `${sv.host}:${sv.port}`, health: !s.healthCheck || h === undefined ? 'unchecked' : h > 0 ? 'up' : 'down' };
       });
       return { name, kind: 'loadBalancer', healthCheck: s.healthCheck !== undefined, up: servers.filter((x) => x.health !== 'down').length, servers };
     });
@@ -390,15 +499,15 @@ export class Dashboard {
     return this.keysCache;
   }
 
-  keys() {
-    const cfg = this.src.config();
+  keys(v: DashboardView) {
+    const cfg = v.config;
     if (!cfg.ech) return { keysDir: null, rotation: null, nextRotation: null, keys: [] as { state: string }[], problems: [] };
     const dir = resolve(cfg.ech.keysDir);
     const r = this.loadKeys(dir);
     const t = this.now();
     const rot = cfg.ech.rotation;
     // The scheduler's own next date (a retry after a failure included), else the plan from the metadata.
-    const gauge = this.metrics.snapshot().gauges.echgate_key_rotation_next_timestamp_seconds?.[0]?.[1];
+    const gauge = v.snapshot.gauges.echgate_key_rotation_next_timestamp_seconds?.[0]?.[1];
     let next: number | undefined;
     if (rot) next = gauge !== undefined && Number.isFinite(gauge) ? gauge * 1000 : planRotation(r.keys.map((k) => k.meta), t, { everyMs: rot.everyMs, publicName: rot.publicName }).rotateAt;
     const since = (iso: string | undefined) => (iso && Number.isFinite(Date.parse(iso)) ? Math.max(0, Math.round((t - Date.parse(iso)) / 1000)) : null);
@@ -423,15 +532,15 @@ export class Dashboard {
     };
   }
 
-  dns() {
-    const cfg = this.src.config();
-    const pub = this.src.publication ?? publicationState;
+  dns(v: DashboardView) {
+    const cfg = v.config;
+    const pub = v.publication;
     const rot = cfg.ech?.rotation;
     const mode = rot ? (rot.publish === 'embedded' ? 'embedded' : 'rfc2136') : cfg.dns ? 'embedded' : 'none';
     return {
       mode,
       embedded: cfg.dns
-        ? { port: this.src.dnsPort?.() ?? cfg.dns.listen?.port ?? null, doh: cfg.dns.doh ? `https://${cfg.dns.doh.host}:${cfg.dns.doh.port}${cfg.dns.doh.path}` : null, ttl: cfg.dns.ttl, names: Object.keys(cfg.dns.names) }
+        ? { port: v.dnsPort ?? cfg.dns.listen?.port ?? null, doh: cfg.dns.doh ? `https://${cfg.dns.doh.host}:${cfg.dns.doh.port}${cfg.dns.doh.path}` : null, ttl: cfg.dns.ttl, names: Object.keys(cfg.dns.names) }
         : null,
       target: rot && rot.publish !== 'embedded' ? { name: rot.publish.name, server: `${rot.publish.server.host}:${rot.publish.server.port}`, verifyDoh: rot.publish.verifyDoh ?? null } : null,
       lastPublish: pub.publish ?? null,
@@ -439,8 +548,8 @@ export class Dashboard {
     };
   }
 
-  counters(): Counters {
-    const snap: MetricsSnapshot = this.metrics.snapshot();
+  counters(v: DashboardView): Counters {
+    const snap: MetricsSnapshot = v.snapshot;
     const byOutcome = sumBy(snap.counters.echgate_connections_total, 'outcome');
     const dnsByTransport = sumBy(snap.counters.echgate_dns_queries_total, 'transport');
     const ech = sumBy(snap.counters.echgate_ech_total, 'result');
@@ -450,6 +559,9 @@ export class Dashboard {
     const rate = (now: number, then: number) => (dt > 0 ? Math.max(0, (now - then) / dt) : 0);
     const perSecondByOutcome: Record<string, number> = {};
     for (const [o, n] of Object.entries(byOutcome)) perSecondByOutcome[o] = Math.round(rate(n, first?.connections[o] ?? 0) * 100) / 100;
+    const byAlert = sumBy(snap.counters.echgate_tls_alerts_sent_total, 'alert');
+    const perSecondByAlert: Record<string, number> = {};
+    for (const [a, n] of Object.entries(byAlert)) perSecondByAlert[a] = Math.round(rate(n, first?.alerts[a] ?? 0) * 100) / 100;
     const dnsTotal = total(dnsByTransport);
     return {
       at: new Date(t).toISOString(),
@@ -463,6 +575,9 @@ export class Dashboard {
       },
       ech: { accepted: 0, rejected: 0, grease: 0, malformed: 0, ...ech },
       handshakeFailures: sumBy(snap.counters.echgate_peek_failures_total, 'reason'),
+      handshakeFailuresByAlert: byAlert,
+      handshakeFailuresByAlertPerSecond: perSecondByAlert,
+      ...(v.workers ? { workers: v.workers } : {}),
       dnsQueries: { total: dnsTotal, perSecond: Math.round(rate(dnsTotal, first?.dns ?? 0) * 100) / 100, byTransport: dnsByTransport, byRcode: sumBy(snap.counters.echgate_dns_queries_total, 'rcode') },
     };
   }

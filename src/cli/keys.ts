@@ -2,11 +2,11 @@
 import { mkdirSync } from 'node:fs';
 import { EchgateError } from '../errors.js';
 import { type AeadChoice, adoptKey, generateKey, listKeys, publishedList, retireKey } from '../keys/manager.js';
-import { decryptingEsni, generateEsniKey, loadEsniKeys } from '../keys/esni-store.js';
+import { esniState, generateEsniKey, loadEsniKeys, retireEsniKey } from '../keys/esni-store.js';
 import { encodeEchPem } from '../keys/pem.js';
 import { type Args, type CommandSpec, duration, flag, has, int, ms, num, oneOf, type OptionSpec, str, text } from './args.js';
 import type { Command } from './command.js';
-import { PUBLISH_OPTIONS, planPublish, rotateAndPublish, stepWriter } from './publish.js';
+import { PUBLISH_OPTIONS, planPublish, rotateAndPublish, rotateEsniAndPublish, stepWriter } from './publish.js';
 
 const DIR: Record<string, OptionSpec> = { dir: text('DIR', 'the key folder (default keys)') };
 const AEAD = oneOf(['aes128gcm', 'aes256gcm', 'chacha20poly1305'], 'the HPKE AEAD of the new key (default aes128gcm)');
@@ -77,7 +77,8 @@ const list: Command = {
     const iso = (s: number) => new Date(s * 1000).toISOString();
     const esniRows = esni.keys.map((k) => ({
       esni: k.id,
-      state: now < k.record.notBefore ? 'not-yet-valid' : now < k.record.notAfter ? 'active' : decryptingEsni([k], now).length ? 'decrypt-only' : 'expired',
+      state: esniState(k, now),
+      ...(k.retired ? { retired: iso(k.retired.at), decryptUntil: iso(k.retired.decryptUntil) } : {}),
       notBefore: iso(k.record.notBefore),
       notAfter: iso(k.record.notAfter),
       paddedLength: k.record.paddedLength,
@@ -86,7 +87,7 @@ const list: Command = {
     if (has(a, 'json')) out(`${JSON.stringify(esniRows.length ? [...rows, ...esniRows] : rows, null, 2)}\n`);
     else {
       for (const r of rows) out(`${String(r.configId).padStart(3)}  ${r.state.padEnd(12)}  ${r.publicName}  created ${r.created}${r.notAfter ? `  not after ${r.notAfter}` : ''}\n`);
-      for (const r of esniRows) out(`esni ${r.esni}  ${r.state.padEnd(12)}  valid ${r.notBefore} to ${r.notAfter}  padded_length ${r.paddedLength}\n`);
+      for (const r of esniRows) out(`esni ${r.esni}  ${r.state.padEnd(12)}  valid ${r.notBefore} to ${r.notAfter}  padded_length ${r.paddedLength}${r.decryptUntil ? `  retired, decrypts until ${r.decryptUntil}` : ''}\n`);
     }
     return problems.length || esni.problems.length ? 1 : 0;
   },
@@ -101,6 +102,9 @@ const rotate: Command = {
       'public-name': text('NAME', 'the public name to rotate (default: that of the first active key)'),
       grace: duration('how long the old key still decrypts (default 24h)'),
       aead: AEAD,
+      esni: flag('rotate the ESNI keys instead (draft-ietf-tls-esni-02, experimental; docs/esni.md): a new one, the others out of _esni TXT'),
+      lifetime: duration('--esni: the new key from not_before to not_after (default: that of the newest ESNI key, else 24h)'),
+      'padded-length': int('N', '--esni: padded_length of the new record (default: that of the newest ESNI key, else 260)', 16, 65535),
       publish: flag('put the new list in DNS and read it back; undo the rotation if DNS does not take it'),
       ...PUBLISH_OPTIONS,
     },
@@ -114,6 +118,14 @@ the old key's grace starts once DNS carries the new list; if DNS fails, the rota
     if (stray && !has(a, 'publish')) throw new EchgateError('ERR_USAGE', `--${stray} is a publishing option: add --publish (see: echgate keys rotate --help)`);
     // Every publishing flag is checked before the key folder changes.
     const publish = has(a, 'publish') ? planPublish(a, dir, { requireReadBack: true }) : undefined;
+    if (has(a, 'esni')) {
+      const stray2 = ['public-name', 'aead'].find((o) => a.flags.has(o));
+      if (stray2) throw new EchgateError('ERR_USAGE', `--${stray2} is for ECH keys, not with --esni (see: echgate keys rotate --help)`);
+      const lifetime = ms(a, 'lifetime');
+      await rotateEsniAndPublish(dir, { graceS: graceMs / 1000, ...(lifetime !== undefined ? { lifetimeS: lifetime / 1000 } : {}), ...(a.flags.has('padded-length') ? { paddedLength: num(a, 'padded-length') } : {}) }, publish, stepWriter(out));
+      return 0;
+    }
+    for (const o of ['lifetime', 'padded-length']) if (a.flags.has(o)) throw new EchgateError('ERR_USAGE', `--${o} goes with --esni (see: echgate keys rotate --help)`);
     await rotateAndPublish(dir, { publicName: str(a, 'public-name'), graceMs, aead: str(a, 'aead') as AeadChoice | undefined }, publish, stepWriter(out));
     return 0;
   },
@@ -123,9 +135,17 @@ const retire: Command = {
   spec: {
     name: 'keys retire',
     summary: 'delete a private key; its config_id is never reused',
-    options: { ...DIR, 'config-id': int('N', 'the key to retire', 0, 255, { required: true }) },
+    options: { ...DIR, 'config-id': int('N', 'the key to retire', 0, 255), esni: text('ID', 'instead: delete the ESNI key with this id (keys list shows it)') },
   },
   async run(a, out) {
+    const esni = str(a, 'esni');
+    if (esni !== undefined) {
+      if (a.flags.has('config-id')) throw new EchgateError('ERR_USAGE', 'give --config-id or --esni, not both');
+      const file = retireEsniKey(dirOf(a), esni);
+      out(`retired ESNI key ${esni.toLowerCase()}: ${file} deleted\n`);
+      return 0;
+    }
+    if (!a.flags.has('config-id')) throw new EchgateError('ERR_USAGE', '--config-id is required (or --esni ID)');
     const m = retireKey(dirOf(a), num(a, 'config-id')!);
     out(`retired config_id ${m.configId}: private key deleted\n`);
     return 0;

@@ -6,10 +6,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseAddress } from '../config/validate.js';
-import { publishHttps, readBackEch } from '../dns/publisher.js';
+import { publishHttps, readBackEch, readBackEsni } from '../dns/publisher.js';
 import { EchgateError } from '../errors.js';
 import type { PublishSettings } from '../config/types.js';
-import { loadEsniKeys, publishedEsni } from '../keys/esni-store.js';
+import { type EsniRotation, loadEsniKeys, publishedEsni, restartEsniGrace, rotateEsniKeys, undoEsniRotation } from '../keys/esni-store.js';
 import { listKeys, publishedList, type RotateOptions, restartGrace, rotateKeys, undoRotation } from '../keys/manager.js';
 import type { KeyMeta } from '../keys/store.js';
 import { parseTsigKeyFile } from '../wire/dns/tsig.js';
@@ -140,6 +140,17 @@ export function planPublishSettings(s: PublishSettings, dir: string): PublishPla
       }
       publicationState.readBack = { at: new Date().toISOString(), ok: true, doh, attempts: r.attempts };
       report({ step: 'read back', doh, attempts: r.attempts, msg: `read back over ${doh}: ech= matches (${r.attempts} attempt${r.attempts > 1 ? 's' : ''})` });
+      if (esni) {
+        // The _esni TXT RRset is read back the same way: exactly the records just published (draft-02 §4).
+        let e: { attempts: number };
+        try {
+          e = await readBackEsni(doh, name, esni.records, { ca, timeoutMs: s.verifyTimeoutMs });
+        } catch (err) {
+          publicationState.readBack = { at: new Date().toISOString(), ok: false, doh, error: errText(err) };
+          throw err;
+        }
+        report({ step: 'read back', name: `_esni.${name}`, doh, attempts: e.attempts, msg: `read back _esni.${name} TXT over ${doh}: ${esni.records.length} ESNI record${esni.records.length === 1 ? '' : 's'} as published (${e.attempts} attempt${e.attempts > 1 ? 's' : ''})` });
+      }
       return { verified: true };
     },
   };
@@ -187,6 +198,33 @@ export async function rotateAndPublish(dir: string, o: RotateOptions, publish: P
     msg: regraced.length ? `DNS carries the new key; decrypt-only from now: ${grace(regraced)}` : `DNS carries the new key config_id ${r.created.configId}`,
   });
   return { created: r.created, demoted: regraced.length ? regraced : r.demoted };
+}
+
+/**
+ * `keys rotate --esni [--publish]` (draft-02, experimental): a new ESNI key,
+ * the others retired (out of `_esni` TXT, decrypting through the grace); with
+ * a plan, published and read back, the rotation undone when DNS does not take
+ * it, and the grace restarted once it does — the same steps as for ECH keys.
+ */
+export async function rotateEsniAndPublish(dir: string, o: { graceS: number; lifetimeS?: number; paddedLength?: number }, publish: PublishPlan | undefined, report: StepReporter): Promise<EsniRotation> {
+  const r = rotateEsniKeys(dir, o);
+  const iso = (s: number) => new Date(s * 1000).toISOString();
+  const grace = (rs: EsniRotation['retired']) => rs.map((x) => `${x.id} until ${iso(x.decryptUntil)}`).join(', ');
+  report({ step: 'staged', esni: r.created.id, notBefore: iso(r.created.record.notBefore), notAfter: iso(r.created.record.notAfter), decryptOnly: r.retired.map((x) => ({ esni: x.id, until: iso(x.decryptUntil) })), msg: `new ESNI key ${r.created.id} (valid ${iso(r.created.record.notBefore)} to ${iso(r.created.record.notAfter)}); retired, decrypt-only: ${grace(r.retired) || 'none'}` });
+  if (!publish) {
+    report({ step: 'active', esni: r.created.id, msg: `ESNI key ${r.created.id} is the one published (no DNS step: publish it, or the embedded DNS serves it at once)` });
+    return r;
+  }
+  try {
+    await publish.run(report);
+  } catch (e) {
+    undoEsniRotation(dir, r, o.graceS);
+    report({ step: 'undone', esni: r.created.id, error: errText(e), msg: `DNS did not take the new ESNI record: rotation undone (${r.retired.map((x) => x.id).join(', ') || '-'} published again; ${r.created.id} kept decrypt-only for the grace)` });
+    throw e;
+  }
+  const regraced = restartEsniGrace(dir, r, o.graceS);
+  report({ step: 'active', esni: r.created.id, decryptOnly: regraced.map((x) => ({ esni: x.id, until: iso(x.decryptUntil) })), msg: `DNS carries ESNI key ${r.created.id}${regraced.length ? `; decrypt-only from now: ${grace(regraced)}` : ''}` });
+  return { created: r.created, retired: regraced };
 }
 
 export async function publishCommand(a: Args, out: (s: string) => void): Promise<number> {

@@ -13,7 +13,7 @@ import { withEsni } from '../proxy/esni-classifier.js';
 import { Gateway } from '../proxy/gateway.js';
 import { createLogger } from '../proxy/logger.js';
 import { pino } from 'pino';
-import { Dashboard, ErrorRing, teeLog } from './dashboard.js';
+import { Dashboard, ErrorRing, localView, teeLog } from './dashboard.js';
 import { type Args, type CommandSpec, flag, has, str, text } from './args.js';
 import type { Command } from './command.js';
 import { startDemo } from './demo.js';
@@ -46,13 +46,13 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
   } else {
     cfg = loadConfigFile(file);
   }
-  // The dashboard shows recent warn/error lines: the log goes through its ring too (one process only).
-  const dashCfg = cfg.metrics?.dashboard && cfg.workers <= 1 ? cfg.metrics.dashboard : undefined;
-  const errors = dashCfg ? new ErrorRing() : undefined;
+  // The dashboard shows recent warn/error lines: the log goes through its ring too, in every process of a
+  // group, whenever there is a metrics listener (a reload may turn the dashboard on).
+  const errors = cfg.metrics ? new ErrorRing() : undefined;
   const log = createLogger(cfg.log.level, errors ? teeLog(pino.destination({ sync: false }), errors) : undefined);
   for (const w of cfg.warnings) log.warn({ file: file ?? '(demo)' }, w);
   // workers > 1: this process becomes the group's primary; each worker runs the rest of this function.
-  if (file && cfg.workers > 1 && !isWorker()) return runPrimary(file, cfg, log);
+  if (file && cfg.workers > 1 && !isWorker()) return runPrimary(file, cfg, log, errors);
   // The file and, with providers.etcd, etcd: what a reload validates and applies (cli/config-sources.ts).
   let sources: ConfigSources | undefined;
   if (file) ({ sources, cfg } = await ConfigSources.open(file, cfg, log));
@@ -125,7 +125,7 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
     sources?.applied(cfg, gw.metrics);
     // In a process group the primary serves /metrics for all workers (src/cli/workers.ts).
     if (cfg.metrics && !isWorker()) {
-      if (errors) dashboard = new Dashboard({ gateway: gw, config: () => gw.current ?? cfg, errors, dnsPort: () => dns?.port });
+      if (errors) dashboard = new Dashboard({ view: localView({ gateway: gw, config: () => gw.current ?? cfg, errors, dnsPort: () => dns?.port }), settings: cfg.metrics.dashboard });
       metricsSrv = await gw.metrics.serve(cfg.metrics.host, cfg.metrics.port, { log, ...(dashboard ? { routes: dashboard.routes } : {}) });
     }
     // The embedded authoritative DNS; ech= comes from the key folder at query time.
@@ -186,7 +186,7 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
   for (const [name, addr] of gw.addresses()) {
     log.info({ entrypoint: name, address: `${addr.host}:${addr.port}` }, 'listening');
   }
-  joinGroup(gw.metrics);
+  joinGroup(gw.metrics, errors ? localView({ gateway: gw, config: () => gw.current ?? cfg, errors, dnsPort: () => dns?.port }) : undefined);
   if (demoInfo) {
     const port = gw.addresses().get('websecure')!.port;
     const dnsPort = dns?.port;
@@ -225,7 +225,10 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
       return;
     }
     let p: Awaited<ReturnType<typeof prepare>> | undefined;
+    let dash: ReturnType<Dashboard['prepare']> | undefined;
     try {
+      // metrics.dashboard applies with the rest (its auth file read now; a bad one refuses the reload).
+      dash = dashboard?.prepare(next.metrics?.dashboard);
       p = await prepare(next);
       // The DNS names go live with the rest, in the same synchronous step (ring?.published follows the commit).
       if (next.dns && dns) dns.update(next.dns);
@@ -236,13 +239,14 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
       return;
     }
     p!.commit();
+    dash?.commit();
     sources?.applied(next, gw.metrics);
     configRevision = revision(next);
     rotation?.stop();
     rotation = rotates ? startRotation(next, { log, metrics: gw.metrics }) : undefined;
     if (Boolean(next.dns) !== Boolean(dns)) log.warn({ file }, 'the dns section was added or removed: DNS listeners start or stop at the next restart');
     gw.metrics.reloads.inc({ result: 'ok' });
-    log.info({ file, why, ...sources?.describe(next) }, 'configuration reloaded');
+    log.info({ file, why, ...sources?.describe(next), ...(dash?.change ? { dashboard: dash.change } : {}) }, 'configuration reloaded');
   };
   let reloads = Promise.resolve();
   const reload = (why: string) => {

@@ -14,16 +14,19 @@
  * and a descriptor pass per connection.
  */
 import cluster, { type Worker } from 'node:cluster';
+import { watch } from 'node:fs';
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
-import { loadConfigFile } from './config-file.js';
 import type { Config } from '../config/types.js';
 import { isEchgateError } from '../errors.js';
 import { Metrics, type MetricsSnapshot, watchEventLoop } from '../proxy/metrics.js';
+import { loadConfigFile } from './config-file.js';
+import { Dashboard, type DashboardView, type ErrorRing, type RecentError } from './dashboard.js';
+import type { PublicationState } from './publish.js';
 
 /** Messages on the cluster IPC channel; `echgate` tags them apart from node's own. */
-type ToWorker = { echgate: 'metrics'; id: number };
-type ToPrimary = { echgate: 'ready' } | { echgate: 'metrics'; id: number; snapshot: MetricsSnapshot };
+type ToWorker = { echgate: 'metrics' | 'dashboard'; id: number };
+type ToPrimary = { echgate: 'ready' } | { echgate: 'metrics'; id: number; snapshot: MetricsSnapshot } | { echgate: 'dashboard'; id: number; view: DashboardView; snapshot: MetricsSnapshot };
 
 /** How long a scrape waits for the workers' registries. */
 const SCRAPE_TIMEOUT_MS = 2_000;
@@ -49,10 +52,21 @@ export const runsRotation = (): boolean => !cluster.isWorker || process.env.ECHG
  * Worker side, called by `serve` once its listeners are up: tell the primary,
  * and answer its metrics requests with this process's registry.
  */
-export function joinGroup(metrics: Metrics): void {
+export function joinGroup(metrics: Metrics, view?: () => DashboardView): void {
   if (!cluster.isWorker || !process.send) return;
   watchEventLoop();
   process.on('message', (m: ToWorker) => {
+    if (m?.echgate === 'dashboard' && view) {
+      // The dashboard's view of this worker (cli/dashboard.ts): plain data, structured-cloned over IPC.
+      const v = view();
+      try {
+        process.send?.({ echgate: 'dashboard', id: m.id, view: v, snapshot: v.snapshot } satisfies ToPrimary);
+      } catch {
+        // Something in the view that cannot be cloned must not end the worker: the registry alone, as for /metrics.
+        process.send?.({ echgate: 'metrics', id: m.id, snapshot: v.snapshot } satisfies ToPrimary);
+      }
+      return;
+    }
     if (m?.echgate !== 'metrics') return;
     metrics.sampleEventLoop(`worker-${cluster.worker?.id ?? process.pid}`);
     process.send?.({ echgate: 'metrics', id: m.id, snapshot: metrics.snapshot() } satisfies ToPrimary);
@@ -74,6 +88,8 @@ interface Slot {
   timer?: NodeJS.Timeout;
   /** Last registry this worker sent (its counters survive its death). */
   last?: MetricsSnapshot;
+  /** Last dashboard view this worker sent. */
+  view?: DashboardView;
 }
 
 /**
@@ -82,10 +98,11 @@ interface Slot {
  * first start of a worker fails (a port in use, ...): a start that cannot work
  * is not retried in a loop.
  */
-export async function runPrimary(file: string, cfg: Config, log: Logger): Promise<number> {
+export async function runPrimary(file: string, cfg: Config, log: Logger, errors?: ErrorRing): Promise<number> {
   const sched = process.env.ECHGATE_CLUSTER_SCHED;
   cluster.schedulingPolicy = sched === 'rr' ? cluster.SCHED_RR : cluster.SCHED_NONE;
-  cluster.setupPrimary({ exec: process.argv[1], args: process.argv.slice(2) });
+  // 'advanced' (structured clone): the dashboard's view carries Maps (the configuration, the bound addresses).
+  cluster.setupPrimary({ exec: process.argv[1], args: process.argv.slice(2), serialization: 'advanced' });
   const own = new Metrics();
   // Counts of workers that died, kept so the group's counters never go backwards.
   const retired = new Metrics();
@@ -112,7 +129,8 @@ export async function runPrimary(file: string, cfg: Config, log: Logger): Promis
           log.info({ workers: slots.length, scheduling: sched === 'rr' ? 'rr' : 'kernel' }, 'all workers ready');
           // /metrics opens once every worker listens, as a single process opens it after its entrypoints.
           if (cfg.metrics && !stopping) {
-            own.serve(cfg.metrics.host, cfg.metrics.port, { log, source: gather }).then(
+            dashboard = new Dashboard({ view: gatherView, settings: cfg.metrics.dashboard });
+            own.serve(cfg.metrics.host, cfg.metrics.port, { log, source: gather, routes: dashboard.routes }).then(
               (srv) => {
                 metricsSrv = srv;
                 if (stopping) srv.close();
@@ -124,8 +142,9 @@ export async function runPrimary(file: string, cfg: Config, log: Logger): Promis
             );
           }
         }
-      } else if (m?.echgate === 'metrics') {
+      } else if (m?.echgate === 'metrics' || m?.echgate === 'dashboard') {
         slot.last = m.snapshot;
+        if (m.echgate === 'dashboard') slot.view = m.view;
         pending.get(m.id)?.(slot);
       }
     });
@@ -135,6 +154,7 @@ export async function runPrimary(file: string, cfg: Config, log: Logger): Promis
       // The dead worker's counters stay in the sums; its open connections do not.
       if (slot.last) retired.merge(slot.last, { gauges: false });
       slot.last = undefined;
+      slot.view = undefined;
       if (stopping) {
         if (live().length === 0) finish(0);
         return;
@@ -164,6 +184,7 @@ export async function runPrimary(file: string, cfg: Config, log: Logger): Promis
     exitCode = code;
     log.info({ signal: why, workers: live().length }, 'shutting down: every worker drains its open connections');
     watcherStop();
+    dashboard?.close();
     metricsSrv?.close();
     for (const s of slots) clearTimeout(s.timer);
     const alive = live();
@@ -174,7 +195,8 @@ export async function runPrimary(file: string, cfg: Config, log: Logger): Promis
   // /metrics: one listener for the group, the sum of every worker's registry.
   let nextId = 1;
   const pending = new Map<number, (s: Slot) => void>();
-  const gather = async (): Promise<string> => {
+  /** Ask every live worker; resolves when all answered or after SCRAPE_TIMEOUT_MS. */
+  const ask = async (kind: ToWorker['echgate']) => {
     const id = nextId++;
     const asked = live();
     const answered = new Set<Slot>();
@@ -189,7 +211,7 @@ export async function runPrimary(file: string, cfg: Config, log: Logger): Promis
       });
       for (const s of asked) {
         try {
-          s.worker!.send({ echgate: 'metrics', id } satisfies ToWorker);
+          s.worker!.send({ echgate: kind, id } satisfies ToWorker);
         } catch {
           // a worker exiting right now; it is counted as not answering
         }
@@ -200,6 +222,10 @@ export async function runPrimary(file: string, cfg: Config, log: Logger): Promis
       }
     });
     pending.delete(id);
+    return { asked, answered };
+  };
+  /** The group's registry: the dead workers' counts, the primary's own, every live worker's last registry. */
+  const sumOf = (asked: Slot[], answered: Set<Slot>): Metrics => {
     const sum = new Metrics();
     sum.merge(retired.snapshot());
     own.sampleEventLoop('primary');
@@ -214,7 +240,52 @@ export async function runPrimary(file: string, cfg: Config, log: Logger): Promis
     }
     sum.workers.inc({ state: 'running' }, asked.length);
     sum.workers.inc({ state: 'answered_scrape' }, answered.size);
-    return sum.render();
+    return sum;
+  };
+  const gather = async (): Promise<string> => {
+    const { asked, answered } = await ask('metrics');
+    return sumOf(asked, answered).render();
+  };
+
+  /**
+   * The dashboard of a process group (docs/dashboard.md "Process groups"):
+   * counters and health summed like /metrics; routers, services and addresses
+   * as the lowest-numbered answering worker runs them (every worker applies
+   * the same file); recent errors of the primary and every worker, merged,
+   * each tagged with its worker; the newest publication any worker made.
+   */
+  let dashboard: Dashboard | undefined;
+  const gatherView = async (): Promise<DashboardView> => {
+    const { asked, answered } = await ask('dashboard');
+    const snapshot = sumOf(asked, answered).snapshot();
+    const views = asked.filter((s) => s.view).sort((a, b) => a.n - b.n);
+    const first = views[0]?.view;
+    const errs: RecentError[] = [...(errors?.list() ?? []).map((e) => ({ ...e, fields: { ...e.fields, process: 'primary' } }))];
+    for (const s of views) for (const e of s.view!.errors) errs.push({ ...e, fields: { ...e.fields, worker: s.n } });
+    errs.sort((a, b) => (a.time < b.time ? 1 : a.time > b.time ? -1 : 0));
+    const newest = <K extends keyof PublicationState>(k: K): PublicationState[K] =>
+      views.map((s) => s.view!.publication[k]).reduce<PublicationState[K]>((a, b) => (b && (!a || b.at > a.at) ? b : a), undefined);
+    return {
+      config: first?.config ?? cfg,
+      snapshot,
+      addresses: first?.addresses ?? new Map(),
+      dnsPort: first?.dnsPort,
+      errors: errs.slice(0, errors?.size ?? 100),
+      dropped: (errors?.dropped ?? 0) + views.reduce((n, s) => n + s.view!.dropped, 0),
+      publication: { publish: newest('publish'), readBack: newest('readBack') },
+      workers: { running: asked.length, answered: answered.size },
+    };
+  };
+  /** metrics.dashboard from the file: the primary applies it itself (the workers apply everything else). */
+  const applyDashboard = (next: Config, why: string) => {
+    if (!dashboard) return;
+    try {
+      const p = dashboard.prepare(next.metrics?.dashboard);
+      p.commit();
+      if (p.change) log.info({ file, why }, `configuration reloaded: ${p.change}`);
+    } catch (e) {
+      log.error({ file, why, err: isEchgateError(e) ? e.message : String(e) }, 'reload of metrics.dashboard refused: the previous dashboard settings stay in force');
+    }
   };
 
   // Reload: each worker re-reads the file itself (its own file and key folder
@@ -228,6 +299,7 @@ export async function runPrimary(file: string, cfg: Config, log: Logger): Promis
       log.warn({ file, err: isEchgateError(e) ? e.message : String(e) }, 'SIGHUP: the configuration does not validate; relayed anyway, the workers keep the previous one');
     }
     if (next && next.workers !== slots.length) log.warn({ file, workers: next.workers, running: slots.length }, 'workers changed: takes effect at the next restart');
+    if (next) applyDashboard(next, 'SIGHUP');
     // Only to workers past startup: before serve installs its handler, SIGHUP would end the process
     // (a worker still starting reads the file as it starts).
     for (const s of live()) if (s.ready) s.worker!.process.kill('SIGHUP');
@@ -237,8 +309,22 @@ export async function runPrimary(file: string, cfg: Config, log: Logger): Promis
   process.on('SIGHUP', onHup);
   process.once('SIGTERM', onTerm);
   process.once('SIGINT', onInt);
+  // The workers watch the file themselves; the primary watches it for metrics.dashboard only.
+  let debounce: NodeJS.Timeout | undefined;
+  const fileWatch = watch(file, () => {
+    clearTimeout(debounce);
+    debounce = setTimeout(() => {
+      try {
+        applyDashboard(loadConfigFile(file), 'file changed');
+      } catch {
+        // Not valid: the workers refuse it and log why.
+      }
+    }, 200);
+  });
   const watcherStop = () => {
     process.removeListener('SIGHUP', onHup);
+    clearTimeout(debounce);
+    fileWatch.close();
   };
 
   for (let n = 1; n <= cfg.workers; n++) slots.push({ n, startedAt: 0, quickDeaths: 0, ready: false });

@@ -1,7 +1,6 @@
 /** `metrics`: the address of the Prometheus listener (/metrics, /ready) and the optional dashboard on it. */
 import { type Ctx, isObj, mapping, parseAddress, section } from './fields.js';
 import type { Config } from './types.js';
-import { workersSection } from './workers.js';
 
 export const metricsSection = section<Config['metrics']>({
   path: 'metrics',
@@ -20,7 +19,6 @@ export const metricsSection = section<Config['metrics']>({
     if (o.basicAuthFile !== undefined && (typeof o.basicAuthFile !== 'string' || !o.basicAuthFile)) ctx.bad('metrics.dashboard.basicAuthFile', 'expected a file name');
     if (o.remote !== undefined && typeof o.remote !== 'boolean') ctx.bad('metrics.dashboard.remote', 'expected true or false');
     if (o.remote === true && o.basicAuthFile === undefined) ctx.warn('metrics.dashboard: remote: true without basicAuthFile: anyone who reaches metrics.address reads the dashboard');
-    if (ctx.get(workersSection) > 1) ctx.warn('metrics.dashboard: not served with workers > 1 yet (the primary holds no routers, keys or health state); /metrics still is');
     return { ...a, dashboard: { remote: o.remote === true, ...(typeof o.basicAuthFile === 'string' ? { basicAuthFile: o.basicAuthFile } : {}) } };
   },
   assign(cfg, v) {

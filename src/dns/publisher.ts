@@ -156,3 +156,46 @@ export async function readBackEch(dohUrl: string, name: string, expected: Uint8A
     await new Promise((r) => setTimeout(r, Math.min(o.intervalMs ?? 1000, Math.max(0, deadline - Date.now()))));
   }
 }
+
+/** TXT RDATA → its character-strings joined (RFC 1035 §3.3.14); undefined when a length runs past the end. */
+export function txtText(rdata: Uint8Array): string | undefined {
+  let out = '';
+  for (let i = 0; i < rdata.length; ) {
+    const n = rdata[i]!;
+    if (i + 1 + n > rdata.length) return undefined;
+    out += Buffer.from(rdata.subarray(i + 1, i + 1 + n)).toString('latin1');
+    i += 1 + n;
+  }
+  return out;
+}
+
+/**
+ * ESNI (draft-ietf-tls-esni-02 §4, experimental): ask over DoH until the
+ * `_esni.NAME` TXT RRset holds exactly `expected` (base64 ESNIKeys records,
+ * in any order; none: no TXT record at all), as readBackEch does for the
+ * HTTPS record. Throws ERR_DNS_READBACK with what was seen last.
+ */
+export async function readBackEsni(dohUrl: string, name: string, expected: readonly string[], o: ReadBackOptions = {}): Promise<{ attempts: number }> {
+  const deadline = Date.now() + (o.timeoutMs ?? 30_000);
+  const want = [...expected].sort();
+  const qname = `_esni.${name}`;
+  let attempts = 0;
+  let seen = 'nothing yet';
+  const resolver = new DohResolver(dohUrl, { ca: o.ca });
+  for (;;) {
+    attempts++;
+    try {
+      const m = await resolver.query(qname, RRType.TXT, { fresh: true, timeoutMs: Math.max(1, Math.min(DOH_TIMEOUT_MS, deadline - Date.now())) });
+      const got = m.answers
+        .filter((a) => a.type === RRType.TXT)
+        .map((a) => txtText(a.rdata) ?? '(malformed TXT)')
+        .sort();
+      if (got.length === want.length && got.every((g, i) => g === want[i])) return { attempts };
+      seen = got.length ? `${got.length} TXT record(s), ${got.filter((g) => want.includes(g)).length} of them expected` : `${rcodeName(m.rcode)} with no TXT record`;
+    } catch (e) {
+      seen = (e as Error).message;
+    }
+    if (Date.now() >= deadline) throw new EchgateError('ERR_DNS_READBACK', `${qname} TXT over ${dohUrl} does not hold the ${want.length} published ESNIKeys record(s) after ${attempts} attempt(s): ${seen}`);
+    await new Promise((r) => setTimeout(r, Math.min(o.intervalMs ?? 1000, Math.max(0, deadline - Date.now()))));
+  }
+}

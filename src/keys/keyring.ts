@@ -9,7 +9,7 @@ import { type FSWatcher, watch } from 'node:fs';
 import { nodeProvider } from '../crypto/node.js';
 import { type EsniLookup, type EsniServerKey, prepareEsniKey } from '../ech/esni.js';
 import { type EchServerKey, type KeyLookup, prepareServerKey } from '../ech/server.js';
-import { decryptingEsni, loadEsniKeys, publishedEsni } from './esni-store.js';
+import { decryptingEsni, type EsniRetired, loadEsniKeys, publishedEsni } from './esni-store.js';
 import { decryptingKeys, publishedList, retryList } from './manager.js';
 import { KeyDir, type LoadResult } from './store.js';
 
@@ -19,7 +19,8 @@ class Snapshot implements KeyLookup {
     readonly keys: EchServerKey[],
     readonly retryConfigs: Uint8Array | undefined,
     readonly published: Uint8Array | undefined,
-    readonly esni: readonly EsniServerKey[] = [],
+    /** `retired`: keys rotate --esni took it out of DNS; it decrypts until its Decrypt-Until. */
+    readonly esni: readonly (EsniServerKey & { retired?: EsniRetired })[] = [],
   ) {
     for (const k of keys) {
       const l = this.byId.get(k.configId);
@@ -62,7 +63,7 @@ export class Keyring implements KeyLookup, EsniLookup {
       usable.map((k) => prepareServerKey(nodeProvider, k.config!, nodeProvider.x25519Private(k.privateKey!))),
       retryList(r.keys),
       publishedList(r.keys),
-      esni.keys.map((k) => prepareEsniKey(nodeProvider, k.raw, nodeProvider.x25519Private(k.privateKey))),
+      esni.keys.map((k) => ({ ...prepareEsniKey(nodeProvider, k.raw, nodeProvider.x25519Private(k.privateKey)), ...(k.retired ? { retired: k.retired } : {}) })),
     );
     // Re-evaluate when the next decrypt-only key passes its notAfter.
     clearTimeout(this.expiryTimer);

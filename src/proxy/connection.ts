@@ -20,12 +20,12 @@
 import { channel } from 'node:diagnostics_channel';
 import type net from 'node:net';
 import { DEFAULT_TLS_OPTIONS } from '../config/tls-options.js';
-import { isEchgateError } from '../errors.js';
+import { type AlertName, isEchgateError } from '../errors.js';
 import type { ConnData } from '../routing/ast.js';
 import { normalizeIp } from '../bytes/ip.js';
 import type { Route } from '../routing/table.js';
 import { encodeProxyV1, encodeProxyV2 } from '../wire/proxy/proxy-protocol.js';
-import { alertFor, encodeAlertRecord } from '../wire/tls/alert.js';
+import { alertFor, encodeAlertRecord, trailingAlert } from '../wire/tls/alert.js';
 import { decodeClientHelloMessage, routingView } from '../wire/tls/client-hello.js';
 import { ClientHelloAssembler, sniffTls } from '../wire/tls/record.js';
 import { certificateCovers } from './certificates.js';
@@ -218,10 +218,14 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
     }),
   );
 
-  const fail = (reason: PeekFailure, alert?: Uint8Array) => {
+  const countAlert = (name: AlertName | undefined) => {
+    if (name) ctx.metrics.alertsSent.inc({ entrypoint: ep, alert: name });
+  };
+  const fail = (reason: PeekFailure, alert?: Uint8Array, alertName?: AlertName) => {
     ctx.metrics.peekFailures.inc({ entrypoint: ep, reason });
     const how: Outcome = reason === 'tls_handshake' ? 'tls_alert' : reason;
     if (alert && socket.writable) {
+      countAlert(alertName ?? trailingAlert(alert));
       // Send the alert, then close. Keep draining input so the kernel does
       // not answer unread bytes with a RST that could overtake the alert.
       socket.end(alert);
@@ -242,6 +246,7 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
       ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, err: errField(e) }, 'internal error handling a connection; that connection was closed');
     } finally {
       if (socket.writable) {
+        countAlert('internal_error');
         socket.end(encodeAlertRecord('internal_error'));
         setTimeout(() => socket.destroy(), 2000).unref();
       } else socket.destroy();
@@ -275,8 +280,9 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
     guard,
     fail,
     finish,
-    handshakeFailed(reason) {
+    handshakeFailed(reason, alert) {
       ctx.metrics.peekFailures.inc({ entrypoint: ep, reason });
+      countAlert(alert);
       outcome ??= reason === 'handshake_timeout' ? 'handshake_timeout' : 'tls_alert';
     },
     internalError(e, msg) {

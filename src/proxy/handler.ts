@@ -8,6 +8,7 @@
  * in one place (connection.ts).
  */
 import type net from 'node:net';
+import type { AlertName } from '../errors.js';
 import type { Route } from '../routing/table.js';
 import type { Classified, EntryContext, RouteTarget } from './context.js';
 import type { Relay, RelayOptions } from './relay.js';
@@ -74,10 +75,13 @@ export interface Conn {
   logRouter(): string;
   /** Wrap a callback: an exception ends this connection as handler_error, never the process. */
   guard<A extends unknown[]>(fn: (...a: A) => void): (...a: A) => void;
-  /** End the connection now with a peek failure, sending `alert` first when given. */
-  fail(reason: PeekFailure, alert?: Uint8Array): void;
-  /** The TLS handshake failed after the hello: counted as a peek failure; the outcome, unless one is set already. */
-  handshakeFailed(reason: 'tls_handshake' | 'handshake_timeout'): void;
+  /**
+   * End the connection now with a peek failure, sending `alert` first when given. The alert sent is
+   * counted by name (echgate_tls_alerts_sent_total): `alertName`, else read from a plaintext alert record.
+   */
+  fail(reason: PeekFailure, alert?: Uint8Array, alertName?: AlertName): void;
+  /** The TLS handshake failed after the hello: counted as a peek failure (and `alert`, the one we sent, by name); the outcome, unless one is set already. */
+  handshakeFailed(reason: 'tls_handshake' | 'handshake_timeout', alert?: AlertName): void;
   /** Count and log (rate limited) an unexpected exception; the caller ends the connection. */
   internalError(e: unknown, msg: string): void;
   /** The connection is over with this outcome (idempotent). */

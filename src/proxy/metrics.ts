@@ -166,6 +166,11 @@ export class Metrics {
   readonly connections = new Counter('echgate_connections_total', 'Connections by entrypoint, router and outcome.');
   readonly open = new Gauge('echgate_open_connections', 'Connections currently open, by entrypoint.');
   readonly peekFailures = new Counter('echgate_peek_failures_total', 'ClientHello peeks that failed, by reason.');
+  /**
+   * Fatal alerts echgate itself sent to end a connection's TLS (RFC 8446 §6.2): the handshake failures by
+   * alert. The label is an alert name from wire/tls/constants.ts AlertDescription (a bounded set).
+   */
+  readonly alertsSent = new Counter('echgate_tls_alerts_sent_total', 'Fatal TLS alerts echgate sent to end a handshake, by entrypoint and alert.');
   readonly bytes = new Counter('echgate_bytes_total', 'Bytes relayed, by entrypoint, router and direction.');
   readonly backendErrors = new Counter('echgate_backend_errors_total', 'Backend connect or stream failures, by service.');
   /** Health-checked servers: 1 in the rotation, 0 out of it (src/proxy/health.ts). Summed over the workers of a process group. */
@@ -220,7 +225,7 @@ export class Metrics {
   }
 
   private all(): (Counter | Histogram)[] {
-    return [this.connections, this.open, this.peekFailures, this.bytes, this.backendErrors, this.backendUp, this.ech, this.reloads, this.dnsQueries, this.handlerErrors, this.duration, this.workerRestarts, this.workers, this.workerConnections, this.loopDelay, this.keyRotations, this.nextKeyRotation, this.configRevision, this.configStoreUp, this.fleetStoreUp, this.fleetReady, this.fleetLeader, this.fleetLateInstances];
+    return [this.connections, this.open, this.peekFailures, this.alertsSent, this.bytes, this.backendErrors, this.backendUp, this.ech, this.reloads, this.dnsQueries, this.handlerErrors, this.duration, this.workerRestarts, this.workers, this.workerConnections, this.loopDelay, this.keyRotations, this.nextKeyRotation, this.configRevision, this.configStoreUp, this.fleetStoreUp, this.fleetReady, this.fleetLeader, this.fleetLateInstances];
   }
 
   render(): string {

@@ -26,8 +26,9 @@ export function passthrough(replay: Uint8Array, rewrite?: Rewrite): Handler {
               parts = rewrite.push(d);
             } catch (e) {
               r.stop();
-              c.handshakeFailed('tls_handshake');
-              if (c.socket.writable) c.socket.end(encodeAlertRecord(alertFor(e)));
+              const alert = alertFor(e);
+              c.handshakeFailed('tls_handshake', c.socket.writable ? alert : undefined);
+              if (c.socket.writable) c.socket.end(encodeAlertRecord(alert));
               r.backend.destroy();
               return;
             }

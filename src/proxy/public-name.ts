@@ -21,7 +21,7 @@
  * without ECH.
  */
 import { concat } from '../bytes/util.js';
-import { isEchgateError } from '../errors.js';
+import { type AlertName, isEchgateError } from '../errors.js';
 import { encodeAlertRecord } from '../wire/tls/alert.js';
 import { certificateCovers } from './certificates.js';
 import type { Classified, EntryContext } from './context.js';
@@ -45,7 +45,7 @@ export function publicNameHandler(ctx: EntryContext, cls: Classified): Handler |
       let over = false;
       let handshook = false;
       let deadline: NodeJS.Timeout | undefined;
-      const end = (r: 'answered' | 'failed', last?: Uint8Array) => {
+      const end = (r: 'answered' | 'failed', last?: Uint8Array, alert?: AlertName) => {
         if (over) return;
         over = true;
         clearTimeout(deadline);
@@ -57,13 +57,13 @@ export function publicNameHandler(ctx: EntryContext, cls: Classified): Handler |
           socket.resume();
           setTimeout(() => socket.destroy(), 2000).unref();
         } else socket.destroy();
-        if (r === 'failed') c.handshakeFailed('tls_handshake');
+        if (r === 'failed') c.handshakeFailed('tls_handshake', last ? alert : undefined);
         c.finish(r === 'answered' ? 'public_name' : 'tls_alert');
       };
       /** The engine failed the connection (its alert record ends `records`) or threw an internal error. */
-      const failWith = (e: unknown, records?: Uint8Array[]) => {
+      const failWith = (e: unknown, records?: Uint8Array[], alert?: AlertName) => {
         if (!isEchgateError(e)) ctx.limiter.log(ctx.log, 'warn', { entrypoint: ctx.ep.name, err: String(e) }, 'internal error answering for an ECH public name');
-        end('failed', records ? (records.length ? concat(...records) : undefined) : encodeAlertRecord('internal_error'));
+        end('failed', records ? (records.length ? concat(...records) : undefined) : encodeAlertRecord('internal_error'), records ? alert : 'internal_error');
       };
 
       let term: ReturnType<typeof startTermination>;
@@ -83,7 +83,7 @@ export function publicNameHandler(ctx: EntryContext, cls: Classified): Handler |
         if (over) return;
         try {
           const out = term.engine.receive(d);
-          if (out.error !== undefined) return failWith(out.error, out.send);
+          if (out.error !== undefined) return failWith(out.error, out.send, out.alert);
           if (out.send.length) writeAll(socket, out.send);
           // The client aborted: ech_required right after its Finished is the expected end (§6.1.6).
           if (out.established) handshook = true;
@@ -95,7 +95,7 @@ export function publicNameHandler(ctx: EntryContext, cls: Classified): Handler |
         }
       };
       const onData = c.guard(feed);
-      if (term.first.error !== undefined) return failWith(term.first.error, term.first.send);
+      if (term.first.error !== undefined) return failWith(term.first.error, term.first.send, term.first.alert);
       // The first flight in one write.
       writeAll(socket, term.first.send);
       socket.on('data', onData);

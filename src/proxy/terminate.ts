@@ -12,7 +12,7 @@
 import { concat } from '../bytes/util.js';
 import type { TlsOptions } from '../config/types.js';
 import { nodeProvider } from '../crypto/node.js';
-import { EchgateError, isEchgateError } from '../errors.js';
+import { type AlertName, EchgateError, isEchgateError } from '../errors.js';
 import { type Output, TlsServer } from '../tls13/server.js';
 import { describeAlert, encodeAlertRecord } from '../wire/tls/alert.js';
 import { ExtensionType } from '../wire/tls/constants.js';
@@ -62,7 +62,7 @@ export function terminateHandler(cls: Classified, opts: TlsOptions, alpn: readon
       const first = term.first;
       if (first.error !== undefined) {
         if (!isEchgateError(first.error)) c.internalError(first.error, 'internal error starting TLS');
-        return c.fail('tls_handshake', first.send.length ? concat(...first.send) : undefined);
+        return c.fail('tls_handshake', first.send.length ? concat(...first.send) : undefined, first.alert);
       }
       // The first flight (ServerHello … Finished) in one write: separate writes were a quarter of a handshake's CPU.
       c.socket.write(first.send.length === 1 ? first.send[0]! : concat(...first.send));
@@ -82,13 +82,13 @@ function runEngine(c: Conn, engine: TlsServer): void {
   let failed = false;
   let hsTimer: NodeJS.Timeout | undefined;
   /** Called once when the TLS side fails: `records` are what is still to be sent (ending with our alert). */
-  const failWith = c.guard((records: Uint8Array[], err: unknown) => {
+  const failWith = c.guard((records: Uint8Array[], err: unknown, alert?: AlertName) => {
     if (failed) return;
     failed = true;
     clearTimeout(hsTimer);
     relay.stop();
     const timedOut = isEchgateError(err) && err.code === 'ERR_HANDSHAKE_TIMEOUT';
-    c.handshakeFailed(timedOut ? 'handshake_timeout' : 'tls_handshake');
+    c.handshakeFailed(timedOut ? 'handshake_timeout' : 'tls_handshake', records.length ? alert : undefined);
     if (!isEchgateError(err)) c.internalError(err, 'internal error in TLS termination');
     if (records.length) client.end(concat(...records));
     else client.destroy();
@@ -96,7 +96,7 @@ function runEngine(c: Conn, engine: TlsServer): void {
   });
   const apply = (o: Output) => {
     if (o.peerAlert !== undefined) return failWith([], new EchgateError('ERR_ILLEGAL', `client sent alert ${describeAlert(o.peerAlert)}`));
-    if (o.error !== undefined) return failWith(o.send, o.error);
+    if (o.error !== undefined) return failWith(o.send, o.error, o.alert);
     if (o.established) clearTimeout(hsTimer);
     relay.toClient(o.send);
     relay.toBackend(o.data);

@@ -51,6 +51,22 @@ export function isClosureAlert(description: number): boolean {
   return description === AlertDescription.close_notify || description === AlertDescription.user_canceled;
 }
 
+/** The RFC 8446 §6 name of an alert number, or undefined for a number no RFC we implement names. */
+export function alertName(code: number): AlertName | undefined {
+  return (Object.entries(AlertDescription) as [AlertName, number][]).find(([, v]) => v === code)?.[0];
+}
+
+/**
+ * The alert a run of plaintext bytes ends with, when its last record is a
+ * plaintext alert (content type 21, length 2: what encodeAlertRecord makes);
+ * undefined otherwise (an encrypted record, a protocol's own message).
+ */
+export function trailingAlert(bytes: Uint8Array): AlertName | undefined {
+  const n = bytes.length;
+  if (n < 7 || bytes[n - 7] !== 21 || bytes[n - 6] !== 3 || bytes[n - 4] !== 0 || bytes[n - 3] !== 2) return undefined;
+  return alertName(bytes[n - 1]!);
+}
+
 /** "112 (unrecognized_name)": an alert number as people read it. */
 export function describeAlert(code: number | undefined): string {
   const name = Object.entries(AlertDescription).find(([, v]) => v === code)?.[0];
