@@ -8,6 +8,9 @@ import { TARGETS } from './scripts/mutation-targets.mjs';
 const name = process.env.MUTATION_TARGET ?? 'tls13';
 const target = TARGETS[name];
 if (!target) throw new Error(`unknown mutation target ${name}; one of ${Object.keys(TARGETS).join(', ')}`);
+// MUTATION_PART=b names one part of a target run split with --mutate: its own report
+// (reports/mutation/<target>-b.json) and sandbox, so parts can run one after another or at once.
+const part = process.env.MUTATION_PART ? `${name}-${process.env.MUTATION_PART}` : name;
 
 /** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
 export default {
@@ -33,9 +36,9 @@ export default {
   timeoutFactor: 2,
   reporters: ['clear-text', 'progress-append-only', 'json', 'html'],
   clearTextReporter: { allowColor: false, logTests: false, reportMutants: true, reportScoreTable: true },
-  jsonReporter: { fileName: `reports/mutation/${name}.json` },
-  htmlReporter: { fileName: `reports/mutation/${name}.html` },
+  jsonReporter: { fileName: `reports/mutation/${part}.json` },
+  htmlReporter: { fileName: `reports/mutation/${part}.html` },
   // One sandbox folder per target, so runs of two targets at once do not clean up each other's sandbox.
-  tempDirName: `.stryker-tmp/${name}`,
+  tempDirName: `.stryker-tmp/${part}`,
   cleanTempDir: true,
 };
