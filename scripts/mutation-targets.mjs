@@ -31,7 +31,7 @@ export const TARGETS = {
   'wire-tls': {
     mutate: ['src/wire/tls/*.ts'],
     // Fast codec tests first (most mutants die there), the engine files after; esni for wire/tls/esni.ts.
-    tests: ['wire-tls', 'wire-tls-record', 'peek-robustness', 'ech-bad-input', 'ech', 'tls13', 'tls13-conformance', 'tls13-fuzz', 'esni', 'mutation-killers'],
+    tests: ['wire-tls', 'wire-tls-record', 'peek-robustness', 'ech-bad-input', 'ech', 'tls13', 'tls13-conformance', 'tls13-fuzz', 'esni', 'mutation-killers-wire', 'mutation-killers'],
   },
 };
 
