@@ -22,7 +22,7 @@ export const TARGETS = {
     // esni.ts (draft-ietf-tls-esni-02 ESNI) is exercised only by the esni test file;
     // esni-serve (21 s a run) drives it through the proxy and adds no check of its own.
     mutate: ['src/ech/server.ts', 'src/ech/client.ts', 'src/ech/esni.ts'],
-    tests: ['ech', 'ech-bad-input', 'ech-inner-version', 'split-mode', 'tls13-forgery', 'proxy-ech', 'ech-public-name', 'esni', 'mutation-killers'],
+    tests: ['ech', 'ech-bad-input', 'ech-inner-version', 'split-mode', 'tls13-forgery', 'proxy-ech', 'ech-public-name', 'esni', 'mutation-killers-ech', 'mutation-killers'],
   },
   hpke: {
     mutate: ['src/crypto/hpke.ts'],
