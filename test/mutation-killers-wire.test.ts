@@ -10,7 +10,7 @@ import { describe, it } from 'node:test';
 import { concat } from '../src/bytes/util.js';
 import { EchgateError } from '../src/errors.js';
 import { alertBody, alertFor, isClosureAlert } from '../src/wire/tls/alert.js';
-import { decodeClientHello, encodeClientHello, type ClientHello } from '../src/wire/tls/client-hello.js';
+import { type ClientHello, decodeClientHello, decodeClientHelloMessage, encodeClientHello } from '../src/wire/tls/client-hello.js';
 import { AlertDescription, ContentType, ExtensionType, MAX_PLAINTEXT } from '../src/wire/tls/constants.js';
 import {
   decodeAlpn,
@@ -187,6 +187,26 @@ describe('RFC 8446 §5.1, §5.2: record framing bounds', () => {
     assert.deepEqual(a.message, msg);
   });
 
+  it('the record count cap is inclusive: a hello in exactly maxRecords records is read, in one more: unexpected_message', () => {
+    const msg = hello(10);
+    const inRecords = (n: number) => concat(...Array.from({ length: n - 1 }, (_, i) => rec(ContentType.handshake, msg.subarray(i, i + 1))), rec(ContentType.handshake, msg.subarray(n - 1)));
+    assert.equal(new ClientHelloAssembler(1000, 3).push(inRecords(3))?.records, 3);
+    assert.equal(codeOf(() => new ClientHelloAssembler(1000, 3).push(inRecords(4))), 'unexpected_message');
+  });
+
+  it('what the assembler holds: bytes() and buffered are the bytes pushed so far, across pushes', () => {
+    const whole = rec(ContentType.handshake, hello(10));
+    const asm = new ClientHelloAssembler(1000);
+    assert.equal(asm.push(whole.subarray(0, 7)), undefined);
+    assert.equal(asm.push(whole.subarray(7, 9)), undefined);
+    assert.equal(asm.buffered, 9);
+    assert.deepEqual(asm.bytes(), whole.subarray(0, 9));
+  });
+
+  it('RFC 8446 §4: a first handshake message that is not a ClientHello: unexpected_message', () => {
+    assert.equal(codeOf(() => decodeClientHelloMessage(Uint8Array.of(2, 0, 0, 0))), 'unexpected_message');
+  });
+
   it('RecordReader: a record of exactly 2^14 + 256 bytes is handed out; one byte more is record_overflow from the header alone', () => {
     const r = new RecordReader();
     r.push(concat(Uint8Array.of(23, 3, 3), u16(MAX_CIPHERTEXT), new Uint8Array(MAX_CIPHERTEXT)));
@@ -236,5 +256,8 @@ describe('RFC 8446 §6: alert bodies and closure alerts', () => {
     assert.equal(alertFor(new EchgateError('ERR_PEEK_TOO_LARGE', 'x')), 'record_overflow');
     assert.equal(alertFor(new EchgateError('ERR_LIMIT', 'x')), 'internal_error');
     assert.equal(alertFor(new Error('x')), 'internal_error');
+    // JavaScript can throw anything: a thrown null or string is internal_error too, not a crash.
+    assert.equal(alertFor(null), 'internal_error');
+    assert.equal(alertFor('x'), 'internal_error');
   });
 });
