@@ -13,7 +13,7 @@ import { decryptEch, type EchServerKey, outerAad, prepareServerKey } from '../sr
 import { EchgateError } from '../src/errors.js';
 import { decodeECHConfigList, encodeECHConfig, encodeECHConfigList } from '../src/wire/ech/config.js';
 import { usableConfigs } from '../src/wire/ech/usable.js';
-import { decodeClientHelloMessage, findExtension, summarize } from '../src/wire/tls/client-hello.js';
+import { decodeClientHello, decodeClientHelloMessage, encodeClientHello, findExtension, summarize } from '../src/wire/tls/client-hello.js';
 import { ExtensionType } from '../src/wire/tls/constants.js';
 import { decodeECHClientHello } from '../src/wire/tls/extensions.js';
 
@@ -48,6 +48,18 @@ describe('RFC 9849 §7.1: which key opens the hello, and why a hello is rejected
     assert.equal(r.configId, 9);
     assert.equal(r.key, A.key);
     assert.equal(summarize(r.inner).sni, 'secret.example.test');
+  });
+
+  it('§7: a ClientHello from the network with an encrypted_client_hello of type inner: illegal_parameter (shared and split mode alike)', () => {
+    const h = hello();
+    const exts = h.extensions.map((e) => (e.type === ExtensionType.encrypted_client_hello ? { type: e.type, data: Uint8Array.of(1) } : { type: e.type, data: e.data }));
+    const forged = decodeClientHello(encodeClientHello({ ...h, extensions: exts }));
+    for (const trialDecrypt of [false, true]) {
+      assert.throws(
+        () => decryptEch(nodeProvider, forged, lookupOf([A.key]), { trialDecrypt }),
+        (e: unknown) => e instanceof EchgateError && e.alert === 'illegal_parameter',
+      );
+    }
   });
 
   it('no key with that config_id: rejected as no_config (GREASE or an unknown key), with the config_id', () => {
