@@ -92,6 +92,8 @@ describe('RFC 9849 §7.1: which key opens the hello, and why a hello is rejected
     if (ech.type !== 'outer') return;
     assert.throws(() => outerAad({ ...h, raw: undefined }, ext, ech), (e: unknown) => e instanceof EchgateError && e.code === 'ERR_ILLEGAL');
     assert.throws(() => outerAad(h, { ...ext, offset: undefined }, ech), (e: unknown) => e instanceof EchgateError && e.code === 'ERR_ILLEGAL');
+    // decryptEch reaches the same guard (it sizes its scratch buffer from the bytes first).
+    assert.throws(() => decryptEch(nodeProvider, { ...h, raw: undefined }, lookupOf([A.key])), (e: unknown) => e instanceof EchgateError && e.code === 'ERR_ILLEGAL');
     // With the bytes: a copy with the payload zeroed, the hello itself untouched; a too-small scratch buffer is not used.
     const aad = outerAad(h, ext, ech, new Uint8Array(1));
     assert.equal(aad.length, h.raw!.length);
