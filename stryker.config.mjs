@@ -8,6 +8,10 @@ import { TARGETS } from './scripts/mutation-targets.mjs';
 const name = process.env.MUTATION_TARGET ?? 'tls13';
 const target = TARGETS[name];
 if (!target) throw new Error(`unknown mutation target ${name}; one of ${Object.keys(TARGETS).join(', ')}`);
+// MUTATION_PART=b names one part of a target run split with --mutate: its own report
+// (reports/mutation/<target>-b.json) and sandbox, so parts can run one after another or at once.
+const part = process.env.MUTATION_PART ? `${name}-${process.env.MUTATION_PART}` : name;
+process.env.MUTATION_REPORT_NAME = part;
 
 /** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
 export default {
@@ -31,11 +35,13 @@ export default {
   concurrency: Number(process.env.MUTATION_CONCURRENCY ?? 1),
   timeoutMS: 15000,
   timeoutFactor: 2,
-  reporters: ['clear-text', 'progress-append-only', 'json', 'html'],
+  // jsonl: one line per mutant as it is tested (scripts/mutation-jsonl-reporter.mjs), so a stopped run still tells what it found.
+  appendPlugins: [resolve('scripts/mutation-jsonl-reporter.mjs')],
+  reporters: ['clear-text', 'progress-append-only', 'json', 'html', 'jsonl'],
   clearTextReporter: { allowColor: false, logTests: false, reportMutants: true, reportScoreTable: true },
-  jsonReporter: { fileName: `reports/mutation/${name}.json` },
-  htmlReporter: { fileName: `reports/mutation/${name}.html` },
+  jsonReporter: { fileName: `reports/mutation/${part}.json` },
+  htmlReporter: { fileName: `reports/mutation/${part}.html` },
   // One sandbox folder per target, so runs of two targets at once do not clean up each other's sandbox.
-  tempDirName: `.stryker-tmp/${name}`,
+  tempDirName: `.stryker-tmp/${part}`,
   cleanTempDir: true,
 };

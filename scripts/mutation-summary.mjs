@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // node scripts/mutation-summary.mjs reports/mutation/<target>.json [--survivors]
+//   or <target>.jsonl: the lines scripts/mutation-jsonl-reporter.mjs wrote (also of a stopped run)
 // Per-file mutation score from a StrykerJS JSON report, twice: with every test
 // file, and without test/mutation-killers (the tests written against survivors).
 // The second is exact only when the run used --disableBail (every covering test
@@ -11,7 +12,18 @@ if (!file) {
   console.error('usage: node scripts/mutation-summary.mjs reports/mutation/<target>.json [--survivors]');
   process.exit(2);
 }
-const report = JSON.parse(readFileSync(file, 'utf8'));
+const report = file.endsWith('.jsonl') ? fromLines(readFileSync(file, 'utf8')) : JSON.parse(readFileSync(file, 'utf8'));
+
+/** The JSON report's shape from jsonl lines (killedBy there holds test names already). */
+function fromLines(text) {
+  const files = {};
+  for (const l of text.split('\n').filter(Boolean).map((x) => JSON.parse(x))) {
+    const path = l.file.slice(l.file.indexOf('src/'));
+    files[path] ??= { source: readFileSync(path, 'utf8'), mutants: [] };
+    files[path].mutants.push({ status: l.status, killedBy: l.killedBy, mutatorName: l.mutator, replacement: l.replacement, location: { start: { line: l.line, column: l.column } } });
+  }
+  return { files };
+}
 const KILLER = /mutation-killers/;
 // killedBy holds test ids; the tap runner's tests are the test files, named in testFiles.
 const nameOf = new Map();

@@ -1,0 +1,128 @@
+/**
+ * Tests written against StrykerJS mutants of src/ech (`npm run mutation --
+ * src/ech`, docs/mutation.md): the outcome fields a caller acts on (why a hello
+ * was rejected, which key opened it), trial decryption, the §6.1.3 padding
+ * that hides the inner name's length, and the AAD guard.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { isSupportedSuite } from '../src/crypto/hpke.js';
+import { nodeProvider } from '../src/crypto/node.js';
+import { buildEchClientHello, type EchHelloOptions } from '../src/ech/client.js';
+import { decryptEch, type EchServerKey, outerAad, prepareServerKey } from '../src/ech/server.js';
+import { EchgateError } from '../src/errors.js';
+import { decodeECHConfigList, encodeECHConfig, encodeECHConfigList } from '../src/wire/ech/config.js';
+import { usableConfigs } from '../src/wire/ech/usable.js';
+import { decodeClientHello, decodeClientHelloMessage, encodeClientHello, findExtension, summarize } from '../src/wire/tls/client-hello.js';
+import { ExtensionType } from '../src/wire/tls/constants.js';
+import { decodeECHClientHello } from '../src/wire/tls/extensions.js';
+
+function makeKey(configId: number, maximumNameLength = 32) {
+  const sk = nodeProvider.x25519Generate();
+  const raw = encodeECHConfigList([
+    encodeECHConfig({
+      configId,
+      kemId: 0x20,
+      publicKey: sk.publicKey,
+      cipherSuites: [{ kdfId: 1, aeadId: 1 }],
+      maximumNameLength,
+      publicName: 'public.example.test',
+      extensions: [],
+    }),
+  ]);
+  const config = usableConfigs(decodeECHConfigList(raw), isSupportedSuite)[0]!;
+  return { config, key: prepareServerKey(nodeProvider, config, sk) };
+}
+
+const A = makeKey(9);
+const B = makeKey(10);
+const lookupOf = (keys: EchServerKey[]) => ({ byConfigId: (id: number) => keys.filter((k) => k.configId === id), all: () => keys });
+const hello = (o: Partial<EchHelloOptions> = {}) =>
+  decodeClientHelloMessage(buildEchClientHello(nodeProvider, { config: A.config, innerSni: 'secret.example.test', ...o }).outerMessage);
+
+describe('RFC 9849 §7.1: which key opens the hello, and why a hello is rejected', () => {
+  it('the key with the hello\'s config_id opens it and is named in the outcome', () => {
+    const r = decryptEch(nodeProvider, hello(), lookupOf([B.key, A.key]));
+    assert.equal(r.status, 'accepted');
+    if (r.status !== 'accepted') return;
+    assert.equal(r.configId, 9);
+    assert.equal(r.key, A.key);
+    assert.equal(summarize(r.inner).sni, 'secret.example.test');
+  });
+
+  it('§7: a ClientHello from the network with an encrypted_client_hello of type inner: illegal_parameter (shared and split mode alike)', () => {
+    const h = hello();
+    const exts = h.extensions.map((e) => (e.type === ExtensionType.encrypted_client_hello ? { type: e.type, data: Uint8Array.of(1) } : { type: e.type, data: e.data }));
+    const forged = decodeClientHello(encodeClientHello({ ...h, extensions: exts }));
+    for (const trialDecrypt of [false, true]) {
+      assert.throws(
+        () => decryptEch(nodeProvider, forged, lookupOf([A.key]), { trialDecrypt }),
+        (e: unknown) => e instanceof EchgateError && e.alert === 'illegal_parameter',
+      );
+    }
+  });
+
+  it('no key with that config_id: rejected as no_config (GREASE or an unknown key), with the config_id', () => {
+    assert.deepEqual(decryptEch(nodeProvider, hello(), lookupOf([B.key])), { status: 'rejected', reason: 'no_config', configId: 9 });
+  });
+
+  it('a key with that config_id that cannot open it: decrypt_failed; also when it does not offer the suite', () => {
+    const wrong = { ...B.key, configId: 9 };
+    assert.deepEqual(decryptEch(nodeProvider, hello(), lookupOf([wrong])), { status: 'rejected', reason: 'decrypt_failed', configId: 9 });
+    const noSuite = { ...A.key, suiteHashes: new Map() };
+    assert.deepEqual(decryptEch(nodeProvider, hello(), lookupOf([noSuite])), { status: 'rejected', reason: 'decrypt_failed', configId: 9 });
+  });
+
+  it('§10.4 trial decryption: with it, a key under another config_id opens the hello; without it, no_config', () => {
+    const renamed = { ...A.key, configId: 77 };
+    const h = hello();
+    assert.equal(decryptEch(nodeProvider, h, lookupOf([renamed])).status, 'rejected');
+    const r = decryptEch(nodeProvider, h, lookupOf([B.key, renamed]), { trialDecrypt: true });
+    assert.equal(r.status, 'accepted');
+    if (r.status === 'accepted') assert.deepEqual([r.key, r.configId], [renamed, 77]);
+    // Trial decryption that finds nothing: no key matched the config_id, so no_config.
+    assert.deepEqual(decryptEch(nodeProvider, h, lookupOf([B.key]), { trialDecrypt: true }), { status: 'rejected', reason: 'no_config', configId: 9 });
+  });
+
+  it('the AAD needs the outer hello\'s own bytes: a hello without them is a typed error, not a crash', () => {
+    const h = hello();
+    const ext = findExtension(h, ExtensionType.encrypted_client_hello)!;
+    const ech = decodeECHClientHello(ext.data);
+    assert.equal(ech.type, 'outer');
+    if (ech.type !== 'outer') return;
+    assert.throws(() => outerAad({ ...h, raw: undefined }, ext, ech), (e: unknown) => e instanceof EchgateError && e.code === 'ERR_ILLEGAL');
+    assert.throws(() => outerAad(h, { ...ext, offset: undefined }, ech), (e: unknown) => e instanceof EchgateError && e.code === 'ERR_ILLEGAL');
+    // decryptEch reaches the same guard (it sizes its scratch buffer from the bytes first).
+    assert.throws(() => decryptEch(nodeProvider, { ...h, raw: undefined }, lookupOf([A.key])), (e: unknown) => e instanceof EchgateError && e.code === 'ERR_ILLEGAL');
+    // With the bytes: a copy with the payload zeroed, the hello itself untouched; a too-small scratch buffer is not used.
+    const aad = outerAad(h, ext, ech, new Uint8Array(1));
+    assert.equal(aad.length, h.raw!.length);
+    const at = ext.offset! + ech.payloadOffset;
+    assert.ok(aad.subarray(at, at + ech.payload.length).every((b) => b === 0));
+    assert.deepEqual(aad.subarray(0, at), h.raw!.subarray(0, at));
+    assert.ok(h.raw!.subarray(at, at + ech.payload.length).some((b) => b !== 0));
+  });
+});
+
+describe('RFC 9849 §6.1.3: padding hides the length of the inner name', () => {
+  const payloadLength = (o: Partial<EchHelloOptions>) => {
+    const ech = summarize(hello(o)).ech!;
+    assert.equal(ech.type, 'outer');
+    return ech.type === 'outer' ? ech.payload.length : -1;
+  };
+  it('names up to maximum_name_length give one payload length; a longer name a longer one', () => {
+    const short = payloadLength({ innerSni: 'a.test' });
+    assert.equal(payloadLength({ innerSni: 'abcdefghijklmnopqrstuvwxyz.test' }), short); // 31 bytes
+    assert.equal(payloadLength({ innerSni: 'abcdefghijklmnopqrstuvwxyz0.test' }), short); // 32 bytes = maximum_name_length
+    assert.ok(payloadLength({ innerSni: 'abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnop.test' }) > short);
+  });
+  it('without an inner name the padding stands in for a whole server_name extension (maximum_name_length + 9 bytes)', () => {
+    // server_name with an n-byte name is 9 + n bytes, padded by maximum_name_length - n: the same
+    // maximum_name_length + 9 bytes as the padding of a hello without one. Over a range of
+    // maximum_name_length values the two round to the same 32-byte step only if they are equal.
+    for (let m = 8; m <= 40; m++) {
+      const { config } = makeKey(9, m);
+      assert.equal(payloadLength({ config, innerSni: undefined }), payloadLength({ config, innerSni: 'abc.test' }), `maximum_name_length ${m}`);
+    }
+  });
+});

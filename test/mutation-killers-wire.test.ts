@@ -1,0 +1,263 @@
+/**
+ * Tests written against StrykerJS mutants of the TLS codecs (src/wire/tls,
+ * `npm run mutation -- src/wire/tls`, docs/mutation.md): each bound is checked
+ * at its exact value from both sides, so moving a `<` to `<=` or dropping a
+ * check makes one of the two cases change its answer. Codec-level only (no
+ * engine, no sockets): these run in milliseconds for every mutant.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { concat } from '../src/bytes/util.js';
+import { EchgateError } from '../src/errors.js';
+import { alertBody, alertFor, isClosureAlert } from '../src/wire/tls/alert.js';
+import { type ClientHello, decodeClientHello, decodeClientHelloMessage, encodeClientHello } from '../src/wire/tls/client-hello.js';
+import { AlertDescription, ContentType, ExtensionType, MAX_PLAINTEXT } from '../src/wire/tls/constants.js';
+import {
+  decodeAlpn,
+  decodeECHClientHello,
+  decodeOuterExtensions,
+  decodeServerName,
+  decodeSupportedVersions,
+  decodeU16List,
+  encodeOfferedPsks,
+} from '../src/wire/tls/extensions.js';
+import { ClientHelloAssembler, frameHandshake, MAX_CIPHERTEXT, RecordReader, sniffTls } from '../src/wire/tls/record.js';
+
+/** The alert a decode refuses with, or 'accepted'. Anything but an EchgateError fails the test. */
+function codeOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    assert.ok(e instanceof EchgateError, String(e));
+    return e.alert ?? e.code;
+  }
+  return 'accepted';
+}
+
+const u16 = (n: number) => Uint8Array.of(n >> 8, n & 0xff);
+/** A vector with a 2-byte length. */
+const v16 = (...parts: Uint8Array[]) => {
+  const b = concat(...parts);
+  return concat(u16(b.length), b);
+};
+const latin1 = (s: string) => Uint8Array.from(Buffer.from(s, 'latin1'));
+const sniEntry = (type: number, name: string | Uint8Array) => {
+  const n = typeof name === 'string' ? latin1(name) : name;
+  return concat(Uint8Array.of(type), u16(n.length), n);
+};
+const sniList = (...entries: Uint8Array[]) => v16(...entries);
+
+describe('RFC 6066 §3: server_name, each bound at its value', () => {
+  it('host_name (type 0) with a name of type 32 beside it, in either order: both read (type 32 is not bit 0)', () => {
+    assert.equal(decodeServerName(sniList(sniEntry(0, 'a.test'), sniEntry(32, 'x'))), 'a.test');
+    assert.equal(decodeServerName(sniList(sniEntry(32, 'x'), sniEntry(0, 'a.test'))), 'a.test');
+    assert.equal(decodeServerName(sniList(sniEntry(31, 'x'), sniEntry(0, 'a.test'))), 'a.test');
+  });
+
+  it('printable ASCII is 0x21..0x7e: "!" and "~" are read, 0x20 and 0x7f are illegal_parameter', () => {
+    assert.equal(decodeServerName(sniList(sniEntry(0, '!a~'))), '!a~');
+    assert.equal(codeOf(() => decodeServerName(sniList(sniEntry(0, 'a\x20')))), 'illegal_parameter');
+    assert.equal(codeOf(() => decodeServerName(sniList(sniEntry(0, 'a\x7f')))), 'illegal_parameter');
+  });
+
+  it('upper case is A..Z: "A" and "Z" alone are lower-cased, "@" and "[" stay', () => {
+    assert.equal(decodeServerName(sniList(sniEntry(0, 'A'))), 'a');
+    assert.equal(decodeServerName(sniList(sniEntry(0, 'Z'))), 'z');
+    assert.equal(decodeServerName(sniList(sniEntry(0, '@['))), '@[');
+  });
+
+  it('an empty list is decode_error; an empty HostName is decode_error; a name without a trailing dot keeps its last byte', () => {
+    assert.equal(codeOf(() => decodeServerName(sniList())), 'decode_error');
+    assert.equal(codeOf(() => decodeServerName(sniList(sniEntry(0, '')))), 'decode_error');
+    assert.equal(decodeServerName(sniList(sniEntry(0, 'ab'))), 'ab');
+  });
+});
+
+describe('RFC 7301 §3.1: ALPN protocol_name_list holds at least one non-empty name', () => {
+  it('a one-byte name (list of 2 bytes) is read; an empty list or a zero-length name is decode_error', () => {
+    assert.deepEqual(decodeAlpn(v16(Uint8Array.of(1, 0x68))), ['h']);
+    assert.equal(codeOf(() => decodeAlpn(v16())), 'decode_error');
+    assert.equal(codeOf(() => decodeAlpn(v16(Uint8Array.of(0)))), 'decode_error');
+    assert.equal(codeOf(() => decodeAlpn(concat(v16(Uint8Array.of(1, 0x68)), Uint8Array.of(0)))), 'decode_error');
+  });
+});
+
+describe('RFC 8446 §4.2.1, §4.2.7; RFC 9849 §5.1: lists of u16 hold at least one value', () => {
+  it('one value is read; empty or odd lengths are decode_error, for the 1-byte and 2-byte length forms', () => {
+    assert.deepEqual(decodeSupportedVersions(Uint8Array.of(2, 3, 4)), [0x0304]);
+    assert.equal(codeOf(() => decodeSupportedVersions(Uint8Array.of(0))), 'decode_error');
+    assert.equal(codeOf(() => decodeSupportedVersions(Uint8Array.of(3, 3, 4, 3))), 'decode_error');
+    assert.deepEqual(decodeU16List(v16(u16(0x1d)), 'supported_groups'), [0x1d]);
+    assert.equal(codeOf(() => decodeU16List(v16(), 'supported_groups')), 'decode_error');
+    assert.equal(codeOf(() => decodeU16List(v16(Uint8Array.of(0, 0x1d, 0)), 'supported_groups')), 'decode_error');
+    // The 1-byte form must not be read as a 2-byte one: 0x02 0x00 0x1d is one value, not a 512-byte list.
+    assert.deepEqual(decodeOuterExtensions(Uint8Array.of(2, 0, 0x0a)), [0x0a]);
+    assert.equal(codeOf(() => decodeOuterExtensions(Uint8Array.of(2, 0, 0x0a, 0))), 'decode_error');
+  });
+});
+
+describe('RFC 9849 §5: the encrypted_client_hello extension body', () => {
+  const outer = (payload: Uint8Array, enc = new Uint8Array(32)) => concat(Uint8Array.of(0), u16(1), u16(1), Uint8Array.of(7), v16(enc), v16(payload));
+  it('the inner form is exactly one byte; a byte after it is decode_error', () => {
+    assert.deepEqual(decodeECHClientHello(Uint8Array.of(1)), { type: 'inner' });
+    assert.equal(codeOf(() => decodeECHClientHello(Uint8Array.of(1, 0))), 'decode_error');
+  });
+  it('a type other than 0 or 1: illegal_parameter', () => {
+    assert.equal(codeOf(() => decodeECHClientHello(outer(Uint8Array.of(1)).fill(2, 0, 1))), 'illegal_parameter');
+  });
+  it('a payload of one byte is read with its offset; an empty payload is decode_error; a byte after the payload is decode_error', () => {
+    const e = decodeECHClientHello(outer(Uint8Array.of(0xab)));
+    assert.equal(e.type, 'outer');
+    if (e.type !== 'outer') return;
+    assert.deepEqual([e.kdfId, e.aeadId, e.configId, e.enc.length, e.payload.length, e.payloadOffset], [1, 1, 7, 32, 1, 1 + 2 + 2 + 1 + 2 + 32 + 2]);
+    assert.equal(codeOf(() => decodeECHClientHello(outer(new Uint8Array(0)))), 'decode_error');
+    assert.equal(codeOf(() => decodeECHClientHello(concat(outer(Uint8Array.of(1)), Uint8Array.of(0)))), 'decode_error');
+  });
+});
+
+describe('RFC 8446 §4.2.11: pre_shared_key must be the last extension', () => {
+  const base: ClientHello = {
+    legacyVersion: 0x0303,
+    random: new Uint8Array(32),
+    sessionId: new Uint8Array(0),
+    cipherSuites: [0x1301],
+    compressionMethods: Uint8Array.of(0),
+    extensions: [{ type: ExtensionType.supported_versions, data: Uint8Array.of(2, 3, 4) }],
+  };
+  const psk = { type: ExtensionType.pre_shared_key, data: encodeOfferedPsks({ identities: [{ identity: new Uint8Array(5), obfuscatedTicketAge: 1 }], binders: [new Uint8Array(32)] }) };
+  it('last: read; second to last: illegal_parameter; alone: read', () => {
+    assert.equal(codeOf(() => decodeClientHello(encodeClientHello({ ...base, extensions: [...base.extensions, psk] }))), 'accepted');
+    assert.equal(codeOf(() => decodeClientHello(encodeClientHello({ ...base, extensions: [psk, ...base.extensions] }))), 'illegal_parameter');
+    assert.equal(codeOf(() => decodeClientHello(encodeClientHello({ ...base, extensions: [psk] }))), 'accepted');
+  });
+  it('a hello that ends after compression_methods has no extensions (RFC 5246 §7.4.1.2); an empty extensions block is read', () => {
+    const noExt = encodeClientHello({ ...base, extensions: [] });
+    assert.equal(decodeClientHello(noExt.subarray(0, noExt.length - 2)).extensions.length, 0);
+    assert.equal(decodeClientHello(noExt).extensions.length, 0);
+  });
+});
+
+describe('RFC 8446 §5.1, §5.2: record framing bounds', () => {
+  const hello = (len: number) => concat(Uint8Array.of(1, 0, len >> 8, len & 0xff), new Uint8Array(len));
+  const rec = (type: number, body: Uint8Array, version = 0x0301) => concat(Uint8Array.of(type, version >> 8, version & 0xff), u16(body.length), body);
+
+  it('a handshake record of exactly 2^14 bytes is read; 2^14 + 1: record_overflow', () => {
+    const msg = hello(MAX_PLAINTEXT - 4);
+    const a = new ClientHelloAssembler(1 << 20).push(rec(ContentType.handshake, msg));
+    assert.equal(a?.message.length, MAX_PLAINTEXT);
+    const over = rec(ContentType.handshake, concat(hello(MAX_PLAINTEXT - 4), Uint8Array.of(0)));
+    assert.equal(codeOf(() => new ClientHelloAssembler(1 << 20).push(over)), 'record_overflow');
+  });
+
+  it('the ClientHello cap is inclusive: a message of exactly maxBytes is read, one byte over is record_overflow', () => {
+    const msg = hello(96);
+    assert.equal(new ClientHelloAssembler(100).push(rec(ContentType.handshake, msg))?.message.length, 100);
+    assert.equal(codeOf(() => new ClientHelloAssembler(99).push(rec(ContentType.handshake, msg))), 'record_overflow');
+  });
+
+  it('the buffered-bytes cap: a hello in 1-byte records with exactly maxBytes buffered waits, one byte more is record_overflow', () => {
+    // The message (100 bytes) fits the cap of 300; its 100 records of 6 bytes do not.
+    const bytes = frameHandshake(hello(96), 1);
+    const asm = new ClientHelloAssembler(300);
+    assert.equal(asm.push(bytes.subarray(0, 300)), undefined);
+    assert.equal(codeOf(() => asm.push(bytes.subarray(300, 301))), 'record_overflow');
+  });
+
+  it('a record version whose major is not 3 is not TLS; 3.x of any minor is read', () => {
+    const msg = hello(10);
+    assert.equal(new ClientHelloAssembler(1000).push(rec(ContentType.handshake, msg, 0x0300))?.recordVersion, 0x0300);
+    assert.equal(codeOf(() => new ClientHelloAssembler(1000).push(rec(ContentType.handshake, msg, 0x0201))), 'ERR_NOT_TLS');
+    assert.equal(codeOf(() => new ClientHelloAssembler(1000).push(rec(ContentType.handshake, msg, 0x0401))), 'ERR_NOT_TLS');
+  });
+
+  it('a non-handshake first record is not TLS (no alert); one after the first record is unexpected_message', () => {
+    assert.equal(codeOf(() => new ClientHelloAssembler(1000).push(rec(ContentType.alert, Uint8Array.of(2, 40)))), 'ERR_NOT_TLS');
+    const msg = hello(10);
+    const two = concat(rec(ContentType.handshake, msg.subarray(0, 5)), rec(ContentType.change_cipher_spec, Uint8Array.of(1)));
+    assert.equal(codeOf(() => new ClientHelloAssembler(1000).push(two)), 'unexpected_message');
+    // A partial header already names its type: refused before the other four bytes come.
+    assert.equal(codeOf(() => new ClientHelloAssembler(1000).push(concat(rec(ContentType.handshake, msg.subarray(0, 5)), Uint8Array.of(ContentType.alert)))), 'unexpected_message');
+  });
+
+  it('the hello is complete at the end of the record that finishes it, with the records counted and the bytes consumed', () => {
+    const msg = hello(10);
+    const bytes = concat(rec(ContentType.handshake, msg.subarray(0, 4)), rec(ContentType.handshake, msg.subarray(4)), Uint8Array.of(23, 3, 3));
+    const a = new ClientHelloAssembler(1000).push(bytes)!;
+    assert.deepEqual([a.records, a.consumed, a.message.length], [2, bytes.length - 3, 14]);
+    assert.deepEqual(a.message, msg);
+  });
+
+  it('the record count cap is inclusive: a hello in exactly maxRecords records is read, in one more: unexpected_message', () => {
+    const msg = hello(10);
+    const inRecords = (n: number) => concat(...Array.from({ length: n - 1 }, (_, i) => rec(ContentType.handshake, msg.subarray(i, i + 1))), rec(ContentType.handshake, msg.subarray(n - 1)));
+    assert.equal(new ClientHelloAssembler(1000, 3).push(inRecords(3))?.records, 3);
+    assert.equal(codeOf(() => new ClientHelloAssembler(1000, 3).push(inRecords(4))), 'unexpected_message');
+  });
+
+  it('what the assembler holds: bytes() and buffered are the bytes pushed so far, across pushes', () => {
+    const whole = rec(ContentType.handshake, hello(10));
+    const asm = new ClientHelloAssembler(1000);
+    assert.equal(asm.push(whole.subarray(0, 7)), undefined);
+    assert.equal(asm.push(whole.subarray(7, 9)), undefined);
+    assert.equal(asm.buffered, 9);
+    assert.deepEqual(asm.bytes(), whole.subarray(0, 9));
+  });
+
+  it('RFC 8446 §4: a first handshake message that is not a ClientHello: unexpected_message', () => {
+    assert.equal(codeOf(() => decodeClientHelloMessage(Uint8Array.of(2, 0, 0, 0))), 'unexpected_message');
+  });
+
+  it('RecordReader: a record of exactly 2^14 + 256 bytes is handed out; one byte more is record_overflow from the header alone', () => {
+    const r = new RecordReader();
+    r.push(concat(Uint8Array.of(23, 3, 3), u16(MAX_CIPHERTEXT), new Uint8Array(MAX_CIPHERTEXT)));
+    assert.equal(r.next()?.fragment.length, MAX_CIPHERTEXT);
+    assert.equal(r.buffered, 0);
+    const o = new RecordReader();
+    o.push(concat(Uint8Array.of(23, 3, 3), u16(MAX_CIPHERTEXT + 1)));
+    assert.equal(codeOf(() => o.next()), 'record_overflow');
+  });
+
+  it('RecordReader: four bytes are not a header, a header alone waits for its body', () => {
+    const r = new RecordReader();
+    r.push(Uint8Array.of(23, 3, 3, 0));
+    assert.equal(r.next(), undefined);
+    r.push(Uint8Array.of(2, 0xaa));
+    assert.equal(r.next(), undefined);
+    r.push(Uint8Array.of(0xbb));
+    assert.deepEqual(r.next()?.fragment, Uint8Array.of(0xaa, 0xbb));
+  });
+
+  it('sniffTls: handshake is TLS; an SSL 2.0 CLIENT-HELLO header needs 3 bytes; other bytes are not a handshake', () => {
+    assert.equal(sniffTls(new Uint8Array(0)), 'need_more');
+    assert.equal(sniffTls(Uint8Array.of(22)), 'tls');
+    assert.equal(sniffTls(Uint8Array.of(0x80, 0x2e)), 'need_more');
+    assert.equal(sniffTls(Uint8Array.of(0x80, 0x2e, 1)), 'sslv2_hello');
+    assert.equal(sniffTls(Uint8Array.of(0x80, 0x2e, 2)), 'not_handshake');
+    assert.equal(sniffTls(Uint8Array.of(0x47, 0x45, 0x54)), 'not_handshake');
+  });
+});
+
+describe('RFC 8446 §6: alert bodies and closure alerts', () => {
+  it('close_notify and user_canceled are level 1 (warning), every error alert level 2 (fatal)', () => {
+    assert.deepEqual(alertBody('close_notify'), Uint8Array.of(1, 0));
+    assert.deepEqual(alertBody('user_canceled'), Uint8Array.of(1, AlertDescription.user_canceled));
+    assert.deepEqual(alertBody('decode_error'), Uint8Array.of(2, AlertDescription.decode_error));
+  });
+  it('§6.1: only close_notify and user_canceled are closure alerts', () => {
+    assert.equal(isClosureAlert(AlertDescription.close_notify), true);
+    assert.equal(isClosureAlert(AlertDescription.user_canceled), true);
+    assert.equal(isClosureAlert(AlertDescription.unexpected_message), false);
+    assert.equal(isClosureAlert(255), false);
+  });
+  it('§6.2: an error names its alert, else its family does, else internal_error', () => {
+    assert.equal(alertFor(new EchgateError('ERR_DECODE', 'x', { alert: 'record_overflow' })), 'record_overflow');
+    assert.equal(alertFor(new EchgateError('ERR_TRAILING', 'x')), 'decode_error');
+    assert.equal(alertFor(new EchgateError('ERR_ESNI', 'x')), 'illegal_parameter');
+    assert.equal(alertFor(new EchgateError('ERR_PEEK_TOO_LARGE', 'x')), 'record_overflow');
+    assert.equal(alertFor(new EchgateError('ERR_LIMIT', 'x')), 'internal_error');
+    assert.equal(alertFor(new Error('x')), 'internal_error');
+    // JavaScript can throw anything: a thrown null or string is internal_error too, not a crash.
+    assert.equal(alertFor(null), 'internal_error');
+    assert.equal(alertFor('x'), 'internal_error');
+  });
+});
