@@ -20,8 +20,9 @@ import { decryptEsni, type EsniServerKey, esniEncrypt, esniFromTxt, esniKeyIv, m
 import { decryptEch, decryptSecondHello, type EchServerKey, prepareServerKey, rebuildInner } from '../src/ech/server.js';
 import { parseIp } from '../src/bytes/ip.js';
 import type { CipherSuite } from '../src/tls13/key-schedule.js';
-import { TlsClient } from '../src/tls13/client.js';
-import { TlsServer } from '../src/tls13/server.js';
+import { type ClientOptions, TlsClient } from '../src/tls13/client.js';
+import { type ServerOptions, TlsServer } from '../src/tls13/server.js';
+import type { CryptoProvider } from '../src/crypto/provider.js';
 import { decodeMessage, encodeFormErr, encodeQuery, encodeResponse, RRType } from '../src/wire/dns/message.js';
 import { decodeSvcb, encodeSvcb, formatSvcb, parseSvcbPresentation } from '../src/wire/dns/svcb.js';
 import { parseTsigKeyFile, signRequest, verifyResponse } from '../src/wire/dns/tsig.js';
@@ -48,7 +49,7 @@ import { ClientHelloAssembler, parseHelloRecords, sniffTls } from '../src/wire/t
 import { decodeCertificate, decodeCertificateVerify, decodeExtensionBlock, decodeServerHello } from '../src/wire/tls/server-messages.js';
 import type { ClientStep } from '../src/proxy/preamble.js';
 import { errorResponse, postgres, SSL_REQUEST_CODE, CANCEL_REQUEST_CODE, GSSENC_REQUEST_CODE, specialRequest } from '../src/proxy/protocols/postgres.js';
-import { deterministicProvider, ed25519Certificate, fixedEchKey, openRecords, peek, sealRecords } from './harness.js';
+import { cloneDeep, deterministicProvider, ed25519Certificate, fixedEchKey, memoProvider, openRecords, peek, sealRecords, snapshot } from './harness.js';
 import { Rng } from './mutate.js';
 
 export interface Target {
@@ -268,6 +269,9 @@ const tlsMessages: Target = {
 
 // ---------------------------------------------------------------- ECH
 
+/** X25519 memoized: most inputs keep the capture's `enc`, so the DH with the fixed server keys repeats. */
+const echProvider = memoProvider(nodeProvider);
+
 let echKeys: { lookup: { byConfigId(id: number): EchServerKey[]; all(): EchServerKey[] } } | undefined;
 
 /** Server keys for the Chromium captures and the NSS fixed-key vectors: real ECH opens. */
@@ -297,7 +301,7 @@ const echOuter: Target = {
   seeds: () => [...helloMessages(), ...hexValues('ech/nss-fixed-key-ech-decrypt-vectors.json', /client_hello_outer/)],
   run(data) {
     const ch = decodeClientHelloMessage(data);
-    const r = decryptEch(nodeProvider, ch, vectorEchKeys().lookup, { trialDecrypt: (data.length & 1) === 1 });
+    const r = decryptEch(echProvider, ch, vectorEchKeys().lookup, { trialDecrypt: (data.length & 1) === 1 });
     if (r.status === 'accepted') exerciseHello(r.inner);
   },
 };
@@ -306,7 +310,7 @@ let echInner: { outer: ClientHello; seeds: Uint8Array[]; build: (enc: Uint8Array
 
 function echInnerSetup() {
   if (echInner) return echInner;
-  const det = deterministicProvider(3);
+  const det = memoProvider(deterministicProvider(3));
   const k = fixedEchKey(9, new Uint8Array(32).fill(5));
   const seeds: Uint8Array[] = [];
   const variants = [{}, { compress: [] }, { compress: [ExtensionType.key_share, ExtensionType.supported_groups, ExtensionType.signature_algorithms] }, { alpn: ['h2', 'http/1.1'] }];
@@ -321,7 +325,7 @@ function echInnerSetup() {
   const build = (enc: Uint8Array) => {
     // The whole path: the fuzzed EncodedClientHelloInner sealed into a real outer hello, then opened by the server.
     const h = buildEchClientHello(det, { config: k.config, innerSni: 'secret.example.test', mutateEncoded: () => enc });
-    const r = decryptEch(nodeProvider, decodeClientHelloMessage(h.outerMessage), k.lookup);
+    const r = decryptEch(echProvider, decodeClientHelloMessage(h.outerMessage), k.lookup);
     if (r.status === 'accepted') exerciseHello(r.inner);
   };
   echInner = { outer: outer!, seeds, build };
@@ -363,61 +367,106 @@ const echConfig: Target = {
 
 const SNI = 'fuzz.example.test';
 
+/** What an engine said in one run: every output in order (tests compare snapshot runs with fresh ones). */
+type Outputs = { send: Uint8Array[]; data: Uint8Array[]; closed: boolean }[];
+
 interface ServerFixture {
-  det: ReturnType<typeof deterministicProvider>;
-  mk: () => TlsServer;
+  det: CryptoProvider;
   ch: ClientHello;
   suite: CipherSuite;
   clientHs: Uint8Array;
   clientAp: Uint8Array;
   flight: Uint8Array;
   finishedPlain: Uint8Array;
-  ech: ReturnType<typeof fixedEchKey>;
-  echOuterHello: ClientHello;
   secondHello: Uint8Array;
+  /** Engines in a recorded state, one copy per input: after start(); after the client Finished; after ECH + HelloRetryRequest. */
+  started: () => TlsServer;
+  finished: () => TlsServer;
+  retried: () => TlsServer;
 }
 
 let serverFx: ServerFixture | undefined;
 
 function serverFixture(): ServerFixture {
   if (serverFx) return serverFx;
-  const det = deterministicProvider(7);
+  // Memoized X25519: the ephemeral key and ECH key are fixed, so every DH repeats.
+  const det = memoProvider(deterministicProvider(7));
   const cert = ed25519Certificate(SNI);
   const ech = fixedEchKey(4, new Uint8Array(32).fill(11));
-  const mk = () => new TlsServer({ provider: det, random: (n) => det.randomBytes(n), ephemeral: () => det.x25519Generate(), certificate: () => cert, alpn: ['h2', 'http/1.1'], retryConfigs: ech.config.raw });
+  const opts: ServerOptions = { provider: det, random: (n) => det.randomBytes(n), ephemeral: () => det.x25519Generate(), certificate: () => cert, alpn: ['h2', 'http/1.1'], retryConfigs: ech.config.raw };
+  const mk = () => new TlsServer(opts);
   const client = new TlsClient({ provider: det, serverName: SNI, alpn: ['h2'] });
   const ch = decodeClientHelloMessage(parseHelloRecords(client.hello()[0]!)!.message);
   const s = mk();
   const first = s.start(ch, SNI, { offered: false, accepted: false });
   const flight = concat(...client.receive(concat(...first.send)).send);
-  const suite = peek<CipherSuite>(s, 'suite');
-  const clientHs = peek<Uint8Array>(s, 'clientHsSecret');
+  // The engine keeps its secrets in its state (expect_finished until the client Finished), and wipes
+  // the client handshake secret once the Finished is in: copies, so the fixture keeps the real keys.
+  const st = peek<{ kind: string; suite: CipherSuite; clientHsSecret: Uint8Array; clientApSecret: Uint8Array }>(s, 'state');
+  if (st.kind !== 'expect_finished') throw new Error(`fixture: server in ${st.kind}, not expect_finished`);
+  const suite = st.suite;
+  const clientHs = st.clientHsSecret.slice();
+  const clientAp = st.clientApSecret.slice();
   const finishedPlain = openRecords(det, suite, clientHs, flight);
-  s.receive(flight);
-  const clientAp = peek<Uint8Array>(s, 'clientApSecret');
   // ECH accepted, then HelloRetryRequest: the client's second hello pair.
   const ec = new TlsClient({ provider: det, serverName: SNI, ech: echOffer(ech.config), withholdKeyShare: true });
   const echOuterHello = decodeClientHelloMessage(parseHelloRecords(ec.hello()[0]!)!.message);
-  const r = decryptEch(nodeProvider, echOuterHello, ech.lookup);
-  if (r.status !== 'accepted') throw new Error('fixture: ECH not accepted');
-  const s2 = mk();
-  const hrr = s2.start(r.inner, SNI, { offered: true, accepted: true, decryptSecond: (o) => decryptSecondHello(r, o) });
-  const secondHello = concat(...ec.receive(concat(...hrr.send)).send);
-  serverFx = { det, mk, ch, suite, clientHs, clientAp, flight, finishedPlain, ech, echOuterHello, secondHello };
+  const hrrServer = () => {
+    const r = decryptEch(det, echOuterHello, ech.lookup);
+    if (r.status !== 'accepted') throw new Error('fixture: ECH not accepted');
+    const s2 = mk();
+    // decryptSecondHello advances r's HPKE context: every engine copy opens with its own copy of it.
+    const hrr = s2.start(r.inner, SNI, { offered: true, accepted: true, decryptSecond: (o) => decryptSecondHello(cloneDeep(r, new Set([det])), o) });
+    return { s2, hrr };
+  };
+  const secondHello = concat(...ec.receive(concat(...hrrServer().hrr.send)).send);
+  const share = [opts, det, cert];
+  const started = snapshot(() => {
+    const x = mk();
+    x.start(ch, SNI, { offered: false, accepted: false });
+    return x;
+  }, share);
+  const finished = snapshot(() => {
+    const x = started();
+    x.receive(flight);
+    return x;
+  }, share);
+  const retried = snapshot(() => hrrServer().s2, share);
+  serverFx = { det, ch, suite, clientHs, clientAp, flight, finishedPlain, secondHello, started, finished, retried };
   return serverFx;
 }
 
 /** Feed `bytes` in two pieces split at an input-chosen point. */
-function feedSplit(receive: (b: Uint8Array) => unknown, bytes: Uint8Array, at: number): void {
+function feedSplit<O>(receive: (b: Uint8Array) => O, bytes: Uint8Array, at: number): O[] {
   const k = bytes.length ? at % (bytes.length + 1) : 0;
-  receive(bytes.subarray(0, k));
-  receive(bytes.subarray(k));
+  return [receive(bytes.subarray(0, k)), receive(bytes.subarray(k))];
+}
+
+/** One tls13-server input; what the engine answered. */
+export function serverRun(data: Uint8Array): Outputs {
+  if (data.length < 2) return [];
+  const f = serverFixture();
+  const mode = data[0]! & 3;
+  const at = data[1]!;
+  const body = data.subarray(2);
+  if (mode === 3) {
+    const s = f.retried();
+    return feedSplit((x) => s.receive(x), body, at);
+  }
+  if (mode === 2) {
+    if (!body.length) return [];
+    const s = f.finished();
+    return feedSplit((x) => s.receive(x), sealRecords(f.det, f.suite, f.clientAp, body[0]!, body.subarray(1)), at);
+  }
+  const s = f.started();
+  if (mode === 0) return feedSplit((x) => s.receive(x), body, at);
+  return feedSplit((x) => s.receive(x), sealRecords(f.det, f.suite, f.clientHs, ContentType.handshake, body, at === 0 ? MAX_PLAINTEXT : 1 + (at << 6)), at);
 }
 
 const tlsServer: Target = {
   name: 'tls13-server',
   about:
-    'TlsServer.start with a valid ClientHello, then receive(): mode 0 raw bytes; mode 1 a handshake-message stream sealed under the client handshake key (the Finished handler); mode 2 the valid Finished, then records of an input-chosen content type under the client application key (KeyUpdate, alerts, data); mode 3 ECH accepted + HelloRetryRequest, then raw bytes as the second ClientHelloOuter',
+    'TlsServer.start with a valid ClientHello, then receive(): mode 0 raw bytes; mode 1 a handshake-message stream sealed under the client handshake key (the Finished handler); mode 2 the valid Finished, then records of an input-chosen content type under the client application key (KeyUpdate, alerts, data); mode 3 ECH accepted + HelloRetryRequest, then raw bytes as the second ClientHelloOuter. The engine state before the fuzzed bytes is built once per mode and deep-copied per input',
   maxLen: 20000,
   dict: TLS_DICT,
   setup: () => void serverFixture(),
@@ -434,79 +483,116 @@ const tlsServer: Target = {
     ];
   },
   run(data) {
-    if (data.length < 2) return;
-    const f = serverFixture();
-    const mode = data[0]! & 3;
-    const at = data[1]!;
-    const body = data.subarray(2);
-    const s = f.mk();
-    const receive = (x: Uint8Array) => s.receive(x);
-    if (mode === 3) {
-      const r = decryptEch(nodeProvider, f.echOuterHello, f.ech.lookup);
-      if (r.status !== 'accepted') throw new Error('fixture: ECH not accepted');
-      s.start(r.inner, SNI, { offered: true, accepted: true, decryptSecond: (o) => decryptSecondHello(r, o) });
-      return feedSplit(receive, body, at);
-    }
-    s.start(f.ch, SNI, { offered: false, accepted: false });
-    if (mode === 0) return feedSplit(receive, body, at);
-    if (mode === 1) return feedSplit(receive, sealRecords(f.det, f.suite, f.clientHs, ContentType.handshake, body, at === 0 ? MAX_PLAINTEXT : 1 + (at << 6)), at);
-    s.receive(f.flight);
-    if (body.length) feedSplit(receive, sealRecords(f.det, f.suite, f.clientAp, body[0]!, body.subarray(1)), at);
+    serverRun(data);
   },
 };
 
 interface ClientFixture {
-  det: ReturnType<typeof deterministicProvider>;
-  plain: () => TlsClient;
-  echClient: () => TlsClient;
+  det: CryptoProvider;
   suite: CipherSuite;
-  serverHello: Uint8Array;
   serverHs: Uint8Array;
   flightPlain: Uint8Array;
   flight: Uint8Array;
   serverAp: Uint8Array;
-  echServerHello: Uint8Array;
   echServerHs: Uint8Array;
   echFlightPlain: Uint8Array;
+  /** Clients in a recorded state: hello sent; ServerHello read; the whole flight read; ECH offered and the outer ServerHello read. */
+  hello: () => TlsClient;
+  afterSh: () => TlsClient;
+  connected: () => TlsClient;
+  echAfterSh: () => TlsClient;
 }
 
 let clientFx: ClientFixture | undefined;
 
+/** The client's state after a ServerHello: waiting for EncryptedExtensions, under the handshake keys. */
+function clientWaitEe(c: TlsClient): { suite: CipherSuite; hs: { client: Uint8Array; server: Uint8Array } } {
+  const st = peek<{ kind: string; suite: CipherSuite; hs: { client: Uint8Array; server: Uint8Array } }>(c, 'state');
+  if (st.kind !== 'wait_ee') throw new Error(`fixture: client in ${st.kind}, not wait_ee`);
+  return st;
+}
+
 function clientFixture(): ClientFixture {
   if (clientFx) return clientFx;
-  const det = deterministicProvider(9);
+  const det = memoProvider(deterministicProvider(9));
   const cert = ed25519Certificate(SNI);
   const ech = fixedEchKey(6, new Uint8Array(32).fill(13));
   const mk = () => new TlsServer({ provider: det, random: (n) => det.randomBytes(n), ephemeral: () => det.x25519Generate(), certificate: () => cert, alpn: ['h2', 'http/1.1'], retryConfigs: ech.config.raw });
-  const plain = () => new TlsClient({ provider: det, serverName: SNI, alpn: ['h2'] });
-  const echClient = () => new TlsClient({ provider: det, serverName: SNI, alpn: ['h2'], ech: echOffer(ech.config) });
+  const plainOpts: ClientOptions = { provider: det, serverName: SNI, alpn: ['h2'] };
+  const echOpts: ClientOptions = { provider: det, serverName: SNI, alpn: ['h2'], ech: echOffer(ech.config) };
   // Plain handshake.
-  const c = plain();
+  const c = new TlsClient(plainOpts);
   const s = mk();
   const first = s.start(decodeClientHelloMessage(parseHelloRecords(c.hello()[0]!)!.message), SNI, { offered: false, accepted: false });
   const serverHello = first.send[0]!;
   const flight = concat(...first.send);
   c.receive(serverHello);
-  const suite = peek<CipherSuite>(c, 'suite');
-  const serverHs = peek<{ server: Uint8Array }>(c, 'hs').server;
+  // Both engines keep their secrets in their state (copied: the engines wipe them as they move on).
+  const cst = clientWaitEe(c);
+  const suite = cst.suite;
+  const serverHs = cst.hs.server.slice();
   const flightPlain = openRecords(det, suite, serverHs, concat(...first.send.slice(1)));
-  const serverAp = peek<Uint8Array>(s, 'serverApSecret');
+  const sst = peek<{ kind: string; serverApSecret: Uint8Array }>(s, 'state');
+  if (sst.kind !== 'expect_finished') throw new Error(`fixture: server in ${sst.kind}, not expect_finished`);
+  const serverAp = sst.serverApSecret.slice();
   // ECH offered, server answers the outer hello (not accepted): EncryptedExtensions carries retry_configs.
-  const ec = echClient();
+  const ec = new TlsClient(echOpts);
   const s2 = mk();
   const f2 = s2.start(decodeClientHelloMessage(parseHelloRecords(ec.hello()[0]!)!.message), 'public.example.test', { offered: true, accepted: false });
   const echServerHello = f2.send[0]!;
   ec.receive(echServerHello);
-  const echServerHs = peek<{ server: Uint8Array }>(ec, 'hs').server;
+  const echServerHs = clientWaitEe(ec).hs.server.slice();
   const echFlightPlain = openRecords(det, suite, echServerHs, concat(...f2.send.slice(1)));
-  clientFx = { det, plain, echClient, suite, serverHello, serverHs, flightPlain, flight, serverAp, echServerHello, echServerHs, echFlightPlain };
+  const share = [plainOpts, echOpts, det];
+  const hello = snapshot(() => {
+    const x = new TlsClient(plainOpts);
+    x.hello();
+    return x;
+  }, share);
+  const afterSh = snapshot(() => {
+    const x = hello();
+    x.receive(serverHello);
+    return x;
+  }, share);
+  const connected = snapshot(() => {
+    const x = hello();
+    x.receive(flight);
+    return x;
+  }, share);
+  const echAfterSh = snapshot(() => {
+    const x = new TlsClient(echOpts);
+    x.hello();
+    x.receive(echServerHello);
+    return x;
+  }, share);
+  clientFx = { det, suite, serverHs, flightPlain, flight, serverAp, echServerHs, echFlightPlain, hello, afterSh, connected, echAfterSh };
   return clientFx;
+}
+
+/** One tls13-client input; what the engine answered. */
+export function clientRun(data: Uint8Array): Outputs {
+  if (data.length < 2) return [];
+  const f = clientFixture();
+  const mode = data[0]! & 3;
+  const at = data[1]!;
+  const body = data.subarray(2);
+  if (mode === 0) {
+    const c = f.hello();
+    return feedSplit((x) => c.receive(x), body, at);
+  }
+  if (mode === 2) {
+    if (!body.length) return [];
+    const c = f.connected();
+    return feedSplit((x) => c.receive(x), sealRecords(f.det, f.suite, f.serverAp, body[0]!, body.subarray(1)), at);
+  }
+  const c = mode === 3 ? f.echAfterSh() : f.afterSh();
+  return feedSplit((x) => c.receive(x), sealRecords(f.det, f.suite, mode === 3 ? f.echServerHs : f.serverHs, ContentType.handshake, body, at === 0 ? MAX_PLAINTEXT : 1 + (at << 6)), at);
 }
 
 const tlsClient: Target = {
   name: 'tls13-client',
   about:
-    'TlsClient (behind `echgate connect`) fed server flights: mode 0 raw bytes (ServerHello parsing, record layer); mode 1 the valid ServerHello, then a handshake stream sealed under the server handshake key (EncryptedExtensions, Certificate, CertificateVerify, Finished handlers); mode 2 the whole valid flight, then records of an input-chosen type under the server application key; mode 3 like 1 with an ECH-offering client the server did not accept (retry_configs)',
+    'TlsClient (behind `echgate connect`) fed server flights: mode 0 raw bytes (ServerHello parsing, record layer); mode 1 the valid ServerHello, then a handshake stream sealed under the server handshake key (EncryptedExtensions, Certificate, CertificateVerify, Finished handlers); mode 2 the whole valid flight, then records of an input-chosen type under the server application key; mode 3 like 1 with an ECH-offering client the server did not accept (retry_configs). The client state before the fuzzed bytes is built once per mode and deep-copied per input',
   maxLen: 20000,
   dict: TLS_DICT,
   setup: () => void clientFixture(),
@@ -522,22 +608,7 @@ const tlsClient: Target = {
     ];
   },
   run(data) {
-    if (data.length < 2) return;
-    const f = clientFixture();
-    const mode = data[0]! & 3;
-    const at = data[1]!;
-    const body = data.subarray(2);
-    const c = mode === 3 ? f.echClient() : f.plain();
-    c.hello();
-    const receive = (x: Uint8Array) => c.receive(x);
-    if (mode === 0) return feedSplit(receive, body, at);
-    if (mode === 2) {
-      c.receive(f.flight);
-      if (body.length) feedSplit(receive, sealRecords(f.det, f.suite, f.serverAp, body[0]!, body.subarray(1)), at);
-      return;
-    }
-    c.receive(mode === 3 ? f.echServerHello : f.serverHello);
-    feedSplit(receive, sealRecords(f.det, f.suite, mode === 3 ? f.echServerHs : f.serverHs, ContentType.handshake, body, at === 0 ? MAX_PLAINTEXT : 1 + (at << 6)), at);
+    clientRun(data);
   },
 };
 
