@@ -1,9 +1,9 @@
 /**
- * `npm run fuzz -- [--seconds N] [--target NAME[,NAME]] [--jobs J] [--out DIR] [--hang-ms MS] [--list]`
+ * `npm run fuzz -- [--seconds N] [--execs E] [--target NAME[,NAME]] [--jobs J] [--out DIR] [--hang-ms MS] [--list]`
  * `npm run fuzz -- --replay FILE... --target NAME`
  *
  * Runs each target in its own worker thread for N seconds (default 30), J
- * targets at a time (default 1), and prints executions, corpus size,
+ * targets at a time (default 1), or until E mutated inputs ran if that comes first, and prints executions, corpus size,
  * coverage features and crashes per target. A crash is any exception other
  * than EchgateError; a hang is an input that runs longer than --hang-ms
  * (default 5000; the worker is terminated and restarted); an input slower
@@ -23,6 +23,8 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 interface Args {
   seconds: number;
+  /** Stop a target once this many mutated inputs ran (0: run the whole time). */
+  execs: number;
   targets: string[];
   jobs: number;
   out: string;
@@ -34,7 +36,7 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { seconds: 30, targets: [], jobs: 1, out: join(ROOT, 'fuzz', 'out'), hangMs: 5000, slowMs: 250, list: false, replay: [], seed: Date.now() & 0x7fffffff };
+  const a: Args = { seconds: 30, execs: 0, targets: [], jobs: 1, out: join(ROOT, 'fuzz', 'out'), hangMs: 5000, slowMs: 250, list: false, replay: [], seed: Date.now() & 0x7fffffff };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i]!;
     const v = () => {
@@ -43,6 +45,7 @@ function parseArgs(argv: string[]): Args {
       return x;
     };
     if (k === '--seconds') a.seconds = Number(v());
+    else if (k === '--execs') a.execs = Math.max(0, Number(v()));
     else if (k === '--target') a.targets.push(...v().split(','));
     else if (k === '--jobs') a.jobs = Math.max(1, Number(v()));
     else if (k === '--out') a.out = resolve(v());
@@ -90,10 +93,10 @@ function runTarget(name: string, a: Args): Promise<Result> {
   return new Promise((done) => {
     const spawn = () => {
       const left = (deadline - performance.now()) / 1000;
-      if (left <= 0.5) return finish();
+      if (left <= 0.5 || (a.execs > 0 && execsBefore >= a.execs)) return finish();
       const ctl = new SharedArrayBuffer(16);
       const buf = new SharedArrayBuffer(INPUT_CAP);
-      const input: WorkerInput = { target: name, seconds: left, out: a.out, seed: (a.seed + res.restarts * 7919) >>> 0, ctl, buf, slowMs: a.slowMs };
+      const input: WorkerInput = { target: name, seconds: left, out: a.out, seed: (a.seed + res.restarts * 7919) >>> 0, ctl, buf, slowMs: a.slowMs, execs: a.execs > 0 ? a.execs - execsBefore : 0 };
       const w = new Worker(new URL('./worker.js', import.meta.url), { workerData: input, resourceLimits: { maxOldGenerationSizeMb: 1024 } });
       const c = new Int32Array(ctl);
       let lastExecs = -1;

@@ -14,6 +14,7 @@ import { isSupportedSuite } from '../src/crypto/hpke.js';
 import { AEADS, nodeProvider } from '../src/crypto/node.js';
 import { answerQuery } from '../src/dns/answer.js';
 import { describeAnswers } from '../src/dns/doh-client.js';
+import { DEFAULT_DOH_LIMITS, type DohRequestHead, dohAnswer, dohRequestStep } from '../src/dns/doh-server.js';
 import { Zone } from '../src/dns/zone.js';
 import { buildEchClientHello, echOffer } from '../src/ech/client.js';
 import { decryptEsni, type EsniServerKey, esniEncrypt, esniFromTxt, esniKeyIv, makeESNIKeys, prepareEsniKey, usableEsni, verifyESNIKeys } from '../src/ech/esni.js';
@@ -674,6 +675,81 @@ const dnsAnswer: Target = {
   },
 };
 
+/** What a DoH target input holds: method choice, then request target, content-type, raw headers and body, split at the first three newlines. */
+function dohHead(data: Uint8Array): { head: DohRequestHead; body: Uint8Array; limit: number } {
+  const flags = data[0] ?? 0;
+  const rest = data.subarray(1);
+  const cut: number[] = [];
+  for (let i = 0; i < rest.length && cut.length < 3; i++) if (rest[i] === 0x0a) cut.push(i);
+  const part = (k: number) => {
+    const from = k === 0 ? 0 : (cut[k - 1] ?? rest.length) + 1;
+    const to = k < 3 ? (cut[k] ?? rest.length) : rest.length;
+    return rest.subarray(Math.min(from, rest.length), Math.min(to, rest.length));
+  };
+  const url = text(part(0));
+  const [method, ct] = [['GET', 'POST', 'PUT', undefined][flags & 3], text(part(1))];
+  // Raw headers: "name:value" pairs separated by ';' (only their sizes matter to the server).
+  const rawHeaders = text(part(2))
+    .split(';')
+    .filter((h) => h.length)
+    .flatMap((h) => {
+      const i = h.indexOf(':');
+      return i < 0 ? [h, ''] : [h.slice(0, i), h.slice(i + 1)];
+    });
+  return { head: { method, url, contentType: flags & 4 ? undefined : ct, rawHeaders }, body: part(3), limit: flags & 8 ? 256 : DEFAULT_DOH_LIMITS.maxHeaderListSize };
+}
+
+/** A 200 from the DoH server carries a DNS response our own decoder reads back, with QR set. */
+function checkDohReply(r: ReturnType<typeof dohAnswer>): void {
+  if (r.status !== 200) return;
+  if (!r.body) throw new Error('DoH 200 without a DNS message');
+  let m: ReturnType<typeof decodeMessage>;
+  try {
+    m = decodeMessage(r.body);
+  } catch (e) {
+    throw new Error(`DoH answered with a DNS message it cannot decode itself: ${(e as Error).message}`);
+  }
+  if (!(m.flags & 0x8000)) throw new Error('DoH answer without the QR bit');
+}
+
+const doh: Target = {
+  name: 'doh-request',
+  about:
+    'the DoH server before any socket work (src/dns/doh-server.ts): dohRequestStep on a fuzzed request head (method, request target with ?dns= base64url, content-type, header list size against maxHeaderListSize) → 400/404/405/415/431, the GET query, or a POST body; then dohAnswer (answerQuery against the fuzz zone) on the query or body, checking that every 200 carries a DNS response the decoder reads back',
+  maxLen: 8192,
+  dict: [...DNS_DICT, latin1('/dns-query'), latin1('?dns='), latin1('&dns='), latin1('&'), latin1('%2F'), latin1('%00'), latin1('#'), latin1('application/dns-message'), latin1('\n'), latin1('-_'), latin1('=='), latin1('//'), latin1('http://x'), latin1('content-type:')],
+  setup: () => void fuzzZone(),
+  seeds() {
+    const out: Uint8Array[] = [];
+    for (const q of dnsSeeds()) {
+      const b64 = Buffer.from(q).toString('base64url');
+      out.push(tag(0, latin1(`/dns-query?dns=${b64}\n\n:authority:doh.example.test;accept:application/dns-message\n`)));
+      out.push(tag(1, latin1('/dns-query\napplication/dns-message\ncontent-length:33\n'), q));
+    }
+    const q = Buffer.from(dnsSeeds()[0]!).toString('base64url');
+    out.push(
+      tag(0, latin1(`/dns-query?ct=application/dns-message&dns=${q}&x=1\n`)),
+      tag(0, latin1(`/dns-query?dns=${q}==\n`)),
+      tag(0, latin1(`/other?dns=${q}\n`)),
+      tag(0, latin1('/dns-query?dns=\n')),
+      tag(1, latin1('/dns-query\ntext/plain\n\n'), dnsSeeds()[1]!),
+      tag(2, latin1(`/dns-query?dns=${q}\n`)),
+      tag(8, latin1(`/dns-query?dns=${q}\n\n${'x-pad:'.padEnd(300, 'a')}\n`)),
+    );
+    return out;
+  },
+  run(data) {
+    if (!data.length) return;
+    const { head, body, limit } = dohHead(data);
+    const step = dohRequestStep(head, '/dns-query', limit);
+    if (step.kind === 'refuse') {
+      if (![400, 404, 405, 415, 431].includes(step.status)) throw new Error(`unexpected refusal ${step.status}`);
+      return;
+    }
+    checkDohReply(dohAnswer(fuzzZone(), step.kind === 'query' ? step.query : body));
+  },
+};
+
 const svcb: Target = {
   name: 'svcb',
   about: 'mode 0: SVCB/HTTPS RDATA → decodeSvcb → formatSvcb → parseSvcbPresentation → encodeSvcb; mode 1: presentation text → parseSvcbPresentation → encodeSvcb → decodeSvcb',
@@ -950,4 +1026,4 @@ const postgresPreamble: Target = {
   },
 };
 
-export const TARGETS: Target[] = [tlsRecords, clientHello, tlsMessages, echOuter, echInnerTarget, echConfig, esni, tlsServer, tlsClient, dnsMessage, dnsAnswer, svcb, tsig, proxyProtocol, postgresPreamble];
+export const TARGETS: Target[] = [tlsRecords, clientHello, tlsMessages, echOuter, echInnerTarget, echConfig, esni, tlsServer, tlsClient, dnsMessage, dnsAnswer, doh, svcb, tsig, proxyProtocol, postgresPreamble];

@@ -20,6 +20,8 @@ export interface WorkerInput {
   ctl: SharedArrayBuffer;
   buf: SharedArrayBuffer;
   slowMs: number;
+  /** Stop after this many mutated inputs (0: at the deadline only). */
+  execs?: number;
   /** Re-run only these inputs (reproduce mode), no mutation. */
   replay?: string[];
 }
@@ -142,7 +144,8 @@ function bisect(inputs: Uint8Array[]): void {
   }
 }
 
-while (performance.now() < deadline) {
+const goal = w.execs && w.execs > 0 ? w.execs : Number.POSITIVE_INFINITY;
+while (performance.now() < deadline && Atomics.load(ctl, 3) < goal) {
   const t0 = performance.now();
   batch.length = 0;
   for (let i = 0; i < batchSize; i++) {
