@@ -369,7 +369,7 @@ const echConfig: Target = {
 const SNI = 'fuzz.example.test';
 
 /** What an engine said in one run: every output in order (tests compare snapshot runs with fresh ones). */
-type Outputs = { send: Uint8Array[]; data: Uint8Array[]; closed: boolean }[];
+type Outputs = { send: Uint8Array[]; data: Uint8Array[]; closed: boolean; established?: unknown }[];
 
 interface ServerFixture {
   det: CryptoProvider;
