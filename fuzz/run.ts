@@ -89,6 +89,7 @@ function runTarget(name: string, a: Args): Promise<Result> {
   const started = performance.now();
   const deadline = started + a.seconds * 1000;
   let execsBefore = 0;
+  let lastProgress = started;
 
   return new Promise((done) => {
     const spawn = () => {
@@ -130,6 +131,11 @@ function runTarget(name: string, a: Args): Promise<Result> {
       w.on('message', (m: WorkerMessage) => {
         if (m.type === 'stats' || m.type === 'done') {
           res.execs = execsBefore + m.execs;
+          // A line a minute: a campaign stopped early still says how far each target got.
+          if (performance.now() - lastProgress > 60_000) {
+            lastProgress = performance.now();
+            console.log(`[${name}] progress: ${res.execs} execs in ${Math.round((lastProgress - started) / 1000)} s, corpus ${m.corpus}, features ${m.features}`);
+          }
           res.corpus = m.corpus;
           res.features = m.features;
           res.seeds = Math.max(res.seeds, m.seeds);
@@ -205,6 +211,7 @@ async function main(): Promise<void> {
     for (let n = queue.shift(); n !== undefined; n = queue.shift()) {
       const r = await runTarget(n, a);
       results.push(r);
+      writeFileSync(join(a.out, `result-${n}-${Date.now()}.json`), JSON.stringify(r, null, 2));
       console.log(`[${n}] ${r.execs} execs in ${r.seconds} s (${r.execsPerSecond}/s), corpus ${r.corpus} (seeds ${r.seeds}), features ${r.features}, crashes ${r.crashes.length}, hangs ${r.hangs.length}, slow ${r.slow.length}`);
     }
   };
