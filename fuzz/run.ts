@@ -77,6 +77,12 @@ interface Result {
 
 const INPUT_CAP = 1 << 16;
 
+/** CPU time of this process (all its threads, so the workers too), in ms. */
+const cpuMs = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
+
 function runTarget(name: string, a: Args): Promise<Result> {
   const res: Result = { target: name, seconds: a.seconds, execs: 0, execsPerSecond: 0, seeds: 0, corpus: 0, features: 0, crashes: [], hangs: [], slow: [], restarts: 0 };
   const crashDir = join(a.out, 'crashes');
@@ -102,6 +108,7 @@ function runTarget(name: string, a: Args): Promise<Result> {
       const c = new Int32Array(ctl);
       let lastExecs = -1;
       let lastChange = performance.now();
+      let cpuAtChange = cpuMs();
       let over = false;
       const current = () => Buffer.from(new Uint8Array(buf, 0, Math.min(Atomics.load(c, 1), INPUT_CAP))).toString('hex');
       let fuzzing = false;
@@ -112,15 +119,21 @@ function runTarget(name: string, a: Args): Promise<Result> {
           fuzzing = true;
           lastExecs = n;
           lastChange = performance.now();
+          cpuAtChange = cpuMs();
           return;
         }
         if (n !== lastExecs) {
           lastExecs = n;
           lastChange = performance.now();
+          cpuAtChange = cpuMs();
           return;
         }
         // Set-up (certificates, handshakes) is not an input: only time execution once fuzzing started.
-        if (fuzzing && performance.now() - lastChange > a.hangMs) {
+        // A hang is hang-ms of wall time during which this process also burnt hang-ms of CPU: under
+        // `nice` on a loaded machine a worker can get no CPU for seconds, which is not the input's doing
+        // (past 20× hang-ms of wall time it counts anyway).
+        const wall = performance.now() - lastChange;
+        if (fuzzing && wall > a.hangMs && (cpuMs() - cpuAtChange > a.hangMs || wall > 20 * a.hangMs)) {
           const hex = current();
           res.hangs.push({ file: save('hang', hex), hex });
           console.log(`[${name}] HANG > ${a.hangMs} ms on input ${hex.slice(0, 120)}${hex.length > 120 ? '…' : ''}`);
