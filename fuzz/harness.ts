@@ -14,12 +14,13 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { types } from 'node:util';
 import { concat } from '../src/bytes/util.js';
 import { isSupportedSuite } from '../src/crypto/hpke.js';
 import { nodeProvider } from '../src/crypto/node.js';
-import type { CryptoProvider } from '../src/crypto/provider.js';
+import type { CryptoProvider, X25519Private } from '../src/crypto/provider.js';
 import { prepareServerKey } from '../src/ech/server.js';
-import { type CipherSuite, trafficKeys } from '../src/tls13/key-schedule.js';
+import { type CipherSuite, type TrafficKeys, trafficKeys } from '../src/tls13/key-schedule.js';
 import { RecordCipher } from '../src/tls13/record-protection.js';
 import { loadCertificate } from '../src/tls13/certs.js';
 import { decodeECHConfigList, encodeECHConfig, encodeECHConfigList } from '../src/wire/ech/config.js';
@@ -57,9 +58,17 @@ export function fixedEchKey(configId: number, skBytes: Uint8Array) {
   return { config, key, lookup: { byConfigId: (id: number) => (id === configId ? [key] : []), all: () => [key] } };
 }
 
+const sealKeys = new WeakMap<Uint8Array, TrafficKeys>();
+
 /** Protect `plain` as records of content `type` under `secret` (fresh sequence numbers). */
 export function sealRecords(p: CryptoProvider, suite: CipherSuite, secret: Uint8Array, type: number, plain: Uint8Array, fragment = MAX_PLAINTEXT): Uint8Array {
-  const c = new RecordCipher(suite, trafficKeys(p, suite, secret));
+  // The fixtures' secrets are fixed: derive their key and IV once (a RecordCipher only reads them).
+  let keys = sealKeys.get(secret);
+  if (!keys) {
+    keys = trafficKeys(p, suite, secret);
+    sealKeys.set(secret, keys);
+  }
+  const c = new RecordCipher(suite, keys);
   const out: Uint8Array[] = [];
   for (let i = 0; i < plain.length || i === 0; i += fragment) out.push(c.seal(type, plain.subarray(i, i + fragment)));
   return concat(...out);
@@ -78,5 +87,113 @@ export function openRecords(p: CryptoProvider, suite: CipherSuite, secret: Uint8
   return concat(...out);
 }
 
+const isKeyObject = (v: object) => types.isKeyObject(v);
+
 /** Read a private field of an engine (harness only). */
 export const peek = <T>(o: object, field: string): T => (o as Record<string, unknown>)[field] as T;
+
+/**
+ * `base` with its X25519 operations memoized: importing a private key and a
+ * DH with the same inputs give the same result, and the fixtures repeat them
+ * on every input (a fixed ephemeral key, a fixed ECH key, an `enc` the
+ * mutation left alone). A DH that throws (an all-zero result) is not cached,
+ * so it throws again. The caches are bounded; the code under test runs the
+ * same path either way, only the native key import and DH are skipped.
+ */
+export function memoProvider(base: CryptoProvider, max = 4096): CryptoProvider {
+  const hex = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
+  const privs = new Map<string, X25519Private>();
+  const dh = new Map<X25519Private, Map<string, Uint8Array>>();
+  const x25519Private = (sk: Uint8Array): X25519Private => {
+    const k = hex(sk);
+    let v = privs.get(k);
+    if (!v) {
+      v = base.x25519Private(sk);
+      if (privs.size >= max) privs.clear();
+      privs.set(k, v);
+    }
+    return v;
+  };
+  return {
+    ...base,
+    name: `${base.name}-memo`,
+    x25519Private,
+    x25519Generate: () => x25519Private(base.randomBytes(32)),
+    x25519(sk, pk) {
+      let m = dh.get(sk);
+      if (!m) {
+        m = new Map();
+        if (dh.size >= max) dh.clear();
+        dh.set(sk, m);
+      }
+      const k = hex(pk);
+      let v = m.get(k);
+      if (!v) {
+        v = base.x25519(sk, pk);
+        if (m.size >= max) m.clear();
+        m.set(k, v);
+      }
+      // A fresh copy: callers may wipe a shared secret after use.
+      return v.slice();
+    },
+  };
+}
+
+/**
+ * A deep copy of an engine (or any object graph) in a recorded state, so a
+ * fixture can run the fixed, expensive part of a handshake once and hand
+ * every input its own engine at that point: own properties are copied with
+ * their prototypes (class instances stay instances), byte arrays are copied
+ * (the engines wipe keys in place), and what is in `share` — the options, the
+ * provider, node KeyObjects, functions — is shared, not copied.
+ */
+export function cloneDeep<T>(v: T, share: ReadonlySet<unknown> = new Set(), seen = new Map<unknown, unknown>()): T {
+  if (v === null || typeof v !== 'object' || share.has(v)) return v;
+  if (seen.has(v)) return seen.get(v) as T;
+  if (isKeyObject(v)) return v;
+  if (ArrayBuffer.isView(v)) {
+    const c = Buffer.isBuffer(v) ? Buffer.from(v) : (v as unknown as Uint8Array).slice();
+    seen.set(v, c);
+    return c as T;
+  }
+  if (v instanceof Map) {
+    const m = new Map();
+    seen.set(v, m);
+    for (const [k, x] of v) m.set(cloneDeep(k, share, seen), cloneDeep(x, share, seen));
+    return m as T;
+  }
+  if (v instanceof Set) {
+    const s = new Set();
+    seen.set(v, s);
+    for (const x of v) s.add(cloneDeep(x, share, seen));
+    return s as T;
+  }
+  if (Array.isArray(v)) {
+    const a: unknown[] = new Array(v.length);
+    seen.set(v, a);
+    for (let i = 0; i < v.length; i++) a[i] = cloneDeep(v[i], share, seen);
+    return a as T;
+  }
+  // The engines' fields are plain enumerable data properties (no accessors, no #private fields).
+  const o = Object.create(Object.getPrototypeOf(v)) as Record<string, unknown>;
+  seen.set(v, o);
+  for (const k of Object.keys(v)) o[k] = cloneDeep((v as Record<string, unknown>)[k], share, seen);
+  return o as T;
+}
+
+/** Snapshots may be switched off (tests compare both ways): then `fresh` rebuilds the state every time. */
+let snapshotsOn = true;
+export const setSnapshots = (on: boolean) => {
+  snapshotsOn = on;
+};
+
+/** An engine state built once by `fresh` and cloned for each input (or rebuilt each time with snapshots off). */
+export function snapshot<T extends object>(fresh: () => T, share: readonly unknown[]): () => T {
+  let saved: T | undefined;
+  const sh = new Set(share);
+  return () => {
+    if (!snapshotsOn) return fresh();
+    saved ??= fresh();
+    return cloneDeep(saved, sh);
+  };
+}

@@ -1,9 +1,9 @@
 /**
- * `npm run fuzz -- [--seconds N] [--target NAME[,NAME]] [--jobs J] [--out DIR] [--hang-ms MS] [--list]`
+ * `npm run fuzz -- [--seconds N] [--execs E] [--target NAME[,NAME]] [--jobs J] [--out DIR] [--hang-ms MS] [--list]`
  * `npm run fuzz -- --replay FILE... --target NAME`
  *
  * Runs each target in its own worker thread for N seconds (default 30), J
- * targets at a time (default 1), and prints executions, corpus size,
+ * targets at a time (default 1), or until E mutated inputs ran if that comes first, and prints executions, corpus size,
  * coverage features and crashes per target. A crash is any exception other
  * than EchgateError; a hang is an input that runs longer than --hang-ms
  * (default 5000; the worker is terminated and restarted); an input slower
@@ -23,6 +23,8 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 interface Args {
   seconds: number;
+  /** Stop a target once this many mutated inputs ran (0: run the whole time). */
+  execs: number;
   targets: string[];
   jobs: number;
   out: string;
@@ -34,7 +36,7 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { seconds: 30, targets: [], jobs: 1, out: join(ROOT, 'fuzz', 'out'), hangMs: 5000, slowMs: 250, list: false, replay: [], seed: Date.now() & 0x7fffffff };
+  const a: Args = { seconds: 30, execs: 0, targets: [], jobs: 1, out: join(ROOT, 'fuzz', 'out'), hangMs: 5000, slowMs: 250, list: false, replay: [], seed: Date.now() & 0x7fffffff };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i]!;
     const v = () => {
@@ -43,6 +45,7 @@ function parseArgs(argv: string[]): Args {
       return x;
     };
     if (k === '--seconds') a.seconds = Number(v());
+    else if (k === '--execs') a.execs = Math.max(0, Number(v()));
     else if (k === '--target') a.targets.push(...v().split(','));
     else if (k === '--jobs') a.jobs = Math.max(1, Number(v()));
     else if (k === '--out') a.out = resolve(v());
@@ -74,6 +77,12 @@ interface Result {
 
 const INPUT_CAP = 1 << 16;
 
+/** CPU time of this process (all its threads, so the workers too), in ms. */
+const cpuMs = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
+
 function runTarget(name: string, a: Args): Promise<Result> {
   const res: Result = { target: name, seconds: a.seconds, execs: 0, execsPerSecond: 0, seeds: 0, corpus: 0, features: 0, crashes: [], hangs: [], slow: [], restarts: 0 };
   const crashDir = join(a.out, 'crashes');
@@ -86,18 +95,20 @@ function runTarget(name: string, a: Args): Promise<Result> {
   const started = performance.now();
   const deadline = started + a.seconds * 1000;
   let execsBefore = 0;
+  let lastProgress = started;
 
   return new Promise((done) => {
     const spawn = () => {
       const left = (deadline - performance.now()) / 1000;
-      if (left <= 0.5) return finish();
+      if (left <= 0.5 || (a.execs > 0 && execsBefore >= a.execs)) return finish();
       const ctl = new SharedArrayBuffer(16);
       const buf = new SharedArrayBuffer(INPUT_CAP);
-      const input: WorkerInput = { target: name, seconds: left, out: a.out, seed: (a.seed + res.restarts * 7919) >>> 0, ctl, buf, slowMs: a.slowMs };
+      const input: WorkerInput = { target: name, seconds: left, out: a.out, seed: (a.seed + res.restarts * 7919) >>> 0, ctl, buf, slowMs: a.slowMs, execs: a.execs > 0 ? a.execs - execsBefore : 0 };
       const w = new Worker(new URL('./worker.js', import.meta.url), { workerData: input, resourceLimits: { maxOldGenerationSizeMb: 1024 } });
       const c = new Int32Array(ctl);
       let lastExecs = -1;
       let lastChange = performance.now();
+      let cpuAtChange = cpuMs();
       let over = false;
       const current = () => Buffer.from(new Uint8Array(buf, 0, Math.min(Atomics.load(c, 1), INPUT_CAP))).toString('hex');
       let fuzzing = false;
@@ -108,15 +119,21 @@ function runTarget(name: string, a: Args): Promise<Result> {
           fuzzing = true;
           lastExecs = n;
           lastChange = performance.now();
+          cpuAtChange = cpuMs();
           return;
         }
         if (n !== lastExecs) {
           lastExecs = n;
           lastChange = performance.now();
+          cpuAtChange = cpuMs();
           return;
         }
         // Set-up (certificates, handshakes) is not an input: only time execution once fuzzing started.
-        if (fuzzing && performance.now() - lastChange > a.hangMs) {
+        // A hang is hang-ms of wall time during which this process also burnt hang-ms of CPU: under
+        // `nice` on a loaded machine a worker can get no CPU for seconds, which is not the input's doing
+        // (past 20× hang-ms of wall time it counts anyway).
+        const wall = performance.now() - lastChange;
+        if (fuzzing && wall > a.hangMs && (cpuMs() - cpuAtChange > a.hangMs || wall > 20 * a.hangMs)) {
           const hex = current();
           res.hangs.push({ file: save('hang', hex), hex });
           console.log(`[${name}] HANG > ${a.hangMs} ms on input ${hex.slice(0, 120)}${hex.length > 120 ? '…' : ''}`);
@@ -127,6 +144,11 @@ function runTarget(name: string, a: Args): Promise<Result> {
       w.on('message', (m: WorkerMessage) => {
         if (m.type === 'stats' || m.type === 'done') {
           res.execs = execsBefore + m.execs;
+          // A line a minute: a campaign stopped early still says how far each target got.
+          if (performance.now() - lastProgress > 60_000) {
+            lastProgress = performance.now();
+            console.log(`[${name}] progress: ${res.execs} execs in ${Math.round((lastProgress - started) / 1000)} s, corpus ${m.corpus}, features ${m.features}`);
+          }
           res.corpus = m.corpus;
           res.features = m.features;
           res.seeds = Math.max(res.seeds, m.seeds);
@@ -202,6 +224,7 @@ async function main(): Promise<void> {
     for (let n = queue.shift(); n !== undefined; n = queue.shift()) {
       const r = await runTarget(n, a);
       results.push(r);
+      writeFileSync(join(a.out, `result-${n}-${Date.now()}.json`), JSON.stringify(r, null, 2));
       console.log(`[${n}] ${r.execs} execs in ${r.seconds} s (${r.execsPerSecond}/s), corpus ${r.corpus} (seeds ${r.seeds}), features ${r.features}, crashes ${r.crashes.length}, hangs ${r.hangs.length}, slow ${r.slow.length}`);
     }
   };

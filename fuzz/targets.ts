@@ -14,14 +14,16 @@ import { isSupportedSuite } from '../src/crypto/hpke.js';
 import { AEADS, nodeProvider } from '../src/crypto/node.js';
 import { answerQuery } from '../src/dns/answer.js';
 import { describeAnswers } from '../src/dns/doh-client.js';
+import { DEFAULT_DOH_LIMITS, type DohRequestHead, dohAnswer, dohRequestStep } from '../src/dns/doh-server.js';
 import { Zone } from '../src/dns/zone.js';
 import { buildEchClientHello, echOffer } from '../src/ech/client.js';
 import { decryptEsni, type EsniServerKey, esniEncrypt, esniFromTxt, esniKeyIv, makeESNIKeys, prepareEsniKey, usableEsni, verifyESNIKeys } from '../src/ech/esni.js';
 import { decryptEch, decryptSecondHello, type EchServerKey, prepareServerKey, rebuildInner } from '../src/ech/server.js';
 import { parseIp } from '../src/bytes/ip.js';
 import type { CipherSuite } from '../src/tls13/key-schedule.js';
-import { TlsClient } from '../src/tls13/client.js';
-import { TlsServer } from '../src/tls13/server.js';
+import { type ClientOptions, TlsClient } from '../src/tls13/client.js';
+import { type ServerOptions, TlsServer } from '../src/tls13/server.js';
+import type { CryptoProvider } from '../src/crypto/provider.js';
 import { decodeMessage, encodeFormErr, encodeQuery, encodeResponse, RRType } from '../src/wire/dns/message.js';
 import { decodeSvcb, encodeSvcb, formatSvcb, parseSvcbPresentation } from '../src/wire/dns/svcb.js';
 import { parseTsigKeyFile, signRequest, verifyResponse } from '../src/wire/dns/tsig.js';
@@ -48,7 +50,7 @@ import { ClientHelloAssembler, parseHelloRecords, sniffTls } from '../src/wire/t
 import { decodeCertificate, decodeCertificateVerify, decodeExtensionBlock, decodeServerHello } from '../src/wire/tls/server-messages.js';
 import type { ClientStep } from '../src/proxy/preamble.js';
 import { errorResponse, postgres, SSL_REQUEST_CODE, CANCEL_REQUEST_CODE, GSSENC_REQUEST_CODE, specialRequest } from '../src/proxy/protocols/postgres.js';
-import { deterministicProvider, ed25519Certificate, fixedEchKey, openRecords, peek, sealRecords } from './harness.js';
+import { cloneDeep, deterministicProvider, ed25519Certificate, fixedEchKey, memoProvider, openRecords, peek, sealRecords, snapshot } from './harness.js';
 import { Rng } from './mutate.js';
 
 export interface Target {
@@ -268,6 +270,9 @@ const tlsMessages: Target = {
 
 // ---------------------------------------------------------------- ECH
 
+/** X25519 memoized: most inputs keep the capture's `enc`, so the DH with the fixed server keys repeats. */
+const echProvider = memoProvider(nodeProvider);
+
 let echKeys: { lookup: { byConfigId(id: number): EchServerKey[]; all(): EchServerKey[] } } | undefined;
 
 /** Server keys for the Chromium captures and the NSS fixed-key vectors: real ECH opens. */
@@ -297,7 +302,7 @@ const echOuter: Target = {
   seeds: () => [...helloMessages(), ...hexValues('ech/nss-fixed-key-ech-decrypt-vectors.json', /client_hello_outer/)],
   run(data) {
     const ch = decodeClientHelloMessage(data);
-    const r = decryptEch(nodeProvider, ch, vectorEchKeys().lookup, { trialDecrypt: (data.length & 1) === 1 });
+    const r = decryptEch(echProvider, ch, vectorEchKeys().lookup, { trialDecrypt: (data.length & 1) === 1 });
     if (r.status === 'accepted') exerciseHello(r.inner);
   },
 };
@@ -306,7 +311,7 @@ let echInner: { outer: ClientHello; seeds: Uint8Array[]; build: (enc: Uint8Array
 
 function echInnerSetup() {
   if (echInner) return echInner;
-  const det = deterministicProvider(3);
+  const det = memoProvider(deterministicProvider(3));
   const k = fixedEchKey(9, new Uint8Array(32).fill(5));
   const seeds: Uint8Array[] = [];
   const variants = [{}, { compress: [] }, { compress: [ExtensionType.key_share, ExtensionType.supported_groups, ExtensionType.signature_algorithms] }, { alpn: ['h2', 'http/1.1'] }];
@@ -321,7 +326,7 @@ function echInnerSetup() {
   const build = (enc: Uint8Array) => {
     // The whole path: the fuzzed EncodedClientHelloInner sealed into a real outer hello, then opened by the server.
     const h = buildEchClientHello(det, { config: k.config, innerSni: 'secret.example.test', mutateEncoded: () => enc });
-    const r = decryptEch(nodeProvider, decodeClientHelloMessage(h.outerMessage), k.lookup);
+    const r = decryptEch(echProvider, decodeClientHelloMessage(h.outerMessage), k.lookup);
     if (r.status === 'accepted') exerciseHello(r.inner);
   };
   echInner = { outer: outer!, seeds, build };
@@ -363,61 +368,106 @@ const echConfig: Target = {
 
 const SNI = 'fuzz.example.test';
 
+/** What an engine said in one run: every output in order (tests compare snapshot runs with fresh ones). */
+type Outputs = { send: Uint8Array[]; data: Uint8Array[]; closed: boolean; established?: unknown }[];
+
 interface ServerFixture {
-  det: ReturnType<typeof deterministicProvider>;
-  mk: () => TlsServer;
+  det: CryptoProvider;
   ch: ClientHello;
   suite: CipherSuite;
   clientHs: Uint8Array;
   clientAp: Uint8Array;
   flight: Uint8Array;
   finishedPlain: Uint8Array;
-  ech: ReturnType<typeof fixedEchKey>;
-  echOuterHello: ClientHello;
   secondHello: Uint8Array;
+  /** Engines in a recorded state, one copy per input: after start(); after the client Finished; after ECH + HelloRetryRequest. */
+  started: () => TlsServer;
+  finished: () => TlsServer;
+  retried: () => TlsServer;
 }
 
 let serverFx: ServerFixture | undefined;
 
 function serverFixture(): ServerFixture {
   if (serverFx) return serverFx;
-  const det = deterministicProvider(7);
+  // Memoized X25519: the ephemeral key and ECH key are fixed, so every DH repeats.
+  const det = memoProvider(deterministicProvider(7));
   const cert = ed25519Certificate(SNI);
   const ech = fixedEchKey(4, new Uint8Array(32).fill(11));
-  const mk = () => new TlsServer({ provider: det, random: (n) => det.randomBytes(n), ephemeral: () => det.x25519Generate(), certificate: () => cert, alpn: ['h2', 'http/1.1'], retryConfigs: ech.config.raw });
+  const opts: ServerOptions = { provider: det, random: (n) => det.randomBytes(n), ephemeral: () => det.x25519Generate(), certificate: () => cert, alpn: ['h2', 'http/1.1'], retryConfigs: ech.config.raw };
+  const mk = () => new TlsServer(opts);
   const client = new TlsClient({ provider: det, serverName: SNI, alpn: ['h2'] });
   const ch = decodeClientHelloMessage(parseHelloRecords(client.hello()[0]!)!.message);
   const s = mk();
   const first = s.start(ch, SNI, { offered: false, accepted: false });
   const flight = concat(...client.receive(concat(...first.send)).send);
-  const suite = peek<CipherSuite>(s, 'suite');
-  const clientHs = peek<Uint8Array>(s, 'clientHsSecret');
+  // The engine keeps its secrets in its state (expect_finished until the client Finished), and wipes
+  // the client handshake secret once the Finished is in: copies, so the fixture keeps the real keys.
+  const st = peek<{ kind: string; suite: CipherSuite; clientHsSecret: Uint8Array; clientApSecret: Uint8Array }>(s, 'state');
+  if (st.kind !== 'expect_finished') throw new Error(`fixture: server in ${st.kind}, not expect_finished`);
+  const suite = st.suite;
+  const clientHs = st.clientHsSecret.slice();
+  const clientAp = st.clientApSecret.slice();
   const finishedPlain = openRecords(det, suite, clientHs, flight);
-  s.receive(flight);
-  const clientAp = peek<Uint8Array>(s, 'clientApSecret');
   // ECH accepted, then HelloRetryRequest: the client's second hello pair.
   const ec = new TlsClient({ provider: det, serverName: SNI, ech: echOffer(ech.config), withholdKeyShare: true });
   const echOuterHello = decodeClientHelloMessage(parseHelloRecords(ec.hello()[0]!)!.message);
-  const r = decryptEch(nodeProvider, echOuterHello, ech.lookup);
-  if (r.status !== 'accepted') throw new Error('fixture: ECH not accepted');
-  const s2 = mk();
-  const hrr = s2.start(r.inner, SNI, { offered: true, accepted: true, decryptSecond: (o) => decryptSecondHello(r, o) });
-  const secondHello = concat(...ec.receive(concat(...hrr.send)).send);
-  serverFx = { det, mk, ch, suite, clientHs, clientAp, flight, finishedPlain, ech, echOuterHello, secondHello };
+  const hrrServer = () => {
+    const r = decryptEch(det, echOuterHello, ech.lookup);
+    if (r.status !== 'accepted') throw new Error('fixture: ECH not accepted');
+    const s2 = mk();
+    // decryptSecondHello advances r's HPKE context: every engine copy opens with its own copy of it.
+    const hrr = s2.start(r.inner, SNI, { offered: true, accepted: true, decryptSecond: (o) => decryptSecondHello(cloneDeep(r, new Set([det])), o) });
+    return { s2, hrr };
+  };
+  const secondHello = concat(...ec.receive(concat(...hrrServer().hrr.send)).send);
+  const share = [opts, det, cert];
+  const started = snapshot(() => {
+    const x = mk();
+    x.start(ch, SNI, { offered: false, accepted: false });
+    return x;
+  }, share);
+  const finished = snapshot(() => {
+    const x = started();
+    x.receive(flight);
+    return x;
+  }, share);
+  const retried = snapshot(() => hrrServer().s2, share);
+  serverFx = { det, ch, suite, clientHs, clientAp, flight, finishedPlain, secondHello, started, finished, retried };
   return serverFx;
 }
 
 /** Feed `bytes` in two pieces split at an input-chosen point. */
-function feedSplit(receive: (b: Uint8Array) => unknown, bytes: Uint8Array, at: number): void {
+function feedSplit<O>(receive: (b: Uint8Array) => O, bytes: Uint8Array, at: number): O[] {
   const k = bytes.length ? at % (bytes.length + 1) : 0;
-  receive(bytes.subarray(0, k));
-  receive(bytes.subarray(k));
+  return [receive(bytes.subarray(0, k)), receive(bytes.subarray(k))];
+}
+
+/** One tls13-server input; what the engine answered. */
+export function serverRun(data: Uint8Array): Outputs {
+  if (data.length < 2) return [];
+  const f = serverFixture();
+  const mode = data[0]! & 3;
+  const at = data[1]!;
+  const body = data.subarray(2);
+  if (mode === 3) {
+    const s = f.retried();
+    return feedSplit((x) => s.receive(x), body, at);
+  }
+  if (mode === 2) {
+    if (!body.length) return [];
+    const s = f.finished();
+    return feedSplit((x) => s.receive(x), sealRecords(f.det, f.suite, f.clientAp, body[0]!, body.subarray(1)), at);
+  }
+  const s = f.started();
+  if (mode === 0) return feedSplit((x) => s.receive(x), body, at);
+  return feedSplit((x) => s.receive(x), sealRecords(f.det, f.suite, f.clientHs, ContentType.handshake, body, at === 0 ? MAX_PLAINTEXT : 1 + (at << 6)), at);
 }
 
 const tlsServer: Target = {
   name: 'tls13-server',
   about:
-    'TlsServer.start with a valid ClientHello, then receive(): mode 0 raw bytes; mode 1 a handshake-message stream sealed under the client handshake key (the Finished handler); mode 2 the valid Finished, then records of an input-chosen content type under the client application key (KeyUpdate, alerts, data); mode 3 ECH accepted + HelloRetryRequest, then raw bytes as the second ClientHelloOuter',
+    'TlsServer.start with a valid ClientHello, then receive(): mode 0 raw bytes; mode 1 a handshake-message stream sealed under the client handshake key (the Finished handler); mode 2 the valid Finished, then records of an input-chosen content type under the client application key (KeyUpdate, alerts, data); mode 3 ECH accepted + HelloRetryRequest, then raw bytes as the second ClientHelloOuter. The engine state before the fuzzed bytes is built once per mode and deep-copied per input',
   maxLen: 20000,
   dict: TLS_DICT,
   setup: () => void serverFixture(),
@@ -434,79 +484,116 @@ const tlsServer: Target = {
     ];
   },
   run(data) {
-    if (data.length < 2) return;
-    const f = serverFixture();
-    const mode = data[0]! & 3;
-    const at = data[1]!;
-    const body = data.subarray(2);
-    const s = f.mk();
-    const receive = (x: Uint8Array) => s.receive(x);
-    if (mode === 3) {
-      const r = decryptEch(nodeProvider, f.echOuterHello, f.ech.lookup);
-      if (r.status !== 'accepted') throw new Error('fixture: ECH not accepted');
-      s.start(r.inner, SNI, { offered: true, accepted: true, decryptSecond: (o) => decryptSecondHello(r, o) });
-      return feedSplit(receive, body, at);
-    }
-    s.start(f.ch, SNI, { offered: false, accepted: false });
-    if (mode === 0) return feedSplit(receive, body, at);
-    if (mode === 1) return feedSplit(receive, sealRecords(f.det, f.suite, f.clientHs, ContentType.handshake, body, at === 0 ? MAX_PLAINTEXT : 1 + (at << 6)), at);
-    s.receive(f.flight);
-    if (body.length) feedSplit(receive, sealRecords(f.det, f.suite, f.clientAp, body[0]!, body.subarray(1)), at);
+    serverRun(data);
   },
 };
 
 interface ClientFixture {
-  det: ReturnType<typeof deterministicProvider>;
-  plain: () => TlsClient;
-  echClient: () => TlsClient;
+  det: CryptoProvider;
   suite: CipherSuite;
-  serverHello: Uint8Array;
   serverHs: Uint8Array;
   flightPlain: Uint8Array;
   flight: Uint8Array;
   serverAp: Uint8Array;
-  echServerHello: Uint8Array;
   echServerHs: Uint8Array;
   echFlightPlain: Uint8Array;
+  /** Clients in a recorded state: hello sent; ServerHello read; the whole flight read; ECH offered and the outer ServerHello read. */
+  hello: () => TlsClient;
+  afterSh: () => TlsClient;
+  connected: () => TlsClient;
+  echAfterSh: () => TlsClient;
 }
 
 let clientFx: ClientFixture | undefined;
 
+/** The client's state after a ServerHello: waiting for EncryptedExtensions, under the handshake keys. */
+function clientWaitEe(c: TlsClient): { suite: CipherSuite; hs: { client: Uint8Array; server: Uint8Array } } {
+  const st = peek<{ kind: string; suite: CipherSuite; hs: { client: Uint8Array; server: Uint8Array } }>(c, 'state');
+  if (st.kind !== 'wait_ee') throw new Error(`fixture: client in ${st.kind}, not wait_ee`);
+  return st;
+}
+
 function clientFixture(): ClientFixture {
   if (clientFx) return clientFx;
-  const det = deterministicProvider(9);
+  const det = memoProvider(deterministicProvider(9));
   const cert = ed25519Certificate(SNI);
   const ech = fixedEchKey(6, new Uint8Array(32).fill(13));
   const mk = () => new TlsServer({ provider: det, random: (n) => det.randomBytes(n), ephemeral: () => det.x25519Generate(), certificate: () => cert, alpn: ['h2', 'http/1.1'], retryConfigs: ech.config.raw });
-  const plain = () => new TlsClient({ provider: det, serverName: SNI, alpn: ['h2'] });
-  const echClient = () => new TlsClient({ provider: det, serverName: SNI, alpn: ['h2'], ech: echOffer(ech.config) });
+  const plainOpts: ClientOptions = { provider: det, serverName: SNI, alpn: ['h2'] };
+  const echOpts: ClientOptions = { provider: det, serverName: SNI, alpn: ['h2'], ech: echOffer(ech.config) };
   // Plain handshake.
-  const c = plain();
+  const c = new TlsClient(plainOpts);
   const s = mk();
   const first = s.start(decodeClientHelloMessage(parseHelloRecords(c.hello()[0]!)!.message), SNI, { offered: false, accepted: false });
   const serverHello = first.send[0]!;
   const flight = concat(...first.send);
   c.receive(serverHello);
-  const suite = peek<CipherSuite>(c, 'suite');
-  const serverHs = peek<{ server: Uint8Array }>(c, 'hs').server;
+  // Both engines keep their secrets in their state (copied: the engines wipe them as they move on).
+  const cst = clientWaitEe(c);
+  const suite = cst.suite;
+  const serverHs = cst.hs.server.slice();
   const flightPlain = openRecords(det, suite, serverHs, concat(...first.send.slice(1)));
-  const serverAp = peek<Uint8Array>(s, 'serverApSecret');
+  const sst = peek<{ kind: string; serverApSecret: Uint8Array }>(s, 'state');
+  if (sst.kind !== 'expect_finished') throw new Error(`fixture: server in ${sst.kind}, not expect_finished`);
+  const serverAp = sst.serverApSecret.slice();
   // ECH offered, server answers the outer hello (not accepted): EncryptedExtensions carries retry_configs.
-  const ec = echClient();
+  const ec = new TlsClient(echOpts);
   const s2 = mk();
   const f2 = s2.start(decodeClientHelloMessage(parseHelloRecords(ec.hello()[0]!)!.message), 'public.example.test', { offered: true, accepted: false });
   const echServerHello = f2.send[0]!;
   ec.receive(echServerHello);
-  const echServerHs = peek<{ server: Uint8Array }>(ec, 'hs').server;
+  const echServerHs = clientWaitEe(ec).hs.server.slice();
   const echFlightPlain = openRecords(det, suite, echServerHs, concat(...f2.send.slice(1)));
-  clientFx = { det, plain, echClient, suite, serverHello, serverHs, flightPlain, flight, serverAp, echServerHello, echServerHs, echFlightPlain };
+  const share = [plainOpts, echOpts, det];
+  const hello = snapshot(() => {
+    const x = new TlsClient(plainOpts);
+    x.hello();
+    return x;
+  }, share);
+  const afterSh = snapshot(() => {
+    const x = hello();
+    x.receive(serverHello);
+    return x;
+  }, share);
+  const connected = snapshot(() => {
+    const x = hello();
+    x.receive(flight);
+    return x;
+  }, share);
+  const echAfterSh = snapshot(() => {
+    const x = new TlsClient(echOpts);
+    x.hello();
+    x.receive(echServerHello);
+    return x;
+  }, share);
+  clientFx = { det, suite, serverHs, flightPlain, flight, serverAp, echServerHs, echFlightPlain, hello, afterSh, connected, echAfterSh };
   return clientFx;
+}
+
+/** One tls13-client input; what the engine answered. */
+export function clientRun(data: Uint8Array): Outputs {
+  if (data.length < 2) return [];
+  const f = clientFixture();
+  const mode = data[0]! & 3;
+  const at = data[1]!;
+  const body = data.subarray(2);
+  if (mode === 0) {
+    const c = f.hello();
+    return feedSplit((x) => c.receive(x), body, at);
+  }
+  if (mode === 2) {
+    if (!body.length) return [];
+    const c = f.connected();
+    return feedSplit((x) => c.receive(x), sealRecords(f.det, f.suite, f.serverAp, body[0]!, body.subarray(1)), at);
+  }
+  const c = mode === 3 ? f.echAfterSh() : f.afterSh();
+  return feedSplit((x) => c.receive(x), sealRecords(f.det, f.suite, mode === 3 ? f.echServerHs : f.serverHs, ContentType.handshake, body, at === 0 ? MAX_PLAINTEXT : 1 + (at << 6)), at);
 }
 
 const tlsClient: Target = {
   name: 'tls13-client',
   about:
-    'TlsClient (behind `echgate connect`) fed server flights: mode 0 raw bytes (ServerHello parsing, record layer); mode 1 the valid ServerHello, then a handshake stream sealed under the server handshake key (EncryptedExtensions, Certificate, CertificateVerify, Finished handlers); mode 2 the whole valid flight, then records of an input-chosen type under the server application key; mode 3 like 1 with an ECH-offering client the server did not accept (retry_configs)',
+    'TlsClient (behind `echgate connect`) fed server flights: mode 0 raw bytes (ServerHello parsing, record layer); mode 1 the valid ServerHello, then a handshake stream sealed under the server handshake key (EncryptedExtensions, Certificate, CertificateVerify, Finished handlers); mode 2 the whole valid flight, then records of an input-chosen type under the server application key; mode 3 like 1 with an ECH-offering client the server did not accept (retry_configs). The client state before the fuzzed bytes is built once per mode and deep-copied per input',
   maxLen: 20000,
   dict: TLS_DICT,
   setup: () => void clientFixture(),
@@ -522,22 +609,7 @@ const tlsClient: Target = {
     ];
   },
   run(data) {
-    if (data.length < 2) return;
-    const f = clientFixture();
-    const mode = data[0]! & 3;
-    const at = data[1]!;
-    const body = data.subarray(2);
-    const c = mode === 3 ? f.echClient() : f.plain();
-    c.hello();
-    const receive = (x: Uint8Array) => c.receive(x);
-    if (mode === 0) return feedSplit(receive, body, at);
-    if (mode === 2) {
-      c.receive(f.flight);
-      if (body.length) feedSplit(receive, sealRecords(f.det, f.suite, f.serverAp, body[0]!, body.subarray(1)), at);
-      return;
-    }
-    c.receive(mode === 3 ? f.echServerHello : f.serverHello);
-    feedSplit(receive, sealRecords(f.det, f.suite, mode === 3 ? f.echServerHs : f.serverHs, ContentType.handshake, body, at === 0 ? MAX_PLAINTEXT : 1 + (at << 6)), at);
+    clientRun(data);
   },
 };
 
@@ -600,6 +672,81 @@ const dnsAnswer: Target = {
   seeds: dnsSeeds,
   run(data) {
     answerQuery(fuzzZone(), data, { udp: data.length > 0 && (data[0]! & 1) === 1 });
+  },
+};
+
+/** What a DoH target input holds: method choice, then request target, content-type, raw headers and body, split at the first three newlines. */
+function dohHead(data: Uint8Array): { head: DohRequestHead; body: Uint8Array; limit: number } {
+  const flags = data[0] ?? 0;
+  const rest = data.subarray(1);
+  const cut: number[] = [];
+  for (let i = 0; i < rest.length && cut.length < 3; i++) if (rest[i] === 0x0a) cut.push(i);
+  const part = (k: number) => {
+    const from = k === 0 ? 0 : (cut[k - 1] ?? rest.length) + 1;
+    const to = k < 3 ? (cut[k] ?? rest.length) : rest.length;
+    return rest.subarray(Math.min(from, rest.length), Math.min(to, rest.length));
+  };
+  const url = text(part(0));
+  const [method, ct] = [['GET', 'POST', 'PUT', undefined][flags & 3], text(part(1))];
+  // Raw headers: "name:value" pairs separated by ';' (only their sizes matter to the server).
+  const rawHeaders = text(part(2))
+    .split(';')
+    .filter((h) => h.length)
+    .flatMap((h) => {
+      const i = h.indexOf(':');
+      return i < 0 ? [h, ''] : [h.slice(0, i), h.slice(i + 1)];
+    });
+  return { head: { method, url, contentType: flags & 4 ? undefined : ct, rawHeaders }, body: part(3), limit: flags & 8 ? 256 : DEFAULT_DOH_LIMITS.maxHeaderListSize };
+}
+
+/** A 200 from the DoH server carries a DNS response our own decoder reads back, with QR set. */
+function checkDohReply(r: ReturnType<typeof dohAnswer>): void {
+  if (r.status !== 200) return;
+  if (!r.body) throw new Error('DoH 200 without a DNS message');
+  let m: ReturnType<typeof decodeMessage>;
+  try {
+    m = decodeMessage(r.body);
+  } catch (e) {
+    throw new Error(`DoH answered with a DNS message it cannot decode itself: ${(e as Error).message}`);
+  }
+  if (!(m.flags & 0x8000)) throw new Error('DoH answer without the QR bit');
+}
+
+const doh: Target = {
+  name: 'doh-request',
+  about:
+    'the DoH server before any socket work (src/dns/doh-server.ts): dohRequestStep on a fuzzed request head (method, request target with ?dns= base64url, content-type, header list size against maxHeaderListSize) → 400/404/405/415/431, the GET query, or a POST body; then dohAnswer (answerQuery against the fuzz zone) on the query or body, checking that every 200 carries a DNS response the decoder reads back',
+  maxLen: 8192,
+  dict: [...DNS_DICT, latin1('/dns-query'), latin1('?dns='), latin1('&dns='), latin1('&'), latin1('%2F'), latin1('%00'), latin1('#'), latin1('application/dns-message'), latin1('\n'), latin1('-_'), latin1('=='), latin1('//'), latin1('http://x'), latin1('content-type:')],
+  setup: () => void fuzzZone(),
+  seeds() {
+    const out: Uint8Array[] = [];
+    for (const q of dnsSeeds()) {
+      const b64 = Buffer.from(q).toString('base64url');
+      out.push(tag(0, latin1(`/dns-query?dns=${b64}\n\n:authority:doh.example.test;accept:application/dns-message\n`)));
+      out.push(tag(1, latin1('/dns-query\napplication/dns-message\ncontent-length:33\n'), q));
+    }
+    const q = Buffer.from(dnsSeeds()[0]!).toString('base64url');
+    out.push(
+      tag(0, latin1(`/dns-query?ct=application/dns-message&dns=${q}&x=1\n`)),
+      tag(0, latin1(`/dns-query?dns=${q}==\n`)),
+      tag(0, latin1(`/other?dns=${q}\n`)),
+      tag(0, latin1('/dns-query?dns=\n')),
+      tag(1, latin1('/dns-query\ntext/plain\n\n'), dnsSeeds()[1]!),
+      tag(2, latin1(`/dns-query?dns=${q}\n`)),
+      tag(8, latin1(`/dns-query?dns=${q}\n\n${'x-pad:'.padEnd(300, 'a')}\n`)),
+    );
+    return out;
+  },
+  run(data) {
+    if (!data.length) return;
+    const { head, body, limit } = dohHead(data);
+    const step = dohRequestStep(head, '/dns-query', limit);
+    if (step.kind === 'refuse') {
+      if (![400, 404, 405, 415, 431].includes(step.status)) throw new Error(`unexpected refusal ${step.status}`);
+      return;
+    }
+    checkDohReply(dohAnswer(fuzzZone(), step.kind === 'query' ? step.query : body));
   },
 };
 
@@ -879,4 +1026,4 @@ const postgresPreamble: Target = {
   },
 };
 
-export const TARGETS: Target[] = [tlsRecords, clientHello, tlsMessages, echOuter, echInnerTarget, echConfig, esni, tlsServer, tlsClient, dnsMessage, dnsAnswer, svcb, tsig, proxyProtocol, postgresPreamble];
+export const TARGETS: Target[] = [tlsRecords, clientHello, tlsMessages, echOuter, echInnerTarget, echConfig, esni, tlsServer, tlsClient, dnsMessage, dnsAnswer, doh, svcb, tsig, proxyProtocol, postgresPreamble];

@@ -20,6 +20,8 @@ export interface WorkerInput {
   ctl: SharedArrayBuffer;
   buf: SharedArrayBuffer;
   slowMs: number;
+  /** Stop after this many mutated inputs (0: at the deadline only). */
+  execs?: number;
   /** Re-run only these inputs (reproduce mode), no mutation. */
   replay?: string[];
 }
@@ -142,7 +144,8 @@ function bisect(inputs: Uint8Array[]): void {
   }
 }
 
-while (performance.now() < deadline) {
+const goal = w.execs && w.execs > 0 ? w.execs : Number.POSITIVE_INFINITY;
+while (performance.now() < deadline && Atomics.load(ctl, 3) < goal) {
   const t0 = performance.now();
   batch.length = 0;
   for (let i = 0; i < batchSize; i++) {
@@ -163,8 +166,10 @@ while (performance.now() < deadline) {
     bisect(batch);
     if (process.env.FUZZ_DEBUG) console.log(`bisect batch ${batch.length} run ${Math.round(tc - t0)} ms, take+bisect ${Math.round(performance.now() - tc)} ms, features ${cov.features}`);
   } else if (process.env.FUZZ_DEBUG) console.log(`batch ${batch.length} run ${Math.round(tc - t0)} ms, take ${Math.round(performance.now() - tc)} ms`);
-  // Aim for batches of ~150 ms: a coverage take costs a few ms.
-  const took = performance.now() - t0;
+  // Aim for batches of ~150 ms of running inputs (a coverage take costs a few ms). Sized on the run
+  // time alone: counting a bisection in would shrink the batches exactly while new code is being found,
+  // and more, smaller batches mean more takes.
+  const took = tc - t0;
   batchSize = Math.max(4, Math.min(16384, Math.round(batchSize * (took < 120 ? 1.25 : took > 200 ? 0.8 : 1))));
   if (t0 - lastStats > 1000) {
     lastStats = t0;

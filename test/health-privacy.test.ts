@@ -63,6 +63,35 @@ tcp:
     assert.deepEqual([...echOnlyServices(cfg)].sort(), ['w', 'x']);
   });
 
+  // The gauge follows the rule of every metric: only log.echRoutes names ECH routes there (docs/ech.md).
+  for (const [log, names] of [
+    ['{ echRoutes: false, innerSni: false }', false],
+    ['{ innerSni: true }', false],
+    ['{ echRoutes: true }', true],
+  ] as const) {
+    it(`log ${log}: echgate_backend_up ${names ? 'names the ECH-only service' : 'labels the ECH-only service\'s server (ech)#1, no name or address'}`, async () => {
+      const deadPort = await freePort();
+      const g = await startGateway(yaml(deadPort, log));
+      try {
+        const m = g.gw.metrics;
+        const hiddenLabel = names ? { service: 'secret_origin', server: `127.0.0.1:${deadPort}` } : { service: '(ech)', server: '(ech)#1' };
+        // Servers start healthy (1); the dead port takes them down.
+        await until('both series down', () => m.backendUp.get(hiddenLabel) === 0 && m.backendUp.get({ service: 'shared_origin', server: `127.0.0.1:${deadPort}` }) === 0 && m.render().includes('shared_origin'));
+        const text = m.render().split('\n').filter((l) => l.startsWith('echgate_backend_up{'));
+        assert.equal(text.length, 2, text.join('\n'));
+        // The service a plain router reaches is named in every case.
+        assert.ok(text.some((l) => l.includes('service="shared_origin"')));
+        if (names) assert.ok(text.some((l) => l.includes('service="secret_origin"')));
+        else {
+          assert.ok(text.includes('echgate_backend_up{server="(ech)#1",service="(ech)"} 0'), text.join('\n'));
+          assert.doesNotMatch(text.join('\n'), /secret_origin/);
+        }
+      } finally {
+        await g.close();
+      }
+    });
+  }
+
   for (const [log, shows] of [
     ['{ echRoutes: false, innerSni: false }', false],
     ['{ echRoutes: true }', true],

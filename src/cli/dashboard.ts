@@ -29,7 +29,7 @@ import { planRotation } from '../keys/schedule.js';
 import { KeyDir, type StoredKey } from '../keys/store.js';
 import { HIDDEN_ROUTE } from '../proxy/connection.js';
 import type { Gateway } from '../proxy/gateway.js';
-import { echOnlyServices } from '../proxy/health.js';
+import { backendUpLabels, echOnlyServices, healthLogPrivacy } from '../proxy/health.js';
 import type { MetricsSnapshot } from '../proxy/metrics.js';
 import { type PublicationState, publicationState } from './publish.js';
 
@@ -474,12 +474,15 @@ export class Dashboard {
       const l = parseLabels(k);
       health.set(`${l.service}\u0000${l.server}`, n);
     }
+    // The gauge's labels for each server (ECH-only services are "(ech)#N" there unless log.echRoutes).
+    const labels = backendUpLabels(cfg.services, healthLogPrivacy(cfg).metricsHidden ?? new Set());
     return [...cfg.services.values()].map((s) => {
       const hidden = hiddenServices.has(s.name);
       const name = hidden ? HIDDEN_ROUTE : s.name;
       if (s.kind === 'weighted') return { name, kind: 'weighted', services: s.services.map((c) => ({ name: hiddenServices.has(c.name) ? HIDDEN_ROUTE : c.name, weight: c.weight })) };
-      const servers = s.servers.map((sv) => {
-        const h = health.get(`${s.name}\u0000${sv.host}:${sv.port}`);
+      const servers = s.servers.map((sv, i) => {
+        const l = labels.get(s.name)?.[i];
+        const h = l && health.get(`${l.service}\u0000${l.server}`);
         return { address: hidden ? HIDDEN_ROUTE : `${sv.host}:${sv.port}`, health: !s.healthCheck || h === undefined ? 'unchecked' : h > 0 ? 'up' : 'down' };
       });
       return { name, kind: 'loadBalancer', healthCheck: s.healthCheck !== undefined, up: servers.filter((x) => x.health !== 'down').length, servers };

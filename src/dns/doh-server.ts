@@ -19,7 +19,62 @@ import http2 from 'node:http2';
 import { answerQuery } from './answer.js';
 import type { Zone } from './zone.js';
 
-const MAX_QUERY = 65535;
+/** RFC 1035 §4.2.2 via RFC 8484 §6: a DNS message over DoH is at most 65,535 octets; a longer POST body gets 413. */
+export const MAX_DOH_QUERY = 65535;
+const MAX_QUERY = MAX_DOH_QUERY;
+
+/** The parts of a DoH request that are decided on before any body is read. */
+export interface DohRequestHead {
+  method: string | undefined;
+  /** The request target as received (path and query). */
+  url: string | undefined;
+  contentType: string | undefined;
+  /** Header names and values, alternating, as received (node's rawHeaders). */
+  rawHeaders: readonly string[];
+}
+
+/**
+ * What a DoH request's head asks for (RFC 8484 §4.1): an HTTP status to
+ * refuse it with, the DNS query a GET carries, or a POST body to read. Pure,
+ * so the fuzzer can feed it hostile heads without a socket.
+ */
+export type DohRequestStep = { kind: 'refuse'; status: number } | { kind: 'query'; query: Uint8Array } | { kind: 'read-body' };
+
+export function dohRequestStep(head: DohRequestHead, path: string, maxHeaderListSize: number): DohRequestStep {
+  // RFC 9113 §6.5.2: a header list is counted as names + values + 32 octets per field. nghttp2 only
+  // advertises the limit, so it is checked here (HTTP/1.1 too): 431 (RFC 6585 §5).
+  let headerBytes = 0;
+  for (let i = 0; i < head.rawHeaders.length; i += 2) headerBytes += head.rawHeaders[i]!.length + (head.rawHeaders[i + 1] ?? '').length + 32;
+  if (headerBytes > maxHeaderListSize) return { kind: 'refuse', status: 431 };
+  let url: URL;
+  try {
+    url = new URL(head.url ?? '/', 'https://doh.invalid');
+  } catch {
+    return { kind: 'refuse', status: 400 };
+  }
+  if (url.pathname !== path) return { kind: 'refuse', status: 404 };
+  if (head.method === 'GET') {
+    // §4.1: the query is the `dns` variable, base64url without padding (§6); longer than a 64 KiB message can encode is refused.
+    const dns = url.searchParams.get('dns');
+    if (!dns || !/^[A-Za-z0-9_-]+$/.test(dns) || dns.length > (MAX_QUERY * 4) / 3 + 4) return { kind: 'refuse', status: 400 };
+    return { kind: 'query', query: new Uint8Array(Buffer.from(dns, 'base64url')) };
+  }
+  if (head.method !== 'POST') return { kind: 'refuse', status: 405 };
+  // §4.1: POST carries application/dns-message; anything else is 415.
+  if (!String(head.contentType ?? '').startsWith('application/dns-message')) return { kind: 'refuse', status: 415 };
+  return { kind: 'read-body' };
+}
+
+/**
+ * The HTTP answer to one query's bytes: 200 with the DNS response (whatever
+ * its rcode), or 400 for bytes that are not a DNS query at all (RFC 8484
+ * §4.2.1: that is an HTTP error, not a DNS message).
+ */
+export function dohAnswer(zone: Zone, bytes: Uint8Array): { status: 200 | 400; body?: Uint8Array; ttl?: number; question?: { name: string; type: number }; rcode?: number } {
+  const r = answerQuery(zone, bytes);
+  if (r.status === 400) return { status: 400, question: r.question, rcode: r.rcode };
+  return { status: 200, body: r.body, ttl: r.ttl, question: r.question, rcode: r.rcode };
+}
 
 export interface DohLimits {
   /** Open connections at most (the listener's own cap); more are closed at once. */
@@ -120,11 +175,6 @@ export function startDohServer(o: DohServerOptions): Promise<http2.Http2SecureSe
       }, limits.readTimeoutMs);
       deadline.unref();
       try {
-        // RFC 9113 §6.5.2: a header list is counted as names + values + 32 octets per field. nghttp2 only
-        // advertises the limit, so it is checked here (HTTP/1.1 too): 431 (RFC 6585 §5).
-        let headerBytes = 0;
-        for (let i = 0; i < req.rawHeaders.length; i += 2) headerBytes += req.rawHeaders[i]!.length + (req.rawHeaders[i + 1] ?? '').length + 32;
-        if (headerBytes > limits.maxHeaderListSize) return void res.writeHead(431).end();
         handle(req, res);
       } catch (e) {
         fail(e);
@@ -178,27 +228,15 @@ export function startDohServer(o: DohServerOptions): Promise<http2.Http2SecureSe
       }
     };
     const reply = (bytes: Uint8Array) => {
-      const r = answerQuery(o.zone(), bytes);
+      const r = dohAnswer(o.zone(), bytes);
       if (r.question && o.onQuery) o.onQuery({ name: r.question.name, type: r.question.type, rcode: r.rcode! });
-      // RFC 8484 §4.2.1: a request that is not a DNS query is answered with an HTTP error, not a DNS message.
       if (r.status === 400) send(400);
       else send(200, r.body, r.ttl);
     };
     req.on('error', () => {});
-    let url: URL;
-    try {
-      url = new URL(req.url ?? '/', 'https://doh.invalid');
-    } catch {
-      return send(400);
-    }
-    if (url.pathname !== path) return send(404);
-    if (req.method === 'GET') {
-      const dns = url.searchParams.get('dns');
-      if (!dns || !/^[A-Za-z0-9_-]+$/.test(dns) || dns.length > (MAX_QUERY * 4) / 3 + 4) return send(400);
-      return reply(new Uint8Array(Buffer.from(dns, 'base64url')));
-    }
-    if (req.method !== 'POST') return send(405);
-    if (!String(req.headers['content-type'] ?? '').startsWith('application/dns-message')) return send(415);
+    const step = dohRequestStep({ method: req.method, url: req.url, contentType: req.headers['content-type'], rawHeaders: req.rawHeaders }, path, limits.maxHeaderListSize);
+    if (step.kind === 'refuse') return send(step.status);
+    if (step.kind === 'query') return reply(step.query);
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (c: Buffer) => {

@@ -6,7 +6,8 @@
  * within `timeout`. `unhealthyAfter` consecutive failures take it out of the
  * rotation, `healthyAfter` consecutive passes bring it back (echgate
  * extensions; Traefik acts on one). State is the gauge
- * echgate_backend_up{service,server} and one log line per change.
+ * echgate_backend_up{service,server} and one log line per change (both
+ * without names for services only ECH routers reach, see healthLogPrivacy).
  *
  * Checkers outlive a reload when their service is unchanged (same servers and
  * check), so a server that is down stays down across a SIGHUP.
@@ -39,15 +40,48 @@ export function echOnlyServices(cfg: Pick<Config, 'routers' | 'services'>): Set<
   return new Set([...reached].filter(([, open]) => !open).map(([n]) => n));
 }
 
-/** What health-check log lines may name: everything, or nothing about ECH-only services. */
+/** What health-check log lines and the echgate_backend_up gauge may name: everything, or nothing about ECH-only services. */
 export interface HealthLogPrivacy {
   /** Services whose log lines show HIDDEN_ROUTE and no server address or error text. */
   hidden: Set<string>;
+  /** Services whose gauge series are labelled service="(ech)", server="(ech)#N" (see backendUpLabels). */
+  metricsHidden?: Set<string>;
 }
 
-/** log.echRoutes / log.innerSni off: ECH-only services are hidden in health-check log lines. */
+/**
+ * log.echRoutes / log.innerSni off: ECH-only services are hidden in
+ * health-check log lines. The gauge follows the rule of every other metric
+ * (connection.ts): hidden unless log.echRoutes, whatever log.innerSni says,
+ * since a scrape endpoint usually has a wider audience than the log files.
+ */
 export function healthLogPrivacy(cfg: Pick<Config, 'routers' | 'services' | 'log'>): HealthLogPrivacy {
-  return { hidden: cfg.log.echRoutes || cfg.log.innerSni ? new Set() : echOnlyServices(cfg) };
+  const echOnly = cfg.log.echRoutes && cfg.log.innerSni ? new Set<string>() : echOnlyServices(cfg);
+  return { hidden: cfg.log.echRoutes || cfg.log.innerSni ? new Set() : echOnly, metricsHidden: cfg.log.echRoutes ? new Set() : echOnly };
+}
+
+export type BackendLabels = { service: string; server: string };
+
+/**
+ * The echgate_backend_up labels of every health-checked server, by service
+ * (in server order). A server of a service in `metricsHidden` is
+ * service="(ech)", server="(ech)#N", N counting such servers from 1 in
+ * configuration order: the series stay one per server (an alert can still
+ * say which one is down) without naming the service or its address, which
+ * would give away what the hidden routers serve (RFC 9849 §1). Every worker
+ * and the dashboard number them alike from the same configuration.
+ */
+export function backendUpLabels(services: Map<string, ServiceConfig>, metricsHidden: ReadonlySet<string>): Map<string, BackendLabels[]> {
+  const out = new Map<string, BackendLabels[]>();
+  let n = 0;
+  for (const s of services.values()) {
+    if (s.kind !== 'loadBalancer' || !s.healthCheck) continue;
+    const hide = metricsHidden.has(s.name);
+    out.set(
+      s.name,
+      s.servers.map((sv) => (hide ? { service: HIDDEN_ROUTE, server: `${HIDDEN_ROUTE}#${++n}` } : { service: s.name, server: `${sv.host}:${sv.port}` })),
+    );
+  }
+  return out;
 }
 
 /** One probe: undefined when it passed, else why it failed. */
@@ -110,6 +144,8 @@ class ServerHealth {
     private readonly log: Logger,
     /** An ECH-only service (echOnlyServices) under log privacy: log lines name neither it nor the server. */
     private readonly hidden = false,
+    /** Its echgate_backend_up labels (backendUpLabels): the real ones, or "(ech)" ones under metrics privacy. */
+    readonly metricLabel: BackendLabels = { service, server: `${server.host}:${server.port}` },
   ) {}
 
   /** What a log line may say about this server. */
@@ -122,7 +158,7 @@ class ServerHealth {
   }
 
   publish(): void {
-    this.metrics.backendUp.set(this.label, this.up ? 1 : 0);
+    this.metrics.backendUp.set(this.metricLabel, this.up ? 1 : 0);
   }
 
   start(): void {
@@ -155,7 +191,7 @@ class ServerHealth {
       this.passes++;
       if (!this.up && this.passes >= this.hc.healthyAfter) {
         this.up = true;
-        this.metrics.backendUp.set(this.label, 1);
+        this.metrics.backendUp.set(this.metricLabel, 1);
         this.log.info({ ...this.logLabel, checks: this.passes }, 'backend server healthy: back in the rotation');
       }
     } else {
@@ -163,7 +199,7 @@ class ServerHealth {
       this.fails++;
       if (this.up && this.fails >= this.hc.unhealthyAfter) {
         this.up = false;
-        this.metrics.backendUp.set(this.label, 0);
+        this.metrics.backendUp.set(this.metricLabel, 0);
         // node's messages name the address ("connect ECONNREFUSED host:port"): hidden services get the code only.
         this.log.warn({ ...this.logLabel, checks: this.fails, err: this.hidden ? code : why }, 'backend server unhealthy: out of the rotation');
       }
@@ -181,8 +217,9 @@ export class ServiceHealth {
     metrics: Metrics,
     log: Logger,
     hidden = false,
+    labels?: BackendLabels[],
   ) {
-    this.servers = svc.servers.map((s) => new ServerHealth(svc.name, s, hc, metrics, log, hidden));
+    this.servers = svc.servers.map((s, i) => new ServerHealth(svc.name, s, hc, metrics, log, hidden, labels?.[i]));
     for (const s of this.servers) s.start();
   }
   isUp(i: number): boolean {
@@ -212,13 +249,16 @@ export class HealthChecks {
 
   prepare(services: Map<string, ServiceConfig>, privacy: HealthLogPrivacy = { hidden: new Set() }): Map<string, ServiceHealth> {
     const out = new Map<string, ServiceHealth>();
+    const labels = backendUpLabels(services, privacy.metricsHidden ?? new Set());
     for (const s of services.values()) {
       if (s.kind !== 'loadBalancer' || !s.healthCheck) continue;
       const hidden = privacy.hidden.has(s.name);
-      const key = JSON.stringify([s.name, s.servers, s.healthCheck, hidden]);
+      const metricLabels = labels.get(s.name)!;
+      // The gauge labels are part of the identity: a checker publishing under other labels is a new one.
+      const key = JSON.stringify([s.name, s.servers, s.healthCheck, hidden, metricLabels]);
       let h = this.running.get(key) ?? [...this.started].find((x) => x.key === key);
       if (!h) {
-        h = new ServiceHealth(key, s, s.healthCheck, this.metrics, this.log, hidden);
+        h = new ServiceHealth(key, s, s.healthCheck, this.metrics, this.log, hidden, metricLabels);
         this.started.add(h);
       }
       out.set(s.name, h);
@@ -232,7 +272,7 @@ export class HealthChecks {
       if (keep.has(h)) continue;
       h.stop();
       // A server that is no longer checked has no state to report.
-      for (const s of h.servers) this.metrics.backendUp.delete(s.label);
+      for (const s of h.servers) this.metrics.backendUp.delete(s.metricLabel);
     }
     // A kept checker may share a series with one just dropped (same service and server, another check).
     for (const h of keep) for (const s of h.servers) s.publish();
