@@ -3,6 +3,8 @@
  * function and total (inclusive) time per function, as a share of busy time
  * (idle excluded). Usage: node dist/bench/prof.js FILE.cpuprofile [TOP] [FILTER]
  * FILTER: a substring; lists only functions whose url or name contains it.
+ * PROF_LAST=S in the environment: only the samples of the profile's last S
+ * seconds (e.g. the bulk transfer that ended a run, without the handshakes before it).
  */
 import { readFileSync } from 'node:fs';
 
@@ -28,7 +30,13 @@ const parent = new Map<number, number>();
 for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
 
 const selfUs = new Map<number, number>();
-for (let i = 0; i < p.samples.length; i++) selfUs.set(p.samples[i]!, (selfUs.get(p.samples[i]!) ?? 0) + (p.timeDeltas[i] ?? 0));
+const lastUs = Number(process.env.PROF_LAST ?? 0) * 1e6;
+let fromIdx = 0;
+if (lastUs > 0) {
+  let acc = 0;
+  for (fromIdx = p.samples.length; fromIdx > 0 && acc < lastUs; fromIdx--) acc += p.timeDeltas[fromIdx - 1] ?? 0;
+}
+for (let i = fromIdx; i < p.samples.length; i++) selfUs.set(p.samples[i]!, (selfUs.get(p.samples[i]!) ?? 0) + (p.timeDeltas[i] ?? 0));
 
 const key = (n: Node) => {
   const url = n.callFrame.url.replace(/^file:\/\/.*?\/(dist|node_modules)\//, '$1/').replace(/^node:/, 'node:');

@@ -213,6 +213,60 @@ describe('RFC 8446 §6.1: closure through a terminated connection', () => {
     }
   });
 
+  it('RFC 8446 §6.1: close_notify then FIN ends the backend once (no end() on an ended socket)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'echgate-end1-'));
+    const c = certFor('end1.example.test');
+    writeFileSync(join(dir, 'c.crt'), c.cert);
+    writeFileSync(join(dir, 'c.key'), c.key);
+    let backendEofs = 0;
+    // allowHalfOpen: the backend ends its side itself, once (node would otherwise end it too).
+    const srv = net.createServer({ allowHalfOpen: true }, (s) => {
+      s.on('error', () => {});
+      s.resume();
+      s.on('end', () => {
+        backendEofs++;
+        s.end();
+      });
+    });
+    const g = await terminatingGateway(srv, join(dir, 'c'), 'end1.example.test');
+    // Count end() calls on the gateway's backend sockets that had already ended: each builds an
+    // ERR_STREAM_ALREADY_FINISHED with a stack. (Only those: other tests' sockets may still be closing.)
+    const backendPort = (srv.address() as net.AddressInfo).port;
+    const original = net.Socket.prototype.end;
+    let second = 0;
+    net.Socket.prototype.end = function (this: net.Socket, ...a: unknown[]) {
+      if (this.writableEnded && this.remotePort === backendPort) second++;
+      return (original as (...x: unknown[]) => net.Socket).apply(this, a);
+    } as typeof original;
+    try {
+      for (let i = 0; i < 3; i++) {
+        const client = new TlsClient({ provider: nodeProvider, serverName: 'end1.example.test' });
+        await new Promise<void>((resolve, reject) => {
+          const s = net.connect({ port: g.port(), host: '127.0.0.1' });
+          s.once('connect', () => {
+            for (const x of client.hello()) s.write(x);
+          });
+          s.on('data', (d) => {
+            const out = client.receive(d);
+            for (const x of out.send) s.write(x);
+            // close_notify and the FIN right behind it, as a browser closing a connection.
+            if (out.established) s.end(client.close());
+          });
+          s.once('close', () => resolve());
+          s.once('error', reject);
+        });
+      }
+      for (let i = 0; i < 100 && g.gw.metrics.open.get({ entrypoint: 'websecure' }) !== 0; i++) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(backendEofs, 3, 'each backend connection got its EOF');
+      assert.equal(second, 0, 'no socket was ended twice');
+      assert.equal(g.gw.metrics.handlerErrors.get({ listener: 'proxy' }), 0);
+    } finally {
+      net.Socket.prototype.end = original;
+      await g.close();
+      srv.close();
+    }
+  });
+
   it('a client that sends close_notify and half-closes still gets the backend\'s answer, then our close_notify', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'echgate-close-'));
     const c = certFor('close.example.test');

@@ -89,3 +89,34 @@ describe('RFC 8446 §5.2–5.3: sealAll is record-by-record sealing in one buffe
     assert.deepEqual(server.encrypt(new Uint8Array(0)), []);
   });
 });
+
+describe('RFC 8446 §5.2–5.3: sealAll into a reused output buffer', () => {
+  const suite = CIPHER_SUITES[0]!;
+  const pair = () => {
+    const k = { key: new Uint8Array(randomBytes(suite.keyLen)), iv: new Uint8Array(randomBytes(12)) };
+    return [new RecordCipher(suite, { key: k.key.slice(), iv: k.iv.slice() }), new RecordCipher(suite, { key: k.key.slice(), iv: k.iv.slice() })] as const;
+  };
+
+  it('a large enough buffer receives the same records, and the result is a view of it', () => {
+    const [fresh, reused] = pair();
+    const into = new Uint8Array(70_000).fill(0xee);
+    for (const n of [65536, 1000, 3 * MAX_PLAINTEXT + 7]) {
+      const data = new Uint8Array(randomBytes(n));
+      const want = fresh.sealAll(ContentType.application_data, data);
+      const got = reused.sealAll(ContentType.application_data, data, into);
+      assert.equal(got.buffer, into.buffer, `length ${n}: written into the given buffer`);
+      assert.equal(got.byteOffset, into.byteOffset);
+      assert.deepEqual(Buffer.from(got), Buffer.from(want), `length ${n}`);
+    }
+  });
+
+  it('a buffer too small for the records is left alone and a new one is returned', () => {
+    const [fresh, reused] = pair();
+    const into = new Uint8Array(1000).fill(0xee);
+    const data = new Uint8Array(randomBytes(2000));
+    const got = reused.sealAll(ContentType.application_data, data, into);
+    assert.notEqual(got.buffer, into.buffer);
+    assert.ok(into.every((b) => b === 0xee), 'the small buffer was not written');
+    assert.deepEqual(Buffer.from(got), Buffer.from(fresh.sealAll(ContentType.application_data, data)));
+  });
+});

@@ -178,12 +178,18 @@ export function sealRecord(name: AeadName, key: Uint8Array, nonce: Uint8Array, h
  * output buffer per read instead of one per record, and no corked writev of
  * four buffers (docs/benchmarks.md, "What changed"). `nonceFor(i)` gives the
  * nonce of the i-th record (RFC 8446 §5.3).
+ *
+ * `into`, when given and large enough, receives the records (the result is a
+ * view of its start) instead of a new buffer: the caller hands back a buffer
+ * nothing else references any more (a socket write that completed), and the
+ * bulk path allocates no output buffer per read (docs/benchmarks.md,
+ * "Termination cost, 2026-12-02 evening").
  */
-export function sealRecords(name: AeadName, key: Uint8Array, nonceFor: (i: number) => Uint8Array, content: Uint8Array, type: number, maxPlain: number): Uint8Array {
+export function sealRecords(name: AeadName, key: Uint8Array, nonceFor: (i: number) => Uint8Array, content: Uint8Array, type: number, maxPlain: number, into?: Uint8Array): Uint8Array {
   const n = Math.ceil(content.length / maxPlain);
   const total = content.length + n * (5 + 1 + 16);
   // Unpooled and not zeroed: every byte is written below.
-  const buf = Buffer.allocUnsafeSlow(total);
+  const buf = into && into.length >= total ? Buffer.from(into.buffer, into.byteOffset, total) : Buffer.allocUnsafeSlow(total);
   const typeByte = Uint8Array.of(type);
   let at = 0;
   for (let i = 0; i < n; i++) {

@@ -73,13 +73,15 @@ export class RecordCipher {
    * Protect `content` of any length as consecutive records of at most 2^14
    * bytes each (RFC 8446 §5.1), back to back in one buffer (one allocation,
    * one socket write). Empty content gives an empty buffer (no record).
+   * `into`: a buffer to write the records into when it is large enough (see
+   * sealRecords); the result is then a view of it.
    */
-  sealAll(type: number, content: Uint8Array): Uint8Array {
+  sealAll(type: number, content: Uint8Array, into?: Uint8Array): Uint8Array {
     if (content.length === 0) return new Uint8Array(0);
     const first = this.seq;
     const n = Math.ceil(content.length / MAX_PLAINTEXT);
     if (first + n >= Number.MAX_SAFE_INTEGER) throw new EchgateError('ERR_ILLEGAL', 'record sequence number exhausted');
-    const out = sealRecords(this.suite.aead, this.keys.key, (i) => this.nonceAt(first + i), content, type, MAX_PLAINTEXT);
+    const out = sealRecords(this.suite.aead, this.keys.key, (i) => this.nonceAt(first + i), content, type, MAX_PLAINTEXT, into);
     this.seq = first + n;
     return out;
   }

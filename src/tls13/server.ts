@@ -267,13 +267,18 @@ export class TlsServer {
     }, out);
   }
 
-  /** Application data to the client, as protected records (RFC 8446 §5.1: at most 2^14 bytes each), all in one buffer. */
-  encrypt(data: Uint8Array): Uint8Array[] {
+  /**
+   * Application data to the client, as protected records (RFC 8446 §5.1: at
+   * most 2^14 bytes each), all in one buffer. `into`: a buffer the caller no
+   * longer needs (its last write completed), reused for the records when it is
+   * large enough; the result is then a view of it.
+   */
+  encrypt(data: Uint8Array, into?: Uint8Array): Uint8Array[] {
     // Allowed from our Finished on: RFC 8446 §4.4.4 lets a server send data before the client's Finished.
     const st = this.state;
     if (st.kind !== 'traffic' && st.kind !== 'expect_finished') throw fail('internal_error', 'not connected');
     // All records of this chunk in one buffer: one allocation and one socket write (bulk path).
-    return data.length ? [st.write.sealAll(ContentType.application_data, data)] : [];
+    return data.length ? [st.write.sealAll(ContentType.application_data, data, into)] : [];
   }
 
   /** A fatal alert (or close_notify), protected when keys are in place. */

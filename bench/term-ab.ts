@@ -1,0 +1,264 @@
+/**
+ * Before/after for termination cost: several echgate builds (each a checkout
+ * with its own dist/) beside the node:tls terminating proxy, the same clients
+ * as bench/terminate.ts, rounds interleaved (build A, build B, …, node:tls,
+ * A, B, …), each process's own CPU from /proc/PID/stat.
+ *
+ * Usage: node dist/bench/term-ab.js [--rounds N] [--seconds S] [--bulk MiB]
+ *          [--ech N] [--only hs,bulk,ech] [--prof DIR] [--wait S] [--node-args FLAGS] ROOT_A ROOT_B ...
+ * ROOT is a directory with bin/echgate.js and dist/ (a worktree, or a copy of
+ * an older commit built with tsc). Prints one line per measurement and, at the
+ * end, the medians and each build's ratio to the node:tls proxy and to the
+ * first build. With --prof, each echgate runs under `node --cpu-prof` and
+ * writes its profile into DIR when the run ends.
+ */
+import { execFileSync, fork, spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import tls from 'node:tls';
+import { freePort } from '../src/cli/free-port.js';
+import { cpuMs } from './cpu.js';
+import { children, median, sleep, start, waitPort } from './util.js';
+
+const args = process.argv.slice(2);
+const opt = (name: string, def: string) => {
+  const i = args.indexOf(`--${name}`);
+  if (i < 0) return def;
+  const v = args[i + 1]!;
+  args.splice(i, 2);
+  return v;
+};
+const ROUNDS = Number(opt('rounds', '3'));
+const SECONDS = Number(opt('seconds', '3'));
+const BULK = Number(opt('bulk', '256')) << 20;
+const ECH_N = Number(opt('ech', '400'));
+const ONLY = opt('only', 'hs,bulk,ech').split(',');
+const PROF = opt('prof', '');
+const WAIT = Number(opt('wait', '0'));
+/** Extra node flags for every echgate (e.g. "--trace-gc"), split on spaces. */
+const NODE_ARGS = opt('node-args', '').split(' ').filter(Boolean);
+/**
+ * --client-nice N: the bulk client runs in a process of its own under `nice -n N`
+ * (with N > 0 the client, not the proxy, is the slowest of the three processes,
+ * as on a quiet machine where the proxy outruns a Node TLS client); --client-pause
+ * MS: that client also stops reading for MS ms after every 1 MiB.
+ */
+const CLIENT_NICE = opt('client-nice', '');
+const CLIENT_PAUSE = Number(opt('client-pause', '0'));
+const roots = args.map((a) => resolve(a));
+if (roots.length === 0) {
+  process.stderr.write('usage: term-ab [--rounds N] [--seconds S] [--bulk MiB] [--ech N] [--only hs,bulk,ech] [--prof DIR] ROOT...\n');
+  process.exit(2);
+}
+const NAME = 'app.example.test';
+const here = resolve(import.meta.dirname, '..', '..');
+const log = (s: string) => process.stdout.write(`${s}\n`);
+
+/** CPU ms of the main thread and of all other threads together (/proc/PID/task/TID/stat). */
+function threadsMs(pid: number): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const st = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const comm = tid === String(pid) ? 'main' : 'others';
+      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+      m.set(comm, (m.get(comm) ?? 0) + ((Number(f[11]) + Number(f[12])) * 1000) / 100);
+    } catch {
+      // the thread ended
+    }
+  }
+  return m;
+}
+const THREADS = process.env.TERM_AB_THREADS === '1';
+function threadDelta(before: Map<string, number>, after: Map<string, number>): string {
+  return [...after].map(([k, v]) => `${k} ${(v - (before.get(k) ?? 0)).toFixed(0)}`).join(', ');
+}
+
+function sTime(port: number, seconds: number): Promise<number> {
+  return new Promise((res, rej) => {
+    const p = spawn('openssl', ['s_time', '-connect', `127.0.0.1:${port}`, '-new', '-tls1_3', '-time', String(seconds)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (d) => {
+      out += d.toString().replace(/\*/g, '');
+    });
+    p.stderr.on('data', (d) => {
+      out += d.toString();
+    });
+    p.once('exit', () => {
+      const m = /(\d+) connections in [\d.]+s;/.exec(out);
+      if (!m || Number(m[1]) === 0) rej(new Error(`s_time: ${out.slice(-400)}`));
+      else res(Number(m[1]));
+    });
+  });
+}
+
+function bulk(port: number, bytes: number, ctx: tls.SecureContext): Promise<void> {
+  return new Promise((res, rej) => {
+    let got = 0;
+    const s = tls.connect({ port, host: '127.0.0.1', servername: NAME, secureContext: ctx, rejectUnauthorized: false, minVersion: 'TLSv1.3' }, () => s.write('g'));
+    s.on('data', (d: Buffer) => {
+      got += d.length;
+    });
+    s.once('error', rej);
+    s.once('close', () => (got === bytes ? res() : rej(new Error(`bulk got ${got} of ${bytes}`))));
+  });
+}
+
+
+function bulkIn(port: number, bytes: number): Promise<void> {
+  return new Promise((res, rej) => {
+    const p = spawn('nice', ['-n', CLIENT_NICE, 'node', join(here, 'dist', 'bench', 'term-ab.js'), 'bulk-client', String(port), String(bytes), String(CLIENT_PAUSE)], { stdio: ['ignore', 'inherit', 'inherit'] });
+    p.once('exit', (code) => (code === 0 ? res() : rej(new Error(`bulk client exited ${code}`))));
+  });
+}
+
+if (args[0] === 'bulk-client') {
+  const [, port, bytes, pause] = args.map(Number);
+  let got = 0;
+  let mark = 1 << 20;
+  const s = tls.connect({ port: port!, host: '127.0.0.1', servername: NAME, rejectUnauthorized: false, minVersion: 'TLSv1.3' }, () => s.write('g'));
+  s.on('data', (d: Buffer) => {
+    got += d.length;
+    if (pause! > 0 && got >= mark) {
+      mark += 1 << 20;
+      s.pause();
+      setTimeout(() => s.resume(), pause);
+    }
+  });
+  s.once('close', () => process.exit(got === bytes ? 0 : 1));
+} else {
+  main().catch((e) => {
+    process.stderr.write(`${(e as Error).stack ?? e}\n`);
+    process.exit(1);
+  });
+}
+
+async function main() {
+  const dir = mkdtempSync(join(tmpdir(), 'echgate-ab-'));
+  const cert = join(dir, 'c.pem');
+  const key = join(dir, 'k.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', `/CN=${NAME}`, '-addext', `subjectAltName=DNS:${NAME}`, '-keyout', key, '-out', cert], { stdio: 'ignore' });
+  const keysDir = join(dir, 'ech-keys');
+  const cli = join(here, 'bin', 'echgate.js');
+  execFileSync('node', [cli, 'keys', 'generate', '--dir', keysDir, '--public-name', 'public.example.test'], { stdio: 'ignore' });
+  const echList = execFileSync('node', [cli, 'keys', 'export', '--dir', keysDir, '--format', 'base64']).toString().trim();
+  const backend = (mode: string, ...a: string[]) => start('node', [join(here, 'dist', 'bench', 'backend.js'), mode, ...a], /PORT (\d+)/);
+  const byte = Number((await backend('byte')).match[1]);
+  const stream = Number((await backend('stream', String(BULK))).match[1]);
+
+  const builds: { name: string; pid: number; term: number; bulk: number }[] = [];
+  for (const [i, root] of roots.entries()) {
+    const ep = { term: await freePort(), bulk: await freePort() };
+    const cfg = join(dir, `eg${i}.yml`);
+    writeFileSync(
+      cfg,
+      `log: { level: warn }
+ech: { keysDir: ${JSON.stringify(keysDir)} }
+entryPoints:
+  term: { address: "127.0.0.1:${ep.term}", maxConnections: 100000 }
+  bulk: { address: "127.0.0.1:${ep.bulk}", maxConnections: 100000 }
+tcp:
+  routers:
+    term: { entryPoints: [term], rule: "HostSNI(\`*\`)", service: byte, tls: {} }
+    bulk: { entryPoints: [bulk], rule: "HostSNI(\`*\`)", service: stream, tls: {} }
+  services:
+    byte: { loadBalancer: { servers: [{ address: "127.0.0.1:${byte}" }] } }
+    stream: { loadBalancer: { servers: [{ address: "127.0.0.1:${stream}" }] } }
+tls:
+  certificates:
+    - { certFile: ${JSON.stringify(cert)}, keyFile: ${JSON.stringify(key)} }
+`,
+    );
+    const nodeArgs = [...NODE_ARGS, ...(PROF ? ['--cpu-prof', '--cpu-prof-dir', PROF, '--cpu-prof-name', `eg${i}.cpuprofile`] : [])];
+    const p = spawn('node', [...nodeArgs, join(root, 'bin', 'echgate.js'), 'serve', '--config', cfg], { stdio: ['ignore', NODE_ARGS.length ? 'inherit' : 'ignore', 'inherit'] });
+    children.push(p);
+    // Startup can take longer than waitPort's 10 s on the busy machine.
+    for (const port of [ep.term, ep.bulk]) await waitPort(port).catch(() => waitPort(port)).catch(() => waitPort(port));
+    builds.push({ name: `eg${i}`, pid: p.pid!, ...ep });
+  }
+  const tp = await start('node', [join(here, 'dist', 'bench', 'tls-proxy.js'), cert, key, `0:${byte}`, `0:${stream}`], /PORTS (\d+) (\d+)/);
+  const peers = [...builds, { name: 'node:tls', pid: tp.proc.pid!, term: Number(tp.match[1]), bulk: Number(tp.match[2]) }];
+  log(`PIDS ${peers.map((p) => `${p.name}=${p.pid}`).join(' ')}`);
+  // --wait S: time to attach strace/perf to the PIDS above before the rounds start.
+  await sleep(WAIT * 1000);
+  const ctx = tls.createSecureContext({});
+  const res: Record<string, Record<string, number[]>> = { hs: {}, bulk: {}, plain: {}, ech: {} };
+  for (const k of Object.keys(res)) for (const p of peers) res[k]![p.name] = [];
+
+  if (ONLY.includes('hs')) for (const p of peers) await sTime(p.term, 1);
+  const lg = ONLY.includes('ech') ? fork(join(here, 'dist', 'bench', 'ech-load.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }) : undefined;
+  if (lg) {
+    children.push(lg);
+    await new Promise((r) => lg.once('message', r));
+  }
+  const ask = (m: object) =>
+    new Promise<Record<string, unknown>>((res2, rej) => {
+      lg!.send(m);
+      lg!.once('message', (r: Record<string, unknown>) => (r.error ? rej(new Error(String(r.error))) : res2(r)));
+    });
+  if (lg) for (const b of builds) await ask({ cmd: 'term', port: b.term, n: 100, c: 4, ech: echList });
+
+  for (let r = 0; r < ROUNDS; r++) {
+    // Rotate the order each round so no build always runs first.
+    const order = peers.map((_, i) => peers[(i + r) % peers.length]!);
+    if (ONLY.includes('hs')) {
+      for (const p of order) {
+        const c0 = cpuMs(p.pid);
+        const n = await sTime(p.term, SECONDS);
+        res.hs![p.name]!.push((cpuMs(p.pid) - c0) / n);
+        log(`round ${r + 1} hs ${p.name}: ${res.hs![p.name]!.at(-1)!.toFixed(3)} ms CPU per handshake (${n})`);
+      }
+    }
+    if (ONLY.includes('bulk')) {
+      for (const p of order) {
+        const c0 = cpuMs(p.pid);
+        const t0 = THREADS ? threadsMs(p.pid) : undefined;
+        await (CLIENT_NICE ? bulkIn(p.bulk, BULK) : bulk(p.bulk, BULK, ctx));
+        res.bulk![p.name]!.push(BULK / 1e6 / ((cpuMs(p.pid) - c0) / 1000));
+        log(`round ${r + 1} bulk ${p.name}: ${res.bulk![p.name]!.at(-1)!.toFixed(0)} MB per CPU-second${t0 ? ` (ms per thread: ${threadDelta(t0, threadsMs(p.pid))})` : ''}`);
+      }
+    }
+    if (lg) {
+      // ABBA slices of plain and ECH per build, builds rotated.
+      for (const b of order.filter((p) => p.name !== 'node:tls')) {
+        const cpu = { plain: 0, ech: 0 };
+        for (let i = 0; i < 4; i++) {
+          for (const kind of i % 2 === 0 ? (['plain', 'ech'] as const) : (['ech', 'plain'] as const)) {
+            const c0 = cpuMs(b.pid);
+            await ask({ cmd: 'term', port: b.term, n: ECH_N / 4, c: 8, ech: kind === 'ech' ? echList : undefined });
+            cpu[kind] += cpuMs(b.pid) - c0;
+          }
+        }
+        res.plain![b.name]!.push(cpu.plain / ECH_N);
+        res.ech![b.name]!.push(cpu.ech / ECH_N);
+        log(`round ${r + 1} echload ${b.name}: plain ${(cpu.plain / ECH_N).toFixed(3)} ms, ECH ${(cpu.ech / ECH_N).toFixed(3)} ms, ratio ${(cpu.ech / cpu.plain).toFixed(2)}`);
+      }
+    }
+  }
+  lg?.kill();
+  log('');
+  log(`medians over ${ROUNDS} rounds (roots: ${builds.map((b, i) => `${b.name}=${roots[i]}`).join(', ')})`);
+  for (const b of builds) {
+    const parts: string[] = [];
+    if (ONLY.includes('hs')) {
+      const perRound = res.hs![b.name]!.map((x, i) => x / res.hs!['node:tls']![i]!);
+      parts.push(`hs ${median(res.hs![b.name]!).toFixed(3)} ms = ${median(perRound).toFixed(2)}× node:tls (rounds ${perRound.map((x) => x.toFixed(2)).join(' ')})`);
+    }
+    if (ONLY.includes('bulk')) {
+      const perRound = res.bulk![b.name]!.map((x, i) => x / res.bulk!['node:tls']![i]!);
+      parts.push(`bulk ${median(res.bulk![b.name]!).toFixed(0)} MB/CPU-s = ${median(perRound).toFixed(2)}× node:tls (rounds ${perRound.map((x) => x.toFixed(2)).join(' ')})`);
+    }
+    if (lg) {
+      const perRound = res.ech![b.name]!.map((x, i) => x / res.plain![b.name]![i]!);
+      parts.push(`ECH/plain ${median(perRound).toFixed(2)}× (plain ${median(res.plain![b.name]!).toFixed(3)}, ECH ${median(res.ech![b.name]!).toFixed(3)} ms; rounds ${perRound.map((x) => x.toFixed(2)).join(' ')})`);
+    }
+    log(`${b.name}: ${parts.join('; ')}`);
+  }
+  if (ONLY.includes('hs')) log(`node:tls: hs ${median(res.hs!['node:tls']!).toFixed(3)} ms`);
+  if (ONLY.includes('bulk')) log(`node:tls: bulk ${median(res.bulk!['node:tls']!).toFixed(0)} MB/CPU-s`);
+  for (const c of children) c.kill('SIGINT');
+  await sleep(PROF ? 3000 : 200);
+  process.exit(0);
+}
+
