@@ -73,7 +73,7 @@ tcp:
         } catch {
           return false;
         }
-      }, 'the metrics listener');
+      }, 'the metrics listener', 60_000);
     },
     async stop() {
       if (s.child && s.child.exitCode === null) {
