@@ -13,7 +13,7 @@ import { describe, it } from 'node:test';
 import tls from 'node:tls';
 import { concat } from '../src/bytes/util.js';
 import { nodeProvider } from '../src/crypto/node.js';
-import { writeAll } from '../src/proxy/relay.js';
+import { Relay, writeAll } from '../src/proxy/relay.js';
 import { innerHelloRecords } from '../src/proxy/split.js';
 import { endWithoutStack } from '../src/proxy/terminate.js';
 import { TlsClient } from '../src/tls13/client.js';
@@ -314,6 +314,71 @@ describe('RFC 8446 §6.1: closure through a terminated connection', () => {
       assert.ok(r.closeNotify, 'the server sent close_notify before closing its write side');
     } finally {
       await g.close();
+      srv.close();
+    }
+  });
+});
+
+describe('relay: the shared backend read buffer (proxy/relay.ts)', () => {
+  /**
+   * A client stand-in whose writes stay queued (writableLength > 0), keeping
+   * each written chunk by reference as a pending socket write does: a chunk
+   * that is a view of the shared read buffer would change under it.
+   */
+  function queuedClient() {
+    const got: Uint8Array[] = [];
+    let done = () => {};
+    const ended = new Promise<void>((resolve) => {
+      done = resolve;
+    });
+    const client = {
+      destroyed: false,
+      writableLength: 1,
+      writableHighWaterMark: 1 << 30,
+      write(b: Uint8Array) {
+        got.push(b);
+        return true;
+      },
+      once() {},
+      on() {},
+      removeAllListeners() {},
+      pause() {},
+      resume() {},
+      end: () => done(),
+      destroy() {},
+    };
+    return { client: client as unknown as net.Socket, got, ended };
+  }
+
+  it('small chunks from two backends, read into the shared buffer, reach each client intact while their writes are queued', async () => {
+    // Each backend writes 40 small chunks, one per event-loop turn, so each arrives as a read of its own.
+    const srv = net.createServer((s) => {
+      s.once('data', (d) => {
+        const tag = d[0]!;
+        let i = 0;
+        const next = () => {
+          if (i === 40) return void s.end();
+          s.write(Buffer.alloc(300, (tag + i++) & 0xff));
+          setTimeout(next, 1);
+        };
+        next();
+      });
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+    const port = (srv.address() as net.AddressInfo).port;
+    try {
+      const runs = [1, 101].map(async (tag) => {
+        const c = queuedClient();
+        const relay = new Relay(c.client, { host: '127.0.0.1', port });
+        relay.toBackend([Uint8Array.of(tag)]);
+        await c.ended;
+        relay.backend.destroy();
+        const all = Buffer.concat(c.got);
+        assert.equal(all.length, 40 * 300);
+        for (let i = 0; i < 40; i++) assert.ok(all.subarray(i * 300, (i + 1) * 300).every((b) => b === ((tag + i) & 0xff)), `chunk ${i} of backend ${tag} intact`);
+      });
+      await Promise.all(runs);
+    } finally {
       srv.close();
     }
   });

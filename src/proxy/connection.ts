@@ -301,14 +301,19 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
         b.write(up.proxyProtocol === 1 ? encodeProxyV1(addrs) : encodeProxyV2(addrs));
       }
       const service = hideInMetrics ? HIDDEN_ROUTE : up.service;
-      const connectTimer = setTimeout(
+      // Both dropped once used: the error listener below lives as long as the backend and keeps this
+      // scope alive, and the handler's callback holds the ClientHello and its decoded form (idle RSS).
+      let connectTimer: NodeJS.Timeout | undefined = setTimeout(
         guard(() => b.destroy(new Error('connect timeout'))),
         up.connectTimeoutMs,
       );
+      let afterConnect: ((r: Relay) => void) | undefined = onConnect;
       b.once(
         'error',
         guard((err: Error) => {
           clearTimeout(connectTimer);
+          connectTimer = undefined;
+          afterConnect = undefined;
           outcome ??= 'backend_error';
           if (b.connecting || !connected) {
             ctx.metrics.backendErrors.inc({ service, kind: 'connect' });
@@ -328,7 +333,10 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
         guard(() => {
           connected = true;
           clearTimeout(connectTimer);
-          onConnect(relay);
+          connectTimer = undefined;
+          const then = afterConnect;
+          afterConnect = undefined;
+          then?.(relay);
           b.once(
             'close',
             guard(() => client.destroy()),
@@ -355,7 +363,7 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
       hideInLogs = !ctx.logEchRoutes && !ctx.logInnerSni;
     }
     // Traefik's TCP middlewares run once the router is chosen; a refused connection is closed, nothing sent.
-    const gate = admit(ctx, route.target, clientIp(), logRouter());
+    const gate = admit(ctx, route.target, clientIp, logRouter());
     if (!gate.ok) {
       outcome = 'refused_by_middleware';
       return void socket.destroy();
@@ -389,9 +397,11 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
     return;
   }
 
-  const asm = new ClientHelloAssembler(ctx.ep.maxClientHelloBytes);
+  // Dropped once the hello is routed: this scope lives as long as the connection (its close
+  // listener), and the assembler holds the peeked bytes, which the handler keeps only as long as it needs them.
+  let asm: ClientHelloAssembler | undefined = new ClientHelloAssembler(ctx.ep.maxClientHelloBytes);
   let sniffed = false;
-  const timer = setTimeout(
+  peekTimer = setTimeout(
     guard(() => {
       socket.removeListener('data', onData);
       if (pre && !pre.done) pre.timedOut();
@@ -408,7 +418,11 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
     }),
     ctx.ep.clientHelloTimeoutMs,
   );
-  peekTimer = timer;
+  // Cleared and dropped once the hello is in (a cleared Timeout would stay referenced for the connection's life).
+  const stopPeekTimer = () => {
+    clearTimeout(peekTimer);
+    peekTimer = undefined;
+  };
 
   const routeNonTls = (reason: 'not_tls' | 'sslv2_hello' | 'tls_required', refusal?: Uint8Array) => {
     // After a preamble's "go ahead with TLS" only a ClientHello may come.
@@ -416,10 +430,14 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
     const data = connData('', [], false, 'none');
     const route = ctx.table.match(data);
     if (!route) return fail(reason, refusal);
-    dispatch(route, data, undefined, asm.bytes(), EMPTY);
+    const peeked = asm?.bytes() ?? EMPTY;
+    asm = undefined;
+    dispatch(route, data, undefined, peeked, EMPTY);
   };
 
   const peek = (input: Buffer) => {
+    const asmb = asm;
+    if (!asmb) return;
     let chunk = input;
     if (pre && !pre.done) {
       const tlsBytes = pre.push(chunk);
@@ -429,23 +447,23 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
     let hello: ReturnType<ClientHelloAssembler['push']>;
     try {
       if (!sniffed) {
-        const head = asm.buffered === 0 ? chunk : Buffer.concat([asm.bytes(), chunk]);
+        const head = asmb.buffered === 0 ? chunk : Buffer.concat([asmb.bytes(), chunk]);
         const kind = sniffTls(head);
         if (kind === 'need_more') {
-          asm.append(chunk);
+          asmb.append(chunk);
           return;
         }
         sniffed = true;
         if (kind !== 'tls') {
-          clearTimeout(timer);
+          stopPeekTimer();
           socket.removeListener('data', onData);
-          asm.append(chunk);
+          asmb.append(chunk);
           return routeNonTls(kind === 'sslv2_hello' ? 'sslv2_hello' : 'not_tls');
         }
       }
-      hello = asm.push(chunk);
+      hello = asmb.push(chunk);
     } catch (e) {
-      clearTimeout(timer);
+      stopPeekTimer();
       socket.removeListener('data', onData);
       if (!isEchgateError(e)) return internalFail(e);
       if (e.code === 'ERR_NOT_TLS') return routeNonTls('not_tls');
@@ -453,7 +471,7 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
       return fail(reason, encodeAlertRecord(alertFor(e)));
     }
     if (!hello) return;
-    clearTimeout(timer);
+    stopPeekTimer();
     socket.removeListener('data', onData);
     let cls: Classified;
     try {
@@ -468,7 +486,8 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
       access.ech = cls.ech;
       access.sni = cls.ech === 'accepted' && !ctx.logInnerSni ? undefined : cls.sni;
     }
-    const peeked = asm.bytes();
+    const peeked = asmb.bytes();
+    asm = undefined;
     const rest = peeked.subarray(hello.consumed);
     const route = ctx.table.match(data);
     if (route) {
@@ -496,12 +515,12 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
   const pre = ctx.ep.protocol
     ? new ClientPreamble(preambleProtocol(ctx.ep.protocol), ctx, socket, {
         stopPeek() {
-          clearTimeout(timer);
+          stopPeekTimer();
           socket.removeListener('data', onData);
         },
         fail: (reason, reply) => fail(reason, reply),
         routePlain(bytes, refusal) {
-          asm.append(bytes);
+          asm?.append(bytes);
           routeNonTls('tls_required', refusal);
         },
         setOutcome(o) {
@@ -516,7 +535,7 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
     'end',
     guard(() => {
       if (!backend && !finished && outcome === undefined) {
-        clearTimeout(timer);
+        stopPeekTimer();
         fail('closed_early');
       }
     }),

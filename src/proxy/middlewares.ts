@@ -48,13 +48,15 @@ const NOTHING = () => {};
 const ADMITTED: Admission = { ok: true, release: NOTHING };
 
 /**
- * Run the route's middlewares in order for a connection from `clientIp`.
+ * Run the route's middlewares in order for a connection from `peer()` (read only when there are middlewares).
  * Refusals are logged (rate limited); `router` is the name the logs may show.
  * On `ok`, call release() exactly once when the connection ends (more calls do nothing).
  */
-export function admit(ctx: EntryContext, target: RouteTarget, clientIp: string, router: string): Admission {
+export function admit(ctx: EntryContext, target: RouteTarget, peer: () => string, router: string): Admission {
   const chain = target.middlewares;
   if (!chain || chain.length === 0) return ADMITTED;
+  // Asked only here: the peer address is a getpeername(2) per connection, which a route without middlewares never needs.
+  const clientIp = peer();
   const held: Map<string, number>[] = [];
   const addr = parseIp(clientIp);
   const releaseAll = () => {

@@ -14,12 +14,20 @@
  * - a full buffer is a flag set when write() returns false and cleared on its
  *   own 'drain'; after any change, `flow()` pauses or resumes both sides.
  *
- * backend → client (usually the bulk direction) reads with `onread` into a
- * reused buffer: no Readable machinery and no allocation per chunk. When the
- * chunk itself is written to the client, the buffer is reused only when that
- * write completed synchronously (otherwise the queued write still holds it and
- * the next read takes a fresh one). When a `fromBackend` transform makes new
- * bytes (the engine seals into new records), the buffer is always reused.
+ * backend → client (usually the bulk direction) reads with `onread`: no
+ * Readable machinery. Until a backend has sent one large read (≥ BULK_READ),
+ * it reads into one buffer shared by every relay of the process, and a chunk
+ * written to the client as it is is copied first (reads are synchronous: the
+ * callback consumes the shared buffer before any other read can fill it). So
+ * an idle or chatty connection holds no read buffer of its own (a private
+ * 64 KiB buffer per connection was ≈ 5.4 KiB of RSS per idle connection and
+ * 64 KiB of V8 external memory; docs/benchmarks.md, "Relaying cost and
+ * memory"). After a large read the relay takes a private pooled buffer and
+ * no copy is made: that buffer is reused only when the write of the chunk
+ * completed synchronously (otherwise the queued write still holds it and the
+ * next read takes a fresh one). When a `fromBackend` transform makes new
+ * bytes (the engine seals into new records), no copy is made either: the
+ * transform must not keep the chunk it is given.
  * client → backend uses the socket's 'data' events (an accepted socket cannot
  * take `onread`).
  *
@@ -34,6 +42,8 @@ import net from 'node:net';
 import { concat } from '../bytes/util.js';
 
 const READ_SIZE = 64 * 1024;
+/** A backend read at least this large marks a bulk connection: it gets a private read buffer from then on. */
+const BULK_READ = 16 * 1024;
 /** Up to this many bytes, several chunks are copied into one buffer; above it, corked into one writev. */
 const CONCAT_MAX = 32 * 1024;
 
@@ -47,6 +57,8 @@ const acquire = () => pool.pop() ?? Buffer.allocUnsafe(READ_SIZE);
 const release = (b: Buffer) => {
   if (pool.length < POOL_MAX) pool.push(b);
 };
+/** The read buffer of every relay that has no private one yet; its bytes are consumed within the read callback. */
+const shared = Buffer.allocUnsafe(READ_SIZE);
 
 export interface BackendTarget {
   host: string;
@@ -78,7 +90,9 @@ export interface RelayOptions {
 
 export class Relay {
   readonly backend: net.Socket;
+  /** The private read buffer, once the backend has sent a large read (`bulk`). */
   private buf: Buffer | undefined;
+  private bulk = false;
   private clientFull = false;
   private backendFull = false;
   private reading = false;
@@ -107,7 +121,9 @@ export class Relay {
       allowHalfOpen: true,
       noDelay: true,
       onread: {
+        // Called when the handle is set up and after every read: the buffer for the next read.
         buffer: () => {
+          if (!this.bulk) return shared;
           this.buf ??= acquire();
           return this.buf;
         },
@@ -115,11 +131,13 @@ export class Relay {
           if (this.stopped || client.destroyed) return false;
           const chunk = b.subarray(0, n);
           if (o.fromBackend) this.toClient(o.fromBackend(chunk));
+          else if (b === shared) this.toClient([Buffer.from(chunk)]);
           else {
             this.toClient([chunk]);
             // A queued write still references `b`: the next read gets another buffer.
             if (client.writableLength > 0) this.buf = undefined;
           }
+          if (n >= BULK_READ) this.bulk = true;
           return !this.clientFull;
         },
       },

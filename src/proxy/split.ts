@@ -45,7 +45,9 @@ export function innerHelloRecords(inner: ClientHello): Uint8Array {
 export function splitHandler(cls: Classified, rest: Uint8Array): Handler {
   return {
     start(c: Conn) {
-      const replay = concat(innerHelloRecords(cls.hello), rest);
+      // Nearly always the client has sent nothing after its hello yet: no second copy then.
+      const records = innerHelloRecords(cls.hello);
+      const replay = rest.length === 0 ? records : concat(records, rest);
       passthrough(replay, cls.decryptSecond ? new SplitClientStream(cls.decryptSecond, c.ctx.ep.maxClientHelloBytes) : undefined).start(c);
     },
   };

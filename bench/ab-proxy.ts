@@ -1,0 +1,309 @@
+/**
+ * Before/after measurement of the relaying paths for issue #8, builds side by
+ * side in one run (the VM's speed drifts, so only same-run ratios count):
+ *
+ *   AB_BUILDS="base=/tmp/eg-base,new=."   each a folder with bin/echgate.js and dist/
+ *   AB_ONLY=conn,ech,mem                   sections (default: all)
+ *   AB_ROUNDS, AB_CONNS, AB_ROUTE_N, AB_MEM_N
+ *   AB_PROF=NAME                           run that build's serve under --cpu-prof (profile in AB_PROF_DIR)
+ *
+ * conn: passthrough CPU per connection (the captured Chromium hello, one-byte
+ *       backend, concurrency 50), every build and the naive Node proxy
+ *       interleaved per round, medians.
+ * ech:  route-only ECH (split mode, requireECH) vs plain passthrough for the
+ *       same name, fresh hellos from bench/ech-load.ts, ABBA slices per round;
+ *       extra µs per ECH connection beside the HPKE-open floor of bench/ech.ts
+ *       measured in the same run.
+ * mem:  RSS per idle relayed and terminated connection, a fresh serve per case.
+ *
+ * Usage: npm run build && node dist/bench/ab-proxy.js
+ */
+import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import tls from 'node:tls';
+import { fileURLToPath } from 'node:url';
+import { freePort } from '../src/cli/free-port.js';
+import { cpuMs } from './cpu.js';
+import { children, loop, median, rssKiB, sleep, start, waitPort } from './util.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const env = process.env;
+const BUILDS = (env.AB_BUILDS ?? `new=${ROOT}`).split(',').map((x) => {
+  const [name, dir] = x.split('=');
+  return { name: name!, dir: resolve(dir!) };
+});
+const ONLY = (env.AB_ONLY ?? 'conn,ech,mem').split(',');
+const ROUNDS = Number(env.AB_ROUNDS ?? 3);
+const CONNS = Number(env.AB_CONNS ?? 5000);
+const ROUTE_N = Number(env.AB_ROUTE_N ?? 2000);
+const MEM_N = Number(env.AB_MEM_N ?? 2000);
+const NAME = 'app.example.test';
+const capture = readFileSync(join(ROOT, 'test', 'vectors', 'captures', 'chr-ech2a-app-alpn.bin'));
+const log = (s: string) => process.stderr.write(`${s}\n`);
+const f = (x: number, d = 3) => x.toFixed(d);
+/** m[k], made by `mk` the first time. */
+function slot<T>(m: Record<string, T>, k: string, mk: () => T): T {
+  if (!(k in m)) m[k] = mk();
+  return m[k]!;
+}
+
+function connLoad(port: number, n: number, c: number): Promise<number> {
+  return loop(n, c, () => {
+    const s = net.connect(port, '127.0.0.1');
+    s.setNoDelay(true);
+    s.once('connect', () => s.write(capture));
+    s.once('data', () => s.end());
+    return s;
+  });
+}
+
+function serve(build: { name: string; dir: string }, cfg: string): ChildProcess {
+  const prof = env.AB_PROF === build.name ? ['--cpu-prof', `--cpu-prof-dir=${env.AB_PROF_DIR ?? '/tmp/ab-prof'}`] : [];
+  const p = spawn('node', [...prof, join(build.dir, 'bin', 'echgate.js'), 'serve', '--config', cfg], { stdio: ['ignore', 'ignore', 'inherit'] });
+  children.push(p);
+  return p;
+}
+
+function loadGen(): Promise<{ ask: (m: object) => Promise<Record<string, unknown>>; proc: ChildProcess }> {
+  const proc = fork(join(ROOT, 'dist', 'bench', 'ech-load.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  children.push(proc);
+  const ask = (m: object) =>
+    new Promise<Record<string, unknown>>((res, rej) => {
+      proc.send(m);
+      proc.once('message', (r: Record<string, unknown>) => (r.error ? rej(new Error(String(r.error))) : res(r)));
+    });
+  return new Promise((res) => proc.once('message', () => res({ ask, proc })));
+}
+
+async function main() {
+  const dir = mkdtempSync(join(tmpdir(), 'echgate-ab-'));
+  const backend = (mode: string) => start('node', [join(ROOT, 'dist', 'bench', 'backend.js'), mode], /PORT (\d+)/);
+  const byte = Number((await backend('byte')).match[1]);
+  const hold = Number((await backend('hold')).match[1]);
+  const cert = join(dir, 'c.pem');
+  const key = join(dir, 'k.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', `/CN=${NAME}`, '-addext', `subjectAltName=DNS:${NAME}`, '-keyout', key, '-out', cert], { stdio: 'ignore' });
+  const keysDir = join(dir, 'ech-keys');
+  const cli = join(ROOT, 'bin', 'echgate.js');
+  execFileSync('node', [cli, 'keys', 'generate', '--dir', keysDir, '--public-name', 'public.example.test'], { stdio: 'ignore' });
+  const echList = execFileSync('node', [cli, 'keys', 'export', '--dir', keysDir, '--format', 'base64']).toString().trim();
+  const out: string[] = [`load average at start: ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`];
+
+  if (ONLY.includes('conn') || ONLY.includes('ech')) {
+    const procs: { name: string; pid: number; conn: number; ech: number; plain: number }[] = [];
+    for (const b of BUILDS) {
+      const ports = { conn: await freePort(), ech: await freePort(), plain: await freePort() };
+      const cfg = join(dir, `${b.name}.yml`);
+      writeFileSync(
+        cfg,
+        `log: { level: warn }
+ech: { keysDir: ${JSON.stringify(keysDir)} }
+entryPoints:
+  conn: { address: "127.0.0.1:${ports.conn}", maxConnections: 100000 }
+  routeech: { address: "127.0.0.1:${ports.ech}", maxConnections: 100000 }
+  routeplain: { address: "127.0.0.1:${ports.plain}", maxConnections: 100000 }
+tcp:
+  routers:
+    conn: { entryPoints: [conn], rule: "HostSNI(\`public.example.test\`)", service: byte, tls: { passthrough: true } }
+    routeech: { entryPoints: [routeech], rule: "HostSNI(\`${NAME}\`)", requireECH: true, service: byte, tls: { passthrough: true, echSplit: true } }
+    routeplain: { entryPoints: [routeplain], rule: "HostSNI(\`${NAME}\`)", service: byte, tls: { passthrough: true } }
+  services:
+    byte: { loadBalancer: { servers: [{ address: "127.0.0.1:${byte}" }] } }
+`,
+      );
+      const p = serve(b, cfg);
+      for (const port of Object.values(ports)) await waitPort(port);
+      procs.push({ name: b.name, pid: p.pid!, ...ports });
+    }
+    const naivePort = await freePort();
+    const naive = await start('node', [join(ROOT, 'dist', 'bench', 'naive-proxy.js'), String(naivePort), String(byte)], /READY/);
+    const all = [...procs.map((p) => ({ name: p.name, pid: p.pid, port: p.conn })), { name: 'naive', pid: naive.proc.pid!, port: naivePort }];
+
+    if (ONLY.includes('conn')) {
+      for (const p of all) await connLoad(p.port, 1000, 50);
+      const res: Record<string, number[]> = {};
+      for (let r = 0; r < ROUNDS; r++) {
+        for (const p of all) {
+          const c0 = cpuMs(p.pid);
+          await connLoad(p.port, CONNS, 50);
+          slot(res, p.name, () => []).push((cpuMs(p.pid) - c0) / CONNS);
+          log(`conn round ${r + 1} ${p.name}: ${f(res[p.name]!.at(-1)!)} ms CPU/conn`);
+        }
+      }
+      out.push(`passthrough CPU per connection (${CONNS} per round, concurrency 50, ${ROUNDS} rounds, medians, ms):`);
+      for (const p of all) out.push(`  ${p.name}: ${f(median(res[p.name]!))}  (rounds ${res[p.name]!.map((x) => f(x)).join(' ')}) = ${f(median(res[p.name]!) / median(res.naive!), 2)}× naive`);
+    }
+
+    if (ONLY.includes('ech')) {
+      const floor = JSON.parse(execFileSync('node', [join(ROOT, 'dist', 'bench', 'ech-child.js'), '10000']).toString()).rows[0].perSec as number;
+      const floorUs = 1e6 / floor;
+      const lg = await loadGen();
+      const SLICES = 4;
+      const orderOf = (i: number) => (i % 2 === 0 ? (['plain', 'ech'] as const) : (['ech', 'plain'] as const));
+      const extra: Record<string, number[]> = {};
+      const abs: Record<string, { plain: number[]; ech: number[] }> = {};
+      // warm-up
+      await lg.ask({ cmd: 'prepare', n: 200 * procs.length, ech: echList });
+      for (const p of procs) for (const kind of ['plain', 'ech'] as const) await lg.ask({ cmd: 'route', port: kind === 'ech' ? p.ech : p.plain, kind, c: 16, n: 200 });
+      for (let r = 0; r < ROUNDS; r++) {
+        await lg.ask({ cmd: 'prepare', n: ROUTE_N * procs.length, ech: echList });
+        const cpu: Record<string, { plain: number; ech: number }> = {};
+        for (let i = 0; i < SLICES; i++) {
+          for (const p of i % 2 === 0 ? procs : [...procs].reverse()) {
+            for (const kind of orderOf(i)) {
+              const c0 = cpuMs(p.pid);
+              await lg.ask({ cmd: 'route', port: kind === 'ech' ? p.ech : p.plain, kind, c: 16, n: ROUTE_N / SLICES });
+              slot(cpu, p.name, () => ({ plain: 0, ech: 0 }))[kind] += cpuMs(p.pid) - c0;
+            }
+          }
+        }
+        for (const p of procs) {
+          const c = cpu[p.name]!;
+          slot(abs, p.name, () => ({ plain: [] as number[], ech: [] as number[] })).plain.push(c.plain / ROUTE_N);
+          abs[p.name]!.ech.push(c.ech / ROUTE_N);
+          slot(extra, p.name, () => []).push(((c.ech - c.plain) / ROUTE_N) * 1000);
+          log(`ech round ${r + 1} ${p.name}: plain ${f(c.plain / ROUTE_N)} ech ${f(c.ech / ROUTE_N)} ms, extra ${f(extra[p.name]!.at(-1)!, 1)} µs`);
+        }
+      }
+      lg.proc.kill();
+      out.push(`route-only ECH (split mode, ${ROUTE_N} fresh hellos per kind per round, ${ROUNDS} rounds, medians); floor ${f(floorUs, 1)} µs:`);
+      for (const p of procs) {
+        out.push(`  ${p.name}: plain ${f(median(abs[p.name]!.plain))} ms, ECH ${f(median(abs[p.name]!.ech))} ms, extra ${f(median(extra[p.name]!), 1)} µs = ${f(median(extra[p.name]!) / floorUs, 2)}× floor (rounds ${extra[p.name]!.map((x) => f(x, 0)).join(' ')})`);
+      }
+    }
+    for (const p of procs) process.kill(p.pid, 'SIGTERM');
+    naive.proc.kill('SIGTERM');
+    await sleep(500);
+  }
+
+  if (ONLY.includes('prof')) {
+    mkdirSync(env.AB_PROF_DIR ?? '/tmp/ab-prof', { recursive: true });
+    // One fresh serve of the first build per kind under --cpu-prof: ECH-only, plain-only, passthrough conn.
+    const profDir = env.AB_PROF_DIR ?? '/tmp/ab-prof';
+    const lg = await loadGen();
+    for (const kind of (env.AB_PROF_KINDS ?? 'ech,plain,conn').split(',')) {
+      const port = await freePort();
+      const cfg = join(dir, `prof-${kind}.yml`);
+      const rule = kind === 'conn' ? 'HostSNI(`public.example.test`)' : `HostSNI(\`${NAME}\`)`;
+      const tlsCfg = kind === 'ech' ? '{ passthrough: true, echSplit: true }, requireECH: true' : '{ passthrough: true }';
+      writeFileSync(
+        cfg,
+        `log: { level: warn }
+ech: { keysDir: ${JSON.stringify(keysDir)} }
+entryPoints:
+  e: { address: "127.0.0.1:${port}", maxConnections: 100000 }
+tcp:
+  routers:
+    r: { entryPoints: [e], rule: "${rule}", service: byte, tls: ${tlsCfg} }
+  services:
+    byte: { loadBalancer: { servers: [{ address: "127.0.0.1:${byte}" }] } }
+`,
+      );
+      // AB_PERF=1: perf record (on-CPU samples only; the V8 profiler samples wall time, which a busy machine skews).
+      const perf = env.AB_PERF === '1';
+      const flags = perf ? ['--perf-basic-prof'] : ['--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${kind}-${Date.now()}.cpuprofile`];
+      const p = spawn('node', [...flags, join(BUILDS[0]!.dir, 'bin', 'echgate.js'), 'serve', '--config', cfg], { stdio: ['ignore', 'ignore', 'inherit'] });
+      children.push(p);
+      await waitPort(port);
+      let rec: ChildProcess | undefined;
+      if (perf) {
+        if (kind === 'conn') await connLoad(port, 1000, 50);
+        rec = spawn('perf', ['record', '-F', '997', '-g', '-p', String(p.pid), '-o', join(profDir, `${kind}.perf.data`)], { stdio: 'ignore' });
+        await sleep(500);
+      }
+      const c0 = cpuMs(p.pid!);
+      if (kind === 'conn') await connLoad(port, CONNS, 50);
+      else {
+        await lg.ask({ cmd: 'prepare', n: ROUTE_N, ech: echList });
+        await lg.ask({ cmd: 'route', port, kind, c: 16, n: ROUTE_N });
+      }
+      if (rec) {
+        rec.kill('SIGINT');
+        await new Promise((r) => rec!.once('exit', r));
+      }
+      const n = kind === 'conn' ? CONNS : ROUTE_N;
+      out.push(`prof ${kind}: ${f((cpuMs(p.pid!) - c0) / n)} ms CPU per connection (${n}), profile in ${profDir}`);
+      p.kill('SIGTERM');
+      await new Promise((r) => p.once('exit', r));
+    }
+    lg.proc.kill();
+  }
+
+  if (ONLY.includes('mem')) {
+    const ctx = tls.createSecureContext({});
+    const open = async (port: number, terminated: boolean, n: number): Promise<net.Socket[]> => {
+      const socks: net.Socket[] = [];
+      for (let i = 0; i < n; i += 50) {
+        await Promise.all(
+          Array.from({ length: Math.min(50, n - i) }, async () => {
+            if (terminated) {
+              const s = tls.connect({ port, host: '127.0.0.1', servername: NAME, secureContext: ctx, rejectUnauthorized: false, minVersion: 'TLSv1.3' });
+              socks.push(s);
+              await new Promise((r, j) => s.once('secureConnect', r).once('error', j));
+              s.write('x');
+            } else {
+              const s = net.connect(port, '127.0.0.1');
+              socks.push(s);
+              await new Promise((r, j) => s.once('connect', r).once('error', j));
+              s.write(capture);
+            }
+          }),
+        );
+      }
+      return socks;
+    };
+    const res: Record<string, { relay: number[]; term: number[] }> = {};
+    for (let r = 0; r < Math.max(1, Math.min(ROUNDS, 2)); r++) {
+      for (const b of BUILDS) {
+        for (const terminated of [false, true]) {
+          const port = await freePort();
+          const cfg = join(dir, `mem-${b.name}-${terminated}.yml`);
+          writeFileSync(
+            cfg,
+            `log: { level: warn }
+entryPoints:
+  e: { address: "127.0.0.1:${port}", maxConnections: 100000 }
+tcp:
+  routers:
+    r: { entryPoints: [e], rule: "HostSNI(\`*\`)", service: hold, tls: ${terminated ? '{}' : '{ passthrough: true }'} }
+  services:
+    hold: { loadBalancer: { servers: [{ address: "127.0.0.1:${hold}" }] } }
+tls:
+  certificates:
+    - { certFile: ${JSON.stringify(cert)}, keyFile: ${JSON.stringify(key)} }
+`,
+          );
+          const p = serve(b, cfg);
+          await waitPort(port);
+          for (const s of await open(port, terminated, 200)) s.destroy();
+          await sleep(1000);
+          const before = rssKiB(p.pid!);
+          const socks = await open(port, terminated, MEM_N);
+          await sleep(2000);
+          const after = rssKiB(p.pid!);
+          for (const s of socks) s.destroy();
+          p.kill('SIGTERM');
+          const kib = (after - before) / MEM_N;
+          const e = slot(res, b.name, () => ({ relay: [] as number[], term: [] as number[] }));
+          (terminated ? e.term : e.relay).push(kib);
+          log(`mem round ${r + 1} ${b.name} ${terminated ? 'terminated' : 'relayed'}: ${f(kib, 1)} KiB per idle connection`);
+          await sleep(300);
+        }
+      }
+    }
+    out.push(`RSS per idle connection (${MEM_N} open, KiB, medians):`);
+    for (const b of BUILDS) out.push(`  ${b.name}: relayed ${f(median(res[b.name]!.relay), 1)} (${res[b.name]!.relay.map((x) => f(x, 1)).join(' ')}), terminated ${f(median(res[b.name]!.term), 1)} (${res[b.name]!.term.map((x) => f(x, 1)).join(' ')})`);
+  }
+  out.push(`load average at end: ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
+  process.stdout.write(`${out.join('\n')}\n`);
+  for (const c of children) c.kill('SIGTERM');
+  process.exit(0);
+}
+
+main().catch((e) => {
+  process.stderr.write(`${e.stack ?? e}\n`);
+  process.exit(1);
+});
