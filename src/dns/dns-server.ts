@@ -18,6 +18,7 @@
  *   goes to `onError`, and never reaches the process.
  */
 import dgram from 'node:dgram';
+import { lookup as dnsLookup } from 'node:dns';
 import net from 'node:net';
 import { answerQuery } from './answer.js';
 import type { Zone } from './zone.js';
@@ -62,6 +63,19 @@ export interface DnsServerOptions {
 export interface DnsServer {
   port: number;
   close(): Promise<void>;
+}
+
+/**
+ * dgram resolves the address of every datagram it sends; node's own lookup
+ * answers an IP literal one tick later (a nextTick and the tick queue per
+ * reply). Our replies go to the literal the query came from: answered at once,
+ * so the datagram is sent inside the send call. Names (a configured listen
+ * host) still go through dns.lookup.
+ */
+function literalLookup(address: string, family: unknown, cb: (err: NodeJS.ErrnoException | null, address: string, family: number) => void): void {
+  const f = net.isIP(address);
+  if (f !== 0) return cb(null, address, f);
+  dnsLookup(address, family as number, cb);
 }
 
 export async function startDnsServer(o: DnsServerOptions): Promise<DnsServer> {
@@ -174,7 +188,7 @@ export async function startDnsServer(o: DnsServerOptions): Promise<DnsServer> {
   });
   const port = (tcp.address() as net.AddressInfo).port;
 
-  const udp = dgram.createSocket({ type: net.isIPv6(o.host) ? 'udp6' : 'udp4' });
+  const udp = dgram.createSocket({ type: net.isIPv6(o.host) ? 'udp6' : 'udp4', lookup: literalLookup });
   udp.on('message', (msg, rinfo) => {
     try {
       if (rinfo.port === 0) return;

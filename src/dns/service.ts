@@ -46,7 +46,19 @@ export type QueryCounter = ((q: { transport: string; type: number; rcode: number
 type CounterLike = { inc(labels: Record<string, string>): void };
 
 export function queryCounter(metrics: { dnsQueries: CounterLike; handlerErrors?: CounterLike }): QueryCounter {
-  const count: QueryCounter = (q) => metrics.dnsQueries.inc({ transport: q.transport, type: typeName(q.type) ?? 'other', rcode: rcodeName(q.rcode) });
+  // One label object per (transport, type, rcode) seen, built once and kept (at most 1024 of them): a
+  // query costs a Map lookup by number, not two name lookups and a fresh object.
+  const labels = new Map<number, Record<string, string>>();
+  const count: QueryCounter = (q) => {
+    const t = q.transport === 'udp' ? 1 : q.transport === 'tcp' ? 2 : q.transport === 'doh' ? 3 : 0;
+    const k = ((t * 0x10000 + (q.type & 0xffff)) * 0x10000) + (q.rcode & 0xffff);
+    let l = t ? labels.get(k) : undefined;
+    if (l === undefined) {
+      l = { transport: q.transport, type: typeName(q.type) ?? 'other', rcode: rcodeName(q.rcode) };
+      if (t && labels.size < 1024) labels.set(k, l);
+    }
+    metrics.dnsQueries.inc(l);
+  };
   count.error = (transport) => metrics.handlerErrors?.inc({ listener: `dns_${transport}` });
   return count;
 }
@@ -93,7 +105,7 @@ export async function startDnsService(cfg: DnsConfig, ech: EchListSource, log: L
         ...readDohCredentials(d),
         limits: d.limits,
         zone: () => zone,
-        onQuery: count && ((q) => count({ ...q, transport: 'doh' })),
+        onQuery: count && ((q) => count({ transport: 'doh', type: q.type, rcode: q.rcode })),
         onError: onError('doh'),
       });
       closers.push(() => s.close());
