@@ -14,9 +14,7 @@
  * (`maxConnections`, a cap of this listener's own, so the proxy entrypoints
  * keep theirs), and so are HTTP/2 streams per connection and header lists.
  */
-import type { IncomingHttpHeaders } from 'node:http';
 import http2 from 'node:http2';
-import type { Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { answerQuery } from './answer.js';
 import type { Zone } from './zone.js';
@@ -95,7 +93,7 @@ interface DohExchange {
   url: string | undefined;
   contentType: string | undefined;
   /** The request body: 'data', 'end', 'error'. */
-  body: Readable;
+  body: http2.ServerHttp2Stream | http2.Http2ServerRequest;
   /** Sent already, or the stream is gone: nothing more can be sent. */
   done(): boolean;
   /** The status alone, or a DNS message (content-type application/dns-message, max-age=`ttl`). */
@@ -108,11 +106,13 @@ interface DohExchange {
  */
 const answerHeaders = new Map<number, http2.OutgoingHttpHeaders>();
 function headersFor(status: number, ttl: number, length: number): http2.OutgoingHttpHeaders {
-  const k = (ttl * 0x10000 + length) * 1024 + (status & 1023);
-  let h = answerHeaders.get(k);
+  // A key exact in a double: TTL below 2^20 s, length below 2^16, status below 2^10; others are built afresh.
+  const keep = ttl >= 0 && ttl < 0x100000 && length < 0x10000 && status < 1024;
+  const k = keep ? (ttl * 0x10000 + length) * 1024 + status : -1;
+  let h = keep ? answerHeaders.get(k) : undefined;
   if (h === undefined) {
     h = { ':status': status, 'content-type': 'application/dns-message', 'content-length': length, 'cache-control': `max-age=${ttl}` };
-    if (answerHeaders.size < 1024) answerHeaders.set(k, h);
+    if (keep && answerHeaders.size < 1024) answerHeaders.set(k, h);
   }
   return h;
 }
@@ -213,7 +213,7 @@ export function startDohServer(o: DohServerOptions): Promise<http2.Http2SecureSe
    * (HTTP/1.1 keeps the handler above). Should a node version differ, the
    * handler above serves HTTP/2 too.
    */
-  const h2 = (stream: http2.ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
+  const h2 = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
     const finish = track(stream.session ? clocks.get(stream.session) : undefined, () => {
       if (!stream.headersSent && !stream.destroyed) stream.respond({ ':status': 408 }, { endStream: true });
       stream.destroy();
