@@ -4,6 +4,10 @@
  * the server process (/proc/PID/stat), over UDP with dnsperf and over DoH
  * with bench/doh-load.ts (POST, HTTP/2, one connection), interleaved rounds,
  * medians. BIND runs with one worker thread (`named -n 1`).
+ *
+ * BENCH_DNS_BASE=DIR (a checkout of another build: DIR/bin/echgate.js and its
+ * dist/) runs that build too, as "base", in the same rounds: before/after
+ * ratios of one run, for a busy machine.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -55,9 +59,7 @@ export async function dnsBench(o: DnsOptions): Promise<string[]> {
   const qfile = join(d, 'queries.txt');
   writeFileSync(qfile, 'app.example.test A\napp.example.test HTTPS\n');
 
-  const eg = { udp: await freePort(), doh: await freePort(), ep: await freePort() };
-  writeFileSync(
-    join(d, 'echgate.yml'),
+  const egConfig = (eg: { udp: number; doh: number; ep: number }) =>
     `log: { level: warn }
 ech: { keysDir: ${JSON.stringify(keysDir)} }
 entryPoints:
@@ -75,11 +77,19 @@ dns:
   names:
     ns1.example.test: { a: [127.0.0.1] }
     app.example.test: { a: [127.0.0.1], https: { alpn: [h2], ech: true } }
-`,
-  );
-  const egProc = spawn('node', [cli, 'serve', '--config', join(d, 'echgate.yml')], { stdio: ['ignore', 'ignore', 'inherit'] });
-  children.push(egProc);
-  await waitPort(eg.doh);
+`;
+  const startEchgate = async (bin: string, file: string) => {
+    const ports = { udp: await freePort(), doh: await freePort(), ep: await freePort() };
+    writeFileSync(join(d, file), egConfig(ports));
+    const proc = spawn('node', [bin, 'serve', '--config', join(d, file)], { stdio: ['ignore', 'ignore', 'inherit'] });
+    children.push(proc);
+    await waitPort(ports.doh);
+    return { proc, ...ports };
+  };
+  const eg = await startEchgate(cli, 'echgate.yml');
+  const egProc = eg.proc;
+  const baseDir = process.env.BENCH_DNS_BASE;
+  const base = baseDir ? await startEchgate(join(baseDir, 'bin', 'echgate.js'), 'echgate-base.yml') : undefined;
 
   const bd = { udp: await freePort(), doh: await freePort() };
   writeFileSync(
@@ -117,6 +127,7 @@ zone "example.test" { type primary; file "example.test.db"; };
     return Number(r.match[1]);
   };
   const servers = [
+    ...(base ? [{ name: 'base', pid: base.proc.pid!, udp: base.udp, doh: base.doh }] : []),
     { name: 'echgate', pid: egProc.pid!, udp: eg.udp, doh: eg.doh },
     { name: 'BIND', pid: named.pid!, udp: bd.udp, doh: bd.doh },
   ];
@@ -137,9 +148,24 @@ zone "example.test" { type primary; file "example.test.db"; };
     }
   }
   egProc.kill('SIGTERM');
+  base?.proc.kill('SIGTERM');
   named.kill('SIGTERM');
   const e = res.echgate!;
   const b = res.BIND!;
+  const baseRows = res.base
+    ? [
+        '',
+        `Before/after in the same rounds (base: ${baseDir}), queries per CPU-second of the server, medians:`,
+        '',
+        '| | base | this build | BIND | base / BIND | this build / BIND | this build / base |',
+        '|---|---|---|---|---|---|---|',
+        ...(['udp', 'dnsperfDoh', 'doh'] as const).map((k) => {
+          const [x, y, z] = [median(res.base![k]), median(e[k]), median(b[k])];
+          const label = { udp: 'UDP', dnsperfDoh: 'DoH (dnsperf, 100 connections)', doh: 'DoH (doh-load, 20 streams, 1 connection)' }[k];
+          return `| ${label} | ${x.toFixed(0)} | ${y.toFixed(0)} | ${z.toFixed(0)} | ${(x / z).toFixed(2)}× | ${(y / z).toFixed(2)}× | ${(y / x).toFixed(2)}× |`;
+        }),
+      ]
+    : [];
   return [
     `Embedded DNS beside BIND ${bindVersion} (\`named -n 1\`), same zone; UDP: \`dnsperf -s 127.0.0.1 -p PORT -d queries.txt -l ${SECONDS} ${DNSPERF_UDP.join(' ')}\` (A and HTTPS for one name); DoH with dnsperf: \`dnsperf ... ${DNSPERF_DOH.join(' ')}\` (one query in flight per connection); DoH with bench/doh-load.ts (POST, HTTP/2, 20 streams outstanding on one connection, ${SECONDS} s); ${rounds} interleaved rounds, medians:`,
     '',
@@ -148,5 +174,6 @@ zone "example.test" { type primary; file "example.test.db"; };
     `| UDP queries per CPU-second of the server | ${median(e.udp).toFixed(0)} | ${median(b.udp).toFixed(0)} | ${(median(e.udp) / median(b.udp)).toFixed(2)}× |`,
     `| DoH (dnsperf, 100 connections) queries per CPU-second of the server | ${median(e.dnsperfDoh).toFixed(0)} | ${median(b.dnsperfDoh).toFixed(0)} | ${(median(e.dnsperfDoh) / median(b.dnsperfDoh)).toFixed(2)}× |`,
     `| DoH (doh-load, 20 streams, 1 connection) queries per CPU-second of the server | ${median(e.doh).toFixed(0)} | ${median(b.doh).toFixed(0)} | ${(median(e.doh) / median(b.doh)).toFixed(2)}× |`,
+    ...baseRows,
   ];
 }

@@ -119,6 +119,65 @@ describe('the answer cache gives what the full path gives', () => {
   });
 });
 
+describe('a cached response answers only the query it was made for', () => {
+  /** `q` with byte 2 (QR, opcode, AA, TC, RD) and QCLASS replaced. */
+  const variant = (q: Uint8Array, o: { byte2?: number; cls?: number }) => {
+    const b = Uint8Array.from(q);
+    if (o.byte2 !== undefined) b[2] = o.byte2;
+    if (o.cls !== undefined) new DataView(b.buffer).setUint16(b.length - 2, o.cls);
+    return b;
+  };
+
+  it('RFC 1035 §4.1.2: the same name and type in class CH after a cached IN answer is REFUSED, not the IN answer', () => {
+    const z = new Zone(config, () => list(1));
+    const q = query('app.example.test', RRType.A, { id: 1, rd: false });
+    answerQuery(z, q, { udp: true });
+    assert.equal(decodeMessage(answerQuery(z, q, { udp: true }).body!).answers.length, 1, 'IN: answered (from the cache)');
+    const ch = decodeMessage(answerQuery(z, variant(q, { cls: 3 }), { udp: true }).body!);
+    assert.equal(ch.rcode, 5); // REFUSED
+    assert.equal(ch.answers.length, 0);
+  });
+
+  it('RFC 1035 §4.1.1: another opcode (STATUS) with a cached question is NOTIMP; a response (QR set) gets nothing', () => {
+    const z = new Zone(config, () => list(1));
+    const q = query('app.example.test', RRType.A, { id: 1, rd: true });
+    answerQuery(z, q, { udp: true });
+    answerQuery(z, q, { udp: true });
+    const status = decodeMessage(answerQuery(z, variant(q, { byte2: (2 << 3) | 1 }), { udp: true }).body!);
+    assert.equal(status.rcode, 4); // NOTIMP
+    assert.equal(status.answers.length, 0);
+    const r = answerQuery(z, variant(q, { byte2: 0x81 }), { udp: true });
+    assert.equal(r.body, undefined);
+  });
+
+  it('two questions whose octets hash alike (FNV-1a) each get their own answer, their own name echoed', () => {
+    // h4vl8 and hlpd6 under app.example.test collide in the cache's 32-bit hash: only the octet comparison tells them apart.
+    const z = new Zone({ ...config, zone: 'example.test' }, () => list(1));
+    for (const [first, second] of [
+      ['h4vl8.app.example.test', 'hlpd6.app.example.test'],
+      ['hlpd6.app.example.test', 'h4vl8.app.example.test'],
+    ] as const) {
+      answerQuery(z, query(first, RRType.A, { id: 1, rd: false }), { udp: true });
+      const m = decodeMessage(answerQuery(z, query(second, RRType.A, { id: 2, rd: false }), { udp: true }).body!);
+      assert.equal(m.questions[0]!.name, second);
+      assert.equal(m.id, 2);
+    }
+  });
+
+  it('RFC 6891 §6.2.5: a response cached for a 4096-octet client comes back with TC to a 512-octet one asking the same question', () => {
+    const z = new Zone(config, () => list(1));
+    const big = query('some.example.test', RRType.A, { id: 1, rd: false, udpSize: 4096 });
+    answerQuery(z, big, { udp: true });
+    assert.equal(decodeMessage(answerQuery(z, big, { udp: true }).body!).answers.length, 20, 'cached, whole');
+    // The same octets but the OPT's payload size 512.
+    const small = Uint8Array.from(big);
+    new DataView(small.buffer).setUint16(small.length - 8, 512);
+    const m = decodeMessage(answerQuery(z, small, { udp: true }).body!);
+    assert.ok(m.flags & 0x0200, 'TC');
+    assert.equal(m.answers.length, 0);
+  });
+});
+
 describe('answers that change with the clock are not cached', () => {
   it('draft-ietf-tls-esni-02 §4: the `_esni` TXT TTL counts down to not_after, so every answer is computed afresh', () => {
     let ttl = 300;

@@ -103,6 +103,32 @@ describe('authoritative DNS over UDP and TCP, asked by dig and kdig', () => {
   });
 });
 
+describe('a listen host given by name', () => {
+  it('RFC 1035 §4.2: UDP and TCP serve the same address, the one the name resolved to for the TCP listen', async () => {
+    const srv = await startDnsServer({ host: 'localhost', port: 0, zone: () => zone });
+    try {
+      // Where TCP listens: the address a connection to it reaches.
+      const c = net.connect(srv.port, 'localhost');
+      c.on('error', () => {});
+      await new Promise((r) => c.once('connect', r));
+      const address = c.remoteAddress!;
+      c.destroy();
+      const sock = dgram.createSocket(net.isIPv6(address) ? 'udp6' : 'udp4');
+      try {
+        const reply = new Promise<Buffer>((r) => sock.once('message', r));
+        sock.send(encodeQuery('secret.example.test', RRType.A, { id: 0x5151 }), srv.port, address);
+        const m = decodeMessage(new Uint8Array(await reply));
+        assert.equal(m.id, 0x5151);
+        assert.equal(m.answers.length, 1);
+      } finally {
+        sock.close();
+      }
+    } finally {
+      await srv.close();
+    }
+  });
+});
+
 describe('an apex: SOA and NS, negative answers with the SOA, REFUSED outside, the serial follows the keys', () => {
   let list = echList;
   const apexZone = new Zone(

@@ -4,7 +4,7 @@
  * takes it down. Queried with our DoH client and raw HTTP.
  */
 import assert from 'node:assert/strict';
-import type http2 from 'node:http2';
+import http2 from 'node:http2';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { Agent, request } from 'undici';
@@ -126,6 +126,56 @@ describe('DoH server over HTTPS', () => {
       assert.equal((await dohQuery(url, 'plain.example.test', RRType.A, { ca: c.cert })).answers.length, 1);
     } finally {
       await agent.close();
+    }
+  });
+
+  it('RFC 8484 §4.1 over HTTP/2 (the core stream path): 404, 405, 415, 400, 413, and answers to GET and POST with their headers', async () => {
+    const session = http2.connect(url, { ca: c.cert });
+    session.on('error', () => {});
+    const ask = (headers: http2.OutgoingHttpHeaders, body?: Uint8Array) =>
+      new Promise<{ status: number; headers: http2.IncomingHttpHeaders; body: Buffer }>((resolve, reject) => {
+        const req = session.request(headers);
+        const chunks: Buffer[] = [];
+        let h: http2.IncomingHttpHeaders = {};
+        req.on('response', (r) => {
+          h = r;
+        });
+        req.on('data', (d: Buffer) => chunks.push(d));
+        req.on('end', () => resolve({ status: Number(h[':status']), headers: h, body: Buffer.concat(chunks) }));
+        req.on('error', reject);
+        req.end(body);
+      });
+    const q = encodeQuery('plain.example.test', RRType.A, { id: 0x4242 });
+    const dns = Buffer.from(q).toString('base64url');
+    try {
+      assert.equal((await ask({ ':path': '/other' })).status, 404);
+      assert.equal((await ask({ ':path': '/dns-query/' })).status, 404);
+      assert.equal((await ask({ ':method': 'PUT', ':path': '/dns-query' }, Buffer.from('x'))).status, 405);
+      assert.equal((await ask({ ':method': 'POST', ':path': '/dns-query', 'content-type': 'text/plain' }, Buffer.from('x'))).status, 415);
+      assert.equal((await ask({ ':path': '/dns-query' })).status, 400, 'GET without dns=');
+      assert.equal((await ask({ ':path': '/dns-query?dns=!!!' })).status, 400);
+      assert.equal((await ask({ ':method': 'POST', ':path': '/dns-query', 'content-type': 'application/dns-message' }, Buffer.alloc(12))).status, 200, 'a header alone: FORMERR or an empty answer, not a crash');
+      const big = await ask({ ':method': 'POST', ':path': '/dns-query', 'content-type': 'application/dns-message' }, Buffer.alloc(70000)).catch(() => ({ status: 413 }));
+      assert.equal(big.status, 413);
+      for (const r of [
+        await ask({ ':path': `/dns-query?dns=${dns}` }),
+        await ask({ ':method': 'POST', ':path': '/dns-query', 'content-type': 'application/dns-message' }, q),
+        await ask({ ':method': 'POST', ':path': '/dns-query?x=1', 'content-type': 'application/dns-message' }, q),
+      ]) {
+        assert.equal(r.status, 200);
+        assert.equal(r.headers['content-type'], 'application/dns-message');
+        assert.equal(Number(r.headers['content-length']), r.body.length);
+        assert.equal(r.headers['cache-control'], 'max-age=30');
+        const m = decodeMessage(r.body);
+        assert.equal(m.id, 0x4242);
+        assert.equal(m.answers.length, 1);
+      }
+      // Another length, another content-length (the header lists are kept by TTL and length).
+      const other = await ask({ ':method': 'POST', ':path': '/dns-query', 'content-type': 'application/dns-message' }, encodeQuery('secret.example.test', RRType.AAAA));
+      assert.equal(Number(other.headers['content-length']), other.body.length);
+      assert.equal(decodeMessage(other.body).answers.length, 1);
+    } finally {
+      session.close();
     }
   });
 });

@@ -9,6 +9,10 @@
  * and the RD bit are copied from the query (RFC 1035 §4.1.1). So a cached
  * response is the first one's octets with those three fields patched.
  *
+ * A hit costs one pass over the question's octets (shape checks and a hash
+ * together), one Map lookup by number, one comparison of those octets with
+ * the entry's, and a copy of the response: no decoding, no string built.
+ *
  * Anything else (more OPTs, EDNS options such as cookies, a compressed
  * question name, trailing octets, errors) takes the full path in answer.ts,
  * uncached. The cache is dropped when the zone's generation moves (a new
@@ -28,48 +32,68 @@ export interface CachedAnswer {
   rcode: number;
 }
 
+interface Entry extends CachedAnswer {
+  /** What else the response depends on: transport, OPT present, payload size (see `probe`). */
+  meta: number;
+  /** The question's octets as asked: name (case kept), QTYPE, QCLASS. */
+  qbytes: Uint8Array;
+}
+
 class ZoneCache {
-  readonly map = new Map<string, CachedAnswer>();
+  readonly map = new Map<number, Entry>();
   constructor(public gen: number) {}
 }
 
 const caches = new WeakMap<Zone, ZoneCache>();
 
 /**
- * The cache key of a query of the common shape, or undefined for any other
- * message. The transport, the presence of an OPT and the payload size it
- * advertises are part of the key, so UDP clients with different payload
- * sizes, TCP and DoH never share an entry.
+ * Where a probed query's question ends and what else its answer depends on;
+ * set by `probe` (one query at a time: the server is single-threaded and
+ * nothing runs between a probe and the use of its result).
  */
-export function cacheKey(q: Uint8Array, udp: boolean): string | undefined {
+let probedEnd = 0;
+let probedMeta = 0;
+
+/**
+ * A hash of a query of the common shape, or -1 for any other message. The
+ * transport, the presence of an OPT and the payload size it advertises go into
+ * the entry (`meta`), so UDP clients with different payload sizes, TCP and DoH
+ * never share an entry.
+ */
+export function probe(q: Uint8Array, udp: boolean): number {
   const len = q.length;
   // Header: QR=0 and opcode 0 (byte 2 bits 7..3), QDCOUNT 1, ANCOUNT 0, NSCOUNT 0, ARCOUNT 0 or 1.
-  if (len < 17 || (q[2]! & 0xf8) !== 0 || q[4] !== 0 || q[5] !== 1 || q[6] !== 0 || q[7] !== 0 || q[8] !== 0 || q[9] !== 0 || q[10] !== 0) return undefined;
+  if (len < 17 || (q[2]! & 0xf8) !== 0 || q[4] !== 0 || q[5] !== 1 || q[6] !== 0 || q[7] !== 0 || q[8] !== 0 || q[9] !== 0 || q[10] !== 0) return -1;
   const arcount = q[11]!;
-  if (arcount > 1) return undefined;
+  if (arcount > 1) return -1;
   // The question name: plain labels only (a pointer in the question takes the full path), at most 255 octets.
+  // FNV-1a over the question's octets as we walk them.
+  let h = 0x811c9dc5;
   let at = 12;
   for (;;) {
-    if (at >= len) return undefined;
+    if (at >= len) return -1;
     const l = q[at]!;
     if (l === 0) break;
-    if (l > 63) return undefined;
-    at += l + 1;
-    if (at - 12 > 254) return undefined;
+    if (l > 63) return -1;
+    const next = at + l + 1;
+    if (next - 12 > 254 || next > len) return -1;
+    for (; at < next; at++) h = Math.imul(h ^ q[at]!, 0x01000193);
   }
   const qend = at + 5; // the root octet, QTYPE, QCLASS
+  if (qend > len) return -1;
+  for (; at < qend; at++) h = Math.imul(h ^ q[at]!, 0x01000193);
   let limit: number;
   if (arcount === 0) {
-    if (qend !== len) return undefined;
+    if (qend !== len) return -1;
     limit = udp ? 512 : 65535;
   } else {
     // One OPT, root owner, version 0, RDLENGTH 0, ending the message: 00 0029 SIZE EXT VERSION FLAGS 0000.
-    if (qend + 11 !== len || q[qend] !== 0 || q[qend + 1] !== 0 || q[qend + 2] !== 41 || q[qend + 6] !== 0 || q[qend + 9] !== 0 || q[qend + 10] !== 0) return undefined;
+    if (qend + 11 !== len || q[qend] !== 0 || q[qend + 1] !== 0 || q[qend + 2] !== 41 || q[qend + 6] !== 0 || q[qend + 9] !== 0 || q[qend + 10] !== 0) return -1;
     limit = udp ? (q[qend + 3]! << 8) | q[qend + 4]! : 65535;
   }
-  let key = String.fromCharCode(udp ? 1 : 0, arcount, limit);
-  for (let i = 12; i < qend; i++) key += String.fromCharCode(q[i]!);
-  return key;
+  probedEnd = qend;
+  probedMeta = (udp ? 0x20000 : 0) | (arcount << 16) | limit;
+  return (h ^ probedMeta) >>> 0;
 }
 
 /** The cache of this zone, emptied if the zone's answers may have changed since it was filled. */
@@ -86,10 +110,18 @@ function cacheOf(zone: Zone): ZoneCache {
   return c;
 }
 
-/** The cached response for `key`, its ID and RD bit taken from `query`; undefined on a miss. */
-export function cachedAnswer(zone: Zone, key: string, query: Uint8Array): CachedAnswer | undefined {
-  const hit = cacheOf(zone).map.get(key);
-  if (!hit) return undefined;
+/**
+ * The cached response for the query `probe` just gave `hash` for, its ID and
+ * RD bit taken from `query`; undefined on a miss. The entry must hold the
+ * same question octets and the same transport, OPT and size: a hash alone
+ * never answers.
+ */
+export function cachedAnswer(zone: Zone, hash: number, query: Uint8Array): CachedAnswer | undefined {
+  const hit = cacheOf(zone).map.get(hash);
+  if (!hit || hit.meta !== probedMeta) return undefined;
+  const k = hit.qbytes;
+  if (k.length !== probedEnd - 12) return undefined;
+  for (let i = 0; i < k.length; i++) if (k[i] !== query[12 + i]) return undefined;
   const src = hit.body;
   const body = Buffer.allocUnsafe(src.length);
   body.set(src);
@@ -99,10 +131,14 @@ export function cachedAnswer(zone: Zone, key: string, query: Uint8Array): Cached
   return { body, ttl: hit.ttl, question: hit.question, rcode: hit.rcode };
 }
 
-export function rememberAnswer(zone: Zone, key: string, a: CachedAnswer): void {
+/** Keep `a` as the answer to `query` (of the common shape) over this transport. */
+export function rememberAnswer(zone: Zone, query: Uint8Array, udp: boolean, a: CachedAnswer): void {
+  // Probed again: whatever ran since the first probe (the zone's answer) may have probed another query.
+  const hash = probe(query, udp);
+  if (hash < 0) return;
   const c = cacheOf(zone);
   if (c.map.size >= MAX_ENTRIES) c.map.clear();
-  c.map.set(key, { ...a, body: Uint8Array.from(a.body) });
+  c.map.set(hash, { body: Uint8Array.from(a.body), ttl: a.ttl, question: a.question, rcode: a.rcode, meta: probedMeta, qbytes: query.slice(12, probedEnd) });
 }
 
 /** How many responses the zone's cache holds (for tests). */

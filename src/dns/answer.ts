@@ -5,7 +5,7 @@
  */
 import { isEchgateError } from '../errors.js';
 import { type AnswerRecord, DnsClass, type DnsMessage, type DnsQuestion, decodeMessage, encodeFormErr, encodeResponse, RCode, type ResponseOptions, RRType } from '../wire/dns/message.js';
-import { cacheKey, cachedAnswer, rememberAnswer } from './answer-cache.js';
+import { cachedAnswer, probe, rememberAnswer } from './answer-cache.js';
 import type { Zone } from './zone.js';
 
 /** The UDP payload size we advertise and accept (the DNS flag day 2020 value: no IP fragmentation). */
@@ -45,12 +45,13 @@ function responseLimit(opt: DnsMessage['additionals'][number] | undefined, udp: 
 
 export function answerQuery(zone: Zone, bytes: Uint8Array, o: QueryOptions = {}): QueryResult {
   // The common shape of query is answered from the zone's cache of encoded responses (answer-cache.ts).
-  const key = cacheKey(bytes, o.udp === true);
-  if (key === undefined) return answerFully(zone, bytes, o);
-  const hit = cachedAnswer(zone, key, bytes);
-  if (hit) return { status: 200, ...hit };
+  const udp = o.udp === true;
+  const hash = probe(bytes, udp);
+  if (hash < 0) return answerFully(zone, bytes, o);
+  const hit = cachedAnswer(zone, hash, bytes);
+  if (hit) return { status: 200, body: hit.body, ttl: hit.ttl, question: hit.question, rcode: hit.rcode };
   const r = answerFully(zone, bytes, o);
-  if (r.status === 200 && r.body && r.question && r.ttl !== undefined && !r.timeDependent) rememberAnswer(zone, key, { body: r.body, ttl: r.ttl, question: r.question, rcode: r.rcode! });
+  if (r.status === 200 && r.body && r.question && r.ttl !== undefined && !r.timeDependent) rememberAnswer(zone, bytes, udp, { body: r.body, ttl: r.ttl, question: r.question, rcode: r.rcode! });
   return r;
 }
 

@@ -64,6 +64,19 @@ export interface DnsServer {
   close(): Promise<void>;
 }
 
+/**
+ * dgram resolves the address of every datagram it sends; node's own lookup
+ * answers an IP literal one tick later (a nextTick and the tick queue per
+ * reply). Our replies go to the literal the query came from, and the socket
+ * binds the literal the TCP listener got: answered at once, so a datagram is
+ * sent inside the send call.
+ */
+function literalLookup(address: string, _family: unknown, cb: (err: NodeJS.ErrnoException | null, address: string, family: number) => void): void {
+  const f = net.isIP(address);
+  if (f !== 0) return cb(null, address, f);
+  cb(Object.assign(new Error(`not an IP address: ${address}`), { code: 'EINVAL' }), address, 0);
+}
+
 export async function startDnsServer(o: DnsServerOptions): Promise<DnsServer> {
   const limits: DnsTcpLimits = { ...DEFAULT_TCP_LIMITS, ...o.tcp };
   const fail = (e: unknown, transport: DnsTransport) => {
@@ -172,9 +185,10 @@ export async function startDnsServer(o: DnsServerOptions): Promise<DnsServer> {
       resolve();
     });
   });
-  const port = (tcp.address() as net.AddressInfo).port;
+  // UDP binds where TCP did: a host name is resolved once, by the TCP listen, and both serve the same address.
+  const { port, address } = tcp.address() as net.AddressInfo;
 
-  const udp = dgram.createSocket({ type: net.isIPv6(o.host) ? 'udp6' : 'udp4' });
+  const udp = dgram.createSocket({ type: net.isIPv6(address) ? 'udp6' : 'udp4', lookup: literalLookup });
   udp.on('message', (msg, rinfo) => {
     try {
       if (rinfo.port === 0) return;
@@ -189,7 +203,7 @@ export async function startDnsServer(o: DnsServerOptions): Promise<DnsServer> {
   udp.on('error', (e) => fail(e, 'udp'));
   await new Promise<void>((resolve, reject) => {
     udp.once('error', reject);
-    udp.bind(port, o.host, () => {
+    udp.bind(port, address, () => {
       udp.removeListener('error', reject);
       resolve();
     });

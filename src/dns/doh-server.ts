@@ -14,8 +14,8 @@
  * (`maxConnections`, a cap of this listener's own, so the proxy entrypoints
  * keep theirs), and so are HTTP/2 streams per connection and header lists.
  */
-import type { TLSSocket } from 'node:tls';
 import http2 from 'node:http2';
+import type { TLSSocket } from 'node:tls';
 import { answerQuery } from './answer.js';
 import type { Zone } from './zone.js';
 
@@ -41,21 +41,21 @@ export interface DohRequestHead {
 export type DohRequestStep = { kind: 'refuse'; status: number } | { kind: 'query'; query: Uint8Array } | { kind: 'read-body' };
 
 export function dohRequestStep(head: DohRequestHead, path: string, maxHeaderListSize: number): DohRequestStep {
-  // RFC 9113 §6.5.2: a header list is counted as names + values + 32 octets per field. nghttp2 only
-  // advertises the limit, so it is checked here (HTTP/1.1 too): 431 (RFC 6585 §5).
-  let headerBytes = 0;
-  for (let i = 0; i < head.rawHeaders.length; i += 2) headerBytes += head.rawHeaders[i]!.length + (head.rawHeaders[i + 1] ?? '').length + 32;
-  if (headerBytes > maxHeaderListSize) return { kind: 'refuse', status: 431 };
-  let url: URL;
-  try {
-    url = new URL(head.url ?? '/', 'https://doh.invalid');
-  } catch {
-    return { kind: 'refuse', status: 400 };
+  // RFC 9113 §6.5.2: nghttp2 only advertises the limit, so it is checked here (HTTP/1.1 too): 431 (RFC 6585 §5).
+  if (headerListSize(head.rawHeaders) > maxHeaderListSize) return { kind: 'refuse', status: 431 };
+  let url: URL | undefined;
+  // The usual POST target is the path itself: nothing for a URL parser to do.
+  if (head.url !== path) {
+    try {
+      url = new URL(head.url ?? '/', 'https://doh.invalid');
+    } catch {
+      return { kind: 'refuse', status: 400 };
+    }
+    if (url.pathname !== path) return { kind: 'refuse', status: 404 };
   }
-  if (url.pathname !== path) return { kind: 'refuse', status: 404 };
   if (head.method === 'GET') {
     // §4.1: the query is the `dns` variable, base64url without padding (§6); longer than a 64 KiB message can encode is refused.
-    const dns = url.searchParams.get('dns');
+    const dns = url?.searchParams.get('dns');
     if (!dns || !/^[A-Za-z0-9_-]+$/.test(dns) || dns.length > (MAX_QUERY * 4) / 3 + 4) return { kind: 'refuse', status: 400 };
     return { kind: 'query', query: new Uint8Array(Buffer.from(dns, 'base64url')) };
   }
@@ -141,10 +141,79 @@ class ConnectionClock {
   }
 }
 
+/** One request, whatever carried it: what `handle` reads of it and how it answers. */
+interface DohExchange {
+  method: string | undefined;
+  /** The request target (`:path` over HTTP/2). */
+  url: string | undefined;
+  contentType: string | undefined;
+  /** The request body: 'data', 'end', 'error'. */
+  body: http2.ServerHttp2Stream | http2.Http2ServerRequest;
+  /** Sent already, or the stream is gone: nothing more can be sent. */
+  done(): boolean;
+  /** The status alone, or a DNS message (content-type application/dns-message, max-age=`ttl`). */
+  send(status: number, body?: Uint8Array, ttl?: number): void;
+}
+
+/**
+ * Response header lists for answers, by TTL and length: built once, not per
+ * answer (a DoH answer's headers vary only in those two). At most 1024 kept.
+ */
+const answerHeaders = new Map<number, http2.OutgoingHttpHeaders>();
+function headersFor(status: number, ttl: number, length: number): http2.OutgoingHttpHeaders {
+  // A key exact in a double: TTL below 2^20 s, length below 2^16, status below 2^10; others are built afresh.
+  const keep = ttl >= 0 && ttl < 0x100000 && length < 0x10000 && status < 1024;
+  const k = keep ? (ttl * 0x10000 + length) * 1024 + status : -1;
+  let h = keep ? answerHeaders.get(k) : undefined;
+  if (h === undefined) {
+    h = { ':status': status, 'content-type': 'application/dns-message', 'content-length': length, 'cache-control': `max-age=${ttl}` };
+    if (keep && answerHeaders.size < 1024) answerHeaders.set(k, h);
+  }
+  return h;
+}
+
+/** RFC 9113 §6.5.2: a header list counts names + values + 32 octets per field (`raw`: name, value, name, value, ...). */
+function headerListSize(raw: readonly string[]): number {
+  let n = 0;
+  for (let i = 0; i < raw.length; i += 2) n += raw[i]!.length + (raw[i + 1] ?? '').length + 32;
+  return n;
+}
+
 export function startDohServer(o: DohServerOptions): Promise<http2.Http2SecureServer> {
   const limits: DohLimits = { ...DEFAULT_DOH_LIMITS, ...o.limits };
   const path = o.path ?? '/dns-query';
   const clocks = new WeakMap<object, ConnectionClock>();
+  /**
+   * Starts one request's bookkeeping: the connection's clock, and the read
+   * deadline (the whole request, its body for POST, within the read timeout of
+   * its start). `finish` ends it, once.
+   */
+  const track = (clock: ConnectionClock | undefined, onDeadline: () => void) => {
+    clock?.begin();
+    let ended = false;
+    const finish = () => {
+      if (ended) return;
+      ended = true;
+      clearTimeout(deadline);
+      clock?.end();
+    };
+    const deadline = setTimeout(() => {
+      onDeadline();
+      finish();
+    }, limits.readTimeoutMs);
+    deadline.unref();
+    return finish;
+  };
+  /** `handle`; an exception while answering is a 500 (or a reset once headers went out). */
+  const serve = (x: DohExchange, rawHeaders: readonly string[], reset: () => void) => {
+    try {
+      handle(x, rawHeaders);
+    } catch (e) {
+      fail(e);
+      if (!x.done()) x.send(500);
+      else reset();
+    }
+  };
   const srv = http2.createSecureServer(
     {
       cert: o.cert,
@@ -155,34 +224,78 @@ export function startDohServer(o: DohServerOptions): Promise<http2.Http2SecureSe
       maxSessionMemory: 4, // MiB per HTTP/2 session; DNS messages are small
       maxHeaderListPairs: 64,
     },
+    // HTTP/1.1 (and HTTP/2 when the core stream path below is not in place): node's request/response objects.
     (req, res) => {
       const clock = req.httpVersionMajor === 2 ? clocks.get(req.stream.session!) : clocks.get(req.socket);
-      clock?.begin();
-      let ended = false;
-      const finish = () => {
-        if (ended) return;
-        ended = true;
-        clearTimeout(deadline);
-        clock?.end();
-      };
-      res.once('close', finish);
-      res.once('finish', finish);
-      // The whole request (its body, for POST) must arrive within the read timeout of its start.
-      const deadline = setTimeout(() => {
+      const finish = track(clock, () => {
         if (!res.headersSent && !res.destroyed) res.writeHead(408, { connection: 'close' }).end();
         req.destroy();
-        finish();
-      }, limits.readTimeoutMs);
-      deadline.unref();
-      try {
-        handle(req, res);
-      } catch (e) {
-        fail(e);
-        if (!res.headersSent && !res.destroyed) res.writeHead(500).end();
-        else res.destroy();
-      }
+      });
+      res.once('close', finish);
+      res.once('finish', finish);
+      const x: DohExchange = {
+        method: req.method,
+        url: req.url,
+        contentType: req.headers['content-type'],
+        body: req,
+        done: () => res.headersSent || res.destroyed,
+        send: (status, body, ttl) => {
+          if (res.headersSent || res.destroyed) return;
+          if (!body) return void res.writeHead(status).end();
+          const headers = headersFor(status, ttl ?? 60, body.length);
+          const data = Buffer.from(body.buffer, body.byteOffset, body.length);
+          if (req.httpVersionMajor === 2) {
+            // See respondStream below: one DATA frame with END_STREAM.
+            res.stream.respond(headers);
+            res.stream.end(data);
+          } else {
+            const { ':status': _, ...h1 } = headers;
+            res.writeHead(status, h1);
+            res.end(data);
+          }
+        },
+      };
+      serve(x, req.rawHeaders, () => res.destroy());
     },
   );
+  /**
+   * HTTP/2 through the core stream API, without the compatibility layer's
+   * request and response objects (two objects, their listeners and a URL per
+   * request). node installs that layer as a 'stream' listener when a request
+   * handler is given; when it is the only one, it is swapped for this path
+   * (HTTP/1.1 keeps the handler above). Should a node version differ, the
+   * handler above serves HTTP/2 too.
+   */
+  const h2 = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
+    const finish = track(stream.session ? clocks.get(stream.session) : undefined, () => {
+      if (!stream.headersSent && !stream.destroyed) stream.respond({ ':status': 408 }, { endStream: true });
+      stream.destroy();
+    });
+    stream.once('close', finish);
+    const x: DohExchange = {
+      method: headers[':method'] as string | undefined,
+      url: headers[':path'] as string | undefined,
+      contentType: headers['content-type'],
+      body: stream,
+      done: () => stream.headersSent || stream.destroyed,
+      send: (status, body, ttl) => {
+        if (stream.headersSent || stream.destroyed) return;
+        if (!body) return void stream.respond({ ':status': status }, { endStream: true });
+        // The compat layer's response always waited for trailers, so its last DATA frame went out empty,
+        // after the body, with END_STREAM (RFC 9113 §8.1 allows that). Clients that take one response per
+        // END_STREAM frame (dnsperf 2.10) mixed bodies of interleaved streams. respond() without
+        // waitForTrailers, then end(body) in the same tick, sends one DATA frame with END_STREAM.
+        stream.respond(headersFor(status, ttl ?? 60, body.length));
+        stream.end(Buffer.from(body.buffer, body.byteOffset, body.length));
+      },
+    };
+    serve(x, rawHeaders, () => stream.destroy());
+  };
+  const compat = srv.listeners('stream');
+  if (compat.length === 1) {
+    srv.removeListener('stream', compat[0] as (...a: unknown[]) => void);
+    srv.on('stream', h2);
+  }
   const fail = (e: unknown) => {
     try {
       o.onError?.(e);
@@ -209,32 +322,17 @@ export function startDohServer(o: DohServerOptions): Promise<http2.Http2SecureSe
   srv.on('tlsClientError', (_e, socket) => socket.destroy());
   srv.on('sessionError', () => {});
 
-  const handle = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
-    const send = (status: number, body?: Uint8Array, ttl?: number) => {
-      if (res.headersSent || res.destroyed) return;
-      if (!body) return void res.writeHead(status).end();
-      const headers = { 'content-type': 'application/dns-message', 'content-length': body.length, 'cache-control': `max-age=${ttl ?? 60}` };
-      const data = Buffer.from(body.buffer, body.byteOffset, body.length);
-      if (req.httpVersionMajor === 2) {
-        // HTTP/2 through the core API: the compat layer's response always waits for trailers, so its last
-        // DATA frame went out empty, after the body, with END_STREAM (RFC 9113 §8.1 allows that). Clients
-        // that take one response per END_STREAM frame (dnsperf 2.10) mixed bodies of interleaved streams.
-        // respond() without waitForTrailers then end(body) in the same tick sends one DATA frame with END_STREAM.
-        res.stream.respond({ ':status': status, ...headers });
-        res.stream.end(data);
-      } else {
-        res.writeHead(status, headers);
-        res.end(data);
-      }
-    };
+  const handle = (x: DohExchange, rawHeaders: readonly string[]) => {
+    const send = x.send;
     const reply = (bytes: Uint8Array) => {
       const r = dohAnswer(o.zone(), bytes);
       if (r.question && o.onQuery) o.onQuery({ name: r.question.name, type: r.question.type, rcode: r.rcode! });
       if (r.status === 400) send(400);
       else send(200, r.body, r.ttl);
     };
+    const req = x.body;
     req.on('error', () => {});
-    const step = dohRequestStep({ method: req.method, url: req.url, contentType: req.headers['content-type'], rawHeaders: req.rawHeaders }, path, limits.maxHeaderListSize);
+    const step = dohRequestStep({ method: x.method, url: x.url, contentType: x.contentType, rawHeaders }, path, limits.maxHeaderListSize);
     if (step.kind === 'refuse') return send(step.status);
     if (step.kind === 'query') return reply(step.query);
     const chunks: Buffer[] = [];
@@ -249,10 +347,10 @@ export function startDohServer(o: DohServerOptions): Promise<http2.Http2SecureSe
     req.on('end', () => {
       if (size > MAX_QUERY) return;
       try {
-        reply(new Uint8Array(Buffer.concat(chunks)));
+        reply(new Uint8Array(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
       } catch (e) {
         fail(e);
-        if (!res.headersSent && !res.destroyed) res.writeHead(500).end();
+        if (!x.done()) send(500);
       }
     });
   };

@@ -43,10 +43,37 @@ const where = (cfg: DnsConfig) => JSON.stringify([cfg.listen, cfg.tcp, cfg.doh &
  */
 export type QueryCounter = ((q: { transport: string; type: number; rcode: number }) => void) & { error?: (transport: string) => void };
 
-type CounterLike = { inc(labels: Record<string, string>): void };
+type CounterLike = { inc(labels: Record<string, string>, by?: number): void };
 
 export function queryCounter(metrics: { dnsQueries: CounterLike; handlerErrors?: CounterLike }): QueryCounter {
-  const count: QueryCounter = (q) => metrics.dnsQueries.inc({ transport: q.transport, type: typeName(q.type) ?? 'other', rcode: rcodeName(q.rcode) });
+  // One label object per (transport, type, rcode) seen, built once and kept (at most 1024 of them), and the
+  // counts added to the registry once per turn of the event loop (setImmediate, before any scrape can read
+  // them): a query costs a Map lookup by number and an add, not two name lookups, a fresh object and the
+  // registry's label-key string.
+  const labels = new Map<number, { l: Record<string, string>; n: number }>();
+  const dirty: { l: Record<string, string>; n: number }[] = [];
+  const flush = () => {
+    for (const e of dirty) {
+      metrics.dnsQueries.inc(e.l, e.n);
+      e.n = 0;
+    }
+    dirty.length = 0;
+  };
+  const count: QueryCounter = (q) => {
+    const t = q.transport === 'udp' ? 1 : q.transport === 'tcp' ? 2 : q.transport === 'doh' ? 3 : 0;
+    const k = (t * 0x10000 + (q.type & 0xffff)) * 0x10000 + (q.rcode & 0xffff);
+    let e = t ? labels.get(k) : undefined;
+    if (e === undefined) {
+      const l = { transport: q.transport, type: typeName(q.type) ?? 'other', rcode: rcodeName(q.rcode) };
+      if (!t || labels.size >= 1024) return metrics.dnsQueries.inc(l);
+      e = { l, n: 0 };
+      labels.set(k, e);
+    }
+    if (e.n++ === 0) {
+      if (dirty.length === 0) setImmediate(flush);
+      dirty.push(e);
+    }
+  };
   count.error = (transport) => metrics.handlerErrors?.inc({ listener: `dns_${transport}` });
   return count;
 }
@@ -93,7 +120,7 @@ export async function startDnsService(cfg: DnsConfig, ech: EchListSource, log: L
         ...readDohCredentials(d),
         limits: d.limits,
         zone: () => zone,
-        onQuery: count && ((q) => count({ ...q, transport: 'doh' })),
+        onQuery: count && ((q) => count({ transport: 'doh', type: q.type, rcode: q.rcode })),
         onError: onError('doh'),
       });
       closers.push(() => s.close());
