@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import { type FleetStatus, formatFleetStatus } from '../src/cli/fleet.js';
 import { freePort } from '../src/cli/free-port.js';
 import { ROOT } from './helpers.js';
 
@@ -87,5 +88,21 @@ describe('echgate fleet status / fleet import: bad options and unreachable etcd 
       assert.doesNotMatch(r.stderr, /Resolution note/);
       assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
     }
+  });
+});
+
+describe('echgate fleet status output: the configuration revisions the instances run', () => {
+  const inst = (id: string, configRevision: string) => ({ id, addresses: ['127.0.0.1:443'], keys: [1], configRevision, ready: true, started: '', updated: '' });
+  const status = (revs: FleetStatus['configRevisions']): FleetStatus => ({ prefix: 'echgate/', leader: 'i1', configRevisions: revs, keys: [], members: ['i1', 'i2', 'i3'], instances: [inst('i1', '812'), inst('i2', '812'), inst('i3', '790')], rotation: null });
+  it('one revision: printed as is', () => {
+    assert.match(formatFleetStatus(status([{ revision: '812', instances: ['i1', 'i2', 'i3'] }])), /^fleet echgate\/ {2}leader: i1 {2}configuration revision: 812$/m);
+  });
+  it('more than one: DIFFER, and which instance runs which', () => {
+    const out = formatFleetStatus(status([{ revision: '812', instances: ['i1', 'i2'] }, { revision: '790', instances: ['i3'] }]));
+    assert.match(out, /configuration revision: DIFFER: 812 on i1,i2; 790 on i3$/m);
+    assert.match(out, /^ {2}i3 +ready +keys 1 +revision 790 /m);
+  });
+  it('no live instance', () => {
+    assert.match(formatFleetStatus(status([])), /configuration revision: \(no live instance\)/);
   });
 });
