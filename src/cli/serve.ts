@@ -271,7 +271,19 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
       watcher?.close();
       sources?.close();
       rotation?.stop();
-      const leaving = fleet?.stop().catch(() => {}) ?? Promise.resolve();
+      // Leaving the fleet (revoking leases, resigning) talks to etcd, which may be unreachable: it gets a
+      // deadline, so a SIGTERM always ends the process; the leases then expire on their own.
+      const leaving = fleet
+        ? Promise.race([
+            fleet.stop().catch(() => {}),
+            new Promise<void>((r) =>
+              setTimeout(() => {
+                log.warn({ deadlineMs: FLEET_STOP_DEADLINE_MS }, 'leaving the fleet did not finish in time (etcd unreachable?): stopping anyway');
+                r();
+              }, FLEET_STOP_DEADLINE_MS).unref(),
+            ),
+          ])
+        : Promise.resolve();
       ring?.close();
       dashboard?.close();
       metricsSrv?.close();
@@ -281,12 +293,18 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
         log.info('stopped');
         log.flush();
         resolve(0);
+        // Everything is closed; a client library that keeps a handle open (the etcd client's reconnect timer
+        // toward an unreachable store) must not keep a stopped instance alive. Unref'd: a clean exit wins.
+        setTimeout(() => process.exit(process.exitCode ?? 0), 2000).unref();
       });
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
 }
+
+/** How long a stopping instance waits for its fleet store to hear it leave. */
+const FLEET_STOP_DEADLINE_MS = 5000;
 
 function reason(e: unknown): string {
   if (e instanceof ConfigError) return e.problems.map((p) => `${p.path}: ${p.message}`).join('; ');

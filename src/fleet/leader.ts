@@ -369,7 +369,8 @@ export class FleetLeader {
     this.stopped = true;
     clearTimeout(this.timer);
     clearTimeout(this.kekProbe);
-    await this.running;
+    // A step in flight may be waiting on an etcd that does not answer: give it a while, not forever.
+    await Promise.race([this.running, new Promise((r) => setTimeout(r, 2000).unref())]);
     const c = this.campaign;
     this.campaign = undefined;
     this.leading = false;
