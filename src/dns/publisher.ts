@@ -13,6 +13,7 @@ import { decodeSvcb, httpsServiceRdata, SvcParamKey } from '../wire/dns/svcb.js'
 import { signRequest, type TsigHmac, type TsigKey, tsigErrorName, verifyResponse } from '../wire/dns/tsig.js';
 import { nodeProvider } from '../crypto/node.js';
 import { encodeUpdate, OPCODE_UPDATE } from '../wire/dns/update.js';
+import { decodeTxtStrings } from '../wire/tls/esni.js';
 import { DOH_TIMEOUT_MS } from './doh-client.js';
 import { DohResolver } from './resolver.js';
 import { randomInt } from 'node:crypto';
@@ -132,10 +133,19 @@ export interface ReadBackOptions {
 }
 
 /**
- * Ask over DoH until the HTTPS record at `name` carries exactly `expected`
- * as its ech= value; throws ERR_DNS_READBACK with what was seen last.
+ * Ask `qname`/`type` over DoH until `check` accepts the answer (it returns
+ * true, or what it saw instead), within the overall deadline; throws
+ * ERR_DNS_READBACK with what was seen last.
  */
-export async function readBackEch(dohUrl: string, name: string, expected: Uint8Array, o: ReadBackOptions = {}): Promise<{ attempts: number }> {
+async function pollOverDoh(
+  dohUrl: string,
+  qname: string,
+  type: number,
+  typeName: string,
+  check: (m: Awaited<ReturnType<DohResolver['query']>>) => true | string,
+  wanted: string,
+  o: ReadBackOptions,
+): Promise<{ attempts: number }> {
   const deadline = Date.now() + (o.timeoutMs ?? 30_000);
   let attempts = 0;
   let seen = 'nothing yet';
@@ -145,28 +155,35 @@ export async function readBackEch(dohUrl: string, name: string, expected: Uint8A
     try {
       // Each query within what is left of the overall read-back deadline (and at most DOH_TIMEOUT_MS).
       // fresh: the read-back polls for a change, so a cached answer would hide it.
-      const m = await resolver.query(name, RRType.HTTPS, { fresh: true, timeoutMs: Math.max(1, Math.min(DOH_TIMEOUT_MS, deadline - Date.now())) });
-      const lists = m.answers.filter((a) => a.type === RRType.HTTPS).map((a) => decodeSvcb(a.rdata).params.get(SvcParamKey.ech));
-      if (lists.some((l) => l && equal(l, expected))) return { attempts };
-      seen = lists.length ? `${lists.length} HTTPS record(s) with other ech= values` : `${rcodeName(m.rcode)} with no HTTPS record`;
+      const r = check(await resolver.query(qname, type, { fresh: true, timeoutMs: Math.max(1, Math.min(DOH_TIMEOUT_MS, deadline - Date.now())) }));
+      if (r === true) return { attempts };
+      seen = r;
     } catch (e) {
       seen = (e as Error).message;
     }
-    if (Date.now() >= deadline) throw new EchgateError('ERR_DNS_READBACK', `${name} HTTPS over ${dohUrl} does not carry the published ECHConfigList after ${attempts} attempt(s): ${seen}`);
+    if (Date.now() >= deadline) throw new EchgateError('ERR_DNS_READBACK', `${qname} ${typeName} over ${dohUrl} does not ${wanted} after ${attempts} attempt(s): ${seen}`);
     await new Promise((r) => setTimeout(r, Math.min(o.intervalMs ?? 1000, Math.max(0, deadline - Date.now()))));
   }
 }
 
-/** TXT RDATA → its character-strings joined (RFC 1035 §3.3.14); undefined when a length runs past the end. */
-export function txtText(rdata: Uint8Array): string | undefined {
-  let out = '';
-  for (let i = 0; i < rdata.length; ) {
-    const n = rdata[i]!;
-    if (i + 1 + n > rdata.length) return undefined;
-    out += Buffer.from(rdata.subarray(i + 1, i + 1 + n)).toString('latin1');
-    i += 1 + n;
-  }
-  return out;
+/**
+ * Ask over DoH until the HTTPS record at `name` carries exactly `expected`
+ * as its ech= value; throws ERR_DNS_READBACK with what was seen last.
+ */
+export function readBackEch(dohUrl: string, name: string, expected: Uint8Array, o: ReadBackOptions = {}): Promise<{ attempts: number }> {
+  return pollOverDoh(
+    dohUrl,
+    name,
+    RRType.HTTPS,
+    'HTTPS',
+    (m) => {
+      const lists = m.answers.filter((a) => a.type === RRType.HTTPS).map((a) => decodeSvcb(a.rdata).params.get(SvcParamKey.ech));
+      if (lists.some((l) => l && equal(l, expected))) return true;
+      return lists.length ? `${lists.length} HTTPS record(s) with other ech= values` : `${rcodeName(m.rcode)} with no HTTPS record`;
+    },
+    'carry the published ECHConfigList',
+    o,
+  );
 }
 
 /**
@@ -175,27 +192,29 @@ export function txtText(rdata: Uint8Array): string | undefined {
  * in any order; none: no TXT record at all), as readBackEch does for the
  * HTTPS record. Throws ERR_DNS_READBACK with what was seen last.
  */
-export async function readBackEsni(dohUrl: string, name: string, expected: readonly string[], o: ReadBackOptions = {}): Promise<{ attempts: number }> {
-  const deadline = Date.now() + (o.timeoutMs ?? 30_000);
+export function readBackEsni(dohUrl: string, name: string, expected: readonly string[], o: ReadBackOptions = {}): Promise<{ attempts: number }> {
   const want = [...expected].sort();
-  const qname = `_esni.${name}`;
-  let attempts = 0;
-  let seen = 'nothing yet';
-  const resolver = new DohResolver(dohUrl, { ca: o.ca });
-  for (;;) {
-    attempts++;
+  const text = (rdata: Uint8Array) => {
     try {
-      const m = await resolver.query(qname, RRType.TXT, { fresh: true, timeoutMs: Math.max(1, Math.min(DOH_TIMEOUT_MS, deadline - Date.now())) });
+      return decodeTxtStrings(rdata).join(''); // RFC 1035 §3.3.14: the character-strings, joined
+    } catch {
+      return '(malformed TXT)';
+    }
+  };
+  return pollOverDoh(
+    dohUrl,
+    `_esni.${name}`,
+    RRType.TXT,
+    'TXT',
+    (m) => {
       const got = m.answers
         .filter((a) => a.type === RRType.TXT)
-        .map((a) => txtText(a.rdata) ?? '(malformed TXT)')
+        .map((a) => text(a.rdata))
         .sort();
-      if (got.length === want.length && got.every((g, i) => g === want[i])) return { attempts };
-      seen = got.length ? `${got.length} TXT record(s), ${got.filter((g) => want.includes(g)).length} of them expected` : `${rcodeName(m.rcode)} with no TXT record`;
-    } catch (e) {
-      seen = (e as Error).message;
-    }
-    if (Date.now() >= deadline) throw new EchgateError('ERR_DNS_READBACK', `${qname} TXT over ${dohUrl} does not hold the ${want.length} published ESNIKeys record(s) after ${attempts} attempt(s): ${seen}`);
-    await new Promise((r) => setTimeout(r, Math.min(o.intervalMs ?? 1000, Math.max(0, deadline - Date.now()))));
-  }
+      if (got.length === want.length && got.every((g, i) => g === want[i])) return true;
+      return got.length ? `${got.length} TXT record(s), ${got.filter((g) => want.includes(g)).length} of them expected` : `${rcodeName(m.rcode)} with no TXT record`;
+    },
+    `hold the ${want.length} published ESNIKeys record(s)`,
+    o,
+  );
 }
