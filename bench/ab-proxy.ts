@@ -23,11 +23,10 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../src/cli/free-port.js';
 import { cpuMs } from './cpu.js';
-import { children, loop, median, rssKiB, sleep, start, waitPort } from './util.js';
+import { children, loop, median, openIdle, rssKiB, sleep, start, waitPort } from './util.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const env = process.env;
@@ -233,28 +232,7 @@ tcp:
   }
 
   if (ONLY.includes('mem')) {
-    const ctx = tls.createSecureContext({});
-    const open = async (port: number, terminated: boolean, n: number): Promise<net.Socket[]> => {
-      const socks: net.Socket[] = [];
-      for (let i = 0; i < n; i += 50) {
-        await Promise.all(
-          Array.from({ length: Math.min(50, n - i) }, async () => {
-            if (terminated) {
-              const s = tls.connect({ port, host: '127.0.0.1', servername: NAME, secureContext: ctx, rejectUnauthorized: false, minVersion: 'TLSv1.3' });
-              socks.push(s);
-              await new Promise((r, j) => s.once('secureConnect', r).once('error', j));
-              s.write('x');
-            } else {
-              const s = net.connect(port, '127.0.0.1');
-              socks.push(s);
-              await new Promise((r, j) => s.once('connect', r).once('error', j));
-              s.write(capture);
-            }
-          }),
-        );
-      }
-      return socks;
-    };
+    const open = (port: number, terminated: boolean, n: number) => openIdle(port, terminated, n, NAME, capture);
     const res: Record<string, { relay: number[]; term: number[] }> = {};
     for (let r = 0; r < Math.max(1, Math.min(ROUNDS, 2)); r++) {
       for (const b of BUILDS) {

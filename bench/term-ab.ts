@@ -19,7 +19,7 @@ import { join, resolve } from 'node:path';
 import tls from 'node:tls';
 import { freePort } from '../src/cli/free-port.js';
 import { cpuMs } from './cpu.js';
-import { children, median, sleep, start, waitPort } from './util.js';
+import { children, median, sleep, sTime, start, waitPort } from './util.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, def: string) => {
@@ -73,24 +73,6 @@ function threadsMs(pid: number): Map<string, number> {
 const THREADS = process.env.TERM_AB_THREADS === '1';
 function threadDelta(before: Map<string, number>, after: Map<string, number>): string {
   return [...after].map(([k, v]) => `${k} ${(v - (before.get(k) ?? 0)).toFixed(0)}`).join(', ');
-}
-
-function sTime(port: number, seconds: number): Promise<number> {
-  return new Promise((res, rej) => {
-    const p = spawn('openssl', ['s_time', '-connect', `127.0.0.1:${port}`, '-new', '-tls1_3', '-time', String(seconds)], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    p.stdout.on('data', (d) => {
-      out += d.toString().replace(/\*/g, '');
-    });
-    p.stderr.on('data', (d) => {
-      out += d.toString();
-    });
-    p.once('exit', () => {
-      const m = /(\d+) connections in [\d.]+s;/.exec(out);
-      if (!m || Number(m[1]) === 0) rej(new Error(`s_time: ${out.slice(-400)}`));
-      else res(Number(m[1]));
-    });
-  });
 }
 
 function bulk(port: number, bytes: number, ctx: tls.SecureContext): Promise<void> {

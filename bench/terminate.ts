@@ -18,12 +18,11 @@
  */
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { freePort } from '../src/cli/free-port.js';
 import { cpuMs } from './cpu.js';
-import { children, HAPROXY_HEAD, median, quantile, rssKiB, sleep, start, waitPort } from './util.js';
+import { children, HAPROXY_HEAD, median, openIdle, quantile, rssKiB, sleep, sTime, start, waitPort } from './util.js';
 
 export interface TermOptions {
   root: string;
@@ -35,24 +34,6 @@ export interface TermOptions {
 }
 
 const NAME = 'app.example.test';
-
-function sTime(port: number, seconds: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const p = spawn('openssl', ['s_time', '-connect', `127.0.0.1:${port}`, '-new', '-tls1_3', '-time', String(seconds)], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    p.stdout.on('data', (d) => {
-      out += d.toString().replace(/\*/g, '');
-    });
-    p.stderr.on('data', (d) => {
-      out += d.toString();
-    });
-    p.once('exit', () => {
-      const m = /(\d+) connections in [\d.]+s;/.exec(out);
-      if (!m || Number(m[1]) === 0) reject(new Error(`s_time: ${out.slice(-400)}`));
-      else resolve(Number(m[1]));
-    });
-  });
-}
 
 /** N sequential handshakes from a node:tls client: ms from connect to secureConnect. */
 async function latencies(port: number, n: number, ctx: tls.SecureContext): Promise<number[]> {
@@ -282,28 +263,7 @@ function haproxyName(): string {
 async function memoryBench(root: string, dir: string, cert: string, key: string, n: number) {
   const hold = Number((await start('node', [join(root, 'dist', 'bench', 'backend.js'), 'hold'], /PORT (\d+)/)).match[1]);
   const capture = readFileSync(join(root, 'test', 'vectors', 'captures', 'chr-ech2a-app-alpn.bin'));
-  const ctx = tls.createSecureContext({});
-  const open = async (port: number, terminated: boolean, n: number): Promise<net.Socket[]> => {
-    const socks: net.Socket[] = [];
-    for (let i = 0; i < n; i += 50) {
-      await Promise.all(
-        Array.from({ length: Math.min(50, n - i) }, async () => {
-          if (terminated) {
-            const s = tls.connect({ port, host: '127.0.0.1', servername: NAME, secureContext: ctx, rejectUnauthorized: false, minVersion: 'TLSv1.3' });
-            socks.push(s);
-            await new Promise((r, j) => s.once('secureConnect', r).once('error', j));
-            s.write('x');
-          } else {
-            const s = net.connect(port, '127.0.0.1');
-            socks.push(s);
-            await new Promise((r, j) => s.once('connect', r).once('error', j));
-            s.write(capture);
-          }
-        }),
-      );
-    }
-    return socks;
-  };
+  const open = (port: number, terminated: boolean, n: number) => openIdle(port, terminated, n, NAME, capture);
   const measure = async (pid: number, port: number, terminated: boolean) => {
     // Warm up the code paths first, then the baseline.
     for (const s of await open(port, terminated, 200)) s.destroy();

@@ -2,6 +2,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import tls from 'node:tls';
 
 export const children: ChildProcess[] = [];
 process.on('exit', () => {
@@ -88,3 +89,50 @@ defaults
   timeout client 60s
   timeout server 60s
 `;
+
+/** `openssl s_time -new -tls1_3` against 127.0.0.1:PORT for `seconds`: the number of full handshakes it made. */
+export function sTime(port: number, seconds: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const p = spawn('openssl', ['s_time', '-connect', `127.0.0.1:${port}`, '-new', '-tls1_3', '-time', String(seconds)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (d) => {
+      out += d.toString().replace(/\*/g, '');
+    });
+    p.stderr.on('data', (d) => {
+      out += d.toString();
+    });
+    p.once('exit', () => {
+      const m = /(\d+) connections in [\d.]+s;/.exec(out);
+      if (!m || Number(m[1]) === 0) reject(new Error(`s_time: ${out.slice(-400)}`));
+      else resolve(Number(m[1]));
+    });
+  });
+}
+
+const idleCtx = tls.createSecureContext({});
+/**
+ * Opens `n` connections to 127.0.0.1:PORT, 50 at a time, and leaves them
+ * idle: terminated ones after a TLS 1.3 handshake for `name` and one byte,
+ * relayed ones after the captured ClientHello `capture`.
+ */
+export async function openIdle(port: number, terminated: boolean, n: number, name: string, capture: Uint8Array): Promise<net.Socket[]> {
+  const socks: net.Socket[] = [];
+  for (let i = 0; i < n; i += 50) {
+    await Promise.all(
+      Array.from({ length: Math.min(50, n - i) }, async () => {
+        if (terminated) {
+          const s = tls.connect({ port, host: '127.0.0.1', servername: name, secureContext: idleCtx, rejectUnauthorized: false, minVersion: 'TLSv1.3' });
+          socks.push(s);
+          await new Promise((r, j) => s.once('secureConnect', r).once('error', j));
+          s.write('x');
+        } else {
+          const s = net.connect(port, '127.0.0.1');
+          socks.push(s);
+          await new Promise((r, j) => s.once('connect', r).once('error', j));
+          s.write(capture);
+        }
+      }),
+    );
+  }
+  return socks;
+}

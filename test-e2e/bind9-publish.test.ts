@@ -6,8 +6,8 @@
  * a tampered answer are each refused. Setup follows ../shared/recipes/bind9-ddns-doh.md.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, execFile, } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -21,12 +21,11 @@ import { httpsServiceRdata } from '../src/wire/dns/svcb.js';
 import { nodeProvider } from '../src/crypto/node.js';
 import { parseTsigKeyFile, signRequest, verifyResponse } from '../src/wire/dns/tsig.js';
 import { encodeUpdate } from '../src/wire/dns/update.js';
-import { freePort } from '../src/cli/free-port.js';
+import { namedMissing, startBind } from './bind9.js';
 
 const run = promisify(execFile);
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const NAMED = '/usr/sbin/named';
-const skip = existsSync(NAMED) ? false : 'BIND 9 (named) is not installed (.ci/run installs bind9)';
+const skip = namedMissing;
 
 async function echgate(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
@@ -48,37 +47,9 @@ describe('publishing ECH keys to BIND 9 with RFC 2136 + TSIG, read back over DoH
   let ca = '';
 
   before(async () => {
-    dnsPort = await freePort();
-    dohPort = await freePort();
-    execFileSync('sh', ['-c', `tsig-keygen -a hmac-sha256 upd > ${W}/upd.key && tsig-keygen -a hmac-sha256 upd > ${W}/wrong.key`]);
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-keyout', join(W, 'key.pem'), '-out', join(W, 'cert.pem'), '-subj', '/CN=dns.test', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:dns.test'], { stdio: 'ignore' });
-    ca = readFileSync(join(W, 'cert.pem'), 'utf8');
-    writeFileSync(join(W, 'example.test.db'), '$TTL 300\n@ SOA ns1.example.test. admin.example.test. 1 3600 600 86400 300\n@ NS ns1\nns1 A 127.0.0.1\nsvc A 127.0.0.1\nalias 60 HTTPS 0 svc.example.test.\n');
-    writeFileSync(
-      join(W, 'named.conf'),
-      `include "${W}/upd.key";
-tls t { key-file "${W}/key.pem"; cert-file "${W}/cert.pem"; };
-http h { endpoints { "/dns-query"; }; };
-options {
-  directory "${W}"; pid-file "${W}/named.pid"; session-keyfile "${W}/session.key";
-  listen-on port ${dnsPort} { 127.0.0.1; };
-  listen-on port ${dohPort} tls t http h { 127.0.0.1; };
-  listen-on-v6 { none; }; recursion no; dnssec-validation no; allow-transfer { none; };
-};
-zone "example.test" { type primary; file "example.test.db"; update-policy { grant upd zonesub ANY; }; };
-`,
-    );
-    named = spawn(NAMED, ['-g', '-c', join(W, 'named.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let log = '';
-    named.stderr!.on('data', (d) => {
-      log += d;
-    });
-    const t0 = Date.now();
-    while (!/running/.test(log)) {
-      if (Date.now() - t0 > 15000 || named.exitCode !== null) throw new Error(`named did not start:\n${log}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    doh = `https://127.0.0.1:${dohPort}/dns-query`;
+    const bind = await startBind(W, 'alias 60 HTTPS 0 svc.example.test.\n');
+    ({ dnsPort, dohPort, doh, ca } = bind);
+    named = bind.proc;
     mkdirSync(keysDir, { mode: 0o700 });
     generateKey(keysDir, { publicName: 'public.example.test' });
   });

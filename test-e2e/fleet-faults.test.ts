@@ -13,7 +13,7 @@
  *   `keys rotate --publish`), and dig sees the new ech=.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,11 +24,11 @@ import { freePort } from '../src/cli/free-port.js';
 import { generateKey, listKeys, publishedList } from '../src/keys/manager.js';
 import { decodeECHConfigList } from '../src/wire/ech/config.js';
 import { ROOT, sleep } from '../test/helpers.js';
+import { namedMissing, startBind } from './bind9.js';
 
 const run = promisify(execFile);
 const ETCD = '/usr/bin/etcd';
-const NAMED = '/usr/sbin/named';
-const skip = !existsSync(ETCD) ? 'etcd is not installed (apt-get install etcd-server)' : !existsSync(NAMED) ? 'BIND 9 (named) is not installed' : false;
+const skip = !existsSync(ETCD) ? 'etcd is not installed (apt-get install etcd-server)' : namedMissing;
 const BIN = join(ROOT, 'bin', 'echgate.js');
 const PREFIX = 'faults/';
 const KEK = 'd4'.repeat(32);
@@ -152,32 +152,9 @@ tcp:
     etcdProc = spawn(ETCD, ['--name', 'f1', '--data-dir', join(W, 'f1'), '--listen-client-urls', `http://127.0.0.1:${clientPort}`, '--advertise-client-urls', `http://127.0.0.1:${clientPort}`, '--listen-peer-urls', `http://127.0.0.1:${peer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${peer}`, '--initial-cluster', `f1=http://127.0.0.1:${peer}`, '--log-outputs', join(W, 'etcd.log'), '--logger', 'zap'], { stdio: 'ignore' });
     etcd = new Etcd3({ hosts: `http://127.0.0.1:${clientPort}`, dialTimeout: 1000 });
     // BIND 9 with a TSIG key and DoH (../shared/recipes/bind9-ddns-doh.md).
-    dnsPort = await freePort();
-    dohPort = await freePort();
-    execFileSync('sh', ['-c', `tsig-keygen -a hmac-sha256 upd > ${W}/upd.key`]);
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-keyout', join(W, 'key.pem'), '-out', join(W, 'cert.pem'), '-subj', '/CN=dns.test', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:dns.test'], { stdio: 'ignore' });
-    writeFileSync(join(W, 'example.test.db'), '$TTL 300\n@ SOA ns1.example.test. admin.example.test. 1 3600 600 86400 300\n@ NS ns1\nns1 A 127.0.0.1\nsvc A 127.0.0.1\n');
-    writeFileSync(
-      join(W, 'named.conf'),
-      `include "${W}/upd.key";
-tls t { key-file "${W}/key.pem"; cert-file "${W}/cert.pem"; };
-http h { endpoints { "/dns-query"; }; };
-options {
-  directory "${W}"; pid-file "${W}/named.pid"; session-keyfile "${W}/session.key";
-  listen-on port ${dnsPort} { 127.0.0.1; };
-  listen-on port ${dohPort} tls t http h { 127.0.0.1; };
-  listen-on-v6 { none; }; recursion no; dnssec-validation no; allow-transfer { none; };
-};
-zone "example.test" { type primary; file "example.test.db"; update-policy { grant upd zonesub ANY; }; };
-`,
-    );
-    named = spawn(NAMED, ['-g', '-c', join(W, 'named.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let log = '';
-    named.stderr!.on('data', (d) => {
-      log += d;
-    });
-    await waitUntil('named running', () => /running/.test(log) || named!.exitCode !== null, 15_000, 100);
-    assert.match(log, /running/, log);
+    const bind = await startBind(W);
+    ({ dnsPort, dohPort } = bind);
+    named = bind.proc;
     await waitUntil('etcd', async () => {
       try {
         await etcd.put(`${PREFIX}probe`).value('1');
