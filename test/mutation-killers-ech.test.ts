@@ -9,13 +9,13 @@ import { describe, it } from 'node:test';
 import { isSupportedSuite } from '../src/crypto/hpke.js';
 import { nodeProvider } from '../src/crypto/node.js';
 import { buildEchClientHello, type EchHelloOptions } from '../src/ech/client.js';
-import { decryptEch, type EchServerKey, outerAad, prepareServerKey } from '../src/ech/server.js';
+import { decryptEch, type EchServerKey, outerAad, prepareServerKey, rebuildInner } from '../src/ech/server.js';
 import { EchgateError } from '../src/errors.js';
 import { decodeECHConfigList, encodeECHConfig, encodeECHConfigList } from '../src/wire/ech/config.js';
 import { usableConfigs } from '../src/wire/ech/usable.js';
 import { decodeClientHello, decodeClientHelloMessage, encodeClientHello, findExtension, summarize } from '../src/wire/tls/client-hello.js';
 import { ExtensionType } from '../src/wire/tls/constants.js';
-import { decodeECHClientHello } from '../src/wire/tls/extensions.js';
+import { decodeECHClientHello, encodeOuterExtensions } from '../src/wire/tls/extensions.js';
 
 function makeKey(configId: number, maximumNameLength = 32) {
   const sk = nodeProvider.x25519Generate();
@@ -124,5 +124,44 @@ describe('RFC 9849 §6.1.3: padding hides the length of the inner name', () => {
       const { config } = makeKey(9, m);
       assert.equal(payloadLength({ config, innerSni: undefined }), payloadLength({ config, innerSni: 'abc.test' }), `maximum_name_length ${m}`);
     }
+  });
+});
+
+describe('RFC 9849 §5.1 / §7.1: rebuilding ClientHelloInner from its encoding', () => {
+  // A real outer hello and an inner one made from it: empty session id, the inner ECH extension, and the
+  // extensions the test names; `rebuildInner` gets the encoded inner, as decryptEch hands it over.
+  const outer = hello();
+  const innerEch = { type: ExtensionType.encrypted_client_hello, data: Uint8Array.of(1) };
+  const tls13 = { type: ExtensionType.supported_versions, data: Uint8Array.of(2, 0x03, 0x04) }; // §7.1: TLS 1.3 only
+  const keyShare = outer.extensions.find((e) => e.type === ExtensionType.key_share)!;
+  const encoded = (extensions: { type: number; data: Uint8Array }[]) => encodeClientHello({ ...outer, raw: undefined, sessionId: new Uint8Array(0), extensions });
+  const refs = (...types: number[]) => ({ type: ExtensionType.ech_outer_extensions, data: encodeOuterExtensions(types) });
+  const illegal = (e: unknown) => e instanceof EchgateError && e.alert === 'illegal_parameter';
+  const inOuterOrder = (...types: number[]) => types.sort((a, b) => outer.extensions.findIndex((e) => e.type === a) - outer.extensions.findIndex((e) => e.type === b));
+
+  it('a well-formed inner with key_share referenced from the outer hello rebuilds, with the outer bytes', () => {
+    const inner = rebuildInner(outer, encoded([innerEch, tls13, refs(ExtensionType.key_share)]));
+    assert.deepEqual(inner.extensions.find((e) => e.type === ExtensionType.key_share)?.data, keyShare.data);
+  });
+
+  it('§5.1: two ech_outer_extensions → illegal_parameter', () => {
+    // Each list alone is well-formed (see the test above); only their number is wrong.
+    const two = encoded([innerEch, tls13, refs(ExtensionType.key_share), refs(ExtensionType.supported_groups)]);
+    assert.doesNotThrow(() => rebuildInner(outer, encoded([innerEch, tls13, refs(...inOuterOrder(ExtensionType.supported_groups, ExtensionType.key_share))])));
+    // The hello decoder already refuses a repeated extension type (RFC 8446 §4.2), so rebuildInner's own
+    // "two ech_outer_extensions" check is a second line that no encoding reaches (docs/mutation.md: equivalent).
+    assert.throws(() => rebuildInner(outer, two), illegal);
+  });
+
+  it('§5.1: ech_outer_extensions naming encrypted_client_hello → illegal_parameter', () => {
+    // Refused for what it names, before the rebuilt list could be refused for a duplicate extension.
+    assert.throws(
+      () => rebuildInner(outer, encoded([innerEch, tls13, refs(ExtensionType.encrypted_client_hello)])),
+      (e: unknown) => illegal(e) && /references encrypted_client_hello/.test((e as Error).message),
+    );
+  });
+
+  it('an extension twice in the rebuilt inner (inline and referenced) → illegal_parameter', () => {
+    assert.throws(() => rebuildInner(outer, encoded([innerEch, tls13, keyShare, refs(ExtensionType.key_share)])), illegal);
   });
 });
