@@ -39,6 +39,23 @@ tcp:
 `);
 }
 
+/** echgate's TLS client over a plain socket to 127.0.0.1:PORT; `established` decides how the connection ends and calls `done`. */
+function terminatedClient(port: number, name: string, established: (s: net.Socket, client: TlsClient, done: () => void) => void): Promise<void> {
+  const client = new TlsClient({ provider: nodeProvider, serverName: name });
+  return new Promise<void>((resolve, reject) => {
+    const s = net.connect({ port, host: '127.0.0.1' });
+    s.once('connect', () => {
+      for (const x of client.hello()) s.write(x);
+    });
+    s.on('data', (d) => {
+      const out = client.receive(d);
+      for (const x of out.send) s.write(x);
+      if (out.established) established(s, client, resolve);
+    });
+    s.once('error', reject);
+  });
+}
+
 function recorder() {
   const sends: Uint8Array[][] = [];
   let corked: Uint8Array[] | undefined;
@@ -185,22 +202,10 @@ describe('RFC 8446 §6.1: closure through a terminated connection', () => {
     try {
       const limit = Error.stackTraceLimit;
       for (let i = 0; i < 3; i++) {
-        const client = new TlsClient({ provider: nodeProvider, serverName: 'rst.example.test' });
-        await new Promise<void>((resolve, reject) => {
-          const s = net.connect({ port: g.port(), host: '127.0.0.1' });
-          s.once('connect', () => {
-            for (const x of client.hello()) s.write(x);
-          });
-          s.on('data', (d) => {
-            const out = client.receive(d);
-            for (const x of out.send) s.write(x);
-            if (out.established) {
-              s.write(client.close());
-              s.resetAndDestroy();
-              resolve();
-            }
-          });
-          s.once('error', reject);
+        await terminatedClient(g.port(), 'rst.example.test', (s, client, done) => {
+          s.write(client.close());
+          s.resetAndDestroy();
+          done();
         });
       }
       for (let i = 0; i < 100 && g.gw.metrics.open.get({ entrypoint: 'websecure' }) !== 0; i++) await new Promise((r) => setTimeout(r, 50));
@@ -240,20 +245,10 @@ describe('RFC 8446 §6.1: closure through a terminated connection', () => {
     } as typeof original;
     try {
       for (let i = 0; i < 3; i++) {
-        const client = new TlsClient({ provider: nodeProvider, serverName: 'end1.example.test' });
-        await new Promise<void>((resolve, reject) => {
-          const s = net.connect({ port: g.port(), host: '127.0.0.1' });
-          s.once('connect', () => {
-            for (const x of client.hello()) s.write(x);
-          });
-          s.on('data', (d) => {
-            const out = client.receive(d);
-            for (const x of out.send) s.write(x);
-            // close_notify and the FIN right behind it, as a browser closing a connection.
-            if (out.established) s.end(client.close());
-          });
-          s.once('close', () => resolve());
-          s.once('error', reject);
+        // close_notify and the FIN right behind it, as a browser closing a connection.
+        await terminatedClient(g.port(), 'end1.example.test', (s, client, done) => {
+          s.once('close', done);
+          s.end(client.close());
         });
       }
       for (let i = 0; i < 100 && g.gw.metrics.open.get({ entrypoint: 'websecure' }) !== 0; i++) await new Promise((r) => setTimeout(r, 50));
