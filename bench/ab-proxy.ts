@@ -20,13 +20,12 @@
  */
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../src/cli/free-port.js';
 import { cpuMs } from './cpu.js';
-import { children, loop, median, openIdle, rssKiB, sleep, start, waitPort } from './util.js';
+import { children, connLoad, idleMemoryConfig, median, openIdle, rssKiB, sleep, start, waitPort } from './util.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const env = process.env;
@@ -49,15 +48,6 @@ function slot<T>(m: Record<string, T>, k: string, mk: () => T): T {
   return m[k]!;
 }
 
-function connLoad(port: number, n: number, c: number): Promise<number> {
-  return loop(n, c, () => {
-    const s = net.connect(port, '127.0.0.1');
-    s.setNoDelay(true);
-    s.once('connect', () => s.write(capture));
-    s.once('data', () => s.end());
-    return s;
-  });
-}
 
 function serve(build: { name: string; dir: string }, cfg: string): ChildProcess {
   const prof = env.AB_PROF === build.name ? ['--cpu-prof', `--cpu-prof-dir=${env.AB_PROF_DIR ?? '/tmp/ab-prof'}`] : [];
@@ -122,12 +112,12 @@ tcp:
     const all = [...procs.map((p) => ({ name: p.name, pid: p.pid, port: p.conn })), { name: 'naive', pid: naive.proc.pid!, port: naivePort }];
 
     if (ONLY.includes('conn')) {
-      for (const p of all) await connLoad(p.port, 1000, 50);
+      for (const p of all) await connLoad(p.port, 1000, 50, capture);
       const res: Record<string, number[]> = {};
       for (let r = 0; r < ROUNDS; r++) {
         for (const p of all) {
           const c0 = cpuMs(p.pid);
-          await connLoad(p.port, CONNS, 50);
+          await connLoad(p.port, CONNS, 50, capture);
           slot(res, p.name, () => []).push((cpuMs(p.pid) - c0) / CONNS);
           log(`conn round ${r + 1} ${p.name}: ${f(res[p.name]!.at(-1)!)} ms CPU/conn`);
         }
@@ -209,12 +199,12 @@ tcp:
       await waitPort(port);
       let rec: ChildProcess | undefined;
       if (perf) {
-        if (kind === 'conn') await connLoad(port, 1000, 50);
+        if (kind === 'conn') await connLoad(port, 1000, 50, capture);
         rec = spawn('perf', ['record', '-F', '997', '-g', '-p', String(p.pid), '-o', join(profDir, `${kind}.perf.data`)], { stdio: 'ignore' });
         await sleep(500);
       }
       const c0 = cpuMs(p.pid!);
-      if (kind === 'conn') await connLoad(port, CONNS, 50);
+      if (kind === 'conn') await connLoad(port, CONNS, 50, capture);
       else {
         await lg.ask({ cmd: 'prepare', n: ROUTE_N, ech: echList });
         await lg.ask({ cmd: 'route', port, kind, c: 16, n: ROUTE_N });
@@ -239,21 +229,7 @@ tcp:
         for (const terminated of [false, true]) {
           const port = await freePort();
           const cfg = join(dir, `mem-${b.name}-${terminated}.yml`);
-          writeFileSync(
-            cfg,
-            `log: { level: warn }
-entryPoints:
-  e: { address: "127.0.0.1:${port}", maxConnections: 100000 }
-tcp:
-  routers:
-    r: { entryPoints: [e], rule: "HostSNI(\`*\`)", service: hold, tls: ${terminated ? '{}' : '{ passthrough: true }'} }
-  services:
-    hold: { loadBalancer: { servers: [{ address: "127.0.0.1:${hold}" }] } }
-tls:
-  certificates:
-    - { certFile: ${JSON.stringify(cert)}, keyFile: ${JSON.stringify(key)} }
-`,
-          );
+          writeFileSync(cfg, idleMemoryConfig(port, hold, terminated, cert, key));
           const p = serve(b, cfg);
           await waitPort(port);
           for (const s of await open(port, terminated, 200)) s.destroy();

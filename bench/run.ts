@@ -28,7 +28,7 @@ import type { EchBenchResult } from './ech.js';
 import { type KexBenchResult, kexTable } from './kex.js';
 import { postgresBench, postgresMissing } from './postgres.js';
 import { terminateBench } from './terminate.js';
-import { children, HAPROXY_HEAD, loop, median, start, waitPort } from './util.js';
+import { children, connLoad, HAPROXY_HEAD, loop, median, start, waitPort } from './util.js';
 import { freePort } from '../src/cli/free-port.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -43,16 +43,6 @@ const ALL = ['relay', 'ech', 'kex', 'term', 'dns'].every((x) => SECTIONS.include
 const capture = readFileSync(join(ROOT, 'test', 'vectors', 'captures', 'chr-ech2a-app-alpn.bin'));
 
 
-/** Send the captured hello, wait for one byte, close. */
-function connLoad(port: number, n: number, c: number): Promise<number> {
-  return loop(n, c, () => {
-    const s = net.connect(port, '127.0.0.1');
-    s.setNoDelay(true);
-    s.once('connect', () => s.write(capture));
-    s.once('data', () => s.end());
-    return s;
-  });
-}
 
 function bulkLoad(port: number, bytes: number): Promise<number> {
   const t0 = performance.now();
@@ -147,12 +137,12 @@ backend be_${n}
   const naiveRes = { conn: [] as number[], bulk: [] as number[] };
 
   // warm-up
-  for (const p of proxies) await connLoad(p.port[0]!, 500, CONCURRENCY);
+  for (const p of proxies) await connLoad(p.port[0]!, 500, CONCURRENCY, capture);
 
   for (let r = 0; r < ROUNDS; r++) {
     for (const p of proxies) {
       const c0 = p.pid ? cpuMs(p.pid) : 0;
-      const wall = await connLoad(p.port[0]!, CONNS, CONCURRENCY);
+      const wall = await connLoad(p.port[0]!, CONNS, CONCURRENCY, capture);
       const c1 = p.pid ? cpuMs(p.pid) : 0;
       res[p.name]!.conn.push((c1 - c0) / CONNS);
       res[p.name]!.connWall.push((CONNS / wall) * 1000);
@@ -160,7 +150,7 @@ backend be_${n}
     }
     {
       const c0 = cpuMs(naive[0]!.proc.pid!);
-      await connLoad(ports.n[0]!, CONNS, CONCURRENCY);
+      await connLoad(ports.n[0]!, CONNS, CONCURRENCY, capture);
       naiveRes.conn.push((cpuMs(naive[0]!.proc.pid!) - c0) / CONNS);
       const b0 = cpuMs(naive[1]!.proc.pid!);
       await bulkLoad(ports.n[1]!, BULK_BYTES);

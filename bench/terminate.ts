@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import tls from 'node:tls';
 import { freePort } from '../src/cli/free-port.js';
 import { cpuMs } from './cpu.js';
-import { children, HAPROXY_HEAD, median, openIdle, quantile, rssKiB, sleep, sTime, start, waitPort } from './util.js';
+import { children, HAPROXY_HEAD, idleMemoryConfig, median, openIdle, quantile, rssKiB, sleep, sTime, start, waitPort } from './util.js';
 
 export interface TermOptions {
   root: string;
@@ -278,21 +278,7 @@ async function memoryBench(root: string, dir: string, cert: string, key: string,
   const egRun = async (terminated: boolean) => {
     const port = await freePort();
     const cfg = join(dir, `mem-${terminated}.yml`);
-    writeFileSync(
-      cfg,
-      `log: { level: warn }
-entryPoints:
-  e: { address: "127.0.0.1:${port}", maxConnections: 100000 }
-tcp:
-  routers:
-    r: { entryPoints: [e], rule: "HostSNI(\`*\`)", service: hold, tls: ${terminated ? '{}' : '{ passthrough: true }'} }
-  services:
-    hold: { loadBalancer: { servers: [{ address: "127.0.0.1:${hold}" }] } }
-tls:
-  certificates:
-    - { certFile: ${JSON.stringify(cert)}, keyFile: ${JSON.stringify(key)} }
-`,
-    );
+    writeFileSync(cfg, idleMemoryConfig(port, hold, terminated, cert, key));
     const p = spawn('node', [join(root, 'bin', 'echgate.js'), 'serve', '--config', cfg], { stdio: ['ignore', 'ignore', 'inherit'] });
     children.push(p);
     await waitPort(port);

@@ -136,3 +136,30 @@ export async function openIdle(port: number, terminated: boolean, n: number, nam
   }
   return socks;
 }
+
+/** Send `capture` (a captured ClientHello), wait for one byte, close; `n` connections, `c` at a time. */
+export function connLoad(port: number, n: number, c: number, capture: Uint8Array): Promise<number> {
+  return loop(n, c, () => {
+    const s = net.connect(port, '127.0.0.1');
+    s.setNoDelay(true);
+    s.once('connect', () => s.write(capture));
+    s.once('data', () => s.end());
+    return s;
+  });
+}
+
+/** The idle-memory configuration: one catch-all router to a backend that holds connections, terminated or passed through. */
+export function idleMemoryConfig(port: number, hold: number, terminated: boolean, cert: string, key: string): string {
+  return `log: { level: warn }
+entryPoints:
+  e: { address: "127.0.0.1:${port}", maxConnections: 100000 }
+tcp:
+  routers:
+    r: { entryPoints: [e], rule: "HostSNI(\`*\`)", service: hold, tls: ${terminated ? '{}' : '{ passthrough: true }'} }
+  services:
+    hold: { loadBalancer: { servers: [{ address: "127.0.0.1:${hold}" }] } }
+tls:
+  certificates:
+    - { certFile: ${JSON.stringify(cert)}, keyFile: ${JSON.stringify(key)} }
+`;
+}
