@@ -124,6 +124,16 @@ describe('key lifecycle', () => {
     assert.match(problems[0]!.file, /ech-002\.pem$/);
     generateKey(dir, { publicName: 'public.example.test' });
     assert.equal(readFileSync(join(dir, 'ech-002.pem'), 'utf8'), before);
+    // Every config_id but one named by a file (the good keys' or a corrupt one): the new key can
+    // only take the one left (a random choice among ids that merely failed to load would write over one).
+    const good = new Set(listKeys(dir).keys.map((k) => k.meta.configId));
+    const left = [...Array(256).keys()].filter((id) => !good.has(id) && id !== 2).pop()!;
+    for (let id = 0; id < 256; id++) {
+      if (good.has(id) || id === left) continue;
+      writeFileSync(join(dir, `ech-${String(id).padStart(3, '0')}.${id % 2 ? 'pem' : 'json'}`), 'garbage', { mode: 0o600 });
+    }
+    assert.equal(generateKey(dir, { publicName: 'public.example.test' }).configId, left);
+    assert.equal(readFileSync(join(dir, 'ech-002.pem'), 'utf8'), before);
   });
   it('the folder lock refuses a second writer and takes over a dead one', () => {
     const dir = tmp();
@@ -131,7 +141,7 @@ describe('key lifecycle', () => {
     kd.withLock(() => assert.throws(() => kd.withLock(() => 0), (e: EchgateError) => e.code === 'ERR_LOCKED'));
     writeFileSync(join(dir, '.lock.7'), '999999999\n2026-01-01T00:00:00.000Z\n');
     assert.equal(kd.withLock(() => 42), 42);
-    assert.deepEqual(readdirSync(dir).filter((n) => n.startsWith('.lock')), ['.lock.8.free'], 'the dead ticket is taken over by the next one');
+    assert.deepEqual(readdirSync(dir).filter((n) => n.startsWith('.lock')).sort(), ['.lock.8', '.lock.8.free'], 'the dead ticket is taken over by the next one, kept when released');
   });
   it('a generated key decrypts what a client encrypts to its config', () => {
     const dir = tmp();

@@ -87,7 +87,7 @@ export function makeKey(used: ReadonlySet<number>, o: GenerateOptions): NewKey {
 
 /** Make and write a key; the caller holds the folder lock and passes what it loaded under it. */
 function createKey(kd: KeyDir, loaded: LoadResult, o: GenerateOptions): KeyMeta {
-  const k = makeKey(new Set(loaded.keys.map((x) => x.meta.configId)), o);
+  const k = makeKey(new Set([...loaded.keys.map((x) => x.meta.configId), ...kd.namedIds()]), o);
   kd.writeKey(k.privateKey, k.echConfigList, k.meta);
   k.privateKey.fill(0);
   return k.meta;

@@ -224,6 +224,20 @@ export class KeyDir {
     writeFileAtomic(this.metaPath(meta.configId), `${JSON.stringify(meta, null, 2)}\n`);
   }
 
+  /**
+   * config_ids named by a file in the folder, loadable or not: a new key
+   * never takes one, so a corrupt or unreadable file is never written over
+   * (the operator decides what it was).
+   */
+  namedIds(): Set<number> {
+    const ids = new Set<number>();
+    for (const n of readdirSync(this.dir)) {
+      const m = /^ech-(\d{3})\.(?:pem|json)$/.exec(n);
+      if (m && Number(m[1]) <= 255) ids.add(Number(m[1]));
+    }
+    return ids;
+  }
+
   /** Delete a key's PEM file: `file` as loaded (a file from another tool keeps its own name). */
   deleteKeyFile(id: number, file = this.pemPath(id)): void {
     try {
@@ -237,12 +251,16 @@ export class KeyDir {
    * Run `fn` holding the folder lock, waiting up to `waitMs` for another
    * writer to finish. The lock is a ticket: `.lock.N` names its holder (pid
    * and time, written before the file appears: link(2) of a finished temp
-   * file), `.lock.N.free` a released one; the highest N decides. A writer
-   * takes ticket max+1 with link(2), which only one process can create, when
-   * the highest is free or its holder is dead, then checks that no higher
-   * ticket appeared (else it backs off) and removes the older ones. No step
-   * deletes a ticket that may be live, so a dead holder is taken over with no
-   * race between two writers that both saw it dead.
+   * file), and `.lock.N.free` beside it marks it released; the highest N
+   * decides. A writer takes ticket max+1 with link(2), which only one process
+   * can create, when the highest is free or its holder is dead, then checks
+   * that no higher ticket appeared (else it backs off) and removes the older
+   * ones. Release adds the marker and keeps `.lock.N`, so no ticket number is
+   * handed out twice: a writer acting on a stale listing fails its link(2),
+   * or finds the higher ticket that replaced the one it saw. (Renaming
+   * `.lock.N` to the marker let such a writer take N again while the next
+   * writer held N+1: two holders, seen by test/key-lock.) No step deletes a
+   * ticket that may be live, so a dead holder is taken over by one writer.
    */
   withLock<T>(fn: () => T, o: { waitMs?: number } = {}): T {
     const deadline = Date.now() + (o.waitMs ?? 10_000);
@@ -311,7 +329,7 @@ export class KeyDir {
   }
 
   private unlock(n: number): void {
-    renameSync(join(this.dir, `.lock.${n}`), join(this.dir, `.lock.${n}.free`));
+    writeSmallFile(join(this.dir, `.lock.${n}.free`), '');
   }
 }
 
