@@ -3,7 +3,7 @@
 // that import or drive the code, so each mutant runs only a few seconds of tests.
 export const TARGETS = {
   tls13: {
-    mutate: ['src/tls13/server.ts', 'src/tls13/client.ts', 'src/tls13/record-protection.ts', 'src/tls13/key-schedule.ts', 'src/tls13/ech-confirm.ts', 'src/tls13/transcript.ts', 'src/tls13/handshake-buffer.ts', 'src/tls13/byte-queue.ts', 'src/tls13/groups.ts', 'src/tls13/certs.ts'],
+    mutate: ['src/tls13/server.ts', 'src/tls13/client.ts', 'src/tls13/record-protection.ts', 'src/tls13/key-schedule.ts', 'src/tls13/ech-confirm.ts', 'src/tls13/transcript.ts', 'src/tls13/handshake-buffer.ts', 'src/tls13/client-hello-builder.ts', 'src/tls13/groups.ts', 'src/tls13/certs.ts'],
     tests: ['tls13-forgery', 'tls13-conformance', 'tls13', 'proxy-ech', 'ech-public-name', 'tls13-fuzz', 'mutation-killers'],
   },
   // The engine's verification and alert code (RFC 8446 §4.1-§4.6, §5, §6; ECH §7):
@@ -11,6 +11,28 @@ export const TARGETS = {
   'tls13-engine': {
     mutate: ['src/tls13/server.ts:239-310', 'src/tls13/server.ts:383-569', 'src/tls13/client.ts'],
     tests: ['tls13-forgery', 'tls13-conformance', 'tls13', 'proxy-ech', 'tls13-fuzz', 'mutation-killers'],
+  },
+  // The whole client (RFC 8446 §4 from the client's side: ServerHello, HelloRetryRequest,
+  // EncryptedExtensions, Certificate, CertificateVerify, Finished, post-handshake) with the
+  // in-process engine tests only (no gateway); mutation-killers last, for before/after.
+  'tls13-client': {
+    mutate: ['src/tls13/client.ts'],
+    tests: ['tls13-forgery', 'tls13-rfc8448-server', 'tls13', 'tls13-states', 'tls13-conformance', 'tls13-groups', 'tls13-fuzz', 'mutation-killers'],
+  },
+  // The rest of src/tls13 (key schedule, record protection, groups, transcript, ECH
+  // confirmation, certificates, the shared ClientHello builder).
+  'tls13-rest': {
+    mutate: [
+      'src/tls13/key-schedule.ts',
+      'src/tls13/record-protection.ts',
+      'src/tls13/ech-confirm.ts',
+      'src/tls13/transcript.ts',
+      'src/tls13/handshake-buffer.ts',
+      'src/tls13/groups.ts',
+      'src/tls13/certs.ts',
+      'src/tls13/client-hello-builder.ts',
+    ],
+    tests: ['tls13-rfc8448-server', 'tls13-record-bulk', 'client-hello-builder', 'tls13-forgery', 'tls13', 'tls13-groups', 'tls13-conformance', 'tls13-states', 'mutation-killers'],
   },
   // The same code with test/mutation-killers first: much faster (most mutants die in its
   // first seconds), but killedBy then no longer tells the score without those tests.
@@ -34,6 +56,13 @@ export const TARGETS = {
   'wire-tls-checks': {
     mutate: ['src/wire/tls/client-hello.ts:66-126', 'src/wire/tls/extensions.ts:27-71', 'src/wire/tls/extensions.ts:85-130', 'src/wire/tls/extensions.ts:205-223', 'src/wire/tls/record.ts:55-356', 'src/wire/tls/server-messages.ts:34-56', 'src/wire/tls/alert.ts:31-52'],
     tests: ['wire-tls', 'wire-tls-record', 'ech-bad-input', 'ech', 'mutation-killers-wire', 'mutation-killers'],
+  },
+  // Re-checking survivors of a whole run: give their lines with --mutate. They passed every
+  // other file of their target in that run, so only the killer files need to run again
+  // (valid while the source of those lines has not changed since the run).
+  killers: {
+    mutate: ['src/wire/tls/*.ts', 'src/ech/*.ts', 'src/tls13/*.ts'],
+    tests: ['mutation-killers-wire', 'mutation-killers-ech', 'mutation-killers'],
   },
   hpke: {
     mutate: ['src/crypto/hpke.ts'],

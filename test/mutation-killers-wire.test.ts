@@ -9,18 +9,20 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { concat } from '../src/bytes/util.js';
 import { EchgateError } from '../src/errors.js';
-import { alertBody, alertFor, isClosureAlert } from '../src/wire/tls/alert.js';
-import { type ClientHello, decodeClientHello, decodeClientHelloMessage, encodeClientHello } from '../src/wire/tls/client-hello.js';
+import { alertBody, alertFor, alertName, describeAlert, encodeAlertRecord, isClosureAlert, trailingAlert } from '../src/wire/tls/alert.js';
+import { type ClientHello, decodeClientHello, decodeClientHelloMessage, encodeClientHello, routingView } from '../src/wire/tls/client-hello.js';
 import { AlertDescription, ContentType, ExtensionType, MAX_PLAINTEXT } from '../src/wire/tls/constants.js';
 import {
   decodeAlpn,
   decodeECHClientHello,
+  decodeOfferedPsks,
   decodeOuterExtensions,
   decodeServerName,
   decodeSupportedVersions,
   decodeU16List,
   encodeOfferedPsks,
 } from '../src/wire/tls/extensions.js';
+import { decodeESNIKeys, ESNI_NONCE_LENGTH, encodeESNIKeys, encodeServerEncryptedSNI } from '../src/wire/tls/esni.js';
 import { ClientHelloAssembler, frameHandshake, MAX_CIPHERTEXT, RecordReader, sniffTls } from '../src/wire/tls/record.js';
 
 /** The alert a decode refuses with, or 'accepted'. Anything but an EchgateError fails the test. */
@@ -259,5 +261,105 @@ describe('RFC 8446 §6: alert bodies and closure alerts', () => {
     // JavaScript can throw anything: a thrown null or string is internal_error too, not a crash.
     assert.equal(alertFor(null), 'internal_error');
     assert.equal(alertFor('x'), 'internal_error');
+  });
+});
+
+describe('RFC 8446 §6: alert numbers read back (alertName, describeAlert, trailingAlert)', () => {
+  it('alertName: the §6 name of a known number, undefined for one no RFC we implement names', () => {
+    assert.equal(alertName(0), 'close_notify');
+    assert.equal(alertName(112), 'unrecognized_name');
+    assert.equal(alertName(AlertDescription.decode_error), 'decode_error');
+    assert.equal(alertName(255), undefined);
+  });
+  it('describeAlert: "112 (unrecognized_name)"; a number without a name, or none, as it is', () => {
+    assert.equal(describeAlert(112), '112 (unrecognized_name)');
+    assert.equal(describeAlert(0), '0 (close_notify)');
+    assert.equal(describeAlert(255), '255');
+    assert.equal(describeAlert(undefined), 'undefined');
+  });
+  it('trailingAlert: exactly one 7-byte plaintext alert record is named; 6 bytes are not a record', () => {
+    const rec = encodeAlertRecord('handshake_failure');
+    assert.equal(rec.length, 7);
+    assert.equal(trailingAlert(rec), 'handshake_failure');
+    assert.equal(trailingAlert(rec.subarray(1)), undefined);
+    // The name is read from the last byte, not another one.
+    assert.equal(trailingAlert(concat(Uint8Array.of(0, 0, 0), encodeAlertRecord('close_notify'))), 'close_notify');
+  });
+  it('trailingAlert: each header byte is checked (type 21, version major 3, length 0x0002)', () => {
+    const good = () => Uint8Array.from(encodeAlertRecord('decode_error'));
+    const bad = (at: number, v: number) => {
+      const b = good();
+      b[at] = v;
+      return trailingAlert(b);
+    };
+    assert.equal(bad(0, 22), undefined); // content type handshake, not alert
+    assert.equal(bad(1, 2), undefined); // version major 2
+    assert.equal(bad(3, 1), undefined); // length 0x0102
+    assert.equal(bad(4, 3), undefined); // length 3
+    assert.equal(bad(2, 1), 'decode_error'); // the minor version is not checked (0x0301 records are TLS)
+    // Preceded by other records, only the last one counts; the same bytes offset by one are not an alert.
+    assert.equal(trailingAlert(concat(good(), Uint8Array.of(0))), undefined);
+  });
+});
+
+describe('RFC 8446 §4.2.11: OfferedPsks, each bound at its value', () => {
+  const psk = (ids: Uint8Array, binders: Uint8Array) => concat(v16(ids), v16(binders));
+  const identity = (n: number) => concat(u16(n), new Uint8Array(n), Uint8Array.of(0, 0, 0, 1));
+  const binder = (n: number) => concat(Uint8Array.of(n), new Uint8Array(n));
+  it('one identity of one byte (7 bytes) and one 32-byte binder (33 bytes) are read', () => {
+    const p = decodeOfferedPsks(psk(identity(1), binder(32)));
+    assert.equal(p.identities.length, 1);
+    assert.equal(p.identities[0]!.identity.length, 1);
+    assert.equal(p.identities[0]!.obfuscatedTicketAge, 1);
+    assert.deepEqual(p.binders.map((b) => b.length), [32]);
+  });
+  it('two identities with two binders are read', () => {
+    const p = decodeOfferedPsks(psk(concat(identity(1), identity(3)), concat(binder(32), binder(48))));
+    assert.deepEqual([p.identities.length, p.binders.length], [2, 2]);
+  });
+  it('a binders block of 32 bytes (a 31-byte binder) is decode_error; so is an identity block of 6 bytes', () => {
+    assert.equal(codeOf(() => decodeOfferedPsks(psk(identity(1), binder(31)))), 'decode_error');
+    assert.equal(codeOf(() => decodeOfferedPsks(psk(identity(0), binder(32)))), 'decode_error');
+  });
+  it('a binder count other than the identity count is illegal_parameter; a byte after the binders is decode_error', () => {
+    assert.equal(codeOf(() => decodeOfferedPsks(psk(concat(identity(1), identity(1)), binder(32)))), 'illegal_parameter');
+    assert.equal(codeOf(() => decodeOfferedPsks(psk(identity(1), concat(binder(32), binder(32))))), 'illegal_parameter');
+    assert.equal(codeOf(() => decodeOfferedPsks(concat(psk(identity(1), binder(32)), Uint8Array.of(0)))), 'decode_error');
+  });
+});
+
+describe('draft-ietf-tls-esni-02 §4, §5: ESNIKeys extensions and ServerEncryptedSNI', () => {
+  const contents = (extensions: { type: number; data: Uint8Array }[]) => ({
+    keys: [{ group: 0x001d, keyExchange: new Uint8Array(32).fill(1) }],
+    cipherSuites: [0x1301],
+    paddedLength: 260,
+    notBefore: 1,
+    notAfter: 2,
+    extensions,
+  });
+  it('two extensions of different types are read; the same type twice is illegal_parameter', () => {
+    const k = decodeESNIKeys(encodeESNIKeys(contents([{ type: 1, data: Uint8Array.of(9) }, { type: 2, data: new Uint8Array(0) }])));
+    assert.deepEqual(k.extensions.map((e) => [e.type, e.data.length]), [[1, 1], [2, 0]]);
+    assert.equal(codeOf(() => decodeESNIKeys(encodeESNIKeys(contents([{ type: 1, data: new Uint8Array(0) }, { type: 1, data: new Uint8Array(0) }])))), 'illegal_parameter');
+  });
+  it('the ServerEncryptedSNI nonce is exactly 16 bytes to encode', () => {
+    assert.equal(encodeServerEncryptedSNI(new Uint8Array(ESNI_NONCE_LENGTH).fill(3)).length, 16);
+    assert.equal(codeOf(() => encodeServerEncryptedSNI(new Uint8Array(15))), 'ERR_ENCODE');
+    assert.equal(codeOf(() => encodeServerEncryptedSNI(new Uint8Array(17))), 'ERR_ENCODE');
+  });
+});
+
+describe('routing view: a ClientHello with encrypted_server_name is flagged ESNI', () => {
+  const base: ClientHello = {
+    legacyVersion: 0x0303,
+    random: new Uint8Array(32),
+    sessionId: new Uint8Array(0),
+    cipherSuites: [0x1301],
+    compressionMethods: Uint8Array.of(0),
+    extensions: [{ type: ExtensionType.supported_versions, data: Uint8Array.of(2, 3, 4) }],
+  };
+  it('with the extension: esni true; without: false', () => {
+    assert.equal(routingView(base).esni, false);
+    assert.equal(routingView({ ...base, extensions: [...base.extensions, { type: ExtensionType.encrypted_server_name, data: Uint8Array.of(0) }] }).esni, true);
   });
 });
