@@ -165,3 +165,24 @@ describe('RFC 9849 §5.1 / §7.1: rebuilding ClientHelloInner from its encoding'
     assert.throws(() => rebuildInner(outer, encoded([innerEch, tls13, keyShare, refs(ExtensionType.key_share)])), illegal);
   });
 });
+
+describe('RFC 9849 §5.1: a compressed extension is copied from ClientHelloInner into ClientHelloOuter', () => {
+  it('key_share compressed: the outer carries the inner share, and the server rebuilds the inner the client meant', () => {
+    const h = buildEchClientHello(nodeProvider, { config: A.config, innerSni: 'secret.example.test', compress: [ExtensionType.key_share] });
+    const innerKs = findExtension(h.inner, ExtensionType.key_share)!;
+    const outerKs = findExtension(h.outer, ExtensionType.key_share)!;
+    // §5.1: the referenced extension's data is the outer hello's; so the outer must hold the inner's share.
+    assert.deepEqual(outerKs.data, innerKs.data);
+    const r = decryptEch(nodeProvider, decodeClientHelloMessage(h.outerMessage), lookupOf([A.key]));
+    assert.equal(r.status, 'accepted');
+    if (r.status !== 'accepted') return;
+    assert.deepEqual(findExtension(r.inner, ExtensionType.key_share)!.data, innerKs.data);
+    assert.deepEqual(r.inner.raw, h.inner.raw);
+  });
+  it('a type to compress that neither hello carries is skipped, not a crash', () => {
+    const h = buildEchClientHello(nodeProvider, { config: A.config, innerSni: 'secret.example.test', compress: [0x7777, ExtensionType.supported_groups] });
+    const r = decryptEch(nodeProvider, decodeClientHelloMessage(h.outerMessage), lookupOf([A.key]));
+    assert.equal(r.status, 'accepted');
+    if (r.status === 'accepted') assert.deepEqual(r.inner.raw, h.inner.raw);
+  });
+});
