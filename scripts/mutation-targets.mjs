@@ -4,20 +4,20 @@
 export const TARGETS = {
   tls13: {
     mutate: ['src/tls13/server.ts', 'src/tls13/client.ts', 'src/tls13/record-protection.ts', 'src/tls13/key-schedule.ts', 'src/tls13/ech-confirm.ts', 'src/tls13/transcript.ts', 'src/tls13/handshake-buffer.ts', 'src/tls13/client-hello-builder.ts', 'src/tls13/groups.ts', 'src/tls13/certs.ts'],
-    tests: ['tls13-forgery', 'tls13-conformance', 'tls13', 'proxy-ech', 'ech-public-name', 'tls13-fuzz', 'mutation-killers'],
+    tests: ['tls13-forgery', 'tls13-conformance', 'tls13', 'proxy-ech', 'ech-public-name', 'tls13-fuzz', 'mutation-killers-client', 'mutation-killers'],
   },
   // The engine's verification and alert code (RFC 8446 §4.1-§4.6, §5, §6; ECH §7):
   // the unit tests drive it in process, so the integration files are left out.
   'tls13-engine': {
     mutate: ['src/tls13/server.ts:239-310', 'src/tls13/server.ts:383-569', 'src/tls13/client.ts'],
-    tests: ['tls13-forgery', 'tls13-conformance', 'tls13', 'proxy-ech', 'tls13-fuzz', 'mutation-killers'],
+    tests: ['tls13-forgery', 'tls13-conformance', 'tls13', 'proxy-ech', 'tls13-fuzz', 'mutation-killers-client', 'mutation-killers'],
   },
   // The whole client (RFC 8446 §4 from the client's side: ServerHello, HelloRetryRequest,
   // EncryptedExtensions, Certificate, CertificateVerify, Finished, post-handshake) with the
   // in-process engine tests only (no gateway); mutation-killers last, for before/after.
   'tls13-client': {
     mutate: ['src/tls13/client.ts'],
-    tests: ['tls13-forgery', 'tls13-rfc8448-server', 'tls13', 'tls13-states', 'tls13-conformance', 'tls13-groups', 'tls13-fuzz', 'mutation-killers'],
+    tests: ['tls13-forgery', 'tls13-rfc8448-server', 'tls13', 'tls13-states', 'tls13-conformance', 'tls13-groups', 'tls13-fuzz', 'mutation-killers-client', 'mutation-killers'],
   },
   // The rest of src/tls13 (key schedule, record protection, groups, transcript, ECH
   // confirmation, certificates, the shared ClientHello builder).
@@ -38,13 +38,13 @@ export const TARGETS = {
   // first seconds), but killedBy then no longer tells the score without those tests.
   'tls13-engine-fast': {
     mutate: ['src/tls13/server.ts:239-310', 'src/tls13/server.ts:383-569', 'src/tls13/client.ts'],
-    tests: ['mutation-killers', 'tls13-forgery', 'tls13-conformance', 'tls13', 'proxy-ech', 'tls13-fuzz'],
+    tests: ['mutation-killers', 'mutation-killers-client', 'tls13-forgery', 'tls13-conformance', 'tls13', 'proxy-ech', 'tls13-fuzz'],
   },
   ech: {
     // esni.ts (draft-ietf-tls-esni-02 ESNI) is exercised only by the esni test file;
     // esni-serve (21 s a run) drives it through the proxy and adds no check of its own.
     mutate: ['src/ech/server.ts', 'src/ech/client.ts', 'src/ech/esni.ts'],
-    tests: ['ech', 'ech-bad-input', 'ech-inner-version', 'split-mode', 'tls13-forgery', 'proxy-ech', 'ech-public-name', 'esni', 'mutation-killers-ech', 'mutation-killers'],
+    tests: ['ech', 'ech-bad-input', 'ech-inner-version', 'split-mode', 'tls13-forgery', 'proxy-ech', 'ech-public-name', 'esni', 'mutation-killers-ech', 'mutation-killers-client', 'mutation-killers'],
   },
   // Narrow runs for a busy machine: the decision code only, and only the in-process unit
   // test files (a surviving mutant runs every covering file, and the gateway-driven files
@@ -62,7 +62,7 @@ export const TARGETS = {
   // (valid while the source of those lines has not changed since the run).
   killers: {
     mutate: ['src/wire/tls/*.ts', 'src/ech/*.ts', 'src/tls13/*.ts'],
-    tests: ['mutation-killers-wire', 'mutation-killers-ech', 'mutation-killers'],
+    tests: ['mutation-killers-wire', 'mutation-killers-ech', 'mutation-killers-client', 'mutation-killers'],
   },
   // The decoders and framers of src/wire/tls with the codec tests only (about 15 s a surviving
   // mutant against about 45 s with the engine files on a loaded machine): a first pass that

@@ -1,0 +1,187 @@
+/**
+ * Tests written against StrykerJS mutants of the client engine
+ * (src/tls13/client.ts; `npm run mutation -- tls13-client`, docs/mutation.md):
+ * the RSA-PSS schemes of CertificateVerify (RFC 8446 §4.2.3, §4.4.3), the
+ * ESNI nonce echo the client demands (draft-ietf-tls-esni-02 §5.1), and the
+ * client's own close_notify (§6.1). Driven in memory against TlsServer.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { constants, sign } from 'node:crypto';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { concat } from '../src/bytes/util.js';
+import { nodeProvider } from '../src/crypto/node.js';
+import { esniOffer, makeESNIKeys } from '../src/ech/esni.js';
+import { EchgateError } from '../src/errors.js';
+import { loadCertificate, SigScheme } from '../src/tls13/certs.js';
+import { type ClientOptions, TlsClient } from '../src/tls13/client.js';
+import { RecordCipher } from '../src/tls13/record-protection.js';
+import { TlsServer } from '../src/tls13/server.js';
+import { decodeClientHelloMessage } from '../src/wire/tls/client-hello.js';
+import { certificateVerifyContent } from '../src/wire/tls/server-messages.js';
+import { ContentType, ExtensionType, HandshakeType } from '../src/wire/tls/constants.js';
+import { encodeHandshake } from '../src/wire/tls/handshake.js';
+import { parseHelloRecords } from '../src/wire/tls/record.js';
+import { inside } from './tls13-craft.js';
+
+const NAME = 'rsa.example.test';
+
+/** An RSA-2048 self-signed certificate for NAME, made by the openssl CLI. */
+function rsaCert(): { cert: string; key: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'echgate-rsa-'));
+  execFileSync(
+    'openssl',
+    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem'), '-days', '2', '-subj', `/CN=${NAME}`, '-addext', `subjectAltName=DNS:${NAME}`],
+    { stdio: 'ignore' },
+  );
+  return { cert: readFileSync(join(dir, 'c.pem'), 'utf8'), key: readFileSync(join(dir, 'k.pem'), 'utf8') };
+}
+const RSA = rsaCert();
+const RSA_CERT = loadCertificate(RSA.cert, RSA.key);
+
+interface Out {
+  send: Uint8Array[];
+  alert?: string;
+  error?: unknown;
+  closed: boolean;
+  established?: unknown;
+}
+
+/**
+ * The server's first flight for a client, split into its protected messages
+ * (opened with a copy of the client's read keys), and a feeder that seals
+ * messages of our choosing for the client.
+ */
+function flight(cert: ReturnType<typeof loadCertificate>, client: TlsClient, extra: { type: number; data: Uint8Array }[] = []) {
+  const ch = decodeClientHelloMessage(parseHelloRecords(client.hello()[0]!)!.message);
+  const server = new TlsServer({ provider: nodeProvider, random: (n) => nodeProvider.randomBytes(n), certificate: () => cert, extraEncryptedExtensions: extra });
+  const first = server.start(ch, NAME, { offered: false, accepted: false });
+  assert.equal(first.alert, undefined);
+  assert.equal(client.receive(first.send[0]!).error, undefined);
+  const cp = inside(client) as unknown as { suite: ConstructorParameters<typeof RecordCipher>[0]; read: { keys: ConstructorParameters<typeof RecordCipher>[1] } };
+  const opener = new RecordCipher(cp.suite, cp.read.keys);
+  const parts: Uint8Array[] = [];
+  for (const r of first.send.slice(1)) if (r[0] === ContentType.application_data) parts.push(opener.open(r.subarray(0, 5), r.subarray(5)).content);
+  const plain = concat(...parts);
+  const msgs: Uint8Array[] = [];
+  for (let i = 0; i < plain.length; ) {
+    const len = (plain[i + 1]! << 16) | (plain[i + 2]! << 8) | plain[i + 3]!;
+    msgs.push(plain.slice(i, i + 4 + len));
+    i += 4 + len;
+  }
+  const sealer = new RecordCipher(cp.suite, cp.read.keys);
+  const feed = (...m: Uint8Array[]): Out => client.receive(sealer.seal(ContentType.handshake, concat(...m))) as Out;
+  const [ee, certMsg, cv, fin] = msgs as [Uint8Array, Uint8Array, Uint8Array, Uint8Array];
+  return { server, first, feed, ee, certMsg, cv, fin };
+}
+
+function refused(out: Out, alert: string) {
+  assert.equal(out.alert, alert);
+  assert.ok(out.closed);
+  assert.ok(out.error instanceof EchgateError);
+  assert.doesNotMatch(out.error.message, /^internal error/);
+  assert.equal(out.established, undefined);
+}
+
+const client = (o: Partial<ClientOptions> = {}) => new TlsClient({ provider: nodeProvider, serverName: NAME, ...o });
+
+describe('RFC 8446 §4.2.3, §4.4.3: the client verifies RSA-PSS (rsae) CertificateVerify signatures', () => {
+  it('an RSA server signs with rsa_pss_rsae_sha256 and the client connects', () => {
+    const c = client();
+    const f = flight(RSA_CERT, c);
+    assert.deepEqual([f.cv[4], f.cv[5]], [0x08, 0x04]);
+    const out = f.feed(f.ee, f.certMsg, f.cv, f.fin);
+    assert.equal(out.error, undefined);
+    assert.ok(out.established);
+  });
+
+  for (const [scheme, hash] of [
+    [SigScheme.rsa_pss_rsae_sha256, 'sha256'],
+    [SigScheme.rsa_pss_rsae_sha384, 'sha384'],
+    [SigScheme.rsa_pss_rsae_sha512, 'sha512'],
+  ] as const) {
+    it(`0x${scheme.toString(16)}: a PSS signature with ${hash} verifies; PKCS#1 v1.5 padding, or another scheme's hash, is decrypt_error`, () => {
+      const cv = (pss: boolean, h: string) => {
+        const c = client();
+        const f = flight(RSA_CERT, c);
+        assert.equal(f.feed(f.ee, f.certMsg).error, undefined);
+        const content = certificateVerifyContent((inside(c) as unknown as { transcript: { hash(): Uint8Array } }).transcript.hash(), true);
+        const key = pss ? { key: RSA.key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST } : RSA.key;
+        const sig = sign(h, content, key);
+        const body = concat(Uint8Array.of(scheme >> 8, scheme & 0xff, sig.length >> 8, sig.length & 0xff), sig);
+        return f.feed(encodeHandshake(HandshakeType.certificate_verify, body));
+      };
+      const good = cv(true, hash);
+      assert.equal(good.error, undefined);
+      assert.equal(good.alert, undefined);
+      refused(cv(false, hash), 'decrypt_error');
+      refused(cv(true, hash === 'sha256' ? 'sha384' : 'sha256'), 'decrypt_error');
+    });
+  }
+});
+
+describe('draft-ietf-tls-esni-02 §5.1: the client requires the server to echo its ESNI nonce', () => {
+  const now = 1_700_000_100;
+  const record = makeESNIKeys(nodeProvider, nodeProvider.x25519Generate().publicKey, { notBefore: now - 100, notAfter: now + 100 });
+  const esniClient = () => {
+    const offer = esniOffer(nodeProvider, record, { now });
+    return { c: client({ esni: offer }), offer };
+  };
+  const echo = (data: Uint8Array) => [{ type: ExtensionType.encrypted_server_name, data }];
+  const { certFor } = { certFor: () => RSA_CERT };
+
+  it('the nonce echoed: connected, and the result says ESNI was accepted', () => {
+    const { c, offer } = esniClient();
+    const f = flight(certFor(), c, echo(offer.nonce));
+    const out = f.feed(f.ee, f.certMsg, f.cv, f.fin) as Out & { established?: { esni?: string } };
+    assert.equal(out.error, undefined);
+    assert.equal(out.established?.esni, 'accepted');
+  });
+
+  it('no encrypted_server_name in EncryptedExtensions: illegal_parameter', () => {
+    const { c } = esniClient();
+    const f = flight(certFor(), c);
+    refused(f.feed(f.ee), 'illegal_parameter');
+  });
+
+  it('another nonce (last byte changed), or the nonce cut by one byte: illegal_parameter', () => {
+    for (const edit of [(n: Uint8Array) => Uint8Array.from(n, (b, i) => (i === n.length - 1 ? b ^ 1 : b)), (n: Uint8Array) => n.slice(0, n.length - 1)]) {
+      const { c, offer } = esniClient();
+      const f = flight(certFor(), c, echo(edit(offer.nonce)));
+      refused(f.feed(f.ee), 'illegal_parameter');
+    }
+  });
+
+  it('without an ESNI offer, an echo in EncryptedExtensions is not read and the result has no esni', () => {
+    const c = client();
+    const f = flight(certFor(), c, echo(new Uint8Array(16)));
+    const out = f.feed(f.ee, f.certMsg, f.cv, f.fin) as Out & { established?: { esni?: string } };
+    assert.equal(out.error, undefined);
+    assert.equal(out.established?.esni, undefined);
+  });
+});
+
+describe('RFC 8446 §6.1: the client closes its write side with close_notify', () => {
+  it('before the handshake: unexpected_message; once connected: a close_notify the server reads, and no more data may be sent', () => {
+    const c = client();
+    assert.throws(
+      () => c.close(),
+      (e: unknown) => e instanceof EchgateError && e.alert === 'unexpected_message',
+    );
+    const f = flight(RSA_CERT, c);
+    const out = f.feed(f.ee, f.certMsg, f.cv, f.fin);
+    assert.ok(out.established);
+    assert.ok(f.server.receive(out.send[0]!).established);
+    const closing = f.server.receive(c.close());
+    assert.equal(closing.alert, undefined);
+    assert.equal(closing.peerAlert, undefined);
+    assert.ok(closing.closed);
+    assert.throws(
+      () => c.encrypt(Uint8Array.of(1)),
+      (e: unknown) => e instanceof EchgateError && e.alert === 'unexpected_message',
+    );
+  });
+});
