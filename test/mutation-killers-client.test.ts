@@ -185,3 +185,25 @@ describe('RFC 8446 §6.1: the client closes its write side with close_notify', (
     );
   });
 });
+
+describe('RFC 8446 §5, §6: the client\'s alert is protected once it has handshake keys, plaintext before', () => {
+  it('a forged CertificateVerify: the decrypt_error alert goes in a protected record the server opens and reads', () => {
+    const c = client();
+    const f = flight(RSA_CERT, c);
+    const cv = f.cv.slice();
+    cv[cv.length - 3]! ^= 1;
+    const out = f.feed(f.ee, f.certMsg, cv);
+    refused(out, 'decrypt_error');
+    const last = out.send[out.send.length - 1]!;
+    // §5.2: a protected record's outer type is application_data.
+    assert.equal(last[0], ContentType.application_data);
+    assert.equal(f.server.receive(last).peerAlert, 51);
+  });
+  it('a ServerHello that does not decode: the decode_error alert is a plaintext alert record', () => {
+    const c = client();
+    c.hello();
+    const out = c.receive(Uint8Array.of(ContentType.handshake, 3, 3, 0, 5, HandshakeType.server_hello, 0, 0, 1, 0)) as Out;
+    assert.equal(out.alert, 'decode_error');
+    assert.deepEqual(out.send[out.send.length - 1], Uint8Array.of(ContentType.alert, 3, 3, 0, 2, 2, 50));
+  });
+});
