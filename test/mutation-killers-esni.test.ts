@@ -148,6 +148,15 @@ describe('draft-ietf-tls-esni-02 §5.2: what the client-facing server refuses', 
       assert.equal(failure(() => decrypt(hello(encodeClientEncryptedSNI({ ...ces, keyShare: { group: 0x001d, keyExchange: bad } })))), 'illegal_parameter');
     }
   });
+  it('a key_share labelled with another group the record also lists (P-256): illegal_parameter, though its bytes would work as X25519', () => {
+    const both = recordWith([{ group: 0x0017, keyExchange: new Uint8Array(65).fill(4) }, { group: 0x001d, keyExchange: serverSk.publicKey }], [0x1301]);
+    const key = prepareEsniKey(nodeProvider, both, serverSk);
+    const ext = esniEncrypt(nodeProvider, { record: decodeESNIKeys(both), suite: 0x1301, hostName: 'a.test', clientRandom: RANDOM, keyShareExtension: KEY_SHARE_EXT, ephemeral: clientSk, nonce: NONCE });
+    assert.equal(decrypt(hello(ext), [key]).hostName, 'a.test');
+    const ces = decodeClientEncryptedSNI(ext);
+    // ESNI is X25519 only in echgate (the group is in ESNIContents, so the relabelled share must be refused before decryption).
+    assert.equal(failure(() => decrypt(hello(encodeClientEncryptedSNI({ ...ces, keyShare: { ...ces.keyShare, group: 0x0017 } })), [key])), 'illegal_parameter');
+  });
   it('a ServerNameList with no host_name entry: illegal_parameter', () => {
     // ClientESNIInner = nonce || ServerNameList padded to 260, here with one name of type 1 only.
     const name = new TextEncoder().encode('x.test');
