@@ -8,13 +8,15 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isSupportedSuite } from '../src/crypto/hpke.js';
 import { nodeProvider } from '../src/crypto/node.js';
-import { buildEchClientHello, type EchHelloOptions } from '../src/ech/client.js';
+import { buildEchClientHello, type EchHelloOptions, echOffer } from '../src/ech/client.js';
 import { decryptEch, type EchServerKey, outerAad, prepareServerKey, rebuildInner } from '../src/ech/server.js';
 import { EchgateError } from '../src/errors.js';
+import { TlsClient } from '../src/tls13/client.js';
 import { decodeECHConfigList, encodeECHConfig, encodeECHConfigList } from '../src/wire/ech/config.js';
 import { usableConfigs } from '../src/wire/ech/usable.js';
 import { decodeClientHello, decodeClientHelloMessage, encodeClientHello, findExtension, summarize } from '../src/wire/tls/client-hello.js';
 import { ExtensionType } from '../src/wire/tls/constants.js';
+import { parseHelloRecords } from '../src/wire/tls/record.js';
 import { decodeECHClientHello, encodeOuterExtensions } from '../src/wire/tls/extensions.js';
 
 function makeKey(configId: number, maximumNameLength = 32) {
@@ -184,5 +186,15 @@ describe('RFC 9849 §5.1: a compressed extension is copied from ClientHelloInner
     const r = decryptEch(nodeProvider, decodeClientHelloMessage(h.outerMessage), lookupOf([A.key]));
     assert.equal(r.status, 'accepted');
     if (r.status === 'accepted') assert.deepEqual(r.inner.raw, h.inner.raw);
+  });
+});
+
+describe('RFC 9849 §6.1: the TLS client\'s ECH offer carries its ALPN list into ClientHelloInner', () => {
+  it('TlsClient with ALPN h2 and http/1.1: the inner hello the server opens offers both, in order', () => {
+    const c = new TlsClient({ provider: nodeProvider, serverName: 'secret.example.test', alpn: ['h2', 'http/1.1'], ech: echOffer(A.config) });
+    const outer = decodeClientHelloMessage(parseHelloRecords(c.hello()[0]!)!.message);
+    const r = decryptEch(nodeProvider, outer, lookupOf([A.key]));
+    assert.equal(r.status, 'accepted');
+    if (r.status === 'accepted') assert.deepEqual(summarize(r.inner).alpn, ['h2', 'http/1.1']);
   });
 });
