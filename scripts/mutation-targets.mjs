@@ -21,10 +21,12 @@ export const TARGETS = {
   },
   // The same without the real-peer and slow files (about 25 s a surviving mutant instead of 55 s),
   // for a loaded machine: a survivor here may still die in tls13-conformance, tls13-groups or
-  // tls13-fuzz. (tls13-conformance's openssl KeyUpdate case also failed Stryker's dry run at load 17.)
+  // tls13-fuzz. At load 17-20 two real-peer cases failed Stryker's dry run (tls13-conformance's
+  // openssl KeyUpdate burst; tls13's s_client ALPN case, whose stdin closes 1 s after start): so
+  // neither file is here.
   'tls13-client-fast': {
     mutate: ['src/tls13/client.ts'],
-    tests: ['tls13-forgery', 'tls13-rfc8448-server', 'tls13', 'tls13-states', 'mutation-killers-client', 'mutation-killers'],
+    tests: ['tls13-forgery', 'tls13-rfc8448-server', 'tls13-states', 'mutation-killers-client', 'mutation-killers'],
   },
   // The rest of src/tls13 (key schedule, record protection, groups, transcript, ECH
   // confirmation, certificates, the shared ClientHello builder).

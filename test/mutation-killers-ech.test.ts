@@ -181,6 +181,20 @@ describe('RFC 9849 §5.1: a compressed extension is copied from ClientHelloInner
     assert.deepEqual(findExtension(r.inner, ExtensionType.key_share)!.data, innerKs.data);
     assert.deepEqual(r.inner.raw, h.inner.raw);
   });
+  it('the first outer extension (server_name, index 0) compressed: copied too, so the rebuilt inner is the client\'s', () => {
+    const h = buildEchClientHello(nodeProvider, { config: A.config, innerSni: 'secret.example.test', compress: [ExtensionType.server_name] });
+    assert.equal(h.outer.extensions[0]!.type, ExtensionType.server_name);
+    const r = decryptEch(nodeProvider, decodeClientHelloMessage(h.outerMessage), lookupOf([A.key]));
+    assert.equal(r.status, 'accepted');
+    if (r.status === 'accepted') assert.deepEqual(r.inner.raw, h.inner.raw);
+  });
+  it('a type to compress that only the outer hello carries (no inner SNI) is skipped, not a crash', () => {
+    const h = buildEchClientHello(nodeProvider, { config: A.config, compress: [ExtensionType.server_name, ExtensionType.supported_groups] });
+    assert.equal(findExtension(h.inner, ExtensionType.server_name), undefined);
+    const r = decryptEch(nodeProvider, decodeClientHelloMessage(h.outerMessage), lookupOf([A.key]));
+    assert.equal(r.status, 'accepted');
+    if (r.status === 'accepted') assert.deepEqual(r.inner.raw, h.inner.raw);
+  });
   it('a type to compress that neither hello carries is skipped, not a crash', () => {
     const h = buildEchClientHello(nodeProvider, { config: A.config, innerSni: 'secret.example.test', compress: [0x7777, ExtensionType.supported_groups] });
     const r = decryptEch(nodeProvider, decodeClientHelloMessage(h.outerMessage), lookupOf([A.key]));
