@@ -20,6 +20,7 @@ import {
   decodeServerName,
   decodeSupportedVersions,
   decodeU16List,
+  describeExtension,
   encodeOfferedPsks,
 } from '../src/wire/tls/extensions.js';
 import { decodeESNIKeys, ESNI_NONCE_LENGTH, encodeESNIKeys, encodeServerEncryptedSNI } from '../src/wire/tls/esni.js';
@@ -361,5 +362,29 @@ describe('routing view: a ClientHello with encrypted_server_name is flagged ESNI
   it('with the extension: esni true; without: false', () => {
     assert.equal(routingView(base).esni, false);
     assert.equal(routingView({ ...base, extensions: [...base.extensions, { type: ExtensionType.encrypted_server_name, data: Uint8Array.of(0) }] }).esni, true);
+  });
+});
+
+describe('describeExtension (the fuzz targets\' decoder dispatch): each type goes to its own decoder', () => {
+  const ech = concat(Uint8Array.of(0), u16(1), u16(1), Uint8Array.of(7), v16(new Uint8Array(32)), v16(Uint8Array.of(1, 2, 3)));
+  const psk = concat(v16(concat(u16(1), Uint8Array.of(9), Uint8Array.of(0, 0, 0, 1))), v16(concat(Uint8Array.of(32), new Uint8Array(32))));
+  it('every known type decoded, an unknown one by length', () => {
+    assert.equal(describeExtension(ExtensionType.server_name, sniList(sniEntry(0, 'a.test'))), 'a.test');
+    assert.deepEqual(describeExtension(ExtensionType.application_layer_protocol_negotiation, v16(Uint8Array.of(2, 0x68, 0x32))), ['h2']);
+    assert.deepEqual(describeExtension(ExtensionType.supported_versions, Uint8Array.of(2, 3, 4)), [0x0304]);
+    assert.deepEqual(describeExtension(ExtensionType.key_share, v16(u16(0x1d), v16(new Uint8Array(32)))), [{ group: 0x1d, length: 32 }]);
+    assert.deepEqual(describeExtension(ExtensionType.signature_algorithms, v16(u16(0x0403))), [0x0403]);
+    assert.deepEqual(describeExtension(ExtensionType.signature_algorithms_cert, v16(u16(0x0804))), [0x0804]);
+    assert.deepEqual(describeExtension(ExtensionType.supported_groups, v16(u16(0x17))), [0x17]);
+    assert.deepEqual(describeExtension(ExtensionType.psk_key_exchange_modes, Uint8Array.of(1, 1)), [1]);
+    assert.deepEqual(describeExtension(ExtensionType.pre_shared_key, psk), { identities: 1 });
+    assert.deepEqual(describeExtension(ExtensionType.encrypted_client_hello, Uint8Array.of(1)), { type: 'inner' });
+    assert.deepEqual(describeExtension(ExtensionType.encrypted_client_hello, ech), { type: 'outer', kdfId: 1, aeadId: 1, configId: 7, encLength: 32, payloadLength: 3 });
+    assert.deepEqual(describeExtension(ExtensionType.ech_outer_extensions, Uint8Array.of(2, 0, 0x0a)), [0x0a]);
+    assert.deepEqual(describeExtension(0x7777, Uint8Array.of(1, 2)), { length: 2 });
+  });
+  it('a bad body is the decoder\'s typed error, not a value', () => {
+    assert.equal(codeOf(() => describeExtension(ExtensionType.server_name, sniList())), 'decode_error');
+    assert.equal(codeOf(() => describeExtension(ExtensionType.pre_shared_key, concat(psk, Uint8Array.of(0)))), 'decode_error');
   });
 });
