@@ -207,3 +207,24 @@ describe('RFC 8446 §5, §6: the client\'s alert is protected once it has handsh
     assert.deepEqual(out.send[out.send.length - 1], Uint8Array.of(ContentType.alert, 3, 3, 0, 2, 2, 50));
   });
 });
+
+describe('RFC 8446 §5: records the client refuses by handshake state', () => {
+  it('protected application data before the server Finished: unexpected_message', () => {
+    const c = client();
+    const f = flight(RSA_CERT, c);
+    const cp = inside(c) as unknown as { suite: ConstructorParameters<typeof RecordCipher>[0]; read: { keys: ConstructorParameters<typeof RecordCipher>[1] } };
+    const sealer = new RecordCipher(cp.suite, cp.read.keys);
+    const out = c.receive(sealer.seal(ContentType.application_data, Uint8Array.of(1, 2, 3))) as Out & { data: Uint8Array[] };
+    refused(out, 'unexpected_message');
+    assert.equal(out.data.length, 0);
+    assert.ok(f.first.send.length > 0);
+  });
+  it('§6: once connected, a plaintext alert record is unexpected_message, not the server\'s alert', () => {
+    const c = client();
+    const f = flight(RSA_CERT, c);
+    assert.ok(f.feed(f.ee, f.certMsg, f.cv, f.fin).established);
+    const out = c.receive(Uint8Array.of(ContentType.alert, 3, 3, 0, 2, 2, 40)) as Out & { peerAlert?: number };
+    assert.equal(out.peerAlert, undefined);
+    refused(out, 'unexpected_message');
+  });
+});

@@ -93,6 +93,11 @@ describe('draft-ietf-tls-esni-02 §4: not_before and not_after are inclusive bou
     // Without a time, no window check (the server loads its own keys this way).
     assert.equal(failure(() => verifyESNIKeys(nodeProvider, RAW)), 'accepted');
   });
+  it('usableEsni without a time uses the clock in seconds: a record valid around now is usable', () => {
+    const t = Math.floor(Date.now() / 1000);
+    const raw = makeESNIKeys(nodeProvider, serverSk.publicKey, { notBefore: t - 3600, notAfter: t + 3600 });
+    assert.equal(usableEsni(nodeProvider, raw).suite, 0x1301);
+  });
   it('usableEsni applies the window', () => {
     assert.equal(usableEsni(nodeProvider, RAW, NB).suite, 0x1301);
     assert.equal(failure(() => usableEsni(nodeProvider, RAW, NA + 1)), 'illegal_parameter');
