@@ -228,3 +228,25 @@ describe('RFC 8446 §5: records the client refuses by handshake state', () => {
     refused(out, 'unexpected_message');
   });
 });
+
+describe('RFC 8446 §5.4, §6: an empty alert is unexpected_message, a short or long one decode_error', () => {
+  const afterServerHello = () => {
+    const c = client();
+    const f = flight(RSA_CERT, c);
+    const cp = inside(c) as unknown as { suite: ConstructorParameters<typeof RecordCipher>[0]; read: { keys: ConstructorParameters<typeof RecordCipher>[1] } };
+    return { c, f, sealer: new RecordCipher(cp.suite, cp.read.keys) };
+  };
+  it('a protected alert of 0 bytes: unexpected_message; of 1 or 3 bytes: decode_error', () => {
+    const a = afterServerHello();
+    refused(a.c.receive(a.sealer.seal(ContentType.alert, new Uint8Array(0))) as Out, 'unexpected_message');
+    for (const body of [Uint8Array.of(2), Uint8Array.of(2, 40, 0)]) {
+      const b = afterServerHello();
+      refused(b.c.receive(b.sealer.seal(ContentType.alert, body)) as Out, 'decode_error');
+    }
+  });
+  it('a plaintext alert record of 0 bytes before ServerHello: unexpected_message', () => {
+    const c = client();
+    c.hello();
+    refused(c.receive(Uint8Array.of(ContentType.alert, 3, 3, 0, 0)) as Out, 'unexpected_message');
+  });
+});

@@ -113,6 +113,8 @@ describe('draft-ietf-tls-esni-02 §4, §5.1: the client uses only an X25519 key 
   it('a record with no implemented suite, or no X25519 key: illegal_parameter', () => {
     assert.equal(failure(() => usableEsni(nodeProvider, recordWith([x], [0x1305]), NB)), 'illegal_parameter');
     assert.equal(failure(() => usableEsni(nodeProvider, recordWith([p256], [0x1301]), NB)), 'illegal_parameter');
+    // One X25519 key among others is enough.
+    assert.equal(usableEsni(nodeProvider, recordWith([p256, x], [0x1301]), NB).suite, 0x1301);
   });
   it('esniEncrypt refuses an unknown suite and a record without an X25519 key', () => {
     const base = { suite: 0x1301, hostName: 'a.test', clientRandom: RANDOM, keyShareExtension: KEY_SHARE_EXT, ephemeral: clientSk, nonce: NONCE };
