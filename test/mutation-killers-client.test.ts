@@ -14,7 +14,12 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { concat } from '../src/bytes/util.js';
 import { nodeProvider } from '../src/crypto/node.js';
+import { echOffer } from '../src/ech/client.js';
 import { esniOffer, makeESNIKeys } from '../src/ech/esni.js';
+import { isSupportedSuite } from '../src/crypto/hpke.js';
+import { decodeECHConfigList, encodeECHConfig, encodeECHConfigList } from '../src/wire/ech/config.js';
+import { usableConfigs } from '../src/wire/ech/usable.js';
+import { caAndLeaf } from './helpers.js';
 import { EchgateError } from '../src/errors.js';
 import { loadCertificate, SigScheme } from '../src/tls13/certs.js';
 import { type ClientOptions, TlsClient } from '../src/tls13/client.js';
@@ -168,6 +173,10 @@ describe('RFC 8446 §6.1: the client closes its write side with close_notify', (
   it('before the handshake: unexpected_message; once connected: a close_notify the server reads, and no more data may be sent', () => {
     const c = client();
     assert.throws(
+      () => c.encrypt(Uint8Array.of(1)),
+      (e: unknown) => e instanceof EchgateError && e.alert === 'unexpected_message',
+    );
+    assert.throws(
       () => c.close(),
       (e: unknown) => e instanceof EchgateError && e.alert === 'unexpected_message',
     );
@@ -248,5 +257,45 @@ describe('RFC 8446 §5.4, §6: an empty alert is unexpected_message, a short or 
     const c = client();
     c.hello();
     refused(c.receive(Uint8Array.of(ContentType.alert, 3, 3, 0, 0)) as Out, 'unexpected_message');
+  });
+});
+
+describe('RFC 8446 §5.1: application data is cut into records of at most 2^14 bytes', () => {
+  it('0 bytes: no record; 2^14: one; 2^14 + 1: two', () => {
+    const c = client();
+    const f = flight(RSA_CERT, c);
+    assert.ok(f.feed(f.ee, f.certMsg, f.cv, f.fin).established);
+    assert.equal(c.encrypt(new Uint8Array(0)).length, 0);
+    assert.equal(c.encrypt(new Uint8Array(1 << 14)).length, 1);
+    assert.equal(c.encrypt(new Uint8Array((1 << 14) + 1)).length, 2);
+  });
+});
+
+describe('RFC 9849 §6.1.7: with ECH rejected, the client authenticates the server as the public name', () => {
+  const sk = nodeProvider.x25519Generate();
+  const raw = encodeECHConfigList([
+    encodeECHConfig({ configId: 3, kemId: 0x20, publicKey: sk.publicKey, cipherSuites: [{ kdfId: 1, aeadId: 1 }], maximumNameLength: 32, publicName: 'public.example.test', extensions: [] }),
+  ]);
+  const config = usableConfigs(decodeECHConfigList(raw), isSupportedSuite)[0]!;
+  /** A CA and a leaf it signed for `names`; an ECH client for secret.example.test against a server that cannot decrypt. */
+  const rejected = (names: string[]) => {
+    const dir = mkdtempSync(join(tmpdir(), 'echgate-ca-'));
+    const ca = caAndLeaf(dir, names);
+    const leaf = loadCertificate(readFileSync(join(dir, 'server.pem'), 'utf8'), readFileSync(join(dir, 'server.key'), 'utf8'));
+    const c = new TlsClient({ provider: nodeProvider, serverName: 'secret.example.test', ca, ech: echOffer(config) });
+    const ch = decodeClientHelloMessage(parseHelloRecords(c.hello()[0]!)!.message);
+    const server = new TlsServer({ provider: nodeProvider, random: (n) => nodeProvider.randomBytes(n), certificate: () => leaf, retryConfigs: raw });
+    const first = server.start(ch, 'public.example.test', { offered: true, accepted: false });
+    return c.receive(concat(...first.send)) as Out & { established?: { ech?: string; certificateVerified?: boolean; certificate?: { names: string[] } } };
+  };
+  it('a certificate for the public name (and another name): verified, ECH rejected, its names listed', () => {
+    const out = rejected(['public.example.test', 'www.public.example.test']);
+    assert.equal(out.error, undefined);
+    assert.equal(out.established?.ech, 'rejected');
+    assert.equal(out.established?.certificateVerified, true);
+    assert.deepEqual(out.established?.certificate?.names, ['public.example.test', 'www.public.example.test']);
+  });
+  it('a certificate for the inner name only: certificate_unknown (the public name is what the server must prove)', () => {
+    refused(rejected(['secret.example.test']), 'certificate_unknown');
   });
 });
