@@ -146,6 +146,16 @@ describe('draft-ietf-tls-esni-02 §5.1: the client requires the server to echo i
     assert.equal(out.established?.esni, 'accepted');
   });
 
+  it('the echo after another EncryptedExtensions entry (ALPN first) is found', () => {
+    const offer = esniOffer(nodeProvider, record, { now });
+    const c = client({ esni: offer, alpn: ['h2'] });
+    const ch = decodeClientHelloMessage(parseHelloRecords(c.hello()[0]!)!.message);
+    const server = new TlsServer({ provider: nodeProvider, random: (n) => nodeProvider.randomBytes(n), certificate: () => RSA_CERT, alpn: ['h2'], extraEncryptedExtensions: echo(offer.nonce) });
+    const out = c.receive(concat(...server.start(ch, NAME, { offered: false, accepted: false }).send)) as Out & { established?: { esni?: string; alpn?: string } };
+    assert.equal(out.error, undefined);
+    assert.equal(out.established?.alpn, 'h2');
+    assert.equal(out.established?.esni, 'accepted');
+  });
   it('no encrypted_server_name in EncryptedExtensions: illegal_parameter', () => {
     const { c } = esniClient();
     const f = flight(certFor(), c);
@@ -298,4 +308,23 @@ describe('RFC 9849 §6.1.7: with ECH rejected, the client authenticates the serv
   it('a certificate for the inner name only: certificate_unknown (the public name is what the server must prove)', () => {
     refused(rejected(['secret.example.test']), 'certificate_unknown');
   });
+});
+
+describe('RFC 8446 §4.2.3: ECDSA P-384 and Ed25519 server certificates verify', () => {
+  for (const [name, args, scheme] of [
+    ['ecdsa_secp384r1_sha384', ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-384'], 0x0503],
+    ['ed25519', ['-newkey', 'ed25519'], 0x0807],
+  ] as const) {
+    it(`${name}: the server signs with 0x${scheme.toString(16)} and the client connects`, () => {
+      const dir = mkdtempSync(join(tmpdir(), 'echgate-cert-'));
+      execFileSync('openssl', ['req', '-x509', ...args, '-nodes', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem'), '-days', '2', '-subj', `/CN=${NAME}`, '-addext', `subjectAltName=DNS:${NAME}`], { stdio: 'ignore' });
+      const cert = loadCertificate(readFileSync(join(dir, 'c.pem'), 'utf8'), readFileSync(join(dir, 'k.pem'), 'utf8'));
+      const c = client();
+      const f = flight(cert, c);
+      assert.equal((f.cv[4]! << 8) | f.cv[5]!, scheme);
+      const out = f.feed(f.ee, f.certMsg, f.cv, f.fin);
+      assert.equal(out.error, undefined);
+      assert.ok(out.established);
+    });
+  }
 });

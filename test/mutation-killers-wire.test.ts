@@ -322,6 +322,10 @@ describe('RFC 8446 §4.2.11: OfferedPsks, each bound at its value', () => {
     assert.equal(codeOf(() => decodeOfferedPsks(psk(identity(1), binder(31)))), 'decode_error');
     assert.equal(codeOf(() => decodeOfferedPsks(psk(identity(0), binder(32)))), 'decode_error');
   });
+  it('an empty identities block or an empty binders block is decode_error (not a count mismatch)', () => {
+    assert.equal(codeOf(() => decodeOfferedPsks(psk(new Uint8Array(0), binder(32)))), 'decode_error');
+    assert.equal(codeOf(() => decodeOfferedPsks(psk(identity(1), new Uint8Array(0)))), 'decode_error');
+  });
   it('a binder count other than the identity count is illegal_parameter; a byte after the binders is decode_error', () => {
     assert.equal(codeOf(() => decodeOfferedPsks(psk(concat(identity(1), identity(1)), binder(32)))), 'illegal_parameter');
     assert.equal(codeOf(() => decodeOfferedPsks(psk(identity(1), concat(binder(32), binder(32))))), 'illegal_parameter');
