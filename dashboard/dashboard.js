@@ -104,6 +104,31 @@ async function counters() {
     'no alerts sent',
   );
   set('workers', c.workers ? `process group: ${c.workers.answered} of ${c.workers.running} workers answered` : '');
+  // A process group (workers: 2+): each worker on its own, beside the group's sums above.
+  const each = c.workers?.each;
+  const section = document.getElementById('per-worker-section');
+  if (section) section.hidden = !each;
+  if (each) {
+    fill(
+      'per-worker',
+      each.map((/** @type {any} */ w) => [
+        [w.answered ? String(w.worker) : `${w.worker} (no answer)`, 'n'],
+        [w.connections, 'n'],
+        [w.connectionsPerSecond, 'n'],
+        [w.open, 'n'],
+        [w.relayed, 'n'],
+        [w.handshakeFailures, 'n'],
+        Object.keys(w.alerts).length
+          ? Object.keys(w.alerts)
+              .sort()
+              .map((a) => `${a} ${w.alerts[a]}`)
+              .join(', ')
+          : '–',
+        [w.errorsDropped ? `${w.errors} (+${w.errorsDropped} dropped)` : w.errors, 'n'],
+      ]),
+      'no worker answered',
+    );
+  }
 }
 
 async function structure() {

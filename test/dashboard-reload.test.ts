@@ -124,7 +124,7 @@ describe('dashboard with workers: 2 shows the whole process group', () => {
       c = JSON.parse((await g.get('/api/counters')).body);
       return c!.connections.total === 10;
     }, 'ten connections on the dashboard');
-    assert.deepEqual(c!.workers, { running: 2, answered: 2 });
+    assert.deepEqual({ running: c!.workers.running, answered: c!.workers.answered }, { running: 2, answered: 2 });
     assert.equal(c!.connections.byOutcome.relayed, 6);
     assert.equal(c!.handshakeFailuresByAlert.unrecognized_name, 4);
     const routers = JSON.parse((await g.get('/api/routers')).body);
@@ -135,6 +135,34 @@ describe('dashboard with workers: 2 shows the whole process group', () => {
     const eps = JSON.parse((await g.get('/api/entrypoints')).body);
     assert.equal(eps[0].address, `127.0.0.1:${g.s.port}`);
     assert.equal((await g.get('/')).status, 200);
+  });
+
+  it('per worker: each worker\'s connections, handshake failures, alerts and errors on their own, adding up to the group\'s', async () => {
+    const m = (await g.get('/metrics')).body;
+    const fromMetrics = Object.fromEntries([...m.matchAll(/echgate_worker_connections_total\{worker="(\d+)"\} (\d+)/g)].map((x) => [Number(x[1]), Number(x[2])]));
+    type W = { worker: number; answered: boolean; connections: number; connectionsPerSecond: number; open: number; relayed: number; handshakeFailures: number; alerts: Record<string, number>; errors: number; errorsDropped: number };
+    const c = JSON.parse((await g.get('/api/counters')).body) as { connections: { total: number }; workers: { each: W[] } };
+    const each = c.workers.each;
+    assert.equal(each.length, 2);
+    assert.deepEqual(
+      each.map((w) => w.worker),
+      Object.keys(fromMetrics).map(Number).sort((a, b) => a - b),
+    );
+    for (const w of each) {
+      assert.equal(w.answered, true);
+      assert.equal(w.connections, fromMetrics[w.worker], `worker ${w.worker}: the same count as /metrics`);
+      assert.ok(w.connections > 0, `worker ${w.worker} took connections (round-robin)`);
+      assert.equal(w.connections, w.relayed + (w.alerts.unrecognized_name ?? 0), `worker ${w.worker}: relayed or refused`);
+      assert.equal(w.handshakeFailures, w.alerts.unrecognized_name ?? 0);
+      assert.equal(typeof w.errors, 'number');
+      assert.equal(w.open, 0);
+    }
+    const sum = (f: (w: W) => number) => each.reduce((n, w) => n + f(w), 0);
+    assert.equal(sum((w) => w.connections), c.connections.total);
+    assert.equal(sum((w) => w.relayed), 6);
+    assert.equal(sum((w) => w.alerts.unrecognized_name ?? 0), 4);
+    // The page has the table (shown only in a group).
+    assert.match((await g.get('/')).body, /id="per-worker"/);
   });
 
   it('reload in a group: SIGHUP turning the dashboard off is applied by the primary (404), on again (200)', async () => {

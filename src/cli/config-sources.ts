@@ -8,7 +8,8 @@
 import cluster from 'node:cluster';
 import type { Logger } from 'pino';
 import { kvToRaw } from '../config/kv.js';
-import type { Config } from '../config/types.js';
+import type { Config, EtcdProviderConfig } from '../config/types.js';
+import { storeRefusal } from '../fleet/refusal.js';
 import type { Metrics } from '../proxy/metrics.js';
 import type { EtcdProvider, EtcdSnapshot } from '../providers/etcd.js';
 import { loadConfigFile } from './config-file.js';
@@ -26,6 +27,7 @@ export class ConfigSources {
     readonly file: string,
     private readonly log: Logger,
     private readonly etcd: EtcdProvider | undefined,
+    private readonly settings?: EtcdProviderConfig,
   ) {}
 
   /**
@@ -43,7 +45,7 @@ export class ConfigSources {
       snapshot: (s) => self?.take(s),
       store: (up, err) => self?.storeState(up, err),
     });
-    self = new ConfigSources(file, log, provider);
+    self = new ConfigSources(file, log, provider, settings);
     const where = { endpoints: settings.endpoints, rootKey: settings.rootKey };
     const first = await provider.start();
     if (!first) return { sources: self, cfg: fileOnly };
@@ -99,6 +101,11 @@ export class ConfigSources {
     this.up = up;
     this.metrics?.configStoreUp.set({ process: this.processLabel }, up ? 1 : 0);
     if (up && was === false) this.log.info({ rootKey: this.etcdRoot() }, 'configuration store reachable again');
-    else if (!up) this.log.error({ rootKey: this.etcdRoot(), err }, 'configuration store unreachable: serving the configuration applied last, retrying');
+    else if (!up) {
+      // etcd refusing this instance (TLS, client certificate, credentials, RBAC) is a setting to fix, said as such.
+      const refused = this.settings && err !== undefined ? storeRefusal({ ...this.settings, prefix: `${this.settings.rootKey}/` }, new Error(err), 'providers.etcd') : undefined;
+      if (refused) this.log.error({ rootKey: this.etcdRoot(), err: refused }, 'configuration store refused this instance: serving the configuration applied last, retrying');
+      else this.log.error({ rootKey: this.etcdRoot(), err }, 'configuration store unreachable: serving the configuration applied last, retrying');
+    }
   }
 }

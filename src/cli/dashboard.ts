@@ -147,6 +147,8 @@ interface Sample {
   connections: Record<string, number>;
   alerts: Record<string, number>;
   dns: number;
+  /** A process group: each worker's connections total, by worker number. */
+  perWorker: Record<number, number>;
 }
 
 export interface Counters {
@@ -162,9 +164,37 @@ export interface Counters {
   /** echgate_tls_alerts_sent_total by alert: the fatal alerts echgate sent (RFC 8446 §6.2 names), total and per second. */
   handshakeFailuresByAlert: Record<string, number>;
   handshakeFailuresByAlertPerSecond: Record<string, number>;
-  /** A process group (workers > 1): workers running, and how many answered for this view. */
-  workers?: { running: number; answered: number };
+  /** A process group (workers > 1): workers running, how many answered for this view, and each worker's own counts. */
+  workers?: { running: number; answered: number; each?: WorkerCounters[] };
   dnsQueries: { total: number; perSecond: number; byTransport: Record<string, number>; byRcode: Record<string, number> };
+}
+
+/** One worker of a process group, from its own registry (the group's figures are their sum plus the workers gone). */
+export interface WorkerCounters {
+  worker: number;
+  /** false: it did not answer this time; its figures are from its last answer. */
+  answered: boolean;
+  connections: number;
+  connectionsPerSecond: number;
+  open: number;
+  /** Its connections that ended relayed (the handshake, if any, succeeded and the backend was reached). */
+  relayed: number;
+  /** echgate_peek_failures_total: every failed handshake, any reason. */
+  handshakeFailures: number;
+  /** echgate_tls_alerts_sent_total by alert. */
+  alerts: Record<string, number>;
+  /** Warn and error lines in its recent-errors ring (and how many its rate limit dropped). */
+  errors: number;
+  errorsDropped: number;
+}
+
+/** What a group's primary knows of one worker for the dashboard (cli/workers.ts). */
+export interface WorkerView {
+  worker: number;
+  answered: boolean;
+  snapshot?: MetricsSnapshot;
+  errors: number;
+  dropped: number;
 }
 
 // ---------------------------------------------------------------- the dashboard
@@ -189,6 +219,8 @@ export interface DashboardView {
   publication: PublicationState;
   /** A process group: workers running, and how many answered. */
   workers?: { running: number; answered: number };
+  /** A process group: each live worker on its own. */
+  perWorker?: WorkerView[];
 }
 
 /** The view of one process: its gateway, its configuration, its error ring. */
@@ -357,6 +389,7 @@ export class Dashboard {
       connections: sumBy(snap.counters.echgate_connections_total, 'outcome'),
       alerts: sumBy(snap.counters.echgate_tls_alerts_sent_total, 'alert'),
       dns: total(sumBy(snap.counters.echgate_dns_queries_total, 'transport')),
+      perWorker: Object.fromEntries((v.perWorker ?? []).map((w) => [w.worker, w.snapshot ? total(sumBy(w.snapshot.counters.echgate_connections_total, 'outcome')) : 0])),
     });
     if (this.samples.length > 11) this.samples.shift();
   }
@@ -580,8 +613,26 @@ export class Dashboard {
       handshakeFailures: sumBy(snap.counters.echgate_peek_failures_total, 'reason'),
       handshakeFailuresByAlert: byAlert,
       handshakeFailuresByAlertPerSecond: perSecondByAlert,
-      ...(v.workers ? { workers: v.workers } : {}),
+      ...(v.workers ? { workers: { ...v.workers, ...(v.perWorker ? { each: v.perWorker.map((w) => this.workerCounters(w, rate, first)) } : {}) } } : {}),
       dnsQueries: { total: dnsTotal, perSecond: Math.round(rate(dnsTotal, first?.dns ?? 0) * 100) / 100, byTransport: dnsByTransport, byRcode: sumBy(snap.counters.echgate_dns_queries_total, 'rcode') },
+    };
+  }
+
+  private workerCounters(w: WorkerView, rate: (now: number, then: number) => number, first: Sample | undefined): WorkerCounters {
+    const snap = w.snapshot;
+    const byOutcome = snap ? sumBy(snap.counters.echgate_connections_total, 'outcome') : {};
+    const conns = total(byOutcome);
+    return {
+      worker: w.worker,
+      answered: w.answered,
+      connections: conns,
+      connectionsPerSecond: Math.round(rate(conns, first?.perWorker[w.worker] ?? conns) * 100) / 100,
+      open: snap ? total(sumBy(snap.gauges.echgate_open_connections, 'entrypoint')) : 0,
+      relayed: byOutcome.relayed ?? 0,
+      handshakeFailures: snap ? total(sumBy(snap.counters.echgate_peek_failures_total, 'reason')) : 0,
+      alerts: snap ? sumBy(snap.counters.echgate_tls_alerts_sent_total, 'alert') : {},
+      errors: w.errors,
+      errorsDropped: w.dropped,
     };
   }
 }

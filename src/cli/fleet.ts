@@ -14,12 +14,14 @@
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
+import type { EtcdStoreConfig } from '../config/store.js';
 import type { Config } from '../config/types.js';
 import { EchgateError, isEchgateError } from '../errors.js';
 // fleet/ loads the etcd3 client (gRPC): imported when a fleet is configured, not for every command.
 import type { FleetAgent, FleetGauges } from '../fleet/agent.js';
 import type { FleetLeader } from '../fleet/leader.js';
 import { type InstanceRecord, K, parseJson, type RotationRecord } from '../fleet/records.js';
+import { storeRefusal } from '../fleet/refusal.js';
 import type { Metrics } from '../proxy/metrics.js';
 import { type Args, type CommandSpec, flag, has, str, text } from './args.js';
 import type { Command } from './command.js';
@@ -27,8 +29,11 @@ import { loadConfigFile } from './config-file.js';
 import { planPublishSettings } from './publish.js';
 
 /** An etcd3/gRPC failure as one readable line (the client appends an empty "Resolution note"). */
-export function etcdWhy(endpoints: readonly string[], err: unknown): EchgateError {
+export function etcdWhy(endpoints: readonly string[], err: unknown, e?: EtcdStoreConfig): EchgateError {
   if (isEchgateError(err)) return err;
+  // etcd refusing this instance (TLS, client certificate, credentials, RBAC) names the setting to fix.
+  const refused = e ? storeRefusal(e, err) : undefined;
+  if (refused) return new EchgateError('ERR_FLEET', `etcd ${endpoints.join(',')}: ${refused}`);
   const m = (err instanceof Error ? err.message : String(err))
     .replace(/\s*Resolution note:[\s\S]*$/, '')
     .trim()
@@ -177,7 +182,7 @@ export async function readFleetStatus(cfg: Config): Promise<FleetStatus> {
     };
     return await Promise.race([read(), deadline]);
   } catch (err) {
-    throw etcdWhy(e.endpoints, err);
+    throw etcdWhy(e.endpoints, err, e);
   } finally {
     client.close();
   }
@@ -247,7 +252,7 @@ export async function fleetImportCommand(a: Args, out: (s: string) => void): Pro
       await store.createAll(keys); // each key only where etcd holds none (Version == 0), all or nothing
     };
     await Promise.race([run(), deadline]).catch((err) => {
-      throw etcdWhy(e.endpoints, err);
+      throw etcdWhy(e.endpoints, err, e);
     });
   } finally {
     for (const k of keys) k.privateKey?.fill(0);

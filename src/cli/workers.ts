@@ -274,6 +274,8 @@ export async function runPrimary(file: string, cfg: Config, log: Logger, errors?
       dropped: (errors?.dropped ?? 0) + views.reduce((n, s) => n + s.view!.dropped, 0),
       publication: { publish: newest('publish'), readBack: newest('readBack') },
       workers: { running: asked.length, answered: answered.size },
+      // Each worker on its own (its last registry: a worker that did not answer shows its previous figures).
+      perWorker: [...asked].sort((a, b) => a.n - b.n).map((s) => ({ worker: s.n, answered: answered.has(s), snapshot: s.last, errors: s.view?.errors.length ?? 0, dropped: s.view?.dropped ?? 0 })),
     };
   };
   /** metrics.dashboard from the file: the primary applies it itself (the workers apply everything else). */

@@ -17,6 +17,7 @@ import { isEchgateError } from '../errors.js';
 import { mirrorToFolder } from '../keys/keystore.js';
 import type { KeyMeta } from '../keys/store.js';
 import type { EtcdKeyStore } from './etcd-store.js';
+import { storeRefusal } from './refusal.js';
 import { type InstanceRecord, K, parseJson, type RotationRecord, readiness } from './records.js';
 
 export interface AgentHooks {
@@ -122,8 +123,14 @@ export class FleetAgent {
 
   private contact(): void {
     this.lastContact = this.now();
+    this.lastCause = undefined;
+    if (this.refused) {
+      this.o.log.info({ fleet: this.id }, 'fleet store accepts this instance again');
+      this.refused = undefined;
+    }
     if (!this.storeUp) {
       this.storeUp = true;
+      this.downLogged = false;
       this.o.gauges?.set('storeUp', 1);
       if (this.synced) {
         this.o.log.info({ fleet: this.id }, 'fleet store reachable again: catching up');
@@ -132,13 +139,31 @@ export class FleetAgent {
     }
   }
 
+  /** etcd (or its TLS layer) refusing this instance, as storeRefusal() words it; cleared at the next contact. */
+  refused?: string;
+  /** The last failure that was not the client's circuit breaker (which only says a previous call failed). */
+  private lastCause?: unknown;
+  private downLogged = false;
+
   private down(e: unknown): void {
-    if (this.storeUp || this.lastContact === 0) {
-      this.o.log.error({ fleet: this.id, err: why(e) }, 'fleet store unreachable: serving the keys held now (GET /ready keeps its answer for half of forgetAfter)');
+    // etcd3's circuit breaker answers for a while after a failure: the cause is the failure that opened it.
+    const breaker = e instanceof Error && /circuit breaker is open/.test(e.message);
+    const cause = breaker && this.lastCause !== undefined ? this.lastCause : e;
+    if (!breaker) this.lastCause = e;
+    const refusal = storeRefusal(this.o.cfg, cause);
+    if (refusal) {
+      // A refusal is a setting to fix, not an outage to ride out: said at once, once per distinct reason, and
+      // this instance is not ready (GET /ready says why) until etcd accepts it. Nothing falls back to
+      // another way of connecting.
+      if (refusal !== this.refused) this.o.log.error({ fleet: this.id, err: refusal }, 'fleet store refused this instance: not ready until the setting is fixed');
+      this.refused = refusal;
+      this.downLogged = true;
+    } else if (!this.downLogged) {
+      this.o.log.error({ fleet: this.id, err: why(cause) }, 'fleet store unreachable: serving the keys held now (GET /ready keeps its answer for half of forgetAfter)');
+      this.downLogged = true;
     }
-    if (this.storeUp) this.o.gauges?.set('storeUp', 0);
+    if (this.storeUp || this.lastContact === 0) this.o.gauges?.set('storeUp', 0);
     this.storeUp = false;
-    if (this.lastContact === 0) this.o.gauges?.set('storeUp', 0);
   }
 
   /** Take both leases and write the records. Re-run when a lease is lost. */
@@ -267,7 +292,7 @@ export class FleetAgent {
       rotation: this.rotation,
       stagedSeen: this.stagedSeen,
       held: this.held,
-      error: this.error,
+      error: this.error ?? this.refused,
       ackTimeoutMs: this.o.cfg.ackTimeoutMs,
       forgetAfterMs: this.o.cfg.forgetAfterMs,
     });

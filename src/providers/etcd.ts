@@ -121,7 +121,9 @@ export class EtcdProvider {
         }
         this.watcher = w;
         w.on('data', () => this.schedule(DEBOUNCE_MS));
-        w.on('disconnected', (err) => this.storeState(false, err.message));
+        // The watch's member went away: that is not the store down while the other members answer. A read
+        // (which the client sends to another endpoint) decides; it reports the store down only if it fails.
+        w.on('disconnected', () => this.schedule(0));
         w.on('connected', () => {
           if (this.up === false) this.schedule(0);
         });

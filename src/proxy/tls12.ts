@@ -18,6 +18,7 @@
 import { createSecureContext, type SecureContext, TLSSocket } from 'node:tls';
 import type net from 'node:net';
 import type { TlsOptions } from '../config/types.js';
+import type { AlertName } from '../errors.js';
 import { opensslCurves } from '../config/tls-options.js';
 import type { LoadedCertificate } from '../tls13/certs.js';
 import { type ClientHello, findExtension } from '../wire/tls/client-hello.js';
@@ -136,6 +137,31 @@ export function startTls12(
   return t;
 }
 
+/**
+ * The alert OpenSSL (under node:tls) sent when a TLS 1.2 handshake failed,
+ * from the error node:tls reports (`code`: ERR_SSL_ + OpenSSL's reason),
+ * for echgate_tls_alerts_sent_total. Only reasons that OpenSSL 3.0's server
+ * always ends with one alert are named (its SSLfatal(s, SSL_AD_..., reason)
+ * pairs; the first two seen on the wire with openssl s_client, test/tls12-
+ * termination.test.ts). Anything else (a reason raised with different alerts
+ * in different places, a client's own alert, a reset, the handshake timeout)
+ * is not named and not counted: docs/configuration.md lists both.
+ */
+const NODE_TLS_ALERTS: Record<string, AlertName> = {
+  // tls_choose_cipher found no suite both sides accept (RFC 5246 §7.4.1.3).
+  ERR_SSL_NO_SHARED_CIPHER: 'handshake_failure',
+  // ssl_choose_server_version: the client's versions are all outside min/max (RFC 5246 §E.1, RFC 8446 §4.2.1).
+  ERR_SSL_UNSUPPORTED_PROTOCOL: 'protocol_version',
+  ERR_SSL_VERSION_TOO_LOW: 'protocol_version',
+  // A record whose MAC or AEAD tag does not verify (RFC 5246 §7.2.2).
+  ERR_SSL_DECRYPTION_FAILED_OR_BAD_RECORD_MAC: 'bad_record_mac',
+};
+
+export function nodeTlsAlert(err: Error): AlertName | undefined {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && Object.hasOwn(NODE_TLS_ALERTS, code) ? NODE_TLS_ALERTS[code] : undefined;
+}
+
 /** A terminating router, client at TLS 1.2: node:tls answers over the peeked bytes, its plaintext side is relayed. */
 export function tls12Handler(cert: LoadedCertificate, o: TlsOptions, alpn: readonly string[] | undefined): Handler {
   return {
@@ -149,8 +175,8 @@ export function tls12Handler(cert: LoadedCertificate, o: TlsOptions, alpn: reado
         o,
         alpn,
         c.ctx.ep.clientHelloTimeoutMs,
-        c.guard(() => {
-          c.handshakeFailed('tls_handshake');
+        c.guard((err: Error) => {
+          c.handshakeFailed('tls_handshake', nodeTlsAlert(err));
           relay?.backend.destroy();
         }),
       );
