@@ -117,27 +117,44 @@ export interface DohServerOptions {
  */
 class ConnectionClock {
   private active = 0;
-  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  /** The read deadline of a connection that has not begun a request yet. */
+  private first: NodeJS.Timeout | undefined;
+  /**
+   * The idle timeout: one timer per connection, rescheduled (`refresh`) each
+   * time the last request in flight ends rather than made anew (with many
+   * short requests that was a timer per request). It may fire while requests
+   * are in flight again: then it does nothing, and their end reschedules it.
+   */
+  private idle: NodeJS.Timeout | undefined;
   constructor(
     private readonly close: () => void,
     private readonly limits: DohLimits,
   ) {
-    this.arm(limits.readTimeoutMs);
-  }
-  private arm(ms: number) {
-    clearTimeout(this.timer);
-    this.timer = setTimeout(this.close, ms);
-    this.timer.unref();
+    this.first = setTimeout(close, limits.readTimeoutMs);
+    this.first.unref();
   }
   begin() {
     this.active++;
-    clearTimeout(this.timer);
+    if (this.first) {
+      clearTimeout(this.first);
+      this.first = undefined;
+    }
   }
   end() {
-    if (--this.active === 0) this.arm(this.limits.idleTimeoutMs);
+    if (--this.active !== 0 || this.stopped) return;
+    if (this.idle) this.idle.refresh();
+    else {
+      this.idle = setTimeout(() => {
+        if (this.active === 0) this.close();
+      }, this.limits.idleTimeoutMs);
+      this.idle.unref();
+    }
   }
   stop() {
-    clearTimeout(this.timer);
+    this.stopped = true;
+    clearTimeout(this.first);
+    clearTimeout(this.idle);
   }
 }
 
