@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import fc from 'fast-check';
-import { type DnsServer, startDnsServer } from '../src/dns/dns-server.js';
+import { type DnsServer, literalLookup, startDnsServer } from '../src/dns/dns-server.js';
 import { startDohServer } from '../src/dns/doh-server.js';
 import { Zone } from '../src/dns/zone.js';
 import { encodeECHConfig, encodeECHConfigList } from '../src/wire/ech/config.js';
@@ -187,4 +187,18 @@ describe('DoH asked by kdig over HTTP/2 (RFC 8484)', () => {
       assert.equal(stdout.trim(), `1 . alpn=h2,http/1.1 port=8443 ech=${echB64}`);
     });
   }
+});
+
+describe('the UDP socket lookup (dns-server.ts literalLookup): IP literals only, the last one remembered', () => {
+  const ask = (a: string) =>
+    new Promise<{ err: string | undefined; address: string; family: number }>((r) => literalLookup(a, 0, (err, address, family) => r({ err: err?.code, address, family })));
+  it('a literal is answered with its family; a name is refused every time, also right after a literal was remembered', async () => {
+    assert.deepEqual(await ask('127.0.0.1'), { err: undefined, address: '127.0.0.1', family: 4 });
+    assert.equal((await ask('localhost')).err, 'EINVAL');
+    assert.deepEqual(await ask('::1'), { err: undefined, address: '::1', family: 6 });
+    assert.deepEqual(await ask('::1'), { err: undefined, address: '::1', family: 6 });
+    assert.equal((await ask('localhost')).err, 'EINVAL');
+    assert.equal((await ask('')).err, 'EINVAL');
+    assert.deepEqual(await ask('127.0.0.1'), { err: undefined, address: '127.0.0.1', family: 4 });
+  });
 });

@@ -26,6 +26,8 @@ import type { Zone } from './zone.js';
 const MAX_ENTRIES = 4096;
 
 export interface CachedAnswer {
+  /** 200, so that a hit is returned as it is for a QueryResult (answer.ts). */
+  status: 200;
   body: Uint8Array;
   ttl: number;
   question: DnsQuestion;
@@ -128,7 +130,7 @@ export function cachedAnswer(zone: Zone, hash: number, query: Uint8Array): Cache
   body[0] = query[0]!;
   body[1] = query[1]!;
   body[2] = (src[2]! & 0xfe) | (query[2]! & 0x01);
-  return { body, ttl: hit.ttl, question: hit.question, rcode: hit.rcode };
+  return { status: 200, body, ttl: hit.ttl, question: hit.question, rcode: hit.rcode };
 }
 
 /** Keep `a` as the answer to `query` (of the common shape) over this transport. */
@@ -138,7 +140,7 @@ export function rememberAnswer(zone: Zone, query: Uint8Array, udp: boolean, a: C
   if (hash < 0) return;
   const c = cacheOf(zone);
   if (c.map.size >= MAX_ENTRIES) c.map.clear();
-  c.map.set(hash, { body: Uint8Array.from(a.body), ttl: a.ttl, question: a.question, rcode: a.rcode, meta: probedMeta, qbytes: query.slice(12, probedEnd) });
+  c.map.set(hash, { status: 200, body: Uint8Array.from(a.body), ttl: a.ttl, question: a.question, rcode: a.rcode, meta: probedMeta, qbytes: query.slice(12, probedEnd) });
 }
 
 /** How many responses the zone's cache holds (for tests). */

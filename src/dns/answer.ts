@@ -49,9 +49,9 @@ export function answerQuery(zone: Zone, bytes: Uint8Array, o: QueryOptions = {})
   const hash = probe(bytes, udp);
   if (hash < 0) return answerFully(zone, bytes, o);
   const hit = cachedAnswer(zone, hash, bytes);
-  if (hit) return { status: 200, body: hit.body, ttl: hit.ttl, question: hit.question, rcode: hit.rcode };
+  if (hit) return hit;
   const r = answerFully(zone, bytes, o);
-  if (r.status === 200 && r.body && r.question && r.ttl !== undefined && !r.timeDependent) rememberAnswer(zone, bytes, udp, { body: r.body, ttl: r.ttl, question: r.question, rcode: r.rcode! });
+  if (r.status === 200 && r.body && r.question && r.ttl !== undefined && !r.timeDependent) rememberAnswer(zone, bytes, udp, { status: 200, body: r.body, ttl: r.ttl, question: r.question, rcode: r.rcode! });
   return r;
 }
 

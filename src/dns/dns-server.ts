@@ -64,6 +64,13 @@ export interface DnsServer {
   close(): Promise<void>;
 }
 
+/** The answer options of the two transports, made once (not an object per query). */
+const OVER_UDP = { udp: true };
+const OVER_TCP = { udp: false };
+/** The address `literalLookup` checked last, and its family. */
+let lastLiteral: string | undefined;
+let lastFamily = 0;
+
 /**
  * dgram resolves the address of every datagram it sends; node's own lookup
  * answers an IP literal one tick later (a nextTick and the tick queue per
@@ -71,10 +78,15 @@ export interface DnsServer {
  * binds the literal the TCP listener got: answered at once, so a datagram is
  * sent inside the send call.
  */
-function literalLookup(address: string, _family: unknown, cb: (err: NodeJS.ErrnoException | null, address: string, family: number) => void): void {
+export function literalLookup(address: string, _family: unknown, cb: (err: NodeJS.ErrnoException | null, address: string, family: number) => void): void {
+  // The last address checked is remembered: replies mostly go to the few addresses of the resolvers
+  // that ask, and net.isIP is a pattern match per call.
+  if (address === lastLiteral) return cb(null, address, lastFamily);
   const f = net.isIP(address);
-  if (f !== 0) return cb(null, address, f);
-  cb(Object.assign(new Error(`not an IP address: ${address}`), { code: 'EINVAL' }), address, 0);
+  if (f === 0) return cb(Object.assign(new Error(`not an IP address: ${address}`), { code: 'EINVAL' }), address, 0);
+  lastLiteral = address;
+  lastFamily = f;
+  cb(null, address, f);
 }
 
 export async function startDnsServer(o: DnsServerOptions): Promise<DnsServer> {
@@ -87,7 +99,7 @@ export async function startDnsServer(o: DnsServerOptions): Promise<DnsServer> {
     }
   };
   const respond = (msg: Uint8Array, transport: DnsTransport): Uint8Array | undefined => {
-    const r = answerQuery(o.zone(), msg, { udp: transport === 'udp' });
+    const r = answerQuery(o.zone(), msg, transport === 'udp' ? OVER_UDP : OVER_TCP);
     if (r.question && o.onQuery) o.onQuery({ name: r.question.name, type: r.question.type, rcode: r.rcode!, transport });
     return r.body;
   };

@@ -117,27 +117,44 @@ export interface DohServerOptions {
  */
 class ConnectionClock {
   private active = 0;
-  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  /** The read deadline of a connection that has not begun a request yet. */
+  private first: NodeJS.Timeout | undefined;
+  /**
+   * The idle timeout: one timer per connection, rescheduled (`refresh`) each
+   * time the last request in flight ends rather than made anew (with many
+   * short requests that was a timer per request). It may fire while requests
+   * are in flight again: then it does nothing, and their end reschedules it.
+   */
+  private idle: NodeJS.Timeout | undefined;
   constructor(
     private readonly close: () => void,
     private readonly limits: DohLimits,
   ) {
-    this.arm(limits.readTimeoutMs);
-  }
-  private arm(ms: number) {
-    clearTimeout(this.timer);
-    this.timer = setTimeout(this.close, ms);
-    this.timer.unref();
+    this.first = setTimeout(close, limits.readTimeoutMs);
+    this.first.unref();
   }
   begin() {
     this.active++;
-    clearTimeout(this.timer);
+    if (this.first) {
+      clearTimeout(this.first);
+      this.first = undefined;
+    }
   }
   end() {
-    if (--this.active === 0) this.arm(this.limits.idleTimeoutMs);
+    if (--this.active !== 0 || this.stopped) return;
+    if (this.idle) this.idle.refresh();
+    else {
+      this.idle = setTimeout(() => {
+        if (this.active === 0) this.close();
+      }, this.limits.idleTimeoutMs);
+      this.idle.unref();
+    }
   }
   stop() {
-    clearTimeout(this.timer);
+    this.stopped = true;
+    clearTimeout(this.first);
+    clearTimeout(this.idle);
   }
 }
 
@@ -170,6 +187,40 @@ function headersFor(status: number, ttl: number, length: number): http2.Outgoing
     if (keep && answerHeaders.size < 1024) answerHeaders.set(k, h);
   }
   return h;
+}
+
+type WriteCallback = (err?: Error | null) => void;
+type Write = (chunk: unknown, encoding: BufferEncoding, cb: WriteCallback) => void;
+
+/**
+ * Without a stack for the error node builds and drops after every answer.
+ *
+ * nghttp2 closes a stream when our END_STREAM goes out; node then destroys
+ * the stream (its readable side has ended) before the DATA write completes,
+ * and the late completion (Writable `afterWrite` → `errorBuffer`) builds an
+ * ERR_STREAM_DESTROYED that nothing receives. Capturing its stack was ~10 %
+ * of a DoH query's CPU (profile in docs/benchmarks.md). The write callback
+ * of the answer is run with `Error.stackTraceLimit = 0` only when the stream
+ * is already destroyed, so only that discarded error loses its stack: a
+ * failed write's own error was built before, and events from it are emitted
+ * on later ticks. Answering before the request's end, so that the stream
+ * would still be readable at its close, avoids the error altogether but
+ * changes when answers are written, and dnsperf 2.10 then loses answers.
+ */
+function quietLateWrite(stream: http2.ServerHttp2Stream): void {
+  const own = stream as unknown as { _write: Write };
+  const write = own._write;
+  own._write = (chunk, encoding, cb) =>
+    write.call(stream, chunk, encoding, (err) => {
+      if (!stream.destroyed) return cb(err);
+      const limit = Error.stackTraceLimit;
+      Error.stackTraceLimit = 0;
+      try {
+        cb(err);
+      } finally {
+        Error.stackTraceLimit = limit;
+      }
+    });
 }
 
 /** RFC 9113 §6.5.2: a header list counts names + values + 32 octets per field (`raw`: name, value, name, value, ...). */
@@ -286,6 +337,7 @@ export function startDohServer(o: DohServerOptions): Promise<http2.Http2SecureSe
         // END_STREAM frame (dnsperf 2.10) mixed bodies of interleaved streams. respond() without
         // waitForTrailers, then end(body) in the same tick, sends one DATA frame with END_STREAM.
         stream.respond(headersFor(status, ttl ?? 60, body.length));
+        quietLateWrite(stream);
         stream.end(Buffer.from(body.buffer, body.byteOffset, body.length));
       },
     };
