@@ -389,6 +389,9 @@ const HOSTILE: Record<string, Op> = {
 interface Sample {
   t: number;
   rssKb: number;
+  /** VmRSS split (/proc/PID/status): anonymous memory (heaps, malloc) and file-backed pages (the node binary's code as it is touched). */
+  rssAnonKb: number;
+  rssFileKb: number;
   fds: number;
   metricsMs: number;
   /** echgate_event_loop_delay_seconds quantile 1 (the longest stall) since the previous sample, in ms. */
@@ -407,10 +410,10 @@ interface Sample {
   slowloris: number;
 }
 
-function procStats(pid: number): { rssKb: number; fds: number } {
+function procStats(pid: number): { rssKb: number; rssAnonKb: number; rssFileKb: number; fds: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? -1);
-  return { rssKb, fds: readdirSync(`/proc/${pid}/fd`).length };
+  const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? -1);
+  return { rssKb: field('VmRSS'), rssAnonKb: field('RssAnon'), rssFileKb: field('RssFile'), fds: readdirSync(`/proc/${pid}/fd`).length };
 }
 
 function scrapeMetrics(port: number): Promise<{ ms: number; text: string }> {
@@ -438,6 +441,8 @@ function svg(samples: Sample[], file: string): void {
   const H = 120;
   const panels: { label: string; get: (s: Sample) => number; unit: string }[] = [
     { label: 'RSS (VmRSS)', get: (s) => s.rssKb / 1024, unit: 'MiB' },
+    { label: 'RSS anonymous (RssAnon: V8 heap, malloc)', get: (s) => s.rssAnonKb / 1024, unit: 'MiB' },
+    { label: 'RSS file-backed (RssFile: node binary pages touched)', get: (s) => s.rssFileKb / 1024, unit: 'MiB' },
     { label: 'V8 heap used (after the last GC + garbage since)', get: (s) => s.heapUsedKb / 1024, unit: 'MiB' },
     { label: 'V8 heap total', get: (s) => s.heapTotalKb / 1024, unit: 'MiB' },
     { label: 'external (C++ objects bound to JS, Buffers included)', get: (s) => s.externalKb / 1024, unit: 'MiB' },
@@ -580,7 +585,7 @@ async function main(): Promise<void> {
     }
   })();
 
-  const csv = ['t_s,rss_kb,heap_used_kb,heap_total_kb,external_kb,array_buffers_kb,fds,metrics_ms,loop_max_ms,open_connections,good_ok,good_fail,hostile,slowloris,load1'];
+  const csv = ['t_s,rss_kb,rss_anon_kb,rss_file_kb,heap_used_kb,heap_total_kb,external_kb,array_buffers_kb,fds,metrics_ms,loop_max_ms,open_connections,good_ok,good_fail,hostile,slowloris,load1'];
   const sampler = (async () => {
     while (performance.now() < deadline && !exited) {
       await sleep(a.sample * 1000);
@@ -618,7 +623,7 @@ async function main(): Promise<void> {
       };
       interval = { ok: 0, fail: 0, hostile: 0 };
       samples.push(smp);
-      csv.push([smp.t.toFixed(1), smp.rssKb, smp.heapUsedKb, smp.heapTotalKb, smp.externalKb, smp.arrayBuffersKb, smp.fds, smp.metricsMs.toFixed(1), smp.loopMaxMs.toFixed(1), smp.openConnections, smp.goodOk, smp.goodFail, smp.hostile, smp.slowloris, smp.load1.toFixed(2)].join(','));
+      csv.push([smp.t.toFixed(1), smp.rssKb, smp.rssAnonKb, smp.rssFileKb, smp.heapUsedKb, smp.heapTotalKb, smp.externalKb, smp.arrayBuffersKb, smp.fds, smp.metricsMs.toFixed(1), smp.loopMaxMs.toFixed(1), smp.openConnections, smp.goodOk, smp.goodFail, smp.hostile, smp.slowloris, smp.load1.toFixed(2)].join(','));
       writeFileSync(`${base}.csv`, `${csv.join('\n')}\n`);
       console.log(`t=${smp.t.toFixed(0)}s rss=${(smp.rssKb / 1024).toFixed(1)}MiB heap=${(smp.heapUsedKb / 1024).toFixed(1)}/${(smp.heapTotalKb / 1024).toFixed(1)}MiB ext=${(smp.externalKb / 1024).toFixed(1)}MiB load=${smp.load1.toFixed(2)} fds=${smp.fds} metrics=${smp.metricsMs.toFixed(1)}ms loopMax=${smp.loopMaxMs.toFixed(1)}ms open=${smp.openConnections} good ok/fail=${smp.goodOk}/${smp.goodFail} hostile=${smp.hostile} slowloris=${smp.slowloris}`);
     }
@@ -676,6 +681,8 @@ async function main(): Promise<void> {
     perOp: Object.fromEntries(Object.entries(perOp).map(([k, v]) => [k, { ok: v.ok, fail: v.fail, p50ms: Math.round(pct(v.ms, 0.5)), p99ms: Math.round(pct(v.ms, 0.99)), errors: v.errors }])),
     hostileTotal: samples.reduce((n, x) => n + x.hostile, 0),
     rssMiB: memStats((x) => x.rssKb),
+    rssAnonMiB: memStats((x) => x.rssAnonKb),
+    rssFileMiB: memStats((x) => x.rssFileKb),
     heapUsedMiB: memStats((x) => x.heapUsedKb),
     heapTotalMiB: memStats((x) => x.heapTotalKb),
     externalMiB: memStats((x) => x.externalKb),
