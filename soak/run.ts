@@ -436,7 +436,7 @@ function scrapeMetrics(port: number): Promise<{ ms: number; text: string }> {
   );
 }
 
-function svg(samples: Sample[], file: string): void {
+function svg(samples: Sample[], file: string, marks: number[] = []): void {
   const W = 900;
   const H = 120;
   const panels: { label: string; get: (s: Sample) => number; unit: string }[] = [
@@ -460,16 +460,62 @@ function svg(samples: Sample[], file: string): void {
     const hi = Math.max(1, ...ys) * 1.1;
     const pts = samples.map((s, k) => `${(60 + (s.t / tMax) * (W - 80)).toFixed(1)},${(i * (H + 30) + 20 + H - ((ys[k]! - lo) / (hi - lo)) * H).toFixed(1)}`).join(' ');
     const y0 = i * (H + 30) + 20;
-    return `<text x="60" y="${y0 - 4}" font-size="12">${p.label} (max ${Math.max(...ys).toFixed(1)} ${p.unit})</text><rect x="60" y="${y0}" width="${W - 80}" height="${H}" fill="none" stroke="#ccc"/><text x="4" y="${y0 + 10}" font-size="10">${hi.toFixed(0)}</text><text x="4" y="${y0 + H}" font-size="10">${lo.toFixed(0)}</text><polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="${pts}"/>`;
+    // A faint line every `step` minutes, and a red one where a heap snapshot was asked (serve stalls, RSS jumps).
+    const step = tMax > 1800 ? 10 : tMax > 300 ? 1 : 0.5;
+    let grid = '';
+    for (let m = step; m * 60 < tMax; m += step) grid += `<line x1="${(60 + ((m * 60) / tMax) * (W - 80)).toFixed(1)}" x2="${(60 + ((m * 60) / tMax) * (W - 80)).toFixed(1)}" y1="${y0}" y2="${y0 + H}" stroke="#eee"/>`;
+    for (const t of marks) grid += `<line x1="${(60 + (t / tMax) * (W - 80)).toFixed(1)}" x2="${(60 + (t / tMax) * (W - 80)).toFixed(1)}" y1="${y0}" y2="${y0 + H}" stroke="#d62728" stroke-dasharray="3,3"/>`;
+    return `${grid}<text x="60" y="${y0 - 4}" font-size="12">${p.label} (max ${Math.max(...ys).toFixed(1)} ${p.unit})</text><rect x="60" y="${y0}" width="${W - 80}" height="${H}" fill="none" stroke="#ccc"/><text x="4" y="${y0 + 10}" font-size="10">${hi.toFixed(0)}</text><text x="4" y="${y0 + H}" font-size="10">${lo.toFixed(0)}</text><polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="${pts}"/>`;
   });
   const h = panels.length * (H + 30) + 30;
-  writeFileSync(file, `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${h}" font-family="sans-serif">${parts.join('')}<text x="60" y="${h - 8}" font-size="11">time → ${tMax.toFixed(0)} s</text></svg>\n`);
+  writeFileSync(file, `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${h}" font-family="sans-serif">${parts.join('')}<text x="60" y="${h - 8}" font-size="11">time → ${tMax.toFixed(0)} s (grid: every ${tMax > 1800 ? 10 : tMax > 300 ? 1 : 0.5} min${marks.length ? '; red dashes: heap snapshot' : ''})</text></svg>\n`);
 }
 
 // ------------------------------------------------------------------ main
 
+/**
+ * `node dist/soak/run.js --replot RUN.csv [--marks S1,S2]`: draw RUN.svg again from a CSV (columns by header
+ * name; one a run did not record is drawn as -1), e.g. after columns were added to an older run's samples.
+ */
+function replot(csvFile: string, marks: number[]): void {
+  const [head, ...rows] = readFileSync(csvFile, 'utf8').trim().split('\n');
+  const cols = head!.split(',');
+  const col = (row: string[], name: string) => {
+    const i = cols.indexOf(name);
+    return i >= 0 ? Number(row[i]) : -1;
+  };
+  const samples = rows.map((line): Sample => {
+    const r = line.split(',');
+    return {
+      t: col(r, 't_s'),
+      rssKb: col(r, 'rss_kb'),
+      rssAnonKb: col(r, 'rss_anon_kb'),
+      rssFileKb: col(r, 'rss_file_kb'),
+      heapUsedKb: col(r, 'heap_used_kb'),
+      heapTotalKb: col(r, 'heap_total_kb'),
+      externalKb: col(r, 'external_kb'),
+      arrayBuffersKb: col(r, 'array_buffers_kb'),
+      fds: col(r, 'fds'),
+      metricsMs: col(r, 'metrics_ms'),
+      loopMaxMs: col(r, 'loop_max_ms'),
+      openConnections: col(r, 'open_connections'),
+      goodOk: col(r, 'good_ok'),
+      goodFail: col(r, 'good_fail'),
+      hostile: col(r, 'hostile'),
+      slowloris: col(r, 'slowloris'),
+      load1: col(r, 'load1'),
+    };
+  });
+  svg(samples, csvFile.replace(/\.csv$/, '.svg'), marks);
+}
+
 async function main(): Promise<void> {
-  const a = parseArgs(process.argv.slice(2));
+  const argv = process.argv.slice(2);
+  if (argv[0] === '--replot') {
+    const mi = argv.indexOf('--marks');
+    return replot(argv[1]!, mi >= 0 ? argv[mi + 1]!.split(',').map(Number) : []);
+  }
+  const a = parseArgs(argv);
   mkdirSync(a.out, { recursive: true });
   const s = await setUp();
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
@@ -696,7 +742,11 @@ async function main(): Promise<void> {
     serveLogTail: childLog.join('').split('\n').slice(-20),
   };
   writeFileSync(`${base}.json`, JSON.stringify(summary, null, 2));
-  svg(samples, `${base}.svg`);
+  svg(
+    samples,
+    `${base}.svg`,
+    snapshotFiles.map((f) => f.minute * 60),
+  );
   console.log(JSON.stringify({ ...summary, serveLogTail: undefined }, null, 2));
   child.kill('SIGTERM');
   s.closeBackends();
