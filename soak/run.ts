@@ -478,7 +478,7 @@ function svg(samples: Sample[], file: string, marks: number[] = []): void {
  * name; one a run did not record is drawn as -1), e.g. after columns were added to an older run's samples.
  */
 function replot(csvFile: string, marks: number[]): void {
-  const [head, ...rows] = readFileSync(csvFile, 'utf8').trim().split('\n');
+  const [head, ...rows] = readFileSync(csvFile, 'utf8').trim().split(/\r?\n/);
   const cols = head!.split(',');
   const col = (row: string[], name: string) => {
     const i = cols.indexOf(name);
