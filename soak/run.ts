@@ -1,5 +1,5 @@
 /**
- * `npm run soak -- [--minutes M] [--rate R] [--hostile H] [--sample S] [--out DIR]`
+ * `npm run soak -- [--minutes M] [--rate R] [--hostile H] [--sample S] [--out DIR] [--snapshots T1,T2,...]`
  *
  * One `echgate serve` child on loopback with every feature on: TLS
  * passthrough, termination with ECH, split mode (a client-facing entrypoint
@@ -12,19 +12,23 @@
  * UDP/TCP, junk DoH requests. Every S seconds (default 10) it samples the
  * child's RSS and open file descriptors (/proc/PID/status, /proc/PID/fd),
  * the event-loop delay (echgate_event_loop_delay_seconds, the longest stall
- * since the previous sample), the /metrics response time, open connections,
- * and the good-client success rate.
+ * since the previous sample), the child's heap and external memory
+ * (echgate_process_memory_bytes), the /metrics response time, open
+ * connections, the good-client success rate and this machine's load average.
+ * With --snapshots, the child runs with --heapsnapshot-signal=SIGUSR2 and
+ * writes a V8 heap snapshot at each of the given minutes into
+ * OUT/soak-TS-heap/ (compare two with `node dist/soak/heapdiff.js A B`).
  * Writes OUT/soak-TS.csv, OUT/soak-TS.json (summary) and OUT/soak-TS.svg.
  * Not part of `npm test`.
  */
 import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
@@ -41,10 +45,12 @@ interface Args {
   hostile: number;
   sample: number;
   out: string;
+  /** Minutes after the start at which the child writes a heap snapshot. */
+  snapshots: number[];
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { minutes: 10, rate: 8, hostile: 8, sample: 10, out: join(ROOT, 'soak', 'out') };
+  const a: Args = { minutes: 10, rate: 8, hostile: 8, sample: 10, out: join(ROOT, 'soak', 'out'), snapshots: [] };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i]!;
     const v = Number(argv[++i]);
@@ -53,8 +59,11 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--hostile') a.hostile = v;
     else if (k === '--sample') a.sample = v;
     else if (k === '--out') a.out = argv[i]!;
+    else if (k === '--snapshots') a.snapshots = argv[i]!.split(',').map(Number);
     else throw new Error(`unknown argument ${k}`);
   }
+  for (const [k, v] of Object.entries(a)) if (typeof v === 'number' && !(v > 0)) throw new Error(`--${k} wants a positive number`);
+  if (a.snapshots.some((m) => !(m >= 0 && m < a.minutes))) throw new Error('--snapshots wants minutes within the run, comma separated');
   return a;
 }
 
@@ -380,10 +389,20 @@ const HOSTILE: Record<string, Op> = {
 interface Sample {
   t: number;
   rssKb: number;
+  /** VmRSS split (/proc/PID/status): anonymous memory (heaps, malloc) and file-backed pages (the node binary's code as it is touched). */
+  rssAnonKb: number;
+  rssFileKb: number;
   fds: number;
   metricsMs: number;
   /** echgate_event_loop_delay_seconds quantile 1 (the longest stall) since the previous sample, in ms. */
   loopMaxMs: number;
+  /** echgate_process_memory_bytes{process="main"} at the scrape, in KiB (-1 when the scrape failed). */
+  heapUsedKb: number;
+  heapTotalKb: number;
+  externalKb: number;
+  arrayBuffersKb: number;
+  /** This machine's 1-minute load average (the machine is shared). */
+  load1: number;
   openConnections: number;
   goodOk: number;
   goodFail: number;
@@ -391,10 +410,10 @@ interface Sample {
   slowloris: number;
 }
 
-function procStats(pid: number): { rssKb: number; fds: number } {
+function procStats(pid: number): { rssKb: number; rssAnonKb: number; rssFileKb: number; fds: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? -1);
-  return { rssKb, fds: readdirSync(`/proc/${pid}/fd`).length };
+  const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? -1);
+  return { rssKb: field('VmRSS'), rssAnonKb: field('RssAnon'), rssFileKb: field('RssFile'), fds: readdirSync(`/proc/${pid}/fd`).length };
 }
 
 function scrapeMetrics(port: number): Promise<{ ms: number; text: string }> {
@@ -417,15 +436,22 @@ function scrapeMetrics(port: number): Promise<{ ms: number; text: string }> {
   );
 }
 
-function svg(samples: Sample[], file: string): void {
+function svg(samples: Sample[], file: string, marks: number[] = []): void {
   const W = 900;
-  const H = 180;
+  const H = 120;
   const panels: { label: string; get: (s: Sample) => number; unit: string }[] = [
-    { label: 'RSS', get: (s) => s.rssKb / 1024, unit: 'MiB' },
+    { label: 'RSS (VmRSS)', get: (s) => s.rssKb / 1024, unit: 'MiB' },
+    { label: 'RSS anonymous (RssAnon: V8 heap, malloc)', get: (s) => s.rssAnonKb / 1024, unit: 'MiB' },
+    { label: 'RSS file-backed (RssFile: node binary pages touched)', get: (s) => s.rssFileKb / 1024, unit: 'MiB' },
+    { label: 'V8 heap used (after the last GC + garbage since)', get: (s) => s.heapUsedKb / 1024, unit: 'MiB' },
+    { label: 'V8 heap total', get: (s) => s.heapTotalKb / 1024, unit: 'MiB' },
+    { label: 'external (C++ objects bound to JS, Buffers included)', get: (s) => s.externalKb / 1024, unit: 'MiB' },
+    { label: 'array buffers (part of external)', get: (s) => s.arrayBuffersKb / 1024, unit: 'MiB' },
     { label: 'open fds', get: (s) => s.fds, unit: '' },
     { label: 'good-client success (interval)', get: (s) => (s.goodOk + s.goodFail ? (100 * s.goodOk) / (s.goodOk + s.goodFail) : 100), unit: '%' },
     { label: '/metrics response time', get: (s) => s.metricsMs, unit: 'ms' },
     { label: 'event-loop delay (longest stall per sample)', get: (s) => s.loopMaxMs, unit: 'ms' },
+    { label: 'machine load average (1 min, shared machine)', get: (s) => s.load1, unit: '' },
   ];
   const tMax = Math.max(1, ...samples.map((s) => s.t));
   const parts = panels.map((p, i) => {
@@ -434,19 +460,71 @@ function svg(samples: Sample[], file: string): void {
     const hi = Math.max(1, ...ys) * 1.1;
     const pts = samples.map((s, k) => `${(60 + (s.t / tMax) * (W - 80)).toFixed(1)},${(i * (H + 30) + 20 + H - ((ys[k]! - lo) / (hi - lo)) * H).toFixed(1)}`).join(' ');
     const y0 = i * (H + 30) + 20;
-    return `<text x="60" y="${y0 - 4}" font-size="12">${p.label} (max ${Math.max(...ys).toFixed(1)} ${p.unit})</text><rect x="60" y="${y0}" width="${W - 80}" height="${H}" fill="none" stroke="#ccc"/><text x="4" y="${y0 + 10}" font-size="10">${hi.toFixed(0)}</text><text x="4" y="${y0 + H}" font-size="10">${lo.toFixed(0)}</text><polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="${pts}"/>`;
+    // A faint line every `step` minutes, and a red one where a heap snapshot was asked (serve stalls, RSS jumps).
+    const step = tMax > 1800 ? 10 : tMax > 300 ? 1 : 0.5;
+    let grid = '';
+    for (let m = step; m * 60 < tMax; m += step) grid += `<line x1="${(60 + ((m * 60) / tMax) * (W - 80)).toFixed(1)}" x2="${(60 + ((m * 60) / tMax) * (W - 80)).toFixed(1)}" y1="${y0}" y2="${y0 + H}" stroke="#eee"/>`;
+    for (const t of marks) grid += `<line x1="${(60 + (t / tMax) * (W - 80)).toFixed(1)}" x2="${(60 + (t / tMax) * (W - 80)).toFixed(1)}" y1="${y0}" y2="${y0 + H}" stroke="#d62728" stroke-dasharray="3,3"/>`;
+    return `${grid}<text x="60" y="${y0 - 4}" font-size="12">${p.label} (max ${Math.max(...ys).toFixed(1)} ${p.unit})</text><rect x="60" y="${y0}" width="${W - 80}" height="${H}" fill="none" stroke="#ccc"/><text x="4" y="${y0 + 10}" font-size="10">${hi.toFixed(0)}</text><text x="4" y="${y0 + H}" font-size="10">${lo.toFixed(0)}</text><polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="${pts}"/>`;
   });
   const h = panels.length * (H + 30) + 30;
-  writeFileSync(file, `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${h}" font-family="sans-serif">${parts.join('')}<text x="60" y="${h - 8}" font-size="11">time → ${tMax.toFixed(0)} s</text></svg>\n`);
+  writeFileSync(file, `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${h}" font-family="sans-serif">${parts.join('')}<text x="60" y="${h - 8}" font-size="11">time → ${tMax.toFixed(0)} s (grid: every ${tMax > 1800 ? 10 : tMax > 300 ? 1 : 0.5} min${marks.length ? '; red dashes: heap snapshot' : ''})</text></svg>\n`);
 }
 
 // ------------------------------------------------------------------ main
 
+/**
+ * `node dist/soak/run.js --replot RUN.csv [--marks S1,S2]`: draw RUN.svg again from a CSV (columns by header
+ * name; one a run did not record is drawn as -1), e.g. after columns were added to an older run's samples.
+ */
+function replot(csvFile: string, marks: number[]): void {
+  const [head, ...rows] = readFileSync(csvFile, 'utf8').trim().split(/\r?\n/);
+  const cols = head!.split(',');
+  const col = (row: string[], name: string) => {
+    const i = cols.indexOf(name);
+    return i >= 0 ? Number(row[i]) : -1;
+  };
+  const samples = rows.map((line): Sample => {
+    const r = line.split(',');
+    return {
+      t: col(r, 't_s'),
+      rssKb: col(r, 'rss_kb'),
+      rssAnonKb: col(r, 'rss_anon_kb'),
+      rssFileKb: col(r, 'rss_file_kb'),
+      heapUsedKb: col(r, 'heap_used_kb'),
+      heapTotalKb: col(r, 'heap_total_kb'),
+      externalKb: col(r, 'external_kb'),
+      arrayBuffersKb: col(r, 'array_buffers_kb'),
+      fds: col(r, 'fds'),
+      metricsMs: col(r, 'metrics_ms'),
+      loopMaxMs: col(r, 'loop_max_ms'),
+      openConnections: col(r, 'open_connections'),
+      goodOk: col(r, 'good_ok'),
+      goodFail: col(r, 'good_fail'),
+      hostile: col(r, 'hostile'),
+      slowloris: col(r, 'slowloris'),
+      load1: col(r, 'load1'),
+    };
+  });
+  svg(samples, csvFile.replace(/\.csv$/, '.svg'), marks);
+}
+
 async function main(): Promise<void> {
-  const a = parseArgs(process.argv.slice(2));
+  const argv = process.argv.slice(2);
+  if (argv[0] === '--replot') {
+    const mi = argv.indexOf('--marks');
+    return replot(argv[1]!, mi >= 0 ? argv[mi + 1]!.split(',').map(Number) : []);
+  }
+  const a = parseArgs(argv);
   mkdirSync(a.out, { recursive: true });
   const s = await setUp();
-  const child: ChildProcess = spawn(process.execPath, [BIN, 'serve', '--config', join(s.dir, 'echgate.yml')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const base = join(a.out, `soak-${stamp}`);
+  // Heap snapshots land in the child's working directory (node names them Heap.DATE.TIME.PID.TID.SEQ.heapsnapshot).
+  const heapDir = `${base}-heap`;
+  if (a.snapshots.length) mkdirSync(heapDir, { recursive: true });
+  const nodeFlags = a.snapshots.length ? ['--heapsnapshot-signal=SIGUSR2'] : [];
+  const child: ChildProcess = spawn(process.execPath, [...nodeFlags, BIN, 'serve', '--config', join(s.dir, 'echgate.yml')], { stdio: ['ignore', 'pipe', 'pipe'], cwd: a.snapshots.length ? heapDir : s.dir });
   const childLog: string[] = [];
   const keep = (d: Buffer) => {
     childLog.push(d.toString());
@@ -471,8 +549,6 @@ async function main(): Promise<void> {
   const pid = child.pid!;
   console.log(`echgate serve pid ${pid}; ${a.minutes} min, good ≈${a.rate}/s, hostile ≈${a.hostile}/s, work dir ${s.dir}`);
 
-  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-  const base = join(a.out, `soak-${stamp}`);
   const samples: Sample[] = [];
   const perOp: Record<string, { ok: number; fail: number; errors: Record<string, number>; ms: number[] }> = {};
   let interval = { ok: 0, fail: 0, hostile: 0 };
@@ -524,7 +600,38 @@ async function main(): Promise<void> {
       }
     })();
 
-  const csv = ['t_s,rss_kb,fds,metrics_ms,loop_max_ms,open_connections,good_ok,good_fail,hostile,slowloris'];
+  // Heap snapshots at the asked minutes: SIGUSR2, then wait until the file stops growing and name it by minute.
+  const snapshotFiles: { minute: number; file: string; writeMs: number }[] = [];
+  /** When the first snapshot was asked (s since start): writing one stalls the child for seconds and leaves RSS higher (the serializer's malloc'd buffers stay with the allocator), so the memory summary uses the samples before it. */
+  let firstSnapshotT = Number.POSITIVE_INFINITY;
+  const snapshotter = (async () => {
+    for (const minute of [...a.snapshots].sort((x, y) => x - y)) {
+      const at = started + minute * 60_000;
+      while (performance.now() < at && !exited) await sleep(Math.min(1000, at - performance.now()));
+      if (exited) return;
+      const before = new Set(readdirSync(heapDir));
+      const t0 = performance.now();
+      firstSnapshotT = Math.min(firstSnapshotT, (t0 - started) / 1000);
+      child.kill('SIGUSR2');
+      let file: string | undefined;
+      let size = -1;
+      for (let i = 0; i < 600 && !exited; i++) {
+        await sleep(500);
+        file ??= readdirSync(heapDir).find((f) => f.endsWith('.heapsnapshot') && !before.has(f));
+        if (!file) continue;
+        const now = statSync(join(heapDir, file)).size;
+        if (now > 0 && now === size) break;
+        size = now;
+      }
+      if (!file) continue;
+      const named = join(heapDir, `min${String(minute).padStart(3, '0')}.heapsnapshot`);
+      renameSync(join(heapDir, file), named);
+      snapshotFiles.push({ minute, file: named, writeMs: Math.round(performance.now() - t0) });
+      console.log(`heap snapshot at minute ${minute}: ${named} (${(size / 2 ** 20).toFixed(1)} MiB)`);
+    }
+  })();
+
+  const csv = ['t_s,rss_kb,rss_anon_kb,rss_file_kb,heap_used_kb,heap_total_kb,external_kb,array_buffers_kb,fds,metrics_ms,loop_max_ms,open_connections,good_ok,good_fail,hostile,slowloris,load1'];
   const sampler = (async () => {
     while (performance.now() < deadline && !exited) {
       await sleep(a.sample * 1000);
@@ -532,32 +639,51 @@ async function main(): Promise<void> {
       let metricsMs = -1;
       let loopMaxMs = -1;
       let open = -1;
+      const mem: Record<string, number> = {};
       try {
         const m = await scrapeMetrics(s.ports.metrics);
         metricsMs = m.ms;
         const loop = /^echgate_event_loop_delay_seconds\{[^}]*quantile="1"\} ([\d.e-]+)/m.exec(m.text);
         if (loop) loopMaxMs = Number(loop[1]) * 1000;
         open = [...m.text.matchAll(/^echgate_open_connections\{[^}]*\} (\d+)/gm)].reduce((n, x) => n + Number(x[1]), 0);
+        for (const x of m.text.matchAll(/^echgate_process_memory_bytes\{kind="(\w+)",process="main"\} (\d+)/gm)) mem[x[1]!] = Math.round(Number(x[2]) / 1024);
       } catch {
         // recorded as -1
       }
       const p = procStats(pid);
-      const smp: Sample = { t: (performance.now() - started) / 1000, ...p, metricsMs, loopMaxMs, openConnections: open, goodOk: interval.ok, goodFail: interval.fail, hostile: interval.hostile, slowloris: slowloris.size };
+      const smp: Sample = {
+        t: (performance.now() - started) / 1000,
+        ...p,
+        heapUsedKb: mem.heap_used ?? -1,
+        heapTotalKb: mem.heap_total ?? -1,
+        externalKb: mem.external ?? -1,
+        arrayBuffersKb: mem.array_buffers ?? -1,
+        metricsMs,
+        loopMaxMs,
+        openConnections: open,
+        goodOk: interval.ok,
+        goodFail: interval.fail,
+        hostile: interval.hostile,
+        slowloris: slowloris.size,
+        load1: loadavg()[0]!,
+      };
       interval = { ok: 0, fail: 0, hostile: 0 };
       samples.push(smp);
-      csv.push([smp.t.toFixed(1), smp.rssKb, smp.fds, smp.metricsMs.toFixed(1), smp.loopMaxMs.toFixed(1), smp.openConnections, smp.goodOk, smp.goodFail, smp.hostile, smp.slowloris].join(','));
+      csv.push([smp.t.toFixed(1), smp.rssKb, smp.rssAnonKb, smp.rssFileKb, smp.heapUsedKb, smp.heapTotalKb, smp.externalKb, smp.arrayBuffersKb, smp.fds, smp.metricsMs.toFixed(1), smp.loopMaxMs.toFixed(1), smp.openConnections, smp.goodOk, smp.goodFail, smp.hostile, smp.slowloris, smp.load1.toFixed(2)].join(','));
       writeFileSync(`${base}.csv`, `${csv.join('\n')}\n`);
-      console.log(`t=${smp.t.toFixed(0)}s rss=${(smp.rssKb / 1024).toFixed(1)}MiB fds=${smp.fds} metrics=${smp.metricsMs.toFixed(1)}ms loopMax=${smp.loopMaxMs.toFixed(1)}ms open=${smp.openConnections} good ok/fail=${smp.goodOk}/${smp.goodFail} hostile=${smp.hostile} slowloris=${smp.slowloris}`);
+      console.log(`t=${smp.t.toFixed(0)}s rss=${(smp.rssKb / 1024).toFixed(1)}MiB heap=${(smp.heapUsedKb / 1024).toFixed(1)}/${(smp.heapTotalKb / 1024).toFixed(1)}MiB ext=${(smp.externalKb / 1024).toFixed(1)}MiB load=${smp.load1.toFixed(2)} fds=${smp.fds} metrics=${smp.metricsMs.toFixed(1)}ms loopMax=${smp.loopMaxMs.toFixed(1)}ms open=${smp.openConnections} good ok/fail=${smp.goodOk}/${smp.goodFail} hostile=${smp.hostile} slowloris=${smp.slowloris}`);
     }
   })();
-  await Promise.all([pump(a.rate, runGood), pump(a.hostile, runHostile), sampler]);
+  await Promise.all([pump(a.rate, runGood), pump(a.hostile, runHostile), sampler, snapshotter]);
   for (const sock of slowloris) sock.destroy();
   await sleep(2000);
 
   // Summary: success rate, and growth after warm-up (first 20% of samples).
   const okAll = Object.values(perOp).reduce((n, x) => n + x.ok, 0);
   const failAll = Object.values(perOp).reduce((n, x) => n + x.fail, 0);
-  const warm = samples.slice(Math.floor(samples.length * 0.2));
+  // Memory and fds: the samples before the first heap snapshot (all of them without --snapshots), less the first 20 % as warm-up.
+  const memSamples = samples.filter((x) => x.t < firstSnapshotT);
+  const warm = memSamples.slice(Math.floor(memSamples.length * 0.2));
   const half = Math.floor(warm.length / 2);
   const avg = (xs: number[]) => (xs.length ? xs.reduce((x, y) => x + y, 0) / xs.length : Number.NaN);
   const firstHalf = warm.slice(0, half);
@@ -566,23 +692,61 @@ async function main(): Promise<void> {
     const v = [...xs].sort((x, y) => x - y);
     return v.length ? v[Math.min(v.length - 1, Math.floor(q * v.length))]! : Number.NaN;
   };
+  // Least-squares slope per minute over the samples after warm-up, and the two halves' averages.
+  const slopePerMin = (get: (x: Sample) => number) => {
+    const pts = warm.filter((x) => get(x) >= 0);
+    const n = pts.length;
+    if (n < 2) return Number.NaN;
+    const mt = avg(pts.map((x) => x.t));
+    const mv = avg(pts.map(get));
+    let num = 0;
+    let den = 0;
+    for (const x of pts) {
+      num += (x.t - mt) * (get(x) - mv);
+      den += (x.t - mt) ** 2;
+    }
+    return (num / den) * 60;
+  };
+  const memStats = (get: (x: Sample) => number) => {
+    const xs = memSamples.map(get).filter((v) => v >= 0);
+    return {
+      min: Math.min(...xs) / 1024,
+      max: Math.max(...xs) / 1024,
+      afterWarmupFirstHalfAvg: avg(firstHalf.map(get).filter((v) => v >= 0)) / 1024,
+      afterWarmupLastHalfAvg: avg(lastHalf.map(get).filter((v) => v >= 0)) / 1024,
+      slopeMiBPerMinAfterWarmup: slopePerMin(get) / 1024,
+    };
+  };
   const summary = {
-    command: `npm run soak -- --minutes ${a.minutes} --rate ${a.rate} --hostile ${a.hostile} --sample ${a.sample}`,
+    command: `npm run soak -- --minutes ${a.minutes} --rate ${a.rate} --hostile ${a.hostile} --sample ${a.sample}${a.snapshots.length ? ` --snapshots ${a.snapshots.join(',')}` : ''}`,
     node: process.version,
     minutes: a.minutes,
     serveExited: exited ?? null,
-    good: { ok: okAll, fail: failAll, successRate: okAll / Math.max(1, okAll + failAll) },
+    good: { ok: okAll, fail: failAll, successRate: okAll / Math.max(1, okAll + failAll), failedInSamplesFromFirstSnapshotOn: samples.filter((x) => x.t >= firstSnapshotT).reduce((n, x) => n + x.goodFail, 0) },
+    memorySummaryFrom: { samples: memSamples.length, warmupSamples: memSamples.length - warm.length, untilSeconds: Number.isFinite(firstSnapshotT) ? Math.round(firstSnapshotT) : null },
     perOp: Object.fromEntries(Object.entries(perOp).map(([k, v]) => [k, { ok: v.ok, fail: v.fail, p50ms: Math.round(pct(v.ms, 0.5)), p99ms: Math.round(pct(v.ms, 0.99)), errors: v.errors }])),
     hostileTotal: samples.reduce((n, x) => n + x.hostile, 0),
-    rssMiB: { min: Math.min(...samples.map((x) => x.rssKb)) / 1024, max: Math.max(...samples.map((x) => x.rssKb)) / 1024, afterWarmupFirstHalfAvg: avg(firstHalf.map((x) => x.rssKb)) / 1024, afterWarmupLastHalfAvg: avg(lastHalf.map((x) => x.rssKb)) / 1024 },
-    fds: { min: Math.min(...samples.map((x) => x.fds)), max: Math.max(...samples.map((x) => x.fds)), afterWarmupFirstHalfAvg: avg(firstHalf.map((x) => x.fds)), afterWarmupLastHalfAvg: avg(lastHalf.map((x) => x.fds)) },
+    rssMiB: memStats((x) => x.rssKb),
+    rssAnonMiB: memStats((x) => x.rssAnonKb),
+    rssFileMiB: memStats((x) => x.rssFileKb),
+    heapUsedMiB: memStats((x) => x.heapUsedKb),
+    heapTotalMiB: memStats((x) => x.heapTotalKb),
+    externalMiB: memStats((x) => x.externalKb),
+    arrayBuffersMiB: memStats((x) => x.arrayBuffersKb),
+    fds: { min: Math.min(...memSamples.map((x) => x.fds)), max: Math.max(...memSamples.map((x) => x.fds)), afterWarmupFirstHalfAvg: avg(firstHalf.map((x) => x.fds)), afterWarmupLastHalfAvg: avg(lastHalf.map((x) => x.fds)), slopePerMinAfterWarmup: slopePerMin((x) => x.fds) },
+    loadAverage1: { min: Math.min(...samples.map((x) => x.load1)), p50: pct(samples.map((x) => x.load1), 0.5), max: Math.max(...samples.map((x) => x.load1)) },
+    heapSnapshots: snapshotFiles,
     metricsMs: { p50: pct(samples.map((x) => x.metricsMs), 0.5), max: Math.max(...samples.map((x) => x.metricsMs)) },
     eventLoopMaxMs: { p50: pct(samples.map((x) => x.loopMaxMs), 0.5), max: Math.max(...samples.map((x) => x.loopMaxMs)) },
     files: { csv: `${base}.csv`, svg: `${base}.svg` },
     serveLogTail: childLog.join('').split('\n').slice(-20),
   };
   writeFileSync(`${base}.json`, JSON.stringify(summary, null, 2));
-  svg(samples, `${base}.svg`);
+  svg(
+    samples,
+    `${base}.svg`,
+    snapshotFiles.map((f) => f.minute * 60),
+  );
   console.log(JSON.stringify({ ...summary, serveLogTail: undefined }, null, 2));
   child.kill('SIGTERM');
   s.closeBackends();

@@ -209,11 +209,27 @@ export class Metrics {
     'Event-loop delay of each process since the previous scrape: quantile 0.5, 0.99 and 1 (the maximum).',
   );
 
+  /** Memory of each process at the scrape (process.memoryUsage()), so growth shows without a shell on the host. */
+  readonly memory = new Gauge(
+    'echgate_process_memory_bytes',
+    'Memory of each process at the scrape, by kind: rss, heap_total, heap_used, external, array_buffers (node process.memoryUsage()).',
+  );
+
   /**
    * Put this process's event-loop delay since the last call into
-   * echgate_event_loop_delay_seconds{process,quantile} and start a new interval.
+   * echgate_event_loop_delay_seconds{process,quantile} and start a new
+   * interval; and its memory now into echgate_process_memory_bytes{process,kind}.
    */
   sampleEventLoop(processName: string): void {
+    const mem = process.memoryUsage();
+    const kinds: [string, number][] = [
+      ['rss', mem.rss],
+      ['heap_total', mem.heapTotal],
+      ['heap_used', mem.heapUsed],
+      ['external', mem.external],
+      ['array_buffers', mem.arrayBuffers],
+    ];
+    for (const [kind, bytes] of kinds) this.memory.set({ process: processName, kind }, bytes);
     if (!loopMonitor || loopMonitor.count === 0) return;
     const q: [string, number][] = [
       ['0.5', loopMonitor.percentile(50)],
@@ -225,7 +241,7 @@ export class Metrics {
   }
 
   private all(): (Counter | Histogram)[] {
-    return [this.connections, this.open, this.peekFailures, this.alertsSent, this.bytes, this.backendErrors, this.backendUp, this.ech, this.reloads, this.dnsQueries, this.handlerErrors, this.duration, this.workerRestarts, this.workers, this.workerConnections, this.loopDelay, this.keyRotations, this.nextKeyRotation, this.configRevision, this.configStoreUp, this.fleetStoreUp, this.fleetReady, this.fleetLeader, this.fleetLateInstances];
+    return [this.connections, this.open, this.peekFailures, this.alertsSent, this.bytes, this.backendErrors, this.backendUp, this.ech, this.reloads, this.dnsQueries, this.handlerErrors, this.duration, this.workerRestarts, this.workers, this.workerConnections, this.loopDelay, this.memory, this.keyRotations, this.nextKeyRotation, this.configRevision, this.configStoreUp, this.fleetStoreUp, this.fleetReady, this.fleetLeader, this.fleetLateInstances];
   }
 
   render(): string {
