@@ -7,6 +7,7 @@
  *   AB_ROUNDS, AB_CONNS, AB_ROUTE_N, AB_MEM_N
  *   AB_PROF=NAME                           run that build's serve under --cpu-prof (profile in AB_PROF_DIR)
  *   AB_SLICES (ech, default 20)            plain/ECH alternations per round (ABBA order)
+ *   AB_PROF_FLAGS='--heap-prof …'          node flags for the prof section instead of --cpu-prof
  *   AB_PIN=0                               do not pin (default: every serve on CPU 1, load and backends on CPU 0)
  *
  * conn: passthrough CPU per connection (the captured Chromium hello, one-byte
@@ -269,7 +270,7 @@ tcp:
       );
       // AB_PERF=1: perf record (on-CPU samples only; the V8 profiler samples wall time, which a busy machine skews).
       const perf = env.AB_PERF === '1';
-      const flags = perf ? ['--perf-basic-prof'] : ['--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${kind}-${Date.now()}.cpuprofile`];
+      const flags = env.AB_PROF_FLAGS ? env.AB_PROF_FLAGS.split(' ') : perf ? ['--perf-basic-prof'] : ['--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${kind}-${Date.now()}.cpuprofile`];
       const p = spawn('node', [...flags, join(BUILDS[0]!.dir, 'bin', 'echgate.js'), 'serve', '--config', cfg], { stdio: ['ignore', 'ignore', 'inherit'] });
       children.push(p);
       await waitPort(port);

@@ -113,9 +113,13 @@ function chooseHandler(ctx: EntryContext, route: Route<RouteTarget>, cls: Classi
   return passthrough(peeked);
 }
 
-/** Accept one client connection: everything from here to its close is one Connection. */
-export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: () => void): void {
-  new Connection(ctx, socket, onDone).begin();
+/**
+ * Accept one client connection: everything from here to its close is one
+ * Connection. `open` is the listener's set of open sockets; the socket leaves
+ * it when the connection finishes.
+ */
+export function handleConnection(ctx: EntryContext, socket: net.Socket, open: Set<net.Socket>): void {
+  new Connection(ctx, socket, open).begin();
 }
 
 // The sockets' listeners and the timers are shared by every connection rather
@@ -230,7 +234,7 @@ class Connection implements PreambleOps {
   constructor(
     readonly ctx: EntryContext,
     readonly socket: net.Socket,
-    private readonly onDone: () => void,
+    private readonly open: Set<net.Socket>,
   ) {
     this.ep = ctx.ep.name;
     this.access = ctx.accessLog ? { client: this.clientIp(), sni: undefined, ech: 'none' } : undefined;
@@ -307,7 +311,7 @@ class Connection implements PreambleOps {
         );
       }
     } finally {
-      this.onDone();
+      this.open.delete(socket);
     }
   }
 
