@@ -10,7 +10,10 @@
  *               the public-name answer (proxy/public-name.ts)
  *   start     handler.start(conn): it owns the bytes from here; backends are
  *             reached through conn.connect → proxy/relay.ts
- *   close     the socket's 'close' → finish(): metrics, the access line
+ *   close     the socket's 'close' → closed() → finish(): metrics, the access line
+ *
+ * Each step is a method of the class Connection below, in that order; its
+ * fields are the connection's whole state.
  *
  * The connection-wide rules live here and only here: the outcome, metrics and
  * access log; the privacy of ECH routes (HIDDEN_ROUTE); the exception guard
