@@ -6,6 +6,9 @@
  *   AB_ONLY=conn,ech,mem                   sections (default: all)
  *   AB_ROUNDS, AB_CONNS, AB_ROUTE_N, AB_MEM_N
  *   AB_PROF=NAME                           run that build's serve under --cpu-prof (profile in AB_PROF_DIR)
+ *   AB_SLICES (ech, default 20)            plain/ECH alternations per round (ABBA order)
+ *   AB_PROF_FLAGS='--heap-prof …'          node flags for the prof section instead of --cpu-prof
+ *   AB_PIN=0                               do not pin (default: every serve on CPU 1, load and backends on CPU 0)
  *
  * conn: passthrough CPU per connection (the captured Chromium hello, one-byte
  *       backend, concurrency 50), every build and the naive Node proxy
@@ -13,13 +16,20 @@
  * ech:  route-only ECH (split mode, requireECH) vs plain passthrough for the
  *       same name, fresh hellos from bench/ech-load.ts, ABBA slices per round;
  *       extra µs per ECH connection beside the HPKE-open floor of bench/ech.ts
- *       measured in the same run.
+ *       measured before each round, on the same CPU. The extra is a difference
+ *       of two totals about 1.6× apart, so it amplifies their noise about 4×:
+ *       what keeps it stable is CPU time to the nanosecond (schedstat, every
+ *       thread; /proc/PID/stat counts 10 ms ticks), many short alternating
+ *       slices (contention on a shared machine changes over seconds, so both
+ *       kinds see the same), pinning (no migration between the cores), and
+ *       medians of several rounds, each round's extra read against that
+ *       round's floor.
  * mem:  RSS per idle relayed and terminated connection, a fresh serve per case.
  *
  * Usage: npm run build && node dist/bench/ab-proxy.js
  */
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -42,6 +52,41 @@ const NAME = 'app.example.test';
 const capture = readFileSync(join(ROOT, 'test', 'vectors', 'captures', 'chr-ech2a-app-alpn.bin'));
 const log = (s: string) => process.stderr.write(`${s}\n`);
 const f = (x: number, d = 3) => x.toFixed(d);
+const SLICES = Number(env.AB_SLICES ?? 20);
+/** Pinning: the measured serve processes on one CPU, everything else (load, backends) on the other. */
+const PIN = env.AB_PIN !== '0' && (() => {
+  try {
+    execFileSync('taskset', ['-p', String(process.pid)], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+const SERVE_CPU = '1';
+const LOAD_CPU = '0';
+function pin(pid: number | undefined, cpu: string): void {
+  if (PIN && pid) execFileSync('taskset', ['-a', '-cp', cpu, String(pid)], { stdio: 'ignore' });
+}
+
+/**
+ * CPU time of a process, all threads, in ms with nanosecond resolution: the
+ * sum of each thread's sum_exec_runtime (/proc/PID/task/TID/schedstat, first
+ * field). bench/cpu.ts reads /proc/PID/stat, which counts 10 ms ticks: up to
+ * ±20 ms per slice, too coarse for a difference of two short slices.
+ */
+function cpuNs(pid: number): number {
+  let ns = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      // The thread ended between the listing and the read.
+    }
+  }
+  return ns / 1e6;
+}
+const spread = (xs: number[], d = 0) => `min ${f(Math.min(...xs), d)} max ${f(Math.max(...xs), d)}`;
+
 /** m[k], made by `mk` the first time. */
 function slot<T>(m: Record<string, T>, k: string, mk: () => T): T {
   if (!(k in m)) m[k] = mk();
@@ -53,12 +98,14 @@ function serve(build: { name: string; dir: string }, cfg: string): ChildProcess 
   const prof = env.AB_PROF === build.name ? ['--cpu-prof', `--cpu-prof-dir=${env.AB_PROF_DIR ?? '/tmp/ab-prof'}`] : [];
   const p = spawn('node', [...prof, join(build.dir, 'bin', 'echgate.js'), 'serve', '--config', cfg], { stdio: ['ignore', 'ignore', 'inherit'] });
   children.push(p);
+  pin(p.pid, SERVE_CPU);
   return p;
 }
 
 function loadGen(): Promise<{ ask: (m: object) => Promise<Record<string, unknown>>; proc: ChildProcess }> {
   const proc = fork(join(ROOT, 'dist', 'bench', 'ech-load.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   children.push(proc);
+  pin(proc.pid, LOAD_CPU);
   const ask = (m: object) =>
     new Promise<Record<string, unknown>>((res, rej) => {
       proc.send(m);
@@ -72,6 +119,8 @@ async function main() {
   const backend = (mode: string) => start('node', [join(ROOT, 'dist', 'bench', 'backend.js'), mode], /PORT (\d+)/);
   const byte = Number((await backend('byte')).match[1]);
   const hold = Number((await backend('hold')).match[1]);
+  pin(process.pid, LOAD_CPU);
+  for (const c of children) pin(c.pid, LOAD_CPU);
   const cert = join(dir, 'c.pem');
   const key = join(dir, 'k.pem');
   execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', `/CN=${NAME}`, '-addext', `subjectAltName=DNS:${NAME}`, '-keyout', key, '-out', cert], { stdio: 'ignore' });
@@ -109,58 +158,86 @@ tcp:
     }
     const naivePort = await freePort();
     const naive = await start('node', [join(ROOT, 'dist', 'bench', 'naive-proxy.js'), String(naivePort), String(byte)], /READY/);
+    pin(naive.proc.pid, SERVE_CPU);
     const all = [...procs.map((p) => ({ name: p.name, pid: p.pid, port: p.conn })), { name: 'naive', pid: naive.proc.pid!, port: naivePort }];
 
     if (ONLY.includes('conn')) {
-      for (const p of all) await connLoad(p.port, 1000, 50, capture);
+      for (const p of all) await connLoad(p.port, 3000, 50, capture); // warm-up: the first round ran 15–25 % above the others with 1000
       const res: Record<string, number[]> = {};
+      // Each round in 5 slices per proxy, the order reversed every slice, so all see the same contention.
+      const CONN_SLICES = 5;
+      const per = Math.ceil(CONNS / CONN_SLICES);
       for (let r = 0; r < ROUNDS; r++) {
+        const cpu: Record<string, number> = {};
+        for (let i = 0; i < CONN_SLICES; i++) {
+          for (const p of i % 2 === 0 ? all : [...all].reverse()) {
+            const c0 = cpuNs(p.pid);
+            await connLoad(p.port, per, 50, capture);
+            cpu[p.name] = (cpu[p.name] ?? 0) + cpuNs(p.pid) - c0;
+          }
+        }
         for (const p of all) {
-          const c0 = cpuMs(p.pid);
-          await connLoad(p.port, CONNS, 50, capture);
-          slot(res, p.name, () => []).push((cpuMs(p.pid) - c0) / CONNS);
+          slot(res, p.name, () => []).push(cpu[p.name]! / (per * CONN_SLICES));
           log(`conn round ${r + 1} ${p.name}: ${f(res[p.name]!.at(-1)!)} ms CPU/conn`);
         }
       }
-      out.push(`passthrough CPU per connection (${CONNS} per round, concurrency 50, ${ROUNDS} rounds, medians, ms):`);
-      for (const p of all) out.push(`  ${p.name}: ${f(median(res[p.name]!))}  (rounds ${res[p.name]!.map((x) => f(x)).join(' ')}) = ${f(median(res[p.name]!) / median(res.naive!), 2)}× naive`);
+      out.push(`passthrough CPU per connection (${per * CONN_SLICES} per round in ${CONN_SLICES} alternating slices, concurrency 50, ${ROUNDS} rounds, medians, ms; CPU from schedstat${PIN ? ', proxies pinned to one CPU' : ''}):`);
+      for (const p of all) {
+        const ratios = res[p.name]!.map((x, i) => x / res.naive![i]!);
+        out.push(`  ${p.name}: ${f(median(res[p.name]!))}  (rounds ${res[p.name]!.map((x) => f(x)).join(' ')}) = ${f(median(res[p.name]!) / median(res.naive!), 2)}× naive (per-round ratios ${ratios.map((x) => f(x, 2)).join(' ')})`);
+      }
     }
 
     if (ONLY.includes('ech')) {
-      const floor = JSON.parse(execFileSync('node', [join(ROOT, 'dist', 'bench', 'ech-child.js'), '10000']).toString()).rows[0].perSec as number;
-      const floorUs = 1e6 / floor;
+      /** The HPKE-open floor of bench/ech.ts in a process of its own, on the serve CPU: µs per open. */
+      const floorUs = () => {
+        const args = [join(ROOT, 'dist', 'bench', 'ech-child.js'), '4000'];
+        const cmd = PIN ? ['taskset', ['-c', SERVE_CPU, 'node', ...args]] as const : (['node', args] as const);
+        return 1e6 / (JSON.parse(execFileSync(cmd[0], [...cmd[1]]).toString()).rows[0].perSec as number);
+      };
       const lg = await loadGen();
-      const SLICES = 4;
       const orderOf = (i: number) => (i % 2 === 0 ? (['plain', 'ech'] as const) : (['ech', 'plain'] as const));
       const extra: Record<string, number[]> = {};
+      const ratio: Record<string, number[]> = {};
+      const floors: number[] = [];
       const abs: Record<string, { plain: number[]; ech: number[] }> = {};
-      // warm-up
-      await lg.ask({ cmd: 'prepare', n: 200 * procs.length, ech: echList });
-      for (const p of procs) for (const kind of ['plain', 'ech'] as const) await lg.ask({ cmd: 'route', port: kind === 'ech' ? p.ech : p.plain, kind, c: 16, n: 200 });
+      const per = Math.ceil(ROUTE_N / SLICES);
+      // warm-up: past the optimizing compiler on both paths
+      await lg.ask({ cmd: 'prepare', n: 1000 * procs.length, ech: echList });
+      for (const p of procs) for (const kind of ['plain', 'ech'] as const) await lg.ask({ cmd: 'route', port: kind === 'ech' ? p.ech : p.plain, kind, c: 16, n: 1000 });
       for (let r = 0; r < ROUNDS; r++) {
-        await lg.ask({ cmd: 'prepare', n: ROUTE_N * procs.length, ech: echList });
+        const fl = floorUs();
+        floors.push(fl);
+        await lg.ask({ cmd: 'prepare', n: per * SLICES * procs.length, ech: echList });
         const cpu: Record<string, { plain: number; ech: number }> = {};
         for (let i = 0; i < SLICES; i++) {
           for (const p of i % 2 === 0 ? procs : [...procs].reverse()) {
             for (const kind of orderOf(i)) {
-              const c0 = cpuMs(p.pid);
-              await lg.ask({ cmd: 'route', port: kind === 'ech' ? p.ech : p.plain, kind, c: 16, n: ROUTE_N / SLICES });
-              slot(cpu, p.name, () => ({ plain: 0, ech: 0 }))[kind] += cpuMs(p.pid) - c0;
+              const c0 = cpuNs(p.pid);
+              await lg.ask({ cmd: 'route', port: kind === 'ech' ? p.ech : p.plain, kind, c: 16, n: per });
+              slot(cpu, p.name, () => ({ plain: 0, ech: 0 }))[kind] += cpuNs(p.pid) - c0;
             }
           }
         }
+        const n = per * SLICES;
         for (const p of procs) {
           const c = cpu[p.name]!;
-          slot(abs, p.name, () => ({ plain: [] as number[], ech: [] as number[] })).plain.push(c.plain / ROUTE_N);
-          abs[p.name]!.ech.push(c.ech / ROUTE_N);
-          slot(extra, p.name, () => []).push(((c.ech - c.plain) / ROUTE_N) * 1000);
-          log(`ech round ${r + 1} ${p.name}: plain ${f(c.plain / ROUTE_N)} ech ${f(c.ech / ROUTE_N)} ms, extra ${f(extra[p.name]!.at(-1)!, 1)} µs`);
+          slot(abs, p.name, () => ({ plain: [] as number[], ech: [] as number[] })).plain.push(c.plain / n);
+          abs[p.name]!.ech.push(c.ech / n);
+          const us = ((c.ech - c.plain) / n) * 1000;
+          slot(extra, p.name, () => []).push(us);
+          slot(ratio, p.name, () => []).push(us / fl);
+          log(`ech round ${r + 1} ${p.name}: plain ${f(c.plain / n)} ech ${f(c.ech / n)} ms, extra ${f(us, 1)} µs, floor ${f(fl, 1)} µs = ${f(us / fl, 2)}×`);
         }
       }
       lg.proc.kill();
-      out.push(`route-only ECH (split mode, ${ROUTE_N} fresh hellos per kind per round, ${ROUNDS} rounds, medians); floor ${f(floorUs, 1)} µs:`);
+      out.push(
+        `route-only ECH (split mode, ${per * SLICES} fresh hellos per kind per round in ${SLICES} ABBA slices, ${ROUNDS} rounds, medians; CPU from schedstat${PIN ? ', serve and the floor pinned to one CPU' : ''}); floor ${f(median(floors), 1)} µs (${spread(floors, 1)}):`,
+      );
       for (const p of procs) {
-        out.push(`  ${p.name}: plain ${f(median(abs[p.name]!.plain))} ms, ECH ${f(median(abs[p.name]!.ech))} ms, extra ${f(median(extra[p.name]!), 1)} µs = ${f(median(extra[p.name]!) / floorUs, 2)}× floor (rounds ${extra[p.name]!.map((x) => f(x, 0)).join(' ')})`);
+        out.push(
+          `  ${p.name}: plain ${f(median(abs[p.name]!.plain))} ms, ECH ${f(median(abs[p.name]!.ech))} ms, extra ${f(median(extra[p.name]!), 1)} µs (${spread(extra[p.name]!)}) = ${f(median(ratio[p.name]!), 2)}× floor (per-round ratios ${ratio[p.name]!.map((x) => f(x, 2)).join(' ')})`,
+        );
       }
     }
     for (const p of procs) process.kill(p.pid, 'SIGTERM');
@@ -193,7 +270,7 @@ tcp:
       );
       // AB_PERF=1: perf record (on-CPU samples only; the V8 profiler samples wall time, which a busy machine skews).
       const perf = env.AB_PERF === '1';
-      const flags = perf ? ['--perf-basic-prof'] : ['--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${kind}-${Date.now()}.cpuprofile`];
+      const flags = env.AB_PROF_FLAGS ? env.AB_PROF_FLAGS.split(' ') : perf ? ['--perf-basic-prof'] : ['--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${kind}-${Date.now()}.cpuprofile`];
       const p = spawn('node', [...flags, join(BUILDS[0]!.dir, 'bin', 'echgate.js'), 'serve', '--config', cfg], { stdio: ['ignore', 'ignore', 'inherit'] });
       children.push(p);
       await waitPort(port);

@@ -378,3 +378,83 @@ describe('relay: the shared backend read buffer (proxy/relay.ts)', () => {
     }
   });
 });
+
+describe('relay: backpressure both ways through a passthrough router (proxy/relay.ts drain listeners)', () => {
+  /** A gateway with one non-TLS catch-all router to `srv`. */
+  const through = async (srv: net.Server) => {
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+    return startGateway(`
+entryPoints: { db: { address: "127.0.0.1:0" } }
+tcp:
+  routers: { r: { rule: "HostSNI(\`*\`)", service: s } }
+  services: { s: { loadBalancer: { servers: [{ address: "127.0.0.1:${(srv.address() as net.AddressInfo).port}" }] } } }
+`);
+  };
+  const SIZE = 32 << 20;
+
+  it('a client that reads late: the backend is paused while the client buffer is full and resumed on its drain', async () => {
+    const payload = randomBytes(SIZE);
+    const srv = net.createServer((s) => {
+      s.on('error', () => {});
+      s.end(payload);
+    });
+    const g = await through(srv);
+    try {
+      const got = await new Promise<Buffer>((resolve, reject) => {
+        const s = net.connect({ port: g.port('db'), host: '127.0.0.1' });
+        const parts: Buffer[] = [];
+        let n = 0;
+        // Nothing read for a while: the relay's client write buffer fills and it must stop reading the backend.
+        s.pause();
+        s.write('go');
+        setTimeout(() => s.resume(), 500);
+        s.on('data', (d: Buffer) => {
+          parts.push(d);
+          n += d.length;
+        });
+        s.once('end', () => resolve(Buffer.concat(parts)));
+        s.once('error', reject);
+        setTimeout(() => reject(new Error(`stalled with ${n} of ${SIZE} bytes`)), 30_000).unref();
+      });
+      assert.equal(got.length, SIZE);
+      assert.ok(got.equals(payload));
+    } finally {
+      await g.close();
+      srv.close();
+    }
+  });
+
+  it('a backend that reads late: the client is paused while the backend buffer is full and resumed on its drain', async () => {
+    const payload = randomBytes(SIZE);
+    const srv = net.createServer({ allowHalfOpen: true }, (s) => {
+      s.on('error', () => {});
+      const h = createHash('sha256');
+      let n = 0;
+      s.pause();
+      setTimeout(() => s.resume(), 500);
+      s.on('data', (d: Buffer) => {
+        h.update(d);
+        n += d.length;
+      });
+      s.on('end', () => s.end(`${n} ${h.digest('hex')}`));
+    });
+    const g = await through(srv);
+    try {
+      const answer = await new Promise<string>((resolve, reject) => {
+        const s = net.connect({ port: g.port('db'), host: '127.0.0.1', allowHalfOpen: true });
+        let text = '';
+        s.on('data', (d: Buffer) => {
+          text += d.toString();
+        });
+        s.once('end', () => resolve(text));
+        s.once('error', reject);
+        s.end(payload);
+        setTimeout(() => reject(new Error('stalled: the backend never got the whole upload')), 30_000).unref();
+      });
+      assert.equal(answer, `${SIZE} ${createHash('sha256').update(payload).digest('hex')}`);
+    } finally {
+      await g.close();
+      srv.close();
+    }
+  });
+});

@@ -10,7 +10,10 @@
  *               the public-name answer (proxy/public-name.ts)
  *   start     handler.start(conn): it owns the bytes from here; backends are
  *             reached through conn.connect → proxy/relay.ts
- *   close     the socket's 'close' → finish(): metrics, the access line
+ *   close     the socket's 'close' → closed() → finish(): metrics, the access line
+ *
+ * Each step is a method of the class Connection below, in that order; its
+ * fields are the connection's whole state.
  *
  * The connection-wide rules live here and only here: the outcome, metrics and
  * access log; the privacy of ECH routes (HIDDEN_ROUTE); the exception guard
@@ -34,9 +37,9 @@ import type { Classified, EntryContext, RouteTarget } from './context.js';
 import type { Upstream } from './services.js';
 import type { Answer, Conn, Handler, Outcome, PeekFailure } from './handler.js';
 import { passthrough } from './passthrough.js';
-import { ClientPreamble, preambleProtocol, withBackendPreamble } from './preamble.js';
+import { ClientPreamble, type PreambleOps, preambleProtocol, withBackendPreamble } from './preamble.js';
 import { publicNameHandler } from './public-name.js';
-import { Relay } from './relay.js';
+import { Relay, type RelayOptions } from './relay.js';
 import { splitHandler } from './split.js';
 import { terminateHandler } from './terminate.js';
 import { chooseVersion, tls12Handler } from './tls12.js';
@@ -81,7 +84,7 @@ const NO_SNI =
  * section and the classified hello. `cls` is absent for non-TLS bytes and on
  * server-first entrypoints: those routers have no `tls` (passthrough only).
  */
-function chooseHandler(ctx: EntryContext, route: Route<RouteTarget>, cls: Classified | undefined, peeked: Uint8Array, rest: Uint8Array, logRouter: () => string): Handler | Refusal {
+function chooseHandler(ctx: EntryContext, route: Route<RouteTarget>, cls: Classified | undefined, peeked: Uint8Array, rest: Uint8Array, logRouter: string): Handler | Refusal {
   const tlsCfg = route.target.router.tls;
   if (tlsCfg && !tlsCfg.passthrough && cls) {
     const opts = tlsCfg.options ?? DEFAULT_TLS_OPTIONS;
@@ -108,336 +111,330 @@ function chooseHandler(ctx: EntryContext, route: Route<RouteTarget>, cls: Classi
     if (tlsCfg?.echSplit) return splitHandler(cls, rest);
     // A passthrough backend cannot produce the ECH accept confirmation.
     ctx.metrics.ech.inc({ entrypoint: ctx.ep.name, result: 'accepted_on_passthrough' });
-    ctx.limiter.log(ctx.log, 'warn', { entrypoint: ctx.ep.name, router: logRouter() }, 'ECH connection routed to a passthrough router; the backend cannot complete ECH');
+    ctx.limiter.log(ctx.log, 'warn', { entrypoint: ctx.ep.name, router: logRouter }, 'ECH connection routed to a passthrough router; the backend cannot complete ECH');
   }
   return passthrough(peeked);
 }
 
-export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: () => void): void {
-  const started = performance.now();
-  const ep = ctx.ep.name;
-  // The peer address costs a getpeername(2); only ClientIP rules, PROXY headers and logs need it.
-  let ip: string | undefined;
-  const clientIp = () => {
-    ip ??= normalizeIp(socket.remoteAddress);
-    return ip;
+/**
+ * Accept one client connection: everything from here to its close is one
+ * Connection. `open` is the listener's set of open sockets; the socket leaves
+ * it when the connection finishes.
+ */
+export function handleConnection(ctx: EntryContext, socket: net.Socket, open: Set<net.Socket>): void {
+  new Connection(ctx, socket, open).begin();
+}
+
+// The sockets' listeners and the timers are shared by every connection rather
+// than made per connection (18 closures and 11 `once` wrappers each, a GC cost
+// the passthrough profile showed; docs/benchmarks.md "Relaying cost, third
+// pass"). A listener finds its connection on the socket it was called on.
+const OWNER = Symbol('echgate.connection');
+type Owned = { [OWNER]?: Connection };
+
+/**
+ * A listener for `s.on(event, …)`: `this` is the socket, the connection is
+ * the one tagged on it, and an exception inside goes to that connection's
+ * guard (handlerError), never the process.
+ */
+function listener<A = void>(body: (k: Connection, a: A) => void): (this: net.Socket, a: A) => void {
+  return function (this: net.Socket, a: A) {
+    const k = (this as Owned)[OWNER]!;
+    try {
+      body(k, a);
+    } catch (e) {
+      k.handlerError(e);
+    }
   };
-  const connData = (sni: string, alpn: readonly string[], tls: boolean, ech: ConnData['ech']): ConnData => ({
-    sni,
-    alpn,
-    tls,
-    ech,
-    get clientIp() {
-      return clientIp();
-    },
-  });
-  let finished = false;
-  let routerName = '-';
-  let backend: net.Socket | undefined;
-  let connected = false;
-  /** Set by whatever ended the connection; `close` falls back to relayed / closed. */
-  let outcome: Outcome | undefined;
-  let peekTimer: NodeJS.Timeout | undefined;
+}
+
+/** A timer callback given its connection as setTimeout's argument; guarded like a listener. */
+function timer(body: (k: Connection) => void): (k: Connection) => void {
+  return (k) => {
+    try {
+      body(k);
+    } catch (e) {
+      k.handlerError(e);
+    }
+  };
+}
+
+const onClientData = listener<Buffer>((k, d) => k.peek(d));
+const onClientError = listener((k) => {
+  k.backend?.destroy();
+  k.socket.destroy();
+});
+const onClientClose = listener((k) => k.closed());
+const onClientEnd = listener((k) => k.endedEarly());
+const onPeekTimeout = timer((k) => k.peekTimedOut());
+const onBackendError = listener<Error>((k, err) => k.backendError(err));
+const onBackendConnect = listener((k) => k.backendConnected());
+const onBackendClose = listener((k) => k.client?.destroy());
+const onConnectTimeout = timer((k) => k.backend?.destroy(new Error('connect timeout')));
+const onIdleTimeout = listener((k) => {
+  k.outcome ??= 'idle_timeout';
+  k.client?.destroy();
+});
+
+/** What routing rules read (routing/ast.ts ConnData); the peer address is looked up only when a rule or middleware asks. */
+class RouteData implements ConnData {
+  constructor(
+    private readonly k: Connection,
+    readonly sni: string,
+    readonly alpn: readonly string[],
+    readonly tls: boolean,
+    readonly ech: ConnData['ech'],
+  ) {}
+  get clientIp(): string {
+    return this.k.clientIp();
+  }
+}
+
+const NOT_TLS = (k: Connection) => new RouteData(k, '', [], false, 'none');
+
+/**
+ * One client connection, accept to close, in the order things happen:
+ * begin (listeners, peek deadline) → peek (records until one ClientHello) →
+ * classify → route → dispatch (middlewares, server, chooseHandler, start) →
+ * connect (the backend, through a Relay) → closed (metrics, access line).
+ * Its fields are the connection's whole state.
+ */
+class Connection implements PreambleOps {
+  private readonly started = performance.now();
+  private readonly ep: string;
+  /** The peer address, once asked (a getpeername(2): only ClientIP rules, PROXY headers and logs need it). */
+  private ip: string | undefined;
+  private finished = false;
+  private routerName = '-';
+  /** The backend socket and the client side the relay serves (the socket, or node:tls's plaintext side for TLS 1.2). */
+  backend: net.Socket | undefined;
+  client: net.Socket | undefined;
+  private connected = false;
+  /** Set by whatever ended the connection; `closed` falls back to relayed / closed. */
+  outcome: Outcome | undefined;
+  private peekTimer: NodeJS.Timeout | undefined;
   /** Gives back what the router's middlewares counted for this connection (inFlightConn). */
-  let release: (() => void) | undefined;
+  private release: (() => void) | undefined;
   /** The backend server, picked once the route is known (health checks may have left none). */
-  let upstream: Upstream | undefined;
+  private upstream: Upstream | undefined;
+  private route: Route<RouteTarget> | undefined;
   // An ECH-accepted connection's route names stay out of logs and the route channel
   // unless log.innerSni or log.echRoutes, and out of metric labels unless log.echRoutes.
-  let hideInLogs = false;
-  let hideInMetrics = false;
-  const logRouter = () => (hideInLogs ? HIDDEN_ROUTE : routerName);
-  const metricRouter = () => (hideInMetrics ? HIDDEN_ROUTE : routerName);
-  // What the access line may show: the SNI (never an inner one unless log.innerSni) and the ECH verdict.
-  const access = ctx.accessLog ? { client: clientIp(), sni: undefined as string | undefined, ech: 'none' as ConnData['ech'] } : undefined;
+  private hideInLogs = false;
+  private hideInMetrics = false;
+  /** What the access line may show: the SNI (never an inner one unless log.innerSni) and the ECH verdict. */
+  private readonly access: { client: string; sni: string | undefined; ech: ConnData['ech'] } | undefined;
+  /** The ClientHello being read; dropped once routed, so an idle connection keeps none of it. */
+  private asm: ClientHelloAssembler | undefined;
+  private sniffed = false;
+  /** Entrypoint `protocol` (proxy/preamble.ts): the protocol's cleartext preamble comes before the ClientHello. */
+  private pre: ClientPreamble | undefined;
+  /** Backend connect state: the connect deadline and the handler's callback, both dropped once used. */
+  private connectTimer: NodeJS.Timeout | undefined;
+  private afterConnect: ((r: Relay) => void) | undefined;
+  private relay: Relay | undefined;
 
-  const finish = (how: Outcome) => {
-    if (finished) return;
-    finished = true;
+  constructor(
+    readonly ctx: EntryContext,
+    readonly socket: net.Socket,
+    private readonly open: Set<net.Socket>,
+  ) {
+    this.ep = ctx.ep.name;
+    this.access = ctx.accessLog ? { client: this.clientIp(), sni: undefined, ech: 'none' } : undefined;
+  }
+
+  clientIp(): string {
+    this.ip ??= normalizeIp(this.socket.remoteAddress);
+    return this.ip;
+  }
+
+  /** The router name as logs may show it. */
+  logRouter(): string {
+    return this.hideInLogs ? HIDDEN_ROUTE : this.routerName;
+  }
+
+  private metricRouter(): string {
+    return this.hideInMetrics ? HIDDEN_ROUTE : this.routerName;
+  }
+
+  begin(): void {
+    const { ctx, socket } = this;
+    ctx.metrics.open.inc({ entrypoint: this.ep });
+    (socket as Owned)[OWNER] = this;
+    socket.on('error', onClientError);
+    socket.on('close', onClientClose);
+
+    // Server-speaks-first entrypoints: no router needs a ClientHello, so never wait for one.
+    if (ctx.table.immediate) {
+      try {
+        const data = NOT_TLS(this);
+        const route = ctx.table.match(data);
+        if (!route) return this.fail('no_route');
+        this.dispatch(route, data, undefined, EMPTY, EMPTY);
+      } catch (e) {
+        this.handlerError(e);
+      }
+      return;
+    }
+
+    this.asm = new ClientHelloAssembler(ctx.ep.maxClientHelloBytes);
+    this.peekTimer = setTimeout(onPeekTimeout, ctx.ep.clientHelloTimeoutMs, this);
+    if (ctx.ep.protocol) this.pre = new ClientPreamble(preambleProtocol(ctx.ep.protocol), ctx, socket, this);
+    socket.on('data', onClientData);
+    socket.on('end', onClientEnd);
+  }
+
+  // ---- close ----
+
+  /** The client socket's 'close': whatever happened, the connection is over. */
+  closed(): void {
+    this.backend?.destroy();
+    this.release?.();
+    this.finish(this.outcome ?? (this.connected ? 'relayed' : 'closed'));
+  }
+
+  /** The connection is over with this outcome (idempotent): the connection metrics and the access line. */
+  finish(how: Outcome): void {
+    if (this.finished) return;
+    this.finished = true;
+    const { ctx, socket, ep } = this;
     try {
-      const router = metricRouter();
+      const router = this.metricRouter();
       ctx.metrics.connections.inc({ entrypoint: ep, router, outcome: how });
       ctx.metrics.open.dec({ entrypoint: ep });
-      if (backend) {
+      if (this.backend) {
         ctx.metrics.bytes.inc({ entrypoint: ep, router, direction: 'in' }, socket.bytesRead);
         ctx.metrics.bytes.inc({ entrypoint: ep, router, direction: 'out' }, socket.bytesWritten);
-        ctx.metrics.duration.observe({ entrypoint: ep, router }, (performance.now() - started) / 1000);
+        ctx.metrics.duration.observe({ entrypoint: ep, router }, (performance.now() - this.started) / 1000);
       }
-      if (access) {
+      if (this.access) {
         ctx.log.info(
-          { entrypoint: ep, router: logRouter(), outcome: how, ...access, bytesIn: socket.bytesRead, bytesOut: socket.bytesWritten, ms: Math.round(performance.now() - started) },
+          { entrypoint: ep, router: this.logRouter(), outcome: how, ...this.access, bytesIn: socket.bytesRead, bytesOut: socket.bytesWritten, ms: Math.round(performance.now() - this.started) },
           'access',
         );
       }
     } finally {
-      onDone();
+      this.open.delete(socket);
     }
-  };
+  }
 
   // Rule for this whole file and every handler: an exception while handling one
   // connection ends that connection, is counted and logged (rate limited), and
-  // never reaches the process. Every callback registered goes through guard().
-  const onHandlerError = (e: unknown) => {
+  // never reaches the process. Every listener and timer here runs inside it
+  // (listener(), timer()); handlers wrap theirs with guard().
+  handlerError(e: unknown): void {
     try {
-      ctx.metrics.handlerErrors.inc({ listener: 'proxy' });
-      ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, err: errField(e) }, 'internal error handling a connection; that connection was closed');
+      this.ctx.metrics.handlerErrors.inc({ listener: 'proxy' });
+      this.ctx.limiter.log(this.ctx.log, 'warn', { entrypoint: this.ep, err: errField(e) }, 'internal error handling a connection; that connection was closed');
     } catch {
       // Counting or logging failed too: closing the connection is all that is left.
     }
-    outcome = 'handler_error';
-    clearTimeout(peekTimer);
-    backend?.destroy();
-    socket.destroy();
+    this.outcome = 'handler_error';
+    this.stopPeek();
+    this.backend?.destroy();
+    this.socket.destroy();
     // Normally `close` finishes; when the error came from the close handler itself, finish here.
-    if (socket.closed) finish('handler_error');
-  };
-  const guard =
-    <A extends unknown[]>(fn: (...a: A) => void) =>
-    (...a: A): void => {
+    if (this.socket.closed) this.finish('handler_error');
+  }
+
+  guard<A extends unknown[]>(fn: (...a: A) => void): (...a: A) => void {
+    return (...a: A): void => {
       try {
         fn(...a);
       } catch (e) {
-        onHandlerError(e);
+        this.handlerError(e);
       }
     };
+  }
 
-  ctx.metrics.open.inc({ entrypoint: ep });
-  socket.on(
-    'error',
-    guard(() => {
-      backend?.destroy();
-      socket.destroy();
-    }),
-  );
-  socket.once(
-    'close',
-    guard(() => {
-      backend?.destroy();
-      release?.();
-      finish(outcome ?? (connected ? 'relayed' : 'closed'));
-    }),
-  );
+  private countAlert(name: AlertName | undefined): void {
+    if (name) this.ctx.metrics.alertsSent.inc({ entrypoint: this.ep, alert: name });
+  }
 
-  const countAlert = (name: AlertName | undefined) => {
-    if (name) ctx.metrics.alertsSent.inc({ entrypoint: ep, alert: name });
-  };
-  const fail = (reason: PeekFailure, alert?: Uint8Array, alertName?: AlertName) => {
-    ctx.metrics.peekFailures.inc({ entrypoint: ep, reason });
+  fail(reason: PeekFailure, alert?: Uint8Array, alertName?: AlertName): void {
+    const { ctx, socket } = this;
+    ctx.metrics.peekFailures.inc({ entrypoint: this.ep, reason });
     const how: Outcome = reason === 'tls_handshake' ? 'tls_alert' : reason;
     if (alert && socket.writable) {
-      countAlert(alertName ?? trailingAlert(alert));
+      this.countAlert(alertName ?? trailingAlert(alert));
       // Send the alert, then close. Keep draining input so the kernel does
       // not answer unread bytes with a RST that could overtake the alert.
       socket.end(alert);
       socket.resume();
       setTimeout(() => socket.destroy(), 2000).unref();
-      finish(how);
+      this.finish(how);
     } else {
       socket.destroy();
-      finish(how);
+      this.finish(how);
     }
-  };
+  }
 
-  // Not a decoding problem but a bug: count it as one, answer internal_error (RFC 8446 §6.2).
-  const internalFail = (e: unknown) => {
-    outcome = 'handler_error';
+  /** Not a decoding problem but a bug: count it as one, answer internal_error (RFC 8446 §6.2). */
+  private internalFail(e: unknown): void {
+    const { ctx, socket } = this;
+    this.outcome = 'handler_error';
     try {
       ctx.metrics.handlerErrors.inc({ listener: 'proxy' });
-      ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, err: errField(e) }, 'internal error handling a connection; that connection was closed');
+      ctx.limiter.log(ctx.log, 'warn', { entrypoint: this.ep, err: errField(e) }, 'internal error handling a connection; that connection was closed');
     } finally {
       if (socket.writable) {
-        countAlert('internal_error');
+        this.countAlert('internal_error');
         socket.end(encodeAlertRecord('internal_error'));
         setTimeout(() => socket.destroy(), 2000).unref();
       } else socket.destroy();
     }
-  };
-
-  /** `answer`: who completes the TLS handshake when echgate does (no value: the backend, or not decided). */
-  const publishRoute = (router: string, conn: ConnData, cls: Classified | undefined, answer?: Answer) => {
-    if (!routeChannel.hasSubscribers) return;
-    // A subscriber that throws is re-thrown by node on process.nextTick, out
-    // of reach of any try/catch here: subscribers are in-process code and must not throw.
-    routeChannel.publish({
-      entrypoint: ep,
-      router,
-      sni: cls?.ech === 'accepted' && !ctx.logInnerSni ? undefined : conn.sni,
-      ech: conn.ech,
-      echReason: cls?.echReason,
-      tls: conn.tls,
-      ...(answer ? { answer } : {}),
-    });
-  };
-
-  const conn = (route: Route<RouteTarget> | undefined, cls: Classified | undefined, peeked: Uint8Array, rest: Uint8Array): Conn => ({
-    ctx,
-    socket,
-    cls,
-    peeked,
-    rest,
-    route,
-    logRouter,
-    guard,
-    fail,
-    finish,
-    handshakeFailed(reason, alert) {
-      ctx.metrics.peekFailures.inc({ entrypoint: ep, reason });
-      countAlert(alert);
-      outcome ??= reason === 'handshake_timeout' ? 'handshake_timeout' : 'tls_alert';
-    },
-    internalError(e, msg) {
-      ctx.metrics.handlerErrors.inc({ listener: 'proxy' });
-      ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, router: logRouter(), err: errField(e) }, msg);
-    },
-    connect(client, opts, onConnect) {
-      if (!route) throw new Error('connect() without a route');
-      const up = upstream ?? route.target.picker.pick();
-      const relay = new Relay(client, up.server, opts);
-      const b = relay.backend;
-      backend = b;
-      if (up.proxyProtocol) {
-        // Written now, queued by the socket until it connects: ahead of any byte a handler sends.
-        const addrs = { srcIp: clientIp(), srcPort: socket.remotePort ?? 0, dstIp: normalizeIp(socket.localAddress), dstPort: socket.localPort ?? 0 };
-        b.write(up.proxyProtocol === 1 ? encodeProxyV1(addrs) : encodeProxyV2(addrs));
-      }
-      const service = hideInMetrics ? HIDDEN_ROUTE : up.service;
-      // Both dropped once used: the error listener below lives as long as the backend and keeps this
-      // scope alive, and the handler's callback holds the ClientHello and its decoded form (idle RSS).
-      let connectTimer: NodeJS.Timeout | undefined = setTimeout(
-        guard(() => b.destroy(new Error('connect timeout'))),
-        up.connectTimeoutMs,
-      );
-      let afterConnect: ((r: Relay) => void) | undefined = onConnect;
-      b.once(
-        'error',
-        guard((err: Error) => {
-          clearTimeout(connectTimer);
-          connectTimer = undefined;
-          afterConnect = undefined;
-          outcome ??= 'backend_error';
-          if (b.connecting || !connected) {
-            ctx.metrics.backendErrors.inc({ service, kind: 'connect' });
-            // node's message names the address ("connect ECONNREFUSED host:port"): hidden routes get the code only.
-            const where = hideInLogs
-              ? { router: HIDDEN_ROUTE, err: (err as NodeJS.ErrnoException).code ?? 'error' }
-              : { router: route.name, service: up.service, server: `${up.server.host}:${up.server.port}`, err: err.message };
-            ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, ...where }, 'backend connect failed');
-          } else {
-            ctx.metrics.backendErrors.inc({ service, kind: 'stream' });
-          }
-          socket.destroy();
-        }),
-      );
-      b.once(
-        'connect',
-        guard(() => {
-          connected = true;
-          clearTimeout(connectTimer);
-          connectTimer = undefined;
-          const then = afterConnect;
-          afterConnect = undefined;
-          then?.(relay);
-          b.once(
-            'close',
-            guard(() => client.destroy()),
-          );
-          // One idle timer on the client: reads from it and writes to it both count as activity.
-          client.setTimeout(
-            ctx.ep.idleTimeoutMs,
-            guard(() => {
-              outcome ??= 'idle_timeout';
-              client.destroy();
-            }),
-          );
-        }),
-      );
-      return relay;
-    },
-  });
-
-  /** Routed: decide the handler once, say so on the route channel, start it. */
-  const dispatch = (route: Route<RouteTarget>, data: ConnData, cls: Classified | undefined, peeked: Uint8Array, rest: Uint8Array) => {
-    routerName = route.name;
-    if (data.ech === 'accepted') {
-      hideInMetrics = !ctx.logEchRoutes;
-      hideInLogs = !ctx.logEchRoutes && !ctx.logInnerSni;
-    }
-    // Traefik's TCP middlewares run once the router is chosen; a refused connection is closed, nothing sent.
-    const gate = admit(ctx, route.target, clientIp, logRouter());
-    if (!gate.ok) {
-      outcome = 'refused_by_middleware';
-      return void socket.destroy();
-    }
-    release = gate.release;
-    upstream = route.target.picker.pick();
-    if (upstream.unavailable) {
-      // Health checks took every server out (src/proxy/health.ts): fail fast rather than try a dead one.
-      outcome = 'backend_error';
-      ctx.metrics.backendErrors.inc({ service: hideInMetrics ? HIDDEN_ROUTE : upstream.service, kind: 'unavailable' });
-      ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, router: logRouter(), ...(hideInLogs ? {} : { service: upstream.service }) }, 'no healthy server in the service: client closed');
-      return void socket.destroy();
-    }
-    let h = chooseHandler(ctx, route, cls, peeked, rest, logRouter);
-    // A TLS preamble protocol (proxy/preamble.ts): a backend that gets the client's ClientHello must be asked for TLS first.
-    if (ctx.ep.protocol && cls && !('refuse' in h) && !h.answer) h = withBackendPreamble(preambleProtocol(ctx.ep.protocol), h);
-    publishRoute(logRouter(), data, cls, h.answer);
-    if ('refuse' in h) return h.internal !== undefined ? internalFail(h.internal) : fail(h.refuse, h.alert);
-    socket.pause();
-    h.start(conn(route, cls, peeked, rest));
-  };
-
-  // Server-speaks-first entrypoints: no router needs a ClientHello, so never wait for one.
-  if (ctx.table.immediate) {
-    guard(() => {
-      const data = connData('', [], false, 'none');
-      const route = ctx.table.match(data);
-      if (!route) return fail('no_route');
-      dispatch(route, data, undefined, EMPTY, EMPTY);
-    })();
-    return;
   }
 
-  // Dropped once the hello is routed: this scope lives as long as the connection (its close
-  // listener), and the assembler holds the peeked bytes, which the handler keeps only as long as it needs them.
-  let asm: ClientHelloAssembler | undefined = new ClientHelloAssembler(ctx.ep.maxClientHelloBytes);
-  let sniffed = false;
-  peekTimer = setTimeout(
-    guard(() => {
-      socket.removeListener('data', onData);
-      if (pre && !pre.done) pre.timedOut();
-      else if (pre?.tlsAnswered && !sniffed) pre.timedOut();
-      else if (socket.bytesRead === 0) {
-        ctx.limiter.log(
-          ctx.log,
-          'info',
-          { entrypoint: ep, client: clientIp() },
-          'the client sent nothing before clientHelloTimeout: a server-first protocol? (MySQL/MariaDB, SMTP, FTP clients wait for the server greeting and never send a ClientHello first; route them on an entrypoint whose routers are all HostSNI(`*`) without tls, see docs/databases.md)',
-        );
-      }
-      fail('timeout');
-    }),
-    ctx.ep.clientHelloTimeoutMs,
-  );
-  // Cleared and dropped once the hello is in (a cleared Timeout would stay referenced for the connection's life).
-  const stopPeekTimer = () => {
-    clearTimeout(peekTimer);
-    peekTimer = undefined;
-  };
+  handshakeFailed(reason: 'tls_handshake' | 'handshake_timeout', alert?: AlertName): void {
+    this.ctx.metrics.peekFailures.inc({ entrypoint: this.ep, reason });
+    this.countAlert(alert);
+    this.outcome ??= reason === 'handshake_timeout' ? 'handshake_timeout' : 'tls_alert';
+  }
 
-  const routeNonTls = (reason: 'not_tls' | 'sslv2_hello' | 'tls_required', refusal?: Uint8Array) => {
-    // After a preamble's "go ahead with TLS" only a ClientHello may come.
-    if (pre?.tlsAnswered) return pre.notTls();
-    const data = connData('', [], false, 'none');
-    const route = ctx.table.match(data);
-    if (!route) return fail(reason, refusal);
-    const peeked = asm?.bytes() ?? EMPTY;
-    asm = undefined;
-    dispatch(route, data, undefined, peeked, EMPTY);
-  };
+  internalError(e: unknown, msg: string): void {
+    this.ctx.metrics.handlerErrors.inc({ listener: 'proxy' });
+    this.ctx.limiter.log(this.ctx.log, 'warn', { entrypoint: this.ep, router: this.logRouter(), err: errField(e) }, msg);
+  }
 
-  const peek = (input: Buffer) => {
-    const asmb = asm;
+  // ---- peek ----
+
+  /** The ClientHello deadline. */
+  peekTimedOut(): void {
+    const { pre, socket } = this;
+    socket.removeListener('data', onClientData);
+    if (pre && !pre.done) pre.timedOut();
+    else if (pre?.tlsAnswered && !this.sniffed) pre.timedOut();
+    else if (socket.bytesRead === 0) {
+      this.ctx.limiter.log(
+        this.ctx.log,
+        'info',
+        { entrypoint: this.ep, client: this.clientIp() },
+        'the client sent nothing before clientHelloTimeout: a server-first protocol? (MySQL/MariaDB, SMTP, FTP clients wait for the server greeting and never send a ClientHello first; route them on an entrypoint whose routers are all HostSNI(`*`) without tls, see docs/databases.md)',
+      );
+    }
+    this.fail('timeout');
+  }
+
+  /** The client's EOF before anything was routed. */
+  endedEarly(): void {
+    if (!this.backend && !this.finished && this.outcome === undefined) {
+      this.stopPeek();
+      this.fail('closed_early');
+    }
+  }
+
+  /** Stop the ClientHello deadline and stop reading for it (a cleared Timeout would stay referenced for the connection's life). */
+  stopPeek(): void {
+    clearTimeout(this.peekTimer);
+    this.peekTimer = undefined;
+    this.socket.removeListener('data', onClientData);
+  }
+
+  /** Client bytes until one whole ClientHello (or proof there is none). */
+  peek(input: Buffer): void {
+    const asmb = this.asm;
     if (!asmb) return;
+    const { ctx, pre } = this;
     let chunk = input;
     if (pre && !pre.done) {
       const tlsBytes = pre.push(chunk);
@@ -446,98 +443,244 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, onDone: 
     }
     let hello: ReturnType<ClientHelloAssembler['push']>;
     try {
-      if (!sniffed) {
+      if (!this.sniffed) {
         const head = asmb.buffered === 0 ? chunk : Buffer.concat([asmb.bytes(), chunk]);
         const kind = sniffTls(head);
         if (kind === 'need_more') {
           asmb.append(chunk);
           return;
         }
-        sniffed = true;
+        this.sniffed = true;
         if (kind !== 'tls') {
-          stopPeekTimer();
-          socket.removeListener('data', onData);
+          this.stopPeek();
           asmb.append(chunk);
-          return routeNonTls(kind === 'sslv2_hello' ? 'sslv2_hello' : 'not_tls');
+          return this.routeNonTls(kind === 'sslv2_hello' ? 'sslv2_hello' : 'not_tls');
         }
       }
       hello = asmb.push(chunk);
     } catch (e) {
-      stopPeekTimer();
-      socket.removeListener('data', onData);
-      if (!isEchgateError(e)) return internalFail(e);
-      if (e.code === 'ERR_NOT_TLS') return routeNonTls('not_tls');
+      this.stopPeek();
+      if (!isEchgateError(e)) return this.internalFail(e);
+      if (e.code === 'ERR_NOT_TLS') return this.routeNonTls('not_tls');
       const reason = e.code === 'ERR_PEEK_TOO_LARGE' ? 'too_large' : e.code === 'ERR_LIMIT' ? 'too_many_records' : 'malformed';
-      return fail(reason, encodeAlertRecord(alertFor(e)));
+      return this.fail(reason, encodeAlertRecord(alertFor(e)));
     }
     if (!hello) return;
-    stopPeekTimer();
-    socket.removeListener('data', onData);
+    this.stopPeek();
+    // classify
     let cls: Classified;
     try {
       const ch = decodeClientHelloMessage(hello.message);
-      cls = ctx.classify(ch, routingView(ch), ep);
+      cls = ctx.classify(ch, routingView(ch), this.ep);
     } catch (e) {
-      if (!isEchgateError(e)) return internalFail(e);
-      return fail('malformed', encodeAlertRecord(alertFor(e)));
+      if (!isEchgateError(e)) return this.internalFail(e);
+      return this.fail('malformed', encodeAlertRecord(alertFor(e)));
     }
-    const data = connData(cls.sni, cls.alpn, true, cls.ech);
-    if (access) {
-      access.ech = cls.ech;
-      access.sni = cls.ech === 'accepted' && !ctx.logInnerSni ? undefined : cls.sni;
+    const data = new RouteData(this, cls.sni, cls.alpn, true, cls.ech);
+    if (this.access) {
+      this.access.ech = cls.ech;
+      this.access.sni = cls.ech === 'accepted' && !ctx.logInnerSni ? undefined : cls.sni;
     }
     const peeked = asmb.bytes();
-    asm = undefined;
+    this.asm = undefined;
     const rest = peeked.subarray(hello.consumed);
+    // route
     const route = ctx.table.match(data);
     if (route) {
-      if (cls.sni === '') ctx.limiter.log(ctx.log, 'info', { entrypoint: ep, client: clientIp(), router: route.name }, `${NO_SNI}: routed by a rule that needs no name (HostSNI(\`*\`))`);
-      return dispatch(route, data, cls, peeked, rest);
+      if (cls.sni === '') ctx.limiter.log(ctx.log, 'info', { entrypoint: this.ep, client: this.clientIp(), router: route.name }, `${NO_SNI}: routed by a rule that needs no name (HostSNI(\`*\`))`);
+      return this.dispatch(route, data, cls, peeked, rest);
     }
     if (cls.publicName) {
       // RFC 9849 §6.1.6/§7.1: no router for the public name of a rejected ECH hello; echgate answers
       // for it itself, so the client learns the current keys (retry_configs). See proxy/public-name.ts.
       const h = publicNameHandler(ctx, cls);
       if (h) {
-        publishRoute('-', data, cls, h.answer);
-        return h.start(conn(undefined, cls, peeked, rest));
+        this.publishRoute('-', data, cls, h.answer);
+        return h.start(new HandlerConn(this, undefined, cls, peeked, rest));
       }
-      ctx.limiter.log(ctx.log, 'warn', { entrypoint: ep, sni: cls.sni }, 'ECH rejected for a public name that no certificate covers: the client cannot receive retry_configs');
+      ctx.limiter.log(ctx.log, 'warn', { entrypoint: this.ep, sni: cls.sni }, 'ECH rejected for a public name that no certificate covers: the client cannot receive retry_configs');
     }
     const shownSni = cls.ech === 'accepted' && !ctx.logInnerSni ? '(hidden: ECH inner SNI)' : cls.sni;
-    if (cls.sni === '') ctx.limiter.log(ctx.log, 'info', { entrypoint: ep, client: clientIp() }, `no router for ClientHello: ${NO_SNI}; refused with unrecognized_name (a proxy that answered with a default certificate instead would leave the client reporting an unknown CA or a name mismatch)`);
-    else ctx.limiter.log(ctx.log, 'info', { entrypoint: ep, client: clientIp(), sni: shownSni, ech: cls.ech }, 'no router for SNI');
+    if (cls.sni === '') ctx.limiter.log(ctx.log, 'info', { entrypoint: this.ep, client: this.clientIp() }, `no router for ClientHello: ${NO_SNI}; refused with unrecognized_name (a proxy that answered with a default certificate instead would leave the client reporting an unknown CA or a name mismatch)`);
+    else ctx.limiter.log(ctx.log, 'info', { entrypoint: this.ep, client: this.clientIp(), sni: shownSni, ech: cls.ech }, 'no router for SNI');
     // RFC 6066 §3: a server that does not recognise the name may send a fatal unrecognized_name alert.
-    return fail(cls.sni === '' ? 'no_sni_no_route' : 'no_route', encodeAlertRecord('unrecognized_name'));
-  };
-  const onData = guard(peek);
-  // Entrypoint `protocol` (proxy/preamble.ts): the protocol's cleartext preamble comes before the ClientHello.
-  const pre = ctx.ep.protocol
-    ? new ClientPreamble(preambleProtocol(ctx.ep.protocol), ctx, socket, {
-        stopPeek() {
-          stopPeekTimer();
-          socket.removeListener('data', onData);
-        },
-        fail: (reason, reply) => fail(reason, reply),
-        routePlain(bytes, refusal) {
-          asm?.append(bytes);
-          routeNonTls('tls_required', refusal);
-        },
-        setOutcome(o) {
-          outcome = o;
-        },
-        clientIp,
-      })
-    : undefined;
+    return this.fail(cls.sni === '' ? 'no_sni_no_route' : 'no_route', encodeAlertRecord('unrecognized_name'));
+  }
 
-  socket.on('data', onData);
-  socket.once(
-    'end',
-    guard(() => {
-      if (!backend && !finished && outcome === undefined) {
-        stopPeekTimer();
-        fail('closed_early');
-      }
-    }),
-  );
+  private routeNonTls(reason: 'not_tls' | 'sslv2_hello' | 'tls_required', refusal?: Uint8Array): void {
+    // After a preamble's "go ahead with TLS" only a ClientHello may come.
+    if (this.pre?.tlsAnswered) return this.pre.notTls();
+    const data = NOT_TLS(this);
+    const route = this.ctx.table.match(data);
+    if (!route) return this.fail(reason, refusal);
+    const peeked = this.asm?.bytes() ?? EMPTY;
+    this.asm = undefined;
+    this.dispatch(route, data, undefined, peeked, EMPTY);
+  }
+
+  // PreambleOps (proxy/preamble.ts) beside stopPeek, fail and clientIp.
+  routePlain(bytes: Uint8Array, refusal: Uint8Array): void {
+    this.asm?.append(bytes);
+    this.routeNonTls('tls_required', refusal);
+  }
+
+  setOutcome(o: 'cancel_forwarded'): void {
+    this.outcome = o;
+  }
+
+  // ---- route → handler ----
+
+  /** `answer`: who completes the TLS handshake when echgate does (no value: the backend, or not decided). */
+  private publishRoute(router: string, conn: ConnData, cls: Classified | undefined, answer?: Answer): void {
+    if (!routeChannel.hasSubscribers) return;
+    // A subscriber that throws is re-thrown by node on process.nextTick, out
+    // of reach of any try/catch here: subscribers are in-process code and must not throw.
+    routeChannel.publish({
+      entrypoint: this.ep,
+      router,
+      sni: cls?.ech === 'accepted' && !this.ctx.logInnerSni ? undefined : conn.sni,
+      ech: conn.ech,
+      echReason: cls?.echReason,
+      tls: conn.tls,
+      ...(answer ? { answer } : {}),
+    });
+  }
+
+  /** Routed: decide the handler once, say so on the route channel, start it. */
+  private dispatch(route: Route<RouteTarget>, data: ConnData, cls: Classified | undefined, peeked: Uint8Array, rest: Uint8Array): void {
+    const { ctx, socket } = this;
+    this.routerName = route.name;
+    this.route = route;
+    if (data.ech === 'accepted') {
+      this.hideInMetrics = !ctx.logEchRoutes;
+      this.hideInLogs = !ctx.logEchRoutes && !ctx.logInnerSni;
+    }
+    // Traefik's TCP middlewares run once the router is chosen; a refused connection is closed, nothing sent.
+    const gate = admit(ctx, route.target, data, this.logRouter());
+    if (!gate.ok) {
+      this.outcome = 'refused_by_middleware';
+      return void socket.destroy();
+    }
+    this.release = gate.release;
+    const upstream = route.target.picker.pick();
+    this.upstream = upstream;
+    if (upstream.unavailable) {
+      // Health checks took every server out (src/proxy/health.ts): fail fast rather than try a dead one.
+      this.outcome = 'backend_error';
+      ctx.metrics.backendErrors.inc({ service: this.hideInMetrics ? HIDDEN_ROUTE : upstream.service, kind: 'unavailable' });
+      ctx.limiter.log(ctx.log, 'warn', { entrypoint: this.ep, router: this.logRouter(), ...(this.hideInLogs ? {} : { service: upstream.service }) }, 'no healthy server in the service: client closed');
+      return void socket.destroy();
+    }
+    let h = chooseHandler(ctx, route, cls, peeked, rest, this.logRouter());
+    // A TLS preamble protocol (proxy/preamble.ts): a backend that gets the client's ClientHello must be asked for TLS first.
+    if (ctx.ep.protocol && cls && !('refuse' in h) && !h.answer) h = withBackendPreamble(preambleProtocol(ctx.ep.protocol), h);
+    this.publishRoute(this.logRouter(), data, cls, h.answer);
+    if ('refuse' in h) return h.internal !== undefined ? this.internalFail(h.internal) : this.fail(h.refuse, h.alert);
+    socket.pause();
+    h.start(new HandlerConn(this, route, cls, peeked, rest));
+  }
+
+  // ---- connect → relay ----
+
+  /** Conn.connect: see proxy/handler.ts. */
+  connect(route: Route<RouteTarget> | undefined, client: net.Socket, opts: RelayOptions, onConnect: (r: Relay) => void): Relay {
+    if (!route) throw new Error('connect() without a route');
+    const { socket } = this;
+    const up = this.upstream ?? route.target.picker.pick();
+    this.upstream = up;
+    const relay = new Relay(client, up.server, opts);
+    const b = relay.backend;
+    this.backend = b;
+    this.client = client;
+    this.relay = relay;
+    if (up.proxyProtocol) {
+      // Written now, queued by the socket until it connects: ahead of any byte a handler sends.
+      const addrs = { srcIp: this.clientIp(), srcPort: socket.remotePort ?? 0, dstIp: normalizeIp(socket.localAddress), dstPort: socket.localPort ?? 0 };
+      b.write(up.proxyProtocol === 1 ? encodeProxyV1(addrs) : encodeProxyV2(addrs));
+    }
+    // Both dropped once used: the handler's callback holds the ClientHello and its decoded form (idle RSS).
+    this.connectTimer = setTimeout(onConnectTimeout, up.connectTimeoutMs, this);
+    this.afterConnect = onConnect;
+    (b as Owned)[OWNER] = this;
+    b.on('error', onBackendError);
+    b.on('connect', onBackendConnect);
+    return relay;
+  }
+
+  backendError(err: Error): void {
+    const { ctx, upstream: up } = this;
+    clearTimeout(this.connectTimer);
+    this.connectTimer = undefined;
+    this.afterConnect = undefined;
+    this.outcome ??= 'backend_error';
+    const service = this.hideInMetrics ? HIDDEN_ROUTE : up!.service;
+    if (this.backend!.connecting || !this.connected) {
+      ctx.metrics.backendErrors.inc({ service, kind: 'connect' });
+      // node's message names the address ("connect ECONNREFUSED host:port"): hidden routes get the code only.
+      const where = this.hideInLogs
+        ? { router: HIDDEN_ROUTE, err: (err as NodeJS.ErrnoException).code ?? 'error' }
+        : { router: this.route!.name, service: up!.service, server: `${up!.server.host}:${up!.server.port}`, err: err.message };
+      ctx.limiter.log(ctx.log, 'warn', { entrypoint: this.ep, ...where }, 'backend connect failed');
+    } else {
+      ctx.metrics.backendErrors.inc({ service, kind: 'stream' });
+    }
+    this.socket.destroy();
+  }
+
+  backendConnected(): void {
+    this.connected = true;
+    clearTimeout(this.connectTimer);
+    this.connectTimer = undefined;
+    const then = this.afterConnect;
+    this.afterConnect = undefined;
+    then?.(this.relay!);
+    this.backend!.on('close', onBackendClose);
+    // One idle timer on the client: reads from it and writes to it both count as activity.
+    const client = this.client!;
+    (client as Owned)[OWNER] = this;
+    client.setTimeout(this.ctx.ep.idleTimeoutMs);
+    client.on('timeout', onIdleTimeout);
+  }
+}
+
+/**
+ * The Conn a handler gets (proxy/handler.ts): the connection plus what was
+ * peeked. Kept apart from Connection so that the hello bytes and their
+ * decoded form live only as long as the handler holds this object.
+ */
+class HandlerConn implements Conn {
+  constructor(
+    private readonly k: Connection,
+    readonly route: Route<RouteTarget> | undefined,
+    readonly cls: Classified | undefined,
+    readonly peeked: Uint8Array,
+    readonly rest: Uint8Array,
+  ) {}
+  get ctx(): EntryContext {
+    return this.k.ctx;
+  }
+  get socket(): net.Socket {
+    return this.k.socket;
+  }
+  logRouter(): string {
+    return this.k.logRouter();
+  }
+  guard<A extends unknown[]>(fn: (...a: A) => void): (...a: A) => void {
+    return this.k.guard(fn);
+  }
+  fail(reason: PeekFailure, alert?: Uint8Array, alertName?: AlertName): void {
+    this.k.fail(reason, alert, alertName);
+  }
+  handshakeFailed(reason: 'tls_handshake' | 'handshake_timeout', alert?: AlertName): void {
+    this.k.handshakeFailed(reason, alert);
+  }
+  internalError(e: unknown, msg: string): void {
+    this.k.internalError(e, msg);
+  }
+  finish(outcome: Outcome): void {
+    this.k.finish(outcome);
+  }
+  connect(client: net.Socket, opts: RelayOptions, onConnect: (r: Relay) => void): Relay {
+    return this.k.connect(this.route, client, opts, onConnect);
+  }
 }

@@ -194,7 +194,7 @@ export class Gateway {
     }
     l.open.add(socket);
     try {
-      handleConnection(l.ctx, socket, () => l.open.delete(socket));
+      handleConnection(l.ctx, socket, l.open);
     } catch (e) {
       // handleConnection guards its own callbacks; this is the last line for its synchronous part.
       // One connection's exception ends that connection, never the process.

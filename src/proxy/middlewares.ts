@@ -52,11 +52,11 @@ const ADMITTED: Admission = { ok: true, release: NOTHING };
  * Refusals are logged (rate limited); `router` is the name the logs may show.
  * On `ok`, call release() exactly once when the connection ends (more calls do nothing).
  */
-export function admit(ctx: EntryContext, target: RouteTarget, peer: () => string, router: string): Admission {
+export function admit(ctx: EntryContext, target: RouteTarget, peer: { readonly clientIp: string }, router: string): Admission {
   const chain = target.middlewares;
   if (!chain || chain.length === 0) return ADMITTED;
   // Asked only here: the peer address is a getpeername(2) per connection, which a route without middlewares never needs.
-  const clientIp = peer();
+  const clientIp = peer.clientIp;
   const held: Map<string, number>[] = [];
   const addr = parseIp(clientIp);
   const releaseAll = () => {

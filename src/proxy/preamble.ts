@@ -227,9 +227,9 @@ export function withBackendPreamble(proto: PreambleProtocol, inner: Handler): Ha
     ...(inner.answer ? { answer: inner.answer } : {}),
     start(c) {
       const ctx = c.ctx;
-      const wrapped: Conn = {
-        ...c,
-        connect(client, opts, onConnect) {
+      // The handler's Conn with connect() replaced; everything else is the connection's own (read through the prototype).
+      const wrapped: Conn = Object.create(c);
+      wrapped.connect = (client, opts, onConnect) => {
           let open = false;
           let got: Uint8Array = new Uint8Array(0);
           let timer: NodeJS.Timeout | undefined;
@@ -281,7 +281,6 @@ export function withBackendPreamble(proto: PreambleProtocol, inner: Handler): Ha
           // The client (or anything else) ended the connection first: no refusal to report later.
           relay.backend.once('close', () => clearTimeout(timer));
           return relay;
-        },
       };
       inner.start(wrapped);
     },

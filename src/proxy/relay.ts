@@ -79,6 +79,37 @@ export function writeAll(s: net.Socket, chunks: readonly Uint8Array[]): boolean 
   return ok;
 }
 
+// The listeners a relay puts on its two sockets are shared by every relay (no
+// closures or `once` wrappers per connection): each finds its relay through
+// this tag on the socket it was called on. Events that fire once anyway
+// (end, close) use on(), not once().
+const RELAY = Symbol('echgate.relay');
+type Tagged = { [RELAY]?: Relay };
+const relayOf = (s: net.Socket) => (s as Tagged)[RELAY]!;
+
+function onBackendEnd(this: net.Socket): void {
+  relayOf(this).backendEnded();
+}
+function onBackendClose(this: net.Socket): void {
+  relayOf(this).backendClosed();
+}
+function onClientEnd(this: net.Socket): void {
+  relayOf(this).clientEnded();
+}
+function onClientData(this: net.Socket, d: Buffer): void {
+  relayOf(this).toBackend1(d);
+}
+function onClientDrain(this: net.Socket): void {
+  const r = relayOf(this);
+  r.clientFull = false;
+  r.flow();
+}
+function onBackendDrain(this: net.Socket): void {
+  const r = relayOf(this);
+  r.backendFull = false;
+  r.flow();
+}
+
 export interface RelayOptions {
   /** Backend bytes → what the client gets (new buffers); absent: the bytes as they are. */
   fromBackend?: (chunk: Uint8Array) => Uint8Array[];
@@ -93,18 +124,11 @@ export class Relay {
   /** The private read buffer, once the backend has sent a large read (`bulk`). */
   private buf: Buffer | undefined;
   private bulk = false;
-  private clientFull = false;
-  private backendFull = false;
+  /** Set when write() returned false, cleared by that socket's 'drain' (onClientDrain, onBackendDrain). */
+  clientFull = false;
+  backendFull = false;
   private reading = false;
   private stopped = false;
-  private readonly onClientDrain = () => {
-    this.clientFull = false;
-    this.flow();
-  };
-  private readonly onBackendDrain = () => {
-    this.backendFull = false;
-    this.flow();
-  };
 
   /**
    * Connect to the backend with the backend → client half already wired, so
@@ -142,49 +166,71 @@ export class Relay {
         },
       },
     });
-    this.backend.once('end', () => {
-      if (this.stopped || client.destroyed) return;
-      if (o.onBackendEnd) o.onBackendEnd();
-      else client.end();
-    });
-    this.backend.once('close', () => {
-      if (this.buf && client.writableLength === 0) release(this.buf);
-      this.buf = undefined;
-    });
+    (this.backend as Tagged)[RELAY] = this;
+    (client as Tagged)[RELAY] = this;
+    this.backend.on('end', onBackendEnd);
+    this.backend.on('close', onBackendClose);
+  }
+
+  /** The backend's EOF: end the client (half-close), or what the handler maps it to (close_notify). */
+  backendEnded(): void {
+    if (this.stopped || this.client.destroyed) return;
+    if (this.o.onBackendEnd) this.o.onBackendEnd();
+    else this.client.end();
+  }
+
+  backendClosed(): void {
+    if (this.buf && this.client.writableLength === 0) release(this.buf);
+    this.buf = undefined;
+  }
+
+  /** The client's EOF ends the backend. */
+  clientEnded(): void {
+    // Not twice: TLS termination already ended the backend on close_notify, and a second end()
+    // builds an ERR_STREAM_ALREADY_FINISHED with its stack (1–2 % of a terminated connection's CPU).
+    if (!this.stopped && !this.backend.writableEnded) this.backend.end();
   }
 
   /** Bytes for the client, in one write. */
   toClient(chunks: readonly Uint8Array[]): void {
     if (chunks.length === 0 || this.client.destroyed) return;
-    if (!writeAll(this.client, chunks) && !this.clientFull) {
-      this.clientFull = true;
-      this.client.once('drain', this.onClientDrain);
-      this.flow();
-    }
+    if (!writeAll(this.client, chunks)) this.clientFilled();
+  }
+
+  private clientFilled(): void {
+    if (this.clientFull) return;
+    this.clientFull = true;
+    this.client.once('drain', onClientDrain);
+    this.flow();
+  }
+
+  private backendFilled(): void {
+    if (this.backendFull) return;
+    this.backendFull = true;
+    this.backend.once('drain', onBackendDrain);
+    this.flow();
   }
 
   /** Bytes for the backend, in one write (queued by the socket while it connects). */
   toBackend(chunks: readonly Uint8Array[]): void {
     if (chunks.length === 0 || this.backend.destroyed) return;
-    if (!writeAll(this.backend, chunks) && !this.backendFull) {
-      this.backendFull = true;
-      this.backend.once('drain', this.onBackendDrain);
-      this.flow();
-    }
+    if (!writeAll(this.backend, chunks)) this.backendFilled();
+  }
+
+  /** One chunk for the backend, as it is (the client's bytes in passthrough). */
+  toBackend1(chunk: Uint8Array): void {
+    if (this.backend.destroyed) return;
+    if (!this.backend.write(chunk)) this.backendFilled();
   }
 
   /**
    * Start reading the client: each chunk goes to `onData` (default: to the
    * backend as it is); the client's EOF ends the backend.
    */
-  readClient(onData: (d: Buffer) => void = (d) => this.toBackend([d])): void {
+  readClient(onData?: (d: Buffer) => void): void {
     this.reading = true;
-    this.client.on('data', onData);
-    this.client.once('end', () => {
-      // Not twice: TLS termination already ended the backend on close_notify, and a second end()
-      // builds an ERR_STREAM_ALREADY_FINISHED with its stack (1–2 % of a terminated connection's CPU).
-      if (!this.stopped && !this.backend.writableEnded) this.backend.end();
-    });
+    this.client.on('data', onData ?? onClientData);
+    this.client.on('end', onClientEnd);
     this.flow();
   }
 
