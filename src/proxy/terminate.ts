@@ -28,13 +28,17 @@ export interface Termination {
   first: Output;
 }
 
+// One pair for every connection (each engine keeps its options for the connection's lifetime).
+const random = (n: number) => nodeProvider.randomBytes(n);
+const ephemeral = () => nodeProvider.x25519Generate();
+
 /** Run the server's first flight. A failure is in `first.error`/`first.alert`, never thrown for client input. */
 export function startTermination(ctx: EntryContext, cls: Classified, alpn: readonly string[] | undefined, groups?: readonly number[]): Termination {
   const engine = new TlsServer({
     groups,
     provider: nodeProvider,
-    random: (n) => nodeProvider.randomBytes(n),
-    ephemeral: () => nodeProvider.x25519Generate(),
+    random,
+    ephemeral,
     certificate: ctx.certificate,
     alpn,
     retryConfigs: ctx.retryConfigs(),
@@ -78,20 +82,24 @@ export function terminateHandler(cls: Classified, opts: TlsOptions, alpn: readon
  * alert; a client error alert (RFC 8446 §6.2) ends it with nothing sent.
  */
 function runEngine(c: Conn, engine: TlsServer): void {
-  const client = c.socket;
+  // The closures below live as long as the connection (they are the relay's callbacks), so they take
+  // from `c` only the functions they call, never `c` itself: `c` holds the ClientHello, its decoded
+  // form and the peeked bytes, ≈ 2 KiB of heap per idle terminated connection (docs/benchmarks.md,
+  // "Termination cost, fourth pass"). Conn's functions do not use `this`.
+  const { socket: client, guard, handshakeFailed, internalError } = c;
   let failed = false;
   /** The buffer the last backend read was sealed into, to reuse (see fromBackend). */
   let sealed: Uint8Array | undefined;
   let hsTimer: NodeJS.Timeout | undefined;
   /** Called once when the TLS side fails: `records` are what is still to be sent (ending with our alert). */
-  const failWith = c.guard((records: Uint8Array[], err: unknown, alert?: AlertName) => {
+  const failWith = guard((records: Uint8Array[], err: unknown, alert?: AlertName) => {
     if (failed) return;
     failed = true;
     clearTimeout(hsTimer);
     relay.stop();
     const timedOut = isEchgateError(err) && err.code === 'ERR_HANDSHAKE_TIMEOUT';
-    c.handshakeFailed(timedOut ? 'handshake_timeout' : 'tls_handshake', records.length ? alert : undefined);
-    if (!isEchgateError(err)) c.internalError(err, 'internal error in TLS termination');
+    handshakeFailed(timedOut ? 'handshake_timeout' : 'tls_handshake', records.length ? alert : undefined);
+    if (!isEchgateError(err)) internalError(err, 'internal error in TLS termination');
     if (records.length) client.end(concat(...records));
     else client.destroy();
     relay.backend.destroy();
@@ -152,7 +160,7 @@ function runEngine(c: Conn, engine: TlsServer): void {
     hsTimer = setTimeout(() => failWith([], new EchgateError('ERR_HANDSHAKE_TIMEOUT', `TLS handshake not complete after ${deadline} ms`)), deadline);
     client.once('close', () => clearTimeout(hsTimer));
   }
-  relay.readClient(c.guard(feed));
+  relay.readClient(guard(feed));
   if (c.rest.length) feed(c.rest);
 }
 
