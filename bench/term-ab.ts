@@ -13,14 +13,14 @@
  * first build. With --prof, each echgate runs under `node --cpu-prof` and
  * writes its profile into DIR when the run ends.
  */
-import { execFileSync, fork, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import tls from 'node:tls';
 import { freePort } from '../src/cli/free-port.js';
 import { cpuMs } from './cpu.js';
-import { children, median, openIdle, rssKiB, sleep, sTime, start, waitPort } from './util.js';
+import { children, idleMemoryConfig, median, openIdle, rssKiB, sleep, sTime, start, waitPort } from './util.js';
 
 /** SIGUSR2 → a heap snapshot (--heapsnapshot-signal); resolves once the process is responsive again (the snapshot is written synchronously). */
 async function heapSnapshot(pid: number): Promise<void> {
@@ -143,9 +143,9 @@ async function main() {
   const stream = Number((await backend('stream', String(BULK))).match[1]);
   const hold = Number((await backend('hold')).match[1]);
 
-  const builds: { name: string; pid: number; term: number; bulk: number; hold: number; memPid?: number }[] = [];
+  const builds: { name: string; pid: number; term: number; bulk: number }[] = [];
   for (const [i, root] of roots.entries()) {
-    const ep = { term: await freePort(), bulk: await freePort(), hold: await freePort() };
+    const ep = { term: await freePort(), bulk: await freePort() };
     const cfg = join(dir, `eg${i}.yml`);
     writeFileSync(
       cfg,
@@ -154,16 +154,13 @@ ech: { keysDir: ${JSON.stringify(keysDir)} }
 entryPoints:
   term: { address: "127.0.0.1:${ep.term}", maxConnections: 100000 }
   bulk: { address: "127.0.0.1:${ep.bulk}", maxConnections: 100000 }
-  hold: { address: "127.0.0.1:${ep.hold}", maxConnections: 100000 }
 tcp:
   routers:
-    hold: { entryPoints: [hold], rule: "HostSNI(\`*\`)", service: hold, tls: {} }
     term: { entryPoints: [term], rule: "HostSNI(\`*\`)", service: byte, tls: {} }
     bulk: { entryPoints: [bulk], rule: "HostSNI(\`*\`)", service: stream, tls: {} }
   services:
     byte: { loadBalancer: { servers: [{ address: "127.0.0.1:${byte}" }] } }
     stream: { loadBalancer: { servers: [{ address: "127.0.0.1:${stream}" }] } }
-    hold: { loadBalancer: { servers: [{ address: "127.0.0.1:${hold}" }] } }
 tls:
   certificates:
     - { certFile: ${JSON.stringify(cert)}, keyFile: ${JSON.stringify(key)} }
@@ -173,7 +170,6 @@ tls:
       ...NODE_ARGS,
       ...rootFlags[i]!,
       ...(PROF ? ['--cpu-prof', '--cpu-prof-dir', PROF, '--cpu-prof-name', `eg${i}.cpuprofile`] : []),
-      ...(HEAP ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${HEAP}`] : []),
     ];
     const p = spawn('node', [...nodeArgs, join(root, 'bin', 'echgate.js'), 'serve', '--config', cfg], { stdio: ['ignore', NODE_ARGS.length ? 'inherit' : 'ignore', 'inherit'] });
     children.push(p);
@@ -182,8 +178,7 @@ tls:
     builds.push({ name: `eg${i}`, pid: p.pid!, ...ep });
   }
   const tp = await start('node', [join(here, 'dist', 'bench', 'tls-proxy.js'), cert, key, `0:${byte}`, `0:${stream}`], /PORTS (\d+) (\d+)/);
-  const tph = MEM_N ? await start('node', [join(here, 'dist', 'bench', 'tls-proxy.js'), cert, key, `0:${hold}`], /PORTS (\d+)/) : undefined;
-  const peers = [...builds, { name: 'node:tls', pid: tp.proc.pid!, term: Number(tp.match[1]), bulk: Number(tp.match[2]), hold: Number(tph?.match[1] ?? 0), memPid: tph?.proc.pid }];
+  const peers = [...builds, { name: 'node:tls', pid: tp.proc.pid!, term: Number(tp.match[1]), bulk: Number(tp.match[2]) }];
   log(`PIDS ${peers.map((p) => `${p.name}=${p.pid}`).join(' ')}`);
   // --wait S: time to attach strace/perf to the PIDS above before the rounds start.
   await sleep(WAIT * 1000);
@@ -225,22 +220,41 @@ tls:
       }
     }
     if (MEM_N) {
+      // A fresh process per measurement (RSS growth in a process that already held connections
+      // reads the pages it kept, not what a connection costs), as bench/terminate.ts does.
       for (const p of order) {
-        const pid = p.memPid ?? p.pid;
+        const i = builds.findIndex((b) => b.name === p.name);
+        let proc: ChildProcess;
+        let port: number;
+        if (i >= 0) {
+          port = await freePort();
+          const cfg = join(dir, `mem${i}.yml`);
+          writeFileSync(cfg, idleMemoryConfig(port, hold, true, cert, key));
+          const flags = [...NODE_ARGS, ...rootFlags[i]!, ...(HEAP ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${HEAP}`] : [])];
+          proc = spawn('node', [...flags, join(roots[i]!, 'bin', 'echgate.js'), 'serve', '--config', cfg], { stdio: ['ignore', 'ignore', 'inherit'] });
+          children.push(proc);
+          await waitPort(port).catch(() => waitPort(port));
+        } else {
+          const t = await start('node', [join(here, 'dist', 'bench', 'tls-proxy.js'), cert, key, `0:${hold}`], /PORTS (\d+)/);
+          proc = t.proc;
+          port = Number(t.match[1]);
+        }
+        const pid = proc.pid!;
         // Warm the path, let the warm-up connections go, then the baseline.
-        for (const s of await openIdle(p.hold, true, 200, NAME, new Uint8Array(0))) s.destroy();
+        for (const s of await openIdle(port, true, 200, NAME, new Uint8Array(0))) s.destroy();
         await sleep(1000);
-        const snap = HEAP && r === 0 && p.name !== 'node:tls';
+        const snap = HEAP && r === 0 && i >= 0;
         if (snap) await heapSnapshot(pid);
         const before = rssKiB(pid);
-        const socks = await openIdle(p.hold, true, MEM_N, NAME, new Uint8Array(0));
+        const socks = await openIdle(port, true, MEM_N, NAME, new Uint8Array(0));
         await sleep(2000);
         const kib = (rssKiB(pid) - before) / MEM_N;
         if (snap) await heapSnapshot(pid);
         for (const s of socks) s.destroy();
+        proc.kill('SIGTERM');
         res.mem![p.name]!.push(kib);
-        log(`round ${r + 1} mem ${p.name}: ${kib.toFixed(1)} KiB RSS per idle terminated connection (${MEM_N} open)`);
-        await sleep(1000);
+        log(`round ${r + 1} mem ${p.name}: ${kib.toFixed(1)} KiB RSS per idle terminated connection (${MEM_N} open, fresh process)`);
+        await sleep(500);
       }
     }
     if (lg) {
