@@ -22,6 +22,28 @@ import { freePort } from '../src/cli/free-port.js';
 import { cpuMs } from './cpu.js';
 import { children, idleMemoryConfig, median, openIdle, rssKiB, sleep, sTime, start, waitPort } from './util.js';
 
+/** n terminated connections, 50 at a time, each idle once it has read MEM_BULK bytes from the backend. */
+async function openAfterBulk(port: number, n: number): Promise<tls.TLSSocket[]> {
+  const socks: tls.TLSSocket[] = [];
+  for (let i = 0; i < n; i += 50) {
+    await Promise.all(
+      Array.from({ length: Math.min(50, n - i) }, () => {
+        const s = tls.connect({ port, host: '127.0.0.1', servername: NAME, rejectUnauthorized: false, minVersion: 'TLSv1.3' }, () => s.write('x'));
+        socks.push(s);
+        let got = 0;
+        return new Promise<void>((res, rej) => {
+          s.on('data', (d: Buffer) => {
+            got += d.length;
+            if (got >= MEM_BULK) res();
+          });
+          s.once('error', rej);
+        });
+      }),
+    );
+  }
+  return socks;
+}
+
 /** SIGUSR2 → a heap snapshot (--heapsnapshot-signal); resolves once the process is responsive again (the snapshot is written synchronously). */
 async function heapSnapshot(pid: number): Promise<void> {
   process.kill(pid, 'SIGUSR2');
@@ -47,6 +69,8 @@ const WAIT = Number(opt('wait', '0'));
 const MEM_N = Number(opt('mem', '0'));
 /** --heap DIR: with --mem, each echgate writes a heap snapshot into DIR before and after its N connections open (first round). */
 const HEAP = opt('heap', '');
+/** --mem-bulk KiB: with --mem, each idle connection first receives KiB from the backend (read by the client), then idles. */
+const MEM_BULK = Number(opt('mem-bulk', '0')) * 1024;
 /** Extra node flags for every echgate (e.g. "--trace-gc"), split on spaces. */
 const NODE_ARGS = opt('node-args', '').split(' ').filter(Boolean);
 /**
@@ -141,7 +165,7 @@ async function main() {
   const backend = (mode: string, ...a: string[]) => start('node', [join(here, 'dist', 'bench', 'backend.js'), mode, ...a], /PORT (\d+)/);
   const byte = Number((await backend('byte')).match[1]);
   const stream = Number((await backend('stream', String(BULK))).match[1]);
-  const hold = Number((await backend('hold')).match[1]);
+  const hold = Number((await backend('hold', String(MEM_BULK))).match[1]);
 
   const builds: { name: string; pid: number; term: number; bulk: number }[] = [];
   for (const [i, root] of roots.entries()) {
@@ -246,7 +270,7 @@ tls:
         const snap = HEAP && r === 0 && i >= 0;
         if (snap) await heapSnapshot(pid);
         const before = rssKiB(pid);
-        const socks = await openIdle(port, true, MEM_N, NAME, new Uint8Array(0));
+        const socks = MEM_BULK ? await openAfterBulk(port, MEM_N) : await openIdle(port, true, MEM_N, NAME, new Uint8Array(0));
         await sleep(2000);
         const kib = (rssKiB(pid) - before) / MEM_N;
         if (snap) await heapSnapshot(pid);

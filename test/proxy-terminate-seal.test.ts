@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import tls from 'node:tls';
+import { Relay } from '../src/proxy/relay.js';
 import { certFor, startGateway } from './helpers.js';
 
 const NAME = 'bulk.example.test';
@@ -94,6 +95,57 @@ tcp:
       assert.equal(g.gw.metrics.handlerErrors.get({ listener: 'proxy' }), 0);
     } finally {
       await g.close();
+      srv.close();
+    }
+  });
+});
+
+describe('relay with a transform (TLS termination): backend reads need no private buffer', () => {
+  it('after full 64 KiB reads, a relay whose fromBackend seals the chunk still reads into the shared buffer and holds none of its own', async () => {
+    const srv = net.createServer((s) => {
+      s.on('error', () => {});
+      s.once('data', () => s.end(Buffer.alloc(1024 * 1024, 0x61)));
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+    let ended = () => {};
+    const done = new Promise<void>((r) => {
+      ended = r;
+    });
+    // A client stand-in whose writes complete at once.
+    const client = {
+      destroyed: false,
+      writableLength: 0,
+      writableHighWaterMark: 1 << 30,
+      write: () => true,
+      once() {},
+      on() {},
+      removeAllListeners() {},
+      pause() {},
+      resume() {},
+      end: () => ended(),
+      destroy() {},
+    } as unknown as net.Socket;
+    const sizes: number[] = [];
+    const views = new Set<ArrayBufferLike>();
+    try {
+      const relay = new Relay(client, { host: '127.0.0.1', port: (srv.address() as net.AddressInfo).port }, {
+        fromBackend: (chunk) => {
+          sizes.push(chunk.length);
+          views.add(chunk.buffer);
+          return [Uint8Array.from(chunk)];
+        },
+      });
+      relay.toBackend([Uint8Array.of(1)]);
+      await done;
+      relay.backend.destroy();
+      assert.equal(
+        sizes.reduce((a, b) => a + b, 0),
+        1024 * 1024,
+      );
+      assert.ok(Math.max(...sizes) >= 16 * 1024, 'at least one read large enough to mark the connection as bulk');
+      assert.equal((relay as unknown as { buf?: Uint8Array }).buf, undefined, 'no private read buffer');
+      assert.equal(views.size, 1, 'every read landed in the one shared buffer');
+    } finally {
       srv.close();
     }
   });

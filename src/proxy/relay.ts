@@ -123,7 +123,10 @@ export class Relay {
       onread: {
         // Called when the handle is set up and after every read: the buffer for the next read.
         buffer: () => {
-          if (!this.bulk) return shared;
+          // A transform (TLS termination seals the chunk into new records) consumes the chunk inside
+          // the callback, so it never needs a private buffer: a terminated connection that carried bulk
+          // data and then idles holds none (≈ 64 KiB each; docs/benchmarks.md, "Termination cost, fourth pass").
+          if (!this.bulk || o.fromBackend) return shared;
           this.buf ??= acquire();
           return this.buf;
         },
