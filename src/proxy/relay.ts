@@ -22,7 +22,9 @@
  * an idle or chatty connection holds no read buffer of its own (a private
  * 64 KiB buffer per connection was ≈ 5.4 KiB of RSS per idle connection and
  * 64 KiB of V8 external memory; docs/benchmarks.md, "Relaying cost and
- * memory"). After a large read the relay takes a private pooled buffer and
+ * memory"). After a large read a relay without a `fromBackend` transform
+ * (a transform consumes the chunk inside the callback and never needs one)
+ * takes a private pooled buffer and
  * no copy is made: that buffer is reused only when the write of the chunk
  * completed synchronously (otherwise the queued write still holds it and the
  * next read takes a fresh one). When a `fromBackend` transform makes new
