@@ -105,7 +105,11 @@ function runEngine(c: Conn, engine: TlsServer): void {
   const apply = (o: Output) => {
     if (o.peerAlert !== undefined) return failWith([], new EchgateError('ERR_ILLEGAL', `client sent alert ${describeAlert(o.peerAlert)}`));
     if (o.error !== undefined) return failWith(o.send, o.error, o.alert);
-    if (o.established) clearTimeout(hsTimer);
+    if (o.established) {
+      clearTimeout(hsTimer);
+      // The cleared Timeout and its callback would otherwise stay with the connection (idle memory).
+      hsTimer = undefined;
+    }
     relay.toClient(o.send);
     relay.toBackend(o.data);
     if (o.closed) relay.backend.end();
