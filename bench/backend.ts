@@ -4,7 +4,8 @@
  *   byte   — read the first bytes, answer one byte, close
  *   stream — read the first bytes, stream --bytes N, close
  *   tls    — a node:tls server that answers one byte after the handshake
- *   hold   — accept and keep the connection open, reading and dropping what comes
+ *   hold   — accept and keep the connection open, reading and dropping what comes;
+ *            with --bytes N > 0, first answer the first bytes with N bytes (then hold)
  * Prints "PORT <n>" when listening.
  */
 import { readFileSync } from 'node:fs';
@@ -37,6 +38,7 @@ if (mode === 'tls') {
 } else if (mode === 'hold') {
   server = net.createServer((s) => {
     s.on('error', () => s.destroy());
+    if (total > 0) s.once('data', () => s.write(Buffer.alloc(total, 0x61)));
     s.resume();
   });
 } else {

@@ -5,21 +5,50 @@
  * A, B, …), each process's own CPU from /proc/PID/stat.
  *
  * Usage: node dist/bench/term-ab.js [--rounds N] [--seconds S] [--bulk MiB]
- *          [--ech N] [--only hs,bulk,ech] [--prof DIR] [--wait S] [--node-args FLAGS] ROOT_A ROOT_B ...
+ *          [--ech N] [--only hs,bulk,ech] [--prof DIR] [--wait S] [--node-args FLAGS]
+ *          [--mem N [--heap DIR]] ROOT_A[#FLAGS] ROOT_B ...
  * ROOT is a directory with bin/echgate.js and dist/ (a worktree, or a copy of
  * an older commit built with tsc). Prints one line per measurement and, at the
  * end, the medians and each build's ratio to the node:tls proxy and to the
  * first build. With --prof, each echgate runs under `node --cpu-prof` and
  * writes its profile into DIR when the run ends.
  */
-import { execFileSync, fork, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import tls from 'node:tls';
 import { freePort } from '../src/cli/free-port.js';
 import { cpuMs } from './cpu.js';
-import { children, median, sleep, sTime, start, waitPort } from './util.js';
+import { children, idleMemoryConfig, median, openIdle, rssKiB, sleep, sTime, start, waitPort } from './util.js';
+
+/** n terminated connections, 50 at a time, each idle once it has read MEM_BULK bytes from the backend. */
+async function openAfterBulk(port: number, n: number): Promise<tls.TLSSocket[]> {
+  const socks: tls.TLSSocket[] = [];
+  for (let i = 0; i < n; i += 50) {
+    await Promise.all(
+      Array.from({ length: Math.min(50, n - i) }, () => {
+        const s = tls.connect({ port, host: '127.0.0.1', servername: NAME, rejectUnauthorized: false, minVersion: 'TLSv1.3' }, () => s.write('x'));
+        socks.push(s);
+        let got = 0;
+        return new Promise<void>((res, rej) => {
+          s.on('data', (d: Buffer) => {
+            got += d.length;
+            if (got >= MEM_BULK) res();
+          });
+          s.once('error', rej);
+        });
+      }),
+    );
+  }
+  return socks;
+}
+
+/** SIGUSR2 → a heap snapshot (--heapsnapshot-signal); resolves once the process is responsive again (the snapshot is written synchronously). */
+async function heapSnapshot(pid: number): Promise<void> {
+  process.kill(pid, 'SIGUSR2');
+  await sleep(8000);
+}
 
 const args = process.argv.slice(2);
 const opt = (name: string, def: string) => {
@@ -36,6 +65,12 @@ const ECH_N = Number(opt('ech', '400'));
 const ONLY = opt('only', 'hs,bulk,ech').split(',');
 const PROF = opt('prof', '');
 const WAIT = Number(opt('wait', '0'));
+/** --mem N: RSS growth per idle terminated connection, N open at once, per build and for node:tls, each round. */
+const MEM_N = Number(opt('mem', '0'));
+/** --heap DIR: with --mem, each echgate writes a heap snapshot into DIR before and after its N connections open (first round). */
+const HEAP = opt('heap', '');
+/** --mem-bulk KiB: with --mem, each idle connection first receives KiB from the backend (read by the client), then idles. */
+const MEM_BULK = Number(opt('mem-bulk', '0')) * 1024;
 /** Extra node flags for every echgate (e.g. "--trace-gc"), split on spaces. */
 const NODE_ARGS = opt('node-args', '').split(' ').filter(Boolean);
 /**
@@ -46,7 +81,9 @@ const NODE_ARGS = opt('node-args', '').split(' ').filter(Boolean);
  */
 const CLIENT_NICE = opt('client-nice', '');
 const CLIENT_PAUSE = Number(opt('client-pause', '0'));
-const roots = args.map((a) => resolve(a));
+/** ROOT#FLAGS: node flags for that echgate only (comma-separated), e.g. `.#--max-semi-space-size=16`: the same build with and without a flag. */
+const roots = args.map((a) => resolve(a.split('#')[0]!));
+const rootFlags = args.map((a) => (a.split('#')[1] ?? '').split(',').filter(Boolean));
 if (roots.length === 0) {
   process.stderr.write('usage: term-ab [--rounds N] [--seconds S] [--bulk MiB] [--ech N] [--only hs,bulk,ech] [--prof DIR] ROOT...\n');
   process.exit(2);
@@ -128,6 +165,7 @@ async function main() {
   const backend = (mode: string, ...a: string[]) => start('node', [join(here, 'dist', 'bench', 'backend.js'), mode, ...a], /PORT (\d+)/);
   const byte = Number((await backend('byte')).match[1]);
   const stream = Number((await backend('stream', String(BULK))).match[1]);
+  const hold = Number((await backend('hold', String(MEM_BULK))).match[1]);
 
   const builds: { name: string; pid: number; term: number; bulk: number }[] = [];
   for (const [i, root] of roots.entries()) {
@@ -152,7 +190,11 @@ tls:
     - { certFile: ${JSON.stringify(cert)}, keyFile: ${JSON.stringify(key)} }
 `,
     );
-    const nodeArgs = [...NODE_ARGS, ...(PROF ? ['--cpu-prof', '--cpu-prof-dir', PROF, '--cpu-prof-name', `eg${i}.cpuprofile`] : [])];
+    const nodeArgs = [
+      ...NODE_ARGS,
+      ...rootFlags[i]!,
+      ...(PROF ? ['--cpu-prof', '--cpu-prof-dir', PROF, '--cpu-prof-name', `eg${i}.cpuprofile`] : []),
+    ];
     const p = spawn('node', [...nodeArgs, join(root, 'bin', 'echgate.js'), 'serve', '--config', cfg], { stdio: ['ignore', NODE_ARGS.length ? 'inherit' : 'ignore', 'inherit'] });
     children.push(p);
     // Startup can take longer than waitPort's 10 s on the busy machine.
@@ -165,7 +207,7 @@ tls:
   // --wait S: time to attach strace/perf to the PIDS above before the rounds start.
   await sleep(WAIT * 1000);
   const ctx = tls.createSecureContext({});
-  const res: Record<string, Record<string, number[]>> = { hs: {}, bulk: {}, plain: {}, ech: {} };
+  const res: Record<string, Record<string, number[]>> = { hs: {}, bulk: {}, plain: {}, ech: {}, mem: {} };
   for (const k of Object.keys(res)) for (const p of peers) res[k]![p.name] = [];
 
   if (ONLY.includes('hs')) for (const p of peers) await sTime(p.term, 1);
@@ -201,6 +243,44 @@ tls:
         log(`round ${r + 1} bulk ${p.name}: ${res.bulk![p.name]!.at(-1)!.toFixed(0)} MB per CPU-second${t0 ? ` (ms per thread: ${threadDelta(t0, threadsMs(p.pid))})` : ''}`);
       }
     }
+    if (MEM_N) {
+      // A fresh process per measurement (RSS growth in a process that already held connections
+      // reads the pages it kept, not what a connection costs), as bench/terminate.ts does.
+      for (const p of order) {
+        const i = builds.findIndex((b) => b.name === p.name);
+        let proc: ChildProcess;
+        let port: number;
+        if (i >= 0) {
+          port = await freePort();
+          const cfg = join(dir, `mem${i}.yml`);
+          writeFileSync(cfg, idleMemoryConfig(port, hold, true, cert, key));
+          const flags = [...NODE_ARGS, ...rootFlags[i]!, ...(HEAP ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${HEAP}`] : [])];
+          proc = spawn('node', [...flags, join(roots[i]!, 'bin', 'echgate.js'), 'serve', '--config', cfg], { stdio: ['ignore', 'ignore', 'inherit'] });
+          children.push(proc);
+          await waitPort(port).catch(() => waitPort(port));
+        } else {
+          const t = await start('node', [join(here, 'dist', 'bench', 'tls-proxy.js'), cert, key, `0:${hold}`], /PORTS (\d+)/);
+          proc = t.proc;
+          port = Number(t.match[1]);
+        }
+        const pid = proc.pid!;
+        // Warm the path, let the warm-up connections go, then the baseline.
+        for (const s of await openIdle(port, true, 200, NAME, new Uint8Array(0))) s.destroy();
+        await sleep(1000);
+        const snap = HEAP && r === 0 && i >= 0;
+        if (snap) await heapSnapshot(pid);
+        const before = rssKiB(pid);
+        const socks = MEM_BULK ? await openAfterBulk(port, MEM_N) : await openIdle(port, true, MEM_N, NAME, new Uint8Array(0));
+        await sleep(2000);
+        const kib = (rssKiB(pid) - before) / MEM_N;
+        if (snap) await heapSnapshot(pid);
+        for (const s of socks) s.destroy();
+        proc.kill('SIGTERM');
+        res.mem![p.name]!.push(kib);
+        log(`round ${r + 1} mem ${p.name}: ${kib.toFixed(1)} KiB RSS per idle terminated connection (${MEM_N} open, fresh process)`);
+        await sleep(500);
+      }
+    }
     if (lg) {
       // ABBA slices of plain and ECH per build, builds rotated.
       for (const b of order.filter((p) => p.name !== 'node:tls')) {
@@ -234,6 +314,10 @@ tls:
     if (lg) {
       const perRound = res.ech![b.name]!.map((x, i) => x / res.plain![b.name]![i]!);
       parts.push(`ECH/plain ${median(perRound).toFixed(2)}× (plain ${median(res.plain![b.name]!).toFixed(3)}, ECH ${median(res.ech![b.name]!).toFixed(3)} ms; rounds ${perRound.map((x) => x.toFixed(2)).join(' ')})`);
+    }
+    if (MEM_N) {
+      const perRound = res.mem![b.name]!.map((x, i) => x - res.mem!['node:tls']![i]!);
+      parts.push(`idle ${median(res.mem![b.name]!).toFixed(1)} KiB per terminated connection (node:tls ${median(res.mem!['node:tls']!).toFixed(1)}; rounds ${res.mem![b.name]!.map((x) => x.toFixed(1)).join(' ')}; minus node:tls ${perRound.map((x) => x.toFixed(1)).join(' ')})`);
     }
     log(`${b.name}: ${parts.join('; ')}`);
   }

@@ -12,6 +12,8 @@ import { describe, it } from 'node:test';
 import ts from 'typescript';
 import type { TlsClient } from '../src/tls13/client.js';
 import type { TlsServer } from '../src/tls13/server.js';
+import { nodeProvider } from '../src/crypto/node.js';
+import { CIPHER_SUITES, trafficKeys } from '../src/tls13/key-schedule.js';
 import { ROOT } from './helpers.js';
 import { keyUpdate, session } from './tls13-craft.js';
 
@@ -45,6 +47,38 @@ describe('RFC 8446 §4 server states', () => {
     assert.ok(zero(hsSecret), 'client_handshake_traffic_secret zeroed');
     assert.ok(zero(handshakeSecret), 'handshake secret zeroed');
     assert.equal(ks.handshakeSecret, undefined);
+  });
+
+  it('once established, the server keeps nothing of the ClientHello: not its legacy_session_id (a view of the hello\'s bytes), not the opener of a second ClientHelloOuter', () => {
+    const decryptSecond = () => {
+      throw new Error('not called');
+    };
+    const s = session({}, {});
+    const inner = s.server as unknown as { sessionId: Uint8Array; ech: Record<string, unknown> };
+    // Appendix D.4: the client offered a legacy session id, and ServerHello echoed it.
+    assert.equal(inner.sessionId.length, 32);
+    inner.ech = { offered: true, accepted: true, decryptSecond };
+    s.connected();
+    assert.equal(stateOf(s.server).kind, 'traffic');
+    assert.equal(inner.sessionId.length, 0);
+    assert.deepEqual(inner.ech, { offered: true, accepted: true });
+  });
+
+  it('§7.3: each direction\'s write key and IV are one allocation, and what they were expanded into is zeroed', () => {
+    const s = session();
+    s.connected();
+    const st = stateOf(s.server);
+    for (const c of [st.read, st.write] as unknown as { keys: { key: Uint8Array; iv: Uint8Array } }[]) {
+      assert.equal(c.keys.key.buffer, c.keys.iv.buffer);
+      assert.equal(c.keys.key.byteLength + c.keys.iv.byteLength, c.keys.key.buffer.byteLength);
+    }
+    const outputs: Uint8Array[] = [];
+    const spy = { ...nodeProvider, hmac: (...a: Parameters<typeof nodeProvider.hmac>) => outputs[outputs.push(nodeProvider.hmac(...a)) - 1]! };
+    const suite = CIPHER_SUITES[0]!;
+    const keys = trafficKeys(spy, suite, new Uint8Array(32).fill(7));
+    assert.equal(outputs.length, 2);
+    assert.ok(!zero(keys.key) && !zero(keys.iv));
+    assert.ok(zero(outputs[0]!.subarray(0, suite.keyLen)) && zero(outputs[1]!.subarray(0, 12)), 'the expand outputs are zeroed once copied');
   });
 
   it('§7.2: KeyUpdate zeroes the secret it replaces, for each direction it moves', () => {

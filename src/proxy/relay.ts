@@ -22,7 +22,9 @@
  * an idle or chatty connection holds no read buffer of its own (a private
  * 64 KiB buffer per connection was ≈ 5.4 KiB of RSS per idle connection and
  * 64 KiB of V8 external memory; docs/benchmarks.md, "Relaying cost and
- * memory"). After a large read the relay takes a private pooled buffer and
+ * memory"). After a large read a relay without a `fromBackend` transform
+ * (a transform consumes the chunk inside the callback and never needs one)
+ * takes a private pooled buffer and
  * no copy is made: that buffer is reused only when the write of the chunk
  * completed synchronously (otherwise the queued write still holds it and the
  * next read takes a fresh one). When a `fromBackend` transform makes new
@@ -147,7 +149,10 @@ export class Relay {
       onread: {
         // Called when the handle is set up and after every read: the buffer for the next read.
         buffer: () => {
-          if (!this.bulk) return shared;
+          // A transform (TLS termination seals the chunk into new records) consumes the chunk inside
+          // the callback, so it never needs a private buffer: a terminated connection that carried bulk
+          // data and then idles holds none (≈ 64 KiB each; docs/benchmarks.md, "Termination cost, fourth pass").
+          if (!this.bulk || o.fromBackend) return shared;
           this.buf ??= acquire();
           return this.buf;
         },

@@ -28,13 +28,17 @@ export interface Termination {
   first: Output;
 }
 
+// One pair for every connection (each engine keeps its options for the connection's lifetime).
+const random = (n: number) => nodeProvider.randomBytes(n);
+const ephemeral = () => nodeProvider.x25519Generate();
+
 /** Run the server's first flight. A failure is in `first.error`/`first.alert`, never thrown for client input. */
 export function startTermination(ctx: EntryContext, cls: Classified, alpn: readonly string[] | undefined, groups?: readonly number[]): Termination {
   const engine = new TlsServer({
     groups,
     provider: nodeProvider,
-    random: (n) => nodeProvider.randomBytes(n),
-    ephemeral: () => nodeProvider.x25519Generate(),
+    random,
+    ephemeral,
     certificate: ctx.certificate,
     alpn,
     retryConfigs: ctx.retryConfigs(),
@@ -78,20 +82,22 @@ export function terminateHandler(cls: Classified, opts: TlsOptions, alpn: readon
  * alert; a client error alert (RFC 8446 §6.2) ends it with nothing sent.
  */
 function runEngine(c: Conn, engine: TlsServer): void {
-  const client = c.socket;
+  // The closures below live as long as the connection (they are the relay's callbacks), so they take
+  // from `c` only the functions they call, never `c` itself: `c` holds the ClientHello, its decoded
+  // form and the peeked bytes, ≈ 2 KiB of heap per idle terminated connection (docs/benchmarks.md,
+  // "Termination cost, fourth pass"). Conn's functions do not use `this`.
+  const { socket: client, guard, handshakeFailed, internalError } = c;
   let failed = false;
-  /** The buffer the last backend read was sealed into, to reuse (see fromBackend). */
-  let sealed: Uint8Array | undefined;
   let hsTimer: NodeJS.Timeout | undefined;
   /** Called once when the TLS side fails: `records` are what is still to be sent (ending with our alert). */
-  const failWith = c.guard((records: Uint8Array[], err: unknown, alert?: AlertName) => {
+  const failWith = guard((records: Uint8Array[], err: unknown, alert?: AlertName) => {
     if (failed) return;
     failed = true;
     clearTimeout(hsTimer);
     relay.stop();
     const timedOut = isEchgateError(err) && err.code === 'ERR_HANDSHAKE_TIMEOUT';
-    c.handshakeFailed(timedOut ? 'handshake_timeout' : 'tls_handshake', records.length ? alert : undefined);
-    if (!isEchgateError(err)) c.internalError(err, 'internal error in TLS termination');
+    handshakeFailed(timedOut ? 'handshake_timeout' : 'tls_handshake', records.length ? alert : undefined);
+    if (!isEchgateError(err)) internalError(err, 'internal error in TLS termination');
     if (records.length) client.end(concat(...records));
     else client.destroy();
     relay.backend.destroy();
@@ -99,7 +105,11 @@ function runEngine(c: Conn, engine: TlsServer): void {
   const apply = (o: Output) => {
     if (o.peerAlert !== undefined) return failWith([], new EchgateError('ERR_ILLEGAL', `client sent alert ${describeAlert(o.peerAlert)}`));
     if (o.error !== undefined) return failWith(o.send, o.error, o.alert);
-    if (o.established) clearTimeout(hsTimer);
+    if (o.established) {
+      clearTimeout(hsTimer);
+      // The cleared Timeout and its callback would otherwise stay with the connection (idle memory).
+      hsTimer = undefined;
+    }
     relay.toClient(o.send);
     relay.toBackend(o.data);
     if (o.closed) relay.backend.end();
@@ -120,14 +130,22 @@ function runEngine(c: Conn, engine: TlsServer): void {
       fromBackend: (d) => {
         if (failed) return [];
         try {
-          // The records of the previous read are reused as the output buffer once the client's write
-          // queue is empty: that write completed inside write() and nothing holds the buffer any more
-          // (the rule relay.ts uses for its read buffer). One 64 KiB allocation less per backend read.
-          const out = engine.encrypt(d, client.writableLength === 0 ? sealed : undefined);
+          // Seal into the process's spare buffer when there is one, and write the records here, so
+          // that right after the write we know whether the buffer is free again (see spareSeal).
+          const into = spareSeal;
+          spareSeal = undefined;
+          const out = engine.encrypt(d, into);
+          relay.toClient(out);
           const b = out[0];
-          // A new buffer (none to reuse, or it was too small) of a full read's size is the next one to reuse.
-          if (b && b.buffer !== sealed?.buffer && b.byteLength >= SEALED_KEEP) sealed = b;
-          return out;
+          const reused = b !== undefined && into !== undefined && b.buffer === into.buffer;
+          if (b && client.writableLength === 0) {
+            // The write completed inside write(): nothing references the records' buffer any more.
+            const whole = reused ? into : b;
+            spareSeal = whole.byteLength >= SEALED_KEEP ? whole : reused ? undefined : into;
+          } else if (into && !reused) {
+            spareSeal = into;
+          }
+          return [];
         } catch (e) {
           failWith([], e);
           return [];
@@ -152,12 +170,27 @@ function runEngine(c: Conn, engine: TlsServer): void {
     hsTimer = setTimeout(() => failWith([], new EchgateError('ERR_HANDSHAKE_TIMEOUT', `TLS handshake not complete after ${deadline} ms`)), deadline);
     client.once('close', () => clearTimeout(hsTimer));
   }
-  relay.readClient(c.guard(feed));
+  relay.readClient(guard(feed));
   if (c.rest.length) feed(c.rest);
 }
 
 /** A sealed buffer this large (a full 64 KiB read as four records) is kept for reuse; small ones are not. */
 const SEALED_KEEP = 64 * 1024;
+
+/**
+ * One buffer for the whole process to seal backend reads into (the rule
+ * relay.ts uses for its shared read buffer): after a read's records were
+ * written, the buffer is free again when that write completed inside write()
+ * (the client's write queue is empty: no pending write references it), and
+ * the next read of any terminated connection seals into it. A write that
+ * stays queued keeps its buffer, and the next read gets a new one. So a
+ * connection that has carried bulk data and then idles holds no 64 KiB
+ * buffer of its own (it did until this change: ≈ 65 KiB per connection
+ * that once read a full chunk; docs/benchmarks.md, "Termination cost,
+ * fourth pass"). Reads run one at a time on the event loop, so no two
+ * connections seal into it at once.
+ */
+let spareSeal: Uint8Array | undefined;
 
 /**
  * `socket.end(last)` where a failing write costs no stack trace. A client

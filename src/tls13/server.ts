@@ -210,6 +210,8 @@ export const EARLY_DATA_SKIP_LIMIT = MAX_PLAINTEXT + 256;
  */
 export const KEY_UPDATE_BURST = 8;
 
+const NO_SESSION_ID = new Uint8Array(0);
+
 const newOutput = (): Output => ({ send: [], data: [], closed: false });
 
 const fail = (alert: AlertName, msg: string) => new EchgateError('ERR_ILLEGAL', msg, { alert });
@@ -219,7 +221,7 @@ export class TlsServer {
   private readonly records = new RecordReader();
   private readonly hs: HandshakeBuffer;
   // Facts of the connection, fixed by start().
-  private sessionId: Uint8Array = new Uint8Array(0);
+  private sessionId: Uint8Array = NO_SESSION_ID;
   private ech: EchInfo = { offered: false, accepted: false };
   private sni: string | undefined;
   /** §4.2.10: ciphertext bytes of rejected 0-RTT we may still skip; 0 = skip nothing. */
@@ -663,6 +665,11 @@ export class TlsServer {
       serverApSecret: st.serverApSecret,
     };
     out.established = { sni: this.sni, alpn: st.alpn, suite: st.suite.id, ech: this.ech.accepted, group: st.group };
+    // Nor does anything read the hello's legacy_session_id again (a view that keeps the whole ClientHello's
+    // bytes alive) or the opener of a second ClientHelloOuter (the HPKE context): an idle connection
+    // holds neither (docs/benchmarks.md, "Termination cost, fourth pass").
+    this.sessionId = NO_SESSION_ID;
+    this.ech = { offered: this.ech.offered, accepted: this.ech.accepted };
   }
 
   /** §4.6.3: the client moves to its next traffic secret; with update_requested we follow. */
