@@ -649,13 +649,22 @@ class Connection implements PreambleOps {
  * decoded form live only as long as the handler holds this object.
  */
 class HandlerConn implements Conn {
+  // These three are closures over `k` alone, not methods: a handler may keep them for the life of the
+  // connection without keeping this object, which holds the hello (proxy/terminate.ts takes them apart).
+  readonly guard: Conn['guard'];
+  readonly handshakeFailed: Conn['handshakeFailed'];
+  readonly internalError: Conn['internalError'];
   constructor(
     private readonly k: Connection,
     readonly route: Route<RouteTarget> | undefined,
     readonly cls: Classified | undefined,
     readonly peeked: Uint8Array,
     readonly rest: Uint8Array,
-  ) {}
+  ) {
+    this.guard = (fn) => k.guard(fn);
+    this.handshakeFailed = (reason, alert) => k.handshakeFailed(reason, alert);
+    this.internalError = (e, msg) => k.internalError(e, msg);
+  }
   get ctx(): EntryContext {
     return this.k.ctx;
   }
@@ -665,17 +674,8 @@ class HandlerConn implements Conn {
   logRouter(): string {
     return this.k.logRouter();
   }
-  guard<A extends unknown[]>(fn: (...a: A) => void): (...a: A) => void {
-    return this.k.guard(fn);
-  }
   fail(reason: PeekFailure, alert?: Uint8Array, alertName?: AlertName): void {
     this.k.fail(reason, alert, alertName);
-  }
-  handshakeFailed(reason: 'tls_handshake' | 'handshake_timeout', alert?: AlertName): void {
-    this.k.handshakeFailed(reason, alert);
-  }
-  internalError(e: unknown, msg: string): void {
-    this.k.internalError(e, msg);
   }
   finish(outcome: Outcome): void {
     this.k.finish(outcome);

@@ -85,7 +85,8 @@ function runEngine(c: Conn, engine: TlsServer): void {
   // The closures below live as long as the connection (they are the relay's callbacks), so they take
   // from `c` only the functions they call, never `c` itself: `c` holds the ClientHello, its decoded
   // form and the peeked bytes, ≈ 2 KiB of heap per idle terminated connection (docs/benchmarks.md,
-  // "Termination cost, fourth pass"). Conn's functions do not use `this`.
+  // "Termination cost, fourth pass"). The three functions are closures over the connection that do
+  // not use `this` (HandlerConn in proxy/connection.ts), so they work taken apart.
   const { socket: client, guard, handshakeFailed, internalError } = c;
   let failed = false;
   let hsTimer: NodeJS.Timeout | undefined;
