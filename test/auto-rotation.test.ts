@@ -239,7 +239,7 @@ dns:
       `
 entryPoints:
   websecure: { address: "127.0.0.1:${port}" }
-metrics: { address: "127.0.0.1:${metricsPort}" }
+metrics: { address: "127.0.0.1:${metricsPort}", dashboard: true }
 ech:
   keysDir: ${JSON.stringify(keys)}
   rotation:
@@ -262,6 +262,13 @@ tcp:
       const m = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
       assert.match(m, /echgate_key_rotations_total\{result="failed"\} [3-9]/);
       assert.match(m, /echgate_key_rotation_next_timestamp_seconds\{\} \d+/);
+      // The dashboard's DNS publication state (issue #11): the failed UPDATE serve's rotation made, with its error.
+      const dns = (await (await fetch(`http://127.0.0.1:${metricsPort}/api/dns`)).json()) as { mode: string; target: { name: string }; lastPublish: { ok: boolean; name: string; error?: string } | null };
+      assert.equal(dns.mode, 'rfc2136');
+      assert.equal(dns.target.name, 'secret.example.test');
+      assert.equal(dns.lastPublish?.ok, false, JSON.stringify(dns));
+      assert.equal(dns.lastPublish?.name, 'secret.example.test');
+      assert.match(String(dns.lastPublish?.error), /REFUSED/);
       await s.child.kill('SIGKILL');
       await sleep(200);
       const ks = listKeys(keys).keys.map((k) => k.meta);
