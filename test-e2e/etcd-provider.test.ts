@@ -30,6 +30,10 @@ describe('providers.etcd: Traefik KV layout from a real etcd, applied like a fil
   let dir: string;
   let etcd: ChildProcess | undefined;
   let serve: ChildProcess;
+  // A second instance on the same etcd keys (issue #9: "the old one keeps running on every instance").
+  let serve2: ChildProcess | undefined;
+  let port2: number;
+  const lines2: Line[] = [];
   let client: Etcd3;
   let clientUrl: string;
   let peerPort: number;
@@ -70,7 +74,7 @@ describe('providers.etcd: Traefik KV layout from a real etcd, applied like a fil
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'echgate-etcd-'));
-    [clientPort, peerPort, port, metricsPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
+    [clientPort, peerPort, port, metricsPort, port2] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
     clientUrl = `http://127.0.0.1:${clientPort}`;
     client = new Etcd3({ hosts: clientUrl, dialTimeout: 1000 });
     await startEtcd();
@@ -88,27 +92,39 @@ describe('providers.etcd: Traefik KV layout from a real etcd, applied like a fil
       f,
       `entryPoints:\n  websecure: { address: "127.0.0.1:${port}" }\nmetrics: { address: "127.0.0.1:${metricsPort}" }\nproviders:\n  etcd: { endpoints: ["${clientUrl}"], rootKey: ${ROOT_KEY} }\n`,
     );
-    serve = spawn('node', [BIN, 'serve', '--config', f], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let buf = '';
-    serve.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-        const l = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        try {
-          lines.push(JSON.parse(l));
-        } catch {
-          lines.push({ msg: l });
+    const f2 = join(dir, 'echgate2.yml');
+    writeFileSync(f2, `entryPoints:\n  websecure: { address: "127.0.0.1:${port2}" }\nproviders:\n  etcd: { endpoints: ["${clientUrl}"], rootKey: ${ROOT_KEY} }\n`);
+    const start = (file: string, into: Line[]) => {
+      const proc = spawn('node', [BIN, 'serve', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let buf = '';
+      proc.stdout!.on('data', (d: Buffer) => {
+        buf += d.toString();
+        for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+          const l = buf.slice(0, i);
+          buf = buf.slice(i + 1);
+          try {
+            into.push(JSON.parse(l));
+          } catch {
+            into.push({ msg: l });
+          }
         }
-      }
-    });
-    serve.stderr!.on('data', (d: Buffer) => lines.push({ msg: `stderr: ${d}` }));
+      });
+      proc.stderr!.on('data', (d: Buffer) => into.push({ msg: `stderr: ${d}` }));
+      return proc;
+    };
+    serve = start(f, lines);
+    serve2 = start(f2, lines2);
     await waitFor(() => lines.some((l) => l.msg === 'listening'), 'serve to listen');
+    await waitFor(() => lines2.some((l) => l.msg === 'listening'), 'the second serve to listen');
   });
 
   after(async () => {
-    serve?.kill('SIGTERM');
-    if (serve && serve.exitCode === null) await new Promise((r) => serve.once('exit', r));
+    for (const p of [serve, serve2]) {
+      if (!p || p.exitCode !== null) continue;
+      const gone = new Promise((r) => p.once('exit', r));
+      p.kill('SIGTERM');
+      await gone;
+    }
     client?.close();
     if (etcd) await stopEtcd();
     await a?.close();
@@ -142,11 +158,15 @@ describe('providers.etcd: Traefik KV layout from a real etcd, applied like a fil
     assert.equal(gauge(await scrape(), 'echgate_config_revision'), Number(rev));
   });
 
-  it('a change that does not validate is refused, the log says why, the old configuration keeps routing', async () => {
+  it('a change that does not validate is refused, the log says why, the old configuration keeps routing (on every instance)', async () => {
     const from = lines.length;
+    const from2 = lines2.length;
     const before = gauge(await scrape(), 'echgate_config_revision');
     await put({ 'tcp/routers/app/service': 'nope' });
     await waitFor(() => since(from).some((l) => l.msg.startsWith('reload refused: the configuration does not validate')), 'the refusal');
+    await waitFor(() => lines2.slice(from2).some((l) => l.msg.startsWith('reload refused: the configuration does not validate')), 'the refusal by the second instance');
+    assert.equal(await tlsAsk(port2, 'a.example.test'), 'a a.example.test -', 'the second instance keeps the old configuration too');
+    assert.ok(!lines2.slice(from2).some((l) => l.msg === 'configuration reloaded'), 'the second instance applied nothing');
     const refused = since(from).find((l) => l.msg.startsWith('reload refused'))!;
     assert.match(String(refused.why), /^etcd revision \d+$/);
     assert.match(String(refused.err), /etcd e2e\/traefik\/tcp\/routers\/app \(converted to tcp\.routers\.app\.service\): no service named "nope"/);
