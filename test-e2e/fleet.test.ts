@@ -19,12 +19,13 @@
  * Schedules are seconds long (ECHGATE_ROTATION_SHORT=1).
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import dgram from 'node:dgram';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import { Etcd3 } from 'etcd3';
 import { freePort } from '../src/cli/free-port.js';
 import { connectOnce } from '../src/cli/connect.js';
@@ -37,6 +38,7 @@ import { certFor, ROOT, serverFirstBackend, sleep } from '../test/helpers.js';
 const ETCD = '/usr/bin/etcd';
 const skip = existsSync(ETCD) ? false : 'etcd is not installed (apt-get install etcd-server)';
 const BIN = join(ROOT, 'bin', 'echgate.js');
+const run = promisify(execFile);
 const PREFIX = 'fleet-e2e/';
 const KEK = 'a1'.repeat(32);
 const WRONG_KEK = 'b2'.repeat(32);
@@ -306,6 +308,23 @@ dns:
       const rec = JSON.parse(v) as { meta: { state: string }; sealed?: { box: string } };
       if (rec.meta.state !== 'retired') assert.ok(rec.sealed?.box, 'sealed');
     }
+    // `echgate fleet status` on the live fleet (issue #9): the leader, the configuration revision, the
+    // rotation step, every key with its state, and each instance with the keys it holds.
+    const active = [...(await keyStates())].find(([, s]) => s === 'active')![0];
+    const st = await run('node', [BIN, 'fleet', 'status', '--config', instances[0]!.config, '--json'], { timeout: 30_000, env: { ...process.env, ECHGATE_ROTATION_SHORT: '1' } });
+    const s = JSON.parse(st.stdout) as { leader: string | null; configRevisions: { revision: string; instances: string[] }[]; keys: { configId: number; state: string }[]; instances: { id: string; keys: number[]; ready: boolean }[]; rotation: { seq: number; step: string } | null };
+    assert.ok(['i1', 'i2', 'i3'].includes(s.leader ?? ''), `leader: ${s.leader}`);
+    assert.deepEqual(s.instances.map((i) => i.id), ['i1', 'i2', 'i3']);
+    for (const i of s.instances) assert.ok(i.ready && i.keys.includes(active), `${i.id} holds the active config_id ${active}: ${JSON.stringify(i)}`);
+    assert.ok(s.keys.some((k) => k.configId === active && k.state === 'active'));
+    assert.ok(s.rotation && s.rotation.seq >= r.seq, JSON.stringify(s.rotation));
+    // Each instance here has its own file (its own ports), so each runs its own revision (a hash of the file):
+    // every instance is listed under the revision it runs.
+    assert.deepEqual(s.configRevisions.flatMap((c) => c.instances).sort(), ['i1', 'i2', 'i3']);
+    const text = (await run('node', [BIN, 'fleet', 'status', '--config', instances[0]!.config], { timeout: 30_000, env: { ...process.env, ECHGATE_ROTATION_SHORT: '1' } })).stdout;
+    assert.match(text, new RegExp(`^fleet ${PREFIX} {2}leader: i[123] {2}configuration revision: DIFFER: `, 'm'));
+    assert.match(text, /^rotation #\d+: \w+ {2}config_id \d+ /m);
+    for (const id of ['i1', 'i2', 'i3']) assert.match(text, new RegExp(`^ {2}${id} +ready +keys [\\d,]*\\b${active}\\b`, 'm'));
   });
 
   it('leader killed (kill -9) mid-rotation while another instance is frozen: the rotation waits, then the next leader finishes it; no key lost, no retired key published', async () => {
