@@ -459,12 +459,27 @@ describe('real clients see our alerts', () => {
     p.stderr.on('data', (d) => {
       stdout += d;
     });
+    // s_client exits when the alert comes; a "K" written just before its exit is seen by node fails
+    // with EPIPE (that was an uncaught error in this test under load, not a server fault).
+    p.stdin.on('error', () => {});
     const kill = setTimeout(() => p.kill(), 15_000);
-    for (let i = 0; i < 100 && !stdout.includes('Verify return code'); i++) await sleep(100);
-    for (let i = 0; i < KEY_UPDATE_BURST + 2 && p.exitCode === null; i++) {
+    // Each step waits for the event it needs, not a fixed time: under load two "K" lines written
+    // 150 ms apart reached s_client in one read, it sent one KeyUpdate for both, the burst stayed
+    // under the limit and no alert came (the earlier flake). A "K" is written only once s_client has
+    // printed the previous KeyUpdate as sent (">>> … KeyUpdate", -msg), and the loop ends at the alert.
+    const until = async (ok: () => boolean) => {
+      for (let i = 0; i < 200 && !ok() && p.exitCode === null; i++) await sleep(25);
+    };
+    const sent = () => stdout.match(/^>>> TLS 1\.3, Handshake \[length [0-9a-f]+\], KeyUpdate/gm)?.length ?? 0;
+    const alerted = () => /Alert \[length 0002\], fatal unexpected_message|alert unexpected message/i.test(stdout);
+    await until(() => stdout.includes('Verify return code'));
+    for (let i = 0; i < KEY_UPDATE_BURST + 2 && p.exitCode === null && !alerted(); i++) {
       p.stdin.write('K\n');
-      await sleep(150);
+      await until(() => sent() > i || alerted());
+      // An s_client that does not send KeyUpdate on "K" (skipped below) is not waited for again.
+      if (sent() <= i && !alerted()) break;
     }
+    await until(alerted);
     p.stdin.end();
     await new Promise((r) => (p.exitCode !== null ? r(undefined) : p.once('exit', r)));
     clearTimeout(kill);

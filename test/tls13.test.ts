@@ -3,7 +3,7 @@
  * server state machine against real clients (node:tls, openssl s_client, curl).
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
@@ -21,6 +21,38 @@ import { ClientHelloAssembler } from '../src/wire/tls/record.js';
 import { certFor, json } from './helpers.js';
 
 const run = promisify(execFile);
+
+/**
+ * openssl s_client driven by events, not sleeps: `send` goes to its stdin once
+ * it has printed its handshake summary ("New, TLSv1.3"), and stdin is closed
+ * (s_client then sends close_notify and exits) only once `until` is in its
+ * output, or after 10 s. A fixed `(printf x; sleep 1) |` closed stdin after
+ * 1 s whatever had happened: on a loaded machine the handshake took longer,
+ * s_client read the text and the EOF together and closed before the echo came.
+ */
+function sClient(args: string[], send: string, until: RegExp): Promise<string> {
+  return new Promise((resolve) => {
+    const p = spawn('openssl', ['s_client', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let sent = false;
+    const kill = setTimeout(() => p.kill(), 10_000);
+    const seen = (d: Buffer) => {
+      out += d.toString('latin1');
+      if (!sent && /New, TLSv1\.3/.test(out)) {
+        sent = true;
+        p.stdin.write(send);
+      }
+      if (sent && until.test(out)) p.stdin.end();
+    };
+    p.stdout.on('data', seen);
+    p.stderr.on('data', seen);
+    p.stdin.on('error', () => {});
+    p.once('close', () => {
+      clearTimeout(kill);
+      resolve(out);
+    });
+  });
+}
 const v = json('rfc8448-simple-1rtt.json');
 const m = (k: string) => fromHex(v.messages[k]);
 const suite = suiteById(0x1301)!;
@@ -173,7 +205,7 @@ describe('TLS 1.3 server engine with real clients', () => {
   });
 
   it('openssl s_client: TLS 1.3 handshake verifies, ALPN h2', async () => {
-    const { stdout } = await run('sh', ['-c', `(printf 'hello'; sleep 1) | timeout 10 openssl s_client -connect 127.0.0.1:${s.port} -servername app.example.test -alpn h2 -tls1_3 2>&1`]);
+    const stdout = await sClient(['-connect', `127.0.0.1:${s.port}`, '-servername', 'app.example.test', '-alpn', 'h2', '-tls1_3'], 'hello', /echo:hello/);
     assert.match(stdout, /New, TLSv1\.3, Cipher is/);
     assert.match(stdout, /ALPN protocol: h2/);
     assert.match(stdout, /subject=CN ?= ?app\.example\.test/);
@@ -181,7 +213,7 @@ describe('TLS 1.3 server engine with real clients', () => {
   });
 
   it('openssl s_client offering only a P-256 share: HelloRetryRequest for X25519, then success', async () => {
-    const { stdout } = await run('sh', ['-c', `(printf 'hrr'; sleep 1) | timeout 10 openssl s_client -connect 127.0.0.1:${s.port} -servername app.example.test -groups P-256:X25519 -tls1_3 -msg 2>&1`]);
+    const stdout = await sClient(['-connect', `127.0.0.1:${s.port}`, '-servername', 'app.example.test', '-groups', 'P-256:X25519', '-tls1_3', '-msg'], 'hrr', /echo:hrr/);
     // OpenSSL prints the HRR as a ServerHello; it is one by its random (RFC 8446 §4.1.3), and the client sends a second ClientHello.
     assert.equal(stdout.match(/>>> TLS 1.3, Handshake \[length [0-9a-f]+\], ClientHello/g)?.length, 2);
     assert.match(stdout, /cf 21 ad 74 e5 9a 61 11/);

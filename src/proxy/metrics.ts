@@ -230,11 +230,14 @@ export class Metrics {
       ['array_buffers', mem.arrayBuffers],
     ];
     for (const [kind, bytes] of kinds) this.memory.set({ process: processName, kind }, bytes);
-    if (!loopMonitor || loopMonitor.count === 0) return;
+    if (!loopMonitor) return;
+    // No tick since the previous call (two scrapes within one tick): no delay was measured in this
+    // interval. Leaving the gauges as they were reported the previous interval's stall a second time.
+    const none = loopMonitor.count === 0;
     const q: [string, number][] = [
-      ['0.5', loopMonitor.percentile(50)],
-      ['0.99', loopMonitor.percentile(99)],
-      ['1', loopMonitor.max],
+      ['0.5', none ? 0 : loopMonitor.percentile(50)],
+      ['0.99', none ? 0 : loopMonitor.percentile(99)],
+      ['1', none ? 0 : loopMonitor.max],
     ];
     for (const [quantile, ns] of q) this.loopDelay.set({ process: processName, quantile }, ns / 1e9);
     loopMonitor.reset();

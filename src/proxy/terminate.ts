@@ -89,6 +89,8 @@ function runEngine(c: Conn, engine: TlsServer): void {
   // not use `this` (HandlerConn in proxy/connection.ts), so they work taken apart.
   const { socket: client, guard, handshakeFailed, internalError } = c;
   let failed = false;
+  /** The client's Finished was verified (engine.established turns false again once the connection closes). */
+  let handshakeDone = engine.established;
   let hsTimer: NodeJS.Timeout | undefined;
   /** Called once when the TLS side fails: `records` are what is still to be sent (ending with our alert). */
   const failWith = guard((records: Uint8Array[], err: unknown, alert?: AlertName) => {
@@ -107,6 +109,7 @@ function runEngine(c: Conn, engine: TlsServer): void {
     if (o.peerAlert !== undefined) return failWith([], new EchgateError('ERR_ILLEGAL', `client sent alert ${describeAlert(o.peerAlert)}`));
     if (o.error !== undefined) return failWith(o.send, o.error, o.alert);
     if (o.established) {
+      handshakeDone = true;
       clearTimeout(hsTimer);
       // The cleared Timeout and its callback would otherwise stay with the connection (idle memory).
       hsTimer = undefined;
@@ -171,6 +174,17 @@ function runEngine(c: Conn, engine: TlsServer): void {
     hsTimer = setTimeout(() => failWith([], new EchgateError('ERR_HANDSHAKE_TIMEOUT', `TLS handshake not complete after ${deadline} ms`)), deadline);
     client.once('close', () => clearTimeout(hsTimer));
   }
+  // The client's EOF before its Finished (RFC 8446 §4.4.4): the handshake can no longer complete.
+  // Without this the connection, its maxConnections slot and its backend connection stayed until
+  // handshakeTimeout (docs/robustness.md, "a client that closes during the handshake").
+  // 'end' comes after the last 'data', so a Finished sent just before the FIN is read first.
+  if (!handshakeDone)
+    client.once(
+      'end',
+      guard(() => {
+        if (!handshakeDone) failWith([], new EchgateError('ERR_ILLEGAL', 'client closed its side during the TLS handshake'));
+      }),
+    );
   relay.readClient(guard(feed));
   if (c.rest.length) feed(c.rest);
 }
