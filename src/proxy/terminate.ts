@@ -9,7 +9,6 @@
  * this connection with an alert, an unexpected error ends it without one, and
  * the process goes on.
  */
-import { setFlagsFromString } from 'node:v8';
 import { concat } from '../bytes/util.js';
 import type { TlsOptions } from '../config/types.js';
 import { nodeProvider } from '../crypto/node.js';
@@ -28,26 +27,6 @@ export interface Termination {
   /** The engine's answer to the ClientHello: records to send first (ServerHello … Finished), or a failure with its alert record. */
   first: Output;
 }
-
-/**
- * Keep V8's young generation at its starting size (1 MiB per semi-space)
- * instead of letting it grow to 16 MiB. Why: every record sealed for a
- * client is a `Cipheriv.update` output with an off-heap backing store of its
- * own (≈ 16 KiB; Node 20 cannot write GCM output into a given buffer), which
- * only a scavenge frees. After a few hundred handshakes V8 has grown the
- * young generation (their objects survive), a scavenge then comes only every
- * ≈ 16 MiB of JS allocation — thousands of records — and before it comes the
- * off-heap total passes V8's 64 MiB external limit, which starts a full
- * mark-compact of the whole heap instead: ≈ 16 per GiB sealed, the bulk
- * row's 0.53× node:tls after handshakes. With the young generation kept
- * small, scavenges come often enough to free the records first
- * (docs/benchmarks.md, "Cost, fifth pass"). The growth factor is read each
- * time V8 would grow the space, so setting it at load time works; a
- * semi-space flag given to node by the operator (growth factor, min or max
- * size) wins.
- */
-const ownGrowthFlag = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].some((a) => /^--(semi[-_]space[-_]growth[-_]factor|max[-_]semi[-_]space[-_]size|min[-_]semi[-_]space[-_]size)/.test(a));
-if (!ownGrowthFlag) setFlagsFromString('--semi-space-growth-factor=1');
 
 // One pair for every connection (each engine keeps its options for the connection's lifetime).
 const random = (n: number) => nodeProvider.randomBytes(n);
