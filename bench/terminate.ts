@@ -18,10 +18,11 @@
  */
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { freePort } from '../src/cli/free-port.js';
-import { cpuMs } from './cpu.js';
+import { cpuMs, cpuNs, pin } from './cpu.js';
 import { children, HAPROXY_HEAD, idleMemoryConfig, median, openIdle, quantile, rssKiB, sleep, sTime, start, waitPort } from './util.js';
 
 export interface TermOptions {
@@ -101,7 +102,8 @@ export async function terminateBench(o: TermOptions): Promise<string[]> {
   const echList = execFileSync('node', [cli, 'keys', 'export', '--dir', keysDir, '--format', 'base64']).toString().trim();
 
   const backend = (mode: string, ...args: string[]) => start('node', [join(root, 'dist', 'bench', 'backend.js'), mode, ...args], /PORT (\d+)/);
-  const byte = Number((await backend('byte')).match[1]);
+  const byteBackend = await backend('byte');
+  const byte = Number(byteBackend.match[1]);
   const stream = Number((await backend('stream', String(BULK))).match[1]);
 
   const ep = { term: await freePort(), termech: await freePort(), routeech: await freePort(), routeplain: await freePort(), bulk: await freePort() };
@@ -194,6 +196,9 @@ backend be_stream
   // more in one-kind-then-the-other runs (the route-only "extra" moved by ~200 µs with the order on
   // the busy VM), and both kinds share one backend, so they must also share its TIME_WAIT history.
   const SLICES = 4;
+  /** Route-only slices per round: ROUTE_N is cut into this many alternating slices (200 hellos each at the default 4000). */
+  const ROUTE_SLICES = 20;
+  let routePinned = false;
   const orderOf = (i: number) => (i % 2 === 0 ? (['plain', 'ech'] as const) : (['ech', 'plain'] as const));
   for (let r = 0; r < rounds; r++) {
     const termCpu = { plain: 0, ech: 0 };
@@ -208,18 +213,28 @@ backend be_stream
       echTerm[kind].push(termCpu[kind] / ECH_N);
       log(`round ${r + 1} echgate terminating, ${kind}: ${f(echTerm[kind].at(-1)!)} ms CPU per connection`);
     }
+    // Route-only: the extra of ECH is a difference of two totals about 1.7× apart, so their noise
+    // is amplified about fourfold. As bench/ab-proxy.ts does (docs/benchmarks.md, "Relaying cost,
+    // third pass"): CPU to the nanosecond (schedstat), ROUTE_SLICES short ABBA slices, and, when
+    // taskset works and there are two CPUs or more, serve pinned to the last CPU and the load
+    // generator and backend to CPU 0 for this section only (no migration between cores).
+    const all = `0-${availableParallelism() - 1}`;
+    const last = String(availableParallelism() - 1);
+    const pinned = availableParallelism() > 1 && pin(eg.pid!, last) && pin(lg.proc.pid!, '0') && pin(byteBackend.proc.pid!, '0');
+    routePinned ||= pinned;
     await lg.ask({ cmd: 'prepare', n: ROUTE_N, ech: echList });
     const routeCpu = { plain: 0, ech: 0 };
-    for (let i = 0; i < SLICES; i++) {
+    for (let i = 0; i < ROUTE_SLICES; i++) {
       for (const kind of orderOf(i)) {
-        const c0 = cpuMs(eg.pid!);
-        await lg.ask({ cmd: 'route', port: kind === 'ech' ? ep.routeech : ep.routeplain, kind, c: 16, n: ROUTE_N / SLICES });
-        routeCpu[kind] += cpuMs(eg.pid!) - c0;
+        const c0 = cpuNs(eg.pid!);
+        await lg.ask({ cmd: 'route', port: kind === 'ech' ? ep.routeech : ep.routeplain, kind, c: 16, n: ROUTE_N / ROUTE_SLICES });
+        routeCpu[kind] += (cpuNs(eg.pid!) - c0) / 1e6;
       }
     }
+    if (availableParallelism() > 1) for (const pid of [eg.pid!, lg.proc.pid!, byteBackend.proc.pid!]) pin(pid, all);
     for (const kind of ['plain', 'ech'] as const) {
       route[kind].push(routeCpu[kind] / ROUTE_N);
-      log(`round ${r + 1} echgate route-only, ${kind}: ${f(route[kind].at(-1)!)} ms CPU per connection`);
+      log(`round ${r + 1} echgate route-only, ${kind}: ${f(route[kind].at(-1)!)} ms CPU per connection${pinned ? ' (pinned)' : ''}`);
     }
   }
   lg.proc.kill();
@@ -249,7 +264,7 @@ backend be_stream
     '| | without ECH | ECH accepted | ratio |',
     '|---|---|---|---|',
     `| terminating (full handshake, ${ECH_N} connections at concurrency 8) (ms) | ${f(median(echTerm.plain))} | ${f(median(echTerm.ech))} | ${f(median(echTerm.ech) / median(echTerm.plain), 2)}× (target ≤ 1.10×) |`,
-    `| route-only, split mode (hello → backend's one byte → close, ${ROUTE_N} fresh hellos per round) (ms) | ${f(median(route.plain))} | ${f(median(route.ech))} | extra ${f(extra, 1)} µs per ECH connection = ${f(extra / o.floorUs, 2)}× the ${f(o.floorUs, 1)} µs HPKE-open floor (target ≤ 1.25×) |`,
+    `| route-only, split mode (hello → backend's one byte → close, ${ROUTE_N} fresh hellos per round in ${ROUTE_SLICES} ABBA slices, CPU from schedstat${routePinned ? ', serve pinned to one CPU' : ''}) (ms) | ${f(median(route.plain))} | ${f(median(route.ech))} | extra ${f(extra, 1)} µs per ECH connection = ${f(extra / o.floorUs, 2)}× the ${f(o.floorUs, 1)} µs HPKE-open floor (target ≤ 1.25×) |`,
   ];
 }
 

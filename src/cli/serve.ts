@@ -17,6 +17,7 @@ import { Dashboard, ErrorRing, localView, teeLog } from './dashboard.js';
 import { type Args, type CommandSpec, flag, has, str, text } from './args.js';
 import type { Command } from './command.js';
 import { startDemo } from './demo.js';
+import { keepYoungGenerationSmall } from './young-generation.js';
 import { isWorker, joinGroup, runPrimary, runsRotation } from './workers.js';
 import { type RotationScheduler, startRotation } from './rotation.js';
 import { type FleetMember, startFleetMember } from './fleet.js';
@@ -33,6 +34,7 @@ export const serveSpec: CommandSpec = {
 };
 
 export async function serveCommand(a: Args, out: (s: string) => void): Promise<number> {
+  keepYoungGenerationSmall();
   const file = str(a, 'config');
   if (file && has(a, 'demo')) throw new EchgateError('ERR_USAGE', '--config and --demo exclude each other (see: echgate serve --help)');
   const demo = !file;

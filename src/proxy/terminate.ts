@@ -127,6 +127,8 @@ function runEngine(c: Conn, engine: TlsServer): void {
       failWith([], e);
     }
   };
+  // Sealed buffers in the client's write queue, handed back to the spares on 'drain'.
+  let queued: Uint8Array[] | undefined;
   const relay: Relay = c.connect(
     client,
     {
@@ -134,20 +136,32 @@ function runEngine(c: Conn, engine: TlsServer): void {
       fromBackend: (d) => {
         if (failed) return [];
         try {
-          // Seal into the process's spare buffer when there is one, and write the records here, so
-          // that right after the write we know whether the buffer is free again (see spareSeal).
-          const into = spareSeal;
-          spareSeal = undefined;
+          // Seal into one of the process's spare buffers when there is one, and write the records here,
+          // so that right after the write we know when the buffer is free again (see spares).
+          const into = spares.pop();
           const out = engine.encrypt(d, into);
           relay.toClient(out);
           const b = out[0];
           const reused = b !== undefined && into !== undefined && b.buffer === into.buffer;
-          if (b && client.writableLength === 0) {
-            // The write completed inside write(): nothing references the records' buffer any more.
-            const whole = reused ? into : b;
-            spareSeal = whole.byteLength >= SEALED_KEEP ? whole : reused ? undefined : into;
-          } else if (into && !reused) {
-            spareSeal = into;
+          if (into && !reused) spares.push(into);
+          const whole = reused ? into : b;
+          if (whole && whole.byteLength >= SEALED_KEEP) {
+            if (client.writableLength === 0) {
+              // The write completed inside write(): nothing references the records' buffer any more.
+              spareSeal(whole);
+            } else {
+              // Queued: the buffer is free once the queue has drained (every write of it completed).
+              // write() returned false for a queued write this large, so 'drain' will come.
+              if (!queued) {
+                const held: Uint8Array[] = [];
+                queued = held;
+                client.on('drain', () => {
+                  for (const q of held) spareSeal(q);
+                  held.length = 0;
+                });
+              }
+              queued.push(whole);
+            }
           }
           return [];
         } catch (e) {
@@ -193,19 +207,25 @@ function runEngine(c: Conn, engine: TlsServer): void {
 const SEALED_KEEP = 64 * 1024;
 
 /**
- * One buffer for the whole process to seal backend reads into (the rule
+ * Buffers for the whole process to seal backend reads into (the rule
  * relay.ts uses for its shared read buffer): after a read's records were
  * written, the buffer is free again when that write completed inside write()
- * (the client's write queue is empty: no pending write references it), and
- * the next read of any terminated connection seals into it. A write that
- * stays queued keeps its buffer, and the next read gets a new one. So a
- * connection that has carried bulk data and then idles holds no 64 KiB
- * buffer of its own (it did until this change: ≈ 65 KiB per connection
- * that once read a full chunk; docs/benchmarks.md, "Termination cost,
- * fourth pass"). Reads run one at a time on the event loop, so no two
- * connections seal into it at once.
+ * (the client's write queue is empty: no pending write references it), or,
+ * for a write that was queued, when the client's queue drained. The next
+ * read of any terminated connection seals into a spare. So a connection
+ * that has carried bulk data and then idles holds no 64 KiB buffer of its
+ * own (it did before: ≈ 65 KiB per connection that once read a full chunk;
+ * docs/benchmarks.md, "Termination cost, fourth pass"), and a client slower
+ * than its backend does not make every read allocate a new 64 KiB buffer
+ * that outlives two scavenges and is left for a full collection ("Cost,
+ * fifth pass"). Reads run one at a time on the event loop, so no two
+ * connections seal into one spare at once. At most SPARES_MAX are kept.
  */
-let spareSeal: Uint8Array | undefined;
+const spares: Uint8Array[] = [];
+const SPARES_MAX = 4;
+function spareSeal(b: Uint8Array): void {
+  if (spares.length < SPARES_MAX) spares.push(b);
+}
 
 /**
  * `socket.end(last)` where a failing write costs no stack trace. A client
