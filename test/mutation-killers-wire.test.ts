@@ -24,6 +24,7 @@ import {
   encodeOfferedPsks,
 } from '../src/wire/tls/extensions.js';
 import { decodeESNIKeys, ESNI_NONCE_LENGTH, encodeESNIKeys, encodeServerEncryptedSNI } from '../src/wire/tls/esni.js';
+import { ByteQueue } from '../src/wire/tls/byte-queue.js';
 import { ClientHelloAssembler, frameHandshake, MAX_CIPHERTEXT, RecordReader, sniffTls } from '../src/wire/tls/record.js';
 
 /** The alert a decode refuses with, or 'accepted'. Anything but an EchgateError fails the test. */
@@ -238,6 +239,12 @@ describe('RFC 8446 §5.1, §5.2: record framing bounds', () => {
     assert.equal(sniffTls(Uint8Array.of(0x80, 0x2e, 2)), 'not_handshake');
     assert.equal(sniffTls(Uint8Array.of(0x47, 0x45, 0x54)), 'not_handshake');
   });
+
+  it('sniffTls: only a first byte with the high bit set can start an SSL 2.0 header; any other non-handshake byte is refused at once', () => {
+    // RFC 5246 App. E.2: the 2-byte SSLv2 record header has the high bit set; "G" (0x47) cannot start one.
+    assert.equal(sniffTls(Uint8Array.of(0x47)), 'not_handshake');
+    assert.equal(sniffTls(Uint8Array.of(0x01, 0x00, 0x01)), 'not_handshake');
+  });
 });
 
 describe('RFC 8446 §6: alert bodies and closure alerts', () => {
@@ -390,5 +397,64 @@ describe('describeExtension (the fuzz targets\' decoder dispatch): each type goe
   it('a bad body is the decoder\'s typed error, not a value', () => {
     assert.equal(codeOf(() => describeExtension(ExtensionType.server_name, sniList())), 'decode_error');
     assert.equal(codeOf(() => describeExtension(ExtensionType.pre_shared_key, concat(psk, Uint8Array.of(0)))), 'decode_error');
+  });
+});
+
+describe('RFC 8446 §5.1: the record byte queue (ByteQueue) under RecordReader and HandshakeBuffer', () => {
+  const parts = (q: ByteQueue) => (q as unknown as { parts: Uint8Array[] }).parts;
+
+  it('bytes that lie in one chunk come out as a view of it, also after an offset and when they end the chunk', () => {
+    const q = new ByteQueue();
+    const c = Uint8Array.of(1, 2, 3, 4, 5);
+    q.push(c);
+    const a = q.take(2);
+    assert.equal(a.buffer, c.buffer);
+    const b = q.take(3);
+    assert.deepEqual([...b], [3, 4, 5]);
+    assert.equal(b.buffer, c.buffer, 'the rest of the chunk, exactly, is still a view');
+    assert.equal(q.length, 0);
+  });
+
+  it('bytes across chunks after an offset come out in order, with the last chunk holding more than is asked', () => {
+    const q = new ByteQueue();
+    q.push(Uint8Array.of(1, 2, 3));
+    q.push(Uint8Array.of(4));
+    q.push(Uint8Array.of(5, 6, 7, 8));
+    assert.deepEqual([...q.take(2)], [1, 2]);
+    assert.deepEqual([...q.take(4)], [3, 4, 5, 6]);
+    assert.equal(q.length, 2);
+    assert.deepEqual([q.at(0), q.at(1)], [7, 8]);
+    assert.deepEqual([...q.take(2)], [7, 8]);
+  });
+
+  it('take(0) and pushes of nothing: an empty queue gives an empty array and stays empty', () => {
+    const q = new ByteQueue();
+    assert.equal(q.take(0).length, 0);
+    q.push(new Uint8Array(0));
+    assert.equal(q.length, 0);
+    assert.equal(q.take(0).length, 0);
+  });
+
+  it('at() or take() past the end is a RangeError, not a wrong byte', () => {
+    const q = new ByteQueue();
+    q.push(Uint8Array.of(9, 8));
+    assert.throws(() => q.at(2), RangeError);
+    assert.throws(() => q.take(3), RangeError);
+    assert.equal(q.length, 2);
+    assert.deepEqual([...q.take(2)], [9, 8]);
+  });
+
+  it('a queue that is never empty does not keep every chunk it was given (taken chunks are dropped)', () => {
+    const q = new ByteQueue();
+    q.push(Uint8Array.of(0, 0));
+    for (let i = 1; i <= 1000; i++) {
+      q.push(Uint8Array.of(i & 0xff, i >> 8));
+      const t = q.take(2);
+      assert.equal(((t[0]! | (t[1]! << 8)) + 1) & 0xffff, i);
+    }
+    assert.equal(q.length, 2);
+    assert.ok(parts(q).length <= 130, `${parts(q).length} chunks held for 2 bytes`);
+    q.take(2);
+    assert.equal(parts(q).length, 0);
   });
 });
