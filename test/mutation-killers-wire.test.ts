@@ -10,7 +10,7 @@ import { describe, it } from 'node:test';
 import { concat } from '../src/bytes/util.js';
 import { EchgateError } from '../src/errors.js';
 import { alertBody, alertFor, alertName, describeAlert, encodeAlertRecord, isClosureAlert, trailingAlert } from '../src/wire/tls/alert.js';
-import { type ClientHello, decodeClientHello, decodeClientHelloMessage, encodeClientHello, routingView } from '../src/wire/tls/client-hello.js';
+import { type ClientHello, decodeClientHello, decodeClientHelloMessage, encodeClientHello, firstDuplicateType, routingView, summarize } from '../src/wire/tls/client-hello.js';
 import { AlertDescription, ContentType, ExtensionType, MAX_PLAINTEXT } from '../src/wire/tls/constants.js';
 import {
   decodeAlpn,
@@ -456,5 +456,70 @@ describe('RFC 8446 §5.1: the record byte queue (ByteQueue) under RecordReader a
     assert.ok(parts(q).length <= 130, `${parts(q).length} chunks held for 2 bytes`);
     q.take(2);
     assert.equal(parts(q).length, 0);
+  });
+});
+
+describe('RFC 8446 §4.1.2: ClientHello encode bounds and round trips', () => {
+  const base = (): ClientHello => ({
+    legacyVersion: 0x0303,
+    random: new Uint8Array(32).fill(7),
+    sessionId: new Uint8Array(32),
+    cipherSuites: [0x1301],
+    compressionMethods: Uint8Array.of(0),
+    extensions: [{ type: ExtensionType.server_name, data: sniList(sniEntry(0, 'a.test')) }],
+  });
+
+  it('legacy_session_id: 32 bytes encode and decode; 33 are refused both ways (ERR_ENCODE, decode_error)', () => {
+    const ok = encodeClientHello(base());
+    assert.equal(decodeClientHello(ok).sessionId.length, 32);
+    assert.equal(codeOf(() => encodeClientHello({ ...base(), sessionId: new Uint8Array(33) })), 'ERR_ENCODE');
+    // The same hello with a 33-byte session id, written by hand: the vector's length byte says 33.
+    const long = concat(ok.subarray(0, 34), Uint8Array.of(33), new Uint8Array(33), ok.subarray(67));
+    assert.equal(codeOf(() => decodeClientHello(long)), 'decode_error');
+  });
+
+  it('compression methods: 255 encode, 256 are ERR_ENCODE; random must be exactly 32 bytes', () => {
+    assert.equal(codeOf(() => encodeClientHello({ ...base(), compressionMethods: new Uint8Array(255) })), 'accepted');
+    assert.equal(codeOf(() => encodeClientHello({ ...base(), compressionMethods: new Uint8Array(256) })), 'ERR_ENCODE');
+    assert.equal(codeOf(() => encodeClientHello({ ...base(), random: new Uint8Array(31) })), 'ERR_ENCODE');
+    assert.equal(codeOf(() => encodeClientHello({ ...base(), random: new Uint8Array(33) })), 'ERR_ENCODE');
+  });
+
+  it('u16 fields: 0 and 0xffff encode; -1, 0x10000 and 1.5 are ERR_ENCODE', () => {
+    assert.deepEqual(decodeClientHello(encodeClientHello({ ...base(), cipherSuites: [0, 0xffff] })).cipherSuites, [0, 0xffff]);
+    for (const bad of [-1, 0x10000, 1.5]) assert.equal(codeOf(() => encodeClientHello({ ...base(), cipherSuites: [bad] })), 'ERR_ENCODE', String(bad));
+  });
+
+  it('a hello without an extensions block re-encodes without one; with an empty block, with it (byte for byte)', () => {
+    const noBlock = encodeClientHello(base()).subarray(0, 2 + 32 + 1 + 32 + 2 + 2 + 1 + 1);
+    const a = decodeClientHello(noBlock);
+    assert.equal(a.extensions.length, 0);
+    assert.deepEqual(encodeClientHello(a), noBlock);
+    const empty = concat(noBlock, Uint8Array.of(0, 0));
+    assert.deepEqual(encodeClientHello(decodeClientHello(empty)), empty);
+    // Built in memory (no raw): an empty block is written.
+    assert.deepEqual(encodeClientHello({ ...base(), extensions: [] }), empty);
+  });
+
+  it('summarize: versions from supported_versions, else legacy_version; key share groups in order; a bad supported_groups is decode_error', () => {
+    const hello = (extensions: ClientHello['extensions']) => ({ ...base(), extensions });
+    assert.deepEqual(summarize(hello([])).versions, [0x0303]);
+    const s = summarize(
+      hello([
+        { type: ExtensionType.supported_versions, data: Uint8Array.of(4, 3, 4, 3, 3) },
+        { type: ExtensionType.key_share, data: v16(u16(0x1d), v16(Uint8Array.of(1)), u16(0x17), v16(Uint8Array.of(2))) },
+        { type: ExtensionType.supported_groups, data: v16(u16(0x1d)) },
+      ]),
+    );
+    assert.deepEqual([s.versions, s.keyShareGroups], [[0x0304, 0x0303], [0x1d, 0x17]]);
+    assert.equal(codeOf(() => summarize(hello([{ type: ExtensionType.supported_groups, data: Uint8Array.of(0, 1, 0) }]))), 'decode_error');
+  });
+
+  it('§4.2: extension types that share a bit or a word are not duplicates, and the table is clear after a duplicate', () => {
+    assert.equal(firstDuplicateType([{ type: 0 }, { type: 32 }, { type: 1 }, { type: 31 }]), -1);
+    assert.equal(firstDuplicateType([{ type: 5 }, { type: 5 }, { type: 70 }]), 5);
+    assert.equal(firstDuplicateType([{ type: 5 }, { type: 70 }]), -1);
+    assert.equal(firstDuplicateType([{ type: 0xffff }, { type: 0xffff }]), 0xffff);
+    assert.equal(firstDuplicateType([{ type: 0xffff }]), -1);
   });
 });
