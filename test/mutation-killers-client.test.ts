@@ -366,3 +366,11 @@ describe('RFC 8446 §4.1.4, §4.2.2, §4.2.8: the client follows a HelloRetryReq
     }
   });
 });
+
+describe('RFC 8446 §5.1: the server Finished must end its record, also when what follows is only a fragment', () => {
+  it('Finished, then the first two bytes of another handshake message in the same record: unexpected_message', () => {
+    const c = client();
+    const f = flight(loadCertificate(RSA.cert, RSA.key), c);
+    refused(f.feed(f.ee, f.certMsg, f.cv, f.fin, Uint8Array.of(HandshakeType.new_session_ticket, 0)), 'unexpected_message');
+  });
+});
