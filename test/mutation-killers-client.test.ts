@@ -374,3 +374,16 @@ describe('RFC 8446 §5.1: the server Finished must end its record, also when wha
     refused(f.feed(f.ee, f.certMsg, f.cv, f.fin, Uint8Array.of(HandshakeType.new_session_ticket, 0)), 'unexpected_message');
   });
 });
+
+describe('RFC 9849 §6.1.6: only an encrypted_client_hello extension in EncryptedExtensions is read as retry_configs', () => {
+  it('without ECH, an ALPN answer in EncryptedExtensions is the ALPN, and no retry_configs are reported', () => {
+    const c = client({ alpn: ['h2'] });
+    const alpn = Uint8Array.of(0, 3, 2, 0x68, 0x32);
+    const f = flight(RSA_CERT, c, [{ type: ExtensionType.application_layer_protocol_negotiation, data: alpn }]);
+    const out = f.feed(f.ee, f.certMsg, f.cv, f.fin);
+    assert.equal(out.error, undefined);
+    const est = out.established as { alpn?: string; retryConfigs?: Uint8Array };
+    assert.equal(est.alpn, 'h2');
+    assert.equal(est.retryConfigs, undefined);
+  });
+});
