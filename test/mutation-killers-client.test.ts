@@ -387,3 +387,23 @@ describe('RFC 9849 §6.1.6: only an encrypted_client_hello extension in Encrypte
     assert.equal(est.retryConfigs, undefined);
   });
 });
+
+describe('RFC 8446 §4.2.7, §4.2.8: the client offers only groups it implements', () => {
+  const usage = (fn: () => unknown) => {
+    try {
+      fn();
+    } catch (e) {
+      assert.ok(e instanceof EchgateError, String(e));
+      return e.code;
+    }
+    return 'accepted';
+  };
+
+  it('an empty group list or an unimplemented group (secp384r1, 0x0018) is ERR_USAGE; the first listed group gets the share', () => {
+    assert.equal(usage(() => client({ groups: [] })), 'ERR_USAGE');
+    assert.equal(usage(() => client({ groups: [0x001d, 0x0018] })), 'ERR_USAGE');
+    const ch = decodeClientHelloMessage(parseHelloRecords(client({ groups: [0x0017, 0x001d] }).hello()[0]!)!.message);
+    const ks = ch.extensions.find((e) => e.type === ExtensionType.key_share)!.data;
+    assert.equal((ks[2]! << 8) | ks[3]!, 0x0017);
+  });
+});
