@@ -499,6 +499,9 @@ describe('RFC 8446 §4.1.2: ClientHello encode bounds and round trips', () => {
     assert.deepEqual(encodeClientHello(decodeClientHello(empty)), empty);
     // Built in memory (no raw): an empty block is written.
     assert.deepEqual(encodeClientHello({ ...base(), extensions: [] }), empty);
+    // Extensions added to a hello decoded without a block are written (the raw bytes no longer describe it).
+    const grown = decodeClientHello(encodeClientHello({ ...a, extensions: base().extensions }));
+    assert.deepEqual(routingView(grown).sni, 'a.test');
   });
 
   it('summarize: versions from supported_versions, else legacy_version; key share groups in order; a bad supported_groups is decode_error', () => {
