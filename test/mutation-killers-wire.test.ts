@@ -507,6 +507,8 @@ describe('RFC 8446 §4.1.2: ClientHello encode bounds and round trips', () => {
   it('summarize: versions from supported_versions, else legacy_version; key share groups in order; a bad supported_groups is decode_error', () => {
     const hello = (extensions: ClientHello['extensions']) => ({ ...base(), extensions });
     assert.deepEqual(summarize(hello([])).versions, [0x0303]);
+    // No ALPN and no key_share: empty lists, not leftovers.
+    assert.deepEqual([summarize(hello([])).alpn, summarize(hello([])).keyShareGroups], [[], []]);
     const s = summarize(
       hello([
         { type: ExtensionType.supported_versions, data: Uint8Array.of(4, 3, 4, 3, 3) },
