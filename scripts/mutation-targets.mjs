@@ -78,7 +78,7 @@ export const TARGETS = {
   // lists the candidates; a survivor here may still die in an engine test (re-check its lines
   // with the wire-tls target).
   'wire-tls-codec': {
-    mutate: ['src/wire/tls/client-hello.ts', 'src/wire/tls/esni.ts', 'src/wire/tls/extensions.ts', 'src/wire/tls/record.ts', 'src/wire/tls/server-messages.ts', 'src/wire/tls/alert.ts'],
+    mutate: ['src/wire/tls/client-hello.ts', 'src/wire/tls/esni.ts', 'src/wire/tls/extensions.ts', 'src/wire/tls/record.ts', 'src/wire/tls/server-messages.ts', 'src/wire/tls/alert.ts', 'src/wire/tls/byte-queue.ts'],
     tests: ['wire-tls', 'wire-tls-record', 'peek-robustness', 'ech-bad-input', 'esni', 'metrics-alerts', 'mutation-killers-wire', 'mutation-killers'],
   },
   hpke: {

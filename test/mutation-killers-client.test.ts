@@ -26,7 +26,7 @@ import { type ClientOptions, TlsClient } from '../src/tls13/client.js';
 import { RecordCipher } from '../src/tls13/record-protection.js';
 import { TlsServer } from '../src/tls13/server.js';
 import { decodeClientHelloMessage } from '../src/wire/tls/client-hello.js';
-import { certificateVerifyContent } from '../src/wire/tls/server-messages.js';
+import { certificateVerifyContent, encodeServerHello, HRR_RANDOM } from '../src/wire/tls/server-messages.js';
 import { ContentType, ExtensionType, HandshakeType } from '../src/wire/tls/constants.js';
 import { encodeHandshake } from '../src/wire/tls/handshake.js';
 import { parseHelloRecords } from '../src/wire/tls/record.js';
@@ -327,4 +327,83 @@ describe('RFC 8446 §4.2.3: ECDSA P-384 and Ed25519 server certificates verify',
       assert.ok(out.established);
     });
   }
+});
+
+describe('RFC 8446 §4.1.4, §4.2.2, §4.2.8: the client follows a HelloRetryRequest made by hand', () => {
+  const hrrRecord = (c: TlsClient, extensions: { type: number; data: Uint8Array }[]) => {
+    const ch = decodeClientHelloMessage(parseHelloRecords(c.hello()[0]!)!.message);
+    const msg = encodeServerHello({ random: HRR_RANDOM, sessionIdEcho: ch.sessionId, cipherSuite: 0x1301, extensions });
+    return concat(Uint8Array.of(ContentType.handshake, 3, 3, msg.length >> 8, msg.length & 0xff), msg);
+  };
+  const sv13 = { type: ExtensionType.supported_versions, data: Uint8Array.of(3, 4) };
+  const secondHello = (out: Out) => {
+    assert.equal(out.error, undefined, String(out.error));
+    return decodeClientHelloMessage(parseHelloRecords(concat(...out.send))!.message);
+  };
+  const ext = (ch: ReturnType<typeof decodeClientHelloMessage>, type: number) => ch.extensions.find((e) => e.type === type)?.data;
+
+  it('§4.2.2: a cookie-only HelloRetryRequest (supported_versions first): the cookie is copied byte for byte, a new share for the same group', () => {
+    const c = client();
+    const cookie = Uint8Array.of(0, 5, 1, 2, 3, 4, 5);
+    const ch2 = secondHello(c.receive(hrrRecord(c, [sv13, { type: ExtensionType.cookie, data: cookie }])) as Out);
+    assert.deepEqual(ext(ch2, ExtensionType.cookie), cookie);
+    const ks = ext(ch2, ExtensionType.key_share)!;
+    assert.equal((ks[2]! << 8) | ks[3]!, 0x001d);
+  });
+
+  it('§4.2.8: selected_group X25519MLKEM768 (0x11ec, a group with a high byte): the second hello carries a share for it', () => {
+    const c = client({ groups: [0x001d, 0x11ec] });
+    const ch2 = secondHello(c.receive(hrrRecord(c, [sv13, { type: ExtensionType.key_share, data: Uint8Array.of(0x11, 0xec) }])) as Out);
+    const ks = ext(ch2, ExtensionType.key_share)!;
+    assert.equal((ks[2]! << 8) | ks[3]!, 0x11ec);
+    assert.equal((ks[4]! << 8) | ks[5]!, 1184 + 32);
+  });
+
+  it('§4.2.8, §6.2: a HelloRetryRequest key_share that is not exactly one NamedGroup (1 or 3 bytes) is decode_error', () => {
+    for (const data of [Uint8Array.of(0x00), Uint8Array.of(0x00, 0x17, 0x00)]) {
+      const c = client({ groups: [0x001d, 0x0017] });
+      refused(c.receive(hrrRecord(c, [sv13, { type: ExtensionType.key_share, data }])) as Out, 'decode_error');
+    }
+  });
+});
+
+describe('RFC 8446 §5.1: the server Finished must end its record, also when what follows is only a fragment', () => {
+  it('Finished, then the first two bytes of another handshake message in the same record: unexpected_message', () => {
+    const c = client();
+    const f = flight(loadCertificate(RSA.cert, RSA.key), c);
+    refused(f.feed(f.ee, f.certMsg, f.cv, f.fin, Uint8Array.of(HandshakeType.new_session_ticket, 0)), 'unexpected_message');
+  });
+});
+
+describe('RFC 9849 §6.1.6: only an encrypted_client_hello extension in EncryptedExtensions is read as retry_configs', () => {
+  it('without ECH, an ALPN answer in EncryptedExtensions is the ALPN, and no retry_configs are reported', () => {
+    const c = client({ alpn: ['h2'] });
+    const alpn = Uint8Array.of(0, 3, 2, 0x68, 0x32);
+    const f = flight(RSA_CERT, c, [{ type: ExtensionType.application_layer_protocol_negotiation, data: alpn }]);
+    const out = f.feed(f.ee, f.certMsg, f.cv, f.fin);
+    assert.equal(out.error, undefined);
+    const est = out.established as { alpn?: string; retryConfigs?: Uint8Array };
+    assert.equal(est.alpn, 'h2');
+    assert.equal(est.retryConfigs, undefined);
+  });
+});
+
+describe('RFC 8446 §4.2.7, §4.2.8: the client offers only groups it implements', () => {
+  const usage = (fn: () => unknown) => {
+    try {
+      fn();
+    } catch (e) {
+      assert.ok(e instanceof EchgateError, String(e));
+      return e.code;
+    }
+    return 'accepted';
+  };
+
+  it('an empty group list or an unimplemented group (secp384r1, 0x0018) is ERR_USAGE; the first listed group gets the share', () => {
+    assert.equal(usage(() => client({ groups: [] })), 'ERR_USAGE');
+    assert.equal(usage(() => client({ groups: [0x001d, 0x0018] })), 'ERR_USAGE');
+    const ch = decodeClientHelloMessage(parseHelloRecords(client({ groups: [0x0017, 0x001d] }).hello()[0]!)!.message);
+    const ks = ch.extensions.find((e) => e.type === ExtensionType.key_share)!.data;
+    assert.equal((ks[2]! << 8) | ks[3]!, 0x0017);
+  });
 });

@@ -10,7 +10,7 @@ import { describe, it } from 'node:test';
 import { concat } from '../src/bytes/util.js';
 import { EchgateError } from '../src/errors.js';
 import { alertBody, alertFor, alertName, describeAlert, encodeAlertRecord, isClosureAlert, trailingAlert } from '../src/wire/tls/alert.js';
-import { type ClientHello, decodeClientHello, decodeClientHelloMessage, encodeClientHello, routingView } from '../src/wire/tls/client-hello.js';
+import { type ClientHello, decodeClientHello, decodeClientHelloMessage, encodeClientHello, firstDuplicateType, routingView, summarize } from '../src/wire/tls/client-hello.js';
 import { AlertDescription, ContentType, ExtensionType, MAX_PLAINTEXT } from '../src/wire/tls/constants.js';
 import {
   decodeAlpn,
@@ -24,6 +24,7 @@ import {
   encodeOfferedPsks,
 } from '../src/wire/tls/extensions.js';
 import { decodeESNIKeys, ESNI_NONCE_LENGTH, encodeESNIKeys, encodeServerEncryptedSNI } from '../src/wire/tls/esni.js';
+import { ByteQueue } from '../src/wire/tls/byte-queue.js';
 import { ClientHelloAssembler, frameHandshake, MAX_CIPHERTEXT, RecordReader, sniffTls } from '../src/wire/tls/record.js';
 
 /** The alert a decode refuses with, or 'accepted'. Anything but an EchgateError fails the test. */
@@ -238,6 +239,12 @@ describe('RFC 8446 §5.1, §5.2: record framing bounds', () => {
     assert.equal(sniffTls(Uint8Array.of(0x80, 0x2e, 2)), 'not_handshake');
     assert.equal(sniffTls(Uint8Array.of(0x47, 0x45, 0x54)), 'not_handshake');
   });
+
+  it('sniffTls: only a first byte with the high bit set can start an SSL 2.0 header; any other non-handshake byte is refused at once', () => {
+    // RFC 5246 App. E.2: the 2-byte SSLv2 record header has the high bit set; "G" (0x47) cannot start one.
+    assert.equal(sniffTls(Uint8Array.of(0x47)), 'not_handshake');
+    assert.equal(sniffTls(Uint8Array.of(0x01, 0x00, 0x01)), 'not_handshake');
+  });
 });
 
 describe('RFC 8446 §6: alert bodies and closure alerts', () => {
@@ -390,5 +397,134 @@ describe('describeExtension (the fuzz targets\' decoder dispatch): each type goe
   it('a bad body is the decoder\'s typed error, not a value', () => {
     assert.equal(codeOf(() => describeExtension(ExtensionType.server_name, sniList())), 'decode_error');
     assert.equal(codeOf(() => describeExtension(ExtensionType.pre_shared_key, concat(psk, Uint8Array.of(0)))), 'decode_error');
+  });
+});
+
+describe('RFC 8446 §5.1: the record byte queue (ByteQueue) under RecordReader and HandshakeBuffer', () => {
+  const parts = (q: ByteQueue) => (q as unknown as { parts: Uint8Array[] }).parts;
+
+  it('bytes that lie in one chunk come out as a view of it, also after an offset and when they end the chunk', () => {
+    const q = new ByteQueue();
+    const c = Uint8Array.of(1, 2, 3, 4, 5);
+    q.push(c);
+    const a = q.take(2);
+    assert.equal(a.buffer, c.buffer);
+    const b = q.take(3);
+    assert.deepEqual([...b], [3, 4, 5]);
+    assert.equal(b.buffer, c.buffer, 'the rest of the chunk, exactly, is still a view');
+    assert.equal(q.length, 0);
+  });
+
+  it('bytes across chunks after an offset come out in order, with the last chunk holding more than is asked', () => {
+    const q = new ByteQueue();
+    q.push(Uint8Array.of(1, 2, 3));
+    q.push(Uint8Array.of(4));
+    q.push(Uint8Array.of(5, 6, 7, 8));
+    assert.deepEqual([...q.take(2)], [1, 2]);
+    assert.deepEqual([...q.take(4)], [3, 4, 5, 6]);
+    assert.equal(q.length, 2);
+    assert.deepEqual([q.at(0), q.at(1)], [7, 8]);
+    assert.deepEqual([...q.take(2)], [7, 8]);
+  });
+
+  it('take(0) and pushes of nothing: an empty queue gives an empty array and stays empty', () => {
+    const q = new ByteQueue();
+    assert.equal(q.take(0).length, 0);
+    q.push(new Uint8Array(0));
+    assert.equal(q.length, 0);
+    assert.equal(q.take(0).length, 0);
+  });
+
+  it('at() or take() past the end is a RangeError, not a wrong byte', () => {
+    const q = new ByteQueue();
+    q.push(Uint8Array.of(9, 8));
+    assert.throws(() => q.at(2), RangeError);
+    assert.throws(() => q.take(3), RangeError);
+    assert.equal(q.length, 2);
+    assert.deepEqual([...q.take(2)], [9, 8]);
+  });
+
+  it('a queue that is never empty does not keep every chunk it was given (taken chunks are dropped)', () => {
+    const q = new ByteQueue();
+    q.push(Uint8Array.of(0, 0));
+    for (let i = 1; i <= 1000; i++) {
+      q.push(Uint8Array.of(i & 0xff, i >> 8));
+      const t = q.take(2);
+      assert.equal(((t[0]! | (t[1]! << 8)) + 1) & 0xffff, i);
+    }
+    assert.equal(q.length, 2);
+    assert.ok(parts(q).length <= 130, `${parts(q).length} chunks held for 2 bytes`);
+    q.take(2);
+    assert.equal(parts(q).length, 0);
+  });
+});
+
+describe('RFC 8446 §4.1.2: ClientHello encode bounds and round trips', () => {
+  const base = (): ClientHello => ({
+    legacyVersion: 0x0303,
+    random: new Uint8Array(32).fill(7),
+    sessionId: new Uint8Array(32),
+    cipherSuites: [0x1301],
+    compressionMethods: Uint8Array.of(0),
+    extensions: [{ type: ExtensionType.server_name, data: sniList(sniEntry(0, 'a.test')) }],
+  });
+
+  it('legacy_session_id: 32 bytes encode and decode; 33 are refused both ways (ERR_ENCODE, decode_error)', () => {
+    const ok = encodeClientHello(base());
+    assert.equal(decodeClientHello(ok).sessionId.length, 32);
+    assert.equal(codeOf(() => encodeClientHello({ ...base(), sessionId: new Uint8Array(33) })), 'ERR_ENCODE');
+    // The same hello with a 33-byte session id, written by hand: the vector's length byte says 33.
+    const long = concat(ok.subarray(0, 34), Uint8Array.of(33), new Uint8Array(33), ok.subarray(67));
+    assert.equal(codeOf(() => decodeClientHello(long)), 'decode_error');
+  });
+
+  it('compression methods: 255 encode, 256 are ERR_ENCODE; random must be exactly 32 bytes', () => {
+    assert.equal(codeOf(() => encodeClientHello({ ...base(), compressionMethods: new Uint8Array(255) })), 'accepted');
+    assert.equal(codeOf(() => encodeClientHello({ ...base(), compressionMethods: new Uint8Array(256) })), 'ERR_ENCODE');
+    assert.equal(codeOf(() => encodeClientHello({ ...base(), random: new Uint8Array(31) })), 'ERR_ENCODE');
+    assert.equal(codeOf(() => encodeClientHello({ ...base(), random: new Uint8Array(33) })), 'ERR_ENCODE');
+  });
+
+  it('u16 fields: 0 and 0xffff encode; -1, 0x10000 and 1.5 are ERR_ENCODE', () => {
+    assert.deepEqual(decodeClientHello(encodeClientHello({ ...base(), cipherSuites: [0, 0xffff] })).cipherSuites, [0, 0xffff]);
+    for (const bad of [-1, 0x10000, 1.5]) assert.equal(codeOf(() => encodeClientHello({ ...base(), cipherSuites: [bad] })), 'ERR_ENCODE', String(bad));
+  });
+
+  it('a hello without an extensions block re-encodes without one; with an empty block, with it (byte for byte)', () => {
+    const noBlock = encodeClientHello(base()).subarray(0, 2 + 32 + 1 + 32 + 2 + 2 + 1 + 1);
+    const a = decodeClientHello(noBlock);
+    assert.equal(a.extensions.length, 0);
+    assert.deepEqual(encodeClientHello(a), noBlock);
+    const empty = concat(noBlock, Uint8Array.of(0, 0));
+    assert.deepEqual(encodeClientHello(decodeClientHello(empty)), empty);
+    // Built in memory (no raw): an empty block is written.
+    assert.deepEqual(encodeClientHello({ ...base(), extensions: [] }), empty);
+    // Extensions added to a hello decoded without a block are written (the raw bytes no longer describe it).
+    const grown = decodeClientHello(encodeClientHello({ ...a, extensions: base().extensions }));
+    assert.deepEqual(routingView(grown).sni, 'a.test');
+  });
+
+  it('summarize: versions from supported_versions, else legacy_version; key share groups in order; a bad supported_groups is decode_error', () => {
+    const hello = (extensions: ClientHello['extensions']) => ({ ...base(), extensions });
+    assert.deepEqual(summarize(hello([])).versions, [0x0303]);
+    // No ALPN and no key_share: empty lists, not leftovers.
+    assert.deepEqual([summarize(hello([])).alpn, summarize(hello([])).keyShareGroups], [[], []]);
+    const s = summarize(
+      hello([
+        { type: ExtensionType.supported_versions, data: Uint8Array.of(4, 3, 4, 3, 3) },
+        { type: ExtensionType.key_share, data: v16(u16(0x1d), v16(Uint8Array.of(1)), u16(0x17), v16(Uint8Array.of(2))) },
+        { type: ExtensionType.supported_groups, data: v16(u16(0x1d)) },
+      ]),
+    );
+    assert.deepEqual([s.versions, s.keyShareGroups], [[0x0304, 0x0303], [0x1d, 0x17]]);
+    assert.equal(codeOf(() => summarize(hello([{ type: ExtensionType.supported_groups, data: Uint8Array.of(0, 1, 0) }]))), 'decode_error');
+  });
+
+  it('§4.2: extension types that share a bit or a word are not duplicates, and the table is clear after a duplicate', () => {
+    assert.equal(firstDuplicateType([{ type: 0 }, { type: 32 }, { type: 1 }, { type: 31 }]), -1);
+    assert.equal(firstDuplicateType([{ type: 5 }, { type: 5 }, { type: 70 }]), 5);
+    assert.equal(firstDuplicateType([{ type: 5 }, { type: 70 }]), -1);
+    assert.equal(firstDuplicateType([{ type: 0xffff }, { type: 0xffff }]), 0xffff);
+    assert.equal(firstDuplicateType([{ type: 0xffff }]), -1);
   });
 });

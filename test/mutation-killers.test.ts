@@ -1030,10 +1030,11 @@ describe('RFC 8446 §4.1.4: the client checks HelloRetryRequest', () => {
     clientRefused(again, 'unexpected_message');
   });
 
-  it('asking for the group we already sent a share for, one we did not offer, or a malformed group: illegal_parameter', () => {
+  it('asking for the group we already sent a share for or one we did not offer: illegal_parameter; a malformed group: decode_error', () => {
     clientRefused(hrrTo({}, (sh) => sh), 'illegal_parameter');
     clientRefused(hrrTo({ withholdKeyShare: true }, ks(Uint8Array.of(0, 0x17))), 'illegal_parameter');
-    clientRefused(hrrTo({ withholdKeyShare: true }, ks(Uint8Array.of(0, 0x1d, 0))), 'illegal_parameter');
+    // §4.2.8: KeyShareHelloRetryRequest is one NamedGroup; 3 bytes do not decode (§6.2 decode_error).
+    clientRefused(hrrTo({ withholdKeyShare: true }, ks(Uint8Array.of(0, 0x1d, 0))), 'decode_error');
   });
 
   it('neither key_share nor cookie (it would change nothing): illegal_parameter, with or without a share sent', () => {

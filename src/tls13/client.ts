@@ -470,7 +470,9 @@ export class TlsClient {
     const sentGroup = st.candidates[0]?.key?.group;
     let group = sentGroup;
     if (ks) {
-      group = ks.data.length === 2 ? ((ks.data[0] ?? 0) << 8) | (ks.data[1] ?? 0) : -1;
+      // §4.2.8: KeyShareHelloRetryRequest is exactly one NamedGroup; another length is a message that does not decode (§6.2).
+      if (ks.data.length !== 2) throw fail('decode_error', 'HelloRetryRequest key_share is not one NamedGroup');
+      group = ((ks.data[0] ?? 0) << 8) | (ks.data[1] ?? 0);
       if (!clientGroups(this.o).includes(group) || group === sentGroup) throw fail('illegal_parameter', 'HelloRetryRequest asks for a group we did not offer or already sent');
     }
     if (group === undefined) throw fail('illegal_parameter', 'HelloRetryRequest names no group and we sent no key share');
