@@ -13,11 +13,15 @@ import { loadCertificate } from '../src/tls13/certs.js';
 import { TlsClient } from '../src/tls13/client.js';
 import type { CipherSuite, TrafficKeys } from '../src/tls13/key-schedule.js';
 import { RecordCipher } from '../src/tls13/record-protection.js';
-import { type Output, type ServerOptions, TlsServer } from '../src/tls13/server.js';
+import { type CertifiedKey, type Output, type ServerOptions, TlsServer } from '../src/tls13/server.js';
+import { concat } from '../src/bytes/util.js';
+import { echOffer } from '../src/ech/client.js';
+import { decryptEch, decryptSecondHello } from '../src/ech/server.js';
 import { type ClientHello, decodeClientHelloMessage } from '../src/wire/tls/client-hello.js';
-import { AlertDescription, ContentType } from '../src/wire/tls/constants.js';
+import { AlertDescription, ContentType, ExtensionType, HandshakeType, MAX_PLAINTEXT } from '../src/wire/tls/constants.js';
+import { encodeHandshake } from '../src/wire/tls/handshake.js';
 import { parseHelloRecords } from '../src/wire/tls/record.js';
-import { certFor } from './helpers.js';
+import { certFor, memoryEchKey } from './helpers.js';
 
 const NAME = 'srv.example.test';
 const c = certFor(NAME);
@@ -28,6 +32,10 @@ interface Peek {
   read: { keys: TrafficKeys; seq: number };
   write: { keys: TrafficKeys; seq: number };
   suite: CipherSuite;
+  ks: { handshakeSecret: Uint8Array | undefined };
+  clientHsSecret: Uint8Array;
+  clientApSecret: Uint8Array;
+  serverApSecret: Uint8Array;
 }
 /** The server's current handshake state (expect_finished and traffic hold these). */
 const peek = (s: TlsServer) => (s as unknown as { state: Peek }).state;
@@ -120,5 +128,190 @@ describe('RFC 8446 §5.3: no alert when our sequence number is exhausted', () =>
     const bad = sealer.seal(ContentType.application_data, Buffer.from('x'));
     bad[bad.length - 1]! ^= 1;
     refused(server.receive(bad), 'bad_record_mac', client);
+  });
+});
+
+const zero = (b: Uint8Array) => b.length > 0 && b.every((x) => x === 0);
+const withEarly = (ch: ClientHello): ClientHello => ({ ...ch, extensions: [...ch.extensions, { type: ExtensionType.early_data, data: new Uint8Array(0) }] });
+/** An application_data record that opens under no key: rejected 0-RTT data as the server sees it. */
+const junk = (n: number) => {
+  const r = new Uint8Array(5 + n).fill(0x3c);
+  r.set([ContentType.application_data, 3, 3, n >> 8, n & 0xff]);
+  return r;
+};
+
+
+describe('RFC 8446 §4.2.10: skipping rejected 0-RTT data ends where the client flight starts', () => {
+  it('once a record opens under the handshake key, a record that does not is bad_record_mac, not skipped', () => {
+    const { client, ch } = clientHello();
+    const server = newServer();
+    const first = server.start(withEarly(ch), NAME, { offered: false, accepted: false });
+    for (const r of first.send) client.receive(r);
+    const st = peek(server);
+    // A copy of the client's handshake key: the Finished in two records (§5.1 allows fragments).
+    const hs = new RecordCipher(st.suite, { key: st.read.keys.key.slice(), iv: st.read.keys.iv.slice() });
+    assert.equal(server.receive(junk(64)).alert, undefined, 'skipped before the flight');
+    const finMsg = encodeHandshake(HandshakeType.finished, new Uint8Array(32));
+    assert.equal(server.receive(hs.seal(ContentType.handshake, finMsg.subarray(0, 3))).alert, undefined);
+    refused(server.receive(junk(64)), 'bad_record_mac');
+  });
+
+  it('after HelloRetryRequest, the second ClientHello ends the skipping: a record that does not open is bad_record_mac', () => {
+    const client = new TlsClient({ provider: nodeProvider, serverName: NAME, withholdKeyShare: true });
+    const ch = decodeClientHelloMessage(parseHelloRecords(client.hello()[0]!)!.message);
+    const server = newServer();
+    const hrr = server.start(withEarly(ch), NAME, { offered: false, accepted: false });
+    const second: Uint8Array[] = [];
+    for (const r of hrr.send) second.push(...client.receive(r).send);
+    assert.equal(server.receive(junk(64)).alert, undefined, 'skipped before the second ClientHello');
+    const sh = server.receive(second.find((r) => r[0] === ContentType.handshake)!);
+    assert.equal(sh.alert, undefined, String(sh.error));
+    assert.equal(peek(server).kind, 'expect_finished');
+    refused(server.receive(junk(64)), 'bad_record_mac');
+  });
+});
+
+describe('RFC 8446 §6.1: close_notify before the handshake completes', () => {
+  it('closes the connection (not a half-close): nothing sent back, no peer alert, no keys kept', () => {
+    const { server } = toFinished();
+    const st = peek(server);
+    const out = server.receive(Uint8Array.of(ContentType.alert, 3, 3, 0, 2, 1, AlertDescription.close_notify));
+    assert.equal(out.closed, true);
+    assert.equal(out.alert, undefined);
+    assert.equal(out.peerAlert, undefined);
+    assert.equal(out.send.length, 0);
+    assert.equal(peek(server).kind, 'closed');
+    assert.ok(zero(st.clientApSecret) && zero(st.serverApSecret) && zero(st.clientHsSecret));
+    assert.throws(() => server.encrypt(Buffer.from('x')), (e) => e instanceof EchgateError && e.alert === 'internal_error');
+  });
+
+  it('control: once connected, close_notify closes the client side only; we may still send', () => {
+    const { client, server, sealer } = connected();
+    const out = server.receive(sealer.seal(ContentType.alert, Uint8Array.of(1, AlertDescription.close_notify)));
+    assert.equal(out.closed, true);
+    assert.equal(out.send.length, 0);
+    assert.equal(peek(server).kind, 'traffic');
+    assert.equal(Buffer.from(client.receive(server.encrypt(Buffer.from('last'))[0]!).data[0]!).toString(), 'last');
+  });
+});
+
+/** A certificate whose chain is `n` opaque bytes: the server does not parse it, so the flight length is ours to choose. */
+function sizedKey(n: number): CertifiedKey {
+  return { chain: [new Uint8Array(n).fill(7)], schemes: [0x0403], sign: () => new Uint8Array(72).fill(9) };
+}
+/** The content lengths of the protected records of the server's first flight. */
+function flightRecords(n: number): number[] {
+  const { ch } = clientHello();
+  const server = newServer({ certificate: () => sizedKey(n) });
+  const out = server.start(ch, NAME, { offered: false, accepted: false });
+  assert.equal(out.alert, undefined, String(out.error));
+  // content = record length - the inner type byte - the 16-byte AEAD tag (every suite we offer has one).
+  return out.send.filter((r) => r[0] === ContentType.application_data).map((r) => ((r[3]! << 8) | r[4]!) - 17);
+}
+
+describe('RFC 8446 §5.1: the server flight is cut into records of at most 2^14 bytes, none empty', () => {
+  const base = 1000;
+  const total = (n: number) => flightRecords(n).reduce((a, b) => a + b, 0);
+  const exact = base + MAX_PLAINTEXT - total(base);
+
+  it('a flight of exactly 2^14 bytes: one record', () => {
+    assert.deepEqual(flightRecords(exact), [MAX_PLAINTEXT]);
+  });
+
+  it('one byte more: two records, the second of one byte', () => {
+    assert.deepEqual(flightRecords(exact + 1), [MAX_PLAINTEXT, 1]);
+  });
+
+  it('a small flight: one record', () => {
+    assert.equal(flightRecords(base).length, 1);
+  });
+});
+
+describe('RFC 8446 §5.1: no zero-length application data records from encrypt()', () => {
+  it('encrypt() of nothing gives no record', () => {
+    const { server } = connected();
+    assert.deepEqual(server.encrypt(new Uint8Array(0)), []);
+  });
+});
+
+describe('RFC 8446 §7.1, §7.2: secrets that are done are wiped', () => {
+  it('the client Finished ends the handshake secret, the client handshake traffic secret and its read key', () => {
+    const { server, finRec } = toFinished();
+    const st = peek(server);
+    assert.ok(st.ks.handshakeSecret && !zero(st.ks.handshakeSecret));
+    const hsSecret = st.ks.handshakeSecret;
+    const readKey = st.read.keys.key;
+    assert.ok(server.receive(finRec).established);
+    assert.equal(st.ks.handshakeSecret, undefined);
+    assert.ok(zero(hsSecret), 'handshake secret');
+    assert.ok(zero(st.clientHsSecret), 'client handshake traffic secret');
+    assert.ok(zero(readKey), 'client handshake read key');
+    assert.ok(!zero(peek(server).clientApSecret));
+  });
+
+  it('§4.6.3: KeyUpdate wipes the client secret and key it replaces; with update_requested ours too', () => {
+    const { server, sealer } = connected();
+    const before = peek(server);
+    const oldClient = before.clientApSecret;
+    const oldServer = before.serverApSecret;
+    const oldRead = before.read.keys.key;
+    const oldWrite = before.write.keys.key;
+    const out = server.receive(sealer.seal(ContentType.handshake, encodeHandshake(HandshakeType.key_update, Uint8Array.of(1))));
+    assert.equal(out.alert, undefined);
+    assert.ok(zero(oldClient) && zero(oldRead), 'client side');
+    assert.ok(zero(oldServer) && zero(oldWrite), 'server side');
+    assert.ok(!zero(peek(server).clientApSecret) && !zero(peek(server).serverApSecret));
+  });
+
+  it('update_not_requested leaves our secret alone', () => {
+    const { server, sealer } = connected();
+    const oldServer = peek(server).serverApSecret;
+    assert.equal(server.receive(sealer.seal(ContentType.handshake, encodeHandshake(HandshakeType.key_update, Uint8Array.of(0)))).alert, undefined);
+    assert.ok(!zero(oldServer));
+    assert.equal(peek(server).serverApSecret, oldServer);
+  });
+
+  it('a failure during the handshake wipes the handshake and application secrets and the read key', () => {
+    const { server } = toFinished();
+    const st = peek(server);
+    const hsSecret = st.ks.handshakeSecret!;
+    refused(server.receive(junk(64)), 'bad_record_mac');
+    assert.ok(zero(hsSecret) && zero(st.clientHsSecret) && zero(st.clientApSecret) && zero(st.serverApSecret) && zero(st.read.keys.key));
+  });
+
+  it('a failure once connected wipes the application secrets and the read key', () => {
+    const { server } = connected();
+    const st = peek(server);
+    refused(server.receive(junk(64)), 'bad_record_mac');
+    assert.ok(zero(st.clientApSecret) && zero(st.serverApSecret) && zero(st.read.keys.key));
+  });
+});
+
+/** An ECH client and a server that accepted its inner hello (as the gateway wires them). */
+function echPair(withholdKeyShare: boolean) {
+  const { config, lookup } = memoryEchKey(12);
+  const client = new TlsClient({ provider: nodeProvider, serverName: NAME, ech: echOffer(config), withholdKeyShare });
+  const r = decryptEch(nodeProvider, decodeClientHelloMessage(parseHelloRecords(client.hello()[0]!)!.message), lookup);
+  if (r.status !== 'accepted') throw new Error(`ECH not accepted: ${r.status}`);
+  const server = newServer();
+  const first = server.start(r.inner, NAME, { offered: true, accepted: true, decryptSecond: (o) => decryptSecondHello(r, o) });
+  return { client, server, first };
+}
+
+describe('established connections keep neither the legacy_session_id nor the second-hello opener', () => {
+  it('after the client Finished: no session id, no decryptSecond; the ECH verdict stays', () => {
+    const { client, server, first } = echPair(true);
+    const ch2 = client.receive(concat(...first.send));
+    const sh = server.receive(concat(...ch2.send));
+    assert.equal(sh.alert, undefined, String(sh.error));
+    const inner = server as unknown as { sessionId: Uint8Array; ech: { offered: boolean; accepted: boolean; decryptSecond?: unknown } };
+    assert.equal(inner.sessionId.length, 32);
+    assert.equal(typeof inner.ech.decryptSecond, 'function');
+    const fin = client.receive(concat(...sh.send));
+    assert.equal(fin.established?.ech, 'accepted', String(fin.error));
+    const done = server.receive(concat(...fin.send));
+    assert.equal(done.established?.ech, true);
+    assert.equal(inner.sessionId.length, 0);
+    assert.deepEqual(inner.ech, { offered: true, accepted: true });
   });
 });
