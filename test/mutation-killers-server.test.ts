@@ -288,12 +288,12 @@ describe('RFC 8446 §7.1, §7.2: secrets that are done are wiped', () => {
 });
 
 /** An ECH client and a server that accepted its inner hello (as the gateway wires them). */
-function echPair(withholdKeyShare: boolean) {
+function echPair(withholdKeyShare: boolean, extra: Partial<ServerOptions> = {}) {
   const { config, lookup } = memoryEchKey(12);
   const client = new TlsClient({ provider: nodeProvider, serverName: NAME, ech: echOffer(config), withholdKeyShare });
   const r = decryptEch(nodeProvider, decodeClientHelloMessage(parseHelloRecords(client.hello()[0]!)!.message), lookup);
   if (r.status !== 'accepted') throw new Error(`ECH not accepted: ${r.status}`);
-  const server = newServer();
+  const server = newServer(extra);
   const first = server.start(r.inner, NAME, { offered: true, accepted: true, decryptSecond: (o) => decryptSecondHello(r, o) });
   return { client, server, first };
 }
@@ -313,5 +313,40 @@ describe('established connections keep neither the legacy_session_id nor the sec
     assert.equal(done.established?.ech, true);
     assert.equal(inner.sessionId.length, 0);
     assert.deepEqual(inner.ech, { offered: true, accepted: true });
+  });
+});
+
+describe('RFC 9849 §7.1: retry_configs only when ECH was offered and not accepted', () => {
+  const retryConfigs = Uint8Array.of(0, 4, 0xfe, 0x0d, 0, 0);
+  /** A plain client; the server is told what the gateway would have decided about ECH. */
+  function handshake(ech: { offered: boolean; accepted: boolean }, configured: Uint8Array | undefined) {
+    const { client, ch } = clientHello();
+    const server = newServer(configured ? { retryConfigs: configured } : {});
+    const first = server.start(ch, NAME, ech);
+    assert.equal(first.alert, undefined, String(first.error));
+    const o = client.receive(concat(...first.send));
+    assert.equal(o.error, undefined, String(o.error));
+    assert.ok(o.established);
+    return o.established;
+  }
+
+  it('offered and rejected (GREASE, unknown config_id): the configured list goes out in EncryptedExtensions', () => {
+    assert.deepEqual(handshake({ offered: true, accepted: false }, retryConfigs).retryConfigs, retryConfigs);
+  });
+
+  it('not offered: none, even with keys configured', () => {
+    assert.equal(handshake({ offered: false, accepted: false }, retryConfigs).retryConfigs, undefined);
+  });
+
+  it('offered and rejected, but no keys configured: none (and no empty extension)', () => {
+    assert.equal(handshake({ offered: true, accepted: false }, undefined).retryConfigs, undefined);
+  });
+
+  it('accepted: none (the client would refuse them with illegal_parameter, §6.1.6)', () => {
+    const { client, first } = echPair(false, { retryConfigs });
+    const o = client.receive(concat(...first.send));
+    assert.equal(o.error, undefined, String(o.error));
+    assert.equal(o.established?.ech, 'accepted');
+    assert.equal(o.established?.retryConfigs, undefined);
   });
 });
