@@ -6,6 +6,7 @@
  * checks the exact outcome (the alert, what is sent, what is delivered).
  */
 import assert from 'node:assert/strict';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { describe, it } from 'node:test';
 import { nodeProvider } from '../src/crypto/node.js';
 import { EchgateError } from '../src/errors.js';
@@ -13,7 +14,7 @@ import { loadCertificate } from '../src/tls13/certs.js';
 import { TlsClient } from '../src/tls13/client.js';
 import type { CipherSuite, TrafficKeys } from '../src/tls13/key-schedule.js';
 import { RecordCipher } from '../src/tls13/record-protection.js';
-import { type CertifiedKey, type Output, type ServerOptions, TlsServer } from '../src/tls13/server.js';
+import { type CertifiedKey, type KeyExchangeEvent, type Output, type ServerOptions, TlsServer } from '../src/tls13/server.js';
 import { concat } from '../src/bytes/util.js';
 import { echOffer } from '../src/ech/client.js';
 import { decryptEch, decryptSecondHello } from '../src/ech/server.js';
@@ -348,5 +349,33 @@ describe('RFC 9849 §7.1: retry_configs only when ECH was offered and not accept
     assert.equal(o.error, undefined, String(o.error));
     assert.equal(o.established?.ech, 'accepted');
     assert.equal(o.established?.retryConfigs, undefined);
+  });
+});
+
+describe('the echgate:tls-key-exchange event says whether ECH was accepted and whether HelloRetryRequest came first', () => {
+  function events(run: () => void): KeyExchangeEvent[] {
+    const got: KeyExchangeEvent[] = [];
+    const on = (m: unknown) => got.push(m as KeyExchangeEvent);
+    subscribe('echgate:tls-key-exchange', on);
+    try {
+      run();
+    } finally {
+      unsubscribe('echgate:tls-key-exchange', on);
+    }
+    return got;
+  }
+
+  it('ECH accepted, a key share in the first hello: ech true, helloRetry false', () => {
+    assert.deepEqual(
+      events(() => assert.equal(echPair(false).first.alert, undefined)),
+      [{ group: 0x001d, groupName: 'x25519', helloRetry: false, ech: true }],
+    );
+  });
+
+  it('no ECH, a key share in the first hello: ech false, helloRetry false', () => {
+    assert.deepEqual(
+      events(() => toFinished()),
+      [{ group: 0x001d, groupName: 'x25519', helloRetry: false, ech: false }],
+    );
   });
 });
