@@ -76,6 +76,13 @@ export const TARGETS = {
       'mutation-killers-server',
     ],
   },
+  // The same with the killer files first and without ech-public-name (CLI child processes): on a
+  // loaded machine most mutants die in the killer files' first second. killedBy then no longer
+  // gives the score without the killer files ("before"), only the score with them.
+  'tls13-server-fast': {
+    mutate: ['src/tls13/server.ts'],
+    tests: ['mutation-killers-server', 'mutation-killers', 'mutation-killers-client', 'tls13-forgery', 'tls13-states', 'tls13-rfc8448-server', 'tls13-record-bulk', 'tls13-fuzz', 'tls13-conformance', 'tls13-groups'],
+  },
   // The same code with test/mutation-killers first: much faster (most mutants die in its
   // first seconds), but killedBy then no longer tells the score without those tests.
   'tls13-engine-fast': {
