@@ -379,3 +379,21 @@ describe('the echgate:tls-key-exchange event says whether ECH was accepted and w
     );
   });
 });
+
+describe('TlsServer used out of order (caller bugs, refused, never a silent second handshake)', () => {
+  it('start() twice: thrown, unexpected_message; the first handshake goes on', () => {
+    const { server, finRec } = toFinished();
+    const { ch } = clientHello();
+    assert.throws(() => server.start(ch, NAME, { offered: false, accepted: false }), (e) => e instanceof EchgateError && e.alert === 'unexpected_message');
+    assert.ok(server.receive(finRec).established);
+  });
+
+  it('receive() before start(): internal_error, plaintext alert, closed', () => {
+    const { client } = clientHello();
+    const out = newServer().receive(client.hello()[0]!);
+    assert.equal(out.alert, 'internal_error');
+    assert.ok(out.closed);
+    assert.equal(out.send.length, 1);
+    assert.deepEqual([...out.send[0]!], [ContentType.alert, 3, 3, 0, 2, 2, AlertDescription.internal_error]);
+  });
+});
