@@ -397,3 +397,40 @@ describe('TlsServer used out of order (caller bugs, refused, never a silent seco
     assert.deepEqual([...out.send[0]!], [ContentType.alert, 3, 3, 0, 2, 2, AlertDescription.internal_error]);
   });
 });
+
+describe('RFC 8446 §6.1, §6.2: nothing is read after a closure or error alert, even in the same read', () => {
+  it('§6.1: close_notify and a data record in one read: the data is ignored', () => {
+    const { server, sealer } = connected();
+    const chunk = concat(sealer.seal(ContentType.alert, Uint8Array.of(1, AlertDescription.close_notify)), sealer.seal(ContentType.application_data, Buffer.from('late')));
+    const out = server.receive(chunk);
+    assert.equal(out.closed, true);
+    assert.deepEqual(out.data, []);
+    assert.equal(out.error, undefined);
+    assert.equal(out.send.length, 0);
+  });
+
+  it('§6.2: an error alert and another record in one read: reported, the rest not read (no error of ours, nothing sent)', () => {
+    const { server, sealer } = connected();
+    const chunk = concat(sealer.seal(ContentType.alert, Uint8Array.of(2, AlertDescription.bad_certificate)), sealer.seal(ContentType.application_data, Buffer.from('late')));
+    const out = server.receive(chunk);
+    assert.equal(out.peerAlert, AlertDescription.bad_certificate);
+    assert.equal(out.closed, true);
+    assert.deepEqual(out.data, []);
+    assert.equal(out.error, undefined);
+    assert.equal(out.alert, undefined);
+    assert.equal(out.send.length, 0);
+  });
+
+  it('§6.2: after we failed the connection, later bytes are not read at all (closed, no new error, nothing sent)', () => {
+    const { server, sealer } = connected();
+    const bad = sealer.seal(ContentType.application_data, Buffer.from('x'));
+    bad[bad.length - 1]! ^= 1;
+    assert.equal(server.receive(bad).alert, 'bad_record_mac');
+    const later = server.receive(sealer.seal(ContentType.application_data, Buffer.from('y')));
+    assert.equal(later.closed, true);
+    assert.equal(later.error, undefined);
+    assert.equal(later.alert, undefined);
+    assert.deepEqual(later.send, []);
+    assert.deepEqual(later.data, []);
+  });
+});
