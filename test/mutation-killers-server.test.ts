@@ -321,7 +321,9 @@ describe('RFC 9849 §7.1: retry_configs only when ECH was offered and not accept
   const retryConfigs = Uint8Array.of(0, 4, 0xfe, 0x0d, 0, 0);
   /** A plain client; the server is told what the gateway would have decided about ECH. */
   function handshake(ech: { offered: boolean; accepted: boolean }, configured: Uint8Array | undefined) {
-    const { client, ch } = clientHello();
+    // When ECH is offered, a real offer: the server sees only ClientHelloOuter (a config it has no key for).
+    const client = new TlsClient({ provider: nodeProvider, serverName: NAME, ...(ech.offered ? { ech: echOffer(memoryEchKey(13).config) } : {}) });
+    const ch = decodeClientHelloMessage(parseHelloRecords(client.hello()[0]!)!.message);
     const server = newServer(configured ? { retryConfigs: configured } : {});
     const first = server.start(ch, NAME, ech);
     assert.equal(first.alert, undefined, String(first.error));
@@ -332,7 +334,9 @@ describe('RFC 9849 §7.1: retry_configs only when ECH was offered and not accept
   }
 
   it('offered and rejected (GREASE, unknown config_id): the configured list goes out in EncryptedExtensions', () => {
-    assert.deepEqual(handshake({ offered: true, accepted: false }, retryConfigs).retryConfigs, retryConfigs);
+    const done = handshake({ offered: true, accepted: false }, retryConfigs);
+    assert.equal(done.ech, 'rejected');
+    assert.deepEqual(done.retryConfigs, retryConfigs);
   });
 
   it('not offered: none, even with keys configured', () => {
