@@ -43,6 +43,46 @@ export const TARGETS = {
     ],
     tests: ['tls13-rfc8448-server', 'tls13-record-bulk', 'client-hello-builder', 'tls13-forgery', 'tls13', 'tls13-groups', 'tls13-conformance', 'tls13-states', 'mutation-killers'],
   },
+  // The whole server engine (the proxy's data path; RFC 8446 §4-§6 from the server's side,
+  // RFC 9849 §7) and the small tls13 files it uses, with the in-process test files that drive
+  // TlsServer (tls13-groups and tls13-conformance start openssl s_client for a few cases;
+  // tls13.test, whose s_client ALPN case closes its stdin 1 s after start, and the gateway files
+  // that mostly reach the server through a child process are left out). The killer files last,
+  // for before/after. Split it with MUTATION_PART and --mutate (server.ts, then the rest).
+  'tls13-server': {
+    mutate: [
+      'src/tls13/server.ts',
+      'src/tls13/record-protection.ts',
+      'src/tls13/key-schedule.ts',
+      'src/tls13/ech-confirm.ts',
+      'src/tls13/transcript.ts',
+      'src/tls13/handshake-buffer.ts',
+      'src/tls13/groups.ts',
+      'src/tls13/certs.ts',
+    ],
+    tests: [
+      'tls13-forgery',
+      'tls13-rfc8448-server',
+      'tls13-record-bulk',
+      'tls13-states',
+      'ech-inner-version',
+      'split-mode',
+      'tls13-fuzz',
+      'tls13-groups',
+      'tls13-conformance',
+      'ech-public-name',
+      'mutation-killers-client',
+      'mutation-killers',
+      'mutation-killers-server',
+    ],
+  },
+  // The same with the killer files first and without ech-public-name (CLI child processes): on a
+  // loaded machine most mutants die in the killer files' first second. killedBy then no longer
+  // gives the score without the killer files ("before"), only the score with them.
+  'tls13-server-fast': {
+    mutate: ['src/tls13/server.ts'],
+    tests: ['mutation-killers-server', 'mutation-killers', 'mutation-killers-client', 'tls13-forgery', 'tls13-states', 'tls13-rfc8448-server', 'tls13-record-bulk', 'tls13-fuzz', 'tls13-conformance', 'tls13-groups'],
+  },
   // The same code with test/mutation-killers first: much faster (most mutants die in its
   // first seconds), but killedBy then no longer tells the score without those tests.
   'tls13-engine-fast': {
