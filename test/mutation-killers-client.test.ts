@@ -388,6 +388,19 @@ describe('RFC 9849 §6.1.6: only an encrypted_client_hello extension in Encrypte
   });
 });
 
+describe('RFC 8446 §4.2: an answer to an extension the client did not send is unsupported_extension', () => {
+  it('encrypted_client_hello (retry_configs) in EncryptedExtensions when no ECH was offered', () => {
+    const c = client();
+    const f = flight(RSA_CERT, c, [{ type: ExtensionType.encrypted_client_hello, data: Uint8Array.of(0, 0) }]);
+    refused(f.feed(f.ee, f.certMsg, f.cv, f.fin), 'unsupported_extension');
+  });
+  it('ALPN in EncryptedExtensions when no ALPN was offered', () => {
+    const c = client();
+    const f = flight(RSA_CERT, c, [{ type: ExtensionType.application_layer_protocol_negotiation, data: Uint8Array.of(0, 3, 2, 0x68, 0x32) }]);
+    refused(f.feed(f.ee, f.certMsg, f.cv, f.fin), 'unsupported_extension');
+  });
+});
+
 describe('RFC 8446 §4.2.7, §4.2.8: the client offers only groups it implements', () => {
   const usage = (fn: () => unknown) => {
     try {

@@ -567,9 +567,15 @@ export class TlsClient {
     let alpn: string | undefined;
     let retryConfigs: Uint8Array | undefined;
     for (const e of exts) {
-      if (e.type === ExtensionType.application_layer_protocol_negotiation) alpn = decodeAlpn(e.data)[0];
+      // RFC 8446 §4.2: a server answers only extensions the client sent; an answer to one we did not
+      // send ends the handshake with unsupported_extension.
+      if (e.type === ExtensionType.application_layer_protocol_negotiation) {
+        if (!this.o.alpn?.length) throw fail('unsupported_extension', 'ALPN in EncryptedExtensions, which we did not offer');
+        alpn = decodeAlpn(e.data)[0];
+      }
       // RFC 9849 §6.1.6: retry_configs are only valid when ECH was not accepted.
       if (e.type === ExtensionType.encrypted_client_hello) {
+        if (!this.o.ech) throw fail('unsupported_extension', 'encrypted_client_hello in EncryptedExtensions, which we did not offer');
         if (st.result.ech === 'accepted') throw fail('illegal_parameter', 'retry_configs after ECH acceptance');
         retryConfigs = e.data;
       }
