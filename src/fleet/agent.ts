@@ -18,13 +18,15 @@ import { mirrorToFolder } from '../keys/keystore.js';
 import type { KeyMeta } from '../keys/store.js';
 import type { EtcdKeyStore } from './etcd-store.js';
 import { storeRefusal } from './refusal.js';
-import { type InstanceRecord, K, parseJson, type RotationRecord, readiness } from './records.js';
+import { CONFIG_GRACE_MS, type ConfigInForce, type InstanceRecord, K, parseJson, type RotationRecord, readiness } from './records.js';
 
 export interface AgentHooks {
   /** Reload the keyring from the folder now; the config_ids it holds. */
   reloadKeys(): number[];
   addresses(): string[];
   configRevision(): string;
+  /** providers.etcd: the etcd configuration in force; undefined (or absent) with a configuration file alone. */
+  configInForce?(): ConfigInForce | undefined;
 }
 
 /** Where an instance reports its fleet state (proxy/metrics.ts gauges, or nothing in the simulation). */
@@ -44,6 +46,8 @@ export interface AgentOptions {
   gauges?: FleetGauges;
   /** Full re-read period (default 30 s, or 3 x leaseTtl when shorter). */
   resyncMs?: number;
+  /** How long another instance may run a newer configuration before this one reports itself behind (records.ts CONFIG_GRACE_MS). */
+  configGraceMs?: number;
   now?: () => number;
 }
 
@@ -72,11 +76,14 @@ export class FleetAgent {
   rotation?: RotationRecord;
   held = new Set<number>();
   readonly stagedSeen = new Map<number, number>();
+  /** providers.etcd: the live instance records as last read (records.ts configBehind()). */
+  peers = new Map<string, InstanceRecord>();
+  private peersTimer?: NodeJS.Timeout;
   private notReadySince?: number;
   private lastWritten = '';
   private readonly started = new Date().toISOString();
   /** Counted etcd requests (the simulation's traffic figure). */
-  readonly traffic = { reads: 0, writes: 0, watchEvents: 0 };
+  readonly traffic = { reads: 0, writes: 0, watchEvents: 0, peerReads: 0 };
 
   constructor(private readonly o: AgentOptions) {
     this.id = o.id;
@@ -238,7 +245,7 @@ export class FleetAgent {
     if (this.stopped) return;
     let records: Awaited<ReturnType<EtcdKeyStore['load']>>;
     try {
-      const [recs, rot] = await Promise.all([this.o.store.load(), this.o.client.get(this.abs(K.rotation)).string()]);
+      const [recs, rot] = await Promise.all([this.o.store.load(), this.o.client.get(this.abs(K.rotation)).string(), this.readPeers()]);
       this.traffic.reads += 2;
       records = recs;
       this.rotation = parseJson<RotationRecord>(rot, K.rotation);
@@ -282,6 +289,57 @@ export class FleetAgent {
     await this.report().catch((e) => this.down(e));
   }
 
+  /**
+   * providers.etcd only: read the live instance records (one range read of
+   * instances/), so readiness can tell whether another ready instance runs a
+   * newer configuration. Without an etcd configuration in force nothing is
+   * read. Failures are left to the key reads beside it.
+   */
+  private async readPeers(): Promise<void> {
+    if (!this.o.hooks.configInForce?.()) {
+      this.peers.clear();
+      return;
+    }
+    const all = await this.o.client.getAll().prefix(this.abs(K.instances)).strings();
+    this.traffic.reads++;
+    this.traffic.peerReads++;
+    const peers = new Map<string, InstanceRecord>();
+    for (const text of Object.values(all)) {
+      // A damaged record is skipped (it names no configuration), never a failed read of the keys.
+      const r = (() => {
+        try {
+          return parseJson<InstanceRecord>(text, K.instances);
+        } catch {
+          return undefined;
+        }
+      })();
+      if (r && typeof r.id === 'string' && r.id !== this.id) peers.set(r.id, r);
+    }
+    this.peers = peers;
+  }
+
+  /**
+   * A configuration reload was applied or refused (serve.ts): the others
+   * apply the same change at about the same time, so their records are read
+   * again once the grace has passed (one read, however many changes arrive
+   * meanwhile), and the record written at once when the revision moved.
+   */
+  configChanged(): void {
+    if (this.stopped || !this.o.hooks.configInForce?.()) return;
+    void this.report().catch(() => {});
+    clearTimeout(this.peersTimer);
+    this.peersTimer = setTimeout(() => {
+      this.peersTimer = undefined;
+      this.readPeers()
+        .then(() => this.report())
+        .catch(() => {});
+    }, this.graceMs + 1000).unref();
+  }
+
+  private get graceMs(): number {
+    return this.o.configGraceMs ?? CONFIG_GRACE_MS;
+  }
+
   readiness(): { ready: boolean; reason: string } {
     return readiness({
       now: this.now(),
@@ -295,12 +353,14 @@ export class FleetAgent {
       error: this.error ?? this.refused,
       ackTimeoutMs: this.o.cfg.ackTimeoutMs,
       forgetAfterMs: this.o.cfg.forgetAfterMs,
+      config: { id: this.id, mine: this.o.hooks.configInForce?.(), peers: this.peers.values(), graceMs: this.graceMs },
     });
   }
 
   /** Write the instance record when what it says changed (keys held, readiness, revision). */
   private async report(): Promise<void> {
     const r = this.readiness();
+    const config = this.o.hooks.configInForce?.();
     this.o.gauges?.set('ready', r.ready ? 1 : 0);
     if (r.ready) this.notReadySince = undefined;
     else this.notReadySince ??= this.now();
@@ -309,6 +369,7 @@ export class FleetAgent {
       addresses: this.o.hooks.addresses(),
       keys: [...this.held].sort((a, b) => a - b),
       configRevision: this.o.hooks.configRevision(),
+      ...(config ? { config } : {}),
       ready: r.ready,
       reason: r.reason,
       ...(this.notReadySince !== undefined ? { notReadySince: new Date(this.notReadySince).toISOString() } : {}),
@@ -328,6 +389,7 @@ export class FleetAgent {
     this.stopped = true;
     clearTimeout(this.debounce);
     clearTimeout(this.regTimer);
+    clearTimeout(this.peersTimer);
     for (const t of this.timers) clearTimeout(t);
     for (const w of this.watchers) await w.cancel().catch(() => {});
     const bye = async (l?: Lease) => {
