@@ -233,7 +233,7 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
     } catch (e) {
       gw.metrics.reloads.inc({ result: 'invalid' });
       log.error({ file, why, err: reason(e) }, 'reload refused: the configuration does not validate; the previous one keeps serving unchanged');
-      fleet?.agent.configChanged();
+      fleet?.agent.configChanged(true);
       return;
     }
     let p: Awaited<ReturnType<typeof prepare>> | undefined;
@@ -248,7 +248,7 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
       p?.abort();
       gw.metrics.reloads.inc({ result: 'error' });
       log.error({ file, why, err: reason(e) }, 'reload refused: the new configuration could not be put in place; the previous one keeps serving unchanged');
-      fleet?.agent.configChanged();
+      fleet?.agent.configChanged(true);
       return;
     }
     p!.commit();
@@ -256,7 +256,7 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
     sources?.applied(next, gw.metrics);
     configRevision = revision(next);
     configInForce = inForce(next, configInForce);
-    fleet?.agent.configChanged();
+    fleet?.agent.configChanged(false);
     rotation?.stop();
     rotation = rotates ? startRotation(next, { log, metrics: gw.metrics }) : undefined;
     if (Boolean(next.dns) !== Boolean(dns)) log.warn({ file }, 'the dns section was added or removed: DNS listeners start or stop at the next restart');

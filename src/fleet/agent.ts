@@ -115,8 +115,7 @@ export class FleetAgent {
         .catch(() => {}); // etcd down at start: the resync timer reads it all
     }
     // Readiness lapses when the last full read is older than forgetAfter / 2 (records.ts readiness()): re-read well within it.
-    const resync = this.o.resyncMs ?? Math.min(30_000, 3 * this.o.cfg.leaseTtlMs, Math.floor(this.o.cfg.forgetAfterMs / 6));
-    this.timers.push(setInterval(() => this.sync(), resync).unref());
+    this.timers.push(setInterval(() => this.sync(), this.resyncMs).unref());
     // Readiness moves with time (ackTimeout, store down too long): re-evaluated each second, written on change.
     this.timers.push(setInterval(() => void this.report().catch(() => {}), 1000).unref());
     await this.sync();
@@ -245,7 +244,7 @@ export class FleetAgent {
     if (this.stopped) return;
     let records: Awaited<ReturnType<EtcdKeyStore['load']>>;
     try {
-      const [recs, rot] = await Promise.all([this.o.store.load(), this.o.client.get(this.abs(K.rotation)).string(), this.readPeers()]);
+      const [recs, rot] = await Promise.all([this.o.store.load(), this.o.client.get(this.abs(K.rotation)).string()]);
       this.traffic.reads += 2;
       records = recs;
       this.rotation = parseJson<RotationRecord>(rot, K.rotation);
@@ -290,13 +289,14 @@ export class FleetAgent {
   }
 
   /**
-   * providers.etcd only: read the live instance records (one range read of
-   * instances/), so readiness can tell whether another ready instance runs a
-   * newer configuration. Without an etcd configuration in force nothing is
-   * read. Failures are left to the key reads beside it.
+   * providers.etcd only, and only while this instance's last reload was
+   * refused (the one case where another instance can run a newer etcd
+   * configuration than this one: one that applied is running the newest it
+   * was told of): read the live instance records, one range read of
+   * instances/. Nothing is read otherwise.
    */
   private async readPeers(): Promise<void> {
-    if (!this.o.hooks.configInForce?.()) {
+    if (!this.configRefused || !this.o.hooks.configInForce?.()) {
       this.peers.clear();
       return;
     }
@@ -305,7 +305,7 @@ export class FleetAgent {
     this.traffic.peerReads++;
     const peers = new Map<string, InstanceRecord>();
     for (const text of Object.values(all)) {
-      // A damaged record is skipped (it names no configuration), never a failed read of the keys.
+      // A damaged record is skipped (it names no configuration).
       const r = (() => {
         try {
           return parseJson<InstanceRecord>(text, K.instances);
@@ -318,22 +318,42 @@ export class FleetAgent {
     this.peers = peers;
   }
 
+  private configRefused = false;
+
   /**
-   * A configuration reload was applied or refused (serve.ts): the others
-   * apply the same change at about the same time, so their records are read
-   * again once the grace has passed (one read, however many changes arrive
-   * meanwhile), and the record written at once when the revision moved.
+   * A configuration reload was applied or refused (serve.ts). Applied: this
+   * instance runs the newest configuration it knows of; nothing to compare,
+   * the record is written at once. Refused: the others apply or refuse the
+   * same change at about the same time, so their records are read once the
+   * grace has passed, then at each resync period while the refusal stands
+   * (another instance may apply it later, or the one that did may stop).
    */
-  configChanged(): void {
-    if (this.stopped || !this.o.hooks.configInForce?.()) return;
-    void this.report().catch(() => {});
+  configChanged(refused: boolean): void {
+    if (this.stopped) return;
+    this.configRefused = refused && Boolean(this.o.hooks.configInForce?.());
     clearTimeout(this.peersTimer);
-    this.peersTimer = setTimeout(() => {
-      this.peersTimer = undefined;
-      this.readPeers()
-        .then(() => this.report())
-        .catch(() => {});
-    }, this.graceMs + 1000).unref();
+    this.peersTimer = undefined;
+    if (!this.configRefused) {
+      this.peers.clear();
+      void this.report().catch(() => {});
+      return;
+    }
+    const look = (ms: number) => {
+      this.peersTimer = setTimeout(() => {
+        this.peersTimer = undefined;
+        this.readPeers()
+          .then(() => this.report())
+          .catch(() => {}) // etcd unreachable: the key reads report it; the peers last read stand
+          .finally(() => {
+            if (this.configRefused && !this.stopped && !this.peersTimer) look(this.resyncMs);
+          });
+      }, ms).unref();
+    };
+    look(this.graceMs + 1000);
+  }
+
+  private get resyncMs(): number {
+    return this.o.resyncMs ?? Math.min(30_000, 3 * this.o.cfg.leaseTtlMs, Math.floor(this.o.cfg.forgetAfterMs / 6));
   }
 
   private get graceMs(): number {
