@@ -9,13 +9,13 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Etcd3 } from 'etcd3';
 import { freePort } from '../src/cli/free-port.js';
-import { type Backend, ROOT, sleep, tlsAsk, tlsBackend } from '../test/helpers.js';
+import { type Backend, certFor, ROOT, sleep, tlsAsk, tlsBackend } from '../test/helpers.js';
 
 const BIN = join(ROOT, 'bin', 'echgate.js');
 const ETCD = '/usr/bin/etcd';
@@ -193,5 +193,180 @@ describe('providers.etcd: Traefik KV layout from a real etcd, applied like a fil
     assert.ok(since(from).some((l) => l.msg === 'configuration store reachable again'));
     assert.equal(await tlsAsk(port, 'c.example.test'), 'b c.example.test -');
     assert.equal(gauge(await scrape(), 'echgate_config_store_up'), 1);
+  });
+});
+
+/**
+ * GET /ready and the configuration (issue #9, docs/fleet.md "GET /ready"):
+ * two fleet instances (ech.store.etcd) on the same providers.etcd keys. A
+ * configuration naming a certificate file by a relative path that exists only
+ * in the first instance's working directory is applied by the first and
+ * refused by the second: past the grace the second answers 503 with both
+ * revisions, and 200 again once its certificate is there and it applies the
+ * revision. A configuration every instance refuses leaves both ready.
+ */
+describe('providers.etcd in a fleet: an instance that cannot apply a configuration the others run is not ready', { skip: !existsSync(ETCD) && 'no /usr/bin/etcd (apt-get install etcd-server)', timeout: 180_000 }, () => {
+  const ROOT2 = 'e2e-ready/traefik';
+  let dir: string;
+  let etcd: ChildProcess | undefined;
+  let client: Etcd3;
+  let a: Backend;
+  interface Inst {
+    id: string;
+    dir: string;
+    port: number;
+    metricsPort: number;
+    proc?: ChildProcess;
+    lines: Line[];
+  }
+  const insts: Inst[] = [];
+  const waitFor = async (pred: () => boolean | Promise<boolean>, what: string, ms = 30_000) => {
+    for (const end = Date.now() + ms; Date.now() < end; ) {
+      if (await pred()) return;
+      await sleep(100);
+    }
+    assert.fail(`timed out waiting for ${what}\n${insts.map((i) => i.lines.slice(-6).map((l) => `${i.id}: ${JSON.stringify(l)}`).join('\n')).join('\n')}`);
+  };
+  const ready = async (i: Inst): Promise<{ code: number; body: string }> => {
+    try {
+      const r = await fetch(`http://127.0.0.1:${i.metricsPort}/ready`, { signal: AbortSignal.timeout(2000) });
+      return { code: r.status, body: await r.text() };
+    } catch (e) {
+      return { code: 0, body: String(e) };
+    }
+  };
+  const put = (kv: Record<string, string>) => {
+    const t = client.if(`${ROOT2}/tcp/routers/app/rule`, 'Create', '>', 0);
+    return t.then(...Object.entries(kv).map(([k, v]) => client.put(`${ROOT2}/${k}`).value(v))).commit();
+  };
+  const writeCert = (d: string) => {
+    mkdirSync(join(d, 'certs'), { recursive: true });
+    const c = certFor('t.example.test');
+    writeFileSync(join(d, 'certs', 't.crt'), c.cert);
+    writeFileSync(join(d, 'certs', 't.key'), c.key, { mode: 0o600 });
+  };
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'echgate-etcd-ready-'));
+    const [cp, pp] = [await freePort(), await freePort()];
+    const url = `http://127.0.0.1:${cp}`;
+    client = new Etcd3({ hosts: url, dialTimeout: 1000 });
+    // biome-ignore format: etcd's flags read best as pairs
+    etcd = spawn(ETCD, [
+      '--name', 'r1', '--data-dir', join(dir, 'r1'),
+      '--listen-client-urls', url, '--advertise-client-urls', url,
+      '--listen-peer-urls', `http://127.0.0.1:${pp}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${pp}`,
+      '--initial-cluster', `r1=http://127.0.0.1:${pp}`, '--logger', 'zap', '--log-outputs', join(dir, 'etcd.log'),
+    ], { stdio: 'ignore' });
+    await waitFor(async () => client.put('probe').value('1').then(() => true, () => false), 'etcd to answer');
+    a = await tlsBackend('a');
+    await client.put(`${ROOT2}/tcp/routers/app/rule`).value('HostSNI(`a.example.test`)');
+    await put({
+      'tcp/routers/app/service': 'a',
+      'tcp/routers/app/tls/passthrough': 'true',
+      'tcp/services/a/loadBalancer/servers/0/address': `127.0.0.1:${a.port}`,
+    });
+    for (const id of ['ready-one', 'ready-two']) {
+      const d = join(dir, id);
+      mkdirSync(join(d, 'keys'), { recursive: true, mode: 0o700 });
+      writeFileSync(join(d, 'kek'), `${'a1'.repeat(32)}\n`, { mode: 0o600 });
+      const i: Inst = { id, dir: d, port: await freePort(), metricsPort: await freePort(), lines: [] };
+      writeFileSync(
+        join(d, 'echgate.yml'),
+        `entryPoints:\n  websecure: { address: "127.0.0.1:${i.port}" }\nmetrics: { address: "127.0.0.1:${i.metricsPort}" }\n` +
+          `ech:\n  keysDir: ${JSON.stringify(join(d, 'keys'))}\n  store:\n    etcd: { endpoints: ["${url}"], prefix: e2e-ready/fleet/, kek: { file: ${JSON.stringify(join(d, 'kek'))} }, leaseTtl: 2s }\n` +
+          `providers:\n  etcd: { endpoints: ["${url}"], rootKey: ${ROOT2} }\n`,
+      );
+      insts.push(i);
+    }
+    // The certificate the next configuration names (a path relative to the working directory) is on the first host only.
+    writeCert(insts[0]!.dir);
+    for (const i of insts) {
+      i.proc = spawn('node', [BIN, 'serve', '--config', join(i.dir, 'echgate.yml')], { cwd: i.dir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ECHGATE_ROTATION_SHORT: '1', ECHGATE_INSTANCE: i.id } });
+      let buf = '';
+      i.proc.stdout!.on('data', (d: Buffer) => {
+        buf += d.toString();
+        for (let n = buf.indexOf('\n'); n >= 0; n = buf.indexOf('\n')) {
+          const l = buf.slice(0, n);
+          buf = buf.slice(n + 1);
+          try {
+            i.lines.push(JSON.parse(l));
+          } catch {
+            i.lines.push({ msg: l });
+          }
+        }
+      });
+      i.proc.stderr!.on('data', (d: Buffer) => i.lines.push({ msg: `stderr: ${d}` }));
+    }
+    for (const i of insts) await waitFor(async () => (await ready(i)).code === 200, `${i.id} ready`);
+  });
+
+  after(async () => {
+    for (const i of insts) {
+      const p = i.proc;
+      if (!p || p.exitCode !== null) continue;
+      const gone = new Promise((r) => p.once('exit', r));
+      p.kill('SIGTERM');
+      await gone;
+    }
+    client?.close();
+    if (etcd && etcd.exitCode === null) {
+      const gone = new Promise((r) => etcd!.once('exit', r));
+      etcd.kill('SIGTERM');
+      await gone;
+    }
+    await a?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a configuration every instance refuses: nobody runs it, both stay ready (the old one keeps serving)', async () => {
+    const [one, two] = insts as [Inst, Inst];
+    const from = [one.lines.length, two.lines.length];
+    await put({ 'tcp/routers/app/service': 'nope' });
+    await waitFor(() => insts.every((i, n) => i.lines.slice(from[n]).some((l) => l.msg.startsWith('reload refused'))), 'both refusals');
+    // Past the grace (5 s) and the read of the others' records a grace after the refusal (+1 s), with margin.
+    await sleep(9000);
+    for (const i of insts) {
+      const r = await ready(i);
+      assert.equal(r.code, 200, `${i.id}: ${r.body}`);
+      assert.match(r.body, /^ready: holds the current keys/);
+    }
+    await put({ 'tcp/routers/app/service': 'a' });
+    await waitFor(() => insts.every((i, n) => i.lines.slice(from[n]).some((l) => l.msg === 'configuration reloaded')), 'both apply the repair');
+  });
+
+  it('a configuration one instance cannot apply (its certificate file is missing): 503 naming both revisions, 200 once it applies it', async () => {
+    const [one, two] = insts as [Inst, Inst];
+    const from = [one.lines.length, two.lines.length];
+    const r = await put({
+      'tcp/routers/term/rule': 'HostSNI(`t.example.test`)',
+      'tcp/routers/term/service': 'a',
+      'tcp/routers/term/tls': 'true',
+      'tls/certificates/0/certFile': 'certs/t.crt',
+      'tls/certificates/0/keyFile': 'certs/t.key',
+    });
+    const rev = Number(r.header.revision);
+    await waitFor(() => one.lines.slice(from[0]).some((l) => l.msg === 'configuration reloaded' && Number(l.revision) >= rev), 'the first instance applies it');
+    await waitFor(() => two.lines.slice(from[1]).some((l) => l.msg.startsWith('reload refused')), 'the second instance refuses it');
+    const applied = Number(one.lines.slice(from[0]).find((l) => l.msg === 'configuration reloaded')!.revision);
+    await waitFor(async () => (await ready(two)).code === 503, 'the second instance not ready');
+    const body = (await ready(two)).body;
+    assert.match(body, new RegExp(`^not ready: runs configuration revision \\d+, instance ready-one runs ${applied} `), body);
+    const mine = Number(/runs configuration revision (\d+)/.exec(body)![1]);
+    assert.ok(mine < applied, body);
+    assert.equal((await ready(one)).code, 200, 'the instance that applied it stays ready');
+    // The instance record says the same (what the leader and `fleet status` read), written at the next
+    // readiness check (each second) while /ready answers from the live check.
+    const rec = async () => JSON.parse((await client.get('e2e-ready/fleet/instances/ready-two').string()) ?? '{}') as { ready?: boolean; reason?: string };
+    await waitFor(async () => (await rec()).ready === false, 'the record of the second instance to say not ready');
+    assert.match(String((await rec()).reason), /instance ready-one runs/);
+
+    // Fixed on that host: the certificate put in place, the instance told to reload (SIGHUP).
+    writeCert(two.dir);
+    const from2 = two.lines.length;
+    two.proc!.kill('SIGHUP');
+    await waitFor(() => two.lines.slice(from2).some((l) => l.msg === 'configuration reloaded'), 'the second instance applies it');
+    await waitFor(async () => (await ready(two)).code === 200, 'the second instance ready again');
+    assert.equal(await tlsAsk(two.port, 'a.example.test'), 'a a.example.test -');
   });
 });

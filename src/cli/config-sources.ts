@@ -6,6 +6,7 @@
  * apply step in serve.ts is the same for a file change and an etcd change.
  */
 import cluster from 'node:cluster';
+import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { kvToRaw } from '../config/kv.js';
 import type { Config, EtcdProviderConfig } from '../config/types.js';
@@ -17,6 +18,8 @@ import { loadConfigFile } from './config-file.js';
 export class ConfigSources {
   private snapshot: EtcdSnapshot | undefined;
   private readonly revisions = new WeakMap<Config, string>();
+  /** A digest of the etcd keys and values each configuration was built from (fleet readiness compares them). */
+  private readonly digests = new WeakMap<Config, string>();
   private metrics: Metrics | undefined;
   private up: boolean | undefined;
   /** Called when etcd delivered a changed snapshot. */
@@ -65,7 +68,10 @@ export class ConfigSources {
     const s = this.snapshot;
     const settings = this.etcd ? s && { ...kvToRaw(s.pairs, this.etcdRoot()), revision: s.revision } : undefined;
     const cfg = loadConfigFile(this.file, settings ? { etcd: settings } : {});
-    if (s) this.revisions.set(cfg, s.revision);
+    if (s) {
+      this.revisions.set(cfg, s.revision);
+      this.digests.set(cfg, createHash('sha256').update(JSON.stringify(s.pairs)).digest('hex').slice(0, 16));
+    }
     return cfg;
   }
 
@@ -73,6 +79,13 @@ export class ConfigSources {
   describe(cfg: Config): Record<string, string> {
     const r = this.revisions.get(cfg);
     return r === undefined ? {} : { revision: r };
+  }
+
+  /** The etcd configuration `cfg` was built from (root key, read revision, digest of the keys); undefined: the file alone. */
+  etcdState(cfg: Config): { rootKey: string; revision: number; digest: string } | undefined {
+    const r = this.revisions.get(cfg);
+    const d = this.digests.get(cfg);
+    return this.etcd && r !== undefined && d !== undefined ? { rootKey: this.etcdRoot(), revision: Number(r), digest: d } : undefined;
   }
 
   /** `cfg` is now in force: export its etcd revision. */

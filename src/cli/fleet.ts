@@ -20,7 +20,7 @@ import { EchgateError, isEchgateError } from '../errors.js';
 // fleet/ loads the etcd3 client (gRPC): imported when a fleet is configured, not for every command.
 import type { FleetAgent, FleetGauges } from '../fleet/agent.js';
 import type { FleetLeader } from '../fleet/leader.js';
-import { type InstanceRecord, K, parseJson, type RotationRecord } from '../fleet/records.js';
+import { type ConfigInForce, type InstanceRecord, K, parseJson, type RotationRecord } from '../fleet/records.js';
 import { storeRefusal } from '../fleet/refusal.js';
 import type { Metrics } from '../proxy/metrics.js';
 import { type Args, type CommandSpec, flag, has, str, text } from './args.js';
@@ -69,7 +69,7 @@ function gaugesOf(m: Metrics): FleetGauges {
 /** Join the fleet of cfg.ech.store.etcd; undefined without it. The KEK is read now: missing or malformed → ERR_KEK before anything starts. */
 export async function startFleetMember(
   cfg: Config,
-  o: { log: Logger; metrics: Metrics; reloadKeys(): number[]; addresses(): string[]; configRevision(): string },
+  o: { log: Logger; metrics: Metrics; reloadKeys(): number[]; addresses(): string[]; configRevision(): string; configInForce?(): ConfigInForce | undefined },
 ): Promise<FleetMember | undefined> {
   const e = cfg.ech?.store?.etcd;
   if (!e || !cfg.ech) return undefined;
@@ -83,7 +83,7 @@ export async function startFleetMember(
   const store = new EtcdKeyStore(client, e.prefix, kek, e.endpoints);
   const keysDir = resolve(cfg.ech.keysDir);
   const gauges = gaugesOf(o.metrics);
-  const agent = new FleetAgent({ id, cfg: e, client, store, keysDir, log: o.log, gauges, hooks: { reloadKeys: o.reloadKeys, addresses: o.addresses, configRevision: o.configRevision } });
+  const agent = new FleetAgent({ id, cfg: e, client, store, keysDir, log: o.log, gauges, hooks: { reloadKeys: o.reloadKeys, addresses: o.addresses, configRevision: o.configRevision, configInForce: o.configInForce } });
   o.log.info({ fleet: id, endpoints: e.endpoints, prefix: e.prefix }, 'fleet: joining (keys from etcd, key folder is the local copy)');
   await agent.start();
   let leader: FleetLeader | undefined;

@@ -20,6 +20,7 @@ import { startDemo } from './demo.js';
 import { keepYoungGenerationSmall } from './young-generation.js';
 import { isWorker, joinGroup, runPrimary, runsRotation } from './workers.js';
 import { type RotationScheduler, startRotation } from './rotation.js';
+import type { ConfigInForce } from '../fleet/records.js';
 import { type FleetMember, startFleetMember } from './fleet.js';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -165,6 +166,13 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
   // revision of the configuration in force; else a hash of the file.
   const revision = (c: Config) => sources?.describe(c).revision ?? (file ? createHash('sha256').update(readFileSync(file)).digest('hex').slice(0, 12) : 'demo');
   let configRevision = revision(cfg);
+  // providers.etcd: the etcd configuration in force, compared with the other instances' (docs/fleet.md "GET /ready").
+  const inForce = (c: Config, was?: ConfigInForce): ConfigInForce | undefined => {
+    const st = sources?.etcdState(c);
+    if (!st) return undefined;
+    return was && was.revision === st.revision && was.digest === st.digest ? was : { ...st, since: new Date().toISOString() };
+  };
+  let configInForce = inForce(cfg);
   try {
     fleet = await startFleetMember(cfg, {
       log,
@@ -175,6 +183,7 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
       },
       addresses: () => [...gw.addresses().values()].map((a) => `${a.host}:${a.port}`),
       configRevision: () => configRevision,
+      configInForce: () => configInForce,
     });
   } catch (e) {
     rotation?.stop();
@@ -224,6 +233,7 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
     } catch (e) {
       gw.metrics.reloads.inc({ result: 'invalid' });
       log.error({ file, why, err: reason(e) }, 'reload refused: the configuration does not validate; the previous one keeps serving unchanged');
+      fleet?.agent.configChanged(true);
       return;
     }
     let p: Awaited<ReturnType<typeof prepare>> | undefined;
@@ -238,12 +248,15 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
       p?.abort();
       gw.metrics.reloads.inc({ result: 'error' });
       log.error({ file, why, err: reason(e) }, 'reload refused: the new configuration could not be put in place; the previous one keeps serving unchanged');
+      fleet?.agent.configChanged(true);
       return;
     }
     p!.commit();
     dash?.commit();
     sources?.applied(next, gw.metrics);
     configRevision = revision(next);
+    configInForce = inForce(next, configInForce);
+    fleet?.agent.configChanged(false);
     rotation?.stop();
     rotation = rotates ? startRotation(next, { log, metrics: gw.metrics }) : undefined;
     if (Boolean(next.dns) !== Boolean(dns)) log.warn({ file }, 'the dns section was added or removed: DNS listeners start or stop at the next restart');

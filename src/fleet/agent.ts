@@ -18,13 +18,15 @@ import { mirrorToFolder } from '../keys/keystore.js';
 import type { KeyMeta } from '../keys/store.js';
 import type { EtcdKeyStore } from './etcd-store.js';
 import { storeRefusal } from './refusal.js';
-import { type InstanceRecord, K, parseJson, type RotationRecord, readiness } from './records.js';
+import { CONFIG_GRACE_MS, type ConfigInForce, type InstanceRecord, K, parseJson, type RotationRecord, readiness } from './records.js';
 
 export interface AgentHooks {
   /** Reload the keyring from the folder now; the config_ids it holds. */
   reloadKeys(): number[];
   addresses(): string[];
   configRevision(): string;
+  /** providers.etcd: the etcd configuration in force; undefined (or absent) with a configuration file alone. */
+  configInForce?(): ConfigInForce | undefined;
 }
 
 /** Where an instance reports its fleet state (proxy/metrics.ts gauges, or nothing in the simulation). */
@@ -44,6 +46,8 @@ export interface AgentOptions {
   gauges?: FleetGauges;
   /** Full re-read period (default 30 s, or 3 x leaseTtl when shorter). */
   resyncMs?: number;
+  /** How long another instance may run a newer configuration before this one reports itself behind (records.ts CONFIG_GRACE_MS). */
+  configGraceMs?: number;
   now?: () => number;
 }
 
@@ -72,11 +76,14 @@ export class FleetAgent {
   rotation?: RotationRecord;
   held = new Set<number>();
   readonly stagedSeen = new Map<number, number>();
+  /** providers.etcd: the live instance records as last read (records.ts configBehind()). */
+  peers = new Map<string, InstanceRecord>();
+  private peersTimer?: NodeJS.Timeout;
   private notReadySince?: number;
   private lastWritten = '';
   private readonly started = new Date().toISOString();
   /** Counted etcd requests (the simulation's traffic figure). */
-  readonly traffic = { reads: 0, writes: 0, watchEvents: 0 };
+  readonly traffic = { reads: 0, writes: 0, watchEvents: 0, peerReads: 0 };
 
   constructor(private readonly o: AgentOptions) {
     this.id = o.id;
@@ -108,8 +115,7 @@ export class FleetAgent {
         .catch(() => {}); // etcd down at start: the resync timer reads it all
     }
     // Readiness lapses when the last full read is older than forgetAfter / 2 (records.ts readiness()): re-read well within it.
-    const resync = this.o.resyncMs ?? Math.min(30_000, 3 * this.o.cfg.leaseTtlMs, Math.floor(this.o.cfg.forgetAfterMs / 6));
-    this.timers.push(setInterval(() => this.sync(), resync).unref());
+    this.timers.push(setInterval(() => this.sync(), this.resyncMs).unref());
     // Readiness moves with time (ackTimeout, store down too long): re-evaluated each second, written on change.
     this.timers.push(setInterval(() => void this.report().catch(() => {}), 1000).unref());
     await this.sync();
@@ -282,6 +288,78 @@ export class FleetAgent {
     await this.report().catch((e) => this.down(e));
   }
 
+  /**
+   * providers.etcd only, and only while this instance's last reload was
+   * refused (the one case where another instance can run a newer etcd
+   * configuration than this one: one that applied is running the newest it
+   * was told of): read the live instance records, one range read of
+   * instances/. Nothing is read otherwise.
+   */
+  private async readPeers(): Promise<void> {
+    if (!this.configRefused || !this.o.hooks.configInForce?.()) {
+      this.peers.clear();
+      return;
+    }
+    const all = await this.o.client.getAll().prefix(this.abs(K.instances)).strings();
+    this.traffic.reads++;
+    this.traffic.peerReads++;
+    const peers = new Map<string, InstanceRecord>();
+    for (const text of Object.values(all)) {
+      // A damaged record is skipped (it names no configuration).
+      const r = (() => {
+        try {
+          return parseJson<InstanceRecord>(text, K.instances);
+        } catch {
+          return undefined;
+        }
+      })();
+      if (r && typeof r.id === 'string' && r.id !== this.id) peers.set(r.id, r);
+    }
+    this.peers = peers;
+  }
+
+  private configRefused = false;
+
+  /**
+   * A configuration reload was applied or refused (serve.ts). Applied: this
+   * instance runs the newest configuration it knows of; nothing to compare,
+   * the record is written at once. Refused: the others apply or refuse the
+   * same change at about the same time, so their records are read once the
+   * grace has passed, then at each resync period while the refusal stands
+   * (another instance may apply it later, or the one that did may stop).
+   */
+  configChanged(refused: boolean): void {
+    if (this.stopped) return;
+    this.configRefused = refused && Boolean(this.o.hooks.configInForce?.());
+    clearTimeout(this.peersTimer);
+    this.peersTimer = undefined;
+    if (!this.configRefused) {
+      this.peers.clear();
+      void this.report().catch(() => {});
+      return;
+    }
+    const look = (ms: number) => {
+      this.peersTimer = setTimeout(() => {
+        this.peersTimer = undefined;
+        this.readPeers()
+          .then(() => this.report())
+          .catch(() => {}) // etcd unreachable: the key reads report it; the peers last read stand
+          .finally(() => {
+            if (this.configRefused && !this.stopped && !this.peersTimer) look(this.resyncMs);
+          });
+      }, ms).unref();
+    };
+    look(this.graceMs + 1000);
+  }
+
+  private get resyncMs(): number {
+    return this.o.resyncMs ?? Math.min(30_000, 3 * this.o.cfg.leaseTtlMs, Math.floor(this.o.cfg.forgetAfterMs / 6));
+  }
+
+  private get graceMs(): number {
+    return this.o.configGraceMs ?? CONFIG_GRACE_MS;
+  }
+
   readiness(): { ready: boolean; reason: string } {
     return readiness({
       now: this.now(),
@@ -295,12 +373,14 @@ export class FleetAgent {
       error: this.error ?? this.refused,
       ackTimeoutMs: this.o.cfg.ackTimeoutMs,
       forgetAfterMs: this.o.cfg.forgetAfterMs,
+      config: { id: this.id, mine: this.o.hooks.configInForce?.(), peers: this.peers.values(), graceMs: this.graceMs },
     });
   }
 
   /** Write the instance record when what it says changed (keys held, readiness, revision). */
   private async report(): Promise<void> {
     const r = this.readiness();
+    const config = this.o.hooks.configInForce?.();
     this.o.gauges?.set('ready', r.ready ? 1 : 0);
     if (r.ready) this.notReadySince = undefined;
     else this.notReadySince ??= this.now();
@@ -309,6 +389,7 @@ export class FleetAgent {
       addresses: this.o.hooks.addresses(),
       keys: [...this.held].sort((a, b) => a - b),
       configRevision: this.o.hooks.configRevision(),
+      ...(config ? { config } : {}),
       ready: r.ready,
       reason: r.reason,
       ...(this.notReadySince !== undefined ? { notReadySince: new Date(this.notReadySince).toISOString() } : {}),
@@ -328,6 +409,7 @@ export class FleetAgent {
     this.stopped = true;
     clearTimeout(this.debounce);
     clearTimeout(this.regTimer);
+    clearTimeout(this.peersTimer);
     for (const t of this.timers) clearTimeout(t);
     for (const w of this.watchers) await w.cancel().catch(() => {});
     const bye = async (l?: Lease) => {

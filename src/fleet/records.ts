@@ -43,12 +43,62 @@ export interface InstanceRecord {
   /** config_ids of the keys this instance's keyring holds now (its acknowledgement of a staged key). */
   keys: number[];
   configRevision: string;
+  /** providers.etcd: the etcd configuration in force (absent: a configuration file alone, nothing to compare). */
+  config?: ConfigInForce;
   ready: boolean;
   reason?: string;
   /** ISO: when it last became not ready (the leader's drain clock). */
   notReadySince?: string;
   started: string;
   updated: string;
+}
+
+/**
+ * The etcd configuration an instance runs (providers.etcd). `revision` is the
+ * etcd store revision it was read at: comparable across instances reading the
+ * same etcd, but two reads of the same keys at different times differ, so
+ * `digest` (of the keys and values) says whether two instances really run
+ * different configurations.
+ */
+export interface ConfigInForce {
+  /** providers.etcd.rootKey: only instances reading the same keys are compared. */
+  rootKey: string;
+  revision: number;
+  digest: string;
+  /** ISO: when this instance started running it (the grace clock of the others). */
+  since: string;
+}
+
+/**
+ * How long an instance may run an older configuration than another live,
+ * ready instance before it reports itself not ready: the provider's debounce
+ * (100 ms) and the file watcher's (200 ms), building the new state
+ * (certificates, listeners), and writing the record, with room to spare.
+ */
+export const CONFIG_GRACE_MS = 5_000;
+
+/**
+ * Is this instance behind the fleet's configuration? Yes when another live,
+ * ready instance reading the same etcd keys runs a different configuration
+ * read at a newer etcd revision, and has run it for longer than `graceMs`:
+ * the configuration is valid (it runs somewhere) and this instance failed to
+ * apply it, or has not yet. When every instance refuses a revision nobody
+ * runs it and nobody is behind. Without an etcd configuration in force on
+ * either side (a configuration file per instance: revisions are hashes, not
+ * ordered) nothing is compared. Returns the 503 reason, or undefined.
+ */
+export function configBehind(id: string, mine: ConfigInForce | undefined, peers: Iterable<InstanceRecord>, now: number, graceMs: number): string | undefined {
+  if (!mine) return undefined;
+  let newest: InstanceRecord | undefined;
+  for (const p of peers) {
+    const c = p.config;
+    if (p.id === id || !p.ready || !c || c.rootKey !== mine.rootKey || c.digest === mine.digest) continue;
+    if (!(c.revision > mine.revision)) continue;
+    const since = Date.parse(c.since);
+    if (!Number.isFinite(since) || now - since < graceMs) continue;
+    if (!newest || c.revision > newest.config!.revision) newest = p;
+  }
+  return newest ? `runs configuration revision ${mine.revision}, instance ${newest.id} runs ${newest.config!.revision} (applied over ${Math.round(graceMs / 1000)}s ago): this instance failed to apply it or has not yet` : undefined;
 }
 
 export type RotationStep = 'staged' | 'publishing' | 'done' | 'rolled-back';
@@ -102,12 +152,15 @@ export interface ReadinessInput {
   error?: string;
   ackTimeoutMs: number;
   forgetAfterMs: number;
+  /** providers.etcd: this instance's id, the configuration it runs, the live instance records last read (configBehind()). */
+  config?: { id: string; mine?: ConfigInForce; peers: Iterable<InstanceRecord>; graceMs: number };
 }
 
 /**
  * 200 only when this instance holds every key DNS may name or clients may
  * still use (active and unexpired decrypt-only keys), every staged key it has
- * known for longer than ackTimeout. When etcd is unreachable it keeps
+ * known for longer than ackTimeout, and (providers.etcd) does not run an
+ * older configuration than another ready instance (configBehind()). When etcd is unreachable it keeps
  * answering from what it last read, for half of forgetAfter: after that the
  * leader may stop waiting for it (its membership lease runs out at
  * forgetAfter), so it must be drained. The clock is the last full read, not
@@ -132,6 +185,8 @@ export function readiness(x: ReadinessInput): { ready: boolean; reason: string }
   }
   if (missing.length) return { ready: false, reason: `does not hold config_id ${missing.join(', ')} (active or in grace)` };
   if (late.length) return { ready: false, reason: `did not acknowledge staged config_id ${late.join(', ')} within ackTimeout` };
+  const behind = x.config && configBehind(x.config.id, x.config.mine, x.config.peers, x.now, x.config.graceMs);
+  if (behind) return { ready: false, reason: behind };
   return { ready: true, reason: x.storeUp ? 'holds the current keys' : 'fleet store unreachable: serving the keys it holds' };
 }
 
