@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { type FleetStatus, formatFleetStatus } from '../src/cli/fleet.js';
+import { type FleetStatus, formatFleetStatus, groupConfigRevisions } from '../src/cli/fleet.js';
 import { freePort } from '../src/cli/free-port.js';
 import { ROOT } from './helpers.js';
 
@@ -104,5 +104,18 @@ describe('echgate fleet status output: the configuration revisions the instances
   });
   it('no live instance', () => {
     assert.match(formatFleetStatus(status([])), /configuration revision: \(no live instance\)/);
+  });
+  it('providers.etcd: the same keys read at different store revisions are one configuration (grouped by digest, newest revision shown); other content differs', () => {
+    const etcd = (id: string, revision: number, digest: string) => ({ ...inst(id, String(revision)), config: { rootKey: 'traefik', revision, digest, since: '' } });
+    assert.deepEqual(groupConfigRevisions([etcd('i1', 812, 'aa'), etcd('i2', 815, 'aa'), etcd('i3', 790, 'aa')]), [{ revision: '815', instances: ['i1', 'i2', 'i3'] }]);
+    assert.deepEqual(groupConfigRevisions([etcd('i1', 812, 'aa'), etcd('i2', 815, 'aa'), etcd('i3', 830, 'bb')]), [
+      { revision: '815', instances: ['i1', 'i2'] },
+      { revision: '830', instances: ['i3'] },
+    ]);
+    // Configuration files: the revision is a hash of the file, grouped as it is.
+    assert.deepEqual(groupConfigRevisions([inst('i1', 'abc'), inst('i2', 'def'), inst('i3', 'abc')]), [
+      { revision: 'abc', instances: ['i1', 'i3'] },
+      { revision: 'def', instances: ['i2'] },
+    ]);
   });
 });

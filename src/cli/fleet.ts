@@ -146,6 +146,29 @@ export interface FleetStatus {
   rotation: RotationRecord | null;
 }
 
+/**
+ * Instances grouped by the configuration they run. With providers.etcd an
+ * instance's revision is the etcd store revision it read the keys at, and
+ * any write to etcd (the instances' own records too) moves it: two instances
+ * that read the same keys at different moments carry different numbers. So
+ * they are grouped by what they run (root key and digest of the keys and
+ * values), shown with the newest revision of the group; a configuration file
+ * (a hash as revision) is grouped by its revision.
+ */
+export function groupConfigRevisions(instances: readonly InstanceRecord[]): FleetStatus['configRevisions'] {
+  const groups = new Map<string, { revision: string; instances: string[] }>();
+  for (const i of instances) {
+    const key = i.config ? `etcd\0${i.config.rootKey}\0${i.config.digest}` : `file\0${i.configRevision}`;
+    const g = groups.get(key);
+    if (!g) groups.set(key, { revision: i.configRevision, instances: [i.id] });
+    else {
+      g.instances.push(i.id);
+      if (i.config && Number(i.configRevision) > Number(g.revision)) g.revision = i.configRevision;
+    }
+  }
+  return [...groups.values()].sort((a, b) => b.instances.length - a.instances.length || a.revision.localeCompare(b.revision));
+}
+
 export async function readFleetStatus(cfg: Config): Promise<FleetStatus> {
   const e = cfg.ech?.store?.etcd;
   if (!e) throw new EchgateError('ERR_USAGE', 'the configuration has no ech.store.etcd: not a fleet');
@@ -165,12 +188,10 @@ export async function readFleetStatus(cfg: Config): Promise<FleetStatus> {
       const instances = Object.entries(inst)
         .map(([k, v]) => parseJson<InstanceRecord>(v, k)!)
         .sort((a, b) => a.id.localeCompare(b.id));
-      const byRev = new Map<string, string[]>();
-      for (const i of instances) byRev.set(i.configRevision, [...(byRev.get(i.configRevision) ?? []), i.id]);
       return {
         prefix: e.prefix,
         leader: leader ?? null,
-        configRevisions: [...byRev].map(([revision, ids]) => ({ revision, instances: ids })).sort((a, b) => b.instances.length - a.instances.length || a.revision.localeCompare(b.revision)),
+        configRevisions: groupConfigRevisions(instances),
         keys: Object.entries(keys).map(([k, v]) => {
           const m = parseJson<{ meta: FleetStatus['keys'][number] }>(v, k)!.meta;
           return { configId: m.configId, state: m.state, publicName: m.publicName, created: m.created, ...(m.notAfter ? { notAfter: m.notAfter } : {}) };
