@@ -17,7 +17,6 @@ import { Dashboard, ErrorRing, localView, teeLog } from './dashboard.js';
 import { type Args, type CommandSpec, flag, has, str, text } from './args.js';
 import type { Command } from './command.js';
 import { startDemo } from './demo.js';
-import { keepYoungGenerationSmall } from './young-generation.js';
 import { isWorker, joinGroup, runPrimary, runsRotation } from './workers.js';
 import { type RotationScheduler, startRotation } from './rotation.js';
 import type { ConfigInForce } from '../fleet/records.js';
@@ -35,7 +34,6 @@ export const serveSpec: CommandSpec = {
 };
 
 export async function serveCommand(a: Args, out: (s: string) => void): Promise<number> {
-  keepYoungGenerationSmall();
   const file = str(a, 'config');
   if (file && has(a, 'demo')) throw new EchgateError('ERR_USAGE', '--config and --demo exclude each other (see: echgate serve --help)');
   const demo = !file;
