@@ -3,24 +3,12 @@
  * unpadded) or POST with an application/dns-message body, id 0, a size cap and
  * an overall deadline; the answer must echo id 0 and the question (RFC 8484 §4.1). HTTPS/SVCB answers are decoded with their ech= SvcParam.
  */
+import { Agent, request } from 'undici';
 import { EchgateError } from '../errors.js';
 import { decodeECHConfigList } from '../wire/ech/config.js';
 import { answerMismatch, DnsClass, type DnsMessage, decodeMessage, encodeQuery, RRType, typeName } from '../wire/dns/message.js';
 import { decodeName } from '../wire/dns/name.js';
 import { decodeSvcb, formatSvcb, SvcParamKey } from '../wire/dns/svcb.js';
-
-/**
- * undici is loaded on the first DoH query, not with the module: it is ≈ 5 MB
- * of V8 heap, and every `echgate serve` imports this module (through the DNS
- * publisher) whether or not it ever sends a DoH query. A live heap that much
- * larger makes every full collection of a busy proxy dearer (docs/benchmarks.md,
- * "Termination cost, sixth pass").
- */
-let undici: Promise<typeof import('undici')> | undefined;
-function loadUndici(): Promise<typeof import('undici')> {
-  undici ??= import('undici');
-  return undici;
-}
 
 /** RFC 8484 §6 suggests nothing larger than a DNS message can be (64 KiB). */
 const MAX_RESPONSE = 65535;
@@ -66,7 +54,6 @@ export function parseCacheControl(header: string | string[] | undefined): HttpFr
 export async function dohQuery(url: string, name: string, type: number, o: DohOptions = {}): Promise<DnsMessage & { raw: Uint8Array; http: HttpFreshness }> {
   // RFC 8484 §4.1: id 0 in every request, so answers stay cacheable; the answer must carry it back.
   const query = encodeQuery(name, type, { id: 0, udpSize: 1232 });
-  const { Agent, request } = await loadUndici();
   const timeoutMs = o.timeoutMs ?? DOH_TIMEOUT_MS;
   // allowH2: RFC 8484 §5.2 names HTTP/2 as the minimum; BIND 9.18 speaks nothing else.
   const dispatcher = new Agent({ allowH2: true, connect: o.ca ? { ca: o.ca, timeout: timeoutMs } : { timeout: timeoutMs }, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
