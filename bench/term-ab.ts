@@ -6,12 +6,16 @@
  *
  * Usage: node dist/bench/term-ab.js [--rounds N] [--seconds S] [--bulk MiB]
  *          [--ech N] [--only hs,bulk,ech] [--prof DIR] [--wait S] [--node-args FLAGS]
- *          [--mem N [--heap DIR]] ROOT_A[#FLAGS] ROOT_B ...
+ *          [--mem N [--heap DIR]] [--gc-count] ROOT_A[#FLAGS] ROOT_B ...
  * ROOT is a directory with bin/echgate.js and dist/ (a worktree, or a copy of
  * an older commit built with tsc). Prints one line per measurement and, at the
  * end, the medians and each build's ratio to the node:tls proxy and to the
  * first build. With --prof, each echgate runs under `node --cpu-prof` and
- * writes its profile into DIR when the run ends.
+ * writes its profile into DIR when the run ends. With --gc-count, each echgate
+ * runs with `--trace-gc` and every handshake and bulk line says how many
+ * scavenges and mark-compacts that measurement cost (docs/benchmarks.md,
+ * "Termination cost, sixth pass": a mark-compact after every scavenge is the
+ * slow state of terminated bulk).
  */
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -80,6 +84,17 @@ const NODE_ARGS = opt('node-args', '').split(' ').filter(Boolean);
  * MS: that client also stops reading for MS ms after every 1 MiB.
  */
 const CLIENT_NICE = opt('client-nice', '');
+/** --gc-count: count each echgate's scavenges and mark-compacts (`--trace-gc` lines) per measurement. */
+const GC_COUNT = args.includes('--gc-count');
+if (GC_COUNT) args.splice(args.indexOf('--gc-count'), 1);
+/** GC events seen so far per echgate (with --gc-count). */
+const gcSeen = new Map<string, { sc: number; mc: number }>();
+const gcMark = (name: string) => ({ ...(gcSeen.get(name) ?? { sc: 0, mc: 0 }) });
+const gcSince = (name: string, m: { sc: number; mc: number }) => {
+  if (!gcSeen.has(name)) return '';
+  const n = gcSeen.get(name)!;
+  return ` [GC: ${n.sc - m.sc} scavenges, ${n.mc - m.mc} mark-compacts]`;
+};
 const CLIENT_PAUSE = Number(opt('client-pause', '0'));
 /** ROOT#FLAGS: node flags for that echgate only (comma-separated), e.g. `.#--max-semi-space-size=16`: the same build with and without a flag. */
 const roots = args.map((a) => resolve(a.split('#')[0]!));
@@ -192,11 +207,26 @@ tls:
     );
     const nodeArgs = [
       ...NODE_ARGS,
+      ...(GC_COUNT ? ['--trace-gc'] : []),
       ...rootFlags[i]!,
       ...(PROF ? ['--cpu-prof', '--cpu-prof-dir', PROF, '--cpu-prof-name', `eg${i}.cpuprofile`] : []),
     ];
-    const p = spawn('node', [...nodeArgs, join(root, 'bin', 'echgate.js'), 'serve', '--config', cfg], { stdio: ['ignore', NODE_ARGS.length ? 'inherit' : 'ignore', 'inherit'] });
+    const p = spawn('node', [...nodeArgs, join(root, 'bin', 'echgate.js'), 'serve', '--config', cfg], { stdio: ['ignore', GC_COUNT ? 'pipe' : NODE_ARGS.length ? 'inherit' : 'ignore', 'inherit'] });
     children.push(p);
+    if (GC_COUNT) {
+      const seen = { sc: 0, mc: 0 };
+      gcSeen.set(`eg${i}`, seen);
+      let rest = '';
+      p.stdout!.on('data', (d: Buffer) => {
+        const lines = (rest + d.toString()).split('\n');
+        rest = lines.pop()!;
+        for (const l of lines) {
+          if (l.includes(': Scavenge ')) seen.sc++;
+          else if (l.includes(': Mark-Compact ')) seen.mc++;
+          if (NODE_ARGS.length) process.stdout.write(`${l}\n`);
+        }
+      });
+    }
     // Startup can take longer than waitPort's 10 s on the busy machine.
     for (const port of [ep.term, ep.bulk]) await waitPort(port).catch(() => waitPort(port)).catch(() => waitPort(port));
     builds.push({ name: `eg${i}`, pid: p.pid!, ...ep });
@@ -229,18 +259,20 @@ tls:
     if (ONLY.includes('hs')) {
       for (const p of order) {
         const c0 = cpuMs(p.pid);
+        const g0 = gcMark(p.name);
         const n = await sTime(p.term, SECONDS);
         res.hs![p.name]!.push((cpuMs(p.pid) - c0) / n);
-        log(`round ${r + 1} hs ${p.name}: ${res.hs![p.name]!.at(-1)!.toFixed(3)} ms CPU per handshake (${n})`);
+        log(`round ${r + 1} hs ${p.name}: ${res.hs![p.name]!.at(-1)!.toFixed(3)} ms CPU per handshake (${n})${gcSince(p.name, g0)}`);
       }
     }
     if (ONLY.includes('bulk')) {
       for (const p of order) {
         const c0 = cpuMs(p.pid);
         const t0 = THREADS ? threadsMs(p.pid) : undefined;
+        const g0 = gcMark(p.name);
         await (CLIENT_NICE ? bulkIn(p.bulk, BULK) : bulk(p.bulk, BULK, ctx));
         res.bulk![p.name]!.push(BULK / 1e6 / ((cpuMs(p.pid) - c0) / 1000));
-        log(`round ${r + 1} bulk ${p.name}: ${res.bulk![p.name]!.at(-1)!.toFixed(0)} MB per CPU-second${t0 ? ` (ms per thread: ${threadDelta(t0, threadsMs(p.pid))})` : ''}`);
+        log(`round ${r + 1} bulk ${p.name}: ${res.bulk![p.name]!.at(-1)!.toFixed(0)} MB per CPU-second${t0 ? ` (ms per thread: ${threadDelta(t0, threadsMs(p.pid))})` : ''}${gcSince(p.name, g0)}`);
       }
     }
     if (MEM_N) {
