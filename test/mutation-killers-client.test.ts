@@ -488,7 +488,13 @@ describe('draft-ietf-tls-esni-02 §5.1: the client\'s encrypted_server_name is b
     const seen: { host: string; random: Uint8Array; ks: Uint8Array }[] = [];
     return {
       seen,
-      offer: { ...offer, extension: (host: string, random: Uint8Array, ks: Uint8Array) => (seen.push({ host, random, ks }), offer.extension(host, random, ks)) },
+      offer: {
+        ...offer,
+        extension: (host: string, random: Uint8Array, ks: Uint8Array) => {
+          seen.push({ host, random, ks });
+          return offer.extension(host, random, ks);
+        },
+      },
     };
   };
 
