@@ -420,3 +420,106 @@ describe('RFC 8446 §4.2.7, §4.2.8: the client offers only groups it implements
     assert.equal((ks[2]! << 8) | ks[3]!, 0x0017);
   });
 });
+
+// Sixth session (docs/mutation.md): client.ts lines 1-300 and 420-461 under Stryker.
+
+describe('RFC 8446 §4.1.4: after a HelloRetryRequest, the ServerHello must repeat its cipher suite', () => {
+  const record = (msg: Uint8Array) => concat(Uint8Array.of(ContentType.handshake, 3, 3, msg.length >> 8, msg.length & 0xff), msg);
+  const sv13 = { type: ExtensionType.supported_versions, data: Uint8Array.of(3, 4) };
+  const afterHrr = (shSuite: number) => {
+    const c = client();
+    const ch = decodeClientHelloMessage(parseHelloRecords(c.hello()[0]!)!.message);
+    const hrr = encodeServerHello({ random: HRR_RANDOM, sessionIdEcho: ch.sessionId, cipherSuite: 0x1301, extensions: [sv13, { type: ExtensionType.cookie, data: Uint8Array.of(0, 1, 7) }] });
+    assert.equal((c.receive(record(hrr)) as Out).error, undefined);
+    const pub = nodeProvider.x25519Generate().publicKey;
+    const share = concat(Uint8Array.of(0x00, 0x1d, 0, pub.length), pub);
+    const sh = encodeServerHello({ random: nodeProvider.randomBytes(32), sessionIdEcho: ch.sessionId, cipherSuite: shSuite, extensions: [sv13, { type: ExtensionType.key_share, data: share }] });
+    return c.receive(record(sh)) as Out;
+  };
+
+  it('TLS_AES_128_GCM_SHA256 in both: the ServerHello is taken; TLS_AES_256_GCM_SHA384 (offered, but not the HRR\'s): illegal_parameter', () => {
+    const same = afterHrr(0x1301);
+    assert.equal(same.error, undefined, String(same.error));
+    assert.equal(same.closed, false);
+    refused(afterHrr(0x1302), 'illegal_parameter');
+  });
+});
+
+describe('RFC 8446 §4.1.4: the result says whether the server sent a HelloRetryRequest', () => {
+  it('a handshake without HelloRetryRequest: helloRetry false', () => {
+    const c = client();
+    const f = flight(RSA_CERT, c);
+    const out = f.feed(f.ee, f.certMsg, f.cv, f.fin) as Out & { established?: { helloRetry?: boolean } };
+    assert.equal(out.error, undefined);
+    assert.equal(out.established?.helloRetry, false);
+  });
+});
+
+describe('RFC 8446 §4.2.10, §4.1.2: early_data is offered in the first ClientHello only', () => {
+  it('offerEarlyData: an empty early_data extension in the first hello, none in the hello after HelloRetryRequest', () => {
+    const c = client({ offerEarlyData: true });
+    const ch = decodeClientHelloMessage(parseHelloRecords(c.hello()[0]!)!.message);
+    assert.deepEqual(ch.extensions.find((e) => e.type === ExtensionType.early_data)?.data, new Uint8Array(0));
+    const hrr = encodeServerHello({
+      random: HRR_RANDOM,
+      sessionIdEcho: ch.sessionId,
+      cipherSuite: 0x1301,
+      extensions: [
+        { type: ExtensionType.supported_versions, data: Uint8Array.of(3, 4) },
+        { type: ExtensionType.cookie, data: Uint8Array.of(0, 1, 7) },
+      ],
+    });
+    const out = c.receive(concat(Uint8Array.of(ContentType.handshake, 3, 3, hrr.length >> 8, hrr.length & 0xff), hrr)) as Out;
+    assert.equal(out.error, undefined, String(out.error));
+    const ch2 = decodeClientHelloMessage(parseHelloRecords(concat(...out.send))!.message);
+    assert.ok(ch2.extensions.some((e) => e.type === ExtensionType.cookie));
+    assert.equal(ch2.extensions.find((e) => e.type === ExtensionType.early_data), undefined);
+    const plain = decodeClientHelloMessage(parseHelloRecords(client().hello()[0]!)!.message);
+    assert.equal(plain.extensions.find((e) => e.type === ExtensionType.early_data), undefined);
+  });
+});
+
+describe('draft-ietf-tls-esni-02 §5.1: the client\'s encrypted_server_name is bound to its key_share extension', () => {
+  const now = 1_700_000_100;
+  const record = makeESNIKeys(nodeProvider, nodeProvider.x25519Generate().publicKey, { notBefore: now - 100, notAfter: now + 100 });
+  /** An ESNI offer that records what the client binds the extension to. */
+  const watched = (coverName?: string) => {
+    const offer = esniOffer(nodeProvider, record, { now, coverName });
+    const seen: { host: string; random: Uint8Array; ks: Uint8Array }[] = [];
+    return {
+      seen,
+      offer: {
+        ...offer,
+        extension: (host: string, random: Uint8Array, ks: Uint8Array) => {
+          seen.push({ host, random, ks });
+          return offer.extension(host, random, ks);
+        },
+      },
+    };
+  };
+
+  it('the hello carries encrypted_server_name, sealed over this hello\'s random and key_share body; only the cover name is in server_name', () => {
+    const w = watched('cover.example.test');
+    const c = client({ esni: w.offer, groups: [0x0017, 0x001d] });
+    const ch = decodeClientHelloMessage(parseHelloRecords(c.hello()[0]!)!.message);
+    assert.ok(ch.extensions.find((e) => e.type === ExtensionType.encrypted_server_name));
+    assert.equal(w.seen.length, 1);
+    assert.equal(w.seen[0]!.host, NAME);
+    assert.deepEqual(w.seen[0]!.random, ch.random);
+    assert.deepEqual(w.seen[0]!.ks, ch.extensions.find((e) => e.type === ExtensionType.key_share)!.data);
+    const sni = ch.extensions.find((e) => e.type === ExtensionType.server_name)!.data;
+    assert.match(Buffer.from(sni).toString('latin1'), /cover\.example\.test$/);
+    assert.doesNotMatch(Buffer.from(sni).toString('latin1'), /rsa\.example/);
+  });
+
+  it('withholdKeyShare with ESNI (an empty client_shares list to bind to) is ERR_USAGE; with a share it is built', () => {
+    const w = watched();
+    assert.throws(
+      () => client({ esni: w.offer, withholdKeyShare: true }),
+      (e) => e instanceof EchgateError && e.code === 'ERR_USAGE',
+    );
+    assert.equal(w.seen.length, 0);
+    client({ esni: w.offer });
+    assert.equal(w.seen.length, 1);
+  });
+});

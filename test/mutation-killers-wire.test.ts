@@ -23,7 +23,7 @@ import {
   describeExtension,
   encodeOfferedPsks,
 } from '../src/wire/tls/extensions.js';
-import { decodeESNIKeys, ESNI_NONCE_LENGTH, encodeESNIKeys, encodeServerEncryptedSNI } from '../src/wire/tls/esni.js';
+import { checksumInput, decodeClientESNIInner, decodeESNIKeys, decodeServerEncryptedSNI, ESNI_NONCE_LENGTH, encodeClientESNIInner, encodeESNIContents, encodeESNIKeys, encodeServerEncryptedSNI } from '../src/wire/tls/esni.js';
 import { ByteQueue } from '../src/wire/tls/byte-queue.js';
 import { ClientHelloAssembler, frameHandshake, MAX_CIPHERTEXT, RecordReader, sniffTls } from '../src/wire/tls/record.js';
 
@@ -526,5 +526,140 @@ describe('RFC 8446 §4.1.2: ClientHello encode bounds and round trips', () => {
     assert.equal(firstDuplicateType([{ type: 5 }, { type: 70 }]), -1);
     assert.equal(firstDuplicateType([{ type: 0xffff }, { type: 0xffff }]), 0xffff);
     assert.equal(firstDuplicateType([{ type: 0xffff }]), -1);
+  });
+});
+
+// Sixth session (docs/mutation.md): the ClientHelloAssembler walk (record.ts 242-324) and wire/tls/esni.ts under Stryker.
+
+describe('RFC 8446 §5.1: the ClientHelloAssembler walk over records', () => {
+  const rec = (body: Uint8Array, version = 0x0301) => concat(Uint8Array.of(ContentType.handshake, version >> 8, version & 0xff), u16(body.length), body);
+  const hello = concat(Uint8Array.of(1, 0, 0, 6), Uint8Array.of(3, 3, 9, 8, 7, 6));
+
+  it('recordVersion is the first record\'s, byte for byte (0x0301 then 0x0303: 0x0301)', () => {
+    const r = new ClientHelloAssembler(1000).push(concat(rec(hello.subarray(0, 5), 0x0301), rec(hello.subarray(5), 0x0303)));
+    assert.equal(r?.recordVersion, 0x0301);
+    assert.equal(r?.records, 2);
+    assert.equal(new ClientHelloAssembler(1000).push(rec(hello, 0x0302))?.recordVersion, 0x0302);
+  });
+
+  it('whole records only: a record holding the hello and 2 bytes more completes when those 2 bytes arrive', () => {
+    const all = rec(concat(hello, Uint8Array.of(0x14, 0)));
+    const a = new ClientHelloAssembler(1000);
+    assert.equal(a.push(all.subarray(0, 5 + hello.length)), undefined);
+    const r = a.push(all.subarray(5 + hello.length));
+    assert.equal(r?.consumed, all.length);
+    assert.deepEqual(r?.message, hello);
+  });
+
+  it('a ClientHello of 0 body bytes (01 00 00 00) is framed (its decoding refuses it later)', () => {
+    const r = new ClientHelloAssembler(1000).push(rec(Uint8Array.of(1, 0, 0, 0)));
+    assert.deepEqual(r?.message, Uint8Array.of(1, 0, 0, 0));
+  });
+
+  it('a handshake header split over two records (2 bytes, then the rest, the body and 2 bytes more): the message is the original bytes', () => {
+    // The second fragment is as long as the whole message, so only the header split tells that it is not the message.
+    const bytes = concat(rec(hello.subarray(0, 2)), rec(concat(hello.subarray(2), Uint8Array.of(0x14, 0))));
+    const r = new ClientHelloAssembler(1000).push(bytes);
+    assert.deepEqual(r?.message, hello);
+    assert.equal(r?.consumed, bytes.length);
+  });
+});
+
+describe('draft-ietf-tls-esni-02 §4: ESNIKeys bounds, each at its value', () => {
+  const key = (group: number) => ({ group, keyExchange: new Uint8Array(32).fill(group & 0xff) });
+  const contents = (o: Partial<Parameters<typeof encodeESNIKeys>[0]> = {}) => ({
+    keys: [key(0x001d)],
+    cipherSuites: [0x1301],
+    paddedLength: 260,
+    notBefore: 1,
+    notAfter: 2,
+    extensions: [] as { type: number; data: Uint8Array }[],
+    ...o,
+  });
+  const enc = (o: Partial<Parameters<typeof encodeESNIKeys>[0]> = {}) => encodeESNIKeys(contents(o));
+  /** Replace the keys and cipher_suites vectors (their bodies) of an encoded ESNIKeys. */
+  const raw = (keysBody: Uint8Array, suitesBody: Uint8Array) => concat(Uint8Array.of(0xff, 0x01, 0, 0, 0, 0), v16(keysBody), v16(suitesBody), u16(260), new Uint8Array(7), Uint8Array.of(1), new Uint8Array(7), Uint8Array.of(2), u16(0));
+  const share = concat(u16(0x001d), v16(new Uint8Array(32).fill(1)));
+
+  it('§4 uint64 not_before/not_after: above 2^32 read exactly; high word 0x1fffff read, 0x200000 (past 2^53) illegal_parameter', () => {
+    const big = 0x1fffff * 2 ** 32 + 5;
+    assert.equal(decodeESNIKeys(enc({ notBefore: 2 ** 32 + 7, notAfter: big })).notBefore, 2 ** 32 + 7);
+    assert.equal(decodeESNIKeys(enc({ notAfter: big })).notAfter, big);
+    const b = enc();
+    const at = b.length - 2 - 8; // not_after's high word
+    b.set(Uint8Array.of(0x00, 0x20, 0x00, 0x00), at);
+    assert.equal(codeOf(() => decodeESNIKeys(b)), 'illegal_parameter');
+  });
+
+  it('uint64 encoding: 0 and 2^53 - 1 encode; -1, 2^53 and 1.5 are ERR_ENCODE', () => {
+    assert.equal(decodeESNIKeys(enc({ notBefore: 0, notAfter: Number.MAX_SAFE_INTEGER })).notAfter, Number.MAX_SAFE_INTEGER);
+    for (const v of [-1, 2 ** 53, 1.5]) assert.equal(codeOf(() => enc({ notBefore: v })), 'ERR_ENCODE', String(v));
+  });
+
+  it('keys<4..2^16-1>: an empty list is decode_error; two keys of different groups are read in order; the same group twice is illegal_parameter', () => {
+    assert.equal(codeOf(() => decodeESNIKeys(raw(new Uint8Array(0), u16(0x1301)))), 'decode_error');
+    assert.equal(codeOf(() => decodeESNIKeys(raw(Uint8Array.of(0, 0x1d, 0), u16(0x1301)))), 'decode_error');
+    const k = decodeESNIKeys(enc({ keys: [key(0x001d), key(0x0017)] }));
+    assert.deepEqual(k.keys.map((x) => [x.group, x.keyExchange.length]), [[0x001d, 32], [0x0017, 32]]);
+    assert.equal(codeOf(() => decodeESNIKeys(raw(concat(share, share), u16(0x1301)))), 'illegal_parameter');
+  });
+
+  it('cipher_suites<2..2^16-2>: empty or 3 bytes is decode_error; two suites are read', () => {
+    assert.equal(codeOf(() => decodeESNIKeys(raw(share, new Uint8Array(0)))), 'decode_error');
+    assert.equal(codeOf(() => decodeESNIKeys(raw(share, Uint8Array.of(0x13, 0x01, 0x13)))), 'decode_error');
+    assert.deepEqual(decodeESNIKeys(raw(share, concat(u16(0x1301), u16(0x1303)))).cipherSuites, [0x1301, 0x1303]);
+  });
+
+  it('encoding: a checksum of 3 or 5 bytes, no key, or no suite is ERR_ENCODE', () => {
+    assert.equal(codeOf(() => encodeESNIKeys(contents(), new Uint8Array(3))), 'ERR_ENCODE');
+    assert.equal(codeOf(() => encodeESNIKeys(contents(), new Uint8Array(5))), 'ERR_ENCODE');
+    assert.deepEqual(encodeESNIKeys(contents(), Uint8Array.of(1, 2, 3, 4)).subarray(2, 6), Uint8Array.of(1, 2, 3, 4));
+    assert.equal(codeOf(() => enc({ keys: [] })), 'ERR_ENCODE');
+    assert.equal(codeOf(() => enc({ cipherSuites: [] })), 'ERR_ENCODE');
+  });
+
+  it('§4: the structure must fit 65535 bytes (the RDATA length): exactly 65535 encodes, 65536 is ERR_ENCODE', () => {
+    const base = enc().length; // with no extension
+    const fit = 0xffff - base - 4; // one extension: type, length, data
+    assert.equal(enc({ extensions: [{ type: 7, data: new Uint8Array(fit) }] }).length, 0xffff);
+    assert.equal(codeOf(() => enc({ extensions: [{ type: 7, data: new Uint8Array(fit + 1) }] })), 'ERR_ENCODE');
+  });
+
+  it('checksumInput: 6 bytes (version and checksum) are enough, 5 are decode_error; the checksum is zeroed in a copy', () => {
+    const b = Uint8Array.of(0xff, 0x01, 1, 2, 3, 4);
+    assert.deepEqual(checksumInput(b), Uint8Array.of(0xff, 0x01, 0, 0, 0, 0));
+    assert.deepEqual(b, Uint8Array.of(0xff, 0x01, 1, 2, 3, 4));
+    assert.equal(codeOf(() => checksumInput(b.subarray(0, 5))), 'decode_error');
+  });
+});
+
+describe('draft-ietf-tls-esni-02 §5.1, §5.2: ESNIContents and ClientESNIInner bounds', () => {
+  const nonce = new Uint8Array(ESNI_NONCE_LENGTH).fill(7);
+  it('ESNIContents: a ClientHello.random of 31 or 33 bytes is ERR_ENCODE', () => {
+    const ks = { group: 0x001d, keyExchange: new Uint8Array(32) };
+    assert.equal(encodeESNIContents(new Uint8Array(32), ks, new Uint8Array(32)).length, 2 + 32 + 2 + 2 + 32 + 32);
+    assert.equal(codeOf(() => encodeESNIContents(new Uint8Array(32), ks, new Uint8Array(31))), 'ERR_ENCODE');
+    assert.equal(codeOf(() => encodeESNIContents(new Uint8Array(32), ks, new Uint8Array(33))), 'ERR_ENCODE');
+  });
+
+  it('ClientESNIInner: a nonce of 15 bytes is ERR_ENCODE; a ServerNameList of exactly padded_length fits', () => {
+    assert.equal(codeOf(() => encodeClientESNIInner(nonce.subarray(1), 'a.example', 260)), 'ERR_ENCODE');
+    const exact = 2 + 1 + 2 + 'a.example'.length; // list length, name type, name length, name
+    const inner = encodeClientESNIInner(nonce, 'a.example', exact);
+    assert.equal(inner.length, 16 + exact);
+    assert.equal(decodeClientESNIInner(inner, exact).hostName, 'a.example');
+    assert.equal(codeOf(() => encodeClientESNIInner(nonce, 'a.example', exact - 1)), 'ERR_ESNI');
+  });
+
+  it('§5: a ServerEncryptedSNI of 15 or 17 bytes is decode_error', () => {
+    assert.deepEqual(decodeServerEncryptedSNI(nonce), nonce);
+    assert.equal(codeOf(() => decodeServerEncryptedSNI(nonce.subarray(1))), 'decode_error');
+    assert.equal(codeOf(() => decodeServerEncryptedSNI(concat(nonce, Uint8Array.of(0)))), 'decode_error');
+  });
+
+  it('§5.2: a ClientESNIInner one zero byte longer than 16 + padded_length is illegal_parameter', () => {
+    const inner = encodeClientESNIInner(nonce, 'a.example', 40);
+    assert.equal(decodeClientESNIInner(inner, 40).hostName, 'a.example');
+    assert.equal(codeOf(() => decodeClientESNIInner(concat(inner, Uint8Array.of(0)), 40)), 'illegal_parameter');
   });
 });

@@ -54,7 +54,7 @@ export interface ClientOptions {
   esni?: EsniOffer;
   /** PEM CA certificate(s) to verify the chain and name against; absent = not verified. */
   ca?: string;
-  /** Offer the groups in supported_groups but send no key share first, so the server must answer with HelloRetryRequest (tests). */
+  /** Offer the groups in supported_groups but send no key share first, so the server must answer with HelloRetryRequest (tests). Not with `esni`: ERR_USAGE (its ESNI would be bound to no share). */
   withholdKeyShare?: boolean;
   /** Key-exchange groups (NamedGroup code points) for supported_groups, in preference order; the first gets the key share. Default: X25519. */
   groups?: number[];
@@ -120,8 +120,11 @@ function plainHello(p: CryptoProvider, o: ClientOptions, key: ClientKeyShare | u
   if (!o.esni) return clientHello(p, exts, again?.first);
   // ESNI (draft-02 §5.1): the extension is bound to this hello's random and key_share, so both are fixed first.
   const same = again?.first ?? { random: p.randomBytes(32), sessionId: p.randomBytes(32) };
+  // The builder always writes key_share; with withholdKeyShare its body is an empty client_shares
+  // list (2 bytes, a zero length, RFC 8446 §4.2.8). draft-02 §5.1 seals the ESNI with that body as
+  // AAD to bind it to this hello's shares: an empty list binds it to none, so ESNI needs a share.
   const ks = exts.find((e) => e.type === ExtensionType.key_share);
-  if (!ks) throw new EchgateError('ERR_USAGE', 'ESNI needs a key share in the ClientHello (draft-02 §5.1)');
+  if (!ks || ks.data.length <= 2) throw new EchgateError('ERR_USAGE', 'ESNI needs a key share in the ClientHello (draft-02 §5.1); withholdKeyShare cannot be used with it');
   exts.push(o.esni.extension(o.serverName, same.random, ks.data));
   return clientHello(p, exts, same);
 }
