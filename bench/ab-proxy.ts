@@ -8,6 +8,8 @@
  *   AB_PROF=NAME                           run that build's serve under --cpu-prof (profile in AB_PROF_DIR)
  *   AB_SLICES (ech, default 20)            plain/ECH alternations per round (ABBA order)
  *   AB_PROF_FLAGS='--heap-prof …'          node flags for the prof section instead of --cpu-prof
+ *   AB_PROF_KINDS=ech,plain,conn,naive   what the prof section profiles (naive: the naive proxy under the conn load)
+ *   AB_ONLY=perfpair                       perf record an ECH-only and a plain-only serve over the same ABBA slices
  *   AB_PIN=0                               do not pin (default: every serve on CPU 1, load and backends on CPU 0)
  *
  * conn: passthrough CPU per connection (the captured Chromium hello, one-byte
@@ -247,7 +249,7 @@ tcp:
 
   if (ONLY.includes('prof')) {
     mkdirSync(env.AB_PROF_DIR ?? '/tmp/ab-prof', { recursive: true });
-    // One fresh serve of the first build per kind under --cpu-prof: ECH-only, plain-only, passthrough conn.
+    // One fresh serve of the first build per kind under --cpu-prof: ECH-only, plain-only, passthrough conn (or the naive proxy).
     const profDir = env.AB_PROF_DIR ?? '/tmp/ab-prof';
     const lg = await loadGen();
     for (const kind of (env.AB_PROF_KINDS ?? 'ech,plain,conn').split(',')) {
@@ -271,17 +273,20 @@ tcp:
       // AB_PERF=1: perf record (on-CPU samples only; the V8 profiler samples wall time, which a busy machine skews).
       const perf = env.AB_PERF === '1';
       const flags = env.AB_PROF_FLAGS ? env.AB_PROF_FLAGS.split(' ') : perf ? ['--perf-basic-prof'] : ['--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${kind}-${Date.now()}.cpuprofile`];
-      const p = spawn('node', [...flags, join(BUILDS[0]!.dir, 'bin', 'echgate.js'), 'serve', '--config', cfg], { stdio: ['ignore', 'ignore', 'inherit'] });
+      // `naive`: the naive Node proxy (bench/naive-proxy.ts) under the same flags and the same load as `conn`.
+      const naive = kind === 'naive';
+      const args = naive ? [join(ROOT, 'dist', 'bench', 'naive-proxy.js'), String(port), String(byte)] : [join(BUILDS[0]!.dir, 'bin', 'echgate.js'), 'serve', '--config', cfg];
+      const p = spawn('node', [...flags, ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
       children.push(p);
       await waitPort(port);
       let rec: ChildProcess | undefined;
       if (perf) {
-        if (kind === 'conn') await connLoad(port, 1000, 50, capture);
+        if (kind === 'conn' || naive) await connLoad(port, 1000, 50, capture);
         rec = spawn('perf', ['record', '-F', '997', '-g', '-p', String(p.pid), '-o', join(profDir, `${kind}.perf.data`)], { stdio: 'ignore' });
         await sleep(500);
       }
       const c0 = cpuMs(p.pid!);
-      if (kind === 'conn') await connLoad(port, CONNS, 50, capture);
+      if (kind === 'conn' || naive) await connLoad(port, CONNS, 50, capture);
       else {
         await lg.ask({ cmd: 'prepare', n: ROUTE_N, ech: echList });
         await lg.ask({ cmd: 'route', port, kind, c: 16, n: ROUTE_N });
@@ -290,12 +295,70 @@ tcp:
         rec.kill('SIGINT');
         await new Promise((r) => rec!.once('exit', r));
       }
-      const n = kind === 'conn' ? CONNS : ROUTE_N;
+      const n = kind === 'conn' || naive ? CONNS : ROUTE_N;
       out.push(`prof ${kind}: ${f((cpuMs(p.pid!) - c0) / n)} ms CPU per connection (${n}), profile in ${profDir}`);
       p.kill('SIGTERM');
       await new Promise((r) => p.once('exit', r));
     }
     lg.proc.kill();
+  }
+
+  if (ONLY.includes('perfpair')) {
+    // Two serves of the first build, one with only the ECH route and one with only the plain route, pinned to the
+    // same CPU and driven in the same ABBA slices as the ech section, both recorded by one `perf record`
+    // (on-CPU samples, --perf-basic-prof symbols) over the same seconds: the per-symbol difference between the
+    // two is the ECH connection's extra with the load drift between two separate runs cancelled.
+    const profDir = env.AB_PROF_DIR ?? '/tmp/ab-prof';
+    mkdirSync(profDir, { recursive: true });
+    const lg = await loadGen();
+    const pair: Record<'ech' | 'plain', { pid: number; port: number }> = {} as never;
+    for (const kind of ['ech', 'plain'] as const) {
+      const port = await freePort();
+      const cfg = join(dir, `pair-${kind}.yml`);
+      const tlsCfg = kind === 'ech' ? '{ passthrough: true, echSplit: true }, requireECH: true' : '{ passthrough: true }';
+      writeFileSync(
+        cfg,
+        `log: { level: warn }
+ech: { keysDir: ${JSON.stringify(keysDir)} }
+entryPoints:
+  e: { address: "127.0.0.1:${port}", maxConnections: 100000 }
+tcp:
+  routers:
+    r: { entryPoints: [e], rule: "HostSNI(\`${NAME}\`)", service: byte, tls: ${tlsCfg} }
+  services:
+    byte: { loadBalancer: { servers: [{ address: "127.0.0.1:${byte}" }] } }
+`,
+      );
+      const p = spawn('node', ['--perf-basic-prof', join(BUILDS[0]!.dir, 'bin', 'echgate.js'), 'serve', '--config', cfg], { stdio: ['ignore', 'ignore', 'inherit'] });
+      children.push(p);
+      pin(p.pid, SERVE_CPU);
+      await waitPort(port);
+      pair[kind] = { pid: p.pid!, port };
+    }
+    await lg.ask({ cmd: 'prepare', n: 2000, ech: echList });
+    for (const kind of ['plain', 'ech'] as const) await lg.ask({ cmd: 'route', port: pair[kind].port, kind, c: 16, n: 2000 });
+    const per = Math.ceil(ROUTE_N / SLICES);
+    await lg.ask({ cmd: 'prepare', n: per * SLICES, ech: echList });
+    const data = join(profDir, 'pair.perf.data');
+    const rec = spawn('perf', ['record', '-F', '997', '-g', '-p', `${pair.ech.pid},${pair.plain.pid}`, '-o', data], { stdio: 'ignore' });
+    await sleep(500);
+    const cpu = { ech: 0, plain: 0 };
+    for (let i = 0; i < SLICES; i++) {
+      for (const kind of i % 2 === 0 ? (['plain', 'ech'] as const) : (['ech', 'plain'] as const)) {
+        const c0 = cpuNs(pair[kind].pid);
+        await lg.ask({ cmd: 'route', port: pair[kind].port, kind, c: 16, n: per });
+        cpu[kind] += cpuNs(pair[kind].pid) - c0;
+      }
+    }
+    rec.kill('SIGINT');
+    await new Promise((r) => rec.once('exit', r));
+    lg.proc.kill();
+    const n = per * SLICES;
+    out.push(
+      `perfpair: plain ${f(cpu.plain / n)} ms, ECH ${f(cpu.ech / n)} ms CPU per connection (${n} each, ${SLICES} ABBA slices); ` +
+        `perf data ${data}: ECH serve pid ${pair.ech.pid}, plain serve pid ${pair.plain.pid} (perf report --pid)`,
+    );
+    for (const p of Object.values(pair)) process.kill(p.pid, 'SIGTERM');
   }
 
   if (ONLY.includes('mem')) {

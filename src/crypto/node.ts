@@ -81,7 +81,9 @@ export const nodeProvider: CryptoProvider = {
   x25519(sk: X25519Private, pk: Uint8Array): Uint8Array {
     if (!(sk instanceof NodeX25519Private)) throw new EchgateError('ERR_CRYPTO_ARG', 'key from another provider');
     try {
-      return new Uint8Array(diffieHellman({ privateKey: sk.key, publicKey: publicKeyObject(pk) }));
+      // A view of node's Buffer (its own ArrayBuffer, never the shared pool), not a copy.
+      const z = diffieHellman({ privateKey: sk.key, publicKey: publicKeyObject(pk) });
+      return new Uint8Array(z.buffer, z.byteOffset, z.byteLength);
     } catch (e) {
       if (e instanceof EchgateError) throw e;
       // OpenSSL refuses an all-zero shared secret (small-order peer key).

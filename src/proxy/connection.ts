@@ -649,21 +649,27 @@ class Connection implements PreambleOps {
  * decoded form live only as long as the handler holds this object.
  */
 class HandlerConn implements Conn {
-  // These three are closures over `k` alone, not methods: a handler may keep them for the life of the
-  // connection without keeping this object, which holds the hello (proxy/terminate.ts takes them apart).
-  readonly guard: Conn['guard'];
-  readonly handshakeFailed: Conn['handshakeFailed'];
-  readonly internalError: Conn['internalError'];
   constructor(
     private readonly k: Connection,
     readonly route: Route<RouteTarget> | undefined,
     readonly cls: Classified | undefined,
     readonly peeked: Uint8Array,
     readonly rest: Uint8Array,
-  ) {
-    this.guard = (fn) => k.guard(fn);
-    this.handshakeFailed = (reason, alert) => k.handshakeFailed(reason, alert);
-    this.internalError = (e, msg) => k.internalError(e, msg);
+  ) {}
+  // These three give closures over `k` alone, not methods: a handler may keep them for the life of the
+  // connection without keeping this object, which holds the hello (proxy/terminate.ts takes them apart).
+  // Made when read, not in the constructor: passthrough, the common handler, reads none of them.
+  get guard(): Conn['guard'] {
+    const k = this.k;
+    return (fn) => k.guard(fn);
+  }
+  get handshakeFailed(): Conn['handshakeFailed'] {
+    const k = this.k;
+    return (reason, alert) => k.handshakeFailed(reason, alert);
+  }
+  get internalError(): Conn['internalError'] {
+    const k = this.k;
+    return (e, msg) => k.internalError(e, msg);
   }
   get ctx(): EntryContext {
     return this.k.ctx;

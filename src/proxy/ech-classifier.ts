@@ -17,7 +17,9 @@ export function echClassifier(keys: KeyLookup, metrics: Metrics, opts: { trialDe
     if (s.ech?.type !== 'outer') return { sni: s.sni ?? '', alpn: s.alpn, ech: 'none', hello, echOffered: false };
     let r: ReturnType<typeof decryptEch>;
     try {
-      r = decryptEch(nodeProvider, hello, keys, { ...opts, ech: s.ech });
+      // A plain literal, not `{ ...opts, ech }`: an object spread per hello is a CloneObjectIC call and a
+      // copy on every ECH (and every GREASE) hello (docs/benchmarks.md, "Route-only cost, sixth pass").
+      r = decryptEch(nodeProvider, hello, keys, { trialDecrypt: opts.trialDecrypt, ech: s.ech });
     } catch (e) {
       if (isEchgateError(e)) metrics.ech.inc({ entrypoint, result: 'malformed' });
       throw e;

@@ -7,16 +7,20 @@
  */
 import { alertFor, encodeAlertRecord } from '../wire/tls/alert.js';
 import type { Handler } from './handler.js';
+import type { RelayOptions } from './relay.js';
 
 /** Maps client bytes to what the backend gets; throws an EchgateError carrying the client's alert. */
 export interface Rewrite {
   push(chunk: Uint8Array): Uint8Array[];
 }
 
+/** Relay options of a passthrough: none (one shared object, not one per connection). */
+const AS_IS: RelayOptions = Object.freeze({});
+
 export function passthrough(replay: Uint8Array, rewrite?: Rewrite): Handler {
   return {
     start(c) {
-      c.connect(c.socket, {}, (r) => {
+      c.connect(c.socket, AS_IS, (r) => {
         if (replay.length > 0) r.toBackend([replay]);
         if (!rewrite) return r.readClient();
         r.readClient(
