@@ -82,12 +82,14 @@ describe('echgate itself', () => {
 });
 
 describe('the failures this guards against', () => {
+  // The demo would run until killed, so any bound catches it; 20 s leaves room for node's own
+  // start-up on a loaded machine (3 s measured at load 22, where a 5 s bound failed).
   it('serve --confg FILE does not start the embedded demo: exit 2 at once', async () => {
-    const r = await echgate(['serve', '--confg', 'echgate.yml'], 5_000);
+    const r = await echgate(['serve', '--confg', 'echgate.yml'], 20_000);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /unknown option --confg \(did you mean --config\?\)/);
     assert.doesNotMatch(r.stdout, /demo/);
-    const p = await echgate(['serve', 'echgate.yml'], 5_000);
+    const p = await echgate(['serve', 'echgate.yml'], 20_000);
     assert.equal(p.code, 2);
     assert.match(p.stderr, /takes no argument "echgate\.yml"/);
   });
