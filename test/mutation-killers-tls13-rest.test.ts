@@ -7,11 +7,17 @@
  * computation (BigInt nonces, the raw AEAD, RFC 8448 values), in process.
  */
 import assert from 'node:assert/strict';
+import { createHash, createHmac } from 'node:crypto';
 import { describe, it } from 'node:test';
+import { concat, toHex } from '../src/bytes/util.js';
 import { AEADS, nodeProvider } from '../src/crypto/node.js';
+import { HASH_SIZE, type HashName } from '../src/crypto/provider.js';
 import { EchgateError } from '../src/errors.js';
-import { type CipherSuite, CIPHER_SUITES, type TrafficKeys } from '../src/tls13/key-schedule.js';
+import { ECH_CONFIRMATION_AT, echAcceptConfirmation, hrrEchConfirmation } from '../src/tls13/ech-confirm.js';
+import { HandshakeBuffer } from '../src/tls13/handshake-buffer.js';
+import { CIPHER_SUITES, type CipherSuite, expandLabel, finishedVerifyData, KeySchedule, nextTrafficSecret, suiteById, type TrafficKeys, trafficKeys } from '../src/tls13/key-schedule.js';
 import { MAX_INNER_PLAINTEXT, RecordCipher } from '../src/tls13/record-protection.js';
+import { Transcript } from '../src/tls13/transcript.js';
 import { ContentType, MAX_PLAINTEXT } from '../src/wire/tls/constants.js';
 import { MAX_CIPHERTEXT, recordHeader } from '../src/wire/tls/record.js';
 
@@ -212,5 +218,280 @@ describe('RFC 8446 §5.2, §5.4: record limits and the inner plaintext', () => {
     new RecordCipher(suite, keys).wipe();
     assert.ok(keys.key.every((b) => b === 0));
     assert.ok(keys.iv.every((b) => b === 0));
+  });
+});
+
+// ---- Independent HKDF (RFC 5869) and HKDF-Expand-Label (RFC 8446 §7.1) over node:crypto's HMAC ----
+
+const hmac = (hash: HashName, key: Uint8Array, ...data: Uint8Array[]) => {
+  const h = createHmac(hash, key);
+  for (const d of data) h.update(d);
+  return new Uint8Array(h.digest());
+};
+const digest = (hash: HashName, data: Uint8Array) => new Uint8Array(createHash(hash).update(data).digest());
+function refExpand(hash: HashName, prk: Uint8Array, info: Uint8Array, len: number): Uint8Array {
+  const out: number[] = [];
+  let t = new Uint8Array(0);
+  for (let i = 1; out.length < len; i++) {
+    t = hmac(hash, prk, t, info, Uint8Array.of(i));
+    out.push(...t);
+  }
+  return Uint8Array.from(out.slice(0, len));
+}
+function refExpandLabel(hash: HashName, secret: Uint8Array, label: string, context: Uint8Array, len: number): Uint8Array {
+  const l = Buffer.from(`tls13 ${label}`, 'latin1');
+  return refExpand(hash, secret, concat(Uint8Array.of(len >> 8, len & 0xff, l.length), l, Uint8Array.of(context.length), context), len);
+}
+const bytes = (n: number, seed: number) => new Uint8Array(n).map((_, i) => (i * 31 + seed) & 0xff);
+
+describe('RFC 8446 §7.1: HKDF-Expand-Label and the key schedule against an independent HKDF', () => {
+  it('expandLabel: every (label, length, context) gives its own HkdfLabel, also after the prefix is cached', () => {
+    const secret = bytes(32, 1);
+    for (let round = 0; round < 2; round++) {
+      for (const [label, ctx, len] of [
+        ['key', new Uint8Array(0), 16],
+        ['key', new Uint8Array(0), 32],
+        ['iv', new Uint8Array(0), 12],
+        ['c hs traffic', bytes(32, 2), 32],
+        ['c hs traffic', bytes(31, 2), 32],
+        ['c hs traffic', bytes(32, 2), 48],
+        ['derived', new Uint8Array(0), 300],
+      ] as const) {
+        assert.equal(toHex(expandLabel(nodeProvider, 'sha256', secret, label, ctx, len)), toHex(refExpandLabel('sha256', secret, label, ctx, len)), `${label}/${ctx.length}/${len}`);
+      }
+    }
+  });
+
+  it('§7.1: a label of up to 255 bytes with "tls13 " and a context of up to 255 bytes; one more is refused', () => {
+    const secret = bytes(32, 3);
+    const label249 = 'a'.repeat(249);
+    assert.equal(toHex(expandLabel(nodeProvider, 'sha256', secret, label249, new Uint8Array(0), 32)), toHex(refExpandLabel('sha256', secret, label249, new Uint8Array(0), 32)));
+    assert.throws(() => expandLabel(nodeProvider, 'sha256', secret, 'a'.repeat(250), new Uint8Array(0), 32), code('ERR_ENCODE'));
+    const ctx255 = bytes(255, 4);
+    assert.equal(toHex(expandLabel(nodeProvider, 'sha256', secret, 'x', ctx255, 32)), toHex(refExpandLabel('sha256', secret, 'x', ctx255, 32)));
+    assert.throws(() => expandLabel(nodeProvider, 'sha256', secret, 'x', bytes(256, 4), 32), code('ERR_ENCODE'));
+  });
+
+  it('the prefix cache is bounded: past 256 entries new labels still expand correctly', () => {
+    const secret = bytes(32, 5);
+    for (let i = 0; i < 300; i++) {
+      const label = `cache test ${i}`;
+      assert.equal(toHex(expandLabel(nodeProvider, 'sha256', secret, label, Uint8Array.of(i & 0xff), 8)), toHex(refExpandLabel('sha256', secret, label, Uint8Array.of(i & 0xff), 8)));
+    }
+  });
+
+  for (const suite of CIPHER_SUITES) {
+    it(`suite ${suite.id.toString(16)}: handshake, application, exporter, Finished, KeyUpdate and traffic keys, from a random ECDHE secret`, () => {
+      const hash = suite.hash;
+      const hl = HASH_SIZE[hash];
+      const zeros = new Uint8Array(hl);
+      const ecdhe = bytes(32, 6);
+      const chsh = bytes(hl, 7);
+      const sf = bytes(hl, 8);
+      const early = hmac(hash, zeros, zeros);
+      const derived0 = refExpandLabel(hash, early, 'derived', digest(hash, new Uint8Array(0)), hl);
+      const hsSecret = hmac(hash, derived0, ecdhe);
+      const ks = new KeySchedule(nodeProvider, hash);
+      assert.equal(ks.hash, hash);
+      assert.equal(toHex(ks.zeros), toHex(zeros));
+      const hs = ks.handshake(ecdhe, chsh);
+      assert.equal(toHex(hs.client), toHex(refExpandLabel(hash, hsSecret, 'c hs traffic', chsh, hl)));
+      assert.equal(toHex(hs.server), toHex(refExpandLabel(hash, hsSecret, 's hs traffic', chsh, hl)));
+      const master = hmac(hash, refExpandLabel(hash, hsSecret, 'derived', digest(hash, new Uint8Array(0)), hl), zeros);
+      const ap = ks.application(sf);
+      assert.equal(toHex(ap.client), toHex(refExpandLabel(hash, master, 'c ap traffic', sf, hl)));
+      assert.equal(toHex(ap.server), toHex(refExpandLabel(hash, master, 's ap traffic', sf, hl)));
+      const exp = refExpandLabel(hash, master, 'exp master', sf, hl);
+      assert.equal(toHex(ap.exporter), toHex(exp));
+      assert.equal(ap.exporter, ap.exporter, 'derived once, then the same value');
+      // §4.4.4: verify_data = HMAC(finished_key, transcript hash).
+      assert.equal(toHex(finishedVerifyData(nodeProvider, hash, hs.server, sf)), toHex(hmac(hash, refExpandLabel(hash, hs.server, 'finished', new Uint8Array(0), hl), sf)));
+      // §7.2: application_traffic_secret_N+1.
+      const next = refExpandLabel(hash, ap.client, 'traffic upd', new Uint8Array(0), hl);
+      assert.equal(toHex(ks.nextTrafficSecret(ap.client)), toHex(next));
+      assert.equal(toHex(nextTrafficSecret(nodeProvider, hash, ap.client)), toHex(next));
+      // §7.3: key and IV, side by side in one buffer but separate views.
+      const k = trafficKeys(nodeProvider, suite, hs.server);
+      assert.equal(toHex(k.key), toHex(refExpandLabel(hash, hs.server, 'key', new Uint8Array(0), suite.keyLen)));
+      assert.equal(toHex(k.iv), toHex(refExpandLabel(hash, hs.server, 'iv', new Uint8Array(0), 12)));
+      assert.equal(k.key.length, suite.keyLen);
+      assert.equal(k.iv.length, 12);
+    });
+  }
+
+  it('§7.1: application secrets need the handshake secret first, and not after forget(), which wipes it', () => {
+    const ks = new KeySchedule(nodeProvider, 'sha256');
+    assert.throws(() => ks.application(bytes(32, 1)), code('ERR_ILLEGAL'));
+    ks.handshake(bytes(32, 2), bytes(32, 3));
+    const held = (ks as unknown as { handshakeSecret: Uint8Array }).handshakeSecret;
+    ks.application(bytes(32, 1));
+    ks.forget();
+    assert.ok(held.every((b) => b === 0));
+    assert.throws(() => ks.application(bytes(32, 1)), code('ERR_ILLEGAL'));
+  });
+
+  it('§B.4: the suites and their parameters; suiteById finds only those', () => {
+    assert.deepEqual(
+      CIPHER_SUITES.map((s) => [s.id, s.hash, s.aead, s.keyLen]),
+      [
+        [0x1301, 'sha256', 'aes-128-gcm', 16],
+        [0x1303, 'sha256', 'chacha20-poly1305', 32],
+        [0x1302, 'sha384', 'aes-256-gcm', 32],
+      ],
+    );
+    for (const s of CIPHER_SUITES) assert.equal(suiteById(s.id), s);
+    for (const id of [0x1304, 0x1305, 0x00ff, 0]) assert.equal(suiteById(id), undefined);
+  });
+});
+
+describe('RFC 9849 §7.2, §7.2.1: ECH accept confirmations against an independent computation', () => {
+  for (const hash of ['sha256', 'sha384'] as const) {
+    const hl = HASH_SIZE[hash];
+    const innerRandom = bytes(32, 9);
+    const ch = bytes(200, 10);
+    const before = () => {
+      const t = new Transcript(nodeProvider, hash);
+      t.add(ch);
+      return t;
+    };
+    const ref = (msg: Uint8Array, at: number, label: string) => {
+      const z = msg.slice();
+      z.fill(0, at, at + 8);
+      return refExpandLabel(hash, hmac(hash, new Uint8Array(hl), innerRandom), label, digest(hash, concat(ch, z)), 8);
+    };
+
+    it(`${hash}: ServerHello: the last 8 bytes of the random (offset 30), computed with them zeroed`, () => {
+      assert.equal(ECH_CONFIRMATION_AT, 30);
+      const sh = bytes(90, 11);
+      const t = before();
+      const got = echAcceptConfirmation(nodeProvider, hash, innerRandom, t, sh);
+      assert.equal(toHex(got), toHex(ref(sh, 30, 'ech accept confirmation')));
+      // The transcript and the message are left as they were.
+      assert.equal(toHex(t.hash()), toHex(digest(hash, ch)));
+      assert.equal(toHex(sh), toHex(bytes(90, 11)));
+      // Whatever the 8 bytes hold, the same confirmation; a byte just outside them changes it.
+      const other = sh.slice();
+      other.fill(0xee, 30, 38);
+      assert.equal(toHex(echAcceptConfirmation(nodeProvider, hash, innerRandom, before(), other)), toHex(got));
+      for (const i of [29, 38]) {
+        const o = sh.slice();
+        o[i]! ^= 1;
+        assert.notEqual(toHex(echAcceptConfirmation(nodeProvider, hash, innerRandom, before(), o)), toHex(got), `byte ${i}`);
+      }
+    });
+
+    it(`${hash}: HelloRetryRequest: the 8 bytes at the extension payload, with its own label`, () => {
+      const hrr = bytes(120, 12);
+      const got = hrrEchConfirmation(nodeProvider, hash, innerRandom, before(), hrr, 100);
+      assert.equal(toHex(got), toHex(ref(hrr, 100, 'hrr ech accept confirmation')));
+      assert.notEqual(toHex(got), toHex(ref(hrr, 100, 'ech accept confirmation')));
+    });
+  }
+});
+
+describe('RFC 8446 §4.4.1: the transcript', () => {
+  const msgs = [bytes(10, 1), bytes(1500, 2), bytes(0, 3), bytes(3000, 4), bytes(4, 5)];
+
+  it('hash() is Hash of the messages back to back, through growth past 1024 and 2x', () => {
+    for (const hash of ['sha256', 'sha384'] as const) {
+      const t = new Transcript(nodeProvider, hash);
+      assert.equal(toHex(t.hash()), toHex(digest(hash, new Uint8Array(0))));
+      for (let i = 0; i < msgs.length; i++) {
+        t.add(msgs[i]!);
+        assert.equal(toHex(t.hash()), toHex(digest(hash, concat(...msgs.slice(0, i + 1)))), `${hash} after ${i + 1}`);
+      }
+      const big = new Transcript(nodeProvider, hash);
+      big.add(bytes(5000, 6));
+      assert.equal(toHex(big.hash()), toHex(digest(hash, bytes(5000, 6))));
+    }
+  });
+
+  it('fork() copies: the fork and the original go on separately (also past 1024 bytes)', () => {
+    for (const first of [bytes(100, 7), bytes(2000, 7)]) {
+      const t = new Transcript(nodeProvider, 'sha256');
+      t.add(first);
+      const f = t.fork();
+      assert.equal(toHex(f.hash()), toHex(digest('sha256', first)));
+      f.add(bytes(50, 8));
+      t.add(bytes(60, 9));
+      assert.equal(toHex(f.hash()), toHex(digest('sha256', concat(first, bytes(50, 8)))));
+      assert.equal(toHex(t.hash()), toHex(digest('sha256', concat(first, bytes(60, 9)))));
+      assert.deepEqual(f.snapshot().map(toHex), [first, bytes(50, 8)].map(toHex));
+    }
+  });
+
+  it('snapshot() gives each message as it was added', () => {
+    const t = new Transcript(nodeProvider, 'sha256');
+    for (const m of msgs) t.add(m);
+    assert.deepEqual(t.snapshot().map(toHex), msgs.map(toHex));
+    assert.deepEqual(new Transcript(nodeProvider, 'sha256').snapshot(), []);
+  });
+
+  it('§4.4.1: after HelloRetryRequest, ClientHello1 becomes message_hash (254, 00 00 Hash.length, Hash(ClientHello1))', () => {
+    for (const hash of ['sha256', 'sha384'] as const) {
+      const ch1 = bytes(700, 10);
+      const t = new Transcript(nodeProvider, hash);
+      t.add(ch1);
+      t.replaceWithMessageHash();
+      const h = digest(hash, ch1);
+      const mh = concat(Uint8Array.of(254, 0, 0, h.length), h);
+      assert.deepEqual(t.snapshot().map(toHex), [toHex(mh)]);
+      t.add(bytes(90, 11));
+      assert.equal(toHex(t.hash()), toHex(digest(hash, concat(mh, bytes(90, 11)))));
+    }
+  });
+});
+
+describe('RFC 8446 §5.1: handshake message reassembly (HandshakeBuffer)', () => {
+  const msg = (type: number, len: number) => {
+    const m = new Uint8Array(4 + len).map((_, i) => (i * 13) & 0xff);
+    m[0] = type;
+    m[1] = len >> 16;
+    m[2] = (len >> 8) & 0xff;
+    m[3] = len & 0xff;
+    return m;
+  };
+
+  it('a message with an empty body (4 bytes) is complete at once', () => {
+    const b = new HandshakeBuffer();
+    const got = b.push(msg(5, 0));
+    assert.deepEqual(got.map(toHex), [toHex(msg(5, 0))]);
+    assert.equal(b.pending, 0);
+  });
+
+  it('a length using all three bytes (0x010203), fed one piece at a time, comes out whole', () => {
+    const m = msg(11, 0x010203);
+    const b = new HandshakeBuffer(1 << 17);
+    const out: Uint8Array[] = [];
+    for (let at = 0; at < m.length; at += 7001) out.push(...b.push(m.subarray(at, Math.min(m.length, at + 7001))));
+    assert.equal(out.length, 1);
+    assert.equal(toHex(out[0]!), toHex(m));
+    assert.equal(b.pending, 0);
+  });
+
+  it('several messages in one push, and a partial one held back (pending counts its bytes)', () => {
+    const b = new HandshakeBuffer();
+    const a = msg(8, 3);
+    const c = msg(15, 20);
+    const got = b.push(concat(a, c, c.subarray(0, 6)));
+    assert.deepEqual(got.map(toHex), [toHex(a), toHex(c)]);
+    assert.equal(b.pending, 6);
+    assert.deepEqual(b.push(new Uint8Array(0)), []);
+    assert.deepEqual(b.push(c.subarray(6, 23)), []);
+    assert.equal(b.pending, 23);
+    assert.deepEqual(b.push(c.subarray(23)).map(toHex), [toHex(c)]);
+    assert.equal(b.pending, 0);
+    // Three bytes of a header are not yet a header.
+    assert.deepEqual(b.push(Uint8Array.of(1, 0, 0)), []);
+    assert.equal(b.pending, 3);
+  });
+
+  it('the cap counts the header: exactly max bytes are taken, one more is refused as soon as the header says so', () => {
+    const b = new HandshakeBuffer(100);
+    assert.equal(b.push(msg(1, 96)).length, 1);
+    assert.throws(() => new HandshakeBuffer(100).push(msg(1, 97).subarray(0, 4)), code('ERR_LIMIT', 'illegal_parameter'));
+    // The default cap is 2^16 bytes.
+    assert.equal(new HandshakeBuffer().push(msg(1, (1 << 16) - 4)).length, 1);
+    assert.throws(() => new HandshakeBuffer().push(msg(1, (1 << 16) - 3).subarray(0, 4)), code('ERR_LIMIT'));
   });
 });
