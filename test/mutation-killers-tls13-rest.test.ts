@@ -7,18 +7,26 @@
  * computation (BigInt nonces, the raw AEAD, RFC 8448 values), in process.
  */
 import assert from 'node:assert/strict';
-import { createHash, createHmac } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { constants, createHash, createHmac, verify, X509Certificate } from 'node:crypto';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { concat, toHex } from '../src/bytes/util.js';
 import { AEADS, nodeProvider } from '../src/crypto/node.js';
 import { HASH_SIZE, type HashName } from '../src/crypto/provider.js';
 import { EchgateError } from '../src/errors.js';
+import { certificateSelector, loadCertificate, SigScheme } from '../src/tls13/certs.js';
+import { CLIENT_SIG_ALGS, clientHello, helloExtensions } from '../src/tls13/client-hello-builder.js';
 import { ECH_CONFIRMATION_AT, echAcceptConfirmation, hrrEchConfirmation } from '../src/tls13/ech-confirm.js';
 import { HandshakeBuffer } from '../src/tls13/handshake-buffer.js';
 import { CIPHER_SUITES, type CipherSuite, expandLabel, finishedVerifyData, KeySchedule, nextTrafficSecret, suiteById, type TrafficKeys, trafficKeys } from '../src/tls13/key-schedule.js';
 import { MAX_INNER_PLAINTEXT, RecordCipher } from '../src/tls13/record-protection.js';
 import { Transcript } from '../src/tls13/transcript.js';
-import { ContentType, MAX_PLAINTEXT } from '../src/wire/tls/constants.js';
+import { decodeClientHello, encodeClientHello } from '../src/wire/tls/client-hello.js';
+import { ContentType, ExtensionType, MAX_PLAINTEXT } from '../src/wire/tls/constants.js';
+import { encodeAlpn, encodeKeyShares, encodeServerName, encodeSupportedVersions, encodeU16List } from '../src/wire/tls/extensions.js';
 import { MAX_CIPHERTEXT, recordHeader } from '../src/wire/tls/record.js';
 
 const code = (c: string, alert?: string) => (e: unknown) => e instanceof EchgateError && e.code === c && (alert === undefined || e.alert === alert);
@@ -493,5 +501,157 @@ describe('RFC 8446 §5.1: handshake message reassembly (HandshakeBuffer)', () =>
     // The default cap is 2^16 bytes.
     assert.equal(new HandshakeBuffer().push(msg(1, (1 << 16) - 4)).length, 1);
     assert.throws(() => new HandshakeBuffer().push(msg(1, (1 << 16) - 3).subarray(0, 4)), code('ERR_LIMIT'));
+  });
+});
+
+describe('RFC 8446 §4.4.2, §4.2.3: certificates, their signature schemes and selection by name', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'echgate-mk-rest-'));
+  /** A self-signed certificate made by the openssl CLI with this key type and these subjectAltName entries. */
+  const make = (name: string, newkey: string[], san: string) => {
+    const k = join(dir, `${name}.key`);
+    const c = join(dir, `${name}.pem`);
+    execFileSync('openssl', ['req', '-x509', ...newkey, '-nodes', '-keyout', k, '-out', c, '-days', '2', '-subj', `/CN=${name}`, ...(san ? ['-addext', `subjectAltName=${san}`] : [])], { stdio: 'ignore' });
+    return { cert: readFileSync(c, 'utf8'), key: readFileSync(k, 'utf8') };
+  };
+  const p256 = make('p256', ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256'], 'DNS:A.Example.Test,IP:127.0.0.1,DNS:*.w.test,email:x@y.test');
+  const p384 = make('p384', ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-384'], 'DNS:p384.test');
+  const ed = make('ed', ['-newkey', 'ed25519'], 'DNS:ed.test');
+  const rsa = make('rsa', ['-newkey', 'rsa:2048'], 'DNS:rsa.test');
+  const noSan = make('nosan', ['-newkey', 'ed25519'], '');
+  const data = bytes(100, 1);
+  const pub = (pem: string) => new X509Certificate(pem).publicKey;
+
+  it('ECDSA: P-256 signs ecdsa_secp256r1_sha256, P-384 ecdsa_secp384r1_sha384 (DER signatures, each its own hash)', () => {
+    const a = loadCertificate(p256.cert, p256.key);
+    assert.deepEqual(a.schemes, [SigScheme.ecdsa_secp256r1_sha256]);
+    assert.ok(verify('sha256', data, { key: pub(p256.cert), dsaEncoding: 'der' }, a.sign(SigScheme.ecdsa_secp256r1_sha256, data)));
+    const b = loadCertificate(p384.cert, p384.key);
+    assert.deepEqual(b.schemes, [SigScheme.ecdsa_secp384r1_sha384]);
+    assert.ok(verify('sha384', data, { key: pub(p384.cert), dsaEncoding: 'der' }, b.sign(SigScheme.ecdsa_secp384r1_sha384, data)));
+    assert.equal(verify('sha256', data, { key: pub(p384.cert), dsaEncoding: 'der' }, b.sign(SigScheme.ecdsa_secp384r1_sha384, data)), false);
+  });
+
+  it('RSA: rsa_pss_rsae_sha256/384/512, each signed with its own hash and a salt of the hash length', () => {
+    const r = loadCertificate(rsa.cert, rsa.key);
+    assert.deepEqual(r.schemes, [SigScheme.rsa_pss_rsae_sha256, SigScheme.rsa_pss_rsae_sha384, SigScheme.rsa_pss_rsae_sha512]);
+    for (const [scheme, hash, len] of [
+      [SigScheme.rsa_pss_rsae_sha256, 'sha256', 32],
+      [SigScheme.rsa_pss_rsae_sha384, 'sha384', 48],
+      [SigScheme.rsa_pss_rsae_sha512, 'sha512', 64],
+    ] as const) {
+      const sig = r.sign(scheme, data);
+      assert.ok(verify(hash, data, { key: pub(rsa.cert), padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: len }, sig), hash);
+      assert.equal(verify(hash === 'sha256' ? 'sha384' : 'sha256', data, { key: pub(rsa.cert), padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_AUTO }, sig), false, hash);
+    }
+  });
+
+  it('Ed25519 signs ed25519', () => {
+    const e = loadCertificate(ed.cert, ed.key);
+    assert.deepEqual(e.schemes, [SigScheme.ed25519]);
+    assert.ok(verify(null, data, pub(ed.cert), e.sign(SigScheme.ed25519, data)));
+  });
+
+  it('other keys, no certificate, a key of another certificate: ERR_CONFIG', () => {
+    const p521 = make('p521', ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-521'], 'DNS:p521.test');
+    const ed448 = make('ed448', ['-newkey', 'ed448'], 'DNS:ed448.test');
+    assert.throws(() => loadCertificate(p521.cert, p521.key), code('ERR_CONFIG'));
+    assert.throws(() => loadCertificate(ed448.cert, ed448.key), code('ERR_CONFIG'));
+    assert.throws(() => loadCertificate(p256.key, p256.key), code('ERR_CONFIG'));
+    assert.throws(() => loadCertificate(p256.cert, p384.key), code('ERR_CONFIG'));
+  });
+
+  it('the chain: every CERTIFICATE block in order, base64 across lines and CRLF, text around the blocks ignored', () => {
+    const crlf = (s: string) => s.replace(/\n/g, '\r\n');
+    const chain = loadCertificate(`leaf follows\n${crlf(p256.cert)}\nintermediate:\n${p384.cert}trailing text`, p256.key).chain;
+    assert.deepEqual(
+      chain.map((c) => toHex(c)),
+      [p256.cert, p384.cert].map((p) => toHex(new Uint8Array(new X509Certificate(p).raw))),
+    );
+  });
+
+  it('names: the DNS subjectAltNames only, lower case; none without a subjectAltName', () => {
+    assert.deepEqual(loadCertificate(p256.cert, p256.key).names, ['a.example.test', '*.w.test']);
+    assert.deepEqual(loadCertificate(noSan.cert, noSan.key).names, []);
+  });
+
+  it('selection: exact name, then a one-label wildcard, else the first (default) certificate', () => {
+    const def = loadCertificate(ed.cert, ed.key);
+    const a = loadCertificate(p256.cert, p256.key);
+    const r = loadCertificate(rsa.cert, rsa.key);
+    const pick = certificateSelector([def, a, r]);
+    assert.equal(pick('rsa.test'), r);
+    assert.equal(pick('a.example.test'), a);
+    assert.equal(pick('x.w.test'), a);
+    assert.equal(pick('y.x.w.test'), def, 'a wildcard covers one label only');
+    assert.equal(pick('w.test'), def);
+    assert.equal(pick('.w.test'), def, 'an empty first label is not matched by the wildcard');
+    assert.equal(pick('nomatch.test'), def);
+    assert.equal(pick('nodot'), def);
+    assert.equal(pick(undefined), def);
+    assert.equal(pick(''), def);
+    assert.equal(certificateSelector([])('rsa.test'), undefined);
+    // An exact name beats a wildcard that comes first.
+    const exactLater = certificateSelector([def, a, { ...r, names: ['x.w.test'] }]);
+    assert.equal(exactLater('x.w.test')?.names[0], 'x.w.test');
+  });
+});
+
+describe('RFC 8446 §4.1.2: the ClientHello builder', () => {
+  const share = { group: 0x001d, publicKey: bytes(32, 3) };
+
+  it('every extension, in the one order, with the encoders of what the spec says', () => {
+    const cookie = bytes(10, 4);
+    const ext = helloExtensions({ serverName: 'b.example.test', versions: [0x0304, 0x0303], groups: [0x001d, 0x0017], share, cookie, alpn: ['h2', 'http/1.1'], earlyData: true });
+    assert.deepEqual(
+      ext.map((e) => [e.type, toHex(e.data)]),
+      [
+        [ExtensionType.server_name, toHex(encodeServerName('b.example.test'))],
+        [ExtensionType.supported_versions, toHex(encodeSupportedVersions([0x0304, 0x0303]))],
+        [ExtensionType.key_share, toHex(encodeKeyShares([{ group: 0x001d, keyExchange: share.publicKey }]))],
+        [ExtensionType.cookie, toHex(cookie)],
+        [ExtensionType.supported_groups, toHex(encodeU16List([0x001d, 0x0017]))],
+        [ExtensionType.signature_algorithms, toHex(encodeU16List([0x0403, 0x0503, 0x0804, 0x0805, 0x0806, 0x0807]))],
+        [ExtensionType.psk_key_exchange_modes, '0101'],
+        [ExtensionType.application_layer_protocol_negotiation, toHex(encodeAlpn(['h2', 'http/1.1']))],
+        [ExtensionType.early_data, ''],
+      ],
+    );
+  });
+
+  it('the least: no name, TLS 1.3 only, an empty key_share list (HelloRetryRequest wanted), no cookie, ALPN or early_data', () => {
+    const ext = helloExtensions({ groups: [0x0017], share: undefined });
+    assert.deepEqual(
+      ext.map((e) => [e.type, toHex(e.data)]),
+      [
+        [ExtensionType.supported_versions, '020304'],
+        [ExtensionType.key_share, '0000'],
+        [ExtensionType.supported_groups, '00020017'],
+        [ExtensionType.signature_algorithms, toHex(encodeU16List([...CLIENT_SIG_ALGS]))],
+        [ExtensionType.psk_key_exchange_modes, '0101'],
+      ],
+    );
+    assert.equal(helloExtensions({ groups: [0x0017], share: undefined, serverName: '', earlyData: false }).length, 5);
+  });
+
+  it('clientHello: legacy_version 0x0303, 32-byte random and session id (fresh, or the first hello\'s), the three suites, null compression; raw is its encoding', () => {
+    const ext = helloExtensions({ groups: [0x001d], share });
+    const a = clientHello(nodeProvider, ext);
+    const b = clientHello(nodeProvider, ext);
+    assert.equal(a.legacyVersion, 0x0303);
+    assert.equal(a.random.length, 32);
+    assert.equal(a.sessionId.length, 32);
+    assert.notEqual(toHex(a.random), toHex(b.random));
+    assert.notEqual(toHex(a.sessionId), toHex(b.sessionId));
+    assert.notEqual(toHex(a.random), toHex(a.sessionId));
+    assert.deepEqual(a.cipherSuites, [0x1301, 0x1302, 0x1303]);
+    assert.deepEqual([...a.compressionMethods], [0]);
+    assert.equal(a.extensions, ext);
+    const dec = decodeClientHello(a.raw!);
+    assert.equal(toHex(dec.random), toHex(a.random));
+    assert.equal(toHex(dec.sessionId), toHex(a.sessionId));
+    assert.deepEqual(dec.cipherSuites, [0x1301, 0x1302, 0x1303]);
+    assert.equal(toHex(a.raw!), toHex(encodeClientHello({ ...a, raw: undefined })));
+    const again = clientHello(nodeProvider, ext, { random: a.random, sessionId: a.sessionId });
+    assert.equal(toHex(again.raw!), toHex(a.raw!));
   });
 });
