@@ -15,17 +15,19 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { concat, toHex } from '../src/bytes/util.js';
 import { AEADS, nodeProvider } from '../src/crypto/node.js';
-import { HASH_SIZE, type HashName } from '../src/crypto/provider.js';
-import { EchgateError } from '../src/errors.js';
+import { MLKEM768, p256Generate } from '../src/crypto/kex.js';
+import { type CryptoProvider, HASH_SIZE, type HashName } from '../src/crypto/provider.js';
+import { EchgateError, isEchgateError } from '../src/errors.js';
 import { certificateSelector, loadCertificate, SigScheme } from '../src/tls13/certs.js';
 import { CLIENT_SIG_ALGS, clientHello, helloExtensions } from '../src/tls13/client-hello-builder.js';
 import { ECH_CONFIRMATION_AT, echAcceptConfirmation, hrrEchConfirmation } from '../src/tls13/ech-confirm.js';
+import { GROUPS, groupById, groupName } from '../src/tls13/groups.js';
 import { HandshakeBuffer } from '../src/tls13/handshake-buffer.js';
 import { CIPHER_SUITES, type CipherSuite, expandLabel, finishedVerifyData, KeySchedule, nextTrafficSecret, suiteById, type TrafficKeys, trafficKeys } from '../src/tls13/key-schedule.js';
 import { MAX_INNER_PLAINTEXT, RecordCipher } from '../src/tls13/record-protection.js';
 import { Transcript } from '../src/tls13/transcript.js';
 import { decodeClientHello, encodeClientHello } from '../src/wire/tls/client-hello.js';
-import { ContentType, ExtensionType, MAX_PLAINTEXT } from '../src/wire/tls/constants.js';
+import { ContentType, ExtensionType, MAX_PLAINTEXT, NamedGroup } from '../src/wire/tls/constants.js';
 import { encodeAlpn, encodeKeyShares, encodeServerName, encodeSupportedVersions, encodeU16List } from '../src/wire/tls/extensions.js';
 import { MAX_CIPHERTEXT, recordHeader } from '../src/wire/tls/record.js';
 
@@ -653,5 +655,115 @@ describe('RFC 8446 §4.1.2: the ClientHello builder', () => {
     assert.equal(toHex(a.raw!), toHex(encodeClientHello({ ...a, raw: undefined })));
     const again = clientHello(nodeProvider, ext, { random: a.random, sessionId: a.sessionId });
     assert.equal(toHex(again.raw!), toHex(a.raw!));
+  });
+});
+
+describe('RFC 8446 §4.2.8.2, §7.4.2, RFC 7748 §6.1: a refused key share is an EchgateError carrying illegal_parameter itself', () => {
+  const X = GROUPS.get(NamedGroup.x25519)!;
+  const P = GROUPS.get(NamedGroup.secp256r1)!;
+  const H = GROUPS.get(NamedGroup.X25519MLKEM768)!;
+  /** The refusal: ERR_ILLEGAL with the alert set on the error (not left to the code's default), and the primitive's error as cause when there is one. */
+  const illegal = (withCause: boolean) => (e: unknown) => {
+    assert.ok(e instanceof EchgateError);
+    assert.equal(e.code, 'ERR_ILLEGAL');
+    assert.equal(e.alert, 'illegal_parameter');
+    if (withCause) assert.ok(isEchgateError(e.cause) && e.cause.code === 'ERR_CRYPTO_ARG', 'the primitive error is the cause');
+    return true;
+  };
+
+  it('RFC 7748 §6.1: an all-zero X25519 result (a low-order share), from either side and in the hybrid', () => {
+    const zero = new Uint8Array(32);
+    assert.throws(() => X.accept(nodeProvider, zero), illegal(true));
+    assert.throws(() => X.offer(nodeProvider).complete(zero), illegal(true));
+    const ek = H.offer(nodeProvider).publicKey.subarray(0, MLKEM768.encapsulationKeyLen);
+    assert.throws(() => H.accept(nodeProvider, concat(ek, zero)), illegal(true));
+  });
+
+  it('§4.2.8.2: a P-256 share that is not an uncompressed point on the curve, from either side', () => {
+    const pt = p256Generate().publicKey.slice();
+    pt[64]! ^= 1;
+    assert.throws(() => P.accept(nodeProvider, pt), illegal(true));
+    assert.throws(() => P.offer(nodeProvider).complete(pt), illegal(true));
+    assert.throws(() => P.accept(nodeProvider, pt.subarray(0, 33)), illegal(true));
+  });
+
+  it('wrong lengths: X25519 31/33, hybrid client 1184 + 31/33, hybrid server 1088 + 31/33', () => {
+    const x = nodeProvider.x25519Generate().publicKey;
+    for (const k of [x.subarray(0, 31), concat(x, Uint8Array.of(1))]) {
+      assert.throws(() => X.accept(nodeProvider, k), illegal(false));
+      assert.throws(() => X.offer(nodeProvider).complete(k), illegal(false));
+    }
+    const ek = H.offer(nodeProvider).publicKey;
+    assert.throws(() => H.accept(nodeProvider, ek.subarray(0, ek.length - 1)), illegal(false));
+    assert.throws(() => H.accept(nodeProvider, concat(ek, Uint8Array.of(1))), illegal(false));
+    const ct = H.accept(nodeProvider, ek).share;
+    assert.equal(ct.length, MLKEM768.ciphertextLen + 32);
+    assert.throws(() => H.offer(nodeProvider).complete(ct.subarray(0, ct.length - 1)), illegal(false));
+    assert.throws(() => H.offer(nodeProvider).complete(concat(ct, Uint8Array.of(1))), illegal(false));
+  });
+
+  it('an X25519 share of the wrong length never reaches the provider (whose own length check is not relied on)', () => {
+    const calls: number[] = [];
+    const counting: CryptoProvider = {
+      ...nodeProvider,
+      x25519: (sk, pk) => {
+        calls.push(pk.length);
+        return nodeProvider.x25519(sk, pk);
+      },
+    };
+    const x = nodeProvider.x25519Generate().publicKey;
+    assert.throws(() => X.accept(counting, x.subarray(0, 31)), illegal(false));
+    assert.throws(() => X.offer(counting).complete(concat(x, Uint8Array.of(0))), illegal(false));
+    assert.deepEqual(calls, []);
+    X.accept(counting, x);
+    assert.deepEqual(calls, [32]);
+  });
+
+  it('only the primitives\' ERR_CRYPTO_ARG becomes illegal_parameter: any other failure (ours, not the peer\'s) goes up unchanged', () => {
+    const x = nodeProvider.x25519Generate().publicKey;
+    const plain = new Error('provider broke');
+    const internal = new EchgateError('ERR_KEYSTORE', 'provider key store failed');
+    for (const thrown of [plain, internal]) {
+      const broken: CryptoProvider = {
+        ...nodeProvider,
+        x25519: () => {
+          throw thrown;
+        },
+      };
+      assert.throws(
+        () => X.accept(broken, x),
+        (e) => e === thrown,
+      );
+      assert.throws(
+        () => X.offer(broken).complete(x),
+        (e) => e === thrown,
+      );
+    }
+  });
+
+  it('both sides agree on the secret for every group; the hybrid secret is the ML-KEM secret, then the X25519 one (64 bytes)', () => {
+    for (const g of GROUPS.values()) {
+      const c = g.offer(nodeProvider);
+      assert.equal(c.group, g.id);
+      const s = g.accept(nodeProvider, c.publicKey);
+      assert.equal(toHex(c.complete(s.share)), toHex(s.secret), g.name);
+    }
+    const xk = nodeProvider.x25519Generate();
+    const c = H.offer(nodeProvider);
+    const s = H.accept(nodeProvider, c.publicKey, () => xk);
+    assert.equal(s.secret.length, 64);
+    const dh = nodeProvider.x25519(xk, c.publicKey.subarray(MLKEM768.encapsulationKeyLen));
+    assert.equal(toHex(s.secret.subarray(32)), toHex(dh));
+    assert.equal(toHex(s.share.subarray(MLKEM768.ciphertextLen)), toHex(xk.publicKey));
+  });
+
+  it('groupName: the IANA name, or 0x and four hex digits for a code point we do not implement', () => {
+    assert.equal(groupName(NamedGroup.x25519), 'x25519');
+    assert.equal(groupName(NamedGroup.secp256r1), 'secp256r1');
+    assert.equal(groupName(NamedGroup.X25519MLKEM768), 'X25519MLKEM768');
+    assert.equal(groupName(0x18), '0x0018');
+    assert.equal(groupName(0xfe0a), '0xfe0a');
+    assert.equal(groupById(0x18), undefined);
+    assert.equal(groupById(NamedGroup.secp256r1), P);
   });
 });
