@@ -21,7 +21,7 @@ import { EchgateError, isEchgateError } from '../src/errors.js';
 import { certificateSelector, loadCertificate, SigScheme } from '../src/tls13/certs.js';
 import { CLIENT_SIG_ALGS, clientHello, helloExtensions } from '../src/tls13/client-hello-builder.js';
 import { ECH_CONFIRMATION_AT, echAcceptConfirmation, hrrEchConfirmation } from '../src/tls13/ech-confirm.js';
-import { GROUPS, groupById, groupName } from '../src/tls13/groups.js';
+import { GROUPS, groupById, groupName, parseGroupName } from '../src/tls13/groups.js';
 import { HandshakeBuffer } from '../src/tls13/handshake-buffer.js';
 import { CIPHER_SUITES, type CipherSuite, expandLabel, finishedVerifyData, KeySchedule, nextTrafficSecret, suiteById, type TrafficKeys, trafficKeys } from '../src/tls13/key-schedule.js';
 import { MAX_INNER_PLAINTEXT, RecordCipher } from '../src/tls13/record-protection.js';
@@ -719,6 +719,24 @@ describe('RFC 8446 §4.2.8.2, §7.4.2, RFC 7748 §6.1: a refused key share is an
     assert.deepEqual(calls, [32]);
   });
 
+  it('draft-ietf-tls-ecdhe-mlkem §4.1: a hybrid client share of the wrong length is refused before any work (no ML-KEM, no ephemeral key)', () => {
+    let generated = 0;
+    const counting: CryptoProvider = {
+      ...nodeProvider,
+      x25519Generate: () => {
+        generated++;
+        return nodeProvider.x25519Generate();
+      },
+    };
+    const ek = H.offer(nodeProvider).publicKey;
+    for (const bad of [ek.subarray(0, ek.length - 1), concat(ek, Uint8Array.of(1)), ek.subarray(0, 100)]) {
+      assert.throws(() => H.accept(counting, bad), (e) => illegal(false)(e) && (e as EchgateError).cause === undefined);
+    }
+    assert.equal(generated, 0);
+    H.accept(counting, ek);
+    assert.equal(generated, 1);
+  });
+
   it('only the primitives\' ERR_CRYPTO_ARG becomes illegal_parameter: any other failure (ours, not the peer\'s) goes up unchanged', () => {
     const x = nodeProvider.x25519Generate().publicKey;
     const plain = new Error('provider broke');
@@ -765,5 +783,13 @@ describe('RFC 8446 §4.2.8.2, §7.4.2, RFC 7748 §6.1: a refused key share is an
     assert.equal(groupName(0xfe0a), '0xfe0a');
     assert.equal(groupById(0x18), undefined);
     assert.equal(groupById(NamedGroup.secp256r1), P);
+  });
+
+  it('parseGroupName: spaces around the name, case, - and _ are ignored; anything else is undefined', () => {
+    assert.equal(parseGroupName('  X25519 '), NamedGroup.x25519);
+    assert.equal(parseGroupName('\tP-256\n'), NamedGroup.secp256r1);
+    assert.equal(parseGroupName(' x25519_mlkem768'), NamedGroup.X25519MLKEM768);
+    assert.equal(parseGroupName('x448'), undefined);
+    assert.equal(parseGroupName(''), undefined);
   });
 });
