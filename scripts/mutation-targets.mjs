@@ -41,7 +41,7 @@ export const TARGETS = {
       'src/tls13/certs.ts',
       'src/tls13/client-hello-builder.ts',
     ],
-    tests: ['tls13-rfc8448-server', 'tls13-record-bulk', 'client-hello-builder', 'tls13-forgery', 'tls13', 'tls13-groups', 'tls13-conformance', 'tls13-states', 'mutation-killers'],
+    tests: ['tls13-rfc8448-server', 'tls13-record-bulk', 'client-hello-builder', 'tls13-forgery', 'tls13', 'tls13-groups', 'tls13-conformance', 'tls13-states', 'mutation-killers', 'mutation-killers-tls13-rest'],
   },
   // The whole server engine (the proxy's data path; RFC 8446 §4-§6 from the server's side,
   // RFC 9849 §7) and the small tls13 files it uses, with the in-process test files that drive
@@ -74,6 +74,7 @@ export const TARGETS = {
       'mutation-killers-client',
       'mutation-killers',
       'mutation-killers-server',
+      'mutation-killers-tls13-rest',
     ],
   },
   // The same with the killer files first and without ech-public-name (CLI child processes): on a
@@ -111,7 +112,7 @@ export const TARGETS = {
   // (valid while the source of those lines has not changed since the run).
   killers: {
     mutate: ['src/wire/tls/*.ts', 'src/ech/*.ts', 'src/tls13/*.ts'],
-    tests: ['mutation-killers-wire', 'mutation-killers-ech', 'mutation-killers-esni', 'mutation-killers-client', 'mutation-killers'],
+    tests: ['mutation-killers-wire', 'mutation-killers-ech', 'mutation-killers-esni', 'mutation-killers-client', 'mutation-killers', 'mutation-killers-tls13-rest'],
   },
   // The decoders and framers of src/wire/tls with the codec tests only (about 15 s a surviving
   // mutant against about 45 s with the engine files on a loaded machine): a first pass that
@@ -129,6 +130,21 @@ export const TARGETS = {
     mutate: ['src/wire/tls/*.ts'],
     // Fast codec tests first (most mutants die there), the engine files after; esni for wire/tls/esni.ts.
     tests: ['wire-tls', 'wire-tls-record', 'peek-robustness', 'ech-bad-input', 'ech', 'tls13', 'tls13-conformance', 'tls13-fuzz', 'esni', 'mutation-killers-wire', 'mutation-killers'],
+  },  // tls13-rest for a loaded machine: the in-process test files only (tls13 and tls13-conformance,
+  // whose real-peer cases cost seconds a surviving mutant, are left out; tls13-groups stays, the
+  // groups' own tests, with four s_client cases). A survivor here may still die in those two files.
+  'tls13-rest-fast': {
+    mutate: [
+      'src/tls13/key-schedule.ts',
+      'src/tls13/record-protection.ts',
+      'src/tls13/ech-confirm.ts',
+      'src/tls13/transcript.ts',
+      'src/tls13/handshake-buffer.ts',
+      'src/tls13/groups.ts',
+      'src/tls13/certs.ts',
+      'src/tls13/client-hello-builder.ts',
+    ],
+    tests: ['tls13-rfc8448-server', 'tls13-record-bulk', 'client-hello-builder', 'tls13-forgery', 'tls13-states', 'tls13-groups', 'mutation-killers', 'mutation-killers-tls13-rest'],
   },
 };
 
