@@ -130,7 +130,8 @@ export const TARGETS = {
     mutate: ['src/wire/tls/*.ts'],
     // Fast codec tests first (most mutants die there), the engine files after; esni for wire/tls/esni.ts.
     tests: ['wire-tls', 'wire-tls-record', 'peek-robustness', 'ech-bad-input', 'ech', 'tls13', 'tls13-conformance', 'tls13-fuzz', 'esni', 'mutation-killers-wire', 'mutation-killers'],
-  },  // tls13-rest for a loaded machine: the in-process test files only (tls13 and tls13-conformance,
+  },
+  // tls13-rest for a loaded machine: the in-process test files only (tls13 and tls13-conformance,
   // whose real-peer cases cost seconds a surviving mutant, are left out; tls13-groups stays, the
   // groups' own tests, with four s_client cases). A survivor here may still die in those two files.
   'tls13-rest-fast': {
