@@ -490,3 +490,34 @@ describe('RFC 8446 §4.2.7, §4.2.8: configured groups the engine does not imple
     assert.equal(out.alert, 'handshake_failure');
   });
 });
+
+describe('RFC 9849 §7.2.1, RFC 8446 §4.1.4: HelloRetryRequest carries encrypted_client_hello only with ECH accepted', () => {
+  // §4.1.4: a client aborts on an HRR extension it did not offer; a client whose ECH was
+  // rejected must not see an acceptance signal (RFC 9849 §6.1.5 reads the extension's 8 bytes).
+  const hrrExtensions = (ech: { offered: boolean; accepted: boolean }) => {
+    const { ch } = clientHello({ withholdKeyShare: true });
+    const out = newServer().start(ch, NAME, ech);
+    assert.equal(out.alert, undefined, String(out.error));
+    const hrr = serverHelloOf(out);
+    assert.deepEqual(hrr.random, HRR_RANDOM);
+    return hrr.extensions.map((e) => e.type);
+  };
+
+  it('no ECH: key_share and supported_versions only', () => {
+    assert.deepEqual(hrrExtensions({ offered: false, accepted: false }), [ExtensionType.key_share, ExtensionType.supported_versions]);
+  });
+
+  it('ECH offered and rejected: no encrypted_client_hello either', () => {
+    assert.deepEqual(hrrExtensions({ offered: true, accepted: false }), [ExtensionType.key_share, ExtensionType.supported_versions]);
+  });
+
+  it('control: ECH accepted: encrypted_client_hello last, its 8 bytes ending the message and not zero', () => {
+    const { first } = echPair(true);
+    assert.equal(first.alert, undefined, String(first.error));
+    const hrr = serverHelloOf(first);
+    const last = hrr.extensions.at(-1)!;
+    assert.equal(last.type, ExtensionType.encrypted_client_hello);
+    assert.equal(last.data.length, 8);
+    assert.ok(!zero(last.data));
+  });
+});
