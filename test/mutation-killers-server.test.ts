@@ -521,3 +521,46 @@ describe('RFC 9849 §7.2.1, RFC 8446 §4.1.4: HelloRetryRequest carries encrypte
     assert.ok(!zero(last.data));
   });
 });
+
+describe('RFC 8446 §5, §4.1.4: a plaintext ClientHello is read only as the second ClientHello, in a handshake record', () => {
+  /** The records of a retyped copy: `type` in every header. */
+  const retype = (recs: Uint8Array[], type: number) => recs.map((r) => Uint8Array.from(r, (b, i) => (i === 0 ? type : b)));
+
+  it('after our flight, the ClientHello again in a plaintext handshake record: unexpected_message, no second ServerHello', () => {
+    const { client, ch } = clientHello();
+    const server = newServer();
+    const first = server.start(ch, NAME, { offered: false, accepted: false });
+    assert.equal(first.alert, undefined, String(first.error));
+    const out = server.receive(client.hello()[0]!);
+    refused(out, 'unexpected_message');
+    assert.equal(out.send.length, 1, 'the alert only');
+  });
+
+  it('once connected, the same: unexpected_message', () => {
+    const { client, server } = connected();
+    refused(server.receive(client.hello()[0]!), 'unexpected_message');
+  });
+
+  it('waiting for the second ClientHello, that hello in a record of an unknown type (24): unexpected_message', () => {
+    const client = new TlsClient({ provider: nodeProvider, serverName: NAME, withholdKeyShare: true });
+    const ch = decodeClientHelloMessage(parseHelloRecords(client.hello()[0]!)!.message);
+    const server = newServer();
+    const hrr = server.start(ch, NAME, { offered: false, accepted: false });
+    const second = client.receive(concat(...hrr.send)).send.filter((r) => r[0] === ContentType.handshake);
+    assert.equal(second.length, 1);
+    const out = server.receive(retype(second, 24)[0]!);
+    refused(out, 'unexpected_message');
+    assert.equal(out.send.length, 1, 'no ServerHello');
+  });
+
+  it('control: the same record as a handshake record gets the ServerHello', () => {
+    const client = new TlsClient({ provider: nodeProvider, serverName: NAME, withholdKeyShare: true });
+    const ch = decodeClientHelloMessage(parseHelloRecords(client.hello()[0]!)!.message);
+    const server = newServer();
+    const hrr = server.start(ch, NAME, { offered: false, accepted: false });
+    const second = client.receive(concat(...hrr.send)).send.filter((r) => r[0] === ContentType.handshake);
+    const out = server.receive(second[0]!);
+    assert.equal(out.alert, undefined, String(out.error));
+    assert.equal(peek(server).kind, 'expect_finished');
+  });
+});
