@@ -564,3 +564,13 @@ describe('RFC 8446 §5, §4.1.4: a plaintext ClientHello is read only as the sec
     assert.equal(peek(server).kind, 'expect_finished');
   });
 });
+
+describe('RFC 8446 §4.2.10: without early_data offered, nothing of type application_data is skipped before the second ClientHello', () => {
+  it('an empty application_data record after HelloRetryRequest: unexpected_message (no allowance, not even for 0 bytes)', () => {
+    const { ch } = clientHello({ withholdKeyShare: true });
+    const server = newServer();
+    assert.equal(server.start(ch, NAME, { offered: false, accepted: false }).alert, undefined);
+    assert.equal(peek(server).kind, 'expect_second_client_hello');
+    refused(server.receive(Uint8Array.of(ContentType.application_data, 3, 3, 0, 0)), 'unexpected_message');
+  });
+});
