@@ -20,8 +20,10 @@ import { echOffer } from '../src/ech/client.js';
 import { decryptEch, decryptSecondHello } from '../src/ech/server.js';
 import { type ClientHello, decodeClientHelloMessage } from '../src/wire/tls/client-hello.js';
 import { AlertDescription, ContentType, ExtensionType, HandshakeType, MAX_PLAINTEXT } from '../src/wire/tls/constants.js';
+import { encodeKeyShares, encodeU16List, type KeyShareEntry } from '../src/wire/tls/extensions.js';
 import { encodeHandshake } from '../src/wire/tls/handshake.js';
 import { parseHelloRecords } from '../src/wire/tls/record.js';
+import { decodeServerHello, HRR_RANDOM } from '../src/wire/tls/server-messages.js';
 import { certFor, memoryEchKey } from './helpers.js';
 
 const NAME = 'srv.example.test';
@@ -436,5 +438,139 @@ describe('RFC 8446 §6.1, §6.2: nothing is read after a closure or error alert,
     assert.equal(later.alert, undefined);
     assert.deepEqual(later.send, []);
     assert.deepEqual(later.data, []);
+  });
+});
+
+// ---- Sixth session: src/tls13/server.ts 383-569 (docs/mutation.md, "Sixth session") ----
+
+/** The ServerHello (or HelloRetryRequest) that starts the server's answer, decoded. */
+function serverHelloOf(out: Output) {
+  const rec = out.send[0]!;
+  assert.equal(rec[0], ContentType.handshake);
+  assert.equal(rec[5], HandshakeType.server_hello);
+  return decodeServerHello(rec.subarray(9));
+}
+/** The group of a ServerHello's or HelloRetryRequest's key_share (its first two bytes, §4.2.8). */
+function keyShareGroup(out: Output): number {
+  const ks = serverHelloOf(out).extensions.find((e) => e.type === ExtensionType.key_share)!;
+  return (ks.data[0]! << 8) | ks.data[1]!;
+}
+/** A ClientHello from TlsClient with its supported_groups and key_share replaced (the server reads the decoded lists). */
+function withGroups(groups: number[], shares: KeyShareEntry[]): ClientHello {
+  const { ch } = clientHello();
+  const swap = (e: { type: number; data: Uint8Array }) =>
+    e.type === ExtensionType.supported_groups ? { type: e.type, data: encodeU16List(groups) } : e.type === ExtensionType.key_share ? { type: e.type, data: encodeKeyShares(shares) } : e;
+  return { ...ch, extensions: ch.extensions.map(swap) };
+}
+
+describe('RFC 8446 §4.2.7, §4.2.8: configured groups the engine does not implement are skipped', () => {
+  // src/config/tls-options.ts passes curvePreferences on as given, TLS 1.2-only curves
+  // (secp384r1) included; ServerOptions.groups says code points we do not implement are ignored.
+  const P384 = 0x0018;
+  const X25519 = 0x001d;
+  const x25519Share = () => ({ group: X25519, keyExchange: nodeProvider.x25519Generate().publicKey });
+
+  it('a P-384 share first and an X25519 share, P-384 preferred by the configuration: ServerHello for X25519', () => {
+    const ch = withGroups([P384, X25519], [{ group: P384, keyExchange: new Uint8Array(97).fill(4) }, x25519Share()]);
+    const out = newServer({ groups: [P384, X25519] }).start(ch, NAME, { offered: false, accepted: false });
+    assert.equal(out.alert, undefined, String(out.error));
+    assert.notDeepEqual(serverHelloOf(out).random, HRR_RANDOM);
+    assert.equal(keyShareGroup(out), X25519);
+  });
+
+  it('no share, P-384 listed and preferred: HelloRetryRequest asks for X25519, never for P-384', () => {
+    const out = newServer({ groups: [P384, X25519] }).start(withGroups([P384, X25519], []), NAME, { offered: false, accepted: false });
+    assert.equal(out.alert, undefined, String(out.error));
+    assert.deepEqual(serverHelloOf(out).random, HRR_RANDOM);
+    assert.equal(keyShareGroup(out), X25519);
+  });
+
+  it('only P-384 in common: handshake_failure (no group we can run)', () => {
+    const out = newServer({ groups: [P384, X25519] }).start(withGroups([P384], []), NAME, { offered: false, accepted: false });
+    assert.equal(out.alert, 'handshake_failure');
+  });
+});
+
+describe('RFC 9849 §7.2.1, RFC 8446 §4.1.4: HelloRetryRequest carries encrypted_client_hello only with ECH accepted', () => {
+  // §4.1.4: a client aborts on an HRR extension it did not offer; a client whose ECH was
+  // rejected must not see an acceptance signal (RFC 9849 §6.1.5 reads the extension's 8 bytes).
+  const hrrExtensions = (ech: { offered: boolean; accepted: boolean }) => {
+    const { ch } = clientHello({ withholdKeyShare: true });
+    const out = newServer().start(ch, NAME, ech);
+    assert.equal(out.alert, undefined, String(out.error));
+    const hrr = serverHelloOf(out);
+    assert.deepEqual(hrr.random, HRR_RANDOM);
+    return hrr.extensions.map((e) => e.type);
+  };
+
+  it('no ECH: key_share and supported_versions only', () => {
+    assert.deepEqual(hrrExtensions({ offered: false, accepted: false }), [ExtensionType.key_share, ExtensionType.supported_versions]);
+  });
+
+  it('ECH offered and rejected: no encrypted_client_hello either', () => {
+    assert.deepEqual(hrrExtensions({ offered: true, accepted: false }), [ExtensionType.key_share, ExtensionType.supported_versions]);
+  });
+
+  it('control: ECH accepted: encrypted_client_hello last, its 8 bytes ending the message and not zero', () => {
+    const { first } = echPair(true);
+    assert.equal(first.alert, undefined, String(first.error));
+    const hrr = serverHelloOf(first);
+    const last = hrr.extensions.at(-1)!;
+    assert.equal(last.type, ExtensionType.encrypted_client_hello);
+    assert.equal(last.data.length, 8);
+    assert.ok(!zero(last.data));
+  });
+});
+
+describe('RFC 8446 §5, §4.1.4: a plaintext ClientHello is read only as the second ClientHello, in a handshake record', () => {
+  /** The records of a retyped copy: `type` in every header. */
+  const retype = (recs: Uint8Array[], type: number) => recs.map((r) => Uint8Array.from(r, (b, i) => (i === 0 ? type : b)));
+
+  it('after our flight, the ClientHello again in a plaintext handshake record: unexpected_message, no second ServerHello', () => {
+    const { client, ch } = clientHello();
+    const server = newServer();
+    const first = server.start(ch, NAME, { offered: false, accepted: false });
+    assert.equal(first.alert, undefined, String(first.error));
+    const out = server.receive(client.hello()[0]!);
+    refused(out, 'unexpected_message');
+    assert.equal(out.send.length, 1, 'the alert only');
+  });
+
+  it('once connected, the same: unexpected_message', () => {
+    const { client, server } = connected();
+    refused(server.receive(client.hello()[0]!), 'unexpected_message');
+  });
+
+  it('waiting for the second ClientHello, that hello in a record of an unknown type (24): unexpected_message', () => {
+    const client = new TlsClient({ provider: nodeProvider, serverName: NAME, withholdKeyShare: true });
+    const ch = decodeClientHelloMessage(parseHelloRecords(client.hello()[0]!)!.message);
+    const server = newServer();
+    const hrr = server.start(ch, NAME, { offered: false, accepted: false });
+    const second = client.receive(concat(...hrr.send)).send.filter((r) => r[0] === ContentType.handshake);
+    assert.equal(second.length, 1);
+    const out = server.receive(retype(second, 24)[0]!);
+    refused(out, 'unexpected_message');
+    assert.equal(out.send.length, 1, 'no ServerHello');
+  });
+
+  it('control: the same record as a handshake record gets the ServerHello', () => {
+    const client = new TlsClient({ provider: nodeProvider, serverName: NAME, withholdKeyShare: true });
+    const ch = decodeClientHelloMessage(parseHelloRecords(client.hello()[0]!)!.message);
+    const server = newServer();
+    const hrr = server.start(ch, NAME, { offered: false, accepted: false });
+    const second = client.receive(concat(...hrr.send)).send.filter((r) => r[0] === ContentType.handshake);
+    const out = server.receive(second[0]!);
+    assert.equal(out.alert, undefined, String(out.error));
+    assert.equal(peek(server).kind, 'expect_finished');
+  });
+});
+
+describe('RFC 8446 §4.2.10: without early_data offered, nothing of type application_data is skipped before the second ClientHello', () => {
+  it('an empty application_data record after HelloRetryRequest: unexpected_message (no allowance, not even for 0 bytes)', () => {
+    const { ch } = clientHello({ withholdKeyShare: true });
+    const server = newServer();
+    assert.equal(server.start(ch, NAME, { offered: false, accepted: false }).alert, undefined);
+    assert.equal(peek(server).kind, 'expect_second_client_hello');
+    refused(server.receive(Uint8Array.of(ContentType.application_data, 3, 3, 0, 0)), 'unexpected_message');
   });
 });
