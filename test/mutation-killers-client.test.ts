@@ -359,6 +359,12 @@ describe('RFC 8446 §4.1.4, §4.2.2, §4.2.8: the client follows a HelloRetryReq
     assert.equal((ks[4]! << 8) | ks[5]!, 1184 + 32);
   });
 
+  it('§4.1.4: encrypted_client_hello in a HelloRetryRequest when no ECH was offered is unsupported_extension', () => {
+    const c = client();
+    const confirmation = { type: ExtensionType.encrypted_client_hello, data: new Uint8Array(8) };
+    refused(c.receive(hrrRecord(c, [sv13, { type: ExtensionType.cookie, data: Uint8Array.of(0, 1, 7) }, confirmation])) as Out, 'unsupported_extension');
+  });
+
   it('§4.2.8, §6.2: a HelloRetryRequest key_share that is not exactly one NamedGroup (1 or 3 bytes) is decode_error', () => {
     for (const data of [Uint8Array.of(0x00), Uint8Array.of(0x00, 0x17, 0x00)]) {
       const c = client({ groups: [0x001d, 0x0017] });

@@ -484,6 +484,9 @@ export class TlsClient {
     const inner = st.candidates.find((c) => c.ech);
     const outer = st.candidates.find((c) => !c.ech);
     const echExt = hrr.extensions.find((e) => e.type === ExtensionType.encrypted_client_hello);
+    // RFC 8446 §4.1.4: a HelloRetryRequest extension the client did not offer is unsupported_extension
+    // (the ECH confirmation of RFC 9849 §7.2.1 answers only a client that sent encrypted_client_hello).
+    if (echExt && !this.o.ech) throw fail('unsupported_extension', 'encrypted_client_hello in HelloRetryRequest, which we did not offer');
     if (inner && echExt) {
       if (echExt.data.length !== 8) throw fail('decode_error', 'HelloRetryRequest ECH extension is not 8 bytes');
       const before = this.transcriptThrough(inner, suite);
