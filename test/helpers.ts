@@ -120,6 +120,25 @@ export async function startGateway(yaml: string): Promise<{ gw: Gateway; port: (
   };
 }
 
+/** A gateway terminating TLS 1.3 for `name` (a fresh certificate from certFor, returned as `cert`) to a plain backend on `backendPort`. */
+export async function startTerminatingGateway(name: string, backendPort: number): Promise<Awaited<ReturnType<typeof startGateway>> & { cert: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'echgate-term-'));
+  const c = certFor(name);
+  writeFileSync(join(dir, 'e.crt'), c.cert);
+  writeFileSync(join(dir, 'e.key'), c.key);
+  const g = await startGateway(`
+tls:
+  certificates:
+    - { certFile: "${join(dir, 'e.crt')}", keyFile: "${join(dir, 'e.key')}" }
+entryPoints: { websecure: { address: "127.0.0.1:0" } }
+tcp:
+  routers:
+    t: { rule: "HostSNI(\`${name}\`)", service: s, tls: {} }
+  services: { s: { loadBalancer: { servers: [{ address: "127.0.0.1:${backendPort}" }] } } }
+`);
+  return { ...g, cert: c.cert };
+}
+
 /** A fresh in-memory ECH key for `public.example.test` (X25519, HKDF-SHA256, AES-128-GCM) and a lookup that finds it. */
 export function memoryEchKey(configId: number) {
   const sk = nodeProvider.x25519Generate();

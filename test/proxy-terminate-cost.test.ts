@@ -6,13 +6,10 @@
  * the property the benchmarks rest on.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import tls from 'node:tls';
-import { certFor, startGateway } from './helpers.js';
+import { startTerminatingGateway } from './helpers.js';
 
 const NAME = 'flight.example.test';
 
@@ -32,25 +29,12 @@ function recordTypes(b: Buffer): number[] {
 
 describe('TLS termination: the first flight is one socket write (RFC 8446 §4.1.3, §5)', () => {
   it('ServerHello, the compatibility change_cipher_spec and every protected handshake record go out in the first write, before the client answers', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'echgate-flight-'));
-    const c = certFor(NAME);
-    writeFileSync(join(dir, 'e.crt'), c.cert);
-    writeFileSync(join(dir, 'e.key'), c.key);
     const backend = net.createServer((s) => {
       s.on('error', () => {});
       s.once('data', () => s.end('y'));
     });
     await new Promise<void>((r) => backend.listen(0, '127.0.0.1', () => r()));
-    const g = await startGateway(`
-tls:
-  certificates:
-    - { certFile: "${join(dir, 'e')}.crt", keyFile: "${join(dir, 'e')}.key" }
-entryPoints: { websecure: { address: "127.0.0.1:0" } }
-tcp:
-  routers:
-    t: { rule: "HostSNI(\`${NAME}\`)", service: s, tls: {} }
-  services: { s: { loadBalancer: { servers: [{ address: "127.0.0.1:${(backend.address() as net.AddressInfo).port}" }] } } }
-`);
+    const g = await startTerminatingGateway(NAME, (backend.address() as net.AddressInfo).port);
     // Every write echgate makes on an accepted socket of this entry point, in order (the gateway runs in this process).
     const writes: { remote: number; bytes: Buffer }[] = [];
     /** The writes on this test client's connection. */
@@ -91,6 +75,6 @@ tcp:
     assert.ok(first.length >= 3 && first.slice(2).every((t) => t === 23), `first write's record types: ${first.join(',')}`);
     // The first flight's protected part is EncryptedExtensions, Certificate, CertificateVerify and
     // Finished: more than a certificate's worth of bytes, so not a lone small record.
-    assert.ok(mine[0]!.bytes.length > c.cert.length / 2, `first write is ${mine[0]!.bytes.length} bytes`);
+    assert.ok(mine[0]!.bytes.length > g.cert.length / 2, `first write is ${mine[0]!.bytes.length} bytes`);
   });
 });

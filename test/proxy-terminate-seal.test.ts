@@ -7,14 +7,11 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import tls from 'node:tls';
 import { Relay } from '../src/proxy/relay.js';
-import { certFor, startGateway } from './helpers.js';
+import { startTerminatingGateway } from './helpers.js';
 
 const NAME = 'bulk.example.test';
 const SIZE = 6 * 1024 * 1024;
@@ -28,10 +25,6 @@ function pattern(tag: number): Buffer {
 
 describe('RFC 8446 §5.2 terminated bulk: records sealed into the shared buffer reach each client intact', () => {
   it('two terminated connections at once, one client reading slowly (its writes queue): every byte, in order, no alert', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'echgate-seal-'));
-    const c = certFor(NAME);
-    writeFileSync(join(dir, 'e.crt'), c.cert);
-    writeFileSync(join(dir, 'e.key'), c.key);
     const data = [pattern(1), pattern(2)];
     // The client's first byte picks the stream; 64 KiB writes so echgate reads full chunks (the sizes it keeps buffers for).
     const srv = net.createServer((s) => {
@@ -51,16 +44,7 @@ describe('RFC 8446 §5.2 terminated bulk: records sealed into the shared buffer 
       });
     });
     await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-    const g = await startGateway(`
-tls:
-  certificates:
-    - { certFile: "${join(dir, 'e')}.crt", keyFile: "${join(dir, 'e')}.key" }
-entryPoints: { websecure: { address: "127.0.0.1:0" } }
-tcp:
-  routers:
-    t: { rule: "HostSNI(\`${NAME}\`)", service: s, tls: {} }
-  services: { s: { loadBalancer: { servers: [{ address: "127.0.0.1:${(srv.address() as net.AddressInfo).port}" }] } } }
-`);
+    const g = await startTerminatingGateway(NAME, (srv.address() as net.AddressInfo).port);
     const fetch = (tag: number, slow: boolean) =>
       new Promise<Buffer>((resolve, reject) => {
         const t = tls.connect({ port: g.port(), host: '127.0.0.1', servername: NAME, rejectUnauthorized: false, minVersion: 'TLSv1.3' });
