@@ -1,6 +1,18 @@
 // Mutation targets: what each mutates and which compiled test files exercise it
 // (file names under dist/test/, without .test.js). Keep the test lists to the files
 // that import or drive the code, so each mutant runs only a few seconds of tests.
+// The small files of src/tls13 (everything but server.ts and client.ts).
+const TLS13_REST = [
+  'src/tls13/key-schedule.ts',
+  'src/tls13/record-protection.ts',
+  'src/tls13/ech-confirm.ts',
+  'src/tls13/transcript.ts',
+  'src/tls13/handshake-buffer.ts',
+  'src/tls13/groups.ts',
+  'src/tls13/certs.ts',
+  'src/tls13/client-hello-builder.ts',
+];
+
 export const TARGETS = {
   tls13: {
     mutate: ['src/tls13/server.ts', 'src/tls13/client.ts', 'src/tls13/record-protection.ts', 'src/tls13/key-schedule.ts', 'src/tls13/ech-confirm.ts', 'src/tls13/transcript.ts', 'src/tls13/handshake-buffer.ts', 'src/tls13/client-hello-builder.ts', 'src/tls13/groups.ts', 'src/tls13/certs.ts'],
@@ -31,16 +43,7 @@ export const TARGETS = {
   // The rest of src/tls13 (key schedule, record protection, groups, transcript, ECH
   // confirmation, certificates, the shared ClientHello builder).
   'tls13-rest': {
-    mutate: [
-      'src/tls13/key-schedule.ts',
-      'src/tls13/record-protection.ts',
-      'src/tls13/ech-confirm.ts',
-      'src/tls13/transcript.ts',
-      'src/tls13/handshake-buffer.ts',
-      'src/tls13/groups.ts',
-      'src/tls13/certs.ts',
-      'src/tls13/client-hello-builder.ts',
-    ],
+    mutate: TLS13_REST,
     tests: ['tls13-rfc8448-server', 'tls13-record-bulk', 'client-hello-builder', 'tls13-forgery', 'tls13', 'tls13-groups', 'tls13-conformance', 'tls13-states', 'mutation-killers', 'mutation-killers-tls13-rest'],
   },
   // The whole server engine (the proxy's data path; RFC 8446 §4-§6 from the server's side,
@@ -135,16 +138,7 @@ export const TARGETS = {
   // whose real-peer cases cost seconds a surviving mutant, are left out; tls13-groups stays, the
   // groups' own tests, with four s_client cases). A survivor here may still die in those two files.
   'tls13-rest-fast': {
-    mutate: [
-      'src/tls13/key-schedule.ts',
-      'src/tls13/record-protection.ts',
-      'src/tls13/ech-confirm.ts',
-      'src/tls13/transcript.ts',
-      'src/tls13/handshake-buffer.ts',
-      'src/tls13/groups.ts',
-      'src/tls13/certs.ts',
-      'src/tls13/client-hello-builder.ts',
-    ],
+    mutate: TLS13_REST,
     tests: ['tls13-rfc8448-server', 'tls13-record-bulk', 'client-hello-builder', 'tls13-forgery', 'tls13-states', 'tls13-groups', 'mutation-killers', 'mutation-killers-tls13-rest'],
   },
 };
