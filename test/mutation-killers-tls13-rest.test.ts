@@ -340,6 +340,15 @@ describe('RFC 8446 §7.1: HKDF-Expand-Label and the key schedule against an inde
     assert.throws(() => ks.application(bytes(32, 1)), code('ERR_ILLEGAL'));
   });
 
+  it('§7.1: forget() with no handshake secret (before handshake(), or a second time) does nothing and throws nothing', () => {
+    const ks = new KeySchedule(nodeProvider, 'sha256');
+    ks.forget();
+    ks.handshake(bytes(32, 2), bytes(32, 3));
+    ks.forget();
+    ks.forget();
+    assert.throws(() => ks.application(bytes(32, 1)), code('ERR_ILLEGAL'));
+  });
+
   it('§B.4: the suites and their parameters; suiteById finds only those', () => {
     assert.deepEqual(
       CIPHER_SUITES.map((s) => [s.id, s.hash, s.aead, s.keyLen]),
