@@ -439,6 +439,20 @@ describe('RFC 8446 §4.4.1: the transcript', () => {
     }
   });
 
+  it('add() copies only when a message does not fit: one that fills the buffer exactly keeps it; the next doubles it', () => {
+    // The transcript's buffer grows geometrically so a handshake's adds cost linear copying, not quadratic.
+    const t = new Transcript(nodeProvider, 'sha256');
+    const buf = () => (t as unknown as { buf: Uint8Array }).buf;
+    t.add(bytes(10, 1));
+    const first = buf();
+    assert.equal(first.length, 1024);
+    t.add(bytes(1014, 2));
+    assert.equal(buf(), first, 'a message that exactly fills the buffer is written in place');
+    t.add(bytes(1, 3));
+    assert.equal(buf().length, 2048, 'a full buffer doubles');
+    assert.equal(toHex(t.hash()), toHex(digest('sha256', concat(bytes(10, 1), bytes(1014, 2), bytes(1, 3)))));
+  });
+
   it('snapshot() gives each message as it was added', () => {
     const t = new Transcript(nodeProvider, 'sha256');
     for (const m of msgs) t.add(m);
