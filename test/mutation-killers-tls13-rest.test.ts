@@ -340,6 +340,23 @@ describe('RFC 8446 §7.1: HKDF-Expand-Label and the key schedule against an inde
     assert.throws(() => ks.application(bytes(32, 1)), code('ERR_ILLEGAL'));
   });
 
+  it('§7.1: the no-PSK constants (Hash(""), the early "derived" secret) are computed once per provider and hash', () => {
+    const hashed: string[] = [];
+    const counting: CryptoProvider = {
+      ...nodeProvider,
+      hash: (h, data) => {
+        hashed.push(`${h}/${data.length}`);
+        return nodeProvider.hash(h, data);
+      },
+    };
+    const a = new KeySchedule(counting, 'sha256');
+    assert.deepEqual(hashed, ['sha256/0']);
+    const b = new KeySchedule(counting, 'sha256');
+    new KeySchedule(counting, 'sha384');
+    assert.deepEqual(hashed, ['sha256/0', 'sha384/0'], 'the second sha256 schedule reuses the first one\'s constants');
+    assert.deepEqual(a.handshake(bytes(32, 2), bytes(32, 3)), b.handshake(bytes(32, 2), bytes(32, 3)));
+  });
+
   it('§7.1: forget() with no handshake secret (before handshake(), or a second time) does nothing and throws nothing', () => {
     const ks = new KeySchedule(nodeProvider, 'sha256');
     ks.forget();
