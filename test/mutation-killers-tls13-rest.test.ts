@@ -340,6 +340,32 @@ describe('RFC 8446 §7.1: HKDF-Expand-Label and the key schedule against an inde
     assert.throws(() => ks.application(bytes(32, 1)), code('ERR_ILLEGAL'));
   });
 
+  it('§7.1: the no-PSK constants (Hash(""), the early "derived" secret) are computed once per provider and hash', () => {
+    const hashed: string[] = [];
+    const counting: CryptoProvider = {
+      ...nodeProvider,
+      hash: (h, data) => {
+        hashed.push(`${h}/${data.length}`);
+        return nodeProvider.hash(h, data);
+      },
+    };
+    const a = new KeySchedule(counting, 'sha256');
+    assert.deepEqual(hashed, ['sha256/0']);
+    const b = new KeySchedule(counting, 'sha256');
+    new KeySchedule(counting, 'sha384');
+    assert.deepEqual(hashed, ['sha256/0', 'sha384/0'], 'the second sha256 schedule reuses the first one\'s constants');
+    assert.deepEqual(a.handshake(bytes(32, 2), bytes(32, 3)), b.handshake(bytes(32, 2), bytes(32, 3)));
+  });
+
+  it('§7.1: forget() with no handshake secret (before handshake(), or a second time) does nothing and throws nothing', () => {
+    const ks = new KeySchedule(nodeProvider, 'sha256');
+    ks.forget();
+    ks.handshake(bytes(32, 2), bytes(32, 3));
+    ks.forget();
+    ks.forget();
+    assert.throws(() => ks.application(bytes(32, 1)), code('ERR_ILLEGAL'));
+  });
+
   it('§B.4: the suites and their parameters; suiteById finds only those', () => {
     assert.deepEqual(
       CIPHER_SUITES.map((s) => [s.id, s.hash, s.aead, s.keyLen]),
@@ -428,6 +454,20 @@ describe('RFC 8446 §4.4.1: the transcript', () => {
       assert.equal(toHex(t.hash()), toHex(digest('sha256', concat(first, bytes(60, 9)))));
       assert.deepEqual(f.snapshot().map(toHex), [first, bytes(50, 8)].map(toHex));
     }
+  });
+
+  it('add() copies only when a message does not fit: one that fills the buffer exactly keeps it; the next doubles it', () => {
+    // The transcript's buffer grows geometrically so a handshake's adds cost linear copying, not quadratic.
+    const t = new Transcript(nodeProvider, 'sha256');
+    const buf = () => (t as unknown as { buf: Uint8Array }).buf;
+    t.add(bytes(10, 1));
+    const first = buf();
+    assert.equal(first.length, 1024);
+    t.add(bytes(1014, 2));
+    assert.equal(buf(), first, 'a message that exactly fills the buffer is written in place');
+    t.add(bytes(1, 3));
+    assert.equal(buf().length, 2048, 'a full buffer doubles');
+    assert.equal(toHex(t.hash()), toHex(digest('sha256', concat(bytes(10, 1), bytes(1014, 2), bytes(1, 3)))));
   });
 
   it('snapshot() gives each message as it was added', () => {
