@@ -130,6 +130,21 @@ async function main() {
   const cli = join(ROOT, 'bin', 'echgate.js');
   execFileSync('node', [cli, 'keys', 'generate', '--dir', keysDir, '--public-name', 'public.example.test'], { stdio: 'ignore' });
   const echList = execFileSync('node', [cli, 'keys', 'export', '--dir', keysDir, '--format', 'base64']).toString().trim();
+  /** One route-only serve configuration: ECH split mode with requireECH, or plain passthrough, for `rule` to the one-byte backend. */
+  const routeOnlyConfig = (file: string, port: number, rule: string, ech: boolean) =>
+    writeFileSync(
+      file,
+      `log: { level: warn }
+ech: { keysDir: ${JSON.stringify(keysDir)} }
+entryPoints:
+  e: { address: "127.0.0.1:${port}", maxConnections: 100000 }
+tcp:
+  routers:
+    r: { entryPoints: [e], rule: "${rule}", service: byte, tls: ${ech ? '{ passthrough: true, echSplit: true }, requireECH: true' : '{ passthrough: true }'} }
+  services:
+    byte: { loadBalancer: { servers: [{ address: "127.0.0.1:${byte}" }] } }
+`,
+    );
   const out: string[] = [`load average at start: ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`];
 
   if (ONLY.includes('conn') || ONLY.includes('ech')) {
@@ -255,21 +270,7 @@ tcp:
     for (const kind of (env.AB_PROF_KINDS ?? 'ech,plain,conn').split(',')) {
       const port = await freePort();
       const cfg = join(dir, `prof-${kind}.yml`);
-      const rule = kind === 'conn' ? 'HostSNI(`public.example.test`)' : `HostSNI(\`${NAME}\`)`;
-      const tlsCfg = kind === 'ech' ? '{ passthrough: true, echSplit: true }, requireECH: true' : '{ passthrough: true }';
-      writeFileSync(
-        cfg,
-        `log: { level: warn }
-ech: { keysDir: ${JSON.stringify(keysDir)} }
-entryPoints:
-  e: { address: "127.0.0.1:${port}", maxConnections: 100000 }
-tcp:
-  routers:
-    r: { entryPoints: [e], rule: "${rule}", service: byte, tls: ${tlsCfg} }
-  services:
-    byte: { loadBalancer: { servers: [{ address: "127.0.0.1:${byte}" }] } }
-`,
-      );
+      routeOnlyConfig(cfg, port, kind === 'conn' ? 'HostSNI(`public.example.test`)' : `HostSNI(\`${NAME}\`)`, kind === 'ech');
       // AB_PERF=1: perf record (on-CPU samples only; the V8 profiler samples wall time, which a busy machine skews).
       const perf = env.AB_PERF === '1';
       const flags = env.AB_PROF_FLAGS ? env.AB_PROF_FLAGS.split(' ') : perf ? ['--perf-basic-prof'] : ['--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${kind}-${Date.now()}.cpuprofile`];
@@ -315,20 +316,7 @@ tcp:
     for (const kind of ['ech', 'plain'] as const) {
       const port = await freePort();
       const cfg = join(dir, `pair-${kind}.yml`);
-      const tlsCfg = kind === 'ech' ? '{ passthrough: true, echSplit: true }, requireECH: true' : '{ passthrough: true }';
-      writeFileSync(
-        cfg,
-        `log: { level: warn }
-ech: { keysDir: ${JSON.stringify(keysDir)} }
-entryPoints:
-  e: { address: "127.0.0.1:${port}", maxConnections: 100000 }
-tcp:
-  routers:
-    r: { entryPoints: [e], rule: "HostSNI(\`${NAME}\`)", service: byte, tls: ${tlsCfg} }
-  services:
-    byte: { loadBalancer: { servers: [{ address: "127.0.0.1:${byte}" }] } }
-`,
-      );
+      routeOnlyConfig(cfg, port, `HostSNI(\`${NAME}\`)`, kind === 'ech');
       const p = spawn('node', ['--perf-basic-prof', join(BUILDS[0]!.dir, 'bin', 'echgate.js'), 'serve', '--config', cfg], { stdio: ['ignore', 'ignore', 'inherit'] });
       children.push(p);
       pin(p.pid, SERVE_CPU);
