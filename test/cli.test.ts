@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { certFor, json, ROOT, serverFirstBackend, sleep, tlsAsk, tlsBackend, VECTORS } from './helpers.js';
+import { certFor, json, ROOT, serverFirstBackend, sleep, tlsAsk, tlsBackend, VECTORS, waitForOutput } from './helpers.js';
 import { freePort } from '../src/cli/free-port.js';
 
 const run = promisify(execFile);
@@ -115,19 +115,19 @@ tcp:
       out += d;
     });
     try {
-      for (let i = 0; i < 100 && !out.includes('"listening"'); i++) await sleep(50);
+      await waitForOutput(() => out, '"listening"');
       assert.match(out, new RegExp(`"address":"127.0.0.1:${port}"`));
       assert.match(await tlsAsk(port, 'app.example.test'), /^alpha /);
 
       writeFileSync(f, `${cfg('alpha')}\n  broken: [`);
       child.kill('SIGHUP');
-      for (let i = 0; i < 60 && !out.includes('reload refused'); i++) await sleep(50);
+      await waitForOutput(() => out, 'reload refused');
       assert.match(out, /reload refused/);
       assert.match(await tlsAsk(port, 'app.example.test'), /^alpha /);
 
       writeFileSync(f, cfg('beta'));
       child.kill('SIGHUP');
-      for (let i = 0; i < 60 && !out.includes('configuration reloaded'); i++) await sleep(50);
+      await waitForOutput(() => out, 'configuration reloaded');
       assert.match(await tlsAsk(port, 'app.example.test'), /^beta /);
 
       // An open connection survives SIGTERM until it finishes; new ones are refused.
@@ -196,7 +196,7 @@ dns:
     const dig = async (name: string) => (await run('dig', ['-p', String(dnsPort), '@127.0.0.1', '+short', '+time=2', '+tries=1', name, 'HTTPS'])).stdout.trim();
     const exported = async () => (await run('node', [BIN, 'keys', 'export', '--dir', keysDir, '--format', 'base64'])).stdout.trim();
     try {
-      for (let i = 0; i < 100 && !out.includes('DNS server listening'); i++) await sleep(50);
+      await waitForOutput(() => out, 'DNS server listening');
       assert.equal(await dig('one.example.test'), `1 . alpn="h2" ech=${await exported()}`);
       // A rotation reaches DNS without a restart.
       await run('node', [BIN, 'keys', 'rotate', '--dir', keysDir]);
@@ -210,7 +210,7 @@ dns:
       // A reload swaps the names.
       writeFileSync(f, cfg('two.example.test'));
       child.kill('SIGHUP');
-      for (let i = 0; i < 60 && !out.includes('configuration reloaded'); i++) await sleep(50);
+      await waitForOutput(() => out, 'configuration reloaded');
       assert.equal(await dig('two.example.test'), `1 . alpn="h2" ech=${fresh}`);
       assert.equal(await dig('one.example.test'), '');
       // Counted by transport, type name and rcode; a type we do not name is "other".

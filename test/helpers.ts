@@ -193,6 +193,16 @@ export function rawExchange(port: number, chunks: Uint8Array[], opts: { gapMs?: 
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Waits (bounded) until a child's collected output holds `needle`, and fails
+ * naming what never came. A CLI start takes 6–8 s when the machine is loaded,
+ * so a fixed short wait that then goes on anyway tests the load, not the code.
+ */
+export async function waitForOutput(out: () => string, needle: string, ms = 30_000): Promise<void> {
+  for (let waited = 0; waited < ms && !out().includes(needle); waited += 50) await sleep(50);
+  if (!out().includes(needle)) throw new Error(`no "${needle}" within ${ms} ms; output so far:\n${out()}`);
+}
+
 /** A fake RFC 2136 primary over TCP: answers each UPDATE with `answer(update)` (framed, RFC 1035 §4.2.2), or drips it a byte every `dripMs`. */
 export async function fakeUpdatePrimary(answer: (u: Buffer) => Buffer, dripMs?: number) {
   const timers = new Set<NodeJS.Timeout>();
