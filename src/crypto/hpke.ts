@@ -50,9 +50,24 @@ function labeledExtract(p: CryptoProvider, hash: HashName, suite: Uint8Array, sa
   return hkdfExtract(p, hash, salt, labelPrefix(suite, label), ikm);
 }
 
-function labeledExpand(p: CryptoProvider, hash: HashName, suite: Uint8Array, prk: Uint8Array, label: string, info: Uint8Array, L: number) {
-  return hkdfExpand(p, hash, prk, [i2osp(L, 2), labelPrefix(suite, label), info], L);
+/** I2OSP(L, 2) for the short lengths every setup asks for (Nk, Nn, Nsecret, Nh): shared, read-only. */
+const LENGTHS: Uint8Array[] = [];
+function length2(L: number): Uint8Array {
+  if (L >= 256) return i2osp(L, 2);
+  let v = LENGTHS[L];
+  if (!v) {
+    v = i2osp(L, 2);
+    LENGTHS[L] = v;
+  }
+  return v;
 }
+
+function labeledExpand(p: CryptoProvider, hash: HashName, suite: Uint8Array, prk: Uint8Array, label: string, info: Uint8Array, L: number) {
+  return hkdfExpand(p, hash, prk, [length2(L), labelPrefix(suite, label), info], L);
+}
+
+/** The empty psk, psk_id and salt: zero-length, so nothing can write to it. */
+const EMPTY = new Uint8Array(0);
 
 // ---- DHKEM(X25519, HKDF-SHA256), RFC 9180 §4.1 and §7.1.3 ----
 
@@ -63,7 +78,7 @@ export function deriveX25519KeyPair(p: CryptoProvider, ikm: Uint8Array): X25519P
 }
 
 function extractAndExpand(p: CryptoProvider, dh: Uint8Array, kemContext: Uint8Array): Uint8Array {
-  const prk = labeledExtract(p, 'sha256', KEM_SUITE, new Uint8Array(0), 'eae_prk', dh);
+  const prk = labeledExtract(p, 'sha256', KEM_SUITE, EMPTY, 'eae_prk', dh);
   return labeledExpand(p, 'sha256', KEM_SUITE, prk, 'shared_secret', kemContext, 32);
 }
 
@@ -195,13 +210,13 @@ export function baseModeHashes(p: CryptoProvider, s: Suite, info: Uint8Array): B
 function keySchedule(p: CryptoProvider, s: Suite, sharedSecret: Uint8Array, info: Uint8Array, o: SetupOptions): HpkeContext {
   const { hash, aead, suiteId } = suiteParams(s);
   const mode = o.mode ?? MODE.base;
-  const psk = o.psk ?? new Uint8Array(0);
-  const pskId = o.pskId ?? new Uint8Array(0);
+  const psk = o.psk ?? EMPTY;
+  const pskId = o.pskId ?? EMPTY;
   // RFC 9180 §5.1.1: psk and psk_id come together, and only in the psk modes.
   const pskMode = mode === MODE.psk || mode === MODE.auth_psk;
   if ((psk.length === 0) !== (pskId.length === 0)) throw new EchgateError('ERR_HPKE', 'psk and psk_id must both be given or both empty');
   if (pskMode !== psk.length > 0) throw new EchgateError('ERR_HPKE', `mode ${mode} ${pskMode ? 'needs' : 'forbids'} a psk`);
-  const empty = new Uint8Array(0);
+  const empty = EMPTY;
   let ctx: Uint8Array;
   if (o.context && o.pskIdHash && o.infoHash && mode === MODE.base) ctx = o.context;
   else {

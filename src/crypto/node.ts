@@ -12,6 +12,7 @@ import {
 } from 'node:crypto';
 import { EchgateError } from '../errors.js';
 import type { Aead, AeadName, CryptoProvider, HashName, X25519Private } from './provider.js';
+import { hmacSha256, JS_HMAC_MAX } from './sha256.js';
 
 /**
  * Random bytes from a 4 KiB pool refilled from OpenSSL's CSPRNG: one
@@ -62,6 +63,13 @@ function publicKeyObject(pk: Uint8Array): KeyObject {
 export const nodeProvider: CryptoProvider = {
   name: 'node',
   hmac(hash: HashName, key: Uint8Array, ...data: Uint8Array[]): Uint8Array {
+    // Short HMAC-SHA-256 (every HKDF call of HPKE and of TLS 1.3's SHA-256
+    // suites) in JS: no native Hmac object per call (see sha256.ts).
+    if (hash === 'sha256' && key.length <= 64) {
+      let n = 0;
+      for (const d of data) n += d.length;
+      if (n <= JS_HMAC_MAX) return hmacSha256(key, data);
+    }
     const h = createHmac(hash, key);
     for (const d of data) h.update(d);
     const out = h.digest();

@@ -48,9 +48,27 @@ export function splitHandler(cls: Classified, rest: Uint8Array): Handler {
       // Nearly always the client has sent nothing after its hello yet: no second copy then.
       const records = innerHelloRecords(cls.hello);
       const replay = rest.length === 0 ? records : concat(records, rest);
-      passthrough(replay, cls.decryptSecond ? new SplitClientStream(cls.decryptSecond, c.ctx.ep.maxClientHelloBytes) : undefined).start(c);
+      passthrough(replay, cls.decryptSecond ? new LazySplitStream(cls.decryptSecond, c.ctx.ep.maxClientHelloBytes) : undefined).start(c);
     },
   };
+}
+
+/**
+ * The SplitClientStream made on the client's first bytes after its hello,
+ * not per connection: a client that sends nothing more before the backend
+ * answers (every route-only connection of the bench, many real ones until
+ * the server's flight) never needs its record and handshake buffers.
+ */
+class LazySplitStream {
+  private s: SplitClientStream | undefined;
+  constructor(
+    private readonly decryptSecond: (outer: ClientHello) => ClientHello,
+    private readonly maxHelloBytes: number,
+  ) {}
+  push(chunk: Uint8Array): Uint8Array[] {
+    this.s ??= new SplitClientStream(this.decryptSecond, this.maxHelloBytes);
+    return this.s.push(chunk);
+  }
 }
 
 export class SplitClientStream {
