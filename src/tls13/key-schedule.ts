@@ -63,8 +63,16 @@ function labelPrefix(label: string, length: number, contextLength: number): Uint
 /** HKDF-Expand-Label (§7.1). */
 export function expandLabel(p: CryptoProvider, hash: HashName, secret: Uint8Array, label: string, context: Uint8Array, length: number): Uint8Array {
   const prefix = labelPrefix(label, length, context.length);
-  return hkdfExpand(p, hash, secret, context.length ? [prefix, context] : prefix, length);
+  const hl = HASH_SIZE[hash];
+  if (length > hl) return hkdfExpand(p, hash, secret, context.length ? [prefix, context] : prefix, length);
+  // Every label of the key schedule fits one block (RFC 5869 §2.3: T(1) = HMAC(PRK, info || 0x01), the
+  // first `length` bytes): one HMAC with its parts passed as they are, no info array and no spread.
+  const t = context.length ? p.hmac(hash, secret, prefix, context, ONE) : p.hmac(hash, secret, prefix, ONE);
+  return length === hl ? t : t.subarray(0, length);
 }
+
+/** HKDF-Expand's block counter for the first (here the only) block. */
+const ONE = Uint8Array.of(1);
 
 export function deriveSecret(p: CryptoProvider, hash: HashName, secret: Uint8Array, label: string, transcriptHash: Uint8Array): Uint8Array {
   return expandLabel(p, hash, secret, label, transcriptHash, HASH_SIZE[hash]);
