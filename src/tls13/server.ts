@@ -216,6 +216,21 @@ const newOutput = (): Output => ({ send: [], data: [], closed: false });
 
 const fail = (alert: AlertName, msg: string) => new EchgateError('ERR_ILLEGAL', msg, { alert });
 
+/**
+ * The configured groups we implement, in preference order: per groups list
+ * (DEFAULT_GROUPS, or a router's list, which lives as long as its
+ * configuration), not per connection.
+ */
+const implementedGroupLists = new WeakMap<readonly number[], readonly number[]>();
+function implementedGroups(groups: readonly number[]): readonly number[] {
+  let g = implementedGroupLists.get(groups);
+  if (!g) {
+    g = groups.filter((x) => groupById(x) !== undefined);
+    implementedGroupLists.set(groups, g);
+  }
+  return g;
+}
+
 /** A handshake message header (§4: msg_type u8, length u24) at `at`. */
 function writeHandshakeHeader(b: Uint8Array, at: number, type: number, length: number): void {
   if (length > 0xffffff) throw new EchgateError('ERR_ENCODE', 'handshake body too long');
@@ -525,7 +540,7 @@ export class TlsServer {
       }
       return { group: asked, share: only };
     }
-    const preference = (this.o.groups ?? DEFAULT_GROUPS).filter((g) => groupById(g) !== undefined);
+    const preference = implementedGroups(this.o.groups ?? DEFAULT_GROUPS);
     for (const g of preference) {
       const share = shares.find((s) => s.group === g);
       if (share) return { group: g, share };
