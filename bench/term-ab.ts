@@ -6,7 +6,7 @@
  *
  * Usage: node dist/bench/term-ab.js [--rounds N] [--seconds S] [--bulk MiB]
  *          [--ech N] [--only hs,bulk,ech] [--prof DIR] [--wait S] [--node-args FLAGS]
- *          [--mem N [--heap DIR]] [--gc-count] ROOT_A[#FLAGS] ROOT_B ...
+ *          [--mem N [--heap DIR]] [--gc-count] [--warm S] ROOT_A[#FLAGS] ROOT_B ...
  * ROOT is a directory with bin/echgate.js and dist/ (a worktree, or a copy of
  * an older commit built with tsc). Prints one line per measurement and, at the
  * end, the medians and each build's ratio to the node:tls proxy and to the
@@ -69,6 +69,14 @@ const ECH_N = Number(opt('ech', '400'));
 const ONLY = opt('only', 'hs,bulk,ech').split(',');
 const PROF = opt('prof', '');
 const WAIT = Number(opt('wait', '0'));
+/**
+ * --warm S: before the rounds, S seconds of `s_time` handshakes against every
+ * proxy (not measured): the rounds then measure code V8 has already optimized,
+ * as the rounds of `npm run bench` mostly do (≈ 7 000 handshakes per 10 s
+ * round), instead of the first few thousand handshakes' tier-up
+ * (docs/benchmarks.md, "Termination cost, seventh pass").
+ */
+const WARM = Number(opt('warm', '0'));
 /** --mem N: RSS growth per idle terminated connection, N open at once, per build and for node:tls, each round. */
 const MEM_N = Number(opt('mem', '0'));
 /** --heap DIR: with --mem, each echgate writes a heap snapshot into DIR before and after its N connections open (first round). */
@@ -236,6 +244,9 @@ tls:
   log(`PIDS ${peers.map((p) => `${p.name}=${p.pid}`).join(' ')}`);
   // --wait S: time to attach strace/perf to the PIDS above before the rounds start.
   await sleep(WAIT * 1000);
+  if (WARM > 0) {
+    for (const p of peers) log(`warm ${p.name}: ${await sTime(p.term, WARM)} handshakes in ${WARM} s`);
+  }
   const ctx = tls.createSecureContext({});
   const res: Record<string, Record<string, number[]>> = { hs: {}, bulk: {}, plain: {}, ech: {}, mem: {} };
   for (const k of Object.keys(res)) for (const p of peers) res[k]![p.name] = [];

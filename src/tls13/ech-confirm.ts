@@ -7,7 +7,6 @@
  * with LABEL "ech accept confirmation" or "hrr ech accept confirmation".
  * Shared by the server (to set it) and the client (to check it).
  */
-import { copy } from '../bytes/util.js';
 import type { CryptoProvider, HashName } from '../crypto/provider.js';
 import { HASH_SIZE } from '../crypto/provider.js';
 import { expandLabel } from './key-schedule.js';
@@ -17,12 +16,8 @@ import type { Transcript } from './transcript.js';
 export const ECH_CONFIRMATION_AT = 4 + 2 + 24;
 
 function confirmation(p: CryptoProvider, hash: HashName, innerRandom: Uint8Array, before: Transcript, message: Uint8Array, at: number, label: string): Uint8Array {
-  const zeroed = copy(message);
-  zeroed.fill(0, at, at + 8);
-  const t = before.fork();
-  t.add(zeroed);
   const prk = p.hmac(hash, new Uint8Array(HASH_SIZE[hash]), innerRandom);
-  return expandLabel(p, hash, prk, label, t.hash(), 8);
+  return expandLabel(p, hash, prk, label, before.hashWithZeroed(message, at, 8), 8);
 }
 
 /** For a ServerHello message; `throughInnerHello` ends with ClientHelloInner. */

@@ -27,23 +27,35 @@ export function suiteById(id: number): CipherSuite | undefined {
 }
 
 const LABEL_PREFIX = utf8('tls13 ');
+/** The empty HkdfLabel context (zero bytes: nothing to write into, so one for all). */
+const NO_CONTEXT = new Uint8Array(0);
 
 /**
  * HkdfLabel up to and including the context's length byte (§7.1), per
  * (label, length, context length): a handshake expands about twenty labels,
  * all from this small set, so each prefix is encoded once per process.
+ * Looked up by the label itself (a string literal at every call site, so its
+ * hash is computed once) and then by a number: no key string is built per
+ * call (a template-string key cost a string build and hash per expansion;
+ * docs/benchmarks.md, "Termination cost, seventh pass").
  */
-const labelPrefixes = new Map<string, Uint8Array>();
+const labelPrefixes = new Map<string, Map<number, Uint8Array>>();
 
 function labelPrefix(label: string, length: number, contextLength: number): Uint8Array {
-  const k = `${length}/${contextLength}/${label}`;
-  let prefix = labelPrefixes.get(k);
+  let byShape = labelPrefixes.get(label);
+  // length ≤ 0xffff (u16) and contextLength ≤ 0xff are checked below before anything is cached.
+  const k = length * 256 + contextLength;
+  let prefix = byShape?.get(k);
   if (!prefix) {
     const full = concat(LABEL_PREFIX, utf8(label));
     if (full.length > 255 || contextLength > 255) throw new EchgateError('ERR_ENCODE', 'HKDF label or context too long');
     prefix = new Writer(4 + full.length).u16(length).vec8(full).u8(contextLength).finish();
     // Bounded: labels come from this code, never from the peer; a caller with unusual labels just skips the cache.
-    if (labelPrefixes.size < 256) labelPrefixes.set(k, prefix);
+    if (!byShape && labelPrefixes.size < 256) {
+      byShape = new Map();
+      labelPrefixes.set(label, byShape);
+    }
+    if (byShape && byShape.size < 16) byShape.set(k, prefix);
   }
   return prefix;
 }
@@ -51,8 +63,16 @@ function labelPrefix(label: string, length: number, contextLength: number): Uint
 /** HKDF-Expand-Label (§7.1). */
 export function expandLabel(p: CryptoProvider, hash: HashName, secret: Uint8Array, label: string, context: Uint8Array, length: number): Uint8Array {
   const prefix = labelPrefix(label, length, context.length);
-  return hkdfExpand(p, hash, secret, context.length ? [prefix, context] : prefix, length);
+  const hl = HASH_SIZE[hash];
+  if (length > hl) return hkdfExpand(p, hash, secret, context.length ? [prefix, context] : prefix, length);
+  // Every label of the key schedule fits one block (RFC 5869 §2.3: T(1) = HMAC(PRK, info || 0x01), the
+  // first `length` bytes): one HMAC with its parts passed as they are, no info array and no spread.
+  const t = context.length ? p.hmac(hash, secret, prefix, context, ONE) : p.hmac(hash, secret, prefix, ONE);
+  return length === hl ? t : t.subarray(0, length);
 }
+
+/** HKDF-Expand's block counter for the first (here the only) block. */
+const ONE = Uint8Array.of(1);
 
 export function deriveSecret(p: CryptoProvider, hash: HashName, secret: Uint8Array, label: string, transcriptHash: Uint8Array): Uint8Array {
   return expandLabel(p, hash, secret, label, transcriptHash, HASH_SIZE[hash]);
@@ -64,9 +84,8 @@ export interface TrafficKeys {
 }
 
 export function trafficKeys(p: CryptoProvider, suite: CipherSuite, secret: Uint8Array): TrafficKeys {
-  const empty = new Uint8Array(0);
-  const key = expandLabel(p, suite.hash, secret, 'key', empty, suite.keyLen);
-  const iv = expandLabel(p, suite.hash, secret, 'iv', empty, 12);
+  const key = expandLabel(p, suite.hash, secret, 'key', NO_CONTEXT, suite.keyLen);
+  const iv = expandLabel(p, suite.hash, secret, 'iv', NO_CONTEXT, 12);
   // Key and IV side by side in one allocation: a connection keeps a pair per direction for its whole
   // life, and each separate buffer costs an ArrayBuffer and a backing store (idle memory,
   // docs/benchmarks.md "Termination cost, fourth pass"). The expand outputs are wiped once copied.
@@ -79,7 +98,7 @@ export function trafficKeys(p: CryptoProvider, suite: CipherSuite, secret: Uint8
 
 /** Finished verify_data (§4.4.4). */
 export function finishedVerifyData(p: CryptoProvider, hash: HashName, baseKey: Uint8Array, transcriptHash: Uint8Array): Uint8Array {
-  const fk = expandLabel(p, hash, baseKey, 'finished', new Uint8Array(0), HASH_SIZE[hash]);
+  const fk = expandLabel(p, hash, baseKey, 'finished', NO_CONTEXT, HASH_SIZE[hash]);
   return p.hmac(hash, fk, transcriptHash);
 }
 
@@ -171,5 +190,5 @@ export class KeySchedule {
 
 /** RFC 8446 §7.2: application_traffic_secret_N+1 = HKDF-Expand-Label(application_traffic_secret_N, "traffic upd", "", Hash.length). */
 export function nextTrafficSecret(p: CryptoProvider, hash: HashName, secret: Uint8Array): Uint8Array {
-  return expandLabel(p, hash, secret, 'traffic upd', new Uint8Array(0), HASH_SIZE[hash]);
+  return expandLabel(p, hash, secret, 'traffic upd', NO_CONTEXT, HASH_SIZE[hash]);
 }

@@ -15,8 +15,8 @@
  * (RFC 9849 §7.1.1, §7.2.1).
  */
 import { channel } from 'node:diagnostics_channel';
-import { concat, copy, ctEqual, wipe } from '../bytes/util.js';
-import type { CryptoProvider, X25519Private } from '../crypto/provider.js';
+import { ctEqual, wipe } from '../bytes/util.js';
+import { type CryptoProvider, HASH_SIZE, type X25519Private } from '../crypto/provider.js';
 import { type AlertName, EchgateError } from '../errors.js';
 import { alertBody, alertFor, isClosureAlert } from '../wire/tls/alert.js';
 import { type ClientHello, decodeClientHelloMessage, findExtension } from '../wire/tls/client-hello.js';
@@ -25,14 +25,14 @@ import { decodeAlpn, decodeKeyShares, decodeSupportedVersions, decodeU16List, en
 import { encodeHandshake } from '../wire/tls/handshake.js';
 import { alertRecord, changeCipherSpecRecord, checkPlaintextLength, plaintextRecords, type RawRecord, RecordReader } from '../wire/tls/record.js';
 import {
+  certificateMessage,
   certificateVerifyContent,
-  encodeCertificate,
-  encodeCertificateVerify,
+  EMPTY_ENCRYPTED_EXTENSIONS,
   encodeEncryptedExtensions,
-  encodeFinished,
   encodeServerHello,
   HRR_RANDOM,
   serverHelloExtensions,
+  serverHelloRecord,
 } from '../wire/tls/server-messages.js';
 import { type CipherSuite, CIPHER_SUITES, finishedVerifyData, KeySchedule, nextTrafficSecret, trafficKeys } from './key-schedule.js';
 import { ECH_CONFIRMATION_AT, echAcceptConfirmation, hrrEchConfirmation } from './ech-confirm.js';
@@ -216,6 +216,30 @@ const newOutput = (): Output => ({ send: [], data: [], closed: false });
 
 const fail = (alert: AlertName, msg: string) => new EchgateError('ERR_ILLEGAL', msg, { alert });
 
+/**
+ * The configured groups we implement, in preference order: per groups list
+ * (DEFAULT_GROUPS, or a router's list, which lives as long as its
+ * configuration), not per connection.
+ */
+const implementedGroupLists = new WeakMap<readonly number[], readonly number[]>();
+function implementedGroups(groups: readonly number[]): readonly number[] {
+  let g = implementedGroupLists.get(groups);
+  if (!g) {
+    g = groups.filter((x) => groupById(x) !== undefined);
+    implementedGroupLists.set(groups, g);
+  }
+  return g;
+}
+
+/** A handshake message header (§4: msg_type u8, length u24) at `at`. */
+function writeHandshakeHeader(b: Uint8Array, at: number, type: number, length: number): void {
+  if (length > 0xffffff) throw new EchgateError('ERR_ENCODE', 'handshake body too long');
+  b[at] = type;
+  b[at + 1] = length >>> 16;
+  b[at + 2] = (length >>> 8) & 0xff;
+  b[at + 3] = length & 0xff;
+}
+
 export class TlsServer {
   private state: State = { kind: 'expect_client_hello' };
   private readonly records = new RecordReader();
@@ -396,18 +420,16 @@ export class TlsServer {
       keyExchangeChannel.publish({ group: share.group, groupName: groupName(share.group), helloRetry: retry !== undefined, ech: this.ech.accepted } satisfies KeyExchangeEvent);
     }
     const random = this.o.random(32);
-    const shExts = serverHelloExtensions(ProtocolVersion.TLS13, { group: share.group, key: kx.share });
-    let sh = encodeServerHello({ random, sessionIdEcho: this.sessionId, cipherSuite: suite.id, extensions: shExts });
+    // Straight into its record: ServerHello goes out in plaintext (§5.1).
+    const { record: shRecord, message: sh } = serverHelloRecord(random, this.sessionId, suite.id, share.group, kx.share, ProtocolVersion.TLS13);
     if (this.ech.accepted) {
       // RFC 9849 §7.2: the last 8 bytes of ServerHello.random are
       // HKDF-Expand-Label(HKDF-Extract(0, ClientHelloInner.random), "ech accept confirmation",
       // Hash(ClientHelloInner .. ServerHello with those 8 bytes zeroed), 8).
-      const confirmation = echAcceptConfirmation(this.o.provider, suite.hash, ch.random, transcript, sh);
-      sh = copy(sh);
-      sh.set(confirmation, ECH_CONFIRMATION_AT);
+      sh.set(echAcceptConfirmation(this.o.provider, suite.hash, ch.random, transcript, sh), ECH_CONFIRMATION_AT);
     }
     transcript.add(sh);
-    const send: Uint8Array[] = [...plaintextRecords(ContentType.handshake, sh)];
+    const send: Uint8Array[] = [shRecord];
     this.pushCcs(send);
 
     const ks = new KeySchedule(this.o.provider, suite.hash);
@@ -424,13 +446,30 @@ export class TlsServer {
       ee.push({ type: ExtensionType.encrypted_client_hello, data: this.o.retryConfigs });
     }
     if (this.o.extraEncryptedExtensions) ee.push(...this.o.extraEncryptedExtensions);
-    const flight: Uint8Array[] = [encodeEncryptedExtensions(ee), encodeCertificate(cert.chain)];
-    for (const m of flight) transcript.add(m);
-    const cv = encodeCertificateVerify(scheme, cert.sign(scheme, certificateVerifyContent(transcript.hash(), true)));
-    transcript.add(cv);
-    const fin = encodeFinished(finishedVerifyData(this.o.provider, suite.hash, hs.server, transcript.hash()));
-    transcript.add(fin);
-    const all = concat(...flight, cv, fin);
+    const eeMsg = ee.length ? encodeEncryptedExtensions(ee) : EMPTY_ENCRYPTED_EXTENSIONS;
+    // Encoded once per certificate chain (wire/tls/server-messages.ts): no per-handshake certificate extensions.
+    const certMsg = certificateMessage(cert.chain);
+    transcript.add(eeMsg);
+    transcript.add(certMsg);
+    const signature = cert.sign(scheme, certificateVerifyContent(transcript.hash(), true));
+    // The whole flight in one buffer, each message written in place (§4.4.3 CertificateVerify: scheme u16,
+    // signature<0..2^16-1>; §4.4.4 Finished: verify_data), then added to the transcript as a view.
+    const hashLen = HASH_SIZE[suite.hash];
+    const cvAt = eeMsg.length + certMsg.length;
+    const finAt = cvAt + 4 + 4 + signature.length;
+    const all = new Uint8Array(finAt + 4 + hashLen);
+    all.set(eeMsg);
+    all.set(certMsg, eeMsg.length);
+    writeHandshakeHeader(all, cvAt, HandshakeType.certificate_verify, 4 + signature.length);
+    all[cvAt + 4] = scheme >>> 8;
+    all[cvAt + 5] = scheme & 0xff;
+    all[cvAt + 6] = signature.length >>> 8;
+    all[cvAt + 7] = signature.length & 0xff;
+    all.set(signature, cvAt + 8);
+    transcript.add(all.subarray(cvAt, finAt));
+    all.set(finishedVerifyData(this.o.provider, suite.hash, hs.server, transcript.hash()), finAt + 4);
+    writeHandshakeHeader(all, finAt, HandshakeType.finished, hashLen);
+    transcript.add(all.subarray(finAt));
     for (let i = 0; i < all.length; i += MAX_PLAINTEXT) send.push(hsWrite.seal(ContentType.handshake, all.subarray(i, i + MAX_PLAINTEXT)));
     // Our handshake write key has done its work: the server handshake secret is not needed again.
     hsWrite.wipe();
@@ -501,7 +540,7 @@ export class TlsServer {
       }
       return { group: asked, share: only };
     }
-    const preference = (this.o.groups ?? DEFAULT_GROUPS).filter((g) => groupById(g) !== undefined);
+    const preference = implementedGroups(this.o.groups ?? DEFAULT_GROUPS);
     for (const g of preference) {
       const share = shares.find((s) => s.group === g);
       if (share) return { group: g, share };

@@ -19,11 +19,7 @@ export class Transcript {
   ) {}
 
   add(message: Uint8Array): void {
-    if (this.len + message.length > this.buf.length) {
-      const next = new Uint8Array(Math.max(this.buf.length * 2, this.len + message.length, 1024));
-      next.set(this.buf.subarray(0, this.len));
-      this.buf = next;
-    }
+    this.reserve(message.length);
     this.buf.set(message, this.len);
     this.len += message.length;
     this.ends.push(this.len);
@@ -31,6 +27,30 @@ export class Transcript {
 
   hash(): Uint8Array {
     return this.p.hash(this.hashName, this.buf.subarray(0, this.len));
+  }
+
+  /**
+   * Hash(messages so far ‖ `message` with its bytes [from, from + n) zeroed),
+   * without adding it: the ECH accept confirmations (RFC 9849 §7.2, §7.2.1)
+   * hash ServerHello or HelloRetryRequest with the confirmation's 8 bytes
+   * zeroed, and the message is then added with the confirmation in place.
+   * The zeroed copy goes in the spare room after the transcript (no fork, no
+   * copy of the transcript); the next add() writes over it.
+   */
+  hashWithZeroed(message: Uint8Array, from: number, n: number): Uint8Array {
+    this.reserve(message.length);
+    this.buf.set(message, this.len);
+    this.buf.fill(0, this.len + from, this.len + from + n);
+    return this.p.hash(this.hashName, this.buf.subarray(0, this.len + message.length));
+  }
+
+  /** Room for `n` more bytes after the messages. */
+  private reserve(n: number): void {
+    if (this.len + n > this.buf.length) {
+      const next = new Uint8Array(Math.max(this.buf.length * 2, this.len + n, 1024));
+      next.set(this.buf.subarray(0, this.len));
+      this.buf = next;
+    }
   }
 
   fork(): Transcript {

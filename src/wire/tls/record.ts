@@ -111,7 +111,8 @@ export function alertRecord(body: Uint8Array): Uint8Array {
 
 /** RFC 8446 Appendix D.4 / §5: the dummy change_cipher_spec record, a single byte of value 1. */
 export function changeCipherSpecRecord(): Uint8Array {
-  return plaintextRecords(ContentType.change_cipher_spec, Uint8Array.of(1))[0]!;
+  // Written directly (sent on every connection whose client offered a legacy session id): type 20, 0x0303, length 1, value 1.
+  return Uint8Array.of(ContentType.change_cipher_spec, RECORD_VERSION >> 8, RECORD_VERSION & 0xff, 0, 1, 1);
 }
 
 export interface AssembledHello {

@@ -6,7 +6,7 @@ import { Reader } from '../../bytes/reader.js';
 import { Writer } from '../../bytes/writer.js';
 import { EchgateError } from '../../errors.js';
 import type { Extension } from './client-hello.js';
-import { ExtensionType, HandshakeType } from './constants.js';
+import { ContentType, ExtensionType, HandshakeType, MAX_PLAINTEXT } from './constants.js';
 import { encodeHandshake } from './handshake.js';
 
 /** §4.1.3: ServerHello.random of a HelloRetryRequest is SHA-256("HelloRetryRequest"). */
@@ -29,6 +29,65 @@ export function encodeServerHello(sh: ServerHello): Uint8Array {
   const w = new Writer(128).u16(0x0303).bytes(sh.random).vec8(sh.sessionIdEcho).u16(sh.cipherSuite).u8(0);
   encodeExtensions(w, sh.extensions);
   return encodeHandshake(HandshakeType.server_hello, w.finish());
+}
+
+/**
+ * The ServerHello of a full handshake written straight into its plaintext
+ * record (RFC 8446 §5.1): legacy_version, random, the session id echo, the
+ * suite, null compression, then key_share (our share) and supported_versions,
+ * in serverHelloExtensions' order. One buffer, no extension objects or
+ * intermediate writers: this runs once per terminated connection. The bytes
+ * are exactly those of plaintextRecords(handshake, encodeServerHello(…))
+ * (test/tls13-server-flight.test.ts). `message` is the handshake message, a
+ * view of `record` (the caller may set the ECH confirmation through it).
+ */
+export function serverHelloRecord(
+  random: Uint8Array,
+  sessionIdEcho: Uint8Array,
+  cipherSuite: number,
+  group: number,
+  share: Uint8Array,
+  selectedVersion: number,
+): { record: Uint8Array; message: Uint8Array } {
+  if (random.length !== 32) throw new EchgateError('ERR_ENCODE', 'ServerHello.random must be 32 bytes');
+  if (sessionIdEcho.length > 32) throw new EchgateError('ERR_ENCODE', 'legacy_session_id_echo over 32 bytes');
+  const exts = 4 + 4 + share.length + 4 + 2;
+  const body = 2 + 32 + 1 + sessionIdEcho.length + 2 + 1 + 2 + exts;
+  // One record: every share we make (X25519MLKEM768's 1120 bytes the largest) fits; anything else is a bug here.
+  if (4 + body > MAX_PLAINTEXT) throw new EchgateError('ERR_ENCODE', 'ServerHello over one record');
+  const rec = new Uint8Array(5 + 4 + body);
+  let at = 0;
+  rec[at++] = ContentType.handshake;
+  at = put16(rec, at, 0x0303);
+  at = put16(rec, at, 4 + body);
+  rec[at++] = HandshakeType.server_hello;
+  rec[at++] = 0;
+  at = put16(rec, at, body);
+  at = put16(rec, at, 0x0303);
+  rec.set(random, at);
+  at += 32;
+  rec[at++] = sessionIdEcho.length;
+  rec.set(sessionIdEcho, at);
+  at += sessionIdEcho.length;
+  at = put16(rec, at, cipherSuite);
+  rec[at++] = 0;
+  at = put16(rec, at, exts);
+  at = put16(rec, at, ExtensionType.key_share);
+  at = put16(rec, at, 4 + share.length);
+  at = put16(rec, at, group);
+  at = put16(rec, at, share.length);
+  rec.set(share, at);
+  at += share.length;
+  at = put16(rec, at, ExtensionType.supported_versions);
+  at = put16(rec, at, 2);
+  at = put16(rec, at, selectedVersion);
+  return { record: rec, message: rec.subarray(5) };
+}
+
+function put16(b: Uint8Array, at: number, v: number): number {
+  b[at] = v >>> 8;
+  b[at + 1] = v & 0xff;
+  return at + 2;
 }
 
 export function decodeServerHello(body: Uint8Array): ServerHello {
@@ -55,6 +114,9 @@ export function decodeExtensionBlock(r: Reader): Extension[] {
   return out;
 }
 
+/** EncryptedExtensions with no extension (the common case: no ALPN, no ECH retry): shared bytes, never written into. */
+export const EMPTY_ENCRYPTED_EXTENSIONS: Uint8Array = Uint8Array.of(HandshakeType.encrypted_extensions, 0, 0, 2, 0, 0);
+
 export function encodeEncryptedExtensions(exts: Extension[]): Uint8Array {
   const w = new Writer(64);
   encodeExtensions(w, exts);
@@ -62,13 +124,32 @@ export function encodeEncryptedExtensions(exts: Extension[]): Uint8Array {
 }
 
 /** §4.4.2 with an empty request context and no per-certificate extensions. */
-export function encodeCertificate(chain: Uint8Array[]): Uint8Array {
+export function encodeCertificate(chain: readonly Uint8Array[]): Uint8Array {
   const w = new Writer(2048)
     .u8(0)
     .withLen24((w) => {
       for (const c of chain) w.vec24(c).u16(0);
     });
   return encodeHandshake(HandshakeType.certificate, w.finish());
+}
+
+/**
+ * Certificate messages already encoded, per chain (the array a loaded
+ * certificate keeps for its lifetime; a reload loads new arrays). We send no
+ * per-handshake certificate extensions (no OCSP staple, no SCT), so the
+ * message depends on the chain alone and a terminating proxy sent the same
+ * bytes, re-encoded, on every connection. The returned bytes are shared:
+ * callers copy them (transcript, record), never write into them.
+ */
+const certificateMessages = new WeakMap<readonly Uint8Array[], Uint8Array>();
+
+export function certificateMessage(chain: readonly Uint8Array[]): Uint8Array {
+  let m = certificateMessages.get(chain);
+  if (!m) {
+    m = encodeCertificate(chain);
+    certificateMessages.set(chain, m);
+  }
+  return m;
 }
 
 export function decodeCertificate(body: Uint8Array): Uint8Array[] {
@@ -98,13 +179,23 @@ export function decodeCertificateVerify(body: Uint8Array): { scheme: number; sig
 
 /** §4.4.3: the content a CertificateVerify signs. */
 export function certificateVerifyContent(transcriptHash: Uint8Array, server: boolean): Uint8Array {
-  const ctx = Buffer.from(server ? 'TLS 1.3, server CertificateVerify' : 'TLS 1.3, client CertificateVerify', 'latin1');
-  const out = new Uint8Array(64 + ctx.length + 1 + transcriptHash.length);
-  out.fill(0x20, 0, 64);
-  out.set(ctx, 64);
-  out.set(transcriptHash, 64 + ctx.length + 1);
+  const prefix = server ? CV_PREFIX_SERVER : CV_PREFIX_CLIENT;
+  const out = new Uint8Array(prefix.length + transcriptHash.length);
+  out.set(prefix);
+  out.set(transcriptHash, prefix.length);
   return out;
 }
+
+/** §4.4.3: 64 spaces, the context string, a zero byte: the same for every CertificateVerify of a side, so built once. */
+function cvPrefix(context: string): Uint8Array {
+  const ctx = Buffer.from(context, 'latin1');
+  const out = new Uint8Array(64 + ctx.length + 1);
+  out.fill(0x20, 0, 64);
+  out.set(ctx, 64);
+  return out;
+}
+const CV_PREFIX_SERVER = cvPrefix('TLS 1.3, server CertificateVerify');
+const CV_PREFIX_CLIENT = cvPrefix('TLS 1.3, client CertificateVerify');
 
 export function encodeFinished(verifyData: Uint8Array): Uint8Array {
   return encodeHandshake(HandshakeType.finished, verifyData);
