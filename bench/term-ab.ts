@@ -6,7 +6,7 @@
  *
  * Usage: node dist/bench/term-ab.js [--rounds N] [--seconds S] [--bulk MiB]
  *          [--ech N] [--only hs,bulk,ech] [--prof DIR] [--wait S] [--node-args FLAGS]
- *          [--mem N [--heap DIR]] [--gc-count] [--warm S] ROOT_A[#FLAGS] ROOT_B ...
+ *          [--mem N [--heap DIR]] [--gc-count] [--warm S] [--rss] ROOT_A[#FLAGS] ROOT_B ...
  * ROOT is a directory with bin/echgate.js and dist/ (a worktree, or a copy of
  * an older commit built with tsc). Prints one line per measurement and, at the
  * end, the medians and each build's ratio to the node:tls proxy and to the
@@ -104,6 +104,10 @@ const gcSince = (name: string, m: { sc: number; mc: number }) => {
   return ` [GC: ${n.sc - m.sc} scavenges, ${n.mc - m.mc} mark-compacts]`;
 };
 const CLIENT_PAUSE = Number(opt('client-pause', '0'));
+/** --rss: print each process's RSS once all are up and after each of its handshake and bulk measurements. */
+const RSS = args.includes('--rss');
+if (RSS) args.splice(args.indexOf('--rss'), 1);
+const rssNote = (pid: number) => (RSS ? ` (RSS ${(rssKiB(pid) / 1024).toFixed(1)} MiB)` : '');
 /** ROOT#FLAGS: node flags for that echgate only (comma-separated), e.g. `.#--max-semi-space-size=16`: the same build with and without a flag. */
 const roots = args.map((a) => resolve(a.split('#')[0]!));
 const rootFlags = args.map((a) => (a.split('#')[1] ?? '').split(',').filter(Boolean));
@@ -242,6 +246,7 @@ tls:
   const tp = await start('node', [join(here, 'dist', 'bench', 'tls-proxy.js'), cert, key, `0:${byte}`, `0:${stream}`], /PORTS (\d+) (\d+)/);
   const peers = [...builds, { name: 'node:tls', pid: tp.proc.pid!, term: Number(tp.match[1]), bulk: Number(tp.match[2]) }];
   log(`PIDS ${peers.map((p) => `${p.name}=${p.pid}`).join(' ')}`);
+  if (RSS) log(`RSS at start: ${peers.map((p) => `${p.name} ${(rssKiB(p.pid) / 1024).toFixed(1)} MiB`).join(', ')}`);
   // --wait S: time to attach strace/perf to the PIDS above before the rounds start.
   await sleep(WAIT * 1000);
   if (WARM > 0) {
@@ -273,7 +278,7 @@ tls:
         const g0 = gcMark(p.name);
         const n = await sTime(p.term, SECONDS);
         res.hs![p.name]!.push((cpuMs(p.pid) - c0) / n);
-        log(`round ${r + 1} hs ${p.name}: ${res.hs![p.name]!.at(-1)!.toFixed(3)} ms CPU per handshake (${n})${gcSince(p.name, g0)}`);
+        log(`round ${r + 1} hs ${p.name}: ${res.hs![p.name]!.at(-1)!.toFixed(3)} ms CPU per handshake (${n})${gcSince(p.name, g0)}${rssNote(p.pid)}`);
       }
     }
     if (ONLY.includes('bulk')) {
@@ -283,7 +288,7 @@ tls:
         const g0 = gcMark(p.name);
         await (CLIENT_NICE ? bulkIn(p.bulk, BULK) : bulk(p.bulk, BULK, ctx));
         res.bulk![p.name]!.push(BULK / 1e6 / ((cpuMs(p.pid) - c0) / 1000));
-        log(`round ${r + 1} bulk ${p.name}: ${res.bulk![p.name]!.at(-1)!.toFixed(0)} MB per CPU-second${t0 ? ` (ms per thread: ${threadDelta(t0, threadsMs(p.pid))})` : ''}${gcSince(p.name, g0)}`);
+        log(`round ${r + 1} bulk ${p.name}: ${res.bulk![p.name]!.at(-1)!.toFixed(0)} MB per CPU-second${t0 ? ` (ms per thread: ${threadDelta(t0, threadsMs(p.pid))})` : ''}${gcSince(p.name, g0)}${rssNote(p.pid)}`);
       }
     }
     if (MEM_N) {

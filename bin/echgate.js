@@ -1,4 +1,5 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --initial-old-space-size=96
+// The flag is the V8 heap floor serve wants (src/cli/heap-floor.ts); `env -S` splits the line.
 // Thin launcher: the CLI is compiled to dist/ by `npm install` (prepare → tsc).
 import { main } from '../dist/src/cli/main.js';
 

@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcessWithoutNullStreams, execFile, spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +16,7 @@ import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { freePort } from '../src/cli/free-port.js';
+import { HEAP_FLOOR_FLAG } from '../src/cli/heap-floor.js';
 import { restartDelayMs } from '../src/cli/workers.js';
 import { parseConfigText } from '../src/config/load.js';
 import { ConfigError } from '../src/config/validate.js';
@@ -183,6 +184,13 @@ tcp:
       made,
     );
     assert.match(m, /^echgate_workers\{state="running"\} 2$/m);
+  });
+
+  it('every worker runs with the V8 heap floor though the primary was started without it (cli/heap-floor.ts)', () => {
+    const workers = new Set(access().map((l) => l.pid!));
+    assert.equal(workers.size, 2);
+    for (const pid of workers) assert.ok(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(HEAP_FLOOR_FLAG), `worker ${pid}`);
+    assert.ok(!readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').includes(HEAP_FLOOR_FLAG), 'the primary');
   });
 
   it('ECH with termination through either worker: echgate connect --keys is accepted and reaches the backend', async () => {

@@ -18,6 +18,7 @@ import { type Args, type CommandSpec, flag, has, str, text } from './args.js';
 import type { Command } from './command.js';
 import { startDemo } from './demo.js';
 import { isWorker, joinGroup, runPrimary, runsRotation } from './workers.js';
+import { HEAP_FLOOR_FLAG, setsHeapFloor } from './heap-floor.js';
 import { type RotationScheduler, startRotation } from './rotation.js';
 import type { ConfigInForce } from '../fleet/records.js';
 import { type FleetMember, startFleetMember } from './fleet.js';
@@ -195,6 +196,8 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
   for (const [name, addr] of gw.addresses()) {
     log.info({ entrypoint: name, address: `${addr.host}:${addr.port}` }, 'listening');
   }
+  // Workers always have the floor (cli/workers.ts); a single process only from node's command line (cli/heap-floor.ts).
+  if (!setsHeapFloor(process.execArgv)) log.info({ nodeFlag: HEAP_FLOOR_FLAG }, 'node runs without a V8 heap floor: terminated bulk can pay a full GC every 32 MiB (docs/configuration.md, "Node flags")');
   joinGroup(gw.metrics, errors ? localView({ gateway: gw, config: () => gw.current ?? cfg, errors, dnsPort: () => dns?.port }) : undefined);
   if (demoInfo) {
     const port = gw.addresses().get('websecure')!.port;

@@ -21,6 +21,7 @@ import type { Config } from '../config/types.js';
 import { isEchgateError } from '../errors.js';
 import { Metrics, type MetricsSnapshot, watchEventLoop } from '../proxy/metrics.js';
 import { loadConfigFile } from './config-file.js';
+import { workerExecArgv } from './heap-floor.js';
 import { Dashboard, type DashboardView, type ErrorRing, type RecentError } from './dashboard.js';
 import type { PublicationState } from './publish.js';
 
@@ -102,7 +103,8 @@ export async function runPrimary(file: string, cfg: Config, log: Logger, errors?
   const sched = process.env.ECHGATE_CLUSTER_SCHED;
   cluster.schedulingPolicy = sched === 'rr' ? cluster.SCHED_RR : cluster.SCHED_NONE;
   // 'advanced' (structured clone): the dashboard's view carries Maps (the configuration, the bound addresses).
-  cluster.setupPrimary({ exec: process.argv[1], args: process.argv.slice(2), serialization: 'advanced' });
+  // Each worker relays and terminates, so each gets the V8 heap floor (cli/heap-floor.ts) even when the primary was started without it.
+  cluster.setupPrimary({ exec: process.argv[1], args: process.argv.slice(2), execArgv: workerExecArgv(process.execArgv), serialization: 'advanced' });
   const own = new Metrics();
   // Counts of workers that died, kept so the group's counters never go backwards.
   const retired = new Metrics();
