@@ -37,7 +37,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../src/cli/free-port.js';
 import { cpuMs } from './cpu.js';
-import { children, connLoad, idleMemoryConfig, median, openIdle, rssKiB, sleep, start, waitPort } from './util.js';
+import { children, connLoad, idleMemoryConfig, median, openIdle, rssKiB, sleep, start, waitPort, SERVE_NODE_FLAGS } from './util.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const env = process.env;
@@ -98,7 +98,7 @@ function slot<T>(m: Record<string, T>, k: string, mk: () => T): T {
 
 function serve(build: { name: string; dir: string }, cfg: string): ChildProcess {
   const prof = env.AB_PROF === build.name ? ['--cpu-prof', `--cpu-prof-dir=${env.AB_PROF_DIR ?? '/tmp/ab-prof'}`] : [];
-  const p = spawn('node', [...prof, join(build.dir, 'bin', 'echgate.js'), 'serve', '--config', cfg], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const p = spawn('node', [...SERVE_NODE_FLAGS, ...prof, join(build.dir, 'bin', 'echgate.js'), 'serve', '--config', cfg], { stdio: ['ignore', 'ignore', 'inherit'] });
   children.push(p);
   pin(p.pid, SERVE_CPU);
   return p;
@@ -276,7 +276,7 @@ tcp:
       const flags = env.AB_PROF_FLAGS ? env.AB_PROF_FLAGS.split(' ') : perf ? ['--perf-basic-prof'] : ['--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${kind}-${Date.now()}.cpuprofile`];
       // `naive`: the naive Node proxy (bench/naive-proxy.ts) under the same flags and the same load as `conn`.
       const naive = kind === 'naive';
-      const args = naive ? [join(ROOT, 'dist', 'bench', 'naive-proxy.js'), String(port), String(byte)] : [join(BUILDS[0]!.dir, 'bin', 'echgate.js'), 'serve', '--config', cfg];
+      const args = naive ? [join(ROOT, 'dist', 'bench', 'naive-proxy.js'), String(port), String(byte)] : [...SERVE_NODE_FLAGS, join(BUILDS[0]!.dir, 'bin', 'echgate.js'), 'serve', '--config', cfg];
       const p = spawn('node', [...flags, ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
       children.push(p);
       await waitPort(port);
@@ -317,7 +317,7 @@ tcp:
       const port = await freePort();
       const cfg = join(dir, `pair-${kind}.yml`);
       routeOnlyConfig(cfg, port, `HostSNI(\`${NAME}\`)`, kind === 'ech');
-      const p = spawn('node', ['--perf-basic-prof', join(BUILDS[0]!.dir, 'bin', 'echgate.js'), 'serve', '--config', cfg], { stdio: ['ignore', 'ignore', 'inherit'] });
+      const p = spawn('node', [...SERVE_NODE_FLAGS, '--perf-basic-prof', join(BUILDS[0]!.dir, 'bin', 'echgate.js'), 'serve', '--config', cfg], { stdio: ['ignore', 'ignore', 'inherit'] });
       children.push(p);
       pin(p.pid, SERVE_CPU);
       await waitPort(port);

@@ -14,7 +14,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort } from '../src/cli/free-port.js';
 import { cpuMs } from './cpu.js';
-import { children, median, sleep, start, waitPort } from './util.js';
+import { children, median, sleep, start, waitPort, SERVE_NODE_FLAGS } from './util.js';
 
 export interface DnsOptions {
   root: string;
@@ -81,7 +81,7 @@ dns:
   const startEchgate = async (bin: string, file: string) => {
     const ports = { udp: await freePort(), doh: await freePort(), ep: await freePort() };
     writeFileSync(join(d, file), egConfig(ports));
-    const proc = spawn('node', [bin, 'serve', '--config', join(d, file)], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const proc = spawn('node', [...SERVE_NODE_FLAGS, bin, 'serve', '--config', join(d, file)], { stdio: ['ignore', 'ignore', 'inherit'] });
     children.push(proc);
     await waitPort(ports.doh);
     return { proc, ...ports };

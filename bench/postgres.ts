@@ -26,7 +26,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../src/cli/free-port.js';
 import { cpuMs } from './cpu.js';
-import { children, median, waitPort } from './util.js';
+import { children, median, waitPort, SERVE_NODE_FLAGS } from './util.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const PEERS = join(ROOT, '..', 'shared', 'recipes', 'peers');
@@ -94,7 +94,7 @@ tcp:
     db1: { loadBalancer: { servers: [{ address: "127.0.0.1:${p1}" }] } }
 `,
     );
-    const eg = spawn('node', [join(ROOT, 'bin', 'echgate.js'), 'serve', '--config', join(dir, 'echgate.yml')], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const eg = spawn('node', [...SERVE_NODE_FLAGS, join(ROOT, 'bin', 'echgate.js'), 'serve', '--config', join(dir, 'echgate.yml')], { stdio: ['ignore', 'ignore', 'inherit'] });
     children.push(eg);
     await waitPort(ep);
     const common = { PGHOST: 'db1.example.test', PGHOSTADDR: '127.0.0.1', PGSSLMODE: 'verify-full', PGSSLROOTCERT: join(dir, 'ca.pem'), PGUSER: 'postgres', PGDATABASE: 'postgres' };

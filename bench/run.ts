@@ -28,7 +28,7 @@ import type { EchBenchResult } from './ech.js';
 import { type KexBenchResult, kexTable } from './kex.js';
 import { postgresBench, postgresMissing } from './postgres.js';
 import { terminateBench } from './terminate.js';
-import { children, connLoad, HAPROXY_HEAD, loop, median, start, waitPort } from './util.js';
+import { children, connLoad, HAPROXY_HEAD, loop, median, start, waitPort, SERVE_NODE_FLAGS } from './util.js';
 import { freePort } from '../src/cli/free-port.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -113,7 +113,7 @@ backend be_${n}
   .join('')}`;
   writeFileSync(join(dir, 'haproxy.cfg'), haproxyCfg);
 
-  const egProc = spawn('node', [join(ROOT, 'bin', 'echgate.js'), 'serve', '--config', join(dir, 'echgate.yml')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const egProc = spawn('node', [...SERVE_NODE_FLAGS, join(ROOT, 'bin', 'echgate.js'), 'serve', '--config', join(dir, 'echgate.yml')], { stdio: ['ignore', 'ignore', 'inherit'] });
   children.push(egProc);
   for (const p of ports.e) await waitPort(p);
   const eg = { proc: egProc };

@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import tls from 'node:tls';
 import { freePort } from '../src/cli/free-port.js';
 import { cpuMs, cpuNs, pin } from './cpu.js';
-import { children, HAPROXY_HEAD, idleMemoryConfig, median, openIdle, quantile, rssKiB, sleep, sTime, start, waitPort } from './util.js';
+import { children, HAPROXY_HEAD, idleMemoryConfig, median, openIdle, quantile, rssKiB, sleep, sTime, start, waitPort, SERVE_NODE_FLAGS } from './util.js';
 
 export interface TermOptions {
   root: string;
@@ -128,7 +128,7 @@ tcp:
     stream: { loadBalancer: { servers: [{ address: "127.0.0.1:${stream}" }] } }
 ${certs}`,
   );
-  const eg = spawn('node', [cli, 'serve', '--config', join(dir, 'term.yml')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const eg = spawn('node', [...SERVE_NODE_FLAGS, cli, 'serve', '--config', join(dir, 'term.yml')], { stdio: ['ignore', 'ignore', 'inherit'] });
   children.push(eg);
   for (const p of Object.values(ep)) await waitPort(p);
 
@@ -294,7 +294,7 @@ async function memoryBench(root: string, dir: string, cert: string, key: string,
     const port = await freePort();
     const cfg = join(dir, `mem-${terminated}.yml`);
     writeFileSync(cfg, idleMemoryConfig(port, hold, terminated, cert, key));
-    const p = spawn('node', [join(root, 'bin', 'echgate.js'), 'serve', '--config', cfg], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const p = spawn('node', [...SERVE_NODE_FLAGS, join(root, 'bin', 'echgate.js'), 'serve', '--config', cfg], { stdio: ['ignore', 'ignore', 'inherit'] });
     children.push(p);
     await waitPort(port);
     const kib = await measure(p.pid!, port, terminated);

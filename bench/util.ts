@@ -3,6 +3,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
+import { HEAP_FLOOR_FLAG } from '../src/cli/heap-floor.js';
 
 export const children: ChildProcess[] = [];
 process.on('exit', () => {
@@ -163,3 +164,10 @@ tls:
     - { certFile: ${JSON.stringify(cert)}, keyFile: ${JSON.stringify(key)} }
 `;
 }
+
+/**
+ * The node flags every `serve` the bench starts runs with: the ones the
+ * launcher's `#!` line and deploy/ give it (src/cli/heap-floor.ts), so the
+ * bench measures serve as an operator runs it.
+ */
+export const SERVE_NODE_FLAGS: readonly string[] = [HEAP_FLOOR_FLAG];

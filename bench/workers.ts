@@ -21,7 +21,7 @@ import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../src/cli/free-port.js';
 import { cpuMs } from './cpu.js';
-import { loop } from './util.js';
+import { loop, SERVE_NODE_FLAGS } from './util.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
@@ -122,7 +122,7 @@ tcp:
 `;
       const file = join(dir, `eg-${v.workers}-${v.sched}.yml`);
       writeFileSync(file, cfg);
-      const eg = spawn('node', [join(ROOT, 'bin', 'echgate.js'), 'serve', '--config', file], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ECHGATE_CLUSTER_SCHED: v.sched } });
+      const eg = spawn('node', [...SERVE_NODE_FLAGS, join(ROOT, 'bin', 'echgate.js'), 'serve', '--config', file], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ECHGATE_CLUSTER_SCHED: v.sched } });
       children.push(eg);
       await waitReady(pm);
       await connLoad(p1, 200); // warm up
