@@ -29,9 +29,10 @@ import { normalizeIp } from '../bytes/ip.js';
 import type { Route } from '../routing/table.js';
 import { encodeProxyV1, encodeProxyV2 } from '../wire/proxy/proxy-protocol.js';
 import { alertFor, encodeAlertRecord, trailingAlert } from '../wire/tls/alert.js';
-import { decodeClientHelloMessage, routingView } from '../wire/tls/client-hello.js';
+import { scanClientHelloMessage } from '../wire/tls/client-hello.js';
 import { ClientHelloAssembler, sniffTls } from '../wire/tls/record.js';
 import { certificateCovers } from './certificates.js';
+import type { ConnectionSeries } from './metrics.js';
 import { admit } from './middlewares.js';
 import type { Classified, EntryContext, RouteTarget } from './context.js';
 import type { Upstream } from './services.js';
@@ -202,6 +203,8 @@ const NOT_TLS = (k: Connection) => new RouteData(k, '', [], false, 'none');
 class Connection implements PreambleOps {
   private readonly started = performance.now();
   private readonly ep: string;
+  /** The metric series this connection updates, resolved once per entrypoint (proxy/metrics.ts). */
+  private readonly series: ConnectionSeries;
   /** The peer address, once asked (a getpeername(2): only ClientIP rules, PROXY headers and logs need it). */
   private ip: string | undefined;
   private finished = false;
@@ -240,6 +243,7 @@ class Connection implements PreambleOps {
     private readonly open: Set<net.Socket>,
   ) {
     this.ep = ctx.ep.name;
+    this.series = ctx.metrics.connectionSeries(this.ep);
     this.access = ctx.accessLog ? { client: this.clientIp(), sni: undefined, ech: 'none' } : undefined;
   }
 
@@ -259,7 +263,7 @@ class Connection implements PreambleOps {
 
   begin(): void {
     const { ctx, socket } = this;
-    ctx.metrics.open.inc({ entrypoint: this.ep });
+    this.series.open.inc();
     (socket as Owned)[OWNER] = this;
     socket.on('error', onClientError);
     socket.on('close', onClientClose);
@@ -300,12 +304,14 @@ class Connection implements PreambleOps {
     const { ctx, socket, ep } = this;
     try {
       const router = this.metricRouter();
-      ctx.metrics.connections.inc({ entrypoint: ep, router, outcome: how });
-      ctx.metrics.open.dec({ entrypoint: ep });
+      const { series } = this;
+      series.connection(router, how).inc();
+      series.open.inc(-1);
       if (this.backend) {
-        ctx.metrics.bytes.inc({ entrypoint: ep, router, direction: 'in' }, socket.bytesRead);
-        ctx.metrics.bytes.inc({ entrypoint: ep, router, direction: 'out' }, socket.bytesWritten);
-        ctx.metrics.duration.observe({ entrypoint: ep, router }, (performance.now() - this.started) / 1000);
+        const r = series.router(router);
+        r.bytesIn.inc(socket.bytesRead);
+        r.bytesOut.inc(socket.bytesWritten);
+        r.duration.observe((performance.now() - this.started) / 1000);
       }
       if (this.access) {
         ctx.log.info(
@@ -470,8 +476,9 @@ class Connection implements PreambleOps {
     // classify
     let cls: Classified;
     try {
-      const ch = decodeClientHelloMessage(hello.message);
-      cls = ctx.classify(ch, routingView(ch), this.ep);
+      // The routing view straight from the bytes; the hello's fields are decoded only if a handler or ECH reads them.
+      const scan = scanClientHelloMessage(hello.message);
+      cls = ctx.classify(scan.hello, scan.view, this.ep);
     } catch (e) {
       if (!isEchgateError(e)) return this.internalFail(e);
       return this.fail('malformed', encodeAlertRecord(alertFor(e)));
