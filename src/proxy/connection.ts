@@ -32,6 +32,7 @@ import { alertFor, encodeAlertRecord, trailingAlert } from '../wire/tls/alert.js
 import { scanClientHelloMessage } from '../wire/tls/client-hello.js';
 import { ClientHelloAssembler, sniffTls } from '../wire/tls/record.js';
 import { certificateCovers } from './certificates.js';
+import { type DeadlineEntry, type DeadlineList, Deadlines } from './deadlines.js';
 import type { ConnectionSeries } from './metrics.js';
 import { admit } from './middlewares.js';
 import type { Classified, EntryContext, RouteTarget } from './context.js';
@@ -168,10 +169,13 @@ const onClientError = listener((k) => {
 const onClientClose = listener((k) => k.closed());
 const onClientEnd = listener((k) => k.endedEarly());
 const onPeekTimeout = timer((k) => k.peekTimedOut());
+/** The ClientHello and backend connect deadlines: one list per duration, no node timer per connection (proxy/deadlines.ts). */
+const peekDeadlines = new Deadlines((e) => onPeekTimeout(e as Connection));
 const onBackendError = listener<Error>((k, err) => k.backendError(err));
 const onBackendConnect = listener((k) => k.backendConnected());
 const onBackendClose = listener((k) => k.client?.destroy());
 const onConnectTimeout = timer((k) => k.backend?.destroy(new Error('connect timeout')));
+const connectDeadlines = new Deadlines((e) => onConnectTimeout(e as Connection));
 const onIdleTimeout = listener((k) => {
   k.outcome ??= 'idle_timeout';
   k.client?.destroy();
@@ -200,7 +204,7 @@ const NOT_TLS = (k: Connection) => new RouteData(k, '', [], false, 'none');
  * connect (the backend, through a Relay) → closed (metrics, access line).
  * Its fields are the connection's whole state.
  */
-class Connection implements PreambleOps {
+class Connection implements PreambleOps, DeadlineEntry {
   private readonly started = performance.now();
   private readonly ep: string;
   /** The metric series this connection updates, resolved once per entrypoint (proxy/metrics.ts). */
@@ -215,7 +219,11 @@ class Connection implements PreambleOps {
   private connected = false;
   /** Set by whatever ended the connection; `closed` falls back to relayed / closed. */
   outcome: Outcome | undefined;
-  private peekTimer: NodeJS.Timeout | undefined;
+  /** The deadline this connection waits on (ClientHello, then backend connect), as an entry of its list (proxy/deadlines.ts). */
+  dlAt = 0;
+  dlPrev: DeadlineEntry | undefined = undefined;
+  dlNext: DeadlineEntry | undefined = undefined;
+  dlList: DeadlineList | undefined = undefined;
   /** Gives back what the router's middlewares counted for this connection (inFlightConn). */
   private release: (() => void) | undefined;
   /** The backend server, picked once the route is known (health checks may have left none). */
@@ -232,8 +240,7 @@ class Connection implements PreambleOps {
   private sniffed = false;
   /** Entrypoint `protocol` (proxy/preamble.ts): the protocol's cleartext preamble comes before the ClientHello. */
   private pre: ClientPreamble | undefined;
-  /** Backend connect state: the connect deadline and the handler's callback, both dropped once used. */
-  private connectTimer: NodeJS.Timeout | undefined;
+  /** The handler's callback for the backend connect, dropped once used. */
   private afterConnect: ((r: Relay) => void) | undefined;
   private relay: Relay | undefined;
 
@@ -282,7 +289,7 @@ class Connection implements PreambleOps {
     }
 
     this.asm = new ClientHelloAssembler(ctx.ep.maxClientHelloBytes);
-    this.peekTimer = setTimeout(onPeekTimeout, ctx.ep.clientHelloTimeoutMs, this);
+    peekDeadlines.list(ctx.ep.clientHelloTimeoutMs).add(this);
     if (ctx.ep.protocol) this.pre = new ClientPreamble(preambleProtocol(ctx.ep.protocol), ctx, socket, this);
     socket.on('data', onClientData);
     socket.on('end', onClientEnd);
@@ -292,6 +299,8 @@ class Connection implements PreambleOps {
 
   /** The client socket's 'close': whatever happened, the connection is over. */
   closed(): void {
+    // A deadline still waiting (the client reset the connection during the peek or the connect) has nothing left to end.
+    this.dlList?.remove(this);
     this.backend?.destroy();
     this.release?.();
     this.finish(this.outcome ?? (this.connected ? 'relayed' : 'closed'));
@@ -431,8 +440,7 @@ class Connection implements PreambleOps {
 
   /** Stop the ClientHello deadline and stop reading for it (a cleared Timeout would stay referenced for the connection's life). */
   stopPeek(): void {
-    clearTimeout(this.peekTimer);
-    this.peekTimer = undefined;
+    this.dlList?.remove(this);
     this.socket.removeListener('data', onClientData);
   }
 
@@ -606,7 +614,7 @@ class Connection implements PreambleOps {
       b.write(up.proxyProtocol === 1 ? encodeProxyV1(addrs) : encodeProxyV2(addrs));
     }
     // Both dropped once used: the handler's callback holds the ClientHello and its decoded form (idle RSS).
-    this.connectTimer = setTimeout(onConnectTimeout, up.connectTimeoutMs, this);
+    connectDeadlines.list(up.connectTimeoutMs).add(this);
     this.afterConnect = onConnect;
     (b as Owned)[OWNER] = this;
     b.on('error', onBackendError);
@@ -616,8 +624,7 @@ class Connection implements PreambleOps {
 
   backendError(err: Error): void {
     const { ctx, upstream: up } = this;
-    clearTimeout(this.connectTimer);
-    this.connectTimer = undefined;
+    this.dlList?.remove(this);
     this.afterConnect = undefined;
     this.outcome ??= 'backend_error';
     const service = this.hideInMetrics ? HIDDEN_ROUTE : up!.service;
@@ -636,8 +643,7 @@ class Connection implements PreambleOps {
 
   backendConnected(): void {
     this.connected = true;
-    clearTimeout(this.connectTimer);
-    this.connectTimer = undefined;
+    this.dlList?.remove(this);
     const then = this.afterConnect;
     this.afterConnect = undefined;
     then?.(this.relay!);
