@@ -86,7 +86,11 @@ async function neverAccepts(): Promise<{ port: number; close(): void; fill: net.
     fill.push(s);
   }
   await sleep(200);
-  return { port, fill, close: () => (py.kill(), fill.forEach((s) => s.destroy())) };
+  const close = () => {
+    py.kill();
+    for (const s of fill) s.destroy();
+  };
+  return { port, fill, close };
 }
 
 describe('backend connect deadline (connectTimeout)', () => {
