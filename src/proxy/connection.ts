@@ -438,7 +438,7 @@ class Connection implements PreambleOps, DeadlineEntry {
     }
   }
 
-  /** Stop the ClientHello deadline and stop reading for it (a cleared Timeout would stay referenced for the connection's life). */
+  /** Stop the ClientHello deadline (the connection leaves its deadline list) and stop reading for it. */
   stopPeek(): void {
     this.dlList?.remove(this);
     this.socket.removeListener('data', onClientData);
@@ -613,7 +613,7 @@ class Connection implements PreambleOps, DeadlineEntry {
       const addrs = { srcIp: this.clientIp(), srcPort: socket.remotePort ?? 0, dstIp: normalizeIp(socket.localAddress), dstPort: socket.localPort ?? 0 };
       b.write(up.proxyProtocol === 1 ? encodeProxyV1(addrs) : encodeProxyV2(addrs));
     }
-    // Both dropped once used: the handler's callback holds the ClientHello and its decoded form (idle RSS).
+    // The deadline leaves its list and the callback is dropped once used: the callback holds the ClientHello (idle RSS).
     connectDeadlines.list(up.connectTimeoutMs).add(this);
     this.afterConnect = onConnect;
     (b as Owned)[OWNER] = this;
