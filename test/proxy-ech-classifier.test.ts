@@ -13,7 +13,7 @@ import { echClassifier } from '../src/proxy/ech-classifier.js';
 import { Metrics } from '../src/proxy/metrics.js';
 import { decodeECHConfigList } from '../src/wire/ech/config.js';
 import { usableConfigs } from '../src/wire/ech/usable.js';
-import { decodeClientHelloMessage, routingView } from '../src/wire/tls/client-hello.js';
+import { decodeClientHelloMessage, routingView, scanClientHelloMessage } from '../src/wire/tls/client-hello.js';
 import { parseHelloRecords } from '../src/wire/tls/record.js';
 import { json, vector } from './helpers.js';
 
@@ -43,5 +43,30 @@ describe('echClassifier options (RFC 9849 §10.4 trial decryption)', () => {
     assert.equal(cls.ech, 'rejected');
     assert.equal(cls.echReason, 'grease');
     assert.equal(metrics.ech.get({ entrypoint: 'e', result: 'grease' }), 1);
+  });
+});
+
+describe('echClassifier on GREASE ECH (RFC 9849 §6.2): no key to try, nothing decoded', () => {
+  const grease = json('captures/manifest.json').captures.find((c: any) => !c.real_ech);
+  const scan = scanClientHelloMessage(parseHelloRecords(vector(`captures/${grease.file}`))!.message);
+  const k = key();
+  const lookup: KeyLookup = { byConfigId: (id) => (id === k.configId ? [k] : []), all: () => [k] };
+
+  it('answers grease on the outer SNI and leaves the scanned hello undecoded', () => {
+    const metrics = new Metrics();
+    const cls = echClassifier(lookup, metrics, { trialDecrypt: false })(scan.hello, scan.view, 'e');
+    assert.equal(cls.ech, 'rejected');
+    assert.equal(cls.echReason, 'grease');
+    assert.equal(cls.sni, grease.outer_sni);
+    assert.equal(metrics.ech.get({ entrypoint: 'e', result: 'grease' }), 1);
+    assert.equal((scan.hello as unknown as { full?: unknown }).full, undefined);
+  });
+
+  it('with trial decryption and a key loaded, tries the key (and still answers grease)', () => {
+    const metrics = new Metrics();
+    const s = scanClientHelloMessage(parseHelloRecords(vector(`captures/${grease.file}`))!.message);
+    const cls = echClassifier(lookup, metrics, { trialDecrypt: true })(s.hello, s.view, 'e');
+    assert.equal(cls.echReason, 'grease');
+    assert.notEqual((s.hello as unknown as { full?: unknown }).full, undefined);
   });
 });

@@ -29,9 +29,11 @@ import { normalizeIp } from '../bytes/ip.js';
 import type { Route } from '../routing/table.js';
 import { encodeProxyV1, encodeProxyV2 } from '../wire/proxy/proxy-protocol.js';
 import { alertFor, encodeAlertRecord, trailingAlert } from '../wire/tls/alert.js';
-import { decodeClientHelloMessage, routingView } from '../wire/tls/client-hello.js';
+import { scanClientHelloMessage } from '../wire/tls/client-hello.js';
 import { ClientHelloAssembler, sniffTls } from '../wire/tls/record.js';
 import { certificateCovers } from './certificates.js';
+import { type DeadlineEntry, type DeadlineList, Deadlines } from './deadlines.js';
+import type { ConnectionSeries } from './metrics.js';
 import { admit } from './middlewares.js';
 import type { Classified, EntryContext, RouteTarget } from './context.js';
 import type { Upstream } from './services.js';
@@ -167,10 +169,13 @@ const onClientError = listener((k) => {
 const onClientClose = listener((k) => k.closed());
 const onClientEnd = listener((k) => k.endedEarly());
 const onPeekTimeout = timer((k) => k.peekTimedOut());
+/** The ClientHello and backend connect deadlines: one list per duration, no node timer per connection (proxy/deadlines.ts). */
+const peekDeadlines = new Deadlines((e) => onPeekTimeout(e as Connection));
 const onBackendError = listener<Error>((k, err) => k.backendError(err));
 const onBackendConnect = listener((k) => k.backendConnected());
 const onBackendClose = listener((k) => k.client?.destroy());
 const onConnectTimeout = timer((k) => k.backend?.destroy(new Error('connect timeout')));
+const connectDeadlines = new Deadlines((e) => onConnectTimeout(e as Connection));
 const onIdleTimeout = listener((k) => {
   k.outcome ??= 'idle_timeout';
   k.client?.destroy();
@@ -199,9 +204,11 @@ const NOT_TLS = (k: Connection) => new RouteData(k, '', [], false, 'none');
  * connect (the backend, through a Relay) → closed (metrics, access line).
  * Its fields are the connection's whole state.
  */
-class Connection implements PreambleOps {
+class Connection implements PreambleOps, DeadlineEntry {
   private readonly started = performance.now();
   private readonly ep: string;
+  /** The metric series this connection updates, resolved once per entrypoint (proxy/metrics.ts). */
+  private readonly series: ConnectionSeries;
   /** The peer address, once asked (a getpeername(2): only ClientIP rules, PROXY headers and logs need it). */
   private ip: string | undefined;
   private finished = false;
@@ -212,7 +219,11 @@ class Connection implements PreambleOps {
   private connected = false;
   /** Set by whatever ended the connection; `closed` falls back to relayed / closed. */
   outcome: Outcome | undefined;
-  private peekTimer: NodeJS.Timeout | undefined;
+  /** The deadline this connection waits on (ClientHello, then backend connect), as an entry of its list (proxy/deadlines.ts). */
+  dlAt = 0;
+  dlPrev: DeadlineEntry | undefined = undefined;
+  dlNext: DeadlineEntry | undefined = undefined;
+  dlList: DeadlineList | undefined = undefined;
   /** Gives back what the router's middlewares counted for this connection (inFlightConn). */
   private release: (() => void) | undefined;
   /** The backend server, picked once the route is known (health checks may have left none). */
@@ -229,8 +240,7 @@ class Connection implements PreambleOps {
   private sniffed = false;
   /** Entrypoint `protocol` (proxy/preamble.ts): the protocol's cleartext preamble comes before the ClientHello. */
   private pre: ClientPreamble | undefined;
-  /** Backend connect state: the connect deadline and the handler's callback, both dropped once used. */
-  private connectTimer: NodeJS.Timeout | undefined;
+  /** The handler's callback for the backend connect, dropped once used. */
   private afterConnect: ((r: Relay) => void) | undefined;
   private relay: Relay | undefined;
 
@@ -240,6 +250,7 @@ class Connection implements PreambleOps {
     private readonly open: Set<net.Socket>,
   ) {
     this.ep = ctx.ep.name;
+    this.series = ctx.metrics.connectionSeries(this.ep);
     this.access = ctx.accessLog ? { client: this.clientIp(), sni: undefined, ech: 'none' } : undefined;
   }
 
@@ -259,7 +270,7 @@ class Connection implements PreambleOps {
 
   begin(): void {
     const { ctx, socket } = this;
-    ctx.metrics.open.inc({ entrypoint: this.ep });
+    this.series.open.inc();
     (socket as Owned)[OWNER] = this;
     socket.on('error', onClientError);
     socket.on('close', onClientClose);
@@ -278,7 +289,7 @@ class Connection implements PreambleOps {
     }
 
     this.asm = new ClientHelloAssembler(ctx.ep.maxClientHelloBytes);
-    this.peekTimer = setTimeout(onPeekTimeout, ctx.ep.clientHelloTimeoutMs, this);
+    peekDeadlines.list(ctx.ep.clientHelloTimeoutMs).add(this);
     if (ctx.ep.protocol) this.pre = new ClientPreamble(preambleProtocol(ctx.ep.protocol), ctx, socket, this);
     socket.on('data', onClientData);
     socket.on('end', onClientEnd);
@@ -288,6 +299,8 @@ class Connection implements PreambleOps {
 
   /** The client socket's 'close': whatever happened, the connection is over. */
   closed(): void {
+    // A deadline still waiting (the client reset the connection during the peek or the connect) has nothing left to end.
+    this.dlList?.remove(this);
     this.backend?.destroy();
     this.release?.();
     this.finish(this.outcome ?? (this.connected ? 'relayed' : 'closed'));
@@ -300,12 +313,14 @@ class Connection implements PreambleOps {
     const { ctx, socket, ep } = this;
     try {
       const router = this.metricRouter();
-      ctx.metrics.connections.inc({ entrypoint: ep, router, outcome: how });
-      ctx.metrics.open.dec({ entrypoint: ep });
+      const { series } = this;
+      series.connection(router, how).inc();
+      series.open.inc(-1);
       if (this.backend) {
-        ctx.metrics.bytes.inc({ entrypoint: ep, router, direction: 'in' }, socket.bytesRead);
-        ctx.metrics.bytes.inc({ entrypoint: ep, router, direction: 'out' }, socket.bytesWritten);
-        ctx.metrics.duration.observe({ entrypoint: ep, router }, (performance.now() - this.started) / 1000);
+        const r = series.router(router);
+        r.bytesIn.inc(socket.bytesRead);
+        r.bytesOut.inc(socket.bytesWritten);
+        r.duration.observe((performance.now() - this.started) / 1000);
       }
       if (this.access) {
         ctx.log.info(
@@ -423,10 +438,9 @@ class Connection implements PreambleOps {
     }
   }
 
-  /** Stop the ClientHello deadline and stop reading for it (a cleared Timeout would stay referenced for the connection's life). */
+  /** Stop the ClientHello deadline (the connection leaves its deadline list) and stop reading for it. */
   stopPeek(): void {
-    clearTimeout(this.peekTimer);
-    this.peekTimer = undefined;
+    this.dlList?.remove(this);
     this.socket.removeListener('data', onClientData);
   }
 
@@ -470,8 +484,9 @@ class Connection implements PreambleOps {
     // classify
     let cls: Classified;
     try {
-      const ch = decodeClientHelloMessage(hello.message);
-      cls = ctx.classify(ch, routingView(ch), this.ep);
+      // The routing view straight from the bytes; the hello's fields are decoded only if a handler or ECH reads them.
+      const scan = scanClientHelloMessage(hello.message);
+      cls = ctx.classify(scan.hello, scan.view, this.ep);
     } catch (e) {
       if (!isEchgateError(e)) return this.internalFail(e);
       return this.fail('malformed', encodeAlertRecord(alertFor(e)));
@@ -598,8 +613,8 @@ class Connection implements PreambleOps {
       const addrs = { srcIp: this.clientIp(), srcPort: socket.remotePort ?? 0, dstIp: normalizeIp(socket.localAddress), dstPort: socket.localPort ?? 0 };
       b.write(up.proxyProtocol === 1 ? encodeProxyV1(addrs) : encodeProxyV2(addrs));
     }
-    // Both dropped once used: the handler's callback holds the ClientHello and its decoded form (idle RSS).
-    this.connectTimer = setTimeout(onConnectTimeout, up.connectTimeoutMs, this);
+    // The deadline leaves its list and the callback is dropped once used: the callback holds the ClientHello (idle RSS).
+    connectDeadlines.list(up.connectTimeoutMs).add(this);
     this.afterConnect = onConnect;
     (b as Owned)[OWNER] = this;
     b.on('error', onBackendError);
@@ -609,8 +624,7 @@ class Connection implements PreambleOps {
 
   backendError(err: Error): void {
     const { ctx, upstream: up } = this;
-    clearTimeout(this.connectTimer);
-    this.connectTimer = undefined;
+    this.dlList?.remove(this);
     this.afterConnect = undefined;
     this.outcome ??= 'backend_error';
     const service = this.hideInMetrics ? HIDDEN_ROUTE : up!.service;
@@ -629,8 +643,7 @@ class Connection implements PreambleOps {
 
   backendConnected(): void {
     this.connected = true;
-    clearTimeout(this.connectTimer);
-    this.connectTimer = undefined;
+    this.dlList?.remove(this);
     const then = this.afterConnect;
     this.afterConnect = undefined;
     then?.(this.relay!);

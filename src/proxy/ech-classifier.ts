@@ -15,25 +15,33 @@ import type { Metrics } from './metrics.js';
 export function echClassifier(keys: KeyLookup, metrics: Metrics, opts: { trialDecrypt: boolean }): Classifier {
   return (hello, s, entrypoint) => {
     if (s.ech?.type !== 'outer') return { sni: s.sni ?? '', alpn: s.alpn, ech: 'none', hello, echOffered: false };
+    const series = metrics.connectionSeries(entrypoint);
+    const sni = s.sni ?? '';
+    // No key to try (GREASE, or a config_id we do not hold without trial decryption): decryptEch would
+    // answer no_config without opening anything. Deciding it here leaves the outer hello undecoded (the
+    // scan's lazy hello): Chrome sends GREASE ECH on every connection (docs/benchmarks.md, seventh pass).
+    if (keys.byConfigId(s.ech.configId).length === 0 && (!opts.trialDecrypt || keys.all().length === 0)) {
+      series.ech('grease').inc();
+      return { sni, alpn: s.alpn, ech: 'rejected', echReason: 'grease', hello, echOffered: true, publicName: isPublicName(keys, sni) };
+    }
     let r: ReturnType<typeof decryptEch>;
     try {
       // A plain literal, not `{ ...opts, ech }`: an object spread per hello is a CloneObjectIC call and a
       // copy on every ECH (and every GREASE) hello (docs/benchmarks.md, "Route-only cost, sixth pass").
       r = decryptEch(nodeProvider, hello, keys, { trialDecrypt: opts.trialDecrypt, ech: s.ech });
     } catch (e) {
-      if (isEchgateError(e)) metrics.ech.inc({ entrypoint, result: 'malformed' });
+      if (isEchgateError(e)) series.ech('malformed').inc();
       throw e;
     }
     if (r.status === 'accepted') {
-      metrics.ech.inc({ entrypoint, result: 'accepted' });
+      series.ech('accepted').inc();
       const inner = routingView(r.inner);
       const first = r;
       return { sni: inner.sni ?? '', alpn: inner.alpn, ech: 'accepted', hello: r.inner, echOffered: true, decryptSecond: (outer) => decryptSecondHello(first, outer) };
     }
     // An unknown config_id is what GREASE looks like; a known one that fails is a stale or wrong key.
     const result = r.status === 'rejected' && r.reason === 'no_config' ? 'grease' : 'rejected';
-    metrics.ech.inc({ entrypoint, result });
-    const sni = s.sni ?? '';
+    series.ech(result).inc();
     return { sni, alpn: s.alpn, ech: 'rejected', echReason: result === 'grease' ? 'grease' : 'stale', hello, echOffered: true, publicName: isPublicName(keys, sni) };
   };
 }

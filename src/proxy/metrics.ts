@@ -35,6 +35,21 @@ class KeyCache {
   }
 }
 
+/**
+ * One label set of a counter or gauge, its key rendered once: `inc` is a Map
+ * update, with no key built per call. A series appears in the output at its
+ * first update, as through `inc(labels)`, so /metrics reads the same either way.
+ */
+export class Series {
+  constructor(
+    private readonly values: Map<string, number>,
+    readonly key: string,
+  ) {}
+  inc(by = 1): void {
+    this.values.set(this.key, (this.values.get(this.key) ?? 0) + by);
+  }
+}
+
 class Counter {
   readonly values = new Map<string, number>();
   protected readonly keys = new KeyCache();
@@ -45,6 +60,10 @@ class Counter {
   inc(labels: Labels, by = 1): void {
     const k = this.keys.key(labels);
     this.values.set(k, (this.values.get(k) ?? 0) + by);
+  }
+  /** The series of these labels, for a caller that updates it often (see Series). */
+  series(labels: Labels): Series {
+    return new Series(this.values, labelKey(labels));
   }
   get(labels: Labels): number {
     return this.values.get(labelKey(labels)) ?? 0;
@@ -100,7 +119,13 @@ class Histogram {
   ) {}
   private readonly keys = new KeyCache();
   observe(labels: Labels, v: number): void {
-    const k = this.keys.key(labels);
+    this.observeKey(this.keys.key(labels), v);
+  }
+  /** The series of these labels with its key rendered once (see Series). */
+  seriesOf(labels: Labels): HistogramHandle {
+    return new HistogramHandle(this, labelKey(labels));
+  }
+  observeKey(k: string, v: number): void {
     let s = this.series.get(k);
     if (!s) {
       s = { counts: new Array(this.buckets.length).fill(0), sum: 0, n: 0 };
@@ -136,6 +161,79 @@ class Histogram {
       out += `${this.name}_bucket{${sep}le="+Inf"} ${s.n}\n${this.name}_sum{${k}} ${s.sum}\n${this.name}_count{${k}} ${s.n}\n`;
     }
     return out;
+  }
+}
+
+/** One label set of a histogram, its key rendered once. */
+export class HistogramHandle {
+  constructor(
+    private readonly h: Histogram,
+    readonly key: string,
+  ) {}
+  observe(v: number): void {
+    this.h.observeKey(this.key, v);
+  }
+}
+
+/** The series one router's connections update when they close (ConnectionSeries.router). */
+export interface RouterSeries {
+  bytesIn: Series;
+  bytesOut: Series;
+  duration: HistogramHandle;
+  /** echgate_connections_total by outcome, made on first use. */
+  outcomes: Map<string, Series>;
+}
+
+/** Bound on the routers remembered per entrypoint (names come from the configuration; reloads may rename). */
+const MAX_ROUTER_SERIES = 10_000;
+
+/**
+ * The series a connection of one entrypoint updates, resolved once per
+ * entrypoint and router instead of a label key built per update (six per
+ * relayed connection; docs/benchmarks.md, "Passthrough cost, seventh pass").
+ */
+export class ConnectionSeries {
+  readonly open: Series;
+  private readonly routers = new Map<string, RouterSeries>();
+  /** echgate_ech_total by result. */
+  private readonly echResults = new Map<string, Series>();
+  constructor(
+    private readonly m: Metrics,
+    readonly entrypoint: string,
+  ) {
+    this.open = m.open.series({ entrypoint });
+  }
+  router(router: string): RouterSeries {
+    let r = this.routers.get(router);
+    if (r) return r;
+    const { m, entrypoint } = this;
+    r = {
+      bytesIn: m.bytes.series({ entrypoint, router, direction: 'in' }),
+      bytesOut: m.bytes.series({ entrypoint, router, direction: 'out' }),
+      duration: m.duration.seriesOf({ entrypoint, router }),
+      outcomes: new Map(),
+    };
+    if (this.routers.size < MAX_ROUTER_SERIES) this.routers.set(router, r);
+    return r;
+  }
+  /** echgate_connections_total{entrypoint,router,outcome}. */
+  connection(router: string, outcome: string): Series {
+    const r = this.router(router);
+    let c = r.outcomes.get(outcome);
+    if (!c) {
+      c = this.m.connections.series({ entrypoint: this.entrypoint, router, outcome });
+      r.outcomes.set(outcome, c);
+    }
+    return c;
+  }
+  /** echgate_ech_total{entrypoint,result}. */
+  ech(result: string): Series {
+    let c = this.echResults.get(result);
+    if (!c) {
+      c = this.m.ech.series({ entrypoint: this.entrypoint, result });
+      this.echResults.set(result, c);
+    }
+    return c;
   }
 }
 
@@ -241,6 +339,17 @@ export class Metrics {
     ];
     for (const [quantile, ns] of q) this.loopDelay.set({ process: processName, quantile }, ns / 1e9);
     loopMonitor.reset();
+  }
+
+  private readonly perEntrypoint = new Map<string, ConnectionSeries>();
+  /** The series one entrypoint's connections update (made once per entrypoint name). */
+  connectionSeries(entrypoint: string): ConnectionSeries {
+    let c = this.perEntrypoint.get(entrypoint);
+    if (!c) {
+      c = new ConnectionSeries(this, entrypoint);
+      if (this.perEntrypoint.size < MAX_ROUTER_SERIES) this.perEntrypoint.set(entrypoint, c);
+    }
+    return c;
   }
 
   private all(): (Counter | Histogram)[] {

@@ -213,6 +213,180 @@ export function routingView(ch: ClientHello): RoutingView {
   return { sni, alpn, ech, esni };
 }
 
+/**
+ * A ClientHello whose fields are decoded on first use. Made only by
+ * scanClientHelloMessage, which has already checked the whole structure the
+ * way decodeClientHello does, so the decode here cannot fail. A passthrough
+ * connection routes on the scan's view and never reads these fields: no
+ * extension list, no views (docs/benchmarks.md, "Passthrough cost, seventh pass").
+ */
+class LazyClientHello implements ClientHello {
+  private full: ClientHello | undefined;
+  constructor(readonly raw: Uint8Array) {}
+  private get d(): ClientHello {
+    this.full ??= decodeClientHello(this.raw);
+    return this.full;
+  }
+  get legacyVersion(): number {
+    return this.d.legacyVersion;
+  }
+  get random(): Uint8Array {
+    return this.d.random;
+  }
+  get sessionId(): Uint8Array {
+    return this.d.sessionId;
+  }
+  get cipherSuites(): number[] {
+    return this.d.cipherSuites;
+  }
+  get compressionMethods(): Uint8Array {
+    return this.d.compressionMethods;
+  }
+  get extensions(): Extension[] {
+    return this.d.extensions;
+  }
+}
+
+/** Reader's error for a short read, word for word (bytes/reader.ts), so the scan fails as the decoder does. */
+function truncated(what: string, n: number, have: number): EchgateError {
+  return new EchgateError('ERR_DECODE', `truncated ${what}: need ${n} bytes, have ${have}`, { alert: 'decode_error' });
+}
+
+/** Extension types and where their data lie, reused by every scan (scans are synchronous). */
+let scanTypes = new Uint16Array(64);
+let scanAt = new Uint32Array(64);
+let scanLen = new Uint16Array(64);
+
+/**
+ * The routing view of a whole ClientHello handshake message straight from its
+ * bytes, and the hello itself decoded lazily. Accepts and refuses exactly what
+ * `routingView(decodeClientHelloMessage(message))` does, with the same typed
+ * error (test/client-hello-scan.test.ts runs both over the captures and
+ * mutations of them): the structure of RFC 8446 §4.1.2 and the extension
+ * rules of §4.2 (no duplicates) and §4.2.11 (pre_shared_key last) first, then
+ * server_name, ALPN and encrypted_client_hello decoded in the order they come.
+ * What it skips is building an Extension object and a view per extension.
+ */
+export function scanClientHelloMessage(message: Uint8Array): { hello: ClientHello; view: RoutingView } {
+  // Handshake header (handshake.ts decodeHandshake).
+  const m = message.length;
+  if (m < 1) throw truncated('handshake type', 1, m);
+  const type = message[0]!;
+  if (m < 4) throw truncated('handshake body', 3, m - 1);
+  const n = (message[1]! << 16) | (message[2]! << 8) | message[3]!;
+  if (n > m - 4) throw truncated('handshake body', n, m - 4);
+  if (m - 4 !== n) throw new EchgateError('ERR_TRAILING', `${m - 4 - n} trailing bytes after handshake message`, { alert: 'decode_error' });
+  if (type !== HandshakeType.client_hello) {
+    throw new EchgateError('ERR_DECODE', `handshake type ${type} is not client_hello`, { alert: 'unexpected_message' });
+  }
+  const body = message.subarray(4);
+  const end = body.length;
+  // The fixed part (decodeFrom), same checks in the same order.
+  let p = 0;
+  if (end - p < 2) throw truncated('legacy_version', 2, end - p);
+  p += 2;
+  if (end - p < 32) throw truncated('random', 32, end - p);
+  p += 32;
+  if (end - p < 1) throw truncated('legacy_session_id', 1, end - p);
+  const sid = body[p++]!;
+  if (end - p < sid) throw truncated('legacy_session_id', sid, end - p);
+  p += sid;
+  if (sid > 32) throw new EchgateError('ERR_DECODE', 'legacy_session_id longer than 32 bytes', { alert: 'decode_error' });
+  if (end - p < 2) throw truncated('cipher_suites', 2, end - p);
+  const csLen = (body[p]! << 8) | body[p + 1]!;
+  p += 2;
+  if (end - p < csLen) throw truncated('cipher_suites', csLen, end - p);
+  p += csLen;
+  if (csLen < 2 || csLen % 2 !== 0) throw new EchgateError('ERR_DECODE', `cipher_suites: bad length ${csLen}`, { alert: 'decode_error' });
+  if (end - p < 1) throw truncated('legacy_compression_methods', 1, end - p);
+  const cm = body[p++]!;
+  if (cm < 1) throw new EchgateError('ERR_DECODE', `legacy_compression_methods: length ${cm} below minimum 1`, { alert: 'decode_error' });
+  if (end - p < cm) throw truncated('legacy_compression_methods', cm, end - p);
+  p += cm;
+  let count = 0;
+  // Extensions may be absent entirely in a pre-TLS 1.3 hello (RFC 5246 §7.4.1.2).
+  if (p < end) {
+    if (end - p < 2) throw truncated('extensions', 2, end - p);
+    const extLen = (body[p]! << 8) | body[p + 1]!;
+    p += 2;
+    if (end - p < extLen) throw truncated('extensions', extLen, end - p);
+    const extEnd = p + extLen;
+    if (extEnd !== end) throw new EchgateError('ERR_TRAILING', `${end - extEnd} trailing bytes after ClientHello`, { alert: 'decode_error' });
+    while (p < extEnd) {
+      if (extEnd - p < 2) throw truncated('extension type', 2, extEnd - p);
+      const t = (body[p]! << 8) | body[p + 1]!;
+      p += 2;
+      if (extEnd - p < 2) throw truncated('extension length', 2, extEnd - p);
+      const len = (body[p]! << 8) | body[p + 1]!;
+      p += 2;
+      if (extEnd - p < len) throw truncated('extension data', len, extEnd - p);
+      if (count === scanTypes.length) {
+        const grow = count * 2;
+        scanTypes = copyInto(new Uint16Array(grow), scanTypes);
+        scanAt = copyInto(new Uint32Array(grow), scanAt);
+        scanLen = copyInto(new Uint16Array(grow), scanLen);
+      }
+      scanTypes[count] = t;
+      scanAt[count] = p;
+      scanLen[count] = len;
+      count++;
+      p += len;
+    }
+    // RFC 8446 §4.2: no more than one extension of the same type.
+    const dup = firstDuplicateIn(scanTypes, count);
+    if (dup >= 0) throw new EchgateError('ERR_DUPLICATE', `duplicate extension ${dup}`, { alert: 'illegal_parameter' });
+    // RFC 8446 §4.2.11: pre_shared_key MUST be the last extension.
+    for (let i = 0; i < count - 1; i++) {
+      if (scanTypes[i] === ExtensionType.pre_shared_key) {
+        throw new EchgateError('ERR_ILLEGAL', 'pre_shared_key is not the last extension', { alert: 'illegal_parameter' });
+      }
+    }
+  }
+  // routingView, on views of just the extensions it reads.
+  let sni: string | undefined;
+  let alpn: string[] = [];
+  let ech: ECHClientHello | undefined;
+  let esni = false;
+  for (let i = 0; i < count; i++) {
+    switch (scanTypes[i]) {
+      case ExtensionType.server_name:
+        sni = decodeServerName(body.subarray(scanAt[i]!, scanAt[i]! + scanLen[i]!));
+        break;
+      case ExtensionType.application_layer_protocol_negotiation:
+        alpn = decodeAlpn(body.subarray(scanAt[i]!, scanAt[i]! + scanLen[i]!));
+        break;
+      case ExtensionType.encrypted_client_hello:
+        ech = decodeECHClientHello(body.subarray(scanAt[i]!, scanAt[i]! + scanLen[i]!));
+        break;
+      case ExtensionType.encrypted_server_name:
+        esni = true;
+        break;
+    }
+  }
+  return { hello: new LazyClientHello(body), view: { sni, alpn, ech, esni } };
+}
+
+function copyInto<T extends Uint16Array | Uint32Array>(to: T, from: Uint16Array | Uint32Array): T {
+  to.set(from);
+  return to;
+}
+
+/** firstDuplicateType over the first `count` entries of a type array (the same bit table, left all zeros). */
+function firstDuplicateIn(types: Uint16Array, count: number): number {
+  let dup = -1;
+  for (let i = 0; i < count; i++) {
+    const type = types[i]!;
+    const bit = 1 << (type & 31);
+    if (seenTypes[type >>> 5]! & bit) {
+      dup = type;
+      break;
+    }
+    seenTypes[type >>> 5]! |= bit;
+  }
+  for (let i = 0; i < count; i++) seenTypes[types[i]! >>> 5] = 0;
+  return dup;
+}
+
 /** The routing view plus versions and key-share groups (for `inspect` and tests). */
 export interface HelloSummary extends RoutingView {
   versions: number[];
