@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Reader } from '../src/bytes/reader.js';
 import { concat, fromHex } from '../src/bytes/util.js';
+import { isEchgateError } from '../src/errors.js';
 import { isSupportedSuite } from '../src/crypto/hpke.js';
 import { AEADS, nodeProvider } from '../src/crypto/node.js';
 import { answerQuery } from '../src/dns/answer.js';
@@ -30,7 +31,7 @@ import { parseTsigKeyFile, signRequest, verifyResponse } from '../src/wire/dns/t
 import { decodeECHConfigList, encodeECHConfig, hasUnknownMandatoryExtension } from '../src/wire/ech/config.js';
 import { usableConfigs } from '../src/wire/ech/usable.js';
 import { encodeProxyV1, encodeProxyV2 } from '../src/wire/proxy/proxy-protocol.js';
-import { type ClientHello, decodeClientHello, decodeClientHelloMessage, decodeClientHelloPrefix, encodeClientHello, firstDuplicateType, routingView, summarize } from '../src/wire/tls/client-hello.js';
+import { type ClientHello, decodeClientHello, decodeClientHelloMessage, decodeClientHelloPrefix, encodeClientHello, firstDuplicateType, routingView, scanClientHelloMessage, summarize } from '../src/wire/tls/client-hello.js';
 import { ContentType, ExtensionType, MAX_PLAINTEXT } from '../src/wire/tls/constants.js';
 import { checksumInput, decodeClientEncryptedSNI, decodeClientESNIInner, decodeESNIKeys, decodeServerEncryptedSNI, decodeTxtStrings, encodeClientEncryptedSNI, encodeClientESNIInner, encodeESNIKeys } from '../src/wire/tls/esni.js';
 import {
@@ -265,6 +266,34 @@ const tlsMessages: Target = {
   run(data) {
     if (!data.length) return;
     EXT_DECODERS[data[0]! % EXT_DECODERS.length]!(data.subarray(1));
+  },
+};
+
+/** A decoder's answer, reduced to what the scan must agree on: the view, or the typed error's code, alert and message. */
+function verdict(f: () => unknown): string {
+  try {
+    return JSON.stringify({ ok: f() });
+  } catch (e) {
+    if (!isEchgateError(e)) throw e;
+    return JSON.stringify({ err: [e.code, (e as { alert?: unknown }).alert, e.message] });
+  }
+}
+
+const helloScan: Target = {
+  name: 'hello-scan',
+  about: 'the proxy\'s routing scan (scanClientHelloMessage) against routingView(decodeClientHelloMessage): same routing view or the same typed error, and the lazy hello decodes to the full decoder\'s fields',
+  maxLen: 4096,
+  dict: TLS_DICT,
+  seeds: helloMessages,
+  run(data) {
+    const scanned = verdict(() => scanClientHelloMessage(data).view);
+    const full = verdict(() => routingView(decodeClientHelloMessage(data)));
+    if (scanned !== full) throw new Error(`scan and decoder disagree: ${scanned} against ${full}`);
+    if (scanned.startsWith('{"ok"')) {
+      const lazy = scanClientHelloMessage(data).hello;
+      const ch = decodeClientHelloMessage(data);
+      if (lazy.extensions.length !== ch.extensions.length || Buffer.compare(Buffer.from(lazy.random), Buffer.from(ch.random)) !== 0) throw new Error('the lazy hello decodes to other fields');
+    }
   },
 };
 
@@ -1026,4 +1055,4 @@ const postgresPreamble: Target = {
   },
 };
 
-export const TARGETS: Target[] = [tlsRecords, clientHello, tlsMessages, echOuter, echInnerTarget, echConfig, esni, tlsServer, tlsClient, dnsMessage, dnsAnswer, doh, svcb, tsig, proxyProtocol, postgresPreamble];
+export const TARGETS: Target[] = [tlsRecords, clientHello, helloScan, tlsMessages, echOuter, echInnerTarget, echConfig, esni, tlsServer, tlsClient, dnsMessage, dnsAnswer, doh, svcb, tsig, proxyProtocol, postgresPreamble];
