@@ -587,3 +587,58 @@ describe('RFC 8446 §6.1, §6.2: once the server has closed, the client reads no
     });
   }
 });
+
+describe('RFC 8446 §5: change_cipher_spec at the client', () => {
+  const ccs = (...body: number[]) => Uint8Array.of(ContentType.change_cipher_spec, 3, 3, 0, body.length, ...body);
+  it('the single byte 1 before the server Finished is dropped (before ServerHello and after it); the handshake goes on', () => {
+    const c = client();
+    c.hello();
+    const early = c.receive(ccs(1)) as Out;
+    assert.equal(early.error, undefined);
+    assert.ok(!early.closed);
+    const d = client();
+    const f = flight(RSA_CERT, d);
+    assert.equal(d.receive(ccs(1)).error, undefined);
+    assert.ok(f.feed(f.ee, f.certMsg, f.cv, f.fin).established);
+  });
+  it('any other value or length, before or after ServerHello: unexpected_message', () => {
+    for (const body of [[2], [0], [1, 1], []]) {
+      const c = client();
+      c.hello();
+      refused(c.receive(ccs(...body)) as Out, 'unexpected_message');
+      const d = client();
+      flight(RSA_CERT, d);
+      refused(d.receive(ccs(...body)) as Out, 'unexpected_message');
+    }
+  });
+  it('once connected (after the server Finished), even the single byte 1: unexpected_message', () => {
+    const c = client();
+    const f = flight(RSA_CERT, c);
+    assert.ok(f.feed(f.ee, f.certMsg, f.cv, f.fin).established);
+    refused(c.receive(ccs(1)) as Out, 'unexpected_message');
+  });
+});
+
+describe('RFC 8446 §5, §5.1: plaintext handshake records at the client', () => {
+  it('a plaintext handshake record after ServerHello (the ServerHello again): unexpected_message', () => {
+    const c = client();
+    const f = flight(RSA_CERT, c);
+    refused(c.receive(f.first.send[0]!) as Out, 'unexpected_message');
+  });
+  it('ServerHello and the start of another handshake message in one record: unexpected_message (it changes keys, so it must end its record)', () => {
+    /** A client whose hello is sent, and the ServerHello record a TlsServer answers it with. */
+    const pair = () => {
+      const c = client();
+      const ch = decodeClientHelloMessage(parseHelloRecords(c.hello()[0]!)!.message);
+      const server = new TlsServer({ provider: nodeProvider, random: (n) => nodeProvider.randomBytes(n), certificate: () => RSA_CERT });
+      return { c, sh: server.start(ch, NAME, { offered: false, accepted: false }).send[0]! };
+    };
+    for (const extra of [Uint8Array.of(HandshakeType.encrypted_extensions, 0), Uint8Array.of(HandshakeType.encrypted_extensions, 0, 0, 0)]) {
+      const { c, sh } = pair();
+      const body = concat(sh.subarray(5), extra);
+      refused(c.receive(concat(Uint8Array.of(ContentType.handshake, 3, 3, body.length >> 8, body.length & 0xff), body)) as Out, 'unexpected_message');
+    }
+    const { c, sh } = pair();
+    assert.equal(c.receive(sh).error, undefined);
+  });
+});
