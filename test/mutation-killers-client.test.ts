@@ -641,4 +641,17 @@ describe('RFC 8446 §5, §5.1: plaintext handshake records at the client', () =>
     const { c, sh } = pair();
     assert.equal(c.receive(sh).error, undefined);
   });
+  it('§5.1: a ServerHello fragmented over two plaintext records is read once whole', () => {
+    const c = client();
+    const ch = decodeClientHelloMessage(parseHelloRecords(c.hello()[0]!)!.message);
+    const server = new TlsServer({ provider: nodeProvider, random: (n) => nodeProvider.randomBytes(n), certificate: () => RSA_CERT });
+    const msg = server.start(ch, NAME, { offered: false, accepted: false }).send[0]!.subarray(5);
+    const rec = (b: Uint8Array) => concat(Uint8Array.of(ContentType.handshake, 3, 3, b.length >> 8, b.length & 0xff), b);
+    const first = c.receive(rec(msg.subarray(0, 30))) as Out;
+    assert.equal(first.error, undefined);
+    assert.ok(!first.closed);
+    const second = c.receive(rec(msg.subarray(30))) as Out;
+    assert.equal(second.error, undefined);
+    assert.equal((inside(c) as unknown as { kind: string }).kind, 'wait_ee');
+  });
 });

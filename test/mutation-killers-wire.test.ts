@@ -25,6 +25,7 @@ import {
 } from '../src/wire/tls/extensions.js';
 import { checksumInput, decodeClientESNIInner, decodeESNIKeys, decodeServerEncryptedSNI, ESNI_NONCE_LENGTH, encodeClientESNIInner, encodeESNIContents, encodeESNIKeys, encodeServerEncryptedSNI } from '../src/wire/tls/esni.js';
 import { ByteQueue } from '../src/wire/tls/byte-queue.js';
+import { encodeHandshake } from '../src/wire/tls/handshake.js';
 import { ClientHelloAssembler, frameHandshake, MAX_CIPHERTEXT, RecordReader, sniffTls } from '../src/wire/tls/record.js';
 
 /** The alert a decode refuses with, or 'accepted'. Anything but an EchgateError fails the test. */
@@ -697,5 +698,13 @@ describe('RFC 8446 §4.2.11: pre_shared_key encodes what it decodes', () => {
     const enc = encodeOfferedPsks(p);
     assert.deepEqual(decodeOfferedPsks(enc), p);
     assert.equal(enc.length, 2 + (2 + 3 + 4) + (2 + 1 + 4) + 2 + (1 + 32) + (1 + 48));
+  });
+});
+
+describe('RFC 8446 §4: a handshake message body is at most 2^24 - 1 bytes (its uint24 length)', () => {
+  it('encodeHandshake: 2^24 - 1 bytes framed with that length; 2^24 bytes refused', () => {
+    const m = encodeHandshake(1, new Uint8Array(0xffffff));
+    assert.deepEqual(m.subarray(0, 4), Uint8Array.of(1, 0xff, 0xff, 0xff));
+    assert.equal(codeOf(() => encodeHandshake(1, new Uint8Array(0x1000000))), 'ERR_ENCODE');
   });
 });
