@@ -26,6 +26,7 @@ import {
 import { checksumInput, decodeClientESNIInner, decodeESNIKeys, decodeServerEncryptedSNI, ESNI_NONCE_LENGTH, encodeClientESNIInner, encodeESNIContents, encodeESNIKeys, encodeServerEncryptedSNI } from '../src/wire/tls/esni.js';
 import { ByteQueue } from '../src/wire/tls/byte-queue.js';
 import { encodeHandshake } from '../src/wire/tls/handshake.js';
+import { certificateVerifyContent, serverHelloExtensions } from '../src/wire/tls/server-messages.js';
 import { ClientHelloAssembler, frameHandshake, MAX_CIPHERTEXT, RecordReader, sniffTls } from '../src/wire/tls/record.js';
 
 /** The alert a decode refuses with, or 'accepted'. Anything but an EchgateError fails the test. */
@@ -706,5 +707,28 @@ describe('RFC 8446 §4: a handshake message body is at most 2^24 - 1 bytes (its 
     const m = encodeHandshake(1, new Uint8Array(0xffffff));
     assert.deepEqual(m.subarray(0, 4), Uint8Array.of(1, 0xff, 0xff, 0xff));
     assert.equal(codeOf(() => encodeHandshake(1, new Uint8Array(0x1000000))), 'ERR_ENCODE');
+  });
+});
+
+describe('RFC 8446 §4.4.3: the content a CertificateVerify signs', () => {
+  it('64 spaces, the context string, one zero byte, then the transcript hash, for server and client', () => {
+    const hash = Uint8Array.from({ length: 32 }, (_, i) => i + 1);
+    for (const [server, ctx] of [
+      [true, 'TLS 1.3, server CertificateVerify'],
+      [false, 'TLS 1.3, client CertificateVerify'],
+    ] as const) {
+      const expected = concat(new Uint8Array(64).fill(0x20), latin1(ctx), Uint8Array.of(0), hash);
+      assert.deepEqual(certificateVerifyContent(hash, server), expected);
+    }
+  });
+});
+
+describe('RFC 8446 §4.1.3, §4.2.8: ServerHello extensions', () => {
+  it('with no key share (none to send): supported_versions only; with a group only (HelloRetryRequest): its 2 bytes', () => {
+    assert.deepEqual(serverHelloExtensions(0x0304), [{ type: ExtensionType.supported_versions, data: Uint8Array.of(3, 4) }]);
+    assert.deepEqual(serverHelloExtensions(0x0304, { group: 0x11ec }), [
+      { type: ExtensionType.key_share, data: Uint8Array.of(0x11, 0xec) },
+      { type: ExtensionType.supported_versions, data: Uint8Array.of(3, 4) },
+    ]);
   });
 });
