@@ -1,6 +1,9 @@
 #!/usr/bin/env node
-// node scripts/mutation-summary.mjs reports/mutation/<target>.json [--survivors]
+// node scripts/mutation-summary.mjs reports/mutation/<target>.json [--survivors] [--ranges 'file:from-to,file']
 //   or <target>.jsonl: the lines scripts/mutation-jsonl-reporter.mjs wrote (also of a stopped run)
+//   --ranges: one row per given range (a mutant counts in the first range holding its start line;
+//   a file without lines is the whole file) instead of one per file; mutants outside every range
+//   are left out.
 // Per-file mutation score from a StrykerJS JSON report, twice: with every test
 // file, and without test/mutation-killers (the tests written against survivors).
 // The second is exact only when the run used --disableBail (every covering test
@@ -12,6 +15,16 @@ if (!file) {
   console.error('usage: node scripts/mutation-summary.mjs reports/mutation/<target>.json [--survivors]');
   process.exit(2);
 }
+const rangesArg = flags.includes('--ranges') ? flags[flags.indexOf('--ranges') + 1] : undefined;
+const ranges = (rangesArg ?? '')
+  .split(',')
+  .filter(Boolean)
+  .map((r) => {
+    const m = /^(.*?)(?::(\d+)-(\d+))?$/.exec(r.trim());
+    return { name: r.trim(), file: m[1], from: m[2] ? Number(m[2]) : 1, to: m[3] ? Number(m[3]) : Number.POSITIVE_INFINITY };
+  });
+/** The row a mutant is counted in: its file, or with --ranges the first range holding it (undefined: none). */
+const rowOf = (path, line) => (ranges.length ? ranges.find((r) => path.endsWith(r.file) && line >= r.from && line <= r.to)?.name : path);
 const report = file.endsWith('.jsonl') ? fromLines(readFileSync(file, 'utf8')) : JSON.parse(readFileSync(file, 'utf8'));
 
 /** The JSON report's shape from jsonl lines (killedBy there holds test names already). */
@@ -28,12 +41,16 @@ const KILLER = /mutation-killers/;
 // killedBy holds test ids; the tap runner's tests are the test files, named in testFiles.
 const nameOf = new Map();
 for (const [path, tf] of Object.entries(report.testFiles ?? {})) for (const t of tf.tests ?? []) nameOf.set(t.id, t.name ?? path);
-const rows = [];
+const byRow = new Map();
 const left = [];
+for (const r of ranges) byRow.set(r.name, { path: r.name, total: 0, before: 0, after: 0, timeout: 0, survived: 0, noCoverage: 0 });
 for (const [path, f] of Object.entries(report.files)) {
-  const n = { total: 0, before: 0, after: 0, timeout: 0, survived: 0, noCoverage: 0 };
   for (const m of f.mutants) {
     if (['Ignored', 'CompileError', 'RuntimeError'].includes(m.status)) continue;
+    const key = rowOf(path, m.location.start.line);
+    if (key === undefined) continue;
+    if (!byRow.has(key)) byRow.set(key, { path: key, total: 0, before: 0, after: 0, timeout: 0, survived: 0, noCoverage: 0 });
+    const n = byRow.get(key);
     n.total++;
     if (m.status === 'Timeout') {
       n.timeout++;
@@ -49,10 +66,14 @@ for (const [path, f] of Object.entries(report.files)) {
       left.push(`${path}:${m.location.start.line}:${m.location.start.column} ${m.status} ${m.mutatorName}: ${line}  →  ${(m.replacement ?? '').replace(/\s+/g, ' ').slice(0, 100)}`);
     }
   }
-  rows.push({ path, ...n });
 }
+const rows = [...byRow.values()];
 const pct = (a, b) => (b ? ((100 * a) / b).toFixed(1) : '-');
-console.log('file | mutants | score without mutation-killers | score with | survived | no coverage | timeouts');
+// The *-kfirst targets (and tls13-server-fast, tls13-engine-fast) run the killer files first: a mutant they kill is never run against the
+// other files, so the score without them is not measured by such a run (only the score with).
+const kfirst = /-kfirst|tls13-server-fast|engine-fast/.test(file);
+if (kfirst) console.log('(a -kfirst target: killer files first, so "without mutation-killers" is not measured)\n');
+console.log(`file | mutants | score without mutation-killers${kfirst ? ' (not measured)' : ''} | score with | survived | no coverage | timeouts`);
 console.log('---|---|---|---|---|---|---');
 const sum = { total: 0, before: 0, after: 0, survived: 0, noCoverage: 0, timeout: 0 };
 for (const r of rows) {

@@ -80,7 +80,7 @@ function flight(cert: ReturnType<typeof loadCertificate>, client: TlsClient, ext
   const sealer = new RecordCipher(cp.suite, cp.read.keys);
   const feed = (...m: Uint8Array[]): Out => client.receive(sealer.seal(ContentType.handshake, concat(...m))) as Out;
   const [ee, certMsg, cv, fin] = msgs as [Uint8Array, Uint8Array, Uint8Array, Uint8Array];
-  return { server, first, feed, ee, certMsg, cv, fin };
+  return { server, first, feed, sealer, ee, certMsg, cv, fin };
 }
 
 function refused(out: Out, alert: string) {
@@ -527,5 +527,131 @@ describe('draft-ietf-tls-esni-02 §5.1: the client\'s encrypted_server_name is b
     assert.equal(w.seen.length, 0);
     client({ esni: w.offer });
     assert.equal(w.seen.length, 1);
+  });
+});
+
+// Found by the 2026-12-03 Stryker run over client.ts 304-422 (docs/mutation.md, "Scores per folder").
+describe('RFC 8446 §5.1: the server\'s handshake messages may be fragmented across protected records', () => {
+  it('Certificate split over two records: connected; an alert between the two halves: unexpected_message', () => {
+    const c = client();
+    const f = flight(RSA_CERT, c);
+    const half = f.feed(f.ee, f.certMsg.subarray(0, 10));
+    assert.equal(half.error, undefined);
+    assert.equal(half.established, undefined);
+    assert.ok(f.feed(f.certMsg.subarray(10), f.cv, f.fin).established);
+    const d = client();
+    const g = flight(RSA_CERT, d);
+    assert.equal(g.feed(g.ee, g.certMsg.subarray(0, 10)).error, undefined);
+    const out = d.receive(g.sealer.seal(ContentType.alert, Uint8Array.of(2, 40))) as Out & { peerAlert?: number };
+    assert.equal(out.peerAlert, undefined);
+    refused(out, 'unexpected_message');
+  });
+});
+
+describe('RFC 8446 §5: a protected record before ServerHello', () => {
+  it('is unexpected_message (there are no keys to open it with), not an internal error', () => {
+    const c = client();
+    c.hello();
+    refused(c.receive(Uint8Array.of(ContentType.application_data, 3, 3, 0, 20, ...new Uint8Array(20))) as Out, 'unexpected_message');
+  });
+});
+
+describe('RFC 8446 §6.1, §6.2: once the server has closed, the client reads nothing more and sends nothing back', () => {
+  /** A protected-looking record no key opens: read at all, it would be refused with an alert. */
+  const junk = () => Uint8Array.of(ContentType.application_data, 3, 3, 0, 20, ...new Uint8Array(20));
+  type Res = Out & { data: Uint8Array[]; peerAlert?: number };
+  const quiet = (out: Res) => {
+    assert.ok(out.closed);
+    assert.equal(out.alert, undefined);
+    assert.deepEqual(out.send, []);
+    assert.deepEqual(out.data, []);
+  };
+  for (const [name, desc] of [
+    ['close_notify', undefined],
+    ['handshake_failure', 40],
+  ] as const) {
+    it(`${name}, then a record in the same read: closed, the record not read; a later read: closed, nothing read or sent`, () => {
+      const c = client();
+      const f = flight(RSA_CERT, c);
+      assert.ok(f.feed(f.ee, f.certMsg, f.cv, f.fin).established);
+      const out = c.receive(concat(f.server.alert(name), junk())) as Res;
+      quiet(out);
+      assert.equal(out.peerAlert, desc);
+      // An error alert is reported as the peer's (out.error names it); close_notify is no error.
+      if (desc === undefined) assert.equal(out.error, undefined);
+      else assert.ok(out.error instanceof EchgateError && out.error.alert === undefined && out.error.message.includes(String(desc)));
+      const later = c.receive(junk()) as Res;
+      quiet(later);
+      assert.equal(later.error, undefined);
+      assert.equal(later.peerAlert, undefined);
+    });
+  }
+});
+
+describe('RFC 8446 §5: change_cipher_spec at the client', () => {
+  const ccs = (...body: number[]) => Uint8Array.of(ContentType.change_cipher_spec, 3, 3, 0, body.length, ...body);
+  it('the single byte 1 before the server Finished is dropped (before ServerHello and after it); the handshake goes on', () => {
+    const c = client();
+    c.hello();
+    const early = c.receive(ccs(1)) as Out;
+    assert.equal(early.error, undefined);
+    assert.ok(!early.closed);
+    const d = client();
+    const f = flight(RSA_CERT, d);
+    assert.equal(d.receive(ccs(1)).error, undefined);
+    assert.ok(f.feed(f.ee, f.certMsg, f.cv, f.fin).established);
+  });
+  it('any other value or length, before or after ServerHello: unexpected_message', () => {
+    for (const body of [[2], [0], [1, 1], []]) {
+      const c = client();
+      c.hello();
+      refused(c.receive(ccs(...body)) as Out, 'unexpected_message');
+      const d = client();
+      flight(RSA_CERT, d);
+      refused(d.receive(ccs(...body)) as Out, 'unexpected_message');
+    }
+  });
+  it('once connected (after the server Finished), even the single byte 1: unexpected_message', () => {
+    const c = client();
+    const f = flight(RSA_CERT, c);
+    assert.ok(f.feed(f.ee, f.certMsg, f.cv, f.fin).established);
+    refused(c.receive(ccs(1)) as Out, 'unexpected_message');
+  });
+});
+
+describe('RFC 8446 §5, §5.1: plaintext handshake records at the client', () => {
+  it('a plaintext handshake record after ServerHello (the ServerHello again): unexpected_message', () => {
+    const c = client();
+    const f = flight(RSA_CERT, c);
+    refused(c.receive(f.first.send[0]!) as Out, 'unexpected_message');
+  });
+  it('ServerHello and the start of another handshake message in one record: unexpected_message (it changes keys, so it must end its record)', () => {
+    /** A client whose hello is sent, and the ServerHello record a TlsServer answers it with. */
+    const pair = () => {
+      const c = client();
+      const ch = decodeClientHelloMessage(parseHelloRecords(c.hello()[0]!)!.message);
+      const server = new TlsServer({ provider: nodeProvider, random: (n) => nodeProvider.randomBytes(n), certificate: () => RSA_CERT });
+      return { c, sh: server.start(ch, NAME, { offered: false, accepted: false }).send[0]! };
+    };
+    for (const extra of [Uint8Array.of(HandshakeType.encrypted_extensions, 0), Uint8Array.of(HandshakeType.encrypted_extensions, 0, 0, 0)]) {
+      const { c, sh } = pair();
+      const body = concat(sh.subarray(5), extra);
+      refused(c.receive(concat(Uint8Array.of(ContentType.handshake, 3, 3, body.length >> 8, body.length & 0xff), body)) as Out, 'unexpected_message');
+    }
+    const { c, sh } = pair();
+    assert.equal(c.receive(sh).error, undefined);
+  });
+  it('§5.1: a ServerHello fragmented over two plaintext records is read once whole', () => {
+    const c = client();
+    const ch = decodeClientHelloMessage(parseHelloRecords(c.hello()[0]!)!.message);
+    const server = new TlsServer({ provider: nodeProvider, random: (n) => nodeProvider.randomBytes(n), certificate: () => RSA_CERT });
+    const msg = server.start(ch, NAME, { offered: false, accepted: false }).send[0]!.subarray(5);
+    const rec = (b: Uint8Array) => concat(Uint8Array.of(ContentType.handshake, 3, 3, b.length >> 8, b.length & 0xff), b);
+    const first = c.receive(rec(msg.subarray(0, 30))) as Out;
+    assert.equal(first.error, undefined);
+    assert.ok(!first.closed);
+    const second = c.receive(rec(msg.subarray(30))) as Out;
+    assert.equal(second.error, undefined);
+    assert.equal((inside(c) as unknown as { kind: string }).kind, 'wait_ee');
   });
 });

@@ -11,7 +11,7 @@ import { concat } from '../src/bytes/util.js';
 import { EchgateError } from '../src/errors.js';
 import { alertBody, alertFor, alertName, describeAlert, encodeAlertRecord, isClosureAlert, trailingAlert } from '../src/wire/tls/alert.js';
 import { type ClientHello, decodeClientHello, decodeClientHelloMessage, encodeClientHello, firstDuplicateType, routingView, summarize } from '../src/wire/tls/client-hello.js';
-import { AlertDescription, ContentType, ExtensionType, MAX_PLAINTEXT } from '../src/wire/tls/constants.js';
+import { AlertDescription, ContentType, ExtensionType, extensionName, isGrease, MAX_PLAINTEXT } from '../src/wire/tls/constants.js';
 import {
   decodeAlpn,
   decodeECHClientHello,
@@ -25,6 +25,8 @@ import {
 } from '../src/wire/tls/extensions.js';
 import { checksumInput, decodeClientESNIInner, decodeESNIKeys, decodeServerEncryptedSNI, ESNI_NONCE_LENGTH, encodeClientESNIInner, encodeESNIContents, encodeESNIKeys, encodeServerEncryptedSNI } from '../src/wire/tls/esni.js';
 import { ByteQueue } from '../src/wire/tls/byte-queue.js';
+import { encodeHandshake } from '../src/wire/tls/handshake.js';
+import { certificateVerifyContent, serverHelloExtensions } from '../src/wire/tls/server-messages.js';
 import { ClientHelloAssembler, frameHandshake, MAX_CIPHERTEXT, RecordReader, sniffTls } from '../src/wire/tls/record.js';
 
 /** The alert a decode refuses with, or 'accepted'. Anything but an EchgateError fails the test. */
@@ -661,5 +663,72 @@ describe('draft-ietf-tls-esni-02 §5.1, §5.2: ESNIContents and ClientESNIInner 
     const inner = encodeClientESNIInner(nonce, 'a.example', 40);
     assert.equal(decodeClientESNIInner(inner, 40).hostName, 'a.example');
     assert.equal(codeOf(() => decodeClientESNIInner(concat(inner, Uint8Array.of(0)), 40)), 'illegal_parameter');
+  });
+});
+
+// Found by the 2026-12-03 Stryker run x8 (wire-tls-codec-kfirst; docs/mutation.md, "Scores per folder").
+describe('RFC 6066 §3: no two names of one name_type, also for types 32 and up that are not next to each other', () => {
+  it('types 40, 50, 40: illegal_parameter; 40, 50, 60 with a host_name: read', () => {
+    assert.equal(codeOf(() => decodeServerName(sniList(sniEntry(40, 'x'), sniEntry(50, 'y'), sniEntry(40, 'z')))), 'illegal_parameter');
+    assert.equal(decodeServerName(sniList(sniEntry(40, 'x'), sniEntry(50, 'y'), sniEntry(60, 'z'), sniEntry(0, 'a.test'))), 'a.test');
+  });
+});
+
+describe('RFC 8701 §2: GREASE code points are 0x?A?A with both bytes equal', () => {
+  it('isGrease: the sixteen values, and neighbours that are not', () => {
+    for (let i = 0; i < 16; i++) assert.ok(isGrease(((i << 4) | 0x0a) * 0x101), `0x${(((i << 4) | 0x0a) * 0x101).toString(16)}`);
+    for (const v of [0x0101, 0x0000, 0x1b1b, 0x0a1a, 0x1a0a, 0x0a0b, 0xfafb]) assert.equal(isGrease(v), false, `0x${v.toString(16)}`);
+  });
+  it('extensionName: a known type by name, GREASE as grease, any other by number', () => {
+    assert.equal(extensionName(ExtensionType.server_name), 'server_name');
+    assert.equal(extensionName(0x3a3a), 'grease');
+    assert.equal(extensionName(0x0101), 'unknown_257');
+    assert.equal(extensionName(0x1234), 'unknown_4660');
+  });
+});
+
+describe('RFC 8446 §4.2.11: pre_shared_key encodes what it decodes', () => {
+  it('two identities and two binders round-trip byte for byte', () => {
+    const p = {
+      identities: [
+        { identity: Uint8Array.of(1, 2, 3), obfuscatedTicketAge: 0x01020304 },
+        { identity: Uint8Array.of(9), obfuscatedTicketAge: 7 },
+      ],
+      binders: [new Uint8Array(32).fill(5), new Uint8Array(48).fill(6)],
+    };
+    const enc = encodeOfferedPsks(p);
+    assert.deepEqual(decodeOfferedPsks(enc), p);
+    assert.equal(enc.length, 2 + (2 + 3 + 4) + (2 + 1 + 4) + 2 + (1 + 32) + (1 + 48));
+  });
+});
+
+describe('RFC 8446 §4: a handshake message body is at most 2^24 - 1 bytes (its uint24 length)', () => {
+  it('encodeHandshake: 2^24 - 1 bytes framed with that length; 2^24 bytes refused', () => {
+    const m = encodeHandshake(1, new Uint8Array(0xffffff));
+    assert.deepEqual(m.subarray(0, 4), Uint8Array.of(1, 0xff, 0xff, 0xff));
+    assert.equal(codeOf(() => encodeHandshake(1, new Uint8Array(0x1000000))), 'ERR_ENCODE');
+  });
+});
+
+describe('RFC 8446 §4.4.3: the content a CertificateVerify signs', () => {
+  it('64 spaces, the context string, one zero byte, then the transcript hash, for server and client', () => {
+    const hash = Uint8Array.from({ length: 32 }, (_, i) => i + 1);
+    for (const [server, ctx] of [
+      [true, 'TLS 1.3, server CertificateVerify'],
+      [false, 'TLS 1.3, client CertificateVerify'],
+    ] as const) {
+      const expected = concat(new Uint8Array(64).fill(0x20), latin1(ctx), Uint8Array.of(0), hash);
+      assert.deepEqual(certificateVerifyContent(hash, server), expected);
+    }
+  });
+});
+
+describe('RFC 8446 §4.1.3, §4.2.8: ServerHello extensions', () => {
+  it('with no key share (none to send): supported_versions only; with a group only (HelloRetryRequest): its 2 bytes', () => {
+    assert.deepEqual(serverHelloExtensions(0x0304), [{ type: ExtensionType.supported_versions, data: Uint8Array.of(3, 4) }]);
+    assert.deepEqual(serverHelloExtensions(0x0304, { group: 0x11ec }), [
+      { type: ExtensionType.key_share, data: Uint8Array.of(0x11, 0xec) },
+      { type: ExtensionType.supported_versions, data: Uint8Array.of(3, 4) },
+    ]);
   });
 });

@@ -345,7 +345,12 @@ export class TlsClient {
       return;
     }
     checkPlaintextLength(frag);
-    if (type === ContentType.change_cipher_spec && st.kind !== 'connected') return;
+    // §5: a change_cipher_spec of the single byte 0x01 before the server Finished is dropped; any
+    // other value (or length), or one once connected, is unexpected_message.
+    if (type === ContentType.change_cipher_spec && st.kind !== 'connected') {
+      if (frag.length !== 1 || frag[0] !== 1) throw fail('unexpected_message', 'change_cipher_spec other than the single byte 1');
+      return;
+    }
     // The server may not have keys yet when it refuses our hello: plaintext alerts until its Finished.
     if (type === ContentType.alert && st.kind !== 'connected') return this.onAlert(frag, out);
     if (type === ContentType.handshake && st.kind === 'wait_sh') {
