@@ -5,10 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import tls from 'node:tls';
 import { concat } from '../src/bytes/util.js';
@@ -21,22 +18,13 @@ import type { ClientHello } from '../src/wire/tls/client-hello.js';
 import { HandshakeType, MAX_PLAINTEXT } from '../src/wire/tls/constants.js';
 import { encodeHandshake } from '../src/wire/tls/handshake.js';
 import { frameHandshake } from '../src/wire/tls/record.js';
-import { certFor, startGateway } from './helpers.js';
+import { startGateway, startTerminatingGateway } from './helpers.js';
 
 /** A socket stand-in that records what reaches the kernel: one entry per write, or per uncorked batch. */
-/** A gateway terminating TLS for `name` (certificate `certBase`.crt/.key) to the plain backend `srv`, once it listens. */
-async function terminatingGateway(srv: net.Server, certBase: string, name: string) {
+/** A gateway terminating TLS for `name` (a fresh certificate) to the plain backend `srv`, once it listens. */
+async function terminatingGateway(srv: net.Server, name: string) {
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  return startGateway(`
-tls:
-  certificates:
-    - { certFile: "${certBase}.crt", keyFile: "${certBase}.key" }
-entryPoints: { websecure: { address: "127.0.0.1:0" } }
-tcp:
-  routers:
-    t: { rule: "HostSNI(\`${name}\`)", service: s, tls: {} }
-  services: { s: { loadBalancer: { servers: [{ address: "127.0.0.1:${(srv.address() as net.AddressInfo).port}" }] } } }
-`);
+  return startTerminatingGateway(name, (srv.address() as net.AddressInfo).port);
 }
 
 /** echgate's TLS client over a plain socket to 127.0.0.1:PORT; `established` decides how the connection ends and calls `done`. */
@@ -119,17 +107,13 @@ describe('RFC 9849 §7.1 split mode: ClientHelloInner framed for the backend ser
 
 describe('relay through the TLS 1.3 engine, both ways at once', () => {
   it('8 MiB up and echoed back through a terminated connection: every byte, in order; outcome relayed', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'echgate-relay-'));
-    const c = certFor('echo.example.test');
-    writeFileSync(join(dir, 'e.crt'), c.cert);
-    writeFileSync(join(dir, 'e.key'), c.key);
     // An echo backend that reads late, so write buffers fill on both sides and the relay has to pause and resume.
     const srv = net.createServer((s) => {
       s.on('error', () => {});
       s.pause();
       setTimeout(() => s.pipe(s), 300);
     });
-    const g = await terminatingGateway(srv, join(dir, 'e'), 'echo.example.test');
+    const g = await terminatingGateway(srv, 'echo.example.test');
     try {
       const up = randomBytes(8 * 1024 * 1024);
       const back = await new Promise<Buffer>((resolve, reject) => {
@@ -188,17 +172,13 @@ describe('RFC 8446 §6.1: closure through a terminated connection', () => {
   });
 
   it('a client that resets right after its close_notify: the connection ends, no handler error', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'echgate-rst-'));
-    const c = certFor('rst.example.test');
-    writeFileSync(join(dir, 'c.crt'), c.cert);
-    writeFileSync(join(dir, 'c.key'), c.key);
     // The backend ends once the client's side has ended: echgate then owes the client its close_notify.
     const srv = net.createServer((s) => {
       s.on('error', () => {});
       s.resume();
       s.on('end', () => setTimeout(() => s.end(), 50));
     });
-    const g = await terminatingGateway(srv, join(dir, 'c'), 'rst.example.test');
+    const g = await terminatingGateway(srv, 'rst.example.test');
     try {
       const limit = Error.stackTraceLimit;
       for (let i = 0; i < 3; i++) {
@@ -219,10 +199,6 @@ describe('RFC 8446 §6.1: closure through a terminated connection', () => {
   });
 
   it('RFC 8446 §6.1: close_notify then FIN ends the backend once (no end() on an ended socket)', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'echgate-end1-'));
-    const c = certFor('end1.example.test');
-    writeFileSync(join(dir, 'c.crt'), c.cert);
-    writeFileSync(join(dir, 'c.key'), c.key);
     let backendEofs = 0;
     // allowHalfOpen: the backend ends its side itself, once (node would otherwise end it too).
     const srv = net.createServer({ allowHalfOpen: true }, (s) => {
@@ -233,7 +209,7 @@ describe('RFC 8446 §6.1: closure through a terminated connection', () => {
         s.end();
       });
     });
-    const g = await terminatingGateway(srv, join(dir, 'c'), 'end1.example.test');
+    const g = await terminatingGateway(srv, 'end1.example.test');
     // Count end() calls on the gateway's backend sockets that had already ended: each builds an
     // ERR_STREAM_ALREADY_FINISHED with a stack. (Only those: other tests' sockets may still be closing.)
     const backendPort = (srv.address() as net.AddressInfo).port;
@@ -263,10 +239,6 @@ describe('RFC 8446 §6.1: closure through a terminated connection', () => {
   });
 
   it('a client that sends close_notify and half-closes still gets the backend\'s answer, then our close_notify', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'echgate-close-'));
-    const c = certFor('close.example.test');
-    writeFileSync(join(dir, 'c.crt'), c.cert);
-    writeFileSync(join(dir, 'c.key'), c.key);
     // The backend answers only once the client's side has ended (EOF), then ends its own.
     const srv = net.createServer((s) => {
       s.on('error', () => {});
@@ -276,7 +248,7 @@ describe('RFC 8446 §6.1: closure through a terminated connection', () => {
       });
       s.on('end', () => s.end(`got ${n} bytes`));
     });
-    const g = await terminatingGateway(srv, join(dir, 'c'), 'close.example.test');
+    const g = await terminatingGateway(srv, 'close.example.test');
     try {
       const client = new TlsClient({ provider: nodeProvider, serverName: 'close.example.test' });
       const r = await new Promise<{ reply: string; closeNotify: boolean; error?: string }>((resolve) => {
