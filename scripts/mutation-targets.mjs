@@ -123,7 +123,7 @@ export const TARGETS = {
   // with the wire-tls target).
   'wire-tls-codec': {
     mutate: ['src/wire/tls/client-hello.ts', 'src/wire/tls/esni.ts', 'src/wire/tls/extensions.ts', 'src/wire/tls/record.ts', 'src/wire/tls/server-messages.ts', 'src/wire/tls/alert.ts', 'src/wire/tls/byte-queue.ts'],
-    tests: ['wire-tls', 'wire-tls-record', 'peek-robustness', 'ech-bad-input', 'esni', 'metrics-alerts', 'mutation-killers-wire', 'mutation-killers'],
+    tests: ['wire-tls', 'wire-tls-record', 'client-hello-scan', 'peek-robustness', 'ech-bad-input', 'esni', 'metrics-alerts', 'mutation-killers-wire', 'mutation-killers'],
   },
   hpke: {
     mutate: ['src/crypto/hpke.ts'],
@@ -132,7 +132,7 @@ export const TARGETS = {
   'wire-tls': {
     mutate: ['src/wire/tls/*.ts'],
     // Fast codec tests first (most mutants die there), the engine files after; esni for wire/tls/esni.ts.
-    tests: ['wire-tls', 'wire-tls-record', 'peek-robustness', 'ech-bad-input', 'ech', 'tls13', 'tls13-conformance', 'tls13-fuzz', 'esni', 'mutation-killers-wire', 'mutation-killers'],
+    tests: ['wire-tls', 'wire-tls-record', 'client-hello-scan', 'peek-robustness', 'ech-bad-input', 'ech', 'tls13', 'tls13-conformance', 'tls13-fuzz', 'esni', 'mutation-killers-wire', 'mutation-killers'],
   },
   // tls13-rest for a loaded machine: the in-process test files only (tls13 and tls13-conformance,
   // whose real-peer cases cost seconds a surviving mutant, are left out; tls13-groups stays, the
@@ -156,7 +156,7 @@ export const TARGETS = {
   },
   'wire-tls-codec-kfirst': {
     mutate: ['src/wire/tls/client-hello.ts', 'src/wire/tls/esni.ts', 'src/wire/tls/extensions.ts', 'src/wire/tls/record.ts', 'src/wire/tls/server-messages.ts', 'src/wire/tls/alert.ts', 'src/wire/tls/byte-queue.ts'],
-    tests: ['mutation-killers-wire', 'mutation-killers', 'wire-tls', 'wire-tls-record', 'peek-robustness', 'ech-bad-input', 'esni', 'metrics-alerts'],
+    tests: ['client-hello-scan', 'mutation-killers-wire', 'mutation-killers', 'wire-tls', 'wire-tls-record', 'peek-robustness', 'ech-bad-input', 'esni', 'metrics-alerts'],
   },
   'ech-kfirst': {
     mutate: ['src/ech/server.ts', 'src/ech/client.ts', 'src/ech/esni.ts'],
