@@ -117,6 +117,18 @@ describe('scanClientHelloMessage: same answer as decode + routingView (RFC 8446 
     assert.equal(scanClientHelloMessage(encodeClientHelloMessage({ ...base, extensions: [...many, ...ext] })).view.sni, routingView(base).sni);
   });
 
+  it('accepts a single cipher suite and sees an ESNI extension, as the decoder does (RFC 8446 §4.1.2; ESNI draft §5)', () => {
+    const base = decodeClientHelloMessage(all[0]!);
+    // cipher_suites<2..2^16-2>: one suite is the shortest valid list.
+    const one = encodeClientHelloMessage({ ...base, cipherSuites: [0x1301] });
+    assert.ok('ok' in scanned(one), 'a hello with one cipher suite is refused by the scan');
+    same(one, 'one cipher suite');
+    // The legacy encrypted_server_name extension (0xffce) marks the hello as ESNI for the router.
+    const esni = encodeClientHelloMessage({ ...base, extensions: [{ type: ExtensionType.encrypted_server_name, data: new Uint8Array([0, 0]) }, ...base.extensions] });
+    assert.equal(scanClientHelloMessage(esni).view.esni, true);
+    same(esni, 'an encrypted_server_name extension');
+  });
+
   it('does not decode the hello until a field is read', () => {
     const s = scanClientHelloMessage(all[0]!);
     assert.equal((s.hello as unknown as { full?: unknown }).full, undefined);
