@@ -85,7 +85,7 @@ export const TARGETS = {
   // gives the score without the killer files ("before"), only the score with them.
   'tls13-server-fast': {
     mutate: ['src/tls13/server.ts'],
-    tests: ['mutation-killers-server', 'mutation-killers', 'mutation-killers-client', 'tls13-forgery', 'tls13-states', 'tls13-rfc8448-server', 'tls13-record-bulk', 'tls13-fuzz', 'tls13-conformance', 'tls13-groups'],
+    tests: ['mutation-killers-server', 'mutation-killers', 'mutation-killers-client', 'tls13-server-flight', 'tls13-forgery', 'tls13-states', 'tls13-rfc8448-server', 'tls13-record-bulk', 'tls13-fuzz', 'tls13-conformance', 'tls13-groups'],
   },
   // The same code with test/mutation-killers first: much faster (most mutants die in its
   // first seconds), but killedBy then no longer tells the score without those tests.
@@ -152,7 +152,17 @@ export const TARGETS = {
   },
   'tls13-rest-kfirst': {
     mutate: TLS13_REST,
-    tests: ['mutation-killers-tls13-rest', 'mutation-killers', 'tls13-rfc8448-server', 'tls13-record-bulk', 'client-hello-builder', 'tls13-forgery', 'tls13-states', 'tls13-groups'],
+    tests: ['mutation-killers-tls13-rest', 'mutation-killers', 'tls13-server-flight', 'tls13-rfc8448-server', 'tls13-record-bulk', 'client-hello-builder', 'tls13-forgery', 'tls13-states', 'tls13-groups'],
+  },
+  // The server flight's encoders and the key schedule's one-call labels (2026-12-03): the files they touch, their tests first.
+  'tls13-flight-kfirst': {
+    mutate: ['src/tls13/server.ts', 'src/tls13/key-schedule.ts', 'src/tls13/transcript.ts', 'src/tls13/ech-confirm.ts', 'src/wire/tls/server-messages.ts'],
+    tests: ['tls13-server-flight', 'mutation-killers-server', 'mutation-killers-tls13-rest', 'mutation-killers-wire', 'mutation-killers', 'tls13-rfc8448-server', 'tls13-forgery', 'tls13-states', 'tls13-groups', 'tls13-record-bulk'],
+  },
+  // The short HMAC-SHA-256 in JS (src/crypto/sha256.ts) that the HPKE and TLS 1.3 key schedules use.
+  'crypto-sha256': {
+    mutate: ['src/crypto/sha256.ts'],
+    tests: ['crypto-sha256', 'hpke', 'mutation-killers-tls13-rest'],
   },
   'wire-tls-codec-kfirst': {
     mutate: ['src/wire/tls/client-hello.ts', 'src/wire/tls/esni.ts', 'src/wire/tls/extensions.ts', 'src/wire/tls/record.ts', 'src/wire/tls/server-messages.ts', 'src/wire/tls/alert.ts', 'src/wire/tls/byte-queue.ts'],
