@@ -266,6 +266,9 @@ describe('RFC 8446 §7.1: HKDF-Expand-Label and the key schedule against an inde
         ['c hs traffic', bytes(31, 2), 32],
         ['c hs traffic', bytes(32, 2), 48],
         ['derived', new Uint8Array(0), 300],
+        // Two shapes a cache key of length / 256 + context length would merge: (257, 0) and (1, 1).
+        ['exp master', new Uint8Array(0), 257],
+        ['exp master', bytes(1, 9), 1],
       ] as const) {
         assert.equal(toHex(expandLabel(nodeProvider, 'sha256', secret, label, ctx, len)), toHex(refExpandLabel('sha256', secret, label, ctx, len)), `${label}/${ctx.length}/${len}`);
       }
