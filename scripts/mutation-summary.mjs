@@ -62,8 +62,16 @@ for (const [path, f] of Object.entries(report.files)) {
     } else {
       if (m.status === 'NoCoverage') n.noCoverage++;
       else n.survived++;
-      const line = f.source.split('\n')[m.location.start.line - 1]?.trim();
-      left.push(`${path}:${m.location.start.line}:${m.location.start.column} ${m.status} ${m.mutatorName}: ${line}  →  ${(m.replacement ?? '').replace(/\s+/g, ' ').slice(0, 100)}`);
+      const raw = f.source.split('\n')[m.location.start.line - 1] ?? '';
+      const { start, end } = m.location;
+      // The replacement is only the mutated sub-expression (`length / 256` for `length * 256` in
+      // `length * 256 + c`): show the whole line as Stryker ran it when the mutant is on one line,
+      // so a mutant applied by hand is the one Stryker ran.
+      const mutated =
+        end && end.line === start.line && m.replacement !== undefined
+          ? `${raw.slice(0, start.column - 1)}${m.replacement}${raw.slice(end.column - 1)}`.trim()
+          : (m.replacement ?? '').replace(/\s+/g, ' ');
+      left.push(`${path}:${start.line}:${start.column} ${m.status} ${m.mutatorName}: ${raw.trim()}  →  ${mutated.slice(0, 160)}`);
     }
   }
 }
