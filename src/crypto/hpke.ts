@@ -201,9 +201,8 @@ export interface BaseModeHashes {
 
 export function baseModeHashes(p: CryptoProvider, s: Suite, info: Uint8Array): BaseModeHashes {
   const { hash, suiteId } = suiteParams(s);
-  const empty = new Uint8Array(0);
-  const infoHash = labeledExtract(p, hash, suiteId, empty, 'info_hash', info);
-  const pskIdHash = labeledExtract(p, hash, suiteId, empty, 'psk_id_hash', empty);
+  const infoHash = labeledExtract(p, hash, suiteId, EMPTY, 'info_hash', info);
+  const pskIdHash = labeledExtract(p, hash, suiteId, EMPTY, 'psk_id_hash', EMPTY);
   return { infoHash, pskIdHash, context: concat(Uint8Array.of(MODE.base), pskIdHash, infoHash) };
 }
 
@@ -216,19 +215,18 @@ function keySchedule(p: CryptoProvider, s: Suite, sharedSecret: Uint8Array, info
   const pskMode = mode === MODE.psk || mode === MODE.auth_psk;
   if ((psk.length === 0) !== (pskId.length === 0)) throw new EchgateError('ERR_HPKE', 'psk and psk_id must both be given or both empty');
   if (pskMode !== psk.length > 0) throw new EchgateError('ERR_HPKE', `mode ${mode} ${pskMode ? 'needs' : 'forbids'} a psk`);
-  const empty = EMPTY;
   let ctx: Uint8Array;
   if (o.context && o.pskIdHash && o.infoHash && mode === MODE.base) ctx = o.context;
   else {
-    const pskIdHash = o.pskIdHash ?? labeledExtract(p, hash, suiteId, empty, 'psk_id_hash', pskId);
-    const ih = o.infoHash ?? labeledExtract(p, hash, suiteId, empty, 'info_hash', info);
+    const pskIdHash = o.pskIdHash ?? labeledExtract(p, hash, suiteId, EMPTY, 'psk_id_hash', pskId);
+    const ih = o.infoHash ?? labeledExtract(p, hash, suiteId, EMPTY, 'info_hash', info);
     ctx = concat(Uint8Array.of(mode), pskIdHash, ih);
   }
   const secret = labeledExtract(p, hash, suiteId, sharedSecret, 'secret', psk);
   const nk = aead?.keyLen ?? 0;
   const nn = aead?.nonceLen ?? 0;
-  const key = nk ? labeledExpand(p, hash, suiteId, secret, 'key', ctx, nk) : empty;
-  const baseNonce = nn ? labeledExpand(p, hash, suiteId, secret, 'base_nonce', ctx, nn) : empty;
+  const key = nk ? labeledExpand(p, hash, suiteId, secret, 'key', ctx, nk) : EMPTY;
+  const baseNonce = nn ? labeledExpand(p, hash, suiteId, secret, 'base_nonce', ctx, nn) : EMPTY;
   return new HpkeContext(p, hash, suiteId, aead, key, baseNonce, secret, ctx);
 }
 

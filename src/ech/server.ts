@@ -103,9 +103,11 @@ export interface DecryptOptions {
 }
 
 export function decryptEch(p: CryptoProvider, outer: ClientHello, keys: KeyLookup, opts: DecryptOptions = {}): EchOutcome {
-  const ext = findExtension(outer, ExtensionType.encrypted_client_hello);
-  if (!ext) return { status: 'absent' };
-  const ech = opts.ech ?? decodeECHClientHello(ext.data);
+  // With the caller's decoded extension (the proxy's routing scan), the hello's extension list is read only
+  // once a key is to be tried: a GREASE or unknown config_id leaves a lazily decoded hello undecoded.
+  let ext = opts.ech ? undefined : findExtension(outer, ExtensionType.encrypted_client_hello);
+  if (!opts.ech && !ext) return { status: 'absent' };
+  const ech = opts.ech ?? decodeECHClientHello(ext!.data);
   // §7: a shared-mode (client-facing) server never expects the inner form from the network.
   if (ech.type !== 'outer') throw illegal('ClientHello from the network carries an inner ECH extension');
 
@@ -118,6 +120,8 @@ export function decryptEch(p: CryptoProvider, outer: ClientHello, keys: KeyLooku
     const hashes = key.suiteHashes.get((ech.kdfId << 16) | ech.aeadId);
     if (!hashes) continue; // §7.1: the config does not offer this suite; try the next one
     if (aad === undefined) {
+      ext ??= findExtension(outer, ExtensionType.encrypted_client_hello);
+      if (!ext) return { status: 'absent' }; // opts.ech came from another hello: nothing of this one to open
       const need = outer.raw?.length ?? 0;
       if (aadScratch.length < need) aadScratch = new Uint8Array(need);
       aad = outerAad(outer, ext, ech, aadScratch);

@@ -17,17 +17,12 @@ export function echClassifier(keys: KeyLookup, metrics: Metrics, opts: { trialDe
     if (s.ech?.type !== 'outer') return { sni: s.sni ?? '', alpn: s.alpn, ech: 'none', hello, echOffered: false };
     const series = metrics.connectionSeries(entrypoint);
     const sni = s.sni ?? '';
-    // No key to try (GREASE, or a config_id we do not hold without trial decryption): decryptEch would
-    // answer no_config without opening anything. Deciding it here leaves the outer hello undecoded (the
-    // scan's lazy hello): Chrome sends GREASE ECH on every connection (docs/benchmarks.md, seventh pass).
-    if (keys.byConfigId(s.ech.configId).length === 0 && (!opts.trialDecrypt || keys.all().length === 0)) {
-      series.ech('grease').inc();
-      return { sni, alpn: s.alpn, ech: 'rejected', echReason: 'grease', hello, echOffered: true, publicName: isPublicName(keys, sni) };
-    }
     let r: ReturnType<typeof decryptEch>;
     try {
       // A plain literal, not `{ ...opts, ech }`: an object spread per hello is a CloneObjectIC call and a
       // copy on every ECH (and every GREASE) hello (docs/benchmarks.md, "Route-only cost, sixth pass").
+      // Given the scan's extension, a GREASE hello (no key to try) is answered without decoding the
+      // outer hello (Chrome sends GREASE ECH on every connection; "Passthrough cost, seventh pass").
       r = decryptEch(nodeProvider, hello, keys, { trialDecrypt: opts.trialDecrypt, ech: s.ech });
     } catch (e) {
       if (isEchgateError(e)) series.ech('malformed').inc();
