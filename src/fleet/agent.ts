@@ -101,8 +101,9 @@ export class FleetAgent {
     });
     const w1 = this.o.client.watch().prefix(this.abs(K.keys));
     const w2 = this.o.client.watch().key(this.abs(K.rotation));
-    for (const b of [w1, w2]) {
-      b.create()
+    const watching = [w1, w2].map((b) =>
+      b
+        .create()
         .then((w) => {
           if (this.stopped) return void w.cancel();
           this.watchers.push(w);
@@ -112,8 +113,18 @@ export class FleetAgent {
           w.on('error', () => {});
           w.on('disconnected', () => {});
         })
-        .catch(() => {}); // etcd down at start: the resync timer reads it all
-    }
+        .catch(() => {}), // etcd down at start: the resync timer reads it all
+    );
+    // The first read waits for both watches (bounded by leaseTtl: etcd down at start must not hold serve up).
+    // A key put after that read but before a watch began would otherwise reach this instance only at the next
+    // resync, and meanwhile it would answer ready from a view that lacks the key: the fleet end-to-end test
+    // once saw an instance ready, holding nothing, while the others' DNS named the fleet's first key.
+    let waited: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((r) => {
+      waited = setTimeout(r, this.o.cfg.leaseTtlMs);
+    });
+    await Promise.race([Promise.all(watching), bound]);
+    clearTimeout(waited);
     // Readiness lapses when the last full read is older than forgetAfter / 2 (records.ts readiness()): re-read well within it.
     this.timers.push(setInterval(() => this.sync(), this.resyncMs).unref());
     // Readiness moves with time (ackTimeout, store down too long): re-evaluated each second, written on change.
