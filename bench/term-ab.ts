@@ -6,7 +6,7 @@
  *
  * Usage: node dist/bench/term-ab.js [--rounds N] [--seconds S] [--bulk MiB]
  *          [--ech N] [--only hs,bulk,ech] [--prof DIR] [--wait S] [--node-args FLAGS]
- *          [--mem N [--heap DIR]] [--gc-count] [--warm S] [--rss] ROOT_A[#FLAGS] ROOT_B ...
+ *          [--mem N [--heap DIR]] [--gc-count] [--alloc] [--warm S] [--rss] ROOT_A[#FLAGS] ROOT_B ...
  * ROOT is a directory with bin/echgate.js and dist/ (a worktree, or a copy of
  * an older commit built with tsc). Prints one line per measurement and, at the
  * end, the medians and each build's ratio to the node:tls proxy and to the
@@ -15,7 +15,12 @@
  * runs with `--trace-gc` and every handshake and bulk line says how many
  * scavenges and mark-compacts that measurement cost (docs/benchmarks.md,
  * "Termination cost, sixth pass": a mark-compact after every scavenge is the
- * slow state of terminated bulk).
+ * slow state of terminated bulk). With --alloc, each echgate runs with
+ * `--trace-gc-nvp` and a 1 MiB young generation, and every handshake line
+ * says how many bytes of JS heap the process allocated per handshake (the
+ * `allocated=` of each collection, summed; a count load does not move, but
+ * the small young generation changes the CPU figures: read only the bytes
+ * from such a run; docs/benchmarks.md, "Termination handshake, eighth pass").
  */
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -95,6 +100,12 @@ const CLIENT_NICE = opt('client-nice', '');
 /** --gc-count: count each echgate's scavenges and mark-compacts (`--trace-gc` lines) per measurement. */
 const GC_COUNT = args.includes('--gc-count');
 if (GC_COUNT) args.splice(args.indexOf('--gc-count'), 1);
+/** --alloc: JS heap bytes allocated per handshake, per echgate (`--trace-gc-nvp`, see the top comment). */
+const ALLOC = args.includes('--alloc');
+if (ALLOC) args.splice(args.indexOf('--alloc'), 1);
+/** Bytes allocated so far per echgate, as the collections reported them (with --alloc). */
+const allocSeen = new Map<string, { bytes: number }>();
+const allocMark = (name: string) => allocSeen.get(name)?.bytes ?? 0;
 /** GC events seen so far per echgate (with --gc-count). */
 const gcSeen = new Map<string, { sc: number; mc: number }>();
 const gcMark = (name: string) => ({ ...(gcSeen.get(name) ?? { sc: 0, mc: 0 }) });
@@ -220,10 +231,13 @@ tls:
     const nodeArgs = [
       ...NODE_ARGS,
       ...(GC_COUNT ? ['--trace-gc'] : []),
+      // A 1 MiB young generation: a collection (and its `allocated=`) every ≈ 1 MiB, so what is
+      // allocated after a measurement's last collection is at most ≈ 1 MiB of a slice's total.
+      ...(ALLOC ? ['--trace-gc-nvp', '--min-semi-space-size=1', '--max-semi-space-size=1'] : []),
       ...rootFlags[i]!,
       ...(PROF ? ['--cpu-prof', '--cpu-prof-dir', PROF, '--cpu-prof-name', `eg${i}.cpuprofile`] : []),
     ];
-    const p = spawn('node', [...nodeArgs, join(root, 'bin', 'echgate.js'), 'serve', '--config', cfg], { stdio: ['ignore', GC_COUNT ? 'pipe' : NODE_ARGS.length ? 'inherit' : 'ignore', 'inherit'] });
+    const p = spawn('node', [...nodeArgs, join(root, 'bin', 'echgate.js'), 'serve', '--config', cfg], { stdio: ['ignore', GC_COUNT || ALLOC ? 'pipe' : NODE_ARGS.length ? 'inherit' : 'ignore', 'inherit'] });
     children.push(p);
     if (GC_COUNT) {
       const seen = { sc: 0, mc: 0 };
@@ -236,6 +250,19 @@ tls:
           if (l.includes(': Scavenge ')) seen.sc++;
           else if (l.includes(': Mark-Compact ')) seen.mc++;
           if (NODE_ARGS.length) process.stdout.write(`${l}\n`);
+        }
+      });
+    }
+    if (ALLOC) {
+      const seen = { bytes: 0 };
+      allocSeen.set(`eg${i}`, seen);
+      let rest = '';
+      p.stdout!.on('data', (d: Buffer) => {
+        const lines = (rest + d.toString()).split('\n');
+        rest = lines.pop()!;
+        for (const l of lines) {
+          const m = / allocated=(\d+)/.exec(l);
+          if (m) seen.bytes += Number(m[1]);
         }
       });
     }
@@ -253,7 +280,7 @@ tls:
     for (const p of peers) log(`warm ${p.name}: ${await sTime(p.term, WARM)} handshakes in ${WARM} s`);
   }
   const ctx = tls.createSecureContext({});
-  const res: Record<string, Record<string, number[]>> = { hs: {}, bulk: {}, plain: {}, ech: {}, mem: {} };
+  const res: Record<string, Record<string, number[]>> = { hs: {}, bulk: {}, plain: {}, ech: {}, mem: {}, alloc: {} };
   for (const k of Object.keys(res)) for (const p of peers) res[k]![p.name] = [];
 
   if (ONLY.includes('hs')) for (const p of peers) await sTime(p.term, 1);
@@ -276,9 +303,16 @@ tls:
       for (const p of order) {
         const c0 = cpuMs(p.pid);
         const g0 = gcMark(p.name);
+        const a0 = allocMark(p.name);
         const n = await sTime(p.term, SECONDS);
         res.hs![p.name]!.push((cpuMs(p.pid) - c0) / n);
-        log(`round ${r + 1} hs ${p.name}: ${res.hs![p.name]!.at(-1)!.toFixed(3)} ms CPU per handshake (${n})${gcSince(p.name, g0)}${rssNote(p.pid)}`);
+        let alloc = '';
+        if (allocSeen.has(p.name)) {
+          const perHs = (allocMark(p.name) - a0) / n;
+          res.alloc![p.name]!.push(perHs);
+          alloc = ` [JS heap allocated: ${(perHs / 1024).toFixed(1)} KiB per handshake]`;
+        }
+        log(`round ${r + 1} hs ${p.name}: ${res.hs![p.name]!.at(-1)!.toFixed(3)} ms CPU per handshake (${n})${gcSince(p.name, g0)}${alloc}${rssNote(p.pid)}`);
       }
     }
     if (ONLY.includes('bulk')) {
@@ -355,6 +389,7 @@ tls:
       const perRound = res.hs![b.name]!.map((x, i) => x / res.hs!['node:tls']![i]!);
       parts.push(`hs ${median(res.hs![b.name]!).toFixed(3)} ms = ${median(perRound).toFixed(2)}× node:tls (rounds ${perRound.map((x) => x.toFixed(2)).join(' ')})`);
     }
+    if (res.alloc![b.name]!.length) parts.push(`JS heap allocated ${(median(res.alloc![b.name]!) / 1024).toFixed(1)} KiB per handshake`);
     if (ONLY.includes('bulk')) {
       const perRound = res.bulk![b.name]!.map((x, i) => x / res.bulk!['node:tls']![i]!);
       parts.push(`bulk ${median(res.bulk![b.name]!).toFixed(0)} MB/CPU-s = ${median(perRound).toFixed(2)}× node:tls (rounds ${perRound.map((x) => x.toFixed(2)).join(' ')})`);

@@ -9,6 +9,7 @@
  * this connection with an alert, an unexpected error ends it without one, and
  * the process goes on.
  */
+import type net from 'node:net';
 import { concat } from '../bytes/util.js';
 import type { TlsOptions } from '../config/types.js';
 import { nodeProvider } from '../crypto/node.js';
@@ -19,7 +20,8 @@ import { ExtensionType } from '../wire/tls/constants.js';
 import { encodeServerEncryptedSNI } from '../wire/tls/esni.js';
 import type { Classified, EntryContext } from './context.js';
 import type { Conn, Handler } from './handler.js';
-import type { Relay } from './relay.js';
+import { type DeadlineEntry, type DeadlineList, Deadlines } from './deadlines.js';
+import type { Relay, RelayOptions } from './relay.js';
 import { restrictSuites } from './tls12.js';
 
 export interface Termination {
@@ -82,126 +84,210 @@ export function terminateHandler(cls: Classified, opts: TlsOptions, alpn: readon
  * alert; a client error alert (RFC 8446 §6.2) ends it with nothing sent.
  */
 function runEngine(c: Conn, engine: TlsServer): void {
-  // The closures below live as long as the connection (they are the relay's callbacks), so they take
-  // from `c` only the functions they call, never `c` itself: `c` holds the ClientHello, its decoded
-  // form and the peeked bytes, ≈ 2 KiB of heap per idle terminated connection (docs/benchmarks.md,
-  // "Termination cost, fourth pass"). The three functions are closures over the connection that do
-  // not use `this` (HandlerConn in proxy/connection.ts), so they work taken apart.
-  const { socket: client, guard, handshakeFailed, internalError } = c;
-  let failed = false;
+  new Terminated(c, engine).begin(c);
+}
+
+/** A callback's exception, handed to the connection's guard (only on that path does it allocate). */
+const rethrow = (e: unknown): void => {
+  throw e;
+};
+
+/** The socket → its Terminated, for the listeners below: shared by every connection (no closure per socket). */
+const TERM = Symbol('echgate.terminated');
+type TermTagged = { [TERM]?: Terminated };
+const termOf = (s: net.Socket) => (s as TermTagged)[TERM]!;
+
+function onTermData(this: net.Socket, d: Buffer): void {
+  termOf(this).feed(d);
+}
+/** The client's EOF before its Finished (RFC 8446 §4.4.4): the handshake can no longer complete. */
+function onTermEnd(this: net.Socket): void {
+  termOf(this).clientEnded();
+}
+function onTermClose(this: net.Socket): void {
+  termOf(this).clientClosed();
+}
+
+/**
+ * handshakeTimeout without a node timer per connection: the connection waits
+ * in one deadline list per duration (proxy/deadlines.ts, as the ClientHello
+ * and connect deadlines do). A Timeout, its callback and a `once('close')`
+ * wrapper per connection were ≈ 5 objects and a timer-list insert each
+ * (docs/benchmarks.md, "Termination handshake, eighth pass"). Exported for tests.
+ */
+export const handshakeDeadlines = new Deadlines((e) => (e as Terminated).timedOut());
+
+/**
+ * One terminated connection: the engine between the relay's two sides. One
+ * object with methods, not a closure per callback: the relay calls
+ * `fromBackend` and `onBackendEnd` on this object as its RelayOptions, the
+ * client's listeners find it through a tag on the socket, and it is the
+ * handshake deadline's list entry.
+ *
+ * It takes from `c` only the functions it calls, never `c` itself: `c` holds
+ * the ClientHello, its decoded form and the peeked bytes, ≈ 2 KiB of heap per
+ * idle terminated connection (docs/benchmarks.md, "Termination cost, fourth
+ * pass"). Those three functions are closures over the connection that do not
+ * use `this` (HandlerConn in proxy/connection.ts), so they work taken apart.
+ */
+class Terminated implements RelayOptions, DeadlineEntry {
+  readonly clientEchoes = true;
+  private readonly client: net.Socket;
+  private readonly guard: Conn['guard'];
+  private readonly handshakeFailed: Conn['handshakeFailed'];
+  private readonly internalError: Conn['internalError'];
+  private relay!: Relay;
+  private failed = false;
   /** The client's Finished was verified (engine.established turns false again once the connection closes). */
-  let handshakeDone = engine.established;
-  let hsTimer: NodeJS.Timeout | undefined;
-  /** Called once when the TLS side fails: `records` are what is still to be sent (ending with our alert). */
-  const failWith = guard((records: Uint8Array[], err: unknown, alert?: AlertName) => {
-    if (failed) return;
-    failed = true;
-    clearTimeout(hsTimer);
-    relay.stop();
-    const timedOut = isEchgateError(err) && err.code === 'ERR_HANDSHAKE_TIMEOUT';
-    handshakeFailed(timedOut ? 'handshake_timeout' : 'tls_handshake', records.length ? alert : undefined);
-    if (!isEchgateError(err)) internalError(err, 'internal error in TLS termination');
-    if (records.length) client.end(concat(...records));
-    else client.destroy();
-    relay.backend.destroy();
-  });
-  const apply = (o: Output) => {
-    if (o.peerAlert !== undefined) return failWith([], new EchgateError('ERR_ILLEGAL', `client sent alert ${describeAlert(o.peerAlert)}`));
-    if (o.error !== undefined) return failWith(o.send, o.error, o.alert);
-    if (o.established) {
-      handshakeDone = true;
-      clearTimeout(hsTimer);
-      // The cleared Timeout and its callback would otherwise stay with the connection (idle memory).
-      hsTimer = undefined;
+  private handshakeDone: boolean;
+  /** Sealed buffers in the client's write queue, handed back to the spares on 'drain'. */
+  private queued: Uint8Array[] | undefined;
+  /** The handshake deadline (DeadlineEntry; proxy/deadlines.ts). */
+  dlAt = 0;
+  dlPrev: DeadlineEntry | undefined = undefined;
+  dlNext: DeadlineEntry | undefined = undefined;
+  dlList: DeadlineList | undefined = undefined;
+  private readonly deadlineMs: number;
+
+  constructor(
+    c: Conn,
+    private readonly engine: TlsServer,
+  ) {
+    this.client = c.socket;
+    this.guard = c.guard;
+    this.handshakeFailed = c.handshakeFailed;
+    this.internalError = c.internalError;
+    this.handshakeDone = engine.established;
+    this.deadlineMs = c.ctx.ep.handshakeTimeoutMs;
+  }
+
+  begin(c: Conn): void {
+    const client = this.client;
+    this.relay = c.connect(client, this, noop);
+    (client as TermTagged)[TERM] = this;
+    if (this.deadlineMs > 0 && !this.engine.established) {
+      handshakeDeadlines.list(this.deadlineMs).add(this);
+      // A client that goes away mid-handshake (a reset, no EOF) leaves the list at once, not at its deadline.
+      client.on('close', onTermClose);
     }
-    relay.toClient(o.send);
-    relay.toBackend(o.data);
-    if (o.closed) relay.backend.end();
-  };
-  const feed = (d: Uint8Array) => {
-    if (failed) return;
+    // Without this the connection, its maxConnections slot and its backend connection stayed until
+    // handshakeTimeout (docs/robustness.md, "a client that closes during the handshake").
+    // 'end' comes after the last 'data', so a Finished sent just before the FIN is read first.
+    if (!this.handshakeDone) client.on('end', onTermEnd);
+    this.relay.readClient(onTermData);
+    if (c.rest.length) this.feed(c.rest);
+  }
+
+  /** Called once when the TLS side fails: `records` are what is still to be sent (ending with our alert). */
+  private failWith(records: Uint8Array[], err: unknown, alert?: AlertName): void {
+    if (this.failed) return;
+    this.failed = true;
     try {
-      apply(engine.receive(d));
+      this.dlList?.remove(this);
+      this.relay.stop();
+      const timedOut = isEchgateError(err) && err.code === 'ERR_HANDSHAKE_TIMEOUT';
+      this.handshakeFailed(timedOut ? 'handshake_timeout' : 'tls_handshake', records.length ? alert : undefined);
+      if (!isEchgateError(err)) this.internalError(err, 'internal error in TLS termination');
+      if (records.length) this.client.end(concat(...records));
+      else this.client.destroy();
+      this.relay.backend.destroy();
+    } catch (e) {
+      // Never into the event loop: the connection's guard ends it as handler_error.
+      this.guard(rethrow)(e);
+    }
+  }
+
+  private apply(o: Output): void {
+    if (o.peerAlert !== undefined) return this.failWith([], new EchgateError('ERR_ILLEGAL', `client sent alert ${describeAlert(o.peerAlert)}`));
+    if (o.error !== undefined) return this.failWith(o.send, o.error, o.alert);
+    if (o.established) {
+      this.handshakeDone = true;
+      this.dlList?.remove(this);
+    }
+    this.relay.toClient(o.send);
+    this.relay.toBackend(o.data);
+    if (o.closed) this.relay.backend.end();
+  }
+
+  /** The client's bytes. */
+  feed(d: Uint8Array): void {
+    if (this.failed) return;
+    try {
+      this.apply(this.engine.receive(d));
     } catch (e) {
       // receive() turns client input errors into an Output; this is a bug, not the client.
-      failWith([], e);
+      this.failWith([], e);
     }
-  };
-  // Sealed buffers in the client's write queue, handed back to the spares on 'drain'.
-  let queued: Uint8Array[] | undefined;
-  const relay: Relay = c.connect(
-    client,
-    {
-      clientEchoes: true,
-      fromBackend: (d) => {
-        if (failed) return [];
-        try {
-          // Seal into one of the process's spare buffers when there is one, and write the records here,
-          // so that right after the write we know when the buffer is free again (see spares).
-          const into = spares.pop();
-          const out = engine.encrypt(d, into);
-          relay.toClient(out);
-          const b = out[0];
-          const reused = b !== undefined && into !== undefined && b.buffer === into.buffer;
-          if (into && !reused) spares.push(into);
-          const whole = reused ? into : b;
-          if (whole && whole.byteLength >= SEALED_KEEP) {
-            if (client.writableLength === 0) {
-              // The write completed inside write(): nothing references the records' buffer any more.
-              spareSeal(whole);
-            } else {
-              // Queued: the buffer is free once the queue has drained (every write of it completed).
-              // write() returned false for a queued write this large, so 'drain' will come.
-              if (!queued) {
-                const held: Uint8Array[] = [];
-                queued = held;
-                client.on('drain', () => {
-                  for (const q of held) spareSeal(q);
-                  held.length = 0;
-                });
-              }
-              queued.push(whole);
-            }
-          }
-          return [];
-        } catch (e) {
-          failWith([], e);
-          return [];
-        }
-      },
-      onBackendEnd: () => {
-        if (failed) return;
-        // RFC 8446 §6.1: we MUST send close_notify before closing our write side, even when the
-        // client has already sent its FIN: a client that half-closed still reads.
-        if (!client.writable) return void client.destroy();
-        try {
-          endWithoutStack(client, engine.alert('close_notify'));
-        } catch {
-          client.end();
-        }
-      },
-    },
-    () => {},
-  );
-  const deadline = c.ctx.ep.handshakeTimeoutMs;
-  if (deadline > 0 && !engine.established) {
-    hsTimer = setTimeout(() => failWith([], new EchgateError('ERR_HANDSHAKE_TIMEOUT', `TLS handshake not complete after ${deadline} ms`)), deadline);
-    client.once('close', () => clearTimeout(hsTimer));
   }
-  // The client's EOF before its Finished (RFC 8446 §4.4.4): the handshake can no longer complete.
-  // Without this the connection, its maxConnections slot and its backend connection stayed until
-  // handshakeTimeout (docs/robustness.md, "a client that closes during the handshake").
-  // 'end' comes after the last 'data', so a Finished sent just before the FIN is read first.
-  if (!handshakeDone)
-    client.once(
-      'end',
-      guard(() => {
-        if (!handshakeDone) failWith([], new EchgateError('ERR_ILLEGAL', 'client closed its side during the TLS handshake'));
-      }),
-    );
-  relay.readClient(guard(feed));
-  if (c.rest.length) feed(c.rest);
+
+  /** RelayOptions.fromBackend: the backend's bytes, sealed and written here (the relay gets nothing back). */
+  fromBackend(d: Uint8Array): Uint8Array[] {
+    if (this.failed) return [];
+    try {
+      // Seal into one of the process's spare buffers when there is one, and write the records here,
+      // so that right after the write we know when the buffer is free again (see spares).
+      const into = spares.pop();
+      const out = this.engine.encrypt(d, into);
+      this.relay.toClient(out);
+      const b = out[0];
+      const reused = b !== undefined && into !== undefined && b.buffer === into.buffer;
+      if (into && !reused) spares.push(into);
+      const whole = reused ? into : b;
+      if (whole && whole.byteLength >= SEALED_KEEP) {
+        if (this.client.writableLength === 0) {
+          // The write completed inside write(): nothing references the records' buffer any more.
+          spareSeal(whole);
+        } else {
+          // Queued: the buffer is free once the queue has drained (every write of it completed).
+          // write() returned false for a queued write this large, so 'drain' will come.
+          if (!this.queued) {
+            const held: Uint8Array[] = [];
+            this.queued = held;
+            this.client.on('drain', () => {
+              for (const q of held) spareSeal(q);
+              held.length = 0;
+            });
+          }
+          this.queued.push(whole);
+        }
+      }
+      return [];
+    } catch (e) {
+      this.failWith([], e);
+      return [];
+    }
+  }
+
+  /** RelayOptions.onBackendEnd. */
+  onBackendEnd(): void {
+    if (this.failed) return;
+    const client = this.client;
+    // RFC 8446 §6.1: we MUST send close_notify before closing our write side, even when the
+    // client has already sent its FIN: a client that half-closed still reads.
+    if (!client.writable) return void client.destroy();
+    try {
+      endWithoutStack(client, this.engine.alert('close_notify'));
+    } catch {
+      client.end();
+    }
+  }
+
+  clientEnded(): void {
+    if (!this.handshakeDone) this.failWith([], new EchgateError('ERR_ILLEGAL', 'client closed its side during the TLS handshake'));
+  }
+
+  clientClosed(): void {
+    this.dlList?.remove(this);
+  }
+
+  /** The handshake deadline passed (the list has already let go of this entry). */
+  timedOut(): void {
+    if (this.handshakeDone || this.failed) return;
+    this.failWith([], new EchgateError('ERR_HANDSHAKE_TIMEOUT', `TLS handshake not complete after ${this.deadlineMs} ms`));
+  }
 }
+
+function noop(): void {}
 
 /** A sealed buffer this large (a full 64 KiB read as four records) is kept for reuse; small ones are not. */
 const SEALED_KEEP = 64 * 1024;
