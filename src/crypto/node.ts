@@ -43,12 +43,12 @@ const ZERO32 = b64u(new Uint8Array(32));
 class NodeX25519Private implements X25519Private {
   readonly key: KeyObject;
   readonly publicKey: Uint8Array;
-  constructor(sk: Uint8Array) {
-    if (sk.length !== 32) throw new EchgateError('ERR_CRYPTO_ARG', 'X25519 private key must be 32 bytes');
+  /** `d`: the private key, base64url (RFC 8037 §2). */
+  constructor(d: string) {
     // Imported through JWK, never made by generateKeyPairSync: exporting
     // public keys of generated keys can deadlock Node 20 (see docs/benchmarks.md).
     // `x` is required by the JWK importer but ignored for private keys.
-    this.key = createPrivateKey({ key: { kty: 'OKP', crv: 'X25519', d: b64u(sk), x: ZERO32 }, format: 'jwk' });
+    this.key = createPrivateKey({ key: { kty: 'OKP', crv: 'X25519', d, x: ZERO32 }, format: 'jwk' });
     const jwk = createPublicKey(this.key).export({ format: 'jwk' });
     this.publicKey = new Uint8Array(Buffer.from(jwk.x!, 'base64url'));
   }
@@ -81,10 +81,21 @@ export const nodeProvider: CryptoProvider = {
     return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
   },
   x25519Private(sk: Uint8Array): X25519Private {
-    return new NodeX25519Private(sk);
+    if (sk.length !== 32) throw new EchgateError('ERR_CRYPTO_ARG', 'X25519 private key must be 32 bytes');
+    return new NodeX25519Private(b64u(sk));
   },
   x25519Generate(): X25519Private {
-    return new NodeX25519Private(randomBytes(32));
+    // The private key is encoded straight from the random pool (then zeroed there): no array of its
+    // own, which b64u's view would first move out of V8's heap (docs/benchmarks.md, "Termination
+    // handshake, eighth pass"). One per terminated handshake.
+    if (poolAt + 32 > POOL_SIZE) {
+      randomFillSync(pool);
+      poolAt = 0;
+    }
+    const d = pool.toString('base64url', poolAt, poolAt + 32);
+    pool.fill(0, poolAt, poolAt + 32);
+    poolAt += 32;
+    return new NodeX25519Private(d);
   },
   x25519(sk: X25519Private, pk: Uint8Array): Uint8Array {
     if (!(sk instanceof NodeX25519Private)) throw new EchgateError('ERR_CRYPTO_ARG', 'key from another provider');
@@ -151,34 +162,53 @@ export const AEADS: Record<AeadName, Aead> = {
   'chacha20-poly1305': new NodeAead('chacha20-poly1305', 32),
 };
 
+/** createCipheriv's options for every record: one constant object, not one per call. */
+const TAG16 = { authTagLength: 16 } as const;
+/** The inner content type byte (RFC 8446 §5.2 TLSInnerPlaintext.type), one constant per type. */
+const typeBytes: Uint8Array[] = [];
+function typeByte(type: number): Uint8Array {
+  let b = typeBytes[type];
+  if (!b) {
+    b = Buffer.from([type]);
+    typeBytes[type] = b;
+  }
+  return b;
+}
+
 /**
- * One TLS 1.3 record in one buffer (RFC 8446 §5.2): `header` (which is also
- * the AAD) || AEAD(content || type) || tag. The content is read once by the
- * cipher and the result copied once into the output; the generic seal() would
- * copy the content into a TLSInnerPlaintext first and the ciphertext twice
- * after (three extra copies of up to 16 KiB per record).
+ * One TLS 1.3 record in one buffer (RFC 8446 §5.2): the header (type
+ * application_data, legacy_record_version 0x0303, length; also the AAD) ||
+ * AEAD(content || type) || tag, the header written in place. The content is
+ * read once by the cipher and the result copied once into the output; the
+ * generic seal() would copy the content into a TLSInnerPlaintext first and
+ * the ciphertext twice after (three extra copies of up to 16 KiB per record).
  */
-export function sealRecord(name: AeadName, key: Uint8Array, nonce: Uint8Array, header: Uint8Array, content: Uint8Array, type: number): Uint8Array {
-  const c = createCipheriv(name as 'aes-128-gcm', key, nonce, { authTagLength: 16 });
-  c.setAAD(header);
+export function sealRecord(name: AeadName, key: Uint8Array, nonce: Uint8Array, content: Uint8Array, type: number): Uint8Array {
+  const len = content.length + 1 + 16;
+  // Unpooled and not zeroed: every byte is written below (AES-GCM and ChaCha20-Poly1305 give as many bytes as they get).
+  const buf = Buffer.allocUnsafeSlow(5 + len);
+  buf[0] = 23;
+  buf[1] = 3;
+  buf[2] = 3;
+  buf[3] = len >>> 8;
+  buf[4] = len & 0xff;
+  const c = createCipheriv(name as 'aes-128-gcm', key, nonce, TAG16);
+  c.setAAD(buf.subarray(0, 5));
+  let at = 5;
   const head = c.update(content);
-  const mid = c.update(Uint8Array.of(type));
-  const tail = c.final();
-  const tag = c.getAuthTag();
-  // Unpooled and not zeroed: every byte is written below.
-  const buf = Buffer.allocUnsafeSlow(header.length + head.length + mid.length + tail.length + 16);
-  const out = new Uint8Array(buf.buffer, buf.byteOffset, buf.length);
-  let at = 0;
-  out.set(header, at);
-  at += header.length;
-  out.set(head, at);
+  buf.set(head, at);
   at += head.length;
-  out.set(mid, at);
+  const mid = c.update(typeByte(type));
+  buf.set(mid, at);
   at += mid.length;
-  out.set(tail, at);
-  at += tail.length;
-  out.set(tag, at);
-  return out;
+  const tail = c.final();
+  if (tail.length) {
+    buf.set(tail, at);
+    at += tail.length;
+  }
+  if (at + 16 !== buf.length) throw new EchgateError('ERR_ENCODE', `${name}: ciphertext of unexpected length`);
+  buf.set(c.getAuthTag(), at);
+  return new Uint8Array(buf.buffer, buf.byteOffset, buf.length);
 }
 
 /**

@@ -71,6 +71,15 @@ export function expandLabel(p: CryptoProvider, hash: HashName, secret: Uint8Arra
   return length === hl ? t : t.subarray(0, length);
 }
 
+/**
+ * HKDF-Expand-Label (§7.1) for `length` ≤ Hash.length with no context: the
+ * whole block T(1), of which the result is the first `length` bytes (the
+ * label encodes `length`, so these are not the bytes of a longer expansion).
+ */
+function expandLabelBlock(p: CryptoProvider, hash: HashName, secret: Uint8Array, label: string, length: number): Uint8Array {
+  return p.hmac(hash, secret, labelPrefix(label, length, 0), ONE);
+}
+
 /** HKDF-Expand's block counter for the first (here the only) block. */
 const ONE = Uint8Array.of(1);
 
@@ -84,15 +93,20 @@ export interface TrafficKeys {
 }
 
 export function trafficKeys(p: CryptoProvider, suite: CipherSuite, secret: Uint8Array): TrafficKeys {
-  const key = expandLabel(p, suite.hash, secret, 'key', NO_CONTEXT, suite.keyLen);
-  const iv = expandLabel(p, suite.hash, secret, 'iv', NO_CONTEXT, 12);
+  // Each is the first bytes of one HMAC block (keyLen and 12 are below every hash length), copied by
+  // index and the blocks wiped. Not through a subarray of each block: a view of a small array V8
+  // keeps inside its heap first moves that array out of the heap (a new ArrayBuffer and a malloc'd
+  // backing store), two per call, eight per handshake (docs/benchmarks.md, "Termination handshake,
+  // eighth pass").
+  const kb = expandLabelBlock(p, suite.hash, secret, 'key', suite.keyLen);
+  const vb = expandLabelBlock(p, suite.hash, secret, 'iv', 12);
   // Key and IV side by side in one allocation: a connection keeps a pair per direction for its whole
-  // life, and each separate buffer costs an ArrayBuffer and a backing store (idle memory,
-  // docs/benchmarks.md "Termination cost, fourth pass"). The expand outputs are wiped once copied.
-  const both = new Uint8Array(suite.keyLen + 12);
-  both.set(key);
-  both.set(iv, suite.keyLen);
-  wipe(key, iv);
+  // life, and each separate buffer costs an ArrayBuffer and a backing store once node:crypto reads it
+  // (idle memory, docs/benchmarks.md "Termination cost, fourth pass").
+  const both = new Uint8Array(new ArrayBuffer(suite.keyLen + 12));
+  for (let i = 0; i < suite.keyLen; i++) both[i] = kb[i]!;
+  for (let i = 0; i < 12; i++) both[suite.keyLen + i] = vb[i]!;
+  wipe(kb, vb);
   return { key: both.subarray(0, suite.keyLen), iv: both.subarray(suite.keyLen) };
 }
 

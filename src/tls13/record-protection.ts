@@ -7,11 +7,14 @@ import { AEADS, sealRecord, sealRecords } from '../crypto/node.js';
 import type { Aead } from '../crypto/provider.js';
 import { EchgateError } from '../errors.js';
 import { ContentType, MAX_PLAINTEXT } from '../wire/tls/constants.js';
-import { MAX_CIPHERTEXT, recordHeader } from '../wire/tls/record.js';
+import { MAX_CIPHERTEXT } from '../wire/tls/record.js';
 import type { CipherSuite, TrafficKeys } from './key-schedule.js';
 
 /** RFC 8446 §5.4: the whole TLSInnerPlaintext (content, type byte, padding) is at most 2^14 + 1 bytes. */
 export const MAX_INNER_PLAINTEXT = MAX_PLAINTEXT + 1;
+
+/** See RecordCipher.nonceAt. */
+const NONCE = new Uint8Array(new ArrayBuffer(12));
 
 export class RecordCipher {
   /**
@@ -35,9 +38,18 @@ export class RecordCipher {
     return this.nonceAt(this.seq);
   }
 
+  /**
+   * The nonce for record `s`, in a scratch buffer shared by every cipher of the
+   * process: each caller hands it to node:crypto at once, which copies it into
+   * the cipher context, and nothing runs in between. A new small array per
+   * record was a malloc'd backing store per record, since node:crypto moves a
+   * small array out of V8's heap to read it (docs/benchmarks.md, "Termination
+   * handshake, eighth pass").
+   */
   private nonceAt(s: number): Uint8Array {
     if (s >= Number.MAX_SAFE_INTEGER) throw new EchgateError('ERR_ILLEGAL', 'record sequence number exhausted');
-    const n = new Uint8Array(this.keys.iv);
+    const n = NONCE;
+    n.set(this.keys.iv);
     if (s > 0) {
       const lo = s >>> 0;
       const hi = Math.floor(s / 0x100000000);
@@ -62,9 +74,7 @@ export class RecordCipher {
   /** Protect one record of `type` (content ≤ 2^14 bytes). */
   seal(type: number, content: Uint8Array): Uint8Array {
     if (content.length > MAX_PLAINTEXT) throw new EchgateError('ERR_ENCODE', 'record content over 2^14 bytes');
-    const len = content.length + 1 + this.aead.tagLen;
-    const header = recordHeader(ContentType.application_data, len);
-    const out = sealRecord(this.suite.aead, this.keys.key, this.nonce(), header, content, type);
+    const out = sealRecord(this.suite.aead, this.keys.key, this.nonce(), content, type);
     this.seq++;
     return out;
   }

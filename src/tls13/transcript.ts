@@ -18,15 +18,25 @@ export class Transcript {
     readonly hashName: HashName,
   ) {}
 
+  /**
+   * The last hash(), until a message is added: a server needs Hash(ClientHello
+   * .. server Finished) twice, for the application secrets (RFC 8446 §7.1) and
+   * for the client's Finished (§4.4.4), and the client likewise. Callers only
+   * read the result (as an HKDF context, a signed content, an HMAC message).
+   */
+  private last: Uint8Array | undefined;
+
   add(message: Uint8Array): void {
     this.reserve(message.length);
     this.buf.set(message, this.len);
     this.len += message.length;
     this.ends.push(this.len);
+    this.last = undefined;
   }
 
   hash(): Uint8Array {
-    return this.p.hash(this.hashName, this.buf.subarray(0, this.len));
+    this.last ??= this.p.hash(this.hashName, this.buf.subarray(0, this.len));
+    return this.last;
   }
 
   /**
@@ -71,6 +81,7 @@ export class Transcript {
     const h = this.hash();
     this.len = 0;
     this.ends = [];
+    this.last = undefined;
     this.add(concat(Uint8Array.of(HandshakeType.message_hash, 0, 0, h.length), h));
   }
 }
