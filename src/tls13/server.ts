@@ -182,6 +182,15 @@ interface Closed {
 }
 
 const CLOSED: Closed = { kind: 'closed' };
+const EXPECT_CLIENT_HELLO: ExpectClientHello = { kind: 'expect_client_hello' };
+/** EchInfo without the opener of a second ClientHelloOuter, one constant per verdict (start() sets the real one). */
+const ECH_FACTS: readonly EchInfo[] = [
+  { offered: false, accepted: false },
+  { offered: true, accepted: false },
+  { offered: false, accepted: true },
+  { offered: true, accepted: true },
+];
+const echFacts = (e: EchInfo): EchInfo => ECH_FACTS[(e.offered ? 1 : 0) + (e.accepted ? 2 : 0)]!;
 
 /**
  * RFC 8446 §4.2.10: a server that does not accept 0-RTT skips the client's
@@ -231,6 +240,19 @@ function implementedGroups(groups: readonly number[]): readonly number[] {
   return g;
 }
 
+/**
+ * Our first preference the client also lists: loops, not `find` with a
+ * closure over the client's list (one closure per call, on every handshake).
+ */
+function firstIn(ours: readonly number[], theirs: readonly number[]): number | undefined {
+  for (const x of ours) if (theirs.includes(x)) return x;
+  return undefined;
+}
+function firstCommon(ours: readonly CipherSuite[], theirs: readonly number[]): CipherSuite | undefined {
+  for (const s of ours) if (theirs.includes(s.id)) return s;
+  return undefined;
+}
+
 /** A handshake message header (§4: msg_type u8, length u24) at `at`. */
 function writeHandshakeHeader(b: Uint8Array, at: number, type: number, length: number): void {
   if (length > 0xffffff) throw new EchgateError('ERR_ENCODE', 'handshake body too long');
@@ -241,12 +263,12 @@ function writeHandshakeHeader(b: Uint8Array, at: number, type: number, length: n
 }
 
 export class TlsServer {
-  private state: State = { kind: 'expect_client_hello' };
+  private state: State = EXPECT_CLIENT_HELLO;
   private readonly records = new RecordReader();
   private readonly hs: HandshakeBuffer;
   // Facts of the connection, fixed by start().
   private sessionId: Uint8Array = NO_SESSION_ID;
-  private ech: EchInfo = { offered: false, accepted: false };
+  private ech: EchInfo = ECH_FACTS[0]!;
   private sni: string | undefined;
   /** §4.2.10: ciphertext bytes of rejected 0-RTT we may still skip; 0 = skip nothing. */
   private earlySkip = 0;
@@ -268,7 +290,17 @@ export class TlsServer {
     this.ech = ech;
     this.sessionId = hello.sessionId;
     this.earlySkip = findExtension(hello, ExtensionType.early_data) ? EARLY_DATA_SKIP_LIMIT : 0;
-    return this.guard(() => this.onClientHello(hello, undefined));
+    // try/catch here rather than a closure handed to guard(): one closure fewer per call.
+    try {
+      return this.onClientHello(hello, undefined);
+    } catch (e) {
+      return this.failed(e, newOutput());
+    }
+  }
+
+  /** Closed, or the client sent close_notify: nothing more is read. */
+  private readingDone(): boolean {
+    return this.state.kind === 'closed' || this.peerClosed;
   }
 
   /**
@@ -277,20 +309,22 @@ export class TlsServer {
    */
   receive(bytes: Uint8Array): Output {
     const out = newOutput();
-    if (this.state.kind === 'closed' || this.peerClosed) {
+    if (this.readingDone()) {
       out.closed = true;
       return out;
     }
-    return this.guard(() => {
+    try {
       if (this.state.kind === 'expect_client_hello') throw fail('internal_error', 'receive() before start()');
       this.records.push(bytes);
       for (let rec = this.records.next(); rec; rec = this.records.next()) {
         this.onRecord(rec, out);
         // After close_notify or an error alert, later bytes are not read (§6.1, §6.2).
-        if (this.state.kind === 'closed' || this.peerClosed) break;
+        if (this.readingDone()) break;
       }
       return out;
-    }, out);
+    } catch (e) {
+      return this.failed(e, out);
+    }
   }
 
   /**
@@ -340,24 +374,20 @@ export class TlsServer {
    * output carries it. What was produced before the failure (records to
    * send, authenticated data) is kept in `partial`.
    */
-  private guard(fn: () => Output, partial: Output = newOutput()): Output {
-    try {
-      return fn();
-    } catch (e) {
-      partial.closed = true;
-      partial.error = e;
-      if (this.state.kind !== 'closed') {
-        partial.alert = alertFor(e);
-        try {
-          partial.send.push(this.alert(partial.alert));
-        } catch {
-          // Sealing can only fail on an exhausted sequence number; then close without the alert.
-          partial.alert = undefined;
-        }
+  private failed(e: unknown, partial: Output): Output {
+    partial.closed = true;
+    partial.error = e;
+    if (this.state.kind !== 'closed') {
+      partial.alert = alertFor(e);
+      try {
+        partial.send.push(this.alert(partial.alert));
+      } catch {
+        // Sealing can only fail on an exhausted sequence number; then close without the alert.
+        partial.alert = undefined;
       }
-      this.close();
-      return partial;
     }
+    this.close();
+    return partial;
   }
 
   // ---- RFC 8446 §4.1.2 → §4.1.3: ClientHello → ServerHello (or HelloRetryRequest) ----
@@ -374,7 +404,7 @@ export class TlsServer {
     if (ch.legacyVersion <= 0x0300) throw fail('protocol_version', `ClientHello.legacy_version 0x${ch.legacyVersion.toString(16)}`);
     this.checkVersions(ch);
     if (!ch.compressionMethods.includes(0) || ch.compressionMethods.length !== 1) throw fail('illegal_parameter', 'compression');
-    const suite = retry?.suite ?? CIPHER_SUITES.find((s) => ch.cipherSuites.includes(s.id));
+    const suite = retry?.suite ?? firstCommon(CIPHER_SUITES, ch.cipherSuites);
     if (!suite || !ch.cipherSuites.includes(suite.id)) throw fail('handshake_failure', 'no common cipher suite');
     const ksExt = findExtension(ch, ExtensionType.key_share);
     const groupsExt = findExtension(ch, ExtensionType.supported_groups);
@@ -401,7 +431,7 @@ export class TlsServer {
 
     const cert = this.o.certificate(this.sni);
     if (!cert) throw fail('unrecognized_name', 'no certificate for this name');
-    const scheme = cert.schemes.find((s) => sigAlgs.includes(s));
+    const scheme = firstIn(cert.schemes, sigAlgs);
     if (scheme === undefined) throw fail('handshake_failure', 'no common signature scheme');
 
     let alpn: string | undefined;
@@ -542,8 +572,7 @@ export class TlsServer {
     }
     const preference = implementedGroups(this.o.groups ?? DEFAULT_GROUPS);
     for (const g of preference) {
-      const share = shares.find((s) => s.group === g);
-      if (share) return { group: g, share };
+      for (const share of shares) if (share.group === g) return { group: g, share };
     }
     const g = preference.find((x) => supported.includes(x));
     if (g === undefined) throw fail('handshake_failure', 'no key-exchange group in common');
@@ -708,7 +737,7 @@ export class TlsServer {
     // bytes alive) or the opener of a second ClientHelloOuter (the HPKE context): an idle connection
     // holds neither (docs/benchmarks.md, "Termination cost, fourth pass").
     this.sessionId = NO_SESSION_ID;
-    this.ech = { offered: this.ech.offered, accepted: this.ech.accepted };
+    this.ech = echFacts(this.ech);
   }
 
   /** §4.6.3: the client moves to its next traffic secret; with update_requested we follow. */
