@@ -106,6 +106,12 @@ if (ALLOC) args.splice(args.indexOf('--alloc'), 1);
 /** Bytes allocated so far per echgate, as the collections reported them (with --alloc). */
 const allocSeen = new Map<string, { bytes: number }>();
 const allocMark = (name: string) => allocSeen.get(name)?.bytes ?? 0;
+/**
+ * Bytes and handshakes of all measured slices together: what is allocated after a slice's last
+ * collection is counted in the next one, so one slice is off by up to ≈ 1 MiB / its handshakes,
+ * the whole run by ≈ 1 MiB / all of them.
+ */
+const allocTotal = new Map<string, { bytes: number; n: number }>();
 /** GC events seen so far per echgate (with --gc-count). */
 const gcSeen = new Map<string, { sc: number; mc: number }>();
 const gcMark = (name: string) => ({ ...(gcSeen.get(name) ?? { sc: 0, mc: 0 }) });
@@ -310,6 +316,10 @@ tls:
         if (allocSeen.has(p.name)) {
           const perHs = (allocMark(p.name) - a0) / n;
           res.alloc![p.name]!.push(perHs);
+          const t = allocTotal.get(p.name) ?? { bytes: 0, n: 0 };
+          t.bytes += allocMark(p.name) - a0;
+          t.n += n;
+          allocTotal.set(p.name, t);
           alloc = ` [JS heap allocated: ${(perHs / 1024).toFixed(1)} KiB per handshake]`;
         }
         log(`round ${r + 1} hs ${p.name}: ${res.hs![p.name]!.at(-1)!.toFixed(3)} ms CPU per handshake (${n})${gcSince(p.name, g0)}${alloc}${rssNote(p.pid)}`);
@@ -389,7 +399,8 @@ tls:
       const perRound = res.hs![b.name]!.map((x, i) => x / res.hs!['node:tls']![i]!);
       parts.push(`hs ${median(res.hs![b.name]!).toFixed(3)} ms = ${median(perRound).toFixed(2)}× node:tls (rounds ${perRound.map((x) => x.toFixed(2)).join(' ')})`);
     }
-    if (res.alloc![b.name]!.length) parts.push(`JS heap allocated ${(median(res.alloc![b.name]!) / 1024).toFixed(1)} KiB per handshake`);
+    const at = allocTotal.get(b.name);
+    if (at) parts.push(`JS heap allocated ${(at.bytes / at.n / 1024).toFixed(1)} KiB per handshake (${at.n} handshakes)`);
     if (ONLY.includes('bulk')) {
       const perRound = res.bulk![b.name]!.map((x, i) => x / res.bulk!['node:tls']![i]!);
       parts.push(`bulk ${median(res.bulk![b.name]!).toFixed(0)} MB/CPU-s = ${median(perRound).toFixed(2)}× node:tls (rounds ${perRound.map((x) => x.toFixed(2)).join(' ')})`);

@@ -61,15 +61,14 @@ export function loadCertificate(certPem: string, keyPem: string): LoadedCertific
 
 /** Pick the certificate for a name: exact SAN, then a one-label wildcard, else the default (first). */
 export function certificateSelector(certs: LoadedCertificate[]): (sni: string | undefined) => LoadedCertificate | undefined {
+  // Loops, not find() with a closure over the name: this runs once per terminated handshake.
   return (sni) => {
     if (sni) {
-      const exact = certs.find((c) => c.names.includes(sni));
-      if (exact) return exact;
+      for (const c of certs) if (c.names.includes(sni)) return c;
       const dot = sni.indexOf('.');
       if (dot > 0) {
         const wild = `*${sni.slice(dot)}`;
-        const w = certs.find((c) => c.names.includes(wild));
-        if (w) return w;
+        for (const c of certs) if (c.names.includes(wild)) return c;
       }
     }
     return certs[0];
