@@ -16,6 +16,7 @@ import { hmacSha256, hmacSha256Pair, JS_HMAC_MAX } from '../src/crypto/sha256.js
 import { decryptEch, InnerHello, prepareServerKey, rebuildInner } from '../src/ech/server.js';
 import { EchgateError } from '../src/errors.js';
 import { innerHelloRecords } from '../src/proxy/split.js';
+import { restrictSuites } from '../src/proxy/tls12.js';
 import { decodeECHConfigList } from '../src/wire/ech/config.js';
 import { usableConfigs } from '../src/wire/ech/usable.js';
 import { type ClientHello, decodeClientHelloMessage, encodeClientHello } from '../src/wire/tls/client-hello.js';
@@ -53,6 +54,26 @@ describe('ClientHelloInner encoded with record headroom (ech/server.ts InnerHell
       assert.deepEqual(r.inner.raw, want);
     });
   }
+
+  it('regression: a hello viewed with restricted cipher suites (tls.options, proxy/tls12.ts) still encodes as the client sent it', () => {
+    // The transcript hashes ClientHelloInner as sent (RFC 8446 §4.4.1); before, the view's raw re-encoded the
+    // restricted suite list, and ECH accepted on a router with tls.options cipherSuites could never complete.
+    const c = manifest.captures.find((x: { real_ech: boolean }) => x.real_ech);
+    const cfg = usableConfigs(decodeECHConfigList(new Uint8Array(Buffer.from(c.keys.echconfiglist_b64, 'base64'))), isSupportedSuite)[0]!;
+    const key = prepareServerKey(nodeProvider, cfg, nodeProvider.x25519Private(new Uint8Array(Buffer.from(c.keys.private_key_hex, 'hex'))));
+    const outer = decodeClientHelloMessage(parseHelloRecords(vector(`captures/${c.file}`))!.message);
+    for (const firstRaw of [false, true]) {
+      const r = decryptEch(nodeProvider, outer, { byConfigId: () => [key], all: () => [key] });
+      assert.equal(r.status, 'accepted');
+      if (r.status !== 'accepted') return;
+      const sent = generic(r.inner);
+      if (firstRaw) assert.deepEqual(r.inner.raw, sent);
+      const view = restrictSuites(r.inner, [0x1302]);
+      assert.deepEqual(view.cipherSuites, [0x1302]);
+      assert.deepEqual(view.raw, sent);
+      assert.deepEqual(r.inner.raw, sent);
+    }
+  });
 
   // An inner hello rebuilt from a constructed encoding (as test/mutation-killers-ech.test.ts makes them).
   const outerOf = (extensions: { type: number; data: Uint8Array }[]): ClientHello => {

@@ -243,6 +243,15 @@ export class InnerHello implements ClientHello {
   readonly compressionMethods: Uint8Array;
   /** HEADROOM bytes, then the encoded hello. */
   private buf: Uint8Array | undefined;
+  /**
+   * This hello itself, read through `this` by raw and record(): a view made
+   * with Object.create over it (proxy/tls12.ts restrictSuites, for
+   * `tls.options` cipherSuites) runs these getters with `this` = the view,
+   * whose cipherSuites are the restricted list — and the transcript must hash
+   * ClientHelloInner as the client sent it (RFC 8446 §4.4.1, RFC 9849 §7.2),
+   * or the accept confirmation and Finished cannot match.
+   */
+  private readonly sent: InnerHello;
 
   constructor(
     hello: ClientHello,
@@ -253,11 +262,13 @@ export class InnerHello implements ClientHello {
     this.random = hello.random;
     this.cipherSuites = hello.cipherSuites;
     this.compressionMethods = hello.compressionMethods;
+    this.sent = this;
   }
 
   get raw(): Uint8Array {
-    this.buf ??= this.encode();
-    return this.buf.subarray(HEADROOM);
+    const h = this.sent;
+    h.buf ??= h.encode();
+    return h.buf.subarray(HEADROOM);
   }
 
   /**
@@ -266,8 +277,9 @@ export class InnerHello implements ClientHello {
    * (`maxPlain`, RFC 8446 §5.1) and must be fragmented.
    */
   record(maxPlain: number): Uint8Array | undefined {
-    this.buf ??= this.encode();
-    const b = this.buf;
+    const h = this.sent;
+    h.buf ??= h.encode();
+    const b = h.buf;
     const body = b.length - HEADROOM;
     const n = body + 4;
     if (n > maxPlain) return undefined;
