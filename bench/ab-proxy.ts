@@ -10,6 +10,7 @@
  *   AB_PROF_FLAGS='--heap-prof …'          node flags for the prof section instead of --cpu-prof
  *   AB_PROF_KINDS=ech,plain,conn,naive   what the prof section profiles (naive: the naive proxy under the conn load)
  *   AB_ONLY=perfpair                       perf record an ECH-only and a plain-only serve over the same ABBA slices
+ *   AB_ONLY=termpair                       the same for a terminating router: full handshakes, ECH accepted against none
  *   AB_PIN=0                               do not pin (default: every serve on CPU 1, load and backends on CPU 0)
  *
  * conn: passthrough CPU per connection (the captured Chromium hello, one-byte
@@ -143,6 +144,24 @@ tcp:
     r: { entryPoints: [e], rule: "${rule}", service: byte, tls: ${ech ? '{ passthrough: true, echSplit: true }, requireECH: true' : '{ passthrough: true }'} }
   services:
     byte: { loadBalancer: { servers: [{ address: "127.0.0.1:${byte}" }] } }
+`,
+    );
+  /** A terminating router (echgate's engine, the P-256 certificate) for every name, to the one-byte backend; ECH keys loaded. */
+  const terminateConfig = (file: string, port: number) =>
+    writeFileSync(
+      file,
+      `log: { level: warn }
+ech: { keysDir: ${JSON.stringify(keysDir)} }
+entryPoints:
+  e: { address: "127.0.0.1:${port}", maxConnections: 100000 }
+tcp:
+  routers:
+    r: { entryPoints: [e], rule: "HostSNI(\`*\`)", service: byte, tls: {} }
+  services:
+    byte: { loadBalancer: { servers: [{ address: "127.0.0.1:${byte}" }] } }
+tls:
+  certificates:
+    - { certFile: ${JSON.stringify(cert)}, keyFile: ${JSON.stringify(key)} }
 `,
     );
   const out: string[] = [`load average at start: ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`];
@@ -304,37 +323,46 @@ tcp:
     lg.proc.kill();
   }
 
-  if (ONLY.includes('perfpair')) {
-    // Two serves of the first build, one with only the ECH route and one with only the plain route, pinned to the
+  for (const mode of ['perfpair', 'termpair'] as const) {
+    if (!ONLY.includes(mode)) continue;
+    // Two serves of the first build, one given only ECH connections and one only plain ones, pinned to the
     // same CPU and driven in the same ABBA slices as the ech section, both recorded by one `perf record`
     // (on-CPU samples, --perf-basic-prof symbols) over the same seconds: the per-symbol difference between the
     // two is the ECH connection's extra with the load drift between two separate runs cancelled.
+    // perfpair: the route-only path (split mode, fresh hellos, the backend's one byte); termpair: a
+    // terminating router (full handshakes with echgate's client, ECH accepted against none, close_notify).
+    const term = mode === 'termpair';
     const profDir = env.AB_PROF_DIR ?? '/tmp/ab-prof';
     mkdirSync(profDir, { recursive: true });
     const lg = await loadGen();
     const pair: Record<'ech' | 'plain', { pid: number; port: number }> = {} as never;
     for (const kind of ['ech', 'plain'] as const) {
       const port = await freePort();
-      const cfg = join(dir, `pair-${kind}.yml`);
-      routeOnlyConfig(cfg, port, `HostSNI(\`${NAME}\`)`, kind === 'ech');
+      const cfg = join(dir, `${mode}-${kind}.yml`);
+      if (term) terminateConfig(cfg, port);
+      else routeOnlyConfig(cfg, port, `HostSNI(\`${NAME}\`)`, kind === 'ech');
       const p = spawn('node', [...SERVE_NODE_FLAGS, '--perf-basic-prof', join(BUILDS[0]!.dir, 'bin', 'echgate.js'), 'serve', '--config', cfg], { stdio: ['ignore', 'ignore', 'inherit'] });
       children.push(p);
       pin(p.pid, SERVE_CPU);
       await waitPort(port);
       pair[kind] = { pid: p.pid!, port };
     }
-    await lg.ask({ cmd: 'prepare', n: 2000, ech: echList });
-    for (const kind of ['plain', 'ech'] as const) await lg.ask({ cmd: 'route', port: pair[kind].port, kind, c: 16, n: 2000 });
+    const drive = (kind: 'ech' | 'plain', n: number) =>
+      term
+        ? lg.ask({ cmd: 'term', port: pair[kind].port, n, c: 8, ech: kind === 'ech' ? echList : undefined })
+        : lg.ask({ cmd: 'route', port: pair[kind].port, kind, c: 16, n });
+    if (!term) await lg.ask({ cmd: 'prepare', n: 2000, ech: echList });
+    for (const kind of ['plain', 'ech'] as const) await drive(kind, term ? 1000 : 2000);
     const per = Math.ceil(ROUTE_N / SLICES);
-    await lg.ask({ cmd: 'prepare', n: per * SLICES, ech: echList });
-    const data = join(profDir, 'pair.perf.data');
+    if (!term) await lg.ask({ cmd: 'prepare', n: per * SLICES, ech: echList });
+    const data = join(profDir, `${term ? 'term' : 'pair'}.perf.data`);
     const rec = spawn('perf', ['record', '-F', '997', '-g', '-p', `${pair.ech.pid},${pair.plain.pid}`, '-o', data], { stdio: 'ignore' });
     await sleep(500);
     const cpu = { ech: 0, plain: 0 };
     for (let i = 0; i < SLICES; i++) {
       for (const kind of i % 2 === 0 ? (['plain', 'ech'] as const) : (['ech', 'plain'] as const)) {
         const c0 = cpuNs(pair[kind].pid);
-        await lg.ask({ cmd: 'route', port: pair[kind].port, kind, c: 16, n: per });
+        await drive(kind, per);
         cpu[kind] += cpuNs(pair[kind].pid) - c0;
       }
     }
@@ -343,7 +371,7 @@ tcp:
     lg.proc.kill();
     const n = per * SLICES;
     out.push(
-      `perfpair: plain ${f(cpu.plain / n)} ms, ECH ${f(cpu.ech / n)} ms CPU per connection (${n} each, ${SLICES} ABBA slices); ` +
+      `${mode}: plain ${f(cpu.plain / n)} ms, ECH ${f(cpu.ech / n)} ms CPU per ${term ? 'handshake' : 'connection'} (${n} each, ${SLICES} ABBA slices); ` +
         `perf data ${data}: ECH serve pid ${pair.ech.pid}, plain serve pid ${pair.plain.pid} (perf report --pid)`,
     );
     for (const p of Object.values(pair)) process.kill(p.pid, 'SIGTERM');

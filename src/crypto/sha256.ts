@@ -89,6 +89,43 @@ function padState(st: Int32Array, key: Uint8Array, pad: number): void {
 }
 
 /**
+ * The pad states of the all-zero key, computed once: HKDF-Extract with an
+ * absent salt keys its HMAC with HashLen zeros (RFC 5869 §2.2) — HPKE's
+ * eae_prk and the TLS 1.3 early secret — and so does the ECH accept
+ * confirmation's HKDF-Extract(0, ClientHelloInner.random) (RFC 9849 §7.2).
+ * A zero key of any length ≤ 64 pads to the same block. Saves two
+ * compressions per such HMAC.
+ */
+const ZERO_INNER = new Int32Array(8);
+const ZERO_OUTER = new Int32Array(8);
+padState(ZERO_INNER, new Uint8Array(0), 0x36);
+padState(ZERO_OUTER, new Uint8Array(0), 0x5c);
+
+// The current key's pad states (scratch, like the rest). They would compute
+// MACs under that key, so they are zeroed once its MACs are made.
+const keyInner = new Int32Array(8);
+const keyOuter = new Int32Array(8);
+function forgetKey(): void {
+  keyInner.fill(0);
+  keyOuter.fill(0);
+}
+
+/** keyInner/keyOuter for `key` (≤ 64 bytes). */
+function keyStates(key: Uint8Array): void {
+  if (key.length > 64) throw new RangeError('hmacSha256: key longer than the block');
+  // Every byte is read whatever the key: the branch below tells only whether the key is all zeros.
+  let z = 0;
+  for (let i = 0; i < key.length; i++) z |= key[i]!;
+  if (z === 0) {
+    keyInner.set(ZERO_INNER);
+    keyOuter.set(ZERO_OUTER);
+  } else {
+    padState(keyInner, key, 0x36);
+    padState(keyOuter, key, 0x5c);
+  }
+}
+
+/**
  * FIPS 180-4 §5.1.1 padding and the last block(s): `fill` bytes of the
  * message are waiting in `block`, `total` bytes were hashed in all (the
  * 64-byte pad block included).
@@ -121,14 +158,12 @@ function writeDigest(st: Int32Array, out: Uint8Array, at: number): void {
 }
 
 /**
- * HMAC-SHA-256(key, parts[0] || parts[1] || ...) (RFC 2104 §2). The caller
- * keeps to key.length ≤ 64 and a total message length ≤ JS_HMAC_MAX; both are
- * checked, since a longer key would have to be hashed first.
+ * HMAC under the key whose pad states are in keyInner/keyOuter, of
+ * parts[0] || parts[1] || ..., written as 32 bytes into `out` at `at`.
  */
-export function hmacSha256(key: Uint8Array, parts: readonly Uint8Array[]): Uint8Array {
-  if (key.length > 64) throw new RangeError('hmacSha256: key longer than the block');
+function macInto(parts: readonly Uint8Array[], out: Uint8Array, at: number): void {
   // H((K ⊕ ipad) || text)
-  padState(inner, key, 0x36);
+  inner.set(keyInner);
   let fill = 0;
   let len = 0;
   for (const p of parts) {
@@ -144,10 +179,42 @@ export function hmacSha256(key: Uint8Array, parts: readonly Uint8Array[]): Uint8
   }
   finish(inner, fill, 64 + len);
   // H((K ⊕ opad) || inner digest): the 32-byte digest and its padding fit one block.
-  padState(outer, key, 0x5c);
+  outer.set(keyOuter);
   writeDigest(inner, block, 0);
   finish(outer, 32, 64 + 32);
+  writeDigest(outer, out, at);
+}
+
+/**
+ * HMAC-SHA-256(key, parts[0] || parts[1] || ...) (RFC 2104 §2). The caller
+ * keeps to key.length ≤ 64 and a total message length ≤ JS_HMAC_MAX; both are
+ * checked, since a longer key would have to be hashed first.
+ */
+export function hmacSha256(key: Uint8Array, parts: readonly Uint8Array[]): Uint8Array {
+  keyStates(key);
   const out = new Uint8Array(32);
-  writeDigest(outer, out, 0);
+  try {
+    macInto(parts, out, 0);
+  } finally {
+    forgetKey();
+  }
+  return out;
+}
+
+/**
+ * Two HMAC-SHA-256 under one key, HMAC(key, a) || HMAC(key, b) in one 64-byte
+ * array: the key's two pad compressions are made once for both. HPKE's key
+ * schedule expands `key` and `base_nonce` from the same `secret` (RFC 9180
+ * §5.1). Same limits as hmacSha256, for each message.
+ */
+export function hmacSha256Pair(key: Uint8Array, a: readonly Uint8Array[], b: readonly Uint8Array[]): Uint8Array {
+  keyStates(key);
+  const out = new Uint8Array(64);
+  try {
+    macInto(a, out, 0);
+    macInto(b, out, 32);
+  } finally {
+    forgetKey();
+  }
   return out;
 }

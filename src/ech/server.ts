@@ -16,7 +16,6 @@ import type { ECHConfigContents } from '../wire/ech/config.js';
 import {
   type ClientHello,
   decodeClientHelloPrefix,
-  encodeClientHello,
   type Extension,
   findExtension,
   firstDuplicateType,
@@ -224,16 +223,35 @@ export function rebuildInner(outer: ClientHello, encoded: Uint8Array): ClientHel
 }
 
 /**
+ * Bytes in front of an encoded ClientHelloInner: a record header (RFC 8446
+ * §5.1, 5 bytes) and a handshake header (§4, 4 bytes), filled by
+ * InnerHello.record() for split mode.
+ */
+const HEADROOM = 9;
+
+/**
  * ClientHelloInner. Routing needs only the extensions; the encoded bytes are
  * built the first time something reads `raw` — termination does, for the
- * transcript — which keeps an encode off the passthrough hot path.
+ * transcript, and split mode, to send it — which keeps an encode off the
+ * paths that never need it. They are encoded behind HEADROOM spare bytes, so
+ * that split mode frames them as a record without another copy.
  */
-class InnerHello implements ClientHello {
+export class InnerHello implements ClientHello {
   readonly legacyVersion: number;
   readonly random: Uint8Array;
   readonly cipherSuites: number[];
   readonly compressionMethods: Uint8Array;
-  private encoded: Uint8Array | undefined;
+  /** HEADROOM bytes, then the encoded hello. */
+  private buf: Uint8Array | undefined;
+  /**
+   * This hello itself, read through `this` by raw and record(): a view made
+   * with Object.create over it (proxy/tls12.ts restrictSuites, for
+   * `tls.options` cipherSuites) runs these getters with `this` = the view,
+   * whose cipherSuites are the restricted list — and the transcript must hash
+   * ClientHelloInner as the client sent it (RFC 8446 §4.4.1, RFC 9849 §7.2),
+   * or the accept confirmation and Finished cannot match.
+   */
+  private readonly sent: InnerHello;
 
   constructor(
     hello: ClientHello,
@@ -244,17 +262,83 @@ class InnerHello implements ClientHello {
     this.random = hello.random;
     this.cipherSuites = hello.cipherSuites;
     this.compressionMethods = hello.compressionMethods;
+    this.sent = this;
   }
 
   get raw(): Uint8Array {
-    this.encoded ??= encodeClientHello({
-      legacyVersion: this.legacyVersion,
-      random: this.random,
-      sessionId: this.sessionId,
-      cipherSuites: this.cipherSuites,
-      compressionMethods: this.compressionMethods,
-      extensions: this.extensions,
-    });
-    return this.encoded;
+    const h = this.sent;
+    h.buf ??= h.encode();
+    return h.buf.subarray(HEADROOM);
+  }
+
+  /**
+   * The hello as one handshake record (type 22, legacy_record_version
+   * 0x0303), or undefined when it is longer than one record's plaintext
+   * (`maxPlain`, RFC 8446 §5.1) and must be fragmented.
+   */
+  record(maxPlain: number): Uint8Array | undefined {
+    const h = this.sent;
+    h.buf ??= h.encode();
+    const b = h.buf;
+    const body = b.length - HEADROOM;
+    const n = body + 4;
+    if (n > maxPlain) return undefined;
+    b[0] = 22;
+    b[1] = 3;
+    b[2] = 3;
+    b[3] = n >>> 8;
+    b[4] = n & 0xff;
+    b[5] = 1; // client_hello
+    b[6] = body >>> 16;
+    b[7] = (body >>> 8) & 0xff;
+    b[8] = body & 0xff;
+    return b;
+  }
+
+  /**
+   * RFC 8446 §4.1.2's ClientHello, as encodeClientHello writes it (the same
+   * bytes: test/ech.test.ts compares them), straight after HEADROOM. Every
+   * field came from a decoded hello and so fits its length prefix, except the
+   * extension block as a whole: the inner's own extensions plus the outer
+   * ones it references may pass 2^16 − 1 bytes, refused as encodeClientHello
+   * refuses it.
+   */
+  private encode(): Uint8Array {
+    const sid = this.sessionId;
+    const cs = this.cipherSuites;
+    const cm = this.compressionMethods;
+    let extLen = 0;
+    for (const e of this.extensions) extLen += 4 + e.data.length;
+    if (extLen > 0xffff) throw new EchgateError('ERR_ENCODE', `u16 value ${extLen} out of range`);
+    const out = new Uint8Array(HEADROOM + 2 + 32 + 1 + sid.length + 2 + 2 * cs.length + 1 + cm.length + 2 + extLen);
+    let at = HEADROOM;
+    out[at++] = this.legacyVersion >>> 8;
+    out[at++] = this.legacyVersion & 0xff;
+    out.set(this.random, at);
+    at += 32;
+    out[at++] = sid.length;
+    out.set(sid, at);
+    at += sid.length;
+    out[at++] = (2 * cs.length) >>> 8;
+    out[at++] = (2 * cs.length) & 0xff;
+    for (const c of cs) {
+      out[at++] = c >>> 8;
+      out[at++] = c & 0xff;
+    }
+    out[at++] = cm.length;
+    out.set(cm, at);
+    at += cm.length;
+    out[at++] = extLen >>> 8;
+    out[at++] = extLen & 0xff;
+    for (const e of this.extensions) {
+      const d = e.data;
+      out[at++] = e.type >>> 8;
+      out[at++] = e.type & 0xff;
+      out[at++] = d.length >>> 8;
+      out[at++] = d.length & 0xff;
+      out.set(d, at);
+      at += d.length;
+    }
+    return out;
   }
 }

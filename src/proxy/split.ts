@@ -8,6 +8,7 @@
  * ClientHello, so the rest is relayed untouched.
  */
 import { concat } from '../bytes/util.js';
+import { InnerHello } from '../ech/server.js';
 import { HandshakeBuffer } from '../tls13/handshake-buffer.js';
 import { type ClientHello, decodeClientHelloMessage } from '../wire/tls/client-hello.js';
 import { ContentType, HandshakeType, MAX_PLAINTEXT } from '../wire/tls/constants.js';
@@ -19,11 +20,16 @@ import { passthrough } from './passthrough.js';
 
 /**
  * A ClientHelloInner as records, the way split mode hands it to the backend
- * server. The hello's `raw` (encoded once, lazily, by ech/server.ts) is copied
- * once, straight behind the record and handshake headers; only a hello larger
- * than one record takes the general framing path.
+ * server. A hello rebuilt by ech/server.ts is encoded (once, lazily) behind
+ * room for the record and handshake headers, so it goes out without a copy;
+ * any other hello is copied once, straight behind the headers. Only a hello
+ * larger than one record takes the general framing path.
  */
 export function innerHelloRecords(inner: ClientHello): Uint8Array {
+  if (inner instanceof InnerHello) {
+    const r = inner.record(MAX_PLAINTEXT);
+    if (r) return r;
+  }
   const body = inner.raw!;
   if (body.length + 4 > MAX_PLAINTEXT) return frameHandshake(encodeHandshake(HandshakeType.client_hello, body), MAX_PLAINTEXT, RECORD_VERSION);
   const n = body.length + 4;

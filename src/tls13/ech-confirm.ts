@@ -15,8 +15,11 @@ import type { Transcript } from './transcript.js';
 /** Offset of the confirmation in a ServerHello handshake message: header 4, version 2, random[24..32]. */
 export const ECH_CONFIRMATION_AT = 4 + 2 + 24;
 
+/** HKDF-Extract's "0" salt (RFC 8446 §7.1: a string of Hash.length zero bytes), per hash: read-only, shared. */
+const ZERO_SALT: Record<HashName, Uint8Array> = { sha256: new Uint8Array(HASH_SIZE.sha256), sha384: new Uint8Array(HASH_SIZE.sha384), sha512: new Uint8Array(HASH_SIZE.sha512) };
+
 function confirmation(p: CryptoProvider, hash: HashName, innerRandom: Uint8Array, before: Transcript, message: Uint8Array, at: number, label: string): Uint8Array {
-  const prk = p.hmac(hash, new Uint8Array(HASH_SIZE[hash]), innerRandom);
+  const prk = p.hmac(hash, ZERO_SALT[hash], innerRandom);
   return expandLabel(p, hash, prk, label, before.hashWithZeroed(message, at, 8), 8);
 }
 
