@@ -157,9 +157,6 @@ export class Relay implements IdleEntry {
   backendFull = false;
   private reading = false;
   private stopped = false;
-  /** What flow() last did to each side (it acts on changes only). */
-  private clientPaused = true;
-  private backendPaused = false;
   /** readClient's consumer of client bytes when it is not "to the backend as they are". */
   onData: ((d: Buffer) => void) | undefined = undefined;
   // The idle deadline (proxy/deadlines.ts IdleSweep): this relay is the entry, marked on every client
@@ -302,31 +299,14 @@ export class Relay implements IdleEntry {
     this.client.removeAllListeners('data');
   }
 
-  /**
-   * Pause or resume both sides after a buffer filled or drained: only on a
-   * change, so a connection that never fills a buffer calls each once at most.
-   * The backend is never paused until the client's buffer first fills, and
-   * is not resumed before that either: a socket read with `onread` reads from
-   * its connect on, and a resume() of it costs a tick and a pass through
-   * node's Readable machinery for nothing (the passthrough profile;
-   * docs/benchmarks.md, "Passthrough cost, eighth pass"). The client starts
-   * paused (the connection paused it when routed, so no byte is lost before
-   * the backend is there): the first flow() after readClient() resumes it.
-   */
+  /** Pause or resume both sides after a buffer filled or drained. */
   flow(): void {
     if (this.stopped || this.client.destroyed) return;
     if (this.reading) {
-      const pause = this.backendFull || (this.o.clientEchoes === true && this.clientFull);
-      if (pause !== this.clientPaused) {
-        this.clientPaused = pause;
-        if (pause) this.client.pause();
-        else this.client.resume();
-      }
+      if (this.backendFull || (this.o.clientEchoes && this.clientFull)) this.client.pause();
+      else this.client.resume();
     }
-    if (this.clientFull !== this.backendPaused) {
-      this.backendPaused = this.clientFull;
-      if (this.backendPaused) this.backend.pause();
-      else this.backend.resume();
-    }
+    if (this.clientFull) this.backend.pause();
+    else this.backend.resume();
   }
 }
