@@ -9,19 +9,29 @@
  * connection does not (only which GC line falls at the window's edges: at
  * most one young generation, ≈ 16 MB, spread over N connections).
  *
+ * With `--idle N DIR`, instead: what one idle relayed connection holds. A
+ * fresh serve per build with one catch-all passthrough router to a backend
+ * that holds connections (util.ts idleMemoryConfig); a heap snapshot before
+ * and after N connections each sent the captured hello and went quiet, and
+ * bench/heap-diff.ts's count per constructor, divided by N (DIR keeps the
+ * snapshots).
+ *
  * Usage: npm run build && node dist/bench/pass-alloc.js [N] ROOT_A ROOT_B ...
- *   (ROOT: a folder with bin/echgate.js and dist/; `naive` for the naive proxy)
+ *        node dist/bench/pass-alloc.js --idle N DIR ROOT_A ROOT_B ...
+ *   (ROOT: a folder with bin/echgate.js and dist/; `naive` for the naive proxy, not with --idle)
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../src/cli/free-port.js';
-import { children, connLoad, SERVE_NODE_FLAGS, sleep, start, waitPort } from './util.js';
+import { children, connLoad, idleMemoryConfig, openIdle, SERVE_NODE_FLAGS, sleep, start, waitPort } from './util.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const args = process.argv.slice(2);
+const IDLE = args[0] === '--idle' ? { n: Number(args[1]), dir: resolve(args[2]!) } : undefined;
+if (IDLE) args.splice(0, 3);
 const N = /^\d+$/.test(args[0] ?? '') ? Number(args.shift()) : 30_000;
 const WARM = 3000;
 const capture = readFileSync(join(ROOT, 'test', 'vectors', 'captures', 'chr-ech2a-app-alpn.bin'));
@@ -37,7 +47,59 @@ function gcLines(out: string): { allocated: number; kind: string }[] {
   return rows;
 }
 
+/** The newest snapshot in `dir` once its size stops growing (--heapsnapshot-signal writes it synchronously, then the process goes on). */
+async function snapshot(pid: number, dir: string): Promise<string> {
+  const before = new Set(readdirSync(dir));
+  process.kill(pid, 'SIGUSR2');
+  for (let i = 0; i < 600; i++) {
+    await sleep(200);
+    const fresh = readdirSync(dir).filter((f) => !before.has(f) && f.endsWith('.heapsnapshot'));
+    if (fresh.length === 1) {
+      const f = join(dir, fresh[0]!);
+      const a = readFileSync(f).length;
+      await sleep(1000);
+      if (a > 0 && readFileSync(f).length === a) return f;
+    }
+  }
+  throw new Error('no heap snapshot');
+}
+
+async function idle(): Promise<void> {
+  const { n, dir: snapDir } = IDLE!;
+  mkdirSync(snapDir, { recursive: true });
+  const hold = Number((await start('node', [join(ROOT, 'dist', 'bench', 'backend.js'), 'hold'], /PORT (\d+)/)).match[1]);
+  const dir = mkdtempSync(join(tmpdir(), 'echgate-pass-idle-'));
+  for (const root of args) {
+    const port = await freePort();
+    const cfg = join(dir, `${port}.yml`);
+    // The configuration carries a certificate (for its terminated twin); a passthrough router never uses it.
+    const cert = join(dir, 'c.pem');
+    const key = join(dir, 'k.pem');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', '/CN=x', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+    writeFileSync(cfg, idleMemoryConfig(port, hold, false, cert, key));
+    const sub = join(snapDir, root.replace(/\W/g, '_'));
+    mkdirSync(sub, { recursive: true });
+    const proc = spawn('node', [...SERVE_NODE_FLAGS, '--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${sub}`, join(resolve(root), 'bin', 'echgate.js'), 'serve', '--config', cfg], { stdio: ['ignore', 'ignore', 'inherit'] });
+    children.push(proc);
+    await waitPort(port);
+    for (const s of await openIdle(port, false, 200, 'x', capture)) s.destroy();
+    await sleep(1000);
+    const a = await snapshot(proc.pid!, sub);
+    const socks = await openIdle(port, false, n, 'x', capture);
+    await sleep(1500);
+    const b = await snapshot(proc.pid!, sub);
+    const diff = execFileSync('node', [join(ROOT, 'dist', 'bench', 'heap-diff.js'), a, b, String(n), '25']).toString();
+    process.stdout.write(`== ${root}: what one idle relayed connection holds (${n} open)\n${diff}`);
+    for (const s of socks) s.destroy();
+    proc.kill('SIGTERM');
+    await new Promise((r) => proc.once('exit', r));
+  }
+  for (const c of children) c.kill('SIGTERM');
+  process.exit(0);
+}
+
 async function main() {
+  if (IDLE) return idle();
   const dir = mkdtempSync(join(tmpdir(), 'echgate-pass-alloc-'));
   const backend = await start('node', [join(ROOT, 'dist', 'bench', 'backend.js'), 'byte'], /PORT (\d+)/);
   const byte = Number(backend.match[1]);
