@@ -127,7 +127,9 @@ tcp:
     }
     children.push(proc);
     let text = '';
-    proc.stdout!.on('data', (d: Buffer) => (text += d.toString()));
+    proc.stdout!.on('data', (d: Buffer) => {
+      text += d.toString();
+    });
     await waitPort(port);
     await connLoad(port, WARM, 50, capture);
     await sleep(200);

@@ -48,7 +48,9 @@ function bulk(port: number): Promise<void> {
   return new Promise((res, rej) => {
     let got = 0;
     const s = net.connect(port, '127.0.0.1', () => s.write(capture));
-    s.on('data', (d) => (got += d.length));
+    s.on('data', (d) => {
+      got += d.length;
+    });
     s.once('error', rej);
     s.once('close', () => (got === BYTES ? res() : rej(new Error(`bulk got ${got} of ${BYTES}`))));
   });
@@ -88,7 +90,8 @@ tcp:
       const c0 = cpuNs(b.pid);
       await bulk(b.port);
       const gbPerCpuS = BYTES / 1e9 / ((cpuNs(b.pid) - c0) / 1000);
-      (res[b.name] ??= []).push(gbPerCpuS);
+      if (!res[b.name]) res[b.name] = [];
+      res[b.name]!.push(gbPerCpuS);
       process.stderr.write(`round ${r + 1} ${b.name}: ${gbPerCpuS.toFixed(2)} GB per CPU-second\n`);
     }
   }

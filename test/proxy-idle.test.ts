@@ -162,7 +162,9 @@ function silentClient(port: number, limitMs: number): Promise<{ bytes: number; c
     const t0 = Date.now();
     let bytes = 0;
     const s = net.connect(port, '127.0.0.1');
-    s.on('data', (d) => (bytes += d.length));
+    s.on('data', (d) => {
+      bytes += d.length;
+    });
     s.on('error', () => {});
     const limit = setTimeout(() => {
       s.destroy();
@@ -202,7 +204,9 @@ describe('idleTimeout end to end', () => {
       const s = net.connect(g.port('db'), '127.0.0.1');
       s.on('error', () => {});
       let closedAt: number | undefined;
-      s.on('close', () => (closedAt = Date.now() - t0));
+      s.on('close', () => {
+        closedAt = Date.now() - t0;
+      });
       for (let i = 0; i < 12; i++) {
         await sleep(100);
         s.write('y');

@@ -320,7 +320,8 @@ export class ClientHelloAssembler {
         this.have = 4;
         f = f.subarray(4);
       } else {
-        const head = (this.head ??= new Uint8Array(4));
+        if (!this.head) this.head = new Uint8Array(4);
+        const head = this.head;
         const k = Math.min(4 - this.have, f.length);
         head.set(f.subarray(0, k), this.have);
         this.have += k;
