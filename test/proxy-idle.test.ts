@@ -196,6 +196,35 @@ describe('idleTimeout end to end', () => {
     }
   });
 
+  it('a client stuck behind a backend that never reads is cut (backpressure pauses the client: no read, no write, no progress)', async () => {
+    const socks = new Set<net.Socket>();
+    const srv = net.createServer({ pauseOnConnect: true }, (s) => {
+      socks.add(s);
+      s.on('error', () => {});
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const g = await gatewayFor((srv.address() as net.AddressInfo).port);
+    try {
+      const t0 = Date.now();
+      const s = net.connect(g.port('db'), '127.0.0.1');
+      s.on('error', () => {});
+      const closed = new Promise<number>((r) => s.once('close', () => r(Date.now() - t0)));
+      const chunk = Buffer.alloc(64 * 1024, 0x61);
+      // 8 MiB, far more than the kernel buffers and the relay's write buffer hold.
+      const pump = () => {
+        for (let i = 0; i < 128 && !s.destroyed; i++) if (!s.write(chunk)) return void s.once('drain', pump);
+      };
+      s.once('connect', pump);
+      const after = await Promise.race([closed, sleep(5000).then(() => undefined)]);
+      assert.ok(after !== undefined, 'cut by the idle timeout');
+      assert.ok(after >= 300, `closed after ${after} ms`);
+    } finally {
+      await g.close();
+      for (const b of socks) b.destroy();
+      await new Promise((r) => srv.close(r));
+    }
+  });
+
   it('bytes from a client the backend never answers keep the connection (a read from the client is activity)', async () => {
     const b = await tricklingBackend(1000, 0); // accepts, never writes
     const g = await gatewayFor(b.port);
