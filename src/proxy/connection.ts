@@ -32,7 +32,7 @@ import { alertFor, encodeAlertRecord, trailingAlert } from '../wire/tls/alert.js
 import { scanClientHelloMessage } from '../wire/tls/client-hello.js';
 import { ClientHelloAssembler, sniffTls } from '../wire/tls/record.js';
 import { certificateCovers } from './certificates.js';
-import { type DeadlineEntry, type DeadlineList, Deadlines } from './deadlines.js';
+import { type DeadlineEntry, type DeadlineList, Deadlines, IdleSweeps } from './deadlines.js';
 import type { ConnectionSeries } from './metrics.js';
 import { admit } from './middlewares.js';
 import type { Classified, EntryContext, RouteTarget } from './context.js';
@@ -41,7 +41,7 @@ import type { Answer, Conn, Handler, Outcome, PeekFailure } from './handler.js';
 import { passthrough } from './passthrough.js';
 import { ClientPreamble, type PreambleOps, preambleProtocol, withBackendPreamble } from './preamble.js';
 import { publicNameHandler } from './public-name.js';
-import { Relay, type RelayOptions } from './relay.js';
+import { OWNER, Relay, type RelayOptions, type RelayOwner } from './relay.js';
 import { splitHandler } from './split.js';
 import { terminateHandler } from './terminate.js';
 import { chooseVersion, tls12Handler } from './tls12.js';
@@ -130,8 +130,8 @@ export function handleConnection(ctx: EntryContext, socket: net.Socket, open: Se
 // The sockets' listeners and the timers are shared by every connection rather
 // than made per connection (18 closures and 11 `once` wrappers each, a GC cost
 // the passthrough profile showed; docs/benchmarks.md "Relaying cost, third
-// pass"). A listener finds its connection on the socket it was called on.
-const OWNER = Symbol('echgate.connection');
+// pass"). A listener finds its connection on the socket it was called on: the
+// OWNER tag, the one the relay's listeners read too (proxy/relay.ts).
 type Owned = { [OWNER]?: Connection };
 
 /**
@@ -176,10 +176,12 @@ const onBackendConnect = listener((k) => k.backendConnected());
 const onBackendClose = listener((k) => k.client?.destroy());
 const onConnectTimeout = timer((k) => k.backend?.destroy(new Error('connect timeout')));
 const connectDeadlines = new Deadlines((e) => onConnectTimeout(e as Connection));
-const onIdleTimeout = listener((k) => {
+const onIdleTimeout = timer((k) => {
   k.outcome ??= 'idle_timeout';
   k.client?.destroy();
 });
+/** The idle deadline of every relayed connection: one sweep per duration, no node timer per connection (proxy/deadlines.ts). */
+const idleSweeps = new IdleSweeps((e) => onIdleTimeout(((e as Relay).client as Owned)[OWNER]!));
 
 /** What routing rules read (routing/ast.ts ConnData); the peer address is looked up only when a rule or middleware asks. */
 class RouteData implements ConnData {
@@ -204,7 +206,7 @@ const NOT_TLS = (k: Connection) => new RouteData(k, '', [], false, 'none');
  * connect (the backend, through a Relay) → closed (metrics, access line).
  * Its fields are the connection's whole state.
  */
-class Connection implements PreambleOps, DeadlineEntry {
+class Connection implements PreambleOps, DeadlineEntry, RelayOwner {
   private readonly started = performance.now();
   private readonly ep: string;
   /** The metric series this connection updates, resolved once per entrypoint (proxy/metrics.ts). */
@@ -242,7 +244,8 @@ class Connection implements PreambleOps, DeadlineEntry {
   private pre: ClientPreamble | undefined;
   /** The handler's callback for the backend connect, dropped once used. */
   private afterConnect: ((r: Relay) => void) | undefined;
-  private relay: Relay | undefined;
+  /** RelayOwner: the relay's listeners find it here, through the sockets' OWNER tag. */
+  relay: Relay | undefined = undefined;
 
   constructor(
     readonly ctx: EntryContext,
@@ -301,6 +304,8 @@ class Connection implements PreambleOps, DeadlineEntry {
   closed(): void {
     // A deadline still waiting (the client reset the connection during the peek or the connect) has nothing left to end.
     this.dlList?.remove(this);
+    const r = this.relay;
+    r?.idleList?.remove(r);
     this.backend?.destroy();
     this.release?.();
     this.finish(this.outcome ?? (this.connected ? 'relayed' : 'closed'));
@@ -603,11 +608,11 @@ class Connection implements PreambleOps, DeadlineEntry {
     const { socket } = this;
     const up = this.upstream ?? route.target.picker.pick();
     this.upstream = up;
-    const relay = new Relay(client, up.server, opts);
+    // The relay tags the backend with this connection (and the client when it is node:tls's plaintext side).
+    const relay = new Relay(client, up.server, opts, this);
     const b = relay.backend;
     this.backend = b;
     this.client = client;
-    this.relay = relay;
     if (up.proxyProtocol) {
       // Written now, queued by the socket until it connects: ahead of any byte a handler sends.
       const addrs = { srcIp: this.clientIp(), srcPort: socket.remotePort ?? 0, dstIp: normalizeIp(socket.localAddress), dstPort: socket.localPort ?? 0 };
@@ -616,7 +621,6 @@ class Connection implements PreambleOps, DeadlineEntry {
     // The deadline leaves its list and the callback is dropped once used: the callback holds the ClientHello (idle RSS).
     connectDeadlines.list(up.connectTimeoutMs).add(this);
     this.afterConnect = onConnect;
-    (b as Owned)[OWNER] = this;
     b.on('error', onBackendError);
     b.on('connect', onBackendConnect);
     return relay;
@@ -648,11 +652,9 @@ class Connection implements PreambleOps, DeadlineEntry {
     this.afterConnect = undefined;
     then?.(this.relay!);
     this.backend!.on('close', onBackendClose);
-    // One idle timer on the client: reads from it and writes to it both count as activity.
-    const client = this.client!;
-    (client as Owned)[OWNER] = this;
-    client.setTimeout(this.ctx.ep.idleTimeoutMs);
-    client.on('timeout', onIdleTimeout);
+    // The idle deadline: reads from the client and writes to it both count as activity (the relay marks them).
+    const ms = this.ctx.ep.idleTimeoutMs;
+    if (ms > 0 && !this.finished) idleSweeps.sweep(ms).add(this.relay!);
   }
 }
 

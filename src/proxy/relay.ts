@@ -42,6 +42,7 @@
  */
 import net from 'node:net';
 import { concat } from '../bytes/util.js';
+import type { IdleEntry, IdleSweep } from './deadlines.js';
 
 const READ_SIZE = 64 * 1024;
 /** A backend read at least this large marks a bulk connection: it gets a private read buffer from then on. */
@@ -83,11 +84,20 @@ export function writeAll(s: net.Socket, chunks: readonly Uint8Array[]): boolean 
 
 // The listeners a relay puts on its two sockets are shared by every relay (no
 // closures or `once` wrappers per connection): each finds its relay through
-// this tag on the socket it was called on. Events that fire once anyway
-// (end, close) use on(), not once().
-const RELAY = Symbol('echgate.relay');
-type Tagged = { [RELAY]?: Relay };
-const relayOf = (s: net.Socket) => (s as Tagged)[RELAY]!;
+// the one tag on the socket it was called on, the connection that owns both
+// sockets (proxy/connection.ts tags the client when it accepts it, the relay
+// tags the backend it makes). One symbol for both, added once to each socket:
+// a second property added in a different order on the two sockets gave node's
+// stream code more socket shapes to meet (megamorphic property loads in the
+// passthrough profile; docs/benchmarks.md, "Passthrough cost, eighth pass").
+// Events that fire once anyway (end, close) use on(), not once().
+export const OWNER = Symbol('echgate.connection');
+/** What a socket's OWNER tag holds: whoever owns the connection, with its relay once there is one. */
+export interface RelayOwner {
+  relay: Relay | undefined;
+}
+type Tagged = { [OWNER]?: RelayOwner };
+const relayOf = (s: net.Socket) => (s as Tagged)[OWNER]!.relay!;
 
 function onBackendEnd(this: net.Socket): void {
   relayOf(this).backendEnded();
@@ -99,7 +109,23 @@ function onClientEnd(this: net.Socket): void {
   relayOf(this).clientEnded();
 }
 function onClientData(this: net.Socket, d: Buffer): void {
-  relayOf(this).toBackend1(d);
+  const r = relayOf(this);
+  r.idleActive = true;
+  r.toBackend1(d);
+}
+/** readClient(onData): the handler's own consumer of client bytes, behind the same activity mark. */
+function onClientDataTo(this: net.Socket, d: Buffer): void {
+  const r = relayOf(this);
+  r.idleActive = true;
+  r.onData!(d);
+}
+/**
+ * The backend's reads (onread: node calls it as a method of the backend
+ * socket, so one function serves every relay). Returns false to stop reading
+ * while the client's write buffer is full.
+ */
+function onBackendRead(this: net.Socket, n: number, b: Uint8Array): boolean {
+  return relayOf(this).fromBackendRead(n, b);
 }
 function onClientDrain(this: net.Socket): void {
   const r = relayOf(this);
@@ -121,7 +147,7 @@ export interface RelayOptions {
   onBackendEnd?: () => void;
 }
 
-export class Relay {
+export class Relay implements IdleEntry {
   readonly backend: net.Socket;
   /** The private read buffer, once the backend has sent a large read (`bulk`). */
   private buf: Buffer | undefined;
@@ -131,23 +157,38 @@ export class Relay {
   backendFull = false;
   private reading = false;
   private stopped = false;
+  /** readClient's consumer of client bytes when it is not "to the backend as they are". */
+  onData: ((d: Buffer) => void) | undefined = undefined;
+  // The idle deadline (proxy/deadlines.ts IdleSweep): this relay is the entry, marked on every client
+  // read and every write to the client.
+  idleActive = true;
+  idleSlices = 0;
+  idleQueue = 0;
+  idlePrev: IdleEntry | undefined = undefined;
+  idleNext: IdleEntry | undefined = undefined;
+  idleList: IdleSweep | undefined = undefined;
 
   /**
    * Connect to the backend with the backend → client half already wired, so
    * not even a server-first greeting can arrive before the relay is in place.
+   * `owner` is the connection that tagged the client (proxy/connection.ts);
+   * without one (tests) the relay tags both sockets with a holder of its own.
    */
   constructor(
-    private readonly client: net.Socket,
+    readonly client: net.Socket,
     target: BackendTarget,
     private readonly o: RelayOptions = {},
+    owner?: RelayOwner,
   ) {
+    const holder = owner ?? { relay: this };
+    holder.relay = this;
     this.backend = net.connect({
       host: target.host,
       port: target.port,
       allowHalfOpen: true,
       noDelay: true,
       onread: {
-        // Called when the handle is set up and after every read: the buffer for the next read.
+        // Called when the handle is set up and after every read, without `this`: the buffer for the next read.
         buffer: () => {
           // A transform (TLS termination seals the chunk into new records) consumes the chunk inside
           // the callback, so it never needs a private buffer: a terminated connection that carried bulk
@@ -156,25 +197,35 @@ export class Relay {
           this.buf ??= acquire();
           return this.buf;
         },
-        callback: (n: number, b: Uint8Array): boolean => {
-          if (this.stopped || client.destroyed) return false;
-          const chunk = b.subarray(0, n);
-          if (o.fromBackend) this.toClient(o.fromBackend(chunk));
-          else if (b === shared) this.toClient([Buffer.from(chunk)]);
-          else {
-            this.toClient([chunk]);
-            // A queued write still references `b`: the next read gets another buffer.
-            if (client.writableLength > 0) this.buf = undefined;
-          }
-          if (n >= BULK_READ) this.bulk = true;
-          return !this.clientFull;
-        },
+        callback: onBackendRead,
       },
     });
-    (this.backend as Tagged)[RELAY] = this;
-    (client as Tagged)[RELAY] = this;
+    (this.backend as Tagged)[OWNER] = holder;
+    if ((client as Tagged)[OWNER] === undefined) (client as Tagged)[OWNER] = holder;
     this.backend.on('end', onBackendEnd);
     this.backend.on('close', onBackendClose);
+  }
+
+  /** One read of the backend, `n` bytes in `b` (onBackendRead). */
+  fromBackendRead(n: number, b: Uint8Array): boolean {
+    const { client, o } = this;
+    if (this.stopped || client.destroyed) return false;
+    const chunk = b.subarray(0, n);
+    if (o.fromBackend) this.toClient(o.fromBackend(chunk));
+    else if (b === shared) this.toClient([Buffer.from(chunk)]);
+    else {
+      this.toClient([chunk]);
+      // A queued write still references `b`: the next read gets another buffer.
+      if (client.writableLength > 0) this.buf = undefined;
+    }
+    if (n >= BULK_READ) this.bulk = true;
+    return !this.clientFull;
+  }
+
+  /** IdleEntry: the client's bytes not yet done, in node's queue or libuv's (any change is progress). */
+  writeQueueSize(): number {
+    const c = this.client;
+    return c.writableLength + ((c as unknown as { _handle?: { writeQueueSize?: number } })._handle?.writeQueueSize ?? 0);
   }
 
   /** The backend's EOF: end the client (half-close), or what the handler maps it to (close_notify). */
@@ -191,6 +242,7 @@ export class Relay {
 
   /** The client's EOF ends the backend. */
   clientEnded(): void {
+    this.idleActive = true;
     // Not twice: TLS termination already ended the backend on close_notify, and a second end()
     // builds an ERR_STREAM_ALREADY_FINISHED with its stack (1–2 % of a terminated connection's CPU).
     if (!this.stopped && !this.backend.writableEnded) this.backend.end();
@@ -199,6 +251,7 @@ export class Relay {
   /** Bytes for the client, in one write. */
   toClient(chunks: readonly Uint8Array[]): void {
     if (chunks.length === 0 || this.client.destroyed) return;
+    this.idleActive = true;
     if (!writeAll(this.client, chunks)) this.clientFilled();
   }
 
@@ -234,7 +287,8 @@ export class Relay {
    */
   readClient(onData?: (d: Buffer) => void): void {
     this.reading = true;
-    this.client.on('data', onData ?? onClientData);
+    this.onData = onData;
+    this.client.on('data', onData ? onClientDataTo : onClientData);
     this.client.on('end', onClientEnd);
     this.flow();
   }

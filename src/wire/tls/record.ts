@@ -157,11 +157,16 @@ export function sniffTls(first: Uint8Array): 'tls' | NotTlsReason | 'need_more' 
  */
 export const MAX_HELLO_RECORDS = 256;
 
+const NO_BYTES = new Uint8Array(0);
+
 export class ClientHelloAssembler {
   // One growable buffer: the first chunk is held without a copy (the common
   // case is a whole ClientHello in one read); later chunks append with
   // capacity doubling, so a 1-byte-at-a-time sender costs O(n), not O(n^2).
-  private buf: Uint8Array = new Uint8Array(0);
+  // Nothing allocated per assembler until it is needed: an accepted connection makes one, and
+  // two typed arrays made up front (this buffer and the header's) were garbage for the common
+  // one-read hello (the passthrough profile; docs/benchmarks.md, "Passthrough cost, eighth pass").
+  private buf: Uint8Array = NO_BYTES;
   private len = 0;
   private owned = false;
   private readonly maxBytes: number;
@@ -176,7 +181,8 @@ export class ClientHelloAssembler {
   private recordVersion = 0;
   /** The handshake message as it fills (allocated once its length is known). */
   private msg: Uint8Array | undefined;
-  private head = new Uint8Array(4);
+  /** The handshake header while it spans pieces (made only then). */
+  private head: Uint8Array | undefined;
   private have = 0;
   private hsLen = -1;
   private result: AssembledHello | undefined;
@@ -299,22 +305,33 @@ export class ClientHelloAssembler {
     if (this.hsLen < 0) {
       // Read the handshake header as soon as its 4 bytes exist, even in a
       // partial record, so an oversized or wrong message fails before we wait.
-      const fresh = this.have === 0;
-      const k = Math.min(4 - this.have, f.length);
-      this.head.set(f.subarray(0, k), this.have);
-      this.have += k;
-      f = f.subarray(k);
-      if (this.have < 4) return;
-      this.hsLen = checkHelloHeader(this.head, this.maxBytes);
-      const total = this.hsLen + 4;
-      if (fresh && frag.length >= total) {
-        // Fast path: the whole message inside one piece (nearly every client): a view, no copy.
-        this.msg = frag.subarray(0, total);
-        this.have = total;
-        return;
+      if (this.have === 0 && f.length >= 4) {
+        // The header in one piece (nearly every client): read in place.
+        this.hsLen = checkHelloHeader(f, this.maxBytes);
+        const total = this.hsLen + 4;
+        if (frag.length >= total) {
+          // Fast path: the whole message inside one piece: a view, no copy.
+          this.msg = frag.subarray(0, total);
+          this.have = total;
+          return;
+        }
+        this.msg = new Uint8Array(total);
+        this.msg.set(f.subarray(0, 4));
+        this.have = 4;
+        f = f.subarray(4);
+      } else {
+        if (!this.head) this.head = new Uint8Array(4);
+        const head = this.head;
+        const k = Math.min(4 - this.have, f.length);
+        head.set(f.subarray(0, k), this.have);
+        this.have += k;
+        f = f.subarray(k);
+        if (this.have < 4) return;
+        this.hsLen = checkHelloHeader(head, this.maxBytes);
+        this.msg = new Uint8Array(this.hsLen + 4);
+        this.msg.set(head);
+        this.head = undefined;
       }
-      this.msg = new Uint8Array(total);
-      this.msg.set(this.head);
     }
     const room = this.hsLen + 4 - this.have;
     if (room > 0) {
@@ -341,6 +358,7 @@ export function parseHelloRecords(buf: Uint8Array, maxBytes = Number.MAX_SAFE_IN
   return new ClientHelloAssembler(maxBytes, maxRecords).push(buf);
 }
 
+/** A ClientHello handshake header in `head`'s first 4 bytes: the body length. */
 function checkHelloHeader(head: Uint8Array, maxBytes: number): number {
   if (head[0] !== HandshakeType.client_hello) {
     throw new EchgateError('ERR_DECODE', `first handshake message is type ${head[0]}, not client_hello`, {
