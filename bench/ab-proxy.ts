@@ -193,7 +193,7 @@ tcp:
       procs.push({ name: b.name, pid: p.pid!, ...ports });
     }
     const naivePort = await freePort();
-    const naive = await start('node', [join(ROOT, 'dist', 'bench', 'naive-proxy.js'), String(naivePort), String(byte)], /READY/);
+    const naive = await start('node', [...SERVE_NODE_FLAGS, join(ROOT, 'dist', 'bench', 'naive-proxy.js'), String(naivePort), String(byte)], /READY/);
     pin(naive.proc.pid, SERVE_CPU);
     const all = [...procs.map((p) => ({ name: p.name, pid: p.pid, port: p.conn })), { name: 'naive', pid: naive.proc.pid!, port: naivePort }];
 
@@ -295,7 +295,7 @@ tcp:
       const flags = env.AB_PROF_FLAGS ? env.AB_PROF_FLAGS.split(' ') : perf ? ['--perf-basic-prof'] : ['--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${kind}-${Date.now()}.cpuprofile`];
       // `naive`: the naive Node proxy (bench/naive-proxy.ts) under the same flags and the same load as `conn`.
       const naive = kind === 'naive';
-      const args = naive ? [join(ROOT, 'dist', 'bench', 'naive-proxy.js'), String(port), String(byte)] : [...SERVE_NODE_FLAGS, join(BUILDS[0]!.dir, 'bin', 'echgate.js'), 'serve', '--config', cfg];
+      const args = naive ? [...SERVE_NODE_FLAGS, join(ROOT, 'dist', 'bench', 'naive-proxy.js'), String(port), String(byte)] : [...SERVE_NODE_FLAGS, join(BUILDS[0]!.dir, 'bin', 'echgate.js'), 'serve', '--config', cfg];
       const p = spawn('node', [...flags, ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
       children.push(p);
       await waitPort(port);

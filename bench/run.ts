@@ -121,10 +121,12 @@ backend be_${n}
   children.push(hp);
   await new Promise((r) => setTimeout(r, 1000));
   const haproxyVersion = execFileSync('haproxy', ['-v']).toString().split('\n')[0]!;
-  // The naive Node proxy: conn and bulk only (it routes on the outer name the captures carry).
+  // The naive Node proxy: conn and bulk only (it routes on the outer name the captures carry). It runs under
+  // serve's V8 flags (SERVE_NODE_FLAGS: the heap floor), so the floor it stands for is Node's with the same
+  // runtime settings; without them it paid ≈ 6× the mark-compacts (docs/benchmarks.md, passthrough eighth pass).
   const naive = [
-    await start('node', [join(ROOT, 'dist', 'bench', 'naive-proxy.js'), String(ports.n[0]), String(byte)], /READY/),
-    await start('node', [join(ROOT, 'dist', 'bench', 'naive-proxy.js'), String(ports.n[1]), String(stream)], /READY/),
+    await start('node', [...SERVE_NODE_FLAGS, join(ROOT, 'dist', 'bench', 'naive-proxy.js'), String(ports.n[0]), String(byte)], /READY/),
+    await start('node', [...SERVE_NODE_FLAGS, join(ROOT, 'dist', 'bench', 'naive-proxy.js'), String(ports.n[1]), String(stream)], /READY/),
   ];
 
   const proxies = [

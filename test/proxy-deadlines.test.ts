@@ -2,8 +2,10 @@
  * The ClientHello and backend connect deadlines (proxy/deadlines.ts): one list
  * per duration with one node timer, no timer per connection. Each deadline
  * fires no earlier than its configured duration and within a bound after it;
- * a removed entry never fires; an empty list holds no timer (the process can
- * exit). End to end: a backend that never accepts is cut at connectTimeout
+ * a removed entry never fires; the timer is not cleared when the list
+ * empties (one node timer per duration of time, not per connection), yet an
+ * entry added while it is armed for a removed one still waits its own
+ * duration, and a list whose timer fired with nothing left holds none. End to end: a backend that never accepts is cut at connectTimeout
  * (the client that sends nothing and the idle relay are in
  * test/metrics-outcomes.test.ts and test/proxy.test.ts).
  */
@@ -15,7 +17,7 @@ import { type DeadlineEntry, DeadlineList } from '../src/proxy/deadlines.js';
 import { sleep, startGateway, vector } from './helpers.js';
 
 const entry = (): DeadlineEntry & { fired?: number } => ({ dlAt: 0, dlPrev: undefined, dlNext: undefined, dlList: undefined });
-const armed = (l: DeadlineList) => (l as unknown as { timer?: unknown }).timer !== undefined;
+const armed = (l: DeadlineList) => l.armed;
 
 describe('DeadlineList', () => {
   it('fires each entry no earlier than its duration, in the order added, and then holds no timer', async () => {
@@ -41,7 +43,7 @@ describe('DeadlineList', () => {
     assert.equal(a.dlList, undefined);
   });
 
-  it('never fires a removed entry, and clears its timer when the last one leaves', async () => {
+  it('never fires a removed entry; the timer stays armed when the last one leaves, and is gone once it fired', async () => {
     const fired: DeadlineEntry[] = [];
     const l = new DeadlineList(40, (e) => fired.push(e));
     const a = entry();
@@ -51,10 +53,32 @@ describe('DeadlineList', () => {
     l.remove(a);
     assert.equal(l.size, 1);
     l.remove(b);
-    assert.equal(armed(l), false);
+    assert.equal(armed(l), true, 'not cleared per connection');
     l.remove(b); // twice: nothing
     await sleep(120);
     assert.deepEqual(fired, []);
+    assert.equal(armed(l), false, 'an empty list holds no timer once its timer has fired');
+  });
+
+  it('an entry added while the timer is armed for a removed one expires at its own deadline, not earlier', async () => {
+    const fired: { e: DeadlineEntry; at: number }[] = [];
+    const l = new DeadlineList(80, (e) => fired.push({ e, at: performance.now() }));
+    const a = entry();
+    l.add(a);
+    l.remove(a);
+    await sleep(40);
+    const b = entry();
+    const added = performance.now();
+    l.add(b);
+    for (let i = 0; i < 100 && fired.length === 0; i++) await sleep(20);
+    assert.deepEqual(
+      fired.map((f) => f.e),
+      [b],
+      'only the entry still in the list expires',
+    );
+    assert.ok(fired[0]!.at - added >= 79, `expired ${(fired[0]!.at - added).toFixed(1)} ms after it was added, before its 80 ms`);
+    await sleep(20);
+    assert.equal(armed(l), false);
   });
 
   it('moves an entry that is added again to the back of the list (one deadline at a time)', async () => {
@@ -65,7 +89,6 @@ describe('DeadlineList', () => {
     other.add(a);
     l.add(a);
     assert.equal(other.size, 0);
-    assert.equal(armed(other), false);
     for (let i = 0; i < 100 && fired.length === 0; i++) await sleep(20);
     assert.deepEqual(fired, [a]);
   });

@@ -24,7 +24,7 @@ const until = async (ok: () => boolean) => {
   for (let i = 0; i < 200 && !ok(); i++) await sleep(10);
 };
 
-describe('TLS termination: the handshake deadline list', () => {
+describe('TLS termination: the handshake deadline list', { timeout: 60_000 }, () => {
   let g: Awaited<ReturnType<typeof startTerminatingGateway>>;
   let backend: net.Server;
   before(async () => {

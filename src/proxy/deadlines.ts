@@ -13,8 +13,15 @@
  * as a node timer would: the list's timer is a node timer for that instant.
  *
  * The entry is the connection itself (the fields below), so arming a
- * deadline allocates nothing. A list whose last entry leaves clears its timer,
- * so an idle process holds no timer (and can exit).
+ * deadline allocates nothing. Nearly every entry leaves its list long before
+ * its deadline (a ClientHello, a connect, a handshake completes), so the
+ * list's timer is not cleared when the list empties: where connections come
+ * one at a time, clearing it would make a node Timeout per connection anyway
+ * (docs/benchmarks.md, "Termination handshake, eighth pass"). The timer
+ * stays armed for the deadline it was set for; when it fires it expires what
+ * is due and re-arms for the new head, if any, so a list makes at most one
+ * node timer per duration of time. It is unref'd: the connections keep the
+ * process alive, and an idle process can exit.
  */
 
 /** The fields a connection carries to wait in one deadline list at a time. */
@@ -46,10 +53,11 @@ export class DeadlineList {
     if (this.tail) this.tail.dlNext = e;
     else this.head = e;
     this.tail = e;
+    // An armed timer is for an earlier deadline (same duration, set before): it re-arms for this one.
     if (this.timer === undefined) this.arm();
   }
 
-  /** Stop `e`'s deadline (nothing if it is not in this list). */
+  /** Stop `e`'s deadline (nothing if it is not in this list). The timer stays armed. */
   remove(e: DeadlineEntry): void {
     if (e.dlList !== this) return;
     if (e.dlPrev) e.dlPrev.dlNext = e.dlNext;
@@ -57,10 +65,6 @@ export class DeadlineList {
     if (e.dlNext) e.dlNext.dlPrev = e.dlPrev;
     else this.tail = e.dlPrev;
     e.dlPrev = e.dlNext = e.dlList = undefined;
-    if (!this.head && this.timer !== undefined) {
-      clearTimeout(this.timer);
-      this.timer = undefined;
-    }
   }
 
   /** Entries waiting (tests). */
@@ -70,13 +74,19 @@ export class DeadlineList {
     return n;
   }
 
+  /** Whether a node timer is armed (tests). */
+  get armed(): boolean {
+    return this.timer !== undefined;
+  }
+
   private arm(): void {
     const head = this.head;
     if (!head) return;
     this.timer = setTimeout(fireList, Math.max(1, Math.ceil(head.dlAt - performance.now())), this);
+    this.timer.unref();
   }
 
-  /** The timer: expire every entry whose deadline has passed, then arm for the next one. */
+  /** The timer: expire every entry whose deadline has passed, then arm for the next one, if any. */
   fire(): void {
     this.timer = undefined;
     const now = performance.now();

@@ -117,7 +117,9 @@ function onClientData(this: net.Socket, d: Buffer): void {
 function onClientDataTo(this: net.Socket, d: Buffer): void {
   const r = relayOf(this);
   r.idleActive = true;
-  r.onData!(d);
+  // Called on the client socket, as a 'data' listener would be: a shared listener (terminate.ts) finds its
+  // connection through the socket.
+  r.onData!.call(this, d);
 }
 /**
  * The backend's reads (onread: node calls it as a method of the backend
@@ -158,7 +160,7 @@ export class Relay implements IdleEntry {
   private reading = false;
   private stopped = false;
   /** readClient's consumer of client bytes when it is not "to the backend as they are". */
-  onData: ((d: Buffer) => void) | undefined = undefined;
+  onData: ((this: net.Socket, d: Buffer) => void) | undefined = undefined;
   // The idle deadline (proxy/deadlines.ts IdleSweep): this relay is the entry, marked on every client
   // read and every write to the client.
   idleActive = true;
@@ -283,9 +285,10 @@ export class Relay implements IdleEntry {
 
   /**
    * Start reading the client: each chunk goes to `onData` (default: to the
-   * backend as it is); the client's EOF ends the backend.
+   * backend as it is), called with the client socket as `this`; the client's
+   * EOF ends the backend.
    */
-  readClient(onData?: (d: Buffer) => void): void {
+  readClient(onData?: (this: net.Socket, d: Buffer) => void): void {
     this.reading = true;
     this.onData = onData;
     this.client.on('data', onData ? onClientDataTo : onClientData);

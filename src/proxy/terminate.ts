@@ -21,7 +21,7 @@ import { encodeServerEncryptedSNI } from '../wire/tls/esni.js';
 import type { Classified, EntryContext } from './context.js';
 import type { Conn, Handler } from './handler.js';
 import type { Relay, RelayOptions } from './relay.js';
-import { SweepDeadlines, type SweepEntry, type SweepList } from './sweep-deadlines.js';
+import { type DeadlineEntry, type DeadlineList, Deadlines } from './deadlines.js';
 import { restrictSuites } from './tls12.js';
 
 export interface Termination {
@@ -111,12 +111,12 @@ function onTermClose(this: net.Socket): void {
 /**
  * handshakeTimeout without a node timer per connection: the connection waits
  * in one deadline list per duration whose timer is not cleared when the list
- * empties (proxy/sweep-deadlines.ts: nearly every handshake leaves its list
+ * empties (proxy/deadlines.ts: nearly every handshake leaves its list
  * long before the deadline). A Timeout, its callback and a `once('close')`
  * wrapper per connection were ≈ 5 objects and a timer-list insert each
  * (docs/benchmarks.md, "Termination handshake, eighth pass"). Exported for tests.
  */
-export const handshakeDeadlines = new SweepDeadlines((e) => (e as Terminated).timedOut());
+export const handshakeDeadlines = new Deadlines((e) => (e as Terminated).timedOut());
 
 /**
  * One terminated connection: the engine between the relay's two sides. One
@@ -131,7 +131,7 @@ export const handshakeDeadlines = new SweepDeadlines((e) => (e as Terminated).ti
  * pass"). Those three functions are closures over the connection that do not
  * use `this` (HandlerConn in proxy/connection.ts), so they work taken apart.
  */
-class Terminated implements RelayOptions, SweepEntry {
+class Terminated implements RelayOptions, DeadlineEntry {
   readonly clientEchoes = true;
   private readonly client: net.Socket;
   private readonly guard: Conn['guard'];
@@ -143,11 +143,11 @@ class Terminated implements RelayOptions, SweepEntry {
   private handshakeDone: boolean;
   /** Sealed buffers in the client's write queue, handed back to the spares on 'drain'. */
   private queued: Uint8Array[] | undefined;
-  /** The handshake deadline (SweepEntry; proxy/sweep-deadlines.ts). */
-  swAt = 0;
-  swPrev: SweepEntry | undefined = undefined;
-  swNext: SweepEntry | undefined = undefined;
-  swList: SweepList | undefined = undefined;
+  /** The handshake deadline (DeadlineEntry; proxy/deadlines.ts). */
+  dlAt = 0;
+  dlPrev: DeadlineEntry | undefined = undefined;
+  dlNext: DeadlineEntry | undefined = undefined;
+  dlList: DeadlineList | undefined = undefined;
   private readonly deadlineMs: number;
 
   constructor(
@@ -184,7 +184,7 @@ class Terminated implements RelayOptions, SweepEntry {
     if (this.failed) return;
     this.failed = true;
     try {
-      this.swList?.remove(this);
+      this.dlList?.remove(this);
       this.relay.stop();
       const timedOut = isEchgateError(err) && err.code === 'ERR_HANDSHAKE_TIMEOUT';
       this.handshakeFailed(timedOut ? 'handshake_timeout' : 'tls_handshake', records.length ? alert : undefined);
@@ -203,7 +203,7 @@ class Terminated implements RelayOptions, SweepEntry {
     if (o.error !== undefined) return this.failWith(o.send, o.error, o.alert);
     if (o.established) {
       this.handshakeDone = true;
-      this.swList?.remove(this);
+      this.dlList?.remove(this);
     }
     this.relay.toClient(o.send);
     this.relay.toBackend(o.data);
@@ -278,7 +278,7 @@ class Terminated implements RelayOptions, SweepEntry {
   }
 
   clientClosed(): void {
-    this.swList?.remove(this);
+    this.dlList?.remove(this);
   }
 
   /** The handshake deadline passed (the list has already let go of this entry). */
