@@ -7,7 +7,11 @@
  *
  * BENCH_DNS_BASE=DIR (a checkout of another build: DIR/bin/echgate.js and its
  * dist/) runs that build too, as "base", in the same rounds: before/after
- * ratios of one run, for a busy machine.
+ * ratios of one run, for a busy machine. Base and this build swap places
+ * every round (base first in odd rounds, this build first in even ones), so
+ * neither always follows the previous slice's load.
+ * BENCH_DNS_KINDS=udp,dnsperfDoh,doh picks rows (default all three);
+ * BENCH_DNS_SECONDS sets the slice length (default 10, 3 with BENCH_QUICK).
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -46,7 +50,8 @@ function dnsperf(port: number, qfile: string, seconds: number, mode: string[] = 
 
 export async function dnsBench(o: DnsOptions): Promise<string[]> {
   const { root, dir, quick, rounds } = o;
-  const SECONDS = quick ? 3 : 10;
+  const SECONDS = Number(process.env.BENCH_DNS_SECONDS) || (quick ? 3 : 10);
+  const KINDS = (process.env.BENCH_DNS_KINDS ?? 'udp,dnsperfDoh,doh').split(',') as ('udp' | 'dnsperfDoh' | 'doh')[];
   const d = join(dir, 'dns');
   mkdirSync(d, { recursive: true });
   const cli = join(root, 'bin', 'echgate.js');
@@ -137,13 +142,16 @@ zone "example.test" { type primary; file "example.test.db"; };
     await dnsperf(s.udp, qfile, 1);
   }
   for (let r = 0; r < rounds; r++) {
-    for (const kind of ['udp', 'dnsperfDoh', 'doh'] as const) {
-      for (const s of servers) {
+    for (const kind of KINDS) {
+      // base and this build change places every round; BIND last.
+      const order = base && r % 2 === 1 ? [servers[1]!, servers[0]!, servers[2]!] : servers;
+      for (const s of order) {
         const c0 = cpuMs(s.pid);
         const n = kind === 'udp' ? await dnsperf(s.udp, qfile, SECONDS) : kind === 'dnsperfDoh' ? await dnsperf(s.doh, qfile, SECONDS, DNSPERF_DOH) : await doh(s.doh);
         const rate = n / ((cpuMs(s.pid) - c0) / 1000);
         res[s.name]![kind].push(rate);
         process.stderr.write(`round ${r + 1} ${s.name} ${kind}: ${rate.toFixed(0)} queries per CPU-second (${n} answered)\n`);
+        if (s.name === 'BIND' && res.base) process.stderr.write(`round ${r + 1} ${kind}: this build / base ${(res.echgate![kind].at(-1)! / res.base[kind].at(-1)!).toFixed(3)}\n`);
       }
     }
   }
@@ -159,7 +167,7 @@ zone "example.test" { type primary; file "example.test.db"; };
         '',
         '| | base | this build | BIND | base / BIND | this build / BIND | this build / base |',
         '|---|---|---|---|---|---|---|',
-        ...(['udp', 'dnsperfDoh', 'doh'] as const).map((k) => {
+        ...KINDS.map((k) => {
           const [x, y, z] = [median(res.base![k]), median(e[k]), median(b[k])];
           const label = { udp: 'UDP', dnsperfDoh: 'DoH (dnsperf, 100 connections)', doh: 'DoH (doh-load, 20 streams, 1 connection)' }[k];
           return `| ${label} | ${x.toFixed(0)} | ${y.toFixed(0)} | ${z.toFixed(0)} | ${(x / z).toFixed(2)}× | ${(y / z).toFixed(2)}× | ${(y / x).toFixed(2)}× |`;
@@ -171,9 +179,10 @@ zone "example.test" { type primary; file "example.test.db"; };
     '',
     '| | echgate | BIND | echgate / BIND |',
     '|---|---|---|---|',
-    `| UDP queries per CPU-second of the server | ${median(e.udp).toFixed(0)} | ${median(b.udp).toFixed(0)} | ${(median(e.udp) / median(b.udp)).toFixed(2)}× |`,
-    `| DoH (dnsperf, 100 connections) queries per CPU-second of the server | ${median(e.dnsperfDoh).toFixed(0)} | ${median(b.dnsperfDoh).toFixed(0)} | ${(median(e.dnsperfDoh) / median(b.dnsperfDoh)).toFixed(2)}× |`,
-    `| DoH (doh-load, 20 streams, 1 connection) queries per CPU-second of the server | ${median(e.doh).toFixed(0)} | ${median(b.doh).toFixed(0)} | ${(median(e.doh) / median(b.doh)).toFixed(2)}× |`,
+    ...KINDS.map((k) => {
+      const label = { udp: 'UDP', dnsperfDoh: 'DoH (dnsperf, 100 connections)', doh: 'DoH (doh-load, 20 streams, 1 connection)' }[k];
+      return `| ${label} queries per CPU-second of the server | ${median(e[k]).toFixed(0)} | ${median(b[k]).toFixed(0)} | ${(median(e[k]) / median(b[k])).toFixed(2)}× |`;
+    }),
     ...baseRows,
   ];
 }

@@ -62,8 +62,12 @@ export function dohRequestStep(head: DohRequestHead, path: string, maxHeaderList
   if (head.method !== 'POST') return { kind: 'refuse', status: 405 };
   // §4.1: POST carries application/dns-message; anything else is 415.
   if (!String(head.contentType ?? '').startsWith('application/dns-message')) return { kind: 'refuse', status: 415 };
-  return { kind: 'read-body' };
+  return READ_BODY;
 }
+/** The usual step, made once. */
+const READ_BODY: DohRequestStep = { kind: 'read-body' };
+/** DoH answers over a stream: never truncated (RFC 8484 §6: the 65,535-octet limit of TCP), and a copy of its own (the write holds it). */
+const OVER_DOH = { udp: false };
 
 /**
  * The HTTP answer to one query's bytes: 200 with the DNS response (whatever
@@ -71,7 +75,7 @@ export function dohRequestStep(head: DohRequestHead, path: string, maxHeaderList
  * §4.2.1: that is an HTTP error, not a DNS message).
  */
 export function dohAnswer(zone: Zone, bytes: Uint8Array): { status: 200 | 400; body?: Uint8Array; ttl?: number; question?: { name: string; type: number }; rcode?: number } {
-  const r = answerQuery(zone, bytes);
+  const r = answerQuery(zone, bytes, OVER_DOH);
   if (r.status === 400) return { status: 400, question: r.question, rcode: r.rcode };
   return { status: 200, body: r.body, ttl: r.ttl, question: r.question, rcode: r.rcode };
 }
@@ -105,7 +109,8 @@ export interface DohServerOptions {
   path?: string;
   zone: () => Zone;
   limits?: Partial<DohLimits>;
-  onQuery?: (q: { name: string; type: number; rcode: number }) => void;
+  /** Called for every query answered, with its question and rcode (arguments, not an object: one call per query). */
+  onQuery?: (name: string, type: number, rcode: number) => void;
   /** Called with unexpected internal errors (the request gets a 500, the server goes on). */
   onError?: (err: unknown) => void;
 }
@@ -222,6 +227,9 @@ function quietLateWrite(stream: http2.ServerHttp2Stream): void {
       }
     });
 }
+
+const ignore = () => {};
+const EMPTY = new Uint8Array(0);
 
 /** RFC 9113 §6.5.2: a header list counts names + values + 32 octets per field (`raw`: name, value, name, value, ...). */
 function headerListSize(raw: readonly string[]): number {
@@ -374,32 +382,38 @@ export function startDohServer(o: DohServerOptions): Promise<http2.Http2SecureSe
   srv.on('tlsClientError', (_e, socket) => socket.destroy());
   srv.on('sessionError', () => {});
 
+  const onQuery = o.onQuery;
+  /** The answer to one query's octets, as `dohAnswer` gives it: 200 with the DNS message, or 400. */
+  const reply = (x: DohExchange, bytes: Uint8Array) => {
+    const r = answerQuery(o.zone(), bytes, OVER_DOH);
+    if (r.question && onQuery) onQuery(r.question.name, r.question.type, r.rcode!);
+    if (r.status === 400) x.send(400);
+    else x.send(200, r.body, r.ttl);
+  };
   const handle = (x: DohExchange, rawHeaders: readonly string[]) => {
     const send = x.send;
-    const reply = (bytes: Uint8Array) => {
-      const r = dohAnswer(o.zone(), bytes);
-      if (r.question && o.onQuery) o.onQuery({ name: r.question.name, type: r.question.type, rcode: r.rcode! });
-      if (r.status === 400) send(400);
-      else send(200, r.body, r.ttl);
-    };
     const req = x.body;
-    req.on('error', () => {});
+    req.on('error', ignore);
     const step = dohRequestStep({ method: x.method, url: x.url, contentType: x.contentType, rawHeaders }, path, limits.maxHeaderListSize);
     if (step.kind === 'refuse') return send(step.status);
-    if (step.kind === 'query') return reply(step.query);
-    const chunks: Buffer[] = [];
+    if (step.kind === 'query') return reply(x, step.query);
+    // The body is nearly always one chunk (a query is tens of octets): kept as it is, an array only past it.
+    let first: Buffer | undefined;
+    let more: Buffer[] | undefined;
     let size = 0;
     req.on('data', (c: Buffer) => {
       size += c.length;
       if (size > MAX_QUERY) {
         send(413);
         req.destroy();
-      } else chunks.push(c);
+      } else if (first === undefined) first = c;
+      else if (more === undefined) more = [first, c];
+      else more.push(c);
     });
     req.on('end', () => {
       if (size > MAX_QUERY) return;
       try {
-        reply(new Uint8Array(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
+        reply(x, more ? Buffer.concat(more) : (first ?? EMPTY));
       } catch (e) {
         fail(e);
         if (!x.done()) send(500);
