@@ -175,6 +175,8 @@ interface DohExchange {
   done(): boolean;
   /** The status alone, or a DNS message (content-type application/dns-message, max-age=`ttl`). */
   send(status: number, body?: Uint8Array, ttl?: number): void;
+  /** Abandon the request (headers went out already and answering failed). */
+  reset(): void;
 }
 
 /**
@@ -238,6 +240,80 @@ function headerListSize(raw: readonly string[]): number {
   return n;
 }
 
+/** The request an HTTP/2 stream carries (set by `H2Request`, read when the stream closes). */
+const kRequest = Symbol('dohRequest');
+type RequestStream = http2.ServerHttp2Stream & { [kRequest]?: H2Request };
+
+/**
+ * One HTTP/2 request (RFC 8484 over the core stream API): what `handle`
+ * reads, how it answers, and its bookkeeping (the connection's clock, the
+ * read deadline: the whole request within the read timeout of its start).
+ * A class with its methods on the prototype, and listeners and a timer that
+ * reach it without a closure: a DoH query made six closures, a `once`
+ * wrapper and an exchange object here before.
+ */
+class H2Request implements DohExchange {
+  readonly method: string | undefined;
+  readonly url: string | undefined;
+  readonly contentType: string | undefined;
+  private ended = false;
+  private readonly deadline: NodeJS.Timeout;
+  constructor(
+    readonly body: RequestStream,
+    headers: http2.IncomingHttpHeaders,
+    private readonly clock: ConnectionClock | undefined,
+    readTimeoutMs: number,
+  ) {
+    this.method = headers[':method'] as string | undefined;
+    this.url = headers[':path'] as string | undefined;
+    this.contentType = headers['content-type'];
+    clock?.begin();
+    this.deadline = setTimeout(requestExpired, readTimeoutMs, this);
+    this.deadline.unref();
+    body[kRequest] = this;
+    // 'close' comes once; `on` without `once`'s wrapper.
+    body.on('close', streamClosed);
+  }
+  done(): boolean {
+    return this.body.headersSent || this.body.destroyed;
+  }
+  reset(): void {
+    this.body.destroy();
+  }
+  send(status: number, data?: Uint8Array, ttl?: number): void {
+    const stream = this.body;
+    if (stream.headersSent || stream.destroyed) return;
+    if (!data) return void stream.respond({ ':status': status }, { endStream: true });
+    // The compat layer's response always waited for trailers, so its last DATA frame went out empty,
+    // after the body, with END_STREAM (RFC 9113 §8.1 allows that). Clients that take one response per
+    // END_STREAM frame (dnsperf 2.10) mixed bodies of interleaved streams. respond() without
+    // waitForTrailers, then end(body) in the same tick, sends one DATA frame with END_STREAM.
+    stream.respond(headersFor(status, ttl ?? 60, data.length));
+    quietLateWrite(stream);
+    stream.end(Buffer.from(data.buffer, data.byteOffset, data.length));
+  }
+  /** The request is over (its stream closed, or its deadline passed): once. */
+  finish(): void {
+    if (this.ended) return;
+    this.ended = true;
+    clearTimeout(this.deadline);
+    this.clock?.end();
+  }
+  /** Not read whole within the read timeout: 408 if nothing was sent yet, and the stream goes. */
+  expire(): void {
+    const stream = this.body;
+    if (!stream.headersSent && !stream.destroyed) stream.respond({ ':status': 408 }, { endStream: true });
+    stream.destroy();
+    this.finish();
+  }
+}
+function requestExpired(r: H2Request): void {
+  r.expire();
+}
+function streamClosed(this: RequestStream): void {
+  this[kRequest]?.finish();
+}
+
 export function startDohServer(o: DohServerOptions): Promise<http2.Http2SecureServer> {
   const limits: DohLimits = { ...DEFAULT_DOH_LIMITS, ...o.limits };
   const path = o.path ?? '/dns-query';
@@ -264,13 +340,13 @@ export function startDohServer(o: DohServerOptions): Promise<http2.Http2SecureSe
     return finish;
   };
   /** `handle`; an exception while answering is a 500 (or a reset once headers went out). */
-  const serve = (x: DohExchange, rawHeaders: readonly string[], reset: () => void) => {
+  const serve = (x: DohExchange, rawHeaders: readonly string[]) => {
     try {
       handle(x, rawHeaders);
     } catch (e) {
       fail(e);
       if (!x.done()) x.send(500);
-      else reset();
+      else x.reset();
     }
   };
   const srv = http2.createSecureServer(
@@ -298,6 +374,7 @@ export function startDohServer(o: DohServerOptions): Promise<http2.Http2SecureSe
         contentType: req.headers['content-type'],
         body: req,
         done: () => res.headersSent || res.destroyed,
+        reset: () => res.destroy(),
         send: (status, body, ttl) => {
           if (res.headersSent || res.destroyed) return;
           if (!body) return void res.writeHead(status).end();
@@ -314,7 +391,7 @@ export function startDohServer(o: DohServerOptions): Promise<http2.Http2SecureSe
           }
         },
       };
-      serve(x, req.rawHeaders, () => res.destroy());
+      serve(x, req.rawHeaders);
     },
   );
   /**
@@ -326,30 +403,7 @@ export function startDohServer(o: DohServerOptions): Promise<http2.Http2SecureSe
    * handler above serves HTTP/2 too.
    */
   const h2 = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
-    const finish = track(stream.session ? clocks.get(stream.session) : undefined, () => {
-      if (!stream.headersSent && !stream.destroyed) stream.respond({ ':status': 408 }, { endStream: true });
-      stream.destroy();
-    });
-    stream.once('close', finish);
-    const x: DohExchange = {
-      method: headers[':method'] as string | undefined,
-      url: headers[':path'] as string | undefined,
-      contentType: headers['content-type'],
-      body: stream,
-      done: () => stream.headersSent || stream.destroyed,
-      send: (status, body, ttl) => {
-        if (stream.headersSent || stream.destroyed) return;
-        if (!body) return void stream.respond({ ':status': status }, { endStream: true });
-        // The compat layer's response always waited for trailers, so its last DATA frame went out empty,
-        // after the body, with END_STREAM (RFC 9113 §8.1 allows that). Clients that take one response per
-        // END_STREAM frame (dnsperf 2.10) mixed bodies of interleaved streams. respond() without
-        // waitForTrailers, then end(body) in the same tick, sends one DATA frame with END_STREAM.
-        stream.respond(headersFor(status, ttl ?? 60, body.length));
-        quietLateWrite(stream);
-        stream.end(Buffer.from(body.buffer, body.byteOffset, body.length));
-      },
-    };
-    serve(x, rawHeaders, () => stream.destroy());
+    serve(new H2Request(stream, headers, stream.session ? clocks.get(stream.session) : undefined, limits.readTimeoutMs), rawHeaders);
   };
   const compat = srv.listeners('stream');
   if (compat.length === 1) {
@@ -391,11 +445,10 @@ export function startDohServer(o: DohServerOptions): Promise<http2.Http2SecureSe
     else x.send(200, r.body, r.ttl);
   };
   const handle = (x: DohExchange, rawHeaders: readonly string[]) => {
-    const send = x.send;
     const req = x.body;
     req.on('error', ignore);
     const step = dohRequestStep({ method: x.method, url: x.url, contentType: x.contentType, rawHeaders }, path, limits.maxHeaderListSize);
-    if (step.kind === 'refuse') return send(step.status);
+    if (step.kind === 'refuse') return x.send(step.status);
     if (step.kind === 'query') return reply(x, step.query);
     // The body is nearly always one chunk (a query is tens of octets): kept as it is, an array only past it.
     let first: Buffer | undefined;
@@ -404,7 +457,7 @@ export function startDohServer(o: DohServerOptions): Promise<http2.Http2SecureSe
     req.on('data', (c: Buffer) => {
       size += c.length;
       if (size > MAX_QUERY) {
-        send(413);
+        x.send(413);
         req.destroy();
       } else if (first === undefined) first = c;
       else if (more === undefined) more = [first, c];
@@ -416,7 +469,7 @@ export function startDohServer(o: DohServerOptions): Promise<http2.Http2SecureSe
         reply(x, more ? Buffer.concat(more) : (first ?? EMPTY));
       } catch (e) {
         fail(e);
-        if (!x.done()) send(500);
+        if (!x.done()) x.send(500);
       }
     });
   };
