@@ -11,7 +11,8 @@
  *
  * A hit costs one pass over the question's octets (shape checks and a hash
  * together), one Map lookup by number, one comparison of those octets with
- * the entry's, and a copy of the response: no decoding, no string built.
+ * the entry's, and a copy of the response (none where the caller sends it
+ * before the next query: `cachedAnswer`'s `shared`): no decoding, no string built.
  *
  * Anything else (more OPTs, EDNS options such as cookies, a compressed
  * question name, trailing octets, errors) takes the full path in answer.ts,
@@ -117,19 +118,36 @@ function cacheOf(zone: Zone): ZoneCache {
  * RD bit taken from `query`; undefined on a miss. The entry must hold the
  * same question octets and the same transport, OPT and size: a hash alone
  * never answers.
+ *
+ * `shared`: the caller has finished with the response's octets before any
+ * other query is answered (UDP with nothing queued on the socket, TCP which
+ * copies it into its frame). The entry's own octets are then patched in
+ * place and the entry itself is returned: no buffer and no object per hit.
+ * Otherwise (DoH, whose write holds the buffer until HTTP/2 sends it) the
+ * response is a copy of its own.
  */
-export function cachedAnswer(zone: Zone, hash: number, query: Uint8Array): CachedAnswer | undefined {
+export function cachedAnswer(zone: Zone, hash: number, query: Uint8Array, shared = false): CachedAnswer | undefined {
   const hit = cacheOf(zone).map.get(hash);
   if (!hit || hit.meta !== probedMeta) return undefined;
   const k = hit.qbytes;
   if (k.length !== probedEnd - 12) return undefined;
   for (let i = 0; i < k.length; i++) if (k[i] !== query[12 + i]) return undefined;
   const src = hit.body;
+  // RFC 1035 §4.1.1: the ID and RD are copied from the query; every other octet is the first response's.
+  const id0 = query[0]!;
+  const id1 = query[1]!;
+  const flags = (src[2]! & 0xfe) | (query[2]! & 0x01);
+  if (shared) {
+    src[0] = id0;
+    src[1] = id1;
+    src[2] = flags;
+    return hit;
+  }
   const body = Buffer.allocUnsafe(src.length);
   body.set(src);
-  body[0] = query[0]!;
-  body[1] = query[1]!;
-  body[2] = (src[2]! & 0xfe) | (query[2]! & 0x01);
+  body[0] = id0;
+  body[1] = id1;
+  body[2] = flags;
   return { status: 200, body, ttl: hit.ttl, question: hit.question, rcode: hit.rcode };
 }
 

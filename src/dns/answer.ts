@@ -28,6 +28,13 @@ export interface QueryResult {
 export interface QueryOptions {
   /** Set for UDP: responses larger than the client's payload size are truncated (TC). */
   udp?: boolean;
+  /**
+   * The caller is done with `body` before it answers another query and does
+   * not keep it (a UDP send that went out at once, TCP's copy into its
+   * frame): a cached response may then be returned as the cache's own octets,
+   * patched for this query, instead of a copy (answer-cache.ts `cachedAnswer`).
+   */
+  shared?: boolean;
 }
 
 /** RFC 1035 §4.2.2: a TCP (and DoH) message is at most 65,535 octets. */
@@ -48,7 +55,7 @@ export function answerQuery(zone: Zone, bytes: Uint8Array, o: QueryOptions = {})
   const udp = o.udp === true;
   const hash = probe(bytes, udp);
   if (hash < 0) return answerFully(zone, bytes, o);
-  const hit = cachedAnswer(zone, hash, bytes);
+  const hit = cachedAnswer(zone, hash, bytes, o.shared === true);
   if (hit) return hit;
   const r = answerFully(zone, bytes, o);
   if (r.status === 200 && r.body && r.question && r.ttl !== undefined && !r.timeDependent) rememberAnswer(zone, bytes, udp, { status: 200, body: r.body, ttl: r.ttl, question: r.question, rcode: r.rcode! });

@@ -52,7 +52,8 @@ export interface DnsServerOptions {
   port: number;
   zone: () => Zone;
   tcp?: Partial<DnsTcpLimits>;
-  onQuery?: (q: { name: string; type: number; rcode: number; transport: DnsTransport }) => void;
+  /** Called for every query answered, with its question and rcode (arguments, not an object: one call per query). */
+  onQuery?: (name: string, type: number, rcode: number, transport: DnsTransport) => void;
   /** Called with unexpected internal errors (the query or connection is dropped, the server goes on). */
   onError?: (err: unknown, transport: DnsTransport) => void;
   /** Called when a TCP connection is refused or closed by a limit (for logs and tests). */
@@ -64,9 +65,16 @@ export interface DnsServer {
   close(): Promise<void>;
 }
 
-/** The answer options of the two transports, made once (not an object per query). */
+/**
+ * The answer options, made once (not an object per query). `shared`: the
+ * reply's octets are done with before the next query is answered, so a cached
+ * answer is sent from the cache's own buffer (answer.ts QueryOptions). TCP
+ * always copies the reply into its length-prefixed frame at once; UDP only
+ * when nothing waits in the socket's send queue (see the 'message' handler).
+ */
 const OVER_UDP = { udp: true };
-const OVER_TCP = { udp: false };
+const OVER_UDP_SHARED = { udp: true, shared: true };
+const OVER_TCP = { udp: false, shared: true };
 /** The address `literalLookup` checked last, and its family. */
 let lastLiteral: string | undefined;
 let lastFamily = 0;
@@ -98,9 +106,10 @@ export async function startDnsServer(o: DnsServerOptions): Promise<DnsServer> {
       // a failing error hook must not take the listener down either
     }
   };
-  const respond = (msg: Uint8Array, transport: DnsTransport): Uint8Array | undefined => {
-    const r = answerQuery(o.zone(), msg, transport === 'udp' ? OVER_UDP : OVER_TCP);
-    if (r.question && o.onQuery) o.onQuery({ name: r.question.name, type: r.question.type, rcode: r.rcode!, transport });
+  const onQuery = o.onQuery;
+  const respond = (msg: Uint8Array, opts: typeof OVER_UDP, transport: DnsTransport): Uint8Array | undefined => {
+    const r = answerQuery(o.zone(), msg, opts);
+    if (r.question && onQuery) onQuery(r.question.name, r.question.type, r.rcode!, transport);
     return r.body;
   };
 
@@ -144,7 +153,7 @@ export async function startDnsServer(o: DnsServerOptions): Promise<DnsServer> {
         const len = buf.readUInt16BE(0);
         if (len === 0) return void conn.destroy();
         if (buf.length < 2 + len) break;
-        const body = respond(new Uint8Array(buf.buffer, buf.byteOffset + 2, len), 'tcp');
+        const body = respond(buf.subarray(2, 2 + len), OVER_TCP, 'tcp');
         buf = buf.subarray(2 + len);
         answered = true;
         // No reply (a response sent to us, bytes without a header): nothing sensible follows on this stream.
@@ -204,7 +213,11 @@ export async function startDnsServer(o: DnsServerOptions): Promise<DnsServer> {
   udp.on('message', (msg, rinfo) => {
     try {
       if (rinfo.port === 0) return;
-      const body = respond(new Uint8Array(msg.buffer, msg.byteOffset, msg.length), 'udp');
+      // With nothing in the socket's send queue, the reply leaves inside send() (libuv tries the send at
+      // once) and a cached answer can go out from the cache's own octets. If that send is queued instead,
+      // it holds the buffer until it is sent; the queue is then not empty, and the replies that follow are
+      // copies until it drains. (`getSendQueueCount`: node >= 18.8.)
+      const body = respond(msg, udp.getSendQueueCount() === 0 ? OVER_UDP_SHARED : OVER_UDP, 'udp');
       // No send callback: it costs a request object and a tick per reply, and a send that fails is a lost
       // datagram like any other on UDP: the client asks again (RFC 1035 §4.2.1).
       if (body) udp.send(body, rinfo.port, rinfo.address);

@@ -62,8 +62,12 @@ export function dohRequestStep(head: DohRequestHead, path: string, maxHeaderList
   if (head.method !== 'POST') return { kind: 'refuse', status: 405 };
   // §4.1: POST carries application/dns-message; anything else is 415.
   if (!String(head.contentType ?? '').startsWith('application/dns-message')) return { kind: 'refuse', status: 415 };
-  return { kind: 'read-body' };
+  return READ_BODY;
 }
+/** The usual step, made once. */
+const READ_BODY: DohRequestStep = { kind: 'read-body' };
+/** DoH answers over a stream: never truncated (RFC 8484 §6: the 65,535-octet limit of TCP), and a copy of its own (the write holds it). */
+const OVER_DOH = { udp: false };
 
 /**
  * The HTTP answer to one query's bytes: 200 with the DNS response (whatever
@@ -71,7 +75,7 @@ export function dohRequestStep(head: DohRequestHead, path: string, maxHeaderList
  * §4.2.1: that is an HTTP error, not a DNS message).
  */
 export function dohAnswer(zone: Zone, bytes: Uint8Array): { status: 200 | 400; body?: Uint8Array; ttl?: number; question?: { name: string; type: number }; rcode?: number } {
-  const r = answerQuery(zone, bytes);
+  const r = answerQuery(zone, bytes, OVER_DOH);
   if (r.status === 400) return { status: 400, question: r.question, rcode: r.rcode };
   return { status: 200, body: r.body, ttl: r.ttl, question: r.question, rcode: r.rcode };
 }
@@ -105,7 +109,8 @@ export interface DohServerOptions {
   path?: string;
   zone: () => Zone;
   limits?: Partial<DohLimits>;
-  onQuery?: (q: { name: string; type: number; rcode: number }) => void;
+  /** Called for every query answered, with its question and rcode (arguments, not an object: one call per query). */
+  onQuery?: (name: string, type: number, rcode: number) => void;
   /** Called with unexpected internal errors (the request gets a 500, the server goes on). */
   onError?: (err: unknown) => void;
 }
@@ -170,6 +175,8 @@ interface DohExchange {
   done(): boolean;
   /** The status alone, or a DNS message (content-type application/dns-message, max-age=`ttl`). */
   send(status: number, body?: Uint8Array, ttl?: number): void;
+  /** Abandon the request (headers went out already and answering failed). */
+  reset(): void;
 }
 
 /**
@@ -223,11 +230,88 @@ function quietLateWrite(stream: http2.ServerHttp2Stream): void {
     });
 }
 
+const ignore = () => {};
+const EMPTY = new Uint8Array(0);
+
 /** RFC 9113 §6.5.2: a header list counts names + values + 32 octets per field (`raw`: name, value, name, value, ...). */
 function headerListSize(raw: readonly string[]): number {
   let n = 0;
   for (let i = 0; i < raw.length; i += 2) n += raw[i]!.length + (raw[i + 1] ?? '').length + 32;
   return n;
+}
+
+/** The request an HTTP/2 stream carries (set by `H2Request`, read when the stream closes). */
+const kRequest = Symbol('dohRequest');
+type RequestStream = http2.ServerHttp2Stream & { [kRequest]?: H2Request };
+
+/**
+ * One HTTP/2 request (RFC 8484 over the core stream API): what `handle`
+ * reads, how it answers, and its bookkeeping (the connection's clock, the
+ * read deadline: the whole request within the read timeout of its start).
+ * A class with its methods on the prototype, and listeners and a timer that
+ * reach it without a closure: a DoH query made six closures, a `once`
+ * wrapper and an exchange object here before.
+ */
+class H2Request implements DohExchange {
+  readonly method: string | undefined;
+  readonly url: string | undefined;
+  readonly contentType: string | undefined;
+  private ended = false;
+  private readonly deadline: NodeJS.Timeout;
+  constructor(
+    readonly body: RequestStream,
+    headers: http2.IncomingHttpHeaders,
+    private readonly clock: ConnectionClock | undefined,
+    readTimeoutMs: number,
+  ) {
+    this.method = headers[':method'] as string | undefined;
+    this.url = headers[':path'] as string | undefined;
+    this.contentType = headers['content-type'];
+    clock?.begin();
+    this.deadline = setTimeout(requestExpired, readTimeoutMs, this);
+    this.deadline.unref();
+    body[kRequest] = this;
+    // 'close' comes once; `on` without `once`'s wrapper.
+    body.on('close', streamClosed);
+  }
+  done(): boolean {
+    return this.body.headersSent || this.body.destroyed;
+  }
+  reset(): void {
+    this.body.destroy();
+  }
+  send(status: number, data?: Uint8Array, ttl?: number): void {
+    const stream = this.body;
+    if (stream.headersSent || stream.destroyed) return;
+    if (!data) return void stream.respond({ ':status': status }, { endStream: true });
+    // The compat layer's response always waited for trailers, so its last DATA frame went out empty,
+    // after the body, with END_STREAM (RFC 9113 §8.1 allows that). Clients that take one response per
+    // END_STREAM frame (dnsperf 2.10) mixed bodies of interleaved streams. respond() without
+    // waitForTrailers, then end(body) in the same tick, sends one DATA frame with END_STREAM.
+    stream.respond(headersFor(status, ttl ?? 60, data.length));
+    quietLateWrite(stream);
+    stream.end(Buffer.from(data.buffer, data.byteOffset, data.length));
+  }
+  /** The request is over (its stream closed, or its deadline passed): once. */
+  finish(): void {
+    if (this.ended) return;
+    this.ended = true;
+    clearTimeout(this.deadline);
+    this.clock?.end();
+  }
+  /** Not read whole within the read timeout: 408 if nothing was sent yet, and the stream goes. */
+  expire(): void {
+    const stream = this.body;
+    if (!stream.headersSent && !stream.destroyed) stream.respond({ ':status': 408 }, { endStream: true });
+    stream.destroy();
+    this.finish();
+  }
+}
+function requestExpired(r: H2Request): void {
+  r.expire();
+}
+function streamClosed(this: RequestStream): void {
+  this[kRequest]?.finish();
 }
 
 export function startDohServer(o: DohServerOptions): Promise<http2.Http2SecureServer> {
@@ -256,13 +340,13 @@ export function startDohServer(o: DohServerOptions): Promise<http2.Http2SecureSe
     return finish;
   };
   /** `handle`; an exception while answering is a 500 (or a reset once headers went out). */
-  const serve = (x: DohExchange, rawHeaders: readonly string[], reset: () => void) => {
+  const serve = (x: DohExchange, rawHeaders: readonly string[]) => {
     try {
       handle(x, rawHeaders);
     } catch (e) {
       fail(e);
       if (!x.done()) x.send(500);
-      else reset();
+      else x.reset();
     }
   };
   const srv = http2.createSecureServer(
@@ -290,6 +374,7 @@ export function startDohServer(o: DohServerOptions): Promise<http2.Http2SecureSe
         contentType: req.headers['content-type'],
         body: req,
         done: () => res.headersSent || res.destroyed,
+        reset: () => res.destroy(),
         send: (status, body, ttl) => {
           if (res.headersSent || res.destroyed) return;
           if (!body) return void res.writeHead(status).end();
@@ -306,7 +391,7 @@ export function startDohServer(o: DohServerOptions): Promise<http2.Http2SecureSe
           }
         },
       };
-      serve(x, req.rawHeaders, () => res.destroy());
+      serve(x, req.rawHeaders);
     },
   );
   /**
@@ -318,30 +403,7 @@ export function startDohServer(o: DohServerOptions): Promise<http2.Http2SecureSe
    * handler above serves HTTP/2 too.
    */
   const h2 = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
-    const finish = track(stream.session ? clocks.get(stream.session) : undefined, () => {
-      if (!stream.headersSent && !stream.destroyed) stream.respond({ ':status': 408 }, { endStream: true });
-      stream.destroy();
-    });
-    stream.once('close', finish);
-    const x: DohExchange = {
-      method: headers[':method'] as string | undefined,
-      url: headers[':path'] as string | undefined,
-      contentType: headers['content-type'],
-      body: stream,
-      done: () => stream.headersSent || stream.destroyed,
-      send: (status, body, ttl) => {
-        if (stream.headersSent || stream.destroyed) return;
-        if (!body) return void stream.respond({ ':status': status }, { endStream: true });
-        // The compat layer's response always waited for trailers, so its last DATA frame went out empty,
-        // after the body, with END_STREAM (RFC 9113 §8.1 allows that). Clients that take one response per
-        // END_STREAM frame (dnsperf 2.10) mixed bodies of interleaved streams. respond() without
-        // waitForTrailers, then end(body) in the same tick, sends one DATA frame with END_STREAM.
-        stream.respond(headersFor(status, ttl ?? 60, body.length));
-        quietLateWrite(stream);
-        stream.end(Buffer.from(body.buffer, body.byteOffset, body.length));
-      },
-    };
-    serve(x, rawHeaders, () => stream.destroy());
+    serve(new H2Request(stream, headers, stream.session ? clocks.get(stream.session) : undefined, limits.readTimeoutMs), rawHeaders);
   };
   const compat = srv.listeners('stream');
   if (compat.length === 1) {
@@ -374,35 +436,40 @@ export function startDohServer(o: DohServerOptions): Promise<http2.Http2SecureSe
   srv.on('tlsClientError', (_e, socket) => socket.destroy());
   srv.on('sessionError', () => {});
 
+  const onQuery = o.onQuery;
+  /** The answer to one query's octets, as `dohAnswer` gives it: 200 with the DNS message, or 400. */
+  const reply = (x: DohExchange, bytes: Uint8Array) => {
+    const r = answerQuery(o.zone(), bytes, OVER_DOH);
+    if (r.question && onQuery) onQuery(r.question.name, r.question.type, r.rcode!);
+    if (r.status === 400) x.send(400);
+    else x.send(200, r.body, r.ttl);
+  };
   const handle = (x: DohExchange, rawHeaders: readonly string[]) => {
-    const send = x.send;
-    const reply = (bytes: Uint8Array) => {
-      const r = dohAnswer(o.zone(), bytes);
-      if (r.question && o.onQuery) o.onQuery({ name: r.question.name, type: r.question.type, rcode: r.rcode! });
-      if (r.status === 400) send(400);
-      else send(200, r.body, r.ttl);
-    };
     const req = x.body;
-    req.on('error', () => {});
+    req.on('error', ignore);
     const step = dohRequestStep({ method: x.method, url: x.url, contentType: x.contentType, rawHeaders }, path, limits.maxHeaderListSize);
-    if (step.kind === 'refuse') return send(step.status);
-    if (step.kind === 'query') return reply(step.query);
-    const chunks: Buffer[] = [];
+    if (step.kind === 'refuse') return x.send(step.status);
+    if (step.kind === 'query') return reply(x, step.query);
+    // The body is nearly always one chunk (a query is tens of octets): kept as it is, an array only past it.
+    let first: Buffer | undefined;
+    let more: Buffer[] | undefined;
     let size = 0;
     req.on('data', (c: Buffer) => {
       size += c.length;
       if (size > MAX_QUERY) {
-        send(413);
+        x.send(413);
         req.destroy();
-      } else chunks.push(c);
+      } else if (first === undefined) first = c;
+      else if (more === undefined) more = [first, c];
+      else more.push(c);
     });
     req.on('end', () => {
       if (size > MAX_QUERY) return;
       try {
-        reply(new Uint8Array(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
+        reply(x, more ? Buffer.concat(more) : (first ?? EMPTY));
       } catch (e) {
         fail(e);
-        if (!x.done()) send(500);
+        if (!x.done()) x.send(500);
       }
     });
   };

@@ -41,7 +41,11 @@ const where = (cfg: DnsConfig) => JSON.stringify([cfg.listen, cfg.tcp, cfg.doh &
  * `error` counts a query or connection dropped by an unexpected exception, as
  * echgate_handler_errors_total{listener="dns_udp"|"dns_tcp"|"dns_doh"}: one counter for every listener.
  */
-export type QueryCounter = ((q: { transport: string; type: number; rcode: number }) => void) & { error?: (transport: string) => void };
+export type QueryCounter = ((q: { transport: string; type: number; rcode: number }) => void) & {
+  /** The same count from arguments (no object per query): what the listeners call. */
+  add: (transport: string, type: number, rcode: number) => void;
+  error?: (transport: string) => void;
+};
 
 type CounterLike = { inc(labels: Record<string, string>, by?: number): void };
 
@@ -59,12 +63,12 @@ export function queryCounter(metrics: { dnsQueries: CounterLike; handlerErrors?:
     }
     dirty.length = 0;
   };
-  const count: QueryCounter = (q) => {
-    const t = q.transport === 'udp' ? 1 : q.transport === 'tcp' ? 2 : q.transport === 'doh' ? 3 : 0;
-    const k = (t * 0x10000 + (q.type & 0xffff)) * 0x10000 + (q.rcode & 0xffff);
+  const add = (transport: string, type: number, rcode: number) => {
+    const t = transport === 'udp' ? 1 : transport === 'tcp' ? 2 : transport === 'doh' ? 3 : 0;
+    const k = (t * 0x10000 + (type & 0xffff)) * 0x10000 + (rcode & 0xffff);
     let e = t ? labels.get(k) : undefined;
     if (e === undefined) {
-      const l = { transport: q.transport, type: typeName(q.type) ?? 'other', rcode: rcodeName(q.rcode) };
+      const l = { transport, type: typeName(type) ?? 'other', rcode: rcodeName(rcode) };
       if (!t || labels.size >= 1024) return metrics.dnsQueries.inc(l);
       e = { l, n: 0 };
       labels.set(k, e);
@@ -74,6 +78,7 @@ export function queryCounter(metrics: { dnsQueries: CounterLike; handlerErrors?:
       dirty.push(e);
     }
   };
+  const count: QueryCounter = Object.assign((q: { transport: string; type: number; rcode: number }) => add(q.transport, q.type, q.rcode), { add });
   count.error = (transport) => metrics.handlerErrors?.inc({ listener: `dns_${transport}` });
   return count;
 }
@@ -106,7 +111,7 @@ export async function startDnsService(cfg: DnsConfig, ech: EchListSource, log: L
   let port: number | undefined;
   try {
     if (cfg.listen) {
-      const s = await startDnsServer({ ...cfg.listen, tcp: cfg.tcp, zone: () => zone, onQuery: count, onError: (e, transport) => onError(transport)(e) });
+      const s = await startDnsServer({ ...cfg.listen, tcp: cfg.tcp, zone: () => zone, onQuery: count && ((_name, type, rcode, transport) => count.add(transport, type, rcode)), onError: (e, transport) => onError(transport)(e) });
       closers.push(() => void s.close());
       port = s.port;
       log.info({ address: `${cfg.listen.host}:${s.port}`, names: Object.keys(cfg.names).length }, 'DNS server listening (UDP and TCP)');
@@ -120,7 +125,7 @@ export async function startDnsService(cfg: DnsConfig, ech: EchListSource, log: L
         ...readDohCredentials(d),
         limits: d.limits,
         zone: () => zone,
-        onQuery: count && ((q) => count({ transport: 'doh', type: q.type, rcode: q.rcode })),
+        onQuery: count && ((_name, type, rcode) => count.add('doh', type, rcode)),
         onError: onError('doh'),
       });
       closers.push(() => s.close());
