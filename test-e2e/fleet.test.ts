@@ -272,7 +272,7 @@ dns:
   after(async () => {
     looping = false;
     await loop;
-    for (const i of instances) writeFileSync(join(base, `${i.id}.out`), i.out);
+    for (const i of [...instances, ...extra]) writeFileSync(join(base, `${i.id}.out`), i.out);
     process.stderr.write(`fleet e2e: logs in ${base}\n`);
     for (const i of [...instances, ...extra]) {
       if (i.proc?.pid && i.proc.exitCode === null) {
@@ -468,9 +468,15 @@ dns:
     // etcd returns: i5 registers again, copies the keys it missed, is ready, and holds the published key.
     startMember(m, 'existing');
     await waitUntil('i5 ready again', async () => (await ready(p)).code === 200, 40_000, 200);
-    const recs = await instanceRecords();
-    const states = await keyStates();
-    for (const [id, st] of states) if (st === 'active') assert.ok(recs.get('i5')?.keys.includes(id), `i5 holds active config_id ${id}`);
+    // Ready is answered from the keyring (it holds every active key); the record that acknowledges them is the
+    // put that follows, so it is waited for (bounded), not read at the same instant.
+    let lacking = ['(not read yet)'];
+    const recordHoldsActive = async () => {
+      const [recs, states] = await Promise.all([instanceRecords(), keyStates()]);
+      lacking = [...states].filter(([id, st]) => st === 'active' && !recs.get('i5')?.keys.includes(id)).map(([id]) => `i5 holds active config_id ${id}: ${JSON.stringify(recs.get('i5'))}`);
+      return lacking.length === 0;
+    };
+    await waitUntil('i5\'s record listing every active key', recordHoldsActive, 10_000, 100).catch(() => assert.deepEqual(lacking, []));
     assert.ok(await dnsEch(p.dnsPort), 'i5 names ech= again');
     // SIGTERM ends an instance within serve's fleet-leaving deadline even if etcd was away; not forever.
     const proc = p.proc!;
