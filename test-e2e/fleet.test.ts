@@ -207,6 +207,26 @@ dns:
     const all = await etcd.getAll().prefix(`${PREFIX}keys/`).strings();
     return new Map(Object.values(all).map((v) => JSON.parse(v) as { meta: { configId: number; state: string } }).map((r) => [r.meta.configId, r.meta.state]));
   };
+  /**
+   * Wait (bounded) until the instance records of `ids` list every active key. /ready answers from the
+   * keyring; the record that acknowledges the keys is the put that follows the read that loaded them, so a
+   * record read at the instant /ready turns 200 can still be the previous one (seen once for i5, under load).
+   */
+  const recordsHoldActive = async (ids: string[], ms = 10_000) => {
+    let lacking = ['(not read yet)'];
+    await waitUntil(`the records of ${ids.join(', ')} listing every active key`, async () => {
+      let recs: Awaited<ReturnType<typeof instanceRecords>>;
+      let states: Awaited<ReturnType<typeof keyStates>>;
+      try {
+        [recs, states] = await Promise.all([instanceRecords(), keyStates()]);
+      } catch (e) {
+        lacking = [`etcd read failed: ${e}`];
+        return false;
+      }
+      lacking = ids.flatMap((i) => [...states].filter(([id, st]) => st === 'active' && !recs.get(i)?.keys.includes(id)).map(([id]) => `${i} holds active config_id ${id}: ${JSON.stringify(recs.get(i))}`));
+      return lacking.length === 0;
+    }, ms, 100).catch(() => assert.deepEqual(lacking, []));
+  };
   /** Instances the client loop uses: started, seen ready since, not frozen or being killed (what a load balancer would send to). */
   const running = () => instances.filter((i) => i.serving);
   const waitDone = async (afterSeq: number, ms = 40_000) => {
@@ -361,11 +381,8 @@ dns:
     await waitUntil(`${leader.id} ready again`, async () => (await ready(leader)).code === 200, 30_000, 200);
     leader.serving = true;
     // No key lost (every live instance holds every key etcd has in use), no retired key in any DNS answer.
+    await recordsHoldActive(running().map((i) => i.id));
     const states = await keyStates();
-    const recs = await instanceRecords();
-    for (const i of running()) {
-      for (const [id, st] of states) if (st === 'active') assert.ok(recs.get(i.id)?.keys.includes(id), `${i.id} holds active config_id ${id}`);
-    }
     for (const i of running()) {
       const list = await dnsEch(i.dnsPort);
       for (const id of idsOf(list!)) assert.equal(states.get(id), 'active', `${i.id} publishes config_id ${id} which is ${states.get(id)}`);
@@ -468,15 +485,7 @@ dns:
     // etcd returns: i5 registers again, copies the keys it missed, is ready, and holds the published key.
     startMember(m, 'existing');
     await waitUntil('i5 ready again', async () => (await ready(p)).code === 200, 40_000, 200);
-    // Ready is answered from the keyring (it holds every active key); the record that acknowledges them is the
-    // put that follows, so it is waited for (bounded), not read at the same instant.
-    let lacking = ['(not read yet)'];
-    const recordHoldsActive = async () => {
-      const [recs, states] = await Promise.all([instanceRecords(), keyStates()]);
-      lacking = [...states].filter(([id, st]) => st === 'active' && !recs.get('i5')?.keys.includes(id)).map(([id]) => `i5 holds active config_id ${id}: ${JSON.stringify(recs.get('i5'))}`);
-      return lacking.length === 0;
-    };
-    await waitUntil('i5\'s record listing every active key', recordHoldsActive, 10_000, 100).catch(() => assert.deepEqual(lacking, []));
+    await recordsHoldActive(['i5']);
     assert.ok(await dnsEch(p.dnsPort), 'i5 names ech= again');
     // SIGTERM ends an instance within serve's fleet-leaving deadline even if etcd was away; not forever.
     const proc = p.proc!;
