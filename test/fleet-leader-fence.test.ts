@@ -4,9 +4,12 @@
  * lost while a step waits on etcd (its read slow, etcd busy) clears the
  * leader's fence, or replaces it once elected again; a write that read the
  * fence at write time then went out unfenced (or under the new election) and
- * staged a key as if the old step still led.
+ * staged a key as if the old step still led. And a campaign that dies while
+ * its election key is being read (after 'elected') must not make the
+ * instance lead on it.
  */
 import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
 import { describe, it } from 'node:test';
 import type { Etcd3 } from 'etcd3';
 import pino from 'pino';
@@ -16,6 +19,7 @@ import { FleetLeader } from '../src/fleet/leader.js';
 import { K } from '../src/fleet/records.js';
 import { makeKey } from '../src/keys/manager.js';
 import { sealPrivateKey } from '../src/keys/sealed.js';
+import { sleep } from './helpers.js';
 
 const PREFIX = 'echgate/';
 const KEK = new Uint8Array(32).fill(5);
@@ -130,5 +134,47 @@ describe('fleet leader: a step writes under the election it started in', () => {
     e.release();
     await assert.rejects(step, { code: 'ERR_KEYSTORE', message: /no longer leads/ });
     assert.deepEqual(keys(), [PREFIX + K.key(21)]);
+  });
+
+  it("a campaign that dies while its election key is read: not leading on it, and the next campaign is left alone", async () => {
+    // etcd3's Campaign as the leader uses it: 'elected', then getCampaignKey() (a read, here answered at 100 ms).
+    const campaigns: (EventEmitter & { getCampaignKey(): Promise<string>; resign(): Promise<void> })[] = [];
+    const client = {
+      namespace: () => ({
+        election: () => ({
+          campaign: () => {
+            const c = Object.assign(new EventEmitter(), { getCampaignKey: () => sleep(100).then(() => FENCE), resign: async () => {} });
+            campaigns.push(c);
+            return c;
+          },
+        }),
+      }),
+    };
+    const leaderGauge: number[] = [];
+    const leader = new FleetLeader({
+      id: 'i1',
+      cfg: { endpoints: ['http://127.0.0.1:1'], prefix: PREFIX, kek: { env: 'UNUSED' }, ...STORE_DEFAULTS },
+      rotation: { everyMs: 3_600_000, graceMs: 7_200_000, publish: 'embedded', publicName: 'fleet.example.test' },
+      client: client as unknown as Etcd3,
+      store: new EtcdKeyStore(client as unknown as Etcd3, PREFIX, KEK),
+      log: pino({ level: 'silent' }),
+      gauges: { set: (n, v) => (n === 'leader' ? void leaderGauge.push(v) : undefined) },
+      syncLocal: async () => {},
+      publish: async () => {},
+      tickMs: 3_600_000,
+    });
+    try {
+      leader.start();
+      campaigns[0]!.emit('elected');
+      campaigns[0]!.emit('error', new Error('lease lost')); // while its key is being read
+      await sleep(1_300); // the key read answers; lost() stands again after 1 s
+      assert.equal(leader.leading, false, 'not leading on the dead campaign');
+      assert.equal((leader as unknown as { fence?: string }).fence, undefined);
+      assert.ok(!leaderGauge.includes(1), `leader gauge: ${leaderGauge}`);
+      assert.equal(campaigns.length, 2, 'campaigning again');
+      assert.equal((leader as unknown as { campaign?: unknown }).campaign, campaigns[1], 'the new campaign stands');
+    } finally {
+      await leader.stop();
+    }
   });
 });

@@ -94,11 +94,17 @@ export class FleetLeader {
     const c = election.campaign(this.o.id);
     this.campaign = c;
     c.on('elected', async () => {
+      let fence: string;
       try {
-        this.fence = await c.getCampaignKey();
+        fence = await c.getCampaignKey();
       } catch (e) {
-        return this.lost(e);
+        if (this.campaign === c) this.lost(e);
+        return;
       }
+      // The campaign may have died while its key was read (lost(): its lease ran out; resigned; stopped): leading
+      // on it would report this instance as the leader, and tick, under an election key etcd no longer holds.
+      if (this.campaign !== c || this.stopped) return;
+      this.fence = fence;
       this.leading = true;
       this.reported.clear();
       this.o.gauges?.set('leader', 1);
