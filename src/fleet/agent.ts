@@ -263,8 +263,8 @@ export class FleetAgent {
    * then emits 'error' and drops it, and nothing more would arrive on it, so it is created again.
    */
   private openWatch(make: () => WatchBuilder): Promise<void> {
-    return make()
-      .create()
+    return Promise.resolve()
+      .then(() => make().create()) // a client that throws at once (closed) lands in the catch below, not in a timer
       .then((w) => {
         if (this.stopped) return void w.cancel().catch(() => {});
         this.watchers.push(w);
