@@ -375,8 +375,13 @@ dns:
     assert.ok(['active', 'decrypt-only'].includes(now.get(done.configId)!), 'the finished key is in etcd');
     await waitUntil(`${frozen.id} ready again`, async () => (await ready(frozen)).code === 200, 30_000, 200);
     frozen.serving = true;
-    // Restart the killed one (same name): it rejoins with the keys from etcd.
+    // Restart the killed one (same name): it rejoins with the keys from etcd. On fresh ports: its old ones
+    // were free while it was down, and they are in the kernel's ephemeral range (where freePort draws), so any
+    // outgoing connection on this busy machine may have taken one as its source port meanwhile (a run saw
+    // the restart exit on EADDRINUSE for its DNS port). Its name, not its ports, is what rejoins.
     leader.out = '';
+    Object.assign(leader, { port: await freePort(), dnsPort: await freePort(), metricsPort: await freePort() });
+    writeFileSync(leader.config, configFor(leader));
     startInstance(leader);
     await waitUntil(`${leader.id} ready again`, async () => (await ready(leader)).code === 200, 30_000, 200);
     leader.serving = true;
