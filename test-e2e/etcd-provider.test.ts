@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Etcd3 } from 'etcd3';
 import { freePort } from '../src/cli/free-port.js';
+import { stablePort } from './stable-port.js';
 import { type Backend, certFor, ROOT, sleep, tlsAsk, tlsBackend } from '../test/helpers.js';
 
 const BIN = join(ROOT, 'bin', 'echgate.js');
@@ -74,7 +75,7 @@ describe('providers.etcd: Traefik KV layout from a real etcd, applied like a fil
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'echgate-etcd-'));
-    [clientPort, peerPort, port, metricsPort, port2] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
+    [clientPort, peerPort, port, metricsPort, port2] = [await stablePort(), await stablePort(), await freePort(), await freePort(), await freePort()]; // etcd restarted in place: stable-port.ts
     clientUrl = `http://127.0.0.1:${clientPort}`;
     client = new Etcd3({ hosts: clientUrl, dialTimeout: 1000 });
     await startEtcd();

@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Etcd3 } from 'etcd3';
 import { freePort } from '../src/cli/free-port.js';
+import { stablePort } from './stable-port.js';
 import { type Backend, ROOT, sleep, tlsAsk, tlsBackend } from '../test/helpers.js';
 
 const BIN = join(ROOT, 'bin', 'echgate.js');
@@ -118,7 +119,7 @@ describe('providers.etcd on a 3-member etcd: a member killed while the configura
   };
 
   before(async () => {
-    for (const name of ['c1', 'c2', 'c3']) members.push({ name, client: await freePort(), peer: await freePort() });
+    for (const name of ['c1', 'c2', 'c3']) members.push({ name, client: await stablePort(), peer: await stablePort() }); // restarted in place: stable-port.ts
     for (const m of members) startMember(m, 'new');
     await waitFor(() => healthy(members), 'the cluster', 60_000);
     for (const n of ['a', 'b', 'c', 'd']) backends.push(await tlsBackend(n));

@@ -28,6 +28,7 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { Etcd3 } from 'etcd3';
 import { freePort } from '../src/cli/free-port.js';
+import { stablePort } from './stable-port.js';
 import { connectOnce } from '../src/cli/connect.js';
 import { decodeMessage, encodeQuery, RRType } from '../src/wire/dns/message.js';
 import { decodeSvcb } from '../src/wire/dns/svcb.js';
@@ -243,7 +244,7 @@ dns:
     writeFileSync(join(base, 'secret.crt'), cert);
     writeFileSync(join(base, 'secret.key'), key);
     hidden = await serverFirstBackend('hidden\n');
-    for (const n of ['e1', 'e2', 'e3']) members.push({ name: n, client: await freePort(), peer: await freePort() });
+    for (const n of ['e1', 'e2', 'e3']) members.push({ name: n, client: await stablePort(), peer: await stablePort() }); // restarted in place: stable-port.ts
     for (const m of members) startMember(m, 'new');
     endpoints = members.map((m) => `"http://127.0.0.1:${m.client}"`).join(', ');
     etcd = new Etcd3({ hosts: members.map((m) => `http://127.0.0.1:${m.client}`), dialTimeout: 1000 });
