@@ -512,7 +512,10 @@ dns:
     const etcdBefore = await etcd.getAll().prefix(`${PREFIX}keys/`).strings();
     startInstance(bad);
     await waitUntil('i4 refusing the keys', () => /ERR_KEK/.test(bad.out), 20_000, 200);
-    const r = await ready(bad);
+    // The agent logs ERR_KEK during its first read; /ready says "joining the fleet" until that read and the
+    // record write after it return to serve (a run read it in between, under load), then it gives the reason.
+    let r = await ready(bad);
+    await waitUntil('i4 /ready past joining', async () => !/joining the fleet/.test((r = await ready(bad)).body), 10_000, 100);
     assert.equal(r.code, 503);
     assert.match(r.body, /wrong KEK/);
     assert.match(r.body, /key-encryption key/);
