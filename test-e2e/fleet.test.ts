@@ -515,7 +515,10 @@ dns:
     // The agent logs ERR_KEK during its first read; /ready says "joining the fleet" until that read and the
     // record write after it return to serve (a run read it in between, under load), then it gives the reason.
     let r = await ready(bad);
-    await waitUntil('i4 /ready past joining', async () => !/joining the fleet/.test((r = await ready(bad)).body), 10_000, 100);
+    await waitUntil('i4 /ready past joining', async () => {
+      r = await ready(bad);
+      return !/joining the fleet/.test(r.body);
+    }, 10_000, 100);
     assert.equal(r.code, 503);
     assert.match(r.body, /wrong KEK/);
     assert.match(r.body, /key-encryption key/);
