@@ -238,7 +238,8 @@ tcp:
       return done?.step === 'done' && done.leader === 'a';
     }, 60_000);
     assert.match(done!.note ?? '', /w/, 'published without the drained wrong-KEK instance, and says so');
-    assert.match(a.out, /fleet rotation done/);
+    // The record says done once the transaction commits; a logs it after that, and its stdout reaches this process a moment later.
+    await waitUntil('a logging the rotation done', () => /fleet rotation done/.test(a.out), 10_000);
     assert.match(a.out, /read back over .*: ech= matches/, 'the DNS step read the record back over DoH');
     // BIND holds the list a publishes: its active keys, with the new one.
     const list = publishedList(listKeys(join(a.dir, 'keys')).keys)!;

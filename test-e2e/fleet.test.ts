@@ -28,6 +28,7 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { Etcd3 } from 'etcd3';
 import { freePort } from '../src/cli/free-port.js';
+import { stablePort } from './stable-port.js';
 import { connectOnce } from '../src/cli/connect.js';
 import { decodeMessage, encodeQuery, RRType } from '../src/wire/dns/message.js';
 import { decodeSvcb } from '../src/wire/dns/svcb.js';
@@ -207,6 +208,26 @@ dns:
     const all = await etcd.getAll().prefix(`${PREFIX}keys/`).strings();
     return new Map(Object.values(all).map((v) => JSON.parse(v) as { meta: { configId: number; state: string } }).map((r) => [r.meta.configId, r.meta.state]));
   };
+  /**
+   * Wait (bounded) until the instance records of `ids` list every active key. /ready answers from the
+   * keyring; the record that acknowledges the keys is the put that follows the read that loaded them, so a
+   * record read at the instant /ready turns 200 can still be the previous one (seen once for i5, under load).
+   */
+  const recordsHoldActive = async (ids: string[], ms = 10_000) => {
+    let lacking = ['(not read yet)'];
+    await waitUntil(`the records of ${ids.join(', ')} listing every active key`, async () => {
+      let recs: Awaited<ReturnType<typeof instanceRecords>>;
+      let states: Awaited<ReturnType<typeof keyStates>>;
+      try {
+        [recs, states] = await Promise.all([instanceRecords(), keyStates()]);
+      } catch (e) {
+        lacking = [`etcd read failed: ${e}`];
+        return false;
+      }
+      lacking = ids.flatMap((i) => [...states].filter(([id, st]) => st === 'active' && !recs.get(i)?.keys.includes(id)).map(([id]) => `${i} holds active config_id ${id}: ${JSON.stringify(recs.get(i))}`));
+      return lacking.length === 0;
+    }, ms, 100).catch(() => assert.deepEqual(lacking, []));
+  };
   /** Instances the client loop uses: started, seen ready since, not frozen or being killed (what a load balancer would send to). */
   const running = () => instances.filter((i) => i.serving);
   const waitDone = async (afterSeq: number, ms = 40_000) => {
@@ -223,7 +244,7 @@ dns:
     writeFileSync(join(base, 'secret.crt'), cert);
     writeFileSync(join(base, 'secret.key'), key);
     hidden = await serverFirstBackend('hidden\n');
-    for (const n of ['e1', 'e2', 'e3']) members.push({ name: n, client: await freePort(), peer: await freePort() });
+    for (const n of ['e1', 'e2', 'e3']) members.push({ name: n, client: await stablePort(), peer: await stablePort() }); // restarted in place: stable-port.ts
     for (const m of members) startMember(m, 'new');
     endpoints = members.map((m) => `"http://127.0.0.1:${m.client}"`).join(', ');
     etcd = new Etcd3({ hosts: members.map((m) => `http://127.0.0.1:${m.client}`), dialTimeout: 1000 });
@@ -272,7 +293,7 @@ dns:
   after(async () => {
     looping = false;
     await loop;
-    for (const i of instances) writeFileSync(join(base, `${i.id}.out`), i.out);
+    for (const i of [...instances, ...extra]) writeFileSync(join(base, `${i.id}.out`), i.out);
     process.stderr.write(`fleet e2e: logs in ${base}\n`);
     for (const i of [...instances, ...extra]) {
       if (i.proc?.pid && i.proc.exitCode === null) {
@@ -355,17 +376,19 @@ dns:
     assert.ok(['active', 'decrypt-only'].includes(now.get(done.configId)!), 'the finished key is in etcd');
     await waitUntil(`${frozen.id} ready again`, async () => (await ready(frozen)).code === 200, 30_000, 200);
     frozen.serving = true;
-    // Restart the killed one (same name): it rejoins with the keys from etcd.
+    // Restart the killed one (same name): it rejoins with the keys from etcd. On fresh ports: its old ones
+    // were free while it was down, and they are in the kernel's ephemeral range (where freePort draws), so any
+    // outgoing connection on this busy machine may have taken one as its source port meanwhile (a run saw
+    // the restart exit on EADDRINUSE for its DNS port). Its name, not its ports, is what rejoins.
     leader.out = '';
+    Object.assign(leader, { port: await freePort(), dnsPort: await freePort(), metricsPort: await freePort() });
+    writeFileSync(leader.config, configFor(leader));
     startInstance(leader);
     await waitUntil(`${leader.id} ready again`, async () => (await ready(leader)).code === 200, 30_000, 200);
     leader.serving = true;
     // No key lost (every live instance holds every key etcd has in use), no retired key in any DNS answer.
+    await recordsHoldActive(running().map((i) => i.id));
     const states = await keyStates();
-    const recs = await instanceRecords();
-    for (const i of running()) {
-      for (const [id, st] of states) if (st === 'active') assert.ok(recs.get(i.id)?.keys.includes(id), `${i.id} holds active config_id ${id}`);
-    }
     for (const i of running()) {
       const list = await dnsEch(i.dnsPort);
       for (const id of idsOf(list!)) assert.equal(states.get(id), 'active', `${i.id} publishes config_id ${id} which is ${states.get(id)}`);
@@ -468,9 +491,7 @@ dns:
     // etcd returns: i5 registers again, copies the keys it missed, is ready, and holds the published key.
     startMember(m, 'existing');
     await waitUntil('i5 ready again', async () => (await ready(p)).code === 200, 40_000, 200);
-    const recs = await instanceRecords();
-    const states = await keyStates();
-    for (const [id, st] of states) if (st === 'active') assert.ok(recs.get('i5')?.keys.includes(id), `i5 holds active config_id ${id}`);
+    await recordsHoldActive(['i5']);
     assert.ok(await dnsEch(p.dnsPort), 'i5 names ech= again');
     // SIGTERM ends an instance within serve's fleet-leaving deadline even if etcd was away; not forever.
     const proc = p.proc!;
@@ -491,7 +512,13 @@ dns:
     const etcdBefore = await etcd.getAll().prefix(`${PREFIX}keys/`).strings();
     startInstance(bad);
     await waitUntil('i4 refusing the keys', () => /ERR_KEK/.test(bad.out), 20_000, 200);
-    const r = await ready(bad);
+    // The agent logs ERR_KEK during its first read; /ready says "joining the fleet" until that read and the
+    // record write after it return to serve (a run read it in between, under load), then it gives the reason.
+    let r = await ready(bad);
+    await waitUntil('i4 /ready past joining', async () => {
+      r = await ready(bad);
+      return !/joining the fleet/.test(r.body);
+    }, 10_000, 100);
     assert.equal(r.code, 503);
     assert.match(r.body, /wrong KEK/);
     assert.match(r.body, /key-encryption key/);

@@ -10,7 +10,7 @@
  * with etcd is tracked through the short lease's keep-alives; etcd changes
  * arrive by watch, with a full re-read on reconnect and every resyncMs.
  */
-import type { Etcd3, Lease, Watcher } from 'etcd3';
+import type { Etcd3, Lease, WatchBuilder, Watcher } from 'etcd3';
 import type { Logger } from 'pino';
 import type { EtcdStoreConfig } from '../config/store.js';
 import { isEchgateError } from '../errors.js';
@@ -51,6 +51,31 @@ export interface AgentOptions {
   now?: () => number;
 }
 
+/**
+ * `fn` one run at a time. A call while a run is in flight gets the next run, which starts when that one
+ * ends, so it sees the state of then (the run in flight may have read etcd before the caller's change);
+ * the calls made meanwhile share that next run.
+ */
+export function serial(fn: () => Promise<void>): () => Promise<void> {
+  let running: Promise<void> | undefined;
+  let queued: Promise<void> | undefined;
+  const run = (): Promise<void> => {
+    if (running) {
+      const next = () => {
+        queued = undefined;
+        return run();
+      };
+      queued ??= running.then(next, next);
+      return queued;
+    }
+    running = fn().finally(() => {
+      running = undefined;
+    });
+    return running;
+  };
+  return run;
+}
+
 const why = (e: unknown) => (isEchgateError(e) ? `${e.message} [${e.code}]` : e instanceof Error ? e.message : String(e));
 
 export class FleetAgent {
@@ -61,8 +86,9 @@ export class FleetAgent {
   private watchers: Watcher[] = [];
   private timers: NodeJS.Timeout[] = [];
   private stopped = false;
-  private syncing?: Promise<void>;
-  private again = false;
+  /** A read of keys and rotation has begun: a watch created from now on is followed by a read (openWatch()). */
+  private readBegun = false;
+  private readonly rewatchTimers = new Set<NodeJS.Timeout>();
   private debounce?: NodeJS.Timeout;
   private registering = false;
 
@@ -99,22 +125,7 @@ export class FleetAgent {
       this.down(e);
       this.scheduleRegister();
     });
-    const w1 = this.o.client.watch().prefix(this.abs(K.keys));
-    const w2 = this.o.client.watch().key(this.abs(K.rotation));
-    const watching = [w1, w2].map((b) =>
-      b
-        .create()
-        .then((w) => {
-          if (this.stopped) return void w.cancel();
-          this.watchers.push(w);
-          w.on('put', () => this.changed());
-          w.on('delete', () => this.changed());
-          w.on('connected', () => this.changed());
-          w.on('error', () => {});
-          w.on('disconnected', () => {});
-        })
-        .catch(() => {}), // etcd down at start: the resync timer reads it all
-    );
+    const watching = [() => this.o.client.watch().prefix(this.abs(K.keys)), () => this.o.client.watch().key(this.abs(K.rotation))].map((make) => this.openWatch(make));
     // The first read waits for both watches (bounded by leaseTtl: etcd down at start must not hold serve up).
     // A key put after that read but before a watch began would otherwise reach this instance only at the next
     // resync, and meanwhile it would answer ready from a view that lacks the key: the fleet end-to-end test
@@ -235,24 +246,54 @@ export class FleetAgent {
     }, 1000).unref();
   }
 
-  /** Read the fleet's keys and rotation, copy them into the folder, reload, acknowledge. One at a time. */
-  sync(): Promise<void> {
-    if (this.syncing) {
-      this.again = true;
-      return this.syncing;
-    }
-    this.syncing = this.syncOnce().finally(() => {
-      this.syncing = undefined;
-      if (this.again) {
-        this.again = false;
-        void this.sync();
-      }
-    });
-    return this.syncing;
+  /**
+   * Read the fleet's keys and rotation, copy them into the folder, reload, acknowledge. One at a time; the
+   * promise settles after a read that began after the call (serial()): the leader's syncLocal() right after
+   * its flip must not be answered by a read made before the flip, or its DNS step would publish the folder's
+   * old active key (RFC 2136) and mark the rotation done.
+   */
+  readonly sync: () => Promise<void> = serial(() => this.syncOnce());
+
+  /**
+   * Create one watch; etcd3 resolves create() only once etcd has answered (it retries while etcd is down).
+   * A watch begins at the revision etcd had when it answered, so one created after a read began (etcd slow
+   * or down at start, past the bound in start(); or re-created below) is followed by a read: a change
+   * between that read and the watch's start would otherwise reach this instance only at the next resync.
+   * etcd may also cancel a watch (its start revision compacted away after an outage, a role changed): etcd3
+   * then emits 'error' and drops it, and nothing more would arrive on it, so it is created again.
+   */
+  private openWatch(make: () => WatchBuilder): Promise<void> {
+    return Promise.resolve()
+      .then(() => make().create()) // a client that throws at once (closed) lands in the catch below, not in a timer
+      .then((w) => {
+        if (this.stopped) return void w.cancel().catch(() => {});
+        this.watchers.push(w);
+        w.on('put', () => this.changed());
+        w.on('delete', () => this.changed());
+        w.on('connected', () => this.changed()); // reconnected (etcd3 resumes at the last revision seen): read again anyway
+        w.on('error', (e) => {
+          this.watchers = this.watchers.filter((x) => x !== w);
+          this.o.log.warn({ fleet: this.id, err: why(e) }, 'fleet store cancelled a watch: watching again');
+          this.rewatch(make);
+        });
+        w.on('disconnected', () => {});
+        if (this.readBegun) this.changed();
+      })
+      .catch(() => this.rewatch(make)); // refused at creation (a role without the prefix): tried again, the resync reads meanwhile
+  }
+
+  private rewatch(make: () => WatchBuilder): void {
+    if (this.stopped) return;
+    const t = setTimeout(() => {
+      this.rewatchTimers.delete(t);
+      void this.openWatch(make);
+    }, 1000).unref();
+    this.rewatchTimers.add(t);
   }
 
   private async syncOnce(): Promise<void> {
     if (this.stopped) return;
+    this.readBegun = true;
     let records: Awaited<ReturnType<EtcdKeyStore['load']>>;
     try {
       const [recs, rot] = await Promise.all([this.o.store.load(), this.o.client.get(this.abs(K.rotation)).string()]);
@@ -388,8 +429,16 @@ export class FleetAgent {
     });
   }
 
-  /** Write the instance record when what it says changed (keys held, readiness, revision). */
-  private async report(): Promise<void> {
+  /**
+   * Write the instance record when what it says changed (keys held, readiness, revision). One write at a
+   * time, each made from the view at its turn (serial()): etcd3 sends each call to a host of its choosing,
+   * so two puts in flight could land in either order and leave the older record (one without the key just
+   * acknowledged) in etcd while lastWritten says the newer one went out; nothing would write it again and
+   * the leader would wait for an acknowledgement already made.
+   */
+  private readonly report: () => Promise<void> = serial(() => this.reportOnce());
+
+  private async reportOnce(): Promise<void> {
     const r = this.readiness();
     const config = this.o.hooks.configInForce?.();
     this.o.gauges?.set('ready', r.ready ? 1 : 0);
@@ -422,6 +471,7 @@ export class FleetAgent {
     clearTimeout(this.regTimer);
     clearTimeout(this.peersTimer);
     for (const t of this.timers) clearTimeout(t);
+    for (const t of this.rewatchTimers) clearTimeout(t);
     for (const w of this.watchers) await w.cancel().catch(() => {});
     const bye = async (l?: Lease) => {
       if (l && !l.revoked()) await Promise.race([l.revoke().catch(() => {}), new Promise((r) => setTimeout(r, 1000).unref())]);

@@ -22,7 +22,7 @@ import type { Campaign, Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 import type { RotationConfig } from '../config/types.js';
 import type { EtcdStoreConfig } from '../config/store.js';
-import { EchgateError, isEchgateError } from '../errors.js';
+import { type EchgateError, isEchgateError } from '../errors.js';
 import type { KeyRecord } from '../keys/keystore.js';
 import { KeyDir, type KeyMeta } from '../keys/store.js';
 import { makeKey } from '../keys/manager.js';
@@ -94,11 +94,17 @@ export class FleetLeader {
     const c = election.campaign(this.o.id);
     this.campaign = c;
     c.on('elected', async () => {
+      let fence: string;
       try {
-        this.fence = await c.getCampaignKey();
+        fence = await c.getCampaignKey();
       } catch (e) {
-        return this.lost(e);
+        if (this.campaign === c) this.lost(e);
+        return;
       }
+      // The campaign may have died while its key was read (lost(): its lease ran out; resigned; stopped): leading
+      // on it would report this instance as the leader, and tick, under an election key etcd no longer holds.
+      if (this.campaign !== c || this.stopped) return;
+      this.fence = fence;
       this.leading = true;
       this.reported.clear();
       this.o.gauges?.set('leader', 1);
@@ -202,25 +208,31 @@ export class FleetLeader {
     return { key: K.rotation, value: JSON.stringify(r) };
   }
 
-  /** One look at etcd while leading. */
+  /**
+   * One look at etcd while leading. Every write of the step is fenced by the election key it started
+   * with, not by this.fence at write time: leadership lost while the step waited on etcd clears this.fence
+   * (lost()), and a write then made with no fence, or with the key of a later election, would go through as
+   * if this step still led (a second staged key beside the next leader's, a rotation record overwritten).
+   */
   async step(): Promise<void> {
-    if (!this.leading || !this.fence) return;
+    const fence = this.fence;
+    if (!this.leading || !fence) return;
     const now = this.now();
     this.count('reads');
     const keys = await this.o.store.load(); // ERR_KEK here: a leader with the wrong KEK writes nothing
     const metas = keys.map((k) => k.meta);
     for (const k of keys) k.privateKey?.fill(0);
     const rot = await this.readRotation();
-    if (metas.length === 0) return this.bootstrap();
-    if (rot?.step === 'staged') return this.staged(rot, metas, now);
-    if (rot?.step === 'publishing') return this.finishPublish(rot, metas);
+    if (metas.length === 0) return this.bootstrap(fence);
+    if (rot?.step === 'staged') return this.staged(rot, metas, now, fence);
+    if (rot?.step === 'publishing') return this.finishPublish(rot, metas, fence);
     const plan = planRotation(metas, now, { everyMs: this.o.rotation.everyMs, publicName: this.o.rotation.publicName });
     for (const id of plan.retire) {
       this.count('writes');
-      await this.o.store.retire(id, new Date(now), this.fence);
+      await this.o.store.retire(id, new Date(now), fence);
       this.o.log.info({ fleet: this.o.id, configId: id }, 'fleet: key retired after its grace period (private key deleted from etcd)');
     }
-    if (plan.rotateAt !== undefined && plan.rotateAt <= now) await this.stage(metas, rot, plan.publicName!, now);
+    if (plan.rotateAt !== undefined && plan.rotateAt <= now) await this.stage(metas, rot, plan.publicName!, now, fence);
   }
 
   /**
@@ -228,11 +240,11 @@ export class FleetLeader {
    * metadata so they are never reused), in one transaction that writes only where etcd holds nothing; else
    * a key is made for rotation.publicName. `echgate fleet import` does the same before any instance starts.
    */
-  private async bootstrap(): Promise<void> {
+  private async bootstrap(fence: string): Promise<void> {
     const local = this.o.importFrom ? importable(this.o.importFrom) : [];
     if (local.some((k) => k.meta.state !== 'retired')) {
       this.count('writes');
-      await this.o.store.createAll(local, this.fence);
+      await this.o.store.createAll(local, fence);
       for (const k of local) k.privateKey?.fill(0);
       this.o.log.info({ fleet: this.o.id, keys: local.map((k) => k.meta.configId), from: this.o.importFrom }, 'fleet: etcd held no key; imported the key folder (private keys sealed with the KEK)');
       return;
@@ -244,12 +256,12 @@ export class FleetLeader {
     }
     const k = makeKey(new Set(), { publicName: this.o.rotation.publicName, now: new Date(this.now()) });
     this.count('writes');
-    await this.o.store.create(k, this.fence);
+    await this.o.store.create(k, fence);
     k.privateKey.fill(0);
     this.o.log.info({ fleet: this.o.id, configId: k.meta.configId }, 'fleet: etcd held no key; made the first one');
   }
 
-  private async stage(metas: KeyMeta[], prev: RotationRecord | undefined, publicName: string, now: number): Promise<void> {
+  private async stage(metas: KeyMeta[], prev: RotationRecord | undefined, publicName: string, now: number, fence: string): Promise<void> {
     const k = makeKey(new Set(metas.map((m) => m.configId)), { publicName, state: 'staged', now: new Date(now) });
     const rot: RotationRecord = {
       seq: (prev?.seq ?? 0) + 1,
@@ -263,7 +275,7 @@ export class FleetLeader {
       late: [],
     };
     this.count('writes');
-    await this.o.store.create(k, this.fence, [this.putRotation(rot)]);
+    await this.o.store.create(k, fence, [this.putRotation(rot)]);
     k.privateKey.fill(0);
     this.o.log.info({ fleet: this.o.id, seq: rot.seq, configId: rot.configId, demote: rot.demote }, 'fleet rotation: new key staged; waiting until every instance holds it');
   }
@@ -280,11 +292,11 @@ export class FleetLeader {
     return { members, instances };
   }
 
-  private async staged(rot: RotationRecord, metas: KeyMeta[], now: number): Promise<void> {
+  private async staged(rot: RotationRecord, metas: KeyMeta[], now: number, fence: string): Promise<void> {
     const key = metas.find((m) => m.configId === rot.configId);
     if (!key || key.state !== 'staged') {
       // The record names a key that is not staged (a transaction from an older version, or edited by hand): give up this rotation.
-      await this.write([], { ...rot, step: 'rolled-back', finishedAt: new Date(now).toISOString(), note: `config_id ${rot.configId} is not staged in etcd` });
+      await this.write([], { ...rot, step: 'rolled-back', finishedAt: new Date(now).toISOString(), note: `config_id ${rot.configId} is not staged in etcd` }, fence);
       this.o.log.warn({ fleet: this.o.id, seq: rot.seq, configId: rot.configId }, 'fleet rotation rolled back: its key is not staged in etcd');
       return;
     }
@@ -307,7 +319,7 @@ export class FleetLeader {
       this.o.log.warn({ fleet: this.o.id, seq: rot.seq, instance: id, reason: instances.get(id)?.reason }, 'fleet rotation: proceeding without an instance that is not ready and drained');
     }
     if (!d.publish) {
-      if (JSON.stringify(d.waitingFor) !== JSON.stringify(rot.waitingFor) || JSON.stringify(d.late) !== JSON.stringify(rot.late)) await this.write([], { ...rot, waitingFor: d.waitingFor, late: d.late });
+      if (JSON.stringify(d.waitingFor) !== JSON.stringify(rot.waitingFor) || JSON.stringify(d.late) !== JSON.stringify(rot.late)) await this.write([], { ...rot, waitingFor: d.waitingFor, late: d.late }, fence);
       return;
     }
     // Flip: one transaction, so a leader killed here leaves either the staged state or the publishing state.
@@ -318,13 +330,13 @@ export class FleetLeader {
       const m = metas.find((x) => x.configId === id);
       if (m && m.state === 'active') flip.push({ ...m, state: 'decrypt-only', notAfter: grace(now) });
     }
-    await this.write(flip, { ...rot, step: 'publishing', publishedAt: at.toISOString(), waitingFor: [], late: d.late, ...(d.excused.length ? { note: `published without drained instances: ${d.excused.join(', ')}` } : {}) });
+    await this.write(flip, { ...rot, step: 'publishing', publishedAt: at.toISOString(), waitingFor: [], late: d.late, ...(d.excused.length ? { note: `published without drained instances: ${d.excused.join(', ')}` } : {}) }, fence);
     this.o.log.info({ fleet: this.o.id, seq: rot.seq, configId: rot.configId, acknowledged: [...instances.values()].filter((i) => i.keys.includes(rot.configId)).map((i) => i.id), excused: d.excused }, 'fleet rotation: every instance holds the key; publishing');
     const note = d.excused.length ? { note: `published without drained instances: ${d.excused.join(', ')}` } : {};
-    await this.finishPublish({ ...rot, step: 'publishing', publishedAt: at.toISOString(), late: d.late, ...note }, await this.o.store.metas());
+    await this.finishPublish({ ...rot, step: 'publishing', publishedAt: at.toISOString(), late: d.late, ...note }, await this.o.store.metas(), fence);
   }
 
-  private async finishPublish(rot: RotationRecord, metas: KeyMeta[]): Promise<void> {
+  private async finishPublish(rot: RotationRecord, metas: KeyMeta[], fence: string): Promise<void> {
     const lines: string[] = [];
     try {
       await this.o.syncLocal();
@@ -343,21 +355,20 @@ export class FleetLeader {
           undo.push({ ...rest, state: 'active' });
         }
       }
-      await this.write(undo, { ...rot, step: 'staged', failures, retryAt: new Date(this.now() + wait).toISOString(), note: `DNS step failed: ${why(e)}` });
+      await this.write(undo, { ...rot, step: 'staged', failures, retryAt: new Date(this.now() + wait).toISOString(), note: `DNS step failed: ${why(e)}` }, fence);
       this.o.log.error({ fleet: this.o.id, seq: rot.seq, err: why(e), attempt: failures, retryIn: `${wait / 1000}s`, steps: lines }, 'fleet rotation: DNS did not take the new key; undone (old key active again), retrying');
       return;
     }
     const now = this.now();
     const regrace: KeyMeta[] = metas.filter((m) => rot.demote.includes(m.configId) && m.state === 'decrypt-only').map((m) => ({ ...m, notAfter: new Date(now + this.o.rotation.graceMs).toISOString() }));
-    await this.write(regrace, { ...rot, step: 'done', finishedAt: new Date(now).toISOString(), waitingFor: [] });
+    await this.write(regrace, { ...rot, step: 'done', finishedAt: new Date(now).toISOString(), waitingFor: [] }, fence);
     this.o.gauges?.set('late', 0);
     this.o.log.info({ fleet: this.o.id, seq: rot.seq, configId: rot.configId, decryptOnly: regrace.map((m) => ({ configId: m.configId, notAfter: m.notAfter })), steps: lines }, 'fleet rotation done: new key active and published');
   }
 
-  private async write(metas: KeyMeta[], rot: RotationRecord): Promise<void> {
-    if (!this.fence) throw new EchgateError('ERR_FLEET', 'not the leader');
+  private async write(metas: KeyMeta[], rot: RotationRecord, fence: string): Promise<void> {
     this.count('writes');
-    await this.o.store.update(metas, this.fence, [this.putRotation({ ...rot, leader: this.o.id })]);
+    await this.o.store.update(metas, fence, [this.putRotation({ ...rot, leader: this.o.id })]);
   }
 
   /** For tests and shutdown: the step running now. */

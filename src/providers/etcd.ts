@@ -58,10 +58,12 @@ export class EtcdProvider {
   constructor(
     private readonly cfg: EtcdProviderConfig,
     private readonly on: EtcdProviderEvents,
+    /** Tests: an etcd3 client (or a stand-in) instead of one built from cfg. */
+    client?: Etcd3,
   ) {
     const read = (f: string) => readFileSync(f);
     const tls = cfg.tls;
-    this.client = new Etcd3({
+    this.client = client ?? new Etcd3({
       hosts: cfg.endpoints,
       dialTimeout: 2_000,
       ...(tls ? { credentials: { rootCertificate: tls.ca ? read(tls.ca) : (undefined as unknown as Buffer), ...(tls.key ? { privateKey: read(tls.key) } : {}), ...(tls.cert ? { certChain: read(tls.cert) } : {}) } } : {}),
@@ -128,9 +130,18 @@ export class EtcdProvider {
           if (this.up === false) this.schedule(0);
         });
         w.on('error', (err) => {
+          // etcd cancelled the watch (its start revision compacted away while disconnected, a role changed):
+          // etcd3 drops a cancelled watcher, so nothing more would ever arrive on it. Watched again (the
+          // read after the new watch begins covers what changed meanwhile).
+          if (this.watcher === w) this.watcher = undefined;
           this.storeState(false, err.message);
           this.schedule(this.retryMs);
+          if (!this.closed) setTimeout(() => void this.watch(undefined), RETRY_FIRST_MS).unref();
         });
+        // Without a start revision the watch begins at the revision etcd has when it answers, which may be
+        // later than the last read (etcd down at start, or watching again): a change in between would be in
+        // neither until the next one, so the prefix is read again now that the watch runs.
+        if (revision === undefined) this.schedule(0);
       },
       (err: Error) => {
         this.storeState(false, err.message);
