@@ -430,3 +430,43 @@ tcp:
     }
   });
 });
+
+describe('relay: an exception in a shared listener ends that connection, never the process (docs/robustness.md)', () => {
+  it("a handler's client-data function that throws: the owner's guard gets the error, both sockets close", async () => {
+    const backend = net.createServer((s) => s.on('error', () => {}));
+    await new Promise<void>((r) => backend.listen(0, '127.0.0.1', () => r()));
+    const front = net.createServer();
+    await new Promise<void>((r) => front.listen(0, '127.0.0.1', () => r()));
+    try {
+      const accepted = new Promise<net.Socket>((r) => front.once('connection', r));
+      const c = net.connect((front.address() as net.AddressInfo).port, '127.0.0.1');
+      c.on('error', () => {});
+      const server = await accepted;
+      const errors: unknown[] = [];
+      const owner = {
+        relay: undefined as Relay | undefined,
+        handlerError(e: unknown) {
+          errors.push(e);
+          owner.relay?.backend.destroy();
+          server.destroy();
+        },
+      };
+      const relay = new Relay(server, { host: '127.0.0.1', port: (backend.address() as net.AddressInfo).port }, {}, owner);
+      let calledOn: unknown;
+      relay.readClient(function (this: net.Socket) {
+        calledOn = this;
+        throw new Error('a bug in a handler');
+      });
+      const closed = new Promise((r) => c.once('close', r));
+      c.write('x');
+      await closed;
+      assert.equal(errors.length, 1);
+      assert.match(String(errors[0]), /a bug in a handler/);
+      assert.equal(calledOn, server, 'called on the client socket');
+      assert.ok(server.destroyed && relay.backend.destroyed);
+    } finally {
+      front.close();
+      backend.close();
+    }
+  });
+});

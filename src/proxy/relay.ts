@@ -95,31 +95,66 @@ export const OWNER = Symbol('echgate.connection');
 /** What a socket's OWNER tag holds: whoever owns the connection, with its relay once there is one. */
 export interface RelayOwner {
   relay: Relay | undefined;
+  /** The connection's guard (proxy/connection.ts handlerError): counts, logs, closes both sockets. */
+  handlerError?(e: unknown): void;
 }
 type Tagged = { [OWNER]?: RelayOwner };
 const relayOf = (s: net.Socket) => (s as Tagged)[OWNER]!.relay!;
 
+/**
+ * A shared listener's exception ends that connection through its owner's
+ * guard (counted and logged there), never the process (docs/robustness.md).
+ * Without an owner's guard (tests), both sockets are closed.
+ */
+function failed(s: net.Socket, e: unknown): void {
+  const owner = (s as Tagged)[OWNER];
+  if (owner?.handlerError) return owner.handlerError(e);
+  owner?.relay?.backend.destroy();
+  owner?.relay?.client.destroy();
+  s.destroy();
+}
+
 function onBackendEnd(this: net.Socket): void {
-  relayOf(this).backendEnded();
+  try {
+    relayOf(this).backendEnded();
+  } catch (e) {
+    failed(this, e);
+  }
 }
 function onBackendClose(this: net.Socket): void {
-  relayOf(this).backendClosed();
+  try {
+    relayOf(this).backendClosed();
+  } catch (e) {
+    failed(this, e);
+  }
 }
 function onClientEnd(this: net.Socket): void {
-  relayOf(this).clientEnded();
+  try {
+    relayOf(this).clientEnded();
+  } catch (e) {
+    failed(this, e);
+  }
 }
 function onClientData(this: net.Socket, d: Buffer): void {
-  const r = relayOf(this);
-  r.idleActive = true;
-  r.toBackend1(d);
+  try {
+    const r = relayOf(this);
+    r.idleActive = true;
+    r.toBackend1(d);
+  } catch (e) {
+    failed(this, e);
+  }
 }
 /** readClient(onData): the handler's own consumer of client bytes, behind the same activity mark. */
 function onClientDataTo(this: net.Socket, d: Buffer): void {
-  const r = relayOf(this);
-  r.idleActive = true;
-  // Called on the client socket, as a 'data' listener would be: a shared listener (terminate.ts) finds its
-  // connection through the socket.
-  r.onData!.call(this, d);
+  try {
+    const r = relayOf(this);
+    r.idleActive = true;
+    // Called on the client socket, as a 'data' listener would be: a shared listener (terminate.ts) finds its
+    // connection through the socket.
+    r.onData!.call(this, d);
+  } catch (e) {
+    failed(this, e);
+  }
 }
 /**
  * The backend's reads (onread: node calls it as a method of the backend
@@ -127,17 +162,30 @@ function onClientDataTo(this: net.Socket, d: Buffer): void {
  * while the client's write buffer is full.
  */
 function onBackendRead(this: net.Socket, n: number, b: Uint8Array): boolean {
-  return relayOf(this).fromBackendRead(n, b);
+  try {
+    return relayOf(this).fromBackendRead(n, b);
+  } catch (e) {
+    failed(this, e);
+    return false;
+  }
 }
 function onClientDrain(this: net.Socket): void {
-  const r = relayOf(this);
-  r.clientFull = false;
-  r.flow();
+  try {
+    const r = relayOf(this);
+    r.clientFull = false;
+    r.flow();
+  } catch (e) {
+    failed(this, e);
+  }
 }
 function onBackendDrain(this: net.Socket): void {
-  const r = relayOf(this);
-  r.backendFull = false;
-  r.flow();
+  try {
+    const r = relayOf(this);
+    r.backendFull = false;
+    r.flow();
+  } catch (e) {
+    failed(this, e);
+  }
 }
 
 export interface RelayOptions {
