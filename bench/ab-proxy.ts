@@ -32,12 +32,12 @@
  * Usage: npm run build && node dist/bench/ab-proxy.js
  */
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../src/cli/free-port.js';
-import { cpuMs } from './cpu.js';
+import { cpuMs, cpuNs } from './cpu.js';
 import { children, connLoad, idleMemoryConfig, median, openIdle, rssKiB, sleep, start, waitPort, SERVE_NODE_FLAGS } from './util.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -71,23 +71,8 @@ function pin(pid: number | undefined, cpu: string): void {
   if (PIN && pid) execFileSync('taskset', ['-a', '-cp', cpu, String(pid)], { stdio: 'ignore' });
 }
 
-/**
- * CPU time of a process, all threads, in ms with nanosecond resolution: the
- * sum of each thread's sum_exec_runtime (/proc/PID/task/TID/schedstat, first
- * field). bench/cpu.ts reads /proc/PID/stat, which counts 10 ms ticks: up to
- * ±20 ms per slice, too coarse for a difference of two short slices.
- */
-function cpuNs(pid: number): number {
-  let ns = 0;
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
-    } catch {
-      // The thread ended between the listing and the read.
-    }
-  }
-  return ns / 1e6;
-}
+/** CPU time of a process in ms, from schedstat (bench/cpu.ts cpuNs: fine-grained, unlike cpuMs's ticks). */
+const cpuNsMs = (pid: number): number => cpuNs(pid) / 1e6;
 const spread = (xs: number[], d = 0) => `min ${f(Math.min(...xs), d)} max ${f(Math.max(...xs), d)}`;
 
 /** m[k], made by `mk` the first time. */
@@ -207,9 +192,9 @@ tcp:
         const cpu: Record<string, number> = {};
         for (let i = 0; i < CONN_SLICES; i++) {
           for (const p of i % 2 === 0 ? all : [...all].reverse()) {
-            const c0 = cpuNs(p.pid);
+            const c0 = cpuNsMs(p.pid);
             await connLoad(p.port, per, 50, capture);
-            cpu[p.name] = (cpu[p.name] ?? 0) + cpuNs(p.pid) - c0;
+            cpu[p.name] = (cpu[p.name] ?? 0) + cpuNsMs(p.pid) - c0;
           }
         }
         for (const p of all) {
@@ -249,9 +234,9 @@ tcp:
         for (let i = 0; i < SLICES; i++) {
           for (const p of i % 2 === 0 ? procs : [...procs].reverse()) {
             for (const kind of orderOf(i)) {
-              const c0 = cpuNs(p.pid);
+              const c0 = cpuNsMs(p.pid);
               await lg.ask({ cmd: 'route', port: kind === 'ech' ? p.ech : p.plain, kind, c: 16, n: per });
-              slot(cpu, p.name, () => ({ plain: 0, ech: 0 }))[kind] += cpuNs(p.pid) - c0;
+              slot(cpu, p.name, () => ({ plain: 0, ech: 0 }))[kind] += cpuNsMs(p.pid) - c0;
             }
           }
         }
@@ -361,9 +346,9 @@ tcp:
     const cpu = { ech: 0, plain: 0 };
     for (let i = 0; i < SLICES; i++) {
       for (const kind of i % 2 === 0 ? (['plain', 'ech'] as const) : (['ech', 'plain'] as const)) {
-        const c0 = cpuNs(pair[kind].pid);
+        const c0 = cpuNsMs(pair[kind].pid);
         await drive(kind, per);
-        cpu[kind] += cpuNs(pair[kind].pid) - c0;
+        cpu[kind] += cpuNsMs(pair[kind].pid) - c0;
       }
     }
     rec.kill('SIGINT');

@@ -31,15 +31,10 @@ import { echOffer } from '../src/ech/client.js';
 import { TlsClient } from '../src/tls13/client.js';
 import { decodeECHConfigList, encodeECHConfig, encodeECHConfigList } from '../src/wire/ech/config.js';
 import { usableConfigs } from '../src/wire/ech/usable.js';
+import { takeOption } from './util.js';
 
 const args = process.argv.slice(2);
-const opt = (name: string, def: string) => {
-  const i = args.indexOf(`--${name}`);
-  if (i < 0) return def;
-  const v = args[i + 1]!;
-  args.splice(i, 2);
-  return v;
-};
+const opt = (name: string, def: string) => takeOption(args, name, def);
 const N = Number(opt('n', '400'));
 const ROUNDS = Number(opt('rounds', '5'));
 const ONLY = opt('only', 'term,route').split(',');

@@ -10,39 +10,24 @@
  * Usage: npm run build && node dist/bench/pass-bulk.js [--rounds R] [--mib M] NAME=ROOT ...
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../src/cli/free-port.js';
-import { children, median, SERVE_NODE_FLAGS, start, waitPort } from './util.js';
+import { cpuNs } from './cpu.js';
+import { children, median, SERVE_NODE_FLAGS, start, takeOption, waitPort } from './util.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const args = process.argv.slice(2);
-const opt = (name: string, def: string) => {
-  const i = args.indexOf(`--${name}`);
-  if (i < 0) return def;
-  const v = args[i + 1]!;
-  args.splice(i, 2);
-  return v;
-};
+const opt = (name: string, def: string) => takeOption(args, name, def);
 const ROUNDS = Number(opt('rounds', '5'));
 const BYTES = Number(opt('mib', '512')) << 20;
 const capture = readFileSync(join(ROOT, 'test', 'vectors', 'captures', 'chr-ech2a-app-alpn.bin'));
 
-/** CPU time of a process, all threads, in ms (schedstat: nanoseconds). */
-function cpuNs(pid: number): number {
-  let ns = 0;
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
-    } catch {
-      // The thread ended between the listing and the read.
-    }
-  }
-  return ns / 1e6;
-}
+/** CPU time of a process in ms, from schedstat (bench/cpu.ts cpuNs: fine-grained, unlike cpuMs's ticks). */
+const cpuNsMs = (pid: number): number => cpuNs(pid) / 1e6;
 
 function bulk(port: number): Promise<void> {
   return new Promise((res, rej) => {
@@ -87,9 +72,9 @@ tcp:
   const res: Record<string, number[]> = {};
   for (let r = 0; r < ROUNDS; r++) {
     for (const b of r % 2 === 0 ? builds : [...builds].reverse()) {
-      const c0 = cpuNs(b.pid);
+      const c0 = cpuNsMs(b.pid);
       await bulk(b.port);
-      const gbPerCpuS = BYTES / 1e9 / ((cpuNs(b.pid) - c0) / 1000);
+      const gbPerCpuS = BYTES / 1e9 / ((cpuNsMs(b.pid) - c0) / 1000);
       if (!res[b.name]) res[b.name] = [];
       res[b.name]!.push(gbPerCpuS);
       process.stderr.write(`round ${r + 1} ${b.name}: ${gbPerCpuS.toFixed(2)} GB per CPU-second\n`);

@@ -29,7 +29,7 @@ import { join, resolve } from 'node:path';
 import tls from 'node:tls';
 import { freePort } from '../src/cli/free-port.js';
 import { cpuMs } from './cpu.js';
-import { children, idleMemoryConfig, median, openIdle, rssKiB, sleep, sTime, start, waitPort } from './util.js';
+import { children, idleMemoryConfig, median, openIdle, rssKiB, sleep, start, sTime, takeOption, waitPort } from './util.js';
 
 /** n terminated connections, 50 at a time, each idle once it has read MEM_BULK bytes from the backend. */
 async function openAfterBulk(port: number, n: number): Promise<tls.TLSSocket[]> {
@@ -60,13 +60,7 @@ async function heapSnapshot(pid: number): Promise<void> {
 }
 
 const args = process.argv.slice(2);
-const opt = (name: string, def: string) => {
-  const i = args.indexOf(`--${name}`);
-  if (i < 0) return def;
-  const v = args[i + 1]!;
-  args.splice(i, 2);
-  return v;
-};
+const opt = (name: string, def: string) => takeOption(args, name, def);
 const ROUNDS = Number(opt('rounds', '3'));
 const SECONDS = Number(opt('seconds', '3'));
 const BULK = Number(opt('bulk', '256')) << 20;

@@ -171,3 +171,15 @@ tls:
  * bench measures serve as an operator runs it.
  */
 export const SERVE_NODE_FLAGS: readonly string[] = [HEAP_FLOOR_FLAG];
+
+/**
+ * `--name value` taken out of `args` (so what is left are the positional
+ * arguments, e.g. the builds to compare); `def` when absent.
+ */
+export function takeOption(args: string[], name: string, def: string): string {
+  const i = args.indexOf(`--${name}`);
+  if (i < 0) return def;
+  const v = args[i + 1]!;
+  args.splice(i, 2);
+  return v;
+}
