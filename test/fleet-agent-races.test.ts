@@ -3,6 +3,11 @@
  * (src/fleet/agent.ts): each case is a change that fell between two of them
  * and reached the instance late or never.
  *
+ * - A key put while the watches are being created: the first read waits for
+ *   them (bounded by leaseTtl, so etcd down at start does not hold `serve`
+ *   up), else the key reached the instance only at the next resync and it
+ *   answered ready meanwhile (the fleet end-to-end test once saw an instance
+ *   ready, holding nothing, while the others' DNS named the first key).
  * - A watch that etcd answers only after the first read began (etcd slow or
  *   down at start, past start()'s leaseTtl bound) begins at a later revision
  *   than that read: a key put in between was in neither.
@@ -134,6 +139,50 @@ const until = async (fn: () => boolean, ms: number) => {
 const ids = (a: FleetAgent) => a.fleetKeys.map((k) => k.configId);
 
 describe('fleet agent: changes between reads, watches and writes', () => {
+  it('a key put while the watches are being created is in the first read: the instance is not ready without it', async () => {
+    // The leader's first key lands 20 ms in, while the watches take 60 ms to begin.
+    const e = fakeEtcd({ watchDelayMs: 60 });
+    setTimeout(() => e.put(PREFIX + K.key(204), sealedRecord(204)), 20);
+    const agent = agentOn(e);
+    try {
+      await agent.start();
+      assert.deepEqual(ids(agent), [204]);
+      const r = agent.readiness();
+      assert.equal(r.ready, false, 'holds nothing while the fleet has config_id 204');
+      assert.match(r.reason, /does not hold config_id 204/);
+    } finally {
+      await agent.stop();
+    }
+  });
+
+  it('a key put after the first read reaches the instance through its watch', async () => {
+    const e = fakeEtcd({ watchDelayMs: 30 });
+    const agent = agentOn(e);
+    try {
+      await agent.start();
+      assert.deepEqual(ids(agent), []);
+      e.put(PREFIX + K.key(7), sealedRecord(7));
+      await until(() => ids(agent).length > 0, 1_000);
+      assert.deepEqual(ids(agent), [7]);
+    } finally {
+      await agent.stop();
+    }
+  });
+
+  it('etcd slow to start the watches: the first read waits no longer than leaseTtl', async () => {
+    const e = fakeEtcd({ watchDelayMs: 10_000 });
+    const agent = agentOn(e, { leaseTtlMs: 300 });
+    try {
+      const t0 = Date.now();
+      await agent.start();
+      const took = Date.now() - t0;
+      assert.ok(took >= 250 && took < 3_000, `start took ${took} ms`);
+      assert.equal(agent.synced, true);
+    } finally {
+      await agent.stop();
+    }
+  });
+
   it('a watch etcd answers after the first read began is followed by a read: a key put in between arrives', async () => {
     // leaseTtl 200 ms bounds the wait for the watches; etcd answers them at 500 ms; the key lands at 350 ms,
     // after the first read and before the watches begin.
