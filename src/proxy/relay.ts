@@ -100,6 +100,8 @@ export interface RelayOwner {
 }
 type Tagged = { [OWNER]?: RelayOwner };
 const relayOf = (s: net.Socket) => (s as Tagged)[OWNER]!.relay!;
+/** The options a socket's relay was made with: a handler that is its own RelayOptions (terminate.ts) finds itself here, through the one tag. */
+export const relayOptionsOf = (s: net.Socket): RelayOptions | undefined => (s as Tagged)[OWNER]?.relay?.o;
 
 /**
  * A shared listener's exception ends that connection through its owner's
@@ -227,7 +229,7 @@ export class Relay implements IdleEntry {
   constructor(
     readonly client: net.Socket,
     target: BackendTarget,
-    private readonly o: RelayOptions = {},
+    readonly o: RelayOptions = {},
     owner?: RelayOwner,
   ) {
     const holder = owner ?? { relay: this };

@@ -20,7 +20,7 @@ import { ExtensionType } from '../wire/tls/constants.js';
 import { encodeServerEncryptedSNI } from '../wire/tls/esni.js';
 import type { Classified, EntryContext } from './context.js';
 import type { Conn, Handler } from './handler.js';
-import type { Relay, RelayOptions } from './relay.js';
+import { type Relay, type RelayOptions, relayOptionsOf } from './relay.js';
 import { type DeadlineEntry, type DeadlineList, Deadlines } from './deadlines.js';
 import { restrictSuites } from './tls12.js';
 
@@ -92,10 +92,13 @@ const rethrow = (e: unknown): void => {
   throw e;
 };
 
-/** The socket → its Terminated, for the listeners below: shared by every connection (no closure per socket). */
-const TERM = Symbol('echgate.terminated');
-type TermTagged = { [TERM]?: Terminated };
-const termOf = (s: net.Socket) => (s as TermTagged)[TERM]!;
+/**
+ * The socket → its Terminated, for the listeners below: shared by every
+ * connection (no closure per socket). The Terminated is its relay's options,
+ * found through the relay's one OWNER tag: a second tag on the socket gave
+ * node's stream code another socket shape (relay.ts).
+ */
+const termOf = (s: net.Socket) => relayOptionsOf(s) as Terminated;
 
 function onTermData(this: net.Socket, d: Buffer): void {
   termOf(this).feed(d);
@@ -165,7 +168,6 @@ class Terminated implements RelayOptions, DeadlineEntry {
   begin(c: Conn): void {
     const client = this.client;
     this.relay = c.connect(client, this, noop);
-    (client as TermTagged)[TERM] = this;
     if (this.deadlineMs > 0 && !this.engine.established) {
       handshakeDeadlines.list(this.deadlineMs).add(this);
       // A client that goes away mid-handshake (a reset, no EOF) leaves the list at once, not at its deadline.
