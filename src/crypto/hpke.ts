@@ -8,7 +8,7 @@ import { EchgateError } from '../errors.js';
 import { hkdfExpand, hkdfExtract } from './hkdf.js';
 import { AEADS, nodeProvider } from './node.js';
 import { type Aead, type CryptoProvider, HASH_SIZE, type HashName, type X25519Private } from './provider.js';
-import { hmacSha256Into, hmacSha256Pair, hmacSha256PairInto, JS_HMAC_MAX } from './sha256.js';
+import { hmacSha256Pair, JS_HMAC_MAX } from './sha256.js';
 
 export const KEM_X25519_SHA256 = 0x0020;
 export const KDF = { HKDF_SHA256: 0x0001, HKDF_SHA384: 0x0002, HKDF_SHA512: 0x0003 } as const;
@@ -236,10 +236,6 @@ function keySchedule(p: CryptoProvider, s: Suite, sharedSecret: Uint8Array, info
 }
 
 const ONE = Uint8Array.of(1);
-/** The KEM's label prefixes and I2OSP(32, 2), for baseReceiverSha256. */
-const EAE_PRK = labelPrefix(KEM_SUITE, 'eae_prk');
-const SHARED_SECRET = labelPrefix(KEM_SUITE, 'shared_secret');
-const LEN32 = length2(32);
 
 /**
  * key = LabeledExpand(secret, "key", ctx, Nk) and base_nonce =
@@ -276,59 +272,6 @@ export interface ReceiverOptions extends SetupOptions {
 }
 
 export function setupReceiver(p: CryptoProvider, s: Suite, enc: Uint8Array, skR: X25519Private, info: Uint8Array, o: ReceiverOptions = {}) {
-  if (p === nodeProvider && o.context && o.infoHash && o.pskIdHash && !o.pkS && (o.mode ?? MODE.base) === MODE.base && !o.psk?.length && !o.pskId?.length) {
-    const ctx = baseReceiverSha256(p, s, enc, skR, o.context);
-    if (ctx) return ctx;
-  }
   const sharedSecret = decap(p, enc, skR, o.pkS);
   return keySchedule(p, s, sharedSecret, info, o);
-}
-
-/** HKDF-Extract's absent salt for SHA-256 (RFC 5869 §2.2): 32 zeros, read-only. */
-const ZERO32 = new Uint8Array(32);
-/**
- * eae_prk and shared_secret of the receiver below: each lives between two
- * MACs of one synchronous call, and both are zeroed before it returns.
- */
-const eaePrk = new Uint8Array(32);
-const kemShared = new Uint8Array(32);
-
-/**
- * SetupBaseR (RFC 9180 §5.1.1) for DHKEM(X25519, HKDF-SHA256) with
- * HKDF-SHA256 and an AEAD, given the precomputed key_schedule_context (ECH:
- * one per ECHConfig and suite): Decap (§4.1) and KeySchedule (§5.1) as five
- * JS HMAC-SHA-256 (sha256.ts) written into two scratch arrays and one output,
- * no intermediate array per step. The same MACs, the same compressions (19)
- * and the same results as decap + keySchedule (test/hpke-receiver.test.ts
- * compares them on the RFC 9180 vectors and on random keys); this saves the
- * intermediate arrays, the argument arrays and the label lookups of the
- * generic path (docs/benchmarks.md, "ECH cost, ninth pass"). Undefined for
- * any other suite (the generic path takes it).
- */
-function baseReceiverSha256(p: CryptoProvider, s: Suite, enc: Uint8Array, skR: X25519Private, ctx: Uint8Array): HpkeContext | undefined {
-  const { hash, aead, suiteId } = suiteParams(s);
-  if (hash !== 'sha256' || !aead || aead.keyLen > 32 || aead.nonceLen > 32) return undefined;
-  const nonceLabel = labelPrefix(suiteId, 'base_nonce');
-  if (3 + nonceLabel.length + ctx.length > JS_HMAC_MAX) return undefined;
-  if (enc.length !== 32) throw new EchgateError('ERR_HPKE', `enc must be 32 bytes for X25519, got ${enc.length}`);
-  const dh = p.x25519(skR, enc);
-  // secret at 0, then key at 32 and base_nonce at 64 (each a whole HMAC block, cut to Nk and Nn).
-  const out = new Uint8Array(96);
-  try {
-    // §4.1 ExtractAndExpand: eae_prk = LabeledExtract("", "eae_prk", dh);
-    hmacSha256Into(ZERO32, [EAE_PRK, dh], eaePrk, 0);
-    // shared_secret = LabeledExpand(eae_prk, "shared_secret", kem_context = enc || pkRm, 32): T(1) of HKDF-Expand.
-    hmacSha256Into(eaePrk, [LEN32, SHARED_SECRET, enc, skR.publicKey, ONE], kemShared, 0);
-    // §5.1: secret = LabeledExtract(shared_secret, "secret", psk = "") ...
-    hmacSha256Into(kemShared, [labelPrefix(suiteId, 'secret')], out, 0);
-  } finally {
-    eaePrk.fill(0);
-    kemShared.fill(0);
-  }
-  // ... key = LabeledExpand(secret, "key", ctx, Nk), base_nonce = LabeledExpand(secret, "base_nonce", ctx, Nn), under one key state.
-  const nk = aead.keyLen;
-  const nn = aead.nonceLen;
-  const secret = out.subarray(0, 32);
-  hmacSha256PairInto(secret, [length2(nk), labelPrefix(suiteId, 'key'), ctx, ONE], [length2(nn), nonceLabel, ctx, ONE], out, 32);
-  return new HpkeContext(p, hash, suiteId, aead, out.subarray(32, 32 + nk), out.subarray(64, 64 + nn), secret, ctx);
 }

@@ -202,36 +202,6 @@ export function hmacSha256(key: Uint8Array, parts: readonly Uint8Array[]): Uint8
 }
 
 /**
- * HMAC-SHA-256(key, parts[0] || parts[1] || ...) written as 32 bytes into
- * `out` at `at`, no array of its own: HPKE's receiver (hpke.ts
- * receiverSecrets) chains four MACs through one scratch array. Same limits
- * as hmacSha256.
- */
-export function hmacSha256Into(key: Uint8Array, parts: readonly Uint8Array[], out: Uint8Array, at: number): void {
-  if (at < 0 || at + 32 > out.length) throw new RangeError('hmacSha256Into: no room for the 32-byte MAC');
-  keyStates(key);
-  try {
-    macInto(parts, out, at);
-  } finally {
-    forgetKey();
-  }
-}
-
-/**
- * hmacSha256Pair written into `out` at `at` (64 bytes) instead of a new array.
- */
-export function hmacSha256PairInto(key: Uint8Array, a: readonly Uint8Array[], b: readonly Uint8Array[], out: Uint8Array, at: number): void {
-  if (at < 0 || at + 64 > out.length) throw new RangeError('hmacSha256PairInto: no room for the two MACs');
-  keyStates(key);
-  try {
-    macInto(a, out, at);
-    macInto(b, out, at + 32);
-  } finally {
-    forgetKey();
-  }
-}
-
-/**
  * Two HMAC-SHA-256 under one key, HMAC(key, a) || HMAC(key, b) in one 64-byte
  * array: the key's two pad compressions are made once for both. HPKE's key
  * schedule expands `key` and `base_nonce` from the same `secret` (RFC 9180
