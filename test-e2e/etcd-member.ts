@@ -104,3 +104,21 @@ export function settle<T>(p: Promise<T>, ms: number, fallback: T): Promise<T> {
 export function removeEtcdData(dir: string, members: readonly EtcdMember[]): void {
   for (const m of members) rmSync(join(dir, m.name), { recursive: true, force: true });
 }
+
+/**
+ * Holds the event loop for the suite's life and writes a member's death to
+ * stderr once: whatever call is left hanging by it then ends at the suite's
+ * timeout, with its `after()` run and the logs kept, instead of node:test
+ * cancelling every case silently. Returns the function that stops it.
+ */
+export function etcdWatchdog(members: readonly EtcdMember[]): () => void {
+  let told = false;
+  const t = setInterval(() => {
+    const d = died(members);
+    if (d && !told) {
+      told = true;
+      process.stderr.write(`${d}\n`);
+    }
+  }, 1000);
+  return () => clearInterval(t);
+}

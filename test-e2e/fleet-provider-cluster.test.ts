@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Etcd3 } from 'etcd3';
 import { freePort } from '../src/cli/free-port.js';
-import { died, ETCD, type EtcdMember, removeEtcdData, settle, startEtcdMember, stopEtcdMember } from './etcd-member.js';
+import { died, ETCD, type EtcdMember, etcdWatchdog, removeEtcdData, settle, startEtcdMember, stopEtcdMember } from './etcd-member.js';
 import { stablePort } from './stable-port.js';
 import { type Backend, ROOT, sleep, tlsAsk, tlsBackend } from '../test/helpers.js';
 
@@ -102,7 +102,9 @@ describe('providers.etcd on a 3-member etcd: a member killed while the configura
     return Number(new RegExp(`^${name}\\{process="main"\\} (\\S+)$`, 'm').exec(text)?.[1]);
   };
 
+  let stopWatchdog = () => {};
   before(async () => {
+    stopWatchdog = etcdWatchdog(members);
     for (const name of ['c1', 'c2', 'c3']) members.push({ name, client: await stablePort(), peer: await stablePort() }); // restarted in place: stable-port.ts
     for (const m of members) startMember(m, 'new');
     await waitFor(() => healthy(members), 'the cluster', 60_000);
@@ -145,6 +147,7 @@ describe('providers.etcd on a 3-member etcd: a member killed while the configura
   });
 
   after(async () => {
+    stopWatchdog();
     if (serve && serve.exitCode === null) {
       const gone = new Promise((r) => serve.once('exit', r));
       serve.kill('SIGTERM');

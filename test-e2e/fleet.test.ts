@@ -28,7 +28,7 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { Etcd3 } from 'etcd3';
 import { freePort } from '../src/cli/free-port.js';
-import { died, ETCD, type EtcdMember, removeEtcdData, settle, startEtcdMember, stopEtcdMember } from './etcd-member.js';
+import { died, ETCD, type EtcdMember, etcdWatchdog, removeEtcdData, settle, startEtcdMember, stopEtcdMember } from './etcd-member.js';
 import { stablePort } from './stable-port.js';
 import { connectOnce } from '../src/cli/connect.js';
 import { decodeMessage, encodeQuery, RRType } from '../src/wire/dns/message.js';
@@ -216,7 +216,9 @@ dns:
     return r!;
   };
 
+  let stopWatchdog = () => {};
   before(async () => {
+    stopWatchdog = etcdWatchdog(members);
     const { key, cert } = certFor('secret.example.test');
     writeFileSync(join(base, 'secret.crt'), cert);
     writeFileSync(join(base, 'secret.key'), key);
@@ -268,6 +270,7 @@ dns:
   });
 
   after(async () => {
+    stopWatchdog();
     looping = false;
     await loop;
     for (const i of [...instances, ...extra]) writeFileSync(join(base, `${i.id}.out`), i.out);
