@@ -20,7 +20,7 @@ const TAG_LEN = 16;
 export const RECORD_OVERHEAD = 5 + 1 + TAG_LEN;
 /** TLSCiphertext.length of a full record: 2^14 content + type + tag. */
 const FULL_LEN = MAX_PLAINTEXT + 1 + TAG_LEN;
-/** The header, which is the AAD (§5.2), of a full application_data record: the same for every one. */
+/** The header, which is the AAD (§5.2), of a full protected record: the same for every one. */
 const FULL_AAD = Buffer.from([ContentType.application_data, 3, 3, FULL_LEN >>> 8, FULL_LEN & 0xff]);
 /** One-byte buffers for the inner content type, one per type. */
 const typeBytes: Buffer[] = [];
@@ -68,7 +68,8 @@ export function sealChunk(name: AeadName, key: Uint8Array, nonces: NonceSource, 
     buf[at + 3] = len >>> 8;
     buf[at + 4] = len & 0xff;
     const c = createCipheriv(name as 'aes-128-gcm', key, nonces.nonceAt(first + i), TAG16);
-    c.setAAD(len === FULL_LEN && type === ContentType.application_data ? FULL_AAD : buf.subarray(at, at + 5));
+    // The outer type is application_data whatever the inner one (§5.2), so a full record's header is always FULL_AAD.
+    c.setAAD(len === FULL_LEN ? FULL_AAD : buf.subarray(at, at + 5));
     at += 5;
     if (e < content.length && lend) {
       const kept = content[e]!;
