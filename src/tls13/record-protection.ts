@@ -3,12 +3,12 @@
  * (content || type || zeros), per-record nonce = iv XOR sequence number,
  * AAD = the 5-byte record header.
  */
-import { AEADS, sealRecord, sealRecords } from '../crypto/node.js';
-import type { Aead } from '../crypto/provider.js';
+import { sealRecord } from '../crypto/node.js';
 import { EchgateError } from '../errors.js';
 import { ContentType, MAX_PLAINTEXT } from '../wire/tls/constants.js';
 import { MAX_CIPHERTEXT } from '../wire/tls/record.js';
 import type { CipherSuite, TrafficKeys } from './key-schedule.js';
+import { type NonceSource, openRecord, sealChunk } from './record-crypto.js';
 
 /** RFC 8446 §5.4: the whole TLSInnerPlaintext (content, type byte, padding) is at most 2^14 + 1 bytes. */
 export const MAX_INNER_PLAINTEXT = MAX_PLAINTEXT + 1;
@@ -16,21 +16,18 @@ export const MAX_INNER_PLAINTEXT = MAX_PLAINTEXT + 1;
 /** See RecordCipher.nonceAt. */
 const NONCE = new Uint8Array(new ArrayBuffer(12));
 
-export class RecordCipher {
+export class RecordCipher implements NonceSource {
   /**
    * The sequence number as a plain number (no BigInt on the per-record path):
    * 2^53 records is out of reach of any connection, and past it we refuse to
    * go on, well before the 2^64 wrap RFC 8446 §5.3 forbids.
    */
   private seq = 0;
-  private readonly aead: Aead;
 
   constructor(
     private readonly suite: CipherSuite,
     private readonly keys: TrafficKeys,
-  ) {
-    this.aead = AEADS[suite.aead];
-  }
+  ) {}
 
   /** §5.3: the 64-bit sequence number, left-padded to 12 bytes, XORed with the IV. */
   private nonce(): Uint8Array {
@@ -46,7 +43,7 @@ export class RecordCipher {
    * small array out of V8's heap to read it (docs/benchmarks.md, "Termination
    * handshake, eighth pass").
    */
-  private nonceAt(s: number): Uint8Array {
+  nonceAt(s: number): Uint8Array {
     if (s >= Number.MAX_SAFE_INTEGER) throw new EchgateError('ERR_ILLEGAL', 'record sequence number exhausted');
     const n = NONCE;
     n.set(this.keys.iv);
@@ -84,14 +81,15 @@ export class RecordCipher {
    * bytes each (RFC 8446 §5.1), back to back in one buffer (one allocation,
    * one socket write). Empty content gives an empty buffer (no record).
    * `into`: a buffer to write the records into when it is large enough (see
-   * sealRecords); the result is then a view of it.
+   * sealChunk); the result is then a view of it. `content` is lent to the
+   * cipher during the call (sealChunk): it must not be read elsewhere meanwhile.
    */
   sealAll(type: number, content: Uint8Array, into?: Uint8Array): Uint8Array {
     if (content.length === 0) return new Uint8Array(0);
     const first = this.seq;
     const n = Math.ceil(content.length / MAX_PLAINTEXT);
     if (first + n >= Number.MAX_SAFE_INTEGER) throw new EchgateError('ERR_ILLEGAL', 'record sequence number exhausted');
-    const out = sealRecords(this.suite.aead, this.keys.key, (i) => this.nonceAt(first + i), content, type, MAX_PLAINTEXT, into);
+    const out = sealChunk(this.suite.aead, this.keys.key, this, first, content, type, into);
     this.seq = first + n;
     return out;
   }
@@ -114,12 +112,8 @@ export class RecordCipher {
    */
   tryOpen(header: Uint8Array, fragment: Uint8Array): { type: number; content: Uint8Array } | undefined {
     if (fragment.length > MAX_CIPHERTEXT) throw new EchgateError('ERR_DECODE', 'record overflow', { alert: 'record_overflow' });
-    let inner: Uint8Array;
-    try {
-      inner = this.aead.open(this.keys.key, this.nonce(), header, fragment);
-    } catch {
-      return undefined;
-    }
+    const inner = openRecord(this.suite.aead, this.keys.key, this.nonce(), header, fragment);
+    if (!inner) return undefined;
     this.seq++;
     // §5.4: content + type + padding ≤ 2^14 + 1, else record_overflow (§5.2).
     if (inner.length > MAX_INNER_PLAINTEXT) throw new EchgateError('ERR_DECODE', 'TLSInnerPlaintext over 2^14 + 1 bytes', { alert: 'record_overflow' });
