@@ -10,7 +10,10 @@
  * ROOT is a directory with bin/echgate.js and dist/ (a worktree, or a copy of
  * an older commit built with tsc). Prints one line per measurement and, at the
  * end, the medians and each build's ratio to the node:tls proxy and to the
- * first build. With --prof, each echgate runs under `node --cpu-prof` and
+ * first build. Every echgate serve runs with SERVE_NODE_FLAGS (the heap floor,
+ * as deployed and as `npm run bench` runs it; before 2026-12-03 evening it did
+ * not, so older term-ab figures are without it), then --node-args, then
+ * ROOT's own #FLAGS. With --prof, each echgate runs under `node --cpu-prof` and
  * writes its profile into DIR when the run ends. With --gc-count, each echgate
  * runs with `--trace-gc` and every handshake and bulk line says how many
  * scavenges and mark-compacts that measurement cost (docs/benchmarks.md,
@@ -29,7 +32,7 @@ import { join, resolve } from 'node:path';
 import tls from 'node:tls';
 import { freePort } from '../src/cli/free-port.js';
 import { cpuMs } from './cpu.js';
-import { children, idleMemoryConfig, median, openIdle, rssKiB, sleep, start, sTime, takeOption, waitPort } from './util.js';
+import { children, idleMemoryConfig, median, openIdle, rssKiB, SERVE_NODE_FLAGS, sleep, start, sTime, takeOption, waitPort } from './util.js';
 
 /** n terminated connections, 50 at a time, each idle once it has read MEM_BULK bytes from the backend. */
 async function openAfterBulk(port: number, n: number): Promise<tls.TLSSocket[]> {
@@ -242,6 +245,7 @@ tls:
 `,
     );
     const nodeArgs = [
+      ...SERVE_NODE_FLAGS, // serve as deployed and as `npm run bench` runs it (the heap floor)
       ...NODE_ARGS,
       ...(GC_COUNT ? ['--trace-gc'] : []),
       // A 1 MiB young generation: a collection (and its `allocated=`) every ≈ 1 MiB, so what is
@@ -358,7 +362,7 @@ tls:
           port = await freePort();
           const cfg = join(dir, `mem${i}.yml`);
           writeFileSync(cfg, idleMemoryConfig(port, hold, true, cert, key));
-          const flags = [...NODE_ARGS, ...rootFlags[i]!, ...(HEAP ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${HEAP}`] : [])];
+          const flags = [...SERVE_NODE_FLAGS, ...NODE_ARGS, ...rootFlags[i]!, ...(HEAP ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${HEAP}`] : [])];
           proc = spawn('node', [...flags, join(roots[i]!, 'bin', 'echgate.js'), 'serve', '--config', cfg], { stdio: ['ignore', 'ignore', 'inherit'] });
           children.push(proc);
           await waitPort(port).catch(() => waitPort(port));
