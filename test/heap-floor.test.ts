@@ -83,8 +83,8 @@ describe('serve and the heap floor', () => {
 });
 
 /**
- * A child process seals 160 MiB as terminated bulk does (crypto/node.ts
- * sealRecords, 64 KiB reads as four 16 KiB AES-128-GCM records) in the state
+ * A child process seals 160 MiB as terminated bulk does (tls13/record-crypto.ts
+ * sealChunk, 64 KiB reads as four 16 KiB AES-128-GCM records) in the state
  * measured after handshakes: the young generation at its 16 MiB maximum
  * (--min-semi-space-size=16) and V8's growing factor at the 1.1 it picks when
  * almost nothing is promoted (--heap-growing-percent=10), after a full GC
@@ -95,7 +95,7 @@ describe('serve and the heap floor', () => {
 const SEAL_CHILD = `
 import { PerformanceObserver, constants } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
-const { sealRecords } = await import(${JSON.stringify(join(ROOT, 'dist', 'src', 'crypto', 'node.js'))});
+const { sealChunk } = await import(${JSON.stringify(join(ROOT, 'dist', 'src', 'tls13', 'record-crypto.js'))});
 const keep = [];
 for (let r = 0; r < 40; r++) { const t = []; for (let i = 0; i < 20000; i++) t.push({ i, s: 'x' + i, a: [i] }); keep.push(t.slice(0, 1500)); await new Promise((s) => setImmediate(s)); }
 // A full GC now, as the handshakes' own mark-compacts would have run: V8 sets the old generation's limit from it.
@@ -105,7 +105,7 @@ new PerformanceObserver((l) => { for (const e of l.getEntries()) if (e.detail?.k
 const key = randomBytes(16), chunk = randomBytes(65536), nonce = new Uint8Array(12);
 let into;
 for (let n = 0; n < 160 * 16; n++) {
-  into = sealRecords('aes-128-gcm', key, () => nonce, chunk, 23, 16384, n % 2 ? into : undefined);
+  into = sealChunk('aes-128-gcm', key, { nonceAt: () => nonce }, 0, chunk, 23, n % 2 ? into : undefined);
   if (n % 32 === 0) await new Promise((s) => setImmediate(s));
 }
 await new Promise((s) => setTimeout(s, 100));
