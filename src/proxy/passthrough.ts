@@ -25,22 +25,19 @@ const AS_IS: RelayOptions = Object.freeze({});
  * handler holds the replay until the backend is connected, as the closures did.
  */
 class Passthrough implements Handler {
-  /** The connection, kept only when a rewrite needs its guard and failure path. */
-  private c: Conn | undefined = undefined;
   constructor(
     private readonly replay: Uint8Array,
     private readonly rewrite: Rewrite | undefined,
   ) {}
 
   start(c: Conn): void {
-    if (this.rewrite) this.c = c;
-    c.connect(c.socket, AS_IS, (r) => this.connected(r));
+    c.connect(c.socket, AS_IS, (r) => this.connected(r, c));
   }
 
-  private connected(r: Relay): void {
+  private connected(r: Relay, c: Conn): void {
     if (this.replay.length > 0) r.toBackend1(this.replay);
-    const { rewrite, c } = this;
-    if (!rewrite || !c) return r.readClient();
+    const rewrite = this.rewrite;
+    if (!rewrite) return r.readClient();
     r.readClient(
       c.guard((d: Buffer) => {
         let parts: Uint8Array[];
