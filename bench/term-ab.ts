@@ -53,6 +53,19 @@ async function openAfterBulk(port: number, n: number): Promise<tls.TLSSocket[]> 
   return socks;
 }
 
+/**
+ * utime and stime of a process, ms (/proc/PID/stat, 10 ms ticks): each
+ * handshake line says how its CPU splits between our process's own code
+ * (user: JavaScript, V8, OpenSSL) and the kernel (sys: socket calls, and the
+ * loopback delivery the sender's write pays for), since the two peers make
+ * the same socket calls and differ mostly in user time.
+ */
+function cpuSplit(pid: number): { user: number; sys: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { user: Number(f[11]) * 10, sys: Number(f[12]) * 10 };
+}
+
 /** SIGUSR2 → a heap snapshot (--heapsnapshot-signal); resolves once the process is responsive again (the snapshot is written synchronously). */
 async function heapSnapshot(pid: number): Promise<void> {
   process.kill(pid, 'SIGUSR2');
@@ -280,7 +293,7 @@ tls:
     for (const p of peers) log(`warm ${p.name}: ${await sTime(p.term, WARM)} handshakes in ${WARM} s`);
   }
   const ctx = tls.createSecureContext({});
-  const res: Record<string, Record<string, number[]>> = { hs: {}, bulk: {}, plain: {}, ech: {}, mem: {}, alloc: {} };
+  const res: Record<string, Record<string, number[]>> = { hs: {}, user: {}, sys: {}, bulk: {}, plain: {}, ech: {}, mem: {}, alloc: {} };
   for (const k of Object.keys(res)) for (const p of peers) res[k]![p.name] = [];
 
   if (ONLY.includes('hs')) for (const p of peers) await sTime(p.term, 1);
@@ -302,10 +315,14 @@ tls:
     if (ONLY.includes('hs')) {
       for (const p of order) {
         const c0 = cpuMs(p.pid);
+        const s0 = cpuSplit(p.pid);
         const g0 = gcMark(p.name);
         const a0 = allocMark(p.name);
         const n = await sTime(p.term, SECONDS);
         res.hs![p.name]!.push((cpuMs(p.pid) - c0) / n);
+        const s1 = cpuSplit(p.pid);
+        res.user![p.name]!.push((s1.user - s0.user) / n);
+        res.sys![p.name]!.push((s1.sys - s0.sys) / n);
         let alloc = '';
         if (allocSeen.has(p.name)) {
           const perHs = (allocMark(p.name) - a0) / n;
@@ -316,7 +333,8 @@ tls:
           allocTotal.set(p.name, t);
           alloc = ` [JS heap allocated: ${(perHs / 1024).toFixed(1)} KiB per handshake]`;
         }
-        log(`round ${r + 1} hs ${p.name}: ${res.hs![p.name]!.at(-1)!.toFixed(3)} ms CPU per handshake (${n})${gcSince(p.name, g0)}${alloc}${rssNote(p.pid)}`);
+        const split = ` [user ${res.user![p.name]!.at(-1)!.toFixed(3)}, sys ${res.sys![p.name]!.at(-1)!.toFixed(3)}]`;
+        log(`round ${r + 1} hs ${p.name}: ${res.hs![p.name]!.at(-1)!.toFixed(3)} ms CPU per handshake (${n})${split}${gcSince(p.name, g0)}${alloc}${rssNote(p.pid)}`);
       }
     }
     if (ONLY.includes('bulk')) {
@@ -392,6 +410,7 @@ tls:
     if (ONLY.includes('hs')) {
       const perRound = res.hs![b.name]!.map((x, i) => x / res.hs!['node:tls']![i]!);
       parts.push(`hs ${median(res.hs![b.name]!).toFixed(3)} ms = ${median(perRound).toFixed(2)}× node:tls (rounds ${perRound.map((x) => x.toFixed(2)).join(' ')})`);
+      parts.push(`user ${median(res.user![b.name]!).toFixed(3)} ms, sys ${median(res.sys![b.name]!).toFixed(3)} ms`);
     }
     const at = allocTotal.get(b.name);
     if (at) parts.push(`JS heap allocated ${(at.bytes / at.n / 1024).toFixed(1)} KiB per handshake (${at.n} handshakes)`);
@@ -409,7 +428,7 @@ tls:
     }
     log(`${b.name}: ${parts.join('; ')}`);
   }
-  if (ONLY.includes('hs')) log(`node:tls: hs ${median(res.hs!['node:tls']!).toFixed(3)} ms`);
+  if (ONLY.includes('hs')) log(`node:tls: hs ${median(res.hs!['node:tls']!).toFixed(3)} ms; user ${median(res.user!['node:tls']!).toFixed(3)} ms, sys ${median(res.sys!['node:tls']!).toFixed(3)} ms`);
   if (ONLY.includes('bulk')) log(`node:tls: bulk ${median(res.bulk!['node:tls']!).toFixed(0)} MB/CPU-s`);
   for (const c of children) c.kill('SIGINT');
   await sleep(PROF ? 3000 : 200);

@@ -130,7 +130,8 @@ describe('providers.etcd: Traefik KV layout from a real etcd, applied like a fil
     if (etcd) await stopEtcd();
     await a?.close();
     await b?.close();
-    rmSync(dir, { recursive: true, force: true });
+    rmSync(join(dir, 'e1'), { recursive: true, force: true }); // etcd's data (64 MB of WAL); the logs stay for a failure's reader
+    process.stderr.write(`etcd provider e2e: logs in ${dir}\n`);
   });
 
   it('a router written to etcd routes a connection, and its revision is logged and exported', async () => {
@@ -322,7 +323,8 @@ describe('providers.etcd in a fleet: an instance that cannot apply a configurati
       await gone;
     }
     await a?.close();
-    rmSync(dir, { recursive: true, force: true });
+    rmSync(join(dir, 'r1'), { recursive: true, force: true }); // etcd's data; the logs stay
+    process.stderr.write(`etcd provider e2e: logs in ${dir}\n`);
   });
 
   it('a configuration every instance refuses: nobody runs it, both stay ready (the old one keeps serving)', async () => {

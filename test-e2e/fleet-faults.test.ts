@@ -14,7 +14,7 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -178,6 +178,7 @@ tcp:
       etcdProc.kill('SIGTERM');
       await gone;
     }
+    rmSync(join(W, 'f1'), { recursive: true, force: true }); // etcd's data (64 MB of WAL: etcd-member.ts); the logs stay
     process.stderr.write(`fleet faults e2e: logs in ${W}\n`);
   });
 

@@ -18,23 +18,18 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Etcd3 } from 'etcd3';
 import { freePort } from '../src/cli/free-port.js';
+import { died, ETCD, type EtcdMember, etcdWatchdog, removeEtcdData, settle, startEtcdMember, stopEtcdMember } from './etcd-member.js';
 import { stablePort } from './stable-port.js';
 import { type Backend, ROOT, sleep, tlsAsk, tlsBackend } from '../test/helpers.js';
 
 const BIN = join(ROOT, 'bin', 'echgate.js');
-const ETCD = '/usr/bin/etcd';
 const ROOT_KEY = 'cluster/traefik';
 
 interface Line {
   msg: string;
   [k: string]: unknown;
 }
-interface Member {
-  name: string;
-  client: number;
-  peer: number;
-  proc?: ChildProcess;
-}
+type Member = EtcdMember;
 
 describe('providers.etcd on a 3-member etcd: a member killed while the configuration changes', { skip: !existsSync(ETCD) && 'no /usr/bin/etcd (apt-get install etcd-server)', timeout: 300_000 }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'echgate-etcd-cluster-'));
@@ -47,29 +42,17 @@ describe('providers.etcd on a 3-member etcd: a member killed while the configura
 
   const waitFor = async (pred: () => boolean | Promise<boolean>, what: string, ms = 30_000) => {
     for (const end = Date.now() + ms; Date.now() < end; ) {
-      if (await pred()) return;
+      // settle(): a probe that can never answer is retried, never left to empty the event loop (etcd-member.ts).
+      if (await settle(Promise.resolve().then(pred), 5_000, false)) return;
+      const dead = died(members);
+      if (dead) assert.fail(`${dead}\n(while waiting for ${what})`);
       await sleep(100);
     }
     assert.fail(`timed out waiting for ${what}\n${lines.slice(-10).map((l) => JSON.stringify(l)).join('\n')}`);
   };
   const url = (m: Member) => `http://127.0.0.1:${m.client}`;
-  const startMember = (m: Member, state: 'new' | 'existing') => {
-    const cluster = members.map((x) => `${x.name}=http://127.0.0.1:${x.peer}`).join(',');
-    m.proc = spawn(ETCD, [
-      '--name', m.name, '--data-dir', join(dir, m.name),
-      '--listen-client-urls', url(m), '--advertise-client-urls', url(m),
-      '--listen-peer-urls', `http://127.0.0.1:${m.peer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${m.peer}`,
-      '--initial-cluster', cluster, '--initial-cluster-token', `echgate-cfg-${process.pid}`, '--initial-cluster-state', state,
-      '--log-outputs', join(dir, `${m.name}.log`), '--logger', 'zap',
-    ], { stdio: 'ignore' });
-  };
-  const kill = async (m: Member) => {
-    const p = m.proc!;
-    const gone = new Promise((r) => p.once('exit', r));
-    p.kill('SIGKILL');
-    await gone;
-    m.proc = undefined;
-  };
+  const startMember = (m: Member, state: 'new' | 'existing') => startEtcdMember(m, { dir, cluster: members, token: `echgate-cfg-${process.pid}`, state });
+  const kill = (m: Member) => stopEtcdMember(m, 'SIGKILL');
   /** A client of the members that are up (a write through it needs their quorum). */
   const clientOf = (up: Member[]) => new Etcd3({ hosts: up.map(url), dialTimeout: 1000 });
   const healthy = async (up: Member[]) => {
@@ -101,12 +84,13 @@ describe('providers.etcd on a 3-member etcd: a member killed while the configura
    * with a leader answers; a run once killed the raft leader and failed on exactly that.
    */
   const notLeader = async (m: Member, up: Member[]) => {
-    const mine = await raftStatus(m);
+    const status = async (x: Member) => (await settle(raftStatus(x), 10_000, undefined)) ?? assert.fail(`no status from ${x.name} in 10 s\n${died(members) ?? ''}`);
+    const mine = await status(m);
     if (mine.leader !== mine.id) return;
-    const to = await raftStatus(up[0]!);
+    const to = await status(up[0]!);
     const c = clientOf([m]);
     try {
-      await c.maintenance.moveLeader({ targetID: to.id });
+      await settle(c.maintenance.moveLeader({ targetID: to.id }), 10_000, undefined);
     } finally {
       c.close();
     }
@@ -118,7 +102,9 @@ describe('providers.etcd on a 3-member etcd: a member killed while the configura
     return Number(new RegExp(`^${name}\\{process="main"\\} (\\S+)$`, 'm').exec(text)?.[1]);
   };
 
+  let stopWatchdog = () => {};
   before(async () => {
+    stopWatchdog = etcdWatchdog(members);
     for (const name of ['c1', 'c2', 'c3']) members.push({ name, client: await stablePort(), peer: await stablePort() }); // restarted in place: stable-port.ts
     for (const m of members) startMember(m, 'new');
     await waitFor(() => healthy(members), 'the cluster', 60_000);
@@ -161,13 +147,15 @@ describe('providers.etcd on a 3-member etcd: a member killed while the configura
   });
 
   after(async () => {
+    stopWatchdog();
     if (serve && serve.exitCode === null) {
       const gone = new Promise((r) => serve.once('exit', r));
       serve.kill('SIGTERM');
       await Promise.race([gone, sleep(10_000)]);
     }
-    for (const m of members) if (m.proc) await kill(m);
+    for (const m of members) await kill(m);
     for (const b of backends) await b.close();
+    removeEtcdData(dir, members);
     writeFileSync(join(dir, 'serve.log'), lines.map((l) => JSON.stringify(l)).join('\n'));
     process.stderr.write(`etcd cluster provider e2e: logs in ${dir}\n`);
   });

@@ -20,7 +20,7 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -268,6 +268,8 @@ dns:
         await gone;
       }
     }
+    // The data folders go (etcd preallocates 64 MB of WAL each: etcd-member.ts); the logs stay.
+    for (const n of ['t1', 'p1']) rmSync(f(n), { recursive: true, force: true });
     process.stderr.write(`fleet secure e2e: logs in ${W}\n`);
   });
 

@@ -28,6 +28,7 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { Etcd3 } from 'etcd3';
 import { freePort } from '../src/cli/free-port.js';
+import { died, ETCD, type EtcdMember, etcdWatchdog, removeEtcdData, settle, startEtcdMember, stopEtcdMember } from './etcd-member.js';
 import { stablePort } from './stable-port.js';
 import { connectOnce } from '../src/cli/connect.js';
 import { decodeMessage, encodeQuery, RRType } from '../src/wire/dns/message.js';
@@ -36,7 +37,6 @@ import { decodeECHConfigList } from '../src/wire/ech/config.js';
 import { generateKey, listKeys } from '../src/keys/manager.js';
 import { certFor, ROOT, serverFirstBackend, sleep } from '../test/helpers.js';
 
-const ETCD = '/usr/bin/etcd';
 const skip = existsSync(ETCD) ? false : 'etcd is not installed (apt-get install etcd-server)';
 const BIN = join(ROOT, 'bin', 'echgate.js');
 const run = promisify(execFile);
@@ -44,12 +44,7 @@ const PREFIX = 'fleet-e2e/';
 const KEK = 'a1'.repeat(32);
 const WRONG_KEK = 'b2'.repeat(32);
 
-interface Member {
-  name: string;
-  client: number;
-  peer: number;
-  proc?: ChildProcess;
-}
+type Member = EtcdMember;
 
 interface Instance {
   id: string;
@@ -110,31 +105,13 @@ describe('fleet on a 3-member etcd cluster with three echgate instances', { skip
   let loop: Promise<void> | undefined;
   const results = { ok: 0, failed: [] as string[], dnsSawNewBeforeAllHeld: [] as string[] };
 
-  const startMember = (m: Member, state: 'new' | 'existing') => {
-    const cluster = members.map((x) => `${x.name}=http://127.0.0.1:${x.peer}`).join(',');
-    m.proc = spawn(ETCD, [
-      '--name', m.name, '--data-dir', join(base, m.name),
-      '--listen-client-urls', `http://127.0.0.1:${m.client}`, '--advertise-client-urls', `http://127.0.0.1:${m.client}`,
-      '--listen-peer-urls', `http://127.0.0.1:${m.peer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${m.peer}`,
-      '--initial-cluster', cluster, '--initial-cluster-token', `echgate-${process.pid}`, '--initial-cluster-state', state,
-      '--log-outputs', join(base, `${m.name}.log`), '--logger', 'zap',
-    ], { stdio: 'ignore' });
-  };
-  const stopMember = async (m: Member) => {
-    const p = m.proc;
-    if (!p || p.exitCode !== null) return;
-    const gone = new Promise((r) => p.once('exit', r));
-    p.kill('SIGTERM');
-    await gone;
-    m.proc = undefined;
-  };
-  const clusterHealthy = async () => {
-    try {
-      await etcd.put(`${PREFIX}probe`).value(String(Date.now()));
-      return true;
-    } catch {
-      return false;
-    }
+  const startMember = (m: Member, state: 'new' | 'existing') => startEtcdMember(m, { dir: base, cluster: members, token: `echgate-${process.pid}`, state });
+  const stopMember = (m: Member) => stopEtcdMember(m);
+  /** A put through the whole cluster; a member that died on its own fails the test with its log (etcd-member.ts). */
+  const clusterHealthy = async (): Promise<boolean> => {
+    const dead = died(members);
+    if (dead) assert.fail(dead);
+    return settle(etcd.put(`${PREFIX}probe`).value(String(Date.now())).then((): boolean => true), 5_000, false);
   };
 
   const configFor = (i: Instance) => `
@@ -239,7 +216,9 @@ dns:
     return r!;
   };
 
+  let stopWatchdog = () => {};
   before(async () => {
+    stopWatchdog = etcdWatchdog(members);
     const { key, cert } = certFor('secret.example.test');
     writeFileSync(join(base, 'secret.crt'), cert);
     writeFileSync(join(base, 'secret.key'), key);
@@ -291,6 +270,7 @@ dns:
   });
 
   after(async () => {
+    stopWatchdog();
     looping = false;
     await loop;
     for (const i of [...instances, ...extra]) writeFileSync(join(base, `${i.id}.out`), i.out);
@@ -305,6 +285,7 @@ dns:
     }
     etcd?.close();
     for (const m of members) await stopMember(m);
+    removeEtcdData(base, members);
     await hidden?.close();
     const left = process.getActiveResourcesInfo().filter((r) => r !== 'TTYWrap');
     if (left.length) process.stderr.write(`fleet e2e: still open after cleanup: ${left.join(', ')}\n`);

@@ -13,6 +13,7 @@
  */
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
+import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 import type { EtcdStoreConfig } from '../config/store.js';
 import type { Config } from '../config/types.js';
@@ -66,6 +67,16 @@ function gaugesOf(m: Metrics): FleetGauges {
   };
 }
 
+/**
+ * The serving instance's etcd client: its watches reconnect after 250 ms doubling to 5 s, as providers.etcd's do,
+ * not etcd3's default that grows to 30 s (an instance would learn of a key or a rotation that long after etcd is back).
+ */
+export async function fleetClient(e: EtcdStoreConfig): Promise<Etcd3> {
+  const { openEtcd } = await import('../fleet/etcd-store.js');
+  const { EtcdWatchBackoff } = await import('../providers/etcd.js');
+  return openEtcd(e, { watchBackoff: new EtcdWatchBackoff() });
+}
+
 /** Join the fleet of cfg.ech.store.etcd; undefined without it. The KEK is read now: missing or malformed → ERR_KEK before anything starts. */
 export async function startFleetMember(
   cfg: Config,
@@ -74,12 +85,12 @@ export async function startFleetMember(
   const e = cfg.ech?.store?.etcd;
   if (!e || !cfg.ech) return undefined;
   if (cfg.workers > 1) throw new EchgateError('ERR_USAGE', 'ech.store.etcd runs in one process per instance: set workers: 1 (run more instances instead)');
-  const { EtcdKeyStore, openEtcd, readKek } = await import('../fleet/etcd-store.js');
+  const { EtcdKeyStore, readKek } = await import('../fleet/etcd-store.js');
   const { FleetAgent } = await import('../fleet/agent.js');
   const { FleetLeader } = await import('../fleet/leader.js');
   const kek = readKek(e);
   const id = instanceId();
-  const client = openEtcd(e);
+  const client = await fleetClient(e);
   const store = new EtcdKeyStore(client, e.prefix, kek, e.endpoints);
   const keysDir = resolve(cfg.ech.keysDir);
   const gauges = gaugesOf(o.metrics);

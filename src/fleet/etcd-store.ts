@@ -36,9 +36,9 @@ export function readKek(c: Pick<EtcdStoreConfig, 'kek'>, env: NodeJS.ProcessEnv 
   return parseKek(v, `$${c.kek.env}`);
 }
 
-/** An etcd3 client for the configuration (TLS files and password file read now). */
-export function openEtcd(c: EtcdStoreConfig): Etcd3 {
-  const o: IOptions = { hosts: c.endpoints, dialTimeout: 2_000 };
+/** An etcd3 client for the configuration (TLS files and password file read now); `faultHandling`: e.g. the watches' backoff. */
+export function openEtcd(c: EtcdStoreConfig, faultHandling?: IOptions['faultHandling']): Etcd3 {
+  const o: IOptions = { hosts: c.endpoints, dialTimeout: 2_000, ...(faultHandling ? { faultHandling } : {}) };
   if (c.tls) {
     o.credentials = {
       rootCertificate: c.tls.ca ? readFileSync(c.tls.ca) : Buffer.alloc(0),

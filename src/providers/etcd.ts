@@ -36,11 +36,15 @@ const RETRY_MAX_MS = 5_000;
 /** A read that takes longer counts as a failure (and is retried). */
 const READ_DEADLINE_MS = 3_000;
 
-/** A cockatiel-compatible backoff (IBackoff) for the client's watch reconnections: 250 ms doubling to 5 s. */
-class Backoff {
+/**
+ * A cockatiel-compatible backoff (IBackoff) for the client's watch reconnections: 250 ms doubling to 5 s
+ * (etcd3's default grows to 30 s, so a watch could lag an etcd that is back by that long). The fleet's
+ * client uses it too (cli/fleet.ts).
+ */
+export class EtcdWatchBackoff {
   constructor(readonly duration = RETRY_FIRST_MS) {}
-  next(): Backoff {
-    return new Backoff(Math.min(this.duration * 2, RETRY_MAX_MS));
+  next(): EtcdWatchBackoff {
+    return new EtcdWatchBackoff(Math.min(this.duration * 2, RETRY_MAX_MS));
   }
 }
 
@@ -68,7 +72,7 @@ export class EtcdProvider {
       dialTimeout: 2_000,
       ...(tls ? { credentials: { rootCertificate: tls.ca ? read(tls.ca) : (undefined as unknown as Buffer), ...(tls.key ? { privateKey: read(tls.key) } : {}), ...(tls.cert ? { certChain: read(tls.cert) } : {}) } } : {}),
       ...(cfg.auth ? { auth: { username: cfg.auth.username, password: readFileSync(cfg.auth.passwordFile, 'utf8').replace(/\r?\n$/, '') } } : {}),
-      faultHandling: { watchBackoff: new Backoff() },
+      faultHandling: { watchBackoff: new EtcdWatchBackoff() },
     });
   }
 

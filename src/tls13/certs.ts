@@ -26,22 +26,32 @@ function pemBlocks(text: string, label: string): Uint8Array[] {
   return [...text.matchAll(re)].map((m) => new Uint8Array(Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64')));
 }
 
+/**
+ * The signature as a Uint8Array view of node's Buffer, not a copy: sign()
+ * returns a Buffer over an ArrayBuffer of its own (never the shared pool), so
+ * nothing else is in it. A copy of a 70-byte ECDSA signature was one more
+ * malloc'd backing store per handshake (V8 keeps only arrays up to 64 bytes
+ * in its heap).
+ */
+const view = (b: Buffer): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+
 function signerFor(key: KeyObject): { schemes: number[]; sign: (scheme: number, data: Uint8Array) => Uint8Array } {
   const t = key.asymmetricKeyType;
   if (t === 'ec') {
     const curve = key.asymmetricKeyDetails?.namedCurve;
     const [scheme, hash] = curve === 'prime256v1' ? [SigScheme.ecdsa_secp256r1_sha256, 'sha256'] : curve === 'secp384r1' ? [SigScheme.ecdsa_secp384r1_sha384, 'sha384'] : [];
     if (!scheme) throw new EchgateError('ERR_CONFIG', `unsupported EC curve ${curve}`);
-    return { schemes: [scheme], sign: (_s, data) => new Uint8Array(sign(hash!, data, { key, dsaEncoding: 'der' })) };
+    const opts = { key, dsaEncoding: 'der' } as const;
+    return { schemes: [scheme], sign: (_s, data) => view(sign(hash!, data, opts)) };
   }
   if (t === 'rsa') {
     const hashes: Record<number, string> = { [SigScheme.rsa_pss_rsae_sha256]: 'sha256', [SigScheme.rsa_pss_rsae_sha384]: 'sha384', [SigScheme.rsa_pss_rsae_sha512]: 'sha512' };
     return {
       schemes: [SigScheme.rsa_pss_rsae_sha256, SigScheme.rsa_pss_rsae_sha384, SigScheme.rsa_pss_rsae_sha512],
-      sign: (s, data) => new Uint8Array(sign(hashes[s]!, data, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST })),
+      sign: (s, data) => view(sign(hashes[s]!, data, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST })),
     };
   }
-  if (t === 'ed25519') return { schemes: [SigScheme.ed25519], sign: (_s, data) => new Uint8Array(sign(null, data, key)) };
+  if (t === 'ed25519') return { schemes: [SigScheme.ed25519], sign: (_s, data) => view(sign(null, data, key)) };
   throw new EchgateError('ERR_CONFIG', `unsupported certificate key type ${t}`);
 }
 

@@ -5,7 +5,9 @@
 import { Writer } from '../bytes/writer.js';
 import { concat, utf8, wipe } from '../bytes/util.js';
 import { hkdfExpand, hkdfExtract } from '../crypto/hkdf.js';
+import { nodeProvider } from '../crypto/node.js';
 import { type AeadName, type CryptoProvider, HASH_SIZE, type HashName } from '../crypto/provider.js';
+import { hmacSha256Pair, JS_HMAC_MAX } from '../crypto/sha256.js';
 import { EchgateError } from '../errors.js';
 
 export interface CipherSuite {
@@ -93,21 +95,80 @@ export interface TrafficKeys {
 }
 
 export function trafficKeys(p: CryptoProvider, suite: CipherSuite, secret: Uint8Array): TrafficKeys {
+  // Key and IV side by side in one allocation: a connection keeps a pair per direction for its whole
+  // life, and each separate buffer costs an ArrayBuffer and a backing store once node:crypto reads it
+  // (idle memory, docs/benchmarks.md "Termination cost, fourth pass").
+  const both = new Uint8Array(new ArrayBuffer(suite.keyLen + 12));
   // Each is the first bytes of one HMAC block (keyLen and 12 are below every hash length), copied by
   // index and the blocks wiped. Not through a subarray of each block: a view of a small array V8
   // keeps inside its heap first moves that array out of the heap (a new ArrayBuffer and a malloc'd
   // backing store), two per call, eight per handshake (docs/benchmarks.md, "Termination handshake,
   // eighth pass").
-  const kb = expandLabelBlock(p, suite.hash, secret, 'key', suite.keyLen);
-  const vb = expandLabelBlock(p, suite.hash, secret, 'iv', 12);
-  // Key and IV side by side in one allocation: a connection keeps a pair per direction for its whole
-  // life, and each separate buffer costs an ArrayBuffer and a backing store once node:crypto reads it
-  // (idle memory, docs/benchmarks.md "Termination cost, fourth pass").
-  const both = new Uint8Array(new ArrayBuffer(suite.keyLen + 12));
-  for (let i = 0; i < suite.keyLen; i++) both[i] = kb[i]!;
-  for (let i = 0; i < 12; i++) both[suite.keyLen + i] = vb[i]!;
-  wipe(kb, vb);
+  if (pairable(p, suite.hash, secret)) {
+    const parts = keyIvParts(suite.keyLen);
+    const pair = hmacSha256Pair(secret, parts.key, parts.iv);
+    // HMAC(secret, key label) at 0, HMAC(secret, iv label) at 32: one pair of pad compressions for both.
+    for (let i = 0; i < suite.keyLen; i++) both[i] = pair[i]!;
+    for (let i = 0; i < 12; i++) both[suite.keyLen + i] = pair[32 + i]!;
+    wipe(pair);
+  } else {
+    const kb = expandLabelBlock(p, suite.hash, secret, 'key', suite.keyLen);
+    const vb = expandLabelBlock(p, suite.hash, secret, 'iv', 12);
+    for (let i = 0; i < suite.keyLen; i++) both[i] = kb[i]!;
+    for (let i = 0; i < 12; i++) both[suite.keyLen + i] = vb[i]!;
+    wipe(kb, vb);
+  }
   return { key: both.subarray(0, suite.keyLen), iv: both.subarray(suite.keyLen) };
+}
+
+/** The HMAC messages of the "key" and "iv" labels (no context, one block), per key length: constants. */
+const keyIvPartsByLen = new Map<number, { key: readonly Uint8Array[]; iv: readonly Uint8Array[] }>();
+function keyIvParts(keyLen: number): { key: readonly Uint8Array[]; iv: readonly Uint8Array[] } {
+  let parts = keyIvPartsByLen.get(keyLen);
+  if (!parts) {
+    parts = { key: [labelPrefix('key', keyLen, 0), ONE], iv: [labelPrefix('iv', 12, 0), ONE] };
+    keyIvPartsByLen.set(keyLen, parts);
+  }
+  return parts;
+}
+
+/**
+ * Whether two HMACs under `secret` can be one hmacSha256Pair (crypto/sha256.ts):
+ * the node provider's HMAC-SHA-256 is that module's for keys up to 64 bytes
+ * and short messages (crypto/node.ts), so the pair gives the bytes two
+ * p.hmac calls would, and makes the key's two pad compressions once instead
+ * of twice (RFC 2104 §2: H(K ⊕ ipad ‖ m) and H(K ⊕ opad ‖ ·) start from the
+ * same two blocks for every m). The key schedule keys two or three HMACs with
+ * each secret it derives (§7.1, §7.3); labels and contexts here stay far below
+ * JS_HMAC_MAX (a 32-byte context and a prefix under 30 bytes). As
+ * crypto/hpke.ts does for its key and base_nonce.
+ */
+function pairable(p: CryptoProvider, hash: HashName, secret: Uint8Array): boolean {
+  return p === nodeProvider && hash === 'sha256' && secret.length <= 64;
+}
+
+/**
+ * Derive-Secret(secret, a, context) and Derive-Secret(secret, b, context)
+ * (§7.1), each Hash.length bytes: the client and server traffic secrets of one
+ * stage, from the same secret and transcript hash.
+ */
+function deriveSecretPair(p: CryptoProvider, hash: HashName, secret: Uint8Array, a: string, b: string, context: Uint8Array): [Uint8Array, Uint8Array] {
+  const hl = HASH_SIZE[hash];
+  const pa = labelPrefix(a, hl, context.length);
+  const pb = labelPrefix(b, hl, context.length);
+  if (!pairable(p, hash, secret) || pa.length + context.length + 1 > JS_HMAC_MAX || pb.length + context.length + 1 > JS_HMAC_MAX) {
+    return [deriveSecret(p, hash, secret, a, context), deriveSecret(p, hash, secret, b, context)];
+  }
+  const pair = hmacSha256Pair(secret, [pa, context, ONE], [pb, context, ONE]);
+  // Copied out, not viewed: each secret is an HMAC key later and lives in the connection's state.
+  const x = new Uint8Array(32);
+  const y = new Uint8Array(32);
+  for (let i = 0; i < 32; i++) {
+    x[i] = pair[i]!;
+    y[i] = pair[32 + i]!;
+  }
+  wipe(pair);
+  return [x, y];
 }
 
 /** Finished verify_data (§4.4.4). */
@@ -162,10 +223,8 @@ export class KeySchedule {
   /** Early secret with no PSK, then the handshake secret from the (EC)DHE shared secret. */
   handshake(ecdhe: Uint8Array, chShHash: Uint8Array): { client: Uint8Array; server: Uint8Array } {
     this.handshakeSecret = hkdfExtract(this.p, this.hash, this.k.derivedFromEarly, ecdhe);
-    return {
-      client: deriveSecret(this.p, this.hash, this.handshakeSecret, 'c hs traffic', chShHash),
-      server: deriveSecret(this.p, this.hash, this.handshakeSecret, 's hs traffic', chShHash),
-    };
+    const [client, server] = deriveSecretPair(this.p, this.hash, this.handshakeSecret, 'c hs traffic', 's hs traffic', chShHash);
+    return { client, server };
   }
 
   /**
@@ -180,9 +239,10 @@ export class KeySchedule {
     const master = hkdfExtract(this.p, this.hash, derived, this.zeros);
     const { p, hash } = this;
     let exporter: Uint8Array | undefined;
+    const [client, server] = deriveSecretPair(p, hash, master, 'c ap traffic', 's ap traffic', throughServerFinished);
     return {
-      client: deriveSecret(p, hash, master, 'c ap traffic', throughServerFinished),
-      server: deriveSecret(p, hash, master, 's ap traffic', throughServerFinished),
+      client,
+      server,
       get exporter() {
         exporter ??= deriveSecret(p, hash, master, 'exp master', throughServerFinished);
         return exporter;

@@ -418,7 +418,7 @@ export class TlsServer {
     const { group, share } = this.selectShare(shares, groups, retry?.group);
 
     const transcript = retry?.transcript ?? new Transcript(this.o.provider, suite.hash);
-    transcript.add(encodeHandshake(HandshakeType.client_hello, ch.raw!));
+    transcript.addMessage(HandshakeType.client_hello, ch.raw!);
 
     if (!share) {
       let decryptSecond: ExpectSecondClientHello['decryptSecond'];

@@ -1,6 +1,7 @@
 /** The handshake transcript (RFC 8446 §4.4.1): a running hash that can be forked and restarted after HelloRetryRequest. */
 import { concat } from '../bytes/util.js';
 import type { CryptoProvider, HashName } from '../crypto/provider.js';
+import { EchgateError } from '../errors.js';
 import { HandshakeType } from '../wire/tls/constants.js';
 
 export class Transcript {
@@ -30,6 +31,26 @@ export class Transcript {
     this.reserve(message.length);
     this.buf.set(message, this.len);
     this.len += message.length;
+    this.ends.push(this.len);
+    this.last = undefined;
+  }
+
+  /**
+   * A handshake message (§4: msg_type u8, length u24, body) from its type and
+   * body, framed straight into the transcript: a ClientHello arrives decoded,
+   * body only, and framing it first (encodeHandshake) copied it twice.
+   */
+  addMessage(type: number, body: Uint8Array): void {
+    if (body.length > 0xffffff) throw new EchgateError('ERR_ENCODE', 'handshake body too long');
+    this.reserve(4 + body.length);
+    const b = this.buf;
+    const at = this.len;
+    b[at] = type;
+    b[at + 1] = body.length >>> 16;
+    b[at + 2] = (body.length >>> 8) & 0xff;
+    b[at + 3] = body.length & 0xff;
+    b.set(body, at + 4);
+    this.len += 4 + body.length;
     this.ends.push(this.len);
     this.last = undefined;
   }
