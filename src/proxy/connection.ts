@@ -86,7 +86,7 @@ const NO_SNI =
  * section and the classified hello. `cls` is absent for non-TLS bytes and on
  * server-first entrypoints: those routers have no `tls` (passthrough only).
  */
-function chooseHandler(ctx: EntryContext, route: Route<RouteTarget>, cls: Classified | undefined, peeked: Uint8Array, rest: Uint8Array, logRouter: string): Handler | Refusal {
+function chooseHandler(ctx: EntryContext, route: Route<RouteTarget>, cls: Classified | undefined, peeked: Uint8Array, consumed: number, logRouter: string): Handler | Refusal {
   const tlsCfg = route.target.router.tls;
   if (tlsCfg && !tlsCfg.passthrough && cls) {
     const opts = tlsCfg.options ?? DEFAULT_TLS_OPTIONS;
@@ -110,7 +110,7 @@ function chooseHandler(ctx: EntryContext, route: Route<RouteTarget>, cls: Classi
   // ESNI needs neither: a passthrough backend gets the hello unchanged, as a split-mode ESNI front forwards it (draft-02 §5.2).
   if (cls?.ech === 'accepted' && !ctx.ep.echBackend && !cls.esni) {
     // Split mode (RFC 9849 §3.1, §7.1): the backend server gets ClientHelloInner and confirms ECH itself.
-    if (tlsCfg?.echSplit) return splitHandler(cls, rest);
+    if (tlsCfg?.echSplit) return splitHandler(cls, peeked.subarray(consumed));
     // A passthrough backend cannot produce the ECH accept confirmation.
     ctx.metrics.ech.inc({ entrypoint: ctx.ep.name, result: 'accepted_on_passthrough' });
     ctx.limiter.log(ctx.log, 'warn', { entrypoint: ctx.ep.name, router: logRouter }, 'ECH connection routed to a passthrough router; the backend cannot complete ECH');
@@ -284,7 +284,7 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner {
         const data = NOT_TLS(this);
         const route = ctx.table.match(data);
         if (!route) return this.fail('no_route');
-        this.dispatch(route, data, undefined, EMPTY, EMPTY);
+        this.dispatch(route, data, undefined, EMPTY, 0);
       } catch (e) {
         this.handlerError(e);
       }
@@ -503,12 +503,13 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner {
     }
     const peeked = asmb.bytes();
     this.asm = undefined;
-    const rest = peeked.subarray(hello.consumed);
+    // The bytes after the hello (`rest`) are cut out only when a handler asks (split, terminate).
+    const consumed = hello.consumed;
     // route
     const route = ctx.table.match(data);
     if (route) {
       if (cls.sni === '') ctx.limiter.log(ctx.log, 'info', { entrypoint: this.ep, client: this.clientIp(), router: route.name }, `${NO_SNI}: routed by a rule that needs no name (HostSNI(\`*\`))`);
-      return this.dispatch(route, data, cls, peeked, rest);
+      return this.dispatch(route, data, cls, peeked, consumed);
     }
     if (cls.publicName) {
       // RFC 9849 §6.1.6/§7.1: no router for the public name of a rejected ECH hello; echgate answers
@@ -516,7 +517,7 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner {
       const h = publicNameHandler(ctx, cls);
       if (h) {
         this.publishRoute('-', data, cls, h.answer);
-        return h.start(new HandlerConn(this, undefined, cls, peeked, rest));
+        return h.start(new HandlerConn(this, undefined, cls, peeked, consumed));
       }
       ctx.limiter.log(ctx.log, 'warn', { entrypoint: this.ep, sni: cls.sni }, 'ECH rejected for a public name that no certificate covers: the client cannot receive retry_configs');
     }
@@ -535,7 +536,7 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner {
     if (!route) return this.fail(reason, refusal);
     const peeked = this.asm?.bytes() ?? EMPTY;
     this.asm = undefined;
-    this.dispatch(route, data, undefined, peeked, EMPTY);
+    this.dispatch(route, data, undefined, peeked, peeked.length);
   }
 
   // PreambleOps (proxy/preamble.ts) beside stopPeek, fail and clientIp.
@@ -567,7 +568,7 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner {
   }
 
   /** Routed: decide the handler once, say so on the route channel, start it. */
-  private dispatch(route: Route<RouteTarget>, data: ConnData, cls: Classified | undefined, peeked: Uint8Array, rest: Uint8Array): void {
+  private dispatch(route: Route<RouteTarget>, data: ConnData, cls: Classified | undefined, peeked: Uint8Array, consumed: number): void {
     const { ctx, socket } = this;
     this.routerName = route.name;
     this.route = route;
@@ -591,13 +592,13 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner {
       ctx.limiter.log(ctx.log, 'warn', { entrypoint: this.ep, router: this.logRouter(), ...(this.hideInLogs ? {} : { service: upstream.service }) }, 'no healthy server in the service: client closed');
       return void socket.destroy();
     }
-    let h = chooseHandler(ctx, route, cls, peeked, rest, this.logRouter());
+    let h = chooseHandler(ctx, route, cls, peeked, consumed, this.logRouter());
     // A TLS preamble protocol (proxy/preamble.ts): a backend that gets the client's ClientHello must be asked for TLS first.
     if (ctx.ep.protocol && cls && !('refuse' in h) && !h.answer) h = withBackendPreamble(preambleProtocol(ctx.ep.protocol), h);
     this.publishRoute(this.logRouter(), data, cls, h.answer);
     if ('refuse' in h) return h.internal !== undefined ? this.internalFail(h.internal) : this.fail(h.refuse, h.alert);
     socket.pause();
-    h.start(new HandlerConn(this, route, cls, peeked, rest));
+    h.start(new HandlerConn(this, route, cls, peeked, consumed));
   }
 
   // ---- connect → relay ----
@@ -669,8 +670,12 @@ class HandlerConn implements Conn {
     readonly route: Route<RouteTarget> | undefined,
     readonly cls: Classified | undefined,
     readonly peeked: Uint8Array,
-    readonly rest: Uint8Array,
+    /** Where the ClientHello's records end in `peeked`. */
+    private readonly consumed: number,
   ) {}
+  get rest(): Uint8Array {
+    return this.peeked.subarray(this.consumed);
+  }
   // These three give closures over `k` alone, not methods: a handler may keep them for the life of the
   // connection without keeping this object, which holds the hello (proxy/terminate.ts takes them apart).
   // Made when read, not in the constructor: passthrough, the common handler, reads none of them.

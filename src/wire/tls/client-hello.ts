@@ -267,7 +267,12 @@ let scanLen = new Uint16Array(64);
  * server_name, ALPN and encrypted_client_hello decoded in the order they come.
  * What it skips is building an Extension object and a view per extension.
  */
-export function scanClientHelloMessage(message: Uint8Array): { hello: ClientHello; view: RoutingView } {
+export function scanClientHelloMessage(input: Uint8Array): { hello: ClientHello; view: RoutingView } {
+  // A socket's bytes come as a Buffer, and Buffer's subarray is node's JS (a `.buffer` read and a
+  // FastBuffer construction) where a Uint8Array's is one builtin: the scan and everything it hands
+  // on take views of one plain Uint8Array over the same memory (docs/benchmarks.md, "Passthrough
+  // cost, ninth pass").
+  const message = input.constructor === Uint8Array ? input : new Uint8Array(input.buffer, input.byteOffset, input.byteLength);
   // Handshake header (handshake.ts decodeHandshake).
   const m = message.length;
   if (m < 1) throw truncated('handshake type', 1, m);
