@@ -15,8 +15,13 @@ export class LogLimiter {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** Log `msg` at `level` unless its bucket is empty. */
-  log(log: Logger, level: 'info' | 'warn', fields: Record<string, unknown>, msg: string): void {
+  /**
+   * Log `msg` at `level` unless its bucket is empty. `fields` may be a function, called only when the line is
+   * written: a field that costs a system call (the client's address is a getpeername) is then not paid on every
+   * connection at a level that writes nothing (measured ≈ 2 µs per handshake; docs/benchmarks.md, "Termination
+   * handshake, ninth pass").
+   */
+  log(log: Logger, level: 'info' | 'warn', fields: Record<string, unknown> | (() => Record<string, unknown>), msg: string): void {
     if (!log.isLevelEnabled(level)) return;
     const t = this.now();
     let b = this.buckets.get(msg);
@@ -31,6 +36,7 @@ export class LogLimiter {
       return;
     }
     b.tokens--;
+    if (typeof fields === 'function') fields = fields();
     if (b.dropped > 0) {
       log[level]({ ...fields, suppressed: b.dropped }, msg);
       b.dropped = 0;

@@ -428,7 +428,7 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner {
       this.ctx.limiter.log(
         this.ctx.log,
         'info',
-        { entrypoint: this.ep, client: this.clientIp() },
+        () => ({ entrypoint: this.ep, client: this.clientIp() }),
         'the client sent nothing before clientHelloTimeout: a server-first protocol? (MySQL/MariaDB, SMTP, FTP clients wait for the server greeting and never send a ClientHello first; route them on an entrypoint whose routers are all HostSNI(`*`) without tls, see docs/databases.md)',
       );
     }
@@ -508,7 +508,7 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner {
     // route
     const route = ctx.table.match(data);
     if (route) {
-      if (cls.sni === '') ctx.limiter.log(ctx.log, 'info', { entrypoint: this.ep, client: this.clientIp(), router: route.name }, `${NO_SNI}: routed by a rule that needs no name (HostSNI(\`*\`))`);
+      if (cls.sni === '') ctx.limiter.log(ctx.log, 'info', () => ({ entrypoint: this.ep, client: this.clientIp(), router: route.name }), `${NO_SNI}: routed by a rule that needs no name (HostSNI(\`*\`))`);
       return this.dispatch(route, data, cls, peeked, consumed);
     }
     if (cls.publicName) {
@@ -522,8 +522,8 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner {
       ctx.limiter.log(ctx.log, 'warn', { entrypoint: this.ep, sni: cls.sni }, 'ECH rejected for a public name that no certificate covers: the client cannot receive retry_configs');
     }
     const shownSni = cls.ech === 'accepted' && !ctx.logInnerSni ? '(hidden: ECH inner SNI)' : cls.sni;
-    if (cls.sni === '') ctx.limiter.log(ctx.log, 'info', { entrypoint: this.ep, client: this.clientIp() }, `no router for ClientHello: ${NO_SNI}; refused with unrecognized_name (a proxy that answered with a default certificate instead would leave the client reporting an unknown CA or a name mismatch)`);
-    else ctx.limiter.log(ctx.log, 'info', { entrypoint: this.ep, client: this.clientIp(), sni: shownSni, ech: cls.ech }, 'no router for SNI');
+    if (cls.sni === '') ctx.limiter.log(ctx.log, 'info', () => ({ entrypoint: this.ep, client: this.clientIp() }), `no router for ClientHello: ${NO_SNI}; refused with unrecognized_name (a proxy that answered with a default certificate instead would leave the client reporting an unknown CA or a name mismatch)`);
+    else ctx.limiter.log(ctx.log, 'info', () => ({ entrypoint: this.ep, client: this.clientIp(), sni: shownSni, ech: cls.ech }), 'no router for SNI');
     // RFC 6066 §3: a server that does not recognise the name may send a fatal unrecognized_name alert.
     return this.fail(cls.sni === '' ? 'no_sni_no_route' : 'no_route', encodeAlertRecord('unrecognized_name'));
   }
