@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import tls from 'node:tls';
 import { freePort } from '../src/cli/free-port.js';
 import { cpuMs, cpuNs, pin } from './cpu.js';
-import { children, HAPROXY_HEAD, idleMemoryConfig, median, openIdle, quantile, rssKiB, sleep, sTime, start, waitPort, SERVE_NODE_FLAGS } from './util.js';
+import { children, HAPROXY_HEAD, idleMemoryConfig, median, openIdle, quantile, rotate, rssKiB, sleep, sTime, start, waitPort, SERVE_NODE_FLAGS } from './util.js';
 
 export interface TermOptions {
   root: string;
@@ -170,15 +170,15 @@ backend be_stream
     await sTime(p.term, 1); // warm-up
   }
 
-  // 1. handshakes, 4. bulk
+  // 1. handshakes, 4. bulk; the peers' order rotated each round (util.ts rotate).
   for (let r = 0; r < rounds; r++) {
-    for (const p of proxies) {
+    for (const p of rotate(proxies, r)) {
       const c0 = cpuMs(p.pid);
       const n = await sTime(p.term, SECONDS);
       hs[p.name]!.push((cpuMs(p.pid) - c0) / n);
       log(`round ${r + 1} ${p.name}: ${f(hs[p.name]!.at(-1)!)} ms CPU per TLS 1.3 handshake (${n} by s_time)`);
     }
-    for (const p of proxies) {
+    for (const p of rotate(proxies, r)) {
       const c0 = cpuMs(p.pid);
       await bulk(p.bulk, BULK, ctx);
       bulkRate[p.name]!.push(BULK / 1e6 / ((cpuMs(p.pid) - c0) / 1000));
@@ -249,7 +249,7 @@ backend be_stream
   const hpn = 'HAProxy';
   const extra = median(route.ech.map((x, i) => x - route.plain[i]!)) * 1000;
   return [
-    `Termination (${SECONDS} s of \`openssl s_time -connect 127.0.0.1:PORT -new -tls1_3 -time ${SECONDS}\` per proxy per round; ECDSA P-256 certificate; plain backend; ${rounds} interleaved rounds, medians):`,
+    `Termination (${SECONDS} s of \`openssl s_time -connect 127.0.0.1:PORT -new -tls1_3 -time ${SECONDS}\` per proxy per round; ECDSA P-256 certificate; plain backend; ${rounds} interleaved rounds (the order rotated each round), medians):`,
     '',
     `| | echgate | node:tls proxy | ${haproxyName()} \`bind ssl\` | echgate / node:tls | echgate / HAProxy |`,
     '|---|---|---|---|---|---|',

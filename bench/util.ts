@@ -183,3 +183,12 @@ export function takeOption(args: string[], name: string, def: string): string {
   args.splice(i, 2);
   return v;
 }
+
+/**
+ * `list` starting at its (r mod length)-th item: round r of an interleaved comparison runs the peers in this
+ * order, so over the rounds each takes each position (a fixed order put 5–7 % on the peer in one position:
+ * docs/benchmarks.md, "Passthrough cost, ninth pass").
+ */
+export function rotate<T>(list: readonly T[], r: number): T[] {
+  return list.map((_, i) => list[(i + r) % list.length]!);
+}
