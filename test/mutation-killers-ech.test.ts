@@ -86,6 +86,16 @@ describe('RFC 9849 §7.1: which key opens the hello, and why a hello is rejected
     assert.deepEqual(decryptEch(nodeProvider, h, lookupOf([B.key]), { trialDecrypt: true }), { status: 'rejected', reason: 'no_config', configId: 9 });
   });
 
+  it('the caller\'s decoded extension (opts.ech, from the routing scan) for a hello without encrypted_client_hello: absent, nothing opened', () => {
+    const h = hello();
+    const ech = decodeECHClientHello(findExtension(h, ExtensionType.encrypted_client_hello)!.data);
+    // Control: the same decoded extension with its own hello opens it.
+    assert.equal(decryptEch(nodeProvider, h, lookupOf([A.key]), { ech }).status, 'accepted');
+    // The same hello with the extension removed (so its bytes no longer hold one): no ECH offer to open.
+    const bare = decodeClientHello(encodeClientHello({ ...h, extensions: h.extensions.filter((e) => e.type !== ExtensionType.encrypted_client_hello) }));
+    assert.deepEqual(decryptEch(nodeProvider, bare, lookupOf([A.key]), { ech }), { status: 'absent' });
+  });
+
   it('the AAD needs the outer hello\'s own bytes: a hello without them is a typed error, not a crash', () => {
     const h = hello();
     const ext = findExtension(h, ExtensionType.encrypted_client_hello)!;
