@@ -329,6 +329,19 @@ describe('RFC 8446 §4.2.3: ECDSA P-384 and Ed25519 server certificates verify',
   }
 });
 
+describe('the server certificate\'s names the client reports are its DNS subjectAltNames only', () => {
+  it('a leaf with DNS, IP and email entries: names holds the DNS ones, without their "DNS:" prefix', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'echgate-san-'));
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem'), '-days', '2', '-subj', `/CN=${NAME}`, '-addext', `subjectAltName=IP:127.0.0.1,DNS:${NAME},email:ops@example.test,DNS:b.example.test`], { stdio: 'ignore' });
+    const cert = loadCertificate(readFileSync(join(dir, 'c.pem'), 'utf8'), readFileSync(join(dir, 'k.pem'), 'utf8'));
+    const c = client();
+    const f = flight(cert, c);
+    const out = f.feed(f.ee, f.certMsg, f.cv, f.fin) as Out & { established?: { certificate?: { names: string[] } } };
+    assert.equal(out.error, undefined);
+    assert.deepEqual(out.established?.certificate?.names, [NAME, 'b.example.test']);
+  });
+});
+
 describe('RFC 8446 §4.1.4, §4.2.2, §4.2.8: the client follows a HelloRetryRequest made by hand', () => {
   const hrrRecord = (c: TlsClient, extensions: { type: number; data: Uint8Array }[]) => {
     const ch = decodeClientHelloMessage(parseHelloRecords(c.hello()[0]!)!.message);
