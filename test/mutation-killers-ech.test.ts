@@ -195,6 +195,13 @@ describe('RFC 9849 §5.1 / §7.1: rebuilding ClientHelloInner from its encoding'
     );
   });
 
+  it('the rebuilt inner is encoded as encodeClientHello encodes it, also with 200 cipher suites (a list length over 255 bytes)', () => {
+    const many = Array.from({ length: 200 }, (_, i) => 0x1300 + i);
+    const inner = rebuildInner(outer, encodeClientHello({ ...outer, raw: undefined, cipherSuites: many, sessionId: new Uint8Array(0), extensions: [innerEch, tls13] }));
+    // The session id is the outer hello's (§5.1).
+    assert.deepEqual(inner.raw, encodeClientHello({ ...outer, raw: undefined, cipherSuites: many, extensions: [innerEch, tls13] }));
+  });
+
   it('the rebuilt extension block past 2^16 - 1 bytes (inline plus referenced) is ERR_ENCODE when encoded; at exactly 2^16 - 1 it encodes', () => {
     // Each part fits its own hello; only the rebuilt inner's sum can pass the u16 length (RFC 8446 §4.1.2).
     const big = { ...outer, extensions: [...outer.extensions, { type: 0x7777, data: new Uint8Array(40000) }] };
