@@ -15,6 +15,7 @@ import { describe, it } from 'node:test';
 import { concat } from '../src/bytes/util.js';
 import { nodeProvider } from '../src/crypto/node.js';
 import { echOffer } from '../src/ech/client.js';
+import { decryptEch, decryptSecondHello, prepareServerKey } from '../src/ech/server.js';
 import { esniOffer, makeESNIKeys } from '../src/ech/esni.js';
 import { isSupportedSuite } from '../src/crypto/hpke.js';
 import { decodeECHConfigList, encodeECHConfig, encodeECHConfigList } from '../src/wire/ech/config.js';
@@ -308,6 +309,28 @@ describe('RFC 9849 §6.1.7: with ECH rejected, the client authenticates the serv
   it('a certificate for the inner name only: certificate_unknown (the public name is what the server must prove)', () => {
     refused(rejected(['secret.example.test']), 'certificate_unknown');
   });
+  /** The same client against a server that holds the ECH key and answers the inner hello (as the gateway wires them). */
+  const accepted = (names: string[]) => {
+    const dir = mkdtempSync(join(tmpdir(), 'echgate-ca-'));
+    const ca = caAndLeaf(dir, names);
+    const leaf = loadCertificate(readFileSync(join(dir, 'server.pem'), 'utf8'), readFileSync(join(dir, 'server.key'), 'utf8'));
+    const c = new TlsClient({ provider: nodeProvider, serverName: 'secret.example.test', ca, ech: echOffer(config) });
+    const key = prepareServerKey(nodeProvider, config, sk);
+    const r = decryptEch(nodeProvider, decodeClientHelloMessage(parseHelloRecords(c.hello()[0]!)!.message), { byConfigId: () => [key], all: () => [key] });
+    if (r.status !== 'accepted') throw new Error(`ECH not accepted: ${r.status}`);
+    const server = new TlsServer({ provider: nodeProvider, random: (n) => nodeProvider.randomBytes(n), certificate: () => leaf });
+    const first = server.start(r.inner, 'secret.example.test', { offered: true, accepted: true, decryptSecond: (o) => decryptSecondHello(r, o) });
+    return c.receive(concat(...first.send)) as Out & { established?: { ech?: string; certificateVerified?: boolean } };
+  };
+  it('ECH accepted: a certificate for the inner name only is verified (RFC 9849 §6.1.7 applies to a rejection only)', () => {
+    const out = accepted(['secret.example.test']);
+    assert.equal(out.error, undefined, String(out.error));
+    assert.equal(out.established?.ech, 'accepted');
+    assert.equal(out.established?.certificateVerified, true);
+  });
+  it('ECH accepted: a certificate for the public name only is certificate_unknown', () => {
+    refused(accepted(['public.example.test']), 'certificate_unknown');
+  });
 });
 
 describe('RFC 8446 §4.2.3: ECDSA P-384 and Ed25519 server certificates verify', () => {
@@ -327,6 +350,19 @@ describe('RFC 8446 §4.2.3: ECDSA P-384 and Ed25519 server certificates verify',
       assert.ok(out.established);
     });
   }
+});
+
+describe('the server certificate\'s names the client reports are its DNS subjectAltNames only', () => {
+  it('a leaf with DNS, IP and email entries: names holds the DNS ones, without their "DNS:" prefix', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'echgate-san-'));
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem'), '-days', '2', '-subj', `/CN=${NAME}`, '-addext', `subjectAltName=IP:127.0.0.1,DNS:${NAME},email:ops@example.test,DNS:b.example.test`], { stdio: 'ignore' });
+    const cert = loadCertificate(readFileSync(join(dir, 'c.pem'), 'utf8'), readFileSync(join(dir, 'k.pem'), 'utf8'));
+    const c = client();
+    const f = flight(cert, c);
+    const out = f.feed(f.ee, f.certMsg, f.cv, f.fin) as Out & { established?: { certificate?: { names: string[] } } };
+    assert.equal(out.error, undefined);
+    assert.deepEqual(out.established?.certificate?.names, [NAME, 'b.example.test']);
+  });
 });
 
 describe('RFC 8446 §4.1.4, §4.2.2, §4.2.8: the client follows a HelloRetryRequest made by hand', () => {

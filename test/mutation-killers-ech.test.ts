@@ -9,7 +9,7 @@ import { describe, it } from 'node:test';
 import { isSupportedSuite } from '../src/crypto/hpke.js';
 import { nodeProvider } from '../src/crypto/node.js';
 import { buildEchClientHello, type EchHelloOptions, echOffer } from '../src/ech/client.js';
-import { decryptEch, type EchServerKey, outerAad, prepareServerKey, rebuildInner } from '../src/ech/server.js';
+import { decryptEch, type EchServerKey, type InnerHello, outerAad, prepareServerKey, rebuildInner } from '../src/ech/server.js';
 import { EchgateError } from '../src/errors.js';
 import { TlsClient } from '../src/tls13/client.js';
 import { decodeECHConfigList, encodeECHConfig, encodeECHConfigList } from '../src/wire/ech/config.js';
@@ -84,6 +84,16 @@ describe('RFC 9849 §7.1: which key opens the hello, and why a hello is rejected
     if (r.status === 'accepted') assert.deepEqual([r.key, r.configId], [renamed, 77]);
     // Trial decryption that finds nothing: no key matched the config_id, so no_config.
     assert.deepEqual(decryptEch(nodeProvider, h, lookupOf([B.key]), { trialDecrypt: true }), { status: 'rejected', reason: 'no_config', configId: 9 });
+  });
+
+  it('the caller\'s decoded extension (opts.ech, from the routing scan) for a hello without encrypted_client_hello: absent, nothing opened', () => {
+    const h = hello();
+    const ech = decodeECHClientHello(findExtension(h, ExtensionType.encrypted_client_hello)!.data);
+    // Control: the same decoded extension with its own hello opens it.
+    assert.equal(decryptEch(nodeProvider, h, lookupOf([A.key]), { ech }).status, 'accepted');
+    // The same hello with the extension removed (so its bytes no longer hold one): no ECH offer to open.
+    const bare = decodeClientHello(encodeClientHello({ ...h, extensions: h.extensions.filter((e) => e.type !== ExtensionType.encrypted_client_hello) }));
+    assert.deepEqual(decryptEch(nodeProvider, bare, lookupOf([A.key]), { ech }), { status: 'absent' });
   });
 
   it('the AAD needs the outer hello\'s own bytes: a hello without them is a typed error, not a crash', () => {
@@ -166,6 +176,41 @@ describe('RFC 9849 §5.1 / §7.1: rebuilding ClientHelloInner from its encoding'
   it('an extension twice in the rebuilt inner (inline and referenced) → illegal_parameter', () => {
     assert.throws(() => rebuildInner(outer, encoded([innerEch, tls13, keyShare, refs(ExtensionType.key_share)])), illegal);
   });
+
+  it('server_name (type 0, the first outer extension) inline and referenced → illegal_parameter (RFC 8446 §4.2: no type twice)', () => {
+    const sni = outer.extensions[0]!;
+    assert.equal(sni.type, ExtensionType.server_name);
+    assert.throws(
+      () => rebuildInner(outer, encoded([innerEch, tls13, { type: sni.type, data: sni.data }, refs(ExtensionType.server_name)])),
+      (e: unknown) => illegal(e) && /appears twice/.test((e as Error).message),
+    );
+  });
+
+  it('§7.1: a referenced supported_versions is the one checked: the outer\'s TLS 1.3 + 1.2 list → "offers TLS 1.2 or below"', () => {
+    // The outer hello offers TLS 1.2 too (§6.1.2); an inner that takes its list by reference offers it as well.
+    assert.deepEqual(findExtension(outer, ExtensionType.supported_versions)!.data, Uint8Array.of(4, 0x03, 0x04, 0x03, 0x03));
+    assert.throws(
+      () => rebuildInner(outer, encoded([innerEch, refs(ExtensionType.supported_versions)])),
+      (e: unknown) => illegal(e) && /TLS 1\.2 or below/.test((e as Error).message),
+    );
+  });
+
+  it('the rebuilt inner is encoded as encodeClientHello encodes it, also with 200 cipher suites (a list length over 255 bytes)', () => {
+    const many = Array.from({ length: 200 }, (_, i) => 0x1300 + i);
+    const inner = rebuildInner(outer, encodeClientHello({ ...outer, raw: undefined, cipherSuites: many, sessionId: new Uint8Array(0), extensions: [innerEch, tls13] }));
+    // The session id is the outer hello's (§5.1).
+    assert.deepEqual(inner.raw, encodeClientHello({ ...outer, raw: undefined, cipherSuites: many, extensions: [innerEch, tls13] }));
+  });
+
+  it('the rebuilt extension block past 2^16 - 1 bytes (inline plus referenced) is ERR_ENCODE when encoded; at exactly 2^16 - 1 it encodes', () => {
+    // Each part fits its own hello; only the rebuilt inner's sum can pass the u16 length (RFC 8446 §4.1.2).
+    const big = { ...outer, extensions: [...outer.extensions, { type: 0x7777, data: new Uint8Array(40000) }] };
+    // innerEch 4 + 1, tls13 4 + 3, the inline one 4 + n, the referenced one 4 + 40000: 40020 + n bytes.
+    const inner = (n: number) => rebuildInner(big, encoded([innerEch, tls13, { type: 0x7778, data: new Uint8Array(n) }, refs(0x7777)]));
+    const exact = inner(65535 - 40020).raw!;
+    assert.equal((exact[exact.length - 65535 - 2]! << 8) | exact[exact.length - 65535 - 1]!, 65535);
+    assert.throws(() => inner(65536 - 40020).raw, (e: unknown) => e instanceof EchgateError && e.code === 'ERR_ENCODE');
+  });
 });
 
 describe('RFC 9849 §5.1: a compressed extension is copied from ClientHelloInner into ClientHelloOuter', () => {
@@ -200,6 +245,34 @@ describe('RFC 9849 §5.1: a compressed extension is copied from ClientHelloInner
     const r = decryptEch(nodeProvider, decodeClientHelloMessage(h.outerMessage), lookupOf([A.key]));
     assert.equal(r.status, 'accepted');
     if (r.status === 'accepted') assert.deepEqual(r.inner.raw, h.inner.raw);
+  });
+});
+
+describe('RFC 9849 §5.1: supported_versions compressed (inner and outer TLS 1.3 only)', () => {
+  it('the server takes the referenced list for the §7.1 check and accepts', () => {
+    const h = buildEchClientHello(nodeProvider, { config: A.config, innerSni: 'secret.example.test', compress: [ExtensionType.supported_versions] });
+    assert.deepEqual(findExtension(h.outer, ExtensionType.supported_versions)!.data, Uint8Array.of(2, 0x03, 0x04));
+    const r = decryptEch(nodeProvider, decodeClientHelloMessage(h.outerMessage), lookupOf([A.key]));
+    assert.equal(r.status, 'accepted');
+    if (r.status === 'accepted') assert.deepEqual(r.inner.raw, h.inner.raw);
+  });
+});
+
+describe('split mode: ClientHelloInner as one handshake record (RFC 8446 §5.1), or undefined when it does not fit', () => {
+  it('a record of type 22, version 0x0303, the hello behind a 4-byte handshake header; undefined one byte under its size', () => {
+    const r = decryptEch(nodeProvider, hello(), lookupOf([A.key]));
+    assert.equal(r.status, 'accepted');
+    if (r.status !== 'accepted') return;
+    const inner = r.inner as InnerHello;
+    const body = inner.raw;
+    const n = body.length + 4;
+    for (const max of [n, 1 << 14]) {
+      const rec = inner.record(max);
+      assert.ok(rec, `maxPlain ${max}`);
+      assert.deepEqual([...rec.subarray(0, 9)], [22, 3, 3, n >> 8, n & 0xff, 1, body.length >> 16, (body.length >> 8) & 0xff, body.length & 0xff]);
+      assert.deepEqual(rec.subarray(9), body);
+    }
+    assert.equal(inner.record(n - 1), undefined);
   });
 });
 

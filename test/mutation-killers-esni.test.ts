@@ -164,6 +164,38 @@ describe('draft-ietf-tls-esni-02 §5.2: what the client-facing server refuses', 
     // ESNI is X25519 only in echgate (the group is in ESNIContents, so the relabelled share must be refused before decryption).
     assert.equal(failure(() => decrypt(hello(encodeClientEncryptedSNI({ ...ces, keyShare: { ...ces.keyShare, group: 0x0017 } })), [key])), 'illegal_parameter');
   });
+  it('a suite whose hash the record has no record_digest for (SHA-384 against a SHA-256-only record): illegal_parameter, not a crash', () => {
+    // prepareEsniKey keeps one digest per hash of the record's suites; RAW lists 0x1301 only, so the lookup under
+    // SHA-384 finds none and no key matches (§5.2: "does not match ... any known ESNIKeys structure").
+    const ces = decodeClientEncryptedSNI(extension());
+    assert.equal(KEY.digests.get('sha384'), undefined);
+    assert.equal(failure(() => decrypt(hello(encodeClientEncryptedSNI({ ...ces, suite: 0x1302, recordDigest: new Uint8Array(48) })))), 'illegal_parameter');
+  });
+  it('the SNI key is zeroed once the AEAD has opened the extension, or failed to', () => {
+    const aead = AEADS['aes-128-gcm'];
+    const seen: Uint8Array[] = [];
+    const open = aead.open.bind(aead);
+    // An own property in front of the prototype's method, removed again below.
+    Object.defineProperty(aead, 'open', {
+      configurable: true,
+      value: (key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, ct: Uint8Array) => {
+        seen.push(key);
+        assert.ok(key.some((b) => b !== 0), 'the key is not zero while in use');
+        return open(key, nonce, aad, ct);
+      },
+    });
+    try {
+      assert.equal(decrypt(hello(extension())).hostName, 'secret.example.test');
+      const ces = decodeClientEncryptedSNI(extension());
+      const bad = Uint8Array.from(ces.encryptedSni);
+      bad[0] = (bad[0] ?? 0) ^ 1;
+      assert.equal(failure(() => decrypt(hello(encodeClientEncryptedSNI({ ...ces, encryptedSni: bad })))), 'decrypt_error');
+    } finally {
+      delete (aead as { open?: unknown }).open;
+    }
+    assert.equal(seen.length, 2);
+    for (const k of seen) assert.ok(k.every((b) => b === 0), 'the key is zeroed after use');
+  });
   it('a ServerNameList with no host_name entry: illegal_parameter', () => {
     // ClientESNIInner = nonce || ServerNameList padded to 260, here with one name of type 1 only.
     const name = new TextEncoder().encode('x.test');

@@ -26,7 +26,7 @@ import {
 import { checksumInput, decodeClientESNIInner, decodeESNIKeys, decodeServerEncryptedSNI, ESNI_NONCE_LENGTH, encodeClientESNIInner, encodeESNIContents, encodeESNIKeys, encodeServerEncryptedSNI } from '../src/wire/tls/esni.js';
 import { ByteQueue } from '../src/wire/tls/byte-queue.js';
 import { encodeHandshake } from '../src/wire/tls/handshake.js';
-import { certificateVerifyContent, serverHelloExtensions } from '../src/wire/tls/server-messages.js';
+import { certificateVerifyContent, decodeCertificateVerify, encodeCertificateVerify, serverHelloExtensions } from '../src/wire/tls/server-messages.js';
 import { ClientHelloAssembler, frameHandshake, MAX_CIPHERTEXT, RecordReader, sniffTls } from '../src/wire/tls/record.js';
 
 /** The alert a decode refuses with, or 'accepted'. Anything but an EchgateError fails the test. */
@@ -730,5 +730,17 @@ describe('RFC 8446 §4.1.3, §4.2.8: ServerHello extensions', () => {
       { type: ExtensionType.key_share, data: Uint8Array.of(0x11, 0xec) },
       { type: ExtensionType.supported_versions, data: Uint8Array.of(3, 4) },
     ]);
+  });
+});
+
+describe('RFC 8446 §4.4.3: encodeCertificateVerify (exported; the server writes CertificateVerify in place)', () => {
+  it('scheme and a 256-byte signature: a handshake message of type 15 that decodeCertificateVerify reads back', () => {
+    const sig = Uint8Array.from({ length: 256 }, (_, i) => i);
+    const msg = encodeCertificateVerify(0x0804, sig);
+    assert.deepEqual([...msg.subarray(0, 8)], [15, 0, 1, 4, 0x08, 0x04, 1, 0]);
+    assert.equal(msg.length, 4 + 2 + 2 + 256);
+    const cv = decodeCertificateVerify(msg.subarray(4));
+    assert.equal(cv.scheme, 0x0804);
+    assert.deepEqual(cv.signature, sig);
   });
 });
