@@ -31,7 +31,8 @@ export const LAYERS: [string, Layer][] = [
   ['bytes', { imports: ['errors'], node: [], packages: [] }],
   ['wire', { imports: ['bytes', 'errors'], node: [], packages: [] }],
   ['crypto', { imports: ['bytes', 'errors'], node: ['node:crypto'], packages: ['@noble/'] }],
-  // certs.ts signs with node:crypto keys and the client verifies X.509; server.ts publishes handshake events (no I/O).
+  // certs.ts signs with node:crypto keys and the client verifies X.509; record-crypto.ts seals and opens records with
+  // node:crypto ciphers; server.ts publishes handshake events (no I/O).
   ['tls13', { imports: ['wire', 'crypto', 'bytes', 'errors'], node: ['node:crypto', 'node:diagnostics_channel'], packages: [] }],
   ['ech', { imports: ['tls13', 'wire', 'crypto', 'bytes', 'errors'], node: [], packages: [] }],
   // The key folder (RFC 9934 PEM files, the lock) and the keyring, which prepares ech/server.ts keys once per load.

@@ -1,6 +1,8 @@
 /**
- * The AEAD work of the bulk record path (RFC 8446 §5.2) on node:crypto, with
- * as little of our own around each record as Node 20's API allows: node:crypto
+ * The record AEAD (RFC 8446 §5.2) on node:crypto: one record (sealRecord, the
+ * handshake's and alerts'), the bulk path's chunks (sealChunk) and opening
+ * (openRecord), with as little of our own around each record as Node 20's
+ * API allows: node:crypto
  * needs a new cipher object per record (a new nonce, §5.3, and no way to re-key
  * or re-IV one), and every update() returns a new buffer; that much is the
  * floor (docs/benchmarks.md, "Terminated bulk, ninth pass"). Around it, per
@@ -31,6 +33,42 @@ function typeByte(type: number): Buffer {
     typeBytes[type] = b;
   }
   return b;
+}
+
+/**
+ * One TLS 1.3 record in one buffer (RFC 8446 §5.2): the header (type
+ * application_data, legacy_record_version 0x0303, length; also the AAD) ||
+ * AEAD(content || type) || tag, the header written in place. The content is
+ * read once by the cipher and the result copied once into the output; the
+ * generic seal() would copy the content into a TLSInnerPlaintext first and
+ * the ciphertext twice after (three extra copies of up to 16 KiB per record).
+ */
+export function sealRecord(name: AeadName, key: Uint8Array, nonce: Uint8Array, content: Uint8Array, type: number): Uint8Array {
+  const len = content.length + 1 + 16;
+  // Unpooled and not zeroed: every byte is written below (AES-GCM and ChaCha20-Poly1305 give as many bytes as they get).
+  const buf = Buffer.allocUnsafeSlow(5 + len);
+  buf[0] = 23;
+  buf[1] = 3;
+  buf[2] = 3;
+  buf[3] = len >>> 8;
+  buf[4] = len & 0xff;
+  const c = createCipheriv(name as 'aes-128-gcm', key, nonce, TAG16);
+  c.setAAD(buf.subarray(0, 5));
+  let at = 5;
+  const head = c.update(content);
+  buf.set(head, at);
+  at += head.length;
+  const mid = c.update(typeByte(type));
+  buf.set(mid, at);
+  at += mid.length;
+  const tail = c.final();
+  if (tail.length) {
+    buf.set(tail, at);
+    at += tail.length;
+  }
+  if (at + TAG_LEN !== buf.length) throw new EchgateError('ERR_ENCODE', `${name}: ciphertext of unexpected length`);
+  buf.set(c.getAuthTag(), at);
+  return new Uint8Array(buf.buffer, buf.byteOffset, buf.length);
 }
 
 /** Gives the nonce of record `first + i` (RFC 8446 §5.3): RecordCipher.nonceAt. */

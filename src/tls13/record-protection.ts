@@ -3,12 +3,11 @@
  * (content || type || zeros), per-record nonce = iv XOR sequence number,
  * AAD = the 5-byte record header.
  */
-import { sealRecord } from '../crypto/node.js';
 import { EchgateError } from '../errors.js';
 import { ContentType, MAX_PLAINTEXT } from '../wire/tls/constants.js';
 import { MAX_CIPHERTEXT } from '../wire/tls/record.js';
 import type { CipherSuite, TrafficKeys } from './key-schedule.js';
-import { type NonceSource, openRecord, sealChunk } from './record-crypto.js';
+import { type NonceSource, openRecord, sealChunk, sealRecord } from './record-crypto.js';
 
 /** RFC 8446 §5.4: the whole TLSInnerPlaintext (content, type byte, padding) is at most 2^14 + 1 bytes. */
 export const MAX_INNER_PLAINTEXT = MAX_PLAINTEXT + 1;
