@@ -38,7 +38,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../src/cli/free-port.js';
 import { cpuMs, cpuNs } from './cpu.js';
-import { children, connLoad, idleMemoryConfig, median, openIdle, rssKiB, sleep, start, waitPort, SERVE_NODE_FLAGS } from './util.js';
+import { children, connLoad, idleMemoryConfig, median, openIdle, rotate, rssKiB, sleep, start, waitPort, SERVE_NODE_FLAGS } from './util.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const env = process.env;
@@ -185,13 +185,15 @@ tcp:
     if (ONLY.includes('conn')) {
       for (const p of all) await connLoad(p.port, 3000, 50, capture); // warm-up: the first round ran 15–25 % above the others with 1000
       const res: Record<string, number[]> = {};
-      // Each round in 5 slices per proxy, the order reversed every slice, so all see the same contention.
+      // Each round in 5 slices per proxy, the order rotated every slice (util.ts rotate), so all see the same contention
+      // and each takes each position: reversing it kept the middle proxy in the middle, 5–7 % off the others
+      // (docs/benchmarks.md, "Passthrough cost, ninth pass").
       const CONN_SLICES = 5;
       const per = Math.ceil(CONNS / CONN_SLICES);
       for (let r = 0; r < ROUNDS; r++) {
         const cpu: Record<string, number> = {};
         for (let i = 0; i < CONN_SLICES; i++) {
-          for (const p of i % 2 === 0 ? all : [...all].reverse()) {
+          for (const p of rotate(all, r * CONN_SLICES + i)) {
             const c0 = cpuNsMs(p.pid);
             await connLoad(p.port, per, 50, capture);
             cpu[p.name] = (cpu[p.name] ?? 0) + cpuNsMs(p.pid) - c0;
