@@ -26,7 +26,7 @@ import {
 import { checksumInput, decodeClientESNIInner, decodeESNIKeys, decodeServerEncryptedSNI, ESNI_NONCE_LENGTH, encodeClientESNIInner, encodeESNIContents, encodeESNIKeys, encodeServerEncryptedSNI } from '../src/wire/tls/esni.js';
 import { ByteQueue } from '../src/wire/tls/byte-queue.js';
 import { encodeHandshake } from '../src/wire/tls/handshake.js';
-import { certificateVerifyContent, decodeCertificateVerify, encodeCertificateVerify, serverHelloExtensions } from '../src/wire/tls/server-messages.js';
+import { certificateVerifyContent, serverHelloExtensions, serverHelloRecord } from '../src/wire/tls/server-messages.js';
 import { ClientHelloAssembler, frameHandshake, MAX_CIPHERTEXT, RecordReader, sniffTls } from '../src/wire/tls/record.js';
 
 /** The alert a decode refuses with, or 'accepted'. Anything but an EchgateError fails the test. */
@@ -733,14 +733,73 @@ describe('RFC 8446 §4.1.3, §4.2.8: ServerHello extensions', () => {
   });
 });
 
-describe('RFC 8446 §4.4.3: encodeCertificateVerify (exported; the server writes CertificateVerify in place)', () => {
-  it('scheme and a 256-byte signature: a handshake message of type 15 that decodeCertificateVerify reads back', () => {
-    const sig = Uint8Array.from({ length: 256 }, (_, i) => i);
-    const msg = encodeCertificateVerify(0x0804, sig);
-    assert.deepEqual([...msg.subarray(0, 8)], [15, 0, 1, 4, 0x08, 0x04, 1, 0]);
-    assert.equal(msg.length, 4 + 2 + 2 + 256);
-    const cv = decodeCertificateVerify(msg.subarray(4));
-    assert.equal(cv.scheme, 0x0804);
-    assert.deepEqual(cv.signature, sig);
+// Ninth session (docs/mutation.md, w9): the ServerHello encoder's guards and our key share (server-messages.ts),
+// and the ClientHelloAssembler's buffering (record.ts `push`/`append`). tls13-server-flight checks the encoder
+// too, but it is not in wire-tls-codec-kfirst's list; these run in the codec run.
+
+describe('RFC 8446 §4.1.3, §4.2.8: the ServerHello encoders', () => {
+  const random = new Uint8Array(32).fill(7);
+  const share = new Uint8Array(32).fill(9);
+
+  it('serverHelloRecord: a random of 31 or 33 bytes and a session id echo of 33 bytes are ERR_ENCODE; 32 and 32 are written', () => {
+    for (const r of [new Uint8Array(31), new Uint8Array(33)]) {
+      assert.equal(codeOf(() => serverHelloRecord(r, new Uint8Array(0), 0x1301, 0x1d, share, 0x0304)), 'ERR_ENCODE');
+    }
+    assert.equal(codeOf(() => serverHelloRecord(random, new Uint8Array(33), 0x1301, 0x1d, share, 0x0304)), 'ERR_ENCODE');
+    const { message } = serverHelloRecord(random, new Uint8Array(32).fill(5), 0x1301, 0x1d, share, 0x0304);
+    // type, length, legacy_version, random, then the echo's length byte and its 32 bytes.
+    assert.deepEqual([...message.subarray(38, 40)], [32, 5]);
+  });
+
+  it('serverHelloExtensions with our share: key_share is KeyShareEntry (group, then the key as a u16 vector)', () => {
+    assert.deepEqual(serverHelloExtensions(0x0304, { group: 0x001d, key: share }), [
+      { type: ExtensionType.key_share, data: concat(Uint8Array.of(0, 0x1d, 0, 32), share) },
+      { type: ExtensionType.supported_versions, data: Uint8Array.of(3, 4) },
+    ]);
+  });
+});
+
+describe('RFC 8446 §5.1: the ClientHelloAssembler holds what it is given', () => {
+  const rec = (type: number, body: Uint8Array) => concat(Uint8Array.of(type, 3, 1), u16(body.length), body);
+  const hello = (len: number) => concat(Uint8Array.of(1, 0, len >> 8, len & 0xff), new Uint8Array(len).fill(0x42));
+
+  it('after the hello, further bytes are only buffered (§4.2.10: 0-RTT application_data may follow at once): no error, no second hello', () => {
+    const h = rec(ContentType.handshake, hello(10));
+    const early = rec(ContentType.application_data, Uint8Array.of(1, 2, 3));
+    const asm = new ClientHelloAssembler(1000);
+    assert.equal(asm.push(h)?.consumed, h.length);
+    assert.equal(asm.push(early), undefined);
+    assert.equal(asm.push(new Uint8Array(0)), undefined);
+    assert.equal(asm.push(h), undefined);
+    assert.equal(asm.buffered, 2 * h.length + early.length);
+    assert.deepEqual(asm.bytes(), concat(h, early, h));
+  });
+
+  it('the first chunk is held, not copied (bytes() is a view of it), and an empty push copies nothing', () => {
+    const part = rec(ContentType.handshake, hello(10)).slice(0, 7);
+    const asm = new ClientHelloAssembler(1000);
+    assert.equal(asm.push(part), undefined);
+    assert.equal(asm.bytes().buffer, part.buffer);
+    assert.equal(asm.push(new Uint8Array(0)), undefined);
+    assert.equal(asm.bytes().buffer, part.buffer);
+    assert.deepEqual(asm.bytes(), part);
+  });
+
+  it('a hello of 2100 bytes pushed a byte at a time: one buffer of 1024 filled to its last byte, then 2048, then 4096 (O(n) copying)', () => {
+    const whole = rec(ContentType.handshake, hello(2100 - 9));
+    const asm = new ClientHelloAssembler(4096);
+    const at: ArrayBufferLike[] = [];
+    let r: ReturnType<ClientHelloAssembler['push']>;
+    for (let i = 0; i < whole.length; i++) {
+      r = asm.push(whole.subarray(i, i + 1));
+      at[i + 1] = asm.bytes().buffer;
+    }
+    assert.deepEqual(r!.message, whole.subarray(5));
+    assert.deepEqual(asm.bytes(), whole);
+    assert.equal(at[1], whole.buffer);
+    assert.equal(new Set(at.slice(2)).size, 3);
+    assert.deepEqual([at[2]!.byteLength, at[1025]!.byteLength, at[2049]!.byteLength], [1024, 2048, 4096]);
+    assert.equal(at[1024], at[2]);
+    assert.equal(at[2048], at[1025]);
   });
 });

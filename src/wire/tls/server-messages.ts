@@ -165,10 +165,6 @@ export function decodeCertificate(body: Uint8Array): Uint8Array[] {
   return out;
 }
 
-export function encodeCertificateVerify(scheme: number, signature: Uint8Array): Uint8Array {
-  return encodeHandshake(HandshakeType.certificate_verify, new Writer(8 + signature.length).u16(scheme).vec16(signature).finish());
-}
-
 export function decodeCertificateVerify(body: Uint8Array): { scheme: number; signature: Uint8Array } {
   const r = new Reader(body);
   const scheme = r.u16();
