@@ -115,7 +115,7 @@ export const TARGETS = {
   // (valid while the source of those lines has not changed since the run).
   killers: {
     mutate: ['src/wire/tls/*.ts', 'src/ech/*.ts', 'src/tls13/*.ts'],
-    tests: ['mutation-killers-wire', 'mutation-killers-ech', 'mutation-killers-esni', 'mutation-killers-client', 'mutation-killers', 'mutation-killers-tls13-rest'],
+    tests: ['mutation-killers-wire', 'mutation-killers-ech', 'mutation-killers-esni', 'mutation-killers-client', 'mutation-killers', 'mutation-killers-tls13-rest', 'mutation-killers-ninth'],
   },
   // The decoders and framers of src/wire/tls with the codec tests only (about 15 s a surviving
   // mutant against about 45 s with the engine files on a loaded machine): a first pass that
@@ -178,6 +178,7 @@ export const TARGETS = {
       'tls13-record-chunk',
       'tls13-key-schedule-pairs',
       'extensions-index',
+      'mutation-killers-ninth',
       'mutation-killers-tls13-rest',
       'mutation-killers-wire',
       'mutation-killers',

@@ -225,3 +225,75 @@ describe('wire/tls/client-hello.ts scanClientHelloMessage: a Buffer comes out as
     assert.ok(ech > 0, 'no capture with an outer ECH extension');
   });
 });
+
+/**
+ * Runs `f` with node:crypto's createCipheriv and createDecipheriv wrapped (through syncBuiltinESMExports,
+ * which record-crypto.ts's import sees) so that every update() holds its output's last byte back to the
+ * next call and final() gives it: a cipher that buffers, as a block mode would. With `drop`, final() loses
+ * that byte instead: a cipher that gives fewer bytes than it got.
+ */
+function laggingCiphers(drop: boolean, f: () => void): void {
+  const enc = nodeCrypto.createCipheriv;
+  const dec = nodeCrypto.createDecipheriv;
+  const lag = <C extends { update(d: Uint8Array): Buffer; final(): Buffer }>(c: C): C => {
+    const update = c.update.bind(c);
+    const final = c.final.bind(c);
+    let held = Buffer.alloc(0);
+    (c as { update: unknown }).update = (d: Uint8Array) => {
+      const all = Buffer.concat([held, update(d)]);
+      held = all.subarray(all.length - Math.min(1, all.length));
+      return all.subarray(0, all.length - held.length);
+    };
+    (c as { final: unknown }).final = () => {
+      const rest = final();
+      return drop ? rest : Buffer.concat([held, rest]);
+    };
+    return c;
+  };
+  const n = nodeCrypto as { createCipheriv: unknown; createDecipheriv: unknown };
+  n.createCipheriv = (...a: Parameters<typeof enc>) => lag(enc(...a));
+  n.createDecipheriv = (...a: Parameters<typeof dec>) => lag(dec(...a));
+  syncBuiltinESMExports();
+  try {
+    f();
+  } finally {
+    n.createCipheriv = enc;
+    n.createDecipheriv = dec;
+    syncBuiltinESMExports();
+  }
+}
+
+describe('tls13/record-crypto.ts: a cipher whose output does not come all from update()', () => {
+  // AES-GCM and ChaCha20-Poly1305 give every byte from update(); the code takes final()'s bytes too and
+  // checks the count, since the record buffer is not zeroed (an unwritten byte would be old memory on the wire).
+  for (const suite of CIPHER_SUITES) {
+    const keys = () => ({ key: new Uint8Array(suite.keyLen).fill(3), iv: new Uint8Array(12).fill(4) });
+    const content = new Uint8Array(2 * MAX_PLAINTEXT + 7).map((_, i) => i * 7);
+
+    it(`${suite.aead}: bytes held back to final() land where update() would have put them (seal, sealAll, open)`, () => {
+      const one = new RecordCipher(suite, keys()).seal(ContentType.handshake, content.subarray(0, 100));
+      const all = new RecordCipher(suite, keys()).sealAll(ContentType.application_data, content);
+      let one2: Uint8Array | undefined;
+      let all2: Uint8Array | undefined;
+      let opened: { type: number; content: Uint8Array } | undefined;
+      laggingCiphers(false, () => {
+        one2 = new RecordCipher(suite, keys()).seal(ContentType.handshake, content.subarray(0, 100));
+        all2 = new RecordCipher(suite, keys()).sealAll(ContentType.application_data, content);
+        opened = new RecordCipher(suite, keys()).open(one.subarray(0, 5), one.subarray(5));
+      });
+      assert.deepEqual(Buffer.from(one2!), Buffer.from(one));
+      assert.deepEqual(Buffer.from(all2!), Buffer.from(all));
+      assert.equal(opened!.type, ContentType.handshake);
+      assert.deepEqual(Buffer.from(opened!.content), Buffer.from(content.subarray(0, 100)));
+    });
+
+    it(`${suite.aead}: a cipher that gives a byte fewer than it got: ERR_ENCODE, no record (seal, sealAll)`, () => {
+      const encodeErr = (e: unknown) => isEchgateError(e) && e.code === 'ERR_ENCODE';
+      laggingCiphers(true, () => {
+        assert.throws(() => new RecordCipher(suite, keys()).seal(ContentType.handshake, content.subarray(0, 100)), encodeErr);
+        assert.throws(() => new RecordCipher(suite, keys()).sealAll(ContentType.application_data, content), encodeErr);
+        assert.throws(() => new RecordCipher(suite, keys()).sealAll(ContentType.application_data, content.subarray(0, 10)), encodeErr);
+      });
+    });
+  }
+});
