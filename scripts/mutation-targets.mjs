@@ -115,7 +115,7 @@ export const TARGETS = {
   // (valid while the source of those lines has not changed since the run).
   killers: {
     mutate: ['src/wire/tls/*.ts', 'src/ech/*.ts', 'src/tls13/*.ts'],
-    tests: ['mutation-killers-wire', 'mutation-killers-ech', 'mutation-killers-esni', 'mutation-killers-client', 'mutation-killers', 'mutation-killers-tls13-rest'],
+    tests: ['mutation-killers-wire', 'mutation-killers-ech', 'mutation-killers-esni', 'mutation-killers-client', 'mutation-killers', 'mutation-killers-tls13-rest', 'mutation-killers-ninth'],
   },
   // The decoders and framers of src/wire/tls with the codec tests only (about 15 s a surviving
   // mutant against about 45 s with the engine files on a loaded machine): a first pass that
@@ -167,6 +167,36 @@ export const TARGETS = {
   'wire-tls-codec-kfirst': {
     mutate: ['src/wire/tls/client-hello.ts', 'src/wire/tls/esni.ts', 'src/wire/tls/extensions.ts', 'src/wire/tls/record.ts', 'src/wire/tls/server-messages.ts', 'src/wire/tls/alert.ts', 'src/wire/tls/byte-queue.ts'],
     tests: ['client-hello-scan', 'mutation-killers-wire', 'mutation-killers', 'wire-tls', 'wire-tls-record', 'peek-robustness', 'ech-bad-input', 'esni', 'metrics-alerts'],
+  },
+  // The ninth session's new code in src/tls13 and src/wire/tls (2026-12-03: record-crypto.ts, the key
+  // schedule's HMAC pair, Transcript.addMessage, certs' signature view, the index-based extension
+  // decoders): its new test files first, then tls13-rest-kfirst's and wire-tls-codec-kfirst's lists.
+  // Run it over the changed line ranges with --mutate (docs/mutation.md, ninth session).
+  'ninth-kfirst': {
+    mutate: ['src/tls13/record-crypto.ts', 'src/tls13/record-protection.ts', 'src/tls13/key-schedule.ts', 'src/tls13/transcript.ts', 'src/tls13/certs.ts', 'src/wire/tls/extensions.ts', 'src/wire/tls/client-hello.ts'],
+    tests: [
+      'tls13-record-chunk',
+      'tls13-key-schedule-pairs',
+      'extensions-index',
+      'mutation-killers-ninth',
+      'mutation-killers-tls13-rest',
+      'mutation-killers-wire',
+      'mutation-killers',
+      'client-hello-scan',
+      'tls13-server-flight',
+      'tls13-rfc8448-server',
+      'tls13-record-bulk',
+      'client-hello-builder',
+      'tls13-forgery',
+      'tls13-states',
+      'wire-tls',
+      'wire-tls-record',
+      'peek-robustness',
+      'ech-bad-input',
+      'esni',
+      'metrics-alerts',
+      'tls13-groups',
+    ],
   },
   'ech-kfirst': {
     mutate: ['src/ech/server.ts', 'src/ech/client.ts', 'src/ech/esni.ts'],
