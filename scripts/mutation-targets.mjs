@@ -127,7 +127,7 @@ export const TARGETS = {
   },
   hpke: {
     mutate: ['src/crypto/hpke.ts'],
-    tests: ['hpke', 'ech', 'ech-bad-input', 'mutation-killers'],
+    tests: ['hpke', 'mutation-killers-eighth', 'ech', 'ech-bad-input', 'mutation-killers'],
   },
   'wire-tls': {
     mutate: ['src/wire/tls/*.ts'],
@@ -157,7 +157,9 @@ export const TARGETS = {
   // The server flight's encoders and the key schedule's one-call labels (2026-12-03): the files they touch, their tests first.
   'tls13-flight-kfirst': {
     mutate: ['src/tls13/server.ts', 'src/tls13/key-schedule.ts', 'src/tls13/transcript.ts', 'src/tls13/ech-confirm.ts', 'src/wire/tls/server-messages.ts'],
-    tests: ['tls13-server-flight', 'mutation-killers-server', 'mutation-killers-tls13-rest', 'mutation-killers-wire', 'mutation-killers', 'mutation-killers-client', 'tls13-rfc8448-server', 'tls13-forgery', 'tls13-states', 'tls13-groups', 'tls13-record-bulk', 'tls13', 'esni'],
+    // mutation-killers-ninth, tls13-key-schedule-pairs and tls13-record-chunk added for the eighth session's
+    // cost changes (key schedule pairs, record chunking; docs/mutation.md, mut4 runs m9a/m9b).
+    tests: ['tls13-server-flight', 'mutation-killers-eighth', 'mutation-killers-ninth', 'tls13-key-schedule-pairs', 'tls13-record-chunk', 'mutation-killers-server', 'mutation-killers-tls13-rest', 'mutation-killers-wire', 'mutation-killers', 'mutation-killers-client', 'tls13-rfc8448-server', 'tls13-forgery', 'tls13-states', 'tls13-groups', 'tls13-record-bulk', 'tls13', 'esni'],
   },
   // The short HMAC-SHA-256 in JS (src/crypto/sha256.ts) that the HPKE and TLS 1.3 key schedules use.
   'crypto-sha256': {
