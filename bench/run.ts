@@ -188,18 +188,22 @@ backend be_${n}
   const e = res.echgate!;
   const h = res.HAProxy!;
   const d = res.direct!;
+  // Issue #8's passthrough targets: CPU per connection against the naive Node proxy (Node's socket floor),
+  // bulk per CPU-second against HAProxy; the other ratio of each row is reported beside it, not targeted.
   const connRatio = median(e.conn) / median(h.conn);
+  const connNaive = median(e.conn) / median(naiveRes.conn);
   const bulkRatio = median(e.bulk) / median(h.bulk);
+  const bulkNaive = median(e.bulk) / median(naiveRes.bulk);
   return [
     `Relaying (TLS passthrough, ${haproxyVersion}): ${CONNS} connections per round at concurrency ${CONCURRENCY}, ${BULK_BYTES / 2 ** 30} GiB bulk, ${ROUNDS} interleaved rounds (the order rotated each round), medians.`,
     '',
-    '| | echgate | HAProxy 2.6 (nbthread 1) | naive Node proxy | direct | echgate / HAProxy |',
-    '|---|---|---|---|---|---|',
-    `| proxy CPU per connection (ms) | ${median(e.conn).toFixed(3)} | ${median(h.conn).toFixed(3)} | ${median(naiveRes.conn).toFixed(3)} | – | ${connRatio.toFixed(2)}× (target ≤ 1.0×) |`,
-    `| bulk GB/s per CPU-second of the proxy | ${median(e.bulk).toFixed(2)} | ${median(h.bulk).toFixed(2)} | ${median(naiveRes.bulk).toFixed(2)} | – | ${bulkRatio.toFixed(2)}× (target ≥ 1.0×) |`,
-    `| connections/s (wall, client-bound) | ${median(e.connWall).toFixed(0)} | ${median(h.connWall).toFixed(0)} | | ${median(d.connWall).toFixed(0)} | |`,
-    `| bulk GB/s (wall) | ${median(e.bulkWall).toFixed(2)} | ${median(h.bulkWall).toFixed(2)} | | ${median(d.bulkWall).toFixed(2)} | |`,
-    `| full TLS 1.3 handshakes/s through it (wall, client-bound) | ${e.tls[0]!.toFixed(0)} | ${h.tls[0]!.toFixed(0)} | | ${d.tls[0]!.toFixed(0)} | |`,
+    '| | echgate | HAProxy 2.6 (nbthread 1) | naive Node proxy | direct | echgate / naive | echgate / HAProxy |',
+    '|---|---|---|---|---|---|---|',
+    `| proxy CPU per connection (ms) | ${median(e.conn).toFixed(3)} | ${median(h.conn).toFixed(3)} | ${median(naiveRes.conn).toFixed(3)} | – | ${connNaive.toFixed(2)}× (target ≤ 1.10×) | ${connRatio.toFixed(2)}× |`,
+    `| bulk GB/s per CPU-second of the proxy | ${median(e.bulk).toFixed(2)} | ${median(h.bulk).toFixed(2)} | ${median(naiveRes.bulk).toFixed(2)} | – | ${bulkNaive.toFixed(2)}× | ${bulkRatio.toFixed(2)}× (target ≥ 1.0×) |`,
+    `| connections/s (wall, client-bound) | ${median(e.connWall).toFixed(0)} | ${median(h.connWall).toFixed(0)} | | ${median(d.connWall).toFixed(0)} | | |`,
+    `| bulk GB/s (wall) | ${median(e.bulkWall).toFixed(2)} | ${median(h.bulkWall).toFixed(2)} | | ${median(d.bulkWall).toFixed(2)} | | |`,
+    `| full TLS 1.3 handshakes/s through it (wall, client-bound) | ${e.tls[0]!.toFixed(0)} | ${h.tls[0]!.toFixed(0)} | | ${d.tls[0]!.toFixed(0)} | | |`,
   ];
 }
 
