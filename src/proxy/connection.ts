@@ -161,19 +161,20 @@ function timer(body: (k: Connection) => void): (k: Connection) => void {
   };
 }
 
-const onClientData = listener<Buffer>((k, d) => k.peek(d));
+// 'data' and 'end': one listener each from accept to close when the connection goes to a plain passthrough
+// (clientData, clientEnded hand the relay its bytes and EOF), taken off at the route for every other handler.
+const onClientData = listener<Buffer>((k, d) => k.clientData(d));
 const onClientError = listener((k) => {
   k.backend?.destroy();
   k.socket.destroy();
 });
 const onClientClose = listener((k) => k.closed());
-const onClientEnd = listener((k) => k.endedEarly());
+const onClientEnd = listener((k) => k.clientEnded());
 const onPeekTimeout = timer((k) => k.peekTimedOut());
 /** The ClientHello and backend connect deadlines: one list per duration, no node timer per connection (proxy/deadlines.ts). */
 const peekDeadlines = new Deadlines((e) => onPeekTimeout(e as Connection));
 const onBackendError = listener<Error>((k, err) => k.backendError(err));
 const onBackendConnect = listener((k) => k.backendConnected());
-const onBackendClose = listener((k) => k.client?.destroy());
 const onConnectTimeout = timer((k) => k.backend?.destroy(new Error('connect timeout')));
 const connectDeadlines = new Deadlines((e) => onConnectTimeout(e as Connection));
 const onIdleTimeout = timer((k) => {
@@ -246,6 +247,16 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner {
   private afterConnect: ((r: Relay) => void) | undefined;
   /** RelayOwner: the relay's listeners find it here, through the sockets' OWNER tag. */
   relay: Relay | undefined = undefined;
+  /** The peek's 'data' listener is on the socket. */
+  private dataOn = false;
+  /**
+   * A plain passthrough keeps the peek's 'data' and 'end' listeners for the relay (Conn.relayClient):
+   * no listener taken off and put back, no pause and resume of the client between the route and the
+   * backend's connect (docs/benchmarks.md, "Passthrough cost, tenth pass").
+   */
+  private keep = false;
+  /** In `keep` mode: the client's EOF came before the relay read the client; relayClient passes it on. */
+  private eofHeld = false;
 
   constructor(
     readonly ctx: EntryContext,
@@ -295,6 +306,7 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner {
     peekDeadlines.list(ctx.ep.clientHelloTimeoutMs).add(this);
     if (ctx.ep.protocol) this.pre = new ClientPreamble(preambleProtocol(ctx.ep.protocol), ctx, socket, this);
     socket.on('data', onClientData);
+    this.dataOn = true;
     socket.on('end', onClientEnd);
   }
 
@@ -373,6 +385,7 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner {
 
   fail(reason: PeekFailure, alert?: Uint8Array, alertName?: AlertName): void {
     const { ctx, socket } = this;
+    this.stopData();
     ctx.metrics.peekFailures.inc({ entrypoint: this.ep, reason });
     const how: Outcome = reason === 'tls_handshake' ? 'tls_alert' : reason;
     if (alert && socket.writable) {
@@ -392,6 +405,7 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner {
   /** Not a decoding problem but a bug: count it as one, answer internal_error (RFC 8446 §6.2). */
   private internalFail(e: unknown): void {
     const { ctx, socket } = this;
+    this.stopData();
     this.outcome = 'handler_error';
     try {
       ctx.metrics.handlerErrors.inc({ listener: 'proxy' });
@@ -446,7 +460,40 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner {
   /** Stop the ClientHello deadline (the connection leaves its deadline list) and stop reading for it. */
   stopPeek(): void {
     this.dlList?.remove(this);
+    this.stopData();
+  }
+
+  /** Take the peek's 'data' listener off (no more reads for the connection itself). */
+  private stopData(): void {
+    if (!this.dataOn) return;
+    this.dataOn = false;
     this.socket.removeListener('data', onClientData);
+  }
+
+  /** The client's 'data': the ClientHello while peeking; in `keep` mode, then, the relay's. */
+  clientData(d: Buffer): void {
+    if (this.asm) return this.peek(d);
+    const r = this.relay;
+    if (r?.reading) return r.clientData(d);
+    // `keep` mode, routed, the backend not connected yet: the socket holds the bytes until the relay
+    // reads the client (as the paused socket did when the listener was swapped).
+    this.socket.pause();
+    this.socket.unshift(d);
+  }
+
+  /** The client's 'end': before the route, an early EOF; in `keep` mode, the relay's. */
+  clientEnded(): void {
+    if (!this.keep) return this.endedEarly();
+    const r = this.relay;
+    if (r?.reading) r.clientEnded();
+    else this.eofHeld = true;
+  }
+
+  /** Conn.relayClient: start relaying the client's bytes as they are (proxy/passthrough.ts). */
+  relayClient(r: Relay): void {
+    if (!this.keep) return r.readClient();
+    r.readClientFromOwner();
+    if (this.eofHeld) r.clientEnded();
   }
 
   /** Client bytes until one whole ClientHello (or proof there is none). */
@@ -485,7 +532,8 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner {
       return this.fail(reason, encodeAlertRecord(alertFor(e)));
     }
     if (!hello) return;
-    this.stopPeek();
+    // The ClientHello deadline; the 'data' listener comes off in dispatch, or stays for a plain passthrough.
+    this.dlList?.remove(this);
     // classify
     let cls: Classified;
     try {
@@ -517,6 +565,7 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner {
       const h = publicNameHandler(ctx, cls);
       if (h) {
         this.publishRoute('-', data, cls, h.answer);
+        this.stopData();
         return h.start(new HandlerConn(this, undefined, cls, peeked, consumed));
       }
       ctx.limiter.log(ctx.log, 'warn', { entrypoint: this.ep, sni: cls.sni }, 'ECH rejected for a public name that no certificate covers: the client cannot receive retry_configs');
@@ -597,7 +646,13 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner {
     if (ctx.ep.protocol && cls && !('refuse' in h) && !h.answer) h = withBackendPreamble(preambleProtocol(ctx.ep.protocol), h);
     this.publishRoute(this.logRouter(), data, cls, h.answer);
     if ('refuse' in h) return h.internal !== undefined ? this.internalFail(h.internal) : this.fail(h.refuse, h.alert);
-    socket.pause();
+    // A plain passthrough keeps the 'data' listener (relayClient); any other handler reads the client its
+    // own way from a paused socket once it is ready.
+    if (h.relaysClientAsIs && this.dataOn) this.keep = true;
+    else {
+      this.stopData();
+      socket.pause();
+    }
     h.start(new HandlerConn(this, route, cls, peeked, consumed));
   }
 
@@ -646,13 +701,17 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner {
     this.socket.destroy();
   }
 
+  /** RelayOwner: the backend's 'close' (from the relay's listener) ends the client once the backend had connected. */
+  backendClosed(): void {
+    if (this.connected) this.client?.destroy();
+  }
+
   backendConnected(): void {
     this.connected = true;
     this.dlList?.remove(this);
     const then = this.afterConnect;
     this.afterConnect = undefined;
     then?.(this.relay!);
-    this.backend!.on('close', onBackendClose);
     // The idle deadline: reads from the client and writes to it both count as activity (the relay marks them).
     const ms = this.ctx.ep.idleTimeoutMs;
     if (ms > 0 && !this.finished) idleSweeps.sweep(ms).add(this.relay!);
@@ -708,5 +767,8 @@ class HandlerConn implements Conn {
   }
   connect(client: net.Socket, opts: RelayOptions, onConnect: (r: Relay) => void): Relay {
     return this.k.connect(this.route, client, opts, onConnect);
+  }
+  relayClient(r: Relay): void {
+    this.k.relayClient(r);
   }
 }

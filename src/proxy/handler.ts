@@ -59,6 +59,11 @@ export interface Handler {
   readonly answer?: Answer;
   /** Take the connection over. Runs inside the connection's exception guard. */
   start(c: Conn): void;
+  /**
+   * The handler relays the client's bytes as they are through Conn.relayClient (a plain passthrough):
+   * the connection then keeps its own 'data' listener on the client rather than swapping it.
+   */
+  readonly relaysClientAsIs?: boolean;
 }
 
 /** What a handler may do to its connection. */
@@ -95,5 +100,10 @@ export interface Conn {
    * backend is connected, after the PROXY header is written.
    */
   connect(client: net.Socket, opts: RelayOptions, onConnect: (r: Relay) => void): Relay;
+  /**
+   * Start relaying the client's bytes, as they are, to `r`'s backend (in place of r.readClient()):
+   * through the connection's own listeners when the handler said relaysClientAsIs.
+   */
+  relayClient(r: Relay): void;
   readonly route: Route<RouteTarget> | undefined;
 }

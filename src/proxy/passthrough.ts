@@ -25,10 +25,13 @@ const AS_IS: RelayOptions = Object.freeze({});
  * handler holds the replay until the backend is connected, as the closures did.
  */
 class Passthrough implements Handler {
+  readonly relaysClientAsIs: boolean;
   constructor(
     private readonly replay: Uint8Array,
     private readonly rewrite: Rewrite | undefined,
-  ) {}
+  ) {
+    this.relaysClientAsIs = rewrite === undefined;
+  }
 
   start(c: Conn): void {
     c.connect(c.socket, AS_IS, (r) => this.connected(r, c));
@@ -37,7 +40,7 @@ class Passthrough implements Handler {
   private connected(r: Relay, c: Conn): void {
     if (this.replay.length > 0) r.toBackend1(this.replay);
     const rewrite = this.rewrite;
-    if (!rewrite) return r.readClient();
+    if (!rewrite) return c.relayClient(r);
     r.readClient(
       c.guard((d: Buffer) => {
         let parts: Uint8Array[];

@@ -97,6 +97,12 @@ export interface RelayOwner {
   relay: Relay | undefined;
   /** The connection's guard (proxy/connection.ts handlerError): counts, logs, closes both sockets. */
   handlerError?(e: unknown): void;
+  /**
+   * The backend's 'close', after the relay's own work for it: called from the relay's one 'close'
+   * listener, so the owner adds no second one (a second listener makes the event's listener list an
+   * array, cloned on every emit).
+   */
+  backendClosed?(): void;
 }
 type Tagged = { [OWNER]?: RelayOwner };
 const relayOf = (s: net.Socket) => (s as Tagged)[OWNER]!.relay!;
@@ -125,7 +131,9 @@ function onBackendEnd(this: net.Socket): void {
 }
 function onBackendClose(this: net.Socket): void {
   try {
-    relayOf(this).backendClosed();
+    const owner = (this as Tagged)[OWNER]!;
+    owner.relay!.backendClosed();
+    owner.backendClosed?.();
   } catch (e) {
     failed(this, e);
   }
@@ -207,7 +215,8 @@ export class Relay implements IdleEntry {
   /** Set when write() returned false, cleared by that socket's 'drain' (onClientDrain, onBackendDrain). */
   clientFull = false;
   backendFull = false;
-  private reading = false;
+  /** Whether the client is being relayed (readClient or readClientFromOwner was called). */
+  reading = false;
   private stopped = false;
   /** readClient's consumer of client bytes when it is not "to the backend as they are". */
   onData: ((this: net.Socket, d: Buffer) => void) | undefined = undefined;
@@ -344,6 +353,24 @@ export class Relay implements IdleEntry {
     this.client.on('data', onData ? onClientDataTo : onClientData);
     this.client.on('end', onClientEnd);
     this.flow();
+  }
+
+  /**
+   * Start relaying the client, bytes as they are, when its owner's own 'data'
+   * and 'end' listeners stay on the client for the connection's whole life
+   * and hand each chunk to clientData() and the EOF to clientEnded() once
+   * `reading` is set (proxy/connection.ts, a plain passthrough): no listener
+   * is taken off and put back between the ClientHello and the relay.
+   */
+  readClientFromOwner(): void {
+    this.reading = true;
+    this.flow();
+  }
+
+  /** One client chunk in readClientFromOwner's mode: what onClientData does. */
+  clientData(d: Buffer): void {
+    this.idleActive = true;
+    this.toBackend1(d);
   }
 
   /** Stop relaying (the connection failed): no more reads from the client, nothing more to it from the backend. */
