@@ -11,6 +11,7 @@
  *   AB_PROF_KINDS=ech,plain,conn,naive   what the prof section profiles (naive: the naive proxy under the conn load)
  *   AB_ONLY=perfpair                       perf record an ECH-only and a plain-only serve over the same ABBA slices
  *   AB_ONLY=termpair                       the same for a terminating router: full handshakes, ECH accepted against none
+ *   AB_PERF_FREQ=N                         perf record's sampling rate for AB_ONLY=prof AB_PERF=1 (default 997 Hz)
  *   AB_PIN=0                               do not pin (default: every serve on CPU 1, load and backends on CPU 0)
  *
  * conn: passthrough CPU per connection (the captured Chromium hello, one-byte
@@ -289,7 +290,7 @@ tcp:
       let rec: ChildProcess | undefined;
       if (perf) {
         if (kind === 'conn' || naive) await connLoad(port, 1000, 50, capture);
-        rec = spawn('perf', ['record', '-F', '997', '-g', '-p', String(p.pid), '-o', join(profDir, `${kind}.perf.data`)], { stdio: 'ignore' });
+        rec = spawn('perf', ['record', '-F', env.AB_PERF_FREQ ?? '997', '-g', '-p', String(p.pid), '-o', join(profDir, `${kind}.perf.data`)], { stdio: 'ignore' });
         await sleep(500);
       }
       const c0 = cpuMs(p.pid!);
