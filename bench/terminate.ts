@@ -13,8 +13,14 @@
  * 3. ECH on a route-only path (split mode: decrypt, route, forward the inner
  *    hello), fresh hellos built ahead by the load generator, extra CPU per
  *    ECH connection beside a plain one of the same shape;
- * 4. 1 GiB through one terminated connection: MB per CPU-second;
+ * 4. 1 GiB through one terminated connection: MB per CPU-second, in both
+ *    directions: backend → client (the proxy seals records) and client →
+ *    backend (the proxy opens them; the backend, bench/sink.ts, answers one
+ *    byte once it has everything);
  * 5. RSS per idle relayed and per idle terminated connection.
+ *
+ * TERM_ONLY=bulk (with BENCH_ONLY=term): only the bulk rows (4), for checking
+ * them without the rest of the section.
  */
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -55,6 +61,7 @@ async function latencies(port: number, n: number, ctx: tls.SecureContext): Promi
   return out;
 }
 
+/** backend → client: `bytes` streamed by the backend; resolves when the client has them all and the connection closed. */
 function bulk(port: number, bytes: number, ctx: tls.SecureContext): Promise<void> {
   return new Promise((resolve, reject) => {
     let got = 0;
@@ -64,6 +71,35 @@ function bulk(port: number, bytes: number, ctx: tls.SecureContext): Promise<void
     });
     s.once('error', reject);
     s.once('close', () => (got === bytes ? resolve() : reject(new Error(`bulk got ${got} of ${bytes}`))));
+  });
+}
+
+const UP_CHUNK = Buffer.alloc(64 * 1024, 0x62);
+
+/**
+ * client → backend: `bytes` written by the client (node:tls cuts them into
+ * 2^14-byte records); resolves on the sink's one-byte answer, which it sends
+ * once all of them reached it, and the close after it.
+ */
+function upload(port: number, bytes: number, ctx: tls.SecureContext): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let answered = false;
+    const s = tls.connect({ port, host: '127.0.0.1', servername: NAME, secureContext: ctx, rejectUnauthorized: false, minVersion: 'TLSv1.3' }, () => {
+      let left = bytes;
+      const pump = () => {
+        while (left > 0) {
+          const c = left >= UP_CHUNK.length ? UP_CHUNK : UP_CHUNK.subarray(0, left);
+          left -= c.length;
+          if (!s.write(c)) return void s.once('drain', pump);
+        }
+      };
+      pump();
+    });
+    s.on('data', () => {
+      answered = true;
+    });
+    s.once('error', reject);
+    s.once('close', () => (answered ? resolve() : reject(new Error(`upload of ${bytes} bytes: no answer from the sink`))));
   });
 }
 
@@ -90,6 +126,7 @@ export async function terminateBench(o: TermOptions): Promise<string[]> {
   const BULK = quick ? 256 << 20 : 1 << 30;
   const MEM_N = quick ? 1000 : 5000;
   const log = (s: string) => process.stderr.write(`${s}\n`);
+  const bulkOnly = process.env.TERM_ONLY === 'bulk';
 
   // Certificate (ECDSA P-256), the HAProxy PEM (chain + key), ECH keys.
   const cert = join(dir, 'term-c.pem');
@@ -105,8 +142,9 @@ export async function terminateBench(o: TermOptions): Promise<string[]> {
   const byteBackend = await backend('byte');
   const byte = Number(byteBackend.match[1]);
   const stream = Number((await backend('stream', String(BULK))).match[1]);
+  const sink = Number((await start('node', [join(root, 'dist', 'bench', 'sink.js'), String(BULK)], /PORT (\d+)/)).match[1]);
 
-  const ep = { term: await freePort(), termech: await freePort(), routeech: await freePort(), routeplain: await freePort(), bulk: await freePort() };
+  const ep = { term: await freePort(), termech: await freePort(), routeech: await freePort(), routeplain: await freePort(), bulk: await freePort(), up: await freePort() };
   const certs = `tls:\n  certificates:\n    - { certFile: ${JSON.stringify(cert)}, keyFile: ${JSON.stringify(key)} }\n`;
   writeFileSync(
     join(dir, 'term.yml'),
@@ -123,19 +161,21 @@ tcp:
     routeech: { entryPoints: [routeech], rule: "HostSNI(\`${NAME}\`)", requireECH: true, service: byte, tls: { passthrough: true, echSplit: true } }
     routeplain: { entryPoints: [routeplain], rule: "HostSNI(\`${NAME}\`)", service: byte, tls: { passthrough: true } }
     bulk: { entryPoints: [bulk], rule: "HostSNI(\`*\`)", service: stream, tls: {} }
+    up: { entryPoints: [up], rule: "HostSNI(\`*\`)", service: sink, tls: {} }
   services:
     byte: { loadBalancer: { servers: [{ address: "127.0.0.1:${byte}" }] } }
     stream: { loadBalancer: { servers: [{ address: "127.0.0.1:${stream}" }] } }
+    sink: { loadBalancer: { servers: [{ address: "127.0.0.1:${sink}" }] } }
 ${certs}`,
   );
   const eg = spawn('node', [...SERVE_NODE_FLAGS, cli, 'serve', '--config', join(dir, 'term.yml')], { stdio: ['ignore', 'ignore', 'inherit'] });
   children.push(eg);
   for (const p of Object.values(ep)) await waitPort(p);
 
-  const tp = await start('node', [join(root, 'dist', 'bench', 'tls-proxy.js'), cert, key, `0:${byte}`, `0:${stream}`], /PORTS (\d+) (\d+)/);
-  const tpPorts = [Number(tp.match[1]), Number(tp.match[2])];
+  const tp = await start('node', [join(root, 'dist', 'bench', 'tls-proxy.js'), cert, key, `0:${byte}`, `0:${stream}`, `0:${sink}`], /PORTS (\d+) (\d+) (\d+)/);
+  const tpPorts = [Number(tp.match[1]), Number(tp.match[2]), Number(tp.match[3])];
 
-  const hpPorts = [await freePort(), await freePort()];
+  const hpPorts = [await freePort(), await freePort(), await freePort()];
   writeFileSync(
     join(dir, 'haproxy-term.cfg'),
     `${HAPROXY_HEAD}frontend fe_term
@@ -144,10 +184,15 @@ ${certs}`,
 frontend fe_bulk
   bind 127.0.0.1:${hpPorts[1]} ssl crt ${join(dir, 'term-hp.pem')} ssl-min-ver TLSv1.3
   default_backend be_stream
+frontend fe_up
+  bind 127.0.0.1:${hpPorts[2]} ssl crt ${join(dir, 'term-hp.pem')} ssl-min-ver TLSv1.3
+  default_backend be_sink
 backend be_byte
   server s1 127.0.0.1:${byte}
 backend be_stream
   server s1 127.0.0.1:${stream}
+backend be_sink
+  server s1 127.0.0.1:${sink}
 `,
   );
   const hp = spawn('haproxy', ['-db', '-f', join(dir, 'haproxy-term.cfg')], { stdio: 'ignore' });
@@ -155,24 +200,28 @@ backend be_stream
   for (const p of hpPorts) await waitPort(p);
 
   const proxies = [
-    { name: 'echgate', pid: eg.pid!, term: ep.term, bulk: ep.bulk },
-    { name: 'node:tls proxy', pid: tp.proc.pid!, term: tpPorts[0]!, bulk: tpPorts[1]! },
-    { name: 'HAProxy', pid: hp.pid!, term: hpPorts[0]!, bulk: hpPorts[1]! },
+    { name: 'echgate', pid: eg.pid!, term: ep.term, bulk: ep.bulk, up: ep.up },
+    { name: 'node:tls proxy', pid: tp.proc.pid!, term: tpPorts[0]!, bulk: tpPorts[1]!, up: tpPorts[2]! },
+    { name: 'HAProxy', pid: hp.pid!, term: hpPorts[0]!, bulk: hpPorts[1]!, up: hpPorts[2]! },
   ];
   const ctx = tls.createSecureContext({});
   const hs: Record<string, number[]> = {};
   const lat: Record<string, number[]> = {};
   const bulkRate: Record<string, number[]> = {};
+  const upRate: Record<string, number[]> = {};
   for (const p of proxies) {
     hs[p.name] = [];
     lat[p.name] = [];
     bulkRate[p.name] = [];
+    upRate[p.name] = [];
     await sTime(p.term, 1); // warm-up
   }
 
-  // 1. handshakes, 4. bulk; the peers' order rotated each round (util.ts rotate).
+  // 1. handshakes, 4. bulk both ways; the peers' order rotated each round (util.ts rotate).
+  const t0 = performance.now();
+  let upMs = 0;
   for (let r = 0; r < rounds; r++) {
-    for (const p of rotate(proxies, r)) {
+    for (const p of bulkOnly ? [] : rotate(proxies, r)) {
       const c0 = cpuMs(p.pid);
       const n = await sTime(p.term, SECONDS);
       hs[p.name]!.push((cpuMs(p.pid) - c0) / n);
@@ -184,6 +233,28 @@ backend be_stream
       bulkRate[p.name]!.push(BULK / 1e6 / ((cpuMs(p.pid) - c0) / 1000));
       log(`round ${r + 1} ${p.name}: ${f(bulkRate[p.name]!.at(-1)!, 0)} MB per CPU-second terminated`);
     }
+    const u0 = performance.now();
+    for (const p of rotate(proxies, r)) {
+      const c0 = cpuMs(p.pid);
+      await upload(p.up, BULK, ctx);
+      upRate[p.name]!.push(BULK / 1e6 / ((cpuMs(p.pid) - c0) / 1000));
+      log(`round ${r + 1} ${p.name}: ${f(upRate[p.name]!.at(-1)!, 0)} MB per CPU-second terminated, client → backend`);
+    }
+    upMs += performance.now() - u0;
+  }
+  log(`bulk rows: ${f((performance.now() - t0) / 1000, 1)} s, of which client → backend ${f(upMs / 1000, 1)} s`);
+  const m = (x: Record<string, number[]>, k: string) => median(x[k]!);
+  const e = 'echgate';
+  const nt = 'node:tls proxy';
+  const hpn = 'HAProxy';
+  const bulkRows = [
+    `| bulk through a terminated connection (${BULK / 2 ** 20} MiB, backend → client): MB per CPU-second of the proxy | ${f(m(bulkRate, e), 0)} | ${f(m(bulkRate, nt), 0)} | ${f(m(bulkRate, hpn), 0)} | ${f(m(bulkRate, e) / m(bulkRate, nt), 2)}× (target ≥ 0.9×) | ${f(m(bulkRate, e) / m(bulkRate, hpn), 2)}× |`,
+    `| bulk through a terminated connection (${BULK / 2 ** 20} MiB, client → backend): MB per CPU-second of the proxy | ${f(m(upRate, e), 0)} | ${f(m(upRate, nt), 0)} | ${f(m(upRate, hpn), 0)} | ${f(m(upRate, e) / m(upRate, nt), 2)}× (target ≥ 0.9×) | ${f(m(upRate, e) / m(upRate, hpn), 2)}× |`,
+  ];
+  const head = `| | echgate | node:tls proxy | ${haproxyName()} \`bind ssl\` | echgate / node:tls | echgate / HAProxy |`;
+  if (bulkOnly) {
+    for (const c of [eg, tp.proc, hp]) c.kill('SIGTERM');
+    return [`Terminated bulk only (TERM_ONLY=bulk; one connection per transfer; ${rounds} interleaved rounds (the order rotated each round), medians):`, '', head, '|---|---|---|---|---|---|', ...bulkRows];
   }
   for (const p of proxies) lat[p.name] = await latencies(p.term, LAT_N, ctx);
 
@@ -243,19 +314,15 @@ backend be_stream
   // 5. memory, each in a fresh process
   const mem = await memoryBench(root, dir, cert, key, MEM_N);
 
-  const m = (x: Record<string, number[]>, k: string) => median(x[k]!);
-  const e = 'echgate';
-  const nt = 'node:tls proxy';
-  const hpn = 'HAProxy';
   const extra = median(route.ech.map((x, i) => x - route.plain[i]!)) * 1000;
   return [
     `Termination (${SECONDS} s of \`openssl s_time -connect 127.0.0.1:PORT -new -tls1_3 -time ${SECONDS}\` per proxy per round; ECDSA P-256 certificate; plain backend; ${rounds} interleaved rounds (the order rotated each round), medians):`,
     '',
-    `| | echgate | node:tls proxy | ${haproxyName()} \`bind ssl\` | echgate / node:tls | echgate / HAProxy |`,
+    head,
     '|---|---|---|---|---|---|',
     `| proxy CPU per full TLS 1.3 handshake (ms) | ${f(m(hs, e))} | ${f(m(hs, nt))} | ${f(m(hs, hpn))} | ${f(m(hs, e) / m(hs, nt), 2)}× | ${f(m(hs, e) / m(hs, hpn), 2)}× |`,
     `| handshake latency p50 / p99 (ms, ${LAT_N} sequential, node:tls client) | ${f(quantile(lat[e]!, 0.5), 2)} / ${f(quantile(lat[e]!, 0.99), 2)} | ${f(quantile(lat[nt]!, 0.5), 2)} / ${f(quantile(lat[nt]!, 0.99), 2)} | ${f(quantile(lat[hpn]!, 0.5), 2)} / ${f(quantile(lat[hpn]!, 0.99), 2)} | | |`,
-    `| bulk through a terminated connection (${BULK / 2 ** 20} MiB, backend → client): MB per CPU-second of the proxy | ${f(m(bulkRate, e), 0)} | ${f(m(bulkRate, nt), 0)} | ${f(m(bulkRate, hpn), 0)} | ${f(m(bulkRate, e) / m(bulkRate, nt), 2)}× (target ≥ 0.9×) | ${f(m(bulkRate, e) / m(bulkRate, hpn), 2)}× |`,
+    ...bulkRows,
     `| RSS per idle terminated connection (KiB, ${mem.n} open) | ${f(mem.term.echgate, 1)} | ${f(mem.term.node, 1)} | | | |`,
     `| RSS per idle relayed connection (KiB, ${mem.n} open, TLS passthrough) | ${f(mem.relay, 1)} | | | | |`,
     '',

@@ -264,7 +264,8 @@ function writeHandshakeHeader(b: Uint8Array, at: number, type: number, length: n
 
 export class TlsServer {
   private state: State = EXPECT_CLIENT_HELLO;
-  private readonly records = new RecordReader();
+  // Lending: a protected record is opened before the next is taken, and only its plaintext is kept (onProtected).
+  private readonly records = new RecordReader(true);
   private readonly hs: HandshakeBuffer;
   // Facts of the connection, fixed by start().
   private sessionId: Uint8Array = NO_SESSION_ID;

@@ -35,8 +35,13 @@ export class ByteQueue {
     throw new RangeError('ByteQueue.at past the end');
   }
 
-  /** Remove and return the next `len` bytes (len ≤ length). */
-  take(len: number): Uint8Array {
+  /**
+   * Remove and return the next `len` bytes (len ≤ length). When they span
+   * chunks they are copied once: into `scratch` when it is given and large
+   * enough (the result is then a view of it, valid until the caller's next
+   * use of that scratch), else into a new array.
+   */
+  take(len: number, scratch?: Uint8Array): Uint8Array {
     if (len > this.n) throw new RangeError('ByteQueue.take past the end');
     const first = this.parts[this.head];
     if (len === 0 || !first) return new Uint8Array(0);
@@ -45,7 +50,7 @@ export class ByteQueue {
       this.advance(len);
       return v;
     }
-    const out = new Uint8Array(len);
+    const out = scratch && scratch.length >= len ? scratch.subarray(0, len) : new Uint8Array(len);
     for (let o = 0; o < len; ) {
       const p = this.parts[this.head]!;
       const k = Math.min(p.length - this.off, len - o);
