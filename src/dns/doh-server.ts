@@ -66,8 +66,12 @@ export function dohRequestStep(head: DohRequestHead, path: string, maxHeaderList
 }
 /** The usual step, made once. */
 const READ_BODY: DohRequestStep = { kind: 'read-body' };
-/** DoH answers over a stream: never truncated (RFC 8484 §6: the 65,535-octet limit of TCP), and a copy of its own (the write holds it). */
-const OVER_DOH = { udp: false };
+/**
+ * DoH answers over a stream: never truncated (RFC 8484 §6: the 65,535-octet
+ * limit of TCP); the write holds the answer and never changes it, so a cached
+ * answer that fits as it is (ID 0) is sent from the cache's own octets.
+ */
+const OVER_DOH = { udp: false, held: true };
 
 /**
  * The HTTP answer to one query's bytes: 200 with the DNS response (whatever
