@@ -12,6 +12,10 @@
  * neither always follows the previous slice's load.
  * BENCH_DNS_KINDS=udp,dnsperfDoh,doh picks rows (default all three);
  * BENCH_DNS_SECONDS sets the slice length (default 10, 3 with BENCH_QUICK).
+ * BENCH_DNS_DOH_STREAMS sets doh-load's streams in flight (default 20): with
+ * 1, every query arrives alone (no batching of several requests per wakeup,
+ * which the machine's load changes from one slice to the next), so CPU per
+ * query compares across builds on a busy machine.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -137,8 +141,9 @@ zone "example.test" { type primary; file "example.test.db"; };
   await sleep(300);
   const bindVersion = /BIND (\S+)/.exec(execFileSync('named', ['-v']).toString())?.[1] ?? '';
 
+  const STREAMS = Number(process.env.BENCH_DNS_DOH_STREAMS) || 20;
   const doh = async (port: number) => {
-    const r = await start('node', [join(root, 'dist', 'bench', 'doh-load.js'), `https://127.0.0.1:${port}/dns-query`, String(SECONDS), '20'], /DONE (\d+) (\d+)/);
+    const r = await start('node', [join(root, 'dist', 'bench', 'doh-load.js'), `https://127.0.0.1:${port}/dns-query`, String(SECONDS), String(STREAMS)], /DONE (\d+) (\d+)/);
     if (Number(r.match[2]) > 0) throw new Error(`doh-load: ${r.match[2]} failed queries on port ${port}`);
     return Number(r.match[1]);
   };
@@ -180,18 +185,18 @@ zone "example.test" { type primary; file "example.test.db"; };
         '|---|---|---|---|---|---|---|',
         ...KINDS.map((k) => {
           const [x, y, z] = [median(res.base![k]), median(e[k]), median(b[k])];
-          const label = { udp: 'UDP', dnsperfDoh: 'DoH (dnsperf, 100 connections)', doh: 'DoH (doh-load, 20 streams, 1 connection)' }[k];
+          const label = { udp: 'UDP', dnsperfDoh: 'DoH (dnsperf, 100 connections)', doh: `DoH (doh-load, ${STREAMS} streams, 1 connection)` }[k];
           return `| ${label} | ${x.toFixed(0)} | ${y.toFixed(0)} | ${z.toFixed(0)} | ${(x / z).toFixed(2)}× | ${(y / z).toFixed(2)}× | ${(y / x).toFixed(2)}× |`;
         }),
       ]
     : [];
   return [
-    `Embedded DNS beside BIND ${bindVersion} (\`named -n 1\`), same zone; UDP: \`dnsperf -s 127.0.0.1 -p PORT -d queries.txt -l ${SECONDS} ${DNSPERF_UDP.join(' ')}\` (A and HTTPS for one name); DoH with dnsperf: \`dnsperf ... ${DNSPERF_DOH.join(' ')}\` (one query in flight per connection); DoH with bench/doh-load.ts (POST, HTTP/2, 20 streams outstanding on one connection, ${SECONDS} s); ${rounds} interleaved rounds, medians:`,
+    `Embedded DNS beside BIND ${bindVersion} (\`named -n 1\`), same zone; UDP: \`dnsperf -s 127.0.0.1 -p PORT -d queries.txt -l ${SECONDS} ${DNSPERF_UDP.join(' ')}\` (A and HTTPS for one name); DoH with dnsperf: \`dnsperf ... ${DNSPERF_DOH.join(' ')}\` (one query in flight per connection); DoH with bench/doh-load.ts (POST, HTTP/2, ${STREAMS} streams outstanding on one connection, ${SECONDS} s); ${rounds} interleaved rounds, medians:`,
     '',
     '| | echgate | BIND | echgate / BIND |',
     '|---|---|---|---|',
     ...KINDS.map((k) => {
-      const label = { udp: 'UDP', dnsperfDoh: 'DoH (dnsperf, 100 connections)', doh: 'DoH (doh-load, 20 streams, 1 connection)' }[k];
+      const label = { udp: 'UDP', dnsperfDoh: 'DoH (dnsperf, 100 connections)', doh: `DoH (doh-load, ${STREAMS} streams, 1 connection)` }[k];
       return `| ${label} queries per CPU-second of the server | ${median(e[k]).toFixed(0)} | ${median(b[k]).toFixed(0)} | ${(median(e[k]) / median(b[k])).toFixed(2)}× |`;
     }),
     ...baseRows,

@@ -61,9 +61,10 @@ let probedMeta = 0;
  * A hash of a query of the common shape, or -1 for any other message. The
  * transport, the presence of an OPT and the payload size it advertises go into
  * the entry (`meta`), so UDP clients with different payload sizes, TCP and DoH
- * never share an entry.
+ * never share an entry. `held` (DoH, see `cachedAnswer`) keeps entries apart
+ * from TCP's, whose octets are patched in place.
  */
-export function probe(q: Uint8Array, udp: boolean): number {
+export function probe(q: Uint8Array, udp: boolean, held = false): number {
   const len = q.length;
   // Header: QR=0 and opcode 0 (byte 2 bits 7..3), QDCOUNT 1, ANCOUNT 0, NSCOUNT 0, ARCOUNT 0 or 1.
   if (len < 17 || (q[2]! & 0xf8) !== 0 || q[4] !== 0 || q[5] !== 1 || q[6] !== 0 || q[7] !== 0 || q[8] !== 0 || q[9] !== 0 || q[10] !== 0) return -1;
@@ -95,7 +96,7 @@ export function probe(q: Uint8Array, udp: boolean): number {
     limit = udp ? (q[qend + 3]! << 8) | q[qend + 4]! : 65535;
   }
   probedEnd = qend;
-  probedMeta = (udp ? 0x20000 : 0) | (arcount << 16) | limit;
+  probedMeta = (held ? 0x40000 : 0) | (udp ? 0x20000 : 0) | (arcount << 16) | limit;
   return (h ^ probedMeta) >>> 0;
 }
 
@@ -124,9 +125,14 @@ function cacheOf(zone: Zone): ZoneCache {
  * copies it into its frame). The entry's own octets are then patched in
  * place and the entry itself is returned: no buffer and no object per hit.
  * Otherwise (DoH, whose write holds the buffer until HTTP/2 sends it) the
- * response is a copy of its own.
+ * response is a copy of its own, except with `held`: the caller keeps the
+ * octets past later queries but never changes them (DoH), its entries are
+ * never patched in place (`probe` keeps them apart from TCP's), and when the
+ * entry's ID and RD already are this query's, as for every DoH client that
+ * uses ID 0 (RFC 8484 §4.1 asks them to), the entry itself is the answer:
+ * no copy and no object.
  */
-export function cachedAnswer(zone: Zone, hash: number, query: Uint8Array, shared = false): CachedAnswer | undefined {
+export function cachedAnswer(zone: Zone, hash: number, query: Uint8Array, shared = false, held = false): CachedAnswer | undefined {
   const hit = cacheOf(zone).map.get(hash);
   if (!hit || hit.meta !== probedMeta) return undefined;
   const k = hit.qbytes;
@@ -137,6 +143,7 @@ export function cachedAnswer(zone: Zone, hash: number, query: Uint8Array, shared
   const id0 = query[0]!;
   const id1 = query[1]!;
   const flags = (src[2]! & 0xfe) | (query[2]! & 0x01);
+  if (held && src[0] === id0 && src[1] === id1 && src[2] === flags) return hit;
   if (shared) {
     src[0] = id0;
     src[1] = id1;
@@ -152,13 +159,14 @@ export function cachedAnswer(zone: Zone, hash: number, query: Uint8Array, shared
 }
 
 /** Keep `a` as the answer to `query` (of the common shape) over this transport. */
-export function rememberAnswer(zone: Zone, query: Uint8Array, udp: boolean, a: CachedAnswer): void {
+export function rememberAnswer(zone: Zone, query: Uint8Array, udp: boolean, a: CachedAnswer, held = false): void {
   // Probed again: whatever ran since the first probe (the zone's answer) may have probed another query.
-  const hash = probe(query, udp);
+  const hash = probe(query, udp, held);
   if (hash < 0) return;
   const c = cacheOf(zone);
   if (c.map.size >= MAX_ENTRIES) c.map.clear();
-  c.map.set(hash, { status: 200, body: Uint8Array.from(a.body), ttl: a.ttl, question: a.question, rcode: a.rcode, meta: probedMeta, qbytes: query.slice(12, probedEnd) });
+  // A Buffer: DoH sends a held entry as it is, without wrapping it (doh-server.ts `send`).
+  c.map.set(hash, { status: 200, body: Buffer.from(a.body), ttl: a.ttl, question: a.question, rcode: a.rcode, meta: probedMeta, qbytes: query.slice(12, probedEnd) });
 }
 
 /** How many responses the zone's cache holds (for tests). */

@@ -35,6 +35,13 @@ export interface QueryOptions {
    * patched for this query, instead of a copy (answer-cache.ts `cachedAnswer`).
    */
   shared?: boolean;
+  /**
+   * The caller keeps `body` past later queries and never changes it (DoH:
+   * the write holds it until HTTP/2 sends it): a cached response whose ID and
+   * RD already fit may be returned as the cache's own octets
+   * (answer-cache.ts `cachedAnswer`).
+   */
+  held?: boolean;
 }
 
 /** RFC 1035 §4.2.2: a TCP (and DoH) message is at most 65,535 octets. */
@@ -53,12 +60,13 @@ function responseLimit(opt: DnsMessage['additionals'][number] | undefined, udp: 
 export function answerQuery(zone: Zone, bytes: Uint8Array, o: QueryOptions = {}): QueryResult {
   // The common shape of query is answered from the zone's cache of encoded responses (answer-cache.ts).
   const udp = o.udp === true;
-  const hash = probe(bytes, udp);
+  const held = o.held === true;
+  const hash = probe(bytes, udp, held);
   if (hash < 0) return answerFully(zone, bytes, o);
-  const hit = cachedAnswer(zone, hash, bytes, o.shared === true);
+  const hit = cachedAnswer(zone, hash, bytes, o.shared === true, held);
   if (hit) return hit;
   const r = answerFully(zone, bytes, o);
-  if (r.status === 200 && r.body && r.question && r.ttl !== undefined && !r.timeDependent) rememberAnswer(zone, bytes, udp, { status: 200, body: r.body, ttl: r.ttl, question: r.question, rcode: r.rcode! });
+  if (r.status === 200 && r.body && r.question && r.ttl !== undefined && !r.timeDependent) rememberAnswer(zone, bytes, udp, { status: 200, body: r.body, ttl: r.ttl, question: r.question, rcode: r.rcode! }, held);
   return r;
 }
 

@@ -66,8 +66,12 @@ export function dohRequestStep(head: DohRequestHead, path: string, maxHeaderList
 }
 /** The usual step, made once. */
 const READ_BODY: DohRequestStep = { kind: 'read-body' };
-/** DoH answers over a stream: never truncated (RFC 8484 §6: the 65,535-octet limit of TCP), and a copy of its own (the write holds it). */
-const OVER_DOH = { udp: false };
+/**
+ * DoH answers over a stream: never truncated (RFC 8484 §6: the 65,535-octet
+ * limit of TCP); the write holds the answer and never changes it, so a cached
+ * answer that fits as it is (ID 0) is sent from the cache's own octets.
+ */
+const OVER_DOH = { udp: false, held: true };
 
 /**
  * The HTTP answer to one query's bytes: 200 with the DNS response (whatever
@@ -115,23 +119,40 @@ export interface DohServerOptions {
   onError?: (err: unknown) => void;
 }
 
+/** A monotonic clock in milliseconds, for the lazy deadlines below. */
+const now = () => performance.now();
+
 /**
- * Requests in flight on one connection, and the timer that closes it: the
- * read deadline until its first request, the idle timeout whenever nothing
- * is in flight.
+ * Requests in flight on one connection, and the timers that end them: the
+ * read deadline until its first request, each HTTP/2 request's read deadline,
+ * and the idle timeout whenever nothing is in flight.
+ *
+ * Both per-request timers are lazy, one `Timeout` per connection each: a
+ * request notes when it began and joins a list in start order (the oldest
+ * first, so the first deadline); a request that ends leaves the list and
+ * touches no timer. The deadline timer, when it fires, expires the requests
+ * whose deadline has passed and is armed again for the oldest left (or not at
+ * all, until a request begins). The idle timer, when it fires, closes the
+ * connection if it has been idle a whole idle timeout, or is armed again for
+ * what is left. Each fires at most once per timeout per connection; before,
+ * every request made a timer and every idle spell rescheduled one (a timer
+ * per query with one query in flight, as dnsperf sends).
  */
 class ConnectionClock {
   private active = 0;
   private stopped = false;
   /** The read deadline of a connection that has not begun a request yet. */
   private first: NodeJS.Timeout | undefined;
-  /**
-   * The idle timeout: one timer per connection, rescheduled (`refresh`) each
-   * time the last request in flight ends rather than made anew (with many
-   * short requests that was a timer per request). It may fire while requests
-   * are in flight again: then it does nothing, and their end reschedules it.
-   */
+  /** When the connection last became idle (`now()`); meaningful while `active` is 0. */
+  private idleSince = 0;
+  /** The idle timer, made when the connection first becomes idle and armed again as it fires. */
   private idle: NodeJS.Timeout | undefined;
+  /** HTTP/2 requests in flight, oldest first (an intrusive list: no allocation per request). */
+  head: H2Request | undefined;
+  private tail: H2Request | undefined;
+  /** The read-deadline timer of the requests in the list, and whether it is pending. */
+  private deadline: NodeJS.Timeout | undefined;
+  private deadlineArmed = false;
   constructor(
     private readonly close: () => void,
     private readonly limits: DohLimits,
@@ -148,19 +169,72 @@ class ConnectionClock {
   }
   end() {
     if (--this.active !== 0 || this.stopped) return;
-    if (this.idle) this.idle.refresh();
-    else {
-      this.idle = setTimeout(() => {
-        if (this.active === 0) this.close();
-      }, this.limits.idleTimeoutMs);
+    this.idleSince = now();
+    if (!this.idle) {
+      this.idle = setTimeout(idleCheck, this.limits.idleTimeoutMs, this);
       this.idle.unref();
     }
+  }
+  /** The idle timer came due: close if idle for a whole idle timeout, else wait for what is left. */
+  idleDue() {
+    if (this.stopped) return;
+    if (this.active !== 0) return void this.idle!.refresh();
+    const left = this.idleSince + this.limits.idleTimeoutMs - now();
+    if (left <= 0) return this.close();
+    this.idle = setTimeout(idleCheck, Math.ceil(left), this);
+    this.idle.unref();
+  }
+  /** An HTTP/2 request begins: it joins the list, and the deadline timer is armed if it was not. */
+  beginRequest(r: H2Request) {
+    this.begin();
+    r.started = now();
+    r.prev = this.tail;
+    if (this.tail) this.tail.next = r;
+    else this.head = r;
+    this.tail = r;
+    if (this.deadlineArmed || this.stopped) return;
+    this.deadlineArmed = true;
+    if (this.deadline) this.deadline.refresh();
+    else {
+      this.deadline = setTimeout(deadlineCheck, this.limits.readTimeoutMs, this);
+      this.deadline.unref();
+    }
+  }
+  /** An HTTP/2 request is over: it leaves the list (the timer stays as it is). */
+  endRequest(r: H2Request) {
+    if (r.prev) r.prev.next = r.next;
+    else this.head = r.next;
+    if (r.next) r.next.prev = r.prev;
+    else this.tail = r.prev;
+    r.prev = r.next = undefined;
+    this.end();
+  }
+  /** The deadline timer came due: expire the requests past their read timeout, then wait for the oldest left. */
+  deadlineDue() {
+    this.deadlineArmed = false;
+    if (this.stopped) return;
+    const t = now();
+    const limit = this.limits.readTimeoutMs;
+    // `expire` ends the request, which takes it off the list.
+    for (let r = this.head; r && t - r.started >= limit; r = this.head) r.expire();
+    if (!this.head || this.stopped) return;
+    this.deadlineArmed = true;
+    // The timer may fire a little before the deadline by this clock: at least 1 ms more, so this ends.
+    this.deadline = setTimeout(deadlineCheck, Math.max(1, Math.ceil(this.head.started + limit - t)), this);
+    this.deadline.unref();
   }
   stop() {
     this.stopped = true;
     clearTimeout(this.first);
     clearTimeout(this.idle);
+    clearTimeout(this.deadline);
   }
+}
+function idleCheck(c: ConnectionClock): void {
+  c.idleDue();
+}
+function deadlineCheck(c: ConnectionClock): void {
+  c.deadlineDue();
 }
 
 /** One request, whatever carried it: what `handle` reads of it and how it answers. */
@@ -197,7 +271,7 @@ function headersFor(status: number, ttl: number, length: number): http2.Outgoing
 }
 
 type WriteCallback = (err?: Error | null) => void;
-type Write = (chunk: unknown, encoding: BufferEncoding, cb: WriteCallback) => void;
+type Write = (this: http2.ServerHttp2Stream, chunk: unknown, encoding: BufferEncoding, cb: WriteCallback) => void;
 
 /**
  * Without a stack for the error node builds and drops after every answer.
@@ -213,21 +287,15 @@ type Write = (chunk: unknown, encoding: BufferEncoding, cb: WriteCallback) => vo
  * on later ticks. Answering before the request's end, so that the stream
  * would still be readable at its close, avoids the error altogether but
  * changes when answers are written, and dnsperf 2.10 then loses answers.
+ *
+ * `lateWrite` is the stream's own `_write` (one function for all streams,
+ * node's `_write` of the class is called from it); the callback it hands on
+ * is the request's, made once per request.
  */
-function quietLateWrite(stream: http2.ServerHttp2Stream): void {
-  const own = stream as unknown as { _write: Write };
-  const write = own._write;
-  own._write = (chunk, encoding, cb) =>
-    write.call(stream, chunk, encoding, (err) => {
-      if (!stream.destroyed) return cb(err);
-      const limit = Error.stackTraceLimit;
-      Error.stackTraceLimit = 0;
-      try {
-        cb(err);
-      } finally {
-        Error.stackTraceLimit = limit;
-      }
-    });
+function lateWrite(this: RequestStream, chunk: unknown, encoding: BufferEncoding, cb: WriteCallback): void {
+  const r = this[kRequest]!;
+  r.writeDone = cb;
+  (Object.getPrototypeOf(this) as { _write: Write })._write.call(this, chunk, encoding, r.afterWrite);
 }
 
 const ignore = () => {};
@@ -240,39 +308,58 @@ function headerListSize(raw: readonly string[]): number {
   return n;
 }
 
-/** The request an HTTP/2 stream carries (set by `H2Request`, read when the stream closes). */
+/** The request an HTTP/2 stream carries (set by `H2Request`, read by the stream's listeners). */
 const kRequest = Symbol('dohRequest');
 type RequestStream = http2.ServerHttp2Stream & { [kRequest]?: H2Request };
+
+/** What an HTTP/2 request needs of its server: answering a whole query, and reporting a failure. */
+interface H2Server {
+  /** The answer to a query's octets (200 or 400), sent on `x`; may throw. */
+  reply(x: H2Request, bytes: Uint8Array): void;
+  fail(e: unknown): void;
+}
 
 /**
  * One HTTP/2 request (RFC 8484 over the core stream API): what `handle`
  * reads, how it answers, and its bookkeeping (the connection's clock, the
  * read deadline: the whole request within the read timeout of its start).
- * A class with its methods on the prototype, and listeners and a timer that
- * reach it without a closure: a DoH query made six closures, a `once`
- * wrapper and an exchange object here before.
+ * A class with its methods on the prototype, and listeners that reach it
+ * without a closure (the request hangs off the stream under a symbol): a DoH
+ * query made six closures, a `once` wrapper and an exchange object here
+ * before the eighth pass, and after it still a timer, two closures for the
+ * body and two for the late write.
  */
 class H2Request implements DohExchange {
   readonly method: string | undefined;
   readonly url: string | undefined;
   readonly contentType: string | undefined;
   private ended = false;
-  private readonly deadline: NodeJS.Timeout;
+  /** When it began (`now()`), and its neighbours in its connection's list (ConnectionClock). */
+  started = 0;
+  prev: H2Request | undefined;
+  next: H2Request | undefined;
+  /** The POST body: nearly always one chunk (a query is tens of octets), an array only past it. */
+  private first: Buffer | undefined;
+  private more: Buffer[] | undefined;
+  private size = 0;
+  /** node's callback for the answer's write, and ours around it (see `lateWrite`). */
+  writeDone: WriteCallback | undefined;
+  readonly afterWrite: WriteCallback;
   constructor(
     readonly body: RequestStream,
     headers: http2.IncomingHttpHeaders,
     private readonly clock: ConnectionClock | undefined,
-    readTimeoutMs: number,
+    private readonly server: H2Server,
   ) {
     this.method = headers[':method'] as string | undefined;
     this.url = headers[':path'] as string | undefined;
     this.contentType = headers['content-type'];
-    clock?.begin();
-    this.deadline = setTimeout(requestExpired, readTimeoutMs, this);
-    this.deadline.unref();
+    this.afterWrite = (err) => this.wrote(err);
     body[kRequest] = this;
+    clock?.beginRequest(this);
     // 'close' comes once; `on` without `once`'s wrapper.
     body.on('close', streamClosed);
+    body.on('error', ignore);
   }
   done(): boolean {
     return this.body.headersSent || this.body.destroyed;
@@ -289,15 +376,49 @@ class H2Request implements DohExchange {
     // END_STREAM frame (dnsperf 2.10) mixed bodies of interleaved streams. respond() without
     // waitForTrailers, then end(body) in the same tick, sends one DATA frame with END_STREAM.
     stream.respond(headersFor(status, ttl ?? 60, data.length));
-    quietLateWrite(stream);
-    stream.end(Buffer.from(data.buffer, data.byteOffset, data.length));
+    (stream as unknown as { _write: Write })._write = lateWrite;
+    stream.end(data instanceof Buffer ? data : Buffer.from(data.buffer, data.byteOffset, data.length));
+  }
+  /** The answer's write completed (see `lateWrite`). */
+  private wrote(err: Error | null | undefined): void {
+    const cb = this.writeDone!;
+    if (!this.body.destroyed) return cb(err);
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    try {
+      cb(err);
+    } finally {
+      Error.stackTraceLimit = limit;
+    }
+  }
+  /** A POST: its body is read (RFC 8484 §4.1), at most MAX_QUERY octets, and answered at its end. */
+  readBody(): void {
+    this.body.on('data', bodyData);
+    this.body.on('end', bodyEnd);
+  }
+  take(c: Buffer): void {
+    this.size += c.length;
+    if (this.size > MAX_QUERY) {
+      this.send(413);
+      this.body.destroy();
+    } else if (this.first === undefined) this.first = c;
+    else if (this.more === undefined) this.more = [this.first, c];
+    else this.more.push(c);
+  }
+  bodyEnded(): void {
+    if (this.size > MAX_QUERY) return;
+    try {
+      this.server.reply(this, this.more ? Buffer.concat(this.more) : (this.first ?? EMPTY));
+    } catch (e) {
+      this.server.fail(e);
+      if (!this.done()) this.send(500);
+    }
   }
   /** The request is over (its stream closed, or its deadline passed): once. */
   finish(): void {
     if (this.ended) return;
     this.ended = true;
-    clearTimeout(this.deadline);
-    this.clock?.end();
+    this.clock?.endRequest(this);
   }
   /** Not read whole within the read timeout: 408 if nothing was sent yet, and the stream goes. */
   expire(): void {
@@ -307,11 +428,14 @@ class H2Request implements DohExchange {
     this.finish();
   }
 }
-function requestExpired(r: H2Request): void {
-  r.expire();
-}
 function streamClosed(this: RequestStream): void {
   this[kRequest]?.finish();
+}
+function bodyData(this: RequestStream, c: Buffer): void {
+  this[kRequest]!.take(c);
+}
+function bodyEnd(this: RequestStream): void {
+  this[kRequest]!.bodyEnded();
 }
 
 export function startDohServer(o: DohServerOptions): Promise<http2.Http2SecureServer> {
@@ -403,7 +527,7 @@ export function startDohServer(o: DohServerOptions): Promise<http2.Http2SecureSe
    * handler above serves HTTP/2 too.
    */
   const h2 = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
-    serve(new H2Request(stream, headers, stream.session ? clocks.get(stream.session) : undefined, limits.readTimeoutMs), rawHeaders);
+    serve(new H2Request(stream, headers, stream.session ? clocks.get(stream.session) : undefined, h2server), rawHeaders);
   };
   const compat = srv.listeners('stream');
   if (compat.length === 1) {
@@ -444,13 +568,16 @@ export function startDohServer(o: DohServerOptions): Promise<http2.Http2SecureSe
     if (r.status === 400) x.send(400);
     else x.send(200, r.body, r.ttl);
   };
+  const h2server: H2Server = { reply, fail };
   const handle = (x: DohExchange, rawHeaders: readonly string[]) => {
     const req = x.body;
-    req.on('error', ignore);
+    // An H2Request listens for errors itself.
+    if (!(x instanceof H2Request)) req.on('error', ignore);
     const step = dohRequestStep({ method: x.method, url: x.url, contentType: x.contentType, rawHeaders }, path, limits.maxHeaderListSize);
     if (step.kind === 'refuse') return x.send(step.status);
     if (step.kind === 'query') return reply(x, step.query);
-    // The body is nearly always one chunk (a query is tens of octets): kept as it is, an array only past it.
+    if (x instanceof H2Request) return x.readBody();
+    // HTTP/1.1: the body is nearly always one chunk (a query is tens of octets): kept as it is, an array only past it.
     let first: Buffer | undefined;
     let more: Buffer[] | undefined;
     let size = 0;
