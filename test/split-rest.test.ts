@@ -71,9 +71,8 @@ tcp:
       // The inner hello (one record) has reached the backend: the connection is relayed before the rest is sent.
       // Whether the first 105 bytes come with it (replayed as they are) or wait for the record's end (the
       // stream holds a partial record) is the stream's business; the bytes and their order are what counts.
-      let innerLength = 0;
-      const first = await collect(b, (h) => (innerLength = 5 + h.readUInt16BE(3)));
-      const early = first.subarray(innerLength);
+      const first = await collect(b, (h) => 5 + h.readUInt16BE(3));
+      const early = first.subarray(5 + first.readUInt16BE(3));
       c.write(Buffer.concat([record.subarray(105), tail]));
       const later = await collect(b, record.length + tail.length - early.length);
       assert.ok(Buffer.concat([early, later]).equals(Buffer.concat([record, tail])), 'the record and what follows, unchanged');
