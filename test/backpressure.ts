@@ -52,17 +52,23 @@ export const LIMIT_MS = 30_000;
 
 type Tagged = { [OWNER]?: { relay?: Relay } };
 
-/** The proxy's side of the one open connection on entrypoint `ep`: the accepted socket and its relay, once the backend is connected. */
-export async function proxySide(gw: Gateway, ep: string): Promise<{ raw: net.Socket; relay: Relay }> {
+/**
+ * The proxy's side of the connection from `client` on entrypoint `ep` (the
+ * accepted socket whose remote port is the client's local port) and its
+ * relay, once the backend is connected. Matched by port, not "the one open
+ * connection": the previous case's connection may not be closed yet.
+ */
+export async function proxySide(gw: Gateway, ep: string, client: net.Socket): Promise<{ raw: net.Socket; relay: Relay }> {
   const listeners = (gw as unknown as { listeners: Map<string, { open: Set<net.Socket> }> }).listeners;
   for (let waited = 0; waited < LIMIT_MS; waited += POLL_MS) {
     for (const raw of listeners.get(ep)?.open ?? []) {
+      if (client.localPort === undefined || raw.remotePort !== client.localPort) continue;
       const relay = (raw as Tagged)[OWNER]?.relay;
       if (relay && !relay.backend.connecting && !relay.backend.pending) return { raw, relay };
     }
     await sleep(POLL_MS);
   }
-  throw new Error(`no relayed connection on entrypoint ${ep}`);
+  throw new Error(`no relayed connection from port ${client.localPort} on entrypoint ${ep}`);
 }
 
 /** Bytes the proxy holds in user space on their way to the backend. */

@@ -383,7 +383,7 @@ tcp:
       // Nothing read until the proxy stops reading the backend: its client write buffer fills and it must pause the backend.
       s.pause();
       s.write('go');
-      const { raw, relay } = await proxySide(g.gw, 'db');
+      const { raw, relay } = await proxySide(g.gw, 'db', s);
       const stall = await stallBounded(
         () => relay.backend.bytesRead,
         () => heldToClient(raw, relay),
@@ -439,7 +439,7 @@ tcp:
       });
       s.end(payload);
       // The backend reads nothing until the proxy stops reading the client: the backend's write buffer fills and it must pause the client.
-      const { raw, relay } = await proxySide(g.gw, 'db');
+      const { raw, relay } = await proxySide(g.gw, 'db', s);
       const stall = await stallBounded(
         () => raw.bytesRead,
         () => heldToBackend(raw, relay),

@@ -89,7 +89,7 @@ type StallingBackend = Awaited<ReturnType<typeof stallingBackend>>;
  */
 async function clientToBackend(g: Gw, ep: string, backend: StallingBackend, client: net.Socket | tls.TLSSocket, head: Uint8Array | ((first5: Buffer) => number), lead?: Uint8Array) {
   const far = await backend.next();
-  const { raw, relay } = await proxySide(g.gw, ep);
+  const { raw, relay } = await proxySide(g.gw, ep, client);
   if (lead) client.write(lead);
   pump(client, payload);
   const r = await stallBounded(
@@ -110,7 +110,7 @@ async function clientToBackend(g: Gw, ep: string, backend: StallingBackend, clie
 /** backend → client: the client does not read; the backend pushes PUSH bytes; then the client reads and must get them all, in order. */
 async function backendToClient(g: Gw, ep: string, backend: StallingBackend, client: net.Socket | tls.TLSSocket) {
   const near = await backend.next();
-  const { raw, relay } = await proxySide(g.gw, ep);
+  const { raw, relay } = await proxySide(g.gw, ep, client);
   near.on('data', () => {}); // reads (and drops) what the client or the handler sends
   pump(near, payload);
   const r = await stallBounded(
