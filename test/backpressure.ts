@@ -92,11 +92,12 @@ export interface Stall {
 
 /**
  * Wait until `taken()` (the proxy's read counter on the near side) has not
- * moved for STILL polls, asserting `held() ≤ BOUND` at every poll (so a
+ * moved for STILL polls, asserting `held() ≤ bound` at every poll (so a
  * relay that never pauses fails at the first poll over it, not at a
- * timeout). `pushed` is only for the message.
+ * timeout). `pushed` is only for the message; `bound` replaces BOUND where a
+ * case knows a tighter one.
  */
-export async function stallBounded(taken: () => number, held: () => number, what: string, pushed: number): Promise<Stall> {
+export async function stallBounded(taken: () => number, held: () => number, what: string, pushed: number, bound = BOUND): Promise<Stall> {
   let last = -1;
   let still = 0;
   let maxHeld = 0;
@@ -104,7 +105,7 @@ export async function stallBounded(taken: () => number, held: () => number, what
     await sleep(POLL_MS);
     const h = held();
     maxHeld = Math.max(maxHeld, h);
-    assert.ok(h <= BOUND, `${what}: the proxy holds ${h} bytes (> ${BOUND}) after taking ${taken()} of ${pushed}: nothing paused the side it reads`);
+    assert.ok(h <= bound, `${what}: the proxy holds ${h} bytes (> ${bound}) after taking ${taken()} of ${pushed}: nothing paused the side it reads`);
     const t = taken();
     if (t === last) {
       if (++still >= STILL) {

@@ -14,12 +14,18 @@
  * 4.3 MiB), so a relay that does not pause holds MiBs; each case also checks
  * that the proxy stopped before it had taken everything.
  *
- * Each case was seen red with one mutant of the compiled relay (applied by
- * hand, run, reverted; the figure is what the failing assert printed, load 8–10):
+ * Each case was seen red with a mutant of the compiled relay (applied by
+ * hand, run, reverted; the figures are what the failing assert printed, load 8–17):
  * - mutant A, flow() never pauses the client (`this.client.pause()` removed):
- *   every "client → backend" case (the proxy held ≈ 4 MiB);
+ *   every "client → backend" case (the proxy held 0.9–4.2 MiB) and the
+ *   KeyUpdate case (149 KiB against its 128 KiB bound);
  * - mutant B, the backend is never paused (fromBackendRead returns true, flow()
- *   does not call `this.backend.pause()`): every "backend → client" case (≈ 4 MiB).
+ *   does not call `this.backend.pause()`): every "backend → client" case
+ *   (0.4–4.2 MiB) and the KeyUpdate case (its first phase);
+ * - mutant C, flow() ignores `clientEchoes` (pauses the client only while the
+ *   backend is full): the KeyUpdate case (178 KiB against 128 KiB).
+ * Measured with correct code (BP_DEBUG=1): at most 131 KiB held client →
+ * backend, 74 KiB backend → client; the KeyUpdate answers added nothing.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -31,8 +37,9 @@ import { nodeProvider } from '../src/crypto/node.js';
 import { buildEchClientHello } from '../src/ech/client.js';
 import { echClassifier } from '../src/proxy/ech-classifier.js';
 import { frameHandshake } from '../src/wire/tls/record.js';
-import { collect, heldToBackend, heldToClient, proxySide, pump, stallBounded } from './backpressure.js';
-import { memoryEchKey, startGateway, startTerminatingGateway } from './helpers.js';
+import { TlsClient } from '../src/tls13/client.js';
+import { collect, heldToBackend, heldToClient, LIMIT_MS, proxySide, pump, stallBounded } from './backpressure.js';
+import { memoryEchKey, sleep, startGateway, startTerminatingGateway } from './helpers.js';
 
 /**
  * What the near side pushes: more than the kernel buffers between the proxy
@@ -111,7 +118,7 @@ async function clientToBackend(g: Gw, ep: string, backend: StallingBackend, clie
 async function backendToClient(g: Gw, ep: string, backend: StallingBackend, client: net.Socket | tls.TLSSocket) {
   const near = await backend.next();
   const { raw, relay } = await proxySide(g.gw, ep, client);
-  near.on('data', () => {}); // reads (and drops) what the client or the handler sends
+  near.on('data', () => {}).resume(); // reads (and drops) what the client or the handler sends
   pump(near, payload);
   const r = await stallBounded(
     () => relay.backend.bytesRead,
@@ -217,6 +224,90 @@ tcp:
     });
     it('backend → client: a client that does not read pauses the backend (red with mutant B)', async () => {
       await backendToClient(g, 'websecure', backend, await tlsClient(g.port(), 'bp13.example.test', 'TLSv1.3'));
+    });
+
+    it('client → client: reading the client makes records for it (KeyUpdate answers), so a client that does not read is paused though the backend reads (red with mutant C)', async () => {
+      // Mutant C: flow() ignores `clientEchoes` (the client is paused only while the backend is full).
+      // The client asks for a KeyUpdate (RFC 8446 §4.6.3, update_requested) in every other record and
+      // reads nothing: each answer is a 27-byte record for the client. The backend reads all it gets.
+      const tc = new TlsClient({ provider: nodeProvider, serverName: 'bp13.example.test' });
+      const s = net.connect({ port: g.port(), host: '127.0.0.1' });
+      s.on('error', () => {});
+      const early: Buffer[] = [];
+      await new Promise<void>((resolve, reject) => {
+        s.once('connect', () => {
+          for (const x of tc.hello()) s.write(x);
+        });
+        const onData = (d: Buffer) => {
+          const out = tc.receive(d);
+          for (const x of out.send) s.write(x);
+          for (const x of out.data) early.push(Buffer.from(x));
+          if (out.error) reject(out.error);
+          if (out.established) {
+            s.off('data', onData);
+            s.pause();
+            resolve();
+          }
+        };
+        s.on('data', onData);
+        s.once('error', reject);
+      });
+      const near = await backend.next();
+      const { raw, relay } = await proxySide(g.gw, 'websecure', s);
+      let toBackend = 0;
+      near.on('data', (d: Buffer) => {
+        toBackend += d.length;
+      });
+      near.resume();
+      // First the client's path fills from the backend (as in the case above), so its write buffer is full...
+      pump(near, payload);
+      const filled = await stallBounded(
+        () => relay.backend.bytesRead,
+        () => heldToClient(raw, relay),
+        'backend → client',
+        PUSH,
+      );
+      // ...then the client sends CYCLES × (KeyUpdate, 1 byte of data), 50 bytes a cycle, each worth a 27-byte answer
+      // (the data record earns back the KeyUpdate allowance, server.ts KEY_UPDATE_BURST). With the client paused, at
+      // most the read in progress (64 KiB: 1300 cycles, 36 KiB of answers) is answered, so the client's queue grows
+      // by less than 64 KiB; read whole, the cycles would add 132 KiB.
+      const CYCLES = 5000;
+      const cycles: Uint8Array[] = [];
+      for (let i = 0; i < CYCLES; i++) cycles.push(tc.keyUpdate(1), ...tc.encrypt(Uint8Array.of(i & 0xff)));
+      pump(s, Buffer.concat(cycles));
+      await stallBounded(
+        () => raw.bytesRead,
+        () => heldToClient(raw, relay),
+        'client → client (KeyUpdate answers)',
+        CYCLES * 50,
+        filled.maxHeld + 64 * 1024,
+      );
+      assert.ok(toBackend < CYCLES, `the proxy stopped reading the client (${toBackend} of ${CYCLES} data bytes passed)`);
+      // Then the client reads: the payload arrives whole, the KeyUpdate answers processed on the way; the backend gets every data byte.
+      let got = early.reduce((n, b) => n + b.length, 0);
+      const parts = [...early];
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`stalled with ${got} of ${PUSH} bytes`)), LIMIT_MS);
+        s.on('data', (d: Buffer) => {
+          const out = tc.receive(d);
+          if (out.error) reject(out.error);
+          for (const x of out.send) s.write(x);
+          for (const x of out.data) {
+            parts.push(Buffer.from(x));
+            got += x.length;
+          }
+          if (got >= PUSH) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+        s.resume();
+      });
+      assert.ok(Buffer.concat(parts).equals(payload), 'every byte, in order');
+      for (let i = 0; i < 3000 && toBackend < CYCLES; i++) await sleep(10);
+      assert.equal(toBackend, CYCLES);
+      s.destroy();
+      near.destroy();
     });
   });
 
