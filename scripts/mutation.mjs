@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // npm run mutation -- <target> [stryker options]
-//   target: tls13 | tls13-engine | ech | hpke | wire-tls, or src/tls13, src/ech, src/crypto/hpke.ts, src/wire/tls
+//   target: tls13 | tls13-engine | ech | hpke | wire-tls | relay, or src/tls13, src/ech, src/crypto/hpke.ts, src/wire/tls, src/proxy/relay.ts
 //   e.g. npm run mutation -- src/tls13 --mutate 'src/tls13/server.ts:200-260,src/tls13/client.ts:400-500'
 //   (one --mutate with a comma-separated list: a second --mutate replaces the first)
 // Runs StrykerJS with the target's configuration from stryker.config.mjs. No build
@@ -14,7 +14,7 @@ import { TARGETS, targetFor } from './mutation-targets.mjs';
 const [arg, ...rest] = process.argv.slice(2);
 const name = arg && targetFor(arg);
 if (!name) {
-  console.error(`usage: npm run mutation -- <${Object.keys(TARGETS).join('|')}|src/tls13|src/ech|src/crypto/hpke.ts|src/wire/tls> [stryker options]`);
+  console.error(`usage: npm run mutation -- <${Object.keys(TARGETS).join('|')}|src/tls13|src/ech|src/crypto/hpke.ts|src/wire/tls|src/proxy/relay.ts> [stryker options]`);
   process.exit(2);
 }
 const env = { ...process.env, MUTATION_TARGET: name };

@@ -18,6 +18,7 @@ import type { ClientHello } from '../src/wire/tls/client-hello.js';
 import { HandshakeType, MAX_PLAINTEXT } from '../src/wire/tls/constants.js';
 import { encodeHandshake } from '../src/wire/tls/handshake.js';
 import { frameHandshake } from '../src/wire/tls/record.js';
+import { heldToBackend, heldToClient, proxySide, stallBounded } from './backpressure.js';
 import { startGateway, startTerminatingGateway } from './helpers.js';
 
 /** A socket stand-in that records what reaches the kernel: one entry per write, or per uncorked batch. */
@@ -364,6 +365,11 @@ tcp:
   };
   const SIZE = 32 << 20;
 
+  // Both cases hold the far side until the proxy has stopped taking the near side's bytes and check, at
+  // every poll until then, that the proxy holds at most BOUND (test/backpressure.ts): with a fixed
+  // wait and only the end-to-end bytes checked, they passed with the pause removed (node queues
+  // without limit). The first is red with the backend never paused (mutant B of
+  // relay-backpressure.test.ts), the second with the client never paused (mutant A).
   it('a client that reads late: the backend is paused while the client buffer is full and resumed on its drain', async () => {
     const payload = randomBytes(SIZE);
     const srv = net.createServer((s) => {
@@ -372,20 +378,29 @@ tcp:
     });
     const g = await through(srv);
     try {
+      const s = net.connect({ port: g.port('db'), host: '127.0.0.1' });
+      s.once('error', () => {});
+      // Nothing read until the proxy stops reading the backend: its client write buffer fills and it must pause the backend.
+      s.pause();
+      s.write('go');
+      const { raw, relay } = await proxySide(g.gw, 'db', s);
+      const stall = await stallBounded(
+        () => relay.backend.bytesRead,
+        () => heldToClient(raw, relay),
+        'backend → client',
+        SIZE,
+      );
+      assert.ok(stall.taken < SIZE, 'the proxy stopped reading the backend before the end');
       const got = await new Promise<Buffer>((resolve, reject) => {
-        const s = net.connect({ port: g.port('db'), host: '127.0.0.1' });
         const parts: Buffer[] = [];
         let n = 0;
-        // Nothing read for a while: the relay's client write buffer fills and it must stop reading the backend.
-        s.pause();
-        s.write('go');
-        setTimeout(() => s.resume(), 500);
         s.on('data', (d: Buffer) => {
           parts.push(d);
           n += d.length;
         });
         s.once('end', () => resolve(Buffer.concat(parts)));
         s.once('error', reject);
+        s.resume();
         setTimeout(() => reject(new Error(`stalled with ${n} of ${SIZE} bytes`)), 30_000).unref();
       });
       assert.equal(got.length, SIZE);
@@ -398,12 +413,12 @@ tcp:
 
   it('a backend that reads late: the client is paused while the backend buffer is full and resumed on its drain', async () => {
     const payload = randomBytes(SIZE);
-    const srv = net.createServer({ allowHalfOpen: true }, (s) => {
+    let backend: net.Socket | undefined;
+    const srv = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => {
+      backend = s;
       s.on('error', () => {});
       const h = createHash('sha256');
       let n = 0;
-      s.pause();
-      setTimeout(() => s.resume(), 500);
       s.on('data', (d: Buffer) => {
         h.update(d);
         n += d.length;
@@ -412,18 +427,28 @@ tcp:
     });
     const g = await through(srv);
     try {
-      const answer = await new Promise<string>((resolve, reject) => {
-        const s = net.connect({ port: g.port('db'), host: '127.0.0.1', allowHalfOpen: true });
-        let text = '';
-        s.on('data', (d: Buffer) => {
-          text += d.toString();
-        });
+      const s = net.connect({ port: g.port('db'), host: '127.0.0.1', allowHalfOpen: true });
+      let text = '';
+      s.on('data', (d: Buffer) => {
+        text += d.toString();
+      });
+      const answer = new Promise<string>((resolve, reject) => {
         s.once('end', () => resolve(text));
         s.once('error', reject);
-        s.end(payload);
         setTimeout(() => reject(new Error('stalled: the backend never got the whole upload')), 30_000).unref();
       });
-      assert.equal(answer, `${SIZE} ${createHash('sha256').update(payload).digest('hex')}`);
+      s.end(payload);
+      // The backend reads nothing until the proxy stops reading the client: the backend's write buffer fills and it must pause the client.
+      const { raw, relay } = await proxySide(g.gw, 'db', s);
+      const stall = await stallBounded(
+        () => raw.bytesRead,
+        () => heldToBackend(raw, relay),
+        'client → backend',
+        SIZE,
+      );
+      assert.ok(stall.taken < SIZE, 'the proxy stopped reading the client before the end');
+      backend!.resume();
+      assert.equal(await answer, `${SIZE} ${createHash('sha256').update(payload).digest('hex')}`);
     } finally {
       await g.close();
       srv.close();
