@@ -10,8 +10,8 @@
  * misread as records. Found by helper "bp" (2026-12-03) while writing
  * relay-backpressure.test.ts.
  *
- * Marked todo until split.ts feeds `rest` through the stream (the patch is in
- * that helper's report): with it, this case passes; without it, it fails.
+ * split.ts now pushes `rest` through the stream before the relay starts; this
+ * case failed before that ("EOF with 0 of 16300 bytes").
  */
 import assert from 'node:assert/strict';
 import net from 'node:net';
@@ -55,7 +55,6 @@ tcp:
 
   it(
     'a record cut at the end of the first read reaches the backend whole, and the relay goes on',
-    { todo: 'split.ts replays `rest` without pushing it through SplitClientStream (report of helper "bp")' },
     async () => {
       // An application_data record of 16 KiB whose first 100 bytes come with the hello; its body is 0xff,
       // so a reader that starts inside it sees a record header of type 255 and length 65535.

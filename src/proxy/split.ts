@@ -11,6 +11,7 @@ import { concat } from '../bytes/util.js';
 import { InnerHello } from '../ech/server.js';
 import { HandshakeBuffer } from '../tls13/handshake-buffer.js';
 import { type ClientHello, decodeClientHelloMessage } from '../wire/tls/client-hello.js';
+import { alertFor, encodeAlertRecord } from '../wire/tls/alert.js';
 import { ContentType, HandshakeType, MAX_PLAINTEXT } from '../wire/tls/constants.js';
 import { encodeHandshake } from '../wire/tls/handshake.js';
 import { frameHandshake, RECORD_VERSION, RecordReader, recordHeader } from '../wire/tls/record.js';
@@ -51,10 +52,23 @@ export function innerHelloRecords(inner: ClientHello): Uint8Array {
 export function splitHandler(cls: Classified, rest: Uint8Array): Handler {
   return {
     start(c: Conn) {
-      // Nearly always the client has sent nothing after its hello yet: no second copy then.
       const records = innerHelloRecords(cls.hello);
-      const replay = rest.length === 0 ? records : concat(records, rest);
-      passthrough(replay, cls.decryptSecond ? new LazySplitStream(cls.decryptSecond, c.ctx.ep.maxClientHelloBytes) : undefined).start(c);
+      const stream = cls.decryptSecond ? new LazySplitStream(cls.decryptSecond, c.ctx.ep.maxClientHelloBytes) : undefined;
+      // Nearly always the client has sent nothing after its hello yet: no second copy then. Bytes it did send
+      // (a change_cipher_spec, early data) go through the stream like any later read: TCP may have cut them
+      // inside a record, and the stream's record reader must start at a record boundary (RFC 8446 §5.1).
+      let replay = records;
+      if (rest.length > 0) {
+        let parts: Uint8Array[];
+        try {
+          parts = stream ? stream.push(rest) : [rest];
+        } catch (e) {
+          const alert = alertFor(e);
+          return c.fail('tls_handshake', encodeAlertRecord(alert), alert);
+        }
+        replay = concat(records, ...parts);
+      }
+      passthrough(replay, stream).start(c);
     },
   };
 }
