@@ -279,6 +279,33 @@ function constantsFor(p: CryptoProvider, hash: HashName): Constants {
   return c;
 }
 
+/**
+ * The application traffic secrets of a handshake (§7.1), and the exporter
+ * master secret derived when first read. A class with the getter on its
+ * prototype, not an object literal with `get exporter()`: V8 defines a
+ * literal's accessor through the runtime on every call
+ * (Runtime_DefineAccessorPropertyUnchecked, ≈ 9.6 µs per handshake through
+ * serve in the perf profile of docs/benchmarks.md, "Termination handshake,
+ * tenth pass").
+ */
+export class ApplicationSecrets {
+  private exporterSecret: Uint8Array | undefined;
+
+  constructor(
+    private readonly p: CryptoProvider,
+    private readonly hash: HashName,
+    private readonly master: Uint8Array,
+    private readonly throughServerFinished: Uint8Array,
+    readonly client: Uint8Array,
+    readonly server: Uint8Array,
+  ) {}
+
+  get exporter(): Uint8Array {
+    this.exporterSecret ??= deriveSecret(this.p, this.hash, this.master, 'exp master', this.throughServerFinished);
+    return this.exporterSecret;
+  }
+}
+
 /** The secrets of one full (EC)DHE handshake without PSK. */
 export class KeySchedule {
   readonly zeros: Uint8Array;
@@ -335,21 +362,12 @@ export class KeySchedule {
    * side of a connection here exports keying material, so it costs one HMAC
    * per handshake for nothing otherwise.
    */
-  application(throughServerFinished: Uint8Array): { client: Uint8Array; server: Uint8Array; exporter: Uint8Array } {
+  application(throughServerFinished: Uint8Array): ApplicationSecrets {
     if (!this.handshakeSecret) throw new EchgateError('ERR_ILLEGAL', 'key schedule: handshake secret first');
     const derived = this.derived ?? deriveSecret(this.p, this.hash, this.handshakeSecret, 'derived', this.k.emptyHash);
     const master = hkdfExtract(this.p, this.hash, derived, this.zeros);
-    const { p, hash } = this;
-    let exporter: Uint8Array | undefined;
-    const [client, server] = deriveSecretPair(p, hash, master, 'c ap traffic', 's ap traffic', throughServerFinished);
-    return {
-      client,
-      server,
-      get exporter() {
-        exporter ??= deriveSecret(p, hash, master, 'exp master', throughServerFinished);
-        return exporter;
-      },
-    };
+    const [client, server] = deriveSecretPair(this.p, this.hash, master, 'c ap traffic', 's ap traffic', throughServerFinished);
+    return new ApplicationSecrets(this.p, this.hash, master, throughServerFinished, client, server);
   }
 
   /** The next application traffic secret after a KeyUpdate (§7.2). */
