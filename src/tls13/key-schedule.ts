@@ -7,7 +7,7 @@ import { concat, utf8, wipe } from '../bytes/util.js';
 import { hkdfExpand, hkdfExtract } from '../crypto/hkdf.js';
 import { nodeProvider } from '../crypto/node.js';
 import { type AeadName, type CryptoProvider, HASH_SIZE, type HashName } from '../crypto/provider.js';
-import { hmacSha256Pair, JS_HMAC_MAX } from '../crypto/sha256.js';
+import { HmacSha256Key, hmacSha256Pair, JS_HMAC_MAX } from '../crypto/sha256.js';
 import { EchgateError } from '../errors.js';
 
 export interface CipherSuite {
@@ -121,6 +121,59 @@ export function trafficKeys(p: CryptoProvider, suite: CipherSuite, secret: Uint8
   return { key: both.subarray(0, suite.keyLen), iv: both.subarray(suite.keyLen) };
 }
 
+/**
+ * A handshake traffic secret's record keys (§7.3) and its finished_key
+ * (§4.4.4). `keys` is a plain TrafficKeys, the shape every RecordCipher gets
+ * (one shape keeps the record code's property loads monomorphic).
+ */
+export interface HandshakeTrafficKeys {
+  keys: TrafficKeys;
+  finishedKey: Uint8Array;
+}
+
+/** Scratch for one HMAC block of which only the first bytes are kept (wiped after each use). */
+const block32 = new Uint8Array(32);
+/**
+ * The pad states of the secret whose HMACs are being made, set and forgotten
+ * within one synchronous call: one instance for the process, so keying a
+ * secret's three HMACs allocates nothing.
+ */
+const transient = new HmacSha256Key();
+
+/**
+ * trafficKeys(secret) and finished_key = HKDF-Expand-Label(secret, "finished",
+ * "", Hash.length) (§4.4.4) of a handshake traffic secret: all three are
+ * HMACs under the secret, so on the paired path the secret's pad states are
+ * made once for the three (two compressions fewer than trafficKeys and a
+ * separate finishedVerifyData; docs/benchmarks.md, "Termination handshake,
+ * tenth pass"). Give the finished key to finishedVerifyDataFrom.
+ */
+export function handshakeTrafficKeys(p: CryptoProvider, suite: CipherSuite, secret: Uint8Array): HandshakeTrafficKeys {
+  if (!pairable(p, suite.hash, secret)) {
+    return { keys: trafficKeys(p, suite, secret), finishedKey: expandLabel(p, suite.hash, secret, 'finished', NO_CONTEXT, HASH_SIZE[suite.hash]) };
+  }
+  const both = new Uint8Array(new ArrayBuffer(suite.keyLen + 12));
+  const parts = keyIvParts(suite.keyLen);
+  const k = transient;
+  k.set(secret);
+  const finishedKey = new Uint8Array(32);
+  try {
+    // Copied by index out of a scratch block, as trafficKeys does (no views of small arrays).
+    k.macInto(parts.key, block32);
+    for (let i = 0; i < suite.keyLen; i++) both[i] = block32[i]!;
+    k.macInto(parts.iv, block32);
+    for (let i = 0; i < 12; i++) both[suite.keyLen + i] = block32[i]!;
+    k.macInto(FINISHED_PARTS, finishedKey);
+  } finally {
+    k.forget();
+    block32.fill(0);
+  }
+  return { keys: { key: both.subarray(0, suite.keyLen), iv: both.subarray(suite.keyLen) }, finishedKey };
+}
+
+/** The HMAC message of the "finished" label for SHA-256 (no context, 32 bytes): a constant. */
+const FINISHED_PARTS: readonly Uint8Array[] = [labelPrefix('finished', 32, 0), ONE];
+
 /** The HMAC messages of the "key" and "iv" labels (no context, one block), per key length: constants. */
 const keyIvPartsByLen = new Map<number, { key: readonly Uint8Array[]; iv: readonly Uint8Array[] }>();
 function keyIvParts(keyLen: number): { key: readonly Uint8Array[]; iv: readonly Uint8Array[] } {
@@ -177,6 +230,11 @@ export function finishedVerifyData(p: CryptoProvider, hash: HashName, baseKey: U
   return p.hmac(hash, fk, transcriptHash);
 }
 
+/** Finished verify_data (§4.4.4) from a finished_key already expanded (handshakeTrafficKeys). */
+export function finishedVerifyDataFrom(p: CryptoProvider, hash: HashName, finishedKey: Uint8Array, transcriptHash: Uint8Array): Uint8Array {
+  return p.hmac(hash, finishedKey, transcriptHash);
+}
+
 /**
  * Without a PSK, the early secret and the "derived" secret after it are the
  * same for every handshake (§7.1: HKDF-Extract(0, 0), then Derive-Secret(.,
@@ -186,6 +244,15 @@ interface Constants {
   emptyHash: Uint8Array;
   /** Derive-Secret(Early Secret, "derived", "") with no PSK. */
   derivedFromEarly: Uint8Array;
+  /**
+   * derivedFromEarly as HMAC pad states, on the paired path (node provider,
+   * SHA-256): it keys the handshake secret's HKDF-Extract in every handshake
+   * and is the same public value every time, so its two pad compressions are
+   * made once per process. Never forgotten: it is not a secret.
+   */
+  derivedFromEarlyKey: HmacSha256Key | undefined;
+  /** The HkdfLabel of Derive-Secret(., "derived", ""): its HMAC message, a constant. */
+  derivedParts: readonly Uint8Array[];
 }
 const constantsCache = new WeakMap<CryptoProvider, Partial<Record<HashName, Constants>>>();
 
@@ -200,16 +267,51 @@ function constantsFor(p: CryptoProvider, hash: HashName): Constants {
     const zeros = new Uint8Array(HASH_SIZE[hash]);
     const emptyHash = p.hash(hash, new Uint8Array(0));
     const early = hkdfExtract(p, hash, zeros, zeros);
-    c = { emptyHash, derivedFromEarly: deriveSecret(p, hash, early, 'derived', emptyHash) };
+    const derivedFromEarly = deriveSecret(p, hash, early, 'derived', emptyHash);
+    c = {
+      emptyHash,
+      derivedFromEarly,
+      derivedFromEarlyKey: pairable(p, hash, derivedFromEarly) ? new HmacSha256Key(derivedFromEarly) : undefined,
+      derivedParts: [labelPrefix('derived', HASH_SIZE[hash], emptyHash.length), emptyHash, ONE],
+    };
     byHash[hash] = c;
   }
   return c;
+}
+
+/**
+ * The application traffic secrets of a handshake (§7.1), and the exporter
+ * master secret derived when first read. A class with the getter on its
+ * prototype, not an object literal with `get exporter()`: V8 defines a
+ * literal's accessor through the runtime on every call
+ * (Runtime_DefineAccessorPropertyUnchecked, ≈ 9.6 µs per handshake through
+ * serve in the perf profile of docs/benchmarks.md, "Termination handshake,
+ * tenth pass").
+ */
+export class ApplicationSecrets {
+  private exporterSecret: Uint8Array | undefined;
+
+  constructor(
+    private readonly p: CryptoProvider,
+    private readonly hash: HashName,
+    private readonly master: Uint8Array,
+    private readonly throughServerFinished: Uint8Array,
+    readonly client: Uint8Array,
+    readonly server: Uint8Array,
+  ) {}
+
+  get exporter(): Uint8Array {
+    this.exporterSecret ??= deriveSecret(this.p, this.hash, this.master, 'exp master', this.throughServerFinished);
+    return this.exporterSecret;
+  }
 }
 
 /** The secrets of one full (EC)DHE handshake without PSK. */
 export class KeySchedule {
   readonly zeros: Uint8Array;
   private handshakeSecret: Uint8Array | undefined;
+  /** Derive-Secret(handshake secret, "derived", ""), when handshake() made it with the traffic secrets. */
+  private derived: Uint8Array | undefined;
   private readonly k: Constants;
 
   constructor(
@@ -222,8 +324,35 @@ export class KeySchedule {
 
   /** Early secret with no PSK, then the handshake secret from the (EC)DHE shared secret. */
   handshake(ecdhe: Uint8Array, chShHash: Uint8Array): { client: Uint8Array; server: Uint8Array } {
-    this.handshakeSecret = hkdfExtract(this.p, this.hash, this.k.derivedFromEarly, ecdhe);
-    const [client, server] = deriveSecretPair(this.p, this.hash, this.handshakeSecret, 'c hs traffic', 's hs traffic', chShHash);
+    const fromEarly = this.k.derivedFromEarlyKey;
+    const pc = labelPrefix('c hs traffic', 32, chShHash.length);
+    const ps = labelPrefix('s hs traffic', 32, chShHash.length);
+    // fromEarly is set only on the paired path (constantsFor), where the handshake secret is 32 bytes;
+    // each message must stay within what crypto/sha256.ts hashes (a transcript hash is far below it).
+    if (!fromEarly || ecdhe.length > JS_HMAC_MAX || pc.length + chShHash.length + 1 > JS_HMAC_MAX || ps.length + chShHash.length + 1 > JS_HMAC_MAX) {
+      this.handshakeSecret = hkdfExtract(this.p, this.hash, this.k.derivedFromEarly, ecdhe);
+      const [client, server] = deriveSecretPair(this.p, this.hash, this.handshakeSecret, 'c hs traffic', 's hs traffic', chShHash);
+      return { client, server };
+    }
+    // The paired path (SHA-256 on the node provider): the extract under the constant's cached pad
+    // states, then the handshake secret's three HMACs under its pad states made once — c/s hs
+    // traffic now and Derive-Secret(., "derived", "") for application() (§7.1), which would
+    // otherwise make them again there.
+    const hs = fromEarly.mac([ecdhe]);
+    this.handshakeSecret = hs;
+    const k = transient;
+    k.set(hs);
+    const client = new Uint8Array(32);
+    const server = new Uint8Array(32);
+    const derived = new Uint8Array(32);
+    try {
+      k.macInto([pc, chShHash, ONE], client);
+      k.macInto([ps, chShHash, ONE], server);
+      k.macInto(this.k.derivedParts, derived);
+    } finally {
+      k.forget();
+    }
+    this.derived = derived;
     return { client, server };
   }
 
@@ -233,21 +362,12 @@ export class KeySchedule {
    * side of a connection here exports keying material, so it costs one HMAC
    * per handshake for nothing otherwise.
    */
-  application(throughServerFinished: Uint8Array): { client: Uint8Array; server: Uint8Array; exporter: Uint8Array } {
+  application(throughServerFinished: Uint8Array): ApplicationSecrets {
     if (!this.handshakeSecret) throw new EchgateError('ERR_ILLEGAL', 'key schedule: handshake secret first');
-    const derived = deriveSecret(this.p, this.hash, this.handshakeSecret, 'derived', this.k.emptyHash);
+    const derived = this.derived ?? deriveSecret(this.p, this.hash, this.handshakeSecret, 'derived', this.k.emptyHash);
     const master = hkdfExtract(this.p, this.hash, derived, this.zeros);
-    const { p, hash } = this;
-    let exporter: Uint8Array | undefined;
-    const [client, server] = deriveSecretPair(p, hash, master, 'c ap traffic', 's ap traffic', throughServerFinished);
-    return {
-      client,
-      server,
-      get exporter() {
-        exporter ??= deriveSecret(p, hash, master, 'exp master', throughServerFinished);
-        return exporter;
-      },
-    };
+    const [client, server] = deriveSecretPair(this.p, this.hash, master, 'c ap traffic', 's ap traffic', throughServerFinished);
+    return new ApplicationSecrets(this.p, this.hash, master, throughServerFinished, client, server);
   }
 
   /** The next application traffic secret after a KeyUpdate (§7.2). */
@@ -259,6 +379,8 @@ export class KeySchedule {
   forget(): void {
     this.handshakeSecret?.fill(0);
     this.handshakeSecret = undefined;
+    this.derived?.fill(0);
+    this.derived = undefined;
   }
 }
 

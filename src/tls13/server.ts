@@ -34,7 +34,7 @@ import {
   serverHelloExtensions,
   serverHelloRecord,
 } from '../wire/tls/server-messages.js';
-import { type CipherSuite, CIPHER_SUITES, finishedVerifyData, KeySchedule, nextTrafficSecret, trafficKeys } from './key-schedule.js';
+import { type CipherSuite, CIPHER_SUITES, finishedVerifyDataFrom, handshakeTrafficKeys, KeySchedule, nextTrafficSecret, trafficKeys } from './key-schedule.js';
 import { ECH_CONFIRMATION_AT, echAcceptConfirmation, hrrEchConfirmation } from './ech-confirm.js';
 import { DEFAULT_GROUPS, groupById, groupName } from './groups.js';
 import { HandshakeBuffer } from './handshake-buffer.js';
@@ -163,6 +163,8 @@ interface ExpectFinished {
   /** Under server_application_traffic_secret_0 (§4.4.4: we may send data before the client's Finished). */
   write: RecordCipher;
   readonly clientHsSecret: Uint8Array;
+  /** finished_key of clientHsSecret (§4.4.4), expanded with its read key (key-schedule.ts handshakeTrafficKeys). */
+  readonly clientFinishedKey: Uint8Array;
   readonly clientApSecret: Uint8Array;
   readonly serverApSecret: Uint8Array;
 }
@@ -360,7 +362,7 @@ export class TlsServer {
     this.state = CLOSED;
     if (st.kind === 'expect_finished') {
       st.ks.forget();
-      wipe(st.clientHsSecret, st.clientApSecret, st.serverApSecret);
+      wipe(st.clientHsSecret, st.clientFinishedKey, st.clientApSecret, st.serverApSecret);
       st.read.wipe();
     } else if (st.kind === 'traffic') {
       wipe(st.clientApSecret, st.serverApSecret);
@@ -466,8 +468,11 @@ export class TlsServer {
     const ks = new KeySchedule(this.o.provider, suite.hash);
     const hs = ks.handshake(shared, transcript.hash());
     wipe(shared);
-    const hsWrite = new RecordCipher(suite, trafficKeys(this.o.provider, suite, hs.server));
-    const read = new RecordCipher(suite, trafficKeys(this.o.provider, suite, hs.client));
+    // Each handshake traffic secret's key, iv and finished_key in one go (three HMACs under one secret).
+    const serverHs = handshakeTrafficKeys(this.o.provider, suite, hs.server);
+    const clientHs = handshakeTrafficKeys(this.o.provider, suite, hs.client);
+    const hsWrite = new RecordCipher(suite, serverHs.keys);
+    const read = new RecordCipher(suite, clientHs.keys);
 
     // EncryptedExtensions, Certificate, CertificateVerify, Finished
     const ee: { type: number; data: Uint8Array }[] = [];
@@ -498,13 +503,13 @@ export class TlsServer {
     all[cvAt + 7] = signature.length & 0xff;
     all.set(signature, cvAt + 8);
     transcript.add(all.subarray(cvAt, finAt));
-    all.set(finishedVerifyData(this.o.provider, suite.hash, hs.server, transcript.hash()), finAt + 4);
+    all.set(finishedVerifyDataFrom(this.o.provider, suite.hash, serverHs.finishedKey, transcript.hash()), finAt + 4);
     writeHandshakeHeader(all, finAt, HandshakeType.finished, hashLen);
     transcript.add(all.subarray(finAt));
     for (let i = 0; i < all.length; i += MAX_PLAINTEXT) send.push(hsWrite.seal(ContentType.handshake, all.subarray(i, i + MAX_PLAINTEXT)));
     // Our handshake write key has done its work: the server handshake secret is not needed again.
     hsWrite.wipe();
-    wipe(hs.server);
+    wipe(hs.server, serverHs.finishedKey);
 
     const app = ks.application(transcript.hash());
     this.state = {
@@ -517,6 +522,7 @@ export class TlsServer {
       read,
       write: new RecordCipher(suite, trafficKeys(this.o.provider, suite, app.server)),
       clientHsSecret: hs.client,
+      clientFinishedKey: clientHs.finishedKey,
       clientApSecret: app.client,
       serverApSecret: app.server,
     };
@@ -717,13 +723,13 @@ export class TlsServer {
     const body = msg.subarray(4);
     if (type !== HandshakeType.finished) throw fail('unexpected_message', `expected Finished, got ${type}`);
     if (!endsRecord) throw fail('unexpected_message', 'handshake data after Finished in the same record');
-    const expected = finishedVerifyData(this.o.provider, st.suite.hash, st.clientHsSecret, st.transcript.hash());
+    const expected = finishedVerifyDataFrom(this.o.provider, st.suite.hash, st.clientFinishedKey, st.transcript.hash());
     // §4.4.4: verify_data is Hash.length bytes; a wrong length is malformed (decode_error), a wrong value decrypt_error.
     if (body.length !== expected.length) throw new EchgateError('ERR_DECODE', `Finished of ${body.length} bytes`, { alert: 'decode_error' });
     if (!ctEqual(body, expected)) throw fail('decrypt_error', 'client Finished does not verify');
     // The handshake secrets, the handshake read key and the transcript end here (no resumption, no post-handshake auth).
     st.ks.forget();
-    wipe(st.clientHsSecret);
+    wipe(st.clientHsSecret, st.clientFinishedKey);
     st.read.wipe();
     this.state = {
       kind: 'traffic',
