@@ -352,6 +352,10 @@ export class Relay implements IdleEntry {
     this.onData = onData;
     this.client.on('data', onData ? onClientDataTo : onClientData);
     this.client.on('end', onClientEnd);
+    // The client's EOF may already have been read while the handler got ready (a server-speaks-first
+    // entrypoint never peeks, so a client that connects and closes at once is read to its end before the
+    // backend connects): its 'end' went out before this listener existed, and would never reach the backend.
+    if (this.client.readableEnded) this.clientEnded();
     this.flow();
   }
 
