@@ -70,9 +70,7 @@ export function terminateHandler(cls: Classified, opts: TlsOptions, alpn: readon
         if (!isEchgateError(first.error)) c.internalError(first.error, 'internal error starting TLS');
         return c.fail('tls_handshake', first.send.length ? concat(...first.send) : undefined, first.alert);
       }
-      // The first flight (ServerHello … Finished) in one write: separate writes were a quarter of a handshake's CPU.
-      c.socket.write(first.send.length === 1 ? first.send[0]! : concat(...first.send));
-      runEngine(c, term.engine);
+      runEngine(c, term.engine, first.send);
     },
   };
 }
@@ -83,8 +81,8 @@ export function terminateHandler(cls: Classified, opts: TlsOptions, alpn: readon
  * complete within handshakeTimeout fails with ERR_HANDSHAKE_TIMEOUT and no
  * alert; a client error alert (RFC 8446 §6.2) ends it with nothing sent.
  */
-function runEngine(c: Conn, engine: TlsServer): void {
-  new Terminated(c, engine).begin(c);
+function runEngine(c: Conn, engine: TlsServer, flight: Uint8Array[]): void {
+  new Terminated(c, engine).begin(c, flight);
 }
 
 /** A callback's exception, handed to the connection's guard (only on that path does it allocate). */
@@ -165,9 +163,13 @@ class Terminated implements RelayOptions, DeadlineEntry {
     this.deadlineMs = c.ctx.ep.handshakeTimeoutMs;
   }
 
-  begin(c: Conn): void {
+  /** `flight`: the server's first flight (ServerHello … Finished). */
+  begin(c: Conn, flight: Uint8Array[]): void {
     const client = this.client;
     this.relay = c.connect(client, this, noop);
+    // Through the relay, in one write (relay.ts writeAll; separate writes were a quarter of a handshake's
+    // CPU), so that write() returning false (a flight over the socket's 16 KiB mark) marks the client full.
+    this.relay.toClient(flight);
     if (this.deadlineMs > 0 && !this.engine.established) {
       handshakeDeadlines.list(this.deadlineMs).add(this);
       // A client that goes away mid-handshake (a reset, no EOF) leaves the list at once, not at its deadline.
