@@ -416,6 +416,11 @@ tcp:
       const third = await rawExchange(g.port('db'), [], { timeoutMs: 2000 });
       assert.equal(third.length, 0);
       assert.equal(g.gw.metrics.connections.get({ entrypoint: 'db', router: '-', outcome: 'over_limit' }), 1);
+      // Counted and said: an over-limit connection gets no access line, so a warning names the cap.
+      const warn = g.logs.find((l) => l.msg === 'entrypoint at maxConnections: new connection closed');
+      assert.ok(warn, 'a warning for the refused connection');
+      assert.equal(warn.entrypoint, 'db');
+      assert.equal(warn.maxConnections, 2);
       for (const s of held) s.destroy();
     } finally {
       await g.close();

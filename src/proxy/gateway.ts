@@ -189,6 +189,9 @@ export class Gateway {
   private accept(l: Listener, socket: net.Socket): void {
     if (l.open.size >= l.ctx.ep.maxConnections) {
       this.metrics.connections.inc({ entrypoint: l.ctx.ep.name, router: '-', outcome: 'over_limit' });
+      // No access line for a connection never handled; the operator still hears that the cap is being hit
+      // (rate-limited: a flood past the cap is one line per interval, with how many were suppressed).
+      l.ctx.limiter.log(l.ctx.log, 'warn', { entrypoint: l.ctx.ep.name, maxConnections: l.ctx.ep.maxConnections }, 'entrypoint at maxConnections: new connection closed');
       socket.destroy();
       return;
     }
