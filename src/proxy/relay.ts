@@ -147,9 +147,7 @@ function onClientEnd(this: net.Socket): void {
 }
 function onClientData(this: net.Socket, d: Buffer): void {
   try {
-    const r = relayOf(this);
-    r.idleActive = true;
-    r.toBackend1(d);
+    relayOf(this).clientData(d);
   } catch (e) {
     failed(this, e);
   }
@@ -371,7 +369,7 @@ export class Relay implements IdleEntry {
     this.flow();
   }
 
-  /** One client chunk in readClientFromOwner's mode: what onClientData does. */
+  /** One client chunk to the backend as it is: onClientData's work, and the owner's in readClientFromOwner's mode. */
   clientData(d: Buffer): void {
     this.idleActive = true;
     this.toBackend1(d);
