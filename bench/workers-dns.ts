@@ -9,7 +9,10 @@
  * group (primary + workers, every thread's sum_exec_runtime from
  * /proc/PID/task/TID/schedstat), and queries per second. Variants run
  * interleaved, ROUNDS rounds, medians. dnsperf itself shares the machine.
- * Env: ROUNDS (3), SECONDS (6), CLIENTS (dnsperf -c, 20), QPS (dnsperf -Q, 0 = unlimited), DOH_CONNS (4).
+ * Before the rounds each group gets WARM seconds of both loads, unmeasured:
+ * without it the second worker's optimizing compiler runs inside the measured
+ * window (what bench/workers.ts found for connections and handshakes).
+ * Env: ROUNDS (3), SECONDS (6), CLIENTS (dnsperf -c, 20), QPS (dnsperf -Q, 0 = unlimited), DOH_CONNS (4), WARM (8).
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -28,6 +31,7 @@ const SECONDS = Number(process.env.SECONDS ?? 6);
 const CLIENTS = Number(process.env.CLIENTS ?? 20);
 const QPS = Number(process.env.QPS ?? 0);
 const DOH_CONNS = Number(process.env.DOH_CONNS ?? 4);
+const WARM = Number(process.env.WARM ?? 8);
 
 const children: ChildProcess[] = [];
 process.on('exit', () => {
@@ -85,21 +89,23 @@ async function main() {
   writeFileSync(data, 'secret.example.test HTTPS\nsecret.example.test A\n');
   const groups = { 1: await startServe(dir, 1), 2: await startServe(dir, 2) };
   const res: Record<string, { perCpuS: number[]; qps: number[]; cpuShare: number[] }> = {};
+  const load = async (g: (typeof groups)[1], transport: 'udp' | 'doh', seconds: number): Promise<number> => {
+    if (transport === 'udp') {
+      const args = ['-s', '127.0.0.1', '-p', String(g.udp), '-d', data, '-l', String(seconds), '-c', String(CLIENTS), ...(QPS ? ['-Q', String(QPS)] : [])];
+      return Number(/Queries completed:\s+(\d+)/.exec((await run('dnsperf', args, { maxBuffer: 1 << 24 })).stdout)?.[1] ?? 0);
+    }
+    const script = join(ROOT, 'dist', 'bench', 'doh-load.js');
+    const outs = await Promise.all(Array.from({ length: DOH_CONNS }, () => run('node', [script, `https://127.0.0.1:${g.doh}/dns-query`, String(seconds), '20'])));
+    return outs.reduce((n, o) => n + Number(/DONE (\d+)/.exec(o.stdout)?.[1] ?? 0), 0);
+  };
+  if (WARM > 0) for (const w of [1, 2] as const) for (const transport of ['udp', 'doh'] as const) await load(groups[w], transport, WARM);
   for (let r = 0; r < ROUNDS; r++) {
     for (const transport of ['udp', 'doh'] as const) {
       for (const w of [1, 2] as const) {
         const g = groups[w];
         const c0 = g.pids.reduce((s, p) => s + cpuNs(p), 0);
         const t0 = performance.now();
-        let done = 0;
-        if (transport === 'udp') {
-          const args = ['-s', '127.0.0.1', '-p', String(g.udp), '-d', data, '-l', String(SECONDS), '-c', String(CLIENTS), ...(QPS ? ['-Q', String(QPS)] : [])];
-          done = Number(/Queries completed:\s+(\d+)/.exec((await run('dnsperf', args, { maxBuffer: 1 << 24 })).stdout)?.[1] ?? 0);
-        } else {
-          const load = join(ROOT, 'dist', 'bench', 'doh-load.js');
-          const outs = await Promise.all(Array.from({ length: DOH_CONNS }, () => run('node', [load, `https://127.0.0.1:${g.doh}/dns-query`, String(SECONDS), '20'])));
-          for (const o of outs) done += Number(/DONE (\d+)/.exec(o.stdout)?.[1] ?? 0);
-        }
+        const done = await load(g, transport, SECONDS);
         const wall = (performance.now() - t0) / 1000;
         const cpuS = (g.pids.reduce((s, p) => s + cpuNs(p), 0) - c0) / 1e9;
         const k = `${transport} workers=${w}`;
