@@ -1,5 +1,5 @@
 /** Helpers shared by the benchmark sections: child processes, ports, medians, RSS. */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
@@ -191,4 +191,37 @@ export function takeOption(args: string[], name: string, def: string): string {
  */
 export function rotate<T>(list: readonly T[], r: number): T[] {
   return list.map((_, i) => list[(i + r) % list.length]!);
+}
+
+/** This process's open-file limit (soft, hard) from /proc/self/limits; Infinity for "unlimited". */
+export function nofileLimits(): { soft: number; hard: number } {
+  const m = /Max open files\s+(\S+)\s+(\S+)/.exec(readFileSync('/proc/self/limits', 'utf8'));
+  const n = (x: string | undefined) => (x === undefined || x === 'unlimited' ? Number.POSITIVE_INFINITY : Number(x));
+  return { soft: n(m?.[1]), hard: n(m?.[2]) };
+}
+
+/**
+ * An open-file limit of `want` for the children that hold many sockets (the
+ * idle-memory rows: a relayed connection holds two descriptors in the proxy),
+ * and for this process, which holds the client ends. When the hard limit is
+ * already `want` or more, nothing changes (Node raises its own soft limit to
+ * the hard one at start-up, and children inherit both). Otherwise it is raised
+ * with `prlimit` (util-linux; raising a hard limit needs CAP_SYS_RESOURCE, i.e.
+ * root, as here and in CI, up to fs.nr_open): children are spawned through
+ * `prlimit --nofile=N:N --`, which execs the command (same pid, so
+ * /proc/PID/stat and VmRSS still read the child), and this process gets the
+ * same limit by `prlimit --pid`. When that fails (not root, no prlimit) the
+ * limit is the hard one we have, and the caller sizes its run to it.
+ */
+export function openFileLimit(want: number): { limit: number; wrap: (cmd: string, args: string[]) => [string, string[]] } {
+  const same = (cmd: string, args: string[]): [string, string[]] => [cmd, args];
+  const { hard } = nofileLimits();
+  if (hard >= want) return { limit: hard, wrap: same };
+  try {
+    execFileSync('prlimit', [`--nofile=${want}:${want}`, '--', 'true'], { stdio: 'ignore' });
+    execFileSync('prlimit', ['--pid', String(process.pid), `--nofile=${want}:${want}`], { stdio: 'ignore' });
+  } catch {
+    return { limit: hard, wrap: same };
+  }
+  return { limit: want, wrap: (cmd, args) => ['prlimit', [`--nofile=${want}:${want}`, '--', cmd, ...args]] };
 }
