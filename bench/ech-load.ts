@@ -10,6 +10,10 @@
  *   { cmd: 'prepare', n, ech }               → { ready } after building n fresh ECH hellos and n plain ones
  *   { cmd: 'route', port, kind, c, n? }      → { wallMs } after sending n (default: every) prepared hello of that kind,
  *                                              reading the backend's one byte, closing
+ *   { cmd: 'lat', port, n, ech }             → { plain, ech } ms per handshake, n of each, one at a time, plain and
+ *                                              ECH alternating (ABBA): connect → the backend's first byte (one
+ *                                              byte sent once established; the hello is built before the clock
+ *                                              starts, so the client's own HPKE seal is not counted)
  * `ech` is a base64 ECHConfigList; the name is always app.example.test.
  */
 import net from 'node:net';
@@ -22,7 +26,7 @@ import { usableConfigs } from '../src/wire/ech/usable.js';
 import { frameHandshake } from '../src/wire/tls/record.js';
 
 const SNI = 'app.example.test';
-type Msg = { cmd: 'term'; port: number; n: number; c: number; ech?: string } | { cmd: 'prepare'; n: number; ech: string } | { cmd: 'route'; port: number; kind: 'ech' | 'plain'; c: number; n?: number };
+type Msg = { cmd: 'lat'; port: number; n: number; ech: string } | { cmd: 'term'; port: number; n: number; c: number; ech?: string } | { cmd: 'prepare'; n: number; ech: string } | { cmd: 'route'; port: number; kind: 'ech' | 'plain'; c: number; n?: number };
 
 const configOf = (b64: string) => {
   const c = usableConfigs(decodeECHConfigList(new Uint8Array(Buffer.from(b64, 'base64'))), isSupportedSuite)[0];
@@ -70,6 +74,40 @@ function handshake(port: number, ech: ReturnType<typeof configOf> | undefined): 
   });
 }
 
+/** One handshake and one byte each way: ms from connect to the backend's answer (bench/latency.ts's end event). */
+function firstByte(port: number, ech: ReturnType<typeof configOf> | undefined): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const client = new TlsClient({ provider: nodeProvider, serverName: SNI, ech: ech && echOffer(ech) });
+    const hello = client.hello();
+    const t0 = performance.now();
+    const s = net.connect({ port, host: '127.0.0.1', noDelay: true }, () => {
+      for (const r of hello) s.write(r);
+    });
+    let ms = -1;
+    s.on('data', (d) => {
+      try {
+        const out = client.receive(d);
+        for (const r of out.send) s.write(r);
+        if (out.established) {
+          if (ech && out.established.ech !== 'accepted') throw new Error(`ECH ${out.established.ech}`);
+          for (const r of client.encrypt(new Uint8Array([0x67]))) s.write(r);
+        }
+        if (ms < 0 && out.data.some((x) => x.length > 0)) {
+          ms = performance.now() - t0;
+          // The backend's byte may come with its close_notify (it closes after answering): nothing to send then.
+          if (out.closed) s.end();
+          else s.end(client.close());
+        }
+      } catch (e) {
+        s.destroy();
+        reject(e);
+      }
+    });
+    s.once('error', reject);
+    s.once('close', () => (ms >= 0 ? resolve(ms) : reject(new Error('lat: closed before the backend answered'))));
+  });
+}
+
 const prepared: Record<'ech' | 'plain', Uint8Array[]> = { ech: [], plain: [] };
 
 function route(port: number, hello: Uint8Array): Promise<void> {
@@ -87,7 +125,16 @@ function route(port: number, hello: Uint8Array): Promise<void> {
 
 process.on('message', async (m: Msg) => {
   try {
-    if (m.cmd === 'term') {
+    if (m.cmd === 'lat') {
+      const config = configOf(m.ech);
+      const out = { plain: [] as number[], ech: [] as number[] };
+      for (let i = 0; i < m.n; i++) {
+        for (const kind of i % 2 === 0 ? (['plain', 'ech'] as const) : (['ech', 'plain'] as const)) {
+          out[kind].push(await firstByte(m.port, kind === 'ech' ? config : undefined));
+        }
+      }
+      process.send!(out);
+    } else if (m.cmd === 'term') {
       const ech = m.ech ? configOf(m.ech) : undefined;
       const lat: number[] = [];
       const wallMs = await pool(m.n, m.c, async () => {

@@ -206,8 +206,9 @@ export function nofileLimits(): { soft: number; hard: number } {
  * and for this process, which holds the client ends. When the hard limit is
  * already `want` or more, nothing changes (Node raises its own soft limit to
  * the hard one at start-up, and children inherit both). Otherwise it is raised
- * with `prlimit` (util-linux; raising a hard limit needs CAP_SYS_RESOURCE, i.e.
- * root, as here and in CI, up to fs.nr_open): children are spawned through
+ * with `prlimit` (util-linux; raising a hard limit needs CAP_SYS_RESOURCE, up to
+ * fs.nr_open: root on a host; root in a Docker container by default lacks it, as
+ * on the bench machine of 2026-12-03): children are spawned through
  * `prlimit --nofile=N:N --`, which execs the command (same pid, so
  * /proc/PID/stat and VmRSS still read the child), and this process gets the
  * same limit by `prlimit --pid`. When that fails (not root, no prlimit) the
