@@ -45,42 +45,20 @@ async function pool(n: number, c: number, one: (i: number) => Promise<void>): Pr
   return performance.now() - t0;
 }
 
-function handshake(port: number, ech: ReturnType<typeof configOf> | undefined): Promise<number> {
+/**
+ * One connection and full handshake (the ECH offer, when given, must be accepted). `untilByte` false
+ * (`term`): ms from the TCP connect to established, then close_notify. `untilByte` true (`lat`): ms
+ * from just before `connect` to the backend's first byte, after sending one byte once established
+ * (bench/latency.ts's end event; the hello is built before the clock starts).
+ */
+function session(port: number, ech: ReturnType<typeof configOf> | undefined, untilByte: boolean): Promise<number> {
   return new Promise((resolve, reject) => {
     const client = new TlsClient({ provider: nodeProvider, serverName: SNI, ech: ech && echOffer(ech) });
     const hello = client.hello();
+    let t0 = performance.now();
     const s = net.connect({ port, host: '127.0.0.1', noDelay: true });
-    let t0 = 0;
     s.once('connect', () => {
-      t0 = performance.now();
-      for (const r of hello) s.write(r);
-    });
-    s.on('data', (d) => {
-      try {
-        const out = client.receive(d);
-        for (const r of out.send) s.write(r);
-        if (out.established) {
-          if (ech && out.established.ech !== 'accepted') throw new Error(`ECH ${out.established.ech}`);
-          const ms = performance.now() - t0;
-          s.end(client.close());
-          s.once('close', () => resolve(ms));
-        }
-      } catch (e) {
-        s.destroy();
-        reject(e);
-      }
-    });
-    s.once('error', reject);
-  });
-}
-
-/** One handshake and one byte each way: ms from connect to the backend's answer (bench/latency.ts's end event). */
-function firstByte(port: number, ech: ReturnType<typeof configOf> | undefined): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const client = new TlsClient({ provider: nodeProvider, serverName: SNI, ech: ech && echOffer(ech) });
-    const hello = client.hello();
-    const t0 = performance.now();
-    const s = net.connect({ port, host: '127.0.0.1', noDelay: true }, () => {
+      if (!untilByte) t0 = performance.now();
       for (const r of hello) s.write(r);
     });
     let ms = -1;
@@ -90,9 +68,13 @@ function firstByte(port: number, ech: ReturnType<typeof configOf> | undefined): 
         for (const r of out.send) s.write(r);
         if (out.established) {
           if (ech && out.established.ech !== 'accepted') throw new Error(`ECH ${out.established.ech}`);
-          for (const r of client.encrypt(new Uint8Array([0x67]))) s.write(r);
+          if (untilByte) for (const r of client.encrypt(new Uint8Array([0x67]))) s.write(r);
+          else {
+            ms = performance.now() - t0;
+            s.end(client.close());
+          }
         }
-        if (ms < 0 && out.data.some((x) => x.length > 0)) {
+        if (untilByte && ms < 0 && out.data.some((x) => x.length > 0)) {
           ms = performance.now() - t0;
           // The backend's byte may come with its close_notify (it closes after answering): nothing to send then.
           if (out.closed) s.end();
@@ -104,7 +86,7 @@ function firstByte(port: number, ech: ReturnType<typeof configOf> | undefined): 
       }
     });
     s.once('error', reject);
-    s.once('close', () => (ms >= 0 ? resolve(ms) : reject(new Error('lat: closed before the backend answered'))));
+    s.once('close', () => (ms >= 0 ? resolve(ms) : reject(new Error('ech-load: closed before the handshake (and the byte) completed'))));
   });
 }
 
@@ -130,7 +112,7 @@ process.on('message', async (m: Msg) => {
       const out = { plain: [] as number[], ech: [] as number[] };
       for (let i = 0; i < m.n; i++) {
         for (const kind of i % 2 === 0 ? (['plain', 'ech'] as const) : (['ech', 'plain'] as const)) {
-          out[kind].push(await firstByte(m.port, kind === 'ech' ? config : undefined));
+          out[kind].push(await session(m.port, kind === 'ech' ? config : undefined, true));
         }
       }
       process.send!(out);
@@ -138,7 +120,7 @@ process.on('message', async (m: Msg) => {
       const ech = m.ech ? configOf(m.ech) : undefined;
       const lat: number[] = [];
       const wallMs = await pool(m.n, m.c, async () => {
-        lat.push(await handshake(m.port, ech));
+        lat.push(await session(m.port, ech, false));
       });
       process.send!({ wallMs, latencies: lat });
     } else if (m.cmd === 'prepare') {

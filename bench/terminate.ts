@@ -7,9 +7,13 @@
  *    echgate serve (terminating router), a node:tls terminating proxy
  *    (bench/tls-proxy.ts) and HAProxy `bind ... ssl crt`, all with the same
  *    ECDSA P-256 certificate and the same plain backend; then handshake
- *    latency p50/p99 from a node:tls client making sequential handshakes;
+ *    latency p50/p99 through each and direct to a node:tls server answering
+ *    as the backend does (bench/backend.ts `tls-byte`), node:tls client, one
+ *    handshake at a time, interleaved sample by sample, connect → the
+ *    backend's first byte, and what each proxy adds (bench/latency.ts);
  * 2. echgate terminating with ECH accepted vs without, echgate's own TLS
- *    client as load generator (bench/ech-load.ts, its own process);
+ *    client as load generator (bench/ech-load.ts, its own process): CPU per
+ *    connection, and the latency ECH adds (same end event, alternating);
  * 3. ECH on a route-only path (split mode: decrypt, route, forward the inner
  *    hello), fresh hellos built ahead by the load generator, extra CPU per
  *    ECH connection beside a plain one of the same shape;
@@ -17,10 +21,12 @@
  *    directions: backend → client (the proxy seals records) and client →
  *    backend (the proxy opens them; the backend, bench/sink.ts, answers one
  *    byte once it has everything);
- * 5. RSS per idle relayed and per idle terminated connection.
+ * 5. RSS per idle relayed and per idle terminated connection, 10,000 open
+ *    (fewer when the open-file limit cannot be raised; the label says), read
+ *    also at half way in the same process.
  *
- * TERM_ONLY=bulk (with BENCH_ONLY=term): only the bulk rows (4), for checking
- * them without the rest of the section.
+ * TERM_ONLY (with BENCH_ONLY=term), for checking some rows without the rest
+ * of the section: `bulk` (4), `lat` (the latency rows of 1 and 2), `mem` (5).
  */
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
