@@ -4,6 +4,9 @@
  *   byte   — read the first bytes, answer one byte, close
  *   stream — read the first bytes, stream --bytes N, close
  *   tls    — a node:tls server that answers one byte after the handshake
+ *   tls-byte — a node:tls server that does what `byte` does inside TLS: read the
+ *            client's first bytes, answer one byte, close (the "direct" peer of
+ *            the terminating proxies in front of `byte`, bench/terminate.ts)
  *   hold   — accept and keep the connection open, reading and dropping what comes;
  *            with --bytes N > 0, first answer the first bytes with N bytes (then hold)
  * Prints "PORT <n>" when listening.
@@ -34,6 +37,11 @@ if (mode === 'tls') {
   server = tls.createServer({ cert: readFileSync(certFile), key: readFileSync(keyFile) }, (s) => {
     s.on('error', () => s.destroy());
     s.end('y');
+  });
+} else if (mode === 'tls-byte') {
+  server = tls.createServer({ cert: readFileSync(certFile), key: readFileSync(keyFile) }, (s) => {
+    s.on('error', () => s.destroy());
+    s.once('data', () => s.end('y'));
   });
 } else if (mode === 'hold') {
   server = net.createServer((s) => {

@@ -19,13 +19,13 @@
  * ROOT: a build with bin/echgate.js (default: this checkout).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../src/cli/free-port.js';
 import { cpuNs } from './cpu.js';
-import { children, median, SERVE_NODE_FLAGS, sleep, start, sTime, takeOption, waitPort } from './util.js';
+import { children, median, perfSamples, procCounts, SERVE_NODE_FLAGS, selfSigned, sleep, start, sTime, takeOption, waitPort } from './util.js';
 
 const HERE = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const args = process.argv.slice(2);
@@ -38,23 +38,6 @@ const rest = args.filter((a) => a !== '--strace');
 const ROOT = resolve(rest[0] ?? HERE);
 const NAME = 'app.example.test';
 const f = (x: number, d = 2) => x.toFixed(d);
-
-function counts(pid: number): { minflt: number; vcs: number; ivcs: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const minflt = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]);
-  let vcs = 0;
-  let ivcs = 0;
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      const s = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
-      vcs += Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(s)![1]);
-      ivcs += Number(/nonvoluntary_ctxt_switches:\s+(\d+)/.exec(s)![1]);
-    } catch {
-      // the thread ended
-    }
-  }
-  return { minflt, vcs, ivcs };
-}
 
 /** The leaf frame of a perf sample → a row. */
 function bucket(sym: string, dso: string, stack: string[]): string {
@@ -85,44 +68,21 @@ function bucket(sym: string, dso: string, stack: string[]): string {
 function splitPerf(file: string, pids: string[]): Map<string, Map<string, number>> {
   const out = new Map(pids.map((p) => [p, new Map<string, number>()]));
   const text = execFileSync('perf', ['script', '-i', file, '-F', 'pid,ip,sym,dso'], { maxBuffer: 1 << 30, stdio: ['ignore', 'pipe', 'ignore'] }).toString();
-  let pid: string | undefined;
-  let syms: string[] = [];
-  let dsos: string[] = [];
-  const flush = () => {
-    const m = pid === undefined ? undefined : out.get(pid);
-    if (m && syms.length) {
-      const k = bucket(syms[0]!, dsos[0]!, syms);
-      m.set(k, (m.get(k) ?? 0) + 1);
-      m.set('total', (m.get('total') ?? 0) + 1);
-    }
-    syms = [];
-    dsos = [];
-  };
-  for (const line of text.split('\n')) {
-    if (line.trim() === '') {
-      flush();
-      pid = undefined;
-      continue;
-    }
-    if (!line.startsWith('\t')) {
-      flush();
-      pid = line.trim().split(/\s+/)[0];
-      continue;
-    }
-    const body = line.trim().replace(/^[0-9a-f]+\s+/, '');
-    const m = /^(.*) \(([^()]*)\)$/.exec(body);
-    syms.push(m ? m[1]! : body);
-    dsos.push(m ? m[2]! : '');
-  }
-  flush();
+  const reader = perfSamples((pid, syms, dsos) => {
+    const m = out.get(pid);
+    if (!m) return;
+    const k = bucket(syms[0]!, dsos[0]!, syms);
+    m.set(k, (m.get(k) ?? 0) + 1);
+    m.set('total', (m.get('total') ?? 0) + 1);
+  });
+  for (const line of text.split('\n')) reader.line(line);
+  reader.end();
   return out;
 }
 
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'hs-side-'));
-  const cert = join(dir, 'c.pem');
-  const key = join(dir, 'k.pem');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', `/CN=${NAME}`, '-addext', `subjectAltName=DNS:${NAME}`, '-keyout', key, '-out', cert], { stdio: 'ignore' });
+  const { cert, key } = selfSigned(dir, NAME);
   const keysDir = join(dir, 'ech-keys');
   const cli = join(ROOT, 'bin', 'echgate.js');
   execFileSync('node', [cli, 'keys', 'generate', '--dir', keysDir, '--public-name', 'public.example.test'], { stdio: 'ignore' });
@@ -160,10 +120,10 @@ tls:
   for (let r = 0; r < ROUNDS; r++) {
     for (const p of procs.map((_, i) => procs[(i + r) % procs.length]!)) {
       const c0 = cpuNs(p.pid);
-      const k0 = counts(p.pid);
+      const k0 = procCounts(p.pid);
       const n = await sTime(p.port, SECONDS);
       const c1 = cpuNs(p.pid);
-      const k1 = counts(p.pid);
+      const k1 = procCounts(p.pid);
       rows[p.name] ??= { cpu: [], flt: [], vcs: [], ivcs: [] };
       const row = rows[p.name]!;
       row.cpu.push((c1 - c0) / 1e3 / n);

@@ -17,6 +17,7 @@
  * its caller is counted as its own row.
  */
 import { createInterface } from 'node:readline';
+import { perfSamples } from './util.js';
 
 const [echPid, plainPid, nArg, hzArg] = process.argv.slice(2);
 if (!echPid || !plainPid || !nArg) {
@@ -58,44 +59,21 @@ const counts: Record<string, Counts> = { [echPid]: new Map(), [plainPid]: new Ma
 const add = (m: Counts, k: string) => m.set(k, (m.get(k) ?? 0) + 1);
 const total: Record<string, number> = { [echPid]: 0, [plainPid]: 0 };
 
-let pid: string | undefined;
-let syms: string[] = [];
-let dsos: string[] = [];
-function flush(): void {
-  const m = pid === undefined ? undefined : counts[pid];
-  if (m && syms.length) {
-    total[pid!]!++;
-    let item: string | undefined;
-    for (const s of syms) {
-      item = ITEMS.find(([re]) => re.test(s))?.[1];
-      if (item) break;
-    }
-    if (!item && ASM.test(syms[0]!)) item = 'X25519 assembly, caller lost';
-    add(m, item ? `ECH item: ${item}` : `same code: ${rest(syms[0]!, dsos[0]!, syms)}`);
+const reader = perfSamples((pid, syms, dsos) => {
+  const m = counts[pid];
+  if (!m) return;
+  total[pid]!++;
+  let item: string | undefined;
+  for (const s of syms) {
+    item = ITEMS.find(([re]) => re.test(s))?.[1];
+    if (item) break;
   }
-  syms = [];
-  dsos = [];
-}
-
+  if (!item && ASM.test(syms[0]!)) item = 'X25519 assembly, caller lost';
+  add(m, item ? `ECH item: ${item}` : `same code: ${rest(syms[0]!, dsos[0]!, syms)}`);
+});
 const rl = createInterface({ input: process.stdin, crlfDelay: Number.POSITIVE_INFINITY });
-for await (const line of rl) {
-  if (line.trim() === '') {
-    flush();
-    pid = undefined;
-    continue;
-  }
-  // A sample's header line (its pid, right-aligned: it may start with spaces); its frames start with a tab.
-  if (!line.startsWith('\t')) {
-    flush();
-    pid = line.trim().split(/\s+/)[0];
-    continue;
-  }
-  const body = line.trim().replace(/^[0-9a-f]+\s+/, '');
-  const m = /^(.*) \(([^()]*)\)$/.exec(body);
-  syms.push(m ? m[1]! : body);
-  dsos.push(m ? m[2]! : '');
-}
-flush();
+for await (const line of rl) reader.line(line);
+reader.end();
 
 const e = counts[echPid]!;
 const p = counts[plainPid]!;

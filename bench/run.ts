@@ -12,7 +12,9 @@
  * Then PostgreSQL through echgate (bench/postgres.ts, section `pg`; skipped
  * with a line saying why when PostgreSQL's programs are absent).
  * BENCH_ONLY=relay,ech,kex,term,dns,pg picks sections (default: all);
- * BENCH_QUICK=1 shortens every section. Results go to stdout, and, for a full
+ * BENCH_QUICK=1 shortens every section. RELAY_ONLY=lat (with BENCH_ONLY=relay):
+ * only the relaying latency rows; TERM_ONLY=bulk|lat|mem (with BENCH_ONLY=term):
+ * only those termination rows (bench/terminate.ts). Results go to stdout, and, for a full
  * run of every section, to docs/benchmarks.md between the BENCH markers.
  */
 import { execFileSync, spawn } from 'node:child_process';
@@ -26,6 +28,7 @@ import { cpuMs } from './cpu.js';
 import { dnsBench } from './dns.js';
 import type { EchBenchResult } from './ech.js';
 import { type KexBenchResult, kexTable } from './kex.js';
+import { addedP50P99, firstByteMs, interleavedLatency, p50p99, pairedMedian } from './latency.js';
 import { postgresBench, postgresMissing } from './postgres.js';
 import { terminateBench } from './terminate.js';
 import { children, connLoad, HAPROXY_HEAD, loop, median, rotate, start, waitPort, SERVE_NODE_FLAGS } from './util.js';
@@ -38,6 +41,9 @@ const CONCURRENCY = 50;
 const BULK_BYTES = QUICK ? 256 << 20 : 1 << 30;
 const ROUNDS = QUICK ? 1 : 3;
 const HANDSHAKES = QUICK ? 300 : 2000;
+/** Latency samples per peer (bench/latency.ts): about 2.5 ms each here, so 4 peers × 1000 ≈ 10 s. */
+const LAT_N = QUICK ? 200 : 1000;
+const LAT_WARM = QUICK ? 20 : 50;
 const SECTIONS = (process.env.BENCH_ONLY ?? 'relay,ech,kex,term,dns,pg').split(',');
 const ALL = ['relay', 'ech', 'kex', 'term', 'dns'].every((x) => SECTIONS.includes(x));
 const capture = readFileSync(join(ROOT, 'test', 'vectors', 'captures', 'chr-ech2a-app-alpn.bin'));
@@ -75,7 +81,7 @@ async function relayBench(dir: string): Promise<string[]> {
   const ports = {
     e: [await freePort(), await freePort(), await freePort()],
     h: [await freePort(), await freePort(), await freePort()],
-    n: [await freePort(), await freePort()],
+    n: [await freePort(), await freePort(), await freePort()],
   };
   const cfg = `
 log: { level: warn }
@@ -127,6 +133,8 @@ backend be_${n}
   const naive = [
     await start('node', [...SERVE_NODE_FLAGS, join(ROOT, 'dist', 'bench', 'naive-proxy.js'), String(ports.n[0]), String(byte)], /READY/),
     await start('node', [...SERVE_NODE_FLAGS, join(ROOT, 'dist', 'bench', 'naive-proxy.js'), String(ports.n[1]), String(stream)], /READY/),
+    // The latency rows' peer: in front of the TLS backend, so it looks for the name the node:tls client sends.
+    await start('node', [...SERVE_NODE_FLAGS, join(ROOT, 'dist', 'bench', 'naive-proxy.js'), String(ports.n[2]), String(tlsb), 'app.example.test'], /READY/),
   ];
 
   const proxies = [
@@ -137,6 +145,32 @@ backend be_${n}
   const res: Record<string, { conn: number[]; connWall: number[]; bulk: number[]; bulkWall: number[]; tls: number[] }> = {};
   for (const p of proxies) res[p.name] = { conn: [], connWall: [], bulk: [], bulkWall: [], tls: [] };
   const naiveRes = { conn: [] as number[], bulk: [] as number[] };
+
+  const latencyRows = async () => {
+    // Full TLS 1.3 handshakes passed through to the TLS backend (it speaks first: one byte once the handshake
+    // is done), one at a time, each peer and direct interleaved sample by sample (bench/latency.ts).
+    const l0 = performance.now();
+    const ctx = tls.createSecureContext({});
+    const peers = [...proxies.map((p) => ({ name: p.name, port: p.port[2]! })), { name: 'naive', port: ports.n[2]! }];
+    const lat = await interleavedLatency(
+      peers.map((p) => ({ name: p.name, sample: () => firstByteMs(p.port, 'app.example.test', ctx, false) })),
+      LAT_N,
+      LAT_WARM,
+    );
+    const d = lat.direct!;
+    for (const p of peers) if (p.name !== 'direct') process.stderr.write(`relay latency ${p.name}: added p50/p99 ${addedP50P99(lat[p.name]!, d)} ms (quantile differences); median of paired differences ${pairedMedian(lat[p.name]!, d).toFixed(2)} ms\n`);
+    process.stderr.write(`relay latency rows: ${((performance.now() - l0) / 1000).toFixed(1)} s\n`);
+    return [
+      `| full TLS 1.3 handshake, connect → the backend's first byte, p50 / p99 (ms, ${LAT_N} sequential per peer, interleaved one by one, node:tls client) | ${p50p99(lat.echgate!)} | ${p50p99(lat.HAProxy!)} | ${p50p99(lat.naive!)} | ${p50p99(d)} | | |`,
+      `| added latency over direct, p50 / p99 (ms; quantile through the proxy − the same quantile direct) | ${addedP50P99(lat.echgate!, d)} | ${addedP50P99(lat.HAProxy!, d)} | ${addedP50P99(lat.naive!, d)} | – | | |`,
+    ];
+  };
+  const head = '| | echgate | HAProxy 2.6 (nbthread 1) | naive Node proxy | direct | echgate / naive | echgate / HAProxy |';
+  if (process.env.RELAY_ONLY === 'lat') {
+    const rows = await latencyRows();
+    for (const c of [egProc, hp, ...naive.map((x) => x.proc)]) c.kill('SIGTERM');
+    return ['Relaying latency only (RELAY_ONLY=lat):', '', head, '|---|---|---|---|---|---|---|', ...rows];
+  }
 
   // warm-up
   for (const p of proxies) await connLoad(p.port[0]!, 500, CONCURRENCY, capture);
@@ -183,6 +217,7 @@ backend be_${n}
     const wall = await tlsLoad(p.port[2]!, HANDSHAKES, 16, ctx);
     res[p.name]!.tls.push((HANDSHAKES / wall) * 1000);
   }
+  const latRows = await latencyRows();
 
   for (const c of [egProc, hp, ...naive.map((x) => x.proc)]) c.kill('SIGTERM');
   const e = res.echgate!;
@@ -197,13 +232,14 @@ backend be_${n}
   return [
     `Relaying (TLS passthrough, ${haproxyVersion}): ${CONNS} connections per round at concurrency ${CONCURRENCY}, ${BULK_BYTES / 2 ** 30} GiB bulk, ${ROUNDS} interleaved rounds (the order rotated each round), medians.`,
     '',
-    '| | echgate | HAProxy 2.6 (nbthread 1) | naive Node proxy | direct | echgate / naive | echgate / HAProxy |',
+    head,
     '|---|---|---|---|---|---|---|',
     `| proxy CPU per connection (ms) | ${median(e.conn).toFixed(3)} | ${median(h.conn).toFixed(3)} | ${median(naiveRes.conn).toFixed(3)} | – | ${connNaive.toFixed(2)}× (target ≤ 1.10×) | ${connRatio.toFixed(2)}× |`,
     `| bulk GB/s per CPU-second of the proxy | ${median(e.bulk).toFixed(2)} | ${median(h.bulk).toFixed(2)} | ${median(naiveRes.bulk).toFixed(2)} | – | ${bulkNaive.toFixed(2)}× | ${bulkRatio.toFixed(2)}× (target ≥ 1.0×) |`,
     `| connections/s (wall, client-bound) | ${median(e.connWall).toFixed(0)} | ${median(h.connWall).toFixed(0)} | | ${median(d.connWall).toFixed(0)} | | |`,
     `| bulk GB/s (wall) | ${median(e.bulkWall).toFixed(2)} | ${median(h.bulkWall).toFixed(2)} | | ${median(d.bulkWall).toFixed(2)} | | |`,
     `| full TLS 1.3 handshakes/s through it (wall, client-bound) | ${e.tls[0]!.toFixed(0)} | ${h.tls[0]!.toFixed(0)} | | ${d.tls[0]!.toFixed(0)} | | |`,
+    ...latRows,
   ];
 }
 

@@ -7,9 +7,13 @@
  *    echgate serve (terminating router), a node:tls terminating proxy
  *    (bench/tls-proxy.ts) and HAProxy `bind ... ssl crt`, all with the same
  *    ECDSA P-256 certificate and the same plain backend; then handshake
- *    latency p50/p99 from a node:tls client making sequential handshakes;
+ *    latency p50/p99 through each and direct to a node:tls server answering
+ *    as the backend does (bench/backend.ts `tls-byte`), node:tls client, one
+ *    handshake at a time, interleaved sample by sample, connect → the
+ *    backend's first byte, and what each proxy adds (bench/latency.ts);
  * 2. echgate terminating with ECH accepted vs without, echgate's own TLS
- *    client as load generator (bench/ech-load.ts, its own process);
+ *    client as load generator (bench/ech-load.ts, its own process): CPU per
+ *    connection, and the latency ECH adds (same end event, alternating);
  * 3. ECH on a route-only path (split mode: decrypt, route, forward the inner
  *    hello), fresh hellos built ahead by the load generator, extra CPU per
  *    ECH connection beside a plain one of the same shape;
@@ -17,10 +21,12 @@
  *    directions: backend → client (the proxy seals records) and client →
  *    backend (the proxy opens them; the backend, bench/sink.ts, answers one
  *    byte once it has everything);
- * 5. RSS per idle relayed and per idle terminated connection.
+ * 5. RSS per idle relayed and per idle terminated connection, 10,000 open
+ *    (fewer when the open-file limit cannot be raised; the label says), read
+ *    also at half way in the same process.
  *
- * TERM_ONLY=bulk (with BENCH_ONLY=term): only the bulk rows (4), for checking
- * them without the rest of the section.
+ * TERM_ONLY (with BENCH_ONLY=term), for checking some rows without the rest
+ * of the section: `bulk` (4), `lat` (the latency rows of 1 and 2), `mem` (5).
  */
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -29,7 +35,8 @@ import { join } from 'node:path';
 import tls from 'node:tls';
 import { freePort } from '../src/cli/free-port.js';
 import { cpuMs, cpuNs, pin } from './cpu.js';
-import { children, HAPROXY_HEAD, idleMemoryConfig, median, openIdle, quantile, rotate, rssKiB, sleep, sTime, start, waitPort, SERVE_NODE_FLAGS } from './util.js';
+import { addedP50P99, firstByteMs, interleavedLatency, p50p99, pairedMedian } from './latency.js';
+import { children, HAPROXY_HEAD, idleMemoryConfig, median, openFileLimit, openIdle, rotate, rssKiB, sleep, sTime, start, waitPort, SERVE_NODE_FLAGS } from './util.js';
 
 export interface TermOptions {
   root: string;
@@ -41,25 +48,6 @@ export interface TermOptions {
 }
 
 const NAME = 'app.example.test';
-
-/** N sequential handshakes from a node:tls client: ms from connect to secureConnect. */
-async function latencies(port: number, n: number, ctx: tls.SecureContext): Promise<number[]> {
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) {
-    out.push(
-      await new Promise<number>((resolve, reject) => {
-        const t0 = performance.now();
-        const s = tls.connect({ port, host: '127.0.0.1', servername: NAME, secureContext: ctx, rejectUnauthorized: false, minVersion: 'TLSv1.3' }, () => {
-          const ms = performance.now() - t0;
-          s.end();
-          s.once('close', () => resolve(ms));
-        });
-        s.once('error', reject);
-      }),
-    );
-  }
-  return out;
-}
 
 /** backend → client: `bytes` streamed by the backend; resolves when the client has them all and the connection closed. */
 function bulk(port: number, bytes: number, ctx: tls.SecureContext): Promise<void> {
@@ -120,19 +108,37 @@ const f = (x: number, d = 3) => x.toFixed(d);
 export async function terminateBench(o: TermOptions): Promise<string[]> {
   const { root, dir, quick, rounds } = o;
   const SECONDS = quick ? 3 : 10;
-  const LAT_N = quick ? 100 : 400;
+  // About 2.5 ms per sample here: 4 peers × 1000 ≈ 10 s; p99 is then the 10th largest of each.
+  const LAT_N = quick ? 200 : 1000;
+  const LAT_WARM = quick ? 20 : 50;
   const ECH_N = quick ? 300 : 2000;
   const ROUTE_N = quick ? 1000 : 4000;
   const BULK = quick ? 256 << 20 : 1 << 30;
-  const MEM_N = quick ? 1000 : 5000;
+  const MEM_N = quick ? 1000 : 10000;
   const log = (s: string) => process.stderr.write(`${s}\n`);
   const bulkOnly = process.env.TERM_ONLY === 'bulk';
+  const latOnly = process.env.TERM_ONLY === 'lat';
 
   // Certificate (ECDSA P-256), the HAProxy PEM (chain + key), ECH keys.
   const cert = join(dir, 'term-c.pem');
   const key = join(dir, 'term-k.pem');
   execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', `/CN=${NAME}`, '-addext', `subjectAltName=DNS:${NAME}`, '-keyout', key, '-out', cert], { stdio: 'ignore' });
   writeFileSync(join(dir, 'term-hp.pem'), readFileSync(cert, 'utf8') + readFileSync(key, 'utf8'));
+  // The label names the open-file limit when it, not MEM_N, set n (not root: see util.ts openFileLimit).
+  const memRows = (mem: Awaited<ReturnType<typeof memoryBench>>) => {
+    const note = mem.n < MEM_N ? `, not ${MEM_N}: open-file limit ${mem.limit}` : '';
+    return [
+      `| RSS per idle terminated connection (KiB, ${mem.n} open${note}; the first ${mem.n / 2}: in brackets) | ${f(mem.term.echgate.full, 1)} (${f(mem.term.echgate.half, 1)}) | ${f(mem.term.node.full, 1)} (${f(mem.term.node.half, 1)}) | | | |`,
+      `| RSS per idle relayed connection (KiB, ${mem.n} open${note}, TLS passthrough; the first ${mem.n / 2}: in brackets) | ${f(mem.relay.full, 1)} (${f(mem.relay.half, 1)}) | | | | |`,
+    ];
+  };
+  const head = `| | echgate | node:tls proxy | ${haproxyName()} \`bind ssl\` | echgate / node:tls | echgate / HAProxy |`;
+  if (process.env.TERM_ONLY === 'mem') {
+    const m0 = performance.now();
+    const rows = memRows(await memoryBench(root, dir, cert, key, MEM_N));
+    log(`memory rows: ${f((performance.now() - m0) / 1000, 1)} s`);
+    return ['Idle memory only (TERM_ONLY=mem; a fresh proxy process per case):', '', head, '|---|---|---|---|---|---|', ...rows];
+  }
   const keysDir = join(dir, 'ech-keys');
   const cli = join(root, 'bin', 'echgate.js');
   execFileSync('node', [cli, 'keys', 'generate', '--dir', keysDir, '--public-name', 'public.example.test'], { stdio: 'ignore' });
@@ -143,6 +149,8 @@ export async function terminateBench(o: TermOptions): Promise<string[]> {
   const byte = Number(byteBackend.match[1]);
   const stream = Number((await backend('stream', String(BULK))).match[1]);
   const sink = Number((await start('node', [join(root, 'dist', 'bench', 'sink.js'), String(BULK)], /PORT (\d+)/)).match[1]);
+  // The direct peer of the latency rows: the `byte` backend's answer inside TLS, same certificate, a process of its own.
+  const direct = Number((await backend('tls-byte', '0', cert, key)).match[1]);
 
   const ep = { term: await freePort(), termech: await freePort(), routeech: await freePort(), routeplain: await freePort(), bulk: await freePort(), up: await freePort() };
   const certs = `tls:\n  certificates:\n    - { certFile: ${JSON.stringify(cert)}, keyFile: ${JSON.stringify(key)} }\n`;
@@ -206,12 +214,10 @@ backend be_sink
   ];
   const ctx = tls.createSecureContext({});
   const hs: Record<string, number[]> = {};
-  const lat: Record<string, number[]> = {};
   const bulkRate: Record<string, number[]> = {};
   const upRate: Record<string, number[]> = {};
   for (const p of proxies) {
     hs[p.name] = [];
-    lat[p.name] = [];
     bulkRate[p.name] = [];
     upRate[p.name] = [];
     await sTime(p.term, 1); // warm-up
@@ -220,7 +226,7 @@ backend be_sink
   // 1. handshakes, 4. bulk both ways; the peers' order rotated each round (util.ts rotate).
   const t0 = performance.now();
   let upMs = 0;
-  for (let r = 0; r < rounds; r++) {
+  for (let r = 0; r < (latOnly ? 0 : rounds); r++) {
     for (const p of bulkOnly ? [] : rotate(proxies, r)) {
       const c0 = cpuMs(p.pid);
       const n = await sTime(p.term, SECONDS);
@@ -247,20 +253,43 @@ backend be_sink
   const e = 'echgate';
   const nt = 'node:tls proxy';
   const hpn = 'HAProxy';
-  const bulkRows = [
+  const bulkRows = () => [
     `| bulk through a terminated connection (${BULK / 2 ** 20} MiB, backend → client): MB per CPU-second of the proxy | ${f(m(bulkRate, e), 0)} | ${f(m(bulkRate, nt), 0)} | ${f(m(bulkRate, hpn), 0)} | ${f(m(bulkRate, e) / m(bulkRate, nt), 2)}× (target ≥ 0.9×) | ${f(m(bulkRate, e) / m(bulkRate, hpn), 2)}× |`,
     `| bulk through a terminated connection (${BULK / 2 ** 20} MiB, client → backend): MB per CPU-second of the proxy | ${f(m(upRate, e), 0)} | ${f(m(upRate, nt), 0)} | ${f(m(upRate, hpn), 0)} | ${f(m(upRate, e) / m(upRate, nt), 2)}× (target ≥ 0.9×) | ${f(m(upRate, e) / m(upRate, hpn), 2)}× |`,
   ];
-  const head = `| | echgate | node:tls proxy | ${haproxyName()} \`bind ssl\` | echgate / node:tls | echgate / HAProxy |`;
   if (bulkOnly) {
     for (const c of [eg, tp.proc, hp]) c.kill('SIGTERM');
-    return [`Terminated bulk only (TERM_ONLY=bulk; one connection per transfer; ${rounds} interleaved rounds (the order rotated each round), medians):`, '', head, '|---|---|---|---|---|---|', ...bulkRows];
+    return [`Terminated bulk only (TERM_ONLY=bulk; one connection per transfer; ${rounds} interleaved rounds (the order rotated each round), medians):`, '', head, '|---|---|---|---|---|---|', ...bulkRows()];
   }
-  for (const p of proxies) lat[p.name] = await latencies(p.term, LAT_N, ctx);
-
+  // Latency: each peer and the direct server, one handshake at a time, interleaved (bench/latency.ts).
+  const l0 = performance.now();
+  const DIRECT = 'direct';
+  const lat = await interleavedLatency(
+    [{ name: DIRECT, sample: () => firstByteMs(direct, NAME, ctx, true) }, ...proxies.map((p) => ({ name: p.name, sample: () => firstByteMs(p.term, NAME, ctx, true) }))],
+    LAT_N,
+    LAT_WARM,
+  );
+  for (const p of proxies) log(`latency ${p.name}: added p50/p99 ${addedP50P99(lat[p.name]!, lat[DIRECT]!)} ms (quantile differences); median of paired differences ${f(pairedMedian(lat[p.name]!, lat[DIRECT]!), 2)} ms`);
+  log(`latency rows: ${f((performance.now() - l0) / 1000, 1)} s`);
+  const latRows = [
+    `| handshake latency, connect → the backend's first byte, p50 / p99 (ms, ${LAT_N} sequential per peer, interleaved one by one, node:tls client; direct to a node:tls server: ${p50p99(lat[DIRECT]!)}) | ${p50p99(lat[e]!)} | ${p50p99(lat[nt]!)} | ${p50p99(lat[hpn]!)} | | |`,
+    `| added latency over direct, p50 / p99 (ms; quantile through the proxy − the same quantile direct) | ${addedP50P99(lat[e]!, lat[DIRECT]!)} | ${addedP50P99(lat[nt]!, lat[DIRECT]!)} | ${addedP50P99(lat[hpn]!, lat[DIRECT]!)} | | |`,
+  ];
   // 2. ECH accepted vs not, echgate's own client; 3. route-only ECH vs plain.
   const lg = await loadGen(root);
   await lg.ask({ cmd: 'term', port: ep.termech, n: 100, c: 4, ech: echList });
+  // ECH's added latency: echgate's own client, one handshake at a time, plain and ECH alternating (ech-load `lat`).
+  const el0 = performance.now();
+  const echLat = (await lg.ask({ cmd: 'lat', port: ep.termech, n: LAT_N / 2, ech: echList })) as { plain: number[]; ech: number[] };
+  log(`ECH latency rows: ${f((performance.now() - el0) / 1000, 1)} s; median of paired differences ${f(pairedMedian(echLat.ech, echLat.plain), 2)} ms`);
+  const echLatRow = `| terminating, latency connect → the backend's first byte, p50 / p99 (ms, ${LAT_N / 2} of each, one at a time, alternating; echgate's client, hello built before the clock starts) | ${p50p99(echLat.plain)} | ${p50p99(echLat.ech)} | added by ECH ${addedP50P99(echLat.ech, echLat.plain)} ms |`;
+  const echHead = ['| | without ECH | ECH accepted | ratio |', '|---|---|---|---|'];
+  if (latOnly) {
+    lg.proc.kill();
+    for (const c of [eg, tp.proc, hp]) c.kill('SIGTERM');
+    return ['Termination latency only (TERM_ONLY=lat):', '', head, '|---|---|---|---|---|---|', ...latRows, '', ...echHead, echLatRow];
+  }
+
   const echTerm = { plain: [] as number[], ech: [] as number[] };
   const route = { plain: [] as number[], ech: [] as number[] };
   // Plain and ECH alternate in slices, in ABBA order: whichever kind ran first after a pause cost
@@ -312,7 +341,9 @@ backend be_sink
   for (const c of [eg, tp.proc, hp]) c.kill('SIGTERM');
 
   // 5. memory, each in a fresh process
+  const m0 = performance.now();
   const mem = await memoryBench(root, dir, cert, key, MEM_N);
+  log(`memory rows: ${f((performance.now() - m0) / 1000, 1)} s`);
 
   const extra = median(route.ech.map((x, i) => x - route.plain[i]!)) * 1000;
   return [
@@ -321,16 +352,15 @@ backend be_sink
     head,
     '|---|---|---|---|---|---|',
     `| proxy CPU per full TLS 1.3 handshake (ms) | ${f(m(hs, e))} | ${f(m(hs, nt))} | ${f(m(hs, hpn))} | ${f(m(hs, e) / m(hs, nt), 2)}× | ${f(m(hs, e) / m(hs, hpn), 2)}× |`,
-    `| handshake latency p50 / p99 (ms, ${LAT_N} sequential, node:tls client) | ${f(quantile(lat[e]!, 0.5), 2)} / ${f(quantile(lat[e]!, 0.99), 2)} | ${f(quantile(lat[nt]!, 0.5), 2)} / ${f(quantile(lat[nt]!, 0.99), 2)} | ${f(quantile(lat[hpn]!, 0.5), 2)} / ${f(quantile(lat[hpn]!, 0.99), 2)} | | |`,
-    ...bulkRows,
-    `| RSS per idle terminated connection (KiB, ${mem.n} open) | ${f(mem.term.echgate, 1)} | ${f(mem.term.node, 1)} | | | |`,
-    `| RSS per idle relayed connection (KiB, ${mem.n} open, TLS passthrough) | ${f(mem.relay, 1)} | | | | |`,
+    ...latRows,
+    ...bulkRows(),
+    ...memRows(mem),
     '',
     `ECH through echgate, load from echgate's own TLS client in a process of its own (bench/ech-load.ts), echgate CPU per connection:`,
     '',
-    '| | without ECH | ECH accepted | ratio |',
-    '|---|---|---|---|',
+    ...echHead,
     `| terminating (full handshake, ${ECH_N} connections at concurrency 8) (ms) | ${f(median(echTerm.plain))} | ${f(median(echTerm.ech))} | ${f(median(echTerm.ech) / median(echTerm.plain), 2)}× (target ≤ 1.10×) |`,
+    echLatRow,
     `| route-only, split mode (hello → backend's one byte → close, ${ROUTE_N} fresh hellos per round in ${ROUTE_SLICES} ABBA slices, CPU from schedstat${routePinned ? ', serve pinned to one CPU' : ''}) (ms) | ${f(median(route.plain))} | ${f(median(route.ech))} | extra ${f(extra, 1)} µs per ECH connection = ${f(extra / o.floorUs, 2)}× the ${f(o.floorUs, 1)} µs HPKE-open floor (target ≤ 1.25×) |`,
   ];
 }
@@ -341,27 +371,46 @@ function haproxyName(): string {
   return `HAProxy ${hpVersion}`;
 }
 
-/** Open n idle connections through a fresh proxy; RSS growth per connection. */
-async function memoryBench(root: string, dir: string, cert: string, key: string, n: number) {
-  const hold = Number((await start('node', [join(root, 'dist', 'bench', 'backend.js'), 'hold'], /PORT (\d+)/)).match[1]);
+/**
+ * Open n idle connections through a fresh proxy; RSS growth per connection,
+ * read twice in the same process: after the first n/2 and after all n (the
+ * figure falls as n grows, fixed growth spread wider; the two readings show
+ * by how much in the same run). The processes that hold the sockets (the
+ * proxy: two descriptors per connection; the backend; this process, the
+ * client ends) get an open-file limit raised for n when the hard limit allows
+ * (util.ts openFileLimit: root, prlimit); otherwise n is cut to what the
+ * limit we have allows, and the row's label says the n used.
+ */
+async function memoryBench(root: string, dir: string, cert: string, key: string, want: number) {
+  // 256 spare descriptors: serve and the node:tls proxy hold 21–22 of their own when idle (listener,
+  // stdio, epoll, node's pipes; counted in /proc/PID/fd), the 200 warm-up connections are closed by then.
+  // With a hard limit of 20,000 that cannot be raised (no CAP_SYS_RESOURCE: this machine's root in its
+  // container, Docker's default) n is 9800.
+  const { limit, wrap } = openFileLimit(2 * want + 256);
+  const n = Math.min(want, Math.floor((limit - 256) / 2 / 100) * 100);
+  const launch = (cmd: string, args: string[], ready: RegExp) => start(...wrap(cmd, args), ready);
+  const hold = Number((await launch('node', [join(root, 'dist', 'bench', 'backend.js'), 'hold'], /PORT (\d+)/)).match[1]);
   const capture = readFileSync(join(root, 'test', 'vectors', 'captures', 'chr-ech2a-app-alpn.bin'));
-  const open = (port: number, terminated: boolean, n: number) => openIdle(port, terminated, n, NAME, capture);
+  const open = (port: number, terminated: boolean, k: number) => openIdle(port, terminated, k, NAME, capture);
   const measure = async (pid: number, port: number, terminated: boolean) => {
     // Warm up the code paths first, then the baseline.
     for (const s of await open(port, terminated, 200)) s.destroy();
     await sleep(1000);
     const before = rssKiB(pid);
-    const socks = await open(port, terminated, n);
+    const socks = await open(port, terminated, n / 2);
+    await sleep(2000);
+    const mid = rssKiB(pid);
+    socks.push(...(await open(port, terminated, n / 2)));
     await sleep(2000);
     const after = rssKiB(pid);
     for (const s of socks) s.destroy();
-    return (after - before) / n;
+    return { half: (mid - before) / (n / 2), full: (after - before) / n };
   };
   const egRun = async (terminated: boolean) => {
     const port = await freePort();
     const cfg = join(dir, `mem-${terminated}.yml`);
     writeFileSync(cfg, idleMemoryConfig(port, hold, terminated, cert, key));
-    const p = spawn('node', [...SERVE_NODE_FLAGS, join(root, 'bin', 'echgate.js'), 'serve', '--config', cfg], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const p = spawn(...wrap('node', [...SERVE_NODE_FLAGS, join(root, 'bin', 'echgate.js'), 'serve', '--config', cfg]), { stdio: ['ignore', 'ignore', 'inherit'] });
     children.push(p);
     await waitPort(port);
     const kib = await measure(p.pid!, port, terminated);
@@ -370,8 +419,8 @@ async function memoryBench(root: string, dir: string, cert: string, key: string,
   };
   const relay = await egRun(false);
   const term = await egRun(true);
-  const tp = await start('node', [join(root, 'dist', 'bench', 'tls-proxy.js'), cert, key, `0:${hold}`], /PORTS (\d+)/);
+  const tp = await launch('node', [join(root, 'dist', 'bench', 'tls-proxy.js'), cert, key, `0:${hold}`], /PORTS (\d+)/);
   const nodeTerm = await measure(tp.proc.pid!, Number(tp.match[1]), true);
   tp.proc.kill('SIGTERM');
-  return { n, relay, term: { echgate: term, node: nodeTerm } };
+  return { n, limit, relay, term: { echgate: term, node: nodeTerm } };
 }

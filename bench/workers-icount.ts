@@ -26,16 +26,14 @@
  * measured connections), REPEAT (1: repeat the A/B/C triple, the median is
  * printed). M2 = M1 skips run C (connections only).
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
 import { freePort } from '../src/cli/free-port.js';
-import { children, loop, median, SERVE_NODE_FLAGS } from './util.js';
+import { children, connLoad as captureLoad, median, SERVE_NODE_FLAGS, selfSigned, start, tlsByteLoad, waitMetrics, workersConfig } from './util.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const N1 = Number(process.env.N1 ?? 300);
@@ -46,61 +44,14 @@ const REPEAT = Number(process.env.REPEAT ?? 1);
 const WARM = Number(process.env.WARM ?? 100);
 const capture = readFileSync(join(ROOT, 'test', 'vectors', 'captures', 'chr-ech2a-app-alpn.bin'));
 
-process.on('exit', () => {
-  for (const c of children) c.kill('SIGKILL');
-});
-
-const connLoad = (port: number, n: number) =>
-  loop(n, 20, () => {
-    const s = net.connect(port, '127.0.0.1');
-    s.once('connect', () => s.write(capture));
-    s.once('data', () => s.end());
-    return s;
-  });
-
-const handshakeLoad = (port: number, n: number) =>
-  loop(n, 8, () => {
-    const s = tls.connect({ port, host: '127.0.0.1', servername: 'term.example.test', rejectUnauthorized: false, minVersion: 'TLSv1.3' });
-    s.once('secureConnect', () => s.write('x'));
-    s.once('data', () => s.end());
-    return s;
-  });
-
-async function waitReady(port: number): Promise<void> {
-  for (let i = 0; i < 1200; i++) {
-    const ok = await fetch(`http://127.0.0.1:${port}/metrics`).then(
-      (r) => r.ok,
-      () => false,
-    );
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error('echgate did not start under valgrind');
-}
+const connLoad = (port: number, n: number) => captureLoad(port, n, 20, capture);
+const handshakeLoad = (port: number, n: number) => tlsByteLoad(port, n, 8, 'term.example.test');
 
 /** One group under valgrind: warm-up, `conns` connections, `hs` handshakes, SIGTERM; returns the sum of "I refs" over its processes. */
 async function run(dir: string, workers: number, bePort: number, conns: number, hs: number): Promise<{ total: number; procs: number }> {
   const [p1, p2, pm] = [await freePort(), await freePort(), await freePort()];
   const file = join(dir, `eg-${workers}.yml`);
-  writeFileSync(
-    file,
-    `
-workers: ${workers}
-log: { level: warn }
-metrics: { address: "127.0.0.1:${pm}" }
-entryPoints:
-  conn: { address: "127.0.0.1:${p1}", maxConnections: 100000 }
-  term: { address: "127.0.0.1:${p2}", maxConnections: 100000 }
-tls:
-  certificates: [{ certFile: "${join(dir, 'c.pem')}", keyFile: "${join(dir, 'k.pem')}" }]
-tcp:
-  routers:
-    conn: { entryPoints: [conn], rule: "HostSNI(\`public.example.test\`)", service: byte, tls: { passthrough: true } }
-    term: { entryPoints: [term], rule: "HostSNI(\`term.example.test\`)", service: byte, tls: {} }
-  services:
-    byte: { loadBalancer: { servers: [{ address: "127.0.0.1:${bePort}" }] } }
-`,
-  );
+  writeFileSync(file, workersConfig({ workers, metrics: pm, conn: p1, term: p2, dir, backend: bePort }));
   const eg = spawn(
     'valgrind',
     ['--tool=cachegrind', '--cache-sim=no', '--trace-children=yes', '--cachegrind-out-file=/dev/null', 'node', ...SERVE_NODE_FLAGS, join(ROOT, 'bin', 'echgate.js'), 'serve', '--config', file],
@@ -111,7 +62,7 @@ tcp:
   eg.stderr!.on('data', (d) => {
     err += String(d);
   });
-  await waitReady(pm);
+  await waitMetrics(pm, 1200, 250, 'echgate did not start under valgrind');
   // The same warm-up in every run, so that it cancels out of the differences.
   await connLoad(p1, WARM);
   await handshakeLoad(p2, Math.ceil(WARM / 5));
@@ -127,10 +78,9 @@ tcp:
 
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'echgate-bench-icount-'));
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', '/CN=term.example.test', '-addext', 'subjectAltName=DNS:term.example.test', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem')], { stdio: 'ignore' });
-  const be = spawn('node', [join(ROOT, 'dist', 'bench', 'backend.js'), 'byte'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  children.push(be);
-  const bePort = await new Promise<number>((r) => be.stdout!.on('data', (d) => r(Number(/PORT (\d+)/.exec(String(d))?.[1]))));
+  selfSigned(dir, 'term.example.test');
+  const { proc: be, match } = await start('node', [join(ROOT, 'dist', 'bench', 'backend.js'), 'byte'], /PORT (\d+)/);
+  const bePort = Number(match[1]);
   const out = new Map<number, { conn: number[]; hs: number[] }>([
     [1, { conn: [], hs: [] }],
     [2, { conn: [], hs: [] }],

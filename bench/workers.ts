@@ -18,16 +18,14 @@
  * one process; docs/benchmarks.md "Processes (workers)").
  * Env: ROUNDS (3), CONNS (4000), HANDSHAKES (600), WARM_CONNS (10000), WARM_HS (600).
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../src/cli/free-port.js';
 import { cpuMs } from './cpu.js';
-import { loop, SERVE_NODE_FLAGS } from './util.js';
+import { children, connLoad as captureLoad, median, SERVE_NODE_FLAGS, selfSigned, start, tlsByteLoad, waitMetrics, workersConfig } from './util.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
@@ -37,27 +35,8 @@ const WARM_CONNS = Number(process.env.WARM_CONNS ?? 10000);
 const WARM_HS = Number(process.env.WARM_HS ?? 600);
 const capture = readFileSync(join(ROOT, 'test', 'vectors', 'captures', 'chr-ech2a-app-alpn.bin'));
 
-const children: ChildProcess[] = [];
-process.on('exit', () => {
-  for (const c of children) c.kill('SIGKILL');
-});
-
-
-const connLoad = (port: number, n: number) =>
-  loop(n, 50, () => {
-    const s = net.connect(port, '127.0.0.1');
-    s.once('connect', () => s.write(capture));
-    s.once('data', () => s.end());
-    return s;
-  });
-
-const handshakeLoad = (port: number, n: number) =>
-  loop(n, 20, () => {
-    const s = tls.connect({ port, host: '127.0.0.1', servername: 'term.example.test', rejectUnauthorized: false, minVersion: 'TLSv1.3' });
-    s.once('secureConnect', () => s.write('x'));
-    s.once('data', () => s.end());
-    return s;
-  });
+const connLoad = (port: number, n: number) => captureLoad(port, n, 50, capture);
+const handshakeLoad = (port: number, n: number) => tlsByteLoad(port, n, 20, 'term.example.test');
 
 /** Context switches (voluntary + involuntary) of a process so far: each wakeup of its event loop is at least one. */
 function ctxSwitches(pid: number): number {
@@ -80,26 +59,12 @@ async function scrape(port: number): Promise<Map<string, number>> {
   return out;
 }
 
-async function waitReady(port: number): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    const ok = await fetch(`http://127.0.0.1:${port}/metrics`).then(
-      (r) => r.ok,
-      () => false,
-    );
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('echgate did not start');
-}
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'echgate-bench-workers-'));
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', '/CN=term.example.test', '-addext', 'subjectAltName=DNS:term.example.test', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem')], { stdio: 'ignore' });
-  const be = spawn('node', [join(ROOT, 'dist', 'bench', 'backend.js'), 'byte'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  children.push(be);
-  const bePort = await new Promise<number>((r) => be.stdout!.on('data', (d) => r(Number(/PORT (\d+)/.exec(String(d))?.[1]))));
+  selfSigned(dir, 'term.example.test');
+  const { proc: be, match } = await start('node', [join(ROOT, 'dist', 'bench', 'backend.js'), 'byte'], /PORT (\d+)/);
+  const bePort = Number(match[1]);
 
   const variants = [
     { name: 'workers 1', workers: 1, sched: 'none' },
@@ -112,27 +77,12 @@ async function main() {
   for (let round = 0; round < ROUNDS; round++) {
     for (const v of variants) {
       const [p1, p2, pm] = [await freePort(), await freePort(), await freePort()];
-      const cfg = `
-workers: ${v.workers}
-log: { level: warn }
-metrics: { address: "127.0.0.1:${pm}" }
-entryPoints:
-  conn: { address: "127.0.0.1:${p1}", maxConnections: 100000 }
-  term: { address: "127.0.0.1:${p2}", maxConnections: 100000 }
-tls:
-  certificates: [{ certFile: "${join(dir, 'c.pem')}", keyFile: "${join(dir, 'k.pem')}" }]
-tcp:
-  routers:
-    conn: { entryPoints: [conn], rule: "HostSNI(\`public.example.test\`)", service: byte, tls: { passthrough: true } }
-    term: { entryPoints: [term], rule: "HostSNI(\`term.example.test\`)", service: byte, tls: {} }
-  services:
-    byte: { loadBalancer: { servers: [{ address: "127.0.0.1:${bePort}" }] } }
-`;
+      const cfg = workersConfig({ workers: v.workers, metrics: pm, conn: p1, term: p2, dir, backend: bePort });
       const file = join(dir, `eg-${v.workers}-${v.sched}.yml`);
       writeFileSync(file, cfg);
       const eg = spawn('node', [...SERVE_NODE_FLAGS, join(ROOT, 'bin', 'echgate.js'), 'serve', '--config', file], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ECHGATE_CLUSTER_SCHED: v.sched } });
       children.push(eg);
-      await waitReady(pm);
+      await waitMetrics(pm, 200, 100);
       await connLoad(p1, WARM_CONNS); // warm up: every worker past its optimizing compiler
       await handshakeLoad(p2, WARM_HS);
       const pids = groupPids(eg.pid!);
