@@ -701,7 +701,12 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner {
     this.socket.destroy();
   }
 
-  /** RelayOwner: the backend's 'close' (from the relay's listener) ends the client once the backend had connected. */
+  /**
+   * RelayOwner: the backend's 'close' (from the relay's listener) ends the client once the backend had connected.
+   * The only thing that closes the client when a handler gave up after sending its alert (client.end(alert) and
+   * backend.destroy(): terminate.ts failWith, a split-mode rewrite error) and the client keeps its side open:
+   * without it the connection waited for idleTimeout (test/backend-closed.test.ts).
+   */
   backendClosed(): void {
     if (this.connected) this.client?.destroy();
   }
