@@ -9,7 +9,7 @@
  * hold the connection, its slot under maxConnections, until idleTimeout.
  * (A client that half-closes first while the backend answers is not cut
  * short by it: by the time the backend's EOF is read, the client's write
- * queue is empty; checked by hand with 1–6 MiB answers to a slow reader.)
+ * queue is empty; checked by hand with 0.7–16 MiB answers to a slow reader.)
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
