@@ -32,10 +32,11 @@ import { alertFor, encodeAlertRecord, trailingAlert } from '../wire/tls/alert.js
 import { scanClientHelloMessage } from '../wire/tls/client-hello.js';
 import { ClientHelloAssembler, sniffTls } from '../wire/tls/record.js';
 import { certificateCovers } from './certificates.js';
+import type { OpenEntry, OpenSet } from './open-set.js';
 import { type DeadlineEntry, type DeadlineList, Deadlines, IdleSweeps } from './deadlines.js';
 import type { ConnectionSeries } from './metrics.js';
 import { admit } from './middlewares.js';
-import type { Classified, EntryContext, RouteTarget } from './context.js';
+import type { Classified, EntryContext, PerEntrypoint, RouteTarget } from './context.js';
 import type { Upstream } from './services.js';
 import type { Answer, Conn, Handler, Outcome, PeekFailure } from './handler.js';
 import { passthrough } from './passthrough.js';
@@ -120,11 +121,18 @@ function chooseHandler(ctx: EntryContext, route: Route<RouteTarget>, cls: Classi
 
 /**
  * Accept one client connection: everything from here to its close is one
- * Connection. `open` is the listener's set of open sockets; the socket leaves
- * it when the connection finishes.
+ * Connection. `open` is the listener's set of open connections; the
+ * connection is in it from here until it finishes (or until begin() throws).
  */
-export function handleConnection(ctx: EntryContext, socket: net.Socket, open: Set<net.Socket>): void {
-  new Connection(ctx, socket, open).begin();
+export function handleConnection(ctx: EntryContext, socket: net.Socket, open: OpenSet): void {
+  const k = new Connection(ctx, socket, open);
+  open.add(k);
+  try {
+    k.begin();
+  } catch (e) {
+    open.delete(k);
+    throw e;
+  }
 }
 
 // The sockets' listeners and the timers are shared by every connection rather
@@ -200,6 +208,17 @@ class RouteData implements ConnData {
 
 const NOT_TLS = (k: Connection) => new RouteData(k, '', [], false, 'none');
 
+/** The entrypoint's series, deadline list and idle sweep, found once per context (EntryContext.perConn). */
+function perEntrypoint(ctx: EntryContext): PerEntrypoint {
+  const ms = ctx.ep.idleTimeoutMs;
+  ctx.perConn = {
+    series: ctx.metrics.connectionSeries(ctx.ep.name),
+    peek: peekDeadlines.list(ctx.ep.clientHelloTimeoutMs),
+    idle: ms > 0 ? idleSweeps.sweep(ms) : undefined,
+  };
+  return ctx.perConn;
+}
+
 /**
  * One client connection, accept to close, in the order things happen:
  * begin (listeners, peek deadline) → peek (records until one ClientHello) →
@@ -207,11 +226,13 @@ const NOT_TLS = (k: Connection) => new RouteData(k, '', [], false, 'none');
  * connect (the backend, through a Relay) → closed (metrics, access line).
  * Its fields are the connection's whole state.
  */
-class Connection implements PreambleOps, DeadlineEntry, RelayOwner {
+class Connection implements PreambleOps, DeadlineEntry, RelayOwner, OpenEntry {
   private readonly started = performance.now();
   private readonly ep: string;
   /** The metric series this connection updates, resolved once per entrypoint (proxy/metrics.ts). */
   private readonly series: ConnectionSeries;
+  /** What the entrypoint's connections share (EntryContext.perConn). */
+  private readonly shared: PerEntrypoint;
   /** The peer address, once asked (a getpeername(2): only ClientIP rules, PROXY headers and logs need it). */
   private ip: string | undefined;
   private finished = false;
@@ -227,6 +248,10 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner {
   dlPrev: DeadlineEntry | undefined = undefined;
   dlNext: DeadlineEntry | undefined = undefined;
   dlList: DeadlineList | undefined = undefined;
+  /** The listener's open connections (proxy/open-set.ts): this connection's links. */
+  openPrev: OpenEntry | undefined = undefined;
+  openNext: OpenEntry | undefined = undefined;
+  openIn: OpenSet | undefined = undefined;
   /** Gives back what the router's middlewares counted for this connection (inFlightConn). */
   private release: (() => void) | undefined;
   /** The backend server, picked once the route is known (health checks may have left none). */
@@ -261,10 +286,11 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner {
   constructor(
     readonly ctx: EntryContext,
     readonly socket: net.Socket,
-    private readonly open: Set<net.Socket>,
+    private readonly open: OpenSet,
   ) {
     this.ep = ctx.ep.name;
-    this.series = ctx.metrics.connectionSeries(this.ep);
+    this.shared = ctx.perConn ?? perEntrypoint(ctx);
+    this.series = this.shared.series;
     this.access = ctx.accessLog ? { client: this.clientIp(), sni: undefined, ech: 'none' } : undefined;
   }
 
@@ -303,7 +329,8 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner {
     }
 
     this.asm = new ClientHelloAssembler(ctx.ep.maxClientHelloBytes);
-    peekDeadlines.list(ctx.ep.clientHelloTimeoutMs).add(this);
+    // The connection's start is this instant's clock read: no second one for the deadline.
+    this.shared.peek.addFrom(this, this.started);
     if (ctx.ep.protocol) this.pre = new ClientPreamble(preambleProtocol(ctx.ep.protocol), ctx, socket, this);
     socket.on('data', onClientData);
     this.dataOn = true;
@@ -346,7 +373,7 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner {
         );
       }
     } finally {
-      this.open.delete(socket);
+      this.open.delete(this);
     }
   }
 
@@ -701,7 +728,12 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner {
     this.socket.destroy();
   }
 
-  /** RelayOwner: the backend's 'close' (from the relay's listener) ends the client once the backend had connected. */
+  /**
+   * RelayOwner: the backend's 'close' (from the relay's listener) ends the client once the backend had connected.
+   * The only thing that closes the client when a handler gave up after sending its alert (client.end(alert) and
+   * backend.destroy(): terminate.ts failWith, a split-mode rewrite error) and the client keeps its side open:
+   * without it the connection waited for idleTimeout (test/backend-closed.test.ts).
+   */
   backendClosed(): void {
     if (this.connected) this.client?.destroy();
   }
@@ -713,8 +745,8 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner {
     this.afterConnect = undefined;
     then?.(this.relay!);
     // The idle deadline: reads from the client and writes to it both count as activity (the relay marks them).
-    const ms = this.ctx.ep.idleTimeoutMs;
-    if (ms > 0 && !this.finished) idleSweeps.sweep(ms).add(this.relay!);
+    const idle = this.shared.idle;
+    if (idle && !this.finished) idle.add(this.relay!);
   }
 }
 

@@ -10,7 +10,8 @@ import type { RoutingTable } from '../routing/table.js';
 import type { LoadedCertificate } from '../tls13/certs.js';
 import type { ClientHello, RoutingView } from '../wire/tls/client-hello.js';
 import type { LogLimiter } from '../observe/log-limit.js';
-import type { Metrics } from './metrics.js';
+import type { DeadlineList, IdleSweep } from './deadlines.js';
+import type { ConnectionSeries, Metrics } from './metrics.js';
 import type { CompiledMiddleware } from './middlewares.js';
 import type { PreambleTarget } from './preamble.js';
 import type { Picker } from './services.js';
@@ -65,6 +66,18 @@ export interface EntryContext {
   retryConfigs: () => Uint8Array | undefined;
   /** Entrypoint `protocol`: the servers a request that names none is forwarded to (proxy/preamble.ts). */
   preambleTargets?: PreambleTarget[];
+  /**
+   * What every connection of the entrypoint looks up by name or duration, looked up once, by the
+   * first connection (proxy/connection.ts): not four Map lookups per connection.
+   */
+  perConn?: PerEntrypoint;
+}
+
+/** The entrypoint's metric series, ClientHello deadline list and idle sweep (proxy/connection.ts fills it). */
+export interface PerEntrypoint {
+  series: ConnectionSeries;
+  peek: DeadlineList;
+  idle: IdleSweep | undefined;
 }
 
 /** Without a keystore, an ECH extension cannot be opened: route on the outer hello. */

@@ -45,8 +45,17 @@ export class DeadlineList {
 
   /** Start `e`'s deadline `ms` from now (it leaves whatever list it was in). */
   add(e: DeadlineEntry): void {
+    this.addFrom(e, performance.now());
+  }
+
+  /**
+   * Start `e`'s deadline `ms` from `now`, a clock read (performance.now()) the caller just took for
+   * itself (a connection's start: one clock read fewer per connection). Entries stay in deadline
+   * order only if `now` is no earlier than the last entry's: it must be a read of this instant.
+   */
+  addFrom(e: DeadlineEntry, now: number): void {
     e.dlList?.remove(e);
-    e.dlAt = performance.now() + this.ms;
+    e.dlAt = now + this.ms;
     e.dlList = this;
     e.dlNext = undefined;
     e.dlPrev = this.tail;

@@ -20,6 +20,7 @@ import { loadCertificates } from './certificates.js';
 import { LogLimiter } from '../observe/log-limit.js';
 import { Metrics } from './metrics.js';
 import { compileMiddlewares, InFlightCounts } from './middlewares.js';
+import { OpenSet } from './open-set.js';
 import { reachableServers } from './preamble.js';
 import { buildPickers } from './services.js';
 import { HealthChecks, healthLogPrivacy, type ServiceHealth } from './health.js';
@@ -27,7 +28,7 @@ import { HealthChecks, healthLogPrivacy, type ServiceHealth } from './health.js'
 interface Listener {
   server: net.Server;
   ctx: EntryContext;
-  open: Set<net.Socket>;
+  open: OpenSet;
   /** False until the load that bound it is committed: connections wait in `held`. */
   live: boolean;
   held: net.Socket[];
@@ -195,13 +196,12 @@ export class Gateway {
       socket.destroy();
       return;
     }
-    l.open.add(socket);
     try {
+      // The connection puts itself in l.open, and takes itself out when it finishes or if this throws.
       handleConnection(l.ctx, socket, l.open);
     } catch (e) {
       // handleConnection guards its own callbacks; this is the last line for its synchronous part.
       // One connection's exception ends that connection, never the process.
-      l.open.delete(socket);
       socket.destroy();
       this.metrics.handlerErrors.inc({ listener: 'proxy' });
       this.limiter.log(this.log, 'warn', { entrypoint: l.ctx.ep.name, err: errField(e) }, 'internal error handling a connection; that connection was closed');
@@ -209,7 +209,7 @@ export class Gateway {
   }
 
   private listen(ctx: EntryContext, live: boolean): Promise<Listener> {
-    const l: Listener = { server: undefined as unknown as net.Server, ctx, open: new Set(), live, held: [] };
+    const l: Listener = { server: undefined as unknown as net.Server, ctx, open: new OpenSet(), live, held: [] };
     // noDelay: TCP_NODELAY is set as the socket is accepted, with no JS call per connection.
     l.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false, noDelay: true }, (socket) => {
       if (l.live) return this.accept(l, socket);
@@ -262,7 +262,7 @@ export class Gateway {
     const all = [...this.listeners.values()];
     const closed = all.map((l) => new Promise<void>((r) => l.server.close(() => r())));
     await this.waitDrained(grace);
-    for (const l of all) for (const s of l.open) s.destroy();
+    for (const l of all) for (const s of l.open.sockets()) s.destroy();
     await Promise.all(closed);
     this.listeners.clear();
   }
