@@ -14,7 +14,7 @@ import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config, RotationConfig } from '../config/types.js';
 import { isEchgateError } from '../errors.js';
-import { retireKey } from '../keys/manager.js';
+import { RETIRED_KEEP_MS, retireKey, sweepKeys } from '../keys/manager.js';
 import { planRotation } from '../keys/schedule.js';
 import { KeyDir } from '../keys/store.js';
 import type { Metrics } from '../proxy/metrics.js';
@@ -107,6 +107,14 @@ class Scheduler implements RotationScheduler {
       } catch (e) {
         this.log.error({ keysDir: this.dir, configId: id, err: why(e) }, 'ECH key could not be retired');
       }
+    }
+    // Retired metadata older than a day goes, so files do not pile up and the ids are free again
+    // (the rotation picks the id retired longest ago; docs/ech.md "config_ids").
+    try {
+      const { forgotten } = sweepKeys(this.dir, new Date(now));
+      if (forgotten.length) this.log.info({ keysDir: this.dir, configIds: forgotten, retiredBefore: new Date(now - RETIRED_KEEP_MS).toISOString() }, 'ECH retired key metadata deleted: the config_ids are free again');
+    } catch (e) {
+      this.log.error({ keysDir: this.dir, err: why(e) }, 'ECH retired key metadata could not be deleted');
     }
     if (plan.rotateAt === undefined) {
       this.metrics.nextKeyRotation.set({}, Number.NaN);
