@@ -8,10 +8,12 @@
  * (RFC 9849 §7.1). All on an injected clock: nothing waits.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import { nodeProvider } from '../src/crypto/node.js';
 import { buildEchClientHello } from '../src/ech/client.js';
 import { decryptEch } from '../src/ech/server.js';
@@ -21,7 +23,10 @@ import { generateKey, ID_REUSE_MARGIN_MS, idUse, listKeys, makeKey, RETIRED_KEEP
 import { planRotation } from '../src/keys/schedule.js';
 import { KeyDir, type KeyMeta, type StoredKey } from '../src/keys/store.js';
 import { decodeClientHelloMessage } from '../src/wire/tls/client-hello.js';
+import { ROOT } from './helpers.js';
 
+const run = promisify(execFile);
+const BIN = join(ROOT, 'bin', 'echgate.js');
 const tmp = () => mkdtempSync(join(tmpdir(), 'echgate-idreuse-'));
 const M = 60_000;
 const H = 60 * M;
@@ -184,6 +189,18 @@ describe('check: rotation settings that bring an id back within a day', () => {
     assert.match(w[0]!, /comes back about 21h after its key was retired, under 24h/);
     assert.doesNotMatch(w[0]!, /run later/);
     assert.match(rotationIdWarnings({ everyMs: M, graceMs: 4 * H })[0]!, /rotations will wait for one and run later than every/);
+  });
+  it('echgate check: a warning at every 5m; an error with --strict; nothing at every 1h', async () => {
+    const dir = tmp();
+    generateKey(dir, { publicName: PN });
+    const f = join(dir, 'echgate.yml');
+    const cfg = (every: string) =>
+      writeFileSync(f, `entryPoints: { websecure: { address: "127.0.0.1:1" } }\nech:\n  keysDir: ${JSON.stringify(dir)}\n  rotation: { every: ${every}, grace: 10m, publish: embedded }\ndns: { address: "127.0.0.1:3", ttl: 60, names: {} }\n`);
+    cfg('5m');
+    assert.match((await run('node', [BIN, 'check', f])).stdout, /warning: ech\.rotation: every 5m with grace 10m cycles all 256 config_ids in 21h/);
+    await assert.rejects(run('node', [BIN, 'check', '--strict', f]), (e: { code: number; stdout: string }) => e.code === 1 && /error: ech\.rotation: every 5m/.test(e.stdout));
+    cfg('1h');
+    assert.doesNotMatch((await run('node', [BIN, 'check', f])).stdout, /ech\.rotation/);
   });
 });
 
