@@ -18,6 +18,7 @@ import { nodeProvider } from '../src/crypto/node.js';
 import { buildEchClientHello } from '../src/ech/client.js';
 import { decryptEch } from '../src/ech/server.js';
 import type { EchgateError } from '../src/errors.js';
+import { ESNI_RETAIN_S, generateEsniKey, loadEsniKeys, rotateEsniKeys, sweepEsniKeys } from '../src/keys/esni-store.js';
 import { Keyring } from '../src/keys/keyring.js';
 import { generateKey, ID_REUSE_MARGIN_MS, idUse, listKeys, makeKey, RETIRED_KEEP_MS, retireKey, rotateKeys, rotationIdWarnings, sweepKeys } from '../src/keys/manager.js';
 import { planRotation } from '../src/keys/schedule.js';
@@ -154,6 +155,25 @@ describe('sweepKeys', () => {
     assert.deepEqual(sweepKeys(dir, new Date(T0 + 2 * H + RETIRED_KEEP_MS - 1)).forgotten, []);
     assert.deepEqual(sweepKeys(dir, new Date(T0 + 2 * H + RETIRED_KEEP_MS)).forgotten, [a.configId]);
     assert.equal(listKeys(dir).keys.find((k) => k.meta.configId === a.configId), undefined);
+  });
+});
+
+describe('ESNI keys past their decrypt window are deleted (sweepEsniKeys, keys rotate --esni)', () => {
+  it('a retired key after its Decrypt-Until, a key after not_after + retention: file and private key gone; the others stay', () => {
+    const dir = tmp();
+    const s0 = T0 / 1000;
+    const old = generateEsniKey(dir, { lifetimeS: 7200, now: new Date(T0) });
+    const r = rotateEsniKeys(dir, { graceS: 600, now: new Date((s0 + 60) * 1000) });
+    assert.deepEqual(sweepEsniKeys(dir, new Date((s0 + 660) * 1000)), [], 'the old key still decrypts');
+    assert.deepEqual(sweepEsniKeys(dir, new Date((s0 + 661) * 1000)), [old.file]);
+    assert.deepEqual(
+      loadEsniKeys(dir).keys.map((k) => k.id),
+      [r.created.id],
+    );
+    const end = r.created.record.notAfter + ESNI_RETAIN_S;
+    assert.deepEqual(sweepEsniKeys(dir, new Date(end * 1000)), []);
+    assert.deepEqual(sweepEsniKeys(dir, new Date((end + 1) * 1000)), [r.created.file]);
+    assert.equal(readdirSync(dir).filter((n) => n.endsWith('.esni')).length, 0);
   });
 });
 

@@ -2,7 +2,7 @@
 import { mkdirSync } from 'node:fs';
 import { EchgateError } from '../errors.js';
 import { type AeadChoice, adoptKey, generateKey, listKeys, publishedList, retireKey, sweepKeys } from '../keys/manager.js';
-import { esniState, generateEsniKey, loadEsniKeys, retireEsniKey } from '../keys/esni-store.js';
+import { esniState, generateEsniKey, loadEsniKeys, retireEsniKey, sweepEsniKeys } from '../keys/esni-store.js';
 import { encodeEchPem } from '../keys/pem.js';
 import { type Args, type CommandSpec, duration, flag, has, int, ms, num, oneOf, type OptionSpec, str, text } from './args.js';
 import type { Command } from './command.js';
@@ -122,6 +122,8 @@ the old key's grace starts once DNS carries the new list; if DNS fails, the rota
       const stray2 = ['public-name', 'aead'].find((o) => a.flags.has(o));
       if (stray2) throw new EchgateError('ERR_USAGE', `--${stray2} is for ECH keys, not with --esni (see: echgate keys rotate --help)`);
       const lifetime = ms(a, 'lifetime');
+      // Expired ESNI keys are deleted first (forward secrecy; they would pile up, one per rotation).
+      for (const f of sweepEsniKeys(dir)) out(`deleted expired ESNI key ${f}\n`);
       await rotateEsniAndPublish(dir, { graceS: graceMs / 1000, ...(lifetime !== undefined ? { lifetimeS: lifetime / 1000 } : {}), ...(a.flags.has('padded-length') ? { paddedLength: num(a, 'padded-length') } : {}) }, publish, stepWriter(out));
       return 0;
     }

@@ -261,6 +261,31 @@ export function restartEsniGrace(dir: string, r: EsniRotation, graceS: number, n
   });
 }
 
+/**
+ * `keys rotate --esni` does this first: key files past their whole decrypt
+ * window (expired: after not_after + ESNI_RETAIN_S, or a retired key after
+ * its Decrypt-Until) are deleted, the private key with them. Nothing reads
+ * them again, and a key that stays on disk is one a later compromise of the
+ * host could decrypt recorded hellos with (forward secrecy); they would also
+ * pile up, one per rotation. Returns the files deleted.
+ */
+export function sweepEsniKeys(dir: string, now = new Date()): string[] {
+  const kd = new KeyDir(dir);
+  return kd.withLock(() => {
+    kd.load(); // the folder trust check, as for every change
+    const t = Math.floor(now.getTime() / 1000);
+    const out: string[] = [];
+    for (const k of loadEsniKeys(dir).keys) {
+      if (esniState(k, t) === 'expired') {
+        rmSync(k.file);
+        out.push(k.file);
+      }
+      k.privateKey.fill(0);
+    }
+    return out;
+  });
+}
+
 /** `keys retire --esni ID`: delete the key file (the private key with it), as `keys retire` does for ECH. */
 export function retireEsniKey(dir: string, id: string): string {
   const kd = new KeyDir(dir);
