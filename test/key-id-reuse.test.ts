@@ -14,17 +14,21 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import { pino } from 'pino';
 import { nodeProvider } from '../src/crypto/node.js';
 import { buildEchClientHello } from '../src/ech/client.js';
 import { decryptEch } from '../src/ech/server.js';
 import type { EchgateError } from '../src/errors.js';
 import { ESNI_RETAIN_S, generateEsniKey, loadEsniKeys, rotateEsniKeys, sweepEsniKeys } from '../src/keys/esni-store.js';
 import { Keyring } from '../src/keys/keyring.js';
+import { startRotation } from '../src/cli/rotation.js';
+import type { Config } from '../src/config/types.js';
+import { Metrics } from '../src/proxy/metrics.js';
 import { generateKey, ID_REUSE_MARGIN_MS, idUse, listKeys, makeKey, RETIRED_KEEP_MS, retireKey, rotateKeys, rotationIdWarnings, sweepKeys } from '../src/keys/manager.js';
 import { planRotation } from '../src/keys/schedule.js';
 import { KeyDir, type KeyMeta, type StoredKey } from '../src/keys/store.js';
 import { decodeClientHelloMessage } from '../src/wire/tls/client-hello.js';
-import { ROOT } from './helpers.js';
+import { ROOT, sleep } from './helpers.js';
 
 const run = promisify(execFile);
 const BIN = join(ROOT, 'bin', 'echgate.js');
@@ -140,6 +144,35 @@ describe('rotation past 256 rotations (a real folder, an injected clock)', () =>
     const tail = counts.slice(30);
     assert.ok(Math.max(...tail) <= 3 * 2 + RETIRED_KEEP_MS / H + 2, `files: ${Math.max(...tail)}`);
     assert.equal(Math.max(...tail), Math.min(...tail), 'no growth');
+  });
+});
+
+describe("serve's rotation scheduler (src/cli/rotation.ts) keeps rotating and cleans up", () => {
+  it('rotates with every id retired, deletes metadata retired over a day ago, logs both', async () => {
+    const dir = tmp();
+    const now = T0 + 1000 * H;
+    // 256 retired ids: one at T0 (over a day ago), the rest retired 2 h ago (rested, still kept); one active key to rotate.
+    const kd = new KeyDir(dir);
+    const active = generateKey(dir, { publicName: PN, configId: 0, now: new Date(now - 2 * H) });
+    for (let id = 1; id < 256; id++) kd.writeMeta({ configId: id, publicName: PN, state: 'retired', created: iso(T0), notAfter: iso(id === 200 ? T0 : now - 2 * H - id * M) });
+    const lines: string[] = [];
+    const log = pino({ level: 'info' }, { write: (l: string) => void lines.push(l) });
+    const cfg = { ech: { keysDir: dir, trialDecrypt: false, rotation: { everyMs: H, graceMs: 2 * H, publish: 'embedded' } } } as unknown as Config;
+    const s = startRotation(cfg, { log, metrics: new Metrics(), now: () => now })!;
+    try {
+      for (let i = 0; i < 200 && !lines.some((l) => /ECH keys rotated/.test(l)); i++) await sleep(25);
+      await s.idle();
+    } finally {
+      s.stop();
+    }
+    const text = lines.join('');
+    assert.match(text, /ECH retired key metadata deleted: the config_ids are free again/);
+    assert.match(text, /"configIds":\[200\]/);
+    assert.match(text, /ECH keys rotated/, text);
+    const keys = listKeys(dir).keys;
+    const made = keys.find((k) => k.meta.state === 'active')!;
+    assert.equal(made.meta.configId, 200, 'the id whose metadata went is the only fresh one');
+    assert.equal(keys.find((k) => k.meta.configId === active.configId)!.meta.state, 'decrypt-only');
   });
 });
 

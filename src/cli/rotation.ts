@@ -110,11 +110,15 @@ class Scheduler implements RotationScheduler {
     }
     // Retired metadata older than a day goes, so files do not pile up and the ids are free again
     // (the rotation picks the id retired longest ago; docs/ech.md "config_ids").
-    try {
-      const { forgotten } = sweepKeys(this.dir, new Date(now));
-      if (forgotten.length) this.log.info({ keysDir: this.dir, configIds: forgotten, retiredBefore: new Date(now - RETIRED_KEEP_MS).toISOString() }, 'ECH retired key metadata deleted: the config_ids are free again');
-    } catch (e) {
-      this.log.error({ keysDir: this.dir, err: why(e) }, 'ECH retired key metadata could not be deleted');
+    // Only when something is due: the sweep takes the folder lock, and this runs every minute.
+    const stale = (iso?: string) => iso !== undefined && now - Date.parse(iso) >= RETIRED_KEEP_MS;
+    if (keys.some((k) => k.meta.state === 'retired' && stale(k.meta.notAfter))) {
+      try {
+        const { forgotten } = sweepKeys(this.dir, new Date(now));
+        if (forgotten.length) this.log.info({ keysDir: this.dir, configIds: forgotten, retiredBefore: new Date(now - RETIRED_KEEP_MS).toISOString() }, 'ECH retired key metadata deleted: the config_ids are free again');
+      } catch (e) {
+        this.log.error({ keysDir: this.dir, err: why(e) }, 'ECH retired key metadata could not be deleted');
+      }
     }
     if (plan.rotateAt === undefined) {
       this.metrics.nextKeyRotation.set({}, Number.NaN);
@@ -141,8 +145,9 @@ class Scheduler implements RotationScheduler {
     const lines: string[] = [];
     try {
       // The settings (TSIG key, CA) are read for every attempt: a fixed file is picked up on the next retry.
+      // The rotation uses this scheduler's clock, as the plan did (ids rest and metadata ages by it).
       const plan = p === 'embedded' ? undefined : planPublishSettings(p, this.dir);
-      const r = await rotateAndPublish(this.dir, { graceMs: this.cfg.graceMs, publicName: this.cfg.publicName, promote }, plan, (s) => lines.push(s.msg));
+      const r = await rotateAndPublish(this.dir, { graceMs: this.cfg.graceMs, publicName: this.cfg.publicName, promote, now: new Date(this.now()) }, plan, (s) => lines.push(s.msg));
       this.failures = 0;
       this.retryAt = undefined;
       this.metrics.keyRotations.inc({ result: 'ok' });
