@@ -45,7 +45,7 @@ export interface GenerateOptions {
  */
 export const ID_REUSE_MARGIN_MS = 3_600_000;
 /**
- * Retired metadata is deleted this long after the retirement (forgetRetired):
+ * Retired metadata is deleted this long after the retirement (sweepKeys, rotateKeys):
  * files do not pile up, and an id retired longer ago is as good as one never
  * used. It is also the bound `check --strict` names: settings under which an
  * id comes back sooner than this after its retirement are warned about
@@ -113,7 +113,8 @@ function freeConfigId(u: IdUse, rand: () => number): number {
   const fresh = [...Array(256).keys()].filter((i) => !u.used.has(i) && !retired.has(i));
   if (fresh.length > 0) return fresh[rand() % fresh.length]!;
   // No id without a recent history: the one retired longest ago, once its rest is over,
-  // so an id comes back as late as the folder allows.
+  // so an id comes back as late as the folder allows. The order repeats the order the ids
+  // were retired in, each first drawn at random: it tells an observer no more than before.
   const oldest = [...retired].filter(([id]) => !u.used.has(id)).sort((a, b) => a[1] - b[1] || a[0] - b[0])[0];
   if (oldest && oldest[1] <= now) return oldest[0];
   const when = oldest && Number.isFinite(oldest[1]) ? `; the first retired one (config_id ${oldest[0]}) is free at ${new Date(oldest[1]).toISOString()}` : '';
