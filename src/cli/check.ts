@@ -16,6 +16,8 @@ import { RoutingTable } from '../routing/table.js';
 import { loadConfigFile } from './config-file.js';
 import { readDohCredentials } from '../dns/service.js';
 import { EchgateError } from '../errors.js';
+import { loadEsniKeys } from '../keys/esni-store.js';
+import { rotationIdWarnings } from '../keys/manager.js';
 import { KeyDir, type StoredKey } from '../keys/store.js';
 import { certificateCovers, loadCertificates } from '../proxy/certificates.js';
 import type { LoadedCertificate } from '../tls13/certs.js';
@@ -51,7 +53,10 @@ export async function checkCommand(a: Args, out: (s: string) => void): Promise<n
     const dir = resolve(cfg.ech.keysDir);
     const r = new KeyDir(dir).load();
     for (const p of r.problems) out(`${file}: warning: ${p.file}: ${p.message}\n`);
-    for (const n of r.notices) out(`${file}: note: ${n.file}: ${n.message}\n`);
+    for (const n of r.notices) if (!n.readable) out(`${file}: note: ${n.file}: ${n.message}\n`);
+    // A private key others can read: a warning (an error with --strict), not refused, as in serve.
+    warnings.push(...[...r.notices, ...loadEsniKeys(dir).notices].filter((n) => n.readable).map((n) => `ech.keysDir: ${n.message}`));
+    if (cfg.ech.rotation) warnings.push(...rotationIdWarnings(cfg.ech.rotation));
     const live = r.keys.filter((k) => k.meta.state !== 'retired');
     keys = `, ${live.length} ECH keys in ${dir}`;
     warnings.push(...publicNameWarnings(live, certs));

@@ -1,8 +1,8 @@
 /** `echgate keys generate|list|rotate|retire|export|adopt`: the ECH key folder. */
 import { mkdirSync } from 'node:fs';
 import { EchgateError } from '../errors.js';
-import { type AeadChoice, adoptKey, generateKey, listKeys, publishedList, retireKey } from '../keys/manager.js';
-import { esniState, generateEsniKey, loadEsniKeys, retireEsniKey } from '../keys/esni-store.js';
+import { type AeadChoice, adoptKey, generateKey, listKeys, publishedList, retireKey, sweepKeys } from '../keys/manager.js';
+import { esniState, generateEsniKey, loadEsniKeys, retireEsniKey, sweepEsniKeys } from '../keys/esni-store.js';
 import { encodeEchPem } from '../keys/pem.js';
 import { type Args, type CommandSpec, duration, flag, has, int, ms, num, oneOf, type OptionSpec, str, text } from './args.js';
 import type { Command } from './command.js';
@@ -122,10 +122,17 @@ the old key's grace starts once DNS carries the new list; if DNS fails, the rota
       const stray2 = ['public-name', 'aead'].find((o) => a.flags.has(o));
       if (stray2) throw new EchgateError('ERR_USAGE', `--${stray2} is for ECH keys, not with --esni (see: echgate keys rotate --help)`);
       const lifetime = ms(a, 'lifetime');
+      // Expired ESNI keys are deleted first (forward secrecy; they would pile up, one per rotation).
+      for (const f of sweepEsniKeys(dir)) out(`deleted expired ESNI key ${f}\n`);
       await rotateEsniAndPublish(dir, { graceS: graceMs / 1000, ...(lifetime !== undefined ? { lifetimeS: lifetime / 1000 } : {}), ...(a.flags.has('padded-length') ? { paddedLength: num(a, 'padded-length') } : {}) }, publish, stepWriter(out));
       return 0;
     }
     for (const o of ['lifetime', 'padded-length']) if (a.flags.has(o)) throw new EchgateError('ERR_USAGE', `--${o} goes with --esni (see: echgate keys rotate --help)`);
+    // Keys past their grace lose their private key now (forward secrecy), without serve's rotation
+    // doing it; a day-old retired metadata file goes (its config_id is free again).
+    const swept = sweepKeys(dir);
+    if (swept.retired.length) out(`retired config_id ${swept.retired.join(', ')}: grace over, private key deleted\n`);
+    if (swept.forgotten.length) out(`deleted the metadata of config_id ${swept.forgotten.join(', ')}: retired more than a day ago\n`);
     await rotateAndPublish(dir, { publicName: str(a, 'public-name'), graceMs, aead: str(a, 'aead') as AeadChoice | undefined }, publish, stepWriter(out));
     return 0;
   },
@@ -134,7 +141,7 @@ the old key's grace starts once DNS carries the new list; if DNS fails, the rota
 const retire: Command = {
   spec: {
     name: 'keys retire',
-    summary: 'delete a private key; its config_id is never reused',
+    summary: 'delete a private key; its config_id rests (at least 1 h) before a new key may take it',
     options: { ...DIR, 'config-id': int('N', 'the key to retire', 0, 255), esni: text('ID', 'instead: delete the ESNI key with this id (keys list shows it)') },
   },
   async run(a, out) {

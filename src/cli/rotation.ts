@@ -14,7 +14,7 @@ import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config, RotationConfig } from '../config/types.js';
 import { isEchgateError } from '../errors.js';
-import { retireKey } from '../keys/manager.js';
+import { RETIRED_KEEP_MS, retireKey, sweepKeys } from '../keys/manager.js';
 import { planRotation } from '../keys/schedule.js';
 import { KeyDir } from '../keys/store.js';
 import type { Metrics } from '../proxy/metrics.js';
@@ -108,6 +108,18 @@ class Scheduler implements RotationScheduler {
         this.log.error({ keysDir: this.dir, configId: id, err: why(e) }, 'ECH key could not be retired');
       }
     }
+    // Retired metadata older than a day goes, so files do not pile up and the ids are free again
+    // (the rotation picks the id retired longest ago; docs/ech.md "config_ids").
+    // Only when something is due: the sweep takes the folder lock, and this runs every minute.
+    const stale = (iso?: string) => iso !== undefined && now - Date.parse(iso) >= RETIRED_KEEP_MS;
+    if (keys.some((k) => k.meta.state === 'retired' && stale(k.meta.notAfter))) {
+      try {
+        const { forgotten } = sweepKeys(this.dir, new Date(now));
+        if (forgotten.length) this.log.info({ keysDir: this.dir, configIds: forgotten, retiredBefore: new Date(now - RETIRED_KEEP_MS).toISOString() }, 'ECH retired key metadata deleted: the config_ids are free again');
+      } catch (e) {
+        this.log.error({ keysDir: this.dir, err: why(e) }, 'ECH retired key metadata could not be deleted');
+      }
+    }
     if (plan.rotateAt === undefined) {
       this.metrics.nextKeyRotation.set({}, Number.NaN);
       this.log.warn({ keysDir: this.dir, publicName: plan.publicName ?? null }, 'ECH key rotation: no active key to rotate (keys generate makes one)');
@@ -133,8 +145,9 @@ class Scheduler implements RotationScheduler {
     const lines: string[] = [];
     try {
       // The settings (TSIG key, CA) are read for every attempt: a fixed file is picked up on the next retry.
+      // The rotation uses this scheduler's clock, as the plan did (ids rest and metadata ages by it).
       const plan = p === 'embedded' ? undefined : planPublishSettings(p, this.dir);
-      const r = await rotateAndPublish(this.dir, { graceMs: this.cfg.graceMs, publicName: this.cfg.publicName, promote }, plan, (s) => lines.push(s.msg));
+      const r = await rotateAndPublish(this.dir, { graceMs: this.cfg.graceMs, publicName: this.cfg.publicName, promote, now: new Date(this.now()) }, plan, (s) => lines.push(s.msg));
       this.failures = 0;
       this.retryAt = undefined;
       this.metrics.keyRotations.inc({ result: 'ok' });

@@ -28,7 +28,7 @@ import { ESNI_DEFAULT_PADDED_LENGTH, makeESNIKeys, verifyESNIKeys } from '../ech
 import { EchgateError } from '../errors.js';
 import type { ESNIKeys } from '../wire/tls/esni.js';
 import { decodePemBlocks, pkcs8FromX25519, x25519FromPkcs8 } from './pem.js';
-import { KeyDir, trustProblem, writeFileAtomic } from './store.js';
+import { KeyDir, readableProblem, trustProblem, writeFileAtomic } from './store.js';
 
 /** How long after not_after a key still decrypts: clients' clocks and caches lag (§4). */
 export const ESNI_RETAIN_S = 3600;
@@ -54,6 +54,8 @@ export interface StoredEsniKey {
 export interface EsniLoad {
   keys: StoredEsniKey[];
   problems: { file: string; message: string }[];
+  /** Private key files readable by group or others (readableProblem): warned, still loaded. */
+  notices: { file: string; message: string; readable: true }[];
 }
 
 const PEM_LABEL = 'ESNIKEYS';
@@ -91,13 +93,15 @@ export function decodeEsniFile(text: string): { privateKey: Uint8Array; raw: Uin
 }
 
 /** Read a key file through one descriptor; an untrusted file refuses the whole folder (ERR_KEY_TRUST), as for ECH keys. */
-function readTrusted(dir: string, file: string): string {
+function readTrusted(dir: string, file: string, onReadable: (why: string) => void): string {
   const fd = openSync(file, 'r');
   try {
     const st = fstatSync(fd);
     if (!st.isFile()) throw new EchgateError('ERR_KEYSTORE', 'not a regular file');
     const why = trustProblem(st, file);
     if (why) throw new EchgateError('ERR_KEY_TRUST', `refusing key folder ${dir}: ${why}`);
+    const readable = readableProblem(st, file);
+    if (readable) onReadable(readable);
     return readFileSync(fd, 'utf8');
   } finally {
     closeSync(fd);
@@ -110,10 +114,11 @@ export function loadEsniKeys(dir: string): EsniLoad {
   if (why) throw new EchgateError('ERR_KEY_TRUST', `refusing key folder ${dir}: ${why}`);
   const keys: StoredEsniKey[] = [];
   const problems: EsniLoad['problems'] = [];
+  const notices: EsniLoad['notices'] = [];
   for (const n of readdirSync(dir).filter((x) => x.endsWith('.esni') && !x.includes('.tmp-')).sort()) {
     const file = join(dir, n);
     try {
-      const f = decodeEsniFile(readTrusted(dir, file));
+      const f = decodeEsniFile(readTrusted(dir, file, (message) => notices.push({ file, message, readable: true })));
       const record = verifyESNIKeys(nodeProvider, f.raw);
       const pub = nodeProvider.x25519Private(f.privateKey).publicKey;
       if (!record.keys.some((k) => k.group === 0x001d && Buffer.from(k.keyExchange).equals(pub))) {
@@ -125,7 +130,7 @@ export function loadEsniKeys(dir: string): EsniLoad {
       problems.push({ file, message: (e as Error).message });
     }
   }
-  return { keys, problems };
+  return { keys, problems, notices };
 }
 
 /** Keys a server decrypts with at `now` (seconds): within the record's window, and a retired key until its Decrypt-Until. */
@@ -249,6 +254,31 @@ export function restartEsniGrace(dir: string, r: EsniRotation, graceS: number, n
         const decryptUntil = Math.min(t + Math.floor(graceS), k.record.notAfter + ESNI_RETAIN_S);
         writeFileAtomic(k.file, encodeEsniFile(k.privateKey, k.raw, { at: k.retired.at, decryptUntil }));
         out.push({ id: k.id, file: k.file, decryptUntil });
+      }
+      k.privateKey.fill(0);
+    }
+    return out;
+  });
+}
+
+/**
+ * `keys rotate --esni` does this first: key files past their whole decrypt
+ * window (expired: after not_after + ESNI_RETAIN_S, or a retired key after
+ * its Decrypt-Until) are deleted, the private key with them. Nothing reads
+ * them again, and a key that stays on disk is one a later compromise of the
+ * host could decrypt recorded hellos with (forward secrecy); they would also
+ * pile up, one per rotation. Returns the files deleted.
+ */
+export function sweepEsniKeys(dir: string, now = new Date()): string[] {
+  const kd = new KeyDir(dir);
+  return kd.withLock(() => {
+    kd.load(); // the folder trust check, as for every change
+    const t = Math.floor(now.getTime() / 1000);
+    const out: string[] = [];
+    for (const k of loadEsniKeys(dir).keys) {
+      if (esniState(k, t) === 'expired') {
+        rmSync(k.file);
+        out.push(k.file);
       }
       k.privateKey.fill(0);
     }

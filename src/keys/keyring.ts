@@ -47,6 +47,8 @@ export class Keyring implements KeyLookup, EsniLookup {
   private watcher: FSWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
   private expiryTimer: NodeJS.Timeout | undefined;
+  /** Readable-key warnings already given (file and message): the folder watch reloads at every rotation, and one warning per file is enough. */
+  private warnedReadable = new Set<string>();
 
   constructor(
     readonly dir: string,
@@ -59,6 +61,7 @@ export class Keyring implements KeyLookup, EsniLookup {
     // ESNI keys (draft-02, experimental) live in the same folder: `.esni` files (keys/esni-store.ts).
     const esni = loadEsniKeys(this.dir);
     r.problems.push(...esni.problems);
+    r.notices.push(...esni.notices);
     this.snap = new Snapshot(
       usable.map((k) => prepareServerKey(nodeProvider, k.config!, nodeProvider.x25519Private(k.privateKey!))),
       retryList(r.keys),
@@ -69,7 +72,12 @@ export class Keyring implements KeyLookup, EsniLookup {
     clearTimeout(this.expiryTimer);
     const next = Math.min(...usable.filter((k) => k.meta.notAfter).map((k) => Date.parse(k.meta.notAfter!)));
     if (Number.isFinite(next)) this.expiryTimer = setTimeout(() => this.safeReload(), Math.min(2 ** 31 - 1, Math.max(0, next - Date.now()) + 10)).unref();
-    this.events.onLoad?.({ keys: usable.length, problems: r.problems, notices: r.notices });
+    // A readable key file is warned about once per file and mode (the message names both), not at
+    // every reload; a file fixed and then loosened again is warned about again.
+    const readable = new Set(r.notices.filter((n) => n.readable).map((n) => `${n.file}\0${n.message}`));
+    const notices = r.notices.filter((n) => !n.readable || !this.warnedReadable.has(`${n.file}\0${n.message}`));
+    this.warnedReadable = readable;
+    this.events.onLoad?.({ keys: usable.length, problems: r.problems, notices });
     return r;
   }
 

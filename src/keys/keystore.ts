@@ -33,7 +33,7 @@ export interface KeyStore {
   create(k: NewKey): Promise<void>;
   /** Replace the metadata of keys that exist, all or none. */
   update(metas: KeyMeta[]): Promise<void>;
-  /** Delete a key's private key; its metadata stays as retired so the config_id is never reused. */
+  /** Delete a key's private key; its metadata stays as retired, so the config_id rests before reuse (manager.ts idFreeAt). */
   retire(configId: number, now?: Date): Promise<KeyMeta>;
 }
 

@@ -59,8 +59,8 @@ export interface LoadResult {
   keys: StoredKey[];
   /** Files skipped (unreadable, malformed): named, the rest still loads. */
   problems: { file: string; message: string }[];
-  /** Worth logging, nothing skipped (a pending key). */
-  notices: { file: string; message: string }[];
+  /** Worth logging, nothing skipped (a pending key; `readable`: a private key file others can read, see readableProblem). */
+  notices: { file: string; message: string; readable?: true }[];
 }
 
 /**
@@ -77,6 +77,21 @@ export function trustProblem(st: Stats, path: string, uid = process.getuid?.()):
     return `${path} is writable by ${who} (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')}): chmod go-w ${path}`;
   }
   return undefined;
+}
+
+/**
+ * Why a private key file readable by group or others is worth a warning, if
+ * it is: anyone who can read it can decrypt every hello sent to that key,
+ * recorded ones too. Warned, not refused (unlike writable, trustProblem):
+ * Kubernetes mounts secret volumes 0644 unless defaultMode says otherwise,
+ * and a proxy that stops serving there helps nobody.
+ */
+export function readableProblem(st: Stats, path: string): string | undefined {
+  if (process.getuid === undefined) return undefined; // no POSIX modes (Windows)
+  const r = st.mode & 0o044;
+  if (!r) return undefined;
+  const who = r === 0o044 ? 'group and others' : r === 0o040 ? 'group' : 'others';
+  return `private key file ${path} is readable by ${who} (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')}): chmod 600 ${path} (a Kubernetes secret volume: defaultMode 0400)`;
 }
 
 function refuse(dir: string, why: string): EchgateError {
@@ -135,7 +150,7 @@ export class KeyDir {
    * Read a key file through one descriptor: the owner and mode checked are
    * those of the bytes read (no swap between a check and the read).
    */
-  private readTrusted(file: string): string {
+  private readTrusted(file: string, onReadable?: (why: string) => void): string {
     let fd: number;
     try {
       fd = openSync(file, 'r');
@@ -148,6 +163,8 @@ export class KeyDir {
       if (!st.isFile()) throw new EchgateError('ERR_KEYSTORE', 'not a regular file');
       const why = trustProblem(st, file);
       if (why) throw refuse(this.dir, why);
+      const readable = onReadable && readableProblem(st, file);
+      if (readable) onReadable(readable);
       return readFileSync(fd, 'utf8');
     } finally {
       closeSync(fd);
@@ -186,13 +203,13 @@ export class KeyDir {
     for (const n of names.filter((x) => x.endsWith('.pem') && !x.includes('.tmp-')).sort()) {
       const file = join(this.dir, n);
       try {
-        const pem = decodeEchPem(this.readTrusted(file));
+        const pem = decodeEchPem(this.readTrusted(file, (message) => notices.push({ file, message, readable: true })));
         const sk = nodeProvider.x25519Private(pem.privateKey);
         const config = usableConfigs(decodeECHConfigList(pem.echConfigList), isSupportedSuite).find((c) => Buffer.from(c.publicKey).equals(sk.publicKey));
         if (!config) throw new EchgateError('ERR_KEYSTORE', 'no usable ECHConfig in the file matches its private key');
         const known = keys.get(config.configId);
         if (known?.file) throw new EchgateError('ERR_KEYSTORE', `config_id ${config.configId} is also used by ${known.file}`);
-        if (known?.meta.state === 'retired') throw new EchgateError('ERR_KEYSTORE', `config_id ${config.configId} is retired; its key is never used again`);
+        if (known?.meta.state === 'retired') throw new EchgateError('ERR_KEYSTORE', `config_id ${config.configId} is retired; its key is never used again (the id may come back only for a new key)`);
         // A file made elsewhere (e.g. `openssl ech`) has no metadata: it decrypts, but echgate does not
         // publish it or offer it in retry_configs until the operator says so (keys adopt).
         let meta = known?.meta;
@@ -236,6 +253,11 @@ export class KeyDir {
       if (m && Number(m[1]) <= 255) ids.add(Number(m[1]));
     }
     return ids;
+  }
+
+  /** Delete a key's metadata file (a retired id forgotten or reused). */
+  deleteMetaFile(id: number): void {
+    this.deleteKeyFile(id, this.metaPath(id));
   }
 
   /** Delete a key's PEM file: `file` as loaded (a file from another tool keeps its own name). */
