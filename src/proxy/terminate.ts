@@ -20,7 +20,6 @@ import { ExtensionType } from '../wire/tls/constants.js';
 import { encodeServerEncryptedSNI } from '../wire/tls/esni.js';
 import type { Classified, EntryContext } from './context.js';
 import type { Conn, Handler } from './handler.js';
-import { sweepOnMainThread } from './bulk-gc.js';
 import { type Relay, type RelayOptions, relayOptionsOf } from './relay.js';
 import { type DeadlineEntry, type DeadlineList, Deadlines } from './deadlines.js';
 import { restrictSuites } from './tls12.js';
@@ -58,8 +57,6 @@ export function terminateHandler(cls: Classified, opts: TlsOptions, alpn: readon
   return {
     answer: 'tls1.3',
     start(c) {
-      // Once per process: V8 frees the records' backing stores on this thread (proxy/bulk-gc.ts: 1.11× upload MB per CPU-second).
-      sweepOnMainThread();
       let term: Termination;
       try {
         term = startTermination(c.ctx, opts.suites13 ? { ...cls, hello: restrictSuites(cls.hello, opts.suites13) } : cls, alpn, opts.groups);

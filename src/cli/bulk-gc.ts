@@ -1,24 +1,25 @@
 /**
- * V8 sweeps dead ArrayBuffers on the main thread in a process that terminates
- * TLS: `--no-concurrent-array-buffer-sweeping`, set at run time with
- * `v8.setFlagsFromString` when the first connection is terminated.
+ * V8 sweeps dead ArrayBuffers on the main thread in a `serve` process:
+ * `--no-concurrent-array-buffer-sweeping`, set at run time with
+ * `v8.setFlagsFromString` (sweepOnMainThread, for serve to call once at start).
  *
  * Why (docs/benchmarks.md, "Terminated bulk upload, eleventh pass"): every
  * record that a terminated connection opens or seals leaves a node:crypto
  * output Buffer with a 16 KiB off-heap backing store, and every 64 KiB read
  * from a socket leaves one more. V8 (11.3, Node 20) frees those backing stores
  * after each scavenge, by default on a background thread. Measured through
- * `serve`, 1 GiB uploads: with the frees on the main thread the process takes
+ * `serve`, 1 GiB uploads: with the frees on the main thread the process took
  * 7× fewer page faults per MiB (perf stat: 21.6 → 3.0) and 1.11× the MB per
  * CPU-second (three runs of 8 rounds); downloads 1.00–1.12×; the handshake
- * does not change. Each run had the flag on the command line and set at run
- * time side by side: the same figures. The frees then come from the thread
- * that made the allocations, so malloc hands the same memory straight back.
+ * did not change. The flag on the command line and set at run time gave the
+ * same figures. The frees then come from the thread that made the
+ * allocations, so malloc hands the same memory straight back.
  *
  * V8 reads this flag each time it starts sweeping, so setting it after start
  * takes effect (unlike the heap floor, cli/heap-floor.ts). An operator who
  * chose the sweeping mode (either spelling of the flag, or
- * `--single-threaded-gc`, in node's flags or NODE_OPTIONS) keeps it.
+ * `--single-threaded-gc`, in node's flags or NODE_OPTIONS) keeps it. In cli/
+ * because only cli/ may reach node:v8 (test/layers.test.ts).
  */
 import { setFlagsFromString } from 'node:v8';
 
@@ -48,7 +49,3 @@ export function sweepOnMainThread(set: (flags: string) => void = setFlagsFromStr
   return flag;
 }
 
-/** Whether sweepOnMainThread has run in this process (for tests). */
-export function sweepDecided(): boolean {
-  return applied;
-}
