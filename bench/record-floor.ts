@@ -31,6 +31,15 @@ const SMALL = Number(takeOption(args, 'small', '256'));
 const TRIES = Number(takeOption(args, 'tries', '5'));
 /** --only open|seal: just the engine's loop of that direction, full records (for --cpu-prof). */
 const ONLY = takeOption(args, 'only', '');
+/**
+ * --reads R (with --only open): the engine opens only the first R reads of
+ * the --mib stream, once. Run under `valgrind --tool=callgrind` with two
+ * values of R and the same --mib: the difference of the instruction counts is
+ * the engine's open of the records in between, without the stream's setup
+ * (the client's seal), which also grows with --mib. A count that load does
+ * not move (docs/benchmarks.md, "Terminated bulk upload, eleventh pass").
+ */
+const READS = Number(takeOption(args, 'reads', '0'));
 const NAME = 'floor.example.test';
 const FULL = 1 << 14;
 
@@ -76,8 +85,10 @@ function engineOpen(recSize: number): number {
   const reads = clientStream(client, n, recSize);
   const t0 = now();
   let got = 0;
-  for (const r of reads) for (const d of server.receive(r).data) got += d.length;
+  const upTo = READS > 0 ? Math.min(READS, reads.length) : reads.length;
+  for (let i = 0; i < upTo; i++) for (const d of server.receive(reads[i]!).data) got += d.length;
   const t = now() - t0;
+  if (READS > 0) return t;
   if (got !== n) throw new Error(`opened ${got} of ${n}`);
   return t / (n / recSize);
 }

@@ -48,6 +48,18 @@ function userSys(pid: number): [number, number] {
   const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
   return [Number(f[11]) * 10, Number(f[12]) * 10];
 }
+/** Context switches of a process's main thread (/proc/PID/status: voluntary + involuntary): each voluntary one is an epoll wait that found nothing to do. */
+function ctxt(pid: number): number {
+  const st = readFileSync(`/proc/${pid}/status`, 'utf8');
+  let n = 0;
+  for (const m of st.matchAll(/ctxt_switches:\s+(\d+)/g)) n += Number(m[1]);
+  return n;
+}
+/** Minor page faults of a process (/proc/PID/stat minflt): a count load does not move (malloc'd buffers touched for the first time, heap grown and trimmed). */
+function minflt(pid: number): number {
+  const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[7]);
+}
 
 /** The upload sink: counts bytes per connection; `expect` resolves when one connection has delivered n bytes. */
 let waiting: { n: number; res: () => void } | undefined;
@@ -156,13 +168,17 @@ tls:
       for (const p of order) {
         const c0 = cpuMs(p.pid);
         const [u0, s0] = userSys(p.pid);
+        const f0 = minflt(p.pid);
+        const x0 = ctxt(p.pid);
         await (d === 'up' ? up(p.up) : down(p.down));
         const v = BYTES / 1e6 / ((cpuMs(p.pid) - c0) / 1000);
         const [u1, s1] = userSys(p.pid);
+        const faults = minflt(p.pid) - f0;
+        const switches = ctxt(p.pid) - x0;
         res[d]![p.name]!.push(v);
         // Per MiB: user and system ms (the system part is mostly the socket copies, the same work for every proxy).
         const mib = BYTES / (1 << 20);
-        log(`round ${r + 1} ${d} ${p.name}: ${v.toFixed(0)} MB per CPU-second (per MiB: user ${((u1 - u0) / mib).toFixed(2)} ms, system ${((s1 - s0) / mib).toFixed(2)} ms)`);
+        log(`round ${r + 1} ${d} ${p.name}: ${v.toFixed(0)} MB per CPU-second (per MiB: user ${((u1 - u0) / mib).toFixed(2)} ms, system ${((s1 - s0) / mib).toFixed(2)} ms, ${(faults / mib).toFixed(1)} minor faults, ${(switches / mib).toFixed(1)} context switches)`);
       }
     }
   }
