@@ -41,6 +41,19 @@ const ASSETS: Record<string, [file: string, type: string]> = {
   '/assets/dashboard.css': ['dashboard.css', 'text/css; charset=utf-8'],
 };
 
+/**
+ * Whether a router's rule names only inner SNIs, so that the dashboard shows
+ * it as `(ech)` unless log.innerSni (its name and service unless log.echRoutes):
+ * a requireECH router, and a router on an `echBackend: true` entrypoint (the
+ * split-mode backend, RFC 9849 §7.2: the names it routes on arrived inside
+ * ECH at the client-facing server; its access lines and metrics already say
+ * `(ech)`). A router also on an ordinary entrypoint is hidden too: one name
+ * shown there would still say which inner names the backend serves.
+ */
+export function echOnlyRouter(cfg: Pick<Config, 'entryPoints'>, r: RouterConfig): boolean {
+  return r.requireECH || r.entryPoints.some((e) => cfg.entryPoints.get(e)?.echBackend === true);
+}
+
 // ---------------------------------------------------------------- recent errors
 
 export interface RecentError {
@@ -453,7 +466,9 @@ export class Dashboard {
   private privacy(v: DashboardView) {
     const cfg = v.config;
     const names = cfg.log.echRoutes || cfg.log.innerSni;
-    return { cfg, names, rules: cfg.log.innerSni, hiddenServices: names ? new Set<string>() : echOnlyServices(cfg) };
+    // Routers on an echBackend entrypoint are hidden as requireECH ones are (echOnlyRouter); their services with them.
+    const routers = cfg.routers.map((r) => (!r.requireECH && echOnlyRouter(cfg, r) ? { ...r, requireECH: true } : r));
+    return { cfg, names, rules: cfg.log.innerSni, hidden: (r: RouterConfig) => echOnlyRouter(cfg, r), hiddenServices: names ? new Set<string>() : echOnlyServices({ routers, services: cfg.services }) };
   }
 
   overview(v: DashboardView) {
@@ -482,9 +497,9 @@ export class Dashboard {
   }
 
   routers(v: DashboardView) {
-    const { cfg, names, rules } = this.privacy(v);
+    const { cfg, names, rules, hidden: isHidden } = this.privacy(v);
     return cfg.routers.map((r) => {
-      const hidden = r.requireECH;
+      const hidden = isHidden(r);
       return {
         name: hidden && !names ? HIDDEN_ROUTE : r.name,
         entryPoints: r.entryPoints,

@@ -25,6 +25,7 @@ import type { ConfigInForce } from '../fleet/records.js';
 import { type FleetMember, startFleetMember } from './fleet.js';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { metricsLimits } from '../proxy/metrics.js';
 
 export const serveSpec: CommandSpec = {
   name: 'serve',
@@ -129,7 +130,7 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
     // In a process group the primary serves /metrics for all workers (src/cli/workers.ts).
     if (cfg.metrics && !isWorker()) {
       if (errors) dashboard = new Dashboard({ view: localView({ gateway: gw, config: () => gw.current ?? cfg, errors, dnsPort: () => dns?.port }), settings: cfg.metrics.dashboard });
-      metricsSrv = await gw.metrics.serve(cfg.metrics.host, cfg.metrics.port, { log, ...(dashboard ? { routes: dashboard.routes } : {}) });
+      metricsSrv = await gw.metrics.serve(cfg.metrics.host, cfg.metrics.port, { log, limits: metricsLimits(cfg.metrics), ...(dashboard ? { routes: dashboard.routes } : {}) });
     }
     // The embedded authoritative DNS; ech= comes from the key folder at query time.
     const dnsCfg = cfg.dns ?? demoInfo?.dns(gw.addresses().get('websecure')!.port);

@@ -19,7 +19,7 @@ import type { Server } from 'node:http';
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
 import { isEchgateError } from '../errors.js';
-import { Metrics, type MetricsSnapshot, watchEventLoop } from '../proxy/metrics.js';
+import { Metrics, type MetricsSnapshot, metricsLimits, watchEventLoop } from '../proxy/metrics.js';
 import { loadConfigFile } from './config-file.js';
 import { workerExecArgv } from './heap-floor.js';
 import { Dashboard, type DashboardView, type ErrorRing, type RecentError } from './dashboard.js';
@@ -137,7 +137,7 @@ export async function runPrimary(file: string, cfg: Config, log: Logger, errors?
           // /metrics opens once every worker listens, as a single process opens it after its entrypoints.
           if (cfg.metrics && !stopping) {
             dashboard = new Dashboard({ view: gatherView, settings: cfg.metrics.dashboard });
-            own.serve(cfg.metrics.host, cfg.metrics.port, { log, source: gather, routes: dashboard.routes }).then(
+            own.serve(cfg.metrics.host, cfg.metrics.port, { log, limits: metricsLimits(cfg.metrics), source: gather, routes: dashboard.routes }).then(
               (srv) => {
                 metricsSrv = srv;
                 if (stopping) srv.close();

@@ -48,6 +48,7 @@ function dohListener(ctx: Ctx, d: Obj): DnsConfig['doh'] {
   const h2 = sub(ctx, doh, 'http2', 'dns.doh');
   const limits: DohLimits | undefined = prune({
     maxConnections: count(ctx, doh, 'maxConnections', 'dns.doh', 65535),
+    maxConnectionsPerIP: count(ctx, doh, 'maxConnectionsPerIP', 'dns.doh', 65535),
     readTimeoutMs: rt && limitDuration(ctx, rt, 'readTimeout', 'dns.doh.respondingTimeouts'),
     idleTimeoutMs: rt && limitDuration(ctx, rt, 'idleTimeout', 'dns.doh.respondingTimeouts'),
     maxConcurrentStreams: h2 && count(ctx, h2, 'maxConcurrentStreams', 'dns.doh.http2', 1000),
@@ -119,6 +120,7 @@ export const dnsSection = section<DnsConfig | undefined>({
       keyFile: 'string',
       path: 'string',
       maxConnections: 'number',
+      maxConnectionsPerIP: 'number',
       respondingTimeouts: { readTimeout: 'value', idleTimeout: 'value' },
       http2: { maxConcurrentStreams: 'number', maxHeaderListSize: 'number' },
     },

@@ -4,7 +4,7 @@ import type { Config } from './types.js';
 
 export const metricsSection = section<Config['metrics']>({
   path: 'metrics',
-  keys: { address: 'string', dashboard: { basicAuthFile: 'string', remote: 'boolean' } },
+  keys: { address: 'string', maxConnectionsPerIP: 'number', dashboard: { basicAuthFile: 'string', remote: 'boolean' } },
   parse(raw: unknown, ctx: Ctx) {
     if (raw === undefined) return undefined;
     const a = isObj(raw) ? parseAddress(raw.address) : undefined;
@@ -12,6 +12,12 @@ export const metricsSection = section<Config['metrics']>({
       ctx.bad('metrics.address', 'expected "host:port"');
       return undefined;
     }
+    // At most the listener's 16 connections: a larger cap would be no cap.
+    const perIp = isObj(raw) ? raw.maxConnectionsPerIP : undefined;
+    if (perIp !== undefined && (typeof perIp !== 'number' || !Number.isInteger(perIp) || perIp < 1 || perIp > 16)) {
+      ctx.bad('metrics.maxConnectionsPerIP', 'expected a whole number, 1..16 (the listener takes 16 connections in all)');
+    }
+    if (typeof perIp === 'number') Object.assign(a, { maxConnectionsPerIP: perIp });
     const d = isObj(raw) ? raw.dashboard : undefined;
     if (d === undefined || d === false) return a;
     // `dashboard: true` or a mapping (docs/dashboard.md): off unless given.

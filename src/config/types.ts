@@ -159,7 +159,7 @@ export interface DnsConfig {
     certFile: string;
     keyFile: string;
     path: string;
-    limits?: { maxConnections?: number; readTimeoutMs?: number; idleTimeoutMs?: number; maxConcurrentStreams?: number; maxHeaderListSize?: number };
+    limits?: { maxConnections?: number; maxConnectionsPerIP?: number; readTimeoutMs?: number; idleTimeoutMs?: number; maxConcurrentStreams?: number; maxHeaderListSize?: number };
   };
   ttl: number;
   names: Record<string, { a?: string[]; aaaa?: string[]; https?: { priority?: number; alpn?: string[]; port?: number; ech?: boolean; alias?: string } }>;
@@ -195,7 +195,8 @@ export interface Config {
   /** tcp.middlewares by name. */
   tcpMiddlewares: Map<string, TcpMiddlewareConfig>;
   /** The metrics listener; `dashboard` adds the read-only web page and /api/ there (cli/dashboard.ts). */
-  metrics?: { host: string; port: number; dashboard?: DashboardConfig };
+  /** `maxConnectionsPerIP`: the listener's per-client cap (absent: METRICS_LISTENER_LIMITS in proxy/metrics.ts). */
+  metrics?: { host: string; port: number; maxConnectionsPerIP?: number; dashboard?: DashboardConfig };
   /**
    * access: one log line per connection when it ends. echRoutes: show the
    * router, service and backend of ECH-accepted connections (they may name the hidden host).

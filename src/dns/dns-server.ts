@@ -46,6 +46,9 @@ const MAX_QUEUED_BYTES = 64 * 1024;
 
 export type DnsTransport = 'udp' | 'tcp';
 
+/** Why a connection or query was refused or cut (DnsServerOptions.onLimit). */
+export type DnsLimit = 'maxConnections' | 'maxConnectionsPerIP' | 'queryTimeout' | 'idleTimeout' | 'malformed';
+
 export interface DnsServerOptions {
   host: string;
   /** 0 picks a free port; UDP then binds the port TCP got. */
@@ -56,8 +59,12 @@ export interface DnsServerOptions {
   onQuery?: (name: string, type: number, rcode: number, transport: DnsTransport) => void;
   /** Called with unexpected internal errors (the query or connection is dropped, the server goes on). */
   onError?: (err: unknown, transport: DnsTransport) => void;
-  /** Called when a TCP connection is refused or closed by a limit (for logs and tests). */
-  onLimit?: (what: 'maxConnections' | 'maxConnectionsPerIP' | 'queryTimeout' | 'idleTimeout') => void;
+  /**
+   * Called when a TCP connection is refused or closed by a limit, or a query is dropped as malformed (UDP: a
+   * datagram with no question, answered FORMERR or not at all; TCP: a zero length or a message with no reply,
+   * which closes the connection). For echgate_listener_refusals_total and the warning (dns/service.ts).
+   */
+  onLimit?: (what: DnsLimit, transport: DnsTransport) => void;
 }
 
 export interface DnsServer {
@@ -107,9 +114,18 @@ export async function startDnsServer(o: DnsServerOptions): Promise<DnsServer> {
     }
   };
   const onQuery = o.onQuery;
+  const limit = (what: DnsLimit, transport: DnsTransport) => {
+    try {
+      o.onLimit?.(what, transport);
+    } catch (e) {
+      fail(e, transport);
+    }
+  };
   const respond = (msg: Uint8Array, opts: typeof OVER_UDP, transport: DnsTransport): Uint8Array | undefined => {
     const r = answerQuery(o.zone(), msg, opts);
-    if (r.question && onQuery) onQuery(r.question.name, r.question.type, r.rcode!, transport);
+    if (r.question) {
+      if (onQuery) onQuery(r.question.name, r.question.type, r.rcode!, transport);
+    } else limit('malformed', transport);
     return r.body;
   };
 
@@ -119,17 +135,19 @@ export async function startDnsServer(o: DnsServerOptions): Promise<DnsServer> {
     const ip = conn.remoteAddress ?? '';
     const fromIp = perIp.get(ip) ?? 0;
     if (open.size >= limits.maxConnections || fromIp >= limits.maxConnectionsPerIP) {
-      o.onLimit?.(open.size >= limits.maxConnections ? 'maxConnections' : 'maxConnectionsPerIP');
+      limit(open.size >= limits.maxConnections ? 'maxConnections' : 'maxConnectionsPerIP', 'tcp');
       conn.on('error', () => {});
       return void conn.destroy();
     }
     open.add(conn);
     perIp.set(ip, fromIp + 1);
     let timer: NodeJS.Timeout | undefined;
+    /** Whether a query was answered on this connection: its later idle close is routine (RFC 7766 §6.2.3), not reported. */
+    let served = false;
     const arm = (ms: number, why: 'queryTimeout' | 'idleTimeout') => {
       clearTimeout(timer);
       timer = setTimeout(() => {
-        o.onLimit?.(why);
+        if (why === 'queryTimeout' || !served || blocked) limit(why, 'tcp');
         conn.destroy();
       }, ms);
     };
@@ -151,11 +169,15 @@ export async function startDnsServer(o: DnsServerOptions): Promise<DnsServer> {
       let answered = false;
       while (!blocked && buf.length >= 2) {
         const len = buf.readUInt16BE(0);
-        if (len === 0) return void conn.destroy();
+        if (len === 0) {
+          limit('malformed', 'tcp');
+          return void conn.destroy();
+        }
         if (buf.length < 2 + len) break;
         const body = respond(buf.subarray(2, 2 + len), OVER_TCP, 'tcp');
         buf = buf.subarray(2 + len);
         answered = true;
+        served = true;
         // No reply (a response sent to us, bytes without a header): nothing sensible follows on this stream.
         if (!body || body.length > 0xffff) return void conn.destroy();
         const framed = Buffer.allocUnsafe(2 + body.length);

@@ -15,6 +15,7 @@
  * keep theirs), and so are HTTP/2 streams per connection and header lists.
  */
 import http2 from 'node:http2';
+import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { answerQuery } from './answer.js';
 import type { Zone } from './zone.js';
@@ -87,6 +88,8 @@ export function dohAnswer(zone: Zone, bytes: Uint8Array): { status: 200 | 400; b
 export interface DohLimits {
   /** Open connections at most (the listener's own cap); more are closed at once. */
   maxConnections: number;
+  /** Open connections from one client address at most; more are closed at once (as dns.tcp.maxConnectionsPerIP). */
+  maxConnectionsPerIP: number;
   /** Traefik's respondingTimeouts.readTimeout: handshake + first request, and each request's whole body. */
   readTimeoutMs: number;
   /** Traefik's respondingTimeouts.idleTimeout: a connection with no request in flight closes after this long. */
@@ -99,6 +102,8 @@ export interface DohLimits {
 
 export const DEFAULT_DOH_LIMITS: DohLimits = {
   maxConnections: 256,
+  // As DNS over TCP: one client cannot hold the listener (a NAT of many clients gets 16 at once).
+  maxConnectionsPerIP: 16,
   readTimeoutMs: 10_000,
   idleTimeoutMs: 60_000,
   maxConcurrentStreams: 100,
@@ -117,7 +122,34 @@ export interface DohServerOptions {
   onQuery?: (name: string, type: number, rcode: number) => void;
   /** Called with unexpected internal errors (the request gets a 500, the server goes on). */
   onError?: (err: unknown) => void;
+  /** Called for each connection or request refused or cut (echgate_listener_refusals_total{listener="dns_doh"}). */
+  onRefuse?: (reason: DohRefusal) => void;
 }
+
+/**
+ * Why the DoH listener refused or cut a connection or a request (docs/configuration.md, the metric's reasons).
+ * The idle timeout after requests is not among them: it is how every client's connection ends, and a warning
+ * per connection would be noise; a connection that never completes a request is a read_timeout.
+ */
+export type DohRefusal =
+  | 'max_connections'
+  | 'max_connections_per_ip'
+  | 'read_timeout'
+  | 'tls_handshake'
+  | 'header_too_large'
+  | 'body_too_large'
+  | 'bad_request'
+  | 'malformed';
+
+/** The reason for an HTTP status `dohRequestStep` refuses with: 431 is its own, 400/404/405/415 are bad requests. */
+const refusalOf = (status: number): DohRefusal => (status === 431 ? 'header_too_large' : 'bad_request');
+
+/**
+ * How long a connection that got 413 stays open half-closed, its further bytes read and dropped, before it
+ * is destroyed: closing a socket with unread bytes makes the kernel send a reset, which can discard the 413
+ * before the client reads it (RFC 9112 §9.6, "lingering close"). Bounded by the read timeout too.
+ */
+const LINGER_MS = 2_000;
 
 /** A monotonic clock in milliseconds, for the lazy deadlines below. */
 const now = () => performance.now();
@@ -154,10 +186,11 @@ class ConnectionClock {
   private deadline: NodeJS.Timeout | undefined;
   private deadlineArmed = false;
   constructor(
-    private readonly close: () => void,
+    private readonly close: (why: 'read_timeout' | 'idle_timeout') => void,
     private readonly limits: DohLimits,
   ) {
-    this.first = setTimeout(close, limits.readTimeoutMs);
+    // No request begun within the read timeout (the TLS handshake done, the head not yet whole): a cut.
+    this.first = setTimeout(close, limits.readTimeoutMs, 'read_timeout');
     this.first.unref();
   }
   begin() {
@@ -180,7 +213,7 @@ class ConnectionClock {
     if (this.stopped) return;
     if (this.active !== 0) return void this.idle!.refresh();
     const left = this.idleSince + this.limits.idleTimeoutMs - now();
-    if (left <= 0) return this.close();
+    if (left <= 0) return this.close('idle_timeout');
     this.idle = setTimeout(idleCheck, Math.ceil(left), this);
     this.idle.unref();
   }
@@ -251,6 +284,8 @@ interface DohExchange {
   send(status: number, body?: Uint8Array, ttl?: number): void;
   /** Abandon the request (headers went out already and answering failed). */
   reset(): void;
+  /** HTTP/1.1 (compatibility objects): the body passed 64 KiB; answer 413 and close (the H2Request does its own). */
+  tooLarge?(): void;
 }
 
 /**
@@ -317,6 +352,7 @@ interface H2Server {
   /** The answer to a query's octets (200 or 400), sent on `x`; may throw. */
   reply(x: H2Request, bytes: Uint8Array): void;
   fail(e: unknown): void;
+  refuse(reason: DohRefusal): void;
 }
 
 /**
@@ -399,6 +435,7 @@ class H2Request implements DohExchange {
   take(c: Buffer): void {
     this.size += c.length;
     if (this.size > MAX_QUERY) {
+      this.server.refuse('body_too_large');
       this.send(413);
       this.body.destroy();
     } else if (this.first === undefined) this.first = c;
@@ -423,6 +460,7 @@ class H2Request implements DohExchange {
   /** Not read whole within the read timeout: 408 if nothing was sent yet, and the stream goes. */
   expire(): void {
     const stream = this.body;
+    this.server.refuse('read_timeout');
     if (!stream.headersSent && !stream.destroyed) stream.respond({ ':status': 408 }, { endStream: true });
     stream.destroy();
     this.finish();
@@ -436,6 +474,26 @@ function bodyData(this: RequestStream, c: Buffer): void {
 }
 function bodyEnd(this: RequestStream): void {
   this[kRequest]!.bodyEnded();
+}
+
+/**
+ * HTTP/1.1, a body past 64 KiB: 413, then the connection is closed once the
+ * 413 has gone out. The response keeps the connection (node would destroy the
+ * socket right after the write, with the client's further body bytes unread:
+ * a reset, which can take the 413 with it); our end is shut (FIN) once the
+ * 413 is written, the client's further bytes are read and dropped (the
+ * request's 'data' handler ignores them; nothing of the body is kept), and
+ * the socket is destroyed when the client closes, or after LINGER_MS (at most
+ * the read timeout) whatever it does.
+ */
+function lingerAfter413(req: http2.Http2ServerRequest, res: http2.Http2ServerResponse, readTimeoutMs: number): void {
+  const sock = req.socket as Socket;
+  const linger = setTimeout(() => sock.destroy(), Math.min(LINGER_MS, readTimeoutMs));
+  linger.unref();
+  sock.once('close', () => clearTimeout(linger));
+  if (res.headersSent || res.destroyed) return void sock.destroy();
+  res.writeHead(413, { 'content-length': 0 });
+  res.end(() => sock.end());
 }
 
 export function startDohServer(o: DohServerOptions): Promise<http2.Http2SecureServer> {
@@ -487,6 +545,7 @@ export function startDohServer(o: DohServerOptions): Promise<http2.Http2SecureSe
     (req, res) => {
       const clock = req.httpVersionMajor === 2 ? clocks.get(req.stream.session!) : clocks.get(req.socket);
       const finish = track(clock, () => {
+        refuse('read_timeout');
         if (!res.headersSent && !res.destroyed) res.writeHead(408, { connection: 'close' }).end();
         req.destroy();
       });
@@ -499,6 +558,11 @@ export function startDohServer(o: DohServerOptions): Promise<http2.Http2SecureSe
         body: req,
         done: () => res.headersSent || res.destroyed,
         reset: () => res.destroy(),
+        tooLarge: () => {
+          if (req.httpVersionMajor !== 2) return lingerAfter413(req, res, limits.readTimeoutMs);
+          x.send(413);
+          req.destroy();
+        },
         send: (status, body, ttl) => {
           if (res.headersSent || res.destroyed) return;
           if (!body) return void res.writeHead(status).end();
@@ -541,40 +605,100 @@ export function startDohServer(o: DohServerOptions): Promise<http2.Http2SecureSe
       // a failing error hook must not take the listener down either
     }
   };
-  // The listener's own connection cap: node closes connections past it as they arrive.
+  const refuse = (reason: DohRefusal) => {
+    try {
+      o.onRefuse?.(reason);
+    } catch (e) {
+      fail(e);
+    }
+  };
+  // The listener's own connection cap: node closes connections past it as they arrive, and says so ('drop').
   srv.maxConnections = limits.maxConnections;
+  srv.on('drop', () => refuse('max_connections'));
+  // Per client address, before TLS: one client holding every slot would starve everyone else (audit s11 gap 3).
+  const perIp = new Map<string, number>();
+  const capped = new WeakSet<Socket>();
+  srv.prependListener('connection', (sock: Socket) => {
+    const ip = sock.remoteAddress ?? '';
+    const n = perIp.get(ip) ?? 0;
+    if (n >= limits.maxConnectionsPerIP) {
+      refuse('max_connections_per_ip');
+      capped.add(sock);
+      sock.on('error', ignore);
+      return void sock.destroy();
+    }
+    perIp.set(ip, n + 1);
+    sock.once('close', () => {
+      const left = (perIp.get(ip) ?? 1) - 1;
+      if (left > 0) perIp.set(ip, left);
+      else perIp.delete(ip);
+    });
+  });
   srv.on('secureConnection', (socket: TLSSocket) => {
     // HTTP/1.1 fallback: requests arrive on this socket. (HTTP/2 sessions get their own clock below.)
     if (socket.alpnProtocol === 'h2') return;
-    const clock = new ConnectionClock(() => socket.destroy(), limits);
+    const clock = new ConnectionClock((why) => {
+      if (why === 'read_timeout') refuse(why);
+      socket.destroy();
+    }, limits);
     clocks.set(socket, clock);
     socket.once('close', () => clock.stop());
   });
   srv.on('session', (session: http2.ServerHttp2Session) => {
-    const clock = new ConnectionClock(() => session.destroy(), limits);
+    const clock = new ConnectionClock((why) => {
+      if (why === 'read_timeout') refuse(why);
+      session.destroy();
+    }, limits);
     clocks.set(session, clock);
     session.once('close', () => clock.stop());
     session.on('error', () => {});
   });
-  // TLS handshakes that fail or time out, and raw sockets that break: that connection only.
-  srv.on('tlsClientError', (_e, socket) => socket.destroy());
+  // TLS handshakes that fail or time out, and raw sockets that break: that connection only. A handshake
+  // past the read timeout is a read_timeout, any other failure tls_handshake; a reset, or a socket the
+  // per-address cap closed (counted there), is not counted again.
+  srv.on('tlsClientError', (e: NodeJS.ErrnoException, socket: TLSSocket) => {
+    const raw = (socket as TLSSocket & { _parent?: Socket })._parent;
+    if (!(raw && capped.has(raw)) && e.code !== 'ECONNRESET') refuse(e.code === 'ERR_TLS_HANDSHAKE_TIMEOUT' ? 'read_timeout' : 'tls_handshake');
+    socket.destroy();
+  });
   srv.on('sessionError', () => {});
+  // HTTP/1.1 requests node's parser refuses (a head past its 16 KiB: 431; a malformed one: 400): node's own
+  // answer, as it writes it without a listener (lib/_http_server.js), and counted.
+  // (node's parser may report one bad head once per chunk already read: counted once per socket.)
+  const clientErrors = new WeakSet<Socket>();
+  srv.on('clientError', (err: NodeJS.ErrnoException, sock: Socket) => {
+    if (err.code !== 'ECONNRESET' && !clientErrors.has(sock)) {
+      clientErrors.add(sock);
+      const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+      refuse(tooLarge ? 'header_too_large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'read_timeout' : 'bad_request');
+      const http = sock as Socket & { _httpMessage?: { headersSent?: boolean } };
+      if (sock.writable && !http._httpMessage?.headersSent) {
+        sock.write(tooLarge ? 'HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n' : 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+      }
+    }
+    sock.destroy();
+  });
 
   const onQuery = o.onQuery;
   /** The answer to one query's octets, as `dohAnswer` gives it: 200 with the DNS message, or 400. */
   const reply = (x: DohExchange, bytes: Uint8Array) => {
     const r = answerQuery(o.zone(), bytes, OVER_DOH);
-    if (r.question && onQuery) onQuery(r.question.name, r.question.type, r.rcode!);
+    if (r.question) {
+      if (onQuery) onQuery(r.question.name, r.question.type, r.rcode!);
+    } else refuse('malformed');
     if (r.status === 400) x.send(400);
     else x.send(200, r.body, r.ttl);
   };
-  const h2server: H2Server = { reply, fail };
+  const h2server: H2Server = { reply, fail, refuse };
   const handle = (x: DohExchange, rawHeaders: readonly string[]) => {
     const req = x.body;
     // An H2Request listens for errors itself.
     if (!(x instanceof H2Request)) req.on('error', ignore);
     const step = dohRequestStep({ method: x.method, url: x.url, contentType: x.contentType, rawHeaders }, path, limits.maxHeaderListSize);
-    if (step.kind === 'refuse') return x.send(step.status);
+    if (step.kind === 'refuse') {
+      refuse(refusalOf(step.status));
+      return x.send(step.status);
+    }
     if (step.kind === 'query') return reply(x, step.query);
     if (x instanceof H2Request) return x.readBody();
     // HTTP/1.1: the body is nearly always one chunk (a query is tens of octets): kept as it is, an array only past it.
@@ -582,10 +706,11 @@ export function startDohServer(o: DohServerOptions): Promise<http2.Http2SecureSe
     let more: Buffer[] | undefined;
     let size = 0;
     req.on('data', (c: Buffer) => {
+      if (size > MAX_QUERY) return; // past the limit: answered already, the rest read and dropped
       size += c.length;
       if (size > MAX_QUERY) {
-        x.send(413);
-        req.destroy();
+        refuse('body_too_large');
+        x.tooLarge?.();
       } else if (first === undefined) first = c;
       else if (more === undefined) more = [first, c];
       else more.push(c);

@@ -11,7 +11,7 @@ import type { DnsConfig } from '../config/types.js';
 import { ConfigError } from '../errors.js';
 import type { Logger } from 'pino';
 import { rcodeName, typeName } from '../wire/dns/message.js';
-import { startDnsServer } from './dns-server.js';
+import { type DnsLimit, startDnsServer } from './dns-server.js';
 import { startDohServer } from './doh-server.js';
 import { type EchListSource, type EsniSource, Zone } from './zone.js';
 
@@ -34,6 +34,15 @@ export function readDohCredentials(doh: NonNullable<DnsConfig['doh']>, file = '(
   }
 }
 
+/** The label of each DNS limit, in the style of the proxy's outcomes (snake case). */
+const DNS_LIMIT_REASON: Record<DnsLimit, string> = {
+  maxConnections: 'max_connections',
+  maxConnectionsPerIP: 'max_connections_per_ip',
+  queryTimeout: 'query_timeout',
+  idleTimeout: 'idle_timeout',
+  malformed: 'malformed',
+};
+
 const where = (cfg: DnsConfig) => JSON.stringify([cfg.listen, cfg.tcp, cfg.doh && { ...cfg.doh, certFile: undefined, keyFile: undefined }]);
 
 /**
@@ -45,11 +54,13 @@ export type QueryCounter = ((q: { transport: string; type: number; rcode: number
   /** The same count from arguments (no object per query): what the listeners call. */
   add: (transport: string, type: number, rcode: number) => void;
   error?: (transport: string) => void;
+  /** echgate_listener_refusals_total{listener="dns_udp"|"dns_tcp"|"dns_doh", reason}. */
+  refused?: (listener: string, reason: string) => void;
 };
 
 type CounterLike = { inc(labels: Record<string, string>, by?: number): void };
 
-export function queryCounter(metrics: { dnsQueries: CounterLike; handlerErrors?: CounterLike }): QueryCounter {
+export function queryCounter(metrics: { dnsQueries: CounterLike; handlerErrors?: CounterLike; listenerRefusals?: CounterLike }): QueryCounter {
   // One label object per (transport, type, rcode) seen, built once and kept (at most 1024 of them), and the
   // counts added to the registry once per turn of the event loop (setImmediate, before any scrape can read
   // them): a query costs a Map lookup by number and an add, not two name lookups, a fresh object and the
@@ -80,6 +91,7 @@ export function queryCounter(metrics: { dnsQueries: CounterLike; handlerErrors?:
   };
   const count: QueryCounter = Object.assign((q: { transport: string; type: number; rcode: number }) => add(q.transport, q.type, q.rcode), { add });
   count.error = (transport) => metrics.handlerErrors?.inc({ listener: `dns_${transport}` });
+  count.refused = (listener, reason) => metrics.listenerRefusals?.inc({ listener, reason });
   return count;
 }
 
@@ -107,11 +119,19 @@ export async function startDnsService(cfg: DnsConfig, ech: EchListSource, log: L
     count?.error?.(transport);
     limiter.log(log, 'warn', { transport, err: e instanceof Error ? e.message : String(e) }, 'DNS: query dropped after an internal error');
   };
+  // Refusals and cuts (over a cap, a timeout, a malformed query, an HTTP 4xx the DoH listener answers):
+  // counted, and a warning with its own budget, so a flood of them neither writes the disk at the client's
+  // rate nor hides the error lines above.
+  const refusalLog = new LogLimiter(5, 20);
+  const refused = (listener: 'dns_udp' | 'dns_tcp' | 'dns_doh', reason: string) => {
+    count?.refused?.(listener, reason);
+    refusalLog.log(log, 'warn', { listener, reason }, 'DNS listener refused or cut a connection or query');
+  };
   const closers: (() => void)[] = [];
   let port: number | undefined;
   try {
     if (cfg.listen) {
-      const s = await startDnsServer({ ...cfg.listen, tcp: cfg.tcp, zone: () => zone, onQuery: count && ((_name, type, rcode, transport) => count.add(transport, type, rcode)), onError: (e, transport) => onError(transport)(e) });
+      const s = await startDnsServer({ ...cfg.listen, tcp: cfg.tcp, zone: () => zone, onQuery: count && ((_name, type, rcode, transport) => count.add(transport, type, rcode)), onError: (e, transport) => onError(transport)(e), onLimit: (what, transport) => refused(transport === 'udp' ? 'dns_udp' : 'dns_tcp', DNS_LIMIT_REASON[what]) });
       closers.push(() => void s.close());
       port = s.port;
       log.info({ address: `${cfg.listen.host}:${s.port}`, names: Object.keys(cfg.names).length }, 'DNS server listening (UDP and TCP)');
@@ -127,6 +147,7 @@ export async function startDnsService(cfg: DnsConfig, ech: EchListSource, log: L
         zone: () => zone,
         onQuery: count && ((_name, type, rcode) => count.add('doh', type, rcode)),
         onError: onError('doh'),
+        onRefuse: (reason) => refused('dns_doh', reason),
       });
       closers.push(() => s.close());
       log.info({ address: `${d.host}:${d.port}`, path: d.path, names: Object.keys(cfg.names).length }, 'DoH server listening');

@@ -4,6 +4,7 @@
  * is one Map lookup and an add.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { createHistogram, type RecordableHistogram } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { LogLimiter } from '../observe/log-limit.js';
@@ -277,6 +278,12 @@ export class Metrics {
   readonly reloads = new Counter('echgate_config_reloads_total', 'Configuration reloads by result.');
   readonly dnsQueries = new Counter('echgate_dns_queries_total', 'Queries to the embedded DNS, by transport, query type and rcode.');
   readonly handlerErrors = new Counter('echgate_handler_errors_total', 'Unexpected exceptions caught while handling one connection or request, by listener.');
+  /**
+   * What the listeners beside the proxy entrypoints (dns_udp, dns_tcp, dns_doh, metrics) refused or cut, by
+   * reason (a fixed set per listener, docs/configuration.md): their sheddings, as the entrypoints'
+   * over_limit, timeout, ... outcomes are. Counted where they happen; summed over a group like every counter.
+   */
+  readonly listenerRefusals = new Counter('echgate_listener_refusals_total', 'Connections, requests or queries the DNS, DoH and metrics listeners refused or cut, by listener and reason.');
   readonly keyRotations = new Counter('echgate_key_rotations_total', 'Automatic ECH key rotations by result (ok, failed).');
   /** Fleet (ech.store.etcd, docs/fleet.md): 1 while etcd answers; 0 while the instance serves the keys it last read. */
   readonly fleetStoreUp = new Gauge('echgate_fleet_store_up', 'Fleet: 1 while the etcd store answers, 0 while unreachable (the instance serves the keys it holds).');
@@ -353,7 +360,7 @@ export class Metrics {
   }
 
   private all(): (Counter | Histogram)[] {
-    return [this.connections, this.open, this.peekFailures, this.alertsSent, this.bytes, this.backendErrors, this.backendUp, this.ech, this.reloads, this.dnsQueries, this.handlerErrors, this.duration, this.workerRestarts, this.workers, this.workerConnections, this.loopDelay, this.memory, this.keyRotations, this.nextKeyRotation, this.configRevision, this.configStoreUp, this.fleetStoreUp, this.fleetReady, this.fleetLeader, this.fleetLateInstances];
+    return [this.connections, this.open, this.peekFailures, this.alertsSent, this.bytes, this.backendErrors, this.backendUp, this.ech, this.reloads, this.dnsQueries, this.handlerErrors, this.listenerRefusals, this.duration, this.workerRestarts, this.workers, this.workerConnections, this.loopDelay, this.memory, this.keyRotations, this.nextKeyRotation, this.configRevision, this.configStoreUp, this.fleetStoreUp, this.fleetReady, this.fleetLeader, this.fleetLateInstances];
   }
 
   render(): string {
@@ -424,10 +431,53 @@ export class Metrics {
         }
       },
     );
+    /** A refusal: counted, and said in a warning (rate limited: a client can make these at its packet rate). */
+    const refused = (reason: MetricsRefusal, remote: string | undefined) => {
+      this.listenerRefusals.inc({ listener: 'metrics', reason });
+      if (opts.log) limiter.log(opts.log, 'warn', { listener: 'metrics', reason, client: remote }, 'metrics listener refused or cut a connection');
+    };
     srv.maxConnections = lim.maxConnections;
-    // An idle socket that never sends a request line is cut too (headersTimeout covers a started request).
-    srv.setTimeout(lim.requestTimeoutMs, (sock) => sock.destroy());
-    // Malformed, oversized (431) or timed-out (408) requests: node's own clientError answer and close.
+    // node closes a connection past maxConnections itself and says so with 'drop' (node >= 18.6).
+    srv.on('drop', (d?: { remoteAddress?: string }) => refused('max_connections', d?.remoteAddress));
+    // Per client address (audit s11 gap 3): one client holding every slot would starve the scraper and
+    // the readiness probe (/ready) of everyone else. Checked first on each connection, before node's HTTP.
+    const perIp = new Map<string, number>();
+    srv.prependListener('connection', (sock: Socket) => {
+      const ip = sock.remoteAddress ?? '';
+      const n = perIp.get(ip) ?? 0;
+      if (n >= lim.maxConnectionsPerIP) {
+        refused('max_connections_per_ip', ip);
+        sock.on('error', () => {});
+        return void sock.destroy();
+      }
+      perIp.set(ip, n + 1);
+      sock.once('close', () => {
+        const left = (perIp.get(ip) ?? 1) - 1;
+        if (left > 0) perIp.set(ip, left);
+        else perIp.delete(ip);
+      });
+    });
+    // A socket with no activity for requestTimeout (a response the client does not read), counted; node's
+    // keep-alive close between requests (keepAliveTimeout + 1 s) comes here too, and is routine: not counted.
+    srv.setTimeout(lim.requestTimeoutMs, (sock) => {
+      if ((sock as Socket & { _httpMessage?: unknown })._httpMessage) refused('timeout', sock.remoteAddress);
+      sock.destroy();
+    });
+    // Malformed (400), oversized (431) or timed-out (408: no whole head within headersTimeout, a silent
+    // connection included) requests: node's own answer, as node writes it without a listener, and counted.
+    // A reset by the client is not a refusal.
+    // (node's parser may report one bad head once per chunk already read: counted once per socket.)
+    const clientErrors = new WeakSet<Socket>();
+    srv.on('clientError', (err: NodeJS.ErrnoException, sock: Socket) => {
+      const http = sock as Socket & { _httpMessage?: { headersSent?: boolean } };
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+      if (err.code !== 'ECONNRESET' && !clientErrors.has(sock)) {
+        clientErrors.add(sock);
+        refused(status === 431 ? 'header_too_large' : status === 408 ? 'request_timeout' : 'bad_request', sock.remoteAddress);
+        if (sock.writable && !http._httpMessage?.headersSent) sock.write(CLIENT_ERROR_ANSWER[status]);
+      }
+      sock.destroy();
+    });
     return new Promise((resolve, reject) => {
       srv.once('error', reject);
       srv.listen(port, host, () => {
@@ -475,6 +525,16 @@ export class Metrics {
   }
 }
 
+/** Why the metrics listener refused or cut a connection (echgate_listener_refusals_total{listener="metrics"}). */
+type MetricsRefusal = 'max_connections' | 'max_connections_per_ip' | 'timeout' | 'header_too_large' | 'request_timeout' | 'bad_request';
+
+/** node's own clientError answers (lib/_http_server.js), written as node writes them. */
+const CLIENT_ERROR_ANSWER: Record<400 | 408 | 431, string> = {
+  400: 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n',
+  408: 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n',
+  431: 'HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n',
+};
+
 /** More paths on the metrics listener: true when the request was answered (or is being answered). */
 export type ExtraRoutes = (req: IncomingMessage, res: ServerResponse, path: string) => boolean;
 
@@ -490,6 +550,8 @@ export interface MetricsListenerLimits {
   checkIntervalMs: number;
   /** Connections open at once; more are closed on accept. */
   maxConnections: number;
+  /** Connections open at once from one client address (metrics.maxConnectionsPerIP); more are closed on accept. */
+  maxConnectionsPerIP: number;
   /** Request line + headers. */
   maxHeaderBytes: number;
 }
@@ -500,5 +562,12 @@ export const METRICS_LISTENER_LIMITS: MetricsListenerLimits = {
   keepAliveTimeoutMs: 5_000,
   checkIntervalMs: 1_000,
   maxConnections: 16,
+  // Half the slots: one client (a browser on the dashboard opens up to six) cannot take the scraper's and /ready's.
+  maxConnectionsPerIP: 8,
   maxHeaderBytes: 8_192,
 };
+
+/** The listener limits the configuration sets (metrics.maxConnectionsPerIP); the rest are fixed. */
+export function metricsLimits(m: { maxConnectionsPerIP?: number }): Partial<MetricsListenerLimits> {
+  return m.maxConnectionsPerIP === undefined ? {} : { maxConnectionsPerIP: m.maxConnectionsPerIP };
+}

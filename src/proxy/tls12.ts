@@ -18,7 +18,7 @@
 import { createSecureContext, type SecureContext, TLSSocket } from 'node:tls';
 import type net from 'node:net';
 import type { TlsOptions } from '../config/types.js';
-import type { AlertName } from '../errors.js';
+import { type AlertName, EchgateError, isEchgateError } from '../errors.js';
 import { opensslCurves } from '../config/tls-options.js';
 import type { LoadedCertificate } from '../tls13/certs.js';
 import { type ClientHello, findExtension } from '../wire/tls/client-hello.js';
@@ -119,7 +119,12 @@ export function startTls12(
   const t = new TLSSocket(socket, { isServer: true, secureContext: sc, requestCert: false, ...(alpn ? { ALPNProtocols: [...alpn] } : {}) });
   let secure = false;
   // OpenSSL has sent its alert (protocol_version, handshake_failure, ...) when 'error' fires during the handshake.
-  const timer = setTimeout(() => t.destroy(new Error('TLS 1.2 handshake timeout')), handshakeTimeoutMs);
+  // The deadline fails with the code the TLS 1.3 path uses (terminate.ts), so both count `handshake_timeout`;
+  // 0 is no deadline (configuration.md handshakeTimeout), as there.
+  const timer =
+    handshakeTimeoutMs > 0
+      ? setTimeout(() => t.destroy(new EchgateError('ERR_HANDSHAKE_TIMEOUT', `TLS 1.2 handshake not complete after ${handshakeTimeoutMs} ms`)), handshakeTimeoutMs)
+      : undefined;
   t.once('secure', () => {
     secure = true;
     clearTimeout(timer);
@@ -174,9 +179,10 @@ export function tls12Handler(cert: LoadedCertificate, o: TlsOptions, alpn: reado
         cert,
         o,
         alpn,
-        c.ctx.ep.clientHelloTimeoutMs,
+        c.ctx.ep.handshakeTimeoutMs,
         c.guard((err: Error) => {
-          c.handshakeFailed('tls_handshake', nodeTlsAlert(err));
+          if (isEchgateError(err) && err.code === 'ERR_HANDSHAKE_TIMEOUT') c.handshakeFailed('handshake_timeout');
+          else c.handshakeFailed('tls_handshake', nodeTlsAlert(err));
           relay?.backend.destroy();
         }),
       );
