@@ -29,7 +29,7 @@ import { planRotation } from '../keys/schedule.js';
 import { KeyDir, type StoredKey } from '../keys/store.js';
 import { HIDDEN_ROUTE } from '../proxy/connection.js';
 import type { Gateway } from '../proxy/gateway.js';
-import { backendUpLabels, echOnlyServices, healthLogPrivacy } from '../proxy/health.js';
+import { backendUpLabels, echOnlyRouter, echOnlyServices, healthLogPrivacy } from '../proxy/health.js';
 import type { MetricsSnapshot } from '../proxy/metrics.js';
 import { type PublicationState, publicationState } from './publish.js';
 
@@ -41,18 +41,6 @@ const ASSETS: Record<string, [file: string, type: string]> = {
   '/assets/dashboard.css': ['dashboard.css', 'text/css; charset=utf-8'],
 };
 
-/**
- * Whether a router's rule names only inner SNIs, so that the dashboard shows
- * it as `(ech)` unless log.innerSni (its name and service unless log.echRoutes):
- * a requireECH router, and a router on an `echBackend: true` entrypoint (the
- * split-mode backend, RFC 9849 §7.2: the names it routes on arrived inside
- * ECH at the client-facing server; its access lines and metrics already say
- * `(ech)`). A router also on an ordinary entrypoint is hidden too: one name
- * shown there would still say which inner names the backend serves.
- */
-export function echOnlyRouter(cfg: Pick<Config, 'entryPoints'>, r: RouterConfig): boolean {
-  return r.requireECH || r.entryPoints.some((e) => cfg.entryPoints.get(e)?.echBackend === true);
-}
 
 // ---------------------------------------------------------------- recent errors
 
@@ -466,9 +454,8 @@ export class Dashboard {
   private privacy(v: DashboardView) {
     const cfg = v.config;
     const names = cfg.log.echRoutes || cfg.log.innerSni;
-    // Routers on an echBackend entrypoint are hidden as requireECH ones are (echOnlyRouter); their services with them.
-    const routers = cfg.routers.map((r) => (!r.requireECH && echOnlyRouter(cfg, r) ? { ...r, requireECH: true } : r));
-    return { cfg, names, rules: cfg.log.innerSni, hidden: (r: RouterConfig) => echOnlyRouter(cfg, r), hiddenServices: names ? new Set<string>() : echOnlyServices({ routers, services: cfg.services }) };
+    // Routers on an echBackend entrypoint are hidden as requireECH ones are (echOnlyRouter, proxy/health.ts); their services with them.
+    return { cfg, names, rules: cfg.log.innerSni, hidden: (r: RouterConfig) => echOnlyRouter(cfg, r), hiddenServices: names ? new Set<string>() : echOnlyServices(cfg) };
   }
 
   overview(v: DashboardView) {

@@ -15,7 +15,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
-import type { Config, HealthCheckConfig, ServerConfig, ServiceConfig } from '../config/types.js';
+import type { Config, HealthCheckConfig, RouterConfig, ServerConfig, ServiceConfig } from '../config/types.js';
 import { HIDDEN_ROUTE } from './connection.js';
 import type { Metrics } from './metrics.js';
 
@@ -27,7 +27,7 @@ import type { Metrics } from './metrics.js';
  * HIDDEN_ROUTE). A service any other router reaches is named already by that
  * router's log lines.
  */
-export function echOnlyServices(cfg: Pick<Config, 'routers' | 'services'>): Set<string> {
+export function echOnlyServices(cfg: Pick<Config, 'routers' | 'services'> & Partial<Pick<Config, 'entryPoints'>>): Set<string> {
   const reached = new Map<string, boolean>(); // service → reached by a router without requireECH
   const walk = (name: string, open: boolean, seen: Set<string>) => {
     if (seen.has(name)) return;
@@ -36,8 +36,21 @@ export function echOnlyServices(cfg: Pick<Config, 'routers' | 'services'>): Set<
     const s = cfg.services.get(name);
     if (s?.kind === 'weighted') for (const c of s.services) walk(c.name, open, seen);
   };
-  for (const r of cfg.routers) walk(r.service, !r.requireECH, new Set());
+  for (const r of cfg.routers) walk(r.service, !echOnlyRouter(cfg, r), new Set());
   return new Set([...reached].filter(([, open]) => !open).map(([n]) => n));
+}
+
+/**
+ * Whether a router's rule names only inner SNIs: a requireECH router, and a
+ * router on an `echBackend: true` entrypoint (the split-mode backend, RFC 9849
+ * §7.2: the names it routes on arrived inside ECH at the client-facing server;
+ * its access lines and metrics already say `(ech)`). A router also on an
+ * ordinary entrypoint is hidden too: one name shown there would still say which
+ * inner names the backend serves. The dashboard shows such routers as `(ech)`;
+ * health lines and echgate_backend_up hide the services only they reach.
+ */
+export function echOnlyRouter(cfg: Partial<Pick<Config, 'entryPoints'>>, r: Pick<RouterConfig, 'requireECH' | 'entryPoints'>): boolean {
+  return r.requireECH || (cfg.entryPoints !== undefined && r.entryPoints.some((e) => cfg.entryPoints!.get(e)?.echBackend === true));
 }
 
 /** What health-check log lines and the echgate_backend_up gauge may name: everything, or nothing about ECH-only services. */
