@@ -34,7 +34,7 @@ import { ClientHelloAssembler, sniffTls } from '../wire/tls/record.js';
 import { certificateCovers } from './certificates.js';
 import type { OpenEntry, OpenSet } from './open-set.js';
 import { type DeadlineEntry, type DeadlineList, Deadlines, IdleSweeps } from './deadlines.js';
-import type { ConnectionSeries } from './metrics.js';
+import { CLIENT_ERROR_CODES, type ConnectionSeries } from './metrics.js';
 import { admit } from './middlewares.js';
 import type { Classified, EntryContext, PerEntrypoint, RouteTarget } from './context.js';
 import type { Upstream } from './services.js';
@@ -172,7 +172,8 @@ function timer(body: (k: Connection) => void): (k: Connection) => void {
 // 'data' and 'end': one listener each from accept to close when the connection goes to a plain passthrough
 // (clientData, clientEnded hand the relay its bytes and EOF), taken off at the route for every other handler.
 const onClientData = listener<Buffer>((k, d) => k.clientData(d));
-const onClientError = listener((k) => {
+const onClientError = listener<Error>((k, err) => {
+  k.clientError(err);
   k.backend?.destroy();
   k.socket.destroy();
 });
@@ -707,6 +708,12 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner, OpenEntry {
     b.on('error', onBackendError);
     b.on('connect', onBackendConnect);
     return relay;
+  }
+
+  /** The client's socket failed (node's 'error': a reset, a broken pipe): counted by code; the caller closes both sides. */
+  clientError(err: Error): void {
+    const code = (err as NodeJS.ErrnoException).code;
+    this.ctx.metrics.clientErrors.inc({ entrypoint: this.ep, code: code !== undefined && CLIENT_ERROR_CODES.has(code) ? code : 'other' });
   }
 
   backendError(err: Error): void {

@@ -51,6 +51,9 @@ export class Series {
   }
 }
 
+/** The errno codes echgate_client_errors_total names; any other is `other`. */
+export const CLIENT_ERROR_CODES: ReadonlySet<string> = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED', 'EHOSTUNREACH', 'ENETUNREACH']);
+
 class Counter {
   readonly values = new Map<string, number>();
   protected readonly keys = new KeyCache();
@@ -284,6 +287,12 @@ export class Metrics {
    * over_limit, timeout, ... outcomes are. Counted where they happen; summed over a group like every counter.
    */
   readonly listenerRefusals = new Counter('echgate_listener_refusals_total', 'Connections, requests or queries the DNS, DoH and metrics listeners refused or cut, by listener and reason.');
+  /**
+   * Errors node reported on a client socket (a reset, a broken pipe): the remote side ended its connection
+   * abnormally. The connection ends (its access line keeps its outcome); nothing is logged per error, since
+   * resets are routine on the internet. `code` is one of CLIENT_ERROR_CODES, else `other` (bounded series).
+   */
+  readonly clientErrors = new Counter('echgate_client_errors_total', 'Client socket errors (resets, broken pipes, timeouts from the kernel) by entrypoint and errno code.');
   readonly keyRotations = new Counter('echgate_key_rotations_total', 'Automatic ECH key rotations by result (ok, failed).');
   /** Fleet (ech.store.etcd, docs/fleet.md): 1 while etcd answers; 0 while the instance serves the keys it last read. */
   readonly fleetStoreUp = new Gauge('echgate_fleet_store_up', 'Fleet: 1 while the etcd store answers, 0 while unreachable (the instance serves the keys it holds).');
@@ -360,7 +369,7 @@ export class Metrics {
   }
 
   private all(): (Counter | Histogram)[] {
-    return [this.connections, this.open, this.peekFailures, this.alertsSent, this.bytes, this.backendErrors, this.backendUp, this.ech, this.reloads, this.dnsQueries, this.handlerErrors, this.listenerRefusals, this.duration, this.workerRestarts, this.workers, this.workerConnections, this.loopDelay, this.memory, this.keyRotations, this.nextKeyRotation, this.configRevision, this.configStoreUp, this.fleetStoreUp, this.fleetReady, this.fleetLeader, this.fleetLateInstances];
+    return [this.connections, this.open, this.peekFailures, this.alertsSent, this.bytes, this.backendErrors, this.backendUp, this.ech, this.reloads, this.dnsQueries, this.handlerErrors, this.clientErrors, this.listenerRefusals, this.duration, this.workerRestarts, this.workers, this.workerConnections, this.loopDelay, this.memory, this.keyRotations, this.nextKeyRotation, this.configRevision, this.configStoreUp, this.fleetStoreUp, this.fleetReady, this.fleetLeader, this.fleetLateInstances];
   }
 
   render(): string {
