@@ -159,8 +159,9 @@ describe('TSIG responses (RFC 8945 §5.3)', () => {
     assert.deepEqual(verify(bytes(unsigned, OPT_RR)), { signed: false });
     assert.deepEqual(verify(signedResponse(request(), { error: 17, mac: () => new Uint8Array(0) })), { signed: true, tsigError: 17 });
     assert.throws(() => verify(signedResponse(request(), { error: 0, mac: () => new Uint8Array(0) })), tsigErr);
-    // A signed answer that carries a TSIG error with a good MAC (BADTIME, §5.2.3) reports it.
+    // A signed answer that carries a TSIG error with a good MAC (BADTIME, §5.2.3) reports it; with a bad MAC it is refused.
     assert.deepEqual(verify(signedResponse(request(), { error: 18 })), { signed: true, tsigError: 18 });
+    assert.throws(() => verify(signedResponse(request(), { error: 18, mac: (m) => Uint8Array.from(m, (x, i) => (i === 0 ? x ^ 1 : x)) })), tsigErr);
   });
 
   it('TSIG error names (RFC 8945 §3)', () => {
@@ -233,6 +234,8 @@ describe('DNS messages', () => {
     assert.equal(none.questions.length, 0);
     assert.ok(answerMismatch(e, none));
     assert.equal(answerMismatch({ ...e, questionOptional: true }, none), undefined);
+    // Optional, but when present it must still be ours.
+    assert.ok(answerMismatch({ ...e, questionOptional: true, question: { ...question, name: 'other.example.test' } }, answer()));
     assert.ok(answerMismatch({ ...e, questionOptional: true }, answer((r) => {
         r[1] = 0x43;
       })));
@@ -324,6 +327,10 @@ describe('SVCB RDATA from the wire', () => {
   it('§7: each value has its wire length', () => {
     assert.throws(() => decodeSvcb(rdata([SvcParamKey.mandatory, [0]])), err);
     assert.throws(() => decodeSvcb(rdata([SvcParamKey.mandatory, [0, 3, 0]])), err);
+    // Lengths the mandatory walk alone would not refuse: empty, and odd with the half key naming a present key (768).
+    assert.throws(() => decodeSvcb(rdata([SvcParamKey.mandatory, []])), err);
+    assert.equal(decodeSvcb(rdata([SvcParamKey.mandatory, [0, 3, 3, 0]], [SvcParamKey.port, [1, 187]], [768, [1]])).params.size, 3);
+    assert.throws(() => decodeSvcb(rdata([SvcParamKey.mandatory, [0, 3, 3]], [SvcParamKey.port, [1, 187]], [768, [1]])), err);
     assert.throws(() => decodeSvcb(rdata([SvcParamKey.alpn, []])), err);
     // alpn-ids are length-prefixed and non-empty (§7.1.1).
     assert.throws(() => decodeSvcb(rdata([SvcParamKey.alpn, [5, ...ascii('h2')]])), err);
