@@ -22,6 +22,7 @@ import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { DEFAULT_DOH_LIMITS, dohRequestStep, MAX_DOH_QUERY, startDohServer } from '../src/dns/doh-server.js';
 import { Zone } from '../src/dns/zone.js';
+import { decodeMessage, encodeQuery, RRType } from '../src/wire/dns/message.js';
 
 const zone = new Zone({ ttl: 30, names: { 'plain.example.test': { a: ['127.0.0.2'] } } }, () => undefined);
 
@@ -35,6 +36,12 @@ describe('DoH request head: limits and media type (RFC 8484 §4.1, §6)', () => 
     const s = step('GET', `/dns-query?dns=${dns}`);
     assert.equal(s.kind, 'query');
     assert.equal(s.kind === 'query' && s.query.length, MAX_DOH_QUERY);
+  });
+
+  it('§6: `dns` must be base64url from its first character to its last', () => {
+    const dns = Buffer.from(new Uint8Array(12)).toString('base64url');
+    assert.equal(step('GET', `/dns-query?dns=${dns}`).kind, 'query');
+    assert.deepEqual(step('GET', `/dns-query?dns=!${dns}`), { kind: 'refuse', status: 400 });
   });
 
   it('POST: a content-type that only ends in application/dns-message is 415', () => {
@@ -74,6 +81,45 @@ describe('DoH POST body limit, over HTTP/1.1 and HTTP/2', () => {
       s.on('error', () => {});
       s.on('close', () => (got === '' ? resolve(0) : reject(new Error(`no status line in ${JSON.stringify(got.slice(0, 40))}`))));
     });
+
+  /** HTTP/1.1 by hand, the body in `parts` written 30 ms apart: the status and the body of the answer. */
+  const h1Parts = (parts: Buffer[]) =>
+    new Promise<{ status: number; body: Buffer }>((resolve, reject) => {
+      const s = tls.connect({ host: '127.0.0.1', port, ca: c.cert, ALPNProtocols: ['http/1.1'] });
+      let got = Buffer.alloc(0);
+      const size = parts.reduce((n, p) => n + p.length, 0);
+      s.on('secureConnect', async () => {
+        s.write(`POST /dns-query HTTP/1.1\r\nhost: doh\r\ncontent-type: application/dns-message\r\ncontent-length: ${size}\r\n\r\n`);
+        for (const p of parts) {
+          await new Promise((r) => setTimeout(r, 30));
+          s.write(p);
+        }
+      });
+      s.on('data', (d: Buffer) => {
+        got = Buffer.concat([got, d]);
+        const text = got.toString('latin1');
+        const head = text.indexOf('\r\n\r\n');
+        const len = /content-length: (\d+)/i.exec(text);
+        const status = /^HTTP\/1\.1 (\d{3})/.exec(text);
+        if (head < 0 || !status) return;
+        const body = got.subarray(head + 4);
+        if (len && body.length < Number(len[1])) return;
+        resolve({ status: Number(status[1]), body });
+        s.destroy();
+      });
+      s.on('error', () => {});
+      s.on('close', () => reject(new Error('closed before an answer')));
+    });
+
+  it('HTTP/1.1: a body that arrives in three reads is answered whole; an empty body is 400', async () => {
+    const q = Buffer.from(encodeQuery('plain.example.test', RRType.A, { id: 0x4242 }));
+    const r = await h1Parts([q.subarray(0, 5), q.subarray(5, 20), q.subarray(20)]);
+    assert.equal(r.status, 200);
+    const m = decodeMessage(r.body);
+    assert.equal(m.id, 0x4242);
+    assert.equal(m.answers.length, 1);
+    assert.equal((await h1Parts([])).status, 400);
+  });
 
   /** HTTP/2 over the core stream path: the :status of the response, whether or not the stream is reset after it. */
   const h2 = (size: number) =>
