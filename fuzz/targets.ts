@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Reader } from '../src/bytes/reader.js';
 import { concat, fromHex } from '../src/bytes/util.js';
-import { isEchgateError } from '../src/errors.js';
+import { EchgateError, isEchgateError } from '../src/errors.js';
 import { isSupportedSuite } from '../src/crypto/hpke.js';
 import { AEADS, nodeProvider } from '../src/crypto/node.js';
 import { answerQuery } from '../src/dns/answer.js';
@@ -50,6 +50,7 @@ import { decodeHandshake } from '../src/wire/tls/handshake.js';
 import { ClientHelloAssembler, parseHelloRecords, sniffTls } from '../src/wire/tls/record.js';
 import { decodeCertificate, decodeCertificateVerify, decodeExtensionBlock, decodeServerHello } from '../src/wire/tls/server-messages.js';
 import type { ClientStep } from '../src/proxy/preamble.js';
+import { SplitClientStream } from '../src/proxy/split.js';
 import { errorResponse, postgres, SSL_REQUEST_CODE, CANCEL_REQUEST_CODE, GSSENC_REQUEST_CODE, specialRequest } from '../src/proxy/protocols/postgres.js';
 import { cloneDeep, deterministicProvider, ed25519Certificate, fixedEchKey, memoProvider, openRecords, peek, sealRecords, snapshot } from './harness.js';
 import { Rng } from './mutate.js';
@@ -1055,4 +1056,47 @@ const postgresPreamble: Target = {
   },
 };
 
-export const TARGETS: Target[] = [tlsRecords, clientHello, helloScan, tlsMessages, echOuter, echInnerTarget, echConfig, esni, tlsServer, tlsClient, dnsMessage, dnsAnswer, doh, svcb, tsig, proxyProtocol, postgresPreamble];
+// ---------------------------------------------------------------- ECH split mode, the client's later records
+
+/** A record of `type` around `body` (legacy_record_version 0x0303). */
+const record = (type: number, body: Uint8Array) => concat(b(type, 0x03, 0x03, body.length >> 8, body.length & 0xff), body);
+
+const splitStream: Target = {
+  name: 'split-stream',
+  about:
+    "SplitClientStream (src/proxy/split.ts, ECH split mode): the client's bytes after its first hello, in input-chosen chunks: records deframed (§5.1 record_overflow), handshake messages reassembled under a per-message cap (256 B or 16 KiB by the first byte), every ClientHello decoded and handed to decryptSecond (here: the hello itself, or a refusal on odd lengths) and re-framed as records; once application_data is seen, the rest must come out unchanged",
+  maxLen: 4096,
+  dict: TLS_DICT,
+  seeds() {
+    const hellos = helloMessages();
+    const ccs = record(ContentType.change_cipher_spec, b(1));
+    const app = record(ContentType.application_data, latin1('early data'));
+    const out = [tag(0, ccs, app), tag(2, ccs, ...hellos.slice(0, 1).map((h) => record(ContentType.handshake, h)), app)];
+    for (const h of hellos.slice(0, 3)) out.push(tag(4, record(ContentType.handshake, h.subarray(0, 40)), record(ContentType.handshake, h.subarray(40))));
+    return out;
+  },
+  run(data) {
+    if (!data.length) return;
+    const mode = data[0]!;
+    const body = data.subarray(1);
+    const rng = new Rng(mode);
+    // decryptSecond stands in for ech/server.ts decryptSecondHello (fuzzed by ech-outer): it returns the hello it
+    // was given, whose raw bytes innerHelloRecords re-frames, or refuses it as that function does.
+    const stream = new SplitClientStream((outer) => {
+      if (outer.raw!.length & 1 && mode & 8) throw new EchgateError('ERR_ECH_INNER', 'refused', { alert: 'illegal_parameter' });
+      return outer;
+    }, mode & 1 ? 256 : 1 << 14);
+    let through = -1;
+    for (let o = 0; o < body.length; ) {
+      const n = mode & 2 ? body.length : 1 + rng.below(64);
+      const chunk = body.subarray(o, o + n);
+      const out = stream.push(chunk);
+      // Once application_data went out, the stream relays the rest untouched (RFC 9849 §7.1.1: nothing more can be a hello).
+      if (through >= 0 && (out.length !== 1 || out[0] !== chunk)) throw new Error('bytes after application_data were changed');
+      for (const x of out) if (x.length > 0 && x[0] === ContentType.application_data) through = o;
+      o += n;
+    }
+  },
+};
+
+export const TARGETS: Target[] = [tlsRecords, clientHello, helloScan, tlsMessages, echOuter, echInnerTarget, echConfig, esni, tlsServer, tlsClient, dnsMessage, dnsAnswer, doh, svcb, tsig, proxyProtocol, postgresPreamble, splitStream];

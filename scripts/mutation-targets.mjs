@@ -208,6 +208,30 @@ export const TARGETS = {
     mutate: ['src/proxy/relay.ts'],
     tests: ['relay-backpressure', 'proxy-relay', 'robust-terminate-eof', 'split-mode', 'proxy-terminate-seal', 'tls12-termination', 'proxy-idle'],
   },
+  // The DNS message codec and its limits (2026-12-03, eleventh session): RFC 1035 §4.1 sections and
+  // counts, §4.1.4 compression, §2.3.4 the 255-octet name; FORMERR; the answer match (RFC 5452 §9.1);
+  // TSIG verification (RFC 8945 §5.3); SVCB wire RDATA (RFC 9460 §2.2). In-process test files only
+  // (dns-robustness and doh start child processes and servers: left out; a survivor may die there).
+  'wire-dns': {
+    mutate: ['src/wire/dns/message.ts', 'src/wire/dns/name.ts', 'src/wire/dns/tsig.ts', 'src/wire/dns/svcb.ts'],
+    tests: ['mutation-killers-dns', 'svcb', 'dns-update', 'doh-request', 'dns-answer-cache', 'dns-answer-held', 'dns-udp-shared'],
+  },
+  // The DoH server's request handling (RFC 8484 §4.1, RFC 9113 §6.5.2): dohRequestStep, the header-list
+  // size, the 64 KiB body limit, answers (2026-12-03, eleventh session).
+  'doh-server': {
+    mutate: ['src/dns/doh-server.ts'],
+    tests: ['mutation-killers-dns', 'mutation-killers-doh', 'doh-request', 'doh-server', 'dns-doh-frames', 'doh-deadline', 'doh-idle-clock', 'doh-late-write'],
+  },
+  // Split mode after the first hello (RFC 9849 §3.1, §7.1.1): the second ClientHello rewritten, the rest as it is.
+  split: {
+    mutate: ['src/proxy/split.ts'],
+    tests: ['split-rest', 'split-mode', 'ech-inner-encode', 'wire-tls-record', 'proxy-relay'],
+  },
+  // PROXY protocol v1/v2 headers (sender side only: echgate parses none).
+  'proxy-protocol': {
+    mutate: ['src/wire/proxy/proxy-protocol.ts'],
+    tests: ['proxy'],
+  },
   'ech-kfirst': {
     mutate: ['src/ech/server.ts', 'src/ech/client.ts', 'src/ech/esni.ts'],
     tests: ['mutation-killers-ech', 'mutation-killers-esni', 'mutation-killers-client', 'mutation-killers', 'ech', 'ech-bad-input', 'ech-inner-version', 'split-mode', 'tls13-forgery', 'proxy-ech', 'ech-public-name', 'esni'],
