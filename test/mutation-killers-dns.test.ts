@@ -248,6 +248,13 @@ describe('DNS messages', () => {
 // ---------------------------------------------------------------- names (RFC 1035 §3.1, §4.1.4, §2.3.4)
 
 describe('DNS names', () => {
+  it('encodeName: an empty label before the root dot ("a..") is refused, "a." and "." are names', () => {
+    assert.throws(() => encodeName('a..'), (e: unknown) => e instanceof EchgateError && e.code === 'ERR_ENCODE');
+    assert.throws(() => encodeName('..'), (e: unknown) => e instanceof EchgateError && e.code === 'ERR_ENCODE');
+    assert.deepEqual([...encodeName('a.')], [1, 0x61, 0]);
+    assert.deepEqual([...encodeName('.')], [0]);
+  });
+
   const dnsErr = decodeErr('ERR_DECODE');
 
   it('§4.1.4: a compression pointer cut at the end of the message is refused', () => {

@@ -57,12 +57,15 @@ export function dohRequestStep(head: DohRequestHead, path: string, maxHeaderList
   if (head.method === 'GET') {
     // §4.1: the query is the `dns` variable, base64url without padding (§6); longer than a 64 KiB message can encode is refused.
     const dns = url?.searchParams.get('dns');
-    if (!dns || !/^[A-Za-z0-9_-]+$/.test(dns) || dns.length > (MAX_QUERY * 4) / 3 + 4) return { kind: 'refuse', status: 400 };
+    // Unpadded base64url of n octets is ceil(4n / 3) characters: 87,380 for 65,535.
+    if (!dns || !/^[A-Za-z0-9_-]+$/.test(dns) || dns.length > Math.ceil((MAX_QUERY * 4) / 3)) return { kind: 'refuse', status: 400 };
     return { kind: 'query', query: new Uint8Array(Buffer.from(dns, 'base64url')) };
   }
   if (head.method !== 'POST') return { kind: 'refuse', status: 405 };
   // §4.1: POST carries application/dns-message; anything else is 415.
-  if (!String(head.contentType ?? '').startsWith('application/dns-message')) return { kind: 'refuse', status: 415 };
+  // The media type is what precedes any parameter, compared without case (RFC 9110 §8.3.1): not a prefix match.
+  const mediaType = String(head.contentType ?? '').split(';', 1)[0]!.trim().toLowerCase();
+  if (mediaType !== 'application/dns-message') return { kind: 'refuse', status: 415 };
   return READ_BODY;
 }
 /** The usual step, made once. */

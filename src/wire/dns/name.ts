@@ -81,7 +81,8 @@ export function encodeName(name: string): Uint8Array {
         i += 1;
       }
     } else if (ch === '.') {
-      if (i === n.length - 1) break;
+      // The root's dot ends the name; an empty label before it ("a..") is refused as any empty label is.
+      if (i === n.length - 1 && label.length > 0) break;
       flush();
     } else label.push(n.charCodeAt(i));
   }
