@@ -14,6 +14,7 @@
  *               RFC 2136: update + DoH read-back, as keys rotate --publish)
  *   done        one transaction: grace restarts from now (clients may have fetched the old record until now)
  *   retire      a decrypt-only key past its grace: private key deleted from etcd
+ *   forget      a retired record older than RETIRED_KEEP_MS: deleted (its id is free as if never used)
  *
  * Every write is fenced by the leader's election key: a deposed leader's
  * transaction fails instead of overwriting its successor's state.
@@ -25,10 +26,10 @@ import type { EtcdStoreConfig } from '../config/store.js';
 import { type EchgateError, isEchgateError } from '../errors.js';
 import type { KeyRecord } from '../keys/keystore.js';
 import { KeyDir, type KeyMeta } from '../keys/store.js';
-import { makeKey } from '../keys/manager.js';
+import { idUse, makeKey } from '../keys/manager.js';
 import { planRotation } from '../keys/schedule.js';
 import type { FleetGauges } from './agent.js';
-import type { EtcdKeyStore } from './etcd-store.js';
+import { type EtcdKeyStore, forgettable } from './etcd-store.js';
 import { decidePublish, type InstanceRecord, K, parseJson, type RotationRecord } from './records.js';
 
 export interface LeaderOptions {
@@ -232,12 +233,20 @@ export class FleetLeader {
       await this.o.store.retire(id, new Date(now), fence);
       this.o.log.info({ fleet: this.o.id, configId: id }, 'fleet: key retired after its grace period (private key deleted from etcd)');
     }
-    if (plan.rotateAt !== undefined && plan.rotateAt <= now) await this.stage(metas, rot, plan.publicName!, now, fence);
+    // Retired records a day old are deleted here, between rotations (never while one is staged or publishing,
+    // whose steps return above): without it etcd would keep one record per rotation for ever.
+    if (metas.some((m) => forgettable(m, now))) {
+      this.count('reads');
+      this.count('writes');
+      const gone = await this.o.store.forget(now, fence);
+      if (gone.length) this.o.log.info({ fleet: this.o.id, configIds: gone }, 'fleet: retired key records a day old deleted from etcd');
+    }
+    if (plan.rotateAt !== undefined && plan.rotateAt <= now) await this.stage(metas.filter((m) => !forgettable(m, now)), rot, plan.publicName!, now, fence);
   }
 
   /**
    * A fleet's first start: the leader's key folder is imported (private keys sealed; retired config_ids as
-   * metadata so they are never reused), in one transaction that writes only where etcd holds nothing; else
+   * metadata so they rest before reuse), in one transaction that writes only where etcd holds nothing; else
    * a key is made for rotation.publicName. `echgate fleet import` does the same before any instance starts.
    */
   private async bootstrap(fence: string): Promise<void> {
@@ -262,7 +271,9 @@ export class FleetLeader {
   }
 
   private async stage(metas: KeyMeta[], prev: RotationRecord | undefined, publicName: string, now: number, fence: string): Promise<void> {
-    const k = makeKey(new Set(metas.map((m) => m.configId)), { publicName, state: 'staged', now: new Date(now) });
+    // A retired id comes back once its rest is over (idUse, as in a key folder): counted as used, the
+    // fleet ran out of config_ids after 255 rotations. etcd's retired records carry no private key.
+    const k = makeKey(idUse(metas.map((meta) => ({ meta })), [], now), { publicName, state: 'staged', now: new Date(now) });
     const rot: RotationRecord = {
       seq: (prev?.seq ?? 0) + 1,
       step: 'staged',
@@ -275,7 +286,7 @@ export class FleetLeader {
       late: [],
     };
     this.count('writes');
-    await this.o.store.create(k, fence, [this.putRotation(rot)]);
+    await this.o.store.create(k, fence, [this.putRotation(rot)], now);
     k.privateKey.fill(0);
     this.o.log.info({ fleet: this.o.id, seq: rot.seq, configId: rot.configId, demote: rot.demote }, 'fleet rotation: new key staged; waiting until every instance holds it');
   }
