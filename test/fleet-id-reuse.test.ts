@@ -11,14 +11,16 @@
  * fleet-leader-fence.test.ts; the clock is injected (LeaderOptions.now).
  */
 import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
 import { describe, it } from 'node:test';
 import type { Etcd3 } from 'etcd3';
 import pino from 'pino';
 import { STORE_DEFAULTS } from '../src/config/store.js';
 import type { EchgateError } from '../src/errors.js';
+import { FleetAgent } from '../src/fleet/agent.js';
 import { EtcdKeyStore } from '../src/fleet/etcd-store.js';
 import { FleetLeader } from '../src/fleet/leader.js';
-import { K, type KeyRecordJson, type RotationRecord } from '../src/fleet/records.js';
+import { configDigest, decidePublish, type InstanceRecord, K, type KeyRecordJson, type RotationRecord } from '../src/fleet/records.js';
 import { ID_REUSE_MARGIN_MS, makeKey, RETIRED_KEEP_MS } from '../src/keys/manager.js';
 import { sealPrivateKey } from '../src/keys/sealed.js';
 import type { KeyMeta } from '../src/keys/store.js';
@@ -231,5 +233,102 @@ describe('EtcdKeyStore.forget: retired records a day old', () => {
     e.st.beforeCommit = () => e.kv.set(PREFIX + K.key(1), theirs);
     assert.equal(await code(store.forget(now, FENCE)), 'ERR_KEYSTORE');
     assert.equal(e.kv.get(PREFIX + K.key(1)), theirs);
+  });
+});
+
+describe('acknowledgement of a staged key whose config_id held another key before', () => {
+  const T = T0;
+  const inst = (keys: number[], configs?: Record<string, string>): [string, InstanceRecord] => [
+    'a',
+    { id: 'a', addresses: [], keys, ...(configs ? { configs } : {}), configRevision: 'r', ready: true, started: new Date(T).toISOString(), updated: new Date(T).toISOString() },
+  ];
+  const o = { ackTimeoutMs: 3000, drainMs: 1000 };
+  const NEW = configDigest(new Uint8Array([1, 2, 3]));
+  const OLD = configDigest(new Uint8Array([4, 5, 6]));
+  it('decidePublish: the id listed with the digest of another key → waited for; with this key\'s → publish; without configs (older version) → the id acknowledges', () => {
+    assert.deepEqual(decidePublish(9, T - 100, ['a'], new Map([inst([9], { 9: OLD })]), T, o, NEW).waitingFor, ['a']);
+    assert.equal(decidePublish(9, T - 100, ['a'], new Map([inst([9], { 9: NEW })]), T, o, NEW).publish, true);
+    assert.equal(decidePublish(9, T - 100, ['a'], new Map([inst([9])]), T, o, NEW).publish, true);
+  });
+  it('the leader does not publish while the one member lists the id with the old key\'s digest', async () => {
+    const f = fleet(HOUR, 2 * HOUR);
+    f.clock.now = T0 + HOUR;
+    await f.leader.step();
+    const rot = f.rotation()!;
+    assert.equal(rot.step, 'staged');
+    const rec = JSON.parse(f.e.kv.get(PREFIX + K.key(rot.configId))!) as KeyRecordJson;
+    const digest = configDigest(Buffer.from(rec.echConfigList!, 'base64'));
+    f.e.kv.set(PREFIX + K.member('a'), '');
+    const put = (configs: Record<string, string>) => f.e.kv.set(PREFIX + K.instance('a'), JSON.stringify(inst([21, rot.configId], configs)[1]));
+    put({ 21: OLD, [rot.configId]: OLD });
+    await f.leader.step();
+    assert.equal(f.rotation()?.step, 'staged', 'published on an acknowledgement of another key');
+    put({ 21: OLD, [rot.configId]: digest });
+    await f.leader.step();
+    assert.equal(f.rotation()?.step, 'done');
+  });
+});
+
+describe('the agent names what it copied under each id (instance record configs)', () => {
+  /** The etcd3 calls the agent makes, from a Map (as test/fleet-agent-races.test.ts; no watch events needed here). */
+  function agentEtcd() {
+    const kv = new Map<string, string>();
+    const lease = () => ({
+      on() {},
+      revoked: () => false,
+      grant: () => Promise.resolve('1'),
+      revoke: () => Promise.resolve(),
+      put: (key: string) => ({ value: async (v: string) => void kv.set(key, v) }),
+    });
+    const builder = () => ({ create: async () => Object.assign(new EventEmitter(), { cancel: async () => {} }) });
+    const client = {
+      lease,
+      watch: () => ({ prefix: builder, key: builder }),
+      get: (key: string) => ({ string: async () => kv.get(key) ?? null }),
+      getAll: () => ({ prefix: (p: string) => ({ strings: async () => Object.fromEntries([...kv].filter(([k]) => k.startsWith(p))) }) }),
+    };
+    return { client: client as unknown as Etcd3, kv };
+  }
+  it('configs carries the digest of the key held under the id; a sync whose copy fails keeps the last one (not the new key\'s)', async () => {
+    const e = agentEtcd();
+    const record = () => live({ configId: 50, publicName: NAME, state: 'active', created: new Date(T0).toISOString() });
+    const digestOf = (v: string) => configDigest(Buffer.from((JSON.parse(v) as KeyRecordJson).echConfigList!, 'base64'));
+    const first = record();
+    e.kv.set(PREFIX + K.key(50), first);
+    let fail = false;
+    const agent = new FleetAgent({
+      id: 'i2',
+      cfg: { endpoints: ['http://127.0.0.1:1'], prefix: PREFIX, kek: { env: 'UNUSED' }, ...STORE_DEFAULTS },
+      client: e.client,
+      store: new EtcdKeyStore(e.client, PREFIX, KEK),
+      log: pino({ level: 'silent' }),
+      hooks: {
+        reloadKeys: () => {
+          if (fail) throw new Error('key folder full');
+          return [50];
+        },
+        addresses: () => [],
+        configRevision: () => 'r1',
+      },
+      resyncMs: 3_600_000,
+    });
+    const rec = () => JSON.parse(e.kv.get(PREFIX + K.instance('i2')) ?? '{}') as InstanceRecord;
+    try {
+      await agent.start();
+      await agent.sync();
+      assert.deepEqual(rec().keys, [50]);
+      assert.deepEqual(rec().configs, { 50: digestOf(first) });
+      const second = record(); // the id taken again by a new key
+      e.kv.set(PREFIX + K.key(50), second);
+      fail = true;
+      await agent.sync();
+      assert.equal(rec().ready, false);
+      assert.deepEqual(rec().configs, { 50: digestOf(first) }, 'a failed copy must not acknowledge the new key');
+      fail = false;
+      await agent.sync();
+      assert.deepEqual(rec().configs, { 50: digestOf(second) });
+    } finally {
+      await agent.stop();
+    }
   });
 });

@@ -30,7 +30,7 @@ import { idUse, makeKey } from '../keys/manager.js';
 import { planRotation } from '../keys/schedule.js';
 import type { FleetGauges } from './agent.js';
 import { type EtcdKeyStore, forgettable } from './etcd-store.js';
-import { decidePublish, type InstanceRecord, K, parseJson, type RotationRecord } from './records.js';
+import { configDigest, decidePublish, type InstanceRecord, K, parseJson, type RotationRecord } from './records.js';
 
 export interface LeaderOptions {
   id: string;
@@ -225,7 +225,10 @@ export class FleetLeader {
     for (const k of keys) k.privateKey?.fill(0);
     const rot = await this.readRotation();
     if (metas.length === 0) return this.bootstrap(fence);
-    if (rot?.step === 'staged') return this.staged(rot, metas, now, fence);
+    if (rot?.step === 'staged') {
+      const list = keys.find((k) => k.meta.configId === rot.configId)?.echConfigList;
+      return this.staged(rot, metas, now, fence, list ? configDigest(list) : undefined);
+    }
     if (rot?.step === 'publishing') return this.finishPublish(rot, metas, fence);
     const plan = planRotation(metas, now, { everyMs: this.o.rotation.everyMs, publicName: this.o.rotation.publicName });
     for (const id of plan.retire) {
@@ -303,7 +306,7 @@ export class FleetLeader {
     return { members, instances };
   }
 
-  private async staged(rot: RotationRecord, metas: KeyMeta[], now: number, fence: string): Promise<void> {
+  private async staged(rot: RotationRecord, metas: KeyMeta[], now: number, fence: string, digest: string | undefined): Promise<void> {
     const key = metas.find((m) => m.configId === rot.configId);
     if (!key || key.state !== 'staged') {
       // The record names a key that is not staged (a transaction from an older version, or edited by hand): give up this rotation.
@@ -313,7 +316,7 @@ export class FleetLeader {
     }
     if (rot.retryAt && Date.parse(rot.retryAt) > now) return;
     const { members, instances } = await this.members();
-    const d = decidePublish(rot.configId, Date.parse(key.created), members, instances, now, this.o.cfg);
+    const d = decidePublish(rot.configId, Date.parse(key.created), members, instances, now, this.o.cfg, digest);
     this.o.gauges?.set('late', d.late.length);
     for (const id of d.late) {
       if (this.reported.has(`late ${rot.seq} ${id}`)) continue;
