@@ -71,7 +71,7 @@ describe('RFC 9934 PEM', () => {
 });
 
 describe('key lifecycle', () => {
-  it('generate → rotate → retire; files 0600; exports; a retired id is never reused', () => {
+  it('generate → rotate → retire; files 0600; exports; a retired id is not reused within its rest', () => {
     const dir = tmp();
     const t0 = new Date('2026-01-01T00:00:00Z');
     const a = generateKey(dir, { publicName: 'public.example.test', configId: 7, aead: 'chacha20poly1305', maxNameLength: 32, now: t0 });

@@ -12,8 +12,9 @@ import { dnsSection } from './dns.js';
 export const MIN_EVERY_MS = 60_000;
 /**
  * Tests rotate every few seconds: ECHGATE_ROTATION_SHORT=1 lowers the floor
- * of `every` to 1s. Not for production: each rotation uses one of the 256
- * config_ids for good (retired ids are never reused).
+ * of `every` to 1s. Not for production: 256 config_ids last 256 rotations,
+ * and a retired id rests an hour before it is reused (keys/manager.ts
+ * ID_REUSE_MARGIN_MS), so rotations this fast soon wait for a free id.
  */
 export const SHORT_ENV = 'ECHGATE_ROTATION_SHORT';
 export const DEFAULT_PUBLISH_TTL = 300;

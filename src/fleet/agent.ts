@@ -18,7 +18,7 @@ import { mirrorToFolder } from '../keys/keystore.js';
 import type { KeyMeta } from '../keys/store.js';
 import type { EtcdKeyStore } from './etcd-store.js';
 import { storeRefusal } from './refusal.js';
-import { CONFIG_GRACE_MS, type ConfigInForce, type InstanceRecord, K, parseJson, type RotationRecord, readiness } from './records.js';
+import { CONFIG_GRACE_MS, type ConfigInForce, configDigest, type InstanceRecord, K, parseJson, type RotationRecord, readiness } from './records.js';
 
 export interface AgentHooks {
   /** Reload the keyring from the folder now; the config_ids it holds. */
@@ -101,6 +101,8 @@ export class FleetAgent {
   fleetKeys: KeyMeta[] = [];
   rotation?: RotationRecord;
   held = new Set<number>();
+  /** configDigest of each key held, as copied at the last sync that succeeded (the instance record's `configs`). */
+  private heldConfigs: Record<string, string> = {};
   readonly stagedSeen = new Map<number, number>();
   /** providers.etcd: the live instance records as last read (records.ts configBehind()). */
   peers = new Map<string, InstanceRecord>();
@@ -327,6 +329,9 @@ export class FleetAgent {
         if (r.written.length || r.retired.length || r.removed.length) this.o.log.info({ fleet: this.id, written: r.written, retired: r.retired, removed: r.removed }, 'fleet keys copied into the key folder');
       }
       this.held = new Set(this.o.hooks.reloadKeys());
+      const configs: Record<string, string> = {};
+      for (const r of records) if (this.held.has(r.meta.configId) && r.echConfigList) configs[String(r.meta.configId)] = configDigest(r.echConfigList);
+      this.heldConfigs = configs;
       this.synced = true;
       this.lastSynced = now;
     } catch (e) {
@@ -448,6 +453,7 @@ export class FleetAgent {
       id: this.id,
       addresses: this.o.hooks.addresses(),
       keys: [...this.held].sort((a, b) => a - b),
+      configs: this.heldConfigs,
       configRevision: this.o.hooks.configRevision(),
       ...(config ? { config } : {}),
       ready: r.ready,

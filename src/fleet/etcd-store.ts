@@ -2,9 +2,11 @@
  * The fleet's keystore on etcd v3 (the `etcd3` client): one record per key
  * under `<prefix>keys/`, the private key sealed with the KEK (keys/sealed.ts),
  * so etcd never holds it in clear. Writes are transactions: a new key only
- * where none was (Version == 0), a metadata change only where the key exists,
- * and the leader's writes only while its election key exists (fence), so a
- * leader that lost its lease cannot write over its successor.
+ * where none was (Version == 0) or over the retired record of a config_id
+ * whose rest is over (its value as read), a metadata change only where the
+ * key exists, and the leader's writes only while its election key exists
+ * (fence), so a leader that lost its lease cannot write over its successor.
+ * Retired records are deleted RETIRED_KEEP_MS after the retirement (forget).
  *
  * A wrong KEK is found before anything is written: loading opens every
  * sealed key, and create() refuses to add a key sealed with another KEK than
@@ -15,7 +17,7 @@ import { Etcd3, type IOptions } from 'etcd3';
 import type { EtcdStoreConfig } from '../config/store.js';
 import { EchgateError } from '../errors.js';
 import type { KeyRecord, KeyStore } from '../keys/keystore.js';
-import type { NewKey } from '../keys/manager.js';
+import { idFreeAt, type NewKey, RETIRED_KEEP_MS } from '../keys/manager.js';
 import { kekId, openPrivateKey, parseKek, sealPrivateKey } from '../keys/sealed.js';
 import type { KeyMeta } from '../keys/store.js';
 import { K, type KeyRecordJson, parseJson } from './records.js';
@@ -52,6 +54,13 @@ export function openEtcd(c: EtcdStoreConfig, faultHandling?: IOptions['faultHand
 /** A leader's fence: its election key (absolute), which exists only while it leads. */
 export type Fence = string | undefined;
 
+/** A retired record forget() deletes: retired RETIRED_KEEP_MS or longer ago (an unreadable date: kept). */
+export function forgettable(m: KeyMeta, now: number): boolean {
+  if (m.state !== 'retired') return false;
+  const at = m.notAfter === undefined ? Number.NaN : Date.parse(m.notAfter);
+  return Number.isFinite(at) && now - at >= RETIRED_KEEP_MS;
+}
+
 const b64 = (u: Uint8Array) => Buffer.from(u).toString('base64');
 
 export class EtcdKeyStore implements KeyStore {
@@ -76,14 +85,19 @@ export class EtcdKeyStore implements KeyStore {
 
   /** The records as stored (nothing opened): for status and for the KEK check. */
   async raw(): Promise<KeyRecordJson[]> {
+    return (await this.rawText()).map((e) => e.rec);
+  }
+
+  /** The records with the text etcd holds for each: a transaction compares a record's value with what was read. */
+  private async rawText(): Promise<{ rec: KeyRecordJson; text: string }[]> {
     const all = await this.client.getAll().prefix(this.abs(K.keys)).strings();
-    const out: KeyRecordJson[] = [];
+    const out: { rec: KeyRecordJson; text: string }[] = [];
     for (const [k, v] of Object.entries(all)) {
       const r = parseJson<KeyRecordJson>(v, k);
       if (!r || typeof r.meta?.configId !== 'number' || typeof r.meta.state !== 'string') throw new EchgateError('ERR_FLEET', `${k}: not a key record`);
-      out.push(r);
+      out.push({ rec: r, text: v });
     }
-    return out.sort((a, b) => a.meta.configId - b.meta.configId);
+    return out.sort((a, b) => a.rec.meta.configId - b.rec.meta.configId);
   }
 
   async metas(): Promise<KeyMeta[]> {
@@ -99,33 +113,58 @@ export class EtcdKeyStore implements KeyStore {
     });
   }
 
-  async create(k: NewKey, fence?: Fence, extra: { key: string; value: string }[] = []): Promise<void> {
-    await this.createAll([k], fence, extra);
+  async create(k: NewKey, fence?: Fence, extra: { key: string; value: string }[] = [], now = Date.now()): Promise<void> {
+    await this.createAll([k], fence, extra, now);
   }
 
   /**
-   * Write keys in one transaction, each only where no record with its config_id exists (Version == 0): a
-   * key already in etcd is never overwritten, and either every key is written or none. A record without a
-   * private key (retired metadata) is written as retired, so its config_id is never reused.
+   * Write keys in one transaction, either every key or none. Each goes where no record with its config_id
+   * exists (Version == 0) or, for a key with its private key, over the retired record of an id whose rest is
+   * over (idFreeAt <= now: the id comes back, as in a key folder): that record is compared by the value read
+   * here, so a live key written there since (another leader's, an import) is never overwritten. A record
+   * without a private key (retired metadata, from an import) is written as retired, only where none was.
    */
-  async createAll(ks: readonly KeyRecord[], fence?: Fence, extra: { key: string; value: string }[] = []): Promise<void> {
+  async createAll(ks: readonly KeyRecord[], fence?: Fence, extra: { key: string; value: string }[] = [], now = Date.now()): Promise<void> {
+    const held = await this.rawText();
     // Never mix KEKs: a key sealed with ours beside keys sealed with another would split the fleet.
-    const other = (await this.raw()).find((r) => r.sealed && r.sealed.kek !== this.myKek);
+    const other = held.find((e) => e.rec.sealed && e.rec.sealed.kek !== this.myKek)?.rec;
     if (other) throw new EchgateError('ERR_KEK', `config_id ${other.meta.configId} in etcd is sealed with key-encryption key ${other.sealed!.kek}, this instance has ${this.myKek}: wrong KEK, nothing written`);
     if (ks.length === 0) return;
+    const byId = new Map(held.map((e) => [e.rec.meta.configId, e]));
     const puts = [];
     let t = fence ? this.client.if(fence, 'Create', '>', 0) : undefined;
     for (const k of ks) {
-      const rec: KeyRecordJson =
-        k.privateKey && k.echConfigList && k.meta.state !== 'retired'
-          ? { meta: k.meta, echConfigList: b64(k.echConfigList), sealed: sealPrivateKey(this.kek, k.meta.configId, k.echConfigList, k.privateKey) }
-          : { meta: { ...k.meta, state: 'retired' } };
+      const live = k.privateKey && k.echConfigList && k.meta.state !== 'retired';
+      const rec: KeyRecordJson = live
+        ? { meta: k.meta, echConfigList: b64(k.echConfigList!), sealed: sealPrivateKey(this.kek, k.meta.configId, k.echConfigList!, k.privateKey!) }
+        : { meta: { ...k.meta, state: 'retired' } };
       const key = this.abs(K.key(k.meta.configId));
-      t = t ? t.and(key, 'Version', '==', 0) : this.client.if(key, 'Version', '==', 0);
+      const was = byId.get(k.meta.configId);
+      const over = live && was?.rec.meta.state === 'retired' && idFreeAt(was.rec.meta) <= now;
+      t = over ? (t ? t.and(key, 'Value', '==', was!.text) : this.client.if(key, 'Value', '==', was!.text)) : t ? t.and(key, 'Version', '==', 0) : this.client.if(key, 'Version', '==', 0);
       puts.push(this.client.put(key).value(JSON.stringify(rec)));
     }
     const r = await t!.then(...puts, ...extra.map((e) => this.client.put(this.abs(e.key)).value(e.value))).commit();
-    if (!r.succeeded) throw new EchgateError('ERR_KEYSTORE', `config_id ${ks.map((k) => k.meta.configId).join(', ')}: already in etcd${fence ? ', or this instance no longer leads' : ''}; nothing written`);
+    if (!r.succeeded) throw new EchgateError('ERR_KEYSTORE', `config_id ${ks.map((k) => k.meta.configId).join(', ')}: already in etcd (or retired there less than an hour ago)${fence ? ', or this instance no longer leads' : ''}; nothing written`);
+  }
+
+  /**
+   * Delete the retired records retired RETIRED_KEEP_MS or longer ago (as sweepKeys does in a key folder), so
+   * etcd does not gain one record per rotation forever: a retired record holds no key, only the date that
+   * keeps its id resting, and after a day the id is as free as one never used. One transaction, each record
+   * compared with the value read (a key written there since stays), fenced. Returns the ids deleted.
+   */
+  async forget(now: number, fence?: Fence): Promise<number[]> {
+    const old = (await this.rawText()).filter((e) => forgettable(e.rec.meta, now));
+    if (old.length === 0) return [];
+    let t = fence ? this.client.if(fence, 'Create', '>', 0) : undefined;
+    for (const e of old) {
+      const key = this.abs(K.key(e.rec.meta.configId));
+      t = t ? t.and(key, 'Value', '==', e.text) : this.client.if(key, 'Value', '==', e.text);
+    }
+    const r = await t!.then(...old.map((e) => this.client.delete().key(this.abs(K.key(e.rec.meta.configId))))).commit();
+    if (!r.succeeded) throw new EchgateError('ERR_KEYSTORE', `etcd refused to delete retired config_ids ${old.map((e) => e.rec.meta.configId).join(', ')}${fence ? ' (this instance no longer leads, or a record changed)' : ' (a record changed)'}`);
+    return old.map((e) => e.rec.meta.configId);
   }
 
   /** Replace metadata (and write `extra` puts) in one transaction: all or nothing. */

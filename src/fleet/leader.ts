@@ -14,6 +14,7 @@
  *               RFC 2136: update + DoH read-back, as keys rotate --publish)
  *   done        one transaction: grace restarts from now (clients may have fetched the old record until now)
  *   retire      a decrypt-only key past its grace: private key deleted from etcd
+ *   forget      a retired record older than RETIRED_KEEP_MS: deleted (its id is free as if never used)
  *
  * Every write is fenced by the leader's election key: a deposed leader's
  * transaction fails instead of overwriting its successor's state.
@@ -25,11 +26,11 @@ import type { EtcdStoreConfig } from '../config/store.js';
 import { type EchgateError, isEchgateError } from '../errors.js';
 import type { KeyRecord } from '../keys/keystore.js';
 import { KeyDir, type KeyMeta } from '../keys/store.js';
-import { makeKey } from '../keys/manager.js';
+import { idUse, makeKey } from '../keys/manager.js';
 import { planRotation } from '../keys/schedule.js';
 import type { FleetGauges } from './agent.js';
-import type { EtcdKeyStore } from './etcd-store.js';
-import { decidePublish, type InstanceRecord, K, parseJson, type RotationRecord } from './records.js';
+import { type EtcdKeyStore, forgettable } from './etcd-store.js';
+import { configDigest, decidePublish, type InstanceRecord, K, parseJson, type RotationRecord } from './records.js';
 
 export interface LeaderOptions {
   id: string;
@@ -224,7 +225,10 @@ export class FleetLeader {
     for (const k of keys) k.privateKey?.fill(0);
     const rot = await this.readRotation();
     if (metas.length === 0) return this.bootstrap(fence);
-    if (rot?.step === 'staged') return this.staged(rot, metas, now, fence);
+    if (rot?.step === 'staged') {
+      const list = keys.find((k) => k.meta.configId === rot.configId)?.echConfigList;
+      return this.staged(rot, metas, now, fence, list ? configDigest(list) : undefined);
+    }
     if (rot?.step === 'publishing') return this.finishPublish(rot, metas, fence);
     const plan = planRotation(metas, now, { everyMs: this.o.rotation.everyMs, publicName: this.o.rotation.publicName });
     for (const id of plan.retire) {
@@ -232,12 +236,20 @@ export class FleetLeader {
       await this.o.store.retire(id, new Date(now), fence);
       this.o.log.info({ fleet: this.o.id, configId: id }, 'fleet: key retired after its grace period (private key deleted from etcd)');
     }
-    if (plan.rotateAt !== undefined && plan.rotateAt <= now) await this.stage(metas, rot, plan.publicName!, now, fence);
+    // Retired records a day old are deleted here, between rotations (never while one is staged or publishing,
+    // whose steps return above): without it etcd would keep one record per rotation for ever.
+    if (metas.some((m) => forgettable(m, now))) {
+      this.count('reads');
+      this.count('writes');
+      const gone = await this.o.store.forget(now, fence);
+      if (gone.length) this.o.log.info({ fleet: this.o.id, configIds: gone }, 'fleet: retired key records a day old deleted from etcd');
+    }
+    if (plan.rotateAt !== undefined && plan.rotateAt <= now) await this.stage(metas.filter((m) => !forgettable(m, now)), rot, plan.publicName!, now, fence);
   }
 
   /**
    * A fleet's first start: the leader's key folder is imported (private keys sealed; retired config_ids as
-   * metadata so they are never reused), in one transaction that writes only where etcd holds nothing; else
+   * metadata so they rest before reuse), in one transaction that writes only where etcd holds nothing; else
    * a key is made for rotation.publicName. `echgate fleet import` does the same before any instance starts.
    */
   private async bootstrap(fence: string): Promise<void> {
@@ -262,7 +274,9 @@ export class FleetLeader {
   }
 
   private async stage(metas: KeyMeta[], prev: RotationRecord | undefined, publicName: string, now: number, fence: string): Promise<void> {
-    const k = makeKey(new Set(metas.map((m) => m.configId)), { publicName, state: 'staged', now: new Date(now) });
+    // A retired id comes back once its rest is over (idUse, as in a key folder): counted as used, the
+    // fleet ran out of config_ids after 255 rotations. etcd's retired records carry no private key.
+    const k = makeKey(idUse(metas.map((meta) => ({ meta })), [], now), { publicName, state: 'staged', now: new Date(now) });
     const rot: RotationRecord = {
       seq: (prev?.seq ?? 0) + 1,
       step: 'staged',
@@ -275,7 +289,7 @@ export class FleetLeader {
       late: [],
     };
     this.count('writes');
-    await this.o.store.create(k, fence, [this.putRotation(rot)]);
+    await this.o.store.create(k, fence, [this.putRotation(rot)], now);
     k.privateKey.fill(0);
     this.o.log.info({ fleet: this.o.id, seq: rot.seq, configId: rot.configId, demote: rot.demote }, 'fleet rotation: new key staged; waiting until every instance holds it');
   }
@@ -292,7 +306,7 @@ export class FleetLeader {
     return { members, instances };
   }
 
-  private async staged(rot: RotationRecord, metas: KeyMeta[], now: number, fence: string): Promise<void> {
+  private async staged(rot: RotationRecord, metas: KeyMeta[], now: number, fence: string, digest: string | undefined): Promise<void> {
     const key = metas.find((m) => m.configId === rot.configId);
     if (!key || key.state !== 'staged') {
       // The record names a key that is not staged (a transaction from an older version, or edited by hand): give up this rotation.
@@ -302,7 +316,7 @@ export class FleetLeader {
     }
     if (rot.retryAt && Date.parse(rot.retryAt) > now) return;
     const { members, instances } = await this.members();
-    const d = decidePublish(rot.configId, Date.parse(key.created), members, instances, now, this.o.cfg);
+    const d = decidePublish(rot.configId, Date.parse(key.created), members, instances, now, this.o.cfg, digest);
     this.o.gauges?.set('late', d.late.length);
     for (const id of d.late) {
       if (this.reported.has(`late ${rot.seq} ${id}`)) continue;

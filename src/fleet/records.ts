@@ -16,7 +16,9 @@
  */
 import { EchgateError } from '../errors.js';
 import type { KeyMeta } from '../keys/store.js';
-import type { SealedKey } from '../keys/sealed.js';
+import { configDigest, type SealedKey } from '../keys/sealed.js';
+
+export { configDigest };
 
 export const K = {
   key: (id: number) => `keys/${String(id).padStart(3, '0')}`,
@@ -42,6 +44,11 @@ export interface InstanceRecord {
   addresses: string[];
   /** config_ids of the keys this instance's keyring holds now (its acknowledgement of a staged key). */
   keys: number[];
+  /**
+   * config_id → configDigest of the ECHConfigList copied under it: config_ids come back (docs/fleet.md), so an
+   * id alone could acknowledge a new key with an old one's. Absent (an older version): the id acknowledges.
+   */
+  configs?: Record<string, string>;
   configRevision: string;
   /** providers.etcd: the etcd configuration in force (absent: a configuration file alone, nothing to compare). */
   config?: ConfigInForce;
@@ -215,12 +222,14 @@ export function decidePublish(
   instances: ReadonlyMap<string, InstanceRecord>,
   now: number,
   o: { ackTimeoutMs: number; drainMs: number },
+  digest?: string,
 ): PublishDecision {
   const d: PublishDecision = { publish: false, waitingFor: [], late: [], excused: [] };
   const ids = new Set([...members, ...instances.keys()]);
   for (const id of [...ids].sort()) {
     const inst = instances.get(id);
-    if (inst?.keys.includes(configId)) continue;
+    // An instance that names what it copied under the id must name this key (the id may have held another).
+    if (inst?.keys.includes(configId) && (digest === undefined || !inst.configs || inst.configs[String(configId)] === digest)) continue;
     const overdue = now - stagedAt > o.ackTimeoutMs;
     if (inst && !inst.ready && inst.notReadySince && now - Date.parse(inst.notReadySince) >= o.drainMs) {
       d.excused.push(id);

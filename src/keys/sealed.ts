@@ -79,3 +79,8 @@ export function openPrivateKey(kek: Uint8Array, configId: number, echConfigList:
     throw new EchgateError('ERR_KEK', `config_id ${configId}: the sealed key does not open (AES-256-GCM authentication failed: the record was changed, or sealed for another config)`);
   }
 }
+
+/** A short digest of an ECHConfigList (SHA-256, 16 bytes, hex): a fleet instance names the key it holds under a config_id that may have held another (fleet/records.ts configs). */
+export function configDigest(list: Uint8Array): string {
+  return createHash('sha256').update(list).digest('hex').slice(0, 32);
+}
