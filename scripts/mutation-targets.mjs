@@ -206,7 +206,7 @@ export const TARGETS = {
   // are left out; a survivor here may still die there.
   relay: {
     mutate: ['src/proxy/relay.ts'],
-    tests: ['relay-backpressure', 'proxy-relay', 'robust-terminate-eof', 'split-mode', 'proxy-terminate-seal', 'tls12-termination', 'proxy-idle'],
+    tests: ['relay-backpressure', 'backend-closed', 'relay-early-eof', 'proxy-relay', 'robust-terminate-eof', 'split-mode', 'proxy-terminate-seal', 'tls12-termination', 'proxy-idle'],
   },
   // The DNS message codec and its limits (2026-12-03, eleventh session): RFC 1035 §4.1 sections and
   // counts, §4.1.4 compression, §2.3.4 the 255-octet name; FORMERR; the answer match (RFC 5452 §9.1);
