@@ -201,12 +201,13 @@ export const TARGETS = {
     ],
   },
   // The one relay (src/proxy/relay.ts: backpressure both ways, half-close, the shared listeners, the
-  // pooled read buffers; 2026-12-03). relay-backpressure first: each of its cases fails when a pause
-  // is lost, in any of the four handlers. proxy.test and proxy-deadlines (12-13 s each at load 13)
-  // are left out; a survivor here may still die there.
+  // pooled read buffers; 2026-12-03). relay-killers first (a few seconds: the survivors of the eleventh
+  // session, docs/mutation.md "Relay, eleventh session (relaymut)"), then relay-backpressure: each of its
+  // cases fails when a pause is lost, in any of the four handlers. proxy.test and proxy-deadlines (12-13 s
+  // each at load 13) are left out; a survivor here may still die there.
   relay: {
     mutate: ['src/proxy/relay.ts'],
-    tests: ['relay-backpressure', 'backend-closed', 'relay-early-eof', 'proxy-relay', 'robust-terminate-eof', 'split-mode', 'proxy-terminate-seal', 'tls12-termination', 'proxy-idle'],
+    tests: ['relay-killers', 'relay-backpressure', 'backend-closed', 'relay-early-eof', 'proxy-relay', 'robust-terminate-eof', 'split-mode', 'proxy-terminate-seal', 'tls12-termination', 'proxy-idle'],
   },
   // The DNS message codec and its limits (2026-12-03, eleventh session): RFC 1035 §4.1 sections and
   // counts, §4.1.4 compression, §2.3.4 the 255-octet name; FORMERR; the answer match (RFC 5452 §9.1);
