@@ -175,6 +175,9 @@ describe('relay read buffers and their pool (memory and copies; first: the pool 
     const a = await harness();
     const bufA = await goBulk(a);
     assert.ok(bufA);
+    // A second open bulk connection takes one more buffer, so the pool (full after the first case) has room for a hole.
+    const x = await harness();
+    assert.ok(await goBulk(x));
     // The backend closes (as its owner closes it; a backend's FIN alone leaves the half-open relay writing to it).
     a.relay.backend.destroy();
     await a.closed;
@@ -188,6 +191,7 @@ describe('relay read buffers and their pool (memory and copies; first: the pool 
     a.close();
     c.close();
     d.close();
+    x.close();
   });
 });
 
