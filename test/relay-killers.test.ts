@@ -9,6 +9,8 @@
  * "my write is still queued" or record what it was handed (the buffer reuse
  * cases), and writeAll, whose stand-in records what reaches the socket.
  * Every wait is for a condition, bounded by LIMIT_MS; no case asserts a time.
+ * Each case was seen red with the mutants it names in docs/mutation.md's
+ * table, applied by hand to dist/src/proxy/relay.js (and green without).
  *
  * The read-buffer pool is module state: the first case needs it empty (it
  * counts what the pool keeps), so it stays first in this file (node --test and
