@@ -267,6 +267,11 @@ export function watchEventLoop(): void {
 export class Metrics {
   readonly connections = new Counter('echgate_connections_total', 'Connections by entrypoint, router and outcome.');
   readonly open = new Gauge('echgate_open_connections', 'Connections currently open, by entrypoint.');
+  /**
+   * Connections an entrypoint closed at accept, by reason: `max_connections` (the entrypoint's cap) or
+   * `max_connections_per_ip` (its per-address cap). Each is also in connections{outcome="over_limit"}.
+   */
+  readonly overLimit = new Counter('echgate_over_limit_total', 'Connections an entrypoint closed at accept, by entrypoint and reason (max_connections, max_connections_per_ip).');
   readonly peekFailures = new Counter('echgate_peek_failures_total', 'ClientHello peeks that failed, by reason.');
   /**
    * Fatal alerts echgate itself sent to end a connection's TLS (RFC 8446 §6.2): the handshake failures by
@@ -369,7 +374,7 @@ export class Metrics {
   }
 
   private all(): (Counter | Histogram)[] {
-    return [this.connections, this.open, this.peekFailures, this.alertsSent, this.bytes, this.backendErrors, this.backendUp, this.ech, this.reloads, this.dnsQueries, this.handlerErrors, this.clientErrors, this.listenerRefusals, this.duration, this.workerRestarts, this.workers, this.workerConnections, this.loopDelay, this.memory, this.keyRotations, this.nextKeyRotation, this.configRevision, this.configStoreUp, this.fleetStoreUp, this.fleetReady, this.fleetLeader, this.fleetLateInstances];
+    return [this.connections, this.overLimit, this.open, this.peekFailures, this.alertsSent, this.bytes, this.backendErrors, this.backendUp, this.ech, this.reloads, this.dnsQueries, this.handlerErrors, this.clientErrors, this.listenerRefusals, this.duration, this.workerRestarts, this.workers, this.workerConnections, this.loopDelay, this.memory, this.keyRotations, this.nextKeyRotation, this.configRevision, this.configStoreUp, this.fleetStoreUp, this.fleetReady, this.fleetLeader, this.fleetLateInstances];
   }
 
   render(): string {

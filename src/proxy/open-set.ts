@@ -5,6 +5,12 @@
  * removing one is a few stores, where a Set hashed the socket (a new
  * identity hash for every socket) and grew and shrank its table with the
  * load (docs/benchmarks.md, "Passthrough cost, eleventh pass").
+ *
+ * It also counts its connections per client address, for the entrypoint's
+ * maxConnectionsPerIP (checked at accept, proxy/gateway.ts): a connection
+ * added with `openIp` set is counted under it until it leaves the set, so the
+ * count is released where the connection is, on every way out, with no
+ * listener of its own per connection.
  */
 import type net from 'node:net';
 
@@ -14,21 +20,41 @@ export interface OpenEntry {
   openPrev: OpenEntry | undefined;
   openNext: OpenEntry | undefined;
   openIn: OpenSet | undefined;
+  /** The client address it is counted under (set before `add`), or undefined when the entrypoint has no per-address cap. */
+  openIp: string | undefined;
 }
 
 export class OpenSet {
   private head: OpenEntry | undefined;
   /** Connections in the set. */
   size = 0;
+  /** Connections in the set by client address (only those added with `openIp`); an address leaves at 0. */
+  private readonly perIp = new Map<string, number>();
+
+  /** Connections in the set counted under `ip`. */
+  countOf(ip: string): number {
+    return this.perIp.get(ip) ?? 0;
+  }
+
+  /** Client addresses with a connection counted (tests: nothing left after the connections closed). */
+  get addresses(): number {
+    return this.perIp.size;
+  }
 
   add(e: OpenEntry): void {
-    if (e.openIn) e.openIn.delete(e);
+    if (e.openIn) {
+      // Moved from another set: it is counted here under the same address.
+      const ip = e.openIp;
+      e.openIn.delete(e);
+      e.openIp = ip;
+    }
     e.openIn = this;
     e.openPrev = undefined;
     e.openNext = this.head;
     if (this.head) this.head.openPrev = e;
     this.head = e;
     this.size++;
+    if (e.openIp !== undefined) this.perIp.set(e.openIp, (this.perIp.get(e.openIp) ?? 0) + 1);
   }
 
   /** Take `e` out (nothing if it is not in this set). */
@@ -39,6 +65,13 @@ export class OpenSet {
     if (e.openNext) e.openNext.openPrev = e.openPrev;
     e.openPrev = e.openNext = e.openIn = undefined;
     this.size--;
+    const ip = e.openIp;
+    if (ip !== undefined) {
+      e.openIp = undefined;
+      const left = (this.perIp.get(ip) ?? 1) - 1;
+      if (left > 0) this.perIp.set(ip, left);
+      else this.perIp.delete(ip);
+    }
   }
 
   /** The sockets, as a Set of them iterated (tests look into a listener's open connections). */
