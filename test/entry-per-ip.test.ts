@@ -77,23 +77,38 @@ tcp:
     await waitDrained();
   });
 
-  it('the count is released as connections close: after 1000 connect/close cycles the address again gets exactly 3', async () => {
+  it('the count is released as connections close: after 1000 connect/close cycles the address again gets exactly 3; counting stops when the set empties and starts again', async () => {
     const before = overLimit('max_connections_per_ip');
-    // Half closed by the client at once, half after the server has taken them in (the two ways out of a held hello).
+    // Three held from another address keep the set at the cap, so every cycle is counted (open-set.ts counts by
+    // address only while the set holds maxConnectionsPerIP connections).
+    const others = await Promise.all([1, 2, 3].map(() => connect(g.port('web'), '127.0.0.2')));
+    const settled = async (n: number) => {
+      for (let i = 0; i < 200 && g.gw.openConnections() !== n; i++) await sleep(10);
+      assert.equal(g.gw.openConnections(), n, 'connections left open on the server');
+    };
+    await settled(3);
+    // Half closed by the client at once, half after a turn of the loop (the server has taken them in).
     for (let i = 0; i < 1000; i++) {
       const s = await connect(g.port('web'));
       if (i % 2) await sleep(0);
       s.destroy();
       // At most 3 in flight on the server's side: wait for it to catch up now and then.
-      if (i % 3 === 2) await waitDrained();
+      if (i % 3 === 2) await settled(3);
     }
-    await waitDrained();
+    await settled(3);
     assert.equal(overLimit('max_connections_per_ip'), before, 'a cycle was refused: the count leaked');
     const held = await Promise.all([1, 2, 3].map(() => connect(g.port('web'))));
     for (const s of held) assert.equal(await closedWithin(s, 200), false, 'refused after the cycles: the count leaked');
     const over = await connect(g.port('web'));
-    assert.ok(await closedWithin(over, 1000), 'the 4th got in');
-    for (const s of held) s.destroy();
+    assert.ok(await closedWithin(over, 1000), 'the 4th got in after the cycles');
+    for (const s of [...held, ...others]) s.destroy();
+    await waitDrained();
+    // Empty: counting stopped. Three more from one address, then the 4th: counting starts again with those three.
+    const again = await Promise.all([1, 2, 3].map(() => connect(g.port('web'))));
+    await settled(3);
+    const fourth = await connect(g.port('web'));
+    assert.ok(await closedWithin(fourth, 1000), 'the 4th got in once counting started again');
+    for (const s of again) s.destroy();
     await waitDrained();
   });
 });

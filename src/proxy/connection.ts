@@ -126,7 +126,7 @@ function chooseHandler(ctx: EntryContext, route: Route<RouteTarget>, cls: Classi
  */
 export function handleConnection(ctx: EntryContext, socket: net.Socket, open: OpenSet, ip?: string): void {
   const k = new Connection(ctx, socket, open, ip);
-  // With a per-address cap (gateway.ts), the set counts the connection under its address until it leaves.
+  // The address, when the accept path read it (gateway.ts, maxConnectionsPerIP): the set counts it under it.
   k.openIp = ip;
   open.add(k);
   try {

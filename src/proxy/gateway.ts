@@ -199,10 +199,13 @@ export class Gateway {
       return;
     }
     // Per client address, at accept and before any read (0: no cap): one address cannot hold every slot
-    // with idle hellos. The count lives in l.open (proxy/open-set.ts) and is released as the connection leaves it.
+    // with idle hellos. l.open counts by address (proxy/open-set.ts) once it holds `perIp` connections (below
+    // that no address can be at the cap, and the address read is not paid); a count is released as its
+    // connection leaves the set.
     const perIp = l.ctx.ep.maxConnectionsPerIP;
     let ip: string | undefined;
-    if (perIp !== 0) {
+    if (perIp !== 0 && (l.open.counting || l.open.size >= perIp)) {
+      if (!l.open.counting) l.open.startCounting(perIp >> 1);
       ip = normalizeIp(socket.remoteAddress);
       if (l.open.countOf(ip) >= perIp) {
         this.metrics.connections.inc({ entrypoint: l.ctx.ep.name, router: '-', outcome: 'over_limit' });
