@@ -55,10 +55,13 @@ export class OpenSet {
     this.counting = true;
     this.stopBelow = stopBelow;
     this.perIp.clear();
-    for (let e = this.head; e; e = e.openNext) {
-      const ip = (e.openIp ??= normalizeIp(e.socket.remoteAddress));
-      this.perIp.set(ip, (this.perIp.get(ip) ?? 0) + 1);
-    }
+    for (let e = this.head; e; e = e.openNext) this.count(e);
+  }
+
+  /** Count `e` under its address (read now if the accept path did not). */
+  private count(e: OpenEntry): void {
+    e.openIp ??= normalizeIp(e.socket.remoteAddress);
+    this.perIp.set(e.openIp, (this.perIp.get(e.openIp) ?? 0) + 1);
   }
 
   add(e: OpenEntry): void {
@@ -69,10 +72,7 @@ export class OpenSet {
     if (this.head) this.head.openPrev = e;
     this.head = e;
     this.size++;
-    if (this.counting) {
-      const ip = (e.openIp ??= normalizeIp(e.socket.remoteAddress));
-      this.perIp.set(ip, (this.perIp.get(ip) ?? 0) + 1);
-    }
+    if (this.counting) this.count(e);
   }
 
   /** Take `e` out (nothing if it is not in this set). */
