@@ -12,6 +12,7 @@
  *   AB_ONLY=perfpair                       perf record an ECH-only and a plain-only serve over the same ABBA slices
  *   AB_ONLY=termpair                       the same for a terminating router: full handshakes, ECH accepted against none
  *   AB_PERF_FREQ=N                         perf record's sampling rate for AB_ONLY=prof AB_PERF=1 (default 997 Hz)
+ *   AB_CONN_EP_NAME='key: value, …'        more settings for build NAME's conn entrypoint (e.g. maxConnectionsPerIP: 100000)
  *   AB_PIN=0                               do not pin (default: every serve on CPU 1, load and backends on CPU 0)
  *
  * conn: passthrough CPU per connection (the captured Chromium hello, one-byte
@@ -162,7 +163,7 @@ tls:
         `log: { level: warn }
 ech: { keysDir: ${JSON.stringify(keysDir)} }
 entryPoints:
-  conn: { address: "127.0.0.1:${ports.conn}", maxConnections: 100000 }
+  conn: { address: "127.0.0.1:${ports.conn}", maxConnections: 100000${env[`AB_CONN_EP_${b.name}`] ? `, ${env[`AB_CONN_EP_${b.name}`]}` : ''} }
   routeech: { address: "127.0.0.1:${ports.ech}", maxConnections: 100000 }
   routeplain: { address: "127.0.0.1:${ports.plain}", maxConnections: 100000 }
 tcp:

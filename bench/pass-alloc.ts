@@ -18,7 +18,8 @@
  *
  * Usage: npm run build && node dist/bench/pass-alloc.js [N] ROOT_A ROOT_B ...
  *        node dist/bench/pass-alloc.js --idle N DIR ROOT_A ROOT_B ...
- *   (ROOT: a folder with bin/echgate.js and dist/; `naive` for the naive proxy, not with --idle)
+ *   (ROOT: a folder with bin/echgate.js and dist/; `naive` for the naive proxy, not with --idle;
+ *    ROOT#SETTINGS adds entrypoint settings for that build, e.g. `.#maxConnectionsPerIP: 100000`)
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -104,7 +105,9 @@ async function main() {
   const backend = await start('node', [join(ROOT, 'dist', 'bench', 'backend.js'), 'byte'], /PORT (\d+)/);
   const byte = Number(backend.match[1]);
   const out: string[] = [`load average at start: ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`];
-  for (const root of args) {
+  for (const arg of args) {
+    // ROOT#SETTINGS: more settings for that build's entrypoint (e.g. `.#maxConnectionsPerIP: 100000`).
+    const [root, extra] = arg.split('#') as [string, string | undefined];
     const port = await freePort();
     let proc: ChildProcess;
     if (root === 'naive') {
@@ -115,7 +118,7 @@ async function main() {
         cfg,
         `log: { level: warn }
 entryPoints:
-  conn: { address: "127.0.0.1:${port}", maxConnections: 100000 }
+  conn: { address: "127.0.0.1:${port}", maxConnections: 100000${extra ? `, ${extra}` : ''} }
 tcp:
   routers:
     conn: { entryPoints: [conn], rule: "HostSNI(\`public.example.test\`)", service: byte, tls: { passthrough: true } }

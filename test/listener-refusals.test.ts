@@ -234,32 +234,65 @@ describe('metrics listener: refusals counted and warned; per-address cap keeps /
   let srv: Awaited<ReturnType<Metrics['serve']>>;
   let port: number;
   const refusals = (reason: string) => metrics.listenerRefusals.get({ listener: 'metrics', reason });
+  /** Answers of /hold, held until the test ends them (a connection in the middle of an answer). */
+  const holding: { end(): void }[] = [];
   before(async () => {
-    srv = await metrics.serve('127.0.0.1', 0, { log, limits: { maxConnections: 6, maxConnectionsPerIP: 3, headersTimeoutMs: 400, keepAliveTimeoutMs: 200, checkIntervalMs: 100 } });
+    const routes = (_req: unknown, res: { end(): void }, path: string) => {
+      if (path !== '/hold') return false;
+      holding.push(res);
+      return true;
+    };
+    srv = await metrics.serve('127.0.0.1', 0, { log, routes, limits: { maxConnections: 6, maxConnectionsPerIP: 3, headersTimeoutMs: 400, keepAliveTimeoutMs: 200, checkIntervalMs: 100 } });
     port = (srv.address() as net.AddressInfo).port;
   });
   after(() => srv?.close());
+  /** `n` connections from `from`, each in the middle of an answer. */
+  const busy = async (n: number, from: string) => {
+    const want = holding.length + n;
+    const out = await Promise.all(Array.from({ length: n }, () => connect(port, from)));
+    for (const s of out) s.write('GET /hold HTTP/1.1\r\nhost: x\r\n\r\n');
+    for (let i = 0; i < 100 && holding.length < want; i++) await sleep(10);
+    assert.equal(holding.length, want);
+    return out;
+  };
+  const release = (held: net.Socket[]) => {
+    for (const h of holding.splice(0)) h.end();
+    for (const s of held) s.destroy();
+  };
 
-  it('one address holding its 3: the 4th is closed, counted and warned, and /ready still answers another address', async () => {
+  it('one address holding its 3 idle: its 4th gets in and its oldest idle one is closed, counted and warned; /ready answers another address', async () => {
     const held = await Promise.all([1, 2, 3].map(() => connect(port)));
+    const oldest = closedWithin(held[0]!, 1000);
+    const fourth = await connect(port);
+    assert.ok(await oldest, 'the oldest idle connection of the address was not closed');
+    assert.equal(await closedWithin(fourth, 300), false, 'the 4th was refused');
+    assert.equal(refusals('idle_closed_for_room'), 1);
+    assert.equal(refusals('max_connections_per_ip'), 0);
+    assert.ok(lines.some((l) => /"reason":"idle_closed_for_room"/.test(l) && /"level":40/.test(l)));
+    const r = await connect(port, '127.0.0.2');
+    r.write('GET /ready HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n');
+    assert.match(await readAll(r, 3000), /^HTTP\/1\.1 200/);
+    for (const s of [...held, fourth]) s.destroy();
+  });
+
+  it('one address with its 3 in the middle of answers: the 4th is closed, counted max_connections_per_ip and warned', async () => {
+    await sleep(100);
+    const held = await busy(3, '127.0.0.1');
     const over = await connect(port);
     assert.ok(await closedWithin(over, 1000));
     assert.equal(refusals('max_connections_per_ip'), 1);
     assert.ok(lines.some((l) => /"reason":"max_connections_per_ip"/.test(l) && /"level":40/.test(l)));
-    const r = await connect(port, '127.0.0.2');
-    r.write('GET /ready HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n');
-    assert.match(await readAll(r, 3000), /^HTTP\/1\.1 200/);
-    for (const s of held) s.destroy();
+    release(held);
   });
 
-  it('past maxConnections (from several addresses) a connection is dropped and counted max_connections', async () => {
+  it('past maxConnections (from several addresses, all answering) a connection is dropped and counted max_connections', async () => {
     await sleep(100);
-    const held = [...(await Promise.all([1, 2, 3].map(() => connect(port)))), ...(await Promise.all([1, 2, 3].map(() => connect(port, '127.0.0.3'))))];
+    const held = [...(await busy(3, '127.0.0.1')), ...(await busy(3, '127.0.0.3'))];
     const over = await connect(port, '127.0.0.4');
     assert.ok(await closedWithin(over, 1000));
     for (let i = 0; i < 50 && refusals('max_connections') === 0; i++) await sleep(10);
     assert.equal(refusals('max_connections'), 1);
-    for (const s of held) s.destroy();
+    release(held);
   });
 
   it('a silent connection gets 408 at headersTimeout (counted request_timeout); a 20 KiB head gets 431 (header_too_large); garbage 400', async () => {

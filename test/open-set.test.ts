@@ -9,7 +9,7 @@ import type net from 'node:net';
 import { describe, it } from 'node:test';
 import { type OpenEntry, OpenSet } from '../src/proxy/open-set.js';
 
-const entry = (name: string): OpenEntry => ({ socket: { name } as unknown as net.Socket, openPrev: undefined, openNext: undefined, openIn: undefined });
+const entry = (name: string): OpenEntry => ({ socket: { name } as unknown as net.Socket, openPrev: undefined, openNext: undefined, openIn: undefined, openIp: undefined });
 const names = (s: OpenSet) => s.sockets().map((x) => (x as unknown as { name: string }).name);
 
 describe('OpenSet', () => {

@@ -8,7 +8,7 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { Config, RouterConfig } from '../config/types.js';
+import { type Config, DEFAULTS, type RouterConfig } from '../config/types.js';
 import type { RuleNode } from '../routing/ast.js';
 import { normalizeHost } from '../routing/compile.js';
 import { parseRule } from '../routing/parse.js';
@@ -62,6 +62,13 @@ export async function checkCommand(a: Args, out: (s: string) => void): Promise<n
     warnings.push(...publicNameWarnings(live, certs));
   }
   warnings.push(...terminatingNameWarnings(cfg, certs), ...expiryWarnings(cfg), ...shadowedRouterWarnings(cfg));
+  // A cap on the whole entrypoint with none per address: one address can take every slot (docs/configuration.md,
+  // maxConnectionsPerIP). A note, not a warning: off is the default on purpose (carrier NAT), and --strict passes.
+  for (const ep of cfg.entryPoints.values()) {
+    if (ep.maxConnections !== DEFAULTS.maxConnections && ep.maxConnectionsPerIP === 0) {
+      out(`${file}: note: entryPoints.${ep.name}: maxConnections ${ep.maxConnections} with no maxConnectionsPerIP: one client address can hold all ${ep.maxConnections} connections (see docs/configuration.md)\n`);
+    }
+  }
   const strict = has(a, 'strict');
   for (const w of warnings) out(`${file}: ${strict ? 'error' : 'warning'}: ${w}\n`);
   const summary = `${cfg.entryPoints.size} entrypoints, ${cfg.routers.length} routers, ${cfg.services.size} services${keys}`;

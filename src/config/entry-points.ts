@@ -17,6 +17,7 @@ export const entryPointsSection = section<EntryPoints>({
       handshakeTimeout: 'value',
       maxClientHelloBytes: 'number',
       maxConnections: 'number',
+      maxConnectionsPerIP: 'number',
       transport: { respondingTimeouts: { idleTimeout: 'value' }, lifeCycle: { graceTimeOut: 'value' } },
       echBackend: 'boolean',
       protocol: 'string',
@@ -47,13 +48,23 @@ export const entryPointsSection = section<EntryPoints>({
       const transport = isObj(e.transport) ? e.transport : {};
       const responding = isObj(transport.respondingTimeouts) ? transport.respondingTimeouts : {};
       const lifeCycle = isObj(transport.lifeCycle) ? transport.lifeCycle : {};
+      const maxConnections = wholeNumber(ctx, e.maxConnections, `${p}.maxConnections`, DEFAULTS.maxConnections);
+      // Off unless set: carrier NAT puts many clients behind one address, and no cap fits every entrypoint (docs/configuration.md).
+      let maxConnectionsPerIP = 0;
+      if (e.maxConnectionsPerIP !== undefined) {
+        const v = e.maxConnectionsPerIP;
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > maxConnections) {
+          ctx.bad(`${p}.maxConnectionsPerIP`, `expected a whole number from 1 to the entrypoint's maxConnections (${maxConnections}); leave it out for no per-address cap`);
+        } else maxConnectionsPerIP = v;
+      }
       byName.set(name, {
         name,
         ...addr,
         clientHelloTimeoutMs: duration(ctx, e.clientHelloTimeout, `${p}.clientHelloTimeout`, DEFAULTS.clientHelloTimeoutMs),
         handshakeTimeoutMs: duration(ctx, e.handshakeTimeout, `${p}.handshakeTimeout`, DEFAULTS.handshakeTimeoutMs),
         maxClientHelloBytes: wholeNumber(ctx, e.maxClientHelloBytes, `${p}.maxClientHelloBytes`, DEFAULTS.maxClientHelloBytes, 16 * 1024 * 1024),
-        maxConnections: wholeNumber(ctx, e.maxConnections, `${p}.maxConnections`, DEFAULTS.maxConnections),
+        maxConnections,
+        maxConnectionsPerIP,
         idleTimeoutMs: duration(ctx, responding.idleTimeout, `${p}.transport.respondingTimeouts.idleTimeout`, DEFAULTS.idleTimeoutMs),
         graceTimeoutMs: duration(ctx, lifeCycle.graceTimeOut, `${p}.transport.lifeCycle.graceTimeOut`, DEFAULTS.graceTimeoutMs),
         echBackend,

@@ -9,6 +9,8 @@ export interface EntryPointConfig {
   handshakeTimeoutMs: number;
   maxClientHelloBytes: number;
   maxConnections: number;
+  /** Open connections from one client address at most, checked at accept (proxy/gateway.ts); 0 = no cap (the default). */
+  maxConnectionsPerIP: number;
   idleTimeoutMs: number;
   graceTimeoutMs: number;
   /**

@@ -287,7 +287,7 @@ interface DohExchange {
   send(status: number, body?: Uint8Array, ttl?: number): void;
   /** Abandon the request (headers went out already and answering failed). */
   reset(): void;
-  /** HTTP/1.1 (compatibility objects): the body passed 64 KiB; answer 413 and close (the H2Request does its own). */
+  /** Compatibility objects: the body passed 64 KiB; 413, then close (HTTP/1.1) or RST_STREAM(NO_ERROR) (HTTP/2; the H2Request does its own). */
   tooLarge?(): void;
 }
 
@@ -436,11 +436,13 @@ class H2Request implements DohExchange {
     this.body.on('end', bodyEnd);
   }
   take(c: Buffer): void {
+    // Past the limit: answered already; what the client sent before our RST_STREAM reached it is dropped.
+    if (this.size > MAX_QUERY) return;
     this.size += c.length;
     if (this.size > MAX_QUERY) {
       this.server.refuse('body_too_large');
       this.send(413);
-      this.body.destroy();
+      stopAfterAnswer(this.body);
     } else if (this.first === undefined) this.first = c;
     else if (this.more === undefined) this.more = [this.first, c];
     else this.more.push(c);
@@ -468,6 +470,16 @@ class H2Request implements DohExchange {
     stream.destroy();
     this.finish();
   }
+}
+/**
+ * HTTP/2, a body past 64 KiB, after the 413 (sent with END_STREAM): RFC 9113 §8.1 lets a server that has sent a
+ * complete response ask the client to stop sending the request with RST_STREAM(NO_ERROR). close() with NO_ERROR
+ * submits it once our side has finished (the 413's END_STREAM written), and only this stream ends: the session
+ * and its other streams go on, and the client can send its next request on it (a stream destroyed outright, or a
+ * connection closed, would cost the client a new session for one oversized query).
+ */
+function stopAfterAnswer(stream: http2.ServerHttp2Stream): void {
+  if (!stream.destroyed && !stream.closed) stream.close(http2.constants.NGHTTP2_NO_ERROR);
 }
 function streamClosed(this: RequestStream): void {
   this[kRequest]?.finish();
@@ -564,7 +576,7 @@ export function startDohServer(o: DohServerOptions): Promise<http2.Http2SecureSe
         tooLarge: () => {
           if (req.httpVersionMajor !== 2) return lingerAfter413(req, res, limits.readTimeoutMs);
           x.send(413);
-          req.destroy();
+          stopAfterAnswer(req.stream);
         },
         send: (status, body, ttl) => {
           if (res.headersSent || res.destroyed) return;

@@ -124,8 +124,10 @@ function chooseHandler(ctx: EntryContext, route: Route<RouteTarget>, cls: Classi
  * Connection. `open` is the listener's set of open connections; the
  * connection is in it from here until it finishes (or until begin() throws).
  */
-export function handleConnection(ctx: EntryContext, socket: net.Socket, open: OpenSet): void {
-  const k = new Connection(ctx, socket, open);
+export function handleConnection(ctx: EntryContext, socket: net.Socket, open: OpenSet, ip?: string): void {
+  const k = new Connection(ctx, socket, open, ip);
+  // The address, when the accept path read it (gateway.ts, maxConnectionsPerIP): the set counts it under it.
+  k.openIp = ip;
   open.add(k);
   try {
     k.begin();
@@ -253,6 +255,7 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner, OpenEntry {
   openPrev: OpenEntry | undefined = undefined;
   openNext: OpenEntry | undefined = undefined;
   openIn: OpenSet | undefined = undefined;
+  openIp: string | undefined = undefined;
   /** Gives back what the router's middlewares counted for this connection (inFlightConn). */
   private release: (() => void) | undefined;
   /** The backend server, picked once the route is known (health checks may have left none). */
@@ -288,7 +291,10 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner, OpenEntry {
     readonly ctx: EntryContext,
     readonly socket: net.Socket,
     private readonly open: OpenSet,
+    ip?: string,
   ) {
+    // The address the accept path normalised already (maxConnectionsPerIP), else read when first needed.
+    this.ip = ip;
     this.ep = ctx.ep.name;
     this.shared = ctx.perConn ?? perEntrypoint(ctx);
     this.series = this.shared.series;

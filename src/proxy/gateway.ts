@@ -21,6 +21,7 @@ import { LogLimiter } from '../observe/log-limit.js';
 import { Metrics } from './metrics.js';
 import { compileMiddlewares, InFlightCounts } from './middlewares.js';
 import { OpenSet } from './open-set.js';
+import { normalizeIp } from '../bytes/ip.js';
 import { reachableServers } from './preamble.js';
 import { buildPickers } from './services.js';
 import { HealthChecks, healthLogPrivacy, type ServiceHealth } from './health.js';
@@ -190,15 +191,33 @@ export class Gateway {
   private accept(l: Listener, socket: net.Socket): void {
     if (l.open.size >= l.ctx.ep.maxConnections) {
       this.metrics.connections.inc({ entrypoint: l.ctx.ep.name, router: '-', outcome: 'over_limit' });
+      this.metrics.overLimit.inc({ entrypoint: l.ctx.ep.name, reason: 'max_connections' });
       // No access line for a connection never handled; the operator still hears that the cap is being hit
       // (rate-limited: a flood past the cap is one line per interval, with how many were suppressed).
       l.ctx.limiter.log(l.ctx.log, 'warn', { entrypoint: l.ctx.ep.name, maxConnections: l.ctx.ep.maxConnections }, 'entrypoint at maxConnections: new connection closed');
       socket.destroy();
       return;
     }
+    // Per client address, at accept and before any read (0: no cap): one address cannot hold every slot
+    // with idle hellos. l.open counts by address (proxy/open-set.ts) once it holds `perIp` connections (below
+    // that no address can be at the cap, and the address read is not paid); a count is released as its
+    // connection leaves the set.
+    const perIp = l.ctx.ep.maxConnectionsPerIP;
+    let ip: string | undefined;
+    if (perIp !== 0 && (l.open.counting || l.open.size >= perIp)) {
+      if (!l.open.counting) l.open.startCounting(perIp >> 1);
+      ip = normalizeIp(socket.remoteAddress);
+      if (l.open.countOf(ip) >= perIp) {
+        this.metrics.connections.inc({ entrypoint: l.ctx.ep.name, router: '-', outcome: 'over_limit' });
+        this.metrics.overLimit.inc({ entrypoint: l.ctx.ep.name, reason: 'max_connections_per_ip' });
+        l.ctx.limiter.log(l.ctx.log, 'warn', { entrypoint: l.ctx.ep.name, client: ip, maxConnectionsPerIP: perIp }, 'entrypoint at maxConnectionsPerIP for this client address: new connection closed');
+        socket.destroy();
+        return;
+      }
+    }
     try {
       // The connection puts itself in l.open, and takes itself out when it finishes or if this throws.
-      handleConnection(l.ctx, socket, l.open);
+      handleConnection(l.ctx, socket, l.open, ip);
     } catch (e) {
       // handleConnection guards its own callbacks; this is the last line for its synchronous part.
       // One connection's exception ends that connection, never the process.

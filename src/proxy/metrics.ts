@@ -267,6 +267,11 @@ export function watchEventLoop(): void {
 export class Metrics {
   readonly connections = new Counter('echgate_connections_total', 'Connections by entrypoint, router and outcome.');
   readonly open = new Gauge('echgate_open_connections', 'Connections currently open, by entrypoint.');
+  /**
+   * Connections an entrypoint closed at accept, by reason: `max_connections` (the entrypoint's cap) or
+   * `max_connections_per_ip` (its per-address cap). Each is also in connections{outcome="over_limit"}.
+   */
+  readonly overLimit = new Counter('echgate_over_limit_total', 'Connections an entrypoint closed at accept, by entrypoint and reason (max_connections, max_connections_per_ip).');
   readonly peekFailures = new Counter('echgate_peek_failures_total', 'ClientHello peeks that failed, by reason.');
   /**
    * Fatal alerts echgate itself sent to end a connection's TLS (RFC 8446 §6.2): the handshake failures by
@@ -369,7 +374,7 @@ export class Metrics {
   }
 
   private all(): (Counter | Histogram)[] {
-    return [this.connections, this.open, this.peekFailures, this.alertsSent, this.bytes, this.backendErrors, this.backendUp, this.ech, this.reloads, this.dnsQueries, this.handlerErrors, this.clientErrors, this.listenerRefusals, this.duration, this.workerRestarts, this.workers, this.workerConnections, this.loopDelay, this.memory, this.keyRotations, this.nextKeyRotation, this.configRevision, this.configStoreUp, this.fleetStoreUp, this.fleetReady, this.fleetLeader, this.fleetLateInstances];
+    return [this.connections, this.overLimit, this.open, this.peekFailures, this.alertsSent, this.bytes, this.backendErrors, this.backendUp, this.ech, this.reloads, this.dnsQueries, this.handlerErrors, this.clientErrors, this.listenerRefusals, this.duration, this.workerRestarts, this.workers, this.workerConnections, this.loopDelay, this.memory, this.keyRotations, this.nextKeyRotation, this.configRevision, this.configStoreUp, this.fleetStoreUp, this.fleetReady, this.fleetLeader, this.fleetLateInstances];
   }
 
   render(): string {
@@ -445,25 +450,49 @@ export class Metrics {
       this.listenerRefusals.inc({ listener: 'metrics', reason });
       if (opts.log) limiter.log(opts.log, 'warn', { listener: 'metrics', reason, client: remote }, 'metrics listener refused or cut a connection');
     };
-    srv.maxConnections = lim.maxConnections;
-    // node closes a connection past maxConnections itself and says so with 'drop' (node >= 18.6).
-    srv.on('drop', (d?: { remoteAddress?: string }) => refused('max_connections', d?.remoteAddress));
-    // Per client address (audit s11 gap 3): one client holding every slot would starve the scraper and
-    // the readiness probe (/ready) of everyone else. Checked first on each connection, before node's HTTP.
+    // The caps (audit s11 gap 3, s12): the listener's maxConnections and maxConnectionsPerIP, kept here rather than
+    // by node's server.maxConnections, which can only refuse. When a new connection finds no room, the connection
+    // open longest with no request being answered (idle between requests, or its head not whole yet) is closed to
+    // make room, as nginx reuses its idle keep-alive connections when worker_connections run out; only when every
+    // connection is in the middle of an answer is the new one refused. So idle or slow connections (from any number
+    // of addresses, or from the probe's own) cannot keep /ready from answering: a probe that sends its head at once
+    // is answered before it is the oldest idle connection of a full listener (docs/dashboard.md, the listener).
+    // Checked first on each connection, before node's HTTP.
+    const open = new Map<Socket, string>(); // open connections and their client address, oldest first
     const perIp = new Map<string, number>();
+    const release = (ip: string) => {
+      const left = (perIp.get(ip) ?? 1) - 1;
+      if (left > 0) perIp.set(ip, left);
+      else perIp.delete(ip);
+    };
+    /** Close the oldest connection (from `ip`, if given) with no request being answered; false if there is none. */
+    const makeRoom = (ip: string | undefined): boolean => {
+      for (const [sock, from] of open) {
+        if ((ip !== undefined && from !== ip) || (sock as Socket & { _httpMessage?: unknown })._httpMessage) continue;
+        open.delete(sock);
+        release(from);
+        refused('idle_closed_for_room', from);
+        sock.destroy();
+        return true;
+      }
+      return false;
+    };
     srv.prependListener('connection', (sock: Socket) => {
       const ip = sock.remoteAddress ?? '';
-      const n = perIp.get(ip) ?? 0;
-      if (n >= lim.maxConnectionsPerIP) {
-        refused('max_connections_per_ip', ip);
+      let full: MetricsRefusal | undefined;
+      // Room made from this address's own connections leaves the listener's count below its cap too.
+      if ((perIp.get(ip) ?? 0) >= lim.maxConnectionsPerIP) {
+        if (!makeRoom(ip)) full = 'max_connections_per_ip';
+      } else if (open.size >= lim.maxConnections && !makeRoom(undefined)) full = 'max_connections';
+      if (full) {
+        refused(full, ip);
         sock.on('error', () => {});
         return void sock.destroy();
       }
-      perIp.set(ip, n + 1);
+      open.set(sock, ip);
+      perIp.set(ip, (perIp.get(ip) ?? 0) + 1);
       sock.once('close', () => {
-        const left = (perIp.get(ip) ?? 1) - 1;
-        if (left > 0) perIp.set(ip, left);
-        else perIp.delete(ip);
+        if (open.delete(sock)) release(ip);
       });
     });
     // A socket with no activity for requestTimeout (a response the client does not read), counted; node's
@@ -535,7 +564,7 @@ export class Metrics {
 }
 
 /** Why the metrics listener refused or cut a connection (echgate_listener_refusals_total{listener="metrics"}). */
-type MetricsRefusal = 'max_connections' | 'max_connections_per_ip' | 'timeout' | 'header_too_large' | 'request_timeout' | 'bad_request';
+type MetricsRefusal = 'max_connections' | 'max_connections_per_ip' | 'idle_closed_for_room' | 'timeout' | 'header_too_large' | 'request_timeout' | 'bad_request';
 
 /** node's own clientError answers (lib/_http_server.js), written as node writes them. */
 const CLIENT_ERROR_ANSWER: Record<400 | 408 | 431, string> = {
@@ -557,9 +586,9 @@ export interface MetricsListenerLimits {
   keepAliveTimeoutMs: number;
   /** How often node checks the two timeouts above. */
   checkIntervalMs: number;
-  /** Connections open at once; more are closed on accept. */
+  /** Connections open at once; past it the oldest idle one is closed to make room, else the new one. */
   maxConnections: number;
-  /** Connections open at once from one client address (metrics.maxConnectionsPerIP); more are closed on accept. */
+  /** Connections open at once from one client address (metrics.maxConnectionsPerIP); past it as above, among that address's. */
   maxConnectionsPerIP: number;
   /** Request line + headers. */
   maxHeaderBytes: number;
