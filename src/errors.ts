@@ -70,12 +70,18 @@ export type AlertName =
 export class EchgateError extends Error {
   readonly code: ErrorCode;
   readonly alert: AlertName | undefined;
+  /**
+   * A finer stable token than `code` for why a TLS handshake failed (e.g. `no_common_group`), where the
+   * engine knows it: the access line's `reason` (docs/configuration.md, "Access log"). Never connection data.
+   */
+  readonly reason: string | undefined;
 
-  constructor(code: ErrorCode, message: string, options?: { alert?: AlertName; cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, options?: { alert?: AlertName; cause?: unknown; reason?: string }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'EchgateError';
     this.code = code;
     this.alert = options?.alert;
+    this.reason = options?.reason;
   }
 }
 

@@ -31,7 +31,7 @@ writeFileSync(join(dir, 'app.key'), c.key);
 describe('RFC 5246 §7.2 alerts node:tls sends on a TLS 1.2 router are counted by name', () => {
   let g: Awaited<ReturnType<typeof startGateway>>;
   let backend: net.Server;
-  const count = (alert: string) => g.gw.metrics.alertsSent.get({ alert, entrypoint: 'websecure' });
+  const count = (alert: string) => g.gw.metrics.alertsSent.get({ alert, entrypoint: 'websecure', router: 'picky' });
 
   before(async () => {
     backend = net.createServer((s) => s.on('error', () => {}).end('hi\n'));

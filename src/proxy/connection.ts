@@ -28,7 +28,7 @@ import type { ConnData } from '../routing/ast.js';
 import { normalizeIp } from '../bytes/ip.js';
 import type { Route } from '../routing/table.js';
 import { encodeProxyV1, encodeProxyV2 } from '../wire/proxy/proxy-protocol.js';
-import { alertFor, encodeAlertRecord, trailingAlert } from '../wire/tls/alert.js';
+import { alertFor, alertName, encodeAlertRecord, trailingAlert } from '../wire/tls/alert.js';
 import { scanClientHelloMessage } from '../wire/tls/client-hello.js';
 import { ClientHelloAssembler, sniffTls } from '../wire/tls/record.js';
 import { certificateCovers } from './certificates.js';
@@ -38,7 +38,7 @@ import { CLIENT_ERROR_CODES, type ConnectionSeries } from './metrics.js';
 import { admit } from './middlewares.js';
 import type { Classified, EntryContext, PerEntrypoint, RouteTarget } from './context.js';
 import type { Upstream } from './services.js';
-import type { Answer, Conn, Handler, Outcome, PeekFailure } from './handler.js';
+import type { Answer, Conn, Handler, Outcome, PeekFailure, TlsFailure } from './handler.js';
 import { passthrough } from './passthrough.js';
 import { ClientPreamble, type PreambleOps, preambleProtocol, withBackendPreamble } from './preamble.js';
 import { publicNameHandler } from './public-name.js';
@@ -67,16 +67,43 @@ export function errField(e: unknown): string {
   return frame ? `${e.name}: ${e.message} (${frame})` : `${e.name}: ${e.message}`;
 }
 
+/**
+ * The access line's `reason` for a failure: the engine's own token where it set one (EchgateError.reason,
+ * e.g. no_common_group), else the error's stable code (docs/errors.md), else node's code (node:tls, TLS 1.2).
+ * Codes only, never a message: messages may carry connection data.
+ */
+export function failureReason(e: unknown): string | undefined {
+  if (isEchgateError(e)) return e.reason ?? e.code;
+  const code = (e as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/** What the access line says about a failed TLS (docs/configuration.md, "Access log"). */
+interface TlsWhy {
+  /** The fatal alert echgate sent. */
+  alert?: AlertName;
+  /** The fatal alert the client sent (a name, or its number when no RFC we implement names it). */
+  peerAlert?: string;
+  reason?: string;
+}
+
 /** A route that gets no handler: the peek failure to end with, and the route event's `answer` when the version was chosen. */
 interface Refusal {
   refuse: PeekFailure;
   alert?: Uint8Array;
+  /** The access line's reason. */
+  why?: unknown;
   answer?: Answer;
   /** Not a refusal of the client but a bug: answer internal_error and count it. */
   internal?: unknown;
 }
 
 const EMPTY = new Uint8Array(0);
+
+/** The access line's reasons for the refusals chooseHandler makes itself (failureReason reads `code` off these). */
+const NO_COMMON_VERSION = { code: 'no_common_version' };
+const SNI_STRICT = { code: 'sni_strict' };
+const NO_CERTIFICATE = { code: 'no_certificate' };
 
 /** Why a ClientHello may carry no server_name (RFC 6066 §3), said in the log lines about it. */
 const NO_SNI =
@@ -96,16 +123,16 @@ function chooseHandler(ctx: EntryContext, route: Route<RouteTarget>, cls: Classi
       version = chooseVersion(cls.hello, cls.ech === 'accepted', opts);
     } catch (e) {
       if (!isEchgateError(e)) return { refuse: 'tls_handshake', internal: e };
-      return { refuse: 'tls_handshake', alert: encodeAlertRecord(alertFor(e)) };
+      return { refuse: 'tls_handshake', alert: encodeAlertRecord(alertFor(e)), why: e };
     }
     // RFC 8446 §4.2.1: nothing both sides accept → protocol_version.
-    if (version === 'protocol_version') return { refuse: 'tls_handshake', alert: encodeAlertRecord('protocol_version') };
+    if (version === 'protocol_version') return { refuse: 'tls_handshake', alert: encodeAlertRecord('protocol_version'), why: NO_COMMON_VERSION };
     const cert = ctx.certificate(cls.sni || undefined);
     // sniStrict (Traefik): no default certificate for a name no certificate covers.
-    if (opts.sniStrict && !(cert && certificateCovers(cert.names, cls.sni))) return { refuse: 'tls_handshake', alert: encodeAlertRecord('unrecognized_name'), answer: version };
+    if (opts.sniStrict && !(cert && certificateCovers(cert.names, cls.sni))) return { refuse: 'tls_handshake', alert: encodeAlertRecord('unrecognized_name'), answer: version, why: SNI_STRICT };
     const alpn = tlsCfg.alpn ?? opts.alpnProtocols;
     if (version === 'tls1.3') return terminateHandler(cls, opts, alpn);
-    if (!cert) return { refuse: 'tls_handshake', alert: encodeAlertRecord('unrecognized_name'), answer: version };
+    if (!cert) return { refuse: 'tls_handshake', alert: encodeAlertRecord('unrecognized_name'), answer: version, why: NO_CERTIFICATE };
     return tls12Handler(cert, opts, alpn);
   }
   // ESNI needs neither: a passthrough backend gets the hello unchanged, as a split-mode ESNI front forwards it (draft-02 §5.2).
@@ -265,6 +292,10 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner, OpenEntry {
   // unless log.innerSni or log.echRoutes, and out of metric labels unless log.echRoutes.
   private hideInLogs = false;
   private hideInMetrics = false;
+  /** A handler took the connection over (handler.start): the client's EOF is the handler's to judge, not a closed_early. */
+  private handling = false;
+  /** Why the TLS side failed, when it did: the access line's alert, peerAlert and reason (made only on a failure). */
+  private tlsWhy: TlsWhy | undefined;
   /** What the access line may show: the SNI (never an inner one unless log.innerSni) and the ECH verdict. */
   private readonly access: { client: string; sni: string | undefined; ech: ConnData['ech'] } | undefined;
   /** The ClientHello being read; dropped once routed, so an idle connection keeps none of it. */
@@ -375,7 +406,7 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner, OpenEntry {
       }
       if (this.access) {
         ctx.log.info(
-          { entrypoint: ep, router: this.logRouter(), outcome: how, ...this.access, bytesIn: socket.bytesRead, bytesOut: socket.bytesWritten, ms: Math.round(performance.now() - this.started) },
+          { entrypoint: ep, router: this.logRouter(), outcome: how, ...this.access, ...this.tlsWhy, bytesIn: socket.bytesRead, bytesOut: socket.bytesWritten, ms: Math.round(performance.now() - this.started) },
           'access',
         );
       }
@@ -413,17 +444,33 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner, OpenEntry {
     };
   }
 
-  private countAlert(name: AlertName | undefined): void {
-    if (name) this.ctx.metrics.alertsSent.inc({ entrypoint: this.ep, alert: name });
+  /**
+   * Count the alert we sent, by router once one was chosen ('-' before; `(ech)` for a hidden ECH route unless
+   * log.echRoutes: the label set is bounded by the configuration), and keep it, with the reason, for the access line.
+   */
+  private countAlert(name: AlertName | undefined, why?: unknown): void {
+    const reason = why === undefined ? undefined : failureReason(why);
+    if (name) this.ctx.metrics.alertsSent.inc({ entrypoint: this.ep, router: this.metricRouter(), alert: name });
+    if (name || reason) {
+      const w = this.why();
+      if (name) w.alert ??= name;
+      if (reason) w.reason ??= reason;
+    }
   }
 
-  fail(reason: PeekFailure, alert?: Uint8Array, alertName?: AlertName): void {
+  /** The access line's TLS failure fields, made on the first failure. */
+  private why(): TlsWhy {
+    this.tlsWhy ??= {};
+    return this.tlsWhy;
+  }
+
+  fail(reason: PeekFailure, alert?: Uint8Array, alertName?: AlertName, why?: unknown): void {
     const { ctx, socket } = this;
     this.stopData();
     ctx.metrics.peekFailures.inc({ entrypoint: this.ep, reason });
     const how: Outcome = reason === 'tls_handshake' ? 'tls_alert' : reason;
     if (alert && socket.writable) {
-      this.countAlert(alertName ?? trailingAlert(alert));
+      this.countAlert(alertName ?? trailingAlert(alert), why);
       // Send the alert, then close. Keep draining input so the kernel does
       // not answer unread bytes with a RST that could overtake the alert.
       socket.end(alert);
@@ -431,6 +478,7 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner, OpenEntry {
       setTimeout(() => socket.destroy(), 2000).unref();
       this.finish(how);
     } else {
+      this.countAlert(undefined, why);
       socket.destroy();
       this.finish(how);
     }
@@ -453,10 +501,12 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner, OpenEntry {
     }
   }
 
-  handshakeFailed(reason: 'tls_handshake' | 'handshake_timeout', alert?: AlertName): void {
-    this.ctx.metrics.peekFailures.inc({ entrypoint: this.ep, reason });
-    this.countAlert(alert);
-    this.outcome ??= reason === 'handshake_timeout' ? 'handshake_timeout' : 'tls_alert';
+  handshakeFailed(reason: TlsFailure, alert?: AlertName, why?: unknown, peerAlert?: number): void {
+    // After the handshake the ClientHello peek had long succeeded: not a peek failure (audit s12 gap 3).
+    if (reason !== 'tls_session') this.ctx.metrics.peekFailures.inc({ entrypoint: this.ep, reason });
+    this.countAlert(alert, why);
+    if (peerAlert !== undefined) this.why().peerAlert ??= alertName(peerAlert) ?? String(peerAlert);
+    this.outcome ??= reason === 'handshake_timeout' ? 'handshake_timeout' : reason === 'tls_session' ? 'tls_session_error' : 'tls_alert';
   }
 
   internalError(e: unknown, msg: string): void {
@@ -485,7 +535,9 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner, OpenEntry {
 
   /** The client's EOF before anything was routed. */
   endedEarly(): void {
-    if (!this.backend && !this.finished && this.outcome === undefined) {
+    // Once a handler runs, the EOF is its to count (the public-name answer has no backend: counting it here too
+    // made one replayed hello two peek failures, closed_early and tls_handshake; audit s12 gap 3).
+    if (!this.backend && !this.finished && this.outcome === undefined && !this.handling) {
       this.stopPeek();
       this.fail('closed_early');
     }
@@ -563,7 +615,7 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner, OpenEntry {
       if (!isEchgateError(e)) return this.internalFail(e);
       if (e.code === 'ERR_NOT_TLS') return this.routeNonTls('not_tls');
       const reason = e.code === 'ERR_PEEK_TOO_LARGE' ? 'too_large' : e.code === 'ERR_LIMIT' ? 'too_many_records' : 'malformed';
-      return this.fail(reason, encodeAlertRecord(alertFor(e)));
+      return this.fail(reason, encodeAlertRecord(alertFor(e)), undefined, e);
     }
     if (!hello) return;
     // The ClientHello deadline; the 'data' listener comes off in dispatch, or stays for a plain passthrough.
@@ -576,7 +628,7 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner, OpenEntry {
       cls = ctx.classify(scan.hello, scan.view, this.ep);
     } catch (e) {
       if (!isEchgateError(e)) return this.internalFail(e);
-      return this.fail('malformed', encodeAlertRecord(alertFor(e)));
+      return this.fail('malformed', encodeAlertRecord(alertFor(e)), undefined, e);
     }
     const data = new RouteData(this, cls.sni, cls.alpn, true, cls.ech);
     if (this.access) {
@@ -600,6 +652,7 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner, OpenEntry {
       if (h) {
         this.publishRoute('-', data, cls, h.answer);
         this.stopData();
+        this.handling = true;
         return h.start(new HandlerConn(this, undefined, cls, peeked, consumed));
       }
       ctx.limiter.log(ctx.log, 'warn', { entrypoint: this.ep, sni: cls.sni }, 'ECH rejected for a public name that no certificate covers: the client cannot receive retry_configs');
@@ -679,7 +732,7 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner, OpenEntry {
     // A TLS preamble protocol (proxy/preamble.ts): a backend that gets the client's ClientHello must be asked for TLS first.
     if (ctx.ep.protocol && cls && !('refuse' in h) && !h.answer) h = withBackendPreamble(preambleProtocol(ctx.ep.protocol), h);
     this.publishRoute(this.logRouter(), data, cls, h.answer);
-    if ('refuse' in h) return h.internal !== undefined ? this.internalFail(h.internal) : this.fail(h.refuse, h.alert);
+    if ('refuse' in h) return h.internal !== undefined ? this.internalFail(h.internal) : this.fail(h.refuse, h.alert, undefined, h.why);
     // A plain passthrough keeps the 'data' listener (relayClient); any other handler reads the client its
     // own way from a paused socket once it is ready.
     if (h.relaysClientAsIs && this.dataOn) this.keep = true;
@@ -687,6 +740,7 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner, OpenEntry {
       this.stopData();
       socket.pause();
     }
+    this.handling = true;
     h.start(new HandlerConn(this, route, cls, peeked, consumed));
   }
 
@@ -789,7 +843,7 @@ class HandlerConn implements Conn {
   }
   get handshakeFailed(): Conn['handshakeFailed'] {
     const k = this.k;
-    return (reason, alert) => k.handshakeFailed(reason, alert);
+    return (reason, alert, why, peerAlert) => k.handshakeFailed(reason, alert, why, peerAlert);
   }
   get internalError(): Conn['internalError'] {
     const k = this.k;
@@ -804,8 +858,8 @@ class HandlerConn implements Conn {
   logRouter(): string {
     return this.k.logRouter();
   }
-  fail(reason: PeekFailure, alert?: Uint8Array, alertName?: AlertName): void {
-    this.k.fail(reason, alert, alertName);
+  fail(reason: PeekFailure, alert?: Uint8Array, alertName?: AlertName, why?: unknown): void {
+    this.k.fail(reason, alert, alertName, why);
   }
   finish(outcome: Outcome): void {
     this.k.finish(outcome);

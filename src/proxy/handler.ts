@@ -52,7 +52,19 @@ export type Outcome =
   | 'refused_by_middleware'
   /** Entrypoint `protocol`: a request naming no server (PostgreSQL CancelRequest) was sent to every server of the entrypoint. */
   | 'cancel_forwarded'
+  /**
+   * The TLS session failed after its handshake had completed (a bad record, a KeyUpdate over the cap, a fatal
+   * alert from the client): not a handshake failure, so not a peek failure either (audit s12 gap 3).
+   */
+  | 'tls_session_error'
   | Exclude<PeekFailure, 'tls_handshake'>;
+
+/**
+ * How a TLS side failed, for Conn.handshakeFailed: during the handshake (a peek failure, outcome tls_alert),
+ * the handshake deadline (handshake_timeout), or after the handshake completed (`tls_session`: outcome
+ * tls_session_error, no peek failure).
+ */
+export type TlsFailure = 'tls_handshake' | 'handshake_timeout' | 'tls_session';
 
 export interface Handler {
   /** Set when echgate itself completes the TLS handshake. */
@@ -86,9 +98,13 @@ export interface Conn {
    * End the connection now with a peek failure, sending `alert` first when given. The alert sent is
    * counted by name (echgate_tls_alerts_sent_total): `alertName`, else read from a plaintext alert record.
    */
-  fail(reason: PeekFailure, alert?: Uint8Array, alertName?: AlertName): void;
-  /** The TLS handshake failed after the hello: counted as a peek failure (and `alert`, the one we sent, by name); the outcome, unless one is set already. */
-  handshakeFailed(reason: 'tls_handshake' | 'handshake_timeout', alert?: AlertName): void;
+  fail(reason: PeekFailure, alert?: Uint8Array, alertName?: AlertName, why?: unknown): void;
+  /**
+   * The TLS side failed after the hello: counted as a peek failure unless `tls_session` (and `alert`, the one
+   * we sent, by name); the outcome, unless one is set already. `why` (the error) gives the access line its
+   * `reason`; `peerAlert` is the fatal alert the client sent, when that is what ended it.
+   */
+  handshakeFailed(reason: TlsFailure, alert?: AlertName, why?: unknown, peerAlert?: number): void;
   /** Count and log (rate limited) an unexpected exception; the caller ends the connection. */
   internalError(e: unknown, msg: string): void;
   /** The connection is over with this outcome (idempotent). */

@@ -49,7 +49,7 @@ class Passthrough implements Handler {
         } catch (e) {
           r.stop();
           const alert = alertFor(e);
-          c.handshakeFailed('tls_handshake', c.socket.writable ? alert : undefined);
+          c.handshakeFailed('tls_handshake', c.socket.writable ? alert : undefined, e);
           if (c.socket.writable) c.socket.end(encodeAlertRecord(alert));
           r.backend.destroy();
           return;

@@ -29,6 +29,10 @@ import type { Handler } from './handler.js';
 import { writeAll } from './relay.js';
 import { startTermination } from './terminate.js';
 
+/** The access line's reasons (proxy/connection.ts failureReason) for the ends the engine does not name. */
+const PUBLIC_NAME_TIMEOUT = { code: 'handshake_timeout' };
+const CLIENT_CLOSED = { code: 'client_closed' };
+
 /**
  * The handler that runs the handshake for a public name, or undefined when no
  * certificate covers the name (the caller refuses the name as before, having
@@ -45,7 +49,7 @@ export function publicNameHandler(ctx: EntryContext, cls: Classified): Handler |
       let over = false;
       let handshook = false;
       let deadline: NodeJS.Timeout | undefined;
-      const end = (r: 'answered' | 'failed', last?: Uint8Array, alert?: AlertName) => {
+      const end = (r: 'answered' | 'failed', last?: Uint8Array, alert?: AlertName, why?: unknown, peerAlert?: number) => {
         if (over) return;
         over = true;
         clearTimeout(deadline);
@@ -57,13 +61,13 @@ export function publicNameHandler(ctx: EntryContext, cls: Classified): Handler |
           socket.resume();
           setTimeout(() => socket.destroy(), 2000).unref();
         } else socket.destroy();
-        if (r === 'failed') c.handshakeFailed('tls_handshake', last ? alert : undefined);
+        if (r === 'failed') c.handshakeFailed('tls_handshake', last ? alert : undefined, why, peerAlert);
         c.finish(r === 'answered' ? 'public_name' : 'tls_alert');
       };
       /** The engine failed the connection (its alert record ends `records`) or threw an internal error. */
       const failWith = (e: unknown, records?: Uint8Array[], alert?: AlertName) => {
         if (!isEchgateError(e)) ctx.limiter.log(ctx.log, 'warn', { entrypoint: ctx.ep.name, err: String(e) }, 'internal error answering for an ECH public name');
-        end('failed', records ? (records.length ? concat(...records) : undefined) : encodeAlertRecord('internal_error'), records ? alert : 'internal_error');
+        end('failed', records ? (records.length ? concat(...records) : undefined) : encodeAlertRecord('internal_error'), records ? alert : 'internal_error', e);
       };
 
       let term: ReturnType<typeof startTermination>;
@@ -76,7 +80,7 @@ export function publicNameHandler(ctx: EntryContext, cls: Classified): Handler |
       }
       // The client has as long for the rest of its handshake as it had for its hello.
       deadline = setTimeout(
-        c.guard(() => end('failed')),
+        c.guard(() => end('failed', undefined, undefined, PUBLIC_NAME_TIMEOUT)),
         ctx.ep.clientHelloTimeoutMs,
       );
       const feed = (d: Uint8Array) => {
@@ -87,7 +91,7 @@ export function publicNameHandler(ctx: EntryContext, cls: Classified): Handler |
           if (out.send.length) writeAll(socket, out.send);
           // The client aborted: ech_required right after its Finished is the expected end (§6.1.6).
           if (out.established) handshook = true;
-          if (out.closed) return end(handshook ? 'answered' : 'failed');
+          if (out.closed) return end(handshook ? 'answered' : 'failed', undefined, undefined, handshook ? undefined : CLIENT_CLOSED, out.peerAlert);
           // Application data (a GREASE client's request) has nowhere to go: dropped.
           if (out.established) return end('answered', term.engine.alert('unrecognized_name'));
         } catch (e) {
@@ -101,7 +105,7 @@ export function publicNameHandler(ctx: EntryContext, cls: Classified): Handler |
       socket.on('data', onData);
       socket.once(
         'end',
-        c.guard(() => end(handshook ? 'answered' : 'failed')),
+        c.guard(() => end(handshook ? 'answered' : 'failed', undefined, undefined, handshook ? undefined : CLIENT_CLOSED)),
       );
       if (c.rest.length) feed(c.rest);
       socket.resume();

@@ -68,7 +68,7 @@ export function terminateHandler(cls: Classified, opts: TlsOptions, alpn: readon
       const first = term.first;
       if (first.error !== undefined) {
         if (!isEchgateError(first.error)) c.internalError(first.error, 'internal error starting TLS');
-        return c.fail('tls_handshake', first.send.length ? concat(...first.send) : undefined, first.alert);
+        return c.fail('tls_handshake', first.send.length ? concat(...first.send) : undefined, first.alert, first.error);
       }
       runEngine(c, term.engine, first.send);
     },
@@ -184,14 +184,15 @@ class Terminated implements RelayOptions, DeadlineEntry {
   }
 
   /** Called once when the TLS side fails: `records` are what is still to be sent (ending with our alert). */
-  private failWith(records: Uint8Array[], err: unknown, alert?: AlertName): void {
+  private failWith(records: Uint8Array[], err: unknown, alert?: AlertName, peerAlert?: number): void {
     if (this.failed) return;
     this.failed = true;
     try {
       this.dlList?.remove(this);
       this.relay.stop();
       const timedOut = isEchgateError(err) && err.code === 'ERR_HANDSHAKE_TIMEOUT';
-      this.handshakeFailed(timedOut ? 'handshake_timeout' : 'tls_handshake', records.length ? alert : undefined);
+      // After the client's Finished it is the session that failed, not the handshake (audit s12 gap 3).
+      this.handshakeFailed(timedOut ? 'handshake_timeout' : this.handshakeDone ? 'tls_session' : 'tls_handshake', records.length ? alert : undefined, err, peerAlert);
       if (!isEchgateError(err)) this.internalError(err, 'internal error in TLS termination');
       if (records.length) this.client.end(concat(...records));
       else this.client.destroy();
@@ -203,7 +204,7 @@ class Terminated implements RelayOptions, DeadlineEntry {
   }
 
   private apply(o: Output): void {
-    if (o.peerAlert !== undefined) return this.failWith([], new EchgateError('ERR_ILLEGAL', `client sent alert ${describeAlert(o.peerAlert)}`));
+    if (o.peerAlert !== undefined) return this.failWith([], new EchgateError('ERR_ILLEGAL', `client sent alert ${describeAlert(o.peerAlert)}`, { reason: 'client_alert' }), undefined, o.peerAlert);
     if (o.error !== undefined) return this.failWith(o.send, o.error, o.alert);
     if (o.established) {
       this.handshakeDone = true;
@@ -278,7 +279,7 @@ class Terminated implements RelayOptions, DeadlineEntry {
   }
 
   clientEnded(): void {
-    if (!this.handshakeDone) this.failWith([], new EchgateError('ERR_ILLEGAL', 'client closed its side during the TLS handshake'));
+    if (!this.handshakeDone) this.failWith([], new EchgateError('ERR_ILLEGAL', 'client closed its side during the TLS handshake', { reason: 'client_closed' }));
   }
 
   clientClosed(): void {

@@ -181,8 +181,8 @@ export function tls12Handler(cert: LoadedCertificate, o: TlsOptions, alpn: reado
         alpn,
         c.ctx.ep.handshakeTimeoutMs,
         c.guard((err: Error) => {
-          if (isEchgateError(err) && err.code === 'ERR_HANDSHAKE_TIMEOUT') c.handshakeFailed('handshake_timeout');
-          else c.handshakeFailed('tls_handshake', nodeTlsAlert(err));
+          if (isEchgateError(err) && err.code === 'ERR_HANDSHAKE_TIMEOUT') c.handshakeFailed('handshake_timeout', undefined, err);
+          else c.handshakeFailed('tls_handshake', nodeTlsAlert(err), err);
           relay?.backend.destroy();
         }),
       );

@@ -225,7 +225,8 @@ const NO_SESSION_ID = new Uint8Array(0);
 
 const newOutput = (): Output => ({ send: [], data: [], closed: false });
 
-const fail = (alert: AlertName, msg: string) => new EchgateError('ERR_ILLEGAL', msg, { alert });
+/** `reason`: the access line's stable token for the failures an operator most needs told apart (docs/configuration.md). */
+const fail = (alert: AlertName, msg: string, reason?: string) => new EchgateError('ERR_ILLEGAL', msg, { alert, reason });
 
 /**
  * The configured groups we implement, in preference order: per groups list
@@ -408,15 +409,15 @@ export class TlsServer {
     this.checkVersions(ch);
     if (!ch.compressionMethods.includes(0) || ch.compressionMethods.length !== 1) throw fail('illegal_parameter', 'compression');
     const suite = retry?.suite ?? firstCommon(CIPHER_SUITES, ch.cipherSuites);
-    if (!suite || !ch.cipherSuites.includes(suite.id)) throw fail('handshake_failure', 'no common cipher suite');
+    if (!suite || !ch.cipherSuites.includes(suite.id)) throw fail('handshake_failure', 'no common cipher suite', 'no_common_cipher_suite');
     const ksExt = findExtension(ch, ExtensionType.key_share);
     const groupsExt = findExtension(ch, ExtensionType.supported_groups);
-    if (!ksExt || !groupsExt) throw fail('missing_extension', 'key_share and supported_groups are required');
+    if (!ksExt || !groupsExt) throw fail('missing_extension', 'key_share and supported_groups are required', 'no_key_share');
     // Duplicate shares for one group are refused while decoding (illegal_parameter, §4.2.8).
     const shares = decodeKeyShares(ksExt.data);
     const groups = decodeU16List(groupsExt.data, 'supported_groups');
     const sigExt = findExtension(ch, ExtensionType.signature_algorithms);
-    if (!sigExt) throw fail('missing_extension', 'signature_algorithms is required');
+    if (!sigExt) throw fail('missing_extension', 'signature_algorithms is required', 'no_signature_algorithms');
     const sigAlgs = decodeU16List(sigExt.data, 'signature_algorithms');
     const { group, share } = this.selectShare(shares, groups, retry?.group);
 
@@ -433,16 +434,16 @@ export class TlsServer {
     }
 
     const cert = this.o.certificate(this.sni);
-    if (!cert) throw fail('unrecognized_name', 'no certificate for this name');
+    if (!cert) throw fail('unrecognized_name', 'no certificate for this name', 'no_certificate');
     const scheme = firstIn(cert.schemes, sigAlgs);
-    if (scheme === undefined) throw fail('handshake_failure', 'no common signature scheme');
+    if (scheme === undefined) throw fail('handshake_failure', 'no common signature scheme', 'no_common_signature_scheme');
 
     let alpn: string | undefined;
     const alpnExt = findExtension(ch, ExtensionType.application_layer_protocol_negotiation);
     if (alpnExt && this.o.alpn) {
       const offered = decodeAlpn(alpnExt.data);
       alpn = this.o.alpn.find((p) => offered.includes(p));
-      if (!alpn) throw fail('no_application_protocol', 'no common application protocol');
+      if (!alpn) throw fail('no_application_protocol', 'no common application protocol', 'no_common_alpn');
     }
 
     // ServerHello
@@ -582,7 +583,7 @@ export class TlsServer {
       for (const share of shares) if (share.group === g) return { group: g, share };
     }
     const g = preference.find((x) => supported.includes(x));
-    if (g === undefined) throw fail('handshake_failure', 'no key-exchange group in common');
+    if (g === undefined) throw fail('handshake_failure', 'no key-exchange group in common', 'no_common_group');
     return { group: g, share: undefined };
   }
 
@@ -599,7 +600,7 @@ export class TlsServer {
       const older = versions.some((v) => v !== ProtocolVersion.TLS13 && !isGrease(v));
       if (!tls13 || older) throw fail('illegal_parameter', 'ClientHelloInner must offer TLS 1.3 and nothing older');
     } else if (!tls13) {
-      throw fail('protocol_version', 'client does not offer TLS 1.3');
+      throw fail('protocol_version', 'client does not offer TLS 1.3', 'no_tls13');
     }
   }
 
@@ -726,7 +727,7 @@ export class TlsServer {
     const expected = finishedVerifyDataFrom(this.o.provider, st.suite.hash, st.clientFinishedKey, st.transcript.hash());
     // §4.4.4: verify_data is Hash.length bytes; a wrong length is malformed (decode_error), a wrong value decrypt_error.
     if (body.length !== expected.length) throw new EchgateError('ERR_DECODE', `Finished of ${body.length} bytes`, { alert: 'decode_error' });
-    if (!ctEqual(body, expected)) throw fail('decrypt_error', 'client Finished does not verify');
+    if (!ctEqual(body, expected)) throw fail('decrypt_error', 'client Finished does not verify', 'bad_finished');
     // The handshake secrets, the handshake read key and the transcript end here (no resumption, no post-handshake auth).
     st.ks.forget();
     wipe(st.clientHsSecret, st.clientFinishedKey);
@@ -754,7 +755,7 @@ export class TlsServer {
     if (body.length !== 1 || request === undefined) throw new EchgateError('ERR_DECODE', `KeyUpdate of ${body.length} bytes`, { alert: 'decode_error' });
     if (request > 1) throw fail('illegal_parameter', `KeyUpdate request_update ${request}`);
     if (!endsRecord) throw fail('unexpected_message', 'handshake data after KeyUpdate in the same record');
-    if (this.keyUpdateAllowance === 0) throw fail('unexpected_message', `more than ${KEY_UPDATE_BURST} KeyUpdates without application data`);
+    if (this.keyUpdateAllowance === 0) throw fail('unexpected_message', `more than ${KEY_UPDATE_BURST} KeyUpdates without application data`, 'key_update_cap');
     this.keyUpdateAllowance--;
     const p = this.o.provider;
     const client = nextTrafficSecret(p, st.suite.hash, st.clientApSecret);
