@@ -44,6 +44,7 @@ export interface KeyringEvents {
 
 export class Keyring implements KeyLookup, EsniLookup {
   private snap: Snapshot = new Snapshot([], undefined, undefined);
+  private retiredIds: ReadonlySet<number> = new Set();
   private watcher: FSWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
   private expiryTimer: NodeJS.Timeout | undefined;
@@ -58,6 +59,10 @@ export class Keyring implements KeyLookup, EsniLookup {
   reload(now = new Date()): LoadResult {
     const r = new KeyDir(this.dir).load();
     const usable = decryptingKeys(r.keys, now);
+    // config_ids the folder remembers that no longer decrypt (retired metadata, kept RETIRED_KEEP_MS; a
+    // decrypt-only key past its grace until the sweep): a hello naming one is stale, not GREASE (proxy/ech-classifier.ts).
+    const live = new Set(usable.map((k) => k.meta.configId));
+    this.retiredIds = new Set(r.keys.map((k) => k.meta.configId).filter((id) => !live.has(id)));
     // ESNI keys (draft-02, experimental) live in the same folder: `.esni` files (keys/esni-store.ts).
     const esni = loadEsniKeys(this.dir);
     r.problems.push(...esni.problems);
@@ -105,6 +110,11 @@ export class Keyring implements KeyLookup, EsniLookup {
 
   byConfigId(id: number): readonly EchServerKey[] {
     return this.snap.byConfigId(id);
+  }
+
+  /** Whether `configId` was a key's that no longer decrypts and is still remembered (RetiredLookup, proxy/ech-classifier.ts). */
+  retired(configId: number): boolean {
+    return this.retiredIds.has(configId);
   }
 
   all(): readonly EchServerKey[] {

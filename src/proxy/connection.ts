@@ -297,7 +297,7 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner, OpenEntry {
   /** Why the TLS side failed, when it did: the access line's alert, peerAlert and reason (made only on a failure). */
   private tlsWhy: TlsWhy | undefined;
   /** What the access line may show: the SNI (never an inner one unless log.innerSni) and the ECH verdict. */
-  private readonly access: { client: string; sni: string | undefined; ech: ConnData['ech'] } | undefined;
+  private readonly access: { client: string; sni: string | undefined; ech: ConnData['ech'] | 'grease' | 'stale' } | undefined;
   /** The ClientHello being read; dropped once routed, so an idle connection keeps none of it. */
   private asm: ClientHelloAssembler | undefined;
   private sniffed = false;
@@ -632,7 +632,9 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner, OpenEntry {
     }
     const data = new RouteData(this, cls.sni, cls.alpn, true, cls.ech);
     if (this.access) {
-      this.access.ech = cls.ech;
+      // The access line says what echgate_ech_total says: grease and stale by name, other rejections as rejected.
+      const why = cls.echReason;
+      this.access.ech = why === 'grease' || why === 'stale' ? why : cls.ech;
       this.access.sni = cls.ech === 'accepted' && !ctx.logInnerSni ? undefined : cls.sni;
     }
     const peeked = asmb.bytes();

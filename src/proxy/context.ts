@@ -32,8 +32,12 @@ export interface Classified {
   hello: ClientHello;
   /** Whether the client sent an outer ECH extension (real or GREASE). */
   echOffered: boolean;
-  /** Set when the ECH extension was there but could not be used. */
-  echReason?: 'grease' | 'stale' | 'malformed' | 'no_keys';
+  /**
+   * Set when the ECH extension was there but could not be used: grease (a config_id no key has), stale (the
+   * config_id of a recently retired key), decrypt_failed (a key has the id but did not open it); the same as
+   * echgate_ech_total's result (`rejected` for decrypt_failed) and the access line's `ech`.
+   */
+  echReason?: 'grease' | 'stale' | 'decrypt_failed' | 'malformed' | 'no_keys';
   /** With accepted ECH: opens the second ClientHelloOuter after a HelloRetryRequest (RFC 9849 §7.1.1). */
   decryptSecond?: (outer: ClientHello) => ClientHello;
   /**

@@ -12,7 +12,20 @@ import { type ClientHello, routingView } from '../wire/tls/client-hello.js';
 import type { Classifier } from './context.js';
 import type { Metrics } from './metrics.js';
 
-export function echClassifier(keys: KeyLookup, metrics: Metrics, opts: { trialDecrypt: boolean }): Classifier {
+/**
+ * What the key store remembers beyond the keys that decrypt (keys/keyring.ts): config_ids of keys retired
+ * recently (their metadata is kept RETIRED_KEEP_MS, a day) or past their grace and not yet swept.
+ */
+export interface RetiredLookup {
+  retired(configId: number): boolean;
+}
+
+/**
+ * `keys` may also say which config_ids were retired recently (RetiredLookup): a hello naming one comes from a
+ * client holding an old ECHConfig (a cached DNS answer), counted `stale`; an id no key ever had is GREASE
+ * (RFC 9849 §6.2). Both are rejected and answered with retry_configs alike (§7.1); only the count differs.
+ */
+export function echClassifier(keys: KeyLookup & Partial<RetiredLookup>, metrics: Metrics, opts: { trialDecrypt: boolean }): Classifier {
   return (hello, s, entrypoint) => {
     if (s.ech?.type !== 'outer') return { sni: s.sni ?? '', alpn: s.alpn, ech: 'none', hello, echOffered: false };
     const series = metrics.connectionSeries(entrypoint);
@@ -34,10 +47,12 @@ export function echClassifier(keys: KeyLookup, metrics: Metrics, opts: { trialDe
       const first = r;
       return { sni: inner.sni ?? '', alpn: inner.alpn, ech: 'accepted', hello: r.inner, echOffered: true, decryptSecond: (outer) => decryptSecondHello(first, outer) };
     }
-    // An unknown config_id is what GREASE looks like; a known one that fails is a stale or wrong key.
-    const result = r.status === 'rejected' && r.reason === 'no_config' ? 'grease' : 'rejected';
+    // An unknown config_id is what GREASE looks like, unless a key that had it was retired recently: a
+    // stale ECHConfig (audit s12 gap 4: counted as GREASE before, while the access line said rejected).
+    // A config_id whose key fails to open the payload is a wrong key (an id reused) or a damaged hello.
+    const result = r.status === 'rejected' && r.reason === 'no_config' ? (keys.retired?.(r.configId) ? 'stale' : 'grease') : 'rejected';
     series.ech(result).inc();
-    return { sni, alpn: s.alpn, ech: 'rejected', echReason: result === 'grease' ? 'grease' : 'stale', hello, echOffered: true, publicName: isPublicName(keys, sni) };
+    return { sni, alpn: s.alpn, ech: 'rejected', echReason: result === 'rejected' ? 'decrypt_failed' : result, hello, echOffered: true, publicName: isPublicName(keys, sni) };
   };
 }
 

@@ -282,7 +282,12 @@ export class Metrics {
   readonly backendErrors = new Counter('echgate_backend_errors_total', 'Backend connect or stream failures, by service.');
   /** Health-checked servers: 1 in the rotation, 0 out of it (src/proxy/health.ts). Summed over the workers of a process group. */
   readonly backendUp = new Gauge('echgate_backend_up', 'Health-checked backend servers: 1 healthy (in the rotation), 0 unhealthy, by service and server.');
-  readonly ech = new Counter('echgate_ech_total', 'ECH ClientHellos by entrypoint and result (accepted, rejected, grease, malformed).');
+  /**
+   * By result: accepted; stale (the config_id of a recently retired key: a client holding an old ECHConfig);
+   * grease (an id no key had); rejected (a key has the id but did not open the payload); malformed;
+   * accepted_on_passthrough. The access line's `ech` says the same (proxy/ech-classifier.ts).
+   */
+  readonly ech = new Counter('echgate_ech_total', 'ECH ClientHellos by entrypoint and result (accepted, stale, grease, rejected, malformed, accepted_on_passthrough).');
   readonly reloads = new Counter('echgate_config_reloads_total', 'Configuration reloads by result.');
   readonly dnsQueries = new Counter('echgate_dns_queries_total', 'Queries to the embedded DNS, by transport, query type and rcode.');
   readonly handlerErrors = new Counter('echgate_handler_errors_total', 'Unexpected exceptions caught while handling one connection or request, by listener.');
