@@ -24,7 +24,7 @@ import { OpenSet } from './open-set.js';
 import { normalizeIp } from '../bytes/ip.js';
 import { reachableServers } from './preamble.js';
 import { buildPickers } from './services.js';
-import { HealthChecks, healthLogPrivacy, type ServiceHealth } from './health.js';
+import { echOnlyRouter, echOnlyServices, HealthChecks, healthLogPrivacy, type ServiceHealth } from './health.js';
 
 interface Listener {
   server: net.Server;
@@ -177,6 +177,9 @@ export class Gateway {
         }
         this.classify = classify;
         this.retryConfigs = retryConfigs;
+        // Without log.echRoutes no metric may name an ECH-only router or service; a previous configuration
+        // with it on left such series (audit s12 gap 9): they go now, not at the next restart.
+        if (!cfg.log.echRoutes) this.forgetEchNames(this.config, cfg);
         this.config = cfg;
         this.health.commit(checks);
       },
@@ -186,6 +189,17 @@ export class Gateway {
         drop();
       },
     };
+  }
+
+  /** The ECH-only routers and services of both configurations, out of every metric (Metrics.forgetNames). */
+  private forgetEchNames(prev: Config | undefined, next: Config): void {
+    const routers = new Set<string>();
+    const services = new Set<string>();
+    for (const c of prev ? [prev, next] : [next]) {
+      for (const r of c.routers) if (echOnlyRouter(c, r)) routers.add(r.name);
+      for (const v of echOnlyServices(c)) services.add(v);
+    }
+    this.metrics.forgetNames(routers, services);
   }
 
   private accept(l: Listener, socket: net.Socket): void {

@@ -139,6 +139,10 @@ class Histogram {
     s.sum += v;
     s.n++;
   }
+  /** Delete the series whose rendered label key `drop` says (Metrics.forgetNames). */
+  deleteWhere(drop: (key: string) => boolean): void {
+    for (const k of [...this.series.keys()]) if (drop(k)) this.series.delete(k);
+  }
   entries(): [string, HistogramSeries][] {
     return [...this.series].map(([k, s]) => [k, { counts: [...s.counts], sum: s.sum, n: s.n }]);
   }
@@ -229,6 +233,10 @@ export class ConnectionSeries {
       r.outcomes.set(outcome, c);
     }
     return c;
+  }
+  /** Forget the cached series of these routers (Metrics.forgetNames deleted their values). */
+  forgetRouters(names: ReadonlySet<string>): void {
+    for (const n of names) this.routers.delete(n);
   }
   /** echgate_ech_total{entrypoint,result}. */
   ech(result: string): Series {
@@ -376,6 +384,36 @@ export class Metrics {
       if (this.perEntrypoint.size < MAX_ROUTER_SERIES) this.perEntrypoint.set(entrypoint, c);
     }
     return c;
+  }
+
+  /**
+   * Delete every series labelled with one of these routers or services (router="…", service="…"), and the
+   * cached series objects that would write them again. A reload that turns log.echRoutes off calls it with
+   * the ECH-only routers and services (gateway.ts): their names were labels while echRoutes was on, and a
+   * scrape must stop showing them at once, not at the next restart (audit s12 gap 9; RFC 9849 §1: the names
+   * are what ECH hides). Their counts are gone with them; from here on they count under `(ech)`.
+   */
+  forgetNames(routers: ReadonlySet<string>, services: ReadonlySet<string>): number {
+    if (routers.size === 0 && services.size === 0) return 0;
+    const tokens = [...[...routers].map((r) => labelKey({ router: r })), ...[...services].map((v) => labelKey({ service: v }))];
+    // A rendered key is `a="x",b="y"` with quotes and backslashes in values escaped, so a whole `name="value"`
+    // part between commas matches only that label.
+    const drop = (key: string) => {
+      const k = `,${key},`;
+      return tokens.some((t) => k.includes(`,${t},`));
+    };
+    let n = 0;
+    for (const m of this.all()) {
+      if (m instanceof Histogram) {
+        const before = m.entries().length;
+        m.deleteWhere(drop);
+        n += before - m.entries().length;
+      } else {
+        for (const k of [...m.values.keys()]) if (drop(k) && m.values.delete(k)) n++;
+      }
+    }
+    for (const c of this.perEntrypoint.values()) c.forgetRouters(routers);
+    return n;
   }
 
   private all(): (Counter | Histogram)[] {
