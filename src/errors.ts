@@ -39,6 +39,7 @@ export type ErrorCode =
   | 'ERR_DNS_MISMATCH' // a DNS answer that is not the answer to our query (id, QR, opcode or question differ)
   | 'ERR_DNS_ALIAS' // an HTTPS AliasMode chain that loops or is longer than the limit (RFC 9460 §2.4.2)
   | 'ERR_DNS_NO_ADDRESS' // a service name with no A or AAAA record to connect to
+  | 'ERR_DOH' // a DoH server the CLI asked could not be reached, or its TLS or HTTP failed (the URL and the code named)
   // proxy
   | 'ERR_PEEK_TIMEOUT'
   | 'ERR_PEEK_TOO_LARGE'

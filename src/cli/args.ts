@@ -6,9 +6,11 @@
  * one), a missing or malformed value, an option given twice, an argument the
  * command does not take. The same spec prints `--help`.
  */
+import { X509Certificate } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
 import { parseArgs as nodeParseArgs } from 'node:util';
 import { parseDuration } from '../config/duration.js';
-import { EchgateError } from '../errors.js';
+import { EchgateError, isEchgateError } from '../errors.js';
 
 export interface OptionSpec {
   /** flag: no value; string, int (whole number), duration (10s, 24h): one value, checked before the command runs. */
@@ -192,4 +194,75 @@ export function ms(a: Args, name: string): number | undefined {
 
 export function has(a: Args, name: string): boolean {
   return a.flags.get(name) === true;
+}
+
+/** node's errno code of a failed file operation, as the messages below name it ("ENOENT: no such file"). */
+function fsWhy(e: unknown): string {
+  const err = e as NodeJS.ErrnoException;
+  const what: Record<string, string> = { ENOENT: 'no such file', EACCES: 'permission denied', EISDIR: 'a folder, not a file', ENOTDIR: 'a path through a file' };
+  return err.code ? `${err.code}${what[err.code] ? `: ${what[err.code]}` : ''}` : String(err.message ?? e);
+}
+
+/**
+ * Read a file the command line names (`what`: the option or argument, "--ca", "FILE"). One that cannot be
+ * read is a usage error naming both (exit 2), not node's bare ENOENT (audit s12 gap 11).
+ */
+export function readNamedFile(what: string, file: string | 0): Buffer;
+export function readNamedFile(what: string, file: string | 0, encoding: 'utf8'): string;
+export function readNamedFile(what: string, file: string | 0, encoding?: 'utf8'): Buffer | string {
+  try {
+    return encoding ? readFileSync(file, encoding) : readFileSync(file);
+  } catch (e) {
+    throw new EchgateError('ERR_USAGE', `${what} ${file === 0 ? '-' : file}: cannot read it (${fsWhy(e)})`);
+  }
+}
+
+/** A CA file (PEM) the command line names: read and parsed now, so a wrong file is named, not an "internal error" mid-handshake. */
+export function readCaFile(what: string, file: string): string {
+  const pem = readNamedFile(what, file, 'utf8');
+  try {
+    new X509Certificate(pem);
+  } catch (e) {
+    throw new EchgateError('ERR_USAGE', `${what} ${file}: not a PEM certificate (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  return pem;
+}
+
+/** A DoH endpoint the command line names: an https:// URL (RFC 8484 §5 says https), else a usage error naming the option. */
+export function dohUrlOption(a: Args, name: string): string | undefined {
+  const v = str(a, name);
+  if (v === undefined) return undefined;
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    throw new EchgateError('ERR_USAGE', `--${name} takes a DoH URL such as https://dns.example/dns-query, not "${v}"`);
+  }
+  if (u.protocol !== 'https:') throw new EchgateError('ERR_USAGE', `--${name} takes an https:// URL (DoH is HTTP over TLS, RFC 8484 §5), not "${v}"`);
+  return v;
+}
+
+/** A folder the command line names that must exist already (`keys` commands other than generate). */
+export function existingDir(what: string, dir: string): string {
+  let st: ReturnType<typeof statSync>;
+  try {
+    st = statSync(dir);
+  } catch (e) {
+    throw new EchgateError('ERR_USAGE', `${what} ${dir}: no such folder (${fsWhy(e)}; echgate keys generate makes one)`);
+  }
+  if (!st.isDirectory()) throw new EchgateError('ERR_USAGE', `${what} ${dir}: not a folder`);
+  return dir;
+}
+
+/**
+ * A DoH exchange that failed below DNS (TLS refused, connection refused, an HTTP error): ERR_DOH naming the
+ * URL and node's or OpenSSL's code, in place of OpenSSL's raw text. echgate's own errors pass unchanged.
+ */
+export function dohFailure(url: string, e: unknown): Error {
+  if (isEchgateError(e)) return e;
+  const err = e as NodeJS.ErrnoException & { reason?: string };
+  const code = err.code ?? 'error';
+  // OpenSSL's reason ("tlsv1 unrecognized name") without its error-queue prefix and source path.
+  const reason = typeof err.reason === 'string' ? err.reason : /:([^:]+):\.\.\/deps/.exec(err.message ?? '')?.[1];
+  return new EchgateError('ERR_DOH', `DoH ${url}: ${code}${reason ? ` (${reason})` : ''}`, { cause: e });
 }

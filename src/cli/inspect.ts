@@ -1,11 +1,10 @@
 /** `echgate inspect [--hex] FILE|-`: decode a captured ClientHello and print JSON. */
-import { readFileSync } from 'node:fs';
 import { fromHex } from '../bytes/util.js';
 import { EchgateError } from '../errors.js';
 import { decodeClientHelloMessage, summarize } from '../wire/tls/client-hello.js';
 import { extensionName } from '../wire/tls/constants.js';
 import { parseHelloRecords } from '../wire/tls/record.js';
-import { type Args, type CommandSpec, flag, has, str, text } from './args.js';
+import { type Args, type CommandSpec, flag, has, readNamedFile, str, text } from './args.js';
 import type { Command } from './command.js';
 
 export const inspectSpec: CommandSpec = {
@@ -40,7 +39,7 @@ export interface InspectResult {
 }
 
 export function readInput(file: string, hex: boolean): Uint8Array {
-  const data = readFileSync(file === '-' ? 0 : file);
+  const data = readNamedFile('FILE', file === '-' ? 0 : file);
   return hex ? fromHex(data.toString('utf8')) : new Uint8Array(data);
 }
 

@@ -4,13 +4,26 @@ import { EchgateError } from '../errors.js';
 import { type AeadChoice, adoptKey, generateKey, listKeys, publishedList, retireKey, sweepKeys } from '../keys/manager.js';
 import { esniState, generateEsniKey, loadEsniKeys, retireEsniKey, sweepEsniKeys } from '../keys/esni-store.js';
 import { encodeEchPem } from '../keys/pem.js';
-import { type Args, type CommandSpec, duration, flag, has, int, ms, num, oneOf, type OptionSpec, str, text } from './args.js';
+import { type Args, type CommandSpec, duration, existingDir, flag, has, int, ms, num, oneOf, type OptionSpec, str, text } from './args.js';
 import type { Command } from './command.js';
 import { PUBLISH_OPTIONS, planPublish, rotateAndPublish, rotateEsniAndPublish, stepWriter } from './publish.js';
 
 const DIR: Record<string, OptionSpec> = { dir: text('DIR', 'the key folder (default keys)') };
 const AEAD = oneOf(['aes128gcm', 'aes256gcm', 'chacha20poly1305'], 'the HPKE AEAD of the new key (default aes128gcm)');
 const dirOf = (a: Args) => str(a, 'dir') ?? 'keys';
+/** The key folder of a command that reads or changes keys (all but generate): it must exist (its error names --dir). */
+const keyDirOf = (a: Args) => existingDir('--dir', dirOf(a));
+
+/**
+ * The shortest --grace `keys rotate` takes without --force: twice the TTL of the published record (RFC 9849
+ * §6.1.6 needs the old key to decrypt while resolvers may still hand out the old list; the configuration's
+ * ech.rotation.grace has the same 2×TTL floor, config/rotation.ts). Without --publish the CLI cannot know the
+ * TTL and takes the one `echgate publish` uses by default.
+ */
+export function graceFloorS(ttlS = DEFAULT_PUBLISH_TTL_S): number {
+  return 2 * ttlS;
+}
+const DEFAULT_PUBLISH_TTL_S = 300;
 
 const generate: Command = {
   spec: {
@@ -59,7 +72,7 @@ const list: Command = {
     options: { ...DIR, json: flag('JSON instead of a table') },
   },
   async run(a, out) {
-    const { keys, problems, notices } = listKeys(dirOf(a));
+    const { keys, problems, notices } = listKeys(keyDirOf(a));
     for (const p of problems) process.stderr.write(`echgate: skipped ${p.file}: ${p.message}\n`);
     for (const n of notices) process.stderr.write(`echgate: ${n.file}: ${n.message}\n`);
     const rows = keys.map((k) => ({
@@ -84,6 +97,8 @@ const list: Command = {
       paddedLength: k.record.paddedLength,
       file: k.file,
     }));
+    // An empty listing said nothing before (audit s12 gap 11: `keys list --dir /etc`); say where we looked.
+    if (rows.length === 0 && esniRows.length === 0 && problems.length === 0) process.stderr.write(`echgate: no ECH or ESNI keys in ${dirOf(a)} (is --dir the key folder?)\n`);
     if (has(a, 'json')) out(`${JSON.stringify(esniRows.length ? [...rows, ...esniRows] : rows, null, 2)}\n`);
     else {
       for (const r of rows) out(`${String(r.configId).padStart(3)}  ${r.state.padEnd(12)}  ${r.publicName}  created ${r.created}${r.notAfter ? `  not after ${r.notAfter}` : ''}\n`);
@@ -106,14 +121,25 @@ const rotate: Command = {
       lifetime: duration('--esni: the new key from not_before to not_after (default: that of the newest ESNI key, else 24h)'),
       'padded-length': int('N', '--esni: padded_length of the new record (default: that of the newest ESNI key, else 260)', 16, 65535),
       publish: flag('put the new list in DNS and read it back; undo the rotation if DNS does not take it'),
+      force: flag('take a --grace under twice the TTL (see below)'),
       ...PUBLISH_OPTIONS,
     },
     notes: `With --publish: the publishing options are those of echgate publish (--verify-doh is required);
-the old key's grace starts once DNS carries the new list; if DNS fails, the rotation is undone.`,
+the old key's grace starts once DNS carries the new list; if DNS fails, the rotation is undone.
+--grace under twice the DNS TTL (--ttl with --publish, else ${DEFAULT_PUBLISH_TTL_S} s, publish's default: ${graceFloorS()} s) is
+refused unless --force: clients holding the previous DNS answer would lose ECH when the old key stops decrypting.`,
   },
   async run(a, out) {
-    const dir = dirOf(a);
+    const dir = keyDirOf(a);
     const graceMs = ms(a, 'grace') ?? 24 * 3_600_000;
+    const floorS = graceFloorS(has(a, 'publish') ? (num(a, 'ttl') ?? DEFAULT_PUBLISH_TTL_S) : DEFAULT_PUBLISH_TTL_S);
+    if (graceMs < floorS * 1000 && !has(a, 'force')) {
+      // Audit s12 gap 6: --grace 0s was taken, and the old key stopped decrypting at once.
+      throw new EchgateError(
+        'ERR_USAGE',
+        `--grace ${graceMs / 1000}s is under ${floorS}s, twice the DNS TTL (${has(a, 'publish') ? '--ttl' : `${DEFAULT_PUBLISH_TTL_S} s, publish's default`}): resolvers may hand out the previous ECHConfigList for a TTL after the new one is published, and clients using it would have ECH rejected once the old key stops decrypting; they recover only through retry_configs (RFC 9849 §6.1.6), and only if a certificate covers the public name. Give --grace ${floorS}s or more, or add --force`,
+      );
+    }
     const stray = Object.keys(PUBLISH_OPTIONS).find((o) => a.flags.has(o));
     if (stray && !has(a, 'publish')) throw new EchgateError('ERR_USAGE', `--${stray} is a publishing option: add --publish (see: echgate keys rotate --help)`);
     // Every publishing flag is checked before the key folder changes.
@@ -148,12 +174,12 @@ const retire: Command = {
     const esni = str(a, 'esni');
     if (esni !== undefined) {
       if (a.flags.has('config-id')) throw new EchgateError('ERR_USAGE', 'give --config-id or --esni, not both');
-      const file = retireEsniKey(dirOf(a), esni);
+      const file = retireEsniKey(keyDirOf(a), esni);
       out(`retired ESNI key ${esni.toLowerCase()}: ${file} deleted\n`);
       return 0;
     }
     if (!a.flags.has('config-id')) throw new EchgateError('ERR_USAGE', '--config-id is required (or --esni ID)');
-    const m = retireKey(dirOf(a), num(a, 'config-id')!);
+    const m = retireKey(keyDirOf(a), num(a, 'config-id')!);
     out(`retired config_id ${m.configId}: private key deleted\n`);
     return 0;
   },
@@ -170,7 +196,7 @@ const adopt: Command = {
     },
   },
   async run(a, out) {
-    const m = adoptKey(dirOf(a), num(a, 'config-id')!, (str(a, 'state') ?? 'active') as 'active' | 'retry');
+    const m = adoptKey(keyDirOf(a), num(a, 'config-id')!, (str(a, 'state') ?? 'active') as 'active' | 'retry');
     out(`adopted config_id ${m.configId} (${m.publicName}) as ${m.state}\n`);
     return 0;
   },
@@ -189,7 +215,7 @@ const exportKeys: Command = {
     },
   },
   async run(a, out) {
-    const dir = dirOf(a);
+    const dir = keyDirOf(a);
     const { keys } = listKeys(dir);
     const list = publishedList(keys);
     if (!list) throw new EchgateError('ERR_KEYSTORE', `no active key in ${dir}`);

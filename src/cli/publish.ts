@@ -13,7 +13,7 @@ import { type EsniRotation, loadEsniKeys, publishedEsni, restartEsniGrace, rotat
 import { listKeys, publishedList, type RotateOptions, restartGrace, rotateKeys, undoRotation } from '../keys/manager.js';
 import type { KeyMeta } from '../keys/store.js';
 import { parseTsigKeyFile } from '../wire/dns/tsig.js';
-import { type Args, type CommandSpec, duration, int, ms, num, type OptionSpec, str, text } from './args.js';
+import { type Args, type CommandSpec, dohUrlOption, duration, int, ms, num, type OptionSpec, readCaFile, readNamedFile, str, text } from './args.js';
 import type { Command } from './command.js';
 
 /** The publishing options, shared by `publish` and `keys rotate --publish`. */
@@ -76,14 +76,29 @@ export interface PublishPlan {
   run(report: StepReporter): Promise<{ verified: boolean }>;
 }
 
+/** Whether `name` is `zone` or under it (names compare without case and trailing dot, RFC 4343). */
+export function inZone(name: string, zone: string): boolean {
+  const n = name.toLowerCase().replace(/\.$/, '');
+  const z = zone.toLowerCase().replace(/\.$/, '');
+  return z === '' || n === z || n.endsWith(`.${z}`);
+}
+
 /** Check every publishing flag before anything changes (a rotation must not start on a typo). */
 export function planPublish(a: Args, dir: string, o: { requireReadBack?: boolean } = {}): PublishPlan {
   const name = str(a, 'name');
   const server = parseAddress(str(a, 'server'));
   const zone = str(a, 'zone');
+  // The malformed --server first: without its port it read as missing, and the generic line below did not say which.
+  if (str(a, 'server') && !server) throw new EchgateError('ERR_USAGE', `--server takes HOST:PORT (the primary's DNS port, usually 53), not "${str(a, 'server')}"`);
   if (!name || !server || !zone) throw new EchgateError('ERR_USAGE', `publishing needs ${PUBLISH_FLAGS}`);
-  if (str(a, 'server') && !server) throw new EchgateError('ERR_USAGE', `--server takes HOST:PORT, not "${str(a, 'server')}"`);
-  const doh = str(a, 'verify-doh');
+  // RFC 2136 §3.4.1.3: an update's names must be in the zone it names (else NOTZONE, found only at the network).
+  if (!inZone(name, zone)) throw new EchgateError('ERR_USAGE', `--name ${name} is not in --zone ${zone}: the record's name must be the zone or under it (RFC 2136 §3.4.1.3)`);
+  // The files are read now, named by their option, not as a bare ENOENT after the key folder changed.
+  const tsig = str(a, 'tsig-key');
+  if (tsig) readNamedFile('--tsig-key', tsig);
+  const ca = str(a, 'ca');
+  if (ca) readCaFile('--ca', ca);
+  const doh = dohUrlOption(a, 'verify-doh');
   if (o.requireReadBack && !doh) throw new EchgateError('ERR_USAGE', 'a rotation is trusted only after a read-back: give --verify-doh URL');
   return planPublishSettings(
     { name, server, zone, tsigKey: str(a, 'tsig-key'), ttl: num(a, 'ttl') ?? 300, alpn: str(a, 'alpn')?.split(','), port: num(a, 'port'), verifyDoh: doh, ca: str(a, 'ca'), verifyTimeoutMs: ms(a, 'verify-timeout') ?? 30_000 },

@@ -1,10 +1,9 @@
 /** `echgate resolve NAME --doh URL [--type HTTPS] [--post] [--ca FILE]`: one DoH query, JSON out. */
-import { readFileSync } from 'node:fs';
 import { describeAnswers } from '../dns/doh-client.js';
 import { DohResolver } from '../dns/resolver.js';
 import { EchgateError } from '../errors.js';
 import { RRType, rcodeName } from '../wire/dns/message.js';
-import { type Args, type CommandSpec, flag, has, str, text } from './args.js';
+import { type Args, type CommandSpec, dohFailure, dohUrlOption, flag, has, readCaFile, str, text } from './args.js';
 import type { Command } from './command.js';
 
 export const resolveSpec: CommandSpec = {
@@ -22,12 +21,15 @@ export const resolveSpec: CommandSpec = {
 
 export async function resolveCommand(a: Args, out: (s: string) => void): Promise<number> {
   const name = a.positional[0]!;
-  const doh = str(a, 'doh')!;
+  const doh = dohUrlOption(a, 'doh')!;
   const typeName = (str(a, 'type') ?? 'HTTPS').toUpperCase();
   const type = (RRType as Record<string, number>)[typeName];
   if (type === undefined) throw new EchgateError('ERR_USAGE', `unknown --type ${typeName} (see: echgate resolve --help)`);
   const caFile = str(a, 'ca');
-  const m = await new DohResolver(doh, { method: has(a, 'post') ? 'POST' : 'GET', ca: caFile ? readFileSync(caFile, 'utf8') : undefined }).query(name, type);
+  const resolver = new DohResolver(doh, { method: has(a, 'post') ? 'POST' : 'GET', ca: caFile ? readCaFile('--ca', caFile) : undefined });
+  const m = await resolver.query(name, type).catch((e) => {
+    throw dohFailure(doh, e);
+  });
   out(`${JSON.stringify({ name, type: typeName, rcode: rcodeName(m.rcode), answers: describeAnswers(m, m.raw) }, null, 2)}\n`);
   return m.rcode === 0 ? 0 : 1;
 }
