@@ -292,12 +292,12 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner, OpenEntry {
   // unless log.innerSni or log.echRoutes, and out of metric labels unless log.echRoutes.
   private hideInLogs = false;
   private hideInMetrics = false;
-  /** A handler took the connection over (handler.start): the client's EOF is the handler's to judge, not a closed_early. */
-  private handling = false;
-  /** Why the TLS side failed, when it did: the access line's alert, peerAlert and reason (made only on a failure). */
-  private tlsWhy: TlsWhy | undefined;
-  /** What the access line may show: the SNI (never an inner one unless log.innerSni) and the ECH verdict. */
-  private readonly access: { client: string; sni: string | undefined; ech: ConnData['ech'] | 'grease' | 'stale' } | undefined;
+  /**
+   * What the access line may show: the SNI (never an inner one unless log.innerSni), the ECH verdict and, once
+   * the TLS side failed, why (TlsWhy: kept here, not in a field of its own, so that a connection without the
+   * access log is no bigger; docs/benchmarks.md "Operator view, twelfth pass").
+   */
+  private readonly access: ({ client: string; sni: string | undefined; ech: ConnData['ech'] | 'grease' | 'stale' } & TlsWhy) | undefined;
   /** The ClientHello being read; dropped once routed, so an idle connection keeps none of it. */
   private asm: ClientHelloAssembler | undefined;
   private sniffed = false;
@@ -406,7 +406,7 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner, OpenEntry {
       }
       if (this.access) {
         ctx.log.info(
-          { entrypoint: ep, router: this.logRouter(), outcome: how, ...this.access, ...this.tlsWhy, bytesIn: socket.bytesRead, bytesOut: socket.bytesWritten, ms: Math.round(performance.now() - this.started) },
+          { entrypoint: ep, router: this.logRouter(), outcome: how, ...this.access, bytesIn: socket.bytesRead, bytesOut: socket.bytesWritten, ms: Math.round(performance.now() - this.started) },
           'access',
         );
       }
@@ -449,19 +449,11 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner, OpenEntry {
    * log.echRoutes: the label set is bounded by the configuration), and keep it, with the reason, for the access line.
    */
   private countAlert(name: AlertName | undefined, why?: unknown): void {
-    const reason = why === undefined ? undefined : failureReason(why);
     if (name) this.ctx.metrics.alertsSent.inc({ entrypoint: this.ep, router: this.metricRouter(), alert: name });
-    if (name || reason) {
-      const w = this.why();
-      if (name) w.alert ??= name;
-      if (reason) w.reason ??= reason;
-    }
-  }
-
-  /** The access line's TLS failure fields, made on the first failure. */
-  private why(): TlsWhy {
-    this.tlsWhy ??= {};
-    return this.tlsWhy;
+    const w = this.access;
+    if (!w) return;
+    if (name) w.alert ??= name;
+    if (why !== undefined) w.reason ??= failureReason(why);
   }
 
   fail(reason: PeekFailure, alert?: Uint8Array, alertName?: AlertName, why?: unknown): void {
@@ -505,7 +497,7 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner, OpenEntry {
     // After the handshake the ClientHello peek had long succeeded: not a peek failure (audit s12 gap 3).
     if (reason !== 'tls_session') this.ctx.metrics.peekFailures.inc({ entrypoint: this.ep, reason });
     this.countAlert(alert, why);
-    if (peerAlert !== undefined) this.why().peerAlert ??= alertName(peerAlert) ?? String(peerAlert);
+    if (peerAlert !== undefined && this.access) this.access.peerAlert ??= alertName(peerAlert) ?? String(peerAlert);
     this.outcome ??= reason === 'handshake_timeout' ? 'handshake_timeout' : reason === 'tls_session' ? 'tls_session_error' : 'tls_alert';
   }
 
@@ -535,9 +527,10 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner, OpenEntry {
 
   /** The client's EOF before anything was routed. */
   endedEarly(): void {
-    // Once a handler runs, the EOF is its to count (the public-name answer has no backend: counting it here too
-    // made one replayed hello two peek failures, closed_early and tls_handshake; audit s12 gap 3).
-    if (!this.backend && !this.finished && this.outcome === undefined && !this.handling) {
+    // Only while the ClientHello is being read (asm): from the route on, a handler owns the EOF (the
+    // public-name answer has no backend, so counting it here too made one replayed hello two peek
+    // failures, closed_early and tls_handshake; audit s12 gap 3).
+    if (this.asm !== undefined && !this.backend && !this.finished && this.outcome === undefined) {
       this.stopPeek();
       this.fail('closed_early');
     }
@@ -654,7 +647,6 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner, OpenEntry {
       if (h) {
         this.publishRoute('-', data, cls, h.answer);
         this.stopData();
-        this.handling = true;
         return h.start(new HandlerConn(this, undefined, cls, peeked, consumed));
       }
       ctx.limiter.log(ctx.log, 'warn', { entrypoint: this.ep, sni: cls.sni }, 'ECH rejected for a public name that no certificate covers: the client cannot receive retry_configs');
@@ -742,7 +734,6 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner, OpenEntry {
       this.stopData();
       socket.pause();
     }
-    this.handling = true;
     h.start(new HandlerConn(this, route, cls, peeked, consumed));
   }
 
