@@ -355,6 +355,8 @@ ${services}    direct: { loadBalancer: { servers: [{ address: "127.0.0.1:${db2.p
       assert.match(err.message, /handshake failure/i);
       assert.ok(g.logs.some((l) => l.msg.includes('backend refused the TLS preamble') && String(l.why).includes("answered 'N'")));
       assert.ok(g.gw.metrics.backendErrors.get({ service: 'off', kind: 'preamble' })! >= 1);
+      // The alert is counted with its router, as every other alert is (one label set per series).
+      assert.ok(g.gw.metrics.alertsSent.get({ entrypoint: 'pg', router: 'pg-off', alert: 'handshake_failure' })! >= 1);
       await stillWorks();
     });
 

@@ -158,7 +158,7 @@ export interface Counters {
   windowS: number;
   open: number;
   connections: { total: number; byOutcome: Record<string, number>; perSecond: number; perSecondByOutcome: Record<string, number> };
-  /** echgate_ech_total by result: accepted, rejected (a stale or wrong key), grease, malformed, accepted_on_passthrough. */
+  /** echgate_ech_total by result: accepted, rejected (a current key that failed to decrypt), stale (a recently retired key's config_id), grease, malformed, accepted_on_passthrough. */
   ech: { accepted: number; rejected: number; grease: number; malformed: number; [result: string]: number };
   /** echgate_peek_failures_total by reason. */
   handshakeFailures: Record<string, number>;

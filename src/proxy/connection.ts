@@ -342,7 +342,8 @@ class Connection implements PreambleOps, DeadlineEntry, RelayOwner, OpenEntry {
     return this.hideInLogs ? HIDDEN_ROUTE : this.routerName;
   }
 
-  private metricRouter(): string {
+  /** The router name as metric labels may show it. */
+  metricRouter(): string {
     return this.hideInMetrics ? HIDDEN_ROUTE : this.routerName;
   }
 
@@ -850,6 +851,9 @@ class HandlerConn implements Conn {
   }
   logRouter(): string {
     return this.k.logRouter();
+  }
+  metricRouter(): string {
+    return this.k.metricRouter();
   }
   fail(reason: PeekFailure, alert?: Uint8Array, alertName?: AlertName, why?: unknown): void {
     this.k.fail(reason, alert, alertName, why);

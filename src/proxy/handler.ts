@@ -90,6 +90,8 @@ export interface Conn {
   readonly rest: Uint8Array;
   /** The router name as logs may show it (HIDDEN_ROUTE for a hidden ECH route). */
   logRouter(): string;
+  /** The router name as metric labels may show it (HIDDEN_ROUTE for a hidden ECH route). */
+  metricRouter(): string;
   // guard, handshakeFailed and internalError may be taken off this object and kept for the life of the
   // connection (proxy/terminate.ts does, so that it does not keep the hello): they must not use `this`.
   /** Wrap a callback: an exception ends this connection as handler_error, never the process. */

@@ -244,7 +244,7 @@ export function withBackendPreamble(proto: PreambleProtocol, inner: Handler): Ha
             // wrong version number"). A fatal handshake_failure alert (RFC 8446 §6.2) is what it can read;
             // the log line says why. docs/databases.md.
             if (client.writable) {
-              ctx.metrics.alertsSent.inc({ entrypoint: ctx.ep.name, alert: 'handshake_failure' });
+              ctx.metrics.alertsSent.inc({ entrypoint: ctx.ep.name, router: c.metricRouter(), alert: 'handshake_failure' });
               client.end(encodeAlertRecord('handshake_failure'));
               client.resume();
               setTimeout(() => client.destroy(), 2000).unref();
