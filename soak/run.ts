@@ -226,7 +226,8 @@ tcp:
 
 /** An ECH client's outcome: accepted with the config it held, or rejected and then accepted with retry_configs. */
 type EchOutcome = 'first' | 'retried';
-type Op = (s: Setup) => Promise<void | EchOutcome>;
+// An ECH client resolves with its EchOutcome; the others with nothing.
+type Op = (s: Setup) => Promise<unknown>;
 
 /** An Error that carries what the client was doing (the config it used) for the failure log. */
 class OpError extends Error {
