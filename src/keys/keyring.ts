@@ -10,8 +10,17 @@ import { nodeProvider } from '../crypto/node.js';
 import { type EsniLookup, type EsniServerKey, prepareEsniKey } from '../ech/esni.js';
 import { type EchServerKey, type KeyLookup, prepareServerKey } from '../ech/server.js';
 import { decryptingEsni, type EsniRetired, loadEsniKeys, publishedEsni } from './esni-store.js';
-import { decryptingKeys, publishedList, retryList } from './manager.js';
+import { decryptingKeys, publishedList, settledRetryList } from './manager.js';
 import { KeyDir, type LoadResult } from './store.js';
+
+/**
+ * How long a newly active key waits before it is first in retry_configs
+ * (manager.ts settledRetryList): longer than it takes every worker to see
+ * the folder change and reload it (the watch's 100 ms debounce, the read, and
+ * an event loop stalled by a loaded host: the soak saw stalls of 1.5 s). The
+ * key it replaced is offered meanwhile; it decrypts through its grace.
+ */
+export const KEY_SETTLE_MS = 3_000;
 
 class Snapshot implements KeyLookup {
   private readonly byId = new Map<number, EchServerKey[]>();
@@ -62,15 +71,16 @@ export class Keyring implements KeyLookup, EsniLookup {
     const esni = loadEsniKeys(this.dir);
     r.problems.push(...esni.problems);
     r.notices.push(...esni.notices);
+    const retry = settledRetryList(r.keys, now.getTime(), KEY_SETTLE_MS);
     this.snap = new Snapshot(
       usable.map((k) => prepareServerKey(nodeProvider, k.config!, nodeProvider.x25519Private(k.privateKey!))),
-      retryList(r.keys),
+      retry.list,
       publishedList(r.keys),
       esni.keys.map((k) => ({ ...prepareEsniKey(nodeProvider, k.raw, nodeProvider.x25519Private(k.privateKey)), ...(k.retired ? { retired: k.retired } : {}) })),
     );
-    // Re-evaluate when the next decrypt-only key passes its notAfter.
+    // Re-evaluate when the next decrypt-only key passes its notAfter, or a new key has settled (retry_configs change).
     clearTimeout(this.expiryTimer);
-    const next = Math.min(...usable.filter((k) => k.meta.notAfter).map((k) => Date.parse(k.meta.notAfter!)));
+    const next = Math.min(...usable.filter((k) => k.meta.notAfter).map((k) => Date.parse(k.meta.notAfter!)), retry.settlesAt ?? Number.POSITIVE_INFINITY);
     if (Number.isFinite(next)) this.expiryTimer = setTimeout(() => this.safeReload(), Math.min(2 ** 31 - 1, Math.max(0, next - Date.now()) + 10)).unref();
     // A readable key file is warned about once per file and mode (the message names both), not at
     // every reload; a file fixed and then loosened again is warned about again.
