@@ -669,9 +669,28 @@ function replot(csvFile: string, marks: number[]): void {
       hostile: col(r, 'hostile'),
       slowloris: col(r, 'slowloris'),
       load1: col(r, 'load1'),
+      // The group columns (--workers, --rotate, --reload, --kill-worker), when the run recorded them.
+      ...(cols.includes('procs')
+        ? {
+            procs: col(r, 'procs'),
+            rssPrimaryKb: col(r, 'rss_primary_kb'),
+            rssSlotKb: cols.filter((c) => /^rss_w\d+_kb$/.test(c)).map((c) => col(r, c)),
+            rotationsOk: col(r, 'rotations_ok'),
+            rotationsFailed: col(r, 'rotations_failed'),
+            dnsChanges: col(r, 'dns_changes'),
+            reloadsOk: col(r, 'reloads_ok'),
+            workerRestarts: col(r, 'worker_restarts'),
+            kills: col(r, 'kills'),
+            echFirst: col(r, 'ech_first'),
+            echRetried: col(r, 'ech_retried'),
+            cutByKill: col(r, 'cut_by_kill'),
+          }
+        : {}),
     };
   });
-  svg(samples, csvFile.replace(/\.csv$/, '.svg'), marks);
+  // With kills recorded and no marks given: the kills (the sample where the kills column steps up).
+  const killMarks = marks.length ? [] : samples.filter((x, i) => i > 0 && (x.kills ?? 0) > (samples[i - 1]!.kills ?? 0)).map((x) => x.t);
+  svg(samples, csvFile.replace(/\.csv$/, '.svg'), marks.length ? marks : killMarks, marks.length ? 'heap snapshot' : 'worker SIGKILL (in the sample before)');
 }
 
 async function main(): Promise<void> {
