@@ -14,7 +14,7 @@
  * first.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -24,6 +24,7 @@ import { decryptEch } from '../src/ech/server.js';
 import { isSupportedSuite } from '../src/crypto/hpke.js';
 import { KEY_SETTLE_MS, Keyring } from '../src/keys/keyring.js';
 import { generateKey, rotateKeys } from '../src/keys/manager.js';
+import { KeyDir, type LoadResult } from '../src/keys/store.js';
 import { decodeECHConfigList } from '../src/wire/ech/config.js';
 import { usableConfigs } from '../src/wire/ech/usable.js';
 import { decodeClientHelloMessage } from '../src/wire/tls/client-hello.js';
@@ -103,6 +104,46 @@ describe('keyring with workers: retry_configs another worker can decrypt', () =>
     assert.notEqual(firstRetryConfig(ring).configId, r.created.configId, 'still settling: the replaced key first');
     await new Promise((res) => setTimeout(res, 400));
     assert.equal(firstRetryConfig(ring).configId, r.created.configId);
+    ring.close();
+  });
+});
+
+describe('keyring with workers: no reload while another process writes the folder', () => {
+  // refresh() is what the folder watch and the keyring's timers call (a watch here would only add its debounce).
+  it('a retirement half done by another process (key file beside retired metadata) is not read, nor logged as a broken file', () => {
+    const dir = tmp();
+    const k = generateKey(dir, { publicName: PN });
+    const problems: LoadResult['problems'] = [];
+    const ring = new Keyring(dir, { onLoad: (r) => problems.push(...r.problems) });
+    ring.reload();
+    // Another process (this one's pid stands in: alive) takes ticket 7 and is half way through retireKey:
+    // the metadata says retired, the key file is not deleted yet.
+    writeFileSync(join(dir, '.lock.7'), `${process.pid}\n${new Date().toISOString()}\n`, { mode: 0o600 });
+    assert.equal(new KeyDir(dir).lockState().held, true);
+    new KeyDir(dir).writeMeta({ ...k, state: 'retired', notAfter: new Date().toISOString() });
+    assert.equal(ring.refresh(), false, 'read while another process held the folder');
+    assert.deepEqual(problems, [], 'a torn state was read and reported');
+    assert.equal(ring.size, 1, 'the previous keys stay in use while the writer works');
+    // The writer finishes: key file deleted, lock released.
+    unlinkSync(new KeyDir(dir).pemPath(k.configId));
+    writeFileSync(join(dir, '.lock.7.free'), '', { mode: 0o600 });
+    assert.equal(ring.refresh(), true);
+    assert.deepEqual(problems, []);
+    assert.equal(ring.size, 0, 'reloaded once the writer released the folder');
+    ring.close();
+  });
+
+  it('a lock left by a process that died is no reason to wait', () => {
+    const dir = tmp();
+    generateKey(dir, { publicName: PN });
+    const ring = new Keyring(dir);
+    ring.reload();
+    // pid 2^22 + 1 is above Linux's pid_max: no such process.
+    writeFileSync(join(dir, '.lock.3'), `${2 ** 22 + 1}\n${new Date().toISOString()}\n`, { mode: 0o600 });
+    assert.equal(new KeyDir(dir).lockState().held, false);
+    generateKey(dir, { publicName: PN, state: 'retry' });
+    assert.equal(ring.refresh(), true);
+    assert.equal(ring.size, 2);
     ring.close();
   });
 });

@@ -21,6 +21,8 @@ import { KeyDir, type LoadResult } from './store.js';
  * key it replaced is offered meanwhile; it decrypts through its grace.
  */
 export const KEY_SETTLE_MS = 3_000;
+/** How soon a reload put off because another process held the folder lock is tried again. */
+const RELOAD_RETRY_MS = 250;
 
 class Snapshot implements KeyLookup {
   private readonly byId = new Map<number, EchServerKey[]>();
@@ -64,8 +66,9 @@ export class Keyring implements KeyLookup, EsniLookup {
     private readonly events: KeyringEvents = {},
   ) {}
 
-  reload(now = new Date()): LoadResult {
-    const r = new KeyDir(this.dir).load();
+  /** `loaded`: a load the caller made (safeReload, between two looks at the folder lock). */
+  reload(now = new Date(), loaded?: LoadResult): LoadResult {
+    const r = loaded ?? new KeyDir(this.dir).load();
     const usable = decryptingKeys(r.keys, now);
     // ESNI keys (draft-02, experimental) live in the same folder: `.esni` files (keys/esni-store.ts).
     const esni = loadEsniKeys(this.dir);
@@ -81,7 +84,7 @@ export class Keyring implements KeyLookup, EsniLookup {
     // Re-evaluate when the next decrypt-only key passes its notAfter, or a new key has settled (retry_configs change).
     clearTimeout(this.expiryTimer);
     const next = Math.min(...usable.filter((k) => k.meta.notAfter).map((k) => Date.parse(k.meta.notAfter!)), retry.settlesAt ?? Number.POSITIVE_INFINITY);
-    if (Number.isFinite(next)) this.expiryTimer = setTimeout(() => this.safeReload(), Math.min(2 ** 31 - 1, Math.max(0, next - Date.now()) + 10)).unref();
+    if (Number.isFinite(next)) this.expiryTimer = setTimeout(() => this.refresh(), Math.min(2 ** 31 - 1, Math.max(0, next - Date.now()) + 10)).unref();
     // A readable key file is warned about once per file and mode (the message names both), not at
     // every reload; a file fixed and then loosened again is warned about again.
     const readable = new Set(r.notices.filter((n) => n.readable).map((n) => `${n.file}\0${n.message}`));
@@ -91,19 +94,54 @@ export class Keyring implements KeyLookup, EsniLookup {
     return r;
   }
 
-  private safeReload(): void {
+  /**
+   * A reload from the watch or a timer. Not while another process writes the
+   * folder (a rotation in another worker): a load then can see its writes half
+   * done and would log them as broken key files (the soak's second worker
+   * logged 136 such errors in 26 minutes of rotations every 2 s). The writer's
+   * release is itself a change the watch sees, and a timer looks again in case
+   * it never comes (the writer was killed holding the lock). Returns whether
+   * it reloaded.
+   */
+  refresh(): boolean {
+    const kd = new KeyDir(this.dir);
+    let before: { ticket: number; held: boolean };
     try {
-      this.reload();
+      before = kd.lockState();
+    } catch {
+      before = { ticket: 0, held: false }; // an unreadable folder: reload() says why
+    }
+    if (before.held) {
+      this.later();
+      return false;
+    }
+    try {
+      const r = new KeyDir(this.dir).load();
+      const after = kd.lockState();
+      // A writer came and went during the load: what it read may be torn; the writer's changes bring another reload.
+      if (after.held || after.ticket !== before.ticket) {
+        this.later();
+        return false;
+      }
+      this.reload(new Date(), r);
+      return true;
     } catch (e) {
       if (this.events.onError) this.events.onError(e as Error);
       else this.events.onLoad?.({ keys: this.snap.keys.length, problems: [{ file: this.dir, message: (e as Error).message }], notices: [] });
+      return false;
     }
+  }
+
+  /** Look again shortly (a writer held the folder); a watch event usually comes first and replaces this. */
+  private later(): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.refresh(), RELOAD_RETRY_MS);
   }
 
   watch(): void {
     this.watcher = watch(this.dir, () => {
       clearTimeout(this.timer);
-      this.timer = setTimeout(() => this.safeReload(), 100);
+      this.timer = setTimeout(() => this.refresh(), 100);
     });
   }
 
