@@ -10,8 +10,19 @@ import { nodeProvider } from '../crypto/node.js';
 import { type EsniLookup, type EsniServerKey, prepareEsniKey } from '../ech/esni.js';
 import { type EchServerKey, type KeyLookup, prepareServerKey } from '../ech/server.js';
 import { decryptingEsni, type EsniRetired, loadEsniKeys, publishedEsni } from './esni-store.js';
-import { decryptingKeys, publishedList, retryList } from './manager.js';
+import { decryptingKeys, publishedList, settledRetryList } from './manager.js';
 import { KeyDir, type LoadResult } from './store.js';
+
+/**
+ * How long a newly active key waits before it is first in retry_configs
+ * (manager.ts settledRetryList): longer than it takes every worker to see
+ * the folder change and reload it (the watch's 100 ms debounce, the read, and
+ * an event loop stalled by a loaded host: the soak saw stalls of 1.5 s). The
+ * key it replaced is offered meanwhile; it decrypts through its grace.
+ */
+export const KEY_SETTLE_MS = 3_000;
+/** How soon a reload put off because another process held the folder lock is tried again. */
+const RELOAD_RETRY_MS = 250;
 
 class Snapshot implements KeyLookup {
   private readonly byId = new Map<number, EchServerKey[]>();
@@ -56,8 +67,9 @@ export class Keyring implements KeyLookup, EsniLookup {
     private readonly events: KeyringEvents = {},
   ) {}
 
-  reload(now = new Date()): LoadResult {
-    const r = new KeyDir(this.dir).load();
+  /** `loaded`: a load the caller made (safeReload, between two looks at the folder lock). */
+  reload(now = new Date(), loaded?: LoadResult): LoadResult {
+    const r = loaded ?? new KeyDir(this.dir).load();
     const usable = decryptingKeys(r.keys, now);
     // config_ids the folder remembers that no longer decrypt (retired metadata, kept RETIRED_KEEP_MS; a
     // decrypt-only key past its grace until the sweep): a hello naming one is stale, not GREASE (proxy/ech-classifier.ts).
@@ -67,16 +79,17 @@ export class Keyring implements KeyLookup, EsniLookup {
     const esni = loadEsniKeys(this.dir);
     r.problems.push(...esni.problems);
     r.notices.push(...esni.notices);
+    const retry = settledRetryList(r.keys, now.getTime(), KEY_SETTLE_MS);
     this.snap = new Snapshot(
       usable.map((k) => prepareServerKey(nodeProvider, k.config!, nodeProvider.x25519Private(k.privateKey!))),
-      retryList(r.keys),
+      retry.list,
       publishedList(r.keys),
       esni.keys.map((k) => ({ ...prepareEsniKey(nodeProvider, k.raw, nodeProvider.x25519Private(k.privateKey)), ...(k.retired ? { retired: k.retired } : {}) })),
     );
-    // Re-evaluate when the next decrypt-only key passes its notAfter.
+    // Re-evaluate when the next decrypt-only key passes its notAfter, or a new key has settled (retry_configs change).
     clearTimeout(this.expiryTimer);
-    const next = Math.min(...usable.filter((k) => k.meta.notAfter).map((k) => Date.parse(k.meta.notAfter!)));
-    if (Number.isFinite(next)) this.expiryTimer = setTimeout(() => this.safeReload(), Math.min(2 ** 31 - 1, Math.max(0, next - Date.now()) + 10)).unref();
+    const next = Math.min(...usable.filter((k) => k.meta.notAfter).map((k) => Date.parse(k.meta.notAfter!)), retry.settlesAt ?? Number.POSITIVE_INFINITY);
+    if (Number.isFinite(next)) this.expiryTimer = setTimeout(() => this.refresh(), Math.min(2 ** 31 - 1, Math.max(0, next - Date.now()) + 10)).unref();
     // A readable key file is warned about once per file and mode (the message names both), not at
     // every reload; a file fixed and then loosened again is warned about again.
     const readable = new Set(r.notices.filter((n) => n.readable).map((n) => `${n.file}\0${n.message}`));
@@ -86,19 +99,54 @@ export class Keyring implements KeyLookup, EsniLookup {
     return r;
   }
 
-  private safeReload(): void {
+  /**
+   * A reload from the watch or a timer. Not while another process writes the
+   * folder (a rotation in another worker): a load then can see its writes half
+   * done and would log them as broken key files (the soak's second worker
+   * logged 136 such errors in 26 minutes of rotations every 2 s). The writer's
+   * release is itself a change the watch sees, and a timer looks again in case
+   * it never comes (the writer was killed holding the lock). Returns whether
+   * it reloaded.
+   */
+  refresh(): boolean {
+    const kd = new KeyDir(this.dir);
+    let before: { ticket: number; held: boolean };
     try {
-      this.reload();
+      before = kd.lockState();
+    } catch {
+      before = { ticket: 0, held: false }; // an unreadable folder: reload() says why
+    }
+    if (before.held) {
+      this.later();
+      return false;
+    }
+    try {
+      const r = new KeyDir(this.dir).load();
+      const after = kd.lockState();
+      // A writer came and went during the load: what it read may be torn; the writer's changes bring another reload.
+      if (after.held || after.ticket !== before.ticket) {
+        this.later();
+        return false;
+      }
+      this.reload(new Date(), r);
+      return true;
     } catch (e) {
       if (this.events.onError) this.events.onError(e as Error);
       else this.events.onLoad?.({ keys: this.snap.keys.length, problems: [{ file: this.dir, message: (e as Error).message }], notices: [] });
+      return false;
     }
+  }
+
+  /** Look again shortly (a writer held the folder); a watch event usually comes first and replaces this. */
+  private later(): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.refresh(), RELOAD_RETRY_MS);
   }
 
   watch(): void {
     this.watcher = watch(this.dir, () => {
       clearTimeout(this.timer);
-      this.timer = setTimeout(() => this.safeReload(), 100);
+      this.timer = setTimeout(() => this.refresh(), 100);
     });
   }
 

@@ -379,6 +379,42 @@ export function publishedList(keys: StoredKey[]): Uint8Array | undefined {
   return cfgs.length ? encodeECHConfigList(cfgs) : undefined;
 }
 
+/**
+ * retry_configs for one of several processes on the folder (workers: N), at
+ * `now`: keys whose activation (`activated`, else `created`) is at least
+ * `settleMs` old first, since every process has loaded those by now; a key
+ * activated more recently is offered only after the key it replaced (the
+ * newest settled decrypt-only key that still decrypts for `settleMs`), when
+ * there is one. Each process reloads the folder on its own watch, so for a
+ * moment after a rotation one has the new key and another does not; a client
+ * given the new key in retry_configs by the first may make its one retry
+ * (RFC 9849 §6.1.6) to the second and fail for good. The replaced key is in
+ * its grace, so every process decrypts it. `settlesAt`: when the list changes
+ * next (the caller reloads then).
+ */
+export function settledRetryList(keys: StoredKey[], now: number, settleMs: number): { list?: Uint8Array; settlesAt?: number } {
+  const since = (k: StoredKey) => Date.parse(k.meta.activated ?? k.meta.created);
+  // An unreadable date counts as settled: never hold back a key for want of one.
+  const fresh = (k: StoredKey) => since(k) > now - settleMs;
+  const offered = (st: string) => keys.filter((k) => k.meta.state === st && k.config);
+  const active = offered('active');
+  const retry = offered('retry');
+  const settledActive = active.filter((k) => !fresh(k));
+  let replaced: StoredKey[] = [];
+  if (settledActive.length === 0 && active.length > 0) {
+    const left = (k: StoredKey) => (k.meta.notAfter === undefined ? Number.POSITIVE_INFINITY : Date.parse(k.meta.notAfter) - now);
+    const candidates = keys.filter((k) => k.meta.state === 'decrypt-only' && k.config && k.privateKey && !fresh(k) && left(k) >= settleMs);
+    candidates.sort((x, y) => since(y) - since(x));
+    replaced = candidates.slice(0, 1);
+  }
+  const order = [...settledActive, ...replaced, ...retry.filter((k) => !fresh(k)), ...active.filter(fresh), ...retry.filter(fresh)];
+  const pending = [...active, ...retry].filter(fresh).map((k) => since(k) + settleMs);
+  return {
+    ...(order.length ? { list: encodeECHConfigList(order.map((k) => k.config!.raw)) } : {}),
+    ...(pending.length ? { settlesAt: Math.min(...pending) } : {}),
+  };
+}
+
 /** retry_configs (RFC 9849 §7.1): active first, then retry keys. */
 export function retryList(keys: StoredKey[]): Uint8Array | undefined {
   const pick = (s: string) => keys.filter((k) => k.meta.state === s && k.config).map((k) => k.config!.raw);

@@ -301,6 +301,31 @@ export class KeyDir {
     }
   }
 
+  /**
+   * The folder lock as a reader sees it, without taking it (taking it writes
+   * files, which a folder watch would see as a change): the highest ticket,
+   * and whether a live process holds it. Every write to the folder happens
+   * under the lock, so a load that starts and ends with the same free ticket
+   * read no write half done (a rotation mid-way shows a key file beside
+   * retired metadata, or a key file already deleted).
+   */
+  lockState(): { ticket: number; held: boolean } {
+    let max = 0;
+    let free = true;
+    for (const t of this.tickets()) {
+      if (t.n > max) [max, free] = [t.n, t.free];
+      else if (t.n === max) free ||= t.free;
+    }
+    if (max === 0 || free) return { ticket: max, held: false };
+    try {
+      const pid = Number(readFileSync(join(this.dir, `.lock.${max}`), 'utf8').split('\n')[0]);
+      return { ticket: max, held: Number.isInteger(pid) && pid > 0 && isAlive(pid) };
+    } catch {
+      // Released and replaced since the listing: a writer is at work.
+      return { ticket: max, held: true };
+    }
+  }
+
   private tickets(): { n: number; free: boolean; name: string }[] {
     const out: { n: number; free: boolean; name: string }[] = [];
     for (const name of readdirSync(this.dir)) {
