@@ -226,12 +226,24 @@ export const TARGETS = {
   // Split mode after the first hello (RFC 9849 §3.1, §7.1.1): the second ClientHello rewritten, the rest as it is.
   split: {
     mutate: ['src/proxy/split.ts'],
-    tests: ['split-rest', 'split-mode', 'ech-inner-encode', 'wire-tls-record', 'proxy-relay'],
+    tests: ['mutation-killers-split', 'split-rest', 'split-mode', 'ech-inner-encode', 'wire-tls-record', 'proxy-relay'],
   },
   // PROXY protocol v1/v2 headers (sender side only: echgate parses none).
   'proxy-protocol': {
     mutate: ['src/wire/proxy/proxy-protocol.ts'],
     tests: ['proxy'],
+  },
+  // ECHConfigList decoding and usability (RFC 9849 §4, §4.2, §6.1.7): the lists a client takes from DNS
+  // (remote bytes) and the server's key files. In-process files only (twelfth session, tests).
+  'wire-ech': {
+    mutate: ['src/wire/ech/config.ts', 'src/wire/ech/usable.ts'],
+    tests: ['ech', 'ech-bad-input', 'ech-inner-encode', 'mutation-killers-ech', 'proxy-ech-classifier', 'keys'],
+  },
+  // The PostgreSQL startup preamble (protocol 3.0 §55.2.10, SSLRequest/GSSENCRequest/CancelRequest):
+  // the client's first bytes before TLS, remote input (twelfth session, tests).
+  preamble: {
+    mutate: ['src/proxy/protocols/postgres.ts', 'src/proxy/preamble.ts'],
+    tests: ['postgres-preamble'],
   },
   'ech-kfirst': {
     mutate: ['src/ech/server.ts', 'src/ech/client.ts', 'src/ech/esni.ts'],
