@@ -237,7 +237,7 @@ export const TARGETS = {
   // (remote bytes) and the server's key files. In-process files only (twelfth session, tests).
   'wire-ech': {
     mutate: ['src/wire/ech/config.ts', 'src/wire/ech/usable.ts'],
-    tests: ['ech', 'ech-bad-input', 'ech-inner-encode', 'mutation-killers-ech', 'proxy-ech-classifier', 'keys'],
+    tests: ['mutation-killers-wire-ech', 'ech', 'ech-bad-input', 'ech-inner-encode', 'mutation-killers-ech', 'proxy-ech-classifier', 'keys'],
   },
   // The PostgreSQL startup preamble (protocol 3.0 §55.2.10, SSLRequest/GSSENCRequest/CancelRequest):
   // the client's first bytes before TLS, remote input (twelfth session, tests).
