@@ -243,7 +243,14 @@ export const TARGETS = {
   // the client's first bytes before TLS, remote input (twelfth session, tests).
   preamble: {
     mutate: ['src/proxy/protocols/postgres.ts', 'src/proxy/preamble.ts'],
-    tests: ['postgres-preamble'],
+    tests: ['mutation-killers-preamble', 'postgres-preamble'],
+  },
+  // The DNS server's answers to remote queries (RFC 1035 §4.1.1 FORMERR/NOTIMP/REFUSED, RFC 6891 §6.1.1,
+  // §6.1.3, §6.2.5 the UDP payload limit, RFC 9619 one question) and its TCP framing (RFC 7766 §6.2.1).
+  // In-process files only: dns-robustness (about 20 s, child processes) is left out (twelfth session, tests).
+  'dns-answer': {
+    mutate: ['src/dns/answer.ts', 'src/dns/dns-server.ts:120-250'],
+    tests: ['dns-server', 'dns-answer-cache', 'dns-answer-held', 'dns-udp-shared', 'dns-query-counter'],
   },
   'ech-kfirst': {
     mutate: ['src/ech/server.ts', 'src/ech/client.ts', 'src/ech/esni.ts'],
