@@ -18,6 +18,8 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { CANCEL_REQUEST_CODE, errorResponse, GSSENC_REQUEST_CODE, MAX_STARTUP_PACKET, postgres, SSL_REQUEST_CODE, TLS_REQUIRED } from '../src/proxy/protocols/postgres.js';
+import { nodeProvider } from '../src/crypto/node.js';
+import { TlsClient } from '../src/tls13/client.js';
 import { rawExchange, sleep, startGateway } from './helpers.js';
 
 /** Int32 length, Int32 code, then `extra` bytes (the length field says `len`, whatever follows). */
@@ -128,7 +130,12 @@ describe('postgres preamble through a gateway (proxy/preamble.ts)', () => {
   const servers: net.Server[] = [];
   /** What each server got, per connection, and when it closed its side. */
   const fastGot: Buffer[] = [];
+  const slowGot: Buffer[] = [];
   const slowClosedAt: number[] = [];
+  /** Connections to the server of a router on another entrypoint. */
+  let elsewhereConns = 0;
+  /** What the PostgreSQL-like server got after answering 'S'. */
+  const pgGot: Buffer[] = [];
   const SLOW_MS = 400;
 
   async function listen(onConn: (s: net.Socket) => void): Promise<number> {
@@ -152,13 +159,38 @@ describe('postgres preamble through a gateway (proxy/preamble.ts)', () => {
       });
     });
     const slow = await listen((s) => {
-      s.resume();
+      const parts: Buffer[] = [];
+      s.on('data', (d: Buffer) => parts.push(d));
       s.on('end', () =>
         setTimeout(() => {
+          slowGot.push(Buffer.concat(parts));
           slowClosedAt.push(Date.now());
           s.end();
         }, SLOW_MS),
       );
+    });
+    const elsewhere = await listen((s) => {
+      elsewhereConns++;
+      s.resume();
+      s.on('end', () => s.end());
+    });
+    // pg: answers our SSLRequest with 'S', then keeps what follows (the replayed ClientHello).
+    const pg = await listen((s) => {
+      let head = Buffer.alloc(0);
+      let rest: Buffer[] | undefined;
+      s.on('data', (d: Buffer) => {
+        if (rest) return void rest.push(d);
+        head = Buffer.concat([head, d]);
+        if (head.length < 8) return;
+        s.write('S');
+        rest = [head.subarray(8)];
+        pgGot.push(Buffer.alloc(0));
+      });
+      s.on('end', () => s.end());
+      const keep = setInterval(() => {
+        if (rest) pgGot[pgGot.length - 1] = Buffer.concat(rest);
+      }, 5);
+      s.on('close', () => clearInterval(keep));
     });
     // gone: a port nothing listens on (connection refused: 'error', then 'close', for one server).
     const probe = net.createServer();
@@ -168,14 +200,20 @@ describe('postgres preamble through a gateway (proxy/preamble.ts)', () => {
     g = await startGateway(`
 entryPoints:
   pgc: { address: "127.0.0.1:0", protocol: postgres, clientHelloTimeout: 3s }
+  pgempty: { address: "127.0.0.1:0", protocol: postgres, clientHelloTimeout: 3s }
+  other: { address: "127.0.0.1:0" }
 tcp:
   routers:
     a: { entryPoints: [pgc], rule: "HostSNI(\`a.example.test\`)", service: fast, tls: { passthrough: true } }
     b: { entryPoints: [pgc], rule: "HostSNI(\`b.example.test\`)", service: slow, tls: { passthrough: true } }
     c: { entryPoints: [pgc], rule: "HostSNI(\`c.example.test\`)", service: gone, tls: { passthrough: true } }
+    d: { entryPoints: [pgc], rule: "HostSNI(\`d.example.test\`)", service: pg, tls: { passthrough: true } }
+    e: { entryPoints: [other], rule: "HostSNI(\`e.example.test\`)", service: elsewhere, tls: { passthrough: true } }
   services:
     fast: { loadBalancer: { proxyProtocol: { version: 1 }, servers: [{ address: "127.0.0.1:${fast}" }] } }
-    slow: { loadBalancer: { servers: [{ address: "127.0.0.1:${slow}" }] } }
+    slow: { loadBalancer: { proxyProtocol: { version: 2 }, servers: [{ address: "127.0.0.1:${slow}" }] } }
+    pg: { loadBalancer: { servers: [{ address: "127.0.0.1:${pg}" }] } }
+    elsewhere: { loadBalancer: { servers: [{ address: "127.0.0.1:${elsewhere}" }] } }
     gone: { loadBalancer: { servers: [{ address: "127.0.0.1:${gone}" }] } }
 `);
   });
@@ -216,5 +254,27 @@ tcp:
     assert.ok(t >= slowClosedAt[beforeSlow]!, `the client was closed ${slowClosedAt[beforeSlow]! - t} ms before the slow server closed`);
     const header = `PROXY TCP4 127.0.0.1 127.0.0.1 ${clientPort} ${g.port('pgc')}\r\n`;
     assert.equal(fastGot[beforeFast]!.toString('latin1'), header + Buffer.from(cancel).toString('latin1'));
+    // The v2 service: the binary header (RFC: PROXY protocol v2 §2.2, its 12-byte signature), then the request.
+    const v2 = slowGot[beforeSlow]!;
+    assert.deepEqual([...v2.subarray(0, 12)], [0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
+    assert.deepEqual(v2.subarray(v2.length - 16), Buffer.from(cancel));
+    assert.equal(elsewhereConns, 0, "a router of another entrypoint: its server is not this entrypoint's");
+  });
+
+  it('CancelRequest on an entrypoint with no server: the client is closed at once', async () => {
+    const cancel = packet(16, CANCEL_REQUEST_CODE, 8);
+    const got = await rawExchange(g.port('pgempty'), [cancel], { timeoutMs: 2000 });
+    assert.equal(got.length, 0);
+  });
+
+  it('direct TLS with the ClientHello cut over two reads: the rest of the hello is not read as a startup packet', async () => {
+    const hello = Buffer.concat(new TlsClient({ provider: nodeProvider, serverName: 'd.example.test' }).hello());
+    const cut = 60;
+    assert.notEqual(hello[cut], 0x16);
+    const before = pgGot.length;
+    const got = await rawExchange(g.port('pgc'), [hello.subarray(0, cut), hello.subarray(cut)], { gapMs: 100, collectMs: 700 });
+    assert.equal(got.length, 0, `nothing for the client yet (${got.toString('latin1')})`);
+    assert.equal(pgGot.length, before + 1, 'the backend was asked with SSLRequest');
+    assert.ok(pgGot[before]!.equals(hello), `the backend got the whole ClientHello after its S (${pgGot[before]!.length} of ${hello.length} bytes)`);
   });
 });
