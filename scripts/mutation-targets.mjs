@@ -250,7 +250,7 @@ export const TARGETS = {
   // In-process files only: dns-robustness (about 20 s, child processes) is left out (twelfth session, tests).
   'dns-answer': {
     mutate: ['src/dns/answer.ts', 'src/dns/dns-server.ts:120-250'],
-    tests: ['dns-server', 'dns-answer-cache', 'dns-answer-held', 'dns-udp-shared', 'dns-query-counter'],
+    tests: ['mutation-killers-dns-answer', 'dns-server', 'dns-answer-cache', 'dns-answer-held', 'dns-udp-shared', 'dns-query-counter'],
   },
   'ech-kfirst': {
     mutate: ['src/ech/server.ts', 'src/ech/client.ts', 'src/ech/esni.ts'],

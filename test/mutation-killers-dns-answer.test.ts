@@ -1,0 +1,117 @@
+/**
+ * Mutation killers for src/dns/answer.ts (the DNS server's answer to a
+ * remote query: RFC 1035 §4.1.1, RFC 9619 one question, RFC 6891 §6.1.1
+ * one OPT, §6.2.5 the UDP payload limit, RFC 2181 §9 truncation): the
+ * checks the twelfth session's Stryker run (`dns-answer` target, t12) found
+ * unguarded by the in-process files. Each case was seen red with its mutant
+ * written into dist/ by hand (docs/mutation.md, "Twelfth session (tests)").
+ * answerQuery is pure over a Zone, so each check is fed its bad input
+ * directly; a fresh zone per case keeps the answer cache out of it.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { answerQuery } from '../src/dns/answer.js';
+import { type ZoneConfig, Zone } from '../src/dns/zone.js';
+import { encodeQuery, RCode, RRType } from '../src/wire/dns/message.js';
+
+// x.example.test encodes in 16 octets: 12 (header) + 20 (question) + 16 × 30 (A records, names
+// uncompressed) = 512, RFC 1035 §4.2.1's limit for UDP without EDNS, to the octet.
+const config: ZoneConfig = {
+  ttl: 30,
+  names: {
+    'x.example.test': { a: Array.from({ length: 16 }, (_, i) => `10.0.0.${i + 1}`) },
+    'y.example.test': { a: Array.from({ length: 17 }, (_, i) => `10.0.0.${i + 1}`) },
+    'app.example.test': { a: ['127.0.0.1'] },
+  },
+};
+const zone = () => new Zone(config, () => Uint8Array.of(0, 4, 0xfe, 0x0d, 0, 0));
+
+const u16 = (b: Uint8Array, at: number) => (b[at]! << 8) | b[at + 1]!;
+const flags = (b: Uint8Array) => u16(b, 2);
+const rcode = (b: Uint8Array) => flags(b) & 0x0f;
+const counts = (b: Uint8Array) => ({ qd: u16(b, 4), an: u16(b, 6), ns: u16(b, 8), ar: u16(b, 10) });
+
+/** `q` with `extra` appended and the count at `countAt` set to `n`. */
+function withAppended(q: Uint8Array, extra: number[], countAt: number, n: number): Uint8Array {
+  const b = Buffer.concat([Buffer.from(q), Buffer.from(extra)]);
+  b.writeUInt16BE(n, countAt);
+  return new Uint8Array(b);
+}
+const OPT = [0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0];
+const A_RECORD = [0, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1];
+
+describe('answer.ts: refusals of remote queries', () => {
+  it('RFC 9619: two questions, or none, are FORMERR with the header alone and AA clear', () => {
+    const q = encodeQuery('app.example.test', RRType.A, { id: 7 });
+    // The same question twice (its 22 octets after the header).
+    const two = withAppended(q, [...q.subarray(12)], 4, 2);
+    for (const bytes of [two, withAppended(q.subarray(0, 12), [], 4, 0)]) {
+      const r = answerQuery(zone(), bytes, { udp: true });
+      assert.equal(r.status, 200);
+      assert.equal(rcode(r.body!), RCode.FORMERR);
+      assert.deepEqual(counts(r.body!), { qd: 0, an: 0, ns: 0, ar: 0 });
+      assert.equal(flags(r.body!) & 0x0400, 0, 'AA clear on an error reply');
+    }
+  });
+
+  it('RFC 6891 §6.1.1: two OPT records are FORMERR', () => {
+    const q = encodeQuery('app.example.test', RRType.A, { udpSize: 1232 });
+    const r = answerQuery(zone(), withAppended(q, OPT, 10, 2), { udp: true });
+    assert.equal(rcode(r.body!), RCode.FORMERR);
+    assert.equal(counts(r.body!).an, 0);
+    assert.equal(flags(r.body!) & 0x0400, 0, 'AA clear on an error reply');
+  });
+
+  it('a message with QR set (a response) is never answered: status 400 and no body', () => {
+    const q = encodeQuery('app.example.test', RRType.A, { id: 9 });
+    const b = new Uint8Array(q);
+    b[2]! |= 0x80;
+    assert.deepEqual(answerQuery(zone(), b, { udp: true }), { status: 400 });
+  });
+
+  it('another class (CH) is REFUSED with AA clear', () => {
+    const q = new Uint8Array(encodeQuery('app.example.test', RRType.A));
+    q[q.length - 1] = 3;
+    const r = answerQuery(zone(), q, { udp: true });
+    assert.equal(rcode(r.body!), RCode.REFUSED);
+    assert.equal(flags(r.body!) & 0x0400, 0);
+  });
+});
+
+describe('answer.ts: EDNS is what the query carries (RFC 6891)', () => {
+  it('a query without OPT gets a response without OPT', () => {
+    const r = answerQuery(zone(), encodeQuery('app.example.test', RRType.A, { id: 3 }), { udp: true });
+    assert.equal(rcode(r.body!), RCode.NOERROR);
+    assert.equal(counts(r.body!).ar, 0);
+  });
+  it('another record in the additional section is not an OPT: no OPT back, the 512-octet limit stays', () => {
+    const q = encodeQuery('y.example.test', RRType.A, { id: 4 });
+    const r = answerQuery(zone(), withAppended(q, A_RECORD, 10, 1), { udp: true });
+    assert.equal(rcode(r.body!), RCode.NOERROR);
+    assert.equal(counts(r.body!).ar, 0, 'no OPT in the response');
+    assert.ok(flags(r.body!) & 0x0200, '17 A records (542 octets) are over 512: TC');
+  });
+  it('one OPT and another additional record: answered (one OPT is not two)', () => {
+    const q = encodeQuery('app.example.test', RRType.A, { udpSize: 1232 });
+    const r = answerQuery(zone(), withAppended(q, A_RECORD, 10, 2), { udp: true });
+    assert.equal(rcode(r.body!), RCode.NOERROR);
+    assert.equal(counts(r.body!).an, 1);
+    assert.equal(counts(r.body!).ar, 1, 'our OPT');
+  });
+});
+
+describe('answer.ts: the UDP limit (RFC 1035 §4.2.1, RFC 2181 §9) and the TTL', () => {
+  it('a response of exactly 512 octets goes whole; 542 is truncated', () => {
+    const fits = answerQuery(zone(), encodeQuery('x.example.test', RRType.A, { id: 5 }), { udp: true });
+    assert.equal(fits.body!.length, 512);
+    assert.equal(flags(fits.body!) & 0x0200, 0, 'no TC at 512');
+    assert.equal(counts(fits.body!).an, 16);
+    const over = answerQuery(zone(), encodeQuery('y.example.test', RRType.A, { id: 6 }), { udp: true });
+    assert.ok(flags(over.body!) & 0x0200, 'TC over 512');
+    assert.equal(counts(over.body!).an, 0);
+  });
+  it("the result's TTL is the records' (30 s here; what the answer cache and DoH's max-age use)", () => {
+    const r = answerQuery(zone(), encodeQuery('app.example.test', RRType.A, { id: 1 }), { udp: false });
+    assert.equal(r.ttl, 30);
+  });
+});
