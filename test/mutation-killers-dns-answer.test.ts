@@ -6,11 +6,15 @@
  * unguarded by the in-process files. Each case was seen red with its mutant
  * written into dist/ by hand (docs/mutation.md, "Twelfth session (tests)").
  * answerQuery is pure over a Zone, so each check is fed its bad input
- * directly; a fresh zone per case keeps the answer cache out of it.
+ * directly; a fresh zone per case keeps the answer cache out of it. The
+ * last case is the TCP framing of src/dns/dns-server.ts (RFC 7766 §8, RFC
+ * 1035 §4.2.2): a zero length prefix is no message, and the connection ends.
  */
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import net from 'node:net';
+import { after, before, describe, it } from 'node:test';
 import { answerQuery } from '../src/dns/answer.js';
+import { type DnsServer, startDnsServer } from '../src/dns/dns-server.js';
 import { type ZoneConfig, Zone } from '../src/dns/zone.js';
 import { encodeQuery, RCode, RRType } from '../src/wire/dns/message.js';
 
@@ -113,5 +117,84 @@ describe('answer.ts: the UDP limit (RFC 1035 §4.2.1, RFC 2181 §9) and the TTL'
   it("the result's TTL is the records' (30 s here; what the answer cache and DoH's max-age use)", () => {
     const r = answerQuery(zone(), encodeQuery('app.example.test', RRType.A, { id: 1 }), { udp: false });
     assert.equal(r.ttl, 30);
+  });
+});
+
+describe('dns-server.ts TCP framing (RFC 1035 §4.2.2, RFC 7766 §8)', () => {
+  let srv: DnsServer;
+  const queries: string[] = [];
+  const limits: string[] = [];
+  before(async () => {
+    srv = await startDnsServer({
+      host: '127.0.0.1',
+      port: 0,
+      zone: zone,
+      onQuery: (name, type, rcode, transport) => queries.push(`${name} ${type} ${rcode} ${transport}`),
+      onLimit: (what, transport) => limits.push(`${what} ${transport}`),
+    });
+  });
+  after(async () => {
+    await srv.close();
+  });
+
+  /** Send `bytes` on a fresh TCP connection; everything received until the server closes. */
+  function exchange(bytes: Uint8Array, end = true): Promise<Buffer> {
+    return new Promise((resolve, reject) => {
+      const c = net.connect(srv.port, '127.0.0.1');
+      const got: Buffer[] = [];
+      const timer = setTimeout(() => {
+        c.destroy();
+        reject(new Error(`the server did not close (got ${Buffer.concat(got).toString('hex')})`));
+      }, 2500);
+      c.on('data', (d: Buffer) => got.push(d));
+      c.on('error', () => {});
+      c.once('close', () => {
+        clearTimeout(timer);
+        resolve(Buffer.concat(got));
+      });
+      c.once('connect', () => (end ? c.end(bytes) : c.write(bytes)));
+    });
+  }
+  const framed = (m: Uint8Array) => Buffer.concat([Buffer.from([m.length >> 8, m.length & 0xff]), Buffer.from(m)]);
+
+  it('a query is answered, length-prefixed, and reported to onQuery (not onLimit)', async () => {
+    const q0 = queries.length;
+    const l0 = limits.length;
+    const got = await exchange(framed(encodeQuery('app.example.test', RRType.A, { id: 77 })));
+    assert.equal(got.readUInt16BE(0), got.length - 2);
+    assert.equal(got.readUInt16BE(2), 77);
+    assert.deepEqual(queries.slice(q0), ['app.example.test 1 0 tcp']);
+    assert.deepEqual(limits.slice(l0), []);
+  });
+
+  it('RFC 7766 §6.2.1.1: three queries in one write get three replies, in order, each framed', async () => {
+    const qs = [81, 82, 83].map((id) => framed(encodeQuery('app.example.test', RRType.A, { id })));
+    const got = await exchange(Buffer.concat(qs));
+    const ids: number[] = [];
+    for (let at = 0; at + 2 <= got.length; ) {
+      const len = got.readUInt16BE(at);
+      ids.push(got.readUInt16BE(at + 2));
+      at += 2 + len;
+    }
+    assert.deepEqual(ids, [81, 82, 83]);
+  });
+
+  it('a zero length prefix closes the connection: nothing answered, not even the query behind it', async () => {
+    const got = await exchange(Buffer.concat([Buffer.from([0, 0]), framed(encodeQuery('app.example.test', RRType.A, { id: 78 }))]));
+    assert.equal(got.length, 0, got.toString('hex'));
+  });
+
+  it('a framed message too short for a header: no reply, counted as malformed, the connection closed', async () => {
+    const l0 = limits.length;
+    const got = await exchange(Uint8Array.of(0, 3, 1, 2, 3), false);
+    assert.equal(got.length, 0, got.toString('hex'));
+    assert.deepEqual(limits.slice(l0), ['malformed tcp']);
+  });
+
+  it('a zero length prefix alone, the connection left open: closed at once, not at queryTimeout (5 s)', async () => {
+    const l0 = limits.length;
+    const got = await exchange(Uint8Array.of(0, 0), false);
+    assert.equal(got.length, 0);
+    assert.deepEqual(limits.slice(l0), ['malformed tcp'], 'counted as malformed');
   });
 });
