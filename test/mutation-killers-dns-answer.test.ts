@@ -120,6 +120,29 @@ describe('answer.ts: the UDP limit (RFC 1035 §4.2.1, RFC 2181 §9) and the TTL'
   });
 });
 
+describe('answer.ts: what the answer cache may keep', () => {
+  it('a time-dependent answer (_esni TXT, its TTL counting down to the key expiry) is never served from the cache', () => {
+    let ttl = 300;
+    const z = new Zone(config, () => Uint8Array.of(0, 4, 0xfe, 0x0d, 0, 0), () => ({ records: [Uint8Array.of(1, 2, 3)], ttl }));
+    const q = encodeQuery('_esni.app.example.test', RRType.TXT, { id: 1, udpSize: 1232 });
+    const first = answerQuery(z, q, { udp: true });
+    assert.equal(first.ttl, 300);
+    ttl = 120;
+    const second = answerQuery(z, q, { udp: true });
+    assert.equal(second.ttl, 120, 'the second answer has the TTL of now');
+    // The record's own TTL field (after the question and the answer's name, type, class): 120 as well.
+    assert.ok(Buffer.from(second.body!).includes(Buffer.from([0, 0, 0, 120, 0])), 'TTL 120 in the answer record');
+  });
+  it('a FORMERR is not kept: a good query with the same octets but one is answered', () => {
+    const z = zone();
+    const q = encodeQuery('app.example.test', RRType.A, { id: 2 });
+    const two = withAppended(q, [...q.subarray(12)], 4, 2);
+    assert.equal(rcode(answerQuery(z, two, { udp: true }).body!), RCode.FORMERR);
+    assert.equal(rcode(answerQuery(z, q, { udp: true }).body!), RCode.NOERROR);
+    assert.equal(rcode(answerQuery(z, two, { udp: true }).body!), RCode.FORMERR);
+  });
+});
+
 describe('dns-server.ts TCP framing (RFC 1035 §4.2.2, RFC 7766 §8)', () => {
   let srv: DnsServer;
   const queries: string[] = [];
