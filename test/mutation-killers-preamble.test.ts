@@ -199,7 +199,7 @@ describe('postgres preamble through a gateway (proxy/preamble.ts)', () => {
     await new Promise<void>((r) => probe.close(() => r()));
     g = await startGateway(`
 entryPoints:
-  pgc: { address: "127.0.0.1:0", protocol: postgres, clientHelloTimeout: 3s }
+  pgc: { address: "127.0.0.1:0", protocol: postgres, clientHelloTimeout: 1s }
   pgempty: { address: "127.0.0.1:0", protocol: postgres, clientHelloTimeout: 3s }
   other: { address: "127.0.0.1:0" }
 tcp:
@@ -265,6 +265,25 @@ tcp:
     const cancel = packet(16, CANCEL_REQUEST_CODE, 8);
     const got = await rawExchange(g.port('pgempty'), [cancel], { timeoutMs: 2000 });
     assert.equal(got.length, 0);
+  });
+
+  // TODO for proxy/preamble.ts's owner (found 2026-12-04, twelfth session): this fails today, 2 !== 1. A client
+  // that leaves before the backend answers does not clear the deadline: the backend is not ended (the relay does not
+  // read the client before the backend's 'S'), so its 'close' (preamble.ts :282, the only clearTimeout) never comes;
+  // at clientHelloTimeout refuse() counts echgate_backend_errors_total{kind="preamble"}, logs "backend refused the
+  // TLS preamble" for a connection that is gone, and the backend connection is held until then.
+  it('a backend that does not answer our SSLRequest: refused at clientHelloTimeout, but not once the client has gone', { todo: 'preamble.ts: the deadline outlives a client that left (reported to the lead)' }, async () => {
+    const errors = () => g.gw.metrics.backendErrors.get({ service: 'slow', kind: 'preamble' }) ?? 0;
+    const hello = Buffer.concat(new TlsClient({ provider: nodeProvider, serverName: 'b.example.test' }).hello());
+    const e0 = errors();
+    // Stays: after S and the hello, the backend says nothing for 1 s: a handshake_failure alert (40) and one count.
+    const stays = rawExchange(g.port('pgc'), [packet(8, SSL_REQUEST_CODE), hello], { gapMs: 50, timeoutMs: 5000 });
+    // Leaves 200 ms after its hello: the deadline must go with the connection.
+    const leaves = rawExchange(g.port('pgc'), [packet(8, SSL_REQUEST_CODE), hello], { gapMs: 50, collectMs: 300 });
+    assert.deepEqual([...(await stays)], [0x53, 21, 3, 3, 0, 2, 2, 40]);
+    await leaves;
+    await sleep(1300);
+    assert.equal(errors() - e0, 1, 'one refusal counted: the connection that stayed');
   });
 
   it('direct TLS with the ClientHello cut over two reads: the rest of the hello is not read as a startup packet', async () => {
