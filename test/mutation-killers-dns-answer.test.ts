@@ -202,6 +202,30 @@ describe('dns-server.ts TCP framing (RFC 1035 §4.2.2, RFC 7766 §8)', () => {
     assert.deepEqual(ids, [81, 82, 83]);
   });
 
+  it('a query whose first read is one byte (half its length prefix) is answered once the rest comes', async () => {
+    const q = framed(encodeQuery('app.example.test', RRType.A, { id: 91 }));
+    const got = await new Promise<Buffer>((resolve, reject) => {
+      const c = net.connect(srv.port, '127.0.0.1');
+      const parts: Buffer[] = [];
+      const timer = setTimeout(() => reject(new Error('no answer')), 2500);
+      c.on('error', () => {});
+      c.on('data', (d: Buffer) => {
+        parts.push(d);
+        const all = Buffer.concat(parts);
+        if (all.length >= 2 && all.length >= 2 + all.readUInt16BE(0)) {
+          clearTimeout(timer);
+          c.destroy();
+          resolve(all);
+        }
+      });
+      c.once('connect', () => {
+        c.write(q.subarray(0, 1));
+        setTimeout(() => c.write(q.subarray(1)), 100);
+      });
+    });
+    assert.equal(got.readUInt16BE(2), 91);
+  });
+
   it('a zero length prefix closes the connection: nothing answered, not even the query behind it', async () => {
     const got = await exchange(Buffer.concat([Buffer.from([0, 0]), framed(encodeQuery('app.example.test', RRType.A, { id: 78 }))]));
     assert.equal(got.length, 0, got.toString('hex'));
