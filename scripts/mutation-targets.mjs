@@ -252,6 +252,13 @@ export const TARGETS = {
     mutate: ['src/dns/answer.ts', 'src/dns/dns-server.ts:120-250'],
     tests: ['mutation-killers-dns-answer', 'dns-server', 'dns-answer-cache', 'dns-answer-held', 'dns-udp-shared', 'dns-query-counter'],
   },
+  // DNS answers echgate reads (remote bytes): the DoH client's response checks (RFC 8484 §4.2, §5.1
+  // Cache-Control, RFC 5452 §9.1 the match) and the resolver's freshness (RFC 8767, RFC 2308 §5).
+  // In-process files only: dns-robustness (20 s, child processes) is left out (twelfth session, tests).
+  'dns-client': {
+    mutate: ['src/dns/doh-client.ts', 'src/dns/resolver.ts'],
+    tests: ['resolver', 'doh', 'doh-server', 'mutation-killers-dns-client'],
+  },
   'ech-kfirst': {
     mutate: ['src/ech/server.ts', 'src/ech/client.ts', 'src/ech/esni.ts'],
     tests: ['mutation-killers-ech', 'mutation-killers-esni', 'mutation-killers-client', 'mutation-killers', 'ech', 'ech-bad-input', 'ech-inner-version', 'split-mode', 'tls13-forgery', 'proxy-ech', 'ech-public-name', 'esni'],
