@@ -6,13 +6,19 @@
  * negative answer lives min(SOA TTL, SOA MINIMUM); capped by max-age). The
  * checks the twelfth session's Stryker run (`dns-client` target, t12) found
  * unguarded; each case was seen red with its mutant written into dist/ by
- * hand (docs/mutation.md, "Twelfth session (tests)").
+ * hand (docs/mutation.md, "Twelfth session (tests)"). The last cases feed
+ * dohQuery bad answers from a plain HTTP/1.1 server (RFC 8484 §4.2.1: status
+ * 200 and application/dns-message, at most one DNS message, the answer to
+ * the question asked).
  */
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
-import { parseCacheControl } from '../src/dns/doh-client.js';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { dohQuery, parseCacheControl } from '../src/dns/doh-client.js';
+import { EchgateError } from '../src/errors.js';
 import { freshness } from '../src/dns/resolver.js';
-import { type DnsMessage, RRType } from '../src/wire/dns/message.js';
+import { type DnsMessage, decodeMessage, encodeResponse, RRType } from '../src/wire/dns/message.js';
 
 describe('doh-client.ts parseCacheControl', () => {
   it('no header: cacheable, no max-age', () => {
@@ -89,5 +95,67 @@ describe('resolver.ts freshness', () => {
     assert.equal(freshness(withNs, http), 60);
     // An answer present: the SOA (in authority) does not count.
     assert.equal(freshness(msg([{ ttl: 500 }], { ttl: 900, minimum: 60 }), http), 500);
+  });
+});
+
+describe('doh-client.ts dohQuery: what a DoH answer must be (RFC 8484 §4.2.1)', () => {
+  let srv: http.Server;
+  let url = '';
+  /** What the server sends next: status, content-type and body, given the query it got. */
+  let answer: (q: DnsMessage) => { status: number; type: string; body: Uint8Array };
+  const good = (q: DnsMessage) => encodeResponse(q, 0, [{ name: q.questions[0]!.name, type: RRType.A, ttl: 60, rdata: Uint8Array.of(192, 0, 2, 1) }]);
+
+  before(async () => {
+    srv = http.createServer((req, res) => {
+      const dns = new URL(req.url ?? '/', 'http://x').searchParams.get('dns') ?? '';
+      const a = answer(decodeMessage(new Uint8Array(Buffer.from(dns, 'base64url'))));
+      res.writeHead(a.status, { 'content-type': a.type });
+      res.end(Buffer.from(a.body));
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+    url = `http://127.0.0.1:${(srv.address() as AddressInfo).port}/dns-query`;
+  });
+  after(() => {
+    srv.close();
+  });
+
+  const code = async (p: Promise<unknown>): Promise<string> => {
+    try {
+      await p;
+      return 'ok';
+    } catch (e) {
+      return e instanceof EchgateError ? e.code : String(e);
+    }
+  };
+
+  it('a good answer (content-type with a parameter too) is taken', async () => {
+    answer = (q) => ({ status: 200, type: 'application/dns-message', body: good(q) });
+    const m = await dohQuery(url, 'x.example.test', RRType.A);
+    assert.equal(m.answers.length, 1);
+    answer = (q) => ({ status: 200, type: 'application/dns-message; charset=binary', body: good(q) });
+    assert.equal(await code(dohQuery(url, 'x.example.test', RRType.A)), 'ok');
+  });
+  it('another status, or another content-type: ERR_DECODE', async () => {
+    answer = (q) => ({ status: 500, type: 'application/dns-message', body: good(q) });
+    assert.equal(await code(dohQuery(url, 'x.example.test', RRType.A)), 'ERR_DECODE');
+    answer = (q) => ({ status: 200, type: 'text/plain', body: good(q) });
+    assert.equal(await code(dohQuery(url, 'x.example.test', RRType.A)), 'ERR_DECODE');
+  });
+  it('the answer to another question (another name, another id): ERR_DNS_MISMATCH (RFC 5452 §9.1)', async () => {
+    answer = (q) => ({ status: 200, type: 'application/dns-message', body: good({ ...q, questions: [{ ...q.questions[0]!, name: 'y.example.test' }] }) });
+    assert.equal(await code(dohQuery(url, 'x.example.test', RRType.A)), 'ERR_DNS_MISMATCH');
+    answer = (q) => ({ status: 200, type: 'application/dns-message', body: good({ ...q, id: 7 }) });
+    assert.equal(await code(dohQuery(url, 'x.example.test', RRType.A)), 'ERR_DNS_MISMATCH');
+  });
+  it('a body over 65,535 octets: ERR_LIMIT; exactly 65,535 is read (then refused for its trailing bytes)', async () => {
+    const padded = (q: DnsMessage, n: number) => {
+      const b = new Uint8Array(n);
+      b.set(good(q));
+      return b;
+    };
+    answer = (q) => ({ status: 200, type: 'application/dns-message', body: padded(q, 65536) });
+    assert.equal(await code(dohQuery(url, 'x.example.test', RRType.A)), 'ERR_LIMIT');
+    answer = (q) => ({ status: 200, type: 'application/dns-message', body: padded(q, 65535) });
+    assert.equal(await code(dohQuery(url, 'x.example.test', RRType.A)), 'ERR_TRAILING');
   });
 });
