@@ -226,12 +226,38 @@ export const TARGETS = {
   // Split mode after the first hello (RFC 9849 §3.1, §7.1.1): the second ClientHello rewritten, the rest as it is.
   split: {
     mutate: ['src/proxy/split.ts'],
-    tests: ['split-rest', 'split-mode', 'ech-inner-encode', 'wire-tls-record', 'proxy-relay'],
+    tests: ['mutation-killers-split', 'split-rest', 'split-mode', 'ech-inner-encode', 'wire-tls-record', 'proxy-relay'],
   },
   // PROXY protocol v1/v2 headers (sender side only: echgate parses none).
   'proxy-protocol': {
     mutate: ['src/wire/proxy/proxy-protocol.ts'],
     tests: ['proxy'],
+  },
+  // ECHConfigList decoding and usability (RFC 9849 §4, §4.2, §6.1.7): the lists a client takes from DNS
+  // (remote bytes) and the server's key files. In-process files only (twelfth session, tests).
+  'wire-ech': {
+    mutate: ['src/wire/ech/config.ts', 'src/wire/ech/usable.ts'],
+    tests: ['mutation-killers-wire-ech', 'ech', 'ech-bad-input', 'ech-inner-encode', 'mutation-killers-ech', 'proxy-ech-classifier', 'keys'],
+  },
+  // The PostgreSQL startup preamble (protocol 3.0 §55.2.10, SSLRequest/GSSENCRequest/CancelRequest):
+  // the client's first bytes before TLS, remote input (twelfth session, tests).
+  preamble: {
+    mutate: ['src/proxy/protocols/postgres.ts', 'src/proxy/preamble.ts'],
+    tests: ['mutation-killers-preamble', 'postgres-preamble'],
+  },
+  // The DNS server's answers to remote queries (RFC 1035 §4.1.1 FORMERR/NOTIMP/REFUSED, RFC 6891 §6.1.1,
+  // §6.1.3, §6.2.5 the UDP payload limit, RFC 9619 one question) and its TCP framing (RFC 7766 §6.2.1).
+  // In-process files only: dns-robustness (about 20 s, child processes) is left out (twelfth session, tests).
+  'dns-answer': {
+    mutate: ['src/dns/answer.ts', 'src/dns/dns-server.ts:120-250'],
+    tests: ['mutation-killers-dns-answer', 'dns-server', 'dns-answer-cache', 'dns-answer-held', 'dns-udp-shared', 'dns-query-counter'],
+  },
+  // DNS answers echgate reads (remote bytes): the DoH client's response checks (RFC 8484 §4.2, §5.1
+  // Cache-Control, RFC 5452 §9.1 the match) and the resolver's freshness (RFC 8767, RFC 2308 §5).
+  // In-process files only: dns-robustness (20 s, child processes) is left out (twelfth session, tests).
+  'dns-client': {
+    mutate: ['src/dns/doh-client.ts', 'src/dns/resolver.ts'],
+    tests: ['resolver', 'doh', 'doh-server', 'mutation-killers-dns-client'],
   },
   'ech-kfirst': {
     mutate: ['src/ech/server.ts', 'src/ech/client.ts', 'src/ech/esni.ts'],
