@@ -59,8 +59,12 @@ export interface ServerOptions {
    * absent = DEFAULT_GROUPS. Code points we do not implement are ignored.
    */
   groups?: readonly number[];
-  /** The certificate for a server name (the inner SNI when ECH was accepted). */
-  certificate: (sni: string | undefined) => CertifiedKey | undefined;
+  /**
+   * The certificate for a server name (the inner SNI when ECH was accepted),
+   * given the client's signature_algorithms: when several cover the name, one
+   * the client can verify (RFC 8446 §4.4.2.2; tls13/certs.ts certificateSelector).
+   */
+  certificate: (sni: string | undefined, sigAlgs: readonly number[]) => CertifiedKey | undefined;
   /** Application protocols we accept, in preference order; absent = no ALPN. */
   alpn?: readonly string[];
   /** ECHConfigList to send as retry_configs when ECH was offered but not accepted. */
@@ -432,7 +436,7 @@ export class TlsServer {
       return this.helloRetry({ kind: 'expect_second_client_hello', clientRandom: ch.random, suite, group, transcript, decryptSecond });
     }
 
-    const cert = this.o.certificate(this.sni);
+    const cert = this.o.certificate(this.sni, sigAlgs);
     if (!cert) throw fail('unrecognized_name', 'no certificate for this name');
     const scheme = firstIn(cert.schemes, sigAlgs);
     if (scheme === undefined) throw fail('handshake_failure', 'no common signature scheme');
