@@ -12,7 +12,8 @@ import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { concat } from '../src/bytes/util.js';
-import { KEY_UPDATE_BURST, KEY_UPDATE_REFILL_MS, MAX_USELESS_RECORDS } from '../src/tls13/server.js';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { KEY_UPDATE_BURST, KEY_UPDATE_REFILL_MS, MAX_USELESS_RECORDS, recordLimitChannel } from '../src/tls13/server.js';
 import { AlertDescription, ContentType } from '../src/wire/tls/constants.js';
 import { sleep, startTerminatingGateway } from './helpers.js';
 import { refused, session } from './tls13-craft.js';
@@ -101,6 +102,27 @@ describe('records without data in a row (RFC 8446 §5.4, §6.1): at most MAX_USE
       got += Buffer.concat(o.data).toString();
     }
     assert.equal(got.length, 50);
+  });
+});
+
+describe('echgate:tls-record-limit says which bound failed a connection', () => {
+  it('useless_records for the empty-record cap, key_updates for the KeyUpdate one; nothing below them', () => {
+    const seen: unknown[] = [];
+    const on = (m: unknown) => seen.push(m);
+    subscribe(recordLimitChannel.name, on);
+    try {
+      const a = session();
+      const app = a.connected();
+      for (let i = 0; i < MAX_USELESS_RECORDS; i++) a.server.receive(app.data(EMPTY));
+      assert.deepEqual(seen, []);
+      a.server.receive(app.data(EMPTY));
+      const b = session();
+      b.connected();
+      for (let i = 0; i <= KEY_UPDATE_BURST; i++) b.server.receive(b.client.keyUpdate(0));
+      assert.deepEqual(seen, [{ limit: 'useless_records' }, { limit: 'key_updates' }]);
+    } finally {
+      unsubscribe(recordLimitChannel.name, on);
+    }
   });
 });
 

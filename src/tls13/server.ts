@@ -124,6 +124,18 @@ export interface KeyExchangeEvent {
 }
 
 /**
+ * One message on `echgate:tls-record-limit` each time a connection is failed
+ * for a DoS bound the RFC does not set (MAX_USELESS_RECORDS, KEY_UPDATE_BURST):
+ * which one. The alert itself is counted with every other we send
+ * (echgate_tls_alerts_sent_total{alert="unexpected_message"}); this tells
+ * them apart for a metric or a test. No names, no key material.
+ */
+export const recordLimitChannel = channel('echgate:tls-record-limit');
+export interface RecordLimitEvent {
+  limit: 'useless_records' | 'key_updates';
+}
+
+/**
  * The handshake as a sequence of states (RFC 8446 §4 / Appendix A.2), each
  * holding exactly the secrets and transcript its next step needs. A step
  * consumes the state it was given and installs the next one, so nothing is
@@ -702,7 +714,9 @@ export class TlsServer {
 
   /** A record that carried nothing: past MAX_USELESS_RECORDS in a row, unexpected_message (RFC 8446 §6: "an inappropriate message"). */
   private uselessRecord(what: string): void {
-    if (++this.uselessRecords > MAX_USELESS_RECORDS) throw fail('unexpected_message', `more than ${MAX_USELESS_RECORDS} records in a row without data (the last: ${what})`);
+    if (++this.uselessRecords <= MAX_USELESS_RECORDS) return;
+    if (recordLimitChannel.hasSubscribers) recordLimitChannel.publish({ limit: 'useless_records' } satisfies RecordLimitEvent);
+    throw fail('unexpected_message', `more than ${MAX_USELESS_RECORDS} records in a row without data (the last: ${what})`);
   }
 
   private skipEarly(fragment: Uint8Array): void {
@@ -803,7 +817,10 @@ export class TlsServer {
     if (request > 1) throw fail('illegal_parameter', `KeyUpdate request_update ${request}`);
     if (!endsRecord) throw fail('unexpected_message', 'handshake data after KeyUpdate in the same record');
     this.earnKeyUpdates();
-    if (this.keyUpdateAllowance === 0) throw fail('unexpected_message', `more than ${KEY_UPDATE_BURST} KeyUpdates without application data, and more than one per ${KEY_UPDATE_REFILL_MS} ms since`);
+    if (this.keyUpdateAllowance === 0) {
+      if (recordLimitChannel.hasSubscribers) recordLimitChannel.publish({ limit: 'key_updates' } satisfies RecordLimitEvent);
+      throw fail('unexpected_message', `more than ${KEY_UPDATE_BURST} KeyUpdates without application data, and more than one per ${KEY_UPDATE_REFILL_MS} ms since`);
+    }
     this.keyUpdateAllowance--;
     const p = this.o.provider;
     const client = nextTrafficSecret(p, st.suite.hash, st.clientApSecret);
