@@ -712,7 +712,7 @@ export class TlsServer {
     throw fail('unexpected_message', `unexpected inner content type ${inner}`);
   }
 
-  /** A record that carried nothing: past MAX_USELESS_RECORDS in a row, unexpected_message (RFC 8446 §6: "an inappropriate message"). */
+  /** A record that carried nothing: past MAX_USELESS_RECORDS in a row, unexpected_message (RFC 8446 §6.2: "an inappropriate message … was received"). */
   private uselessRecord(what: string): void {
     if (++this.uselessRecords <= MAX_USELESS_RECORDS) return;
     if (recordLimitChannel.hasSubscribers) recordLimitChannel.publish({ limit: 'useless_records' } satisfies RecordLimitEvent);
