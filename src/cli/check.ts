@@ -48,6 +48,7 @@ export async function checkCommand(a: Args, out: (s: string) => void): Promise<n
   if (cfg.dns?.doh) readDohCredentials(cfg.dns.doh, file);
   let keys = '';
   const warnings = [...cfg.warnings];
+  const publicNames: string[] = [];
   if (cfg.ech) {
     // The same trust checks and parsing as serve: a folder serve would refuse fails here.
     const dir = resolve(cfg.ech.keysDir);
@@ -60,8 +61,9 @@ export async function checkCommand(a: Args, out: (s: string) => void): Promise<n
     const live = r.keys.filter((k) => k.meta.state !== 'retired');
     keys = `, ${live.length} ECH keys in ${dir}`;
     warnings.push(...publicNameWarnings(live, certs));
+    publicNames.push(...live.flatMap((k) => (k.config ? [k.config.publicName.toLowerCase()] : [])));
   }
-  warnings.push(...terminatingNameWarnings(cfg, certs), ...expiryWarnings(cfg), ...shadowedRouterWarnings(cfg));
+  warnings.push(...hiddenNameWarnings(cfg, certs, publicNames), ...terminatingNameWarnings(cfg, certs), ...expiryWarnings(cfg), ...shadowedRouterWarnings(cfg));
   // A cap on the whole entrypoint with none per address: one address can take every slot (docs/configuration.md,
   // maxConnectionsPerIP). A note, not a warning: off is the default on purpose (carrier NAT), and --strict passes.
   for (const ep of cfg.entryPoints.values()) {
@@ -110,6 +112,81 @@ function terminatingNameWarnings(cfg: Config, certs: LoadedCertificate[]): strin
     }
   }
   return out;
+}
+
+/** A router reached only through ECH: requireECH, or every entrypoint it is on is an ECH backend (split mode, RFC 9849 §7.2). */
+function hiddenRouter(cfg: Config, r: RouterConfig): boolean {
+  return r.requireECH || (r.entryPoints.length > 0 && r.entryPoints.every((e) => cfg.entryPoints.get(e)?.echBackend === true));
+}
+
+/** Whether a router can match names that are not literal HostSNI names (a regexp, HostSNI(`*`), no HostSNI at all). */
+function matchesOtherNames(rule: string): boolean {
+  return /HostSNIRegexp|HostSNI\(\s*`\*`\s*\)/.test(rule) || hostSniNames(parseRule(rule)).length === 0;
+}
+
+/**
+ * RFC 9849 §6.1.6 and §10.5: a hello without ECH, or with ECH rejected, is
+ * answered with the certificate for its (outer) SNI; for a rejected ECH that
+ * is the key's public_name. The client reads that certificate in full, so a
+ * name on it that only requireECH (or ECH-backend) routers serve is handed
+ * to anyone who connects without ECH or with a stale key: the name ECH
+ * exists to hide. Which certificates can go out that way: every one covering
+ * a public name or a plain terminating router's HostSNI name (any of them may
+ * be chosen by the client's signature_algorithms, tls13/certs.ts), and the
+ * default (first) one when some such name has no certificate or a plain
+ * terminating router matches names beyond its literal HostSNI ones. A hidden
+ * name is a literal HostSNI name of a hidden router that no other router
+ * names; a wildcard on the certificate does not reveal it, so only the exact
+ * name (a DNS subjectAltName or the subject CN) is looked for.
+ * This message goes to the operator's terminal (`check`), never to a log.
+ */
+export function hiddenNameWarnings(cfg: Config, certs: LoadedCertificate[], publicNames: readonly string[]): string[] {
+  if (certs.length === 0) return [];
+  const hidden = new Set<string>();
+  const open = new Set<string>();
+  for (const r of cfg.routers) for (const n of hostSniNames(parseRule(r.rule))) (hiddenRouter(cfg, r) ? hidden : open).add(n);
+  for (const n of open) hidden.delete(n);
+  if (hidden.size === 0) return [];
+  // Names a certificate is sent for without ECH, and whether the default certificate can be.
+  const served = new Set(publicNames.map(normalizeHost));
+  let defaultServed = false;
+  for (const r of cfg.routers) {
+    if (!r.tls || r.tls.passthrough || hiddenRouter(cfg, r)) continue;
+    for (const n of hostSniNames(parseRule(r.rule))) served.add(n);
+    if (matchesOtherNames(r.rule)) defaultServed = true;
+  }
+  const sentFor = new Map<LoadedCertificate, string>();
+  for (const n of served) {
+    const covering = certs.filter((c) => certificateCovers(c.names, n));
+    if (covering.length === 0) defaultServed = true;
+    for (const c of covering) if (!sentFor.has(c)) sentFor.set(c, n);
+  }
+  if (defaultServed && !sentFor.has(certs[0]!)) sentFor.set(certs[0]!, '(any name no certificate covers: the default certificate)');
+  const out: string[] = [];
+  for (const [c, name] of sentFor) {
+    const i = certs.indexOf(c);
+    const file = cfg.certificates[i]?.certFile ?? '?';
+    const onCert = new Set(c.names);
+    const cn = subjectCommonName(file);
+    if (cn) onCert.add(cn);
+    const leaked = [...hidden].filter((h) => onCert.has(h));
+    if (leaked.length) {
+      out.push(
+        `tls.certificates[${i}]: ${file} is sent to clients without ECH or with ECH rejected (for ${name}) and names ${leaked.join(', ')}, served only through ECH (requireECH): anyone can read ${leaked.length > 1 ? 'those names' : 'that name'} from it; give the hidden names a certificate of their own (RFC 9849 §6.1.6, §10.5)`,
+      );
+    }
+  }
+  return out;
+}
+
+/** The leaf's subject CN, lower case (undefined when it has none or the file cannot be read again). */
+function subjectCommonName(file: string): string | undefined {
+  try {
+    const m = /(?:^|\n)CN=([^\n]*)/.exec(new X509Certificate(readFileSync(file)).subject);
+    return m ? normalizeHost(m[1]!.trim()) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Certificates (tls.certificates and the DoH listener's) that expire within EXPIRY_WARNING_DAYS, or have. */

@@ -77,7 +77,11 @@ export async function startDemo(port: number, dnsPort: number): Promise<Demo> {
     const api = await startBackend('api', selfSigned(dir, 'api-demo.example.test'));
     const secret = await startPlainBackend();
     servers.push(app, api, secret);
-    const hidden = selfSigned(dir, 'secret.example.test', ['public.example.test']);
+    // Two certificates, never one for both names: a client whose ECH is rejected (a stale or random
+    // config) is answered as the public name, with the public name's certificate (RFC 9849 §6.1.6),
+    // which it reads in full; a hidden name on it would be handed to any prober (§10.5).
+    const publicCert = selfSigned(dir, 'public.example.test');
+    const hidden = selfSigned(dir, 'secret.example.test');
     const keysDir = join(dir, 'keys');
     mkdirSync(keysDir, { mode: 0o700 });
     generateKey(keysDir, { publicName: 'public.example.test' });
@@ -89,6 +93,7 @@ entryPoints:
 ech: { keysDir: ${JSON.stringify(keysDir)} }
 tls:
   certificates:
+    - { certFile: ${JSON.stringify(publicCert.certFile)}, keyFile: ${JSON.stringify(publicCert.keyFile)} }
     - { certFile: ${JSON.stringify(hidden.certFile)}, keyFile: ${JSON.stringify(hidden.keyFile)} }
 tcp:
   routers:

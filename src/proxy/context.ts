@@ -65,7 +65,8 @@ export interface EntryContext {
   accessLog: boolean;
   classify: Classifier;
   /** Certificate by server name, for terminating routers (the default one when none names it). */
-  certificate: (sni: string | undefined) => LoadedCertificate | undefined;
+  /** With the client's signature_algorithms (TLS 1.3 engine): among those covering the name, one the client can verify (tls13/certs.ts). */
+  certificate: (sni: string | undefined, sigAlgs?: readonly number[]) => LoadedCertificate | undefined;
   /** The ECHConfigList sent as retry_configs when ECH was offered but not accepted. */
   retryConfigs: () => Uint8Array | undefined;
   /** Entrypoint `protocol`: the servers a request that names none is forwarded to (proxy/preamble.ts). */

@@ -20,7 +20,7 @@ import type net from 'node:net';
 import type { TlsOptions } from '../config/types.js';
 import { type AlertName, EchgateError, isEchgateError } from '../errors.js';
 import { opensslCurves } from '../config/tls-options.js';
-import type { LoadedCertificate } from '../tls13/certs.js';
+import { type LoadedCertificate, otherKindsFor } from '../tls13/certs.js';
 import { type ClientHello, findExtension } from '../wire/tls/client-hello.js';
 import { ExtensionType, ProtocolVersion } from '../wire/tls/constants.js';
 import { decodeSupportedVersions } from '../wire/tls/extensions.js';
@@ -65,25 +65,50 @@ export function restrictSuites(hello: ClientHello, allowed: readonly number[] | 
   return Object.create(hello, { cipherSuites: { value: hello.cipherSuites.filter((s) => allowed.includes(s)), enumerable: true } }) as ClientHello;
 }
 
-// One secure context per certificate and option set, built on first use:
-// createSecureContext parses the key and chain, too slow for every connection.
-// Both keys are replaced on reload, so the maps let go of old contexts.
-const contexts = new WeakMap<LoadedCertificate, WeakMap<TlsOptions, SecureContext>>();
+// One secure context per certificate (with the other key kinds for its name) and option set, built on
+// first use: createSecureContext parses the key and chain, too slow for every connection. Both keys are
+// replaced on reload, so the maps let go of old contexts.
+const contexts = new WeakMap<LoadedCertificate, WeakMap<TlsOptions, Map<string, SecureContext>>>();
 
-function secureContext(cert: LoadedCertificate, o: TlsOptions): SecureContext | undefined {
+const certIds = new WeakMap<LoadedCertificate, number>();
+let lastCertId = 0;
+function certId(c: LoadedCertificate): number {
+  let id = certIds.get(c);
+  if (id === undefined) {
+    id = ++lastCertId;
+    certIds.set(c, id);
+  }
+  return id;
+}
+
+function secureContext(cert: LoadedCertificate, others: readonly LoadedCertificate[], o: TlsOptions): SecureContext | undefined {
   let byOpts = contexts.get(cert);
   if (!byOpts) {
     byOpts = new WeakMap();
     contexts.set(cert, byOpts);
   }
-  let sc = byOpts.get(o);
+  let bySet = byOpts.get(o);
+  if (!bySet) {
+    bySet = new Map();
+    byOpts.set(o, bySet);
+  }
+  // Which other certificates are in it (cert first, always): '' for the usual single one.
+  const id = others.length ? others.map(certId).join(',') : '';
+  let sc = bySet.get(id);
   if (!sc) {
     const pem = pemOf(cert);
     if (!pem) return undefined;
+    const pems = [pem];
+    for (const c of others) {
+      const p = pemOf(c);
+      if (p) pems.push(p);
+    }
     const curves = o.groups ? opensslCurves(o.groups) : undefined;
     sc = createSecureContext({
-      cert: pem.cert,
-      key: pem.key,
+      // RFC 5246 §7.4.2: the certificate must suit the suite chosen and the client's signature_algorithms.
+      // OpenSSL holds one certificate per key kind and picks among them for each hello (otherKindsFor).
+      cert: pems.length > 1 ? pems.map((p) => p.cert) : pem.cert,
+      key: pems.length > 1 ? pems.map((p) => p.key) : pem.key,
       // Only TLS 1.2 clients come here; capping at 1.2 also keeps OpenSSL from
       // writing the TLS 1.3 downgrade sentinel (RFC 8446 §4.1.3) when a router's options stop at 1.2.
       minVersion: 'TLSv1.2',
@@ -92,7 +117,7 @@ function secureContext(cert: LoadedCertificate, o: TlsOptions): SecureContext | 
       ...(curves ? { ecdhCurve: curves } : {}),
       honorCipherOrder: true,
     });
-    byOpts.set(o, sc);
+    bySet.set(id, sc);
   }
   return sc;
 }
@@ -111,8 +136,9 @@ export function startTls12(
   alpn: readonly string[] | undefined,
   handshakeTimeoutMs: number,
   onFail: (err: Error) => void,
+  sni?: string,
 ): TLSSocket | undefined {
-  const sc = secureContext(cert, o);
+  const sc = secureContext(cert, otherKindsFor(cert, sni), o);
   if (!sc) return undefined;
   socket.pause();
   socket.unshift(Buffer.from(peeked.buffer, peeked.byteOffset, peeked.byteLength));
@@ -185,6 +211,7 @@ export function tls12Handler(cert: LoadedCertificate, o: TlsOptions, alpn: reado
           else c.handshakeFailed('tls_handshake', nodeTlsAlert(err), err);
           relay?.backend.destroy();
         }),
+        c.cls?.sni || undefined,
       );
       if (!t) return c.fail('tls_handshake', encodeAlertRecord('internal_error'));
       relay = c.connect(t, {}, (r) => r.readClient());

@@ -69,18 +69,85 @@ export function loadCertificate(certPem: string, keyPem: string): LoadedCertific
   return { chain, names, ...signerFor(key) };
 }
 
-/** Pick the certificate for a name: exact SAN, then a one-label wildcard, else the default (first). */
-export function certificateSelector(certs: LoadedCertificate[]): (sni: string | undefined) => LoadedCertificate | undefined {
+/** Whether the key can sign with a scheme the client offered (RFC 8446 §4.4.2.2, §4.4.3). */
+export function signableFor(c: { schemes: readonly number[] }, sigAlgs: readonly number[]): boolean {
+  for (const s of c.schemes) if (sigAlgs.includes(s)) return true;
+  return false;
+}
+
+/**
+ * Pick the certificate for a name: exact SAN, then a one-label wildcard, else
+ * the default (first). With the client's signature_algorithms, among the
+ * certificates that cover the name the first it can verify wins (RFC 8446
+ * §4.4.2.2: the certificate MUST be signable with a scheme the client
+ * offered; Go's crypto/tls picks the first certificate the hello supports):
+ * an ECDSA and an RSA certificate for one name each serve the clients that
+ * take them. An exact name the client cannot verify yields to a wildcard it
+ * can; when none can, the first covering one is returned and the handshake
+ * fails there (handshake_failure). The default certificate does not change
+ * with the client's schemes: the name is not on it anyway, and `echgate
+ * check` reasons about the one default (cli/check.ts hiddenNameWarnings).
+ */
+export function certificateSelector(certs: LoadedCertificate[]): (sni: string | undefined, sigAlgs?: readonly number[]) => LoadedCertificate | undefined {
+  for (const c of certs) configuredWith.set(c, certs);
   // Loops, not find() with a closure over the name: this runs once per terminated handshake.
-  return (sni) => {
+  return (sni, sigAlgs) => {
     if (sni) {
-      for (const c of certs) if (c.names.includes(sni)) return c;
+      let covering: LoadedCertificate | undefined;
+      for (const c of certs) {
+        if (!c.names.includes(sni)) continue;
+        if (!sigAlgs || signableFor(c, sigAlgs)) return c;
+        covering ??= c;
+      }
       const dot = sni.indexOf('.');
       if (dot > 0) {
         const wild = `*${sni.slice(dot)}`;
-        for (const c of certs) if (c.names.includes(wild)) return c;
+        for (const c of certs) {
+          if (!c.names.includes(wild)) continue;
+          if (!sigAlgs || signableFor(c, sigAlgs)) return c;
+          covering ??= c;
+        }
       }
+      if (covering) return covering;
     }
     return certs[0];
   };
+}
+
+/** Each certificate → the list its selector was built from (one configuration's tls.certificates). */
+const configuredWith = new WeakMap<LoadedCertificate, readonly LoadedCertificate[]>();
+
+/**
+ * The key's kind as OpenSSL files a server certificate (one per kind in a
+ * context: RSA, EC, Ed25519), from the schemes it signs with.
+ */
+export function keyKind(c: { schemes: readonly number[] }): 'ec' | 'rsa' | 'ed25519' {
+  const s = c.schemes[0];
+  return s === SigScheme.ed25519 ? 'ed25519' : s === SigScheme.ecdsa_secp256r1_sha256 || s === SigScheme.ecdsa_secp384r1_sha384 ? 'ec' : 'rsa';
+}
+
+/**
+ * For the TLS 1.2 path (node:tls chooses among the certificates of its
+ * context by the suites and signature_algorithms the client offers, RFC 5246
+ * §7.4.2): besides `chosen`, the first certificate of each other key kind
+ * that covers `sni` (the selector's order: exact names, then a wildcard), so
+ * that a client offering only ECDHE-RSA suites gets the RSA certificate
+ * listed after an ECDSA one. Empty for the usual single certificate per name.
+ */
+export function otherKindsFor(chosen: LoadedCertificate, sni: string | undefined): LoadedCertificate[] {
+  const all = configuredWith.get(chosen);
+  if (!all || !sni || all.length < 2) return [];
+  const kinds = new Set([keyKind(chosen)]);
+  const out: LoadedCertificate[] = [];
+  const dot = sni.indexOf('.');
+  const wild = dot > 0 ? `*${sni.slice(dot)}` : undefined;
+  for (const pass of [sni, wild]) {
+    if (!pass) continue;
+    for (const c of all) {
+      if (c === chosen || !c.names.includes(pass) || kinds.has(keyKind(c))) continue;
+      kinds.add(keyKind(c));
+      out.push(c);
+    }
+  }
+  return out;
 }

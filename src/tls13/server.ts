@@ -59,8 +59,12 @@ export interface ServerOptions {
    * absent = DEFAULT_GROUPS. Code points we do not implement are ignored.
    */
   groups?: readonly number[];
-  /** The certificate for a server name (the inner SNI when ECH was accepted). */
-  certificate: (sni: string | undefined) => CertifiedKey | undefined;
+  /**
+   * The certificate for a server name (the inner SNI when ECH was accepted),
+   * given the client's signature_algorithms: when several cover the name, one
+   * the client can verify (RFC 8446 §4.4.2.2; tls13/certs.ts certificateSelector).
+   */
+  certificate: (sni: string | undefined, sigAlgs: readonly number[]) => CertifiedKey | undefined;
   /** Application protocols we accept, in preference order; absent = no ALPN. */
   alpn?: readonly string[];
   /** ECHConfigList to send as retry_configs when ECH was offered but not accepted. */
@@ -72,6 +76,8 @@ export interface ServerOptions {
   extraEncryptedExtensions?: readonly { type: number; data: Uint8Array }[];
   /** Cap on a handshake message from the client, header included: binds the second ClientHello (after HelloRetryRequest) like the first. Default 64 KiB. */
   maxClientHelloBytes?: number;
+  /** A monotonic clock in milliseconds (the KeyUpdate allowance grows with time); absent = performance.now(). Tests pin it. */
+  now?: () => number;
 }
 
 export interface EchInfo {
@@ -115,6 +121,18 @@ export interface KeyExchangeEvent {
   groupName: string;
   helloRetry: boolean;
   ech: boolean;
+}
+
+/**
+ * One message on `echgate:tls-record-limit` each time a connection is failed
+ * for a DoS bound the RFC does not set (MAX_USELESS_RECORDS, KEY_UPDATE_BURST):
+ * which one. The alert itself is counted with every other we send
+ * (echgate_tls_alerts_sent_total{alert="unexpected_message"}); this tells
+ * them apart for a metric or a test. No names, no key material.
+ */
+export const recordLimitChannel = channel('echgate:tls-record-limit');
+export interface RecordLimitEvent {
+  limit: 'useless_records' | 'key_updates';
 }
 
 /**
@@ -208,18 +226,36 @@ const echFacts = (e: EchInfo): EchInfo => ECH_FACTS[(e.offered ? 1 : 0) + (e.acc
 export const EARLY_DATA_SKIP_LIMIT = MAX_PLAINTEXT + 256;
 
 /**
- * KeyUpdates (RFC 8446 §4.6.3) a client may send before it has to send
- * application data again. Each one costs us an HKDF-Expand and new cipher
- * state (and, with update_requested, another one plus a record to send),
- * while it costs the client a 22-byte record. §5.1 already limits them to
- * one per record (a message that changes keys must end its record); this
- * limits them per connection: the allowance starts at the burst and grows
- * back by one per non-empty application data record. A real client updates
- * its keys after much data (a record-count limit of its AEAD, §5.5) or on an
- * explicit request, never dozens of times in a row. Over the limit:
- * unexpected_message.
+ * KeyUpdates (RFC 8446 §4.6.3) a client may send in a row without
+ * application data. Each one costs us an HKDF-Expand and new cipher state
+ * (and, with update_requested, another one plus a record to send), while it
+ * costs the client a 22-byte record. §5.1 already limits them to one per
+ * record (a message that changes keys must end its record); the RFC sets no
+ * other limit, so this one is a DoS bound a real client never meets: the
+ * allowance starts at the burst, grows back by one per non-empty application
+ * data record and by one per KEY_UPDATE_REFILL_MS of time (a client that
+ * only downloads and rekeys on its own schedule, or on a user's command, is
+ * never cut). 32 is what BoringSSL (kMaxKeyUpdates), OpenSSL and rustls
+ * allow in a row; they refill only on application data, never by time.
+ * Over the limit: unexpected_message.
  */
-export const KEY_UPDATE_BURST = 8;
+export const KEY_UPDATE_BURST = 32;
+/** One more KeyUpdate is allowed per this many milliseconds, up to KEY_UPDATE_BURST. */
+export const KEY_UPDATE_REFILL_MS = 10_000;
+
+/**
+ * Records in a row that carry nothing (RFC 8446 §5.4 empty application data,
+ * padding only; §6.1 user_canceled warning alerts) before the connection is
+ * failed with unexpected_message. The RFC allows both without a limit, but
+ * each costs an AEAD open and a pass through the read loop for nothing: 10^5
+ * empty records were 380 ms of CPU on a connection that stayed open.
+ * Go's crypto/tls allows 16 such records in a row (maxUselessRecords) and
+ * starts the count again at any record that carries data; OpenSSL allows 32
+ * empty records and 5 warning alerts, rustls 32 empty fragments and 4
+ * warning alerts. We count as Go does: one count for both, reset by a
+ * non-empty application data record.
+ */
+export const MAX_USELESS_RECORDS = 16;
 
 const NO_SESSION_ID = new Uint8Array(0);
 
@@ -277,6 +313,10 @@ export class TlsServer {
   /** §4.2.10: ciphertext bytes of rejected 0-RTT we may still skip; 0 = skip nothing. */
   private earlySkip = 0;
   private keyUpdateAllowance = KEY_UPDATE_BURST;
+  /** When the KeyUpdate allowance last grew by time, or was last full: the next one is earned KEY_UPDATE_REFILL_MS later. */
+  private keyUpdateClock = 0;
+  /** Records in a row that carried nothing (MAX_USELESS_RECORDS). */
+  private uselessRecords = 0;
   /** The client sent close_notify: we read nothing more, but may still write until we close (§6.1 half-close). */
   private peerClosed = false;
   private ccsSeen = false;
@@ -433,7 +473,7 @@ export class TlsServer {
       return this.helloRetry({ kind: 'expect_second_client_hello', clientRandom: ch.random, suite, group, transcript, decryptSecond });
     }
 
-    const cert = this.o.certificate(this.sni);
+    const cert = this.o.certificate(this.sni, sigAlgs);
     if (!cert) throw fail('unrecognized_name', 'no certificate for this name', 'no_certificate');
     const scheme = firstIn(cert.schemes, sigAlgs);
     if (scheme === undefined) throw fail('handshake_failure', 'no common signature scheme', 'no_common_signature_scheme');
@@ -661,14 +701,23 @@ export class TlsServer {
     if (inner === ContentType.handshake) return this.onHandshakeData(content, out);
     if (inner === ContentType.application_data) {
       if (st.kind !== 'traffic') throw fail('unexpected_message', 'application data before Finished');
-      // §5.4: zero-length application data is allowed (traffic analysis cover); it earns no KeyUpdate allowance.
+      // §5.4: zero-length application data is allowed (traffic analysis cover); it earns no KeyUpdate allowance,
+      // and only MAX_USELESS_RECORDS of them in a row are read.
       if (content.length) {
         out.data.push(content);
+        this.uselessRecords = 0;
         if (this.keyUpdateAllowance < KEY_UPDATE_BURST) this.keyUpdateAllowance++;
-      }
+      } else this.uselessRecord('empty application data');
       return;
     }
     throw fail('unexpected_message', `unexpected inner content type ${inner}`);
+  }
+
+  /** A record that carried nothing: past MAX_USELESS_RECORDS in a row, unexpected_message (RFC 8446 §6.2: "an inappropriate message … was received"). */
+  private uselessRecord(what: string): void {
+    if (++this.uselessRecords <= MAX_USELESS_RECORDS) return;
+    if (recordLimitChannel.hasSubscribers) recordLimitChannel.publish({ limit: 'useless_records' } satisfies RecordLimitEvent);
+    throw fail('unexpected_message', `more than ${MAX_USELESS_RECORDS} records in a row without data (the last: ${what})`, 'useless_records_cap');
   }
 
   private skipEarly(fragment: Uint8Array): void {
@@ -689,7 +738,7 @@ export class TlsServer {
     if (body.length === 0) throw fail('unexpected_message', 'empty alert record');
     if (body.length !== 2) throw new EchgateError('ERR_DECODE', `alert record of ${body.length} bytes`, { alert: 'decode_error' });
     const desc = body[1]!;
-    if (desc === AlertDescription.user_canceled) return;
+    if (desc === AlertDescription.user_canceled) return this.uselessRecord('a user_canceled alert');
     out.closed = true;
     if (isClosureAlert(desc) && this.state.kind === 'traffic') {
       // §6.1: close_notify closes the client's write side only; the backend's answer may still go out.
@@ -748,6 +797,19 @@ export class TlsServer {
     this.ech = echFacts(this.ech);
   }
 
+  /** The KeyUpdate allowance's growth by time (KEY_UPDATE_BURST): one per KEY_UPDATE_REFILL_MS since it was last full. */
+  private earnKeyUpdates(): void {
+    const now = this.o.now ? this.o.now() : performance.now();
+    if (this.keyUpdateAllowance >= KEY_UPDATE_BURST) {
+      this.keyUpdateClock = now;
+      return;
+    }
+    const earned = Math.floor((now - this.keyUpdateClock) / KEY_UPDATE_REFILL_MS);
+    if (earned <= 0) return;
+    this.keyUpdateAllowance = Math.min(KEY_UPDATE_BURST, this.keyUpdateAllowance + earned);
+    this.keyUpdateClock = this.keyUpdateAllowance === KEY_UPDATE_BURST ? now : this.keyUpdateClock + earned * KEY_UPDATE_REFILL_MS;
+  }
+
   /** §4.6.3: the client moves to its next traffic secret; with update_requested we follow. */
   private onKeyUpdate(st: Traffic, body: Uint8Array, endsRecord: boolean, out: Output): void {
     // §4.6.3: struct { KeyUpdateRequest request_update; } — one byte, 0 or 1.
@@ -755,7 +817,11 @@ export class TlsServer {
     if (body.length !== 1 || request === undefined) throw new EchgateError('ERR_DECODE', `KeyUpdate of ${body.length} bytes`, { alert: 'decode_error' });
     if (request > 1) throw fail('illegal_parameter', `KeyUpdate request_update ${request}`);
     if (!endsRecord) throw fail('unexpected_message', 'handshake data after KeyUpdate in the same record');
-    if (this.keyUpdateAllowance === 0) throw fail('unexpected_message', `more than ${KEY_UPDATE_BURST} KeyUpdates without application data`, 'key_update_cap');
+    this.earnKeyUpdates();
+    if (this.keyUpdateAllowance === 0) {
+      if (recordLimitChannel.hasSubscribers) recordLimitChannel.publish({ limit: 'key_updates' } satisfies RecordLimitEvent);
+      throw fail('unexpected_message', `more than ${KEY_UPDATE_BURST} KeyUpdates without application data, and more than one per ${KEY_UPDATE_REFILL_MS} ms since`, 'key_update_cap');
+    }
     this.keyUpdateAllowance--;
     const p = this.o.provider;
     const client = nextTrafficSecret(p, st.suite.hash, st.clientApSecret);
