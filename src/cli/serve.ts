@@ -1,5 +1,4 @@
 /** `echgate serve --config F` (or `--demo`): run the proxy until SIGTERM/SIGINT. */
-import { watch } from 'node:fs';
 import { loadConfigFile } from './config-file.js';
 import { ConfigSources } from './config-sources.js';
 import { queryCounter, startDnsService } from '../dns/service.js';
@@ -7,6 +6,7 @@ import type { Config, DnsConfig } from '../config/types.js';
 import { ConfigError, EchgateError, isEchgateError } from '../errors.js';
 import { resolve } from 'node:path';
 import { Keyring } from '../keys/keyring.js';
+import { POLL_MS, watchPath } from '../keys/watch.js';
 import { plainClassifier } from '../proxy/context.js';
 import { echClassifier } from '../proxy/ech-classifier.js';
 import { withEsni } from '../proxy/esni-classifier.js';
@@ -81,6 +81,7 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
         if (ring === r) log.info({ keysDir: dir, keys }, 'ECH keys loaded');
       },
       onError: (err) => log.error({ keysDir: dir, err: err.message }, 'ECH key folder reload refused: the previous keys stay in use'),
+      onWatchFallback: (err) => log.warn({ keysDir: dir, err: err.message, pollMs: POLL_MS }, 'ECH key folder cannot be watched (the host\'s inotify limits?): polled instead'),
     });
     r.reload(); // throws for an unreadable or untrusted folder
     try {
@@ -277,10 +278,14 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
   if (sources) sources.onChange = reload;
   let debounce: NodeJS.Timeout | undefined;
   const watcher = file
-    ? watch(file, () => {
-        clearTimeout(debounce);
-        debounce = setTimeout(() => reload('file changed'), 200);
-      })
+    ? watchPath(
+        file,
+        () => {
+          clearTimeout(debounce);
+          debounce = setTimeout(() => reload('file changed'), 200);
+        },
+        { onFallback: (err) => log.warn({ config: file, err: err.message, pollMs: POLL_MS }, 'configuration file cannot be watched (the host\'s inotify limits?): polled instead; SIGHUP reloads as always') },
+      )
     : undefined;
 
   return new Promise<number>((resolve) => {

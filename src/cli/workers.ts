@@ -14,7 +14,7 @@
  * and a descriptor pass per connection.
  */
 import cluster, { type Worker } from 'node:cluster';
-import { watch } from 'node:fs';
+import { POLL_MS, watchPath } from '../keys/watch.js';
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
@@ -320,16 +320,20 @@ export async function runPrimary(file: string, cfg: Config, log: Logger, errors?
   process.once('SIGINT', onInt);
   // The workers watch the file themselves; the primary watches it for metrics.dashboard only.
   let debounce: NodeJS.Timeout | undefined;
-  const fileWatch = watch(file, () => {
-    clearTimeout(debounce);
-    debounce = setTimeout(() => {
-      try {
-        applyDashboard(loadConfigFile(file), 'file changed');
-      } catch {
-        // Not valid: the workers refuse it and log why.
-      }
-    }, 200);
-  });
+  const fileWatch = watchPath(
+    file,
+    () => {
+      clearTimeout(debounce);
+      debounce = setTimeout(() => {
+        try {
+          applyDashboard(loadConfigFile(file), 'file changed');
+        } catch {
+          // Not valid: the workers refuse it and log why.
+        }
+      }, 200);
+    },
+    { onFallback: (err) => log.warn({ config: file, err: err.message, pollMs: POLL_MS }, "configuration file cannot be watched (the host's inotify limits?): polled instead") },
+  );
   const watcherStop = () => {
     process.removeListener('SIGHUP', onHup);
     clearTimeout(debounce);

@@ -5,13 +5,13 @@
  * short debounce. A reload that fails (the folder became unreadable, or
  * others could write it: ERR_KEY_TRUST) keeps the previous snapshot.
  */
-import { type FSWatcher, watch } from 'node:fs';
 import { nodeProvider } from '../crypto/node.js';
 import { type EsniLookup, type EsniServerKey, prepareEsniKey } from '../ech/esni.js';
 import { type EchServerKey, type KeyLookup, prepareServerKey } from '../ech/server.js';
 import { decryptingEsni, type EsniRetired, loadEsniKeys, publishedEsni } from './esni-store.js';
 import { decryptingKeys, publishedList, settledRetryList } from './manager.js';
 import { KeyDir, type LoadResult } from './store.js';
+import { type PathWatch, watchPath } from './watch.js';
 
 /**
  * How long a newly active key waits before it is first in retry_configs
@@ -51,12 +51,14 @@ export interface KeyringEvents {
   onLoad?(r: { keys: number; problems: LoadResult['problems']; notices: LoadResult['notices'] }): void;
   /** A reload from the watcher or the expiry timer failed (folder unreadable, or refused by the trust check): the previous keys stay in use. */
   onError?(err: Error): void;
+  /** The folder could not be watched (fs.watch failed: the host's inotify limits) and is polled instead (keys/watch.ts). */
+  onWatchFallback?(err: Error): void;
 }
 
 export class Keyring implements KeyLookup, EsniLookup {
   private snap: Snapshot = new Snapshot([], undefined, undefined);
   private retiredIds: ReadonlySet<number> = new Set();
-  private watcher: FSWatcher | undefined;
+  private watcher: PathWatch | undefined;
   private timer: NodeJS.Timeout | undefined;
   private expiryTimer: NodeJS.Timeout | undefined;
   /** Readable-key warnings already given (file and message): the folder watch reloads at every rotation, and one warning per file is enough. */
@@ -144,10 +146,20 @@ export class Keyring implements KeyLookup, EsniLookup {
   }
 
   watch(): void {
-    this.watcher = watch(this.dir, () => {
-      clearTimeout(this.timer);
-      this.timer = setTimeout(() => this.refresh(), 100);
-    });
+    const fallback = this.events.onWatchFallback;
+    this.watcher = watchPath(
+      this.dir,
+      () => {
+        clearTimeout(this.timer);
+        this.timer = setTimeout(() => this.refresh(), 100);
+      },
+      fallback ? { onFallback: (e) => fallback(e) } : {},
+    );
+  }
+
+  /** Whether the folder is polled rather than watched (keys/watch.ts). */
+  get polling(): boolean {
+    return this.watcher?.polling ?? false;
   }
 
   close(): void {
