@@ -222,6 +222,9 @@ export function reachableServers(cfg: Config, ep: string): PreambleTarget[] {
  * lets the handler go on only after the backend's answer says "go ahead".
  * Until then the backend's bytes are the answer, not for the client.
  */
+/** Client bytes held while the backend answers the preamble (proxy/preamble.ts withBackendPreamble): one TLS record's worth. */
+const HOLD_MAX = 16 * 1024 + 256;
+
 export function withBackendPreamble(proto: PreambleProtocol, inner: Handler): Handler {
   return {
     ...(inner.answer ? { answer: inner.answer } : {}),
@@ -233,7 +236,10 @@ export function withBackendPreamble(proto: PreambleProtocol, inner: Handler): Ha
           let open = false;
           let got: Uint8Array = new Uint8Array(0);
           let timer: NodeJS.Timeout | undefined;
+          let refused = false;
           const refuse = (why: string) => {
+            refused = true;
+            client.removeListener('data', hold);
             clearTimeout(timer);
             relay.stop();
             ctx.metrics.backendErrors.inc({ service: c.logRouter() === c.route?.name ? (c.route?.target.router.service ?? '-') : c.logRouter(), kind: 'preamble' });
@@ -266,6 +272,7 @@ export function withBackendPreamble(proto: PreambleProtocol, inner: Handler): Ha
                 }
                 clearTimeout(timer);
                 open = true;
+                unwatchClient();
                 c.guard(onConnect)(relay);
                 return [];
               },
@@ -280,6 +287,40 @@ export function withBackendPreamble(proto: PreambleProtocol, inner: Handler): Ha
           );
           // The client (or anything else) ended the connection first: no refusal to report later.
           relay.backend.once('close', () => clearTimeout(timer));
+          // Until the backend has answered, the relay does not read the client, so a client that leaves
+          // would not be seen: the deadline would then refuse (count, log) a connection that is gone and
+          // hold the backend until clientHelloTimeout. So the client is read meanwhile: its EOF or close ends
+          // the wait; the few bytes a client may send before our ServerHello are held and put back for the
+          // relay (a TLS client sends nothing more before it; HOLD_MAX bounds one that does, which is then
+          // no longer read, as before).
+          const held: Buffer[] = [];
+          let heldBytes = 0;
+          const hold = (d: Buffer) => {
+            held.push(d);
+            heldBytes += d.length;
+            if (heldBytes > HOLD_MAX) client.pause();
+          };
+          const gone = () => {
+            if (open || refused) return;
+            unwatchClient();
+            clearTimeout(timer);
+            relay.stop();
+            c.finish('closed');
+            client.destroy();
+            relay.backend.destroy();
+          };
+          const unwatchClient = () => {
+            client.removeListener('data', hold);
+            client.removeListener('end', gone);
+            client.removeListener('close', gone);
+            client.pause();
+            for (let i = held.length - 1; i >= 0; i--) client.unshift(held[i]!);
+            held.length = 0;
+          };
+          client.on('data', hold);
+          client.once('end', gone);
+          client.once('close', gone);
+          client.resume();
           return relay;
       };
       inner.start(wrapped);
