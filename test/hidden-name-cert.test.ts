@@ -6,7 +6,7 @@
  * not ship one.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +17,7 @@ import { startDemo } from '../src/cli/demo.js';
 import { generateKey } from '../src/keys/manager.js';
 import { loadCertificates } from '../src/proxy/certificates.js';
 import { certificateSelector } from '../src/tls13/certs.js';
+import { waitForOutput } from './helpers.js';
 
 const W = mkdtempSync(join(tmpdir(), 'echgate-hidden-cert-'));
 
@@ -98,6 +99,28 @@ describe('a hidden name on a certificate sent without ECH (RFC 9849 §6.1.6, §1
       const r = await check(config(routers, tls));
       assert.doesNotMatch(r.text, /names secret/, r.text);
       assert.doesNotMatch(r.text, /warning/, r.text);
+    }
+  });
+  it('serve warns at start, naming the certificate file and never the hidden host (a log is not the place for it)', async () => {
+    const f = join(W, 'serve.yml');
+    writeFileSync(f, config(HIDDEN, certs(both)).replace('127.0.0.1:1', '127.0.0.1:0'));
+    const child = spawn(process.execPath, [join(import.meta.dirname, '..', '..', 'bin', 'echgate.js'), 'serve', '--config', f], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    try {
+      await waitForOutput(() => out, 'names a host only ECH routes serve', 20_000);
+      await waitForOutput(() => out, 'ECH keys loaded', 5_000);
+      const line = out.split('\n').find((l) => l.includes('names a host only ECH routes serve'))!;
+      assert.equal(JSON.parse(line).certificate, both.certFile);
+      assert.ok(!out.includes('secret.example.test'), out);
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
     }
   });
   it('the embedded demo: the certificate chosen for the public name does not name the hidden host', async () => {

@@ -141,6 +141,22 @@ function matchesOtherNames(rule: string): boolean {
  * This message goes to the operator's terminal (`check`), never to a log.
  */
 export function hiddenNameWarnings(cfg: Config, certs: LoadedCertificate[], publicNames: readonly string[]): string[] {
+  return hiddenNameLeaks(cfg, certs, publicNames).map(
+    ({ index, file, servedFor, leaked }) =>
+      `tls.certificates[${index}]: ${file} is sent to clients without ECH or with ECH rejected (for ${servedFor}) and names ${leaked.join(', ')}, served only through ECH (requireECH): anyone can read ${leaked.length > 1 ? 'those names' : 'that name'} from it; give the hidden names a certificate of their own (RFC 9849 §6.1.6, §10.5)`,
+  );
+}
+
+/** One certificate hiddenNameWarnings reports: where it is, what it is sent for, and the hidden names on it. */
+export interface HiddenNameLeak {
+  index: number;
+  file: string;
+  servedFor: string;
+  leaked: string[];
+}
+
+/** hiddenNameWarnings' findings, for a caller that must not print the hidden names (serve's log). */
+export function hiddenNameLeaks(cfg: Config, certs: LoadedCertificate[], publicNames: readonly string[]): HiddenNameLeak[] {
   if (certs.length === 0) return [];
   const hidden = new Set<string>();
   const open = new Set<string>();
@@ -162,7 +178,7 @@ export function hiddenNameWarnings(cfg: Config, certs: LoadedCertificate[], publ
     for (const c of covering) if (!sentFor.has(c)) sentFor.set(c, n);
   }
   if (defaultServed && !sentFor.has(certs[0]!)) sentFor.set(certs[0]!, '(any name no certificate covers: the default certificate)');
-  const out: string[] = [];
+  const out: HiddenNameLeak[] = [];
   for (const [c, name] of sentFor) {
     const i = certs.indexOf(c);
     const file = cfg.certificates[i]?.certFile ?? '?';
@@ -170,11 +186,7 @@ export function hiddenNameWarnings(cfg: Config, certs: LoadedCertificate[], publ
     const cn = subjectCommonName(file);
     if (cn) onCert.add(cn);
     const leaked = [...hidden].filter((h) => onCert.has(h));
-    if (leaked.length) {
-      out.push(
-        `tls.certificates[${i}]: ${file} is sent to clients without ECH or with ECH rejected (for ${name}) and names ${leaked.join(', ')}, served only through ECH (requireECH): anyone can read ${leaked.length > 1 ? 'those names' : 'that name'} from it; give the hidden names a certificate of their own (RFC 9849 §6.1.6, §10.5)`,
-      );
-    }
+    if (leaked.length) out.push({ index: i, file, servedFor: name, leaked });
   }
   return out;
 }

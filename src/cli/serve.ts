@@ -20,6 +20,8 @@ import { startDemo } from './demo.js';
 import { isWorker, joinGroup, runPrimary, runsRotation } from './workers.js';
 import { sweepOnMainThread } from './bulk-gc.js';
 import { HEAP_FLOOR_FLAG, setsHeapFloor } from './heap-floor.js';
+import { hiddenNameLeaks } from './check.js';
+import { loadCertificates } from '../proxy/certificates.js';
 import { type RotationScheduler, startRotation } from './rotation.js';
 import type { ConfigInForce } from '../fleet/records.js';
 import { type FleetMember, startFleetMember } from './fleet.js';
@@ -125,8 +127,27 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
   let metricsSrv: { close(): void } | undefined;
   let dashboard: Dashboard | undefined;
   let dns: Awaited<ReturnType<typeof startDnsService>> | undefined;
+  /**
+   * A certificate sent without ECH (or with ECH rejected) that names a host only ECH routes serve hands
+   * that name to anyone who connects without ECH (RFC 9849 §6.1.6, §10.5; check.ts hiddenNameLeaks).
+   * `echgate check` names the host on the operator's terminal; this log line names the certificate and
+   * never the host (a log is not the place for a hidden name). Once per process group.
+   */
+  const warnHiddenNameCertificates = (c: Config) => {
+    if (!runsRotation()) return;
+    try {
+      const publicNames = ring ? ring.all().map((k) => k.config.publicName) : [];
+      for (const l of hiddenNameLeaks(c, loadCertificates(c, file ?? '(demo)'), publicNames)) {
+        log.warn({ certificate: l.file, index: l.index, hiddenNames: l.leaked.length }, 'a certificate sent to clients without ECH names a host only ECH routes serve, so anyone can read it there: run `echgate check` for which; give hidden names a certificate of their own');
+      }
+    } catch (e) {
+      // The gateway has loaded these files already; a read failing now is not a reason to stop serving.
+      log.warn({ err: reason(e) }, 'could not look for hidden names on the certificates');
+    }
+  };
   try {
     (await prepare(cfg)).commit();
+    warnHiddenNameCertificates(cfg);
     sources?.applied(cfg, gw.metrics);
     // In a process group the primary serves /metrics for all workers (src/cli/workers.ts).
     if (cfg.metrics && !isWorker()) {
@@ -260,6 +281,7 @@ export async function serveCommand(a: Args, out: (s: string) => void): Promise<n
     }
     p!.commit();
     dash?.commit();
+    warnHiddenNameCertificates(next);
     sources?.applied(next, gw.metrics);
     configRevision = revision(next);
     configInForce = inForce(next, configInForce);
