@@ -123,7 +123,7 @@ export class Keyring implements KeyLookup, EsniLookup {
       return false;
     }
     try {
-      const r = new KeyDir(this.dir).load();
+      const r = kd.load();
       const after = kd.lockState();
       // A writer came and went during the load: what it read may be torn; the writer's changes bring another reload.
       if (after.held || after.ticket !== before.ticket) {

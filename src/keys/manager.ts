@@ -415,9 +415,7 @@ export function settledRetryList(keys: StoredKey[], now: number, settleMs: numbe
   };
 }
 
-/** retry_configs (RFC 9849 §7.1): active first, then retry keys. */
-export function retryList(keys: StoredKey[]): Uint8Array | undefined {
-  const pick = (s: string) => keys.filter((k) => k.meta.state === s && k.config).map((k) => k.config!.raw);
-  const cfgs = [...pick('active'), ...pick('retry')];
-  return cfgs.length ? encodeECHConfigList(cfgs) : undefined;
+/** retry_configs (RFC 9849 §7.1) with nothing held back: active first, then retry keys (settledRetryList with no settle time). */
+export function retryList(keys: StoredKey[], now = Date.now()): Uint8Array | undefined {
+  return settledRetryList(keys, now, 0).list;
 }
